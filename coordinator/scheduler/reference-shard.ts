@@ -1,0 +1,102 @@
+// A shard without a model: applies Steps with exactly the bookkeeping the protocol asks of a shard
+// and checks every rule a scheduler must keep. Tests of the scheduler (and of anything that drives it)
+// use it in place of real shards; the tokens it "samples" come from a caller-supplied function.
+
+import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import type { SeqOutput, Step, StepResult } from '../../protocol/index.js';
+
+/** Picks the token sampled after `tokens` (the whole sequence so far) for seqId. */
+export type ReferenceSampler = (seqId: string, tokens: readonly number[]) => number;
+
+interface ShardSequence {
+  /** Tokens whose K/V are stored, in position order. */
+  tokens: number[];
+  blockTable: number[];
+  /** Sampled last step: the token the next step must feed back. */
+  pending: number;
+}
+
+export class ReferenceShard {
+  private readonly seqs = new Map<string, ShardSequence>();
+  private readonly sample: ReferenceSampler;
+  private readonly blockSize: number;
+  private readonly numBlocks: number;
+
+  constructor(numBlocks: number, blockSize: number, sample: ReferenceSampler) {
+    this.numBlocks = numBlocks;
+    this.blockSize = blockSize;
+    this.sample = sample;
+  }
+
+  /** Sequences whose state this shard holds. */
+  get size(): number {
+    return this.seqs.size;
+  }
+
+  has(seqId: string): boolean {
+    return this.seqs.has(seqId);
+  }
+
+  /** The block table this shard holds for seqId (undefined when it holds no state). */
+  blockTable(seqId: string): readonly number[] | undefined {
+    return this.seqs.get(seqId)?.blockTable;
+  }
+
+  /** Applies step (finished, then running, then new) and returns what rank 0 would reply.
+   * Throws an Error naming the broken rule when the step is inconsistent. */
+  run(step: Step): StepResult {
+    if (step.v !== PROTOCOL_VERSION || step.type !== 'step') throw new Error('not a step message');
+    for (const seqId of step.finished) {
+      if (!this.seqs.delete(seqId)) throw new Error(`step ${step.stepId}: finished ${seqId}, which holds no state`);
+    }
+    const outputs: SeqOutput[] = [];
+    const seen = new Set<string>();
+    const once = (seqId: string): void => {
+      if (seen.has(seqId)) throw new Error(`step ${step.stepId}: ${seqId} listed twice`);
+      seen.add(seqId);
+    };
+    for (const r of step.running) {
+      once(r.seqId);
+      const seq = this.seqs.get(r.seqId);
+      if (seq === undefined) throw new Error(`step ${step.stepId}: running ${r.seqId}, which holds no state`);
+      if (r.token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
+      seq.blockTable.push(...r.newBlocks);
+      seq.tokens.push(r.token);
+      outputs.push(this.emit(r.seqId, seq));
+    }
+    for (const n of step.newSeqs) {
+      once(n.seqId);
+      if (this.seqs.has(n.seqId)) throw new Error(`step ${step.stepId}: new ${n.seqId} already holds state`);
+      if (n.tokens.length === 0) throw new Error(`step ${step.stepId}: new ${n.seqId} has no tokens`);
+      const tail = n.tokens.slice(n.tokens.length - n.generated.length);
+      if (tail.some((t, i) => t !== n.generated[i])) throw new Error(`step ${step.stepId}: ${n.seqId} tokens do not end with generated`);
+      const seq: ShardSequence = { tokens: [...n.tokens], blockTable: [...n.blockTable], pending: -1 };
+      this.seqs.set(n.seqId, seq);
+      outputs.push(this.emit(n.seqId, seq));
+    }
+    this.checkBlocks(step.stepId);
+    return { v: PROTOCOL_VERSION, type: 'step.result', stepId: step.stepId, rank: 0, outputs, computeMs: 0 };
+  }
+
+  private emit(seqId: string, seq: ShardSequence): SeqOutput {
+    seq.pending = this.sample(seqId, seq.tokens);
+    return { seqId, token: seq.pending, logprob: -1, top: [] };
+  }
+
+  // Every stored position has a block, no sequence holds more than it needs, no block has two owners.
+  private checkBlocks(stepId: number): void {
+    const owner = new Map<number, string>();
+    for (const [seqId, seq] of this.seqs) {
+      const need = Math.ceil(seq.tokens.length / this.blockSize);
+      if (seq.blockTable.length !== need) {
+        throw new Error(`step ${stepId}: ${seqId} stores ${seq.tokens.length} tokens in ${seq.blockTable.length} blocks (needs ${need})`);
+      }
+      for (const block of seq.blockTable) {
+        if (!Number.isInteger(block) || block < 0 || block >= this.numBlocks) throw new Error(`step ${stepId}: bad block id ${block}`);
+        const other = owner.get(block);
+        if (other !== undefined) throw new Error(`step ${stepId}: block ${block} owned by ${other} and ${seqId}`);
+        owner.set(block, seqId);
+      }
+    }
+  }
+}

@@ -1,0 +1,363 @@
+// Continuous batching with paged KV blocks, adapter-aware admission and preemption by recompute.
+// Two calls drive it: schedule() builds the next Step, update() applies its StepResult; they alternate.
+// Pure bookkeeping: no I/O, no timers. Aborts and stops take effect at the next schedule().
+
+import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import type { NewSequence, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
+import { BlockManager } from './block-manager.js';
+import type { FinishReason, Sequence } from './sequence.js';
+import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
+import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
+
+interface InFlight {
+  stepId: number;
+  seqs: Sequence[];
+}
+
+interface PendingStop {
+  reason: FinishReason;
+  message: string | null;
+}
+
+export class Scheduler {
+  private readonly config: SchedulerConfig;
+  private readonly blocks: BlockManager;
+  private readonly maxTotalTokens: number;
+  private readonly isAdapterReady: (key: string) => boolean;
+  private readonly adapterSlot: ((key: string) => number) | undefined;
+  private readonly now: () => number;
+
+  private readonly live = new Map<string, Sequence>();
+  private waitingQueue: Sequence[] = [];
+  /** In admission order: the last one is the first to be preempted. */
+  private runningList: Sequence[] = [];
+  private readonly pendingStops = new Map<string, PendingStop>();
+  /** Ids the shards must drop, sent with the next step. */
+  private toFree: string[] = [];
+  private inFlight: InFlight | null = null;
+  private abandonedStepId: number | null = null;
+  private nextStepId = 1;
+  private preemptionTotal = 0;
+
+  constructor(config: SchedulerConfig, hooks: SchedulerHooks = {}) {
+    checkSchedulerConfig(config);
+    this.config = { ...config };
+    this.blocks = new BlockManager(config.numBlocks, config.blockSize);
+    this.maxTotalTokens = Math.min(config.maxTotalTokens, this.blocks.capacityTokens);
+    this.isAdapterReady = hooks.isAdapterReady ?? (() => true);
+    this.adapterSlot = hooks.adapterSlot;
+    this.now = hooks.now ?? Date.now;
+  }
+
+  /** Queues a new request. Throws SchedulerError when it could never run. */
+  add(seq: Sequence): void {
+    const why = this.rejectReason(seq);
+    if (why !== null) throw new SchedulerError(`sequence ${seq.seqId}: ${why}`, 'INVALID_SEQUENCE');
+    seq.arrivalTime = this.now();
+    this.live.set(seq.seqId, seq);
+    this.waitingQueue.push(seq);
+  }
+
+  /** Cancels a request at the next schedule(); false when it is unknown or already ending. */
+  abort(seqId: string, reason: FinishReason = 'cancelled', message: string | null = null): boolean {
+    if (!this.live.has(seqId) || this.pendingStops.has(seqId)) return false;
+    this.pendingStops.set(seqId, { reason, message });
+    return true;
+  }
+
+  /** Ends a request the layer above decided is complete (e.g. a stop sequence matched). */
+  finish(seqId: string, reason: FinishReason = 'stop_sequence'): boolean {
+    return this.abort(seqId, reason);
+  }
+
+  /** True while schedule() has something to do. A null schedule() with work left means: wait for an adapter. */
+  hasWork(): boolean {
+    return this.waitingQueue.length > 0 || this.runningList.length > 0 || this.toFree.length > 0 || this.pendingStops.size > 0;
+  }
+
+  schedule(): ScheduledStep | null {
+    if (this.inFlight !== null) {
+      throw new SchedulerError(`step ${this.inFlight.stepId} is in flight: call update() first`, 'OUT_OF_ORDER');
+    }
+    this.applyStops();
+    const preempted: string[] = [];
+    const running = this.scheduleRunning(preempted);
+    // Recompute-preemption means the cache is full: admit nothing new this step.
+    const admitted = preempted.length === 0 ? this.admitWaiting() : [];
+    const finished = this.toFree;
+    if (running.length === 0 && admitted.length === 0 && finished.length === 0) return null;
+    this.toFree = [];
+
+    const newSeqs = admitted.map((seq) => this.newSequenceMessage(seq));
+    const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
+    this.inFlight = { stepId: step.stepId, seqs: [...this.runningList] };
+    const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0);
+    return { step, prefillTokens, decodeTokens: running.length, preempted };
+  }
+
+  /** Applies a step's sampled tokens; returns one event per sequence that produced a token. */
+  update(result: StepResult): SequenceEvent[] {
+    if (result.stepId === this.abandonedStepId) return [];
+    const flight = this.inFlight;
+    if (flight === null || result.stepId !== flight.stepId) {
+      throw new SchedulerError(`result for step ${result.stepId} but ${flight?.stepId ?? 'none'} is in flight`, 'OUT_OF_ORDER');
+    }
+    this.inFlight = null;
+    const expected = flight.seqs.filter((seq) => !seq.isFinished && !this.pendingStops.has(seq.seqId));
+    const outputs = new Map<string, SeqOutput>(result.outputs.map((o) => [o.seqId, o]));
+    const problem = result.error ?? outputProblem(flight.seqs, expected, outputs);
+    if (problem !== null) {
+      const failed = this.endAll(flight.seqs.filter((seq) => !seq.isFinished), 'error', problem);
+      throw new StepFailedError(`step ${flight.stepId} failed: ${problem}`, flight.stepId, failed);
+    }
+
+    const events: SequenceEvent[] = [];
+    for (const seq of expected) {
+      const out = outputs.get(seq.seqId)!;
+      seq.generated.push(out.token);
+      const event: SequenceEvent = { seqId: seq.seqId, token: out.token, logprob: out.logprob, top: out.top };
+      if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
+      if (out.logits !== undefined) event.logits = out.logits;
+      const reason = this.stopReason(seq, out.token);
+      if (reason !== null) {
+        event.finished = reason;
+        this.end(seq, reason, null);
+      }
+      events.push(event);
+    }
+    this.runningList = this.runningList.filter((seq) => !seq.isFinished);
+    return events;
+  }
+
+  /** A shard died: ends every running and waiting sequence with 'error' and frees all blocks.
+   * Returns the sequences ended with 'error' (those with a pending abort/finish keep that reason). */
+  failAll(message: string): Sequence[] {
+    if (this.inFlight !== null) {
+      this.abandonedStepId = this.inFlight.stepId;
+      this.inFlight = null;
+    }
+    return this.endAll([...this.runningList, ...this.waitingQueue], 'error', message);
+  }
+
+  get(seqId: string): Sequence | undefined {
+    return this.live.get(seqId);
+  }
+
+  get waiting(): number {
+    return this.waitingQueue.length;
+  }
+
+  get running(): number {
+    return this.runningList.length;
+  }
+
+  get usedBlocks(): number {
+    return this.blocks.usedBlocks;
+  }
+
+  get freeBlocks(): number {
+    return this.blocks.freeBlocks;
+  }
+
+  /** Distinct adapters among running sequences. */
+  get activeAdapters(): number {
+    return this.runningAdapterKeys().size;
+  }
+
+  get preemptions(): number {
+    return this.preemptionTotal;
+  }
+
+  /** An adapter with running sequences must stay in its device slot. */
+  adapterInUse(key: string): boolean {
+    return this.runningList.some((seq) => seq.adapterKey === key);
+  }
+
+  /** Adapters that waiting requests need and that are not ready, oldest request first: what to load next. */
+  wantedAdapters(): string[] {
+    const keys = new Set<string>();
+    for (const seq of this.waitingQueue) {
+      if (seq.adapterKey !== null && !this.isAdapterReady(seq.adapterKey)) keys.add(seq.adapterKey);
+    }
+    return [...keys];
+  }
+
+  blockTable(seqId: string): readonly number[] {
+    return this.blocks.blockTable(seqId);
+  }
+
+  // Every running sequence decodes: extend its table to cover the token it writes this step,
+  // preempting the most recently admitted sequences until it fits.
+  private scheduleRunning(preempted: string[]): RunningSequence[] {
+    const scheduled: RunningSequence[] = [];
+    for (let i = 0; i < this.runningList.length; i++) {
+      const seq = this.runningList[i]!;
+      while (!this.blocks.canAppend(seq.seqId, seq.length)) {
+        const victim = this.runningList.pop()!;
+        this.preempt(victim);
+        preempted.push(victim.seqId);
+        if (victim === seq) break;
+      }
+      if (seq.status !== 'running') break;
+      scheduled.push({ seqId: seq.seqId, token: seq.lastToken, newBlocks: this.blocks.appendSlots(seq.seqId, seq.length) });
+    }
+    return scheduled;
+  }
+
+  // FCFS within the batch-size, prefill-budget and block limits; requests whose adapter cannot run
+  // now are skipped, not waited on.
+  private admitWaiting(): Sequence[] {
+    const admitted: Sequence[] = [];
+    const active = this.runningAdapterKeys();
+    let starving = this.starvingRequest(active);
+    let prefill = 0;
+    let open = true;
+    const stillWaiting: Sequence[] = [];
+    for (const seq of this.waitingQueue) {
+      if (open && this.runningList.length >= this.config.maxBatchSize) open = false;
+      if (!open || !this.adapterAdmissible(seq, active, starving)) {
+        stillWaiting.push(seq);
+        continue;
+      }
+      const tokens = seq.length;
+      const overBudget = prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
+      if (overBudget || !this.blocks.canAllocate(tokens)) {
+        open = false;
+        stillWaiting.push(seq);
+        continue;
+      }
+      this.blocks.allocate(seq.seqId, tokens);
+      if (seq.adapterKey !== null) {
+        active.add(seq.adapterKey);
+        if (this.adapterSlot !== undefined) seq.adapterSlot = this.adapterSlot(seq.adapterKey);
+      }
+      if (seq === starving) starving = null;
+      seq.status = 'running';
+      prefill += tokens;
+      admitted.push(seq);
+      this.runningList.push(seq);
+    }
+    this.waitingQueue = stillWaiting;
+    return admitted;
+  }
+
+  private adapterAdmissible(seq: Sequence, active: ReadonlySet<string>, starving: Sequence | null): boolean {
+    const key = seq.adapterKey;
+    if (key === null) return true;
+    if (!this.isAdapterReady(key)) return false;
+    // While a request starves, other adapters wait so the batch drains and its adapter can get a slot.
+    if (starving !== null && starving.adapterKey !== key) return false;
+    return active.has(key) || active.size < this.config.maxActiveAdapters;
+  }
+
+  /** The oldest waiting request that needs an adapter not in the batch and has waited past the cycle time. */
+  private starvingRequest(active: ReadonlySet<string>): Sequence | null {
+    const cutoff = this.now() - this.config.adapterCycleTimeS * 1000;
+    for (const seq of this.waitingQueue) {
+      if (seq.adapterKey !== null && !active.has(seq.adapterKey) && seq.arrivalTime <= cutoff) return seq;
+    }
+    return null;
+  }
+
+  private newSequenceMessage(seq: Sequence): NewSequence {
+    const recompute = seq.generated.length > 0;
+    return {
+      seqId: seq.seqId,
+      adapterSlot: seq.adapterKey === null ? -1 : seq.adapterSlot,
+      tokens: seq.allTokens(),
+      blockTable: [...this.blocks.blockTable(seq.seqId)],
+      sampling: { ...seq.sampling },
+      generated: [...seq.generated],
+      logits: seq.logits,
+      // Prompt logprobs were already reported by the first computation.
+      promptLogprobs: seq.promptLogprobs && !recompute,
+      topN: seq.topN,
+    };
+  }
+
+  private stopReason(seq: Sequence, token: number): FinishReason | null {
+    if (seq.eosTokenIds.has(token)) return 'eos_token';
+    if (seq.generated.length >= seq.maxNewTokens || seq.length >= this.maxTotalTokens) return 'length';
+    return null;
+  }
+
+  private preempt(seq: Sequence): void {
+    this.blocks.free(seq.seqId);
+    this.toFree.push(seq.seqId);
+    seq.status = 'preempted';
+    seq.preemptions++;
+    this.preemptionTotal++;
+    this.waitingQueue.unshift(seq);
+  }
+
+  private applyStops(): void {
+    if (this.pendingStops.size === 0) return;
+    for (const [seqId, stop] of this.pendingStops) {
+      const seq = this.live.get(seqId);
+      if (seq !== undefined) this.end(seq, stop.reason, stop.message);
+    }
+    this.pendingStops.clear();
+    this.runningList = this.runningList.filter((seq) => !seq.isFinished);
+    this.waitingQueue = this.waitingQueue.filter((seq) => !seq.isFinished);
+  }
+
+  /** Ends seqs with reason and drops them from both queues. One with a pending abort/finish ends with
+   * that reason instead and is left out of the returned list: its caller already knows. */
+  private endAll(seqs: Sequence[], reason: FinishReason, message: string): Sequence[] {
+    const ended: Sequence[] = [];
+    for (const seq of seqs) {
+      const stop = this.pendingStops.get(seq.seqId);
+      this.pendingStops.delete(seq.seqId);
+      if (stop !== undefined) {
+        this.end(seq, stop.reason, stop.message);
+      } else {
+        this.end(seq, reason, message);
+        ended.push(seq);
+      }
+    }
+    this.runningList = this.runningList.filter((seq) => !seq.isFinished);
+    this.waitingQueue = this.waitingQueue.filter((seq) => !seq.isFinished);
+    return ended;
+  }
+
+  /** Frees the blocks and marks the sequence finished; the caller removes it from the queues. */
+  private end(seq: Sequence, reason: FinishReason, message: string | null): void {
+    if (seq.status === 'running') {
+      this.blocks.free(seq.seqId);
+      this.toFree.push(seq.seqId);
+    }
+    seq.status = 'finished';
+    seq.finishReason = reason;
+    seq.errorMessage = message;
+    this.live.delete(seq.seqId);
+  }
+
+  private runningAdapterKeys(): Set<string> {
+    const keys = new Set<string>();
+    for (const seq of this.runningList) if (seq.adapterKey !== null) keys.add(seq.adapterKey);
+    return keys;
+  }
+
+  private rejectReason(seq: Sequence): string | null {
+    if (this.live.has(seq.seqId)) return 'id already queued';
+    if (seq.status !== 'waiting' || seq.generated.length > 0) return 'not a fresh sequence';
+    if (seq.promptTokens.length === 0) return 'empty prompt';
+    if (seq.promptTokens.length >= this.maxTotalTokens) {
+      return `prompt of ${seq.promptTokens.length} tokens leaves no room under the ${this.maxTotalTokens}-token limit`;
+    }
+    if (!Number.isSafeInteger(seq.maxNewTokens) || seq.maxNewTokens < 1) return 'maxNewTokens must be >= 1';
+    if (seq.adapterKey !== null && this.config.maxActiveAdapters === 0) return 'adapters are disabled (maxActiveAdapters = 0)';
+    return null;
+  }
+}
+
+function outputProblem(
+  sent: readonly Sequence[],
+  expected: readonly Sequence[],
+  outputs: ReadonlyMap<string, SeqOutput>,
+): string | null {
+  for (const seq of expected) if (!outputs.has(seq.seqId)) return `no output for sequence ${seq.seqId}`;
+  const sentIds = new Set(sent.map((seq) => seq.seqId));
+  for (const seqId of outputs.keys()) if (!sentIds.has(seqId)) return `output for sequence ${seqId}, which was not in the step`;
+  return null;
+}

@@ -1,0 +1,77 @@
+// Coordinator-side state of one request's sequence. The scheduler owns the status transitions;
+// the layer above creates a Sequence, hands it to Scheduler.add and reads it back from events.
+
+import type { SamplingParams } from '../../protocol/index.js';
+
+export type SequenceStatus = 'waiting' | 'running' | 'preempted' | 'finished';
+
+export type FinishReason = 'length' | 'eos_token' | 'stop_sequence' | 'cancelled' | 'error';
+
+export interface SequenceInit {
+  seqId: string;
+  promptTokens: readonly number[];
+  /** Registry cache key of the adapter; null = base model. */
+  adapterKey?: string | null;
+  sampling: SamplingParams;
+  maxNewTokens: number;
+  eosTokenIds?: readonly number[];
+  logits?: 'none' | 'all';
+  promptLogprobs?: boolean;
+  topN?: number;
+}
+
+export class Sequence {
+  readonly seqId: string;
+  readonly promptTokens: readonly number[];
+  readonly generated: number[] = [];
+  readonly adapterKey: string | null;
+  /** Device slot of the adapter, set by the scheduler when it admits the sequence; -1 = base. */
+  adapterSlot = -1;
+  readonly sampling: SamplingParams;
+  readonly maxNewTokens: number;
+  readonly eosTokenIds: ReadonlySet<number>;
+  readonly logits: 'none' | 'all';
+  readonly promptLogprobs: boolean;
+  readonly topN: number;
+  /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
+  arrivalTime = 0;
+
+  status: SequenceStatus = 'waiting';
+  finishReason: FinishReason | null = null;
+  /** Why the sequence ended with 'error'. */
+  errorMessage: string | null = null;
+  /** Times this sequence was preempted (and later recomputed). */
+  preemptions = 0;
+
+  constructor(init: SequenceInit) {
+    this.seqId = init.seqId;
+    this.promptTokens = [...init.promptTokens];
+    this.adapterKey = init.adapterKey ?? null;
+    this.sampling = { ...init.sampling };
+    this.maxNewTokens = init.maxNewTokens;
+    this.eosTokenIds = new Set(init.eosTokenIds ?? []);
+    this.logits = init.logits ?? 'none';
+    this.promptLogprobs = init.promptLogprobs ?? false;
+    this.topN = init.topN ?? 0;
+  }
+
+  /** Prompt plus generated tokens. */
+  get length(): number {
+    return this.promptTokens.length + this.generated.length;
+  }
+
+  /** The newest token: the one whose K/V the next decode step writes. */
+  get lastToken(): number {
+    const last = this.generated.length > 0 ? this.generated.at(-1) : this.promptTokens.at(-1);
+    return last!;
+  }
+
+  get isFinished(): boolean {
+    return this.status === 'finished';
+  }
+
+  /** Prompt followed by generated tokens: what a (re)computation feeds the model. */
+  allTokens(): number[] {
+    return [...this.promptTokens, ...this.generated];
+  }
+}

@@ -1,0 +1,97 @@
+// Configuration, hooks, outputs and errors of the scheduler.
+
+import type { Step, TokenChoice } from '../../protocol/index.js';
+import type { FinishReason, Sequence } from './sequence.js';
+
+export interface SchedulerConfig {
+  /** KV blocks the shards allocated (each shard holds the same block ids). */
+  numBlocks: number;
+  /** Tokens per KV block. */
+  blockSize: number;
+  /** Sequences per step (running decodes plus new prefills). */
+  maxBatchSize: number;
+  /** Prompt tokens admitted per step; one request alone larger than this still runs, alone. */
+  maxBatchPrefillTokens: number;
+  /** Prompt plus generated tokens of one sequence; clamped to the cache's capacity. */
+  maxTotalTokens: number;
+  /** Distinct adapters among the sequences of one step (the base model does not count). */
+  maxActiveAdapters: number;
+  /** A request waiting longer than this gets priority over other adapters (seconds). */
+  adapterCycleTimeS: number;
+}
+
+export interface SchedulerHooks {
+  /** True when every shard holds the adapter in a device slot. Default: always true. */
+  isAdapterReady?: (key: string) => boolean;
+  /** Device slot of a ready adapter, asked at admission. Default: keep Sequence.adapterSlot as set. */
+  adapterSlot?: (key: string) => number;
+  /** Clock in milliseconds. Default: Date.now. */
+  now?: () => number;
+}
+
+export interface ScheduledStep {
+  step: Step;
+  /** Tokens computed for new sequences this step (prompts, or prompt+generated when recomputing). */
+  prefillTokens: number;
+  /** Running sequences decoding one token each. */
+  decodeTokens: number;
+  /** Sequences preempted while building this step (listed in step.finished, back at the queue's front). */
+  preempted: string[];
+}
+
+/** One sampled token of one sequence, for the layer above to stream. */
+export interface SequenceEvent {
+  seqId: string;
+  token: number;
+  logprob: number;
+  top: TokenChoice[];
+  promptLogprobs?: number[];
+  logits?: Uint8Array;
+  /** Set when this token ended the sequence; its blocks are already free. */
+  finished?: FinishReason;
+}
+
+export type SchedulerErrorCode = 'INVALID_CONFIG' | 'INVALID_SEQUENCE' | 'OUT_OF_ORDER' | 'BAD_RESULT' | 'STEP_FAILED';
+
+export class SchedulerError extends Error {
+  override readonly name: string = 'SchedulerError';
+  readonly code: SchedulerErrorCode;
+
+  constructor(message: string, code: SchedulerErrorCode, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A step came back with an error (or malformed); its sequences were ended with 'error' and freed. */
+export class StepFailedError extends SchedulerError {
+  override readonly name = 'StepFailedError';
+  readonly stepId: number;
+  readonly failed: readonly Sequence[];
+
+  constructor(message: string, stepId: number, failed: readonly Sequence[], options?: { cause?: unknown }) {
+    super(message, 'STEP_FAILED', options);
+    this.stepId = stepId;
+    this.failed = failed;
+  }
+}
+
+/** Throws SchedulerError('INVALID_CONFIG') naming the first bad field. */
+export function checkSchedulerConfig(c: SchedulerConfig): void {
+  const counts: [string, number, number][] = [
+    ['numBlocks', c.numBlocks, 1],
+    ['blockSize', c.blockSize, 1],
+    ['maxBatchSize', c.maxBatchSize, 1],
+    ['maxBatchPrefillTokens', c.maxBatchPrefillTokens, 1],
+    ['maxTotalTokens', c.maxTotalTokens, 2],
+    ['maxActiveAdapters', c.maxActiveAdapters, 0],
+  ];
+  for (const [name, value, min] of counts) {
+    if (!Number.isSafeInteger(value) || value < min) {
+      throw new SchedulerError(`${name} must be an integer >= ${min}, got ${value}`, 'INVALID_CONFIG');
+    }
+  }
+  if (!(c.adapterCycleTimeS >= 0)) {
+    throw new SchedulerError(`adapterCycleTimeS must be >= 0, got ${c.adapterCycleTimeS}`, 'INVALID_CONFIG');
+  }
+}

@@ -1,0 +1,110 @@
+// Tokenization off the main thread: a piscina pool of workers, each holding the model's tokenizer,
+// plus one in-process copy for the synchronous calls streaming needs (one decode per generated token).
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { type LoadedTokenizer, decodeIds, encodeText, loadTokenizer } from './load-tokenizer.js';
+import type { TokenizerTask, TokenizerTaskResult, TokenizerWorkerData } from './tokenizer-worker.js';
+
+export interface TokenizerPoolOptions {
+  /** Worker threads; default: a quarter of the cores, between 1 and 4. */
+  threads?: number;
+}
+
+export class TokenizerPool {
+  readonly modelDir: string;
+  readonly vocabSize: number;
+  readonly eosTokenIds: number[];
+  readonly bosTokenId: number | null;
+  readonly bosToken: string | null;
+  readonly eosToken: string | null;
+  readonly chatTemplate: string | null;
+  readonly specialTokenIds: ReadonlySet<number>;
+  #closed = false;
+
+  private constructor(
+    private readonly local: LoadedTokenizer,
+    private readonly pool: Piscina<TokenizerTask, unknown>,
+  ) {
+    const info = local.info;
+    this.modelDir = info.modelDir;
+    this.vocabSize = info.vocabSize;
+    this.eosTokenIds = [...info.eosTokenIds];
+    this.bosTokenId = info.bosTokenId;
+    this.bosToken = info.bosToken;
+    this.eosToken = info.eosToken;
+    this.chatTemplate = info.chatTemplate;
+    this.specialTokenIds = new Set(info.specialTokenIds);
+  }
+
+  /**
+   * Loads `modelDir`'s tokenizer and starts the workers. Rejects with a TokenizerLoadError naming the
+   * directory when tokenizer.json is missing or unreadable, so the server can refuse to start.
+   */
+  static async create(modelDir: string, opts: TokenizerPoolOptions = {}): Promise<TokenizerPool> {
+    const local = loadTokenizer(modelDir);
+    const threads = opts.threads ?? Math.max(1, Math.min(4, Math.floor(availableParallelism() / 4)));
+    if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+    const workerData: TokenizerWorkerData = { modelDir: local.info.modelDir };
+    const pool = new Piscina<TokenizerTask, unknown>({
+      filename: fileURLToPath(new URL('./tokenizer-worker.js', import.meta.url)),
+      name: 'default',
+      minThreads: threads,
+      maxThreads: threads,
+      workerData,
+    });
+    const tokenizerPool = new TokenizerPool(local, pool);
+    try {
+      await tokenizerPool.encode(''); // surfaces a worker that cannot load now, not on the first request
+    } catch (err) {
+      await pool.destroy();
+      throw err;
+    }
+    return tokenizerPool;
+  }
+
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
+    return this.run({ op: 'encode', text, addSpecialTokens: opts.addSpecialTokens ?? true });
+  }
+
+  encodeBatch(texts: string[], opts: { addSpecialTokens?: boolean } = {}): Promise<number[][]> {
+    return this.run({ op: 'encodeBatch', texts, addSpecialTokens: opts.addSpecialTokens ?? true });
+  }
+
+  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): Promise<string> {
+    return this.run({ op: 'decode', ids, skipSpecialTokens: opts.skipSpecialTokens ?? false });
+  }
+
+  /** The text of each token on its own (special tokens included), e.g. for `details.tokens[].text`. */
+  tokenStrings(ids: number[]): Promise<string[]> {
+    return this.run({ op: 'tokenStrings', ids });
+  }
+
+  /** In-process encode; for short texts where a worker round trip would cost more than the work. */
+  encodeSync(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return encodeText(this.local, text, opts.addSpecialTokens ?? true);
+  }
+
+  /** In-process decode, for StreamingDetokenizer on the coordinator's main thread. */
+  decodeSync(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    return decodeIds(this.local, ids, opts.skipSpecialTokens ?? false);
+  }
+
+  tokenStringsSync(ids: readonly number[]): string[] {
+    return ids.map((id) => decodeIds(this.local, [id]));
+  }
+
+  /** Stops the workers; idempotent. Calls made afterwards reject. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.pool.close();
+  }
+
+  private async run<K extends TokenizerTask['op']>(
+    task: Extract<TokenizerTask, { op: K }>,
+  ): Promise<TokenizerTaskResult[K]> {
+    if (this.#closed) throw new Error('TokenizerPool is closed');
+    return (await this.pool.run(task)) as TokenizerTaskResult[K];
+  }
+}

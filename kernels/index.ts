@@ -1,0 +1,135 @@
+// The one TypeScript file that loads and types the native addon (kernels/build/Release/weft_kernels.node).
+// Everything native is reached through here; argument shapes are checked on the C++ side too.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface ModelPlanConfig {
+  hidden: number;
+  layers: number;
+  headDim: number;
+  headsLocal: number;
+  kvHeadsLocal: number;
+  intermediateLocal: number;
+  vocab: number;
+  /** ceil(vocab / world): every rank's lm_head slice is padded to this many rows for the all-gather. */
+  vocabChunk: number;
+  vocabLocal: number;
+  norm: 'rms' | 'layer';
+  normEps: number;
+  mlp: 'gated_silu' | 'gelu_tanh' | 'gelu_erf';
+  learnedPositions: boolean;
+  maxPositions: number;
+  rotaryDim: number;
+  invFreq: Float32Array;
+  ropeAttentionFactor: number;
+  slidingWindow: number;
+  attnScale: number;
+  numBlocks: number;
+  blockSize: number;
+  adapterSlots: number;
+}
+
+/** Module ids understood by Model.addLoraPart (C++ LoraModule). */
+export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, lmHead: 4 } as const;
+export type LoraModuleName = keyof typeof LoraModuleId;
+
+export interface BatchSeq {
+  tokenStart: number;
+  numTokens: number;
+  contextLen: number;
+  adapterSlot: number;
+  blockTable: Int32Array;
+}
+export interface ForwardBatch {
+  tokens: Int32Array;
+  positions: Int32Array;
+  slotMapping: Int32Array;
+  seqs: BatchSeq[];
+  logitRows: Int32Array;
+}
+
+export interface NativeModel {
+  expectedSize(name: string): number;
+  setWeight(name: string, data: Float32Array): void;
+  finalize(): void;
+  addLoraPart(slot: number, layer: number, module: number, outOffset: number, rank: number, scale: number,
+    a: Float32Array, b: Float32Array): void;
+  markAdapterLoaded(slot: number): void;
+  clearAdapter(slot: number): void;
+  adapterBytes(slot: number): number;
+  /** Logits [logitRows.length, vocab], full vocabulary on every rank. */
+  forward(batch: ForwardBatch): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export type CollectiveOptions =
+  | { kind: 'solo' }
+  | { kind: 'shm'; name: string; rank: number; world: number; maxFloats: number; timeoutMs?: number };
+
+export interface NativeCollective {
+  allReduceSum(data: Float32Array): void;
+  allGather(data: Float32Array): Float32Array;
+  dispose(): void;
+}
+
+export interface SamplingOptions {
+  temperature: number;
+  topK: number;
+  topP: number;
+  typicalP: number;
+  repetitionPenalty: number;
+  doSample: boolean;
+  seed: number;
+  /** Which draw of this sequence (its generated-token count): the RNG depends only on (seed, drawIndex). */
+  drawIndex: number;
+}
+export interface SampleResult {
+  token: number;
+  logprob: number;
+  top: [number, number][];
+}
+
+export interface CpuOps {
+  gemm(x: Float32Array, tokens: number, inDim: number, w: Float32Array, outDim: number, bias: Float32Array | null): Float32Array;
+  rmsNorm(x: Float32Array, weight: Float32Array, eps: number): Float32Array;
+  layerNorm(x: Float32Array, weight: Float32Array, bias: Float32Array, eps: number): Float32Array;
+  rope(x: Float32Array, heads: number, headDim: number, rotaryDim: number, positions: Int32Array, invFreq: Float32Array,
+    attentionFactor: number): Float32Array;
+  siluMul(gate: Float32Array, up: Float32Array): Float32Array;
+  gelu(x: Float32Array, kind: 'tanh' | 'erf'): Float32Array;
+  pagedAttention(q: Float32Array, heads: number, kvHeads: number, headDim: number,
+    seqs: { tokenStart: number; numTokens: number; contextLen: number; blockTable: Int32Array }[],
+    kCache: Float32Array, vCache: Float32Array, blockSize: number, scale: number, slidingWindow: number): Float32Array;
+  lora(x: Float32Array, a: Float32Array, b: Float32Array, scale: number, y: Float32Array, yStride: number,
+    outOffset: number, rank: number): Float32Array;
+  sample(logits: Float32Array, params: SamplingOptions, penaltyTokens: Int32Array, topN: number): SampleResult;
+  logSoftmaxAt(logits: Float32Array, token: number): number;
+}
+
+interface Addon {
+  Model: new (config: ModelPlanConfig, collective?: NativeCollective) => NativeModel;
+  Collective: new (opts: CollectiveOptions) => NativeCollective;
+  ops: CpuOps;
+  backends: string;
+}
+
+const addonPath = fileURLToPath(new URL('../../kernels/build/Release/weft_kernels.node', import.meta.url));
+
+function loadAddon(): Addon {
+  if (!existsSync(addonPath)) {
+    throw new Error(`native addon not built: ${addonPath} is missing. Run 'npm run build' (needs cmake and g++).`);
+  }
+  return createRequire(import.meta.url)(addonPath) as Addon;
+}
+
+const addon = loadAddon();
+
+export const cpuOps: CpuOps = addon.ops;
+export const availableBackends: string[] = addon.backends.split(',');
+export function createModel(config: ModelPlanConfig, collective?: NativeCollective): NativeModel {
+  return collective ? new addon.Model(config, collective) : new addon.Model(config);
+}
+export function createCollective(opts: CollectiveOptions): NativeCollective {
+  return new addon.Collective(opts);
+}

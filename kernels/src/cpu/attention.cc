@@ -1,0 +1,61 @@
+// Paged causal attention (prefill and decode alike) and the KV cache write.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/ops.h"
+
+namespace weft::cpu {
+
+void kv_cache_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int32_t* slot_mapping,
+                    float* k_cache, float* v_cache) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    std::memcpy(k_cache + slot * kv_dim, k + t * kv_dim, sizeof(float) * kv_dim);
+    std::memcpy(v_cache + slot * kv_dim, v + t * kv_dim, sizeof(float) * kv_dim);
+  }
+}
+
+void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
+                     int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size, float scale,
+                     int64_t sliding_window, float* out) {
+  const int64_t group = heads / kv_heads;
+  const int64_t kv_dim = kv_heads * head_dim;
+  std::vector<float> scores;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const AttentionSeq& seq = seqs[s];
+    scores.resize(static_cast<size_t>(seq.context_len));
+    for (int64_t i = 0; i < seq.num_tokens; ++i) {
+      const int64_t row = seq.token_start + i;
+      const int64_t pos = seq.context_len - seq.num_tokens + i;
+      const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* qh = q + (row * heads + h) * head_dim;
+        const int64_t kvh = h / group;
+        float mx = -INFINITY;
+        for (int64_t j = lo; j <= pos; ++j) {
+          const int64_t slot = static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size;
+          const float sc = dot(qh, k_cache + slot * kv_dim + kvh * head_dim, head_dim) * scale;
+          scores[j] = sc;
+          if (sc > mx) mx = sc;
+        }
+        float sum = 0;
+        for (int64_t j = lo; j <= pos; ++j) {
+          scores[j] = std::exp(scores[j] - mx);
+          sum += scores[j];
+        }
+        float* oh = out + (row * heads + h) * head_dim;
+        std::memset(oh, 0, sizeof(float) * head_dim);
+        const float inv = 1.0f / sum;
+        for (int64_t j = lo; j <= pos; ++j) {
+          const int64_t slot = static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size;
+          const float* vh = v_cache + slot * kv_dim + kvh * head_dim;
+          const float p = scores[j] * inv;
+          for (int64_t d = 0; d < head_dim; ++d) oh[d] += p * vh[d];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace weft::cpu

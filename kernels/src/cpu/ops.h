@@ -1,0 +1,76 @@
+// CPU backend: fp32 reference implementations of every op the model executor uses.
+// Raw pointers, no allocation, no JS: callers (model executor, N-API bindings) validate shapes.
+// Every op computes each token's row independently, so a token's result never depends on what
+// else is in the batch (a request served alone equals the same request in a batch, bit for bit).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace weft::cpu {
+
+// y[t, o] = x[t, :] . W[o, :] (+ bias[o]); W is [out, in] row-major. accumulate: y += instead of y =.
+void gemm_xwt(const float* x, int64_t tokens, int64_t in, const float* w, int64_t out,
+              const float* bias, float* y, bool accumulate);
+float dot(const float* a, const float* b, int64_t n);
+
+void rms_norm(const float* x, int64_t tokens, int64_t hidden, const float* weight, float eps, float* out);
+void layer_norm(const float* x, int64_t tokens, int64_t hidden, const float* weight, const float* bias,
+                float eps, float* out);
+
+// Rotary embedding, "rotate half" (GPT-NeoX / HF Llama) layout, applied in place to the first
+// rotary_dim dims of each head. inv_freq has rotary_dim/2 entries. attention_factor scales cos/sin.
+void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attention_factor);
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // out = silu(gate) * up
+void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh
+void gelu_erf(float* x, int64_t n);                                         // exact gelu
+void add_inplace(float* y, const float* x, int64_t n);
+
+void embedding_gather(const float* table, int64_t rows, int64_t dim, const int32_t* ids, int64_t n, float* out);
+
+// Paged KV cache write: for token t, copy k[t], v[t] ([kv_heads*head_dim]) into cache slot slot_mapping[t].
+void kv_cache_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int32_t* slot_mapping,
+                    float* k_cache, float* v_cache);
+
+struct AttentionSeq {
+  int64_t token_start;   // first row of this sequence in q / out
+  int64_t num_tokens;    // rows computed this step
+  int64_t context_len;   // tokens in the cache after this step (positions 0 .. context_len-1)
+  const int32_t* block_table;
+};
+// Causal paged attention over the cache (K/V already written). Query row i of a sequence sits at
+// position context_len - num_tokens + i. sliding_window > 0 keeps the last sliding_window keys
+// (key j is visible when pos - j < sliding_window). GQA: q head h reads kv head h / (heads / kv_heads).
+void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
+                     int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size,
+                     float scale, int64_t sliding_window, float* out);
+
+// LoRA for one adapter segment: y[t, out_offset + o] += scale * (B[o, :] . (A x[t])) for tokens [t0, t1).
+// A is [rank, in], B is [out_len, rank]; y has row stride y_stride.
+void lora_shrink_expand(const float* x, int64_t t0, int64_t t1, int64_t in, const float* a, const float* b,
+                        int64_t rank, int64_t out_len, float scale, float* y, int64_t y_stride, int64_t out_offset);
+
+// Sampling ----------------------------------------------------------------------------------------
+struct SamplingParams {
+  float temperature = 1.0f;
+  int32_t top_k = 0;           // 0 = off
+  float top_p = 1.0f;          // 1 = off
+  float typical_p = 1.0f;      // 1 = off
+  float repetition_penalty = 1.0f;
+  bool do_sample = false;
+  uint64_t seed = 0;
+  uint64_t draw_index = 0;     // which draw of this sequence (its generated-token count): RNG = f(seed, index)
+};
+struct SampleResult {
+  int32_t token;
+  float logprob;                                   // log-softmax of the processed logits at `token`
+  std::vector<std::pair<int32_t, float>> top;      // top_n (token, logprob), most likely first
+};
+// logits: [vocab] for one sequence (not modified). penalty_tokens: tokens seen so far (prompt + generated).
+SampleResult sample_token(const float* logits, int64_t vocab, const SamplingParams& p, const int32_t* penalty_tokens,
+                          int64_t num_penalty_tokens, int32_t top_n);
+// log-softmax of logits [vocab] at index token.
+float log_softmax_at(const float* logits, int64_t vocab, int32_t token);
+
+}  // namespace weft::cpu

@@ -1,0 +1,130 @@
+// Logits processing and token sampling, TGI/transformers semantics:
+// repetition penalty -> temperature -> top-k -> top-p -> typical-p -> (greedy | seeded multinomial).
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+#include "cpu/ops.h"
+
+namespace weft::cpu {
+namespace {
+
+// splitmix64: a stateless hash, so draw n of a sequence depends only on (seed, n) — never on the
+// batch the sequence happened to share, or on how many other sequences sampled before it.
+uint64_t mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+double uniform01(uint64_t seed, uint64_t index) {
+  return static_cast<double>(mix(mix(seed) ^ (index * 0xd1b54a32d192ed03ULL)) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void log_softmax_inplace(std::vector<double>& x) {
+  double mx = -INFINITY;
+  for (double v : x) mx = std::max(mx, v);
+  double sum = 0;
+  for (double v : x) sum += std::exp(v - mx);
+  const double lse = mx + std::log(sum);
+  for (double& v : x) v -= lse;
+}
+
+}  // namespace
+
+float log_softmax_at(const float* logits, int64_t vocab, int32_t token) {
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  return static_cast<float>(static_cast<double>(logits[token]) - mx - std::log(sum));
+}
+
+SampleResult sample_token(const float* logits, int64_t vocab, const SamplingParams& p, const int32_t* penalty_tokens,
+                          int64_t num_penalty_tokens, int32_t top_n) {
+  std::vector<double> s(logits, logits + vocab);
+  if (p.repetition_penalty != 1.0f) {
+    std::unordered_set<int32_t> seen(penalty_tokens, penalty_tokens + num_penalty_tokens);
+    for (int32_t t : seen) {
+      if (t < 0 || t >= vocab) continue;
+      s[t] = s[t] < 0 ? s[t] * p.repetition_penalty : s[t] / p.repetition_penalty;
+    }
+  }
+  const bool sampling = p.do_sample && p.temperature > 0;
+  if (sampling && p.temperature != 1.0f) {
+    for (double& v : s) v /= p.temperature;
+  }
+  // Log-probabilities of the processed distribution before truncation: what `details` reports.
+  std::vector<double> logp = s;
+  log_softmax_inplace(logp);
+
+  SampleResult res{};
+  std::vector<int32_t> order(static_cast<size_t>(vocab));
+  std::iota(order.begin(), order.end(), 0);
+  // Stable order (ties broken by lower id) so greedy equals argmax as torch computes it.
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[a] > s[b]; });
+  for (int32_t i = 0; i < top_n && i < vocab; ++i) res.top.emplace_back(order[i], static_cast<float>(logp[order[i]]));
+
+  if (!sampling) {
+    res.token = order[0];
+    res.logprob = static_cast<float>(logp[res.token]);
+    return res;
+  }
+  size_t keep = order.size();
+  if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+  std::vector<double> prob(keep);
+  double mx = s[order[0]], total = 0;
+  for (size_t i = 0; i < keep; ++i) total += (prob[i] = std::exp(s[order[i]] - mx));
+  for (double& v : prob) v /= total;
+  if (p.top_p < 1.0f) {
+    // Keep the smallest prefix whose mass reaches top_p (at least one token).
+    double cum = 0;
+    size_t k = 0;
+    while (k < keep) {
+      cum += prob[k++];
+      if (cum >= p.top_p) break;
+    }
+    keep = k;
+  }
+  if (p.typical_p < 1.0f) {
+    // Typical decoding: rank by |(-log p) - entropy|, keep the smallest set reaching typical_p mass.
+    double entropy = 0;
+    for (size_t i = 0; i < keep; ++i) entropy -= prob[i] > 0 ? prob[i] * std::log(prob[i]) : 0;
+    std::vector<size_t> idx(keep);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+      return std::fabs(-std::log(prob[a]) - entropy) < std::fabs(-std::log(prob[b]) - entropy);
+    });
+    double cum = 0, norm = 0;
+    for (size_t i = 0; i < keep; ++i) norm += prob[i];
+    std::vector<int32_t> kept_tokens;
+    std::vector<double> kept_prob;
+    for (size_t i = 0; i < keep; ++i) {
+      kept_tokens.push_back(order[idx[i]]);
+      kept_prob.push_back(prob[idx[i]]);
+      cum += prob[idx[i]] / norm;
+      if (cum >= p.typical_p) break;
+    }
+    for (size_t i = 0; i < kept_tokens.size(); ++i) order[i] = kept_tokens[i];
+    prob = kept_prob;
+    keep = kept_tokens.size();
+  }
+  double mass = 0;
+  for (size_t i = 0; i < keep; ++i) mass += prob[i];
+  const double u = uniform01(p.seed, p.draw_index) * mass;
+  double cum = 0;
+  size_t pick = keep - 1;
+  for (size_t i = 0; i < keep; ++i) {
+    cum += prob[i];
+    if (u < cum) {
+      pick = i;
+      break;
+    }
+  }
+  res.token = order[pick];
+  res.logprob = static_cast<float>(logp[res.token]);
+  return res;
+}
+
+}  // namespace weft::cpu

@@ -1,0 +1,169 @@
+// Model::forward — one step for a heterogeneous batch (prefill and decode rows mixed, one adapter per sequence).
+#include <cstring>
+#include <stdexcept>
+
+#include "cpu/ops.h"
+#include "model/model.h"
+
+namespace weft {
+
+void Model::norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const {
+  if (cfg_.norm == NormKind::kRms) cpu::rms_norm(x, tokens, cfg_.hidden, w(prefix + ".weight"), cfg_.norm_eps, out);
+  else cpu::layer_norm(x, tokens, cfg_.hidden, w(prefix + ".weight"), w(prefix + ".bias"), cfg_.norm_eps, out);
+}
+
+// Adds every loaded adapter's LoRA delta for this module, over runs of consecutive rows with the same
+// slot (segments, SGMV-style). Rows with slot -1 (base model) are skipped.
+void Model::apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
+                       float* y, int64_t out) const {
+  const int64_t n = static_cast<int64_t>(token_slots.size());
+  for (int64_t t0 = 0; t0 < n;) {
+    int64_t t1 = t0 + 1;
+    while (t1 < n && token_slots[t1] == token_slots[t0]) ++t1;
+    const int32_t slot = token_slots[t0];
+    if (slot >= 0) {
+      const AdapterSlot& s = slots_[slot];
+      const std::vector<LoraPart>& parts = module == kLmHead ? s.lm_head : s.layers[layer][module];
+      for (const LoraPart& p : parts)
+        cpu::lora_shrink_expand(x, t0, t1, in, p.a.data(), p.b.data(), p.rank, p.out_len, p.scale, y, out,
+                                p.out_offset);
+    }
+    t0 = t1;
+  }
+}
+
+void Model::validate_batch(const Batch& b) const {
+  const int64_t T = static_cast<int64_t>(b.tokens.size());
+  if (!finalized_) throw std::logic_error("model: forward before finalize()");
+  if (static_cast<int64_t>(b.positions.size()) != T || static_cast<int64_t>(b.slot_mapping.size()) != T)
+    throw std::invalid_argument("batch: tokens, positions and slot_mapping must have the same length");
+  const int64_t cache_slots = cfg_.num_blocks * cfg_.block_size;
+  for (int64_t t = 0; t < T; ++t) {
+    if (b.tokens[t] < 0 || b.tokens[t] >= cfg_.vocab)
+      throw std::invalid_argument("batch: token id " + std::to_string(b.tokens[t]) + " outside the vocabulary [0, " +
+                                  std::to_string(cfg_.vocab) + ")");
+    if (b.slot_mapping[t] < 0 || b.slot_mapping[t] >= cache_slots) throw std::invalid_argument("batch: KV slot out of range");
+    if (b.positions[t] < 0 || (cfg_.learned_positions && b.positions[t] >= cfg_.max_positions))
+      throw std::invalid_argument("batch: position " + std::to_string(b.positions[t]) + " out of range");
+  }
+  int64_t next = 0;
+  for (const BatchSeq& s : b.seqs) {
+    if (s.token_start != next || s.num_tokens <= 0 || s.context_len < s.num_tokens)
+      throw std::invalid_argument("batch: sequences must tile the token rows in order, with context_len >= num_tokens");
+    next += s.num_tokens;
+    if (static_cast<int64_t>(s.block_table.size()) * cfg_.block_size < s.context_len)
+      throw std::invalid_argument("batch: block table too short for context length " + std::to_string(s.context_len));
+    for (int32_t blk : s.block_table)
+      if (blk < 0 || blk >= cfg_.num_blocks) throw std::invalid_argument("batch: block id out of range");
+    if (s.adapter_slot >= cfg_.adapter_slots || s.adapter_slot < -1 || (s.adapter_slot >= 0 && !slots_[s.adapter_slot].loaded))
+      throw std::invalid_argument("batch: adapter slot " + std::to_string(s.adapter_slot) + " is not loaded");
+  }
+  if (next != T) throw std::invalid_argument("batch: sequences do not cover all token rows");
+  for (int32_t r : b.logit_rows)
+    if (r < 0 || r >= T) throw std::invalid_argument("batch: logit row out of range");
+}
+
+std::vector<float> Model::forward(const Batch& b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  validate_batch(b);
+  const int64_t T = static_cast<int64_t>(b.tokens.size());
+  const int64_t H = cfg_.hidden, hd = cfg_.head_dim;
+  const int64_t nq = cfg_.heads_local, nkv = cfg_.kv_heads_local;
+  const int64_t q_dim = nq * hd, kv_dim = nkv * hd;
+  const int64_t qkv_out = module_out(kQkv), up_out = module_out(kUp), I = cfg_.intermediate_local;
+
+  std::vector<int32_t> token_slots(static_cast<size_t>(T));
+  std::vector<cpu::AttentionSeq> att(b.seqs.size());
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    const BatchSeq& s = b.seqs[i];
+    for (int64_t t = 0; t < s.num_tokens; ++t) token_slots[s.token_start + t] = s.adapter_slot;
+    att[i] = {s.token_start, s.num_tokens, s.context_len, s.block_table.data()};
+  }
+
+  std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
+      attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
+  cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
+  if (cfg_.learned_positions) {
+    std::vector<float> pe(T * H);
+    cpu::embedding_gather(w("pos_embed"), cfg_.max_positions, H, b.positions.data(), T, pe.data());
+    cpu::add_inplace(h.data(), pe.data(), T * H);
+  }
+
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    // Attention block.
+    norm(h.data(), T, p + "attn_norm", x.data());
+    cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
+    apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = qkv.data() + t * qkv_out;
+      std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
+      std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
+      std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
+    }
+    if (cfg_.rotary_dim > 0) {
+      cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), cfg_.inv_freq.data(),
+                            cfg_.rope_attention_factor);
+      cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), cfg_.inv_freq.data(),
+                            cfg_.rope_attention_factor);
+    }
+    cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
+    cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
+                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, cfg_.sliding_window, attn.data());
+    // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3).
+    cpu::gemm_xwt(attn.data(), T, q_dim, w(p + "o.weight"), H, nullptr, o.data(), false);
+    apply_lora(static_cast<int>(l), kO, attn.data(), q_dim, token_slots, o.data(), H);
+    coll_->all_reduce_sum(o.data(), T * H);
+    if (const float* ob = w_opt(p + "o.bias"))
+      for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
+    cpu::add_inplace(h.data(), o.data(), T * H);
+
+    // MLP block.
+    norm(h.data(), T, p + "mlp_norm", x.data());
+    cpu::gemm_xwt(x.data(), T, H, w(p + "up.weight"), up_out, w_opt(p + "up.bias"), up.data(), false);
+    apply_lora(static_cast<int>(l), kUp, x.data(), H, token_slots, up.data(), up_out);
+    if (cfg_.mlp == MlpKind::kGatedSilu) {
+      for (int64_t t = 0; t < T; ++t)
+        cpu::silu_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
+    } else {
+      act = up;
+      if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);
+      else cpu::gelu_erf(act.data(), T * I);
+    }
+    cpu::gemm_xwt(act.data(), T, I, w(p + "down.weight"), H, nullptr, down.data(), false);
+    apply_lora(static_cast<int>(l), kDown, act.data(), I, token_slots, down.data(), H);
+    coll_->all_reduce_sum(down.data(), T * H);
+    if (const float* db = w_opt(p + "down.bias"))
+      for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
+    cpu::add_inplace(h.data(), down.data(), T * H);
+  }
+
+  // Final norm and lm_head only for the rows whose logits are wanted.
+  const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  std::vector<float> hr(R * H), xr(R * H);
+  std::vector<int32_t> row_slots(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) {
+    std::memcpy(hr.data() + r * H, h.data() + b.logit_rows[r] * H, sizeof(float) * H);
+    row_slots[r] = token_slots[b.logit_rows[r]];
+  }
+  norm(hr.data(), R, "final_norm", xr.data());
+  const int64_t chunk = cfg_.vocab_chunk;
+  std::vector<float> local(R * chunk, 0.0f), local_dense(R * cfg_.vocab_local);
+  cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, nullptr, local_dense.data(), false);
+  apply_lora(-1, kLmHead, xr.data(), H, row_slots, local_dense.data(), cfg_.vocab_local);
+  for (int64_t r = 0; r < R; ++r)
+    std::memcpy(local.data() + r * chunk, local_dense.data() + r * cfg_.vocab_local, sizeof(float) * cfg_.vocab_local);
+  const int world = coll_->world();
+  std::vector<float> gathered(static_cast<size_t>(world) * R * chunk);
+  coll_->all_gather(local.data(), R * chunk, gathered.data());
+  std::vector<float> logits(R * cfg_.vocab);
+  for (int rk = 0; rk < world; ++rk) {
+    const int64_t v0 = rk * chunk;
+    const int64_t len = v0 >= cfg_.vocab ? 0 : (v0 + chunk > cfg_.vocab ? cfg_.vocab - v0 : chunk);
+    for (int64_t r = 0; r < R; ++r)
+      std::memcpy(logits.data() + r * cfg_.vocab + v0, gathered.data() + (rk * R + r) * chunk, sizeof(float) * len);
+  }
+  return logits;
+}
+
+}  // namespace weft

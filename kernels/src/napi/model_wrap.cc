@@ -1,0 +1,213 @@
+// JS handle to the model executor. forward() runs on the libuv thread pool and returns a Promise,
+// so a shard's event loop keeps answering heartbeats during a step.
+#include <napi.h>
+
+#include <memory>
+
+#include "model/model.h"
+#include "napi/collective_wrap.h"
+#include "napi/util.h"
+
+namespace weft::napi {
+
+Napi::FunctionReference* g_collective_ctor = nullptr;
+
+namespace {
+
+ModelConfig parse_config(const Napi::Object& o) {
+  ModelConfig c;
+  c.hidden = static_cast<int64_t>(num(o, "hidden"));
+  c.layers = static_cast<int64_t>(num(o, "layers"));
+  c.head_dim = static_cast<int64_t>(num(o, "headDim"));
+  c.heads_local = static_cast<int64_t>(num(o, "headsLocal"));
+  c.kv_heads_local = static_cast<int64_t>(num(o, "kvHeadsLocal"));
+  c.intermediate_local = static_cast<int64_t>(num(o, "intermediateLocal"));
+  c.vocab = static_cast<int64_t>(num(o, "vocab"));
+  c.vocab_chunk = static_cast<int64_t>(num(o, "vocabChunk"));
+  c.vocab_local = static_cast<int64_t>(num(o, "vocabLocal"));
+  const std::string norm = str(o, "norm");
+  if (norm == "rms") c.norm = NormKind::kRms;
+  else if (norm == "layer") c.norm = NormKind::kLayer;
+  else throw Napi::TypeError::New(o.Env(), "norm must be 'rms' or 'layer'");
+  c.norm_eps = static_cast<float>(num(o, "normEps"));
+  const std::string mlp = str(o, "mlp");
+  if (mlp == "gated_silu") c.mlp = MlpKind::kGatedSilu;
+  else if (mlp == "gelu_tanh") c.mlp = MlpKind::kGeluTanh;
+  else if (mlp == "gelu_erf") c.mlp = MlpKind::kGeluErf;
+  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gelu_tanh' or 'gelu_erf'");
+  c.learned_positions = o.Get("learnedPositions").ToBoolean().Value();
+  c.max_positions = static_cast<int64_t>(num(o, "maxPositions"));
+  c.rotary_dim = static_cast<int64_t>(num(o, "rotaryDim"));
+  auto inv = f32(o.Get("invFreq"), "invFreq");
+  c.inv_freq.assign(inv.Data(), inv.Data() + inv.ElementLength());
+  c.rope_attention_factor = static_cast<float>(num_or(o, "ropeAttentionFactor", 1.0));
+  c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
+  c.attn_scale = static_cast<float>(num(o, "attnScale"));
+  c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
+  c.block_size = static_cast<int64_t>(num(o, "blockSize"));
+  c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));
+  return c;
+}
+
+Batch parse_batch(const Napi::Object& o) {
+  Batch b;
+  b.tokens = i32vec(o.Get("tokens"), "batch.tokens");
+  b.positions = i32vec(o.Get("positions"), "batch.positions");
+  b.slot_mapping = i32vec(o.Get("slotMapping"), "batch.slotMapping");
+  b.logit_rows = i32vec(o.Get("logitRows"), "batch.logitRows");
+  Napi::Value sv = o.Get("seqs");
+  if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");
+  Napi::Array seqs = sv.As<Napi::Array>();
+  for (uint32_t i = 0; i < seqs.Length(); ++i) {
+    Napi::Object s = seqs.Get(i).As<Napi::Object>();
+    BatchSeq bs;
+    bs.token_start = static_cast<int64_t>(num(s, "tokenStart"));
+    bs.num_tokens = static_cast<int64_t>(num(s, "numTokens"));
+    bs.context_len = static_cast<int64_t>(num(s, "contextLen"));
+    bs.adapter_slot = static_cast<int32_t>(num(s, "adapterSlot"));
+    bs.block_table = i32vec(s.Get("blockTable"), "seq.blockTable");
+    b.seqs.push_back(std::move(bs));
+  }
+  return b;
+}
+
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::shared_ptr<Model> model, Batch batch)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
+        batch_(std::move(batch)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      logits_ = model_->forward(batch_);
+    } catch (const std::exception& e) {
+      SetError(std::string("forward failed: ") + e.what());
+    }
+  }
+  void OnOK() override {
+    auto out = Napi::Float32Array::New(Env(), logits_.size());
+    std::copy(logits_.begin(), logits_.end(), out.Data());
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Model> model_;
+  Batch batch_;
+  std::vector<float> logits_;
+};
+
+}  // namespace
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod("setWeight", &ModelWrap::SetWeight),
+                        InstanceMethod("expectedSize", &ModelWrap::ExpectedSize),
+                        InstanceMethod("finalize", &ModelWrap::Finalize),
+                        InstanceMethod("addLoraPart", &ModelWrap::AddLoraPart),
+                        InstanceMethod("markAdapterLoaded", &ModelWrap::MarkAdapterLoaded),
+                        InstanceMethod("clearAdapter", &ModelWrap::ClearAdapter),
+                        InstanceMethod("adapterBytes", &ModelWrap::AdapterBytes),
+                        InstanceMethod("forward", &ModelWrap::Forward),
+                        InstanceMethod("dispose", &ModelWrap::Dispose)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "Model config must be an object");
+    std::shared_ptr<Collective> coll;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Object co = info[1].As<Napi::Object>();
+      if (!g_collective_ctor || !co.InstanceOf(g_collective_ctor->Value()))
+        throw Napi::TypeError::New(info.Env(), "second argument must be a Collective");
+      coll = CollectiveWrap::Unwrap(co)->get();
+      if (!coll) throw Napi::Error::New(info.Env(), "Collective was disposed");
+    }
+    guard(info.Env(), [&] { model_ = std::make_shared<Model>(parse_config(info[0].As<Napi::Object>()), coll); });
+  }
+
+ private:
+  template <typename F>
+  static void guard(Napi::Env env, F&& f) {
+    try {
+      f();
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+  Model& live(Napi::Env env) {
+    if (!model_) throw Napi::Error::New(env, "Model was disposed");
+    return *model_;
+  }
+
+  Napi::Value SetWeight(const Napi::CallbackInfo& info) {
+    const std::string name = info[0].ToString().Utf8Value();
+    auto a = f32(info[1], "weight");
+    guard(info.Env(), [&] { live(info.Env()).set_weight(name, a.Data(), static_cast<int64_t>(a.ElementLength())); });
+    return info.Env().Undefined();
+  }
+  Napi::Value ExpectedSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(),
+                             static_cast<double>(live(info.Env()).expected_size(info[0].ToString().Utf8Value())));
+  }
+  Napi::Value Finalize(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { live(info.Env()).finalize(); });
+    return info.Env().Undefined();
+  }
+  // addLoraPart(slot, layer, module, outOffset, rank, scale, A, B)
+  Napi::Value AddLoraPart(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    LoraPart p;
+    const int slot = static_cast<int>(num_int(info[0], "slot"));
+    const int layer = static_cast<int>(num_int(info[1], "layer"));
+    const int module = static_cast<int>(num_int(info[2], "module"));
+    p.out_offset = num_int(info[3], "outOffset");
+    p.rank = num_int(info[4], "rank");
+    p.scale = static_cast<float>(info[5].ToNumber().DoubleValue());
+    auto a = f32(info[6], "A");
+    auto b = f32(info[7], "B");
+    if (p.rank <= 0) throw Napi::RangeError::New(env, "rank must be positive");
+    p.in = static_cast<int64_t>(a.ElementLength()) / p.rank;
+    p.out_len = static_cast<int64_t>(b.ElementLength()) / p.rank;
+    p.a.assign(a.Data(), a.Data() + a.ElementLength());
+    p.b.assign(b.Data(), b.Data() + b.ElementLength());
+    guard(env, [&] { live(env).add_lora_part(slot, layer, module, std::move(p)); });
+    return env.Undefined();
+  }
+  Napi::Value MarkAdapterLoaded(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { live(info.Env()).mark_adapter_loaded(static_cast<int>(num_int(info[0], "slot"))); });
+    return info.Env().Undefined();
+  }
+  Napi::Value ClearAdapter(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { live(info.Env()).clear_adapter(static_cast<int>(num_int(info[0], "slot"))); });
+    return info.Env().Undefined();
+  }
+  Napi::Value AdapterBytes(const Napi::CallbackInfo& info) {
+    int64_t n = 0;
+    guard(info.Env(), [&] { n = live(info.Env()).adapter_bytes(static_cast<int>(num_int(info[0], "slot"))); });
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
+  }
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(batch): batch must be an object");
+    live(env);
+    auto* worker = new ForwardWorker(env, model_, parse_batch(info[0].As<Napi::Object>()));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<Model> model_;
+};
+
+Napi::Function define_model(Napi::Env env) { return ModelWrap::Define(env); }
+
+}  // namespace weft::napi

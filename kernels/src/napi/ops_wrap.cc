@@ -1,0 +1,225 @@
+// Op-level entry points of the CPU backend, for unit tests that compare each op with a naive TS
+// reference (and, later, the CUDA backend with the CPU one). Inputs are copied; outputs are new arrays.
+#include <napi.h>
+
+#include "cpu/ops.h"
+#include "napi/util.h"
+
+namespace weft::napi {
+namespace {
+
+using Napi::CallbackInfo;
+using Napi::Value;
+
+Napi::Float32Array copy_of(Napi::Env env, const float* p, size_t n) {
+  auto out = Napi::Float32Array::New(env, n);
+  std::copy(p, p + n, out.Data());
+  return out;
+}
+
+void need(Napi::Env env, bool ok, const char* msg) {
+  if (!ok) throw Napi::RangeError::New(env, msg);
+}
+
+// gemm(x, tokens, in, w, out, bias|null) -> y [tokens, out]
+Value Gemm(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto x = f32(info[0], "x");
+  const int64_t T = num_int(info[1], "tokens"), in = num_int(info[2], "in");
+  auto w = f32(info[3], "w");
+  const int64_t out = num_int(info[4], "out");
+  need(env, static_cast<int64_t>(x.ElementLength()) == T * in && static_cast<int64_t>(w.ElementLength()) == out * in,
+       "gemm: x must be [tokens, in] and w [out, in]");
+  const float* bias = nullptr;
+  if (info[5].IsTypedArray()) {
+    auto b = f32(info[5], "bias");
+    need(env, static_cast<int64_t>(b.ElementLength()) == out, "gemm: bias must be [out]");
+    bias = b.Data();
+  }
+  auto y = Napi::Float32Array::New(env, T * out);
+  cpu::gemm_xwt(x.Data(), T, in, w.Data(), out, bias, y.Data(), false);
+  return y;
+}
+
+Value RmsNorm(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto x = f32(info[0], "x");
+  auto w = f32(info[1], "weight");
+  const int64_t H = static_cast<int64_t>(w.ElementLength());
+  need(env, H > 0 && x.ElementLength() % H == 0, "rmsNorm: x must be [tokens, hidden]");
+  auto y = Napi::Float32Array::New(env, x.ElementLength());
+  cpu::rms_norm(x.Data(), static_cast<int64_t>(x.ElementLength()) / H, H, w.Data(),
+                static_cast<float>(info[2].ToNumber().DoubleValue()), y.Data());
+  return y;
+}
+
+Value LayerNorm(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto x = f32(info[0], "x");
+  auto w = f32(info[1], "weight");
+  auto b = f32(info[2], "bias");
+  const int64_t H = static_cast<int64_t>(w.ElementLength());
+  need(env, H > 0 && x.ElementLength() % H == 0 && b.ElementLength() == w.ElementLength(),
+       "layerNorm: x must be [tokens, hidden], weight and bias [hidden]");
+  auto y = Napi::Float32Array::New(env, x.ElementLength());
+  cpu::layer_norm(x.Data(), static_cast<int64_t>(x.ElementLength()) / H, H, w.Data(), b.Data(),
+                  static_cast<float>(info[3].ToNumber().DoubleValue()), y.Data());
+  return y;
+}
+
+// rope(x [tokens, heads, headDim], heads, headDim, rotaryDim, positions, invFreq, attentionFactor) -> rotated copy
+Value Rope(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto x = f32(info[0], "x");
+  const int64_t heads = num_int(info[1], "heads"), hd = num_int(info[2], "headDim"), rd = num_int(info[3], "rotaryDim");
+  auto pos = i32(info[4], "positions");
+  auto inv = f32(info[5], "invFreq");
+  const int64_t T = static_cast<int64_t>(pos.ElementLength());
+  need(env, static_cast<int64_t>(x.ElementLength()) == T * heads * hd && rd % 2 == 0 && rd <= hd &&
+                static_cast<int64_t>(inv.ElementLength()) == rd / 2,
+       "rope: x must be [tokens, heads, headDim], invFreq [rotaryDim/2]");
+  auto y = copy_of(env, x.Data(), x.ElementLength());
+  cpu::rope_rotate_half(y.Data(), T, heads, hd, rd, pos.Data(), inv.Data(),
+                        static_cast<float>(info[6].ToNumber().DoubleValue()));
+  return y;
+}
+
+Value SiluMul(const CallbackInfo& info) {
+  auto g = f32(info[0], "gate");
+  auto u = f32(info[1], "up");
+  need(info.Env(), g.ElementLength() == u.ElementLength(), "siluMul: gate and up must have equal length");
+  auto y = Napi::Float32Array::New(info.Env(), g.ElementLength());
+  cpu::silu_mul(g.Data(), u.Data(), y.Data(), static_cast<int64_t>(g.ElementLength()));
+  return y;
+}
+
+Value Gelu(const CallbackInfo& info) {
+  auto x = f32(info[0], "x");
+  auto y = copy_of(info.Env(), x.Data(), x.ElementLength());
+  const std::string kind = info[1].ToString().Utf8Value();
+  if (kind == "tanh") cpu::gelu_tanh(y.Data(), static_cast<int64_t>(y.ElementLength()));
+  else cpu::gelu_erf(y.Data(), static_cast<int64_t>(y.ElementLength()));
+  return y;
+}
+
+// pagedAttention(q [T, heads, hd], heads, kvHeads, hd, seqs[{tokenStart,numTokens,contextLen,blockTable}],
+//                kCache, vCache, blockSize, scale, slidingWindow) -> out [T, heads, hd]
+Value PagedAttention(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto q = f32(info[0], "q");
+  const int64_t heads = num_int(info[1], "heads"), kvh = num_int(info[2], "kvHeads"), hd = num_int(info[3], "headDim");
+  Napi::Array seqs = info[4].As<Napi::Array>();
+  auto kc = f32(info[5], "kCache");
+  auto vc = f32(info[6], "vCache");
+  const int64_t bs = num_int(info[7], "blockSize");
+  const int64_t cache_slots = static_cast<int64_t>(kc.ElementLength()) / (kvh * hd);
+  need(env, kc.ElementLength() == vc.ElementLength() && heads % kvh == 0, "pagedAttention: bad cache or head counts");
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<cpu::AttentionSeq> att;
+  const int64_t T = static_cast<int64_t>(q.ElementLength()) / (heads * hd);
+  for (uint32_t i = 0; i < seqs.Length(); ++i) {
+    Napi::Object s = seqs.Get(i).As<Napi::Object>();
+    tables.push_back(i32vec(s.Get("blockTable"), "blockTable"));
+    cpu::AttentionSeq a{static_cast<int64_t>(num(s, "tokenStart")), static_cast<int64_t>(num(s, "numTokens")),
+                        static_cast<int64_t>(num(s, "contextLen")), nullptr};
+    need(env, a.token_start >= 0 && a.token_start + a.num_tokens <= T && a.context_len >= a.num_tokens &&
+                  static_cast<int64_t>(tables.back().size()) * bs >= a.context_len,
+         "pagedAttention: sequence rows/context out of range");
+    for (int32_t b : tables.back()) need(env, b >= 0 && (b + 1) * bs <= cache_slots, "pagedAttention: block out of range");
+    att.push_back(a);
+  }
+  for (size_t i = 0; i < att.size(); ++i) att[i].block_table = tables[i].data();
+  auto out = Napi::Float32Array::New(env, q.ElementLength());
+  std::fill(out.Data(), out.Data() + out.ElementLength(), 0.0f);
+  cpu::paged_attention(q.Data(), heads, kvh, hd, att.data(), static_cast<int64_t>(att.size()), kc.Data(), vc.Data(), bs,
+                       static_cast<float>(info[8].ToNumber().DoubleValue()), num_int(info[9], "slidingWindow"),
+                       out.Data());
+  return out;
+}
+
+// lora(x [T, in], A [rank, in], B [outLen, rank], scale, y [T, yStride], outOffset) -> y + delta (copy)
+Value Lora(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto x = f32(info[0], "x");
+  auto a = f32(info[1], "A");
+  auto b = f32(info[2], "B");
+  const float scale = static_cast<float>(info[3].ToNumber().DoubleValue());
+  auto y0 = f32(info[4], "y");
+  const int64_t stride = num_int(info[5], "yStride"), off = num_int(info[6], "outOffset"), rank = num_int(info[7], "rank");
+  need(env, rank > 0 && a.ElementLength() % rank == 0 && b.ElementLength() % rank == 0, "lora: A/B not divisible by rank");
+  const int64_t in = static_cast<int64_t>(a.ElementLength()) / rank, out_len = static_cast<int64_t>(b.ElementLength()) / rank;
+  need(env, in > 0 && x.ElementLength() % in == 0, "lora: x must be [tokens, in]");
+  const int64_t T = static_cast<int64_t>(x.ElementLength()) / in;
+  need(env, static_cast<int64_t>(y0.ElementLength()) == T * stride && off >= 0 && off + out_len <= stride,
+       "lora: y must be [tokens, yStride] with room for outOffset + outLen");
+  auto y = copy_of(env, y0.Data(), y0.ElementLength());
+  cpu::lora_shrink_expand(x.Data(), 0, T, in, a.Data(), b.Data(), rank, out_len, scale, y.Data(), stride, off);
+  return y;
+}
+
+cpu::SamplingParams sampling_params(const Napi::Object& o) {
+  cpu::SamplingParams p;
+  p.temperature = static_cast<float>(num_or(o, "temperature", 1.0));
+  p.top_k = static_cast<int32_t>(num_or(o, "topK", 0));
+  p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
+  p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
+  p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
+  p.do_sample = o.Get("doSample").ToBoolean().Value();
+  p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
+  p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));
+  return p;
+}
+
+}  // namespace
+
+// sample(logits [vocab], params, penaltyTokens Int32Array, topN) -> {token, logprob, top: [[token, logprob], ...]}
+// Exported for the shard's step loop as well as tests.
+Value Sample(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto logits = f32(info[0], "logits");
+  if (!info[1].IsObject()) throw Napi::TypeError::New(env, "sample: params must be an object");
+  auto pen = i32(info[2], "penaltyTokens");
+  const int32_t top_n = static_cast<int32_t>(num_int(info[3], "topN"));
+  need(env, logits.ElementLength() > 0, "sample: empty logits");
+  auto r = cpu::sample_token(logits.Data(), static_cast<int64_t>(logits.ElementLength()),
+                             sampling_params(info[1].As<Napi::Object>()), pen.Data(),
+                             static_cast<int64_t>(pen.ElementLength()), top_n);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("token", r.token);
+  o.Set("logprob", r.logprob);
+  Napi::Array top = Napi::Array::New(env, r.top.size());
+  for (size_t i = 0; i < r.top.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, r.top[i].first);
+    pair.Set(1u, r.top[i].second);
+    top.Set(static_cast<uint32_t>(i), pair);
+  }
+  o.Set("top", top);
+  return o;
+}
+
+// logSoftmaxAt(logits [vocab], token) -> number
+Value LogSoftmaxAt(const CallbackInfo& info) {
+  auto logits = f32(info[0], "logits");
+  const int64_t t = num_int(info[1], "token");
+  need(info.Env(), t >= 0 && t < static_cast<int64_t>(logits.ElementLength()), "logSoftmaxAt: token out of range");
+  return Napi::Number::New(info.Env(), cpu::log_softmax_at(logits.Data(), static_cast<int64_t>(logits.ElementLength()),
+                                                           static_cast<int32_t>(t)));
+}
+
+Napi::Object define_ops(Napi::Env env) {
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("gemm", Napi::Function::New(env, Gemm));
+  ops.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
+  ops.Set("layerNorm", Napi::Function::New(env, LayerNorm));
+  ops.Set("rope", Napi::Function::New(env, Rope));
+  ops.Set("siluMul", Napi::Function::New(env, SiluMul));
+  ops.Set("gelu", Napi::Function::New(env, Gelu));
+  ops.Set("pagedAttention", Napi::Function::New(env, PagedAttention));
+  ops.Set("lora", Napi::Function::New(env, Lora));
+  ops.Set("sample", Napi::Function::New(env, Sample));
+  ops.Set("logSoftmaxAt", Napi::Function::New(env, LogSoftmaxAt));
+  return ops;
+}
+
+}  // namespace weft::napi

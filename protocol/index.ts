@@ -1,0 +1,43 @@
+// Public surface of protocol/: the coordinator↔shard wire contract.
+export { PROTOCOL_VERSION } from './version.js';
+export { ProtocolError, type ProtocolErrorCode } from './errors.js';
+export type {
+  AdapterEvict,
+  AdapterFailed,
+  AdapterLoad,
+  AdapterLoaded,
+  Message,
+  MessageOf,
+  MessageType,
+  ModelInfo,
+  NewSequence,
+  RunningSequence,
+  SamplingParams,
+  SeqOutput,
+  ShardHeartbeat,
+  ShardReady,
+  Shutdown,
+  Step,
+  StepResult,
+  TokenChoice,
+} from './messages.js';
+export { MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
+export { bytesToFloat32, decode, decodeAs, encode, float32ToBytes } from './codec.js';
+export {
+  ADAPTER_VERBS,
+  CONTROL_VERBS,
+  SHARD_VERBS,
+  SUBJECT_ROOT,
+  adapterSubject,
+  checkCluster,
+  controlSubject,
+  shardSubject,
+  shardWildcard,
+  stepResultSubject,
+  stepSubject,
+  subjectFor,
+  type AdapterVerb,
+  type ControlVerb,
+  type ShardVerb,
+} from './subjects.js';
+export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHeaders } from './bus.js';

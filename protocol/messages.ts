@@ -1,0 +1,157 @@
+// Every coordinator↔shard message. Each payload carries `v` (PROTOCOL_VERSION) and `type`.
+// The runtime schemas in validate.ts are type-checked against these interfaces.
+
+export interface SamplingParams {
+  temperature: number;
+  topK: number; // 0 = off
+  topP: number; // 1 = off
+  typicalP: number; // 1 = off
+  repetitionPenalty: number;
+  doSample: boolean;
+  seed: number; // integer 0..2^53-1
+}
+
+export interface NewSequence {
+  seqId: string;
+  adapterSlot: number; // -1 = base model only
+  /** Tokens to compute now, from position 0 (the prompt, or prompt+generated when recomputing after preemption). */
+  tokens: number[];
+  /** KV block ids covering tokens.length (+ room for the next token). */
+  blockTable: number[];
+  sampling: SamplingParams;
+  /** Tokens already generated (non-empty after a preemption): repetition penalty and the RNG position. */
+  generated: number[];
+  /** 'all': return float32 logits for every position (used by `weft score` and tests). */
+  logits: 'none' | 'all';
+  /** Return the log-softmax of each prompt token given its prefix (decoder_input_details). */
+  promptLogprobs: boolean;
+  /** Number of top alternative tokens to report per generated token (0 = none). */
+  topN: number;
+}
+
+/** Decode one more token: `token` was sampled last step; `newBlocks` are appended to its block table. */
+export interface RunningSequence {
+  seqId: string;
+  token: number;
+  newBlocks: number[];
+}
+
+export interface Step {
+  v: number;
+  type: 'step';
+  stepId: number;
+  newSeqs: NewSequence[];
+  running: RunningSequence[];
+  /** Free these sequences' state (ended, cancelled or preempted). */
+  finished: string[];
+}
+
+export interface TokenChoice {
+  token: number;
+  logprob: number;
+}
+
+export interface SeqOutput {
+  seqId: string;
+  token: number;
+  logprob: number;
+  top: TokenChoice[];
+  promptLogprobs?: number[];
+  /** float32 little-endian, [positions, vocab]; see float32ToBytes / bytesToFloat32. */
+  logits?: Uint8Array;
+}
+
+export interface StepResult {
+  v: number;
+  type: 'step.result';
+  stepId: number;
+  rank: number;
+  outputs: SeqOutput[];
+  error?: string;
+  computeMs: number;
+}
+
+/** `dir`: local directory holding adapter_config.json + weights. */
+export interface AdapterLoad {
+  v: number;
+  type: 'adapter.load';
+  key: string;
+  slot: number;
+  dir: string;
+}
+
+export interface AdapterLoaded {
+  v: number;
+  type: 'adapter.loaded';
+  key: string;
+  slot: number;
+  rank: number; // shard rank
+  bytes: number;
+  maxRank: number; // largest LoRA r over the adapter's modules
+}
+
+export interface AdapterFailed {
+  v: number;
+  type: 'adapter.failed';
+  key: string;
+  slot: number;
+  rank: number;
+  reason: string;
+}
+
+export interface AdapterEvict {
+  v: number;
+  type: 'adapter.evict';
+  key: string;
+  slot: number;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  vocabSize: number;
+  numLayers: number;
+  maxPositions: number;
+  eosTokenIds: number[];
+}
+
+export interface ShardReady {
+  v: number;
+  type: 'shard.ready';
+  rank: number;
+  worldSize: number;
+  pid: number;
+  model: ModelInfo;
+  kvBlocks: number;
+  blockSize: number;
+  adapterSlots: number;
+}
+
+export interface ShardHeartbeat {
+  v: number;
+  type: 'shard.heartbeat';
+  rank: number;
+  ts: number;
+  stepId: number;
+}
+
+export interface Shutdown {
+  v: number;
+  type: 'shutdown';
+  reason: string;
+}
+
+export type Message =
+  | Step
+  | StepResult
+  | AdapterLoad
+  | AdapterLoaded
+  | AdapterFailed
+  | AdapterEvict
+  | ShardReady
+  | ShardHeartbeat
+  | Shutdown;
+
+export type MessageType = Message['type'];
+
+/** The message interface whose `type` is T, e.g. MessageOf<'step'> = Step. */
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;

@@ -1,0 +1,169 @@
+// Runtime schemas of every message, one table entry per `type`, checked against messages.ts at compile time.
+import { ProtocolError } from './errors.js';
+import type { Message, MessageOf, MessageType } from './messages.js';
+import {
+  FieldError, arrayOf, bool, bytes, describe, int, ints, isPlainObject, literal, logprob, num, object, refine, str,
+  type Validator,
+} from './schema.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+const id = str({ nonEmpty: true });
+const count = int(0); // ids, positions, sizes: non-negative integers
+const positive = int(1);
+const tokenIds = ints(0); // token and block ids
+const version = literal(PROTOCOL_VERSION);
+
+const sampling = object({
+  temperature: num({ min: 0 }),
+  topK: count,
+  topP: num({ above: 0, max: 1 }),
+  typicalP: num({ above: 0, max: 1 }),
+  repetitionPenalty: num({ above: 0 }),
+  doSample: bool,
+  seed: count,
+});
+
+const newSequence = object({
+  seqId: id,
+  adapterSlot: int(-1),
+  tokens: ints(0, { minLength: 1 }),
+  blockTable: tokenIds,
+  sampling,
+  generated: tokenIds,
+  logits: literal('none', 'all'),
+  promptLogprobs: bool,
+  topN: count,
+});
+
+const runningSequence = object({ seqId: id, token: count, newBlocks: tokenIds });
+
+const seqOutput = object(
+  { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },
+  { promptLogprobs: arrayOf(logprob), logits: bytes({ multipleOf: 4 }) },
+);
+
+/** The first seq id that occurs twice in `ids`, if any. */
+function firstDuplicate(ids: Iterable<string>): string | undefined {
+  const seen = new Set<string>();
+  for (const x of ids) {
+    if (seen.has(x)) return x;
+    seen.add(x);
+  }
+  return undefined;
+}
+
+function duplicateReason(what: string, ids: Iterable<string>): string | undefined {
+  const dup = firstDuplicate(ids);
+  return dup === undefined ? undefined : `sequence ${describe(dup)} appears more than once in ${what}`;
+}
+
+const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
+  step: refine(
+    object({
+      v: version,
+      type: literal('step'),
+      stepId: count,
+      newSeqs: arrayOf(newSequence),
+      running: arrayOf(runningSequence),
+      finished: arrayOf(id),
+    }),
+    (m) => duplicateReason('newSeqs + running', [...m.newSeqs, ...m.running].map((s) => s.seqId)),
+  ),
+  'step.result': refine(
+    object(
+      {
+        v: version,
+        type: literal('step.result'),
+        stepId: count,
+        rank: count,
+        outputs: arrayOf(seqOutput),
+        computeMs: num({ min: 0 }),
+      },
+      { error: str() },
+    ),
+    (m) => duplicateReason('outputs', m.outputs.map((o) => o.seqId)),
+  ),
+  'adapter.load': object({ v: version, type: literal('adapter.load'), key: id, slot: count, dir: id }),
+  'adapter.loaded': object({
+    v: version,
+    type: literal('adapter.loaded'),
+    key: id,
+    slot: count,
+    rank: count,
+    bytes: count,
+    maxRank: positive,
+  }),
+  'adapter.failed': object({
+    v: version,
+    type: literal('adapter.failed'),
+    key: id,
+    slot: count,
+    rank: count,
+    reason: str(),
+  }),
+  'adapter.evict': object({ v: version, type: literal('adapter.evict'), key: id, slot: count }),
+  'shard.ready': refine(
+    object({
+      v: version,
+      type: literal('shard.ready'),
+      rank: count,
+      worldSize: positive,
+      pid: positive,
+      model: object({
+        architecture: id,
+        vocabSize: positive,
+        numLayers: positive,
+        maxPositions: positive,
+        eosTokenIds: tokenIds,
+      }),
+      kvBlocks: positive,
+      blockSize: positive,
+      adapterSlots: count,
+    }),
+    (m) => (m.rank < m.worldSize ? undefined : `rank ${m.rank} is not below worldSize ${m.worldSize}`),
+  ),
+  'shard.heartbeat': object({
+    v: version,
+    type: literal('shard.heartbeat'),
+    rank: count,
+    ts: num({ min: 0 }),
+    stepId: count,
+  }),
+  shutdown: object({ v: version, type: literal('shutdown'), reason: str() }),
+};
+
+/** Every message type, in a stable order. */
+export const MESSAGE_TYPES = Object.freeze(Object.keys(schemas) as MessageType[]);
+
+export function isMessageType(value: unknown): value is MessageType {
+  return typeof value === 'string' && Object.hasOwn(schemas, value);
+}
+
+/**
+ * Checks that `value` is one complete, valid message of this protocol version and returns it unchanged
+ * (no copy), typed. Throws ProtocolError otherwise; never returns a partly valid object.
+ */
+export function validateMessage(value: unknown): Message {
+  if (!isPlainObject(value)) {
+    throw new ProtocolError(`expected a msgpack map at the top level, got ${describe(value)}`, 'MALFORMED');
+  }
+  const { v, type } = value;
+  if (v === undefined) {
+    throw new ProtocolError(`missing protocol version field "v" (this build supports v=${PROTOCOL_VERSION})`, 'VERSION');
+  }
+  if (v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `unsupported protocol version: received v=${describe(v)}, this build supports v=${PROTOCOL_VERSION}`,
+      'VERSION',
+    );
+  }
+  if (typeof type !== 'string') throw new ProtocolError(`expected a string "type" field, got ${describe(type)}`, 'MALFORMED');
+  if (!isMessageType(type)) throw new ProtocolError(`unknown message type ${describe(type)}`, 'UNKNOWN_TYPE');
+  try {
+    return schemas[type](value);
+  } catch (err) {
+    if (!(err instanceof FieldError)) throw err;
+    const where = err.path ? `${err.path}: ` : '';
+    throw new ProtocolError(`invalid "${type}" message: ${where}${err.reason}`, 'INVALID_FIELD', { cause: err });
+  }
+}

@@ -1,0 +1,16 @@
+// What a shard remembers about one sequence between steps (DESIGN.md §2: steps carry diffs, not state).
+import type { SamplingParams } from '../../protocol/index.js';
+
+export interface SequenceState {
+  seqId: string;
+  adapterSlot: number;
+  blockTable: number[];
+  /** Tokens whose K/V are in the cache. */
+  length: number;
+  /** Prompt + generated tokens: the repetition-penalty window. */
+  history: number[];
+  sampling: SamplingParams;
+  /** Tokens sampled so far (the RNG draw index of the next sample). */
+  draws: number;
+  topN: number;
+}

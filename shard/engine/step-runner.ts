@@ -1,0 +1,119 @@
+// Runs one protocol Step on this shard: applies the diffs (finished → new → running), builds the
+// native batch, runs the forward pass, and on rank 0 samples every sequence's next token.
+import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
+import { float32ToBytes } from '../../protocol/index.js';
+import { cpuOps, type BatchSeq } from '../../kernels/index.js';
+import type { LoadedModel } from '../models/index.js';
+import type { SequenceState } from './sequence-state.js';
+
+export class StepError extends Error {
+  override name = 'StepError';
+}
+
+interface Row {
+  state: SequenceState;
+  tokens: number[];
+  firstPos: number;
+  wantAll: boolean;
+  promptLogprobs: boolean;
+  logits: NewSequence['logits'];
+}
+
+export class StepRunner {
+  private readonly seqs = new Map<string, SequenceState>();
+
+  constructor(private readonly model: LoadedModel, private readonly rank: number) {}
+
+  get activeSequences(): number {
+    return this.seqs.size;
+  }
+
+  /** Drops every sequence (after a failed step the coordinator fails them all). */
+  reset(): void {
+    this.seqs.clear();
+  }
+
+  async run(step: Step): Promise<SeqOutput[]> {
+    for (const id of step.finished) this.seqs.delete(id);
+    const rows: Row[] = [];
+    for (const ns of step.newSeqs) rows.push(this.admit(ns));
+    for (const r of step.running) {
+      const state = this.seqs.get(r.seqId);
+      if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
+      state.blockTable.push(...r.newBlocks);
+      state.history.push(r.token);
+      rows.push({ state, tokens: [r.token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none' });
+    }
+    if (rows.length === 0) return [];
+    const logits = await this.model.native.forward(this.buildBatch(rows));
+    for (const row of rows) row.state.length += row.tokens.length;
+    return this.rank === 0 ? this.sampleAll(rows, logits) : [];
+  }
+
+  private admit(ns: NewSequence): Row {
+    if (this.seqs.has(ns.seqId)) throw new StepError(`new sequence '${ns.seqId}' already exists on rank ${this.rank}`);
+    const state: SequenceState = {
+      seqId: ns.seqId,
+      adapterSlot: ns.adapterSlot,
+      blockTable: [...ns.blockTable],
+      length: 0,
+      history: [...ns.tokens],
+      sampling: ns.sampling,
+      draws: ns.generated.length,
+      topN: ns.topN,
+    };
+    this.seqs.set(ns.seqId, state);
+    const wantAll = ns.logits === 'all' || ns.promptLogprobs;
+    return { state, tokens: ns.tokens, firstPos: 0, wantAll, promptLogprobs: ns.promptLogprobs, logits: ns.logits };
+  }
+
+  private buildBatch(rows: Row[]) {
+    const bs = this.model.plan.blockSize;
+    const T = rows.reduce((n, r) => n + r.tokens.length, 0);
+    const tokens = new Int32Array(T), positions = new Int32Array(T), slotMapping = new Int32Array(T);
+    const seqs: BatchSeq[] = [];
+    const logitRows: number[] = [];
+    let t = 0;
+    for (const row of rows) {
+      const { state } = row;
+      const start = t;
+      for (let i = 0; i < row.tokens.length; i++, t++) {
+        const pos = row.firstPos + i;
+        const block = state.blockTable[Math.floor(pos / bs)];
+        if (block === undefined) throw new StepError(`sequence '${state.seqId}': no KV block for position ${pos}`);
+        tokens[t] = row.tokens[i];
+        positions[t] = pos;
+        slotMapping[t] = block * bs + (pos % bs);
+      }
+      if (row.wantAll) for (let i = start; i < t; i++) logitRows.push(i);
+      else logitRows.push(t - 1);
+      seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
+        adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
+    }
+    return { tokens, positions, slotMapping, seqs, logitRows: Int32Array.from(logitRows) };
+  }
+
+  private sampleAll(rows: Row[], logits: Float32Array): SeqOutput[] {
+    const V = this.model.spec.vocab;
+    const outputs: SeqOutput[] = [];
+    let r = 0;
+    for (const row of rows) {
+      const n = row.wantAll ? row.tokens.length : 1;
+      const block = logits.subarray(r * V, (r + n) * V);
+      r += n;
+      const last = block.subarray((n - 1) * V, n * V);
+      const { state } = row;
+      const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, Int32Array.from(state.history), state.topN);
+      state.draws++;
+      const out: SeqOutput = { seqId: state.seqId, token: s.token, logprob: s.logprob,
+        top: s.top.map(([token, logprob]) => ({ token, logprob })) };
+      if (row.promptLogprobs) {
+        // log p(token_i | tokens_<i) for i >= 1; the first prompt token has no prefix to score it.
+        out.promptLogprobs = row.tokens.slice(1).map((tok, i) => cpuOps.logSoftmaxAt(block.subarray(i * V, (i + 1) * V), tok));
+      }
+      if (row.logits === 'all') out.logits = float32ToBytes(block);
+      outputs.push(out);
+    }
+    return outputs;
+  }
+}

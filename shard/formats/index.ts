@@ -1,0 +1,17 @@
+// Weight file formats: safetensors (models and adapters) and PyTorch zip checkpoints (adapter_model.bin).
+export {
+  type DType,
+  type FloatDType,
+  DTYPE_SIZE,
+  bf16ToF32,
+  decodeFloats,
+  encodeFloats,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  numel,
+} from './dtype.js';
+export { SafetensorsError, SafetensorsFile, WeightStore, writeSafetensors, type Slice, type TensorInfo } from './safetensors.js';
+export { ALLOWED_TORCH_GLOBALS, TorchBinError, loadTorchBin, type TorchBinTensor } from './torch-bin.js';
+export { PickleError, UnsafePickleError } from './pickle-vm.js';
+export { ZipError } from './zip-reader.js';

@@ -1,0 +1,76 @@
+// An engine in this process (TP=1, or one rank of a group when given a collective): the model, its
+// adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
+import type { NativeCollective } from '../kernels/index.js';
+import type { SamplingParams, SeqOutput, Step } from '../protocol/index.js';
+import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
+import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
+import { StepRunner } from './engine/step-runner.js';
+
+export interface LocalEngineOptions {
+  rank?: number;
+  world?: number;
+  numBlocks: number;
+  blockSize?: number;
+  adapterSlots: number;
+  maxLoraRank?: number;
+  collective?: NativeCollective;
+}
+
+export class LocalEngine {
+  readonly runner: StepRunner;
+  private stepId = 0;
+
+  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number) {
+    this.runner = new StepRunner(model, model.partition.rank);
+  }
+
+  static open(modelDir: string, opts: LocalEngineOptions): LocalEngine {
+    const spec = readModelSpec(modelDir);
+    const model = loadModel(modelDir, spec, {
+      rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
+      adapterSlots: opts.adapterSlots, collective: opts.collective,
+    });
+    return new LocalEngine(model, opts.maxLoraRank ?? 64);
+  }
+
+  loadAdapter(slot: number, dir: string): AdapterPlan {
+    const plan = planAdapter(this.model, dir, this.maxLoraRank);
+    installAdapter(this.model, slot, plan);
+    return plan;
+  }
+
+  step(step: Step): Promise<SeqOutput[]> {
+    return this.runner.run(step);
+  }
+
+  /**
+   * Full-sequence logits for several sequences in ONE heterogeneous batch (adapterSlot -1 = base).
+   * Blocks are laid out consecutively from block 0; sequences are freed afterwards.
+   */
+  async scoreBatch(items: { tokens: number[]; adapterSlot: number }[]): Promise<Float32Array[]> {
+    const bs = this.model.plan.blockSize;
+    let next = 0;
+    const id = ++this.stepId;
+    const newSeqs = items.map((it, i) => {
+      const n = Math.ceil(it.tokens.length / bs);
+      const blockTable = Array.from({ length: n }, (_, k) => next + k);
+      next += n;
+      return { seqId: `score-${id}-${i}`, adapterSlot: it.adapterSlot, tokens: it.tokens, blockTable,
+        sampling: GREEDY, generated: [], logits: 'all' as const, promptLogprobs: false, topN: 0 };
+    });
+    if (next > this.model.plan.numBlocks) throw new Error(`scoring needs ${next} KV blocks; the engine has ${this.model.plan.numBlocks}`);
+    const outputs = await this.runner.run({ v: PROTOCOL_VERSION, type: 'step', stepId: id, newSeqs, running: [], finished: [] });
+    await this.runner.run({ v: PROTOCOL_VERSION, type: 'step', stepId: ++this.stepId, newSeqs: [], running: [],
+      finished: newSeqs.map((s) => s.seqId) });
+    if (outputs.length === 0) return [];
+    return outputs.map((o) => bytesToFloat32(o.logits!));
+  }
+
+  dispose(): void {
+    this.model.native.dispose();
+  }
+}
+
+export const GREEDY: SamplingParams = {
+  temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0,
+};

@@ -1,0 +1,111 @@
+// Maps a PEFT LoRA adapter onto an executor slot: every lora_A/lora_B pair is placed on the module it
+// targets, sliced for this rank exactly like the base weight (DESIGN.md §3, §4). The tensors in the file
+// are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
+import { LoraModuleId } from '../../kernels/index.js';
+import { loadAdapterDir, loraScaleFor, parseLoraTensorKey } from '../adapters/index.js';
+import { subBlocks, rowParallelInput, resolveModule } from './layout.js';
+import type { LoadedModel } from './load-weights.js';
+
+export class AdapterLoadError extends Error {
+  override name = 'AdapterLoadError';
+}
+
+export interface LoraPartPlan {
+  layer: number;
+  module: number;
+  outOffset: number;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+export interface AdapterPlan {
+  parts: LoraPartPlan[];
+  maxRank: number;
+  bytes: number;
+}
+
+function sliceRows(m: Float32Array, cols: number, start: number, end: number): Float32Array {
+  return m.slice(start * cols, end * cols);
+}
+
+function sliceCols(m: Float32Array, rows: number, cols: number, start: number, end: number): Float32Array {
+  const w = end - start;
+  const out = new Float32Array(rows * w);
+  for (let r = 0; r < rows; r++) out.set(m.subarray(r * cols + start, r * cols + end), r * w);
+  return out;
+}
+
+/** Reads an adapter directory and plans this rank's LoRA parts; throws AdapterLoadError naming the problem. */
+export function planAdapter(model: LoadedModel, dir: string, maxLoraRank: number): AdapterPlan {
+  const { config, tensors } = loadAdapterDir(dir);
+  const spec = model.spec, part = model.partition;
+  const pairs = new Map<string, { a?: { shape: number[]; data: Float32Array }; b?: { shape: number[]; data: Float32Array } }>();
+  for (const [key, t] of tensors) {
+    const { modulePath, kind } = parseLoraTensorKey(key);
+    const entry = pairs.get(modulePath) ?? {};
+    if (kind === 'A') entry.a = t;
+    else entry.b = t;
+    pairs.set(modulePath, entry);
+  }
+  if (pairs.size === 0) throw new AdapterLoadError(`${dir}: the adapter has no LoRA tensors`);
+  const parts: LoraPartPlan[] = [];
+  let maxRank = 0;
+  for (const [path, { a, b }] of pairs) {
+    if (!a || !b) throw new AdapterLoadError(`${dir}: module '${path}' has lora_${a ? 'A' : 'B'} but no lora_${a ? 'B' : 'A'}`);
+    const ref = resolveModule(spec, path);
+    if (!ref) {
+      throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of this ` +
+        `${spec.architecture} model (wrong base model?)`);
+    }
+    const [rank, inDim] = a.shape;
+    const [outDim, rankB] = b.shape;
+    if (a.shape.length !== 2 || b.shape.length !== 2 || rankB !== rank) {
+      throw new AdapterLoadError(`${dir}: '${path}' lora_A ${JSON.stringify(a.shape)} and lora_B ${JSON.stringify(b.shape)} do not form a LoRA pair`);
+    }
+    if (rank > maxLoraRank) throw new AdapterLoadError(`${dir}: '${path}' has rank ${rank}, above --max-lora-rank ${maxLoraRank}`);
+    maxRank = Math.max(maxRank, rank);
+    const { scale } = loraScaleFor(config, path);
+    const moduleId = LoraModuleId[ref.module];
+    if (ref.module === 'o' || ref.module === 'down') {
+      const full = ref.module === 'o' ? spec.heads * spec.headDim : spec.intermediate;
+      if (inDim !== full || outDim !== spec.hidden) {
+        throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${full}] and lora_B [${spec.hidden}, r], ` +
+          `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
+      }
+      const cols = rowParallelInput(spec, part, ref.module);
+      parts.push({ layer: ref.layer, module: moduleId, outOffset: 0, rank, scale,
+        a: sliceCols(a.data, rank, inDim, cols.start, cols.end), b: b.data });
+      continue;
+    }
+    const blocks = subBlocks(spec, part, ref.module === 'qkv' ? 'qkv' : ref.module === 'up' ? 'up' : 'lmHead');
+    const mine = ref.roles.map((role) => blocks.find((bl) => bl.role === role)!);
+    const expectedOut = mine.reduce((n, bl) => n + bl.fullLen, 0);
+    if (inDim !== spec.hidden || outDim !== expectedOut) {
+      throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${spec.hidden}] and lora_B [${expectedOut}, r], ` +
+        `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
+    }
+    let off = 0;
+    for (const bl of mine) {
+      parts.push({ layer: ref.layer, module: moduleId, outOffset: bl.localOffset, rank, scale, a: a.data,
+        b: sliceRows(b.data, rank, off + bl.local.start, off + bl.local.end) });
+      off += bl.fullLen;
+    }
+  }
+  const bytes = parts.reduce((n, p) => n + 4 * (p.a.length + p.b.length), 0);
+  return { parts, maxRank, bytes };
+}
+
+/** Loads a planned adapter into a slot (clearing whatever was there). */
+export function installAdapter(model: LoadedModel, slot: number, plan: AdapterPlan): void {
+  model.native.clearAdapter(slot);
+  try {
+    for (const p of plan.parts) model.native.addLoraPart(slot, p.layer, p.module, p.outOffset, p.rank, p.scale, p.a, p.b);
+    model.native.markAdapterLoaded(slot);
+  } catch (e) {
+    model.native.clearAdapter(slot);
+    throw e;
+  }
+}
+

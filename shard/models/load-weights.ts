@@ -1,0 +1,210 @@
+// Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
+// assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
+import { createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
+import { WeightStore } from '../formats/index.js';
+import { UnsupportedModelError } from './errors.js';
+import { subBlocks, rowParallelInput, type ExecModule } from './layout.js';
+import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
+import type { ModelSpec } from './spec.js';
+
+export interface LoadOptions {
+  rank: number;
+  world: number;
+  numBlocks: number;
+  blockSize: number;
+  adapterSlots: number;
+  collective?: NativeCollective;
+}
+
+export interface LoadedModel {
+  spec: ModelSpec;
+  partition: Partition;
+  native: NativeModel;
+  plan: ModelPlanConfig;
+}
+
+/** Names of the Hugging Face modules that feed one executor module, in sub-block order. */
+interface HfNames {
+  layerPrefix(i: number): string;
+  modules: Record<Exclude<ExecModule, 'lmHead'>, { paths: string[]; roles: string[][] }>;
+  attnNorm: string;
+  mlpNorm: string;
+  finalNorm: string;
+  embed: string;
+  posEmbed?: string;
+  lmHead: string;
+  conv1d: boolean;
+}
+
+function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
+  if (spec.architecture === 'gpt2') {
+    const root = store.has('transformer.wte.weight') ? 'transformer.' : '';
+    return {
+      layerPrefix: (i) => `${root}h.${i}.`,
+      modules: {
+        qkv: { paths: ['attn.c_attn'], roles: [['q', 'k', 'v']] },
+        o: { paths: ['attn.c_proj'], roles: [[]] },
+        up: { paths: ['mlp.c_fc'], roles: [['fc']] },
+        down: { paths: ['mlp.c_proj'], roles: [[]] },
+      },
+      attnNorm: 'ln_1', mlpNorm: 'ln_2', finalNorm: `${root}ln_f`,
+      embed: `${root}wte.weight`, posEmbed: `${root}wpe.weight`, lmHead: 'lm_head.weight', conv1d: true,
+    };
+  }
+  const fused = spec.architecture === 'phi3';
+  return {
+    layerPrefix: (i) => `model.layers.${i}.`,
+    modules: {
+      qkv: fused
+        ? { paths: ['self_attn.qkv_proj'], roles: [['q', 'k', 'v']] }
+        : { paths: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], roles: [['q'], ['k'], ['v']] },
+      o: { paths: ['self_attn.o_proj'], roles: [[]] },
+      up: fused
+        ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
+        : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
+      down: { paths: ['mlp.down_proj'], roles: [[]] },
+    },
+    attnNorm: 'input_layernorm', mlpNorm: 'post_attention_layernorm', finalNorm: 'model.norm',
+    embed: 'model.embed_tokens.weight', lmHead: 'lm_head.weight', conv1d: false,
+  };
+}
+
+function need(store: WeightStore, name: string): string {
+  if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint`);
+  return name;
+}
+
+/** Rows [r.start, r.end) of a 2-D weight's output dimension, as [rows, in]. Conv1D stores [in, out]. */
+export function readOutRows(store: WeightStore, name: string, r: Range, conv1d: boolean): Float32Array {
+  const info = store.info(name);
+  if (!conv1d) return store.readF32(name, { dim: 0, start: r.start, end: r.end });
+  const [inDim] = info.shape;
+  return transpose(store.readF32(name, { dim: 1, start: r.start, end: r.end }), inDim, rangeLen(r));
+}
+
+/** Columns [r.start, r.end) of a 2-D weight's input dimension, as [out, cols]. */
+export function readInCols(store: WeightStore, name: string, r: Range, conv1d: boolean): Float32Array {
+  const info = store.info(name);
+  if (!conv1d) return store.readF32(name, { dim: 1, start: r.start, end: r.end });
+  const out = info.shape[1];
+  return transpose(store.readF32(name, { dim: 0, start: r.start, end: r.end }), rangeLen(r), out);
+}
+
+export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(a.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j];
+  return t;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Offset of each role's rows inside the HF tensor that provides it. */
+function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: 'qkv' | 'up'): Map<string, number> {
+  const blocks = subBlocks(spec, part, module);
+  const m = new Map<string, number>();
+  let off = 0;
+  for (const role of roles) {
+    m.set(role, off);
+    off += blocks.find((b) => b.role === role)!.fullLen;
+  }
+  return m;
+}
+
+/** A column-parallel fused module: each sub-block's local rows, from whichever HF tensor holds that role. */
+function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
+  module: 'qkv' | 'up', suffix: 'weight' | 'bias'): Float32Array | null {
+  const { paths, roles } = names.modules[module];
+  const pieces: Float32Array[] = [];
+  for (const block of subBlocks(spec, part, module)) {
+    const idx = roles.findIndex((rs) => rs.includes(block.role));
+    const name = `${names.layerPrefix(layer)}${paths[idx]}.${suffix}`;
+    if (!store.has(name)) {
+      if (suffix === 'bias') return null;
+      need(store, name);
+    }
+    const off = roleOffsets(roles[idx], spec, part, module).get(block.role)!;
+    const rows = { start: off + block.local.start, end: off + block.local.end };
+    pieces.push(suffix === 'bias'
+      ? store.readF32(name, { dim: 0, start: rows.start, end: rows.end })
+      : readOutRows(store, name, rows, names.conv1d));
+  }
+  return concat(pieces);
+}
+
+export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions): ModelPlanConfig {
+  return {
+    hidden: spec.hidden,
+    layers: spec.layers,
+    headDim: spec.headDim,
+    headsLocal: rangeLen(part.heads),
+    kvHeadsLocal: rangeLen(part.kvHeads),
+    intermediateLocal: rangeLen(part.intermediate),
+    vocab: spec.vocab,
+    vocabChunk: part.vocabChunk,
+    vocabLocal: rangeLen(part.vocab),
+    norm: spec.norm,
+    normEps: spec.normEps,
+    mlp: spec.mlp,
+    learnedPositions: spec.learnedPositions,
+    maxPositions: spec.maxPositions,
+    rotaryDim: spec.rope?.rotaryDim ?? 0,
+    invFreq: spec.rope?.invFreq ?? new Float32Array(0),
+    ropeAttentionFactor: spec.rope?.attentionFactor ?? 1,
+    slidingWindow: spec.slidingWindow,
+    attnScale: spec.attnScale,
+    numBlocks: opts.numBlocks,
+    blockSize: opts.blockSize,
+    adapterSlots: opts.adapterSlots,
+  };
+}
+
+export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
+  const store = WeightStore.openDir(modelDir);
+  try {
+    const part = partitionFor(spec, opts.rank, opts.world);
+    const plan = planConfig(spec, part, opts);
+    const native = createModel(plan, opts.collective);
+    const names = hfNames(spec, store);
+    const set = (name: string, data: Float32Array): void => native.setWeight(name, data);
+    const setNorm = (dst: string, src: string): void => {
+      set(`${dst}.weight`, store.readF32(need(store, `${src}.weight`)));
+      if (spec.norm === 'layer') set(`${dst}.bias`, store.readF32(need(store, `${src}.bias`)));
+    };
+
+    set('embed', store.readF32(need(store, names.embed)));
+    if (names.posEmbed) set('pos_embed', store.readF32(need(store, names.posEmbed)));
+    for (let i = 0; i < spec.layers; i++) {
+      const p = names.layerPrefix(i);
+      setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
+      setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
+      for (const module of ['qkv', 'up'] as const) {
+        const local = module === 'qkv' ? 'qkv' : 'up';
+        set(`layers.${i}.${local}.weight`, assembleColumnParallel(store, spec, part, names, i, module, 'weight')!);
+        const bias = assembleColumnParallel(store, spec, part, names, i, module, 'bias');
+        if (bias) set(`layers.${i}.${local}.bias`, bias);
+      }
+      for (const module of ['o', 'down'] as const) {
+        const base = `${p}${names.modules[module].paths[0]}`;
+        set(`layers.${i}.${module}.weight`, readInCols(store, need(store, `${base}.weight`), rowParallelInput(spec, part, module), names.conv1d));
+        // Row-parallel bias is added once, after the all-reduce (C++ side), so every rank holds it whole.
+        if (store.has(`${base}.bias`)) set(`layers.${i}.${module}.bias`, store.readF32(`${base}.bias`));
+      }
+    }
+    setNorm('final_norm', names.finalNorm);
+    const lmHeadName = spec.tieEmbeddings || !store.has(names.lmHead) ? names.embed : names.lmHead;
+    if (!spec.tieEmbeddings && !store.has(names.lmHead)) need(store, names.lmHead);
+    set('lm_head', store.readF32(lmHeadName, { dim: 0, start: part.vocab.start, end: part.vocab.end }));
+    native.finalize();
+    return { spec, partition: part, native, plan };
+  } finally {
+    store.close();
+  }
+}

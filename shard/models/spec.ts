@@ -1,0 +1,159 @@
+// A Hugging Face config.json read into one normalized description of the network. Every field weft
+// does not implement exactly is refused here, by name.
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UnsupportedModelError } from './errors.js';
+import { computeRope, parseRopeParams, type Rope } from './rope.js';
+
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'phi3' | 'gpt2';
+
+export interface ModelSpec {
+  architecture: Architecture;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  vocab: number;
+  maxPositions: number;
+  norm: 'rms' | 'layer';
+  normEps: number;
+  mlp: 'gated_silu' | 'gelu_tanh' | 'gelu_erf';
+  learnedPositions: boolean;
+  rope: Rope | null;
+  slidingWindow: number;
+  attnScale: number;
+  tieEmbeddings: boolean;
+  /** q/k/v projections carry biases (Qwen2; Llama with attention_bias). */
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+type Json = Record<string, unknown>;
+
+const ARCHITECTURES: Record<string, Architecture> = {
+  LlamaForCausalLM: 'llama',
+  MistralForCausalLM: 'mistral',
+  Qwen2ForCausalLM: 'qwen2',
+  Phi3ForCausalLM: 'phi3',
+  GPT2LMHeadModel: 'gpt2',
+};
+
+export function readModelSpec(modelDir: string): ModelSpec {
+  const path = join(modelDir, 'config.json');
+  if (!existsSync(path)) throw new UnsupportedModelError(`${modelDir} has no config.json; point --model-id at a Hugging Face model directory`);
+  let cfg: Json;
+  try {
+    cfg = JSON.parse(readFileSync(path, 'utf8')) as Json;
+  } catch (e) {
+    throw new UnsupportedModelError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseModelSpec(cfg, path);
+}
+
+export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
+  const archName = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : '';
+  const arch = ARCHITECTURES[archName];
+  if (!arch) {
+    throw new UnsupportedModelError(`${where}: architecture '${archName || String(cfg.model_type)}' is not supported ` +
+      `(supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
+  }
+  return arch === 'gpt2' ? gpt2Spec(cfg, where) : llamaFamilySpec(arch, cfg, where);
+}
+
+function int(cfg: Json, key: string, where: string): number {
+  const v = cfg[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new UnsupportedModelError(`${where}: '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function eosList(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
+  return [];
+}
+
+function refuseIf(cond: boolean, where: string, msg: string): void {
+  if (cond) throw new UnsupportedModelError(`${where}: ${msg}`);
+}
+
+function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
+  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : [];
+  const sw = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0;
+  if (arch === 'qwen2') {
+    refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (per-layer sliding windows) is not supported');
+    refuseIf(layerTypes.some((t) => t !== 'full_attention'), where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
+    return 0;
+  }
+  if (new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
+  return sw > 0 ? sw : 0;
+}
+
+function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'hidden_size', where);
+  const heads = int(cfg, 'num_attention_heads', where);
+  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
+  const headDim = typeof cfg.head_dim === 'number' ? int(cfg, 'head_dim', where) : hidden / heads;
+  refuseIf(!Number.isInteger(headDim), where, `hidden_size ${hidden} is not divisible by num_attention_heads ${heads}`);
+  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  const act = String(cfg.hidden_act ?? 'silu');
+  refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
+  refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
+  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
+  const rope = computeRope(parseRopeParams(cfg), headDim);
+  return {
+    architecture: arch,
+    hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
+    intermediate: int(cfg, 'intermediate_size', where),
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: int(cfg, 'max_position_embeddings', where),
+    norm: 'rms',
+    normEps: Number(cfg.rms_norm_eps ?? 1e-6),
+    mlp: 'gated_silu',
+    learnedPositions: false,
+    rope,
+    slidingWindow: slidingWindowOf(arch, cfg, where),
+    attnScale: 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: attnBias,
+    oBias: arch === 'llama' && cfg.attention_bias === true,
+    mlpBias: arch === 'llama' && cfg.mlp_bias === true,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
+  };
+}
+
+function gpt2Spec(cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'n_embd', where);
+  const heads = int(cfg, 'n_head', where);
+  refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
+  refuseIf(cfg.scale_attn_by_inverse_layer_idx === true, where, 'scale_attn_by_inverse_layer_idx=true is not supported');
+  refuseIf(cfg.add_cross_attention === true, where, 'add_cross_attention=true is not supported');
+  const act = String(cfg.activation_function ?? 'gelu_new');
+  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `activation_function '${act}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)`);
+  const headDim = hidden / heads;
+  return {
+    architecture: 'gpt2',
+    hidden, layers: int(cfg, 'n_layer', where), heads, kvHeads: heads, headDim,
+    intermediate: typeof cfg.n_inner === 'number' ? int(cfg, 'n_inner', where) : 4 * hidden,
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: int(cfg, 'n_positions', where),
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_epsilon ?? 1e-5),
+    mlp: mlp!,
+    learnedPositions: true,
+    rope: null,
+    slidingWindow: 0,
+    attnScale: cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,
+    qkvBias: true, oBias: true, mlpBias: true,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
+  };
+}

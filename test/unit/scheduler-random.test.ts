@@ -1,0 +1,178 @@
+// Randomized run: many requests, a tiny KV cache, adapters loading and unloading, aborts, stops and
+// failures, driven against a ReferenceShard. Every step is checked against the scheduler's invariants.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SamplingParams, Step } from '../../protocol/index.js';
+import { ReferenceShard, Scheduler, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
+import type { FinishReason, ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
+
+const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
+const EOS = 0;
+const ADAPTERS = ['A', 'B', 'C', 'D', 'E', 'F'];
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Depends on the whole sequence (so recompute must be exact); EOS about one time in 40.
+const sampler: ReferenceSampler = (seqId, tokens) => {
+  let h = seqId.length;
+  for (const t of tokens) h = (Math.imul(h, 31) + t + 1) >>> 0;
+  return (h ^ (h >>> 13)) % 40;
+};
+
+/** What an uninterrupted run must produce for seq, by the stopping rules. */
+function expectedTokens(seq: Sequence, maxTotal: number): number[] {
+  const tokens = [...seq.promptTokens];
+  const out: number[] = [];
+  for (;;) {
+    const t = sampler(seq.seqId, tokens);
+    out.push(t);
+    tokens.push(t);
+    if (t === EOS || out.length >= seq.maxNewTokens || tokens.length >= maxTotal) return out;
+  }
+}
+
+function runOnce(seed: number): { preemptions: number; steps: number } {
+  const rand = mulberry32(seed);
+  const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
+  const blockSize = [1, 2, 4, 16][int(0, 3)]!;
+  const numBlocks = int(Math.ceil(48 / blockSize), Math.ceil(160 / blockSize));
+  const cfg: SchedulerConfig = {
+    numBlocks,
+    blockSize,
+    maxBatchSize: int(1, 8),
+    maxBatchPrefillTokens: int(8, 64),
+    maxTotalTokens: int(24, 80),
+    maxActiveAdapters: int(0, 3),
+    adapterCycleTimeS: 0.2,
+  };
+  const maxTotal = Math.min(cfg.maxTotalTokens, numBlocks * blockSize);
+  const slots = new Map(ADAPTERS.map((k, i) => [k, 10 + i]));
+  const ready = new Set<string>();
+  let now = 0;
+  const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now });
+  const shard = new ReferenceShard(numBlocks, blockSize, sampler);
+  const ctx = `seed ${seed} ${JSON.stringify(cfg)}`;
+
+  const all: Sequence[] = [];
+  const adapterOf = new Map<string, string | null>();
+  const endings = new Map<string, FinishReason[]>();
+  const streamed = new Map<string, number[]>();
+  const ended = (id: string, r: FinishReason): void => void endings.set(id, [...(endings.get(id) ?? []), r]);
+  const total = 120;
+  let steps = 0;
+
+  while (all.length < total || sched.hasWork()) {
+    assert.ok(steps < 20_000, `${ctx}: no progress`);
+    now += 10;
+    // Arrivals, readiness changes (an adapter in use is never unloaded), aborts and stops.
+    for (let n = int(0, 2); n > 0 && all.length < total; n--) {
+      const id = `r${all.length}`;
+      const adapter = cfg.maxActiveAdapters > 0 && rand() < 0.7 ? ADAPTERS[int(0, ADAPTERS.length - 1)]! : null;
+      const prompt = Array.from({ length: int(1, maxTotal - 1) }, () => int(1, 39));
+      const seq = new Sequence({ seqId: id, promptTokens: prompt, adapterKey: adapter, sampling: SAMPLING, maxNewTokens: int(1, 30), eosTokenIds: [EOS] });
+      sched.add(seq);
+      all.push(seq);
+      adapterOf.set(id, adapter);
+    }
+    for (const k of ADAPTERS) {
+      if (!ready.has(k) && rand() < 0.15) ready.add(k);
+      else if (ready.has(k) && !sched.adapterInUse(k) && rand() < 0.05) ready.delete(k);
+    }
+    const live = all.filter((s) => !s.isFinished);
+    if (live.length > 0 && rand() < 0.04) {
+      const victim = live[int(0, live.length - 1)]!;
+      const reason: FinishReason = rand() < 0.5 ? 'cancelled' : 'stop_sequence';
+      if (sched.abort(victim.seqId, reason)) ended(victim.seqId, reason);
+    }
+    if (rand() < 0.0007) for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
+
+    let scheduled = sched.schedule();
+    if (scheduled === null && sched.hasWork()) {
+      for (const k of sched.wantedAdapters()) ready.add(k); // the registry loads what is wanted
+      scheduled = sched.schedule();
+      assert.ok(scheduled !== null || all.length < total || !sched.hasWork(), `${ctx}: stalled with work left`);
+    }
+    if (scheduled === null) continue;
+    steps++;
+    checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
+    const result = shard.run(scheduled.step);
+    const inStep = [...scheduled.step.running.map((r) => r.seqId), ...scheduled.step.newSeqs.map((n) => n.seqId)];
+    let used = 0;
+    for (const id of inStep) {
+      assert.deepEqual(sched.blockTable(id), shard.blockTable(id), `${ctx}: ${id} tables differ`);
+      used += sched.blockTable(id).length;
+    }
+    assert.equal(sched.usedBlocks, used, `${ctx}: blocks held outside the step`);
+
+    if (rand() < 0.002) {
+      try {
+        sched.update({ ...result, outputs: [], error: 'injected' });
+        assert.fail('a failed step must throw');
+      } catch (e) {
+        assert.ok(e instanceof StepFailedError, String(e));
+        for (const s of e.failed) ended(s.seqId, s.finishReason!);
+      }
+      continue;
+    }
+    for (const ev of sched.update(result)) {
+      assert.ok(endings.get(ev.seqId) === undefined, `${ctx}: token for ${ev.seqId} after it ended`);
+      streamed.set(ev.seqId, [...(streamed.get(ev.seqId) ?? []), ev.token]);
+      if (ev.finished !== undefined) {
+        ended(ev.seqId, ev.finished);
+        assert.equal(sched.get(ev.seqId), undefined);
+      }
+    }
+  }
+
+  assert.equal(sched.usedBlocks, 0, ctx);
+  assert.equal(sched.freeBlocks, numBlocks, ctx);
+  assert.equal(shard.size, 0, `${ctx}: shards still hold state`);
+  assert.deepEqual([sched.waiting, sched.running, sched.activeAdapters], [0, 0, 0], ctx);
+  for (const seq of all) {
+    const reasons = endings.get(seq.seqId) ?? [];
+    assert.deepEqual(reasons, [seq.finishReason], `${ctx}: ${seq.seqId} must end exactly once`);
+    assert.equal(seq.status, 'finished');
+    assert.deepEqual(streamed.get(seq.seqId) ?? [], seq.generated, `${ctx}: ${seq.seqId} streamed != generated`);
+    if (seq.finishReason === 'length' || seq.finishReason === 'eos_token') {
+      assert.deepEqual(seq.generated, expectedTokens(seq, maxTotal), `${ctx}: ${seq.seqId} output changed`);
+    }
+  }
+  return { preemptions: sched.preemptions, steps };
+}
+
+function checkStep(
+  step: Step,
+  cfg: SchedulerConfig,
+  adapterOf: ReadonlyMap<string, string | null>,
+  ready: ReadonlySet<string>,
+  slots: ReadonlyMap<string, number>,
+  ctx: string,
+): void {
+  const ids = [...step.running.map((r) => r.seqId), ...step.newSeqs.map((n) => n.seqId)];
+  assert.ok(ids.length <= cfg.maxBatchSize, `${ctx}: step ${step.stepId} has ${ids.length} sequences`);
+  const adapters = new Set(ids.map((id) => adapterOf.get(id)).filter((k) => k != null));
+  assert.ok(adapters.size <= cfg.maxActiveAdapters, `${ctx}: step ${step.stepId} has ${adapters.size} adapters`);
+  const prefill = step.newSeqs.reduce((n, s) => n + s.tokens.length, 0);
+  assert.ok(prefill <= cfg.maxBatchPrefillTokens || step.newSeqs.length === 1, `${ctx}: prefill budget`);
+  for (const n of step.newSeqs) {
+    const key = adapterOf.get(n.seqId) ?? null;
+    assert.equal(n.adapterSlot, key === null ? -1 : slots.get(key), `${ctx}: slot of ${n.seqId}`);
+    assert.ok(key === null || ready.has(key), `${ctx}: ${n.seqId} admitted before its adapter was ready`);
+  }
+}
+
+test('randomized run keeps every invariant and finishes every request exactly once', () => {
+  let preemptions = 0;
+  for (let seed = 1; seed <= 40; seed++) preemptions += runOnce(seed).preemptions;
+  assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+});

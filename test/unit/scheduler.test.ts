@@ -1,0 +1,336 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SamplingParams, Step } from '../../protocol/index.js';
+import { ReferenceShard, Scheduler, SchedulerError, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
+import type { ReferenceSampler, SchedulerConfig, SchedulerHooks, SequenceEvent } from '../../coordinator/scheduler/index.js';
+
+const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
+
+function config(over: Partial<SchedulerConfig> = {}): SchedulerConfig {
+  return {
+    numBlocks: 64,
+    blockSize: 4,
+    maxBatchSize: 16,
+    maxBatchPrefillTokens: 256,
+    maxTotalTokens: 1024,
+    maxActiveAdapters: 4,
+    adapterCycleTimeS: 10,
+    ...over,
+  };
+}
+
+function seq(seqId: string, promptLen: number, o: { adapter?: string; maxNew?: number; eos?: number[] } = {}): Sequence {
+  const promptTokens = Array.from({ length: promptLen }, (_, i) => 1 + i);
+  return new Sequence({ seqId, promptTokens, adapterKey: o.adapter ?? null, sampling: SAMPLING, maxNewTokens: o.maxNew ?? 4, eosTokenIds: o.eos ?? [] });
+}
+
+// The next token depends on the whole sequence, so a recompute must feed back exactly the same tokens.
+const hashSampler: ReferenceSampler = (_seqId, tokens) => 100 + tokens.reduce((h, t) => (h * 31 + t) % 997, 7);
+
+/** The real scheduler driven against a ReferenceShard, which checks the protocol every step. */
+class Harness {
+  readonly sched: Scheduler;
+  readonly shard: ReferenceShard;
+  readonly events = new Map<string, SequenceEvent[]>();
+
+  constructor(cfg: SchedulerConfig, hooks: SchedulerHooks = {}, sampler: ReferenceSampler = hashSampler) {
+    this.sched = new Scheduler(cfg, hooks);
+    this.shard = new ReferenceShard(cfg.numBlocks, cfg.blockSize, sampler);
+  }
+
+  add(...seqs: Sequence[]): void {
+    for (const s of seqs) this.sched.add(s);
+  }
+
+  step(): Step | null {
+    const scheduled = this.sched.schedule();
+    if (scheduled === null) return null;
+    for (const ev of this.sched.update(this.shard.run(scheduled.step))) {
+      this.events.set(ev.seqId, [...(this.events.get(ev.seqId) ?? []), ev]);
+    }
+    return scheduled.step;
+  }
+
+  runToEnd(): Step[] {
+    const steps: Step[] = [];
+    for (let i = 0; this.sched.hasWork(); i++) {
+      assert.ok(i < 10_000, 'scheduler did not finish');
+      const s = this.step();
+      assert.ok(s !== null, 'schedule() returned null with work left');
+      steps.push(s);
+    }
+    assert.equal(this.sched.usedBlocks, 0);
+    assert.equal(this.shard.size, 0, 'shards still hold state');
+    return steps;
+  }
+
+  tokens(seqId: string): number[] {
+    return (this.events.get(seqId) ?? []).map((e) => e.token);
+  }
+
+  reason(seqId: string): string | undefined {
+    return this.events.get(seqId)?.at(-1)?.finished;
+  }
+}
+
+const newIds = (s: Step | null): string[] => s?.newSeqs.map((n) => n.seqId) ?? [];
+const runIds = (s: Step | null): string[] => s?.running.map((r) => r.seqId) ?? [];
+
+test('a request prefills once, decodes every step and frees everything at max_new_tokens', () => {
+  const h = new Harness(config());
+  h.add(seq('a', 5, { maxNew: 3 }));
+  const s1 = h.step()!;
+  assert.deepEqual(s1.newSeqs[0]!.tokens, [1, 2, 3, 4, 5]);
+  assert.equal(s1.newSeqs[0]!.blockTable.length, 2);
+  assert.deepEqual(s1.newSeqs[0]!.generated, []);
+  assert.equal(s1.newSeqs[0]!.adapterSlot, -1);
+  const s2 = h.step()!;
+  assert.deepEqual(s2.running, [{ seqId: 'a', token: h.tokens('a')[0], newBlocks: [] }]);
+  assert.deepEqual(newIds(s2), []);
+  h.step();
+  assert.equal(h.reason('a'), 'length');
+  assert.equal(h.tokens('a').length, 3);
+  assert.equal(h.sched.get('a'), undefined);
+  assert.equal(h.sched.usedBlocks, 0);
+  assert.ok(h.sched.hasWork(), 'the shards still have to be told');
+  const s4 = h.step()!;
+  assert.deepEqual([s4.finished, s4.running, s4.newSeqs], [['a'], [], []]);
+  assert.ok(!h.sched.hasWork());
+  assert.equal(h.sched.schedule(), null);
+  assert.equal(h.shard.size, 0);
+});
+
+test('a running sequence gets a new block exactly when it crosses a block boundary', () => {
+  const h = new Harness(config({ blockSize: 4 }));
+  h.add(seq('a', 4, { maxNew: 6 }));
+  assert.equal(h.step()!.newSeqs[0]!.blockTable.length, 1);
+  const grown = [2, 3, 4, 5, 6].map(() => h.step()!.running[0]!.newBlocks.length);
+  assert.deepEqual(grown, [1, 0, 0, 0, 1]);
+  h.runToEnd();
+});
+
+test('EOS and max total tokens end a sequence with their reasons', () => {
+  const eosAt7: ReferenceSampler = (_id, tokens) => (tokens.length === 7 ? 99 : 50);
+  const h = new Harness(config({ maxTotalTokens: 12 }), {}, eosAt7);
+  h.add(seq('eos', 5, { maxNew: 10, eos: [99, 98] }), seq('long', 10, { maxNew: 100 }));
+  h.runToEnd();
+  assert.deepEqual(h.tokens('eos'), [50, 50, 99]);
+  assert.equal(h.reason('eos'), 'eos_token');
+  assert.equal(h.tokens('long').length, 2);
+  assert.equal(h.reason('long'), 'length');
+});
+
+test('max total tokens is clamped to the cache and over-long prompts are refused', () => {
+  const h = new Harness(config({ numBlocks: 2, blockSize: 4 }));
+  assert.throws(() => h.add(seq('big', 8)), (e) => e instanceof SchedulerError && e.code === 'INVALID_SEQUENCE');
+  h.add(seq('a', 6, { maxNew: 100 }));
+  h.runToEnd();
+  assert.equal(h.tokens('a').length, 2);
+});
+
+test('admission respects the prefill token budget, FCFS', () => {
+  const h = new Harness(config({ maxBatchPrefillTokens: 10 }));
+  h.add(seq('a', 4), seq('b', 4), seq('c', 4));
+  assert.deepEqual(newIds(h.step()), ['a', 'b']);
+  const s2 = h.step();
+  assert.deepEqual([newIds(s2), runIds(s2)], [['c'], ['a', 'b']]);
+  h.runToEnd();
+});
+
+test('one request larger than the budget runs alone instead of never', () => {
+  const h = new Harness(config({ maxBatchPrefillTokens: 10 }));
+  h.add(seq('big', 25), seq('small', 3));
+  assert.deepEqual(newIds(h.step()), ['big']);
+  assert.deepEqual(newIds(h.step()), ['small']);
+  h.add(seq('s2', 3), seq('big2', 25));
+  assert.deepEqual(newIds(h.step()), ['s2']);
+  assert.deepEqual(newIds(h.step()), ['big2']);
+  h.runToEnd();
+});
+
+test('maxBatchSize caps sequences per step; the next one enters when a slot frees', () => {
+  const h = new Harness(config({ maxBatchSize: 2 }));
+  h.add(seq('a', 3, { maxNew: 2 }), seq('b', 3, { maxNew: 5 }), seq('c', 3, { maxNew: 2 }));
+  assert.deepEqual(newIds(h.step()), ['a', 'b']);
+  assert.deepEqual(newIds(h.step()), []);
+  assert.equal(h.reason('a'), 'length');
+  const s3 = h.step();
+  assert.deepEqual([s3?.finished, runIds(s3), newIds(s3)], [['a'], ['b'], ['c']]);
+  h.runToEnd();
+});
+
+test('a request that does not fit in free blocks waits, and so do those behind it', () => {
+  const h = new Harness(config({ numBlocks: 4, blockSize: 4 }));
+  h.add(seq('a', 4, { maxNew: 2 }), seq('b', 13, { maxNew: 1 }), seq('c', 2, { maxNew: 1 }));
+  assert.deepEqual(newIds(h.step()), ['a'], 'c would fit but waits behind b');
+  assert.deepEqual(newIds(h.step()), []);
+  assert.deepEqual(newIds(h.step()), ['b']);
+  assert.deepEqual(newIds(h.step()), ['c']);
+  h.runToEnd();
+});
+
+test('a request whose adapter is not resident is skipped, not waited on', () => {
+  const ready = new Set(['B']);
+  const slots = new Map([['A', 3], ['B', 7]]);
+  const h = new Harness(config(), { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)! });
+  h.add(seq('a1', 3, { adapter: 'A' }), seq('base', 3), seq('b1', 3, { adapter: 'B' }));
+  const s1 = h.step()!;
+  assert.deepEqual(newIds(s1), ['base', 'b1']);
+  assert.deepEqual(s1.newSeqs.map((n) => n.adapterSlot), [-1, 7]);
+  assert.deepEqual(h.sched.wantedAdapters(), ['A']);
+  ready.add('A');
+  const s2 = h.step()!;
+  assert.deepEqual(newIds(s2), ['a1']);
+  assert.equal(s2.newSeqs[0]!.adapterSlot, 3);
+  h.runToEnd();
+});
+
+test('the distinct-adapter limit skips a request without blocking those behind it', () => {
+  const h = new Harness(config({ maxActiveAdapters: 2 }));
+  h.add(
+    seq('a1', 3, { adapter: 'A', maxNew: 2 }),
+    seq('b1', 3, { adapter: 'B', maxNew: 6 }),
+    seq('c1', 3, { adapter: 'C' }),
+    seq('a2', 3, { adapter: 'A', maxNew: 2 }),
+    seq('base', 3),
+  );
+  assert.deepEqual(newIds(h.step()), ['a1', 'b1', 'a2', 'base']);
+  assert.equal(h.sched.activeAdapters, 2);
+  assert.ok(h.sched.adapterInUse('A') && !h.sched.adapterInUse('C'));
+  assert.deepEqual(newIds(h.step()), []);
+  assert.deepEqual(newIds(h.step()), ['c1']);
+  h.runToEnd();
+});
+
+test('a request older than adapterCycleTimeS stops other adapters until it gets in', () => {
+  let now = 0;
+  const ready = new Set(['A', 'D', 'E']);
+  const h = new Harness(config({ maxActiveAdapters: 3, adapterCycleTimeS: 1 }), { isAdapterReady: (k) => ready.has(k), now: () => now });
+  h.add(seq('a1', 3, { adapter: 'A', maxNew: 30 }), seq('c1', 3, { adapter: 'C', maxNew: 2 }));
+  assert.deepEqual(newIds(h.step()), ['a1']);
+  now = 500;
+  h.add(seq('d1', 3, { adapter: 'D', maxNew: 3 }));
+  assert.deepEqual(newIds(h.step()), ['d1'], 'c1 is not starving yet: others go ahead');
+  now = 2000;
+  h.add(seq('a2', 3, { adapter: 'A', maxNew: 2 }), seq('e1', 3, { adapter: 'E' }), seq('x', 3));
+  assert.deepEqual(newIds(h.step()), ['x'], 'only the base model request passes a starving one');
+  ready.add('C');
+  assert.deepEqual(newIds(h.step()), ['c1', 'a2'], 'the starving request first, then the limit applies again');
+  assert.deepEqual(newIds(h.step()), ['e1']);
+  h.runToEnd();
+});
+
+test('preemption by recompute: newest running first, back at the queue front, same tokens in the end', () => {
+  const cfg = config({ numBlocks: 6, blockSize: 2 });
+  const h = new Harness(cfg);
+  h.add(seq('a', 3, { maxNew: 6 }), seq('b', 3, { maxNew: 6 }), seq('c', 3, { maxNew: 6 }));
+  const steps = h.runToEnd();
+  assert.deepEqual([steps[2]!.finished, runIds(steps[2]!)], [['c'], ['a', 'b']], 'step 3: c, the newest, is preempted');
+  assert.deepEqual([steps[4]!.finished, runIds(steps[4]!)], [['b'], ['a']], 'step 5: then b');
+  const readmitted = steps.flatMap((s) => s.newSeqs.filter((n) => n.generated.length > 0));
+  assert.deepEqual(readmitted.map((n) => n.seqId), ['b', 'c'], 'the older preempted sequence comes back first');
+  for (const n of readmitted) {
+    assert.deepEqual(n.tokens, [1, 2, 3, ...n.generated]);
+    assert.deepEqual(n.generated, h.tokens(n.seqId).slice(0, n.generated.length));
+  }
+  assert.ok(h.sched.preemptions >= 2);
+  const big = new Harness(config());
+  big.add(seq('a', 3, { maxNew: 6 }), seq('b', 3, { maxNew: 6 }), seq('c', 3, { maxNew: 6 }));
+  big.runToEnd();
+  for (const id of ['a', 'b', 'c']) assert.deepEqual(h.tokens(id), big.tokens(id), `${id}: recompute changed the output`);
+});
+
+test('abort frees blocks at the next step, also when it lands mid-flight or while waiting', () => {
+  const h = new Harness(config({ maxBatchSize: 2 }));
+  h.add(seq('a', 5, { maxNew: 20 }), seq('b', 5, { maxNew: 20 }), seq('w', 3));
+  h.step();
+  h.step();
+  assert.ok(h.sched.abort('b'));
+  assert.ok(!h.sched.abort('b'), 'a second abort is a no-op');
+  const s3 = h.step()!;
+  assert.deepEqual([s3.finished, runIds(s3)], [['b'], ['a']]);
+  assert.deepEqual(newIds(s3), ['w']);
+  const scheduled = h.sched.schedule()!;
+  assert.ok(h.sched.abort('a'));
+  const events = h.sched.update(h.shard.run(scheduled.step));
+  assert.deepEqual(events.map((e) => e.seqId), ['w'], 'no token for a sequence aborted in flight');
+  assert.equal(h.sched.usedBlocks, h.sched.blockTable('a').length + h.sched.blockTable('w').length);
+  assert.deepEqual(h.step()!.finished, ['a']);
+  h.add(seq('late', 3));
+  assert.ok(h.sched.abort('late'));
+  const s = h.step();
+  assert.ok(!s?.finished.includes('late') && !newIds(s).includes('late'), 'never sent, never freed on shards');
+  assert.equal(h.sched.waiting, 0);
+  h.runToEnd();
+  assert.equal(h.reason('b'), undefined);
+});
+
+test('finish() ends a sequence with stop_sequence', () => {
+  const h = new Harness(config());
+  const a = seq('a', 3, { maxNew: 50 });
+  h.add(a);
+  h.step();
+  h.step();
+  assert.ok(h.sched.finish('a'));
+  h.runToEnd();
+  assert.equal(a.finishReason, 'stop_sequence');
+  assert.equal(a.status, 'finished');
+  assert.equal(h.tokens('a').length, 2);
+});
+
+test('a failed step ends its sequences with error; waiting ones go on', () => {
+  const h = new Harness(config({ maxBatchSize: 2 }));
+  const seqs = [seq('a', 3, { maxNew: 9 }), seq('b', 3, { maxNew: 9 }), seq('c', 3, { maxNew: 2 })];
+  h.add(...seqs);
+  h.step();
+  const scheduled = h.sched.schedule()!;
+  const result = { ...h.shard.run(scheduled.step), outputs: [], error: 'CUDA error: out of memory' };
+  assert.throws(
+    () => h.sched.update(result),
+    (e) => e instanceof StepFailedError && e.stepId === scheduled.step.stepId && e.failed.length === 2,
+  );
+  assert.deepEqual(seqs.map((s) => s.finishReason), ['error', 'error', null]);
+  assert.equal(seqs[0]!.errorMessage, 'CUDA error: out of memory');
+  assert.equal(h.sched.usedBlocks, 0);
+  const next = h.step()!;
+  assert.deepEqual([next.finished, newIds(next)], [['a', 'b'], ['c']]);
+  const bad = h.sched.schedule()!;
+  assert.throws(() => h.sched.update({ ...h.shard.run(bad.step), outputs: [] }), StepFailedError);
+  assert.equal(seqs[2]!.finishReason, 'error');
+  h.runToEnd();
+});
+
+test('failAll ends every sequence, frees every block and ignores the lost step', () => {
+  const h = new Harness(config({ maxBatchSize: 2 }));
+  h.add(seq('a', 3, { maxNew: 9 }), seq('b', 3, { maxNew: 9 }), seq('c', 3));
+  h.step();
+  const scheduled = h.sched.schedule()!;
+  const result = h.shard.run(scheduled.step);
+  const failed = h.sched.failAll('shard 1 lost');
+  assert.deepEqual(failed.map((s) => [s.seqId, s.finishReason, s.errorMessage]), [
+    ['a', 'error', 'shard 1 lost'],
+    ['b', 'error', 'shard 1 lost'],
+    ['c', 'error', 'shard 1 lost'],
+  ]);
+  assert.deepEqual([h.sched.usedBlocks, h.sched.running, h.sched.waiting], [0, 0, 0]);
+  assert.deepEqual(h.sched.update(result), []);
+  assert.deepEqual(h.step()!.finished, ['a', 'b']);
+  h.runToEnd();
+});
+
+test('misuse is reported with named errors', () => {
+  const sched = new Scheduler(config({ maxTotalTokens: 10, maxActiveAdapters: 0 }));
+  const code = (c: string) => (e: unknown) => e instanceof SchedulerError && e.code === c;
+  sched.add(seq('a', 3));
+  assert.throws(() => sched.add(seq('a', 3)), code('INVALID_SEQUENCE'));
+  assert.throws(() => sched.add(seq('e', 0)), code('INVALID_SEQUENCE'));
+  assert.throws(() => sched.add(seq('long', 10)), code('INVALID_SEQUENCE'));
+  assert.throws(() => sched.add(seq('m', 3, { maxNew: 0 })), code('INVALID_SEQUENCE'));
+  assert.throws(() => sched.add(seq('ad', 3, { adapter: 'A' })), code('INVALID_SEQUENCE'));
+  assert.throws(() => sched.update({ v: 1, type: 'step.result', stepId: 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
+  const s = sched.schedule()!;
+  assert.throws(() => sched.schedule(), code('OUT_OF_ORDER'));
+  assert.throws(() => sched.update({ v: 1, type: 'step.result', stepId: s.step.stepId + 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
+  assert.throws(() => new Scheduler(config({ blockSize: 0 })), code('INVALID_CONFIG'));
+  assert.throws(() => new Scheduler(config({ adapterCycleTimeS: Number.NaN })), code('INVALID_CONFIG'));
+});
