@@ -4,6 +4,7 @@
 
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
+import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
@@ -209,13 +210,13 @@ export class Scheduler {
   private admitWaiting(): Sequence[] {
     const admitted: Sequence[] = [];
     const active = this.runningAdapterKeys();
-    let starving = this.starvingRequest(active);
+    let starving = findStarving(this.waitingQueue, active, this.now() - this.config.adapterCycleTimeS * 1000);
     let prefill = 0;
     let open = true;
     const stillWaiting: Sequence[] = [];
     for (const seq of this.waitingQueue) {
       if (open && this.runningList.length >= this.config.maxBatchSize) open = false;
-      if (!open || !this.adapterAdmissible(seq, active, starving)) {
+      if (!open || !adapterAdmissible(seq, active, starving, this.config.maxActiveAdapters, this.isAdapterReady)) {
         stillWaiting.push(seq);
         continue;
       }
@@ -239,24 +240,6 @@ export class Scheduler {
     }
     this.waitingQueue = stillWaiting;
     return admitted;
-  }
-
-  private adapterAdmissible(seq: Sequence, active: ReadonlySet<string>, starving: Sequence | null): boolean {
-    const key = seq.adapterKey;
-    if (key === null) return true;
-    if (!this.isAdapterReady(key)) return false;
-    // While a request starves, other adapters wait so the batch drains and its adapter can get a slot.
-    if (starving !== null && starving.adapterKey !== key) return false;
-    return active.has(key) || active.size < this.config.maxActiveAdapters;
-  }
-
-  /** The oldest waiting request that needs an adapter not in the batch and has waited past the cycle time. */
-  private starvingRequest(active: ReadonlySet<string>): Sequence | null {
-    const cutoff = this.now() - this.config.adapterCycleTimeS * 1000;
-    for (const seq of this.waitingQueue) {
-      if (seq.adapterKey !== null && !active.has(seq.adapterKey) && seq.arrivalTime <= cutoff) return seq;
-    }
-    return null;
   }
 
   private newSequenceMessage(seq: Sequence): NewSequence {

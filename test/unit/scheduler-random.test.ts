@@ -70,6 +70,9 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
   const ended = (id: string, r: FinishReason): void => void endings.set(id, [...(endings.get(id) ?? []), r]);
   const total = 120;
   let steps = 0;
+  // One seed in four loses a shard once and has a few failed steps; the others run clean.
+  const faults = seed % 4 === 0;
+  let shardLost = false;
 
   while (all.length < total || sched.hasWork()) {
     assert.ok(steps < 20_000, `${ctx}: no progress`);
@@ -94,7 +97,10 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
       const reason: FinishReason = rand() < 0.5 ? 'cancelled' : 'stop_sequence';
       if (sched.abort(victim.seqId, reason)) ended(victim.seqId, reason);
     }
-    if (rand() < 0.0007) for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
+    if (faults && !shardLost && all.length > total / 2) {
+      shardLost = true;
+      for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
+    }
 
     let scheduled = sched.schedule();
     if (scheduled === null && sched.hasWork()) {
@@ -114,7 +120,7 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
     }
     assert.equal(sched.usedBlocks, used, `${ctx}: blocks held outside the step`);
 
-    if (rand() < 0.002) {
+    if (faults && rand() < 0.01) {
       try {
         sched.update({ ...result, outputs: [], error: 'injected' });
         assert.fail('a failed step must throw');
