@@ -72,25 +72,34 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
 
   const peftType = json.peft_type;
   if (peftType !== 'LORA') {
-    fail('peft_type', `is ${JSON.stringify(peftType ?? null)}: weft serves LoRA adapters only (peft_type "LORA"); other PEFT methods are not supported`);
+    fail('peft_type', `is ${JSON.stringify(peftType ?? null)}: weft serves LoRA adapters only (peft_type "LORA"); ` +
+      `other PEFT methods are not supported`);
   }
   const r = json.r;
-  if (!isInt(r) || r <= 0) fail('r', `must be a positive integer, got ${JSON.stringify(r ?? null)}; set it to the rank the adapter was trained with`);
+  if (!isInt(r) || r <= 0) fail('r', `must be a positive integer, got ${JSON.stringify(r ?? null)}; set it to the ` +
+    `rank the adapter was trained with`);
   const alpha = absent(json.lora_alpha) ? 8 : json.lora_alpha; // PEFT's LoraConfig default
   if (typeof alpha !== 'number' || !Number.isFinite(alpha)) fail('lora_alpha', `must be a number, got ${JSON.stringify(alpha)}`);
 
-  if (bool('use_dora', false)) fail('use_dora', 'is true: DoRA adapters are not supported; merge the adapter into the base model or retrain with use_dora=false');
+  if (bool('use_dora', false)) {
+    fail('use_dora', 'is true: DoRA adapters are not supported; merge the adapter into the base model or retrain with use_dora=false');
+  }
   if (bool('lora_bias', false)) fail('lora_bias', 'is true: LoRA B bias terms are not supported; retrain with lora_bias=false');
-  if (bool('use_qalora', false)) fail('use_qalora', 'is true: QA-LoRA (pooled inputs for GPTQ models) is not supported; retrain with use_qalora=false');
+  if (bool('use_qalora', false)) {
+    fail('use_qalora', 'is true: QA-LoRA (pooled inputs for GPTQ models) is not supported; retrain with use_qalora=false');
+  }
   const bias = json.bias ?? 'none';
-  if (bias !== 'none') fail('bias', `is ${JSON.stringify(bias)}: adapters that train base-model biases are not supported; retrain with bias="none" or merge the adapter into the base model`);
+  if (bias !== 'none') fail('bias', `is ${JSON.stringify(bias)}: adapters that train base-model biases are not ` +
+    `supported; retrain with bias="none" or merge the adapter into the base model`);
   const mts = json.modules_to_save;
   if (!absent(mts) && !(Array.isArray(mts) && mts.length === 0)) {
-    fail('modules_to_save', `is ${JSON.stringify(mts)}: adapters that replace whole modules are not supported; merge those modules into the base model and save the adapter without modules_to_save`);
+    fail('modules_to_save', `is ${JSON.stringify(mts)}: adapters that replace whole modules are not supported; ` +
+      `merge those modules into the base model and save the adapter without modules_to_save`);
   }
   const tp = json.target_parameters;
   if (!absent(tp) && !(Array.isArray(tp) && tp.length === 0)) {
-    fail('target_parameters', 'is set: LoRA on raw parameters (e.g. MoE experts) is not supported; target nn.Linear modules with target_modules instead');
+    fail('target_parameters', 'is set: LoRA on raw parameters (e.g. MoE experts) is not supported; ' +
+      'target nn.Linear modules with target_modules instead');
   }
   for (const [field, what] of VARIANT_CONFIGS) {
     if (!absent(json[field])) fail(field, `is set: ${what} is not supported; use a plain LoRA adapter`);
@@ -135,13 +144,20 @@ function checkInit(init: unknown, fail: (field: string, what: string) => never):
   const v = (init as string).toLowerCase();
   if (HARMLESS_INITS.has(v)) return;
   if (/^(pissa|olora|corda|lora_ga)/.test(v)) {
-    fail('init_lora_weights', `is "${init}": this initialization subtracts the initial adapter from the base weights, so the adapter only works on a modified base model; re-save it with PEFT's save_pretrained(..., path_initial_model_for_weight_conversion=...) to convert it to a plain LoRA`);
+    fail('init_lora_weights', `is "${init}": this initialization subtracts the initial adapter from the base ` +
+      `weights, so the adapter only works on a modified base model; re-save it with PEFT's save_pretrained(..., ` +
+      `path_initial_model_for_weight_conversion=...) to convert it to a plain LoRA`);
   }
-  if (v === 'loftq') fail('init_lora_weights', 'is "loftq": LoftQ adapters belong to a re-quantized base model; merge the adapter into that model instead');
-  fail('init_lora_weights', `is "${init}", an initialization weft does not know; only true, false, "gaussian", "orthogonal", "eva" and "mica" are accepted`);
+  if (v === 'loftq') {
+    fail('init_lora_weights', 'is "loftq": LoftQ adapters belong to a re-quantized base model; merge the adapter into that model instead');
+  }
+  fail('init_lora_weights', `is "${init}", an initialization weft does not know; only true, false, "gaussian", ` +
+    `"orthogonal", "eva" and "mica" are accepted`);
 }
 
-function patternMap(json: Json, field: string, ok: (v: unknown) => boolean, what: string, fail: (field: string, what: string) => never): Record<string, number> {
+function patternMap(
+  json: Json, field: string, ok: (v: unknown) => boolean, what: string, fail: (field: string, what: string) => never,
+): Record<string, number> {
   const raw = json[field];
   if (absent(raw)) return {};
   if (!isObj(raw)) return fail(field, `must be an object of module pattern → ${what}`);
@@ -195,12 +211,17 @@ export function parseLoraTensorKey(key: string): { modulePath: string; kind: 'A'
   const refuse = (what: string): never => {
     throw new AdapterConfigError(`tensor '${key}': ${what}`, key);
   };
-  if (/(^|\.)lora_embedding_[AB](\.|$)/.test(key)) refuse('embedding LoRA (lora_embedding_A/B) is not supported; retrain without embedding layers in target_modules');
-  if (/(^|\.)lora_magnitude_vector(\.|$)/.test(key)) refuse('DoRA magnitude vectors are not supported; merge the adapter into the base model or retrain with use_dora=false');
+  if (/(^|\.)lora_embedding_[AB](\.|$)/.test(key)) {
+    refuse('embedding LoRA (lora_embedding_A/B) is not supported; retrain without embedding layers in target_modules');
+  }
+  if (/(^|\.)lora_magnitude_vector(\.|$)/.test(key)) {
+    refuse('DoRA magnitude vectors are not supported; merge the adapter into the base model or retrain with use_dora=false');
+  }
   if (/(^|\.)lora_[AB](\.[^.]+)?\.bias$/.test(key)) refuse('LoRA bias terms are not supported; retrain with lora_bias=false');
   const m = LORA_KEY.exec(key);
   if (!m || /(^|\.)lora_/.test(m[1]!)) {
-    return refuse('not a LoRA weight (expected base_model.model.<module>.lora_A.weight or .lora_B.weight); adapters may hold only LoRA A/B matrices');
+    return refuse('not a LoRA weight (expected base_model.model.<module>.lora_A.weight or .lora_B.weight); ' +
+      'adapters may hold only LoRA A/B matrices');
   }
   return { modulePath: m[1]!, kind: m[2] as 'A' | 'B' };
 }
@@ -214,7 +235,8 @@ export interface LoadedAdapter {
 /** Reads adapter_config.json and adapter_model.safetensors (preferred) or adapter_model.bin, and checks A/B pairs. */
 export function loadAdapterDir(dir: string): LoadedAdapter {
   const cfgPath = join(dir, 'adapter_config.json');
-  if (!existsSync(cfgPath)) throw new AdapterConfigError(`${dir}: no adapter_config.json; a PEFT adapter directory needs adapter_config.json and adapter_model.safetensors`);
+  if (!existsSync(cfgPath)) throw new AdapterConfigError(`${dir}: no adapter_config.json; a PEFT adapter directory ` +
+    `needs adapter_config.json and adapter_model.safetensors`);
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(cfgPath, 'utf8'));
@@ -255,8 +277,10 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
       throw new AdapterConfigError(`${file}: ${(e as Error).message}`, key, { cause: e });
     }
     const m = modules.get(parsed.modulePath) ?? {};
-    if (m[parsed.kind]) throw new AdapterConfigError(`${file}: module '${parsed.modulePath}' has two lora_${parsed.kind} tensors (one is '${key}')`, key);
-    if (t.shape.length !== 2) throw new AdapterConfigError(`${file}: tensor '${key}' has shape [${t.shape.join(', ')}]; LoRA A/B must be 2-D`, key);
+    if (m[parsed.kind]) throw new AdapterConfigError(`${file}: module '${parsed.modulePath}' has two ` +
+      `lora_${parsed.kind} tensors (one is '${key}')`, key);
+    if (t.shape.length !== 2) throw new AdapterConfigError(`${file}: tensor '${key}' has shape ` +
+      `[${t.shape.join(', ')}]; LoRA A/B must be 2-D`, key);
     m[parsed.kind] = t.shape;
     modules.set(parsed.modulePath, m);
   }
@@ -264,7 +288,8 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     if (!A || !B) throw new AdapterConfigError(`${file}: module '${path}' has lora_${A ? 'A' : 'B'} but no lora_${A ? 'B' : 'A'}`, path);
     const { rank } = loraScaleFor(config, path);
     if (A[0] !== rank || B[1] !== rank) {
-      throw new AdapterConfigError(`${file}: module '${path}' has lora_A [${A.join(', ')}] and lora_B [${B.join(', ')}] but the config gives it rank ${rank} (r / rank_pattern); the config does not belong to these weights`, path);
+      throw new AdapterConfigError(`${file}: module '${path}' has lora_A [${A.join(', ')}] and lora_B ` +
+        `[${B.join(', ')}] but the config gives it rank ${rank} (r / rank_pattern); the config does not belong to these weights`, path);
     }
   }
 }

@@ -11,7 +11,15 @@ export {
   f32ToF16,
   numel,
 } from './dtype.js';
-export { SafetensorsError, SafetensorsFile, WeightStore, writeSafetensors, type Slice, type TensorInfo } from './safetensors.js';
+export {
+  SafetensorsError,
+  SafetensorsFile,
+  WeightStore,
+  writeSafetensors,
+  type OpenOptions,
+  type Slice,
+  type TensorInfo,
+} from './safetensors.js';
 export { ALLOWED_TORCH_GLOBALS, TorchBinError, loadTorchBin, type TorchBinTensor } from './torch-bin.js';
 export { PickleError, UnsafePickleError } from './pickle-vm.js';
 export { ZipError } from './zip-reader.js';

@@ -101,7 +101,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
   const resolve = (module: string, name: string): PickleGlobal => {
     const full = `${module}.${name}`;
     if (!opts.allowedGlobals.has(full)) {
-      throw new UnsafePickleError(`${opts.where}: refusing to load global '${full}': only tensor-rebuilding globals are allowed (${[...opts.allowedGlobals].join(', ')}); the file may be malicious`, full);
+      throw new UnsafePickleError(`${opts.where}: refusing to load global '${full}': only tensor-rebuilding globals ` +
+        `are allowed (${[...opts.allowedGlobals].join(', ')}); the file may be malicious`, full);
     }
     return new PickleGlobal(full);
   };
@@ -117,10 +118,11 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
   };
   const appendItems = (l: unknown, items: unknown[]): void => {
     if (!Array.isArray(l)) fail('APPEND(S) target is not a list');
-    (l as unknown[]).push(...items);
+    for (const it of items) (l as unknown[]).push(it); // no spread: item counts come from the file
   };
   const memoGet = (k: number): unknown => (memo.has(k) ? memo.get(k) : fail(`memo key ${k} not found`));
-  const toNum = (v: bigint): number | bigint => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+  const safe = (v: bigint): boolean => v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER);
+  const toNum = (v: bigint): number | bigint => (safe(v) ? Number(v) : v);
   const longLE = (b: Uint8Array): number | bigint => {
     if (b.length === 0) return 0;
     let v = 0n;
@@ -175,9 +177,9 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
       }
       case 0x47: need(8); stack.push(view.getFloat64(pos, false)); pos += 8; break; // BINFLOAT (big-endian)
       case 0x46: { // FLOAT (text)
-        const s = line();
-        const v = Number(s);
-        if (s.trim() === '' || Number.isNaN(v) && !/nan/i.test(s)) fail(`bad FLOAT literal ${JSON.stringify(s)}`);
+        const s = line().trim().toLowerCase();
+        const v = s === 'inf' ? Infinity : s === '-inf' ? -Infinity : Number(s);
+        if (s === '' || (Number.isNaN(v) && s !== 'nan')) fail(`bad FLOAT literal ${JSON.stringify(s)}`);
         stack.push(v);
         break;
       }
@@ -265,7 +267,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x69: { const g = resolve(line(), line()); stack.push(call(g, popMark())); break; } // INST
       case 0x6f: { const [cls, ...args] = popMark(); stack.push(call(cls, args)); break; } // OBJ
       case 0x82: case 0x83: case 0x84: // EXT1/2/4: globals named by the copyreg extension registry
-        throw new UnsafePickleError(`${opts.where}: refusing extension-registry global (opcode 0x${op.toString(16)} at byte ${opAt})`, `extension code (opcode 0x${op.toString(16)})`);
+        throw new UnsafePickleError(`${opts.where}: refusing extension-registry global (opcode 0x${op.toString(16)} ` +
+          `at byte ${opAt})`, `extension code (opcode 0x${op.toString(16)})`);
       default:
         fail('unknown or unsupported pickle opcode');
     }

@@ -3,11 +3,13 @@
 // Validation follows the reference implementation: offsets must tile the data section exactly (sorted by start,
 // no gaps, no overlaps, nothing after the last tensor) and each tensor's byte length must equal numel * dtype size.
 // Reads go through fs.readSync at positions in bounded chunks, so a 14 GB model loads tensor by tensor.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { DTYPE_SIZE, decodeFloats, encodeFloats, numel, type DType, type FloatDType } from './dtype.js';
 
-export { DTYPE_SIZE, bf16ToF32, decodeFloats, encodeFloats, f16ToF32, f32ToBf16, f32ToF16, numel, type DType, type FloatDType } from './dtype.js';
+export {
+  DTYPE_SIZE, bf16ToF32, decodeFloats, encodeFloats, f16ToF32, f32ToBf16, f32ToF16, numel, type DType, type FloatDType,
+} from './dtype.js';
 
 export interface TensorInfo { name: string; dtype: DType; shape: number[]; file: string; byteOffset: number; byteLength: number }
 /** A half-open range [start, end) along one dimension. */
@@ -22,7 +24,12 @@ export class SafetensorsError extends Error {
 
 const FLOAT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'F64']);
 const MAX_HEADER_BYTES = 100_000_000; // same cap as the reference implementation
-const CHUNK_BYTES = 64 << 20; // bounded read size; keeps peak memory near the output size
+const DEFAULT_CHUNK_BYTES = 64 << 20; // bounded read size; keeps peak memory near the output size
+
+export interface OpenOptions {
+  /** Largest single read, in bytes (default 64 MiB). */
+  chunkBytes?: number;
+}
 
 // ---------- one file ----------
 
@@ -48,15 +55,19 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private fd: number | undefined;
   private readonly entries: Map<string, Entry>;
+  private readonly chunkBytes: number;
 
-  private constructor(path: string, fd: number, metadata: Record<string, string>, entries: Map<string, Entry>) {
+  private constructor(path: string, fd: number, metadata: Record<string, string>, entries: Map<string, Entry>, chunkBytes: number) {
     this.path = path;
     this.fd = fd;
     this.metadata = metadata;
     this.entries = entries;
+    this.chunkBytes = chunkBytes;
   }
 
-  static open(path: string): SafetensorsFile {
+  static open(path: string, options: OpenOptions = {}): SafetensorsFile {
+    const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 8) throw new SafetensorsError(`${path}: chunkBytes must be an integer >= 8`);
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -65,7 +76,7 @@ export class SafetensorsFile {
     }
     try {
       const { metadata, entries } = parseHeader(fd, path);
-      return new SafetensorsFile(path, fd, metadata, entries);
+      return new SafetensorsFile(path, fd, metadata, entries, chunkBytes);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -119,17 +130,22 @@ export class SafetensorsFile {
     const size = DTYPE_SIZE[info.dtype];
     const { outer, rowElems, spanStart, spanElems } = plan;
     if (spanElems === 0 || outer === 0) return;
+    const fd = this.fd;
     const rowBytes = rowElems * size;
-    // Whole rows are read in chunks; with a dim-0 or no slice there is a single row, read in bounded pieces.
-    if (outer === 1) {
-      const step = Math.max(1, Math.floor(CHUNK_BYTES / size));
-      for (let done = 0; done < spanElems; done += step) {
-        const n = Math.min(step, spanElems - done);
-        sink(readAt(this.fd, info.byteOffset + (spanStart + done) * size, n * size, this.path), done);
+    const readRange = (fromElem: number, count: number, outElem: number): void => {
+      const step = Math.max(1, Math.floor(this.chunkBytes / size));
+      for (let done = 0; done < count; done += step) {
+        const n = Math.min(step, count - done);
+        sink(readAt(fd, info.byteOffset + (fromElem + done) * size, n * size, this.path), outElem + done);
       }
+    };
+    // No slice or a dim-0 slice is one contiguous range; rows bigger than a chunk are read span by span;
+    // otherwise whole rows are read a chunk at a time and the wanted span of each row is kept.
+    if (outer === 1 || rowBytes > this.chunkBytes) {
+      for (let o = 0; o < outer; o++) readRange(o * rowElems + spanStart, spanElems, o * spanElems);
       return;
     }
-    const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+    const rowsPerChunk = Math.floor(this.chunkBytes / rowBytes);
     for (let o = 0; o < outer; o += rowsPerChunk) {
       const rows = Math.min(rowsPerChunk, outer - o);
       const chunk = readAt(this.fd, info.byteOffset + o * rowBytes, rows * rowBytes, this.path);
@@ -168,9 +184,11 @@ function parseHeader(fd: number, path: string): { metadata: Record<string, strin
   const lenBytes = readAt(fd, 0, 8, path);
   const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (headerLen > BigInt(fileSize - 8)) {
-    throw new SafetensorsError(`${path}: header length ${headerLen} exceeds the file size ${fileSize} (truncated or not a safetensors file)`);
+    throw new SafetensorsError(`${path}: header length ${headerLen} exceeds the file size ${fileSize} (truncated or ` +
+      `not a safetensors file)`);
   }
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(`${path}: header length ${headerLen} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(`${path}: header length ${headerLen} is over ` +
+    `the ${MAX_HEADER_BYTES}-byte limit`);
   const n = Number(headerLen);
   let header: unknown;
   try {
@@ -198,16 +216,19 @@ function parseHeader(fd: number, path: string): { metadata: Record<string, strin
   let prev: Entry | undefined;
   for (const e of list) {
     if (e.begin < cursor) {
-      throw new SafetensorsError(`${path}: tensor '${e.info.name}' data_offsets [${e.begin}, ${e.end}] overlap tensor '${prev!.info.name}' [${prev!.begin}, ${prev!.end}]`);
+      throw new SafetensorsError(`${path}: tensor '${e.info.name}' data_offsets [${e.begin}, ${e.end}] overlap ` +
+        `tensor '${prev!.info.name}' [${prev!.begin}, ${prev!.end}]`);
     }
     if (e.begin > cursor) {
-      throw new SafetensorsError(`${path}: tensor '${e.info.name}' starts at data offset ${e.begin} but the previous tensor ends at ${cursor} (gap in data section)`);
+      throw new SafetensorsError(`${path}: tensor '${e.info.name}' starts at data offset ${e.begin} but the ` +
+        `previous tensor ends at ${cursor} (gap in data section)`);
     }
     cursor = e.end;
     prev = e;
   }
   if (cursor !== dataLen) {
-    throw new SafetensorsError(`${path}: data section is ${dataLen} bytes but the tensors cover ${cursor} (${dataLen - cursor} unaccounted bytes)`);
+    throw new SafetensorsError(`${path}: data section is ${dataLen} bytes but the tensors cover ${cursor} ` +
+      `(${dataLen - cursor} unaccounted bytes)`);
   }
   return { metadata, entries: new Map(list.map((e) => [e.info.name, e])) };
 }
@@ -229,7 +250,8 @@ function parseEntry(name: string, raw: unknown, path: string, dataStart: number,
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SafetensorsError(`${where}: header entry must be an object`);
   const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
   if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZE)) {
-    throw new SafetensorsError(`${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`);
+    throw new SafetensorsError(`${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} (supported: ` +
+      `${Object.keys(DTYPE_SIZE).join(', ')})`);
   }
   if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
     throw new SafetensorsError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
@@ -241,10 +263,12 @@ function parseEntry(name: string, raw: unknown, path: string, dataStart: number,
   const d = dtype as DType;
   const expected = numel(shape) * DTYPE_SIZE[d];
   if (end - begin !== expected) {
-    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${d} [${shape.join(', ')}] needs ${expected}`);
+    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${d} ` +
+      `[${shape.join(', ')}] needs ${expected}`);
   }
   if (end > dataLen) {
-    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataLen} bytes; file truncated?)`);
+    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] run past the end of the data section ` +
+      `(${dataLen} bytes; file truncated?)`);
   }
   const info: TensorInfo = { name, dtype: d, shape: [...shape], file: path, byteOffset: dataStart + begin, byteLength: expected };
   return { info, begin, end };
@@ -263,19 +287,19 @@ export class WeightStore {
     private readonly owner: Map<string, SafetensorsFile>,
   ) {}
 
-  static openDir(dir: string): WeightStore {
+  static openDir(dir: string, options: OpenOptions = {}): WeightStore {
     const indexPath = join(dir, INDEX);
-    if (existsSync(indexPath)) return WeightStore.openIndexed(dir, indexPath);
+    if (existsSync(indexPath)) return WeightStore.openIndexed(dir, indexPath, options);
     const single = join(dir, SINGLE);
     if (existsSync(single)) {
-      const f = SafetensorsFile.open(single);
+      const f = SafetensorsFile.open(single, options);
       return new WeightStore(dir, [f], new Map(f.names().map((n) => [n, f])));
     }
     const bin = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is present: convert it to safetensors)' : '';
     throw new SafetensorsError(`${dir}: no weights found: looked for ${SINGLE} and ${INDEX}${bin}`);
   }
 
-  private static openIndexed(dir: string, indexPath: string): WeightStore {
+  private static openIndexed(dir: string, indexPath: string, options: OpenOptions): WeightStore {
     let index: unknown;
     try {
       index = JSON.parse(readFileSync(indexPath, 'utf8'));
@@ -291,14 +315,16 @@ export class WeightStore {
     try {
       for (const [tensor, fileName] of Object.entries(map as Record<string, unknown>)) {
         if (typeof fileName !== 'string' || fileName !== basename(fileName) || fileName.startsWith('.')) {
-          throw new SafetensorsError(`${indexPath}: weight_map entry '${tensor}' must name a file in ${dir}, got ${JSON.stringify(fileName)}`);
+          throw new SafetensorsError(`${indexPath}: weight_map entry '${tensor}' must name a file in ${dir}, got ` +
+            `${JSON.stringify(fileName)}`);
         }
         let f = files.get(fileName);
         if (!f) {
-          f = SafetensorsFile.open(join(dir, fileName));
+          f = SafetensorsFile.open(join(dir, fileName), options);
           files.set(fileName, f);
         }
-        if (!f.has(tensor)) throw new SafetensorsError(`${indexPath}: tensor '${tensor}' is mapped to ${fileName}, which does not contain it`);
+        if (!f.has(tensor)) throw new SafetensorsError(`${indexPath}: tensor '${tensor}' is mapped to ${fileName}, ` +
+          `which does not contain it`);
         owner.set(tensor, f);
       }
     } catch (e) {
@@ -341,6 +367,7 @@ export class WeightStore {
 
 // ---------- writing ----------
 
+/** Writes float32 data as F32/F16/BF16 tensors; larger elements first so every tensor is aligned to its size. */
 export function writeSafetensors(
   path: string,
   tensors: Record<string, { dtype: 'F32' | 'F16' | 'BF16'; shape: number[]; data: Float32Array }>,
@@ -348,22 +375,32 @@ export function writeSafetensors(
 ): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
-  const blobs: Uint8Array[] = [];
+  const order = Object.entries(tensors).sort(([, a], [, b]) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype]);
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const [name, t] of order) {
     if (name === '__metadata__') throw new SafetensorsError(`${path}: '__metadata__' is reserved and cannot name a tensor`);
     if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
       throw new SafetensorsError(`${path}: tensor '${name}' shape [${t.shape.join(', ')}] does not match ${t.data.length} values`);
     }
-    const bytes = encodeFloats(t.dtype, t.data);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
-    blobs.push(bytes);
-    offset += bytes.byteLength;
+    const bytes = t.data.length * DTYPE_SIZE[t.dtype];
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // pad so the data section starts 8-aligned
   const headerBytes = Buffer.from(json, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.length));
-  writeFileSync(path, Buffer.concat([len, headerBytes, ...blobs]));
+  const fd = openSync(path, 'w');
+  try {
+    writeAll(fd, len);
+    writeAll(fd, headerBytes);
+    for (const [, t] of order) writeAll(fd, encodeFloats(t.dtype, t.data));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, 1 << 30));
 }

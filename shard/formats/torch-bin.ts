@@ -62,7 +62,9 @@ export function loadTorchBin(path: string): Map<string, TorchBinTensor> {
       if (!(t instanceof TensorRef)) throw new TorchBinError(`${path}: entry '${name}' is not a tensor`);
       const dtype = t.storage.dtype;
       if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') {
-        throw new TorchBinError(`${path}: tensor '${name}' has dtype ${dtype === 'U8' ? 'uint8 (untyped storage)' : dtype}; only F32, F16 and BF16 tensors are loaded (convert the adapter with .float())`);
+        throw new TorchBinError(`${path}: tensor '${name}' has dtype ` +
+          `${dtype === 'U8' ? 'uint8 (untyped storage)' : dtype}; only F32, F16 and BF16 tensors are loaded ` +
+          `(convert the adapter with .float())`);
       }
       let storage = decoded.get(t.storage.key);
       if (!storage) {
@@ -89,7 +91,8 @@ function openZip(path: string): ZipReader {
       try { n = readSync(fd, head, 0, 2, 0); } finally { closeSync(fd); }
     } catch { /* the zip error below names the problem */ }
     if (n === 2 && head[0] === 0x80 && head[1]! <= 5) {
-      throw new TorchBinError(`${path}: legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current PyTorch or convert it to safetensors`, { cause: e });
+      throw new TorchBinError(`${path}: legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it ` +
+        `with a current PyTorch or convert it to safetensors`, { cause: e });
     }
     throw new TorchBinError(`${path}: not a PyTorch zip checkpoint: ${e.message}`, { cause: e });
   }
@@ -98,7 +101,8 @@ function openZip(path: string): ZipReader {
 function findArchivePrefix(zip: ZipReader, path: string): string {
   const pkls = zip.entries().map((e) => e.name).filter((n) => /^([^/]+\/)?data\.pkl$/.test(n));
   if (pkls.length !== 1) {
-    throw new TorchBinError(`${path}: expected exactly one '<archive>/data.pkl' entry, found ${pkls.length === 0 ? 'none' : pkls.join(', ')}`);
+    throw new TorchBinError(`${path}: expected exactly one '<archive>/data.pkl' entry, found ` +
+      `${pkls.length === 0 ? 'none' : pkls.join(', ')}`);
   }
   return pkls[0]!.slice(0, -'data.pkl'.length);
 }
@@ -114,12 +118,14 @@ function unpickleCheckpoint(pkl: Uint8Array, path: string): unknown {
     persistentLoad(pid) {
       if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') return bad(`unexpected persistent id ${describe(pid)}`);
       const [, type, key, location, count] = pid as [string, unknown, unknown, unknown, unknown];
-      if (!(type instanceof PickleGlobal) || !(type.name in STORAGE_DTYPES)) return bad(`persistent id names no storage type: ${describe(type)}`);
+      if (!(type instanceof PickleGlobal) || !(type.name in STORAGE_DTYPES)) return bad(`persistent id names no ` +
+        `storage type: ${describe(type)}`);
       if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(key)) return bad(`bad storage key ${describe(key)}`);
       if (typeof location !== 'string' || !isNonNegInt(count)) return bad(`bad storage location/size in persistent id for key ${key}`);
       const dtype = STORAGE_DTYPES[type.name]!;
       const prev = storages.get(key);
-      if (prev && (prev.dtype !== dtype || prev.numel !== count)) return bad(`storage ${key} is referenced with two different types or sizes`);
+      if (prev && (prev.dtype !== dtype || prev.numel !== count)) return bad(`storage ${key} is referenced with two ` +
+        `different types or sizes`);
       const ref = prev ?? new StorageRef(key, dtype, count);
       storages.set(key, ref);
       return ref;
@@ -144,7 +150,8 @@ function unpickleCheckpoint(pkl: Uint8Array, path: string): unknown {
           return new TensorRef(storage, offset, size as number[], stride as number[]);
         }
         case REBUILD_PARAMETER:
-          if (args.length !== 3 || !(args[0] instanceof TensorRef)) return bad(`${REBUILD_PARAMETER}: expected (tensor, requires_grad, hooks)`);
+          if (args.length !== 3 || !(args[0] instanceof TensorRef)) return bad(`${REBUILD_PARAMETER}: expected ` +
+            `(tensor, requires_grad, hooks)`);
           return args[0];
         default:
           return bad(`global ${fn.name} cannot be called`);
@@ -192,7 +199,8 @@ function gather(storage: Float32Array, t: TensorRef, where: string): Float32Arra
   let last = t.offset;
   for (let d = 0; d < t.shape.length; d++) last += (t.shape[d]! - 1) * t.stride[d]!;
   if (last >= storage.length) {
-    throw new TorchBinError(`${where}: view (offset ${t.offset}, size [${t.shape}], stride [${t.stride}]) reaches element ${last} of a ${storage.length}-element storage`);
+    throw new TorchBinError(`${where}: view (offset ${t.offset}, size [${t.shape}], stride [${t.stride}]) reaches ` +
+      `element ${last} of a ${storage.length}-element storage`);
   }
   let contiguous = true;
   for (let d = t.shape.length - 1, expect = 1; d >= 0; d--) {

@@ -95,12 +95,14 @@ export class ZipReader {
     if (lv.getUint32(0, true) !== SIG_LOCAL) throw new ZipError(`${where}: bad local header signature at byte ${e.localHeaderOffset}`);
     const dataStart = e.localHeaderOffset + 30 + lv.getUint16(26, true) + lv.getUint16(28, true);
     if (dataStart + e.compressedSize > this.size) {
-      throw new ZipError(`${where}: data [${dataStart}, ${dataStart + e.compressedSize}) runs past the end of the file (${this.size} bytes; truncated?)`);
+      throw new ZipError(`${where}: data [${dataStart}, ${dataStart + e.compressedSize}) runs past the end of the ` +
+        `file (${this.size} bytes; truncated?)`);
     }
     const raw = readAt(fd, dataStart, e.compressedSize, this.path, this.size);
     let data: Uint8Array;
     if (e.method === 0) {
-      if (e.compressedSize !== e.uncompressedSize) throw new ZipError(`${where}: stored entry has compressed size ${e.compressedSize} != size ${e.uncompressedSize}`);
+      if (e.compressedSize !== e.uncompressedSize) throw new ZipError(`${where}: stored entry has compressed size ` +
+        `${e.compressedSize} != size ${e.uncompressedSize}`);
       data = raw;
     } else if (e.method === 8) {
       try {
@@ -109,12 +111,14 @@ export class ZipReader {
       } catch (err) {
         throw new ZipError(`${where}: corrupt deflate data: ${(err as Error).message}`, { cause: err });
       }
-      if (data.byteLength !== e.uncompressedSize) throw new ZipError(`${where}: inflated to ${data.byteLength} bytes, expected ${e.uncompressedSize}`);
+      if (data.byteLength !== e.uncompressedSize) throw new ZipError(`${where}: inflated to ${data.byteLength} ` +
+        `bytes, expected ${e.uncompressedSize}`);
     } else {
       throw new ZipError(`${where}: unsupported compression method ${e.method} (only stored and deflate)`);
     }
     const crc = crc32(data);
-    if (crc !== e.crc32) throw new ZipError(`${where}: CRC-32 mismatch (file has 0x${e.crc32.toString(16)}, data gives 0x${crc.toString(16)}; corrupt file)`);
+    if (crc !== e.crc32) throw new ZipError(`${where}: CRC-32 mismatch (file has 0x${e.crc32.toString(16)}, data ` +
+      `gives 0x${crc.toString(16)}; corrupt file)`);
     return data;
   }
 
@@ -166,13 +170,15 @@ function readCentralDirectory(fd: number, file: string, size: number): ZipEntry[
       const recOffset = u64(lv, 8, 'zip64 record offset', file);
       const rec = readAt(fd, recOffset, 56, file, size);
       const rv = new DataView(rec.buffer);
-      if (rv.getUint32(0, true) !== SIG_ZIP64_EOCD) throw new ZipError(`${file}: bad zip64 end-of-central-directory signature at byte ${recOffset}`);
+      if (rv.getUint32(0, true) !== SIG_ZIP64_EOCD) throw new ZipError(`${file}: bad zip64 end-of-central-directory ` +
+        `signature at byte ${recOffset}`);
       count = u64(rv, 32, 'entry count', file);
       cdSize = u64(rv, 40, 'central directory size', file);
       cdOffset = u64(rv, 48, 'central directory offset', file);
     }
   }
-  if (cdOffset + cdSize > size) throw new ZipError(`${file}: central directory [${cdOffset}, ${cdOffset + cdSize}) runs past the end of the file (${size} bytes; truncated?)`);
+  if (cdOffset + cdSize > size) throw new ZipError(`${file}: central directory [${cdOffset}, ${cdOffset + cdSize}) ` +
+    `runs past the end of the file (${size} bytes; truncated?)`);
   const cd = readAt(fd, cdOffset, cdSize, file, size);
   const cv = new DataView(cd.buffer);
   const entries: ZipEntry[] = [];

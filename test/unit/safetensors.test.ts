@@ -126,6 +126,13 @@ test('write → read round trip for F32, F16 and BF16 with metadata', () => {
   assert.deepEqual(f.info('c').shape, [5, 1]);
   f.close();
   throwsST(() => f.readF32('a'), /closed/);
+
+  const mixed = tmpFile();
+  writeSafetensors(mixed, { h: { dtype: 'F16', shape: [3], data: iota(3) }, w: { dtype: 'F32', shape: [2], data: iota(2) } });
+  const m = SafetensorsFile.open(mixed);
+  assert.equal(m.info('w').byteOffset % 4, 0, 'F32 data is written before F16 so it stays 4-aligned');
+  assert.deepEqual(m.readF32('h'), iota(3));
+  m.close();
 });
 
 test('slices along dims 0, 1 and 2 read exactly the sub-tensor, for every float dtype', () => {
@@ -209,18 +216,40 @@ test('corrupt and truncated files fail with errors naming the file and tensor', 
   throwsST(() => SafetensorsFile.open(good), /tensor 'b': data_offsets \[16, 32\] run past the end of the data section \(29 bytes; file truncated\?\)/, good);
 });
 
-test('large tensors are read in bounded chunks without changing the result', () => {
+test('bounded reads: every chunking path gives the same result', () => {
+  const shape = [7, 9, 5];
+  const data = iota(7 * 9 * 5, (i) => i * 0.25 - 40);
+  const p = tmpFile();
+  writeSafetensors(p, { h: { dtype: 'F16', shape, data }, f: { dtype: 'F32', shape, data } });
+  const whole = SafetensorsFile.open(p);
+  const slices = [undefined, { dim: 0, start: 2, end: 6 }, { dim: 1, start: 3, end: 8 }, { dim: 2, start: 1, end: 4 }, { dim: 1, start: 0, end: 9 }];
+  // 8: pieces of 4 halves; 50: rows (90 B for dim 1) larger than a chunk; 200 and 1000: several whole rows per read
+  for (const chunkBytes of [8, 50, 200, 1000]) {
+    const f = SafetensorsFile.open(p, { chunkBytes });
+    for (const s of slices) {
+      for (const name of ['h', 'f']) {
+        sameF32(f.readF32(name, s), whole.readF32(name, s), `${name} chunk ${chunkBytes} slice ${JSON.stringify(s)}`);
+        assert.deepEqual(f.readBytes(name, s), whole.readBytes(name, s));
+      }
+    }
+    f.close();
+  }
+  assert.deepEqual(whole.readF32('f', { dim: 2, start: 1, end: 4 }).subarray(0, 3), data.subarray(1, 4));
+  whole.close();
+  throwsST(() => SafetensorsFile.open(p, { chunkBytes: 2 }), /chunkBytes must be an integer >= 8/);
+});
+
+test('a 67 MB tensor reads whole and sliced', () => {
   const rows = 4100;
-  const cols = 4100; // 67 MB of f32: more than one 64 MiB chunk
+  const cols = 4100;
   const data = iota(rows * cols, (i) => (i % 1021) - 500);
   const p = tmpFile();
   writeSafetensors(p, { w: { dtype: 'F32', shape: [rows, cols], data } });
   const f = SafetensorsFile.open(p);
   sameF32(f.readF32('w'), data, 'whole tensor');
-  const cs = f.readF32('w', { dim: 1, start: 4000, end: 4100 });
   const want = new Float32Array(rows * 100);
   for (let r = 0; r < rows; r++) want.set(data.subarray(r * cols + 4000, r * cols + 4100), r * 100);
-  sameF32(cs, want, 'dim-1 slice');
+  sameF32(f.readF32('w', { dim: 1, start: 4000, end: 4100 }), want, 'dim-1 slice');
   sameF32(f.readF32('w', { dim: 0, start: 4000, end: 4100 }), data.subarray(4000 * cols, 4100 * cols), 'dim-0 slice');
   f.close();
 });

@@ -1,0 +1,1 @@
+export { NatsShardGroup, ShardLostError, StepTimeoutError, AdapterShardError, type ShardGroupOptions } from './shard-group.js';

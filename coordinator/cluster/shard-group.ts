@@ -1,0 +1,194 @@
+// The coordinator's handle on its shards over NATS: publishes steps and adapter commands, gathers
+// every rank's reply, watches heartbeats. A lost rank fails the pending step with ShardLostError.
+import type { NatsConnection } from 'nats';
+import {
+  MessageBus, PROTOCOL_VERSION, adapterSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
+  type MessageHeaders, type ShardReady, type Step, type StepResult,
+} from '../../protocol/index.js';
+
+export class ShardLostError extends Error {
+  override name = 'ShardLostError';
+}
+export class StepTimeoutError extends Error {
+  override name = 'StepTimeoutError';
+}
+export class AdapterShardError extends Error {
+  override name = 'AdapterShardError';
+}
+
+export interface ShardGroupOptions {
+  cluster: string;
+  worldSize: number;
+  stepTimeoutMs: number;
+  shardTimeoutMs: number;
+  onInvalid: (subject: string, err: Error) => void;
+}
+
+interface PendingStep {
+  stepId: number;
+  results: Map<number, StepResult>;
+  resolve: (r: StepResult) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+interface PendingAdapter {
+  ranks: Set<number>;
+  bytes: number;
+  maxRank: number;
+  resolve: (r: { bytes: number; maxRank: number }) => void;
+  reject: (e: Error) => void;
+}
+
+export class NatsShardGroup {
+  private readonly bus: MessageBus;
+  private readonly ready = new Map<number, ShardReady>();
+  private readonly lastBeat = new Map<number, number>();
+  private readyWaiters: (() => void)[] = [];
+  private pending: PendingStep | null = null;
+  private readonly adapters = new Map<string, PendingAdapter>();
+  private watchdog?: NodeJS.Timeout;
+  private lostHandlers: ((reason: string) => void)[] = [];
+  private readyHandlers: (() => void)[] = [];
+
+  constructor(private readonly nc: NatsConnection, private readonly o: ShardGroupOptions) {
+    this.bus = new MessageBus(nc, { onInvalid: o.onInvalid });
+    this.bus.subscribe(shardWildcard(o.cluster, 'ready'), 'shard.ready', (m) => {
+      this.ready.set(m.rank, m);
+      this.lastBeat.set(m.rank, Date.now());
+      if (this.isReady()) {
+        for (const w of this.readyWaiters.splice(0)) w();
+        for (const h of this.readyHandlers) h();
+      }
+    });
+    this.bus.subscribe(shardWildcard(o.cluster, 'heartbeat'), 'shard.heartbeat', (m) => {
+      this.lastBeat.set(m.rank, Date.now());
+    });
+    this.bus.subscribe(stepResultSubject(o.cluster), 'step.result', (m) => this.onResult(m));
+    this.bus.subscribe(adapterSubject(o.cluster, 'loaded'), 'adapter.loaded', (m) => {
+      const p = this.adapters.get(`${m.key}#${m.slot}`);
+      if (!p) return;
+      p.ranks.add(m.rank);
+      p.bytes += m.bytes;
+      p.maxRank = Math.max(p.maxRank, m.maxRank);
+      if (p.ranks.size === o.worldSize) {
+        this.adapters.delete(`${m.key}#${m.slot}`);
+        p.resolve({ bytes: p.bytes, maxRank: p.maxRank });
+      }
+    });
+    this.bus.subscribe(adapterSubject(o.cluster, 'failed'), 'adapter.failed', (m) => {
+      const p = this.adapters.get(`${m.key}#${m.slot}`);
+      if (!p) return;
+      this.adapters.delete(`${m.key}#${m.slot}`);
+      p.reject(new AdapterShardError(m.reason));
+    });
+  }
+
+  get worldSize(): number {
+    return this.o.worldSize;
+  }
+
+  isReady(): boolean {
+    return this.ready.size === this.o.worldSize;
+  }
+
+  /** Rank 0's announcement (model facts, cache size); only valid once ready. */
+  info(): ShardReady {
+    const r = this.ready.get(0);
+    if (!r) throw new Error('shard group is not ready');
+    return r;
+  }
+
+  waitReady(timeoutMs: number): Promise<void> {
+    if (this.isReady()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new ShardLostError(`shards not ready after ${timeoutMs} ms ` +
+        `(${this.ready.size}/${this.o.worldSize} ready)`)), timeoutMs);
+      this.readyWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** Called every time the whole group becomes ready (first start and after each restart). */
+  onReady(handler: () => void): void {
+    this.readyHandlers.push(handler);
+  }
+
+  /** Starts heartbeat supervision; `onLost` fires once per loss. */
+  watch(onLost: (reason: string) => void): void {
+    this.lostHandlers.push(onLost);
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (!this.isReady()) return;
+      const now = Date.now();
+      for (const [rank, t] of this.lastBeat) {
+        if (now - t > this.o.shardTimeoutMs) this.markLost(`shard ${rank} missed heartbeats for ${now - t} ms`);
+      }
+    }, Math.max(100, Math.floor(this.o.shardTimeoutMs / 4)));
+  }
+
+  /** Called by the supervisor when a shard process exits, or by the watchdog. */
+  markLost(reason: string): void {
+    if (!this.isReady() && !this.pending) return;
+    this.ready.clear();
+    this.lastBeat.clear();
+    const err = new ShardLostError(reason);
+    if (this.pending) {
+      clearTimeout(this.pending.timer);
+      this.pending.reject(err);
+      this.pending = null;
+    }
+    for (const [k, p] of this.adapters) {
+      this.adapters.delete(k);
+      p.reject(err);
+    }
+    for (const h of this.lostHandlers) h(reason);
+  }
+
+  step(step: Step, headers?: MessageHeaders): Promise<StepResult> {
+    if (this.pending) return Promise.reject(new Error('a step is already in flight'));
+    if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending = null;
+        reject(new StepTimeoutError(`step ${step.stepId} got no reply from every shard within ${this.o.stepTimeoutMs} ms`));
+      }, this.o.stepTimeoutMs);
+      this.pending = { stepId: step.stepId, results: new Map(), resolve, reject, timer };
+      this.bus.publish(stepSubject(this.o.cluster), step, headers);
+    });
+  }
+
+  private onResult(m: StepResult): void {
+    const p = this.pending;
+    if (!p || m.stepId !== p.stepId) return; // a late reply for a step already failed
+    p.results.set(m.rank, m);
+    if (p.results.size < this.o.worldSize) return;
+    clearTimeout(p.timer);
+    this.pending = null;
+    const failed = [...p.results.values()].filter((r) => r.error);
+    const rank0 = p.results.get(0)!;
+    if (failed.length > 0) p.resolve({ ...rank0, outputs: [], error: failed.map((r) => r.error).join('; ') });
+    else p.resolve(rank0);
+  }
+
+  loadAdapter(key: string, slot: number, dir: string): Promise<{ bytes: number; maxRank: number }> {
+    if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
+    return new Promise((resolve, reject) => {
+      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, maxRank: 0, resolve, reject });
+      this.bus.publish(adapterSubject(this.o.cluster, 'load'), { v: PROTOCOL_VERSION, type: 'adapter.load', key, slot, dir });
+    });
+  }
+
+  evictAdapter(key: string, slot: number): void {
+    if (this.isReady()) this.bus.publish(adapterSubject(this.o.cluster, 'evict'), { v: PROTOCOL_VERSION, type: 'adapter.evict', key, slot });
+  }
+
+  shutdown(reason: string): void {
+    this.bus.publish(controlSubject(this.o.cluster, 'shutdown'), { v: PROTOCOL_VERSION, type: 'shutdown', reason });
+  }
+
+  close(): void {
+    clearInterval(this.watchdog);
+  }
+}

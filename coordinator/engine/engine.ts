@@ -1,0 +1,291 @@
+// The generation engine: admits requests (tokenize, validate, resolve adapter), drives the
+// scheduler ↔ shards step loop, and turns step results into each request's event stream.
+import { context as otelContext, propagation, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import { Scheduler, Sequence, StepFailedError, type SequenceEvent } from '../scheduler/index.js';
+import type { TokenizerPool } from '../tokenizer/index.js';
+import { AdapterRegistry, type AdapterLoader } from '../adapters/index.js';
+import { RequestState } from './request-state.js';
+import {
+  EngineError, type EngineInfo, type EngineStats, type GenerateRequest, type GenerationEngine, type GenerationEvent,
+} from './types.js';
+
+export interface ShardGroupLike extends AdapterLoader {
+  isReady(): boolean;
+  waitReady(timeoutMs: number): Promise<void>;
+  info(): ShardReady;
+  step(step: Step, headers?: MessageHeaders): Promise<StepResult>;
+}
+
+export interface EngineLimits {
+  modelId: string;
+  maxConcurrentRequests: number;
+  maxInputLength: number;
+  maxTotalTokens: number;
+  maxBatchPrefillTokens: number;
+  maxBatchSize: number;
+  maxActiveAdapters: number;
+  adapterCycleTimeS: number;
+  adapterRoots: string[];
+}
+
+/** Hooks for metrics; all optional. */
+export interface EngineObserver {
+  step?(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
+  tokens?(prompt: number, generated: number): void;
+  adapterLoad?(result: 'ok' | 'failed'): void;
+}
+
+export class Engine implements GenerationEngine {
+  readonly info: EngineInfo;
+  readonly registry: AdapterRegistry;
+  private scheduler!: Scheduler;
+  private readonly requests = new Map<string, RequestState>();
+  private looping = false;
+  private wake: (() => void) | null = null;
+  private nextId = 0;
+
+  constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
+    private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
+    private readonly observer: EngineObserver = {}) {
+    const r = group.info();
+    this.registry = new AdapterRegistry(limits.adapterRoots, r.adapterSlots, group, {
+      ready: () => { observer.adapterLoad?.('ok'); this.kick(); },
+      failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
+    });
+    const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
+    this.info = {
+      modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
+      maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
+      maxBatchPrefillTokens: limits.maxBatchPrefillTokens, maxConcurrentRequests: limits.maxConcurrentRequests,
+      numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
+      eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
+    };
+    this.scheduler = this.newScheduler();
+  }
+
+  private newScheduler(): Scheduler {
+    return new Scheduler({
+      numBlocks: this.info.kvBlocks, blockSize: this.info.blockSize, maxBatchSize: this.limits.maxBatchSize,
+      maxBatchPrefillTokens: this.limits.maxBatchPrefillTokens, maxTotalTokens: this.info.maxTotalTokens,
+      maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
+    }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k) });
+  }
+
+  healthy(): boolean {
+    return this.group.isReady();
+  }
+
+  stats(): EngineStats {
+    return { waiting: this.scheduler.waiting, running: this.scheduler.running, usedBlocks: this.scheduler.usedBlocks,
+      freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
+      loadedAdapters: this.registry.loadedCount };
+  }
+
+  /** Requests holding an adapter reference (0 when idle; exposed as a metric). */
+  adapterRefs(): number {
+    return this.registry.totalRefs;
+  }
+
+  async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    const ids = await this.tokenizer.encode(text);
+    const pieces = this.tokenizer.tokenStringsSync(ids);
+    let pos = 0;
+    return ids.map((id, i) => {
+      const start = text.indexOf(pieces[i], pos);
+      const s = start >= 0 ? start : pos;
+      pos = start >= 0 ? start + pieces[i].length : pos;
+      return { id, text: pieces[i], start: s, stop: start >= 0 ? pos : s };
+    });
+  }
+
+  async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
+    if (!this.group.isReady()) throw new EngineError('shard_lost', 'the model shards are not ready (starting or restarting); retry shortly');
+    if (this.requests.size >= this.info.maxConcurrentRequests) {
+      throw new EngineError('overloaded', `Model is overloaded: ${this.requests.size} requests in flight (--max-concurrent-requests ${this.info.maxConcurrentRequests})`);
+    }
+    const ids = await this.tokenizer.encode(req.inputs);
+    if (ids.length === 0) throw new EngineError('validation', 'Input validation error: `inputs` tokenizes to zero tokens');
+    if (ids.length > this.info.maxInputLength) {
+      throw new EngineError('validation', `Input validation error: \`inputs\` must have less than ${this.info.maxInputLength} tokens. Given: ${ids.length}`);
+    }
+    if (ids.length + req.maxNewTokens > this.info.maxTotalTokens) {
+      throw new EngineError('validation', `Input validation error: \`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}. ` +
+        `Given: ${ids.length} \`inputs\` tokens and ${req.maxNewTokens} \`max_new_tokens\``);
+    }
+    const adapter = req.adapter ? this.registry.resolve(req.adapter) : null;
+    if (signal.aborted) throw new EngineError('validation', 'request was cancelled by the client');
+
+    const seqId = `${req.requestId}#${++this.nextId}`;
+    const span = this.tracer.startSpan('engine.request', { attributes: { 'weft.request_id': req.requestId,
+      'weft.prompt_tokens': ids.length, 'weft.adapter': req.adapter?.id ?? '' } });
+    const state = new RequestState(req, ids, adapter?.key ?? null, span,
+      (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }));
+    this.requests.set(seqId, state);
+    if (adapter) this.registry.acquire(adapter.key, adapter.dir);
+    this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
+      maxNewTokens: req.maxNewTokens, eosTokenIds: this.info.eosTokenIds, promptLogprobs: req.promptLogprobs, topN: req.topN }));
+    this.observer.tokens?.(ids.length, 0);
+    signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
+    this.kick();
+    return state.events;
+  }
+
+  /** Client went away: stop generating and free the sequence's blocks at the next step boundary. */
+  private cancel(seqId: string): void {
+    const st = this.requests.get(seqId);
+    if (!st || st.done) return;
+    this.scheduler.abort(seqId, 'cancelled');
+    this.finishRequest(seqId, st, null);
+    this.kick();
+  }
+
+  private failAdapter(key: string, reason: string): void {
+    for (const [seqId, st] of this.requests) {
+      if (st.adapterKey !== key || st.done) continue;
+      this.scheduler.abort(seqId, 'error', reason);
+      this.finishRequest(seqId, st, { type: 'error', error: new EngineError('adapter_load', `adapter '${st.req.adapter?.id}' failed to load: ${reason}`) });
+    }
+    this.kick();
+  }
+
+  /** Fails everything in flight (a shard was lost); the supervisor restarts the group. */
+  failAll(message: string): void {
+    for (const seq of this.scheduler.failAll(message)) {
+      const st = this.requests.get(seq.seqId);
+      if (st) this.finishRequest(seq.seqId, st, { type: 'error', error: new EngineError('shard_lost', message) });
+    }
+    for (const [seqId, st] of this.requests) {
+      if (!st.done) this.finishRequest(seqId, st, { type: 'error', error: new EngineError('shard_lost', message) });
+    }
+  }
+
+  /** The shard group came back after a restart: adapters must be loaded again. */
+  onGroupRestarted(): void {
+    this.registry.reset();
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+    if (!this.looping) void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.looping = true;
+    try {
+      while (this.scheduler.hasWork()) {
+        if (!this.group.isReady()) {
+          await this.group.waitReady(60_000).catch(() => undefined);
+          continue;
+        }
+        const sched = this.scheduler.schedule();
+        if (!sched) {
+          await new Promise<void>((r) => { this.wake = r; });
+          continue;
+        }
+        await this.runStep(sched.step, sched.prefillTokens, sched.decodeTokens);
+      }
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'step loop crashed; failing in-flight requests');
+      this.failAll(`internal error in the step loop: ${(e as Error).message}`);
+      this.scheduler = this.newScheduler();
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private async runStep(step: Step, prefillTokens: number, decodeTokens: number): Promise<void> {
+    const ids = [...step.newSeqs.map((s) => s.seqId), ...step.running.map((s) => s.seqId)];
+    const owners = ids.map((id) => this.requests.get(id)).filter((s): s is RequestState => !!s);
+    // The step span is a child of the first request in the batch and links to the others.
+    const parent = owners[0] ? trace.setSpan(otelContext.active(), owners[0].span) : otelContext.active();
+    const span = this.tracer.startSpan('coordinator.step', { attributes: { 'weft.step_id': step.stepId, 'weft.batch_size': ids.length },
+      links: owners.slice(1).map((o) => ({ context: o.span.spanContext() })) }, parent);
+    const headers: MessageHeaders = {};
+    propagation.inject(trace.setSpan(parent, span), headers);
+    const t0 = performance.now();
+    let result: StepResult;
+    try {
+      result = await this.group.step(step, headers);
+    } catch (e) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+      span.end();
+      this.log.error({ stepId: step.stepId, err: (e as Error).message }, 'step failed: shard group lost');
+      this.failAll(`a model shard failed during generation: ${(e as Error).message}`);
+      return;
+    }
+    span.end();
+    this.observer.step?.(performance.now() - t0, ids.length, prefillTokens, decodeTokens);
+    let events: SequenceEvent[];
+    try {
+      events = this.scheduler.update(result);
+    } catch (e) {
+      if (!(e instanceof StepFailedError)) throw e;
+      for (const seq of e.failed) {
+        const st = this.requests.get(seq.seqId);
+        if (st) this.finishRequest(seq.seqId, st, { type: 'error', error: new EngineError('generation', `generation failed: ${result.error ?? e.message}`) });
+      }
+      return;
+    }
+    for (const ev of events) this.dispatch(ev);
+  }
+
+  private dispatch(ev: SequenceEvent): void {
+    const st = this.requests.get(ev.seqId);
+    if (!st || st.done) return;
+    if (!st.admitted) {
+      st.admitted = true;
+      const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? []) : null;
+      st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, prefill });
+    }
+    if (ev.finished === 'cancelled') return;
+    if (ev.finished === 'error') {
+      this.finishRequest(ev.seqId, st, { type: 'error', error: new EngineError('generation', 'generation failed') });
+      return;
+    }
+    st.generated++;
+    this.observer.tokens?.(0, 1);
+    let delta = st.detok.push(ev.token);
+    if (ev.finished) delta += st.detok.flush();
+    const stopped = st.appendAndCheckStop(delta);
+    const names = this.tokenizer.tokenStringsSync([ev.token, ...ev.top.map((t) => t.token)]);
+    st.events.push({ type: 'token', textDelta: delta, token: { id: ev.token, text: names[0], logprob: ev.logprob,
+      special: this.tokenizer.specialTokenIds.has(ev.token), top: ev.top.map((t, i) => ({ ...t, text: names[i + 1] })) } });
+    if (stopped && !ev.finished) {
+      this.scheduler.finish(ev.seqId, 'stop_sequence');
+      st.text += st.detok.flush();
+      this.finishRequest(ev.seqId, st, this.endEvent(st, 'stop_sequence'));
+    } else if (ev.finished) {
+      this.finishRequest(ev.seqId, st, this.endEvent(st, stopped ? 'stop_sequence' : ev.finished === 'eos_token' ? 'eos_token' : 'length'));
+    }
+  }
+
+  private endEvent(st: RequestState, reason: 'length' | 'eos_token' | 'stop_sequence'): GenerationEvent {
+    return { type: 'end', finishReason: reason, generatedText: st.text, generatedTokens: st.generated,
+      seed: st.req.sampling.doSample ? st.req.sampling.seed : null };
+  }
+
+  private prefillTokens(ids: number[], logprobs: number[]) {
+    const texts = this.tokenizer.tokenStringsSync(ids);
+    return ids.map((id, i) => ({ id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null) }));
+  }
+
+  private finishRequest(seqId: string, st: RequestState, last: GenerationEvent | null): void {
+    if (st.done) return;
+    st.done = true;
+    if (last) st.events.push(last);
+    st.events.close();
+    if (last?.type === 'error') st.span.setStatus({ code: SpanStatusCode.ERROR, message: last.error.message });
+    st.span.setAttribute('weft.generated_tokens', st.generated);
+    st.span.end();
+    if (st.adapterKey) this.registry.release(st.adapterKey);
+    this.requests.delete(seqId);
+    this.kick();
+  }
+}

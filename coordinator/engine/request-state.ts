@@ -1,0 +1,35 @@
+// The coordinator-side life of one HTTP request: its events channel, streaming detokenizer and
+// stop-sequence matcher.
+import type { Span } from '@opentelemetry/api';
+import { StreamingDetokenizer } from '../tokenizer/index.js';
+import { EventChannel } from './event-channel.js';
+import type { GenerateRequest, GenerationEvent } from './types.js';
+
+export class RequestState {
+  readonly events = new EventChannel<GenerationEvent>();
+  readonly detok: StreamingDetokenizer;
+  text = '';
+  generated = 0;
+  admitted = false;
+  done = false;
+
+  constructor(
+    readonly req: GenerateRequest,
+    readonly promptIds: number[],
+    readonly adapterKey: string | null,
+    readonly span: Span,
+    decode: (ids: number[]) => string,
+  ) {
+    this.detok = new StreamingDetokenizer({ decode });
+  }
+
+  /** Appends streamed text; returns true when a stop sequence now appears in the output. */
+  appendAndCheckStop(delta: string): boolean {
+    const before = this.text.length;
+    this.text += delta;
+    for (const stop of this.req.stop) {
+      if (stop.length > 0 && this.text.indexOf(stop, Math.max(0, before - stop.length + 1)) >= 0) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,150 @@
+// Prometheus metrics of one weft deployment, in one registry (GET /metrics).
+//
+// Who updates what:
+//  - the HTTP layer: requestsTotal, requestDuration, promptTokens, generatedTokens (once per finished request);
+//  - the engine: batchSize, stepDuration (once per step), adapterLoads (once per load attempt);
+//  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { EngineStats } from '../engine/types.js';
+
+export interface MetricsOptions {
+  /** Also export Node process metrics (CPU, memory, event loop lag). Default false. */
+  processMetrics?: boolean;
+}
+
+export type AdapterLoadResult = 'ok' | 'error' | 'forbidden' | 'not_found';
+
+const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const STEP_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requestsTotal: Counter<'route' | 'status'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly queueWaiting: Gauge;
+  readonly runningSequences: Gauge;
+  readonly kvBlocksUsed: Gauge;
+  readonly kvBlocksFree: Gauge;
+  readonly batchSize: Histogram;
+  readonly stepDuration: Histogram;
+  readonly generatedTokens: Counter;
+  readonly promptTokens: Counter;
+  readonly adaptersLoaded: Gauge;
+  readonly adaptersActive: Gauge;
+  readonly adapterLoads: Counter<'result'>;
+  private statsSource: (() => EngineStats) | null = null;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    const fromStats = (pick: (s: EngineStats) => number) => {
+      const read = (): number | null => this.readStats(pick);
+      return function (this: Gauge): void {
+        const v = read();
+        if (v !== null) this.set(v);
+      };
+    };
+    this.requestsTotal = new Counter({
+      name: 'weft_requests_total',
+      help: 'HTTP requests answered, by route and status code',
+      labelNames: ['route', 'status'] as const,
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'weft_request_duration_seconds',
+      help: 'Time from receiving an HTTP request to its last byte, by route',
+      labelNames: ['route'] as const,
+      buckets: REQUEST_SECONDS,
+      registers,
+    });
+    this.queueWaiting = new Gauge({
+      name: 'weft_queue_waiting',
+      help: 'Requests admitted by the engine and waiting to be scheduled',
+      registers,
+      collect: fromStats((s) => s.waiting),
+    });
+    this.runningSequences = new Gauge({
+      name: 'weft_running_sequences',
+      help: 'Sequences in the running batch',
+      registers,
+      collect: fromStats((s) => s.running),
+    });
+    this.kvBlocksUsed = new Gauge({
+      name: 'weft_kv_blocks_used',
+      help: 'KV cache blocks held by sequences',
+      registers,
+      collect: fromStats((s) => s.usedBlocks),
+    });
+    this.kvBlocksFree = new Gauge({
+      name: 'weft_kv_blocks_free',
+      help: 'KV cache blocks free',
+      registers,
+      collect: fromStats((s) => s.freeBlocks),
+    });
+    this.adaptersLoaded = new Gauge({
+      name: 'weft_adapters_loaded',
+      help: 'Adapters resident in device slots',
+      registers,
+      collect: fromStats((s) => s.loadedAdapters),
+    });
+    this.adaptersActive = new Gauge({
+      name: 'weft_adapters_active',
+      help: 'Adapters used by at least one running sequence',
+      registers,
+      collect: fromStats((s) => s.activeAdapters),
+    });
+    this.batchSize = new Histogram({
+      name: 'weft_batch_size',
+      help: 'Sequences per engine step',
+      buckets: BATCH_SIZES,
+      registers,
+    });
+    this.stepDuration = new Histogram({
+      name: 'weft_step_duration_seconds',
+      help: 'Wall time of one engine step (all shards)',
+      buckets: STEP_SECONDS,
+      registers,
+    });
+    this.generatedTokens = new Counter({
+      name: 'weft_generated_tokens_total',
+      help: 'Tokens generated, counted when a request ends',
+      registers,
+    });
+    this.promptTokens = new Counter({
+      name: 'weft_prompt_tokens_total',
+      help: 'Prompt tokens of admitted requests',
+      registers,
+    });
+    this.adapterLoads = new Counter({
+      name: 'weft_adapter_loads_total',
+      help: 'Adapter load attempts, by result',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
+  }
+
+  /** Makes the stats gauges read `source.stats()` at each scrape. */
+  observeEngine(source: { stats(): EngineStats }): void {
+    this.statsSource = () => source.stats();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  expose(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  private readStats(pick: (s: EngineStats) => number): number | null {
+    if (!this.statsSource) return null;
+    try {
+      return pick(this.statsSource());
+    } catch {
+      // A scrape must not fail because the engine is shutting down; the gauge keeps its last value.
+      return null;
+    }
+  }
+}

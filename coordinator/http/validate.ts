@@ -1,0 +1,248 @@
+// Request-body validation for the TGI/LoRAX routes: strict (unknown keys are refused by name), with
+// TGI's messages where TGI has one, and the mapping to the engine's GenerateRequest.
+//
+// Semantics chosen (and why):
+//  - `null` means "absent" for every optional key, as with TGI's serde `Option` fields.
+//  - Sampling follows TGI's server: `do_sample` defaults to false, but setting temperature != 1, top_k,
+//    top_p < 1 or typical_p < 1 turns sampling on even when do_sample is false (TGI computes
+//    `sampling = do_sample || has_warpers`). repetition_penalty alone does not.
+//  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
+//  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, truncate, ...) are accepted
+//    at their neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
+import { randomBytes } from 'node:crypto';
+import type { SamplingParams } from '../../protocol/index.js';
+import type { AdapterRef, AdapterSource, GenerateRequest } from '../engine/types.js';
+import { notSupported, validationError } from './errors.js';
+
+/** TGI's default `--max-stop-sequences`. */
+export const MAX_STOP_SEQUENCES = 4;
+/** TGI's default `--max-top-n-tokens`. */
+export const MAX_TOP_N_TOKENS = 5;
+/** Used when max_new_tokens is absent (TGI's documented default), capped by the model's limit. */
+export const DEFAULT_MAX_NEW_TOKENS = 100;
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+export const ADAPTER_SOURCES: readonly AdapterSource[] = ['hub', 's3', 'local'];
+
+export interface ValidationLimits {
+  maxTotalTokens: number;
+}
+
+/** Which route the body came to: the stream route refuses decoder_input_details, like TGI. */
+export type GenerateRoute = 'generate' | 'generate_stream' | 'compat';
+
+export interface ValidGenerate {
+  request: Omit<GenerateRequest, 'requestId'>;
+  details: boolean;
+  returnFullText: boolean;
+  /** Top-level `stream` flag (POST / picks the response kind with it; other routes ignore it). */
+  stream: boolean;
+}
+
+type Json = Record<string, unknown>;
+
+const TOP_LEVEL_KEYS = new Set(['inputs', 'parameters', 'stream']);
+const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
+
+const PARAMETER_KEYS = new Set([
+  'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
+  'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
+  'decoder_input_details', 'top_n_tokens',
+]);
+
+/** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
+const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
+  best_of: [1],
+  watermark: [false],
+  truncate: [],
+  merged_adapters: [],
+  ignore_eos_token: [false],
+  frequency_penalty: [0],
+  presence_penalty: [0],
+  return_k_alternatives: [0],
+  response_format: [],
+  grammar: [],
+  apply_chat_template: [false],
+};
+
+export function randomSeed(): number {
+  return Number(randomBytes(8).readBigUInt64BE() & BigInt(MAX_SEED));
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if any. */
+export function bearerToken(header: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  const m = value === undefined ? null : /^\s*bearer\s+(\S+)\s*$/i.exec(value);
+  return m ? m[1] : undefined;
+}
+
+export function validateGenerateBody(
+  body: unknown,
+  limits: ValidationLimits,
+  route: GenerateRoute,
+  authorization?: string | string[],
+  seedSource: () => number = randomSeed,
+): ValidGenerate {
+  const top = asObject(body, 'request body');
+  rejectUnknown(top, TOP_LEVEL_KEYS, 'field');
+  const inputs = requireInputs(top);
+  const stream = optional(top, 'stream', bool) ?? false;
+  const p = top.parameters === undefined || top.parameters === null ? {} : asObject(top.parameters, '`parameters`');
+  rejectUnknown(p, PARAMETER_KEYS, 'parameter');
+  refuseNonNeutral(p);
+
+  const adapter = adapterRef(p, bearerToken(authorization));
+  const sampling = samplingParams(p, seedSource);
+  const maxNewTokens = maxNewTokensOf(p, limits.maxTotalTokens);
+  const stop = stopSequences(p);
+  const topN = optional(p, 'top_n_tokens', int) ?? 0;
+  if (topN < 0 || topN > MAX_TOP_N_TOKENS) {
+    throw validationError(`\`top_n_tokens\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${topN}`);
+  }
+  const promptLogprobs = optional(p, 'decoder_input_details', bool) ?? false;
+  if (promptLogprobs && (route === 'generate_stream' || (route === 'compat' && stream))) {
+    throw validationError('`decoder_input_details` == true is not supported when streaming tokens');
+  }
+  return {
+    request: { inputs, adapter, sampling, maxNewTokens, stop, promptLogprobs, topN },
+    details: optional(p, 'details', bool) ?? false,
+    returnFullText: optional(p, 'return_full_text', bool) ?? false,
+    stream,
+  };
+}
+
+/** POST /tokenize: `{inputs, parameters?, add_special_tokens?}` (parameters are checked, then unused). */
+export function validateTokenizeBody(body: unknown, limits: ValidationLimits): { inputs: string } {
+  const top = asObject(body, 'request body');
+  rejectUnknown(top, TOKENIZE_KEYS, 'field');
+  const inputs = requireInputs(top);
+  if (optional(top, 'add_special_tokens', bool) === false) notSupportedThrow('add_special_tokens');
+  if (top.parameters !== undefined && top.parameters !== null) {
+    validateGenerateBody({ inputs, parameters: top.parameters }, limits, 'generate', undefined, () => 0);
+  }
+  return { inputs };
+}
+
+// --- pieces ---------------------------------------------------------------------------------------
+
+function requireInputs(top: Json): string {
+  if (top.inputs === undefined || top.inputs === null) throw validationError('missing field `inputs`');
+  if (typeof top.inputs !== 'string') throw validationError('`inputs` must be a string');
+  if (top.inputs.length === 0) throw validationError('`inputs` cannot be empty');
+  return top.inputs;
+}
+
+function adapterRef(p: Json, bearer: string | undefined): AdapterRef | null {
+  const id = optional(p, 'adapter_id', str);
+  const source = optional(p, 'adapter_source', str);
+  if (source !== undefined && !(ADAPTER_SOURCES as readonly string[]).includes(source)) {
+    throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  }
+  const token = optional(p, 'api_token', str) || bearer;
+  if (id === undefined || id === '') return null;
+  const ref: AdapterRef = { id, source: (source as AdapterSource | undefined) ?? 'hub' };
+  if (token) ref.apiToken = token;
+  return ref;
+}
+
+function samplingParams(p: Json, seedSource: () => number): SamplingParams {
+  const temperature = optional(p, 'temperature', num) ?? 1;
+  if (temperature <= 0) throw validationError('`temperature` must be strictly positive');
+  const repetitionPenalty = optional(p, 'repetition_penalty', num) ?? 1;
+  if (repetitionPenalty <= 0) throw validationError('`repetition_penalty` must be strictly positive');
+  const topK = optional(p, 'top_k', int) ?? 0;
+  if (p.top_k !== undefined && p.top_k !== null && topK <= 0) {
+    throw validationError('`top_k` must be strictly positive');
+  }
+  const topP = openUnit(p, 'top_p');
+  const typicalP = openUnit(p, 'typical_p');
+  const doSample =
+    (optional(p, 'do_sample', bool) ?? false) || temperature !== 1 || topK !== 0 || topP < 1 || typicalP < 1;
+  const given = optional(p, 'seed', int);
+  if (given !== undefined && (given < 0 || given > MAX_SEED)) {
+    throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
+  }
+  const seed = given ?? (doSample ? seedSource() : 0);
+  return { temperature, topK, topP, typicalP, repetitionPenalty, doSample, seed };
+}
+
+/** top_p / typical_p: absent means off (1); a given value must lie strictly inside (0, 1), as in TGI. */
+function openUnit(p: Json, key: 'top_p' | 'typical_p'): number {
+  const v = optional(p, key, num);
+  if (v === undefined) return 1;
+  if (v <= 0 || v >= 1) throw validationError(`\`${key}\` must be > 0.0 and < 1.0`);
+  return v;
+}
+
+function maxNewTokensOf(p: Json, maxTotalTokens: number): number {
+  const v = optional(p, 'max_new_tokens', int);
+  if (v === undefined) return Math.max(1, Math.min(DEFAULT_MAX_NEW_TOKENS, maxTotalTokens - 1));
+  if (v <= 0) throw validationError('`max_new_tokens` must be strictly positive');
+  if (v > maxTotalTokens) throw validationError(`\`max_new_tokens\` must be <= ${maxTotalTokens}. Given: ${v}`);
+  return v;
+}
+
+function stopSequences(p: Json): string[] {
+  if (p.stop === undefined || p.stop === null) return [];
+  if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) {
+    throw validationError('`stop` must be an array of strings');
+  }
+  if (p.stop.length > MAX_STOP_SEQUENCES) {
+    throw validationError(`\`stop\` supports up to ${MAX_STOP_SEQUENCES} stop sequences. Given: ${p.stop.length}`);
+  }
+  if (p.stop.some((s) => s === '')) throw validationError('`stop` sequences cannot be empty strings');
+  return [...(p.stop as string[])];
+}
+
+function refuseNonNeutral(p: Json): void {
+  for (const [key, neutral] of Object.entries(NEUTRAL_ONLY)) {
+    const v = p[key];
+    if (v === undefined || v === null || neutral.includes(v)) continue;
+    if (key === 'best_of' && Number.isInteger(v)) {
+      throw validationError('`best_of` != 1 is not allowed for this endpoint');
+    }
+    notSupportedThrow(key);
+  }
+}
+
+// --- typed access ---------------------------------------------------------------------------------
+
+type Check<T> = (v: unknown, name: string) => T;
+
+const bool: Check<boolean> = (v, name) => {
+  if (typeof v !== 'boolean') throw validationError(`\`${name}\` must be a boolean`);
+  return v;
+};
+const str: Check<string> = (v, name) => {
+  if (typeof v !== 'string') throw validationError(`\`${name}\` must be a string`);
+  return v;
+};
+const num: Check<number> = (v, name) => {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw validationError(`\`${name}\` must be a number`);
+  return v;
+};
+const int: Check<number> = (v, name) => {
+  if (!Number.isInteger(num(v, name))) throw validationError(`\`${name}\` must be an integer`);
+  return v as number;
+};
+
+/** The value of an optional key, checked; undefined when absent or null. */
+function optional<T>(obj: Json, key: string, check: Check<T>): T | undefined {
+  const v = obj[key];
+  return v === undefined || v === null ? undefined : check(v, key);
+}
+
+function asObject(v: unknown, what: string): Json {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw validationError(`${what} must be a JSON object`);
+  return v as Json;
+}
+
+function rejectUnknown(obj: Json, known: ReadonlySet<string>, kind: 'field' | 'parameter'): void {
+  for (const key of Object.keys(obj)) {
+    if (known.has(key) || (kind === 'parameter' && key in NEUTRAL_ONLY)) continue;
+    throw validationError(`unknown ${kind} \`${key.slice(0, 64)}\``);
+  }
+}
+
+function notSupportedThrow(name: string): never {
+  throw notSupported(name);
+}

@@ -1,0 +1,164 @@
+// The typed result of parsing `weft <command> [flags]` plus the environment: one interface per command.
+// Field names are the flags' names in camelCase (flags.ts checks this at compile time).
+
+export type Command = 'launch' | 'shard' | 'score' | 'bench';
+export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench'];
+
+export type Device = 'cpu' | 'cuda';
+export type Dtype = 'float32' | 'bfloat16' | 'float16';
+export type AdapterSource = 'hub' | 's3' | 'local';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type BenchScenario = 'decode' | 'prefill' | 'lora-kernels' | 'baseline' | 'serve';
+
+/** An adapter to load at boot: `--preload-adapter name=SOURCE_ID`, or one `LORA_ADAPTERS` entry. */
+export interface PreloadAdapter {
+  /** The name requests use as `adapter_id`. */
+  name: string;
+  /** Where it comes from: a hub id, an s3 path or a local directory (per `--adapter-source`). */
+  id: string;
+}
+
+/** Settings that come only from environment variables (no flag). Secrets are printed as `***`. */
+export interface EnvConfig {
+  /** HF_TOKEN, else HUGGING_FACE_HUB_TOKEN. Secret. */
+  hfToken: string | null;
+  /** HF_ENDPOINT: a hub mirror. */
+  hfEndpoint: string | null;
+  /** WEFT_USE_GLOBAL_HF_TOKEN, else LORAX_USE_GLOBAL_HF_TOKEN: use hfToken for requests without their own. */
+  useGlobalHfToken: boolean;
+  /** S3_ENDPOINT_URL: an S3-compatible endpoint (MinIO, R2, ...). */
+  s3EndpointUrl: string | null;
+  aws: AwsEnv;
+  /** LORA_ADAPTERS (TGI syntax): `id` or `name=id`, comma separated. */
+  loraAdapters: readonly PreloadAdapter[];
+}
+
+export interface AwsEnv {
+  /** AWS_ACCESS_KEY_ID. Secret. */
+  accessKeyId: string | null;
+  /** AWS_SECRET_ACCESS_KEY. Secret. */
+  secretAccessKey: string | null;
+  /** AWS_SESSION_TOKEN. Secret. */
+  sessionToken: string | null;
+  /** AWS_REGION, else AWS_DEFAULT_REGION. */
+  region: string | null;
+  /** AWS_PROFILE. */
+  profile: string | null;
+}
+
+export interface LaunchConfig {
+  command: 'launch';
+  /** null: the built-in demo model. */
+  modelId: string | null;
+  numShard: number;
+  device: Device;
+  dtype: Dtype;
+  port: number;
+  hostname: string;
+  /** null: start a local nats-server. */
+  natsUrl: string | null;
+  cluster: string;
+  maxConcurrentRequests: number;
+  maxInputLength: number;
+  maxTotalTokens: number;
+  maxBatchPrefillTokens: number;
+  maxBatchSize: number;
+  /** 0: size the KV cache automatically. */
+  kvCacheBlocks: number;
+  blockSize: number;
+  adapterRoots: readonly string[];
+  adapterSource: AdapterSource;
+  maxAdapterSlots: number;
+  maxActiveAdapters: number;
+  adapterCycleTimeS: number;
+  maxLoraRank: number;
+  adapterHostCacheBytes: number;
+  preloadAdapters: readonly PreloadAdapter[];
+  /** Secret. null: the admin routes are disabled. */
+  adminToken: string | null;
+  /** null: tracing off. */
+  otlpEndpoint: string | null;
+  logLevel: LogLevel;
+  shardHeartbeatMs: number;
+  shardTimeoutMs: number;
+  stepTimeoutMs: number;
+  env: EnvConfig;
+}
+
+export interface ShardConfig {
+  command: 'shard';
+  modelDir: string;
+  rank: number;
+  worldSize: number;
+  natsUrl: string;
+  cluster: string;
+  shmName: string;
+  kvCacheBlocks: number;
+  blockSize: number;
+  adapterSlots: number;
+  maxLoraRank: number;
+  device: Device;
+  heartbeatMs: number;
+  logLevel: LogLevel;
+  otlpEndpoint: string | null;
+  env: EnvConfig;
+}
+
+export interface ScoreConfig {
+  command: 'score';
+  model: string;
+  adapter: string | null;
+  numShard: number;
+  device: Device;
+  ids: readonly number[];
+  env: EnvConfig;
+}
+
+export interface BenchConfig {
+  command: 'bench';
+  scenario: BenchScenario;
+  /** null: print the JSON report to stdout only. */
+  output: string | null;
+  /** null: the built-in demo model. */
+  model: string | null;
+  device: Device;
+  batch: readonly number[];
+  adapters: readonly number[];
+  rank: readonly number[];
+  context: readonly number[];
+  /** serve scenario: the running server to load; null: start one. */
+  url: string | null;
+  requests: number;
+  /** serve scenario: requests per second; 0: all at once. */
+  rate: number;
+  env: EnvConfig;
+}
+
+export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig;
+export type ConfigFor<C extends Command> = Extract<Config, { command: C }>;
+
+export type ConfigErrorCode =
+  | 'UNKNOWN_COMMAND'
+  | 'UNKNOWN_FLAG'
+  | 'UNEXPECTED_ARGUMENT' // a positional argument; no command takes one
+  | 'MISSING_VALUE'
+  | 'DUPLICATE_FLAG' // a single-valued flag given twice
+  | 'INVALID_VALUE' // wrong type, out of range, not one of the choices
+  | 'MISSING_REQUIRED'
+  | 'CONFLICT'; // two values that cannot hold together (e.g. --rank >= --world-size)
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code: ConfigErrorCode;
+  /** The flag (`--port`) or environment variable (`PORT`) at fault, when there is one. */
+  readonly source: string | undefined;
+  /** For UNKNOWN_FLAG / UNKNOWN_COMMAND: the closest known name, when one is close. */
+  readonly suggestion: string | undefined;
+
+  constructor(message: string, code: ConfigErrorCode, options?: { source?: string; suggestion?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.source = options?.source;
+    this.suggestion = options?.suggestion;
+  }
+}

@@ -1,0 +1,139 @@
+// `weft launch`: local nats-server (unless --nats-url), N shard processes, the coordinator and its HTTP
+// API; supervises the shards and drains on SIGTERM.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { connect, type NatsConnection } from 'nats';
+import { trace } from '@opentelemetry/api';
+import pino, { type Logger } from 'pino';
+import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
+import { readModelSpec, type ModelSpec } from '../shard/index.js';
+import { ensureDemoModel } from './demo-model/index.js';
+import { startLocalNats, type LocalNats } from './nats-server.js';
+import { ShardSupervisor } from './shard-supervisor.js';
+import { startHttp, type HttpHandle } from './http-wiring.js';
+
+export interface LaunchOptions {
+  modelId?: string;
+  numShard: number;
+  device: 'cpu' | 'cuda';
+  port: number;
+  hostname: string;
+  natsUrl?: string;
+  cluster: string;
+  maxConcurrentRequests: number;
+  maxInputLength: number;
+  maxTotalTokens: number;
+  maxBatchPrefillTokens: number;
+  maxBatchSize: number;
+  kvCacheBlocks: number;
+  blockSize: number;
+  adapterRoots: string[];
+  maxAdapterSlots: number;
+  maxActiveAdapters: number;
+  adapterCycleTimeS: number;
+  maxLoraRank: number;
+  logLevel: string;
+  otlpEndpoint?: string;
+  heartbeatMs: number;
+  shardTimeoutMs: number;
+  stepTimeoutMs: number;
+  cacheDir?: string;
+}
+
+export interface Launched {
+  url: string;
+  engine: Engine;
+  supervisor: ShardSupervisor;
+  close(): Promise<void>;
+}
+
+/** KV blocks when --kv-cache-blocks is 0: room for 16 full-length sequences, capped at 1 GiB per shard. */
+export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchOptions, 'maxTotalTokens' | 'blockSize' | 'numShard'>): number {
+  const kvHeadsLocal = Math.max(1, Math.ceil(spec.kvHeads / o.numShard));
+  const bytesPerBlock = 2 * spec.layers * kvHeadsLocal * spec.headDim * 4 * o.blockSize;
+  const want = Math.ceil((o.maxTotalTokens * 16) / o.blockSize);
+  const cap = Math.floor(2 ** 30 / bytesPerBlock);
+  return Math.max(Math.ceil(o.maxTotalTokens / o.blockSize) + 1, Math.min(want, cap));
+}
+
+async function resolveModelDir(o: LaunchOptions, log: Logger): Promise<{ dir: string; id: string }> {
+  if (!o.modelId) {
+    const dir = await ensureDemoModel(join(o.cacheDir ?? join(homedir(), '.cache', 'weft'), 'demo-model'));
+    log.info({ dir }, 'no --model-id given: serving the built-in demo model');
+    return { dir, id: 'weft-demo' };
+  }
+  const dir = resolve(o.modelId);
+  if (existsSync(join(dir, 'config.json'))) return { dir, id: o.modelId };
+  throw new Error(`--model-id '${o.modelId}' is not a local model directory with config.json ` +
+    '(Hub and S3 model ids need the adapters-at-scale sources, not in this build)');
+}
+
+export async function launch(o: LaunchOptions): Promise<Launched> {
+  const log = pino({ level: o.logLevel, base: { name: 'coordinator', pid: process.pid } });
+  if (o.device === 'cuda') {
+    throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
+  }
+  const model = await resolveModelDir(o, log);
+  const spec = readModelSpec(model.dir);
+  const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
+  let nats: LocalNats | undefined;
+  if (!o.natsUrl) nats = await startLocalNats();
+  const natsUrl = o.natsUrl ?? nats!.url;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: natsUrl, name: 'weft-coordinator' });
+  } catch (e) {
+    await nats?.stop();
+    throw new Error(`cannot connect to NATS at ${natsUrl}: ${(e as Error).message}`);
+  }
+  const group = new NatsShardGroup(nc, { cluster: o.cluster, worldSize: o.numShard, stepTimeoutMs: o.stepTimeoutMs,
+    shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
+  let engine: Engine | undefined;
+  const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
+    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, heartbeatMs: o.heartbeatMs,
+    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint }, log, (reason) => group.markLost(reason));
+  group.watch((reason) => {
+    log.error({ reason }, 'shard group lost; failing in-flight requests');
+    engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);
+  });
+  group.onReady(() => {
+    if (engine && supervisor.restartCount > 0) {
+      log.info({ restarts: supervisor.restartCount }, 'shard group is back');
+      engine.onGroupRestarted();
+    }
+  });
+  supervisor.start();
+  const tokenizer = await TokenizerPool.create(model.dir);
+  let http: HttpHandle | undefined;
+  try {
+    await group.waitReady(180_000);
+    engine = new Engine(group, tokenizer, {
+      modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
+      maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
+      maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: o.adapterRoots,
+    }, log, trace.getTracer('weft-coordinator'));
+    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log });
+  } catch (e) {
+    await supervisor.stop();
+    await tokenizer.close();
+    await nc.close();
+    await nats?.stop();
+    throw e;
+  }
+  log.info({ url: http.url, numShard: o.numShard, kvBlocks, model: model.id }, 'weft is serving');
+  let closing: Promise<void> | null = null;
+  return {
+    url: http.url, engine, supervisor,
+    close: () => closing ??= (async () => {
+      log.info('draining: no new requests; waiting for in-flight ones');
+      await http!.close();
+      group.shutdown('coordinator is stopping');
+      await supervisor.stop();
+      group.close();
+      await tokenizer.close();
+      await nc.drain().catch(() => undefined);
+      await nats?.stop();
+    })(),
+  };
+}

@@ -1,0 +1,42 @@
+// `weft score`: full-vocabulary logits for every position of one token sequence (the conformance entry
+// point, DESIGN.md §8). TP=1 runs in this process; --num-shard N runs N shard ranks over the shm collective.
+import { LocalEngine } from '../shard/index.js';
+import { runScoreGroup } from './score-group.js';
+
+export interface ScoreOptions {
+  model: string;
+  adapter?: string;
+  numShard: number;
+  device: 'cpu' | 'cuda';
+  ids: number[];
+}
+
+export async function score(o: ScoreOptions): Promise<number[][]> {
+  if (o.device === 'cuda') throw new Error('--device cuda: this build has no CUDA backend yet; use --device cpu');
+  if (o.ids.length === 0) throw new Error('--ids must list at least one token id');
+  if (o.numShard > 1) return runScoreGroup(o);
+  const blockSize = 16;
+  const engine = LocalEngine.open(o.model, { numBlocks: Math.ceil(o.ids.length / blockSize) + 1, blockSize, adapterSlots: 1 });
+  try {
+    if (o.adapter) engine.loadAdapter(0, o.adapter);
+    const vocab = engine.model.spec.vocab;
+    for (const id of o.ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`token id ${id} is outside the vocabulary [0, ${vocab})`);
+    }
+    const [logits] = await engine.scoreBatch([{ tokens: o.ids, adapterSlot: o.adapter ? 0 : -1 }]);
+    return rows(logits, vocab);
+  } finally {
+    engine.dispose();
+  }
+}
+
+export function rows(logits: Float32Array, vocab: number): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < logits.length; i += vocab) out.push(Array.from(logits.subarray(i, i + vocab)));
+  return out;
+}
+
+/** float32 values printed with enough digits to round-trip exactly. */
+export function formatLogits(logits: number[][]): string {
+  return `{"logits":[${logits.map((r) => `[${r.map((v) => (Number.isFinite(v) ? String(Math.fround(v)) : 'null')).join(',')}]`).join(',')}]}`;
+}

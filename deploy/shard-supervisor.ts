@@ -1,0 +1,82 @@
+// Runs the N shard processes of one group and restarts the whole group when any of them dies: the
+// survivors may be blocked in a collective with the dead rank, so a clean restart is the safe move.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+
+export interface ShardProcessOptions {
+  natsUrl: string;
+  cluster: string;
+  modelDir: string;
+  worldSize: number;
+  kvBlocks: number;
+  blockSize: number;
+  adapterSlots: number;
+  maxLoraRank: number;
+  heartbeatMs: number;
+  logLevel: string;
+  otlpEndpoint?: string;
+}
+
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+
+export class ShardSupervisor {
+  private procs: ChildProcess[] = [];
+  private stopping = false;
+  private restarts = 0;
+
+  constructor(private readonly o: ShardProcessOptions, private readonly log: Logger,
+    /** A shard died: fail in-flight work now; the group is restarted right after. */
+    private readonly onLost: (reason: string) => void) {}
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  pids(): number[] {
+    return this.procs.map((p) => p.pid ?? -1);
+  }
+
+  start(): void {
+    const shm = `/weft-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.procs = Array.from({ length: this.o.worldSize }, (_, rank) => this.spawnRank(rank, shm));
+  }
+
+  private spawnRank(rank: number, shmName: string): ChildProcess {
+    const o = this.o;
+    const args = [CLI, 'shard', '--model-dir', o.modelDir, '--rank', String(rank), '--world-size', String(o.worldSize),
+      '--nats-url', o.natsUrl, '--cluster', o.cluster, '--shm-name', shmName, '--kv-cache-blocks', String(o.kvBlocks),
+      '--block-size', String(o.blockSize), '--adapter-slots', String(o.adapterSlots), '--max-lora-rank', String(o.maxLoraRank),
+      '--heartbeat-ms', String(o.heartbeatMs), '--log-level', o.logLevel];
+    if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.once('exit', (code, signal) => {
+      if (this.stopping || !this.procs.includes(child)) return;
+      const reason = `shard ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`})`;
+      this.log.error({ rank, code, signal }, 'shard process died; restarting the shard group');
+      this.restartAll(reason);
+    });
+    return child;
+  }
+
+  private restartAll(reason: string): void {
+    const old = this.procs;
+    this.procs = [];
+    for (const p of old) if (p.exitCode === null) p.kill('SIGKILL');
+    this.onLost(reason);
+    this.restarts++;
+    setTimeout(() => { if (!this.stopping) this.start(); }, Math.min(5000, 200 * this.restarts));
+  }
+
+  /** Asks every shard to exit, then kills what is left. */
+  async stop(timeoutMs = 5000): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      const t = setTimeout(() => { p.kill('SIGKILL'); }, timeoutMs);
+      p.once('exit', () => { clearTimeout(t); resolve(); });
+      p.kill('SIGTERM');
+    })));
+  }
+}
