@@ -1,0 +1,214 @@
+// POST /generate, POST /generate_stream and TGI's POST / (either, by the body's `stream` flag).
+import { Readable } from 'node:stream';
+import { context, trace, type Span } from '@opentelemetry/api';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  EngineError,
+  type GenerateRequest,
+  type GenerationEngine,
+  type GenerationEvent,
+  type PrefillToken,
+} from '../engine/types.js';
+import { errorBody, internalError, toHttpError } from './errors.js';
+import { spanOf } from './lifecycle.js';
+import type { Metrics } from './metrics.js';
+import {
+  generateResponse,
+  sseFrame,
+  streamEndEvent,
+  streamTokenEvent,
+  type EmittedToken,
+  type GenerateResponseJson,
+  type ResponseOptions,
+} from './responses.js';
+import { validateGenerateBody, type GenerateRoute, type ValidGenerate } from './validate.js';
+
+export interface GenerateDeps {
+  engine: GenerationEngine;
+  metrics: Metrics;
+  bodyLimitBytes: number;
+}
+
+/** A started generation: its events (the first already read) and the signal that cancels it. */
+interface Run {
+  events: AsyncIterator<GenerationEvent>;
+  first: IteratorResult<GenerationEvent>;
+  abort: AbortController;
+  options: ResponseOptions;
+  secrets: string[];
+}
+
+export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps): void {
+  app.post('/generate', async (request, reply) => {
+    const valid = validate(request, deps, 'generate');
+    return generate(await start(request, reply, deps, valid), reply, deps);
+  });
+  app.post('/generate_stream', async (request, reply) => {
+    const valid = validate(request, deps, 'generate_stream');
+    return stream(await start(request, reply, deps, valid), reply, deps);
+  });
+  app.post('/', async (request, reply) => {
+    const valid = validate(request, deps, 'compat');
+    const run = await start(request, reply, deps, valid);
+    // TGI's compat route wraps the non-streamed answer in a list (the Inference API's shape).
+    return valid.stream ? stream(run, reply, deps) : [await generate(run, reply, deps)];
+  });
+}
+
+function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRoute): ValidGenerate {
+  const valid = validateGenerateBody(
+    request.body,
+    { maxTotalTokens: deps.engine.info.maxTotalTokens },
+    route,
+    request.headers.authorization,
+  );
+  const span = spanOf(request);
+  span.setAttribute('weft.adapter_id', valid.request.adapter?.id ?? '');
+  if (valid.request.adapter) span.setAttribute('weft.adapter_source', valid.request.adapter.source);
+  return valid;
+}
+
+/**
+ * Calls engine.generate with the request's span active (so the engine's spans are its children) and
+ * reads the first event, so that errors before any output still get their own HTTP status.
+ */
+async function start(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate): Promise<Run> {
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
+  });
+  const span = spanOf(request);
+  const req: GenerateRequest = { requestId: request.id, ...valid.request };
+  const iterable = await context.with(trace.setSpan(context.active(), span), () =>
+    deps.engine.generate(req, abort.signal),
+  );
+  const events = iterable[Symbol.asyncIterator]();
+  const first = await events.next();
+  if (!first.done && first.value.type === 'error') throw first.value.error;
+  const options: ResponseOptions = {
+    inputs: valid.request.inputs,
+    details: valid.details || valid.request.promptLogprobs,
+    returnFullText: valid.returnFullText,
+    samplingSeed: valid.request.sampling.doSample ? valid.request.sampling.seed : null,
+    specialIds: new Set(deps.engine.info.eosTokenIds),
+  };
+  const apiToken = valid.request.adapter?.apiToken;
+  return { events, first, abort, options, secrets: apiToken ? [apiToken] : [] };
+}
+
+async function generate(run: Run, reply: FastifyReply, deps: GenerateDeps): Promise<GenerateResponseJson> {
+  let promptTokens = 0;
+  let prefill: PrefillToken[] | null = null;
+  const tokens: EmittedToken[] = [];
+  for (let r = run.first; !r.done; r = await run.events.next()) {
+    const ev = r.value;
+    switch (ev.type) {
+      case 'admitted':
+        promptTokens = ev.promptTokens;
+        prefill = ev.prefill;
+        deps.metrics.promptTokens.inc(ev.promptTokens);
+        break;
+      case 'token':
+        tokens.push({ token: ev.token, textDelta: ev.textDelta });
+        break;
+      case 'end': {
+        deps.metrics.generatedTokens.inc(ev.generatedTokens);
+        annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
+        reply.header('x-prompt-tokens', String(promptTokens));
+        reply.header('x-generated-tokens', String(ev.generatedTokens));
+        return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
+      }
+      case 'error':
+        throw ev.error;
+      default: {
+        const unhandled: never = ev;
+        throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+      }
+    }
+  }
+  throw endedEarly(run);
+}
+
+function stream(run: Run, reply: FastifyReply, deps: GenerateDeps): FastifyReply {
+  reply.header('content-type', 'text/event-stream');
+  reply.header('cache-control', 'no-cache');
+  reply.header('x-accel-buffering', 'no');
+  const log = reply.log;
+  return reply.send(Readable.from(sseEvents(run, reply, deps, log), { objectMode: false }));
+}
+
+/**
+ * TGI's event sequence: one event per token, the last token's event carrying generated_text and
+ * details — so each token is held until the next event says whether it was the last.
+ */
+async function* sseEvents(
+  run: Run,
+  reply: FastifyReply,
+  deps: GenerateDeps,
+  log: FastifyReply['log'],
+): AsyncGenerator<string> {
+  let index = 0;
+  let promptTokens = 0;
+  let held: EmittedToken | null = null;
+  let settled = false;
+  try {
+    for (let r = run.first; !r.done; r = await run.events.next()) {
+      const ev = r.value;
+      switch (ev.type) {
+        case 'admitted':
+          promptTokens = ev.promptTokens;
+          deps.metrics.promptTokens.inc(ev.promptTokens);
+          break;
+        case 'token':
+          if (held) yield sseFrame(streamTokenEvent(++index, held, run.options));
+          held = { token: ev.token, textDelta: ev.textDelta };
+          break;
+        case 'end':
+          settled = true;
+          deps.metrics.generatedTokens.inc(ev.generatedTokens);
+          annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
+          yield sseFrame(streamEndEvent(++index, held, ev, promptTokens, run.options));
+          return;
+        case 'error':
+          settled = true;
+          yield errorFrame(ev.error, run, reply, log);
+          return;
+        default: {
+          const unhandled: never = ev;
+          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    settled = true;
+    if (!run.abort.signal.aborted) yield errorFrame(endedEarly(run), run, reply, log);
+  } catch (err) {
+    settled = true;
+    yield errorFrame(err, run, reply, log);
+  } finally {
+    // Reached early when the response stream is destroyed (client gone): cancel the request.
+    if (!settled) run.abort.abort(new Error('response stream closed'));
+  }
+}
+
+function errorFrame(err: unknown, run: Run, reply: FastifyReply, log: FastifyReply['log']): string {
+  const httpError = toHttpError(err, 0);
+  const body = errorBody(httpError, run.secrets);
+  spanOfReply(reply).setAttribute('weft.error_type', body.error_type);
+  if (httpError.status >= 500) log.error({ error_type: body.error_type, msg_text: body.error }, 'stream failed');
+  else log.info({ error_type: body.error_type }, 'stream ended with an error');
+  return sseFrame(body);
+}
+
+function endedEarly(run: Run): Error {
+  if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');
+  return internalError(new Error('the engine ended the request without an end or error event'));
+}
+
+function annotateEnd(span: Span, finishReason: string, generatedTokens: number): void {
+  span.setAttribute('weft.finish_reason', finishReason);
+  span.setAttribute('weft.generated_tokens', generatedTokens);
+}
+
+function spanOfReply(reply: FastifyReply): Span {
+  return spanOf(reply.request);
+}

@@ -1,0 +1,203 @@
+// The JSON shapes of TGI's responses (generate, stream events, tokenize, info), built from engine events.
+// Field names and optionality follow TGI's router (`Details`, `StreamResponse`, ...) plus LoRAX's
+// `prompt_tokens`.
+import type {
+  EngineInfo,
+  FinishReason,
+  GeneratedToken,
+  GenerationEvent,
+  PrefillToken,
+} from '../engine/types.js';
+import { MAX_STOP_SEQUENCES } from './validate.js';
+
+export interface TokenJson {
+  id: number;
+  text: string;
+  logprob: number;
+  special: boolean;
+}
+
+export interface PrefillJson {
+  id: number;
+  text: string;
+  logprob: number | null;
+}
+
+export interface DetailsJson {
+  finish_reason: FinishReason;
+  prompt_tokens: number;
+  generated_tokens: number;
+  seed: number | null;
+  prefill: PrefillJson[];
+  tokens: TokenJson[];
+  top_tokens?: TokenJson[][];
+}
+
+export interface GenerateResponseJson {
+  generated_text: string;
+  details?: DetailsJson;
+}
+
+export interface StreamDetailsJson {
+  finish_reason: FinishReason;
+  prompt_tokens: number;
+  generated_tokens: number;
+  seed: number | null;
+}
+
+export interface StreamEventJson {
+  index: number;
+  token: TokenJson | null;
+  top_tokens?: TokenJson[];
+  generated_text: string | null;
+  details: StreamDetailsJson | null;
+}
+
+export type EndEvent = Extract<GenerationEvent, { type: 'end' }>;
+
+/** A generated token as the client sees it, with the text it appends to the output. */
+export interface EmittedToken {
+  token: GeneratedToken;
+  textDelta: string;
+}
+
+/** How the response reports what was asked: from validation, plus the seed actually used. */
+export interface ResponseOptions {
+  inputs: string;
+  details: boolean;
+  returnFullText: boolean;
+  /** Seed sent to the engine when sampling (reported if the engine's end event has none). */
+  samplingSeed: number | null;
+  specialIds: ReadonlySet<number>;
+}
+
+/**
+ * Token text in TGI's sense: the streaming-safe text the token adds (so clients can concatenate the
+ * non-special tokens); special tokens keep their own text (e.g. "</s>"), which clients skip.
+ */
+export function tokenJson({ token, textDelta }: EmittedToken): TokenJson {
+  return {
+    id: token.id,
+    text: token.special ? token.text : textDelta,
+    logprob: token.logprob,
+    special: token.special,
+  };
+}
+
+/** Alternatives carry no `special` flag in the engine contract; EOS ids are the special ones we know. */
+export function topTokensJson(token: GeneratedToken, specialIds: ReadonlySet<number>): TokenJson[] {
+  return token.top.map((c) => ({ id: c.token, text: c.text, logprob: c.logprob, special: specialIds.has(c.token) }));
+}
+
+function prefillJson(prefill: PrefillToken[] | null): PrefillJson[] {
+  return (prefill ?? []).map((t) => ({ id: t.id, text: t.text, logprob: t.logprob }));
+}
+
+function reportedSeed(end: EndEvent, opts: ResponseOptions): number | null {
+  return end.seed ?? opts.samplingSeed;
+}
+
+function fullText(end: EndEvent, opts: ResponseOptions): string {
+  return opts.returnFullText ? opts.inputs + end.generatedText : end.generatedText;
+}
+
+export interface Collected {
+  promptTokens: number;
+  prefill: PrefillToken[] | null;
+  tokens: EmittedToken[];
+  end: EndEvent;
+}
+
+export function generateResponse(c: Collected, opts: ResponseOptions): GenerateResponseJson {
+  const out: GenerateResponseJson = { generated_text: fullText(c.end, opts) };
+  if (!opts.details) return out;
+  const details: DetailsJson = {
+    finish_reason: c.end.finishReason,
+    prompt_tokens: c.promptTokens,
+    generated_tokens: c.end.generatedTokens,
+    seed: reportedSeed(c.end, opts),
+    prefill: prefillJson(c.prefill),
+    tokens: c.tokens.map(tokenJson),
+  };
+  if (c.tokens.some((t) => t.token.top.length > 0)) {
+    details.top_tokens = c.tokens.map((t) => topTokensJson(t.token, opts.specialIds));
+  }
+  out.details = details;
+  return out;
+}
+
+/** An intermediate stream event (TGI: every token but the last). */
+export function streamTokenEvent(index: number, t: EmittedToken, opts: ResponseOptions): StreamEventJson {
+  const ev: StreamEventJson = { index, token: tokenJson(t), generated_text: null, details: null };
+  return withTopTokens(ev, t, opts);
+}
+
+/** The last stream event: the last token, the whole text, and (when asked) the details. */
+export function streamEndEvent(
+  index: number,
+  last: EmittedToken | null,
+  end: EndEvent,
+  promptTokens: number,
+  opts: ResponseOptions,
+): StreamEventJson {
+  const ev: StreamEventJson = {
+    index,
+    token: last ? tokenJson(last) : null,
+    generated_text: fullText(end, opts),
+    details: opts.details
+      ? {
+          finish_reason: end.finishReason,
+          prompt_tokens: promptTokens,
+          generated_tokens: end.generatedTokens,
+          seed: reportedSeed(end, opts),
+        }
+      : null,
+  };
+  return last ? withTopTokens(ev, last, opts) : ev;
+}
+
+function withTopTokens(ev: StreamEventJson, t: EmittedToken, opts: ResponseOptions): StreamEventJson {
+  if (t.token.top.length === 0) return ev;
+  // Keep TGI's key order: index, token, top_tokens, generated_text, details.
+  return {
+    index: ev.index,
+    token: ev.token,
+    top_tokens: topTokensJson(t.token, opts.specialIds),
+    generated_text: ev.generated_text,
+    details: ev.details,
+  };
+}
+
+/** One server-sent event carrying a JSON object. */
+export function sseFrame(payload: unknown): string {
+  return `data: ${JSON.stringify(payload)}\n\n`;
+}
+
+/** GET /info: TGI's field names, plus weft's own. */
+export function infoJson(info: EngineInfo): Record<string, unknown> {
+  return {
+    model_id: info.modelId,
+    model_sha: null,
+    model_dtype: 'float32',
+    model_pipeline_tag: 'text-generation',
+    max_concurrent_requests: info.maxConcurrentRequests,
+    max_best_of: 1,
+    max_stop_sequences: MAX_STOP_SEQUENCES,
+    max_input_length: info.maxInputLength,
+    max_input_tokens: info.maxInputLength,
+    max_total_tokens: info.maxTotalTokens,
+    max_batch_prefill_tokens: info.maxBatchPrefillTokens,
+    max_batch_total_tokens: info.kvBlocks * info.blockSize,
+    version: info.version,
+    sha: null,
+    docker_label: null,
+    router: 'weft',
+    architecture: info.architecture,
+    num_shard: info.numShard,
+    vocab_size: info.vocabSize,
+    block_size: info.blockSize,
+    kv_blocks: info.kvBlocks,
+    adapter_slots: info.adapterSlots,
+    eos_token_ids: info.eosTokenIds,
+  };
+}

@@ -1,0 +1,196 @@
+// Every flag of every `weft` command, declared once: parse.ts reads values by this table, help.ts prints it.
+// Environment fallbacks apply to the server commands (launch, shard); score and bench take argv only, so a
+// conformance or benchmark run says everything on its command line.
+import type { Command, ConfigFor } from './types.js';
+
+export type FlagType = 'int' | 'float' | 'string' | 'bool' | 'list';
+
+interface FlagCommon {
+  /** kebab-case, without the leading `--`. */
+  readonly name: string;
+  /** The config field; default: the name in camelCase. */
+  readonly key?: string;
+  readonly commands: readonly Command[];
+  readonly help: string;
+  /** Environment variables read when the flag is absent; the first one set (non-empty) wins. */
+  readonly env?: readonly string[];
+  readonly required?: boolean;
+  /** Printed as `***` by redactedConfig. */
+  readonly secret?: boolean;
+  /** What help shows as the default when the value alone does not say it. */
+  readonly defaultLabel?: string;
+}
+
+export interface NumberFlag extends FlagCommon {
+  readonly type: 'int' | 'float';
+  /** Absent: null (no value). */
+  readonly default?: number;
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export interface StringFlag extends FlagCommon {
+  readonly type: 'string';
+  /** Absent: null (no value). */
+  readonly default?: string;
+  readonly choices?: readonly string[];
+  /** 'url': an http(s)/nats/tls URL; 'token': one NATS subject token ([A-Za-z0-9_-]+). */
+  readonly format?: 'url' | 'token';
+}
+
+export interface BoolFlag extends FlagCommon {
+  readonly type: 'bool';
+  readonly default: boolean;
+}
+
+export interface ListFlag extends FlagCommon {
+  readonly type: 'list';
+  /** Item type; 'name=id' items become { name, id }. */
+  readonly of: 'string' | 'int' | 'name=id';
+  /** Items are also split on this inside one argv value (`--ids 1,2,3`). */
+  readonly split?: string;
+  /** Separator of items in the environment variable. */
+  readonly envSplit?: string;
+  /** Smallest item, for 'int' lists. */
+  readonly min?: number;
+  readonly default: readonly (string | number)[];
+}
+
+export type FlagSpec = NumberFlag | StringFlag | BoolFlag | ListFlag;
+
+const LAUNCH = ['launch'] as const;
+const SERVER = ['launch', 'shard'] as const;
+const SHARD = ['shard'] as const;
+const SCORE = ['score'] as const;
+const BENCH = ['bench'] as const;
+const MAX_PORT = 65_535;
+const GIB = 1024 ** 3;
+
+export const FLAGS = [
+  // launch: model and placement
+  { name: 'model-id', type: 'string', commands: LAUNCH, env: ['MODEL_ID'], defaultLabel: 'the built-in demo model',
+    help: 'Base model: a local directory or a Hugging Face hub id.' },
+  { name: 'num-shard', type: 'int', commands: LAUNCH, env: ['NUM_SHARD'], default: 1, min: 1,
+    help: 'Tensor-parallel shards (one process per rank).' },
+  { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],
+    help: 'Compute backend.' },
+  { name: 'dtype', type: 'string', commands: LAUNCH, env: ['DTYPE'], choices: ['float32', 'bfloat16', 'float16'],
+    defaultLabel: 'float32 on cpu, bfloat16 on cuda', help: 'Weight dtype.' },
+  // launch: HTTP and NATS
+  { name: 'port', type: 'int', commands: LAUNCH, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,
+    help: 'HTTP port (0: any free port).' },
+  { name: 'hostname', type: 'string', commands: LAUNCH, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
+    help: 'HTTP listen address. (Not HOSTNAME: shells set that to the machine name.)' },
+  { name: 'nats-url', type: 'string', commands: LAUNCH, env: ['NATS_URL'], format: 'url',
+    defaultLabel: 'start a local nats-server', help: 'NATS server to use.' },
+  { name: 'cluster', type: 'string', commands: SERVER, env: ['WEFT_CLUSTER'], default: 'weft', format: 'token',
+    help: 'Cluster name: the second token of every NATS subject (weft.<cluster>.…).' },
+  // launch: limits and scheduling
+  { name: 'max-concurrent-requests', type: 'int', commands: LAUNCH, env: ['MAX_CONCURRENT_REQUESTS'], default: 128,
+    min: 1, help: 'Requests in flight before new ones get 429.' },
+  { name: 'max-input-length', type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
+    help: 'Prompt tokens per request.' },
+  { name: 'max-total-tokens', type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,
+    help: 'Prompt plus generated tokens per request.' },
+  { name: 'max-batch-prefill-tokens', type: 'int', commands: LAUNCH, env: ['MAX_BATCH_PREFILL_TOKENS'],
+    default: 4096, min: 1, help: 'Prompt tokens admitted per step.' },
+  { name: 'max-batch-size', type: 'int', commands: LAUNCH, env: ['MAX_BATCH_SIZE'], default: 64, min: 1,
+    help: 'Sequences per step.' },
+  { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
+    defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
+  { name: 'block-size', type: 'int', commands: SERVER, env: ['BLOCK_SIZE'], default: 16, min: 1,
+    help: 'Tokens per KV cache block.' },
+  // launch: adapters
+  { name: 'adapter-root', key: 'adapterRoots', type: 'list', of: 'string', commands: LAUNCH, env: ['ADAPTER_ROOTS'],
+    envSplit: ':', default: [], help: 'Directory local adapters may be loaded from (repeatable; env: colon-separated).' },
+  { name: 'adapter-source', type: 'string', commands: LAUNCH, env: ['ADAPTER_SOURCE'], default: 'local',
+    choices: ['hub', 's3', 'local'], help: 'Source of an adapter_id whose request names none.' },
+  { name: 'max-adapter-slots', type: 'int', commands: LAUNCH, env: ['MAX_ADAPTER_SLOTS'], default: 8, min: 0,
+    help: 'Adapters held on the device at once.' },
+  { name: 'max-active-adapters', type: 'int', commands: LAUNCH, env: ['MAX_ACTIVE_ADAPTERS'], default: 8, min: 0,
+    help: 'Distinct adapters in one step.' },
+  { name: 'adapter-cycle-time-s', type: 'float', commands: LAUNCH, env: ['ADAPTER_CYCLE_TIME_S'], default: 2, min: 0,
+    help: 'Seconds a request may wait for its adapter before it gets priority.' },
+  { name: 'max-lora-rank', type: 'int', commands: SERVER, env: ['MAX_LORA_RANK'], default: 64, min: 1,
+    help: 'Largest adapter rank a slot holds.' },
+  { name: 'adapter-host-cache-bytes', type: 'int', commands: LAUNCH, env: ['ADAPTER_HOST_CACHE_BYTES'],
+    default: 2 * GIB, min: 0, defaultLabel: '2147483648 (2 GiB)', help: 'Host RAM for parsed adapters (LRU).' },
+  { name: 'preload-adapter', key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
+    help: 'Load an adapter at boot, as name=SOURCE_ID (repeatable).' },
+  // launch: operations
+  { name: 'admin-token', type: 'string', commands: LAUNCH, env: ['WEFT_ADMIN_TOKEN'], secret: true,
+    defaultLabel: 'none (admin routes disabled)', help: 'Bearer token for /v1/adapters admin routes.' },
+  { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'url',
+    defaultLabel: 'none (tracing off)', help: 'OTLP/HTTP collector base URL; spans go to <url>/v1/traces.' },
+  { name: 'log-level', type: 'string', commands: SERVER, env: ['LOG_LEVEL'], default: 'info',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'Log level (logs are JSON lines).' },
+  { name: 'shard-heartbeat-ms', type: 'int', commands: LAUNCH, default: 1000, min: 1,
+    help: 'Interval of shard heartbeats.' },
+  { name: 'shard-timeout-ms', type: 'int', commands: LAUNCH, default: 10_000, min: 1,
+    help: 'A shard silent this long is lost: its requests fail and it is restarted.' },
+  { name: 'step-timeout-ms', type: 'int', commands: LAUNCH, default: 120_000, min: 1,
+    help: 'A step with no result after this long fails.' },
+
+  // shard (started by launch, one process per rank)
+  { name: 'model-dir', type: 'string', commands: SHARD, required: true, help: 'Local model directory.' },
+  { name: 'rank', type: 'int', commands: SHARD, required: true, min: 0, help: 'This shard\'s rank.' },
+  { name: 'world-size', type: 'int', commands: SHARD, required: true, min: 1, help: 'Number of shards.' },
+  { name: 'nats-url', type: 'string', commands: SHARD, required: true, format: 'url', help: 'NATS server.' },
+  { name: 'shm-name', type: 'string', commands: SHARD, required: true,
+    help: 'Name of the shared-memory segment of the shm collective.' },
+  { name: 'adapter-slots', type: 'int', commands: SHARD, default: 8, min: 0, help: 'Device adapter slots.' },
+  { name: 'heartbeat-ms', type: 'int', commands: SHARD, default: 1000, min: 1, help: 'Heartbeat interval.' },
+
+  // score (the conformance entry point)
+  { name: 'model', type: 'string', commands: SCORE, required: true, help: 'Local model directory.' },
+  { name: 'adapter', type: 'string', commands: SCORE, defaultLabel: 'none (base model)',
+    help: 'Local adapter directory.' },
+  { name: 'num-shard', type: 'int', commands: SCORE, default: 1, min: 1, help: 'Tensor-parallel shards.' },
+  { name: 'device', type: 'string', commands: ['score', 'bench'], default: 'cpu', choices: ['cpu', 'cuda'],
+    help: 'Compute backend.' },
+  { name: 'ids', type: 'list', of: 'int', split: ',', min: 0, commands: SCORE, required: true, default: [],
+    help: 'Input token ids, comma separated.' },
+
+  // bench
+  { name: 'scenario', type: 'string', commands: BENCH, required: true,
+    choices: ['decode', 'prefill', 'lora-kernels', 'baseline', 'serve'], help: 'What to measure.' },
+  { name: 'output', type: 'string', commands: BENCH, defaultLabel: 'stdout only', help: 'Write the JSON report here.' },
+  { name: 'model', type: 'string', commands: BENCH, defaultLabel: 'the built-in demo model',
+    help: 'Local model directory.' },
+  { name: 'batch', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [1, 8, 32],
+    help: 'Batch sizes to sweep (comma separated or repeated).' },
+  { name: 'adapters', type: 'list', of: 'int', split: ',', min: 0, commands: BENCH, default: [1, 8, 32],
+    help: 'Distinct adapters per batch to sweep.' },
+  { name: 'rank', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [16],
+    help: 'LoRA ranks to sweep.' },
+  { name: 'context', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [512],
+    help: 'Context lengths (tokens already in the KV cache) to sweep.' },
+  { name: 'url', type: 'string', commands: BENCH, format: 'url', defaultLabel: 'start a server',
+    help: 'serve: the running weft server to load.' },
+  { name: 'requests', type: 'int', commands: BENCH, default: 256, min: 1, help: 'serve: requests to send.' },
+  { name: 'rate', type: 'float', commands: BENCH, default: 0, min: 0,
+    defaultLabel: '0 (all at once)', help: 'serve: requests per second.' },
+] as const satisfies readonly FlagSpec[];
+
+/** The flags `command` accepts, in table order. */
+export function flagsFor(command: Command, table: readonly FlagSpec[] = FLAGS): FlagSpec[] {
+  return table.filter((f) => f.commands.includes(command));
+}
+
+/** The config field a flag fills. */
+export function flagKey(f: FlagSpec): string {
+  return f.key ?? f.name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+// Compile-time check: for each command, the table's fields are exactly its config interface's fields.
+type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
+type KeyOf<F> = F extends { key: infer K extends string } ? K : F extends { name: infer N extends string } ? Camel<N> : never;
+type TableKeys<C extends Command> = (typeof FLAGS)[number] extends infer F
+  ? F extends { commands: readonly (infer A)[] } ? (C extends A ? KeyOf<F> : never) : never
+  : never;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Fields<C extends Command> = Exclude<keyof ConfigFor<C>, 'command' | 'env'>;
+const tableMatchesTypes: { [C in Command]: Same<TableKeys<C>, Fields<C>> } = {
+  launch: true, shard: true, score: true, bench: true,
+};
+void tableMatchesTypes;
