@@ -12,6 +12,7 @@ import { ensureDemoModel } from './demo-model/index.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { ShardSupervisor } from './shard-supervisor.js';
 import { startHttp, type HttpHandle } from './http-wiring.js';
+import { Metrics } from '../coordinator/http/index.js';
 
 export interface LaunchOptions {
   modelId?: string;
@@ -105,6 +106,7 @@ export async function launch(o: LaunchOptions): Promise<Launched> {
   });
   supervisor.start();
   const tokenizer = await TokenizerPool.create(model.dir);
+  const metrics = new Metrics();
   let http: HttpHandle | undefined;
   try {
     await group.waitReady(180_000);
@@ -112,8 +114,8 @@ export async function launch(o: LaunchOptions): Promise<Launched> {
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
       maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: o.adapterRoots,
-    }, log, trace.getTracer('weft-coordinator'));
-    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log });
+    }, log, trace.getTracer('weft-coordinator'), metrics.engineObserver());
+    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

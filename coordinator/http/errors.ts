@@ -91,7 +91,7 @@ function fromFastify(err: FastifyLikeError, bodyLimitBytes: number): HttpError |
       break;
   }
   // secure-json-parse raises a SyntaxError with statusCode 400 for bad JSON without a code.
-  if (err instanceof SyntaxError && err.statusCode === 400) return malformedJson(err.message);
+  if (err instanceof SyntaxError && (err as FastifyLikeError).statusCode === 400) return malformedJson(err.message);
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     return new HttpError(err.statusCode, 'validation', String(err.message));
   }

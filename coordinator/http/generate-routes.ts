@@ -106,13 +106,11 @@ async function generate(run: Run, reply: FastifyReply, deps: GenerateDeps): Prom
       case 'admitted':
         promptTokens = ev.promptTokens;
         prefill = ev.prefill;
-        deps.metrics.promptTokens.inc(ev.promptTokens);
         break;
       case 'token':
         tokens.push({ token: ev.token, textDelta: ev.textDelta });
         break;
       case 'end': {
-        deps.metrics.generatedTokens.inc(ev.generatedTokens);
         annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
         reply.header('x-prompt-tokens', String(promptTokens));
         reply.header('x-generated-tokens', String(ev.generatedTokens));
@@ -157,7 +155,6 @@ async function* sseEvents(
       switch (ev.type) {
         case 'admitted':
           promptTokens = ev.promptTokens;
-          deps.metrics.promptTokens.inc(ev.promptTokens);
           break;
         case 'token':
           if (held) yield sseFrame(streamTokenEvent(++index, held, run.options));
@@ -165,7 +162,6 @@ async function* sseEvents(
           break;
         case 'end':
           settled = true;
-          deps.metrics.generatedTokens.inc(ev.generatedTokens);
           annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
           yield sseFrame(streamEndEvent(++index, held, ev, promptTokens, run.options));
           return;

@@ -2,7 +2,7 @@
 // request counter / duration histogram — all settled once, when the response closes (finished or not).
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Metrics } from './metrics.js';
 
@@ -29,7 +29,7 @@ export function requestId(raw: IncomingMessage): string {
 
 /** The server span of this request (a non-recording span if none was started). */
 export function spanOf(request: FastifyRequest): Span {
-  return states.get(request)?.span ?? trace.wrapSpanContext(trace.INVALID_SPAN_CONTEXT);
+  return states.get(request)?.span ?? trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 }
 
 export function installLifecycle(app: FastifyInstance, metrics: Metrics): void {

@@ -1,18 +1,28 @@
 // Prometheus metrics of one weft deployment, in one registry (GET /metrics).
 //
-// Who updates what:
-//  - the HTTP layer: requestsTotal, requestDuration, promptTokens, generatedTokens (once per finished request);
-//  - the engine: batchSize, stepDuration (once per step), adapterLoads (once per load attempt);
+// Who updates what (each metric has one owner, so nothing is counted twice):
+//  - the HTTP layer: requestsTotal, requestDuration (once per response);
+//  - the engine, through `engineObserver()` passed as the Engine's observer: stepDuration, batchSize,
+//    promptTokens, generatedTokens, adapterLoads;
 //  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats } from '../engine/types.js';
 
 export interface MetricsOptions {
+  /** Source of the scrape-time gauges (buildHttpServer also sets it to its engine). */
+  engine?: { stats(): EngineStats };
   /** Also export Node process metrics (CPU, memory, event loop lag). Default false. */
   processMetrics?: boolean;
 }
 
-export type AdapterLoadResult = 'ok' | 'error' | 'forbidden' | 'not_found';
+export type AdapterLoadResult = 'ok' | 'failed';
+
+/** The engine's metric hooks (structurally the Engine's `EngineObserver`). */
+export interface EngineMetricsObserver {
+  step(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
+  tokens(prompt: number, generated: number): void;
+  adapterLoad(result: AdapterLoadResult): void;
+}
 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const STEP_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -107,7 +117,7 @@ export class Metrics {
     });
     this.generatedTokens = new Counter({
       name: 'weft_generated_tokens_total',
-      help: 'Tokens generated, counted when a request ends',
+      help: 'Tokens generated (including those of requests cancelled later)',
       registers,
     });
     this.promptTokens = new Counter({
@@ -122,6 +132,22 @@ export class Metrics {
       registers,
     });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
+    if (opts.engine) this.observeEngine(opts.engine);
+  }
+
+  /** Hooks for the engine to call per step, per token and per adapter load. */
+  engineObserver(): EngineMetricsObserver {
+    return {
+      step: (ms, batchSize) => {
+        this.stepDuration.observe(ms / 1000);
+        this.batchSize.observe(batchSize);
+      },
+      tokens: (prompt, generated) => {
+        if (prompt > 0) this.promptTokens.inc(prompt);
+        if (generated > 0) this.generatedTokens.inc(generated);
+      },
+      adapterLoad: (result) => this.adapterLoads.inc({ result }),
+    };
   }
 
   /** Makes the stats gauges read `source.stats()` at each scrape. */

@@ -34,8 +34,9 @@ export interface StringFlag extends FlagCommon {
   /** Absent: null (no value). */
   readonly default?: string;
   readonly choices?: readonly string[];
-  /** 'url': an http(s)/nats/tls URL; 'token': one NATS subject token ([A-Za-z0-9_-]+). */
-  readonly format?: 'url' | 'token';
+  /** 'http-url': http(s)://…; 'nats-url': nats|tls|ws|wss://… or host:port, comma separated; 'token': one NATS
+   *  subject token ([A-Za-z0-9_-]+). */
+  readonly format?: 'http-url' | 'nats-url' | 'token';
 }
 
 export interface BoolFlag extends FlagCommon {
@@ -81,7 +82,7 @@ export const FLAGS = [
     help: 'HTTP port (0: any free port).' },
   { name: 'hostname', type: 'string', commands: LAUNCH, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
     help: 'HTTP listen address. (Not HOSTNAME: shells set that to the machine name.)' },
-  { name: 'nats-url', type: 'string', commands: LAUNCH, env: ['NATS_URL'], format: 'url',
+  { name: 'nats-url', type: 'string', commands: LAUNCH, env: ['NATS_URL'], format: 'nats-url',
     defaultLabel: 'start a local nats-server', help: 'NATS server to use.' },
   { name: 'cluster', type: 'string', commands: SERVER, env: ['WEFT_CLUSTER'], default: 'weft', format: 'token',
     help: 'Cluster name: the second token of every NATS subject (weft.<cluster>.…).' },
@@ -120,7 +121,7 @@ export const FLAGS = [
   // launch: operations
   { name: 'admin-token', type: 'string', commands: LAUNCH, env: ['WEFT_ADMIN_TOKEN'], secret: true,
     defaultLabel: 'none (admin routes disabled)', help: 'Bearer token for /v1/adapters admin routes.' },
-  { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'url',
+  { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'http-url',
     defaultLabel: 'none (tracing off)', help: 'OTLP/HTTP collector base URL; spans go to <url>/v1/traces.' },
   { name: 'log-level', type: 'string', commands: SERVER, env: ['LOG_LEVEL'], default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'Log level (logs are JSON lines).' },
@@ -135,7 +136,7 @@ export const FLAGS = [
   { name: 'model-dir', type: 'string', commands: SHARD, required: true, help: 'Local model directory.' },
   { name: 'rank', type: 'int', commands: SHARD, required: true, min: 0, help: 'This shard\'s rank.' },
   { name: 'world-size', type: 'int', commands: SHARD, required: true, min: 1, help: 'Number of shards.' },
-  { name: 'nats-url', type: 'string', commands: SHARD, required: true, format: 'url', help: 'NATS server.' },
+  { name: 'nats-url', type: 'string', commands: SHARD, required: true, format: 'nats-url', help: 'NATS server.' },
   { name: 'shm-name', type: 'string', commands: SHARD, required: true,
     help: 'Name of the shared-memory segment of the shm collective.' },
   { name: 'adapter-slots', type: 'int', commands: SHARD, default: 8, min: 0, help: 'Device adapter slots.' },
@@ -165,7 +166,7 @@ export const FLAGS = [
     help: 'LoRA ranks to sweep.' },
   { name: 'context', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [512],
     help: 'Context lengths (tokens already in the KV cache) to sweep.' },
-  { name: 'url', type: 'string', commands: BENCH, format: 'url', defaultLabel: 'start a server',
+  { name: 'url', type: 'string', commands: BENCH, format: 'http-url', defaultLabel: 'start a server',
     help: 'serve: the running weft server to load.' },
   { name: 'requests', type: 'int', commands: BENCH, default: 256, min: 1, help: 'serve: requests to send.' },
   { name: 'rate', type: 'float', commands: BENCH, default: 0, min: 0,

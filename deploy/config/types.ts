@@ -13,37 +13,37 @@ export type BenchScenario = 'decode' | 'prefill' | 'lora-kernels' | 'baseline' |
 /** An adapter to load at boot: `--preload-adapter name=SOURCE_ID`, or one `LORA_ADAPTERS` entry. */
 export interface PreloadAdapter {
   /** The name requests use as `adapter_id`. */
-  name: string;
+  readonly name: string;
   /** Where it comes from: a hub id, an s3 path or a local directory (per `--adapter-source`). */
-  id: string;
+  readonly id: string;
 }
 
 /** Settings that come only from environment variables (no flag). Secrets are printed as `***`. */
 export interface EnvConfig {
   /** HF_TOKEN, else HUGGING_FACE_HUB_TOKEN. Secret. */
-  hfToken: string | null;
+  readonly hfToken: string | null;
   /** HF_ENDPOINT: a hub mirror. */
-  hfEndpoint: string | null;
+  readonly hfEndpoint: string | null;
   /** WEFT_USE_GLOBAL_HF_TOKEN, else LORAX_USE_GLOBAL_HF_TOKEN: use hfToken for requests without their own. */
-  useGlobalHfToken: boolean;
+  readonly useGlobalHfToken: boolean;
   /** S3_ENDPOINT_URL: an S3-compatible endpoint (MinIO, R2, ...). */
-  s3EndpointUrl: string | null;
-  aws: AwsEnv;
+  readonly s3EndpointUrl: string | null;
+  readonly aws: AwsEnv;
   /** LORA_ADAPTERS (TGI syntax): `id` or `name=id`, comma separated. */
-  loraAdapters: readonly PreloadAdapter[];
+  readonly loraAdapters: readonly PreloadAdapter[];
 }
 
 export interface AwsEnv {
   /** AWS_ACCESS_KEY_ID. Secret. */
-  accessKeyId: string | null;
+  readonly accessKeyId: string | null;
   /** AWS_SECRET_ACCESS_KEY. Secret. */
-  secretAccessKey: string | null;
+  readonly secretAccessKey: string | null;
   /** AWS_SESSION_TOKEN. Secret. */
-  sessionToken: string | null;
+  readonly sessionToken: string | null;
   /** AWS_REGION, else AWS_DEFAULT_REGION. */
-  region: string | null;
+  readonly region: string | null;
   /** AWS_PROFILE. */
-  profile: string | null;
+  readonly profile: string | null;
 }
 
 export interface LaunchConfig {

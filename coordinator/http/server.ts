@@ -1,0 +1,98 @@
+// The HTTP server: fastify with TGI/LoRAX routes over a GenerationEngine.
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger, redactOptions } from 'pino';
+import type { GenerationEngine } from '../engine/types.js';
+import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
+import { registerGenerateRoutes } from './generate-routes.js';
+import { installLifecycle, requestId } from './lifecycle.js';
+import type { Metrics } from './metrics.js';
+import { registerServiceRoutes } from './service-routes.js';
+import { bearerToken } from './validate.js';
+
+export interface HttpServerOptions {
+  /** A pino logger (a redacting child is made from it), true for fastify's default pino, false for none. */
+  logger: Logger | boolean;
+  metrics: Metrics;
+  /** Largest accepted request body. Default 2 MiB (TGI's axum default body limit). */
+  bodyLimitBytes?: number;
+}
+
+export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
+
+/** Log paths that may hold a secret: the Authorization header and any api token field. */
+export const REDACT: redactOptions = {
+  paths: [
+    'req.headers.authorization',
+    'request.headers.authorization',
+    'headers.authorization',
+    'authorization',
+    'api_token',
+    '*.api_token',
+    '*.parameters.api_token',
+    '*.*.parameters.api_token',
+    'apiToken',
+    '*.apiToken',
+    '*.adapter.apiToken',
+    '*.*.adapter.apiToken',
+  ],
+  censor: '[REDACTED]',
+};
+
+export async function buildHttpServer(engine: GenerationEngine, opts: HttpServerOptions): Promise<FastifyInstance> {
+  const bodyLimitBytes = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const logging =
+    typeof opts.logger === 'boolean'
+      ? { logger: opts.logger ? { redact: REDACT } : false }
+      : { loggerInstance: opts.logger.child({ component: 'http' }, { redact: REDACT }) };
+  const app = Fastify({
+    ...logging,
+    bodyLimit: bodyLimitBytes,
+    genReqId: requestId,
+    requestIdHeader: false,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  // JSON only: fastify's text/plain parser would let a plain-text body reach validation (TGI: 415).
+  app.removeContentTypeParser('text/plain');
+
+  opts.metrics.observeEngine(engine);
+  installLifecycle(app, opts.metrics);
+
+  app.setErrorHandler((err, request, reply) => {
+    const httpError = toHttpError(err, bodyLimitBytes);
+    logFailure(request, httpError, err);
+    return reply.code(httpError.status).send(errorBody(httpError, secretsOf(request)));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const httpError = routeNotFound(request.method, request.url);
+    return reply.code(httpError.status).send(errorBody(httpError));
+  });
+
+  registerGenerateRoutes(app, { engine, metrics: opts.metrics, bodyLimitBytes });
+  registerServiceRoutes(app, engine, opts.metrics);
+  await app.ready();
+  return app;
+}
+
+/** The api tokens this request carries (scrubbed from any error message sent back). */
+function secretsOf(request: FastifyRequest): string[] {
+  const secrets: string[] = [];
+  const bearer = bearerToken(request.headers.authorization);
+  if (bearer) secrets.push(bearer);
+  const body = request.body as { parameters?: { api_token?: unknown } } | null | undefined;
+  const token = typeof body === 'object' && body !== null ? body.parameters?.api_token : undefined;
+  if (typeof token === 'string' && token.length > 0) secrets.push(token);
+  return secrets;
+}
+
+function logFailure(request: FastifyRequest, httpError: HttpError, original: unknown): void {
+  const fields = { status: httpError.status, error_type: httpError.errorType };
+  if (httpError.status < 500) {
+    request.log.info(fields, 'request rejected');
+  } else if (httpError.errorType === 'internal' && !(original instanceof Error && original.name === 'EngineError')) {
+    // A bug, not an engine outcome: keep the stack (the message is ours, not the client's).
+    request.log.error({ ...fields, err: original }, 'request failed');
+  } else {
+    request.log.error({ ...fields, message: errorBody(httpError, secretsOf(request)).error }, 'request failed');
+  }
+}

@@ -1,0 +1,29 @@
+// GET /health, GET /info, GET /metrics, POST /tokenize.
+import type { FastifyInstance } from 'fastify';
+import type { GenerationEngine } from '../engine/types.js';
+import { unhealthy } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { infoJson } from './responses.js';
+import { validateTokenizeBody } from './validate.js';
+
+export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics): void {
+  // TGI: 200 with an empty body when healthy; 503 {"error": "unhealthy", "error_type": "healthcheck"}.
+  app.get('/health', async (_request, reply) => {
+    if (!engine.healthy()) throw unhealthy();
+    return reply.code(200).send();
+  });
+
+  const info = Object.freeze(infoJson(engine.info));
+  app.get('/info', async () => info);
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.expose();
+    return reply.type(metrics.contentType).send(text);
+  });
+
+  app.post('/tokenize', async (request) => {
+    const { inputs } = validateTokenizeBody(request.body, { maxTotalTokens: engine.info.maxTotalTokens });
+    const tokens = await engine.tokenize(inputs);
+    return tokens.map((t) => ({ id: t.id, text: t.text, start: t.start, stop: t.stop }));
+  });
+}

@@ -1,0 +1,50 @@
+// A running `weft launch` (in this process, real nats-server + shard processes) over the golden llama
+// model, with a word-level tokenizer.json so that the text "t182 t162" is exactly token ids [182, 162].
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type LaunchOptions, type Launched } from '../../deploy/launch.js';
+import { loadGoldenCase, type GoldenCase } from './golden.js';
+
+export function tokenizedGoldenModel(c: GoldenCase): string {
+  const dir = mkdtempSync(join(tmpdir(), `weft-${c.name}-`));
+  for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(c.modelDir, f), join(dir, f));
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < c.vocab; i++) vocab[`t${i}`] = i;
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null,
+    pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
+    model: { type: 'WordLevel', vocab, unk_token: 't0' },
+  }));
+  return dir;
+}
+
+export const textOf = (ids: number[]): string => ids.map((i) => `t${i}`).join(' ');
+
+export interface GoldenServer {
+  c: GoldenCase;
+  server: Launched;
+  url: string;
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; text: string }>;
+  close(): Promise<void>;
+}
+
+export async function startGoldenServer(overrides: Partial<LaunchOptions> = {}): Promise<GoldenServer> {
+  const c = loadGoldenCase('llama');
+  const server = await launch({
+    modelId: tokenizedGoldenModel(c), numShard: 1, device: 'cpu', port: 0, hostname: '127.0.0.1', cluster: `g${process.pid}`,
+    maxConcurrentRequests: 128, maxInputLength: 128, maxTotalTokens: 256, maxBatchPrefillTokens: 512, maxBatchSize: 64,
+    kvCacheBlocks: 0, blockSize: 16, adapterRoots: [join(c.dir, 'adapters')], maxAdapterSlots: 4, maxActiveAdapters: 4,
+    adapterCycleTimeS: 2, maxLoraRank: 64, logLevel: 'silent', heartbeatMs: 200, shardTimeoutMs: 5000, stepTimeoutMs: 30000,
+    ...overrides,
+  });
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const text = await res.text();
+    let json: unknown = null;
+    try { json = JSON.parse(text); } catch { /* SSE or plain text */ }
+    return { status: res.status, json, text };
+  };
+  return { c, server, url: server.url, post, close: () => server.close() };
+}
