@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { connect, type NatsConnection } from 'nats';
-import { trace } from '@opentelemetry/api';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
 import { readModelSpec, type ModelSpec } from '../shard/index.js';
 import { ensureDemoModel } from './demo-model/index.js';
@@ -70,8 +70,16 @@ async function resolveModelDir(o: LaunchOptions, log: Logger): Promise<{ dir: st
     '(Hub and S3 model ids need the adapters-at-scale sources, not in this build)');
 }
 
+let tracingHandle: ReturnType<typeof initTracing> | null = null;
+function tracingOnce(otlpEndpoint?: string): ReturnType<typeof initTracing> {
+  tracingHandle ??= initTracing({ serviceName: 'weft-coordinator', otlpEndpoint });
+  return tracingHandle;
+}
+
 export async function launch(o: LaunchOptions): Promise<Launched> {
-  const log = pino({ level: o.logLevel, base: { name: 'coordinator', pid: process.pid } });
+  const log = createLogger({ level: o.logLevel, name: 'coordinator' });
+  // One tracer provider per process: tests may launch several servers in one process.
+  const tracing = tracingOnce(o.otlpEndpoint);
   if (o.device === 'cuda') {
     throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
   }
@@ -114,7 +122,7 @@ export async function launch(o: LaunchOptions): Promise<Launched> {
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
       maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: o.adapterRoots,
-    }, log, trace.getTracer('weft-coordinator'), metrics.engineObserver());
+    }, log, tracing.tracer, metrics.engineObserver());
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics });
   } catch (e) {
     await supervisor.stop();

@@ -1,7 +1,6 @@
 // `weft shard`: the process entry of one shard actor (started by `weft launch`, one per rank).
 import { connect } from 'nats';
-import { ROOT_CONTEXT, propagation, trace } from '@opentelemetry/api';
-import pino from 'pino';
+import { createLogger, extractTraceContext, initTracing, injectTraceHeaders } from '../coordinator/telemetry/index.js';
 import { ShardActor } from '../shard/index.js';
 import type { MessageHeaders } from '../protocol/index.js';
 
@@ -18,25 +17,23 @@ export interface ShardMainOptions {
   maxLoraRank: number;
   heartbeatMs: number;
   logLevel: string;
+  otlpEndpoint?: string;
 }
 
-export async function runShard(o: ShardMainOptions, setupTracing?: (service: string) => Promise<void>): Promise<void> {
-  const logger = pino({ level: o.logLevel, base: { name: `shard-${o.rank}`, pid: process.pid } });
-  await setupTracing?.(`weft-shard-${o.rank}`);
+export async function runShard(o: ShardMainOptions): Promise<void> {
+  const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
+  const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint });
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
     kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank,
-    heartbeatMs: o.heartbeatMs, logger, tracer: trace.getTracer('weft-shard'),
-    extractContext: (h: MessageHeaders) => propagation.extract(ROOT_CONTEXT, h),
-    injectContext: (ctx) => {
-      const h: MessageHeaders = {};
-      propagation.inject(ctx, h);
-      return h;
-    },
+    heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
+    extractContext: (h: MessageHeaders) => extractTraceContext(h),
+    injectContext: (ctx) => injectTraceHeaders(ctx),
+    beforeExit: () => tracing.shutdown(),
   });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => { void actor.stop().then(() => process.exit(0)); });
+    process.once(sig, () => { void actor.stop().then(() => tracing.shutdown()).then(() => process.exit(0)); });
   }
   actor.start();
   logger.info({ rank: o.rank, worldSize: o.worldSize }, 'shard ready');

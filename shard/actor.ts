@@ -28,6 +28,8 @@ export interface ShardActorOptions {
   /** W3C trace context from NATS headers (provided by the process entry, which owns the propagator). */
   extractContext: (headers: MessageHeaders) => Context;
   injectContext: (ctx: Context) => MessageHeaders;
+  /** Runs after stop() and before the process exits on a shutdown message (e.g. flush traces). */
+  beforeExit?: () => Promise<void>;
 }
 
 export class ShardActor {
@@ -69,7 +71,7 @@ export class ShardActor {
     }));
     this.bus.subscribe(controlSubject(o.cluster, 'shutdown'), 'shutdown', (msg) => {
       o.logger.info({ reason: msg.reason }, 'shutdown requested');
-      void this.stop().then(() => process.exit(0));
+      void this.stop().then(() => o.beforeExit?.()).finally(() => process.exit(0));
     });
     this.publish(shardSubject(o.cluster, o.rank, 'ready'), {
       v: PROTOCOL_VERSION, type: 'shard.ready', rank: o.rank, worldSize: o.worldSize, pid: process.pid,

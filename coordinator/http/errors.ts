@@ -45,8 +45,8 @@ export const notSupported = (name: string): HttpError =>
   new HttpError(422, 'validation', `\`${name}\` is not supported yet`);
 
 /** 400: the body is not parseable JSON (TGI answers 400 here, through axum's JSON extractor). */
-export const malformedJson = (detail: string): HttpError =>
-  new HttpError(400, 'validation', `Failed to parse the request body as JSON: ${detail}`);
+export const malformedJson = (detail?: string): HttpError =>
+  new HttpError(400, 'validation', `Failed to parse the request body as JSON${detail ? `: ${detail}` : ''}`);
 
 /** 415: the body is not declared as JSON (TGI/axum: "Expected request with `Content-Type: application/json`"). */
 export const unsupportedMediaType = (): HttpError =>
@@ -79,8 +79,9 @@ interface FastifyLikeError {
 function fromFastify(err: FastifyLikeError, bodyLimitBytes: number): HttpError | null {
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return malformedJson();
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return malformedJson(String(err.message));
+      return malformedJson('the body is empty');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return unsupportedMediaType();
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

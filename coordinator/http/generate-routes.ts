@@ -11,7 +11,6 @@ import {
 } from '../engine/types.js';
 import { errorBody, internalError, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import type { Metrics } from './metrics.js';
 import {
   generateResponse,
   sseFrame,
@@ -25,8 +24,6 @@ import { validateGenerateBody, type GenerateRoute, type ValidGenerate } from './
 
 export interface GenerateDeps {
   engine: GenerationEngine;
-  metrics: Metrics;
-  bodyLimitBytes: number;
 }
 
 /** A started generation: its events (the first already read) and the signal that cancels it. */
@@ -41,17 +38,17 @@ interface Run {
 export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps): void {
   app.post('/generate', async (request, reply) => {
     const valid = validate(request, deps, 'generate');
-    return generate(await start(request, reply, deps, valid), reply, deps);
+    return generate(await start(request, reply, deps, valid), reply);
   });
   app.post('/generate_stream', async (request, reply) => {
     const valid = validate(request, deps, 'generate_stream');
-    return stream(await start(request, reply, deps, valid), reply, deps);
+    return stream(await start(request, reply, deps, valid), reply);
   });
   app.post('/', async (request, reply) => {
     const valid = validate(request, deps, 'compat');
     const run = await start(request, reply, deps, valid);
     // TGI's compat route wraps the non-streamed answer in a list (the Inference API's shape).
-    return valid.stream ? stream(run, reply, deps) : [await generate(run, reply, deps)];
+    return valid.stream ? stream(run, reply) : [await generate(run, reply)];
   });
 }
 
@@ -84,7 +81,10 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
   );
   const events = iterable[Symbol.asyncIterator]();
   const first = await events.next();
-  if (!first.done && first.value.type === 'error') throw first.value.error;
+  if (!first.done && first.value.type === 'error') {
+    release(events);
+    throw first.value.error;
+  }
   const options: ResponseOptions = {
     inputs: valid.request.inputs,
     details: valid.details || valid.request.promptLogprobs,
@@ -96,43 +96,52 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
   return { events, first, abort, options, secrets: apiToken ? [apiToken] : [] };
 }
 
-async function generate(run: Run, reply: FastifyReply, deps: GenerateDeps): Promise<GenerateResponseJson> {
+async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponseJson> {
   let promptTokens = 0;
   let prefill: PrefillToken[] | null = null;
   const tokens: EmittedToken[] = [];
-  for (let r = run.first; !r.done; r = await run.events.next()) {
-    const ev = r.value;
-    switch (ev.type) {
-      case 'admitted':
-        promptTokens = ev.promptTokens;
-        prefill = ev.prefill;
-        break;
-      case 'token':
-        tokens.push({ token: ev.token, textDelta: ev.textDelta });
-        break;
-      case 'end': {
-        annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
-        reply.header('x-prompt-tokens', String(promptTokens));
-        reply.header('x-generated-tokens', String(ev.generatedTokens));
-        return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
-      }
-      case 'error':
-        throw ev.error;
-      default: {
-        const unhandled: never = ev;
-        throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+  try {
+    for (let r = run.first; !r.done; r = await run.events.next()) {
+      const ev = r.value;
+      switch (ev.type) {
+        case 'admitted':
+          promptTokens = ev.promptTokens;
+          prefill = ev.prefill;
+          break;
+        case 'token':
+          tokens.push({ token: ev.token, textDelta: ev.textDelta });
+          break;
+        case 'end': {
+          annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
+          reply.header('x-prompt-tokens', String(promptTokens));
+          reply.header('x-generated-tokens', String(ev.generatedTokens));
+          return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
+        }
+        case 'error':
+          throw ev.error;
+        default: {
+          const unhandled: never = ev;
+          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+        }
       }
     }
+    throw endedEarly(run);
+  } finally {
+    release(run.events);
   }
-  throw endedEarly(run);
 }
 
-function stream(run: Run, reply: FastifyReply, deps: GenerateDeps): FastifyReply {
+/** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
+function release(events: AsyncIterator<GenerationEvent>): void {
+  events.return?.().catch(() => undefined);
+}
+
+function stream(run: Run, reply: FastifyReply): FastifyReply {
   reply.header('content-type', 'text/event-stream');
   reply.header('cache-control', 'no-cache');
   reply.header('x-accel-buffering', 'no');
   const log = reply.log;
-  return reply.send(Readable.from(sseEvents(run, reply, deps, log), { objectMode: false }));
+  return reply.send(Readable.from(sseEvents(run, reply, log), { objectMode: false }));
 }
 
 /**
@@ -142,7 +151,6 @@ function stream(run: Run, reply: FastifyReply, deps: GenerateDeps): FastifyReply
 async function* sseEvents(
   run: Run,
   reply: FastifyReply,
-  deps: GenerateDeps,
   log: FastifyReply['log'],
 ): AsyncGenerator<string> {
   let index = 0;
@@ -167,6 +175,8 @@ async function* sseEvents(
           return;
         case 'error':
           settled = true;
+          // Tokens already produced still reach the client, then the error.
+          if (held) yield sseFrame(streamTokenEvent(++index, held, run.options));
           yield errorFrame(ev.error, run, reply, log);
           return;
         default: {
@@ -183,6 +193,7 @@ async function* sseEvents(
   } finally {
     // Reached early when the response stream is destroyed (client gone): cancel the request.
     if (!settled) run.abort.abort(new Error('response stream closed'));
+    release(run.events);
   }
 }
 

@@ -68,7 +68,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
     return reply.code(httpError.status).send(errorBody(httpError));
   });
 
-  registerGenerateRoutes(app, { engine, metrics: opts.metrics, bodyLimitBytes });
+  registerGenerateRoutes(app, { engine });
   registerServiceRoutes(app, engine, opts.metrics);
   await app.ready();
   return app;

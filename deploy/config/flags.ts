@@ -103,7 +103,7 @@ export const FLAGS = [
     help: 'Tokens per KV cache block.' },
   // launch: adapters
   { name: 'adapter-root', key: 'adapterRoots', type: 'list', of: 'string', commands: LAUNCH, env: ['ADAPTER_ROOTS'],
-    envSplit: ':', default: [], help: 'Directory local adapters may be loaded from (repeatable; env: colon-separated).' },
+    envSplit: ':', default: [], help: 'Directory local adapters may be loaded from.' },
   { name: 'adapter-source', type: 'string', commands: LAUNCH, env: ['ADAPTER_SOURCE'], default: 'local',
     choices: ['hub', 's3', 'local'], help: 'Source of an adapter_id whose request names none.' },
   { name: 'max-adapter-slots', type: 'int', commands: LAUNCH, env: ['MAX_ADAPTER_SLOTS'], default: 8, min: 0,
@@ -183,7 +183,8 @@ export function flagKey(f: FlagSpec): string {
   return f.key ?? f.name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-// Compile-time check: for each command, the table's fields are exactly its config interface's fields.
+// Compile-time check: for each command, the table's fields are exactly its config interface's fields
+// ("Type 'true' is not assignable to type 'false'" below means types.ts and this table disagree).
 type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
 type KeyOf<F> = F extends { key: infer K extends string } ? K : F extends { name: infer N extends string } ? Camel<N> : never;
 type TableKeys<C extends Command> = (typeof FLAGS)[number] extends infer F

@@ -89,6 +89,11 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
   }
   if (p.typical_p < 1.0f) {
     // Typical decoding: rank by |(-log p) - entropy|, keep the smallest set reaching typical_p mass.
+    // Entropy and surprisal over the tokens that survived top-k/top-p, renormalised (as transformers does).
+    double norm = 0;
+    for (size_t i = 0; i < keep; ++i) norm += prob[i];
+    for (size_t i = 0; i < keep; ++i) prob[i] /= norm;
+    norm = 1;
     double entropy = 0;
     for (size_t i = 0; i < keep; ++i) entropy -= prob[i] > 0 ? prob[i] * std::log(prob[i]) : 0;
     std::vector<size_t> idx(keep);
@@ -96,8 +101,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
       return std::fabs(-std::log(prob[a]) - entropy) < std::fabs(-std::log(prob[b]) - entropy);
     });
-    double cum = 0, norm = 0;
-    for (size_t i = 0; i < keep; ++i) norm += prob[i];
+    double cum = 0;
     std::vector<int32_t> kept_tokens;
     std::vector<double> kept_prob;
     for (size_t i = 0; i < keep; ++i) {

@@ -1,0 +1,210 @@
+// ScriptedEngine: a small, honest GenerationEngine for the HTTP tests (no model): it follows the engine
+// contract (rejects before any event, then admitted → tokens → end | error; abort cancels) and echoes
+// deterministic tokens. Also the helpers the http-* tests share. Its own checks run only when this
+// file is the entry point, so importing it from another test file does not repeat them.
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { test } from 'node:test';
+import { context, trace, type Span } from '@opentelemetry/api';
+import pino from 'pino';
+import type { FastifyInstance } from 'fastify';
+import {
+  EngineError,
+  type EngineInfo,
+  type EngineStats,
+  type GenerateRequest,
+  type GenerationEngine,
+  type GenerationEvent,
+} from '../../coordinator/engine/types.js';
+import { buildHttpServer, Metrics } from '../../coordinator/http/index.js';
+
+export const EOS_ID = 2;
+export const PRIVATE_TOKEN = 'hf_SECRET_token_123';
+
+export const INFO: EngineInfo = {
+  modelId: 'scripted/echo', architecture: 'ScriptedForCausalLM', vocabSize: 1000, maxInputLength: 255,
+  maxTotalTokens: 256, maxBatchPrefillTokens: 256, maxConcurrentRequests: 4, numShard: 1, blockSize: 16,
+  kvBlocks: 32, adapterSlots: 8, eosTokenIds: [EOS_ID], version: '0.1.0-test',
+};
+
+/**
+ * Output token k (1-based) is id 100+k with text " w<k>". Behaviour is scripted by the adapter id:
+ * 'missing' → adapter_not_found, 'private' needs PRIVATE_TOKEN, 'broken' → adapter_load error event
+ * before admission, 'flaky' → generation error after 2 tokens; a prompt containing "eos" ends with
+ * EOS after 2 tokens; a prompt containing "leak" echoes the adapter token in its error (scrub test).
+ */
+export class ScriptedEngine implements GenerationEngine {
+  readonly info: EngineInfo = INFO;
+  isHealthy = true;
+  tokenDelayMs = 0;
+  inFlight = 0;
+  requests: GenerateRequest[] = [];
+  aborted: string[] = [];
+  /** The span that was active when generate() was called, per request id. */
+  activeSpans = new Map<string, Span | undefined>();
+
+  healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  stats(): EngineStats {
+    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2 };
+  }
+
+  async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    return [...text.matchAll(/\S+/g)].map((m) => ({
+      id: 10 + (m[0].length % 90),
+      text: m[0],
+      start: m.index,
+      stop: m.index + m[0].length,
+    }));
+  }
+
+  async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
+    this.requests.push(req);
+    this.activeSpans.set(req.requestId, trace.getSpan(context.active()));
+    const promptTokens = (await this.tokenize(req.inputs)).length;
+    if (this.inFlight >= this.info.maxConcurrentRequests) throw new EngineError('overloaded', 'Model is overloaded');
+    if (promptTokens + req.maxNewTokens > this.info.maxTotalTokens) {
+      throw new EngineError('validation', `\`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}`);
+    }
+    const id = req.adapter?.id;
+    if (id === 'missing') throw new EngineError('adapter_not_found', `adapter '${id}' not found`);
+    if (id === 'private' && req.adapter?.apiToken !== PRIVATE_TOKEN) {
+      const echo = req.inputs.includes('leak') ? ` (token ${req.adapter?.apiToken})` : '';
+      throw new EngineError('adapter_forbidden', `access to adapter '${id}' denied${echo}`);
+    }
+    this.inFlight++;
+    return this.events(req, promptTokens, signal);
+  }
+
+  private async *events(req: GenerateRequest, promptTokens: number, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    // The request is over for the engine when its last event is produced, whether or not it is read.
+    let open = true;
+    const finish = <E extends GenerationEvent>(ev: E): E => {
+      if (open) this.inFlight--;
+      open = false;
+      return ev;
+    };
+    try {
+      if (req.adapter?.id === 'broken') {
+        yield finish({ type: 'error', error: new EngineError('adapter_load', 'adapter weights are corrupt') });
+        return;
+      }
+      const words = req.inputs.split(/\s+/).filter(Boolean);
+      const prefill = req.promptLogprobs
+        ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, logprob: i === 0 ? null : -1 - i / 10 }))
+        : null;
+      yield { type: 'admitted', promptTokens, prefill };
+      let text = '';
+      for (let k = 1; k <= req.maxNewTokens; k++) {
+        if (this.tokenDelayMs > 0) await abortableDelay(this.tokenDelayMs, signal);
+        if (signal.aborted) {
+          this.aborted.push(req.requestId);
+          return;
+        }
+        if (req.adapter?.id === 'flaky' && k === 3) {
+          yield finish({ type: 'error', error: new EngineError('generation', 'CUDA error: device-side assert') });
+          return;
+        }
+        const eos = req.inputs.includes('eos') && k === 3;
+        const delta = eos ? '' : ` w${k}`;
+        text += delta;
+        const top = Array.from({ length: req.topN }, (_, j) => ({ token: j === 0 ? EOS_ID : 100 + k + j, logprob: -j - 0.25, text: `t${j}` }));
+        yield {
+          type: 'token',
+          token: { id: eos ? EOS_ID : 100 + k, text: eos ? '</s>' : `▁w${k}`, logprob: -0.5, special: eos, top },
+          textDelta: delta,
+        };
+        const stopped = req.stop.find((s) => text.includes(s));
+        if (eos || stopped || k === req.maxNewTokens) {
+          const finishReason = eos ? 'eos_token' : stopped ? 'stop_sequence' : 'length';
+          const seed = req.sampling.doSample ? req.sampling.seed : null;
+          yield finish({ type: 'end', finishReason, generatedText: text, generatedTokens: k, seed });
+          return;
+        }
+      }
+    } finally {
+      if (open) this.inFlight--;
+      open = false;
+    }
+  }
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+}
+
+// --- shared helpers -------------------------------------------------------------------------------
+
+export interface TestServer {
+  app: FastifyInstance;
+  engine: ScriptedEngine;
+  metrics: Metrics;
+  logs: string[];
+}
+
+/** A server over a fresh ScriptedEngine, logging (at debug) into `logs`. */
+export async function testServer(opts: { bodyLimitBytes?: number } = {}): Promise<TestServer> {
+  const engine = new ScriptedEngine();
+  const metrics = new Metrics();
+  const logs: string[] = [];
+  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
+  const logger = pino({ level: 'debug' }, sink);
+  const app = await buildHttpServer(engine, { logger, metrics, bodyLimitBytes: opts.bodyLimitBytes });
+  return { app, engine, metrics, logs };
+}
+
+/** The JSON payloads of a text/event-stream body, in order. */
+export function sseEvents(body: string): unknown[] {
+  assert.ok(body.endsWith('\n\n'), 'every event ends with a blank line');
+  return body
+    .split('\n\n')
+    .filter((frame) => frame.length > 0)
+    .map((frame) => {
+      assert.ok(frame.startsWith('data: '), `frame is a data line: ${frame}`);
+      return JSON.parse(frame.slice('data: '.length));
+    });
+}
+
+export async function post(app: FastifyInstance, url: string, payload: unknown, headers: Record<string, string> = {}) {
+  return app.inject({ method: 'POST', url, payload: payload as object, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+// --- self-checks of the double (only when run directly) -------------------------------------------
+
+const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isEntry) {
+  const base: GenerateRequest = {
+    requestId: 'r', inputs: 'a b', adapter: null, maxNewTokens: 3, stop: [], promptLogprobs: false, topN: 0,
+    sampling: { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 },
+  };
+  const drain = async (it: AsyncIterable<GenerationEvent>) => {
+    const out: GenerationEvent[] = [];
+    for await (const ev of it) out.push(ev);
+    return out;
+  };
+
+  test('ScriptedEngine: admitted, then tokens, then exactly one end', async () => {
+    const events = await drain(await new ScriptedEngine().generate(base, new AbortController().signal));
+    assert.deepEqual(events.map((e) => e.type), ['admitted', 'token', 'token', 'token', 'end']);
+  });
+
+  test('ScriptedEngine: rejects before any event and stops when aborted', async () => {
+    const engine = new ScriptedEngine();
+    await assert.rejects(engine.generate({ ...base, maxNewTokens: 256 }, new AbortController().signal), (e: unknown) =>
+      e instanceof EngineError && e.kind === 'validation');
+    const ctl = new AbortController();
+    engine.tokenDelayMs = 5;
+    const it = (await engine.generate(base, ctl.signal))[Symbol.asyncIterator]();
+    assert.equal((await it.next()).value?.type, 'admitted');
+    ctl.abort();
+    assert.equal((await it.next()).done, true);
+    assert.deepEqual(engine.aborted, ['r']);
+    assert.equal(engine.inFlight, 0);
+  });
+}
