@@ -461,8 +461,8 @@ test('pagedAttention errors are also plain throws in an isolated process (harnes
   assertIsolatedArgError(`(ops) => ops.pagedAttention(new Float32Array(8), 3, 2, 4, [], new Float32Array(16), new Float32Array(16), 1, 1, 0)`, /head/);
 });
 
-// Arguments that today crash the whole process inside the addon instead of throwing (see the report in each todo).
-// Each runs in a child process; they are `todo` so the suite stays green until the C++ checks are fixed.
+// Arguments that once crashed the whole process inside the addon instead of throwing: each runs in a
+// child process, which must exit normally (the addon throws a JS error).
 const CRASHERS: [what: string, body: string, re: RegExp][] = [
   ['pagedAttention kvHeads 0 (SIGFPE: integer division by kvh*hd, ops_wrap.cc:115)',
     `(ops) => ops.pagedAttention(new Float32Array(4), 1, 0, 4, [], new Float32Array(4), new Float32Array(4), 1, 1, 0)`, /kvHeads|head/],
@@ -480,7 +480,7 @@ const CRASHERS: [what: string, body: string, re: RegExp][] = [
     `(ops) => ops.gemm(new Float32Array(0), 2 ** 32, 0, new Float32Array(0), 2 ** 32, null)`, /tokens|\bin\b|out/],
 ];
 for (const [what, body, re] of CRASHERS) {
-  test(`no crash: ${what}`, { todo: 'native crash, reported; the C++ argument checks need fixing' }, () => {
+  test(`no crash: ${what}`, () => {
     assertIsolatedArgError(body, re);
   });
 }

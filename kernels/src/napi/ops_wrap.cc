@@ -28,6 +28,8 @@ Value Gemm(const CallbackInfo& info) {
   const int64_t T = num_int(info[1], "tokens"), in = num_int(info[2], "in");
   auto w = f32(info[3], "w");
   const int64_t out = num_int(info[4], "out");
+  need(env, T > 0 && in > 0 && out > 0 && T <= (int64_t(1) << 31) && out <= (int64_t(1) << 31),
+       "gemm: tokens, in and out must be positive (and below 2^31)");
   need(env, static_cast<int64_t>(x.ElementLength()) == T * in && static_cast<int64_t>(w.ElementLength()) == out * in,
        "gemm: x must be [tokens, in] and w [out, in]");
   const float* bias = nullptr;
@@ -112,6 +114,7 @@ Value PagedAttention(const CallbackInfo& info) {
   auto kc = f32(info[5], "kCache");
   auto vc = f32(info[6], "vCache");
   const int64_t bs = num_int(info[7], "blockSize");
+  need(env, heads > 0 && kvh > 0 && hd > 0 && bs > 0, "pagedAttention: heads, kvHeads, headDim and blockSize must be positive");
   const int64_t cache_slots = static_cast<int64_t>(kc.ElementLength()) / (kvh * hd);
   need(env, kc.ElementLength() == vc.ElementLength() && heads % kvh == 0, "pagedAttention: bad cache or head counts");
   std::vector<std::vector<int32_t>> tables;
@@ -122,10 +125,11 @@ Value PagedAttention(const CallbackInfo& info) {
     tables.push_back(i32vec(s.Get("blockTable"), "blockTable"));
     cpu::AttentionSeq a{static_cast<int64_t>(num(s, "tokenStart")), static_cast<int64_t>(num(s, "numTokens")),
                         static_cast<int64_t>(num(s, "contextLen")), nullptr};
-    need(env, a.token_start >= 0 && a.token_start + a.num_tokens <= T && a.context_len >= a.num_tokens &&
+    need(env, a.token_start >= 0 && a.num_tokens >= 0 && a.token_start + a.num_tokens <= T && a.context_len >= a.num_tokens &&
                   static_cast<int64_t>(tables.back().size()) * bs >= a.context_len,
          "pagedAttention: sequence rows/context out of range");
-    for (int32_t b : tables.back()) need(env, b >= 0 && (b + 1) * bs <= cache_slots, "pagedAttention: block out of range");
+    for (int32_t b : tables.back())
+      need(env, b >= 0 && (static_cast<int64_t>(b) + 1) * bs <= cache_slots, "pagedAttention: block out of range");
     att.push_back(a);
   }
   for (size_t i = 0; i < att.size(); ++i) att[i].block_table = tables[i].data();
