@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
+import type { LaunchConfig } from './config/index.js';
 import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
 import { readModelSpec, type ModelSpec } from '../shard/index.js';
@@ -14,33 +15,6 @@ import { ShardSupervisor } from './shard-supervisor.js';
 import { startHttp, type HttpHandle } from './http-wiring.js';
 import { Metrics } from '../coordinator/http/index.js';
 
-export interface LaunchOptions {
-  modelId?: string;
-  numShard: number;
-  device: 'cpu' | 'cuda';
-  port: number;
-  hostname: string;
-  natsUrl?: string;
-  cluster: string;
-  maxConcurrentRequests: number;
-  maxInputLength: number;
-  maxTotalTokens: number;
-  maxBatchPrefillTokens: number;
-  maxBatchSize: number;
-  kvCacheBlocks: number;
-  blockSize: number;
-  adapterRoots: string[];
-  maxAdapterSlots: number;
-  maxActiveAdapters: number;
-  adapterCycleTimeS: number;
-  maxLoraRank: number;
-  logLevel: string;
-  otlpEndpoint?: string;
-  heartbeatMs: number;
-  shardTimeoutMs: number;
-  stepTimeoutMs: number;
-  cacheDir?: string;
-}
 
 export interface Launched {
   url: string;
@@ -50,7 +24,7 @@ export interface Launched {
 }
 
 /** KV blocks when --kv-cache-blocks is 0: room for 16 full-length sequences, capped at 1 GiB per shard. */
-export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchOptions, 'maxTotalTokens' | 'blockSize' | 'numShard'>): number {
+export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchConfig, 'maxTotalTokens' | 'blockSize' | 'numShard'>): number {
   const kvHeadsLocal = Math.max(1, Math.ceil(spec.kvHeads / o.numShard));
   const bytesPerBlock = 2 * spec.layers * kvHeadsLocal * spec.headDim * 4 * o.blockSize;
   const want = Math.ceil((o.maxTotalTokens * 16) / o.blockSize);
@@ -58,9 +32,9 @@ export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchOptions, 'maxTotalTo
   return Math.max(Math.ceil(o.maxTotalTokens / o.blockSize) + 1, Math.min(want, cap));
 }
 
-async function resolveModelDir(o: LaunchOptions, log: Logger): Promise<{ dir: string; id: string }> {
+async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string): Promise<{ dir: string; id: string }> {
   if (!o.modelId) {
-    const dir = await ensureDemoModel(join(o.cacheDir ?? join(homedir(), '.cache', 'weft'), 'demo-model'));
+    const dir = await ensureDemoModel(join(cacheDir, 'demo-model'));
     log.info({ dir }, 'no --model-id given: serving the built-in demo model');
     return { dir, id: 'weft-demo' };
   }
@@ -76,14 +50,25 @@ function tracingOnce(otlpEndpoint?: string): ReturnType<typeof initTracing> {
   return tracingHandle;
 }
 
-export async function launch(o: LaunchOptions): Promise<Launched> {
+/**
+ * Flags deploy/config parses that this build cannot honour yet are refused here, never silently ignored.
+ */
+function refuseUnbuilt(c: LaunchConfig): void {
+  const notYet = (flag: string) => new Error(`${flag} is not available in this build yet (adapters-at-scale issue); remove it`);
+  if (c.adapterSource !== 'local') throw notYet(`--adapter-source ${c.adapterSource}`);
+  if (c.preloadAdapters.length > 0 || c.env.loraAdapters.length > 0) throw notYet('--preload-adapter / LORA_ADAPTERS');
+  if (c.adminToken) throw notYet('--admin-token (admin API)');
+}
+
+export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache', 'weft')): Promise<Launched> {
+  refuseUnbuilt(o);
   const log = createLogger({ level: o.logLevel, name: 'coordinator' });
   // One tracer provider per process: tests may launch several servers in one process.
-  const tracing = tracingOnce(o.otlpEndpoint);
+  const tracing = tracingOnce(o.otlpEndpoint ?? undefined);
   if (o.device === 'cuda') {
     throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
   }
-  const model = await resolveModelDir(o, log);
+  const model = await resolveModelDir(o, log, cacheDir);
   const spec = readModelSpec(model.dir);
   const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
   let nats: LocalNats | undefined;
@@ -100,8 +85,8 @@ export async function launch(o: LaunchOptions): Promise<Launched> {
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
-    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, heartbeatMs: o.heartbeatMs,
-    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint }, log, (reason) => group.markLost(reason));
+    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, heartbeatMs: o.shardHeartbeatMs,
+    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);
@@ -121,7 +106,7 @@ export async function launch(o: LaunchOptions): Promise<Launched> {
     engine = new Engine(group, tokenizer, {
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
-      maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: o.adapterRoots,
+      maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: [...o.adapterRoots],
     }, log, tracing.tracer, metrics.engineObserver());
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics });
   } catch (e) {

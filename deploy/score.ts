@@ -1,29 +1,25 @@
 // `weft score`: full-vocabulary logits for every position of one token sequence (the conformance entry
 // point, DESIGN.md §8). TP=1 runs in this process; --num-shard N runs N shard ranks over the shm collective.
-import { LocalEngine } from '../shard/index.js';
+import { LocalEngine, readModelSpec } from '../shard/index.js';
+import type { ScoreConfig } from './config/index.js';
 import { runScoreGroup } from './score-group.js';
 
-export interface ScoreOptions {
-  model: string;
-  adapter?: string;
-  numShard: number;
-  device: 'cpu' | 'cuda';
-  ids: number[];
-}
+
+export type ScoreOptions = Pick<ScoreConfig, 'model' | 'adapter' | 'numShard' | 'device' | 'ids'>;
 
 export async function score(o: ScoreOptions): Promise<number[][]> {
   if (o.device === 'cuda') throw new Error('--device cuda: this build has no CUDA backend yet; use --device cpu');
   if (o.ids.length === 0) throw new Error('--ids must list at least one token id');
+  const { vocab } = readModelSpec(o.model);
+  for (const id of o.ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`token id ${id} is outside the vocabulary [0, ${vocab})`);
+  }
   if (o.numShard > 1) return runScoreGroup(o);
   const blockSize = 16;
   const engine = LocalEngine.open(o.model, { numBlocks: Math.ceil(o.ids.length / blockSize) + 1, blockSize, adapterSlots: 1 });
   try {
     if (o.adapter) engine.loadAdapter(0, o.adapter);
-    const vocab = engine.model.spec.vocab;
-    for (const id of o.ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`token id ${id} is outside the vocabulary [0, ${vocab})`);
-    }
-    const [logits] = await engine.scoreBatch([{ tokens: o.ids, adapterSlot: o.adapter ? 0 : -1 }]);
+    const [logits] = await engine.scoreBatch([{ tokens: [...o.ids], adapterSlot: o.adapter ? 0 : -1 }]);
     return rows(logits, vocab);
   } finally {
     engine.dispose();

@@ -3,30 +3,17 @@ import { connect } from 'nats';
 import { createLogger, extractTraceContext, initTracing, injectTraceHeaders } from '../coordinator/telemetry/index.js';
 import { ShardActor } from '../shard/index.js';
 import type { MessageHeaders } from '../protocol/index.js';
+import type { ShardConfig } from './config/index.js';
 
-export interface ShardMainOptions {
-  modelDir: string;
-  rank: number;
-  worldSize: number;
-  natsUrl: string;
-  cluster: string;
-  shmName: string;
-  kvBlocks: number;
-  blockSize: number;
-  adapterSlots: number;
-  maxLoraRank: number;
-  heartbeatMs: number;
-  logLevel: string;
-  otlpEndpoint?: string;
-}
 
-export async function runShard(o: ShardMainOptions): Promise<void> {
+export async function runShard(o: ShardConfig): Promise<void> {
+  if (o.device !== 'cpu') throw new Error('--device cuda: this build has no CUDA backend yet; use --device cpu');
   const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
-  const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint });
+  const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
-    kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank,
+    kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank,
     heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),

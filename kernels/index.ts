@@ -1,5 +1,6 @@
 // The one TypeScript file that loads and types the native addon (kernels/build/Release/weft_kernels.node).
-// Everything native is reached through here; argument shapes are checked on the C++ side too.
+// Everything native is reached through here. The bindings check every argument (types, shapes, ranges)
+// and throw JS errors; the model plan and batches are built by shard/ code that keeps them consistent.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

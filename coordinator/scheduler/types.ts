@@ -1,6 +1,6 @@
 // Configuration, hooks, outputs and errors of the scheduler.
 
-import type { Step, TokenChoice } from '../../protocol/index.js';
+import type { SeqOutput, Step } from '../../protocol/index.js';
 import type { FinishReason, Sequence } from './sequence.js';
 
 export interface SchedulerConfig {
@@ -39,14 +39,8 @@ export interface ScheduledStep {
   preempted: string[];
 }
 
-/** One sampled token of one sequence, for the layer above to stream. */
-export interface SequenceEvent {
-  seqId: string;
-  token: number;
-  logprob: number;
-  top: TokenChoice[];
-  promptLogprobs?: number[];
-  logits?: Uint8Array;
+/** One sampled token of one sequence, for the layer above to stream: the shard's output plus how it ended. */
+export interface SequenceEvent extends SeqOutput {
   /** Set when this token ended the sequence; its blocks are already free. */
   finished?: FinishReason;
 }

@@ -3,7 +3,8 @@
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, type LaunchOptions, type Launched } from '../../deploy/launch.js';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs, type LaunchConfig } from '../../deploy/config/index.js';
 import { loadGoldenCase, type GoldenCase } from './golden.js';
 
 export function tokenizedGoldenModel(c: GoldenCase): string {
@@ -29,15 +30,13 @@ export interface GoldenServer {
   close(): Promise<void>;
 }
 
-export async function startGoldenServer(overrides: Partial<LaunchOptions> = {}): Promise<GoldenServer> {
+export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}): Promise<GoldenServer> {
   const c = loadGoldenCase('llama');
-  const server = await launch({
-    modelId: tokenizedGoldenModel(c), numShard: 1, device: 'cpu', port: 0, hostname: '127.0.0.1', cluster: `g${process.pid}`,
-    maxConcurrentRequests: 128, maxInputLength: 128, maxTotalTokens: 256, maxBatchPrefillTokens: 512, maxBatchSize: 64,
-    kvCacheBlocks: 0, blockSize: 16, adapterRoots: [join(c.dir, 'adapters')], maxAdapterSlots: 4, maxActiveAdapters: 4,
-    adapterCycleTimeS: 2, maxLoraRank: 64, logLevel: 'silent', heartbeatMs: 200, shardTimeoutMs: 5000, stepTimeoutMs: 30000,
-    ...overrides,
-  });
+  const flags = ['--model-id', tokenizedGoldenModel(c), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
+    '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
+    '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',
+    '--log-level', 'silent', '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000'];
+  const server = await launch({ ...parseArgs('launch', flags, {}), ...overrides });
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' ? body : JSON.stringify(body) });

@@ -2,15 +2,8 @@
 // with mixed adapters in the same batches, checked against the PEFT golden logits.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { refLogSoftmax } from '../helpers/reference-ops.js';
 import { startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
-
-function logSoftmax(row: Float32Array, i: number): number {
-  let mx = -Infinity;
-  for (const v of row) mx = Math.max(mx, v);
-  let s = 0;
-  for (const v of row) s += Math.exp(v - mx);
-  return row[i] - mx - Math.log(s);
-}
 
 const ADAPTERS = [null, 'all_r8', 'qv_r4', 'rslora_r16'];
 
@@ -38,7 +31,7 @@ for (const numShard of [1, 2]) {
         const golden = g.c.logits(a ? `adapter/${a}/seq${s}` : `base/seq${s}`);
         const V = g.c.vocab;
         for (let i = 1; i < seq.length; i++) {
-          const want = logSoftmax(golden.subarray((i - 1) * V, i * V), seq[i]);
+          const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
           assert.ok(Math.abs(prefill[i].logprob! - want) <= 1e-4, `${a ?? 'base'} seq${s} pos ${i}: ${prefill[i].logprob} vs ${want}`);
         }
       }

@@ -1,5 +1,5 @@
-// Small helpers for reading validated arguments out of N-API values. The TS side (kernels/index.ts)
-// validates shapes with precise messages first; these checks are the last line that keeps C++ safe.
+// Small helpers for reading validated arguments out of N-API values. These checks are what keeps the
+// C++ safe: callers from JS get a thrown Error naming the argument, never a crash.
 #pragma once
 #include <napi.h>
 
