@@ -14,6 +14,9 @@ import { startLocalNats, type LocalNats } from './nats-server.js';
 import { ShardSupervisor } from './shard-supervisor.js';
 import { startHttp, type HttpHandle } from './http-wiring.js';
 import { Metrics } from '../coordinator/http/index.js';
+import { preloadAdapters, registryOptions } from './adapter-wiring.js';
+import { createSources, type Sources } from './sources.js';
+import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
 
 
 export interface Launched {
@@ -32,43 +35,39 @@ export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchConfig, 'maxTotalTok
   return Math.max(Math.ceil(o.maxTotalTokens / o.blockSize) + 1, Math.min(want, cap));
 }
 
-async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string): Promise<{ dir: string; id: string }> {
-  if (!o.modelId) {
-    const dir = await ensureDemoModel(join(cacheDir, 'demo-model'));
-    log.info({ dir }, 'no --model-id given: serving the built-in demo model');
-    return { dir, id: 'weft-demo' };
-  }
-  const dir = resolve(o.modelId);
-  if (existsSync(join(dir, 'config.json'))) return { dir, id: o.modelId };
-  throw new Error(`--model-id '${o.modelId}' is not a local model directory with config.json ` +
-    '(Hub and S3 model ids need the adapters-at-scale sources, not in this build)');
-}
-
 let tracingHandle: ReturnType<typeof initTracing> | null = null;
 function tracingOnce(otlpEndpoint?: string): ReturnType<typeof initTracing> {
   tracingHandle ??= initTracing({ serviceName: 'weft-coordinator', otlpEndpoint });
   return tracingHandle;
 }
 
-/**
- * Flags deploy/config parses that this build cannot honour yet are refused here, never silently ignored.
- */
-function refuseUnbuilt(c: LaunchConfig): void {
-  const notYet = (flag: string) => new Error(`${flag} is not available in this build yet (adapters-at-scale issue); remove it`);
-  if (c.adapterSource !== 'local') throw notYet(`--adapter-source ${c.adapterSource}`);
-  if (c.preloadAdapters.length > 0 || c.env.loraAdapters.length > 0) throw notYet('--preload-adapter / LORA_ADAPTERS');
-  if (c.adminToken) throw notYet('--admin-token (admin API)');
+/** --model-id: a local directory, `s3://bucket/prefix`, or a Hub repo `owner/name[@revision]`; none = demo model. */
+async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string, sources: Sources): Promise<{ dir: string; id: string }> {
+  if (!o.modelId) {
+    const dir = await ensureDemoModel(join(cacheDir, 'demo-model'));
+    log.info({ dir }, 'no --model-id given: serving the built-in demo model');
+    return { dir, id: 'weft-demo' };
+  }
+  const local = resolve(o.modelId);
+  if (existsSync(join(local, 'config.json'))) return { dir: local, id: o.modelId };
+  if (existsSync(local)) throw new Error(`--model-id '${o.modelId}' is a local path without config.json`);
+  const t0 = Date.now();
+  const dir = o.modelId.startsWith('s3://')
+    ? await sources.s3.fetchModel(o.modelId, null)
+    : await sources.hub.fetchModel(...splitRevision(o.modelId), o.env.hfToken ?? undefined);
+  log.info({ model: o.modelId, dir, ms: Date.now() - t0 }, 'model downloaded');
+  return { dir, id: o.modelId };
 }
 
 export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache', 'weft')): Promise<Launched> {
-  refuseUnbuilt(o);
   const log = createLogger({ level: o.logLevel, name: 'coordinator' });
   // One tracer provider per process: tests may launch several servers in one process.
   const tracing = tracingOnce(o.otlpEndpoint ?? undefined);
   if (o.device === 'cuda') {
     throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
   }
-  const model = await resolveModelDir(o, log, cacheDir);
+  const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
+  const model = await resolveModelDir(o, log, cacheDir, sources);
   const spec = readModelSpec(model.dir);
   const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
   let nats: LocalNats | undefined;
@@ -85,7 +84,8 @@ export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
-    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, heartbeatMs: o.shardHeartbeatMs,
+    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
+    heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
@@ -106,9 +106,11 @@ export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache
     engine = new Engine(group, tokenizer, {
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
-      maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS, adapterRoots: [...o.adapterRoots],
+      maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS,
+      defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources),
     }, log, tracing.tracer, metrics.engineObserver());
-    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics });
+    await preloadAdapters(engine, o, log);
+    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

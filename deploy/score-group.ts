@@ -12,7 +12,7 @@ export async function runScoreGroup(o: ScoreOptions): Promise<number[][]> {
   const cluster = await startShardCluster({ modelDir: o.model, world: o.numShard, kvBlocks: blocks + 1, blockSize,
     adapterSlots: 1, maxLoraRank: 1024, log: pino({ level: 'warn', base: { name: 'score' } }, pino.destination(2)) });
   try {
-    if (o.adapter) await cluster.group.loadAdapter('score', 0, o.adapter);
+    if (o.adapter) await cluster.group.loadAdapter('score', 0, { dir: o.adapter });
     const result = await cluster.group.step({ v: PROTOCOL_VERSION, type: 'step', stepId: 1, running: [], finished: [], newSeqs: [{
       seqId: 'score', adapterSlot: o.adapter ? 0 : -1, tokens: [...o.ids],
       blockTable: Array.from({ length: blocks }, (_, i) => i),

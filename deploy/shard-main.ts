@@ -13,7 +13,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
-    kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank,
+    kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),

@@ -14,6 +14,8 @@ export interface ShardProcessOptions {
   blockSize: number;
   adapterSlots: number;
   maxLoraRank: number;
+  /** Host-RAM tier per shard (bytes); default: the shard's own default. */
+  adapterHostCacheBytes?: number;
   heartbeatMs: number;
   logLevel: string;
   otlpEndpoint?: string;
@@ -50,6 +52,7 @@ export class ShardSupervisor {
       '--block-size', String(o.blockSize), '--adapter-slots', String(o.adapterSlots), '--max-lora-rank', String(o.maxLoraRank),
       '--heartbeat-ms', String(o.heartbeatMs), '--log-level', o.logLevel];
     if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
+    if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     child.once('exit', (code, signal) => {
       if (this.stopping || !this.procs.includes(child)) return;

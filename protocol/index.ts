@@ -6,6 +6,7 @@ export type {
   AdapterFailed,
   AdapterLoad,
   AdapterLoaded,
+  MergeRecipe,
   Message,
   MessageOf,
   MessageType,

@@ -71,13 +71,27 @@ export interface StepResult {
   computeMs: number;
 }
 
-/** `dir`: local directory holding adapter_config.json + weights. */
+/** A per-request merge of several adapters, built on the shard from their directories (DESIGN.md §4). */
+export interface MergeRecipe {
+  dirs: string[];
+  weights: number[];
+  strategy: 'linear' | 'ties' | 'dare_linear' | 'dare_ties' | 'cat';
+  density?: number;
+  majoritySignMethod: 'total' | 'frequency';
+  seed: number;
+}
+
+/**
+ * `dir`: local directory holding adapter_config.json + weights (unused when `merge` is set).
+ * `hostKey`: identity of the files for the shard's host-RAM cache (the key without the slot).
+ */
 export interface AdapterLoad {
   v: number;
   type: 'adapter.load';
   key: string;
   slot: number;
   dir: string;
+  merge?: MergeRecipe;
 }
 
 export interface AdapterLoaded {
@@ -88,6 +102,10 @@ export interface AdapterLoaded {
   rank: number; // shard rank
   bytes: number;
   maxRank: number; // largest LoRA r over the adapter's modules
+  /** Served from the shard's host-RAM cache (no disk read). */
+  fromHost?: boolean;
+  /** Bytes the parsed adapter takes in the shard's host-RAM cache. */
+  hostBytes?: number;
 }
 
 export interface AdapterFailed {

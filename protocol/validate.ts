@@ -83,7 +83,15 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     ),
     (m) => duplicateReason('outputs', m.outputs.map((o) => o.seqId)),
   ),
-  'adapter.load': object({ v: version, type: literal('adapter.load'), key: id, slot: count, dir: id }),
+  'adapter.load': object({ v: version, type: literal('adapter.load'), key: id, slot: count, dir: str() }, {
+    merge: object({
+      dirs: arrayOf(id, { minLength: 1 }),
+      weights: arrayOf(num(), { minLength: 1 }),
+      strategy: literal('linear', 'ties', 'dare_linear', 'dare_ties', 'cat'),
+      majoritySignMethod: literal('total', 'frequency'),
+      seed: count,
+    }, { density: num({ above: 0, max: 1 }) }),
+  }),
   'adapter.loaded': object({
     v: version,
     type: literal('adapter.loaded'),
@@ -92,7 +100,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     rank: count,
     bytes: count,
     maxRank: positive,
-  }),
+  }, { fromHost: bool, hostBytes: count }),
   'adapter.failed': object({
     v: version,
     type: literal('adapter.failed'),

@@ -22,6 +22,7 @@ export interface ShardActorOptions {
   blockSize: number;
   adapterSlots: number;
   maxLoraRank: number;
+  hostCacheBytes: number;
   heartbeatMs: number;
   logger: Logger;
   tracer: Tracer;
@@ -58,7 +59,7 @@ export class ShardActor {
     }
     this.engine = LocalEngine.open(o.modelDir, {
       rank: o.rank, world: o.worldSize, numBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
-      maxLoraRank: o.maxLoraRank, collective: this.collective,
+      maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, collective: this.collective,
     });
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
@@ -129,10 +130,11 @@ export class ShardActor {
   private async onAdapterLoad(msg: AdapterLoad): Promise<void> {
     const o = this.o;
     try {
-      const plan = this.engine.loadAdapter(msg.slot, msg.dir);
-      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank }, 'adapter loaded');
+      const plan = this.engine.loadAdapter(msg.slot, msg.merge ? { merge: msg.merge } : msg.dir);
+      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost },
+        'adapter loaded');
       this.publish(adapterSubject(o.cluster, 'loaded'), { v: PROTOCOL_VERSION, type: 'adapter.loaded', key: msg.key, slot: msg.slot,
-        rank: o.rank, bytes: plan.bytes, maxRank: Math.max(1, plan.maxRank) });
+        rank: o.rank, bytes: plan.bytes, maxRank: Math.max(1, plan.maxRank), fromHost: plan.fromHost, hostBytes: plan.hostBytes });
     } catch (e) {
       const reason = (e as Error).message;
       o.logger.warn({ adapter: msg.key, slot: msg.slot, err: reason }, 'adapter load failed');

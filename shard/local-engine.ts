@@ -1,7 +1,9 @@
 // An engine in this process (TP=1, or one rank of a group when given a collective): the model, its
 // adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
 import type { NativeCollective } from '../kernels/index.js';
-import type { SamplingParams, SeqOutput, Step } from '../protocol/index.js';
+import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
+import { HostAdapterCache, adapterBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
+import { mergeAdapters } from './adapters/merge.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
@@ -13,6 +15,8 @@ export interface LocalEngineOptions {
   blockSize?: number;
   adapterSlots: number;
   maxLoraRank?: number;
+  /** Host-RAM tier budget for parsed adapters (per shard). */
+  hostCacheBytes?: number;
   collective?: NativeCollective;
 }
 
@@ -20,8 +24,11 @@ export class LocalEngine {
   readonly runner: StepRunner;
   private stepId = 0;
 
-  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number) {
+  private readonly hostCache: HostAdapterCache;
+
+  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number) {
     this.runner = new StepRunner(model, model.partition.rank);
+    this.hostCache = new HostAdapterCache(hostCacheBytes);
   }
 
   static open(modelDir: string, opts: LocalEngineOptions): LocalEngine {
@@ -30,13 +37,40 @@ export class LocalEngine {
       rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
       adapterSlots: opts.adapterSlots, collective: opts.collective,
     });
-    return new LocalEngine(model, opts.maxLoraRank ?? 64);
+    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31);
   }
 
-  loadAdapter(slot: number, dir: string): AdapterPlan {
-    const plan = planAdapter(this.model, dir, this.maxLoraRank);
+  /**
+   * Loads an adapter (a PEFT directory, or a merge of several) into a device slot. Parsed adapters come
+   * from the host-RAM cache when present. `fromHost` says whether the disk was skipped.
+   */
+  loadAdapter(slot: number, source: string | { merge: MergeRecipe }): AdapterPlan & { fromHost: boolean; hostBytes: number } {
+    const { adapter, fromHost, where } = typeof source === 'string'
+      ? { ...this.parsed(source), where: source }
+      : { ...this.merged(source.merge), where: `merge of ${source.merge.dirs.join(', ')}` };
+    const plan = planAdapter(this.model, adapter, where, this.maxLoraRank);
     installAdapter(this.model, slot, plan);
-    return plan;
+    return { ...plan, fromHost, hostBytes: adapterBytes(adapter) };
+  }
+
+  private parsed(dir: string): { adapter: LoadedAdapter; fromHost: boolean } {
+    const key = dirIdentity(dir);
+    const hit = this.hostCache.get(key);
+    if (hit) return { adapter: hit, fromHost: true };
+    const adapter = loadAdapterDir(dir);
+    this.hostCache.put(key, adapter);
+    return { adapter, fromHost: false };
+  }
+
+  private merged(m: MergeRecipe): { adapter: LoadedAdapter; fromHost: boolean } {
+    const parts = m.dirs.map((d) => this.parsed(d));
+    const key = `merge:${JSON.stringify({ ...m, dirs: m.dirs.map(dirIdentity) })}`;
+    const hit = this.hostCache.get(key);
+    if (hit) return { adapter: hit, fromHost: true };
+    const adapter = mergeAdapters(parts.map((p) => p.adapter), { weights: m.weights, strategy: m.strategy,
+      density: m.density ?? null, majoritySignMethod: m.majoritySignMethod, seed: m.seed });
+    this.hostCache.put(key, adapter);
+    return { adapter, fromHost: parts.every((p) => p.fromHost) };
   }
 
   step(step: Step): Promise<SeqOutput[]> {

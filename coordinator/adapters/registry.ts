@@ -1,24 +1,22 @@
-// Which adapter sits in which device slot. Adapters are loaded on demand when a request needs one,
-// evicted LRU when a slot is needed and they are idle; an adapter with requests in flight never is.
-import { EngineError, type AdapterRef } from '../engine/types.js';
+// Which adapter sits in which device slot, and how a request's adapter reference becomes a loaded one:
+// name → source id → access check (EVERY request, with that request's token) → files on disk → slot.
+// Adapters load on demand. When a slot is needed, the least recently used adapter that no RUNNING
+// sequence uses and that is not pinned is evicted — idle ones first, then ones whose requests are only
+// waiting (they are reloaded when a slot frees; otherwise popular adapters with queued requests would
+// hold every slot and starve the rest). Load/evict are NATS events (via the AdapterLoader).
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { MergeRecipe } from '../../protocol/index.js';
+import { EngineError, type AdapterRef, type AdapterSummaryJson, type AdapterTier, type MergeSpec } from '../engine/types.js';
 import { resolveLocalAdapter } from './local-source.js';
+import type { AdapterSourceClient, SourceKind } from './sources/types.js';
+import { HostTierMirror } from './host-tier.js';
+
+export type LoadSpec = { dir: string; merge?: undefined } | { dir?: undefined; merge: MergeRecipe };
 
 export interface AdapterLoader {
-  loadAdapter(key: string, slot: number, dir: string): Promise<{ bytes: number; maxRank: number }>;
+  loadAdapter(key: string, slot: number, load: LoadSpec): Promise<{ bytes: number; maxRank: number; hostBytes: number }>;
   evictAdapter(key: string, slot: number): void;
-}
-
-type State = 'loading' | 'ready' | 'waiting_slot';
-
-interface Entry {
-  key: string;
-  dir: string;
-  state: State;
-  slot: number;
-  refs: number;
-  lastUsed: number;
-  bytes: number;
-  maxRank: number;
 }
 
 export interface RegistryEvents {
@@ -26,36 +24,99 @@ export interface RegistryEvents {
   failed(key: string, reason: string): void;
 }
 
-export interface AdapterSummary { key: string; state: State; slot: number; refs: number; bytes: number; maxRank: number; lastUsed: number }
+export interface RegistryOptions {
+  roots: readonly string[];
+  slots: number;
+  sources: { hub?: AdapterSourceClient; s3?: AdapterSourceClient };
+  /** The server's Hub token, used for requests without one only when useGlobalHubToken is set. */
+  globalHubToken?: string;
+  useGlobalHubToken: boolean;
+  /** Preloaded names (--preload-adapter, LORA_ADAPTERS) → source id. Operator-defined, so local paths skip the root check. */
+  names: ReadonlyMap<string, { id: string; source: SourceKind }>;
+  hostCacheBytes: number;
+}
+
+export interface RegistryHooks extends RegistryEvents {
+  /** True while a running sequence uses the adapter (its slot must not change). */
+  inUse(key: string): boolean;
+}
+
+/** A request's adapter, resolved and access-checked, ready to acquire. */
+export interface Prepared {
+  key: string;
+  load: LoadSpec;
+  id: string;
+  source: SourceKind | 'merge';
+  revision: string | null;
+}
+
+type State = 'waiting_slot' | 'loading' | 'ready' | 'evicted';
+
+interface Entry extends Prepared {
+  state: State;
+  slot: number;
+  refs: number;
+  pinned: boolean;
+  lastUsed: number;
+  /** When it started waiting for a slot: slots go to the longest-waiting adapter first. */
+  waitingSince: number;
+  bytes: number;
+  maxRank: number;
+  waiters: { resolve: () => void; reject: (e: Error) => void }[];
+}
+
+/** Evicted adapters remembered for the admin listing, at most this many. */
+const MAX_REMEMBERED = 10_000;
 
 export class AdapterRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly slotOwner: (string | null)[];
+  private readonly host: HostTierMirror;
 
-  constructor(private readonly roots: readonly string[], slots: number, private readonly loader: AdapterLoader,
-    private readonly events: RegistryEvents) {
-    this.slotOwner = new Array<string | null>(slots).fill(null);
+  constructor(private readonly o: RegistryOptions, private readonly loader: AdapterLoader, private readonly events: RegistryHooks) {
+    this.slotOwner = new Array<string | null>(o.slots).fill(null);
+    this.host = new HostTierMirror(o.hostCacheBytes);
   }
 
-  /** Resolves a request's adapter to its cache key and files; throws EngineError (403/404/422). */
-  resolve(ref: AdapterRef): { key: string; dir: string } {
-    if (ref.source !== 'local') {
-      throw new EngineError('validation', `adapter_source '${ref.source}' is not available in this build; use 'local' with --adapter-root`);
+  /** Resolves and access-checks a request's adapter (throws EngineError 401/403/404/422/424). */
+  async prepare(ref: AdapterRef): Promise<Prepared> {
+    const named = this.o.names.get(ref.id);
+    const target = named ? { ...named, apiToken: ref.apiToken } : ref;
+    if (target.source === 'local') {
+      const dir = named ? resolveLocalAdapter(resolve(named.id), [resolve(named.id)]) : resolveLocalAdapter(target.id, this.o.roots);
+      return { key: `local:${dir}`, load: { dir }, id: target.id, source: 'local', revision: null };
     }
-    const dir = resolveLocalAdapter(ref.id, this.roots);
-    return { key: `local:${dir}`, dir };
+    const client = this.o.sources[target.source];
+    if (!client) {
+      throw new EngineError('validation', `adapter_source '${target.source}' is not configured on this server`);
+    }
+    const [id, revision] = target.source === 'hub' ? splitRevision(target.id) : [target.id, null];
+    const token = target.source === 'hub'
+      ? target.apiToken ?? (this.o.useGlobalHubToken ? this.o.globalHubToken : undefined)
+      : target.apiToken;
+    const resolved = await client.checkAccess(id, revision, token);
+    const key = `${target.source}:${id}@${resolved}`;
+    const dir = await client.fetch(id, resolved, token);
+    return { key, load: { dir }, id, source: target.source, revision: resolved };
   }
 
-  /** A request will use this adapter: pin it and make sure it is loading or loaded. */
-  acquire(key: string, dir: string): void {
-    let e = this.entries.get(key);
-    if (!e) {
-      e = { key, dir, state: 'waiting_slot', slot: -1, refs: 0, lastUsed: Date.now(), bytes: 0, maxRank: 0 };
-      this.entries.set(key, e);
-    }
+  /** Access-checks every component, then names the merge by its full spec (so it is cached as one adapter). */
+  async prepareMerge(spec: MergeSpec): Promise<Prepared> {
+    const parts = await Promise.all(spec.adapters.map((a) => this.prepare(a)));
+    const canonical = JSON.stringify({ keys: parts.map((p) => p.key), weights: spec.weights, strategy: spec.strategy,
+      density: spec.density, method: spec.majoritySignMethod });
+    const seed = createHash('sha256').update(canonical).digest().readUInt32LE(0);
+    const merge: MergeRecipe = { dirs: parts.map((p) => p.load.dir!), weights: spec.weights, strategy: spec.strategy,
+      majoritySignMethod: spec.majoritySignMethod, seed, ...(spec.density !== null ? { density: spec.density } : {}) };
+    return { key: `merge:${canonical}`, load: { merge }, id: parts.map((p) => p.id).join('+'), source: 'merge', revision: null };
+  }
+
+  /** A request will use this adapter: pin it in memory and make sure it is loading or loaded. */
+  acquire(p: Prepared): void {
+    const e = this.entry(p);
     e.refs++;
     e.lastUsed = Date.now();
-    if (e.state === 'waiting_slot') this.tryLoad(e);
+    if (e.state === 'waiting_slot' || e.state === 'evicted') this.schedule(e);
   }
 
   release(key: string): void {
@@ -63,8 +124,18 @@ export class AdapterRegistry {
     if (!e) return;
     e.refs = Math.max(0, e.refs - 1);
     e.lastUsed = Date.now();
-    if (e.refs === 0 && e.state === 'waiting_slot') this.entries.delete(key);
-    if (e.refs === 0) this.retryWaiting();
+    if (e.refs === 0 && e.state === 'waiting_slot' && !e.pinned) e.state = 'evicted';
+    this.retryWaiting();
+  }
+
+  /** Slots may have become evictable (sequences finished): give them to adapters waiting for one. */
+  retryWaiting(): void {
+    const waiting = [...this.entries.values()].filter((e) => e.state === 'waiting_slot')
+      .sort((a, b) => a.waitingSince - b.waitingSince);
+    for (const e of waiting) {
+      this.schedule(e);
+      if (e.state === 'waiting_slot') return; // no slot for the oldest: don't let younger ones jump it
+    }
   }
 
   isReady(key: string): boolean {
@@ -80,16 +151,53 @@ export class AdapterRegistry {
   /** After the shard group restarted: nothing is resident any more; reload what is still wanted. */
   reset(): void {
     this.slotOwner.fill(null);
+    this.host.clear();
     for (const e of this.entries.values()) {
-      if (e.refs === 0) this.entries.delete(e.key);
-      else Object.assign(e, { state: 'waiting_slot', slot: -1 });
+      Object.assign(e, { state: e.refs > 0 || e.pinned ? 'waiting_slot' : 'evicted', slot: -1 });
     }
     this.retryWaiting();
   }
 
-  summary(): AdapterSummary[] {
-    return [...this.entries.values()].map(({ key, state, slot, refs, bytes, maxRank, lastUsed }) =>
-      ({ key, state, slot, refs, bytes, maxRank, lastUsed }));
+  // --- admin -----------------------------------------------------------------------------------
+
+  list(): AdapterSummaryJson[] {
+    return [...this.entries.values()].map((e) => this.summary(e));
+  }
+
+  async load(ref: AdapterRef): Promise<AdapterSummaryJson> {
+    const p = await this.prepare(ref);
+    this.acquire(p);
+    try {
+      await this.whenReady(p.key);
+    } finally {
+      this.release(p.key);
+    }
+    return this.summary(this.entries.get(p.key)!);
+  }
+
+  async unload(ref: AdapterRef): Promise<AdapterSummaryJson> {
+    const p = await this.prepare(ref);
+    const e = this.entries.get(p.key);
+    if (!e) throw new EngineError('adapter_not_found', `adapter '${ref.id}' is not loaded`);
+    if (e.refs > 0) throw new EngineError('validation', `adapter '${ref.id}' is in use by ${e.refs} request(s); retry when idle`);
+    e.pinned = false;
+    if (e.state === 'ready') this.evict(e);
+    return this.summary(e);
+  }
+
+  async pin(ref: AdapterRef, pinned: boolean): Promise<AdapterSummaryJson> {
+    const p = await this.prepare(ref);
+    const e = this.entry(p);
+    e.pinned = pinned;
+    if (pinned && e.state !== 'ready') {
+      this.acquire(p);
+      try {
+        await this.whenReady(p.key);
+      } finally {
+        this.release(p.key);
+      }
+    }
+    return this.summary(e);
   }
 
   get loadedCount(): number {
@@ -100,43 +208,101 @@ export class AdapterRegistry {
     return [...this.entries.values()].reduce((n, e) => n + e.refs, 0);
   }
 
-  private retryWaiting(): void {
-    for (const e of this.entries.values()) if (e.state === 'waiting_slot' && e.refs > 0) this.tryLoad(e);
+  // --- internals -------------------------------------------------------------------------------
+
+  private entry(p: Prepared): Entry {
+    let e = this.entries.get(p.key);
+    if (!e) {
+      e = { ...p, state: 'evicted', slot: -1, refs: 0, pinned: false, lastUsed: Date.now(), waitingSince: Date.now(), bytes: 0,
+        maxRank: 0, waiters: [] };
+      this.entries.set(p.key, e);
+      this.forgetOld();
+    }
+    return e;
   }
 
-  private freeSlot(): number {
+  private whenReady(key: string): Promise<void> {
+    const e = this.entries.get(key);
+    if (e?.state === 'ready') return Promise.resolve();
+    if (!e) return Promise.reject(new EngineError('adapter_load', 'adapter was dropped before it loaded'));
+    return new Promise((resolve, reject) => e.waiters.push({ resolve, reject }));
+  }
+
+  private summary(e: Entry): AdapterSummaryJson {
+    const names = [...this.o.names].filter(([, t]) => e.source !== 'merge' && t.id === e.id).map(([n]) => n);
+    const tier: AdapterTier = e.state === 'ready' ? 'device' : e.state === 'evicted'
+      ? (this.host.has(e.key) ? 'host' : 'disk') : 'loading';
+    return { id: e.id, names, source: e.source === 'merge' ? 'local' : e.source, revision: e.revision, tier, bytes: e.bytes,
+      rank: e.maxRank || null, lastUsed: new Date(e.lastUsed).toISOString(), pinned: e.pinned, inFlight: e.refs };
+  }
+
+  private evict(e: Entry): void {
+    this.loader.evictAdapter(e.key, e.slot);
+    this.slotOwner[e.slot] = null;
+    Object.assign(e, { state: e.refs > 0 ? 'waiting_slot' : 'evicted', slot: -1, waitingSince: Date.now() });
+  }
+
+  private freeSlot(forKey: string): number {
     const free = this.slotOwner.indexOf(null);
     if (free >= 0) return free;
-    // Evict the least recently used idle adapter.
     let victim: Entry | null = null;
+    const better = (a: Entry, b: Entry | null): boolean => {
+      if (!b) return true;
+      if ((a.refs === 0) !== (b.refs === 0)) return a.refs === 0; // idle adapters go first
+      return a.lastUsed < b.lastUsed;
+    };
     for (const e of this.entries.values()) {
-      if (e.state === 'ready' && e.refs === 0 && (!victim || e.lastUsed < victim.lastUsed)) victim = e;
+      if (e.key === forKey || e.state !== 'ready' || e.pinned || this.events.inUse(e.key)) continue;
+      if (better(e, victim)) victim = e;
     }
     if (!victim) return -1;
-    this.loader.evictAdapter(victim.key, victim.slot);
-    this.slotOwner[victim.slot] = null;
-    this.entries.delete(victim.key);
-    return victim.slot;
+    const slot = victim.slot;
+    this.evict(victim);
+    return slot;
   }
 
-  private tryLoad(e: Entry): void {
-    const slot = this.freeSlot();
-    if (slot < 0) return; // stays waiting_slot; retried when an adapter goes idle
+  private schedule(e: Entry): void {
+    if (e.state !== 'waiting_slot') e.waitingSince = Date.now();
+    e.state = 'waiting_slot';
+    const slot = this.freeSlot(e.key);
+    if (slot < 0) return; // retried when a sequence finishes
     this.slotOwner[slot] = e.key;
-    e.slot = slot;
-    e.state = 'loading';
-    this.loader.loadAdapter(e.key, slot, e.dir).then(({ bytes, maxRank }) => {
-      if (this.entries.get(e.key) !== e || e.state !== 'loading') return;
+    Object.assign(e, { slot, state: 'loading' });
+    this.loader.loadAdapter(e.key, slot, e.load).then(({ bytes, maxRank, hostBytes }) => {
+      if (this.entries.get(e.key) !== e || e.state !== 'loading' || e.slot !== slot) return;
       Object.assign(e, { state: 'ready', bytes, maxRank });
+      this.host.touch(e.key, hostBytes);
+      for (const w of e.waiters.splice(0)) w.resolve();
       this.events.ready(e.key);
     }, (err: Error) => {
-      if (this.entries.get(e.key) !== e) return;
+      if (this.entries.get(e.key) !== e || e.slot !== slot) return;
       // Forget the entry so the next request retries the load from scratch.
       this.loader.evictAdapter(e.key, slot);
       this.slotOwner[slot] = null;
       this.entries.delete(e.key);
-      this.events.failed(e.key, err.message);
+      const reason = err.message;
+      for (const w of e.waiters.splice(0)) w.reject(new EngineError('adapter_load', `adapter '${e.id}' failed to load: ${reason}`));
+      this.events.failed(e.key, reason);
       this.retryWaiting();
     });
   }
+
+  private forgetOld(): void {
+    if (this.entries.size <= MAX_REMEMBERED) return;
+    for (const [k, e] of this.entries) {
+      if (e.state === 'evicted' && e.refs === 0 && !e.pinned) {
+        this.entries.delete(k);
+        if (this.entries.size <= MAX_REMEMBERED) return;
+      }
+    }
+  }
+}
+
+/** `owner/name@revision` → [id, revision]; no `@` → default branch. */
+export function splitRevision(id: string): [string, string | null] {
+  const at = id.lastIndexOf('@');
+  if (at <= 0) return [id, null];
+  const rev = id.slice(at + 1);
+  if (!rev) throw new EngineError('validation', `adapter id '${id}' has an empty revision after '@'`);
+  return [id.slice(0, at), rev];
 }

@@ -3,7 +3,7 @@
 import type { NatsConnection } from 'nats';
 import {
   MessageBus, PROTOCOL_VERSION, adapterSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
-  type MessageHeaders, type ShardReady, type Step, type StepResult,
+  type MergeRecipe, type MessageHeaders, type ShardReady, type Step, type StepResult,
 } from '../../protocol/index.js';
 
 export class ShardLostError extends Error {
@@ -35,7 +35,8 @@ interface PendingAdapter {
   ranks: Set<number>;
   bytes: number;
   maxRank: number;
-  resolve: (r: { bytes: number; maxRank: number }) => void;
+  hostBytes: number;
+  resolve: (r: { bytes: number; maxRank: number; hostBytes: number }) => void;
   reject: (e: Error) => void;
 }
 
@@ -70,9 +71,10 @@ export class NatsShardGroup {
       p.ranks.add(m.rank);
       p.bytes += m.bytes;
       p.maxRank = Math.max(p.maxRank, m.maxRank);
+      p.hostBytes = Math.max(p.hostBytes, m.hostBytes ?? 0);
       if (p.ranks.size === o.worldSize) {
         this.adapters.delete(`${m.key}#${m.slot}`);
-        p.resolve({ bytes: p.bytes, maxRank: p.maxRank });
+        p.resolve({ bytes: p.bytes, maxRank: p.maxRank, hostBytes: p.hostBytes });
       }
     });
     this.bus.subscribe(adapterSubject(o.cluster, 'failed'), 'adapter.failed', (m) => {
@@ -172,11 +174,13 @@ export class NatsShardGroup {
     else p.resolve(rank0);
   }
 
-  loadAdapter(key: string, slot: number, dir: string): Promise<{ bytes: number; maxRank: number }> {
+  /** Loads a directory (or a merge recipe) into `slot` on every rank; resolves when all ranks have it. */
+  loadAdapter(key: string, slot: number, load: { dir?: string; merge?: MergeRecipe }): Promise<{ bytes: number; maxRank: number; hostBytes: number }> {
     if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
     return new Promise((resolve, reject) => {
-      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, maxRank: 0, resolve, reject });
-      this.bus.publish(adapterSubject(this.o.cluster, 'load'), { v: PROTOCOL_VERSION, type: 'adapter.load', key, slot, dir });
+      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, maxRank: 0, hostBytes: 0, resolve, reject });
+      this.bus.publish(adapterSubject(this.o.cluster, 'load'), { v: PROTOCOL_VERSION, type: 'adapter.load', key, slot,
+        dir: load.dir ?? '', ...(load.merge ? { merge: load.merge } : {}) });
     });
   }
 

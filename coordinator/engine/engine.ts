@@ -5,10 +5,13 @@ import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
-import { AdapterRegistry, type AdapterLoader } from '../adapters/index.js';
+import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
+import type { SourceKind } from '../adapters/index.js';
+import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import {
-  EngineError, type EngineInfo, type EngineStats, type GenerateRequest, type GenerationEngine, type GenerationEvent,
+  EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type GenerateRequest,
+  type GenerationEngine, type GenerationEvent,
 } from './types.js';
 
 export interface ShardGroupLike extends AdapterLoader {
@@ -27,7 +30,9 @@ export interface EngineLimits {
   maxBatchSize: number;
   maxActiveAdapters: number;
   adapterCycleTimeS: number;
-  adapterRoots: string[];
+  /** Source for adapter ids given without one (OpenAI `model`, adapter_source omitted). */
+  defaultAdapterSource: SourceKind;
+  adapters: Omit<RegistryOptions, 'slots'>;
 }
 
 /** Hooks for metrics; all optional. */
@@ -40,6 +45,9 @@ export interface EngineObserver {
 export class Engine implements GenerationEngine {
   readonly info: EngineInfo;
   readonly registry: AdapterRegistry;
+  readonly adapters: AdapterAdmin;
+  /** Requests between the concurrency check and their admission (tokenizing, access checks, downloads). */
+  private admitting = 0;
   private scheduler!: Scheduler;
   private readonly requests = new Map<string, RequestState>();
   private looping = false;
@@ -50,10 +58,18 @@ export class Engine implements GenerationEngine {
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
     private readonly observer: EngineObserver = {}) {
     const r = group.info();
-    this.registry = new AdapterRegistry(limits.adapterRoots, r.adapterSlots, group, {
+    this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots }, group, {
       ready: () => { observer.adapterLoad?.('ok'); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
+      inUse: (key) => this.scheduler.adapterInUse(key),
     });
+    const reg = this.registry;
+    this.adapters = {
+      list: () => reg.list(),
+      load: (ref) => reg.load(ref).finally(() => this.kick()),
+      unload: (ref) => reg.unload(ref).finally(() => this.kick()),
+      pin: (ref, pinned) => reg.pin(ref, pinned).finally(() => this.kick()),
+    };
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
     this.info = {
       modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
@@ -61,6 +77,7 @@ export class Engine implements GenerationEngine {
       maxBatchPrefillTokens: limits.maxBatchPrefillTokens, maxConcurrentRequests: limits.maxConcurrentRequests,
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
+      defaultAdapterSource: limits.defaultAdapterSource,
     };
     this.scheduler = this.newScheduler();
   }
@@ -80,12 +97,7 @@ export class Engine implements GenerationEngine {
   stats(): EngineStats {
     return { waiting: this.scheduler.waiting, running: this.scheduler.running, usedBlocks: this.scheduler.usedBlocks,
       freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
-      loadedAdapters: this.registry.loadedCount };
-  }
-
-  /** Requests holding an adapter reference (0 when idle; exposed as a metric). */
-  adapterRefs(): number {
-    return this.registry.totalRefs;
+      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs };
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -100,36 +112,67 @@ export class Engine implements GenerationEngine {
     });
   }
 
+  renderChat(messages: { role: string; content: string }[]): string {
+    try {
+      return renderChat(this.tokenizer.chatTemplate, messages, { addGenerationPrompt: true,
+        bosToken: this.tokenizer.bosToken, eosToken: this.tokenizer.eosToken });
+    } catch (e) {
+      if (e instanceof ChatTemplateError) throw new EngineError('validation', e.message);
+      throw e;
+    }
+  }
+
+  adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null {
+    if (!model || model === this.info.modelId) return null;
+    const named = this.limits.adapters.names.get(model);
+    return { id: model, source: named ? named.source : this.limits.defaultAdapterSource, apiToken };
+  }
+
   async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
     if (!this.group.isReady()) throw new EngineError('shard_lost', 'the model shards are not ready (starting or restarting); retry shortly');
-    if (this.requests.size >= this.info.maxConcurrentRequests) {
-      throw new EngineError('overloaded', `Model is overloaded: ${this.requests.size} requests in flight (--max-concurrent-requests ${this.info.maxConcurrentRequests})`);
+    if (this.requests.size + this.admitting >= this.info.maxConcurrentRequests) {
+      throw new EngineError('overloaded', `Model is overloaded: ${this.requests.size + this.admitting} requests in flight ` +
+        `(--max-concurrent-requests ${this.info.maxConcurrentRequests})`);
     }
-    const ids = await this.tokenizer.encode(req.inputs);
-    if (ids.length === 0) throw new EngineError('validation', 'Input validation error: `inputs` tokenizes to zero tokens');
-    if (ids.length > this.info.maxInputLength) {
-      throw new EngineError('validation', `Input validation error: \`inputs\` must have less than ${this.info.maxInputLength} tokens. Given: ${ids.length}`);
+    if (req.adapter && req.merge) throw new EngineError('validation', 'give either adapter_id or merged_adapters, not both');
+    this.admitting++;
+    let ids: number[];
+    let adapter: Prepared | null;
+    try {
+      ids = await this.tokenizer.encode(req.inputs);
+      this.checkLengths(ids.length, req.maxNewTokens);
+      // Access is checked here for every request, with its own token, even when the adapter is cached.
+      adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
+    } finally {
+      this.admitting--;
     }
-    if (ids.length + req.maxNewTokens > this.info.maxTotalTokens) {
-      throw new EngineError('validation', `Input validation error: \`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}. ` +
-        `Given: ${ids.length} \`inputs\` tokens and ${req.maxNewTokens} \`max_new_tokens\``);
-    }
-    const adapter = req.adapter ? this.registry.resolve(req.adapter) : null;
     if (signal.aborted) throw new EngineError('validation', 'request was cancelled by the client');
 
     const seqId = `${req.requestId}#${++this.nextId}`;
     const span = this.tracer.startSpan('engine.request', { attributes: { 'weft.request_id': req.requestId,
-      'weft.prompt_tokens': ids.length, 'weft.adapter': req.adapter?.id ?? '' } });
+      'weft.prompt_tokens': ids.length, 'weft.adapter': adapter?.id ?? '' } });
     const state = new RequestState(req, ids, adapter?.key ?? null, span,
+      this.tracer.startSpan('engine.queue', {}, trace.setSpan(otelContext.active(), span)),
       (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }));
     this.requests.set(seqId, state);
-    if (adapter) this.registry.acquire(adapter.key, adapter.dir);
+    if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
       maxNewTokens: req.maxNewTokens, eosTokenIds: this.info.eosTokenIds, promptLogprobs: req.promptLogprobs, topN: req.topN }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();
     return state.events;
+  }
+
+  private checkLengths(promptTokens: number, maxNewTokens: number): void {
+    if (promptTokens === 0) throw new EngineError('validation', 'Input validation error: `inputs` tokenizes to zero tokens');
+    if (promptTokens > this.info.maxInputLength) {
+      throw new EngineError('validation', `Input validation error: \`inputs\` must have less than ${this.info.maxInputLength} tokens. Given: ${promptTokens}`);
+    }
+    if (promptTokens + maxNewTokens > this.info.maxTotalTokens) {
+      throw new EngineError('validation', `Input validation error: \`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}. ` +
+        `Given: ${promptTokens} \`inputs\` tokens and ${maxNewTokens} \`max_new_tokens\``);
+    }
   }
 
   /** Client went away: stop generating and free the sequence's blocks at the next step boundary. */
@@ -145,7 +188,9 @@ export class Engine implements GenerationEngine {
     for (const [seqId, st] of this.requests) {
       if (st.adapterKey !== key || st.done) continue;
       this.scheduler.abort(seqId, 'error', reason);
-      this.finishRequest(seqId, st, { type: 'error', error: new EngineError('adapter_load', `adapter '${st.req.adapter?.id}' failed to load: ${reason}`) });
+      const name = st.req.adapter?.id ?? st.req.merge?.adapters.map((a) => a.id).join('+');
+      this.log.warn({ requestId: st.req.requestId, adapter: name, err: reason }, 'adapter failed to load; failing its request');
+      this.finishRequest(seqId, st, { type: 'error', error: new EngineError('adapter_load', `adapter '${name}' failed to load: ${reason}`) });
     }
     this.kick();
   }
@@ -241,6 +286,7 @@ export class Engine implements GenerationEngine {
     if (!st || st.done) return;
     if (!st.admitted) {
       st.admitted = true;
+      st.queueSpan.end();
       const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? []) : null;
       st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, prefill });
     }
@@ -279,6 +325,10 @@ export class Engine implements GenerationEngine {
   private finishRequest(seqId: string, st: RequestState, last: GenerationEvent | null): void {
     if (st.done) return;
     st.done = true;
+    if (!st.admitted) st.queueSpan.end();
+    if (last?.type === 'error' && last.error.kind !== 'validation') {
+      this.log.warn({ requestId: st.req.requestId, kind: last.error.kind, err: last.error.message }, 'request failed');
+    }
     if (last) st.events.push(last);
     st.events.close();
     if (last?.type === 'error') st.span.setStatus({ code: SpanStatusCode.ERROR, message: last.error.message });

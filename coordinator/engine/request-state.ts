@@ -18,6 +18,8 @@ export class RequestState {
     readonly promptIds: number[],
     readonly adapterKey: string | null,
     readonly span: Span,
+    /** From submission until the first step that computes this request (queue wait). */
+    readonly queueSpan: Span,
     decode: (ids: number[]) => string,
   ) {
     this.detok = new StreamingDetokenizer({ decode });

@@ -10,11 +10,25 @@ export interface AdapterRef {
   apiToken?: string;
 }
 
+export type MergeStrategy = 'linear' | 'ties' | 'dare_linear' | 'dare_ties' | 'cat';
+
+/** `merged_adapters` (LoRAX names): the adapters are merged per request into one, cached by the full spec. */
+export interface MergeSpec {
+  adapters: AdapterRef[];
+  weights: number[];
+  strategy: MergeStrategy;
+  /** Required (0, 1] for ties / dare_*; ignored by linear and cat. */
+  density: number | null;
+  majoritySignMethod: 'total' | 'frequency';
+}
+
 export interface GenerateRequest {
   requestId: string;
   /** Prompt text (tokenized by the engine's tokenizer pool) … */
   inputs: string;
   adapter: AdapterRef | null;
+  /** Mutually exclusive with `adapter`. */
+  merge?: MergeSpec | null;
   sampling: SamplingParams;
   maxNewTokens: number;
   stop: string[];
@@ -52,6 +66,7 @@ export type EngineErrorKind =
   | 'validation'        // 422
   | 'overloaded'        // 429
   | 'adapter_not_found' // 404
+  | 'adapter_unauthorized' // 401: a private adapter and no token
   | 'adapter_forbidden' // 403
   | 'adapter_load'      // 424
   | 'generation'        // 424
@@ -79,6 +94,8 @@ export interface EngineInfo {
   adapterSlots: number;
   eosTokenIds: number[];
   version: string;
+  /** --adapter-source: where an adapter id without adapter_source is looked up. */
+  defaultAdapterSource: AdapterSource;
 }
 
 export interface EngineStats {
@@ -88,6 +105,8 @@ export interface EngineStats {
   freeBlocks: number;
   activeAdapters: number;
   loadedAdapters: number;
+  /** Requests holding an adapter (0 when idle). */
+  adapterRefs: number;
 }
 
 export interface GenerationEngine {
@@ -103,4 +122,38 @@ export interface GenerationEngine {
   generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>>;
   /** True when the shards are up and the engine accepts work (GET /health). */
   healthy(): boolean;
+  /** Renders chat messages with the model's chat template, generation prompt added (OpenAI chat route).
+   *  Throws EngineError('validation') when the model has no chat template. */
+  renderChat(messages: { role: string; content: string }[]): string;
+  /** OpenAI `model` → adapter: undefined, '' or the base model id → null (base model); a preloaded adapter
+   *  name → its source ref; anything else → { id: model, source: the server's default adapter source }. */
+  adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null;
+  /** The adapter admin operations (GET/POST /v1/adapters…). */
+  readonly adapters: AdapterAdmin;
+}
+
+export type AdapterTier = 'device' | 'host' | 'disk' | 'loading';
+
+export interface AdapterSummaryJson {
+  /** Names it can be requested by: the source id, plus preload names. */
+  id: string;
+  names: string[];
+  source: AdapterSource;
+  revision: string | null;
+  tier: AdapterTier;
+  bytes: number;
+  rank: number | null;
+  lastUsed: string | null; // ISO time
+  pinned: boolean;
+  inFlight: number;
+}
+
+export interface AdapterAdmin {
+  list(): AdapterSummaryJson[];
+  /** Fetches (access-checked with ref.apiToken) and loads into a device slot; resolves when resident. */
+  load(ref: AdapterRef): Promise<AdapterSummaryJson>;
+  /** Evicts from the device (still cached on host/disk). EngineError('validation') if requests are using it. */
+  unload(ref: AdapterRef): Promise<AdapterSummaryJson>;
+  /** A pinned adapter is loaded and never evicted; unpin makes it evictable again. */
+  pin(ref: AdapterRef, pinned: boolean): Promise<AdapterSummaryJson>;
 }

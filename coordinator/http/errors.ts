@@ -28,6 +28,7 @@ export const STATUS_BY_KIND: Readonly<Record<EngineErrorKind, number>> = Object.
   validation: 422,
   overloaded: 429,
   adapter_not_found: 404,
+  adapter_unauthorized: 401,
   adapter_forbidden: 403,
   adapter_load: 424,
   generation: 424,

@@ -55,7 +55,7 @@ export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps)
 function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRoute): ValidGenerate {
   const valid = validateGenerateBody(
     request.body,
-    { maxTotalTokens: deps.engine.info.maxTotalTokens },
+    { maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource },
     route,
     request.headers.authorization,
   );
@@ -92,8 +92,8 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
     samplingSeed: valid.request.sampling.doSample ? valid.request.sampling.seed : null,
     specialIds: new Set(deps.engine.info.eosTokenIds),
   };
-  const apiToken = valid.request.adapter?.apiToken;
-  return { events, first, abort, options, secrets: apiToken ? [apiToken] : [] };
+  const tokens = [valid.request.adapter, ...(valid.request.merge?.adapters ?? [])].map((a) => a?.apiToken);
+  return { events, first, abort, options, secrets: [...new Set(tokens.filter((t): t is string => !!t))] };
 }
 
 async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponseJson> {

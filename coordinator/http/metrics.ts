@@ -41,6 +41,7 @@ export class Metrics {
   readonly generatedTokens: Counter;
   readonly promptTokens: Counter;
   readonly adaptersLoaded: Gauge;
+  readonly adapterRefs: Gauge;
   readonly adaptersActive: Gauge;
   readonly adapterLoads: Counter<'result'>;
   private statsSource: (() => EngineStats) | null = null;
@@ -90,6 +91,12 @@ export class Metrics {
       help: 'KV cache blocks free',
       registers,
       collect: fromStats((s) => s.freeBlocks),
+    });
+    this.adapterRefs = new Gauge({
+      name: 'weft_adapter_refs',
+      help: 'Requests currently holding an adapter (0 when idle)',
+      registers,
+      collect: fromStats((s) => s.adapterRefs),
     });
     this.adaptersLoaded = new Gauge({
       name: 'weft_adapters_loaded',

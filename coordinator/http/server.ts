@@ -2,10 +2,12 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
+import { registerAdminRoutes } from './admin-routes.js';
 import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
 import { registerGenerateRoutes } from './generate-routes.js';
 import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
+import { registerOpenAiRoutes } from './openai-routes.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { bearerToken } from './validate.js';
 
@@ -15,6 +17,8 @@ export interface HttpServerOptions {
   metrics: Metrics;
   /** Largest accepted request body. Default 2 MiB (TGI's axum default body limit). */
   bodyLimitBytes?: number;
+  /** When set, the adapter admin API (/v1/adapters…) requires `Authorization: Bearer <adminToken>`. */
+  adminToken?: string;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -69,7 +73,9 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   });
 
   registerGenerateRoutes(app, { engine });
+  registerOpenAiRoutes(app, { engine, bodyLimitBytes });
   registerServiceRoutes(app, engine, opts.metrics);
+  registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   await app.ready();
   return app;
 }

@@ -9,9 +9,12 @@
 //  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
 //  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, truncate, ...) are accepted
 //    at their neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
+//  - `merged_adapters` follows LoRAX: one id is that adapter alone (LoRAX ignores its weight too),
+//    2+ ids become a MergeSpec; `adapter_source` / `api_token` apply to every id. Stricter than LoRAX:
+//    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
 import { randomBytes } from 'node:crypto';
 import type { SamplingParams } from '../../protocol/index.js';
-import type { AdapterRef, AdapterSource, GenerateRequest } from '../engine/types.js';
+import type { AdapterRef, AdapterSource, GenerateRequest, MergeSpec, MergeStrategy } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
 
 /** TGI's default `--max-stop-sequences`. */
@@ -22,9 +25,14 @@ export const MAX_TOP_N_TOKENS = 5;
 export const DEFAULT_MAX_NEW_TOKENS = 100;
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 export const ADAPTER_SOURCES: readonly AdapterSource[] = ['hub', 's3', 'local'];
+export const MERGE_STRATEGIES: readonly MergeStrategy[] = ['linear', 'ties', 'dare_linear', 'dare_ties', 'cat'];
+const MAJORITY_SIGN_METHODS: readonly MergeSpec['majoritySignMethod'][] = ['total', 'frequency'];
+const MERGE_KEYS = new Set(['ids', 'weights', 'merge_strategy', 'density', 'majority_sign_method']);
 
 export interface ValidationLimits {
   maxTotalTokens: number;
+  /** Source of an adapter id given without `adapter_source` (the server's --adapter-source). Default 'hub'. */
+  defaultAdapterSource?: AdapterSource;
 }
 
 /** Which route the body came to: the stream route refuses decoder_input_details, like TGI. */
@@ -46,7 +54,7 @@ const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
 const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
-  'decoder_input_details', 'top_n_tokens',
+  'decoder_input_details', 'top_n_tokens', 'merged_adapters',
 ]);
 
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
@@ -54,7 +62,6 @@ const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   best_of: [1],
   watermark: [false],
   truncate: [],
-  merged_adapters: [],
   ignore_eos_token: [false],
   frequency_penalty: [0],
   presence_penalty: [0],
@@ -90,7 +97,7 @@ export function validateGenerateBody(
   rejectUnknown(p, PARAMETER_KEYS, 'parameter');
   refuseNonNeutral(p);
 
-  const adapter = adapterRef(p, bearerToken(authorization));
+  const { adapter, merge } = adapterChoice(p, bearerToken(authorization), limits.defaultAdapterSource ?? 'hub');
   const sampling = samplingParams(p, seedSource);
   const maxNewTokens = maxNewTokensOf(p, limits.maxTotalTokens);
   const stop = stopSequences(p);
@@ -103,7 +110,7 @@ export function validateGenerateBody(
     throw validationError('`decoder_input_details` == true is not supported when streaming tokens');
   }
   return {
-    request: { inputs, adapter, sampling, maxNewTokens, stop, promptLogprobs, topN },
+    request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,
@@ -131,17 +138,78 @@ function requireInputs(top: Json): string {
   return top.inputs;
 }
 
-function adapterRef(p: Json, bearer: string | undefined): AdapterRef | null {
+/** `adapter_id` or `merged_adapters` (never both, as in LoRAX), with the request's source and token. */
+function adapterChoice(p: Json, bearer: string | undefined, defaultSource: AdapterSource): { adapter: AdapterRef | null; merge: MergeSpec | null } {
   const id = optional(p, 'adapter_id', str);
   const source = optional(p, 'adapter_source', str);
   if (source !== undefined && !(ADAPTER_SOURCES as readonly string[]).includes(source)) {
     throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
   }
   const token = optional(p, 'api_token', str) || bearer;
-  if (id === undefined || id === '') return null;
-  const ref: AdapterRef = { id, source: (source as AdapterSource | undefined) ?? 'hub' };
-  if (token) ref.apiToken = token;
-  return ref;
+  const refTo = (adapterId: string): AdapterRef => {
+    const ref: AdapterRef = { id: adapterId, source: (source as AdapterSource | undefined) ?? defaultSource };
+    if (token) ref.apiToken = token;
+    return ref;
+  };
+  if (p.merged_adapters !== undefined && p.merged_adapters !== null) {
+    if (id !== undefined) throw validationError('at most one of `adapter_id` or `merged_adapters` may be provided');
+    const merge = mergeSpec(asObject(p.merged_adapters, '`merged_adapters`'), refTo);
+    return merge.adapters.length === 1 ? { adapter: merge.adapters[0], merge: null } : { adapter: null, merge };
+  }
+  return { adapter: id === undefined || id === '' ? null : refTo(id), merge: null };
+}
+
+function mergeSpec(m: Json, refTo: (id: string) => AdapterRef): MergeSpec {
+  for (const key of Object.keys(m)) {
+    if (!MERGE_KEYS.has(key)) throw validationError(`unknown field \`merged_adapters.${key.slice(0, 64)}\``);
+  }
+  const ids = stringArray(m, 'ids');
+  if (ids.length === 0) throw validationError('at least one adapter id must be provided in `merged_adapters.ids`');
+  if (ids.some((id) => id === '')) throw validationError('`merged_adapters.ids` cannot contain an empty id (the base model cannot be merged)');
+  if (new Set(ids).size !== ids.length) throw validationError('`merged_adapters.ids` must be distinct');
+  if (!Array.isArray(m.weights) || !m.weights.every((w) => typeof w === 'number' && Number.isFinite(w))) {
+    throw validationError('`merged_adapters.weights` must be an array of finite numbers');
+  }
+  if (m.weights.length !== ids.length) {
+    throw validationError('number of adapter ids must match number of adapter weights in `merged_adapters`');
+  }
+  const strategy = oneOf(m, 'merge_strategy', MERGE_STRATEGIES) ?? 'linear';
+  const majoritySignMethod = oneOf(m, 'majority_sign_method', MAJORITY_SIGN_METHODS) ?? 'total';
+  const density = m.density === undefined || m.density === null ? undefined : num(m.density, 'merged_adapters.density');
+  const sparsifies = strategy !== 'linear' && strategy !== 'cat';
+  if (sparsifies && density === undefined) {
+    throw validationError(`\`merged_adapters.density\` is required for merge_strategy ${strategy}`);
+  }
+  if (density !== undefined && (density < 0 || density > 1)) {
+    throw validationError('`merged_adapters.density` must be >= 0.0 and <= 1.0');
+  }
+  if (sparsifies && density === 0) {
+    throw validationError(`\`merged_adapters.density\` must be > 0.0 for merge_strategy ${strategy}`);
+  }
+  return {
+    adapters: ids.map(refTo),
+    weights: [...(m.weights as number[])],
+    strategy,
+    // Unused by linear / cat: dropped so that it does not split the merge cache.
+    density: sparsifies ? (density as number) : null,
+    majoritySignMethod,
+  };
+}
+
+function stringArray(m: Json, key: string): string[] {
+  const v = m[key];
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) {
+    throw validationError(`\`merged_adapters.${key}\` must be an array of strings`);
+  }
+  return [...(v as string[])];
+}
+
+function oneOf<T extends string>(m: Json, key: string, allowed: readonly T[]): T | undefined {
+  const v = m[key] === undefined || m[key] === null ? undefined : str(m[key], `merged_adapters.${key}`);
+  if (v !== undefined && !(allowed as readonly string[]).includes(v)) {
+    throw validationError(`\`merged_adapters.${key}\` must be one of ${allowed.join(', ')}`);
+  }
+  return v as T | undefined;
 }
 
 function samplingParams(p: Json, seedSource: () => number): SamplingParams {
@@ -204,34 +272,34 @@ function refuseNonNeutral(p: Json): void {
   }
 }
 
-// --- typed access ---------------------------------------------------------------------------------
+// --- typed access (shared with the OpenAI routes' validation) --------------------------------------
 
-type Check<T> = (v: unknown, name: string) => T;
+export type Check<T> = (v: unknown, name: string) => T;
 
-const bool: Check<boolean> = (v, name) => {
+export const bool: Check<boolean> = (v, name) => {
   if (typeof v !== 'boolean') throw validationError(`\`${name}\` must be a boolean`);
   return v;
 };
-const str: Check<string> = (v, name) => {
+export const str: Check<string> = (v, name) => {
   if (typeof v !== 'string') throw validationError(`\`${name}\` must be a string`);
   return v;
 };
-const num: Check<number> = (v, name) => {
+export const num: Check<number> = (v, name) => {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw validationError(`\`${name}\` must be a number`);
   return v;
 };
-const int: Check<number> = (v, name) => {
+export const int: Check<number> = (v, name) => {
   if (!Number.isInteger(num(v, name))) throw validationError(`\`${name}\` must be an integer`);
   return v as number;
 };
 
 /** The value of an optional key, checked; undefined when absent or null. */
-function optional<T>(obj: Json, key: string, check: Check<T>): T | undefined {
+export function optional<T>(obj: Json, key: string, check: Check<T>): T | undefined {
   const v = obj[key];
   return v === undefined || v === null ? undefined : check(v, key);
 }
 
-function asObject(v: unknown, what: string): Json {
+export function asObject(v: unknown, what: string): Json {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw validationError(`${what} must be a JSON object`);
   return v as Json;
 }

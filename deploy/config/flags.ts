@@ -114,7 +114,7 @@ export const FLAGS = [
     help: 'Seconds a request may wait for its adapter before it gets priority.' },
   { name: 'max-lora-rank', type: 'int', commands: SERVER, env: ['MAX_LORA_RANK'], default: 64, min: 1,
     help: 'Largest adapter rank a slot holds.' },
-  { name: 'adapter-host-cache-bytes', type: 'int', commands: LAUNCH, env: ['ADAPTER_HOST_CACHE_BYTES'],
+  { name: 'adapter-host-cache-bytes', type: 'int', commands: SERVER, env: ['ADAPTER_HOST_CACHE_BYTES'],
     default: 2 * GIB, min: 0, defaultLabel: '2147483648 (2 GiB)', help: 'Host RAM for parsed adapters (LRU).' },
   { name: 'preload-adapter', key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
     help: 'Load an adapter at boot, as name=SOURCE_ID (repeatable).' },

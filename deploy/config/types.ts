@@ -97,6 +97,7 @@ export interface ShardConfig {
   blockSize: number;
   adapterSlots: number;
   maxLoraRank: number;
+  adapterHostCacheBytes: number;
   device: Device;
   heartbeatMs: number;
   logLevel: LogLevel;

@@ -8,3 +8,4 @@ export {
   type LoadedAdapter,
   type LoraConfig,
 } from './peft-config.js';
+export { HostAdapterCache, adapterBytes, dirIdentity } from './host-cache.js';

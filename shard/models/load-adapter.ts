@@ -2,7 +2,7 @@
 // targets, sliced for this rank exactly like the base weight (DESIGN.md §3, §4). The tensors in the file
 // are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
 import { LoraModuleId } from '../../kernels/index.js';
-import { loadAdapterDir, loraScaleFor, parseLoraTensorKey } from '../adapters/index.js';
+import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
 import { subBlocks, rowParallelInput, resolveModule } from './layout.js';
 import type { LoadedModel } from './load-weights.js';
 
@@ -37,9 +37,12 @@ function sliceCols(m: Float32Array, rows: number, cols: number, start: number, e
   return out;
 }
 
-/** Reads an adapter directory and plans this rank's LoRA parts; throws AdapterLoadError naming the problem. */
-export function planAdapter(model: LoadedModel, dir: string, maxLoraRank: number): AdapterPlan {
-  const { config, tensors } = loadAdapterDir(dir);
+/**
+ * Plans this rank's LoRA parts for a parsed adapter; throws AdapterLoadError naming the problem.
+ * `dir` names the adapter in messages.
+ */
+export function planAdapter(model: LoadedModel, adapter: LoadedAdapter, dir: string, maxLoraRank: number): AdapterPlan {
+  const { config, tensors } = adapter;
   const spec = model.spec, part = model.partition;
   const pairs = new Map<string, { a?: { shape: number[]; data: Float32Array }; b?: { shape: number[]; data: Float32Array } }>();
   for (const [key, t] of tensors) {

@@ -20,7 +20,7 @@ for (const world of [2, 4]) {
         const c = loadGoldenCase(name);
         const cluster = await startShardCluster({ modelDir: c.modelDir, world });
         try {
-          for (let i = 0; i < c.adapters.length; i++) await cluster.group.loadAdapter(c.adapters[i].name, i, c.adapters[i].dir);
+          for (let i = 0; i < c.adapters.length; i++) await cluster.group.loadAdapter(c.adapters[i].name, i, { dir: c.adapters[i].dir });
           const items: { key: string; tokens: number[]; slot: number }[] = [];
           c.sequences.forEach((tokens, s) => {
             items.push({ key: `base/seq${s}`, tokens, slot: -1 });

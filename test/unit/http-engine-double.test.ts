@@ -11,6 +11,9 @@ import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import {
   EngineError,
+  type AdapterAdmin,
+  type AdapterRef,
+  type AdapterSummaryJson,
   type EngineInfo,
   type EngineStats,
   type GenerateRequest,
@@ -25,8 +28,16 @@ export const PRIVATE_TOKEN = 'hf_SECRET_token_123';
 export const INFO: EngineInfo = {
   modelId: 'scripted/echo', architecture: 'ScriptedForCausalLM', vocabSize: 1000, maxInputLength: 255,
   maxTotalTokens: 256, maxBatchPrefillTokens: 256, maxConcurrentRequests: 4, numShard: 1, blockSize: 16,
-  kvBlocks: 32, adapterSlots: 8, eosTokenIds: [EOS_ID], version: '0.1.0-test',
+  kvBlocks: 32, adapterSlots: 8, eosTokenIds: [EOS_ID], version: '0.1.0-test', defaultAdapterSource: 'hub',
 };
+
+/** Preloaded adapter names (as `--preload name=source:id`): what adapterForModel maps them to. */
+export const PRELOADED: Readonly<Record<string, AdapterRef>> = { support: { id: 'org/support-lora', source: 'local' } };
+
+/** The double's chat template: `<|role|>\ncontent\n` per message, then the generation prompt. */
+export function renderScriptedChat(messages: { role: string; content: string }[]): string {
+  return messages.map((m) => `<|${m.role}|>\n${m.content}\n`).join('') + '<|assistant|>\n';
+}
 
 /**
  * Output token k (1-based) is id 100+k with text " w<k>". Behaviour is scripted by the adapter id:
@@ -43,13 +54,28 @@ export class ScriptedEngine implements GenerationEngine {
   aborted: string[] = [];
   /** The span that was active when generate() was called, per request id. */
   activeSpans = new Map<string, Span | undefined>();
+  /** false: the model has no chat template (renderChat refuses). */
+  hasChatTemplate = true;
+  readonly adapters = new MemoryAdapterAdmin();
+
+  renderChat(messages: { role: string; content: string }[]): string {
+    if (!this.hasChatTemplate) throw new EngineError('validation', 'the model has no chat template');
+    return renderScriptedChat(messages);
+  }
+
+  adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null {
+    if (model === undefined || model === '' || model === this.info.modelId) return null;
+    const ref: AdapterRef = { ...(PRELOADED[model] ?? { id: model, source: 'hub' }) };
+    if (apiToken) ref.apiToken = apiToken;
+    return ref;
+  }
 
   healthy(): boolean {
     return this.isHealthy;
   }
 
   stats(): EngineStats {
-    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2 };
+    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0 };
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -69,7 +95,8 @@ export class ScriptedEngine implements GenerationEngine {
     if (promptTokens + req.maxNewTokens > this.info.maxTotalTokens) {
       throw new EngineError('validation', `\`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}`);
     }
-    const id = req.adapter?.id;
+    if (req.adapter && req.merge) throw new EngineError('validation', 'adapter and merge are mutually exclusive');
+    const id = req.adapter?.id ?? req.merge?.adapters.find((a) => a.id === 'missing')?.id;
     if (id === 'missing') throw new EngineError('adapter_not_found', `adapter '${id}' not found`);
     if (id === 'private' && req.adapter?.apiToken !== PRIVATE_TOKEN) {
       const echo = req.inputs.includes('leak') ? ` (token ${req.adapter?.apiToken})` : '';
@@ -129,6 +156,47 @@ export class ScriptedEngine implements GenerationEngine {
       if (open) this.inFlight--;
       open = false;
     }
+  }
+}
+
+/** Adapter admin over an in-memory table: 'missing' is not found, 'private' needs PRIVATE_TOKEN. */
+export class MemoryAdapterAdmin implements AdapterAdmin {
+  readonly table = new Map<string, AdapterSummaryJson>();
+
+  list(): AdapterSummaryJson[] {
+    return [...this.table.values()];
+  }
+
+  async load(ref: AdapterRef): Promise<AdapterSummaryJson> {
+    if (ref.id === 'missing') throw new EngineError('adapter_not_found', `adapter '${ref.id}' not found`);
+    if (ref.id === 'private' && ref.apiToken !== PRIVATE_TOKEN) {
+      throw new EngineError(ref.apiToken ? 'adapter_forbidden' : 'adapter_unauthorized', `access to adapter '${ref.id}' denied`);
+    }
+    const known = this.table.get(ref.id);
+    const names = Object.entries(PRELOADED).filter(([, r]) => r.id === ref.id).map(([name]) => name);
+    const summary: AdapterSummaryJson = known
+      ? { ...known, tier: 'device' }
+      : { id: ref.id, names: [ref.id, ...names], source: ref.source, revision: null, tier: 'device', bytes: 4096,
+          rank: 8, lastUsed: null, pinned: false, inFlight: 0 };
+    this.table.set(ref.id, summary);
+    return summary;
+  }
+
+  async unload(ref: AdapterRef): Promise<AdapterSummaryJson> {
+    const known = this.table.get(ref.id);
+    if (!known) throw new EngineError('adapter_not_found', `adapter '${ref.id}' is not loaded`);
+    if (known.inFlight > 0) throw new EngineError('validation', `adapter '${ref.id}' is in use by ${known.inFlight} requests`);
+    const summary: AdapterSummaryJson = { ...known, tier: 'host', pinned: false };
+    this.table.set(ref.id, summary);
+    return summary;
+  }
+
+  async pin(ref: AdapterRef, pinned: boolean): Promise<AdapterSummaryJson> {
+    const loaded = pinned ? await this.load(ref) : this.table.get(ref.id);
+    if (!loaded) throw new EngineError('adapter_not_found', `adapter '${ref.id}' is not loaded`);
+    const summary: AdapterSummaryJson = { ...loaded, pinned };
+    this.table.set(ref.id, summary);
+    return summary;
   }
 }
 
@@ -206,5 +274,22 @@ if (isEntry) {
     assert.equal((await it.next()).done, true);
     assert.deepEqual(engine.aborted, ['r']);
     assert.equal(engine.inFlight, 0);
+  });
+
+  test('ScriptedEngine: model → adapter, chat template, adapter admin', async () => {
+    const engine = new ScriptedEngine();
+    assert.equal(engine.adapterForModel(undefined, 't'), null);
+    assert.equal(engine.adapterForModel('', undefined), null);
+    assert.equal(engine.adapterForModel(INFO.modelId, 't'), null);
+    assert.deepEqual(engine.adapterForModel('support', 't'), { id: 'org/support-lora', source: 'local', apiToken: 't' });
+    assert.deepEqual(engine.adapterForModel('org/x', undefined), { id: 'org/x', source: 'hub' });
+    assert.equal(engine.renderChat([{ role: 'user', content: 'hi' }]), '<|user|>\nhi\n<|assistant|>\n');
+    engine.hasChatTemplate = false;
+    assert.throws(() => engine.renderChat([]), (e: unknown) => e instanceof EngineError && e.kind === 'validation');
+    assert.equal((await engine.adapters.pin({ id: 'org/support-lora', source: 'local' }, true)).pinned, true);
+    assert.deepEqual(engine.adapters.list().map((a) => [a.names, a.tier]), [[['org/support-lora', 'support'], 'device']]);
+    assert.equal((await engine.adapters.unload({ id: 'org/support-lora', source: 'local' })).tier, 'host');
+    await assert.rejects(engine.adapters.load({ id: 'private', source: 'hub' }), (e: unknown) =>
+      e instanceof EngineError && e.kind === 'adapter_unauthorized');
   });
 }

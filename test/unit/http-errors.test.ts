@@ -48,7 +48,7 @@ describe('bad input → 422 validation, on /generate and /generate_stream alike'
     ['details not boolean', gen({ details: 'yes' }), '`details` must be a boolean'],
     ['adapter_id not a string', gen({ adapter_id: 5 }), '`adapter_id` must be a string'],
     ['bad adapter_source', gen({ adapter_id: 'a', adapter_source: 'ftp' }), '`adapter_source` must be one of hub, s3, local'],
-    ['merged_adapters', gen({ merged_adapters: { ids: ['a', 'b'], weights: [1, 1] } }), '`merged_adapters` is not supported yet'],
+    ['merged_adapters', gen({ merged_adapters: { ids: [], weights: [] } }), 'at least one adapter id must be provided in `merged_adapters.ids`'],
     ['watermark true', gen({ watermark: true }), '`watermark` is not supported yet'],
     ['best_of 2', gen({ best_of: 2 }), '`best_of` != 1 is not allowed for this endpoint'],
   ];

@@ -149,7 +149,7 @@ describe('generate body: adapters, tokens and unsupported parameters', () => {
     const neutral = valid({ best_of: 1, watermark: false, truncate: null, merged_adapters: null, ignore_eos_token: false,
       frequency_penalty: 0, return_k_alternatives: null, response_format: null, apply_chat_template: false });
     assert.equal(neutral.request.inputs, 'hello');
-    rejects(withParams({ merged_adapters: { ids: ['a', 'b'], weights: [0.5, 0.5] } }), 422, '`merged_adapters` is not supported yet');
+    rejects(withParams({ merged_adapters: { ids: ['a', 'b'], weights: [0.5] } }), 422, 'number of adapter ids must match number of adapter weights in `merged_adapters`');
     rejects(withParams({ watermark: true }), 422, '`watermark` is not supported yet');
     rejects(withParams({ truncate: 10 }), 422, '`truncate` is not supported yet');
     rejects(withParams({ best_of: 2 }), 422, '`best_of` != 1 is not allowed for this endpoint');

@@ -1,0 +1,267 @@
+// POST /v1/completions and POST /v1/chat/completions (OpenAI-compatible), whole or streamed (SSE chunks
+// ending with `data: [DONE]`). `model` picks the adapter (engine.adapterForModel). Errors keep the HTTP
+// statuses of the other routes but take OpenAI's shape, `{"error": {message, type, param, code}}`, which
+// OpenAI SDKs parse (code = weft's error_type); a failure mid-stream is one such `data:` event, then [DONE].
+import { Readable } from 'node:stream';
+import { context, trace, type Span } from '@opentelemetry/api';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  EngineError,
+  type AdapterRef,
+  type GenerateRequest,
+  type GenerationEngine,
+  type GenerationEvent,
+} from '../engine/types.js';
+import { internalError, toHttpError } from './errors.js';
+import { spanOf } from './lifecycle.js';
+import {
+  SSE_DONE,
+  CompletionLogprobs,
+  StopTrimmer,
+  chatChunk,
+  chatJson,
+  chatLogprobs,
+  chatTokenLogprob,
+  completionChunk,
+  completionJson,
+  finishReasonOf,
+  openAiErrorBody,
+  responseHead,
+  usageChunk,
+  usageJson,
+  type ChatTokenLogprobJson,
+  type ResponseHead,
+} from './openai-responses.js';
+import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
+import { sseFrame } from './responses.js';
+import { bearerToken } from './validate.js';
+
+export interface OpenAiDeps {
+  engine: GenerationEngine;
+  /** The server's body limit (named in the 413 message). */
+  bodyLimitBytes: number;
+}
+
+type Kind = 'completion' | 'chat';
+
+/** A started generation: its events (the first already read), what shapes its answer, its cancel. */
+interface Run {
+  kind: Kind;
+  valid: ValidOpenAi;
+  head: ResponseHead;
+  span: Span;
+  events: AsyncIterator<GenerationEvent>;
+  first: IteratorResult<GenerationEvent>;
+  abort: AbortController;
+  secrets: string[];
+}
+
+export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
+  const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
+  const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
+  app.post('/v1/completions', { errorHandler }, async (request, reply) => {
+    const valid = validateCompletionBody(request.body, limits(), request.headers.authorization);
+    const run = await start(request, reply, deps, 'completion', valid, valid.prompt);
+    return valid.stream ? stream(run, reply) : whole(run);
+  });
+  app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
+    const valid = validateChatBody(request.body, limits(), request.headers.authorization);
+    const inputs = deps.engine.renderChat(valid.messages);
+    const run = await start(request, reply, deps, 'chat', valid, inputs);
+    return valid.stream ? stream(run, reply) : whole(run);
+  });
+}
+
+/** `model` → adapter; with `adapter_source` the model is taken as an adapter id in that source. */
+function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | null {
+  const ref = engine.adapterForModel(valid.model, valid.apiToken);
+  if (ref === null || valid.adapterSource === undefined || valid.model === undefined) return ref;
+  return { ...ref, id: valid.model, source: valid.adapterSource };
+}
+
+async function start(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: OpenAiDeps,
+  kind: Kind,
+  valid: ValidOpenAi,
+  inputs: string,
+): Promise<Run> {
+  const adapter = adapterOf(deps.engine, valid);
+  const span = spanOf(request);
+  span.setAttribute('weft.adapter_id', adapter?.id ?? '');
+  if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
+  });
+  const req: GenerateRequest = {
+    requestId: request.id, inputs, adapter, merge: null, sampling: valid.sampling, maxNewTokens: valid.maxNewTokens,
+    stop: valid.stop, promptLogprobs: false, topN: valid.topN,
+  };
+  const iterable = await context.with(trace.setSpan(context.active(), span), () => deps.engine.generate(req, abort.signal));
+  const events = iterable[Symbol.asyncIterator]();
+  const first = await events.next();
+  if (!first.done && first.value.type === 'error') {
+    release(events);
+    throw first.value.error;
+  }
+  const head = responseHead(kind, valid.model || deps.engine.info.modelId);
+  return { kind, valid, head, span, events, first, abort, secrets: secretsOf(request) };
+}
+
+async function whole(run: Run): Promise<object> {
+  let promptTokens = 0;
+  const completionLogprobs = new CompletionLogprobs();
+  const chatContent: ChatTokenLogprobJson[] = [];
+  try {
+    for (let r = run.first; !r.done; r = await run.events.next()) {
+      const ev = r.value;
+      switch (ev.type) {
+        case 'admitted':
+          promptTokens = ev.promptTokens;
+          break;
+        case 'token':
+          if (!run.valid.logprobs || ev.token.special) break;
+          if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
+          else completionLogprobs.add(ev.token, ev.textDelta);
+          break;
+        case 'end': {
+          const text = new StopTrimmer(run.valid.stop).finish(ev.generatedText);
+          const finish = finishReasonOf(ev.finishReason);
+          const usage = usageJson(promptTokens, ev.generatedTokens);
+          run.span.setAttribute('weft.finish_reason', ev.finishReason);
+          if (run.kind === 'chat') {
+            return chatJson(run.head, text, run.valid.logprobs ? chatLogprobs(chatContent) : null, finish, usage);
+          }
+          return completionJson(run.head, text, run.valid.logprobs ? completionLogprobs.json : null, finish, usage);
+        }
+        case 'error':
+          throw ev.error;
+        default: {
+          const unhandled: never = ev;
+          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    throw endedEarly(run);
+  } finally {
+    release(run.events);
+  }
+}
+
+function stream(run: Run, reply: FastifyReply): FastifyReply {
+  reply.header('content-type', 'text/event-stream');
+  reply.header('cache-control', 'no-cache');
+  reply.header('x-accel-buffering', 'no');
+  return reply.send(Readable.from(sseChunks(run, reply), { objectMode: false }));
+}
+
+/** Chat opens with a role chunk; then a chunk per token that adds text; a finish chunk; usage; [DONE]. */
+async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string> {
+  const { head, valid } = run;
+  const chunk = (text: string | null, logprobs: ChatTokenLogprobJson | null, finish: 'stop' | 'length' | null) =>
+    sseFrame(run.kind === 'chat'
+      ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage)
+      : completionChunk(head, text ?? '', null, finish, valid.includeUsage));
+  const trimmer = new StopTrimmer(valid.stop);
+  const completionLogprobs = new CompletionLogprobs();
+  let promptTokens = 0;
+  let settled = false;
+  try {
+    for (let r = run.first; !r.done; r = await run.events.next()) {
+      const ev = r.value;
+      switch (ev.type) {
+        case 'admitted':
+          promptTokens = ev.promptTokens;
+          if (run.kind === 'chat') {
+            yield sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage));
+          }
+          break;
+        case 'token': {
+          if (ev.token.special || trimmer.stopped) break;
+          const text = trimmer.push(ev.textDelta);
+          if (!valid.logprobs) {
+            if (text !== '') yield chunk(text, null, null);
+          } else if (run.kind === 'chat') {
+            yield chunk(text, chatTokenLogprob(ev.token, ev.textDelta), null);
+          } else {
+            const lp = completionLogprobs.add(ev.token, ev.textDelta);
+            yield sseFrame(completionChunk(head, text, lp, null, valid.includeUsage));
+          }
+          break;
+        }
+        case 'end': {
+          settled = true;
+          run.span.setAttribute('weft.finish_reason', ev.finishReason);
+          const rest = trimmer.finish(ev.generatedText);
+          if (rest !== '') yield chunk(rest, null, null);
+          yield chunk(null, null, finishReasonOf(ev.finishReason));
+          if (valid.includeUsage) yield sseFrame(usageChunk(run.kind, head, usageJson(promptTokens, ev.generatedTokens)));
+          yield SSE_DONE;
+          return;
+        }
+        case 'error':
+          settled = true;
+          yield errorFrame(ev.error, run, reply);
+          return;
+        default: {
+          const unhandled: never = ev;
+          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
+        }
+      }
+    }
+    settled = true;
+    if (!run.abort.signal.aborted) yield errorFrame(endedEarly(run), run, reply);
+  } catch (err) {
+    settled = true;
+    yield errorFrame(err, run, reply);
+  } finally {
+    // Reached early when the response stream is destroyed (client gone): cancel the request.
+    if (!settled) run.abort.abort(new Error('response stream closed'));
+    release(run.events);
+  }
+}
+
+/** A failure after the 200 went out: one OpenAI error event, then [DONE] so clients stop reading. */
+function errorFrame(err: unknown, run: Run, reply: FastifyReply): string {
+  const httpError = toHttpError(err, 0);
+  const body = openAiErrorBody(httpError, run.secrets);
+  run.span.setAttribute('weft.error_type', body.error.code);
+  if (httpError.status >= 500) reply.log.error({ error_type: body.error.code, msg_text: body.error.message }, 'stream failed');
+  else reply.log.info({ error_type: body.error.code }, 'stream ended with an error');
+  return sseFrame(body) + SSE_DONE;
+}
+
+/** The route-level error handler: every error of these routes (body parsing included) in OpenAI's shape. */
+function openAiErrorHandler(bodyLimitBytes: number) {
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const httpError = toHttpError(err, bodyLimitBytes);
+    const fields = { status: httpError.status, error_type: httpError.errorType };
+    if (httpError.status < 500) request.log.info(fields, 'request rejected');
+    else if (httpError.errorType === 'internal' && !(err instanceof EngineError)) request.log.error({ ...fields, err }, 'request failed');
+    else request.log.error({ ...fields, message: openAiErrorBody(httpError, secretsOf(request)).error.message }, 'request failed');
+    return reply.code(httpError.status).send(openAiErrorBody(httpError, secretsOf(request)));
+  };
+}
+
+/** The api tokens this request carries (scrubbed from any error message sent back). */
+function secretsOf(request: FastifyRequest): string[] {
+  const secrets: string[] = [];
+  const bearer = bearerToken(request.headers.authorization);
+  if (bearer) secrets.push(bearer);
+  const body = request.body as { api_token?: unknown } | null | undefined;
+  const token = typeof body === 'object' && body !== null ? body.api_token : undefined;
+  if (typeof token === 'string' && token.length > 0) secrets.push(token);
+  return secrets;
+}
+
+/** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
+function release(events: AsyncIterator<GenerationEvent>): void {
+  events.return?.().catch(() => undefined);
+}
+
+function endedEarly(run: Run): Error {
+  if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');
+  return internalError(new Error('the engine ended the request without an end or error event'));
+}

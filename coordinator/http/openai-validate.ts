@@ -1,0 +1,315 @@
+// Request-body validation for the OpenAI-compatible routes (POST /v1/completions, /v1/chat/completions):
+// strict like the TGI routes (unknown keys are refused by name, `null` means absent), with OpenAI's
+// semantics where they differ from TGI's.
+//
+// Semantics chosen (and why):
+//  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
+//    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
+//  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
+//    with "not supported yet" otherwise: n 1, best_of 1, echo false, suffix '', presence/frequency_penalty
+//    0, logit_bias {}, ignore_eos_token false, tools/functions [], tool_choice/function_call 'none'|'auto'
+//    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
+//    metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
+//    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
+//  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
+//    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
+import type { SamplingParams } from '../../protocol/index.js';
+import type { AdapterSource } from '../engine/types.js';
+import { notSupported, validationError } from './errors.js';
+import {
+  ADAPTER_SOURCES,
+  DEFAULT_MAX_NEW_TOKENS,
+  MAX_SEED,
+  MAX_STOP_SEQUENCES,
+  MAX_TOP_N_TOKENS,
+  asObject,
+  bearerToken,
+  bool,
+  int,
+  num,
+  optional,
+  randomSeed,
+  str,
+  type ValidationLimits,
+} from './validate.js';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/** What both OpenAI routes share, validated. */
+export interface ValidOpenAi {
+  /** As sent (undefined when absent); the engine maps it to an adapter. */
+  model: string | undefined;
+  /** `api_token` (LoRAX extension) or else the Authorization bearer token. */
+  apiToken: string | undefined;
+  /** `adapter_source` (LoRAX extension): `model` is then an adapter id in that source. */
+  adapterSource: AdapterSource | undefined;
+  sampling: SamplingParams;
+  maxNewTokens: number;
+  stop: string[];
+  /** Report per-token log-probs, with topN alternatives each. */
+  logprobs: boolean;
+  topN: number;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+export interface ValidCompletion extends ValidOpenAi {
+  prompt: string;
+}
+
+export interface ValidChat extends ValidOpenAi {
+  messages: ChatMessage[];
+}
+
+type Json = Record<string, unknown>;
+
+const COMMON_KEYS = [
+  'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
+  'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'adapter_source',
+  'api_token', 'logprobs',
+];
+const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
+const CHAT_KEYS = new Set([
+  ...COMMON_KEYS, 'messages', 'top_logprobs', 'max_completion_tokens', 'tools', 'tool_choice', 'parallel_tool_calls',
+  'functions', 'function_call', 'response_format', 'store', 'metadata', 'service_tier', 'modalities',
+  'prompt_cache_key', 'safety_identifier',
+]);
+const IGNORED_STRINGS = ['user', 'prompt_cache_key', 'safety_identifier'];
+
+const isEmptyObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
+
+/** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */
+const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
+  n: (v) => v === 1,
+  best_of: (v) => v === 1,
+  echo: (v) => v === false,
+  suffix: (v) => v === '',
+  presence_penalty: (v) => v === 0,
+  frequency_penalty: (v) => v === 0,
+  logit_bias: isEmptyObject,
+  ignore_eos_token: (v) => v === false,
+  tools: isEmptyArray,
+  functions: isEmptyArray,
+  tool_choice: (v) => v === 'none' || v === 'auto',
+  function_call: (v) => v === 'none' || v === 'auto',
+  parallel_tool_calls: (v) => typeof v === 'boolean',
+  response_format: (v) => typeof v === 'object' && v !== null && (v as Json).type === 'text' && Object.keys(v).length === 1,
+  store: (v) => v === false,
+  metadata: isEmptyObject,
+  service_tier: (v) => v === 'auto' || v === 'default',
+  modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text',
+};
+
+const ROLES: Readonly<Record<string, ChatMessage['role']>> = {
+  system: 'system', developer: 'system', user: 'user', assistant: 'assistant',
+};
+const MESSAGE_KEYS = new Set(['role', 'content', 'name']);
+/** Keys of an assistant message echoed back from a response object; accepted when null (or empty). */
+const MESSAGE_NULL_KEYS = new Set(['refusal', 'tool_calls', 'function_call', 'audio', 'annotations']);
+
+export function validateCompletionBody(
+  body: unknown,
+  limits: ValidationLimits,
+  authorization?: string | string[],
+  seedSource: () => number = randomSeed,
+): ValidCompletion {
+  const top = asObject(body, 'request body');
+  checkKeys(top, COMPLETION_KEYS);
+  const logprobs = optional(top, 'logprobs', int);
+  if (logprobs !== undefined && (logprobs < 0 || logprobs > MAX_TOP_N_TOKENS)) {
+    throw validationError(`\`logprobs\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${logprobs}`);
+  }
+  const maxTokens = optional(top, 'max_tokens', int);
+  const common = commonFields(top, limits, authorization, seedSource, maxTokens, logprobs);
+  return { ...common, prompt: promptOf(top) };
+}
+
+export function validateChatBody(
+  body: unknown,
+  limits: ValidationLimits,
+  authorization?: string | string[],
+  seedSource: () => number = randomSeed,
+): ValidChat {
+  const top = asObject(body, 'request body');
+  checkKeys(top, CHAT_KEYS);
+  const logprobs = optional(top, 'logprobs', bool) ?? false;
+  const topLogprobs = optional(top, 'top_logprobs', int);
+  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > MAX_TOP_N_TOKENS)) {
+    throw validationError(`\`top_logprobs\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${topLogprobs}`);
+  }
+  if (topLogprobs !== undefined && !logprobs) throw validationError('`top_logprobs` requires `logprobs` to be true');
+  const maxTokens = optional(top, 'max_tokens', int);
+  const maxCompletionTokens = optional(top, 'max_completion_tokens', int);
+  if (maxTokens !== undefined && maxCompletionTokens !== undefined && maxTokens !== maxCompletionTokens) {
+    throw validationError('`max_tokens` and `max_completion_tokens` disagree; send one of them');
+  }
+  const topN = logprobs ? (topLogprobs ?? 0) : undefined;
+  const common = commonFields(top, limits, authorization, seedSource, maxCompletionTokens ?? maxTokens, topN);
+  return { ...common, messages: messagesOf(top) };
+}
+
+// --- pieces ---------------------------------------------------------------------------------------
+
+function checkKeys(top: Json, known: ReadonlySet<string>): void {
+  for (const key of Object.keys(top)) {
+    if (!known.has(key)) throw validationError(`unknown field \`${key.slice(0, 64)}\``);
+  }
+  for (const key of IGNORED_STRINGS) optional(top, key, str);
+  for (const [key, neutral] of Object.entries(NEUTRAL)) {
+    const v = top[key];
+    if (v === undefined || v === null || !known.has(key) || neutral(v)) continue;
+    if (key === 'n' && typeof v === 'number') throw validationError('`n` > 1 is not supported: send one request per choice');
+    throw notSupported(key);
+  }
+}
+
+function commonFields(
+  top: Json,
+  limits: ValidationLimits,
+  authorization: string | string[] | undefined,
+  seedSource: () => number,
+  maxTokens: number | undefined,
+  topN: number | undefined,
+): ValidOpenAi {
+  const model = optional(top, 'model', str);
+  const adapterSource = optional(top, 'adapter_source', str);
+  if (adapterSource !== undefined && !(ADAPTER_SOURCES as readonly string[]).includes(adapterSource)) {
+    throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  }
+  const stream = optional(top, 'stream', bool) ?? false;
+  return {
+    model,
+    apiToken: optional(top, 'api_token', str) || bearerToken(authorization),
+    adapterSource: adapterSource as AdapterSource | undefined,
+    sampling: samplingParams(top, seedSource),
+    maxNewTokens: maxTokensOf(maxTokens, limits.maxTotalTokens),
+    stop: stopSequences(top),
+    logprobs: topN !== undefined,
+    topN: topN ?? 0,
+    stream,
+    includeUsage: includeUsage(top, stream),
+  };
+}
+
+function samplingParams(top: Json, seedSource: () => number): SamplingParams {
+  const temperature = optional(top, 'temperature', num) ?? 1;
+  if (temperature < 0 || temperature > 2) throw validationError('`temperature` must be >= 0 and <= 2');
+  const topP = optional(top, 'top_p', num) ?? 1;
+  if (topP <= 0 || topP > 1) throw validationError('`top_p` must be > 0 and <= 1');
+  const topK = optional(top, 'top_k', int);
+  if (topK !== undefined && topK <= 0) throw validationError('`top_k` must be strictly positive');
+  const repetitionPenalty = optional(top, 'repetition_penalty', num) ?? 1;
+  if (repetitionPenalty <= 0) throw validationError('`repetition_penalty` must be strictly positive');
+  const given = optional(top, 'seed', int);
+  if (given !== undefined && (given < 0 || given > MAX_SEED)) {
+    throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
+  }
+  const doSample = temperature > 0;
+  const seed = given ?? (doSample ? seedSource() : 0);
+  // Greedy: the warpers cannot change an argmax, so they are sent switched off.
+  if (!doSample) return { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty, doSample, seed };
+  return { temperature, topK: topK ?? 0, topP, typicalP: 1, repetitionPenalty, doSample, seed };
+}
+
+function maxTokensOf(v: number | undefined, maxTotalTokens: number): number {
+  if (v === undefined) return Math.max(1, Math.min(DEFAULT_MAX_NEW_TOKENS, maxTotalTokens - 1));
+  if (v <= 0) throw validationError('`max_tokens` must be strictly positive');
+  if (v > maxTotalTokens) throw validationError(`\`max_tokens\` must be <= ${maxTotalTokens}. Given: ${v}`);
+  return v;
+}
+
+function stopSequences(top: Json): string[] {
+  const v = top.stop;
+  if (v === undefined || v === null) return [];
+  const stops = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(stops) || !stops.every((s) => typeof s === 'string')) {
+    throw validationError('`stop` must be a string or an array of strings');
+  }
+  if (stops.length > MAX_STOP_SEQUENCES) {
+    throw validationError(`\`stop\` supports up to ${MAX_STOP_SEQUENCES} stop sequences. Given: ${stops.length}`);
+  }
+  if (stops.some((s) => s === '')) throw validationError('`stop` sequences cannot be empty strings');
+  return [...(stops as string[])];
+}
+
+function includeUsage(top: Json, stream: boolean): boolean {
+  if (top.stream_options === undefined || top.stream_options === null) return false;
+  if (!stream) throw validationError('`stream_options` is only allowed when `stream` is true');
+  const opts = asObject(top.stream_options, '`stream_options`');
+  for (const key of Object.keys(opts)) {
+    if (key !== 'include_usage' && key !== 'include_obfuscation') {
+      throw validationError(`unknown field \`stream_options.${key.slice(0, 64)}\``);
+    }
+  }
+  if (opts.include_obfuscation !== undefined && opts.include_obfuscation !== null) {
+    bool(opts.include_obfuscation, 'stream_options.include_obfuscation');
+  }
+  const v = opts.include_usage;
+  return v === undefined || v === null ? false : bool(v, 'stream_options.include_usage');
+}
+
+function promptOf(top: Json): string {
+  const v = top.prompt;
+  if (v === undefined || v === null) throw validationError('missing field `prompt`');
+  const prompts = Array.isArray(v) ? v : [v];
+  if (prompts.length === 0) throw validationError('`prompt` cannot be empty');
+  if (prompts.some((p) => typeof p !== 'string')) {
+    const tokenIds = prompts.every((p) => typeof p === 'number' || Array.isArray(p));
+    throw validationError(tokenIds ? 'token-id prompts are not supported: send text' : '`prompt` must be a string');
+  }
+  if (prompts.length > 1) throw validationError('batched prompts are not supported: send one prompt per request');
+  if (prompts[0] === '') throw validationError('`prompt` cannot be empty');
+  return prompts[0] as string;
+}
+
+function messagesOf(top: Json): ChatMessage[] {
+  const v = top.messages;
+  if (v === undefined || v === null) throw validationError('missing field `messages`');
+  if (!Array.isArray(v)) throw validationError('`messages` must be an array');
+  if (v.length === 0) throw validationError('`messages` cannot be empty');
+  return v.map((m, i) => messageOf(m, `messages[${i}]`));
+}
+
+function messageOf(v: unknown, at: string): ChatMessage {
+  const m = asObject(v, `\`${at}\``);
+  for (const key of Object.keys(m)) {
+    if (MESSAGE_KEYS.has(key)) continue;
+    if (MESSAGE_NULL_KEYS.has(key) && (m[key] === null || isEmptyArray(m[key]))) continue;
+    if (MESSAGE_NULL_KEYS.has(key) || key === 'tool_call_id') throw notSupported(`${at}.${key}`);
+    throw validationError(`unknown field \`${at}.${key.slice(0, 64)}\``);
+  }
+  if (m.name !== undefined && m.name !== null) str(m.name, `${at}.name`);
+  const roleName = m.role === undefined || m.role === null ? undefined : str(m.role, `${at}.role`);
+  if (roleName === undefined) throw validationError(`missing field \`${at}.role\``);
+  const role = ROLES[roleName];
+  if (role === undefined) {
+    if (roleName === 'tool' || roleName === 'function') throw validationError(`\`${at}.role\` ${roleName} is not supported yet`);
+    throw validationError(`\`${at}.role\` must be one of system, user, assistant (or developer)`);
+  }
+  return { role, content: contentOf(m.content, `${at}.content`) };
+}
+
+function contentOf(v: unknown, at: string): string {
+  if (v === undefined || v === null) throw validationError(`missing field \`${at}\``);
+  if (typeof v === 'string') return v;
+  if (!Array.isArray(v)) throw validationError(`\`${at}\` must be a string or an array of content parts`);
+  return v
+    .map((part, j) => {
+      const p = asObject(part, `\`${at}[${j}]\``);
+      if (p.type !== 'text') {
+        throw typeof p.type === 'string'
+          ? validationError(`\`${at}[${j}].type\` ${p.type.slice(0, 64)} is not supported: only text parts`)
+          : validationError(`\`${at}[${j}].type\` must be "text"`);
+      }
+      for (const key of Object.keys(p)) {
+        if (key !== 'type' && key !== 'text') throw validationError(`unknown field \`${at}[${j}].${key.slice(0, 64)}\``);
+      }
+      return str(p.text, `${at}[${j}].text`);
+    })
+    .join('');
+}

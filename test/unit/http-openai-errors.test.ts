@@ -1,0 +1,201 @@
+// Every way an OpenAI-route request can fail, through the real server: the HTTP status (the same as the
+// TGI routes'), and OpenAI's error shape `{"error": {message, type, param, code}}` with code = weft's
+// error_type — for validation, engine errors, fastify's body errors and failures mid-stream.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { PRIVATE_TOKEN, post, testServer, type TestServer } from './http-engine-double.test.js';
+
+let s: TestServer;
+before(async () => { s = await testServer({ bodyLimitBytes: 4096 }); });
+after(async () => { await s.app.close(); });
+
+type Res = Awaited<ReturnType<typeof post>>;
+
+function assertOpenAiError(res: Res, status: number, type: string, code: string, message: string | RegExp): void {
+  assert.equal(res.statusCode, status, res.body);
+  assert.match(String(res.headers['content-type']), /^application\/json/);
+  const body = res.json() as { error: Record<string, unknown> };
+  assert.deepEqual(Object.keys(body), ['error']);
+  assert.deepEqual(Object.keys(body.error), ['message', 'type', 'param', 'code']);
+  assert.equal(body.error.type, type);
+  assert.equal(body.error.code, code);
+  assert.equal(body.error.param, null);
+  if (typeof message === 'string') assert.equal(body.error.message, message);
+  else assert.match(String(body.error.message), message);
+}
+
+const invalid = (res: Res, message: string | RegExp) => assertOpenAiError(res, 422, 'invalid_request_error', 'validation', message);
+const chat = (extra: Record<string, unknown>) => ({ messages: [{ role: 'user', content: 'hi' }], ...extra });
+const completion = (extra: Record<string, unknown>) => ({ prompt: 'hi', ...extra });
+
+describe('bad input → 422 in OpenAI shape', () => {
+  const both: [string, Record<string, unknown>, string | RegExp][] = [
+    ['unknown key', { max_tokens: 2, bogus: 1 }, 'unknown field `bogus`'],
+    ['n = 2', { n: 2 }, '`n` > 1 is not supported: send one request per choice'],
+    ['presence_penalty', { presence_penalty: 0.5 }, '`presence_penalty` is not supported yet'],
+    ['frequency_penalty', { frequency_penalty: -1 }, '`frequency_penalty` is not supported yet'],
+    ['logit_bias', { logit_bias: { '50256': -100 } }, '`logit_bias` is not supported yet'],
+    ['temperature > 2', { temperature: 2.5 }, '`temperature` must be >= 0 and <= 2'],
+    ['temperature < 0', { temperature: -0.1 }, '`temperature` must be >= 0 and <= 2'],
+    ['top_p 0', { top_p: 0 }, '`top_p` must be > 0 and <= 1'],
+    ['top_p > 1', { top_p: 1.5 }, '`top_p` must be > 0 and <= 1'],
+    ['top_k 0', { top_k: 0 }, '`top_k` must be strictly positive'],
+    ['seed negative', { seed: -1 }, '`seed` must be an integer >= 0 and <= 2^53 - 1'],
+    ['max_tokens 0', { max_tokens: 0 }, '`max_tokens` must be strictly positive'],
+    ['max_tokens huge', { max_tokens: 100000 }, '`max_tokens` must be <= 256. Given: 100000'],
+    ['max_tokens string', { max_tokens: '5' }, '`max_tokens` must be a number'],
+    ['five stop sequences', { stop: ['a', 'b', 'c', 'd', 'e'] }, '`stop` supports up to 4 stop sequences. Given: 5'],
+    ['stop a number', { stop: 5 }, '`stop` must be a string or an array of strings'],
+    ['empty stop', { stop: [''] }, '`stop` sequences cannot be empty strings'],
+    ['stream_options without stream', { stream_options: { include_usage: true } }, '`stream_options` is only allowed when `stream` is true'],
+    ['stream_options unknown key', { stream: true, stream_options: { x: 1 } }, 'unknown field `stream_options.x`'],
+    ['model not a string', { model: 5 }, '`model` must be a string'],
+    ['bad adapter_source', { model: 'a', adapter_source: 'ftp' }, '`adapter_source` must be one of hub, s3, local'],
+    ['ignore_eos_token', { ignore_eos_token: true }, '`ignore_eos_token` is not supported yet'],
+    ['user not a string', { user: 5 }, '`user` must be a string'],
+    ['engine: prompt + max_tokens over the limit', { max_tokens: 256 }, /must be <= 256/],
+  ];
+  for (const [name, extra, message] of both) {
+    test(name, async () => {
+      invalid(await post(s.app, '/v1/completions', completion(extra)), message);
+      invalid(await post(s.app, '/v1/chat/completions', chat(extra)), message);
+    });
+  }
+
+  const completions: [string, Record<string, unknown>, string | RegExp][] = [
+    ['no prompt', {}, 'missing field `prompt`'],
+    ['empty prompt', { prompt: '' }, '`prompt` cannot be empty'],
+    ['empty prompt array', { prompt: [] }, '`prompt` cannot be empty'],
+    ['batched prompts', { prompt: ['a', 'b'] }, 'batched prompts are not supported: send one prompt per request'],
+    ['token-id prompt', { prompt: [1, 2, 3] }, 'token-id prompts are not supported: send text'],
+    ['prompt an object', { prompt: { text: 'a' } }, '`prompt` must be a string'],
+    ['logprobs 6', { prompt: 'a', logprobs: 6 }, '`logprobs` must be >= 0 and <= 5. Given: 6'],
+    ['logprobs boolean', { prompt: 'a', logprobs: true }, '`logprobs` must be a number'],
+    ['echo', { prompt: 'a', echo: true }, '`echo` is not supported yet'],
+    ['best_of 2', { prompt: 'a', best_of: 2 }, '`best_of` is not supported yet'],
+    ['suffix', { prompt: 'a', suffix: 'end' }, '`suffix` is not supported yet'],
+    ['chat key on completions', { prompt: 'a', messages: [] }, 'unknown field `messages`'],
+  ];
+  for (const [name, body, message] of completions) {
+    test(`completions: ${name}`, async () => invalid(await post(s.app, '/v1/completions', body), message));
+  }
+
+  const chats: [string, Record<string, unknown>, string | RegExp][] = [
+    ['no messages', {}, 'missing field `messages`'],
+    ['messages not an array', { messages: 'hi' }, '`messages` must be an array'],
+    ['empty messages', { messages: [] }, '`messages` cannot be empty'],
+    ['message not an object', { messages: ['hi'] }, '`messages[0]` must be a JSON object'],
+    ['no role', { messages: [{ content: 'a' }] }, 'missing field `messages[0].role`'],
+    ['bad role', { messages: [{ role: 'robot', content: 'a' }] }, '`messages[0].role` must be one of system, user, assistant (or developer)'],
+    ['tool role', { messages: [{ role: 'tool', content: 'a', tool_call_id: 'x' }] }, '`messages[0].tool_call_id` is not supported yet'],
+    ['tool role alone', { messages: [{ role: 'tool', content: 'a' }] }, '`messages[0].role` tool is not supported yet'],
+    ['no content', { messages: [{ role: 'user' }] }, 'missing field `messages[0].content`'],
+    ['content a number', { messages: [{ role: 'user', content: 1 }] }, '`messages[0].content` must be a string or an array of content parts'],
+    ['image part', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+      '`messages[0].content[0].type` image_url is not supported: only text parts'],
+    ['part without text', { messages: [{ role: 'user', content: [{ type: 'text' }] }] }, '`messages[0].content[0].text` must be a string'],
+    ['unknown message key', { messages: [{ role: 'user', content: 'a', mood: 'x' }] }, 'unknown field `messages[0].mood`'],
+    ['tool_calls', { messages: [{ role: 'assistant', content: 'a', tool_calls: [{ id: 'c' }] }] }, '`messages[0].tool_calls` is not supported yet'],
+    ['tools', chat({ tools: [{ type: 'function', function: { name: 'f' } }] }), '`tools` is not supported yet'],
+    ['tool_choice required', chat({ tool_choice: 'required' }), '`tool_choice` is not supported yet'],
+    ['json response_format', chat({ response_format: { type: 'json_object' } }), '`response_format` is not supported yet'],
+    ['top_logprobs without logprobs', chat({ top_logprobs: 2 }), '`top_logprobs` requires `logprobs` to be true'],
+    ['top_logprobs 6', chat({ logprobs: true, top_logprobs: 6 }), '`top_logprobs` must be >= 0 and <= 5. Given: 6'],
+    ['logprobs a number', chat({ logprobs: 2 }), '`logprobs` must be a boolean'],
+    ['max_tokens and max_completion_tokens disagree', chat({ max_tokens: 2, max_completion_tokens: 3 }),
+      '`max_tokens` and `max_completion_tokens` disagree; send one of them'],
+    ['completions key on chat', chat({ prompt: 'a' }), 'unknown field `prompt`'],
+    ['reasoning_effort', chat({ reasoning_effort: 'low' }), 'unknown field `reasoning_effort`'],
+  ];
+  for (const [name, body, message] of chats) {
+    test(`chat: ${name}`, async () => invalid(await post(s.app, '/v1/chat/completions', body), message));
+  }
+
+  test('no chat template → 422 from the engine, in OpenAI shape', async () => {
+    s.engine.hasChatTemplate = false;
+    try {
+      invalid(await post(s.app, '/v1/chat/completions', chat({})), 'the model has no chat template');
+    } finally {
+      s.engine.hasChatTemplate = true;
+    }
+  });
+});
+
+describe('engine errors → the TGI routes\' statuses, OpenAI types', () => {
+  const cases: [string, string, number, string, string, string | RegExp][] = [
+    ['unknown adapter', 'missing', 404, 'not_found_error', 'adapter_not_found', "adapter 'missing' not found"],
+    ['forbidden adapter', 'private', 403, 'permission_error', 'adapter_forbidden', "access to adapter 'private' denied"],
+    ['adapter load failure', 'broken', 424, 'server_error', 'adapter_load', 'adapter weights are corrupt'],
+  ];
+  for (const [name, model, status, type, code, message] of cases) {
+    test(name, async () => {
+      assertOpenAiError(await post(s.app, '/v1/completions', { model, prompt: 'a', max_tokens: 2 }), status, type, code, message);
+      assertOpenAiError(await post(s.app, '/v1/chat/completions', chat({ model, stream: true })), status, type, code, message);
+    });
+  }
+
+  test('overloaded → 429 rate_limit_error', async () => {
+    s.engine.inFlight = 4;
+    try {
+      assertOpenAiError(await post(s.app, '/v1/completions', { prompt: 'a' }), 429, 'rate_limit_error', 'overloaded', 'Model is overloaded');
+    } finally {
+      s.engine.inFlight = 0;
+    }
+  });
+
+  test('a private adapter with its token works', async () => {
+    const res = await post(s.app, '/v1/completions', { model: 'private', prompt: 'a', max_tokens: 1 }, { authorization: `Bearer ${PRIVATE_TOKEN}` });
+    assert.equal(res.statusCode, 200, res.body);
+  });
+
+  test('an error message never echoes the token', async () => {
+    const res = await post(s.app, '/v1/completions', { model: 'private', prompt: 'leak it', api_token: 'hf_wrong_token_x' });
+    assertOpenAiError(res, 403, 'permission_error', 'adapter_forbidden', /\[REDACTED\]/);
+    assert.ok(!res.body.includes('hf_wrong_token_x'));
+    assert.ok(!s.logs.join('').includes('hf_wrong_token_x'), 'nor does the log');
+  });
+
+  test('failure mid-stream: the chunks so far, one OpenAI error event, then [DONE]', async () => {
+    const res = await post(s.app, '/v1/chat/completions', chat({ model: 'flaky', stream: true, max_tokens: 5 }));
+    assert.equal(res.statusCode, 200);
+    const frames = res.body.split('\n\n').filter(Boolean);
+    assert.equal(frames.length, 5);
+    assert.equal(frames.at(-1), 'data: [DONE]');
+    assert.deepEqual(JSON.parse(frames.at(-2)!.slice('data: '.length)), {
+      error: { message: 'CUDA error: device-side assert', type: 'server_error', param: null, code: 'generation' },
+    });
+  });
+
+  test('failure before any output of a whole response → its status', async () => {
+    const res = await post(s.app, '/v1/completions', { model: 'flaky', prompt: 'a', max_tokens: 5 });
+    assertOpenAiError(res, 424, 'server_error', 'generation', 'CUDA error: device-side assert');
+  });
+});
+
+describe('body format errors keep their statuses, in OpenAI shape', () => {
+  const raw = (url: string, payload: string, contentType = 'application/json') =>
+    s.app.inject({ method: 'POST', url, payload, headers: { 'content-type': contentType } });
+
+  test('malformed JSON → 400', async () => {
+    assertOpenAiError(await raw('/v1/completions', '{"prompt": '), 400, 'invalid_request_error', 'validation', /^Failed to parse the request body as JSON/);
+  });
+
+  test('not JSON → 415', async () => {
+    assertOpenAiError(await raw('/v1/chat/completions', 'hi', 'text/plain'), 415, 'invalid_request_error', 'validation',
+      'Expected request with `Content-Type: application/json`');
+  });
+
+  test('body too large → 413', async () => {
+    const big = JSON.stringify({ prompt: 'x'.repeat(5000) });
+    assertOpenAiError(await raw('/v1/completions', big), 413, 'invalid_request_error', 'validation', 'Request body is larger than 4096 bytes');
+  });
+
+  test('body not an object → 422', async () => {
+    invalid(await post(s.app, '/v1/completions', ['a']), 'request body must be a JSON object');
+  });
+
+  test('the TGI routes keep their own shape', async () => {
+    const res = await post(s.app, '/generate', { inputs: 'a', parameters: { bogus: 1 } });
+    assert.deepEqual(res.json(), { error: 'unknown parameter `bogus`', error_type: 'validation' });
+  });
+});
