@@ -4,6 +4,9 @@ import { HubSource } from '../coordinator/adapters/sources/hub.js';
 import { S3Source } from '../coordinator/adapters/sources/s3.js';
 import type { LaunchConfig } from './config/index.js';
 
+// The AWS SDK prints a one-time "upgrade to Node 22" notice on Node 20; it is noise in JSON logs.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface Sources {
   hub: HubSource;
   s3: S3Source;

@@ -230,8 +230,8 @@ export class AdapterRegistry {
 
   private summary(e: Entry): AdapterSummaryJson {
     const names = [...this.o.names].filter(([, t]) => e.source !== 'merge' && t.id === e.id).map(([n]) => n);
-    const tier: AdapterTier = e.state === 'ready' ? 'device' : e.state === 'evicted'
-      ? (this.host.has(e.key) ? 'host' : 'disk') : 'loading';
+    const tier: AdapterTier = e.state === 'ready' ? 'device' : e.state === 'loading' ? 'loading'
+      : this.host.has(e.key) ? 'host' : 'disk';
     return { id: e.id, names, source: e.source === 'merge' ? 'local' : e.source, revision: e.revision, tier, bytes: e.bytes,
       rank: e.maxRank || null, lastUsed: new Date(e.lastUsed).toISOString(), pinned: e.pinned, inFlight: e.refs };
   }

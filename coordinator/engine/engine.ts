@@ -231,6 +231,9 @@ export class Engine implements GenerationEngine {
         }
         const sched = this.scheduler.schedule();
         if (!sched) {
+          // Everything waiting needs an adapter that is not resident. Slots held by adapters without running
+          // sequences can be reassigned now that the batch is consistent; a finished load wakes us.
+          this.registry.retryWaiting();
           await new Promise<void>((r) => { this.wake = r; });
           continue;
         }
