@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import type { LaunchConfig } from './config/index.js';
+import { configSecrets, redactedConfig, type LaunchConfig } from './config/index.js';
+import type { DestinationStream } from 'pino';
 import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
 import { readModelSpec, type ModelSpec } from '../shard/index.js';
@@ -59,8 +60,17 @@ async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string, s
   return { dir, id: o.modelId };
 }
 
-export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache', 'weft')): Promise<Launched> {
-  const log = createLogger({ level: o.logLevel, name: 'coordinator' });
+export interface LaunchEnvironment {
+  /** Downloads, demo model. Default ~/.cache/weft. */
+  cacheDir?: string;
+  /** Where every log line (coordinator and shards) goes; default stdout. Used by tests to inspect logs. */
+  logs?: DestinationStream;
+}
+
+export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Promise<Launched> {
+  const cacheDir = env.cacheDir ?? join(homedir(), '.cache', 'weft');
+  const log = createLogger({ level: o.logLevel, name: 'coordinator', destination: env.logs, secrets: configSecrets(o) });
+  log.info({ config: redactedConfig(o) }, 'starting');
   // One tracer provider per process: tests may launch several servers in one process.
   const tracing = tracingOnce(o.otlpEndpoint ?? undefined);
   if (o.device === 'cuda') {
@@ -86,7 +96,7 @@ export async function launch(o: LaunchConfig, cacheDir = join(homedir(), '.cache
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
     blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
-    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined }, log, (reason) => group.markLost(reason));
+    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);

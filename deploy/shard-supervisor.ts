@@ -19,6 +19,8 @@ export interface ShardProcessOptions {
   heartbeatMs: number;
   logLevel: string;
   otlpEndpoint?: string;
+  /** Where the shards' stdout/stderr (JSON logs) go; default: this process's stdout/stderr. */
+  output?: { write(chunk: string | Uint8Array): unknown };
 }
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
@@ -53,7 +55,12 @@ export class ShardSupervisor {
       '--heartbeat-ms', String(o.heartbeatMs), '--log-level', o.logLevel];
     if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    const out = o.output;
+    const child = spawn(process.execPath, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'] });
+    if (out) {
+      child.stdout?.on('data', (d: Buffer) => out.write(d));
+      child.stderr?.on('data', (d: Buffer) => out.write(d));
+    }
     child.once('exit', (code, signal) => {
       if (this.stopping || !this.procs.includes(child)) return;
       const reason = `shard ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`})`;

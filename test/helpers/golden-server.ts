@@ -3,9 +3,10 @@
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, type Launched } from '../../deploy/launch.js';
+import { launch, type Launched, type LaunchEnvironment } from '../../deploy/launch.js';
 import { parseArgs, type LaunchConfig } from '../../deploy/config/index.js';
 import { loadGoldenCase, type GoldenCase } from './golden.js';
+import { refLogSoftmax } from './reference-ops.js';
 
 export function tokenizedGoldenModel(c: GoldenCase): string {
   const dir = mkdtempSync(join(tmpdir(), `weft-${c.name}-`));
@@ -30,13 +31,22 @@ export interface GoldenServer {
   close(): Promise<void>;
 }
 
-export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}): Promise<GoldenServer> {
+export interface GoldenServerExtras {
+  /** Environment variables as the config module would read them (HF_ENDPOINT, HF_TOKEN, …). */
+  env?: Record<string, string>;
+  /** Extra command-line flags. */
+  flags?: string[];
+  logs?: LaunchEnvironment['logs'];
+}
+
+export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
   const c = loadGoldenCase('llama');
   const flags = ['--model-id', tokenizedGoldenModel(c), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
     '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',
     '--log-level', 'silent', '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000'];
-  const server = await launch({ ...parseArgs('launch', flags, {}), ...overrides });
+  const config = { ...parseArgs('launch', [...flags, ...(extras.flags ?? [])], extras.env ?? {}), ...overrides };
+  const server = await launch(config, { cacheDir: mkdtempSync(join(tmpdir(), 'weft-cache-')), logs: extras.logs });
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -46,4 +56,17 @@ export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}): 
     return { status: res.status, json, text };
   };
   return { c, server, url: server.url, post, close: () => server.close() };
+}
+
+/** Asserts a /generate response's prefill log-probs equal log-softmax of the golden logits under `key`. */
+export function prefillMatchesGolden(c: GoldenCase, json: any, key: string, seq: number[]): void {
+  const prefill = json.details.prefill as { id: number; logprob: number | null }[];
+  if (prefill.length !== seq.length || prefill.some((p, i) => p.id !== seq[i])) throw new Error(`${key}: prefill ids differ`);
+  const golden = c.logits(key);
+  const V = c.vocab;
+  for (let i = 1; i < seq.length; i++) {
+    const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
+    const got = prefill[i].logprob!;
+    if (!(Math.abs(got - want) <= 1e-4)) throw new Error(`${key} position ${i}: logprob ${got}, golden ${want}`);
+  }
 }
