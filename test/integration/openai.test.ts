@@ -1,0 +1,60 @@
+// The OpenAI-compatible routes on the built-in demo model (real tokenizer and chat template).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs } from '../../deploy/config/index.js';
+import { ensureDemoAdapter } from '../../deploy/demo-model/index.js';
+
+let server: Launched;
+let adapterRoot: string;
+const post = (path: string, body: unknown) => fetch(server.url + path, { method: 'POST',
+  headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+before(async () => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'weft-openai-'));
+  adapterRoot = join(cacheDir, 'adapters');
+  server = await launch({ ...parseArgs('launch', ['--port', '0', '--hostname', '127.0.0.1', '--log-level', 'silent',
+    '--adapter-root', adapterRoot], {}) }, { cacheDir });
+  await ensureDemoAdapter(join(cacheDir, 'demo-model'), adapterRoot, 'style', 3);
+});
+after(async () => { await server.close(); });
+
+function sse(text: string): any[] {
+  return text.split('\n').filter((l) => l.startsWith('data: ') && l !== 'data: [DONE]').map((l) => JSON.parse(l.slice(6)));
+}
+
+test('chat completion: template-rendered prompt, usage, streamed chunks equal the whole answer', async () => {
+  const req = { model: '', messages: [{ role: 'user', content: 'Tell me about adapters.' }], max_tokens: 12, temperature: 0 };
+  const r = await post('/v1/chat/completions', req);
+  assert.equal(r.status, 200);
+  const j = await r.json();
+  assert.match(j.id, /^chatcmpl-/);
+  assert.equal(j.object, 'chat.completion');
+  assert.equal(j.choices[0].message.role, 'assistant');
+  assert.ok(['stop', 'length'].includes(j.choices[0].finish_reason));
+  assert.ok(j.usage.prompt_tokens > 5);
+  assert.equal(j.usage.total_tokens, j.usage.prompt_tokens + j.usage.completion_tokens);
+  const s = await post('/v1/chat/completions', { ...req, stream: true });
+  const text = await s.text();
+  assert.ok(text.trim().endsWith('data: [DONE]'));
+  const chunks = sse(text);
+  assert.equal(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join(''), j.choices[0].message.content);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, j.choices[0].finish_reason);
+});
+
+test('completions: model selects the adapter; the base model id or empty is the base model', async () => {
+  const base = await (await post('/v1/completions', { model: 'weft-demo', prompt: 'The shard', max_tokens: 8, temperature: 0 })).json();
+  const empty = await (await post('/v1/completions', { prompt: 'The shard', max_tokens: 8, temperature: 0 })).json();
+  assert.equal(base.choices[0].text, empty.choices[0].text);
+  const withAdapter = await post('/v1/completions', { model: 'style', adapter_source: 'local', prompt: 'The shard', max_tokens: 8, temperature: 0 });
+  assert.equal(withAdapter.status, 200);
+  const a = await withAdapter.json();
+  assert.notEqual(a.choices[0].text, base.choices[0].text, 'the adapter changes the output');
+  const missing = await post('/v1/completions', { model: 'nope', adapter_source: 'local', prompt: 'x', max_tokens: 2 });
+  assert.equal(missing.status, 404);
+  const err = await missing.json();
+  assert.equal(typeof err.error.message, 'string');
+});
