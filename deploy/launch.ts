@@ -2,7 +2,7 @@
 // API; supervises the shards and drains on SIGTERM.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { homedir } from 'node:os';
+import { homedir, totalmem } from 'node:os';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { configSecrets, redactedConfig, type LaunchConfig } from './config/index.js';
@@ -67,6 +67,22 @@ export interface LaunchEnvironment {
   logs?: DestinationStream;
 }
 
+/**
+ * Adapter slots: --max-adapter-slots, or with --adapter-memory-fraction F the number of worst-case adapters
+ * (rank --max-lora-rank on all linear modules, fp32 on the CPU backend, this shard's slice) that fit in F of
+ * the device memory (host RAM for the CPU backend).
+ */
+export function adapterSlots(spec: ModelSpec, o: Pick<LaunchConfig, 'maxAdapterSlots' | 'adapterMemoryFraction' | 'maxLoraRank' | 'numShard'>,
+  deviceBytes = totalmem()): number {
+  if (o.adapterMemoryFraction <= 0) return o.maxAdapterSlots;
+  const r = o.maxLoraRank, h = spec.hidden, hd = spec.headDim;
+  const q = spec.heads * hd, kv = spec.kvHeads * hd, inter = spec.intermediate;
+  // A/B elements per layer: q,k,v,o, gate/up, down  (A: r × in, B: out × r)
+  const perLayer = r * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + inter) + (inter + h));
+  const bytes = (4 * perLayer * spec.layers) / o.numShard;
+  return Math.max(1, Math.floor((o.adapterMemoryFraction * deviceBytes) / bytes));
+}
+
 export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Promise<Launched> {
   const cacheDir = env.cacheDir ?? join(homedir(), '.cache', 'weft');
   const log = createLogger({ level: o.logLevel, name: 'coordinator', destination: env.logs, secrets: configSecrets(o) });
@@ -94,7 +110,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
-    blockSize: o.blockSize, adapterSlots: o.maxAdapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
+    blockSize: o.blockSize, adapterSlots: adapterSlots(spec, o), maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {

@@ -108,6 +108,8 @@ export const FLAGS = [
     choices: ['hub', 's3', 'local'], help: 'Source of an adapter_id whose request names none.' },
   { name: 'max-adapter-slots', type: 'int', commands: LAUNCH, env: ['MAX_ADAPTER_SLOTS'], default: 8, min: 0,
     help: 'Adapters held on the device at once.' },
+  { name: 'adapter-memory-fraction', type: 'float', commands: LAUNCH, env: ['ADAPTER_MEMORY_FRACTION'], default: 0, min: 0,
+    max: 1, help: 'Size the adapter slots from this fraction of device memory (0 = use --max-adapter-slots).' },
   { name: 'max-active-adapters', type: 'int', commands: LAUNCH, env: ['MAX_ACTIVE_ADAPTERS'], default: 8, min: 0,
     help: 'Distinct adapters in one step.' },
   { name: 'adapter-cycle-time-s', type: 'float', commands: LAUNCH, env: ['ADAPTER_CYCLE_TIME_S'], default: 2, min: 0,

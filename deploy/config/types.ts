@@ -69,6 +69,7 @@ export interface LaunchConfig {
   adapterRoots: readonly string[];
   adapterSource: AdapterSource;
   maxAdapterSlots: number;
+  adapterMemoryFraction: number;
   maxActiveAdapters: number;
   adapterCycleTimeS: number;
   maxLoraRank: number;
