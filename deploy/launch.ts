@@ -89,6 +89,10 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   log.info({ config: redactedConfig(o) }, 'starting');
   // One tracer provider per process: tests may launch several servers in one process.
   const tracing = tracingOnce(o.otlpEndpoint ?? undefined);
+  if (o.device === 'cpu' && o.dtype !== 'float32') {
+    throw new Error(`--dtype ${o.dtype} with --device cpu: the CPU backend computes in float32 (weights are converted ` +
+      'on load); use --dtype float32');
+  }
   if (o.device === 'cuda') {
     throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
   }

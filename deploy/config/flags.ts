@@ -70,7 +70,7 @@ const GIB = 1024 ** 3;
 export const FLAGS = [
   // launch: model and placement
   { name: 'model-id', type: 'string', commands: LAUNCH, env: ['MODEL_ID'], defaultLabel: 'the built-in demo model',
-    help: 'Base model: a local directory or a Hugging Face hub id.' },
+    help: 'Base model: a local directory, a Hugging Face hub id (owner/name[@revision]) or s3://bucket/prefix.' },
   { name: 'num-shard', type: 'int', commands: LAUNCH, env: ['NUM_SHARD'], default: 1, min: 1,
     help: 'Tensor-parallel shards (one process per rank).' },
   { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],
