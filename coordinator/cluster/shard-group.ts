@@ -51,7 +51,7 @@ export class NatsShardGroup {
   private lostHandlers: ((reason: string) => void)[] = [];
   private readyHandlers: (() => void)[] = [];
 
-  constructor(private readonly nc: NatsConnection, private readonly o: ShardGroupOptions) {
+  constructor(nc: NatsConnection, private readonly o: ShardGroupOptions) {
     this.bus = new MessageBus(nc, { onInvalid: o.onInvalid });
     this.bus.subscribe(shardWildcard(o.cluster, 'ready'), 'shard.ready', (m) => {
       this.ready.set(m.rank, m);

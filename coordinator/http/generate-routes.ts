@@ -1,16 +1,10 @@
 // POST /generate, POST /generate_stream and TGI's POST / (either, by the body's `stream` flag).
-import { Readable } from 'node:stream';
-import { context, trace, type Span } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  EngineError,
-  type GenerateRequest,
-  type GenerationEngine,
-  type GenerationEvent,
-  type PrefillToken,
-} from '../engine/types.js';
-import { errorBody, internalError, toHttpError } from './errors.js';
+import type { GenerateRequest, GenerationEngine, PrefillToken } from '../engine/types.js';
+import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
+import { endedEarly, release, sendSse, startEngineRun, type EngineRun } from './engine-run.js';
 import {
   generateResponse,
   sseFrame,
@@ -26,13 +20,8 @@ export interface GenerateDeps {
   engine: GenerationEngine;
 }
 
-/** A started generation: its events (the first already read) and the signal that cancels it. */
-interface Run {
-  events: AsyncIterator<GenerationEvent>;
-  first: IteratorResult<GenerationEvent>;
-  abort: AbortController;
+interface Run extends EngineRun {
   options: ResponseOptions;
-  secrets: string[];
 }
 
 export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps): void {
@@ -70,21 +59,8 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
  * reads the first event, so that errors before any output still get their own HTTP status.
  */
 async function start(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate): Promise<Run> {
-  const abort = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
-  });
-  const span = spanOf(request);
   const req: GenerateRequest = { requestId: request.id, ...valid.request };
-  const iterable = await context.with(trace.setSpan(context.active(), span), () =>
-    deps.engine.generate(req, abort.signal),
-  );
-  const events = iterable[Symbol.asyncIterator]();
-  const first = await events.next();
-  if (!first.done && first.value.type === 'error') {
-    release(events);
-    throw first.value.error;
-  }
+  const run = await startEngineRun(deps.engine, req, spanOf(request), request, reply);
   const options: ResponseOptions = {
     inputs: valid.request.inputs,
     details: valid.details || valid.request.promptLogprobs,
@@ -92,8 +68,7 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
     samplingSeed: valid.request.sampling.doSample ? valid.request.sampling.seed : null,
     specialIds: new Set(deps.engine.info.eosTokenIds),
   };
-  const tokens = [valid.request.adapter, ...(valid.request.merge?.adapters ?? [])].map((a) => a?.apiToken);
-  return { events, first, abort, options, secrets: [...new Set(tokens.filter((t): t is string => !!t))] };
+  return { ...run, options };
 }
 
 async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponseJson> {
@@ -131,17 +106,8 @@ async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponse
   }
 }
 
-/** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
-function release(events: AsyncIterator<GenerationEvent>): void {
-  events.return?.().catch(() => undefined);
-}
-
 function stream(run: Run, reply: FastifyReply): FastifyReply {
-  reply.header('content-type', 'text/event-stream');
-  reply.header('cache-control', 'no-cache');
-  reply.header('x-accel-buffering', 'no');
-  const log = reply.log;
-  return reply.send(Readable.from(sseEvents(run, reply, log), { objectMode: false }));
+  return sendSse(reply, sseEvents(run, reply, reply.log));
 }
 
 /**
@@ -204,11 +170,6 @@ function errorFrame(err: unknown, run: Run, reply: FastifyReply, log: FastifyRep
   if (httpError.status >= 500) log.error({ error_type: body.error_type, msg_text: body.error }, 'stream failed');
   else log.info({ error_type: body.error_type }, 'stream ended with an error');
   return sseFrame(body);
-}
-
-function endedEarly(run: Run): Error {
-  if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');
-  return internalError(new Error('the engine ended the request without an end or error event'));
 }
 
 function annotateEnd(span: Span, finishReason: string, generatedTokens: number): void {

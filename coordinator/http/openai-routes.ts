@@ -2,18 +2,12 @@
 // ending with `data: [DONE]`). `model` picks the adapter (engine.adapterForModel). Errors keep the HTTP
 // statuses of the other routes but take OpenAI's shape, `{"error": {message, type, param, code}}`, which
 // OpenAI SDKs parse (code = weft's error_type); a failure mid-stream is one such `data:` event, then [DONE].
-import { Readable } from 'node:stream';
-import { context, trace, type Span } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  EngineError,
-  type AdapterRef,
-  type GenerateRequest,
-  type GenerationEngine,
-  type GenerationEvent,
-} from '../engine/types.js';
-import { internalError, toHttpError } from './errors.js';
+import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
+import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
+import { endedEarly, release, requestSecrets, sendSse, startEngineRun, type EngineRun } from './engine-run.js';
 import {
   SSE_DONE,
   CompletionLogprobs,
@@ -34,7 +28,6 @@ import {
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
 import { sseFrame } from './responses.js';
-import { bearerToken } from './validate.js';
 
 export interface OpenAiDeps {
   engine: GenerationEngine;
@@ -45,15 +38,11 @@ export interface OpenAiDeps {
 type Kind = 'completion' | 'chat';
 
 /** A started generation: its events (the first already read), what shapes its answer, its cancel. */
-interface Run {
+interface Run extends EngineRun {
   kind: Kind;
   valid: ValidOpenAi;
   head: ResponseHead;
   span: Span;
-  events: AsyncIterator<GenerationEvent>;
-  first: IteratorResult<GenerationEvent>;
-  abort: AbortController;
-  secrets: string[];
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -91,23 +80,12 @@ async function start(
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', adapter?.id ?? '');
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
-  const abort = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
-  });
   const req: GenerateRequest = {
     requestId: request.id, inputs, adapter, merge: null, sampling: valid.sampling, maxNewTokens: valid.maxNewTokens,
     stop: valid.stop, promptLogprobs: false, topN: valid.topN,
   };
-  const iterable = await context.with(trace.setSpan(context.active(), span), () => deps.engine.generate(req, abort.signal));
-  const events = iterable[Symbol.asyncIterator]();
-  const first = await events.next();
-  if (!first.done && first.value.type === 'error') {
-    release(events);
-    throw first.value.error;
-  }
-  const head = responseHead(kind, valid.model || deps.engine.info.modelId);
-  return { kind, valid, head, span, events, first, abort, secrets: secretsOf(request) };
+  const run = await startEngineRun(deps.engine, req, span, request, reply);
+  return { ...run, kind, valid, head: responseHead(kind, valid.model || deps.engine.info.modelId), span };
 }
 
 async function whole(run: Run): Promise<object> {
@@ -151,10 +129,7 @@ async function whole(run: Run): Promise<object> {
 }
 
 function stream(run: Run, reply: FastifyReply): FastifyReply {
-  reply.header('content-type', 'text/event-stream');
-  reply.header('cache-control', 'no-cache');
-  reply.header('x-accel-buffering', 'no');
-  return reply.send(Readable.from(sseChunks(run, reply), { objectMode: false }));
+  return sendSse(reply, sseChunks(run, reply));
 }
 
 /** Chat opens with a role chunk; then a chunk per token that adds text; a finish chunk; usage; [DONE]. */
@@ -240,28 +215,8 @@ function openAiErrorHandler(bodyLimitBytes: number) {
     const fields = { status: httpError.status, error_type: httpError.errorType };
     if (httpError.status < 500) request.log.info(fields, 'request rejected');
     else if (httpError.errorType === 'internal' && !(err instanceof EngineError)) request.log.error({ ...fields, err }, 'request failed');
-    else request.log.error({ ...fields, message: openAiErrorBody(httpError, secretsOf(request)).error.message }, 'request failed');
-    return reply.code(httpError.status).send(openAiErrorBody(httpError, secretsOf(request)));
+    else request.log.error({ ...fields, message: openAiErrorBody(httpError, requestSecrets(request)).error.message }, 'request failed');
+    return reply.code(httpError.status).send(openAiErrorBody(httpError, requestSecrets(request)));
   };
 }
 
-/** The api tokens this request carries (scrubbed from any error message sent back). */
-function secretsOf(request: FastifyRequest): string[] {
-  const secrets: string[] = [];
-  const bearer = bearerToken(request.headers.authorization);
-  if (bearer) secrets.push(bearer);
-  const body = request.body as { api_token?: unknown } | null | undefined;
-  const token = typeof body === 'object' && body !== null ? body.api_token : undefined;
-  if (typeof token === 'string' && token.length > 0) secrets.push(token);
-  return secrets;
-}
-
-/** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
-function release(events: AsyncIterator<GenerationEvent>): void {
-  events.return?.().catch(() => undefined);
-}
-
-function endedEarly(run: Run): Error {
-  if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');
-  return internalError(new Error('the engine ended the request without an end or error event'));
-}

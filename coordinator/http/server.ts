@@ -5,11 +5,11 @@ import type { GenerationEngine } from '../engine/types.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
 import { registerGenerateRoutes } from './generate-routes.js';
+import { requestSecrets } from './engine-run.js';
 import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import { registerServiceRoutes } from './service-routes.js';
-import { bearerToken } from './validate.js';
 
 export interface HttpServerOptions {
   /** A pino logger (a redacting child is made from it), true for fastify's default pino, false for none. */
@@ -65,7 +65,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   app.setErrorHandler((err, request, reply) => {
     const httpError = toHttpError(err, bodyLimitBytes);
     logFailure(request, httpError, err);
-    return reply.code(httpError.status).send(errorBody(httpError, secretsOf(request)));
+    return reply.code(httpError.status).send(errorBody(httpError, requestSecrets(request)));
   });
   app.setNotFoundHandler((request, reply) => {
     const httpError = routeNotFound(request.method, request.url);
@@ -80,16 +80,6 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   return app;
 }
 
-/** The api tokens this request carries (scrubbed from any error message sent back). */
-function secretsOf(request: FastifyRequest): string[] {
-  const secrets: string[] = [];
-  const bearer = bearerToken(request.headers.authorization);
-  if (bearer) secrets.push(bearer);
-  const body = request.body as { parameters?: { api_token?: unknown } } | null | undefined;
-  const token = typeof body === 'object' && body !== null ? body.parameters?.api_token : undefined;
-  if (typeof token === 'string' && token.length > 0) secrets.push(token);
-  return secrets;
-}
 
 function logFailure(request: FastifyRequest, httpError: HttpError, original: unknown): void {
   const fields = { status: httpError.status, error_type: httpError.errorType };
@@ -99,6 +89,6 @@ function logFailure(request: FastifyRequest, httpError: HttpError, original: unk
     // A bug, not an engine outcome: keep the stack (the message is ours, not the client's).
     request.log.error({ ...fields, err: original }, 'request failed');
   } else {
-    request.log.error({ ...fields, message: errorBody(httpError, secretsOf(request)).error }, 'request failed');
+    request.log.error({ ...fields, message: errorBody(httpError, requestSecrets(request)).error }, 'request failed');
   }
 }

@@ -7,6 +7,8 @@ namespace weft::napi {
 extern Napi::FunctionReference* g_collective_ctor;
 Napi::Function define_model(Napi::Env env);
 Napi::Object define_ops(Napi::Env env);
+void define_cuda(Napi::Env env, Napi::Object exports);
+bool cuda_compiled();
 }  // namespace weft::napi
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -16,7 +18,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Collective", coll);
   exports.Set("Model", define_model(env));
   exports.Set("ops", define_ops(env));
-  exports.Set("backends", Napi::String::New(env, "cpu"));
+  define_cuda(env, exports);
+  exports.Set("backends", Napi::String::New(env, cuda_compiled() ? "cpu,cuda" : "cpu"));
   return exports;
 }
 

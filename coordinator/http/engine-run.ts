@@ -1,0 +1,64 @@
+// What every generating route shares: start a request on the engine (cancelled when the client goes
+// away, inside the HTTP span's context), read its first event, release it, reply with SSE, and know
+// which secrets the request carries so no error message echoes them.
+import { Readable } from 'node:stream';
+import { context, trace, type Span } from '@opentelemetry/api';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { EngineError, type GenerateRequest, type GenerationEngine, type GenerationEvent } from '../engine/types.js';
+import { internalError } from './errors.js';
+import { bearerToken } from './validate.js';
+
+/** A started generation: its events (the first already read) and the signal that cancels it. */
+export interface EngineRun {
+  events: AsyncIterator<GenerationEvent>;
+  first: IteratorResult<GenerationEvent>;
+  abort: AbortController;
+  secrets: string[];
+}
+
+/** Starts `req`; an error before any output is thrown (so the route answers with its HTTP status). */
+export async function startEngineRun(engine: GenerationEngine, req: GenerateRequest, span: Span, request: FastifyRequest,
+  reply: FastifyReply): Promise<EngineRun> {
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
+  });
+  const iterable = await context.with(trace.setSpan(context.active(), span), () => engine.generate(req, abort.signal));
+  const events = iterable[Symbol.asyncIterator]();
+  const first = await events.next();
+  if (!first.done && first.value.type === 'error') {
+    release(events);
+    throw first.value.error;
+  }
+  return { events, first, abort, secrets: requestSecrets(request) };
+}
+
+/** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
+export function release(events: AsyncIterator<GenerationEvent>): void {
+  events.return?.().catch(() => undefined);
+}
+
+/** The events ended with neither `end` nor `error`. */
+export function endedEarly(run: Pick<EngineRun, 'abort'>): Error {
+  if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');
+  return internalError(new Error('the engine ended the request without an end or error event'));
+}
+
+export function sendSse(reply: FastifyReply, frames: AsyncIterable<string>): FastifyReply {
+  reply.header('content-type', 'text/event-stream');
+  reply.header('cache-control', 'no-cache');
+  reply.header('x-accel-buffering', 'no');
+  return reply.send(Readable.from(frames, { objectMode: false }));
+}
+
+/** Tokens a request carries — Authorization bearer, `api_token`, `parameters.api_token` — never to be echoed. */
+export function requestSecrets(request: FastifyRequest): string[] {
+  const secrets = new Set<string>();
+  const bearer = bearerToken(request.headers.authorization);
+  if (bearer) secrets.add(bearer);
+  const body = request.body as { api_token?: unknown; parameters?: { api_token?: unknown } } | null | undefined;
+  if (typeof body === 'object' && body !== null) {
+    for (const t of [body.api_token, body.parameters?.api_token]) if (typeof t === 'string' && t.length > 0) secrets.add(t);
+  }
+  return [...secrets];
+}

@@ -1,0 +1,146 @@
+#include "cuda/runtime/device.h"
+
+#include <cuda_runtime_api.h>
+
+#include <mutex>
+
+#include "cuda/runtime/check.h"
+
+namespace weft::cuda {
+
+namespace {
+
+struct Availability {
+  bool ok = false;
+  std::string why;
+};
+
+Availability probe() {
+  Availability a;
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // leave no error behind for the next unrelated check
+    const std::string words = std::string(cudaGetErrorName(err)) + " (" + cudaGetErrorString(err) + ")";
+    if (err == cudaErrorInsufficientDriver)
+      a.why = "no usable NVIDIA driver: cudaGetDeviceCount returned " + words;
+    else if (err == cudaErrorNoDevice)
+      a.why = "no CUDA device found: cudaGetDeviceCount returned " + words;
+    else
+      a.why = "the CUDA runtime could not reach a device: cudaGetDeviceCount returned " + words;
+    return a;
+  }
+  if (n == 0) {
+    a.why = "no CUDA device found (cudaGetDeviceCount returned 0)";
+    return a;
+  }
+  a.ok = true;
+  return a;
+}
+
+const Availability& availability() {
+  static std::once_flag once;
+  static Availability a;
+  std::call_once(once, [] { a = probe(); });
+  return a;
+}
+
+// Restores the calling thread's current device when the scope ends, so queries never move a shard's device.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    WEFT_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != device) WEFT_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceScope() { cudaSetDevice(prev_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
+}  // namespace
+
+bool cuda_available(std::string* why) {
+  const Availability& a = availability();
+  if (why) *why = a.ok ? std::string() : a.why;
+  return a.ok;
+}
+
+DeviceInfo device_info(int device) {
+  std::string why;
+  if (!cuda_available(&why)) throw std::runtime_error("CUDA device " + std::to_string(device) + ": " + why);
+  int n = 0;
+  WEFT_CUDA_CHECK(cudaGetDeviceCount(&n));
+  if (device < 0 || device >= n)
+    throw std::runtime_error("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
+                             " visible)");
+  cudaDeviceProp p{};
+  WEFT_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  DeviceInfo d;
+  d.index = device;
+  d.name = p.name;
+  d.total_memory = p.totalGlobalMem;
+  d.cc_major = p.major;
+  d.cc_minor = p.minor;
+  d.multiprocessors = p.multiProcessorCount;
+  d.memory_bus_width_bits = p.memoryBusWidth;
+  // CUDA 13 dropped cudaDeviceProp::memoryClockRate; the attribute remains.
+  WEFT_CUDA_CHECK(cudaDeviceGetAttribute(&d.memory_clock_khz, cudaDevAttrMemoryClockRate, device));
+  d.nominal_bandwidth = 2.0 * d.memory_clock_khz * 1e3 * (d.memory_bus_width_bits / 8.0);
+  return d;
+}
+
+std::vector<DeviceInfo> list_devices() {
+  std::vector<DeviceInfo> out;
+  if (!cuda_available(nullptr)) return out;
+  int n = 0;
+  WEFT_CUDA_CHECK(cudaGetDeviceCount(&n));
+  for (int i = 0; i < n; i++) out.push_back(device_info(i));
+  return out;
+}
+
+double measure_copy_bandwidth(int device, size_t bytes, int iterations) {
+  if (bytes == 0 || iterations <= 0) throw std::invalid_argument("measure_copy_bandwidth: bytes and iterations must be > 0");
+  device_info(device);  // existence + availability, with the reason when not
+  DeviceScope scope(device);
+  void* src = nullptr;
+  void* dst = nullptr;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  auto release = [&] {  // idempotent: every handle is cleared once freed
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    if (stream) cudaStreamDestroy(stream);
+    if (src) cudaFree(src);
+    if (dst) cudaFree(dst);
+    start = stop = nullptr;
+    stream = nullptr;
+    src = dst = nullptr;
+  };
+  try {
+    WEFT_CUDA_CHECK(cudaMalloc(&src, bytes));
+    WEFT_CUDA_CHECK(cudaMalloc(&dst, bytes));
+    WEFT_CUDA_CHECK(cudaMemset(src, 1, bytes));
+    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    WEFT_CUDA_CHECK(cudaEventCreate(&start));
+    WEFT_CUDA_CHECK(cudaEventCreate(&stop));
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));  // warm-up
+    WEFT_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int i = 0; i < iterations; i++)
+      WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+    WEFT_CUDA_CHECK(cudaEventRecord(stop, stream));
+    WEFT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    WEFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    release();
+    if (ms <= 0) throw std::runtime_error("measure_copy_bandwidth: the copies took no measurable time");
+    return 2.0 * static_cast<double>(bytes) * iterations / (ms * 1e-3);
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+}  // namespace weft::cuda
