@@ -28,8 +28,11 @@ async function main(): Promise<void> {
       }
       return;
     }
-    case 'bench':
-      throw new Error('weft bench is not in this build yet: the benchmarks come with the CUDA backend (GPU issue)');
+    case 'bench': {
+      const { runBench } = await import('./bench/index.js');
+      await runBench(config);
+      return;
+    }
     default: {
       const _exhaustive: never = config;
       throw new Error(`unhandled command ${String(_exhaustive)}`);

@@ -50,7 +50,7 @@ export async function resolveModel(model: string | null, log: (msg: string) => v
     const shape = PRESETS[preset];
     const dir = join(benchCacheRoot(), `preset-${preset}-v${GENERATOR_VERSION}`);
     ensureBuilt(dir, MARKER, (tmp) => {
-      log(`generating preset:${preset} (${(paramCounts(shape).total / 1e9).toFixed(2)} B random ${shape.dtype} parameters) in ${dir}`);
+      log(`generating preset:${preset} (${(paramCounts(shape).total / 1e6).toFixed(1)} M random ${shape.dtype} parameters) in ${dir}`);
       writeRandomModel(tmp, shape, 1, log);
     });
     return { label: model!, dir, shape };
@@ -82,4 +82,12 @@ export function ensureAdapters(m: BenchModel, rank: number, count: number): stri
     writeRandomAdapters(tmp, m.shape, { names, rank, dtype: m.shape.dtype });
   });
   return names.map((n) => join(root, n));
+}
+
+/** The shape --model names, without generating any weights (presets) — for scenarios that need no checkpoint. */
+export async function resolveShape(model: string | null): Promise<{ label: string; shape: ModelShape; dir: string | null }> {
+  const preset = presetOf(model);
+  if (preset) return { label: model!, shape: PRESETS[preset], dir: null };
+  const m = await resolveModel(model, () => {});
+  return { label: m.label, shape: m.shape, dir: m.dir };
 }

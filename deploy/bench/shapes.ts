@@ -55,14 +55,17 @@ export function llamaConfigJson(s: ModelShape): Record<string, unknown> {
     max_position_embeddings: 4096,
     hidden_act: 'silu',
     rms_norm_eps: 1e-5,
+    // Both spellings, like the demo model: transformers 4 (rope_theta, torch_dtype) and 5 (rope_parameters, dtype).
     rope_theta: 10000.0,
     rope_scaling: null,
+    rope_parameters: { rope_theta: 10000.0, rope_type: 'default' },
     attention_bias: false,
     mlp_bias: false,
     tie_word_embeddings: false,
     bos_token_id: 1,
     eos_token_id: 2,
     torch_dtype: s.dtype,
+    dtype: s.dtype,
   };
 }
 

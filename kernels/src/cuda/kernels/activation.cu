@@ -1,0 +1,158 @@
+// Elementwise ops of the forward pass: SiLU·mul, GELU (tanh / erf), residual add, bias add, embedding gather
+// and dtype conversion. Grid-stride loops, fp32 math, one read and one write per element: bandwidth-bound.
+// Mirrors cpu/elementwise.cc.
+#include "common.cuh"
+
+namespace weft::cuda {
+namespace {
+using detail::from_f;
+using detail::to_f;
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int64_t first_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+template <class T>
+__global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int64_t tokens,
+                                int64_t inter) {
+  for (int64_t e = first_index(); e < tokens * inter; e += grid_stride()) {
+    const int64_t t = e / inter, i = e - t * inter;
+    const float g = to_f(gate_up[t * in_stride + i]);
+    const float u = to_f(gate_up[t * in_stride + inter + i]);
+    out[t * out_stride + i] = from_f<T>((g / (1.0f + expf(-g))) * u);
+  }
+}
+
+template <class T, bool kTanh>
+__global__ void gelu_kernel(T* x, int64_t n) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) {
+    const float v = to_f(x[e]);
+    float r;
+    if constexpr (kTanh) {
+      constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+      r = 0.5f * v * (1.0f + tanhf(kC * (v + 0.044715f * v * v * v)));
+    } else {
+      r = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+    }
+    x[e] = from_f<T>(r);
+  }
+}
+
+template <class Ty, class Tx>
+__global__ void add_kernel(Ty* y, const Tx* x, int64_t n) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) y[e] = from_f<Ty>(to_f(y[e]) + to_f(x[e]));
+}
+
+template <class Ty, class Tb>
+__global__ void bias_kernel(Ty* y, int64_t rows, int64_t cols, int64_t stride, const Tb* bias) {
+  for (int64_t e = first_index(); e < rows * cols; e += grid_stride()) {
+    const int64_t r = e / cols, c = e - r * cols;
+    y[r * stride + c] = from_f<Ty>(to_f(y[r * stride + c]) + to_f(bias[c]));
+  }
+}
+
+template <class Tt, class To>
+__global__ void embedding_kernel(const Tt* table, int64_t rows, int64_t dim, const int32_t* ids, int64_t n, To* out,
+                                 const Tt* pos_table, int64_t pos_rows, const int32_t* positions) {
+  for (int64_t e = first_index(); e < n * dim; e += grid_stride()) {
+    const int64_t t = e / dim, d = e - t * dim;
+    const int64_t id = ids[t];
+    float v = id >= 0 && id < rows ? to_f(table[id * dim + d]) : 0.0f;
+    if (pos_table) {
+      const int64_t p = positions[t];
+      v += p >= 0 && p < pos_rows ? to_f(pos_table[p * dim + d]) : 0.0f;
+    }
+    out[e] = from_f<To>(v);
+  }
+}
+
+template <class Ts, class Td>
+__global__ void convert_kernel(const Ts* src, Td* dst, int64_t n) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) dst[e] = from_f<Td>(to_f(src[e]));
+}
+
+// Dispatches a two-dtype kernel: f(Tag<A>, Tag<B>).
+template <class F> cudaError_t dispatch2(DType a, DType b, F&& f) {
+  return detail::dispatch(a, [&](auto ta) { return detail::dispatch(b, [&](auto tb) { return f(ta, tb); }); });
+}
+
+template <bool kTanh> cudaError_t gelu(void* x, int64_t n, DType dtype, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    gelu_kernel<T, kTanh><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace
+
+cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                     int64_t inter, DType dtype, cudaStream_t stream) {
+  if (tokens < 0 || inter < 0 || in_stride < 2 * inter || out_stride < inter) return cudaErrorInvalidValue;
+  if (tokens == 0 || inter == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    silu_mul_kernel<T><<<detail::grid_for(tokens * inter, kThreads), kThreads, 0, stream>>>(
+        static_cast<const T*>(gate_up), in_stride, static_cast<T*>(out), out_stride, tokens, inter);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<true>(x, n, dtype, stream); }
+cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<false>(x, n, dtype, stream); }
+
+cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return dispatch2(y_dtype, x_dtype, [&](auto ty, auto tx) {
+    using Ty = typename decltype(ty)::type;
+    using Tx = typename decltype(tx)::type;
+    add_kernel<Ty, Tx><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<Ty*>(y),
+                                                                                static_cast<const Tx*>(x), n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t y_stride, const void* bias,
+                     DType bias_dtype, cudaStream_t stream) {
+  if (rows < 0 || cols < 0 || y_stride < cols) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  return dispatch2(y_dtype, bias_dtype, [&](auto ty, auto tb) {
+    using Ty = typename decltype(ty)::type;
+    using Tb = typename decltype(tb)::type;
+    bias_kernel<Ty, Tb><<<detail::grid_for(rows * cols, kThreads), kThreads, 0, stream>>>(
+        static_cast<Ty*>(y), rows, cols, y_stride, static_cast<const Tb*>(bias));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows, int64_t dim, const int32_t* ids,
+                             int64_t n, void* out, DType out_dtype, const void* pos_table, int64_t pos_rows,
+                             const int32_t* positions, cudaStream_t stream) {
+  if (n < 0 || dim < 0 || rows < 0 || (pos_table && !positions)) return cudaErrorInvalidValue;
+  if (n == 0 || dim == 0) return cudaSuccess;
+  return dispatch2(table_dtype, out_dtype, [&](auto tt, auto to) {
+    using Tt = typename decltype(tt)::type;
+    using To = typename decltype(to)::type;
+    embedding_kernel<Tt, To><<<detail::grid_for(n * dim, kThreads), kThreads, 0, stream>>>(
+        static_cast<const Tt*>(table), rows, dim, ids, n, static_cast<To*>(out), static_cast<const Tt*>(pos_table),
+        pos_rows, positions);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return dispatch2(src_dtype, dst_dtype, [&](auto ts, auto td) {
+    using Ts = typename decltype(ts)::type;
+    using Td = typename decltype(td)::type;
+    convert_kernel<Ts, Td><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<const Ts*>(src),
+                                                                                    static_cast<Td*>(dst), n);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace weft::cuda

@@ -1,0 +1,172 @@
+// weft CUDA kernels: plain launchers over raw device pointers (the first of punica's three binding layers).
+// Every launcher takes sizes, a dtype and an explicit stream, enqueues its work and returns the launch
+// status (cudaErrorInvalidValue for arguments it refuses). Nothing here allocates, synchronises, throws or
+// exits; callers check shapes first (the CPU ops in cpu/ops.h are the oracle for every semantic below).
+// Zero-sized work returns cudaSuccess without launching. Pointers used for vector loads must be 16-byte
+// aligned (cudaMalloc gives 256): the launchers check and fall back or refuse, as noted per op.
+//
+// Kernel notes (file → algorithm; T = f32 | f16 | bf16 storage, math always fp32 unless noted):
+// - norm.cu        RMSNorm / LayerNorm: one block per row, warp-shuffle + shared block reductions, two
+//                  passes over the row (the second hits L1/L2): bandwidth-bound, ≈ read x + write out.
+// - rope.cu        rotate-half RoPE in place on q and k (one launch for both, row strides so it runs on the
+//                  fused qkv buffer): one block per token; angle = pos·inv_freq in fp32 as transformers does,
+//                  cos/sin taken in double so --use_fast_math cannot change them.
+// - activation.cu  silu(gate)·up on the [T, 2I] gate|up layout, gelu tanh/erf, residual add (mixed dtypes,
+//                  e.g. fp32 residual += bf16), bias add, embedding gather (+ learned positions), dtype
+//                  conversion: grid-stride elementwise kernels, bandwidth-bound.
+// - kv_cache.cu    K/V rows of new tokens → cache slots (slot < 0 = padding, skipped): a byte copy with the
+//                  widest vector (16/8/4/2 B) every pointer and stride allows.
+// - attention.cu   paged attention over the cache layout [num_blocks·block_size, kv_heads·head_dim]:
+//                  decode = flash-decoding (one block per query row × kv head × 512-key partition, every q
+//                  head of the GQA group in the block so K/V are read once; lanes split head_dim into
+//                  8-element vectors; one online-softmax pass over K and V; rows longer than one partition
+//                  write fp32 partials that a second kernel merges). The partition is fixed in key index,
+//                  not sized to the batch, so a row's result never depends on what else is in the batch.
+//                  Bandwidth-bound: ≈ context·kv_dim·2·sizeof(T) per query row and kv head group.
+//                  prefill = tiled flash attention on CUDA cores: a block owns 16 (token, q head) rows of
+//                  one kv head, streams 32-key K/V tiles through shared memory (gathered via the block
+//                  table), online softmax in fp32, causal + sliding window masks. Compute-bound; a tensor-
+//                  core (mma.sync) version is the known next step. head_dim: multiple of 8, ≤ 256.
+// - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
+//                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
+//                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
+//                  table (decode). Any rank ≤ max_rank, any hidden size (vector path when aligned, scalar
+//                  otherwise); null A/B or rank 0 = base only, skipped. Bandwidth-bound on A/B bytes.
+// - sampling.cu    logits processing (repetition penalty, temperature), greedy argmax (ties → lowest id),
+//                  and seeded sampling with the CPU's exact rules: a stable device radix sort by (row,
+//                  value desc), then one block per row does top-k / top-p / the draw with double-precision
+//                  scans, RNG = splitmix64(seed, draw index) as in cpu/sampling.cc. typical_p is not done
+//                  here: rows that ask for it are sampled on the CPU.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace weft::cuda {
+
+enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+// Norms ---------------------------------------------------------------------------------------------
+// out[t] = weight ⊙ x[t] / sqrt(mean(x[t]²) + eps). x and out may alias. weight and bias share w_dtype.
+cudaError_t rms_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidden, const void* weight, DType w_dtype,
+                     float eps, void* out, DType out_dtype, cudaStream_t stream);
+// out[t] = (x[t] - mean) / sqrt(var + eps) ⊙ weight + bias (bias may be null).
+cudaError_t layer_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidden, const void* weight,
+                       const void* bias, DType w_dtype, float eps, void* out, DType out_dtype, cudaStream_t stream);
+
+// RoPE ----------------------------------------------------------------------------------------------
+// Rotate-half RoPE in place on the first rotary_dim dims of every head of q ([tokens, q_heads·head_dim] rows
+// q_stride apart) and k (may be null). inv_freq: fp32 [rotary_dim/2]; cos/sin are scaled by attention_factor.
+cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
+                             DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
+                             const float* inv_freq, float attention_factor, cudaStream_t stream);
+
+// Elementwise ---------------------------------------------------------------------------------------
+// out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
+cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                     int64_t inter, DType dtype, cudaStream_t stream);
+cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  // in place
+cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
+cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
+// y[r, c] += bias[c] for a [rows, cols] matrix with row stride y_stride.
+cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t y_stride, const void* bias,
+                     DType bias_dtype, cudaStream_t stream);
+// out[t] = table[ids[t]] (+ pos_table[positions[t]] when pos_table is set; same dtype as table).
+// Ids (or positions) outside the table give a zero row, like the CPU op.
+cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows, int64_t dim, const int32_t* ids,
+                             int64_t n, void* out, DType out_dtype, const void* pos_table, int64_t pos_rows,
+                             const int32_t* positions, cudaStream_t stream);
+cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream);
+
+// KV cache ------------------------------------------------------------------------------------------
+// k_cache[slot_mapping[t]] = k[t], likewise v; rows of k/v are src_stride elements apart (so k and v can
+// point into the fused qkv buffer), cache rows kv_dim apart. slot < 0 skips the token.
+cudaError_t kv_cache_write(const void* k, const void* v, int64_t src_stride, int64_t tokens, int64_t kv_dim,
+                           const int32_t* slot_mapping, void* k_cache, void* v_cache, DType dtype, cudaStream_t stream);
+
+// Paged attention -----------------------------------------------------------------------------------
+struct PagedAttention {
+  DType dtype;                    // q, out, k_cache, v_cache
+  const void* q;                  // [num_tokens, heads·head_dim], rows q_stride elements apart
+  int64_t q_stride;
+  void* out;                      // [num_tokens, heads·head_dim], rows out_stride apart
+  int64_t out_stride;
+  const void* k_cache;            // [num_blocks·block_size, kv_heads·head_dim]
+  const void* v_cache;
+  int32_t num_seqs, num_tokens;
+  const int32_t* cu_seqlens_q;    // device [num_seqs+1]: query rows of sequence s are [cu[s], cu[s+1])
+  const int32_t* context_lens;    // device [num_seqs]: tokens cached after this step; row i sits at
+                                  // position context_len - rows + i
+  const int32_t* block_tables;    // device [num_seqs, block_table_stride]
+  int32_t block_table_stride;
+  int32_t heads, kv_heads, head_dim, block_size;
+  float scale;
+  int32_t sliding_window;         // > 0: key j visible from position p when p - j < sliding_window
+  int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
+  int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
+};
+// Decode: any rows (one per sequence is what it is built for). Needs workspace when max_context_len > 512.
+size_t paged_attention_decode_workspace_bytes(const PagedAttention& a);
+cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, size_t workspace_bytes,
+                                   cudaStream_t stream);
+// Prefill (and mixed batches): causal over the cache, K/V of this step already written.
+cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream);
+
+// LoRA ----------------------------------------------------------------------------------------------
+// One module's adapters. "Entries" are SGMV segments or BGMV adapter slots; per-entry arrays are laid out
+// [num_slices][num_entries] (slices = the parts of a fused module, e.g. q, k, v of qkv_proj).
+struct LoraArgs {
+  DType dtype;                    // x, y, A and B
+  int64_t tokens, in;
+  const void* x;                  // [tokens, in], rows x_stride apart
+  int64_t x_stride;
+  float* h;                       // fp32 scratch [num_slices, tokens, max_rank]: shrink writes, expand reads
+  void* y;                        // [tokens, ...], rows y_stride apart; expand adds into it
+  int64_t y_stride;
+  int32_t num_slices;
+  const int32_t* out_offset;      // device [num_slices]: first column of the slice in y
+  const int32_t* out_len;         // device [num_slices]
+  int32_t max_out_len;            // host: ≥ every out_len
+  int32_t num_entries;
+  const void* const* a;           // device [num_slices·num_entries]: A [rank, in], null = no adapter
+  const void* const* b;           // device [num_slices·num_entries]: B [out_len, rank]
+  const int32_t* rank;            // device [num_slices·num_entries]; 0 = skip; must be ≤ max_rank
+  const float* scale;             // device [num_slices·num_entries]
+  int32_t max_rank;               // host
+  const int32_t* seg_starts;      // SGMV: device [num_entries+1], entry e covers rows [seg[e], seg[e+1])
+  const int32_t* token_entry;     // BGMV: device [tokens], entry of each row, -1 = base model
+};
+cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream);
+
+// Sampling ------------------------------------------------------------------------------------------
+struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams
+  float temperature;
+  int32_t top_k;                  // 0 = off
+  float top_p;                    // 1 = off
+  float repetition_penalty;       // 1 = off
+  int32_t do_sample;              // 0 = greedy
+  int32_t reserved;
+  uint64_t seed;
+  uint64_t draw_index;
+};
+// processed[r] = logits[r] after repetition penalty (tokens penalty_tokens[offsets[r] .. offsets[r+1]),
+// each applied once) and temperature (only when sampling). fp32 out, [rows, vocab] contiguous.
+cudaError_t logits_process(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride,
+                           const SampleRow* params, const int32_t* penalty_offsets, const int32_t* penalty_tokens,
+                           float* processed, cudaStream_t stream);
+// token[r] = argmax (lowest id on ties); logprob[r] (may be null) = log-softmax of the row at token.
+cudaError_t argmax_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride, int32_t* token,
+                        float* logprob, cudaStream_t stream);
+// Workspace of sample_rows (queries the device: fails where there is none).
+cudaError_t sample_workspace_bytes(int64_t rows, int64_t vocab, size_t* bytes);
+// Full CPU semantics on processed logits: greedy rows take the top token, sampling rows apply top-k, top-p
+// and draw with splitmix64(seed, draw_index). top_n (≥ 0) most likely (id, logprob) per row when requested.
+cudaError_t sample_rows(const float* processed, int64_t rows, int64_t vocab, const SampleRow* params, void* workspace,
+                        size_t workspace_bytes, int32_t* token, float* logprob, int32_t top_n, int32_t* top_ids,
+                        float* top_logprobs, cudaStream_t stream);
+
+}  // namespace weft::cuda
