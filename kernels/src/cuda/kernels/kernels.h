@@ -17,12 +17,13 @@
 // - kv_cache.cu    K/V rows of new tokens → cache slots (slot < 0 = padding, skipped): a byte copy with the
 //                  widest vector (16/8/4/2 B) every pointer and stride allows.
 // - attention.cu   paged attention over the cache layout [num_blocks·block_size, kv_heads·head_dim]:
-//                  decode = flash-decoding (one block per query row × kv head × 512-key partition, every q
-//                  head of the GQA group in the block so K/V are read once; lanes split head_dim into
-//                  8-element vectors; one online-softmax pass over K and V; rows longer than one partition
-//                  write fp32 partials that a second kernel merges). The partition is fixed in key index,
-//                  not sized to the batch, so a row's result never depends on what else is in the batch.
-//                  Bandwidth-bound: ≈ context·kv_dim·2·sizeof(T) per query row and kv head group.
+//                  decode = flash-decoding (one block per query row × kv head × 512-key partition, up to 4 q
+//                  heads of the GQA group per block so each K/V load serves all of them — 8 would need ~240
+//                  registers a thread; lanes split head_dim into 8-element vectors; one online-softmax pass
+//                  over K and V; rows longer than one partition write fp32 partials that a second kernel
+//                  merges; rows within one partition are written directly). The partition is fixed in key
+//                  index, not sized to the batch, so a row's result never depends on what else is in the
+//                  batch. Bandwidth-bound: reads ≈ context·kv_dim·2·sizeof(T) per query row.
 //                  prefill = tiled flash attention on CUDA cores: a block owns 16 (token, q head) rows of
 //                  one kv head, streams 32-key K/V tiles through shared memory (gathered via the block
 //                  table), online softmax in fp32, causal + sliding window masks. Compute-bound; a tensor-
@@ -59,8 +60,9 @@ cudaError_t layer_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hid
 // Rotate-half RoPE in place on the first rotary_dim dims of every head of q ([tokens, q_heads·head_dim] rows
 // q_stride apart) and k (may be null). inv_freq: fp32 [rotary_dim/2]; cos/sin are scaled by attention_factor.
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
-                             DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
-                             const float* inv_freq, float attention_factor, cudaStream_t stream);
+                             DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                             const int32_t* positions, const float* inv_freq, float attention_factor,
+                             cudaStream_t stream);
 
 // Elementwise ---------------------------------------------------------------------------------------
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.

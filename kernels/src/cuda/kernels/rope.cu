@@ -35,8 +35,9 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
 }  // namespace
 
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
-                             DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
-                             const float* inv_freq, float attention_factor, cudaStream_t stream) {
+                             DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                             const int32_t* positions, const float* inv_freq, float attention_factor,
+                             cudaStream_t stream) {
   if (!k) k_heads = 0;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 || rotary_dim < 0 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || (q_heads > 0 && !q))

@@ -39,7 +39,6 @@ struct HeuristicResult {         // cublasLtMatmulHeuristicResult_t
 static_assert(sizeof(HeuristicResult) == 96, "cublasLtMatmulHeuristicResult_t is 96 bytes on x86-64");
 
 constexpr Status kSuccess = 0;                 // CUBLAS_STATUS_SUCCESS
-constexpr Status kNotSupported = 15;           // CUBLAS_STATUS_NOT_SUPPORTED
 constexpr int kComputeF32 = 68;                // CUBLAS_COMPUTE_32F (fp32 accumulate, no TF32 shortcuts)
 constexpr int kOpN = 0;                        // CUBLAS_OP_N
 constexpr int kOpT = 1;                        // CUBLAS_OP_T

@@ -1,0 +1,191 @@
+// LoRA shrink (h = x·Aᵀ) and expand (y[:, off:off+len] += scale·h·Bᵀ), SGMV over segments of rows sharing an
+// adapter and BGMV with one row per block (cpu::lora_shrink_expand, split in two so h stays in fp32 between).
+// No shape table: ranks and hidden sizes are runtime values; 16-byte vector loads where the data allows.
+#include "common.cuh"
+
+namespace weft::cuda {
+namespace {
+using detail::from_f;
+using detail::load8;
+using detail::to_f;
+
+constexpr int kTileRows = 8;           // SGMV rows per block: each weight load feeds 8 rows
+constexpr int kShrinkThreads = 256;    // 8 warps, one rank (row of A) each
+constexpr int kShrinkRanks = kShrinkThreads / 32;
+constexpr int kExpandThreads = 256;
+constexpr int kExpandPerThread = 4;    // outputs per thread, blockDim apart (coalesced)
+constexpr int kMaxRank = 1024;
+
+struct Work {
+  int entry, r0, r1;  // rows [r0, r1) use entry; r1 <= r0: nothing to do
+};
+// SGMV: the blockIdx.y-th 8-row tile, counting segment by segment (a batch has few segments).
+__device__ Work sgmv_work(const int32_t* seg, int num_entries, int tile) {
+  int base = 0;
+  for (int e = 0; e < num_entries; ++e) {
+    const int s0 = seg[e], s1 = seg[e + 1], n = (s1 - s0 + kTileRows - 1) / kTileRows;
+    if (n > 0 && tile < base + n) {
+      const int r0 = s0 + (tile - base) * kTileRows;
+      return {e, r0, min(r0 + kTileRows, s1)};
+    }
+    base += n > 0 ? n : 0;
+  }
+  return {0, 0, 0};
+}
+template <bool kSegments> __device__ Work find_work(const LoraArgs& a) {
+  if constexpr (kSegments) return sgmv_work(a.seg_starts, a.num_entries, blockIdx.y);
+  const int t = blockIdx.y, e = a.token_entry[t];
+  return e < 0 || e >= a.num_entries ? Work{0, 0, 0} : Work{e, t, t + 1};
+}
+// Same test in shrink and expand, so expand never reads an h row shrink skipped.
+__device__ __forceinline__ bool live(const LoraArgs& a, int64_t ei) {
+  const int rank = a.rank[ei];
+  return a.a[ei] && a.b[ei] && rank > 0 && rank <= a.max_rank;
+}
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Block = (8 ranks, row tile, slice); warp = one rank k, lanes stride over `in`, dot with every row of the tile.
+template <class T, bool kSegments>
+__global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(LoraArgs a) {
+  constexpr int R = kSegments ? kTileRows : 1;
+  const Work w = find_work<kSegments>(a);
+  if (w.r1 <= w.r0) return;
+  const int slice = blockIdx.z;
+  const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;
+  if (!live(a, ei)) return;
+  const int k = blockIdx.x * kShrinkRanks + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (k >= a.rank[ei]) return;  // warp-uniform; no barriers in this kernel
+  const int nrows = w.r1 - w.r0;
+  const T* arow = static_cast<const T*>(a.a[ei]) + static_cast<int64_t>(k) * a.in;
+  const T* x = static_cast<const T*>(a.x) + static_cast<int64_t>(w.r0) * a.x_stride;
+  const bool vec = a.in % 8 == 0 && a.x_stride % 8 == 0 && aligned16(a.a[ei]) && aligned16(a.x);
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  if (vec) {
+    for (int64_t c = lane * 8; c < a.in; c += 32 * 8) {
+      float av[8];
+      load8(arow + c, av);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= nrows) break;
+        float xv[8];
+        load8(x + r * a.x_stride + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r] += av[e] * xv[e];
+      }
+    }
+  } else {
+    for (int64_t c = lane; c < a.in; c += 32) {
+      const float av = to_f(arow[c]);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (r < nrows) acc[r] += av * to_f(x[r * a.x_stride + c]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = detail::warp_sum(acc[r]);
+  if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      if (r < nrows) a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] = acc[r];
+  }
+}
+
+// Block = (1024 outputs, row tile, slice); thread = one output o (4 of them): B row o · h row, for every row.
+template <class T, bool kSegments>
+__global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
+  constexpr int R = kSegments ? kTileRows : 1;
+  extern __shared__ float4 hs4[];
+  float* hs = reinterpret_cast<float*>(hs4);  // [R][rank]
+  const Work w = find_work<kSegments>(a);
+  if (w.r1 <= w.r0) return;
+  const int slice = blockIdx.z;
+  const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;
+  if (!live(a, ei)) return;  // block-uniform, before the barrier
+  const int rank = a.rank[ei], nrows = w.r1 - w.r0;
+  for (int i = threadIdx.x; i < R * rank; i += kExpandThreads) {
+    const int r = i / rank, k = i % rank;
+    hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
+  }
+  __syncthreads();
+  const T* B = static_cast<const T*>(a.b[ei]);
+  const int out_len = a.out_len[slice], off = a.out_offset[slice];
+  const float scale = a.scale[ei];
+  const bool vec = rank % 8 == 0 && aligned16(B);
+  T* y = static_cast<T*>(a.y) + static_cast<int64_t>(w.r0) * a.y_stride + off;
+  for (int i = 0; i < kExpandPerThread; ++i) {
+    const int o = (blockIdx.x * kExpandPerThread + i) * kExpandThreads + threadIdx.x;
+    if (o >= out_len) break;
+    const T* brow = B + static_cast<int64_t>(o) * rank;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    if (vec) {
+      for (int k = 0; k < rank; k += 8) {
+        float bv[8];
+        load8(brow + k, bv);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float4 h0 = *reinterpret_cast<const float4*>(hs + r * rank + k);  // broadcast reads
+          const float4 h1 = *reinterpret_cast<const float4*>(hs + r * rank + k + 4);
+          acc[r] += bv[0] * h0.x + bv[1] * h0.y + bv[2] * h0.z + bv[3] * h0.w + bv[4] * h1.x + bv[5] * h1.y +
+                    bv[6] * h1.z + bv[7] * h1.w;
+        }
+      }
+    } else {
+      for (int k = 0; k < rank; ++k) {
+        const float bv = to_f(brow[k]);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] += bv * hs[r * rank + k];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (r >= nrows) break;
+      T* yp = y + r * a.y_stride + o;
+      *yp = from_f<T>(to_f(*yp) + scale * acc[r]);
+    }
+  }
+}
+
+bool valid(const LoraArgs& a, bool segments) {
+  return a.tokens >= 0 && a.in > 0 && a.x && a.h && a.y && a.num_slices > 0 && a.num_slices <= 65535 &&
+         a.num_entries >= 0 && a.a && a.b && a.rank && a.scale && a.out_offset && a.out_len && a.max_rank > 0 &&
+         a.max_rank <= kMaxRank && a.max_out_len >= 0 &&
+         (segments ? a.seg_starts != nullptr : a.token_entry != nullptr);
+}
+// Row tiles of the grid: SGMV needs at most ceil(tokens / 8) + segments of them; BGMV one per token.
+int64_t row_tiles(const LoraArgs& a, bool segments) {
+  return segments ? (a.tokens + kTileRows - 1) / kTileRows + a.num_entries : a.tokens;
+}
+
+template <bool kShrink, bool kSegments>
+cudaError_t launch(const LoraArgs& a, cudaStream_t stream) {
+  if (!valid(a, kSegments)) return cudaErrorInvalidValue;
+  const int64_t tiles = row_tiles(a, kSegments);
+  if (tiles > 65535) return cudaErrorInvalidValue;
+  if (a.tokens == 0 || a.num_entries == 0 || (!kShrink && a.max_out_len == 0)) return cudaSuccess;
+  return detail::dispatch(a.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (kShrink) {
+      const dim3 grid((a.max_rank + kShrinkRanks - 1) / kShrinkRanks, static_cast<unsigned>(tiles), a.num_slices);
+      shrink_kernel<T, kSegments><<<grid, kShrinkThreads, 0, stream>>>(a);
+    } else {
+      constexpr int kPerBlock = kExpandThreads * kExpandPerThread;
+      const dim3 grid((a.max_out_len + kPerBlock - 1) / kPerBlock, static_cast<unsigned>(tiles), a.num_slices);
+      const size_t smem = sizeof(float) * (kSegments ? kTileRows : 1) * a.max_rank;
+      expand_kernel<T, kSegments><<<grid, kExpandThreads, smem, stream>>>(a);
+    }
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace
+
+cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, true>(a, stream); }
+cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, true>(a, stream); }
+cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, false>(a, stream); }
+cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, false>(a, stream); }
+
+}  // namespace weft::cuda

@@ -1,0 +1,276 @@
+// Logits processing, greedy argmax and seeded sampling with the exact rules of cpu/sampling.cc:
+// repetition penalty -> temperature -> stable order by value (ties: lower id first) -> top-k -> top-p ->
+// inverse-CDF draw with splitmix64(seed, draw_index), cumulative sums in double in sorted order.
+// The sorted order comes from one device-wide stable radix sort of (row, value desc) keys over all rows
+// (CUB, from the CUDA toolkit), so the draw walks exactly the order the CPU's stable_sort produces.
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
+
+#include <climits>
+
+#include "common.cuh"
+
+namespace weft::cuda {
+namespace {
+using detail::to_f;
+
+constexpr int kRowThreads = 1024;  // logits_process, argmax: one block per row
+constexpr int kDrawThreads = 256;
+constexpr int kDrawItems = 8;      // entries per thread per scan step (blocked: 8 consecutive)
+
+// Same definition as cpu/sampling.cc: a stateless hash, draw n depends only on (seed, n).
+__device__ __forceinline__ uint64_t mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+__device__ __forceinline__ double uniform01(uint64_t seed, uint64_t index) {
+  return static_cast<double>(mix(mix(seed) ^ (index * 0xd1b54a32d192ed03ULL)) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+template <class T>
+__global__ void process_kernel(const T* logits, int64_t vocab, int64_t stride, const SampleRow* params,
+                               const int32_t* pen_off, const int32_t* pen_tok, float* out) {
+  const int64_t row = blockIdx.x;
+  const SampleRow p = params[row];
+  const T* in = logits + row * stride;
+  float* o = out + row * vocab;
+  const bool temper = p.do_sample && p.temperature > 0.0f && p.temperature != 1.0f;
+  // "+ 0.0f" turns -0 into +0: the radix sort orders -0 below +0, the CPU's comparison does not.
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = to_f(in[i]);
+    o[i] = (temper ? v / p.temperature : v) + 0.0f;
+  }
+  if (p.repetition_penalty == 1.0f || !pen_off) return;
+  __syncthreads();  // penalised values must land after the plain pass
+  // Computed from the unprocessed input, so a token listed twice is written twice with the same value.
+  for (int64_t k = pen_off[row] + threadIdx.x; k < pen_off[row + 1]; k += blockDim.x) {
+    const int32_t t = pen_tok[k];
+    if (t < 0 || t >= vocab) continue;
+    float v = to_f(in[t]);
+    v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
+    o[t] = (temper ? v / p.temperature : v) + 0.0f;
+  }
+}
+
+__device__ __forceinline__ bool better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+    argmax_kernel(const T* logits, int64_t vocab, int64_t stride, int32_t* token, float* logprob) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  __shared__ double red[32];
+  const T* x = logits + static_cast<int64_t>(blockIdx.x) * stride;
+  float bv = -INFINITY;
+  int bi = INT_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = to_f(x[i]);
+    if (better(v, static_cast<int>(i), bv, bi)) bv = v, bi = static_cast<int>(i);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = detail::shfl_xor(bv, o);
+    const int oi = detail::shfl_xor(bi, o);
+    if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) sv[warp] = bv, si[warp] = bi;
+  __syncthreads();
+  bv = -INFINITY;
+  bi = INT_MAX;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w)
+    if (better(sv[w], si[w], bv, bi)) bv = sv[w], bi = si[w];
+  if (logprob) {
+    double se = 0.0;
+    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) se += exp(static_cast<double>(to_f(x[i])) - bv);
+    se = detail::block_sum(se, red);
+    if (threadIdx.x == 0) logprob[blockIdx.x] = static_cast<float>(-log(se));
+  }
+  if (threadIdx.x == 0) token[blockIdx.x] = bi;
+}
+
+// Sort key: row in the high word, then the value's bits mapped so that ascending key = descending value.
+__global__ void sort_keys_kernel(const float* x, int64_t rows, int64_t vocab, uint64_t* keys, int32_t* ids) {
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < rows * vocab;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = e / vocab;
+    const uint32_t b = __float_as_uint(x[e]);
+    const uint32_t ord = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // ascending with the float
+    keys[e] = (static_cast<uint64_t>(r) << 32) | static_cast<uint32_t>(~ord);
+    ids[e] = static_cast<int32_t>(e - r * vocab);
+  }
+}
+__device__ __forceinline__ double key_value(uint64_t key) {
+  const uint32_t ord = ~static_cast<uint32_t>(key);
+  return __uint_as_float((ord & 0x80000000u) ? (ord & 0x7fffffffu) : ~ord);
+}
+
+using DrawScan = cub::BlockScan<double, kDrawThreads>;
+
+// Smallest i < n whose inclusive cumulative probability reaches thr (cum >= thr, or cum > thr when strict),
+// -1 if none. p_i = exp(v_i - mx) / total over the sorted row.
+__device__ int64_t first_reaching(const uint64_t* keys, int64_t n, double mx, double total, double thr, bool strict,
+                                  DrawScan::TempStorage& tmp, int& found) {
+  constexpr int kChunk = kDrawThreads * kDrawItems;
+  double carry = 0.0;
+  for (int64_t base = 0; base < n; base += kChunk) {
+    double v[kDrawItems], agg;
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j) {
+      const int64_t i = base + threadIdx.x * kDrawItems + j;
+      v[j] = i < n ? exp(key_value(keys[i]) - mx) / total : 0.0;
+    }
+    DrawScan(tmp).InclusiveSum(v, v, agg);
+    if (threadIdx.x == 0) found = INT_MAX;
+    __syncthreads();  // also: every thread has read `found` of the previous step, and tmp is free again
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j) {
+      const int64_t i = base + threadIdx.x * kDrawItems + j;
+      const double c = carry + v[j];
+      if (i < n && (strict ? c > thr : c >= thr)) {
+        atomicMin(&found, static_cast<int>(threadIdx.x) * kDrawItems + j);
+        break;
+      }
+    }
+    __syncthreads();
+    const int f = found;
+    __syncthreads();  // everyone has read `found` before thread 0 resets it
+    if (f != INT_MAX) return base + f;
+    carry += agg;
+  }
+  return -1;
+}
+
+__global__ void __launch_bounds__(kDrawThreads)
+    draw_kernel(const uint64_t* sorted_keys, const int32_t* sorted_ids, int64_t vocab, const SampleRow* params,
+                int32_t* token, float* logprob, int top_n, int32_t* top_ids, float* top_lp) {
+  __shared__ DrawScan::TempStorage tmp;
+  __shared__ double red[32];
+  __shared__ int found;
+  const int64_t row = blockIdx.x;
+  const uint64_t* keys = sorted_keys + row * vocab;
+  const int32_t* ids = sorted_ids + row * vocab;
+  const SampleRow p = params[row];
+  const double mx = key_value(keys[0]);
+  double se = 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += kDrawThreads) se += exp(key_value(keys[i]) - mx);
+  const double lse = mx + log(detail::block_sum(se, red));  // logprobs are of the processed, untruncated row
+  for (int i = threadIdx.x; i < top_n && i < vocab; i += kDrawThreads) {
+    top_ids[row * top_n + i] = ids[i];
+    top_lp[row * top_n + i] = static_cast<float>(key_value(keys[i]) - lse);
+  }
+  int64_t pick = 0;  // greedy: the first of the stable order
+  if (p.do_sample && p.temperature > 0.0f) {
+    int64_t keep = p.top_k > 0 && p.top_k < vocab ? p.top_k : vocab;
+    double total = 0.0;
+    for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) total += exp(key_value(keys[i]) - mx);
+    total = detail::block_sum(total, red);
+    if (p.top_p < 1.0f) {
+      const int64_t k = first_reaching(keys, keep, mx, total, static_cast<double>(p.top_p), false, tmp, found);
+      if (k >= 0) keep = k + 1;
+    }
+    double mass = 0.0;
+    for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) mass += exp(key_value(keys[i]) - mx) / total;
+    mass = detail::block_sum(mass, red);
+    const double u = uniform01(p.seed, p.draw_index) * mass;
+    const int64_t k = first_reaching(keys, keep, mx, total, u, true, tmp, found);
+    pick = k >= 0 ? k : keep - 1;
+  }
+  if (threadIdx.x == 0) {
+    token[row] = ids[pick];
+    if (logprob) logprob[row] = static_cast<float>(key_value(keys[pick]) - lse);
+  }
+}
+
+int sort_end_bit(int64_t rows) {
+  int bits = 0;
+  while ((int64_t{1} << bits) < rows) ++bits;
+  return 32 + bits;
+}
+size_t round_up(size_t n) { return (n + 255) & ~size_t{255}; }
+
+struct SortSpace {
+  uint64_t *keys_in, *keys_out;
+  int32_t *ids_in, *ids_out;
+  void* temp;
+  size_t temp_bytes, total;
+};
+// Carves the workspace (base may be null to only size it).
+cudaError_t sort_space(int64_t rows, int64_t vocab, void* base, SortSpace* s) {
+  const int64_t n = rows * vocab;
+  if (rows <= 0 || vocab <= 0 || vocab > INT32_MAX || rows > INT32_MAX) return cudaErrorInvalidValue;
+  s->temp_bytes = 0;
+  const cudaError_t err =
+      cub::DeviceRadixSort::SortPairs(nullptr, s->temp_bytes, static_cast<const uint64_t*>(nullptr),
+                                      static_cast<uint64_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+                                      static_cast<int32_t*>(nullptr), n, 0, sort_end_bit(rows));
+  if (err != cudaSuccess) return err;
+  char* p = static_cast<char*>(base);
+  const size_t kb = round_up(sizeof(uint64_t) * n), ib = round_up(sizeof(int32_t) * n);
+  s->keys_in = reinterpret_cast<uint64_t*>(p);
+  s->keys_out = reinterpret_cast<uint64_t*>(p + kb);
+  s->ids_in = reinterpret_cast<int32_t*>(p + 2 * kb);
+  s->ids_out = reinterpret_cast<int32_t*>(p + 2 * kb + ib);
+  s->temp = p + 2 * kb + 2 * ib;
+  s->total = 2 * kb + 2 * ib + round_up(s->temp_bytes);
+  return cudaSuccess;
+}
+
+}  // namespace
+
+cudaError_t logits_process(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride,
+                           const SampleRow* params, const int32_t* penalty_offsets, const int32_t* penalty_tokens,
+                           float* processed, cudaStream_t stream) {
+  if (rows < 0 || rows > INT32_MAX || vocab < 0 || stride < vocab || !params || (penalty_offsets && !penalty_tokens))
+    return cudaErrorInvalidValue;
+  if (rows == 0 || vocab == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    process_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+        static_cast<const T*>(logits), vocab, stride, params, penalty_offsets, penalty_tokens, processed);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t argmax_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride, int32_t* token,
+                        float* logprob, cudaStream_t stream) {
+  if (rows < 0 || rows > INT32_MAX || vocab <= 0 || vocab > INT32_MAX || stride < vocab || !token)
+    return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    argmax_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(static_cast<const T*>(logits), vocab,
+                                                                               stride, token, logprob);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t sample_workspace_bytes(int64_t rows, int64_t vocab, size_t* bytes) {
+  SortSpace s{};
+  const cudaError_t err = sort_space(rows, vocab, nullptr, &s);
+  if (err == cudaSuccess) *bytes = s.total;
+  return err;
+}
+
+cudaError_t sample_rows(const float* processed, int64_t rows, int64_t vocab, const SampleRow* params, void* workspace,
+                        size_t workspace_bytes, int32_t* token, float* logprob, int32_t top_n, int32_t* top_ids,
+                        float* top_logprobs, cudaStream_t stream) {
+  if (top_n < 0 || (top_n > 0 && (!top_ids || !top_logprobs)) || !processed || !params || !token || !workspace)
+    return cudaErrorInvalidValue;
+  SortSpace s{};
+  cudaError_t err = sort_space(rows, vocab, workspace, &s);
+  if (err != cudaSuccess) return err;
+  if (workspace_bytes < s.total) return cudaErrorInvalidValue;
+  const int64_t n = rows * vocab;
+  sort_keys_kernel<<<detail::grid_for(n, 256), 256, 0, stream>>>(processed, rows, vocab, s.keys_in, s.ids_in);
+  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  err = cub::DeviceRadixSort::SortPairs(s.temp, s.temp_bytes, s.keys_in, s.keys_out, s.ids_in, s.ids_out, n, 0,
+                                        sort_end_bit(rows), stream);
+  if (err != cudaSuccess) return err;
+  draw_kernel<<<static_cast<unsigned>(rows), kDrawThreads, 0, stream>>>(s.keys_out, s.ids_out, vocab, params, token,
+                                                                         logprob, top_n, top_ids, top_logprobs);
+  return cudaGetLastError();
+}
+
+}  // namespace weft::cuda

@@ -1,0 +1,150 @@
+// Bandwidth benchmarks of the memory-bound kernels (DESIGN.md §9): decode attention and LoRA shrink/expand,
+// reported in GB/s next to the device-to-device copy rate measured in the same run.
+#include "harness.h"
+
+namespace gt {
+namespace {
+namespace wc = weft::cuda;
+
+template <class F> double time_ms(F&& f, int iters = 50) {
+  for (int i = 0; i < 3; ++i) f();
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  CK(cudaEventRecord(a));
+  for (int i = 0; i < iters; ++i) f();
+  CK(cudaEventRecord(b));
+  CK(cudaEventSynchronize(b));
+  float ms = 0;
+  CK(cudaEventElapsedTime(&ms, a, b));
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  return ms / iters;
+}
+void line(const std::string& what, double ms, double bytes, double copy_gbps) {
+  const double gbps = bytes / (ms * 1e-3) / 1e9;
+  std::printf("BENCH %-58s %8.4f ms  %7.1f GB/s  (%4.0f%% of copy)\n", what.c_str(), ms, gbps,
+              copy_gbps > 0 ? 100.0 * gbps / copy_gbps : 0.0);
+  std::fflush(stdout);
+}
+
+double copy_rate() {
+  const size_t bytes = size_t{1} << 30;
+  DevBuf a(bytes), b(bytes);
+  const double ms = time_ms([&] { CK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice)); }, 10);
+  const double gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;
+  std::printf("BENCH %-58s %8.4f ms  %7.1f GB/s  (read + write)\n", "device-to-device copy 1 GiB", ms, gbps);
+  return gbps;
+}
+
+void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_gbps) {
+  const int hd = 128, bs = 16, nb = (ctx + bs - 1) / bs;
+  const int64_t kv_dim = static_cast<int64_t>(kv_heads) * hd, q_dim = static_cast<int64_t>(heads) * hd;
+  const int64_t slots = static_cast<int64_t>(batch) * nb * bs;
+  DevBuf kc(slots * kv_dim * 2), vc(slots * kv_dim * 2), q(batch * q_dim * 2), out(batch * q_dim * 2);
+  std::vector<int32_t> bt(static_cast<size_t>(batch) * nb), cu(batch + 1), lens(batch, ctx);
+  for (size_t i = 0; i < bt.size(); ++i) bt[i] = static_cast<int32_t>(i);  // distinct pages: no false L2 reuse
+  for (int s = 0; s <= batch; ++s) cu[s] = s;
+  DevBuf dbt = upload_vec(bt), dcu = upload_vec(cu), dl = upload_vec(lens);
+  wc::PagedAttention a{};
+  a.dtype = DType::kBF16;
+  a.q = q.get();
+  a.q_stride = q_dim;
+  a.out = out.get();
+  a.out_stride = q_dim;
+  a.k_cache = kc.get();
+  a.v_cache = vc.get();
+  a.num_seqs = batch;
+  a.num_tokens = batch;
+  a.cu_seqlens_q = dcu.as<int32_t>();
+  a.context_lens = dl.as<int32_t>();
+  a.block_tables = dbt.as<int32_t>();
+  a.block_table_stride = nb;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.head_dim = hd;
+  a.block_size = bs;
+  a.scale = 0.088f;
+  a.max_query_len = 1;
+  a.max_context_len = ctx;
+  const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
+  DevBuf ws(ws_bytes);
+  const double ms = time_ms([&] { CK(wc::paged_attention_decode(a, ws.get(), ws_bytes, nullptr)); });
+  const double bytes = 2.0 * batch * ctx * kv_dim * 2 + 2.0 * batch * q_dim * 2;
+  line("decode attention " + std::to_string(heads) + "/" + std::to_string(kv_heads) + " hd128 bf16 batch " +
+           std::to_string(batch) + " ctx " + std::to_string(ctx),
+       ms, bytes, copy_gbps);
+}
+
+// A Llama-3-8B-like qkv module: slices q 4096, k 1024, v 1024; in 4096; rank 16; bf16.
+void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
+  const int S = 3, r = 16, in = 4096, width = 6144;
+  const int32_t offs[S] = {0, 4096, 5120}, lens[S] = {4096, 1024, 1024};
+  std::vector<DevBuf> w;
+  std::vector<const void*> ap, bp;
+  for (int s = 0; s < S; ++s)
+    for (int e = 0; e < adapters; ++e) {
+      w.emplace_back(static_cast<size_t>(r) * in * 2);
+      ap.push_back(w.back().get());
+      w.emplace_back(static_cast<size_t>(lens[s]) * r * 2);
+      bp.push_back(w.back().get());
+    }
+  std::vector<int32_t> ranks(S * adapters, r), seg(adapters + 1), te(tokens);
+  std::vector<float> scales(S * adapters, 2.0f);
+  for (int e = 0; e <= adapters; ++e) seg[e] = static_cast<int32_t>(static_cast<int64_t>(tokens) * e / adapters);
+  for (int t = 0; t < tokens; ++t) te[t] = t % adapters;
+  DevBuf x(static_cast<size_t>(tokens) * in * 2), y(static_cast<size_t>(tokens) * width * 2),
+      h(sizeof(float) * S * tokens * r);
+  DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dr = upload_vec(ranks), ds = upload_vec(scales),
+         doff = upload_vec(std::vector<int32_t>(offs, offs + S)),
+         dlen = upload_vec(std::vector<int32_t>(lens, lens + S)),
+         dseg = upload_vec(seg), dte = upload_vec(te);
+  wc::LoraArgs a{};
+  a.dtype = DType::kBF16;
+  a.tokens = tokens;
+  a.in = in;
+  a.x = x.get();
+  a.x_stride = in;
+  a.h = h.as<float>();
+  a.y = y.get();
+  a.y_stride = width;
+  a.num_slices = S;
+  a.out_offset = doff.as<int32_t>();
+  a.out_len = dlen.as<int32_t>();
+  a.max_out_len = 4096;
+  a.num_entries = adapters;
+  a.a = dap.as<const void*>();
+  a.b = dbp.as<const void*>();
+  a.rank = dr.as<int32_t>();
+  a.scale = ds.as<float>();
+  a.max_rank = r;
+  if (bgmv) a.token_entry = dte.as<int32_t>();
+  else a.seg_starts = dseg.as<int32_t>();
+  const std::string what = std::string(bgmv ? "bgmv" : "sgmv") + " qkv r16 bf16 tokens " + std::to_string(tokens) +
+                           " adapters " + std::to_string(adapters);
+  const auto shrink = bgmv ? wc::lora_bgmv_shrink : wc::lora_sgmv_shrink;
+  const auto expand = bgmv ? wc::lora_bgmv_expand : wc::lora_sgmv_expand;
+  const double shrink_ms = time_ms([&] { CK(shrink(a, nullptr)); });
+  const double expand_ms = time_ms([&] { CK(expand(a, nullptr)); });
+  // Ideal traffic: each distinct adapter's weights once, x once (shrink), y read + written once (expand).
+  line("lora shrink " + what, shrink_ms, 2.0 * adapters * S * r * in + 2.0 * tokens * in, copy_gbps);
+  line("lora expand " + what, expand_ms, 2.0 * adapters * width * r + 4.0 * tokens * width, copy_gbps);
+}
+
+}  // namespace
+
+void run_benchmarks(std::mt19937&) {
+  guard("benchmarks", [&] {
+    const double copy = copy_rate();
+    decode_attention(32, 512, 32, 32, copy);    // Llama-2-7B shape, DESIGN.md §9's batch
+    decode_attention(32, 512, 32, 8, copy);     // Llama-3-8B shape (GQA 4)
+    decode_attention(32, 4096, 32, 8, copy);
+    decode_attention(4, 16384, 32, 8, copy);    // few long rows: split-K path
+    lora(true, 32, 32, copy);                   // decode batch, every row its own adapter
+    lora(true, 32, 1, copy);
+    lora(false, 512, 1, copy);                  // prefill, one adapter
+    lora(false, 512, 8, copy);
+  });
+}
+
+}  // namespace gt

@@ -1,0 +1,128 @@
+// Paged attention (decode and prefill kernels) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
+// contexts across the 512-key decode partitions, sliding windows, odd block sizes, chunked prefill on top of a
+// cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous.
+#include <numeric>
+
+#include "harness.h"
+
+namespace gt {
+namespace {
+namespace wc = weft::cuda;
+namespace cpu = weft::cpu;
+
+struct Seq {
+  int nq, ctx;  // query rows this step, tokens in the cache after it
+};
+struct Case {
+  std::string name;
+  DType d;
+  int heads, kv_heads, hd, bs, window;
+  std::vector<Seq> seqs;
+  bool decode;
+  float q_scale = 1.0f;  // larger: peakier softmax
+};
+
+void run(const Case& c, std::mt19937& rng) {
+  guard(c.name, [&] {
+    const int S = static_cast<int>(c.seqs.size());
+    int max_blocks = 0, total_blocks = 3, T = 0, max_q = 0, max_ctx = 0;
+    for (const Seq& s : c.seqs) {
+      const int nb = (s.ctx + c.bs - 1) / c.bs;
+      max_blocks = std::max(max_blocks, nb);
+      total_blocks += nb;
+      T += s.nq;
+      max_q = std::max(max_q, s.nq);
+      max_ctx = std::max(max_ctx, s.ctx);
+    }
+    std::vector<int32_t> perm(total_blocks), bt(static_cast<size_t>(S) * max_blocks, 0), cu(S + 1, 0), ctx(S);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    int next = 0;
+    std::vector<cpu::AttentionSeq> cs(S);
+    for (int s = 0; s < S; ++s) {
+      for (int b = 0; b < (c.seqs[s].ctx + c.bs - 1) / c.bs; ++b) bt[s * max_blocks + b] = perm[next++];
+      cu[s + 1] = cu[s] + c.seqs[s].nq;
+      ctx[s] = c.seqs[s].ctx;
+      cs[s] = {cu[s], c.seqs[s].nq, c.seqs[s].ctx, &bt[s * max_blocks]};
+    }
+    const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
+    const int64_t slots = static_cast<int64_t>(total_blocks) * c.bs;
+    const auto kc = randn(slots * kv_dim, rng, 1.0f, c.d), vc = randn(slots * kv_dim, rng, 1.0f, c.d);
+    const auto q = randn(T * q_dim, rng, c.q_scale, c.d);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    std::vector<float> ref(T * q_dim);
+    cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, cs.data(), S, kc.data(), vc.data(), c.bs, scale,
+                         c.window, ref.data());
+
+    DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(T * q_dim * dsize(c.d));
+    DevBuf dcu = upload_vec(cu), dctx = upload_vec(ctx), dbt = upload_vec(bt);
+    wc::PagedAttention a{};
+    a.dtype = c.d;
+    a.q = dq.get();
+    a.q_stride = q_dim;
+    a.out = out.get();
+    a.out_stride = q_dim;
+    a.k_cache = dk.get();
+    a.v_cache = dv.get();
+    a.num_seqs = S;
+    a.num_tokens = T;
+    a.cu_seqlens_q = dcu.as<int32_t>();
+    a.context_lens = dctx.as<int32_t>();
+    a.block_tables = dbt.as<int32_t>();
+    a.block_table_stride = max_blocks;
+    a.heads = c.heads;
+    a.kv_heads = c.kv_heads;
+    a.head_dim = c.hd;
+    a.block_size = c.bs;
+    a.scale = scale;
+    a.sliding_window = c.window;
+    a.max_query_len = max_q;
+    a.max_context_len = max_ctx;
+    if (c.decode) {
+      const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
+      DevBuf ws(ws_bytes);
+      CK(wc::paged_attention_decode(a, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
+    } else {
+      CK(wc::paged_attention_prefill(a, nullptr));
+    }
+    expect_close(c.name, download(out.get(), ref.size(), c.d), ref, tol_for(c.d));
+  });
+}
+
+}  // namespace
+
+void run_attention_tests(std::mt19937& rng) {
+  const DType f32 = DType::kF32, bf16 = DType::kBF16, f16 = DType::kF16;
+  const std::vector<Seq> decode_mix = {{1, 1}, {1, 17}, {1, 300}, {1, 512}, {1, 513}, {1, 1500}};
+  const std::vector<Case> cases = {
+      // Decode: one query row per sequence.
+      {"decode MHA 8/8 hd128 f32", f32, 8, 8, 128, 16, 0, decode_mix, true},
+      {"decode MHA 8/8 hd128 bf16", bf16, 8, 8, 128, 16, 0, decode_mix, true},
+      {"decode GQA 32/8 hd128 bf16", bf16, 32, 8, 128, 16, 0, {{1, 2100}, {1, 5}, {1, 1024}, {1, 777}}, true},
+      {"decode GQA 32/8 hd128 f32 peaky", f32, 32, 8, 128, 16, 0, {{1, 1300}, {1, 64}}, true, 4.0f},
+      {"decode MQA 16/1 hd64 f32", f32, 16, 1, 64, 16, 0, {{1, 100}, {1, 1100}}, true},
+      {"decode GQA 8/2 hd256 f16", f16, 8, 2, 256, 16, 0, {{1, 600}, {1, 40}}, true},
+      {"decode MHA 4/4 hd8 f32", f32, 4, 4, 8, 16, 0, {{1, 50}, {1, 520}}, true},
+      {"decode group 6 (12/2) hd80 bf16", bf16, 12, 2, 80, 16, 0, {{1, 700}, {1, 33}}, true},
+      {"decode group 3 (6/2) hd96 f32", f32, 6, 2, 96, 16, 0, {{1, 1030}}, true},
+      {"decode sliding window 100 f32", f32, 8, 4, 64, 16, 100, {{1, 1200}, {1, 50}, {1, 612}}, true},
+      {"decode sliding window 600 across partitions bf16", bf16, 8, 8, 128, 16, 600, {{1, 1400}}, true},
+      {"decode block size 7 f32", f32, 8, 2, 128, 7, 0, {{1, 300}, {1, 1000}}, true},
+      {"decode kernel on multi-row sequences f32", f32, 8, 2, 64, 16, 0, {{3, 600}, {1, 1}, {5, 40}}, true},
+      // Prefill: causal over cached prefix + this step's rows.
+      {"prefill MHA 8/8 hd128 f32", f32, 8, 8, 128, 16, 0, {{37, 37}, {1, 1}, {130, 330}}, false},
+      {"prefill GQA 8/2 hd128 bf16", bf16, 8, 2, 128, 16, 0, {{37, 37}, {1, 1}, {130, 330}}, false},
+      {"prefill GQA 32/8 hd128 f32 peaky", f32, 32, 8, 128, 16, 0, {{70, 70}, {9, 600}}, false, 4.0f},
+      {"prefill sliding window 64 f32", f32, 8, 2, 64, 16, 64, {{200, 200}, {50, 300}}, false},
+      {"prefill sliding window 40 bf16 block 7", bf16, 4, 4, 128, 7, 40, {{90, 90}}, false},
+      {"prefill hd256 bf16 (dynamic smem > 48 KiB)", bf16, 8, 2, 256, 16, 0, {{70, 100}, {3, 3}}, false},
+      {"prefill MQA 32/1 hd72 f16", f16, 32, 1, 72, 16, 0, {{20, 45}, {7, 7}}, false},
+      {"prefill hd8 f32", f32, 4, 2, 8, 16, 0, {{33, 40}}, false},
+      {"prefill hd40 f32", f32, 6, 3, 40, 16, 0, {{17, 17}, {5, 21}}, false},
+      {"prefill mixed with decode rows bf16", bf16, 16, 4, 128, 16, 0, {{1, 900}, {64, 64}, {1, 17}}, false},
+      {"prefill block size 7 f32", f32, 8, 8, 64, 7, 0, {{45, 45}, {12, 100}}, false},
+  };
+  for (const Case& c : cases) run(c, rng);
+}
+
+}  // namespace gt

@@ -1,0 +1,191 @@
+// Norms, RoPE, elementwise ops, embedding, conversion and the KV cache write against the CPU backend.
+#include "harness.h"
+
+namespace gt {
+namespace {
+namespace wc = weft::cuda;
+namespace cpu = weft::cpu;
+const DType kDtypes[] = {DType::kF32, DType::kBF16, DType::kF16};
+
+void norms(std::mt19937& rng) {
+  const std::pair<int64_t, int64_t> shapes[] = {{5, 4096}, {3, 1000}, {1, 33}};
+  for (DType d : kDtypes) {
+    for (const auto& shape : shapes) {
+      const int64_t T = shape.first, H = shape.second;
+      const std::string tag = std::string(dname(d)) + " " + std::to_string(T) + "x" + std::to_string(H);
+      guard("rms_norm " + tag, [&] {
+        const auto x = randn(T * H, rng, 2.0f, d), w = randn(H, rng, 1.0f, d);
+        std::vector<float> ref(x.size());
+        cpu::rms_norm(x.data(), T, H, w.data(), 1e-5f, ref.data());
+        DevBuf dx = upload(x, d), dw = upload(w, d), out(x.size() * dsize(d));
+        CK(wc::rms_norm(dx.get(), d, T, H, dw.get(), d, 1e-5f, out.get(), d, nullptr));
+        expect_close("rms_norm " + tag, download(out.get(), x.size(), d), ref, tol_for(d));
+      });
+      guard("layer_norm " + tag, [&] {
+        auto x = randn(T * H, rng, 2.0f);
+        for (float& v : x) v = round_to(d, v + 3.0f);  // a mean to subtract
+        const auto w = randn(H, rng, 1.0f, d), b = randn(H, rng, 1.0f, d);
+        std::vector<float> ref(x.size());
+        cpu::layer_norm(x.data(), T, H, w.data(), b.data(), 1e-5f, ref.data());
+        DevBuf dx = upload(x, d), dw = upload(w, d), db = upload(b, d), out(x.size() * dsize(d));
+        CK(wc::layer_norm(dx.get(), d, T, H, dw.get(), db.get(), d, 1e-5f, out.get(), d, nullptr));
+        expect_close("layer_norm " + tag, download(out.get(), x.size(), d), ref, tol_for(d));
+      });
+    }
+  }
+  guard("rms_norm mixed f32 x / bf16 w, out in place", [&] {
+    const int64_t T = 4, H = 2048;
+    const auto x = randn(T * H, rng, 1.0f), w = randn(H, rng, 1.0f, DType::kBF16);
+    std::vector<float> ref(x.size());
+    cpu::rms_norm(x.data(), T, H, w.data(), 1e-6f, ref.data());
+    DevBuf dx = upload(x, DType::kF32), dw = upload(w, DType::kBF16);
+    CK(wc::rms_norm(dx.get(), DType::kF32, T, H, dw.get(), DType::kBF16, 1e-6f, dx.get(), DType::kF32, nullptr));
+    expect_close("rms_norm mixed f32 x / bf16 w, out in place", download(dx.get(), x.size(), DType::kF32), ref,
+                 tol_for(DType::kF32));
+  });
+}
+
+void rope(std::mt19937& rng) {
+  const int64_t T = 7, qh = 4, kh = 2, hd = 128, stride = (qh + 2 * kh) * hd;
+  const std::vector<int32_t> pos = {0, 1, 17, 4095, 32768, 100000, 7};
+  const std::pair<int64_t, float> variants[] = {{128, 1.0f}, {64, 1.3f}};  // full; partial rotary + attention factor
+  for (DType d : kDtypes) {
+    for (const auto& variant : variants) {
+      const int64_t rot = variant.first;
+      const float factor = variant.second;
+      const std::string name = std::string("rope ") + dname(d) + " rotary " + std::to_string(rot);
+      guard(name, [&] {
+        std::vector<float> inv(rot / 2);
+        for (int64_t i = 0; i < rot / 2; ++i)
+          inv[i] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(rot));
+        const auto qkv = randn(T * stride, rng, 1.0f, d);
+        std::vector<float> q(T * qh * hd), k(T * kh * hd), ref = qkv;
+        for (int64_t t = 0; t < T; ++t) {
+          std::copy_n(&qkv[t * stride], qh * hd, &q[t * qh * hd]);
+          std::copy_n(&qkv[t * stride + qh * hd], kh * hd, &k[t * kh * hd]);
+        }
+        cpu::rope_rotate_half(q.data(), T, qh, hd, rot, pos.data(), inv.data(), factor);
+        cpu::rope_rotate_half(k.data(), T, kh, hd, rot, pos.data(), inv.data(), factor);
+        for (int64_t t = 0; t < T; ++t) {
+          std::copy_n(&q[t * qh * hd], qh * hd, &ref[t * stride]);
+          std::copy_n(&k[t * kh * hd], kh * hd, &ref[t * stride + qh * hd]);
+        }
+        DevBuf dqkv = upload(qkv, d), dpos = upload_vec(pos), dinv = upload_vec(inv);
+        char* base = dqkv.as<char>();
+        CK(wc::rope_rotate_half(base, qh, stride, base + qh * hd * dsize(d), kh, stride, d, T, hd, rot,
+                                dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr));
+        expect_close(name, download(dqkv.get(), qkv.size(), d), ref, tol_for(d));
+      });
+    }
+  }
+}
+
+void elementwise(std::mt19937& rng) {
+  for (DType d : kDtypes) {
+    const std::string dn = dname(d);
+    guard("silu_mul " + dn, [&] {
+      const int64_t T = 6, I = 1000;
+      const auto gu = randn(T * 2 * I, rng, 2.0f, d);
+      std::vector<float> ref(T * I);
+      for (int64_t t = 0; t < T; ++t) cpu::silu_mul(&gu[t * 2 * I], &gu[t * 2 * I + I], &ref[t * I], I);
+      DevBuf dgu = upload(gu, d), out(T * I * dsize(d));
+      CK(wc::silu_mul(dgu.get(), 2 * I, out.get(), I, T, I, d, nullptr));
+      expect_close("silu_mul " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
+    });
+    for (bool tanh_form : {true, false}) {
+      const std::string name = std::string(tanh_form ? "gelu_tanh " : "gelu_erf ") + dn;
+      guard(name, [&] {
+        auto x = randn(10000, rng, 3.0f, d), ref = x;
+        DevBuf dx = upload(x, d);
+        if (tanh_form) {
+          cpu::gelu_tanh(ref.data(), ref.size());
+          CK(wc::gelu_tanh(dx.get(), x.size(), d, nullptr));
+        } else {
+          cpu::gelu_erf(ref.data(), ref.size());
+          CK(wc::gelu_erf(dx.get(), x.size(), d, nullptr));
+        }
+        expect_close(name, download(dx.get(), x.size(), d), ref, tol_for(d));
+      });
+    }
+    guard("add_inplace f32 += " + dn, [&] {
+      auto y = randn(5000, rng), ref = y;
+      const auto x = randn(5000, rng, 1.0f, d);
+      cpu::add_inplace(ref.data(), x.data(), ref.size());
+      DevBuf dy = upload(y, DType::kF32), dx = upload(x, d);
+      CK(wc::add_inplace(dy.get(), DType::kF32, dx.get(), d, y.size(), nullptr));
+      expect_close("add_inplace f32 += " + dn, download(dy.get(), y.size(), DType::kF32), ref, 1e-6);
+    });
+    guard("bias_add strided " + dn, [&] {
+      const int64_t R = 5, C = 300, S = 320;
+      auto y = randn(R * S, rng, 1.0f, d), ref = y;
+      const auto b = randn(C, rng, 1.0f, d);
+      for (int64_t r = 0; r < R; ++r) cpu::add_inplace(&ref[r * S], b.data(), C);
+      DevBuf dy = upload(y, d), db = upload(b, d);
+      CK(wc::bias_add(dy.get(), d, R, C, S, db.get(), d, nullptr));
+      expect_close("bias_add strided " + dn, download(dy.get(), y.size(), d), ref, tol_for(d));
+    });
+    guard("embedding + positions " + dn, [&] {
+      const int64_t rows = 100, dim = 64, prow = 50;
+      const std::vector<int32_t> ids = {3, -1, 99, 100, 0}, pos = {0, 1, 49, 50, 2};
+      const auto table = randn(rows * dim, rng, 1.0f, d), ptab = randn(prow * dim, rng, 1.0f, d);
+      std::vector<float> ref(ids.size() * dim), pe(ids.size() * dim);
+      cpu::embedding_gather(table.data(), rows, dim, ids.data(), ids.size(), ref.data());
+      cpu::embedding_gather(ptab.data(), prow, dim, pos.data(), pos.size(), pe.data());
+      cpu::add_inplace(ref.data(), pe.data(), ref.size());
+      DevBuf dt = upload(table, d), dp = upload(ptab, d), di = upload_vec(ids), dpos = upload_vec(pos);
+      DevBuf out(ref.size() * 4);
+      CK(wc::embedding_gather(dt.get(), d, rows, dim, di.as<int32_t>(), ids.size(), out.get(), DType::kF32, dp.get(),
+                              prow, dpos.as<int32_t>(), nullptr));
+      expect_close("embedding + positions " + dn, download(out.get(), ref.size(), DType::kF32), ref, 1e-6);
+    });
+    guard("convert f32 -> " + dn + " (exact)", [&] {
+      auto x = randn(4099, rng, 10.0f), ref = x;
+      quantize(ref, d);
+      DevBuf dx = upload(x, DType::kF32), out(x.size() * dsize(d));
+      CK(wc::convert(dx.get(), DType::kF32, out.get(), d, x.size(), nullptr));
+      expect_close("convert f32 -> " + dn + " (exact)", download(out.get(), x.size(), d), ref, 0.0);
+    });
+  }
+}
+
+// K/V rows taken from a fused [T, stride] buffer; one padding token (slot -1) must leave the cache alone.
+void kv_write(std::mt19937& rng) {
+  struct Case { DType d; int64_t kv_dim, stride, voff; };  // voff: where v starts in a row (1 = misaligned)
+  for (Case c : {Case{DType::kF32, 256, 1024, 256}, Case{DType::kBF16, 256, 768, 1}, Case{DType::kF16, 3, 5, 1}}) {
+    const std::string name = std::string("kv_cache_write ") + dname(c.d) + " kv_dim " + std::to_string(c.kv_dim);
+    guard(name, [&] {
+      const int64_t T = 9, slots = 128;
+      std::vector<int32_t> map = {5, 77, 0, 127, -1, 16, 17, 64, 3};
+      const auto src = randn(T * c.stride, rng, 1.0f, c.d);
+      auto kc = randn(slots * c.kv_dim, rng, 1.0f, c.d), vc = randn(slots * c.kv_dim, rng, 1.0f, c.d);
+      std::vector<float> rk = kc, rv = vc, k, v;
+      std::vector<int32_t> live;
+      for (int64_t t = 0; t < T; ++t) {
+        if (map[t] < 0) continue;
+        live.push_back(map[t]);
+        k.insert(k.end(), &src[t * c.stride], &src[t * c.stride] + c.kv_dim);
+        v.insert(v.end(), &src[t * c.stride + c.voff], &src[t * c.stride + c.voff] + c.kv_dim);
+      }
+      cpu::kv_cache_write(k.data(), v.data(), live.size(), c.kv_dim, live.data(), rk.data(), rv.data());
+      DevBuf ds = upload(src, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), dm = upload_vec(map);
+      const char* s = ds.as<char>();
+      CK(wc::kv_cache_write(s, s + c.voff * dsize(c.d), c.stride, T, c.kv_dim, dm.as<int32_t>(), dk.get(), dv.get(),
+                            c.d, nullptr));
+      auto got = download(dk.get(), kc.size(), c.d), gv = download(dv.get(), vc.size(), c.d);
+      got.insert(got.end(), gv.begin(), gv.end());
+      rk.insert(rk.end(), rv.begin(), rv.end());
+      expect_close(name + " (exact)", got, rk, 0.0);
+    });
+  }
+}
+
+}  // namespace
+
+void run_basic_tests(std::mt19937& rng) {
+  norms(rng);
+  rope(rng);
+  elementwise(rng);
+  kv_write(rng);
+}
+
+}  // namespace gt

@@ -1,0 +1,140 @@
+// LoRA SGMV / BGMV shrink + expand against cpu::lora_shrink_expand, across adapter-popularity patterns
+// (distinct, identical, skewed, zipf-like, base-only rows), ranks 1..128 (multiples of 8 and not), fused
+// modules (several slices), aligned and unaligned weights, padded row strides.
+#include "harness.h"
+
+namespace gt {
+namespace {
+namespace wc = weft::cuda;
+namespace cpu = weft::cpu;
+
+struct Slice {
+  int off, len;
+};
+struct Case {
+  std::string name;
+  DType d;
+  int T;
+  int64_t in, x_pad;
+  std::vector<Slice> slices;
+  std::vector<int> ranks;        // cycled over (slice, entry)
+  int max_rank;
+  bool bgmv;
+  std::vector<int> seg_lens;     // SGMV: rows per entry
+  std::vector<int> token_entry;  // BGMV: entry per token, -1 = base
+  int num_slots = 0;             // BGMV entries
+  std::vector<int> null_entries = {};
+  bool misalign = false;         // weights one element past a 16-byte boundary: scalar paths
+};
+
+void run(const Case& c, std::mt19937& rng) {
+  guard(c.name, [&] {
+    const int S = static_cast<int>(c.slices.size());
+    const int E = c.bgmv ? c.num_slots : static_cast<int>(c.seg_lens.size());
+    int width = 0;
+    for (const Slice& s : c.slices) width = std::max(width, s.off + s.len);
+    const int64_t y_stride = width + 3, x_stride = c.in + c.x_pad;
+    const auto x = randn(c.T * x_stride, rng, 1.0f, c.d);
+    auto y = randn(c.T * y_stride, rng, 1.0f, c.d), ref = y;
+    std::vector<float> xp(c.T * c.in);  // the CPU op reads rows `in` apart: a packed copy of x
+    for (int t = 0; t < c.T; ++t) std::copy_n(&x[t * x_stride], c.in, &xp[t * c.in]);
+
+    std::vector<int32_t> seg(E + 1, 0), ranks(S * E), offs(S), lens(S);
+    for (int e = 0; e < E && !c.bgmv; ++e) seg[e + 1] = seg[e] + c.seg_lens[e];
+    std::vector<float> scales(S * E);
+    std::vector<const void*> ap(S * E, nullptr), bp(S * E, nullptr);
+    std::vector<DevBuf> keep;
+    std::uniform_real_distribution<float> ud(0.5f, 2.0f);
+    const size_t skew = c.misalign ? dsize(c.d) : 0;
+    for (int s = 0; s < S; ++s) {
+      offs[s] = c.slices[s].off;
+      lens[s] = c.slices[s].len;
+      for (int e = 0; e < E; ++e) {
+        const int i = s * E + e, r = c.ranks[i % c.ranks.size()], len = c.slices[s].len;
+        ranks[i] = r;
+        scales[i] = ud(rng);
+        const bool base = std::find(c.null_entries.begin(), c.null_entries.end(), e) != c.null_entries.end();
+        const auto a = randn(static_cast<size_t>(r) * c.in, rng, 1.0f / std::sqrt(static_cast<float>(c.in)), c.d);
+        const auto b = randn(static_cast<size_t>(len) * r, rng, 1.0f, c.d);
+        if (base) continue;
+        // CPU reference: the rows this (slice, entry) applies to.
+        for (int t = 0; t < c.T; ++t) {
+          const bool mine = c.bgmv ? c.token_entry[t] == e : (t >= seg[e] && t < seg[e + 1]);
+          if (mine)
+            cpu::lora_shrink_expand(xp.data(), t, t + 1, c.in, a.data(), b.data(), r, len, scales[i], ref.data(),
+                                    y_stride, c.slices[s].off);
+        }
+        DevBuf da = upload(a, c.d), db = upload(b, c.d);
+        DevBuf sa(da.bytes() + 16), sb(db.bytes() + 16);
+        CK(cudaMemcpy(sa.as<char>() + skew, da.get(), da.bytes(), cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(sb.as<char>() + skew, db.get(), db.bytes(), cudaMemcpyDeviceToDevice));
+        ap[i] = sa.as<char>() + skew;
+        bp[i] = sb.as<char>() + skew;
+        keep.push_back(std::move(sa));
+        keep.push_back(std::move(sb));
+      }
+    }
+    DevBuf dx = upload(x, c.d), dy = upload(y, c.d), dh(sizeof(float) * S * c.T * c.max_rank);
+    DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dr = upload_vec(ranks), ds = upload_vec(scales);
+    DevBuf doff = upload_vec(offs), dlen = upload_vec(lens), dseg = upload_vec(seg);
+    std::vector<int32_t> te(c.token_entry.begin(), c.token_entry.end());
+    DevBuf dte = upload_vec(te);
+    wc::LoraArgs a{};
+    a.dtype = c.d;
+    a.tokens = c.T;
+    a.in = c.in;
+    a.x = dx.get();
+    a.x_stride = x_stride;
+    a.h = dh.as<float>();
+    a.y = dy.get();
+    a.y_stride = y_stride;
+    a.num_slices = S;
+    a.out_offset = doff.as<int32_t>();
+    a.out_len = dlen.as<int32_t>();
+    a.max_out_len = *std::max_element(lens.begin(), lens.end());
+    a.num_entries = E;
+    a.a = dap.as<const void*>();
+    a.b = dbp.as<const void*>();
+    a.rank = dr.as<int32_t>();
+    a.scale = ds.as<float>();
+    a.max_rank = c.max_rank;
+    if (c.bgmv) {
+      a.token_entry = dte.as<int32_t>();
+      CK(wc::lora_bgmv_shrink(a, nullptr));
+      CK(wc::lora_bgmv_expand(a, nullptr));
+    } else {
+      a.seg_starts = dseg.as<int32_t>();
+      CK(wc::lora_sgmv_shrink(a, nullptr));
+      CK(wc::lora_sgmv_expand(a, nullptr));
+    }
+    expect_close(c.name, download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+  });
+}
+
+}  // namespace
+
+void run_lora_tests(std::mt19937& rng) {
+  const DType f32 = DType::kF32, bf16 = DType::kBF16, f16 = DType::kF16;
+  const std::vector<Slice> qkv = {{0, 1024}, {1024, 256}, {1280, 256}};
+  // Zipf-like decode batch: slot 0 is popular, a few rare ones, some base-only rows.
+  std::vector<int> zipf;
+  for (int t = 0; t < 32; ++t) zipf.push_back(t % 2 == 0 ? 0 : t % 3 == 0 ? -1 : t % 7 == 0 ? 5 : 1 + t % 4);
+  const std::vector<Case> cases = {
+      {"sgmv distinct qkv f32", f32, 6, 4096, 0, qkv, {16, 8, 64}, 64, false, {1, 1, 1, 1, 1, 1}, {}},
+      {"sgmv identical (one adapter) bf16", bf16, 40, 4096, 0, {{0, 4096}}, {16}, 16, false, {40}, {}},
+      {"sgmv skewed + base segment bf16", bf16, 66, 1000, 0, qkv, {8, 12, 16, 1, 64}, 64, false,
+       {1, 20, 3, 40, 2}, {}, 0, {2}},
+      {"sgmv unaligned weights, in 1003 f32", f32, 9, 1003, 0, {{0, 300}, {300, 77}}, {5, 16}, 16, false, {4, 5},
+       {}, 0, {}, true},
+      {"sgmv rank 128, padded x rows f16", f16, 17, 2048, 8, {{0, 2048}}, {128, 32}, 128, false, {9, 8}, {}},
+      {"sgmv empty segment f32", f32, 7, 512, 0, {{0, 512}}, {8}, 8, false, {3, 0, 4}, {}},
+      {"bgmv zipf decode qkv bf16", bf16, 32, 4096, 0, qkv, {16, 8, 32, 64}, 64, true, {}, zipf, 8},
+      {"bgmv distinct f32", f32, 8, 2048, 0, {{0, 2048}}, {16, 8}, 16, true, {}, {0, 1, 2, 3, 4, 5, 6, 7}, 8},
+      {"bgmv lm_head-like 32000 out f32", f32, 4, 512, 0, {{0, 32000}}, {8}, 8, true, {}, {1, 0, -1, 1}, 2},
+      {"bgmv unaligned weights, rank 12 bf16", bf16, 5, 1000, 0, {{0, 999}}, {12, 7}, 16, true, {},
+       {0, 1, 1, -1, 0}, 2, {}, true},
+  };
+  for (const Case& c : cases) run(c, rng);
+}
+
+}  // namespace gt
