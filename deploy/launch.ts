@@ -18,6 +18,7 @@ import { Metrics } from '../coordinator/http/index.js';
 import { preloadAdapters, registryOptions } from './adapter-wiring.js';
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
+import { assertCudaUsable } from '../kernels/cuda.js';
 
 
 export interface Launched {
@@ -93,9 +94,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     throw new Error(`--dtype ${o.dtype} with --device cpu: the CPU backend computes in float32 (weights are converted ` +
       'on load); use --dtype float32');
   }
-  if (o.device === 'cuda') {
-    throw new Error('--device cuda: this build has no CUDA backend yet (the CPU backend is the only one compiled); use --device cpu');
-  }
+  // Fails here, at start, with the reason (no driver, no device, addon built without nvcc).
+  if (o.device === 'cuda') assertCudaUsable();
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
   const spec = readModelSpec(model.dir);
@@ -116,7 +116,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
     blockSize: o.blockSize, adapterSlots: adapterSlots(spec, o), maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
-    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs }, log, (reason) => group.markLost(reason));
+    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);

@@ -10,7 +10,7 @@ export async function runScoreGroup(o: ScoreOptions): Promise<number[][]> {
   const blockSize = 16;
   const blocks = Math.ceil(o.ids.length / blockSize);
   const cluster = await startShardCluster({ modelDir: o.model, world: o.numShard, kvBlocks: blocks + 1, blockSize,
-    adapterSlots: 1, maxLoraRank: 1024, log: pino({ level: 'warn', base: { name: 'score' } }, pino.destination(2)) });
+    adapterSlots: 1, maxLoraRank: 1024, device: o.device, log: pino({ level: 'warn', base: { name: 'score' } }, pino.destination(2)) });
   try {
     if (o.adapter) await cluster.group.loadAdapter('score', 0, { dir: o.adapter });
     const result = await cluster.group.step({ v: PROTOCOL_VERSION, type: 'step', stepId: 1, running: [], finished: [], newSeqs: [{

@@ -2,13 +2,14 @@
 // point, DESIGN.md §8). TP=1 runs in this process; --num-shard N runs N shard ranks over the shm collective.
 import { LocalEngine, readModelSpec } from '../shard/index.js';
 import type { ScoreConfig } from './config/index.js';
+import { assertCudaUsable } from '../kernels/cuda.js';
 import { runScoreGroup } from './score-group.js';
 
 
 export type ScoreOptions = Pick<ScoreConfig, 'model' | 'adapter' | 'numShard' | 'device' | 'ids'>;
 
 export async function score(o: ScoreOptions): Promise<number[][]> {
-  if (o.device === 'cuda') throw new Error('--device cuda: this build has no CUDA backend yet; use --device cpu');
+  if (o.device === 'cuda') assertCudaUsable();
   if (o.ids.length === 0) throw new Error('--ids must list at least one token id');
   const { vocab } = readModelSpec(o.model);
   for (const id of o.ids) {
@@ -16,7 +17,8 @@ export async function score(o: ScoreOptions): Promise<number[][]> {
   }
   if (o.numShard > 1) return runScoreGroup(o);
   const blockSize = 16;
-  const engine = LocalEngine.open(o.model, { numBlocks: Math.ceil(o.ids.length / blockSize) + 1, blockSize, adapterSlots: 1 });
+  const engine = LocalEngine.open(o.model, { numBlocks: Math.ceil(o.ids.length / blockSize) + 1, blockSize, adapterSlots: 1,
+    device: o.device });
   try {
     if (o.adapter) engine.loadAdapter(0, o.adapter);
     const [logits] = await engine.scoreBatch([{ tokens: [...o.ids], adapterSlot: o.adapter ? 0 : -1 }]);

@@ -14,6 +14,7 @@ export interface ShardClusterOptions {
   adapterSlots: number;
   maxLoraRank: number;
   log: Logger;
+  device?: 'cpu' | 'cuda';
   readyTimeoutMs?: number;
 }
 
@@ -33,7 +34,7 @@ export async function startShardCluster(o: ShardClusterOptions): Promise<ShardCl
   let lost: string | null = null;
   const supervisor = new ShardSupervisor({ natsUrl: nats.url, cluster, modelDir: o.modelDir, worldSize: o.world,
     kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank,
-    heartbeatMs: 500, logLevel: o.log.level }, o.log, (reason) => {
+    heartbeatMs: 500, logLevel: o.log.level, device: o.device }, o.log, (reason) => {
     lost = reason;
     group.markLost(reason);
   });

@@ -7,13 +7,12 @@ import type { ShardConfig } from './config/index.js';
 
 
 export async function runShard(o: ShardConfig): Promise<void> {
-  if (o.device !== 'cpu') throw new Error('--device cuda: this build has no CUDA backend yet; use --device cpu');
   const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
   const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
-    kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes,
+    kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
     heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),

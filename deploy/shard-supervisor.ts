@@ -18,6 +18,8 @@ export interface ShardProcessOptions {
   adapterHostCacheBytes?: number;
   heartbeatMs: number;
   logLevel: string;
+  device?: 'cpu' | 'cuda';
+  dtype?: 'float32' | 'bfloat16' | 'float16';
   otlpEndpoint?: string;
   /** Where the shards' stdout/stderr (JSON logs) go; default: this process's stdout/stderr. */
   output?: { write(chunk: string | Uint8Array): unknown };
@@ -54,6 +56,8 @@ export class ShardSupervisor {
       '--block-size', String(o.blockSize), '--adapter-slots', String(o.adapterSlots), '--max-lora-rank', String(o.maxLoraRank),
       '--heartbeat-ms', String(o.heartbeatMs), '--log-level', o.logLevel];
     if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
+    if (o.device) args.push('--device', o.device);
+    if (o.dtype) args.push('--dtype', o.dtype);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
     const out = o.output;
     const child = spawn(process.execPath, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'] });

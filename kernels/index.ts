@@ -29,6 +29,19 @@ export interface ModelPlanConfig {
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;
+  /**
+   * Which executor runs the plan: 'cpu' (default; fp32, the reference) or 'cuda' (the GPU executor, only in an
+   * addon built with nvcc: `availableBackends` lists 'cuda'; construction throws with the reason when no GPU
+   * is usable — see cudaInfo() in kernels/cuda.ts).
+   */
+  device?: 'cpu' | 'cuda';
+  /**
+   * Weight and activation storage on the GPU (weights are converted from the float32 arrays on upload; math
+   * accumulates in fp32 either way). Default 'bfloat16' on cuda; the CPU backend accepts only 'float32'.
+   */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** cuda only: replay captured CUDA graphs for decode-only steps of up to 128 sequences (default true). */
+  cudaGraphs?: boolean;
 }
 
 /** Module ids understood by Model.addLoraPart (C++ LoraModule). */

@@ -23,6 +23,8 @@ export interface ShardActorOptions {
   adapterSlots: number;
   maxLoraRank: number;
   hostCacheBytes: number;
+  device: 'cpu' | 'cuda';
+  dtype: 'float32' | 'bfloat16' | 'float16';
   heartbeatMs: number;
   logger: Logger;
   tracer: Tracer;
@@ -59,7 +61,8 @@ export class ShardActor {
     }
     this.engine = LocalEngine.open(o.modelDir, {
       rank: o.rank, world: o.worldSize, numBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
-      maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, collective: this.collective,
+      maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, device: o.device, dtype: o.dtype,
+      collective: this.collective,
     });
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');

@@ -14,6 +14,8 @@ export interface LocalEngineOptions {
   numBlocks: number;
   blockSize?: number;
   adapterSlots: number;
+  device?: 'cpu' | 'cuda';
+  dtype?: 'float32' | 'bfloat16' | 'float16';
   maxLoraRank?: number;
   /** Host-RAM tier budget for parsed adapters (per shard). */
   hostCacheBytes?: number;
@@ -35,7 +37,7 @@ export class LocalEngine {
     const spec = readModelSpec(modelDir);
     const model = loadModel(modelDir, spec, {
       rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
-      adapterSlots: opts.adapterSlots, collective: opts.collective,
+      adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
     });
     return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31);
   }

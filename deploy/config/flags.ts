@@ -75,7 +75,7 @@ export const FLAGS = [
     help: 'Tensor-parallel shards (one process per rank).' },
   { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],
     help: 'Compute backend.' },
-  { name: 'dtype', type: 'string', commands: LAUNCH, env: ['DTYPE'], choices: ['float32', 'bfloat16', 'float16'],
+  { name: 'dtype', type: 'string', commands: SERVER, env: ['DTYPE'], choices: ['float32', 'bfloat16', 'float16'],
     defaultLabel: 'float32 on cpu, bfloat16 on cuda', help: 'Weight dtype.' },
   // launch: HTTP and NATS
   { name: 'port', type: 'int', commands: LAUNCH, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,

@@ -129,11 +129,13 @@ function finish(c: Config): Config {
       }
       return { ...c, dtype };
     }
-    case 'shard':
+    case 'shard': {
       if (c.rank >= c.worldSize) {
         throw conflict(`--rank (${c.rank}) must be less than --world-size (${c.worldSize})`, '--rank');
       }
-      return c;
+      const dtype: Dtype = (c.dtype as Dtype | null) ?? (c.device === 'cuda' ? 'bfloat16' : 'float32');
+      return { ...c, dtype };
+    }
     case 'score':
     case 'bench':
       return c;

@@ -100,6 +100,7 @@ export interface ShardConfig {
   maxLoraRank: number;
   adapterHostCacheBytes: number;
   device: Device;
+  dtype: Dtype;
   heartbeatMs: number;
   logLevel: LogLevel;
   otlpEndpoint: string | null;

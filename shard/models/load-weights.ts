@@ -13,6 +13,9 @@ export interface LoadOptions {
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;
+  /** Executor backend and storage dtype (kernels/index.ts ModelPlanConfig); default cpu / float32. */
+  device?: 'cpu' | 'cuda';
+  dtype?: 'float32' | 'bfloat16' | 'float16';
   collective?: NativeCollective;
 }
 
@@ -163,6 +166,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
+    device: opts.device ?? 'cpu',
+    dtype: opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'),
   };
 }
 

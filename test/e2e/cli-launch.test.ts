@@ -41,3 +41,19 @@ test('weft launch serves, and SIGTERM lets the in-flight request finish before e
   assert.ok(j.details.generated_tokens >= 1);
   assert.equal(await exited, 0, out.slice(-2000));
 });
+
+test('--device cuda fails at start with the reason when no GPU is usable (checked where there is none)', async (t) => {
+  const { cudaInfo } = await import('../../kernels/cuda.js');
+  if (cudaInfo().available) {
+    t.skip(`a GPU is usable here (${cudaInfo().devices[0]?.name}); this checks the no-GPU path`);
+    return;
+  }
+  const { spawnSync } = await import('node:child_process');
+  const model = loadGoldenCase('llama').modelDir;
+  for (const args of [['score', '--model', model, '--ids', '1,2', '--device', 'cuda'],
+    ['launch', '--model-id', model, '--device', 'cuda', '--port', '0']]) {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, HOME: mkdtempSync(join(tmpdir(), 'weft-home-')) } });
+    assert.equal(r.status, 1, `${args[0]}: ${r.stdout} ${r.stderr}`);
+    assert.match(r.stderr, /--device cuda: .*Use --device cpu/);
+  }
+});
