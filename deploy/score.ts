@@ -18,7 +18,7 @@ export async function score(o: ScoreOptions): Promise<number[][]> {
   if (o.numShard > 1) return runScoreGroup(o);
   const blockSize = 16;
   const engine = LocalEngine.open(o.model, { numBlocks: Math.ceil(o.ids.length / blockSize) + 1, blockSize, adapterSlots: 1,
-    device: o.device });
+    device: o.device, dtype: 'float32' }); // the conformance entry point: full precision on every backend
   try {
     if (o.adapter) engine.loadAdapter(0, o.adapter);
     const [logits] = await engine.scoreBatch([{ tokens: [...o.ids], adapterSlot: o.adapter ? 0 : -1 }]);

@@ -15,6 +15,9 @@ class Collective {
   virtual void all_reduce_sum(float* data, int64_t n) = 0;
   // out = concat over ranks (rank-major) of each rank's `in` [n].
   virtual void all_gather(const float* in, int64_t n, float* out) = 0;
+  // True when data/in/out are device pointers (NCCL); false for host floats (solo, shm). The CUDA executor
+  // stages its device tensors through pinned host memory for a host collective.
+  virtual bool device_pointers() const { return false; }
 };
 
 // World of one: no communication.

@@ -1,5 +1,6 @@
 // Model::forward — one step for a heterogeneous batch (prefill and decode rows mixed, one adapter per sequence).
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 
 #include "cpu/ops.h"
@@ -32,18 +33,17 @@ void Model::apply_lora(int layer, int module, const float* x, int64_t in, const 
   }
 }
 
-void Model::validate_batch(const Batch& b) const {
+void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<bool(int32_t)>& slot_loaded) {
   const int64_t T = static_cast<int64_t>(b.tokens.size());
-  if (!finalized_) throw std::logic_error("model: forward before finalize()");
   if (static_cast<int64_t>(b.positions.size()) != T || static_cast<int64_t>(b.slot_mapping.size()) != T)
     throw std::invalid_argument("batch: tokens, positions and slot_mapping must have the same length");
-  const int64_t cache_slots = cfg_.num_blocks * cfg_.block_size;
+  const int64_t cache_slots = cfg.num_blocks * cfg.block_size;
   for (int64_t t = 0; t < T; ++t) {
-    if (b.tokens[t] < 0 || b.tokens[t] >= cfg_.vocab)
+    if (b.tokens[t] < 0 || b.tokens[t] >= cfg.vocab)
       throw std::invalid_argument("batch: token id " + std::to_string(b.tokens[t]) + " outside the vocabulary [0, " +
-                                  std::to_string(cfg_.vocab) + ")");
+                                  std::to_string(cfg.vocab) + ")");
     if (b.slot_mapping[t] < 0 || b.slot_mapping[t] >= cache_slots) throw std::invalid_argument("batch: KV slot out of range");
-    if (b.positions[t] < 0 || (cfg_.learned_positions && b.positions[t] >= cfg_.max_positions))
+    if (b.positions[t] < 0 || (cfg.learned_positions && b.positions[t] >= cfg.max_positions))
       throw std::invalid_argument("batch: position " + std::to_string(b.positions[t]) + " out of range");
   }
   int64_t next = 0;
@@ -51,16 +51,33 @@ void Model::validate_batch(const Batch& b) const {
     if (s.token_start != next || s.num_tokens <= 0 || s.context_len < s.num_tokens)
       throw std::invalid_argument("batch: sequences must tile the token rows in order, with context_len >= num_tokens");
     next += s.num_tokens;
-    if (static_cast<int64_t>(s.block_table.size()) * cfg_.block_size < s.context_len)
+    if (static_cast<int64_t>(s.block_table.size()) * cfg.block_size < s.context_len)
       throw std::invalid_argument("batch: block table too short for context length " + std::to_string(s.context_len));
     for (int32_t blk : s.block_table)
-      if (blk < 0 || blk >= cfg_.num_blocks) throw std::invalid_argument("batch: block id out of range");
-    if (s.adapter_slot >= cfg_.adapter_slots || s.adapter_slot < -1 || (s.adapter_slot >= 0 && !slots_[s.adapter_slot].loaded))
+      if (blk < 0 || blk >= cfg.num_blocks) throw std::invalid_argument("batch: block id out of range");
+    if (s.adapter_slot >= cfg.adapter_slots || s.adapter_slot < -1 || (s.adapter_slot >= 0 && !slot_loaded(s.adapter_slot)))
       throw std::invalid_argument("batch: adapter slot " + std::to_string(s.adapter_slot) + " is not loaded");
   }
   if (next != T) throw std::invalid_argument("batch: sequences do not cover all token rows");
   for (int32_t r : b.logit_rows)
     if (r < 0 || r >= T) throw std::invalid_argument("batch: logit row out of range");
+}
+
+std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows) {
+  const int64_t chunk = cfg.vocab_chunk;
+  std::vector<float> logits(rows * cfg.vocab);
+  for (int rk = 0; rk < world; ++rk) {
+    const int64_t v0 = rk * chunk;
+    const int64_t len = v0 >= cfg.vocab ? 0 : (v0 + chunk > cfg.vocab ? cfg.vocab - v0 : chunk);
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(logits.data() + r * cfg.vocab + v0, gathered + (rk * rows + r) * chunk, sizeof(float) * len);
+  }
+  return logits;
+}
+
+void Model::validate_batch(const Batch& b) const {
+  if (!finalized_) throw std::logic_error("model: forward before finalize()");
+  weft::validate_batch(cfg_, b, [this](int32_t slot) { return slots_[slot].loaded; });
 }
 
 std::vector<float> Model::forward(const Batch& b) {
@@ -156,14 +173,7 @@ std::vector<float> Model::forward(const Batch& b) {
   const int world = coll_->world();
   std::vector<float> gathered(static_cast<size_t>(world) * R * chunk);
   coll_->all_gather(local.data(), R * chunk, gathered.data());
-  std::vector<float> logits(R * cfg_.vocab);
-  for (int rk = 0; rk < world; ++rk) {
-    const int64_t v0 = rk * chunk;
-    const int64_t len = v0 >= cfg_.vocab ? 0 : (v0 + chunk > cfg_.vocab ? cfg_.vocab - v0 : chunk);
-    for (int64_t r = 0; r < R; ++r)
-      std::memcpy(logits.data() + r * cfg_.vocab + v0, gathered.data() + (rk * R + r) * chunk, sizeof(float) * len);
-  }
-  return logits;
+  return assemble_logits(cfg_, gathered.data(), world, R);
 }
 
 }  // namespace weft

@@ -1,4 +1,5 @@
-// Model executor: weight bookkeeping, adapter slots, and the forward pass (see model.h).
+// Model executor: the plan rules both backends share (executor.h), then the CPU executor's weight
+// bookkeeping and adapter slots (its forward pass is in forward.cc).
 #include "model/model.h"
 
 #include <cstring>
@@ -13,64 +14,103 @@ std::string layer_name(int64_t i, const char* suffix) { return "layers." + std::
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 }  // namespace
 
-Model::Model(ModelConfig cfg, std::shared_ptr<Collective> coll) : cfg_(std::move(cfg)), coll_(std::move(coll)) {
-  if (!coll_) coll_ = std::make_shared<SoloCollective>();
-  if (cfg_.hidden <= 0 || cfg_.layers <= 0 || cfg_.head_dim <= 0 || cfg_.heads_local <= 0 || cfg_.kv_heads_local <= 0 ||
-      cfg_.intermediate_local <= 0 || cfg_.vocab <= 0 || cfg_.vocab_local <= 0 || cfg_.vocab_chunk < cfg_.vocab_local)
+void check_model_config(const ModelConfig& c) {
+  if (c.hidden <= 0 || c.layers <= 0 || c.head_dim <= 0 || c.heads_local <= 0 || c.kv_heads_local <= 0 ||
+      c.intermediate_local <= 0 || c.vocab <= 0 || c.vocab_local <= 0 || c.vocab_chunk < c.vocab_local)
     throw std::invalid_argument("model config: sizes must be positive (hidden, layers, head_dim, heads, kv_heads, intermediate, vocab)");
-  if (cfg_.heads_local % cfg_.kv_heads_local != 0)
+  if (c.heads_local % c.kv_heads_local != 0)
     throw std::invalid_argument("model config: local attention heads must be a multiple of local kv heads");
-  if (cfg_.rotary_dim % 2 != 0 || cfg_.rotary_dim > cfg_.head_dim ||
-      static_cast<int64_t>(cfg_.inv_freq.size()) != cfg_.rotary_dim / 2)
+  if (c.rotary_dim % 2 != 0 || c.rotary_dim > c.head_dim ||
+      static_cast<int64_t>(c.inv_freq.size()) != c.rotary_dim / 2)
     throw std::invalid_argument("model config: rotary_dim must be even, <= head_dim, with rotary_dim/2 inverse frequencies");
-  if (cfg_.num_blocks <= 0 || cfg_.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
-  slots_.resize(static_cast<size_t>(cfg_.adapter_slots));
+  if (c.num_blocks <= 0 || c.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
 }
 
-int64_t Model::module_in(int module) const {
+int64_t module_in(const ModelConfig& c, int module) {
   switch (module) {
-    case kQkv: case kUp: case kLmHead: return cfg_.hidden;
-    case kO: return cfg_.heads_local * cfg_.head_dim;
-    case kDown: return cfg_.intermediate_local;
+    case kQkv: case kUp: case kLmHead: return c.hidden;
+    case kO: return c.heads_local * c.head_dim;
+    case kDown: return c.intermediate_local;
   }
   return -1;
 }
 
-int64_t Model::module_out(int module) const {
+int64_t module_out(const ModelConfig& c, int module) {
   switch (module) {
-    case kQkv: return (cfg_.heads_local + 2 * cfg_.kv_heads_local) * cfg_.head_dim;
-    case kO: case kDown: return cfg_.hidden;
-    case kUp: return cfg_.mlp == MlpKind::kGatedSilu ? 2 * cfg_.intermediate_local : cfg_.intermediate_local;
-    case kLmHead: return cfg_.vocab_local;
+    case kQkv: return (c.heads_local + 2 * c.kv_heads_local) * c.head_dim;
+    case kO: case kDown: return c.hidden;
+    case kUp: return c.mlp == MlpKind::kGatedSilu ? 2 * c.intermediate_local : c.intermediate_local;
+    case kLmHead: return c.vocab_local;
   }
   return -1;
 }
 
-int64_t Model::expected_size(const std::string& name) const {
-  const int64_t h = cfg_.hidden;
-  const bool ln = cfg_.norm == NormKind::kLayer;
-  if (name == "embed") return cfg_.vocab * h;
-  if (name == "pos_embed") return cfg_.learned_positions ? cfg_.max_positions * h : -1;
+int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
+  const int64_t h = c.hidden;
+  const bool ln = c.norm == NormKind::kLayer;
+  if (name == "embed") return c.vocab * h;
+  if (name == "pos_embed") return c.learned_positions ? c.max_positions * h : -1;
   if (name == "final_norm.weight") return h;
   if (name == "final_norm.bias") return ln ? h : -1;
-  if (name == "lm_head") return cfg_.vocab_local * h;
+  if (name == "lm_head") return c.vocab_local * h;
   if (!starts_with(name, "layers.")) return -1;
   const size_t dot = name.find('.', 7);
   if (dot == std::string::npos) return -1;
   const int64_t layer = std::stoll(name.substr(7, dot - 7));
-  if (layer < 0 || layer >= cfg_.layers) return -1;
+  if (layer < 0 || layer >= c.layers) return -1;
   const std::string p = name.substr(dot + 1);
   if (p == "attn_norm.weight" || p == "mlp_norm.weight") return h;
   if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln ? h : -1;
-  if (p == "qkv.weight") return module_out(kQkv) * h;
-  if (p == "qkv.bias") return module_out(kQkv);
-  if (p == "o.weight") return h * module_in(kO);
+  if (p == "qkv.weight") return module_out(c, kQkv) * h;
+  if (p == "qkv.bias") return module_out(c, kQkv);
+  if (p == "o.weight") return h * module_in(c, kO);
   if (p == "o.bias" || p == "down.bias") return h;
-  if (p == "up.weight") return module_out(kUp) * h;
-  if (p == "up.bias") return module_out(kUp);
-  if (p == "down.weight") return h * cfg_.intermediate_local;
+  if (p == "up.weight") return module_out(c, kUp) * h;
+  if (p == "up.bias") return module_out(c, kUp);
+  if (p == "down.weight") return h * c.intermediate_local;
   return -1;
 }
+
+std::vector<std::string> required_weights(const ModelConfig& c) {
+  std::vector<std::string> required = {"embed", "final_norm.weight", "lm_head"};
+  if (c.learned_positions) required.push_back("pos_embed");
+  if (c.norm == NormKind::kLayer) required.push_back("final_norm.bias");
+  for (int64_t i = 0; i < c.layers; ++i) {
+    for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight", "up.weight", "down.weight"})
+      required.push_back(layer_name(i, s));
+    if (c.norm == NormKind::kLayer) {
+      required.push_back(layer_name(i, "attn_norm.bias"));
+      required.push_back(layer_name(i, "mlp_norm.bias"));
+    }
+  }
+  return required;
+}
+
+void check_lora_part(const ModelConfig& c, int slot, int layer, int module, const LoraPart& part) {
+  if (slot < 0 || slot >= c.adapter_slots)
+    throw std::invalid_argument("adapter slot " + std::to_string(slot) + " out of range [0, " +
+                                std::to_string(c.adapter_slots) + ")");
+  if (module < 0 || module > kLmHead) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
+  if (module != kLmHead && (layer < 0 || layer >= c.layers))
+    throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
+  if (part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
+      part.out_offset + part.out_len > module_out(c, module) ||
+      static_cast<int64_t>(part.a.size()) != part.rank * part.in ||
+      static_cast<int64_t>(part.b.size()) != part.out_len * part.rank)
+    throw std::invalid_argument("lora: part for layer " + std::to_string(layer) + " module " + std::to_string(module) +
+                                " does not fit: in " + std::to_string(part.in) + " (module in " +
+                                std::to_string(module_in(c, module)) + "), out " + std::to_string(part.out_offset) +
+                                "+" + std::to_string(part.out_len) + " (module out " +
+                                std::to_string(module_out(c, module)) + ")");
+}
+
+Model::Model(ModelConfig cfg, std::shared_ptr<Collective> coll) : cfg_(std::move(cfg)), coll_(std::move(coll)) {
+  if (!coll_) coll_ = std::make_shared<SoloCollective>();
+  check_model_config(cfg_);
+  slots_.resize(static_cast<size_t>(cfg_.adapter_slots));
+}
+
+int64_t Model::expected_size(const std::string& name) const { return expected_weight_size(cfg_, name); }
 
 void Model::set_weight(const std::string& name, const float* data, int64_t n) {
   const int64_t want = expected_size(name);
@@ -82,18 +122,7 @@ void Model::set_weight(const std::string& name, const float* data, int64_t n) {
 }
 
 void Model::finalize() {
-  std::vector<std::string> required = {"embed", "final_norm.weight", "lm_head"};
-  if (cfg_.learned_positions) required.push_back("pos_embed");
-  if (cfg_.norm == NormKind::kLayer) required.push_back("final_norm.bias");
-  for (int64_t i = 0; i < cfg_.layers; ++i) {
-    for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight", "up.weight", "down.weight"})
-      required.push_back(layer_name(i, s));
-    if (cfg_.norm == NormKind::kLayer) {
-      required.push_back(layer_name(i, "attn_norm.bias"));
-      required.push_back(layer_name(i, "mlp_norm.bias"));
-    }
-  }
-  for (const auto& r : required)
+  for (const auto& r : required_weights(cfg_))
     if (!weights_.count(r)) throw std::invalid_argument("model: required weight '" + r + "' was never set");
   const int64_t kv_dim = cfg_.kv_heads_local * cfg_.head_dim;
   const size_t cache = static_cast<size_t>(cfg_.num_blocks * cfg_.block_size * kv_dim);
@@ -114,20 +143,7 @@ const float* Model::w_opt(const std::string& name) const {
 
 void Model::add_lora_part(int slot, int layer, int module, LoraPart part) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (slot < 0 || slot >= cfg_.adapter_slots)
-    throw std::invalid_argument("adapter slot " + std::to_string(slot) + " out of range [0, " +
-                                std::to_string(cfg_.adapter_slots) + ")");
-  if (module < 0 || module > kLmHead) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
-  if (module != kLmHead && (layer < 0 || layer >= cfg_.layers))
-    throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
-  if (part.rank <= 0 || part.in != module_in(module) || part.out_offset < 0 ||
-      part.out_offset + part.out_len > module_out(module) ||
-      static_cast<int64_t>(part.a.size()) != part.rank * part.in ||
-      static_cast<int64_t>(part.b.size()) != part.out_len * part.rank)
-    throw std::invalid_argument("lora: part for layer " + std::to_string(layer) + " module " + std::to_string(module) +
-                                " does not fit: in " + std::to_string(part.in) + " (module in " +
-                                std::to_string(module_in(module)) + "), out " + std::to_string(part.out_offset) + "+" +
-                                std::to_string(part.out_len) + " (module out " + std::to_string(module_out(module)) + ")");
+  check_lora_part(cfg_, slot, layer, module, part);
   AdapterSlot& s = slots_[slot];
   if (s.layers.empty()) s.layers.resize(static_cast<size_t>(cfg_.layers));
   s.bytes += static_cast<int64_t>((part.a.size() + part.b.size()) * sizeof(float));

@@ -13,36 +13,9 @@
 #include <vector>
 
 #include "collectives/collective.h"
+#include "model/executor.h"
 
 namespace weft {
-
-enum class NormKind { kRms, kLayer };
-enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf };
-enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4 };
-
-struct ModelConfig {
-  int64_t hidden = 0, layers = 0, head_dim = 0;
-  int64_t heads_local = 0, kv_heads_local = 0, intermediate_local = 0;
-  int64_t vocab = 0, vocab_chunk = 0, vocab_local = 0;  // lm_head rows on this rank = vocab_local <= vocab_chunk
-  NormKind norm = NormKind::kRms;
-  float norm_eps = 1e-5f;
-  MlpKind mlp = MlpKind::kGatedSilu;
-  bool learned_positions = false;
-  int64_t max_positions = 0;
-  int64_t rotary_dim = 0;  // 0 = no rotary embedding
-  std::vector<float> inv_freq;
-  float rope_attention_factor = 1.0f;
-  int64_t sliding_window = 0;
-  float attn_scale = 0;
-  int64_t num_blocks = 0, block_size = 16;
-  int64_t adapter_slots = 0;
-};
-
-struct LoraPart {
-  int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
-  float scale = 1.0f;
-  std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
-};
 
 struct AdapterSlot {
   bool loaded = false;
@@ -51,35 +24,22 @@ struct AdapterSlot {
   int64_t bytes = 0;
 };
 
-struct BatchSeq {
-  int64_t token_start = 0, num_tokens = 0, context_len = 0;
-  int32_t adapter_slot = -1;
-  std::vector<int32_t> block_table;
-};
-
-struct Batch {
-  std::vector<int32_t> tokens, positions, slot_mapping;  // [T]
-  std::vector<BatchSeq> seqs;                            // tokens of a sequence are contiguous
-  std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
-};
-
-class Model {
+class Model final : public ModelExecutor {
  public:
   Model(ModelConfig cfg, std::shared_ptr<Collective> coll);
   // Expected element count of a canonical weight, or -1 when the name is not part of this plan.
-  int64_t expected_size(const std::string& name) const;
-  void set_weight(const std::string& name, const float* data, int64_t n);
-  // Checks every required weight is present; allocates the KV cache.
-  void finalize();
-  void add_lora_part(int slot, int layer, int module, LoraPart part);
-  void mark_adapter_loaded(int slot);
-  void clear_adapter(int slot);
-  int64_t adapter_bytes(int slot) const;
+  int64_t expected_size(const std::string& name) const override;
+  void set_weight(const std::string& name, const float* data, int64_t n) override;
+  void finalize() override;
+  void add_lora_part(int slot, int layer, int module, LoraPart part) override;
+  void mark_adapter_loaded(int slot) override;
+  void clear_adapter(int slot) override;
+  int64_t adapter_bytes(int slot) const override;
   // Logits [logit_rows, vocab]. Thread-safe with respect to adapter changes (serialised by a mutex).
-  std::vector<float> forward(const Batch& batch);
-  const ModelConfig& config() const { return cfg_; }
-  int64_t module_in(int module) const;
-  int64_t module_out(int module) const;
+  std::vector<float> forward(const Batch& batch) override;
+  const ModelConfig& config() const override { return cfg_; }
+  int64_t module_in(int module) const { return weft::module_in(cfg_, module); }
+  int64_t module_out(int module) const { return weft::module_out(cfg_, module); }
 
  private:
   const float* w(const std::string& name) const;

@@ -1,12 +1,18 @@
-// JS handle to the model executor. forward() runs on the libuv thread pool and returns a Promise,
-// so a shard's event loop keeps answering heartbeats during a step.
+// JS handle to a model executor: the CPU one (model/model.h) or, with config.device 'cuda', the CUDA one
+// (cuda/model/cuda_model.h, only in an addon built with nvcc). forward() runs on the libuv thread pool and
+// returns a Promise, so a shard's event loop keeps answering heartbeats during a step.
 #include <napi.h>
 
 #include <memory>
+#include <string>
 
 #include "model/model.h"
 #include "napi/collective_wrap.h"
 #include "napi/util.h"
+
+#ifdef WEFT_WITH_CUDA
+#include "cuda/model/cuda_model.h"
+#endif
 
 namespace weft::napi {
 
@@ -49,6 +55,39 @@ ModelConfig parse_config(const Napi::Object& o) {
   return c;
 }
 
+std::string str_or(const Napi::Object& o, const char* key, const char* dflt) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() || v.IsNull() ? std::string(dflt) : str(o, key);
+}
+
+// The backend named by config.device ('cpu' when absent) with config.dtype and config.cudaGraphs.
+std::shared_ptr<ModelExecutor> make_executor(const Napi::Object& o, std::shared_ptr<Collective> coll) {
+  Napi::Env env = o.Env();
+  const std::string device = str_or(o, "device", "cpu");
+  if (device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "device must be 'cpu' or 'cuda'");
+  const std::string dtype = str_or(o, "dtype", device == "cuda" ? "bfloat16" : "float32");
+  if (dtype != "float32" && dtype != "bfloat16" && dtype != "float16")
+    throw Napi::TypeError::New(env, "dtype must be 'float32', 'bfloat16' or 'float16'");
+  Napi::Value graphs = o.Get("cudaGraphs");
+  if (!graphs.IsUndefined() && !graphs.IsNull() && !graphs.IsBoolean())
+    throw Napi::TypeError::New(env, "'cudaGraphs' must be a boolean");
+  ModelConfig cfg = parse_config(o);
+  if (device == "cpu") {
+    if (dtype != "float32")
+      throw Napi::TypeError::New(env, "dtype '" + dtype + "' needs device 'cuda': the CPU backend computes in float32");
+    return std::make_shared<Model>(std::move(cfg), std::move(coll));
+  }
+#ifdef WEFT_WITH_CUDA
+  cuda::CudaModelOptions opts;
+  opts.dtype = dtype == "float32" ? cuda::DType::kF32 : dtype == "float16" ? cuda::DType::kF16 : cuda::DType::kBF16;
+  opts.cuda_graphs = graphs.IsBoolean() ? graphs.As<Napi::Boolean>().Value() : true;
+  return cuda::make_cuda_model(std::move(cfg), std::move(coll), opts);
+#else
+  throw Napi::Error::New(env, "device 'cuda': this addon was built without CUDA (nvcc was not found when it was "
+                              "built; install the CUDA toolkit and rerun npm run build:native), use device 'cpu'");
+#endif
+}
+
 Batch parse_batch(const Napi::Object& o) {
   Batch b;
   b.tokens = i32vec(o.Get("tokens"), "batch.tokens");
@@ -73,7 +112,7 @@ Batch parse_batch(const Napi::Object& o) {
 
 class ForwardWorker : public Napi::AsyncWorker {
  public:
-  ForwardWorker(Napi::Env env, std::shared_ptr<Model> model, Batch batch)
+  ForwardWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, Batch batch)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
         batch_(std::move(batch)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -93,7 +132,7 @@ class ForwardWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<ModelExecutor> model_;
   Batch batch_;
   std::vector<float> logits_;
 };
@@ -125,7 +164,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       coll = CollectiveWrap::Unwrap(co)->get();
       if (!coll) throw Napi::Error::New(info.Env(), "Collective was disposed");
     }
-    guard(info.Env(), [&] { model_ = std::make_shared<Model>(parse_config(info[0].As<Napi::Object>()), coll); });
+    guard(info.Env(), [&] { model_ = make_executor(info[0].As<Napi::Object>(), coll); });
   }
 
  private:
@@ -139,7 +178,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw Napi::Error::New(env, e.what());
     }
   }
-  Model& live(Napi::Env env) {
+  ModelExecutor& live(Napi::Env env) {
     if (!model_) throw Napi::Error::New(env, "Model was disposed");
     return *model_;
   }
@@ -205,7 +244,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<ModelExecutor> model_;
 };
 
 Napi::Function define_model(Napi::Env env) { return ModelWrap::Define(env); }

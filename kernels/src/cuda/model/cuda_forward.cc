@@ -1,0 +1,273 @@
+// CudaModel's step: the op sequence of Model::forward (model/forward.cc) with the kernels of kernels.h and
+// cuBLASLt GEMMs, on rows ordered by step_plan.h. enqueue_step only enqueues work on stream_ (it is what a
+// decode graph captures); the host-staged collectives in all_reduce are the exception, and only run when
+// the world has several ranks, where graphs are off.
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
+
+#include "cuda/model/cuda_model.h"
+#include "cuda/runtime/check.h"
+#include "cuda/runtime/gemm.h"
+#include "cuda/runtime/nccl.h"
+
+namespace weft::cuda {
+
+namespace {
+
+GemmType gemm_type(DType dt) {
+  switch (dt) {
+    case DType::kF32: return GemmType::kF32;
+    case DType::kF16: return GemmType::kF16;
+    case DType::kBF16: return GemmType::kBF16;
+  }
+  return GemmType::kF32;
+}
+
+// Byte offset of row `row` of a [*, cols] matrix of `elem`-byte elements.
+template <class P> P* row_ptr(P* base, int64_t row, int64_t cols, size_t elem) {
+  using Byte = std::conditional_t<std::is_const_v<P>, const char, char>;
+  return reinterpret_cast<P*>(reinterpret_cast<Byte*>(base) + static_cast<size_t>(row * cols) * elem);
+}
+
+}  // namespace
+
+void CudaModel::gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias) {
+  gemm_->run(gemm_type(opts_.dtype), stream_, x, w, y, m, n, k, bias);
+}
+
+void CudaModel::norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out) {
+  if (cfg_.norm == NormKind::kRms)
+    WEFT_CUDA_CHECK(rms_norm(x, x_dtype, rows, cfg_.hidden, w, opts_.dtype, cfg_.norm_eps, out, opts_.dtype, stream_));
+  else
+    WEFT_CUDA_CHECK(
+        layer_norm(x, x_dtype, rows, cfg_.hidden, w, b, opts_.dtype, cfg_.norm_eps, out, opts_.dtype, stream_));
+}
+
+// Adds every row's adapter delta for one module: SGMV over the prefill rows (one segment per slot, see
+// step_plan.h), BGMV over the decode rows; the lm_head (layer -1) runs BGMV over the logit rows.
+void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p) {
+  const LoraTable t = lora_->table(layer, module);
+  if (t.num_entries == 0) return;
+  LoraArgs a{};
+  a.dtype = opts_.dtype;
+  a.in = in;
+  a.x_stride = in;
+  a.h = buf_.lora_h.as<float>();
+  a.y_stride = y_stride;
+  a.num_slices = t.num_slices;
+  a.out_offset = t.out_offset;
+  a.out_len = t.out_len;
+  a.max_out_len = t.max_out_len;
+  a.num_entries = t.num_entries;
+  a.a = t.a;
+  a.b = t.b;
+  a.rank = t.rank;
+  a.scale = t.scale;
+  a.max_rank = lora_->rank_cap();
+  if (module == kLmHead) {
+    a.tokens = p.logit_rows;
+    a.x = x;
+    a.y = y;
+    a.token_entry = ints(p.logit_entry);
+    WEFT_CUDA_CHECK(lora_bgmv_shrink(a, stream_));
+    WEFT_CUDA_CHECK(lora_bgmv_expand(a, stream_));
+    return;
+  }
+  if (p.prefill_rows > 0) {
+    a.tokens = p.prefill_rows;
+    a.x = x;
+    a.y = y;
+    a.seg_starts = ints(p.seg);
+    WEFT_CUDA_CHECK(lora_sgmv_shrink(a, stream_));
+    WEFT_CUDA_CHECK(lora_sgmv_expand(a, stream_));
+  }
+  if (p.rows > p.prefill_rows) {
+    a.tokens = p.rows - p.prefill_rows;
+    a.x = row_ptr(x, p.prefill_rows, in, ds_);
+    a.y = row_ptr(y, p.prefill_rows, y_stride, ds_);
+    a.seg_starts = nullptr;
+    a.token_entry = ints(p.row_entry) + p.prefill_rows;
+    WEFT_CUDA_CHECK(lora_bgmv_shrink(a, stream_));
+    WEFT_CUDA_CHECK(lora_bgmv_expand(a, stream_));
+  }
+}
+
+void CudaModel::attention(int64_t layer, const StepPlan& p) {
+  const int64_t q_dim = cfg_.heads_local * cfg_.head_dim, qkv_out = module_out(cfg_, kQkv);
+  PagedAttention a{};
+  a.dtype = opts_.dtype;
+  a.q_stride = qkv_out;
+  a.out_stride = q_dim;
+  a.k_cache = kv(layer, 0);
+  a.v_cache = kv(layer, 1);
+  a.block_table_stride = p.table_stride;
+  a.heads = static_cast<int32_t>(cfg_.heads_local);
+  a.kv_heads = static_cast<int32_t>(cfg_.kv_heads_local);
+  a.head_dim = static_cast<int32_t>(cfg_.head_dim);
+  a.block_size = static_cast<int32_t>(cfg_.block_size);
+  a.scale = cfg_.attn_scale;
+  a.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
+  if (p.prefill_seqs > 0) {
+    a.q = buf_.qkv.get();
+    a.out = buf_.attn.get();
+    a.num_seqs = p.prefill_seqs;
+    a.num_tokens = static_cast<int32_t>(p.prefill_rows);
+    a.cu_seqlens_q = ints(p.cu_p);
+    a.context_lens = ints(p.ctx_p);
+    a.block_tables = ints(p.bt_p);
+    a.max_query_len = p.max_query_len;
+    a.max_context_len = p.prefill_max_context;
+    WEFT_CUDA_CHECK(paged_attention_prefill(a, stream_));
+  }
+  if (p.decode_seqs > 0) {
+    a.q = row_ptr(buf_.qkv.get(), p.prefill_rows, qkv_out, ds_);
+    a.out = row_ptr(buf_.attn.get(), p.prefill_rows, q_dim, ds_);
+    a.num_seqs = p.decode_seqs;
+    a.num_tokens = static_cast<int32_t>(p.rows - p.prefill_rows);
+    a.cu_seqlens_q = ints(p.cu_d);
+    a.context_lens = ints(p.ctx_d);
+    a.block_tables = ints(p.bt_d);
+    a.max_query_len = 1;
+    a.max_context_len = p.decode_max_context;
+    WEFT_CUDA_CHECK(paged_attention_decode(a, buf_.attn_ws.get(), buf_.attn_ws.bytes(), stream_));
+  }
+}
+
+void CudaModel::all_reduce(float* data, int64_t n) {
+  if (nccl_) {  // device buffers: order the collective's stream after ours, and ours after it
+    WEFT_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    WEFT_CUDA_CHECK(cudaStreamWaitEvent(nccl_->stream(), fork_, 0));
+    nccl_->all_reduce_sum(data, n);
+    WEFT_CUDA_CHECK(cudaEventRecord(join_, nccl_->stream()));
+    WEFT_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_, 0));
+    return;
+  }
+  // Host collective (shm): stage the partial sums through pinned memory.
+  float* stage = buf_.stage.as<float>();
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(stage, data, bytes, cudaMemcpyDeviceToHost, stream_));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  coll_->all_reduce_sum(stage, n);
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(data, stage, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+// h += out (+ bias), where out is a row-parallel module's output of this rank. World of one: the bias was
+// added by the GEMM epilogue. Several ranks: out (+ this rank's LoRA term) is a partial sum; it is summed in
+// fp32 across ranks, then the bias is added once (DESIGN.md §3).
+void CudaModel::residual(void* out, const void* bias, int64_t rows) {
+  const int64_t n = rows * cfg_.hidden;
+  float* h = buf_.h.as<float>();
+  if (coll_->world() == 1) {
+    WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, out, opts_.dtype, n, stream_));
+    return;
+  }
+  float* sum = opts_.dtype == DType::kF32 ? static_cast<float*>(out) : buf_.o32.as<float>();
+  if (opts_.dtype != DType::kF32) WEFT_CUDA_CHECK(convert(out, opts_.dtype, sum, DType::kF32, n, stream_));
+  all_reduce(sum, n);
+  if (bias) WEFT_CUDA_CHECK(bias_add(sum, DType::kF32, rows, cfg_.hidden, cfg_.hidden, bias, opts_.dtype, stream_));
+  WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
+}
+
+void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
+  const LayerWeights& w = layer_w_[l];
+  const int layer = static_cast<int>(l);
+  const int64_t T = p.rows, H = cfg_.hidden, hd = cfg_.head_dim;
+  const int64_t nq = cfg_.heads_local, nkv = cfg_.kv_heads_local, q_dim = nq * hd, kv_dim = nkv * hd;
+  const int64_t qkv_out = module_out(cfg_, kQkv), up_out = module_out(cfg_, kUp), I = cfg_.intermediate_local;
+  const DType dt = opts_.dtype;
+  const bool solo = coll_->world() == 1;
+  char* qkv = buf_.qkv.as<char>();
+
+  // Attention block.
+  norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
+  gemm(buf_.x.get(), w.qkv_w, qkv, T, qkv_out, H, w.qkv_b);
+  if (p.lora) lora(layer, kQkv, buf_.x.get(), H, qkv, qkv_out, p);
+  if (cfg_.rotary_dim > 0)
+    WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
+                                     ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_));
+  WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
+                                 ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
+  attention(l, p);
+  gemm(buf_.attn.get(), w.o_w, buf_.o.get(), T, H, q_dim, solo ? w.o_b : nullptr);
+  if (p.lora) lora(layer, kO, buf_.attn.get(), q_dim, buf_.o.get(), H, p);
+  residual(buf_.o.get(), solo ? nullptr : w.o_b, T);
+
+  // MLP block.
+  norm(buf_.h.get(), DType::kF32, T, w.mlp_norm_w, w.mlp_norm_b, buf_.x.get());
+  gemm(buf_.x.get(), w.up_w, buf_.up.get(), T, up_out, H, w.up_b);
+  if (p.lora) lora(layer, kUp, buf_.x.get(), H, buf_.up.get(), up_out, p);
+  void* act = buf_.up.get();
+  if (cfg_.mlp == MlpKind::kGatedSilu) {
+    act = buf_.act.get();
+    WEFT_CUDA_CHECK(silu_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
+  } else if (cfg_.mlp == MlpKind::kGeluTanh) {
+    WEFT_CUDA_CHECK(gelu_tanh(act, T * I, dt, stream_));
+  } else {
+    WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
+  }
+  gemm(act, w.down_w, buf_.o.get(), T, H, I, solo ? w.down_b : nullptr);
+  if (p.lora) lora(layer, kDown, act, I, buf_.o.get(), H, p);
+  residual(buf_.o.get(), solo ? nullptr : w.down_b, T);
+}
+
+void CudaModel::enqueue_step(const StepPlan& p) {
+  const int64_t T = p.rows, H = cfg_.hidden, R = p.logit_rows, VL = cfg_.vocab_local;
+  const DType dt = opts_.dtype;
+  const void* pos_table = cfg_.learned_positions ? weight("pos_embed") : nullptr;
+  WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
+                                   pos_table, cfg_.max_positions, ints(p.positions), stream_));
+  for (int64_t l = 0; l < cfg_.layers; ++l) enqueue_layer(l, p);
+  if (R == 0) return;
+  // Final norm and lm_head only for the rows whose logits are wanted, gathered in the batch's order.
+  WEFT_CUDA_CHECK(embedding_gather(buf_.h.get(), DType::kF32, T, H, ints(p.logit_index), R, buf_.hr.get(),
+                                   DType::kF32, nullptr, 0, nullptr, stream_));
+  norm(buf_.hr.get(), DType::kF32, R, weight("final_norm.weight"), weight_opt("final_norm.bias"), buf_.xr.get());
+  gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, nullptr);
+  if (p.lora) lora(-1, kLmHead, buf_.xr.get(), H, buf_.lg.get(), VL, p);
+  if (dt != DType::kF32) WEFT_CUDA_CHECK(convert(buf_.lg.get(), dt, buf_.lg32.get(), DType::kF32, R * VL, stream_));
+}
+
+// Logits [wanted rows, vocab] on the host: this rank's [rows, vocab_local] padded to vocab_chunk columns,
+// all-gathered (on the host for a host collective, on the device for NCCL), then assembled like the CPU's.
+std::vector<float> CudaModel::collect_logits(const StepPlan& p) {
+  const int64_t R = p.wanted_logits, VL = cfg_.vocab_local, chunk = cfg_.vocab_chunk;
+  const int world = coll_->world();
+  const float* local = logits_f32();
+  if (R == 0) {
+    WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return {};
+  }
+  if (world == 1 && VL == cfg_.vocab) {
+    std::vector<float> out(static_cast<size_t>(R * cfg_.vocab));
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(out.data(), local, out.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out;
+  }
+  float* stage = buf_.stage.as<float>();
+  const size_t row_bytes = static_cast<size_t>(VL) * sizeof(float), pitch = static_cast<size_t>(chunk) * sizeof(float);
+  if (nccl_) {
+    float* padded = buf_.lgc.as<float>();
+    if (VL < chunk) WEFT_CUDA_CHECK(cudaMemsetAsync(padded, 0, static_cast<size_t>(R) * pitch, stream_));
+    WEFT_CUDA_CHECK(cudaMemcpy2DAsync(padded, pitch, local, row_bytes, row_bytes, static_cast<size_t>(R),
+                                      cudaMemcpyDeviceToDevice, stream_));
+    WEFT_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    WEFT_CUDA_CHECK(cudaStreamWaitEvent(nccl_->stream(), fork_, 0));
+    nccl_->all_gather(padded, R * chunk, buf_.gathered.as<float>());
+    WEFT_CUDA_CHECK(cudaEventRecord(join_, nccl_->stream()));
+    WEFT_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_, 0));
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(stage, buf_.gathered.get(), static_cast<size_t>(world * R) * pitch,
+                                    cudaMemcpyDeviceToHost, stream_));
+    WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return assemble_logits(cfg_, stage, world, R);
+  }
+  float* gathered = stage + R * chunk;
+  if (VL < chunk) std::memset(stage, 0, static_cast<size_t>(R) * pitch);
+  WEFT_CUDA_CHECK(cudaMemcpy2DAsync(stage, pitch, local, row_bytes, row_bytes, static_cast<size_t>(R),
+                                    cudaMemcpyDeviceToHost, stream_));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  coll_->all_gather(stage, R * chunk, gathered);
+  return assemble_logits(cfg_, gathered, world, R);
+}
+
+}  // namespace weft::cuda

@@ -1,0 +1,302 @@
+// CudaModel setup: device, stream and cuBLASLt context; weights and KV cache; adapters; step buffers.
+// The step itself is in cuda_forward.cc.
+#include "cuda/model/cuda_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "cuda/runtime/check.h"
+#include "cuda/runtime/device.h"
+#include "cuda/runtime/gemm.h"
+#include "cuda/runtime/nccl.h"
+
+namespace weft::cuda {
+
+namespace {
+
+// Makes `device` current for a scope and restores the previous one (the JS thread and the thread-pool
+// threads that call in may have another device current).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    WEFT_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != device) WEFT_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceScope() { cudaSetDevice(prev_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
+std::string layer_name(int64_t i, const char* suffix) { return "layers." + std::to_string(i) + "." + suffix; }
+
+int64_t pow2_at_least(int64_t n, int64_t floor) {
+  int64_t c = floor;
+  while (c < n) c *= 2;
+  return c;
+}
+
+void check_slot(const ModelConfig& cfg, int slot) {
+  if (slot < 0 || slot >= cfg.adapter_slots) throw std::invalid_argument("adapter slot out of range");
+}
+
+}  // namespace
+
+CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaModelOptions opts)
+    : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
+  if (!coll_) coll_ = std::make_shared<SoloCollective>();
+  check_model_config(cfg_);
+  std::string why;
+  if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
+  if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
+    throw std::invalid_argument("device 'cuda': head_dim " + std::to_string(cfg_.head_dim) +
+                                " is not supported (the attention kernels need a multiple of 8, at most 256)");
+  nccl_ = dynamic_cast<NcclCollective*>(coll_.get());
+  if (coll_->device_pointers() && !nccl_)
+    throw std::invalid_argument("device 'cuda': the collective works on device pointers but is not an NCCL one");
+  if (nccl_) device_ = nccl_->device();
+  else WEFT_CUDA_CHECK(cudaGetDevice(&device_));
+  DeviceScope scope(device_);
+  try {
+    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+    WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+    gemm_ = std::make_unique<GemmContext>();
+    lora_ = std::make_unique<LoraStore>(cfg_, opts_.dtype);
+    if (cfg_.rotary_dim > 0) {
+      inv_freq_.allocate(sizeof(float) * cfg_.inv_freq.size());
+      uploader_.upload(cfg_.inv_freq.data(), static_cast<int64_t>(cfg_.inv_freq.size()), inv_freq_.get(),
+                       DType::kF32, stream_);
+    }
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+CudaModel::~CudaModel() { release(); }
+
+void CudaModel::release() noexcept {
+  // No one is left to hear about errors here: best effort, in an order that never frees memory in use.
+  int prev = device_;
+  cudaGetDevice(&prev);
+  cudaSetDevice(device_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  graphs_.clear();
+  gemm_.reset();
+  if (fork_) cudaEventDestroy(fork_);
+  if (join_) cudaEventDestroy(join_);
+  if (stream_) cudaStreamDestroy(stream_);
+  fork_ = join_ = nullptr;
+  stream_ = nullptr;
+  cudaSetDevice(prev);
+}
+
+void CudaModel::set_weight(const std::string& name, const float* data, int64_t n) {
+  const int64_t want = expected_weight_size(cfg_, name);
+  if (want < 0) throw std::invalid_argument("model: '" + name + "' is not a weight of this model plan");
+  if (want != n)
+    throw std::invalid_argument("model: weight '" + name + "' has " + std::to_string(n) + " elements, expected " +
+                                std::to_string(want));
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceScope scope(device_);
+  DeviceBuffer& buf = weights_[name];
+  if (buf.bytes() != static_cast<size_t>(n) * ds_) {
+    buf.allocate(static_cast<size_t>(n) * ds_);
+    generation_++;
+  }
+  uploader_.upload(data, n, buf.get(), opts_.dtype, stream_);
+  if (finalized_) bind_weights();
+}
+
+const void* CudaModel::weight_opt(const std::string& name) const {
+  auto it = weights_.find(name);
+  return it == weights_.end() ? nullptr : it->second.get();
+}
+
+const void* CudaModel::weight(const std::string& name) const {
+  const void* p = weight_opt(name);
+  if (!p) throw std::logic_error("model: missing weight " + name);
+  return p;
+}
+
+void CudaModel::bind_weights() {
+  layer_w_.resize(static_cast<size_t>(cfg_.layers));
+  for (int64_t i = 0; i < cfg_.layers; ++i) {
+    auto w = [&](const char* s) { return weight(layer_name(i, s)); };
+    auto opt = [&](const char* s) { return weight_opt(layer_name(i, s)); };
+    layer_w_[i] = {w("attn_norm.weight"), opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
+                   w("o.weight"), opt("o.bias"), w("mlp_norm.weight"), opt("mlp_norm.bias"),
+                   w("up.weight"), opt("up.bias"), w("down.weight"), opt("down.bias")};
+  }
+}
+
+void CudaModel::finalize() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& r : required_weights(cfg_))
+    if (!weights_.count(r)) throw std::invalid_argument("model: required weight '" + r + "' was never set");
+  DeviceScope scope(device_);
+  bind_weights();
+  const size_t kv_dim = static_cast<size_t>(cfg_.kv_heads_local * cfg_.head_dim);
+  const size_t bytes = 2 * static_cast<size_t>(cfg_.layers) * cfg_.num_blocks * cfg_.block_size * kv_dim * ds_;
+  if (kv_cache_.ensure(bytes)) generation_++;
+  // Zeroed so padded decode rows (which attend to block 0) never read NaN bit patterns.
+  WEFT_CUDA_CHECK(cudaMemsetAsync(kv_cache_.get(), 0, bytes, stream_));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  uploader_.release();
+  finalized_ = true;
+}
+
+void* CudaModel::kv(int64_t layer, int which) const {
+  const size_t per = static_cast<size_t>(cfg_.num_blocks * cfg_.block_size * cfg_.kv_heads_local * cfg_.head_dim) * ds_;
+  return kv_cache_.as<char>() + (2 * static_cast<size_t>(layer) + which) * per;
+}
+
+void CudaModel::add_lora_part(int slot, int layer, int module, LoraPart part) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_lora_part(cfg_, slot, layer, module, part);
+  DeviceScope scope(device_);
+  lora_->add(slot, layer, module, part, uploader_, stream_);
+}
+
+void CudaModel::mark_adapter_loaded(int slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_slot(cfg_, slot);
+  lora_->mark_loaded(slot);
+}
+
+void CudaModel::clear_adapter(int slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_slot(cfg_, slot);
+  DeviceScope scope(device_);
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a step never outlives forward(), but be certain
+  lora_->clear(slot);
+}
+
+int64_t CudaModel::adapter_bytes(int slot) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_slot(cfg_, slot);
+  return lora_->bytes(slot);
+}
+
+bool CudaModel::use_graph(const Batch& b, PaddedShape* shape) const {
+  if (!opts_.cuda_graphs || coll_->world() != 1 || !decode_only(b)) return false;
+  const int32_t rows = DecodeGraphs::bucket_rows(static_cast<int64_t>(std::max(b.seqs.size(), b.logit_rows.size())));
+  if (rows == 0) return false;
+  shape->rows = rows;
+  shape->table_stride = DecodeGraphs::bucket_stride(longest_block_table(b));
+  return true;
+}
+
+// Grows the step buffers to fit `p` (capacities are powers of two, at least 128 rows so every decode graph
+// bucket fits); any reallocation bumps generation_, which retires the captured graphs.
+void CudaModel::ensure_buffers(const StepPlan& p) {
+  const int64_t H = cfg_.hidden, q_dim = cfg_.heads_local * cfg_.head_dim;
+  const int64_t world = coll_->world();
+  bool moved = false;
+  if (p.rows > buf_.rows) {
+    const int64_t n = pow2_at_least(p.rows, DecodeGraphs::kMaxRows);
+    const size_t d = ds_, f = sizeof(float);
+    buf_.h.allocate(n * H * f);
+    buf_.x.allocate(n * H * d);
+    buf_.qkv.allocate(n * module_out(cfg_, kQkv) * d);
+    buf_.attn.allocate(n * q_dim * d);
+    buf_.o.allocate(n * H * d);
+    if (opts_.dtype != DType::kF32 && world > 1) buf_.o32.allocate(n * H * f);
+    buf_.up.allocate(n * module_out(cfg_, kUp) * d);
+    if (cfg_.mlp == MlpKind::kGatedSilu) buf_.act.allocate(n * cfg_.intermediate_local * d);
+    buf_.rows = n;
+    moved = true;
+  }
+  if (p.logit_rows > buf_.logit_rows) {
+    const int64_t n = pow2_at_least(p.logit_rows, DecodeGraphs::kMaxRows);
+    buf_.hr.allocate(n * H * sizeof(float));
+    buf_.xr.allocate(n * H * ds_);
+    buf_.lg.allocate(n * cfg_.vocab_local * ds_);
+    if (opts_.dtype != DType::kF32) buf_.lg32.allocate(n * cfg_.vocab_local * sizeof(float));
+    if (nccl_ && world > 1) {
+      buf_.lgc.allocate(n * cfg_.vocab_chunk * sizeof(float));
+      buf_.gathered.allocate(world * n * cfg_.vocab_chunk * sizeof(float));
+    }
+    buf_.logit_rows = n;
+    moved = true;
+  }
+  const int32_t cap = lora_->rank_cap();
+  const int64_t lora_rows = std::max(buf_.rows, buf_.logit_rows);
+  if (p.lora && (cap != buf_.rank_cap || lora_rows > buf_.lora_rows)) {
+    buf_.lora_h.allocate(static_cast<size_t>(3) * lora_rows * cap * sizeof(float));
+    buf_.rank_cap = cap;
+    buf_.lora_rows = lora_rows;
+    moved = true;
+  }
+  if (p.decode_seqs > 0) {
+    PagedAttention a{};
+    a.num_tokens = static_cast<int32_t>(p.rows - p.prefill_rows);
+    a.heads = static_cast<int32_t>(cfg_.heads_local);
+    a.head_dim = static_cast<int32_t>(cfg_.head_dim);
+    a.max_context_len = p.decode_max_context;
+    const size_t need = paged_attention_decode_workspace_bytes(a);
+    if (need > buf_.attn_ws.bytes()) moved |= buf_.attn_ws.ensure(static_cast<size_t>(pow2_at_least(need, 1 << 20)));
+  }
+  const size_t words = static_cast<size_t>(p.words) * sizeof(int32_t);
+  if (words > buf_.arena.bytes()) {
+    const size_t n = static_cast<size_t>(pow2_at_least(static_cast<int64_t>(words), 64 << 10));
+    buf_.arena.allocate(n);
+    buf_.arena_host.ensure(n);
+    moved = true;
+  }
+  if (world > 1 || cfg_.vocab_local != cfg_.vocab) {
+    const int64_t stage = std::max(p.rows * H, (world + 1) * p.wanted_logits * cfg_.vocab_chunk);
+    buf_.stage.ensure(static_cast<size_t>(stage) * sizeof(float));
+  }
+  if (moved) generation_++;
+}
+
+void CudaModel::upload_plan(const StepPlan& p) {
+  const size_t bytes = static_cast<size_t>(p.words) * sizeof(int32_t);
+  std::memcpy(buf_.arena_host.as<int32_t>(), packed_.data(), bytes);
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(buf_.arena.get(), buf_.arena_host.as<int32_t>(), bytes, cudaMemcpyHostToDevice,
+                                  stream_));
+}
+
+std::vector<float> CudaModel::forward(const Batch& b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!finalized_) throw std::logic_error("model: forward before finalize()");
+  weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
+  const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
+  if (T == 0) return {};
+  if (T + cfg_.adapter_slots > kMaxStepRows || R > kMaxStepRows)
+    throw std::invalid_argument("batch: " + std::to_string(T) + " rows and " + std::to_string(R) +
+                                " logit rows; the CUDA backend runs at most " + std::to_string(kMaxStepRows) +
+                                " (less the adapter slots) per step");
+  DeviceScope scope(device_);
+  PaddedShape shape;
+  const bool graph = use_graph(b, &shape);
+  const StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
+  try {
+    ensure_buffers(p);
+    lora_->sync_tables(stream_);
+    upload_plan(p);
+    if (graph) {
+      graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora}, generation_, stream_, [&] { enqueue_step(p); });
+    } else {
+      enqueue_step(p);
+    }
+    return collect_logits(p);
+  } catch (...) {
+    // Leave nothing of this step running: the next one reuses its pinned and device buffers.
+    cudaStreamSynchronize(stream_);
+    cudaGetLastError();
+    throw;
+  }
+}
+
+std::shared_ptr<ModelExecutor> make_cuda_model(ModelConfig cfg, std::shared_ptr<Collective> coll,
+                                               const CudaModelOptions& opts) {
+  return std::make_shared<CudaModel>(std::move(cfg), std::move(coll), opts);
+}
+
+}  // namespace weft::cuda

@@ -1,0 +1,138 @@
+// The CUDA model executor: the GPU twin of the CPU executor (model/model.h), same plan, same weight names,
+// same batch and the same op sequence, on one device and one CUDA stream.
+//
+// Memory (all device memory is allocated up front or grows monotonically; nothing is freed during a step):
+//  - weights: one buffer per canonical weight, in the model dtype (fp32 / fp16 / bf16), converted on upload
+//    from the host float32 arrays; inv_freq stays fp32.
+//  - KV cache: one buffer, [layer][k | v][num_blocks * block_size, kv_heads * head_dim] in the dtype.
+//  - LoRA: lora_store.h (per slot A/B buffers, per module a fixed-address [sub-block][slot] table).
+//  - step buffers (grow-only, capacity a power of two >= 128 rows): the fp32 residual stream h; normed x,
+//    fused qkv, attention out, o/down out, gate|up, activation in the dtype; fp32 copies for the all-reduce and
+//    the logits; the LoRA shrink scratch; the decode attention partials; one packed int32 arena with the
+//    step's small arrays (step_plan.h), filled by one host-to-device copy from a pinned buffer.
+// Precision: GEMMs accumulate in fp32 (cuBLASLt COMPUTE_32F), every kernel computes in fp32, the residual
+// stream is fp32; activations between ops and the logits before their fp32 copy are stored in the dtype.
+//
+// Tensor parallelism (DESIGN.md §3): a Collective whose buffers are host floats (shm) gets the partial sums
+// staged through pinned host memory: copy device -> host, all_reduce_sum on the host floats, copy back; the
+// lm_head chunks likewise for all_gather. That is how TP=2 runs with two ranks on one GPU (NCCL refuses two
+// ranks on one device), at the price of two stream synchronisations per layer. An NCCL collective
+// (cuda/runtime/nccl.h) is called directly on device buffers, ordered after and before this executor's
+// stream with events.
+//
+// CUDA graphs (options.cuda_graphs): decode-only steps of up to 128 sequences on a world of one rank replay a
+// captured graph per (rows bucket, block-table width bucket, LoRA or not) — see decode_graphs.h. What a graph
+// bakes in and must not move: every weight, the KV cache, the LoRA tables (their contents are re-sent before a
+// replay, outside the graph), the step buffers and the packed arena; each capture is stamped with a
+// generation that is bumped when any of them is reallocated or the LoRA rank cap grows, and stale graphs are
+// captured again. Steps with prefill rows, more than 128 sequences, or a collective of several ranks run
+// eagerly (the host-staged all-reduce cannot live inside a graph).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "collectives/collective.h"
+#include "cuda/kernels/kernels.h"
+#include "cuda/model/buffers.h"
+#include "cuda/model/decode_graphs.h"
+#include "cuda/model/lora_store.h"
+#include "cuda/model/step_plan.h"
+#include "model/executor.h"
+
+namespace weft::cuda {
+
+class GemmContext;
+class NcclCollective;
+
+struct CudaModelOptions {
+  DType dtype = DType::kBF16;
+  bool cuda_graphs = true;
+};
+
+class CudaModel final : public ModelExecutor {
+ public:
+  // Throws (with the reason) when there is no usable GPU, or the plan is one the kernels cannot run.
+  CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaModelOptions opts);
+  ~CudaModel() override;
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  int64_t expected_size(const std::string& name) const override { return expected_weight_size(cfg_, name); }
+  void set_weight(const std::string& name, const float* data, int64_t n) override;
+  void finalize() override;
+  void add_lora_part(int slot, int layer, int module, LoraPart part) override;
+  void mark_adapter_loaded(int slot) override;
+  void clear_adapter(int slot) override;
+  int64_t adapter_bytes(int slot) const override;
+  std::vector<float> forward(const Batch& batch) override;
+  const ModelConfig& config() const override { return cfg_; }
+
+  static constexpr int64_t kMaxStepRows = 65535;  // launch-grid limit of attention and LoRA kernels
+
+ private:
+  struct LayerWeights {
+    const void *attn_norm_w, *attn_norm_b, *qkv_w, *qkv_b, *o_w, *o_b;
+    const void *mlp_norm_w, *mlp_norm_b, *up_w, *up_b, *down_w, *down_b;
+  };
+  struct StepBuffers {
+    int64_t rows = 0, logit_rows = 0, lora_rows = 0;  // capacities
+    int32_t rank_cap = 0;
+    DeviceBuffer h, x, qkv, attn, o, o32, up, act;       // [rows, ...]
+    DeviceBuffer hr, xr, lg, lg32, lgc, gathered;        // [logit_rows, ...]
+    DeviceBuffer lora_h, attn_ws, arena;
+    PinnedBuffer arena_host, stage;
+  };
+
+  // cuda_model.cc: setup and adapters.
+  void release() noexcept;
+  const void* weight_opt(const std::string& name) const;
+  const void* weight(const std::string& name) const;
+  void bind_weights();
+  bool use_graph(const Batch& b, PaddedShape* shape) const;
+  void ensure_buffers(const StepPlan& p);
+  void upload_plan(const StepPlan& p);
+  // cuda_forward.cc: the step.
+  void enqueue_step(const StepPlan& p);
+  void enqueue_layer(int64_t layer, const StepPlan& p);
+  void attention(int64_t layer, const StepPlan& p);
+  void lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p);
+  void residual(void* out, const void* bias, int64_t rows);
+  void all_reduce(float* data, int64_t n);
+  void norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out);
+  void gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias);
+  std::vector<float> collect_logits(const StepPlan& p);
+  const int32_t* ints(int64_t offset) const { return buf_.arena.as<const int32_t>() + offset; }
+  void* kv(int64_t layer, int which) const;  // which: 0 = K, 1 = V
+  float* logits_f32() const { return opts_.dtype == DType::kF32 ? buf_.lg.as<float>() : buf_.lg32.as<float>(); }
+
+  ModelConfig cfg_;
+  std::shared_ptr<Collective> coll_;
+  NcclCollective* nccl_ = nullptr;  // coll_ when it is an NCCL collective
+  CudaModelOptions opts_;
+  size_t ds_ = 2;                    // bytes per element of the dtype
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t fork_ = nullptr, join_ = nullptr;
+  std::unique_ptr<GemmContext> gemm_;
+  std::unordered_map<std::string, DeviceBuffer> weights_;
+  std::vector<LayerWeights> layer_w_;
+  DeviceBuffer inv_freq_, kv_cache_;
+  std::unique_ptr<LoraStore> lora_;
+  Uploader uploader_;
+  StepBuffers buf_;
+  std::vector<int32_t> packed_;
+  DecodeGraphs graphs_;
+  uint64_t generation_ = 1;           // bumped when anything a captured graph points at moves
+  bool finalized_ = false;
+  mutable std::mutex mu_;
+};
+
+std::shared_ptr<ModelExecutor> make_cuda_model(ModelConfig cfg, std::shared_ptr<Collective> coll,
+                                               const CudaModelOptions& opts);
+
+}  // namespace weft::cuda

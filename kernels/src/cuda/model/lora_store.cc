@@ -1,0 +1,168 @@
+#include "cuda/model/lora_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/runtime/check.h"
+
+namespace weft::cuda {
+
+namespace {
+const char* module_name(int module) {
+  switch (module) {
+    case kQkv: return "qkv";
+    case kO: return "o";
+    case kUp: return "up";
+    case kDown: return "down";
+    case kLmHead: return "lm_head";
+  }
+  return "?";
+}
+}  // namespace
+
+LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
+    : cfg_(cfg), dtype_(dtype), entries_(static_cast<int32_t>(cfg.adapter_slots)),
+      num_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 1) {
+  size_t at = 0;
+  layouts_.resize(static_cast<size_t>(num_tables_));
+  for (int t = 0; t < num_tables_; ++t) {
+    const size_t n = slices_of(module_of(t)).size(), e = n * static_cast<size_t>(entries_);
+    Layout& l = layouts_[t];
+    l.base = at;
+    l.a = at;
+    l.b = l.a + e * sizeof(void*);
+    l.rank = l.b + e * sizeof(void*);
+    l.scale = l.rank + e * sizeof(int32_t);
+    l.out_offset = l.scale + e * sizeof(float);
+    l.out_len = l.out_offset + n * sizeof(int32_t);
+    l.end = round_up(l.out_len + n * sizeof(int32_t), 16);
+    at = l.end;
+  }
+  blob_.assign(at, 0);
+  for (int t = 0; t < num_tables_; ++t) {
+    const std::vector<Slice> s = slices_of(module_of(t));
+    for (size_t k = 0; k < s.size(); ++k) {
+      host<int32_t>(t, &Layout::out_offset)[k] = s[k].offset;
+      host<int32_t>(t, &Layout::out_len)[k] = s[k].len;
+    }
+  }
+  dirty_.assign(static_cast<size_t>(num_tables_), true);
+  device_.allocate(blob_.size());
+  slots_.resize(static_cast<size_t>(entries_));
+  const char* d = device_.as<const char>();
+  for (int t = 0; t < num_tables_; ++t) {
+    const Layout& l = layouts_[t];
+    LoraTable x;
+    x.a = reinterpret_cast<const void* const*>(d + l.a);
+    x.b = reinterpret_cast<const void* const*>(d + l.b);
+    x.rank = reinterpret_cast<const int32_t*>(d + l.rank);
+    x.scale = reinterpret_cast<const float*>(d + l.scale);
+    x.out_offset = reinterpret_cast<const int32_t*>(d + l.out_offset);
+    x.out_len = reinterpret_cast<const int32_t*>(d + l.out_len);
+    for (const Slice& s : slices_of(module_of(t))) {
+      x.num_slices++;
+      x.max_out_len = std::max(x.max_out_len, s.len);
+    }
+    x.num_entries = entries_;
+    tables_.push_back(x);
+  }
+}
+
+std::vector<LoraStore::Slice> LoraStore::slices_of(int module) const {
+  const auto q = static_cast<int32_t>(cfg_.heads_local * cfg_.head_dim);
+  const auto kv = static_cast<int32_t>(cfg_.kv_heads_local * cfg_.head_dim);
+  const auto inter = static_cast<int32_t>(cfg_.intermediate_local);
+  switch (module) {
+    case kQkv: return {{0, q}, {q, kv}, {q + kv, kv}};
+    case kUp:
+      if (cfg_.mlp == MlpKind::kGatedSilu) return {{0, inter}, {inter, inter}};
+      return {{0, inter}};
+    case kO: case kDown: return {{0, static_cast<int32_t>(cfg_.hidden)}};
+    case kLmHead: return {{0, static_cast<int32_t>(cfg_.vocab_local)}};
+  }
+  return {};
+}
+
+int LoraStore::table_index(int layer, int module) const {
+  return module == kLmHead ? num_tables_ - 1 : layer * kNumLayerModules + module;
+}
+
+void LoraStore::add(int slot, int layer, int module, const LoraPart& part, Uploader& up, cudaStream_t stream) {
+  const std::string where = "lora: slot " + std::to_string(slot) + " layer " + std::to_string(layer) + " module " +
+                            module_name(module);
+  if (part.rank > kMaxRank)
+    throw std::invalid_argument(where + ": rank " + std::to_string(part.rank) + " is above the CUDA backend's limit " +
+                                std::to_string(kMaxRank));
+  const std::vector<Slice> slices = slices_of(module);
+  int k = 0;
+  while (k < static_cast<int>(slices.size()) &&
+         (slices[k].offset != part.out_offset || slices[k].len != part.out_len))
+    ++k;
+  if (k == static_cast<int>(slices.size()))
+    throw std::invalid_argument(where + ": the part covers output rows " + std::to_string(part.out_offset) + "+" +
+                                std::to_string(part.out_len) +
+                                ", which is not one whole sub-block of the module (q|k|v, gate|up); the CUDA backend "
+                                "holds one part per sub-block");
+  const int t = table_index(layer, module);
+  SlotState& st = slots_[slot];
+  if (st.parts.empty()) st.parts.resize(static_cast<size_t>(num_tables_) * kMaxSlices);
+  DeviceBuffer& mem = st.parts[static_cast<size_t>(t) * kMaxSlices + k];
+  if (mem.get())
+    throw std::invalid_argument(where + ": sub-block " + std::to_string(k) +
+                                " already has a part (the CUDA backend holds one part per sub-block; clear the slot "
+                                "first)");
+  const size_t ds = dtype_bytes(dtype_);
+  const size_t a_elems = static_cast<size_t>(part.rank * part.in), b_elems = static_cast<size_t>(part.out_len * part.rank);
+  const size_t b_at = round_up(a_elems * ds, 256);
+  DeviceBuffer buf(b_at + std::max<size_t>(b_elems * ds, 1));
+  up.upload(part.a.data(), static_cast<int64_t>(a_elems), buf.get(), dtype_, stream);
+  up.upload(part.b.data(), static_cast<int64_t>(b_elems), buf.as<char>() + b_at, dtype_, stream);
+
+  const size_t e = static_cast<size_t>(k) * entries_ + slot;
+  host<const void*>(t, &Layout::a)[e] = buf.get();
+  host<const void*>(t, &Layout::b)[e] = buf.as<char>() + b_at;
+  host<int32_t>(t, &Layout::rank)[e] = static_cast<int32_t>(part.rank);
+  host<float>(t, &Layout::scale)[e] = part.scale;
+  dirty_[t] = true;
+  any_dirty_ = true;
+  mem = std::move(buf);
+  st.bytes += static_cast<int64_t>((a_elems + b_elems) * ds);
+  rank_cap_ = std::max(rank_cap_, static_cast<int32_t>(round_up(static_cast<size_t>(part.rank), 16)));
+}
+
+void LoraStore::clear(int slot) {
+  SlotState& st = slots_[slot];
+  for (size_t i = 0; i < st.parts.size(); ++i) {
+    if (!st.parts[i].get()) continue;
+    const int t = static_cast<int>(i / kMaxSlices), k = static_cast<int>(i % kMaxSlices);
+    const size_t e = static_cast<size_t>(k) * entries_ + slot;
+    host<const void*>(t, &Layout::a)[e] = nullptr;
+    host<const void*>(t, &Layout::b)[e] = nullptr;
+    host<int32_t>(t, &Layout::rank)[e] = 0;
+    host<float>(t, &Layout::scale)[e] = 0.0f;
+    dirty_[t] = true;
+    any_dirty_ = true;
+  }
+  // The caller guarantees no step is in flight; the tables are re-sent before the next one.
+  slots_[slot] = SlotState{};
+}
+
+void LoraStore::sync_tables(cudaStream_t stream) {
+  if (!any_dirty_) return;
+  for (int t = 0; t < num_tables_; ++t) {
+    if (!dirty_[t]) continue;
+    const Layout& l = layouts_[t];
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(device_.as<char>() + l.base, blob_.data() + l.base, l.end - l.base,
+                                    cudaMemcpyHostToDevice, stream));
+    dirty_[t] = false;
+  }
+  // The blob is pageable: the copies above are staged before they return, but keep it simple and certain.
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  any_dirty_ = false;
+}
+
+LoraTable LoraStore::table(int layer, int module) const { return tables_[table_index(layer, module)]; }
+
+}  // namespace weft::cuda

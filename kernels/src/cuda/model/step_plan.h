@@ -1,0 +1,51 @@
+// The host half of a CUDA step: the batch's rows reordered for the kernels, and every small per-step array
+// (tokens, positions, KV slots, adapter entries, attention metadata, block tables) packed into one int32
+// buffer so a step needs exactly one host-to-device copy.
+//
+// Order: sequences with several rows (prefill) first, then single-row ones (decode); inside each group,
+// stably by adapter slot with the base model (-1) first. So
+//  - prefill attention runs over rows [0, prefill_rows) and decode attention over the rest, each one launch;
+//  - the prefill rows of one adapter are consecutive: the SGMV segments are simply the slots (entry e covers
+//    seg[e]..seg[e+1]), and decode rows use BGMV with one entry per row.
+// Every op computes a row independently of the others, so the order changes no result; logits come back in
+// the batch's logit_rows order (logit_index maps each to its reordered row).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/executor.h"
+
+namespace weft::cuda {
+
+// A decode-only step padded to a captured graph's shape: `rows` sequences of one row (extra rows are base
+// model rows that write no KV slot) and block tables `table_stride` entries wide.
+struct PaddedShape {
+  int32_t rows = 0, table_stride = 0;
+};
+
+struct StepPlan {
+  int64_t rows = 0;           // rows computed (padded ones included)
+  int64_t prefill_rows = 0;   // rows [0, prefill_rows) belong to multi-row sequences
+  int64_t logit_rows = 0;     // rows whose logits are computed (padded ones included)
+  int64_t wanted_logits = 0;  // the batch's logit_rows, copied back to the host
+  int32_t prefill_seqs = 0, decode_seqs = 0;
+  int32_t max_query_len = 0;  // longest prefill sequence
+  int32_t prefill_max_context = 0, decode_max_context = 0;
+  int32_t table_stride = 1;
+  bool lora = false;          // some row uses an adapter
+  // Offsets, in int32 elements, of each array in the packed buffer.
+  int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0;
+  int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
+  int64_t words = 0;          // packed length
+};
+
+// True when every sequence has one row (a decode step).
+bool decode_only(const Batch& b);
+// Longest block table of the batch (at least 1).
+int32_t longest_block_table(const Batch& b);
+
+// Plans a validated batch and fills `packed` (resized to plan.words). `pad`: the graph shape to pad a
+// decode-only batch to (rows >= sequences and logit rows, table_stride >= every block table), or null.
+StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pad, std::vector<int32_t>& packed);
+
+}  // namespace weft::cuda

@@ -1,0 +1,86 @@
+// What every model executor (CPU: model/model.h, CUDA: cuda/model/cuda_model.h) shares: the plan config,
+// the batch, the LoRA part, the abstract interface the N-API layer drives, and the plan rules both backends
+// must apply identically (weight names and sizes, LoRA part checks, batch validation, logits assembly).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace weft {
+
+enum class NormKind { kRms, kLayer };
+enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf };
+enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4 };
+
+struct ModelConfig {
+  int64_t hidden = 0, layers = 0, head_dim = 0;
+  int64_t heads_local = 0, kv_heads_local = 0, intermediate_local = 0;
+  int64_t vocab = 0, vocab_chunk = 0, vocab_local = 0;  // lm_head rows on this rank = vocab_local <= vocab_chunk
+  NormKind norm = NormKind::kRms;
+  float norm_eps = 1e-5f;
+  MlpKind mlp = MlpKind::kGatedSilu;
+  bool learned_positions = false;
+  int64_t max_positions = 0;
+  int64_t rotary_dim = 0;  // 0 = no rotary embedding
+  std::vector<float> inv_freq;
+  float rope_attention_factor = 1.0f;
+  int64_t sliding_window = 0;
+  float attn_scale = 0;
+  int64_t num_blocks = 0, block_size = 16;
+  int64_t adapter_slots = 0;
+};
+
+struct LoraPart {
+  int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
+  float scale = 1.0f;
+  std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
+};
+
+struct BatchSeq {
+  int64_t token_start = 0, num_tokens = 0, context_len = 0;
+  int32_t adapter_slot = -1;
+  std::vector<int32_t> block_table;
+};
+
+struct Batch {
+  std::vector<int32_t> tokens, positions, slot_mapping;  // [T]
+  std::vector<BatchSeq> seqs;                            // tokens of a sequence are contiguous
+  std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
+};
+
+// The surface model_wrap.cc drives. Weights arrive as host float32 (a backend converts them on upload);
+// forward returns logits [logit_rows, vocab] as host float32 on every rank.
+class ModelExecutor {
+ public:
+  virtual ~ModelExecutor() = default;
+  // Expected element count of a canonical weight, or -1 when the name is not part of this plan.
+  virtual int64_t expected_size(const std::string& name) const = 0;
+  virtual void set_weight(const std::string& name, const float* data, int64_t n) = 0;
+  // Checks every required weight is present; allocates the KV cache.
+  virtual void finalize() = 0;
+  virtual void add_lora_part(int slot, int layer, int module, LoraPart part) = 0;
+  virtual void mark_adapter_loaded(int slot) = 0;
+  virtual void clear_adapter(int slot) = 0;
+  virtual int64_t adapter_bytes(int slot) const = 0;
+  // Thread-safe with respect to adapter changes (serialised by the executor).
+  virtual std::vector<float> forward(const Batch& batch) = 0;
+  virtual const ModelConfig& config() const = 0;
+};
+
+// Plan rules (model.cc) ---------------------------------------------------------------------------------
+void check_model_config(const ModelConfig& cfg);  // throws std::invalid_argument naming what is wrong
+int64_t module_in(const ModelConfig& cfg, int module);
+int64_t module_out(const ModelConfig& cfg, int module);
+int64_t expected_weight_size(const ModelConfig& cfg, const std::string& name);
+std::vector<std::string> required_weights(const ModelConfig& cfg);
+// Slot, module, layer and shape checks of one LoRA part (the messages JS callers see).
+void check_lora_part(const ModelConfig& cfg, int slot, int layer, int module, const LoraPart& part);
+
+// Batch rules (forward.cc) ------------------------------------------------------------------------------
+// Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).
+void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<bool(int32_t)>& slot_loaded);
+// gathered: [world, rows, vocab_chunk] rank-major (what all_gather returns) -> logits [rows, vocab].
+std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows);
+
+}  // namespace weft

@@ -1,0 +1,201 @@
+// The CUDA executor on every golden case (transformers + PEFT logits, test/fixtures/golden), driven through
+// shard/'s LocalEngine like the CPU conformance test: fp32 within 1e-3 of the golden logits (base and every
+// adapter, alone and in one heterogeneous batch), bf16 and fp16 within a tolerance justified below,
+// prefill-then-decode (decode steps replay CUDA graphs) equal to the CPU backend step by step, and TP=2 over
+// the shm collective with both ranks on the one GPU (partial sums staged through pinned host memory).
+// Skipped with the reason on a machine without a usable GPU.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCollective, type ForwardBatch } from '../../kernels/index.js';
+import { cudaInfo } from '../../kernels/cuda.js';
+import { LocalEngine } from '../../shard/index.js';
+import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
+
+const info = cudaInfo();
+const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
+const FP32_TOL = 1e-3;
+// Half precision, justified by a CPU experiment on these fixtures (weights and adapters rounded to bf16, fp32
+// math): mean |error| <= 0.011 and max |error| <= 0.27 (outliers on adapter rows; logits are within ±4),
+// against a mean |adapter - base| difference of ~0.7. The GPU also rounds activations to bf16 between ops,
+// so allow ~4x the mean and ~2x the max: a missing, wrong or misplaced adapter still fails the mean by 10x.
+const HALF_MEAN_TOL = 0.05;
+const HALF_MAX_TOL = 0.6;
+
+type Dtype = 'float32' | 'bfloat16' | 'float16';
+
+/**
+ * A LocalEngine on the GPU. Needs shard/ to pass `device`, `dtype` and `cudaGraphs` from LocalEngineOptions
+ * into the model plan (planConfig); the check below fails loudly until it does, rather than testing the CPU.
+ */
+function openCuda(c: GoldenCase, dtype: Dtype, extra: { rank?: number; world?: number; collective?: ReturnType<typeof createCollective> } = {}): LocalEngine {
+  const opts = { numBlocks: 128, blockSize: 4, adapterSlots: 4, device: 'cuda' as const, dtype, cudaGraphs: true, ...extra };
+  const engine = LocalEngine.open(c.modelDir, opts);
+  const plan = engine.model.plan;
+  if (plan.device !== 'cuda' || plan.dtype !== dtype) {
+    engine.dispose();
+    throw new Error('shard/ does not pass device/dtype/cudaGraphs from LocalEngineOptions into the model plan yet ' +
+      `(plan.device = ${String(plan.device)}): the engine would run on the CPU`);
+  }
+  c.adapters.forEach((a, i) => engine.loadAdapter(i, a.dir));
+  return engine;
+}
+
+function keyOf(c: GoldenCase, slot: number, s: number): string {
+  return slot < 0 ? `base/seq${s}` : `adapter/${c.adapters[slot].name}/seq${s}`;
+}
+
+/** Base and every adapter over every sequence, interleaved so adapter segments are not sorted. */
+function mixedItems(c: GoldenCase): { tokens: number[]; adapterSlot: number; key: string }[] {
+  const items: { tokens: number[]; adapterSlot: number; key: string }[] = [];
+  for (let s = 0; s < c.sequences.length; s++) {
+    const slots = [-1, ...c.adapters.map((_, i) => i)];
+    if (s % 2 === 1) slots.reverse();
+    for (const slot of slots) items.push({ tokens: c.sequences[s], adapterSlot: slot, key: keyOf(c, slot, s) });
+  }
+  return items;
+}
+
+function halfErrors(out: Float32Array, golden: Float32Array): { mean: number; max: number } {
+  let sum = 0;
+  for (let i = 0; i < out.length; i++) sum += Math.abs(out[i] - golden[i]);
+  return { mean: sum / out.length, max: maxAbsDiff(out, golden) };
+}
+
+/** Rows of one step for `entries` (each: a sequence, its first new position, how many rows, all logits?). */
+function stepBatch(entries: { tokens: number[]; pos0: number; n: number; slot: number; table: number[]; all: boolean }[],
+  bs: number): ForwardBatch {
+  const tokens: number[] = [], positions: number[] = [], slots: number[] = [], logitRows: number[] = [];
+  const seqs: ForwardBatch['seqs'] = [];
+  for (const e of entries) {
+    const start = tokens.length;
+    for (let i = 0; i < e.n; i++) {
+      const pos = e.pos0 + i;
+      tokens.push(e.tokens[pos]);
+      positions.push(pos);
+      slots.push(e.table[Math.floor(pos / bs)] * bs + (pos % bs));
+      if (e.all || i === e.n - 1) logitRows.push(start + i);
+    }
+    seqs.push({ tokenStart: start, numTokens: e.n, contextLen: e.pos0 + e.n, adapterSlot: e.slot,
+      blockTable: Int32Array.from(e.table) });
+  }
+  return { tokens: Int32Array.from(tokens), positions: Int32Array.from(positions), slotMapping: Int32Array.from(slots),
+    seqs, logitRows: Int32Array.from(logitRows) };
+}
+
+for (const name of goldenCases()) {
+  describe(`CUDA golden ${name}`, { skip: noGpu }, () => {
+    let c: GoldenCase;
+    let fp32: LocalEngine;
+    before(() => {
+      c = loadGoldenCase(name);
+      fp32 = openCuda(c, 'float32');
+    });
+    after(() => fp32?.dispose());
+
+    test('fp32: base and each adapter alone match the golden logits within 1e-3', async () => {
+      for (let s = 0; s < c.sequences.length; s++) {
+        for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
+          const [out] = await fp32.scoreBatch([{ tokens: c.sequences[s], adapterSlot: slot }]);
+          const e = maxAbsDiff(out, c.logits(keyOf(c, slot, s)));
+          assert.ok(e <= FP32_TOL, `${keyOf(c, slot, s)}: max abs error ${e}`);
+        }
+      }
+    });
+
+    test('fp32: base and all adapters in one heterogeneous batch', async () => {
+      const items = mixedItems(c);
+      const outs = await fp32.scoreBatch(items);
+      items.forEach((it, k) => {
+        const e = maxAbsDiff(outs[k], c.logits(it.key));
+        assert.ok(e <= FP32_TOL, `${it.key} in mixed batch: max abs error ${e}`);
+      });
+    });
+
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      test(`${dtype}: heterogeneous batch within mean ${HALF_MEAN_TOL} / max ${HALF_MAX_TOL} of the golden logits`,
+        async (t) => {
+          const engine = openCuda(c, dtype);
+          try {
+            const items = mixedItems(c);
+            const outs = await engine.scoreBatch(items);
+            let worst = { mean: 0, max: 0 };
+            items.forEach((it, k) => {
+              const e = halfErrors(outs[k], c.logits(it.key));
+              worst = { mean: Math.max(worst.mean, e.mean), max: Math.max(worst.max, e.max) };
+              assert.ok(e.mean <= HALF_MEAN_TOL && e.max <= HALF_MAX_TOL,
+                `${it.key} ${dtype}: mean abs error ${e.mean}, max ${e.max}`);
+            });
+            t.diagnostic(`${name} ${dtype}: worst mean abs error ${worst.mean.toFixed(5)}, max ${worst.max.toFixed(4)}`);
+          } finally {
+            engine.dispose();
+          }
+        });
+    }
+
+    test('prefill then decode steps (CUDA graphs) equal the CPU backend and the golden rows', async () => {
+      const cpu = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 4 });
+      try {
+        c.adapters.forEach((a, i) => cpu.loadAdapter(i, a.dir));
+        const V = c.vocab, bs = 4, k = 5;
+        const seq = c.sequences[1];
+        const slots = [-1, ...c.adapters.map((_, i) => i)];
+        const blocks = Math.ceil(seq.length / bs);
+        const table = (i: number) => Array.from({ length: blocks }, (_, j) => 64 + i * blocks + j);
+        const run = async (b: ForwardBatch): Promise<[Float32Array, Float32Array]> =>
+          [await fp32.model.native.forward(b), await cpu.model.native.forward(b)];
+        // Prefill k tokens of every sequence in one batch, all logit rows.
+        const pre = stepBatch(slots.map((slot, i) => ({ tokens: seq, pos0: 0, n: k, slot, table: table(i), all: true })), bs);
+        const [g, r] = await run(pre);
+        assert.ok(maxAbsDiff(g, r) <= FP32_TOL, `prefill: CUDA vs CPU max abs error ${maxAbsDiff(g, r)}`);
+        slots.forEach((slot, i) => {
+          const golden = c.logits(keyOf(c, slot, 1)).subarray(0, k * V);
+          const e = maxAbsDiff(g.subarray(i * k * V, (i + 1) * k * V), golden);
+          assert.ok(e <= FP32_TOL, `prefill ${keyOf(c, slot, 1)}: max abs error ${e}`);
+        });
+        // Then one token per step for every sequence together (a heterogeneous decode batch); one sequence
+        // stops halfway so the padded bucket changes.
+        for (let p = k; p < seq.length; p++) {
+          const live = p < 9 ? slots : slots.slice(0, Math.max(1, slots.length - 1));
+          const dec = stepBatch(live.map((slot) => ({ tokens: seq, pos0: p, n: 1, slot, table: table(slots.indexOf(slot)), all: false })), bs);
+          const [gd, rd] = await run(dec);
+          assert.ok(maxAbsDiff(gd, rd) <= FP32_TOL, `decode at ${p}: CUDA vs CPU max abs error ${maxAbsDiff(gd, rd)}`);
+          live.forEach((slot, i) => {
+            const golden = c.logits(keyOf(c, slot, 1)).subarray(p * V, (p + 1) * V);
+            const e = maxAbsDiff(gd.subarray(i * V, (i + 1) * V), golden);
+            assert.ok(e <= FP32_TOL, `decode ${keyOf(c, slot, 1)} at ${p}: max abs error ${e}`);
+          });
+        }
+      } finally {
+        cpu.dispose();
+      }
+    });
+
+    test('TP=2 over the shm collective, both ranks on this GPU: heterogeneous batch matches golden', async () => {
+      const shm = `/weft-gpu-tp-${process.pid}-${name}`;
+      const engines: LocalEngine[] = [];
+      const collectives: ReturnType<typeof createCollective>[] = [];
+      try {
+        for (let rank = 0; rank < 2; rank++) {
+          const collective = createCollective({ kind: 'shm', name: shm, rank, world: 2, maxFloats: 1 << 20, timeoutMs: 60_000 });
+          collectives.push(collective);
+          engines.push(openCuda(c, 'float32', { rank, world: 2, collective }));
+        }
+        const items = mixedItems(c);
+        // Both ranks must step together: their forwards meet in every all-reduce.
+        const [outs] = await Promise.all(engines.map((e) => e.scoreBatch(items)));
+        items.forEach((it, k) => {
+          const e = maxAbsDiff(outs[k], c.logits(it.key));
+          assert.ok(e <= FP32_TOL, `TP=2 ${it.key}: max abs error ${e}`);
+        });
+      } finally {
+        for (const e of engines) e.dispose();
+        for (const x of collectives) x.dispose();
+      }
+    });
+  });
+}
+
+test('CUDA golden tests ran or were skipped for a stated reason', (t) => {
+  if (noGpu) t.skip(noGpu);
+  assert.ok(goldenCases().length > 0);
+});
