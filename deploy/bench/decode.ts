@@ -1,13 +1,12 @@
 // `weft bench --scenario decode`: step time of batched decode over batch × distinct adapters × rank ×
 // context, next to the memory bound (bytes read ÷ copy bandwidth measured in the same run) and next
 // to the base-model-only step at the same batch and context.
-import { decodeBound, decodeBytes, type DecodeBytes, type DecodeCase } from './bounds.js';
+import { decodeBound, decodeBytes, paramCounts, type DecodeBytes, type DecodeCase } from './bounds.js';
 import { EngineDriver, slotFor } from './engine-steps.js';
 import { measureCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
 import { median, percentile } from './stats.js';
-import { paramCounts } from './bounds.js';
 
 export interface DecodeOptions {
   model: BenchModel;
@@ -27,6 +26,11 @@ export interface DecodeRow extends DecodeCase {
   steps: number;
   stepMs: number;
   stepMsP90: number;
+  /**
+   * Median CPU time of this process per step (all threads, user + system), ms. On the CPU backend it is the
+   * engine's own compute time, unaffected by other load on the machine; on a GPU it is only host overhead.
+   */
+  stepCpuMs: number;
   tokPerS: number;
   bytes: DecodeBytes;
   boundMs: number;
@@ -56,69 +60,111 @@ export function decodeCases(o: Pick<DecodeOptions, 'batch' | 'adapters' | 'rank'
 
 export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
   const log = o.log ?? (() => {});
-  const warmup = o.warmup ?? 3, steps = o.steps ?? 10;
+  const warmup = o.warmup ?? 3, steps = o.steps ?? 20;
   const cases = decodeCases(o);
-  const maxBatch = Math.max(...o.batch), maxContext = Math.max(...o.context);
+  const groups = groupCases(cases);
+  const maxContext = Math.max(...o.context);
   const maxAdapters = Math.max(0, ...cases.map((c) => c.adapters));
   const { shape } = o.model;
   checkFits(o.model, o.backend);
-  const adapterDirs = new Map(o.rank.map((r) => [r, maxAdapters > 0 ? ensureAdapters(o.model, r, maxAdapters) : []]));
-  const driver = EngineDriver.open(o.model.dir, { maxSeqs: maxBatch, maxTokens: maxContext + warmup + steps + 1,
-    adapterSlots: maxAdapters, maxRank: Math.max(...o.rank) });
-  const bandwidth = measureCopyBandwidth();
-  log(`copy bandwidth ${(bandwidth.value / GB).toFixed(1)} GB/s (${bandwidth.what})`);
+  // Slot of adapter j of rank index ri: ri·maxAdapters + j. Every case reuses the same loaded adapters.
+  const driver = EngineDriver.open(o.model.dir, { maxSeqs: Math.max(...groups.map((g) => g.length * g[0]!.batch)),
+    maxTokens: maxContext + warmup + steps + 1, adapterSlots: o.rank.length * maxAdapters, maxRank: Math.max(...o.rank) }, o.backend.device);
   const rows: DecodeRow[] = [];
   try {
-    for (const c of cases) {
-      const m = await measureCase(driver, c, adapterDirs.get(c.rank) ?? [], shape.vocab, warmup, steps);
-      const kvContext = c.context + warmup + (steps + 1) / 2;
-      const bytes = decodeBytes(shape, { ...c, context: kvContext }, o.backend.weightBytes, o.backend.kvBytes);
-      const bound = decodeBound(bytes.total, bandwidth.value, c.batch);
-      const base = rows.find((r) => r.adapters === 0 && r.batch === c.batch && r.context === c.context);
-      rows.push({
-        ...c, kvContext, steps, stepMs: m.stepMs, stepMsP90: m.stepMsP90, tokPerS: (c.batch / m.stepMs) * 1e3, bytes,
-        boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / m.stepMs) * 100,
-        overheadVsBasePct: base ? (m.stepMs / base.stepMs - 1) * 100 : 0,
-        boundOverheadPct: (bytes.adapters / (bytes.base + bytes.kv)) * 100, prefillMs: m.prefillMs,
-      });
-      log(`decode batch=${c.batch} adapters=${c.adapters} rank=${c.rank} context=${c.context}: ${m.stepMs.toFixed(2)} ms/step`);
+    if (maxAdapters > 0) {
+      o.rank.forEach((r, ri) => ensureAdapters(o.model, r, maxAdapters).forEach((dir, j) => driver.loadAdapter(ri * maxAdapters + j, dir)));
     }
+    const bandwidth = measureCopyBandwidth();
+    log(`copy bandwidth ${(bandwidth.value / GB).toFixed(1)} GB/s (${bandwidth.what})`);
+    const kvContextOf = (c: DecodeCase) => c.context + warmup + (steps + 1) / 2;
+    for (const group of groups) {
+      const slotBase = (c: DecodeCase) => o.rank.indexOf(c.rank) * maxAdapters;
+      const measured = await measureGroup(driver, group, slotBase, shape.vocab, warmup, steps);
+      group.forEach((c, k) => {
+        const m = measured[k]!;
+        const kvContext = kvContextOf(c);
+        const bytes = decodeBytes(shape, { ...c, context: kvContext }, o.backend.weightBytes, o.backend.kvBytes);
+        const bound = decodeBound(bytes.total, bandwidth.value, c.batch);
+        const baseMs = measured[0]!.stepMs; // group[0] is the base-only case
+        rows.push({
+          ...c, kvContext, steps, stepMs: m.stepMs, stepMsP90: m.stepMsP90, stepCpuMs: m.stepCpuMs, tokPerS: (c.batch / m.stepMs) * 1e3, bytes,
+          boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / m.stepMs) * 100,
+          overheadVsBasePct: (m.stepMs / baseMs - 1) * 100,
+          boundOverheadPct: (bytes.adapters / (bytes.base + bytes.kv)) * 100, prefillMs: m.prefillMs,
+        });
+        log(`decode batch=${c.batch} adapters=${c.adapters} rank=${c.rank} context=${c.context}: ${m.stepMs.toFixed(2)} ms/step`);
+      });
+    }
+    return {
+      scenario: 'decode', date: new Date().toISOString(), device: hostDevice(o.backend.device),
+      setup: {
+        model: o.model.label, shape, params: paramCounts(shape), engineWeightBytes: o.backend.weightBytes,
+        engineKvBytes: o.backend.kvBytes, copyBandwidthBytesPerS: bandwidth.value, copyBandwidthMethod: bandwidth.what,
+        warmupSteps: warmup, measuredSteps: steps,
+      },
+      rows,
+      notes: [
+        'stepMs: median wall time of one engine step (forward + sampling) over the measured steps, after the warm-up steps; ' +
+          'the cases of one (batch, context) are decoded in turn, step by step, so load on the machine affects them alike',
+        'bytes: base weights (layers, norms, lm_head) + distinct adapters A/B (rank r, 7 modules) + KV read (kvContext × layers × 2 × kv_heads × head_dim × bytes × batch)',
+        'boundMs: bytes.total ÷ copy bandwidth; pctOfBound = boundMs ÷ stepMs; overheadVsBasePct against the base-only case of the same batch and context',
+      ],
+    };
   } finally {
     driver.dispose();
   }
-  return {
-    scenario: 'decode', date: new Date().toISOString(), device: hostDevice(o.backend.device),
-    setup: {
-      model: o.model.label, shape, params: paramCounts(shape), engineWeightBytes: o.backend.weightBytes,
-      engineKvBytes: o.backend.kvBytes, copyBandwidthBytesPerS: bandwidth.value, copyBandwidthMethod: bandwidth.what,
-      warmupSteps: warmup, measuredSteps: steps,
-    },
-    rows,
-    notes: [
-      'stepMs: median wall time of one engine step (forward + sampling) over the measured steps, after the warm-up steps',
-      'bytes: base weights (layers, norms, lm_head) + distinct adapters A/B (rank r, 7 modules) + KV read (kvContext × layers × 2 × kv_heads × head_dim × bytes × batch)',
-      'boundMs: bytes.total ÷ copy bandwidth; pctOfBound = boundMs ÷ stepMs',
-    ],
-  };
 }
 
-async function measureCase(d: EngineDriver, c: DecodeCase, adapterDirs: string[], vocab: number, warmup: number, steps: number) {
-  for (let slot = 0; slot < c.adapters; slot++) d.loadAdapter(slot, adapterDirs[slot]!);
-  const seqs = Array.from({ length: c.batch }, (_, i) => ({ prompt: d.prompt(c.context, vocab), adapterSlot: slotFor(i, c.batch, c.adapters) }));
-  const t0 = performance.now();
-  const last = await d.admit(seqs, `decode-${c.batch}-${c.adapters}-${c.rank}-${c.context}`);
-  const prefillMs = performance.now() - t0;
-  const times: number[] = [];
-  try {
-    for (let s = 0; s < warmup + steps; s++) {
-      const t = performance.now();
-      await d.decode(last);
-      if (s >= warmup) times.push(performance.now() - t);
-    }
-  } finally {
-    await d.free(last.keys());
+/** Cases sharing (context, batch), base-only first (decodeCases' order). */
+function groupCases(cases: DecodeCase[]): DecodeCase[][] {
+  const groups = new Map<string, DecodeCase[]>();
+  for (const c of cases) {
+    const key = `${c.context}/${c.batch}`;
+    groups.set(key, [...(groups.get(key) ?? []), c]);
   }
-  return { stepMs: median(times), stepMsP90: percentile(times, 90), prefillMs };
+  return [...groups.values()];
+}
+
+/**
+ * Admits every case's batch (case k in sequence ranges [k·batch, (k+1)·batch)), then decodes them in
+ * turn, one step each per round, the starting case rotating every round. Returns per-case timings.
+ */
+async function measureGroup(d: EngineDriver, group: DecodeCase[], slotBase: (c: DecodeCase) => number, vocab: number,
+  warmup: number, steps: number): Promise<{ stepMs: number; stepMsP90: number; stepCpuMs: number; prefillMs: number }[]> {
+  const live: Map<string, number>[] = [];
+  const prefillMs: number[] = [];
+  try {
+    for (const [k, c] of group.entries()) {
+      const seqs = Array.from({ length: c.batch }, (_, i) => ({
+        prompt: d.prompt(c.context, vocab),
+        adapterSlot: c.adapters === 0 ? -1 : slotBase(c) + slotFor(i, c.batch, c.adapters),
+      }));
+      const t0 = performance.now();
+      live.push(await d.admit(seqs, `decode-${c.context}-${c.batch}-${k}`, k * c.batch));
+      prefillMs.push(performance.now() - t0);
+    }
+    const times: number[][] = group.map(() => []);
+    const cpu: number[][] = group.map(() => []);
+    for (let s = 0; s < warmup + steps; s++) {
+      for (let j = 0; j < group.length; j++) {
+        const k = (s + j) % group.length;
+        const c0 = process.cpuUsage();
+        const t = performance.now();
+        await d.decode(live[k]!);
+        const wall = performance.now() - t;
+        const c = process.cpuUsage(c0);
+        if (s >= warmup) {
+          times[k]!.push(wall);
+          cpu[k]!.push((c.user + c.system) / 1e3);
+        }
+      }
+    }
+    return group.map((_, k) => ({ stepMs: median(times[k]!), stepMsP90: percentile(times[k]!, 90), stepCpuMs: median(cpu[k]!),
+      prefillMs: prefillMs[k]! }));
+  } finally {
+    for (const l of live) await d.free(l.keys());
+  }
 }
 
 export const DECODE_COLUMNS: Column<DecodeRow>[] = [
@@ -127,6 +173,7 @@ export const DECODE_COLUMNS: Column<DecodeRow>[] = [
   { header: 'rank', value: (r) => (r.adapters ? r.rank : null), digits: 0 },
   { header: 'context', value: (r) => r.context, digits: 0 },
   { header: 'step ms', value: (r) => r.stepMs, digits: 2 },
+  { header: 'CPU ms', value: (r) => r.stepCpuMs, digits: 2 },
   { header: 'tok/s', value: (r) => r.tokPerS, digits: 1 },
   { header: 'GB read', value: (r) => r.bytes.total / GB, digits: 3 },
   { header: 'bound ms', value: (r) => r.boundMs, digits: 2 },

@@ -15,7 +15,7 @@ export interface EngineSize {
   maxRank: number;
 }
 
-/** A bench session on one engine: sequence i always owns blocks [i·perSeq, (i+1)·perSeq). */
+/** A bench session on one engine: sequence range i owns blocks [i·perSeq, (i+1)·perSeq). */
 export class EngineDriver {
   private stepId = 0;
   private readonly blocksPerSeq: number;
@@ -25,11 +25,12 @@ export class EngineDriver {
     this.blocksPerSeq = Math.ceil((size.maxTokens + 1) / BLOCK_SIZE);
   }
 
-  static open(modelDir: string, size: EngineSize): EngineDriver {
+  static open(modelDir: string, size: EngineSize, device: 'cpu' | 'cuda' = 'cpu'): EngineDriver {
     const blocksPerSeq = Math.ceil((size.maxTokens + 1) / BLOCK_SIZE);
     const engine = LocalEngine.open(modelDir, {
       numBlocks: size.maxSeqs * blocksPerSeq, blockSize: BLOCK_SIZE,
-      adapterSlots: Math.max(1, size.adapterSlots), maxLoraRank: Math.max(1, size.maxRank),
+      adapterSlots: Math.max(1, size.adapterSlots), maxLoraRank: Math.max(1, size.maxRank), device,
+      dtype: device === 'cuda' ? 'bfloat16' : 'float32',
     });
     return new EngineDriver(engine, size);
   }
@@ -39,11 +40,14 @@ export class EngineDriver {
     return Array.from({ length: tokens }, () => 1 + Math.floor((this.rnd() + 0.5) * (vocab - 1)));
   }
 
-  /** Prefills one sequence per entry (sequence i in block range i); returns each one's first token. */
-  async admit(seqs: { prompt: number[]; adapterSlot: number }[], tag: string): Promise<Map<string, number>> {
+  /**
+   * Prefills one sequence per entry, entry i in block range `first + i` (ranges of live sequences must
+   * not overlap); returns each one's first sampled token by seqId.
+   */
+  async admit(seqs: { prompt: number[]; adapterSlot: number }[], tag: string, first = 0): Promise<Map<string, number>> {
     const newSeqs: NewSequence[] = seqs.map((s, i) => ({
       seqId: `${tag}-${i}`, adapterSlot: s.adapterSlot, tokens: s.prompt,
-      blockTable: Array.from({ length: this.blocksPerSeq }, (_, k) => i * this.blocksPerSeq + k),
+      blockTable: Array.from({ length: this.blocksPerSeq }, (_, k) => (first + i) * this.blocksPerSeq + k),
       sampling: GREEDY, generated: [], logits: 'none', promptLogprobs: false, topN: 0,
     }));
     return tokensOf(await this.run({ newSeqs, running: [], finished: [] }));

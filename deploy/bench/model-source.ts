@@ -1,10 +1,10 @@
 // Where a benchmark's model and adapters come from: `--model preset:<name>` (random weights, generated
 // once into a temporary directory), a model directory, or the built-in demo model; and which backend runs.
+import { assertCudaUsable } from '../../kernels/cuda.js';
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { homedir, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { availableBackends } from '../../kernels/index.js';
 import type { Device } from '../config/index.js';
 import { ensureDemoModel } from '../demo-model/index.js';
 import { paramCounts } from './bounds.js';
@@ -28,13 +28,11 @@ export interface Backend {
   kvBytes: number;
 }
 
-/** Fails clearly unless the requested backend is compiled into this build and usable in this session. */
+/** Fails clearly (with the reason) unless the requested backend is usable here. CUDA runs bf16 weights and KV. */
 export function resolveBackend(device: Device): Backend {
   if (device === 'cuda') {
-    if (!availableBackends.includes('cuda')) {
-      throw new Error(`--device cuda: the CUDA backend is not available in this build/session (backends: ${availableBackends.join(', ')}); use --device cpu`);
-    }
-    throw new Error('--device cuda: the benchmarks do not drive the CUDA backend yet (LocalEngine has no device option); use --device cpu');
+    assertCudaUsable();
+    return { device, weightBytes: 2, kvBytes: 2 };
   }
   return { device, weightBytes: 4, kvBytes: 4 };
 }

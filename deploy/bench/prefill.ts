@@ -47,7 +47,7 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   const withAdapter = o.adapters.includes(1);
   const dirs = withAdapter ? ensureAdapters(o.model, o.rank, 1) : [];
   const maxTokens = Math.max(...o.tokens);
-  const driver = EngineDriver.open(o.model.dir, { maxSeqs: 1, maxTokens, adapterSlots: 1, maxRank: o.rank });
+  const driver = EngineDriver.open(o.model.dir, { maxSeqs: 1, maxTokens, adapterSlots: 1, maxRank: o.rank }, o.backend.device);
   if (withAdapter) driver.loadAdapter(0, dirs[0]!);
   const gemm = measureGemmRate(256, Math.min(o.model.shape.hidden, 2048), Math.min(o.model.shape.hidden, 2048));
   log(`GEMM rate ${(gemm.value / 1e9).toFixed(1)} GFLOP/s (${gemm.what})`);
