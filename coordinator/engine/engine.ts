@@ -139,7 +139,13 @@ export class Engine implements GenerationEngine {
     let ids: number[];
     let adapter: Prepared | null;
     try {
-      ids = await this.tokenizer.encode(req.inputs);
+      const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
+      try {
+        ids = await this.tokenizer.encode(req.inputs);
+        tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
+      } finally {
+        tokenizeSpan.end();
+      }
       this.checkLengths(ids.length, req.maxNewTokens);
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;

@@ -100,6 +100,48 @@ describe('server: bad input and failures', () => {
     assert.equal(stats.running + stats.waiting, 0);
   });
 
+  test('a client that disconnects mid-generation frees its KV blocks; over --max-concurrent-requests answers 429', async () => {
+    const ac = new AbortController();
+    const pending = fetch(`${g.url}/generate_stream`, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: textOf(g.c.sequences[1]), parameters: { max_new_tokens: 200 } }) });
+    const res = await pending;
+    const reader = res.body!.getReader();
+    await reader.read(); // the first token arrived: the sequence holds KV blocks
+    assert.ok(g.server.engine.stats().usedBlocks > 0);
+    ac.abort();
+    const deadline = Date.now() + 5000;
+    while (g.server.engine.stats().usedBlocks > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(g.server.engine.stats().usedBlocks, 0, 'blocks freed after the disconnect');
+
+    const g2 = await startGoldenServer({ maxConcurrentRequests: 2 });
+    try {
+      const long = { inputs: textOf([4, 5, 6]), parameters: { max_new_tokens: 150 } };
+      const rs = await Promise.all(Array.from({ length: 6 }, () => g2.post('/generate', long)));
+      const codes = rs.map((r) => r.status).sort();
+      assert.ok(codes.includes(429) && codes.includes(200), JSON.stringify(codes));
+      const over = rs.find((r) => r.status === 429)!;
+      assert.equal(over.json.error_type, 'overloaded');
+    } finally {
+      await g2.close();
+    }
+  });
+
+  test('an adapter path that escapes --adapter-root through a symlink is refused (403)', async () => {
+    const { mkdtempSync, symlinkSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const root = mkdtempSync(join(tmpdir(), 'weft-root-'));
+    symlinkSync(join(g.c.dir, 'adapters', 'qv_r4'), join(root, 'escape')); // a real adapter, but outside the root
+    const g3 = await startGoldenServer({ adapterRoots: [root] });
+    try {
+      const r = await g3.post('/generate', { inputs: 't1', parameters: { adapter_id: 'escape', adapter_source: 'local' } });
+      assert.equal(r.status, 403, r.text);
+      assert.match(r.json.error, /outside the allowed --adapter-root/);
+    } finally {
+      await g3.close();
+    }
+  });
+
   test('killing a shard mid-request fails that request clearly; the next request succeeds', async () => {
     const body = { inputs: textOf(g.c.sequences[0]), parameters: { max_new_tokens: 240 } };
     const pending = g.post('/generate', body);

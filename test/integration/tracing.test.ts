@@ -42,5 +42,5 @@ test('a request traces through the coordinator and both shards (OTLP)', async ()
   const req = hasAll();
   assert.ok(req, `spans received: ${JSON.stringify(spans.map((s) => s.name))}`);
   const names = new Set(spans.filter((s) => s.traceId === req.traceId).map((s) => s.name));
-  for (const n of ['POST /generate', 'engine.request', 'coordinator.step', 'shard.step']) assert.ok(names.has(n), `missing span ${n}: ${[...names]}`);
+  for (const n of ['POST /generate', 'engine.tokenize', 'engine.request', 'engine.queue', 'coordinator.step', 'shard.step']) assert.ok(names.has(n), `missing span ${n}: ${[...names]}`);
 });
