@@ -102,3 +102,36 @@ describe('Hub and S3 adapters', () => {
     }
   });
 });
+
+describe('base model from the Hub and from S3', () => {
+  test('--model-id owner/name and s3://bucket/prefix download the model once and serve it', async () => {
+    const { tokenizedGoldenModel } = await import('../helpers/golden-server.js');
+    const { cpSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const modelDir = mkdtempSync(join(tmpdir(), 'weft-model-copy-'));
+    cpSync(tokenizedGoldenModel(c), modelDir, { recursive: true, dereference: true });
+    const modelFiles = Object.fromEntries(readdirSync(modelDir).map((f) => [f, readFileSync(join(modelDir, f))]));
+    const hub = await startHubServer({ repos: { 'weft/llama-tiny': { revisions: { main: { sha: sha('d'), files: modelFiles } } } } });
+    const s3 = await startS3Server();
+    await s3.putDir('models', 'llama-tiny', modelDir);
+    const env = { HF_ENDPOINT: hub.endpoint, S3_ENDPOINT_URL: s3.endpoint, AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey };
+    try {
+      for (const modelId of ['weft/llama-tiny', 's3://models/llama-tiny']) {
+        const g = await startGoldenServer({ modelId }, { env });
+        try {
+          const r = await g.post('/generate', { inputs: textOf(seq), parameters: { max_new_tokens: 1, decoder_input_details: true, details: true } });
+          assert.equal(r.status, 200, r.text);
+          prefillMatchesGolden(c, r.json, 'base/seq0', seq);
+          const info = await (await fetch(`${g.url}/info`)).json();
+          assert.equal(info.model_id, modelId);
+        } finally {
+          await g.close();
+        }
+      }
+    } finally {
+      await hub.stop();
+      await s3.stop();
+    }
+  });
+});
