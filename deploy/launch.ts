@@ -116,7 +116,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
     blockSize: o.blockSize, adapterSlots: adapterSlots(spec, o), maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
-    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype }, log, (reason) => group.markLost(reason));
+    logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype,
+    collective: o.collective }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);

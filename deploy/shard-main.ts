@@ -12,6 +12,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
+    collective: o.collective,
     kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
     heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
@@ -21,6 +22,12 @@ export async function runShard(o: ShardConfig): Promise<void> {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => { void actor.stop().then(() => tracing.shutdown()).then(() => process.exit(0)); });
   }
-  actor.start();
-  logger.info({ rank: o.rank, worldSize: o.worldSize }, 'shard ready');
+  try {
+    await actor.start();
+  } catch (e) {
+    logger.error({ err: (e as Error).message }, 'shard failed to start');
+    await actor.stop().catch(() => undefined);
+    throw e;
+  }
+  logger.info({ rank: o.rank, worldSize: o.worldSize, collective: o.collective }, 'shard ready');
 }

@@ -20,6 +20,8 @@ export interface ShardProcessOptions {
   logLevel: string;
   device?: 'cpu' | 'cuda';
   dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** How the ranks exchange tensors; default: the shard's own default (shm). */
+  collective?: 'shm' | 'nccl';
   otlpEndpoint?: string;
   /** Where the shards' stdout/stderr (JSON logs) go; default: this process's stdout/stderr. */
   output?: { write(chunk: string | Uint8Array): unknown };
@@ -45,6 +47,8 @@ export class ShardSupervisor {
   }
 
   start(): void {
+    // Fresh per start: the shm segment's name, and the group id of the nccl collective's unique-id exchange, so a
+    // restarted group never attaches to the segment or joins the NCCL id of the group it replaces.
     const shm = `/weft-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.procs = Array.from({ length: this.o.worldSize }, (_, rank) => this.spawnRank(rank, shm));
   }
@@ -58,6 +62,7 @@ export class ShardSupervisor {
     if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
     if (o.device) args.push('--device', o.device);
     if (o.dtype) args.push('--dtype', o.dtype);
+    if (o.collective) args.push('--collective', o.collective);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
     const out = o.output;
     const child = spawn(process.execPath, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'] });

@@ -79,7 +79,13 @@ export interface NativeModel {
 
 export type CollectiveOptions =
   | { kind: 'solo' }
-  | { kind: 'shm'; name: string; rank: number; world: number; maxFloats: number; timeoutMs?: number };
+  | { kind: 'shm'; name: string; rank: number; world: number; maxFloats: number; timeoutMs?: number }
+  /**
+   * CUDA builds only: joins the NCCL group of rank 0's `uniqueId` (128 bytes, ncclUniqueId() in cuda.ts) on CUDA
+   * device `device` (default 0). Blocks until every rank has joined. For a cuda Model only: its buffers are device
+   * memory, so allReduceSum/allGather on host arrays throw.
+   */
+  | { kind: 'nccl'; rank: number; world: number; uniqueId: Uint8Array; device?: number };
 
 export interface NativeCollective {
   allReduceSum(data: Float32Array): void;

@@ -15,6 +15,8 @@ export type {
   RunningSequence,
   SamplingParams,
   SeqOutput,
+  ShardCollective,
+  ShardCollectiveRequest,
   ShardHeartbeat,
   ShardReady,
   Shutdown,
@@ -22,7 +24,7 @@ export type {
   StepResult,
   TokenChoice,
 } from './messages.js';
-export { MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
+export { COLLECTIVE_ID_BYTES, MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
 export { bytesToFloat32, decode, decodeAs, encode, float32ToBytes } from './codec.js';
 export {
   ADAPTER_VERBS,
@@ -31,6 +33,7 @@ export {
   SUBJECT_ROOT,
   adapterSubject,
   checkCluster,
+  collectiveSubject,
   controlSubject,
   shardSubject,
   shardWildcard,

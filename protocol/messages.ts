@@ -152,6 +152,26 @@ export interface ShardHeartbeat {
   stepId: number;
 }
 
+/**
+ * Rank r >= 1 of an NCCL group asks rank 0 for the group's unique id: a NATS request on
+ * weft.<cluster>.shard.collective, answered with a ShardCollective. `groupId` names one start of the group
+ * (the supervisor makes a fresh one per start), so a rank never joins the id of an earlier start.
+ */
+export interface ShardCollectiveRequest {
+  v: number;
+  type: 'shard.collective.request';
+  groupId: string;
+  rank: number;
+}
+
+/** Rank 0's answer to a ShardCollectiveRequest: the NCCL unique id (COLLECTIVE_ID_BYTES) of group `groupId`. */
+export interface ShardCollective {
+  v: number;
+  type: 'shard.collective';
+  groupId: string;
+  uniqueId: Uint8Array;
+}
+
 export interface Shutdown {
   v: number;
   type: 'shutdown';
@@ -167,6 +187,8 @@ export type Message =
   | AdapterEvict
   | ShardReady
   | ShardHeartbeat
+  | ShardCollectiveRequest
+  | ShardCollective
   | Shutdown;
 
 export type MessageType = Message['type'];

@@ -56,6 +56,11 @@ export function shardSubject(cluster: string, rank: number, verb: ShardVerb): st
   return `${base(cluster)}.shard.${checkRank(rank)}.${checkVerb('shard', verb, SHARD_VERBS)}`;
 }
 
+/** Where rank 0 of an NCCL group answers requests for the group's unique id: weft.<cluster>.shard.collective. */
+export function collectiveSubject(cluster: string): string {
+  return `${base(cluster)}.shard.collective`;
+}
+
 /** Matches `verb` from every shard: weft.<cluster>.shard.*.<verb>. */
 export function shardWildcard(cluster: string, verb: ShardVerb): string {
   return `${base(cluster)}.shard.*.${checkVerb('shard', verb, SHARD_VERBS)}`;
@@ -84,6 +89,9 @@ export function subjectFor(cluster: string, msg: Message): string {
       return shardSubject(cluster, msg.rank, 'ready');
     case 'shard.heartbeat':
       return shardSubject(cluster, msg.rank, 'heartbeat');
+    case 'shard.collective.request':
+    case 'shard.collective': // sent as the reply, to the requester's inbox
+      return collectiveSubject(cluster);
     case 'shutdown':
       return controlSubject(cluster, 'shutdown');
     default: {

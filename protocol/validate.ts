@@ -7,6 +7,9 @@ import {
 } from './schema.js';
 import { PROTOCOL_VERSION } from './version.js';
 
+/** Bytes in a ShardCollective's uniqueId: NCCL_UNIQUE_ID_BYTES. */
+export const COLLECTIVE_ID_BYTES = 128;
+
 const id = str({ nonEmpty: true });
 const count = int(0); // ids, positions, sizes: non-negative integers
 const positive = int(1);
@@ -34,6 +37,9 @@ const newSequence = object({
   promptLogprobs: bool,
   topN: count,
 });
+
+const collectiveId = refine(bytes(), (b) =>
+  b.byteLength === COLLECTIVE_ID_BYTES ? undefined : `expected ${COLLECTIVE_ID_BYTES} bytes, got ${b.byteLength}`);
 
 const runningSequence = object({ seqId: id, token: count, newBlocks: tokenIds });
 
@@ -136,6 +142,18 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     rank: count,
     ts: num({ min: 0 }),
     stepId: count,
+  }),
+  'shard.collective.request': object({
+    v: version,
+    type: literal('shard.collective.request'),
+    groupId: id,
+    rank: positive, // rank 0 makes the id, it never asks for one
+  }),
+  'shard.collective': object({
+    v: version,
+    type: literal('shard.collective'),
+    groupId: id,
+    uniqueId: collectiveId,
   }),
   shutdown: object({ v: version, type: literal('shutdown'), reason: str() }),
 };

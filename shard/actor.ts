@@ -1,14 +1,16 @@
 // The shard actor: one process per rank. It owns this rank's weights, KV cache and adapter slots and
 // does what each message says (DESIGN.md §2). All work runs through one mailbox, in arrival order, so a
 // step never races an adapter load. Rank 0 samples; every rank answers each step so errors surface.
-import type { NatsConnection } from 'nats';
+// Also here: joinNcclGroup, how the ranks of an nccl group get rank 0's unique id over NATS before the model loads.
+import { ErrorCode, NatsError, type NatsConnection } from 'nats';
 import { context as otelContext, trace, SpanStatusCode, type Context, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
-  MessageBus, PROTOCOL_VERSION, adapterSubject, controlSubject, shardSubject, stepResultSubject, stepSubject,
-  type AdapterLoad, type Message, type MessageHeaders, type Step,
+  MessageBus, PROTOCOL_VERSION, adapterSubject, collectiveSubject, controlSubject, decodeAs, encode, shardSubject,
+  stepResultSubject, stepSubject, type AdapterLoad, type Message, type MessageHeaders, type Step,
 } from '../protocol/index.js';
 import { createCollective, type NativeCollective } from '../kernels/index.js';
+import { cudaInfo, ncclUniqueId } from '../kernels/cuda.js';
 import { LocalEngine } from './local-engine.js';
 
 export interface ShardActorOptions {
@@ -17,7 +19,12 @@ export interface ShardActorOptions {
   modelDir: string;
   rank: number;
   worldSize: number;
+  /** The shm segment's name; with collective 'nccl', the group id of the unique-id exchange. Fresh per group start. */
   shmName: string;
+  /** 'shm': ranks on one host (only when worldSize > 1). 'nccl': device memory, needs device 'cuda' (any worldSize). */
+  collective: 'shm' | 'nccl';
+  /** How long the nccl unique-id exchange may take (default 120 s). */
+  collectiveTimeoutMs?: number;
   kvBlocks: number;
   blockSize: number;
   adapterSlots: number;
@@ -51,14 +58,11 @@ export class ShardActor {
     });
   }
 
-  /** Loads the model slice, subscribes, announces readiness. */
-  start(): void {
+  /** Joins the group's collective, loads the model slice, subscribes, announces readiness. */
+  async start(): Promise<void> {
     const o = this.o;
+    this.collective = await this.joinCollective();
     const t0 = Date.now();
-    if (o.worldSize > 1) {
-      // Big enough for one step's hidden states in a few chunks; larger tensors are chunked by the collective.
-      this.collective = createCollective({ kind: 'shm', name: o.shmName, rank: o.rank, world: o.worldSize, maxFloats: 1 << 20 });
-    }
     this.engine = LocalEngine.open(o.modelDir, {
       rank: o.rank, world: o.worldSize, numBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
       maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, device: o.device, dtype: o.dtype,
@@ -85,6 +89,34 @@ export class ShardActor {
     });
     this.heartbeat = setInterval(() => this.publish(shardSubject(o.cluster, o.rank, 'heartbeat'),
       { v: PROTOCOL_VERSION, type: 'shard.heartbeat', rank: o.rank, ts: Date.now(), stepId: this.lastStepId }), o.heartbeatMs);
+  }
+
+  private async joinCollective(): Promise<NativeCollective | undefined> {
+    const o = this.o;
+    if (o.collective === 'shm') {
+      // Big enough for one step's hidden states in a few chunks; larger tensors are chunked by the collective.
+      return o.worldSize > 1
+        ? createCollective({ kind: 'shm', name: o.shmName, rank: o.rank, world: o.worldSize, maxFloats: 1 << 20 })
+        : undefined;
+    }
+    if (o.device !== 'cuda') {
+      throw new Error(`--collective nccl needs --device cuda (NCCL works on GPU memory; --device is ${o.device}): ` +
+        'use --collective shm on the CPU backend');
+    }
+    // Before the exchange, so a rank without a GPU fails now rather than after waiting for rank 0.
+    const cuda = cudaInfo();
+    if (!cuda.available) throw new Error(`--collective nccl: ${cuda.reason}`);
+    // One GPU per rank on a host with several; each process sees one when CUDA_VISIBLE_DEVICES narrows it.
+    const device = o.rank % cuda.devices.length;
+    const t0 = Date.now();
+    const collective = await joinNcclGroup({
+      nc: o.nc, cluster: o.cluster, groupId: o.shmName, rank: o.rank, world: o.worldSize,
+      timeoutMs: o.collectiveTimeoutMs ?? 120_000, logger: o.logger, makeUniqueId: ncclUniqueId,
+      createCollective: (uniqueId) =>
+        createCollective({ kind: 'nccl', rank: o.rank, world: o.worldSize, uniqueId, device }),
+    });
+    o.logger.info({ ms: Date.now() - t0, device, world: o.worldSize }, 'nccl communicator ready');
+    return collective;
   }
 
   async stop(): Promise<void> {
@@ -145,4 +177,109 @@ export class ShardActor {
         rank: o.rank, reason });
     }
   }
+}
+
+/** The NCCL unique-id exchange failed: rank 0 never answered, or not every rank fetched the id in time. */
+export class CollectiveGroupError extends Error {
+  override readonly name = 'CollectiveGroupError';
+}
+
+export interface NcclGroupOptions<C> {
+  nc: NatsConnection;
+  cluster: string;
+  /** One start of the group: requests and answers of any other group id are ignored. */
+  groupId: string;
+  rank: number;
+  world: number;
+  /** For the whole exchange: rank 0 waiting for every rank's request, a rank >= 1 waiting for rank 0's answer. */
+  timeoutMs: number;
+  /** Rank 0: makes the 128-byte id (ncclUniqueId). */
+  makeUniqueId: () => Uint8Array;
+  /** Builds this rank's collective from the id; it may block until every rank calls it (ncclCommInitRank). */
+  createCollective: (uniqueId: Uint8Array) => C;
+  logger?: Logger;
+  /** Ranks >= 1: wait between requests while rank 0 is not answering yet (default 200 ms). */
+  retryMs?: number;
+}
+
+/**
+ * The NCCL unique-id exchange of one group over NATS request/reply, then the collective. Rank 0 makes the id and
+ * answers `shard.collective.request`s of its group id on weft.<cluster>.shard.collective; ranks >= 1 ask until it
+ * answers, so start order does not matter. Rank 0 builds its collective only after every rank has the id: building
+ * blocks its event loop in ncclCommInitRank, where it could no longer answer.
+ */
+export async function joinNcclGroup<C>(o: NcclGroupOptions<C>): Promise<C> {
+  if (o.rank !== 0) return o.createCollective(await requestUniqueId(o));
+  const uniqueId = o.makeUniqueId();
+  await serveUniqueId(o, uniqueId);
+  return o.createCollective(uniqueId);
+}
+
+/** Rank 0: answers its group's requests until every rank 1..world-1 has the id. */
+async function serveUniqueId(o: NcclGroupOptions<unknown>, uniqueId: Uint8Array): Promise<void> {
+  const missing = new Set(Array.from({ length: o.world - 1 }, (_, i) => i + 1));
+  if (missing.size === 0) return;
+  const sub = o.nc.subscribe(collectiveSubject(o.cluster));
+  const timer = setTimeout(() => sub.unsubscribe(), o.timeoutMs);
+  const answer = encode({ v: PROTOCOL_VERSION, type: 'shard.collective', groupId: o.groupId, uniqueId });
+  const strangers = new Set<string>();
+  try {
+    for await (const m of sub) {
+      let req;
+      try {
+        req = decodeAs(m.data, 'shard.collective.request');
+      } catch (e) {
+        o.logger?.warn({ err: (e as Error).message }, 'ignoring an invalid nccl unique-id request');
+        continue;
+      }
+      if (req.groupId !== o.groupId || req.rank >= o.world) {
+        // A rank of an earlier start that is still alive, or a misconfigured one: say so once, never answer.
+        const who = `${req.groupId}/${req.rank}`;
+        if (!strangers.has(who)) o.logger?.warn({ groupId: req.groupId, rank: req.rank, world: o.world },
+          'ignoring an nccl unique-id request of another group (or a rank outside this one)');
+        strangers.add(who);
+        continue;
+      }
+      m.respond(answer);
+      missing.delete(req.rank);
+      if (missing.size === 0) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    sub.unsubscribe();
+  }
+  if (missing.size > 0) {
+    throw new CollectiveGroupError(`rank 0: rank(s) ${[...missing].join(', ')} of group ${o.groupId} did not ask for ` +
+      `the NCCL unique id within ${o.timeoutMs} ms (are they running with --collective nccl and --cluster ${o.cluster}?)`);
+  }
+  // The answers must leave before ncclCommInitRank blocks this thread.
+  await o.nc.flush();
+}
+
+/** Ranks >= 1: asks rank 0 until it answers for this group, or the time is up. */
+async function requestUniqueId(o: NcclGroupOptions<unknown>): Promise<Uint8Array> {
+  const subject = collectiveSubject(o.cluster);
+  const request = encode({ v: PROTOCOL_VERSION, type: 'shard.collective.request', groupId: o.groupId, rank: o.rank });
+  const deadline = Date.now() + o.timeoutMs;
+  let last = 'no answer';
+  for (let left = o.timeoutMs; left > 0; left = deadline - Date.now()) {
+    try {
+      const reply = await o.nc.request(subject, request, { timeout: Math.min(2000, left) });
+      const msg = decodeAs(reply.data, 'shard.collective');
+      // Copy: decoded bytes are a view into the NATS message buffer.
+      if (msg.groupId === o.groupId) return new Uint8Array(msg.uniqueId);
+      last = `an answer for another group (${msg.groupId})`;
+    } catch (e) {
+      last = whyNoAnswer(e, subject);
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(o.retryMs ?? 200, deadline - Date.now()))));
+  }
+  throw new CollectiveGroupError(`rank ${o.rank}: no NCCL unique id from rank 0 of group ${o.groupId} within ` +
+    `${o.timeoutMs} ms (last: ${last}); is rank 0 running with --collective nccl and --cluster ${o.cluster}?`);
+}
+
+function whyNoAnswer(e: unknown, subject: string): string {
+  if (e instanceof NatsError && e.code === ErrorCode.NoResponders) return `nobody listens on ${subject}`;
+  if (e instanceof NatsError && e.code === ErrorCode.Timeout) return `nobody answered on ${subject} for this group`;
+  return (e as Error).message;
 }

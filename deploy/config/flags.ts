@@ -77,6 +77,9 @@ export const FLAGS = [
     help: 'Compute backend.' },
   { name: 'dtype', type: 'string', commands: SERVER, env: ['DTYPE'], choices: ['float32', 'bfloat16', 'float16'],
     defaultLabel: 'float32 on cpu, bfloat16 on cuda', help: 'Weight dtype.' },
+  { name: 'collective', type: 'string', commands: SERVER, env: ['WEFT_COLLECTIVE'], default: 'shm', choices: ['shm', 'nccl'],
+    help: 'How the shards exchange tensors: shm (ranks on one host; GPU tensors staged through host memory) or nccl ' +
+      '(GPU memory, needs --device cuda; rank 0 sends the NCCL unique id over NATS).' },
   // launch: HTTP and NATS
   { name: 'port', type: 'int', commands: LAUNCH, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,
     help: 'HTTP port (0: any free port).' },
@@ -140,7 +143,7 @@ export const FLAGS = [
   { name: 'world-size', type: 'int', commands: SHARD, required: true, min: 1, help: 'Number of shards.' },
   { name: 'nats-url', type: 'string', commands: SHARD, required: true, format: 'nats-url', help: 'NATS server.' },
   { name: 'shm-name', type: 'string', commands: SHARD, required: true,
-    help: 'Name of the shared-memory segment of the shm collective.' },
+    help: 'Name of the shared-memory segment of the shm collective; with nccl, the group id (fresh per group start).' },
   { name: 'adapter-slots', type: 'int', commands: SHARD, default: 8, min: 0, help: 'Device adapter slots.' },
   { name: 'heartbeat-ms', type: 'int', commands: SHARD, default: 1000, min: 1, help: 'Heartbeat interval.' },
 

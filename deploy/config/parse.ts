@@ -127,6 +127,9 @@ function finish(c: Config): Config {
         throw conflict(`--shard-timeout-ms (${c.shardTimeoutMs}) must exceed --shard-heartbeat-ms ` +
           `(${c.shardHeartbeatMs}), or every shard looks lost`, '--shard-timeout-ms');
       }
+      if (c.collective === 'nccl' && c.device !== 'cuda') {
+        throw conflict('--collective nccl needs --device cuda (NCCL moves GPU tensors); use --collective shm on cpu', '--collective');
+      }
       return { ...c, dtype };
     }
     case 'shard': {

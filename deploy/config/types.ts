@@ -6,6 +6,8 @@ export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench'
 
 export type Device = 'cpu' | 'cuda';
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
+/** How the ranks of a tensor-parallel group exchange tensors (DESIGN.md §3). */
+export type CollectiveKind = 'shm' | 'nccl';
 export type AdapterSource = 'hub' | 's3' | 'local';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type BenchScenario = 'decode' | 'prefill' | 'lora-kernels' | 'baseline' | 'serve';
@@ -53,6 +55,7 @@ export interface LaunchConfig {
   numShard: number;
   device: Device;
   dtype: Dtype;
+  collective: CollectiveKind;
   port: number;
   hostname: string;
   /** null: start a local nats-server. */
@@ -101,6 +104,7 @@ export interface ShardConfig {
   adapterHostCacheBytes: number;
   device: Device;
   dtype: Dtype;
+  collective: CollectiveKind;
   heartbeatMs: number;
   logLevel: LogLevel;
   otlpEndpoint: string | null;

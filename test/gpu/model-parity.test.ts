@@ -140,6 +140,7 @@ function maxAbs(a: Float32Array, b: Float32Array): number {
 }
 
 function relL2(a: Float32Array, ref: Float32Array): number {
+  assert.equal(a.length, ref.length);  // a short (or empty) result must not pass as a small error
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i] - ref[i]) ** 2;

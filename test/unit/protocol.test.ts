@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encode as rawEncode } from '@msgpack/msgpack';
 import {
-  MESSAGE_TYPES, PROTOCOL_VERSION, ProtocolError, adapterSubject, bytesToFloat32, controlSubject, decode, decodeAs,
-  encode, float32ToBytes, shardSubject, shardWildcard, stepResultSubject, stepSubject, subjectFor,
+  COLLECTIVE_ID_BYTES, MESSAGE_TYPES, PROTOCOL_VERSION, ProtocolError, adapterSubject, bytesToFloat32,
+  collectiveSubject, controlSubject, decode, decodeAs, encode, float32ToBytes, shardSubject, shardWildcard, stepResultSubject, stepSubject, subjectFor,
   type AdapterVerb, type Message, type MessageType, type ShardVerb, type Step,
 } from '../../protocol/index.js';
 
@@ -42,6 +42,10 @@ function examples(): Record<MessageType, Message> {
       kvBlocks: 1024, blockSize: 16, adapterSlots: 8,
     },
     'shard.heartbeat': { v, type: 'shard.heartbeat', rank: 0, ts: 1_700_000_000_000, stepId: 7 },
+    'shard.collective.request': { v, type: 'shard.collective.request', groupId: '/weft-12-ab01cd02', rank: 1 },
+    'shard.collective': {
+      v, type: 'shard.collective', groupId: '/weft-12-ab01cd02', uniqueId: Uint8Array.from({ length: 128 }, (_, i) => i),
+    },
     shutdown: { v, type: 'shutdown', reason: 'SIGTERM' },
   };
 }
@@ -187,6 +191,31 @@ describe('protocol codec: malformed payloads', () => {
     );
     rejects(tampered('step.result', (m) => (m.outputs[1].seqId = 'r1')), 'INVALID_FIELD', /"r1" appears more than once in outputs/);
   });
+  it('requires a shard.collective unique id of exactly 128 bytes', () => {
+    assert.equal(COLLECTIVE_ID_BYTES, 128);
+    rejects(tampered('shard.collective', (m) => (m.uniqueId = new Uint8Array(127))), 'INVALID_FIELD',
+      /"shard.collective" message: uniqueId: expected 128 bytes, got 127/);
+    rejects(tampered('shard.collective', (m) => (m.uniqueId = new Uint8Array(129))), 'INVALID_FIELD',
+      /uniqueId: expected 128 bytes, got 129/);
+    rejects(tampered('shard.collective', (m) => (m.uniqueId = new Uint8Array(0))), 'INVALID_FIELD',
+      /uniqueId: expected 128 bytes, got 0/);
+    rejects(tampered('shard.collective', (m) => (m.uniqueId = Array.from({ length: 128 }, () => 0))), 'INVALID_FIELD',
+      /uniqueId: expected binary data, got an array of 128/);
+    rejects(tampered('shard.collective', (m) => delete m.uniqueId), 'INVALID_FIELD', /missing required field "uniqueId"/);
+    rejects(tampered('shard.collective', (m) => (m.groupId = '')), 'INVALID_FIELD', /groupId: expected a non-empty string/);
+    rejects(tampered('shard.collective', (m) => (m.rank = 1)), 'INVALID_FIELD', /unknown field "rank"/);
+  });
+  it('carries the unique id bytes unchanged', () => {
+    const msg = decodeAs(encode(examples()['shard.collective']), 'shard.collective');
+    assert.ok(msg.uniqueId instanceof Uint8Array);
+    assert.deepEqual([...msg.uniqueId], Array.from({ length: 128 }, (_, i) => i));
+  });
+  it('accepts unique-id requests from ranks >= 1 only, with a group id', () => {
+    rejects(tampered('shard.collective.request', (m) => (m.rank = 0)), 'INVALID_FIELD',
+      /"shard.collective.request" message: rank: expected an integer in \[1, /);
+    rejects(tampered('shard.collective.request', (m) => delete m.groupId), 'INVALID_FIELD', /missing required field "groupId"/);
+    rejects(tampered('shard.collective.request', (m) => (m.groupId = 7)), 'INVALID_FIELD', /groupId: expected a string, got 7/);
+  });
   it('sets the field error as cause', () => {
     try {
       decode(tampered('shutdown', (m) => (m.reason = 1)));
@@ -234,6 +263,8 @@ describe('protocol subjects', () => {
     assert.equal(shardSubject('prod_eu-1', 0, 'ready'), 'weft.prod_eu-1.shard.0.ready');
     assert.equal(shardWildcard('c1', 'heartbeat'), 'weft.c1.shard.*.heartbeat');
     assert.equal(controlSubject('c1', 'shutdown'), 'weft.c1.control.shutdown');
+    assert.equal(collectiveSubject('c1'), 'weft.c1.shard.collective');
+    assert.throws(() => collectiveSubject('a.b'), /invalid cluster name/);
   });
 
   it('rejects cluster names that are not one token', () => {
@@ -260,5 +291,8 @@ describe('protocol subjects', () => {
     assert.equal(subjectFor('c1', { v, type: 'adapter.failed', key: 'k', slot: 0, rank: 1, reason: '' }), 'weft.c1.adapter.failed');
     assert.equal(subjectFor('c1', { v, type: 'step', stepId: 0, newSeqs: [], running: [], finished: [] }), 'weft.c1.step');
     assert.equal(subjectFor('c1', { v, type: 'shutdown', reason: 'x' }), 'weft.c1.control.shutdown');
+    assert.equal(subjectFor('c1', { v, type: 'shard.collective.request', groupId: 'g', rank: 1 }), 'weft.c1.shard.collective');
+    assert.equal(subjectFor('c1', { v, type: 'shard.collective', groupId: 'g', uniqueId: new Uint8Array(128) }),
+      'weft.c1.shard.collective');
   });
 });

@@ -262,10 +262,14 @@ std::vector<float> CudaModel::collect_logits(const StepPlan& p) {
     return assemble_logits(cfg_, stage, world, R);
   }
   float* gathered = stage + R * chunk;
-  if (VL < chunk) std::memset(stage, 0, static_cast<size_t>(R) * pitch);
   WEFT_CUDA_CHECK(cudaMemcpy2DAsync(stage, pitch, local, row_bytes, row_bytes, static_cast<size_t>(R),
                                     cudaMemcpyDeviceToHost, stream_));
   WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  // Zero the padding columns only now: the last layer's all-reduce may still have been copying `stage` to the
+  // device (an async copy from pinned memory) until the synchronisation above.
+  if (VL < chunk)
+    for (int64_t r = 0; r < R; ++r)
+      std::memset(stage + r * chunk + VL, 0, static_cast<size_t>(chunk - VL) * sizeof(float));
   coll_->all_gather(stage, R * chunk, gathered);
   return assemble_logits(cfg_, gathered, world, R);
 }

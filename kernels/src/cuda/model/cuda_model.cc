@@ -200,6 +200,9 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
   if (p.rows > buf_.rows) {
     const int64_t n = pow2_at_least(p.rows, DecodeGraphs::kMaxRows);
     const size_t d = ds_, f = sizeof(float);
+    // Should an allocation below throw, the next step must not reuse the freed or empty buffers (or graphs).
+    buf_.rows = 0;
+    generation_++;
     buf_.h.allocate(n * H * f);
     buf_.x.allocate(n * H * d);
     buf_.qkv.allocate(n * module_out(cfg_, kQkv) * d);
@@ -213,6 +216,8 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
   }
   if (p.logit_rows > buf_.logit_rows) {
     const int64_t n = pow2_at_least(p.logit_rows, DecodeGraphs::kMaxRows);
+    buf_.logit_rows = 0;
+    generation_++;
     buf_.hr.allocate(n * H * sizeof(float));
     buf_.xr.allocate(n * H * ds_);
     buf_.lg.allocate(n * cfg_.vocab_local * ds_);
@@ -227,6 +232,8 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
   const int32_t cap = lora_->rank_cap();
   const int64_t lora_rows = std::max(buf_.rows, buf_.logit_rows);
   if (p.lora && (cap != buf_.rank_cap || lora_rows > buf_.lora_rows)) {
+    buf_.lora_rows = 0;
+    generation_++;
     buf_.lora_h.allocate(static_cast<size_t>(3) * lora_rows * cap * sizeof(float));
     buf_.rank_cap = cap;
     buf_.lora_rows = lora_rows;
@@ -242,7 +249,8 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     if (need > buf_.attn_ws.bytes()) moved |= buf_.attn_ws.ensure(static_cast<size_t>(pow2_at_least(need, 1 << 20)));
   }
   const size_t words = static_cast<size_t>(p.words) * sizeof(int32_t);
-  if (words > buf_.arena.bytes()) {
+  if (words > buf_.arena.bytes() || words > buf_.arena_host.bytes()) {  // both: the pinned one may have failed
+    generation_++;
     const size_t n = static_cast<size_t>(pow2_at_least(static_cast<int64_t>(words), 64 << 10));
     buf_.arena.allocate(n);
     buf_.arena_host.ensure(n);

@@ -36,6 +36,7 @@ class NcclCollective final : public Collective {
 
   int rank() const override { return rank_; }
   int world() const override { return world_; }
+  bool device_pointers() const override { return true; }
   // `data` and `out` are device pointers (fp32). In place: all_reduce_sum; rank-major: all_gather out[world * n].
   void all_reduce_sum(float* data, int64_t n) override;
   void all_gather(const float* in, int64_t n, float* out) override;
