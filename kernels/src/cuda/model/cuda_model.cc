@@ -15,22 +15,6 @@ namespace weft::cuda {
 
 namespace {
 
-// Makes `device` current for a scope and restores the previous one (the JS thread and the thread-pool
-// threads that call in may have another device current).
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    WEFT_CUDA_CHECK(cudaGetDevice(&prev_));
-    if (prev_ != device) WEFT_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceScope() { cudaSetDevice(prev_); }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-};
-
 std::string layer_name(int64_t i, const char* suffix) { return "layers." + std::to_string(i) + "." + suffix; }
 
 int64_t pow2_at_least(int64_t n, int64_t floor) {

@@ -45,21 +45,6 @@ const Availability& availability() {
   return a;
 }
 
-// Restores the calling thread's current device when the scope ends, so queries never move a shard's device.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    WEFT_CUDA_CHECK(cudaGetDevice(&prev_));
-    if (prev_ != device) WEFT_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceScope() { cudaSetDevice(prev_); }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-};
-
 }  // namespace
 
 bool cuda_available(std::string* why) {
@@ -142,5 +127,12 @@ double measure_copy_bandwidth(int device, size_t bytes, int iterations) {
     throw;
   }
 }
+
+DeviceScope::DeviceScope(int device) {
+  WEFT_CUDA_CHECK(cudaGetDevice(&prev_));
+  if (prev_ != device) WEFT_CUDA_CHECK(cudaSetDevice(device));
+}
+
+DeviceScope::~DeviceScope() { cudaSetDevice(prev_); }
 
 }  // namespace weft::cuda

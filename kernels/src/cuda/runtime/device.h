@@ -32,4 +32,17 @@ DeviceInfo device_info(int device);
 // figure the decode bound of DESIGN.md §9 divides by. Allocates 2 * bytes on the device; throws on failure.
 double measure_copy_bandwidth(int device, size_t bytes = size_t(256) << 20, int iterations = 10);
 
+// Makes `device` current for a scope and restores the calling thread's previous device at the end (the JS thread
+// and the thread-pool threads that call in may have another device current). Throws if the device cannot be set.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
 }  // namespace weft::cuda
