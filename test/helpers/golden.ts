@@ -1,5 +1,5 @@
 // Reads the golden cases copied from ../shared/golden (transformers + PEFT reference logits).
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../../shard/formats/index.js';
@@ -19,7 +19,8 @@ export interface GoldenCase {
 }
 
 export function goldenCases(): string[] {
-  return readdirSync(GOLDEN_ROOT).filter((d) => !d.includes('.')).sort();
+  // A case is a folder with cases.json (so __pycache__ or a half-copied folder is never mistaken for one).
+  return readdirSync(GOLDEN_ROOT).filter((d) => existsSync(join(GOLDEN_ROOT, d, 'cases.json'))).sort();
 }
 
 export function loadGoldenCase(name: string): GoldenCase {
