@@ -74,6 +74,12 @@ export interface NativeModel {
   adapterBytes(slot: number): number;
   /** Logits [logitRows.length, vocab], full vocabulary on every rank. */
   forward(batch: ForwardBatch): Promise<Float32Array>;
+  /**
+   * The step, then one sampled token per logit row (rows[i] for logitRows[i]) with the CPU's sampling rules.
+   * A one-rank CUDA model samples on the GPU and copies back only the results; otherwise the logits are
+   * sampled on the host, on the worker thread. Every rank of a group must call it (or forward) for each step.
+   */
+  forwardSample(batch: ForwardBatch, rows: RowSampling[]): Promise<SampleResult[]>;
   dispose(): void;
 }
 
@@ -103,6 +109,13 @@ export interface SamplingOptions {
   seed: number;
   /** Which draw of this sequence (its generated-token count): the RNG depends only on (seed, drawIndex). */
   drawIndex: number;
+}
+/** How one logit row is sampled by forwardSample: the row's sampling options and the tokens it has seen. */
+export interface RowSampling extends SamplingOptions {
+  /** Prompt + generated tokens, for the repetition penalty. */
+  penaltyTokens: Int32Array;
+  /** How many most likely (token, logprob) pairs to return. */
+  topN: number;
 }
 export interface SampleResult {
   token: number;

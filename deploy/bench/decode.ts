@@ -3,7 +3,7 @@
 // to the base-model-only step at the same batch and context.
 import { decodeBound, decodeBytes, paramCounts, type DecodeBytes, type DecodeCase } from './bounds.js';
 import { EngineDriver, slotFor } from './engine-steps.js';
-import { measureCopyBandwidth } from './measure.js';
+import { measureCopyBandwidth, measureCudaCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
 import { median, percentile } from './stats.js';
@@ -75,7 +75,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
     if (maxAdapters > 0) {
       o.rank.forEach((r, ri) => ensureAdapters(o.model, r, maxAdapters).forEach((dir, j) => driver.loadAdapter(ri * maxAdapters + j, dir)));
     }
-    const bandwidth = measureCopyBandwidth();
+    const bandwidth = o.backend.device === 'cuda' ? measureCudaCopyBandwidth() : measureCopyBandwidth();
     log(`copy bandwidth ${(bandwidth.value / GB).toFixed(1)} GB/s (${bandwidth.what})`);
     const kvContextOf = (c: DecodeCase) => c.context + warmup + (steps + 1) / 2;
     for (const group of groups) {

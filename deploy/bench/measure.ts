@@ -1,6 +1,7 @@
 // Machine rates measured in the same process as the benchmark they bound: copy bandwidth (the memory
 // bound of decode) and GEMM throughput (the compute bound of prefill), plus a small timing helper.
 import { cpuOps } from '../../kernels/index.js';
+import { cudaCopyBandwidth, cudaGemmRate } from '../../kernels/cuda.js';
 import { median } from './stats.js';
 
 export interface Rate {
@@ -39,6 +40,20 @@ export function measureGemmRate(tokens = 256, k = 1024, n = 1024, runs = 3): Rat
     best = Math.min(best, performance.now() - t0);
   }
   return { value: (2 * tokens * k * n) / (best / 1e3), runs, what: `cpuOps.gemm [${tokens}×${k}]·[${n}×${k}]ᵀ fp32` };
+}
+
+/** GPU 0's device-to-device copy rate (1 GiB buffer, read + write): the decode bound's bandwidth on `--device cuda`. */
+export function measureCudaCopyBandwidth(runs = 3): Rate {
+  let best = 0;
+  for (let r = 0; r < runs; r++) best = Math.max(best, cudaCopyBandwidth(0, 2 ** 30));
+  return { value: best, runs, what: 'cudaMemcpy device-to-device of 1 GiB (read + write)' };
+}
+
+/** GPU 0's bf16 GEMM rate (cuBLASLt, fp32 accumulate, the executor's path) at m = n = k = `size`: the prefill bound. */
+export function measureCudaGemmRate(size = 8192, runs = 3): Rate {
+  let best = 0;
+  for (let r = 0; r < runs; r++) best = Math.max(best, cudaGemmRate(size, size, size, 'bfloat16'));
+  return { value: best, runs, what: `cuBLASLt bf16 GEMM ${size}×${size}×${size}, fp32 accumulate` };
 }
 
 /**

@@ -2,7 +2,7 @@
 // base model and with one LoRA adapter, next to the compute bound (FLOPs ÷ GEMM rate measured in the same run).
 import { paramCounts, prefillBound, prefillFlops } from './bounds.js';
 import { EngineDriver } from './engine-steps.js';
-import { measureGemmRate } from './measure.js';
+import { measureCudaGemmRate, measureGemmRate } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { formatTable, hostDevice, type Column, type Report } from './report.js';
 import { median } from './stats.js';
@@ -49,7 +49,8 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   const maxTokens = Math.max(...o.tokens);
   const driver = EngineDriver.open(o.model.dir, { maxSeqs: 1, maxTokens, adapterSlots: 1, maxRank: o.rank }, o.backend.device);
   if (withAdapter) driver.loadAdapter(0, dirs[0]!);
-  const gemm = measureGemmRate(256, Math.min(o.model.shape.hidden, 2048), Math.min(o.model.shape.hidden, 2048));
+  const gemm = o.backend.device === 'cuda' ? measureCudaGemmRate()
+    : measureGemmRate(256, Math.min(o.model.shape.hidden, 2048), Math.min(o.model.shape.hidden, 2048));
   log(`GEMM rate ${(gemm.value / 1e9).toFixed(1)} GFLOP/s (${gemm.what})`);
   const rows: PrefillRow[] = [];
   try {

@@ -3,7 +3,8 @@
 // finite and small: the benchmarks measure time, not text. Directories are built once and reused.
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeSafetensors } from '../../shard/formats/index.js';
+import { DTYPE_SIZE, encodeFloats, f32ToBf16, f32ToF16, numel, writeSafetensors } from '../../shard/formats/index.js';
+import type { TensorToWrite } from '../../shard/formats/safetensors.js';
 import { loraModuleDims } from './bounds.js';
 import { llamaConfigJson, type ModelShape, type WeightDtype } from './shapes.js';
 
@@ -22,8 +23,9 @@ const POOL_SIZE = 1 << 20;
 const CHUNK = 1 << 14;
 
 /**
- * `n` values uniform in ±scale/2. Large tensors copy chunks of one random pool from random offsets,
- * which keeps a 7 B-parameter model's generation bounded by the dtype conversion, not the PRNG.
+ * `n` float32 values uniform in ±scale/2. Large tensors copy chunks of one random pool from random offsets,
+ * which keeps generation bounded by memory copies, not the PRNG. (Checkpoints use RandomWeights, which
+ * does the same directly in the checkpoint's dtype.)
  */
 export function randomTensor(n: number, scale: number, rnd: () => number): Float32Array {
   const out = new Float32Array(n);
@@ -33,17 +35,100 @@ export function randomTensor(n: number, scale: number, rnd: () => number): Float
   }
   const pool = new Float32Array(POOL_SIZE);
   for (let i = 0; i < POOL_SIZE; i++) pool[i] = rnd() * scale;
+  return fillFromPool(out, pool, rnd);
+}
+
+/**
+ * `n` values uniform in ±scale/2 from the xorshift32 stream of `seed` (prng's, inlined: a pool is drawn
+ * in a few ms), after skipping its first outputs, which still look like the seed.
+ */
+function uniformValues(n: number, scale: number, seed: number): Float32Array {
+  let s = (seed >>> 0) || 0x9e3779b9;
+  const out = new Float32Array(n);
+  for (let i = -8; i < n; i++) {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    if (i >= 0) out[i] = (s / 4294967296 - 0.5) * scale;
+  }
+  return out;
+}
+
+/** Fills `out` with CHUNK-element runs of `pool` copied from offsets drawn from `rnd`. */
+function fillFromPool<T extends Float32Array | Uint16Array>(out: T, pool: T, rnd: () => number): T {
+  const n = out.length;
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
-    const from = Math.floor((rnd() + 0.5) * (POOL_SIZE - len));
+    const from = Math.floor((rnd() + 0.5) * (pool.length - len));
     out.set(pool.subarray(from, from + len), o);
   }
   return out;
 }
 
-type St = 'F16' | 'BF16' | 'F32';
+export type St = 'F16' | 'BF16' | 'F32';
 const ST_DTYPE: Record<WeightDtype, St> = { float16: 'F16', bfloat16: 'BF16', float32: 'F32' };
-type Tensors = Record<string, { dtype: St; shape: number[]; data: Float32Array }>;
+/** Tensor data in its safetensors dtype: float32 values for F32, the 16-bit patterns for F16/BF16. */
+export type WeightData = Float32Array | Uint16Array;
+type Tensors = Record<string, TensorToWrite>;
+
+/** Tensors of at most this many elements draw every value; larger ones copy runs of a pool. */
+const DIRECT_MAX = 4096;
+/** Values per RandomWeights pool (256 Ki: about 6 ms to draw and encode; 240 Ki distinct chunk offsets). */
+const WEIGHT_POOL_SIZE = 1 << 18;
+
+/**
+ * Random weights generated directly in one safetensors dtype (F16/BF16 as bit patterns), so no float32
+ * copy of a checkpoint is made and large tensors are never converted element by element: for each scale,
+ * a pool of WEIGHT_POOL_SIZE values uniform in ±scale/2 is drawn and encoded once (from its own stream,
+ * seeded by `seed` and the scale, so a pool does not depend on which tensors were asked for first), and a
+ * tensor copies CHUNK-element runs of it from offsets drawn from the caller's stream; tensors of up to
+ * DIRECT_MAX elements draw (and encode) every value. Same seed and calls, same bytes.
+ */
+export class RandomWeights {
+  private readonly pools = new Map<number, WeightData>();
+
+  constructor(readonly dtype: St, private readonly seed: number) {}
+
+  /** `n` values uniform in ±scale/2, in this dtype. */
+  tensor(n: number, scale: number, rnd: () => number): WeightData {
+    return this.fill(this.alloc(n), scale, rnd);
+  }
+
+  /** An empty tensor of `n` elements of this dtype (Float32Array for F32, Uint16Array for F16/BF16). */
+  alloc(n: number): WeightData {
+    return this.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+  }
+
+  /**
+   * Overwrites `out` (from alloc) with values uniform in ±scale/2, as tensor() would make them: reusing
+   * one buffer for the same tensor of every layer saves allocating (and page-faulting) it per file.
+   */
+  fill(out: WeightData, scale: number, rnd: () => number): WeightData {
+    if ((out instanceof Float32Array) !== (this.dtype === 'F32')) {
+      throw new TypeError(`RandomWeights(${this.dtype}).fill: got a ${out.constructor.name}`);
+    }
+    const n = out.length;
+    if (n > DIRECT_MAX) return fillFromPool(out, this.pool(scale), rnd);
+    if (out instanceof Float32Array) {
+      for (let i = 0; i < n; i++) out[i] = rnd() * scale;
+    } else {
+      const conv = this.dtype === 'F16' ? f32ToF16 : f32ToBf16;
+      for (let i = 0; i < n; i++) out[i] = conv(rnd() * scale);
+    }
+    return out;
+  }
+
+  private pool(scale: number): WeightData {
+    let pool = this.pools.get(scale);
+    if (!pool) {
+      const scaleBits = new Uint32Array(new Float32Array([scale]).buffer)[0]!;
+      const values = uniformValues(WEIGHT_POOL_SIZE, scale, (Math.imul(this.seed >>> 0, 0x9e3779b1) ^ Math.imul(scaleBits, 0x85ebca6b)) >>> 0);
+      pool = this.dtype === 'F32' ? values : new Uint16Array(encodeFloats(this.dtype, values).buffer);
+      this.pools.set(scale, pool);
+    }
+    return pool;
+  }
+}
 
 /** Builds `dir` once: into a temporary sibling, renamed into place after `marker` is written. */
 export function ensureBuilt(dir: string, marker: string, build: (tmp: string) => void): string {
@@ -70,11 +155,20 @@ export function ensureBuilt(dir: string, marker: string, build: (tmp: string) =>
 export function writeRandomModel(dir: string, shape: ModelShape, seed = 1, log: (msg: string) => void = () => {}): void {
   const dtype = ST_DTYPE[shape.dtype];
   const rnd = prng(seed);
+  const gen = new RandomWeights(dtype, seed);
   const weightMap: Record<string, string> = {};
   let totalSize = 0;
   const files: { name: string; tensors: () => Tensors }[] = [];
-  const w = (rows: number, cols: number) => ({ dtype, shape: [rows, cols], data: randomTensor(rows * cols, 0.04, rnd) });
-  const ones = (n: number) => ({ dtype, shape: [n], data: new Float32Array(n).fill(1) });
+  const w = (rows: number, cols: number): TensorToWrite => ({ dtype, shape: [rows, cols], data: gen.tensor(rows * cols, 0.04, rnd) });
+  // Every layer file has the same seven matrices: one buffer each, refilled per layer once the previous is written.
+  const layerBuf = new Map<string, WeightData>();
+  const wLayer = (m: string, rows: number, cols: number): TensorToWrite => {
+    let buf = layerBuf.get(m);
+    if (!buf) layerBuf.set(m, buf = gen.alloc(rows * cols));
+    return { dtype, shape: [rows, cols], data: gen.fill(buf, 0.04, rnd) };
+  };
+  // Exactly 1 in every dtype: float32 ones, encoded by the writer.
+  const ones = (n: number): TensorToWrite => ({ dtype, shape: [n], data: new Float32Array(n).fill(1) });
   files.push({ name: 'embed', tensors: () => ({ 'model.embed_tokens.weight': w(shape.vocab, shape.hidden) }) });
   const dims = loraModuleDims(shape);
   for (let l = 0; l < shape.layers; l++) {
@@ -83,17 +177,21 @@ export function writeRandomModel(dir: string, shape: ModelShape, seed = 1, log: 
         [`model.layers.${l}.input_layernorm.weight`]: ones(shape.hidden),
         [`model.layers.${l}.post_attention_layernorm.weight`]: ones(shape.hidden),
       };
-      for (const [m, [inDim, outDim]] of Object.entries(dims)) t[`model.layers.${l}.${moduleParent(m)}.${m}.weight`] = w(outDim, inDim);
+      for (const [m, [inDim, outDim]] of Object.entries(dims)) t[`model.layers.${l}.${moduleParent(m)}.${m}.weight`] = wLayer(m, outDim, inDim);
       return t;
     } });
   }
-  files.push({ name: 'head', tensors: () => ({ 'model.norm.weight': ones(shape.hidden), 'lm_head.weight': w(shape.vocab, shape.hidden) }) });
+  files.push({ name: 'head', tensors: () => {
+    layerBuf.clear(); // the layers are written: let their buffers go before lm_head is made
+    return { 'model.norm.weight': ones(shape.hidden), 'lm_head.weight': w(shape.vocab, shape.hidden) };
+  } });
+  // One file's tensors (at most one layer) are generated at a time, written straight from their buffers.
   files.forEach((f, i) => {
     const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(files.length).padStart(5, '0')}.safetensors`;
     const tensors = f.tensors();
     for (const [name, t] of Object.entries(tensors)) {
       weightMap[name] = file;
-      totalSize += t.data.length * (dtype === 'F32' ? 4 : 2);
+      totalSize += numel(t.shape) * DTYPE_SIZE[dtype];
     }
     writeSafetensors(join(dir, file), tensors);
     if (files.length > 8 && (i + 1) % 8 === 0) log(`wrote ${i + 1}/${files.length} weight files`);
@@ -117,16 +215,25 @@ export interface AdapterSetOptions {
 export function writeRandomAdapters(root: string, shape: ModelShape, o: AdapterSetOptions): string[] {
   const dims = loraModuleDims(shape);
   const dtype = ST_DTYPE[o.dtype];
+  // The value pools are shared by all adapters; each adapter draws its own offsets into them.
+  const gen = new RandomWeights(dtype, o.seed ?? 7);
+  // Adapters have the same tensors: one adapter's buffers, refilled for the next once it is written.
+  const buffers = new Map<string, WeightData>();
   return o.names.map((name, i) => {
     const rnd = prng((o.seed ?? 7) * 104729 + i);
     const dir = join(root, name);
     mkdirSync(dir, { recursive: true });
     const tensors: Tensors = {};
+    const t = (key: string, rows: number, cols: number, scale: number): void => {
+      let buf = buffers.get(key);
+      if (!buf) buffers.set(key, buf = gen.alloc(rows * cols));
+      tensors[key] = { dtype, shape: [rows, cols], data: gen.fill(buf, scale, rnd) };
+    };
     for (let l = 0; l < shape.layers; l++) {
       for (const [m, [inDim, outDim]] of Object.entries(dims)) {
         const prefix = `base_model.model.model.layers.${l}.${moduleParent(m)}.${m}`;
-        tensors[`${prefix}.lora_A.weight`] = { dtype, shape: [o.rank, inDim], data: randomTensor(o.rank * inDim, 2 / Math.sqrt(inDim), rnd) };
-        tensors[`${prefix}.lora_B.weight`] = { dtype, shape: [outDim, o.rank], data: randomTensor(outDim * o.rank, 0.02, rnd) };
+        t(`${prefix}.lora_A.weight`, o.rank, inDim, 2 / Math.sqrt(inDim));
+        t(`${prefix}.lora_B.weight`, outDim, o.rank, 0.02);
       }
     }
     writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);

@@ -2,7 +2,7 @@
 // native batch, runs the forward pass, and on rank 0 samples every sequence's next token.
 import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { float32ToBytes } from '../../protocol/index.js';
-import { cpuOps, type BatchSeq } from '../../kernels/index.js';
+import { cpuOps, type BatchSeq, type SampleResult } from '../../kernels/index.js';
 import type { LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
 
@@ -45,9 +45,25 @@ export class StepRunner {
       rows.push({ state, tokens: [r.token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none' });
     }
     if (rows.length === 0) return [];
-    const logits = await this.model.native.forward(this.buildBatch(rows));
+    const batch = this.buildBatch(rows);
+    // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
+    // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back. Other ranks only
+    // take part in the step's collectives.
+    if (this.rank === 0 && !rows.some((r) => r.wantAll)) {
+      const sampled = await this.model.native.forwardSample(batch, rows.map((r) => ({
+        ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: Int32Array.from(r.state.history), topN: r.state.topN,
+      })));
+      for (const row of rows) row.state.length += row.tokens.length;
+      return rows.map((row, i) => this.output(row, sampled[i]));
+    }
+    const logits = await this.model.native.forward(batch);
     for (const row of rows) row.state.length += row.tokens.length;
     return this.rank === 0 ? this.sampleAll(rows, logits) : [];
+  }
+
+  private output(row: Row, s: SampleResult): SeqOutput {
+    row.state.draws++;
+    return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
   private admit(ns: NewSequence): Row {
@@ -104,9 +120,7 @@ export class StepRunner {
       const last = block.subarray((n - 1) * V, n * V);
       const { state } = row;
       const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, Int32Array.from(state.history), state.topN);
-      state.draws++;
-      const out: SeqOutput = { seqId: state.seqId, token: s.token, logprob: s.logprob,
-        top: s.top.map(([token, logprob]) => ({ token, logprob })) };
+      const out = this.output(row, s);
       if (row.promptLogprobs) {
         // log p(token_i | tokens_<i) for i >= 1; the first prompt token has no prefix to score it.
         out.promptLogprobs = row.tokens.slice(1).map((tok, i) => cpuOps.logSoftmaxAt(block.subarray(i * V, (i + 1) * V), tok));

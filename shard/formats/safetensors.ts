@@ -367,24 +367,70 @@ export class WeightStore {
 
 // ---------- writing ----------
 
-/** Writes float32 data as F32/F16/BF16 tensors; larger elements first so every tensor is aligned to its size. */
+/** The dtypes writeSafetensors writes. */
+export type WriteDType = 'F32' | 'F16' | 'BF16';
+
+/**
+ * One tensor for writeSafetensors. `data` is either float32 values (a Float32Array with numel elements,
+ * encoded to `dtype` while writing) or the tensor already encoded in `dtype` as little-endian bytes
+ * (a Uint8Array, or a Uint16Array of F16/BF16 bit patterns, of numel × dtype-size bytes), written as is.
+ */
+export interface TensorToWrite {
+  dtype: WriteDType;
+  shape: number[];
+  data: Float32Array | Uint8Array | Uint16Array;
+}
+
+const WRITE_DTYPES: ReadonlySet<string> = new Set<WriteDType>(['F32', 'F16', 'BF16']);
+
+/** The bytes a tensor's data section holds, validated against its shape; float32 values are encoded, bytes are viewed. */
+function tensorBytes(path: string, name: string, t: TensorToWrite): { byteLength: number; bytes: () => Uint8Array } {
+  const where = `${path}: tensor '${name}'`;
+  if (!WRITE_DTYPES.has(t.dtype)) throw new SafetensorsError(`${where}: cannot write dtype ${JSON.stringify(t.dtype)} (F32, F16 or BF16)`);
+  if (!Array.isArray(t.shape) || !t.shape.every(isNonNegInt)) {
+    throw new SafetensorsError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+  }
+  const n = numel(t.shape);
+  const byteLength = n * DTYPE_SIZE[t.dtype];
+  const d = t.data;
+  if (d instanceof Float32Array) {
+    if (d.length !== n) throw new SafetensorsError(`${where}: shape [${t.shape.join(', ')}] does not match ${d.length} values`);
+    // F32 values are already the bytes to write: a view, no copy.
+    return { byteLength, bytes: () => (t.dtype === 'F32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFloats(t.dtype, d)) };
+  }
+  if (d instanceof Uint8Array || d instanceof Uint16Array) {
+    if (d.byteLength !== byteLength) {
+      throw new SafetensorsError(`${where}: ${d.byteLength} bytes of encoded data but ${t.dtype} [${t.shape.join(', ')}] ` +
+        `needs ${byteLength} (${n} elements × ${DTYPE_SIZE[t.dtype]} bytes)`);
+    }
+    return { byteLength, bytes: () => new Uint8Array(d.buffer, d.byteOffset, d.byteLength) };
+  }
+  const kind = (d as object | null)?.constructor?.name ?? typeof d;
+  throw new SafetensorsError(`${where}: data must be a Float32Array of values or a Uint8Array/Uint16Array of encoded ` +
+    `${t.dtype} bytes, got ${kind}`);
+}
+
+/**
+ * Writes F32/F16/BF16 tensors, each given as float32 values or as bytes already in its dtype (see
+ * TensorToWrite); larger elements first so every tensor is aligned to its size. Everything is validated
+ * before the file is opened; encoded bytes are written straight from the caller's buffer.
+ */
 export function writeSafetensors(
   path: string,
-  tensors: Record<string, { dtype: 'F32' | 'F16' | 'BF16'; shape: number[]; data: Float32Array }>,
+  tensors: Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
 ): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
-  const order = Object.entries(tensors).sort(([, a], [, b]) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype]);
+  const order = Object.entries(tensors).sort(([, a], [, b]) => (DTYPE_SIZE[b.dtype] ?? 0) - (DTYPE_SIZE[a.dtype] ?? 0));
+  const sources: (() => Uint8Array)[] = [];
   let offset = 0;
   for (const [name, t] of order) {
     if (name === '__metadata__') throw new SafetensorsError(`${path}: '__metadata__' is reserved and cannot name a tensor`);
-    if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
-      throw new SafetensorsError(`${path}: tensor '${name}' shape [${t.shape.join(', ')}] does not match ${t.data.length} values`);
-    }
-    const bytes = t.data.length * DTYPE_SIZE[t.dtype];
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
+    const { byteLength, bytes } = tensorBytes(path, name, t);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + byteLength] };
+    sources.push(bytes);
+    offset += byteLength;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // pad so the data section starts 8-aligned
@@ -395,7 +441,7 @@ export function writeSafetensors(
   try {
     writeAll(fd, len);
     writeAll(fd, headerBytes);
-    for (const [, t] of order) writeAll(fd, encodeFloats(t.dtype, t.data));
+    for (const bytes of sources) writeAll(fd, bytes()); // float32 → F16/BF16 is encoded one tensor at a time
   } finally {
     closeSync(fd);
   }

@@ -6,7 +6,7 @@
 // Skipped with the reason on a machine without a usable GPU.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCollective, type ForwardBatch } from '../../kernels/index.js';
+import { createCollective, type ForwardBatch, type RowSampling } from '../../kernels/index.js';
 import { cudaInfo } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
@@ -165,6 +165,43 @@ for (const name of goldenCases()) {
             assert.ok(e <= FP32_TOL, `decode ${keyOf(c, slot, 1)} at ${p}: max abs error ${e}`);
           });
         }
+      } finally {
+        cpu.dispose();
+      }
+    });
+
+    test('forwardSample on the GPU (greedy, top-k/top-p/temperature, penalty, top-n, typical-p) picks the CPU backend\'s tokens', async () => {
+      const cpu = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 4 });
+      try {
+        c.adapters.forEach((a, i) => cpu.loadAdapter(i, a.dir));
+        const bs = 4, seq = c.sequences[0];
+        const slots = [-1, ...c.adapters.map((_, i) => i)];
+        const blocks = Math.ceil(seq.length / bs);
+        const table = (i: number) => Array.from({ length: blocks }, (_, j) => 100 + i * blocks + j);
+        const kinds: Omit<RowSampling, 'drawIndex' | 'penaltyTokens'>[] = [
+          { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, topN: 0 },
+          { temperature: 0.7, topK: 20, topP: 0.9, typicalP: 1, repetitionPenalty: 1, doSample: true, seed: 11, topN: 3 },
+          { temperature: 1.3, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1.3, doSample: true, seed: 12, topN: 0 },
+          { temperature: 1, topK: 0, topP: 0.5, typicalP: 1, repetitionPenalty: 1, doSample: true, seed: 13, topN: 5 },
+          { temperature: 1, topK: 0, topP: 1, typicalP: 0.8, repetitionPenalty: 1, doSample: true, seed: 14, topN: 2 },
+          { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1.5, doSample: false, seed: 0, topN: 4 },
+        ];
+        let compared = 0;
+        for (let p = 0; p < seq.length; p++) {
+          const b = stepBatch(slots.map((slot, i) => ({ tokens: seq, pos0: p, n: 1, slot, table: table(i), all: false })), bs);
+          const rows: RowSampling[] = slots.map((_, i) => ({ ...kinds[(i + p) % kinds.length], drawIndex: p,
+            penaltyTokens: Int32Array.from(seq.slice(0, p + 1)) }));
+          const [g, r] = [await fp32.model.native.forwardSample(b, rows), await cpu.model.native.forwardSample(b, rows)];
+          assert.equal(g.length, slots.length);
+          g.forEach((x, i) => {
+            const what = `position ${p} row ${i} (${JSON.stringify(rows[i])})`;
+            assert.equal(x.token, r[i].token, what);
+            assert.ok(Math.abs(x.logprob - r[i].logprob) <= FP32_TOL, `${what}: logprob ${x.logprob} vs ${r[i].logprob}`);
+            assert.deepEqual(x.top.map(([t]) => t), r[i].top.map(([t]) => t), what);
+            compared++;
+          });
+        }
+        assert.equal(compared, seq.length * slots.length);
       } finally {
         cpu.dispose();
       }

@@ -22,6 +22,9 @@ double uniform01(uint64_t seed, uint64_t index) {
   return static_cast<double>(mix(mix(seed) ^ (index * 0xd1b54a32d192ed03ULL)) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// exp(s - max) in (0, 1] as a 2^40 fixed-point integer; the same expression as the GPU's fixed_weight.
+uint64_t fixed_weight(double e) { return e > 0.0 ? static_cast<uint64_t>(e * 1099511627776.0 + 0.5) : 0; }
+
 void log_softmax_inplace(std::vector<double>& x) {
   double mx = -INFINITY;
   for (double v : x) mx = std::max(mx, v);
@@ -71,29 +74,34 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     res.logprob = static_cast<float>(logp[res.token]);
     return res;
   }
+  // The kept set and the draw work on fixed-point weights w_i = round(exp(s_i - max) * 2^40): integer sums are
+  // exact in any order, so the GPU's parallel scans (cuda/kernels/sampling.cu) make the same choices as this
+  // sequential loop, boundaries included. A token under 2^-41 of the top one's probability gets weight 0.
   size_t keep = order.size();
   if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-  std::vector<double> prob(keep);
-  double mx = s[order[0]], total = 0;
-  for (size_t i = 0; i < keep; ++i) total += (prob[i] = std::exp(s[order[i]] - mx));
-  for (double& v : prob) v /= total;
+  std::vector<uint64_t> w(keep);
+  const double mx = s[order[0]];
+  uint64_t total = 0;
+  for (size_t i = 0; i < keep; ++i) total += (w[i] = fixed_weight(std::exp(s[order[i]] - mx)));
   if (p.top_p < 1.0f) {
     // Keep the smallest prefix whose mass reaches top_p (at least one token).
-    double cum = 0;
+    const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);
+    uint64_t cum = 0;
     size_t k = 0;
     while (k < keep) {
-      cum += prob[k++];
-      if (cum >= p.top_p) break;
+      cum += w[k++];
+      if (static_cast<double>(cum) >= thr) break;
     }
     keep = k;
   }
   if (p.typical_p < 1.0f) {
     // Typical decoding: rank by |(-log p) - entropy|, keep the smallest set reaching typical_p mass.
     // Entropy and surprisal over the tokens that survived top-k/top-p, renormalised (as transformers does).
-    double norm = 0;
-    for (size_t i = 0; i < keep; ++i) norm += prob[i];
-    for (size_t i = 0; i < keep; ++i) prob[i] /= norm;
-    norm = 1;
+    // CPU only: the CUDA executor hands rows that ask for it to this function.
+    uint64_t kept_total = 0;
+    for (size_t i = 0; i < keep; ++i) kept_total += w[i];
+    std::vector<double> prob(keep);
+    for (size_t i = 0; i < keep; ++i) prob[i] = static_cast<double>(w[i]) / static_cast<double>(kept_total);
     double entropy = 0;
     for (size_t i = 0; i < keep; ++i) entropy -= prob[i] > 0 ? prob[i] * std::log(prob[i]) : 0;
     std::vector<size_t> idx(keep);
@@ -103,25 +111,25 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     });
     double cum = 0;
     std::vector<int32_t> kept_tokens;
-    std::vector<double> kept_prob;
+    std::vector<uint64_t> kept_w;
     for (size_t i = 0; i < keep; ++i) {
       kept_tokens.push_back(order[idx[i]]);
-      kept_prob.push_back(prob[idx[i]]);
-      cum += prob[idx[i]] / norm;
+      kept_w.push_back(w[idx[i]]);
+      cum += prob[idx[i]];
       if (cum >= p.typical_p) break;
     }
     for (size_t i = 0; i < kept_tokens.size(); ++i) order[i] = kept_tokens[i];
-    prob = kept_prob;
+    w = kept_w;
     keep = kept_tokens.size();
   }
-  double mass = 0;
-  for (size_t i = 0; i < keep; ++i) mass += prob[i];
-  const double u = uniform01(p.seed, p.draw_index) * mass;
-  double cum = 0;
+  uint64_t mass = 0;
+  for (size_t i = 0; i < keep; ++i) mass += w[i];
+  const double u = uniform01(p.seed, p.draw_index) * static_cast<double>(mass);
+  uint64_t cum = 0;
   size_t pick = keep - 1;
   for (size_t i = 0; i < keep; ++i) {
-    cum += prob[i];
-    if (u < cum) {
+    cum += w[i];
+    if (static_cast<double>(cum) > u) {
       pick = i;
       break;
     }

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "cpu/ops.h"
+
 namespace weft {
 
 enum class NormKind { kRms, kLayer };
@@ -49,6 +51,14 @@ struct Batch {
   std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
 };
 
+// How one logit row of a step is sampled (forward_sample): the CPU's sampling rules (cpu/sampling.cc) on the
+// row's logits, penalising the tokens the sequence has seen.
+struct RowSampling {
+  cpu::SamplingParams params;
+  std::vector<int32_t> penalty_tokens;
+  int32_t top_n = 0;
+};
+
 // The surface model_wrap.cc drives. Weights arrive as host float32 (a backend converts them on upload);
 // forward returns logits [logit_rows, vocab] as host float32 on every rank.
 class ModelExecutor {
@@ -65,6 +75,10 @@ class ModelExecutor {
   virtual int64_t adapter_bytes(int slot) const = 0;
   // Thread-safe with respect to adapter changes (serialised by the executor).
   virtual std::vector<float> forward(const Batch& batch) = 0;
+  // The step, then one sampled token (with its logprob and top_n alternatives) per logit row, rows[i] for
+  // batch.logit_rows[i]. This default samples the host logits of forward(); a GPU executor samples on the
+  // device and copies back only the results.
+  virtual std::vector<cpu::SampleResult> forward_sample(const Batch& batch, const std::vector<RowSampling>& rows);
   virtual const ModelConfig& config() const = 0;
 };
 
@@ -80,6 +94,8 @@ void check_lora_part(const ModelConfig& cfg, int slot, int layer, int module, co
 // Batch rules (forward.cc) ------------------------------------------------------------------------------
 // Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).
 void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<bool(int32_t)>& slot_loaded);
+// Samples rows[r] from logits [rows, vocab] on the host (row r at logits + r * vocab).
+std::vector<cpu::SampleResult> sample_on_host(const float* logits, int64_t vocab, const std::vector<RowSampling>& rows);
 // gathered: [world, rows, vocab_chunk] rank-major (what all_gather returns) -> logits [rows, vocab].
 std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows);
 

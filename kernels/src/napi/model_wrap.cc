@@ -137,6 +137,51 @@ class ForwardWorker : public Napi::AsyncWorker {
   std::vector<float> logits_;
 };
 
+// rows: one {temperature, topK, topP, typicalP, repetitionPenalty, doSample, seed, drawIndex, penaltyTokens,
+// topN} per logit row.
+std::vector<RowSampling> parse_rows(const Napi::Value& v) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "forwardSample(batch, rows): rows must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<RowSampling> rows(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(v.Env(), "forwardSample: each row must be an object");
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    rows[i].params = sampling_params(o);
+    rows[i].penalty_tokens = i32vec(o.Get("penaltyTokens"), "row.penaltyTokens");
+    rows[i].top_n = static_cast<int32_t>(num_int(o.Get("topN"), "row.topN"));
+    if (rows[i].top_n < 0) throw Napi::RangeError::New(v.Env(), "forwardSample: row.topN must be >= 0");
+  }
+  return rows;
+}
+
+class ForwardSampleWorker : public Napi::AsyncWorker {
+ public:
+  ForwardSampleWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, Batch batch, std::vector<RowSampling> rows)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
+        batch_(std::move(batch)), rows_(std::move(rows)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      out_ = model_->forward_sample(batch_, rows_);
+    } catch (const std::exception& e) {
+      SetError(std::string("forward failed: ") + e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Array arr = Napi::Array::New(Env(), out_.size());
+    for (size_t i = 0; i < out_.size(); ++i) arr.Set(static_cast<uint32_t>(i), sample_result(Env(), out_[i]));
+    deferred_.Resolve(arr);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ModelExecutor> model_;
+  Batch batch_;
+  std::vector<RowSampling> rows_;
+  std::vector<cpu::SampleResult> out_;
+};
+
 }  // namespace
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -151,6 +196,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("clearAdapter", &ModelWrap::ClearAdapter),
                         InstanceMethod("adapterBytes", &ModelWrap::AdapterBytes),
                         InstanceMethod("forward", &ModelWrap::Forward),
+                        InstanceMethod("forwardSample", &ModelWrap::ForwardSample),
                         InstanceMethod("dispose", &ModelWrap::Dispose)});
   }
 
@@ -235,6 +281,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(batch): batch must be an object");
     live(env);
     auto* worker = new ForwardWorker(env, model_, parse_batch(info[0].As<Napi::Object>()));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  }
+  Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forwardSample(batch, rows): batch must be an object");
+    live(env);
+    auto* worker = new ForwardSampleWorker(env, model_, parse_batch(info[0].As<Napi::Object>()), parse_rows(info[1]));
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;

@@ -161,18 +161,6 @@ Value Lora(const CallbackInfo& info) {
   return y;
 }
 
-cpu::SamplingParams sampling_params(const Napi::Object& o) {
-  cpu::SamplingParams p;
-  p.temperature = static_cast<float>(num_or(o, "temperature", 1.0));
-  p.top_k = static_cast<int32_t>(num_or(o, "topK", 0));
-  p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
-  p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
-  p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
-  p.do_sample = o.Get("doSample").ToBoolean().Value();
-  p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
-  p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));
-  return p;
-}
 
 }  // namespace
 
@@ -188,18 +176,7 @@ Value Sample(const CallbackInfo& info) {
   auto r = cpu::sample_token(logits.Data(), static_cast<int64_t>(logits.ElementLength()),
                              sampling_params(info[1].As<Napi::Object>()), pen.Data(),
                              static_cast<int64_t>(pen.ElementLength()), top_n);
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("token", r.token);
-  o.Set("logprob", r.logprob);
-  Napi::Array top = Napi::Array::New(env, r.top.size());
-  for (size_t i = 0; i < r.top.size(); ++i) {
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, r.top[i].first);
-    pair.Set(1u, r.top[i].second);
-    top.Set(static_cast<uint32_t>(i), pair);
-  }
-  o.Set("top", top);
-  return o;
+  return sample_result(env, r);
 }
 
 // logSoftmaxAt(logits [vocab], token) -> number

@@ -1,6 +1,7 @@
 // Small helpers for reading validated arguments out of N-API values. These checks are what keeps the
 // C++ safe: callers from JS get a thrown Error naming the argument, never a crash.
 #pragma once
+#include "cpu/ops.h"
 #include <napi.h>
 
 #include <string>
@@ -45,6 +46,36 @@ inline std::string str(const Napi::Object& o, const char* key) {
 inline int64_t num_int(const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
   return v.As<Napi::Number>().Int64Value();
+}
+
+// SamplingOptions (kernels/index.ts) -> cpu::SamplingParams.
+inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
+  cpu::SamplingParams p;
+  p.temperature = static_cast<float>(num_or(o, "temperature", 1.0));
+  p.top_k = static_cast<int32_t>(num_or(o, "topK", 0));
+  p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
+  p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
+  p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
+  p.do_sample = o.Get("doSample").ToBoolean().Value();
+  p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
+  p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));
+  return p;
+}
+
+// cpu::SampleResult -> {token, logprob, top: [[token, logprob], ...]} (SampleResult in kernels/index.ts).
+inline Napi::Object sample_result(Napi::Env env, const cpu::SampleResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("token", r.token);
+  o.Set("logprob", r.logprob);
+  Napi::Array top = Napi::Array::New(env, r.top.size());
+  for (size_t i = 0; i < r.top.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, r.top[i].first);
+    pair.Set(1u, r.top[i].second);
+    top.Set(static_cast<uint32_t>(i), pair);
+  }
+  o.Set("top", top);
+  return o;
 }
 
 }  // namespace weft::napi

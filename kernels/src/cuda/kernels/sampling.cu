@@ -1,6 +1,7 @@
 // Logits processing, greedy argmax and seeded sampling with the exact rules of cpu/sampling.cc:
 // repetition penalty -> temperature -> stable order by value (ties: lower id first) -> top-k -> top-p ->
-// inverse-CDF draw with splitmix64(seed, draw_index), cumulative sums in double in sorted order.
+// inverse-CDF draw with splitmix64(seed, draw_index), over 2^40 fixed-point weights (integer sums, exact in
+// any order, so the block scans choose what the CPU's sequential loop chooses).
 // The sorted order comes from one device-wide stable radix sort of (row, value desc) keys over all rows
 // (CUB, from the CUDA toolkit), so the draw walks exactly the order the CPU's stable_sort produces.
 #include <cub/block/block_scan.cuh>
@@ -106,20 +107,40 @@ __device__ __forceinline__ double key_value(uint64_t key) {
   return __uint_as_float((ord & 0x80000000u) ? (ord & 0x7fffffffu) : ~ord);
 }
 
-using DrawScan = cub::BlockScan<double, kDrawThreads>;
+// exp(v - max) in (0, 1] as a 2^40 fixed-point integer: the same expression as cpu/sampling.cc, so the kept
+// set and the draw are integer sums — exact in the scan's order as in the CPU's sequential one.
+__device__ __forceinline__ uint64_t fixed_weight(double e) {
+  return e > 0.0 ? static_cast<uint64_t>(e * 1099511627776.0 + 0.5) : 0ull;
+}
+__device__ __forceinline__ uint64_t weight_at(const uint64_t* keys, int64_t i, double mx) {
+  return fixed_weight(exp(key_value(keys[i]) - mx));
+}
 
-// Smallest i < n whose inclusive cumulative probability reaches thr (cum >= thr, or cum > thr when strict),
-// -1 if none. p_i = exp(v_i - mx) / total over the sorted row.
-__device__ int64_t first_reaching(const uint64_t* keys, int64_t n, double mx, double total, double thr, bool strict,
+using DrawScan = cub::BlockScan<unsigned long long, kDrawThreads>;
+
+__device__ uint64_t block_sum_u64(uint64_t v, unsigned long long* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();  // red may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  uint64_t t = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) t += red[w];
+  return t;
+}
+
+// Smallest i < n whose inclusive cumulative weight reaches thr ((double)cum >= thr, or > thr when strict),
+// -1 if none.
+__device__ int64_t first_reaching(const uint64_t* keys, int64_t n, double mx, double thr, bool strict,
                                   DrawScan::TempStorage& tmp, int& found) {
   constexpr int kChunk = kDrawThreads * kDrawItems;
-  double carry = 0.0;
+  unsigned long long carry = 0;
   for (int64_t base = 0; base < n; base += kChunk) {
-    double v[kDrawItems], agg;
+    unsigned long long v[kDrawItems], agg;
 #pragma unroll
     for (int j = 0; j < kDrawItems; ++j) {
       const int64_t i = base + threadIdx.x * kDrawItems + j;
-      v[j] = i < n ? exp(key_value(keys[i]) - mx) / total : 0.0;
+      v[j] = i < n ? weight_at(keys, i, mx) : 0ull;
     }
     DrawScan(tmp).InclusiveSum(v, v, agg);
     if (threadIdx.x == 0) found = INT_MAX;
@@ -127,7 +148,7 @@ __device__ int64_t first_reaching(const uint64_t* keys, int64_t n, double mx, do
 #pragma unroll
     for (int j = 0; j < kDrawItems; ++j) {
       const int64_t i = base + threadIdx.x * kDrawItems + j;
-      const double c = carry + v[j];
+      const double c = static_cast<double>(carry + v[j]);
       if (i < n && (strict ? c > thr : c >= thr)) {
         atomicMin(&found, static_cast<int>(threadIdx.x) * kDrawItems + j);
         break;
@@ -147,6 +168,7 @@ __global__ void __launch_bounds__(kDrawThreads)
                 int32_t* token, float* logprob, int top_n, int32_t* top_ids, float* top_lp) {
   __shared__ DrawScan::TempStorage tmp;
   __shared__ double red[32];
+  __shared__ unsigned long long red64[32];
   __shared__ int found;
   const int64_t row = blockIdx.x;
   const uint64_t* keys = sorted_keys + row * vocab;
@@ -163,18 +185,19 @@ __global__ void __launch_bounds__(kDrawThreads)
   int64_t pick = 0;  // greedy: the first of the stable order
   if (p.do_sample && p.temperature > 0.0f) {
     int64_t keep = p.top_k > 0 && p.top_k < vocab ? p.top_k : vocab;
-    double total = 0.0;
-    for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) total += exp(key_value(keys[i]) - mx);
-    total = detail::block_sum(total, red);
     if (p.top_p < 1.0f) {
-      const int64_t k = first_reaching(keys, keep, mx, total, static_cast<double>(p.top_p), false, tmp, found);
+      uint64_t total = 0;
+      for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) total += weight_at(keys, i, mx);
+      total = block_sum_u64(total, red64);
+      const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);
+      const int64_t k = first_reaching(keys, keep, mx, thr, false, tmp, found);
       if (k >= 0) keep = k + 1;
     }
-    double mass = 0.0;
-    for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) mass += exp(key_value(keys[i]) - mx) / total;
-    mass = detail::block_sum(mass, red);
-    const double u = uniform01(p.seed, p.draw_index) * mass;
-    const int64_t k = first_reaching(keys, keep, mx, total, u, true, tmp, found);
+    uint64_t mass = 0;
+    for (int64_t i = threadIdx.x; i < keep; i += kDrawThreads) mass += weight_at(keys, i, mx);
+    mass = block_sum_u64(mass, red64);
+    const double u = uniform01(p.seed, p.draw_index) * static_cast<double>(mass);
+    const int64_t k = first_reaching(keys, keep, mx, u, true, tmp, found);
     pick = k >= 0 ? k : keep - 1;
   }
   if (threadIdx.x == 0) {

@@ -254,36 +254,50 @@ void CudaModel::upload_plan(const StepPlan& p) {
                                   stream_));
 }
 
-std::vector<float> CudaModel::forward(const Batch& b) {
-  std::lock_guard<std::mutex> lock(mu_);
+bool CudaModel::check_step(const Batch& b) {
   if (!finalized_) throw std::logic_error("model: forward before finalize()");
   weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
-  if (T == 0) return {};
+  if (T == 0) return false;
   if (T + cfg_.adapter_slots > kMaxStepRows || R > kMaxStepRows)
     throw std::invalid_argument("batch: " + std::to_string(T) + " rows and " + std::to_string(R) +
                                 " logit rows; the CUDA backend runs at most " + std::to_string(kMaxStepRows) +
                                 " (less the adapter slots) per step");
-  DeviceScope scope(device_);
+  return true;
+}
+
+StepPlan CudaModel::launch_step(const Batch& b) {
   PaddedShape shape;
   const bool graph = use_graph(b, &shape);
-  const StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
-  try {
-    ensure_buffers(p);
-    lora_->sync_tables(stream_);
-    upload_plan(p);
-    if (graph) {
-      graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora}, generation_, stream_, [&] { enqueue_step(p); });
-    } else {
-      enqueue_step(p);
-    }
-    return collect_logits(p);
-  } catch (...) {
-    // Leave nothing of this step running: the next one reuses its pinned and device buffers.
-    cudaStreamSynchronize(stream_);
-    cudaGetLastError();
-    throw;
+  StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
+  ensure_buffers(p);
+  lora_->sync_tables(stream_);
+  upload_plan(p);
+  if (graph) {
+    graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora}, generation_, stream_, [&] { enqueue_step(p); });
+  } else {
+    enqueue_step(p);
   }
+  return p;
+}
+
+std::vector<float> CudaModel::forward(const Batch& b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!check_step(b)) return {};
+  DeviceScope scope(device_);
+  return guarded([&] { return collect_logits(launch_step(b)); });
+}
+
+std::vector<cpu::SampleResult> CudaModel::forward_sample(const Batch& b, const std::vector<RowSampling>& rows) {
+  // Several ranks: the logits are gathered on the host (shm) or end there after NCCL's all-gather; sample there.
+  if (coll_->world() != 1 || cfg_.vocab_local != cfg_.vocab) return ModelExecutor::forward_sample(b, rows);
+  if (rows.size() != b.logit_rows.size())
+    throw std::invalid_argument("forwardSample: " + std::to_string(rows.size()) + " sampling rows for " +
+                                std::to_string(b.logit_rows.size()) + " logit rows; give one per logit row");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!check_step(b)) return {};
+  DeviceScope scope(device_);
+  return guarded([&] { return sample_on_device(launch_step(b), rows); });
 }
 
 std::shared_ptr<ModelExecutor> make_cuda_model(ModelConfig cfg, std::shared_ptr<Collective> coll,

@@ -70,6 +70,9 @@ class CudaModel final : public ModelExecutor {
   void clear_adapter(int slot) override;
   int64_t adapter_bytes(int slot) const override;
   std::vector<float> forward(const Batch& batch) override;
+  // One rank, whole vocabulary: samples on the device (cuda_sample.cc) and copies back only tokens, logprobs
+  // and top-n; rows asking for typical_p are sampled on the host. Otherwise ModelExecutor's host default.
+  std::vector<cpu::SampleResult> forward_sample(const Batch& batch, const std::vector<RowSampling>& rows) override;
   const ModelConfig& config() const override { return cfg_; }
 
   static constexpr int64_t kMaxStepRows = 65535;  // launch-grid limit of attention and LoRA kernels
@@ -87,6 +90,10 @@ class CudaModel final : public ModelExecutor {
     DeviceBuffer lora_h, attn_ws, arena;
     PinnedBuffer arena_host, stage;
   };
+  struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
+    DeviceBuffer in, processed, workspace, out;
+    PinnedBuffer host_in, host_out;
+  };
 
   // cuda_model.cc: setup and adapters.
   void release() noexcept;
@@ -97,6 +104,21 @@ class CudaModel final : public ModelExecutor {
   void ensure_buffers(const StepPlan& p);
   void upload_plan(const StepPlan& p);
   // cuda_forward.cc: the step.
+  // Checks the batch (false: nothing to run), then plans, uploads and enqueues the step (graph or eager).
+  bool check_step(const Batch& b);
+  StepPlan launch_step(const Batch& b);
+  // Runs f; should it throw, waits for the stream so nothing of the failed step runs on into the next.
+  template <class F> auto guarded(F&& f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (...) {
+      cudaStreamSynchronize(stream_);
+      cudaGetLastError();
+      throw;
+    }
+  }
+  // cuda_sample.cc
+  std::vector<cpu::SampleResult> sample_on_device(const StepPlan& p, const std::vector<RowSampling>& rows);
   void enqueue_step(const StepPlan& p);
   void enqueue_layer(int64_t layer, const StepPlan& p);
   void attention(int64_t layer, const StepPlan& p);
@@ -125,6 +147,7 @@ class CudaModel final : public ModelExecutor {
   std::unique_ptr<LoraStore> lora_;
   Uploader uploader_;
   StepBuffers buf_;
+  SampleBuffers sbuf_;
   std::vector<int32_t> packed_;
   DecodeGraphs graphs_;
   uint64_t generation_ = 1;           // bumped when anything a captured graph points at moves

@@ -82,4 +82,8 @@ void gemm_fp16(GemmContext& ctx, cudaStream_t stream, const __half* x, const __h
 void gemm_bf16(GemmContext& ctx, cudaStream_t stream, const __nv_bfloat16* x, const __nv_bfloat16* w,
                __nv_bfloat16* y, int64_t m, int64_t n, int64_t k, const __nv_bfloat16* bias = nullptr);
 
+// Measured y = x·Wᵀ rate of `device` in FLOP/s (2·m·n·k per GEMM) through GemmContext, best-case inputs
+// (constant values), after three warm-up calls; gemm_rate.cc. Throws on failure.
+double measure_gemm_rate(int device, GemmType type, int64_t m, int64_t n, int64_t k, int iterations = 20);
+
 }  // namespace weft::cuda
