@@ -19,6 +19,13 @@ interface Row {
   logits: NewSequence['logits'];
 }
 
+const NO_TOKENS = new Int32Array(0);
+
+/** The tokens the repetition penalty looks at: the whole history, or none when there is no penalty. */
+function penaltyTokens(state: SequenceState): Int32Array {
+  return state.sampling.repetitionPenalty === 1 ? NO_TOKENS : Int32Array.from(state.history);
+}
+
 export class StepRunner {
   private readonly seqs = new Map<string, SequenceState>();
 
@@ -51,7 +58,7 @@ export class StepRunner {
     // take part in the step's collectives.
     if (this.rank === 0 && !rows.some((r) => r.wantAll)) {
       const sampled = await this.model.native.forwardSample(batch, rows.map((r) => ({
-        ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: Int32Array.from(r.state.history), topN: r.state.topN,
+        ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
       })));
       for (const row of rows) row.state.length += row.tokens.length;
       return rows.map((row, i) => this.output(row, sampled[i]));
@@ -119,7 +126,7 @@ export class StepRunner {
       r += n;
       const last = block.subarray((n - 1) * V, n * V);
       const { state } = row;
-      const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, Int32Array.from(state.history), state.topN);
+      const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, penaltyTokens(state), state.topN);
       const out = this.output(row, s);
       if (row.promptLogprobs) {
         // log p(token_i | tokens_<i) for i >= 1; the first prompt token has no prefix to score it.

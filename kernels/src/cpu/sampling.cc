@@ -25,15 +25,6 @@ double uniform01(uint64_t seed, uint64_t index) {
 // exp(s - max) in (0, 1] as a 2^40 fixed-point integer; the same expression as the GPU's fixed_weight.
 uint64_t fixed_weight(double e) { return e > 0.0 ? static_cast<uint64_t>(e * 1099511627776.0 + 0.5) : 0; }
 
-void log_softmax_inplace(std::vector<double>& x) {
-  double mx = -INFINITY;
-  for (double v : x) mx = std::max(mx, v);
-  double sum = 0;
-  for (double v : x) sum += std::exp(v - mx);
-  const double lse = mx + std::log(sum);
-  for (double& v : x) v -= lse;
-}
-
 }  // namespace
 
 float log_softmax_at(const float* logits, int64_t vocab, int32_t token) {
@@ -46,41 +37,56 @@ float log_softmax_at(const float* logits, int64_t vocab, int32_t token) {
 
 SampleResult sample_token(const float* logits, int64_t vocab, const SamplingParams& p, const int32_t* penalty_tokens,
                           int64_t num_penalty_tokens, int32_t top_n) {
-  std::vector<double> s(logits, logits + vocab);
+  const bool sampling = p.do_sample && p.temperature > 0;
+  const bool temper = sampling && p.temperature != 1.0f;
+  // Penalty and temperature in float, exactly as the GPU's logits_process does, then held in double.
+  std::vector<double> s(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) s[i] = temper ? logits[i] / p.temperature : logits[i];
   if (p.repetition_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(penalty_tokens, penalty_tokens + num_penalty_tokens);
     for (int32_t t : seen) {
       if (t < 0 || t >= vocab) continue;
-      s[t] = s[t] < 0 ? s[t] * p.repetition_penalty : s[t] / p.repetition_penalty;
+      float v = logits[t];
+      v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
+      s[t] = temper ? v / p.temperature : v;
     }
   }
-  const bool sampling = p.do_sample && p.temperature > 0;
-  if (sampling && p.temperature != 1.0f) {
-    for (double& v : s) v /= p.temperature;
-  }
   // Log-probabilities of the processed distribution before truncation: what `details` reports.
-  std::vector<double> logp = s;
-  log_softmax_inplace(logp);
+  double mx = -INFINITY;
+  for (double v : s) mx = std::max(mx, v);
+  double sum = 0;
+  for (double v : s) sum += std::exp(v - mx);
+  const double lse = mx + std::log(sum);
+  const auto logp = [&](int32_t t) { return static_cast<float>(s[t] - lse); };
 
-  SampleResult res{};
+  // The order is by value, ties to the lower id (so greedy equals argmax as torch computes it). Only the
+  // prefix that is used gets sorted: top_n for greedy, max(top_k, top_n) with top-k, all of it for top-p alone.
+  const auto before = [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+  const int64_t n_top = std::min<int64_t>(std::max<int32_t>(top_n, 0), vocab);
+  int64_t prefix = n_top;
+  if (sampling) prefix = std::max<int64_t>(prefix, p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab);
   std::vector<int32_t> order(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
-  // Stable order (ties broken by lower id) so greedy equals argmax as torch computes it.
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[a] > s[b]; });
-  for (int32_t i = 0; i < top_n && i < vocab; ++i) res.top.emplace_back(order[i], static_cast<float>(logp[order[i]]));
+  if (prefix >= vocab) std::sort(order.begin(), order.end(), before);
+  else if (prefix > 0) std::partial_sort(order.begin(), order.begin() + prefix, order.end(), before);
 
+  SampleResult res{};
+  for (int64_t i = 0; i < n_top; ++i) res.top.emplace_back(order[i], logp(order[i]));
   if (!sampling) {
-    res.token = order[0];
-    res.logprob = static_cast<float>(logp[res.token]);
+    int32_t best = 0;
+    for (int32_t i = 1; i < vocab; ++i)
+      if (before(i, best)) best = i;
+    res.token = best;
+    res.logprob = logp(best);
     return res;
   }
+
   // The kept set and the draw work on fixed-point weights w_i = round(exp(s_i - max) * 2^40): integer sums are
   // exact in any order, so the GPU's parallel scans (cuda/kernels/sampling.cu) make the same choices as this
   // sequential loop, boundaries included. A token under 2^-41 of the top one's probability gets weight 0.
   size_t keep = order.size();
   if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
   std::vector<uint64_t> w(keep);
-  const double mx = s[order[0]];
   uint64_t total = 0;
   for (size_t i = 0; i < keep; ++i) total += (w[i] = fixed_weight(std::exp(s[order[i]] - mx)));
   if (p.top_p < 1.0f) {
@@ -135,7 +141,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     }
   }
   res.token = order[pick];
-  res.logprob = static_cast<float>(logp[res.token]);
+  res.logprob = logp(res.token);
   return res;
 }
 
