@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Everything a GPU machine checks and measures, in parts that each fit a 10-minute command, logs and JSON under
+# $OUT (default ./gpu-results). Needs a built addon (`npm run build`) and node; nats-server on PATH for `tests`.
+#   bash test/gpu/suite.sh tests      CUDA kernel tests vs the CPU backend + GPU executor/golden/HTTP tests   (~2 min)
+#   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
+#   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
+#   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
+#   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
+# Each part prints a one-line summary per step; the full output is in $OUT/<step>.log.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/gpu-results}
+mkdir -p "$OUT"
+B=(node dist/deploy/cli.js bench --device cuda --model preset:llama2-7b --rank 16)
+t0=$SECONDS
+step() {  # step NAME TIMEOUT CMD...
+  local name=$1 limit=$2
+  shift 2
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "== $name rc=$rc ($((SECONDS - t0)) s)"
+  return $rc
+}
+part=${1:-tests}
+case "$part" in
+  tests)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    step kernels 180 bash test/gpu/run.sh
+    grep -E "FAIL|passed" "$OUT/kernels.log" | tail -12
+    step node-gpu-tests 300 node test/run.mjs gpu/ cuda-runtime forward-sample
+    grep -E "^ℹ (tests|pass|fail|skipped)|^# |✖" "$OUT/node-gpu-tests.log" | head -30
+    ;;
+  decode)
+    step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
+    tail -25 "$OUT/decode.log"
+    ;;
+  prefill)
+    step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"
+    tail -10 "$OUT/prefill.log"
+    step lora-kernels 200 "${B[@]}" --scenario lora-kernels --batch 1,8,32,512 --adapters 1,8,32 --output "$OUT/lora-kernels.json"
+    tail -40 "$OUT/lora-kernels.log"
+    ;;
+  baseline)
+    step baseline 560 "${B[@]}" --scenario baseline --batch 1,8,32 --adapters 0,1,8,32 --context 512 --output "$OUT/baseline.json"
+    tail -20 "$OUT/baseline.log"
+    ;;
+  serve)
+    step serve 560 "${B[@]}" --scenario serve --batch 32 --adapters 1,32,128 --rate 0 --requests 256 --output "$OUT/serve.json"
+    tail -20 "$OUT/serve.log"
+    ;;
+  *)
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve" >&2
+    exit 2
+    ;;
+esac
