@@ -41,16 +41,29 @@ export class EngineDriver {
   }
 
   /**
-   * Prefills one sequence per entry, entry i in block range `first + i` (ranges of live sequences must
-   * not overlap); returns each one's first sampled token by seqId.
+   * Prefills one sequence per entry, entry i in block range `first + i`; returns each one's first sampled
+   * token by seqId. Sequences go in steps of at most `maxStepTokens` prompt tokens (as a server's
+   * --max-batch-prefill-tokens would split them), so a batch of 128 × 512-token prompts stays within one
+   * step's row limit and activation memory. Live sequences that share a block range overwrite each other's
+   * KV: only timing benchmarks (random weights, values unused) may do that.
    */
-  async admit(seqs: { prompt: number[]; adapterSlot: number }[], tag: string, first = 0): Promise<Map<string, number>> {
+  async admit(seqs: { prompt: number[]; adapterSlot: number }[], tag: string, first = 0, maxStepTokens = 8192): Promise<Map<string, number>> {
     const newSeqs: NewSequence[] = seqs.map((s, i) => ({
       seqId: `${tag}-${i}`, adapterSlot: s.adapterSlot, tokens: s.prompt,
       blockTable: Array.from({ length: this.blocksPerSeq }, (_, k) => (first + i) * this.blocksPerSeq + k),
       sampling: GREEDY, generated: [], logits: 'none', promptLogprobs: false, topN: 0,
     }));
-    return tokensOf(await this.run({ newSeqs, running: [], finished: [] }));
+    const out = new Map<string, number>();
+    for (let i = 0; i < newSeqs.length;) {
+      const chunk: NewSequence[] = [];
+      let tokens = 0;
+      while (i < newSeqs.length && (chunk.length === 0 || tokens + newSeqs[i]!.tokens.length <= maxStepTokens)) {
+        tokens += newSeqs[i]!.tokens.length;
+        chunk.push(newSeqs[i++]!);
+      }
+      for (const [id, tok] of tokensOf(await this.run({ newSeqs: chunk, running: [], finished: [] }))) out.set(id, tok);
+    }
+    return out;
   }
 
   /** One decode step for every sequence in `last` (seqId → the token it sampled last); updates `last`. */
