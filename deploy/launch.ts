@@ -18,7 +18,8 @@ import { Metrics } from '../coordinator/http/index.js';
 import { preloadAdapters, registryOptions } from './adapter-wiring.js';
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
-import { assertCudaUsable } from '../kernels/cuda.js';
+import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
+import { planMemory } from './memory-plan.js';
 
 
 export interface Launched {
@@ -26,15 +27,6 @@ export interface Launched {
   engine: Engine;
   supervisor: ShardSupervisor;
   close(): Promise<void>;
-}
-
-/** KV blocks when --kv-cache-blocks is 0: room for 16 full-length sequences, capped at 1 GiB per shard. */
-export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchConfig, 'maxTotalTokens' | 'blockSize' | 'numShard'>): number {
-  const kvHeadsLocal = Math.max(1, Math.ceil(spec.kvHeads / o.numShard));
-  const bytesPerBlock = 2 * spec.layers * kvHeadsLocal * spec.headDim * 4 * o.blockSize;
-  const want = Math.ceil((o.maxTotalTokens * 16) / o.blockSize);
-  const cap = Math.floor(2 ** 30 / bytesPerBlock);
-  return Math.max(Math.ceil(o.maxTotalTokens / o.blockSize) + 1, Math.min(want, cap));
 }
 
 let tracingHandle: ReturnType<typeof initTracing> | null = null;
@@ -68,22 +60,6 @@ export interface LaunchEnvironment {
   logs?: DestinationStream;
 }
 
-/**
- * Adapter slots: --max-adapter-slots, or with --adapter-memory-fraction F the number of worst-case adapters
- * (rank --max-lora-rank on all linear modules, fp32 on the CPU backend, this shard's slice) that fit in F of
- * the device memory (host RAM for the CPU backend).
- */
-export function adapterSlots(spec: ModelSpec, o: Pick<LaunchConfig, 'maxAdapterSlots' | 'adapterMemoryFraction' | 'maxLoraRank' | 'numShard'>,
-  deviceBytes = totalmem()): number {
-  if (o.adapterMemoryFraction <= 0) return o.maxAdapterSlots;
-  const r = o.maxLoraRank, h = spec.hidden, hd = spec.headDim;
-  const q = spec.heads * hd, kv = spec.kvHeads * hd, inter = spec.intermediate;
-  // A/B elements per layer: q,k,v,o, gate/up, down  (A: r × in, B: out × r)
-  const perLayer = r * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + inter) + (inter + h));
-  const bytes = (4 * perLayer * spec.layers) / o.numShard;
-  return Math.max(1, Math.floor((o.adapterMemoryFraction * deviceBytes) / bytes));
-}
-
 export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Promise<Launched> {
   const cacheDir = env.cacheDir ?? join(homedir(), '.cache', 'weft');
   const log = createLogger({ level: o.logLevel, name: 'coordinator', destination: env.logs, secrets: configSecrets(o) });
@@ -99,7 +75,12 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
   const spec = readModelSpec(model.dir);
-  const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
+  const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
+  const memory = o.device === 'cuda'
+    ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length))
+    : planMemory(spec, o, totalmem());
+  const kvBlocks = memory.kvBlocks;
+  log.info({ kvBlocks, adapterSlots: memory.adapterSlots, bytes: memory.bytes }, 'memory plan (per shard)');
   let nats: LocalNats | undefined;
   if (!o.natsUrl) nats = await startLocalNats();
   const natsUrl = o.natsUrl ?? nats!.url;
@@ -114,7 +95,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
-    blockSize: o.blockSize, adapterSlots: adapterSlots(spec, o), maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
+    blockSize: o.blockSize, adapterSlots: memory.adapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype,
     collective: o.collective }, log, (reason) => group.markLost(reason));

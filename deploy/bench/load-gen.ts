@@ -73,7 +73,8 @@ export interface MixOptions {
   seed: number;
 }
 
-const WORDS = ['the', 'model', 'serves', 'many', 'adapters', 'in', 'one', 'batch', 'and', 'each', 'request', 'names', 'its', 'own'];
+/** The words of generated prompts (the preset models' tokenizer has each as one token). */
+export const PROMPT_WORDS = ['the', 'model', 'serves', 'many', 'adapters', 'in', 'one', 'batch', 'and', 'each', 'request', 'names', 'its', 'own'];
 
 export function planRequests(o: MixOptions): PlannedRequest[] {
   const u = uniform01(o.seed);
@@ -81,7 +82,7 @@ export function planRequests(o: MixOptions): PlannedRequest[] {
   const arrivals = o.rate > 0 ? poissonArrivals(o.count, o.rate, u) : new Array<number>(o.count).fill(0);
   return arrivals.map((atMs) => {
     const promptWords = uniformInt(o.promptWords[0], o.promptWords[1], u);
-    const prompt = Array.from({ length: promptWords }, () => WORDS[Math.floor(u() * WORDS.length)]).join(' ');
+    const prompt = Array.from({ length: promptWords }, () => PROMPT_WORDS[Math.floor(u() * PROMPT_WORDS.length)]).join(' ');
     return { atMs, adapter: pick ? o.adapters[pick()]! : null, prompt, promptWords,
       maxNewTokens: uniformInt(o.outputTokens[0], o.outputTokens[1], u) };
   });

@@ -11,7 +11,8 @@ import { paramCounts } from './bounds.js';
 import { PRESETS, presetOf, shapeFromModelDir, type ModelShape } from './shapes.js';
 import { ensureBuilt, writeRandomAdapters, writeRandomModel } from './synthetic.js';
 
-const GENERATOR_VERSION = 1;
+// 2: half-precision weights written as bits (different random values), tokenizer.json for the serve scenario.
+const GENERATOR_VERSION = 2;
 const MARKER = '.weft-bench-complete';
 
 export interface BenchModel {

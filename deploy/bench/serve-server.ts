@@ -1,7 +1,7 @@
 // The server the serve scenario loads when no --url is given: `weft launch` in this process on a free
 // loopback port, with the bench adapters (`bench-<i>`) under its --adapter-root.
 import { dirname } from 'node:path';
-import { parseArgs } from '../config/index.js';
+import { parseArgs, type Device } from '../config/index.js';
 import { ensureAdapters, type BenchModel } from './model-source.js';
 
 export interface BenchServer {
@@ -10,10 +10,11 @@ export interface BenchServer {
   close(): Promise<void>;
 }
 
-export async function startBenchServer(model: BenchModel, adapters: number, rank: number, maxBatch: number): Promise<BenchServer> {
+export async function startBenchServer(model: BenchModel, adapters: number, rank: number, maxBatch: number,
+  device: Device = 'cpu'): Promise<BenchServer> {
   const dirs = adapters > 0 ? ensureAdapters(model, rank, adapters) : [];
   const argv = ['--model-id', model.dir, '--port', '0', '--hostname', '127.0.0.1', '--log-level', 'warn',
-    '--max-batch-size', String(Math.max(1, maxBatch)), '--max-lora-rank', String(Math.max(rank, 1))];
+    '--max-batch-size', String(Math.max(1, maxBatch)), '--max-lora-rank', String(Math.max(rank, 1)), '--device', device];
   if (dirs.length) {
     argv.push('--adapter-root', dirname(dirs[0]!), '--adapter-source', 'local',
       '--max-adapter-slots', String(Math.max(8, adapters)), '--max-active-adapters', String(Math.max(8, Math.min(adapters, maxBatch))));

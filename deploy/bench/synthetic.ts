@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { DTYPE_SIZE, encodeFloats, f32ToBf16, f32ToF16, numel, writeSafetensors } from '../../shard/formats/index.js';
 import type { TensorToWrite } from '../../shard/formats/safetensors.js';
 import { loraModuleDims } from './bounds.js';
+import { PROMPT_WORDS } from './load-gen.js';
 import { llamaConfigJson, type ModelShape, type WeightDtype } from './shapes.js';
 
 /** xorshift32: a seeded stream of uniform numbers in [-0.5, 0.5). */
@@ -198,6 +199,26 @@ export function writeRandomModel(dir: string, shape: ModelShape, seed = 1, log: 
   });
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }));
   writeFileSync(join(dir, 'config.json'), JSON.stringify(llamaConfigJson(shape), null, 2));
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(wordTokenizer(shape.vocab)));
+}
+
+/**
+ * A word-level tokenizer.json for a random model, so `weft launch` can serve it (the serve scenario): ids 0–2
+ * are <unk>, <s>, </s> (config.json's bos/eos), then the prompt words of load-gen.ts, then `w<i>` fillers up to
+ * the vocabulary size; whitespace splits words, so a prompt of n words is n tokens.
+ */
+export function wordTokenizer(vocab: number): object {
+  const words = ['<unk>', '<s>', '</s>', ...PROMPT_WORDS];
+  for (let i = words.length; i < vocab; i++) words.push(`w${i}`);
+  const ids = Object.fromEntries(words.slice(0, vocab).map((w, i) => [w, i]));
+  return {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: ['<unk>', '<s>', '</s>'].map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false,
+      normalized: false, special: true })),
+    normalizer: null, pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null,
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: false },
+    model: { type: 'WordLevel', vocab: ids, unk_token: '<unk>' },
+  };
 }
 
 function moduleParent(m: string): 'self_attn' | 'mlp' {

@@ -102,6 +102,8 @@ export const FLAGS = [
     help: 'Sequences per step.' },
   { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
     defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
+  { name: 'cuda-memory-fraction', type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,
+    max: 1, help: 'With --device cuda: fraction of each GPU weft uses; the KV cache gets what weights, adapter slots and activations leave.' },
   { name: 'block-size', type: 'int', commands: SERVER, env: ['BLOCK_SIZE'], default: 16, min: 1,
     help: 'Tokens per KV cache block.' },
   // launch: adapters

@@ -68,6 +68,8 @@ export interface LaunchConfig {
   maxBatchSize: number;
   /** 0: size the KV cache automatically. */
   kvCacheBlocks: number;
+  /** --device cuda: the fraction of each GPU's memory weft may use (KV cache sized from what is left). */
+  cudaMemoryFraction: number;
   blockSize: number;
   adapterRoots: readonly string[];
   adapterSource: AdapterSource;
