@@ -22,20 +22,23 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
   std::vector<float> scores;
+  std::vector<int64_t> row_of;  // cache row of each position of the sequence (block table resolved once)
   for (int64_t s = 0; s < num_seqs; ++s) {
     const AttentionSeq& seq = seqs[s];
     scores.resize(static_cast<size_t>(seq.context_len));
+    row_of.resize(static_cast<size_t>(seq.context_len));
+    for (int64_t j = 0; j < seq.context_len; ++j)
+      row_of[j] = (static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size) * kv_dim;
     for (int64_t i = 0; i < seq.num_tokens; ++i) {
       const int64_t row = seq.token_start + i;
       const int64_t pos = seq.context_len - seq.num_tokens + i;
       const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
       for (int64_t h = 0; h < heads; ++h) {
         const float* qh = q + (row * heads + h) * head_dim;
-        const int64_t kvh = h / group;
+        const int64_t kv_off = (h / group) * head_dim;
         float mx = -INFINITY;
         for (int64_t j = lo; j <= pos; ++j) {
-          const int64_t slot = static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size;
-          const float sc = dot(qh, k_cache + slot * kv_dim + kvh * head_dim, head_dim) * scale;
+          const float sc = dot(qh, k_cache + row_of[j] + kv_off, head_dim) * scale;
           scores[j] = sc;
           if (sc > mx) mx = sc;
         }
@@ -48,8 +51,7 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
         std::memset(oh, 0, sizeof(float) * head_dim);
         const float inv = 1.0f / sum;
         for (int64_t j = lo; j <= pos; ++j) {
-          const int64_t slot = static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size;
-          const float* vh = v_cache + slot * kv_dim + kvh * head_dim;
+          const float* vh = v_cache + row_of[j] + kv_off;
           const float p = scores[j] * inv;
           for (int64_t d = 0; d < head_dim; ++d) oh[d] += p * vh[d];
         }
