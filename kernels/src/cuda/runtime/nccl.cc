@@ -44,8 +44,9 @@ NcclCollective::NcclCollective(const NcclUniqueId& id, int rank, int world, int 
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("NCCL collective needs a GPU: " + why);
   api_ = &nccl();
-  // NCCL binds the communicator to the device current at init.
-  WEFT_CUDA_CHECK(cudaSetDevice(device));
+  // NCCL binds the communicator (and the stream below) to the device current at init; the caller's current
+  // device is restored afterwards, as everywhere in the runtime.
+  DeviceScope scope(device);
   if (!stream_) {
     WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     owns_stream_ = true;
