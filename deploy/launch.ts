@@ -2,7 +2,7 @@
 // API; supervises the shards and drains on SIGTERM.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { homedir, totalmem } from 'node:os';
+import { availableParallelism, homedir, totalmem } from 'node:os';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { configSecrets, redactedConfig, type LaunchConfig } from './config/index.js';
@@ -98,6 +98,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     blockSize: o.blockSize, adapterSlots: memory.adapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype,
+    cpuThreads: o.cpuThreads > 0 ? o.cpuThreads : Math.max(1, Math.floor(availableParallelism() / o.numShard)),
     collective: o.collective }, log, (reason) => group.markLost(reason));
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');

@@ -14,7 +14,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
     nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
     collective: o.collective,
     kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
-    heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
+    cpuThreads: o.cpuThreads, heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),
     beforeExit: () => tracing.shutdown(),

@@ -19,6 +19,8 @@ export interface ShardProcessOptions {
   heartbeatMs: number;
   logLevel: string;
   device?: 'cpu' | 'cuda';
+  /** CPU backend threads per shard process (already resolved: > 0). */
+  cpuThreads?: number;
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** How the ranks exchange tensors; default: the shard's own default (shm). */
   collective?: 'shm' | 'nccl';
@@ -61,6 +63,7 @@ export class ShardSupervisor {
       '--heartbeat-ms', String(o.heartbeatMs), '--log-level', o.logLevel];
     if (o.otlpEndpoint) args.push('--otlp-endpoint', o.otlpEndpoint);
     if (o.device) args.push('--device', o.device);
+    if (o.cpuThreads) args.push('--cpu-threads', String(o.cpuThreads));
     if (o.dtype) args.push('--dtype', o.dtype);
     if (o.collective) args.push('--collective', o.collective);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));

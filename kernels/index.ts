@@ -42,6 +42,11 @@ export interface ModelPlanConfig {
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** cuda only: replay captured CUDA graphs for decode-only steps of up to 128 sequences (default true). */
   cudaGraphs?: boolean;
+  /**
+   * cpu only: threads of the process-wide CPU pool (0 or absent = one per hardware thread). Results are
+   * bit-identical for any count (work is split over independent outputs only).
+   */
+  cpuThreads?: number;
 }
 
 /** Module ids understood by Model.addLoraPart (C++ LoraModule). */
@@ -138,6 +143,10 @@ export interface CpuOps {
     outOffset: number, rank: number): Float32Array;
   sample(logits: Float32Array, params: SamplingOptions, penaltyTokens: Int32Array, topN: number): SampleResult;
   logSoftmaxAt(logits: Float32Array, token: number): number;
+  /** memcpy of src into dst (same length) split over the CPU pool's threads. */
+  parallelCopy(dst: Uint8Array, src: Uint8Array): void;
+  /** Threads of the CPU pool (set by the last CPU model created in this process; 1 before any). */
+  cpuThreads(): number;
 }
 
 interface Addon {

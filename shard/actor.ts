@@ -32,6 +32,8 @@ export interface ShardActorOptions {
   hostCacheBytes: number;
   device: 'cpu' | 'cuda';
   dtype: 'float32' | 'bfloat16' | 'float16';
+  /** CPU backend threads of this shard process (0 = one per hardware thread). */
+  cpuThreads?: number;
   heartbeatMs: number;
   logger: Logger;
   tracer: Tracer;
@@ -66,6 +68,7 @@ export class ShardActor {
     this.engine = LocalEngine.open(o.modelDir, {
       rank: o.rank, world: o.worldSize, numBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
       maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, device: o.device, dtype: o.dtype,
+      cpuThreads: o.cpuThreads,
       collective: this.collective,
     });
     const spec = this.engine.model.spec;

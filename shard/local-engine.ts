@@ -19,6 +19,8 @@ export interface LocalEngineOptions {
   maxLoraRank?: number;
   /** Host-RAM tier budget for parsed adapters (per shard). */
   hostCacheBytes?: number;
+  /** CPU backend threads; 0/absent = one per hardware thread. */
+  cpuThreads?: number;
   collective?: NativeCollective;
 }
 
@@ -38,6 +40,7 @@ export class LocalEngine {
     const model = loadModel(modelDir, spec, {
       rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
       adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
+      cpuThreads: opts.cpuThreads,
     });
     return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31);
   }

@@ -75,6 +75,8 @@ export const FLAGS = [
     help: 'Tensor-parallel shards (one process per rank).' },
   { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],
     help: 'Compute backend.' },
+  { name: 'cpu-threads', type: 'int', commands: SERVER, env: ['WEFT_CPU_THREADS'], default: 0, min: 0,
+    defaultLabel: '0 (hardware threads ÷ --num-shard)', help: 'With --device cpu: threads per shard process.' },
   { name: 'dtype', type: 'string', commands: SERVER, env: ['DTYPE'], choices: ['float32', 'bfloat16', 'float16'],
     defaultLabel: 'float32 on cpu, bfloat16 on cuda', help: 'Weight dtype.' },
   { name: 'collective', type: 'string', commands: SERVER, env: ['WEFT_COLLECTIVE'], default: 'shm', choices: ['shm', 'nccl'],

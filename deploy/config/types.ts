@@ -55,6 +55,8 @@ export interface LaunchConfig {
   numShard: number;
   device: Device;
   dtype: Dtype;
+  /** CPU backend threads per shard process; 0 = hardware threads ÷ shards. */
+  cpuThreads: number;
   collective: CollectiveKind;
   port: number;
   hostname: string;
@@ -106,6 +108,7 @@ export interface ShardConfig {
   adapterHostCacheBytes: number;
   device: Device;
   dtype: Dtype;
+  cpuThreads: number;
   collective: CollectiveKind;
   heartbeatMs: number;
   logLevel: LogLevel;

@@ -16,6 +16,8 @@ export interface LoadOptions {
   /** Executor backend and storage dtype (kernels/index.ts ModelPlanConfig); default cpu / float32. */
   device?: 'cpu' | 'cuda';
   dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** CPU backend threads (ModelPlanConfig.cpuThreads); 0/absent = one per hardware thread. */
+  cpuThreads?: number;
   collective?: NativeCollective;
 }
 
@@ -168,6 +170,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     adapterSlots: opts.adapterSlots,
     device: opts.device ?? 'cpu',
     dtype: opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'),
+    cpuThreads: opts.cpuThreads ?? 0,
   };
 }
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
+#include "cpu/parallel.h"
 
 namespace weft::cpu {
 
@@ -21,43 +22,48 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
                      int64_t sliding_window, float* out) {
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
-  std::vector<float> scores;
-  std::vector<int64_t> row_of;  // cache row of each position of the sequence (block table resolved once)
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const AttentionSeq& seq = seqs[s];
-    scores.resize(static_cast<size_t>(seq.context_len));
-    row_of.resize(static_cast<size_t>(seq.context_len));
-    for (int64_t j = 0; j < seq.context_len; ++j)
-      row_of[j] = (static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size) * kv_dim;
-    for (int64_t i = 0; i < seq.num_tokens; ++i) {
-      const int64_t row = seq.token_start + i;
-      const int64_t pos = seq.context_len - seq.num_tokens + i;
-      const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
-      for (int64_t h = 0; h < heads; ++h) {
-        const float* qh = q + (row * heads + h) * head_dim;
-        const int64_t kv_off = (h / group) * head_dim;
-        float mx = -INFINITY;
-        for (int64_t j = lo; j <= pos; ++j) {
-          const float sc = dot(qh, k_cache + row_of[j] + kv_off, head_dim) * scale;
-          scores[j] = sc;
-          if (sc > mx) mx = sc;
-        }
-        float sum = 0;
-        for (int64_t j = lo; j <= pos; ++j) {
-          scores[j] = std::exp(scores[j] - mx);
-          sum += scores[j];
-        }
-        float* oh = out + (row * heads + h) * head_dim;
-        std::memset(oh, 0, sizeof(float) * head_dim);
-        const float inv = 1.0f / sum;
-        for (int64_t j = lo; j <= pos; ++j) {
-          const float* vh = v_cache + row_of[j] + kv_off;
-          const float p = scores[j] * inv;
-          for (int64_t d = 0; d < head_dim; ++d) oh[d] += p * vh[d];
+  int64_t work = 0;  // score and value multiply-adds, to decide whether threads are worth waking
+  for (int64_t s = 0; s < num_seqs; ++s) work += seqs[s].num_tokens * seqs[s].context_len * heads * head_dim;
+  // Sequences are independent (each writes only its own rows of out): one thread per chunk of sequences.
+  parallel_for(num_seqs, work < (int64_t{1} << 17) ? num_seqs : 1, [&](int64_t s0, int64_t s1) {
+    std::vector<float> scores;
+    std::vector<int64_t> row_of;  // cache row of each position of the sequence (block table resolved once)
+    for (int64_t s = s0; s < s1; ++s) {
+      const AttentionSeq& seq = seqs[s];
+      scores.resize(static_cast<size_t>(seq.context_len));
+      row_of.resize(static_cast<size_t>(seq.context_len));
+      for (int64_t j = 0; j < seq.context_len; ++j)
+        row_of[j] = (static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size) * kv_dim;
+      for (int64_t i = 0; i < seq.num_tokens; ++i) {
+        const int64_t row = seq.token_start + i;
+        const int64_t pos = seq.context_len - seq.num_tokens + i;
+        const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
+        for (int64_t h = 0; h < heads; ++h) {
+          const float* qh = q + (row * heads + h) * head_dim;
+          const int64_t kv_off = (h / group) * head_dim;
+          float mx = -INFINITY;
+          for (int64_t j = lo; j <= pos; ++j) {
+            const float sc = dot(qh, k_cache + row_of[j] + kv_off, head_dim) * scale;
+            scores[j] = sc;
+            if (sc > mx) mx = sc;
+          }
+          float sum = 0;
+          for (int64_t j = lo; j <= pos; ++j) {
+            scores[j] = std::exp(scores[j] - mx);
+            sum += scores[j];
+          }
+          float* oh = out + (row * heads + h) * head_dim;
+          std::memset(oh, 0, sizeof(float) * head_dim);
+          const float inv = 1.0f / sum;
+          for (int64_t j = lo; j <= pos; ++j) {
+            const float* vh = v_cache + row_of[j] + kv_off;
+            const float p = scores[j] * inv;
+            for (int64_t d = 0; d < head_dim; ++d) oh[d] += p * vh[d];
+          }
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace weft::cpu

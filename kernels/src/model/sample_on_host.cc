@@ -4,18 +4,21 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/parallel.h"
 #include "model/executor.h"
 
 namespace weft {
 
 std::vector<cpu::SampleResult> sample_on_host(const float* logits, int64_t vocab, const std::vector<RowSampling>& rows) {
-  std::vector<cpu::SampleResult> out;
-  out.reserve(rows.size());
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const RowSampling& s = rows[r];
-    out.push_back(cpu::sample_token(logits + static_cast<int64_t>(r) * vocab, vocab, s.params, s.penalty_tokens.data(),
-                                    static_cast<int64_t>(s.penalty_tokens.size()), s.top_n));
-  }
+  std::vector<cpu::SampleResult> out(rows.size());
+  // Rows are independent: each is sampled by exactly one thread of the pool.
+  cpu::parallel_for(static_cast<int64_t>(rows.size()), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const RowSampling& s = rows[r];
+      out[r] = cpu::sample_token(logits + r * vocab, vocab, s.params, s.penalty_tokens.data(),
+                                 static_cast<int64_t>(s.penalty_tokens.size()), s.top_n);
+    }
+  });
   return out;
 }
 

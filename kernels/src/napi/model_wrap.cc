@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "cpu/parallel.h"
 #include "model/model.h"
 #include "napi/collective_wrap.h"
 #include "napi/util.h"
@@ -75,6 +76,10 @@ std::shared_ptr<ModelExecutor> make_executor(const Napi::Object& o, std::shared_
   if (device == "cpu") {
     if (dtype != "float32")
       throw Napi::TypeError::New(env, "dtype '" + dtype + "' needs device 'cuda': the CPU backend computes in float32");
+    const double threads = num_or(o, "cpuThreads", 0);
+    if (!(threads >= 0 && threads <= 4096 && threads == static_cast<int>(threads)))
+      throw Napi::RangeError::New(env, "cpuThreads must be an integer from 0 (one per hardware thread) to 4096");
+    cpu::set_num_threads(static_cast<int>(threads));
     return std::make_shared<Model>(std::move(cfg), std::move(coll));
   }
 #ifdef WEFT_WITH_CUDA

@@ -2,7 +2,10 @@
 // reference (and, later, the CUDA backend with the CPU one). Inputs are copied; outputs are new arrays.
 #include <napi.h>
 
+#include <cstring>
+
 #include "cpu/ops.h"
+#include "cpu/parallel.h"
 #include "napi/util.h"
 
 namespace weft::napi {
@@ -188,6 +191,25 @@ Value LogSoftmaxAt(const CallbackInfo& info) {
                                                            static_cast<int32_t>(t)));
 }
 
+// parallelCopy(dst Uint8Array, src Uint8Array): memcpy split over the CPU pool's threads, the copy rate the
+// CPU backend's decode bound divides by (the pool reads weights with the same threads).
+Value ParallelCopy(const CallbackInfo& info) {
+  auto env = info.Env();
+  need(env, info[0].IsTypedArray() && info[1].IsTypedArray(), "parallelCopy: dst and src must be Uint8Arrays");
+  auto dst = info[0].As<Napi::Uint8Array>();
+  auto src = info[1].As<Napi::Uint8Array>();
+  need(env, dst.ElementLength() == src.ElementLength(), "parallelCopy: dst and src must have the same length");
+  uint8_t* d = dst.Data();
+  const uint8_t* s = src.Data();
+  cpu::parallel_for(static_cast<int64_t>(src.ElementLength()), int64_t{1} << 20, [&](int64_t b, int64_t e) {
+    std::memcpy(d + b, s + b, static_cast<size_t>(e - b));
+  });
+  return env.Undefined();
+}
+
+// cpuThreads() -> the CPU pool's thread count (set by the last CPU model created; 1 before any).
+Value CpuThreads(const CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
+
 Napi::Object define_ops(Napi::Env env) {
   Napi::Object ops = Napi::Object::New(env);
   ops.Set("gemm", Napi::Function::New(env, Gemm));
@@ -200,6 +222,8 @@ Napi::Object define_ops(Napi::Env env) {
   ops.Set("lora", Napi::Function::New(env, Lora));
   ops.Set("sample", Napi::Function::New(env, Sample));
   ops.Set("logSoftmaxAt", Napi::Function::New(env, LogSoftmaxAt));
+  ops.Set("parallelCopy", Napi::Function::New(env, ParallelCopy));
+  ops.Set("cpuThreads", Napi::Function::New(env, CpuThreads));
   return ops;
 }
 
