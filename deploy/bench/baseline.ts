@@ -86,7 +86,7 @@ export async function runBaseline(o: BaselineOptions): Promise<Report<BaselineRo
     return {
       scenario: 'baseline', date: new Date().toISOString(), device: { ...hostDevice(o.device), description: result.device },
       setup: { ...setup, versions: result.versions, python: result.setup }, rows: result.rows,
-      notes: ['PeftModel.generate(adapter_names=[per-row adapter]) greedy; step_ms = (t(new_tokens) − t(1)) / (new_tokens − 1), median of 3 after a warm-up; adapters=0 rows run on the plain transformers model'],
+      notes: ['PeftModel.generate(adapter_names=[per-row adapter]) greedy; step_ms = (t(new_tokens) − t(1)) / (new_tokens − 1), median of 3 after a warm-up; new_tokens is 64, or fewer (≥ 3) where a 3-token probe shows a call would exceed 6 s; adapters=0 rows run on the plain transformers model'],
     };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

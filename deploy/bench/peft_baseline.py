@@ -7,7 +7,8 @@ inference: `generate(..., adapter_names=[one name per row])`, rows grouped by ad
 batches. Base-only rows run on the plain transformers model before PEFT wraps it.
 
 Decode time per step = (time of generate(new_tokens) - time of generate(1)) / (new_tokens - 1): the
-prefill and the first token cancel out. Prints a table on stderr and writes JSON (--output, else stdout).
+prefill and the first token cancel out. new_tokens is --new-tokens, or fewer (at least 3) where a 3-token probe
+shows that a call would take longer than --call-budget-ms. Prints a table on stderr and writes JSON (--output, else stdout).
 
 Needs torch, transformers and peft (the GPU machine has torch 2.11, transformers 5.17, PEFT 0.21).
 Run by `weft bench --scenario baseline`, or by hand:
@@ -35,7 +36,9 @@ def parse_args(argv):
     p.add_argument("--adapters", type=int_list, default=[0, 1, 8, 32], help="distinct adapters per batch")
     p.add_argument("--rank", type=int_list, default=[16])
     p.add_argument("--context", type=int_list, default=[512], help="prompt tokens before decoding")
-    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens per timed generate call (at most)")
+    p.add_argument("--call-budget-ms", type=float, default=6000,
+                   help="fewer new tokens for slow points, so one timed call takes about this long (at least 3 tokens)")
     p.add_argument("--repeats", type=int, default=3, help="timed generate calls per point (median)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     p.add_argument("--device", default="cuda")
@@ -89,14 +92,15 @@ def add_adapters(model, ranks, count, dtype, peft):
     return peft_model.eval()
 
 
-def timed_generate(torch, model, input_ids, new_tokens, adapter_names, repeats, sync):
+def timed_generate(torch, model, input_ids, new_tokens, adapter_names, repeats, sync, warmup=True):
     kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens,
                   min_new_tokens=new_tokens, do_sample=False)
     if adapter_names is not None:
         kwargs["adapter_names"] = adapter_names
     times = []
     with torch.inference_mode():
-        model.generate(**kwargs)  # warm-up
+        if warmup:
+            model.generate(**kwargs)
         for _ in range(repeats):
             sync()
             t0 = time.perf_counter()
@@ -113,9 +117,16 @@ def measure(torch, model, args, vocab, batch, context, adapter_names, sync):
     gen = torch.Generator(device="cpu").manual_seed(args.seed + batch * 7919 + context)
     input_ids = torch.randint(3, vocab, (batch, context), generator=gen).to(args.device)
     first_ms = timed_generate(torch, model, input_ids, 1, adapter_names, args.repeats, sync)
-    full_ms = timed_generate(torch, model, input_ids, args.new_tokens, adapter_names, args.repeats, sync)
-    step_ms = (full_ms - first_ms) / (args.new_tokens - 1)
-    return {"prefill_ms": first_ms, "generate_ms": full_ms, "step_ms": step_ms, "tok_per_s": batch / step_ms * 1e3}
+    # PEFT's mixed-adapter batches can take seconds per step (16 tok/s at batch 32 × 32 adapters on an H100):
+    # a 3-token probe sizes the timed calls to about --call-budget-ms, so the whole grid fits one run.
+    probe_ms = timed_generate(torch, model, input_ids, 3, adapter_names, 1, sync, warmup=False)
+    step_estimate = max((probe_ms - first_ms) / 2, 1e-3)
+    new_tokens = int(max(3, min(args.new_tokens, 1 + args.call_budget_ms // step_estimate)))
+    full_ms = timed_generate(torch, model, input_ids, new_tokens, adapter_names, args.repeats, sync,
+                             warmup=new_tokens != 3)
+    step_ms = (full_ms - first_ms) / (new_tokens - 1)
+    return {"prefill_ms": first_ms, "generate_ms": full_ms, "new_tokens": new_tokens, "step_ms": step_ms,
+            "tok_per_s": batch / step_ms * 1e3}
 
 
 def main(argv):
@@ -141,7 +152,7 @@ def main(argv):
         for batch in args.batch:
             if 0 in args.adapters:
                 r = measure(torch, model, args, vocab, batch, context, None, sync)
-                rows.append({"batch": batch, "adapters": 0, "rank": 0, "context": context, "new_tokens": args.new_tokens, **r})
+                rows.append({"batch": batch, "adapters": 0, "rank": 0, "context": context, **r})
                 log(f"base     batch={batch:3d} context={context}: {r['step_ms']:.2f} ms/step, {r['tok_per_s']:.0f} tok/s")
 
     counts = [a for a in args.adapters if a > 0]
@@ -155,8 +166,7 @@ def main(argv):
                             continue
                         names = [f"bench-r{rank}-{(i * a) // batch}" for i in range(batch)]
                         r = measure(torch, peft_model, args, vocab, batch, context, names, sync)
-                        rows.append({"batch": batch, "adapters": a, "rank": rank, "context": context,
-                                     "new_tokens": args.new_tokens, **r})
+                        rows.append({"batch": batch, "adapters": a, "rank": rank, "context": context, **r})
                         log(f"adapters={a:3d} rank={rank} batch={batch:3d} context={context}: "
                             f"{r['step_ms']:.2f} ms/step, {r['tok_per_s']:.0f} tok/s")
 
@@ -165,8 +175,10 @@ def main(argv):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "device": device_name,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
-        "setup": {"config": args.config, "dtype": args.dtype, "new_tokens": args.new_tokens, "repeats": args.repeats,
-                  "method": "PeftModel.generate(adapter_names=...), greedy; step_ms = (t(new_tokens) - t(1)) / (new_tokens - 1)"},
+        "setup": {"config": args.config, "dtype": args.dtype, "max_new_tokens": args.new_tokens,
+                  "call_budget_ms": args.call_budget_ms, "repeats": args.repeats,
+                  "method": "PeftModel.generate(adapter_names=...), greedy; step_ms = (t(new_tokens) - t(1)) / (new_tokens - 1), "
+                            "new_tokens per row (fewer for slow rows, from a 3-token probe)"},
         "rows": rows,
     }
     text = json.dumps(report, indent=2)
