@@ -7,7 +7,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCollective, type ForwardBatch, type RowSampling } from '../../kernels/index.js';
-import { cudaInfo } from '../../kernels/cuda.js';
+import { cudaInfo, ncclUniqueId } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 
@@ -204,6 +204,25 @@ for (const name of goldenCases()) {
         assert.equal(compared, seq.length * slots.length);
       } finally {
         cpu.dispose();
+      }
+    });
+
+    test('the NCCL collective with one rank (communicator on this GPU, device pointers): heterogeneous batch matches golden', async () => {
+      // NCCL refuses two ranks on one GPU, so one rank is what this machine can run: it checks the communicator
+      // set-up, the device-pointer path of the executor and sampling with an NCCL collective in place.
+      const collective = createCollective({ kind: 'nccl', rank: 0, world: 1, uniqueId: ncclUniqueId(), device: 0 });
+      let engine: LocalEngine | null = null;
+      try {
+        engine = openCuda(c, 'float32', { rank: 0, world: 1, collective });
+        const items = mixedItems(c);
+        const outs = await engine.scoreBatch(items);
+        items.forEach((it, k) => {
+          const e = maxAbsDiff(outs[k], c.logits(it.key));
+          assert.ok(e <= FP32_TOL, `NCCL world 1 ${it.key}: max abs error ${e}`);
+        });
+      } finally {
+        engine?.dispose();
+        collective.dispose();
       }
     });
 

@@ -1,7 +1,8 @@
 // A served request over HTTP with `--device cuda`: `weft launch` (real nats-server, real shard processes on the
 // GPU) over the golden llama model, base + 3 adapters concurrently in the same batches. fp32 prefill log-probs
 // within 1e-3 of the golden log-softmax at TP=1 and at TP=2 (both ranks on this GPU over the shm collective);
-// bf16 greedy requests succeed and batching does not change them. Skipped with the reason without a GPU.
+// one shard with --collective nccl (the unique id exchanged over NATS) matches too; bf16 greedy requests
+// succeed and streaming equals plain. Skipped with the reason without a GPU.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cudaInfo } from '../../kernels/cuda.js';
@@ -64,6 +65,27 @@ for (const numShard of [1, 2]) {
     });
   });
 }
+
+describe('server --device cuda --collective nccl (one shard)', { skip: noGpu }, () => {
+  let g: GoldenServer;
+  before(async () => { g = await startGoldenServer({}, { flags: ['--device', 'cuda', '--dtype', 'float32', '--collective', 'nccl'] }); });
+  after(async () => { await g?.close(); });
+
+  test('the NCCL unique id goes over NATS, the shard joins, and mixed-adapter prefill logprobs match golden', async () => {
+    const jobs = ADAPTERS.map((a) => g.post('/generate', { inputs: textOf(g.c.sequences[0]),
+      parameters: params(a, { max_new_tokens: 2, details: true, decoder_input_details: true }) }).then((r) => ({ r, a })));
+    for (const { r, a } of await Promise.all(jobs)) {
+      assert.equal(r.status, 200, r.text);
+      const prefill = r.json.details.prefill as { id: number; logprob: number | null }[];
+      const golden = g.c.logits(a ? `adapter/${a}/seq0` : 'base/seq0');
+      const V = g.c.vocab, seq = g.c.sequences[0];
+      for (let i = 1; i < seq.length; i++) {
+        const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
+        assert.ok(Math.abs(prefill[i].logprob! - want) <= FP32_TOL, `${a ?? 'base'} pos ${i}: ${prefill[i].logprob} vs ${want}`);
+      }
+    }
+  });
+});
 
 describe('server --device cuda --dtype bfloat16', { skip: noGpu }, () => {
   let g: GoldenServer;
