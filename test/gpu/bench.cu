@@ -76,6 +76,49 @@ void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_g
        ms, bytes, copy_gbps);
 }
 
+// Prefill attention over one sequence of `len` tokens (its K/V already in the cache), Llama-2-7B heads: causal
+// FLOPs 2·2·heads·hd·len·(len+1)/2 (QKᵀ and PV), in TFLOP/s — the term the prefill bound adds to the GEMMs.
+void prefill_attention(int len, int heads, int kv_heads) {
+  const int hd = 128, bs = 16, nb = (len + bs - 1) / bs;
+  const int64_t kv_dim = static_cast<int64_t>(kv_heads) * hd, q_dim = static_cast<int64_t>(heads) * hd;
+  DevBuf kc(static_cast<int64_t>(nb) * bs * kv_dim * 2), vc(static_cast<int64_t>(nb) * bs * kv_dim * 2),
+      q(static_cast<int64_t>(len) * q_dim * 2), out(static_cast<int64_t>(len) * q_dim * 2);
+  CK(cudaMemset(kc.get(), 0x3c, static_cast<size_t>(nb) * bs * kv_dim * 2));
+  CK(cudaMemset(vc.get(), 0x3c, static_cast<size_t>(nb) * bs * kv_dim * 2));
+  CK(cudaMemset(q.get(), 0x3c, static_cast<size_t>(len) * q_dim * 2));
+  std::vector<int32_t> bt(nb), cu = {0, len}, lens = {len};
+  for (int i = 0; i < nb; ++i) bt[i] = i;
+  DevBuf dbt = upload_vec(bt), dcu = upload_vec(cu), dl = upload_vec(lens);
+  wc::PagedAttention a{};
+  a.dtype = DType::kBF16;
+  a.q = q.get();
+  a.q_stride = q_dim;
+  a.out = out.get();
+  a.out_stride = q_dim;
+  a.k_cache = kc.get();
+  a.v_cache = vc.get();
+  a.num_seqs = 1;
+  a.num_tokens = len;
+  a.cu_seqlens_q = dcu.as<int32_t>();
+  a.context_lens = dl.as<int32_t>();
+  a.block_tables = dbt.as<int32_t>();
+  a.block_table_stride = nb;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.head_dim = hd;
+  a.block_size = bs;
+  a.scale = 0.088f;
+  a.max_query_len = len;
+  a.max_context_len = len;
+  const double ms = time_ms([&] { CK(wc::paged_attention_prefill(a, nullptr)); }, 10);
+  const double flops = 4.0 * heads * hd * static_cast<double>(len) * (len + 1) / 2;
+  std::printf("BENCH %-58s %8.4f ms  %7.1f TFLOP/s\n",
+              ("prefill attention " + std::to_string(heads) + "/" + std::to_string(kv_heads) + " hd128 bf16 causal " +
+               std::to_string(len) + " tokens").c_str(),
+              ms, flops / (ms * 1e-3) / 1e12);
+  std::fflush(stdout);
+}
+
 // A Llama-3-8B-like qkv module: slices q 4096, k 1024, v 1024; in 4096; rank 16; bf16.
 void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
   const int S = 3, r = 16, in = 4096, width = 6144;
@@ -144,6 +187,8 @@ void run_benchmarks(std::mt19937&) {
     lora(true, 32, 1, copy);
     lora(false, 512, 1, copy);                  // prefill, one adapter
     lora(false, 512, 8, copy);
+    prefill_attention(512, 32, 32);             // the prefill bench's prompt lengths, per layer
+    prefill_attention(2048, 32, 32);
   });
 }
 
