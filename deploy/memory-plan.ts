@@ -59,7 +59,8 @@ export function activationBytes(spec: ModelSpec, o: MemoryPlanConfig): number {
   const perRow = 4 * spec.hidden * 2 /* fp32 residual + all-reduce copy */ +
     dtypeBytes(o) * (spec.hidden * 2 + (q + 2 * kv) / o.numShard + q / o.numShard + 3 * interLocal);
   const logitRows = o.maxBatchSize;
-  return rows * perRow + logitRows * spec.vocab * 4 * 4 /* logits, fp32 copy, sort keys and ids */;
+  // Logits rows: the dtype and fp32 copies, the processed row and the sampling sort (keys, ids, both doubled).
+  return rows * perRow + logitRows * spec.vocab * 32;
 }
 
 /** The CPU rule (host RAM): 16 full-length sequences, at most 1 GiB, never below one sequence. */
