@@ -32,7 +32,7 @@ fi
 flags=(-std=c++17 -O3 -lineinfo -Xcompiler -Wall "${arch[@]}" -I "$root/kernels/src")
 
 cd "$root"
-srcs=(kernels/src/cuda/kernels/*.cu test/gpu/*.cu kernels/src/cpu/{attention,elementwise,gemm,lora,norm,sampling}.cc)
+srcs=(kernels/src/cuda/kernels/*.cu test/gpu/*.cu kernels/src/cpu/*.cc)
 pids=()
 objs=()
 for s in "${srcs[@]}"; do  # one nvcc per file, in parallel
