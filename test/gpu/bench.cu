@@ -37,6 +37,34 @@ double copy_rate() {
   return gbps;
 }
 
+// A bf16 paged-attention call over one cache layout (block size 16, head_dim 128, scale 1/√128).
+wc::PagedAttention attention_args(const DevBuf& q, const DevBuf& out, const DevBuf& kc, const DevBuf& vc, int heads,
+                                  int kv_heads, int num_seqs, int num_tokens, const DevBuf& cu, const DevBuf& lens,
+                                  const DevBuf& tables, int table_stride, int max_query_len, int max_context_len) {
+  wc::PagedAttention a{};
+  a.dtype = DType::kBF16;
+  a.q = q.get();
+  a.q_stride = static_cast<int64_t>(heads) * 128;
+  a.out = out.get();
+  a.out_stride = a.q_stride;
+  a.k_cache = kc.get();
+  a.v_cache = vc.get();
+  a.num_seqs = num_seqs;
+  a.num_tokens = num_tokens;
+  a.cu_seqlens_q = cu.as<int32_t>();
+  a.context_lens = lens.as<int32_t>();
+  a.block_tables = tables.as<int32_t>();
+  a.block_table_stride = table_stride;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.head_dim = 128;
+  a.block_size = 16;
+  a.scale = 0.088f;
+  a.max_query_len = max_query_len;
+  a.max_context_len = max_context_len;
+  return a;
+}
+
 void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_gbps) {
   const int hd = 128, bs = 16, nb = (ctx + bs - 1) / bs;
   const int64_t kv_dim = static_cast<int64_t>(kv_heads) * hd, q_dim = static_cast<int64_t>(heads) * hd;
@@ -46,27 +74,7 @@ void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_g
   for (size_t i = 0; i < bt.size(); ++i) bt[i] = static_cast<int32_t>(i);  // distinct pages: no false L2 reuse
   for (int s = 0; s <= batch; ++s) cu[s] = s;
   DevBuf dbt = upload_vec(bt), dcu = upload_vec(cu), dl = upload_vec(lens);
-  wc::PagedAttention a{};
-  a.dtype = DType::kBF16;
-  a.q = q.get();
-  a.q_stride = q_dim;
-  a.out = out.get();
-  a.out_stride = q_dim;
-  a.k_cache = kc.get();
-  a.v_cache = vc.get();
-  a.num_seqs = batch;
-  a.num_tokens = batch;
-  a.cu_seqlens_q = dcu.as<int32_t>();
-  a.context_lens = dl.as<int32_t>();
-  a.block_tables = dbt.as<int32_t>();
-  a.block_table_stride = nb;
-  a.heads = heads;
-  a.kv_heads = kv_heads;
-  a.head_dim = hd;
-  a.block_size = bs;
-  a.scale = 0.088f;
-  a.max_query_len = 1;
-  a.max_context_len = ctx;
+  const wc::PagedAttention a = attention_args(q, out, kc, vc, heads, kv_heads, batch, batch, dcu, dl, dbt, nb, 1, ctx);
   const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
   DevBuf ws(ws_bytes);
   const double ms = time_ms([&] { CK(wc::paged_attention_decode(a, ws.get(), ws_bytes, nullptr)); });
@@ -89,27 +97,7 @@ void prefill_attention(int len, int heads, int kv_heads) {
   std::vector<int32_t> bt(nb), cu = {0, len}, lens = {len};
   for (int i = 0; i < nb; ++i) bt[i] = i;
   DevBuf dbt = upload_vec(bt), dcu = upload_vec(cu), dl = upload_vec(lens);
-  wc::PagedAttention a{};
-  a.dtype = DType::kBF16;
-  a.q = q.get();
-  a.q_stride = q_dim;
-  a.out = out.get();
-  a.out_stride = q_dim;
-  a.k_cache = kc.get();
-  a.v_cache = vc.get();
-  a.num_seqs = 1;
-  a.num_tokens = len;
-  a.cu_seqlens_q = dcu.as<int32_t>();
-  a.context_lens = dl.as<int32_t>();
-  a.block_tables = dbt.as<int32_t>();
-  a.block_table_stride = nb;
-  a.heads = heads;
-  a.kv_heads = kv_heads;
-  a.head_dim = hd;
-  a.block_size = bs;
-  a.scale = 0.088f;
-  a.max_query_len = len;
-  a.max_context_len = len;
+  const wc::PagedAttention a = attention_args(q, out, kc, vc, heads, kv_heads, 1, len, dcu, dl, dbt, nb, len, len);
   const double ms = time_ms([&] { CK(wc::paged_attention_prefill(a, nullptr)); }, 10);
   const double flops = 4.0 * heads * hd * static_cast<double>(len) * (len + 1) / 2;
   std::printf("BENCH %-58s %8.4f ms  %7.1f TFLOP/s\n",

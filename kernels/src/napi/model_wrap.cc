@@ -3,6 +3,7 @@
 // returns a Promise, so a shard's event loop keeps answering heartbeats during a step.
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -115,32 +116,41 @@ Batch parse_batch(const Napi::Object& o) {
   return b;
 }
 
-class ForwardWorker : public Napi::AsyncWorker {
+// Runs `run` (a step of the executor) on the libuv thread pool and settles a promise with `to_js` of its
+// result on the JS thread. Errors become a rejection "forward failed: <reason>".
+template <class Result>
+class StepWorker : public Napi::AsyncWorker {
  public:
-  ForwardWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, Batch batch)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
-        batch_(std::move(batch)) {}
+  using Run = std::function<Result()>;
+  using ToJs = std::function<Napi::Value(Napi::Env, const Result&)>;
+  StepWorker(Napi::Env env, Run run, ToJs to_js)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
+        to_js_(std::move(to_js)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      logits_ = model_->forward(batch_);
+      result_ = run_();
     } catch (const std::exception& e) {
       SetError(std::string("forward failed: ") + e.what());
     }
   }
-  void OnOK() override {
-    auto out = Napi::Float32Array::New(Env(), logits_.size());
-    std::copy(logits_.begin(), logits_.end(), out.Data());
-    deferred_.Resolve(out);
-  }
+  void OnOK() override { deferred_.Resolve(to_js_(Env(), result_)); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<ModelExecutor> model_;
-  Batch batch_;
-  std::vector<float> logits_;
+  Run run_;
+  ToJs to_js_;
+  Result result_{};
 };
+
+template <class Result>
+Napi::Promise queue_step(Napi::Env env, typename StepWorker<Result>::Run run, typename StepWorker<Result>::ToJs to_js) {
+  auto* worker = new StepWorker<Result>(env, std::move(run), std::move(to_js));  // deleted by node-addon-api when done
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
 
 // rows: one {temperature, topK, topP, typicalP, repetitionPenalty, doSample, seed, drawIndex, penaltyTokens,
 // topN} per logit row.
@@ -158,34 +168,6 @@ std::vector<RowSampling> parse_rows(const Napi::Value& v) {
   }
   return rows;
 }
-
-class ForwardSampleWorker : public Napi::AsyncWorker {
- public:
-  ForwardSampleWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, Batch batch, std::vector<RowSampling> rows)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
-        batch_(std::move(batch)), rows_(std::move(rows)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      out_ = model_->forward_sample(batch_, rows_);
-    } catch (const std::exception& e) {
-      SetError(std::string("forward failed: ") + e.what());
-    }
-  }
-  void OnOK() override {
-    Napi::Array arr = Napi::Array::New(Env(), out_.size());
-    for (size_t i = 0; i < out_.size(); ++i) arr.Set(static_cast<uint32_t>(i), sample_result(Env(), out_[i]));
-    deferred_.Resolve(arr);
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<ModelExecutor> model_;
-  Batch batch_;
-  std::vector<RowSampling> rows_;
-  std::vector<cpu::SampleResult> out_;
-};
 
 }  // namespace
 
@@ -285,19 +267,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(batch): batch must be an object");
     live(env);
-    auto* worker = new ForwardWorker(env, model_, parse_batch(info[0].As<Napi::Object>()));
-    Napi::Promise p = worker->promise();
-    worker->Queue();
-    return p;
+    auto batch = std::make_shared<Batch>(parse_batch(info[0].As<Napi::Object>()));
+    return queue_step<std::vector<float>>(
+        env, [model = model_, batch] { return model->forward(*batch); },
+        [](Napi::Env e, const std::vector<float>& logits) -> Napi::Value {
+          auto out = Napi::Float32Array::New(e, logits.size());
+          std::copy(logits.begin(), logits.end(), out.Data());
+          return out;
+        });
   }
   Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forwardSample(batch, rows): batch must be an object");
     live(env);
-    auto* worker = new ForwardSampleWorker(env, model_, parse_batch(info[0].As<Napi::Object>()), parse_rows(info[1]));
-    Napi::Promise p = worker->promise();
-    worker->Queue();
-    return p;
+    auto batch = std::make_shared<Batch>(parse_batch(info[0].As<Napi::Object>()));
+    auto rows = std::make_shared<std::vector<RowSampling>>(parse_rows(info[1]));
+    return queue_step<std::vector<cpu::SampleResult>>(
+        env, [model = model_, batch, rows] { return model->forward_sample(*batch, *rows); },
+        [](Napi::Env e, const std::vector<cpu::SampleResult>& out) -> Napi::Value {
+          Napi::Array arr = Napi::Array::New(e, out.size());
+          for (size_t i = 0; i < out.size(); ++i) arr.Set(static_cast<uint32_t>(i), sample_result(e, out[i]));
+          return arr;
+        });
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();
