@@ -306,3 +306,19 @@ test('sample / logSoftmaxAt: bad arguments throw an Error naming the argument', 
   err(() => cpuOps.logSoftmaxAt(new Int32Array(3) as unknown as Float32Array, 0), /logits.*Float32Array/, 'logits Int32Array');
   err(() => cpuOps.logSoftmaxAt(logits, undefined as unknown as number), /token/, 'token missing');
 });
+
+test('NaN logits never crash the sort: greedy and sampled draws pick a number, NaN ranks last in the top list', () => {
+  const V = 20_000;
+  const logits = new Float32Array(V).map((_, i) => (i % 7 === 0 ? NaN : Math.sin(i) * 4));
+  logits[12_345] = 30; // the clear maximum
+  const greedy = cpuOps.sample(logits, GREEDY, NO_PENALTY, 5);
+  assert.equal(greedy.token, 12_345);
+  assert.equal(greedy.top[0][0], 12_345);
+  assert.ok(greedy.top.every(([t]) => !Number.isNaN(logits[t])), 'no NaN token among the top 5');
+  for (let d = 0; d < 50; d++) {
+    const s = cpuOps.sample(logits, { ...GREEDY, doSample: true, temperature: 3, seed: 9, drawIndex: d }, NO_PENALTY, 0);
+    assert.ok(s.token >= 0 && s.token < V && !Number.isNaN(logits[s.token]), `draw ${d} picked NaN token ${s.token}`);
+  }
+  const all = cpuOps.sample(new Float32Array(8).fill(NaN), { ...GREEDY, doSample: true, seed: 1 }, NO_PENALTY, 3);
+  assert.ok(all.token >= 0 && all.token < 8, 'an all-NaN row still yields a token id');
+});

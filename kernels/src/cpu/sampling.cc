@@ -61,7 +61,14 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
 
   // The order is by value, ties to the lower id (so greedy equals argmax as torch computes it). Only the
   // prefix that is used gets sorted: top_n for greedy, max(top_k, top_n) with top-k, all of it for top-p alone.
-  const auto before = [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+  // A strict weak order even with NaN logits (std::sort must never be handed less): NaN sorts after every number.
+  const auto before = [&](int32_t a, int32_t b) {
+    const double x = s[a], y = s[b];
+    if (x > y) return true;
+    if (x < y) return false;
+    const bool nx = std::isnan(x), ny = std::isnan(y);
+    return nx == ny ? a < b : ny;
+  };
   const int64_t n_top = std::min<int64_t>(std::max<int32_t>(top_n, 0), vocab);
   int64_t prefix = n_top;
   if (sampling) prefix = std::max<int64_t>(prefix, p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab);

@@ -88,7 +88,8 @@ __global__ void __launch_bounds__(kRowThreads)
     se = detail::block_sum(se, red);
     if (threadIdx.x == 0) logprob[blockIdx.x] = static_cast<float>(-log(se));
   }
-  if (threadIdx.x == 0) token[blockIdx.x] = bi;
+  // A row of NaN only: token 0, as the CPU's order (NaN after every number, ties to the lower id) gives.
+  if (threadIdx.x == 0) token[blockIdx.x] = bi == INT_MAX ? 0 : bi;
 }
 
 // Sort key: row in the high word, then the value's bits mapped so that ascending key = descending value.
