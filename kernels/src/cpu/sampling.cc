@@ -39,16 +39,18 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
                           int64_t num_penalty_tokens, int32_t top_n) {
   const bool sampling = p.do_sample && p.temperature > 0;
   const bool temper = sampling && p.temperature != 1.0f;
-  // Penalty and temperature in float, exactly as the GPU's logits_process does, then held in double.
+  // Penalty and temperature in float, exactly as the GPU's logits_process does, then held in double. A NaN
+  // logit (an overflowed activation) becomes -inf: probability 0, last in the order, on both backends.
+  const auto finite_or_low = [](float v) { return std::isnan(v) ? -INFINITY : v; };
   std::vector<double> s(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) s[i] = temper ? logits[i] / p.temperature : logits[i];
+  for (int64_t i = 0; i < vocab; ++i) s[i] = finite_or_low(temper ? logits[i] / p.temperature : logits[i]);
   if (p.repetition_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(penalty_tokens, penalty_tokens + num_penalty_tokens);
     for (int32_t t : seen) {
       if (t < 0 || t >= vocab) continue;
       float v = logits[t];
       v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
-      s[t] = temper ? v / p.temperature : v;
+      s[t] = finite_or_low(temper ? v / p.temperature : v);
     }
   }
   // Log-probabilities of the processed distribution before truncation: what `details` reports.

@@ -38,10 +38,12 @@ __global__ void process_kernel(const T* logits, int64_t vocab, int64_t stride, c
   const T* in = logits + row * stride;
   float* o = out + row * vocab;
   const bool temper = p.do_sample && p.temperature > 0.0f && p.temperature != 1.0f;
-  // "+ 0.0f" turns -0 into +0: the radix sort orders -0 below +0, the CPU's comparison does not.
+  // "+ 0.0f" turns -0 into +0: the radix sort orders -0 below +0, the CPU's comparison does not. NaN becomes
+  // -inf (probability 0, last in the order), as in cpu/sampling.cc.
+  const auto finite_or_low = [](float v) { return isnan(v) ? -INFINITY : v + 0.0f; };
   for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
     const float v = to_f(in[i]);
-    o[i] = (temper ? v / p.temperature : v) + 0.0f;
+    o[i] = finite_or_low(temper ? v / p.temperature : v);
   }
   if (p.repetition_penalty == 1.0f || !pen_off) return;
   __syncthreads();  // penalised values must land after the plain pass
@@ -51,7 +53,7 @@ __global__ void process_kernel(const T* logits, int64_t vocab, int64_t stride, c
     if (t < 0 || t >= vocab) continue;
     float v = to_f(in[t]);
     v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
-    o[t] = (temper ? v / p.temperature : v) + 0.0f;
+    o[t] = finite_or_low(temper ? v / p.temperature : v);
   }
 }
 
