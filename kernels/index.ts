@@ -43,8 +43,9 @@ export interface ModelPlanConfig {
   /** cuda only: replay captured CUDA graphs for decode-only steps of up to 128 sequences (default true). */
   cudaGraphs?: boolean;
   /**
-   * cpu only: threads of the process-wide CPU pool (0 or absent = one per hardware thread). Results are
-   * bit-identical for any count (work is split over independent outputs only).
+   * Threads of the process-wide CPU pool (0 or absent = one per hardware thread): the CPU backend's compute
+   * (bit-identical for any count: work is split over independent outputs only) and, on either device, the
+   * conversion of half-precision weights while loading.
    */
   cpuThreads?: number;
 }
@@ -145,8 +146,10 @@ export interface CpuOps {
   logSoftmaxAt(logits: Float32Array, token: number): number;
   /** memcpy of src into dst (same length) split over the CPU pool's threads. */
   parallelCopy(dst: Uint8Array, src: Uint8Array): void;
-  /** Threads of the CPU pool (set by the last CPU model created in this process; 1 before any). */
+  /** Threads of the CPU pool (set by the last model created in this process; 1 before any). */
   cpuThreads(): number;
+  /** fp16 (bf16 false) or bf16 bit patterns → float32 into out[outOffset…], exactly, on the CPU pool's threads. */
+  decodeHalf(src: Uint16Array, bf16: boolean, out: Float32Array, outOffset: number): void;
 }
 
 interface Addon {

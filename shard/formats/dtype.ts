@@ -76,6 +76,19 @@ function f16Lookup(): Float32Array {
   return f16Table;
 }
 
+/** Converts fp16 (bf16 false) or bf16 bit patterns to float32 into out[outOffset …]. */
+export type HalfDecoder = (src: Uint16Array, bf16: boolean, out: Float32Array, outOffset: number) => void;
+let bulkHalf: HalfDecoder | null = null;
+const BULK_MIN_ELEMENTS = 1 << 16;
+
+/**
+ * Hands large fp16/bf16 conversions to `fn` (the weight loader registers the native addon's threaded one,
+ * cpuOps.decodeHalf; this module stays free of the addon). Results are identical: both are exact.
+ */
+export function useBulkHalfDecoder(fn: HalfDecoder | null): void {
+  bulkHalf = fn;
+}
+
 /** Decodes little-endian elements of a float dtype from `src` into `out` starting at `outOffset`. */
 export function decodeFloats(dtype: FloatDType, src: Uint8Array, out: Float32Array, outOffset = 0): void {
   const size = DTYPE_SIZE[dtype];
@@ -83,7 +96,9 @@ export function decodeFloats(dtype: FloatDType, src: Uint8Array, out: Float32Arr
   const aligned = src.byteOffset % size === 0 ? src : src.slice(0, n * size);
   const buf = aligned.buffer;
   const off = aligned.byteOffset;
-  if (dtype === 'F32') {
+  if ((dtype === 'F16' || dtype === 'BF16') && bulkHalf && n >= BULK_MIN_ELEMENTS) {
+    bulkHalf(new Uint16Array(buf, off, n), dtype === 'BF16', out, outOffset);
+  } else if (dtype === 'F32') {
     out.set(new Float32Array(buf, off, n), outOffset);
   } else if (dtype === 'F64') {
     out.set(new Float64Array(buf, off, n), outOffset);

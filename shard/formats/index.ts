@@ -5,6 +5,8 @@ export {
   DTYPE_SIZE,
   bf16ToF32,
   decodeFloats,
+  useBulkHalfDecoder,
+  type HalfDecoder,
   encodeFloats,
   f16ToF32,
   f32ToBf16,

@@ -1,7 +1,7 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
-import { createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
-import { WeightStore } from '../formats/index.js';
+import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
+import { useBulkHalfDecoder, WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
 import { subBlocks, rowParallelInput, type ExecModule } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
@@ -173,6 +173,9 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     cpuThreads: opts.cpuThreads ?? 0,
   };
 }
+
+// Half-precision checkpoints (most of them) convert on the native pool's threads, sized by createModel below.
+useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
   const store = WeightStore.openDir(modelDir);

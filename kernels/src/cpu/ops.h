@@ -85,4 +85,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
 // log-softmax of logits [vocab] at index token.
 float log_softmax_at(const float* logits, int64_t vocab, int32_t token);
 
+// fp16 (bf16 = false) or bf16 bit patterns -> float32, exactly; split over the CPU pool's threads (convert.cc).
+void half_to_float(const uint16_t* src, int64_t n, bool bf16, float* out);
+
 }  // namespace weft::cpu

@@ -74,13 +74,14 @@ std::shared_ptr<ModelExecutor> make_executor(const Napi::Object& o, std::shared_
   if (!graphs.IsUndefined() && !graphs.IsNull() && !graphs.IsBoolean())
     throw Napi::TypeError::New(env, "'cudaGraphs' must be a boolean");
   ModelConfig cfg = parse_config(o);
+  // The CPU pool computes the CPU backend's steps and, on either device, converts half-precision weights on load.
+  const double threads = num_or(o, "cpuThreads", 0);
+  if (!(threads >= 0 && threads <= 4096 && threads == static_cast<int>(threads)))
+    throw Napi::RangeError::New(env, "cpuThreads must be an integer from 0 (one per hardware thread) to 4096");
+  cpu::set_num_threads(static_cast<int>(threads));
   if (device == "cpu") {
     if (dtype != "float32")
       throw Napi::TypeError::New(env, "dtype '" + dtype + "' needs device 'cuda': the CPU backend computes in float32");
-    const double threads = num_or(o, "cpuThreads", 0);
-    if (!(threads >= 0 && threads <= 4096 && threads == static_cast<int>(threads)))
-      throw Napi::RangeError::New(env, "cpuThreads must be an integer from 0 (one per hardware thread) to 4096");
-    cpu::set_num_threads(static_cast<int>(threads));
     return std::make_shared<Model>(std::move(cfg), std::move(coll));
   }
 #ifdef WEFT_WITH_CUDA

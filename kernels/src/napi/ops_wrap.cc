@@ -207,6 +207,21 @@ Value ParallelCopy(const CallbackInfo& info) {
   return env.Undefined();
 }
 
+// decodeHalf(src Uint16Array, bf16 boolean, out Float32Array, outOffset) : src's fp16/bf16 bit patterns as
+// float32 into out[outOffset ...], on the CPU pool's threads (the weight loader's bulk conversion).
+Value DecodeHalf(const CallbackInfo& info) {
+  auto env = info.Env();
+  need(env, info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array,
+       "decodeHalf: src must be a Uint16Array");
+  auto src = info[0].As<Napi::Uint16Array>();
+  auto out = f32(info[2], "out");
+  const int64_t off = num_int(info[3], "outOffset");
+  const int64_t n = static_cast<int64_t>(src.ElementLength());
+  need(env, off >= 0 && off + n <= static_cast<int64_t>(out.ElementLength()), "decodeHalf: out is too short for src at outOffset");
+  cpu::half_to_float(src.Data(), n, info[1].ToBoolean().Value(), out.Data() + off);
+  return env.Undefined();
+}
+
 // cpuThreads() -> the CPU pool's thread count (set by the last CPU model created; 1 before any).
 Value CpuThreads(const CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
 
@@ -224,6 +239,7 @@ Napi::Object define_ops(Napi::Env env) {
   ops.Set("logSoftmaxAt", Napi::Function::New(env, LogSoftmaxAt));
   ops.Set("parallelCopy", Napi::Function::New(env, ParallelCopy));
   ops.Set("cpuThreads", Napi::Function::New(env, CpuThreads));
+  ops.Set("decodeHalf", Napi::Function::New(env, DecodeHalf));
   return ops;
 }
 
