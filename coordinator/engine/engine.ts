@@ -33,6 +33,9 @@ export interface EngineLimits {
   /** Source for adapter ids given without one (OpenAI `model`, adapter_source omitted). */
   defaultAdapterSource: SourceKind;
   adapters: Omit<RegistryOptions, 'slots'>;
+  /** Where the shards compute and in which weight dtype (reported by /info); default cpu / float32. */
+  device?: 'cpu' | 'cuda';
+  dtype?: 'float32' | 'bfloat16' | 'float16';
 }
 
 /** Hooks for metrics; all optional. */
@@ -77,7 +80,7 @@ export class Engine implements GenerationEngine {
       maxBatchPrefillTokens: limits.maxBatchPrefillTokens, maxConcurrentRequests: limits.maxConcurrentRequests,
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
-      defaultAdapterSource: limits.defaultAdapterSource,
+      defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
     };
     this.scheduler = this.newScheduler();
   }

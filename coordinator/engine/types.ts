@@ -96,6 +96,8 @@ export interface EngineInfo {
   version: string;
   /** --adapter-source: where an adapter id without adapter_source is looked up. */
   defaultAdapterSource: AdapterSource;
+  device: 'cpu' | 'cuda';
+  dtype: 'float32' | 'bfloat16' | 'float16';
 }
 
 export interface EngineStats {

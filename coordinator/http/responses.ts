@@ -178,7 +178,8 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
   return {
     model_id: info.modelId,
     model_sha: null,
-    model_dtype: 'float32',
+    model_dtype: info.dtype,
+    model_device_type: info.device,
     model_pipeline_tag: 'text-generation',
     max_concurrent_requests: info.maxConcurrentRequests,
     max_best_of: 1,

@@ -92,6 +92,14 @@ describe('server --device cuda --dtype bfloat16', { skip: noGpu }, () => {
   before(async () => { g = await startGoldenServer({}, { flags: ['--device', 'cuda', '--dtype', 'bfloat16'] }); });
   after(async () => { await g?.close(); });
 
+  test('/info reports the CUDA device, the bf16 weights and a KV cache sized from GPU memory', async () => {
+    const info = await (await fetch(`${g.url}/info`)).json() as Record<string, unknown>;
+    assert.equal(info.model_device_type, 'cuda');
+    assert.equal(info.model_dtype, 'bfloat16');
+    // The memory plan caps the cache at --max-batch-size full-length sequences; the golden model is tiny.
+    assert.ok((info.kv_blocks as number) > 1000, `kv_blocks ${String(info.kv_blocks)}`);
+  });
+
   test('streamed and plain mixed-adapter requests succeed and agree', async () => {
     const bodies = ADAPTERS.map((a, k) => ({ inputs: textOf(g.c.sequences[k % 3]), parameters: params(a, { max_new_tokens: 8, details: true }) }));
     const plain = await Promise.all(bodies.map((b) => g.post('/generate', b)));

@@ -157,6 +157,7 @@ describe('service routes', () => {
     const info = (await s.app.inject({ method: 'GET', url: '/info' })).json();
     assert.equal(info.model_id, 'scripted/echo');
     assert.equal(info.model_dtype, 'float32');
+    assert.equal(info.model_device_type, 'cpu');
     assert.equal(info.max_input_length, 255);
     assert.equal(info.max_total_tokens, 256);
     assert.equal(info.max_batch_prefill_tokens, 256);
