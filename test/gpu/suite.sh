@@ -6,6 +6,9 @@
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
+#   bash test/gpu/suite.sh golden     transformers + PEFT there: recheck the committed golden fixtures and make
+#                                     the extension cases (test/fixtures/golden/GENERATE.md), packed as one
+#                                     tarball $OUT/golden-new.tar.gz to unpack and commit here             (~5 min)
 # Each part prints a one-line summary per step; the full output is in $OUT/<step>.log.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,8 +52,19 @@ case "$part" in
     step serve 560 "${B[@]}" --scenario serve --batch 32 --adapters 1,32,128 --rate 0 --requests 256 --output "$OUT/serve.json"
     tail -20 "$OUT/serve.log"
     ;;
+  golden)
+    export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+    G=test/fixtures/golden
+    step recheck-committed 200 python3 $G/make_golden.py --recheck $G --tol 1e-4
+    tail -5 "$OUT/recheck-committed.log"
+    step generate 300 python3 $G/make_golden.py --out /tmp/golden-new --device cpu
+    tail -8 "$OUT/generate.log"
+    step compare 60 python3 $G/make_golden.py --compare /tmp/golden-new $G
+    tail -5 "$OUT/compare.log"
+    tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
+    ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|golden" >&2
     exit 2
     ;;
 esac
