@@ -1,4 +1,5 @@
 // Paged causal attention (prefill and decode alike) and the KV cache write.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -22,19 +23,35 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
                      int64_t sliding_window, float* out) {
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
+  // Work items: a sequence's query rows in chunks of kRows (decode: one row per sequence). Every (row, head)
+  // writes only its own slice of out, so items are independent and results do not depend on the split.
+  constexpr int64_t kRows = 16;
+  struct Item {
+    int64_t seq, i0, i1;
+  };
+  std::vector<Item> items;
   int64_t work = 0;  // score and value multiply-adds, to decide whether threads are worth waking
-  for (int64_t s = 0; s < num_seqs; ++s) work += seqs[s].num_tokens * seqs[s].context_len * heads * head_dim;
-  // Sequences are independent (each writes only its own rows of out): one thread per chunk of sequences.
-  parallel_for(num_seqs, work < (int64_t{1} << 17) ? num_seqs : 1, [&](int64_t s0, int64_t s1) {
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    work += seqs[s].num_tokens * seqs[s].context_len * heads * head_dim;
+    for (int64_t i0 = 0; i0 < seqs[s].num_tokens; i0 += kRows)
+      items.push_back({s, i0, std::min(seqs[s].num_tokens, i0 + kRows)});
+  }
+  const int64_t n = static_cast<int64_t>(items.size());
+  parallel_for(n, work < (int64_t{1} << 17) ? n : 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> scores;
     std::vector<int64_t> row_of;  // cache row of each position of the sequence (block table resolved once)
-    for (int64_t s = s0; s < s1; ++s) {
-      const AttentionSeq& seq = seqs[s];
-      scores.resize(static_cast<size_t>(seq.context_len));
-      row_of.resize(static_cast<size_t>(seq.context_len));
-      for (int64_t j = 0; j < seq.context_len; ++j)
-        row_of[j] = (static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size) * kv_dim;
-      for (int64_t i = 0; i < seq.num_tokens; ++i) {
+    int64_t resolved = -1;        // the sequence row_of holds
+    for (int64_t k = k0; k < k1; ++k) {
+      const Item& item = items[k];
+      const AttentionSeq& seq = seqs[item.seq];
+      if (resolved != item.seq) {
+        scores.resize(static_cast<size_t>(seq.context_len));
+        row_of.resize(static_cast<size_t>(seq.context_len));
+        for (int64_t j = 0; j < seq.context_len; ++j)
+          row_of[j] = (static_cast<int64_t>(seq.block_table[j / block_size]) * block_size + j % block_size) * kv_dim;
+        resolved = item.seq;
+      }
+      for (int64_t i = item.i0; i < item.i1; ++i) {
         const int64_t row = seq.token_start + i;
         const int64_t pos = seq.context_len - seq.num_tokens + i;
         const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
