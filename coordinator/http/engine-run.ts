@@ -38,6 +38,23 @@ export function release(events: AsyncIterator<GenerationEvent>): void {
   events.return?.().catch(() => undefined);
 }
 
+/**
+ * The run's events, the first (already read) included, for a `for await` loop; the engine's iterator is
+ * released however the loop ends (end, error, or the response stream closing under it).
+ */
+export async function* runEvents(run: Pick<EngineRun, 'first' | 'events'>): AsyncGenerator<GenerationEvent> {
+  try {
+    for (let r = run.first; !r.done; r = await run.events.next()) yield r.value;
+  } finally {
+    release(run.events);
+  }
+}
+
+/** A generation event this code does not know: a programming error, never a client's. */
+export function unknownEvent(ev: never): Error {
+  return new Error(`unknown generation event ${JSON.stringify(ev)}`);
+}
+
 /** The events ended with neither `end` nor `error`. */
 export function endedEarly(run: Pick<EngineRun, 'abort'>): Error {
   if (run.abort.signal.aborted) return new EngineError('generation', 'request cancelled');

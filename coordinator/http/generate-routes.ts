@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerateRequest, GenerationEngine, PrefillToken } from '../engine/types.js';
 import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { endedEarly, release, sendSse, startEngineRun, type EngineRun } from './engine-run.js';
+import { endedEarly, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   generateResponse,
   sseFrame,
@@ -75,35 +75,28 @@ async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponse
   let promptTokens = 0;
   let prefill: PrefillToken[] | null = null;
   const tokens: EmittedToken[] = [];
-  try {
-    for (let r = run.first; !r.done; r = await run.events.next()) {
-      const ev = r.value;
-      switch (ev.type) {
-        case 'admitted':
-          promptTokens = ev.promptTokens;
-          prefill = ev.prefill;
-          break;
-        case 'token':
-          tokens.push({ token: ev.token, textDelta: ev.textDelta });
-          break;
-        case 'end': {
-          annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
-          reply.header('x-prompt-tokens', String(promptTokens));
-          reply.header('x-generated-tokens', String(ev.generatedTokens));
-          return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
-        }
-        case 'error':
-          throw ev.error;
-        default: {
-          const unhandled: never = ev;
-          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
-        }
+  for await (const ev of runEvents(run)) {
+    switch (ev.type) {
+      case 'admitted':
+        promptTokens = ev.promptTokens;
+        prefill = ev.prefill;
+        break;
+      case 'token':
+        tokens.push({ token: ev.token, textDelta: ev.textDelta });
+        break;
+      case 'end': {
+        annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
+        reply.header('x-prompt-tokens', String(promptTokens));
+        reply.header('x-generated-tokens', String(ev.generatedTokens));
+        return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
       }
+      case 'error':
+        throw ev.error;
+      default:
+        throw unknownEvent(ev);
     }
-    throw endedEarly(run);
-  } finally {
-    release(run.events);
   }
+  throw endedEarly(run);
 }
 
 function stream(run: Run, reply: FastifyReply): FastifyReply {
@@ -124,8 +117,7 @@ async function* sseEvents(
   let held: EmittedToken | null = null;
   let settled = false;
   try {
-    for (let r = run.first; !r.done; r = await run.events.next()) {
-      const ev = r.value;
+    for await (const ev of runEvents(run)) {
       switch (ev.type) {
         case 'admitted':
           promptTokens = ev.promptTokens;
@@ -145,10 +137,8 @@ async function* sseEvents(
           if (held) yield sseFrame(streamTokenEvent(++index, held, run.options));
           yield errorFrame(ev.error, run, reply, log);
           return;
-        default: {
-          const unhandled: never = ev;
-          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
-        }
+        default:
+          throw unknownEvent(ev);
       }
     }
     settled = true;
@@ -159,7 +149,6 @@ async function* sseEvents(
   } finally {
     // Reached early when the response stream is destroyed (client gone): cancel the request.
     if (!settled) run.abort.abort(new Error('response stream closed'));
-    release(run.events);
   }
 }
 

@@ -7,7 +7,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
 import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { endedEarly, release, requestSecrets, sendSse, startEngineRun, type EngineRun } from './engine-run.js';
+import { endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   SSE_DONE,
   CompletionLogprobs,
@@ -92,40 +92,33 @@ async function whole(run: Run): Promise<object> {
   let promptTokens = 0;
   const completionLogprobs = new CompletionLogprobs();
   const chatContent: ChatTokenLogprobJson[] = [];
-  try {
-    for (let r = run.first; !r.done; r = await run.events.next()) {
-      const ev = r.value;
-      switch (ev.type) {
-        case 'admitted':
-          promptTokens = ev.promptTokens;
-          break;
-        case 'token':
-          if (!run.valid.logprobs || ev.token.special) break;
-          if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
-          else completionLogprobs.add(ev.token, ev.textDelta);
-          break;
-        case 'end': {
-          const text = new StopTrimmer(run.valid.stop).finish(ev.generatedText);
-          const finish = finishReasonOf(ev.finishReason);
-          const usage = usageJson(promptTokens, ev.generatedTokens);
-          run.span.setAttribute('weft.finish_reason', ev.finishReason);
-          if (run.kind === 'chat') {
-            return chatJson(run.head, text, run.valid.logprobs ? chatLogprobs(chatContent) : null, finish, usage);
-          }
-          return completionJson(run.head, text, run.valid.logprobs ? completionLogprobs.json : null, finish, usage);
+  for await (const ev of runEvents(run)) {
+    switch (ev.type) {
+      case 'admitted':
+        promptTokens = ev.promptTokens;
+        break;
+      case 'token':
+        if (!run.valid.logprobs || ev.token.special) break;
+        if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
+        else completionLogprobs.add(ev.token, ev.textDelta);
+        break;
+      case 'end': {
+        const text = new StopTrimmer(run.valid.stop).finish(ev.generatedText);
+        const finish = finishReasonOf(ev.finishReason);
+        const usage = usageJson(promptTokens, ev.generatedTokens);
+        run.span.setAttribute('weft.finish_reason', ev.finishReason);
+        if (run.kind === 'chat') {
+          return chatJson(run.head, text, run.valid.logprobs ? chatLogprobs(chatContent) : null, finish, usage);
         }
-        case 'error':
-          throw ev.error;
-        default: {
-          const unhandled: never = ev;
-          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
-        }
+        return completionJson(run.head, text, run.valid.logprobs ? completionLogprobs.json : null, finish, usage);
       }
+      case 'error':
+        throw ev.error;
+      default:
+        throw unknownEvent(ev);
     }
-    throw endedEarly(run);
-  } finally {
-    release(run.events);
   }
+  throw endedEarly(run);
 }
 
 function stream(run: Run, reply: FastifyReply): FastifyReply {
@@ -144,8 +137,7 @@ async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string>
   let promptTokens = 0;
   let settled = false;
   try {
-    for (let r = run.first; !r.done; r = await run.events.next()) {
-      const ev = r.value;
+    for await (const ev of runEvents(run)) {
       switch (ev.type) {
         case 'admitted':
           promptTokens = ev.promptTokens;
@@ -180,10 +172,8 @@ async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string>
           settled = true;
           yield errorFrame(ev.error, run, reply);
           return;
-        default: {
-          const unhandled: never = ev;
-          throw new Error(`unknown generation event ${JSON.stringify(unhandled)}`);
-        }
+        default:
+          throw unknownEvent(ev);
       }
     }
     settled = true;
@@ -194,7 +184,6 @@ async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string>
   } finally {
     // Reached early when the response stream is destroyed (client gone): cancel the request.
     if (!settled) run.abort.abort(new Error('response stream closed'));
-    release(run.events);
   }
 }
 
