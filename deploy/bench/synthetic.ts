@@ -5,19 +5,15 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { dirname, join } from 'node:path';
 import { DTYPE_SIZE, encodeFloats, f32ToBf16, f32ToF16, numel, writeSafetensors } from '../../shard/formats/index.js';
 import type { TensorToWrite } from '../../shard/formats/safetensors.js';
+import { uniformStream } from '../demo-model/prng.js';
 import { loraModuleDims } from './bounds.js';
 import { PROMPT_WORDS } from './load-gen.js';
 import { llamaConfigJson, type ModelShape, type WeightDtype } from './shapes.js';
 
-/** xorshift32: a seeded stream of uniform numbers in [-0.5, 0.5). */
+/** A seeded stream of uniform numbers in [-0.5, 0.5) (the demo model's mulberry32 stream, centred). */
 export function prng(seed: number): () => number {
-  let s = (seed >>> 0) || 0x9e3779b9;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s / 4294967296 - 0.5;
-  };
+  const next = uniformStream(seed);
+  return () => next() - 0.5;
 }
 
 const POOL_SIZE = 1 << 20;
@@ -39,19 +35,11 @@ export function randomTensor(n: number, scale: number, rnd: () => number): Float
   return fillFromPool(out, pool, rnd);
 }
 
-/**
- * `n` values uniform in ±scale/2 from the xorshift32 stream of `seed` (prng's, inlined: a pool is drawn
- * in a few ms), after skipping its first outputs, which still look like the seed.
- */
+/** `n` values uniform in ±scale/2 from the stream of `seed`. */
 function uniformValues(n: number, scale: number, seed: number): Float32Array {
-  let s = (seed >>> 0) || 0x9e3779b9;
+  const rnd = prng(seed);
   const out = new Float32Array(n);
-  for (let i = -8; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    if (i >= 0) out[i] = (s / 4294967296 - 0.5) * scale;
-  }
+  for (let i = 0; i < n; i++) out[i] = rnd() * scale;
   return out;
 }
 

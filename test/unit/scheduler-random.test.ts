@@ -6,21 +6,12 @@ import assert from 'node:assert/strict';
 import type { SamplingParams, Step } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
 import type { FinishReason, ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
+import { uniformStream } from '../../deploy/demo-model/prng.js';
 
 const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
 const EOS = 0;
 const ADAPTERS = ['A', 'B', 'C', 'D', 'E', 'F'];
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Depends on the whole sequence (so recompute must be exact); EOS about one time in 40.
 const sampler: ReferenceSampler = (seqId, tokens) => {
@@ -42,7 +33,7 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
 }
 
 function runOnce(seed: number): { preemptions: number; steps: number } {
-  const rand = mulberry32(seed);
+  const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
   const numBlocks = int(Math.ceil(48 / blockSize), Math.ceil(160 / blockSize));
