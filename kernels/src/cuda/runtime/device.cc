@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "cuda/runtime/check.h"
+#include "cuda/runtime/stream_timer.h"
 
 namespace weft::cuda {
 
@@ -90,42 +91,14 @@ double measure_copy_bandwidth(int device, size_t bytes, int iterations) {
   if (bytes == 0 || iterations <= 0) throw std::invalid_argument("measure_copy_bandwidth: bytes and iterations must be > 0");
   device_info(device);  // existence + availability, with the reason when not
   DeviceScope scope(device);
-  void* src = nullptr;
-  void* dst = nullptr;
-  cudaStream_t stream = nullptr;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  auto release = [&] {  // idempotent: every handle is cleared once freed
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-    if (stream) cudaStreamDestroy(stream);
-    if (src) cudaFree(src);
-    if (dst) cudaFree(dst);
-    start = stop = nullptr;
-    stream = nullptr;
-    src = dst = nullptr;
-  };
-  try {
-    WEFT_CUDA_CHECK(cudaMalloc(&src, bytes));
-    WEFT_CUDA_CHECK(cudaMalloc(&dst, bytes));
-    WEFT_CUDA_CHECK(cudaMemset(src, 1, bytes));
-    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    WEFT_CUDA_CHECK(cudaEventCreate(&start));
-    WEFT_CUDA_CHECK(cudaEventCreate(&stop));
-    WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));  // warm-up
-    WEFT_CUDA_CHECK(cudaEventRecord(start, stream));
-    for (int i = 0; i < iterations; i++)
-      WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
-    WEFT_CUDA_CHECK(cudaEventRecord(stop, stream));
-    WEFT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    WEFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    release();
-    if (ms <= 0) throw std::runtime_error("measure_copy_bandwidth: the copies took no measurable time");
-    return 2.0 * static_cast<double>(bytes) * iterations / (ms * 1e-3);
-  } catch (...) {
-    release();
-    throw;
-  }
+  StreamTimer timer;
+  void* src = timer.alloc(bytes);
+  void* dst = timer.alloc(bytes);
+  WEFT_CUDA_CHECK(cudaMemset(src, 1, bytes));
+  const auto copy = [&] { WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, timer.stream())); };
+  copy();  // warm-up
+  const float ms = timer.time(iterations, copy, "measure_copy_bandwidth");
+  return 2.0 * static_cast<double>(bytes) * iterations / (ms * 1e-3);
 }
 
 DeviceScope::DeviceScope(int device) {

@@ -7,6 +7,7 @@
 #include "cuda/runtime/check.h"
 #include "cuda/runtime/device.h"
 #include "cuda/runtime/gemm.h"
+#include "cuda/runtime/stream_timer.h"
 
 namespace weft::cuda {
 
@@ -16,46 +17,18 @@ double measure_gemm_rate(int device, GemmType type, int64_t m, int64_t n, int64_
   device_info(device);  // existence + availability, with the reason when not
   DeviceScope scope(device);
   const size_t elem = type == GemmType::kF32 ? 4 : 2;
-  void *x = nullptr, *w = nullptr, *y = nullptr;
-  cudaStream_t stream = nullptr;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  auto release = [&] {
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-    if (stream) cudaStreamDestroy(stream);
-    if (x) cudaFree(x);
-    if (w) cudaFree(w);
-    if (y) cudaFree(y);
-    start = stop = nullptr;
-    stream = nullptr;
-    x = w = y = nullptr;
-  };
-  try {
-    GemmContext gemm;
-    WEFT_CUDA_CHECK(cudaMalloc(&x, elem * m * k));
-    WEFT_CUDA_CHECK(cudaMalloc(&w, elem * n * k));
-    WEFT_CUDA_CHECK(cudaMalloc(&y, elem * m * n));
-    // 0x3c bytes: small finite values in every dtype (bf16 0x3c3c ≈ 0.0115, fp16 ≈ 1.06, fp32 ≈ 0.0115).
-    WEFT_CUDA_CHECK(cudaMemset(x, 0x3c, elem * m * k));
-    WEFT_CUDA_CHECK(cudaMemset(w, 0x3c, elem * n * k));
-    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    WEFT_CUDA_CHECK(cudaEventCreate(&start));
-    WEFT_CUDA_CHECK(cudaEventCreate(&stop));
-    for (int i = 0; i < 3; i++) gemm.run(type, stream, x, w, y, m, n, k, nullptr);  // plan + clocks up
-    WEFT_CUDA_CHECK(cudaEventRecord(start, stream));
-    for (int i = 0; i < iterations; i++) gemm.run(type, stream, x, w, y, m, n, k, nullptr);
-    WEFT_CUDA_CHECK(cudaEventRecord(stop, stream));
-    WEFT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    WEFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));
-    release();
-    if (ms <= 0) throw std::runtime_error("measure_gemm_rate: the GEMMs took no measurable time");
-    return 2.0 * static_cast<double>(m) * n * k * iterations / (ms * 1e-3);
-  } catch (...) {
-    release();
-    throw;
-  }
+  GemmContext gemm;
+  StreamTimer timer;
+  void* x = timer.alloc(elem * m * k);
+  void* w = timer.alloc(elem * n * k);
+  void* y = timer.alloc(elem * m * n);
+  // 0x3c bytes: small finite values in every dtype (bf16 0x3c3c ≈ 0.0115, fp16 ≈ 1.06, fp32 ≈ 0.0115).
+  WEFT_CUDA_CHECK(cudaMemset(x, 0x3c, elem * m * k));
+  WEFT_CUDA_CHECK(cudaMemset(w, 0x3c, elem * n * k));
+  const auto run = [&] { gemm.run(type, timer.stream(), x, w, y, m, n, k, nullptr); };
+  for (int i = 0; i < 3; i++) run();  // plan + clocks up
+  const float ms = timer.time(iterations, run, "measure_gemm_rate");
+  return 2.0 * static_cast<double>(m) * n * k * iterations / (ms * 1e-3);
 }
 
 }  // namespace weft::cuda

@@ -1,6 +1,6 @@
 // time_lora_kernel (lora_bench.h): the CUDA LoRA launchers of cuda/kernels/lora.cu timed alone, for
-// `weft bench --scenario lora-kernels --device cuda`. Structured like measure_copy_bandwidth (device.cc): every
-// handle is released on every path, and failures become exceptions that name the call.
+// `weft bench --scenario lora-kernels --device cuda`. Like the other device measurements it runs on a
+// StreamTimer (stream_timer.h), so every handle is released on every path; failures name the call.
 #include "cuda/runtime/lora_bench.h"
 
 #include <cuda_runtime_api.h>
@@ -13,6 +13,7 @@
 
 #include "cuda/runtime/check.h"
 #include "cuda/runtime/device.h"
+#include "cuda/runtime/stream_timer.h"
 
 namespace weft::cuda {
 
@@ -105,120 +106,94 @@ double time_lora_kernel(const LoraKernelSpec& s) {
   const Layout l = make_layout(s);
   const size_t set_bytes = l.data + l.tables;
 
-  char* mem = nullptr;
-  cudaStream_t stream = nullptr;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  auto release = [&] {  // idempotent: every handle is cleared once freed
-    if (stream) cudaStreamSynchronize(stream);  // nothing may still run on `mem` when it is freed
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-    if (stream) cudaStreamDestroy(stream);
-    if (mem) cudaFree(mem);
-    start = stop = nullptr;
-    stream = nullptr;
-    mem = nullptr;
-  };
-  try {
-    // How many copies of the operands: enough that 4× the L2 cache is read between two uses of one copy, within
-    // kMaxSets, kMaxColdBytes and half the free memory; always at least one.
-    int64_t sets = 1;
-    if (s.cold_l2) {
-      int l2 = 0;
-      WEFT_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, s.device));
-      size_t free_bytes = 0, total_bytes = 0;
-      WEFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      const size_t want = (4 * static_cast<size_t>(std::max(l2, 0)) + set_bytes - 1) / set_bytes;
-      const size_t room = std::min(kMaxColdBytes, free_bytes / 2) / set_bytes;
-      sets = static_cast<int64_t>(std::max<size_t>(1, std::min({want, room, static_cast<size_t>(kMaxSets)})));
-    }
-    const size_t data_bytes = l.data * static_cast<size_t>(sets), table_bytes = l.tables * static_cast<size_t>(sets);
-
-    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    WEFT_CUDA_CHECK(cudaEventCreate(&start));
-    WEFT_CUDA_CHECK(cudaEventCreate(&stop));
-    WEFT_CUDA_CHECK(cudaMalloc(&mem, data_bytes + table_bytes));
-    // 0x3c bytes: small finite values in every dtype (bf16 0x3c3c ≈ 0.0115, fp16 ≈ 1.06, fp32 ≈ 0.0115), h included,
-    // so expand adds finite values to y call after call.
-    WEFT_CUDA_CHECK(cudaMemsetAsync(mem, 0x3c, data_bytes, stream));
-
-    // The tables of every set, made on the host and copied once. Entries (= adapters) cover the tokens in equal
-    // contiguous runs: SGMV segment e is rows [seg[e], seg[e+1]), and BGMV maps each of those rows to entry e.
-    const int64_t T = s.tokens, E = s.adapters;
-    std::vector<int32_t> seg(E + 1), token_entry(T);
-    for (int64_t e = 0; e <= E; ++e) seg[e] = static_cast<int32_t>(e * T / E);
-    for (int64_t e = 0; e < E; ++e)
-      for (int64_t t = seg[e]; t < seg[e + 1]; ++t) token_entry[t] = static_cast<int32_t>(e);
-    const std::vector<int32_t> ranks(E, static_cast<int32_t>(s.rank));
-    const std::vector<float> scales(E, 1.0f);
-    const int32_t out_offset = 0, out_len = static_cast<int32_t>(s.out);
-    std::vector<unsigned char> host(table_bytes, 0);
-    std::vector<const void*> a_ptrs(E), b_ptrs(E);
-    std::vector<LoraArgs> args(sets);
-    for (int64_t i = 0; i < sets; ++i) {
-      char* data = mem + i * l.data;
-      const size_t tables_at = data_bytes + i * l.tables;  // offset in mem, and (less data_bytes) in host
-      unsigned char* h = host.data() + (tables_at - data_bytes);
-      for (int64_t e = 0; e < E; ++e) {
-        a_ptrs[e] = data + l.a + e * l.a_step;
-        b_ptrs[e] = data + l.b + e * l.b_step;
-      }
-      std::memcpy(h + l.a_ptrs, a_ptrs.data(), E * sizeof(void*));
-      std::memcpy(h + l.b_ptrs, b_ptrs.data(), E * sizeof(void*));
-      std::memcpy(h + l.ranks, ranks.data(), E * sizeof(int32_t));
-      std::memcpy(h + l.scales, scales.data(), E * sizeof(float));
-      std::memcpy(h + l.out_offset, &out_offset, sizeof(int32_t));
-      std::memcpy(h + l.out_len, &out_len, sizeof(int32_t));
-      std::memcpy(h + l.seg, seg.data(), (E + 1) * sizeof(int32_t));
-      std::memcpy(h + l.token_entry, token_entry.data(), T * sizeof(int32_t));
-      char* d = mem + tables_at;
-
-      LoraArgs& a = args[i];
-      a = LoraArgs{};
-      a.dtype = s.dtype;
-      a.tokens = T;
-      a.in = s.in;
-      a.x = data + l.x;
-      a.x_stride = s.in;
-      a.h = reinterpret_cast<float*>(data + l.h);
-      a.y = data + l.y;
-      a.y_stride = s.out;
-      a.num_slices = 1;
-      a.out_offset = reinterpret_cast<const int32_t*>(d + l.out_offset);
-      a.out_len = reinterpret_cast<const int32_t*>(d + l.out_len);
-      a.max_out_len = out_len;
-      a.num_entries = static_cast<int32_t>(E);
-      a.a = reinterpret_cast<const void* const*>(d + l.a_ptrs);
-      a.b = reinterpret_cast<const void* const*>(d + l.b_ptrs);
-      a.rank = reinterpret_cast<const int32_t*>(d + l.ranks);
-      a.scale = reinterpret_cast<const float*>(d + l.scales);
-      a.max_rank = static_cast<int32_t>(s.rank);
-      // Each launcher reads only its own table; the other stays null, as the executor passes it.
-      if (segments) a.seg_starts = reinterpret_cast<const int32_t*>(d + l.seg);
-      else a.token_entry = reinterpret_cast<const int32_t*>(d + l.token_entry);
-    }
-    WEFT_CUDA_CHECK(cudaMemcpyAsync(mem + data_bytes, host.data(), table_bytes, cudaMemcpyHostToDevice, stream));
-    WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));  // `host` may go now; the launches see filled memory
-
-    // One counter over warm-up and timed calls: a set is reused only after every other set has been.
-    int64_t call = 0;
-    auto run = [&] {
-      const cudaError_t err = launch(args[call++ % sets], stream);
-      if (err != cudaSuccess) throw_cuda_error(err, launch_name, __FILE__, __LINE__);
-    };
-    for (int i = 0; i < s.warmup; ++i) run();
-    WEFT_CUDA_CHECK(cudaEventRecord(start, stream));
-    for (int i = 0; i < s.iterations; ++i) run();
-    WEFT_CUDA_CHECK(cudaEventRecord(stop, stream));
-    WEFT_CUDA_CHECK(cudaEventSynchronize(stop));  // also reports a kernel that failed while running
-    float ms = 0;
-    WEFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    release();
-    if (ms <= 0) throw std::runtime_error(std::string("time_lora_kernel: ") + launch_name + " took no measurable time");
-    return static_cast<double>(ms) * 1e3 / s.iterations;
-  } catch (...) {
-    release();
-    throw;
+  // How many copies of the operands: enough that 4× the L2 cache is read between two uses of one copy, within
+  // kMaxSets, kMaxColdBytes and half the free memory; always at least one.
+  int64_t sets = 1;
+  if (s.cold_l2) {
+    int l2 = 0;
+    WEFT_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, s.device));
+    size_t free_bytes = 0, total_bytes = 0;
+    WEFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t want = (4 * static_cast<size_t>(std::max(l2, 0)) + set_bytes - 1) / set_bytes;
+    const size_t room = std::min(kMaxColdBytes, free_bytes / 2) / set_bytes;
+    sets = static_cast<int64_t>(std::max<size_t>(1, std::min({want, room, static_cast<size_t>(kMaxSets)})));
   }
+  const size_t data_bytes = l.data * static_cast<size_t>(sets), table_bytes = l.tables * static_cast<size_t>(sets);
+
+  StreamTimer timer;
+  const cudaStream_t stream = timer.stream();
+  char* mem = static_cast<char*>(timer.alloc(data_bytes + table_bytes));
+  // 0x3c bytes: small finite values in every dtype (bf16 0x3c3c ≈ 0.0115, fp16 ≈ 1.06, fp32 ≈ 0.0115), h included,
+  // so expand adds finite values to y call after call.
+  WEFT_CUDA_CHECK(cudaMemsetAsync(mem, 0x3c, data_bytes, stream));
+
+  // The tables of every set, made on the host and copied once. Entries (= adapters) cover the tokens in equal
+  // contiguous runs: SGMV segment e is rows [seg[e], seg[e+1]), and BGMV maps each of those rows to entry e.
+  const int64_t T = s.tokens, E = s.adapters;
+  std::vector<int32_t> seg(E + 1), token_entry(T);
+  for (int64_t e = 0; e <= E; ++e) seg[e] = static_cast<int32_t>(e * T / E);
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t t = seg[e]; t < seg[e + 1]; ++t) token_entry[t] = static_cast<int32_t>(e);
+  const std::vector<int32_t> ranks(E, static_cast<int32_t>(s.rank));
+  const std::vector<float> scales(E, 1.0f);
+  const int32_t out_offset = 0, out_len = static_cast<int32_t>(s.out);
+  std::vector<unsigned char> host(table_bytes, 0);
+  std::vector<const void*> a_ptrs(E), b_ptrs(E);
+  std::vector<LoraArgs> args(sets);
+  for (int64_t i = 0; i < sets; ++i) {
+    char* data = mem + i * l.data;
+    const size_t tables_at = data_bytes + i * l.tables;  // offset in mem, and (less data_bytes) in host
+    unsigned char* h = host.data() + (tables_at - data_bytes);
+    for (int64_t e = 0; e < E; ++e) {
+      a_ptrs[e] = data + l.a + e * l.a_step;
+      b_ptrs[e] = data + l.b + e * l.b_step;
+    }
+    std::memcpy(h + l.a_ptrs, a_ptrs.data(), E * sizeof(void*));
+    std::memcpy(h + l.b_ptrs, b_ptrs.data(), E * sizeof(void*));
+    std::memcpy(h + l.ranks, ranks.data(), E * sizeof(int32_t));
+    std::memcpy(h + l.scales, scales.data(), E * sizeof(float));
+    std::memcpy(h + l.out_offset, &out_offset, sizeof(int32_t));
+    std::memcpy(h + l.out_len, &out_len, sizeof(int32_t));
+    std::memcpy(h + l.seg, seg.data(), (E + 1) * sizeof(int32_t));
+    std::memcpy(h + l.token_entry, token_entry.data(), T * sizeof(int32_t));
+    char* d = mem + tables_at;
+
+    LoraArgs& a = args[i];
+    a = LoraArgs{};
+    a.dtype = s.dtype;
+    a.tokens = T;
+    a.in = s.in;
+    a.x = data + l.x;
+    a.x_stride = s.in;
+    a.h = reinterpret_cast<float*>(data + l.h);
+    a.y = data + l.y;
+    a.y_stride = s.out;
+    a.num_slices = 1;
+    a.out_offset = reinterpret_cast<const int32_t*>(d + l.out_offset);
+    a.out_len = reinterpret_cast<const int32_t*>(d + l.out_len);
+    a.max_out_len = out_len;
+    a.num_entries = static_cast<int32_t>(E);
+    a.a = reinterpret_cast<const void* const*>(d + l.a_ptrs);
+    a.b = reinterpret_cast<const void* const*>(d + l.b_ptrs);
+    a.rank = reinterpret_cast<const int32_t*>(d + l.ranks);
+    a.scale = reinterpret_cast<const float*>(d + l.scales);
+    a.max_rank = static_cast<int32_t>(s.rank);
+    // Each launcher reads only its own table; the other stays null, as the executor passes it.
+    if (segments) a.seg_starts = reinterpret_cast<const int32_t*>(d + l.seg);
+    else a.token_entry = reinterpret_cast<const int32_t*>(d + l.token_entry);
+  }
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(mem + data_bytes, host.data(), table_bytes, cudaMemcpyHostToDevice, stream));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));  // `host` may go now; the launches see filled memory
+
+  // One counter over warm-up and timed calls: a set is reused only after every other set has been.
+  int64_t call = 0;
+  auto run = [&] {
+    const cudaError_t err = launch(args[call++ % sets], stream);
+    if (err != cudaSuccess) throw_cuda_error(err, launch_name, __FILE__, __LINE__);
+  };
+  for (int i = 0; i < s.warmup; ++i) run();
+  const float ms = timer.time(s.iterations, run, launch_name);
+  return static_cast<double>(ms) * 1e3 / s.iterations;
 }
 
 }  // namespace weft::cuda
