@@ -94,6 +94,8 @@ void check_lora_part(const ModelConfig& cfg, int slot, int layer, int module, co
 // Batch rules (forward.cc) ------------------------------------------------------------------------------
 // Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).
 void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<bool(int32_t)>& slot_loaded);
+// forward_sample's argument rule: one RowSampling per logit row (throws std::invalid_argument otherwise).
+void check_sampling_rows(const Batch& batch, const std::vector<RowSampling>& rows);
 // Samples rows[r] from logits [rows, vocab] on the host (row r at logits + r * vocab).
 std::vector<cpu::SampleResult> sample_on_host(const float* logits, int64_t vocab, const std::vector<RowSampling>& rows);
 // gathered: [world, rows, vocab_chunk] rank-major (what all_gather returns) -> logits [rows, vocab].

@@ -22,10 +22,14 @@ std::vector<cpu::SampleResult> sample_on_host(const float* logits, int64_t vocab
   return out;
 }
 
-std::vector<cpu::SampleResult> ModelExecutor::forward_sample(const Batch& batch, const std::vector<RowSampling>& rows) {
+void check_sampling_rows(const Batch& batch, const std::vector<RowSampling>& rows) {
   if (rows.size() != batch.logit_rows.size())
     throw std::invalid_argument("forwardSample: " + std::to_string(rows.size()) + " sampling rows for " +
                                 std::to_string(batch.logit_rows.size()) + " logit rows; give one per logit row");
+}
+
+std::vector<cpu::SampleResult> ModelExecutor::forward_sample(const Batch& batch, const std::vector<RowSampling>& rows) {
+  check_sampling_rows(batch, rows);
   const std::vector<float> logits = forward(batch);
   if (rows.empty()) return {};
   return sample_on_host(logits.data(), config().vocab, rows);

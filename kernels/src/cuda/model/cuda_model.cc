@@ -291,9 +291,7 @@ std::vector<float> CudaModel::forward(const Batch& b) {
 std::vector<cpu::SampleResult> CudaModel::forward_sample(const Batch& b, const std::vector<RowSampling>& rows) {
   // Several ranks: the logits are gathered on the host (shm) or end there after NCCL's all-gather; sample there.
   if (coll_->world() != 1 || cfg_.vocab_local != cfg_.vocab) return ModelExecutor::forward_sample(b, rows);
-  if (rows.size() != b.logit_rows.size())
-    throw std::invalid_argument("forwardSample: " + std::to_string(rows.size()) + " sampling rows for " +
-                                std::to_string(b.logit_rows.size()) + " logit rows; give one per logit row");
+  check_sampling_rows(b, rows);
   std::lock_guard<std::mutex> lock(mu_);
   if (!check_step(b)) return {};
   DeviceScope scope(device_);

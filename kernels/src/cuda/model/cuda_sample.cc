@@ -5,6 +5,8 @@
 // typical_p (not done on the GPU) copy their logits row back and are sampled by cpu::sample_token.
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <vector>
 
 #include "cuda/model/cuda_model.h"
 #include "cuda/runtime/check.h"
@@ -12,7 +14,27 @@
 namespace weft::cuda {
 
 namespace {
-size_t align256(size_t n) { return round_up(n, 256); }
+
+// The parts of one packed buffer, each 256-byte aligned: the same layout is filled on the host, copied whole,
+// and read on the other side, so the offsets are worked out once.
+class Packed {
+ public:
+  explicit Packed(std::initializer_list<size_t> sizes) {
+    for (size_t n : sizes) {
+      at_.push_back(bytes_);
+      bytes_ += round_up(n, 256);
+    }
+  }
+  size_t bytes() const { return bytes_; }
+  template <class T> T* part(void* base, size_t i) const {
+    return reinterpret_cast<T*>(static_cast<char*>(base) + at_[i]);
+  }
+
+ private:
+  std::vector<size_t> at_;
+  size_t bytes_ = 0;
+};
+
 }  // namespace
 
 std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, const std::vector<RowSampling>& rows) {
@@ -34,14 +56,13 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   }
 
   // Inputs: SampleRow[R] | int32 offsets[R + 1] | int32 penalty tokens.
-  const size_t params_b = align256(sizeof(SampleRow) * R), off_b = align256(sizeof(int32_t) * (R + 1));
-  const size_t in_b = params_b + off_b + sizeof(int32_t) * std::max<size_t>(pen_total, 1);
-  sbuf_.host_in.ensure(in_b);
-  sbuf_.in.ensure(in_b);
-  char* hin = sbuf_.host_in.as<char>();
-  auto* hp = reinterpret_cast<SampleRow*>(hin);
-  auto* hoff = reinterpret_cast<int32_t*>(hin + params_b);
-  auto* htok = reinterpret_cast<int32_t*>(hin + params_b + off_b);
+  const Packed in{sizeof(SampleRow) * R, sizeof(int32_t) * (R + 1), sizeof(int32_t) * std::max<size_t>(pen_total, 1)};
+  sbuf_.host_in.ensure(in.bytes());
+  sbuf_.in.ensure(in.bytes());
+  void* hin = sbuf_.host_in.as<void>();
+  auto* hp = in.part<SampleRow>(hin, 0);
+  auto* hoff = in.part<int32_t>(hin, 1);
+  auto* htok = in.part<int32_t>(hin, 2);
   hoff[0] = 0;
   for (int64_t r = 0; r < R; ++r) {
     const cpu::SamplingParams& q = rows[r].params;
@@ -55,22 +76,22 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
     }
     hoff[r + 1] = hoff[r] + n;
   }
-  char* din = sbuf_.in.as<char>();
-  const auto* dp = reinterpret_cast<const SampleRow*>(din);
-  const auto* doff = reinterpret_cast<const int32_t*>(din + params_b);
-  const auto* dtok = reinterpret_cast<const int32_t*>(din + params_b + off_b);
-  WEFT_CUDA_CHECK(cudaMemcpyAsync(din, hin, in_b, cudaMemcpyHostToDevice, stream_));
+  void* din = sbuf_.in.get();
+  const auto* dp = in.part<const SampleRow>(din, 0);
+  const auto* doff = in.part<const int32_t>(din, 1);
+  const auto* dtok = in.part<const int32_t>(din, 2);
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(din, hin, in.bytes(), cudaMemcpyHostToDevice, stream_));
 
   // Outputs: int32 token[R] | float logprob[R] | int32 top_ids[R * top_n] | float top_lp[R * top_n].
-  const size_t tok_b = align256(sizeof(int32_t) * R), lp_b = align256(sizeof(float) * R);
-  const size_t tid_b = align256(sizeof(int32_t) * R * top_n), out_b = tok_b + lp_b + 2 * tid_b;
-  sbuf_.out.ensure(out_b);
-  sbuf_.host_out.ensure(out_b);
-  char* dout = sbuf_.out.as<char>();
-  auto* d_token = reinterpret_cast<int32_t*>(dout);
-  auto* d_lp = reinterpret_cast<float*>(dout + tok_b);
-  auto* d_top_ids = reinterpret_cast<int32_t*>(dout + tok_b + lp_b);
-  auto* d_top_lp = reinterpret_cast<float*>(dout + tok_b + lp_b + tid_b);
+  const size_t tops = static_cast<size_t>(R) * top_n;
+  const Packed out_layout{sizeof(int32_t) * R, sizeof(float) * R, sizeof(int32_t) * tops, sizeof(float) * tops};
+  sbuf_.out.ensure(out_layout.bytes());
+  sbuf_.host_out.ensure(out_layout.bytes());
+  void* dout = sbuf_.out.get();
+  auto* d_token = out_layout.part<int32_t>(dout, 0);
+  auto* d_lp = out_layout.part<float>(dout, 1);
+  auto* d_top_ids = out_layout.part<int32_t>(dout, 2);
+  auto* d_top_lp = out_layout.part<float>(dout, 3);
 
   const float* src = logits;
   const bool argmax_only = greedy_only && top_n == 0;
@@ -90,8 +111,8 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
     WEFT_CUDA_CHECK(sample_rows(src, R, V, dp, sbuf_.workspace.get(), sbuf_.workspace.bytes(), d_token, d_lp, top_n,
                                 d_top_ids, d_top_lp, stream_));
   }
-  char* hout = sbuf_.host_out.as<char>();
-  WEFT_CUDA_CHECK(cudaMemcpyAsync(hout, dout, out_b, cudaMemcpyDeviceToHost, stream_));
+  void* hout = sbuf_.host_out.as<void>();
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(hout, dout, out_layout.bytes(), cudaMemcpyDeviceToHost, stream_));
   std::vector<std::vector<float>> host_logits(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
     if (rows[r].params.typical_p >= 1.0f) continue;
@@ -101,10 +122,10 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   }
   WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
-  const auto* token = reinterpret_cast<const int32_t*>(hout);
-  const auto* lp = reinterpret_cast<const float*>(hout + tok_b);
-  const auto* top_ids = reinterpret_cast<const int32_t*>(hout + tok_b + lp_b);
-  const auto* top_lp = reinterpret_cast<const float*>(hout + tok_b + lp_b + tid_b);
+  const auto* token = out_layout.part<const int32_t>(hout, 0);
+  const auto* lp = out_layout.part<const float>(hout, 1);
+  const auto* top_ids = out_layout.part<const int32_t>(hout, 2);
+  const auto* top_lp = out_layout.part<const float>(hout, 3);
   std::vector<cpu::SampleResult> out(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
     const RowSampling& s = rows[r];
