@@ -2,6 +2,7 @@
 // of any Llama-family model directory. Only the dimensions that decide bytes and FLOPs are kept.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseModelSpec, type Architecture } from '../../shard/models/spec.js';
 
 export type WeightDtype = 'float16' | 'bfloat16' | 'float32';
 
@@ -69,7 +70,7 @@ export function llamaConfigJson(s: ModelShape): Record<string, unknown> {
   };
 }
 
-const SEPARATE_PROJECTION_ARCHS = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
+const SEPARATE_PROJECTION_ARCHS: readonly Architecture[] = ['llama', 'mistral', 'qwen2'];
 
 /**
  * The shape in a model directory's config.json. Only architectures with separate q/k/v and gate/up
@@ -83,27 +84,16 @@ export function shapeFromModelDir(dir: string): ModelShape {
   } catch (e) {
     throw new Error(`--model ${dir}: cannot read config.json (${(e as Error).message}); pass a model directory or preset:tiny|small|llama2-7b`);
   }
-  const arch = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : String(cfg.model_type);
-  if (!SEPARATE_PROJECTION_ARCHS.includes(arch)) {
+  // The engine's own reading of the config (validation, defaults such as head_dim and kv heads).
+  const spec = parseModelSpec(cfg as Parameters<typeof parseModelSpec>[0], path);
+  if (!SEPARATE_PROJECTION_ARCHS.includes(spec.architecture)) {
     throw new Error(`--model ${dir}: the benchmarks need a model with q/k/v/o/gate/up/down projections ` +
-      `(${SEPARATE_PROJECTION_ARCHS.join(', ')}); this one is '${arch}'`);
+      `(${SEPARATE_PROJECTION_ARCHS.join(', ')}); this one is '${spec.architecture}'`);
   }
-  const num = (k: string, fallback?: number): number => {
-    const v = cfg[k] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${path}: '${k}' must be a positive integer`);
-    return v;
-  };
-  const hidden = num('hidden_size');
-  const heads = num('num_attention_heads');
   const dtype = String(cfg.torch_dtype ?? cfg.dtype ?? 'float32');
   return {
-    hidden,
-    layers: num('num_hidden_layers'),
-    heads,
-    kvHeads: num('num_key_value_heads', heads),
-    headDim: num('head_dim', hidden / heads),
-    intermediate: num('intermediate_size'),
-    vocab: num('vocab_size'),
+    hidden: spec.hidden, layers: spec.layers, heads: spec.heads, kvHeads: spec.kvHeads, headDim: spec.headDim,
+    intermediate: spec.intermediate, vocab: spec.vocab,
     dtype: dtype === 'float16' || dtype === 'bfloat16' ? dtype : 'float32',
   };
 }
