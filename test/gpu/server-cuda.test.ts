@@ -6,8 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cudaInfo } from '../../kernels/cuda.js';
-import { refLogSoftmax } from '../helpers/reference-ops.js';
-import { startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
+import { prefillMatchesGolden, startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -35,17 +34,7 @@ for (const numShard of [1, 2]) {
       let worst = 0;
       for (const { r, s, a } of await Promise.all(jobs)) {
         assert.equal(r.status, 200, r.text);
-        const prefill = r.json.details.prefill as { id: number; logprob: number | null }[];
-        const seq = g.c.sequences[s];
-        assert.deepEqual(prefill.map((p) => p.id), seq);
-        const golden = g.c.logits(a ? `adapter/${a}/seq${s}` : `base/seq${s}`);
-        const V = g.c.vocab;
-        for (let i = 1; i < seq.length; i++) {
-          const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
-          const err = Math.abs(prefill[i].logprob! - want);
-          worst = Math.max(worst, err);
-          assert.ok(err <= FP32_TOL, `${a ?? 'base'} seq${s} pos ${i}: ${prefill[i].logprob} vs ${want}`);
-        }
+        worst = Math.max(worst, prefillMatchesGolden(g.c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, g.c.sequences[s], FP32_TOL));
       }
       console.log(`# TP=${numShard} cuda fp32: worst |logprob - golden| = ${worst.toExponential(2)}`);
     });
@@ -76,13 +65,7 @@ describe('server --device cuda --collective nccl (one shard)', { skip: noGpu }, 
       parameters: params(a, { max_new_tokens: 2, details: true, decoder_input_details: true }) }).then((r) => ({ r, a })));
     for (const { r, a } of await Promise.all(jobs)) {
       assert.equal(r.status, 200, r.text);
-      const prefill = r.json.details.prefill as { id: number; logprob: number | null }[];
-      const golden = g.c.logits(a ? `adapter/${a}/seq0` : 'base/seq0');
-      const V = g.c.vocab, seq = g.c.sequences[0];
-      for (let i = 1; i < seq.length; i++) {
-        const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
-        assert.ok(Math.abs(prefill[i].logprob! - want) <= FP32_TOL, `${a ?? 'base'} pos ${i}: ${prefill[i].logprob} vs ${want}`);
-      }
+      prefillMatchesGolden(g.c, r.json, a ? `adapter/${a}/seq0` : 'base/seq0', g.c.sequences[0], FP32_TOL);
     }
   });
 });

@@ -58,15 +58,22 @@ export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, e
   return { c, server, url: server.url, post, close: () => server.close() };
 }
 
-/** Asserts a /generate response's prefill log-probs equal log-softmax of the golden logits under `key`. */
-export function prefillMatchesGolden(c: GoldenCase, json: any, key: string, seq: number[]): void {
+/**
+ * Asserts a /generate response's prefill ids equal `seq` and its log-probs equal log-softmax of the golden
+ * logits under `key` within `tol`; returns the largest difference seen.
+ */
+export function prefillMatchesGolden(c: GoldenCase, json: any, key: string, seq: number[], tol = 1e-4): number {
   const prefill = json.details.prefill as { id: number; logprob: number | null }[];
   if (prefill.length !== seq.length || prefill.some((p, i) => p.id !== seq[i])) throw new Error(`${key}: prefill ids differ`);
   const golden = c.logits(key);
   const V = c.vocab;
+  let worst = 0;
   for (let i = 1; i < seq.length; i++) {
     const want = refLogSoftmax(golden.subarray((i - 1) * V, i * V))[seq[i]];
     const got = prefill[i].logprob!;
-    if (!(Math.abs(got - want) <= 1e-4)) throw new Error(`${key} position ${i}: logprob ${got}, golden ${want}`);
+    const err = Math.abs(got - want);
+    if (!(err <= tol)) throw new Error(`${key} position ${i}: logprob ${got}, golden ${want}`);
+    worst = Math.max(worst, err);
   }
+  return worst;
 }
