@@ -10,6 +10,7 @@ import { createCollective, type ForwardBatch, type RowSampling } from '../../ker
 import { cudaInfo, ncclUniqueId } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
+import { stepBatch } from '../helpers/forward-batch.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -59,27 +60,6 @@ function halfErrors(out: Float32Array, golden: Float32Array): { mean: number; ma
   let sum = 0;
   for (let i = 0; i < out.length; i++) sum += Math.abs(out[i] - golden[i]);
   return { mean: sum / out.length, max: maxAbsDiff(out, golden) };
-}
-
-/** Rows of one step for `entries` (each: a sequence, its first new position, how many rows, all logits?). */
-function stepBatch(entries: { tokens: number[]; pos0: number; n: number; slot: number; table: number[]; all: boolean }[],
-  bs: number): ForwardBatch {
-  const tokens: number[] = [], positions: number[] = [], slots: number[] = [], logitRows: number[] = [];
-  const seqs: ForwardBatch['seqs'] = [];
-  for (const e of entries) {
-    const start = tokens.length;
-    for (let i = 0; i < e.n; i++) {
-      const pos = e.pos0 + i;
-      tokens.push(e.tokens[pos]);
-      positions.push(pos);
-      slots.push(e.table[Math.floor(pos / bs)] * bs + (pos % bs));
-      if (e.all || i === e.n - 1) logitRows.push(start + i);
-    }
-    seqs.push({ tokenStart: start, numTokens: e.n, contextLen: e.pos0 + e.n, adapterSlot: e.slot,
-      blockTable: Int32Array.from(e.table) });
-  }
-  return { tokens: Int32Array.from(tokens), positions: Int32Array.from(positions), slotMapping: Int32Array.from(slots),
-    seqs, logitRows: Int32Array.from(logitRows) };
 }
 
 for (const name of goldenCases()) {

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { createModel, type ForwardBatch, type ModelPlanConfig, type NativeModel } from '../../kernels/index.js';
 import { cudaInfo } from '../../kernels/cuda.js';
 import { Rng } from '../helpers/reference-ops.js';
+import { maxAbsDiff } from '../helpers/golden.js';
+import { stepBatch } from '../helpers/forward-batch.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -110,33 +112,10 @@ interface Seq { tokens: number[]; slot: number; table: number[]; done: number }
 
 /** A step: each entry feeds `n` tokens of a sequence (all its logit rows when `all`). */
 function batchOf(entries: { seq: Seq; n: number; all: boolean }[], blockSize: number): ForwardBatch {
-  const tokens: number[] = [], positions: number[] = [], slots: number[] = [], logitRows: number[] = [];
-  const seqs: ForwardBatch['seqs'] = [];
-  for (const { seq, n, all } of entries) {
-    const start = tokens.length;
-    for (let i = 0; i < n; i++) {
-      const pos = seq.done + i;
-      tokens.push(seq.tokens[pos]);
-      positions.push(pos);
-      slots.push(seq.table[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize));
-      if (all || i === n - 1) logitRows.push(start + i);
-    }
-    seqs.push({ tokenStart: start, numTokens: n, contextLen: seq.done + n, adapterSlot: seq.slot,
-      blockTable: Int32Array.from(seq.table) });
-  }
+  const batch = stepBatch(entries.map(({ seq, n, all }) => ({ tokens: seq.tokens, pos0: seq.done, n, slot: seq.slot,
+    table: seq.table, all })), blockSize);
   for (const e of entries) e.seq.done += e.n;
-  return { tokens: Int32Array.from(tokens), positions: Int32Array.from(positions), slotMapping: Int32Array.from(slots),
-    seqs, logitRows: Int32Array.from(logitRows) };
-}
-
-function maxAbs(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
+  return batch;
 }
 
 function relL2(a: Float32Array, ref: Float32Array): number {
@@ -220,12 +199,12 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
       const [ref, g, e, b16, f16] = outs;
       const what = `${v.name} step ${k}`;
       assert.equal(g.length, ref.length, `${what}: logits length`);
-      worst = { graphs: Math.max(worst.graphs, maxAbs(g, ref)), eager: Math.max(worst.eager, maxAbs(e, ref)),
-        graphsVsEager: Math.max(worst.graphsVsEager, maxAbs(g, e)), bf16: Math.max(worst.bf16, relL2(b16, ref)),
+      worst = { graphs: Math.max(worst.graphs, maxAbsDiff(g, ref)), eager: Math.max(worst.eager, maxAbsDiff(e, ref)),
+        graphsVsEager: Math.max(worst.graphsVsEager, maxAbsDiff(g, e)), bf16: Math.max(worst.bf16, relL2(b16, ref)),
         fp16: Math.max(worst.fp16, relL2(f16, ref)) };
-      assert.ok(maxAbs(g, ref) <= 1e-3, `${what}: fp32 with graphs vs CPU: max abs error ${maxAbs(g, ref)}`);
-      assert.ok(maxAbs(e, ref) <= 1e-3, `${what}: fp32 eager vs CPU: max abs error ${maxAbs(e, ref)}`);
-      assert.ok(maxAbs(g, e) <= 1e-4, `${what}: graph replay vs eager: max abs difference ${maxAbs(g, e)}`);
+      assert.ok(maxAbsDiff(g, ref) <= 1e-3, `${what}: fp32 with graphs vs CPU: max abs error ${maxAbsDiff(g, ref)}`);
+      assert.ok(maxAbsDiff(e, ref) <= 1e-3, `${what}: fp32 eager vs CPU: max abs error ${maxAbsDiff(e, ref)}`);
+      assert.ok(maxAbsDiff(g, e) <= 1e-4, `${what}: graph replay vs eager: max abs difference ${maxAbsDiff(g, e)}`);
       // bf16 keeps 8 significant bits (unit roundoff 2^-9): a few percent of relative L2 error after two
       // layers of rounded activations; a wrong adapter or a wrong row order is off by tens of percent.
       assert.ok(relL2(b16, ref) <= 0.05, `${what}: bf16 relative L2 error ${relL2(b16, ref)}`);

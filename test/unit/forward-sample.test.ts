@@ -6,26 +6,14 @@ import assert from 'node:assert/strict';
 import { cpuOps, type ForwardBatch, type RowSampling } from '../../kernels/index.js';
 import { LocalEngine } from '../../shard/index.js';
 import { loadGoldenCase } from '../helpers/golden.js';
+import { stepBatch } from '../helpers/forward-batch.js';
 
 const BS = 4;
 
 /** One prefill batch: every sequence whole, its last row's logits wanted; sequence i in blocks [8i, 8i+8). */
 function prefill(seqs: { tokens: number[]; slot: number }[]): ForwardBatch {
-  const tokens: number[] = [], positions: number[] = [], slots: number[] = [], logitRows: number[] = [];
-  const out: ForwardBatch['seqs'] = [];
-  seqs.forEach((s, i) => {
-    const table = Array.from({ length: 8 }, (_, j) => 8 * i + j);
-    const start = tokens.length;
-    s.tokens.forEach((t, pos) => {
-      tokens.push(t);
-      positions.push(pos);
-      slots.push(table[Math.floor(pos / BS)] * BS + (pos % BS));
-    });
-    logitRows.push(tokens.length - 1);
-    out.push({ tokenStart: start, numTokens: s.tokens.length, contextLen: s.tokens.length, adapterSlot: s.slot, blockTable: Int32Array.from(table) });
-  });
-  return { tokens: Int32Array.from(tokens), positions: Int32Array.from(positions), slotMapping: Int32Array.from(slots), seqs: out,
-    logitRows: Int32Array.from(logitRows) };
+  return stepBatch(seqs.map((s, i) => ({ tokens: s.tokens, pos0: 0, n: s.tokens.length, slot: s.slot,
+    table: Array.from({ length: 8 }, (_, j) => 8 * i + j), all: false })), BS);
 }
 
 const plain = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0, topN: 0 };
