@@ -1,4 +1,4 @@
-// Paged attention (decode and prefill kernels) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
+// Paged attention (decode and both prefill kernels — CUDA-core and tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
 // contexts across the 512-key decode partitions, sliding windows, odd block sizes, chunked prefill on top of a
 // cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous.
 #include <numeric>
@@ -22,8 +22,11 @@ struct Case {
   float q_scale = 1.0f;  // larger: peakier softmax
 };
 
-void run(const Case& c, std::mt19937& rng) {
-  guard(c.name, [&] {
+enum class Kernel { kDecode, kPrefillSimt, kPrefillMma };
+
+void run(const Case& c, Kernel kernel, std::mt19937& rng) {
+  const std::string name = c.name + (kernel == Kernel::kPrefillSimt ? " [simt]" : kernel == Kernel::kPrefillMma ? " [mma]" : "");
+  guard(name, [&] {
     const int S = static_cast<int>(c.seqs.size());
     int max_blocks = 0, total_blocks = 3, T = 0, max_q = 0, max_ctx = 0;
     for (const Seq& s : c.seqs) {
@@ -78,14 +81,16 @@ void run(const Case& c, std::mt19937& rng) {
     a.sliding_window = c.window;
     a.max_query_len = max_q;
     a.max_context_len = max_ctx;
-    if (c.decode) {
+    if (kernel == Kernel::kDecode) {
       const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
       DevBuf ws(ws_bytes);
       CK(wc::paged_attention_decode(a, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
+    } else if (kernel == Kernel::kPrefillSimt) {
+      CK(wc::paged_attention_prefill_simt(a, nullptr));
     } else {
-      CK(wc::paged_attention_prefill(a, nullptr));
+      CK(wc::paged_attention_prefill_mma(a, nullptr));  // NotSupported here is a failure: the shape qualifies
     }
-    expect_close(c.name, download(out.get(), ref.size(), c.d), ref, tol_for(c.d));
+    expect_close(name, download(out.get(), ref.size(), c.d), ref, tol_for(c.d));
   });
 }
 
@@ -121,8 +126,23 @@ void run_attention_tests(std::mt19937& rng) {
       {"prefill hd40 f32", f32, 6, 3, 40, 16, 0, {{17, 17}, {5, 21}}, false},
       {"prefill mixed with decode rows bf16", bf16, 16, 4, 128, 16, 0, {{1, 900}, {64, 64}, {1, 17}}, false},
       {"prefill block size 7 f32", f32, 8, 8, 64, 7, 0, {{45, 45}, {12, 100}}, false},
+      // Shapes for the tensor-core kernel (16-bit, head_dim % 16 == 0, ≤ 128): many 64-row tiles, 64-key tiles
+      // across pages, windows cutting tiles, every supported head size family.
+      {"prefill 1024-token prompt GQA 8/2 hd128 bf16", bf16, 8, 2, 128, 16, 0, {{1024, 1024}}, false},
+      {"prefill chunk of 300 on a 700-token prefix GQA 16/4 hd128 f16", f16, 16, 4, 128, 16, 0, {{300, 1000}}, false},
+      {"prefill hd64 bf16 window 100, MHA 8/8", bf16, 8, 8, 64, 16, 100, {{400, 400}, {5, 5}}, false},
+      {"prefill hd80 f16 GQA 10/2, peaky", f16, 10, 2, 80, 16, 0, {{129, 129}, {64, 200}}, false, 4.0f},
+      {"prefill hd96 bf16 block 32", bf16, 6, 3, 96, 32, 0, {{200, 260}}, false},
+      {"prefill hd32 f16 MQA 16/1 block 8", f16, 16, 1, 32, 8, 0, {{90, 90}, {1, 33}}, false},
   };
-  for (const Case& c : cases) run(c, rng);
+  for (const Case& c : cases) {
+    if (c.decode) {
+      run(c, Kernel::kDecode, rng);
+      continue;
+    }
+    run(c, Kernel::kPrefillSimt, rng);
+    if (c.d != f32 && c.hd % 16 == 0 && c.hd <= 128) run(c, Kernel::kPrefillMma, rng);
+  }
 }
 
 }  // namespace gt

@@ -1,5 +1,8 @@
 // Paged causal attention over the KV cache (cpu::paged_attention): a flash-decoding kernel for decode rows and
 // a tiled flash-attention kernel for prefill. Both use an fp32 online softmax; see kernels.h for the design.
+#include <cstdlib>
+#include <string>
+
 #include "common.cuh"
 
 namespace weft::cuda {
@@ -310,13 +313,17 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   }
 }
 
-bool valid(const PagedAttention& a) {
+}  // namespace
+
+bool paged_attention_valid(const PagedAttention& a) {
   return a.heads > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0 && a.head_dim >= 8 && a.head_dim <= 256 &&
          a.head_dim % 8 == 0 && a.block_size > 0 && a.num_seqs > 0 && a.num_tokens >= 0 && a.q && a.out &&
          a.k_cache && a.v_cache && a.cu_seqlens_q && a.context_lens && a.block_tables && a.q_stride % 8 == 0 &&
          detail::aligned16(a.q) && detail::aligned16(a.k_cache) && detail::aligned16(a.v_cache) &&
          a.num_seqs <= 65535 && a.kv_heads <= 65535;
 }
+
+namespace {
 int64_t decode_splits(const PagedAttention& a) {
   return (static_cast<int64_t>(a.max_context_len > 0 ? a.max_context_len : 1) + kPartition - 1) / kPartition;
 }
@@ -358,7 +365,7 @@ size_t paged_attention_decode_workspace_bytes(const PagedAttention& a) {
 
 cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream) {
-  if (!valid(a) || a.num_tokens > 65535) return cudaErrorInvalidValue;
+  if (!paged_attention_valid(a) || a.num_tokens > 65535) return cudaErrorInvalidValue;
   if (a.num_tokens == 0) return cudaSuccess;
   const int64_t splits = decode_splits(a);
   if (splits > 65535) return cudaErrorInvalidValue;
@@ -378,8 +385,8 @@ cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, siz
   });
 }
 
-cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream) {
-  if (!valid(a) || a.max_query_len < 0) return cudaErrorInvalidValue;
+cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t stream) {
+  if (!paged_attention_valid(a) || a.max_query_len < 0) return cudaErrorInvalidValue;
   if (a.num_tokens == 0 || a.max_query_len == 0) return cudaSuccess;
   return detail::dispatch(a.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -388,6 +395,17 @@ cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream
     if (a.head_dim <= 128) return launch_prefill<T, 4>(a, stream);
     return launch_prefill<T, 8>(a, stream);
   });
+}
+
+cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream) {
+  // WEFT_PREFILL_ATTENTION=simt keeps every shape on the CUDA-core kernel (A/B measurements, or a way around a
+  // tensor-core kernel problem on a new device without rebuilding).
+  static const bool simt_only = [] {
+    const char* v = std::getenv("WEFT_PREFILL_ATTENTION");
+    return v != nullptr && std::string(v) == "simt";
+  }();
+  if (!simt_only && paged_attention_prefill_mma_supported(a)) return paged_attention_prefill_mma(a, stream);
+  return paged_attention_prefill_simt(a, stream);
 }
 
 }  // namespace weft::cuda

@@ -112,8 +112,14 @@ struct PagedAttention {
 size_t paged_attention_decode_workspace_bytes(const PagedAttention& a);
 cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream);
-// Prefill (and mixed batches): causal over the cache, K/V of this step already written.
+// Prefill (and mixed batches): causal over the cache, K/V of this step already written. Picks the tensor-core
+// kernel where it applies (bf16/fp16, head_dim a multiple of 16 up to 128, sm_80+; WEFT_PREFILL_ATTENTION=simt
+// turns it off), else the CUDA-core one. The two named kernels are callable directly (tests, benchmarks).
 cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream);
+cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t stream);
+bool paged_attention_prefill_mma_supported(const PagedAttention& a);
+cudaError_t paged_attention_prefill_mma(const PagedAttention& a, cudaStream_t stream);  // NotSupported: use simt
+bool paged_attention_valid(const PagedAttention& a);  // the argument checks every attention launcher applies
 
 // LoRA ----------------------------------------------------------------------------------------------
 // One module's adapters. "Entries" are SGMV segments or BGMV adapter slots; per-entry arrays are laid out
