@@ -114,37 +114,61 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
   const float scale = a.scale[ei];
   const bool vec = rank % 8 == 0 && aligned16(B);
   T* y = static_cast<T*>(a.y) + static_cast<int64_t>(w.r0) * a.y_stride + off;
-  for (int i = 0; i < kExpandPerThread; ++i) {
-    const int o = (blockIdx.x * kExpandPerThread + i) * kExpandThreads + threadIdx.x;
-    if (o >= out_len) break;
-    const T* brow = B + static_cast<int64_t>(o) * rank;
-    float acc[R];
+  // The thread's outputs o_i = base + i·256. All their B loads of a k-chunk are issued before any is used (and
+  // before any y store, which the compiler could not move them past): at rank 16 a thread has 8 16-byte loads
+  // in flight instead of 2, which is what a kernel this small needs to approach the copy rate.
+  const int base = blockIdx.x * kExpandPerThread * kExpandThreads + threadIdx.x;
+  const T* brow[kExpandPerThread];
+  bool has[kExpandPerThread];
 #pragma unroll
-    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-    if (vec) {
-      for (int k = 0; k < rank; k += 8) {
+  for (int i = 0; i < kExpandPerThread; ++i) {
+    has[i] = base + i * kExpandThreads < out_len;
+    brow[i] = B + static_cast<int64_t>(has[i] ? base + i * kExpandThreads : 0) * rank;
+  }
+  float acc[kExpandPerThread][R];
+#pragma unroll
+  for (int i = 0; i < kExpandPerThread; ++i)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[i][r] = 0.0f;
+  if (vec) {
+    for (int k = 0; k < rank; k += 8) {
+      detail::Pack8<T> bp[kExpandPerThread];
+#pragma unroll
+      for (int i = 0; i < kExpandPerThread; ++i)
+        if (has[i]) bp[i] = detail::load_pack(brow[i] + k);
+#pragma unroll
+      for (int i = 0; i < kExpandPerThread; ++i) {
+        if (!has[i]) continue;
         float bv[8];
-        load8(brow + k, bv);
+        detail::unpack(bp[i], bv);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float4 h0 = *reinterpret_cast<const float4*>(hs + r * rank + k);  // broadcast reads
           const float4 h1 = *reinterpret_cast<const float4*>(hs + r * rank + k + 4);
-          acc[r] += bv[0] * h0.x + bv[1] * h0.y + bv[2] * h0.z + bv[3] * h0.w + bv[4] * h1.x + bv[5] * h1.y +
-                    bv[6] * h1.z + bv[7] * h1.w;
+          acc[i][r] += bv[0] * h0.x + bv[1] * h0.y + bv[2] * h0.z + bv[3] * h0.w + bv[4] * h1.x + bv[5] * h1.y +
+                       bv[6] * h1.z + bv[7] * h1.w;
         }
       }
-    } else {
-      for (int k = 0; k < rank; ++k) {
-        const float bv = to_f(brow[k]);
+    }
+  } else {
+    for (int k = 0; k < rank; ++k) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r] += bv * hs[r * rank + k];
+      for (int i = 0; i < kExpandPerThread; ++i) {
+        if (!has[i]) continue;
+        const float bv = to_f(brow[i][k]);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[i][r] += bv * hs[r * rank + k];
       }
     }
+  }
+#pragma unroll
+  for (int i = 0; i < kExpandPerThread; ++i) {
+    if (!has[i]) continue;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (r >= nrows) break;
-      T* yp = y + r * a.y_stride + o;
-      *yp = from_f<T>(to_f(*yp) + scale * acc[r]);
+      T* yp = y + r * a.y_stride + base + i * kExpandThreads;
+      *yp = from_f<T>(to_f(*yp) + scale * acc[i][r]);
     }
   }
 }
