@@ -24,6 +24,7 @@ export type {
   StepResult,
   TokenChoice,
 } from './messages.js';
+export { SAMPLED_LAST_STEP } from './messages.js';
 export { COLLECTIVE_ID_BYTES, MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
 export { bytesToFloat32, decode, decodeAs, encode, float32ToBytes } from './codec.js';
 export {

@@ -32,9 +32,14 @@ export interface NewSequence {
 /** Decode one more token: `token` was sampled last step; `newBlocks` are appended to its block table. */
 export interface RunningSequence {
   seqId: string;
+  /** The token to feed, or SAMPLED_LAST_STEP when the coordinator sent this step before the previous one's
+   * result came back (async scheduling): every rank then feeds the token it sampled for the sequence itself. */
   token: number;
   newBlocks: number[];
 }
+
+/** RunningSequence.token: "the token you sampled for this sequence in the step before". */
+export const SAMPLED_LAST_STEP = -1;
 
 export interface Step {
   v: number;

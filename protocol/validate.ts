@@ -41,7 +41,7 @@ const newSequence = object({
 const collectiveId = refine(bytes(), (b) =>
   b.byteLength === COLLECTIVE_ID_BYTES ? undefined : `expected ${COLLECTIVE_ID_BYTES} bytes, got ${b.byteLength}`);
 
-const runningSequence = object({ seqId: id, token: count, newBlocks: tokenIds });
+const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds }); // -1: SAMPLED_LAST_STEP
 
 const seqOutput = object(
   { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },

@@ -1,5 +1,7 @@
 // The coordinator's handle on its shards over NATS: publishes steps and adapter commands, gathers
-// every rank's reply, watches heartbeats. A lost rank fails the pending step with ShardLostError.
+// every rank's reply, watches heartbeats. A lost rank fails the pending steps with ShardLostError.
+// Several steps may be in flight (async scheduling sends the next before the last one's result is back);
+// shards run them in publish order.
 import type { NatsConnection } from 'nats';
 import {
   MessageBus, PROTOCOL_VERSION, adapterSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
@@ -45,7 +47,8 @@ export class NatsShardGroup {
   private readonly ready = new Map<number, ShardReady>();
   private readonly lastBeat = new Map<number, number>();
   private readyWaiters: (() => void)[] = [];
-  private pending: PendingStep | null = null;
+  /** Steps published and not yet answered by every rank, by step id. */
+  private readonly pending = new Map<number, PendingStep>();
   private readonly adapters = new Map<string, PendingAdapter>();
   private watchdog?: NodeJS.Timeout;
   private lostHandlers: ((reason: string) => void)[] = [];
@@ -132,15 +135,15 @@ export class NatsShardGroup {
 
   /** Called by the supervisor when a shard process exits, or by the watchdog. */
   markLost(reason: string): void {
-    if (!this.isReady() && !this.pending) return;
+    if (!this.isReady() && this.pending.size === 0) return;
     this.ready.clear();
     this.lastBeat.clear();
     const err = new ShardLostError(reason);
-    if (this.pending) {
-      clearTimeout(this.pending.timer);
-      this.pending.reject(err);
-      this.pending = null;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
     }
+    this.pending.clear();
     for (const [k, p] of this.adapters) {
       this.adapters.delete(k);
       p.reject(err);
@@ -149,25 +152,25 @@ export class NatsShardGroup {
   }
 
   step(step: Step, headers?: MessageHeaders): Promise<StepResult> {
-    if (this.pending) return Promise.reject(new Error('a step is already in flight'));
+    if (this.pending.has(step.stepId)) return Promise.reject(new Error(`step ${step.stepId} is already in flight`));
     if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending = null;
+        this.pending.delete(step.stepId);
         reject(new StepTimeoutError(`step ${step.stepId} got no reply from every shard within ${this.o.stepTimeoutMs} ms`));
       }, this.o.stepTimeoutMs);
-      this.pending = { stepId: step.stepId, results: new Map(), resolve, reject, timer };
+      this.pending.set(step.stepId, { stepId: step.stepId, results: new Map(), resolve, reject, timer });
       this.bus.publish(stepSubject(this.o.cluster), step, headers);
     });
   }
 
   private onResult(m: StepResult): void {
-    const p = this.pending;
-    if (!p || m.stepId !== p.stepId) return; // a late reply for a step already failed
+    const p = this.pending.get(m.stepId);
+    if (!p) return; // a late reply for a step already failed
     p.results.set(m.rank, m);
     if (p.results.size < this.o.worldSize) return;
     clearTimeout(p.timer);
-    this.pending = null;
+    this.pending.delete(m.stepId);
     const failed = [...p.results.values()].filter((r) => r.error);
     const rank0 = p.results.get(0)!;
     if (failed.length > 0) p.resolve({ ...rank0, outputs: [], error: failed.map((r) => r.error).join('; ') });

@@ -1,9 +1,9 @@
 // The generation engine: admits requests (tokenize, validate, resolve adapter), drives the
 // scheduler ↔ shards step loop, and turns step results into each request's event stream.
-import { context as otelContext, propagation, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
-import { Scheduler, Sequence, StepFailedError, type SequenceEvent } from '../scheduler/index.js';
+import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
 import type { SourceKind } from '../adapters/index.js';
@@ -36,6 +36,17 @@ export interface EngineLimits {
   /** Where the shards compute and in which weight dtype (reported by /info); default cpu / float32. */
   device?: 'cpu' | 'cuda';
   dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** Send each step before the previous one's result is back (default true); see Engine.loop. */
+  asyncScheduling?: boolean;
+}
+
+/** A step published to the shards; `settled` never rejects. */
+interface SentStep {
+  sched: ScheduledStep;
+  span: Span;
+  sentAt: number;
+  batchSize: number;
+  settled: Promise<{ result: StepResult } | { error: Error }>;
 }
 
 /** Hooks for metrics; all optional. */
@@ -56,6 +67,8 @@ export class Engine implements GenerationEngine {
   private looping = false;
   private wake: (() => void) | null = null;
   private nextId = 0;
+  /** When the last step result was applied: a step's time starts at max(sent, this). */
+  private lastCompletion = 0;
 
   constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
@@ -230,23 +243,35 @@ export class Engine implements GenerationEngine {
     if (!this.looping) void this.loop();
   }
 
+  // The step loop. With async scheduling (the default) the next step is built and published right after the
+  // current one, before its result is back: the shards run their steps back to back while the coordinator
+  // applies results, streams tokens and schedules. Scheduler.scheduleAhead says what such a step may contain.
   private async loop(): Promise<void> {
     this.looping = true;
+    let current: SentStep | null = null;
     try {
-      while (this.scheduler.hasWork()) {
-        if (!this.group.isReady()) {
-          await this.group.waitReady(60_000).catch(() => undefined);
-          continue;
+      while (current !== null || this.scheduler.hasWork()) {
+        if (current === null) {
+          if (!this.group.isReady()) {
+            await this.group.waitReady(60_000).catch(() => undefined);
+            continue;
+          }
+          const sched = this.scheduler.schedule();
+          if (!sched) {
+            // Everything waiting needs an adapter that is not resident. Slots held by adapters without running
+            // sequences can be reassigned now that the batch is consistent; a finished load wakes us.
+            this.registry.retryWaiting();
+            await new Promise<void>((r) => { this.wake = r; });
+            continue;
+          }
+          current = this.send(sched);
         }
-        const sched = this.scheduler.schedule();
-        if (!sched) {
-          // Everything waiting needs an adapter that is not resident. Slots held by adapters without running
-          // sequences can be reassigned now that the batch is consistent; a finished load wakes us.
-          this.registry.retryWaiting();
-          await new Promise<void>((r) => { this.wake = r; });
-          continue;
-        }
-        await this.runStep(sched.step, sched.prefillTokens, sched.decodeTokens);
+        // Not after a failure abandoned the step in flight (the scheduler then has none).
+        const canAhead = this.limits.asyncScheduling !== false && this.scheduler.stepsInFlight === 1 && this.group.isReady();
+        const ahead = canAhead ? this.scheduler.scheduleAhead() : null;
+        const next = ahead ? this.send(ahead) : null;
+        await this.complete(current);
+        current = next;
       }
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'step loop crashed; failing in-flight requests');
@@ -257,7 +282,8 @@ export class Engine implements GenerationEngine {
     }
   }
 
-  private async runStep(step: Step, prefillTokens: number, decodeTokens: number): Promise<void> {
+  private send(sched: ScheduledStep): SentStep {
+    const step = sched.step;
     const ids = [...step.newSeqs.map((s) => s.seqId), ...step.running.map((s) => s.seqId)];
     const owners = ids.map((id) => this.requests.get(id)).filter((s): s is RequestState => !!s);
     // The step span is a child of the first request in the batch and links to the others.
@@ -266,19 +292,25 @@ export class Engine implements GenerationEngine {
       links: owners.slice(1).map((o) => ({ context: o.span.spanContext() })) }, parent);
     const headers: MessageHeaders = {};
     propagation.inject(trace.setSpan(parent, span), headers);
-    const t0 = performance.now();
-    let result: StepResult;
-    try {
-      result = await this.group.step(step, headers);
-    } catch (e) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
-      span.end();
-      this.log.error({ stepId: step.stepId, err: (e as Error).message }, 'step failed: shard group lost');
-      this.failAll(`a model shard failed during generation: ${(e as Error).message}`);
+    const settled = this.group.step(step, headers).then((result) => ({ result }), (error: Error) => ({ error }));
+    return { sched, span, sentAt: performance.now(), batchSize: ids.length, settled };
+  }
+
+  private async complete(sent: SentStep): Promise<void> {
+    const { step, prefillTokens, decodeTokens } = sent.sched;
+    const outcome = await sent.settled;
+    if ('error' in outcome) {
+      sent.span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
+      sent.span.end();
+      this.log.error({ stepId: step.stepId, err: outcome.error.message }, 'step failed: shard group lost');
+      this.failAll(`a model shard failed during generation: ${outcome.error.message}`);
       return;
     }
-    span.end();
-    this.observer.step?.(performance.now() - t0, ids.length, prefillTokens, decodeTokens);
+    const result = outcome.result;
+    sent.span.end();
+    const now = performance.now();
+    this.observer.step?.(now - Math.max(sent.sentAt, this.lastCompletion), sent.batchSize, prefillTokens, decodeTokens);
+    this.lastCompletion = now;
     let events: SequenceEvent[];
     try {
       events = this.scheduler.update(result);

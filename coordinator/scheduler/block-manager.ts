@@ -72,15 +72,20 @@ export class BlockManager {
     return [...table];
   }
 
+  /** Blocks appendSlots(seqId, newLength) would take. */
+  missingBlocks(seqId: string, newLength: number): number {
+    return this.missingBlocksOf(this.table(seqId), newLength);
+  }
+
   canAppend(seqId: string, newLength: number): boolean {
-    return this.missingBlocks(this.table(seqId), newLength) <= this.freeList.length;
+    return this.missingBlocksOf(this.table(seqId), newLength) <= this.freeList.length;
   }
 
   /** Extends seqId's table to cover newLength tokens; returns only the block ids added (often none). */
   appendSlots(seqId: string, newLength: number): number[] {
     checkCount('newLength', newLength, 0);
     const table = this.table(seqId);
-    const added = this.take(this.missingBlocks(table, newLength), seqId);
+    const added = this.take(this.missingBlocksOf(table, newLength), seqId);
     table.push(...added);
     return added;
   }
@@ -104,7 +109,7 @@ export class BlockManager {
     return table;
   }
 
-  private missingBlocks(table: readonly number[], newLength: number): number {
+  private missingBlocksOf(table: readonly number[], newLength: number): number {
     return Math.max(0, this.blocksFor(newLength) - table.length);
   }
 

@@ -2,7 +2,7 @@
 // and checks every rule a scheduler must keep. Tests of the scheduler (and of anything that drives it)
 // use it in place of real shards; the tokens it "samples" come from a caller-supplied function.
 
-import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { SeqOutput, Step, StepResult } from '../../protocol/index.js';
 
 /** Picks the token sampled after `tokens` (the whole sequence so far) for seqId. */
@@ -59,9 +59,11 @@ export class ReferenceShard {
       once(r.seqId);
       const seq = this.seqs.get(r.seqId);
       if (seq === undefined) throw new Error(`step ${step.stepId}: running ${r.seqId}, which holds no state`);
-      if (r.token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
+      if (seq.pending < 0) throw new Error(`step ${step.stepId}: ${r.seqId} decodes but nothing was sampled for it`);
+      const token = r.token === SAMPLED_LAST_STEP ? seq.pending : r.token;
+      if (token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
       seq.blockTable.push(...r.newBlocks);
-      seq.tokens.push(r.token);
+      seq.tokens.push(token);
       outputs.push(this.emit(r.seqId, seq));
     }
     for (const n of step.newSeqs) {

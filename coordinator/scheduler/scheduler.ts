@@ -1,8 +1,10 @@
 // Continuous batching with paged KV blocks, adapter-aware admission and preemption by recompute.
 // Two calls drive it: schedule() builds the next Step, update() applies its StepResult; they alternate.
+// Async scheduling adds scheduleAhead(): with one step in flight it builds the next one before that step's
+// result is known, so the shards never wait for the coordinator (see scheduleAhead for what it may not do).
 // Pure bookkeeping: no I/O, no timers. Aborts and stops take effect at the next schedule().
 
-import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
@@ -35,8 +37,9 @@ export class Scheduler {
   private readonly pendingStops = new Map<string, PendingStop>();
   /** Ids the shards must drop, sent with the next step. */
   private toFree: string[] = [];
-  private inFlight: InFlight | null = null;
-  private abandonedStepId: number | null = null;
+  /** Steps sent and not yet updated, oldest first: at most two (one more with scheduleAhead). */
+  private inFlight: InFlight[] = [];
+  private readonly abandoned = new Set<number>();
   private nextStepId = 1;
   private preemptionTotal = 0;
 
@@ -77,33 +80,65 @@ export class Scheduler {
   }
 
   schedule(): ScheduledStep | null {
-    if (this.inFlight !== null) {
-      throw new SchedulerError(`step ${this.inFlight.stepId} is in flight: call update() first`, 'OUT_OF_ORDER');
+    if (this.inFlight.length > 0) {
+      throw new SchedulerError(`step ${this.inFlight[0]!.stepId} is in flight: call update() first`, 'OUT_OF_ORDER');
     }
     this.applyStops();
     const preempted: string[] = [];
     const running = this.scheduleRunning(preempted);
     // Recompute-preemption means the cache is full: admit nothing new this step.
     const admitted = preempted.length === 0 ? this.admitWaiting() : [];
+    return this.emit(running, admitted, preempted, [...this.runningList]);
+  }
+
+  /**
+   * Builds the step after the one in flight before its result is back. Every running sequence of that step
+   * decodes again with token SAMPLED_LAST_STEP (each shard feeds what it sampled), except the ones its result
+   * will end by length; waiting requests are admitted as usual. Returns null, changing nothing, when nothing
+   * would run or the running sequences' next blocks do not fit: preemption must see the result first. A
+   * sequence the in-flight step ends by EOS or a stop sequence decodes one token too many here; update()
+   * drops that output and the sequence's blocks are freed by the step after.
+   */
+  scheduleAhead(): ScheduledStep | null {
+    if (this.inFlight.length !== 1) {
+      throw new SchedulerError(`scheduleAhead needs exactly one step in flight (${this.inFlight.length} are)`, 'OUT_OF_ORDER');
+    }
+    this.applyStops();
+    const decoding = this.runningList.filter((seq) => !this.endsByLength(seq, 1));
+    let missing = 0;
+    for (const seq of decoding) missing += this.blocks.missingBlocks(seq.seqId, seq.length + 1);
+    if (missing > this.blocks.freeBlocks) return null;
+    const running = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
+      newBlocks: this.blocks.appendSlots(seq.seqId, seq.length + 1) }));
+    const admitted = this.admitWaiting();
+    return this.emit(running, admitted, [], [...decoding, ...admitted]);
+  }
+
+  /** The step message for these sequences; `included` (every sequence that produces a token) goes in flight. */
+  private emit(running: RunningSequence[], admitted: Sequence[], preempted: string[], included: Sequence[]): ScheduledStep | null {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && finished.length === 0) return null;
     this.toFree = [];
-
     const newSeqs = admitted.map((seq) => this.newSequenceMessage(seq));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
-    this.inFlight = { stepId: step.stepId, seqs: [...this.runningList] };
+    this.inFlight.push({ stepId: step.stepId, seqs: included });
     const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0);
     return { step, prefillTokens, decodeTokens: running.length, preempted };
   }
 
+  /** Steps sent and not yet applied by update(). */
+  get stepsInFlight(): number {
+    return this.inFlight.length;
+  }
+
   /** Applies a step's sampled tokens; returns one event per sequence that produced a token. */
   update(result: StepResult): SequenceEvent[] {
-    if (result.stepId === this.abandonedStepId) return [];
-    const flight = this.inFlight;
-    if (flight === null || result.stepId !== flight.stepId) {
-      throw new SchedulerError(`result for step ${result.stepId} but ${flight?.stepId ?? 'none'} is in flight`, 'OUT_OF_ORDER');
+    if (this.abandoned.delete(result.stepId)) return [];
+    const flight = this.inFlight[0];
+    if (flight === undefined || result.stepId !== flight.stepId) {
+      throw new SchedulerError(`result for step ${result.stepId} but ${flight?.stepId ?? 'none'} is the oldest in flight`, 'OUT_OF_ORDER');
     }
-    this.inFlight = null;
+    this.inFlight.shift();
     const expected = flight.seqs.filter((seq) => !seq.isFinished && !this.pendingStops.has(seq.seqId));
     const outputs = new Map<string, SeqOutput>(result.outputs.map((o) => [o.seqId, o]));
     const problem = result.error ?? outputProblem(flight.seqs, expected, outputs);
@@ -133,10 +168,8 @@ export class Scheduler {
   /** A shard died: ends every running and waiting sequence with 'error' and frees all blocks.
    * Returns the sequences ended with 'error' (those with a pending abort/finish keep that reason). */
   failAll(message: string): Sequence[] {
-    if (this.inFlight !== null) {
-      this.abandonedStepId = this.inFlight.stepId;
-      this.inFlight = null;
-    }
+    for (const f of this.inFlight) this.abandoned.add(f.stepId);
+    this.inFlight = [];
     return this.endAll([...this.runningList, ...this.waitingQueue], 'error', message);
   }
 
@@ -260,8 +293,12 @@ export class Scheduler {
 
   private stopReason(seq: Sequence, token: number): FinishReason | null {
     if (seq.eosTokenIds.has(token)) return 'eos_token';
-    if (seq.generated.length >= seq.maxNewTokens || seq.length >= this.maxTotalTokens) return 'length';
-    return null;
+    return this.endsByLength(seq, 0) ? 'length' : null;
+  }
+
+  /** Whether the sequence is at its length limit once `pending` more tokens are appended. */
+  private endsByLength(seq: Sequence, pending: number): boolean {
+    return seq.generated.length + pending >= seq.maxNewTokens || seq.length + pending >= this.maxTotalTokens;
   }
 
   private preempt(seq: Sequence): void {

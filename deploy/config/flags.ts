@@ -102,6 +102,8 @@ export const FLAGS = [
     default: 4096, min: 1, help: 'Prompt tokens admitted per step.' },
   { name: 'max-batch-size', type: 'int', commands: LAUNCH, env: ['MAX_BATCH_SIZE'], default: 64, min: 1,
     help: 'Sequences per step.' },
+  { name: 'async-scheduling', type: 'bool', commands: LAUNCH, env: ['ASYNC_SCHEDULING'], default: true,
+    help: 'Publish each step before the previous one\'s result is back, so the shards never wait for the coordinator (--async-scheduling=false: strictly one step at a time).' },
   { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
     defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
   { name: 'cuda-memory-fraction', type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,

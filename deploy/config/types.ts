@@ -68,6 +68,8 @@ export interface LaunchConfig {
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;
   maxBatchSize: number;
+  /** Publish step N+1 before step N's result is back (Engine.loop). */
+  asyncScheduling: boolean;
   /** 0: size the KV cache automatically. */
   kvCacheBlocks: number;
   /** --device cuda: the fraction of each GPU's memory weft may use (KV cache sized from what is left). */

@@ -12,5 +12,7 @@ export interface SequenceState {
   sampling: SamplingParams;
   /** Tokens sampled so far (the RNG draw index of the next sample). */
   draws: number;
+  /** The token this rank sampled last step (every rank samples): what SAMPLED_LAST_STEP feeds; -1 = none yet. */
+  lastSampled: number;
   topN: number;
 }

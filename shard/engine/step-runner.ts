@@ -1,7 +1,9 @@
 // Runs one protocol Step on this shard: applies the diffs (finished → new → running), builds the
-// native batch, runs the forward pass, and on rank 0 samples every sequence's next token.
+// native batch, runs the forward pass and samples every sequence's next token. Every rank samples (the
+// same logits and seeds give the same tokens), so a step sent before the previous one's result came back
+// (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
 import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
-import { float32ToBytes } from '../../protocol/index.js';
+import { SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult } from '../../kernels/index.js';
 import type { LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
@@ -47,29 +49,33 @@ export class StepRunner {
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
+      const token = r.token === SAMPLED_LAST_STEP ? state.lastSampled : r.token;
+      if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
       state.blockTable.push(...r.newBlocks);
-      state.history.push(r.token);
-      rows.push({ state, tokens: [r.token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none' });
+      state.history.push(token);
+      rows.push({ state, tokens: [token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none' });
     }
     if (rows.length === 0) return [];
     const batch = this.buildBatch(rows);
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
-    // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back. Other ranks only
-    // take part in the step's collectives.
-    if (this.rank === 0 && !rows.some((r) => r.wantAll)) {
+    // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
+    if (!rows.some((r) => r.wantAll)) {
       const sampled = await this.model.native.forwardSample(batch, rows.map((r) => ({
         ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
       })));
       for (const row of rows) row.state.length += row.tokens.length;
-      return rows.map((row, i) => this.output(row, sampled[i]));
+      const outputs = rows.map((row, i) => this.output(row, sampled[i]));
+      return this.rank === 0 ? outputs : [];
     }
     const logits = await this.model.native.forward(batch);
     for (const row of rows) row.state.length += row.tokens.length;
-    return this.rank === 0 ? this.sampleAll(rows, logits) : [];
+    const outputs = this.sampleAll(rows, logits);
+    return this.rank === 0 ? outputs : [];
   }
 
   private output(row: Row, s: SampleResult): SeqOutput {
     row.state.draws++;
+    row.state.lastSampled = s.token;
     return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
@@ -83,6 +89,7 @@ export class StepRunner {
       history: [...ns.tokens],
       sampling: ns.sampling,
       draws: ns.generated.length,
+      lastSampled: -1,
       topN: ns.topN,
     };
     this.seqs.set(ns.seqId, state);
@@ -128,6 +135,7 @@ export class StepRunner {
       const { state } = row;
       const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, penaltyTokens(state), state.topN);
       const out = this.output(row, s);
+      if (this.rank !== 0) continue;  // other ranks only need the token
       if (row.promptLogprobs) {
         // log p(token_i | tokens_<i) for i >= 1; the first prompt token has no prefix to score it.
         out.promptLogprobs = row.tokens.slice(1).map((tok, i) => cpuOps.logSoftmaxAt(block.subarray(i * V, (i + 1) * V), tok));

@@ -52,7 +52,7 @@ describe('protocol over a real nats-server', () => {
 
     pub.publish(shardSubject('t1', 0, 'heartbeat'), new Uint8Array([0xc1, 0x00, 0xff])); // not msgpack
     tx.publish(shardSubject('t1', 1, 'heartbeat'), heartbeat(1, 10), { traceparent: TRACEPARENT, tracestate: 'weft=1' });
-    pub.publish(shardSubject('t1', 2, 'heartbeat'), rawEncode({ ...heartbeat(2, 11), v: 2 })); // version skew
+    pub.publish(shardSubject('t1', 2, 'heartbeat'), rawEncode({ ...heartbeat(2, 11), v: PROTOCOL_VERSION + 1 })); // version skew
     tx.publish(shardSubject('t1', 3, 'heartbeat'), { v: PROTOCOL_VERSION, type: 'shutdown', reason: 'x' }); // wrong type
     tx.publish(shardSubject('t1', 0, 'heartbeat'), heartbeat(0, 12));
     await pub.flush();
@@ -64,7 +64,7 @@ describe('protocol over a real nats-server', () => {
     assert.deepEqual(got[1]!.headers, {});
     assert.deepEqual(invalid.map((i) => i.subject), ['weft.t1.shard.0.heartbeat', 'weft.t1.shard.2.heartbeat', 'weft.t1.shard.3.heartbeat']);
     assert.deepEqual(invalid.map((i) => i.err.code), ['NOT_MSGPACK', 'VERSION', 'WRONG_TYPE']);
-    assert.match(invalid[1]!.err.message, /received v=2, this build supports v=1/);
+    assert.match(invalid[1]!.err.message, /received v=3, this build supports v=2/);
     assert.equal(subscription.isClosed(), false);
     subscription.unsubscribe();
   });

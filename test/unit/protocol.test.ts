@@ -130,7 +130,7 @@ describe('protocol codec: malformed payloads', () => {
     rejects(two, 'NOT_MSGPACK', /Extra/);
   });
   it('rejects a __proto__ key', () => {
-    const evil = rawEncode(JSON.parse('{"v":1,"type":"shutdown","reason":"x","__proto__":{"polluted":true}}'));
+    const evil = rawEncode(JSON.parse('{"v":2,"type":"shutdown","reason":"x","__proto__":{"polluted":true}}'));
     assert.throws(() => decode(evil), ProtocolError);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
@@ -140,9 +140,9 @@ describe('protocol codec: malformed payloads', () => {
     rejects(rawEncode(null), 'MALFORMED', /got null/);
   });
   it('rejects a missing or unsupported version, naming both versions', () => {
-    rejects(tampered('shutdown', (m) => delete m.v), 'VERSION', /missing protocol version field "v" \(this build supports v=1\)/);
-    rejects(tampered('shutdown', (m) => (m.v = 2)), 'VERSION', /received v=2, this build supports v=1/);
-    rejects(tampered('shutdown', (m) => (m.v = '1')), 'VERSION', /received v="1", this build supports v=1/);
+    rejects(tampered('shutdown', (m) => delete m.v), 'VERSION', /missing protocol version field "v" \(this build supports v=2\)/);
+    rejects(tampered('shutdown', (m) => (m.v = 3)), 'VERSION', /received v=3, this build supports v=2/);
+    rejects(tampered('shutdown', (m) => (m.v = '2')), 'VERSION', /received v="2", this build supports v=2/);
   });
   it('rejects a missing or unknown type', () => {
     rejects(tampered('shutdown', (m) => delete m.type), 'MALFORMED', /expected a string "type" field, got nothing/);
@@ -237,7 +237,7 @@ describe('protocol codec: malformed payloads', () => {
     const bad = structuredClone(examples().step) as Step;
     bad.newSeqs[0]!.sampling.temperature = NaN;
     assert.throws(() => encode(bad), /invalid "step" message: newSeqs\[0\]\.sampling\.temperature/);
-    assert.throws(() => encode({ v: 1, type: 'nope' } as unknown as Message), /unknown message type "nope"/);
+    assert.throws(() => encode({ v: PROTOCOL_VERSION, type: 'nope' } as unknown as Message), /unknown message type "nope"/);
   });
   it('does not echo huge strings into error messages', () => {
     const err = (() => {

@@ -3,9 +3,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SamplingParams, Step } from '../../protocol/index.js';
+import type { SamplingParams, Step, StepResult } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
-import type { FinishReason, ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
+import type { FinishReason, ReferenceSampler, ScheduledStep, SchedulerConfig } from '../../coordinator/scheduler/index.js';
 import { uniformStream } from '../../deploy/demo-model/prng.js';
 
 const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
@@ -17,7 +17,7 @@ const ADAPTERS = ['A', 'B', 'C', 'D', 'E', 'F'];
 const sampler: ReferenceSampler = (seqId, tokens) => {
   let h = seqId.length;
   for (const t of tokens) h = (Math.imul(h, 31) + t + 1) >>> 0;
-  return (h ^ (h >>> 13)) % 40;
+  return ((h ^ (h >>> 13)) >>> 0) % 40; // token ids are non-negative
 };
 
 /** What an uninterrupted run must produce for seq, by the stopping rules. */
@@ -32,7 +32,7 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
   }
 }
 
-function runOnce(seed: number): { preemptions: number; steps: number } {
+function runOnce(seed: number, asyncSched: boolean): { preemptions: number; steps: number; ahead: number } {
   const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
@@ -52,7 +52,7 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
   let now = 0;
   const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now });
   const shard = new ReferenceShard(numBlocks, blockSize, sampler);
-  const ctx = `seed ${seed} ${JSON.stringify(cfg)}`;
+  const ctx = `seed ${seed}${asyncSched ? ' async' : ''} ${JSON.stringify(cfg)}`;
 
   const all: Sequence[] = [];
   const adapterOf = new Map<string, string | null>();
@@ -61,11 +61,31 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
   const ended = (id: string, r: FinishReason): void => void endings.set(id, [...(endings.get(id) ?? []), r]);
   const total = 120;
   let steps = 0;
+  let aheadSteps = 0;
   // One seed in four loses a shard once and has a few failed steps; the others run clean.
   const faults = seed % 4 === 0;
   let shardLost = false;
 
-  while (all.length < total || sched.hasWork()) {
+  const flight: { result: StepResult; abandoned?: boolean }[] = [];
+  // The reference shard runs each step as it is sent (shards run steps in publish order).
+  const send = (scheduled: ScheduledStep, ahead: boolean): { result: StepResult } => {
+    steps++;
+    checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
+    const result = shard.run(scheduled.step);
+    if (!ahead && flight.length === 0) {
+      // Only one step in flight: the scheduler's tables are exactly the shard's, and only its sequences hold blocks.
+      const inStep = [...scheduled.step.running.map((r) => r.seqId), ...scheduled.step.newSeqs.map((n) => n.seqId)];
+      let used = 0;
+      for (const id of inStep) {
+        assert.deepEqual(sched.blockTable(id), shard.blockTable(id), `${ctx}: ${id} tables differ`);
+        used += sched.blockTable(id).length;
+      }
+      if (!asyncSched) assert.equal(sched.usedBlocks, used, `${ctx}: blocks held outside the step`);
+    }
+    return { result };
+  };
+
+  while (all.length < total || sched.hasWork() || flight.length > 0) {
     assert.ok(steps < 20_000, `${ctx}: no progress`);
     now += 10;
     // Arrivals, readiness changes (an adapter in use is never unloaded), aborts and stops.
@@ -91,27 +111,30 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
     if (faults && !shardLost && all.length > total / 2) {
       shardLost = true;
       for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
+      for (const f of flight) f.abandoned = true; // their results are dropped by update()
     }
 
-    let scheduled = sched.schedule();
-    if (scheduled === null && sched.hasWork()) {
-      for (const k of sched.wantedAdapters()) ready.add(k); // the registry loads what is wanted
-      scheduled = sched.schedule();
-      assert.ok(scheduled !== null || all.length < total || !sched.hasWork(), `${ctx}: stalled with work left`);
+    // In flight: the step just sent, and with async scheduling possibly the one built ahead of its result.
+    if (flight.length === 0) {
+      let scheduled = sched.schedule();
+      if (scheduled === null && sched.hasWork()) {
+        for (const k of sched.wantedAdapters()) ready.add(k); // the registry loads what is wanted
+        scheduled = sched.schedule();
+        assert.ok(scheduled !== null || all.length < total || !sched.hasWork(), `${ctx}: stalled with work left`);
+      }
+      if (scheduled === null) continue;
+      flight.push(send(scheduled, false));
     }
-    if (scheduled === null) continue;
-    steps++;
-    checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
-    const result = shard.run(scheduled.step);
-    const inStep = [...scheduled.step.running.map((r) => r.seqId), ...scheduled.step.newSeqs.map((n) => n.seqId)];
-    let used = 0;
-    for (const id of inStep) {
-      assert.deepEqual(sched.blockTable(id), shard.blockTable(id), `${ctx}: ${id} tables differ`);
-      used += sched.blockTable(id).length;
+    if (asyncSched && sched.stepsInFlight === 1 && rand() < 0.8) { // 0 after a lost shard abandoned the step
+      const ahead = sched.scheduleAhead();
+      if (ahead !== null) {
+        aheadSteps++;
+        flight.push(send(ahead, true));
+      }
     }
-    assert.equal(sched.usedBlocks, used, `${ctx}: blocks held outside the step`);
+    const { result, abandoned } = flight.shift()!;
 
-    if (faults && rand() < 0.01) {
+    if (faults && !abandoned && rand() < 0.01) {
       try {
         sched.update({ ...result, outputs: [], error: 'injected' });
         assert.fail('a failed step must throw');
@@ -130,6 +153,7 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
       }
     }
   }
+  assert.equal(flight.length, 0, ctx);
 
   assert.equal(sched.usedBlocks, 0, ctx);
   assert.equal(sched.freeBlocks, numBlocks, ctx);
@@ -144,7 +168,7 @@ function runOnce(seed: number): { preemptions: number; steps: number } {
       assert.deepEqual(seq.generated, expectedTokens(seq, maxTotal), `${ctx}: ${seq.seqId} output changed`);
     }
   }
-  return { preemptions: sched.preemptions, steps };
+  return { preemptions: sched.preemptions, steps, ahead: aheadSteps };
 }
 
 function checkStep(
@@ -170,6 +194,20 @@ function checkStep(
 
 test('randomized run keeps every invariant and finishes every request exactly once', () => {
   let preemptions = 0;
-  for (let seed = 1; seed <= 40; seed++) preemptions += runOnce(seed).preemptions;
+  for (let seed = 1; seed <= 40; seed++) preemptions += runOnce(seed, false).preemptions;
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+});
+
+test('the same with async scheduling: steps built ahead of the result in flight give the same tokens', () => {
+  let preemptions = 0;
+  let ahead = 0;
+  let steps = 0;
+  for (let seed = 1; seed <= 40; seed++) {
+    const r = runOnce(seed, true);
+    preemptions += r.preemptions;
+    ahead += r.ahead;
+    steps += r.steps;
+  }
+  assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+  assert.ok(ahead > steps / 3, `only ${ahead} of ${steps} steps were built ahead`);
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SamplingParams, Step } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, SchedulerError, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
 import type { ReferenceSampler, SchedulerConfig, SchedulerHooks, SequenceEvent } from '../../coordinator/scheduler/index.js';
 
@@ -327,10 +328,71 @@ test('misuse is reported with named errors', () => {
   assert.throws(() => sched.add(seq('long', 10)), code('INVALID_SEQUENCE'));
   assert.throws(() => sched.add(seq('m', 3, { maxNew: 0 })), code('INVALID_SEQUENCE'));
   assert.throws(() => sched.add(seq('ad', 3, { adapter: 'A' })), code('INVALID_SEQUENCE'));
-  assert.throws(() => sched.update({ v: 1, type: 'step.result', stepId: 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
+  assert.throws(() => sched.update({ v: PROTOCOL_VERSION, type: 'step.result', stepId: 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
   const s = sched.schedule()!;
   assert.throws(() => sched.schedule(), code('OUT_OF_ORDER'));
-  assert.throws(() => sched.update({ v: 1, type: 'step.result', stepId: s.step.stepId + 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
+  assert.throws(() => sched.update({ v: PROTOCOL_VERSION, type: 'step.result', stepId: s.step.stepId + 1, rank: 0, outputs: [], computeMs: 0 }), code('OUT_OF_ORDER'));
   assert.throws(() => new Scheduler(config({ blockSize: 0 })), code('INVALID_CONFIG'));
   assert.throws(() => new Scheduler(config({ adapterCycleTimeS: Number.NaN })), code('INVALID_CONFIG'));
+});
+
+// Async scheduling: scheduleAhead() builds step N+1 while step N is in flight.
+const outOfOrder = (e: unknown) => e instanceof SchedulerError && e.code === 'OUT_OF_ORDER';
+test('scheduleAhead: running sequences decode again with SAMPLED_LAST_STEP; one that ends by length at N is left out', () => {
+  const sched = new Scheduler(config());
+  const shard = new ReferenceShard(64, 4, hashSampler);
+  sched.add(seq('long', 3, { maxNew: 5 }));
+  sched.add(seq('short', 3, { maxNew: 1 }));
+  const n = sched.schedule()!;
+  const resultN = shard.run(n.step);
+  const ahead = sched.scheduleAhead()!;
+  assert.deepEqual(ahead.step.running.map((r) => [r.seqId, r.token]), [['long', SAMPLED_LAST_STEP]]);
+  assert.deepEqual(ahead.step.newSeqs, []);
+  const resultN1 = shard.run(ahead.step); // the shard feeds the token it sampled at N
+  const evN = sched.update(resultN);
+  assert.deepEqual(evN.map((e) => [e.seqId, e.finished ?? null]), [['long', null], ['short', 'length']]);
+  const evN1 = sched.update(resultN1);
+  assert.deepEqual(evN1.map((e) => e.seqId), ['long']);
+  assert.deepEqual(sched.get('long')!.generated, [resultN.outputs[0]!.token, resultN1.outputs[0]!.token]);
+  assert.throws(() => sched.update(resultN1), outOfOrder);
+});
+
+test('scheduleAhead: a sequence that hits EOS at N decodes once more; that output is dropped and its blocks freed next step', () => {
+  // The sampler answers EOS (7) for the first token of 'eos', anything else for the others.
+  const sampler: ReferenceSampler = (id, tokens) => (id === 'eos' && tokens.length === 3 ? 7 : 100 + tokens.length);
+  const sched = new Scheduler(config());
+  const shard = new ReferenceShard(64, 4, sampler);
+  sched.add(seq('eos', 3, { maxNew: 8, eos: [7] }));
+  sched.add(seq('other', 3, { maxNew: 8, eos: [7] }));
+  const n = sched.schedule()!;
+  const rN = shard.run(n.step);
+  const n1 = sched.scheduleAhead()!;
+  assert.deepEqual(n1.step.running.map((r) => r.seqId).sort(), ['eos', 'other']);
+  const rN1 = shard.run(n1.step);
+  assert.equal(sched.update(rN).find((e) => e.seqId === 'eos')!.finished, 'eos_token');
+  const used = sched.usedBlocks;
+  const evN1 = sched.update(rN1);
+  assert.deepEqual(evN1.map((e) => e.seqId), ['other'], 'the extra token of the finished sequence is not streamed');
+  assert.deepEqual(sched.get('eos'), undefined);
+  assert.equal(sched.usedBlocks, used);
+  const n2 = sched.schedule()!;
+  assert.deepEqual(n2.step.finished, ['eos'], 'the shard drops it in the step after the one that computed it');
+  shard.run(n2.step);
+  assert.equal(shard.has('eos'), false);
+});
+
+test('scheduleAhead: returns null and changes nothing when the next blocks do not fit; needs exactly one step in flight', () => {
+  const sched = new Scheduler(config({ numBlocks: 2, blockSize: 4 }));
+  assert.throws(() => sched.scheduleAhead(), outOfOrder);
+  sched.add(seq('a', 4, { maxNew: 8 }));
+  sched.add(seq('b', 4, { maxNew: 8 }));
+  const shard = new ReferenceShard(2, 4, hashSampler);
+  const n = sched.schedule()!; // both prompts fill their block exactly: decoding needs a block each, none is free
+  assert.equal(sched.freeBlocks, 0);
+  assert.equal(sched.scheduleAhead(), null);
+  assert.equal(sched.stepsInFlight, 1);
+  assert.equal(sched.freeBlocks, 0);
+  sched.update(shard.run(n.step));
+  const next = sched.schedule()!; // with the result known, the scheduler preempts to make room
+  assert.deepEqual(next.preempted, ['b']);
 });
