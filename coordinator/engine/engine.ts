@@ -94,6 +94,7 @@ export class Engine implements GenerationEngine {
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
+      asyncScheduling: limits.asyncScheduling !== false,
     };
     this.scheduler = this.newScheduler();
   }
@@ -267,7 +268,7 @@ export class Engine implements GenerationEngine {
           current = this.send(sched);
         }
         // Not after a failure abandoned the step in flight (the scheduler then has none).
-        const canAhead = this.limits.asyncScheduling !== false && this.scheduler.stepsInFlight === 1 && this.group.isReady();
+        const canAhead = this.info.asyncScheduling && this.scheduler.stepsInFlight === 1 && this.group.isReady();
         const ahead = canAhead ? this.scheduler.scheduleAhead() : null;
         const next = ahead ? this.send(ahead) : null;
         await this.complete(current);

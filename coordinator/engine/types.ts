@@ -98,6 +98,8 @@ export interface EngineInfo {
   defaultAdapterSource: AdapterSource;
   device: 'cpu' | 'cuda';
   dtype: 'float32' | 'bfloat16' | 'float16';
+  /** --async-scheduling: steps are published before the previous result is back. */
+  asyncScheduling: boolean;
 }
 
 export interface EngineStats {

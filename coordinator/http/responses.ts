@@ -200,5 +200,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     kv_blocks: info.kvBlocks,
     adapter_slots: info.adapterSlots,
     eos_token_ids: info.eosTokenIds,
+    async_scheduling: info.asyncScheduling,
   };
 }

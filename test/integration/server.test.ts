@@ -60,6 +60,49 @@ for (const numShard of [1, 2]) {
   });
 }
 
+// Async scheduling (the default) sends step N+1 before step N's result is back: every rank feeds the token it
+// sampled itself. The same concurrent mix — seeded sampling with penalties, stop sequences, different lengths,
+// mixed adapters, TP=2 so a rank other than 0 must sample too — must give exactly what one-step-at-a-time gives.
+describe('server: async scheduling == one step at a time (TP=2)', () => {
+  let sync: GoldenServer;
+  let overlapped: GoldenServer;
+  before(async () => {
+    sync = await startGoldenServer({ numShard: 2 }, { flags: ['--async-scheduling=false'] });
+    overlapped = await startGoldenServer({ numShard: 2 });
+  });
+  after(async () => { await sync.close(); await overlapped.close(); });
+
+  test('same tokens, texts and finish reasons for 24 concurrent mixed requests; no KV block left held', async () => {
+    const info = await Promise.all([sync, overlapped].map(async (g) => (await fetch(`${g.url}/info`)).json()));
+    assert.deepEqual(info.map((i) => i.async_scheduling), [false, true]);
+    const reqs = Array.from({ length: 24 }, (_, k) => {
+      const a = ADAPTERS[k % 4];
+      const parameters: Record<string, unknown> = { max_new_tokens: 4 + (k % 9), details: true };
+      if (k % 3 !== 0) Object.assign(parameters, { do_sample: true, seed: 1000 + k, temperature: 0.8, top_k: 20, repetition_penalty: 1.3 });
+      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
+      return { inputs: textOf(sync.c.sequences[k % 3].slice(0, 2 + (k % 6))), parameters };
+    });
+    // Every fifth request stops at the text of its own third token (found by running it once without).
+    for (let k = 0; k < reqs.length; k += 5) {
+      const probe = await sync.post('/generate', reqs[k]);
+      reqs[k].parameters.stop = [probe.json.details.tokens[2].text];
+    }
+    const [one, two] = await Promise.all([sync, overlapped].map((g) => Promise.all(reqs.map((r) => g.post('/generate', r)))));
+    one.forEach((r, k) => {
+      assert.equal(r.status, 200, r.text);
+      assert.equal(two[k].status, 200, two[k].text);
+      assert.deepEqual(two[k].json.details.tokens.map((x: { id: number }) => x.id), r.json.details.tokens.map((x: { id: number }) => x.id), `request ${k}`);
+      assert.equal(two[k].json.generated_text, r.json.generated_text, `request ${k}`);
+      assert.equal(two[k].json.details.finish_reason, r.json.details.finish_reason, `request ${k}`);
+    });
+    assert.ok(one.some((r) => r.json.details.finish_reason === 'stop_sequence'), 'a stop sequence ended some request');
+    for (const g of [sync, overlapped]) {
+      const metrics = await (await fetch(`${g.url}/metrics`)).text();
+      assert.match(metrics, /^weft_kv_blocks_used 0$/m);
+    }
+  });
+});
+
 describe('server: bad input and failures', () => {
   let g: GoldenServer;
   before(async () => { g = await startGoldenServer({ numShard: 2 }); });
