@@ -18,115 +18,19 @@
 
 #include "cpu/ops.h"
 #include "cuda/kernels/prefill_mma_body.h"
+#include "warp_emu.h"
 
 namespace {
 namespace pm = weft::cuda::prefill_mma;
+using namespace weft::emu;
 using weft::cuda::DType;
 using weft::cuda::PagedAttention;
 
-// 16-bit storage formats, round to nearest even.
-uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if (std::isnan(f)) return 0x7fc0;
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-float bf16_value(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-uint16_t f16_bits(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
-  uint16_t b;
-  std::memcpy(&b, &h, 2);
-  return b;
-}
-float f16_value(uint16_t b) {
-  _Float16 h;
-  std::memcpy(&h, &b, 2);
-  return static_cast<float>(h);
-}
-uint16_t to_bits(DType d, float f) { return d == DType::kBF16 ? bf16_bits(f) : f16_bits(f); }
-float from_bits(DType d, uint16_t b) { return d == DType::kBF16 ? bf16_value(b) : f16_value(b); }
-
-// What the threads of one block share: the block barrier and, per warp, a barrier and the exchange slots.
-struct Warp {
-  std::barrier<> bar{32};
-  uint32_t a[32][4], b[32][2];
-  float f[32];
-};
-struct Block {
-  std::barrier<> bar{pm::kThreads};
-  Warp warps[pm::kWarps];
-};
-thread_local Block* tl_block = nullptr;
-thread_local int tl_thread = 0;
-
-template <DType kD> struct EmuOps {
-  static constexpr bool kSplitP = kD == DType::kBF16;
-  static Warp& warp() { return tl_block->warps[tl_thread / 32]; }
-  static int lane() { return tl_thread % 32; }
-  static void sync() { tl_block->bar.arrive_and_wait(); }
-  static float shfl_xor(float v, int o) {
-    Warp& w = warp();
-    w.f[lane()] = v;
-    w.bar.arrive_and_wait();
-    const float r = w.f[lane() ^ o];
-    w.bar.arrive_and_wait();
-    return r;
-  }
-  static float exp2(float x) { return std::exp2(x); }
-  static void copy16(uint16_t* dst, const uint16_t* src) { std::memcpy(dst, src, 16); }
-  static void zero16(uint16_t* dst) { std::memset(dst, 0, 16); }
-  static uint32_t pack(float lo, float hi) { return pm::halves(to_bits(kD, lo), to_bits(kD, hi)); }
-  static float round(float v) { return from_bits(kD, to_bits(kD, v)); }
-  // D = A·B + C for this lane's four accumulator positions, A and B rebuilt from every lane's registers.
-  static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    Warp& w = warp();
-    const int me = lane();
-    std::memcpy(w.a[me], a, sizeof a);
-    std::memcpy(w.b[me], b, sizeof b);
-    w.bar.arrive_and_wait();
-    float A[16][16], B[16][8];
-    for (int L = 0; L < 32; ++L) {
-      const int g = L / 4, t = L % 4;
-      for (int r = 0; r < 4; ++r)
-        for (int h = 0; h < 2; ++h)
-          A[g + ((r & 1) ? 8 : 0)][2 * t + h + ((r & 2) ? 8 : 0)] = from_bits(kD, (w.a[L][r] >> (16 * h)) & 0xffffu);
-      for (int r = 0; r < 2; ++r)
-        for (int h = 0; h < 2; ++h) B[2 * t + h + 8 * r][g] = from_bits(kD, (w.b[L][r] >> (16 * h)) & 0xffffu);
-    }
-    w.bar.arrive_and_wait();  // the slots may be overwritten by the next call from here on
-    const int g = me / 4, t = me % 4;
-    for (int e = 0; e < 4; ++e) {
-      const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
-      float acc = c[e];
-      for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
-      c[e] = acc;
-    }
-  }
-};
-
 template <DType kD, int D> void run_grid(const PagedAttention& a, int tiles) {
   std::vector<uint64_t> smem((pm::smem_bytes(D) + 7) / 8);
-  for (int z = 0; z < a.kv_heads; ++z) {
-    for (int y = 0; y < a.num_seqs; ++y) {
-      for (int x = 0; x < tiles; ++x) {
-        Block blk;
-        std::vector<std::thread> threads;
-        for (int th = 0; th < pm::kThreads; ++th) {
-          threads.emplace_back([&, th] {
-            tl_block = &blk;
-            tl_thread = th;
-            pm::block<EmuOps<kD>, D>(a, pm::BlockIndex{th, x, y, z}, reinterpret_cast<uint16_t*>(smem.data()));
-          });
-        }
-        for (std::thread& t : threads) t.join();
-      }
-    }
-  }
+  run_blocks(tiles, a.num_seqs, a.kv_heads, [&](const pm::BlockIndex& ix) {
+    pm::block<EmuOps<kD>, D>(a, ix, reinterpret_cast<uint16_t*>(smem.data()));
+  });
 }
 
 struct Seq {

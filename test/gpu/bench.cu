@@ -159,7 +159,10 @@ void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
   const double shrink_ms = time_ms([&] { CK(shrink(a, nullptr)); });
   const double expand_ms = time_ms([&] { CK(expand(a, nullptr)); });
   // Ideal traffic: each distinct adapter's weights once, x once (shrink), y read + written once (expand).
-  line("lora shrink " + what, shrink_ms, 2.0 * adapters * S * r * in + 2.0 * tokens * in, copy_gbps);
+  const double shrink_bytes = 2.0 * adapters * S * r * in + 2.0 * tokens * in;
+  line("lora shrink " + what + (bgmv ? "" : " [mma]"), shrink_ms, shrink_bytes, copy_gbps);
+  if (!bgmv) line("lora shrink " + what + " [simt]", time_ms([&] { CK(wc::lora_sgmv_shrink_simt(a, nullptr)); }),
+                  shrink_bytes, copy_gbps);
   line("lora expand " + what, expand_ms, 2.0 * adapters * width * r + 4.0 * tokens * width, copy_gbps);
 }
 
@@ -176,6 +179,7 @@ void run_benchmarks(std::mt19937&) {
     lora(true, 32, 1, copy);
     lora(false, 512, 1, copy);                  // prefill, one adapter
     lora(false, 512, 8, copy);
+    lora(false, 2048, 1, copy);                 // the prefill goal's prompt
     for (bool mma : {false, true}) {            // the prefill bench's prompt lengths, per layer
       prefill_attention(512, 32, 32, mma);
       prefill_attention(2048, 32, 32, mma);

@@ -27,8 +27,10 @@ struct Case {
   bool misalign = false;         // weights one element past a 16-byte boundary: scalar paths
 };
 
-void run(const Case& c, std::mt19937& rng) {
-  guard(c.name, [&] {
+// mma_shrink: SGMV shrink on the tensor-core kernel (lora_shrink_mma_body.h) instead of the CUDA-core one.
+void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
+  const std::string name = c.name + (c.bgmv ? "" : mma_shrink ? " [mma shrink]" : " [simt shrink]");
+  guard(name, [&] {
     const int S = static_cast<int>(c.slices.size());
     const int E = c.bgmv ? c.num_slots : static_cast<int>(c.seg_lens.size());
     int width = 0;
@@ -104,10 +106,10 @@ void run(const Case& c, std::mt19937& rng) {
       CK(wc::lora_bgmv_expand(a, nullptr));
     } else {
       a.seg_starts = dseg.as<int32_t>();
-      CK(wc::lora_sgmv_shrink(a, nullptr));
+      CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr) : wc::lora_sgmv_shrink_simt(a, nullptr));
       CK(wc::lora_sgmv_expand(a, nullptr));
     }
-    expect_close(c.name, download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+    expect_close(name, download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
   });
 }
 
@@ -128,13 +130,23 @@ void run_lora_tests(std::mt19937& rng) {
        {}, 0, {}, true},
       {"sgmv rank 128, padded x rows f16", f16, 17, 2048, 8, {{0, 2048}}, {128, 32}, 128, false, {9, 8}, {}},
       {"sgmv empty segment f32", f32, 7, 512, 0, {{0, 512}}, {8}, 8, false, {3, 0, 4}, {}},
+      {"sgmv prefill 300 tokens, ranks 16/80 over 64-rank chunks, gate_up-like bf16", bf16, 300, 4096, 0,
+       {{0, 11008}, {11008, 11008}}, {16, 80}, 96, false, {120, 180}, {}},
+      {"sgmv unaligned weights, in 1008 bf16", bf16, 21, 1008, 0, {{0, 300}}, {16, 8}, 16, false, {11, 10}, {}, 0, {},
+       true},
+      {"sgmv down-like in 11008, skewed + base segment f16", f16, 50, 11008, 0, {{0, 4096}}, {16, 8}, 16, false,
+       {30, 5, 15}, {}, 0, {1}},
       {"bgmv zipf decode qkv bf16", bf16, 32, 4096, 0, qkv, {16, 8, 32, 64}, 64, true, {}, zipf, 8},
       {"bgmv distinct f32", f32, 8, 2048, 0, {{0, 2048}}, {16, 8}, 16, true, {}, {0, 1, 2, 3, 4, 5, 6, 7}, 8},
       {"bgmv lm_head-like 32000 out f32", f32, 4, 512, 0, {{0, 32000}}, {8}, 8, true, {}, {1, 0, -1, 1}, 2},
       {"bgmv unaligned weights, rank 12 bf16", bf16, 5, 1000, 0, {{0, 999}}, {12, 7}, 16, true, {},
        {0, 1, 1, -1, 0}, 2, {}, true},
   };
-  for (const Case& c : cases) run(c, rng);
+  for (const Case& c : cases) {
+    run(c, false, rng);
+    // The tensor-core shrink takes 16-bit SGMV with `in` a multiple of 16 (unaligned A included).
+    if (!c.bgmv && c.d != f32 && c.in % 16 == 0) run(c, true, rng);
+  }
 }
 
 }  // namespace gt

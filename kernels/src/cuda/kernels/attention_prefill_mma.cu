@@ -5,68 +5,14 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <type_traits>
-
 #include "kernels.h"
+#include "mma_device_ops.cuh"
 #include "prefill_mma_body.h"
 
 namespace weft::cuda {
 namespace {
 namespace pm = prefill_mma;
-
-template <class T> struct DeviceOps {
-  static constexpr bool kSplitP = std::is_same_v<T, __nv_bfloat16>;
-  static __device__ __forceinline__ void sync() { __syncthreads(); }
-  static __device__ __forceinline__ float shfl_xor(float v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
-  static __device__ __forceinline__ float exp2(float x) { return exp2f(x); }
-  static __device__ __forceinline__ void copy16(uint16_t* dst, const uint16_t* src) {
-    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-  }
-  static __device__ __forceinline__ void zero16(uint16_t* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi);
-  static __device__ __forceinline__ float round(float v);
-  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-};
-
-template <> __device__ __forceinline__ uint32_t DeviceOps<__nv_bfloat16>::pack(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ uint32_t DeviceOps<__half>::pack(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ float DeviceOps<__nv_bfloat16>::round(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
-template <> __device__ __forceinline__ float DeviceOps<__half>::round(float v) {
-  return __half2float(__float2half_rn(v));
-}
-template <>
-__device__ __forceinline__ void DeviceOps<__nv_bfloat16>::mma(float (&c)[4], const uint32_t (&a)[4],
-                                                              const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();  // the launcher never starts this kernel below sm_80
-#endif
-}
-template <>
-__device__ __forceinline__ void DeviceOps<__half>::mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
+using detail::DeviceOps;
 
 template <class T, int D>
 __global__ void __launch_bounds__(pm::kThreads) prefill_mma_kernel(PagedAttention a) {
@@ -74,16 +20,6 @@ __global__ void __launch_bounds__(pm::kThreads) prefill_mma_kernel(PagedAttentio
   const pm::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y),
                           static_cast<int>(blockIdx.z)};
   pm::block<DeviceOps<T>, D>(a, ix, reinterpret_cast<uint16_t*>(smem_words));
-}
-
-// Compute capability major of the current device, asked once per device (the launcher runs every layer).
-int device_major() {
-  static int major[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (major[dev] == 0 && cudaDeviceGetAttribute(&major[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    major[dev] = 0;
-  return major[dev];
 }
 
 template <class T, int D> cudaError_t launch(const PagedAttention& a, cudaStream_t stream) {
@@ -116,7 +52,7 @@ template <class T> cudaError_t launch_dim(const PagedAttention& a, cudaStream_t 
 
 }  // namespace
 
-bool paged_attention_prefill_mma_supported(const PagedAttention& a) { return pm::supports(a) && device_major() >= 8; }
+bool paged_attention_prefill_mma_supported(const PagedAttention& a) { return pm::supports(a) && detail::device_major() >= 8; }
 
 cudaError_t paged_attention_prefill_mma(const PagedAttention& a, cudaStream_t stream) {
   if (!paged_attention_valid(a) || a.max_query_len < 0) return cudaErrorInvalidValue;

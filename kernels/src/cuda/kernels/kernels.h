@@ -26,13 +26,18 @@
 //                  batch. Bandwidth-bound: reads ≈ context·kv_dim·2·sizeof(T) per query row.
 //                  prefill = tiled flash attention on CUDA cores: a block owns 16 (token, q head) rows of
 //                  one kv head, streams 32-key K/V tiles through shared memory (gathered via the block
-//                  table), online softmax in fp32, causal + sliding window masks. Compute-bound; a tensor-
-//                  core (mma.sync) version is the known next step. head_dim: multiple of 8, ≤ 256.
+//                  table), online softmax in fp32, causal + sliding window masks. head_dim: multiple of 8,
+//                  ≤ 256. For bf16/fp16 with head_dim % 16 == 0 (≤ 128) the tensor-core kernel replaces it:
+// - attention_prefill_mma.cu + prefill_mma_body.h: flash-attention-2 on mma.sync m16n8k16 (64 query rows ×
+//                  64-key tiles, P·V with P as a bf16 hi + lo pair); the body also runs under the host warp
+//                  emulator in test/emulated/ (npm test), so it is tested where no GPU is.
 // - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
 //                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
 //                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
 //                  table (decode). Any rank ≤ max_rank, any hidden size (vector path when aligned, scalar
 //                  otherwise); null A/B or rank 0 = base only, skipped. Bandwidth-bound on A/B bytes.
+//                  The SGMV shrink of 16-bit data runs on tensor cores (lora_shrink_mma_body.h: 16-row tiles,
+//                  4 warps splitting `in`, x read once per 64 ranks), emulated in npm test like the attention.
 // - sampling.cu    logits processing (repetition penalty, temperature), greedy argmax (ties → lowest id),
 //                  and seeded sampling with the CPU's exact rules: a stable device radix sort by (row,
 //                  value desc), then one block per row does top-k / top-p / the draw with double-precision
@@ -145,7 +150,11 @@ struct LoraArgs {
   const int32_t* seg_starts;      // SGMV: device [num_entries+1], entry e covers rows [seg[e], seg[e+1])
   const int32_t* token_entry;     // BGMV: device [tokens], entry of each row, -1 = base model
 };
+// SGMV shrink picks the tensor-core kernel for 16-bit data with `in` a multiple of 16 on sm_80+
+// (WEFT_LORA_SHRINK=simt turns it off), else the CUDA-core one; both are callable directly.
 cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_sgmv_shrink_simt(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
 cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream);

@@ -1,7 +1,12 @@
 // LoRA shrink (h = x·Aᵀ) and expand (y[:, off:off+len] += scale·h·Bᵀ), SGMV over segments of rows sharing an
 // adapter and BGMV with one row per block (cpu::lora_shrink_expand, split in two so h stays in fp32 between).
 // No shape table: ranks and hidden sizes are runtime values; 16-byte vector loads where the data allows.
+#include <cstdlib>
+#include <string>
+
 #include "common.cuh"
+#include "lora_shrink_mma_body.h"
+#include "mma_device_ops.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -173,6 +178,15 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
   }
 }
 
+// SGMV shrink on tensor cores (lora_shrink_mma_body.h).
+template <class T>
+__global__ void __launch_bounds__(shrink_mma::kThreads) shrink_mma_kernel(LoraArgs a) {
+  __shared__ float red[shrink_mma::kWarps * shrink_mma::kRows * shrink_mma::kRankChunk];
+  const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
+                                   static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
+  shrink_mma::block<detail::DeviceOps<T>>(a, ix, red);
+}
+
 bool valid(const LoraArgs& a, bool segments) {
   return a.tokens >= 0 && a.in > 0 && a.x && a.h && a.y && a.num_slices > 0 && a.num_slices <= 65535 &&
          a.num_entries >= 0 && a.a && a.b && a.rank && a.scale && a.out_offset && a.out_len && a.max_rank > 0 &&
@@ -207,7 +221,30 @@ cudaError_t launch(const LoraArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, true>(a, stream); }
+cudaError_t lora_sgmv_shrink_simt(const LoraArgs& a, cudaStream_t stream) { return launch<true, true>(a, stream); }
+
+cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream) {
+  if (!valid(a, true)) return cudaErrorInvalidValue;
+  if (!shrink_mma::supports(a) || detail::device_major() < 8) return cudaErrorNotSupported;
+  const int64_t tiles = shrink_mma::row_tiles(a);
+  if (tiles > 65535) return cudaErrorInvalidValue;
+  if (a.tokens == 0 || a.num_entries == 0) return cudaSuccess;
+  const dim3 grid((a.max_rank + shrink_mma::kRankChunk - 1) / shrink_mma::kRankChunk, static_cast<unsigned>(tiles),
+                  a.num_slices);
+  if (a.dtype == DType::kBF16) shrink_mma_kernel<__nv_bfloat16><<<grid, shrink_mma::kThreads, 0, stream>>>(a);
+  else shrink_mma_kernel<__half><<<grid, shrink_mma::kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream) {
+  // WEFT_LORA_SHRINK=simt keeps the CUDA-core kernel (A/B measurements, or a way around a tensor-core problem).
+  static const bool simt_only = [] {
+    const char* v = std::getenv("WEFT_LORA_SHRINK");
+    return v != nullptr && std::string(v) == "simt";
+  }();
+  if (!simt_only && shrink_mma::supports(a) && detail::device_major() >= 8) return lora_sgmv_shrink_mma(a, stream);
+  return lora_sgmv_shrink_simt(a, stream);
+}
 cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, true>(a, stream); }
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, false>(a, stream); }
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, false>(a, stream); }

@@ -20,6 +20,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels.h"
 
@@ -48,7 +49,12 @@ inline bool supports(const PagedAttention& a) {
 constexpr size_t smem_bytes(int head_dim) { return sizeof(uint16_t) * 2 * kKeys * (head_dim + kPad); }
 
 WEFT_MMA_HD int window_start(int pos, int window) { return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0; }
-WEFT_MMA_HD uint32_t word_at(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+WEFT_MMA_HD uint32_t word_at(const uint16_t* p) {
+#ifndef __CUDACC__
+  if ((reinterpret_cast<uintptr_t>(p) & 3u) != 0) std::abort();  // host emulation: a GPU would fault here
+#endif
+  return *reinterpret_cast<const uint32_t*>(p);
+}
 WEFT_MMA_HD uint32_t halves(uint16_t lo, uint16_t hi) {
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }

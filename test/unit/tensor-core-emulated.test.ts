@@ -1,0 +1,53 @@
+// The tensor-core kernels' bodies (kernels/src/cuda/kernels/*_body.h) run on the CPU under the host warp
+// emulator (test/emulated/warp_emu.h: threads for lanes, mma.sync from the PTX fragment layouts):
+// - prefill attention (prefill_mma_emu.cc) against cpu::paged_attention: GQA/MQA, head sizes 16..128, chunked
+//   prefill on a cached prefix, sliding windows, odd block sizes, bf16 and fp16;
+// - SGMV shrink (lora_shrink_mma_emu.cc) against a double-precision x·Aᵀ per segment.
+// Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
+// missing. The real kernels are checked on a GPU by test/gpu/run.sh.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+function cudaInclude(): string | undefined {
+  const which = spawnSync('bash', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
+  const candidates = [
+    ...(which.status === 0 ? [join(dirname(dirname(which.stdout.trim())), 'include')] : []),
+    process.env.CUDA_HOME ? join(process.env.CUDA_HOME, 'include') : '',
+    '/usr/local/cuda/include',
+  ];
+  return candidates.find((d) => d && existsSync(join(d, 'cuda_runtime.h')));
+}
+const include = cudaInclude();
+const gxx = spawnSync('g++', ['--version'], { encoding: 'utf8' });
+const skip =
+  gxx.status !== 0 ? 'g++ is not installed here' : include === undefined ? 'no CUDA headers (cuda_runtime.h) found' : false;
+
+function buildAndRun(source: string, extra: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-mma-emu-'));
+  try {
+    const bin = join(dir, 'emu');
+    const build = spawnSync('g++', ['-std=c++20', '-O2', '-pthread', '-I', 'kernels/src', '-I', include as string, source,
+      ...extra, '-o', bin], { encoding: 'utf8' });
+    assert.equal(build.status, 0, `build of ${source} failed:\n${build.stderr}`);
+    const run = spawnSync(bin, [], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(run.status, 0, `${source}: the emulated kernel differs from the reference:\n${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /(\d+) cases, 0 failed/);
+    return run.stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('tensor-core prefill attention body == cpu::paged_attention under the warp emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/prefill_mma_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 6, 'every case ran');
+});
+
+test('tensor-core SGMV shrink body == x·Aᵀ per segment under the warp emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/lora_shrink_mma_emu.cc', []);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 3, 'every case ran');
+});
