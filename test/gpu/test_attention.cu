@@ -1,5 +1,5 @@
 // Paged attention (decode and both prefill kernels — CUDA-core and tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
-// contexts across the 512-key decode partitions, sliding windows, odd block sizes, chunked prefill on top of a
+// contexts across the decode partitions (512 keys, 256 for GQA), sliding windows, odd block sizes, chunked prefill on top of a
 // cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous.
 #include <numeric>
 
@@ -112,6 +112,8 @@ void run_attention_tests(std::mt19937& rng) {
       {"decode group 3 (6/2) hd96 f32", f32, 6, 2, 96, 16, 0, {{1, 1030}}, true},
       {"decode sliding window 100 f32", f32, 8, 4, 64, 16, 100, {{1, 1200}, {1, 50}, {1, 612}}, true},
       {"decode sliding window 600 across partitions bf16", bf16, 8, 8, 128, 16, 600, {{1, 1400}}, true},
+      {"decode GQA sliding window 300 across 256-key partitions bf16", bf16, 16, 4, 128, 16, 300, {{1, 1000}, {1, 257}}, true},
+      {"decode GQA contexts at the 256-key boundaries f16", f16, 8, 2, 64, 16, 0, {{1, 255}, {1, 256}, {1, 257}, {1, 513}}, true},
       {"decode block size 7 f32", f32, 8, 2, 128, 7, 0, {{1, 300}, {1, 1000}}, true},
       {"decode kernel on multi-row sequences f32", f32, 8, 2, 64, 16, 0, {{3, 600}, {1, 1}, {5, 40}}, true},
       // Prefill: causal over cached prefix + this step's rows.

@@ -17,7 +17,7 @@
 // - kv_cache.cu    K/V rows of new tokens → cache slots (slot < 0 = padding, skipped): a byte copy with the
 //                  widest vector (16/8/4/2 B) every pointer and stride allows.
 // - attention.cu   paged attention over the cache layout [num_blocks·block_size, kv_heads·head_dim]:
-//                  decode = flash-decoding (one block per query row × kv head × 512-key partition, up to 4 q
+//                  decode = flash-decoding (one block per query row × kv head × 512-key partition (256 for GQA), up to 4 q
 //                  heads of the GQA group per block so each K/V load serves all of them — 8 would need ~240
 //                  registers a thread; lanes split head_dim into 8-element vectors; one online-softmax pass
 //                  over K and V; rows longer than one partition write fp32 partials that a second kernel
@@ -113,7 +113,8 @@ struct PagedAttention {
   int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
   int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
 };
-// Decode: any rows (one per sequence is what it is built for). Needs workspace when max_context_len > 512.
+// Decode: any rows (one per sequence is what it is built for). Needs workspace when max_context_len exceeds
+// one partition (512 keys; 256 for GQA).
 size_t paged_attention_decode_workspace_bytes(const PagedAttention& a);
 cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream);

@@ -227,6 +227,7 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     PagedAttention a{};
     a.num_tokens = static_cast<int32_t>(p.rows - p.prefill_rows);
     a.heads = static_cast<int32_t>(cfg_.heads_local);
+    a.kv_heads = static_cast<int32_t>(cfg_.kv_heads_local);  // the decode partition depends on the head shape
     a.head_dim = static_cast<int32_t>(cfg_.head_dim);
     a.max_context_len = p.decode_max_context;
     const size_t need = paged_attention_decode_workspace_bytes(a);
