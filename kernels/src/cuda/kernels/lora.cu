@@ -166,14 +166,21 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
       }
     }
   }
+  // Read every y value first, then write: the compiler cannot tell the y addresses apart, so a read after a
+  // write would wait for it — 32 serial memory round trips per thread in an 8-row SGMV tile.
+  float yv[kExpandPerThread][R];
+#pragma unroll
+  for (int i = 0; i < kExpandPerThread; ++i)
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      yv[i][r] = has[i] && r < nrows ? to_f(y[r * a.y_stride + base + i * kExpandThreads]) : 0.0f;
 #pragma unroll
   for (int i = 0; i < kExpandPerThread; ++i) {
     if (!has[i]) continue;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (r >= nrows) break;
-      T* yp = y + r * a.y_stride + base + i * kExpandThreads;
-      *yp = from_f<T>(to_f(*yp) + scale * acc[i][r]);
+      y[r * a.y_stride + base + i * kExpandThreads] = from_f<T>(yv[i][r] + scale * acc[i][r]);
     }
   }
 }
