@@ -12,6 +12,7 @@ export type {
   MessageType,
   ModelInfo,
   NewSequence,
+  PrefillChunk,
   RunningSequence,
   SamplingParams,
   SeqOutput,

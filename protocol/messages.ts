@@ -27,6 +27,17 @@ export interface NewSequence {
   promptLogprobs: boolean;
   /** Number of top alternative tokens to report per generated token (0 = none). */
   topN: number;
+  /** Chunked prefill: tokens of this sequence still to come in later steps' `chunks` (absent or 0: `tokens`
+   * is the whole sequence). While tokens are pending the shard stores their K/V and samples nothing. */
+  pending?: number;
+}
+
+/** Chunked prefill: the next part of a sequence whose prefill started in an earlier step (blocks were all
+ * given with its NewSequence). `pending` counts what is still to come; at 0 the shard samples its next token. */
+export interface PrefillChunk {
+  seqId: string;
+  tokens: number[];
+  pending: number;
 }
 
 /** Decode one more token: `token` was sampled last step; `newBlocks` are appended to its block table. */
@@ -49,6 +60,8 @@ export interface Step {
   running: RunningSequence[];
   /** Free these sequences' state (ended, cancelled or preempted). */
   finished: string[];
+  /** Continued prefills (absent: none). */
+  chunks?: PrefillChunk[];
 }
 
 export interface TokenChoice {

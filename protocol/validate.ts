@@ -36,7 +36,9 @@ const newSequence = object({
   logits: literal('none', 'all'),
   promptLogprobs: bool,
   topN: count,
-});
+}, { pending: count });
+
+const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 
 const collectiveId = refine(bytes(), (b) =>
   b.byteLength === COLLECTIVE_ID_BYTES ? undefined : `expected ${COLLECTIVE_ID_BYTES} bytes, got ${b.byteLength}`);
@@ -72,8 +74,8 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
       newSeqs: arrayOf(newSequence),
       running: arrayOf(runningSequence),
       finished: arrayOf(id),
-    }),
-    (m) => duplicateReason('newSeqs + running', [...m.newSeqs, ...m.running].map((s) => s.seqId)),
+    }, { chunks: arrayOf(prefillChunk) }),
+    (m) => duplicateReason('newSeqs + running + chunks', [...m.newSeqs, ...m.running, ...(m.chunks ?? [])].map((s) => s.seqId)),
   ),
   'step.result': refine(
     object(

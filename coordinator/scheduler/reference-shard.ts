@@ -14,10 +14,14 @@ interface ShardSequence {
   blockTable: number[];
   /** Sampled last step: the token the next step must feed back. */
   pending: number;
+  /** Chunked prefill: tokens still to come before anything is sampled. */
+  unsent: number;
 }
 
 export class ReferenceShard {
   private readonly seqs = new Map<string, ShardSequence>();
+  /** `generated` of a NewSequence whose prefill is still arriving in chunks. */
+  private readonly generatedOf = new Map<string, number[]>();
   private readonly sample: ReferenceSampler;
   private readonly blockSize: number;
   private readonly numBlocks: number;
@@ -37,6 +41,11 @@ export class ReferenceShard {
     return this.seqs.has(seqId);
   }
 
+  /** Ids of the sequences whose state this shard holds. */
+  ids(): string[] {
+    return [...this.seqs.keys()];
+  }
+
   /** The block table this shard holds for seqId (undefined when it holds no state). */
   blockTable(seqId: string): readonly number[] | undefined {
     return this.seqs.get(seqId)?.blockTable;
@@ -48,6 +57,7 @@ export class ReferenceShard {
     if (step.v !== PROTOCOL_VERSION || step.type !== 'step') throw new Error('not a step message');
     for (const seqId of step.finished) {
       if (!this.seqs.delete(seqId)) throw new Error(`step ${step.stepId}: finished ${seqId}, which holds no state`);
+      this.generatedOf.delete(seqId);
     }
     const outputs: SeqOutput[] = [];
     const seen = new Set<string>();
@@ -59,7 +69,7 @@ export class ReferenceShard {
       once(r.seqId);
       const seq = this.seqs.get(r.seqId);
       if (seq === undefined) throw new Error(`step ${step.stepId}: running ${r.seqId}, which holds no state`);
-      if (seq.pending < 0) throw new Error(`step ${step.stepId}: ${r.seqId} decodes but nothing was sampled for it`);
+      if (seq.pending < 0 || seq.unsent > 0) throw new Error(`step ${step.stepId}: ${r.seqId} decodes but nothing was sampled for it`);
       const token = r.token === SAMPLED_LAST_STEP ? seq.pending : r.token;
       if (token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
       seq.blockTable.push(...r.newBlocks);
@@ -70,14 +80,35 @@ export class ReferenceShard {
       once(n.seqId);
       if (this.seqs.has(n.seqId)) throw new Error(`step ${step.stepId}: new ${n.seqId} already holds state`);
       if (n.tokens.length === 0) throw new Error(`step ${step.stepId}: new ${n.seqId} has no tokens`);
-      const tail = n.tokens.slice(n.tokens.length - n.generated.length);
-      if (tail.some((t, i) => t !== n.generated[i])) throw new Error(`step ${step.stepId}: ${n.seqId} tokens do not end with generated`);
-      const seq: ShardSequence = { tokens: [...n.tokens], blockTable: [...n.blockTable], pending: -1 };
+      const seq: ShardSequence = { tokens: [...n.tokens], blockTable: [...n.blockTable], pending: -1, unsent: n.pending ?? 0 };
       this.seqs.set(n.seqId, seq);
-      outputs.push(this.emit(n.seqId, seq));
+      this.prefilled(step.stepId, n.seqId, seq, n.generated, outputs);
+    }
+    for (const c of step.chunks ?? []) {
+      once(c.seqId);
+      const seq = this.seqs.get(c.seqId);
+      if (seq === undefined) throw new Error(`step ${step.stepId}: chunk for ${c.seqId}, which holds no state`);
+      if (seq.unsent !== c.tokens.length + c.pending) {
+        throw new Error(`step ${step.stepId}: chunk of ${c.tokens.length} + ${c.pending} pending for ${c.seqId}, which awaits ${seq.unsent}`);
+      }
+      seq.tokens.push(...c.tokens);
+      seq.unsent = c.pending;
+      this.prefilled(step.stepId, c.seqId, seq, null, outputs);
     }
     this.checkBlocks(step.stepId);
     return { v: PROTOCOL_VERSION, type: 'step.result', stepId: step.stepId, rank: 0, outputs, computeMs: 0 };
+  }
+
+  // After a prefill part: sample once nothing is pending (checking, for a recompute, that the tokens end with
+  // what was generated before).
+  private prefilled(stepId: number, seqId: string, seq: ShardSequence, generated: number[] | null, outputs: SeqOutput[]): void {
+    if (generated !== null) this.generatedOf.set(seqId, generated);
+    if (seq.unsent > 0) return;
+    const gen = this.generatedOf.get(seqId) ?? [];
+    this.generatedOf.delete(seqId);
+    const tail = seq.tokens.slice(seq.tokens.length - gen.length);
+    if (tail.some((t, i) => t !== gen[i])) throw new Error(`step ${stepId}: ${seqId} tokens do not end with generated`);
+    outputs.push(this.emit(seqId, seq));
   }
 
   private emit(seqId: string, seq: ShardSequence): SeqOutput {
@@ -89,7 +120,7 @@ export class ReferenceShard {
   private checkBlocks(stepId: number): void {
     const owner = new Map<number, string>();
     for (const [seqId, seq] of this.seqs) {
-      const need = Math.ceil(seq.tokens.length / this.blockSize);
+      const need = Math.ceil((seq.tokens.length + seq.unsent) / this.blockSize);  // a chunked prefill's blocks come first
       if (seq.blockTable.length !== need) {
         throw new Error(`step ${stepId}: ${seqId} stores ${seq.tokens.length} tokens in ${seq.blockTable.length} blocks (needs ${need})`);
       }

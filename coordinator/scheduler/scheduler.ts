@@ -5,7 +5,7 @@
 // Pure bookkeeping: no I/O, no timers. Aborts and stops take effect at the next schedule().
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
-import type { NewSequence, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
+import type { NewSequence, PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import type { FinishReason, Sequence } from './sequence.js';
@@ -86,9 +86,12 @@ export class Scheduler {
     this.applyStops();
     const preempted: string[] = [];
     const running = this.scheduleRunning(preempted);
+    const budget = { left: this.config.maxBatchPrefillTokens };
+    const chunks = this.continuePrefills(budget);
     // Recompute-preemption means the cache is full: admit nothing new this step.
-    const admitted = preempted.length === 0 ? this.admitWaiting() : [];
-    return this.emit(running, admitted, preempted, [...this.runningList]);
+    const admitted = preempted.length === 0 ? this.admitWaiting(budget) : [];
+    const decoding = new Set(running.map((r) => r.seqId));
+    return this.emit(running, admitted, chunks, preempted, this.runningList.filter((seq) => decoding.has(seq.seqId)));
   }
 
   /**
@@ -104,26 +107,48 @@ export class Scheduler {
       throw new SchedulerError(`scheduleAhead needs exactly one step in flight (${this.inFlight.length} are)`, 'OUT_OF_ORDER');
     }
     this.applyStops();
-    const decoding = this.runningList.filter((seq) => !this.endsByLength(seq, 1));
+    // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
+    const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
     for (const seq of decoding) missing += this.blocks.missingBlocks(seq.seqId, seq.length + 1);
     if (missing > this.blocks.freeBlocks) return null;
     const running = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
       newBlocks: this.blocks.appendSlots(seq.seqId, seq.length + 1) }));
-    const admitted = this.admitWaiting();
-    return this.emit(running, admitted, [], [...decoding, ...admitted]);
+    const budget = { left: this.config.maxBatchPrefillTokens };
+    const chunks = this.continuePrefills(budget);
+    const admitted = this.admitWaiting(budget);
+    return this.emit(running, admitted, chunks, [], decoding);
   }
 
-  /** The step message for these sequences; `included` (every sequence that produces a token) goes in flight. */
-  private emit(running: RunningSequence[], admitted: Sequence[], preempted: string[], included: Sequence[]): ScheduledStep | null {
+  /** The step message for these sequences. In flight go the decoding sequences (`decoding`) and every new or
+   * chunked sequence whose prefill completes here: exactly the ones that produce a token. */
+  private emit(running: RunningSequence[], admitted: Sequence[], chunks: { seq: Sequence; chunk: PrefillChunk }[],
+    preempted: string[], decoding: Sequence[]): ScheduledStep | null {
     const finished = this.toFree;
-    if (running.length === 0 && admitted.length === 0 && finished.length === 0) return null;
+    if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
     this.toFree = [];
     const newSeqs = admitted.map((seq) => this.newSequenceMessage(seq));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
-    this.inFlight.push({ stepId: step.stepId, seqs: included });
-    const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0);
+    if (chunks.length > 0) step.chunks = chunks.map((c) => c.chunk);
+    const sampled = [...decoding, ...admitted.filter((seq) => !seq.isPrefilling),
+      ...chunks.filter((c) => c.chunk.pending === 0).map((c) => c.seq)];
+    this.inFlight.push({ stepId: step.stepId, seqs: sampled });
+    const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) + chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
     return { step, prefillTokens, decodeTokens: running.length, preempted };
+  }
+
+  /** The next chunk of every sequence whose prefill is under way, oldest first, while the step's budget lasts. */
+  private continuePrefills(budget: { left: number }): { seq: Sequence; chunk: PrefillChunk }[] {
+    const chunks: { seq: Sequence; chunk: PrefillChunk }[] = [];
+    for (const seq of this.runningList) {
+      if (!seq.isPrefilling || budget.left <= 0) continue;
+      const n = Math.min(budget.left, seq.prefillTotal - seq.prefillSent);
+      const tokens = seq.allTokens().slice(seq.prefillSent, seq.prefillSent + n);
+      seq.prefillSent += n;
+      budget.left -= n;
+      chunks.push({ seq, chunk: { seqId: seq.seqId, tokens, pending: seq.prefillTotal - seq.prefillSent } });
+    }
+    return chunks;
   }
 
   /** Steps sent and not yet applied by update(). */
@@ -226,6 +251,7 @@ export class Scheduler {
     const scheduled: RunningSequence[] = [];
     for (let i = 0; i < this.runningList.length; i++) {
       const seq = this.runningList[i]!;
+      if (seq.isPrefilling) continue; // its blocks were all allocated at admission; it gets a chunk instead
       while (!this.blocks.canAppend(seq.seqId, seq.length)) {
         const victim = this.runningList.pop()!;
         this.preempt(victim);
@@ -240,11 +266,15 @@ export class Scheduler {
 
   // FCFS within the batch-size, prefill-budget and block limits; requests whose adapter cannot run
   // now are skipped, not waited on.
-  private admitWaiting(): Sequence[] {
+  // A prompt longer than what is left of the step's prefill budget is split (chunked prefill): its first
+  // chunk runs now, the rest in the next steps (continuePrefills); its blocks are all allocated now. Prompts
+  // that need every position's logits are never split: one of them may exceed the budget alone, as before.
+  private admitWaiting(budget: { left: number }): Sequence[] {
     const admitted: Sequence[] = [];
     const active = this.runningAdapterKeys();
     let starving = findStarving(this.waitingQueue, active, this.now() - this.config.adapterCycleTimeS * 1000);
-    let prefill = 0;
+    const prefill0 = this.config.maxBatchPrefillTokens - budget.left;
+    let prefill = prefill0;
     let open = true;
     const stillWaiting: Sequence[] = [];
     for (const seq of this.waitingQueue) {
@@ -254,33 +284,39 @@ export class Scheduler {
         continue;
       }
       const tokens = seq.length;
-      const overBudget = prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
+      const left = this.config.maxBatchPrefillTokens - prefill;
+      const first = seq.chunkable ? Math.min(tokens, left) : tokens;
+      const overBudget = seq.chunkable ? left <= 0 : prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
       if (overBudget || !this.blocks.canAllocate(tokens)) {
         open = false;
         stillWaiting.push(seq);
         continue;
       }
       this.blocks.allocate(seq.seqId, tokens);
+      seq.prefillTotal = tokens;
+      seq.prefillSent = first;
       if (seq.adapterKey !== null) {
         active.add(seq.adapterKey);
         if (this.adapterSlot !== undefined) seq.adapterSlot = this.adapterSlot(seq.adapterKey);
       }
       if (seq === starving) starving = null;
       seq.status = 'running';
-      prefill += tokens;
+      prefill += first;
       admitted.push(seq);
       this.runningList.push(seq);
     }
     this.waitingQueue = stillWaiting;
+    budget.left = this.config.maxBatchPrefillTokens - prefill;
     return admitted;
   }
 
   private newSequenceMessage(seq: Sequence): NewSequence {
     const recompute = seq.generated.length > 0;
+    const pending = seq.prefillTotal - seq.prefillSent;
     return {
       seqId: seq.seqId,
       adapterSlot: seq.adapterKey === null ? -1 : seq.adapterSlot,
-      tokens: seq.allTokens(),
+      tokens: seq.allTokens().slice(0, seq.prefillSent),
       blockTable: [...this.blocks.blockTable(seq.seqId)],
       sampling: { ...seq.sampling },
       generated: [...seq.generated],
@@ -288,6 +324,7 @@ export class Scheduler {
       // Prompt logprobs were already reported by the first computation.
       promptLogprobs: seq.promptLogprobs && !recompute,
       topN: seq.topN,
+      ...(pending > 0 ? { pending } : {}),
     };
   }
 
@@ -303,6 +340,8 @@ export class Scheduler {
 
   private preempt(seq: Sequence): void {
     this.blocks.free(seq.seqId);
+    seq.prefillTotal = 0;
+    seq.prefillSent = 0;
     this.toFree.push(seq.seqId);
     seq.status = 'preempted';
     seq.preemptions++;

@@ -42,6 +42,10 @@ export class Sequence {
   errorMessage: string | null = null;
   /** Times this sequence was preempted (and later recomputed). */
   preemptions = 0;
+  /** Chunked prefill, since the last admission: tokens to compute before the first decode (allTokens() then),
+   * and how many of them have been sent to the shards. */
+  prefillTotal = 0;
+  prefillSent = 0;
 
   constructor(init: SequenceInit) {
     this.seqId = init.seqId;
@@ -64,6 +68,16 @@ export class Sequence {
   get lastToken(): number {
     const last = this.generated.length > 0 ? this.generated.at(-1) : this.promptTokens.at(-1);
     return last!;
+  }
+
+  /** Admitted and part of its prefill not yet sent: it gets chunks, not decode steps. */
+  get isPrefilling(): boolean {
+    return this.status === 'running' && this.prefillSent < this.prefillTotal;
+  }
+
+  /** Whether its prompt may be split over several steps (not when every position's logits are wanted). */
+  get chunkable(): boolean {
+    return this.logits === 'none' && !this.promptLogprobs;
   }
 
   get isFinished(): boolean {

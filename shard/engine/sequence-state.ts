@@ -15,4 +15,6 @@ export interface SequenceState {
   /** The token this rank sampled last step (every rank samples): what SAMPLED_LAST_STEP feeds; -1 = none yet. */
   lastSampled: number;
   topN: number;
+  /** Chunked prefill: prompt tokens still to come in later steps (nothing is sampled until 0). */
+  unsent: number;
 }

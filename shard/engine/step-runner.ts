@@ -19,6 +19,8 @@ interface Row {
   wantAll: boolean;
   promptLogprobs: boolean;
   logits: NewSequence['logits'];
+  /** A chunked prefill with more tokens to come: K/V only, no logits, nothing sampled. */
+  partial: boolean;
 }
 
 const NO_TOKENS = new Int32Array(0);
@@ -46,6 +48,17 @@ export class StepRunner {
     for (const id of step.finished) this.seqs.delete(id);
     const rows: Row[] = [];
     for (const ns of step.newSeqs) rows.push(this.admit(ns));
+    for (const c of step.chunks ?? []) {
+      const state = this.seqs.get(c.seqId);
+      if (!state) throw new StepError(`step ${step.stepId}: prefill chunk for '${c.seqId}', unknown on rank ${this.rank}`);
+      if (state.unsent !== c.tokens.length + c.pending) {
+        throw new StepError(`step ${step.stepId}: chunk of ${c.tokens.length} tokens (+${c.pending} to come) for '${c.seqId}', which awaits ${state.unsent}`);
+      }
+      state.unsent = c.pending;
+      state.history.push(...c.tokens);
+      rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
+        partial: c.pending > 0 });
+    }
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
@@ -53,23 +66,26 @@ export class StepRunner {
       if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
       state.blockTable.push(...r.newBlocks);
       state.history.push(token);
-      rows.push({ state, tokens: [token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none' });
+      if (state.unsent > 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' decodes before its prefill is complete`);
+      rows.push({ state, tokens: [token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
+        partial: false });
     }
     if (rows.length === 0) return [];
     const batch = this.buildBatch(rows);
+    const sampling = rows.filter((r) => !r.partial);
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
     // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
     if (!rows.some((r) => r.wantAll)) {
-      const sampled = await this.model.native.forwardSample(batch, rows.map((r) => ({
+      const sampled = await this.model.native.forwardSample(batch, sampling.map((r) => ({
         ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
       })));
       for (const row of rows) row.state.length += row.tokens.length;
-      const outputs = rows.map((row, i) => this.output(row, sampled[i]));
+      const outputs = sampling.map((row, i) => this.output(row, sampled[i]));
       return this.rank === 0 ? outputs : [];
     }
     const logits = await this.model.native.forward(batch);
     for (const row of rows) row.state.length += row.tokens.length;
-    const outputs = this.sampleAll(rows, logits);
+    const outputs = this.sampleAll(sampling, logits);
     return this.rank === 0 ? outputs : [];
   }
 
@@ -91,10 +107,13 @@ export class StepRunner {
       draws: ns.generated.length,
       lastSampled: -1,
       topN: ns.topN,
+      unsent: ns.pending ?? 0,
     };
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
-    return { state, tokens: ns.tokens, firstPos: 0, wantAll, promptLogprobs: ns.promptLogprobs, logits: ns.logits };
+    if (wantAll && state.unsent > 0) throw new StepError(`new sequence '${ns.seqId}': a prefill that returns logits cannot be chunked`);
+    return { state, tokens: ns.tokens, firstPos: 0, wantAll, promptLogprobs: ns.promptLogprobs, logits: ns.logits,
+      partial: state.unsent > 0 };
   }
 
   private buildBatch(rows: Row[]) {
@@ -116,7 +135,7 @@ export class StepRunner {
         slotMapping[t] = block * bs + (pos % bs);
       }
       if (row.wantAll) for (let i = start; i < t; i++) logitRows.push(i);
-      else logitRows.push(t - 1);
+      else if (!row.partial) logitRows.push(t - 1);
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
     }

@@ -61,14 +61,16 @@ for (const numShard of [1, 2]) {
 }
 
 // Async scheduling (the default) sends step N+1 before step N's result is back: every rank feeds the token it
-// sampled itself. The same concurrent mix — seeded sampling with penalties, stop sequences, different lengths,
-// mixed adapters, TP=2 so a rank other than 0 must sample too — must give exactly what one-step-at-a-time gives.
-describe('server: async scheduling == one step at a time (TP=2)', () => {
+// sampled itself; chunked prefill splits prompts longer than what is left of --max-batch-prefill-tokens over
+// several steps. The same concurrent mix — seeded sampling with penalties, stop sequences, prompts of 2 to 40
+// tokens, mixed adapters, TP=2 so a rank other than 0 must sample too — must give exactly what
+// one-step-at-a-time with whole prompts gives.
+describe('server: async scheduling + chunked prefill == one step at a time, whole prompts (TP=2)', () => {
   let sync: GoldenServer;
   let overlapped: GoldenServer;
   before(async () => {
     sync = await startGoldenServer({ numShard: 2 }, { flags: ['--async-scheduling=false'] });
-    overlapped = await startGoldenServer({ numShard: 2 });
+    overlapped = await startGoldenServer({ numShard: 2, maxBatchPrefillTokens: 8 }); // prompts of 9+ tokens are split
   });
   after(async () => { await sync.close(); await overlapped.close(); });
 
@@ -80,7 +82,10 @@ describe('server: async scheduling == one step at a time (TP=2)', () => {
       const parameters: Record<string, unknown> = { max_new_tokens: 4 + (k % 9), details: true };
       if (k % 3 !== 0) Object.assign(parameters, { do_sample: true, seed: 1000 + k, temperature: 0.8, top_k: 20, repetition_penalty: 1.3 });
       if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
-      return { inputs: textOf(sync.c.sequences[k % 3].slice(0, 2 + (k % 6))), parameters };
+      // 2..40 tokens: the golden sequences repeated (the word-level tokenizer maps "tN" to id N).
+      const len = 2 + ((k * 7) % 39);
+      const ids = Array.from({ length: len }, (_, i) => sync.c.sequences[(k + Math.floor(i / 12)) % 3][i % 3]);
+      return { inputs: textOf(ids), parameters };
     });
     // Every fifth request stops at the text of its own third token (found by running it once without).
     for (let k = 0; k < reqs.length; k += 5) {

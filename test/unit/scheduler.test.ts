@@ -129,23 +129,40 @@ test('max total tokens is clamped to the cache and over-long prompts are refused
   assert.equal(h.tokens('a').length, 2);
 });
 
-test('admission respects the prefill token budget, FCFS', () => {
+test('admission respects the prefill token budget, FCFS; the prompt that does not fit is split (chunked prefill)', () => {
   const h = new Harness(config({ maxBatchPrefillTokens: 10 }));
   h.add(seq('a', 4), seq('b', 4), seq('c', 4));
-  assert.deepEqual(newIds(h.step()), ['a', 'b']);
-  const s2 = h.step();
-  assert.deepEqual([newIds(s2), runIds(s2)], [['c'], ['a', 'b']]);
+  const s1 = h.step()!;
+  assert.deepEqual(newIds(s1), ['a', 'b', 'c']);
+  assert.deepEqual(s1.newSeqs.map((n) => [n.tokens.length, n.pending ?? 0]), [[4, 0], [4, 0], [2, 2]]);
+  assert.deepEqual(h.events.get('c'), undefined, 'nothing is sampled before the prefill is complete');
+  const s2 = h.step()!;
+  assert.deepEqual([newIds(s2), runIds(s2)], [[], ['a', 'b']]);
+  assert.deepEqual(s2.chunks, [{ seqId: 'c', tokens: [3, 4], pending: 0 }]);
+  assert.equal(h.events.get('c')!.length, 1, 'the last chunk samples the first token');
+  assert.deepEqual(runIds(h.step()), ['a', 'b', 'c']);
   h.runToEnd();
 });
 
-test('one request larger than the budget runs alone instead of never', () => {
+test('a prompt larger than the budget is prefilled over several steps; one that needs logits runs alone instead', () => {
   const h = new Harness(config({ maxBatchPrefillTokens: 10 }));
   h.add(seq('big', 25), seq('small', 3));
-  assert.deepEqual(newIds(h.step()), ['big']);
-  assert.deepEqual(newIds(h.step()), ['small']);
-  h.add(seq('s2', 3), seq('big2', 25));
+  const s1 = h.step()!;
+  assert.deepEqual(s1.newSeqs.map((n) => [n.seqId, n.tokens.length, n.pending]), [['big', 10, 15]]);
+  const s2 = h.step()!;
+  assert.deepEqual([newIds(s2), s2.chunks!.map((c) => [c.seqId, c.tokens.length, c.pending])], [[], [['big', 10, 5]]]);
+  const s3 = h.step()!;
+  assert.deepEqual([newIds(s3), s3.chunks!.map((c) => [c.seqId, c.tokens.length, c.pending])], [['small'], [['big', 5, 0]]]);
+  assert.deepEqual(runIds(h.step()), ['big', 'small']);
+  h.runToEnd();
+  // prompt logprobs need every position's logits in one pass: never split, so it may exceed the budget alone
+  const wants = new Sequence({ seqId: 'logprobs', promptTokens: Array.from({ length: 25 }, (_, i) => 1 + i), sampling: SAMPLING,
+    maxNewTokens: 2, promptLogprobs: true });
+  h.add(seq('s2', 3));
+  h.add(wants);
   assert.deepEqual(newIds(h.step()), ['s2']);
-  assert.deepEqual(newIds(h.step()), ['big2']);
+  const alone = h.step()!;
+  assert.deepEqual([newIds(alone), alone.newSeqs[0]!.tokens.length, alone.newSeqs[0]!.pending], [['logprobs'], 25, undefined]);
   h.runToEnd();
 });
 
