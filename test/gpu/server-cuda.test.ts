@@ -2,7 +2,8 @@
 // GPU) over the golden llama model, base + 3 adapters concurrently in the same batches. fp32 prefill log-probs
 // within 1e-3 of the golden log-softmax at TP=1 and at TP=2 (both ranks on this GPU over the shm collective);
 // one shard with --collective nccl (the unique id exchanged over NATS) matches too; bf16 greedy requests
-// succeed and streaming equals plain. Skipped with the reason without a GPU.
+// succeed and streaming equals plain; chunked prefill gives the same tokens as whole prompts. Skipped with the
+// reason without a GPU.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cudaInfo } from '../../kernels/cuda.js';
@@ -54,6 +55,33 @@ for (const numShard of [1, 2]) {
     });
   });
 }
+
+// Chunked prefill on the CUDA executor: prompt parts at positions > 0, steps whose only rows sample nothing,
+// one-token parts among decode rows (the CUDA-graph path) — the same greedy tokens as whole prompts.
+describe('server --device cuda: chunked prefill == whole prompts (fp32)', { skip: noGpu }, () => {
+  let whole: GoldenServer;
+  let chunked: GoldenServer;
+  const flags = ['--device', 'cuda', '--dtype', 'float32'];
+  before(async () => {
+    whole = await startGoldenServer({}, { flags });
+    chunked = await startGoldenServer({ maxBatchPrefillTokens: 5 }, { flags });
+  });
+  after(async () => { await whole?.close(); await chunked?.close(); });
+
+  test('16 concurrent mixed-adapter requests with 3..36-token prompts', async () => {
+    const reqs = Array.from({ length: 16 }, (_, k) => {
+      const len = 3 + ((k * 11) % 34);
+      const ids = Array.from({ length: len }, (_, i) => whole.c.sequences[(k + Math.floor(i / 7)) % 3][i % 3]);
+      return { inputs: textOf(ids), parameters: params(ADAPTERS[k % 4], { max_new_tokens: 5 + (k % 6), details: true }) };
+    });
+    const [a, b] = await Promise.all([whole, chunked].map((g) => Promise.all(reqs.map((r) => g.post('/generate', r)))));
+    a.forEach((r, k) => {
+      assert.equal(r.status, 200, r.text);
+      assert.equal(b[k].status, 200, b[k].text);
+      assert.deepEqual(b[k].json.details.tokens.map((x: { id: number }) => x.id), r.json.details.tokens.map((x: { id: number }) => x.id), `request ${k}`);
+    });
+  });
+});
 
 describe('server --device cuda --collective nccl (one shard)', { skip: noGpu }, () => {
   let g: GoldenServer;
