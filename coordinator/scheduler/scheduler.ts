@@ -14,7 +14,10 @@ import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } fr
 
 interface InFlight {
   stepId: number;
+  /** The sequences that produce a token in this step. */
   seqs: Sequence[];
+  /** Every sequence the step computes (also chunked prefills with more to come): a failed step ends them all. */
+  members: Sequence[];
 }
 
 interface PendingStop {
@@ -97,8 +100,9 @@ export class Scheduler {
   /**
    * Builds the step after the one in flight before its result is back. Every running sequence of that step
    * decodes again with token SAMPLED_LAST_STEP (each shard feeds what it sampled), except the ones its result
-   * will end by length; waiting requests are admitted as usual. Returns null, changing nothing, when nothing
-   * would run or the running sequences' next blocks do not fit: preemption must see the result first. A
+   * will end by length; prefills under way get their next chunk and waiting requests are admitted as usual.
+   * Returns null (having applied only pending stops) when nothing would run or the running sequences' next
+   * blocks do not fit: preemption must see the result first. A
    * sequence the in-flight step ends by EOS or a stop sequence decodes one token too many here; update()
    * drops that output and the sequence's blocks are freed by the step after.
    */
@@ -132,7 +136,8 @@ export class Scheduler {
     if (chunks.length > 0) step.chunks = chunks.map((c) => c.chunk);
     const sampled = [...decoding, ...admitted.filter((seq) => !seq.isPrefilling),
       ...chunks.filter((c) => c.chunk.pending === 0).map((c) => c.seq)];
-    this.inFlight.push({ stepId: step.stepId, seqs: sampled });
+    const members = [...decoding, ...admitted, ...chunks.map((c) => c.seq)];
+    this.inFlight.push({ stepId: step.stepId, seqs: sampled, members });
     const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) + chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
     return { step, prefillTokens, decodeTokens: running.length, preempted };
   }
@@ -168,7 +173,8 @@ export class Scheduler {
     const outputs = new Map<string, SeqOutput>(result.outputs.map((o) => [o.seqId, o]));
     const problem = result.error ?? outputProblem(flight.seqs, expected, outputs);
     if (problem !== null) {
-      const failed = this.endAll(flight.seqs.filter((seq) => !seq.isFinished), 'error', problem);
+      // A shard that fails a step drops every sequence it holds, partial prefills included.
+      const failed = this.endAll(flight.members.filter((seq) => !seq.isFinished), 'error', problem);
       throw new StepFailedError(`step ${flight.stepId} failed: ${problem}`, flight.stepId, failed);
     }
 

@@ -413,3 +413,21 @@ test('scheduleAhead: returns null and changes nothing when the next blocks do no
   const next = sched.schedule()!; // with the result known, the scheduler preempts to make room
   assert.deepEqual(next.preempted, ['b']);
 });
+
+test('a failed step ends the chunked prefills it carried too (the shard dropped their state)', () => {
+  const sched = new Scheduler(config({ maxBatchPrefillTokens: 6 }));
+  sched.add(seq('long', 20, { maxNew: 3 }));
+  const s1 = sched.schedule()!;
+  assert.equal(s1.step.newSeqs[0]!.pending, 14);
+  try {
+    sched.update({ v: PROTOCOL_VERSION, type: 'step.result', stepId: s1.step.stepId, rank: 0, outputs: [], error: 'boom', computeMs: 0 });
+    assert.fail('a failed step must throw');
+  } catch (e) {
+    assert.ok(e instanceof StepFailedError);
+    assert.deepEqual(e.failed.map((s) => [s.seqId, s.finishReason]), [['long', 'error']]);
+  }
+  assert.equal(sched.usedBlocks, 0);
+  const s2 = sched.schedule()!;
+  assert.deepEqual([s2.step.finished, s2.step.chunks], [['long'], undefined], 'no chunk is sent for it again');
+  assert.equal(sched.hasWork(), false);
+});
