@@ -62,11 +62,11 @@ export class StepRunner {
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
+      if (state.unsent > 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' decodes before its prefill is complete`);
       const token = r.token === SAMPLED_LAST_STEP ? state.lastSampled : r.token;
       if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
       state.blockTable.push(...r.newBlocks);
       state.history.push(token);
-      if (state.unsent > 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' decodes before its prefill is complete`);
       rows.push({ state, tokens: [token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
         partial: false });
     }
