@@ -1,6 +1,7 @@
 // The shard actor: one process per rank. It owns this rank's weights, KV cache and adapter slots and
 // does what each message says (DESIGN.md §2). All work runs through one mailbox, in arrival order, so a
-// step never races an adapter load. Rank 0 samples; every rank answers each step so errors surface.
+// step never races an adapter load. Every rank samples (async scheduling feeds each rank its own sample); rank 0
+// reports the tokens; every rank answers each step so errors surface.
 // Also here: joinNcclGroup, how the ranks of an nccl group get rank 0's unique id over NATS before the model loads.
 import { ErrorCode, NatsError, type NatsConnection } from 'nats';
 import { context as otelContext, trace, SpanStatusCode, type Context, type Tracer } from '@opentelemetry/api';
