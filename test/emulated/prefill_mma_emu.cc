@@ -18,10 +18,12 @@
 
 #include "cpu/ops.h"
 #include "cuda/kernels/prefill_mma_body.h"
+#include "../gpu/paged_layout.h"
 #include "warp_emu.h"
 
 namespace {
 namespace pm = weft::cuda::prefill_mma;
+namespace wt = weft::testing;
 using namespace weft::emu;
 using weft::cuda::DType;
 using weft::cuda::PagedAttention;
@@ -33,9 +35,7 @@ template <DType kD, int D> void run_grid(const PagedAttention& a, int tiles) {
   });
 }
 
-struct Seq {
-  int nq, ctx;
-};
+using Seq = wt::SeqShape;
 struct Case {
   std::string name;
   DType d;
@@ -45,26 +45,9 @@ struct Case {
 };
 
 bool run(const Case& c, std::mt19937& rng) {
-  const int S = static_cast<int>(c.seqs.size());
-  int max_blocks = 0, total_blocks = 3, T = 0, max_q = 0;
-  for (const Seq& s : c.seqs) {
-    max_blocks = std::max(max_blocks, (s.ctx + c.bs - 1) / c.bs);
-    total_blocks += (s.ctx + c.bs - 1) / c.bs;
-    T += s.nq;
-    max_q = std::max(max_q, s.nq);
-  }
-  std::vector<int32_t> perm(total_blocks), bt(static_cast<size_t>(S) * max_blocks, 0), cu(S + 1, 0), ctx(S);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng);  // pages out of order, as a real block table has them
-  std::vector<weft::cpu::AttentionSeq> cs(S);
-  for (int s = 0, next = 0; s < S; ++s) {
-    for (int b = 0; b < (c.seqs[s].ctx + c.bs - 1) / c.bs; ++b) bt[s * max_blocks + b] = perm[next++];
-    cu[s + 1] = cu[s] + c.seqs[s].nq;
-    ctx[s] = c.seqs[s].ctx;
-    cs[s] = {cu[s], c.seqs[s].nq, c.seqs[s].ctx, &bt[s * max_blocks]};
-  }
+  const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
   const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
-  const int64_t slots = static_cast<int64_t>(total_blocks) * c.bs;
+  const int64_t slots = static_cast<int64_t>(L.total_blocks) * c.bs;
   // Values are drawn, stored as 16-bit, and the oracle gets exactly the stored values.
   auto draw = [&](int64_t n, float scale, std::vector<uint16_t>& bits, std::vector<float>& vals) {
     std::normal_distribution<float> nd(0.0f, scale);
@@ -77,41 +60,28 @@ bool run(const Case& c, std::mt19937& rng) {
   };
   std::vector<uint16_t> qb, kb, vb;
   std::vector<float> qf, kf, vf;
-  draw(T * q_dim, c.q_scale, qb, qf);
+  draw(L.tokens * q_dim, c.q_scale, qb, qf);
   draw(slots * kv_dim, 1.0f, kb, kf);
   draw(slots * kv_dim, 1.0f, vb, vf);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-  std::vector<float> ref(T * q_dim);
-  weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, cs.data(), S, kf.data(), vf.data(), c.bs, scale,
-                             c.window, ref.data());
+  std::vector<float> ref(L.tokens * q_dim);
+  weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(), vf.data(),
+                             c.bs, scale, c.window, ref.data());
 
-  std::vector<uint16_t> out(T * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
-  PagedAttention a{};
-  a.dtype = c.d;
+  std::vector<uint16_t> out(L.tokens * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
+  PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.q = qb.data();
-  a.q_stride = q_dim;
   a.out = out.data();
-  a.out_stride = q_dim;
   a.k_cache = kb.data();
   a.v_cache = vb.data();
-  a.num_seqs = S;
-  a.num_tokens = T;
-  a.cu_seqlens_q = cu.data();
-  a.context_lens = ctx.data();
-  a.block_tables = bt.data();
-  a.block_table_stride = max_blocks;
-  a.heads = c.heads;
-  a.kv_heads = c.kv_heads;
-  a.head_dim = c.hd;
-  a.block_size = c.bs;
-  a.scale = scale;
-  a.sliding_window = c.window;
-  a.max_query_len = max_q;
+  a.cu_seqlens_q = L.cu_seqlens.data();
+  a.context_lens = L.context_lens.data();
+  a.block_tables = L.block_tables.data();
   if (!pm::supports(a)) {
     std::printf("FAIL %s: shape not supported by the tensor-core kernel\n", c.name.c_str());
     return false;
   }
-  const int tiles = (max_q * (c.heads / c.kv_heads) + pm::kRows - 1) / pm::kRows;
+  const int tiles = (L.max_q * (c.heads / c.kv_heads) + pm::kRows - 1) / pm::kRows;
   auto grid = [&](auto dtag) {
     constexpr DType kD = decltype(dtag)::value;
     switch (c.hd) {

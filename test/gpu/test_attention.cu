@@ -4,15 +4,15 @@
 #include <numeric>
 
 #include "harness.h"
+#include "paged_layout.h"
 
 namespace gt {
 namespace {
 namespace wc = weft::cuda;
 namespace cpu = weft::cpu;
+namespace wt = weft::testing;
 
-struct Seq {
-  int nq, ctx;  // query rows this step, tokens in the cache after it
-};
+using Seq = wt::SeqShape;
 struct Case {
   std::string name;
   DType d;
@@ -27,60 +27,26 @@ enum class Kernel { kDecode, kPrefillSimt, kPrefillMma };
 void run(const Case& c, Kernel kernel, std::mt19937& rng) {
   const std::string name = c.name + (kernel == Kernel::kPrefillSimt ? " [simt]" : kernel == Kernel::kPrefillMma ? " [mma]" : "");
   guard(name, [&] {
-    const int S = static_cast<int>(c.seqs.size());
-    int max_blocks = 0, total_blocks = 3, T = 0, max_q = 0, max_ctx = 0;
-    for (const Seq& s : c.seqs) {
-      const int nb = (s.ctx + c.bs - 1) / c.bs;
-      max_blocks = std::max(max_blocks, nb);
-      total_blocks += nb;
-      T += s.nq;
-      max_q = std::max(max_q, s.nq);
-      max_ctx = std::max(max_ctx, s.ctx);
-    }
-    std::vector<int32_t> perm(total_blocks), bt(static_cast<size_t>(S) * max_blocks, 0), cu(S + 1, 0), ctx(S);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    int next = 0;
-    std::vector<cpu::AttentionSeq> cs(S);
-    for (int s = 0; s < S; ++s) {
-      for (int b = 0; b < (c.seqs[s].ctx + c.bs - 1) / c.bs; ++b) bt[s * max_blocks + b] = perm[next++];
-      cu[s + 1] = cu[s] + c.seqs[s].nq;
-      ctx[s] = c.seqs[s].ctx;
-      cs[s] = {cu[s], c.seqs[s].nq, c.seqs[s].ctx, &bt[s * max_blocks]};
-    }
+    const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
     const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
-    const int64_t slots = static_cast<int64_t>(total_blocks) * c.bs;
+    const int64_t slots = static_cast<int64_t>(L.total_blocks) * c.bs;
     const auto kc = randn(slots * kv_dim, rng, 1.0f, c.d), vc = randn(slots * kv_dim, rng, 1.0f, c.d);
-    const auto q = randn(T * q_dim, rng, c.q_scale, c.d);
+    const auto q = randn(L.tokens * q_dim, rng, c.q_scale, c.d);
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    std::vector<float> ref(T * q_dim);
-    cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, cs.data(), S, kc.data(), vc.data(), c.bs, scale,
-                         c.window, ref.data());
+    std::vector<float> ref(L.tokens * q_dim);
+    cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kc.data(), vc.data(), c.bs,
+                         scale, c.window, ref.data());
 
-    DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(T * q_dim * dsize(c.d));
-    DevBuf dcu = upload_vec(cu), dctx = upload_vec(ctx), dbt = upload_vec(bt);
-    wc::PagedAttention a{};
-    a.dtype = c.d;
+    DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(L.tokens * q_dim * dsize(c.d));
+    DevBuf dcu = upload_vec(L.cu_seqlens), dctx = upload_vec(L.context_lens), dbt = upload_vec(L.block_tables);
+    wc::PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
     a.q = dq.get();
-    a.q_stride = q_dim;
     a.out = out.get();
-    a.out_stride = q_dim;
     a.k_cache = dk.get();
     a.v_cache = dv.get();
-    a.num_seqs = S;
-    a.num_tokens = T;
     a.cu_seqlens_q = dcu.as<int32_t>();
     a.context_lens = dctx.as<int32_t>();
     a.block_tables = dbt.as<int32_t>();
-    a.block_table_stride = max_blocks;
-    a.heads = c.heads;
-    a.kv_heads = c.kv_heads;
-    a.head_dim = c.hd;
-    a.block_size = c.bs;
-    a.scale = scale;
-    a.sliding_window = c.window;
-    a.max_query_len = max_q;
-    a.max_context_len = max_ctx;
     if (kernel == Kernel::kDecode) {
       const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
       DevBuf ws(ws_bytes);

@@ -83,7 +83,9 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
   for (int n = 0; n < kNT; ++n)
     for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
   const int ntiles = (rank - k0 + 7) / 8 < kNT ? (rank - k0 + 7) / 8 : kNT;
+#ifdef __CUDACC__
 #pragma unroll 4  // loads of the next k-steps in flight while this one multiplies
+#endif
   for (int s = s0; s < s1; ++s) {
     const int col = s * 16;
     const uint32_t fa[4] = {xv[0] ? prefill_mma::word_at(xr[0] + col) : 0u, xv[1] ? prefill_mma::word_at(xr[1] + col) : 0u,

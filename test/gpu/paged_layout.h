@@ -1,0 +1,75 @@
+// A paged KV-cache layout for attention tests: sequences (query rows this step, tokens cached after it) in
+// shuffled blocks, so pages are not contiguous; the arrays cpu::paged_attention and weft::cuda::PagedAttention
+// take; and every PagedAttention field that does not depend on where the buffers live. Host C++ only: shared
+// by the CUDA kernel tests (test_attention.cu) and the host warp emulator (test/emulated/prefill_mma_emu.cc).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "cuda/kernels/kernels.h"
+
+namespace weft::testing {
+
+struct SeqShape {
+  int nq, ctx;  // query rows this step, tokens in the cache after it
+};
+
+struct PagedLayout {
+  int num_seqs = 0, tokens = 0, max_q = 0, max_ctx = 0, max_blocks = 0;
+  int total_blocks = 3;  // three spare blocks nobody owns
+  std::vector<int32_t> block_tables, cu_seqlens, context_lens;
+  std::vector<weft::cpu::AttentionSeq> cpu_seqs;  // point into block_tables: move a layout, never copy it
+};
+
+inline PagedLayout make_paged_layout(const std::vector<SeqShape>& seqs, int block_size, std::mt19937& rng) {
+  PagedLayout l;
+  l.num_seqs = static_cast<int>(seqs.size());
+  for (const SeqShape& s : seqs) {
+    const int nb = (s.ctx + block_size - 1) / block_size;
+    l.max_blocks = std::max(l.max_blocks, nb);
+    l.total_blocks += nb;
+    l.tokens += s.nq;
+    l.max_q = std::max(l.max_q, s.nq);
+    l.max_ctx = std::max(l.max_ctx, s.ctx);
+  }
+  std::vector<int32_t> perm(l.total_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  l.block_tables.assign(static_cast<size_t>(l.num_seqs) * l.max_blocks, 0);
+  l.cu_seqlens.assign(l.num_seqs + 1, 0);
+  l.context_lens.assign(l.num_seqs, 0);
+  l.cpu_seqs.resize(l.num_seqs);
+  for (int s = 0, next = 0; s < l.num_seqs; ++s) {
+    for (int b = 0; b < (seqs[s].ctx + block_size - 1) / block_size; ++b) l.block_tables[s * l.max_blocks + b] = perm[next++];
+    l.cu_seqlens[s + 1] = l.cu_seqlens[s] + seqs[s].nq;
+    l.context_lens[s] = seqs[s].ctx;
+    l.cpu_seqs[s] = {l.cu_seqlens[s], seqs[s].nq, seqs[s].ctx, &l.block_tables[s * l.max_blocks]};
+  }
+  return l;
+}
+
+// Everything but q, out, k_cache, v_cache, cu_seqlens_q, context_lens and block_tables (the caller's buffers).
+inline weft::cuda::PagedAttention paged_args(const PagedLayout& l, weft::cuda::DType d, int heads, int kv_heads,
+                                             int head_dim, int block_size, int window, float scale) {
+  weft::cuda::PagedAttention a{};
+  a.dtype = d;
+  a.q_stride = a.out_stride = static_cast<int64_t>(heads) * head_dim;
+  a.num_seqs = l.num_seqs;
+  a.num_tokens = l.tokens;
+  a.block_table_stride = l.max_blocks;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.head_dim = head_dim;
+  a.block_size = block_size;
+  a.scale = scale;
+  a.sliding_window = window;
+  a.max_query_len = l.max_q;
+  a.max_context_len = l.max_ctx;
+  return a;
+}
+
+}  // namespace weft::testing
