@@ -6,6 +6,7 @@
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -71,8 +72,17 @@ template <DType kD> struct EmuOps {  // the Ops interface of prefill_mma_body.h
     return r;
   }
   static float exp2(float x) { return std::exp2(x); }
-  static void copy16(uint16_t* dst, const uint16_t* src) { std::memcpy(dst, src, 16); }
-  static void zero16(uint16_t* dst) { std::memset(dst, 0, 16); }
+  static float to_f(uint16_t bits) { return from_bits(kD, bits); }
+  static uint16_t from_f(float v) { return to_bits(kD, v); }
+  // 16-byte moves are one vector access on a GPU, which faults unless both addresses are 16-byte aligned.
+  static void copy16(uint16_t* dst, const uint16_t* src) {
+    if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) != 0) std::abort();
+    std::memcpy(dst, src, 16);
+  }
+  static void zero16(uint16_t* dst) {
+    if ((reinterpret_cast<uintptr_t>(dst) & 15u) != 0) std::abort();
+    std::memset(dst, 0, 16);
+  }
   static uint32_t pack(float lo, float hi) { return pm::halves(to_bits(kD, lo), to_bits(kD, hi)); }
   static float round(float v) { return from_bits(kD, to_bits(kD, v)); }
   // D = A·B + C for this lane's four accumulator positions, A and B rebuilt from every lane's registers.

@@ -163,7 +163,10 @@ void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
   line("lora shrink " + what + (bgmv ? "" : " [mma]"), shrink_ms, shrink_bytes, copy_gbps);
   if (!bgmv) line("lora shrink " + what + " [simt]", time_ms([&] { CK(wc::lora_sgmv_shrink_simt(a, nullptr)); }),
                   shrink_bytes, copy_gbps);
-  line("lora expand " + what, expand_ms, 2.0 * adapters * width * r + 4.0 * tokens * width, copy_gbps);
+  const double expand_bytes = 2.0 * adapters * width * r + 4.0 * tokens * width;
+  line("lora expand " + what + (bgmv ? "" : " [vec]"), expand_ms, expand_bytes, copy_gbps);
+  if (!bgmv) line("lora expand " + what + " [simt]", time_ms([&] { CK(wc::lora_sgmv_expand_simt(a, nullptr)); }),
+                  expand_bytes, copy_gbps);
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ case "$part" in
     step kernels 180 bash test/gpu/run.sh
     grep -E "FAIL|passed" "$OUT/kernels.log" | tail -12
     grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log" && echo WEFT_PREFILL_ATTENTION=simt >> "$FALLBACK"
-    grep -q '^FAIL sgmv.*\[mma shrink\]' "$OUT/kernels.log" && echo WEFT_LORA_SHRINK=simt >> "$FALLBACK"
+    grep -q '^FAIL sgmv.*\[mma shrink' "$OUT/kernels.log" && echo WEFT_LORA_KERNELS=simt >> "$FALLBACK"
     if [ -f "$FALLBACK" ]; then
       echo "suite: a tensor-core kernel failed; the node tests and later parts use: $(tr '\n' ' ' < "$FALLBACK")"
       set -a

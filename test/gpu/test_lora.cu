@@ -27,9 +27,10 @@ struct Case {
   bool misalign = false;         // weights one element past a 16-byte boundary: scalar paths
 };
 
-// mma_shrink: SGMV shrink on the tensor-core kernel (lora_shrink_mma_body.h) instead of the CUDA-core one.
+// mma_shrink: SGMV on the newer kernels — tensor-core shrink (lora_shrink_mma_body.h) and 16-byte expand
+// (lora_expand_vec_body.h) — instead of the first CUDA-core ones.
 void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
-  const std::string name = c.name + (c.bgmv ? "" : mma_shrink ? " [mma shrink]" : " [simt shrink]");
+  const std::string name = c.name + (c.bgmv ? "" : mma_shrink ? " [mma shrink, vec expand]" : " [simt shrink]");
   guard(name, [&] {
     const int S = static_cast<int>(c.slices.size());
     const int E = c.bgmv ? c.num_slots : static_cast<int>(c.seg_lens.size());
@@ -107,7 +108,7 @@ void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
     } else {
       a.seg_starts = dseg.as<int32_t>();
       CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr) : wc::lora_sgmv_shrink_simt(a, nullptr));
-      CK(wc::lora_sgmv_expand(a, nullptr));
+      CK(mma_shrink ? wc::lora_sgmv_expand_vec(a, nullptr) : wc::lora_sgmv_expand_simt(a, nullptr));
     }
     expect_close(name, download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
   });

@@ -1,8 +1,9 @@
-// The tensor-core kernels' bodies (kernels/src/cuda/kernels/*_body.h) run on the CPU under the host warp
+// The GPU kernels' portable bodies (kernels/src/cuda/kernels/*_body.h) run on the CPU under the host warp
 // emulator (test/emulated/warp_emu.h: threads for lanes, mma.sync from the PTX fragment layouts):
 // - prefill attention (prefill_mma_emu.cc) against cpu::paged_attention: GQA/MQA, head sizes 16..128, chunked
 //   prefill on a cached prefix, sliding windows, odd block sizes, bf16 and fp16;
-// - SGMV shrink (lora_shrink_mma_emu.cc) against a double-precision x·Aᵀ per segment.
+// - SGMV shrink (lora_shrink_mma_emu.cc) against a double-precision x·Aᵀ per segment;
+// - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
 // missing. The real kernels are checked on a GPU by test/gpu/run.sh.
 import { test } from 'node:test';
@@ -50,4 +51,9 @@ test('tensor-core prefill attention body == cpu::paged_attention under the warp 
 test('tensor-core SGMV shrink body == x·Aᵀ per segment under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_shrink_mma_emu.cc', []);
   assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 3, 'every case ran');
+});
+
+test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/lora_expand_vec_emu.cc', []);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 4, 'every case ran');
 });

@@ -37,7 +37,9 @@
 //                  table (decode). Any rank ≤ max_rank, any hidden size (vector path when aligned, scalar
 //                  otherwise); null A/B or rank 0 = base only, skipped. Bandwidth-bound on A/B bytes.
 //                  The SGMV shrink of 16-bit data runs on tensor cores (lora_shrink_mma_body.h: 16-row tiles,
-//                  4 warps splitting `in`, x read once per 64 ranks), emulated in npm test like the attention.
+//                  4 warps splitting `in`, x read once per 64 ranks) and the SGMV expand with 16-byte y/B
+//                  accesses (lora_expand_vec_body.h: 8 consecutive outputs × 8 rows per thread); both are
+//                  emulated in npm test like the attention.
 // - sampling.cu    logits processing (repetition penalty, temperature), greedy argmax (ties → lowest id),
 //                  and seeded sampling with the CPU's exact rules: a stable device radix sort by (row,
 //                  value desc), then one block per row does top-k / top-p / the draw with double-precision
@@ -151,12 +153,15 @@ struct LoraArgs {
   const int32_t* seg_starts;      // SGMV: device [num_entries+1], entry e covers rows [seg[e], seg[e+1])
   const int32_t* token_entry;     // BGMV: device [tokens], entry of each row, -1 = base model
 };
-// SGMV shrink picks the tensor-core kernel for 16-bit data with `in` a multiple of 16 on sm_80+
-// (WEFT_LORA_SHRINK=simt turns it off), else the CUDA-core one; both are callable directly.
+// SGMV shrink picks the tensor-core kernel for 16-bit data with `in` a multiple of 16 on sm_80+, and SGMV
+// expand the 16-byte-access kernel for 16-bit data with 16-byte aligned y rows (WEFT_LORA_KERNELS=simt turns
+// both off); else the first, CUDA-core ones. Every variant is callable directly (tests, benchmarks).
 cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_shrink_simt(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
 cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream);
 

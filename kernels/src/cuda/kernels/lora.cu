@@ -3,8 +3,10 @@
 // No shape table: ranks and hidden sizes are runtime values; 16-byte vector loads where the data allows.
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "common.cuh"
+#include "lora_expand_vec_body.h"
 #include "lora_shrink_mma_body.h"
 #include "mma_device_ops.cuh"
 
@@ -194,6 +196,25 @@ __global__ void __launch_bounds__(shrink_mma::kThreads) shrink_mma_kernel(LoraAr
   shrink_mma::block<detail::DeviceOps<T>>(a, ix, red);
 }
 
+// SGMV expand with 16-byte y and B accesses (lora_expand_vec_body.h).
+template <class T>
+__global__ void __launch_bounds__(expand_vec::kThreads) expand_vec_kernel(LoraArgs a) {
+  extern __shared__ float4 hs_vec[];
+  const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
+                                   static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
+  expand_vec::block<detail::DeviceOps<T>>(a, ix, reinterpret_cast<float*>(hs_vec));
+}
+
+// WEFT_LORA_KERNELS=simt keeps the SGMV shrink and expand on the first (CUDA-core, 2-byte) kernels: A/B
+// measurements, or a way around a problem with the newer ones on a new GPU without rebuilding.
+bool simt_only() {
+  static const bool v = [] {
+    const char* e = std::getenv("WEFT_LORA_KERNELS");
+    return e != nullptr && std::string(e) == "simt";
+  }();
+  return v;
+}
+
 bool valid(const LoraArgs& a, bool segments) {
   return a.tokens >= 0 && a.in > 0 && a.x && a.h && a.y && a.num_slices > 0 && a.num_slices <= 65535 &&
          a.num_entries >= 0 && a.a && a.b && a.rank && a.scale && a.out_offset && a.out_len && a.max_rank > 0 &&
@@ -244,15 +265,39 @@ cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream) {
 }
 
 cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream) {
-  // WEFT_LORA_SHRINK=simt keeps the CUDA-core kernel (A/B measurements, or a way around a tensor-core problem).
-  static const bool simt_only = [] {
-    const char* v = std::getenv("WEFT_LORA_SHRINK");
-    return v != nullptr && std::string(v) == "simt";
-  }();
-  if (!simt_only && shrink_mma::supports(a) && detail::device_major() >= 8) return lora_sgmv_shrink_mma(a, stream);
+  if (!simt_only() && shrink_mma::supports(a) && detail::device_major() >= 8) return lora_sgmv_shrink_mma(a, stream);
   return lora_sgmv_shrink_simt(a, stream);
 }
-cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, true>(a, stream); }
+
+cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream) {
+  if (!valid(a, true)) return cudaErrorInvalidValue;
+  if (!expand_vec::supports(a)) return cudaErrorNotSupported;
+  const int64_t tiles = expand_vec::row_tiles(a);
+  if (tiles > 65535) return cudaErrorInvalidValue;
+  if (a.tokens == 0 || a.num_entries == 0 || a.max_out_len == 0) return cudaSuccess;
+  const size_t smem = expand_vec::smem_bytes(a);
+  const dim3 grid(static_cast<unsigned>(expand_vec::col_blocks(a)), static_cast<unsigned>(tiles), a.num_slices);
+  return detail::dispatch(a.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float>) {
+      return cudaErrorNotSupported;
+    } else {
+      if (smem > 48 * 1024) {
+        const cudaError_t err = cudaFuncSetAttribute(expand_vec_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(smem));
+        if (err != cudaSuccess) return err;
+      }
+      expand_vec_kernel<T><<<grid, expand_vec::kThreads, smem, stream>>>(a);
+      return cudaGetLastError();
+    }
+  });
+}
+
+cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream) {
+  if (!simt_only() && expand_vec::supports(a)) return lora_sgmv_expand_vec(a, stream);
+  return lora_sgmv_expand_simt(a, stream);
+}
+cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream) { return launch<false, true>(a, stream); }
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, false>(a, stream); }
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, false>(a, stream); }
 

@@ -32,17 +32,17 @@ inline bool supports(const LoraArgs& a) {
 // Shared memory: the warps' partial sums [kWarps][kRows][kRankChunk] fp32.
 constexpr size_t smem_bytes() { return sizeof(float) * kWarps * kRows * kRankChunk; }
 
-// The blockIdx.y-th 16-row tile, counting segment by segment (a step has few segments); r1 <= r0: none.
+// The tile-th `rows`-row tile, counting segment by segment (a step has few segments); r1 <= r0: none.
 struct Tile {
   int entry, r0, r1;
 };
-WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile) {
+WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile, int rows = kRows) {
   int base = 0;
   for (int e = 0; e < num_entries; ++e) {
-    const int s0 = seg[e], s1 = seg[e + 1], n = s1 > s0 ? (s1 - s0 + kRows - 1) / kRows : 0;
+    const int s0 = seg[e], s1 = seg[e + 1], n = s1 > s0 ? (s1 - s0 + rows - 1) / rows : 0;
     if (tile < base + n) {
-      const int r0 = s0 + (tile - base) * kRows;
-      return {e, r0, r0 + kRows < s1 ? r0 + kRows : s1};
+      const int r0 = s0 + (tile - base) * rows;
+      return {e, r0, r0 + rows < s1 ? r0 + rows : s1};
     }
     base += n;
   }

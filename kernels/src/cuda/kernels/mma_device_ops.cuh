@@ -22,6 +22,8 @@ template <class T> struct DeviceOps {
   static __device__ __forceinline__ void zero16(uint16_t* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
   static __device__ __forceinline__ uint32_t pack(float lo, float hi);
   static __device__ __forceinline__ float round(float v);
+  static __device__ __forceinline__ float to_f(uint16_t bits);
+  static __device__ __forceinline__ uint16_t from_f(float v);
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 };
 
@@ -32,6 +34,18 @@ template <> __device__ __forceinline__ uint32_t DeviceOps<__nv_bfloat16>::pack(f
 template <> __device__ __forceinline__ uint32_t DeviceOps<__half>::pack(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ float DeviceOps<__nv_bfloat16>::to_f(uint16_t bits) {
+  return __bfloat162float(__ushort_as_bfloat16(bits));
+}
+template <> __device__ __forceinline__ float DeviceOps<__half>::to_f(uint16_t bits) {
+  return __half2float(__ushort_as_half(bits));
+}
+template <> __device__ __forceinline__ uint16_t DeviceOps<__nv_bfloat16>::from_f(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+template <> __device__ __forceinline__ uint16_t DeviceOps<__half>::from_f(float v) {
+  return __half_as_ushort(__float2half_rn(v));
 }
 template <> __device__ __forceinline__ float DeviceOps<__nv_bfloat16>::round(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));

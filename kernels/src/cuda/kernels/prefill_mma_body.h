@@ -26,8 +26,10 @@
 
 #ifdef __CUDACC__
 #define WEFT_MMA_HD __device__ __forceinline__
+#define WEFT_UNROLL _Pragma("unroll")
 #else
 #define WEFT_MMA_HD inline
+#define WEFT_UNROLL
 #endif
 
 namespace weft::cuda::prefill_mma {
