@@ -1,6 +1,8 @@
 // Adapters at scale on the real server: 100 distinct adapters with zipf popularity through 8 device slots,
 // 64 concurrent clients; every response equals the same request served alone, no 5xx, and afterwards
-// KV blocks and adapter references are back to zero (as /metrics reports them).
+// KV blocks and adapter references are back to zero (as /metrics reports them). The step's prefill budget is
+// 5 tokens, so under load most prompts are split over steps (chunked prefill) while requests served alone
+// are not, and steps go out ahead of results (async scheduling, the default).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -15,7 +17,8 @@ const root = mkdtempSync(join(tmpdir(), 'weft-adapters-'));
 
 before(async () => {
   names = writeSyntheticAdapters(join(import.meta.dirname, '../../../test/fixtures/golden/llama/model'), root, 100);
-  g = await startGoldenServer({ adapterRoots: [root], maxAdapterSlots: 8, maxActiveAdapters: 8, adapterCycleTimeS: 1 });
+  g = await startGoldenServer({ adapterRoots: [root], maxAdapterSlots: 8, maxActiveAdapters: 8, adapterCycleTimeS: 1,
+    maxBatchPrefillTokens: 5 });
 });
 after(async () => { await g.close(); });
 
