@@ -89,6 +89,8 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device) : null;
   const url = server ? server.url : loopbackUrl(c.url!);
   if (server) log(`started a server at ${url.href} (model ${model!.label})`);
+  const info = await serverInfo(url);
+  if (info) log(`serve: server ${JSON.stringify(info)}`);
   try {
     for (const n of c.adapters) {
       const adapterIds = Array.from({ length: n }, (_, i) => `bench-${i}`);
@@ -102,6 +104,21 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const report = serveReport(rows, { url: url.href, startedServer: server !== null, model: model?.label ?? null,
     rate: c.rate, closedLoopClients: c.rate > 0 ? null : concurrency, requestsPerRun: c.requests, adapterRank: server ? rank : null,
     popularity: `P(bench-i) ∝ (i+1)^-${SERVE_DEFAULTS.alpha}`, promptWords: SERVE_DEFAULTS.promptWords,
-    outputTokens: SERVE_DEFAULTS.outputTokens, requestTimeoutMs: SERVE_DEFAULTS.timeoutMs, runDeadlineMs: SERVE_DEFAULTS.deadlineMs });
+    outputTokens: SERVE_DEFAULTS.outputTokens, requestTimeoutMs: SERVE_DEFAULTS.timeoutMs, runDeadlineMs: SERVE_DEFAULTS.deadlineMs,
+    server: info });
   return { report, table: formatServe(report) };
+}
+
+/** The settings of the server under load that shape the numbers (GET /info), or null if it does not say. */
+async function serverInfo(url: URL): Promise<Record<string, unknown> | null> {
+  try {
+    const res = await fetch(new URL('/info', url), { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return null;
+    const i = (await res.json()) as Record<string, unknown>;
+    const keys = ['model_id', 'model_dtype', 'model_device_type', 'num_shard', 'max_batch_prefill_tokens',
+      'max_concurrent_requests', 'async_scheduling', 'version'];
+    return Object.fromEntries(keys.filter((k) => k in i).map((k) => [k, i[k]]));
+  } catch {
+    return null;
+  }
 }

@@ -143,6 +143,24 @@ describe('bench load generator', () => {
   });
 });
 
+describe('bench serve end to end (preset:tiny, a server it starts)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-serve-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('loads the real server with and without adapters and records the server settings that shape the numbers', async () => {
+    const output = join(dir, 'serve.json');
+    const config = parseArgs('bench', ['--scenario', 'serve', '--model', 'preset:tiny', '--batch', '4', '--adapters', '0,2',
+      '--requests', '12', '--output', output], {});
+    await runBench(config, { out: () => {}, err: () => {} });
+    const report = JSON.parse(readFileSync(output, 'utf8'));
+    assert.deepEqual(report.rows.map((r: { adapters: number; completed: number }) => [r.adapters, r.completed]), [[0, 12], [2, 12]]);
+    for (const row of report.rows) assert.ok(row.outputTokPerS > 0 && row.ttftMs.p50 > 0, JSON.stringify(row));
+    assert.equal(report.setup.startedServer, true);
+    assert.equal(report.setup.server.async_scheduling, true);
+    assert.ok(Number.isInteger(report.setup.server.max_batch_prefill_tokens));
+  });
+});
+
 describe('bench decode end to end (preset:tiny)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-test-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
