@@ -88,13 +88,13 @@ export class Scheduler {
     }
     this.applyStops();
     const preempted: string[] = [];
-    const running = this.scheduleRunning(preempted);
+    const decoding: Sequence[] = [];
+    const running = this.scheduleRunning(preempted, decoding);
     const budget = { left: this.config.maxBatchPrefillTokens };
     const chunks = this.continuePrefills(budget);
     // Recompute-preemption means the cache is full: admit nothing new this step.
     const admitted = preempted.length === 0 ? this.admitWaiting(budget) : [];
-    const decoding = new Set(running.map((r) => r.seqId));
-    return this.emit(running, admitted, chunks, preempted, this.runningList.filter((seq) => decoding.has(seq.seqId)));
+    return this.emit(running, admitted, chunks, preempted, decoding);
   }
 
   /**
@@ -253,7 +253,7 @@ export class Scheduler {
 
   // Every running sequence decodes: extend its table to cover the token it writes this step,
   // preempting the most recently admitted sequences until it fits.
-  private scheduleRunning(preempted: string[]): RunningSequence[] {
+  private scheduleRunning(preempted: string[], decoding: Sequence[]): RunningSequence[] {
     const scheduled: RunningSequence[] = [];
     for (let i = 0; i < this.runningList.length; i++) {
       const seq = this.runningList[i]!;
@@ -266,6 +266,7 @@ export class Scheduler {
       }
       if (seq.status !== 'running') break;
       scheduled.push({ seqId: seq.seqId, token: seq.lastToken, newBlocks: this.blocks.appendSlots(seq.seqId, seq.length) });
+      decoding.push(seq);
     }
     return scheduled;
   }

@@ -83,9 +83,9 @@ bool run(const Case& c, std::mt19937& rng) {
   }
   std::vector<float> red(sm::smem_bytes() / sizeof(float));
   const int gx = (c.max_rank + sm::kRankChunk - 1) / sm::kRankChunk;
-  run_blocks(gx, static_cast<int>(sm::row_tiles(a)), S, [&](const pm::BlockIndex& ix) {
-    if (c.d == DType::kBF16) sm::block<EmuOps<DType::kBF16>>(a, ix, red.data());
-    else sm::block<EmuOps<DType::kF16>>(a, ix, red.data());
+  with_ops(c.d, [&](auto ops) {
+    run_blocks(gx, static_cast<int>(sm::row_tiles(a)), S,
+               [&](const pm::BlockIndex& ix) { sm::block<decltype(ops)>(a, ix, red.data()); });
   });
   double worst = 0;
   int untouched_bad = 0;

@@ -19,6 +19,7 @@
 #include "cpu/ops.h"
 #include "cuda/kernels/prefill_mma_body.h"
 #include "../gpu/paged_layout.h"
+#include "../gpu/tolerance.h"
 #include "warp_emu.h"
 
 namespace {
@@ -28,10 +29,10 @@ using namespace weft::emu;
 using weft::cuda::DType;
 using weft::cuda::PagedAttention;
 
-template <DType kD, int D> void run_grid(const PagedAttention& a, int tiles) {
+template <class Ops, int D> void run_grid(const PagedAttention& a, int tiles) {
   std::vector<uint64_t> smem((pm::smem_bytes(D) + 7) / 8);
   run_blocks(tiles, a.num_seqs, a.kv_heads, [&](const pm::BlockIndex& ix) {
-    pm::block<EmuOps<kD>, D>(a, ix, reinterpret_cast<uint16_t*>(smem.data()));
+    pm::block<Ops, D>(a, ix, reinterpret_cast<uint16_t*>(smem.data()));
   });
 }
 
@@ -82,30 +83,20 @@ bool run(const Case& c, std::mt19937& rng) {
     return false;
   }
   const int tiles = (L.max_q * (c.heads / c.kv_heads) + pm::kRows - 1) / pm::kRows;
-  auto grid = [&](auto dtag) {
-    constexpr DType kD = decltype(dtag)::value;
+  with_ops(c.d, [&](auto ops) {
+    using Ops = decltype(ops);
     switch (c.hd) {
-      case 16: return run_grid<kD, 16>(a, tiles);
-      case 32: return run_grid<kD, 32>(a, tiles);
-      case 64: return run_grid<kD, 64>(a, tiles);
-      case 80: return run_grid<kD, 80>(a, tiles);
-      default: return run_grid<kD, 128>(a, tiles);
+      case 16: return run_grid<Ops, 16>(a, tiles);
+      case 32: return run_grid<Ops, 32>(a, tiles);
+      case 64: return run_grid<Ops, 64>(a, tiles);
+      case 80: return run_grid<Ops, 80>(a, tiles);
+      default: return run_grid<Ops, 128>(a, tiles);
     }
-  };
-  if (c.d == DType::kBF16) grid(std::integral_constant<DType, DType::kBF16>{});
-  else grid(std::integral_constant<DType, DType::kF16>{});
+  });
 
-  // The GPU tests' metric and tolerances (test/gpu/harness.h scaled_err / tol_for).
-  double ss = 0;
-  for (float r : ref) ss += static_cast<double>(r) * r;
-  const double rms = std::sqrt(ss / ref.size()) + 1e-30;
-  double worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const float got = from_bits(c.d, out[i]);
-    const double e = std::isnan(got) ? INFINITY : std::fabs(got - ref[i]) / std::max<double>(std::fabs(ref[i]), rms);
-    worst = std::max(worst, e);
-  }
-  const double tol = c.d == DType::kF16 ? 2e-3 : 1e-2;
+  std::vector<float> got(out.size());
+  for (size_t i = 0; i < out.size(); ++i) got[i] = from_bits(c.d, out[i]);
+  const double worst = wt::scaled_err(got, ref), tol = wt::tol_for(c.d);  // the GPU tests' metric and bar
   const bool ok = worst <= tol;
   std::printf("%s %s (err %.3g, tol %.3g)\n", ok ? "ok  " : "FAIL", c.name.c_str(), worst, tol);
   std::fflush(stdout);

@@ -112,6 +112,12 @@ template <DType kD> struct EmuOps {  // the Ops interface of prefill_mma_body.h
   }
 };
 
+// Calls f(EmuOps<kBF16>{}) or f(EmuOps<kF16>{}) for the 16-bit type d: the Ops a kernel body is instantiated with.
+template <class F> void with_ops(DType d, F&& f) {
+  if (d == DType::kBF16) f(EmuOps<DType::kBF16>{});
+  else f(EmuOps<DType::kF16>{});
+}
+
 // Runs body(BlockIndex) for every block of a (gx, gy, gz) grid, one block at a time, kThreads threads each.
 inline void run_blocks(int gx, int gy, int gz, const std::function<void(const pm::BlockIndex&)>& body) {
   for (int z = 0; z < gz; ++z) {

@@ -18,9 +18,12 @@
 
 #include "cpu/ops.h"
 #include "cuda/kernels/kernels.h"
+#include "tolerance.h"
 
 namespace gt {
 using weft::cuda::DType;
+using weft::testing::scaled_err;
+using weft::testing::tol_for;
 
 inline void check_cuda(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
@@ -49,12 +52,6 @@ template <class F> void guard(const std::string& name, F&& f) {
 inline const char* dname(DType d) { return d == DType::kF32 ? "f32" : d == DType::kF16 ? "f16" : "bf16"; }
 inline size_t dsize(DType d) { return d == DType::kF32 ? 4 : 2; }
 
-// Tolerances, in the scaled metric of scaled_err. fp32: 1e-4 (the brief's bound; fp32 sums in another order
-// differ by ~1e-6). 16-bit outputs: inputs are identical on both sides and the math is fp32, so the error is
-// the one rounding of the output to storage: ≤ 2^-9 ≈ 2e-3 relative for bf16 (8-bit mantissa), ≤ 2^-12 for
-// fp16. Ops that round an intermediate (an in-place add into a bf16 y, q·k of bf16 inputs feeding exp) can
-// reach 2-3 such roundings, hence 1e-2 for bf16 and 2e-3 for fp16.
-inline double tol_for(DType d) { return d == DType::kF32 ? 1e-4 : d == DType::kF16 ? 2e-3 : 1e-2; }
 
 inline float round_to(DType d, float v) {
   if (d == DType::kBF16) return __bfloat162float(__float2bfloat16_rn(v));
@@ -145,21 +142,6 @@ template <class T> std::vector<T> download_vec(const void* p, size_t n) {
   return v;
 }
 
-// max_i |got_i - ref_i| / max(|ref_i|, rms(ref)): relative where values are of ordinary size, relative to the
-// tensor's scale where a value is near zero (a cancellation makes a tiny reference meaningless to divide by).
-inline double scaled_err(const std::vector<float>& got, const std::vector<float>& ref) {
-  if (got.size() != ref.size()) throw std::runtime_error("size mismatch");
-  double ss = 0;
-  for (float r : ref) ss += static_cast<double>(r) * r;
-  const double rms = ref.empty() ? 1.0 : std::sqrt(ss / ref.size()) + 1e-30;
-  double worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
-    const double e = std::isnan(got[i]) != std::isnan(ref[i]) ? INFINITY : d / std::max<double>(std::fabs(ref[i]), rms);
-    if (!(e <= worst)) worst = e;
-  }
-  return worst;
-}
 inline void expect_close(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref,
                          double tol) {
   const double e = scaled_err(got, ref);

@@ -1,8 +1,5 @@
 // Paged causal attention over the KV cache (cpu::paged_attention): a flash-decoding kernel for decode rows and
 // a tiled flash-attention kernel for prefill. Both use an fp32 online softmax; see kernels.h for the design.
-#include <cstdlib>
-#include <string>
-
 #include "common.cuh"
 
 namespace weft::cuda {
@@ -409,10 +406,7 @@ cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t s
 cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream) {
   // WEFT_PREFILL_ATTENTION=simt keeps every shape on the CUDA-core kernel (A/B measurements, or a way around a
   // tensor-core kernel problem on a new device without rebuilding).
-  static const bool simt_only = [] {
-    const char* v = std::getenv("WEFT_PREFILL_ATTENTION");
-    return v != nullptr && std::string(v) == "simt";
-  }();
+  static const bool simt_only = detail::env_equals("WEFT_PREFILL_ATTENTION", "simt");
   if (!simt_only && paged_attention_prefill_mma_supported(a)) return paged_attention_prefill_mma(a, stream);
   return paged_attention_prefill_simt(a, stream);
 }

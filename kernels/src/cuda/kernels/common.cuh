@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels.h"
 
@@ -85,6 +87,11 @@ template <class T> __device__ __forceinline__ T block_sum(T v, T* red) {
 __device__ __forceinline__ float rescale(float m, float m_new) { return m == -INFINITY ? 0.0f : expf(m - m_new); }
 
 // Host side ------------------------------------------------------------------------------------------
+// Whether environment variable `name` is set to exactly `value` (the kernel switches: WEFT_*=simt).
+inline bool env_equals(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
 template <class T> struct Tag { using type = T; };
 // Calls f(Tag<T>{}) with the storage type of dt.
 template <class F> cudaError_t dispatch(DType dt, F&& f) {

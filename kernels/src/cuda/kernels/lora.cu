@@ -1,14 +1,13 @@
 // LoRA shrink (h = x·Aᵀ) and expand (y[:, off:off+len] += scale·h·Bᵀ), SGMV over segments of rows sharing an
 // adapter and BGMV with one row per block (cpu::lora_shrink_expand, split in two so h stays in fp32 between).
 // No shape table: ranks and hidden sizes are runtime values; 16-byte vector loads where the data allows.
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "common.cuh"
 #include "lora_expand_vec_body.h"
 #include "lora_shrink_mma_body.h"
 #include "mma_device_ops.cuh"
+#include "sgmv_tiles.h"
 
 namespace weft::cuda {
 namespace {
@@ -23,24 +22,9 @@ constexpr int kExpandThreads = 256;
 constexpr int kExpandPerThread = 4;    // outputs per thread, blockDim apart (coalesced)
 constexpr int kMaxRank = 1024;
 
-struct Work {
-  int entry, r0, r1;  // rows [r0, r1) use entry; r1 <= r0: nothing to do
-};
-// SGMV: the blockIdx.y-th 8-row tile, counting segment by segment (a batch has few segments).
-__device__ Work sgmv_work(const int32_t* seg, int num_entries, int tile) {
-  int base = 0;
-  for (int e = 0; e < num_entries; ++e) {
-    const int s0 = seg[e], s1 = seg[e + 1], n = (s1 - s0 + kTileRows - 1) / kTileRows;
-    if (n > 0 && tile < base + n) {
-      const int r0 = s0 + (tile - base) * kTileRows;
-      return {e, r0, min(r0 + kTileRows, s1)};
-    }
-    base += n > 0 ? n : 0;
-  }
-  return {0, 0, 0};
-}
+using Work = sgmv::Tile;
 template <bool kSegments> __device__ Work find_work(const LoraArgs& a) {
-  if constexpr (kSegments) return sgmv_work(a.seg_starts, a.num_entries, blockIdx.y);
+  if constexpr (kSegments) return sgmv::tile_of(a.seg_starts, a.num_entries, blockIdx.y, kTileRows);
   const int t = blockIdx.y, e = a.token_entry[t];
   return e < 0 || e >= a.num_entries ? Work{0, 0, 0} : Work{e, t, t + 1};
 }
@@ -208,10 +192,7 @@ __global__ void __launch_bounds__(expand_vec::kThreads) expand_vec_kernel(LoraAr
 // WEFT_LORA_KERNELS=simt keeps the SGMV shrink and expand on the first (CUDA-core, 2-byte) kernels: A/B
 // measurements, or a way around a problem with the newer ones on a new GPU without rebuilding.
 bool simt_only() {
-  static const bool v = [] {
-    const char* e = std::getenv("WEFT_LORA_KERNELS");
-    return e != nullptr && std::string(e) == "simt";
-  }();
+  static const bool v = detail::env_equals("WEFT_LORA_KERNELS", "simt");
   return v;
 }
 
@@ -221,10 +202,8 @@ bool valid(const LoraArgs& a, bool segments) {
          a.max_rank <= kMaxRank && a.max_out_len >= 0 &&
          (segments ? a.seg_starts != nullptr : a.token_entry != nullptr);
 }
-// Row tiles of the grid: SGMV needs at most ceil(tokens / 8) + segments of them; BGMV one per token.
-int64_t row_tiles(const LoraArgs& a, bool segments) {
-  return segments ? (a.tokens + kTileRows - 1) / kTileRows + a.num_entries : a.tokens;
-}
+// Row tiles of the grid: SGMV's 8-row tiles; BGMV one per token.
+int64_t row_tiles(const LoraArgs& a, bool segments) { return segments ? sgmv::row_tiles(a, kTileRows) : a.tokens; }
 
 template <bool kShrink, bool kSegments>
 cudaError_t launch(const LoraArgs& a, cudaStream_t stream) {

@@ -13,8 +13,8 @@
 #include <cstdint>
 
 #include "kernels.h"
-#include "lora_shrink_mma_body.h"
 #include "prefill_mma_body.h"
+#include "sgmv_tiles.h"
 
 namespace weft::cuda::expand_vec {
 
@@ -28,14 +28,14 @@ inline bool supports(const LoraArgs& a) {
   return (a.dtype == DType::kBF16 || a.dtype == DType::kF16) && a.y_stride % 8 == 0 &&
          (reinterpret_cast<uintptr_t>(a.y) & 15u) == 0 && a.max_rank <= 1024;
 }
-inline int64_t row_tiles(const LoraArgs& a) { return (a.tokens + kRows - 1) / kRows + a.num_entries; }
+inline int64_t row_tiles(const LoraArgs& a) { return sgmv::row_tiles(a, kRows); }
 inline int64_t col_blocks(const LoraArgs& a) { return (a.max_out_len + kCols - 1) / kCols; }
 inline size_t smem_bytes(const LoraArgs& a) { return sizeof(float) * kRows * a.max_rank; }
 
 // Block (x = column block, y = row tile, z = slice); hs: shared [kRows][rank] fp32.
 template <class Ops>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* hs) {
-  const shrink_mma::Tile w = shrink_mma::tile_of(a.seg_starts, a.num_entries, ix.y, kRows);
+  const sgmv::Tile w = sgmv::tile_of(a.seg_starts, a.num_entries, ix.y, kRows);
   if (w.r1 <= w.r0) return;  // block-uniform, before the barrier
   const int slice = ix.z;
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;

@@ -15,6 +15,7 @@
 
 #include "kernels.h"
 #include "prefill_mma_body.h"
+#include "sgmv_tiles.h"
 
 namespace weft::cuda::shrink_mma {
 
@@ -32,29 +33,13 @@ inline bool supports(const LoraArgs& a) {
 // Shared memory: the warps' partial sums [kWarps][kRows][kRankChunk] fp32.
 constexpr size_t smem_bytes() { return sizeof(float) * kWarps * kRows * kRankChunk; }
 
-// The tile-th `rows`-row tile, counting segment by segment (a step has few segments); r1 <= r0: none.
-struct Tile {
-  int entry, r0, r1;
-};
-WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile, int rows = kRows) {
-  int base = 0;
-  for (int e = 0; e < num_entries; ++e) {
-    const int s0 = seg[e], s1 = seg[e + 1], n = s1 > s0 ? (s1 - s0 + rows - 1) / rows : 0;
-    if (tile < base + n) {
-      const int r0 = s0 + (tile - base) * rows;
-      return {e, r0, r0 + rows < s1 ? r0 + rows : s1};
-    }
-    base += n;
-  }
-  return {0, 0, 0};
-}
-// Row tiles the grid needs: at most ceil(tokens / 16) + segments.
-inline int64_t row_tiles(const LoraArgs& a) { return (a.tokens + kRows - 1) / kRows + a.num_entries; }
+// Row tiles the grid needs.
+inline int64_t row_tiles(const LoraArgs& a) { return sgmv::row_tiles(a, kRows); }
 
 // Block (x = rank chunk, y = row tile, z = slice).
 template <class Ops>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* red) {
-  const Tile w = tile_of(a.seg_starts, a.num_entries, ix.y);
+  const sgmv::Tile w = sgmv::tile_of(a.seg_starts, a.num_entries, ix.y, kRows);
   if (w.r1 <= w.r0) return;  // block-uniform, before the barrier
   const int slice = ix.z;
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;

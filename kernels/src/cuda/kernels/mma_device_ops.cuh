@@ -9,9 +9,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common.cuh"
+
 namespace weft::cuda::detail {
 
+// T: __nv_bfloat16 or __half. The 16-bit conversions are common.cuh's to_f / from_f on the raw bits.
 template <class T> struct DeviceOps {
+  static_assert(sizeof(T) == 2, "DeviceOps is for 16-bit storage");
   static constexpr bool kSplitP = std::is_same_v<T, __nv_bfloat16>;
   static __device__ __forceinline__ void sync() { __syncthreads(); }
   static __device__ __forceinline__ float shfl_xor(float v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
@@ -20,39 +24,25 @@ template <class T> struct DeviceOps {
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
   }
   static __device__ __forceinline__ void zero16(uint16_t* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi);
-  static __device__ __forceinline__ float round(float v);
-  static __device__ __forceinline__ float to_f(uint16_t bits);
-  static __device__ __forceinline__ uint16_t from_f(float v);
+  static __device__ __forceinline__ float to_f(uint16_t bits) {
+    T v;
+    __builtin_memcpy(&v, &bits, 2);
+    return detail::to_f(v);
+  }
+  static __device__ __forceinline__ uint16_t from_f(float v) {
+    const T t = detail::from_f<T>(v);
+    uint16_t bits;
+    __builtin_memcpy(&bits, &t, 2);
+    return bits;
+  }
+  static __device__ __forceinline__ float round(float v) { return detail::to_f(detail::from_f<T>(v)); }
+  // Two rounded values in one register, the lower column in the low 16 bits.
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    return static_cast<uint32_t>(from_f(lo)) | (static_cast<uint32_t>(from_f(hi)) << 16);
+  }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 };
 
-template <> __device__ __forceinline__ uint32_t DeviceOps<__nv_bfloat16>::pack(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ uint32_t DeviceOps<__half>::pack(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ float DeviceOps<__nv_bfloat16>::to_f(uint16_t bits) {
-  return __bfloat162float(__ushort_as_bfloat16(bits));
-}
-template <> __device__ __forceinline__ float DeviceOps<__half>::to_f(uint16_t bits) {
-  return __half2float(__ushort_as_half(bits));
-}
-template <> __device__ __forceinline__ uint16_t DeviceOps<__nv_bfloat16>::from_f(float v) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-}
-template <> __device__ __forceinline__ uint16_t DeviceOps<__half>::from_f(float v) {
-  return __half_as_ushort(__float2half_rn(v));
-}
-template <> __device__ __forceinline__ float DeviceOps<__nv_bfloat16>::round(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
-template <> __device__ __forceinline__ float DeviceOps<__half>::round(float v) {
-  return __half2float(__float2half_rn(v));
-}
 template <>
 __device__ __forceinline__ void DeviceOps<__nv_bfloat16>::mma(float (&c)[4], const uint32_t (&a)[4],
                                                               const uint32_t (&b)[2]) {

@@ -1,0 +1,33 @@
+// SGMV work split shared by every LoRA kernel that walks segments (lora.cu's CUDA-core kernels, the
+// tensor-core shrink, the 16-byte expand): row tiles counted segment by segment, so a block never spans two
+// adapters. Portable (host + device) so the host warp emulator runs it too.
+#pragma once
+#include <cstdint>
+
+#include "kernels.h"
+#include "prefill_mma_body.h"  // WEFT_MMA_HD
+
+namespace weft::cuda::sgmv {
+
+struct Tile {
+  int entry, r0, r1;  // rows [r0, r1) use entry; r1 <= r0: nothing to do
+};
+
+// The tile-th `rows`-row tile, counting segment by segment (a step has few segments).
+WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile, int rows) {
+  int base = 0;
+  for (int e = 0; e < num_entries; ++e) {
+    const int s0 = seg[e], s1 = seg[e + 1], n = s1 > s0 ? (s1 - s0 + rows - 1) / rows : 0;
+    if (tile < base + n) {
+      const int r0 = s0 + (tile - base) * rows;
+      return {e, r0, r0 + rows < s1 ? r0 + rows : s1};
+    }
+    base += n;
+  }
+  return {0, 0, 0};
+}
+
+// Tiles a grid needs: at most ceil(tokens / rows) + one partial tile per segment.
+inline int64_t row_tiles(const LoraArgs& a, int rows) { return (a.tokens + rows - 1) / rows + a.num_entries; }
+
+}  // namespace weft::cuda::sgmv
