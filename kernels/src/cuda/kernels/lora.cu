@@ -28,11 +28,7 @@ template <bool kSegments> __device__ Work find_work(const LoraArgs& a) {
   const int t = blockIdx.y, e = a.token_entry[t];
   return e < 0 || e >= a.num_entries ? Work{0, 0, 0} : Work{e, t, t + 1};
 }
-// Same test in shrink and expand, so expand never reads an h row shrink skipped.
-__device__ __forceinline__ bool live(const LoraArgs& a, int64_t ei) {
-  const int rank = a.rank[ei];
-  return a.a[ei] && a.b[ei] && rank > 0 && rank <= a.max_rank;
-}
+using sgmv::live;
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Block = (8 ranks, row tile, slice); warp = one rank k, lanes stride over `in`, dot with every row of the tile.

@@ -39,9 +39,8 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
   if (w.r1 <= w.r0) return;  // block-uniform, before the barrier
   const int slice = ix.z;
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;
+  if (!sgmv::live(a, ei)) return;
   const int rank = a.rank[ei];
-  // The shrink's liveness test: expand never reads an h row the shrink skipped.
-  if (a.a[ei] == nullptr || a.b[ei] == nullptr || rank <= 0 || rank > a.max_rank) return;
   const int nrows = w.r1 - w.r0;
   for (int i = ix.thread; i < kRows * rank; i += kThreads) {
     const int r = i / rank, k = i % rank;

@@ -44,7 +44,7 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
   const int slice = ix.z;
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;
   const int rank = a.rank[ei], k0 = ix.x * kRankChunk;
-  if (a.a[ei] == nullptr || a.b[ei] == nullptr || rank <= 0 || rank > a.max_rank || k0 >= rank) return;
+  if (!sgmv::live(a, ei) || k0 >= rank) return;
   const uint16_t* A = static_cast<const uint16_t*>(a.a[ei]);
   const uint16_t* x = static_cast<const uint16_t*>(a.x);
   // Adapter weights are allocated aligned, but a caller may hand any 2-byte aligned A: then each 32-bit

@@ -1,4 +1,4 @@
-// SGMV work split shared by every LoRA kernel that walks segments (lora.cu's CUDA-core kernels, the
+// SGMV work split (and the entry liveness test) shared by every LoRA kernel that walks segments (lora.cu's CUDA-core kernels, the
 // tensor-core shrink, the 16-byte expand): row tiles counted segment by segment, so a block never spans two
 // adapters. Portable (host + device) so the host warp emulator runs it too.
 #pragma once
@@ -25,6 +25,13 @@ WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile, int rows
     base += n;
   }
   return {0, 0, 0};
+}
+
+// Whether entry ei (slice · num_entries + entry) has an adapter to apply. Every shrink and expand kernel
+// uses this one test, so an expand never reads an h row a shrink skipped.
+WEFT_MMA_HD bool live(const LoraArgs& a, int64_t ei) {
+  const int rank = a.rank[ei];
+  return a.a[ei] != nullptr && a.b[ei] != nullptr && rank > 0 && rank <= a.max_rank;
 }
 
 // Tiles a grid needs: at most ceil(tokens / rows) + one partial tile per segment.
