@@ -14,7 +14,8 @@ export interface SamplingParams {
 export interface NewSequence {
   seqId: string;
   adapterSlot: number; // -1 = base model only
-  /** Tokens to compute now, from position 0 (the prompt, or prompt+generated when recomputing after preemption). */
+  /** Tokens from position 0 (the prompt, or prompt+generated when recomputing after preemption): all are the
+   * repetition-penalty history; those after `cached` are computed now. */
   tokens: number[];
   /** KV block ids covering tokens.length (+ room for the next token). */
   blockTable: number[];
@@ -30,6 +31,10 @@ export interface NewSequence {
   /** Chunked prefill: tokens of this sequence still to come in later steps' `chunks` (absent or 0: `tokens`
    * is the whole sequence). While tokens are pending the shard stores their K/V and samples nothing. */
   pending?: number;
+  /** Prefix caching: the first `cached` tokens (a multiple of the block size, fewer than tokens.length) already
+   * have their K/V in the leading blocks of blockTable, computed for another sequence with the same adapter and
+   * tokens; the shard computes only the rest. Those blocks are shared: never written. */
+  cached?: number;
 }
 
 /** Chunked prefill: the next part of a sequence whose prefill started in an earlier step (blocks were all

@@ -36,7 +36,7 @@ const newSequence = object({
   logits: literal('none', 'all'),
   promptLogprobs: bool,
   topN: count,
-}, { pending: count });
+}, { pending: count, cached: count });
 
 const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 

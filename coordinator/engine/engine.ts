@@ -38,6 +38,8 @@ export interface EngineLimits {
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** Send each step before the previous one's result is back (default true); see Engine.loop. */
   asyncScheduling?: boolean;
+  /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
+  prefixCaching?: boolean;
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -53,6 +55,8 @@ interface SentStep {
 export interface EngineObserver {
   step?(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
   tokens?(prompt: number, generated: number): void;
+  /** Prompt tokens a step took from the prefix cache instead of computing them. */
+  prefixCacheHits?(tokens: number): void;
   adapterLoad?(result: 'ok' | 'failed'): void;
 }
 
@@ -94,7 +98,7 @@ export class Engine implements GenerationEngine {
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
-      asyncScheduling: limits.asyncScheduling !== false,
+      asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
     };
     this.scheduler = this.newScheduler();
   }
@@ -104,6 +108,7 @@ export class Engine implements GenerationEngine {
       numBlocks: this.info.kvBlocks, blockSize: this.info.blockSize, maxBatchSize: this.limits.maxBatchSize,
       maxBatchPrefillTokens: this.limits.maxBatchPrefillTokens, maxTotalTokens: this.info.maxTotalTokens,
       maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
+      prefixCaching: this.info.prefixCaching,
     }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k) });
   }
 
@@ -114,7 +119,7 @@ export class Engine implements GenerationEngine {
   stats(): EngineStats {
     return { waiting: this.scheduler.waiting, running: this.scheduler.running, usedBlocks: this.scheduler.usedBlocks,
       freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
-      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs };
+      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks };
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -232,6 +237,7 @@ export class Engine implements GenerationEngine {
   /** The shard group came back after a restart: adapters must be loaded again. */
   onGroupRestarted(): void {
     this.registry.reset();
+    this.scheduler.clearPrefixCache(); // the new shards' KV memory holds nothing
     this.kick();
   }
 
@@ -298,7 +304,7 @@ export class Engine implements GenerationEngine {
   }
 
   private async complete(sent: SentStep): Promise<void> {
-    const { step, prefillTokens, decodeTokens } = sent.sched;
+    const { step, prefillTokens, decodeTokens, cachedTokens } = sent.sched;
     const outcome = await sent.settled;
     if ('error' in outcome) {
       sent.span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
@@ -312,6 +318,7 @@ export class Engine implements GenerationEngine {
     const now = performance.now();
     this.observer.step?.(now - Math.max(sent.sentAt, this.lastCompletion), sent.batchSize, prefillTokens, decodeTokens);
     this.lastCompletion = now;
+    if (cachedTokens > 0) this.observer.prefixCacheHits?.(cachedTokens);
     let events: SequenceEvent[];
     try {
       events = this.scheduler.update(result);
@@ -333,7 +340,7 @@ export class Engine implements GenerationEngine {
       st.admitted = true;
       st.queueSpan.end();
       const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? []) : null;
-      st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, prefill });
+      st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, cachedTokens: ev.cachedTokens ?? 0, prefill });
     }
     if (ev.finished === 'cancelled') return;
     if (ev.finished === 'error') {

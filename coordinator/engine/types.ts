@@ -57,7 +57,7 @@ export interface GeneratedToken {
 
 /** Events for one request, in order: admitted, then tokens, then exactly one of end / error. */
 export type GenerationEvent =
-  | { type: 'admitted'; promptTokens: number; prefill: PrefillToken[] | null }
+  | { type: 'admitted'; promptTokens: number; cachedTokens: number; prefill: PrefillToken[] | null }
   | { type: 'token'; token: GeneratedToken; /** text to append to the output (streaming-safe, may be '') */ textDelta: string }
   | { type: 'end'; finishReason: FinishReason; generatedText: string; generatedTokens: number; seed: number | null }
   | { type: 'error'; error: EngineError };
@@ -100,6 +100,8 @@ export interface EngineInfo {
   dtype: 'float32' | 'bfloat16' | 'float16';
   /** --async-scheduling: steps are published before the previous result is back. */
   asyncScheduling: boolean;
+  /** --prefix-caching: KV blocks of a computed prefix are reused by later requests with the same adapter. */
+  prefixCaching: boolean;
 }
 
 export interface EngineStats {
@@ -111,6 +113,8 @@ export interface EngineStats {
   loadedAdapters: number;
   /** Requests holding an adapter (0 when idle). */
   adapterRefs: number;
+  /** KV blocks registered in the prefix cache (held by sequences or idle). */
+  cachedBlocks: number;
 }
 
 export interface GenerationEngine {

@@ -3,7 +3,7 @@
 // Who updates what (each metric has one owner, so nothing is counted twice):
 //  - the HTTP layer: requestsTotal, requestDuration (once per response);
 //  - the engine, through `engineObserver()` passed as the Engine's observer: stepDuration, batchSize,
-//    promptTokens, generatedTokens, adapterLoads;
+//    promptTokens, generatedTokens, adapterLoads, prefixCacheHitTokens;
 //  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats } from '../engine/types.js';
@@ -22,6 +22,7 @@ export interface EngineMetricsObserver {
   step(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
   tokens(prompt: number, generated: number): void;
   adapterLoad(result: AdapterLoadResult): void;
+  prefixCacheHits(tokens: number): void;
 }
 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -36,6 +37,8 @@ export class Metrics {
   readonly runningSequences: Gauge;
   readonly kvBlocksUsed: Gauge;
   readonly kvBlocksFree: Gauge;
+  readonly kvBlocksCached: Gauge;
+  readonly prefixCacheHitTokens: Counter;
   readonly batchSize: Histogram;
   readonly stepDuration: Histogram;
   readonly generatedTokens: Counter;
@@ -91,6 +94,17 @@ export class Metrics {
       help: 'KV cache blocks free',
       registers,
       collect: fromStats((s) => s.freeBlocks),
+    });
+    this.kvBlocksCached = new Gauge({
+      name: 'weft_kv_blocks_cached',
+      help: 'KV cache blocks registered in the prefix cache (held by sequences or idle and evictable)',
+      registers,
+      collect: fromStats((s) => s.cachedBlocks),
+    });
+    this.prefixCacheHitTokens = new Counter({
+      name: 'weft_prefix_cache_hit_tokens_total',
+      help: 'Prompt tokens whose KV came from the prefix cache instead of being computed (hit rate: divide by weft_prompt_tokens_total)',
+      registers,
     });
     this.adapterRefs = new Gauge({
       name: 'weft_adapter_refs',
@@ -154,6 +168,7 @@ export class Metrics {
         if (generated > 0) this.generatedTokens.inc(generated);
       },
       adapterLoad: (result) => this.adapterLoads.inc({ result }),
+      prefixCacheHits: (tokens) => this.prefixCacheHitTokens.inc(tokens),
     };
   }
 

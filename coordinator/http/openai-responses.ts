@@ -11,6 +11,8 @@ export interface UsageJson {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** cached_tokens: prompt tokens whose KV came from the prefix cache (OpenAI's field). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 export interface CompletionLogprobsJson {
@@ -55,8 +57,9 @@ export function finishReasonOf(reason: FinishReason): OpenAiFinishReason {
   return reason === 'length' ? 'length' : 'stop';
 }
 
-export function usageJson(promptTokens: number, completionTokens: number): UsageJson {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+export function usageJson(promptTokens: number, completionTokens: number, cachedTokens: number): UsageJson {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens } };
 }
 
 // --- whole responses ------------------------------------------------------------------------------

@@ -90,12 +90,14 @@ async function start(
 
 async function whole(run: Run): Promise<object> {
   let promptTokens = 0;
+  let cachedTokens = 0;
   const completionLogprobs = new CompletionLogprobs();
   const chatContent: ChatTokenLogprobJson[] = [];
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
         promptTokens = ev.promptTokens;
+        cachedTokens = ev.cachedTokens;
         break;
       case 'token':
         if (!run.valid.logprobs || ev.token.special) break;
@@ -105,7 +107,7 @@ async function whole(run: Run): Promise<object> {
       case 'end': {
         const text = new StopTrimmer(run.valid.stop).finish(ev.generatedText);
         const finish = finishReasonOf(ev.finishReason);
-        const usage = usageJson(promptTokens, ev.generatedTokens);
+        const usage = usageJson(promptTokens, ev.generatedTokens, cachedTokens);
         run.span.setAttribute('weft.finish_reason', ev.finishReason);
         if (run.kind === 'chat') {
           return chatJson(run.head, text, run.valid.logprobs ? chatLogprobs(chatContent) : null, finish, usage);
@@ -135,12 +137,14 @@ async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string>
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
   let promptTokens = 0;
+  let cachedTokens = 0;
   let settled = false;
   try {
     for await (const ev of runEvents(run)) {
       switch (ev.type) {
         case 'admitted':
           promptTokens = ev.promptTokens;
+          cachedTokens = ev.cachedTokens;
           if (run.kind === 'chat') {
             yield sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage));
           }
@@ -164,7 +168,7 @@ async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string>
           const rest = trimmer.finish(ev.generatedText);
           if (rest !== '') yield chunk(rest, null, null);
           yield chunk(null, null, finishReasonOf(ev.finishReason));
-          if (valid.includeUsage) yield sseFrame(usageChunk(run.kind, head, usageJson(promptTokens, ev.generatedTokens)));
+          if (valid.includeUsage) yield sseFrame(usageChunk(run.kind, head, usageJson(promptTokens, ev.generatedTokens, cachedTokens)));
           yield SSE_DONE;
           return;
         }

@@ -201,5 +201,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     adapter_slots: info.adapterSlots,
     eos_token_ids: info.eosTokenIds,
     async_scheduling: info.asyncScheduling,
+    prefix_caching: info.prefixCaching,
   };
 }

@@ -20,6 +20,8 @@ interface ShardSequence {
 
 export class ReferenceShard {
   private readonly seqs = new Map<string, ShardSequence>();
+  /** The "KV memory": the token whose K/V each slot of each block holds (what a prefix-cache hit reads). */
+  private readonly kv = new Map<number, number[]>();
   /** `generated` of a NewSequence whose prefill is still arriving in chunks. */
   private readonly generatedOf = new Map<string, number[]>();
   private readonly sample: ReferenceSampler;
@@ -51,6 +53,11 @@ export class ReferenceShard {
     return this.seqs.get(seqId)?.blockTable;
   }
 
+  /** A restarted shard: the KV memory holds nothing a cached prefix could use. */
+  loseKvMemory(): void {
+    this.kv.clear();
+  }
+
   /** Applies step (finished, then running, then new) and returns what rank 0 would reply.
    * Throws an Error naming the broken rule when the step is inconsistent. */
   run(step: Step): StepResult {
@@ -73,14 +80,23 @@ export class ReferenceShard {
       const token = r.token === SAMPLED_LAST_STEP ? seq.pending : r.token;
       if (token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
       seq.blockTable.push(...r.newBlocks);
-      seq.tokens.push(token);
+      this.store(seq, [token]);
       outputs.push(this.emit(r.seqId, seq));
     }
     for (const n of step.newSeqs) {
       once(n.seqId);
       if (this.seqs.has(n.seqId)) throw new Error(`step ${step.stepId}: new ${n.seqId} already holds state`);
       if (n.tokens.length === 0) throw new Error(`step ${step.stepId}: new ${n.seqId} has no tokens`);
-      const seq: ShardSequence = { tokens: [...n.tokens], blockTable: [...n.blockTable], pending: -1, unsent: n.pending ?? 0 };
+      const cached = n.cached ?? 0;
+      if (cached % this.blockSize !== 0 || cached >= n.tokens.length) {
+        throw new Error(`step ${step.stepId}: new ${n.seqId} has ${cached} cached of ${n.tokens.length} tokens`);
+      }
+      const seq: ShardSequence = { tokens: [], blockTable: [...n.blockTable], pending: -1, unsent: n.pending ?? 0 };
+      for (let p = 0; p < cached; p++) {
+        if (this.slot(seq, p) !== n.tokens[p]) throw new Error(`step ${step.stepId}: new ${n.seqId} reads cached K/V of other tokens at position ${p}`);
+      }
+      seq.tokens.push(...n.tokens.slice(0, cached));
+      this.store(seq, n.tokens.slice(cached));
       this.seqs.set(n.seqId, seq);
       this.prefilled(step.stepId, n.seqId, seq, n.generated, outputs);
     }
@@ -91,7 +107,7 @@ export class ReferenceShard {
       if (seq.unsent !== c.tokens.length + c.pending) {
         throw new Error(`step ${step.stepId}: chunk of ${c.tokens.length} + ${c.pending} pending for ${c.seqId}, which awaits ${seq.unsent}`);
       }
-      seq.tokens.push(...c.tokens);
+      this.store(seq, c.tokens);
       seq.unsent = c.pending;
       this.prefilled(step.stepId, c.seqId, seq, null, outputs);
     }
@@ -111,24 +127,50 @@ export class ReferenceShard {
     outputs.push(this.emit(seqId, seq));
   }
 
+  /** Appends tokens to seq, writing their K/V into its blocks. */
+  private store(seq: ShardSequence, tokens: readonly number[]): void {
+    for (const t of tokens) {
+      const p = seq.tokens.length;
+      const block = seq.blockTable[Math.floor(p / this.blockSize)];
+      if (block !== undefined) {
+        let slots = this.kv.get(block);
+        if (slots === undefined) this.kv.set(block, slots = []);
+        slots[p % this.blockSize] = t;
+      }
+      seq.tokens.push(t);
+    }
+  }
+
+  /** The token whose K/V seq's position p reads. */
+  private slot(seq: ShardSequence, p: number): number | undefined {
+    const block = seq.blockTable[Math.floor(p / this.blockSize)];
+    return block === undefined ? undefined : this.kv.get(block)?.[p % this.blockSize];
+  }
+
   private emit(seqId: string, seq: ShardSequence): SeqOutput {
     seq.pending = this.sample(seqId, seq.tokens);
     return { seqId, token: seq.pending, logprob: -1, top: [] };
   }
 
-  // Every stored position has a block, no sequence holds more than it needs, no block has two owners.
+  // Every stored position has a block, no sequence holds more than it needs, every position reads the K/V
+  // of its own token, and a block two sequences hold is full on both (prefix caching shares only blocks
+  // nobody writes any more).
   private checkBlocks(stepId: number): void {
-    const owner = new Map<number, string>();
+    const owner = new Map<number, { seqId: string; full: boolean }>();
     for (const [seqId, seq] of this.seqs) {
       const need = Math.ceil((seq.tokens.length + seq.unsent) / this.blockSize);  // a chunked prefill's blocks come first
       if (seq.blockTable.length !== need) {
         throw new Error(`step ${stepId}: ${seqId} stores ${seq.tokens.length} tokens in ${seq.blockTable.length} blocks (needs ${need})`);
       }
-      for (const block of seq.blockTable) {
+      seq.blockTable.forEach((block, i) => {
         if (!Number.isInteger(block) || block < 0 || block >= this.numBlocks) throw new Error(`step ${stepId}: bad block id ${block}`);
+        const full = (i + 1) * this.blockSize <= seq.tokens.length;
         const other = owner.get(block);
-        if (other !== undefined) throw new Error(`step ${stepId}: block ${block} owned by ${other} and ${seqId}`);
-        owner.set(block, seqId);
+        if (other === undefined) owner.set(block, { seqId, full });
+        else if (!full || !other.full) throw new Error(`step ${stepId}: block ${block} shared by ${other.seqId} and ${seqId} while not full`);
+      });
+      for (let p = 0; p < seq.tokens.length; p++) {
+        if (this.slot(seq, p) !== seq.tokens[p]) throw new Error(`step ${stepId}: ${seqId} position ${p} holds the K/V of another token`);
       }
     }
   }

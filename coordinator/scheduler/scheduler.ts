@@ -2,12 +2,15 @@
 // Two calls drive it: schedule() builds the next Step, update() applies its StepResult; they alternate.
 // Async scheduling adds scheduleAhead(): with one step in flight it builds the next one before that step's
 // result is known, so the shards never wait for the coordinator (see scheduleAhead for what it may not do).
+// Prefix caching (config.prefixCaching): a full block is registered under its content key once the step that
+// computes it has come back; an admission finds its leading blocks there and the shards skip those tokens.
 // Pure bookkeeping: no I/O, no timers. Aborts and stops take effect at the next schedule().
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { NewSequence, PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
+import { extendBlockHashes, prefixSalt } from './prefix-hash.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
 import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
@@ -18,6 +21,8 @@ interface InFlight {
   seqs: Sequence[];
   /** Every sequence the step computes (also chunked prefills with more to come): a failed step ends them all. */
   members: Sequence[];
+  /** For each member: its tokens with K/V in the cache once this step has run (what may be registered). */
+  computed: number[];
 }
 
 interface PendingStop {
@@ -94,7 +99,7 @@ export class Scheduler {
     const chunks = this.continuePrefills(budget);
     // Recompute-preemption means the cache is full: admit nothing new this step.
     const admitted = preempted.length === 0 ? this.admitWaiting(budget) : [];
-    return this.emit(running, admitted, chunks, preempted, decoding);
+    return this.emit(running, admitted, chunks, preempted, decoding, 0);
   }
 
   /**
@@ -121,13 +126,14 @@ export class Scheduler {
     const budget = { left: this.config.maxBatchPrefillTokens };
     const chunks = this.continuePrefills(budget);
     const admitted = this.admitWaiting(budget);
-    return this.emit(running, admitted, chunks, [], decoding);
+    return this.emit(running, admitted, chunks, [], decoding, 1);
   }
 
   /** The step message for these sequences. In flight go the decoding sequences (`decoding`) and every new or
-   * chunked sequence whose prefill completes here: exactly the ones that produce a token. */
+   * chunked sequence whose prefill completes here: exactly the ones that produce a token. `ahead`: 1 when the
+   * decoding sequences feed the token the step in flight samples (their length does not count it yet). */
   private emit(running: RunningSequence[], admitted: Sequence[], chunks: { seq: Sequence; chunk: PrefillChunk }[],
-    preempted: string[], decoding: Sequence[]): ScheduledStep | null {
+    preempted: string[], decoding: Sequence[], ahead: 0 | 1): ScheduledStep | null {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
     this.toFree = [];
@@ -136,10 +142,14 @@ export class Scheduler {
     if (chunks.length > 0) step.chunks = chunks.map((c) => c.chunk);
     const sampled = [...decoding, ...admitted.filter((seq) => !seq.isPrefilling),
       ...chunks.filter((c) => c.chunk.pending === 0).map((c) => c.seq)];
-    const members = [...decoding, ...admitted, ...chunks.map((c) => c.seq)];
-    this.inFlight.push({ stepId: step.stepId, seqs: sampled, members });
-    const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) + chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
-    return { step, prefillTokens, decodeTokens: running.length, preempted };
+    const prefilling = [...admitted, ...chunks.map((c) => c.seq)];
+    const members = [...decoding, ...prefilling];
+    const computed = [...decoding.map((seq) => seq.length + ahead), ...prefilling.map((seq) => seq.prefillSent)];
+    this.inFlight.push({ stepId: step.stepId, seqs: sampled, members, computed });
+    const cachedTokens = newSeqs.reduce((n, s) => n + (s.cached ?? 0), 0);
+    const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) - cachedTokens +
+      chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
+    return { step, prefillTokens, decodeTokens: running.length, cachedTokens, preempted };
   }
 
   /** The next chunk of every sequence whose prefill is under way, oldest first, while the step's budget lasts. */
@@ -173,9 +183,15 @@ export class Scheduler {
     const outputs = new Map<string, SeqOutput>(result.outputs.map((o) => [o.seqId, o]));
     const problem = result.error ?? outputProblem(flight.seqs, expected, outputs);
     if (problem !== null) {
-      // A shard that fails a step drops every sequence it holds, partial prefills included.
+      // A shard that fails a step drops every sequence it holds, partial prefills included. Its cached K/V are
+      // not trusted either.
       const failed = this.endAll(flight.members.filter((seq) => !seq.isFinished), 'error', problem);
+      this.blocks.clearCache();
       throw new StepFailedError(`step ${flight.stepId} failed: ${problem}`, flight.stepId, failed);
+    }
+    if (this.config.prefixCaching === true) {
+      // An aborted member's blocks may already be someone else's: only live sequences register.
+      flight.members.forEach((seq, i) => { if (!seq.isFinished) this.registerComputed(seq, flight.computed[i]!); });
     }
 
     const events: SequenceEvent[] = [];
@@ -183,6 +199,7 @@ export class Scheduler {
       const out = outputs.get(seq.seqId)!;
       seq.generated.push(out.token);
       const event: SequenceEvent = { seqId: seq.seqId, token: out.token, logprob: out.logprob, top: out.top };
+      if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;
       if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
       if (out.logits !== undefined) event.logits = out.logits;
       const reason = this.stopReason(seq, out.token);
@@ -201,7 +218,14 @@ export class Scheduler {
   failAll(message: string): Sequence[] {
     for (const f of this.inFlight) this.abandoned.add(f.stepId);
     this.inFlight = [];
-    return this.endAll([...this.runningList, ...this.waitingQueue], 'error', message);
+    const failed = this.endAll([...this.runningList, ...this.waitingQueue], 'error', message);
+    this.blocks.clearCache();
+    return failed;
+  }
+
+  /** Forgets the prefix cache: the shards' K/V memory is new (a shard group restarted). */
+  clearPrefixCache(): void {
+    this.blocks.clearCache();
   }
 
   get(seqId: string): Sequence | undefined {
@@ -222,6 +246,11 @@ export class Scheduler {
 
   get freeBlocks(): number {
     return this.blocks.freeBlocks;
+  }
+
+  /** Blocks registered in the prefix cache (held by sequences or idle). */
+  get cachedBlocks(): number {
+    return this.blocks.cachedBlocks;
   }
 
   /** Distinct adapters among running sequences. */
@@ -291,17 +320,22 @@ export class Scheduler {
         continue;
       }
       const tokens = seq.length;
+      const hits = this.cachedPrefix(seq);
+      const cached = hits.length * this.config.blockSize;
       const left = this.config.maxBatchPrefillTokens - prefill;
-      const first = seq.chunkable ? Math.min(tokens, left) : tokens;
+      const first = seq.chunkable ? Math.min(tokens - cached, left) : tokens;
       const overBudget = seq.chunkable ? left <= 0 : prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
-      if (overBudget || !this.blocks.canAllocate(tokens)) {
+      if (overBudget || !this.blocks.canAllocate(tokens, hits)) {
         open = false;
         stillWaiting.push(seq);
         continue;
       }
-      this.blocks.allocate(seq.seqId, tokens);
+      this.blocks.allocate(seq.seqId, tokens, hits);
       seq.prefillTotal = tokens;
-      seq.prefillSent = first;
+      seq.prefillCached = cached;
+      seq.registeredBlocks = hits.length;
+      if (seq.generated.length === 0) seq.cachedTokens = cached;
+      seq.prefillSent = cached + first;
       if (seq.adapterKey !== null) {
         active.add(seq.adapterKey);
         if (this.adapterSlot !== undefined) seq.adapterSlot = this.adapterSlot(seq.adapterKey);
@@ -315,6 +349,29 @@ export class Scheduler {
     this.waitingQueue = stillWaiting;
     budget.left = this.config.maxBatchPrefillTokens - prefill;
     return admitted;
+  }
+
+  /**
+   * The cached blocks an admission of seq can start from: its leading full blocks registered in the cache,
+   * short of the block holding its last token (that token's logits must be computed, and a block being
+   * written is never shared). None for a prompt whose every position's logits are wanted.
+   */
+  private cachedPrefix(seq: Sequence): number[] {
+    if (this.config.prefixCaching !== true || !seq.chunkable) return [];
+    const usable = Math.floor((seq.length - 1) / this.config.blockSize);
+    if (usable === 0) return [];
+    extendBlockHashes(seq.blockHashes, seq.allTokens(), this.config.blockSize, prefixSalt(seq.adapterKey), usable);
+    return this.blocks.matchPrefix(seq.blockHashes.slice(0, usable));
+  }
+
+  /** Registers seq's full blocks whose K/V are now computed (`computed` tokens). */
+  private registerComputed(seq: Sequence, computed: number): void {
+    const full = Math.floor(computed / this.config.blockSize);
+    if (full <= seq.registeredBlocks) return;
+    extendBlockHashes(seq.blockHashes, seq.allTokens(), this.config.blockSize, prefixSalt(seq.adapterKey), full);
+    const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
+    this.blocks.register(seq.seqId, seq.registeredBlocks, keys);
+    seq.registeredBlocks += keys.length;
   }
 
   private newSequenceMessage(seq: Sequence): NewSequence {
@@ -332,6 +389,7 @@ export class Scheduler {
       promptLogprobs: seq.promptLogprobs && !recompute,
       topN: seq.topN,
       ...(pending > 0 ? { pending } : {}),
+      ...(seq.prefillCached > 0 ? { cached: seq.prefillCached } : {}),
     };
   }
 
@@ -349,6 +407,8 @@ export class Scheduler {
     this.blocks.free(seq.seqId);
     seq.prefillTotal = 0;
     seq.prefillSent = 0;
+    seq.prefillCached = 0;
+    seq.registeredBlocks = 0;
     this.toFree.push(seq.seqId);
     seq.status = 'preempted';
     seq.preemptions++;

@@ -46,6 +46,14 @@ export class Sequence {
    * and how many of them have been sent to the shards. */
   prefillTotal = 0;
   prefillSent = 0;
+  /** Prefix caching, since the last admission: leading tokens whose K/V were found cached (the shards skip
+   * them; prefillSent starts here), and leading blocks registered in the cache (or found there). */
+  prefillCached = 0;
+  registeredBlocks = 0;
+  /** Prompt tokens found in the prefix cache at the first admission (what the client is told). */
+  cachedTokens = 0;
+  /** Content keys of the full blocks of allTokens() computed so far (prefix-hash.ts). */
+  readonly blockHashes: string[] = [];
 
   constructor(init: SequenceInit) {
     this.seqId = init.seqId;

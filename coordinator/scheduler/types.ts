@@ -18,6 +18,8 @@ export interface SchedulerConfig {
   maxActiveAdapters: number;
   /** A request waiting longer than this gets priority over other adapters (seconds). */
   adapterCycleTimeS: number;
+  /** Reuse the K/V of full blocks whose tokens (and adapter) match a computed prefix. Default false. */
+  prefixCaching?: boolean;
 }
 
 export interface SchedulerHooks {
@@ -35,6 +37,8 @@ export interface ScheduledStep {
   prefillTokens: number;
   /** Running sequences decoding one token each. */
   decodeTokens: number;
+  /** Prompt tokens of the admitted sequences found in the prefix cache (not computed). */
+  cachedTokens: number;
   /** Sequences preempted while building this step (listed in step.finished, back at the queue's front). */
   preempted: string[];
 }
@@ -43,6 +47,8 @@ export interface ScheduledStep {
 export interface SequenceEvent extends SeqOutput {
   /** Set when this token ended the sequence; its blocks are already free. */
   finished?: FinishReason;
+  /** On a sequence's first token: its prompt tokens found in the prefix cache. */
+  cachedTokens?: number;
 }
 
 export type SchedulerErrorCode = 'INVALID_CONFIG' | 'INVALID_SEQUENCE' | 'OUT_OF_ORDER' | 'BAD_RESULT' | 'STEP_FAILED';
@@ -84,6 +90,9 @@ export function checkSchedulerConfig(c: SchedulerConfig): void {
     if (!Number.isSafeInteger(value) || value < min) {
       throw new SchedulerError(`${name} must be an integer >= ${min}, got ${value}`, 'INVALID_CONFIG');
     }
+  }
+  if (c.prefixCaching !== undefined && typeof c.prefixCaching !== 'boolean') {
+    throw new SchedulerError(`prefixCaching must be a boolean, got ${String(c.prefixCaching)}`, 'INVALID_CONFIG');
   }
   if (!(c.adapterCycleTimeS >= 0)) {
     throw new SchedulerError(`adapterCycleTimeS must be >= 0, got ${c.adapterCycleTimeS}`, 'INVALID_CONFIG');

@@ -104,6 +104,8 @@ export const FLAGS = [
     help: 'Sequences per step.' },
   { name: 'async-scheduling', type: 'bool', commands: LAUNCH, env: ['ASYNC_SCHEDULING'], default: true,
     help: 'Publish each step before the previous one\'s result is back, so the shards never wait for the coordinator (--async-scheduling=false: strictly one step at a time).' },
+  { name: 'prefix-caching', type: 'bool', commands: LAUNCH, env: ['PREFIX_CACHING'], default: true,
+    help: 'Reuse the KV cache of full blocks whose tokens and adapter match an earlier request\'s (shared system prompts, multi-turn chat): those prompt tokens are not computed again. Idle cached blocks are evicted when blocks run out.' },
   { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
     defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
   { name: 'cuda-memory-fraction', type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,

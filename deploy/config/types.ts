@@ -70,6 +70,8 @@ export interface LaunchConfig {
   maxBatchSize: number;
   /** Publish step N+1 before step N's result is back (Engine.loop). */
   asyncScheduling: boolean;
+  /** Reuse computed KV blocks across requests with the same prefix and adapter (Scheduler prefixCaching). */
+  prefixCaching: boolean;
   /** 0: size the KV cache automatically. */
   kvCacheBlocks: number;
   /** --device cuda: the fraction of each GPU's memory weft may use (KV cache sized from what is left). */

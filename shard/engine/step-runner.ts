@@ -97,11 +97,17 @@ export class StepRunner {
 
   private admit(ns: NewSequence): Row {
     if (this.seqs.has(ns.seqId)) throw new StepError(`new sequence '${ns.seqId}' already exists on rank ${this.rank}`);
+    // Prefix caching: the first `cached` tokens' K/V are in the leading (shared) blocks; compute the rest.
+    const cached = ns.cached ?? 0;
+    const bs = this.model.plan.blockSize;
+    if (cached % bs !== 0 || cached >= ns.tokens.length || cached > ns.blockTable.length * bs) {
+      throw new StepError(`new sequence '${ns.seqId}': ${cached} cached tokens must be whole blocks of ${bs}, fewer than its ${ns.tokens.length} tokens`);
+    }
     const state: SequenceState = {
       seqId: ns.seqId,
       adapterSlot: ns.adapterSlot,
       blockTable: [...ns.blockTable],
-      length: 0,
+      length: cached,
       history: [...ns.tokens],
       sampling: ns.sampling,
       draws: ns.generated.length,
@@ -111,9 +117,11 @@ export class StepRunner {
     };
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
-    if (wantAll && state.unsent > 0) throw new StepError(`new sequence '${ns.seqId}': a prefill that returns logits cannot be chunked`);
-    return { state, tokens: ns.tokens, firstPos: 0, wantAll, promptLogprobs: ns.promptLogprobs, logits: ns.logits,
-      partial: state.unsent > 0 };
+    if (wantAll && (state.unsent > 0 || cached > 0)) {
+      throw new StepError(`new sequence '${ns.seqId}': a prefill that returns logits cannot be chunked or start from cached tokens`);
+    }
+    return { state, tokens: cached > 0 ? ns.tokens.slice(cached) : ns.tokens, firstPos: cached, wantAll,
+      promptLogprobs: ns.promptLogprobs, logits: ns.logits, partial: state.unsent > 0 };
   }
 
   private buildBatch(rows: Row[]) {

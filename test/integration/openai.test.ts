@@ -58,3 +58,20 @@ test('completions: model selects the adapter; the base model id or empty is the 
   const err = await missing.json();
   assert.equal(typeof err.error.message, 'string');
 });
+
+test('a chat that continues an earlier one reports its shared prefix as cached tokens; the answer is unchanged', async () => {
+  // Long enough for a few 16-token blocks; the demo model's default is --block-size 16.
+  const system = { role: 'system', content: 'You are the weft demo. '.repeat(12) };
+  const first = { model: '', messages: [system, { role: 'user', content: 'First question?' }], max_tokens: 6, temperature: 0 };
+  const a = await (await post('/v1/chat/completions', first)).json();
+  assert.equal(a.usage.prompt_tokens_details.cached_tokens, 0, 'nothing was cached before');
+  const again = await (await post('/v1/chat/completions', first)).json();
+  assert.equal(again.choices[0].message.content, a.choices[0].message.content);
+  const cached = again.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached >= 32 && cached < again.usage.prompt_tokens && cached % 16 === 0, `cached ${cached} of ${again.usage.prompt_tokens}`);
+  const next = { ...first, messages: [...first.messages, { role: 'assistant', content: a.choices[0].message.content },
+    { role: 'user', content: 'And a second one?' }], stream: true, stream_options: { include_usage: true } };
+  const chunks = sse(await (await post('/v1/chat/completions', next)).text());
+  const usage = chunks.at(-1).usage;
+  assert.ok(usage.prompt_tokens_details.cached_tokens >= 32, JSON.stringify(usage));
+});

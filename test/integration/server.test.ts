@@ -62,21 +62,23 @@ for (const numShard of [1, 2]) {
 
 // Async scheduling (the default) sends step N+1 before step N's result is back: every rank feeds the token it
 // sampled itself; chunked prefill splits prompts longer than what is left of --max-batch-prefill-tokens over
-// several steps. The same concurrent mix — seeded sampling with penalties, stop sequences, prompts of 2 to 40
-// tokens, mixed adapters, TP=2 so a rank other than 0 must sample too — must give exactly what
-// one-step-at-a-time with whole prompts gives.
-describe('server: async scheduling + chunked prefill == one step at a time, whole prompts (TP=2)', () => {
+// several steps; prefix caching (the default) starts prompts from the KV blocks of earlier ones with the same
+// leading tokens and adapter. The same concurrent mix — seeded sampling with penalties, stop sequences,
+// prompts of 2 to 40 tokens sharing prefixes, mixed adapters, TP=2 so a rank other than 0 must sample too —
+// must give exactly what one step at a time with whole prompts computed from scratch gives.
+describe('server: async scheduling + chunked prefill + prefix caching == one step at a time, whole prompts (TP=2)', () => {
   let sync: GoldenServer;
   let overlapped: GoldenServer;
   before(async () => {
-    sync = await startGoldenServer({ numShard: 2 }, { flags: ['--async-scheduling=false'] });
-    overlapped = await startGoldenServer({ numShard: 2, maxBatchPrefillTokens: 8 }); // prompts of 9+ tokens are split
+    sync = await startGoldenServer({ numShard: 2 }, { flags: ['--async-scheduling=false', '--prefix-caching=false'] });
+    // Prompts of 9+ tokens are split; 4-token blocks so that short shared prefixes are cached.
+    overlapped = await startGoldenServer({ numShard: 2, maxBatchPrefillTokens: 8, blockSize: 4 });
   });
   after(async () => { await sync.close(); await overlapped.close(); });
 
   test('same tokens, texts and finish reasons for 24 concurrent mixed requests; no KV block left held', async () => {
     const info = await Promise.all([sync, overlapped].map(async (g) => (await fetch(`${g.url}/info`)).json()));
-    assert.deepEqual(info.map((i) => i.async_scheduling), [false, true]);
+    assert.deepEqual(info.map((i) => [i.async_scheduling, i.prefix_caching]), [[false, false], [true, true]]);
     const reqs = Array.from({ length: 24 }, (_, k) => {
       const a = ADAPTERS[k % 4];
       const parameters: Record<string, unknown> = { max_new_tokens: 4 + (k % 9), details: true };
@@ -101,10 +103,14 @@ describe('server: async scheduling + chunked prefill == one step at a time, whol
       assert.equal(two[k].json.details.finish_reason, r.json.details.finish_reason, `request ${k}`);
     });
     assert.ok(one.some((r) => r.json.details.finish_reason === 'stop_sequence'), 'a stop sequence ended some request');
+    const hits: number[] = [];
     for (const g of [sync, overlapped]) {
       const metrics = await (await fetch(`${g.url}/metrics`)).text();
       assert.match(metrics, /^weft_kv_blocks_used 0$/m);
+      hits.push(Number(/^weft_prefix_cache_hit_tokens_total (\d+)$/m.exec(metrics)?.[1]));
     }
+    assert.equal(hits[0], 0);
+    assert.ok(hits[1]! > 0, 'no prompt started from cached blocks');
   });
 });
 

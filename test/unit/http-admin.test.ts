@@ -73,13 +73,14 @@ const INFO: EngineInfo = {
   modelId: 'admin/test', architecture: 'TestForCausalLM', vocabSize: 100, maxInputLength: 63, maxTotalTokens: 64,
   maxBatchPrefillTokens: 64, maxConcurrentRequests: 2, numShard: 1, blockSize: 16, kvBlocks: 8, adapterSlots: 4,
   eosTokenIds: [2], version: '0.1.0-test', defaultAdapterSource: 'hub', device: 'cpu', dtype: 'float32', asyncScheduling: true,
+  prefixCaching: true,
 };
 
 /** Only the adapter admin is exercised; generation is out of scope for these tests. */
 class AdminEngine implements GenerationEngine {
   readonly info = INFO;
   readonly adapters = new FakeAdapters();
-  stats(): EngineStats { return { waiting: 0, running: 0, usedBlocks: 0, freeBlocks: 8, activeAdapters: 0, loadedAdapters: 0, adapterRefs: 0 }; }
+  stats(): EngineStats { return { waiting: 0, running: 0, usedBlocks: 0, freeBlocks: 8, activeAdapters: 0, loadedAdapters: 0, adapterRefs: 0, cachedBlocks: 0 }; }
   async tokenize(): Promise<{ id: number; text: string; start: number; stop: number }[]> { return []; }
   async generate(): Promise<AsyncIterable<GenerationEvent>> { throw new EngineError('internal', 'not used here'); }
   healthy(): boolean { return true; }

@@ -29,7 +29,7 @@ export const INFO: EngineInfo = {
   modelId: 'scripted/echo', architecture: 'ScriptedForCausalLM', vocabSize: 1000, maxInputLength: 255,
   maxTotalTokens: 256, maxBatchPrefillTokens: 256, maxConcurrentRequests: 4, numShard: 1, blockSize: 16,
   kvBlocks: 32, adapterSlots: 8, eosTokenIds: [EOS_ID], version: '0.1.0-test', defaultAdapterSource: 'hub',
-  device: 'cpu', dtype: 'float32', asyncScheduling: true,
+  device: 'cpu', dtype: 'float32', asyncScheduling: true, prefixCaching: true,
 };
 
 /** Preloaded adapter names (as `--preload name=source:id`): what adapterForModel maps them to. */
@@ -76,7 +76,7 @@ export class ScriptedEngine implements GenerationEngine {
   }
 
   stats(): EngineStats {
-    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0 };
+    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0, cachedBlocks: 3 };
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -124,7 +124,8 @@ export class ScriptedEngine implements GenerationEngine {
       const prefill = req.promptLogprobs
         ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, logprob: i === 0 ? null : -1 - i / 10 }))
         : null;
-      yield { type: 'admitted', promptTokens, prefill };
+      // Pretends all but the last two prompt tokens came from the prefix cache (so the field is visible).
+      yield { type: 'admitted', promptTokens, cachedTokens: Math.max(0, promptTokens - 2), prefill };
       let text = '';
       for (let k = 1; k <= req.maxNewTokens; k++) {
         if (this.tokenDelayMs > 0) await abortableDelay(this.tokenDelayMs, signal);

@@ -39,7 +39,7 @@ describe('POST /v1/completions', () => {
     assert.deepEqual(stripHead(res.json(), 'cmpl-'), {
       object: 'text_completion', model: INFO.modelId,
       choices: [{ index: 0, text: ' w1 w2 w3', logprobs: null, finish_reason: 'length' }],
-      usage: { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 },
+      usage: { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5, prompt_tokens_details: { cached_tokens: 0 } },
     });
     assert.equal(last().inputs, 'hello world');
     assert.equal(last().adapter, null);
@@ -51,7 +51,7 @@ describe('POST /v1/completions', () => {
     const body = res.json();
     assert.equal(body.choices[0].text, ' w1 w2');
     assert.equal(body.choices[0].finish_reason, 'stop');
-    assert.deepEqual(body.usage, { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
+    assert.deepEqual(body.usage, { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5, prompt_tokens_details: { cached_tokens: 0 } });
     assert.equal(body.model, INFO.modelId, 'no model → the base model id is echoed');
   });
 
@@ -103,7 +103,7 @@ describe('POST /v1/completions', () => {
     assert.deepEqual(json.slice(0, -1).map((c) => c.usage), [null, null, null]);
     assert.deepEqual(stripHead(json.at(-1)!, 'cmpl-'), {
       object: 'text_completion', model: INFO.modelId, choices: [],
-      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, prompt_tokens_details: { cached_tokens: 1 } },
     });
   });
 
@@ -129,7 +129,7 @@ describe('POST /v1/chat/completions', () => {
     assert.deepEqual(stripHead(res.json(), 'chatcmpl-'), {
       object: 'chat.completion', model: INFO.modelId,
       choices: [{ index: 0, message: { role: 'assistant', content: ' w1 w2' }, logprobs: null, finish_reason: 'length' }],
-      usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 },
+      usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9, prompt_tokens_details: { cached_tokens: 5 } },
     });
     assert.equal(last().inputs, renderScriptedChat([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi there' }]));
   });
@@ -180,7 +180,7 @@ describe('POST /v1/chat/completions', () => {
       choice({ content: ' w2' }, null),
       choice({ content: ' ' }, null),
       choice({}, 'stop'),
-      { object: 'chat.completion.chunk', model: 'support', choices: [], usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } },
+      { object: 'chat.completion.chunk', model: 'support', choices: [], usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7, prompt_tokens_details: { cached_tokens: 2 } } },
     ]);
   });
 

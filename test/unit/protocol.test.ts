@@ -140,9 +140,10 @@ describe('protocol codec: malformed payloads', () => {
     rejects(rawEncode(null), 'MALFORMED', /got null/);
   });
   it('rejects a missing or unsupported version, naming both versions', () => {
-    rejects(tampered('shutdown', (m) => delete m.v), 'VERSION', /missing protocol version field "v" \(this build supports v=2\)/);
-    rejects(tampered('shutdown', (m) => (m.v = 3)), 'VERSION', /received v=3, this build supports v=2/);
-    rejects(tampered('shutdown', (m) => (m.v = '2')), 'VERSION', /received v="2", this build supports v=2/);
+    const v = PROTOCOL_VERSION;
+    rejects(tampered('shutdown', (m) => delete m.v), 'VERSION', new RegExp(`missing protocol version field "v" \\(this build supports v=${v}\\)`));
+    rejects(tampered('shutdown', (m) => (m.v = v + 1)), 'VERSION', new RegExp(`received v=${v + 1}, this build supports v=${v}`));
+    rejects(tampered('shutdown', (m) => (m.v = String(v))), 'VERSION', new RegExp(`received v="${v}", this build supports v=${v}`));
   });
   it('rejects a missing or unknown type', () => {
     rejects(tampered('shutdown', (m) => delete m.type), 'MALFORMED', /expected a string "type" field, got nothing/);

@@ -32,7 +32,9 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
   }
 }
 
-function runOnce(seed: number, asyncSched: boolean): { preemptions: number; steps: number; ahead: number } {
+interface RunStats { preemptions: number; steps: number; ahead: number; cachedTokens: number }
+
+function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunStats {
   const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
@@ -45,6 +47,7 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
     maxTotalTokens: int(24, 80),
     maxActiveAdapters: int(0, 3),
     adapterCycleTimeS: 0.2,
+    prefixCaching,
   };
   const maxTotal = Math.min(cfg.maxTotalTokens, numBlocks * blockSize);
   const slots = new Map(ADAPTERS.map((k, i) => [k, 10 + i]));
@@ -53,6 +56,14 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
   const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now });
   const shard = new ReferenceShard(numBlocks, blockSize, sampler);
   const ctx = `seed ${seed}${asyncSched ? ' async' : ''} ${JSON.stringify(cfg)}`;
+  // With prefix caching most prompts start with one of a few shared prefixes ("system prompts").
+  const prefixes = Array.from({ length: 3 }, () => Array.from({ length: int(4, Math.max(4, maxTotal - 8)) }, () => int(1, 39)));
+  const randomPrompt = (): number[] => {
+    const length = int(1, maxTotal - 1);
+    const head = prefixCaching && rand() < 0.7 ? prefixes[int(0, prefixes.length - 1)]!.slice(0, length) : [];
+    return [...head, ...Array.from({ length: length - head.length }, () => int(1, 39))];
+  };
+  let cachedTokens = 0;
 
   const all: Sequence[] = [];
   const adapterOf = new Map<string, string | null>();
@@ -71,16 +82,17 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
   const send = (scheduled: ScheduledStep, ahead: boolean): { result: StepResult } => {
     steps++;
     checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
+    cachedTokens += scheduled.cachedTokens;
     const result = shard.run(scheduled.step);
     if (!ahead && flight.length === 0) {
       // Only one step in flight: the scheduler's tables are exactly the shard's, and only the sequences the
       // shard holds hold blocks (a chunked prefill waiting for budget holds its blocks outside the step).
-      let used = 0;
+      const used = new Set<number>();
       for (const id of shard.ids()) {
         assert.deepEqual(sched.blockTable(id), shard.blockTable(id), `${ctx}: ${id} tables differ`);
-        used += sched.blockTable(id).length;
+        for (const b of sched.blockTable(id)) used.add(b);
       }
-      if (!asyncSched) assert.equal(sched.usedBlocks, used, `${ctx}: blocks held outside the shard's sequences`);
+      if (!asyncSched) assert.equal(sched.usedBlocks, used.size, `${ctx}: blocks held outside the shard's sequences`);
     }
     return { result };
   };
@@ -92,7 +104,7 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
     for (let n = int(0, 2); n > 0 && all.length < total; n--) {
       const id = `r${all.length}`;
       const adapter = cfg.maxActiveAdapters > 0 && rand() < 0.7 ? ADAPTERS[int(0, ADAPTERS.length - 1)]! : null;
-      const prompt = Array.from({ length: int(1, maxTotal - 1) }, () => int(1, 39));
+      const prompt = randomPrompt();
       const seq = new Sequence({ seqId: id, promptTokens: prompt, adapterKey: adapter, sampling: SAMPLING, maxNewTokens: int(1, 30), eosTokenIds: [EOS] });
       sched.add(seq);
       all.push(seq);
@@ -111,6 +123,7 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
     if (faults && !shardLost && all.length > total / 2) {
       shardLost = true;
       for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
+      shard.loseKvMemory(); // a restarted shard: a cached prefix from before would read garbage
       for (const f of flight) f.abandoned = true; // their results are dropped by update()
     }
 
@@ -168,7 +181,8 @@ function runOnce(seed: number, asyncSched: boolean): { preemptions: number; step
       assert.deepEqual(seq.generated, expectedTokens(seq, maxTotal), `${ctx}: ${seq.seqId} output changed`);
     }
   }
-  return { preemptions: sched.preemptions, steps, ahead: aheadSteps };
+  assert.equal(sched.freeBlocks, numBlocks, `${ctx}: cached blocks nobody holds count as free`);
+  return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens };
 }
 
 function checkStep(
@@ -183,7 +197,7 @@ function checkStep(
   assert.ok(ids.length <= cfg.maxBatchSize, `${ctx}: step ${step.stepId} has ${ids.length} sequences`);
   const adapters = new Set(ids.map((id) => adapterOf.get(id)).filter((k) => k != null));
   assert.ok(adapters.size <= cfg.maxActiveAdapters, `${ctx}: step ${step.stepId} has ${adapters.size} adapters`);
-  const prefill = step.newSeqs.reduce((n, s) => n + s.tokens.length, 0);
+  const prefill = step.newSeqs.reduce((n, s) => n + s.tokens.length - (s.cached ?? 0), 0);
   assert.ok(prefill <= cfg.maxBatchPrefillTokens || step.newSeqs.length === 1, `${ctx}: prefill budget`);
   for (const n of step.newSeqs) {
     const key = adapterOf.get(n.seqId) ?? null;
@@ -210,4 +224,18 @@ test('the same with async scheduling: steps built ahead of the result in flight 
   }
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
   assert.ok(ahead > steps / 3, `only ${ahead} of ${steps} steps were built ahead`);
+});
+
+test('the same with prefix caching, sync and async: shared blocks hold their tokens, outputs unchanged', () => {
+  for (const asyncSched of [false, true]) {
+    let cached = 0;
+    let preemptions = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = runOnce(seed, asyncSched, true);
+      cached += r.cachedTokens;
+      preemptions += r.preemptions;
+    }
+    assert.ok(cached > 1000, `only ${cached} prompt tokens came from the cache`);
+    assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+  }
 });

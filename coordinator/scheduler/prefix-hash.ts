@@ -1,0 +1,28 @@
+// Content keys of full KV blocks for prefix caching. A block's K/V depend on every token before it and on
+// the adapter (LoRA on k/v projections changes them), so block i's key hashes block i-1's key, the adapter
+// and block i's tokens: equal keys mean equal K/V (SHA-256: a collision would silently serve wrong K/V, so
+// no short hash).
+import { createHash } from 'node:crypto';
+
+/** The salt of the first block: which weights computed the K/V (the base model, or one adapter key). */
+export function prefixSalt(adapterKey: string | null): string {
+  return adapterKey === null ? 'base' : `adapter:${adapterKey}`;
+}
+
+/**
+ * Extends `hashes` (the keys of the first hashes.length blocks of `tokens`) to the first `count` full blocks.
+ * Tokens only ever get appended to a sequence, so keys computed once stay valid.
+ */
+export function extendBlockHashes(hashes: string[], tokens: readonly number[], blockSize: number, salt: string, count: number): void {
+  const full = Math.min(count, Math.floor(tokens.length / blockSize));
+  const bytes = new Uint8Array(new Int32Array(blockSize).buffer);
+  const view = new DataView(bytes.buffer);
+  for (let i = hashes.length; i < full; i++) {
+    for (let j = 0; j < blockSize; j++) view.setInt32(j * 4, tokens[i * blockSize + j]!, true);
+    const h = createHash('sha256');
+    h.update(i === 0 ? salt : hashes[i - 1]!);
+    h.update('\0');
+    h.update(bytes);
+    hashes.push(h.digest('base64'));
+  }
+}
