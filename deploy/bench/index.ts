@@ -96,7 +96,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
       const adapterIds = Array.from({ length: n }, (_, i) => `bench-${i}`);
       log(`serve: ${c.requests} requests, ${n} adapters, ${c.rate > 0 ? `${c.rate} req/s Poisson` : `closed loop of ${concurrency} clients`}`);
       rows.push(await runServeOnce({ url, requests: c.requests, rate: c.rate, concurrency, adapterIds,
-        adapterSource: server && n > 0 ? 'local' : null }));
+        adapterSource: server && n > 0 ? 'local' : null, sharedPrefixWords: c.sharedPrefixWords }));
     }
   } finally {
     await server?.close();
@@ -104,6 +104,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const report = serveReport(rows, { url: url.href, startedServer: server !== null, model: model?.label ?? null,
     rate: c.rate, closedLoopClients: c.rate > 0 ? null : concurrency, requestsPerRun: c.requests, adapterRank: server ? rank : null,
     popularity: `P(bench-i) ∝ (i+1)^-${SERVE_DEFAULTS.alpha}`, promptWords: SERVE_DEFAULTS.promptWords,
+    sharedPrefixWords: c.sharedPrefixWords,
     outputTokens: SERVE_DEFAULTS.outputTokens, requestTimeoutMs: SERVE_DEFAULTS.timeoutMs, runDeadlineMs: SERVE_DEFAULTS.deadlineMs,
     server: info });
   return { report, table: formatServe(report) };
@@ -116,7 +117,7 @@ async function serverInfo(url: URL): Promise<Record<string, unknown> | null> {
     if (!res.ok) return null;
     const i = (await res.json()) as Record<string, unknown>;
     const keys = ['model_id', 'model_dtype', 'model_device_type', 'num_shard', 'max_batch_prefill_tokens',
-      'max_concurrent_requests', 'async_scheduling', 'version'];
+      'max_concurrent_requests', 'async_scheduling', 'prefix_caching', 'block_size', 'version'];
     return Object.fromEntries(keys.filter((k) => k in i).map((k) => [k, i[k]]));
   } catch {
     return null;

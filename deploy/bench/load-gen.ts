@@ -70,6 +70,8 @@ export interface MixOptions {
   alpha: number;
   promptWords: readonly [number, number];
   outputTokens: readonly [number, number];
+  /** Words every prompt starts with (one fixed draw: a shared system prompt); 0: none. */
+  sharedPrefixWords?: number;
   seed: number;
 }
 
@@ -80,10 +82,12 @@ export function planRequests(o: MixOptions): PlannedRequest[] {
   const u = uniform01(o.seed);
   const pick = o.adapters.length ? powerLawSampler(o.adapters.length, o.alpha, u) : null;
   const arrivals = o.rate > 0 ? poissonArrivals(o.count, o.rate, u) : new Array<number>(o.count).fill(0);
+  const words = (n: number): string[] => Array.from({ length: n }, () => PROMPT_WORDS[Math.floor(u() * PROMPT_WORDS.length)]!);
+  const shared = words(o.sharedPrefixWords ?? 0);
   return arrivals.map((atMs) => {
-    const promptWords = uniformInt(o.promptWords[0], o.promptWords[1], u);
-    const prompt = Array.from({ length: promptWords }, () => PROMPT_WORDS[Math.floor(u() * PROMPT_WORDS.length)]).join(' ');
-    return { atMs, adapter: pick ? o.adapters[pick()]! : null, prompt, promptWords,
+    const own = uniformInt(o.promptWords[0], o.promptWords[1], u);
+    const prompt = [...shared, ...words(own)].join(' ');
+    return { atMs, adapter: pick ? o.adapters[pick()]! : null, prompt, promptWords: shared.length + own,
       maxNewTokens: uniformInt(o.outputTokens[0], o.outputTokens[1], u) };
   });
 }

@@ -18,6 +18,7 @@ export interface ServeOptions {
   alpha?: number;
   promptWords?: readonly [number, number];
   outputTokens?: readonly [number, number];
+  sharedPrefixWords?: number;
   timeoutMs?: number;
   /** The whole run stops sending after this long; unsent requests are counted as 'not-sent'. */
   deadlineMs?: number;
@@ -44,7 +45,7 @@ export const SERVE_DEFAULTS = { alpha: 1, promptWords: [16, 128] as const, outpu
 export async function runServeOnce(o: ServeOptions): Promise<ServeRow> {
   const plan = planRequests({ count: o.requests, rate: o.rate, adapters: o.adapterIds, alpha: o.alpha ?? SERVE_DEFAULTS.alpha,
     promptWords: o.promptWords ?? SERVE_DEFAULTS.promptWords, outputTokens: o.outputTokens ?? SERVE_DEFAULTS.outputTokens,
-    seed: o.seed ?? SERVE_DEFAULTS.seed });
+    sharedPrefixWords: o.sharedPrefixWords ?? 0, seed: o.seed ?? SERVE_DEFAULTS.seed });
   const timeoutMs = o.timeoutMs ?? SERVE_DEFAULTS.timeoutMs;
   const deadline = performance.now() + (o.deadlineMs ?? SERVE_DEFAULTS.deadlineMs);
   const send = (r: PlannedRequest) => streamOne(o.url, r, { timeoutMs: Math.min(timeoutMs, Math.max(1, deadline - performance.now())), adapterSource: o.adapterSource });

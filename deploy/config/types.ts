@@ -147,6 +147,8 @@ export interface BenchConfig {
   requests: number;
   /** serve scenario: requests per second; 0: all at once. */
   rate: number;
+  /** serve scenario: words every prompt starts with (a shared system prompt); 0: none. */
+  sharedPrefixWords: number;
   env: EnvConfig;
 }
 

@@ -140,6 +140,13 @@ describe('bench load generator', () => {
     assert.ok(share > 0.45 && share < 0.65, `most popular adapter share ${share}`);
     assert.ok(planRequests({ ...o, adapters: [] }).every((r) => r.adapter === null));
     assert.ok(planRequests({ ...o, rate: 10 }).some((r) => r.atMs > 0));
+    const shared = planRequests({ ...o, sharedPrefixWords: 12 });
+    const head = shared[0]!.prompt.split(' ').slice(0, 12).join(' ');
+    for (const r of shared) {
+      assert.ok(r.prompt.startsWith(`${head} `), 'every prompt starts with the same 12 words');
+      assert.ok(r.promptWords >= 16 && r.promptWords <= 21 && r.prompt.split(' ').length === r.promptWords);
+    }
+    assert.ok(new Set(shared.map((r) => r.prompt)).size > 400, 'and goes on with its own words');
   });
 });
 
