@@ -324,6 +324,9 @@ export class Engine implements GenerationEngine {
       events = this.scheduler.update(result);
     } catch (e) {
       if (!(e instanceof StepFailedError)) throw e;
+      if (e.requeued.length > 0) {
+        this.log.warn({ stepId: step.stepId, requeued: e.requeued.length }, 'step failed; the other running sequences the shards dropped start over');
+      }
       for (const seq of e.failed) {
         const st = this.requests.get(seq.seqId);
         if (st) this.finishRequest(seq.seqId, st, { type: 'error', error: new EngineError('generation', `generation failed: ${result.error ?? e.message}`) });

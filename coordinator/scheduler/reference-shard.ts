@@ -22,6 +22,8 @@ export class ReferenceShard {
   private readonly seqs = new Map<string, ShardSequence>();
   /** The "KV memory": the token whose K/V each slot of each block holds (what a prefix-cache hit reads). */
   private readonly kv = new Map<number, number[]>();
+  /** Sequences a failed step made this shard drop, until the coordinator lists them as finished. */
+  private readonly dropped = new Set<string>();
   /** `generated` of a NewSequence whose prefill is still arriving in chunks. */
   private readonly generatedOf = new Map<string, number[]>();
   private readonly sample: ReferenceSampler;
@@ -58,14 +60,27 @@ export class ReferenceShard {
     this.kv.clear();
   }
 
-  /** Applies step (finished, then running, then new) and returns what rank 0 would reply.
-   * Throws an Error naming the broken rule when the step is inconsistent. */
+  /** Fails step as a real shard does on an internal error: drops every sequence it holds, replies an error. */
+  failStep(step: Step, error = 'injected failure'): StepResult {
+    for (const seqId of step.finished) this.seqs.delete(seqId) || this.dropped.delete(seqId);
+    for (const seqId of this.seqs.keys()) this.dropped.add(seqId);
+    for (const n of step.newSeqs) this.dropped.add(n.seqId); // a real shard admits them before it fails
+    this.seqs.clear();
+    this.generatedOf.clear();
+    return { v: PROTOCOL_VERSION, type: 'step.result', stepId: step.stepId, rank: 0, outputs: [], computeMs: 0, error };
+  }
+
+  /** Applies step (finished, then running, then new) and returns what rank 0 would reply. A step that
+   * continues a sequence a failed step dropped fails as on a real shard (failStep); any other inconsistency
+   * throws an Error naming the broken rule. */
   run(step: Step): StepResult {
     if (step.v !== PROTOCOL_VERSION || step.type !== 'step') throw new Error('not a step message');
     for (const seqId of step.finished) {
-      if (!this.seqs.delete(seqId)) throw new Error(`step ${step.stepId}: finished ${seqId}, which holds no state`);
+      if (!this.seqs.delete(seqId) && !this.dropped.delete(seqId)) throw new Error(`step ${step.stepId}: finished ${seqId}, which holds no state`);
       this.generatedOf.delete(seqId);
     }
+    const continued = [...step.running, ...(step.chunks ?? [])].find((r) => this.dropped.has(r.seqId));
+    if (continued !== undefined) return this.failStep(step, `sequence '${continued.seqId}' is unknown on this shard`);
     const outputs: SeqOutput[] = [];
     const seen = new Set<string>();
     const once = (seqId: string): void => {

@@ -48,6 +48,9 @@ export class Scheduler {
   /** Steps sent and not yet updated, oldest first: at most two (one more with scheduleAhead). */
   private inFlight: InFlight[] = [];
   private readonly abandoned = new Set<number>();
+  /** Steps up to this id were in flight when a step failed: until they are back nothing is built ahead (a
+   * requeued sequence admitted again must not take an output of its old admission). */
+  private staleThrough = 0;
   private nextStepId = 1;
   private preemptionTotal = 0;
 
@@ -106,8 +109,9 @@ export class Scheduler {
    * Builds the step after the one in flight before its result is back. Every running sequence of that step
    * decodes again with token SAMPLED_LAST_STEP (each shard feeds what it sampled), except the ones its result
    * will end by length; prefills under way get their next chunk and waiting requests are admitted as usual.
-   * Returns null (having applied only pending stops) when nothing would run or the running sequences' next
-   * blocks do not fit: preemption must see the result first. A
+   * Returns null (having applied only pending stops) when nothing would run, when the running sequences' next
+   * blocks do not fit (preemption must see the result first), or when the step in flight was sent before a
+   * failure was known (see stepFailed). A
    * sequence the in-flight step ends by EOS or a stop sequence decodes one token too many here; update()
    * drops that output and the sequence's blocks are freed by the step after.
    */
@@ -116,6 +120,7 @@ export class Scheduler {
       throw new SchedulerError(`scheduleAhead needs exactly one step in flight (${this.inFlight.length} are)`, 'OUT_OF_ORDER');
     }
     this.applyStops();
+    if (this.inFlight[0]!.stepId <= this.staleThrough) return null;
     // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
     const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
@@ -179,19 +184,14 @@ export class Scheduler {
       throw new SchedulerError(`result for step ${result.stepId} but ${flight?.stepId ?? 'none'} is the oldest in flight`, 'OUT_OF_ORDER');
     }
     this.inFlight.shift();
-    const expected = flight.seqs.filter((seq) => !seq.isFinished && !this.pendingStops.has(seq.seqId));
+    // Not the ones ended since, nor the ones a failed step before this one sent back to the queue.
+    const expected = flight.seqs.filter((seq) => seq.status === 'running' && !this.pendingStops.has(seq.seqId));
     const outputs = new Map<string, SeqOutput>(result.outputs.map((o) => [o.seqId, o]));
     const problem = result.error ?? outputProblem(flight.seqs, expected, outputs);
-    if (problem !== null) {
-      // A shard that fails a step drops every sequence it holds, partial prefills included. Its cached K/V are
-      // not trusted either.
-      const failed = this.endAll(flight.members.filter((seq) => !seq.isFinished), 'error', problem);
-      this.blocks.clearCache();
-      throw new StepFailedError(`step ${flight.stepId} failed: ${problem}`, flight.stepId, failed);
-    }
+    if (problem !== null) throw this.stepFailed(flight, problem);
     if (this.config.prefixCaching === true) {
       // An aborted member's blocks may already be someone else's: only live sequences register.
-      flight.members.forEach((seq, i) => { if (!seq.isFinished) this.registerComputed(seq, flight.computed[i]!); });
+      flight.members.forEach((seq, i) => { if (seq.status === 'running') this.registerComputed(seq, flight.computed[i]!); });
     }
 
     const events: SequenceEvent[] = [];
@@ -211,6 +211,23 @@ export class Scheduler {
     }
     this.runningList = this.runningList.filter((seq) => !seq.isFinished);
     return events;
+  }
+
+  /**
+   * A shard that fails a step drops every sequence it holds. The step's sequences end with 'error'; every
+   * other running one goes back to the queue's front to start over: with async scheduling that includes the
+   * ones the step in flight behind it admitted (that step fails on the shards too when it continues a dropped
+   * sequence; if it does not, their outputs are ignored and the shards free them with the next step).
+   * Cached K/V are not trusted any more.
+   */
+  private stepFailed(flight: InFlight, problem: string): StepFailedError {
+    const failed = this.endAll(flight.members.filter((seq) => seq.status === 'running'), 'error', problem);
+    const requeued = [...this.runningList];
+    for (const seq of [...requeued].reverse()) this.requeue(seq, false);
+    this.runningList = [];
+    this.staleThrough = this.inFlight.at(-1)?.stepId ?? 0;
+    this.blocks.clearCache();
+    return new StepFailedError(`step ${flight.stepId} failed: ${problem}`, flight.stepId, failed, requeued);
   }
 
   /** A shard died: ends every running and waiting sequence with 'error' and frees all blocks.
@@ -404,15 +421,22 @@ export class Scheduler {
   }
 
   private preempt(seq: Sequence): void {
+    this.requeue(seq, true);
+  }
+
+  /** Frees seq's blocks and puts it at the queue's front, to be computed again from its tokens. */
+  private requeue(seq: Sequence, preempted: boolean): void {
     this.blocks.free(seq.seqId);
     seq.prefillTotal = 0;
     seq.prefillSent = 0;
     seq.prefillCached = 0;
     seq.registeredBlocks = 0;
     this.toFree.push(seq.seqId);
-    seq.status = 'preempted';
-    seq.preemptions++;
-    this.preemptionTotal++;
+    seq.status = preempted ? 'preempted' : 'waiting';
+    if (preempted) {
+      seq.preemptions++;
+      this.preemptionTotal++;
+    }
     this.waitingQueue.unshift(seq);
   }
 

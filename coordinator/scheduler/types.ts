@@ -63,16 +63,20 @@ export class SchedulerError extends Error {
   }
 }
 
-/** A step came back with an error (or malformed); its sequences were ended with 'error' and freed. */
+/** A step came back with an error (or malformed); its sequences were ended with 'error' and freed, and the
+ * other sequences the shards dropped with it (`requeued`) went back to the queue to start over. */
 export class StepFailedError extends SchedulerError {
   override readonly name = 'StepFailedError';
   readonly stepId: number;
   readonly failed: readonly Sequence[];
+  readonly requeued: readonly Sequence[];
 
-  constructor(message: string, stepId: number, failed: readonly Sequence[], options?: { cause?: unknown }) {
+  constructor(message: string, stepId: number, failed: readonly Sequence[], requeued: readonly Sequence[] = [],
+    options?: { cause?: unknown }) {
     super(message, 'STEP_FAILED', options);
     this.stepId = stepId;
     this.failed = failed;
+    this.requeued = requeued;
   }
 }
 

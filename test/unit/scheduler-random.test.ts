@@ -32,7 +32,7 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
   }
 }
 
-interface RunStats { preemptions: number; steps: number; ahead: number; cachedTokens: number }
+interface RunStats { preemptions: number; steps: number; ahead: number; cachedTokens: number; failed: number; requeued: number }
 
 function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunStats {
   const rand = uniformStream(seed);
@@ -64,6 +64,8 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
     return [...head, ...Array.from({ length: length - head.length }, () => int(1, 39))];
   };
   let cachedTokens = 0;
+  let failedSteps = 0;
+  let requeued = 0;
 
   const all: Sequence[] = [];
   const adapterOf = new Map<string, string | null>();
@@ -77,14 +79,15 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
   const faults = seed % 4 === 0;
   let shardLost = false;
 
-  const flight: { result: StepResult; abandoned?: boolean }[] = [];
+  const flight: { result: StepResult }[] = [];
   // The reference shard runs each step as it is sent (shards run steps in publish order).
   const send = (scheduled: ScheduledStep, ahead: boolean): { result: StepResult } => {
     steps++;
     checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
     cachedTokens += scheduled.cachedTokens;
-    const result = shard.run(scheduled.step);
-    if (!ahead && flight.length === 0) {
+    // A failing shard drops everything it holds; a step sent behind it that continues those sequences fails too.
+    const result = faults && rand() < 0.01 ? shard.failStep(scheduled.step) : shard.run(scheduled.step);
+    if (!ahead && flight.length === 0 && result.error === undefined) {
       // Only one step in flight: the scheduler's tables are exactly the shard's, and only the sequences the
       // shard holds hold blocks (a chunked prefill waiting for budget holds its blocks outside the step).
       const used = new Set<number>();
@@ -124,7 +127,7 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
       shardLost = true;
       for (const s of sched.failAll('shard lost')) ended(s.seqId, s.finishReason!);
       shard.loseKvMemory(); // a restarted shard: a cached prefix from before would read garbage
-      for (const f of flight) f.abandoned = true; // their results are dropped by update()
+      // The results of the steps in flight are dropped by update().
     }
 
     // In flight: the step just sent, and with async scheduling possibly the one built ahead of its result.
@@ -145,19 +148,18 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
         flight.push(send(ahead, true));
       }
     }
-    const { result, abandoned } = flight.shift()!;
-
-    if (faults && !abandoned && rand() < 0.01) {
-      try {
-        sched.update({ ...result, outputs: [], error: 'injected' });
-        assert.fail('a failed step must throw');
-      } catch (e) {
-        assert.ok(e instanceof StepFailedError, String(e));
-        for (const s of e.failed) ended(s.seqId, s.finishReason!);
-      }
+    const { result } = flight.shift()!;
+    let events;
+    try {
+      events = sched.update(result);
+    } catch (e) {
+      assert.ok(e instanceof StepFailedError && result.error !== undefined, `${ctx}: ${String(e)}`);
+      failedSteps++;
+      requeued += e.requeued.length;
+      for (const s of e.failed) ended(s.seqId, s.finishReason!);
       continue;
     }
-    for (const ev of sched.update(result)) {
+    for (const ev of events) {
       assert.ok(endings.get(ev.seqId) === undefined, `${ctx}: token for ${ev.seqId} after it ended`);
       streamed.set(ev.seqId, [...(streamed.get(ev.seqId) ?? []), ev.token]);
       if (ev.finished !== undefined) {
@@ -182,7 +184,7 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
     }
   }
   assert.equal(sched.freeBlocks, numBlocks, `${ctx}: cached blocks nobody holds count as free`);
-  return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens };
+  return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens, failed: failedSteps, requeued };
 }
 
 function checkStep(
@@ -216,14 +218,19 @@ test('the same with async scheduling: steps built ahead of the result in flight 
   let preemptions = 0;
   let ahead = 0;
   let steps = 0;
+  let failed = 0;
+  let requeued = 0;
   for (let seed = 1; seed <= 40; seed++) {
     const r = runOnce(seed, true);
+    failed += r.failed;
+    requeued += r.requeued;
     preemptions += r.preemptions;
     ahead += r.ahead;
     steps += r.steps;
   }
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
   assert.ok(ahead > steps / 3, `only ${ahead} of ${steps} steps were built ahead`);
+  assert.ok(failed > 0 && requeued > 0, `failed steps ${failed}, sequences started over ${requeued}`);
 });
 
 test('the same with prefix caching, sync and async: shared blocks hold their tokens, outputs unchanged', () => {

@@ -431,3 +431,42 @@ test('a failed step ends the chunked prefills it carried too (the shard dropped 
   assert.deepEqual([s2.step.finished, s2.step.chunks], [['long'], undefined], 'no chunk is sent for it again');
   assert.equal(sched.hasWork(), false);
 });
+
+test('async: a request admitted by the step built behind a failed one starts over instead of failing', () => {
+  const run = (withFailure: boolean): { x: Sequence; a: Sequence; h: Harness } => {
+    const h = new Harness(config());
+    const a = seq('a', 3, { maxNew: 9 });
+    const x = seq('x', 5, { maxNew: 4 });
+    h.add(a);
+    h.step();
+    const s2 = h.sched.schedule()!; // a decodes
+    h.add(x);
+    const s3 = h.sched.scheduleAhead()!; // a decodes again (SAMPLED_LAST_STEP) and x is admitted
+    assert.deepEqual(newIds(s3.step), ['x']);
+    const r2 = withFailure ? h.shard.failStep(s2.step, 'CUDA error: an illegal memory access') : h.shard.run(s2.step);
+    const r3 = h.shard.run(s3.step); // a is unknown to a shard that failed s2: s3 fails there too
+    if (!withFailure) {
+      h.sched.update(r2);
+      h.sched.update(r3);
+      h.runToEnd();
+      return { x, a, h };
+    }
+    assert.ok(r3.error?.includes("'a'"), r3.error);
+    // x is running but not in s2: the shards drop it with the rest, so it goes back to the queue.
+    assert.throws(() => h.sched.update(r2), (e) => e instanceof StepFailedError &&
+      e.failed.map((s) => s.seqId).join() === 'a' && e.requeued.map((s) => s.seqId).join() === 'x');
+    assert.equal(x.status, 'waiting');
+    assert.equal(h.sched.scheduleAhead(), null, 'nothing is built ahead of a step sent before the failure was known');
+    assert.throws(() => h.sched.update(r3), (e) => e instanceof StepFailedError && e.failed.length === 0 && e.requeued.length === 0);
+    assert.equal(h.sched.preemptions, 0, 'not a preemption');
+    h.runToEnd();
+    return { x, a, h };
+  };
+  const clean = run(false);
+  const failed = run(true);
+  assert.equal(failed.a.finishReason, 'error');
+  assert.equal(failed.x.finishReason, 'length');
+  assert.deepEqual(failed.x.generated, clean.x.generated);
+  assert.equal(failed.h.sched.usedBlocks, 0);
+  assert.equal(failed.h.shard.size, 0);
+});
