@@ -22,7 +22,7 @@ function checkCount(what: string, n: number, min: number): void {
 
 /**
  * Block ids per sequence, with optional prefix caching: a full block whose K/V were computed can be
- * registered under its content key (prefix-hash.ts); a later sequence with the same leading blocks shares
+ * registered under its content key (prefix-cache.ts); a later sequence with the same leading blocks shares
  * them (reference counted) instead of computing them again. A registered block nobody holds stays cached
  * until its id is needed: free ids go first, then cached ones, least recently released first.
  */

@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { NewSequence, PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
-import { extendBlockHashes, prefixSalt } from './prefix-hash.js';
+import { cachedPrefix, registerComputed } from './prefix-cache.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
 import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
@@ -191,7 +191,7 @@ export class Scheduler {
     if (problem !== null) throw this.stepFailed(flight, problem);
     if (this.config.prefixCaching === true) {
       // An aborted member's blocks may already be someone else's: only live sequences register.
-      flight.members.forEach((seq, i) => { if (seq.status === 'running') this.registerComputed(seq, flight.computed[i]!); });
+      flight.members.forEach((seq, i) => { if (seq.status === 'running') registerComputed(this.blocks, seq, flight.computed[i]!); });
     }
 
     const events: SequenceEvent[] = [];
@@ -337,7 +337,7 @@ export class Scheduler {
         continue;
       }
       const tokens = seq.length;
-      const hits = this.cachedPrefix(seq);
+      const hits = this.config.prefixCaching === true ? cachedPrefix(this.blocks, seq) : [];
       const cached = hits.length * this.config.blockSize;
       const left = this.config.maxBatchPrefillTokens - prefill;
       const first = seq.chunkable ? Math.min(tokens - cached, left) : tokens;
@@ -366,29 +366,6 @@ export class Scheduler {
     this.waitingQueue = stillWaiting;
     budget.left = this.config.maxBatchPrefillTokens - prefill;
     return admitted;
-  }
-
-  /**
-   * The cached blocks an admission of seq can start from: its leading full blocks registered in the cache,
-   * short of the block holding its last token (that token's logits must be computed, and a block being
-   * written is never shared). None for a prompt whose every position's logits are wanted.
-   */
-  private cachedPrefix(seq: Sequence): number[] {
-    if (this.config.prefixCaching !== true || !seq.chunkable) return [];
-    const usable = Math.floor((seq.length - 1) / this.config.blockSize);
-    if (usable === 0) return [];
-    extendBlockHashes(seq.blockHashes, seq.allTokens(), this.config.blockSize, prefixSalt(seq.adapterKey), usable);
-    return this.blocks.matchPrefix(seq.blockHashes.slice(0, usable));
-  }
-
-  /** Registers seq's full blocks whose K/V are now computed (`computed` tokens). */
-  private registerComputed(seq: Sequence, computed: number): void {
-    const full = Math.floor(computed / this.config.blockSize);
-    if (full <= seq.registeredBlocks) return;
-    extendBlockHashes(seq.blockHashes, seq.allTokens(), this.config.blockSize, prefixSalt(seq.adapterKey), full);
-    const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
-    this.blocks.register(seq.seqId, seq.registeredBlocks, keys);
-    seq.registeredBlocks += keys.length;
   }
 
   private newSequenceMessage(seq: Sequence): NewSequence {

@@ -52,7 +52,7 @@ export class Sequence {
   registeredBlocks = 0;
   /** Prompt tokens found in the prefix cache at the first admission (what the client is told). */
   cachedTokens = 0;
-  /** Content keys of the full blocks of allTokens() computed so far (prefix-hash.ts). */
+  /** Content keys of the full blocks of allTokens() computed so far (prefix-cache.ts). */
   readonly blockHashes: string[] = [];
 
   constructor(init: SequenceInit) {

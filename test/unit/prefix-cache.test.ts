@@ -7,7 +7,7 @@ import type { SamplingParams, StepResult } from '../../protocol/index.js';
 import { SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import { BlockManager, ReferenceShard, Scheduler, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
 import type { ReferenceSampler, ScheduledStep, SchedulerConfig } from '../../coordinator/scheduler/index.js';
-import { extendBlockHashes, prefixSalt } from '../../coordinator/scheduler/prefix-hash.js';
+import { extendBlockHashes, prefixSalt } from '../../coordinator/scheduler/prefix-cache.js';
 
 const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
 const sampler: ReferenceSampler = (_id, tokens) => 100 + tokens.reduce((h, t) => (h * 31 + t) % 997, 7);

@@ -1,0 +1,52 @@
+// Prefix caching: content keys of full KV blocks, what an admission may reuse, what a finished step registers. A block's K/V depend on every token before it and on
+// the adapter (LoRA on k/v projections changes them), so block i's key hashes block i-1's key, the adapter
+// and block i's tokens: equal keys mean equal K/V (SHA-256: a collision would silently serve wrong K/V, so
+// no short hash).
+import { createHash } from 'node:crypto';
+import type { BlockManager } from './block-manager.js';
+import type { Sequence } from './sequence.js';
+
+/** The salt of the first block: which weights computed the K/V (the base model, or one adapter key). */
+export function prefixSalt(adapterKey: string | null): string {
+  return adapterKey === null ? 'base' : `adapter:${adapterKey}`;
+}
+
+/**
+ * Extends `hashes` (the keys of the first hashes.length blocks of `tokens`) to the first `count` full blocks.
+ * Tokens only ever get appended to a sequence, so keys computed once stay valid.
+ */
+export function extendBlockHashes(hashes: string[], tokens: readonly number[], blockSize: number, salt: string, count: number): void {
+  const full = Math.min(count, Math.floor(tokens.length / blockSize));
+  const bytes = new Uint8Array(new Int32Array(blockSize).buffer);
+  const view = new DataView(bytes.buffer);
+  for (let i = hashes.length; i < full; i++) {
+    for (let j = 0; j < blockSize; j++) view.setInt32(j * 4, tokens[i * blockSize + j]!, true);
+    const h = createHash('sha256');
+    h.update(i === 0 ? salt : hashes[i - 1]!);
+    h.update('\0');
+    h.update(bytes);
+    hashes.push(h.digest('base64'));
+  }
+}
+
+/**
+ * The cached blocks an admission of seq can start from: its leading full blocks registered in the cache,
+ * short of the block holding its last token (that token's logits must be computed, and a block being
+ * written is never shared). None for a prompt whose every position's logits are wanted.
+ */
+export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
+  const usable = Math.floor((seq.length - 1) / blocks.blockSize);
+  if (!seq.chunkable || usable === 0) return [];
+  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), usable);
+  return blocks.matchPrefix(seq.blockHashes.slice(0, usable));
+}
+
+/** Registers seq's full blocks whose K/V are now computed (its first `computed` tokens). */
+export function registerComputed(blocks: BlockManager, seq: Sequence, computed: number): void {
+  const full = Math.floor(computed / blocks.blockSize);
+  if (full <= seq.registeredBlocks) return;
+  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), full);
+  const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
+  blocks.register(seq.seqId, seq.registeredBlocks, keys);
+  seq.registeredBlocks += keys.length;
+}
