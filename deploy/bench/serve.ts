@@ -37,6 +37,8 @@ export interface ServeRow {
   e2eMs: { p50: number; p99: number };
   /** Failed requests by outcome (`http-<status>`, stream-error, network, timeout, not-sent). */
   errors: Record<string, number>;
+  /** Share of the run's prompt tokens the server took from its prefix cache (from /metrics); null: not known. */
+  prefixCacheHitRate?: number | null;
 }
 
 export const SERVE_DEFAULTS = { alpha: 1, promptWords: [16, 128] as const, outputTokens: [16, 64] as const,
@@ -125,8 +127,29 @@ export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'TTFT p99 ms', value: (r) => r.ttftMs.p99, digits: 1 },
   { header: 'ITL p50 ms', value: (r) => r.itlMs.p50, digits: 1 },
   { header: 'ITL p99 ms', value: (r) => r.itlMs.p99, digits: 1 },
+  { header: 'cached prompt %', value: (r) => (r.prefixCacheHitRate == null ? '-' : (100 * r.prefixCacheHitRate).toFixed(1)) },
   { header: 'errors', value: (r) => fmtErrors(r.errors) },
 ];
+
+/** The server's prefix-cache hit and prompt token counters (GET /metrics), or null if it does not export them. */
+export async function promptTokenCounters(url: URL): Promise<{ hit: number; prompt: number } | null> {
+  try {
+    const res = await fetch(new URL('/metrics', url), { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return null;
+    const text = await res.text();
+    const value = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(text)?.[1]);
+    const c = { hit: value('weft_prefix_cache_hit_tokens_total'), prompt: value('weft_prompt_tokens_total') };
+    return Number.isFinite(c.hit) && Number.isFinite(c.prompt) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Hit rate between two promptTokenCounters readings. */
+export function hitRate(before: { hit: number; prompt: number } | null, after: { hit: number; prompt: number } | null): number | null {
+  if (!before || !after || after.prompt <= before.prompt) return null;
+  return (after.hit - before.hit) / (after.prompt - before.prompt);
+}
 
 export function formatServe(report: Report<ServeRow>): string {
   return formatTable(report.rows, SERVE_COLUMNS);

@@ -157,13 +157,18 @@ describe('bench serve end to end (preset:tiny, a server it starts)', () => {
   it('loads the real server with and without adapters and records the server settings that shape the numbers', async () => {
     const output = join(dir, 'serve.json');
     const config = parseArgs('bench', ['--scenario', 'serve', '--model', 'preset:tiny', '--batch', '4', '--adapters', '0,2',
-      '--requests', '12', '--output', output], {});
-    await runBench(config, { out: () => {}, err: () => {} });
+      '--requests', '12', '--shared-prefix-words', '40', '--output', output], {});
+    let table = '';
+    await runBench(config, { out: (m) => { table += m; }, err: () => {} });
     const report = JSON.parse(readFileSync(output, 'utf8'));
     assert.deepEqual(report.rows.map((r: { adapters: number; completed: number }) => [r.adapters, r.completed]), [[0, 12], [2, 12]]);
     for (const row of report.rows) assert.ok(row.outputTokPerS > 0 && row.ttftMs.p50 > 0, JSON.stringify(row));
+    // 12 prompts sharing 40 words: the server's prefix cache serves part of them (read from /metrics).
+    for (const row of report.rows) assert.ok(row.prefixCacheHitRate > 0 && row.prefixCacheHitRate < 1, JSON.stringify(row));
+    assert.match(table, /cached prompt %/);
     assert.equal(report.setup.startedServer, true);
     assert.equal(report.setup.server.async_scheduling, true);
+    assert.equal(report.setup.server.prefix_caching, true);
     assert.ok(Number.isInteger(report.setup.server.max_batch_prefill_tokens));
   });
 });
