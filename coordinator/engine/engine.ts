@@ -164,6 +164,7 @@ export class Engine implements GenerationEngine {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
         ids = await this.tokenizer.encode(req.inputs);
+        if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {
         tokenizeSpan.end();
@@ -185,7 +186,8 @@ export class Engine implements GenerationEngine {
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
-      maxNewTokens: req.maxNewTokens, eosTokenIds: this.info.eosTokenIds, promptLogprobs: req.promptLogprobs, topN: req.topN }));
+      maxNewTokens: req.maxNewTokens, eosTokenIds: req.ignoreEos ? [] : this.info.eosTokenIds, promptLogprobs: req.promptLogprobs,
+      topN: req.topN }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();

@@ -36,6 +36,10 @@ export interface GenerateRequest {
   promptLogprobs: boolean;
   /** top_n_tokens: alternatives reported per generated token. */
   topN: number;
+  /** ignore_eos_token: generate past EOS until max_new_tokens or a stop sequence. */
+  ignoreEos?: boolean;
+  /** truncate (TGI): keep only the last this many prompt tokens. */
+  truncate?: number;
 }
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence';

@@ -44,7 +44,8 @@ export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps)
 function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRoute): ValidGenerate {
   const valid = validateGenerateBody(
     request.body,
-    { maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource },
+    { maxTotalTokens: deps.engine.info.maxTotalTokens, maxInputLength: deps.engine.info.maxInputLength,
+      defaultAdapterSource: deps.engine.info.defaultAdapterSource },
     route,
     request.headers.authorization,
   );

@@ -82,7 +82,7 @@ async function start(
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
   const req: GenerateRequest = {
     requestId: request.id, inputs, adapter, merge: null, sampling: valid.sampling, maxNewTokens: valid.maxNewTokens,
-    stop: valid.stop, promptLogprobs: false, topN: valid.topN,
+    stop: valid.stop, promptLogprobs: false, topN: valid.topN, ignoreEos: valid.ignoreEos,
   };
   const run = await startEngineRun(deps.engine, req, span, request, reply);
   return { ...run, kind, valid, head: responseHead(kind, valid.model || deps.engine.info.modelId), span };

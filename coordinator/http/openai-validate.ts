@@ -7,9 +7,10 @@
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
 //    with "not supported yet" otherwise: n 1, best_of 1, echo false, suffix '', presence/frequency_penalty
-//    0, logit_bias {}, ignore_eos_token false, tools/functions [], tool_choice/function_call 'none'|'auto'
+//    0, logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
 //    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
 //    metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
 //  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
 //    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
@@ -55,6 +56,8 @@ export interface ValidOpenAi {
   topN: number;
   stream: boolean;
   includeUsage: boolean;
+  /** ignore_eos_token / ignore_eos: generate past EOS. */
+  ignoreEos: boolean;
 }
 
 export interface ValidCompletion extends ValidOpenAi {
@@ -69,7 +72,7 @@ type Json = Record<string, unknown>;
 
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
-  'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'adapter_source',
+  'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
   'api_token', 'logprobs',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
@@ -92,7 +95,6 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   presence_penalty: (v) => v === 0,
   frequency_penalty: (v) => v === 0,
   logit_bias: isEmptyObject,
-  ignore_eos_token: (v) => v === false,
   tools: isEmptyArray,
   functions: isEmptyArray,
   tool_choice: (v) => v === 'none' || v === 'auto',
@@ -193,6 +195,7 @@ function commonFields(
     topN: topN ?? 0,
     stream,
     includeUsage: includeUsage(top, stream),
+    ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
   };
 }
 

@@ -7,8 +7,9 @@
 //    top_p < 1 or typical_p < 1 turns sampling on even when do_sample is false (TGI computes
 //    `sampling = do_sample || has_warpers`). repetition_penalty alone does not.
 //  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
-//  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, truncate, ...) are accepted
-//    at their neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
+//  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, ...) are accepted at their
+//    neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
+//  - `truncate` keeps the last N prompt tokens (TGI); `ignore_eos_token` generates past EOS (LoRAX).
 //  - `merged_adapters` follows LoRAX: one id is that adapter alone (LoRAX ignores its weight too),
 //    2+ ids become a MergeSpec; `adapter_source` / `api_token` apply to every id. Stricter than LoRAX:
 //    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
@@ -31,6 +32,8 @@ const MERGE_KEYS = new Set(['ids', 'weights', 'merge_strategy', 'density', 'majo
 
 export interface ValidationLimits {
   maxTotalTokens: number;
+  /** Longest prompt in tokens (bounds `truncate`); default maxTotalTokens - 1. */
+  maxInputLength?: number;
   /** Source of an adapter id given without `adapter_source` (the server's --adapter-source). Default 'hub'. */
   defaultAdapterSource?: AdapterSource;
 }
@@ -54,15 +57,13 @@ const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
 const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
-  'decoder_input_details', 'top_n_tokens', 'merged_adapters',
+  'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate',
 ]);
 
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   best_of: [1],
   watermark: [false],
-  truncate: [],
-  ignore_eos_token: [false],
   frequency_penalty: [0],
   presence_penalty: [0],
   return_k_alternatives: [0],
@@ -109,8 +110,15 @@ export function validateGenerateBody(
   if (promptLogprobs && (route === 'generate_stream' || (route === 'compat' && stream))) {
     throw validationError('`decoder_input_details` == true is not supported when streaming tokens');
   }
+  const truncate = optional(p, 'truncate', int);
+  const maxInput = limits.maxInputLength ?? limits.maxTotalTokens - 1;
+  if (truncate !== undefined && (truncate < 1 || truncate > maxInput)) {
+    throw validationError(`\`truncate\` must be strictly positive and less than ${maxInput + 1}. Given: ${truncate}`);
+  }
+  const ignoreEos = optional(p, 'ignore_eos_token', bool) ?? false;
   return {
-    request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN },
+    request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
+      ...(truncate !== undefined ? { truncate } : {}) },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,

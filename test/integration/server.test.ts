@@ -145,6 +145,34 @@ describe('server: bad input and failures', () => {
     assert.equal(stats.running + stats.waiting, 0);
   });
 
+  test('ignore_eos_token generates past EOS; truncate keeps the last prompt tokens', async () => {
+    const eos: number[] = (await (await fetch(`${g.url}/info`)).json()).eos_token_ids;
+    const params = { max_new_tokens: 120, do_sample: true, temperature: 5, details: true };
+    const ids = (r: { json: any }) => r.json.details.tokens.map((t: { id: number }) => t.id) as number[];
+    let found: { seed: number; at: number; tokens: number[] } | null = null;
+    for (let seed = 1; seed <= 40 && found === null; seed++) { // a flat distribution: EOS turns up within a few seeds
+      const r = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, seed, ignore_eos_token: true } });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual([r.json.details.finish_reason, r.json.details.generated_tokens], ['length', 120]);
+      const at = ids(r).findIndex((t) => eos.includes(t));
+      if (at >= 0 && at < 119) found = { seed, at, tokens: ids(r) };
+    }
+    assert.ok(found !== null, 'no seed sampled EOS');
+    const stopped = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, seed: found.seed } });
+    assert.equal(stopped.json.details.finish_reason, 'eos_token');
+    assert.deepEqual(ids(stopped), found.tokens.slice(0, found.at + 1), 'the same tokens up to the EOS it ignored');
+
+    const seq = g.c.sequences[0];
+    const greedy = { max_new_tokens: 6, details: true, decoder_input_details: true };
+    const cut = await g.post('/generate', { inputs: textOf(seq), parameters: { ...greedy, truncate: 4 } });
+    assert.equal(cut.status, 200, cut.text);
+    assert.deepEqual(cut.json.details.prefill.map((t: { id: number }) => t.id), seq.slice(-4));
+    const direct = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: greedy });
+    assert.deepEqual(ids(cut), ids(direct));
+    const long = await g.post('/generate', { inputs: textOf(seq), parameters: { ...greedy, truncate: 1000 } });
+    assert.equal(long.status, 422, 'truncate above the input limit');
+  });
+
   test('a client that disconnects mid-generation frees its KV blocks; over --max-concurrent-requests answers 429', async () => {
     const ac = new AbortController();
     const pending = fetch(`${g.url}/generate_stream`, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' },

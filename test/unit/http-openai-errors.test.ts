@@ -51,7 +51,8 @@ describe('bad input → 422 in OpenAI shape', () => {
     ['stream_options unknown key', { stream: true, stream_options: { x: 1 } }, 'unknown field `stream_options.x`'],
     ['model not a string', { model: 5 }, '`model` must be a string'],
     ['bad adapter_source', { model: 'a', adapter_source: 'ftp' }, '`adapter_source` must be one of hub, s3, local'],
-    ['ignore_eos_token', { ignore_eos_token: true }, '`ignore_eos_token` is not supported yet'],
+    ['ignore_eos_token not a boolean', { ignore_eos_token: 1 }, '`ignore_eos_token` must be a boolean'],
+    ['ignore_eos not a boolean', { ignore_eos: 'true' }, '`ignore_eos` must be a boolean'],
     ['user not a string', { user: 5 }, '`user` must be a string'],
     ['engine: prompt + max_tokens over the limit', { max_tokens: 256 }, /must be <= 256/],
   ];

@@ -55,6 +55,14 @@ describe('POST /v1/completions', () => {
     assert.equal(body.model, INFO.modelId, 'no model → the base model id is echoed');
   });
 
+  test('ignore_eos_token (LoRAX) and ignore_eos (vLLM) reach the engine; absent means stop at EOS', async () => {
+    for (const [extra, want] of [[{}, false], [{ ignore_eos: true }, true], [{ ignore_eos_token: true }, true], [{ ignore_eos: false }, false]] as const) {
+      const res = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 2, ...extra });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(last().ignoreEos, want, JSON.stringify(extra));
+    }
+  });
+
   test('stop sequence: finish_reason stop, the text is cut before the stop sequence', async () => {
     const res = await post(s.app, '/v1/completions', { prompt: 'a', max_tokens: 10, stop: 'w3' });
     const body = res.json();

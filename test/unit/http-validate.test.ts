@@ -151,9 +151,19 @@ describe('generate body: adapters, tokens and unsupported parameters', () => {
     assert.equal(neutral.request.inputs, 'hello');
     rejects(withParams({ merged_adapters: { ids: ['a', 'b'], weights: [0.5] } }), 422, 'number of adapter ids must match number of adapter weights in `merged_adapters`');
     rejects(withParams({ watermark: true }), 422, '`watermark` is not supported yet');
-    rejects(withParams({ truncate: 10 }), 422, '`truncate` is not supported yet');
     rejects(withParams({ best_of: 2 }), 422, '`best_of` != 1 is not allowed for this endpoint');
-    rejects(withParams({ ignore_eos_token: true }), 422, '`ignore_eos_token` is not supported yet');
+  });
+
+  test('truncate keeps the last N prompt tokens (1 to the input limit); ignore_eos_token generates past EOS', () => {
+    const v = valid({ truncate: 10, ignore_eos_token: true });
+    assert.equal(v.request.truncate, 10);
+    assert.equal(v.request.ignoreEos, true);
+    assert.equal(valid({}).request.truncate, undefined);
+    assert.equal(valid({}).request.ignoreEos, false);
+    rejects(withParams({ truncate: 0 }), 422, '`truncate` must be strictly positive and less than 64. Given: 0');
+    rejects(withParams({ truncate: 64 }), 422, '`truncate` must be strictly positive and less than 64. Given: 64');
+    rejects(withParams({ truncate: 2.5 }), 422, '`truncate` must be an integer');
+    rejects(withParams({ ignore_eos_token: 'yes' }), 422, '`ignore_eos_token` must be a boolean');
   });
 
   test('decoder_input_details is refused when streaming (TGI)', () => {
