@@ -64,47 +64,37 @@ export function usageJson(promptTokens: number, completionTokens: number, cached
 
 // --- whole responses ------------------------------------------------------------------------------
 
-export function completionJson(
-  head: ResponseHead,
-  text: string,
-  logprobs: CompletionLogprobsJson | null,
-  finish: OpenAiFinishReason,
-  usage: UsageJson,
-) {
-  return {
-    id: head.id, object: 'text_completion', created: head.created, model: head.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
-    usage,
-  };
+export function completionChoice(index: number, text: string, logprobs: CompletionLogprobsJson | null, finish: OpenAiFinishReason) {
+  return { index, text, logprobs, finish_reason: finish };
 }
 
-export function chatJson(
-  head: ResponseHead,
-  content: string,
-  logprobs: ChatLogprobsJson | null,
-  finish: OpenAiFinishReason,
-  usage: UsageJson,
-) {
-  return {
-    id: head.id, object: 'chat.completion', created: head.created, model: head.model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, logprobs, finish_reason: finish }],
-    usage,
-  };
+export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason) {
+  return { index, message: { role: 'assistant' as const, content }, logprobs, finish_reason: finish };
+}
+
+/** A whole answer: one choice per `n`, in index order. */
+export function completionJson(head: ResponseHead, choices: ReturnType<typeof completionChoice>[], usage: UsageJson) {
+  return { id: head.id, object: 'text_completion', created: head.created, model: head.model, choices, usage };
+}
+
+export function chatJson(head: ResponseHead, choices: ReturnType<typeof chatChoice>[], usage: UsageJson) {
+  return { id: head.id, object: 'chat.completion', created: head.created, model: head.model, choices, usage };
 }
 
 // --- streamed chunks ------------------------------------------------------------------------------
 
-/** One streamed completion chunk; with include_usage every chunk has `usage: null` (OpenAI). */
+/** One streamed completion chunk of choice `index`; with include_usage every chunk has `usage: null` (OpenAI). */
 export function completionChunk(
   head: ResponseHead,
   text: string,
   logprobs: CompletionLogprobsJson | null,
   finish: OpenAiFinishReason | null,
   includeUsage: boolean,
+  index = 0,
 ) {
   const chunk = {
     id: head.id, object: 'text_completion', created: head.created, model: head.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
+    choices: [{ index, text, logprobs, finish_reason: finish }],
   };
   return includeUsage ? { ...chunk, usage: null } : chunk;
 }
@@ -117,10 +107,11 @@ export function chatChunk(
   logprobs: ChatLogprobsJson | null,
   finish: OpenAiFinishReason | null,
   includeUsage: boolean,
+  index = 0,
 ) {
   const chunk = {
     id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model,
-    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+    choices: [{ index, delta, logprobs, finish_reason: finish }],
   };
   return includeUsage ? { ...chunk, usage: null } : chunk;
 }

@@ -7,15 +7,17 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
 import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
+import { endedEarly, release, requestSecrets, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   SSE_DONE,
   CompletionLogprobs,
   StopTrimmer,
+  chatChoice,
   chatChunk,
   chatJson,
   chatLogprobs,
   chatTokenLogprob,
+  completionChoice,
   completionChunk,
   completionJson,
   finishReasonOf,
@@ -23,11 +25,16 @@ import {
   responseHead,
   usageChunk,
   usageJson,
+  type ChatLogprobsJson,
   type ChatTokenLogprobJson,
+  type CompletionLogprobsJson,
+  type OpenAiFinishReason,
   type ResponseHead,
+  type UsageJson,
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
 import { sseFrame } from './responses.js';
+import { MAX_SEED } from './validate.js';
 
 export interface OpenAiDeps {
   engine: GenerationEngine;
@@ -37,12 +44,14 @@ export interface OpenAiDeps {
 
 type Kind = 'completion' | 'chat';
 
-/** A started generation: its events (the first already read), what shapes its answer, its cancel. */
+/** A started generation (one choice): its events (the first already read), what shapes its answer, its cancel. */
 interface Run extends EngineRun {
   kind: Kind;
   valid: ValidOpenAi;
   head: ResponseHead;
   span: Span;
+  /** The choice's index (`n` > 1: one run per choice). */
+  index: number;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -50,14 +59,14 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const valid = validateCompletionBody(request.body, limits(), request.headers.authorization);
-    const run = await start(request, reply, deps, 'completion', valid, valid.prompt);
-    return valid.stream ? stream(run, reply) : whole(run);
+    const runs = await start(request, reply, deps, 'completion', valid, valid.prompt);
+    return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), request.headers.authorization);
     const inputs = deps.engine.renderChat(valid.messages);
-    const run = await start(request, reply, deps, 'chat', valid, inputs);
-    return valid.stream ? stream(run, reply) : whole(run);
+    const runs = await start(request, reply, deps, 'chat', valid, inputs);
+    return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
 }
 
@@ -68,6 +77,7 @@ function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | n
   return { ...ref, id: valid.model, source: valid.adapterSource };
 }
 
+/** Starts one engine request per choice (choice i samples with seed + i); if one cannot start, none runs. */
 async function start(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -75,20 +85,64 @@ async function start(
   kind: Kind,
   valid: ValidOpenAi,
   inputs: string,
-): Promise<Run> {
+): Promise<Run[]> {
   const adapter = adapterOf(deps.engine, valid);
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', adapter?.id ?? '');
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
-  const req: GenerateRequest = {
-    requestId: request.id, inputs, adapter, merge: null, sampling: valid.sampling, maxNewTokens: valid.maxNewTokens,
-    stop: valid.stop, promptLogprobs: false, topN: valid.topN, ignoreEos: valid.ignoreEos,
-  };
-  const run = await startEngineRun(deps.engine, req, span, request, reply);
-  return { ...run, kind, valid, head: responseHead(kind, valid.model || deps.engine.info.modelId), span };
+  if (valid.n > 1) span.setAttribute('weft.choices', valid.n);
+  const head = responseHead(kind, valid.model || deps.engine.info.modelId);
+  const started = await Promise.allSettled(Array.from({ length: valid.n }, (_, index) => {
+    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + index) % (MAX_SEED + 1) };
+    const req: GenerateRequest = {
+      requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, adapter, merge: null, sampling,
+      maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: false, topN: valid.topN, ignoreEos: valid.ignoreEos,
+    };
+    return startEngineRun(deps.engine, req, span, request, reply);
+  }));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    for (const r of started) if (r.status === 'fulfilled') cancel(r.value);
+    throw failed.reason;
+  }
+  return started.map((r, index) => ({ ...(r as PromiseFulfilledResult<EngineRun>).value, kind, valid, head, span, index }));
 }
 
-async function whole(run: Run): Promise<object> {
+function cancel(run: EngineRun): void {
+  run.abort.abort(new Error('another choice of the request failed'));
+  release(run.events);
+}
+
+interface ChoiceResult {
+  text: string;
+  logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
+  finish: OpenAiFinishReason;
+  promptTokens: number;
+  cachedTokens: number;
+  generatedTokens: number;
+}
+
+/** Every choice whole; the first failure cancels the others and answers for the request. */
+async function whole(runs: Run[]): Promise<object> {
+  const results = await Promise.all(runs.map((run) => choice(run).catch((e: unknown) => {
+    for (const other of runs) if (other !== run) cancel(other);
+    throw e;
+  })));
+  const { head, kind } = runs[0]!;
+  const usage = usageOf(results);
+  if (kind === 'chat') {
+    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish)), usage);
+  }
+  return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
+}
+
+/** The prompt once (every choice has the same), completion tokens summed over the choices. */
+function usageOf(results: readonly Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'>[]): UsageJson {
+  const first = results[0]!;
+  return usageJson(first.promptTokens, results.reduce((n, r) => n + r.generatedTokens, 0), first.cachedTokens);
+}
+
+async function choice(run: Run): Promise<ChoiceResult> {
   let promptTokens = 0;
   let cachedTokens = 0;
   const completionLogprobs = new CompletionLogprobs();
@@ -105,14 +159,10 @@ async function whole(run: Run): Promise<object> {
         else completionLogprobs.add(ev.token, ev.textDelta);
         break;
       case 'end': {
-        const text = new StopTrimmer(run.valid.stop).finish(ev.generatedText);
-        const finish = finishReasonOf(ev.finishReason);
-        const usage = usageJson(promptTokens, ev.generatedTokens, cachedTokens);
-        run.span.setAttribute('weft.finish_reason', ev.finishReason);
-        if (run.kind === 'chat') {
-          return chatJson(run.head, text, run.valid.logprobs ? chatLogprobs(chatContent) : null, finish, usage);
-        }
-        return completionJson(run.head, text, run.valid.logprobs ? completionLogprobs.json : null, finish, usage);
+        if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
+        const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
+        return { text: new StopTrimmer(run.valid.stop).finish(ev.generatedText), logprobs, finish: finishReasonOf(ev.finishReason),
+          promptTokens, cachedTokens, generatedTokens: ev.generatedTokens };
       }
       case 'error':
         throw ev.error;
@@ -123,71 +173,100 @@ async function whole(run: Run): Promise<object> {
   throw endedEarly(run);
 }
 
-function stream(run: Run, reply: FastifyReply): FastifyReply {
-  return sendSse(reply, sseChunks(run, reply));
+/** What one choice's stream yields: SSE frames, then its token counts (or a failure). */
+type ChoiceFrame = { frame: string } | { end: Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'> };
+
+/**
+ * The choices' chunks interleaved as they come, then the usage chunk (include_usage) and [DONE]. The first
+ * failure ends the stream with one error event and cancels the other choices; so does the client leaving.
+ */
+async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<string> {
+  const streams = runs.map((run) => choiceFrames(run));
+  const next = (i: number) => streams[i]!.next().then((r) => ({ i, r }), (error: unknown) => ({ i, error }));
+  const pending = new Map(streams.map((_, i) => [i, next(i)] as const));
+  const ends: Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'>[] = [];
+  let settled = false;
+  let failed = false;
+  try {
+    while (pending.size > 0) {
+      const got = await Promise.race(pending.values());
+      if ('error' in got) {
+        settled = failed = true;
+        yield errorFrame(got.error, runs[got.i]!, reply);
+        return;
+      }
+      if (got.r.done) {
+        pending.delete(got.i);
+        continue;
+      }
+      pending.set(got.i, next(got.i));
+      const item = got.r.value;
+      if ('frame' in item) yield item.frame;
+      else ends.push(item.end);
+    }
+    settled = true;
+    const { kind, head, valid } = runs[0]!;
+    if (ends.length < runs.length) {
+      if (!runs[0]!.abort.signal.aborted) yield errorFrame(endedEarly(runs[0]!), runs[0]!, reply);
+      return;
+    }
+    if (valid.includeUsage) yield sseFrame(usageChunk(kind, head, usageOf(ends)));
+    yield SSE_DONE;
+  } finally {
+    // Reached early when the response stream is destroyed (client gone) or a choice failed: cancel the rest.
+    if (!settled) for (const run of runs) run.abort.abort(new Error('response stream closed'));
+    if (failed) for (const run of runs) cancel(run);
+    for (const stream of streams) void stream.return(undefined);
+  }
 }
 
-/** Chat opens with a role chunk; then a chunk per token that adds text; a finish chunk; usage; [DONE]. */
-async function* sseChunks(run: Run, reply: FastifyReply): AsyncGenerator<string> {
-  const { head, valid } = run;
-  const chunk = (text: string | null, logprobs: ChatTokenLogprobJson | null, finish: 'stop' | 'length' | null) =>
-    sseFrame(run.kind === 'chat'
-      ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage)
-      : completionChunk(head, text ?? '', null, finish, valid.includeUsage));
+/** One choice: chat opens with a role chunk; then a chunk per token that adds text; a finish chunk. */
+async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
+  const { head, valid, index } = run;
+  const chunk = (text: string | null, logprobs: ChatTokenLogprobJson | null, finish: 'stop' | 'length' | null) => ({
+    frame: sseFrame(run.kind === 'chat'
+      ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage, index)
+      : completionChunk(head, text ?? '', null, finish, valid.includeUsage, index)),
+  });
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
   let promptTokens = 0;
   let cachedTokens = 0;
-  let settled = false;
-  try {
-    for await (const ev of runEvents(run)) {
-      switch (ev.type) {
-        case 'admitted':
-          promptTokens = ev.promptTokens;
-          cachedTokens = ev.cachedTokens;
-          if (run.kind === 'chat') {
-            yield sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage));
-          }
-          break;
-        case 'token': {
-          if (ev.token.special || trimmer.stopped) break;
-          const text = trimmer.push(ev.textDelta);
-          if (!valid.logprobs) {
-            if (text !== '') yield chunk(text, null, null);
-          } else if (run.kind === 'chat') {
-            yield chunk(text, chatTokenLogprob(ev.token, ev.textDelta), null);
-          } else {
-            const lp = completionLogprobs.add(ev.token, ev.textDelta);
-            yield sseFrame(completionChunk(head, text, lp, null, valid.includeUsage));
-          }
-          break;
+  for await (const ev of runEvents(run)) {
+    switch (ev.type) {
+      case 'admitted':
+        promptTokens = ev.promptTokens;
+        cachedTokens = ev.cachedTokens;
+        if (run.kind === 'chat') {
+          yield { frame: sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage, index)) };
         }
-        case 'end': {
-          settled = true;
-          run.span.setAttribute('weft.finish_reason', ev.finishReason);
-          const rest = trimmer.finish(ev.generatedText);
-          if (rest !== '') yield chunk(rest, null, null);
-          yield chunk(null, null, finishReasonOf(ev.finishReason));
-          if (valid.includeUsage) yield sseFrame(usageChunk(run.kind, head, usageJson(promptTokens, ev.generatedTokens, cachedTokens)));
-          yield SSE_DONE;
-          return;
+        break;
+      case 'token': {
+        if (ev.token.special || trimmer.stopped) break;
+        const text = trimmer.push(ev.textDelta);
+        if (!valid.logprobs) {
+          if (text !== '') yield chunk(text, null, null);
+        } else if (run.kind === 'chat') {
+          yield chunk(text, chatTokenLogprob(ev.token, ev.textDelta), null);
+        } else {
+          const lp = completionLogprobs.add(ev.token, ev.textDelta);
+          yield { frame: sseFrame(completionChunk(head, text, lp, null, valid.includeUsage, index)) };
         }
-        case 'error':
-          settled = true;
-          yield errorFrame(ev.error, run, reply);
-          return;
-        default:
-          throw unknownEvent(ev);
+        break;
       }
+      case 'end': {
+        if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
+        const rest = trimmer.finish(ev.generatedText);
+        if (rest !== '') yield chunk(rest, null, null);
+        yield chunk(null, null, finishReasonOf(ev.finishReason));
+        yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens } };
+        return;
+      }
+      case 'error':
+        throw ev.error;
+      default:
+        throw unknownEvent(ev);
     }
-    settled = true;
-    if (!run.abort.signal.aborted) yield errorFrame(endedEarly(run), run, reply);
-  } catch (err) {
-    settled = true;
-    yield errorFrame(err, run, reply);
-  } finally {
-    // Reached early when the response stream is destroyed (client gone): cancel the request.
-    if (!settled) run.abort.abort(new Error('response stream closed'));
   }
 }
 

@@ -6,10 +6,12 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: n 1, best_of 1, echo false, suffix '', presence/frequency_penalty
+//    with "not supported yet" otherwise: best_of 1, echo false, suffix '', presence/frequency_penalty
 //    0, logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
 //    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
 //    metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//  - `n` (1..MAX_CHOICES) choices are n sequences of the batch, sampled with seeds seed, seed+1, …, so a seeded
+//    request is reproducible choice by choice; each counts against --max-concurrent-requests.
 //  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
 //  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
 //    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
@@ -58,7 +60,12 @@ export interface ValidOpenAi {
   includeUsage: boolean;
   /** ignore_eos_token / ignore_eos: generate past EOS. */
   ignoreEos: boolean;
+  /** Choices to generate (`n`). */
+  n: number;
 }
+
+/** Largest `n`: each choice is a sequence in the batch. */
+export const MAX_CHOICES = 16;
 
 export interface ValidCompletion extends ValidOpenAi {
   prompt: string;
@@ -88,7 +95,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 
 /** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  n: (v) => v === 1,
   best_of: (v) => v === 1,
   echo: (v) => v === false,
   suffix: (v) => v === '',
@@ -165,7 +171,6 @@ function checkKeys(top: Json, known: ReadonlySet<string>): void {
   for (const [key, neutral] of Object.entries(NEUTRAL)) {
     const v = top[key];
     if (v === undefined || v === null || !known.has(key) || neutral(v)) continue;
-    if (key === 'n' && typeof v === 'number') throw validationError('`n` > 1 is not supported: send one request per choice');
     throw notSupported(key);
   }
 }
@@ -196,7 +201,14 @@ function commonFields(
     stream,
     includeUsage: includeUsage(top, stream),
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
+    n: choicesOf(top),
   };
+}
+
+function choicesOf(top: Json): number {
+  const n = optional(top, 'n', int) ?? 1;
+  if (n < 1 || n > MAX_CHOICES) throw validationError(`\`n\` must be >= 1 and <= ${MAX_CHOICES}. Given: ${n}`);
+  return n;
 }
 
 function samplingParams(top: Json, seedSource: () => number): SamplingParams {

@@ -75,3 +75,23 @@ test('a chat that continues an earlier one reports its shared prefix as cached t
   const usage = chunks.at(-1).usage;
   assert.ok(usage.prompt_tokens_details.cached_tokens >= 32, JSON.stringify(usage));
 });
+
+test('n = 3 seeded choices each equal a single request with seed + index; streamed the same', async () => {
+  const req = { prompt: 'The adapters', max_tokens: 10, temperature: 0.9, seed: 77 };
+  const many = await (await post('/v1/completions', { ...req, n: 3 })).json();
+  assert.equal(many.choices.length, 3);
+  const singles = await Promise.all([0, 1, 2].map(async (i) => (await (await post('/v1/completions', { ...req, seed: 77 + i })).json())));
+  many.choices.forEach((c: { index: number; text: string }, i: number) => {
+    assert.equal(c.index, i);
+    assert.equal(c.text, singles[i].choices[0].text, `choice ${i}`);
+  });
+  assert.ok(new Set(many.choices.map((c: { text: string }) => c.text)).size > 1, 'different seeds, different samples');
+  assert.equal(many.usage.completion_tokens, singles.reduce((n: number, s: any) => n + s.usage.completion_tokens, 0));
+  const streamed = sse(await (await post('/v1/completions', { ...req, n: 3, stream: true })).text());
+  for (let i = 0; i < 3; i++) {
+    const text = streamed.flatMap((c) => c.choices.filter((ch: { index: number }) => ch.index === i).map((ch: { text: string }) => ch.text)).join('');
+    assert.equal(text, many.choices[i].text, `streamed choice ${i}`);
+  }
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /^weft_kv_blocks_used 0$/m);
+});

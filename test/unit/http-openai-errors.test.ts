@@ -31,7 +31,9 @@ const completion = (extra: Record<string, unknown>) => ({ prompt: 'hi', ...extra
 describe('bad input → 422 in OpenAI shape', () => {
   const both: [string, Record<string, unknown>, string | RegExp][] = [
     ['unknown key', { max_tokens: 2, bogus: 1 }, 'unknown field `bogus`'],
-    ['n = 2', { n: 2 }, '`n` > 1 is not supported: send one request per choice'],
+    ['n = 0', { n: 0 }, '`n` must be >= 1 and <= 16. Given: 0'],
+    ['n = 17', { n: 17 }, '`n` must be >= 1 and <= 16. Given: 17'],
+    ['n not an integer', { n: 1.5 }, '`n` must be an integer'],
     ['presence_penalty', { presence_penalty: 0.5 }, '`presence_penalty` is not supported yet'],
     ['frequency_penalty', { frequency_penalty: -1 }, '`frequency_penalty` is not supported yet'],
     ['logit_bias', { logit_bias: { '50256': -100 } }, '`logit_bias` is not supported yet'],
@@ -170,6 +172,19 @@ describe('engine errors → the TGI routes\' statuses, OpenAI types', () => {
   test('failure before any output of a whole response → its status', async () => {
     const res = await post(s.app, '/v1/completions', { model: 'flaky', prompt: 'a', max_tokens: 5 });
     assertOpenAiError(res, 424, 'server_error', 'generation', 'CUDA error: device-side assert');
+    const two = await post(s.app, '/v1/completions', { model: 'flaky', prompt: 'a', max_tokens: 5, n: 2 });
+    assertOpenAiError(two, 424, 'server_error', 'generation', 'CUDA error: device-side assert');
+  });
+
+  test('n = 3, failing mid-stream: exactly one error event, then [DONE]; nothing left running', async () => {
+    const res = await post(s.app, '/v1/chat/completions', chat({ model: 'flaky', stream: true, max_tokens: 5, n: 3 }));
+    assert.equal(res.statusCode, 200);
+    const frames = res.body.split('\n\n').filter(Boolean);
+    assert.equal(frames.at(-1), 'data: [DONE]');
+    assert.equal(frames.filter((f) => f.includes('"error"')).length, 1);
+    assert.equal(frames.filter((f) => f === 'data: [DONE]').length, 1);
+    for (let i = 0; i < 50 && s.engine.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.engine.inFlight, 0);
   });
 });
 

@@ -332,3 +332,39 @@ describe('StopTrimmer', () => {
     assert.equal(new StopTrimmer(['<']).finish('ab<cd'), 'ab');
   });
 });
+
+describe('n > 1: one sequence per choice', () => {
+  test('whole: n choices in index order, seeds seed+i, completion tokens summed, prompt counted once', async () => {
+    const res = await post(s.app, '/v1/completions', { prompt: 'x y z', max_tokens: 2, n: 3, seed: 40 });
+    assert.equal(res.statusCode, 200, res.body);
+    const body = res.json();
+    assert.deepEqual(body.choices.map((c: { index: number; text: string }) => [c.index, c.text]), [[0, ' w1 w2'], [1, ' w1 w2'], [2, ' w1 w2']]);
+    assert.deepEqual(body.usage, { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9, prompt_tokens_details: { cached_tokens: 1 } });
+    assert.deepEqual(s.engine.requests.slice(-3).map((r) => r.sampling.seed).sort(), [40, 41, 42]);
+    const chat = (await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, n: 2 })).json();
+    assert.deepEqual(chat.choices.map((c: { index: number; message: { role: string } }) => [c.index, c.message.role]), [[0, 'assistant'], [1, 'assistant']]);
+  });
+
+  test('streamed: every choice\'s chunks carry its index, each choice finishes, one usage chunk, one [DONE]', async () => {
+    const res = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 2, n: 2, stream: true, stream_options: { include_usage: true } });
+    const events = chunks(res.body);
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(events.filter((e) => e === '[DONE]').length, 1);
+    const json = events.slice(0, -1) as { choices: { index: number; delta: { role?: string; content?: string }; finish_reason: string | null }[]; usage: unknown }[];
+    for (const index of [0, 1]) {
+      const mine = json.flatMap((c) => c.choices.filter((ch) => ch.index === index));
+      assert.equal(mine[0]!.delta.role, 'assistant');
+      assert.equal(mine.map((ch) => ch.delta.content ?? '').join(''), ' w1 w2');
+      assert.deepEqual(mine.map((ch) => ch.finish_reason).filter((f) => f !== null), ['length']);
+    }
+    assert.deepEqual(json.at(-1)!.usage, { prompt_tokens: 4, completion_tokens: 4, total_tokens: 8, prompt_tokens_details: { cached_tokens: 2 } });
+  });
+
+  test('a choice that cannot start fails the request and cancels the others', async () => {
+    const res = await post(s.app, '/v1/completions', { prompt: 'a', max_tokens: 2, n: INFO.maxConcurrentRequests + 1 });
+    assert.equal(res.statusCode, 429, res.body);
+    assert.equal(res.json().error.code, 'overloaded');
+    for (let i = 0; i < 50 && s.engine.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.engine.inFlight, 0, 'the choices that started were released');
+  });
+});
