@@ -111,6 +111,9 @@ export interface SamplingOptions {
   topP: number;
   typicalP: number;
   repetitionPenalty: number;
+  /** OpenAI's frequency / presence penalties on the generated tokens (the last drawIndex of penaltyTokens); 0 = off. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
   doSample: boolean;
   seed: number;
   /** Which draw of this sequence (its generated-token count): the RNG depends only on (seed, drawIndex). */
@@ -118,7 +121,7 @@ export interface SamplingOptions {
 }
 /** How one logit row is sampled by forwardSample: the row's sampling options and the tokens it has seen. */
 export interface RowSampling extends SamplingOptions {
-  /** Prompt + generated tokens, for the repetition penalty. */
+  /** Prompt + generated tokens, for the penalties (empty when there are none). */
   penaltyTokens: Int32Array;
   /** How many most likely (token, logprob) pairs to return. */
   topN: number;

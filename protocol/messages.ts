@@ -7,6 +7,10 @@ export interface SamplingParams {
   topP: number; // 1 = off
   typicalP: number; // 1 = off
   repetitionPenalty: number;
+  /** OpenAI's penalties on the generated tokens: logit -= frequencyPenalty * count + presencePenalty * (count > 0).
+   * Absent = 0 (off). */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
   doSample: boolean;
   seed: number; // integer 0..2^53-1
 }

@@ -24,7 +24,7 @@ const sampling = object({
   repetitionPenalty: num({ above: 0 }),
   doSample: bool,
   seed: count,
-});
+}, { frequencyPenalty: num({ min: -2, max: 2 }), presencePenalty: num({ min: -2, max: 2 }) });
 
 const newSequence = object({
   seqId: id,

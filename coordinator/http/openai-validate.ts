@@ -6,10 +6,10 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, echo false, suffix '', presence/frequency_penalty
-//    0, logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
+//    with "not supported yet" otherwise: best_of 1, echo false, suffix '', logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
 //    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
 //    metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
 //  - `n` (1..MAX_CHOICES) choices are n sequences of the batch, sampled with seeds seed, seed+1, …, so a seeded
 //    request is reproducible choice by choice; each counts against --max-concurrent-requests.
 //  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
@@ -22,6 +22,7 @@ import type { AdapterSource } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
 import {
   ADAPTER_SOURCES,
+  additivePenalty,
   DEFAULT_MAX_NEW_TOKENS,
   MAX_SEED,
   MAX_STOP_SEQUENCES,
@@ -98,8 +99,6 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   best_of: (v) => v === 1,
   echo: (v) => v === false,
   suffix: (v) => v === '',
-  presence_penalty: (v) => v === 0,
-  frequency_penalty: (v) => v === 0,
   logit_bias: isEmptyObject,
   tools: isEmptyArray,
   functions: isEmptyArray,
@@ -224,11 +223,13 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   if (given !== undefined && (given < 0 || given > MAX_SEED)) {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
+  const penalties = { ...additivePenalty(top, 'frequency_penalty', 'frequencyPenalty'),
+    ...additivePenalty(top, 'presence_penalty', 'presencePenalty') };
   const doSample = temperature > 0;
   const seed = given ?? (doSample ? seedSource() : 0);
-  // Greedy: the warpers cannot change an argmax, so they are sent switched off.
-  if (!doSample) return { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty, doSample, seed };
-  return { temperature, topK: topK ?? 0, topP, typicalP: 1, repetitionPenalty, doSample, seed };
+  // Greedy: the warpers cannot change an argmax, so they are sent switched off (the penalties can, and stay).
+  if (!doSample) return { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty, ...penalties, doSample, seed };
+  return { temperature, topK: topK ?? 0, topP, typicalP: 1, repetitionPenalty, ...penalties, doSample, seed };
 }
 
 function maxTokensOf(v: number | undefined, maxTotalTokens: number): number {

@@ -9,7 +9,9 @@
 //  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
 //  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, ...) are accepted at their
 //    neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
-//  - `truncate` keeps the last N prompt tokens (TGI); `ignore_eos_token` generates past EOS (LoRAX).
+//  - `truncate` keeps the last N prompt tokens (TGI); `ignore_eos_token` generates past EOS (LoRAX);
+//    `frequency_penalty` (TGI) and `presence_penalty` in [-2, 2] work on the generated tokens, as OpenAI's and
+//    vLLM's do.
 //  - `merged_adapters` follows LoRAX: one id is that adapter alone (LoRAX ignores its weight too),
 //    2+ ids become a MergeSpec; `adapter_source` / `api_token` apply to every id. Stricter than LoRAX:
 //    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
@@ -57,15 +59,14 @@ const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
 const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
-  'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate',
+  'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
+  'presence_penalty',
 ]);
 
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   best_of: [1],
   watermark: [false],
-  frequency_penalty: [0],
-  presence_penalty: [0],
   return_k_alternatives: [0],
   response_format: [],
   grammar: [],
@@ -238,7 +239,8 @@ function samplingParams(p: Json, seedSource: () => number): SamplingParams {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
   const seed = given ?? (doSample ? seedSource() : 0);
-  return { temperature, topK, topP, typicalP, repetitionPenalty, doSample, seed };
+  return { temperature, topK, topP, typicalP, repetitionPenalty, ...additivePenalty(p, 'frequency_penalty', 'frequencyPenalty'),
+    ...additivePenalty(p, 'presence_penalty', 'presencePenalty'), doSample, seed };
 }
 
 /** top_p / typical_p: absent means off (1); a given value must lie strictly inside (0, 1), as in TGI. */
@@ -321,4 +323,12 @@ function rejectUnknown(obj: Json, known: ReadonlySet<string>, kind: 'field' | 'p
 
 function notSupportedThrow(name: string): never {
   throw notSupported(name);
+}
+
+/** presence_penalty / frequency_penalty: a number in [-2, 2]; 0 (off) is left out of the request. */
+export function additivePenalty<K extends string>(top: Record<string, unknown>, key: string, field: K): Partial<Record<K, number>> {
+  const v = optional(top, key, num);
+  if (v === undefined || v === 0) return {};
+  if (v < -2 || v > 2) throw validationError(`\`${key}\` must be >= -2.0 and <= 2.0`);
+  return { [field]: v } as Partial<Record<K, number>>;
 }

@@ -25,9 +25,12 @@ interface Row {
 
 const NO_TOKENS = new Int32Array(0);
 
-/** The tokens the repetition penalty looks at: the whole history, or none when there is no penalty. */
+/** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
+ * frequency/presence penalties count), or none when there is no penalty. */
 function penaltyTokens(state: SequenceState): Int32Array {
-  return state.sampling.repetitionPenalty === 1 ? NO_TOKENS : Int32Array.from(state.history);
+  const s = state.sampling;
+  const any = s.repetitionPenalty !== 1 || (s.frequencyPenalty ?? 0) !== 0 || (s.presencePenalty ?? 0) !== 0;
+  return any ? Int32Array.from(state.history) : NO_TOKENS;
 }
 
 export class StepRunner {

@@ -150,7 +150,7 @@ for (const name of goldenCases()) {
       }
     });
 
-    test('forwardSample on the GPU (greedy, top-k/top-p/temperature, penalty, top-n, typical-p) picks the CPU backend\'s tokens', async () => {
+    test('forwardSample on the GPU (greedy, top-k/top-p/temperature, penalties, top-n, typical-p) picks the CPU backend\'s tokens', async () => {
       const cpu = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 4 });
       try {
         c.adapters.forEach((a, i) => cpu.loadAdapter(i, a.dir));
@@ -165,6 +165,9 @@ for (const name of goldenCases()) {
           { temperature: 1, topK: 0, topP: 0.5, typicalP: 1, repetitionPenalty: 1, doSample: true, seed: 13, topN: 5 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 0.8, repetitionPenalty: 1, doSample: true, seed: 14, topN: 2 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1.5, doSample: false, seed: 0, topN: 4 },
+          // Frequency / presence penalties are host rows on the GPU (like typical-p).
+          { temperature: 0.9, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, frequencyPenalty: 0.6, presencePenalty: 0.4,
+            doSample: true, seed: 15, topN: 2 },
         ];
         let compared = 0;
         for (let p = 0; p < seq.length; p++) {

@@ -263,6 +263,10 @@ export interface RefSamplingParams {
   topP: number;
   typicalP: number;
   repetitionPenalty: number;
+  /** OpenAI's additive penalties on the generated tokens: the last `drawIndex` of penaltyTokens. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  drawIndex?: number;
   doSample: boolean;
 }
 
@@ -298,6 +302,13 @@ export function refProcessedScores(logits: Vec, p: RefSamplingParams, penaltyTok
       if (t < 0 || t >= s.length) continue;
       s[t] = s[t]! < 0 ? s[t]! * p.repetitionPenalty : s[t]! / p.repetitionPenalty;
     }
+  }
+  const f = p.frequencyPenalty ?? 0, pr = p.presencePenalty ?? 0;
+  if (f !== 0 || pr !== 0) {
+    const count = new Map<number, number>();
+    const from = Math.max(0, penaltyTokens.length - (p.drawIndex ?? 0));
+    for (let i = from; i < penaltyTokens.length; i++) count.set(penaltyTokens[i]!, (count.get(penaltyTokens[i]!) ?? 0) + 1);
+    for (const [t, c] of count) if (t >= 0 && t < s.length) s[t] = s[t]! - f * c - pr;
   }
   if (p.doSample && p.temperature > 0) for (let i = 0; i < s.length; i++) s[i] = s[i]! / p.temperature;
   return s;

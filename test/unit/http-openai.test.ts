@@ -55,6 +55,14 @@ describe('POST /v1/completions', () => {
     assert.equal(body.model, INFO.modelId, 'no model → the base model id is echoed');
   });
 
+  test('presence / frequency penalties reach the engine (0 is left out), also for greedy requests', async () => {
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, presence_penalty: 0.5, frequency_penalty: -1, temperature: 0 });
+    assert.deepEqual([last().sampling.presencePenalty, last().sampling.frequencyPenalty, last().sampling.doSample], [0.5, -1, false]);
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, presence_penalty: 0, frequency_penalty: 2 });
+    assert.equal('presencePenalty' in last().sampling, false);
+    assert.equal(last().sampling.frequencyPenalty, 2);
+  });
+
   test('ignore_eos_token (LoRAX) and ignore_eos (vLLM) reach the engine; absent means stop at EOS', async () => {
     for (const [extra, want] of [[{}, false], [{ ignore_eos: true }, true], [{ ignore_eos_token: true }, true], [{ ignore_eos: false }, false]] as const) {
       const res = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 2, ...extra });

@@ -164,6 +164,10 @@ describe('generate body: adapters, tokens and unsupported parameters', () => {
     rejects(withParams({ truncate: 64 }), 422, '`truncate` must be strictly positive and less than 64. Given: 64');
     rejects(withParams({ truncate: 2.5 }), 422, '`truncate` must be an integer');
     rejects(withParams({ ignore_eos_token: 'yes' }), 422, '`ignore_eos_token` must be a boolean');
+    assert.equal(valid({ frequency_penalty: 0.7 }).request.sampling.frequencyPenalty, 0.7);
+    assert.equal(valid({ frequency_penalty: 0.7 }).request.sampling.doSample, false, 'a penalty alone does not turn sampling on');
+    rejects(withParams({ frequency_penalty: 2.5 }), 422, '`frequency_penalty` must be >= -2.0 and <= 2.0');
+    assert.equal(valid({ presence_penalty: -1 }).request.sampling.presencePenalty, -1);
   });
 
   test('decoder_input_details is refused when streaming (TGI)', () => {

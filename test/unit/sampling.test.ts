@@ -130,6 +130,28 @@ test('repetition penalty divides positive and multiplies negative logits of pena
   assert.deepEqual(sample(logits, { repetitionPenalty: 1 }, new Int32Array([1, 2, 3]), 5), sample(logits, {}, NO_PENALTY, 5));
 });
 
+test('frequency / presence penalties subtract count·f + p on the generated tokens only (the last drawIndex)', () => {
+  // Token 1 (2.0) leads token 2 (1.8). It was generated twice: penaltyTokens = prompt [1] + generated [1, 1].
+  const logits = new Float32Array([1.0, 2.0, 1.8, 0.5]);
+  const seen = new Int32Array([1, 1, 1]);
+  assert.equal(sample(logits, { frequencyPenalty: 0.15, drawIndex: 1 }, seen).token, 1, 'once: 2.0 - 0.15 still leads');
+  assert.equal(sample(logits, { frequencyPenalty: 0.15, drawIndex: 2 }, seen).token, 2, 'twice: 2.0 - 0.3 < 1.8');
+  assert.equal(sample(logits, { presencePenalty: 0.15, drawIndex: 2 }, seen).token, 1, 'presence counts once: 1.85');
+  assert.equal(sample(logits, { presencePenalty: 0.25, drawIndex: 2 }, seen).token, 2);
+  assert.equal(sample(logits, { presencePenalty: 1, drawIndex: 0 }, seen).token, 1, 'prompt tokens are not penalised');
+  assert.equal(sample(new Float32Array([1.0, 1.7, 1.8]), { presencePenalty: -0.2, drawIndex: 1 }, new Int32Array([1])).token, 1,
+    'a negative penalty boosts');
+  // With repetition penalty and temperature too: logprobs are those of the processed distribution.
+  const rng = new Rng(31);
+  const big = rng.f32(50, -4, 4);
+  const pen = new Int32Array([3, 7, 7, 9, 3, 3, 12, -1, 60]);
+  const o = { repetitionPenalty: 1.3, frequencyPenalty: 0.4, presencePenalty: -0.3, temperature: 0.7, doSample: true, seed: 5, drawIndex: 6 };
+  const r = sample(big, o, pen, 50);
+  const lp = refLogSoftmax(refProcessedScores(big, { ...GREEDY, ...o }, pen));
+  r.top.forEach(([t, l]) => assertNear(l, lp[t]!, `processed logprob of ${t}`));
+  assert.deepEqual(sample(big, { frequencyPenalty: 0, presencePenalty: 0 }, pen, 5), sample(big, {}, NO_PENALTY, 5));
+});
+
 test('temperature scales the logits of the sampled distribution', () => {
   const logits = new Float32Array([2, 1, 0.5, -1, 0]);
   for (const temperature of [0.25, 0.7, 1, 1.5, 3]) {

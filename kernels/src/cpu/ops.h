@@ -70,6 +70,10 @@ struct SamplingParams {
   float top_p = 1.0f;          // 1 = off
   float typical_p = 1.0f;      // 1 = off
   float repetition_penalty = 1.0f;
+  // OpenAI's, on the generated tokens (the last draw_index of penalty_tokens): logit -= frequency_penalty *
+  // count + presence_penalty * (count > 0). 0 = off.
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
   bool do_sample = false;
   uint64_t seed = 0;
   uint64_t draw_index = 0;     // which draw of this sequence (its generated-token count): RNG = f(seed, index)
@@ -79,7 +83,8 @@ struct SampleResult {
   float logprob;                                   // log-softmax of the processed logits at `token`
   std::vector<std::pair<int32_t, float>> top;      // top_n (token, logprob), most likely first
 };
-// logits: [vocab] for one sequence (not modified). penalty_tokens: tokens seen so far (prompt + generated).
+// logits: [vocab] for one sequence (not modified). penalty_tokens: tokens seen so far (prompt + generated; the
+// last p.draw_index of them are the generated ones).
 SampleResult sample_token(const float* logits, int64_t vocab, const SamplingParams& p, const int32_t* penalty_tokens,
                           int64_t num_penalty_tokens, int32_t top_n);
 // log-softmax of logits [vocab] at index token.

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "cpu/ops.h"
 
@@ -44,15 +44,30 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
   const auto finite_or_low = [](float v) { return std::isnan(v) ? -INFINITY : v; };
   std::vector<double> s(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i) s[i] = finite_or_low(temper ? logits[i] / p.temperature : logits[i]);
+  // Penalties in float, on the raw logit, then temperature (repetition first, then the additive ones, as vLLM).
+  std::unordered_map<int32_t, float> pen;  // token -> penalised logit
   if (p.repetition_penalty != 1.0f) {
-    std::unordered_set<int32_t> seen(penalty_tokens, penalty_tokens + num_penalty_tokens);
-    for (int32_t t : seen) {
-      if (t < 0 || t >= vocab) continue;
-      float v = logits[t];
-      v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
-      s[t] = finite_or_low(temper ? v / p.temperature : v);
+    for (int64_t i = 0; i < num_penalty_tokens; ++i) {
+      const int32_t t = penalty_tokens[i];
+      if (t < 0 || t >= vocab || pen.count(t)) continue;
+      const float v = logits[t];
+      pen[t] = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
     }
   }
+  if (p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
+    const int64_t generated = std::min<int64_t>(static_cast<int64_t>(p.draw_index), num_penalty_tokens);
+    std::unordered_map<int32_t, int32_t> count;
+    for (int64_t i = num_penalty_tokens - generated; i < num_penalty_tokens; ++i) {
+      const int32_t t = penalty_tokens[i];
+      if (t >= 0 && t < vocab) ++count[t];
+    }
+    for (const auto& [t, c] : count) {
+      const auto it = pen.find(t);
+      const float v = it == pen.end() ? logits[t] : it->second;
+      pen[t] = v - p.frequency_penalty * static_cast<float>(c) - p.presence_penalty;
+    }
+  }
+  for (const auto& [t, v] : pen) s[t] = finite_or_low(temper ? v / p.temperature : v);
   // Log-probabilities of the processed distribution before truncation: what `details` reports.
   double mx = -INFINITY;
   for (double v : s) mx = std::max(mx, v);

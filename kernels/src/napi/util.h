@@ -56,6 +56,8 @@ inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
   p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
   p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
   p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
+  p.frequency_penalty = static_cast<float>(num_or(o, "frequencyPenalty", 0.0));
+  p.presence_penalty = static_cast<float>(num_or(o, "presencePenalty", 0.0));
   p.do_sample = o.Get("doSample").ToBoolean().Value();
   p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
   p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));

@@ -2,7 +2,8 @@
 // sampling parameters (and repetition-penalty tokens), then logits_process and either argmax_rows (every row
 // greedy, no top-n: no sort) or sample_rows (device radix sort, top-k/top-p, seeded draw — the CPU's exact
 // rules, see sampling.cu), and one device-to-host copy of tokens, logprobs and top-n. Rows that ask for
-// typical_p (not done on the GPU) copy their logits row back and are sampled by cpu::sample_token.
+// typical_p or frequency/presence penalties (not done on the GPU) copy their logits row back and are sampled by
+// cpu::sample_token.
 #include <algorithm>
 #include <cstring>
 #include <initializer_list>
@@ -14,6 +15,11 @@
 namespace weft::cuda {
 
 namespace {
+
+// Rows the GPU sampler does not handle: sampled on the host from their copied-back logits.
+bool host_row(const cpu::SamplingParams& q) {
+  return q.typical_p < 1.0f || q.frequency_penalty != 0.0f || q.presence_penalty != 0.0f;
+}
 
 // The parts of one packed buffer, each 256-byte aligned: the same layout is filled on the host, copied whole,
 // and read on the other side, so the offsets are worked out once.
@@ -49,7 +55,7 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   size_t pen_total = 0;
   for (int64_t r = 0; r < R; ++r) {
     const RowSampling& s = rows[r];
-    if (s.params.typical_p < 1.0f) continue;  // host row
+    if (host_row(s.params)) continue;
     greedy_only = greedy_only && !(s.params.do_sample && s.params.temperature > 0.0f);
     if (s.params.repetition_penalty != 1.0f) penalties = true, pen_total += s.penalty_tokens.size();
     top_n = std::max<int32_t>(top_n, static_cast<int32_t>(std::min<int64_t>(s.top_n, V)));
@@ -66,7 +72,7 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   hoff[0] = 0;
   for (int64_t r = 0; r < R; ++r) {
     const cpu::SamplingParams& q = rows[r].params;
-    const bool host = q.typical_p < 1.0f;
+    const bool host = host_row(q);
     hp[r] = SampleRow{q.temperature, q.top_k, q.top_p, host ? 1.0f : q.repetition_penalty,
                       host ? 0 : static_cast<int32_t>(q.do_sample), 0, q.seed, q.draw_index};
     int32_t n = 0;
@@ -115,7 +121,7 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   WEFT_CUDA_CHECK(cudaMemcpyAsync(hout, dout, out_layout.bytes(), cudaMemcpyDeviceToHost, stream_));
   std::vector<std::vector<float>> host_logits(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
-    if (rows[r].params.typical_p >= 1.0f) continue;
+    if (!host_row(rows[r].params)) continue;
     host_logits[r].resize(static_cast<size_t>(V));
     WEFT_CUDA_CHECK(cudaMemcpyAsync(host_logits[r].data(), logits + r * V, sizeof(float) * V, cudaMemcpyDeviceToHost,
                                     stream_));
