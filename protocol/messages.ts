@@ -84,6 +84,8 @@ export interface SeqOutput {
   logprob: number;
   top: TokenChoice[];
   promptLogprobs?: number[];
+  /** With promptLogprobs and topN > 0: the topN most likely tokens at each prompt position after the first. */
+  promptTop?: TokenChoice[][];
   /** float32 little-endian, [positions, vocab]; see float32ToBytes / bytesToFloat32. */
   logits?: Uint8Array;
 }

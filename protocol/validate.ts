@@ -47,7 +47,8 @@ const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds 
 
 const seqOutput = object(
   { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },
-  { promptLogprobs: arrayOf(logprob), logits: bytes({ multipleOf: 4 }) },
+  { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(object({ token: count, logprob }))),
+    logits: bytes({ multipleOf: 4 }) },
 );
 
 /** The first seq id that occurs twice in `ids`, if any. */

@@ -7,11 +7,11 @@ import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type Sequence
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
 import type { SourceKind } from '../adapters/index.js';
-import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
+import { ChatTemplateError, StreamingDetokenizer, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type GenerateRequest,
-  type GenerationEngine, type GenerationEvent,
+  type GenerationEngine, type GenerationEvent, type PrefillToken,
 } from './types.js';
 
 export interface ShardGroupLike extends AdapterLoader {
@@ -134,6 +134,10 @@ export class Engine implements GenerationEngine {
     });
   }
 
+  detokenize(ids: readonly number[]): string {
+    return this.tokenizer.decodeSync([...ids], { skipSpecialTokens: true });
+  }
+
   renderChat(messages: { role: string; content: string }[]): string {
     try {
       return renderChat(this.tokenizer.chatTemplate, messages, { addGenerationPrompt: true,
@@ -163,7 +167,7 @@ export class Engine implements GenerationEngine {
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
-        ids = await this.tokenizer.encode(req.inputs);
+        ids = req.inputIds ? this.checkIds(req.inputIds) : await this.tokenizer.encode(req.inputs);
         if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {
@@ -192,6 +196,14 @@ export class Engine implements GenerationEngine {
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();
     return state.events;
+  }
+
+  private checkIds(ids: readonly number[]): number[] {
+    const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.info.vocabSize);
+    if (bad !== undefined) {
+      throw new EngineError('validation', `Input validation error: token id ${bad} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
+    }
+    return [...ids];
   }
 
   private checkLengths(promptTokens: number, maxNewTokens: number): void {
@@ -344,7 +356,7 @@ export class Engine implements GenerationEngine {
     if (!st.admitted) {
       st.admitted = true;
       st.queueSpan.end();
-      const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? []) : null;
+      const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? [], ev.promptTop) : null;
       st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, cachedTokens: ev.cachedTokens ?? 0, prefill });
     }
     if (ev.finished === 'cancelled') return;
@@ -374,9 +386,20 @@ export class Engine implements GenerationEngine {
       seed: st.req.sampling.doSample ? st.req.sampling.seed : null };
   }
 
-  private prefillTokens(ids: number[], logprobs: number[]) {
+  private prefillTokens(ids: number[], logprobs: number[], tops: SequenceEvent['promptTop']): PrefillToken[] {
     const texts = this.tokenizer.tokenStringsSync(ids);
-    return ids.map((id, i) => ({ id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null) }));
+    const detok = new StreamingDetokenizer({ decode: (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }) });
+    const pieces = ids.map((id) => detok.push(id));
+    pieces[pieces.length - 1] += detok.flush();
+    return ids.map((id, i) => {
+      const token: PrefillToken = { id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null), piece: pieces[i]! };
+      const top = i === 0 ? undefined : tops?.[i - 1];
+      if (top !== undefined) {
+        const names = this.tokenizer.tokenStringsSync(top.map((t) => t.token));
+        token.top = top.map((t, j) => ({ ...t, text: names[j]! }));
+      }
+      return token;
+    });
   }
 
   private finishRequest(seqId: string, st: RequestState, last: GenerationEvent | null): void {

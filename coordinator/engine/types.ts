@@ -26,6 +26,8 @@ export interface GenerateRequest {
   requestId: string;
   /** Prompt text (tokenized by the engine's tokenizer pool) … */
   inputs: string;
+  /** … or the prompt's token ids (OpenAI token-id prompts): used as given, `inputs` ignored. */
+  inputIds?: number[];
   adapter: AdapterRef | null;
   /** Mutually exclusive with `adapter`. */
   merge?: MergeSpec | null;
@@ -49,6 +51,10 @@ export interface PrefillToken {
   text: string;
   /** null for the first prompt token (no prefix to condition on). */
   logprob: number | null;
+  /** With top_n > 0: the most likely tokens at this position (absent for the first prompt token). */
+  top?: (TokenChoice & { text: string })[];
+  /** The text this token adds to the prompt (incremental detokenization; '' for special tokens). */
+  piece: string;
 }
 
 export interface GeneratedToken {
@@ -126,6 +132,8 @@ export interface GenerationEngine {
   stats(): EngineStats;
   /** Tokenize with the model's tokenizer (POST /tokenize). */
   tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]>;
+  /** Token ids to text, special tokens skipped (an echoed token-id prompt). */
+  detokenize(ids: readonly number[]): string;
   /**
    * Starts a request. Validation errors and overload are thrown synchronously-ish (rejected promise with
    * EngineError) before any event; afterwards errors arrive as an 'error' event. Aborting the signal

@@ -2,7 +2,7 @@
 // their log-probs, OpenAI-shaped errors, and the stop-sequence trimming OpenAI promises
 // ("the returned text will not contain the stop sequence"; the engine, like TGI, keeps it).
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GeneratedToken } from '../engine/types.js';
+import type { FinishReason, GeneratedToken, PrefillToken } from '../engine/types.js';
 import { errorBody, type HttpError } from './errors.js';
 
 export type OpenAiFinishReason = 'stop' | 'length';
@@ -17,8 +17,9 @@ export interface UsageJson {
 
 export interface CompletionLogprobsJson {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[];
+  /** null for the first prompt token (echo): nothing conditions it. */
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
   text_offset: number[];
 }
 
@@ -131,6 +132,20 @@ export class CompletionLogprobs {
   private offset = 0;
   readonly json: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
 
+  /** Adds the prompt's tokens (echo); returns their log-probs (the echo chunk's). */
+  addPrompt(prefill: readonly PrefillToken[]): CompletionLogprobsJson {
+    const part: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    for (const t of prefill) {
+      part.tokens.push(t.piece);
+      part.token_logprobs.push(t.logprob);
+      part.top_logprobs.push(t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((c) => [c.text, c.logprob])));
+      part.text_offset.push(this.offset);
+      this.offset += t.piece.length;
+    }
+    this.append(part);
+    return part;
+  }
+
   /** Adds one token; returns the log-probs of that token alone (a streamed chunk's). */
   add(token: GeneratedToken, textDelta: string): CompletionLogprobsJson {
     const one: CompletionLogprobsJson = {
@@ -140,11 +155,15 @@ export class CompletionLogprobs {
       text_offset: [this.offset],
     };
     this.offset += textDelta.length;
-    this.json.tokens.push(...one.tokens);
-    this.json.token_logprobs.push(...one.token_logprobs);
-    this.json.top_logprobs.push(...one.top_logprobs);
-    this.json.text_offset.push(...one.text_offset);
+    this.append(one);
     return one;
+  }
+
+  private append(part: CompletionLogprobsJson): void {
+    this.json.tokens.push(...part.tokens);
+    this.json.token_logprobs.push(...part.token_logprobs);
+    this.json.top_logprobs.push(...part.top_logprobs);
+    this.json.text_offset.push(...part.text_offset);
   }
 }
 

@@ -52,6 +52,8 @@ interface Run extends EngineRun {
   span: Span;
   /** The choice's index (`n` > 1: one run per choice). */
   index: number;
+  /** The prompt text (echoed back with `echo`). */
+  prompt: string;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -77,15 +79,18 @@ function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | n
   return { ...ref, id: valid.model, source: valid.adapterSource };
 }
 
-/** Starts one engine request per choice (choice i samples with seed + i); if one cannot start, none runs. */
+/** Starts one engine request per choice (choice i samples with seed + i); if one cannot start, none runs.
+ * `prompt`: text, or token ids (used as given; echoed as their decoded text). */
 async function start(
   request: FastifyRequest,
   reply: FastifyReply,
   deps: OpenAiDeps,
   kind: Kind,
   valid: ValidOpenAi,
-  inputs: string,
+  prompt: string | number[],
 ): Promise<Run[]> {
+  const inputs = typeof prompt === 'string' ? prompt : '';
+  const inputIds = typeof prompt === 'string' ? undefined : prompt;
   const adapter = adapterOf(deps.engine, valid);
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', adapter?.id ?? '');
@@ -95,8 +100,9 @@ async function start(
   const started = await Promise.allSettled(Array.from({ length: valid.n }, (_, index) => {
     const sampling = { ...valid.sampling, seed: (valid.sampling.seed + index) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
-      requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, adapter, merge: null, sampling,
-      maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: false, topN: valid.topN, ignoreEos: valid.ignoreEos,
+      requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, ...(inputIds ? { inputIds } : {}), adapter, merge: null, sampling,
+      maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
+      ignoreEos: valid.ignoreEos,
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   }));
@@ -105,7 +111,9 @@ async function start(
     for (const r of started) if (r.status === 'fulfilled') cancel(r.value);
     throw failed.reason;
   }
-  return started.map((r, index) => ({ ...(r as PromiseFulfilledResult<EngineRun>).value, kind, valid, head, span, index }));
+  const text = inputIds && valid.echo ? deps.engine.detokenize(inputIds) : inputs;
+  return started.map((r, index) => ({ ...(r as PromiseFulfilledResult<EngineRun>).value, kind, valid, head, span, index,
+    prompt: text }));
 }
 
 function cancel(run: EngineRun): void {
@@ -147,22 +155,25 @@ async function choice(run: Run): Promise<ChoiceResult> {
   let cachedTokens = 0;
   const completionLogprobs = new CompletionLogprobs();
   const chatContent: ChatTokenLogprobJson[] = [];
+  const { echo = false, scoreOnly = false } = run.valid;
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
         promptTokens = ev.promptTokens;
         cachedTokens = ev.cachedTokens;
+        if (echo && run.valid.logprobs && ev.prefill) completionLogprobs.addPrompt(ev.prefill);
         break;
       case 'token':
-        if (!run.valid.logprobs || ev.token.special) break;
+        if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
         else completionLogprobs.add(ev.token, ev.textDelta);
         break;
       case 'end': {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
-        return { text: new StopTrimmer(run.valid.stop).finish(ev.generatedText), logprobs, finish: finishReasonOf(ev.finishReason),
-          promptTokens, cachedTokens, generatedTokens: ev.generatedTokens };
+        const generated = scoreOnly ? '' : new StopTrimmer(run.valid.stop).finish(ev.generatedText);
+        return { text: (echo ? run.prompt : '') + generated, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
+          promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens };
       }
       case 'error':
         throw ev.error;
@@ -230,6 +241,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   });
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
+  const { echo = false, scoreOnly = false } = valid;
   let promptTokens = 0;
   let cachedTokens = 0;
   for await (const ev of runEvents(run)) {
@@ -239,10 +251,13 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         cachedTokens = ev.cachedTokens;
         if (run.kind === 'chat') {
           yield { frame: sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage, index)) };
+        } else if (echo) {
+          const lp = valid.logprobs && ev.prefill ? completionLogprobs.addPrompt(ev.prefill) : null;
+          yield { frame: sseFrame(completionChunk(head, run.prompt, lp, null, valid.includeUsage, index)) };
         }
         break;
       case 'token': {
-        if (ev.token.special || trimmer.stopped) break;
+        if (scoreOnly || ev.token.special || trimmer.stopped) break;
         const text = trimmer.push(ev.textDelta);
         if (!valid.logprobs) {
           if (text !== '') yield chunk(text, null, null);
@@ -256,10 +271,10 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       }
       case 'end': {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
-        const rest = trimmer.finish(ev.generatedText);
+        const rest = scoreOnly ? '' : trimmer.finish(ev.generatedText);
         if (rest !== '') yield chunk(rest, null, null);
-        yield chunk(null, null, finishReasonOf(ev.finishReason));
-        yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens } };
+        yield chunk(null, null, scoreOnly ? 'length' : finishReasonOf(ev.finishReason));
+        yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens } };
         return;
       }
       case 'error':

@@ -6,10 +6,13 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, echo false, suffix '', logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
+//    with "not supported yet" otherwise: best_of 1, suffix '', logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
 //    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
 //    metadata {}, service_tier 'auto'|'default', modalities ['text'].
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
+//  - `echo` (completions) returns the prompt before the completion; with `logprobs` also the prompt tokens'
+//    log-probs and alternatives (the first token's are null), which is how evaluation harnesses score text.
+//    `max_tokens` 0 is allowed with echo: the prompt is scored and nothing is generated.
 //  - `n` (1..MAX_CHOICES) choices are n sequences of the batch, sampled with seeds seed, seed+1, …, so a seeded
 //    request is reproducible choice by choice; each counts against --max-concurrent-requests.
 //  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
@@ -63,13 +66,21 @@ export interface ValidOpenAi {
   ignoreEos: boolean;
   /** Choices to generate (`n`). */
   n: number;
+  /** Completions only (see ValidCompletion). */
+  echo?: boolean;
+  scoreOnly?: boolean;
 }
 
 /** Largest `n`: each choice is a sequence in the batch. */
 export const MAX_CHOICES = 16;
 
 export interface ValidCompletion extends ValidOpenAi {
-  prompt: string;
+  /** Text, or the prompt's token ids. */
+  prompt: string | number[];
+  /** Return the prompt (and, with logprobs, its tokens' log-probs) before the completion. */
+  echo: boolean;
+  /** max_tokens 0 with echo: score the prompt only; the one token generated internally is not returned. */
+  scoreOnly: boolean;
 }
 
 export interface ValidChat extends ValidOpenAi {
@@ -97,7 +108,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 /** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   best_of: (v) => v === 1,
-  echo: (v) => v === false,
   suffix: (v) => v === '',
   logit_bias: isEmptyObject,
   tools: isEmptyArray,
@@ -131,9 +141,11 @@ export function validateCompletionBody(
   if (logprobs !== undefined && (logprobs < 0 || logprobs > MAX_TOP_N_TOKENS)) {
     throw validationError(`\`logprobs\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${logprobs}`);
   }
-  const maxTokens = optional(top, 'max_tokens', int);
-  const common = commonFields(top, limits, authorization, seedSource, maxTokens, logprobs);
-  return { ...common, prompt: promptOf(top) };
+  const echo = optional(top, 'echo', bool) ?? false;
+  const given = optional(top, 'max_tokens', int);
+  const scoreOnly = echo && given === 0;
+  const common = commonFields(top, limits, authorization, seedSource, scoreOnly ? 1 : given, logprobs);
+  return { ...common, prompt: promptOf(top), echo, scoreOnly };
 }
 
 export function validateChatBody(
@@ -234,7 +246,7 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
 
 function maxTokensOf(v: number | undefined, maxTotalTokens: number): number {
   if (v === undefined) return Math.max(1, Math.min(DEFAULT_MAX_NEW_TOKENS, maxTotalTokens - 1));
-  if (v <= 0) throw validationError('`max_tokens` must be strictly positive');
+  if (v <= 0) throw validationError('`max_tokens` must be strictly positive (0 only with `echo`)');
   if (v > maxTotalTokens) throw validationError(`\`max_tokens\` must be <= ${maxTotalTokens}. Given: ${v}`);
   return v;
 }
@@ -269,18 +281,25 @@ function includeUsage(top: Json, stream: boolean): boolean {
   return v === undefined || v === null ? false : bool(v, 'stream_options.include_usage');
 }
 
-function promptOf(top: Json): string {
+/** A string, [string], token ids [1, 2, 3] or [[1, 2, 3]]; several prompts in one request are refused. */
+function promptOf(top: Json): string | number[] {
   const v = top.prompt;
   if (v === undefined || v === null) throw validationError('missing field `prompt`');
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number')) return tokenIds(v);
   const prompts = Array.isArray(v) ? v : [v];
   if (prompts.length === 0) throw validationError('`prompt` cannot be empty');
-  if (prompts.some((p) => typeof p !== 'string')) {
-    const tokenIds = prompts.every((p) => typeof p === 'number' || Array.isArray(p));
-    throw validationError(tokenIds ? 'token-id prompts are not supported: send text' : '`prompt` must be a string');
-  }
   if (prompts.length > 1) throw validationError('batched prompts are not supported: send one prompt per request');
-  if (prompts[0] === '') throw validationError('`prompt` cannot be empty');
-  return prompts[0] as string;
+  const p = prompts[0];
+  if (Array.isArray(p)) return tokenIds(p);
+  if (typeof p !== 'string') throw validationError('`prompt` must be a string or token ids');
+  if (p === '') throw validationError('`prompt` cannot be empty');
+  return p;
+}
+
+function tokenIds(v: unknown[]): number[] {
+  if (v.length === 0) throw validationError('`prompt` cannot be empty');
+  if (!v.every((x) => Number.isInteger(x) && (x as number) >= 0)) throw validationError('token-id `prompt` entries must be integers >= 0');
+  return v as number[];
 }
 
 function messagesOf(top: Json): ChatMessage[] {

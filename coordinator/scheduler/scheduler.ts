@@ -201,6 +201,7 @@ export class Scheduler {
       const event: SequenceEvent = { seqId: seq.seqId, token: out.token, logprob: out.logprob, top: out.top };
       if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;
       if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
+      if (out.promptTop !== undefined) event.promptTop = out.promptTop;
       if (out.logits !== undefined) event.logits = out.logits;
       const reason = this.stopReason(seq, out.token);
       if (reason !== null) {

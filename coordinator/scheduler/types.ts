@@ -49,6 +49,8 @@ export interface SequenceEvent extends SeqOutput {
   finished?: FinishReason;
   /** On a sequence's first token: its prompt tokens found in the prefix cache. */
   cachedTokens?: number;
+  /** With prompt logprobs and topN: the alternatives at each prompt position after the first. */
+  promptTop?: SeqOutput['promptTop'];
 }
 
 export type SchedulerErrorCode = 'INVALID_CONFIG' | 'INVALID_SEQUENCE' | 'OUT_OF_ORDER' | 'BAD_RESULT' | 'STEP_FAILED';

@@ -24,6 +24,8 @@ interface Row {
 }
 
 const NO_TOKENS = new Int32Array(0);
+/** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
+const RAW = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0 };
 
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
  * frequency/presence penalties count), or none when there is no penalty. */
@@ -169,6 +171,11 @@ export class StepRunner {
       if (row.promptLogprobs) {
         // log p(token_i | tokens_<i) for i >= 1; the first prompt token has no prefix to score it.
         out.promptLogprobs = row.tokens.slice(1).map((tok, i) => cpuOps.logSoftmaxAt(block.subarray(i * V, (i + 1) * V), tok));
+        // The most likely alternatives at each of those positions (the raw distribution: greedy, no penalty).
+        if (state.topN > 0) {
+          out.promptTop = row.tokens.slice(1).map((_, i) => cpuOps.sample(block.subarray(i * V, (i + 1) * V), RAW, NO_TOKENS, state.topN)
+            .top.map(([token, logprob]) => ({ token, logprob })));
+        }
       }
       if (row.logits === 'all') out.logits = float32ToBytes(block);
       outputs.push(out);

@@ -95,3 +95,37 @@ test('n = 3 seeded choices each equal a single request with seed + index; stream
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(metrics, /^weft_kv_blocks_used 0$/m);
 });
+
+test('echo + logprobs scores the prompt like decoder_input_details (what evaluation harnesses use); max_tokens 0 too', async () => {
+  const prompt = 'The shard serves many adapters in one batch';
+  const scored = await (await post('/v1/completions', { prompt, max_tokens: 0, echo: true, logprobs: 1, temperature: 0 })).json();
+  const lp = scored.choices[0].logprobs;
+  assert.equal(scored.choices[0].text, prompt);
+  assert.equal(scored.usage.completion_tokens, 0);
+  const tgi = await (await post('/generate', { inputs: prompt, parameters: { max_new_tokens: 1, decoder_input_details: true, details: true } })).json();
+  const prefill = tgi.details.prefill as { logprob: number | null }[];
+  assert.equal(lp.token_logprobs.length, prefill.length);
+  lp.token_logprobs.forEach((v: number | null, i: number) => {
+    if (i === 0) assert.equal(v, null);
+    else assert.ok(Math.abs(v! - prefill[i]!.logprob!) < 1e-5, `position ${i}: ${v} vs ${prefill[i]!.logprob}`);
+  });
+  assert.equal(lp.tokens.join(''), prompt, 'the pieces spell the prompt');
+  // Each position's top-1 alternative is at least as likely as the prompt token (is_greedy in lm-eval's terms).
+  lp.top_logprobs.slice(1).forEach((top: Record<string, number>, i: number) => {
+    assert.equal(Object.keys(top).length, 1);
+    assert.ok(Math.max(...Object.values(top)) >= lp.token_logprobs[i + 1] - 1e-6);
+  });
+});
+
+test('a token-id prompt gives what its text gives; an id outside the vocabulary is a 422', async () => {
+  const text = 'The shard serves';
+  const ids = ((await (await post('/tokenize', { inputs: text })).json()) as { id: number }[]).map((t) => t.id);
+  const req = { max_tokens: 6, temperature: 0 };
+  const byText = await (await post('/v1/completions', { ...req, prompt: text })).json();
+  const byIds = await (await post('/v1/completions', { ...req, prompt: ids })).json();
+  assert.equal(byIds.choices[0].text, byText.choices[0].text);
+  assert.equal(byIds.usage.prompt_tokens, ids.length);
+  const bad = await post('/v1/completions', { ...req, prompt: [1, 10_000_000] });
+  assert.equal(bad.status, 422);
+  assert.match((await bad.json()).error.message, /token id 10000000 is outside the vocabulary/);
+});

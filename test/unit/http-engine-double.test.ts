@@ -79,6 +79,10 @@ export class ScriptedEngine implements GenerationEngine {
     return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0, cachedBlocks: 3 };
   }
 
+  detokenize(ids: readonly number[]): string {
+    return ids.map((id) => `t${id}`).join(' ');
+  }
+
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
     return [...text.matchAll(/\S+/g)].map((m) => ({
       id: 10 + (m[0].length % 90),
@@ -91,7 +95,7 @@ export class ScriptedEngine implements GenerationEngine {
   async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
     this.requests.push(req);
     this.activeSpans.set(req.requestId, trace.getSpan(context.active()));
-    const promptTokens = (await this.tokenize(req.inputs)).length;
+    const promptTokens = req.inputIds ? req.inputIds.length : (await this.tokenize(req.inputs)).length;
     if (this.inFlight >= this.info.maxConcurrentRequests) throw new EngineError('overloaded', 'Model is overloaded');
     if (promptTokens + req.maxNewTokens > this.info.maxTotalTokens) {
       throw new EngineError('validation', `\`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}`);
@@ -122,7 +126,8 @@ export class ScriptedEngine implements GenerationEngine {
       }
       const words = req.inputs.split(/\s+/).filter(Boolean);
       const prefill = req.promptLogprobs
-        ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, logprob: i === 0 ? null : -1 - i / 10 }))
+        ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, piece: i === 0 ? w : ` ${w}`, logprob: i === 0 ? null : -1 - i / 10,
+          ...(i > 0 && req.topN > 0 ? { top: [{ token: 7, logprob: -0.1, text: 'alt' }] } : {}) }))
         : null;
       // Pretends all but the last two prompt tokens came from the prefix cache (so the field is visible).
       yield { type: 'admitted', promptTokens, cachedTokens: Math.max(0, promptTokens - 2), prefill };

@@ -376,3 +376,54 @@ describe('n > 1: one sequence per choice', () => {
     assert.equal(s.engine.inFlight, 0, 'the choices that started were released');
   });
 });
+
+describe('echo (completions): the prompt before the completion, scored with logprobs', () => {
+  test('echo alone: the text starts with the prompt; no prompt log-probs are asked for', async () => {
+    const body = (await post(s.app, '/v1/completions', { prompt: 'a b', max_tokens: 2, echo: true })).json();
+    assert.equal(body.choices[0].text, 'a b w1 w2');
+    assert.equal(last().promptLogprobs, false);
+  });
+
+  test('echo + logprobs: prompt tokens first (the first with null log-prob and alternatives), then the completion', async () => {
+    const body = (await post(s.app, '/v1/completions', { prompt: 'a bb', max_tokens: 1, echo: true, logprobs: 1 })).json();
+    assert.equal(last().promptLogprobs, true);
+    assert.equal(last().topN, 1);
+    assert.deepEqual(body.choices[0].logprobs, {
+      tokens: ['a', ' bb', ' w1'],
+      token_logprobs: [null, -1.1, -0.5],
+      top_logprobs: [null, { alt: -0.1 }, { t0: -0.25 }],
+      text_offset: [0, 1, 4],
+    });
+    assert.equal(body.choices[0].text, 'a bb w1');
+  });
+
+  test('max_tokens 0 with echo scores the prompt only; without echo it is refused', async () => {
+    const body = (await post(s.app, '/v1/completions', { prompt: 'a bb', max_tokens: 0, echo: true, logprobs: 0 })).json();
+    assert.equal(last().maxNewTokens, 1, 'one token is computed and dropped');
+    assert.equal(body.choices[0].text, 'a bb');
+    assert.equal(body.choices[0].finish_reason, 'length');
+    assert.deepEqual(body.choices[0].logprobs.token_logprobs, [null, -1.1]);
+    assert.equal(body.usage.completion_tokens, 0);
+    const refused = await post(s.app, '/v1/completions', { prompt: 'a', max_tokens: 0 });
+    assert.equal(refused.statusCode, 422);
+    assert.match(refused.json().error.message, /`max_tokens` must be strictly positive \(0 only with `echo`\)/);
+  });
+
+  test('streamed echo: the first chunk is the prompt (with its log-probs), then the completion', async () => {
+    const res = await post(s.app, '/v1/completions', { prompt: 'a bb', max_tokens: 2, echo: true, logprobs: 0, stream: true });
+    const json = chunks(res.body).slice(0, -1) as { choices: { text: string; logprobs: { token_logprobs: (number | null)[] } | null }[] }[];
+    assert.equal(json[0]!.choices[0]!.text, 'a bb');
+    assert.deepEqual(json[0]!.choices[0]!.logprobs!.token_logprobs, [null, -1.1]);
+    assert.equal(json.map((c) => c.choices[0]!.text).join(''), 'a bb w1 w2');
+  });
+});
+
+test('token-id prompts ([ids] or [[ids]]) go to the engine as ids; echo returns their text', async () => {
+  const body = (await post(s.app, '/v1/completions', { prompt: [5, 6, 7], max_tokens: 1 })).json();
+  assert.deepEqual(last().inputIds, [5, 6, 7]);
+  assert.equal(body.usage.prompt_tokens, 3);
+  await post(s.app, '/v1/completions', { prompt: [[8, 9]], max_tokens: 1 });
+  assert.deepEqual(last().inputIds, [8, 9]);
+  const echoed = (await post(s.app, '/v1/completions', { prompt: [5, 6], max_tokens: 1, echo: true })).json();
+  assert.equal(echoed.choices[0].text, 't5 t6 w1');
+});
