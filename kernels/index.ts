@@ -114,6 +114,8 @@ export interface SamplingOptions {
   /** OpenAI's frequency / presence penalties on the generated tokens (the last drawIndex of penaltyTokens); 0 = off. */
   frequencyPenalty?: number;
   presencePenalty?: number;
+  /** Added to these tokens' logits after the penalties, before temperature. */
+  logitBias?: { token: number; bias: number }[];
   doSample: boolean;
   seed: number;
   /** Which draw of this sequence (its generated-token count): the RNG depends only on (seed, drawIndex). */

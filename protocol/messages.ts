@@ -11,6 +11,8 @@ export interface SamplingParams {
    * Absent = 0 (off). */
   frequencyPenalty?: number;
   presencePenalty?: number;
+  /** OpenAI logit_bias: added to these tokens' logits (after the penalties, before temperature). */
+  logitBias?: { token: number; bias: number }[];
   doSample: boolean;
   seed: number; // integer 0..2^53-1
 }

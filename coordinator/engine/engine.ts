@@ -174,6 +174,8 @@ export class Engine implements GenerationEngine {
         tokenizeSpan.end();
       }
       this.checkLengths(ids.length, req.maxNewTokens);
+      const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
+      if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
     } finally {

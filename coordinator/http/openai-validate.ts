@@ -6,10 +6,11 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, suffix '', logit_bias {}, tools/functions [], tool_choice/function_call 'none'|'auto'
+//    with "not supported yet" otherwise: best_of 1, suffix '', tools/functions [], tool_choice/function_call 'none'|'auto'
 //    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
 //    metadata {}, service_tier 'auto'|'default', modalities ['text'].
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
+//    logit_bias {"<token id>": bias in [-100, 100]} (at most MAX_LOGIT_BIAS entries) is added after them.
 //  - `echo` (completions) returns the prompt before the completion; with `logprobs` also the prompt tokens'
 //    log-probs and alternatives (the first token's are null), which is how evaluation harnesses score text.
 //    `max_tokens` 0 is allowed with echo: the prompt is scored and nothing is generated.
@@ -109,7 +110,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
-  logit_bias: isEmptyObject,
   tools: isEmptyArray,
   functions: isEmptyArray,
   tool_choice: (v) => v === 'none' || v === 'auto',
@@ -236,7 +236,7 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
   const penalties = { ...additivePenalty(top, 'frequency_penalty', 'frequencyPenalty'),
-    ...additivePenalty(top, 'presence_penalty', 'presencePenalty') };
+    ...additivePenalty(top, 'presence_penalty', 'presencePenalty'), ...logitBiasOf(top) };
   const doSample = temperature > 0;
   const seed = given ?? (doSample ? seedSource() : 0);
   // Greedy: the warpers cannot change an argmax, so they are sent switched off (the penalties can, and stay).
@@ -347,4 +347,26 @@ function contentOf(v: unknown, at: string): string {
       return str(p.text, `${at}[${j}].text`);
     })
     .join('');
+}
+
+/** Most logit_bias entries one request may carry. */
+export const MAX_LOGIT_BIAS = 1024;
+
+/** logit_bias: `{"<token id>": bias}`; an empty map (or all zero biases) is left out of the request. */
+function logitBiasOf(top: Json): { logitBias?: { token: number; bias: number }[] } {
+  const v = top.logit_bias;
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw validationError('`logit_bias` must be an object mapping token ids to biases');
+  const entries = Object.entries(v as Json);
+  if (entries.length > MAX_LOGIT_BIAS) throw validationError(`\`logit_bias\` has ${entries.length} entries; at most ${MAX_LOGIT_BIAS}`);
+  const logitBias = entries.map(([key, bias]) => {
+    if (!/^(0|[1-9][0-9]*)$/.test(key) || !Number.isSafeInteger(Number(key))) {
+      throw validationError(`\`logit_bias\` keys must be token ids (integers >= 0), got "${key.slice(0, 32)}"`);
+    }
+    if (typeof bias !== 'number' || !Number.isFinite(bias) || bias < -100 || bias > 100) {
+      throw validationError(`\`logit_bias\` values must be numbers >= -100 and <= 100 (token ${key})`);
+    }
+    return { token: Number(key), bias };
+  }).filter((e) => e.bias !== 0).sort((a, b) => a.token - b.token);
+  return logitBias.length > 0 ? { logitBias } : {};
 }

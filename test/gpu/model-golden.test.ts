@@ -168,6 +168,8 @@ for (const name of goldenCases()) {
           // Frequency / presence penalties are host rows on the GPU (like typical-p).
           { temperature: 0.9, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, frequencyPenalty: 0.6, presencePenalty: 0.4,
             doSample: true, seed: 15, topN: 2 },
+          { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, logitBias: [{ token: 5, bias: 3 }],
+            doSample: false, seed: 0, topN: 2 },
         ];
         let compared = 0;
         for (let p = 0; p < seq.length; p++) {

@@ -267,6 +267,7 @@ export interface RefSamplingParams {
   frequencyPenalty?: number;
   presencePenalty?: number;
   drawIndex?: number;
+  logitBias?: { token: number; bias: number }[];
   doSample: boolean;
 }
 
@@ -310,6 +311,7 @@ export function refProcessedScores(logits: Vec, p: RefSamplingParams, penaltyTok
     for (let i = from; i < penaltyTokens.length; i++) count.set(penaltyTokens[i]!, (count.get(penaltyTokens[i]!) ?? 0) + 1);
     for (const [t, c] of count) if (t >= 0 && t < s.length) s[t] = s[t]! - f * c - pr;
   }
+  for (const { token, bias } of p.logitBias ?? []) if (token >= 0 && token < s.length) s[token] = s[token]! + bias;
   if (p.doSample && p.temperature > 0) for (let i = 0; i < s.length; i++) s[i] = s[i]! / p.temperature;
   return s;
 }

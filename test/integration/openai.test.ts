@@ -129,3 +129,17 @@ test('a token-id prompt gives what its text gives; an id outside the vocabulary 
   assert.equal(bad.status, 422);
   assert.match((await bad.json()).error.message, /token id 10000000 is outside the vocabulary/);
 });
+
+test('logit_bias +100 forces a token, -100 bans the greedy one; a bias on a token outside the vocabulary is a 422', async () => {
+  const prompt = 'The shard';
+  const req = { prompt, max_tokens: 1, temperature: 0, logprobs: 0 };
+  const greedy = await (await post('/v1/completions', req)).json();
+  const target = ((await (await post('/tokenize', { inputs: `${prompt} adapters` })).json()) as { id: number }[]).at(-1)!.id;
+  const forced = await (await post('/v1/completions', { ...req, max_tokens: 3, logit_bias: { [String(target)]: 100 } })).json();
+  assert.equal(forced.choices[0].text, ' adapters adapters adapters');
+  const firstId = ((await (await post('/tokenize', { inputs: prompt + greedy.choices[0].text })).json()) as { id: number }[]).at(-1)!.id;
+  const banned = await (await post('/v1/completions', { ...req, logit_bias: { [String(firstId)]: -100 } })).json();
+  assert.notEqual(banned.choices[0].text, greedy.choices[0].text);
+  const bad = await post('/v1/completions', { ...req, logit_bias: { '99999999': 1 } });
+  assert.equal(bad.status, 422);
+});

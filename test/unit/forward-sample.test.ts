@@ -27,11 +27,12 @@ const KINDS: Omit<RowSampling, 'penaltyTokens'>[] = [
   { ...plain, repetitionPenalty: 2, topN: 3 },
   { ...plain, doSample: true, frequencyPenalty: 0.8, presencePenalty: 0.5, seed: 8, drawIndex: 4, topN: 2 },
   { ...plain, repetitionPenalty: 1.2, presencePenalty: 1.5, drawIndex: 3 },
+  { ...plain, doSample: true, seed: 9, logitBias: [{ token: 3, bias: 4 }, { token: 17, bias: -100 }], topN: 3 },
 ];
 
 test('forwardSample on the CPU equals forward() then cpuOps.sample per row, for every sampling kind', async () => {
   const c = loadGoldenCase('llama');
-  const engine = LocalEngine.open(c.modelDir, { numBlocks: 64, blockSize: BS, adapterSlots: 2 });
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: BS, adapterSlots: 2 });
   try {
     engine.loadAdapter(0, c.adapters[0].dir);
     const seqs = KINDS.map((_, i) => ({ tokens: c.sequences[i % c.sequences.length], slot: i % 2 === 0 ? -1 : 0 }));

@@ -63,6 +63,13 @@ describe('POST /v1/completions', () => {
     assert.equal(last().sampling.frequencyPenalty, 2);
   });
 
+  test('logit_bias reaches the engine as (token, bias) pairs by token id, zero biases left out', async () => {
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, logit_bias: { '30': -100, '7': 2.5, '9': 0 } });
+    assert.deepEqual(last().sampling.logitBias, [{ token: 7, bias: 2.5 }, { token: 30, bias: -100 }]);
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, logit_bias: {} });
+    assert.equal('logitBias' in last().sampling, false);
+  });
+
   test('ignore_eos_token (LoRAX) and ignore_eos (vLLM) reach the engine; absent means stop at EOS', async () => {
     for (const [extra, want] of [[{}, false], [{ ignore_eos: true }, true], [{ ignore_eos_token: true }, true], [{ ignore_eos: false }, false]] as const) {
       const res = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 2, ...extra });

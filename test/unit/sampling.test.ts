@@ -152,6 +152,24 @@ test('frequency / presence penalties subtract count·f + p on the generated toke
   assert.deepEqual(sample(big, { frequencyPenalty: 0, presencePenalty: 0 }, pen, 5), sample(big, {}, NO_PENALTY, 5));
 });
 
+test('logit bias adds to the chosen tokens after the penalties; -100 bans, +100 forces; out-of-range ids are ignored', () => {
+  const logits = new Float32Array([1.0, 2.0, 1.8, 0.5]);
+  assert.equal(sample(logits, { logitBias: [{ token: 2, bias: 0.3 }] }).token, 2);
+  assert.equal(sample(logits, { logitBias: [{ token: 1, bias: -100 }] }).token, 2);
+  assert.equal(sample(logits, { logitBias: [{ token: 3, bias: 100 }], doSample: true, temperature: 1.5, seed: 3 }).token, 3);
+  assert.equal(sample(logits, { logitBias: [{ token: 9, bias: 100 }, { token: -1, bias: 100 }] }).token, 1);
+  // With a repetition penalty on the same token, the bias comes after it: (2.0 / 2) + 0.5 = 1.5 < 1.8.
+  assert.equal(sample(logits, { repetitionPenalty: 2, logitBias: [{ token: 1, bias: 0.5 }] }, new Int32Array([1])).token, 2);
+  const rng = new Rng(41);
+  const big = rng.f32(30, -3, 3);
+  const o = { repetitionPenalty: 1.4, presencePenalty: 0.6, drawIndex: 2, temperature: 0.8, doSample: true, seed: 2,
+    logitBias: [{ token: 4, bias: 2.5 }, { token: 7, bias: -1.5 }, { token: 3, bias: 0.25 }] };
+  const pen = new Int32Array([4, 3, 3]);
+  const r = sample(big, o, pen, 30);
+  const lp = refLogSoftmax(refProcessedScores(big, { ...GREEDY, ...o }, pen));
+  r.top.forEach(([t, l]) => assertNear(l, lp[t]!, `biased logprob of ${t}`));
+});
+
 test('temperature scales the logits of the sampled distribution', () => {
   const logits = new Float32Array([2, 1, 0.5, -1, 0]);
   for (const temperature of [0.25, 0.7, 1, 1.5, 3]) {

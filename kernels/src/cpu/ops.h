@@ -4,6 +4,7 @@
 // else is in the batch (a request served alone equals the same request in a batch, bit for bit).
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace weft::cpu {
@@ -74,6 +75,8 @@ struct SamplingParams {
   // count + presence_penalty * (count > 0). 0 = off.
   float frequency_penalty = 0.0f;
   float presence_penalty = 0.0f;
+  // OpenAI logit_bias: (token, bias) added after the penalties, before temperature.
+  std::vector<std::pair<int32_t, float>> logit_bias;
   bool do_sample = false;
   uint64_t seed = 0;
   uint64_t draw_index = 0;     // which draw of this sequence (its generated-token count): RNG = f(seed, index)

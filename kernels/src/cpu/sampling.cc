@@ -67,6 +67,11 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
       pen[t] = v - p.frequency_penalty * static_cast<float>(c) - p.presence_penalty;
     }
   }
+  for (const auto& [t, b] : p.logit_bias) {
+    if (t < 0 || t >= vocab) continue;
+    const auto it = pen.find(t);
+    pen[t] = (it == pen.end() ? logits[t] : it->second) + b;
+  }
   for (const auto& [t, v] : pen) s[t] = finite_or_low(temper ? v / p.temperature : v);
   // Log-probabilities of the processed distribution before truncation: what `details` reports.
   double mx = -INFINITY;

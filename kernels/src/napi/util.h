@@ -58,6 +58,16 @@ inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
   p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
   p.frequency_penalty = static_cast<float>(num_or(o, "frequencyPenalty", 0.0));
   p.presence_penalty = static_cast<float>(num_or(o, "presencePenalty", 0.0));
+  const Napi::Value bias = o.Get("logitBias");
+  if (bias.IsArray()) {
+    const Napi::Array a = bias.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      const Napi::Value e = a.Get(i);
+      if (!e.IsObject()) throw Napi::TypeError::New(o.Env(), "logitBias entries must be {token, bias} objects");
+      const Napi::Object eo = e.As<Napi::Object>();
+      p.logit_bias.emplace_back(static_cast<int32_t>(num_or(eo, "token", -1)), static_cast<float>(num_or(eo, "bias", 0.0)));
+    }
+  }
   p.do_sample = o.Get("doSample").ToBoolean().Value();
   p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
   p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));
