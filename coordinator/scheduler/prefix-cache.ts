@@ -42,11 +42,57 @@ export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
 }
 
 /** Registers seq's full blocks whose K/V are now computed (its first `computed` tokens). */
-export function registerComputed(blocks: BlockManager, seq: Sequence, computed: number): void {
+export function registerComputed(blocks: BlockManager, seq: Sequence, computed: number, pending: PendingBlocks): void {
   const full = Math.floor(computed / blocks.blockSize);
   if (full <= seq.registeredBlocks) return;
   extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), full);
   const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
   blocks.register(seq.seqId, seq.registeredBlocks, keys);
+  pending.registered(seq.seqId, keys);
   seq.registeredBlocks += keys.length;
+}
+
+/**
+ * The full prompt blocks of admitted sequences that steps already built are computing, by content key. A
+ * waiting request whose next uncached block is one of them waits until it is registered instead of computing
+ * the same K/V beside it (a burst of requests with one system prompt, `n` choices of one prompt): it is
+ * skipped, not blocking the requests behind it, and admitted as soon as the block is in the cache or its
+ * owner is gone.
+ */
+export class PendingBlocks {
+  private readonly owner = new Map<string, string>();
+  private readonly keysOf = new Map<string, string[]>();
+
+  /** seq was admitted: its full prompt blocks not yet registered are being computed. */
+  admitted(seq: Sequence, blockSize: number): void {
+    const full = Math.floor(seq.prefillTotal / blockSize);
+    if (full <= seq.registeredBlocks) return;
+    extendBlockHashes(seq.blockHashes, seq.allTokens(), blockSize, prefixSalt(seq.adapterKey), full);
+    const keys = seq.blockHashes.slice(seq.registeredBlocks, full).filter((k) => !this.owner.has(k));
+    for (const k of keys) this.owner.set(k, seq.seqId);
+    this.keysOf.set(seq.seqId, keys);
+  }
+
+  registered(seqId: string, keys: readonly string[]): void {
+    for (const k of keys) if (this.owner.get(k) === seqId) this.owner.delete(k);
+  }
+
+  /** seq ended or went back to the queue. */
+  dropped(seqId: string): void {
+    for (const k of this.keysOf.get(seqId) ?? []) if (this.owner.get(k) === seqId) this.owner.delete(k);
+    this.keysOf.delete(seqId);
+  }
+
+  /** Whether seq should wait: its first block after the cached `hits` is being computed for another sequence. */
+  shouldWait(seq: Sequence, hits: number, blockSize: number): boolean {
+    if (!seq.chunkable) return false;
+    const usable = Math.floor((seq.length - 1) / blockSize);
+    if (hits >= usable) return false;
+    const owner = this.owner.get(seq.blockHashes[hits]!);
+    return owner !== undefined && owner !== seq.seqId;
+  }
+
+  get size(): number {
+    return this.owner.size;
+  }
 }

@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { NewSequence, PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
-import { cachedPrefix, registerComputed } from './prefix-cache.js';
+import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
 import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
@@ -48,6 +48,7 @@ export class Scheduler {
   /** Steps sent and not yet updated, oldest first: at most two (one more with scheduleAhead). */
   private inFlight: InFlight[] = [];
   private readonly abandoned = new Set<number>();
+  private readonly pendingBlocks = new PendingBlocks();
   /** Steps up to this id were in flight when a step failed: until they are back nothing is built ahead (a
    * requeued sequence admitted again must not take an output of its old admission). */
   private staleThrough = 0;
@@ -191,7 +192,7 @@ export class Scheduler {
     if (problem !== null) throw this.stepFailed(flight, problem);
     if (this.config.prefixCaching === true) {
       // An aborted member's blocks may already be someone else's: only live sequences register.
-      flight.members.forEach((seq, i) => { if (seq.status === 'running') registerComputed(this.blocks, seq, flight.computed[i]!); });
+      flight.members.forEach((seq, i) => { if (seq.status === 'running') registerComputed(this.blocks, seq, flight.computed[i]!, this.pendingBlocks); });
     }
 
     const events: SequenceEvent[] = [];
@@ -338,7 +339,12 @@ export class Scheduler {
         continue;
       }
       const tokens = seq.length;
-      const hits = this.config.prefixCaching === true ? cachedPrefix(this.blocks, seq) : [];
+      const caching = this.config.prefixCaching === true;
+      const hits = caching ? cachedPrefix(this.blocks, seq) : [];
+      if (caching && this.pendingBlocks.shouldWait(seq, hits.length, this.config.blockSize)) {
+        stillWaiting.push(seq); // its next block is being computed for another request: reuse it next step
+        continue;
+      }
       const cached = hits.length * this.config.blockSize;
       const left = this.config.maxBatchPrefillTokens - prefill;
       const first = seq.chunkable ? Math.min(tokens - cached, left) : tokens;
@@ -354,6 +360,7 @@ export class Scheduler {
       seq.registeredBlocks = hits.length;
       if (seq.generated.length === 0) seq.cachedTokens = cached;
       seq.prefillSent = cached + first;
+      if (caching) this.pendingBlocks.admitted(seq, this.config.blockSize);
       if (seq.adapterKey !== null) {
         active.add(seq.adapterKey);
         if (this.adapterSlot !== undefined) seq.adapterSlot = this.adapterSlot(seq.adapterKey);
@@ -405,6 +412,7 @@ export class Scheduler {
   /** Frees seq's blocks and puts it at the queue's front, to be computed again from its tokens. */
   private requeue(seq: Sequence, preempted: boolean): void {
     this.blocks.free(seq.seqId);
+    this.pendingBlocks.dropped(seq.seqId);
     seq.prefillTotal = 0;
     seq.prefillSent = 0;
     seq.prefillCached = 0;
@@ -450,6 +458,7 @@ export class Scheduler {
 
   /** Frees the blocks and marks the sequence finished; the caller removes it from the queues. */
   private end(seq: Sequence, reason: FinishReason, message: string | null): void {
+    this.pendingBlocks.dropped(seq.seqId);
     if (seq.status === 'running') {
       this.blocks.free(seq.seqId);
       this.toFree.push(seq.seqId);

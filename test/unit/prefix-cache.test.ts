@@ -162,13 +162,52 @@ test('decoded tokens fill blocks that are registered when the step writing their
   }
 });
 
-test('a step built ahead does not reuse blocks the step in flight is still computing', () => {
+test('a step built ahead does not reuse blocks the step in flight is still computing: the request waits for them', () => {
   const h = new Harness(config());
   h.sched.add(seq('a', range(1, 9), { maxNew: 4 }));
   const first = h.sched.schedule()!;
   h.sched.add(seq('b', range(1, 9)));
   const ahead = h.sched.scheduleAhead()!;
-  assert.equal(ahead.step.newSeqs[0]!.cached, undefined);
+  assert.deepEqual(ahead.step.newSeqs, [], 'b waits for the blocks a is computing');
+  h.sched.update(h.run(first));
+  h.sched.update(h.run(ahead));
+  const next = h.sched.schedule()!;
+  assert.equal(next.step.newSeqs[0]!.cached, 8);
+  h.sched.update(h.run(next));
+});
+
+test('a burst of requests with one prefix computes it once: the others wait a step and start from the cache', () => {
+  const prompt = (i: number) => [...range(1, 12), 100 + i];
+  const computed = (caching: boolean): { prefill: number; steps: number } => {
+    const h = new Harness(config({ prefixCaching: caching }));
+    for (let i = 0; i < 4; i++) h.sched.add(seq(`r${i}`, prompt(i), { maxNew: 2 }));
+    let prefill = 0;
+    let steps = 0;
+    while (h.sched.hasWork()) {
+      const s = h.step();
+      prefill += s.prefillTokens;
+      steps++;
+    }
+    assert.equal(h.sched.usedBlocks, 0);
+    return { prefill, steps };
+  };
+  const shared = computed(true), alone = computed(false);
+  assert.equal(alone.prefill, 4 * 13);
+  assert.equal(shared.prefill, 13 + 3 * 1, 'three blocks of 4 computed once, then one token each');
+  const h = new Harness(config());
+  for (let i = 0; i < 3; i++) h.sched.add(seq(`r${i}`, prompt(i)));
+  assert.deepEqual(h.step().step.newSeqs.map((n) => n.seqId), ['r0']);
+  assert.deepEqual(h.step().step.newSeqs.map((n) => [n.seqId, n.cached]), [['r1', 12], ['r2', 12]]);
+});
+
+test('a request waiting for another one\'s blocks goes ahead when that one is gone', () => {
+  const h = new Harness(config());
+  h.sched.add(seq('owner', range(1, 13), { maxNew: 4 }));
+  const first = h.sched.schedule()!;
+  h.sched.add(seq('follower', range(1, 13)));
+  h.sched.abort('owner');
+  const ahead = h.sched.scheduleAhead()!; // the abort lands first: nothing to wait for
+  assert.deepEqual(ahead.step.newSeqs.map((n) => [n.seqId, n.cached]), [['follower', undefined]]);
   h.sched.update(h.run(first));
   h.sched.update(h.run(ahead));
 });
