@@ -6,6 +6,8 @@
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
+#   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares (prefix
+#                                     caching on; the `cached prompt %` column says how much was reused)     (~4 min)
 #   bash test/gpu/suite.sh golden     transformers + PEFT there: recheck the committed golden fixtures and make
 #                                     the extension cases (test/fixtures/golden/GENERATE.md), packed as one
 #                                     tarball $OUT/golden-new.tar.gz to unpack and commit here             (~5 min)
@@ -72,6 +74,10 @@ case "$part" in
     step serve 560 "${B[@]}" --scenario serve --batch 32 --adapters 1,32,128 --rate 0 --requests 256 --output "$OUT/serve.json"
     tail -20 "$OUT/serve.log"
     ;;
+  serve-prefix)
+    step serve-prefix 280 "${B[@]}" --scenario serve --batch 32 --adapters 32 --rate 0 --requests 256 --shared-prefix-words 256 --output "$OUT/serve-prefix.json"
+    tail -6 "$OUT/serve-prefix.log"
+    ;;
   golden)
     export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
     G=test/fixtures/golden
@@ -84,7 +90,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|serve-prefix|golden" >&2
     exit 2
     ;;
 esac
