@@ -97,6 +97,8 @@ async function start(
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
   if (valid.n > 1) span.setAttribute('weft.choices', valid.n);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
+  // Each choice listens for the client going away: room for n listeners without Node's leak warning.
+  if (valid.n > 1) reply.raw.setMaxListeners(reply.raw.getMaxListeners() + valid.n);
   const started = await Promise.allSettled(Array.from({ length: valid.n }, (_, index) => {
     const sampling = { ...valid.sampling, seed: (valid.sampling.seed + index) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
@@ -227,7 +229,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
     // Reached early when the response stream is destroyed (client gone) or a choice failed: cancel the rest.
     if (!settled) for (const run of runs) run.abort.abort(new Error('response stream closed'));
     if (failed) for (const run of runs) cancel(run);
-    for (const stream of streams) void stream.return(undefined);
+    for (const stream of streams) stream.return(undefined).catch(() => undefined);
   }
 }
 
