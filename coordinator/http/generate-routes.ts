@@ -6,15 +6,17 @@ import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
 import { endedEarly, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
 import {
+  bestOfSequenceJson,
   generateResponse,
   sseFrame,
   streamEndEvent,
   streamTokenEvent,
+  type Collected,
   type EmittedToken,
   type GenerateResponseJson,
   type ResponseOptions,
 } from './responses.js';
-import { validateGenerateBody, type GenerateRoute, type ValidGenerate } from './validate.js';
+import { randomSeed, validateGenerateBody, type GenerateRoute, type ValidGenerate } from './validate.js';
 
 export interface GenerateDeps {
   engine: GenerationEngine;
@@ -27,6 +29,7 @@ interface Run extends EngineRun {
 export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps): void {
   app.post('/generate', async (request, reply) => {
     const valid = validate(request, deps, 'generate');
+    if (valid.bestOf > 1) return generateBestOf(request, reply, deps, valid);
     return generate(await start(request, reply, deps, valid), reply);
   });
   app.post('/generate_stream', async (request, reply) => {
@@ -35,8 +38,9 @@ export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps)
   });
   app.post('/', async (request, reply) => {
     const valid = validate(request, deps, 'compat');
-    const run = await start(request, reply, deps, valid);
     // TGI's compat route wraps the non-streamed answer in a list (the Inference API's shape).
+    if (valid.bestOf > 1) return [await generateBestOf(request, reply, deps, valid)];
+    const run = await start(request, reply, deps, valid);
     return valid.stream ? stream(run, reply) : [await generate(run, reply)];
   });
 }
@@ -59,8 +63,9 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
  * Calls engine.generate with the request's span active (so the engine's spans are its children) and
  * reads the first event, so that errors before any output still get their own HTTP status.
  */
-async function start(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate): Promise<Run> {
-  const req: GenerateRequest = { requestId: request.id, ...valid.request };
+async function start(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate,
+  requestId = request.id): Promise<Run> {
+  const req: GenerateRequest = { requestId, ...valid.request };
   const run = await startEngineRun(deps.engine, req, spanOf(request), request, reply);
   const options: ResponseOptions = {
     inputs: valid.request.inputs,
@@ -73,6 +78,19 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
 }
 
 async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponseJson> {
+  const c = await collect(run);
+  answered(reply, c);
+  return generateResponse(c, run.options);
+}
+
+function answered(reply: FastifyReply, c: Collected): void {
+  annotateEnd(spanOfReply(reply), c.end.finishReason, c.end.generatedTokens);
+  reply.header('x-prompt-tokens', String(c.promptTokens));
+  reply.header('x-generated-tokens', String(c.end.generatedTokens));
+}
+
+/** The run's whole output. */
+async function collect(run: Run): Promise<Collected> {
   let promptTokens = 0;
   let prefill: PrefillToken[] | null = null;
   const tokens: EmittedToken[] = [];
@@ -85,12 +103,8 @@ async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponse
       case 'token':
         tokens.push({ token: ev.token, textDelta: ev.textDelta });
         break;
-      case 'end': {
-        annotateEnd(spanOfReply(reply), ev.finishReason, ev.generatedTokens);
-        reply.header('x-prompt-tokens', String(promptTokens));
-        reply.header('x-generated-tokens', String(ev.generatedTokens));
-        return generateResponse({ promptTokens, prefill, tokens, end: ev }, run.options);
-      }
+      case 'end':
+        return { promptTokens, prefill, tokens, end: ev };
       case 'error':
         throw ev.error;
       default:
@@ -98,6 +112,33 @@ async function generate(run: Run, reply: FastifyReply): Promise<GenerateResponse
     }
   }
   throw endedEarly(run);
+}
+
+/**
+ * best_of (TGI): best_of sequences sampled with random seeds; the one with the highest mean token log-prob
+ * answers and, with details, the others are listed in best_of_sequences. One that cannot start or fails
+ * fails the request and cancels the rest.
+ */
+async function generateBestOf(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate):
+  Promise<GenerateResponseJson> {
+  reply.raw.setMaxListeners(reply.raw.getMaxListeners() + valid.bestOf); // one client-gone listener per sequence
+  const started = await Promise.allSettled(Array.from({ length: valid.bestOf }, (_, i) => start(request, reply, deps,
+    { ...valid, request: { ...valid.request, sampling: { ...valid.request.sampling, seed: randomSeed() } } }, `${request.id}.${i}`)));
+  const runs = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const cancelAll = () => { for (const run of runs) run.abort.abort(new Error('another best_of sequence failed')); };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    cancelAll();
+    throw failed.reason;
+  }
+  const all = await Promise.all(runs.map((run) => collect(run).catch((e: unknown) => { cancelAll(); throw e; })));
+  const mean = (c: Collected) => c.tokens.reduce((n, t) => n + t.token.logprob, 0) / Math.max(1, c.tokens.length);
+  let best = 0;
+  all.forEach((c, i) => { if (mean(c) > mean(all[best]!)) best = i; });
+  answered(reply, all[best]!);
+  const out = generateResponse(all[best]!, runs[best]!.options);
+  if (out.details) out.details.best_of_sequences = all.filter((_, i) => i !== best).map((c, i) => bestOfSequenceJson(c, runs[i >= best ? i + 1 : i]!.options));
+  return out;
 }
 
 function stream(run: Run, reply: FastifyReply): FastifyReply {

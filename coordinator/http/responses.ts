@@ -31,6 +31,18 @@ export interface DetailsJson {
   prefill: PrefillJson[];
   tokens: TokenJson[];
   top_tokens?: TokenJson[][];
+  /** best_of > 1: the sequences that did not win. */
+  best_of_sequences?: BestOfSequenceJson[];
+}
+
+export interface BestOfSequenceJson {
+  generated_text: string;
+  finish_reason: FinishReason;
+  generated_tokens: number;
+  seed: number | null;
+  prefill: PrefillJson[];
+  tokens: TokenJson[];
+  top_tokens?: TokenJson[][];
 }
 
 export interface GenerateResponseJson {
@@ -106,6 +118,12 @@ export interface Collected {
   prefill: PrefillToken[] | null;
   tokens: EmittedToken[];
   end: EndEvent;
+}
+
+/** best_of: one losing sequence, as TGI lists it in details.best_of_sequences. */
+export function bestOfSequenceJson(c: Collected, opts: ResponseOptions): BestOfSequenceJson {
+  const { prompt_tokens: _, ...rest } = generateResponse(c, { ...opts, details: true }).details!;
+  return { generated_text: fullText(c.end, opts), ...rest };
 }
 
 export function generateResponse(c: Collected, opts: ResponseOptions): GenerateResponseJson {

@@ -7,7 +7,9 @@
 //    top_p < 1 or typical_p < 1 turns sampling on even when do_sample is false (TGI computes
 //    `sampling = do_sample || has_warpers`). repetition_penalty alone does not.
 //  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
-//  - Keys TGI/LoRAX clients send with neutral defaults (best_of, watermark, ...) are accepted at their
+//  - `best_of` > 1 (TGI, /generate only, sampling without a seed): that many sequences with random seeds;
+//    the one with the highest mean token log-prob answers, the others are details.best_of_sequences.
+//  - Keys TGI/LoRAX clients send with neutral defaults (watermark, ...) are accepted at their
 //    neutral value and refused with "not supported yet" otherwise; nothing is silently ignored.
 //  - `truncate` keeps the last N prompt tokens (TGI); `ignore_eos_token` generates past EOS (LoRAX);
 //    `frequency_penalty` (TGI) and `presence_penalty` in [-2, 2] work on the generated tokens, as OpenAI's and
@@ -45,6 +47,8 @@ export type GenerateRoute = 'generate' | 'generate_stream' | 'compat';
 
 export interface ValidGenerate {
   request: Omit<GenerateRequest, 'requestId'>;
+  /** Sequences to sample, the best answering (1: the request itself). */
+  bestOf: number;
   details: boolean;
   returnFullText: boolean;
   /** Top-level `stream` flag (POST / picks the response kind with it; other routes ignore it). */
@@ -60,12 +64,14 @@ const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
-  'presence_penalty',
+  'presence_penalty', 'best_of',
 ]);
+
+/** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
+export const MAX_BEST_OF = 16;
 
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
-  best_of: [1],
   watermark: [false],
   return_k_alternatives: [0],
   response_format: [],
@@ -117,7 +123,9 @@ export function validateGenerateBody(
     throw validationError(`\`truncate\` must be strictly positive and less than ${maxInput + 1}. Given: ${truncate}`);
   }
   const ignoreEos = optional(p, 'ignore_eos_token', bool) ?? false;
+  const bestOf = bestOfOf(p, route === 'generate_stream' || (route === 'compat' && stream), sampling.doSample);
   return {
+    bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
       ...(truncate !== undefined ? { truncate } : {}) },
     details: optional(p, 'details', bool) ?? false,
@@ -259,6 +267,16 @@ function maxNewTokensOf(p: Json, maxTotalTokens: number): number {
   return v;
 }
 
+function bestOfOf(p: Json, streaming: boolean, sampling: boolean): number {
+  const v = optional(p, 'best_of', int);
+  if (v === undefined || v === 1) return 1;
+  if (v < 1 || v > MAX_BEST_OF) throw validationError(`\`best_of\` must be > 0 and <= ${MAX_BEST_OF}. Given: ${v}`);
+  if (streaming) throw validationError('`best_of` != 1 is not allowed for this endpoint');
+  if (!sampling) throw validationError('you must use sampling when `best_of` is > 1');
+  if (p.seed !== undefined && p.seed !== null) throw validationError('`seed` must not be set when `best_of` > 1');
+  return v;
+}
+
 function stopSequences(p: Json): string[] {
   if (p.stop === undefined || p.stop === null) return [];
   if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) {
@@ -275,9 +293,6 @@ function refuseNonNeutral(p: Json): void {
   for (const [key, neutral] of Object.entries(NEUTRAL_ONLY)) {
     const v = p[key];
     if (v === undefined || v === null || neutral.includes(v)) continue;
-    if (key === 'best_of' && Number.isInteger(v)) {
-      throw validationError('`best_of` != 1 is not allowed for this endpoint');
-    }
     notSupportedThrow(key);
   }
 }

@@ -173,6 +173,21 @@ describe('server: bad input and failures', () => {
     assert.equal(long.status, 422, 'truncate above the input limit');
   });
 
+  test('best_of 3: the answer has the highest mean token log-prob; every sequence is its seed\'s output', async () => {
+    const params = { max_new_tokens: 8, do_sample: true, temperature: 1.5, details: true };
+    const r = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, best_of: 3 } });
+    assert.equal(r.status, 200, r.text);
+    const seqs = [r.json.details, ...r.json.details.best_of_sequences];
+    assert.equal(seqs.length, 3);
+    const mean = (d: { tokens: { logprob: number }[] }) => d.tokens.reduce((n, t) => n + t.logprob, 0) / d.tokens.length;
+    for (const other of seqs.slice(1)) assert.ok(mean(seqs[0]) >= mean(other), `${mean(seqs[0])} < ${mean(other)}`);
+    const texts = [r.json.generated_text, ...r.json.details.best_of_sequences.map((b: { generated_text: string }) => b.generated_text)];
+    for (let i = 0; i < 3; i++) {
+      const alone = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, seed: seqs[i].seed } });
+      assert.equal(alone.json.generated_text, texts[i], `sequence ${i} (seed ${seqs[i].seed})`);
+    }
+  });
+
   test('a client that disconnects mid-generation frees its KV blocks; over --max-concurrent-requests answers 429', async () => {
     const ac = new AbortController();
     const pending = fetch(`${g.url}/generate_stream`, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' },

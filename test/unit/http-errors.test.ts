@@ -50,7 +50,7 @@ describe('bad input → 422 validation, on /generate and /generate_stream alike'
     ['bad adapter_source', gen({ adapter_id: 'a', adapter_source: 'ftp' }), '`adapter_source` must be one of hub, s3, local'],
     ['merged_adapters', gen({ merged_adapters: { ids: [], weights: [] } }), 'at least one adapter id must be provided in `merged_adapters.ids`'],
     ['watermark true', gen({ watermark: true }), '`watermark` is not supported yet'],
-    ['best_of 2', gen({ best_of: 2 }), '`best_of` != 1 is not allowed for this endpoint'],
+    ['best_of 17', gen({ best_of: 17 }), '`best_of` must be > 0 and <= 16. Given: 17'],
   ];
   for (const [name, body, message] of cases) {
     test(name, async () => {

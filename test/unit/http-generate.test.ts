@@ -188,3 +188,22 @@ describe('request ids', () => {
     assert.equal(s.engine.requests.at(-1)?.requestId, 'st-1');
   });
 });
+
+test('best_of 3: three sequences with their own random seeds; the best answers, the others are best_of_sequences', async () => {
+  const before = s.engine.requests.length;
+  const res = await post(s.app, '/generate', { inputs: 'a b', parameters: { max_new_tokens: 2, best_of: 3, do_sample: true, details: true } });
+  assert.equal(res.statusCode, 200, res.body);
+  const body = res.json();
+  const sent = s.engine.requests.slice(before);
+  assert.equal(sent.length, 3);
+  assert.equal(new Set(sent.map((r) => r.sampling.seed)).size, 3, 'each sequence its own seed');
+  assert.equal(body.generated_text, ' w1 w2');
+  assert.equal(body.details.best_of_sequences.length, 2);
+  const seeds = [body.details.seed, ...body.details.best_of_sequences.map((b: { seed: number }) => b.seed)].sort();
+  assert.deepEqual(seeds, sent.map((r) => r.sampling.seed).sort());
+  for (const b of body.details.best_of_sequences) {
+    assert.deepEqual(Object.keys(b).sort(), ['finish_reason', 'generated_text', 'generated_tokens', 'prefill', 'seed', 'tokens']);
+  }
+  const plain = (await post(s.app, '/generate', { inputs: 'a b', parameters: { max_new_tokens: 2, best_of: 2, do_sample: true } })).json();
+  assert.deepEqual(Object.keys(plain), ['generated_text'], 'without details only the text');
+});

@@ -151,7 +151,11 @@ describe('generate body: adapters, tokens and unsupported parameters', () => {
     assert.equal(neutral.request.inputs, 'hello');
     rejects(withParams({ merged_adapters: { ids: ['a', 'b'], weights: [0.5] } }), 422, 'number of adapter ids must match number of adapter weights in `merged_adapters`');
     rejects(withParams({ watermark: true }), 422, '`watermark` is not supported yet');
-    rejects(withParams({ best_of: 2 }), 422, '`best_of` != 1 is not allowed for this endpoint');
+    rejects(withParams({ best_of: 2 }), 422, 'you must use sampling when `best_of` is > 1');
+    rejects(withParams({ best_of: 2, do_sample: true, seed: 4 }), 422, '`seed` must not be set when `best_of` > 1');
+    rejects(withParams({ best_of: 2, do_sample: true }), 422, '`best_of` != 1 is not allowed for this endpoint', 'generate_stream');
+    rejects(withParams({ best_of: 17, do_sample: true }), 422, '`best_of` must be > 0 and <= 16. Given: 17');
+    assert.equal(valid({ best_of: 3, do_sample: true }).bestOf, 3);
   });
 
   test('truncate keeps the last N prompt tokens (1 to the input limit); ignore_eos_token generates past EOS', () => {
