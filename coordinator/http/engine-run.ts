@@ -33,6 +33,27 @@ export async function startEngineRun(engine: GenerationEngine, req: GenerateRequ
   return { events, first, abort, secrets: requestSecrets(request) };
 }
 
+/**
+ * Starts `count` engine requests of one HTTP request (OpenAI `n`, TGI `best_of`), all or none: if one cannot
+ * start, the others are cancelled and its error is thrown. Makes room for their client-gone listeners.
+ */
+export async function startRuns<R extends EngineRun>(count: number, reply: FastifyReply, startOne: (i: number) => Promise<R>): Promise<R[]> {
+  if (count > 1) reply.raw.setMaxListeners(reply.raw.getMaxListeners() + count);
+  const started = await Promise.allSettled(Array.from({ length: count }, (_, i) => startOne(i)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    for (const r of started) if (r.status === 'fulfilled') cancelRun(r.value, 'another part of the request could not start');
+    throw failed.reason;
+  }
+  return started.map((r) => (r as PromiseFulfilledResult<R>).value);
+}
+
+/** Cancels a run (another part of its HTTP request failed) and releases its events. */
+export function cancelRun(run: EngineRun, why: string): void {
+  run.abort.abort(new Error(why));
+  release(run.events);
+}
+
 /** Like leaving a for-await loop: lets the engine's iterator clean up (it may still be running). */
 export function release(events: AsyncIterator<GenerationEvent>): void {
   events.return?.().catch(() => undefined);

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerateRequest, GenerationEngine, PrefillToken } from '../engine/types.js';
 import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { endedEarly, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
+import { cancelRun, endedEarly, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   bestOfSequenceJson,
   generateResponse,
@@ -121,16 +121,9 @@ async function collect(run: Run): Promise<Collected> {
  */
 async function generateBestOf(request: FastifyRequest, reply: FastifyReply, deps: GenerateDeps, valid: ValidGenerate):
   Promise<GenerateResponseJson> {
-  reply.raw.setMaxListeners(reply.raw.getMaxListeners() + valid.bestOf); // one client-gone listener per sequence
-  const started = await Promise.allSettled(Array.from({ length: valid.bestOf }, (_, i) => start(request, reply, deps,
-    { ...valid, request: { ...valid.request, sampling: { ...valid.request.sampling, seed: randomSeed() } } }, `${request.id}.${i}`)));
-  const runs = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const cancelAll = () => { for (const run of runs) run.abort.abort(new Error('another best_of sequence failed')); };
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    cancelAll();
-    throw failed.reason;
-  }
+  const runs = await startRuns(valid.bestOf, reply, (i) => start(request, reply, deps,
+    { ...valid, request: { ...valid.request, sampling: { ...valid.request.sampling, seed: randomSeed() } } }, `${request.id}.${i}`));
+  const cancelAll = () => { for (const run of runs) cancelRun(run, 'another best_of sequence failed'); };
   const all = await Promise.all(runs.map((run) => collect(run).catch((e: unknown) => { cancelAll(); throw e; })));
   const mean = (c: Collected) => c.tokens.reduce((n, t) => n + t.token.logprob, 0) / Math.max(1, c.tokens.length);
   let best = 0;

@@ -7,7 +7,9 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
 import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { endedEarly, release, requestSecrets, runEvents, sendSse, startEngineRun, unknownEvent, type EngineRun } from './engine-run.js';
+import {
+  cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
+} from './engine-run.js';
 import {
   SSE_DONE,
   CompletionLogprobs,
@@ -97,9 +99,7 @@ async function start(
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
   if (valid.n > 1) span.setAttribute('weft.choices', valid.n);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
-  // Each choice listens for the client going away: room for n listeners without Node's leak warning.
-  if (valid.n > 1) reply.raw.setMaxListeners(reply.raw.getMaxListeners() + valid.n);
-  const started = await Promise.allSettled(Array.from({ length: valid.n }, (_, index) => {
+  const started = await startRuns(valid.n, reply, (index) => {
     const sampling = { ...valid.sampling, seed: (valid.sampling.seed + index) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
       requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, ...(inputIds ? { inputIds } : {}), adapter, merge: null, sampling,
@@ -107,20 +107,13 @@ async function start(
       ignoreEos: valid.ignoreEos,
     };
     return startEngineRun(deps.engine, req, span, request, reply);
-  }));
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    for (const r of started) if (r.status === 'fulfilled') cancel(r.value);
-    throw failed.reason;
-  }
+  });
   const text = inputIds && valid.echo ? deps.engine.detokenize(inputIds) : inputs;
-  return started.map((r, index) => ({ ...(r as PromiseFulfilledResult<EngineRun>).value, kind, valid, head, span, index,
-    prompt: text }));
+  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text }));
 }
 
 function cancel(run: EngineRun): void {
-  run.abort.abort(new Error('another choice of the request failed'));
-  release(run.events);
+  cancelRun(run, 'another choice of the request failed');
 }
 
 interface ChoiceResult {
