@@ -86,7 +86,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const rows: ServeRow[] = [];
   const rank = c.rank[0]!;
   const model = c.url ? null : await resolveModel(c.model, log);
-  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device) : null;
+  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching) : null;
   const url = server ? server.url : loopbackUrl(c.url!);
   if (server) log(`started a server at ${url.href} (model ${model!.label})`);
   const info = await serverInfo(url);

@@ -184,6 +184,8 @@ export const FLAGS = [
   { name: 'requests', type: 'int', commands: BENCH, default: 256, min: 1, help: 'serve: requests to send.' },
   { name: 'rate', type: 'float', commands: BENCH, default: 0, min: 0,
     defaultLabel: '0 (all at once)', help: 'serve: requests per second.' },
+  { name: 'prefix-caching', type: 'bool', commands: BENCH, default: true,
+    help: 'serve: --prefix-caching of the server the bench starts (ignored with --url).' },
   { name: 'shared-prefix-words', type: 'int', commands: BENCH, default: 0, min: 0,
     help: 'serve: every prompt starts with the same this many words (a shared system prompt), before its own words.' },
 ] as const satisfies readonly FlagSpec[];

@@ -149,6 +149,8 @@ export interface BenchConfig {
   rate: number;
   /** serve scenario: words every prompt starts with (a shared system prompt); 0: none. */
   sharedPrefixWords: number;
+  /** serve scenario: --prefix-caching of the server the bench starts. */
+  prefixCaching: boolean;
   env: EnvConfig;
 }
 

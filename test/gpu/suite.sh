@@ -6,8 +6,8 @@
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
-#   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares (prefix
-#                                     caching on; the `cached prompt %` column says how much was reused)     (~4 min)
+#   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
+#                                     prefix caching on, then off (`cached prompt %`: how much was reused)    (~8 min)
 #   bash test/gpu/suite.sh golden     transformers + PEFT there: recheck the committed golden fixtures and make
 #                                     the extension cases (test/fixtures/golden/GENERATE.md), packed as one
 #                                     tarball $OUT/golden-new.tar.gz to unpack and commit here             (~5 min)
@@ -75,8 +75,11 @@ case "$part" in
     tail -20 "$OUT/serve.log"
     ;;
   serve-prefix)
-    step serve-prefix 280 "${B[@]}" --scenario serve --batch 32 --adapters 32 --rate 0 --requests 256 --shared-prefix-words 256 --output "$OUT/serve-prefix.json"
-    tail -6 "$OUT/serve-prefix.log"
+    for pc in true false; do
+      step serve-prefix-$pc 280 "${B[@]}" --scenario serve --batch 32 --adapters 32 --rate 0 --requests 256 \
+        --shared-prefix-words 256 --prefix-caching=$pc --output "$OUT/serve-prefix-$pc.json"
+      tail -4 "$OUT/serve-prefix-$pc.log"
+    done
     ;;
   golden)
     export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

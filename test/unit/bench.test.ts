@@ -169,6 +169,12 @@ describe('bench serve end to end (preset:tiny, a server it starts)', () => {
     assert.equal(report.setup.startedServer, true);
     assert.equal(report.setup.server.async_scheduling, true);
     assert.equal(report.setup.server.prefix_caching, true);
+    const off = join(dir, 'serve-off.json');
+    await runBench(parseArgs('bench', ['--scenario', 'serve', '--model', 'preset:tiny', '--batch', '4', '--adapters', '0',
+      '--requests', '8', '--shared-prefix-words', '40', '--prefix-caching=false', '--output', off], {}), { out: () => {}, err: () => {} });
+    const offReport = JSON.parse(readFileSync(off, 'utf8'));
+    assert.equal(offReport.setup.server.prefix_caching, false);
+    assert.equal(offReport.rows[0].prefixCacheHitRate, 0);
     assert.ok(Number.isInteger(report.setup.server.max_batch_prefill_tokens));
   });
 });
