@@ -7,7 +7,7 @@ import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type Sequence
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
 import type { SourceKind } from '../adapters/index.js';
-import { ChatTemplateError, StreamingDetokenizer, renderChat } from '../tokenizer/index.js';
+import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type GenerateRequest,
@@ -390,11 +390,8 @@ export class Engine implements GenerationEngine {
 
   private prefillTokens(ids: number[], logprobs: number[], tops: SequenceEvent['promptTop']): PrefillToken[] {
     const texts = this.tokenizer.tokenStringsSync(ids);
-    const detok = new StreamingDetokenizer({ decode: (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }) });
-    const pieces = ids.map((id) => detok.push(id));
-    pieces[pieces.length - 1] += detok.flush();
     return ids.map((id, i) => {
-      const token: PrefillToken = { id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null), piece: pieces[i]! };
+      const token: PrefillToken = { id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null) };
       const top = i === 0 ? undefined : tops?.[i - 1];
       if (top !== undefined) {
         const names = this.tokenizer.tokenStringsSync(top.map((t) => t.token));

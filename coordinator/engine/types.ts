@@ -53,8 +53,6 @@ export interface PrefillToken {
   logprob: number | null;
   /** With top_n > 0: the most likely tokens at this position (absent for the first prompt token). */
   top?: (TokenChoice & { text: string })[];
-  /** The text this token adds to the prompt (incremental detokenization; '' for special tokens). */
-  piece: string;
 }
 
 export interface GeneratedToken {

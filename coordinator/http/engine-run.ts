@@ -48,6 +48,14 @@ export async function startRuns<R extends EngineRun>(count: number, reply: Fasti
   return started.map((r) => (r as PromiseFulfilledResult<R>).value);
 }
 
+/** `each` over every run of one HTTP request; the first failure cancels the others and is thrown. */
+export function allOrCancel<R extends EngineRun, T>(runs: readonly R[], each: (run: R) => Promise<T>, why: string): Promise<T[]> {
+  return Promise.all(runs.map((run) => each(run).catch((e: unknown) => {
+    for (const other of runs) if (other !== run) cancelRun(other, why);
+    throw e;
+  })));
+}
+
 /** Cancels a run (another part of its HTTP request failed) and releases its events. */
 export function cancelRun(run: EngineRun, why: string): void {
   run.abort.abort(new Error(why));

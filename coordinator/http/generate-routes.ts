@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerateRequest, GenerationEngine, PrefillToken } from '../engine/types.js';
 import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { cancelRun, endedEarly, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun } from './engine-run.js';
+import { allOrCancel, endedEarly, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   bestOfSequenceJson,
   generateResponse,
@@ -123,8 +123,7 @@ async function generateBestOf(request: FastifyRequest, reply: FastifyReply, deps
   Promise<GenerateResponseJson> {
   const runs = await startRuns(valid.bestOf, reply, (i) => start(request, reply, deps,
     { ...valid, request: { ...valid.request, sampling: { ...valid.request.sampling, seed: randomSeed() } } }, `${request.id}.${i}`));
-  const cancelAll = () => { for (const run of runs) cancelRun(run, 'another best_of sequence failed'); };
-  const all = await Promise.all(runs.map((run) => collect(run).catch((e: unknown) => { cancelAll(); throw e; })));
+  const all = await allOrCancel(runs, collect, 'another best_of sequence failed');
   const mean = (c: Collected) => c.tokens.reduce((n, t) => n + t.token.logprob, 0) / Math.max(1, c.tokens.length);
   let best = 0;
   all.forEach((c, i) => { if (mean(c) > mean(all[best]!)) best = i; });

@@ -3,6 +3,7 @@
 // ("the returned text will not contain the stop sequence"; the engine, like TGI, keeps it).
 import { randomUUID } from 'node:crypto';
 import type { FinishReason, GeneratedToken, PrefillToken } from '../engine/types.js';
+import { StreamingDetokenizer } from '../tokenizer/index.js';
 import { errorBody, type HttpError } from './errors.js';
 
 export type OpenAiFinishReason = 'stop' | 'length';
@@ -132,16 +133,20 @@ export class CompletionLogprobs {
   private offset = 0;
   readonly json: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
 
-  /** Adds the prompt's tokens (echo); returns their log-probs (the echo chunk's). */
-  addPrompt(prefill: readonly PrefillToken[]): CompletionLogprobsJson {
+  /** Adds the prompt's tokens (echo); `decode` (ids -> text) splits the prompt into each token's text. Returns
+   * their log-probs (the echo chunk's). */
+  addPrompt(prefill: readonly PrefillToken[], decode: (ids: number[]) => string): CompletionLogprobsJson {
     const part: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-    for (const t of prefill) {
-      part.tokens.push(t.piece);
+    const detok = new StreamingDetokenizer({ decode });
+    const pieces = prefill.map((t) => detok.push(t.id));
+    if (pieces.length > 0) pieces[pieces.length - 1] += detok.flush();
+    prefill.forEach((t, i) => {
+      part.tokens.push(pieces[i]!);
       part.token_logprobs.push(t.logprob);
       part.top_logprobs.push(t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((c) => [c.text, c.logprob])));
       part.text_offset.push(this.offset);
-      this.offset += t.piece.length;
-    }
+      this.offset += pieces[i]!.length;
+    });
     this.append(part);
     return part;
   }

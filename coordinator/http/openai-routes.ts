@@ -8,7 +8,7 @@ import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngi
 import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
 import {
-  cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
+  allOrCancel, cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
 } from './engine-run.js';
 import {
   SSE_DONE,
@@ -56,6 +56,8 @@ interface Run extends EngineRun {
   index: number;
   /** The prompt text (echoed back with `echo`). */
   prompt: string;
+  /** Token ids to text (the echoed prompt's tokens). */
+  decode: (ids: number[]) => string;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -109,11 +111,8 @@ async function start(
     return startEngineRun(deps.engine, req, span, request, reply);
   });
   const text = inputIds && valid.echo ? deps.engine.detokenize(inputIds) : inputs;
-  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text }));
-}
-
-function cancel(run: EngineRun): void {
-  cancelRun(run, 'another choice of the request failed');
+  const decode = (ids: number[]) => deps.engine.detokenize(ids);
+  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text, decode }));
 }
 
 interface ChoiceResult {
@@ -127,10 +126,7 @@ interface ChoiceResult {
 
 /** Every choice whole; the first failure cancels the others and answers for the request. */
 async function whole(runs: Run[]): Promise<object> {
-  const results = await Promise.all(runs.map((run) => choice(run).catch((e: unknown) => {
-    for (const other of runs) if (other !== run) cancel(other);
-    throw e;
-  })));
+  const results = await allOrCancel(runs, choice, 'another choice of the request failed');
   const { head, kind } = runs[0]!;
   const usage = usageOf(results);
   if (kind === 'chat') {
@@ -156,7 +152,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
       case 'admitted':
         promptTokens = ev.promptTokens;
         cachedTokens = ev.cachedTokens;
-        if (echo && run.valid.logprobs && ev.prefill) completionLogprobs.addPrompt(ev.prefill);
+        if (echo && run.valid.logprobs && ev.prefill) completionLogprobs.addPrompt(ev.prefill, run.decode);
         break;
       case 'token':
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
@@ -221,7 +217,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
   } finally {
     // Reached early when the response stream is destroyed (client gone) or a choice failed: cancel the rest.
     if (!settled) for (const run of runs) run.abort.abort(new Error('response stream closed'));
-    if (failed) for (const run of runs) cancel(run);
+    if (failed) for (const run of runs) cancelRun(run, 'another choice of the request failed');
     for (const stream of streams) stream.return(undefined).catch(() => undefined);
   }
 }
@@ -247,7 +243,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         if (run.kind === 'chat') {
           yield { frame: sseFrame(chatChunk(head, { role: 'assistant', content: '' }, null, null, valid.includeUsage, index)) };
         } else if (echo) {
-          const lp = valid.logprobs && ev.prefill ? completionLogprobs.addPrompt(ev.prefill) : null;
+          const lp = valid.logprobs && ev.prefill ? completionLogprobs.addPrompt(ev.prefill, run.decode) : null;
           yield { frame: sseFrame(completionChunk(head, run.prompt, lp, null, valid.includeUsage, index)) };
         }
         break;

@@ -29,13 +29,18 @@ export function extendBlockHashes(hashes: string[], tokens: readonly number[], b
   }
 }
 
+/** Leading full blocks an admission may take from the cache: all but the one holding the last token. */
+function usableBlocks(seq: Sequence, blockSize: number): number {
+  return Math.floor((seq.length - 1) / blockSize);
+}
+
 /**
  * The cached blocks an admission of seq can start from: its leading full blocks registered in the cache,
  * short of the block holding its last token (that token's logits must be computed, and a block being
  * written is never shared). None for a prompt whose every position's logits are wanted.
  */
 export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
-  const usable = Math.floor((seq.length - 1) / blocks.blockSize);
+  const usable = usableBlocks(seq, blocks.blockSize);
   if (!seq.chunkable || usable === 0) return [];
   extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), usable);
   return blocks.matchPrefix(seq.blockHashes.slice(0, usable));
@@ -86,8 +91,7 @@ export class PendingBlocks {
   /** Whether seq should wait: its first block after the cached `hits` is being computed for another sequence. */
   shouldWait(seq: Sequence, hits: number, blockSize: number): boolean {
     if (!seq.chunkable) return false;
-    const usable = Math.floor((seq.length - 1) / blockSize);
-    if (hits >= usable) return false;
+    if (hits >= usableBlocks(seq, blockSize)) return false;
     const owner = this.owner.get(seq.blockHashes[hits]!);
     return owner !== undefined && owner !== seq.seqId;
   }

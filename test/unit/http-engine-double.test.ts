@@ -79,11 +79,15 @@ export class ScriptedEngine implements GenerationEngine {
     return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0, cachedBlocks: 3 };
   }
 
+  /** The words tokenize() gave each id ("t<id>" for ids it never gave). */
+  private readonly words = new Map<number, string>();
+
   detokenize(ids: readonly number[]): string {
-    return ids.map((id) => `t${id}`).join(' ');
+    return ids.map((id) => this.words.get(id) ?? `t${id}`).join(' ');
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    for (const m of text.matchAll(/\S+/g)) this.words.set(10 + (m[0].length % 90), m[0]);
     return [...text.matchAll(/\S+/g)].map((m) => ({
       id: 10 + (m[0].length % 90),
       text: m[0],
@@ -126,7 +130,7 @@ export class ScriptedEngine implements GenerationEngine {
       }
       const words = req.inputs.split(/\s+/).filter(Boolean);
       const prefill = req.promptLogprobs
-        ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, piece: i === 0 ? w : ` ${w}`, logprob: i === 0 ? null : -1 - i / 10,
+        ? words.map((w, i) => ({ id: 10 + (w.length % 90), text: w, logprob: i === 0 ? null : -1 - i / 10,
           ...(i > 0 && req.topN > 0 ? { top: [{ token: 7, logprob: -0.1, text: 'alt' }] } : {}) }))
         : null;
       // Pretends all but the last two prompt tokens came from the prefix cache (so the field is visible).
