@@ -6,6 +6,14 @@ import type { MessageHeaders } from '../protocol/index.js';
 import type { ShardConfig } from './config/index.js';
 
 
+/** `WEFT_TEST_FAIL_FORWARD=<rank>:<n>` (tests only): the n-th forward pass of that rank fails. */
+export function injectedForwardFailure(spec: string | undefined, rank: number): number {
+  if (!spec) return 0;
+  const m = /^(\d+):(\d+)$/.exec(spec.trim());
+  if (!m) throw new Error(`WEFT_TEST_FAIL_FORWARD must be <rank>:<n> (e.g. 1:5), got '${spec}'`);
+  return Number(m[1]) === rank ? Number(m[2]) : 0;
+}
+
 export async function runShard(o: ShardConfig): Promise<void> {
   const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
   const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
@@ -15,6 +23,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
     collective: o.collective,
     kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
     cpuThreads: o.cpuThreads, heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
+    failForwardAt: injectedForwardFailure(process.env.WEFT_TEST_FAIL_FORWARD, o.rank),
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),
     beforeExit: () => tracing.shutdown(),

@@ -99,6 +99,9 @@ export interface StepResult {
   rank: number;
   outputs: SeqOutput[];
   error?: string;
+  /** With `error`: the rank cannot go on (its forward pass failed where the ranks' collectives may now be out of
+   * step, or its CUDA context may be broken) and exits so that the group is restarted. */
+  fatal?: boolean;
   computeMs: number;
 }
 

@@ -89,7 +89,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
         outputs: arrayOf(seqOutput),
         computeMs: num({ min: 0 }),
       },
-      { error: str() },
+      { error: str(), fatal: bool },
     ),
     (m) => duplicateReason('outputs', m.outputs.map((o) => o.seqId)),
   ),

@@ -13,6 +13,10 @@ import {
 import { createCollective, type NativeCollective } from '../kernels/index.js';
 import { cudaInfo, ncclUniqueId } from '../kernels/cuda.js';
 import { LocalEngine } from './local-engine.js';
+import { ForwardError } from './engine/step-runner.js';
+
+/** Exit status of a shard that stops after a failed forward pass so that its group is restarted. */
+export const EXIT_FORWARD_FAILED = 70;
 
 export interface ShardActorOptions {
   nc: NatsConnection;
@@ -36,6 +40,8 @@ export interface ShardActorOptions {
   /** CPU backend threads of this shard process (0 = one per hardware thread). */
   cpuThreads?: number;
   heartbeatMs: number;
+  /** Test fault injection (`WEFT_TEST_FAIL_FORWARD=<rank>:<n>`): this rank's n-th forward pass fails. */
+  failForwardAt?: number;
   logger: Logger;
   tracer: Tracer;
   /** W3C trace context from NATS headers (provided by the process entry, which owns the propagator). */
@@ -53,6 +59,8 @@ export class ShardActor {
   private collective?: NativeCollective;
   private engine!: LocalEngine;
   private stopped = false;
+  /** A forward pass failed where going on is unsafe: steps are ignored until the process exits. */
+  private broken = false;
 
   constructor(private readonly o: ShardActorOptions) {
     this.bus = new MessageBus(o.nc, {
@@ -72,6 +80,7 @@ export class ShardActor {
       cpuThreads: o.cpuThreads,
       collective: this.collective,
     });
+    this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
 
@@ -144,6 +153,7 @@ export class ShardActor {
 
   private async onStep(step: Step, headers: MessageHeaders): Promise<void> {
     const o = this.o;
+    if (this.broken) return;
     const parent = o.extractContext(headers);
     const span = o.tracer.startSpan('shard.step', { attributes: { 'weft.rank': o.rank, 'weft.step_id': step.stepId,
       'weft.new_seqs': step.newSeqs.length, 'weft.running': step.running.length } }, parent);
@@ -157,17 +167,34 @@ export class ShardActor {
       const error = `rank ${o.rank}: ${(e as Error).message}`;
       o.logger.error({ stepId: step.stepId, err: error }, 'step failed');
       span.setStatus({ code: SpanStatusCode.ERROR, message: error });
-      // The coordinator fails this step's sequences; drop local state so the next step starts clean.
+      // A failed forward pass with peers may have left the ranks at different collectives (the others wait in
+      // one this rank never joins, or pair the next step's with this one's), and a CUDA error can leave the
+      // context unusable: only a restart of the group is safe. Anything else failed before compute, alike on
+      // every rank: the coordinator fails this step's sequences; drop local state so the next step starts clean.
+      const fatal = e instanceof ForwardError && (o.worldSize > 1 || o.device === 'cuda');
       this.engine.runner.reset();
       this.publish(stepResultSubject(o.cluster), { v: PROTOCOL_VERSION, type: 'step.result', stepId: step.stepId, rank: o.rank,
-        outputs: [], error, computeMs: performance.now() - t0 });
+        outputs: [], error, ...(fatal ? { fatal } : {}), computeMs: performance.now() - t0 });
+      if (fatal) this.exitForRestart();
     } finally {
       span.end();
     }
   }
 
+  /** Stops taking work and exits with EXIT_FORWARD_FAILED once the failed step's reply is flushed; the
+   * supervisor (`weft launch`) restarts the group. */
+  private exitForRestart(): void {
+    this.broken = true;
+    this.o.logger.error({ rank: this.o.rank, world: this.o.worldSize, device: this.o.device },
+      'forward pass failed; exiting so that the shard group restarts (the ranks may be out of step)');
+    setImmediate(() => {
+      void this.stop().then(() => this.o.beforeExit?.()).finally(() => process.exit(EXIT_FORWARD_FAILED));
+    });
+  }
+
   private async onAdapterLoad(msg: AdapterLoad): Promise<void> {
     const o = this.o;
+    if (this.broken) return;
     try {
       const plan = this.engine.loadAdapter(msg.slot, msg.merge ? { merge: msg.merge } : msg.dir);
       o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost },

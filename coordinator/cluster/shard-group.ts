@@ -167,6 +167,12 @@ export class NatsShardGroup {
   private onResult(m: StepResult): void {
     const p = this.pending.get(m.stepId);
     if (!p) return; // a late reply for a step already failed
+    if (m.error && m.fatal) {
+      // That rank is exiting (its forward pass failed; its peers may be stuck in a collective it never joins):
+      // fail everything in flight now rather than after --step-timeout-ms; the group is restarted.
+      this.markLost(`shard ${m.rank} failed step ${m.stepId} and is restarting: ${m.error}`);
+      return;
+    }
     p.results.set(m.rank, m);
     if (p.results.size < this.o.worldSize) return;
     clearTimeout(p.timer);

@@ -8,8 +8,15 @@ import { cpuOps, type BatchSeq, type SampleResult } from '../../kernels/index.js
 import type { LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
 
+/** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
   override name = 'StepError';
+}
+
+/** The forward pass itself failed (native error): the ranks may have stopped at different collectives, and a
+ * CUDA error can leave the device context unusable, so the caller cannot assume the next step is safe. */
+export class ForwardError extends Error {
+  override name = 'ForwardError';
 }
 
 interface Row {
@@ -37,6 +44,10 @@ function penaltyTokens(state: SequenceState): Int32Array {
 
 export class StepRunner {
   private readonly seqs = new Map<string, SequenceState>();
+  private forwards = 0;
+  /** Fault injection for tests (`WEFT_TEST_FAIL_FORWARD`): the n-th forward pass of this runner (from 1) fails
+   * before it starts, as a native error would. 0: never. */
+  failForwardAt = 0;
 
   constructor(private readonly model: LoadedModel, private readonly rank: number) {}
 
@@ -81,17 +92,27 @@ export class StepRunner {
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
     // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
     if (!rows.some((r) => r.wantAll)) {
-      const sampled = await this.model.native.forwardSample(batch, sampling.map((r) => ({
+      const sampled = await this.compute(() => this.model.native.forwardSample(batch, sampling.map((r) => ({
         ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
-      })));
+      }))));
       for (const row of rows) row.state.length += row.tokens.length;
       const outputs = sampling.map((row, i) => this.output(row, sampled[i]));
       return this.rank === 0 ? outputs : [];
     }
-    const logits = await this.model.native.forward(batch);
+    const logits = await this.compute(() => this.model.native.forward(batch));
     for (const row of rows) row.state.length += row.tokens.length;
     const outputs = this.sampleAll(sampling, logits);
     return this.rank === 0 ? outputs : [];
+  }
+
+  private async compute<T>(pass: () => Promise<T>): Promise<T> {
+    const n = ++this.forwards;
+    try {
+      if (n === this.failForwardAt) throw new Error(`injected failure of forward pass ${n} (WEFT_TEST_FAIL_FORWARD)`);
+      return await pass();
+    } catch (e) {
+      throw new ForwardError(`forward pass failed on rank ${this.rank}: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   private output(row: Row, s: SampleResult): SeqOutput {
