@@ -1,7 +1,8 @@
 // `adapter_source: "local"`: a PEFT directory under one of the --adapter-root directories. The check is
 // on real paths, so `..` segments and symlinks that lead outside every root are refused (403).
+import { createHash } from 'node:crypto';
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { EngineError } from '../engine/types.js';
 
 function inside(root: string, p: string): boolean {
@@ -32,4 +33,23 @@ export function resolveLocalAdapter(adapterId: string, roots: readonly string[])
     throw new EngineError('adapter_forbidden', `adapter '${adapterId}' is outside the allowed --adapter-root directories`);
   }
   throw new EngineError('adapter_not_found', `adapter '${adapterId}' was not found under the --adapter-root directories`);
+}
+
+/**
+ * The revision of a local adapter directory: a digest of its PEFT files' names, sizes and modification times
+ * (the shard's host cache keys parsed adapters the same way, shard/adapters/host-cache.ts). It is part of the
+ * adapter's cache key, so an adapter retrained and saved over its old directory is a new adapter: its old
+ * device slot, host copy and prefix-cache K/V are never served for it.
+ */
+export function localRevision(dir: string): string {
+  const h = createHash('sha256');
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'adapter_model.bin']) {
+    try {
+      const st = statSync(join(dir, f));
+      h.update(`${f}:${st.size}:${st.mtimeMs}|`);
+    } catch {
+      h.update(`${f}:absent|`);
+    }
+  }
+  return `local-${h.digest('hex').slice(0, 16)}`;
 }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { MergeRecipe } from '../../protocol/index.js';
 import { EngineError, type AdapterRef, type AdapterSummaryJson, type AdapterTier, type MergeSpec } from '../engine/types.js';
-import { resolveLocalAdapter } from './local-source.js';
+import { localRevision, resolveLocalAdapter } from './local-source.js';
 import type { AdapterSourceClient, SourceKind } from './sources/types.js';
 import { HostTierMirror } from './host-tier.js';
 
@@ -84,7 +84,8 @@ export class AdapterRegistry {
     const target = named ? { ...named, apiToken: ref.apiToken } : ref;
     if (target.source === 'local') {
       const dir = named ? resolveLocalAdapter(resolve(named.id), [resolve(named.id)]) : resolveLocalAdapter(target.id, this.o.roots);
-      return { key: `local:${dir}`, load: { dir }, id: target.id, source: 'local', revision: null };
+      const revision = localRevision(dir);
+      return { key: `local:${dir}@${revision}`, load: { dir }, id: target.id, source: 'local', revision };
     }
     const client = this.o.sources[target.source];
     if (!client) {

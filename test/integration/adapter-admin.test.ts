@@ -1,7 +1,7 @@
 // Bad adapters, preloaded names, the admin API and merging through the real server.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prefillMatchesGolden, startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
@@ -113,6 +113,25 @@ describe('adapters: failures, names, admin, merging', () => {
     const names = list.adapters.flatMap((a: { names: string[] }) => a.names);
     assert.ok(names.includes('support') && names.includes('tiny'), JSON.stringify(names));
     for (const a of list.adapters) assert.ok(['device', 'host', 'disk', 'loading'].includes(a.tier));
+  });
+
+  test('an adapter saved over its own directory is served as the new adapter, not its resident old copy', async () => {
+    const dir = join(root, 'evolving');
+    cpSync(join(c.dir, 'adapters', 'all_r8'), dir, { recursive: true });
+    const before = await gen({ adapter_id: 'evolving', adapter_source: 'local' });
+    assert.equal(before.status, 200, before.text);
+    prefillMatchesGolden(c, before.json, 'adapter/all_r8/seq1', seq);
+    // Retrained and saved in place (different rank and modules): the directory's files are new.
+    rmSync(dir, { recursive: true });
+    cpSync(join(c.dir, 'adapters', 'qv_r4'), dir, { recursive: true });
+    const after = await gen({ adapter_id: 'evolving', adapter_source: 'local' });
+    assert.equal(after.status, 200, after.text);
+    prefillMatchesGolden(c, after.json, 'adapter/qv_r4/seq1', seq);
+    const listed = await g.post('/v1/adapters/load', { adapter_id: 'evolving', adapter_source: 'local' },
+      { authorization: `Bearer ${ADMIN}` });
+    assert.equal(listed.status, 200, listed.text);
+    assert.match(listed.json.adapter.revision, /^local-[0-9a-f]{16}$/);
+    assert.equal(listed.json.adapter.rank, 4);
   });
 
   test('merged_adapters: cat with weights [1, 0] equals the first adapter alone; [0.5, 0.5] of one adapter too', async () => {
