@@ -116,6 +116,8 @@ export interface SamplingOptions {
   presencePenalty?: number;
   /** Added to these tokens' logits after the penalties, before temperature. */
   logitBias?: { token: number; bias: number }[];
+  /** Structured output: bit t (byte t >> 3, bit t & 7) set = token t may be drawn; the rest get -inf. */
+  allowedMask?: Uint8Array;
   doSample: boolean;
   seed: number;
   /** Which draw of this sequence (its generated-token count): the RNG depends only on (seed, drawIndex). */

@@ -47,3 +47,8 @@ export {
   type ShardVerb,
 } from './subjects.js';
 export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHeaders } from './bus.js';
+// Structured output: the constraint language of NewSequence.constraint, shared by the coordinator (which
+// checks a request's pattern) and the shards (which run it over the vocabulary's token bytes).
+export { ConstraintError, compileRegex, escapeRegex, type Nfa } from './constraint/regex.js';
+export { DEAD, LazyDfa, fullMatch } from './constraint/dfa.js';
+export { loadTokenVocab, sortedVocab, type TokenVocab } from './constraint/token-bytes.js';

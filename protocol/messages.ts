@@ -41,6 +41,9 @@ export interface NewSequence {
    * have their K/V in the leading blocks of blockTable, computed for another sequence with the same adapter and
    * tokens; the shard computes only the rest. Those blocks are shared: never written. */
   cached?: number;
+  /** Structured output: a regular expression (protocol/constraint/regex.ts) the generated text must match as a
+   * whole. Each rank allows only tokens that keep it completable, and EOS once it is complete. */
+  constraint?: string;
 }
 
 /** Chunked prefill: the next part of a sequence whose prefill started in an earlier step (blocks were all

@@ -7,6 +7,8 @@ import { mergeAdapters } from './adapters/merge.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
+import { AutomatonCache } from './constraints/token-constraint.js';
+import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
 
 export interface LocalEngineOptions {
   rank?: number;
@@ -30,8 +32,11 @@ export class LocalEngine {
 
   private readonly hostCache: HostAdapterCache;
 
-  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number) {
-    this.runner = new StepRunner(model, model.partition.rank);
+  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, modelDir: string) {
+    // The vocabulary's token bytes are read on the first structured-output request.
+    let vocab: TokenVocab | undefined;
+    const constraints = new AutomatonCache(() => (vocab ??= loadTokenVocab(modelDir, model.spec.vocab)), model.spec.eosTokenIds);
+    this.runner = new StepRunner(model, model.partition.rank, constraints);
     this.hostCache = new HostAdapterCache(hostCacheBytes);
   }
 
@@ -42,7 +47,7 @@ export class LocalEngine {
       adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
       cpuThreads: opts.cpuThreads,
     });
-    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31);
+    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31, modelDir);
   }
 
   /**

@@ -119,7 +119,8 @@ export class Engine implements GenerationEngine {
   stats(): EngineStats {
     return { waiting: this.scheduler.waiting, running: this.scheduler.running, usedBlocks: this.scheduler.usedBlocks,
       freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
-      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks };
+      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks,
+      preemptions: this.scheduler.preemptions };
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -193,7 +194,7 @@ export class Engine implements GenerationEngine {
     if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
       maxNewTokens: req.maxNewTokens, eosTokenIds: req.ignoreEos ? [] : this.info.eosTokenIds, promptLogprobs: req.promptLogprobs,
-      topN: req.topN }));
+      topN: req.topN, ...(req.constraint !== undefined ? { constraint: req.constraint } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();

@@ -42,6 +42,8 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
+  /** Structured output: a checked pattern (coordinator/http/structured-output.ts) the generated text must match. */
+  constraint?: string;
 }
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence';
@@ -123,6 +125,8 @@ export interface EngineStats {
   adapterRefs: number;
   /** KV blocks registered in the prefix cache (held by sequences or idle). */
   cachedBlocks: number;
+  /** Sequences preempted (KV blocks ran out; recomputed later) since the start. */
+  preemptions: number;
 }
 
 export interface GenerationEngine {

@@ -106,7 +106,7 @@ async function start(
     const req: GenerateRequest = {
       requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, ...(inputIds ? { inputIds } : {}), adapter, merge: null, sampling,
       maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
-      ignoreEos: valid.ignoreEos,
+      ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

@@ -7,8 +7,10 @@
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
 //    with "not supported yet" otherwise: best_of 1, suffix '', tools/functions [], tool_choice/function_call 'none'|'auto'
-//    (nothing to call), parallel_tool_calls (any: no tools), response_format {type:'text'}, store false,
-//    metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//    (nothing to call), parallel_tool_calls (any: no tools), store false, metadata {}, service_tier
+//    'auto'|'default', modalities ['text'].
+//  - response_format (both routes): text, json_object (any JSON object) or json_schema — structured output,
+//    the generated text is constrained to match (structured-output.ts).
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
 //    logit_bias {"<token id>": bias in [-100, 100]} (at most MAX_LOGIT_BIAS entries) is added after them.
 //  - `echo` (completions) returns the prompt before the completion; with `logprobs` also the prompt tokens'
@@ -41,6 +43,7 @@ import {
   str,
   type ValidationLimits,
 } from './validate.js';
+import { openaiConstraint } from './structured-output.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -65,6 +68,8 @@ export interface ValidOpenAi {
   includeUsage: boolean;
   /** ignore_eos_token / ignore_eos: generate past EOS. */
   ignoreEos: boolean;
+  /** Structured output from response_format (json_object / json_schema); undefined for text. */
+  constraint: string | undefined;
   /** Choices to generate (`n`). */
   n: number;
   /** Completions only (see ValidCompletion). */
@@ -93,12 +98,12 @@ type Json = Record<string, unknown>;
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
-  'api_token', 'logprobs',
+  'api_token', 'logprobs', 'response_format',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
   ...COMMON_KEYS, 'messages', 'top_logprobs', 'max_completion_tokens', 'tools', 'tool_choice', 'parallel_tool_calls',
-  'functions', 'function_call', 'response_format', 'store', 'metadata', 'service_tier', 'modalities',
+  'functions', 'function_call', 'store', 'metadata', 'service_tier', 'modalities',
   'prompt_cache_key', 'safety_identifier',
 ]);
 const IGNORED_STRINGS = ['user', 'prompt_cache_key', 'safety_identifier'];
@@ -115,7 +120,6 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   tool_choice: (v) => v === 'none' || v === 'auto',
   function_call: (v) => v === 'none' || v === 'auto',
   parallel_tool_calls: (v) => typeof v === 'boolean',
-  response_format: (v) => typeof v === 'object' && v !== null && (v as Json).type === 'text' && Object.keys(v).length === 1,
   store: (v) => v === false,
   metadata: isEmptyObject,
   service_tier: (v) => v === 'auto' || v === 'default',
@@ -213,6 +217,7 @@ function commonFields(
     includeUsage: includeUsage(top, stream),
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
     n: choicesOf(top),
+    constraint: openaiConstraint(top),
   };
 }
 

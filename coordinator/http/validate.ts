@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { SamplingParams } from '../../protocol/index.js';
 import type { AdapterRef, AdapterSource, GenerateRequest, MergeSpec, MergeStrategy } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
+import { tgiConstraint } from './structured-output.js';
 
 /** TGI's default `--max-stop-sequences`. */
 export const MAX_STOP_SEQUENCES = 4;
@@ -64,7 +65,7 @@ const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
-  'presence_penalty', 'best_of',
+  'presence_penalty', 'best_of', 'grammar', 'response_format',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -74,8 +75,6 @@ export const MAX_BEST_OF = 16;
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   watermark: [false],
   return_k_alternatives: [0],
-  response_format: [],
-  grammar: [],
   apply_chat_template: [false],
 };
 
@@ -123,11 +122,12 @@ export function validateGenerateBody(
     throw validationError(`\`truncate\` must be strictly positive and less than ${maxInput + 1}. Given: ${truncate}`);
   }
   const ignoreEos = optional(p, 'ignore_eos_token', bool) ?? false;
+  const constraint = tgiConstraint(p);
   const bestOf = bestOfOf(p, route === 'generate_stream' || (route === 'compat' && stream), sampling.doSample);
   return {
     bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
-      ...(truncate !== undefined ? { truncate } : {}) },
+      ...(truncate !== undefined ? { truncate } : {}), ...(constraint !== undefined ? { constraint } : {}) },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,

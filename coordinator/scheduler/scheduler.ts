@@ -392,6 +392,7 @@ export class Scheduler {
       topN: seq.topN,
       ...(pending > 0 ? { pending } : {}),
       ...(seq.prefillCached > 0 ? { cached: seq.prefillCached } : {}),
+      ...(seq.constraint !== undefined ? { constraint: seq.constraint } : {}),
     };
   }
 

@@ -18,6 +18,8 @@ export interface SequenceInit {
   logits?: 'none' | 'all';
   promptLogprobs?: boolean;
   topN?: number;
+  /** Structured output: the pattern the generated text must match (NewSequence.constraint). */
+  constraint?: string;
 }
 
 export class Sequence {
@@ -33,6 +35,7 @@ export class Sequence {
   readonly logits: 'none' | 'all';
   readonly promptLogprobs: boolean;
   readonly topN: number;
+  readonly constraint: string | undefined;
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 
@@ -65,6 +68,7 @@ export class Sequence {
     this.logits = init.logits ?? 'none';
     this.promptLogprobs = init.promptLogprobs ?? false;
     this.topN = init.topN ?? 0;
+    this.constraint = init.constraint;
   }
 
   /** Prompt plus generated tokens. */

@@ -1,5 +1,6 @@
 // What a shard remembers about one sequence between steps (DESIGN.md §2: steps carry diffs, not state).
 import type { SamplingParams } from '../../protocol/index.js';
+import type { TokenAutomaton } from '../constraints/token-constraint.js';
 
 export interface SequenceState {
   seqId: string;
@@ -17,4 +18,6 @@ export interface SequenceState {
   topN: number;
   /** Chunked prefill: prompt tokens still to come in later steps (nothing is sampled until 0). */
   unsent: number;
+  /** Structured output: the pattern's automaton and its state after the tokens generated so far. */
+  constraint?: { automaton: TokenAutomaton; state: number };
 }

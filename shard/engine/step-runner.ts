@@ -4,9 +4,10 @@
 // (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
 import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
-import { cpuOps, type BatchSeq, type SampleResult } from '../../kernels/index.js';
+import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
 import type { LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
+import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -34,6 +35,12 @@ const NO_TOKENS = new Int32Array(0);
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
 const RAW = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0 };
 
+/** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. */
+function samplingOf(state: SequenceState): SamplingOptions {
+  const c = state.constraint;
+  return { ...state.sampling, drawIndex: state.draws, ...(c ? { allowedMask: c.automaton.mask(c.state) } : {}) };
+}
+
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
  * frequency/presence penalties count), or none when there is no penalty. */
 function penaltyTokens(state: SequenceState): Int32Array {
@@ -49,7 +56,8 @@ export class StepRunner {
    * before it starts, as a native error would. 0: never. */
   failForwardAt = 0;
 
-  constructor(private readonly model: LoadedModel, private readonly rank: number) {}
+  /** `constraints`: compiled structured-output patterns (absent: NewSequence.constraint is refused). */
+  constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache) {}
 
   get activeSequences(): number {
     return this.seqs.size;
@@ -93,7 +101,7 @@ export class StepRunner {
     // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
     if (!rows.some((r) => r.wantAll)) {
       const sampled = await this.compute(() => this.model.native.forwardSample(batch, sampling.map((r) => ({
-        ...r.state.sampling, drawIndex: r.state.draws, penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
+        ...samplingOf(r.state), penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
       }))));
       for (const row of rows) row.state.length += row.tokens.length;
       const outputs = sampling.map((row, i) => this.output(row, sampled[i]));
@@ -118,6 +126,8 @@ export class StepRunner {
   private output(row: Row, s: SampleResult): SeqOutput {
     row.state.draws++;
     row.state.lastSampled = s.token;
+    const c = row.state.constraint;
+    if (c) c.state = c.automaton.advance(c.state, s.token);
     return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
@@ -140,6 +150,7 @@ export class StepRunner {
       lastSampled: -1,
       topN: ns.topN,
       unsent: ns.pending ?? 0,
+      ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
     };
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
@@ -148,6 +159,20 @@ export class StepRunner {
     }
     return { state, tokens: cached > 0 ? ns.tokens.slice(cached) : ns.tokens, firstPos: cached, wantAll,
       promptLogprobs: ns.promptLogprobs, logits: ns.logits, partial: state.unsent > 0 };
+  }
+
+  /** The automaton of a new sequence's pattern, in the state its already generated tokens lead to. */
+  private constraint(ns: NewSequence): { automaton: TokenAutomaton; state: number } {
+    if (!this.constraints) throw new StepError(`new sequence '${ns.seqId}': structured output is not available on this shard`);
+    let automaton: TokenAutomaton;
+    try {
+      automaton = this.constraints.get(ns.constraint!);
+    } catch (e) {
+      throw new StepError(`new sequence '${ns.seqId}': ${(e as Error).message}`);
+    }
+    let state = automaton.start;
+    for (const t of ns.generated) state = automaton.advance(state, t);
+    return { automaton, state };
   }
 
   private buildBatch(rows: Row[]) {
@@ -186,7 +211,7 @@ export class StepRunner {
       r += n;
       const last = block.subarray((n - 1) * V, n * V);
       const { state } = row;
-      const s = cpuOps.sample(last, { ...state.sampling, drawIndex: state.draws }, penaltyTokens(state), state.topN);
+      const s = cpuOps.sample(last, samplingOf(state), penaltyTokens(state), state.topN);
       const out = this.output(row, s);
       if (this.rank !== 0) continue;  // other ranks only need the token
       if (row.promptLogprobs) {

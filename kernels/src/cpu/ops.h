@@ -77,6 +77,9 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   // OpenAI logit_bias: (token, bias) added after the penalties, before temperature.
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // Structured output: bit t (byte t/8, bit t%8) set = token t may be drawn; every other token gets -inf.
+  // Empty = no constraint.
+  std::vector<uint8_t> allowed_mask;
   bool do_sample = false;
   uint64_t seed = 0;
   uint64_t draw_index = 0;     // which draw of this sequence (its generated-token count): RNG = f(seed, index)

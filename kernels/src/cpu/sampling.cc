@@ -73,6 +73,11 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     pen[t] = (it == pen.end() ? logits[t] : it->second) + b;
   }
   for (const auto& [t, v] : pen) s[t] = finite_or_low(temper ? v / p.temperature : v);
+  if (!p.allowed_mask.empty()) {
+    const int64_t covered = static_cast<int64_t>(p.allowed_mask.size()) * 8;
+    for (int64_t i = 0; i < vocab; ++i)
+      if (i >= covered || !(p.allowed_mask[i >> 3] & (1u << (i & 7)))) s[i] = -INFINITY;
+  }
   // Log-probabilities of the processed distribution before truncation: what `details` reports.
   double mx = -INFINITY;
   for (double v : s) mx = std::max(mx, v);

@@ -68,6 +68,13 @@ inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
       p.logit_bias.emplace_back(static_cast<int32_t>(num_or(eo, "token", -1)), static_cast<float>(num_or(eo, "bias", 0.0)));
     }
   }
+  const Napi::Value mask = o.Get("allowedMask");
+  if (mask.IsTypedArray()) {
+    const Napi::Uint8Array m = mask.As<Napi::Uint8Array>();
+    p.allowed_mask.assign(m.Data(), m.Data() + m.ElementLength());
+  } else if (!mask.IsUndefined() && !mask.IsNull()) {
+    throw Napi::TypeError::New(o.Env(), "allowedMask must be a Uint8Array");
+  }
   p.do_sample = o.Get("doSample").ToBoolean().Value();
   p.seed = static_cast<uint64_t>(num_or(o, "seed", 0));
   p.draw_index = static_cast<uint64_t>(num_or(o, "drawIndex", 0));

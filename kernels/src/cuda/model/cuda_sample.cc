@@ -2,7 +2,7 @@
 // sampling parameters (and repetition-penalty tokens), then logits_process and either argmax_rows (every row
 // greedy, no top-n: no sort) or sample_rows (device radix sort, top-k/top-p, seeded draw — the CPU's exact
 // rules, see sampling.cu), and one device-to-host copy of tokens, logprobs and top-n. Rows that ask for
-// typical_p, frequency/presence penalties or a logit bias (not done on the GPU) copy their logits row back and are sampled by
+// typical_p, frequency/presence penalties, a logit bias or a structured-output mask (not done on the GPU) copy their logits row back and are sampled by
 // cpu::sample_token.
 #include <algorithm>
 #include <cstring>
@@ -18,7 +18,8 @@ namespace {
 
 // Rows the GPU sampler does not handle: sampled on the host from their copied-back logits.
 bool host_row(const cpu::SamplingParams& q) {
-  return q.typical_p < 1.0f || q.frequency_penalty != 0.0f || q.presence_penalty != 0.0f || !q.logit_bias.empty();
+  return q.typical_p < 1.0f || q.frequency_penalty != 0.0f || q.presence_penalty != 0.0f || !q.logit_bias.empty() ||
+         !q.allowed_mask.empty();
 }
 
 // The parts of one packed buffer, each 256-byte aligned: the same layout is filled on the host, copied whole,

@@ -1,0 +1,181 @@
+// JSON Schema -> the regular expression of the JSON texts it accepts, for structured output (TGI `grammar`
+// {type: "json"}, LoRAX / OpenAI `response_format`). The output is compact JSON: properties in the schema's
+// order, one optional space after `:` and `,`, no other whitespace (free whitespace lets a model pad forever).
+// Numbers are bounded in length (an integer has at most 16 digits: past 2^53 JSON numbers lose precision).
+// Keywords that constrain values but cannot be expressed here are refused by name rather than ignored.
+import { ConstraintError, escapeRegex } from '../../protocol/index.js';
+
+const SP = ' ?';
+const CHAR = '(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
+const STRING = `"${CHAR}*"`;
+const INTEGER = '-?(?:0|[1-9][0-9]{0,15})';
+const NUMBER = `${INTEGER}(?:\\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,3})?`;
+const BOOLEAN = '(?:true|false)';
+const NULL = 'null';
+/** Container nesting of a value whose schema says nothing (`{}`, or json_object without a schema). */
+export const FREE_JSON_DEPTH = 3;
+
+const FORMATS: Record<string, string> = {
+  'date': '[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])',
+  'time': '(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?',
+  'uuid': '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
+};
+FORMATS['date-time'] = `${FORMATS.date}T${FORMATS.time}`;
+
+const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated',
+  'readOnly', 'writeOnly', '$defs', 'definitions', 'strict', 'name']);
+const KNOWN = new Set(['type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'enum',
+  'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'pattern', 'format', 'nullable']);
+/** $ref expansions nested inside each other (a recursive schema is cut off here). */
+const MAX_REF_DEPTH = 8;
+
+type Schema = Record<string, unknown> | boolean;
+
+/** A value of any JSON type, containers nested at most `depth` deep. */
+export function freeJsonValue(depth: number): string {
+  const leaves = [STRING, NUMBER, BOOLEAN, NULL];
+  if (depth <= 0) return `(?:${leaves.join('|')})`;
+  const inner = freeJsonValue(depth - 1);
+  return `(?:${[...leaves, objectOf(inner), arrayOf(inner, 0, Infinity)].join('|')})`;
+}
+function objectOf(value: string): string {
+  const member = `${STRING}:${SP}${value}`;
+  return `\\{(?:${member}(?:,${SP}${member})*)?\\}`;
+}
+/** A JSON object of any members: what `response_format: {type: "json_object"}` asks for. */
+export function freeJsonObject(): string {
+  return objectOf(freeJsonValue(FREE_JSON_DEPTH - 1));
+}
+
+function arrayOf(item: string, min: number, max: number): string {
+  const more = (lo: number, hi: number) => `(?:,${SP}${item}){${lo},${hi === Infinity ? '' : hi}}`;
+  if (max === 0) return '\\[\\]';
+  const body = `${item}${more(Math.max(0, min - 1), max === Infinity ? Infinity : max - 1)}`;
+  return min === 0 ? `\\[(?:${body})?\\]` : `\\[${body}\\]`;
+}
+
+export function jsonSchemaRegex(schema: unknown): string {
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
+    throw new ConstraintError('the JSON schema must be an object');
+  }
+  return new SchemaCompiler(schema as Record<string, unknown>).value(schema as Schema, '#', 0);
+}
+
+class SchemaCompiler {
+  constructor(private readonly root: Record<string, unknown>) {}
+
+  value(s: Schema, at: string, refDepth: number): string {
+    if (s === true) return freeJsonValue(FREE_JSON_DEPTH);
+    if (s === false || typeof s !== 'object' || s === null || Array.isArray(s)) {
+      throw new ConstraintError(`schema at ${at} must be an object (or true)`);
+    }
+    for (const k of Object.keys(s)) {
+      if (!KNOWN.has(k) && !ANNOTATIONS.has(k)) {
+        throw new ConstraintError(`schema keyword '${k}' (at ${at}) is not supported in structured output; supported: ${[...KNOWN].join(', ')}`);
+      }
+    }
+    if (s.$ref !== undefined) return this.ref(s.$ref, at, refDepth);
+    if (s.const !== undefined) return escapeRegex(JSON.stringify(s.const));
+    if (s.enum !== undefined) {
+      if (!Array.isArray(s.enum) || s.enum.length === 0) throw new ConstraintError(`'enum' at ${at} must be a non-empty array`);
+      return `(?:${s.enum.map((v) => escapeRegex(JSON.stringify(v))).join('|')})`;
+    }
+    for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
+      const list = s[key];
+      if (list === undefined) continue;
+      if (!Array.isArray(list) || list.length === 0) throw new ConstraintError(`'${key}' at ${at} must be a non-empty array`);
+      if (key === 'allOf' && list.length !== 1) throw new ConstraintError(`'allOf' with more than one schema (at ${at}) is not supported`);
+      return `(?:${list.map((x, i) => this.value(x as Schema, `${at}/${key}/${i}`, refDepth)).join('|')})`;
+    }
+    let types: unknown[] = s.type === undefined ? [] : Array.isArray(s.type) ? s.type : [s.type];
+    if (s.nullable === true && types.length > 0) types = [...types, 'null'];
+    if (types.length === 0) {
+      if (s.properties !== undefined) types = ['object'];
+      else if (s.items !== undefined) types = ['array'];
+      else return freeJsonValue(FREE_JSON_DEPTH);
+    }
+    const alts = types.map((t) => this.typed(s, String(t), at, refDepth));
+    return alts.length === 1 ? alts[0] : `(?:${alts.join('|')})`;
+  }
+
+  private typed(s: Record<string, unknown>, type: string, at: string, refDepth: number): string {
+    switch (type) {
+      case 'string': return this.string(s, at);
+      case 'integer': return INTEGER;
+      case 'number': return NUMBER;
+      case 'boolean': return BOOLEAN;
+      case 'null': return NULL;
+      case 'array': {
+        const min = count(s.minItems, 'minItems', at) ?? 0, max = count(s.maxItems, 'maxItems', at) ?? Infinity;
+        if (max < min) throw new ConstraintError(`maxItems < minItems at ${at}`);
+        const item = s.items === undefined ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(s.items as Schema, `${at}/items`, refDepth);
+        return arrayOf(item, min, max);
+      }
+      case 'object': return this.object(s, at, refDepth);
+      default: throw new ConstraintError(`unknown type '${type}' at ${at}`);
+    }
+  }
+
+  private string(s: Record<string, unknown>, at: string): string {
+    if (s.pattern !== undefined) {
+      if (typeof s.pattern !== 'string') throw new ConstraintError(`'pattern' at ${at} must be a string`);
+      return `"(?:${s.pattern.replace(/^\^/, '').replace(/\$$/, '')})"`;
+    }
+    if (s.format !== undefined) {
+      const f = FORMATS[String(s.format)];
+      if (!f) throw new ConstraintError(`string format '${String(s.format)}' (at ${at}) is not supported; supported: ${Object.keys(FORMATS).join(', ')}`);
+      return `"${f}"`;
+    }
+    const min = count(s.minLength, 'minLength', at) ?? 0, max = count(s.maxLength, 'maxLength', at);
+    if (max !== undefined && max < min) throw new ConstraintError(`maxLength < minLength at ${at}`);
+    if (min === 0 && max === undefined) return STRING;
+    return `"${CHAR}{${min},${max ?? ''}}"`;
+  }
+
+  private object(s: Record<string, unknown>, at: string, refDepth: number): string {
+    const props = s.properties ?? {};
+    if (typeof props !== 'object' || props === null || Array.isArray(props)) throw new ConstraintError(`'properties' at ${at} must be an object`);
+    const required = new Set(Array.isArray(s.required) ? s.required.map(String) : []);
+    const names = Object.keys(props);
+    for (const r of required) if (!names.includes(r)) throw new ConstraintError(`required property '${r}' (at ${at}) is not in 'properties'`);
+    if (names.length === 0) {
+      // No declared properties: any members when additionalProperties allows them, else only {}.
+      return s.additionalProperties === false ? '\\{\\}' : objectOf(freeJsonValue(FREE_JSON_DEPTH - 1));
+    }
+    const member = (n: string) => `${escapeRegex(JSON.stringify(n))}:${SP}${this.value((props as Record<string, Schema>)[n], `${at}/properties/${n}`, refDepth)}`;
+    const comma = `,${SP}`;
+    const firstRequired = names.findIndex((n) => required.has(n));
+    let body: string;
+    if (firstRequired >= 0) {
+      // Optional members before the first required one carry a comma after them, the rest before them.
+      body = names.map((n, i) => {
+        if (i < firstRequired) return `(?:${member(n)}${comma})?`;
+        if (i === firstRequired) return member(n);
+        return required.has(n) ? `${comma}${member(n)}` : `(?:${comma}${member(n)})?`;
+      }).join('');
+    } else {
+      // All optional: choose the first present member, then any of the later ones.
+      const alts = names.map((n, i) => member(n) + names.slice(i + 1).map((m) => `(?:${comma}${member(m)})?`).join(''));
+      body = `(?:${alts.join('|')})?`;
+    }
+    return `\\{${body}\\}`;
+  }
+
+  private ref(ref: unknown, at: string, refDepth: number): string {
+    if (typeof ref !== 'string' || !ref.startsWith('#/')) throw new ConstraintError(`'$ref' at ${at} must point into this schema (#/...)`);
+    if (refDepth >= MAX_REF_DEPTH) throw new ConstraintError(`'$ref' nesting deeper than ${MAX_REF_DEPTH} at ${at} (a recursive schema?)`);
+    let node: unknown = this.root;
+    for (const part of ref.slice(2).split('/')) {
+      const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
+      node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined;
+      if (node === undefined) throw new ConstraintError(`'$ref' ${ref} (at ${at}) points to nothing`);
+    }
+    return this.value(node as Schema, ref, refDepth + 1);
+  }
+}
+
+function count(v: unknown, name: string, at: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConstraintError(`'${name}' at ${at} must be an integer >= 0`);
+  return v;
+}

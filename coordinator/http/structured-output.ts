@@ -1,0 +1,94 @@
+// The structured-output fields of a request -> the regular expression sent to the shards
+// (NewSequence.constraint), checked here so that a bad schema or pattern is a 422 before anything is queued.
+//   TGI       parameters.grammar: {type: "json", value: <JSON schema>} | {type: "regex", value: "<pattern>"}
+//   LoRAX     parameters.response_format: {type: "json_object", schema?: <JSON schema>}
+//   OpenAI    response_format: {type: "text"} | {type: "json_object"} | {type: "json_schema", json_schema: {name, schema, strict?}}
+// json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
+import { ConstraintError, compileRegex } from '../../protocol/index.js';
+import { validationError } from './errors.js';
+import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
+
+type Json = Record<string, unknown>;
+
+const invalid = validationError;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Patterns compiled recently (a schema sent with every request is checked once). */
+const checked = new Map<string, true>();
+
+/** Compiles the pattern once (throws a 422 with the reason) and returns it. */
+export function checkedPattern(pattern: string, what: string): string {
+  if (checked.has(pattern)) return pattern;
+  try {
+    compileRegex(pattern);
+  } catch (e) {
+    if (e instanceof ConstraintError) throw invalid(`${what}: ${e.message}`);
+    throw e;
+  }
+  checked.set(pattern, true);
+  if (checked.size > 256) checked.delete(checked.keys().next().value!);
+  return pattern;
+}
+
+function schemaPattern(schema: unknown, what: string): string {
+  try {
+    return checkedPattern(jsonSchemaRegex(schema), what);
+  } catch (e) {
+    if (e instanceof ConstraintError) throw invalid(`${what}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** TGI `grammar` / LoRAX `response_format` in /generate parameters; undefined when neither constrains. */
+export function tgiConstraint(p: Json): string | undefined {
+  const grammar = p.grammar ?? undefined, format = p.response_format ?? undefined;
+  if (grammar !== undefined && format !== undefined) throw invalid('use either `grammar` or `response_format`, not both');
+  if (grammar !== undefined) {
+    if (!isObject(grammar)) throw invalid('`grammar` must be an object {type: "json" | "regex", value}');
+    const extra = Object.keys(grammar).find((k) => k !== 'type' && k !== 'value');
+    if (extra) throw invalid(`unknown field \`grammar.${extra.slice(0, 64)}\``);
+    if (grammar.type === 'json') return schemaPattern(typeof grammar.value === 'string' ? parseSchema(grammar.value, 'grammar.value') : grammar.value, '`grammar.value`');
+    if (grammar.type === 'regex') {
+      if (typeof grammar.value !== 'string' || grammar.value === '') throw invalid('`grammar.value` must be a non-empty regular expression');
+      return checkedPattern(grammar.value, '`grammar.value`');
+    }
+    throw invalid('`grammar.type` must be "json" or "regex"');
+  }
+  if (format === undefined) return undefined;
+  if (!isObject(format)) throw invalid('`response_format` must be an object {type: "json_object", schema?}');
+  const extra = Object.keys(format).find((k) => k !== 'type' && k !== 'schema' && k !== 'value');
+  if (extra) throw invalid(`unknown field \`response_format.${extra.slice(0, 64)}\``);
+  if (format.type === 'text') return undefined;
+  if (format.type !== 'json_object' && format.type !== 'json') throw invalid('`response_format.type` must be "json_object" (or "text")');
+  const schema = format.schema ?? format.value;
+  return schema === undefined || schema === null ? freeObject() : schemaPattern(schema, '`response_format.schema`');
+}
+
+/** OpenAI `response_format`; undefined for text. */
+export function openaiConstraint(top: Json): string | undefined {
+  const f = top.response_format ?? undefined;
+  if (f === undefined) return undefined;
+  if (!isObject(f)) throw invalid('`response_format` must be an object with a `type`');
+  switch (f.type) {
+    case 'text': return undefined;
+    case 'json_object': return freeObject();
+    case 'json_schema': {
+      const js = f.json_schema;
+      if (!isObject(js) || !isObject(js.schema)) throw invalid('`response_format.json_schema.schema` must be a JSON schema object');
+      return schemaPattern(js.schema, '`response_format.json_schema.schema`');
+    }
+    default: throw invalid('`response_format.type` must be one of text, json_object, json_schema');
+  }
+}
+
+function freeObject(): string {
+  return checkedPattern(freeJsonObject(), 'json_object');
+}
+
+function parseSchema(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalid(`\`${what}\` is a string that is not JSON`);
+  }
+}

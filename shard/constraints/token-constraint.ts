@@ -1,0 +1,78 @@
+// Structured output on a shard: a request's pattern (NewSequence.constraint) as a lazy DFA over bytes, and
+// per DFA state the set of tokens whose bytes keep the text completable — a bitmask the sampler applies
+// (cpu::SamplingParams::allowed_mask). Masks are computed once per state by walking the vocabulary in byte
+// order (tokens sharing a prefix share its walk) and cached; compiled patterns are cached per shard, so every
+// request with the same schema reuses them. Every rank runs the same automaton on the same tokens, so all
+// ranks sample alike (async scheduling).
+import { DEAD, LazyDfa, compileRegex, type TokenVocab } from '../../protocol/index.js';
+
+/** Masks kept per pattern (each vocab/8 bytes); beyond it the oldest are dropped and recomputed when needed. */
+const MAX_MASKS = 4096;
+/** Compiled patterns kept per shard. */
+const MAX_PATTERNS = 64;
+
+export class TokenAutomaton {
+  private readonly dfa: LazyDfa;
+  private readonly masks = new Map<number, Uint8Array>();
+
+  constructor(pattern: string, private readonly vocab: TokenVocab, private readonly eos: readonly number[]) {
+    this.dfa = new LazyDfa(compileRegex(pattern));
+  }
+
+  get start(): number {
+    return this.dfa.start;
+  }
+
+  /** The state after a token; DEAD when the token breaks the pattern (EOS keeps the state). */
+  advance(state: number, token: number): number {
+    if (this.eos.includes(token)) return this.dfa.accepting(state) ? state : DEAD;
+    const b = this.vocab.bytes[token];
+    return b && b.length > 0 ? this.dfa.walk(state, b) : DEAD;
+  }
+
+  /** Bit t set: token t may come next. EOS only where the text is complete. */
+  mask(state: number): Uint8Array {
+    const hit = this.masks.get(state);
+    if (hit) return hit;
+    const { order, lcp, bytes } = this.vocab;
+    const m = new Uint8Array((bytes.length + 7) >> 3);
+    if (state === DEAD) {  // a replayed history that broke the pattern (not reachable through masks): end it
+      for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
+      return m;
+    }
+    const path = new Int32Array(256 + 1);
+    let depth = 0;  // path[0..depth] are valid states for the previous token's prefix
+    path[0] = state;
+    for (let k = 0; k < order.length; k++) {
+      const id = order[k], b = bytes[id];
+      let d = Math.min(lcp[k], depth, b.length);
+      let s = path[d];
+      for (; d < b.length && s !== DEAD; d++) {
+        s = this.dfa.step(s, b[d]);
+        if (d + 1 < path.length) path[d + 1] = s;
+      }
+      depth = Math.min(d, path.length - 1);
+      if (s !== DEAD && d === b.length) m[id >> 3] |= 1 << (id & 7);
+    }
+    if (this.dfa.accepting(state)) for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
+    if (this.masks.size >= MAX_MASKS) this.masks.delete(this.masks.keys().next().value!);
+    this.masks.set(state, m);
+    return m;
+  }
+}
+
+/** A shard's compiled patterns, most recently used last. */
+export class AutomatonCache {
+  private readonly byPattern = new Map<string, TokenAutomaton>();
+
+  constructor(private readonly vocab: () => TokenVocab, private readonly eos: readonly number[]) {}
+
+  get(pattern: string): TokenAutomaton {
+    let a = this.byPattern.get(pattern);
+    if (a) this.byPattern.delete(pattern);
+    else a = new TokenAutomaton(pattern, this.vocab(), this.eos);
+    this.byPattern.set(pattern, a);
+    if (this.byPattern.size > MAX_PATTERNS) this.byPattern.delete(this.byPattern.keys().next().value!);
+    return a;
+  }
+}

@@ -1,0 +1,167 @@
+// Structured output through the real server on the built-in demo model (random weights, real byte-level BPE
+// tokenizer): whatever the model would say, the text that comes back matches the schema or pattern and ends
+// with EOS. Also: TP=2 (every rank runs the automaton and samples alike) equals TP=1, and a request
+// preempted and recomputed (its automaton replayed from its generated tokens) equals the same request alone.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs } from '../../deploy/config/index.js';
+
+const PERSON = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 12 },
+    age: { type: 'integer' },
+    member: { type: 'boolean' },
+    color: { enum: ['red', 'green', 'blue'] },
+    scores: { type: 'array', items: { type: 'number' }, maxItems: 3 },
+  },
+  required: ['name', 'age', 'member', 'color'],
+};
+
+function checkPerson(text: string): void {
+  const v = JSON.parse(text);
+  assert.deepEqual(Object.keys(v).filter((k) => k !== 'scores'), ['name', 'age', 'member', 'color'], text);
+  assert.ok(typeof v.name === 'string' && v.name.length <= 12, text);
+  assert.ok(Number.isInteger(v.age), text);
+  assert.equal(typeof v.member, 'boolean', text);
+  assert.ok(['red', 'green', 'blue'].includes(v.color), text);
+  if ('scores' in v) assert.ok(Array.isArray(v.scores) && v.scores.length <= 3 && v.scores.every((x: unknown) => typeof x === 'number'), text);
+}
+
+async function start(flags: string[]): Promise<Launched> {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'weft-structured-'));
+  return launch(parseArgs('launch', ['--port', '0', '--hostname', '127.0.0.1', '--log-level', 'silent', ...flags], {}), { cacheDir });
+}
+const post = async (s: Launched, path: string, body: unknown) => {
+  const r = await fetch(s.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: r.status, text: await r.text() };
+};
+const generate = (s: Launched, inputs: string, parameters: Record<string, unknown>) =>
+  post(s, '/generate', { inputs, parameters: { max_new_tokens: 160, details: true, ...parameters } });
+
+describe('structured output (demo model)', () => {
+  let s: Launched;
+  before(async () => { s = await start([]); });
+  after(async () => { await s.close(); });
+
+  test('TGI grammar json: greedy and sampled outputs are objects of the schema, finished by EOS', async () => {
+    const runs = await Promise.all([{}, ...[1, 2, 3, 4, 5].map((seed) => ({ do_sample: true, temperature: 1.3, seed }))].map((p) =>
+      generate(s, 'Describe a person as JSON:', { grammar: { type: 'json', value: PERSON }, ...p })));
+    for (const r of runs) {
+      assert.equal(r.status, 200, r.text);
+      const j = JSON.parse(r.text);
+      assert.equal(j.details.finish_reason, 'eos_token', r.text);
+      checkPerson(j.generated_text);
+    }
+  });
+
+  test('TGI grammar regex and LoRAX response_format', async () => {
+    const r = await generate(s, 'A date:', { grammar: { type: 'regex', value: '(19|20)\\d\\d-(0[1-9]|1[0-2])-[0-3]\\d' }, do_sample: true, seed: 9 });
+    assert.equal(r.status, 200, r.text);
+    assert.match(JSON.parse(r.text).generated_text, /^(19|20)\d\d-(0[1-9]|1[0-2])-[0-3]\d$/);
+    const lorax = await generate(s, 'Person:', { response_format: { type: 'json_object', schema: PERSON }, do_sample: true, seed: 4 });
+    assert.equal(lorax.status, 200, lorax.text);
+    checkPerson(JSON.parse(lorax.text).generated_text);
+  });
+
+  test('OpenAI json_schema with n choices, streamed and whole alike; json_object gives an object', async () => {
+    const body = { messages: [{ role: 'user', content: 'A person, please.' }], max_tokens: 160, n: 2, seed: 11,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON, strict: true } } };
+    const whole = await post(s, '/v1/chat/completions', body);
+    assert.equal(whole.status, 200, whole.text);
+    const choices = JSON.parse(whole.text).choices;
+    assert.equal(choices.length, 2);
+    for (const c of choices) {
+      assert.equal(c.finish_reason, 'stop');
+      checkPerson(c.message.content);
+    }
+    const streamed = await post(s, '/v1/chat/completions', { ...body, stream: true });
+    const chunks = streamed.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+    for (const i of [0, 1]) {
+      const text = chunks.filter((c) => c.choices[0]?.index === i).map((c) => c.choices[0].delta?.content ?? '').join('');
+      assert.equal(text, choices[i].message.content);
+    }
+    const obj = await post(s, '/v1/completions', { prompt: 'JSON:', max_tokens: 200, seed: 2, response_format: { type: 'json_object' } });
+    assert.equal(obj.status, 200, obj.text);
+    const c = JSON.parse(obj.text).choices[0];
+    if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.text), 'object');
+    else assert.ok(c.text.startsWith('{'), c.text);
+  });
+
+  test('a constrained request batched with unconstrained ones: each equals itself served alone', async () => {
+    const reqs = [
+      { inputs: 'Person:', parameters: { grammar: { type: 'json', value: PERSON }, do_sample: true, seed: 21 } },
+      { inputs: 'Free text here', parameters: { do_sample: true, seed: 22, max_new_tokens: 30 } },
+      { inputs: 'Digits:', parameters: { grammar: { type: 'regex', value: '[0-9]{5,9}' } } },
+      { inputs: 'More free text', parameters: { max_new_tokens: 25 } },
+    ];
+    const alone: { status: number; text: string }[] = [];
+    for (const r of reqs) alone.push(await generate(s, r.inputs, r.parameters));
+    const together = await Promise.all(reqs.map((r) => generate(s, r.inputs, r.parameters)));
+    together.forEach((t, i) => {
+      assert.equal(t.status, 200, t.text);
+      assert.equal(JSON.parse(t.text).generated_text, JSON.parse(alone[i].text).generated_text, `request ${i}`);
+    });
+    assert.match(JSON.parse(together[2].text).generated_text, /^[0-9]{5,9}$/);
+  });
+
+  test('bad schemas and patterns are 422s that say why', async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ grammar: { type: 'json', value: { type: 'integer', maximum: 3 } } }, /'maximum'.*not supported/],
+      [{ grammar: { type: 'regex', value: '(a' } }, /missing \)/],
+      [{ grammar: { type: 'yaml', value: 'x' } }, /`grammar.type` must be "json" or "regex"/],
+      [{ grammar: { type: 'json', value: PERSON }, response_format: { type: 'json_object' } }, /either `grammar` or `response_format`/],
+    ];
+    for (const [params, why] of cases) {
+      const r = await generate(s, 'x', params);
+      assert.equal(r.status, 422, r.text);
+      assert.match(JSON.parse(r.text).error, why);
+    }
+  });
+});
+
+describe('structured output across ranks and preemption', () => {
+  let one: Launched;
+  let two: Launched;
+  let tight: Launched;
+  before(async () => {
+    one = await start([]);
+    two = await start(['--num-shard', '2']);
+    // 10 blocks of 16 tokens for 6 requests of ~100 tokens: sequences are preempted and recomputed.
+    tight = await start(['--kv-cache-blocks', '10', '--max-total-tokens', '160', '--max-input-length', '32']);
+  });
+  after(async () => { await Promise.all([one.close(), two.close(), tight.close()]); });
+
+  const reqs = [1, 2, 3, 4, 5, 6].map((seed) => ({ inputs: `Person number ${seed}:`, parameters: {
+    grammar: { type: 'json', value: PERSON }, do_sample: true, seed, max_new_tokens: 120 } }));
+
+  test('TP=2 gives exactly the TP=1 outputs (async scheduling feeds each rank its own sample)', async () => {
+    const a = await Promise.all(reqs.map((r) => generate(one, r.inputs, r.parameters)));
+    const b = await Promise.all(reqs.map((r) => generate(two, r.inputs, r.parameters)));
+    a.forEach((x, i) => {
+      assert.equal(x.status, 200, x.text);
+      assert.equal(b[i].status, 200, b[i].text);
+      const tx = JSON.parse(x.text).generated_text;
+      assert.equal(JSON.parse(b[i].text).generated_text, tx, `request ${i}`);
+      checkPerson(tx);
+    });
+  });
+
+  test('preempted and recomputed sequences continue their automaton where they were', async () => {
+    const alone: { status: number; text: string }[] = [];
+    for (const r of reqs) alone.push(await generate(tight, r.inputs, r.parameters));
+    const before = tight.engine.stats().preemptions;
+    const together = await Promise.all(reqs.map((r) => generate(tight, r.inputs, r.parameters)));
+    assert.ok(tight.engine.stats().preemptions > before, 'the load preempted some sequence');
+    together.forEach((t, i) => {
+      assert.equal(t.status, 200, t.text);
+      assert.equal(JSON.parse(t.text).generated_text, JSON.parse(alone[i].text).generated_text, `request ${i}`);
+      checkPerson(JSON.parse(t.text).generated_text);
+    });
+    assert.equal(tight.engine.stats().usedBlocks, 0);
+  });
+});

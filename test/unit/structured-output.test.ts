@@ -1,0 +1,205 @@
+// Structured output: the regex compiler (UTF-8 exact), the lazy DFA, JSON Schema -> regex, the token-level
+// automaton a shard samples through, and tokenizer.json -> token bytes.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab } from '../../protocol/index.js';
+import { freeJsonObject, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
+import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
+
+const matcher = (pattern: string) => {
+  const dfa = new LazyDfa(compileRegex(pattern));
+  return (text: string) => fullMatch(dfa, text);
+};
+
+describe('regex -> byte DFA', () => {
+  const cases: [string, string[], string[]][] = [
+    ['a|bc', ['a', 'bc'], ['', 'b', 'abc']],
+    ['(?:ab)*c?', ['', 'abab', 'abc', 'c'], ['a', 'abb', 'cc']],
+    ['\\d{2,3}', ['12', '123'], ['1', '1234', 'ab']],
+    ['x{2,}', ['xx', 'xxxxx'], ['x']],
+    ['[a-c]+[^a-c]', ['abz', 'cé'], ['abc', 'ab']],
+    ['[à-ÿ]+', ['éü', 'ÿ'], ['e', 'éa']],
+    ['.', ['a', 'é', '😀', '中'], ['\n', 'ab']],
+    ['\\w+\\s\\S', ['ab_1 x'], ['ab  x']],
+    ['^\\$\\.\\(\\)\\[\\]$', ['$.()[]'], ['$a()[]']],
+    ['\\u00e9\\x41\\u{1F600}', ['éA😀'], ['eA😀']],
+    ['(?<year>\\d{4})-(?P<m>\\d\\d)', ['2026-11'], ['26-11']],
+    ['a+?b??', ['a', 'aab'], ['b']],
+    ['[\\d.-]+', ['-1.5', '3'], ['x']],
+  ];
+  for (const [pattern, yes, no] of cases) {
+    test(`${pattern}`, () => {
+      const m = matcher(pattern);
+      for (const s of yes) assert.ok(m(s), `${pattern} should match ${JSON.stringify(s)}`);
+      for (const s of no) assert.ok(!m(s), `${pattern} should not match ${JSON.stringify(s)}`);
+    });
+  }
+
+  test('a token holding part of a character: bytes split anywhere walk to the same state', () => {
+    const dfa = new LazyDfa(compileRegex('é+'));
+    const e = Buffer.from('é');
+    const half = dfa.walk(dfa.start, e.subarray(0, 1));
+    assert.ok(dfa.live(half) && !dfa.accepting(half));
+    assert.ok(dfa.accepting(dfa.walk(half, e.subarray(1))));
+    assert.equal(dfa.walk(half, Buffer.from('a')), DEAD);
+  });
+
+  test('what is not regular, or too big, is refused with the reason', () => {
+    const bad: [string, RegExp][] = [
+      ['(a)\\1', /backreferences are not supported/],
+      ['a(?=b)', /lookaround/],
+      ['(a', /missing \)/],
+      ['a)', /unbalanced \)/],
+      ['*a', /nothing to repeat/],
+      ['a{2000}', /repeat counts above 1000/],
+      ['[b-a]', /range out of order/],
+      ['\\bword', /word boundary/],
+      ['a^b', /anchors/],
+      ['(?:[0-9]{1000}){1000}', /more than 200000 NFA states/],
+    ];
+    for (const [p, why] of bad) assert.throws(() => compileRegex(p), (e: unknown) => e instanceof ConstraintError && why.test(e.message), p);
+  });
+});
+
+describe('JSON Schema -> regex', () => {
+  const person = {
+    type: 'object',
+    properties: {
+      name: { type: 'string', maxLength: 8 },
+      age: { type: 'integer' },
+      email: { type: ['string', 'null'] },
+      tags: { type: 'array', items: { enum: ['a', 'b'] }, minItems: 1, maxItems: 2 },
+      kind: { $ref: '#/$defs/kind' },
+    },
+    required: ['name', 'age', 'kind'],
+    $defs: { kind: { anyOf: [{ const: 'x' }, { type: 'number' }] } },
+  };
+  const m = matcher(jsonSchemaRegex(person));
+
+  test('accepts the schema\'s objects, compact or with one space after : and ,', () => {
+    for (const v of [{ name: 'bo', age: 3, kind: 'x' }, { name: '', age: -12, email: null, tags: ['a', 'b'], kind: 1.5e3 },
+      { name: 'é"\\', age: 0, email: 'a@b', kind: -0.25 }]) {
+      assert.ok(m(JSON.stringify(v)), JSON.stringify(v));
+    }
+    assert.ok(m('{"name": "bo", "age": 3, "kind": "x"}'));
+  });
+
+  test('refuses what the schema does not allow', () => {
+    for (const s of ['{"age":3,"kind":"x"}', '{"name":"bo","age":3.5,"kind":"x"}', '{"name":"123456789","age":3,"kind":"x"}',
+      '{"name":"bo","age":3,"tags":[],"kind":"x"}', '{"name":"bo","age":3,"tags":["c"],"kind":"x"}', '{"name":"bo","age":03,"kind":"x"}',
+      '{"name":"bo","age":3,"kind":"y"}', '{"age":3,"name":"bo","kind":"x"}', '{"name":"bo","age":3,"kind":"x",}',
+      '{"name":"bo","age":3,"kind":"x"} ', '{"name":"a\nb","age":3,"kind":"x"}', '{"name":"bo"  ,"age":3,"kind":"x"}']) {
+      assert.ok(!m(s), s);
+    }
+  });
+
+  test('all-optional properties: any subset in order, and {}', () => {
+    const o = matcher(jsonSchemaRegex({ type: 'object', properties: { a: { type: 'boolean' }, b: { type: 'null' }, c: { type: 'integer' } } }));
+    for (const s of ['{}', '{"a":true}', '{"b":null}', '{"a":false,"c":1}', '{"b":null, "c":2}', '{"a":true,"b":null,"c":3}']) assert.ok(o(s), s);
+    for (const s of ['{,}', '{"c":1,"a":true}', '{"a":true,}']) assert.ok(!o(s), s);
+  });
+
+  test('formats, patterns and free values', () => {
+    const f = matcher(jsonSchemaRegex({ type: 'object', properties: { d: { type: 'string', format: 'date' },
+      u: { type: 'string', format: 'uuid' }, p: { type: 'string', pattern: '^[A-Z]{2}\\d$' }, any: {} }, required: ['d', 'u', 'p', 'any'] }));
+    assert.ok(f('{"d":"2026-11-22","u":"123e4567-e89b-12d3-a456-426614174000","p":"AB3","any":{"x":[1,{"y":null}]}}'));
+    assert.ok(!f('{"d":"2026-13-22","u":"123e4567-e89b-12d3-a456-426614174000","p":"AB3","any":1}'));
+    assert.ok(!f('{"d":"2026-11-22","u":"123e4567-e89b-12d3-a456-426614174000","p":"ab3","any":1}'));
+  });
+
+  test('json_object without a schema: any object, containers nested up to the depth limit', () => {
+    const o = matcher(freeJsonObject());
+    for (const s of ['{}', '{"a":[1,2.5,"x",true,null]}', '{"a":{"b":{"c":1}}}']) assert.ok(o(s), s);
+    for (const s of ['[]', '"a"', '{"a":{"b":{"c":{"d":1}}}}', '{"a":1']) assert.ok(!o(s), s);
+  });
+
+  test('keywords that would be ignored are refused by name', () => {
+    for (const [schema, why] of [
+      [{ type: 'integer', minimum: 0 }, /'minimum'/],
+      [{ type: 'object', properties: { a: {} }, required: ['b'] }, /required property 'b'/],
+      [{ type: 'string', format: 'email' }, /format 'email'/],
+      [{ $ref: 'http://x' }, /must point into this schema/],
+      [{ $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } }, /nesting deeper than 8/],
+      [[], /must be an object/],
+    ] as [unknown, RegExp][]) {
+      assert.throws(() => jsonSchemaRegex(schema), (e: unknown) => e instanceof ConstraintError && why.test(e.message), JSON.stringify(schema));
+    }
+  });
+});
+
+describe('token automaton', () => {
+  // A small byte vocabulary with multi-character tokens, a token splitting 'é', and EOS (id 0, no bytes).
+  const pieces = ['', '{', '}', '"', 'a', 'b', '"a', 'ab"', ':', ',', ' ', '1', '12', 'true', 'fa', 'lse', '{"', '"}', 'x',
+    Buffer.from('é').subarray(0, 1), Buffer.from('é').subarray(1), 'é'];
+  const bytes = pieces.map((p) => new Uint8Array(typeof p === 'string' ? Buffer.from(p) : p));
+  const vocab = sortedVocab(bytes);
+  const EOS = 0;
+
+  test('every random walk through the masks ends in EOS with a text the pattern matches', () => {
+    const pattern = jsonSchemaRegex({ type: 'object', properties: { a: { type: 'string', maxLength: 3 }, b: { type: 'boolean' } }, required: ['a'] });
+    const auto = new TokenAutomaton(pattern, vocab, [EOS]);
+    const m = matcher(pattern);
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let walk = 0; walk < 300; walk++) {
+      let state = auto.start;
+      const out: number[] = [];
+      for (let step = 0; step < 200; step++) {
+        const mask = auto.mask(state);
+        const allowed = [...bytes.keys()].filter((t) => mask[t >> 3] & (1 << (t & 7)));
+        assert.ok(allowed.length > 0, `walk ${walk}: no token allowed after ${out.join(',')}`);
+        const t = allowed[Math.floor(rand() * allowed.length)];
+        if (t === EOS) break;
+        state = auto.advance(state, t);
+        assert.notEqual(state, DEAD);
+        out.push(t);
+      }
+      const text = Buffer.concat(out.map((t) => bytes[t])).toString('utf8');
+      assert.ok(m(text), `walk ${walk}: ${text}`);
+      const v = JSON.parse(text);
+      assert.equal(typeof v.a, 'string');
+    }
+  });
+
+  test('the mask allows exactly the tokens that keep the text completable; EOS only when complete', () => {
+    const auto = new TokenAutomaton('(?:ab|é)x', vocab, [EOS]);
+    const names = (mask: Uint8Array) => [...bytes.keys()].filter((t) => mask[t >> 3] & (1 << (t & 7))).map((t) => Buffer.from(bytes[t]).toString('latin1'));
+    assert.deepEqual(names(auto.mask(auto.start)).sort(), ['a', 'Ã', 'Ã©'].sort());
+    const afterA = auto.advance(auto.start, pieces.indexOf('a'));
+    assert.deepEqual(names(auto.mask(afterA)), ['b']);
+    const done = auto.advance(auto.advance(afterA, pieces.indexOf('b')), pieces.indexOf('x'));
+    assert.deepEqual(names(auto.mask(done)), ['']);  // EOS only
+    assert.equal(auto.advance(auto.start, EOS), DEAD);
+  });
+});
+
+describe('tokenizer.json -> token bytes', () => {
+  const write = (tok: unknown) => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-vocab-'));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
+    return dir;
+  };
+  const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
+
+  test('byte-level BPE: GPT-2 characters back to bytes; special added tokens have none', () => {
+    const dir = write({ model: { type: 'BPE', vocab: { 'Ġhello': 0, 'Ċ': 1, 'Ã©': 2, a: 3 } }, decoder: { type: 'ByteLevel' },
+      added_tokens: [{ id: 4, content: '<|eos|>', special: true }, { id: 5, content: '<tool>', special: false }] });
+    const v = loadTokenVocab(dir, 6);
+    assert.deepEqual(v.bytes.map(text), [' hello', '\n', 'é', 'a', '', '<tool>']);
+    assert.equal(v.order.length, 5);
+  });
+
+  test('SentencePiece: ▁ is a space, <0xHH> a byte', () => {
+    const dir = write({ model: { type: 'BPE', vocab: { '▁hi': 0, '<0x0A>': 1, 'x': 2 } },
+      decoder: { type: 'Sequence', decoders: [{ type: 'Replace' }, { type: 'ByteFallback' }, { type: 'Fuse' }] } });
+    assert.deepEqual(loadTokenVocab(dir, 3).bytes.map(text), [' hi', '\n', 'x']);
+  });
+
+  test('a tokenizer whose tokens are not text pieces is refused with the reason', () => {
+    const dir = write({ model: { type: 'WordLevel', vocab: { t0: 0 } }, decoder: null, pre_tokenizer: { type: 'WhitespaceSplit' } });
+    assert.throws(() => loadTokenVocab(dir, 1), /needs a byte-level BPE or SentencePiece tokenizer/);
+  });
+});
