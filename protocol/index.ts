@@ -50,5 +50,5 @@ export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHe
 // Structured output: the constraint language of NewSequence.constraint, shared by the coordinator (which
 // checks a request's pattern) and the shards (which run it over the vocabulary's token bytes).
 export { ConstraintError, compileRegex, escapeRegex, type Nfa } from './constraint/regex.js';
-export { DEAD, LazyDfa, fullMatch } from './constraint/dfa.js';
+export { DEAD, LazyDfa, UNKNOWN, fullMatch } from './constraint/dfa.js';
 export { loadTokenVocab, sortedVocab, type TokenVocab } from './constraint/token-bytes.js';

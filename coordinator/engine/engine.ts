@@ -3,6 +3,7 @@
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import { loadTokenVocab } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -123,6 +124,23 @@ export class Engine implements GenerationEngine {
       preemptions: this.scheduler.preemptions };
   }
 
+  /** Whether this model's tokenizer can constrain output (its tokens must be text pieces), checked once:
+   * the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
+  private structuredOutputProblem?: string | null;
+  private checkStructuredOutput(): void {
+    if (this.structuredOutputProblem === undefined) {
+      try {
+        loadTokenVocab(this.tokenizer.modelDir, this.info.vocabSize);
+        this.structuredOutputProblem = null;
+      } catch (e) {
+        this.structuredOutputProblem = (e as Error).message;
+      }
+    }
+    if (this.structuredOutputProblem !== null) {
+      throw new EngineError('validation', `structured output is not available for this model: ${this.structuredOutputProblem}`);
+    }
+  }
+
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
     const ids = await this.tokenizer.encode(text);
     const pieces = this.tokenizer.tokenStringsSync(ids);
@@ -177,6 +195,7 @@ export class Engine implements GenerationEngine {
       this.checkLengths(ids.length, req.maxNewTokens);
       const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
       if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
+      if (req.constraint !== undefined) this.checkStructuredOutput();
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
     } finally {

@@ -5,7 +5,8 @@
 import { ConstraintError, type Nfa } from './regex.js';
 
 export const DEAD = -1;
-const UNKNOWN = -2;
+/** A `row` entry not computed yet: call step(). */
+export const UNKNOWN = -2;
 /** DFA states one constraint may create (each holds a 1 KiB transition row). */
 export const MAX_DFA_STATES = 20_000;
 
@@ -32,6 +33,11 @@ export class LazyDfa {
   }
   live(state: number): boolean {
     return state >= 0 && this.liveFlags[state];
+  }
+
+  /** The transition row of a live state (entries: next state, DEAD or UNKNOWN), for hot loops. */
+  row(state: number): Int32Array {
+    return this.rows[state];
   }
 
   step(state: number, byte: number): number {

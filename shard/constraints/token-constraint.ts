@@ -4,7 +4,7 @@
 // order (tokens sharing a prefix share its walk) and cached; compiled patterns are cached per shard, so every
 // request with the same schema reuses them. Every rank runs the same automaton on the same tokens, so all
 // ranks sample alike (async scheduling).
-import { DEAD, LazyDfa, compileRegex, type TokenVocab } from '../../protocol/index.js';
+import { DEAD, LazyDfa, UNKNOWN, compileRegex, type TokenVocab } from '../../protocol/index.js';
 
 /** Masks kept per pattern (each vocab/8 bytes); beyond it the oldest are dropped and recomputed when needed. */
 const MAX_MASKS = 4096;
@@ -40,6 +40,7 @@ export class TokenAutomaton {
       for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
       return m;
     }
+    const dfa = this.dfa;
     const path = new Int32Array(256 + 1);
     let depth = 0;  // path[0..depth] are valid states for the previous token's prefix
     path[0] = state;
@@ -47,12 +48,21 @@ export class TokenAutomaton {
       const id = order[k], b = bytes[id];
       let d = Math.min(lcp[k], depth, b.length);
       let s = path[d];
-      for (; d < b.length && s !== DEAD; d++) {
-        s = this.dfa.step(s, b[d]);
+      for (; d < b.length; d++) {
+        let next = dfa.row(s)[b[d]];
+        if (next === UNKNOWN) next = dfa.step(s, b[d]);
+        s = next;
+        if (s === DEAD) break;
         if (d + 1 < path.length) path[d + 1] = s;
       }
+      if (s === DEAD) {
+        // Every following token that shares this dead prefix (bytes 0..d) is dead too: skip them unwalked.
+        while (k + 1 < order.length && lcp[k + 1] > d) k++;
+        depth = Math.min(d, path.length - 1);
+        continue;
+      }
       depth = Math.min(d, path.length - 1);
-      if (s !== DEAD && d === b.length) m[id >> 3] |= 1 << (id & 7);
+      m[id >> 3] |= 1 << (id & 7);
     }
     if (this.dfa.accepting(state)) for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
     if (this.masks.size >= MAX_MASKS) this.masks.delete(this.masks.keys().next().value!);

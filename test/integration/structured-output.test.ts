@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, type Launched } from '../../deploy/launch.js';
 import { parseArgs } from '../../deploy/config/index.js';
+import { startGoldenServer } from '../helpers/golden-server.js';
 
 const PERSON = {
   type: 'object',
@@ -164,4 +165,17 @@ describe('structured output across ranks and preemption', () => {
     });
     assert.equal(tight.engine.stats().usedBlocks, 0);
   });
+});
+
+test('a model whose tokenizer has no text pieces (WordLevel) refuses structured output with a 422, before the shards', async () => {
+  const g = await startGoldenServer();
+  try {
+    const r = await g.post('/generate', { inputs: 't1 t2', parameters: { grammar: { type: 'regex', value: 't[0-9]+' } } });
+    assert.equal(r.status, 422, r.text);
+    assert.match(r.json.error, /structured output is not available for this model: .*byte-level BPE or SentencePiece/);
+    const plain = await g.post('/generate', { inputs: 't1 t2', parameters: { max_new_tokens: 2 } });
+    assert.equal(plain.status, 200, plain.text);
+  } finally {
+    await g.close();
+  }
 });
