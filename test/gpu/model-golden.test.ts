@@ -150,7 +150,8 @@ for (const name of goldenCases()) {
       }
     });
 
-    test('forwardSample on the GPU (greedy, top-k/top-p/temperature, penalties, top-n, typical-p) picks the CPU backend\'s tokens', async () => {
+    test('forwardSample on the GPU (greedy, top-k/top-p/temperature, penalties, top-n, typical-p, masks) picks the CPU backend\'s tokens', async () => {
+      const EVEN_TOKENS = new Uint8Array((c.vocab + 7) >> 3).fill(0x55);
       const cpu = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 4 });
       try {
         c.adapters.forEach((a, i) => cpu.loadAdapter(i, a.dir));
@@ -170,6 +171,9 @@ for (const name of goldenCases()) {
             doSample: true, seed: 15, topN: 2 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, logitBias: [{ token: 5, bias: 3 }],
             doSample: false, seed: 0, topN: 2 },
+          // A structured-output mask (even token ids only) is a host row too.
+          { temperature: 1.1, topK: 0, topP: 0.95, typicalP: 1, repetitionPenalty: 1, allowedMask: EVEN_TOKENS,
+            doSample: true, seed: 16, topN: 2 },
         ];
         let compared = 0;
         for (let p = 0; p < seq.length; p++) {
@@ -181,6 +185,7 @@ for (const name of goldenCases()) {
           g.forEach((x, i) => {
             const what = `position ${p} row ${i} (${JSON.stringify(rows[i])})`;
             assert.equal(x.token, r[i].token, what);
+            if (rows[i].allowedMask) assert.equal(x.token % 2, 0, `${what}: a masked token was drawn`);
             assert.ok(Math.abs(x.logprob - r[i].logprob) <= FP32_TOL, `${what}: logprob ${x.logprob} vs ${r[i].logprob}`);
             assert.deepEqual(x.top.map(([t]) => t), r[i].top.map(([t]) => t), what);
             compared++;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab } from '../../protocol/index.js';
 import { freeJsonObject, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
 import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
+import { cpuOps } from '../../kernels/index.js';
 
 const matcher = (pattern: string) => {
   const dfa = new LazyDfa(compileRegex(pattern));
@@ -202,4 +203,24 @@ describe('tokenizer.json -> token bytes', () => {
     const dir = write({ model: { type: 'WordLevel', vocab: { t0: 0 } }, decoder: null, pre_tokenizer: { type: 'WhitespaceSplit' } });
     assert.throws(() => loadTokenVocab(dir, 1), /needs a byte-level BPE or SentencePiece tokenizer/);
   });
+});
+
+test('the sampler draws only masked-in tokens, and reports log-probs of the renormalized distribution', () => {
+  const V = 50;
+  const logits = Float32Array.from({ length: V }, (_, i) => Math.sin(i * 1.7) * 4);
+  const allowed = [3, 17, 40];
+  const mask = new Uint8Array((V + 7) >> 3);
+  for (const t of allowed) mask[t >> 3] |= 1 << (t & 7);
+  const base = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0 };
+  const best = allowed.reduce((a, b) => (logits[b] > logits[a] ? b : a));
+  const lse = Math.log(allowed.reduce((s, t) => s + Math.exp(logits[t]), 0));
+  const g = cpuOps.sample(logits, { ...base, allowedMask: mask }, new Int32Array(0), 5);
+  assert.equal(g.token, best);
+  assert.ok(Math.abs(g.logprob - (logits[best] - lse)) < 1e-5);
+  assert.deepEqual(g.top.slice(0, 3).map(([t]) => t).sort((a, b) => a - b), allowed);
+  assert.ok(g.top.slice(3).every(([, lp]) => lp === -Infinity));
+  const drawn = new Set<number>();
+  for (let i = 0; i < 200; i++) drawn.add(cpuOps.sample(logits, { ...base, doSample: true, seed: 5, drawIndex: i, allowedMask: mask }, new Int32Array(0), 0).token);
+  assert.deepEqual([...drawn].sort((a, b) => a - b), allowed);
+  assert.notEqual(cpuOps.sample(logits, base, new Int32Array(0), 0).token, best, 'without the mask another token wins');
 });
