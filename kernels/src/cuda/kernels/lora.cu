@@ -112,6 +112,15 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
     has[i] = base + i * kExpandThreads < out_len;
     brow[i] = B + static_cast<int64_t>(has[i] ? base + i * kExpandThreads : 0) * rank;
   }
+  // The y values are read first, so their loads overlap the B loads below instead of following them: one
+  // memory round trip on the critical path instead of two (the BGMV expand of a decode step is latency-bound).
+  // The compiler cannot hoist them itself: it cannot tell y from B apart.
+  float yv[kExpandPerThread][R];
+#pragma unroll
+  for (int i = 0; i < kExpandPerThread; ++i)
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      yv[i][r] = has[i] && r < nrows ? to_f(y[r * a.y_stride + base + i * kExpandThreads]) : 0.0f;
   float acc[kExpandPerThread][R];
 #pragma unroll
   for (int i = 0; i < kExpandPerThread; ++i)
@@ -148,14 +157,8 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
       }
     }
   }
-  // Read every y value first, then write: the compiler cannot tell the y addresses apart, so a read after a
-  // write would wait for it — 32 serial memory round trips per thread in an 8-row SGMV tile.
-  float yv[kExpandPerThread][R];
-#pragma unroll
-  for (int i = 0; i < kExpandPerThread; ++i)
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-      yv[i][r] = has[i] && r < nrows ? to_f(y[r * a.y_stride + base + i * kExpandThreads]) : 0.0f;
+  // Every y value was read before any is written: the compiler cannot tell the y addresses apart, so a read
+  // after a write would wait for it — 32 serial memory round trips per thread in an 8-row SGMV tile.
 #pragma unroll
   for (int i = 0; i < kExpandPerThread; ++i) {
     if (!has[i]) continue;
