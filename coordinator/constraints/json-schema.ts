@@ -5,7 +5,9 @@
 // Keywords that constrain values but cannot be expressed here are refused by name rather than ignored.
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 
-const SP = ' ?';
+/** Whitespace allowed after `:` and `,`: one optional space. */
+export const JSON_SP = ' ?';
+const SP = JSON_SP;
 const CHAR = '(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
 const STRING = `"${CHAR}*"`;
 const INTEGER = '-?(?:0|[1-9][0-9]{0,15})';

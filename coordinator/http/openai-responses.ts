@@ -5,8 +5,9 @@ import { randomUUID } from 'node:crypto';
 import type { FinishReason, GeneratedToken, PrefillToken } from '../engine/types.js';
 import { StreamingDetokenizer } from '../tokenizer/index.js';
 import { errorBody, type HttpError } from './errors.js';
+import type { ToolCall } from './openai-tools.js';
 
-export type OpenAiFinishReason = 'stop' | 'length';
+export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface UsageJson {
   prompt_tokens: number;
@@ -70,8 +71,17 @@ export function completionChoice(index: number, text: string, logprobs: Completi
   return { index, text, logprobs, finish_reason: finish };
 }
 
-export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason) {
+export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason,
+  call?: ToolCall | null) {
+  if (call) {
+    return { index, message: { role: 'assistant' as const, content: null, tool_calls: [toolCallJson(call)] }, logprobs,
+      finish_reason: 'tool_calls' as const };
+  }
   return { index, message: { role: 'assistant' as const, content }, logprobs, finish_reason: finish };
+}
+
+export function toolCallJson(call: ToolCall) {
+  return { id: call.id, type: 'function' as const, function: { name: call.name, arguments: call.arguments } };
 }
 
 /** A whole answer: one choice per `n`, in index order. */
@@ -101,7 +111,8 @@ export function completionChunk(
   return includeUsage ? { ...chunk, usage: null } : chunk;
 }
 
-export type ChatDelta = { role: 'assistant'; content: string } | { content: string } | Record<string, never>;
+export type ChatDelta = { role: 'assistant'; content: string } | { content: string } | Record<string, never>
+  | { tool_calls: (ReturnType<typeof toolCallJson> & { index: number })[] };
 
 export function chatChunk(
   head: ResponseHead,

@@ -25,6 +25,7 @@ import {
   finishReasonOf,
   openAiErrorBody,
   responseHead,
+  toolCallJson,
   usageChunk,
   usageJson,
   type ChatLogprobsJson,
@@ -35,6 +36,7 @@ import {
   type UsageJson,
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
+import { parseToolCall, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -58,6 +60,8 @@ interface Run extends EngineRun {
   prompt: string;
   /** Token ids to text (the echoed prompt's tokens). */
   decode: (ids: number[]) => string;
+  /** Chat with tools: an answer that is a call comes back as tool_calls. */
+  tools: ToolUse | undefined;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -70,8 +74,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), request.headers.authorization);
-    const inputs = deps.engine.renderChat(valid.messages);
-    const runs = await start(request, reply, deps, 'chat', valid, inputs);
+    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
+    const runs = await start(request, reply, deps, 'chat', valid, inputs, valid.tools);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
 }
@@ -92,6 +96,7 @@ async function start(
   kind: Kind,
   valid: ValidOpenAi,
   prompt: string | number[],
+  tools?: ToolUse,
 ): Promise<Run[]> {
   const inputs = typeof prompt === 'string' ? prompt : '';
   const inputIds = typeof prompt === 'string' ? undefined : prompt;
@@ -112,11 +117,13 @@ async function start(
   });
   const text = inputIds && valid.echo ? deps.engine.detokenize(inputIds) : inputs;
   const decode = (ids: number[]) => deps.engine.detokenize(ids);
-  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text, decode }));
+  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text, decode, tools }));
 }
 
 interface ChoiceResult {
   text: string;
+  /** The answer is this call (chat with tools). */
+  call: ToolCall | null;
   logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
   finish: OpenAiFinishReason;
   promptTokens: number;
@@ -130,7 +137,7 @@ async function whole(runs: Run[]): Promise<object> {
   const { head, kind } = runs[0]!;
   const usage = usageOf(results);
   if (kind === 'chat') {
-    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish)), usage);
+    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.call)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
 }
@@ -163,7 +170,8 @@ async function choice(run: Run): Promise<ChoiceResult> {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
         const generated = scoreOnly ? '' : new StopTrimmer(run.valid.stop).finish(ev.generatedText);
-        return { text: (echo ? run.prompt : '') + generated, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
+        const call = run.tools && ev.finishReason !== 'length' ? parseToolCall(generated, run.tools) : null;
+        return { text: (echo ? run.prompt : '') + generated, call, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens };
       }
       case 'error':
@@ -225,7 +233,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
 /** One choice: chat opens with a role chunk; then a chunk per token that adds text; a finish chunk. */
 async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const { head, valid, index } = run;
-  const chunk = (text: string | null, logprobs: ChatTokenLogprobJson | null, finish: 'stop' | 'length' | null) => ({
+  const chunk = (text: string | null, logprobs: ChatTokenLogprobJson | null, finish: OpenAiFinishReason | null) => ({
     frame: sseFrame(run.kind === 'chat'
       ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage, index)
       : completionChunk(head, text ?? '', null, finish, valid.includeUsage, index)),
@@ -233,6 +241,9 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
+  // With tools, an answer that starts with `{` is a call: held back and sent whole as tool_calls at the end.
+  let held: string | null = null;
+  let started = false;
   let promptTokens = 0;
   let cachedTokens = 0;
   for await (const ev of runEvents(run)) {
@@ -250,6 +261,14 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       case 'token': {
         if (scoreOnly || ev.token.special || trimmer.stopped) break;
         const text = trimmer.push(ev.textDelta);
+        if (run.tools && !started && text !== '') {
+          started = true;
+          if (text.startsWith('{')) held = '';
+        }
+        if (held !== null) {
+          held += text;
+          break;
+        }
         if (!valid.logprobs) {
           if (text !== '') yield chunk(text, null, null);
         } else if (run.kind === 'chat') {
@@ -263,7 +282,16 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       case 'end': {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const rest = scoreOnly ? '' : trimmer.finish(ev.generatedText);
-        if (rest !== '') yield chunk(rest, null, null);
+        if (held !== null) {
+          const call = ev.finishReason !== 'length' ? parseToolCall(held + rest, run.tools!) : null;
+          if (call) {
+            yield { frame: sseFrame(chatChunk(head, { tool_calls: [{ index: 0, ...toolCallJson(call) }] }, null, null, valid.includeUsage, index)) };
+            yield { frame: sseFrame(chatChunk(head, {}, null, 'tool_calls', valid.includeUsage, index)) };
+            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens } };
+            return;
+          }
+          if (held + rest !== '') yield chunk(held + rest, null, null);
+        } else if (rest !== '') yield chunk(rest, null, null);
         yield chunk(null, null, scoreOnly ? 'length' : finishReasonOf(ev.finishReason));
         yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens } };
         return;

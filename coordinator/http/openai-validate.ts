@@ -6,9 +6,8 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, suffix '', tools/functions [], tool_choice/function_call 'none'|'auto'
-//    (nothing to call), parallel_tool_calls (any: no tools), store false, metadata {}, service_tier
-//    'auto'|'default', modalities ['text'].
+//    with "not supported yet" otherwise: best_of 1, suffix '', functions [] and function_call 'none'|'auto' (the
+//    legacy form of tools), store false, metadata {}, service_tier 'auto'|'default', modalities ['text'].
 //  - response_format (both routes): text, json_object (any JSON object) or json_schema — structured output,
 //    the generated text is constrained to match (structured-output.ts).
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
@@ -21,6 +20,8 @@
 //  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
 //  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
 //    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
+//  - tools / tool_choice: function calling through structured output (openai-tools.ts); `tool` messages and
+//    assistant `tool_calls` in the history are rendered as text every chat template takes.
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
 //    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
 import type { SamplingParams } from '../../protocol/index.js';
@@ -44,6 +45,7 @@ import {
   type ValidationLimits,
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
+import { toolCallsText, toolConstraint, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -90,7 +92,10 @@ export interface ValidCompletion extends ValidOpenAi {
 }
 
 export interface ValidChat extends ValidOpenAi {
+  /** Tool results and calls are already rendered as text (openai-tools.ts). */
   messages: ChatMessage[];
+  /** Functions the answer may call (absent: none, or tool_choice "none"). */
+  tools: ToolUse | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -115,11 +120,8 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
-  tools: isEmptyArray,
   functions: isEmptyArray,
-  tool_choice: (v) => v === 'none' || v === 'auto',
   function_call: (v) => v === 'none' || v === 'auto',
-  parallel_tool_calls: (v) => typeof v === 'boolean',
   store: (v) => v === false,
   metadata: isEmptyObject,
   service_tier: (v) => v === 'auto' || v === 'default',
@@ -131,7 +133,7 @@ const ROLES: Readonly<Record<string, ChatMessage['role']>> = {
 };
 const MESSAGE_KEYS = new Set(['role', 'content', 'name']);
 /** Keys of an assistant message echoed back from a response object; accepted when null (or empty). */
-const MESSAGE_NULL_KEYS = new Set(['refusal', 'tool_calls', 'function_call', 'audio', 'annotations']);
+const MESSAGE_NULL_KEYS = new Set(['refusal', 'function_call', 'audio', 'annotations']);
 
 export function validateCompletionBody(
   body: unknown,
@@ -173,7 +175,9 @@ export function validateChatBody(
   }
   const topN = logprobs ? (topLogprobs ?? 0) : undefined;
   const common = commonFields(top, limits, authorization, seedSource, maxCompletionTokens ?? maxTokens, topN);
-  return { ...common, messages: messagesOf(top) };
+  const tools = toolUseOf(top);
+  if (tools && common.constraint !== undefined) throw validationError('use either `tools` or a JSON `response_format`, not both');
+  return { ...common, messages: messagesOf(top), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}) };
 }
 
 // --- pieces ---------------------------------------------------------------------------------------
@@ -312,24 +316,38 @@ function messagesOf(top: Json): ChatMessage[] {
   if (v === undefined || v === null) throw validationError('missing field `messages`');
   if (!Array.isArray(v)) throw validationError('`messages` must be an array');
   if (v.length === 0) throw validationError('`messages` cannot be empty');
-  return v.map((m, i) => messageOf(m, `messages[${i}]`));
+  const callNames = new Map<string, string>();  // tool_call_id -> function name, from earlier assistant messages
+  return v.map((m, i) => messageOf(m, `messages[${i}]`, callNames));
 }
 
-function messageOf(v: unknown, at: string): ChatMessage {
+function messageOf(v: unknown, at: string, callNames: Map<string, string>): ChatMessage {
   const m = asObject(v, `\`${at}\``);
   for (const key of Object.keys(m)) {
-    if (MESSAGE_KEYS.has(key)) continue;
+    if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id') continue;
     if (MESSAGE_NULL_KEYS.has(key) && (m[key] === null || isEmptyArray(m[key]))) continue;
-    if (MESSAGE_NULL_KEYS.has(key) || key === 'tool_call_id') throw notSupported(`${at}.${key}`);
+    if (MESSAGE_NULL_KEYS.has(key)) throw notSupported(`${at}.${key}`);
     throw validationError(`unknown field \`${at}.${key.slice(0, 64)}\``);
   }
   if (m.name !== undefined && m.name !== null) str(m.name, `${at}.name`);
   const roleName = m.role === undefined || m.role === null ? undefined : str(m.role, `${at}.role`);
   if (roleName === undefined) throw validationError(`missing field \`${at}.role\``);
+  const calls = m.tool_calls === undefined || m.tool_calls === null || isEmptyArray(m.tool_calls) ? undefined : m.tool_calls;
+  if (calls !== undefined && roleName !== 'assistant') throw validationError(`\`${at}.tool_calls\` is only for assistant messages`);
+  const callId = m.tool_call_id === undefined || m.tool_call_id === null ? undefined : str(m.tool_call_id, `${at}.tool_call_id`);
+  if (roleName === 'tool') {
+    return { role: 'user', content: toolResultText(contentOf(m.content, `${at}.content`), callId, callNames) };
+  }
+  if (callId !== undefined) throw validationError(`\`${at}.tool_call_id\` is only for tool messages`);
   const role = ROLES[roleName];
   if (role === undefined) {
-    if (roleName === 'tool' || roleName === 'function') throw validationError(`\`${at}.role\` ${roleName} is not supported yet`);
-    throw validationError(`\`${at}.role\` must be one of system, user, assistant (or developer)`);
+    if (roleName === 'function') throw validationError(`\`${at}.role\` function is not supported (use tools and the tool role)`);
+    throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer)`);
+  }
+  if (calls !== undefined) {
+    const { text, ids } = toolCallsText(calls, `${at}.tool_calls`);
+    for (const [id, name] of ids) callNames.set(id, name);
+    const said = m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`);
+    return { role, content: said === '' ? text : `${said}\n${text}` };
   }
   return { role, content: contentOf(m.content, `${at}.content`) };
 }

@@ -110,6 +110,55 @@ describe('structured output (demo model)', () => {
     assert.match(JSON.parse(together[2].text).generated_text, /^[0-9]{5,9}$/);
   });
 
+  const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'Weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] } } };
+  const CLOCK = { type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {}, additionalProperties: false } } };
+
+  test('tools: tool_choice required / named gives a tool call with arguments of the schema; streamed == whole', async () => {
+    for (const tool_choice of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
+      for (const seed of [1, 2, 3]) {
+        const body = { messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 80, seed, tools: [WEATHER, CLOCK], tool_choice };
+        const whole = await post(s, '/v1/chat/completions', body);
+        assert.equal(whole.status, 200, whole.text);
+        const c = JSON.parse(whole.text).choices[0];
+        assert.equal(c.finish_reason, 'tool_calls', whole.text);
+        assert.equal(c.message.content, null);
+        const [call] = c.message.tool_calls;
+        assert.match(call.id, /^call_[0-9a-f]{24}$/);
+        assert.equal(call.type, 'function');
+        if (typeof tool_choice === 'object') assert.equal(call.function.name, 'get_weather');
+        const args = JSON.parse(call.function.arguments);
+        if (call.function.name === 'get_weather') {
+          assert.ok(typeof args.city === 'string' && args.city.length <= 16 && ['c', 'f'].includes(args.unit), call.function.arguments);
+        } else assert.deepEqual(args, {});
+        const streamed = await post(s, '/v1/chat/completions', { ...body, stream: true });
+        const chunks = streamed.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+        const calls = chunks.flatMap((ch) => ch.choices[0].delta.tool_calls ?? []);
+        assert.equal(calls.length, 1);
+        assert.equal(calls[0].function.name, call.function.name);
+        assert.equal(calls[0].function.arguments, call.function.arguments);
+        assert.equal(chunks.at(-1).choices[0].finish_reason, 'tool_calls');
+        assert.equal(chunks.map((ch) => ch.choices[0].delta.content ?? '').join(''), '');
+      }
+    }
+  });
+
+  test('tools: auto answers in text or with a call; a history with calls and tool results is rendered', async () => {
+    const history = [{ role: 'user', content: 'What time is it?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_7', type: 'function', function: { name: 'now', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'call_7', content: '12:00' }];
+    for (const seed of [1, 2, 3, 4]) {
+      const r = await post(s, '/v1/chat/completions', { messages: history, max_tokens: 40, seed, tools: [WEATHER, CLOCK] });
+      assert.equal(r.status, 200, r.text);
+      const c = JSON.parse(r.text).choices[0];
+      if (c.finish_reason === 'tool_calls') assert.ok(['now', 'get_weather'].includes(c.message.tool_calls[0].function.name));
+      else assert.ok(typeof c.message.content === 'string' && !c.message.content.startsWith('{'), r.text);
+    }
+    const none = await post(s, '/v1/chat/completions', { messages: history, max_tokens: 5, seed: 1, tools: [WEATHER], tool_choice: 'none' });
+    assert.equal(none.status, 200, none.text);
+    assert.equal(JSON.parse(none.text).choices[0].message.tool_calls, undefined);
+  });
+
   test('bad schemas and patterns are 422s that say why', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ grammar: { type: 'json', value: { type: 'integer', maximum: 3 } } }, /'maximum'.*not supported/],

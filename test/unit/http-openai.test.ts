@@ -282,6 +282,25 @@ describe('model → adapter, parameters → engine request', () => {
     assert.equal(done.statusCode, 200, done.body);
   });
 
+  test('tools: offered in a system message, the history\'s calls and results rendered as text, the answer constrained', async () => {
+    const tools = [{ type: 'function', function: { name: 'now', description: 'The time', parameters: { type: 'object', properties: {} } } }];
+    const res = await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', messages: [
+      { role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Time?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'now', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '12:00' }] });
+    assert.equal(res.statusCode, 200, res.body);
+    const inputs = last().inputs;
+    assert.match(inputs, /Be brief\.\n\nYou can call these functions:\n\{"name":"now","description":"The time"/);
+    assert.match(inputs, /\{"name":"now","arguments":\{\}\}/);
+    assert.match(inputs, /Result of function now \(call_1\):\n12:00/);
+    assert.ok(last().constraint?.startsWith('(?:\\{"name":'), last().constraint);
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, messages: USER_HI });
+    assert.ok(last().constraint?.startsWith('(?:[^{]'), 'auto: text or a call');
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'none', messages: USER_HI });
+    assert.equal(last().constraint, undefined);
+    assert.doesNotMatch(last().inputs, /You can call/);
+  });
+
   test('the request id reaches the engine; x-request-id is echoed', async () => {
     const res = await post(s.app, '/v1/completions', { prompt: 'a', max_tokens: 1 }, { 'x-request-id': 'oa-1' });
     assert.equal(res.headers['x-request-id'], 'oa-1');

@@ -1,0 +1,153 @@
+// OpenAI function calling on any model, through structured output. The tools are described to the model in a
+// system message, and the answer is constrained: `tool_choice: "required"` (or one named function) allows only
+// a call `{"name": "<function>", "arguments": {<its parameters schema>}}`; "auto" allows either such a call or
+// text that does not start with `{`, so the model decides with its first token. An answer that is a call comes
+// back as `tool_calls` (finish_reason "tool_calls"). One call per answer (parallel_tool_calls is accepted, and
+// has no effect). In the history, an assistant message's tool_calls are shown to the model in the same call
+// format and a `tool` message as a user message carrying the result, so any chat template renders them.
+import { randomBytes } from 'node:crypto';
+import { ConstraintError, escapeRegex } from '../../protocol/index.js';
+import { JSON_SP, jsonSchemaRegex } from '../constraints/json-schema.js';
+import { validationError } from './errors.js';
+import { checkedPattern } from './structured-output.js';
+
+type Json = Record<string, unknown>;
+
+export interface ToolFunction {
+  name: string;
+  description: string | undefined;
+  /** JSON Schema of the arguments object (absent: any object). */
+  parameters: Json | undefined;
+}
+
+export interface ToolUse {
+  tools: ToolFunction[];
+  choice: 'auto' | 'required' | { name: string };
+}
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** The arguments object as JSON text (OpenAI's shape). */
+  arguments: string;
+}
+
+/** Most tools one request may offer. */
+export const MAX_TOOLS = 128;
+const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `tools` + `tool_choice` (+ `parallel_tool_calls`); undefined when no tool may be called. */
+export function toolUseOf(top: Json): ToolUse | undefined {
+  if (top.parallel_tool_calls !== undefined && top.parallel_tool_calls !== null && typeof top.parallel_tool_calls !== 'boolean') {
+    throw validationError('`parallel_tool_calls` must be a boolean');
+  }
+  const raw = top.tools ?? [];
+  if (!Array.isArray(raw)) throw validationError('`tools` must be an array');
+  if (raw.length > MAX_TOOLS) throw validationError(`\`tools\` has ${raw.length} entries; at most ${MAX_TOOLS}`);
+  const tools = raw.map((t, i) => toolOf(t, `tools[${i}]`));
+  const names = new Set(tools.map((t) => t.name));
+  if (names.size !== tools.length) throw validationError('`tools` function names must be distinct');
+  const choice = choiceOf(top.tool_choice ?? undefined, names);
+  if (choice === 'none' || tools.length === 0) return undefined;
+  return { tools, choice };
+}
+
+function toolOf(v: unknown, at: string): ToolFunction {
+  if (!isObject(v) || v.type !== 'function' || !isObject(v.function)) {
+    throw validationError(`\`${at}\` must be {"type": "function", "function": {"name", "description"?, "parameters"?}}`);
+  }
+  const f = v.function;
+  if (typeof f.name !== 'string' || !NAME.test(f.name)) throw validationError(`\`${at}.function.name\` must be 1-64 letters, digits, _ or -`);
+  if (f.description !== undefined && f.description !== null && typeof f.description !== 'string') {
+    throw validationError(`\`${at}.function.description\` must be a string`);
+  }
+  if (f.parameters !== undefined && f.parameters !== null && !isObject(f.parameters)) {
+    throw validationError(`\`${at}.function.parameters\` must be a JSON schema object`);
+  }
+  return { name: f.name, description: (f.description as string | undefined) ?? undefined, parameters: (f.parameters as Json | undefined) ?? undefined };
+}
+
+function choiceOf(v: unknown, names: ReadonlySet<string>): ToolUse['choice'] | 'none' {
+  if (v === undefined) return 'auto';
+  if (v === 'none' || v === 'auto' || v === 'required') return v;
+  if (isObject(v) && v.type === 'function' && isObject(v.function) && typeof v.function.name === 'string') {
+    if (!names.has(v.function.name)) throw validationError(`\`tool_choice\` names function '${v.function.name.slice(0, 64)}', which is not in \`tools\``);
+    return { name: v.function.name };
+  }
+  throw validationError('`tool_choice` must be "none", "auto", "required" or {"type": "function", "function": {"name"}}');
+}
+
+/** The pattern of the answer: a call of an allowed function, or (auto) text not starting with `{`. */
+export function toolConstraint(use: ToolUse): string {
+  const allowed = typeof use.choice === 'object' ? use.tools.filter((t) => t.name === (use.choice as { name: string }).name) : use.tools;
+  const calls = allowed.map((t) => {
+    let args: string;
+    try {
+      args = jsonSchemaRegex(t.parameters ?? { type: 'object' });
+    } catch (e) {
+      if (e instanceof ConstraintError) throw validationError(`\`tools\` function '${t.name}' parameters: ${e.message}`);
+      throw e;
+    }
+    return `\\{"name":${JSON_SP}${escapeRegex(JSON.stringify(t.name))},${JSON_SP}"arguments":${JSON_SP}${args}\\}`;
+  });
+  const call = `(?:${calls.join('|')})`;
+  return checkedPattern(use.choice === 'auto' ? `(?:[^{][\\s\\S]*)?|${call}` : call, '`tools`');
+}
+
+/** The system message that offers the tools. */
+export function toolSystemPrompt(use: ToolUse): string {
+  const list = use.tools.map((t) => JSON.stringify({ name: t.name, description: t.description ?? '', parameters: t.parameters ?? { type: 'object' } }));
+  const how = use.choice === 'auto'
+    ? 'To call one, answer with only a JSON object {"name": <function name>, "arguments": <arguments object>}; otherwise answer normally.'
+    : 'Answer with only a JSON object {"name": <function name>, "arguments": <arguments object>} that calls one of them.';
+  return `You can call these functions:\n${list.join('\n')}\n${how}`;
+}
+
+/** The answer as a call, when it is one (a constrained answer that starts with `{` always is, unless cut short). */
+export function parseToolCall(text: string, use: ToolUse): ToolCall | null {
+  if (!text.startsWith('{')) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(v) || typeof v.name !== 'string' || !isObject(v.arguments) || !use.tools.some((t) => t.name === v.name)) return null;
+  return { id: `call_${randomBytes(12).toString('hex')}`, name: v.name, arguments: JSON.stringify(v.arguments) };
+}
+
+/** An assistant message's `tool_calls`, as the model is shown them: the call format it is asked to answer in. */
+export function toolCallsText(v: unknown, at: string): { text: string; ids: Map<string, string> } {
+  if (!Array.isArray(v)) throw validationError(`\`${at}\` must be an array`);
+  const ids = new Map<string, string>();
+  const text = v.map((c, j) => {
+    if (!isObject(c) || !isObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
+      throw validationError(`\`${at}[${j}]\` must be {"id", "type": "function", "function": {"name", "arguments"}}`);
+    }
+    let args: unknown;
+    try {
+      args = JSON.parse(c.function.arguments);
+    } catch {
+      throw validationError(`\`${at}[${j}].function.arguments\` must be JSON text`);
+    }
+    if (typeof c.id === 'string') ids.set(c.id, c.function.name);
+    return JSON.stringify({ name: c.function.name, arguments: args });
+  }).join('\n');
+  return { text, ids };
+}
+
+/** A `tool` message as the user message that carries the result to the model. */
+export function toolResultText(content: string, toolCallId: string | undefined, names: ReadonlyMap<string, string>): string {
+  const name = toolCallId !== undefined ? names.get(toolCallId) : undefined;
+  return `Result of ${name !== undefined ? `function ${name}` : 'the function call'}${toolCallId ? ` (${toolCallId})` : ''}:\n${content}`;
+}
+
+/** The messages with the tools offered in the system message (merged into the first one when there is one). */
+export function withToolPrompt<M extends { role: string; content: string }>(messages: readonly M[], use: ToolUse | undefined): M[] {
+  if (!use) return [...messages];
+  const prompt = toolSystemPrompt(use);
+  const [first, ...rest] = messages;
+  if (first && first.role === 'system') return [{ ...first, content: `${first.content}\n\n${prompt}` }, ...rest];
+  return [{ ...(first ?? {}), role: 'system', content: prompt } as M, ...messages];
+}
