@@ -93,6 +93,9 @@ export interface SeqOutput {
   promptTop?: TokenChoice[][];
   /** float32 little-endian, [positions, vocab]; see float32ToBytes / bytesToFloat32. */
   logits?: Uint8Array;
+  /** This sequence alone failed (its structured-output automaton grew past its limit): `token` is meaningless;
+   * the coordinator ends the sequence with this reason and the rest of the step stands. */
+  error?: string;
 }
 
 export interface StepResult {

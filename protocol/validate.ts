@@ -49,7 +49,7 @@ const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds 
 const seqOutput = object(
   { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },
   { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(object({ token: count, logprob }))),
-    logits: bytes({ multipleOf: 4 }) },
+    logits: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }) },
 );
 
 /** The first seq id that occurs twice in `ids`, if any. */

@@ -83,6 +83,10 @@ export class ShardActor {
     this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
+    const t1 = Date.now();
+    const noConstraints = this.engine.prepareConstraints();
+    if (noConstraints) o.logger.info({ reason: noConstraints }, 'structured output is not available for this model');
+    else o.logger.debug({ ms: Date.now() - t1 }, 'token bytes ready for structured output');
 
     this.bus.subscribe(stepSubject(o.cluster), 'step', (msg, headers) => this.enqueue(() => this.onStep(msg, headers)));
     this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.enqueue(() => this.onAdapterLoad(msg)));

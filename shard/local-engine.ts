@@ -32,12 +32,30 @@ export class LocalEngine {
 
   private readonly hostCache: HostAdapterCache;
 
-  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, modelDir: string) {
-    // The vocabulary's token bytes are read on the first structured-output request.
-    let vocab: TokenVocab | undefined;
-    const constraints = new AutomatonCache(() => (vocab ??= loadTokenVocab(modelDir, model.spec.vocab)), model.spec.eosTokenIds);
+  private vocab?: TokenVocab;
+
+  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string) {
+    const constraints = new AutomatonCache(() => this.tokenVocab(), model.spec.eosTokenIds);
     this.runner = new StepRunner(model, model.partition.rank, constraints);
     this.hostCache = new HostAdapterCache(hostCacheBytes);
+  }
+
+  /** The vocabulary's token bytes for structured output: read on first use, or ahead by prepareConstraints. */
+  private tokenVocab(): TokenVocab {
+    return (this.vocab ??= loadTokenVocab(this.modelDir, this.model.spec.vocab));
+  }
+
+  /**
+   * Reads and sorts the token bytes now (0.7-0.9 s for a 128k vocabulary) so that the first constrained
+   * request does not stall its step for it. Returns why structured output cannot work here, or null.
+   */
+  prepareConstraints(): string | null {
+    try {
+      this.tokenVocab();
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
   }
 
   static open(modelDir: string, opts: LocalEngineOptions): LocalEngine {

@@ -383,7 +383,7 @@ export class Engine implements GenerationEngine {
     }
     if (ev.finished === 'cancelled') return;
     if (ev.finished === 'error') {
-      this.finishRequest(ev.seqId, st, { type: 'error', error: new EngineError('generation', 'generation failed') });
+      this.finishRequest(ev.seqId, st, { type: 'error', error: new EngineError('generation', ev.error ? `generation failed: ${ev.error}` : 'generation failed') });
       return;
     }
     st.generated++;

@@ -198,6 +198,11 @@ export class Scheduler {
     const events: SequenceEvent[] = [];
     for (const seq of expected) {
       const out = outputs.get(seq.seqId)!;
+      if (out.error !== undefined) {  // this sequence alone failed on the shards
+        events.push({ seqId: seq.seqId, token: out.token, logprob: out.logprob, top: [], finished: 'error', error: out.error });
+        this.end(seq, 'error', out.error);
+        continue;
+      }
       seq.generated.push(out.token);
       const event: SequenceEvent = { seqId: seq.seqId, token: out.token, logprob: out.logprob, top: out.top };
       if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;

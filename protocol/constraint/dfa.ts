@@ -20,7 +20,7 @@ export class LazyDfa {
   /** NFA nodes from which the accept node is reachable. */
   private readonly coReach: Uint8Array;
 
-  constructor(private readonly nfa: Nfa) {
+  constructor(private readonly nfa: Nfa, private readonly maxStates = MAX_DFA_STATES) {
     this.coReach = coReachable(nfa);
     this.start = this.intern(this.closure([nfa.start]));
   }
@@ -82,8 +82,9 @@ export class LazyDfa {
     const key = set.join(',');
     const hit = this.ids.get(key);
     if (hit !== undefined) return hit;
-    if (this.sets.length >= MAX_DFA_STATES) {
-      throw new ConstraintError(`the constraint needs more than ${MAX_DFA_STATES} automaton states; simplify the schema or pattern`);
+    if (this.sets.length >= this.maxStates) {
+      throw new ConstraintError(`the constraint needs more than ${this.maxStates} automaton states; simplify the schema or pattern ` +
+        '(large maxLength / maxItems / {n,m} counts need one state per step of the count)');
     }
     const id = this.sets.length;
     this.sets.push(set);

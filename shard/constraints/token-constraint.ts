@@ -15,8 +15,8 @@ export class TokenAutomaton {
   private readonly dfa: LazyDfa;
   private readonly masks = new Map<number, Uint8Array>();
 
-  constructor(pattern: string, private readonly vocab: TokenVocab, private readonly eos: readonly number[]) {
-    this.dfa = new LazyDfa(compileRegex(pattern));
+  constructor(pattern: string, private readonly vocab: TokenVocab, private readonly eos: readonly number[], maxStates?: number) {
+    this.dfa = new LazyDfa(compileRegex(pattern), maxStates);
   }
 
   get start(): number {
@@ -75,12 +75,13 @@ export class TokenAutomaton {
 export class AutomatonCache {
   private readonly byPattern = new Map<string, TokenAutomaton>();
 
-  constructor(private readonly vocab: () => TokenVocab, private readonly eos: readonly number[]) {}
+  /** `maxStates`: DFA states per pattern (default MAX_DFA_STATES); a sequence whose automaton outgrows it fails alone. */
+  constructor(private readonly vocab: () => TokenVocab, private readonly eos: readonly number[], private readonly maxStates?: number) {}
 
   get(pattern: string): TokenAutomaton {
     let a = this.byPattern.get(pattern);
     if (a) this.byPattern.delete(pattern);
-    else a = new TokenAutomaton(pattern, this.vocab(), this.eos);
+    else a = new TokenAutomaton(pattern, this.vocab(), this.eos, this.maxStates);
     this.byPattern.set(pattern, a);
     if (this.byPattern.size > MAX_PATTERNS) this.byPattern.delete(this.byPattern.keys().next().value!);
     return a;

@@ -19,5 +19,5 @@ export interface SequenceState {
   /** Chunked prefill: prompt tokens still to come in later steps (nothing is sampled until 0). */
   unsent: number;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */
-  constraint?: { automaton: TokenAutomaton; state: number };
+  constraint?: { automaton: TokenAutomaton; state: number; failed?: string };
 }

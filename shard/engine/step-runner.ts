@@ -35,10 +35,20 @@ const NO_TOKENS = new Int32Array(0);
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
 const RAW = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0 };
 
-/** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. */
+/** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. A
+ * constraint that fails (its automaton outgrew its limit) fails only its sequence: no mask, and the output says
+ * why (see output()). */
 function samplingOf(state: SequenceState): SamplingOptions {
   const c = state.constraint;
-  return { ...state.sampling, drawIndex: state.draws, ...(c ? { allowedMask: c.automaton.mask(c.state) } : {}) };
+  let allowedMask: Uint8Array | undefined;
+  if (c && c.failed === undefined) {
+    try {
+      allowedMask = c.automaton.mask(c.state);
+    } catch (e) {
+      c.failed = (e as Error).message;
+    }
+  }
+  return { ...state.sampling, drawIndex: state.draws, ...(allowedMask ? { allowedMask } : {}) };
 }
 
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
@@ -100,9 +110,9 @@ export class StepRunner {
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
     // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
     if (!rows.some((r) => r.wantAll)) {
-      const sampled = await this.compute(() => this.model.native.forwardSample(batch, sampling.map((r) => ({
-        ...samplingOf(r.state), penaltyTokens: penaltyTokens(r.state), topN: r.state.topN,
-      }))));
+      // Built before the forward pass: only the native call's own failures count as ForwardError.
+      const options = sampling.map((r) => ({ ...samplingOf(r.state), penaltyTokens: penaltyTokens(r.state), topN: r.state.topN }));
+      const sampled = await this.compute(() => this.model.native.forwardSample(batch, options));
       for (const row of rows) row.state.length += row.tokens.length;
       const outputs = sampling.map((row, i) => this.output(row, sampled[i]));
       return this.rank === 0 ? outputs : [];
@@ -127,7 +137,16 @@ export class StepRunner {
     row.state.draws++;
     row.state.lastSampled = s.token;
     const c = row.state.constraint;
-    if (c) c.state = c.automaton.advance(c.state, s.token);
+    if (c && c.failed === undefined) {
+      try {
+        c.state = c.automaton.advance(c.state, s.token);
+      } catch (e) {
+        c.failed = (e as Error).message;
+      }
+    }
+    if (c?.failed !== undefined) {
+      return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: [], error: `structured output: ${c.failed}` };
+    }
     return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
