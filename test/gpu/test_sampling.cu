@@ -86,6 +86,62 @@ void processing(std::mt19937& rng) {
                           dt.as<int32_t>(), out.as<float>(), nullptr));
     expect_close("logits_process bf16 strided", download(out.get(), R * V, DType::kF32), ref, 1e-6);
   });
+  guard("logits_process structured-output masks (+ penalties), then sampling == cpu::sample_token", [&] {
+    // Rows 0 and 2 carry masks (indices 1 and 0: any order), row 1 none; row 0's penalty hits allowed and masked
+    // tokens. The mask bytes are V/8 rounded up; the last row's mask is shorter than the vocab on the CPU side.
+    const int64_t R = 3, V = 5003, MB = (V + 7) / 8;
+    const auto logits = randn(R * V, rng, 3.0f, DType::kF32);
+    std::vector<uint8_t> masks(2 * MB, 0);
+    for (int64_t t = 0; t < V; ++t) {
+      if (t % 3 == 0) masks[MB + t / 8] |= 1u << (t % 8);         // row 0: every third token
+      if (t % 7 == 1 && t < 4000) masks[t / 8] |= 1u << (t % 8);   // row 2: every seventh, none past 4000
+    }
+    std::vector<wc::SampleRow> params = {row_params(1.0f, 0, 1.0f, 1.4f, false, 0, 0),
+                                         row_params(0.9f, 0, 0.9f, 1.0f, true, 5, 2),
+                                         row_params(1.2f, 20, 0.95f, 1.0f, true, 7, 3)};
+    params[0].mask_index = 1;
+    params[1].mask_index = -1;
+    params[2].mask_index = 0;
+    const std::vector<int32_t> pen = {0, 1, 2, 3, 3, 300, 301};
+    const std::vector<int32_t> off = {0, static_cast<int32_t>(pen.size()), static_cast<int32_t>(pen.size()),
+                                      static_cast<int32_t>(pen.size())};
+    DevBuf dl = upload(logits, DType::kF32), dp = upload_vec(params), doff = upload_vec(off), dt = upload_vec(pen),
+           dm = upload_vec(masks), out(R * V * 4);
+    CK(wc::logits_process(dl.get(), DType::kF32, R, V, V, dp.as<wc::SampleRow>(), doff.as<int32_t>(), dt.as<int32_t>(),
+                          out.as<float>(), nullptr, dm.as<uint8_t>(), MB));
+    const auto got = download(out.get(), R * V, DType::kF32);
+    bool masked_ok = true;
+    std::vector<float> g, ref;
+    for (int64_t r = 0; r < R; ++r) {
+      const auto row = process_ref(&logits[r * V], V, params[r], r == 0 ? pen : std::vector<int32_t>{});
+      const uint8_t* m = params[r].mask_index < 0 ? nullptr : &masks[params[r].mask_index * MB];
+      for (int64_t t = 0; t < V; ++t) {
+        const bool allowed = !m || ((m[t / 8] >> (t % 8)) & 1);
+        if (allowed) g.push_back(got[r * V + t]), ref.push_back(row[t]);
+        else masked_ok = masked_ok && got[r * V + t] == -INFINITY;
+      }
+    }
+    expect("logits_process masks: masked-out tokens are -inf", masked_ok);
+    expect_close("logits_process masks: allowed tokens processed as without a mask", g, ref, 1e-6);
+    const Sampled s = gpu_sample(out, R, V, params, 3);
+    bool same = true;
+    char detail[200] = "";
+    for (int64_t r = 0; r < R; ++r) {
+      cpu::SamplingParams cp = cpu_params(params[r]);
+      if (params[r].mask_index >= 0) {
+        const auto* m = &masks[params[r].mask_index * MB];
+        cp.allowed_mask.assign(m, m + (r == 2 ? 500 : MB));  // row 2: tokens past byte 500 count as not allowed
+      }
+      const auto want = cpu::sample_token(&logits[r * V], V, cp, r == 0 ? pen.data() : nullptr,
+                                          r == 0 ? static_cast<int64_t>(pen.size()) : 0, 3);
+      if (want.token != s.token[r] || std::fabs(want.logprob - s.logprob[r]) > 1e-4f) {
+        same = false;
+        std::snprintf(detail, sizeof detail, "row %ld: gpu %d (%g) cpu %d (%g)", static_cast<long>(r), s.token[r],
+                      s.logprob[r], want.token, want.logprob);
+      }
+    }
+    expect("masked rows: GPU sampling == cpu::sample_token with allowed_mask", same, detail);
+  });
   for (DType d : {DType::kF32, DType::kBF16}) {
     const std::string name = std::string("argmax ties -> lowest id, logprob ") + dname(d);
     guard(name, [&] {

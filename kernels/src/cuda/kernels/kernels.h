@@ -172,15 +172,18 @@ struct SampleRow {                // one per logits row, in device memory; mirro
   float top_p;                    // 1 = off
   float repetition_penalty;       // 1 = off
   int32_t do_sample;              // 0 = greedy
-  int32_t reserved;
+  int32_t mask_index;             // structured output: -1 none, else the row's allowed-token bitmask is masks[k]
   uint64_t seed;
   uint64_t draw_index;
 };
 // processed[r] = logits[r] after repetition penalty (tokens penalty_tokens[offsets[r] .. offsets[r+1]),
-// each applied once) and temperature (only when sampling). fp32 out, [rows, vocab] contiguous.
+// each applied once) and temperature (only when sampling); then, for a row with mask_index k >= 0, -inf for
+// every token whose bit is clear in masks + k * mask_bytes (bit t: byte t/8, bit t%8), as cpu::sample_token
+// applies allowed_mask. fp32 out, [rows, vocab] contiguous.
 cudaError_t logits_process(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride,
                            const SampleRow* params, const int32_t* penalty_offsets, const int32_t* penalty_tokens,
-                           float* processed, cudaStream_t stream);
+                           float* processed, cudaStream_t stream, const uint8_t* masks = nullptr,
+                           int64_t mask_bytes = 0);
 // token[r] = argmax (lowest id on ties); logprob[r] (may be null) = log-softmax of the row at token.
 cudaError_t argmax_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride, int32_t* token,
                         float* logprob, cudaStream_t stream);

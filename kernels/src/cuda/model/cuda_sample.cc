@@ -1,9 +1,10 @@
 // CudaModel::sample_on_device: the step's logits never leave the GPU. One host-to-device copy of the rows'
 // sampling parameters (and repetition-penalty tokens), then logits_process and either argmax_rows (every row
 // greedy, no top-n: no sort) or sample_rows (device radix sort, top-k/top-p, seeded draw — the CPU's exact
-// rules, see sampling.cu), and one device-to-host copy of tokens, logprobs and top-n. Rows that ask for
-// typical_p, frequency/presence penalties, a logit bias or a structured-output mask (not done on the GPU) copy their logits row back and are sampled by
-// cpu::sample_token.
+// rules, see sampling.cu), and one device-to-host copy of tokens, logprobs and top-n. Structured-output masks
+// (vocab/8 bytes per constrained row) go up with the parameters and are applied by logits_process. Rows that ask
+// for typical_p, frequency/presence penalties or a logit bias (not done on the GPU) copy their logits row back
+// and are sampled by cpu::sample_token.
 #include <algorithm>
 #include <cstring>
 #include <initializer_list>
@@ -18,8 +19,7 @@ namespace {
 
 // Rows the GPU sampler does not handle: sampled on the host from their copied-back logits.
 bool host_row(const cpu::SamplingParams& q) {
-  return q.typical_p < 1.0f || q.frequency_penalty != 0.0f || q.presence_penalty != 0.0f || !q.logit_bias.empty() ||
-         !q.allowed_mask.empty();
+  return q.typical_p < 1.0f || q.frequency_penalty != 0.0f || q.presence_penalty != 0.0f || !q.logit_bias.empty();
 }
 
 // The parts of one packed buffer, each 256-byte aligned: the same layout is filled on the host, copied whole,
@@ -54,28 +54,42 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   bool greedy_only = true, penalties = false;
   int32_t top_n = 0;
   size_t pen_total = 0;
+  int32_t num_masks = 0;
+  const int64_t mask_bytes = (V + 7) / 8;
   for (int64_t r = 0; r < R; ++r) {
     const RowSampling& s = rows[r];
     if (host_row(s.params)) continue;
+    if (!s.params.allowed_mask.empty()) ++num_masks;
     greedy_only = greedy_only && !(s.params.do_sample && s.params.temperature > 0.0f);
     if (s.params.repetition_penalty != 1.0f) penalties = true, pen_total += s.penalty_tokens.size();
     top_n = std::max<int32_t>(top_n, static_cast<int32_t>(std::min<int64_t>(s.top_n, V)));
   }
 
-  // Inputs: SampleRow[R] | int32 offsets[R + 1] | int32 penalty tokens.
-  const Packed in{sizeof(SampleRow) * R, sizeof(int32_t) * (R + 1), sizeof(int32_t) * std::max<size_t>(pen_total, 1)};
+  // Inputs: SampleRow[R] | int32 offsets[R + 1] | int32 penalty tokens | uint8 masks[num_masks][mask_bytes].
+  const Packed in{sizeof(SampleRow) * R, sizeof(int32_t) * (R + 1), sizeof(int32_t) * std::max<size_t>(pen_total, 1),
+                  static_cast<size_t>(std::max<int64_t>(num_masks * mask_bytes, 1))};
   sbuf_.host_in.ensure(in.bytes());
   sbuf_.in.ensure(in.bytes());
   void* hin = sbuf_.host_in.as<void>();
   auto* hp = in.part<SampleRow>(hin, 0);
   auto* hoff = in.part<int32_t>(hin, 1);
   auto* htok = in.part<int32_t>(hin, 2);
+  auto* hmask = in.part<uint8_t>(hin, 3);
   hoff[0] = 0;
+  int32_t next_mask = 0;
   for (int64_t r = 0; r < R; ++r) {
     const cpu::SamplingParams& q = rows[r].params;
     const bool host = host_row(q);
+    int32_t mask_index = -1;
+    if (!host && !q.allowed_mask.empty()) {
+      mask_index = next_mask++;
+      uint8_t* m = hmask + static_cast<int64_t>(mask_index) * mask_bytes;
+      const size_t n = std::min<size_t>(q.allowed_mask.size(), static_cast<size_t>(mask_bytes));
+      std::memcpy(m, q.allowed_mask.data(), n);
+      std::memset(m + n, 0, static_cast<size_t>(mask_bytes) - n);  // tokens past the mask are not allowed
+    }
     hp[r] = SampleRow{q.temperature, q.top_k, q.top_p, host ? 1.0f : q.repetition_penalty,
-                      host ? 0 : static_cast<int32_t>(q.do_sample), 0, q.seed, q.draw_index};
+                      host ? 0 : static_cast<int32_t>(q.do_sample), mask_index, q.seed, q.draw_index};
     int32_t n = 0;
     if (!host && q.repetition_penalty != 1.0f) {
       n = static_cast<int32_t>(rows[r].penalty_tokens.size());
@@ -87,6 +101,7 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   const auto* dp = in.part<const SampleRow>(din, 0);
   const auto* doff = in.part<const int32_t>(din, 1);
   const auto* dtok = in.part<const int32_t>(din, 2);
+  const auto* dmask = in.part<const uint8_t>(din, 3);
   WEFT_CUDA_CHECK(cudaMemcpyAsync(din, hin, in.bytes(), cudaMemcpyHostToDevice, stream_));
 
   // Outputs: int32 token[R] | float logprob[R] | int32 top_ids[R * top_n] | float top_lp[R * top_n].
@@ -102,11 +117,11 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
 
   const float* src = logits;
   const bool argmax_only = greedy_only && top_n == 0;
-  // sample_rows needs processed rows (-0 -> +0 for the sort), argmax only when penalties change the values.
-  if (penalties || !argmax_only) {
+  // sample_rows needs processed rows (-0 -> +0 for the sort), argmax only when penalties or masks change the values.
+  if (penalties || num_masks > 0 || !argmax_only) {
     sbuf_.processed.ensure(sizeof(float) * R * V);
     WEFT_CUDA_CHECK(logits_process(logits, DType::kF32, R, V, V, dp, penalties ? doff : nullptr, dtok,
-                                   sbuf_.processed.as<float>(), stream_));
+                                   sbuf_.processed.as<float>(), stream_, num_masks > 0 ? dmask : nullptr, mask_bytes));
     src = sbuf_.processed.as<float>();
   }
   if (argmax_only) {
