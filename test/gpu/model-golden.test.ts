@@ -171,7 +171,7 @@ for (const name of goldenCases()) {
             doSample: true, seed: 15, topN: 2 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, logitBias: [{ token: 5, bias: 3 }],
             doSample: false, seed: 0, topN: 2 },
-          // A structured-output mask (even token ids only) is a host row too.
+          // A structured-output mask (even token ids only): applied by logits_process on the device.
           { temperature: 1.1, topK: 0, topP: 0.95, typicalP: 1, repetitionPenalty: 1, allowedMask: EVEN_TOKENS,
             doSample: true, seed: 16, topN: 2 },
         ];
