@@ -3,7 +3,7 @@
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
-import { loadTokenVocab } from '../../protocol/index.js';
+import { tokenVocabProblem } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -128,14 +128,7 @@ export class Engine implements GenerationEngine {
    * the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
   private structuredOutputProblem?: string | null;
   private checkStructuredOutput(): void {
-    if (this.structuredOutputProblem === undefined) {
-      try {
-        loadTokenVocab(this.tokenizer.modelDir, this.info.vocabSize);
-        this.structuredOutputProblem = null;
-      } catch (e) {
-        this.structuredOutputProblem = (e as Error).message;
-      }
-    }
+    if (this.structuredOutputProblem === undefined) this.structuredOutputProblem = tokenVocabProblem(this.tokenizer.modelDir);
     if (this.structuredOutputProblem !== null) {
       throw new EngineError('validation', `structured output is not available for this model: ${this.structuredOutputProblem}`);
     }

@@ -40,14 +40,15 @@ function mentions(node: unknown, type: string): boolean {
   return Object.values(o).some((v) => Array.isArray(v) ? v.some((x) => mentions(x, type)) : mentions(v, type));
 }
 
-export function loadTokenVocab(modelDir: string, vocabSize: number): TokenVocab {
+function readTokenizer(modelDir: string): Record<string, any> {
   const path = join(modelDir, 'tokenizer.json');
   if (!existsSync(path)) throw new Error(`structured output needs the model's tokenizer.json (not found in ${modelDir})`);
-  const tok = JSON.parse(readFileSync(path, 'utf8')) as Record<string, any>;
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, any>;
+}
+
+/** How a vocabulary piece becomes bytes, or null when this tokenizer's pieces are not text. */
+function pieceDecoder(tok: Record<string, any>): ((piece: string) => Uint8Array) | null {
   const model = tok.model ?? {};
-  const entries: [string, number][] = Array.isArray(model.vocab)
-    ? (model.vocab as [string, number][]).map(([piece], id) => [piece, id])  // Unigram: [[piece, score], ...]
-    : Object.entries((model.vocab ?? {}) as Record<string, number>);
   let decode: (piece: string) => Uint8Array;
   if (mentions(tok.decoder, 'ByteLevel') || mentions(tok.pre_tokenizer, 'ByteLevel')) {
     const table = byteLevelDecoder();
@@ -68,9 +69,34 @@ export function loadTokenVocab(modelDir: string, vocabSize: number): TokenVocab 
       return new Uint8Array(Buffer.from(piece.replace(/\u2581/g, ' '), 'utf8'));
     };
   } else {
-    throw new Error('structured output needs a byte-level BPE or SentencePiece tokenizer; this tokenizer.json has ' +
-      `model ${String(model.type)} with decoder ${String(tok.decoder?.type ?? 'none')}`);
+    return null;
   }
+  return decode;
+}
+
+function unsupported(tok: Record<string, any>): string {
+  return 'structured output needs a byte-level BPE or SentencePiece tokenizer; this tokenizer.json has ' +
+    `model ${String(tok.model?.type)} with decoder ${String(tok.decoder?.type ?? 'none')}`;
+}
+
+/** Why the model's tokenizer cannot constrain output, or null when it can (reads tokenizer.json, sorts nothing). */
+export function tokenVocabProblem(modelDir: string): string | null {
+  try {
+    const tok = readTokenizer(modelDir);
+    return pieceDecoder(tok) ? null : unsupported(tok);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+export function loadTokenVocab(modelDir: string, vocabSize: number): TokenVocab {
+  const tok = readTokenizer(modelDir);
+  const decode = pieceDecoder(tok);
+  if (!decode) throw new Error(unsupported(tok));
+  const model = tok.model ?? {};
+  const entries: [string, number][] = Array.isArray(model.vocab)
+    ? (model.vocab as [string, number][]).map(([piece], id) => [piece, id])  // Unigram: [[piece, score], ...]
+    : Object.entries((model.vocab ?? {}) as Record<string, number>);
   const bytes: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0));
   for (const [piece, id] of entries) if (id >= 0 && id < vocabSize) bytes[id] = decode(piece);
   for (const a of (tok.added_tokens ?? []) as { id: number; content: string; special?: boolean }[]) {
