@@ -166,6 +166,10 @@ export class Engine implements GenerationEngine {
     return { id: model, source: named ? named.source : this.limits.defaultAdapterSource, apiToken };
   }
 
+  adapterNames(): string[] {
+    return [...this.limits.adapters.names.keys()];
+  }
+
   async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
     if (!this.group.isReady()) throw new EngineError('shard_lost', 'the model shards are not ready (starting or restarting); retry shortly');
     if (this.requests.size + this.admitting >= this.info.maxConcurrentRequests) {

@@ -150,6 +150,8 @@ export interface GenerationEngine {
   /** OpenAI `model` → adapter: undefined, '' or the base model id → null (base model); a preloaded adapter
    *  name → its source ref; anything else → { id: model, source: the server's default adapter source }. */
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null;
+  /** The adapter names configured at start (--preload-adapter name=…): each also works as OpenAI `model`. */
+  adapterNames(): string[];
   /** The adapter admin operations (GET/POST /v1/adapters…). */
   readonly adapters: AdapterAdmin;
 }

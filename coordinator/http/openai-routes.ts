@@ -315,7 +315,7 @@ function errorFrame(err: unknown, run: Run, reply: FastifyReply): string {
 }
 
 /** The route-level error handler: every error of these routes (body parsing included) in OpenAI's shape. */
-function openAiErrorHandler(bodyLimitBytes: number) {
+export function openAiErrorHandler(bodyLimitBytes: number) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const httpError = toHttpError(err, bodyLimitBytes);
     const fields = { status: httpError.status, error_type: httpError.errorType };

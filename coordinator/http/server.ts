@@ -9,6 +9,7 @@ import { requestSecrets } from './engine-run.js';
 import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
+import { registerModelRoutes } from './openai-models.js';
 import { registerServiceRoutes } from './service-routes.js';
 
 export interface HttpServerOptions {
@@ -74,6 +75,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
 
   registerGenerateRoutes(app, { engine });
   registerOpenAiRoutes(app, { engine, bodyLimitBytes });
+  registerModelRoutes(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   await app.ready();

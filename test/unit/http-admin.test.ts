@@ -87,6 +87,7 @@ class AdminEngine implements GenerationEngine {
   healthy(): boolean { return true; }
   renderChat(): string { throw new EngineError('validation', 'no chat template'); }
   adapterForModel(): AdapterRef | null { return null; }
+  adapterNames(): string[] { return []; }
 }
 
 interface AdminServer { app: FastifyInstance; engine: AdminEngine; logs: string[] }

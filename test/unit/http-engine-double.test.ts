@@ -64,6 +64,10 @@ export class ScriptedEngine implements GenerationEngine {
     return renderScriptedChat(messages);
   }
 
+  adapterNames(): string[] {
+    return Object.keys(PRELOADED);
+  }
+
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null {
     if (model === undefined || model === '' || model === this.info.modelId) return null;
     const ref: AdapterRef = { ...(PRELOADED[model] ?? { id: model, source: 'hub' }) };

@@ -453,3 +453,18 @@ test('token-id prompts ([ids] or [[ids]]) go to the engine as ids; echo returns 
   const echoed = (await post(s.app, '/v1/completions', { prompt: [5, 6], max_tokens: 1, echo: true })).json();
   assert.equal(echoed.choices[0].text, 't5 t6 w1');
 });
+
+test('GET /v1/models lists the base model and the preloaded adapter names; /v1/models/{id} one of them or a 404', async () => {
+  const list = await s.app.inject({ method: 'GET', url: '/v1/models' });
+  assert.equal(list.statusCode, 200, list.body);
+  const body = list.json() as { object: string; data: { id: string; object: string; owned_by: string; parent?: string; created: number }[] };
+  assert.equal(body.object, 'list');
+  assert.deepEqual(body.data.map((m) => [m.id, m.parent ?? null]), [['scripted/echo', null], ['support', 'scripted/echo']]);
+  assert.ok(body.data.every((m) => m.object === 'model' && m.owned_by === 'weft' && Number.isInteger(m.created)));
+  const one = await s.app.inject({ method: 'GET', url: '/v1/models/support' });
+  assert.equal(one.statusCode, 200);
+  assert.equal((one.json() as { parent: string }).parent, 'scripted/echo');
+  const missing = await s.app.inject({ method: 'GET', url: '/v1/models/nope' });
+  assert.equal(missing.statusCode, 404);
+  assert.match((missing.json() as { error: { message: string } }).error.message, /model 'nope' is not listed here/);
+});
