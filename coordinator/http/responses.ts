@@ -8,7 +8,7 @@ import type {
   GenerationEvent,
   PrefillToken,
 } from '../engine/types.js';
-import { MAX_STOP_SEQUENCES } from './validate.js';
+import { MAX_BEST_OF, MAX_STOP_SEQUENCES } from './validate.js';
 
 export interface TokenJson {
   id: number;
@@ -200,7 +200,7 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     model_device_type: info.device,
     model_pipeline_tag: 'text-generation',
     max_concurrent_requests: info.maxConcurrentRequests,
-    max_best_of: 1,
+    max_best_of: MAX_BEST_OF,
     max_stop_sequences: MAX_STOP_SEQUENCES,
     max_input_length: info.maxInputLength,
     max_input_tokens: info.maxInputLength,

@@ -163,6 +163,7 @@ describe('service routes', () => {
     assert.equal(info.max_batch_prefill_tokens, 256);
     assert.equal(info.max_concurrent_requests, 4);
     assert.equal(info.max_stop_sequences, 4);
+    assert.equal(info.max_best_of, 16, "best_of is served up to 16");
     assert.equal(info.version, '0.1.0-test');
     assert.equal(info.architecture, 'ScriptedForCausalLM');
     assert.equal(info.num_shard, 1);
