@@ -64,7 +64,11 @@ export class TokenAutomaton {
       depth = Math.min(d, path.length - 1);
       m[id >> 3] |= 1 << (id & 7);
     }
-    if (this.dfa.accepting(state)) for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
+    // EOS where the text is complete — and where no token can continue it (a vocabulary without some byte the
+    // pattern needs), so that generation ends instead of drawing from an empty distribution.
+    if (this.dfa.accepting(state) || m.every((b) => b === 0)) {
+      for (const e of this.eos) if (e >= 0 && e < bytes.length) m[e >> 3] |= 1 << (e & 7);
+    }
     if (this.masks.size >= MAX_MASKS) this.masks.delete(this.masks.keys().next().value!);
     this.masks.set(state, m);
     return m;

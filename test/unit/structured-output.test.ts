@@ -174,6 +174,9 @@ describe('token automaton', () => {
     const done = auto.advance(auto.advance(afterA, pieces.indexOf('b')), pieces.indexOf('x'));
     assert.deepEqual(names(auto.mask(done)), ['']);  // EOS only
     assert.equal(auto.advance(auto.start, EOS), DEAD);
+    // A pattern that needs a byte no token has: EOS rather than an empty distribution.
+    const stuck = new TokenAutomaton('a#', vocab, [EOS]);
+    assert.deepEqual(names(stuck.mask(stuck.advance(stuck.start, pieces.indexOf('a')))), ['']);
   });
 });
 
