@@ -69,13 +69,13 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const valid = validateCompletionBody(request.body, limits(), request.headers.authorization);
-    const runs = await start(request, reply, deps, 'completion', valid, valid.prompt);
+    const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), request.headers.authorization);
     const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
-    const runs = await start(request, reply, deps, 'chat', valid, inputs, valid.tools);
+    const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
 }
@@ -87,37 +87,39 @@ function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | n
   return { ...ref, id: valid.model, source: valid.adapterSource };
 }
 
-/** Starts one engine request per choice (choice i samples with seed + i); if one cannot start, none runs.
- * `prompt`: text, or token ids (used as given; echoed as their decoded text). */
+/** Starts one engine request per choice: n per prompt, prompt by prompt (choice index = prompt x n + j, sampled
+ * with seed + j); if one cannot start, none runs. A prompt is text, or token ids (used as given; echoed as
+ * their decoded text). */
 async function start(
   request: FastifyRequest,
   reply: FastifyReply,
   deps: OpenAiDeps,
   kind: Kind,
   valid: ValidOpenAi,
-  prompt: string | number[],
+  prompts: readonly (string | number[])[],
   tools?: ToolUse,
 ): Promise<Run[]> {
-  const inputs = typeof prompt === 'string' ? prompt : '';
-  const inputIds = typeof prompt === 'string' ? undefined : prompt;
   const adapter = adapterOf(deps.engine, valid);
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', adapter?.id ?? '');
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
-  if (valid.n > 1) span.setAttribute('weft.choices', valid.n);
+  const total = prompts.length * valid.n;
+  if (total > 1) span.setAttribute('weft.choices', total);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
-  const started = await startRuns(valid.n, reply, (index) => {
-    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + index) % (MAX_SEED + 1) };
+  const started = await startRuns(total, reply, (index) => {
+    const prompt = prompts[Math.floor(index / valid.n)]!;
+    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % valid.n)) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
-      requestId: valid.n > 1 ? `${request.id}.${index}` : request.id, inputs, ...(inputIds ? { inputIds } : {}), adapter, merge: null, sampling,
+      requestId: total > 1 ? `${request.id}.${index}` : request.id, inputs: typeof prompt === 'string' ? prompt : '',
+      ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), adapter, merge: null, sampling,
       maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
       ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });
-  const text = inputIds && valid.echo ? deps.engine.detokenize(inputIds) : inputs;
+  const texts = prompts.map((p) => (typeof p === 'string' ? p : valid.echo ? deps.engine.detokenize(p) : ''));
   const decode = (ids: number[]) => deps.engine.detokenize(ids);
-  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: text, decode, tools }));
+  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: texts[Math.floor(index / valid.n)]!, decode, tools }));
 }
 
 interface ChoiceResult {
@@ -135,17 +137,20 @@ interface ChoiceResult {
 async function whole(runs: Run[]): Promise<object> {
   const results = await allOrCancel(runs, choice, 'another choice of the request failed');
   const { head, kind } = runs[0]!;
-  const usage = usageOf(results);
+  const usage = usageOf(results.map((r, index) => ({ ...r, index })), runs[0]!.valid.n);
   if (kind === 'chat') {
     return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.call)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
 }
 
-/** The prompt once (every choice has the same), completion tokens summed over the choices. */
-function usageOf(results: readonly Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'>[]): UsageJson {
-  const first = results[0]!;
-  return usageJson(first.promptTokens, results.reduce((n, r) => n + r.generatedTokens, 0), first.cachedTokens);
+type ChoiceCounts = Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'> & { index: number };
+
+/** Each prompt once (its n choices share it: the first of them counts), completion tokens of every choice. */
+function usageOf(results: readonly ChoiceCounts[], n: number): UsageJson {
+  const firsts = results.filter((r) => r.index % n === 0);
+  const sum = (rs: readonly ChoiceCounts[], f: (r: ChoiceCounts) => number) => rs.reduce((s, r) => s + f(r), 0);
+  return usageJson(sum(firsts, (r) => r.promptTokens), sum(results, (r) => r.generatedTokens), sum(firsts, (r) => r.cachedTokens));
 }
 
 async function choice(run: Run): Promise<ChoiceResult> {
@@ -184,7 +189,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
 }
 
 /** What one choice's stream yields: SSE frames, then its token counts (or a failure). */
-type ChoiceFrame = { frame: string } | { end: Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'> };
+type ChoiceFrame = { frame: string } | { end: ChoiceCounts };
 
 /**
  * The choices' chunks interleaved as they come, then the usage chunk (include_usage) and [DONE]. The first
@@ -194,7 +199,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
   const streams = runs.map((run) => choiceFrames(run));
   const next = (i: number) => streams[i]!.next().then((r) => ({ i, r }), (error: unknown) => ({ i, error }));
   const pending = new Map(streams.map((_, i) => [i, next(i)] as const));
-  const ends: Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'>[] = [];
+  const ends: ChoiceCounts[] = [];
   let settled = false;
   let failed = false;
   try {
@@ -220,7 +225,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
       if (!runs[0]!.abort.signal.aborted) yield errorFrame(endedEarly(runs[0]!), runs[0]!, reply);
       return;
     }
-    if (valid.includeUsage) yield sseFrame(usageChunk(kind, head, usageOf(ends)));
+    if (valid.includeUsage) yield sseFrame(usageChunk(kind, head, usageOf(ends, valid.n)));
     yield SSE_DONE;
   } finally {
     // Reached early when the response stream is destroyed (client gone) or a choice failed: cancel the rest.
@@ -287,13 +292,13 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
           if (call) {
             yield { frame: sseFrame(chatChunk(head, { tool_calls: [{ index: 0, ...toolCallJson(call) }] }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'tool_calls', valid.includeUsage, index)) };
-            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens } };
+            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
             return;
           }
           if (held + rest !== '') yield chunk(held + rest, null, null);
         } else if (rest !== '') yield chunk(rest, null, null);
         yield chunk(null, null, scoreOnly ? 'length' : finishReasonOf(ev.finishReason));
-        yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens } };
+        yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens, index } };
         return;
       }
       case 'error':

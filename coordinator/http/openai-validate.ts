@@ -16,7 +16,8 @@
 //    log-probs and alternatives (the first token's are null), which is how evaluation harnesses score text.
 //    `max_tokens` 0 is allowed with echo: the prompt is scored and nothing is generated.
 //  - `n` (1..MAX_CHOICES) choices are n sequences of the batch, sampled with seeds seed, seed+1, …, so a seeded
-//    request is reproducible choice by choice; each counts against --max-concurrent-requests.
+//    request is reproducible choice by choice; each counts against --max-concurrent-requests. A completions
+//    `prompt` may be a batch (strings or token-id lists): n choices per prompt, prompt by prompt.
 //  - `ignore_eos_token` (LoRAX) and `ignore_eos` (vLLM, what benchmark clients send) generate past EOS.
 //  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
 //    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
@@ -81,10 +82,12 @@ export interface ValidOpenAi {
 
 /** Largest `n`: each choice is a sequence in the batch. */
 export const MAX_CHOICES = 16;
+/** Most prompts one completion request may carry, and most sequences (prompts x n) it may start. */
+export const MAX_PROMPTS = 64;
 
 export interface ValidCompletion extends ValidOpenAi {
-  /** Text, or the prompt's token ids. */
-  prompt: string | number[];
+  /** Each prompt: text, or token ids. Choices are ordered prompt by prompt, n each (OpenAI's order). */
+  prompts: (string | number[])[];
   /** Return the prompt (and, with logprobs, its tokens' log-probs) before the completion. */
   echo: boolean;
   /** max_tokens 0 with echo: score the prompt only; the one token generated internally is not returned. */
@@ -151,7 +154,11 @@ export function validateCompletionBody(
   const given = optional(top, 'max_tokens', int);
   const scoreOnly = echo && given === 0;
   const common = commonFields(top, limits, authorization, seedSource, scoreOnly ? 1 : given, logprobs);
-  return { ...common, prompt: promptOf(top), echo, scoreOnly };
+  const prompts = promptsOf(top);
+  if (prompts.length * common.n > MAX_PROMPTS) {
+    throw validationError(`${prompts.length} prompts x n ${common.n} is ${prompts.length * common.n} sequences; at most ${MAX_PROMPTS} per request`);
+  }
+  return { ...common, prompts, echo, scoreOnly };
 }
 
 export function validateChatBody(
@@ -290,19 +297,20 @@ function includeUsage(top: Json, stream: boolean): boolean {
   return v === undefined || v === null ? false : bool(v, 'stream_options.include_usage');
 }
 
-/** A string, [string], token ids [1, 2, 3] or [[1, 2, 3]]; several prompts in one request are refused. */
-function promptOf(top: Json): string | number[] {
+/** A string, token ids [1, 2, 3], or a batch of either: ["a", "b"], [[1, 2], [3]] (at most MAX_PROMPTS). */
+function promptsOf(top: Json): (string | number[])[] {
   const v = top.prompt;
   if (v === undefined || v === null) throw validationError('missing field `prompt`');
-  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number')) return tokenIds(v);
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number')) return [tokenIds(v)];
   const prompts = Array.isArray(v) ? v : [v];
   if (prompts.length === 0) throw validationError('`prompt` cannot be empty');
-  if (prompts.length > 1) throw validationError('batched prompts are not supported: send one prompt per request');
-  const p = prompts[0];
-  if (Array.isArray(p)) return tokenIds(p);
-  if (typeof p !== 'string') throw validationError('`prompt` must be a string or token ids');
-  if (p === '') throw validationError('`prompt` cannot be empty');
-  return p;
+  if (prompts.length > MAX_PROMPTS) throw validationError(`\`prompt\` has ${prompts.length} prompts; at most ${MAX_PROMPTS} per request`);
+  return prompts.map((p) => {
+    if (Array.isArray(p)) return tokenIds(p);
+    if (typeof p !== 'string') throw validationError('`prompt` must be a string, token ids, or an array of either');
+    if (p === '') throw validationError('`prompt` cannot be empty');
+    return p;
+  });
 }
 
 function tokenIds(v: unknown[]): number[] {

@@ -468,3 +468,32 @@ test('GET /v1/models lists the base model and the preloaded adapter names; /v1/m
   assert.equal(missing.statusCode, 404);
   assert.match((missing.json() as { error: { message: string } }).error.message, /model 'nope' is not listed here/);
 });
+
+test('a batch of prompts: n choices per prompt, prompt by prompt; usage counts each prompt once; streamed alike', async () => {
+  // 2 prompts x n 2: the scripted engine takes 4 requests at once.
+  const prompts = ['say one thing', [5, 6, 7]];
+  const alone: { choices: { text: string }[]; usage: { prompt_tokens: number } }[] = [];
+  for (const prompt of prompts) alone.push((await post(s.app, '/v1/completions', { prompt, max_tokens: 3, seed: 5, temperature: 0.8, echo: true })).json());
+  const before = s.engine.requests.length;
+  const res = await post(s.app, '/v1/completions', { prompt: prompts, n: 2, max_tokens: 3, seed: 5, temperature: 0.8, echo: true });
+  assert.equal(res.statusCode, 200, res.body);
+  const body = res.json();
+  assert.equal(body.choices.length, 4);
+  const reqs = s.engine.requests.slice(before);
+  assert.deepEqual(reqs.map((r) => r.inputIds ?? r.inputs), ['say one thing', 'say one thing', [5, 6, 7], [5, 6, 7]]);
+  assert.deepEqual(reqs.map((r) => r.sampling.seed), [5, 6, 5, 6]);
+  body.choices.forEach((c: { index: number; text: string }, i: number) => {
+    assert.equal(c.index, i);
+    if (i % 2 === 0) assert.equal(c.text, alone[i / 2]!.choices[0]!.text, `choice ${i} (seed 5) == its prompt alone`);
+  });
+  const promptTokens = alone.reduce((n, a) => n + a.usage.prompt_tokens, 0);
+  assert.equal(body.usage.prompt_tokens, promptTokens);
+  const streamed = await post(s.app, '/v1/completions', { prompt: prompts, n: 2, max_tokens: 3, seed: 5, temperature: 0.8, echo: true,
+    stream: true, stream_options: { include_usage: true } });
+  const frames = streamed.body.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+  for (let i = 0; i < 4; i++) {
+    const text = frames.filter((f) => f.choices[0]?.index === i).map((f) => f.choices[0].text).join('');
+    assert.equal(text, body.choices[i].text, `streamed choice ${i}`);
+  }
+  assert.equal(frames.at(-1).usage.prompt_tokens, promptTokens);
+});
