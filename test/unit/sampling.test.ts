@@ -362,3 +362,32 @@ test('NaN logits never crash the sort: greedy and sampled draws pick a number, N
   const all = cpuOps.sample(new Float32Array(8).fill(NaN), { ...GREEDY, doSample: true, seed: 1 }, NO_PENALTY, 3);
   assert.ok(all.token >= 0 && all.token < 8, 'an all-NaN row still yields a token id');
 });
+
+test('sampling without top-k draws by selection: always the token of the sorted walk (top_k = vocab takes that walk)', () => {
+  let seed = 11;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  let compared = 0;
+  for (const V of [7, 300, 5000]) {
+    for (let round = 0; round < 12; round++) {
+      // Quantized values give many ties (ordered by id), a few -inf (weight 0) and a wide range (weights 0).
+      const logits = Float32Array.from({ length: V }, () => {
+        const r = rand();
+        return r < 0.03 ? -Infinity : Math.round((rand() * 2 - 1) * (round % 3 === 0 ? 60 : 8) * 4) / 4;
+      });
+      for (const topP of [1, 0.95, 0.6, 0.05]) {
+        for (const temperature of [0.5, 1, 1.7]) {
+          for (let draw = 0; draw < 6; draw++) {
+            const o = { doSample: true, temperature, topP, seed: 1000 + round, drawIndex: draw };
+            const fast = sample(logits, { ...o, topK: 0 }, NO_PENALTY, 3);
+            const sorted = sample(logits, { ...o, topK: V }, NO_PENALTY, 3);
+            assert.equal(fast.token, sorted.token, `V ${V} round ${round} top_p ${topP} T ${temperature} draw ${draw}`);
+            assert.equal(fast.logprob, sorted.logprob);
+            assert.deepEqual(fast.top, sorted.top);
+            compared++;
+          }
+        }
+      }
+    }
+  }
+  assert.equal(compared, 3 * 12 * 4 * 3 * 6);
+});

@@ -25,6 +25,35 @@ double uniform01(uint64_t seed, uint64_t index) {
 // exp(s - max) in (0, 1] as a 2^40 fixed-point integer; the same expression as the GPU's fixed_weight.
 uint64_t fixed_weight(double e) { return e > 0.0 ? static_cast<uint64_t>(e * 1099511627776.0 + 0.5) : 0; }
 
+// In the order `before` defines, the first token of `cand` whose inclusive prefix sum of weights `crossed`
+// (a predicate monotone along the order, false at 0); *prefix gets the sum before it. -1 when none crosses.
+// Quickselect: expected O(|cand|), and the answer is the sorted walk's, whichever pivots are taken.
+template <class Before, class Crossed>
+int32_t first_crossing(std::vector<int32_t>& cand, const std::vector<uint64_t>& w, const Before& before,
+                       const Crossed& crossed, uint64_t* prefix) {
+  uint64_t base = 0;  // weight of every token known to come before the working range
+  auto lo = cand.begin(), hi = cand.end();
+  while (lo != hi) {
+    const int32_t pivot = *(lo + (hi - lo) / 2);
+    const auto mid = std::partition(lo, hi, [&](int32_t t) { return before(t, pivot); });
+    uint64_t ahead = 0;
+    for (auto it = lo; it != mid; ++it) ahead += w[*it];
+    if (crossed(base + ahead)) {
+      hi = mid;
+      continue;
+    }
+    if (crossed(base + ahead + w[pivot])) {
+      *prefix = base + ahead;
+      return pivot;
+    }
+    base += ahead + w[pivot];
+    std::iter_swap(mid, std::find(mid, hi, pivot));
+    lo = mid + 1;
+  }
+  *prefix = base;
+  return -1;
+}
+
 }  // namespace
 
 float log_softmax_at(const float* logits, int64_t vocab, int32_t token) {
@@ -97,8 +126,10 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     return nx == ny ? a < b : ny;
   };
   const int64_t n_top = std::min<int64_t>(std::max<int32_t>(top_n, 0), vocab);
+  // Sampling with neither top-k nor typical-p draws by selection (draw_by_selection) and sorts only the top list.
+  const bool select = sampling && p.top_k <= 0 && p.typical_p >= 1.0f && mx > -INFINITY;
   int64_t prefix = n_top;
-  if (sampling) prefix = std::max<int64_t>(prefix, p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab);
+  if (sampling && !select) prefix = std::max<int64_t>(prefix, p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab);
   std::vector<int32_t> order(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
   if (prefix >= vocab) std::sort(order.begin(), order.end(), before);
@@ -112,6 +143,42 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
       if (before(i, best)) best = i;
     res.token = best;
     res.logprob = logp(best);
+    return res;
+  }
+  if (select) {
+    // The sorted walk below, without the sort: the kept set (top-p) and the draw are each the first token whose
+    // cumulative weight crosses a threshold, found by quickselect over the tokens of positive weight (a token of
+    // weight 0 never crosses, and adds nothing to a sum). Same weights and comparisons, so the same token:
+    // tests check it against top_k = vocab, which takes the sorted walk. 34 ms -> a few ms at a 128k vocabulary.
+    std::vector<uint64_t> w(static_cast<size_t>(vocab));
+    std::vector<int32_t> cand;
+    cand.reserve(static_cast<size_t>(vocab));
+    uint64_t total = 0;
+    for (int32_t i = 0; i < vocab; ++i) {
+      total += (w[i] = fixed_weight(std::exp(s[i] - mx)));
+      if (w[i] > 0) cand.push_back(i);
+    }
+    uint64_t mass = total, before_sum = 0;
+    int32_t last = -1;  // the walk's fallback when nothing crosses: the last kept token in order
+    if (p.top_p < 1.0f) {
+      const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);
+      const int32_t boundary = first_crossing(cand, w, before, [&](uint64_t c) { return static_cast<double>(c) >= thr; }, &before_sum);
+      if (boundary >= 0) {
+        mass = before_sum + w[boundary];
+        last = boundary;
+        cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t t) { return t != boundary && !before(t, boundary); }),
+                   cand.end());
+      }
+    }
+    if (last < 0) {  // every token is kept: the last in the whole order (weight 0 included)
+      last = 0;
+      for (int32_t i = 1; i < vocab; ++i)
+        if (before(last, i)) last = i;
+    }
+    const double u = uniform01(p.seed, p.draw_index) * static_cast<double>(mass);
+    const int32_t pick = first_crossing(cand, w, before, [&](uint64_t c) { return static_cast<double>(c) > u; }, &before_sum);
+    res.token = pick >= 0 ? pick : last;
+    res.logprob = logp(res.token);
     return res;
   }
 
