@@ -166,7 +166,7 @@ for (const name of goldenCases()) {
           { temperature: 1, topK: 0, topP: 0.5, typicalP: 1, repetitionPenalty: 1, doSample: true, seed: 13, topN: 5 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 0.8, repetitionPenalty: 1, doSample: true, seed: 14, topN: 2 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1.5, doSample: false, seed: 0, topN: 4 },
-          // Frequency / presence penalties are host rows on the GPU (like typical-p).
+          // Frequency / presence penalties and logit bias: LogitAdjust entries applied by logits_process.
           { temperature: 0.9, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, frequencyPenalty: 0.6, presencePenalty: 0.4,
             doSample: true, seed: 15, topN: 2 },
           { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, logitBias: [{ token: 5, bias: 3 }],

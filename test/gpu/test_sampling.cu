@@ -107,8 +107,11 @@ void processing(std::mt19937& rng) {
                                       static_cast<int32_t>(pen.size())};
     DevBuf dl = upload(logits, DType::kF32), dp = upload_vec(params), doff = upload_vec(off), dt = upload_vec(pen),
            dm = upload_vec(masks), out(R * V * 4);
+    wc::LogitsExtras extras;
+    extras.masks = dm.as<uint8_t>();
+    extras.mask_bytes = MB;
     CK(wc::logits_process(dl.get(), DType::kF32, R, V, V, dp.as<wc::SampleRow>(), doff.as<int32_t>(), dt.as<int32_t>(),
-                          out.as<float>(), nullptr, dm.as<uint8_t>(), MB));
+                          out.as<float>(), nullptr, &extras));
     const auto got = download(out.get(), R * V, DType::kF32);
     bool masked_ok = true;
     std::vector<float> g, ref;
@@ -141,6 +144,55 @@ void processing(std::mt19937& rng) {
       }
     }
     expect("masked rows: GPU sampling == cpu::sample_token with allowed_mask", same, detail);
+  });
+  guard("logits_process frequency / presence penalties and logit bias == cpu::sample_token", [&] {
+    // Row 0: repetition 1.3 + frequency 0.7 / presence 0.4 on the generated tokens (the last 4 of the history)
+    // + a bias; row 1: bias only (one token banned, one forced up), sampled; row 2: nothing.
+    const int64_t R = 3, V = 3001;
+    const auto logits = randn(R * V, rng, 3.0f, DType::kF32);
+    const std::vector<int32_t> hist = {10, 11, 12, 11, 20, 11, 30};  // generated: 11, 20, 11, 30
+    std::vector<wc::SampleRow> params = {row_params(1.0f, 0, 1.0f, 1.3f, false, 0, 4),
+                                         row_params(0.9f, 0, 0.95f, 1.0f, true, 9, 2),
+                                         row_params(1.0f, 0, 1.0f, 1.0f, false, 0, 0)};
+    for (auto& q : params) q.mask_index = -1;
+    params[0].frequency_penalty = 0.7f;
+    params[0].presence_penalty = 0.4f;
+    // Row 0: 11 x2 (in history), 20, 30 counted; 10 and 12 only repetition-penalised (pass 2); 500 biased.
+    const std::vector<wc::LogitAdjust> adj = {
+        {11, 2, 0.0f, wc::kAdjustRepetition}, {20, 1, 0.0f, wc::kAdjustRepetition}, {30, 1, 2.5f, wc::kAdjustRepetition | wc::kAdjustBias},
+        {500, 0, -1.5f, wc::kAdjustBias},
+        {7, 0, -100.0f, wc::kAdjustBias}, {8, 0, 100.0f, wc::kAdjustBias}};
+    const std::vector<int32_t> adj_off = {0, 4, 6, 6};
+    const std::vector<int32_t> off = {0, static_cast<int32_t>(hist.size()), static_cast<int32_t>(hist.size()),
+                                      static_cast<int32_t>(hist.size())};
+    DevBuf dl = upload(logits, DType::kF32), dp = upload_vec(params), doff = upload_vec(off), dt = upload_vec(hist),
+           dao = upload_vec(adj_off), dadj = upload_vec(adj), out(R * V * 4);
+    wc::LogitsExtras extras;
+    extras.adjust_offsets = dao.as<int32_t>();
+    extras.adjustments = dadj.as<wc::LogitAdjust>();
+    CK(wc::logits_process(dl.get(), DType::kF32, R, V, V, dp.as<wc::SampleRow>(), doff.as<int32_t>(), dt.as<int32_t>(),
+                          out.as<float>(), nullptr, &extras));
+    const Sampled s = gpu_sample(out, R, V, params, 4);
+    bool same = true;
+    char detail[200] = "";
+    for (int64_t r = 0; r < R; ++r) {
+      cpu::SamplingParams cp = cpu_params(params[r]);
+      cp.frequency_penalty = params[r].frequency_penalty;
+      cp.presence_penalty = params[r].presence_penalty;
+      if (r == 0) cp.logit_bias = {{30, 2.5f}, {500, -1.5f}};
+      if (r == 1) cp.logit_bias = {{7, -100.0f}, {8, 100.0f}};
+      const auto want = cpu::sample_token(&logits[r * V], V, cp, r == 0 ? hist.data() : nullptr,
+                                          r == 0 ? static_cast<int64_t>(hist.size()) : 0, 4);
+      std::vector<int32_t> want_top;
+      for (const auto& [t, lp] : want.top) want_top.push_back(t);
+      const std::vector<int32_t> got_top(s.top_ids.begin() + r * 4, s.top_ids.begin() + r * 4 + 4);
+      if (want.token != s.token[r] || std::fabs(want.logprob - s.logprob[r]) > 1e-4f || want_top != got_top) {
+        same = false;
+        std::snprintf(detail, sizeof detail, "row %ld: gpu %d (%g) cpu %d (%g)", static_cast<long>(r), s.token[r],
+                      s.logprob[r], want.token, want.logprob);
+      }
+    }
+    expect("additive penalties and bias on the GPU == cpu::sample_token", same, detail);
   });
   for (DType d : {DType::kF32, DType::kBF16}) {
     const std::string name = std::string("argmax ties -> lowest id, logprob ") + dname(d);

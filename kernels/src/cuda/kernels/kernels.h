@@ -175,15 +175,34 @@ struct SampleRow {                // one per logits row, in device memory; mirro
   int32_t mask_index;             // structured output: -1 none, else the row's allowed-token bitmask is masks[k]
   uint64_t seed;
   uint64_t draw_index;
+  float frequency_penalty;        // OpenAI's, with the counts of LogitAdjust (0 = off)
+  float presence_penalty;
+};
+// One token of a row whose logit the additive rules change (frequency / presence penalty, logit bias), each
+// token once per row: its final value is computed from the raw logit in cpu::sample_token's order.
+struct LogitAdjust {
+  int32_t token;
+  int32_t count;                  // times generated (frequency / presence penalty when > 0)
+  float bias;                     // logit bias (flags & kAdjustBias)
+  int32_t flags;                  // kAdjustRepetition: also repetition-penalised; kAdjustBias: bias applies
+};
+constexpr int32_t kAdjustRepetition = 1, kAdjustBias = 2;
+// Optional per-row additions to logits_process (null / 0: none).
+struct LogitsExtras {
+  const uint8_t* masks = nullptr;             // structured output: a row with mask_index k reads masks + k * mask_bytes
+  int64_t mask_bytes = 0;
+  const int32_t* adjust_offsets = nullptr;    // [rows + 1]: row r's entries are adjustments[offsets[r] .. offsets[r+1])
+  const LogitAdjust* adjustments = nullptr;
 };
 // processed[r] = logits[r] after repetition penalty (tokens penalty_tokens[offsets[r] .. offsets[r+1]),
-// each applied once) and temperature (only when sampling); then, for a row with mask_index k >= 0, -inf for
-// every token whose bit is clear in masks + k * mask_bytes (bit t: byte t/8, bit t%8), as cpu::sample_token
-// applies allowed_mask. fp32 out, [rows, vocab] contiguous.
+// each applied once) and temperature (only when sampling). With extras: tokens with a LogitAdjust get
+// (repetition penalty) - frequency * count - presence (count > 0) + bias, then temperature, exactly as
+// cpu::sample_token; a row with mask_index k >= 0 gets -inf for every token whose bit is clear in
+// masks + k * mask_bytes (bit t: byte t/8, bit t%8), as cpu::sample_token applies allowed_mask.
+// fp32 out, [rows, vocab] contiguous.
 cudaError_t logits_process(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride,
                            const SampleRow* params, const int32_t* penalty_offsets, const int32_t* penalty_tokens,
-                           float* processed, cudaStream_t stream, const uint8_t* masks = nullptr,
-                           int64_t mask_bytes = 0);
+                           float* processed, cudaStream_t stream, const LogitsExtras* extras = nullptr);
 // token[r] = argmax (lowest id on ties); logprob[r] (may be null) = log-softmax of the row at token.
 cudaError_t argmax_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride, int32_t* token,
                         float* logprob, cudaStream_t stream);

@@ -32,15 +32,15 @@ __device__ __forceinline__ double uniform01(uint64_t seed, uint64_t index) {
 
 template <class T>
 __global__ void process_kernel(const T* logits, int64_t vocab, int64_t stride, const SampleRow* params,
-                               const int32_t* pen_off, const int32_t* pen_tok, float* out, const uint8_t* masks,
-                               int64_t mask_bytes) {
+                               const int32_t* pen_off, const int32_t* pen_tok, float* out, LogitsExtras x) {
   const int64_t row = blockIdx.x;
   const SampleRow p = params[row];
   const T* in = logits + row * stride;
   float* o = out + row * vocab;
   const bool temper = p.do_sample && p.temperature > 0.0f && p.temperature != 1.0f;
   // Structured output: tokens whose bit is clear get -inf whatever the penalties would make of them.
-  const uint8_t* mask = masks && p.mask_index >= 0 ? masks + static_cast<int64_t>(p.mask_index) * mask_bytes : nullptr;
+  const int64_t mask_bytes = x.mask_bytes;
+  const uint8_t* mask = x.masks && p.mask_index >= 0 ? x.masks + static_cast<int64_t>(p.mask_index) * mask_bytes : nullptr;
   const auto allowed = [&](int64_t t) { return !mask || (t >> 3 < mask_bytes && ((mask[t >> 3] >> (t & 7)) & 1)); };
   // "+ 0.0f" turns -0 into +0: the radix sort orders -0 below +0, the CPU's comparison does not. NaN becomes
   // -inf (probability 0, last in the order), as in cpu/sampling.cc.
@@ -49,14 +49,31 @@ __global__ void process_kernel(const T* logits, int64_t vocab, int64_t stride, c
     const float v = to_f(in[i]);
     o[i] = allowed(i) ? finite_or_low(temper ? v / p.temperature : v) : -INFINITY;
   }
-  if (p.repetition_penalty == 1.0f || !pen_off) return;
-  __syncthreads();  // penalised values must land after the plain pass
-  // Computed from the unprocessed input, so a token listed twice is written twice with the same value.
-  for (int64_t k = pen_off[row] + threadIdx.x; k < pen_off[row + 1]; k += blockDim.x) {
-    const int32_t t = pen_tok[k];
+  if (p.repetition_penalty != 1.0f && pen_off) {  // uniform over the block: the barrier is safe
+    __syncthreads();  // penalised values must land after the plain pass
+    // Computed from the unprocessed input, so a token listed twice is written twice with the same value.
+    for (int64_t k = pen_off[row] + threadIdx.x; k < pen_off[row + 1]; k += blockDim.x) {
+      const int32_t t = pen_tok[k];
+      if (t < 0 || t >= vocab || !allowed(t)) continue;
+      float v = to_f(in[t]);
+      v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
+      o[t] = finite_or_low(temper ? v / p.temperature : v);
+    }
+  }
+  if (!x.adjust_offsets) return;
+  __syncthreads();  // an adjusted token's value replaces the one the passes above wrote
+  // Each token once per row (the host merged them), from the raw logit in cpu::sample_token's order; the _rn
+  // intrinsics keep the compiler from fusing v - f * c into an FMA the CPU does not do.
+  for (int64_t k = x.adjust_offsets[row] + threadIdx.x; k < x.adjust_offsets[row + 1]; k += blockDim.x) {
+    const LogitAdjust e = x.adjustments[k];
+    const int32_t t = e.token;
     if (t < 0 || t >= vocab || !allowed(t)) continue;
     float v = to_f(in[t]);
-    v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
+    if (e.flags & kAdjustRepetition) v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
+    if (e.count > 0) {
+      v = __fsub_rn(__fsub_rn(v, __fmul_rn(p.frequency_penalty, static_cast<float>(e.count))), p.presence_penalty);
+    }
+    if (e.flags & kAdjustBias) v = __fadd_rn(v, e.bias);
     o[t] = finite_or_low(temper ? v / p.temperature : v);
   }
 }
@@ -251,15 +268,16 @@ cudaError_t sort_space(int64_t rows, int64_t vocab, void* base, SortSpace* s) {
 
 cudaError_t logits_process(const void* logits, DType dtype, int64_t rows, int64_t vocab, int64_t stride,
                            const SampleRow* params, const int32_t* penalty_offsets, const int32_t* penalty_tokens,
-                           float* processed, cudaStream_t stream, const uint8_t* masks, int64_t mask_bytes) {
+                           float* processed, cudaStream_t stream, const LogitsExtras* extras) {
+  const LogitsExtras x = extras ? *extras : LogitsExtras{};
   if (rows < 0 || rows > INT32_MAX || vocab < 0 || stride < vocab || !params || (penalty_offsets && !penalty_tokens) ||
-      (masks && mask_bytes <= 0))
+      (x.masks && x.mask_bytes <= 0) || (x.adjust_offsets && !x.adjustments))
     return cudaErrorInvalidValue;
   if (rows == 0 || vocab == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     process_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
-        static_cast<const T*>(logits), vocab, stride, params, penalty_offsets, penalty_tokens, processed, masks, mask_bytes);
+        static_cast<const T*>(logits), vocab, stride, params, penalty_offsets, penalty_tokens, processed, x);
     return cudaGetLastError();
   });
 }
