@@ -72,9 +72,9 @@ export function completionChoice(index: number, text: string, logprobs: Completi
 }
 
 export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason,
-  call?: ToolCall | null) {
-  if (call) {
-    return { index, message: { role: 'assistant' as const, content: null, tool_calls: [toolCallJson(call)] }, logprobs,
+  calls?: ToolCall[] | null) {
+  if (calls) {
+    return { index, message: { role: 'assistant' as const, content: null, tool_calls: calls.map(toolCallJson) }, logprobs,
       finish_reason: 'tool_calls' as const };
   }
   return { index, message: { role: 'assistant' as const, content }, logprobs, finish_reason: finish };

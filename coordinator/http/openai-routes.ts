@@ -36,7 +36,7 @@ import {
   type UsageJson,
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
-import { parseToolCall, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
+import { looksLikeCalls, parseToolCalls, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -124,8 +124,8 @@ async function start(
 
 interface ChoiceResult {
   text: string;
-  /** The answer is this call (chat with tools). */
-  call: ToolCall | null;
+  /** The answer is these calls (chat with tools). */
+  calls: ToolCall[] | null;
   logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
   finish: OpenAiFinishReason;
   promptTokens: number;
@@ -139,7 +139,7 @@ async function whole(runs: Run[]): Promise<object> {
   const { head, kind } = runs[0]!;
   const usage = usageOf(results.map((r, index) => ({ ...r, index })), runs[0]!.valid.n);
   if (kind === 'chat') {
-    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.call)), usage);
+    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
 }
@@ -175,8 +175,8 @@ async function choice(run: Run): Promise<ChoiceResult> {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
         const generated = scoreOnly ? '' : new StopTrimmer(run.valid.stop).finish(ev.generatedText);
-        const call = run.tools && ev.finishReason !== 'length' ? parseToolCall(generated, run.tools) : null;
-        return { text: (echo ? run.prompt : '') + generated, call, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
+        const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
+        return { text: (echo ? run.prompt : '') + generated, calls, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens };
       }
       case 'error':
@@ -246,7 +246,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
-  // With tools, an answer that starts with `{` is a call: held back and sent whole as tool_calls at the end.
+  // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls at the end.
   let held: string | null = null;
   let started = false;
   let promptTokens = 0;
@@ -268,7 +268,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         const text = trimmer.push(ev.textDelta);
         if (run.tools && !started && text !== '') {
           started = true;
-          if (text.startsWith('{')) held = '';
+          if (looksLikeCalls(text)) held = '';
         }
         if (held !== null) {
           held += text;
@@ -288,9 +288,10 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const rest = scoreOnly ? '' : trimmer.finish(ev.generatedText);
         if (held !== null) {
-          const call = ev.finishReason !== 'length' ? parseToolCall(held + rest, run.tools!) : null;
-          if (call) {
-            yield { frame: sseFrame(chatChunk(head, { tool_calls: [{ index: 0, ...toolCallJson(call) }] }, null, null, valid.includeUsage, index)) };
+          const calls = ev.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
+          if (calls) {
+            const deltas = calls.map((c, i) => ({ index: i, ...toolCallJson(c) }));
+            yield { frame: sseFrame(chatChunk(head, { tool_calls: deltas }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'tool_calls', valid.includeUsage, index)) };
             yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
             return;

@@ -1,9 +1,9 @@
 // OpenAI function calling on any model, through structured output. The tools are described to the model in a
 // system message, and the answer is constrained: `tool_choice: "required"` (or one named function) allows only
-// a call `{"name": "<function>", "arguments": {<its parameters schema>}}`; "auto" allows either such a call or
-// text that does not start with `{`, so the model decides with its first token. An answer that is a call comes
-// back as `tool_calls` (finish_reason "tool_calls"). One call per answer (parallel_tool_calls is accepted, and
-// has no effect). In the history, an assistant message's tool_calls are shown to the model in the same call
+// a call `{"name": "<function>", "arguments": {<its parameters schema>}}` — or, unless parallel_tool_calls is
+// false, a JSON array of such calls; "auto" allows either or text that starts with neither `{` nor `[`, so the
+// model decides with its first token. An answer that is a call comes back as `tool_calls` (finish_reason
+// "tool_calls"). In the history, an assistant message's tool_calls are shown to the model in the same call
 // format and a `tool` message as a user message carrying the result, so any chat template renders them.
 import { randomBytes } from 'node:crypto';
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
@@ -23,6 +23,8 @@ export interface ToolFunction {
 export interface ToolUse {
   tools: ToolFunction[];
   choice: 'auto' | 'required' | { name: string };
+  /** Several calls in one answer (a JSON array of calls); OpenAI's default. */
+  parallel: boolean;
 }
 
 export interface ToolCall {
@@ -50,7 +52,7 @@ export function toolUseOf(top: Json): ToolUse | undefined {
   if (names.size !== tools.length) throw validationError('`tools` function names must be distinct');
   const choice = choiceOf(top.tool_choice ?? undefined, names);
   if (choice === 'none' || tools.length === 0) return undefined;
-  return { tools, choice };
+  return { tools, choice, parallel: top.parallel_tool_calls !== false };
 }
 
 function toolOf(v: unknown, at: string): ToolFunction {
@@ -91,30 +93,44 @@ export function toolConstraint(use: ToolUse): string {
     }
     return `\\{"name":${JSON_SP}${escapeRegex(JSON.stringify(t.name))},${JSON_SP}"arguments":${JSON_SP}${args}\\}`;
   });
-  const call = `(?:${calls.join('|')})`;
-  return checkedPattern(use.choice === 'auto' ? `(?:[^{][\\s\\S]*)?|${call}` : call, '`tools`');
+  const one = `(?:${calls.join('|')})`;
+  const call = use.parallel ? `(?:${one}|\\[${one}(?:,${JSON_SP}${one})*\\])` : one;
+  return checkedPattern(use.choice === 'auto' ? `(?:[^{[][\\s\\S]*)?|${call}` : call, '`tools`');
 }
 
 /** The system message that offers the tools. */
 export function toolSystemPrompt(use: ToolUse): string {
   const list = use.tools.map((t) => JSON.stringify({ name: t.name, description: t.description ?? '', parameters: t.parameters ?? { type: 'object' } }));
+  const format = 'a JSON object {"name": <function name>, "arguments": <arguments object>}';
+  const several = use.parallel ? ' (or a JSON array of such objects to call several)' : '';
   const how = use.choice === 'auto'
-    ? 'To call one, answer with only a JSON object {"name": <function name>, "arguments": <arguments object>}; otherwise answer normally.'
-    : 'Answer with only a JSON object {"name": <function name>, "arguments": <arguments object>} that calls one of them.';
+    ? `To call one, answer with only ${format}${several}; otherwise answer normally.`
+    : `Answer with only ${format} that calls one of them${several}.`;
   return `You can call these functions:\n${list.join('\n')}\n${how}`;
 }
 
-/** The answer as a call, when it is one (a constrained answer that starts with `{` always is, unless cut short). */
-export function parseToolCall(text: string, use: ToolUse): ToolCall | null {
-  if (!text.startsWith('{')) return null;
+/** Whether an answer that starts so is (the start of) calls rather than text. */
+export function looksLikeCalls(text: string): boolean {
+  return text.startsWith('{') || text.startsWith('[');
+}
+
+/** The answer as calls, when it is calls (a constrained answer starting with `{` or `[` always is, unless cut short). */
+export function parseToolCalls(text: string, use: ToolUse): ToolCall[] | null {
+  if (!looksLikeCalls(text)) return null;
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch {
     return null;
   }
-  if (!isObject(v) || typeof v.name !== 'string' || !isObject(v.arguments) || !use.tools.some((t) => t.name === v.name)) return null;
-  return { id: `call_${randomBytes(12).toString('hex')}`, name: v.name, arguments: JSON.stringify(v.arguments) };
+  const list = Array.isArray(v) ? v : [v];
+  if (list.length === 0) return null;
+  const calls: ToolCall[] = [];
+  for (const c of list) {
+    if (!isObject(c) || typeof c.name !== 'string' || !isObject(c.arguments) || !use.tools.some((t) => t.name === c.name)) return null;
+    calls.push({ id: `call_${randomBytes(12).toString('hex')}`, name: c.name, arguments: JSON.stringify(c.arguments) });
+  }
+  return calls;
 }
 
 /** An assistant message's `tool_calls`, as the model is shown them: the call format it is asked to answer in. */

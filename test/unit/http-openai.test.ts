@@ -293,9 +293,15 @@ describe('model → adapter, parameters → engine request', () => {
     assert.match(inputs, /Be brief\.\n\nYou can call these functions:\n\{"name":"now","description":"The time"/);
     assert.match(inputs, /\{"name":"now","arguments":\{\}\}/);
     assert.match(inputs, /Result of function now \(call_1\):\n12:00/);
-    assert.ok(last().constraint?.startsWith('(?:\\{"name":'), last().constraint);
+    assert.ok(last().constraint?.startsWith('(?:(?:\\{"name":'), 'required: calls only');
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, messages: USER_HI });
-    assert.ok(last().constraint?.startsWith('(?:[^{]'), 'auto: text or a call');
+    assert.ok(last().constraint?.startsWith('(?:[^{[]'), 'auto: text or calls');
+    assert.match(last().inputs, /or a JSON array of such objects to call several/);
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI });
+    const single = last().constraint!;
+    assert.doesNotMatch(last().inputs, /array of such objects/);
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', messages: USER_HI });
+    assert.ok(last().constraint === `(?:${single}|\\[${single}(?:, ?${single})*\\])`, 'parallel: one call, or an array of them');
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'none', messages: USER_HI });
     assert.equal(last().constraint, undefined);
     assert.doesNotMatch(last().inputs, /You can call/);
