@@ -163,6 +163,43 @@ describe('structured output (demo model)', () => {
     assert.equal(JSON.parse(none.text).choices[0].message.tool_calls, undefined);
   });
 
+  test('under load: 48 concurrent requests over 4 schemas, a regex and tools all finish valid; nothing held after', async () => {
+    const schemas = [PERSON, { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] },
+      { type: 'array', items: { enum: ['x', 'y'] }, minItems: 1, maxItems: 4 }, { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] }];
+    const jobs = Array.from({ length: 48 }, (_, i) => {
+      const kind = i % 6;
+      const sampled = { do_sample: true, seed: 100 + i, temperature: 1.2 };
+      if (kind < 4) {
+        return generate(s, `Item ${i}:`, { ...sampled, grammar: { type: 'json', value: schemas[kind] } }).then((r) => {
+          assert.equal(r.status, 200, r.text);
+          const j = JSON.parse(r.text);
+          assert.equal(j.details.finish_reason, 'eos_token', r.text);
+          const v = JSON.parse(j.generated_text);
+          if (kind === 0) checkPerson(j.generated_text);
+          else if (kind === 1) assert.equal(typeof v.ok, 'boolean');
+          else if (kind === 2) assert.ok(Array.isArray(v) && v.length >= 1 && v.length <= 4 && v.every((x: string) => x === 'x' || x === 'y'));
+          else assert.ok(Number.isInteger(v.n));
+        });
+      }
+      if (kind === 4) {
+        return generate(s, `Code ${i}:`, { ...sampled, grammar: { type: 'regex', value: '[A-Z]{3}-[0-9]{4}' } }).then((r) => {
+          assert.equal(r.status, 200, r.text);
+          assert.match(JSON.parse(r.text).generated_text, /^[A-Z]{3}-[0-9]{4}$/);
+        });
+      }
+      return post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 60, seed: i,
+        tools: [WEATHER], tool_choice: 'required' }).then((r) => {
+        assert.equal(r.status, 200, r.text);
+        const c = JSON.parse(r.text).choices[0];
+        if (c.finish_reason !== 'length') assert.equal(c.message.tool_calls[0].function.name, 'get_weather');
+      });
+    });
+    await Promise.all(jobs);
+    const stats = s.engine.stats();
+    assert.equal(stats.usedBlocks, 0);
+    assert.equal(stats.running + stats.waiting, 0);
+  });
+
   test('bad schemas and patterns are 422s that say why', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ grammar: { type: 'json', value: { type: 'integer', maximum: 3 } } }, /'maximum'.*not supported/],
