@@ -92,6 +92,7 @@ export class Engine implements GenerationEngine {
       pin: (ref, pinned) => reg.pin(ref, pinned).finally(() => this.kick()),
     };
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
+    this.structuredOutputProblem = tokenVocabProblem(tokenizer.modelDir);
     this.info = {
       modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
       maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
@@ -100,6 +101,7 @@ export class Engine implements GenerationEngine {
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
+      structuredOutput: this.structuredOutputProblem === null,
     };
     this.scheduler = this.newScheduler();
   }
@@ -124,11 +126,10 @@ export class Engine implements GenerationEngine {
       preemptions: this.scheduler.preemptions };
   }
 
-  /** Whether this model's tokenizer can constrain output (its tokens must be text pieces), checked once:
-   * the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
-  private structuredOutputProblem?: string | null;
+  /** Why this model's tokenizer cannot constrain output (its tokens must be text pieces), or null; checked at
+   * start: the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
+  private readonly structuredOutputProblem: string | null;
   private checkStructuredOutput(): void {
-    if (this.structuredOutputProblem === undefined) this.structuredOutputProblem = tokenVocabProblem(this.tokenizer.modelDir);
     if (this.structuredOutputProblem !== null) {
       throw new EngineError('validation', `structured output is not available for this model: ${this.structuredOutputProblem}`);
     }

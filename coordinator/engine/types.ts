@@ -112,6 +112,8 @@ export interface EngineInfo {
   asyncScheduling: boolean;
   /** --prefix-caching: KV blocks of a computed prefix are reused by later requests with the same adapter. */
   prefixCaching: boolean;
+  /** Structured output and tools are available: the tokenizer's pieces are text (byte-level BPE, SentencePiece). */
+  structuredOutput: boolean;
 }
 
 export interface EngineStats {

@@ -220,5 +220,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     eos_token_ids: info.eosTokenIds,
     async_scheduling: info.asyncScheduling,
     prefix_caching: info.prefixCaching,
+    structured_output: info.structuredOutput,
   };
 }

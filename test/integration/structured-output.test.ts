@@ -196,6 +196,7 @@ describe('structured output (demo model)', () => {
     });
     await Promise.all(jobs);
     const stats = s.engine.stats();
+    assert.equal((await (await fetch(`${s.url}/info`)).json()).structured_output, true);
     assert.equal(stats.usedBlocks, 0);
     assert.equal(stats.running + stats.waiting, 0);
   });
@@ -263,6 +264,7 @@ test('a model whose tokenizer has no text pieces (WordLevel) refuses structured 
     const r = await g.post('/generate', { inputs: 't1 t2', parameters: { grammar: { type: 'regex', value: 't[0-9]+' } } });
     assert.equal(r.status, 422, r.text);
     assert.match(r.json.error, /structured output is not available for this model: .*byte-level BPE or SentencePiece/);
+    assert.equal((await (await fetch(`${g.url}/info`)).json()).structured_output, false);
     const plain = await g.post('/generate', { inputs: 't1 t2', parameters: { max_new_tokens: 2 } });
     assert.equal(plain.status, 200, plain.text);
   } finally {

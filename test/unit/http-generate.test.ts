@@ -168,6 +168,7 @@ describe('service routes', () => {
     assert.equal(info.architecture, 'ScriptedForCausalLM');
     assert.equal(info.num_shard, 1);
     assert.equal(info.adapter_slots, 8);
+    assert.equal(info.structured_output, true);
   });
 });
 
