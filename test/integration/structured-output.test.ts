@@ -67,6 +67,12 @@ describe('structured output (demo model)', () => {
     const lorax = await generate(s, 'Person:', { response_format: { type: 'json_object', schema: PERSON }, do_sample: true, seed: 4 });
     assert.equal(lorax.status, 200, lorax.text);
     checkPerson(JSON.parse(lorax.text).generated_text);
+    // With prompt log-probs the shard samples from the full logits it returns (another path): same output.
+    const scored = await generate(s, 'Person:', { response_format: { type: 'json_object', schema: PERSON }, do_sample: true, seed: 4,
+      decoder_input_details: true });
+    assert.equal(scored.status, 200, scored.text);
+    assert.equal(JSON.parse(scored.text).generated_text, JSON.parse(lorax.text).generated_text);
+    assert.ok(JSON.parse(scored.text).details.prefill.length > 1);
   });
 
   test('OpenAI json_schema with n choices, streamed and whole alike; json_object gives an object', async () => {
