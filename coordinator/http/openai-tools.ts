@@ -86,7 +86,7 @@ export function toolConstraint(use: ToolUse): string {
   const calls = allowed.map((t) => {
     let args: string;
     try {
-      args = jsonSchemaRegex(t.parameters ?? { type: 'object' });
+      args = takesNoArguments(t.parameters) ? '\\{\\}' : jsonSchemaRegex(t.parameters!);
     } catch (e) {
       if (e instanceof ConstraintError) throw validationError(`\`tools\` function '${t.name}' parameters: ${e.message}`);
       throw e;
@@ -98,9 +98,21 @@ export function toolConstraint(use: ToolUse): string {
   return checkedPattern(use.choice === 'auto' ? `(?:[^{[][\\s\\S]*)?|${call}` : call, '`tools`');
 }
 
+/** OpenAI: omitted parameters define a function with an empty parameter list; so does an object schema that
+ * declares no properties (what pydantic writes for a function without arguments). Its arguments are `{}`. */
+function takesNoArguments(parameters: Json | undefined): boolean {
+  if (parameters === undefined) return true;
+  const keys = Object.keys(parameters).filter((k) => !['type', 'properties', 'title', 'description', 'additionalProperties', 'required', '$schema'].includes(k));
+  const props = parameters.properties;
+  const noProps = props === undefined || (isObject(props) && Object.keys(props).length === 0);
+  const required = Array.isArray(parameters.required) ? parameters.required.length : 0;
+  return keys.length === 0 && (parameters.type === undefined || parameters.type === 'object') && noProps && required === 0;
+}
+
 /** The system message that offers the tools. */
 export function toolSystemPrompt(use: ToolUse): string {
-  const list = use.tools.map((t) => JSON.stringify({ name: t.name, description: t.description ?? '', parameters: t.parameters ?? { type: 'object' } }));
+  const list = use.tools.map((t) => JSON.stringify({ name: t.name, description: t.description ?? '',
+    parameters: t.parameters ?? { type: 'object', properties: {} } }));
   const format = 'a JSON object {"name": <function name>, "arguments": <arguments object>}';
   const several = use.parallel ? ' (or a JSON array of such objects to call several)' : '';
   const how = use.choice === 'auto'

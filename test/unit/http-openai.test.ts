@@ -302,6 +302,14 @@ describe('model → adapter, parameters → engine request', () => {
     assert.doesNotMatch(last().inputs, /array of such objects/);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', messages: USER_HI });
     assert.ok(last().constraint === `(?:${single}|\\[${single}(?:, ?${single})*\\])`, 'parallel: one call, or an array of them');
+    // A function without parameters (omitted, or an object schema declaring none) takes exactly {}.
+    assert.equal(single, '(?:\\{"name": ?"now", ?"arguments": ?\\{\\}\\})');
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI,
+      tools: [{ type: 'function', function: { name: 'now' } }] });
+    assert.equal(last().constraint, single);
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI,
+      tools: [{ type: 'function', function: { name: 'now', parameters: { type: 'object', properties: { x: { type: 'integer' } } } } }] });
+    assert.notEqual(last().constraint, single);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'none', messages: USER_HI });
     assert.equal(last().constraint, undefined);
     assert.doesNotMatch(last().inputs, /You can call/);
