@@ -294,19 +294,23 @@ class Builder {
     return this.bytes.length - 1;
   }
 
-  /** Returns [start, end]: end is an ε-node the caller links onward. */
+  /** Returns [start, end]: end is an ε-node the caller links onward (start may consume a byte). */
   build(a: Ast): [number, number] {
     switch (a.t) {
       case 'set': return this.set(a.ranges);
       case 'seq': {
-        const s = this.node();
-        let end = s;
-        for (const it of a.items) {
+        if (a.items.length === 0) {
+          const x = this.node();
+          return [x, x];
+        }
+        const [start, first] = this.build(a.items[0]!);
+        let end = first;
+        for (const it of a.items.slice(1)) {
           const [is, ie] = this.build(it);
           this.eps[end].push(is);
           end = ie;
         }
-        return [s, end];
+        return [start, end];
       }
       case 'alt': {
         const s = this.node(), e = this.node();
@@ -346,11 +350,18 @@ class Builder {
   }
 
   private set(ranges: [number, number][]): [number, number] {
+    const seqs: ByteRange[][] = [];
+    for (const [lo, hi] of ranges) utf8Sequences(lo, hi, seqs);
+    if (seqs.length > 0 && seqs.every((q) => q.length === 1)) {  // one byte per character (ASCII): one node
+      const bits = new Uint32Array(8);
+      for (const [[lo, hi]] of seqs) for (let b = lo; b <= hi; b++) bits[b >> 5] |= 1 << (b & 31);
+      const n = this.node(bits), e = this.node();
+      this.next[n] = e;
+      return [n, e];
+    }
     const s = this.node(), e = this.node();
     const single = new Uint32Array(8);
     let anySingle = false;
-    const seqs: ByteRange[][] = [];
-    for (const [lo, hi] of ranges) utf8Sequences(lo, hi, seqs);
     // Byte nodes chain straight into each other, and sequences that end alike share their tails (most end in
     // the same continuation-byte ranges): a class of all non-ASCII characters is ~15 nodes instead of ~45.
     const tails = new Map<string, number>();
