@@ -129,10 +129,21 @@ export class Engine implements GenerationEngine {
   /** Why this model's tokenizer cannot constrain output (its tokens must be text pieces), or null; checked at
    * start: the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
   private readonly structuredOutputProblem: string | null;
-  private checkStructuredOutput(): void {
+  /** Patterns checked recently: why each cannot be used, or null (a schema sent with every request compiles once). */
+  private readonly patterns = new Map<string, string | null>();
+
+  /** 422 unless the model can constrain output and the pattern compiles (on a tokenizer worker, off this loop). */
+  private async checkConstraint(pattern: string): Promise<void> {
     if (this.structuredOutputProblem !== null) {
       throw new EngineError('validation', `structured output is not available for this model: ${this.structuredOutputProblem}`);
     }
+    let problem = this.patterns.get(pattern);
+    if (problem === undefined) {
+      problem = await this.tokenizer.checkPattern(pattern);
+      this.patterns.set(pattern, problem);
+      if (this.patterns.size > 256) this.patterns.delete(this.patterns.keys().next().value!);
+    }
+    if (problem !== null) throw new EngineError('validation', `structured output: ${problem}`);
   }
 
   async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -193,7 +204,7 @@ export class Engine implements GenerationEngine {
       this.checkLengths(ids.length, req.maxNewTokens);
       const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
       if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
-      if (req.constraint !== undefined) this.checkStructuredOutput();
+      if (req.constraint !== undefined) await this.checkConstraint(req.constraint);
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
     } finally {

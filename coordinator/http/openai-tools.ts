@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 import { JSON_SP, jsonSchemaRegex } from '../constraints/json-schema.js';
 import { validationError } from './errors.js';
-import { checkedPattern } from './structured-output.js';
 
 type Json = Record<string, unknown>;
 
@@ -95,7 +94,7 @@ export function toolConstraint(use: ToolUse): string {
   });
   const one = `(?:${calls.join('|')})`;
   const call = use.parallel ? `(?:${one}|\\[${one}(?:,${JSON_SP}${one})*\\])` : one;
-  return checkedPattern(use.choice === 'auto' ? `(?:[^{[][\\s\\S]*)?|${call}` : call, '`tools`');
+  return use.choice === 'auto' ? `(?:[^{[][\\s\\S]*)?|${call}` : call;
 }
 
 /** OpenAI: omitted parameters define a function with an empty parameter list; so does an object schema that

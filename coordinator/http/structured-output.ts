@@ -1,10 +1,11 @@
 // The structured-output fields of a request -> the regular expression sent to the shards
-// (NewSequence.constraint), checked here so that a bad schema or pattern is a 422 before anything is queued.
+// (NewSequence.constraint). A bad schema is a 422 here; the pattern itself is compiled and checked by the engine
+// in a tokenizer worker (a large one takes a few hundred ms, which the event loop should not), also a 422.
 //   TGI       parameters.grammar: {type: "json", value: <JSON schema>} | {type: "regex", value: "<pattern>"}
 //   LoRAX     parameters.response_format: {type: "json_object", schema?: <JSON schema>}
 //   OpenAI    response_format: {type: "text"} | {type: "json_object"} | {type: "json_schema", json_schema: {name, schema, strict?}}
 // json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
-import { ConstraintError, compileRegex } from '../../protocol/index.js';
+import { ConstraintError } from '../../protocol/index.js';
 import { validationError } from './errors.js';
 import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
 
@@ -13,26 +14,9 @@ type Json = Record<string, unknown>;
 const invalid = validationError;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Patterns compiled recently (a schema sent with every request is checked once). */
-const checked = new Map<string, true>();
-
-/** Compiles the pattern once (throws a 422 with the reason) and returns it. */
-export function checkedPattern(pattern: string, what: string): string {
-  if (checked.has(pattern)) return pattern;
-  try {
-    compileRegex(pattern);
-  } catch (e) {
-    if (e instanceof ConstraintError) throw invalid(`${what}: ${e.message}`);
-    throw e;
-  }
-  checked.set(pattern, true);
-  if (checked.size > 256) checked.delete(checked.keys().next().value!);
-  return pattern;
-}
-
 function schemaPattern(schema: unknown, what: string): string {
   try {
-    return checkedPattern(jsonSchemaRegex(schema), what);
+    return jsonSchemaRegex(schema);
   } catch (e) {
     if (e instanceof ConstraintError) throw invalid(`${what}: ${e.message}`);
     throw e;
@@ -50,7 +34,7 @@ export function tgiConstraint(p: Json): string | undefined {
     if (grammar.type === 'json') return schemaPattern(typeof grammar.value === 'string' ? parseSchema(grammar.value, 'grammar.value') : grammar.value, '`grammar.value`');
     if (grammar.type === 'regex') {
       if (typeof grammar.value !== 'string' || grammar.value === '') throw invalid('`grammar.value` must be a non-empty regular expression');
-      return checkedPattern(grammar.value, '`grammar.value`');
+      return grammar.value;
     }
     throw invalid('`grammar.type` must be "json" or "regex"');
   }
@@ -82,7 +66,7 @@ export function openaiConstraint(top: Json): string | undefined {
 }
 
 function freeObject(): string {
-  return checkedPattern(freeJsonObject(), 'json_object');
+  return freeJsonObject();
 }
 
 function parseSchema(text: string, what: string): unknown {

@@ -94,6 +94,11 @@ export class TokenizerPool {
     return ids.map((id) => decodeIds(this.local, [id]));
   }
 
+  /** Compiles a structured-output pattern on a worker: why it cannot be used, or null. */
+  checkPattern(pattern: string): Promise<string | null> {
+    return this.run({ op: 'checkPattern', pattern });
+  }
+
   /** Stops the workers; idempotent. Calls made afterwards reject. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -1,5 +1,6 @@
 // Piscina worker: loads the model directory's tokenizer once per thread and answers tasks.
 import { workerData } from 'node:worker_threads';
+import { ConstraintError, compileRegex } from '../../protocol/index.js';
 import { decodeIds, encodeText, loadTokenizer } from './load-tokenizer.js';
 
 export interface TokenizerWorkerData {
@@ -10,13 +11,16 @@ export type TokenizerTask =
   | { op: 'encode'; text: string; addSpecialTokens: boolean }
   | { op: 'encodeBatch'; texts: string[]; addSpecialTokens: boolean }
   | { op: 'decode'; ids: number[]; skipSpecialTokens: boolean }
-  | { op: 'tokenStrings'; ids: number[] };
+  | { op: 'tokenStrings'; ids: number[] }
+  /** Structured output: compiles a pattern; answers why it cannot be used, or null. */
+  | { op: 'checkPattern'; pattern: string };
 
 export interface TokenizerTaskResult {
   encode: number[];
   encodeBatch: number[][];
   decode: string;
   tokenStrings: string[];
+  checkPattern: string | null;
 }
 
 const loaded = loadTokenizer((workerData as TokenizerWorkerData).modelDir);
@@ -31,6 +35,14 @@ export default function handle(task: TokenizerTask): TokenizerTaskResult[Tokeniz
       return decodeIds(loaded, task.ids, task.skipSpecialTokens);
     case 'tokenStrings':
       return task.ids.map((id) => decodeIds(loaded, [id]));
+    case 'checkPattern':
+      try {
+        compileRegex(task.pattern);
+        return null;
+      } catch (e) {
+        if (e instanceof ConstraintError) return e.message;
+        throw e;
+      }
     default: {
       const unknown: never = task;
       throw new Error(`unknown tokenizer task ${JSON.stringify(unknown)}`);
