@@ -7,10 +7,11 @@
 // Pure bookkeeping: no I/O, no timers. Aborts and stops take effect at the next schedule().
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
-import type { NewSequence, PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
+import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
+import { newSequenceMessage, outputProblem } from './step-messages.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
 import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
@@ -143,7 +144,7 @@ export class Scheduler {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
     this.toFree = [];
-    const newSeqs = admitted.map((seq) => this.newSequenceMessage(seq));
+    const newSeqs = admitted.map((seq) => newSequenceMessage(seq, this.blocks.blockTable(seq.seqId)));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
     if (chunks.length > 0) step.chunks = chunks.map((c) => c.chunk);
     const sampled = [...decoding, ...admitted.filter((seq) => !seq.isPrefilling),
@@ -381,26 +382,6 @@ export class Scheduler {
     return admitted;
   }
 
-  private newSequenceMessage(seq: Sequence): NewSequence {
-    const recompute = seq.generated.length > 0;
-    const pending = seq.prefillTotal - seq.prefillSent;
-    return {
-      seqId: seq.seqId,
-      adapterSlot: seq.adapterKey === null ? -1 : seq.adapterSlot,
-      tokens: seq.allTokens().slice(0, seq.prefillSent),
-      blockTable: [...this.blocks.blockTable(seq.seqId)],
-      sampling: { ...seq.sampling },
-      generated: [...seq.generated],
-      logits: seq.logits,
-      // Prompt logprobs were already reported by the first computation.
-      promptLogprobs: seq.promptLogprobs && !recompute,
-      topN: seq.topN,
-      ...(pending > 0 ? { pending } : {}),
-      ...(seq.prefillCached > 0 ? { cached: seq.prefillCached } : {}),
-      ...(seq.constraint !== undefined ? { constraint: seq.constraint } : {}),
-    };
-  }
-
   private stopReason(seq: Sequence, token: number): FinishReason | null {
     if (seq.eosTokenIds.has(token)) return 'eos_token';
     return this.endsByLength(seq, 0) ? 'length' : null;
@@ -492,15 +473,4 @@ export class Scheduler {
     if (seq.adapterKey !== null && this.config.maxActiveAdapters === 0) return 'adapters are disabled (maxActiveAdapters = 0)';
     return null;
   }
-}
-
-function outputProblem(
-  sent: readonly Sequence[],
-  expected: readonly Sequence[],
-  outputs: ReadonlyMap<string, SeqOutput>,
-): string | null {
-  for (const seq of expected) if (!outputs.has(seq.seqId)) return `no output for sequence ${seq.seqId}`;
-  const sentIds = new Set(sent.map((seq) => seq.seqId));
-  for (const seqId of outputs.keys()) if (!sentIds.has(seqId)) return `output for sequence ${seqId}, which was not in the step`;
-  return null;
 }

@@ -1,0 +1,38 @@
+// What the scheduler writes into a Step for a sequence it admits, and the check of a StepResult's outputs
+// against the step that was sent: the message side of scheduler.ts, kept apart so that file stays about
+// deciding what runs.
+import type { NewSequence, SeqOutput } from '../../protocol/index.js';
+import type { Sequence } from './sequence.js';
+
+/** A newly admitted (or re-admitted, after preemption) sequence as the shards receive it. */
+export function newSequenceMessage(seq: Sequence, blockTable: readonly number[]): NewSequence {
+  const recompute = seq.generated.length > 0;
+  const pending = seq.prefillTotal - seq.prefillSent;
+  return {
+    seqId: seq.seqId,
+    adapterSlot: seq.adapterKey === null ? -1 : seq.adapterSlot,
+    tokens: seq.allTokens().slice(0, seq.prefillSent),
+    blockTable: [...blockTable],
+    sampling: { ...seq.sampling },
+    generated: [...seq.generated],
+    logits: seq.logits,
+    // Prompt logprobs were already reported by the first computation.
+    promptLogprobs: seq.promptLogprobs && !recompute,
+    topN: seq.topN,
+    ...(pending > 0 ? { pending } : {}),
+    ...(seq.prefillCached > 0 ? { cached: seq.prefillCached } : {}),
+    ...(seq.constraint !== undefined ? { constraint: seq.constraint } : {}),
+  };
+}
+
+/** Why a step's outputs do not match what it was sent (a missing or an unexpected sequence), or null. */
+export function outputProblem(
+  sent: readonly Sequence[],
+  expected: readonly Sequence[],
+  outputs: ReadonlyMap<string, SeqOutput>,
+): string | null {
+  for (const seq of expected) if (!outputs.has(seq.seqId)) return `no output for sequence ${seq.seqId}`;
+  const sentIds = new Set(sent.map((seq) => seq.seqId));
+  for (const seqId of outputs.keys()) if (!sentIds.has(seqId)) return `output for sequence ${seqId}, which was not in the step`;
+  return null;
+}
