@@ -17,6 +17,11 @@ export interface SamplingParams {
   seed: number; // integer 0..2^53-1
 }
 
+export interface Constraint {
+  pattern: string;
+  endTokens: number[];
+}
+
 export interface NewSequence {
   seqId: string;
   adapterSlot: number; // -1 = base model only
@@ -41,9 +46,10 @@ export interface NewSequence {
    * have their K/V in the leading blocks of blockTable, computed for another sequence with the same adapter and
    * tokens; the shard computes only the rest. Those blocks are shared: never written. */
   cached?: number;
-  /** Structured output: a regular expression (protocol/constraint/regex.ts) the generated text must match as a
-   * whole. Each rank allows only tokens that keep it completable, and EOS once it is complete. */
-  constraint?: string;
+  /** Structured output: the generated text must match `pattern` (protocol/constraint/regex.ts) as a whole; each
+   * rank allows only tokens that keep it completable, and one of `endTokens` (the coordinator's end-of-generation
+   * ids, one source for both sides) once it is complete. */
+  constraint?: Constraint;
 }
 
 /** Chunked prefill: the next part of a sequence whose prefill started in an earlier step (blocks were all

@@ -37,7 +37,7 @@ const newSequence = object({
   logits: literal('none', 'all'),
   promptLogprobs: bool,
   topN: count,
-}, { pending: count, cached: count, constraint: str({ nonEmpty: true }) });
+}, { pending: count, cached: count, constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }) });
 
 const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 

@@ -8,7 +8,7 @@ import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
-import { endTokenIds, loadTokenVocab, type TokenVocab } from '../protocol/index.js';
+import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
 
 export interface LocalEngineOptions {
   rank?: number;
@@ -35,7 +35,7 @@ export class LocalEngine {
   private vocab?: TokenVocab;
 
   private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string) {
-    const constraints = new AutomatonCache(() => this.tokenVocab(), endTokenIds(modelDir, model.spec.eosTokenIds));
+    const constraints = new AutomatonCache(() => this.tokenVocab());
     this.runner = new StepRunner(model, model.partition.rank, constraints);
     this.hostCache = new HostAdapterCache(hostCacheBytes);
   }

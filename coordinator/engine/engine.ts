@@ -222,7 +222,8 @@ export class Engine implements GenerationEngine {
     if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
       maxNewTokens: req.maxNewTokens, eosTokenIds: req.ignoreEos ? [] : this.info.eosTokenIds, promptLogprobs: req.promptLogprobs,
-      topN: req.topN, ...(req.constraint !== undefined ? { constraint: req.constraint } : {}) }));
+      topN: req.topN,
+      ...(req.constraint !== undefined ? { constraint: { pattern: req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();

@@ -1,7 +1,7 @@
 // Coordinator-side state of one request's sequence. The scheduler owns the status transitions;
 // the layer above creates a Sequence, hands it to Scheduler.add and reads it back from events.
 
-import type { SamplingParams } from '../../protocol/index.js';
+import type { Constraint, SamplingParams } from '../../protocol/index.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 
@@ -18,8 +18,8 @@ export interface SequenceInit {
   logits?: 'none' | 'all';
   promptLogprobs?: boolean;
   topN?: number;
-  /** Structured output: the pattern the generated text must match (NewSequence.constraint). */
-  constraint?: string;
+  /** Structured output (NewSequence.constraint). */
+  constraint?: Constraint;
 }
 
 export class Sequence {
@@ -35,7 +35,7 @@ export class Sequence {
   readonly logits: 'none' | 'all';
   readonly promptLogprobs: boolean;
   readonly topN: number;
-  readonly constraint: string | undefined;
+  readonly constraint: Constraint | undefined;
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 

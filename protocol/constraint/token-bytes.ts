@@ -119,28 +119,3 @@ export function sortedVocab(bytes: Uint8Array[]): TokenVocab {
   return { bytes, order: Int32Array.from(ids), lcp };
 }
 
-/**
- * The ids that end generation, as the coordinator counts them: `configured` (config.json's eos_token_id), plus
- * generation_config.json's eos_token_id and tokenizer_config.json's eos_token (looked up among tokenizer.json's
- * added tokens). A constraint allows these once its text is complete — Llama 3 Instruct ends a turn with
- * <|eot_id|>, which only generation_config.json names.
- */
-export function endTokenIds(modelDir: string, configured: readonly number[]): number[] {
-  const ids = new Set(configured);
-  const read = (name: string): Record<string, any> | null => {
-    try {
-      return JSON.parse(readFileSync(join(modelDir, name), 'utf8')) as Record<string, any>;
-    } catch {
-      return null;
-    }
-  };
-  const generation = read('generation_config.json')?.eos_token_id;
-  for (const id of Array.isArray(generation) ? generation : [generation]) if (Number.isInteger(id)) ids.add(id as number);
-  const eos = read('tokenizer_config.json')?.eos_token;
-  const text = typeof eos === 'string' ? eos : typeof eos?.content === 'string' ? eos.content : null;
-  if (text !== null) {
-    const added = (read('tokenizer.json')?.added_tokens ?? []) as { id: number; content: string }[];
-    for (const a of added) if (a.content === text) ids.add(a.id);
-  }
-  return [...ids];
-}

@@ -4,7 +4,7 @@
 // order (tokens sharing a prefix share its walk) and cached; compiled patterns are cached per shard, so every
 // request with the same schema reuses them. Every rank runs the same automaton on the same tokens, so all
 // ranks sample alike (async scheduling).
-import { DEAD, LazyDfa, UNKNOWN, compileRegex, type TokenVocab } from '../../protocol/index.js';
+import { DEAD, LazyDfa, UNKNOWN, compileRegex, type Constraint, type TokenVocab } from '../../protocol/index.js';
 
 /** Masks kept per pattern (each vocab/8 bytes); beyond it the oldest are dropped and recomputed when needed. */
 const MAX_MASKS = 4096;
@@ -80,13 +80,14 @@ export class AutomatonCache {
   private readonly byPattern = new Map<string, TokenAutomaton>();
 
   /** `maxStates`: DFA states per pattern (default MAX_DFA_STATES); a sequence whose automaton outgrows it fails alone. */
-  constructor(private readonly vocab: () => TokenVocab, private readonly eos: readonly number[], private readonly maxStates?: number) {}
+  constructor(private readonly vocab: () => TokenVocab, private readonly maxStates?: number) {}
 
-  get(pattern: string): TokenAutomaton {
-    let a = this.byPattern.get(pattern);
-    if (a) this.byPattern.delete(pattern);
-    else a = new TokenAutomaton(pattern, this.vocab(), this.eos, this.maxStates);
-    this.byPattern.set(pattern, a);
+  get(c: Constraint): TokenAutomaton {
+    const key = `${c.endTokens.join(',')}\n${c.pattern}`;
+    let a = this.byPattern.get(key);
+    if (a) this.byPattern.delete(key);
+    else a = new TokenAutomaton(c.pattern, this.vocab(), c.endTokens, this.maxStates);
+    this.byPattern.set(key, a);
     if (this.byPattern.size > MAX_PATTERNS) this.byPattern.delete(this.byPattern.keys().next().value!);
     return a;
   }

@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { ensureDemoModel } from '../../deploy/demo-model/index.js';
 import { GREEDY, LocalEngine, StepRunner } from '../../shard/index.js';
 import { AutomatonCache } from '../../shard/constraints/token-constraint.js';
-import { PROTOCOL_VERSION, loadTokenVocab, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, loadTokenVocab, type Constraint, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
 import { Scheduler, Sequence } from '../../coordinator/scheduler/index.js';
 
 const step = (stepId: number, parts: Partial<Step>): Step =>
   ({ v: PROTOCOL_VERSION, type: 'step', stepId, newSeqs: [], running: [], finished: [], ...parts });
-const newSeq = (seqId: string, tokens: number[], blocks: number[], constraint?: string): NewSequence => ({
+const newSeq = (seqId: string, tokens: number[], blocks: number[], constraint?: Constraint): NewSequence => ({
   seqId, adapterSlot: -1, tokens, blockTable: blocks, sampling: GREEDY, generated: [], logits: 'none', promptLogprobs: false,
   topN: 0, ...(constraint ? { constraint } : {}) });
 
@@ -23,10 +23,10 @@ test('a constraint that outgrows its automaton limit fails only its sequence; th
   const engine = LocalEngine.open(dir, { numBlocks: 64, blockSize: 16, adapterSlots: 1 });
   try {
     const vocab = loadTokenVocab(dir, engine.model.spec.vocab);
-    const runner = (maxStates: number) => new StepRunner(engine.model, 0, new AutomatonCache(() => vocab, engine.model.spec.eosTokenIds, maxStates));
+    const runner = (maxStates: number) => new StepRunner(engine.model, 0, new AutomatonCache(() => vocab, maxStates));
     // Each count of the repeat is a DFA state; a mask looks as deep as the longest token (~10 bytes) ahead, so
     // 20 states are used up after a few generated tokens (a limit of 12 fails at once, 40 outlasts the run).
-    const pattern = '[a-z ]{0,400}';
+    const pattern = { pattern: '[a-z ]{0,400}', endTokens: engine.model.spec.eosTokenIds };
     const prompt = [5, 6, 7, 8];
     const plain = async (r: StepRunner, withConstrained: boolean): Promise<{ plain: number[]; constrained: SeqOutput[] }> => {
       const got = { plain: [] as number[], constrained: [] as SeqOutput[] };

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConstraintError, DEAD, LazyDfa, compileRegex, endTokenIds, fullMatch, loadTokenVocab, sortedVocab, tokenVocabProblem } from '../../protocol/index.js';
+import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab, tokenVocabProblem } from '../../protocol/index.js';
 import { freeJsonObject, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
 import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
 import { cpuOps } from '../../kernels/index.js';
@@ -200,15 +200,6 @@ describe('tokenizer.json -> token bytes', () => {
     const dir = write({ model: { type: 'BPE', vocab: { '▁hi': 0, '<0x0A>': 1, 'x': 2 } },
       decoder: { type: 'Sequence', decoders: [{ type: 'Replace' }, { type: 'ByteFallback' }, { type: 'Fuse' }] } });
     assert.deepEqual(loadTokenVocab(dir, 3).bytes.map(text), [' hi', '\n', 'x']);
-  });
-
-  test('end tokens: config.json, generation_config.json and tokenizer_config.json eos_token (by added token)', () => {
-    const dir = write({ model: { type: 'BPE', vocab: { a: 0 } }, decoder: { type: 'ByteLevel' },
-      added_tokens: [{ id: 7, content: '<|end|>', special: true }, { id: 9, content: '<|eot|>', special: true }] });
-    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 9] }));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: { content: '<|end|>' } }));
-    assert.deepEqual(endTokenIds(dir, [2]).sort((a, b) => a - b), [2, 7, 9]);
-    assert.deepEqual(endTokenIds(join(dir, 'nowhere'), [5]), [5]);
   });
 
   test('a tokenizer whose tokens are not text pieces is refused with the reason', () => {
