@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 import { JSON_SP, jsonSchemaRegex } from '../constraints/json-schema.js';
 import { validationError } from './errors.js';
+import { isJsonObject } from './validate.js';
 
 type Json = Record<string, unknown>;
 
@@ -36,7 +37,6 @@ export interface ToolCall {
 /** Most tools one request may offer. */
 export const MAX_TOOLS = 128;
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** `tools` + `tool_choice` (+ `parallel_tool_calls`); undefined when no tool may be called. */
 export function toolUseOf(top: Json): ToolUse | undefined {
@@ -55,7 +55,7 @@ export function toolUseOf(top: Json): ToolUse | undefined {
 }
 
 function toolOf(v: unknown, at: string): ToolFunction {
-  if (!isObject(v) || v.type !== 'function' || !isObject(v.function)) {
+  if (!isJsonObject(v) || v.type !== 'function' || !isJsonObject(v.function)) {
     throw validationError(`\`${at}\` must be {"type": "function", "function": {"name", "description"?, "parameters"?}}`);
   }
   const f = v.function;
@@ -63,7 +63,7 @@ function toolOf(v: unknown, at: string): ToolFunction {
   if (f.description !== undefined && f.description !== null && typeof f.description !== 'string') {
     throw validationError(`\`${at}.function.description\` must be a string`);
   }
-  if (f.parameters !== undefined && f.parameters !== null && !isObject(f.parameters)) {
+  if (f.parameters !== undefined && f.parameters !== null && !isJsonObject(f.parameters)) {
     throw validationError(`\`${at}.function.parameters\` must be a JSON schema object`);
   }
   return { name: f.name, description: (f.description as string | undefined) ?? undefined, parameters: (f.parameters as Json | undefined) ?? undefined };
@@ -72,7 +72,7 @@ function toolOf(v: unknown, at: string): ToolFunction {
 function choiceOf(v: unknown, names: ReadonlySet<string>): ToolUse['choice'] | 'none' {
   if (v === undefined) return 'auto';
   if (v === 'none' || v === 'auto' || v === 'required') return v;
-  if (isObject(v) && v.type === 'function' && isObject(v.function) && typeof v.function.name === 'string') {
+  if (isJsonObject(v) && v.type === 'function' && isJsonObject(v.function) && typeof v.function.name === 'string') {
     if (!names.has(v.function.name)) throw validationError(`\`tool_choice\` names function '${v.function.name.slice(0, 64)}', which is not in \`tools\``);
     return { name: v.function.name };
   }
@@ -103,7 +103,7 @@ function takesNoArguments(parameters: Json | undefined): boolean {
   if (parameters === undefined) return true;
   const keys = Object.keys(parameters).filter((k) => !['type', 'properties', 'title', 'description', 'additionalProperties', 'required', '$schema'].includes(k));
   const props = parameters.properties;
-  const noProps = props === undefined || (isObject(props) && Object.keys(props).length === 0);
+  const noProps = props === undefined || (isJsonObject(props) && Object.keys(props).length === 0);
   const required = Array.isArray(parameters.required) ? parameters.required.length : 0;
   return keys.length === 0 && (parameters.type === undefined || parameters.type === 'object') && noProps && required === 0;
 }
@@ -138,7 +138,7 @@ export function parseToolCalls(text: string, use: ToolUse): ToolCall[] | null {
   if (list.length === 0) return null;
   const calls: ToolCall[] = [];
   for (const c of list) {
-    if (!isObject(c) || typeof c.name !== 'string' || !isObject(c.arguments) || !use.tools.some((t) => t.name === c.name)) return null;
+    if (!isJsonObject(c) || typeof c.name !== 'string' || !isJsonObject(c.arguments) || !use.tools.some((t) => t.name === c.name)) return null;
     calls.push({ id: `call_${randomBytes(12).toString('hex')}`, name: c.name, arguments: JSON.stringify(c.arguments) });
   }
   return calls;
@@ -149,7 +149,7 @@ export function toolCallsText(v: unknown, at: string): { text: string; ids: Map<
   if (!Array.isArray(v)) throw validationError(`\`${at}\` must be an array`);
   const ids = new Map<string, string>();
   const text = v.map((c, j) => {
-    if (!isObject(c) || !isObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
+    if (!isJsonObject(c) || !isJsonObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
       throw validationError(`\`${at}[${j}]\` must be {"id", "type": "function", "function": {"name", "arguments"}}`);
     }
     let args: unknown;

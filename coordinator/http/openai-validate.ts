@@ -36,6 +36,7 @@ import {
   MAX_STOP_SEQUENCES,
   MAX_TOP_N_TOKENS,
   asObject,
+  isJsonObject,
   bearerToken,
   bool,
   int,
@@ -116,7 +117,7 @@ const CHAT_KEYS = new Set([
 ]);
 const IGNORED_STRINGS = ['user', 'prompt_cache_key', 'safety_identifier'];
 
-const isEmptyObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+const isEmptyObject = (v: unknown) => isJsonObject(v) && Object.keys(v).length === 0;
 const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 
 /** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */

@@ -7,12 +7,12 @@
 // json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
 import { ConstraintError } from '../../protocol/index.js';
 import { validationError } from './errors.js';
+import { isJsonObject } from './validate.js';
 import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
 
 type Json = Record<string, unknown>;
 
 const invalid = validationError;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function schemaPattern(schema: unknown, what: string): string {
   try {
@@ -28,7 +28,7 @@ export function tgiConstraint(p: Json): string | undefined {
   const grammar = p.grammar ?? undefined, format = p.response_format ?? undefined;
   if (grammar !== undefined && format !== undefined) throw invalid('use either `grammar` or `response_format`, not both');
   if (grammar !== undefined) {
-    if (!isObject(grammar)) throw invalid('`grammar` must be an object {type: "json" | "regex", value}');
+    if (!isJsonObject(grammar)) throw invalid('`grammar` must be an object {type: "json" | "regex", value}');
     const extra = Object.keys(grammar).find((k) => k !== 'type' && k !== 'value');
     if (extra) throw invalid(`unknown field \`grammar.${extra.slice(0, 64)}\``);
     if (grammar.type === 'json') return schemaPattern(typeof grammar.value === 'string' ? parseSchema(grammar.value, 'grammar.value') : grammar.value, '`grammar.value`');
@@ -39,7 +39,7 @@ export function tgiConstraint(p: Json): string | undefined {
     throw invalid('`grammar.type` must be "json" or "regex"');
   }
   if (format === undefined) return undefined;
-  if (!isObject(format)) throw invalid('`response_format` must be an object {type: "json_object", schema?}');
+  if (!isJsonObject(format)) throw invalid('`response_format` must be an object {type: "json_object", schema?}');
   const extra = Object.keys(format).find((k) => k !== 'type' && k !== 'schema' && k !== 'value');
   if (extra) throw invalid(`unknown field \`response_format.${extra.slice(0, 64)}\``);
   if (format.type === 'text') return undefined;
@@ -52,13 +52,13 @@ export function tgiConstraint(p: Json): string | undefined {
 export function openaiConstraint(top: Json): string | undefined {
   const f = top.response_format ?? undefined;
   if (f === undefined) return undefined;
-  if (!isObject(f)) throw invalid('`response_format` must be an object with a `type`');
+  if (!isJsonObject(f)) throw invalid('`response_format` must be an object with a `type`');
   switch (f.type) {
     case 'text': return undefined;
     case 'json_object': return freeObject();
     case 'json_schema': {
       const js = f.json_schema;
-      if (!isObject(js) || !isObject(js.schema)) throw invalid('`response_format.json_schema.schema` must be a JSON schema object');
+      if (!isJsonObject(js) || !isJsonObject(js.schema)) throw invalid('`response_format.json_schema.schema` must be a JSON schema object');
       return schemaPattern(js.schema, '`response_format.json_schema.schema`');
     }
     default: throw invalid('`response_format.type` must be one of text, json_object, json_schema');

@@ -324,9 +324,11 @@ export function optional<T>(obj: Json, key: string, check: Check<T>): T | undefi
   return v === undefined || v === null ? undefined : check(v, key);
 }
 
+export const isJsonObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 export function asObject(v: unknown, what: string): Json {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw validationError(`${what} must be a JSON object`);
-  return v as Json;
+  if (!isJsonObject(v)) throw validationError(`${what} must be a JSON object`);
+  return v;
 }
 
 function rejectUnknown(obj: Json, known: ReadonlySet<string>, kind: 'field' | 'parameter'): void {
