@@ -110,8 +110,14 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
   // Log-probabilities of the processed distribution before truncation: what `details` reports.
   double mx = -INFINITY;
   for (double v : s) mx = std::max(mx, v);
+  // exp(s - max) once: the log-sum-exp sums it, and a sampled draw weighs tokens by it (fixed_weight).
+  std::vector<double> ex(sampling ? static_cast<size_t>(vocab) : 0);
   double sum = 0;
-  for (double v : s) sum += std::exp(v - mx);
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double e = std::exp(s[i] - mx);
+    sum += e;
+    if (sampling) ex[i] = e;
+  }
   const double lse = mx + std::log(sum);
   const auto logp = [&](int32_t t) { return static_cast<float>(s[t] - lse); };
 
@@ -155,7 +161,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     cand.reserve(static_cast<size_t>(vocab));
     uint64_t total = 0;
     for (int32_t i = 0; i < vocab; ++i) {
-      total += (w[i] = fixed_weight(std::exp(s[i] - mx)));
+      total += (w[i] = fixed_weight(ex[i]));
       if (w[i] > 0) cand.push_back(i);
     }
     uint64_t mass = total, before_sum = 0;
@@ -189,7 +195,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
   if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
   std::vector<uint64_t> w(keep);
   uint64_t total = 0;
-  for (size_t i = 0; i < keep; ++i) total += (w[i] = fixed_weight(std::exp(s[order[i]] - mx)));
+  for (size_t i = 0; i < keep; ++i) total += (w[i] = fixed_weight(ex[order[i]]));
   if (p.top_p < 1.0f) {
     // Keep the smallest prefix whose mass reaches top_p (at least one token).
     const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);

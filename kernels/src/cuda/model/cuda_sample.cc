@@ -96,9 +96,12 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   const int64_t mask_bytes = (V + 7) / 8;
   std::vector<std::vector<LogitAdjust>> adjust(static_cast<size_t>(R));
   size_t adjust_total = 0;
+  // Which rows the host samples, decided once (host_row builds a set of a row's biased tokens).
+  std::vector<bool> host(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) host[r] = host_row(rows[r].params);
   for (int64_t r = 0; r < R; ++r) {
     const RowSampling& s = rows[r];
-    if (host_row(s.params)) continue;
+    if (host[r]) continue;
     if (!s.params.allowed_mask.empty()) ++num_masks;
     adjust[r] = adjustments_of(s, V);
     adjust_total += adjust[r].size();
@@ -126,22 +129,22 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   int32_t next_mask = 0;
   for (int64_t r = 0; r < R; ++r) {
     const cpu::SamplingParams& q = rows[r].params;
-    const bool host = host_row(q);
+    const bool on_host = host[r];
     int32_t mask_index = -1;
-    if (!host && !q.allowed_mask.empty()) {
+    if (!on_host && !q.allowed_mask.empty()) {
       mask_index = next_mask++;
       uint8_t* m = hmask + static_cast<int64_t>(mask_index) * mask_bytes;
       const size_t n = std::min<size_t>(q.allowed_mask.size(), static_cast<size_t>(mask_bytes));
       std::memcpy(m, q.allowed_mask.data(), n);
       std::memset(m + n, 0, static_cast<size_t>(mask_bytes) - n);  // tokens past the mask are not allowed
     }
-    hp[r] = SampleRow{q.temperature, q.top_k, q.top_p, host ? 1.0f : q.repetition_penalty,
-                      host ? 0 : static_cast<int32_t>(q.do_sample), mask_index, q.seed, q.draw_index,
-                      host ? 0.0f : q.frequency_penalty, host ? 0.0f : q.presence_penalty};
+    hp[r] = SampleRow{q.temperature, q.top_k, q.top_p, on_host ? 1.0f : q.repetition_penalty,
+                      on_host ? 0 : static_cast<int32_t>(q.do_sample), mask_index, q.seed, q.draw_index,
+                      on_host ? 0.0f : q.frequency_penalty, on_host ? 0.0f : q.presence_penalty};
     std::copy(adjust[r].begin(), adjust[r].end(), hadj + hadj_off[r]);
     hadj_off[r + 1] = hadj_off[r] + static_cast<int32_t>(adjust[r].size());
     int32_t n = 0;
-    if (!host && q.repetition_penalty != 1.0f) {
+    if (!on_host && q.repetition_penalty != 1.0f) {
       n = static_cast<int32_t>(rows[r].penalty_tokens.size());
       std::memcpy(htok + hoff[r], rows[r].penalty_tokens.data(), sizeof(int32_t) * n);
     }
@@ -190,7 +193,7 @@ std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, co
   WEFT_CUDA_CHECK(cudaMemcpyAsync(hout, dout, out_layout.bytes(), cudaMemcpyDeviceToHost, stream_));
   std::vector<std::vector<float>> host_logits(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
-    if (!host_row(rows[r].params)) continue;
+    if (!host[r]) continue;
     host_logits[r].resize(static_cast<size_t>(V));
     WEFT_CUDA_CHECK(cudaMemcpyAsync(host_logits[r].data(), logits + r * V, sizeof(float) * V, cudaMemcpyDeviceToHost,
                                     stream_));
