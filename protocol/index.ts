@@ -52,4 +52,4 @@ export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHe
 // checks a request's pattern) and the shards (which run it over the vocabulary's token bytes).
 export { ConstraintError, compileRegex, escapeRegex, type Nfa } from './constraint/regex.js';
 export { DEAD, LazyDfa, UNKNOWN, fullMatch } from './constraint/dfa.js';
-export { loadTokenVocab, sortedVocab, tokenVocabProblem, type TokenVocab } from './constraint/token-bytes.js';
+export { loadTokenVocab, sortedVocab, tokenizerJsonProblem, type TokenVocab } from './constraint/token-bytes.js';

@@ -3,7 +3,6 @@
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
-import { tokenVocabProblem } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -92,7 +91,6 @@ export class Engine implements GenerationEngine {
       pin: (ref, pinned) => reg.pin(ref, pinned).finally(() => this.kick()),
     };
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
-    this.structuredOutputProblem = tokenVocabProblem(tokenizer.modelDir);
     this.info = {
       modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
       maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
@@ -101,7 +99,7 @@ export class Engine implements GenerationEngine {
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
-      structuredOutput: this.structuredOutputProblem === null,
+      structuredOutput: tokenizer.structuredOutputProblem === null,
     };
     this.scheduler = this.newScheduler();
   }
@@ -126,16 +124,16 @@ export class Engine implements GenerationEngine {
       preemptions: this.scheduler.preemptions };
   }
 
-  /** Why this model's tokenizer cannot constrain output (its tokens must be text pieces), or null; checked at
-   * start: the shards read the same tokenizer.json, so a refusal here keeps the request out of their steps. */
-  private readonly structuredOutputProblem: string | null;
   /** Patterns checked recently: why each cannot be used, or null (a schema sent with every request compiles once). */
   private readonly patterns = new Map<string, string | null>();
 
-  /** 422 unless the model can constrain output and the pattern compiles (on a tokenizer worker, off this loop). */
+  /** 422 unless the model can constrain output (its tokenizer's pieces are text: the shards read the same
+   * tokenizer.json, so a refusal here keeps the request out of their steps) and the pattern compiles (on a
+   * tokenizer worker, off this loop). */
   private async checkConstraint(pattern: string): Promise<void> {
-    if (this.structuredOutputProblem !== null) {
-      throw new EngineError('validation', `structured output is not available for this model: ${this.structuredOutputProblem}`);
+    const unusable = this.tokenizer.structuredOutputProblem;
+    if (unusable !== null) {
+      throw new EngineError('validation', `structured output is not available for this model: ${unusable}`);
     }
     let problem = this.patterns.get(pattern);
     if (problem === undefined) {

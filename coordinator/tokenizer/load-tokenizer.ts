@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { tokenizerJsonProblem } from '../../protocol/index.js';
 
 export class TokenizerLoadError extends Error {
   override name = 'TokenizerLoadError';
@@ -19,6 +20,8 @@ export interface TokenizerInfo {
   eosToken: string | null;
   specialTokenIds: number[];
   chatTemplate: string | null;
+  /** Why structured output cannot work with this tokenizer (its pieces are not text), or null. */
+  structuredOutputProblem: string | null;
 }
 
 export interface LoadedTokenizer {
@@ -87,6 +90,7 @@ export function loadTokenizer(modelDir: string): LoadedTokenizer {
       eosToken,
       specialTokenIds: [...specialTokenIds].sort((a, b) => a - b),
       chatTemplate: findChatTemplate(dir, config),
+      structuredOutputProblem: tokenizerJsonProblem(tokenizerJson),
     },
   };
 }

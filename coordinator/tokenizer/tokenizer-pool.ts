@@ -20,6 +20,7 @@ export class TokenizerPool {
   readonly eosToken: string | null;
   readonly chatTemplate: string | null;
   readonly specialTokenIds: ReadonlySet<number>;
+  readonly structuredOutputProblem: string | null;
   #closed = false;
 
   private constructor(
@@ -34,6 +35,7 @@ export class TokenizerPool {
     this.bosToken = info.bosToken;
     this.eosToken = info.eosToken;
     this.chatTemplate = info.chatTemplate;
+    this.structuredOutputProblem = info.structuredOutputProblem;
     this.specialTokenIds = new Set(info.specialTokenIds);
   }
 

@@ -79,14 +79,10 @@ function unsupported(tok: Record<string, any>): string {
     `model ${String(tok.model?.type)} with decoder ${String(tok.decoder?.type ?? 'none')}`;
 }
 
-/** Why the model's tokenizer cannot constrain output, or null when it can (reads tokenizer.json, sorts nothing). */
-export function tokenVocabProblem(modelDir: string): string | null {
-  try {
-    const tok = readTokenizer(modelDir);
-    return pieceDecoder(tok) ? null : unsupported(tok);
-  } catch (e) {
-    return (e as Error).message;
-  }
+/** Why a parsed tokenizer.json cannot constrain output, or null when it can (the coordinator asks this of the
+ * tokenizer it loaded; nothing is decoded or sorted). */
+export function tokenizerJsonProblem(tok: Record<string, any>): string | null {
+  return pieceDecoder(tok) ? null : unsupported(tok);
 }
 
 export function loadTokenVocab(modelDir: string, vocabSize: number): TokenVocab {

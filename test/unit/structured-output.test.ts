@@ -2,10 +2,10 @@
 // automaton a shard samples through, and tokenizer.json -> token bytes.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab, tokenVocabProblem } from '../../protocol/index.js';
+import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab, tokenizerJsonProblem } from '../../protocol/index.js';
 import { freeJsonObject, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
 import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
 import { cpuOps } from '../../kernels/index.js';
@@ -205,9 +205,10 @@ describe('tokenizer.json -> token bytes', () => {
   test('a tokenizer whose tokens are not text pieces is refused with the reason', () => {
     const dir = write({ model: { type: 'WordLevel', vocab: { t0: 0 } }, decoder: null, pre_tokenizer: { type: 'WhitespaceSplit' } });
     assert.throws(() => loadTokenVocab(dir, 1), /needs a byte-level BPE or SentencePiece tokenizer/);
-    assert.match(tokenVocabProblem(dir)!, /needs a byte-level BPE or SentencePiece tokenizer; this tokenizer.json has model WordLevel/);
-    assert.match(tokenVocabProblem(join(dir, 'nowhere'))!, /needs the model's tokenizer.json/);
-    assert.equal(tokenVocabProblem(write({ model: { type: 'BPE', vocab: { a: 0 } }, decoder: { type: 'ByteLevel' } })), null);
+    const parsed = (d: string) => JSON.parse(readFileSync(join(d, 'tokenizer.json'), 'utf8'));
+    assert.match(tokenizerJsonProblem(parsed(dir))!, /needs a byte-level BPE or SentencePiece tokenizer; this tokenizer.json has model WordLevel/);
+    assert.throws(() => loadTokenVocab(join(dir, 'nowhere'), 1), /needs the model's tokenizer.json/);
+    assert.equal(tokenizerJsonProblem(parsed(write({ model: { type: 'BPE', vocab: { a: 0 } }, decoder: { type: 'ByteLevel' } }))), null);
   });
 });
 
