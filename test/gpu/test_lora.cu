@@ -36,7 +36,9 @@ void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
     const int E = c.bgmv ? c.num_slots : static_cast<int>(c.seg_lens.size());
     int width = 0;
     for (const Slice& s : c.slices) width = std::max(width, s.off + s.len);
-    const int64_t y_stride = width + 3, x_stride = c.in + c.x_pad;
+    // A padded y row: 3 elements past the width for the CUDA-core kernels; for the 16-byte expand, which takes
+    // rows 8-element aligned (expand_vec::supports), the next multiple of 8 past width + 3.
+    const int64_t y_stride = mma_shrink ? (width + 3 + 7) / 8 * 8 : width + 3, x_stride = c.in + c.x_pad;
     const auto x = randn(c.T * x_stride, rng, 1.0f, c.d);
     auto y = randn(c.T * y_stride, rng, 1.0f, c.d), ref = y;
     std::vector<float> xp(c.T * c.in);  // the CPU op reads rows `in` apart: a packed copy of x

@@ -374,7 +374,7 @@ test('sampling without top-k draws by selection: always the token of the sorted 
         const r = rand();
         return r < 0.03 ? -Infinity : Math.round((rand() * 2 - 1) * (round % 3 === 0 ? 60 : 8) * 4) / 4;
       });
-      for (const topP of [1, 0.95, 0.6, 0.05]) {
+      for (const topP of [1, 0.95, 0.6, 0.05, 0]) {  // 0: only the top token (the walk keeps at least one)
         for (const temperature of [0.5, 1, 1.7]) {
           for (let draw = 0; draw < 6; draw++) {
             const o = { doSample: true, temperature, topP, seed: 1000 + round, drawIndex: draw };
@@ -389,5 +389,5 @@ test('sampling without top-k draws by selection: always the token of the sorted 
       }
     }
   }
-  assert.equal(compared, 3 * 12 * 4 * 3 * 6);
+  assert.equal(compared, 3 * 12 * 5 * 3 * 6);
 });

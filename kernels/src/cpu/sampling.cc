@@ -168,7 +168,10 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     int32_t last = -1;  // the walk's fallback when nothing crosses: the last kept token in order
     if (p.top_p < 1.0f) {
       const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);
-      const int32_t boundary = first_crossing(cand, w, before, [&](uint64_t c) { return static_cast<double>(c) >= thr; }, &before_sum);
+      // `c > 0` too: first_crossing needs a predicate false at 0, and top_p = 0 keeps the top token alone (the
+      // walk's "at least one"), which is the first token of positive weight.
+      const auto reached = [&](uint64_t c) { return c > 0 && static_cast<double>(c) >= thr; };
+      const int32_t boundary = first_crossing(cand, w, before, reached, &before_sum);
       if (boundary >= 0) {
         mass = before_sum + w[boundary];
         last = boundary;

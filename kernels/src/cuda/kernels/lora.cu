@@ -50,6 +50,9 @@ __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(LoraArgs a) {
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.0f;
   if (vec) {
+    // Unrolled so a warp has 4 A loads in flight, not 1: a decode step's shrink is a few blocks per token, and a
+    // loop that waits for each load ran 16 (in 4096) to 43 (in 11008) memory round trips in sequence.
+#pragma unroll 4
     for (int64_t c = lane * 8; c < a.in; c += 32 * 8) {
       float av[8];
       load8(arow + c, av);
@@ -91,11 +94,6 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;
   if (!live(a, ei)) return;  // block-uniform, before the barrier
   const int rank = a.rank[ei], nrows = w.r1 - w.r0;
-  for (int i = threadIdx.x; i < R * rank; i += kExpandThreads) {
-    const int r = i / rank, k = i % rank;
-    hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
-  }
-  __syncthreads();
   const T* B = static_cast<const T*>(a.b[ei]);
   const int out_len = a.out_len[slice], off = a.out_offset[slice];
   const float scale = a.scale[ei];
@@ -121,6 +119,18 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
 #pragma unroll
     for (int r = 0; r < R; ++r)
       yv[i][r] = has[i] && r < nrows ? to_f(y[r * a.y_stride + base + i * kExpandThreads]) : 0.0f;
+  // B's first 8 columns too: none of these loads needs h, so they are in flight while h is staged below.
+  detail::Pack8<T> first[kExpandPerThread];
+  if (vec) {
+#pragma unroll
+    for (int i = 0; i < kExpandPerThread; ++i)
+      if (has[i]) first[i] = detail::load_pack(brow[i]);
+  }
+  for (int i = threadIdx.x; i < R * rank; i += kExpandThreads) {
+    const int r = i / rank, k = i % rank;
+    hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
+  }
+  __syncthreads();
   float acc[kExpandPerThread][R];
 #pragma unroll
   for (int i = 0; i < kExpandPerThread; ++i)
@@ -131,7 +141,7 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
       detail::Pack8<T> bp[kExpandPerThread];
 #pragma unroll
       for (int i = 0; i < kExpandPerThread; ++i)
-        if (has[i]) bp[i] = detail::load_pack(brow[i] + k);
+        if (has[i]) bp[i] = k == 0 ? first[i] : detail::load_pack(brow[i] + k);
 #pragma unroll
       for (int i = 0; i < kExpandPerThread; ++i) {
         if (!has[i]) continue;

@@ -1,5 +1,7 @@
 #include "cuda/runtime/gemm.h"
 
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +14,23 @@ namespace {
 
 // Beyond this many shapes the cache starts over: prefill lengths vary, and descriptors are cheap to rebuild.
 constexpr size_t kMaxPlans = 1024;
+
+// Decode-sized GEMMs (M <= kTuneMaxRows rows) only stream the weights, and cuBLASLt's first heuristic choice for
+// them can leave most SMs idle (an N = 4096 output in 128-wide tiles is 32 CTAs on 132 SMs) or skip split-K. So for
+// those shapes the plan times the heuristic's first kTuneCandidates algorithms once, on the call's own operands,
+// and keeps the fastest. Larger M (prefill, compute-bound) keeps the first choice: its shapes vary per prompt and
+// the heuristic is good there. WEFT_GEMM_AUTOTUNE=0 turns tuning off (to measure what it gives).
+constexpr int kTuneCandidates = 8;
+constexpr int64_t kTuneMaxRows = 128;
+constexpr int kTuneRuns = 3;
+
+bool autotune_enabled() {
+  static const bool off = [] {
+    const char* v = std::getenv("WEFT_GEMM_AUTOTUNE");
+    return v != nullptr && std::string(v) == "0";
+  }();
+  return !off;
+}
 
 cudaDataType_t data_type(GemmType t) {
   switch (t) {
@@ -88,7 +107,8 @@ void GemmContext::destroy_plan(Plan& p) noexcept {
   p = Plan{};
 }
 
-GemmContext::Plan& GemmContext::plan_for(const Key& key, const void* bias) {
+GemmContext::Plan& GemmContext::plan_for(const Key& key, const Operands& op) {
+  const void* bias = op.bias;
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   if (plans_.size() >= kMaxPlans) {
@@ -121,14 +141,16 @@ GemmContext::Plan& GemmContext::plan_for(const Key& key, const void* bias) {
     lt_check(api_->pref_set(pref, lt::kPrefMinAlignmentC, &key.align_y, sizeof key.align_y), "set ALIGNMENT_C", what);
     lt_check(api_->pref_set(pref, lt::kPrefMinAlignmentD, &key.align_y, sizeof key.align_y), "set ALIGNMENT_D", what);
 
-    lt::HeuristicResult result{};
+    lt::HeuristicResult results[kTuneCandidates] = {};
     int found = 0;
-    lt_check(api_->heuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &found),
+    const int wanted = key.m <= kTuneMaxRows && autotune_enabled() ? kTuneCandidates : 1;
+    lt_check(api_->heuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, wanted, results, &found),
              "cublasLtMatmulAlgoGetHeuristic", what);
-    if (found < 1 || result.state != lt::kSuccess)
+    if (found < 1 || results[0].state != lt::kSuccess)
       throw std::runtime_error("cuBLASLt has no algorithm for " + what + " within a " +
                                std::to_string(workspace_bytes_) + "-byte workspace");
-    p.algo = result.algo;
+    p.algo = results[0].algo;
+    if (found > 1) p.algo = fastest(p, results, found, op);
     api_->pref_destroy(pref);
   } catch (...) {
     if (pref) api_->pref_destroy(pref);
@@ -136,6 +158,45 @@ GemmContext::Plan& GemmContext::plan_for(const Key& key, const void* bias) {
     throw;
   }
   return plans_.emplace(key, p).first->second;
+}
+
+lt::MatmulAlgo GemmContext::fastest(const Plan& p, const lt::HeuristicResult* results, int found, const Operands& op) {
+  // Never time inside a graph capture (nothing runs, and a synchronize would break the capture): the executor's
+  // eager warm-up run makes every decode plan before its graph is captured.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(op.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+    return results[0].algo;
+  hand_workspace_to(op.stream);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  WEFT_CUDA_CHECK(cudaEventCreate(&start));
+  if (cudaEventCreate(&stop) != cudaSuccess) {
+    cudaEventDestroy(start);
+    throw std::runtime_error("cudaEventCreate failed while timing GEMM algorithms");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  // y = x·Wᵀ (+bias) is the same result whichever algorithm writes it, so timing on the call's operands is safe.
+  const auto launch = [&](const lt::MatmulAlgo& algo) {
+    return api_->matmul(handle_, p.desc, &alpha, op.w, p.a, op.x, p.b, &beta, op.y, p.d, op.y, p.d, &algo, workspace_,
+                        workspace_bytes_, op.stream);
+  };
+  float best_ms = std::numeric_limits<float>::infinity();
+  int best = 0;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != lt::kSuccess || results[i].workspaceSize > workspace_bytes_) continue;
+    if (launch(results[i].algo) != lt::kSuccess) continue;  // warm-up; an algorithm that refuses is skipped
+    bool ok = cudaEventRecord(start, op.stream) == cudaSuccess;
+    for (int r = 0; r < kTuneRuns && ok; ++r) ok = launch(results[i].algo) == lt::kSuccess;
+    ok = ok && cudaEventRecord(stop, op.stream) == cudaSuccess && cudaEventSynchronize(stop) == cudaSuccess;
+    float ms = 0;
+    if (ok && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess && ms < best_ms) {
+      best_ms = ms;
+      best = i;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  WEFT_CUDA_CHECK(cudaGetLastError());  // a kernel fault while timing is the caller's error, not a silent choice
+  return results[best].algo;
 }
 
 void GemmContext::hand_workspace_to(cudaStream_t stream) {
@@ -161,7 +222,7 @@ void GemmContext::run(GemmType type, cudaStream_t stream, const void* x, const v
     throw std::runtime_error("GemmContext of device " + std::to_string(device_) + " used while device " +
                              std::to_string(current) + " is current");
   const Key key{type, m, n, k, bias != nullptr, alignment(x), alignment(w), alignment(y), bias ? alignment(bias) : 0u};
-  Plan& p = plan_for(key, bias);
+  Plan& p = plan_for(key, Operands{stream, x, w, y, bias});
   const std::string what = shape_text(type_name(type), m, n, k, bias != nullptr);
   if (bias) lt_check(api_->desc_set(p.desc, lt::kDescBiasPointer, &bias, sizeof bias), "set BIAS_POINTER", what);
   hand_workspace_to(stream);

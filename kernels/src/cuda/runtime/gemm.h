@@ -23,7 +23,8 @@ namespace weft::cuda {
 
 enum class GemmType { kF32, kF16, kBF16 };
 
-// A cuBLASLt handle, its workspace and the plans (descriptors + heuristic's algorithm) cached per shape, for the
+// A cuBLASLt handle, its workspace and the plans (descriptors + an algorithm: the heuristic's first, or for decode-sized
+// shapes the fastest of its first 8, timed once) cached per shape, for the
 // device current when it was made. Calls may come from any stream: the workspace is handed from one stream to the
 // next through an event, so work on two streams never shares it at the same time. Calls are serialized by a mutex.
 // Constructing one throws (with the reason) when there is no usable GPU or no cuBLASLt.
@@ -59,7 +60,14 @@ class GemmContext {
     lt::MatmulAlgo algo{};
   };
 
-  Plan& plan_for(const Key& key, const void* bias);
+  struct Operands {  // the call a plan is made for: decode-sized shapes are timed on it (gemm.cc, autotune)
+    cudaStream_t stream;
+    const void *x, *w;
+    void* y;
+    const void* bias;
+  };
+  Plan& plan_for(const Key& key, const Operands& op);
+  lt::MatmulAlgo fastest(const Plan& p, const lt::HeuristicResult* results, int found, const Operands& op);
   void destroy_plan(Plan& p) noexcept;
   void hand_workspace_to(cudaStream_t stream);
 
