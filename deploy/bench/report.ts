@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import type { BenchScenario } from '../config/index.js';
+import { cudaInfo } from '../../kernels/cuda.js';
 
 export interface Column<R> {
   header: string;
@@ -32,11 +33,22 @@ export interface DeviceInfo {
   description: string;
   cpuCores: number;
   memoryBytes: number;
+  host?: string;  // the CPU, where description names a GPU
 }
 
+/**
+ * The machine a report was measured on. With `--device cuda` the description names the GPU (what the figures are
+ * about: "NVIDIA H100 80GB HBM3, 79.6 GiB, cc 9.0, 132 SMs"); the host's CPU stays in `host`.
+ */
 export function hostDevice(backend: string): DeviceInfo {
   const c = cpus();
-  return { backend, description: `${c.length}-core ${c[0]?.model.trim() ?? 'CPU'}`, cpuCores: c.length, memoryBytes: totalmem() };
+  const host = `${c.length}-core ${c[0]?.model.trim() ?? 'CPU'}`;
+  const base = { backend, description: host, cpuCores: c.length, memoryBytes: totalmem() };
+  if (backend !== 'cuda') return base;
+  const gpu = cudaInfo().devices[0];
+  if (!gpu) return base;
+  const gib = (gpu.totalMemory / 2 ** 30).toFixed(1);
+  return { ...base, description: `${gpu.name}, ${gib} GiB, cc ${gpu.computeCapability}, ${gpu.multiProcessors} SMs`, host };
 }
 
 export interface Report<R> {
