@@ -31,10 +31,31 @@ template <bool kSegments> __device__ Work find_work(const LoraArgs& a) {
 using sgmv::live;
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// Programmatic dependent launch (sm_90+) between a decode step's BGMV shrink and its expand: the shrink lets the
+// expand's blocks start at once, and the expand loads what the shrink does not write (its B rows and the y
+// values the base GEMM wrote before the shrink ran) before it waits for the shrink's h. Each kernel is a few µs,
+// most of it memory round trips in sequence, so overlapping one of them is worth having. No-ops before sm_90,
+// and when the kernel was launched the ordinary way (WEFT_PDL=0, or the SGMV path).
+__device__ __forceinline__ void allow_dependents_to_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_prerequisite_grids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+bool pdl_enabled() {
+  static const bool v = !detail::env_equals("WEFT_PDL", "0") && detail::device_major() >= 9;
+  return v;
+}
+
 // Block = (8 ranks, row tile, slice); warp = one rank k, lanes stride over `in`, dot with every row of the tile.
 template <class T, bool kSegments>
 __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(LoraArgs a) {
   constexpr int R = kSegments ? kTileRows : 1;
+  if constexpr (!kSegments) allow_dependents_to_start();
   const Work w = find_work<kSegments>(a);
   if (w.r1 <= w.r0) return;
   const int slice = blockIdx.z;
@@ -126,6 +147,7 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
     for (int i = 0; i < kExpandPerThread; ++i)
       if (has[i]) first[i] = detail::load_pack(brow[i]);
   }
+  wait_for_prerequisite_grids();  // h is the shrink's output (the only one; see allow_dependents_to_start)
   for (int i = threadIdx.x; i < R * rank; i += kExpandThreads) {
     const int r = i / rank, k = i % rank;
     hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
@@ -229,7 +251,17 @@ cudaError_t launch(const LoraArgs& a, cudaStream_t stream) {
       constexpr int kPerBlock = kExpandThreads * kExpandPerThread;
       const dim3 grid((a.max_out_len + kPerBlock - 1) / kPerBlock, static_cast<unsigned>(tiles), a.num_slices);
       const size_t smem = sizeof(float) * (kSegments ? kTileRows : 1) * a.max_rank;
-      expand_kernel<T, kSegments><<<grid, kExpandThreads, smem, stream>>>(a);
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = grid;
+      cfg.blockDim = dim3(kExpandThreads);
+      cfg.dynamicSmemBytes = smem;
+      cfg.stream = stream;
+      cudaLaunchAttribute pdl[1] = {};
+      pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      pdl[0].val.programmaticStreamSerializationAllowed = 1;
+      cfg.attrs = pdl;
+      cfg.numAttrs = !kSegments && pdl_enabled() ? 1 : 0;  // BGMV: right after its shrink (cuda_forward.cc)
+      return cudaLaunchKernelEx(&cfg, expand_kernel<T, kSegments>, a);
     }
     return cudaGetLastError();
   });
