@@ -363,7 +363,7 @@ test('NaN logits never crash the sort: greedy and sampled draws pick a number, N
   assert.ok(all.token >= 0 && all.token < 8, 'an all-NaN row still yields a token id');
 });
 
-test('sampling without top-k draws by selection: always the token of the sorted walk (top_k = vocab takes that walk)', () => {
+test('sampling without top-k draws by selection: always the token of the sorted walk (top_k = vocab takes that walk), typical-p included', () => {
   let seed = 11;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   let compared = 0;
@@ -375,12 +375,12 @@ test('sampling without top-k draws by selection: always the token of the sorted 
         return r < 0.03 ? -Infinity : Math.round((rand() * 2 - 1) * (round % 3 === 0 ? 60 : 8) * 4) / 4;
       });
       for (const topP of [1, 0.95, 0.6, 0.05, 0]) {  // 0: only the top token (the walk keeps at least one)
-        for (const temperature of [0.5, 1, 1.7]) {
+        for (const [temperature, typicalP] of [[0.5, 1], [1, 1], [1.7, 1], [1, 0.9], [0.5, 0.4], [1.7, 0.2]] as const) {
           for (let draw = 0; draw < 6; draw++) {
-            const o = { doSample: true, temperature, topP, seed: 1000 + round, drawIndex: draw };
+            const o = { doSample: true, temperature, topP, typicalP, seed: 1000 + round, drawIndex: draw };
             const fast = sample(logits, { ...o, topK: 0 }, NO_PENALTY, 3);
             const sorted = sample(logits, { ...o, topK: V }, NO_PENALTY, 3);
-            assert.equal(fast.token, sorted.token, `V ${V} round ${round} top_p ${topP} T ${temperature} draw ${draw}`);
+            assert.equal(fast.token, sorted.token, `V ${V} round ${round} top_p ${topP} T ${temperature} typical_p ${typicalP} draw ${draw}`);
             assert.equal(fast.logprob, sorted.logprob);
             assert.deepEqual(fast.top, sorted.top);
             compared++;
@@ -389,5 +389,5 @@ test('sampling without top-k draws by selection: always the token of the sorted 
       }
     }
   }
-  assert.equal(compared, 3 * 12 * 5 * 3 * 6);
+  assert.equal(compared, 3 * 12 * 5 * 6 * 6);
 });

@@ -54,6 +54,20 @@ int32_t first_crossing(std::vector<int32_t>& cand, const std::vector<uint64_t>& 
   return -1;
 }
 
+// Typical decoding's measure for every kept token t (w_by_id[t] > 0, all others ignored): |(-log p_t) - H| with
+// p_t = w_t / kept_total over the kept set and H its entropy, summed in token-id order — so the sorted walk and
+// the selection, which hold the kept set in different orders, compute the same bits.
+std::vector<double> typical_deviation(const std::vector<uint64_t>& w_by_id, uint64_t kept_total) {
+  const double total = static_cast<double>(kept_total);
+  double entropy = 0;
+  for (const uint64_t w : w_by_id)
+    if (w > 0) entropy -= static_cast<double>(w) / total * std::log(static_cast<double>(w) / total);
+  std::vector<double> dev(w_by_id.size(), INFINITY);
+  for (size_t t = 0; t < w_by_id.size(); ++t)
+    if (w_by_id[t] > 0) dev[t] = std::fabs(-std::log(static_cast<double>(w_by_id[t]) / total) - entropy);
+  return dev;
+}
+
 }  // namespace
 
 float log_softmax_at(const float* logits, int64_t vocab, int32_t token) {
@@ -132,8 +146,8 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     return nx == ny ? a < b : ny;
   };
   const int64_t n_top = std::min<int64_t>(std::max<int32_t>(top_n, 0), vocab);
-  // Sampling with neither top-k nor typical-p draws by selection (draw_by_selection) and sorts only the top list.
-  const bool select = sampling && p.top_k <= 0 && p.typical_p >= 1.0f && mx > -INFINITY;
+  // Sampling without top-k draws by selection (the `select` block below) and sorts only the top list.
+  const bool select = sampling && p.top_k <= 0 && mx > -INFINITY;
   int64_t prefix = n_top;
   if (sampling && !select) prefix = std::max<int64_t>(prefix, p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab);
   std::vector<int32_t> order(static_cast<size_t>(vocab));
@@ -184,8 +198,34 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
       for (int32_t i = 1; i < vocab; ++i)
         if (before(last, i)) last = i;
     }
+    // Typical-p over the kept set: the walk's order becomes closeness to the entropy (ties in the order above),
+    // and the kept set its smallest prefix reaching typical_p of the mass — the first crossing again.
+    const bool typical = p.typical_p < 1.0f;
+    std::vector<double> dev;
+    if (typical) {
+      std::vector<uint64_t> kept_w(static_cast<size_t>(vocab), 0);
+      for (const int32_t t : cand) kept_w[t] = w[t];
+      dev = typical_deviation(kept_w, mass);
+    }
+    const auto walk_before = [&](int32_t a, int32_t b) {
+      if (!typical) return before(a, b);
+      return dev[a] < dev[b] || (dev[a] == dev[b] && before(a, b));
+    };
+    if (typical) {
+      const double thr = static_cast<double>(p.typical_p) * static_cast<double>(mass);
+      const auto reached = [&](uint64_t c) { return c > 0 && static_cast<double>(c) >= thr; };
+      const int32_t boundary = first_crossing(cand, w, walk_before, reached, &before_sum);
+      if (boundary >= 0) {
+        mass = before_sum + w[boundary];
+        last = boundary;
+        cand.erase(std::remove_if(cand.begin(), cand.end(),
+                                  [&](int32_t t) { return t != boundary && !walk_before(t, boundary); }),
+                   cand.end());
+      }
+    }
     const double u = uniform01(p.seed, p.draw_index) * static_cast<double>(mass);
-    const int32_t pick = first_crossing(cand, w, before, [&](uint64_t c) { return static_cast<double>(c) > u; }, &before_sum);
+    const int32_t pick =
+        first_crossing(cand, w, walk_before, [&](uint64_t c) { return static_cast<double>(c) > u; }, &before_sum);
     res.token = pick >= 0 ? pick : last;
     res.logprob = logp(res.token);
     return res;
@@ -211,28 +251,28 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     keep = k;
   }
   if (p.typical_p < 1.0f) {
-    // Typical decoding: rank by |(-log p) - entropy|, keep the smallest set reaching typical_p mass.
-    // Entropy and surprisal over the tokens that survived top-k/top-p, renormalised (as transformers does).
-    // CPU only: the CUDA executor hands rows that ask for it to this function.
+    // Typical decoding (transformers' TypicalLogitsWarper over the tokens that survived top-k/top-p, renormalised):
+    // rank by |(-log p) - entropy|, keep the smallest set reaching typical_p of the mass, counted in the exact
+    // fixed-point weights like top-p. Here with top-k; without it the `select` block does the same by selection.
     uint64_t kept_total = 0;
-    for (size_t i = 0; i < keep; ++i) kept_total += w[i];
-    std::vector<double> prob(keep);
-    for (size_t i = 0; i < keep; ++i) prob[i] = static_cast<double>(w[i]) / static_cast<double>(kept_total);
-    double entropy = 0;
-    for (size_t i = 0; i < keep; ++i) entropy -= prob[i] > 0 ? prob[i] * std::log(prob[i]) : 0;
+    std::vector<uint64_t> w_by_id(static_cast<size_t>(vocab), 0);
+    for (size_t i = 0; i < keep; ++i) {
+      kept_total += w[i];
+      w_by_id[order[i]] = w[i];
+    }
+    const std::vector<double> dev = typical_deviation(w_by_id, kept_total);
     std::vector<size_t> idx(keep);
     std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
-      return std::fabs(-std::log(prob[a]) - entropy) < std::fabs(-std::log(prob[b]) - entropy);
-    });
-    double cum = 0;
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return dev[order[a]] < dev[order[b]]; });
+    const double thr = static_cast<double>(p.typical_p) * static_cast<double>(kept_total);
+    uint64_t cum = 0;
     std::vector<int32_t> kept_tokens;
     std::vector<uint64_t> kept_w;
     for (size_t i = 0; i < keep; ++i) {
       kept_tokens.push_back(order[idx[i]]);
       kept_w.push_back(w[idx[i]]);
-      cum += prob[idx[i]];
-      if (cum >= p.typical_p) break;
+      cum += w[idx[i]];
+      if (cum > 0 && static_cast<double>(cum) >= thr) break;
     }
     for (size_t i = 0; i < kept_tokens.size(); ++i) order[i] = kept_tokens[i];
     w = kept_w;
