@@ -9,9 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 import { JSON_SP, jsonSchemaRegex } from '../constraints/json-schema.js';
 import { validationError } from './errors.js';
-import { isJsonObject } from './validate.js';
+import { isJsonObject, type Json } from './json.js';
 
-type Json = Record<string, unknown>;
 
 export interface ToolFunction {
   name: string;

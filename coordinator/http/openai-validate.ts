@@ -28,6 +28,7 @@
 import type { SamplingParams } from '../../protocol/index.js';
 import type { AdapterSource } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
+import { isJsonObject, type Json } from './json.js';
 import {
   ADAPTER_SOURCES,
   additivePenalty,
@@ -36,7 +37,6 @@ import {
   MAX_STOP_SEQUENCES,
   MAX_TOP_N_TOKENS,
   asObject,
-  isJsonObject,
   bearerToken,
   bool,
   int,
@@ -102,7 +102,6 @@ export interface ValidChat extends ValidOpenAi {
   tools: ToolUse | undefined;
 }
 
-type Json = Record<string, unknown>;
 
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',

@@ -7,10 +7,9 @@
 // json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
 import { ConstraintError } from '../../protocol/index.js';
 import { validationError } from './errors.js';
-import { isJsonObject } from './validate.js';
+import { isJsonObject, type Json } from './json.js';
 import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
 
-type Json = Record<string, unknown>;
 
 const invalid = validationError;
 

@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { SamplingParams } from '../../protocol/index.js';
 import type { AdapterRef, AdapterSource, GenerateRequest, MergeSpec, MergeStrategy } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
+import { isJsonObject, type Json } from './json.js';
 import { tgiConstraint } from './structured-output.js';
 
 /** TGI's default `--max-stop-sequences`. */
@@ -56,7 +57,6 @@ export interface ValidGenerate {
   stream: boolean;
 }
 
-type Json = Record<string, unknown>;
 
 const TOP_LEVEL_KEYS = new Set(['inputs', 'parameters', 'stream']);
 const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
@@ -323,8 +323,6 @@ export function optional<T>(obj: Json, key: string, check: Check<T>): T | undefi
   const v = obj[key];
   return v === undefined || v === null ? undefined : check(v, key);
 }
-
-export const isJsonObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function asObject(v: unknown, what: string): Json {
   if (!isJsonObject(v)) throw validationError(`${what} must be a JSON object`);
