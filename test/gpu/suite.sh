@@ -8,6 +8,8 @@
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
 #                                     prefix caching on, then off (`cached prompt %`: how much was reused)    (~8 min)
+#   bash test/gpu/suite.sh profile    Nsight Compute over ~2 decode steps of batch 32 (base, then 32 adapters):
+#                                     per-kernel time, most first ($OUT/profile-<adapters>.txt)         (~3 min)
 #   bash test/gpu/suite.sh golden     transformers + PEFT there: recheck the committed golden fixtures and make
 #                                     the extension cases (test/fixtures/golden/GENERATE.md), packed as one
 #                                     tarball $OUT/golden-new.tar.gz to unpack and commit here             (~5 min)
@@ -81,6 +83,18 @@ case "$part" in
       tail -4 "$OUT/serve-prefix-$pc.log"
     done
     ;;
+  profile)
+    # ncu replays each profiled kernel, so only a window is profiled: past the weight conversion kernels of the
+    # load (excluded by name) and the prefill of the admitted batch (the first 5,000 others), 1,200 launches —
+    # about two decode steps of Llama-2-7B. Its caches are flushed per kernel: small kernels read high.
+    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+    for a in 0 32; do
+      step profile-$a 300 "$NCU" --target-processes all --kernel-name 'regex:^(?!.*convert_kernel)' \
+        --launch-skip 5000 --launch-count 1200 --metrics gpu__time_duration.sum --csv --page raw \
+        "${B[@]}" --scenario decode --batch 32 --adapters $a --context 512
+      node dist/deploy/bench/kernel-profile.js "$OUT/profile-$a.log" > "$OUT/profile-$a.txt" && head -20 "$OUT/profile-$a.txt"
+    done
+    ;;
   golden)
     export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
     G=test/fixtures/golden
@@ -93,7 +107,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|serve-prefix|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|serve-prefix|profile|golden" >&2
     exit 2
     ;;
 esac
