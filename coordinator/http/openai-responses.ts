@@ -7,7 +7,7 @@ import { StreamingDetokenizer } from '../tokenizer/index.js';
 import { errorBody, type HttpError } from './errors.js';
 import type { ToolCall } from './openai-tools.js';
 
-export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls';
+export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'function_call';
 
 export interface UsageJson {
   prompt_tokens: number;
@@ -72,7 +72,11 @@ export function completionChoice(index: number, text: string, logprobs: Completi
 }
 
 export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason,
-  calls?: ToolCall[] | null) {
+  calls?: ToolCall[] | null, legacy = false) {
+  if (calls && legacy) {  // the legacy `functions` form: one call, as `function_call`
+    return { index, message: { role: 'assistant' as const, content: null, function_call: { name: calls[0]!.name, arguments: calls[0]!.arguments } },
+      logprobs, finish_reason: 'function_call' as const };
+  }
   if (calls) {
     return { index, message: { role: 'assistant' as const, content: null, tool_calls: calls.map(toolCallJson) }, logprobs,
       finish_reason: 'tool_calls' as const };
@@ -112,7 +116,7 @@ export function completionChunk(
 }
 
 export type ChatDelta = { role: 'assistant'; content: string } | { content: string } | Record<string, never>
-  | { tool_calls: (ReturnType<typeof toolCallJson> & { index: number })[] };
+  | { tool_calls: (ReturnType<typeof toolCallJson> & { index: number })[] } | { function_call: { name: string; arguments: string } };
 
 export function chatChunk(
   head: ResponseHead,

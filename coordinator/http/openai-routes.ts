@@ -139,7 +139,8 @@ async function whole(runs: Run[]): Promise<object> {
   const { head, kind } = runs[0]!;
   const usage = usageOf(results.map((r, index) => ({ ...r, index })), runs[0]!.valid.n);
   if (kind === 'chat') {
-    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls)), usage);
+    const legacy = runs[0]!.tools?.legacy ?? false;
+    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls, legacy)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
 }
@@ -246,7 +247,8 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const trimmer = new StopTrimmer(valid.stop);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
-  // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls at the end.
+  // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls (legacy
+  // functions: function_call) at the end.
   let held: string | null = null;
   let started = false;
   let promptTokens = 0;
@@ -289,6 +291,13 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         const rest = scoreOnly ? '' : trimmer.finish(ev.generatedText);
         if (held !== null) {
           const calls = ev.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
+          if (calls && run.tools!.legacy) {  // one call (legacy requests never allow several)
+            const { name, arguments: args } = calls[0]!;
+            yield { frame: sseFrame(chatChunk(head, { function_call: { name, arguments: args } }, null, null, valid.includeUsage, index)) };
+            yield { frame: sseFrame(chatChunk(head, {}, null, 'function_call', valid.includeUsage, index)) };
+            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
+            return;
+          }
           if (calls) {
             const deltas = calls.map((c, i) => ({ index: i, ...toolCallJson(c) }));
             yield { frame: sseFrame(chatChunk(head, { tool_calls: deltas }, null, null, valid.includeUsage, index)) };

@@ -5,6 +5,9 @@
 // model decides with its first token. An answer that is a call comes back as `tool_calls` (finish_reason
 // "tool_calls"). In the history, an assistant message's tool_calls are shown to the model in the same call
 // format and a `tool` message as a user message carrying the result, so any chat template renders them.
+// The legacy form — `functions` + `function_call`, assistant `function_call` and `function` messages in the
+// history — is the same machinery with one call per answer, returned as `function_call` (finish_reason
+// "function_call"), as OpenAI's API still accepts it and older clients send it.
 import { randomBytes } from 'node:crypto';
 import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 import { JSON_SP, jsonSchemaRegex } from '../constraints/json-schema.js';
@@ -24,6 +27,8 @@ export interface ToolUse {
   choice: 'auto' | 'required' | { name: string };
   /** Several calls in one answer (a JSON array of calls); OpenAI's default. */
   parallel: boolean;
+  /** Asked for with the legacy `functions`: the answer is one `function_call`, not `tool_calls`. */
+  legacy: boolean;
 }
 
 export interface ToolCall {
@@ -37,10 +42,21 @@ export interface ToolCall {
 export const MAX_TOOLS = 128;
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** `tools` + `tool_choice` (+ `parallel_tool_calls`); undefined when no tool may be called. */
+/** `tools` + `tool_choice` (+ `parallel_tool_calls`), or the legacy `functions` + `function_call`; undefined when
+ * no function may be called. */
 export function toolUseOf(top: Json): ToolUse | undefined {
   if (top.parallel_tool_calls !== undefined && top.parallel_tool_calls !== null && typeof top.parallel_tool_calls !== 'boolean') {
     throw validationError('`parallel_tool_calls` must be a boolean');
+  }
+  // `functions: []` with `function_call` "none"/"auto" (what some clients always send) asks for nothing.
+  const fc = top.function_call;
+  const legacy = (top.functions !== undefined && top.functions !== null && !(Array.isArray(top.functions) && top.functions.length === 0)) ||
+    (fc !== undefined && fc !== null && fc !== 'none' && fc !== 'auto');
+  if (legacy) {
+    for (const key of ['tools', 'tool_choice', 'parallel_tool_calls']) {
+      if (top[key] !== undefined && top[key] !== null) throw validationError(`use either \`${key}\` or the legacy \`functions\` / \`function_call\`, not both`);
+    }
+    return legacyFunctionUseOf(top);
   }
   const raw = top.tools ?? [];
   if (!Array.isArray(raw)) throw validationError('`tools` must be an array');
@@ -50,20 +66,44 @@ export function toolUseOf(top: Json): ToolUse | undefined {
   if (names.size !== tools.length) throw validationError('`tools` function names must be distinct');
   const choice = choiceOf(top.tool_choice ?? undefined, names);
   if (choice === 'none' || tools.length === 0) return undefined;
-  return { tools, choice, parallel: top.parallel_tool_calls !== false };
+  return { tools, choice, parallel: top.parallel_tool_calls !== false, legacy: false };
+}
+
+/** `functions: [{name, description?, parameters?}]` + `function_call: "none" | "auto" | {"name"}`. */
+function legacyFunctionUseOf(top: Json): ToolUse | undefined {
+  const raw = top.functions ?? [];
+  if (!Array.isArray(raw)) throw validationError('`functions` must be an array');
+  if (raw.length > MAX_TOOLS) throw validationError(`\`functions\` has ${raw.length} entries; at most ${MAX_TOOLS}`);
+  const tools = raw.map((f, i) => functionOf(f, `functions[${i}]`));
+  const names = new Set(tools.map((t) => t.name));
+  if (names.size !== tools.length) throw validationError('`functions` names must be distinct');
+  const v = top.function_call ?? undefined;
+  let choice: ToolUse['choice'] | 'none';
+  if (v === undefined || v === 'auto') choice = 'auto';
+  else if (v === 'none') choice = 'none';
+  else if (isJsonObject(v) && typeof v.name === 'string' && Object.keys(v).length === 1) {
+    if (!names.has(v.name)) throw validationError(`\`function_call\` names function '${v.name.slice(0, 64)}', which is not in \`functions\``);
+    choice = { name: v.name };
+  } else throw validationError('`function_call` must be "none", "auto" or {"name": <one of `functions`>}');
+  if (choice === 'none' || tools.length === 0) return undefined;
+  return { tools, choice, parallel: false, legacy: true };
 }
 
 function toolOf(v: unknown, at: string): ToolFunction {
   if (!isJsonObject(v) || v.type !== 'function' || !isJsonObject(v.function)) {
     throw validationError(`\`${at}\` must be {"type": "function", "function": {"name", "description"?, "parameters"?}}`);
   }
-  const f = v.function;
-  if (typeof f.name !== 'string' || !NAME.test(f.name)) throw validationError(`\`${at}.function.name\` must be 1-64 letters, digits, _ or -`);
+  return functionOf(v.function, `${at}.function`);
+}
+
+function functionOf(f: unknown, at: string): ToolFunction {
+  if (!isJsonObject(f)) throw validationError(`\`${at}\` must be {"name", "description"?, "parameters"?}`);
+  if (typeof f.name !== 'string' || !NAME.test(f.name)) throw validationError(`\`${at}.name\` must be 1-64 letters, digits, _ or -`);
   if (f.description !== undefined && f.description !== null && typeof f.description !== 'string') {
-    throw validationError(`\`${at}.function.description\` must be a string`);
+    throw validationError(`\`${at}.description\` must be a string`);
   }
   if (f.parameters !== undefined && f.parameters !== null && !isJsonObject(f.parameters)) {
-    throw validationError(`\`${at}.function.parameters\` must be a JSON schema object`);
+    throw validationError(`\`${at}.parameters\` must be a JSON schema object`);
   }
   return { name: f.name, description: (f.description as string | undefined) ?? undefined, parameters: (f.parameters as Json | undefined) ?? undefined };
 }
@@ -163,9 +203,25 @@ export function toolCallsText(v: unknown, at: string): { text: string; ids: Map<
   return { text, ids };
 }
 
-/** A `tool` message as the user message that carries the result to the model. */
-export function toolResultText(content: string, toolCallId: string | undefined, names: ReadonlyMap<string, string>): string {
-  const name = toolCallId !== undefined ? names.get(toolCallId) : undefined;
+/** A legacy assistant `function_call` {name, arguments}, shown to the model in the call format. */
+export function functionCallText(v: unknown, at: string): string {
+  if (!isJsonObject(v) || typeof v.name !== 'string' || typeof v.arguments !== 'string') {
+    throw validationError(`\`${at}\` must be {"name", "arguments"}`);
+  }
+  let args: unknown;
+  try {
+    args = JSON.parse(v.arguments);
+  } catch {
+    throw validationError(`\`${at}.arguments\` must be JSON text`);
+  }
+  return JSON.stringify({ name: v.name, arguments: args });
+}
+
+/** A `tool` message (or a legacy `function` message, which names its function) as the user message that carries
+ * the result to the model. */
+export function toolResultText(content: string, toolCallId: string | undefined, names: ReadonlyMap<string, string>,
+  functionName?: string): string {
+  const name = functionName ?? (toolCallId !== undefined ? names.get(toolCallId) : undefined);
   return `Result of ${name !== undefined ? `function ${name}` : 'the function call'}${toolCallId ? ` (${toolCallId})` : ''}:\n${content}`;
 }
 

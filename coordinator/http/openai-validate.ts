@@ -6,8 +6,8 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, suffix '', functions [] and function_call 'none'|'auto' (the
-//    legacy form of tools), store false, metadata {}, service_tier 'auto'|'default', modalities ['text'].
+//    with "not supported yet" otherwise: best_of 1, suffix '', store false, metadata {}, service_tier
+//    'auto'|'default', modalities ['text'].
 //  - response_format (both routes): text, json_object (any JSON object) or json_schema — structured output,
 //    the generated text is constrained to match (structured-output.ts).
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
@@ -22,7 +22,8 @@
 //  - Identifiers for the caller's own bookkeeping are checked as strings and ignored: user,
 //    prompt_cache_key, safety_identifier; stream_options.include_obfuscation too (a side-channel pad).
 //  - tools / tool_choice: function calling through structured output (openai-tools.ts); `tool` messages and
-//    assistant `tool_calls` in the history are rendered as text every chat template takes.
+//    assistant `tool_calls` in the history are rendered as text every chat template takes. The legacy
+//    functions / function_call (and `function` messages, assistant `function_call`) work the same way.
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
 //    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
 import type { SamplingParams } from '../../protocol/index.js';
@@ -47,7 +48,7 @@ import {
   type ValidationLimits,
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
-import { toolCallsText, toolConstraint, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
+import { functionCallText, toolCallsText, toolConstraint, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -123,8 +124,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
-  functions: isEmptyArray,
-  function_call: (v) => v === 'none' || v === 'auto',
   store: (v) => v === false,
   metadata: isEmptyObject,
   service_tier: (v) => v === 'auto' || v === 'default',
@@ -136,7 +135,7 @@ const ROLES: Readonly<Record<string, ChatMessage['role']>> = {
 };
 const MESSAGE_KEYS = new Set(['role', 'content', 'name']);
 /** Keys of an assistant message echoed back from a response object; accepted when null (or empty). */
-const MESSAGE_NULL_KEYS = new Set(['refusal', 'function_call', 'audio', 'annotations']);
+const MESSAGE_NULL_KEYS = new Set(['refusal', 'audio', 'annotations']);
 
 export function validateCompletionBody(
   body: unknown,
@@ -331,31 +330,41 @@ function messagesOf(top: Json): ChatMessage[] {
 function messageOf(v: unknown, at: string, callNames: Map<string, string>): ChatMessage {
   const m = asObject(v, `\`${at}\``);
   for (const key of Object.keys(m)) {
-    if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id') continue;
+    if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id' || key === 'function_call') continue;
     if (MESSAGE_NULL_KEYS.has(key) && (m[key] === null || isEmptyArray(m[key]))) continue;
     if (MESSAGE_NULL_KEYS.has(key)) throw notSupported(`${at}.${key}`);
     throw validationError(`unknown field \`${at}.${key.slice(0, 64)}\``);
   }
-  if (m.name !== undefined && m.name !== null) str(m.name, `${at}.name`);
+  const name = m.name === undefined || m.name === null ? undefined : str(m.name, `${at}.name`);
   const roleName = m.role === undefined || m.role === null ? undefined : str(m.role, `${at}.role`);
   if (roleName === undefined) throw validationError(`missing field \`${at}.role\``);
   const calls = m.tool_calls === undefined || m.tool_calls === null || isEmptyArray(m.tool_calls) ? undefined : m.tool_calls;
   if (calls !== undefined && roleName !== 'assistant') throw validationError(`\`${at}.tool_calls\` is only for assistant messages`);
+  const legacyCall = m.function_call === undefined || m.function_call === null ? undefined : m.function_call;
+  if (legacyCall !== undefined && roleName !== 'assistant') throw validationError(`\`${at}.function_call\` is only for assistant messages`);
+  if (legacyCall !== undefined && calls !== undefined) throw validationError(`\`${at}\` has both \`tool_calls\` and \`function_call\`; send one`);
   const callId = m.tool_call_id === undefined || m.tool_call_id === null ? undefined : str(m.tool_call_id, `${at}.tool_call_id`);
   if (roleName === 'tool') {
     return { role: 'user', content: toolResultText(contentOf(m.content, `${at}.content`), callId, callNames) };
   }
+  if (roleName === 'function') {  // legacy: the result of a function_call, named by `name`
+    if (name === undefined) throw validationError(`missing field \`${at}.name\` (the function whose result this is)`);
+    return { role: 'user', content: toolResultText(contentOf(m.content, `${at}.content`), undefined, callNames, name) };
+  }
   if (callId !== undefined) throw validationError(`\`${at}.tool_call_id\` is only for tool messages`);
   const role = ROLES[roleName];
-  if (role === undefined) {
-    if (roleName === 'function') throw validationError(`\`${at}.role\` function is not supported (use tools and the tool role)`);
-    throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer)`);
-  }
+  if (role === undefined) throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer, function)`);
+  const said = () => (m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`));
   if (calls !== undefined) {
     const { text, ids } = toolCallsText(calls, `${at}.tool_calls`);
-    for (const [id, name] of ids) callNames.set(id, name);
-    const said = m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`);
-    return { role, content: said === '' ? text : `${said}\n${text}` };
+    for (const [id, fn] of ids) callNames.set(id, fn);
+    const before = said();
+    return { role, content: before === '' ? text : `${before}\n${text}` };
+  }
+  if (legacyCall !== undefined) {
+    const text = functionCallText(legacyCall, `${at}.function_call`);
+    const before = said();
+    return { role, content: before === '' ? text : `${before}\n${text}` };
   }
   return { role, content: contentOf(m.content, `${at}.content`) };
 }

@@ -153,6 +153,45 @@ describe('structured output (demo model)', () => {
     }
   });
 
+  test('legacy functions: function_call {name} answers as one function_call, the same call as the equivalent tools request', async () => {
+    const user = { role: 'user', content: 'Weather in Paris?' };
+    let compared = 0;
+    for (const seed of [1, 2, 3]) {
+      const legacyBody = { messages: [user], max_tokens: 120, seed, functions: [WEATHER.function, CLOCK.function],
+        function_call: { name: 'get_weather' } };
+      const whole = await post(s, '/v1/chat/completions', legacyBody);
+      assert.equal(whole.status, 200, whole.text);
+      const c = JSON.parse(whole.text).choices[0];
+      if (c.finish_reason === 'length') continue;
+      assert.equal(c.finish_reason, 'function_call', whole.text);
+      assert.equal(c.message.content, null);
+      assert.equal(c.message.tool_calls, undefined);
+      assert.equal(c.message.function_call.name, 'get_weather');
+      const args = JSON.parse(c.message.function_call.arguments);
+      assert.ok(typeof args.city === 'string' && args.city.length <= 16 && ['c', 'f'].includes(args.unit), c.message.function_call.arguments);
+      // The same prompt and constraint as tools + a named tool_choice without parallel calls: the same call.
+      const asTools = await post(s, '/v1/chat/completions', { messages: [user], max_tokens: 120, seed, tools: [WEATHER, CLOCK],
+        tool_choice: { type: 'function', function: { name: 'get_weather' } }, parallel_tool_calls: false });
+      const t = JSON.parse(asTools.text).choices[0];
+      assert.equal(t.finish_reason, 'tool_calls', asTools.text);
+      assert.equal(t.message.tool_calls[0].function.arguments, c.message.function_call.arguments);
+      const streamed = await post(s, '/v1/chat/completions', { ...legacyBody, stream: true });
+      const chunks = streamed.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+      assert.deepEqual(chunks.flatMap((ch) => ch.choices[0].delta.function_call ?? []), [c.message.function_call]);
+      assert.equal(chunks.at(-1).choices[0].finish_reason, 'function_call');
+      compared++;
+    }
+    assert.ok(compared >= 1, 'at least one seed finished its call within max_tokens');
+    // A legacy history: the assistant's function_call and the function's result, then another call.
+    const history = [user, { role: 'assistant', content: null, function_call: { name: 'now', arguments: '{}' } },
+      { role: 'function', name: 'now', content: '12:00' }];
+    const next = await post(s, '/v1/chat/completions', { messages: history, max_tokens: 120, seed: 5, functions: [WEATHER.function],
+      function_call: { name: 'get_weather' } });
+    assert.equal(next.status, 200, next.text);
+    const n = JSON.parse(next.text).choices[0];
+    assert.ok(n.finish_reason === 'length' || n.message.function_call.name === 'get_weather', next.text);
+  });
+
   test('tools: auto answers in text or with a call; a history with calls and tool results is rendered', async () => {
     const history = [{ role: 'user', content: 'What time is it?' },
       { role: 'assistant', content: null, tool_calls: [{ id: 'call_7', type: 'function', function: { name: 'now', arguments: '{}' } }] },

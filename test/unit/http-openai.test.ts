@@ -275,6 +275,7 @@ describe('model → adapter, parameters → engine request', () => {
     const res = await post(s.app, '/v1/chat/completions', {
       messages: USER_HI, max_tokens: 1, n: 1, presence_penalty: 0, frequency_penalty: 0, logit_bias: {}, user: 'u-1',
       tools: [], tool_choice: 'none', parallel_tool_calls: true, response_format: { type: 'text' }, store: false,
+      functions: [], function_call: 'none',
       metadata: {}, service_tier: 'auto', modalities: ['text'], stream: false, stream_options: null, seed: null,
     });
     assert.equal(res.statusCode, 200, res.body);
@@ -313,6 +314,32 @@ describe('model → adapter, parameters → engine request', () => {
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'none', messages: USER_HI });
     assert.equal(last().constraint, undefined);
     assert.doesNotMatch(last().inputs, /You can call/);
+  });
+
+  test('legacy functions / function_call: the same constraint as one tool without parallel calls; function messages rendered', async () => {
+    const fn = { name: 'now', description: 'The time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } };
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, messages: USER_HI, tool_choice: 'required', parallel_tool_calls: false,
+      tools: [{ type: 'function', function: fn }] });
+    const asTool = last().constraint!;
+    const res = await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], function_call: { name: 'now' }, messages: [
+      { role: 'user', content: 'Time?' },
+      { role: 'assistant', content: null, function_call: { name: 'now', arguments: '{"tz":"UTC"}' } },
+      { role: 'function', name: 'now', content: '12:00' }] });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(last().constraint, asTool, 'named function: one call of it, no array');
+    assert.match(last().inputs, /You can call these functions:\n\{"name":"now","description":"The time"/);
+    assert.doesNotMatch(last().inputs, /array of such objects/);
+    assert.match(last().inputs, /\{"name":"now","arguments":\{"tz":"UTC"\}\}/);
+    assert.match(last().inputs, /Result of function now:\n12:00/);
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], messages: USER_HI });
+    assert.ok(last().constraint?.startsWith('(?:[^{[]'), 'function_call defaults to auto');
+    await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], function_call: 'none', messages: USER_HI });
+    assert.equal(last().constraint, undefined);
+    // What some clients always send beside tools: an empty functions list and function_call "auto".
+    const both = await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [], function_call: 'auto', messages: USER_HI,
+      tools: [{ type: 'function', function: fn }] });
+    assert.equal(both.statusCode, 200, both.body);
+    assert.match(last().inputs, /array of such objects/, 'the tools, with parallel calls');
   });
 
   test('the request id reaches the engine; x-request-id is echoed', async () => {
