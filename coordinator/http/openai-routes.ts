@@ -87,9 +87,9 @@ function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | n
   return { ...ref, id: valid.model, source: valid.adapterSource };
 }
 
-/** Starts one engine request per choice: n per prompt, prompt by prompt (choice index = prompt x n + j, sampled
- * with seed + j); if one cannot start, none runs. A prompt is text, or token ids (used as given; echoed as
- * their decoded text). */
+/** Starts one engine request per sequence: n (or best_of) per prompt, prompt by prompt (index = prompt x per + j,
+ * sampled with seed + j); if one cannot start, none runs. A prompt is text, or token ids (used as given; echoed
+ * as their decoded text). */
 async function start(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -103,12 +103,13 @@ async function start(
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', adapter?.id ?? '');
   if (adapter) span.setAttribute('weft.adapter_source', adapter.source);
-  const total = prompts.length * valid.n;
+  const per = valid.bestOf ?? valid.n;
+  const total = prompts.length * per;
   if (total > 1) span.setAttribute('weft.choices', total);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
   const started = await startRuns(total, reply, (index) => {
-    const prompt = prompts[Math.floor(index / valid.n)]!;
-    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % valid.n)) % (MAX_SEED + 1) };
+    const prompt = prompts[Math.floor(index / per)]!;
+    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
       requestId: total > 1 ? `${request.id}.${index}` : request.id, inputs: typeof prompt === 'string' ? prompt : '',
       ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), adapter, merge: null, sampling,
@@ -119,7 +120,7 @@ async function start(
   });
   const texts = prompts.map((p) => (typeof p === 'string' ? p : valid.echo ? deps.engine.detokenize(p) : ''));
   const decode = (ids: number[]) => deps.engine.detokenize(ids);
-  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: texts[Math.floor(index / valid.n)]!, decode, tools }));
+  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: texts[Math.floor(index / per)]!, decode, tools }));
 }
 
 interface ChoiceResult {
@@ -131,18 +132,34 @@ interface ChoiceResult {
   promptTokens: number;
   cachedTokens: number;
   generatedTokens: number;
+  /** Mean log-prob of the generated tokens (best_of ranks by it); -Infinity when none. */
+  meanLogprob: number;
 }
 
 /** Every choice whole; the first failure cancels the others and answers for the request. */
 async function whole(runs: Run[]): Promise<object> {
-  const results = await allOrCancel(runs, choice, 'another choice of the request failed');
-  const { head, kind } = runs[0]!;
-  const usage = usageOf(results.map((r, index) => ({ ...r, index })), runs[0]!.valid.n);
+  const all = await allOrCancel(runs, choice, 'another choice of the request failed');
+  const { head, kind, valid } = runs[0]!;
+  const per = valid.bestOf ?? valid.n;
+  const usage = usageOf(all.map((r, index) => ({ ...r, index })), per);
+  const results = per > valid.n ? bestOfEach(all, per, valid.n) : all;
   if (kind === 'chat') {
     const legacy = runs[0]!.tools?.legacy ?? false;
     return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls, legacy)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
+}
+
+/** best_of: of each prompt's `per` sequences, the n with the highest mean token log-prob, best first (ties: the
+ * lower seed), prompt by prompt. */
+function bestOfEach(results: readonly ChoiceResult[], per: number, n: number): ChoiceResult[] {
+  const out: ChoiceResult[] = [];
+  for (let p = 0; p < results.length; p += per) {
+    const group = results.slice(p, p + per).map((r, j) => ({ r, j }));
+    group.sort((a, b) => b.r.meanLogprob - a.r.meanLogprob || a.j - b.j);
+    out.push(...group.slice(0, n).map((g) => g.r));
+  }
+  return out;
 }
 
 type ChoiceCounts = Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'> & { index: number };
@@ -160,6 +177,8 @@ async function choice(run: Run): Promise<ChoiceResult> {
   const completionLogprobs = new CompletionLogprobs();
   const chatContent: ChatTokenLogprobJson[] = [];
   const { echo = false, scoreOnly = false } = run.valid;
+  let logprobSum = 0;
+  let tokens = 0;
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
@@ -168,6 +187,8 @@ async function choice(run: Run): Promise<ChoiceResult> {
         if (echo && run.valid.logprobs && ev.prefill) completionLogprobs.addPrompt(ev.prefill, run.decode);
         break;
       case 'token':
+        logprobSum += ev.token.logprob;
+        tokens++;
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
         else completionLogprobs.add(ev.token, ev.textDelta);
@@ -178,7 +199,8 @@ async function choice(run: Run): Promise<ChoiceResult> {
         const generated = scoreOnly ? '' : new StopTrimmer(run.valid.stop).finish(ev.generatedText);
         const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
         return { text: (echo ? run.prompt : '') + generated, calls, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
-          promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens };
+          promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
+          meanLogprob: tokens > 0 ? logprobSum / tokens : -Infinity };
       }
       case 'error':
         throw ev.error;

@@ -6,8 +6,11 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: best_of 1, suffix '', store false, metadata {}, service_tier
-//    'auto'|'default', modalities ['text'].
+//    with "not supported yet" otherwise: suffix '', store false, metadata {}, service_tier 'auto'|'default',
+//    modalities ['text'].
+//  - `best_of` (completions, n..MAX_CHOICES, not streamed when above n): best_of sequences per prompt, sampled
+//    with seed, seed+1, …; the n with the highest mean token log-prob are returned, best first (OpenAI's rule),
+//    and usage counts every sequence's tokens (what was computed).
 //  - response_format (both routes): text, json_object (any JSON object) or json_schema — structured output,
 //    the generated text is constrained to match (structured-output.ts).
 //  - presence_penalty / frequency_penalty in [-2, 2] are OpenAI's: on the tokens generated so far (as vLLM).
@@ -78,6 +81,7 @@ export interface ValidOpenAi {
   /** Choices to generate (`n`). */
   n: number;
   /** Completions only (see ValidCompletion). */
+  bestOf?: number;
   echo?: boolean;
   scoreOnly?: boolean;
 }
@@ -88,6 +92,8 @@ export const MAX_CHOICES = 16;
 export const MAX_PROMPTS = 64;
 
 export interface ValidCompletion extends ValidOpenAi {
+  /** Sequences per prompt (>= n); the n best by mean token log-prob are returned. */
+  bestOf: number;
   /** Each prompt: text, or token ids. Choices are ordered prompt by prompt, n each (OpenAI's order). */
   prompts: (string | number[])[];
   /** Return the prompt (and, with logprobs, its tokens' log-probs) before the completion. */
@@ -122,7 +128,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 
 /** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  best_of: (v) => v === 1,
   suffix: (v) => v === '',
   store: (v) => v === false,
   metadata: isEmptyObject,
@@ -157,7 +162,15 @@ export function validateCompletionBody(
   if (prompts.length * common.n > MAX_PROMPTS) {
     throw validationError(`${prompts.length} prompts x n ${common.n} is ${prompts.length * common.n} sequences; at most ${MAX_PROMPTS} per request`);
   }
-  return { ...common, prompts, echo, scoreOnly };
+  const bestOf = optional(top, 'best_of', int) ?? common.n;
+  if (bestOf < common.n || bestOf > MAX_CHOICES) {
+    throw validationError(`\`best_of\` must be >= n (${common.n}) and <= ${MAX_CHOICES}. Given: ${bestOf}`);
+  }
+  if (bestOf > common.n && common.stream) throw validationError('`best_of` above `n` cannot be streamed (the best are known at the end)');
+  if (prompts.length * bestOf > MAX_PROMPTS) {
+    throw validationError(`${prompts.length} prompts x best_of ${bestOf} is ${prompts.length * bestOf} sequences; at most ${MAX_PROMPTS} per request`);
+  }
+  return { ...common, prompts, echo, scoreOnly, bestOf };
 }
 
 export function validateChatBody(

@@ -96,6 +96,28 @@ test('n = 3 seeded choices each equal a single request with seed + index; stream
   assert.match(metrics, /^weft_kv_blocks_used 0$/m);
 });
 
+test('best_of 4, n 2: the two sequences of highest mean token log-prob, best first; usage counts all four', async () => {
+  const req = { prompt: 'The adapters', max_tokens: 8, temperature: 1.5, seed: 21 };
+  const r = await (await post('/v1/completions', { ...req, n: 2, best_of: 4 })).json();
+  assert.equal(r.choices.length, 2, JSON.stringify(r));
+  // Each of the four sequences alone (seed 21 + j), with its tokens' log-probs (EOS included) from /generate.
+  const seqs = await Promise.all([0, 1, 2, 3].map(async (j) => {
+    const alone = await (await post('/v1/completions', { ...req, seed: 21 + j })).json();
+    const tgi = await (await post('/generate', { inputs: req.prompt, parameters: { do_sample: true, temperature: 1.5, seed: 21 + j,
+      max_new_tokens: 8, details: true } })).json();
+    assert.equal(tgi.generated_text, alone.choices[0].text, `seed ${21 + j}: both APIs sample alike`);
+    const lps = tgi.details.tokens.map((t: { logprob: number }) => t.logprob);
+    return { j, text: alone.choices[0].text as string, mean: lps.reduce((a: number, b: number) => a + b, 0) / lps.length,
+      tokens: alone.usage.completion_tokens as number };
+  }));
+  const ranked = [...seqs].sort((a, b) => b.mean - a.mean || a.j - b.j);
+  assert.deepEqual(r.choices.map((c: { index: number; text: string }) => [c.index, c.text]), [[0, ranked[0]!.text], [1, ranked[1]!.text]]);
+  assert.equal(r.usage.completion_tokens, seqs.reduce((n, q) => n + q.tokens, 0), 'every sequence computed counts');
+  const streamed = await post('/v1/completions', { ...req, n: 2, best_of: 4, stream: true });
+  assert.equal(streamed.status, 422);
+  assert.match((await streamed.json()).error.message, /`best_of` above `n` cannot be streamed/);
+});
+
 test('echo + logprobs scores the prompt like decoder_input_details (what evaluation harnesses use); max_tokens 0 too', async () => {
   const prompt = 'The shard serves many adapters in one batch';
   const scored = await (await post('/v1/completions', { prompt, max_tokens: 0, echo: true, logprobs: 1, temperature: 0 })).json();

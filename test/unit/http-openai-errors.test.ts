@@ -83,7 +83,10 @@ describe('bad input → 422 in OpenAI shape', () => {
     ['logprobs 6', { prompt: 'a', logprobs: 6 }, '`logprobs` must be >= 0 and <= 5. Given: 6'],
     ['logprobs boolean', { prompt: 'a', logprobs: true }, '`logprobs` must be a number'],
     ['echo not a boolean', { prompt: 'a', echo: 1 }, '`echo` must be a boolean'],
-    ['best_of 2', { prompt: 'a', best_of: 2 }, '`best_of` is not supported yet'],
+    ['best_of below n', { prompt: 'a', n: 3, best_of: 2 }, '`best_of` must be >= n (3) and <= 16. Given: 2'],
+    ['best_of 17', { prompt: 'a', best_of: 17 }, '`best_of` must be >= n (1) and <= 16. Given: 17'],
+    ['best_of streamed', { prompt: 'a', best_of: 2, stream: true }, '`best_of` above `n` cannot be streamed (the best are known at the end)'],
+    ['prompts x best_of over 64', { prompt: Array.from({ length: 5 }, () => 'a'), best_of: 13 }, '5 prompts x best_of 13 is 65 sequences; at most 64 per request'],
     ['suffix', { prompt: 'a', suffix: 'end' }, '`suffix` is not supported yet'],
     ['chat key on completions', { prompt: 'a', messages: [] }, 'unknown field `messages`'],
   ];
