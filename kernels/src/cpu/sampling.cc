@@ -180,19 +180,20 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     }
     uint64_t mass = total, before_sum = 0;
     int32_t last = -1;  // the walk's fallback when nothing crosses: the last kept token in order
-    if (p.top_p < 1.0f) {
-      const double thr = static_cast<double>(p.top_p) * static_cast<double>(total);
-      // `c > 0` too: first_crossing needs a predicate false at 0, and top_p = 0 keeps the top token alone (the
-      // walk's "at least one"), which is the first token of positive weight.
+    // Keeps the smallest prefix (in `order`) of the kept set whose mass reaches `fraction` of it: the first token
+    // whose cumulative weight crosses, and all before it. `c > 0` too: first_crossing needs a predicate false at 0,
+    // and a fraction of 0 keeps the first token alone (the walk's "at least one"), the first of positive weight.
+    const auto keep_prefix = [&](float fraction, const auto& order) {
+      const double thr = static_cast<double>(fraction) * static_cast<double>(mass);
       const auto reached = [&](uint64_t c) { return c > 0 && static_cast<double>(c) >= thr; };
-      const int32_t boundary = first_crossing(cand, w, before, reached, &before_sum);
-      if (boundary >= 0) {
-        mass = before_sum + w[boundary];
-        last = boundary;
-        cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t t) { return t != boundary && !before(t, boundary); }),
-                   cand.end());
-      }
-    }
+      const int32_t boundary = first_crossing(cand, w, order, reached, &before_sum);
+      if (boundary < 0) return;
+      mass = before_sum + w[boundary];
+      last = boundary;
+      cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t t) { return t != boundary && !order(t, boundary); }),
+                 cand.end());
+    };
+    if (p.top_p < 1.0f) keep_prefix(p.top_p, before);
     if (last < 0) {  // every token is kept: the last in the whole order (weight 0 included)
       last = 0;
       for (int32_t i = 1; i < vocab; ++i)
@@ -211,18 +212,7 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
       if (!typical) return before(a, b);
       return dev[a] < dev[b] || (dev[a] == dev[b] && before(a, b));
     };
-    if (typical) {
-      const double thr = static_cast<double>(p.typical_p) * static_cast<double>(mass);
-      const auto reached = [&](uint64_t c) { return c > 0 && static_cast<double>(c) >= thr; };
-      const int32_t boundary = first_crossing(cand, w, walk_before, reached, &before_sum);
-      if (boundary >= 0) {
-        mass = before_sum + w[boundary];
-        last = boundary;
-        cand.erase(std::remove_if(cand.begin(), cand.end(),
-                                  [&](int32_t t) { return t != boundary && !walk_before(t, boundary); }),
-                   cand.end());
-      }
-    }
+    if (typical) keep_prefix(p.typical_p, walk_before);
     const double u = uniform01(p.seed, p.draw_index) * static_cast<double>(mass);
     const int32_t pick =
         first_crossing(cand, w, walk_before, [&](uint64_t c) { return static_cast<double>(c) > u; }, &before_sum);
