@@ -73,6 +73,8 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
     returnFullText: valid.returnFullText,
     samplingSeed: valid.request.sampling.doSample ? valid.request.sampling.seed : null,
     specialIds: new Set(deps.engine.info.eosTokenIds),
+    topTokens: valid.topTokens,
+    alternatives: valid.alternatives,
   };
   return { ...run, options };
 }

@@ -15,6 +15,8 @@ export interface TokenJson {
   text: string;
   logprob: number;
   special: boolean;
+  /** LoRAX return_k_alternatives. */
+  alternative_tokens?: { id: number; text: string; logprob: number }[];
 }
 
 export interface PrefillJson {
@@ -81,24 +83,31 @@ export interface ResponseOptions {
   /** Seed sent to the engine when sampling (reported if the engine's end event has none). */
   samplingSeed: number | null;
   specialIds: ReadonlySet<number>;
+  /** top_n_tokens: top_tokens of this many (0: none). */
+  topTokens: number;
+  /** LoRAX return_k_alternatives: alternative_tokens of this many on each generated token (0: none). */
+  alternatives: number;
 }
 
 /**
  * Token text in TGI's sense: the streaming-safe text the token adds (so clients can concatenate the
  * non-special tokens); special tokens keep their own text (e.g. "</s>"), which clients skip.
  */
-export function tokenJson({ token, textDelta }: EmittedToken): TokenJson {
-  return {
+export function tokenJson({ token, textDelta }: EmittedToken, alternatives = 0): TokenJson {
+  const json: TokenJson = {
     id: token.id,
     text: token.special ? token.text : textDelta,
     logprob: token.logprob,
     special: token.special,
   };
+  // LoRAX: the k most likely tokens at this step, the generated one among them when it is.
+  if (alternatives > 0) json.alternative_tokens = token.top.slice(0, alternatives).map((c) => ({ id: c.token, text: c.text, logprob: c.logprob }));
+  return json;
 }
 
 /** Alternatives carry no `special` flag in the engine contract; EOS ids are the special ones we know. */
-export function topTokensJson(token: GeneratedToken, specialIds: ReadonlySet<number>): TokenJson[] {
-  return token.top.map((c) => ({ id: c.token, text: c.text, logprob: c.logprob, special: specialIds.has(c.token) }));
+export function topTokensJson(token: GeneratedToken, opts: Pick<ResponseOptions, 'specialIds' | 'topTokens'>): TokenJson[] {
+  return token.top.slice(0, opts.topTokens).map((c) => ({ id: c.token, text: c.text, logprob: c.logprob, special: opts.specialIds.has(c.token) }));
 }
 
 function prefillJson(prefill: PrefillToken[] | null): PrefillJson[] {
@@ -135,10 +144,10 @@ export function generateResponse(c: Collected, opts: ResponseOptions): GenerateR
     generated_tokens: c.end.generatedTokens,
     seed: reportedSeed(c.end, opts),
     prefill: prefillJson(c.prefill),
-    tokens: c.tokens.map(tokenJson),
+    tokens: c.tokens.map((t) => tokenJson(t, opts.alternatives)),
   };
-  if (c.tokens.some((t) => t.token.top.length > 0)) {
-    details.top_tokens = c.tokens.map((t) => topTokensJson(t.token, opts.specialIds));
+  if (opts.topTokens > 0 && c.tokens.some((t) => t.token.top.length > 0)) {
+    details.top_tokens = c.tokens.map((t) => topTokensJson(t.token, opts));
   }
   out.details = details;
   return out;
@@ -146,7 +155,7 @@ export function generateResponse(c: Collected, opts: ResponseOptions): GenerateR
 
 /** An intermediate stream event (TGI: every token but the last). */
 export function streamTokenEvent(index: number, t: EmittedToken, opts: ResponseOptions): StreamEventJson {
-  const ev: StreamEventJson = { index, token: tokenJson(t), generated_text: null, details: null };
+  const ev: StreamEventJson = { index, token: tokenJson(t, opts.alternatives), generated_text: null, details: null };
   return withTopTokens(ev, t, opts);
 }
 
@@ -160,7 +169,7 @@ export function streamEndEvent(
 ): StreamEventJson {
   const ev: StreamEventJson = {
     index,
-    token: last ? tokenJson(last) : null,
+    token: last ? tokenJson(last, opts.alternatives) : null,
     generated_text: fullText(end, opts),
     details: opts.details
       ? {
@@ -175,12 +184,12 @@ export function streamEndEvent(
 }
 
 function withTopTokens(ev: StreamEventJson, t: EmittedToken, opts: ResponseOptions): StreamEventJson {
-  if (t.token.top.length === 0) return ev;
+  if (opts.topTokens === 0 || t.token.top.length === 0) return ev;
   // Keep TGI's key order: index, token, top_tokens, generated_text, details.
   return {
     index: ev.index,
     token: ev.token,
-    top_tokens: topTokensJson(t.token, opts.specialIds),
+    top_tokens: topTokensJson(t.token, opts),
     generated_text: ev.generated_text,
     details: ev.details,
   };

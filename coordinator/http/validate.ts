@@ -55,6 +55,10 @@ export interface ValidGenerate {
   returnFullText: boolean;
   /** Top-level `stream` flag (POST / picks the response kind with it; other routes ignore it). */
   stream: boolean;
+  /** TGI `top_n_tokens`: top_tokens beside each generated token (0: none). */
+  topTokens: number;
+  /** LoRAX `return_k_alternatives`: each generated token lists this many most likely tokens (0: none). */
+  alternatives: number;
 }
 
 
@@ -65,7 +69,7 @@ const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
-  'presence_penalty', 'best_of', 'grammar', 'response_format',
+  'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -74,7 +78,6 @@ export const MAX_BEST_OF = 16;
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   watermark: [false],
-  return_k_alternatives: [0],
   apply_chat_template: [false],
 };
 
@@ -108,10 +111,16 @@ export function validateGenerateBody(
   const sampling = samplingParams(p, seedSource);
   const maxNewTokens = maxNewTokensOf(p, limits.maxTotalTokens);
   const stop = stopSequences(p);
-  const topN = optional(p, 'top_n_tokens', int) ?? 0;
-  if (topN < 0 || topN > MAX_TOP_N_TOKENS) {
-    throw validationError(`\`top_n_tokens\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${topN}`);
+  const topTokens = optional(p, 'top_n_tokens', int) ?? 0;
+  if (topTokens < 0 || topTokens > MAX_TOP_N_TOKENS) {
+    throw validationError(`\`top_n_tokens\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${topTokens}`);
   }
+  const alternatives = optional(p, 'return_k_alternatives', int) ?? 0;
+  if (alternatives < 0 || alternatives > MAX_TOP_N_TOKENS) {
+    throw validationError(`\`return_k_alternatives\` must be >= 0 and <= ${MAX_TOP_N_TOKENS}. Given: ${alternatives}`);
+  }
+  // One top list serves both: TGI's top_tokens and LoRAX's alternative_tokens take what each asked for from it.
+  const topN = Math.max(topTokens, alternatives);
   const promptLogprobs = optional(p, 'decoder_input_details', bool) ?? false;
   if (promptLogprobs && (route === 'generate_stream' || (route === 'compat' && stream))) {
     throw validationError('`decoder_input_details` == true is not supported when streaming tokens');
@@ -131,6 +140,8 @@ export function validateGenerateBody(
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,
+    topTokens,
+    alternatives,
   };
 }
 

@@ -45,6 +45,7 @@ describe('bad input → 422 validation, on /generate and /generate_stream alike'
     ['repetition_penalty negative', gen({ repetition_penalty: -2 }), '`repetition_penalty` must be strictly positive'],
     ['seed negative', gen({ seed: -5 }), '`seed` must be an integer >= 0 and <= 2^53 - 1'],
     ['top_n_tokens 6', gen({ top_n_tokens: 6 }), '`top_n_tokens` must be >= 0 and <= 5. Given: 6'],
+    ['return_k_alternatives 6', gen({ return_k_alternatives: 6 }), '`return_k_alternatives` must be >= 0 and <= 5. Given: 6'],
     ['details not boolean', gen({ details: 'yes' }), '`details` must be a boolean'],
     ['adapter_id not a string', gen({ adapter_id: 5 }), '`adapter_id` must be a string'],
     ['bad adapter_source', gen({ adapter_id: 'a', adapter_source: 'ftp' }), '`adapter_source` must be one of hub, s3, local'],

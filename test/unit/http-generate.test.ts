@@ -59,6 +59,24 @@ describe('POST /generate', () => {
     ]);
   });
 
+  test('return_k_alternatives (LoRAX): alternative_tokens on each token, no top_tokens unless top_n_tokens asks', async () => {
+    const res = await post(s.app, '/generate', { inputs: 'a', parameters: { max_new_tokens: 2, details: true, return_k_alternatives: 2 } });
+    const details = res.json().details;
+    assert.equal(s.engine.requests.at(-1)?.topN, 2);
+    assert.equal(details.top_tokens, undefined);
+    assert.deepEqual(details.tokens[0].alternative_tokens, [{ id: EOS_ID, text: 't0', logprob: -0.25 }, { id: 102, text: 't1', logprob: -1.25 }]);
+    const both = await post(s.app, '/generate', { inputs: 'a', parameters: { max_new_tokens: 2, details: true, return_k_alternatives: 1, top_n_tokens: 2 } });
+    assert.equal(s.engine.requests.at(-1)?.topN, 2, 'one top list of the larger size');
+    assert.equal(both.json().details.tokens[0].alternative_tokens.length, 1);
+    assert.equal(both.json().details.top_tokens[0].length, 2);
+    const plain = await post(s.app, '/generate', { inputs: 'a', parameters: { max_new_tokens: 2, details: true, top_n_tokens: 2 } });
+    assert.equal(plain.json().details.tokens[0].alternative_tokens, undefined, 'TGI token objects stay as TGI has them');
+    const streamed = await post(s.app, '/generate_stream', { inputs: 'p', parameters: { max_new_tokens: 2, return_k_alternatives: 1 } });
+    const events = sseEvents(streamed.body) as StreamEvent[];
+    assert.deepEqual(events.map((e) => (e.token as { alternative_tokens?: unknown[] }).alternative_tokens?.length), [1, 1]);
+    assert.ok(events.every((e) => e.top_tokens === undefined));
+  });
+
   test('return_full_text prepends the prompt; eos finish keeps the special token text', async () => {
     const res = await post(s.app, '/generate', { inputs: 'say eos', parameters: { max_new_tokens: 10, return_full_text: true, details: true } });
     const body = res.json();
