@@ -167,6 +167,15 @@ void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
   line("lora expand " + what + (bgmv ? "" : " [vec]"), expand_ms, expand_bytes, copy_gbps);
   if (!bgmv) line("lora expand " + what + " [simt]", time_ms([&] { CK(wc::lora_sgmv_expand_simt(a, nullptr)); }),
                   expand_bytes, copy_gbps);
+  if (!bgmv) return;
+  // What a decode step runs per module group: the two launches, against the fused cluster kernel (sm_90+).
+  line("lora shrink+expand " + what, time_ms([&] { CK(shrink(a, nullptr)); CK(expand(a, nullptr)); }),
+       shrink_bytes + expand_bytes, copy_gbps);
+  const cudaError_t fused = wc::lora_bgmv_fused(a, nullptr);
+  if (fused == cudaErrorNotSupported) return;
+  CK(fused);
+  line("lora fused " + what + " [cluster]", time_ms([&] { CK(wc::lora_bgmv_fused(a, nullptr)); }),
+       shrink_bytes + expand_bytes, copy_gbps);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 # $OUT (default ./gpu-results). Needs a built addon (`npm run build`) and node; nats-server on PATH for `tests`.
 #   bash test/gpu/suite.sh tests      CUDA kernel tests vs the CPU backend + GPU executor/golden/HTTP tests   (~2 min)
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
+#   bash test/gpu/suite.sh decode-fused  batch 32/128 x adapters 0/32/128 with WEFT_LORA_FUSED=1, then without (A/B of
+#                                     the fused cluster LoRA kernel, opt-in until this says it is faster)   (~3 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
@@ -61,6 +63,13 @@ case "$part" in
     step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
     tail -25 "$OUT/decode.log"
     ;;
+  decode-fused)
+    for fused in 1 0; do
+      step decode-fused-$fused 240 env WEFT_LORA_FUSED=$fused "${B[@]}" --scenario decode --batch 32,128 --adapters 0,32,128 \
+        --context 512 --output "$OUT/decode-fused-$fused.json"
+      tail -7 "$OUT/decode-fused-$fused.log"
+    done
+    ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"
     tail -10 "$OUT/prefill.log"
@@ -107,7 +116,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|baseline|serve|serve-prefix|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|decode-fused|prefill|baseline|serve|serve-prefix|profile|golden" >&2
     exit 2
     ;;
 esac

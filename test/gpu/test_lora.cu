@@ -105,6 +105,14 @@ void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
     a.max_rank = c.max_rank;
     if (c.bgmv) {
       a.token_entry = dte.as<int32_t>();
+      // The fused kernel (one cluster per token and slice, sm_90+, 16-bit, ranks <= 64) on a copy of y first.
+      const cudaError_t fused = wc::lora_bgmv_fused(a, nullptr);
+      if (fused != cudaErrorNotSupported) {
+        CK(fused);
+        CK(cudaDeviceSynchronize());
+        expect_close(name + " [fused cluster]", download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+        CK(cudaMemcpy(dy.get(), upload(y, c.d).get(), dy.bytes(), cudaMemcpyDeviceToDevice));  // y as it was
+      }
       CK(wc::lora_bgmv_shrink(a, nullptr));
       CK(wc::lora_bgmv_expand(a, nullptr));
     } else {

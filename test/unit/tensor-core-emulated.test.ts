@@ -3,7 +3,9 @@
 // - prefill attention (prefill_mma_emu.cc) against cpu::paged_attention: GQA/MQA, head sizes 16..128, chunked
 //   prefill on a cached prefix, sliding windows, odd block sizes, bf16 and fp16;
 // - SGMV shrink (lora_shrink_mma_emu.cc) against a double-precision x·Aᵀ per segment;
-// - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ.
+// - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ;
+// - the fused decode LoRA (lora_bgmv_fused_emu.cc: a thread-block cluster per token and slice, its barrier
+//   and distributed shared memory emulated) against a double-precision y + scale·(x·Aᵀ)·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
 // missing. The real kernels are checked on a GPU by test/gpu/run.sh.
 import { test } from 'node:test';
@@ -55,5 +57,10 @@ test('tensor-core SGMV shrink body == x·Aᵀ per segment under the warp emulato
 
 test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_expand_vec_emu.cc', []);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 4, 'every case ran');
+});
+
+test('fused BGMV shrink + expand body (one cluster per token and slice) == y + scale·(x·Aᵀ)·Bᵀ under the emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/lora_bgmv_fused_emu.cc', []);
   assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 4, 'every case ran');
 });

@@ -164,6 +164,11 @@ cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream);
+// A step's BGMV rows: shrink then expand, or with WEFT_LORA_FUSED=1 on sm_90+ (16-bit data, ranks <= 64) the
+// fused kernel (lora_bgmv_fused_body.h: one thread-block cluster per token and slice, one launch). Opt-in until
+// it is measured on a GPU; it writes no h (the fused kernel keeps h in shared memory).
+cudaError_t lora_bgmv(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_bgmv_fused(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use lora_bgmv
 
 // Sampling ------------------------------------------------------------------------------------------
 struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams

@@ -70,8 +70,7 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.x = x;
     a.y = y;
     a.token_entry = ints(p.logit_entry);
-    WEFT_CUDA_CHECK(lora_bgmv_shrink(a, stream_));
-    WEFT_CUDA_CHECK(lora_bgmv_expand(a, stream_));
+    WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
     return;
   }
   if (p.prefill_rows > 0) {
@@ -88,8 +87,7 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.y = row_ptr(y, p.prefill_rows, y_stride, ds_);
     a.seg_starts = nullptr;
     a.token_entry = ints(p.row_entry) + p.prefill_rows;
-    WEFT_CUDA_CHECK(lora_bgmv_shrink(a, stream_));
-    WEFT_CUDA_CHECK(lora_bgmv_expand(a, stream_));
+    WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
   }
 }
 
