@@ -58,6 +58,9 @@ case "$part" in
     fi
     step node-gpu-tests 300 node test/run.mjs gpu/ cuda-runtime forward-sample
     grep -E "^ℹ (tests|pass|fail|skipped)|^# |✖" "$OUT/node-gpu-tests.log" | head -30
+    # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
+    step node-gpu-fused 200 env WEFT_LORA_FUSED=1 node test/run.mjs gpu/model-golden
+    grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-fused.log" | head -10
     ;;
   decode)
     step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
