@@ -12,7 +12,7 @@ import {
 } from '../protocol/index.js';
 import { createCollective, type NativeCollective } from '../kernels/index.js';
 import { cudaInfo, ncclUniqueId } from '../kernels/cuda.js';
-import { LocalEngine } from './local-engine.js';
+import { LocalEngine, type InstalledAdapter } from './local-engine.js';
 import { ForwardError } from './engine/step-runner.js';
 
 /** Exit status of a shard that stops after a failed forward pass so that its group is restarted. */
@@ -54,6 +54,8 @@ export interface ShardActorOptions {
 export class ShardActor {
   private readonly bus: MessageBus;
   private mailbox: Promise<void> = Promise.resolve();
+  /** Per adapter slot, how many load/evict messages arrived: a load installs only if it is still the latest. */
+  private readonly slotMessages: number[] = [];
   private lastStepId = 0;
   private heartbeat?: NodeJS.Timeout;
   private collective?: NativeCollective;
@@ -89,11 +91,14 @@ export class ShardActor {
     else o.logger.debug({ ms: Date.now() - t1 }, 'token bytes ready for structured output');
 
     this.bus.subscribe(stepSubject(o.cluster), 'step', (msg, headers) => this.enqueue(() => this.onStep(msg, headers)));
-    this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.enqueue(() => this.onAdapterLoad(msg)));
-    this.bus.subscribe(adapterSubject(o.cluster, 'evict'), 'adapter.evict', (msg) => this.enqueue(async () => {
-      this.engine.model.native.clearAdapter(msg.slot);
-      o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
-    }));
+    this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.onAdapterLoad(msg));
+    this.bus.subscribe(adapterSubject(o.cluster, 'evict'), 'adapter.evict', (msg) => {
+      this.slotMessages[msg.slot] = (this.slotMessages[msg.slot] ?? 0) + 1;  // a load still being read is superseded
+      void this.enqueue(async () => {
+        this.engine.model.native.clearAdapter(msg.slot);
+        o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
+      });
+    });
     this.bus.subscribe(controlSubject(o.cluster, 'shutdown'), 'shutdown', (msg) => {
       o.logger.info({ reason: msg.reason }, 'shutdown requested');
       void this.stop().then(() => o.beforeExit?.()).finally(() => process.exit(0));
@@ -196,13 +201,37 @@ export class ShardActor {
     });
   }
 
-  private async onAdapterLoad(msg: AdapterLoad): Promise<void> {
+  /**
+   * An adapter's files are read and decoded on a worker thread while steps go on (LocalEngine.prepareAdapter);
+   * only the install into its slot runs in the mailbox, in turn with steps. The coordinator uses the slot once
+   * every rank said `adapter.loaded`, and gives a load a slot no running sequence uses, so steps meanwhile
+   * never touch it. A later message for the same slot (an evict, another load) supersedes a load still being
+   * read: it is dropped unreported.
+   */
+  private onAdapterLoad(msg: AdapterLoad): void {
+    const ticket = this.slotMessages[msg.slot] = (this.slotMessages[msg.slot] ?? 0) + 1;
+    const current = () => !this.broken && !this.stopped && this.slotMessages[msg.slot] === ticket;
+    const t0 = performance.now();
+    this.engine.prepareAdapter(msg.merge ? { merge: msg.merge } : msg.dir).then(
+      (prepared) => {
+        const readMs = performance.now() - t0;
+        return this.enqueue(async () => {
+          if (current()) this.installAdapter(msg, () => this.engine.installPrepared(msg.slot, prepared), readMs);
+        });
+      },
+      (e: unknown) => this.enqueue(async () => {
+        if (current()) this.installAdapter(msg, () => { throw e; }, performance.now() - t0);
+      }),
+    );
+  }
+
+  private installAdapter(msg: AdapterLoad, install: () => InstalledAdapter, readMs: number): void {
     const o = this.o;
-    if (this.broken) return;
     try {
-      const plan = this.engine.loadAdapter(msg.slot, msg.merge ? { merge: msg.merge } : msg.dir);
-      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost },
-        'adapter loaded');
+      const t0 = performance.now();
+      const plan = install();
+      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost,
+        readMs: Math.round(readMs), installMs: Math.round(performance.now() - t0) }, 'adapter loaded');
       this.publish(adapterSubject(o.cluster, 'loaded'), { v: PROTOCOL_VERSION, type: 'adapter.loaded', key: msg.key, slot: msg.slot,
         rank: o.rank, bytes: plan.bytes, maxRank: Math.max(1, plan.maxRank), fromHost: plan.fromHost, hostBytes: plan.hostBytes });
     } catch (e) {

@@ -4,6 +4,7 @@ import type { NativeCollective } from '../kernels/index.js';
 import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
 import { HostAdapterCache, adapterBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters } from './adapters/merge.js';
+import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
@@ -31,6 +32,8 @@ export class LocalEngine {
   private stepId = 0;
 
   private readonly hostCache: HostAdapterCache;
+  /** Reads adapter files off the main thread (prepareAdapter); started on first use. */
+  private parser?: AdapterParser;
 
   private vocab?: TokenVocab;
 
@@ -69,29 +72,47 @@ export class LocalEngine {
   }
 
   /**
-   * Loads an adapter (a PEFT directory, or a merge of several) into a device slot. Parsed adapters come
-   * from the host-RAM cache when present. `fromHost` says whether the disk was skipped.
+   * Loads an adapter (a PEFT directory, or a merge of several) into a device slot, all on this thread. Parsed
+   * adapters come from the host-RAM cache when present. `fromHost` says whether the disk was skipped.
    */
-  loadAdapter(slot: number, source: string | { merge: MergeRecipe }): AdapterPlan & { fromHost: boolean; hostBytes: number } {
-    const { adapter, fromHost, where } = typeof source === 'string'
-      ? { ...this.parsed(source), where: source }
-      : { ...this.merged(source.merge), where: `merge of ${source.merge.dirs.join(', ')}` };
+  loadAdapter(slot: number, source: AdapterSource): InstalledAdapter {
+    const read = (dir: string) => this.parsed(dir, this.hostCache.get(dirIdentity(dir)) ?? loadAdapterDir(dir));
+    const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(read));
+    return this.install(slot, parsed, source);
+  }
+
+  /**
+   * The part of loadAdapter that can run beside steps: the adapter's files read and decoded on a worker
+   * thread (or found in the host-RAM cache), merged when it is a merge. installPrepared puts it in a slot.
+   */
+  async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
+    const read = async (dir: string) => this.parsed(dir, this.hostCache.get(dirIdentity(dir)) ?? await (this.parser ??= new AdapterParser()).parse(dir));
+    if (typeof source === 'string') return { source, ...await read(source) };
+    return { source, ...this.merged(source.merge, await Promise.all(source.merge.dirs.map(read))) };
+  }
+
+  /** Plans (tensor-parallel slice, scales, rank checks) and installs a prepared adapter into a slot. */
+  installPrepared(slot: number, prepared: PreparedAdapter): InstalledAdapter {
+    return this.install(slot, prepared, prepared.source);
+  }
+
+  private install(slot: number, { adapter, fromHost }: Parsed, source: AdapterSource): InstalledAdapter {
+    const where = typeof source === 'string' ? source : `merge of ${source.merge.dirs.join(', ')}`;
     const plan = planAdapter(this.model, adapter, where, this.maxLoraRank);
     installAdapter(this.model, slot, plan);
     return { ...plan, fromHost, hostBytes: adapterBytes(adapter) };
   }
 
-  private parsed(dir: string): { adapter: LoadedAdapter; fromHost: boolean } {
+  /** `read` is the cached entry when there was one (then it is the same object), else freshly parsed. */
+  private parsed(dir: string, read: LoadedAdapter): Parsed {
     const key = dirIdentity(dir);
     const hit = this.hostCache.get(key);
-    if (hit) return { adapter: hit, fromHost: true };
-    const adapter = loadAdapterDir(dir);
-    this.hostCache.put(key, adapter);
-    return { adapter, fromHost: false };
+    if (hit === read) return { adapter: hit, fromHost: true };
+    this.hostCache.put(key, read);
+    return { adapter: read, fromHost: false };
   }
 
-  private merged(m: MergeRecipe): { adapter: LoadedAdapter; fromHost: boolean } {
-    const parts = m.dirs.map((d) => this.parsed(d));
+  private merged(m: MergeRecipe, parts: Parsed[]): Parsed {
     const key = `merge:${JSON.stringify({ ...m, dirs: m.dirs.map(dirIdentity) })}`;
     const hit = this.hostCache.get(key);
     if (hit) return { adapter: hit, fromHost: true };
@@ -130,8 +151,22 @@ export class LocalEngine {
 
   dispose(): void {
     this.model.native.dispose();
+    void this.parser?.close();
   }
 }
+
+/** A PEFT directory, or a merge of several. */
+export type AdapterSource = string | { merge: MergeRecipe };
+interface Parsed {
+  adapter: LoadedAdapter;
+  /** Whether the disk was skipped (the host-RAM cache had it). */
+  fromHost: boolean;
+}
+/** prepareAdapter's result, for installPrepared. */
+export interface PreparedAdapter extends Parsed {
+  source: AdapterSource;
+}
+export type InstalledAdapter = AdapterPlan & { fromHost: boolean; hostBytes: number };
 
 export const GREEDY: SamplingParams = {
   temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0,
