@@ -12,12 +12,11 @@
 #include <vector>
 
 #include "cuda/kernels/lora_expand_vec_body.h"
-#include "../gpu/tolerance.h"
 #include "warp_emu.h"
+#include "y_check.h"
 
 namespace {
 namespace ev = weft::cuda::expand_vec;
-namespace wt = weft::testing;
 using namespace weft::emu;
 using weft::cuda::DType;
 using weft::cuda::LoraArgs;
@@ -117,22 +116,7 @@ bool run(const Case& c, std::mt19937& rng) {
       }
     }
   }
-  std::vector<float> got, want;  // the updated entries, in the GPU tests' metric; the rest must be unchanged
-  int changed = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (touched[i]) {
-      got.push_back(from_bits(c.d, y[i]));
-      want.push_back(static_cast<float>(ref[i]));
-    } else {
-      changed += y[i] != y0[i];
-    }
-  }
-  const double worst = wt::scaled_err(got, want), tol = wt::tol_for(c.d);
-  const bool ok = worst <= tol && changed == 0;
-  std::printf("%s %s (err %.3g, tol %.3g, %d entries outside the adapters' rows/slices changed)\n", ok ? "ok  " : "FAIL",
-              c.name.c_str(), worst, tol, changed);
-  std::fflush(stdout);
-  return ok;
+  return check_y(c.name, c.d, y, y0, ref, touched);
 }
 
 }  // namespace
