@@ -8,11 +8,16 @@ export default function parseAdapter(dir: string): unknown {
   const adapter = loadAdapterDir(dir);
   const message: ParsedAdapterMessage = {
     config: adapter.config,
-    tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: t.data })),
+    tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: owned(t.data) })),
   };
-  // Tensors may be views of one buffer: each buffer is transferred once.
-  const buffers = [...new Set(message.tensors.map((t) => t.data.buffer as ArrayBuffer))];
+  const buffers = [...new Set(message.tensors.map((t) => t.data.buffer as ArrayBuffer))];  // each once
   // Piscina's Transferable interface (its two symbols); its typings declare the symbols too loosely to name here.
   const transferable = { [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: message };
   return Piscina.move(transferable as unknown as Parameters<typeof Piscina.move>[0]);
+}
+
+// A tensor that is a view into a larger buffer (a reader's slab, Node's Buffer pool) is copied: transferring
+// that buffer would take it away from whatever else lives in it.
+function owned(data: Float32Array): Float32Array {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
 }
