@@ -23,8 +23,8 @@ namespace weft::cuda {
 
 enum class GemmType { kF32, kF16, kBF16 };
 
-// A cuBLASLt handle, its workspace and the plans (descriptors + an algorithm: the heuristic's first, or for decode-sized
-// shapes the fastest of its first 8, timed once) cached per shape, for the
+// A cuBLASLt handle, its workspace and the plans (descriptors + an algorithm: the heuristic's first, or with
+// WEFT_GEMM_AUTOTUNE=1 for decode-sized shapes the fastest of its first 8, timed once) cached per shape, for the
 // device current when it was made. Calls may come from any stream: the workspace is handed from one stream to the
 // next through an event, so work on two streams never shares it at the same time. Calls are serialized by a mutex.
 // Constructing one throws (with the reason) when there is no usable GPU or no cuBLASLt.
