@@ -12,7 +12,7 @@ import {
 } from '../protocol/index.js';
 import { createCollective, type NativeCollective } from '../kernels/index.js';
 import { cudaInfo, ncclUniqueId } from '../kernels/cuda.js';
-import { LocalEngine, type InstalledAdapter } from './local-engine.js';
+import { LocalEngine, type PreparedAdapter } from './local-engine.js';
 import { ForwardError } from './engine/step-runner.js';
 
 /** Exit status of a shard that stops after a failed forward pass so that its group is restarted. */
@@ -93,7 +93,7 @@ export class ShardActor {
     this.bus.subscribe(stepSubject(o.cluster), 'step', (msg, headers) => this.enqueue(() => this.onStep(msg, headers)));
     this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.onAdapterLoad(msg));
     this.bus.subscribe(adapterSubject(o.cluster, 'evict'), 'adapter.evict', (msg) => {
-      this.slotMessages[msg.slot] = (this.slotMessages[msg.slot] ?? 0) + 1;  // a load still being read is superseded
+      this.slotTicket(msg.slot);  // a load of this slot still being read is superseded
       void this.enqueue(async () => {
         this.engine.model.native.clearAdapter(msg.slot);
         o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
@@ -209,27 +209,29 @@ export class ShardActor {
    * read: it is dropped unreported.
    */
   private onAdapterLoad(msg: AdapterLoad): void {
-    const ticket = this.slotMessages[msg.slot] = (this.slotMessages[msg.slot] ?? 0) + 1;
-    const current = () => !this.broken && !this.stopped && this.slotMessages[msg.slot] === ticket;
+    const ticket = this.slotTicket(msg.slot);
     const t0 = performance.now();
-    this.engine.prepareAdapter(msg.merge ? { merge: msg.merge } : msg.dir).then(
-      (prepared) => {
+    void this.engine.prepareAdapter(msg.merge ? { merge: msg.merge } : msg.dir)
+      .then((prepared) => prepared, (error: unknown) => ({ error }))
+      .then((read) => {
         const readMs = performance.now() - t0;
         return this.enqueue(async () => {
-          if (current()) this.installAdapter(msg, () => this.engine.installPrepared(msg.slot, prepared), readMs);
+          if (!this.broken && !this.stopped && this.slotMessages[msg.slot] === ticket) this.installAdapter(msg, read, readMs);
         });
-      },
-      (e: unknown) => this.enqueue(async () => {
-        if (current()) this.installAdapter(msg, () => { throw e; }, performance.now() - t0);
-      }),
-    );
+      });
   }
 
-  private installAdapter(msg: AdapterLoad, install: () => InstalledAdapter, readMs: number): void {
+  /** Counts a load/evict message for the slot; its count is the message's ticket. */
+  private slotTicket(slot: number): number {
+    return this.slotMessages[slot] = (this.slotMessages[slot] ?? 0) + 1;
+  }
+
+  private installAdapter(msg: AdapterLoad, read: PreparedAdapter | { error: unknown }, readMs: number): void {
     const o = this.o;
     try {
+      if ('error' in read) throw read.error;
       const t0 = performance.now();
-      const plan = install();
+      const plan = this.engine.installPrepared(msg.slot, read);
       o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost,
         readMs: Math.round(readMs), installMs: Math.round(performance.now() - t0) }, 'adapter loaded');
       this.publish(adapterSubject(o.cluster, 'loaded'), { v: PROTOCOL_VERSION, type: 'adapter.loaded', key: msg.key, slot: msg.slot,

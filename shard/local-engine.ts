@@ -76,7 +76,10 @@ export class LocalEngine {
    * adapters come from the host-RAM cache when present. `fromHost` says whether the disk was skipped.
    */
   loadAdapter(slot: number, source: AdapterSource): InstalledAdapter {
-    const read = (dir: string) => this.parsed(dir, this.hostCache.get(dirIdentity(dir)) ?? loadAdapterDir(dir));
+    const read = (dir: string): Parsed => {
+      const { key, hit } = this.cached(dir);
+      return hit ? { adapter: hit, fromHost: true } : this.remember(key, loadAdapterDir(dir));
+    };
     const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(read));
     return this.install(slot, parsed, source);
   }
@@ -86,7 +89,10 @@ export class LocalEngine {
    * thread (or found in the host-RAM cache), merged when it is a merge. installPrepared puts it in a slot.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
-    const read = async (dir: string) => this.parsed(dir, this.hostCache.get(dirIdentity(dir)) ?? await (this.parser ??= new AdapterParser()).parse(dir));
+    const read = async (dir: string): Promise<Parsed> => {
+      const { key, hit } = this.cached(dir);
+      return hit ? { adapter: hit, fromHost: true } : this.remember(key, await (this.parser ??= new AdapterParser()).parse(dir));
+    };
     if (typeof source === 'string') return { source, ...await read(source) };
     return { source, ...this.merged(source.merge, await Promise.all(source.merge.dirs.map(read))) };
   }
@@ -103,13 +109,15 @@ export class LocalEngine {
     return { ...plan, fromHost, hostBytes: adapterBytes(adapter) };
   }
 
-  /** `read` is the cached entry when there was one (then it is the same object), else freshly parsed. */
-  private parsed(dir: string, read: LoadedAdapter): Parsed {
+  /** The host-RAM cache's entry for a directory, under its identity (its files' sizes and mtimes). */
+  private cached(dir: string): { key: string; hit: LoadedAdapter | undefined } {
     const key = dirIdentity(dir);
-    const hit = this.hostCache.get(key);
-    if (hit === read) return { adapter: hit, fromHost: true };
-    this.hostCache.put(key, read);
-    return { adapter: read, fromHost: false };
+    return { key, hit: this.hostCache.get(key) };
+  }
+
+  private remember(key: string, adapter: LoadedAdapter): Parsed {
+    this.hostCache.put(key, adapter);
+    return { adapter, fromHost: false };
   }
 
   private merged(m: MergeRecipe, parts: Parsed[]): Parsed {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <unordered_map>
+#include <utility>
 
 #include "cpu/ops.h"
 
@@ -54,18 +55,17 @@ int32_t first_crossing(std::vector<int32_t>& cand, const std::vector<uint64_t>& 
   return -1;
 }
 
-// Typical decoding's measure for every kept token t (w_by_id[t] > 0, all others ignored): |(-log p_t) - H| with
-// p_t = w_t / kept_total over the kept set and H its entropy, summed in token-id order — so the sorted walk and
-// the selection, which hold the kept set in different orders, compute the same bits.
-std::vector<double> typical_deviation(const std::vector<uint64_t>& w_by_id, uint64_t kept_total) {
-  const double total = static_cast<double>(kept_total);
-  double entropy = 0;
-  for (const uint64_t w : w_by_id)
-    if (w > 0) entropy -= static_cast<double>(w) / total * std::log(static_cast<double>(w) / total);
-  std::vector<double> dev(w_by_id.size(), INFINITY);
-  for (size_t t = 0; t < w_by_id.size(); ++t)
-    if (w_by_id[t] > 0) dev[t] = std::fabs(-std::log(static_cast<double>(w_by_id[t]) / total) - entropy);
-  return dev;
+// Typical decoding over a kept set of fixed-point weights summing to `total`: its entropy, summed over
+// (token, weight) pairs in ascending token order — so the sorted walk and the selection, which hold the kept set
+// in different orders, compute the same bits — and a token's measure |(-log p) - H| (infinite at weight 0).
+double kept_entropy(const std::vector<std::pair<int32_t, uint64_t>>& ascending, uint64_t total) {
+  double h = 0;
+  for (const auto& [t, w] : ascending)
+    if (w > 0) h -= static_cast<double>(w) / static_cast<double>(total) * std::log(static_cast<double>(w) / static_cast<double>(total));
+  return h;
+}
+double typical_deviation(uint64_t w, uint64_t total, double entropy) {
+  return w > 0 ? std::fabs(-std::log(static_cast<double>(w) / static_cast<double>(total)) - entropy) : INFINITY;
 }
 
 }  // namespace
@@ -204,9 +204,15 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     const bool typical = p.typical_p < 1.0f;
     std::vector<double> dev;
     if (typical) {
-      std::vector<uint64_t> kept_w(static_cast<size_t>(vocab), 0);
-      for (const int32_t t : cand) kept_w[t] = w[t];
-      dev = typical_deviation(kept_w, mass);
+      std::vector<char> kept(static_cast<size_t>(vocab), 0);
+      for (const int32_t t : cand) kept[t] = 1;
+      std::vector<std::pair<int32_t, uint64_t>> ascending;
+      ascending.reserve(cand.size());
+      for (int32_t t = 0; t < vocab; ++t)
+        if (kept[t]) ascending.emplace_back(t, w[t]);
+      const double entropy = kept_entropy(ascending, mass);
+      dev.assign(static_cast<size_t>(vocab), INFINITY);
+      for (const int32_t t : cand) dev[t] = typical_deviation(w[t], mass, entropy);
     }
     const auto walk_before = [&](int32_t a, int32_t b) {
       if (!typical) return before(a, b);
@@ -245,15 +251,18 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
     // rank by |(-log p) - entropy|, keep the smallest set reaching typical_p of the mass, counted in the exact
     // fixed-point weights like top-p. Here with top-k; without it the `select` block does the same by selection.
     uint64_t kept_total = 0;
-    std::vector<uint64_t> w_by_id(static_cast<size_t>(vocab), 0);
+    std::vector<std::pair<int32_t, uint64_t>> ascending(keep);
     for (size_t i = 0; i < keep; ++i) {
       kept_total += w[i];
-      w_by_id[order[i]] = w[i];
+      ascending[i] = {order[i], w[i]};
     }
-    const std::vector<double> dev = typical_deviation(w_by_id, kept_total);
+    std::sort(ascending.begin(), ascending.end());
+    const double entropy = kept_entropy(ascending, kept_total);
+    std::vector<double> dev(keep);
+    for (size_t i = 0; i < keep; ++i) dev[i] = typical_deviation(w[i], kept_total, entropy);
     std::vector<size_t> idx(keep);
     std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return dev[order[a]] < dev[order[b]]; });
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return dev[a] < dev[b]; });
     const double thr = static_cast<double>(p.typical_p) * static_cast<double>(kept_total);
     uint64_t cum = 0;
     std::vector<int32_t> kept_tokens;
