@@ -50,6 +50,7 @@ struct Warp {
   std::barrier<> bar{32};
   uint32_t a[32][4], b[32][2];
   float f[32];
+  const uint16_t* row[32];  // ldmatrix row addresses
 };
 struct Block {
   std::barrier<> bar{pm::kThreads};
@@ -57,6 +58,15 @@ struct Block {
 };
 inline thread_local Block* tl_block = nullptr;
 inline thread_local int tl_thread = 0;
+
+// cp.async as the PTX memory model allows it at its laziest: a copy lands in shared memory only when a
+// cp.async.wait_group retires its group, so a kernel that reads a stage before waiting reads stale data.
+struct AsyncCopy {
+  uint16_t* dst;
+  const uint16_t* src;
+};
+inline thread_local std::vector<AsyncCopy> tl_cp_open;                 // issued, not yet committed
+inline thread_local std::vector<std::vector<AsyncCopy>> tl_cp_groups;  // committed, oldest first
 
 template <DType kD> struct EmuOps {  // the Ops interface of prefill_mma_body.h
   static constexpr bool kSplitP = kD == DType::kBF16;
@@ -84,6 +94,37 @@ template <DType kD> struct EmuOps {  // the Ops interface of prefill_mma_body.h
     std::memset(dst, 0, 16);
   }
   static uint32_t pack(float lo, float hi) { return pm::halves(to_bits(kD, lo), to_bits(kD, hi)); }
+  static void cp_async16(uint16_t* dst, const uint16_t* src) {
+    if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) != 0) std::abort();
+    tl_cp_open.push_back({dst, src});
+  }
+  static void cp_async_commit() {
+    tl_cp_groups.push_back(std::move(tl_cp_open));
+    tl_cp_open.clear();
+  }
+  // Completes every committed group but the newest n (copies issued after the last commit are not waited for).
+  template <int n> static void cp_async_wait() {
+    while (tl_cp_groups.size() > static_cast<size_t>(n)) {
+      for (const AsyncCopy& c : tl_cp_groups.front()) std::memcpy(c.dst, c.src, 16);
+      tl_cp_groups.erase(tl_cp_groups.begin());
+    }
+  }
+  // ldmatrix.sync.aligned.m8n8.x4(.trans).b16: `row` is this lane's row address (row lane % 8 of matrix
+  // lane / 8); register m gets matrix m's (row lane / 4, cols 2(lane % 4), +1), or with kTrans its
+  // (rows 2(lane % 4), +1 of col lane / 4). Rows must be 16-byte aligned.
+  template <bool kTrans> static void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) {
+    if ((reinterpret_cast<uintptr_t>(row) & 15u) != 0) std::abort();
+    Warp& w = warp();
+    const int me = lane();
+    w.row[me] = row;
+    w.bar.arrive_and_wait();
+    for (int m = 0; m < 4; ++m) {
+      const uint16_t* const* rows = w.row + 8 * m;
+      const int a = me / 4, b = 2 * (me % 4);
+      r[m] = kTrans ? pm::halves(rows[b][a], rows[b + 1][a]) : pm::halves(rows[a][b], rows[a][b + 1]);
+    }
+    w.bar.arrive_and_wait();  // the slots may be overwritten by the next call from here on
+  }
   static float round(float v) { return from_bits(kD, to_bits(kD, v)); }
   // D = A·B + C for this lane's four accumulator positions, A and B rebuilt from every lane's registers.
   static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -130,6 +171,7 @@ inline void run_blocks(int gx, int gy, int gz, const std::function<void(const pm
             tl_block = &blk;
             tl_thread = th;
             body(pm::BlockIndex{th, x, y, z});
+            if (!tl_cp_open.empty() || !tl_cp_groups.empty()) std::abort();  // a copy nobody waited for
           });
         }
         for (std::thread& t : threads) t.join();

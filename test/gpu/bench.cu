@@ -86,7 +86,8 @@ void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_g
 
 // Prefill attention over one sequence of `len` tokens (its K/V already in the cache), Llama-2-7B heads: causal
 // FLOPs 2·2·heads·hd·len·(len+1)/2 (QKᵀ and PV), in TFLOP/s — the term the prefill bound adds to the GEMMs.
-void prefill_attention(int len, int heads, int kv_heads, bool mma) {
+enum class PrefillKernel { kSimt, kMma, kPipelined };
+void prefill_attention(int len, int heads, int kv_heads, PrefillKernel kernel) {
   const int hd = 128, bs = 16, nb = (len + bs - 1) / bs;
   const int64_t kv_dim = static_cast<int64_t>(kv_heads) * hd, q_dim = static_cast<int64_t>(heads) * hd;
   DevBuf kc(static_cast<int64_t>(nb) * bs * kv_dim * 2), vc(static_cast<int64_t>(nb) * bs * kv_dim * 2),
@@ -99,11 +100,17 @@ void prefill_attention(int len, int heads, int kv_heads, bool mma) {
   DevBuf dbt = upload_vec(bt), dcu = upload_vec(cu), dl = upload_vec(lens);
   const wc::PagedAttention a = attention_args(q, out, kc, vc, heads, kv_heads, 1, len, dcu, dl, dbt, nb, len, len);
   const double ms = time_ms(
-      [&] { CK(mma ? wc::paged_attention_prefill_mma(a, nullptr) : wc::paged_attention_prefill_simt(a, nullptr)); }, 10);
+      [&] {
+        CK(kernel == PrefillKernel::kMma         ? wc::paged_attention_prefill_mma(a, nullptr)
+           : kernel == PrefillKernel::kPipelined ? wc::paged_attention_prefill_pipelined(a, nullptr)
+                                                 : wc::paged_attention_prefill_simt(a, nullptr));
+      },
+      10);
+  const char* tag = kernel == PrefillKernel::kMma ? "[mma]" : kernel == PrefillKernel::kPipelined ? "[pipelined]" : "[simt]";
   const double flops = 4.0 * heads * hd * static_cast<double>(len) * (len + 1) / 2;
   std::printf("BENCH %-58s %8.4f ms  %7.1f TFLOP/s\n",
               ("prefill attention " + std::to_string(heads) + "/" + std::to_string(kv_heads) + " hd128 bf16 causal " +
-               std::to_string(len) + " tokens " + (mma ? "[mma]" : "[simt]")).c_str(),
+               std::to_string(len) + " tokens " + tag).c_str(),
               ms, flops / (ms * 1e-3) / 1e12);
   std::fflush(stdout);
 }
@@ -192,9 +199,10 @@ void run_benchmarks(std::mt19937&) {
     lora(false, 512, 1, copy);                  // prefill, one adapter
     lora(false, 512, 8, copy);
     lora(false, 2048, 1, copy);                 // the prefill goal's prompt
-    for (bool mma : {false, true}) {            // the prefill bench's prompt lengths, per layer
-      prefill_attention(512, 32, 32, mma);
-      prefill_attention(2048, 32, 32, mma);
+    for (PrefillKernel k : {PrefillKernel::kSimt, PrefillKernel::kMma, PrefillKernel::kPipelined}) {
+      prefill_attention(512, 32, 32, k);  // the prefill bench's prompt lengths, per layer
+      prefill_attention(2048, 32, 32, k);
+      prefill_attention(2048, 32, 8, k);  // Llama-3-8B heads (GQA 4)
     }
   });
 }

@@ -6,6 +6,8 @@
 #   bash test/gpu/suite.sh decode-fused  batch 32/128 x adapters 0/32/128 with WEFT_LORA_FUSED=1, then without (A/B of
 #                                     the fused cluster LoRA kernel, opt-in until this says it is faster)   (~3 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
+#   bash test/gpu/suite.sh prefill-pipelined  prefill 512/2048 with WEFT_PREFILL_ATTENTION=pipelined, then with
+#                                     the default tensor-core attention (A/B; opt-in until this says faster) (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -61,6 +63,11 @@ case "$part" in
     # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
     step node-gpu-fused 200 env WEFT_LORA_FUSED=1 node test/run.mjs gpu/model-golden
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-fused.log" | head -10
+    # And with the opt-in pipelined prefill attention (unless its kernel test failed).
+    if ! grep -q '^FAIL prefill.*\[pipelined\]' "$OUT/kernels.log"; then
+      step node-gpu-pipelined 200 env WEFT_PREFILL_ATTENTION=pipelined node test/run.mjs gpu/model-golden
+      grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pipelined.log" | head -10
+    fi
     ;;
   decode)
     step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
@@ -71,6 +78,12 @@ case "$part" in
       step decode-fused-$fused 240 env WEFT_LORA_FUSED=$fused "${B[@]}" --scenario decode --batch 32,128 --adapters 0,32,128 \
         --context 512 --output "$OUT/decode-fused-$fused.json"
       tail -7 "$OUT/decode-fused-$fused.log"
+    done
+    ;;
+  prefill-pipelined)
+    for attn in pipelined mma; do
+      step prefill-$attn 240 env WEFT_PREFILL_ATTENTION=$attn "${B[@]}" --scenario prefill --output "$OUT/prefill-$attn.json"
+      tail -6 "$OUT/prefill-$attn.log"
     done
     ;;
   prefill)

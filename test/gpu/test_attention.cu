@@ -1,4 +1,4 @@
-// Paged attention (decode and both prefill kernels — CUDA-core and tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
+// Paged attention (decode and the prefill kernels — CUDA-core, tensor-core and pipelined tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
 // contexts across the decode partitions (512 keys, 256 for GQA), sliding windows, odd block sizes, chunked prefill on top of a
 // cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous.
 #include <numeric>
@@ -22,10 +22,19 @@ struct Case {
   float q_scale = 1.0f;  // larger: peakier softmax
 };
 
-enum class Kernel { kDecode, kPrefillSimt, kPrefillMma };
+enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
+
+const char* tag(Kernel k) {
+  switch (k) {
+    case Kernel::kPrefillSimt: return " [simt]";
+    case Kernel::kPrefillMma: return " [mma]";
+    case Kernel::kPrefillPipelined: return " [pipelined]";
+    default: return "";
+  }
+}
 
 void run(const Case& c, Kernel kernel, std::mt19937& rng) {
-  const std::string name = c.name + (kernel == Kernel::kPrefillSimt ? " [simt]" : kernel == Kernel::kPrefillMma ? " [mma]" : "");
+  const std::string name = c.name + tag(kernel);
   guard(name, [&] {
     const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
     const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
@@ -53,8 +62,10 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
       CK(wc::paged_attention_decode(a, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
     } else if (kernel == Kernel::kPrefillSimt) {
       CK(wc::paged_attention_prefill_simt(a, nullptr));
-    } else {
+    } else if (kernel == Kernel::kPrefillMma) {
       CK(wc::paged_attention_prefill_mma(a, nullptr));  // NotSupported here is a failure: the shape qualifies
+    } else {
+      CK(wc::paged_attention_prefill_pipelined(a, nullptr));
     }
     expect_close(name, download(out.get(), ref.size(), c.d), ref, tol_for(c.d));
   });
@@ -109,7 +120,10 @@ void run_attention_tests(std::mt19937& rng) {
       continue;
     }
     run(c, Kernel::kPrefillSimt, rng);
-    if (c.d != f32 && c.hd % 16 == 0 && c.hd <= 128) run(c, Kernel::kPrefillMma, rng);
+    if (c.d != f32 && c.hd % 16 == 0 && c.hd <= 128) {
+      run(c, Kernel::kPrefillMma, rng);
+      run(c, Kernel::kPrefillPipelined, rng);
+    }
   }
 }
 

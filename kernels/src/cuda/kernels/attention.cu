@@ -406,8 +406,11 @@ cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t s
 cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream) {
   // WEFT_PREFILL_ATTENTION=simt keeps every shape on the CUDA-core kernel (A/B measurements, or a way around a
   // tensor-core kernel problem on a new device without rebuilding).
+  // WEFT_PREFILL_ATTENTION=pipelined picks the cp.async/ldmatrix tensor-core kernel (opt-in until measured).
   static const bool simt_only = detail::env_equals("WEFT_PREFILL_ATTENTION", "simt");
-  if (!simt_only && paged_attention_prefill_mma_supported(a)) return paged_attention_prefill_mma(a, stream);
+  static const bool pipelined = detail::env_equals("WEFT_PREFILL_ATTENTION", "pipelined");
+  if (!simt_only && paged_attention_prefill_mma_supported(a))
+    return pipelined ? paged_attention_prefill_pipelined(a, stream) : paged_attention_prefill_mma(a, stream);
   return paged_attention_prefill_simt(a, stream);
 }
 

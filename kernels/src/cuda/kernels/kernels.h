@@ -30,7 +30,9 @@
 //                  ≤ 256. For bf16/fp16 with head_dim % 16 == 0 (≤ 128) the tensor-core kernel replaces it:
 // - attention_prefill_mma.cu + prefill_mma_body.h: flash-attention-2 on mma.sync m16n8k16 (64 query rows ×
 //                  64-key tiles, P·V with P as a bf16 hi + lo pair); the body also runs under the host warp
-//                  emulator in test/emulated/ (npm test), so it is tested where no GPU is.
+//                  emulator in test/emulated/ (npm test), so it is tested where no GPU is. prefill_pipelined_body.h:
+//                  the same algorithm with cp.async double-buffered K/V stages, ldmatrix fragments and causal
+//                  column skipping (WEFT_PREFILL_ATTENTION=pipelined until measured on a GPU).
 // - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
 //                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
 //                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
@@ -122,11 +124,13 @@ cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, siz
                                    cudaStream_t stream);
 // Prefill (and mixed batches): causal over the cache, K/V of this step already written. Picks the tensor-core
 // kernel where it applies (bf16/fp16, head_dim a multiple of 16 up to 128, sm_80+; WEFT_PREFILL_ATTENTION=simt
-// turns it off), else the CUDA-core one. The two named kernels are callable directly (tests, benchmarks).
+// turns it off, =pipelined picks the pipelined tensor-core kernel), else the CUDA-core one. The named kernels
+// are callable directly (tests, benchmarks); the two tensor-core ones take the same shapes.
 cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream);
 cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t stream);
 bool paged_attention_prefill_mma_supported(const PagedAttention& a);
 cudaError_t paged_attention_prefill_mma(const PagedAttention& a, cudaStream_t stream);  // NotSupported: use simt
+cudaError_t paged_attention_prefill_pipelined(const PagedAttention& a, cudaStream_t stream);  // as _mma
 bool paged_attention_valid(const PagedAttention& a);  // the argument checks every attention launcher applies
 
 // LoRA ----------------------------------------------------------------------------------------------
@@ -158,7 +162,9 @@ struct LoraArgs {
 // both off); else the first, CUDA-core ones. Every variant is callable directly (tests, benchmarks).
 cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_shrink_simt(const LoraArgs& a, cudaStream_t stream);
-cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
+// cluster: blocks splitting `in` per row tile — 0 the default for the device (8 on sm_90+, 1 below; see
+// WEFT_SGMV_SHRINK_CLUSTER in lora.cu), or 1, 4 or 8 (more than 1 needs sm_90+). NotSupported: use simt.
+cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream, int cluster = 0);
 cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt

@@ -41,6 +41,47 @@ template <class T> struct DeviceOps {
     return static_cast<uint32_t>(from_f(lo)) | (static_cast<uint32_t>(from_f(hi)) << 16);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+  // cp.async (sm_80+): a 16-byte global -> shared copy that bypasses registers and L1 (.cg); groups of them are
+  // committed and waited for. The "memory" clobbers keep the compiler from moving shared-memory accesses across.
+  static __device__ __forceinline__ void cp_async16(uint16_t* dst, const uint16_t* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+#else
+    __trap();
+#endif
+  }
+  static __device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+  }
+  template <int n> static __device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
+#endif
+  }
+  // ldmatrix.x4 (sm_75+): four 8x8 16-bit matrices from shared memory, `row` = this lane's row address (row
+  // lane % 8 of matrix lane / 8); kTrans delivers them transposed. Layouts: prefill_pipelined_body.h.
+  template <bool kTrans> static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+    if constexpr (kTrans)
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(s)
+                   : "memory");
+    else
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(s)
+                   : "memory");
+#else
+    r[0] = r[1] = r[2] = r[3] = 0;
+    __trap();
+#endif
+  }
 };
 
 template <>
