@@ -1,22 +1,20 @@
 // Runs the fused decode LoRA body (kernels/src/cuda/kernels/lora_bgmv_fused_body.h, the code of
 // lora_bgmv_fused.cu's kernel) under the host warp emulator, with a thread-block cluster emulated as its
-// kCluster blocks running at once (a barrier over all their threads, and each block's shared memory reachable
-// by the others): y += scale·(x·Aᵀ)·Bᵀ per token against double precision. Cases: qkv-like slices at offsets
-// that do and do not allow 16-byte access, widths that end mid-vector, `in` not a multiple of 8 and not
-// divisible by the cluster, ranks 8/12/16/64 (prefetched B and not), base rows, an entry without weights,
-// A and B 2 bytes off alignment, bf16 and fp16. Entries outside the adapters' rows and slices must keep their
-// value bit for bit. Build + run: test/unit/tensor-core-emulated.test.ts.
+// kCluster blocks running at once (cluster_emu.h: a barrier over all their threads, and each block's shared
+// memory reachable by the others): y += scale·(x·Aᵀ)·Bᵀ per token against double precision. Cases: qkv-like
+// slices at offsets that do and do not allow 16-byte access, widths that end mid-vector, `in` not a multiple of
+// 8 and not divisible by the cluster, ranks 8/12/16/64 (prefetched B and not), base rows, an entry without
+// weights, A and B 2 bytes off alignment, bf16 and fp16. Entries outside the adapters' rows and slices must keep
+// their value bit for bit. Build + run: test/unit/tensor-core-emulated.test.ts.
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "cluster_emu.h"
 #include "cuda/kernels/lora_bgmv_fused_body.h"
-#include "warp_emu.h"
 #include "y_check.h"
 
 namespace {
@@ -24,48 +22,6 @@ namespace bf = weft::cuda::bgmv_fused;
 using namespace weft::emu;
 using weft::cuda::DType;
 using weft::cuda::LoraArgs;
-
-// One cluster's shared state: its blocks' shared memory and the barrier over all of its threads.
-struct Cluster {
-  std::barrier<> bar{bf::kCluster * bf::kThreads};
-  bf::Shared smem[bf::kCluster];
-};
-thread_local Cluster* tl_cluster = nullptr;
-thread_local int tl_rank = 0;
-
-template <DType kD> struct ClusterEmuOps : EmuOps<kD> {
-  static void cluster_sync() { tl_cluster->bar.arrive_and_wait(); }
-  // The same offset in block `rank`'s shared memory (distributed shared memory).
-  static float* peer(float* p, int rank) {
-    const char* mine = reinterpret_cast<const char*>(&tl_cluster->smem[tl_rank]);
-    const auto offset = reinterpret_cast<const char*>(p) - mine;
-    if (offset < 0 || offset >= static_cast<std::ptrdiff_t>(sizeof(bf::Shared)) || rank < 0 || rank >= bf::kCluster) std::abort();
-    return reinterpret_cast<float*>(reinterpret_cast<char*>(&tl_cluster->smem[rank]) + offset);
-  }
-};
-
-// Every cluster of a (kCluster, gy, gz) grid, one at a time, its blocks' threads all at once.
-template <class Ops> void run_clusters(const LoraArgs& a, int gy, int gz) {
-  for (int z = 0; z < gz; ++z) {
-    for (int y = 0; y < gy; ++y) {
-      Cluster cl;
-      Block blocks[bf::kCluster];
-      std::vector<std::thread> threads;
-      for (int c = 0; c < bf::kCluster; ++c) {
-        for (int th = 0; th < bf::kThreads; ++th) {
-          threads.emplace_back([&, c, th] {
-            tl_block = &blocks[c];
-            tl_thread = th;
-            tl_cluster = &cl;
-            tl_rank = c;
-            bf::block<Ops>(a, pm::BlockIndex{th, c, y, z}, cl.smem[c]);
-          });
-        }
-      }
-      for (std::thread& t : threads) t.join();
-    }
-  }
-}
 
 struct Slice {
   int off, len;
@@ -135,8 +91,11 @@ bool run(const Case& c, std::mt19937& rng) {
     std::printf("FAIL %s: not supported by the fused kernel\n", c.name.c_str());
     return false;
   }
-  if (c.d == DType::kBF16) run_clusters<ClusterEmuOps<DType::kBF16>>(a, T, S);
-  else run_clusters<ClusterEmuOps<DType::kF16>>(a, T, S);
+  with_cluster_ops(c.d, [&](auto ops) {
+    run_clusters(bf::kCluster, bf::kCluster, T, S, sizeof(bf::Shared), [&](const pm::BlockIndex& ix, void* smem) {
+      bf::block<decltype(ops)>(a, ix, *static_cast<bf::Shared*>(smem));
+    });
+  });
 
   // Reference in double: h = x·Aᵀ, y += scale·h·Bᵀ.
   std::vector<double> ref(y0.size());

@@ -1,35 +1,14 @@
 // The fused decode LoRA kernel (lora_bgmv_fused_body.h): one thread-block cluster per (token, slice), launched
 // with a cluster-dimension attribute (sm_90+), and lora_bgmv, which a step calls for its BGMV rows: the fused
 // kernel when WEFT_LORA_FUSED=1 and the shape allows, else lora.cu's shrink then expand.
-#include <cooperative_groups.h>
-
+#include "cluster_device_ops.cuh"
 #include "common.cuh"
 #include "lora_bgmv_fused_body.h"
-#include "mma_device_ops.cuh"
 
 namespace weft::cuda {
 namespace {
 namespace bf = bgmv_fused;
-
-// DeviceOps plus the cluster: its barrier and distributed shared memory. The launcher starts the kernel on
-// sm_90+ only.
-template <class T> struct ClusterOps : detail::DeviceOps<T> {
-  static __device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cooperative_groups::this_cluster().sync();
-#else
-    __trap();
-#endif
-  }
-  static __device__ __forceinline__ float* peer(float* p, int rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return cooperative_groups::this_cluster().map_shared_rank(p, static_cast<unsigned>(rank));
-#else
-    __trap();
-    return p;
-#endif
-  }
-};
+using detail::ClusterOps;
 
 template <class T>
 __global__ void __launch_bounds__(bf::kThreads) bgmv_fused_kernel(LoraArgs a) {
