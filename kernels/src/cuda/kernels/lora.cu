@@ -3,6 +3,7 @@
 // No shape table: ranks and hidden sizes are runtime values; 16-byte vector loads where the data allows.
 #include <type_traits>
 
+#include "cluster_device_ops.cuh"
 #include "common.cuh"
 #include "lora_expand_vec_body.h"
 #include "lora_shrink_mma_body.h"
@@ -202,13 +203,48 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
   }
 }
 
-// SGMV shrink on tensor cores (lora_shrink_mma_body.h).
-template <class T>
+// SGMV shrink on tensor cores (lora_shrink_mma_body.h): kCluster blocks per tile (a thread-block cluster when
+// more than one) split `in`.
+template <class T, int kCluster>
 __global__ void __launch_bounds__(shrink_mma::kThreads) shrink_mma_kernel(LoraArgs a) {
   __shared__ float red[shrink_mma::kWarps * shrink_mma::kRows * shrink_mma::kRankChunk];
   const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
                                    static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
-  shrink_mma::block<detail::DeviceOps<T>>(a, ix, red);
+  shrink_mma::block<detail::ClusterOps<T>, kCluster>(a, ix, red);
+}
+
+// Blocks per tile of the tensor-core SGMV shrink: a cluster of 8 on sm_90+ (prefill's few row tiles then fill
+// the GPU: 32 blocks at 512 rows × 1 adapter became 256), one block below (no clusters). By device kind only,
+// never by the step's rows, so a row's h does not depend on the batch. WEFT_SGMV_SHRINK_CLUSTER=0 keeps sm_90
+// on one block and =4 takes 4: A/B measurements.
+int shrink_cluster() {
+  static const int v = detail::env_equals("WEFT_SGMV_SHRINK_CLUSTER", "0")   ? 1
+                       : detail::env_equals("WEFT_SGMV_SHRINK_CLUSTER", "4") ? 4
+                                                                             : 8;
+  return detail::device_major() >= 9 ? v : 1;
+}
+
+template <class T, int kCluster>
+cudaError_t launch_shrink_mma(const LoraArgs& a, unsigned tiles, cudaStream_t stream) {
+  const unsigned chunks = static_cast<unsigned>((a.max_rank + shrink_mma::kRankChunk - 1) / shrink_mma::kRankChunk);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(chunks * kCluster, tiles, static_cast<unsigned>(a.num_slices));
+  cfg.blockDim = dim3(shrink_mma::kThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute cluster[1] = {};
+  cluster[0].id = cudaLaunchAttributeClusterDimension;
+  cluster[0].val.clusterDim.x = kCluster;  // consecutive blocks along x: one rank chunk's split of `in`
+  cluster[0].val.clusterDim.y = 1;
+  cluster[0].val.clusterDim.z = 1;
+  cfg.attrs = cluster;
+  cfg.numAttrs = kCluster > 1 ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, shrink_mma_kernel<T, kCluster>, a);
+}
+
+template <class T> cudaError_t launch_shrink_mma(const LoraArgs& a, int cluster, unsigned tiles, cudaStream_t stream) {
+  if (cluster == 8) return launch_shrink_mma<T, 8>(a, tiles, stream);
+  if (cluster == 4) return launch_shrink_mma<T, 4>(a, tiles, stream);
+  return launch_shrink_mma<T, 1>(a, tiles, stream);
 }
 
 // SGMV expand with 16-byte y and B accesses (lora_expand_vec_body.h).
@@ -271,17 +307,16 @@ cudaError_t launch(const LoraArgs& a, cudaStream_t stream) {
 
 cudaError_t lora_sgmv_shrink_simt(const LoraArgs& a, cudaStream_t stream) { return launch<true, true>(a, stream); }
 
-cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream) {
-  if (!valid(a, true)) return cudaErrorInvalidValue;
-  if (!shrink_mma::supports(a) || detail::device_major() < 8) return cudaErrorNotSupported;
+cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream, int cluster) {
+  if (!valid(a, true) || (cluster != 0 && cluster != 1 && cluster != 4 && cluster != 8)) return cudaErrorInvalidValue;
+  if (cluster == 0) cluster = shrink_cluster();
+  if (!shrink_mma::supports(a) || detail::device_major() < (cluster > 1 ? 9 : 8)) return cudaErrorNotSupported;
   const int64_t tiles = shrink_mma::row_tiles(a);
   if (tiles > 65535) return cudaErrorInvalidValue;
   if (a.tokens == 0 || a.num_entries == 0) return cudaSuccess;
-  const dim3 grid((a.max_rank + shrink_mma::kRankChunk - 1) / shrink_mma::kRankChunk, static_cast<unsigned>(tiles),
-                  a.num_slices);
-  if (a.dtype == DType::kBF16) shrink_mma_kernel<__nv_bfloat16><<<grid, shrink_mma::kThreads, 0, stream>>>(a);
-  else shrink_mma_kernel<__half><<<grid, shrink_mma::kThreads, 0, stream>>>(a);
-  return cudaGetLastError();
+  const unsigned gy = static_cast<unsigned>(tiles);
+  if (a.dtype == DType::kBF16) return launch_shrink_mma<__nv_bfloat16>(a, cluster, gy, stream);
+  return launch_shrink_mma<__half>(a, cluster, gy, stream);
 }
 
 cudaError_t lora_sgmv_shrink(const LoraArgs& a, cudaStream_t stream) {
