@@ -45,6 +45,39 @@ void norms(std::mt19937& rng) {
   });
 }
 
+// add_norm must equal add_inplace followed by the norm bit for bit (the step switches between the two with the
+// rank count and WEFT_FUSED_NORM): h written back, and the normed output.
+void add_norms(std::mt19937& rng) {
+  const std::pair<int64_t, int64_t> shapes[] = {{32, 4096}, {3, 1000}, {1, 33}};
+  for (DType d : kDtypes) {
+    for (const auto& shape : shapes) {
+      for (bool rms : {true, false}) {
+        const int64_t T = shape.first, H = shape.second;
+        const std::string name = std::string("add_norm ") + (rms ? "rms " : "layer ") + dname(d) + " " +
+                                 std::to_string(T) + "x" + std::to_string(H);
+        guard(name, [&] {
+          const auto h = randn(T * H, rng, 2.0f), delta = randn(T * H, rng, 1.0f, d);
+          const auto w = randn(H, rng, 1.0f, d), b = randn(H, rng, 1.0f, d);
+          DevBuf h1 = upload(h, DType::kF32), h2 = upload(h, DType::kF32), dd = upload(delta, d), dw = upload(w, d),
+                 db = upload(b, d), o1(T * H * dsize(d)), o2(T * H * dsize(d));
+          CK(wc::add_inplace(h1.get(), DType::kF32, dd.get(), d, T * H, nullptr));
+          if (rms) CK(wc::rms_norm(h1.get(), DType::kF32, T, H, dw.get(), d, 1e-5f, o1.get(), d, nullptr));
+          else CK(wc::layer_norm(h1.get(), DType::kF32, T, H, dw.get(), db.get(), d, 1e-5f, o1.get(), d, nullptr));
+          CK(wc::add_norm(h2.as<float>(), dd.get(), d, T, H, rms, dw.get(), rms ? nullptr : db.get(), d, 1e-5f,
+                          o2.get(), d, nullptr));
+          const auto eh1 = download(h1.get(), h.size(), DType::kF32), eh2 = download(h2.get(), h.size(), DType::kF32);
+          const auto eo1 = download(o1.get(), h.size(), d), eo2 = download(o2.get(), h.size(), d);
+          expect(name + ": h", eh1 == eh2, "the residual stream differs from add_inplace's");
+          expect(name + ": out", eo1 == eo2, "the normed rows differ from add_inplace + norm's");
+          std::vector<float> ref(h.size());  // and against the CPU, as the plain norm is
+          for (size_t i = 0; i < h.size(); ++i) ref[i] = h[i] + delta[i];
+          expect_close(name + ": h vs cpu", eh2, ref, 1e-6);
+        });
+      }
+    }
+  }
+}
+
 void rope(std::mt19937& rng) {
   const int64_t T = 7, qh = 4, kh = 2, hd = 128, stride = (qh + 2 * kh) * hd;
   const std::vector<int32_t> pos = {0, 1, 17, 4095, 32768, 100000, 7};
@@ -183,6 +216,7 @@ void kv_write(std::mt19937& rng) {
 
 void run_basic_tests(std::mt19937& rng) {
   norms(rng);
+  add_norms(rng);
   rope(rng);
   elementwise(rng);
   kv_write(rng);

@@ -64,6 +64,11 @@ cudaError_t rms_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidde
 // out[t] = (x[t] - mean) / sqrt(var + eps) ⊙ weight + bias (bias may be null).
 cudaError_t layer_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidden, const void* weight,
                        const void* bias, DType w_dtype, float eps, void* out, DType out_dtype, cudaStream_t stream);
+// The residual step and the next norm in one launch: h[t] += delta[t] (fp32 residual stream, written back), then
+// out[t] = rms_norm (rms) or layer_norm of the new h[t]. Bitwise equal to add_inplace followed by the norm.
+cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tokens, int64_t hidden, bool rms,
+                     const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
+                     cudaStream_t stream);
 
 // RoPE ----------------------------------------------------------------------------------------------
 // Rotate-half RoPE in place on the first rotary_dim dims of every head of q ([tokens, q_heads·head_dim] rows

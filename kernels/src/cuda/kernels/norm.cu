@@ -1,5 +1,8 @@
 // RMSNorm and LayerNorm: one block per row, fp32 statistics (two-pass variance for LayerNorm, as accurate as
-// the CPU's double version at fp32 tolerance). Mirrors cpu/norm.cc.
+// the CPU's double version at fp32 tolerance). Mirrors cpu/norm.cc. The residual variant (add_norm) first adds
+// a module's output into the fp32 residual stream in the same pass that reads it: one launch and one read of
+// the row instead of add_inplace + norm, with bitwise the same h and output (same element-per-thread split,
+// same fp32 add, same summation order).
 #include "common.cuh"
 
 namespace weft::cuda {
@@ -7,12 +10,18 @@ namespace {
 using detail::from_f;
 using detail::to_f;
 
-template <class Tx, class Tw, class To, bool kRms>
-__global__ void norm_kernel(const Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out) {
+// x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x).
+template <class Tx, class Tw, class To, bool kRms, class Td = float>
+__global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
+                            const Td* delta = nullptr) {
   __shared__ float red[32];
-  const Tx* xr = x + blockIdx.x * hidden;
+  Tx* xr = x + blockIdx.x * hidden;
   To* yr = out + blockIdx.x * hidden;
   const float n = static_cast<float>(hidden);
+  if (delta) {  // each thread adds (and later re-reads) only its own elements: no barrier needed
+    const Td* dr = delta + blockIdx.x * hidden;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = from_f<Tx>(to_f(xr[i]) + to_f(dr[i]));
+  }
   float mean = 0.0f;
   if constexpr (!kRms) {
     float s = 0.0f;
@@ -36,23 +45,30 @@ __global__ void norm_kernel(const Tx* x, int64_t hidden, const Tw* weight, const
   }
 }
 
+bool norm_args_valid(int64_t tokens, int64_t hidden, const void* w) {
+  return tokens >= 0 && hidden >= 0 && w && tokens <= INT32_MAX;
+}
+// ~8 elements per thread; a whole warp at least, 1024 at most.
+int norm_threads(int64_t hidden) {
+  const int threads = static_cast<int>((hidden / 8 + 31) / 32 * 32);
+  return threads < 32 ? 32 : (threads > 1024 ? 1024 : threads);
+}
+
 template <bool kRms>
 cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden, const void* w, const void* b,
                         DType wd, float eps, void* out, DType od, cudaStream_t stream) {
-  if (tokens < 0 || hidden < 0 || !w || tokens > INT32_MAX) return cudaErrorInvalidValue;
+  if (!norm_args_valid(tokens, hidden, w)) return cudaErrorInvalidValue;
   if (tokens == 0 || hidden == 0) return cudaSuccess;
-  // ~8 elements per thread; a whole warp at least, 1024 at most.
-  int threads = static_cast<int>((hidden / 8 + 31) / 32 * 32);
-  threads = threads < 32 ? 32 : (threads > 1024 ? 1024 : threads);
   return detail::dispatch(xd, [&](auto tx) {
     return detail::dispatch(wd, [&](auto tw) {
       return detail::dispatch(od, [&](auto to) {
         using Tx = typename decltype(tx)::type;
         using Tw = typename decltype(tw)::type;
         using To = typename decltype(to)::type;
-        norm_kernel<Tx, Tw, To, kRms><<<static_cast<unsigned>(tokens), threads, 0, stream>>>(
-            static_cast<const Tx*>(x), hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b), eps,
-            static_cast<To*>(out));
+        // The kernel writes x only when given a delta; this launch gives none.
+        norm_kernel<Tx, Tw, To, kRms><<<static_cast<unsigned>(tokens), norm_threads(hidden), 0, stream>>>(
+            const_cast<Tx*>(static_cast<const Tx*>(x)), hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b),
+            eps, static_cast<To*>(out));
         return cudaGetLastError();
       });
     });
@@ -69,6 +85,30 @@ cudaError_t rms_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidde
 cudaError_t layer_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidden, const void* weight,
                        const void* bias, DType w_dtype, float eps, void* out, DType out_dtype, cudaStream_t stream) {
   return launch_norm<false>(x, x_dtype, tokens, hidden, weight, bias, w_dtype, eps, out, out_dtype, stream);
+}
+
+cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tokens, int64_t hidden, bool rms,
+                     const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
+                     cudaStream_t stream) {
+  if (!norm_args_valid(tokens, hidden, weight) || !h || !delta) return cudaErrorInvalidValue;
+  if (tokens == 0 || hidden == 0) return cudaSuccess;
+  return detail::dispatch(delta_dtype, [&](auto td) {
+    return detail::dispatch(w_dtype, [&](auto tw) {
+      return detail::dispatch(out_dtype, [&](auto to) {
+        using Td = typename decltype(td)::type;
+        using Tw = typename decltype(tw)::type;
+        using To = typename decltype(to)::type;
+        const dim3 grid(static_cast<unsigned>(tokens));
+        const int threads = norm_threads(hidden);
+        const auto* w = static_cast<const Tw*>(weight);
+        const auto* b = static_cast<const Tw*>(bias);
+        const auto* d = static_cast<const Td*>(delta);
+        if (rms) norm_kernel<float, Tw, To, true, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, static_cast<To*>(out), d);
+        else norm_kernel<float, Tw, To, false, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, static_cast<To*>(out), d);
+        return cudaGetLastError();
+      });
+    });
+  });
 }
 
 }  // namespace weft::cuda

@@ -2,6 +2,7 @@
 // cuBLASLt GEMMs, on rows ordered by step_plan.h. enqueue_step only enqueues work on stream_ (it is what a
 // decode graph captures); the host-staged collectives in all_reduce are the exception, and only run when
 // the world has several ranks, where graphs are off.
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
@@ -167,6 +168,27 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows) {
   WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
 }
 
+// One rank: the residual add and the norm after it are one kernel (add_norm: bitwise the same h and x, one launch
+// and one pass over h fewer, twice per layer). Several ranks sum partials across ranks in between, so they keep
+// the two steps. WEFT_FUSED_NORM=0 turns the fusion off (A/B timing).
+bool CudaModel::fused_residual_norm() const {
+  static const bool off = [] {
+    const char* v = std::getenv("WEFT_FUSED_NORM");
+    return v != nullptr && std::strcmp(v, "0") == 0;
+  }();
+  return !off && coll_->world() == 1;
+}
+
+void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
+  if (!fused_residual_norm()) {
+    residual(out, bias, rows);
+    norm(buf_.h.get(), DType::kF32, rows, w, b, buf_.x.get());
+    return;
+  }
+  WEFT_CUDA_CHECK(add_norm(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden, cfg_.norm == NormKind::kRms, w, b,
+                           opts_.dtype, cfg_.norm_eps, buf_.x.get(), opts_.dtype, stream_));
+}
+
 void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   const LayerWeights& w = layer_w_[l];
   const int layer = static_cast<int>(l);
@@ -177,8 +199,8 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   const bool solo = coll_->world() == 1;
   char* qkv = buf_.qkv.as<char>();
 
-  // Attention block.
-  norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
+  // Attention block. With the fused residual + norm, the previous layer's last residual step already wrote x.
+  if (l == 0 || !fused_residual_norm()) norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   gemm(buf_.x.get(), w.qkv_w, qkv, T, qkv_out, H, w.qkv_b);
   if (p.lora) lora(layer, kQkv, buf_.x.get(), H, qkv, qkv_out, p);
   if (cfg_.rotary_dim > 0)
@@ -189,10 +211,8 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   attention(l, p);
   gemm(buf_.attn.get(), w.o_w, buf_.o.get(), T, H, q_dim, solo ? w.o_b : nullptr);
   if (p.lora) lora(layer, kO, buf_.attn.get(), q_dim, buf_.o.get(), H, p);
-  residual(buf_.o.get(), solo ? nullptr : w.o_b, T);
-
   // MLP block.
-  norm(buf_.h.get(), DType::kF32, T, w.mlp_norm_w, w.mlp_norm_b, buf_.x.get());
+  residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b);
   gemm(buf_.x.get(), w.up_w, buf_.up.get(), T, up_out, H, w.up_b);
   if (p.lora) lora(layer, kUp, buf_.x.get(), H, buf_.up.get(), up_out, p);
   void* act = buf_.up.get();
@@ -206,7 +226,12 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   }
   gemm(act, w.down_w, buf_.o.get(), T, H, I, solo ? w.down_b : nullptr);
   if (p.lora) lora(layer, kDown, act, I, buf_.o.get(), H, p);
-  residual(buf_.o.get(), solo ? nullptr : w.down_b, T);
+  if (l + 1 < cfg_.layers) {
+    const LayerWeights& next = layer_w_[l + 1];
+    residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b);
+  } else {
+    residual(buf_.o.get(), solo ? nullptr : w.down_b, T);  // the final norm runs on the logit rows only
+  }
 }
 
 void CudaModel::enqueue_step(const StepPlan& p) {

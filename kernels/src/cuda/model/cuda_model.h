@@ -124,6 +124,9 @@ class CudaModel final : public ModelExecutor {
   void attention(int64_t layer, const StepPlan& p);
   void lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p);
   void residual(void* out, const void* bias, int64_t rows);
+  // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
+  void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);
+  bool fused_residual_norm() const;
   void all_reduce(float* data, int64_t n);
   void norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out);
   void gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias);
