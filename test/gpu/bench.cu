@@ -187,6 +187,56 @@ void lora(bool bgmv, int tokens, int adapters, double copy_gbps) {
 
 }  // namespace
 
+// A prefill's SGMV shrink with one rank-16 adapter (Llama-2-7B modules: qkv in 4096 × 3 slices, down in 11008),
+// the tensor-core kernel with each block count per row tile — a cluster of 8 splitting `in` (the sm_90
+// default), 4, and one block (the sm_80 path, and the kernel as it was before clusters: ~35 µs at 512 rows, in
+// 4096 on an H100, docs/bench/2026-11-22-h100) — and the CUDA-core one. Ideal traffic: x and A once each.
+void sgmv_shrink_blocks(int tokens, int in, int slices, double copy_gbps) {
+  const int r = 16;
+  std::vector<DevBuf> w;
+  std::vector<const void*> ap, bp;
+  for (int s = 0; s < slices; ++s) {
+    w.emplace_back(static_cast<size_t>(r) * in * 2);
+    ap.push_back(w.back().get());
+    bp.push_back(w.back().get());  // never read by a shrink
+  }
+  const std::vector<int32_t> ranks(slices, r), seg = {0, tokens}, offs(slices, 0), lens(slices, 16);
+  const std::vector<float> scales(slices, 1.0f);
+  DevBuf x(static_cast<size_t>(tokens) * in * 2), h(sizeof(float) * slices * tokens * r), y(16);
+  DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dr = upload_vec(ranks), ds = upload_vec(scales),
+         doff = upload_vec(offs), dlen = upload_vec(lens), dseg = upload_vec(seg);
+  wc::LoraArgs a{};
+  a.dtype = DType::kBF16;
+  a.tokens = tokens;
+  a.in = in;
+  a.x = x.get();
+  a.x_stride = in;
+  a.h = h.as<float>();
+  a.y = y.get();
+  a.num_slices = slices;
+  a.out_offset = doff.as<int32_t>();
+  a.out_len = dlen.as<int32_t>();
+  a.max_out_len = 16;
+  a.num_entries = 1;
+  a.a = dap.as<const void*>();
+  a.b = dbp.as<const void*>();
+  a.rank = dr.as<int32_t>();
+  a.scale = ds.as<float>();
+  a.max_rank = r;
+  a.seg_starts = dseg.as<int32_t>();
+  const double bytes = 2.0 * slices * r * in + 2.0 * tokens * in;
+  const std::string what = "sgmv shrink r16 bf16 tokens " + std::to_string(tokens) + " adapters 1 in " +
+                           std::to_string(in) + " slices " + std::to_string(slices);
+  for (int cluster : {8, 4, 1}) {
+    const cudaError_t e = wc::lora_sgmv_shrink_mma(a, nullptr, cluster);
+    if (e == cudaErrorNotSupported) continue;  // clusters: sm_90+
+    CK(e);
+    line(what + " [mma " + (cluster > 1 ? "cluster " + std::to_string(cluster) : std::string("1 block")) + "]",
+         time_ms([&] { CK(wc::lora_sgmv_shrink_mma(a, nullptr, cluster)); }), bytes, copy_gbps);
+  }
+  line(what + " [simt]", time_ms([&] { CK(wc::lora_sgmv_shrink_simt(a, nullptr)); }), bytes, copy_gbps);
+}
+
 void run_benchmarks(std::mt19937&) {
   guard("benchmarks", [&] {
     const double copy = copy_rate();
@@ -199,6 +249,10 @@ void run_benchmarks(std::mt19937&) {
     lora(false, 512, 1, copy);                  // prefill, one adapter
     lora(false, 512, 8, copy);
     lora(false, 2048, 1, copy);                 // the prefill goal's prompt
+    for (int tokens : {512, 2048}) {            // prefill's shrink: block counts per row tile, A/B
+      sgmv_shrink_blocks(tokens, 4096, 3, copy);
+      sgmv_shrink_blocks(tokens, 11008, 1, copy);
+    }
     for (PrefillKernel k : {PrefillKernel::kSimt, PrefillKernel::kMma, PrefillKernel::kPipelined}) {
       prefill_attention(512, 32, 32, k);  // the prefill bench's prompt lengths, per layer
       prefill_attention(2048, 32, 32, k);

@@ -8,6 +8,8 @@
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh prefill-pipelined  prefill 512/2048 with WEFT_PREFILL_ATTENTION=pipelined, then with
 #                                     the default tensor-core attention (A/B; opt-in until this says faster) (~2 min)
+#   bash test/gpu/suite.sh prefill-shrink  prefill 512/2048 with the LoRA shrink's 8-block clusters (the sm_90
+#                                     default), then with WEFT_SGMV_SHRINK_CLUSTER=0 (one block per tile; A/B) (~2 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -86,6 +88,12 @@ case "$part" in
       tail -6 "$OUT/prefill-$attn.log"
     done
     ;;
+  prefill-shrink)
+    for c in 8 0; do
+      step prefill-shrink-$c 240 env WEFT_SGMV_SHRINK_CLUSTER=$c "${B[@]}" --scenario prefill --output "$OUT/prefill-shrink-$c.json"
+      tail -6 "$OUT/prefill-shrink-$c.log"
+    done
+    ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"
     tail -10 "$OUT/prefill.log"
@@ -132,7 +140,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|decode-fused|prefill|baseline|serve|serve-prefix|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|decode-fused|prefill|prefill-pipelined|prefill-shrink|baseline|serve|serve-prefix|profile|golden" >&2
     exit 2
     ;;
 esac

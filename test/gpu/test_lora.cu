@@ -1,6 +1,8 @@
 // LoRA SGMV / BGMV shrink + expand against cpu::lora_shrink_expand, across adapter-popularity patterns
 // (distinct, identical, skewed, zipf-like, base-only rows), ranks 1..128 (multiples of 8 and not), fused
-// modules (several slices), aligned and unaligned weights, padded row strides.
+// modules (several slices), aligned and unaligned weights, padded row strides; the tensor-core SGMV shrink
+// with one block per row tile and with clusters of 4 and 8 (sm_90+), and its h bit for bit for the same rows
+// in different batches (batch invariance).
 #include "harness.h"
 
 namespace gt {
@@ -27,10 +29,22 @@ struct Case {
   bool misalign = false;         // weights one element past a 16-byte boundary: scalar paths
 };
 
-// mma_shrink: SGMV on the newer kernels — tensor-core shrink (lora_shrink_mma_body.h) and 16-byte expand
-// (lora_expand_vec_body.h) — instead of the first CUDA-core ones.
-void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
-  const std::string name = c.name + (c.bgmv ? "" : mma_shrink ? " [mma shrink, vec expand]" : " [simt shrink]");
+int device_major() {
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  return major;
+}
+
+// cluster >= 0: SGMV on the newer kernels — tensor-core shrink (lora_shrink_mma_body.h; `cluster` blocks per
+// row tile, 0 the device's default) and 16-byte expand (lora_expand_vec_body.h) — instead of the first
+// CUDA-core ones (cluster < 0).
+void run(const Case& c, int cluster, std::mt19937& rng) {
+  const bool mma_shrink = cluster >= 0;
+  const std::string blocks = cluster == 0 ? "" : " cluster " + std::to_string(cluster);
+  const std::string name =
+      c.name + (c.bgmv ? "" : mma_shrink ? " [mma shrink" + blocks + ", vec expand]" : " [simt shrink]");
+  if (mma_shrink && cluster > 1 && device_major() < 9) return;  // clusters: sm_90+
   guard(name, [&] {
     const int S = static_cast<int>(c.slices.size());
     const int E = c.bgmv ? c.num_slots : static_cast<int>(c.seg_lens.size());
@@ -117,10 +131,68 @@ void run(const Case& c, bool mma_shrink, std::mt19937& rng) {
       CK(wc::lora_bgmv_expand(a, nullptr));
     } else {
       a.seg_starts = dseg.as<int32_t>();
-      CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr) : wc::lora_sgmv_shrink_simt(a, nullptr));
+      CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr, cluster) : wc::lora_sgmv_shrink_simt(a, nullptr));
       CK(mma_shrink ? wc::lora_sgmv_expand_vec(a, nullptr) : wc::lora_sgmv_expand_simt(a, nullptr));
     }
     expect_close(name, download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+  });
+}
+
+// The tensor-core shrink's h rows of one adapter's segment must not depend on the rest of the step: the same
+// 300 x rows alone, then after 37 rows of another adapter (other tiles, tile boundaries elsewhere in the rows,
+// other token count) and before a base segment; bit for bit.
+void shrink_batch_invariance(int in, int cluster, std::mt19937& rng) {
+  // Named like run()'s cases: suite.sh falls back to the CUDA-core kernels when a "[mma shrink" case fails.
+  const std::string name = "sgmv h batch-invariant, in " + std::to_string(in) + " bf16 [mma shrink" +
+                           (cluster == 0 ? std::string() : " cluster " + std::to_string(cluster)) + "]";
+  if (cluster > 1 && device_major() < 9) return;
+  guard(name, [&] {
+    const DType d = DType::kBF16;
+    const int r = 16, n = 300, before = 37, after = 20, T = before + n + after;
+    const auto x = randn(static_cast<size_t>(T) * in, rng, 1.0f, d);
+    const auto a1 = randn(static_cast<size_t>(r) * in, rng, 0.02f, d);
+    const auto a2 = randn(static_cast<size_t>(r) * in, rng, 0.02f, d);
+    DevBuf dx = upload(x, d), da1 = upload(a1, d), da2 = upload(a2, d), db(16);
+    std::vector<float> h[2];
+    for (int mixed = 0; mixed < 2; ++mixed) {
+      const int tokens = mixed ? T : n;
+      const std::vector<const void*> ap = mixed ? std::vector<const void*>{da2.get(), da1.get(), nullptr}
+                                                : std::vector<const void*>{da1.get()};
+      const std::vector<const void*> bp(ap.size(), db.get());
+      const std::vector<int32_t> seg =
+          mixed ? std::vector<int32_t>{0, before, before + n, T} : std::vector<int32_t>{0, n};
+      const std::vector<int32_t> ranks(ap.size(), r), offs = {0}, lens = {8};
+      const std::vector<float> scales(ap.size(), 1.0f);
+      DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dseg = upload_vec(seg), dr = upload_vec(ranks),
+             ds = upload_vec(scales), doff = upload_vec(offs), dlen = upload_vec(lens);
+      DevBuf dh(sizeof(float) * tokens * r), dy(static_cast<size_t>(tokens) * 8 * 2);
+      wc::LoraArgs a{};
+      a.dtype = d;
+      a.tokens = tokens;
+      a.in = in;
+      a.x = static_cast<const char*>(dx.get()) + (mixed ? 0 : static_cast<size_t>(before) * in * 2);
+      a.x_stride = in;
+      a.h = dh.as<float>();
+      a.y = dy.get();
+      a.y_stride = 8;
+      a.num_slices = 1;
+      a.out_offset = doff.as<int32_t>();
+      a.out_len = dlen.as<int32_t>();
+      a.max_out_len = 8;
+      a.num_entries = static_cast<int32_t>(ap.size());
+      a.a = dap.as<const void*>();
+      a.b = dbp.as<const void*>();
+      a.rank = dr.as<int32_t>();
+      a.scale = ds.as<float>();
+      a.max_rank = r;
+      a.seg_starts = dseg.as<int32_t>();
+      CK(wc::lora_sgmv_shrink_mma(a, nullptr, cluster));
+      const auto all = download_vec<float>(dh.get(), static_cast<size_t>(tokens) * r);
+      h[mixed].assign(all.begin() + (mixed ? before * r : 0), all.begin() + (mixed ? before * r : 0) + n * r);
+    }
+    int differ = 0;
+    for (size_t i = 0; i < h[0].size(); ++i) differ += std::memcmp(&h[0][i], &h[1][i], sizeof(float)) != 0;
+    expect(name, differ == 0, std::to_string(differ) + " of " + std::to_string(h[0].size()) + " h values differ");
   });
 }
 
@@ -147,6 +219,12 @@ void run_lora_tests(std::mt19937& rng) {
        true},
       {"sgmv down-like in 11008, skewed + base segment f16", f16, 50, 11008, 0, {{0, 4096}}, {16, 8}, 16, false,
        {30, 5, 15}, {}, 0, {1}},
+      // Prefill with one adapter: few row tiles, where the shrink splits `in` over a cluster (sm_90+).
+      {"sgmv prefill 512 tokens, 1 adapter, qkv r16 bf16", bf16, 512, 4096, 0, qkv, {16}, 16, false, {512}, {}},
+      {"sgmv prefill 512 tokens, 1 adapter, down-like in 11008 r16 bf16", bf16, 512, 11008, 0, {{0, 4096}}, {16}, 16,
+       false, {512}, {}},
+      {"sgmv 16 tokens, 1 adapter, in 4112 (odd number of 16s) r64 f16", f16, 16, 4112, 0, {{0, 512}}, {64}, 64,
+       false, {16}, {}},
       {"bgmv zipf decode qkv bf16", bf16, 32, 4096, 0, qkv, {16, 8, 32, 64}, 64, true, {}, zipf, 8},
       {"bgmv distinct f32", f32, 8, 2048, 0, {{0, 2048}}, {16, 8}, 16, true, {}, {0, 1, 2, 3, 4, 5, 6, 7}, 8},
       {"bgmv lm_head-like 32000 out f32", f32, 4, 512, 0, {{0, 32000}}, {8}, 8, true, {}, {1, 0, -1, 1}, 2},
@@ -154,10 +232,14 @@ void run_lora_tests(std::mt19937& rng) {
        {0, 1, 1, -1, 0}, 2, {}, true},
   };
   for (const Case& c : cases) {
-    run(c, false, rng);
-    // The tensor-core shrink takes 16-bit SGMV with `in` a multiple of 16 (unaligned A included).
-    if (!c.bgmv && c.d != f32 && c.in % 16 == 0) run(c, true, rng);
+    run(c, -1, rng);
+    // The tensor-core shrink takes 16-bit SGMV with `in` a multiple of 16 (unaligned A included): the device's
+    // default, and each block count explicitly.
+    if (!c.bgmv && c.d != f32 && c.in % 16 == 0)
+      for (int cluster : {0, 1, 4, 8}) run(c, cluster, rng);
   }
+  for (int in : {4096, 11008})
+    for (int cluster : {0, 1, 8}) shrink_batch_invariance(in, cluster, rng);
 }
 
 }  // namespace gt
