@@ -65,6 +65,67 @@ struct BlockIndex {
   int thread, x, y, z;  // threadIdx.x; blockIdx.x = row tile, .y = sequence, .z = kv head
 };
 
+// Per-tile steps both tensor-core kernels share (this one and prefill_pipelined_body.h). A thread holds rows g and
+// g + 8 of its warp's 16: running max m, running sum l, O accumulators o.
+
+// Online softmax: mx holds this tile's masked, scaled scores' row maxima over this thread's columns; reduce them
+// over the quad, then rescale l and o to the new running max.
+template <class Ops, int DT>
+WEFT_MMA_HD void rescale_rows(float (&mx)[2], float (&m)[2], float (&l)[2], float (&o)[DT][4]) {
+  float corr[2];
+  for (int i = 0; i < 2; ++i) {
+    mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 1));
+    mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 2));
+    const float mn = fmaxf(m[i], mx[i]);
+    corr[i] = m[i] == -INFINITY ? 0.0f : Ops::exp2(m[i] - mn);
+    m[i] = mn;
+    l[i] *= corr[i];
+  }
+  for (int dt = 0; dt < DT; ++dt)
+    for (int e = 0; e < 4; ++e) o[dt][e] *= corr[e >> 1];
+}
+
+// P = exp2(S - m) in the A-operand layout: S column tiles 2k and 2k+1 are exactly k-step k's registers. bf16 keeps
+// only 8 bits of P (2^-9 relative per weight; on random data that alone reached ~0.9 % of the output's rms), so P
+// goes in as two bf16 terms, hi = bf16(P) into pa and lo = bf16(P - hi) into pl: 16 bits, one more MMA per k-step,
+// the accuracy of the fp32 kernel. fp16 keeps 11 bits and uses one term (pl unused). Adds P's row sums to l.
+template <class Ops, int NT, int PK, int PL>
+WEFT_MMA_HD void pack_p(const float (&sc)[NT][4], const float (&m)[2], float (&l)[2], uint32_t (&pa)[PK][4],
+                        uint32_t (&pl)[PL][4]) {
+  for (int n = 0; n < NT; ++n) {
+    float p[4], r[4];
+    for (int e = 0; e < 4; ++e) {
+      p[e] = sc[n][e] == -INFINITY ? 0.0f : Ops::exp2(sc[n][e] - m[e >> 1]);
+      r[e] = p[e] - Ops::round(p[e]);
+      l[e >> 1] += Ops::kSplitP ? p[e] : Ops::round(p[e]);  // the weights the tensor cores will multiply
+    }
+    pa[n / 2][(n & 1) * 2 + 0] = Ops::pack(p[0], p[1]);
+    pa[n / 2][(n & 1) * 2 + 1] = Ops::pack(p[2], p[3]);
+    if constexpr (Ops::kSplitP) {
+      pl[n / 2][(n & 1) * 2 + 0] = Ops::pack(r[0], r[1]);
+      pl[n / 2][(n & 1) * 2 + 1] = Ops::pack(r[2], r[3]);
+    }
+  }
+}
+
+// The quad's partial row sums, then O / l into the output rows this thread holds (virtual rows wr0 + g, + 8).
+template <class Ops, int D>
+WEFT_MMA_HD void store_rows(const PagedAttention& a, float (&o)[D / 8][4], float (&l)[2], int wr0, int vr_end, int q0,
+                            int group, int kvh, int g, int t) {
+  uint16_t* out = static_cast<uint16_t*>(a.out);
+  for (int i = 0; i < 2; ++i) {
+    l[i] += Ops::shfl_xor(l[i], 1);
+    l[i] += Ops::shfl_xor(l[i], 2);
+    const int vr = wr0 + g + 8 * i;
+    if (vr >= vr_end) continue;
+    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+    uint16_t* orow = out + static_cast<int64_t>(q0 + vr / group) * a.out_stride +
+                     static_cast<int64_t>(kvh * group + vr % group) * D + 2 * t;
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Ops::pack(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
+  }
+}
+
 // Ops<T> provides: sync() (block barrier), shfl_xor(float, int), mma(float(&)[4], const uint32_t(&)[4],
 // const uint32_t(&)[2]) (D = A·B + C in place), pack(float lo, float hi) -> uint32_t (two rounded 16-bit
 // values), round(float) -> float (through the 16-bit type), copy16(dst, src) / zero16(dst) (16 bytes),
@@ -154,37 +215,9 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
         mx[i] = fmaxf(mx[i], sc[n][e]);
       }
     }
-    float corr[2];
-    for (int i = 0; i < 2; ++i) {
-      mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 1));
-      mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 2));
-      const float mn = fmaxf(m[i], mx[i]);
-      corr[i] = m[i] == -INFINITY ? 0.0f : Ops::exp2(m[i] - mn);
-      m[i] = mn;
-      l[i] *= corr[i];
-    }
-    for (int dt = 0; dt < DT; ++dt)
-      for (int e = 0; e < 4; ++e) o[dt][e] *= corr[e >> 1];
-
-    // P in the A-operand layout: S column tiles 2k and 2k+1 are exactly k-step k's registers. bf16 keeps only 8
-    // bits of P (2^-9 relative per weight; on random data that alone reached ~0.9 % of the output's rms), so P
-    // goes in as two bf16 terms, hi = bf16(P) and lo = bf16(P - hi): 16 bits, one more MMA per k-step, the
-    // accuracy of the fp32 kernel. fp16 keeps 11 bits and uses one term.
+    rescale_rows<Ops, DT>(mx, m, l, o);
     uint32_t pa[PK][4], pl[Ops::kSplitP ? PK : 1][4];
-    for (int n = 0; n < NT; ++n) {
-      float p[4], r[4];
-      for (int e = 0; e < 4; ++e) {
-        p[e] = sc[n][e] == -INFINITY ? 0.0f : Ops::exp2(sc[n][e] - m[e >> 1]);
-        r[e] = p[e] - Ops::round(p[e]);
-        l[e >> 1] += Ops::kSplitP ? p[e] : Ops::round(p[e]);  // the weights the tensor cores will multiply
-      }
-      pa[n / 2][(n & 1) * 2 + 0] = Ops::pack(p[0], p[1]);
-      pa[n / 2][(n & 1) * 2 + 1] = Ops::pack(p[2], p[3]);
-      if constexpr (Ops::kSplitP) {
-        pl[n / 2][(n & 1) * 2 + 0] = Ops::pack(r[0], r[1]);
-        pl[n / 2][(n & 1) * 2 + 1] = Ops::pack(r[2], r[3]);
-      }
-    }
+    pack_p<Ops>(sc, m, l, pa, pl);
 
     // O += P·V: B-fragment (k = key, n = dim) pairs two keys of one dim, two rows of V's [key][dim] tile.
     for (int kk = 0; kk < PK; ++kk) {
@@ -198,19 +231,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
     }
   }
 
-  // The quad's partial row sums, then O / l into the output rows this thread holds.
-  uint16_t* out = static_cast<uint16_t*>(a.out);
-  for (int i = 0; i < 2; ++i) {
-    l[i] += Ops::shfl_xor(l[i], 1);
-    l[i] += Ops::shfl_xor(l[i], 2);
-    const int vr = wr0 + g + 8 * i;
-    if (vr >= vr_end) continue;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-    uint16_t* orow = out + static_cast<int64_t>(q0 + vr / group) * a.out_stride +
-                     static_cast<int64_t>(kvh * group + vr % group) * D + 2 * t;
-    for (int dt = 0; dt < DT; ++dt)
-      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Ops::pack(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
-  }
+  store_rows<Ops, D>(a, o, l, wr0, vr_end, q0, group, kvh, g, t);
 }
 
 }  // namespace weft::cuda::prefill_mma

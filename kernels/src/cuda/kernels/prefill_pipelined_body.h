@@ -171,34 +171,9 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
           mx[i] = fmaxf(mx[i], sc[n][e]);
         }
       }
-      float corr[2];
-      for (int i = 0; i < 2; ++i) {
-        mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 1));
-        mx[i] = fmaxf(mx[i], Ops::shfl_xor(mx[i], 2));
-        const float mn = fmaxf(m[i], mx[i]);
-        corr[i] = m[i] == -INFINITY ? 0.0f : Ops::exp2(m[i] - mn);
-        m[i] = mn;
-        l[i] *= corr[i];
-      }
-      for (int dt = 0; dt < DT; ++dt)
-        for (int e = 0; e < 4; ++e) o[dt][e] *= corr[e >> 1];
-
-      // P in the A-operand layout (see prefill_mma_body.h for the bf16 hi + lo split).
-      uint32_t pa[PK][4], pl[Ops::kSplitP ? PK : 1][4];
-      for (int n = 0; n < NT; ++n) {
-        float p[4], r[4];
-        for (int e = 0; e < 4; ++e) {
-          p[e] = sc[n][e] == -INFINITY ? 0.0f : Ops::exp2(sc[n][e] - m[e >> 1]);
-          r[e] = p[e] - Ops::round(p[e]);
-          l[e >> 1] += Ops::kSplitP ? p[e] : Ops::round(p[e]);
-        }
-        pa[n / 2][(n & 1) * 2 + 0] = Ops::pack(p[0], p[1]);
-        pa[n / 2][(n & 1) * 2 + 1] = Ops::pack(p[2], p[3]);
-        if constexpr (Ops::kSplitP) {
-          pl[n / 2][(n & 1) * 2 + 0] = Ops::pack(r[0], r[1]);
-          pl[n / 2][(n & 1) * 2 + 1] = Ops::pack(r[2], r[3]);
-        }
-      }
+      pm::rescale_rows<Ops, DT>(mx, m, l, o);
+      uint32_t pa[PK][4], pl[Ops::kSplitP ? PK : 1][4];  // P as bf16 hi + lo (prefill_mma_body.h's pack_p)
+      pm::pack_p<Ops>(sc, m, l, pa, pl);
 
       // O += P·V; one ldmatrix.x4.trans gives the B fragments of two dim tiles for one 16-key step.
       WEFT_UNROLL
@@ -221,18 +196,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
     Ops::sync();  // every warp is done with this stage before the next iteration's copies overwrite it
   }
 
-  uint16_t* out = static_cast<uint16_t*>(a.out);
-  for (int i = 0; i < 2; ++i) {
-    l[i] += Ops::shfl_xor(l[i], 1);
-    l[i] += Ops::shfl_xor(l[i], 2);
-    const int vr = wr0 + g + 8 * i;
-    if (vr >= vr_end) continue;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-    uint16_t* orow = out + static_cast<int64_t>(q0 + vr / group) * a.out_stride +
-                     static_cast<int64_t>(kvh * group + vr % group) * D + 2 * t;
-    for (int dt = 0; dt < DT; ++dt)
-      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Ops::pack(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
-  }
+  pm::store_rows<Ops, D>(a, o, l, wr0, vr_end, q0, group, kvh, g, t);
 }
 
 }  // namespace weft::cuda::prefill_pipelined
