@@ -46,7 +46,7 @@ void norms(std::mt19937& rng) {
 }
 
 // add_norm must equal add_inplace followed by the norm bit for bit (the step switches between the two with the
-// rank count and WEFT_FUSED_NORM): h written back, and the normed output.
+// rank count and WEFT_FUSED_SMALL_OPS): h written back, and the normed output.
 void add_norms(std::mt19937& rng) {
   const std::pair<int64_t, int64_t> shapes[] = {{32, 4096}, {3, 1000}, {1, 33}};
   for (DType d : kDtypes) {
@@ -182,6 +182,48 @@ void elementwise(std::mt19937& rng) {
 }
 
 // K/V rows taken from a fused [T, stride] buffer; one padding token (slot -1) must leave the cache alone.
+// rope_kv_cache_write must equal rope_rotate_half followed by kv_cache_write bit for bit (q and both caches),
+// with full and partial rotary, GQA, and a padding token (slot -1) whose q is still rotated.
+void rope_kv_write(std::mt19937& rng) {
+  struct Case { DType d; int64_t qh, kh, hd, rot; float factor; };
+  for (Case c : {Case{DType::kBF16, 8, 2, 128, 128, 1.0f}, Case{DType::kF16, 4, 4, 64, 32, 1.3f},
+                 Case{DType::kF32, 6, 2, 80, 40, 1.0f}}) {
+    const std::string name = std::string("rope_kv_cache_write ") + dname(c.d) + " " + std::to_string(c.qh) + "/" +
+                             std::to_string(c.kh) + " hd" + std::to_string(c.hd) + " rotary " + std::to_string(c.rot);
+    guard(name, [&] {
+      const int64_t T = 6, slots = 64, stride = (c.qh + 2 * c.kh) * c.hd, kv_dim = c.kh * c.hd;
+      const std::vector<int32_t> pos = {0, 5, 300, 4095, 7, 100000}, map = {3, 60, -1, 0, 17, 33};
+      std::vector<float> inv(c.rot / 2);
+      for (int64_t i = 0; i < c.rot / 2; ++i)
+        inv[i] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(c.rot));
+      const auto src = randn(T * stride, rng, 1.0f, c.d);
+      const auto kc = randn(slots * kv_dim, rng, 1.0f, c.d), vc = randn(slots * kv_dim, rng, 1.0f, c.d);
+      DevBuf s1 = upload(src, c.d), s2 = upload(src, c.d), k1 = upload(kc, c.d), k2 = upload(kc, c.d),
+             v1 = upload(vc, c.d), v2 = upload(vc, c.d), dpos = upload_vec(pos), dmap = upload_vec(map),
+             dinv = upload(inv, DType::kF32);
+      const size_t es = dsize(c.d);
+      char* a = s1.as<char>();
+      char* b = s2.as<char>();
+      CK(wc::rope_rotate_half(a, c.qh, stride, a + c.qh * c.hd * es, c.kh, stride, c.d, T, c.hd, c.rot,
+                              dpos.as<int32_t>(), dinv.as<float>(), c.factor, nullptr));
+      CK(wc::kv_cache_write(a + c.qh * c.hd * es, a + (c.qh * c.hd + kv_dim) * es, stride, T, kv_dim,
+                            dmap.as<int32_t>(), k1.get(), v1.get(), c.d, nullptr));
+      CK(wc::rope_kv_cache_write(b, c.qh, b + c.qh * c.hd * es, b + (c.qh * c.hd + kv_dim) * es, c.kh, stride, c.d, T,
+                                 c.hd, c.rot, dpos.as<int32_t>(), dinv.as<float>(), c.factor, dmap.as<int32_t>(),
+                                 k2.get(), v2.get(), nullptr));
+      const auto q1 = download(a, src.size(), c.d), q2 = download(b, src.size(), c.d);
+      bool q_same = true;  // the q part of every row (the fused kernel leaves the source k unrotated)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < c.qh * c.hd; ++i) q_same = q_same && q1[t * stride + i] == q2[t * stride + i];
+      expect(name + ": q", q_same, "rotated q differs from rope_rotate_half's");
+      expect(name + ": k cache", download(k1.get(), kc.size(), c.d) == download(k2.get(), kc.size(), c.d),
+             "k cache differs from rope + kv_cache_write's");
+      expect(name + ": v cache", download(v1.get(), vc.size(), c.d) == download(v2.get(), vc.size(), c.d),
+             "v cache differs from kv_cache_write's");
+    });
+  }
+}
+
 void kv_write(std::mt19937& rng) {
   struct Case { DType d; int64_t kv_dim, stride, voff; };  // voff: where v starts in a row (1 = misaligned)
   for (Case c : {Case{DType::kF32, 256, 1024, 256}, Case{DType::kBF16, 256, 768, 1}, Case{DType::kF16, 3, 5, 1}}) {
@@ -220,6 +262,7 @@ void run_basic_tests(std::mt19937& rng) {
   rope(rng);
   elementwise(rng);
   kv_write(rng);
+  rope_kv_write(rng);
 }
 
 }  // namespace gt

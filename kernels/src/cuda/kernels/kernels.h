@@ -78,6 +78,14 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
                              const int32_t* positions, const float* inv_freq, float attention_factor,
                              cudaStream_t stream);
 
+// rope_rotate_half on q ([tokens, q_heads·head_dim] at the start of rows `stride` apart) and kv_cache_write of
+// k and v (kv_heads·head_dim each, in the same rows) in one launch, k rotated on its way into the cache (the
+// source k is not rotated). Bitwise the same cache rows and q as the two calls. rotary_dim ≥ 2.
+cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
+                                int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                                const int32_t* positions, const float* inv_freq, float attention_factor,
+                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream);
+
 // Elementwise ---------------------------------------------------------------------------------------
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
 cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,

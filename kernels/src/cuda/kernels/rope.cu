@@ -1,4 +1,5 @@
-// Rotate-half rotary embedding (GPT-NeoX / HF Llama layout), in place on q and k. Mirrors
+// Rotate-half rotary embedding (GPT-NeoX / HF Llama layout), in place on q and k, or (rope_kv_cache_write) in
+// place on q with k rotated into its paged-cache slot and v copied there, one launch for both steps. Mirrors
 // cpu::rope_rotate_half: angle = pos · inv_freq[i] rounded to fp32 (as transformers computes freqs), then
 // cos/sin of that fp32 angle. They are evaluated in double and rounded, so the values match the CPU's
 // correctly rounded cosf/sinf even under --use_fast_math (which would swap sincosf for a short-range
@@ -9,6 +10,16 @@ namespace weft::cuda {
 namespace {
 using detail::from_f;
 using detail::to_f;
+
+// cos and sin of a position's angle for frequency i, as the CPU computes them (see the file comment).
+__device__ __forceinline__ void rope_cos_sin(float pos, const float* inv_freq, int64_t i, float factor, float& c,
+                                             float& s) {
+  const float angle = pos * inv_freq[i];
+  double sd, cd;
+  sincos(static_cast<double>(angle), &sd, &cd);
+  c = static_cast<float>(cd) * factor;
+  s = static_cast<float>(sd) * factor;
+}
 
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
@@ -24,15 +35,52 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
        e += static_cast<int64_t>(gridDim.y) * blockDim.x) {
     const int64_t h = e / half, i = e - h * half;
     T* v = h < q_heads ? q + t * q_stride + h * head_dim : k + t * k_stride + (h - q_heads) * head_dim;
-    const float angle = pos * inv_freq[i];
-    double sd, cd;
-    sincos(static_cast<double>(angle), &sd, &cd);
-    const float c = static_cast<float>(cd) * factor;
-    const float s = static_cast<float>(sd) * factor;
+    float c, s;
+    rope_cos_sin(pos, inv_freq, i, factor, c, s);
     const float a = to_f(v[i]);
     const float b = to_f(v[i + half]);
     v[i] = from_f<T>(a * c - b * s);
     v[i + half] = from_f<T>(b * c + a * s);
+  }
+}
+
+// rope_kernel on q, and k rotated the same way straight into its cache slot together with v: per token, work
+// items are q's rotation pairs, then k's, then k's dims past rotary_dim, then v's dims. k in the source rows is
+// left as it was (nothing reads it after the cache write).
+template <class T>
+__global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
+                               int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
+                               float factor, const int32_t* slots, T* k_cache, T* v_cache) {
+  const int64_t t = blockIdx.x, slot = slots[t];
+  const float pos = static_cast<float>(positions[t]);
+  const int64_t rot = 2 * half, kv_dim = kv_heads * head_dim, tail = head_dim - rot;
+  const int64_t n_q = q_heads * half, n_k = kv_heads * half, n_tail = kv_heads * tail;
+  const int64_t total = n_q + (slot >= 0 ? n_k + n_tail + kv_dim : 0);  // a padding token writes no cache row
+  T* qr = q + t * stride;
+  const T* kr = k + t * stride;
+  const T* vr = v + t * stride;
+  T* kc = k_cache + slot * kv_dim;
+  T* vc = v_cache + slot * kv_dim;
+  for (int64_t e = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+    if (e < n_q + n_k) {  // a rotation pair: q in place, or k into the cache
+      const bool is_q = e < n_q;
+      const int64_t pe = is_q ? e : e - n_q, h = pe / half, i = pe - h * half;
+      const T* src = is_q ? qr + h * head_dim : kr + h * head_dim;
+      T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
+      float c, s;
+      rope_cos_sin(pos, inv_freq, i, factor, c, s);
+      const float a = to_f(src[i]);
+      const float b = to_f(src[i + half]);
+      dst[i] = from_f<T>(a * c - b * s);
+      dst[i + half] = from_f<T>(b * c + a * s);
+    } else if (e < n_q + n_k + n_tail) {  // k dims past the rotary part (partial rotary)
+      const int64_t pe = e - n_q - n_k, h = pe / tail, d = rot + (pe - h * tail);
+      kc[h * head_dim + d] = kr[h * head_dim + d];
+    } else {
+      const int64_t d = e - n_q - n_k - n_tail;
+      vc[d] = vr[d];
+    }
   }
 }
 
@@ -57,6 +105,29 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     rope_kernel<T><<<grid, threads, 0, stream>>>(
         static_cast<T*>(q), q_heads, q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions,
         inv_freq, attention_factor);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
+                                int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                                const int32_t* positions, const float* inv_freq, float attention_factor,
+                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream) {
+  if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
+      rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
+      !inv_freq || !slot_mapping || !k_cache || !v_cache)
+    return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  const int64_t half = rotary_dim / 2;
+  const int64_t work = (q_heads + kv_heads) * half + kv_heads * (head_dim - rotary_dim) + kv_heads * head_dim;
+  const int threads = work >= 256 ? 256 : static_cast<int>((work + 31) / 32 * 32);
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t chunks = (work + threads - 1) / threads;
+    const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
+    rope_kv_kernel<T><<<grid, threads, 0, stream>>>(
+        static_cast<T*>(q), q_heads, static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim,
+        half, positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache), static_cast<T*>(v_cache));
     return cudaGetLastError();
   });
 }

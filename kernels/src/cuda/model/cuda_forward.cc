@@ -168,16 +168,18 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows) {
   WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
 }
 
-// One rank: the residual add and the norm after it are one kernel (add_norm: bitwise the same h and x, one launch
-// and one pass over h fewer, twice per layer). Several ranks sum partials across ranks in between, so they keep
-// the two steps. WEFT_FUSED_NORM=0 turns the fusion off (A/B timing).
-bool CudaModel::fused_residual_norm() const {
+// Small steps run as one kernel where the result is bitwise the same: RoPE + the KV cache write
+// (rope_kv_cache_write), and on one rank the residual add + the next norm (add_norm: several ranks sum partials
+// across ranks in between, so they keep the two steps). Each saves a launch and a pass over its data, two or three
+// times per layer. WEFT_FUSED_SMALL_OPS=0 runs the separate kernels (A/B timing).
+bool CudaModel::fused_small_ops() const {
   static const bool off = [] {
-    const char* v = std::getenv("WEFT_FUSED_NORM");
+    const char* v = std::getenv("WEFT_FUSED_SMALL_OPS");
     return v != nullptr && std::strcmp(v, "0") == 0;
   }();
-  return !off && coll_->world() == 1;
+  return !off;
 }
+bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }
 
 void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
   if (!fused_residual_norm()) {
@@ -203,11 +205,17 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   if (l == 0 || !fused_residual_norm()) norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   gemm(buf_.x.get(), w.qkv_w, qkv, T, qkv_out, H, w.qkv_b);
   if (p.lora) lora(layer, kQkv, buf_.x.get(), H, qkv, qkv_out, p);
-  if (cfg_.rotary_dim > 0)
-    WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
-                                     ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_));
-  WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
-                                 ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
+  if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
+    WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
+                                        hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
+                                        cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_));
+  } else {
+    if (cfg_.rotary_dim > 0)
+      WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
+                                       ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_));
+    WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
+                                   ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
+  }
   attention(l, p);
   gemm(buf_.attn.get(), w.o_w, buf_.o.get(), T, H, q_dim, solo ? w.o_b : nullptr);
   if (p.lora) lora(layer, kO, buf_.attn.get(), q_dim, buf_.o.get(), H, p);

@@ -126,6 +126,7 @@ class CudaModel final : public ModelExecutor {
   void residual(void* out, const void* bias, int64_t rows);
   // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
   void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);
+  bool fused_small_ops() const;
   bool fused_residual_norm() const;
   void all_reduce(float* data, int64_t n);
   void norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out);
