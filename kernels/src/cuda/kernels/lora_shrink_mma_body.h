@@ -23,6 +23,7 @@
 // (one 16-byte load where aligned): lane t's columns 8t..8t+7 serve as k = 2t, 2t+1, 2t+8, 2t+9 of the first
 // step and of the second. The same permutation of k on both operands leaves the dot products as they are, and
 // a warp's load covers 64 contiguous bytes of each of 8 rows instead of 16 scattered bytes per 32-bit load.
+// A unit's loads are all issued before its MMAs, and at ranks up to 16 the next unit's too (whole_units).
 // Fragment layouts: see prefill_mma_body.h.
 #pragma once
 #include <cstdint>
@@ -90,6 +91,78 @@ WEFT_MMA_HD uint32_t load2(const uint16_t* p, int align) {
   return align >= 4 ? prefill_mma::word_at(p) : prefill_mma::halves(p[0], p[1]);
 }
 
+// What a lane reads: its two x rows (xv: inside the tile) and, for column tile n, A's row k_lane + 8n.
+struct Span {
+  const uint16_t *x0, *x1;
+  bool xv0, xv1;
+  const uint16_t* A;
+  int64_t in;
+  int rank, k_lane, ntiles;
+};
+
+// One unit's operands in registers: the lane's x words (rows g, g + 8) and A words for kT column tiles.
+template <int kT> struct Operands {
+  uint32_t x0[4], x1[4], b[kT][4];
+};
+
+// Lane (g, t) loads columns 8t..8t+7 of unit u of its rows; words 0, 1 are k = (2t, 2t+1), (2t+8, 2t+9) of the
+// first k-step, words 2, 3 the same of the second.
+template <class Ops, int kT>
+WEFT_MMA_HD void load_unit(const Span& s, int u, int t, int xa, int aa, Operands<kT>& o) {
+  const int col = u * kUnit + 8 * t;
+  for (int e = 0; e < 4; ++e) o.x0[e] = o.x1[e] = 0u;
+  if (s.xv0) load8<Ops>(s.x0 + col, xa, o.x0);
+  if (s.xv1) load8<Ops>(s.x1 + col, xa, o.x1);
+  WEFT_UNROLL
+  for (int n = 0; n < kT; ++n) {
+    const int k = s.k_lane + 8 * n;
+    for (int e = 0; e < 4; ++e) o.b[n][e] = 0u;
+    if (n < s.ntiles && k < s.rank) load8<Ops>(s.A + static_cast<int64_t>(k) * s.in + col, aa, o.b[n]);
+  }
+}
+
+template <class Ops, int kT>
+WEFT_MMA_HD void multiply_unit(const Span& s, const Operands<kT>& o, float (&acc)[kNT][4]) {
+  const uint32_t fa0[4] = {o.x0[0], o.x1[0], o.x0[1], o.x1[1]}, fa1[4] = {o.x0[2], o.x1[2], o.x0[3], o.x1[3]};
+  WEFT_UNROLL
+  for (int n = 0; n < kT; ++n) {
+    if (n >= s.ntiles) break;  // warp-uniform
+    const uint32_t fb0[2] = {o.b[n][0], o.b[n][1]}, fb1[2] = {o.b[n][2], o.b[n][3]};
+    Ops::mma(acc[n], fa0, fb0);
+    Ops::mma(acc[n], fa1, fb1);
+  }
+}
+
+// The lane's share of units [u, end), every kWarps-th, all of a unit's loads issued before its first MMA (an
+// MMA waiting for an operand stalls the warp). kT: column tiles (A rows) loaded per unit. With kT = 2 (ranks up
+// to 16, the usual ones: 4 loads per unit) the next unit's loads are issued before this one's MMAs too, so a
+// warp walks its part of `in` in half as many memory round trips; kT = 8 has 10 loads per unit in flight
+// already, and double-buffering its operands took ~40 more registers per thread (126 -> 165: 3 blocks per SM,
+// not 4).
+// kAligned: 16-byte loads known at compile time (no alignment branches between the loads); else x_align /
+// a_align decide.
+template <class Ops, int kT, bool kAligned>
+WEFT_MMA_HD void whole_units(const Span& s, int u, int end, int t, float (&acc)[kNT][4], int x_align, int a_align) {
+  const int xa = kAligned ? 16 : x_align, aa = kAligned ? 16 : a_align;
+  if constexpr (kT <= 2) {
+    if (u >= end) return;
+    Operands<kT> cur, next;
+    load_unit<Ops>(s, u, t, xa, aa, cur);
+    for (; u < end; u += kWarps) {
+      const bool more = u + kWarps < end;
+      if (more) load_unit<Ops>(s, u + kWarps, t, xa, aa, next);
+      multiply_unit<Ops>(s, cur, acc);
+      if (more) cur = next;
+    }
+  } else {
+    for (; u < end; u += kWarps) {
+      Operands<kT> o;
+      load_unit<Ops>(s, u, t, xa, aa, o);
+      multiply_unit<Ops>(s, o, acc);
+    }
+  }
+}
+
 // Block (x = rank chunk · kCluster + rank in the cluster, y = row tile, z = slice).
 template <class Ops, int kCluster>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* red) {
@@ -122,30 +195,16 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
     for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
   const int ntiles = (rank - k0 + 7) / 8 < kNT ? (rank - k0 + 7) / 8 : kNT;
 
-  // Whole 32-column units, warp w taking units u0 + w, u0 + w + 4, ...: lane (g, t) loads columns 8t..8t+7;
-  // words 0, 1 are k = (2t, 2t+1), (2t+8, 2t+9) of the first k-step, words 2, 3 the same of the second.
+  // Whole 32-column units, warp w taking units u0 + w, u0 + w + 4, ...; all 16-byte aligned (the usual case)
+  // or not and ranks up to 16 or more, decided once per block.
   const Units my = units_of(a.in, kCluster, c);
   const int whole = static_cast<int>(a.in / kUnit), end = my.u1 < whole ? my.u1 : whole;
-#ifdef __CUDACC__
-#pragma unroll 2  // the next unit's loads in flight while this one multiplies
-#endif
-  for (int u = my.u0 + warp; u < end; u += kWarps) {
-    const int col = u * kUnit + 8 * t;
-    uint32_t x0[4] = {0u, 0u, 0u, 0u}, x1[4] = {0u, 0u, 0u, 0u};
-    if (xv[0]) load8<Ops>(xr[0] + col, x_align, x0);
-    if (xv[1]) load8<Ops>(xr[1] + col, x_align, x1);
-    const uint32_t fa0[4] = {x0[0], x1[0], x0[1], x1[1]}, fa1[4] = {x0[2], x1[2], x0[3], x1[3]};
-    WEFT_UNROLL
-    for (int n = 0; n < kNT; ++n) {
-      if (n >= ntiles) break;  // warp-uniform
-      const int k = k0 + n * 8 + g;
-      uint32_t b[4] = {0u, 0u, 0u, 0u};
-      if (k < rank) load8<Ops>(A + static_cast<int64_t>(k) * a.in + col, a_align, b);
-      const uint32_t fb0[2] = {b[0], b[1]}, fb1[2] = {b[2], b[3]};
-      Ops::mma(acc[n], fa0, fb0);
-      Ops::mma(acc[n], fa1, fb1);
-    }
-  }
+  const Span span{xr[0], xr[1], xv[0], xv[1], A, a.in, rank, k0 + g, ntiles};
+  const bool aligned = x_align == 16 && a_align == 16;
+  const int u0 = my.u0 + warp;
+  if (ntiles <= 2 && aligned) whole_units<Ops, 2, true>(span, u0, end, t, acc, 16, 16);
+  else if (aligned) whole_units<Ops, kNT, true>(span, u0, end, t, acc, 16, 16);
+  else whole_units<Ops, kNT, false>(span, u0, end, t, acc, x_align, a_align);
   // A last 16-column unit (`in` an odd number of 16s), taken by the warp whose turn it is: the plain fragment
   // layout, 32-bit loads.
   if (whole * kUnit < a.in && whole >= my.u0 && whole < my.u1 && (whole - my.u0) % kWarps == warp) {
