@@ -3,13 +3,11 @@
 # $OUT (default ./gpu-results). Needs a built addon (`npm run build`) and node; nats-server on PATH for `tests`.
 #   bash test/gpu/suite.sh tests      CUDA kernel tests vs the CPU backend + GPU executor/golden/HTTP tests   (~2 min)
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
-#   bash test/gpu/suite.sh decode-fused  batch 32/128 x adapters 0/32/128 with WEFT_LORA_FUSED=1, then without (A/B of
-#                                     the fused cluster LoRA kernel, opt-in until this says it is faster)   (~3 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
-#   bash test/gpu/suite.sh prefill-pipelined  prefill 512/2048 with WEFT_PREFILL_ATTENTION=pipelined, then with
-#                                     the default tensor-core attention (A/B; opt-in until this says faster) (~2 min)
-#   bash test/gpu/suite.sh prefill-shrink  prefill 512/2048 with the LoRA shrink's 8-block clusters (the sm_90
-#                                     default), then with WEFT_SGMV_SHRINK_CLUSTER=0 (one block per tile; A/B) (~2 min)
+#   bash test/gpu/suite.sh ab-decode  batch 32/128 x adapters 0/32/128 with the engine's opt-in/new switches off
+#                                     and on (fused small ops, fused decode LoRA): a side-by-side table     (~5 min)
+#   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
+#                                     attention, the cluster SGMV shrink, both: a side-by-side table        (~5 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -33,6 +31,18 @@ step() {  # step NAME TIMEOUT CMD...
   local rc=$?
   echo "== $name rc=$rc ($((SECONDS - t0)) s)"
   return $rc
+}
+# run_ab SCENARIO LIMIT "BENCH ARGS" "label:ENV=V ..."...: one bench run per variant, then the side-by-side table.
+run_ab() {
+  local scenario=$1 limit=$2 args=$3 tables=()
+  shift 3
+  for v in "$@"; do
+    local label=${v%%:*} envs=${v#*:}
+    # shellcheck disable=SC2086
+    step "ab-$scenario-$label" "$limit" env $envs "${B[@]}" $args --output "$OUT/ab-$scenario-$label.json"
+    tables+=("$label=$OUT/ab-$scenario-$label.json")
+  done
+  node dist/deploy/bench/ab-table.js "${tables[@]}" | tee "$OUT/ab-$scenario.txt"
 }
 part=${1:-tests}
 # If the kernel tests fail a tensor-core kernel, `tests` records the switch back to its CUDA-core kernel here and
@@ -75,24 +85,22 @@ case "$part" in
     step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
     tail -25 "$OUT/decode.log"
     ;;
-  decode-fused)
-    for fused in 1 0; do
-      step decode-fused-$fused 240 env WEFT_LORA_FUSED=$fused "${B[@]}" --scenario decode --batch 32,128 --adapters 0,32,128 \
-        --context 512 --output "$OUT/decode-fused-$fused.json"
-      tail -7 "$OUT/decode-fused-$fused.log"
-    done
+  ab-decode)
+    # Engine switches side by side at the decode goal's points, the first run as measured on 2026-11-22's H100
+    # (separate small kernels, two-launch LoRA): deploy/bench/ab-table.js prints each variant against it.
+    run_ab decode 200 "--scenario decode --batch 32,128 --adapters 0,32,128 --context 512" \
+      "before:WEFT_FUSED_SMALL_OPS=0 WEFT_LORA_FUSED=0" \
+      "small-ops:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0" \
+      "lora-fused:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1"
     ;;
-  prefill-pipelined)
-    for attn in pipelined mma; do
-      step prefill-$attn 240 env WEFT_PREFILL_ATTENTION=$attn "${B[@]}" --scenario prefill --output "$OUT/prefill-$attn.json"
-      tail -6 "$OUT/prefill-$attn.log"
-    done
-    ;;
-  prefill-shrink)
-    for c in 8 0; do
-      step prefill-shrink-$c 240 env WEFT_SGMV_SHRINK_CLUSTER=$c "${B[@]}" --scenario prefill --output "$OUT/prefill-shrink-$c.json"
-      tail -6 "$OUT/prefill-shrink-$c.log"
-    done
+  ab-prefill)
+    # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the first tensor-core attention and one-block
+    # SGMV shrink (as measured on 2026-11-22), then the pipelined attention, the cluster shrink, and both.
+    run_ab prefill 150 "--scenario prefill" \
+      "before:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=0" \
+      "pipelined:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=0" \
+      "cluster:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=8" \
+      "both:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8"
     ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"
@@ -140,7 +148,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|decode-fused|prefill|prefill-pipelined|prefill-shrink|baseline|serve|serve-prefix|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-prefill|baseline|serve|serve-prefix|profile|golden" >&2
     exit 2
     ;;
 esac
