@@ -89,6 +89,7 @@ template <DType kD> struct EmuOps {  // the Ops interface of prefill_mma_body.h
     if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) != 0) std::abort();
     std::memcpy(dst, src, 16);
   }
+  static void stream16(uint16_t* dst, const uint16_t* src) { copy16(dst, src); }  // a cache hint on a GPU
   static void zero16(uint16_t* dst) {
     if ((reinterpret_cast<uintptr_t>(dst) & 15u) != 0) std::abort();
     std::memset(dst, 0, 16);

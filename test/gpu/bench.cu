@@ -86,6 +86,28 @@ void decode_attention(int batch, int ctx, int heads, int kv_heads, double copy_g
 
 // Prefill attention over one sequence of `len` tokens (its K/V already in the cache), Llama-2-7B heads: causal
 // FLOPs 2·2·heads·hd·len·(len+1)/2 (QKᵀ and PV), in TFLOP/s — the term the prefill bound adds to the GEMMs.
+// The decode-sized tensor-core GEMM over Llama-2-7B's projections: weight bytes per call ÷ time, next to the
+// copy rate (weights rotate over copies spanning > 4× the L2, so every call reads them from memory).
+void skinny(int64_t m, int64_t n, int64_t k, const char* what, double copy_gbps) {
+  const int64_t wbytes = n * k * 2;
+  const int copies = static_cast<int>(std::max<int64_t>(2, (int64_t{256} << 20) / wbytes + 1));
+  std::vector<DevBuf> ws;
+  for (int i = 0; i < copies; ++i) {
+    ws.emplace_back(wbytes);
+    CK(cudaMemset(ws.back().get(), 0x3c, wbytes));
+  }
+  DevBuf x(m * k * 2), y(m * n * 2);
+  CK(cudaMemset(x.get(), 0x3c, m * k * 2));
+  int next = 0;
+  wc::SkinnyGemmArgs a{DType::kBF16, m, n, k, x.get(), nullptr, nullptr, y.get(), n};
+  const double ms = time_ms([&] {
+    a.w = ws[next].get();
+    next = (next + 1) % copies;
+    CK(wc::skinny_gemm(a, nullptr));
+  });
+  line("skinny gemm bf16 M " + std::to_string(m) + " " + what, ms, static_cast<double>(wbytes), copy_gbps);
+}
+
 enum class PrefillKernel { kSimt, kMma, kPipelined };
 void prefill_attention(int len, int heads, int kv_heads, PrefillKernel kernel) {
   const int hd = 128, bs = 16, nb = (len + bs - 1) / bs;
@@ -252,6 +274,12 @@ void run_benchmarks(std::mt19937&) {
     for (int tokens : {512, 2048}) {            // prefill's shrink: block counts per row tile, A/B
       sgmv_shrink_blocks(tokens, 4096, 3, copy);
       sgmv_shrink_blocks(tokens, 11008, 1, copy);
+    }
+    for (int64_t m : {1, 8, 32}) {  // cuBLASLt on the H100 (ncu, M 32): qkv, gate/up 2.6 TB/s; o, down 2.0
+      skinny(m, 12288, 4096, "qkv 12288x4096", copy);
+      skinny(m, 4096, 4096, "o 4096x4096", copy);
+      skinny(m, 22016, 4096, "gate/up 22016x4096", copy);
+      skinny(m, 4096, 11008, "down 4096x11008", copy);
     }
     for (PrefillKernel k : {PrefillKernel::kSimt, PrefillKernel::kMma, PrefillKernel::kPipelined}) {
       prefill_attention(512, 32, 32, k);  // the prefill bench's prompt lengths, per layer

@@ -6,6 +6,7 @@
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh ab-decode  batch 32/128 x adapters 0/32/128 with the engine's opt-in/new switches off
 #                                     and on (fused small ops, fused decode LoRA): a side-by-side table     (~5 min)
+#   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
 #                                     attention, the cluster SGMV shrink, both: a side-by-side table        (~5 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
@@ -95,9 +96,15 @@ case "$part" in
     # Engine switches side by side at the decode goal's points, the first run as measured on 2026-11-22's H100
     # (separate small kernels, two-launch LoRA): deploy/bench/ab-table.js prints each variant against it.
     run_ab decode 200 "--scenario decode --batch 32,128 --adapters 0,32,128 --context 512" \
-      "before:WEFT_FUSED_SMALL_OPS=0 WEFT_LORA_FUSED=0" \
-      "small-ops:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0" \
-      "lora-fused:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1"
+      "before:WEFT_FUSED_SMALL_OPS=0 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=0" \
+      "small-ops:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=0" \
+      "lora-fused:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=0"
+    ;;
+  ab-skinny)
+    # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.
+    run_ab decode 200 "--scenario decode --batch 1,8,32 --adapters 0,32 --context 512" \
+      "cublaslt:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=0" \
+      "skinny:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=1"
     ;;
   ab-prefill)
     # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the first tensor-core attention and one-block
@@ -154,7 +161,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-prefill|baseline|serve|serve-prefix|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-skinny|ab-prefill|baseline|serve|serve-prefix|profile|golden" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,8 @@
 // - SGMV shrink (lora_shrink_mma_emu.cc: one block per tile, and clusters of 4 and 8 blocks splitting `in`)
 //   against a double-precision x·Aᵀ per segment, and a segment's h rows bit for bit when run alone;
 // - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ;
+// - the decode-sized GEMM (skinny_gemm_emu.cc: weights as the MMA's A operand, 16-byte loads with the k order
+//   permuted on both operands) against a double-precision x·Wᵀ + bias, and its rows bit for bit across M;
 // - the fused decode LoRA (lora_bgmv_fused_emu.cc: a thread-block cluster per token and slice, its barrier
 //   and distributed shared memory emulated) against a double-precision y + scale·(x·Aᵀ)·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
@@ -66,4 +68,9 @@ test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp 
 test('fused BGMV shrink + expand body (one cluster per token and slice) == y + scale·(x·Aᵀ)·Bᵀ under the emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_bgmv_fused_emu.cc', []);
   assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 4, 'every case ran');
+});
+
+test('decode-sized tensor-core GEMM body == x·Wᵀ + bias, rows independent of M, under the warp emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/skinny_gemm_emu.cc', []);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 5, 'every case ran');
 });

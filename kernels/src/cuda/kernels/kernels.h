@@ -103,6 +103,23 @@ cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows,
                              const int32_t* positions, cudaStream_t stream);
 cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream);
 
+// Decode-sized GEMM ---------------------------------------------------------------------------------
+// y[m, :] = x[m, :]·Wᵀ (+ bias) for M ≤ 32 rows: W [N, K] row-major as the model stores it, x [M, K] contiguous,
+// y rows y_stride apart, bias [N] or null; bf16/fp16, fp32 accumulation (skinny_gemm_body.h). K a multiple of
+// 32, x and W 16-byte aligned; otherwise cudaErrorNotSupported (use cuBLASLt). WEFT_SKINNY_GEMM=1 makes the
+// model's decode GEMMs use it (opt-in until measured on a GPU).
+struct SkinnyGemmArgs {
+  DType dtype;
+  int64_t m, n, k;
+  const void* x;
+  const void* w;
+  const void* bias;
+  void* y;
+  int64_t y_stride;
+};
+bool skinny_gemm_supported(const SkinnyGemmArgs& a);
+cudaError_t skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream);
+
 // KV cache ------------------------------------------------------------------------------------------
 // k_cache[slot_mapping[t]] = k[t], likewise v; rows of k/v are src_stride elements apart (so k and v can
 // point into the fused qkv buffer), cache rows kv_dim apart. slot < 0 skips the token.

@@ -24,6 +24,10 @@ template <class T> struct DeviceOps {
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
   }
   static __device__ __forceinline__ void zero16(uint16_t* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
+  // 16 bytes read once (weights streamed past): evict-first, so they do not push reused data out of the caches.
+  static __device__ __forceinline__ void stream16(uint16_t* dst, const uint16_t* src) {
+    *reinterpret_cast<uint4*>(dst) = __ldcs(reinterpret_cast<const uint4*>(src));
+  }
   static __device__ __forceinline__ float to_f(uint16_t bits) {
     T v;
     __builtin_memcpy(&v, &bits, 2);

@@ -31,9 +31,26 @@ template <class P> P* row_ptr(P* base, int64_t row, int64_t cols, size_t elem) {
   return reinterpret_cast<P*>(reinterpret_cast<Byte*>(base) + static_cast<size_t>(row * cols) * elem);
 }
 
+// Whether environment variable `name` is set to `value` (read once per switch by the callers' statics).
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
+
 }  // namespace
 
+// GEMMs of up to 32 rows (decode) may run on the tensor-core skinny kernel instead of cuBLASLt
+// (WEFT_SKINNY_GEMM=1, opt-in until measured on a GPU: skinny_gemm_body.h says why); other shapes, and shapes it
+// does not take, stay on cuBLASLt.
 void CudaModel::gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias) {
+  static const bool skinny_on = env_is("WEFT_SKINNY_GEMM", "1");
+  if (skinny_on && m <= 32) {
+    const SkinnyGemmArgs a{opts_.dtype, m, n, k, x, w, bias, y, n};
+    if (skinny_gemm_supported(a)) {
+      WEFT_CUDA_CHECK(skinny_gemm(a, stream_));
+      return;
+    }
+  }
   gemm_->run(gemm_type(opts_.dtype), stream_, x, w, y, m, n, k, bias);
 }
 
@@ -173,10 +190,7 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows) {
 // across ranks in between, so they keep the two steps). Each saves a launch and a pass over its data, two or three
 // times per layer. WEFT_FUSED_SMALL_OPS=0 runs the separate kernels (A/B timing).
 bool CudaModel::fused_small_ops() const {
-  static const bool off = [] {
-    const char* v = std::getenv("WEFT_FUSED_SMALL_OPS");
-    return v != nullptr && std::strcmp(v, "0") == 0;
-  }();
+  static const bool off = env_is("WEFT_FUSED_SMALL_OPS", "0");
   return !off;
 }
 bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }
