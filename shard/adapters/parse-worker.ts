@@ -1,8 +1,14 @@
 // The worker thread of AdapterParser (parse-pool.ts): reads and decodes one PEFT adapter directory and hands
 // the tensors back by transfer (their buffers move to the shard's main thread, no copy).
 import { Piscina } from 'piscina';
+import { cpuOps } from '../../kernels/index.js';
+import { useBulkHalfDecoder } from '../formats/index.js';
 import { loadAdapterDir } from './peft-config.js';
 import type { ParsedAdapterMessage } from './parse-pool.js';
+
+// fp16/bf16 weights convert in native code, as on the shard's main thread (load-weights.ts registers the same
+// for the model): without it this thread decoded every adapter element in a JS loop.
+useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export default function parseAdapter(dir: string): unknown {
   const adapter = loadAdapterDir(dir);

@@ -40,7 +40,9 @@ function isNonNegInt(v: unknown): v is number {
 }
 
 function readAt(fd: number, position: number, length: number, file: string): Uint8Array {
-  const buf = new Uint8Array(length);
+  // Not zero-filled first: every byte is read into it below, or the read throws (an adapter's 80 MB of weights
+  // would otherwise be written twice).
+  const buf = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
     const n = readSync(fd, buf, done, Math.min(length - done, 1 << 30), position + done);
