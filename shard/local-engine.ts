@@ -86,15 +86,19 @@ export class LocalEngine {
 
   /**
    * The part of loadAdapter that can run beside steps: the adapter's files read and decoded on a worker
-   * thread (or found in the host-RAM cache), merged when it is a merge. installPrepared puts it in a slot.
+   * thread (or found in the host-RAM cache); a merge read and merged there too (its parts are read from disk
+   * even when cached here: a merge takes seconds, a read ~0.1 s). installPrepared puts it in a slot.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
-    const read = async (dir: string): Promise<Parsed> => {
-      const { key, hit } = this.cached(dir);
-      return hit ? { adapter: hit, fromHost: true } : this.remember(key, await (this.parser ??= new AdapterParser()).parse(dir));
-    };
-    if (typeof source === 'string') return { source, ...await read(source) };
-    return { source, ...this.merged(source.merge, await Promise.all(source.merge.dirs.map(read))) };
+    const parser = (this.parser ??= new AdapterParser());
+    if (typeof source === 'string') {
+      const { key, hit } = this.cached(source);
+      return { source, ...(hit ? { adapter: hit, fromHost: true } : this.remember(key, await parser.parse(source))) };
+    }
+    const key = mergeKey(source.merge);
+    const hit = this.hostCache.get(key);
+    if (hit) return { source, adapter: hit, fromHost: true };
+    return { source, ...this.remember(key, await parser.merge(source.merge)) };
   }
 
   /** Plans (tensor-parallel slice, scales, rank checks) and installs a prepared adapter into a slot. */
@@ -121,7 +125,7 @@ export class LocalEngine {
   }
 
   private merged(m: MergeRecipe, parts: Parsed[]): Parsed {
-    const key = `merge:${JSON.stringify({ ...m, dirs: m.dirs.map(dirIdentity) })}`;
+    const key = mergeKey(m);
     const hit = this.hostCache.get(key);
     if (hit) return { adapter: hit, fromHost: true };
     const adapter = mergeAdapters(parts.map((p) => p.adapter), { weights: m.weights, strategy: m.strategy,
@@ -161,6 +165,11 @@ export class LocalEngine {
     this.model.native.dispose();
     void this.parser?.close();
   }
+}
+
+/** A merge's host-RAM cache key: its recipe with each part named by its files' identity. */
+function mergeKey(m: MergeRecipe): string {
+  return `merge:${JSON.stringify({ ...m, dirs: m.dirs.map(dirIdentity) })}`;
 }
 
 /** A PEFT directory, or a merge of several. */

@@ -1,9 +1,12 @@
-// The worker thread of AdapterParser (parse-pool.ts): reads and decodes one PEFT adapter directory and hands
-// the tensors back by transfer (their buffers move to the shard's main thread, no copy).
+// The worker thread of AdapterParser (parse-pool.ts): reads and decodes one PEFT adapter directory, or reads
+// and merges several, and hands the tensors back by transfer (their buffers move to the shard's main thread,
+// no copy).
 import { Piscina } from 'piscina';
 import { cpuOps } from '../../kernels/index.js';
 import { useBulkHalfDecoder } from '../formats/index.js';
-import { loadAdapterDir } from './peft-config.js';
+import type { MergeRecipe } from '../../protocol/index.js';
+import { mergeAdapters } from './merge.js';
+import { loadAdapterDir, type LoadedAdapter } from './peft-config.js';
 import type { ParsedAdapterMessage } from './parse-pool.js';
 
 // fp16/bf16 weights convert in native code, as on the shard's main thread (load-weights.ts registers the same
@@ -11,7 +14,20 @@ import type { ParsedAdapterMessage } from './parse-pool.js';
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export default function parseAdapter(dir: string): unknown {
-  const adapter = loadAdapterDir(dir);
+  return transferAdapter(loadAdapterDir(dir));
+}
+
+/**
+ * A merge (`merged_adapters`): every part read here and merged here — TIES over two Llama-2-7B rank-16 adapters
+ * takes ~5 s on a 2-core box, which on the shard's main thread stalled every running sequence.
+ */
+export function mergeAdapterDirs(recipe: MergeRecipe): unknown {
+  const parts = recipe.dirs.map((dir) => loadAdapterDir(dir));
+  return transferAdapter(mergeAdapters(parts, { weights: recipe.weights, strategy: recipe.strategy,
+    density: recipe.density ?? null, majoritySignMethod: recipe.majoritySignMethod, seed: recipe.seed }));
+}
+
+function transferAdapter(adapter: LoadedAdapter): unknown {
   const message: ParsedAdapterMessage = {
     config: adapter.config,
     tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: owned(t.data) })),
