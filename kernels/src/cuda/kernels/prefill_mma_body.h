@@ -68,6 +68,22 @@ struct BlockIndex {
 // Per-tile steps both tensor-core kernels share (this one and prefill_pipelined_body.h). A thread holds rows g and
 // g + 8 of its warp's 16: running max m, running sum l, O accumulators o.
 
+// Q as A-fragments for every k-step, straight from global memory (read once per block): this thread's rows are
+// virtual rows wr0 + g and wr0 + g + 8 (padding rows past vr_end are zeros).
+template <int D>
+WEFT_MMA_HD void load_q(const PagedAttention& a, uint32_t (&qa)[D / 16][4], int wr0, int vr_end, int q0, int group,
+                        int kvh, int g, int t) {
+  const uint16_t* q = static_cast<const uint16_t*>(a.q);
+  for (int kk = 0; kk < D / 16; ++kk) {
+    for (int r = 0; r < 4; ++r) {
+      const int vr = wr0 + g + ((r & 1) ? 8 : 0), col = kk * 16 + 2 * t + ((r & 2) ? 8 : 0);
+      qa[kk][r] = vr < vr_end ? word_at(q + static_cast<int64_t>(q0 + vr / group) * a.q_stride +
+                                        static_cast<int64_t>(kvh * group + vr % group) * D + col)
+                              : 0u;
+    }
+  }
+}
+
 // Online softmax: mx holds this tile's masked, scaled scores' row maxima over this thread's columns; reduce them
 // over the quad, then rescale l and o to the new running max.
 template <class Ops, int DT>
@@ -157,17 +173,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
     first[i] = window_start(pos[i], a.sliding_window);
   }
 
-  // Q as A-fragments for every k-step, straight from global memory (read once per block).
-  const uint16_t* q = static_cast<const uint16_t*>(a.q);
   uint32_t qa[QK][4];
-  for (int kk = 0; kk < QK; ++kk) {
-    for (int r = 0; r < 4; ++r) {
-      const int vr = wr0 + g + ((r & 1) ? 8 : 0), col = kk * 16 + 2 * t + ((r & 2) ? 8 : 0);
-      qa[kk][r] = vr < vr_end ? word_at(q + static_cast<int64_t>(q0 + vr / group) * a.q_stride +
-                                        static_cast<int64_t>(kvh * group + vr % group) * D + col)
-                              : 0u;
-    }
-  }
+  load_q<D>(a, qa, wr0, vr_end, q0, group, kvh, g, t);
 
   const float scale = a.scale * kLog2e;  // scores in log2 units: exp2 instead of exp
   float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};

@@ -96,16 +96,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const int w_full_lo = w_any ? pm::window_start(w_last, a.sliding_window) : 0;
   const int w_first = w_any ? pm::window_start(w_full_hi, a.sliding_window) : 0;  // no row sees a key before it
 
-  const uint16_t* q = static_cast<const uint16_t*>(a.q);
   uint32_t qa[QK][4];
-  for (int kk = 0; kk < QK; ++kk) {
-    for (int r = 0; r < 4; ++r) {
-      const int vr = wr0 + g + ((r & 1) ? 8 : 0), col = kk * 16 + 2 * t + ((r & 2) ? 8 : 0);
-      qa[kk][r] = vr < vr_end ? pm::word_at(q + static_cast<int64_t>(q0 + vr / group) * a.q_stride +
-                                            static_cast<int64_t>(kvh * group + vr % group) * D + col)
-                              : 0u;
-    }
-  }
+  pm::load_q<D>(a, qa, wr0, vr_end, q0, group, kvh, g, t);
 
   const float scale = a.scale * pm::kLog2e;
   float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
