@@ -90,25 +90,23 @@ export class LocalEngine {
    * even when cached here: a merge takes seconds, a read ~0.1 s). installPrepared puts it in a slot.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
-    const parser = (this.parser ??= new AdapterParser());
-    if (typeof source === 'string') {
-      const { key, hit } = this.cached(source);
-      return { source, ...(hit ? { adapter: hit, fromHost: true } : this.remember(key, await parser.parse(source))) };
-    }
-    const key = mergeKey(source.merge);
+    const key = typeof source === 'string' ? this.cached(source).key : mergeKey(source.merge);
     const hit = this.hostCache.get(key);
-    if (hit) return { source, adapter: hit, fromHost: true };
-    return { source, ...this.remember(key, await parser.merge(source.merge)) };
+    if (hit) return { source, adapter: hit, fromHost: true };  // planned when installed (a few ms at TP=1)
+    const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
+      where: describe(source) };
+    const { adapter, plan } = await (this.parser ??= new AdapterParser()).prepare(
+      typeof source === 'string' ? source : source.merge, layout);
+    return { source, ...this.remember(key, adapter), ...(plan ? { plan } : {}) };
   }
 
-  /** Plans (tensor-parallel slice, scales, rank checks) and installs a prepared adapter into a slot. */
+  /** Installs a prepared adapter into a slot, planning it first (tensor-parallel slices, scales, rank checks) unless its worker did. */
   installPrepared(slot: number, prepared: PreparedAdapter): InstalledAdapter {
     return this.install(slot, prepared, prepared.source);
   }
 
-  private install(slot: number, { adapter, fromHost }: Parsed, source: AdapterSource): InstalledAdapter {
-    const where = typeof source === 'string' ? source : `merge of ${source.merge.dirs.join(', ')}`;
-    const plan = planAdapter(this.model, adapter, where, this.maxLoraRank);
+  private install(slot: number, { adapter, fromHost, plan: planned }: Parsed, source: AdapterSource): InstalledAdapter {
+    const plan = planned ?? planAdapter(this.model, adapter, describe(source), this.maxLoraRank);
     installAdapter(this.model, slot, plan);
     return { ...plan, fromHost, hostBytes: adapterBytes(adapter) };
   }
@@ -167,6 +165,11 @@ export class LocalEngine {
   }
 }
 
+/** An adapter source as error messages name it. */
+function describe(source: AdapterSource): string {
+  return typeof source === 'string' ? source : `merge of ${source.merge.dirs.join(', ')}`;
+}
+
 /** A merge's host-RAM cache key: its recipe with each part named by its files' identity. */
 function mergeKey(m: MergeRecipe): string {
   return `merge:${JSON.stringify({ ...m, dirs: m.dirs.map(dirIdentity) })}`;
@@ -178,6 +181,8 @@ interface Parsed {
   adapter: LoadedAdapter;
   /** Whether the disk was skipped (the host-RAM cache had it). */
   fromHost: boolean;
+  /** Planned for this shard already (by the worker that read it). */
+  plan?: AdapterPlan;
 }
 /** prepareAdapter's result, for installPrepared. */
 export interface PreparedAdapter extends Parsed {

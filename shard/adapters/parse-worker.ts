@@ -1,10 +1,11 @@
 // The worker thread of AdapterParser (parse-pool.ts): reads and decodes one PEFT adapter directory, or reads
-// and merges several, and hands the tensors back by transfer (their buffers move to the shard's main thread,
-// no copy).
+// and merges several, plans it for the shard's slot (tensor-parallel slices), and hands the tensors and the plan
+// back by transfer (their buffers move to the shard's main thread, no copy).
 import { Piscina } from 'piscina';
 import { cpuOps } from '../../kernels/index.js';
 import { useBulkHalfDecoder } from '../formats/index.js';
 import type { MergeRecipe } from '../../protocol/index.js';
+import { planAdapter, type AdapterLayout } from '../models/load-adapter.js';
 import { mergeAdapters } from './merge.js';
 import { loadAdapterDir, type LoadedAdapter } from './peft-config.js';
 import type { ParsedAdapterMessage } from './parse-pool.js';
@@ -13,33 +14,40 @@ import type { ParsedAdapterMessage } from './parse-pool.js';
 // for the model): without it this thread decoded every adapter element in a JS loop.
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
-export default function parseAdapter(dir: string): unknown {
-  return transferAdapter(loadAdapterDir(dir));
+/** One task: an adapter directory, or a merge of several; planned for `layout` when given. */
+export interface AdapterTask {
+  source: string | MergeRecipe;
+  /** The shard's model shape and tensor-parallel share: the adapter is planned here too (slices cut here). */
+  layout?: { model: AdapterLayout; maxLoraRank: number; where: string };
 }
 
 /**
- * A merge (`merged_adapters`): every part read here and merged here — TIES over two Llama-2-7B rank-16 adapters
- * takes ~5 s on a 2-core box, which on the shard's main thread stalled every running sequence.
+ * Reads (or reads and merges) and plans an adapter. A merge (`merged_adapters`) runs here: TIES over two
+ * Llama-2-7B rank-16 adapters takes ~5 s on a 2-core box, which on the shard's main thread stalled every running
+ * sequence; so does planning, whose tensor-parallel slices copied ~40 MB per such adapter there.
  */
-export function mergeAdapterDirs(recipe: MergeRecipe): unknown {
-  const parts = recipe.dirs.map((dir) => loadAdapterDir(dir));
-  return transferAdapter(mergeAdapters(parts, { weights: recipe.weights, strategy: recipe.strategy,
-    density: recipe.density ?? null, majoritySignMethod: recipe.majoritySignMethod, seed: recipe.seed }));
-}
-
-function transferAdapter(adapter: LoadedAdapter): unknown {
+export default function prepareAdapter(task: AdapterTask): unknown {
+  const { source, layout } = task;
+  const read = typeof source === 'string' ? loadAdapterDir(source) : mergeAdapters(source.dirs.map((d) => loadAdapterDir(d)), {
+    weights: source.weights, strategy: source.strategy, density: source.density ?? null,
+    majoritySignMethod: source.majoritySignMethod, seed: source.seed });
+  // Tensors that are views into a larger buffer (a reader's slab) are copied first: transferring that buffer
+  // would take it away from whatever else lives in it; the plan then refers to the copies.
+  const adapter: LoadedAdapter = { config: read.config, tensors: new Map([...read.tensors].map(([name, t]) =>
+    [name, { shape: t.shape, data: owned(t.data) }])) };
+  const plan = layout ? planAdapter(layout.model, adapter, layout.where, layout.maxLoraRank) : undefined;
   const message: ParsedAdapterMessage = {
     config: adapter.config,
-    tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: owned(t.data) })),
+    tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: t.data })),
+    ...(plan ? { plan } : {}),
   };
-  const buffers = [...new Set(message.tensors.map((t) => t.data.buffer as ArrayBuffer))];  // each once
+  const arrays = [...message.tensors.map((t) => t.data), ...(plan?.parts.flatMap((p) => [p.a, p.b]) ?? [])];
+  const buffers = [...new Set(arrays.map((d) => d.buffer as ArrayBuffer))];  // each once
   // Piscina's Transferable interface (its two symbols); its typings declare the symbols too loosely to name here.
   const transferable = { [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: message };
   return Piscina.move(transferable as unknown as Parameters<typeof Piscina.move>[0]);
 }
 
-// A tensor that is a view into a larger buffer (a reader's slab, Node's Buffer pool) is copied: transferring
-// that buffer would take it away from whatever else lives in it.
 function owned(data: Float32Array): Float32Array {
   return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
 }

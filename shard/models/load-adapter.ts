@@ -20,6 +20,9 @@ export interface LoraPartPlan {
   b: Float32Array;
 }
 
+/** What planning needs of a model: its shape and this rank's tensor-parallel share (plain data: workers get it). */
+export type AdapterLayout = Pick<LoadedModel, 'spec' | 'partition'>;
+
 export interface AdapterPlan {
   parts: LoraPartPlan[];
   maxRank: number;
@@ -46,7 +49,7 @@ function sliceCols(m: Float32Array, rows: number, cols: number, start: number, e
  * Plans this rank's LoRA parts for a parsed adapter; throws AdapterLoadError naming the problem.
  * `dir` names the adapter in messages.
  */
-export function planAdapter(model: LoadedModel, adapter: LoadedAdapter, dir: string, maxLoraRank: number): AdapterPlan {
+export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: string, maxLoraRank: number): AdapterPlan {
   const { config, tensors } = adapter;
   const spec = model.spec, part = model.partition;
   const pairs = new Map<string, { a?: { shape: number[]; data: Float32Array }; b?: { shape: number[]; data: Float32Array } }>();

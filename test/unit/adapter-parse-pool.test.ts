@@ -1,6 +1,7 @@
-// The shard's adapter worker threads (shard/adapters/parse-pool.ts): a read, and a merge read and merged there
+// The shard's adapter worker threads (shard/adapters/parse-pool.ts): a read, a merge read and merged there
 // (`merged_adapters` used to merge on the shard's main thread: seconds of stalled steps for TIES on 7B-sized
-// adapters), give exactly what the same calls give on this thread; a bad merge rejects with its reason.
+// adapters) and the plan for the shard's tensor-parallel share give exactly what the same calls give on this
+// thread; a bad merge or plan rejects with its reason.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { PRESETS } from '../../deploy/bench/shapes.js';
 import { AdapterParser } from '../../shard/adapters/parse-pool.js';
 import { mergeAdapters } from '../../shard/adapters/merge.js';
 import { loadAdapterDir, type LoadedAdapter } from '../../shard/adapters/peft-config.js';
+import { parseModelSpec, partitionFor, planAdapter } from '../../shard/models/index.js';
 import type { MergeRecipe } from '../../protocol/index.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-parse-pool-'));
@@ -35,7 +37,38 @@ function assertSame(got: LoadedAdapter, want: LoadedAdapter): void {
 }
 
 test('a read on a worker thread equals loadAdapterDir here, bit for bit', async () => {
-  assertSame(await parser.parse(a!), loadAdapterDir(a!));
+  const got = await parser.prepare(a!);
+  assertSame(got.adapter, loadAdapterDir(a!));
+  assert.equal(got.plan, undefined, 'no layout, no plan');
+});
+
+// The tiny preset's shape as a Llama config: the layout a shard hands its workers.
+const spec = parseModelSpec({ architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: shape.hidden,
+  num_hidden_layers: shape.layers, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads,
+  intermediate_size: shape.intermediate, vocab_size: shape.vocab, rms_norm_eps: 1e-5, max_position_embeddings: 512,
+  rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: false });
+
+for (const world of [1, 2]) {
+  test(`a plan made on a worker thread equals planAdapter here (TP=${world}, last rank), bit for bit`, async () => {
+    const model = { spec, partition: partitionFor(spec, world - 1, world) };
+    const got = await parser.prepare(b!, { model, maxLoraRank: 64, where: b! });
+    const want = planAdapter(model, loadAdapterDir(b!), b!, 64);
+    assert.ok(got.plan, 'planned');
+    assert.equal(got.plan.maxRank, want.maxRank);
+    assert.equal(got.plan.bytes, want.bytes);
+    assert.equal(got.plan.parts.length, want.parts.length);
+    got.plan.parts.forEach((p, i) => {
+      const w = want.parts[i]!;
+      assert.deepEqual([p.layer, p.module, p.outOffset, p.rank, p.scale], [w.layer, w.module, w.outOffset, w.rank, w.scale]);
+      assert.deepEqual([...p.a], [...w.a]);
+      assert.deepEqual([...p.b], [...w.b]);
+    });
+  });
+}
+
+test('a plan the shard cannot take (rank above --max-lora-rank) rejects with the reason', async () => {
+  const model = { spec, partition: partitionFor(spec, 0, 1) };
+  await assert.rejects(parser.prepare(a!, { model, maxLoraRank: 4, where: 'adapter a' }), /adapter a: .*rank 8, above --max-lora-rank 4/);
 });
 
 for (const strategy of ['linear', 'ties', 'dare_linear', 'dare_ties', 'cat'] as const) {
@@ -44,13 +77,13 @@ for (const strategy of ['linear', 'ties', 'dare_linear', 'dare_ties', 'cat'] as 
       ...(strategy === 'linear' || strategy === 'cat' ? {} : { density: 0.5 }) };
     const here = mergeAdapters([loadAdapterDir(a!), loadAdapterDir(b!)], { weights: recipe.weights, strategy,
       density: recipe.density ?? null, majoritySignMethod: 'total', seed: 11 });
-    assertSame(await parser.merge(recipe), here);
+    assertSame((await parser.prepare(recipe)).adapter, here);
   });
 }
 
 test('a merge the strategy cannot do rejects with the reason; the pool keeps working', async () => {
   const recipe: MergeRecipe = { dirs: [a!, c!], weights: [0.5, 0.5], strategy: 'linear', majoritySignMethod: 'total', seed: 1 };
-  await assert.rejects(parser.merge(recipe), /rank/);
-  await assert.rejects(parser.merge({ ...recipe, dirs: [a!, join(root, 'missing')] }), /adapter_config\.json/);
-  assertSame(await parser.parse(b!), loadAdapterDir(b!));
+  await assert.rejects(parser.prepare(recipe), /rank/);
+  await assert.rejects(parser.prepare({ ...recipe, dirs: [a!, join(root, 'missing')] }), /adapter_config\.json/);
+  assertSame((await parser.prepare(b!)).adapter, loadAdapterDir(b!));
 });
