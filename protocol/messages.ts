@@ -152,6 +152,10 @@ export interface AdapterLoaded {
   fromHost?: boolean;
   /** Bytes the parsed adapter takes in the shard's host-RAM cache. */
   hostBytes?: number;
+  /** Reading (or merging) and planning it, off the shard's steps (worker threads), ms. */
+  readMs?: number;
+  /** Installing it into the slot, in the shard's mailbox between steps, ms. */
+  installMs?: number;
 }
 
 export interface AdapterFailed {

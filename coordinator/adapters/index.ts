@@ -1,4 +1,4 @@
-export { AdapterRegistry, splitRevision, type AdapterLoader, type LoadSpec, type Prepared, type RegistryEvents, type RegistryHooks,
+export { AdapterRegistry, splitRevision, type AdapterLoaded, type AdapterLoader, type LoadSpec, type Prepared, type RegistryEvents, type RegistryHooks,
   type RegistryOptions } from './registry.js';
 export { resolveLocalAdapter } from './local-source.js';
 export { DiskCache } from './disk-cache.js';

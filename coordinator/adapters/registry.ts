@@ -14,13 +14,24 @@ import { HostTierMirror } from './host-tier.js';
 
 export type LoadSpec = { dir: string; merge?: undefined } | { dir?: undefined; merge: MergeRecipe };
 
+/** A load's result; the times are the slowest rank's (absent where a loader does not measure them). */
+export interface AdapterLoaded {
+  bytes: number;
+  maxRank: number;
+  hostBytes: number;
+  /** Reading (or merging) and planning, beside the steps. */
+  readMs?: number;
+  /** Installing into the slot, between steps. */
+  installMs?: number;
+}
+
 export interface AdapterLoader {
-  loadAdapter(key: string, slot: number, load: LoadSpec): Promise<{ bytes: number; maxRank: number; hostBytes: number }>;
+  loadAdapter(key: string, slot: number, load: LoadSpec): Promise<AdapterLoaded>;
   evictAdapter(key: string, slot: number): void;
 }
 
 export interface RegistryEvents {
-  ready(key: string): void;
+  ready(key: string, loaded?: AdapterLoaded): void;
   failed(key: string, reason: string): void;
 }
 
@@ -269,12 +280,12 @@ export class AdapterRegistry {
     if (slot < 0) return; // retried when a sequence finishes
     this.slotOwner[slot] = e.key;
     Object.assign(e, { slot, state: 'loading' });
-    this.loader.loadAdapter(e.key, slot, e.load).then(({ bytes, maxRank, hostBytes }) => {
+    this.loader.loadAdapter(e.key, slot, e.load).then((loaded) => {
       if (this.entries.get(e.key) !== e || e.state !== 'loading' || e.slot !== slot) return;
-      Object.assign(e, { state: 'ready', bytes, maxRank });
-      this.host.touch(e.key, hostBytes);
+      Object.assign(e, { state: 'ready', bytes: loaded.bytes, maxRank: loaded.maxRank });
+      this.host.touch(e.key, loaded.hostBytes);
       for (const w of e.waiters.splice(0)) w.resolve();
-      this.events.ready(e.key);
+      this.events.ready(e.key, loaded);
     }, (err: Error) => {
       if (this.entries.get(e.key) !== e || e.slot !== slot) return;
       // Forget the entry so the next request retries the load from scratch.

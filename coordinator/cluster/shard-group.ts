@@ -3,6 +3,7 @@
 // Several steps may be in flight (async scheduling sends the next before the last one's result is back);
 // shards run them in publish order.
 import type { NatsConnection } from 'nats';
+import type { AdapterLoaded } from '../adapters/index.js';
 import {
   MessageBus, PROTOCOL_VERSION, adapterSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
   type MergeRecipe, type MessageHeaders, type ShardReady, type Step, type StepResult,
@@ -38,7 +39,9 @@ interface PendingAdapter {
   bytes: number;
   maxRank: number;
   hostBytes: number;
-  resolve: (r: { bytes: number; maxRank: number; hostBytes: number }) => void;
+  readMs: number;
+  installMs: number;
+  resolve: (r: AdapterLoaded) => void;
   reject: (e: Error) => void;
 }
 
@@ -75,9 +78,11 @@ export class NatsShardGroup {
       p.bytes += m.bytes;
       p.maxRank = Math.max(p.maxRank, m.maxRank);
       p.hostBytes = Math.max(p.hostBytes, m.hostBytes ?? 0);
+      p.readMs = Math.max(p.readMs, m.readMs ?? 0);
+      p.installMs = Math.max(p.installMs, m.installMs ?? 0);
       if (p.ranks.size === o.worldSize) {
         this.adapters.delete(`${m.key}#${m.slot}`);
-        p.resolve({ bytes: p.bytes, maxRank: p.maxRank, hostBytes: p.hostBytes });
+        p.resolve({ bytes: p.bytes, maxRank: p.maxRank, hostBytes: p.hostBytes, readMs: p.readMs, installMs: p.installMs });
       }
     });
     this.bus.subscribe(adapterSubject(o.cluster, 'failed'), 'adapter.failed', (m) => {
@@ -184,10 +189,11 @@ export class NatsShardGroup {
   }
 
   /** Loads a directory (or a merge recipe) into `slot` on every rank; resolves when all ranks have it. */
-  loadAdapter(key: string, slot: number, load: { dir?: string; merge?: MergeRecipe }): Promise<{ bytes: number; maxRank: number; hostBytes: number }> {
+  loadAdapter(key: string, slot: number, load: { dir?: string; merge?: MergeRecipe }): Promise<AdapterLoaded> {
     if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
     return new Promise((resolve, reject) => {
-      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, maxRank: 0, hostBytes: 0, resolve, reject });
+      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, maxRank: 0, hostBytes: 0, readMs: 0, installMs: 0,
+        resolve, reject });
       this.bus.publish(adapterSubject(this.o.cluster, 'load'), { v: PROTOCOL_VERSION, type: 'adapter.load', key, slot,
         dir: load.dir ?? '', ...(load.merge ? { merge: load.merge } : {}) });
     });

@@ -57,7 +57,8 @@ export interface EngineObserver {
   tokens?(prompt: number, generated: number): void;
   /** Prompt tokens a step took from the prefix cache instead of computing them. */
   prefixCacheHits?(tokens: number): void;
-  adapterLoad?(result: 'ok' | 'failed'): void;
+  /** A load's outcome; a successful one's read and install times (the slowest rank's) where measured. */
+  adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number }): void;
 }
 
 export class Engine implements GenerationEngine {
@@ -79,7 +80,7 @@ export class Engine implements GenerationEngine {
     private readonly observer: EngineObserver = {}) {
     const r = group.info();
     this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots }, group, {
-      ready: () => { observer.adapterLoad?.('ok'); this.kick(); },
+      ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
       inUse: (key) => this.scheduler.adapterInUse(key),
     });

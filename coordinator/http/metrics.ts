@@ -3,7 +3,7 @@
 // Who updates what (each metric has one owner, so nothing is counted twice):
 //  - the HTTP layer: requestsTotal, requestDuration (once per response);
 //  - the engine, through `engineObserver()` passed as the Engine's observer: stepDuration, batchSize,
-//    promptTokens, generatedTokens, adapterLoads, prefixCacheHitTokens;
+//    promptTokens, generatedTokens, adapterLoads, adapterLoadSeconds, prefixCacheHitTokens;
 //  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats } from '../engine/types.js';
@@ -21,13 +21,14 @@ export type AdapterLoadResult = 'ok' | 'failed';
 export interface EngineMetricsObserver {
   step(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
   tokens(prompt: number, generated: number): void;
-  adapterLoad(result: AdapterLoadResult): void;
+  adapterLoad(result: AdapterLoadResult, times?: { readMs?: number; installMs?: number }): void;
   prefixCacheHits(tokens: number): void;
 }
 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const STEP_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const ADAPTER_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -47,6 +48,7 @@ export class Metrics {
   readonly adapterRefs: Gauge;
   readonly adaptersActive: Gauge;
   readonly adapterLoads: Counter<'result'>;
+  readonly adapterLoadSeconds: Histogram<'phase'>;
   private statsSource: (() => EngineStats) | null = null;
 
   constructor(opts: MetricsOptions = {}) {
@@ -152,6 +154,14 @@ export class Metrics {
       labelNames: ['result'] as const,
       registers,
     });
+    this.adapterLoadSeconds = new Histogram({
+      name: 'weft_adapter_load_seconds',
+      help: 'Adapter loads by phase: read (files read or merged, and planned, on shard worker threads beside the ' +
+        'steps) and install (into the slot, in the shard between steps: time no step runs); the slowest rank',
+      labelNames: ['phase'] as const,
+      buckets: ADAPTER_SECONDS,
+      registers,
+    });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
     if (opts.engine) this.observeEngine(opts.engine);
   }
@@ -167,7 +177,11 @@ export class Metrics {
         if (prompt > 0) this.promptTokens.inc(prompt);
         if (generated > 0) this.generatedTokens.inc(generated);
       },
-      adapterLoad: (result) => this.adapterLoads.inc({ result }),
+      adapterLoad: (result, times) => {
+        this.adapterLoads.inc({ result });
+        if (times?.readMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'read' }, times.readMs / 1000);
+        if (times?.installMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'install' }, times.installMs / 1000);
+      },
       prefixCacheHits: (tokens) => this.prefixCacheHitTokens.inc(tokens),
     };
   }

@@ -10,7 +10,7 @@ import { formatPrefill, prefillLengths, runPrefill } from './prefill.js';
 import { emitReport, type Report } from './report.js';
 import { PRESETS } from './shapes.js';
 import { loopbackUrl } from './serve-client.js';
-import { SERVE_DEFAULTS, formatServe, hitRate, promptTokenCounters, runServeOnce, serveReport, type ServeRow } from './serve.js';
+import { SERVE_DEFAULTS, adapterLoadsBetween, formatServe, hitRate, runServeOnce, serveReport, serverCounters, type ServeRow } from './serve.js';
 import { startBenchServer } from './serve-server.js';
 
 export { runDecode, decodeCases, type DecodeRow, type DecodeOptions } from './decode.js';
@@ -95,10 +95,11 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
     for (const n of c.adapters) {
       const adapterIds = Array.from({ length: n }, (_, i) => `bench-${i}`);
       log(`serve: ${c.requests} requests, ${n} adapters, ${c.rate > 0 ? `${c.rate} req/s Poisson` : `closed loop of ${concurrency} clients`}`);
-      const before = await promptTokenCounters(url);
+      const before = await serverCounters(url);
       const row = await runServeOnce({ url, requests: c.requests, rate: c.rate, concurrency, adapterIds,
         adapterSource: server && n > 0 ? 'local' : null, sharedPrefixWords: c.sharedPrefixWords });
-      rows.push({ ...row, prefixCacheHitRate: hitRate(before, await promptTokenCounters(url)) });
+      const after = await serverCounters(url);
+      rows.push({ ...row, prefixCacheHitRate: hitRate(before, after), adapterLoads: adapterLoadsBetween(before, after) });
     }
   } finally {
     await server?.close();

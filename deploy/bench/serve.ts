@@ -39,6 +39,11 @@ export interface ServeRow {
   errors: Record<string, number>;
   /** Share of the run's prompt tokens the server took from its prefix cache (from /metrics); null: not known. */
   prefixCacheHitRate?: number | null;
+  /**
+   * Adapters the server loaded during the run and their mean read (beside the steps) and install (between them:
+   * time no step ran) times, slowest rank (from /metrics); null: not known.
+   */
+  adapterLoads?: { count: number; readMsMean: number | null; installMsMean: number | null } | null;
 }
 
 export const SERVE_DEFAULTS = { alpha: 1, promptWords: [16, 128] as const, outputTokens: [16, 64] as const,
@@ -117,6 +122,9 @@ export function serveReport(rows: ServeRow[], setup: Record<string, unknown>): R
 }
 
 const fmtErrors = (e: Record<string, number>): string => Object.entries(e).map(([k, v]) => `${k}:${v}`).join(' ') || '0';
+const fmtMs = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
+const fmtLoads = (l: ServeRow['adapterLoads']): string =>
+  (l == null ? '-' : l.count === 0 ? '0' : `${l.count} (${fmtMs(l.readMsMean)} / ${fmtMs(l.installMsMean)})`);
 
 export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'adapters', value: (r) => r.adapters, digits: 0 },
@@ -128,27 +136,59 @@ export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'ITL p50 ms', value: (r) => r.itlMs.p50, digits: 1 },
   { header: 'ITL p99 ms', value: (r) => r.itlMs.p99, digits: 1 },
   { header: 'cached prompt %', value: (r) => (r.prefixCacheHitRate == null ? '-' : (100 * r.prefixCacheHitRate).toFixed(1)) },
+  { header: 'adapter loads (read / install ms)', value: (r) => fmtLoads(r.adapterLoads) },
   { header: 'errors', value: (r) => fmtErrors(r.errors) },
 ];
 
-/** The server's prefix-cache hit and prompt token counters (GET /metrics), or null if it does not export them. */
-export async function promptTokenCounters(url: URL): Promise<{ hit: number; prompt: number } | null> {
+/** Counters a serve run reads from the server's GET /metrics before and after, to report the run's share. */
+export interface ServerCounters {
+  hit: number;
+  prompt: number;
+  /** weft_adapter_load_seconds count and sum per phase. */
+  loads: { read: { count: number; sum: number }; install: { count: number; sum: number } } | null;
+}
+
+/** The server's counters (GET /metrics), or null if it does not export the prompt ones. */
+export async function serverCounters(url: URL): Promise<ServerCounters | null> {
   try {
     const res = await fetch(new URL('/metrics', url), { signal: AbortSignal.timeout(5_000) });
-    if (!res.ok) return null;
-    const text = await res.text();
-    const value = (name: string): number => Number(new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(text)?.[1]);
-    const c = { hit: value('weft_prefix_cache_hit_tokens_total'), prompt: value('weft_prompt_tokens_total') };
-    return Number.isFinite(c.hit) && Number.isFinite(c.prompt) ? c : null;
+    return res.ok ? parseServerCounters(await res.text()) : null;
   } catch {
     return null;
   }
 }
 
-/** Hit rate between two promptTokenCounters readings. */
-export function hitRate(before: { hit: number; prompt: number } | null, after: { hit: number; prompt: number } | null): number | null {
+export function parseServerCounters(text: string): ServerCounters | null {
+  const value = (series: string): number => {
+    const escaped = series.replace(/[{}"=.+]/g, (ch) => `\\${ch}`);
+    return Number(new RegExp(`^${escaped} ([0-9.e+-]+)$`, 'm').exec(text)?.[1]);
+  };
+  const phase = (p: string) => ({ count: value(`weft_adapter_load_seconds_count{phase="${p}"}`),
+    sum: value(`weft_adapter_load_seconds_sum{phase="${p}"}`) });
+  const hit = value('weft_prefix_cache_hit_tokens_total'), prompt = value('weft_prompt_tokens_total');
+  if (!Number.isFinite(hit) || !Number.isFinite(prompt)) return null;
+  const read = phase('read'), install = phase('install');
+  // A server that has loaded nothing yet exports the histogram's TYPE line only: zero loads.
+  const known = /^# TYPE weft_adapter_load_seconds histogram$/m.test(text);
+  const zero = { count: 0, sum: 0 };
+  const pick = (c: { count: number; sum: number }) => (Number.isFinite(c.count) && Number.isFinite(c.sum) ? c : zero);
+  return { hit, prompt, loads: known ? { read: pick(read), install: pick(install) } : null };
+}
+
+/** Hit rate between two serverCounters readings. */
+export function hitRate(before: ServerCounters | null, after: ServerCounters | null): number | null {
   if (!before || !after || after.prompt <= before.prompt) return null;
   return (after.hit - before.hit) / (after.prompt - before.prompt);
+}
+
+/** Adapter loads between two serverCounters readings: how many, mean read and install ms. */
+export function adapterLoadsBetween(before: ServerCounters | null, after: ServerCounters | null): ServeRow['adapterLoads'] {
+  if (!before?.loads || !after?.loads) return null;
+  const mean = (p: 'read' | 'install'): number | null => {
+    const n = after.loads![p].count - before.loads![p].count;
+    return n > 0 ? (1000 * (after.loads![p].sum - before.loads![p].sum)) / n : null;
+  };
+  return { count: after.loads.read.count - before.loads.read.count, readMsMean: mean('read'), installMsMean: mean('install') };
 }
 
 export function formatServe(report: Report<ServeRow>): string {

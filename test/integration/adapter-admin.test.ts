@@ -68,6 +68,14 @@ describe('adapters: failures, names, admin, merging', () => {
     const stats = g.server.engine.stats();
     assert.equal(stats.usedBlocks, 0);
     assert.equal(stats.adapterRefs, 0);
+    // The shards timed their successful loads (read beside the steps, install between them); failures count apart.
+    const metrics = await fetch(`${g.url}/metrics`).then((r) => r.text());
+    const count = (phase: string) => Number(new RegExp(`^weft_adapter_load_seconds_count\\{phase="${phase}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
+    const ok = Number(/^weft_adapter_loads_total\{result="ok"\} (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(ok >= 3, `successful loads: ${ok}`);  // the preloaded names and good_qv
+    assert.equal(count('read'), ok);
+    assert.equal(count('install'), ok);
+    assert.match(metrics, /^weft_adapter_loads_total\{result="failed"\} 5$/m);
   });
 
   test('a rank above --max-lora-rank is refused (424) and a retry tries again', async () => {

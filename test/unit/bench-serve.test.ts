@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PRESETS, baselineArgs, pythonStackMissing, runBaseline, runServeOnce, summarizeRun } from '../../deploy/bench/index.js';
 import { loopbackUrl } from '../../deploy/bench/serve-client.js';
+import { adapterLoadsBetween, hitRate, parseServerCounters } from '../../deploy/bench/serve.js';
 
 /** Streams `max_new_tokens` TGI token events 2 ms apart; adapter 'bench-2' gets 424, 'bench-3' a mid-stream error. */
 function fakeServer(): Server {
@@ -104,5 +105,33 @@ describe('bench baseline', () => {
     assert.match(String(report.setup.skipped), /needs python3 with torch, transformers and peft, as on the GPU machine/);
     assert.match(logs.join('\n'), /Nothing was measured/);
     assert.match(String(report.setup.command), /peft_baseline\.py --config .*config\.json --batch 1,4 --adapters 0,1,4/);
+  });
+});
+
+describe('bench serve: the server counters it reads from /metrics', () => {
+  const scrape = (hit: number, prompt: number, loads?: [number, number, number, number]) => [
+    `weft_prefix_cache_hit_tokens_total ${hit}`, `weft_prompt_tokens_total ${prompt}`,
+    '# TYPE weft_adapter_load_seconds histogram',
+    ...(loads ? [`weft_adapter_load_seconds_bucket{le="+Inf",phase="read"} ${loads[0]}`,
+      `weft_adapter_load_seconds_sum{phase="read"} ${loads[1]}`, `weft_adapter_load_seconds_count{phase="read"} ${loads[0]}`,
+      `weft_adapter_load_seconds_sum{phase="install"} ${loads[3]}`, `weft_adapter_load_seconds_count{phase="install"} ${loads[2]}`] : []),
+  ].join('\n');
+
+  it('prefix hits and adapter loads between two readings; a server with no loads yet counts zero', () => {
+    const before = parseServerCounters(scrape(10, 100));
+    const after = parseServerCounters(scrape(40, 200, [3, 0.39, 3, 0.012]));
+    assert.deepEqual(before?.loads, { read: { count: 0, sum: 0 }, install: { count: 0, sum: 0 } });
+    assert.equal(hitRate(before, after), 0.3);
+    const loads = adapterLoadsBetween(before, after)!;
+    assert.equal(loads.count, 3);
+    assert.ok(Math.abs(loads.readMsMean! - 130) < 1e-9 && Math.abs(loads.installMsMean! - 4) < 1e-9, JSON.stringify(loads));
+    assert.deepEqual(adapterLoadsBetween(after, after), { count: 0, readMsMean: null, installMsMean: null });
+  });
+
+  it('a server without the adapter histogram (another engine) gives no load figures; without prompt counters, nothing', () => {
+    const plain = parseServerCounters('weft_prefix_cache_hit_tokens_total 1\nweft_prompt_tokens_total 2');
+    assert.equal(plain?.loads, null);
+    assert.equal(adapterLoadsBetween(plain, plain), null);
+    assert.equal(parseServerCounters('something_else 1'), null);
   });
 });

@@ -166,6 +166,12 @@ describe('bench serve end to end (preset:tiny, a server it starts)', () => {
     // 12 prompts sharing 40 words: the server's prefix cache serves part of them (read from /metrics).
     for (const row of report.rows) assert.ok(row.prefixCacheHitRate > 0 && row.prefixCacheHitRate < 1, JSON.stringify(row));
     assert.match(table, /cached prompt %/);
+    // Adapter loads the run caused, timed by the shards (from /metrics): none without adapters, both with 2.
+    assert.deepEqual(report.rows[0].adapterLoads, { count: 0, readMsMean: null, installMsMean: null });
+    const loads = report.rows[1].adapterLoads;
+    assert.equal(loads.count, 2, JSON.stringify(loads));
+    assert.ok(loads.readMsMean > 0 && loads.installMsMean >= 0, JSON.stringify(loads));
+    assert.match(table, /adapter loads \(read \/ install ms\)/);
     assert.equal(report.setup.startedServer, true);
     assert.equal(report.setup.server.async_scheduling, true);
     assert.equal(report.setup.server.prefix_caching, true);

@@ -148,6 +148,8 @@ describe('metrics', () => {
     observer.tokens(7, 0);
     observer.tokens(0, 1);
     observer.adapterLoad('failed');
+    observer.adapterLoad('ok', { readMs: 130, installMs: 4 });
+    observer.adapterLoad('ok');  // a loader that does not time its loads: counted, not observed
     const text = await s.metrics.expose();
     assert.match(text, /^weft_step_duration_seconds_count 1$/m);
     assert.match(text, /^weft_step_duration_seconds_sum 0\.012$/m);
@@ -155,6 +157,11 @@ describe('metrics', () => {
     assert.match(text, /^weft_prompt_tokens_total 7$/m);
     assert.match(text, /^weft_generated_tokens_total 1$/m);
     assert.match(text, /^weft_adapter_loads_total\{result="failed"\} 1$/m);
+    assert.match(text, /^weft_adapter_loads_total\{result="ok"\} 2$/m);
+    assert.match(text, /^weft_adapter_load_seconds_count\{phase="read"\} 1$/m);
+    assert.match(text, /^weft_adapter_load_seconds_sum\{phase="read"\} 0\.13$/m);
+    assert.match(text, /^weft_adapter_load_seconds_bucket\{le="0\.005",phase="install"\} 1$/m);
+    assert.match(text, /^weft_adapter_load_seconds_bucket\{le="0\.0025",phase="install"\} 0$/m);
   });
 
   test('a scrape still succeeds when engine.stats() throws', async () => {
