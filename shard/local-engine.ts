@@ -2,7 +2,7 @@
 // adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
 import type { NativeCollective } from '../kernels/index.js';
 import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
-import { HostAdapterCache, adapterBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
+import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
@@ -77,8 +77,8 @@ export class LocalEngine {
    */
   loadAdapter(slot: number, source: AdapterSource): InstalledAdapter {
     const read = (dir: string): Parsed => {
-      const { key, hit } = this.cached(dir);
-      return hit ? { adapter: hit, fromHost: true } : this.remember(key, loadAdapterDir(dir));
+      const key = dirIdentity(dir);
+      return this.fromHost(key) ?? this.remember(key, loadAdapterDir(dir));
     };
     const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(read));
     return this.install(slot, parsed, source);
@@ -90,14 +90,14 @@ export class LocalEngine {
    * even when cached here: a merge takes seconds, a read ~0.1 s). installPrepared puts it in a slot.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
-    const key = typeof source === 'string' ? this.cached(source).key : mergeKey(source.merge);
-    const hit = this.hostCache.get(key);
-    if (hit) return { source, adapter: hit, fromHost: true };  // planned when installed (a few ms at TP=1)
+    const key = typeof source === 'string' ? dirIdentity(source) : mergeKey(source.merge);
+    const hit = this.fromHost(key);  // with its plan, once one install has made it
+    if (hit) return { source, ...hit };
     const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
       where: describe(source) };
     const { adapter, plan } = await (this.parser ??= new AdapterParser()).prepare(
       typeof source === 'string' ? source : source.merge, layout);
-    return { source, ...this.remember(key, adapter), ...(plan ? { plan } : {}) };
+    return { source, ...this.remember(key, adapter, plan) };
   }
 
   /** Installs a prepared adapter into a slot, planning it first (tensor-parallel slices, scales, rank checks) unless its worker did. */
@@ -105,31 +105,35 @@ export class LocalEngine {
     return this.install(slot, prepared, prepared.source);
   }
 
-  private install(slot: number, { adapter, fromHost, plan: planned }: Parsed, source: AdapterSource): InstalledAdapter {
-    const plan = planned ?? planAdapter(this.model, adapter, describe(source), this.maxLoraRank);
+  private install(slot: number, parsed: Parsed, source: AdapterSource): InstalledAdapter {
+    let { plan } = parsed;
+    if (!plan) {
+      plan = planAdapter(this.model, parsed.adapter, describe(source), this.maxLoraRank);
+      // Kept with the cached adapter: its next load from host RAM skips planning (at TP > 1 the slices are copies).
+      if (this.hostCache.get(parsed.key)?.adapter === parsed.adapter) this.hostCache.put(parsed.key, parsed.adapter, plan);
+    }
     installAdapter(this.model, slot, plan);
-    return { ...plan, fromHost, hostBytes: adapterBytes(adapter) };
+    return { ...plan, fromHost: parsed.fromHost, hostBytes: cachedBytes(parsed.adapter, plan) };
   }
 
-  /** The host-RAM cache's entry for a directory, under its identity (its files' sizes and mtimes). */
-  private cached(dir: string): { key: string; hit: LoadedAdapter | undefined } {
-    const key = dirIdentity(dir);
-    return { key, hit: this.hostCache.get(key) };
+  /** The host-RAM cache's entry under `key` (a directory's identity — its files' sizes and mtimes — or a merge's). */
+  private fromHost(key: string): Parsed | undefined {
+    const hit = this.hostCache.get(key);
+    return hit ? { key, adapter: hit.adapter, ...(hit.plan ? { plan: hit.plan } : {}), fromHost: true } : undefined;
   }
 
-  private remember(key: string, adapter: LoadedAdapter): Parsed {
-    this.hostCache.put(key, adapter);
-    return { adapter, fromHost: false };
+  private remember(key: string, adapter: LoadedAdapter, plan?: AdapterPlan): Parsed {
+    this.hostCache.put(key, adapter, plan);
+    return { key, adapter, ...(plan ? { plan } : {}), fromHost: false };
   }
 
   private merged(m: MergeRecipe, parts: Parsed[]): Parsed {
     const key = mergeKey(m);
-    const hit = this.hostCache.get(key);
-    if (hit) return { adapter: hit, fromHost: true };
+    const hit = this.fromHost(key);
+    if (hit) return hit;
     const adapter = mergeAdapters(parts.map((p) => p.adapter), { weights: m.weights, strategy: m.strategy,
       density: m.density ?? null, majoritySignMethod: m.majoritySignMethod, seed: m.seed });
-    this.hostCache.put(key, adapter);
-    return { adapter, fromHost: parts.every((p) => p.fromHost) };
+    return { ...this.remember(key, adapter), fromHost: parts.every((p) => p.fromHost) };
   }
 
   step(step: Step): Promise<SeqOutput[]> {
@@ -178,6 +182,8 @@ function mergeKey(m: MergeRecipe): string {
 /** A PEFT directory, or a merge of several. */
 export type AdapterSource = string | { merge: MergeRecipe };
 interface Parsed {
+  /** Its host-RAM cache key. */
+  key: string;
   adapter: LoadedAdapter;
   /** Whether the disk was skipped (the host-RAM cache had it). */
   fromHost: boolean;

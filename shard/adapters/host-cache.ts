@@ -1,13 +1,36 @@
 // The host-RAM tier: parsed adapters (full, unsliced tensors) kept in an LRU bounded by bytes, so an
-// adapter evicted from its device slot comes back without touching the disk.
+// adapter evicted from its device slot comes back without touching the disk — with the shard's plan for it
+// when one was made (its tensor-parallel slices), so it also comes back without being planned again.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AdapterPlan } from '../models/load-adapter.js';
 import type { LoadedAdapter } from './peft-config.js';
 
 export function adapterBytes(a: LoadedAdapter): number {
   let n = 0;
   for (const t of a.tensors.values()) n += t.data.byteLength;
   return n;
+}
+
+/** Bytes an entry holds: the adapter's tensors, plus the plan's slices that are copies (not views of them). */
+export function cachedBytes(a: LoadedAdapter, plan?: AdapterPlan): number {
+  const own = new Set<ArrayBufferLike>([...a.tensors.values()].map((t) => t.data.buffer));
+  let n = adapterBytes(a);
+  for (const p of plan?.parts ?? []) {
+    for (const m of [p.a, p.b]) {
+      if (!own.has(m.buffer)) {
+        own.add(m.buffer);
+        n += m.buffer.byteLength;
+      }
+    }
+  }
+  return n;
+}
+
+/** A host-cache entry: the parsed adapter and, when made, this shard's plan for it. */
+export interface HostEntry {
+  adapter: LoadedAdapter;
+  plan?: AdapterPlan;
 }
 
 /** Identity of an adapter directory's contents: path plus the files' sizes and mtimes (a rewrite is a new entry). */
@@ -25,7 +48,7 @@ export function dirIdentity(dir: string): string {
 }
 
 export class HostAdapterCache {
-  private readonly entries = new Map<string, { adapter: LoadedAdapter; bytes: number }>();
+  private readonly entries = new Map<string, HostEntry & { bytes: number }>();
   private used = 0;
 
   constructor(readonly budgetBytes: number) {}
@@ -38,18 +61,18 @@ export class HostAdapterCache {
     return this.entries.size;
   }
 
-  /** Returns the cached adapter (and marks it most recently used), or undefined. */
-  get(key: string): LoadedAdapter | undefined {
+  /** Returns the cached entry (and marks it most recently used), or undefined. */
+  get(key: string): (HostEntry & { bytes: number }) | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
     this.entries.delete(key);
     this.entries.set(key, e);
-    return e.adapter;
+    return e;
   }
 
-  /** Caches an adapter if it fits the budget at all, evicting least recently used ones. */
-  put(key: string, adapter: LoadedAdapter): number {
-    const bytes = adapterBytes(adapter);
+  /** Caches an adapter (and its plan) if it fits the budget at all, evicting least recently used ones; its bytes. */
+  put(key: string, adapter: LoadedAdapter, plan?: AdapterPlan): number {
+    const bytes = cachedBytes(adapter, plan);
     const old = this.entries.get(key);
     if (old) {
       this.entries.delete(key);
@@ -61,7 +84,7 @@ export class HostAdapterCache {
       this.entries.delete(k);
       this.used -= e.bytes;
     }
-    this.entries.set(key, { adapter, bytes });
+    this.entries.set(key, { adapter, ...(plan ? { plan } : {}), bytes });
     this.used += bytes;
     return bytes;
   }

@@ -8,4 +8,4 @@ export {
   type LoadedAdapter,
   type LoraConfig,
 } from './peft-config.js';
-export { HostAdapterCache, adapterBytes, dirIdentity } from './host-cache.js';
+export { HostAdapterCache, adapterBytes, cachedBytes, dirIdentity, type HostEntry } from './host-cache.js';

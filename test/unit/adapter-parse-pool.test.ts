@@ -1,7 +1,7 @@
 // The shard's adapter worker threads (shard/adapters/parse-pool.ts): a read, a merge read and merged there
 // (`merged_adapters` used to merge on the shard's main thread: seconds of stalled steps for TIES on 7B-sized
 // adapters) and the plan for the shard's tensor-parallel share give exactly what the same calls give on this
-// thread; a bad merge or plan rejects with its reason.
+// thread; a bad merge or plan rejects with its reason. The host-RAM tier keeps the plan with the adapter.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +11,10 @@ import { writeRandomAdapters } from '../../deploy/bench/synthetic.js';
 import { PRESETS } from '../../deploy/bench/shapes.js';
 import { AdapterParser } from '../../shard/adapters/parse-pool.js';
 import { mergeAdapters } from '../../shard/adapters/merge.js';
+import { adapterBytes, cachedBytes } from '../../shard/adapters/index.js';
 import { loadAdapterDir, type LoadedAdapter } from '../../shard/adapters/peft-config.js';
+import { LocalEngine } from '../../shard/index.js';
+import { loadGoldenCase } from '../helpers/golden.js';
 import { parseModelSpec, partitionFor, planAdapter } from '../../shard/models/index.js';
 import type { MergeRecipe } from '../../protocol/index.js';
 
@@ -86,4 +89,40 @@ test('a merge the strategy cannot do rejects with the reason; the pool keeps wor
   await assert.rejects(parser.prepare(recipe), /rank/);
   await assert.rejects(parser.prepare({ ...recipe, dirs: [a!, join(root, 'missing')] }), /adapter_config\.json/);
   assertSame((await parser.prepare(b!)).adapter, loadAdapterDir(b!));
+});
+
+test('host-cache bytes count a plan only where its slices are copies, not views of the adapter', () => {
+  const adapter = loadAdapterDir(a!);
+  const whole = planAdapter({ spec, partition: partitionFor(spec, 0, 1) }, adapter, a!, 64);
+  const half = planAdapter({ spec, partition: partitionFor(spec, 1, 2) }, adapter, a!, 64);
+  const own = adapterBytes(adapter);
+  assert.equal(cachedBytes(adapter), own);
+  assert.equal(cachedBytes(adapter, whole), own, 'TP=1: every part is the adapter\'s own tensor');
+  const extra = cachedBytes(adapter, half) - own;
+  assert.ok(extra > 0 && extra < own, `TP=2: the sliced copies (${extra} bytes) are counted once`);
+});
+
+test('an adapter loaded again from host RAM comes back with the plan made for it (no planning in the mailbox)', async () => {
+  const c = loadGoldenCase('llama');
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 2 });
+  try {
+    const dir = c.adapters[0]!.dir;
+    const first = await engine.prepareAdapter(dir);
+    assert.equal(first.fromHost, false);
+    assert.ok(first.plan, 'the worker planned it');
+    engine.installPrepared(0, first);
+    const again = await engine.prepareAdapter(dir);
+    assert.equal(again.fromHost, true);
+    assert.equal(again.plan, first.plan, 'the cached plan itself');
+    const installed = engine.installPrepared(1, again);
+    assert.equal(installed.fromHost, true);
+    // An adapter loaded on this thread (no worker plan) keeps the plan its install made.
+    const other = c.adapters[1]!.dir;
+    engine.loadAdapter(0, other);
+    const back = await engine.prepareAdapter(other);
+    assert.equal(back.fromHost, true);
+    assert.ok(back.plan, 'planned by the earlier install');
+  } finally {
+    engine.dispose();
+  }
 });
