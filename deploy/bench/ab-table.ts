@@ -18,17 +18,19 @@ interface Point {
   pct: number | null;
 }
 
+const adaptersText = (n: number): string => `${n} adapter${n === 1 ? '' : 's'}`;
+
 // A row's grid point and time: decode rows are (batch, adapters) with stepMs; prefill rows (tokens, adapters) with ms.
 function point(scenario: string, row: Record<string, unknown>): Point | null {
   const num = (k: string) => (typeof row[k] === 'number' ? (row[k] as number) : null);
   const pct = num('pctOfBound');
   if (scenario === 'decode') {
     const batch = num('batch'), adapters = num('adapters'), ms = num('stepMs');
-    return batch === null || adapters === null || ms === null ? null : { key: `batch ${batch} × ${adapters} adapters`, ms, pct };
+    return batch === null || adapters === null || ms === null ? null : { key: `batch ${batch} × ${adaptersText(adapters)}`, ms, pct };
   }
   if (scenario === 'prefill') {
     const tokens = num('tokens'), adapters = num('adapters'), ms = num('ms');
-    return tokens === null || adapters === null || ms === null ? null : { key: `${tokens} tokens × ${adapters} adapters`, ms, pct };
+    return tokens === null || adapters === null || ms === null ? null : { key: `${tokens} tokens × ${adaptersText(adapters)}`, ms, pct };
   }
   return null;
 }

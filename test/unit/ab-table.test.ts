@@ -31,7 +31,7 @@ test('decode points of the first report, each variant relative to it; a point a 
 test('prefill rows are keyed by prompt tokens and adapters', () => {
   const report = (ms: number): Variant['report'] => ({ scenario: 'prefill', rows: [{ tokens: 2048, adapters: 1, ms, pctOfBound: 40 }] });
   const rows = abRows([{ label: 'mma', report: report(80) }, { label: 'pipelined', report: report(60) }]);
-  assert.equal(rows[0]!.point, '2048 tokens × 1 adapters');
+  assert.equal(rows[0]!.point, '2048 tokens × 1 adapter');
   assert.ok(Math.abs(rows[0]!.cells[1]!.change! - -25) < 1e-9);
 });
 
