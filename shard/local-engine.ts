@@ -3,7 +3,7 @@
 import type { NativeCollective } from '../kernels/index.js';
 import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
 import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
-import { mergeAdapters } from './adapters/merge.js';
+import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
@@ -131,8 +131,7 @@ export class LocalEngine {
     const key = mergeKey(m);
     const hit = this.fromHost(key);
     if (hit) return hit;
-    const adapter = mergeAdapters(parts.map((p) => p.adapter), { weights: m.weights, strategy: m.strategy,
-      density: m.density ?? null, majoritySignMethod: m.majoritySignMethod, seed: m.seed });
+    const adapter = mergeAdapters(parts.map((p) => p.adapter), mergeSpecOf(m));
     return { ...this.remember(key, adapter), fromHost: parts.every((p) => p.fromHost) };
   }
 

@@ -11,6 +11,7 @@
 // - A module present in only some adapters is merged from just those adapters, with their weights (as LoRAX).
 // - At least 2 adapters: LoRAX serves a single id as a plain adapter and ignores weights and strategy, so a
 //   1-adapter "merge" here would silently mean something else; callers load a single adapter directly.
+import type { MergeRecipe } from '../../protocol/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter, type LoraConfig } from './peft-config.js';
 import { mergeTaskTensors, seededUint32, type MajoritySignMethod, type TaskStrategy } from './merge-strategies.js';
 
@@ -44,6 +45,12 @@ const usesSigns = (s: MergeStrategyName): boolean => s === 'ties' || s === 'dare
 const usesSeed = (s: MergeStrategyName): boolean => s === 'dare_linear' || s === 'dare_ties';
 
 /** Merges ≥ 2 loaded adapters into one (see the file comment); throws MergeError on an invalid spec or adapters. */
+/** The MergeSpec of a protocol merge recipe (its dirs are the adapters, in order). */
+export function mergeSpecOf(r: MergeRecipe): MergeSpec {
+  return { weights: r.weights, strategy: r.strategy, density: r.density ?? null, majoritySignMethod: r.majoritySignMethod,
+    seed: r.seed };
+}
+
 export function mergeAdapters(adapters: LoadedAdapter[], spec: MergeSpec): LoadedAdapter {
   checkSpec(adapters.length, spec);
   const modules = collectTerms(adapters);

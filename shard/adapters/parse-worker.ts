@@ -6,9 +6,9 @@ import { cpuOps } from '../../kernels/index.js';
 import { useBulkHalfDecoder } from '../formats/index.js';
 import type { MergeRecipe } from '../../protocol/index.js';
 import { planAdapter, type AdapterLayout } from '../models/load-adapter.js';
-import { mergeAdapters } from './merge.js';
-import { loadAdapterDir, type LoadedAdapter } from './peft-config.js';
-import type { ParsedAdapterMessage } from './parse-pool.js';
+import { mergeAdapters, mergeSpecOf } from './merge.js';
+import { loadAdapterDir } from './peft-config.js';
+import type { PreparedOffThread } from './parse-pool.js';
 
 // fp16/bf16 weights convert in native code, as on the shard's main thread (load-weights.ts registers the same
 // for the model): without it this thread decoded every adapter element in a JS loop.
@@ -28,20 +28,14 @@ export interface AdapterTask {
  */
 export default function prepareAdapter(task: AdapterTask): unknown {
   const { source, layout } = task;
-  const read = typeof source === 'string' ? loadAdapterDir(source) : mergeAdapters(source.dirs.map((d) => loadAdapterDir(d)), {
-    weights: source.weights, strategy: source.strategy, density: source.density ?? null,
-    majoritySignMethod: source.majoritySignMethod, seed: source.seed });
+  const adapter = typeof source === 'string' ? loadAdapterDir(source)
+    : mergeAdapters(source.dirs.map((d) => loadAdapterDir(d)), mergeSpecOf(source));
   // Tensors that are views into a larger buffer (a reader's slab) are copied first: transferring that buffer
   // would take it away from whatever else lives in it; the plan then refers to the copies.
-  const adapter: LoadedAdapter = { config: read.config, tensors: new Map([...read.tensors].map(([name, t]) =>
-    [name, { shape: t.shape, data: owned(t.data) }])) };
+  for (const t of adapter.tensors.values()) t.data = owned(t.data);
   const plan = layout ? planAdapter(layout.model, adapter, layout.where, layout.maxLoraRank) : undefined;
-  const message: ParsedAdapterMessage = {
-    config: adapter.config,
-    tensors: [...adapter.tensors].map(([name, t]) => ({ name, shape: t.shape, data: t.data })),
-    ...(plan ? { plan } : {}),
-  };
-  const arrays = [...message.tensors.map((t) => t.data), ...(plan?.parts.flatMap((p) => [p.a, p.b]) ?? [])];
+  const message: PreparedOffThread = { adapter, ...(plan ? { plan } : {}) };  // a Map and typed arrays clone as they are
+  const arrays = [...[...adapter.tensors.values()].map((t) => t.data), ...(plan?.parts.flatMap((p) => [p.a, p.b]) ?? [])];
   const buffers = [...new Set(arrays.map((d) => d.buffer as ArrayBuffer))];  // each once
   // Piscina's Transferable interface (its two symbols); its typings declare the symbols too loosely to name here.
   const transferable = { [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: message };

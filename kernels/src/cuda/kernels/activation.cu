@@ -71,11 +71,6 @@ __global__ void convert_kernel(const Ts* src, Td* dst, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) dst[e] = from_f<Td>(to_f(src[e]));
 }
 
-// Dispatches a two-dtype kernel: f(Tag<A>, Tag<B>).
-template <class F> cudaError_t dispatch2(DType a, DType b, F&& f) {
-  return detail::dispatch(a, [&](auto ta) { return detail::dispatch(b, [&](auto tb) { return f(ta, tb); }); });
-}
-
 template <bool kTanh> cudaError_t gelu(void* x, int64_t n, DType dtype, cudaStream_t stream) {
   if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
@@ -106,7 +101,7 @@ cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream) { ret
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  return dispatch2(y_dtype, x_dtype, [&](auto ty, auto tx) {
+  return detail::dispatch2(y_dtype, x_dtype, [&](auto ty, auto tx) {
     using Ty = typename decltype(ty)::type;
     using Tx = typename decltype(tx)::type;
     add_kernel<Ty, Tx><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<Ty*>(y),
@@ -119,7 +114,7 @@ cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t
                      DType bias_dtype, cudaStream_t stream) {
   if (rows < 0 || cols < 0 || y_stride < cols) return cudaErrorInvalidValue;
   if (rows == 0 || cols == 0) return cudaSuccess;
-  return dispatch2(y_dtype, bias_dtype, [&](auto ty, auto tb) {
+  return detail::dispatch2(y_dtype, bias_dtype, [&](auto ty, auto tb) {
     using Ty = typename decltype(ty)::type;
     using Tb = typename decltype(tb)::type;
     bias_kernel<Ty, Tb><<<detail::grid_for(rows * cols, kThreads), kThreads, 0, stream>>>(
@@ -133,7 +128,7 @@ cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows,
                              const int32_t* positions, cudaStream_t stream) {
   if (n < 0 || dim < 0 || rows < 0 || (pos_table && !positions)) return cudaErrorInvalidValue;
   if (n == 0 || dim == 0) return cudaSuccess;
-  return dispatch2(table_dtype, out_dtype, [&](auto tt, auto to) {
+  return detail::dispatch2(table_dtype, out_dtype, [&](auto tt, auto to) {
     using Tt = typename decltype(tt)::type;
     using To = typename decltype(to)::type;
     embedding_kernel<Tt, To><<<detail::grid_for(n * dim, kThreads), kThreads, 0, stream>>>(
@@ -146,7 +141,7 @@ cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows,
 cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream) {
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  return dispatch2(src_dtype, dst_dtype, [&](auto ts, auto td) {
+  return detail::dispatch2(src_dtype, dst_dtype, [&](auto ts, auto td) {
     using Ts = typename decltype(ts)::type;
     using Td = typename decltype(td)::type;
     convert_kernel<Ts, Td><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<const Ts*>(src),

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cuda/runtime/env.h"
 #include "kernels.h"
 
 namespace weft::cuda::detail {
@@ -87,11 +88,6 @@ template <class T> __device__ __forceinline__ T block_sum(T v, T* red) {
 __device__ __forceinline__ float rescale(float m, float m_new) { return m == -INFINITY ? 0.0f : expf(m - m_new); }
 
 // Host side ------------------------------------------------------------------------------------------
-// Whether environment variable `name` is set to exactly `value` (the kernel switches: WEFT_*=simt).
-inline bool env_equals(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, value) == 0;
-}
 template <class T> struct Tag { using type = T; };
 // Calls f(Tag<T>{}) with the storage type of dt.
 template <class F> cudaError_t dispatch(DType dt, F&& f) {
@@ -101,6 +97,13 @@ template <class F> cudaError_t dispatch(DType dt, F&& f) {
     case DType::kBF16: return f(Tag<__nv_bfloat16>{});
   }
   return cudaErrorInvalidValue;
+}
+// Two- and three-dtype kernels: f(Tag<A>, Tag<B>), f(Tag<A>, Tag<B>, Tag<C>).
+template <class F> cudaError_t dispatch2(DType a, DType b, F&& f) {
+  return dispatch(a, [&](auto ta) { return dispatch(b, [&](auto tb) { return f(ta, tb); }); });
+}
+template <class F> cudaError_t dispatch3(DType a, DType b, DType c, F&& f) {
+  return dispatch(a, [&](auto ta) { return dispatch2(b, c, [&](auto tb, auto tc) { return f(ta, tb, tc); }); });
 }
 inline size_t dtype_size(DType dt) { return dt == DType::kF32 ? 4 : 2; }
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

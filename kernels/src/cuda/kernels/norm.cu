@@ -59,19 +59,15 @@ cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden,
                         DType wd, float eps, void* out, DType od, cudaStream_t stream) {
   if (!norm_args_valid(tokens, hidden, w)) return cudaErrorInvalidValue;
   if (tokens == 0 || hidden == 0) return cudaSuccess;
-  return detail::dispatch(xd, [&](auto tx) {
-    return detail::dispatch(wd, [&](auto tw) {
-      return detail::dispatch(od, [&](auto to) {
-        using Tx = typename decltype(tx)::type;
-        using Tw = typename decltype(tw)::type;
-        using To = typename decltype(to)::type;
-        // The kernel writes x only when given a delta; this launch gives none.
-        norm_kernel<Tx, Tw, To, kRms><<<static_cast<unsigned>(tokens), norm_threads(hidden), 0, stream>>>(
-            const_cast<Tx*>(static_cast<const Tx*>(x)), hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b),
-            eps, static_cast<To*>(out));
-        return cudaGetLastError();
-      });
-    });
+  return detail::dispatch3(xd, wd, od, [&](auto tx, auto tw, auto to) {
+    using Tx = typename decltype(tx)::type;
+    using Tw = typename decltype(tw)::type;
+    using To = typename decltype(to)::type;
+    // The kernel writes x only when given a delta; this launch gives none.
+    norm_kernel<Tx, Tw, To, kRms><<<static_cast<unsigned>(tokens), norm_threads(hidden), 0, stream>>>(
+        const_cast<Tx*>(static_cast<const Tx*>(x)), hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b), eps,
+        static_cast<To*>(out));
+    return cudaGetLastError();
   });
 }
 
@@ -92,22 +88,19 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
                      cudaStream_t stream) {
   if (!norm_args_valid(tokens, hidden, weight) || !h || !delta) return cudaErrorInvalidValue;
   if (tokens == 0 || hidden == 0) return cudaSuccess;
-  return detail::dispatch(delta_dtype, [&](auto td) {
-    return detail::dispatch(w_dtype, [&](auto tw) {
-      return detail::dispatch(out_dtype, [&](auto to) {
-        using Td = typename decltype(td)::type;
-        using Tw = typename decltype(tw)::type;
-        using To = typename decltype(to)::type;
-        const dim3 grid(static_cast<unsigned>(tokens));
-        const int threads = norm_threads(hidden);
-        const auto* w = static_cast<const Tw*>(weight);
-        const auto* b = static_cast<const Tw*>(bias);
-        const auto* d = static_cast<const Td*>(delta);
-        if (rms) norm_kernel<float, Tw, To, true, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, static_cast<To*>(out), d);
-        else norm_kernel<float, Tw, To, false, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, static_cast<To*>(out), d);
-        return cudaGetLastError();
-      });
-    });
+  return detail::dispatch3(delta_dtype, w_dtype, out_dtype, [&](auto td, auto tw, auto to) {
+    using Td = typename decltype(td)::type;
+    using Tw = typename decltype(tw)::type;
+    using To = typename decltype(to)::type;
+    const dim3 grid(static_cast<unsigned>(tokens));
+    const int threads = norm_threads(hidden);
+    const auto* w = static_cast<const Tw*>(weight);
+    const auto* b = static_cast<const Tw*>(bias);
+    const auto* d = static_cast<const Td*>(delta);
+    auto* o = static_cast<To*>(out);
+    if (rms) norm_kernel<float, Tw, To, true, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, o, d);
+    else norm_kernel<float, Tw, To, false, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, o, d);
+    return cudaGetLastError();
   });
 }
 

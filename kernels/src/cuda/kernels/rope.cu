@@ -21,6 +21,16 @@ __device__ __forceinline__ void rope_cos_sin(float pos, const float* inv_freq, i
   s = static_cast<float>(sd) * factor;
 }
 
+// Rotates pair (i, i + half) of one head: reads src, writes dst (the same row for in-place q and k, a cache row
+// for k in rope_kv_kernel) — one definition, so the fused and the separate kernels round alike.
+template <class T>
+__device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t i, int64_t half, float c, float s) {
+  const float a = to_f(src[i]);
+  const float b = to_f(src[i + half]);
+  dst[i] = from_f<T>(a * c - b * s);
+  dst[i + half] = from_f<T>(b * c + a * s);
+}
+
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
                             int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
@@ -37,10 +47,7 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
     T* v = h < q_heads ? q + t * q_stride + h * head_dim : k + t * k_stride + (h - q_heads) * head_dim;
     float c, s;
     rope_cos_sin(pos, inv_freq, i, factor, c, s);
-    const float a = to_f(v[i]);
-    const float b = to_f(v[i + half]);
-    v[i] = from_f<T>(a * c - b * s);
-    v[i + half] = from_f<T>(b * c + a * s);
+    rotate_pair(v, v, i, half, c, s);
   }
 }
 
@@ -70,10 +77,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
       rope_cos_sin(pos, inv_freq, i, factor, c, s);
-      const float a = to_f(src[i]);
-      const float b = to_f(src[i + half]);
-      dst[i] = from_f<T>(a * c - b * s);
-      dst[i + half] = from_f<T>(b * c + a * s);
+      rotate_pair(src, dst, i, half, c, s);
     } else if (e < n_q + n_k + n_tail) {  // k dims past the rotary part (partial rotary)
       const int64_t pe = e - n_q - n_k, h = pe / tail, d = rot + (pe - h * tail);
       kc[h * head_dim + d] = kr[h * head_dim + d];

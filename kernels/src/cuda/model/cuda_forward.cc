@@ -2,13 +2,13 @@
 // cuBLASLt GEMMs, on rows ordered by step_plan.h. enqueue_step only enqueues work on stream_ (it is what a
 // decode graph captures); the host-staged collectives in all_reduce are the exception, and only run when
 // the world has several ranks, where graphs are off.
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
 
 #include "cuda/model/cuda_model.h"
 #include "cuda/runtime/check.h"
+#include "cuda/runtime/env.h"
 #include "cuda/runtime/gemm.h"
 #include "cuda/runtime/nccl.h"
 
@@ -31,19 +31,13 @@ template <class P> P* row_ptr(P* base, int64_t row, int64_t cols, size_t elem) {
   return reinterpret_cast<P*>(reinterpret_cast<Byte*>(base) + static_cast<size_t>(row * cols) * elem);
 }
 
-// Whether environment variable `name` is set to `value` (read once per switch by the callers' statics).
-bool env_is(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, value) == 0;
-}
-
 }  // namespace
 
 // GEMMs of up to 32 rows (decode) may run on the tensor-core skinny kernel instead of cuBLASLt
 // (WEFT_SKINNY_GEMM=1, opt-in until measured on a GPU: skinny_gemm_body.h says why); other shapes, and shapes it
 // does not take, stay on cuBLASLt.
 void CudaModel::gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias) {
-  static const bool skinny_on = env_is("WEFT_SKINNY_GEMM", "1");
+  static const bool skinny_on = detail::env_equals("WEFT_SKINNY_GEMM", "1");
   if (skinny_on && m <= 32) {
     const SkinnyGemmArgs a{opts_.dtype, m, n, k, x, w, bias, y, n};
     if (skinny_gemm_supported(a)) {
@@ -190,7 +184,7 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows) {
 // across ranks in between, so they keep the two steps). Each saves a launch and a pass over its data, two or three
 // times per layer. WEFT_FUSED_SMALL_OPS=0 runs the separate kernels (A/B timing).
 bool CudaModel::fused_small_ops() const {
-  static const bool off = env_is("WEFT_FUSED_SMALL_OPS", "0");
+  static const bool off = detail::env_equals("WEFT_FUSED_SMALL_OPS", "0");
   return !off;
 }
 bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }

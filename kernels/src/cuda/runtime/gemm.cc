@@ -7,6 +7,7 @@
 
 #include "cuda/runtime/check.h"
 #include "cuda/runtime/device.h"
+#include "cuda/runtime/env.h"
 
 namespace weft::cuda {
 
@@ -27,10 +28,7 @@ constexpr int64_t kTuneMaxRows = 128;
 constexpr int kTuneRuns = 3;
 
 bool autotune_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("WEFT_GEMM_AUTOTUNE");
-    return v != nullptr && std::string(v) == "1";
-  }();
+  static const bool on = detail::env_equals("WEFT_GEMM_AUTOTUNE", "1");
   return on;
 }
 
