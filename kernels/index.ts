@@ -50,7 +50,7 @@ export interface ModelPlanConfig {
   cpuThreads?: number;
 }
 
-/** Module ids understood by Model.addLoraPart (C++ LoraModule). */
+/** Module ids understood by Model.stageAdapter (C++ LoraModule). */
 export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, lmHead: 4 } as const;
 export type LoraModuleName = keyof typeof LoraModuleId;
 
@@ -69,13 +69,39 @@ export interface ForwardBatch {
   logitRows: Int32Array;
 }
 
+/** One LoRA part for a slot: A [rank, in] and B [outLen, rank] (row-major), covering outputs outOffset.. of the module. */
+export interface LoraPartInput {
+  layer: number;
+  module: number;
+  outOffset: number;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+/** An adapter staged by NativeModel.stageAdapter, held by the executor until installed or released. */
+export interface StagedAdapter {
+  /** What the slot will hold, in the executor's dtype. */
+  readonly bytes: number;
+  /** Frees the staged memory without installing it (a no-op once installed). */
+  release(): void;
+}
+
 export interface NativeModel {
   expectedSize(name: string): number;
   setWeight(name: string, data: Float32Array): void;
   finalize(): void;
-  addLoraPart(slot: number, layer: number, module: number, outOffset: number, rank: number, scale: number,
-    a: Float32Array, b: Float32Array): void;
-  markAdapterLoaded(slot: number): void;
+  /**
+   * Checks an adapter's parts and copies them into the executor's memory (a CUDA model uploads them, on a copy
+   * stream of its own) on the libuv thread pool, beside steps; no slot changes until installAdapter. The parts'
+   * arrays must stay unchanged until the promise settles. Rejects naming the first bad part.
+   */
+  stageAdapter(parts: LoraPartInput[]): Promise<StagedAdapter>;
+  /** stageAdapter on the calling thread. */
+  stageAdapterSync(parts: LoraPartInput[]): StagedAdapter;
+  /** Replaces what `slot` holds with `staged` (from this model) and marks it loaded; quick. Between steps only. */
+  installAdapter(slot: number, staged: StagedAdapter): void;
   clearAdapter(slot: number): void;
   adapterBytes(slot: number): number;
   /** Logits [logitRows.length, vocab], full vocabulary on every rank. */

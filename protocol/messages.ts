@@ -152,9 +152,9 @@ export interface AdapterLoaded {
   fromHost?: boolean;
   /** Bytes the parsed adapter takes in the shard's host-RAM cache. */
   hostBytes?: number;
-  /** Reading (or merging) and planning it, off the shard's steps (worker threads), ms. */
+  /** Reading (or merging), planning and staging it (copy / GPU upload), off the shard's steps, ms. */
   readMs?: number;
-  /** Installing it into the slot, in the shard's mailbox between steps, ms. */
+  /** Installing the staged adapter into the slot, in the shard's mailbox between steps, ms. */
   installMs?: number;
 }
 

@@ -202,11 +202,12 @@ export class ShardActor {
   }
 
   /**
-   * An adapter's files are read and decoded on a worker thread while steps go on (LocalEngine.prepareAdapter);
-   * only the install into its slot runs in the mailbox, in turn with steps. The coordinator uses the slot once
-   * every rank said `adapter.loaded`, and gives a load a slot no running sequence uses, so steps meanwhile
-   * never touch it. A later message for the same slot (an evict, another load) supersedes a load still being
-   * read: it is dropped unreported.
+   * An adapter's files are read and decoded on a worker thread and its parts staged by the executor (copied;
+   * uploaded, on a GPU) on the libuv pool while steps go on (LocalEngine.prepareAdapter); only the install into
+   * its slot — pointing the slot at the staged memory — runs in the mailbox, in turn with steps. The coordinator
+   * uses the slot once every rank said `adapter.loaded`, and gives a load a slot no running sequence uses, so
+   * steps meanwhile never touch it. A later message for the same slot (an evict, another load) supersedes a
+   * load still being prepared: it is dropped unreported and its staged memory freed.
    */
   private onAdapterLoad(msg: AdapterLoad): void {
     const ticket = this.slotTicket(msg.slot);
@@ -217,6 +218,7 @@ export class ShardActor {
         const readMs = performance.now() - t0;
         return this.enqueue(async () => {
           if (!this.broken && !this.stopped && this.slotMessages[msg.slot] === ticket) this.installAdapter(msg, read, readMs);
+          else if (!('error' in read)) this.engine.discardPrepared(read);
         });
       });
   }

@@ -1,12 +1,13 @@
 // An engine in this process (TP=1, or one rank of a group when given a collective): the model, its
 // adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
-import type { NativeCollective } from '../kernels/index.js';
+import type { NativeCollective, StagedAdapter } from '../kernels/index.js';
 import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
 import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
-import { installAdapter, loadModel, planAdapter, readModelSpec, type AdapterPlan, type LoadedModel } from './models/index.js';
+import { installAdapter, installStaged, loadModel, planAdapter, readModelSpec, stageAdapter, type AdapterPlan,
+  type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
 import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
@@ -86,34 +87,48 @@ export class LocalEngine {
 
   /**
    * The part of loadAdapter that can run beside steps: the adapter's files read and decoded on a worker
-   * thread (or found in the host-RAM cache); a merge read and merged there too (its parts are read from disk
-   * even when cached here: a merge takes seconds, a read ~0.1 s). installPrepared puts it in a slot.
+   * thread (or found in the host-RAM cache), a merge read and merged there too (its parts are read from disk
+   * even when cached here: a merge takes seconds, a read ~0.1 s), then staged by the executor on the libuv
+   * pool (uploaded, on a GPU). installPrepared puts it in a slot; discardPrepared frees one that will not be.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
     const key = typeof source === 'string' ? dirIdentity(source) : mergeKey(source.merge);
-    const hit = this.fromHost(key);  // with its plan, once one install has made it
-    if (hit) return { source, ...hit };
-    const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
-      where: describe(source) };
-    const { adapter, plan } = await (this.parser ??= new AdapterParser()).prepare(
-      typeof source === 'string' ? source : source.merge, layout);
-    return { source, ...this.remember(key, adapter, plan) };
+    let parsed = this.fromHost(key);  // with its plan, once one load has made it
+    if (!parsed) {
+      const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
+        where: describe(source) };
+      const { adapter, plan } = await (this.parser ??= new AdapterParser()).prepare(
+        typeof source === 'string' ? source : source.merge, layout);
+      parsed = this.remember(key, adapter, plan);
+    }
+    const plan = this.planned(parsed, source);
+    return { source, ...parsed, plan, staged: await stageAdapter(this.model, plan) };
   }
 
-  /** Installs a prepared adapter into a slot, planning it first (tensor-parallel slices, scales, rank checks) unless its worker did. */
+  /** Installs a prepared adapter into a slot: quick (its parts are staged already). */
   installPrepared(slot: number, prepared: PreparedAdapter): InstalledAdapter {
-    return this.install(slot, prepared, prepared.source);
+    installStaged(this.model, slot, prepared.staged);
+    return { ...prepared.plan, fromHost: prepared.fromHost, hostBytes: cachedBytes(prepared.adapter, prepared.plan) };
+  }
+
+  /** Frees what prepareAdapter staged for an adapter that will not be installed. */
+  discardPrepared(prepared: PreparedAdapter): void {
+    prepared.staged.release();
   }
 
   private install(slot: number, parsed: Parsed, source: AdapterSource): InstalledAdapter {
-    let { plan } = parsed;
-    if (!plan) {
-      plan = planAdapter(this.model, parsed.adapter, describe(source), this.maxLoraRank);
-      // Kept with the cached adapter: its next load from host RAM skips planning (at TP > 1 the slices are copies).
-      if (this.hostCache.get(parsed.key)?.adapter === parsed.adapter) this.hostCache.put(parsed.key, parsed.adapter, plan);
-    }
+    const plan = this.planned(parsed, source);
     installAdapter(this.model, slot, plan);
     return { ...plan, fromHost: parsed.fromHost, hostBytes: cachedBytes(parsed.adapter, plan) };
+  }
+
+  /** The adapter's plan for this shard (tensor-parallel slices, scales, rank checks): its worker's, or made here. */
+  private planned(parsed: Parsed, source: AdapterSource): AdapterPlan {
+    if (parsed.plan) return parsed.plan;
+    const plan = planAdapter(this.model, parsed.adapter, describe(source), this.maxLoraRank);
+    // Kept with the cached adapter: its next load from host RAM skips planning (at TP > 1 the slices are copies).
+    if (this.hostCache.get(parsed.key)?.adapter === parsed.adapter) this.hostCache.put(parsed.key, parsed.adapter, plan);
+    return plan;
   }
 
   /** The host-RAM cache's entry under `key` (a directory's identity — its files' sizes and mtimes — or a merge's). */
@@ -189,9 +204,11 @@ interface Parsed {
   /** Planned for this shard already (by the worker that read it). */
   plan?: AdapterPlan;
 }
-/** prepareAdapter's result, for installPrepared. */
+/** prepareAdapter's result, for installPrepared (or discardPrepared). */
 export interface PreparedAdapter extends Parsed {
   source: AdapterSource;
+  plan: AdapterPlan;
+  staged: StagedAdapter;
 }
 export type InstalledAdapter = AdapterPlan & { fromHost: boolean; hostBytes: number };
 

@@ -156,8 +156,9 @@ export class Metrics {
     });
     this.adapterLoadSeconds = new Histogram({
       name: 'weft_adapter_load_seconds',
-      help: 'Adapter loads by phase: read (files read or merged, and planned, on shard worker threads beside the ' +
-        'steps) and install (into the slot, in the shard between steps: time no step runs); the slowest rank',
+      help: 'Adapter loads by phase: read (files read or merged and planned on shard worker threads, then staged: ' +
+        'copied, or uploaded to the GPU, beside the steps) and install (the slot pointed at the staged adapter, in ' +
+        'the shard between steps: time no step runs); the slowest rank',
       labelNames: ['phase'] as const,
       buckets: ADAPTER_SECONDS,
       registers,

@@ -1,7 +1,7 @@
 // Maps a PEFT LoRA adapter onto an executor slot: every lora_A/lora_B pair is placed on the module it
 // targets, sliced for this rank exactly like the base weight (DESIGN.md §3, §4). The tensors in the file
 // are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
-import { LoraModuleId } from '../../kernels/index.js';
+import { LoraModuleId, type LoraPartInput, type StagedAdapter } from '../../kernels/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
 import { subBlocks, rowParallelInput, resolveModule } from './layout.js';
 import type { LoadedModel } from './load-weights.js';
@@ -10,15 +10,7 @@ export class AdapterLoadError extends Error {
   override name = 'AdapterLoadError';
 }
 
-export interface LoraPartPlan {
-  layer: number;
-  module: number;
-  outOffset: number;
-  rank: number;
-  scale: number;
-  a: Float32Array;
-  b: Float32Array;
-}
+export type LoraPartPlan = LoraPartInput;
 
 /** What planning needs of a model: its shape and this rank's tensor-parallel share (plain data: workers get it). */
 export type AdapterLayout = Pick<LoadedModel, 'spec' | 'partition'>;
@@ -30,8 +22,8 @@ export interface AdapterPlan {
 }
 
 // A range that is the whole matrix is the matrix itself, not a copy (one rank, or a module this rank holds
-// whole): addLoraPart copies what it is given, and planning runs in the shard's mailbox, where copying a
-// Llama-2-7B rank-16 adapter's B matrices took ~100 ms of step time.
+// whole): staging copies what it is given, and copying a Llama-2-7B rank-16 adapter's B matrices here took
+// ~100 ms.
 function sliceRows(m: Float32Array, cols: number, start: number, end: number): Float32Array {
   if (start === 0 && end * cols === m.length) return m;
   return m.slice(start * cols, end * cols);
@@ -108,15 +100,33 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
   return { parts, maxRank, bytes };
 }
 
-/** Loads a planned adapter into a slot (clearing whatever was there). */
-export function installAdapter(model: LoadedModel, slot: number, plan: AdapterPlan): void {
-  model.native.clearAdapter(slot);
+/**
+ * Stages a planned adapter beside steps (checked and copied on the libuv pool; uploaded, on a GPU): installStaged
+ * then puts it in a slot between steps. The plan's arrays must stay unchanged until the promise settles.
+ */
+export function stageAdapter(model: LoadedModel, plan: AdapterPlan): Promise<StagedAdapter> {
+  return model.native.stageAdapter(plan.parts);
+}
+
+/** Puts a staged adapter into a slot (replacing whatever was there); on failure the slot is left empty. */
+export function installStaged(model: LoadedModel, slot: number, staged: StagedAdapter): void {
   try {
-    for (const p of plan.parts) model.native.addLoraPart(slot, p.layer, p.module, p.outOffset, p.rank, p.scale, p.a, p.b);
-    model.native.markAdapterLoaded(slot);
+    model.native.installAdapter(slot, staged);
   } catch (e) {
+    staged.release();
     model.native.clearAdapter(slot);
     throw e;
   }
 }
 
+/** Loads a planned adapter into a slot, all on this thread; on failure the slot is left empty. */
+export function installAdapter(model: LoadedModel, slot: number, plan: AdapterPlan): void {
+  let staged: StagedAdapter;
+  try {
+    staged = model.native.stageAdapterSync(plan.parts);
+  } catch (e) {
+    model.native.clearAdapter(slot);
+    throw e;
+  }
+  installStaged(model, slot, staged);
+}

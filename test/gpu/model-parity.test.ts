@@ -99,12 +99,10 @@ function randomAdapter(p: ModelPlanConfig, rank: number, scale: number, rng: Rng
   return parts;
 }
 
-function install(models: NativeModel[], slot: number, parts: Part[]): void {
-  for (const m of models) {
-    m.clearAdapter(slot);
-    for (const x of parts) m.addLoraPart(slot, x.layer, x.module, x.outOffset, x.rank, x.scale, x.a, x.b);
-    m.markAdapterLoaded(slot);
-  }
+/** Stages the parts on every model at once (a CUDA model uploads on its copy stream), then installs them. */
+async function install(models: NativeModel[], slot: number, parts: Part[]): Promise<void> {
+  const staged = await Promise.all(models.map((m) => m.stageAdapter(parts)));
+  models.forEach((m, i) => m.installAdapter(slot, staged[i]!));
 }
 
 /** One sequence of the test: its tokens, adapter slot and blocks; `done` = tokens already in the KV cache. */
@@ -170,8 +168,8 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
       for (const [name, data] of weights) m.setWeight(name, data);
       m.finalize();
     }
-    install(all, 0, randomAdapter(v.plan, 8, 2, rng, { qkv: 'qv', lmHead: true }));
-    install(all, 1, randomAdapter(v.plan, 16, 0.5, rng, { qkv: 'qkv', lmHead: false }));
+    await install(all, 0, randomAdapter(v.plan, 8, 2, rng, { qkv: 'qv', lmHead: true }));
+    await install(all, 1, randomAdapter(v.plan, 16, 0.5, rng, { qkv: 'qkv', lmHead: false }));
 
     const bs = v.plan.blockSize;
     const V = v.plan.vocab;
@@ -213,9 +211,9 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
     for (let k = 0; k < steps.length; k++) await runStep(k, steps[k]);
     // Swap slot 1's adapter under the captured 2-row graph (same rank cap), then slot 0's with a larger rank
     // (the rank cap grows: the graph must be captured again).
-    install(all, 1, randomAdapter(v.plan, 16, 1.5, rng, { qkv: 'qkv', lmHead: true }));
+    await install(all, 1, randomAdapter(v.plan, 16, 1.5, rng, { qkv: 'qkv', lmHead: true }));
     await runStep(100, ([a, , c]) => batchOf([{ seq: a, n: 1, all: false }, { seq: c, n: 1, all: false }], bs));
-    install(all, 0, randomAdapter(v.plan, 24, 1, rng, { qkv: 'qv', lmHead: true }));
+    await install(all, 0, randomAdapter(v.plan, 24, 1, rng, { qkv: 'qv', lmHead: true }));
     await runStep(101, ([a, , c]) => batchOf([{ seq: a, n: 1, all: false }, { seq: c, n: 1, all: false }], bs));
     t.diagnostic(`${v.name}: worst max-abs error fp32 graphs ${worst.graphs.toExponential(2)}, eager ` +
       `${worst.eager.toExponential(2)}, graphs vs eager ${worst.graphsVsEager.toExponential(2)}; relative L2 bf16 ` +
@@ -227,7 +225,7 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
     }
     // The CUDA backend holds one LoRA part per sub-block: a part that is not one is refused with the reason.
     const bad = randomAdapter(v.plan, 4, 1, rng, { qkv: 'qv', lmHead: false })[0];
-    assert.throws(() => gpus.graphs.addLoraPart(1, 0, 0, 1, 4, 1, bad.a, bad.b.subarray(0, bad.b.length - 4)),
+    await assert.rejects(gpus.graphs.stageAdapter([{ ...bad, outOffset: 1, b: bad.b.subarray(0, bad.b.length - 4) }]),
       /not one whole sub-block/);
   } finally {
     for (const m of all) m.dispose();

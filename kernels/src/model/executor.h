@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,25 @@ struct LoraPart {
   std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
 };
 
+// One LoRA part as a caller hands it to stage_adapter: A [rank, in] and B [out_len, rank] in host float32,
+// the caller's memory, read only until stage_adapter returns. a_len/b_len are the arrays' element counts.
+struct LoraPartRef {
+  int layer = 0, module = 0;
+  int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
+  float scale = 1.0f;
+  const float* a = nullptr;
+  const float* b = nullptr;
+  int64_t a_len = 0, b_len = 0;
+};
+
+// An adapter made ready for a slot by stage_adapter — checked and copied into the executor's own memory
+// (uploaded, for a GPU executor) — that no step sees until install_adapter puts it in a slot.
+class StagedAdapter {
+ public:
+  virtual ~StagedAdapter() = default;
+  virtual int64_t bytes() const = 0;  // what the slot will hold
+};
+
 struct BatchSeq {
   int64_t token_start = 0, num_tokens = 0, context_len = 0;
   int32_t adapter_slot = -1;
@@ -69,8 +89,13 @@ class ModelExecutor {
   virtual void set_weight(const std::string& name, const float* data, int64_t n) = 0;
   // Checks every required weight is present; allocates the KV cache.
   virtual void finalize() = 0;
-  virtual void add_lora_part(int slot, int layer, int module, LoraPart part) = 0;
-  virtual void mark_adapter_loaded(int slot) = 0;
+  // Checks an adapter's parts and copies them (on a GPU: uploads them) without touching any slot, so it may
+  // run on another thread while a step runs: a shard stages the next adapter beside its steps and only the
+  // install waits for a step boundary. Throws std::invalid_argument naming the first bad part.
+  virtual std::unique_ptr<StagedAdapter> stage_adapter(const std::vector<LoraPartRef>& parts) = 0;
+  // Replaces what `slot` holds with a staged adapter (of this executor) and marks the slot loaded; quick.
+  // Not while a step runs (serialised with forward like clear_adapter).
+  virtual void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) = 0;
   virtual void clear_adapter(int slot) = 0;
   virtual int64_t adapter_bytes(int slot) const = 0;
   // Thread-safe with respect to adapter changes (serialised by the executor).
@@ -88,8 +113,9 @@ int64_t module_in(const ModelConfig& cfg, int module);
 int64_t module_out(const ModelConfig& cfg, int module);
 int64_t expected_weight_size(const ModelConfig& cfg, const std::string& name);
 std::vector<std::string> required_weights(const ModelConfig& cfg);
-// Slot, module, layer and shape checks of one LoRA part (the messages JS callers see).
-void check_lora_part(const ModelConfig& cfg, int slot, int layer, int module, const LoraPart& part);
+// Module, layer and shape checks of one LoRA part (the messages JS callers see).
+void check_lora_part(const ModelConfig& cfg, const LoraPartRef& part);
+void check_adapter_slot(const ModelConfig& cfg, int slot);  // throws std::invalid_argument when out of range
 
 // Batch rules (forward.cc) ------------------------------------------------------------------------------
 // Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).

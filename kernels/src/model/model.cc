@@ -86,17 +86,20 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   return required;
 }
 
-void check_lora_part(const ModelConfig& c, int slot, int layer, int module, const LoraPart& part) {
+void check_adapter_slot(const ModelConfig& c, int slot) {
   if (slot < 0 || slot >= c.adapter_slots)
     throw std::invalid_argument("adapter slot " + std::to_string(slot) + " out of range [0, " +
                                 std::to_string(c.adapter_slots) + ")");
+}
+
+void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
+  const int module = part.module, layer = part.layer;
   if (module < 0 || module > kLmHead) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
   if (module != kLmHead && (layer < 0 || layer >= c.layers))
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
-  if (part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
-      part.out_offset + part.out_len > module_out(c, module) ||
-      static_cast<int64_t>(part.a.size()) != part.rank * part.in ||
-      static_cast<int64_t>(part.b.size()) != part.out_len * part.rank)
+  if (!part.a || !part.b || part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
+      part.out_offset + part.out_len > module_out(c, module) || part.a_len != part.rank * part.in ||
+      part.b_len != part.out_len * part.rank)
     throw std::invalid_argument("lora: part for layer " + std::to_string(layer) + " module " + std::to_string(module) +
                                 " does not fit: in " + std::to_string(part.in) + " (module in " +
                                 std::to_string(module_in(c, module)) + "), out " + std::to_string(part.out_offset) +
@@ -141,32 +144,51 @@ const float* Model::w_opt(const std::string& name) const {
   return it == weights_.end() ? nullptr : it->second.data();
 }
 
-void Model::add_lora_part(int slot, int layer, int module, LoraPart part) {
-  std::lock_guard<std::mutex> lock(mu_);
-  check_lora_part(cfg_, slot, layer, module, part);
-  AdapterSlot& s = slots_[slot];
-  if (s.layers.empty()) s.layers.resize(static_cast<size_t>(cfg_.layers));
-  s.bytes += static_cast<int64_t>((part.a.size() + part.b.size()) * sizeof(float));
-  if (module == kLmHead) s.lm_head.push_back(std::move(part));
-  else s.layers[layer][module].push_back(std::move(part));
+namespace {
+// The CPU backend's staged adapter: the slot contents, ready to move in.
+struct CpuStagedAdapter final : StagedAdapter {
+  const Model* owner = nullptr;
+  AdapterSlot slot;
+  int64_t bytes() const override { return slot.bytes; }
+};
+}  // namespace
+
+std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRef>& parts) {
+  auto staged = std::make_unique<CpuStagedAdapter>();
+  staged->owner = this;
+  AdapterSlot& s = staged->slot;
+  s.layers.resize(static_cast<size_t>(cfg_.layers));
+  for (const LoraPartRef& r : parts) {
+    check_lora_part(cfg_, r);
+    LoraPart part;
+    part.rank = r.rank, part.in = r.in, part.out_len = r.out_len, part.out_offset = r.out_offset, part.scale = r.scale;
+    part.a.assign(r.a, r.a + r.a_len);
+    part.b.assign(r.b, r.b + r.b_len);
+    s.bytes += static_cast<int64_t>((part.a.size() + part.b.size()) * sizeof(float));
+    if (r.module == kLmHead) s.lm_head.push_back(std::move(part));
+    else s.layers[r.layer][r.module].push_back(std::move(part));
+  }
+  s.loaded = true;
+  return staged;
 }
 
-void Model::mark_adapter_loaded(int slot) {
+void Model::install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) {
+  check_adapter_slot(cfg_, slot);
+  auto* mine = dynamic_cast<CpuStagedAdapter*>(staged.get());
+  if (!mine || mine->owner != this) throw std::invalid_argument("install_adapter: the adapter was staged by another model");
   std::lock_guard<std::mutex> lock(mu_);
-  if (slot < 0 || slot >= cfg_.adapter_slots) throw std::invalid_argument("adapter slot out of range");
-  if (slots_[slot].layers.empty()) slots_[slot].layers.resize(static_cast<size_t>(cfg_.layers));
-  slots_[slot].loaded = true;
+  slots_[slot] = std::move(mine->slot);
 }
 
 void Model::clear_adapter(int slot) {
+  check_adapter_slot(cfg_, slot);
   std::lock_guard<std::mutex> lock(mu_);
-  if (slot < 0 || slot >= cfg_.adapter_slots) throw std::invalid_argument("adapter slot out of range");
   slots_[slot] = AdapterSlot{};
 }
 
 int64_t Model::adapter_bytes(int slot) const {
+  check_adapter_slot(cfg_, slot);
   std::lock_guard<std::mutex> lock(mu_);
-  if (slot < 0 || slot >= cfg_.adapter_slots) throw std::invalid_argument("adapter slot out of range");
   return slots_[slot].bytes;
 }
 

@@ -31,8 +31,8 @@ class Model final : public ModelExecutor {
   int64_t expected_size(const std::string& name) const override;
   void set_weight(const std::string& name, const float* data, int64_t n) override;
   void finalize() override;
-  void add_lora_part(int slot, int layer, int module, LoraPart part) override;
-  void mark_adapter_loaded(int slot) override;
+  std::unique_ptr<StagedAdapter> stage_adapter(const std::vector<LoraPartRef>& parts) override;
+  void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) override;
   void clear_adapter(int slot) override;
   int64_t adapter_bytes(int slot) const override;
   // Logits [logit_rows, vocab]. Thread-safe with respect to adapter changes (serialised by a mutex).

@@ -1,10 +1,11 @@
 // Registers the addon's surface; nothing else lives here.
 #include <napi.h>
 
+#include "napi/addon_data.h"
 #include "napi/collective_wrap.h"
+#include "napi/staged_adapter_wrap.h"
 
 namespace weft::napi {
-extern Napi::FunctionReference* g_collective_ctor;
 Napi::Function define_model(Napi::Env env);
 Napi::Object define_ops(Napi::Env env);
 void define_cuda(Napi::Env env, Napi::Object exports);
@@ -13,8 +14,11 @@ bool cuda_compiled();
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace weft::napi;
+  auto* data = new AddonData();  // owned by the environment (deleted at its teardown)
+  env.SetInstanceData(data);
   Napi::Function coll = CollectiveWrap::Define(env);
-  g_collective_ctor = new Napi::FunctionReference(Napi::Persistent(coll));
+  data->collective_ctor = Napi::Persistent(coll);
+  data->staged_adapter_ctor = Napi::Persistent(StagedAdapterWrap::Define(env));
   exports.Set("Collective", coll);
   exports.Set("Model", define_model(env));
   exports.Set("ops", define_ops(env));

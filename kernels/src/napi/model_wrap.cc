@@ -9,7 +9,9 @@
 
 #include "cpu/parallel.h"
 #include "model/model.h"
+#include "napi/addon_data.h"
 #include "napi/collective_wrap.h"
+#include "napi/staged_adapter_wrap.h"
 #include "napi/util.h"
 
 #ifdef WEFT_WITH_CUDA
@@ -17,8 +19,6 @@
 #endif
 
 namespace weft::napi {
-
-Napi::FunctionReference* g_collective_ctor = nullptr;
 
 namespace {
 
@@ -179,8 +179,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                        {InstanceMethod("setWeight", &ModelWrap::SetWeight),
                         InstanceMethod("expectedSize", &ModelWrap::ExpectedSize),
                         InstanceMethod("finalize", &ModelWrap::Finalize),
-                        InstanceMethod("addLoraPart", &ModelWrap::AddLoraPart),
-                        InstanceMethod("markAdapterLoaded", &ModelWrap::MarkAdapterLoaded),
+                        InstanceMethod("stageAdapter", &ModelWrap::StageAdapter),
+                        InstanceMethod("stageAdapterSync", &ModelWrap::StageAdapterSync),
+                        InstanceMethod("installAdapter", &ModelWrap::InstallAdapter),
                         InstanceMethod("clearAdapter", &ModelWrap::ClearAdapter),
                         InstanceMethod("adapterBytes", &ModelWrap::AdapterBytes),
                         InstanceMethod("forward", &ModelWrap::Forward),
@@ -193,7 +194,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::shared_ptr<Collective> coll;
     if (info.Length() > 1 && info[1].IsObject()) {
       Napi::Object co = info[1].As<Napi::Object>();
-      if (!g_collective_ctor || !co.InstanceOf(g_collective_ctor->Value()))
+      if (!co.InstanceOf(addon_data(info.Env()).collective_ctor.Value()))
         throw Napi::TypeError::New(info.Env(), "second argument must be a Collective");
       coll = CollectiveWrap::Unwrap(co)->get();
       if (!coll) throw Napi::Error::New(info.Env(), "Collective was disposed");
@@ -231,29 +232,25 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     guard(info.Env(), [&] { live(info.Env()).finalize(); });
     return info.Env().Undefined();
   }
-  // addLoraPart(slot, layer, module, outOffset, rank, scale, A, B)
-  Napi::Value AddLoraPart(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    LoraPart p;
-    const int slot = static_cast<int>(num_int(info[0], "slot"));
-    const int layer = static_cast<int>(num_int(info[1], "layer"));
-    const int module = static_cast<int>(num_int(info[2], "module"));
-    p.out_offset = num_int(info[3], "outOffset");
-    p.rank = num_int(info[4], "rank");
-    p.scale = static_cast<float>(info[5].ToNumber().DoubleValue());
-    auto a = f32(info[6], "A");
-    auto b = f32(info[7], "B");
-    if (p.rank <= 0) throw Napi::RangeError::New(env, "rank must be positive");
-    p.in = static_cast<int64_t>(a.ElementLength()) / p.rank;
-    p.out_len = static_cast<int64_t>(b.ElementLength()) / p.rank;
-    p.a.assign(a.Data(), a.Data() + a.ElementLength());
-    p.b.assign(b.Data(), b.Data() + b.ElementLength());
-    guard(env, [&] { live(env).add_lora_part(slot, layer, module, std::move(p)); });
-    return env.Undefined();
+  Napi::Value StageAdapter(const Napi::CallbackInfo& info) {
+    live(info.Env());
+    return stage_adapter_async(info.Env(), model_, info[0]);
   }
-  Napi::Value MarkAdapterLoaded(const Napi::CallbackInfo& info) {
-    guard(info.Env(), [&] { live(info.Env()).mark_adapter_loaded(static_cast<int>(num_int(info[0], "slot"))); });
-    return info.Env().Undefined();
+  Napi::Value StageAdapterSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::unique_ptr<StagedAdapter> staged;
+    const std::vector<LoraPartRef> parts = parse_lora_parts(info[0]);
+    guard(env, [&] { staged = live(env).stage_adapter(parts); });
+    return StagedAdapterWrap::Make(env, model_, std::move(staged));
+  }
+  // installAdapter(slot, staged)
+  Napi::Value InstallAdapter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int slot = static_cast<int>(num_int(info[0], "slot"));
+    guard(env, [&] { check_adapter_slot(live(env).config(), slot); });  // before the handle gives up its adapter
+    std::unique_ptr<StagedAdapter> staged = StagedAdapterWrap::take(info[1], &live(env));
+    guard(env, [&] { live(env).install_adapter(slot, std::move(staged)); });
+    return env.Undefined();
   }
   Napi::Value ClearAdapter(const Napi::CallbackInfo& info) {
     guard(info.Env(), [&] { live(info.Env()).clear_adapter(static_cast<int>(num_int(info[0], "slot"))); });

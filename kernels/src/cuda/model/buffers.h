@@ -37,6 +37,32 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Device bytes allocated in stream order (cudaMallocAsync from the device's default memory pool) and freed in
+// stream order on the stream last named by free_on (cudaFreeAsync): freeing never waits for the device, so an
+// adapter evicted between steps does not wait for another adapter's upload on a copy stream, nor that upload
+// for a step. Devices without memory pools fall back to cudaMalloc / cudaFree. Move-only.
+class StreamBuffer {
+ public:
+  StreamBuffer() = default;
+  StreamBuffer(size_t bytes, cudaStream_t stream);  // the bytes are usable once `stream` reaches this point
+  ~StreamBuffer() { reset(); }
+  StreamBuffer(StreamBuffer&& o) noexcept { *this = std::move(o); }
+  StreamBuffer& operator=(StreamBuffer&& o) noexcept;
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+
+  // The stream the free is ordered on: after the last work that uses the bytes.
+  void free_on(cudaStream_t stream) { free_stream_ = stream; }
+  void reset() noexcept;
+  void* get() const { return p_; }
+  template <class T> T* as() const { return static_cast<T*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  cudaStream_t free_stream_ = nullptr;
+  bool pooled_ = false;
+};
+
 // cudaMallocHost'ed (page-locked) bytes: the staging area of uploads and of host collectives.
 class PinnedBuffer {
  public:
@@ -55,12 +81,17 @@ class PinnedBuffer {
 };
 
 // Host float32 -> device `dt`: float32 is copied as is; fp16/bf16 go through a bounded float32 staging buffer
-// and the convert kernel (round to nearest even), chunk by chunk. Synchronises `stream` before returning, so
-// the caller may free `src` right away.
+// and the convert kernel (round to nearest even), chunk by chunk. upload synchronises `stream` before
+// returning, so the caller may free `src` right away; enqueue does not: `src` must live until the caller
+// synchronises `stream` (many uploads, one synchronisation).
 class Uploader {
  public:
   static constexpr int64_t kChunkElements = int64_t(8) << 20;  // 32 MiB of float32 staging at most
   void upload(const float* src, int64_t n, void* dst, DType dt, cudaStream_t stream);
+  void enqueue(const float* src, int64_t n, void* dst, DType dt, cudaStream_t stream);
+  // Sizes the staging for uploads of up to n elements now, so that a later enqueue never reallocates it
+  // (a cudaFree waits for the whole device).
+  void reserve(int64_t n);
   void release() { staging_.reset(); }
 
  private:

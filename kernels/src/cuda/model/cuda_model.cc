@@ -23,10 +23,6 @@ int64_t pow2_at_least(int64_t n, int64_t floor) {
   return c;
 }
 
-void check_slot(const ModelConfig& cfg, int slot) {
-  if (slot < 0 || slot >= cfg.adapter_slots) throw std::invalid_argument("adapter slot out of range");
-}
-
 }  // namespace
 
 CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaModelOptions opts)
@@ -46,6 +42,7 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
   DeviceScope scope(device_);
   try {
     WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
     gemm_ = std::make_unique<GemmContext>();
@@ -69,13 +66,20 @@ void CudaModel::release() noexcept {
   cudaGetDevice(&prev);
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
+  {
+    std::lock_guard<std::mutex> lock(stage_mu_);  // no stage is uploading
+    if (copy_stream_) cudaStreamSynchronize(copy_stream_);
+  }
   graphs_.clear();
   gemm_.reset();
   if (fork_) cudaEventDestroy(fork_);
   if (join_) cudaEventDestroy(join_);
+  lora_.reset();  // its memory is freed on stream_
+  if (stream_) cudaStreamSynchronize(stream_);
   if (stream_) cudaStreamDestroy(stream_);
+  if (copy_stream_) cudaStreamDestroy(copy_stream_);
   fork_ = join_ = nullptr;
-  stream_ = nullptr;
+  stream_ = copy_stream_ = nullptr;
   cudaSetDevice(prev);
 }
 
@@ -139,22 +143,24 @@ void* CudaModel::kv(int64_t layer, int which) const {
   return kv_cache_.as<char>() + (2 * static_cast<size_t>(layer) + which) * per;
 }
 
-void CudaModel::add_lora_part(int slot, int layer, int module, LoraPart part) {
-  std::lock_guard<std::mutex> lock(mu_);
-  check_lora_part(cfg_, slot, layer, module, part);
+std::unique_ptr<StagedAdapter> CudaModel::stage_adapter(const std::vector<LoraPartRef>& parts) {
+  std::lock_guard<std::mutex> lock(stage_mu_);
   DeviceScope scope(device_);
-  lora_->add(slot, layer, module, part, uploader_, stream_);
+  return lora_->stage(parts, stage_uploader_, copy_stream_);
 }
 
-void CudaModel::mark_adapter_loaded(int slot) {
+void CudaModel::install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) {
+  check_adapter_slot(cfg_, slot);
+  auto* mine = dynamic_cast<StagedLora*>(staged.get());
+  if (!mine) throw std::invalid_argument("install_adapter: the adapter was staged by another model");
   std::lock_guard<std::mutex> lock(mu_);
-  check_slot(cfg_, slot);
-  lora_->mark_loaded(slot);
+  DeviceScope scope(device_);
+  lora_->install(slot, *mine, stream_);
 }
 
 void CudaModel::clear_adapter(int slot) {
   std::lock_guard<std::mutex> lock(mu_);
-  check_slot(cfg_, slot);
+  check_adapter_slot(cfg_, slot);
   DeviceScope scope(device_);
   WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a step never outlives forward(), but be certain
   lora_->clear(slot);
@@ -162,7 +168,7 @@ void CudaModel::clear_adapter(int slot) {
 
 int64_t CudaModel::adapter_bytes(int slot) const {
   std::lock_guard<std::mutex> lock(mu_);
-  check_slot(cfg_, slot);
+  check_adapter_slot(cfg_, slot);
   return lora_->bytes(slot);
 }
 

@@ -65,8 +65,9 @@ class CudaModel final : public ModelExecutor {
   int64_t expected_size(const std::string& name) const override { return expected_weight_size(cfg_, name); }
   void set_weight(const std::string& name, const float* data, int64_t n) override;
   void finalize() override;
-  void add_lora_part(int slot, int layer, int module, LoraPart part) override;
-  void mark_adapter_loaded(int slot) override;
+  // Uploads on a copy stream of its own (stage_mu_), beside steps on stream_.
+  std::unique_ptr<StagedAdapter> stage_adapter(const std::vector<LoraPartRef>& parts) override;
+  void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) override;
   void clear_adapter(int slot) override;
   int64_t adapter_bytes(int slot) const override;
   std::vector<float> forward(const Batch& batch) override;
@@ -143,6 +144,7 @@ class CudaModel final : public ModelExecutor {
   size_t ds_ = 2;                    // bytes per element of the dtype
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;  // adapter uploads (stage_adapter), under stage_mu_
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
@@ -150,6 +152,8 @@ class CudaModel final : public ModelExecutor {
   DeviceBuffer inv_freq_, kv_cache_;
   std::unique_ptr<LoraStore> lora_;
   Uploader uploader_;
+  Uploader stage_uploader_;             // stage_adapter's, under stage_mu_
+  std::mutex stage_mu_;
   StepBuffers buf_;
   SampleBuffers sbuf_;
   std::vector<int32_t> packed_;

@@ -89,63 +89,92 @@ int LoraStore::table_index(int layer, int module) const {
   return module == kLmHead ? num_tables_ - 1 : layer * kNumLayerModules + module;
 }
 
-void LoraStore::add(int slot, int layer, int module, const LoraPart& part, Uploader& up, cudaStream_t stream) {
-  const std::string where = "lora: slot " + std::to_string(slot) + " layer " + std::to_string(layer) + " module " +
-                            module_name(module);
-  if (part.rank > kMaxRank)
-    throw std::invalid_argument(where + ": rank " + std::to_string(part.rank) + " is above the CUDA backend's limit " +
-                                std::to_string(kMaxRank));
-  const std::vector<Slice> slices = slices_of(module);
-  int k = 0;
-  while (k < static_cast<int>(slices.size()) &&
-         (slices[k].offset != part.out_offset || slices[k].len != part.out_len))
-    ++k;
-  if (k == static_cast<int>(slices.size()))
-    throw std::invalid_argument(where + ": the part covers output rows " + std::to_string(part.out_offset) + "+" +
-                                std::to_string(part.out_len) +
-                                ", which is not one whole sub-block of the module (q|k|v, gate|up); the CUDA backend "
-                                "holds one part per sub-block");
-  const int t = table_index(layer, module);
-  SlotState& st = slots_[slot];
-  if (st.parts.empty()) st.parts.resize(static_cast<size_t>(num_tables_) * kMaxSlices);
-  DeviceBuffer& mem = st.parts[static_cast<size_t>(t) * kMaxSlices + k];
-  if (mem.get())
-    throw std::invalid_argument(where + ": sub-block " + std::to_string(k) +
-                                " already has a part (the CUDA backend holds one part per sub-block; clear the slot "
-                                "first)");
+std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& parts, Uploader& up,
+                                             cudaStream_t stream) const {
+  auto staged = std::make_unique<StagedLora>();
+  staged->owner_ = this;
   const size_t ds = dtype_bytes(dtype_);
-  const size_t a_elems = static_cast<size_t>(part.rank * part.in), b_elems = static_cast<size_t>(part.out_len * part.rank);
-  const size_t b_at = round_up(a_elems * ds, 256);
-  DeviceBuffer buf(b_at + std::max<size_t>(b_elems * ds, 1));
-  up.upload(part.a.data(), static_cast<int64_t>(a_elems), buf.get(), dtype_, stream);
-  up.upload(part.b.data(), static_cast<int64_t>(b_elems), buf.as<char>() + b_at, dtype_, stream);
+  std::vector<bool> taken(static_cast<size_t>(num_tables_) * kMaxSlices, false);
+  std::vector<size_t> a_at(parts.size()), b_at(parts.size());
+  size_t total = 0;
+  int64_t most = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const LoraPartRef& part = parts[i];
+    check_lora_part(cfg_, part);
+    const std::string where = "lora: layer " + std::to_string(part.layer) + " module " + module_name(part.module);
+    if (part.rank > kMaxRank)
+      throw std::invalid_argument(where + ": rank " + std::to_string(part.rank) +
+                                  " is above the CUDA backend's limit " + std::to_string(kMaxRank));
+    const std::vector<Slice> slices = slices_of(part.module);
+    int k = 0;
+    while (k < static_cast<int>(slices.size()) &&
+           (slices[k].offset != part.out_offset || slices[k].len != part.out_len))
+      ++k;
+    if (k == static_cast<int>(slices.size()))
+      throw std::invalid_argument(where + ": the part covers output rows " + std::to_string(part.out_offset) + "+" +
+                                  std::to_string(part.out_len) +
+                                  ", which is not one whole sub-block of the module (q|k|v, gate|up); the CUDA "
+                                  "backend holds one part per sub-block");
+    const int t = table_index(part.layer, part.module);
+    if (taken[static_cast<size_t>(t) * kMaxSlices + k])
+      throw std::invalid_argument(where + ": sub-block " + std::to_string(k) +
+                                  " has two parts (the CUDA backend holds one part per sub-block)");
+    taken[static_cast<size_t>(t) * kMaxSlices + k] = true;
+    // 256-byte aligned like cudaMalloc, which the 16-byte kernel paths rely on.
+    a_at[i] = total;
+    b_at[i] = round_up(a_at[i] + static_cast<size_t>(part.a_len) * ds, 256);
+    total = round_up(b_at[i] + static_cast<size_t>(part.b_len) * ds, 256);
+    most = std::max({most, part.a_len, part.b_len});
+    staged->entries_.push_back({t, k, nullptr, nullptr, static_cast<int32_t>(part.rank), part.scale});
+    staged->bytes_ += (part.a_len + part.b_len) * static_cast<int64_t>(ds);
+    staged->rank_cap_ =
+        std::max(staged->rank_cap_, static_cast<int32_t>(round_up(static_cast<size_t>(part.rank), 16)));
+  }
+  staged->mem_ = StreamBuffer(total, stream);
+  up.reserve(most);
+  char* base = staged->mem_.as<char>();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    up.enqueue(parts[i].a, parts[i].a_len, base + a_at[i], dtype_, stream);
+    up.enqueue(parts[i].b, parts[i].b_len, base + b_at[i], dtype_, stream);
+    staged->entries_[i].a = base + a_at[i];
+    staged->entries_[i].b = base + b_at[i];
+  }
+  // One wait for the whole adapter (the parts' host memory is the caller's until this returns).
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return staged;
+}
 
+void LoraStore::set_entry(int t, int k, int slot, const void* a, const void* b, int32_t rank, float scale) {
   const size_t e = static_cast<size_t>(k) * entries_ + slot;
-  host<const void*>(t, &Layout::a)[e] = buf.get();
-  host<const void*>(t, &Layout::b)[e] = buf.as<char>() + b_at;
-  host<int32_t>(t, &Layout::rank)[e] = static_cast<int32_t>(part.rank);
-  host<float>(t, &Layout::scale)[e] = part.scale;
+  host<const void*>(t, &Layout::a)[e] = a;
+  host<const void*>(t, &Layout::b)[e] = b;
+  host<int32_t>(t, &Layout::rank)[e] = rank;
+  host<float>(t, &Layout::scale)[e] = scale;
   dirty_[t] = true;
   any_dirty_ = true;
-  mem = std::move(buf);
-  st.bytes += static_cast<int64_t>((a_elems + b_elems) * ds);
-  rank_cap_ = std::max(rank_cap_, static_cast<int32_t>(round_up(static_cast<size_t>(part.rank), 16)));
+}
+
+void LoraStore::install(int slot, StagedLora& staged, cudaStream_t step_stream) {
+  if (staged.owner_ != this) throw std::invalid_argument("lora: the adapter was staged for another model");
+  clear(slot);
+  SlotState& st = slots_[slot];
+  for (const StagedLora::Entry& x : staged.entries_) {
+    set_entry(x.table, x.sub, slot, x.a, x.b, x.rank, x.scale);
+    st.entries.emplace_back(x.table, x.sub);
+  }
+  st.mem = std::move(staged.mem_);
+  st.mem.free_on(step_stream);
+  st.bytes = staged.bytes_;
+  st.loaded = true;
+  rank_cap_ = std::max(rank_cap_, staged.rank_cap_);
+  staged.entries_.clear();
 }
 
 void LoraStore::clear(int slot) {
   SlotState& st = slots_[slot];
-  for (size_t i = 0; i < st.parts.size(); ++i) {
-    if (!st.parts[i].get()) continue;
-    const int t = static_cast<int>(i / kMaxSlices), k = static_cast<int>(i % kMaxSlices);
-    const size_t e = static_cast<size_t>(k) * entries_ + slot;
-    host<const void*>(t, &Layout::a)[e] = nullptr;
-    host<const void*>(t, &Layout::b)[e] = nullptr;
-    host<int32_t>(t, &Layout::rank)[e] = 0;
-    host<float>(t, &Layout::scale)[e] = 0.0f;
-    dirty_[t] = true;
-    any_dirty_ = true;
-  }
-  // The caller guarantees no step is in flight; the tables are re-sent before the next one.
+  for (const auto& [t, k] : st.entries) set_entry(t, k, slot, nullptr, nullptr, 0, 0.0f);
+  // The free is ordered on the step stream after every step that read the memory; the tables stop naming it
+  // before the next step (sync_tables).
   slots_[slot] = SlotState{};
 }
 

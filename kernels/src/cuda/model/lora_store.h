@@ -3,6 +3,10 @@
 // LoraArgs with entries = adapter slots). The tables sit at fixed addresses for the model's life, so a
 // captured decode graph reads whatever adapters the tables name at replay time.
 //
+// Adapters arrive in two steps: stage (any thread, beside steps: one stream-ordered allocation per adapter,
+// every part uploaded on the caller's copy stream, one synchronisation) and install (between steps: the
+// slot's table entries point at the staged memory). The host tables change only on install and clear.
+//
 // A fused module's output is split into fixed sub-blocks (qkv: q|k|v; gated up: gate|up; else one), the same
 // ones shard/models/layout.ts slices adapters by. Each LoRA part must be one whole sub-block, at most one
 // part per sub-block and slot (what planAdapter produces); anything else is refused with the reason.
@@ -10,6 +14,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "cuda/kernels/kernels.h"
@@ -29,14 +35,39 @@ struct LoraTable {
   int32_t num_slices = 0, max_out_len = 0, num_entries = 0;
 };
 
+// An adapter uploaded by LoraStore::stage: its parts in one device allocation and the table entries that
+// install writes.
+class StagedLora final : public StagedAdapter {
+ public:
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  friend class LoraStore;
+  struct Entry {
+    int table, sub;  // which table, which sub-block of its module
+    const void *a, *b;
+    int32_t rank;
+    float scale;
+  };
+  const void* owner_ = nullptr;
+  StreamBuffer mem_;
+  std::vector<Entry> entries_;
+  int64_t bytes_ = 0;
+  int32_t rank_cap_ = 16;
+};
+
 class LoraStore {
  public:
   static constexpr int kMaxRank = 1024;  // lora.cu's limit
   LoraStore(const ModelConfig& cfg, DType dtype);
 
-  // Uploads one part (checked by check_lora_part already) into `slot`, converting A and B to the dtype.
-  void add(int slot, int layer, int module, const LoraPart& part, Uploader& up, cudaStream_t stream);
-  void mark_loaded(int slot) { slots_[slot].loaded = true; }
+  // Checks every part (check_lora_part, then one whole sub-block each, at most one per sub-block) and uploads
+  // them, converted to the dtype, on `stream` through `up`; returns once the bytes are on the device. Touches
+  // no slot or table: callers serialise stages among themselves (one uploader), not with steps.
+  std::unique_ptr<StagedLora> stage(const std::vector<LoraPartRef>& parts, Uploader& up, cudaStream_t stream) const;
+  // Clears `slot`, then points its table entries at `staged`'s memory and marks it loaded. `step_stream`
+  // orders the eventual free of that memory after the steps that read it.
+  void install(int slot, StagedLora& staged, cudaStream_t step_stream);
   void clear(int slot);
   bool loaded(int slot) const { return slots_[slot].loaded; }
   int64_t bytes(int slot) const { return slots_[slot].bytes; }
@@ -57,11 +88,13 @@ class LoraStore {
   struct SlotState {
     bool loaded = false;
     int64_t bytes = 0;
-    std::vector<DeviceBuffer> parts;  // [table * kMaxSlices + slice], empty until the first part arrives
+    StreamBuffer mem;                              // every part of the adapter
+    std::vector<std::pair<int, int>> entries;      // (table, sub-block) entries that point into mem
   };
   static constexpr int kMaxSlices = 3;
 
   int table_index(int layer, int module) const;
+  void set_entry(int table, int sub, int slot, const void* a, const void* b, int32_t rank, float scale);
   int module_of(int table) const { return table == num_tables_ - 1 ? kLmHead : table % kNumLayerModules; }
   std::vector<Slice> slices_of(int module) const;
   template <class T> T* host(int table, size_t Layout::*field) {

@@ -1,0 +1,107 @@
+#include "napi/staged_adapter_wrap.h"
+
+#include <string>
+
+#include "napi/addon_data.h"
+#include "napi/util.h"
+
+namespace weft::napi {
+
+Napi::Function StagedAdapterWrap::Define(Napi::Env env) {
+  return DefineClass(env, "StagedAdapter",
+                     {InstanceAccessor("bytes", &StagedAdapterWrap::Bytes, nullptr),
+                      InstanceMethod("release", &StagedAdapterWrap::Release)});
+}
+
+Napi::Object StagedAdapterWrap::Make(Napi::Env env, std::shared_ptr<ModelExecutor> owner,
+                                     std::unique_ptr<StagedAdapter> staged) {
+  Napi::Object o = addon_data(env).staged_adapter_ctor.New({});
+  StagedAdapterWrap* w = Unwrap(o);
+  w->owner_ = std::move(owner);
+  w->staged_ = std::move(staged);
+  return o;
+}
+
+std::unique_ptr<StagedAdapter> StagedAdapterWrap::take(const Napi::Value& v, const ModelExecutor* owner) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env).staged_adapter_ctor.Value()))
+    throw Napi::TypeError::New(env, "installAdapter(slot, staged): staged must come from stageAdapter");
+  StagedAdapterWrap* w = Unwrap(v.As<Napi::Object>());
+  if (!w->staged_) throw Napi::Error::New(env, "installAdapter: this staged adapter was installed or released already");
+  if (w->owner_.get() != owner) throw Napi::Error::New(env, "installAdapter: the adapter was staged by another Model");
+  std::unique_ptr<StagedAdapter> out = std::move(w->staged_);
+  w->owner_.reset();
+  return out;
+}
+
+Napi::Value StagedAdapterWrap::Bytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), staged_ ? static_cast<double>(staged_->bytes()) : 0.0);
+}
+
+Napi::Value StagedAdapterWrap::Release(const Napi::CallbackInfo& info) {
+  staged_.reset();
+  owner_.reset();
+  return info.Env().Undefined();
+}
+
+std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "stageAdapter(parts): parts must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<LoraPartRef> parts(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    if (!arr.Get(i).IsObject()) throw Napi::TypeError::New(env, "stageAdapter: each part must be an object");
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    LoraPartRef& p = parts[i];
+    p.layer = static_cast<int>(num_int(o.Get("layer"), "part.layer"));
+    p.module = static_cast<int>(num_int(o.Get("module"), "part.module"));
+    p.out_offset = num_int(o.Get("outOffset"), "part.outOffset");
+    p.rank = num_int(o.Get("rank"), "part.rank");
+    p.scale = static_cast<float>(num(o, "scale"));
+    if (p.rank <= 0) throw Napi::RangeError::New(env, "stageAdapter: part.rank must be positive");
+    auto a = f32(o.Get("a"), "part.a");
+    auto b = f32(o.Get("b"), "part.b");
+    p.a = a.Data(), p.a_len = static_cast<int64_t>(a.ElementLength());
+    p.b = b.Data(), p.b_len = static_cast<int64_t>(b.ElementLength());
+    p.in = p.a_len / p.rank;
+    p.out_len = p.b_len / p.rank;
+  }
+  return parts;
+}
+
+namespace {
+
+class StageWorker : public Napi::AsyncWorker {
+ public:
+  StageWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
+        refs_(parse_lora_parts(parts)), keep_(Napi::Persistent(parts.As<Napi::Object>())) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      staged_ = model_->stage_adapter(refs_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(StagedAdapterWrap::Make(Env(), model_, std::move(staged_))); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ModelExecutor> model_;
+  std::vector<LoraPartRef> refs_;
+  Napi::ObjectReference keep_;  // the parts (and so their arrays) stay alive until the stage is done
+  std::unique_ptr<StagedAdapter> staged_;
+};
+
+}  // namespace
+
+Napi::Promise stage_adapter_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts) {
+  auto* worker = new StageWorker(env, std::move(model), parts);  // deleted by node-addon-api when done
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace weft::napi
