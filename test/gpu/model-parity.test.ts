@@ -209,9 +209,15 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
       assert.ok(relL2(f16, ref) <= 0.02, `${what}: fp16 relative L2 error ${relL2(f16, ref)}`);
     };
     for (let k = 0; k < steps.length; k++) await runStep(k, steps[k]);
-    // Swap slot 1's adapter under the captured 2-row graph (same rank cap), then slot 0's with a larger rank
+    // Swap slot 1's adapter under the captured 2-row graph (same rank cap) — staged while a step runs (a CUDA
+    // model uploads on its copy stream beside the step), installed after it — then slot 0's with a larger rank
     // (the rank cap grows: the graph must be captured again).
-    await install(all, 1, randomAdapter(v.plan, 16, 1.5, rng, { qkv: 'qkv', lmHead: true }));
+    const swap = randomAdapter(v.plan, 16, 1.5, rng, { qkv: 'qkv', lmHead: true });
+    const [, staged] = await Promise.all([
+      runStep(99, ([a, , c]) => batchOf([{ seq: a, n: 1, all: false }, { seq: c, n: 1, all: false }], bs)),
+      Promise.all(all.map((m) => m.stageAdapter(swap))),
+    ]);
+    all.forEach((m, i) => m.installAdapter(1, staged[i]!));
     await runStep(100, ([a, , c]) => batchOf([{ seq: a, n: 1, all: false }, { seq: c, n: 1, all: false }], bs));
     await install(all, 0, randomAdapter(v.plan, 24, 1, rng, { qkv: 'qv', lmHead: true }));
     await runStep(101, ([a, , c]) => batchOf([{ seq: a, n: 1, all: false }, { seq: c, n: 1, all: false }], bs));
