@@ -53,6 +53,8 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
     route,
     request.headers.authorization,
   );
+  // LoRAX apply_chat_template: the model sees the messages rendered with its chat template.
+  if (valid.chatMessages) valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages) };
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', valid.request.adapter?.id ?? '');
   if (valid.request.adapter) span.setAttribute('weft.adapter_source', valid.request.adapter.source);

@@ -22,8 +22,8 @@ export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEn
   });
 
   app.post('/tokenize', async (request) => {
-    const { inputs } = validateTokenizeBody(request.body, { maxTotalTokens: engine.info.maxTotalTokens });
-    const tokens = await engine.tokenize(inputs);
+    const { inputs, chatMessages } = validateTokenizeBody(request.body, { maxTotalTokens: engine.info.maxTotalTokens });
+    const tokens = await engine.tokenize(chatMessages ? engine.renderChat(chatMessages) : inputs);
     return tokens.map((t) => ({ id: t.id, text: t.text, start: t.start, stop: t.stop }));
   });
 }

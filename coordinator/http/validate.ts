@@ -14,6 +14,8 @@
 //  - `truncate` keeps the last N prompt tokens (TGI); `ignore_eos_token` generates past EOS (LoRAX);
 //    `frequency_penalty` (TGI) and `presence_penalty` in [-2, 2] work on the generated tokens, as OpenAI's and
 //    vLLM's do.
+//  - `apply_chat_template: true` follows LoRAX: `inputs` is a JSON-encoded list of chat messages
+//    ([{role, content}], as OpenAI's), rendered with the model's chat template and a generation prompt.
 //  - `merged_adapters` follows LoRAX: one id is that adapter alone (LoRAX ignores its weight too),
 //    2+ ids become a MergeSpec; `adapter_source` / `api_token` apply to every id. Stricter than LoRAX:
 //    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
@@ -59,8 +61,12 @@ export interface ValidGenerate {
   topTokens: number;
   /** LoRAX `return_k_alternatives`: each generated token lists this many most likely tokens (0: none). */
   alternatives: number;
+  /** LoRAX `apply_chat_template`: `inputs` parsed as chat messages, for the route to render with the template. */
+  chatMessages?: ChatMessageInput[];
 }
 
+/** One message of a LoRAX `apply_chat_template` request. */
+export interface ChatMessageInput { role: string; content: string }
 
 const TOP_LEVEL_KEYS = new Set(['inputs', 'parameters', 'stream']);
 const TOKENIZE_KEYS = new Set(['inputs', 'parameters', 'add_special_tokens']);
@@ -69,7 +75,7 @@ const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
-  'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives',
+  'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives', 'apply_chat_template',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -78,7 +84,6 @@ export const MAX_BEST_OF = 16;
 /** Known TGI/LoRAX keys weft does not implement: accepted only at these values (or null). */
 const NEUTRAL_ONLY: Readonly<Record<string, readonly unknown[]>> = {
   watermark: [false],
-  apply_chat_template: [false],
 };
 
 export function randomSeed(): number {
@@ -133,6 +138,7 @@ export function validateGenerateBody(
   const ignoreEos = optional(p, 'ignore_eos_token', bool) ?? false;
   const constraint = tgiConstraint(p);
   const bestOf = bestOfOf(p, route === 'generate_stream' || (route === 'compat' && stream), sampling.doSample);
+  const chatMessages = optional(p, 'apply_chat_template', bool) ? chatMessagesOf(inputs) : undefined;
   return {
     bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
@@ -142,17 +148,38 @@ export function validateGenerateBody(
     stream,
     topTokens,
     alternatives,
+    ...(chatMessages ? { chatMessages } : {}),
   };
 }
 
+/** LoRAX `apply_chat_template`: `inputs` must be a JSON list of {role, content} string pairs. */
+function chatMessagesOf(inputs: string): ChatMessageInput[] {
+  const what = 'with `apply_chat_template` true, `inputs` must be a JSON-encoded list of messages ' +
+    '[{"role": ..., "content": ...}]';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(inputs);
+  } catch {
+    throw validationError(`${what}; it is not JSON`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) throw validationError(`${what}; got ${Array.isArray(parsed) ? 'an empty list' : typeof parsed}`);
+  return parsed.map((m: unknown, i) => {
+    if (!isJsonObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw validationError(`${what}; message ${i} is not {"role": string, "content": string}`);
+    }
+    return { role: m.role, content: m.content };
+  });
+}
+
 /** POST /tokenize: `{inputs, parameters?, add_special_tokens?}` (parameters are checked, then unused). */
-export function validateTokenizeBody(body: unknown, limits: ValidationLimits): { inputs: string } {
+export function validateTokenizeBody(body: unknown, limits: ValidationLimits): { inputs: string; chatMessages?: ChatMessageInput[] } {
   const top = asObject(body, 'request body');
   rejectUnknown(top, TOKENIZE_KEYS, 'field');
   const inputs = requireInputs(top);
   if (optional(top, 'add_special_tokens', bool) === false) notSupportedThrow('add_special_tokens');
   if (top.parameters !== undefined && top.parameters !== null) {
-    validateGenerateBody({ inputs, parameters: top.parameters }, limits, 'generate', undefined, () => 0);
+    const { chatMessages } = validateGenerateBody({ inputs, parameters: top.parameters }, limits, 'generate', undefined, () => 0);
+    if (chatMessages) return { inputs, chatMessages };
   }
   return { inputs };
 }

@@ -3,7 +3,7 @@
 // /info and request ids.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { EOS_ID, post, sseEvents, testServer, type TestServer } from './http-engine-double.test.js';
+import { EOS_ID, post, renderScriptedChat, sseEvents, testServer, type TestServer } from './http-engine-double.test.js';
 
 let s: TestServer;
 before(async () => { s = await testServer(); });
@@ -160,6 +160,25 @@ describe('POST / (TGI compat)', () => {
 });
 
 describe('service routes', () => {
+  test('apply_chat_template (LoRAX): the messages in inputs are rendered with the chat template', async () => {
+    const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi there' }];
+    const res = await post(s.app, '/generate', { inputs: JSON.stringify(messages),
+      parameters: { max_new_tokens: 2, apply_chat_template: true } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(s.engine.requests.at(-1)?.inputs, renderScriptedChat(messages));
+    const tokenized = await post(s.app, '/tokenize', { inputs: JSON.stringify(messages), parameters: { apply_chat_template: true } });
+    const plain = await post(s.app, '/tokenize', { inputs: renderScriptedChat(messages) });
+    assert.deepEqual(tokenized.json(), plain.json());
+    s.engine.hasChatTemplate = false;
+    try {
+      const refused = await post(s.app, '/generate', { inputs: JSON.stringify(messages), parameters: { apply_chat_template: true } });
+      assert.equal(refused.statusCode, 422);
+      assert.match(refused.json().error, /the model has no chat template/);
+    } finally {
+      s.engine.hasChatTemplate = true;
+    }
+  });
+
   test('POST /tokenize → [{id, text, start, stop}]', async () => {
     const res = await post(s.app, '/tokenize', { inputs: 'hi  you' });
     assert.deepEqual(res.json(), [{ id: 12, text: 'hi', start: 0, stop: 2 }, { id: 13, text: 'you', start: 4, stop: 7 }]);

@@ -145,12 +145,25 @@ describe('generate body: adapters, tokens and unsupported parameters', () => {
     assert.equal(bearerToken(undefined), undefined);
   });
 
+  test('apply_chat_template (LoRAX): inputs is a JSON list of {role, content} messages', () => {
+    const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }];
+    const body = (inputs: string) => ({ inputs, parameters: { apply_chat_template: true } });
+    assert.deepEqual(validateGenerateBody(body(JSON.stringify(messages)), LIMITS, 'generate').chatMessages, messages);
+    const what = 'with `apply_chat_template` true, `inputs` must be a JSON-encoded list of messages [{"role": ..., "content": ...}]';
+    rejects(body('hello'), 422, `${what}; it is not JSON`);
+    rejects(body('{"role": "user"}'), 422, `${what}; got object`);
+    rejects(body('[]'), 422, `${what}; got an empty list`);
+    rejects(body('[{"role": "user", "content": "a"}, {"role": "user"}]'), 422, `${what}; message 1 is not {"role": string, "content": string}`);
+    rejects(withParams({ apply_chat_template: 'yes' }), 422, '`apply_chat_template` must be a boolean');
+  });
+
   test('known TGI/LoRAX keys are accepted at their neutral value and refused otherwise', () => {
     const neutral = valid({ best_of: 1, watermark: false, truncate: null, merged_adapters: null, ignore_eos_token: false,
       frequency_penalty: 0, return_k_alternatives: null, response_format: null, apply_chat_template: false });
     assert.equal(neutral.request.inputs, 'hello');
     rejects(withParams({ merged_adapters: { ids: ['a', 'b'], weights: [0.5] } }), 422, 'number of adapter ids must match number of adapter weights in `merged_adapters`');
     rejects(withParams({ watermark: true }), 422, '`watermark` is not supported yet');
+    assert.equal(neutral.chatMessages, undefined, 'apply_chat_template false: inputs used as given');
     rejects(withParams({ best_of: 2 }), 422, 'you must use sampling when `best_of` is > 1');
     rejects(withParams({ best_of: 2, do_sample: true, seed: 4 }), 422, '`seed` must not be set when `best_of` > 1');
     rejects(withParams({ best_of: 2, do_sample: true }), 422, '`best_of` != 1 is not allowed for this endpoint', 'generate_stream');
