@@ -80,6 +80,14 @@ export interface LoraPartInput {
   b: Float32Array;
 }
 
+/** One op's total over the profiled steps (NativeModel.takeOpProfile). */
+export interface OpTime {
+  op: string;
+  ms: number;
+  /** Times it ran (per layer and step: a per-layer op of a 32-layer model runs 32 times a step). */
+  calls: number;
+}
+
 /** An adapter staged by NativeModel.stageAdapter, held by the executor until installed or released. */
 export interface StagedAdapter {
   /** What the slot will hold, in the executor's dtype. */
@@ -112,6 +120,13 @@ export interface NativeModel {
    * sampled on the host, on the worker thread. Every rank of a group must call it (or forward) for each step.
    */
   forwardSample(batch: ForwardBatch, rows: RowSampling[]): Promise<SampleResult[]>;
+  /**
+   * Per-op time of the steps run while on: each op from its start to the next op's (host clock on the CPU, CUDA
+   * events on the GPU). A CUDA model runs without decode graphs meanwhile, so its step times are not the usual ones.
+   */
+  setOpProfile(on: boolean): void;
+  /** The per-op totals since the last call, in the order the ops first ran; resets them. */
+  takeOpProfile(): OpTime[];
   dispose(): void;
 }
 

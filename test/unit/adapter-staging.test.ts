@@ -7,60 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import {
-  createCollective, createModel, type ForwardBatch, type LoraPartInput, type ModelPlanConfig, type NativeModel,
-} from '../../kernels/index.js';
+import { createCollective, createModel } from '../../kernels/index.js';
 import { Rng } from '../helpers/reference-ops.js';
-import { stepBatch } from '../helpers/forward-batch.js';
-
-const PLAN: ModelPlanConfig = {
-  hidden: 32, layers: 2, headDim: 8, headsLocal: 4, kvHeadsLocal: 2, intermediateLocal: 48, vocab: 64,
-  vocabChunk: 64, vocabLocal: 64, norm: 'rms', normEps: 1e-5, mlp: 'gated_silu', learnedPositions: false,
-  maxPositions: 64, rotaryDim: 8, invFreq: Float32Array.from({ length: 4 }, (_, i) => 1 / 10000 ** (i / 4)),
-  ropeAttentionFactor: 1, slidingWindow: 0, attnScale: 1 / Math.sqrt(8), numBlocks: 32, blockSize: 4, adapterSlots: 2,
-};
-const WEIGHTS = ['embed', 'final_norm.weight', 'lm_head', ...[0, 1].flatMap((l) => ['attn_norm.weight', 'qkv.weight',
-  'o.weight', 'mlp_norm.weight', 'up.weight', 'down.weight'].map((s) => `layers.${l}.${s}`))];
-
-function randomArray(n: number, rng: Rng, scale: number): Float32Array {
-  return Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
-}
-
-function model(seed = 1): NativeModel {
-  const m = createModel(PLAN);
-  const rng = new Rng(seed);
-  for (const name of WEIGHTS) {
-    const n = m.expectedSize(name);
-    m.setWeight(name, name.includes('norm') ? new Float32Array(n).fill(1) : randomArray(n, rng, 0.3));
-  }
-  m.finalize();
-  return m;
-}
-
-/** An adapter on every module of both layers (q|k|v and gate|up as one part per sub-block) and the lm_head. */
-function adapter(seed: number, rank = 4): LoraPartInput[] {
-  const rng = new Rng(seed);
-  const { hidden: H, intermediateLocal: I, vocab: V } = PLAN;
-  const q = PLAN.headsLocal * PLAN.headDim, kv = PLAN.kvHeadsLocal * PLAN.headDim;
-  const parts: LoraPartInput[] = [];
-  const mk = (layer: number, module: number, outOffset: number, inDim: number, outLen: number): void => {
-    parts.push({ layer, module, outOffset, rank, scale: 2, a: randomArray(rank * inDim, rng, 0.5),
-      b: randomArray(outLen * rank, rng, 0.5) });
-  };
-  for (const l of [0, 1]) {
-    mk(l, 0, 0, H, q); mk(l, 0, q, H, kv); mk(l, 0, q + kv, H, kv);
-    mk(l, 1, 0, q, H);
-    mk(l, 2, 0, H, I); mk(l, 2, I, H, I);
-    mk(l, 3, 0, I, H);
-  }
-  mk(-1, 4, 0, H, V);
-  return parts;
-}
-
-/** One prefill of 5 tokens on `slot` (-1 = base) in fresh KV blocks: the logits of its last token. */
-function prefill(slot: number): ForwardBatch {
-  return stepBatch([{ tokens: [3, 14, 15, 9, 2], pos0: 0, n: 5, slot, table: [0, 1], all: false }], PLAN.blockSize);
-}
+import { PLAN, WEIGHTS, adapter, model, prefill, randomArray } from '../helpers/tiny-model.js';
 
 test('a staged adapter changes nothing until installed, then computes what a synchronously staged one does', async () => {
   const m = model();

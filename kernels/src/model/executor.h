@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
+#include "model/op_profile.h"
 
 namespace weft {
 
@@ -105,6 +106,11 @@ class ModelExecutor {
   // device and copies back only the results.
   virtual std::vector<cpu::SampleResult> forward_sample(const Batch& batch, const std::vector<RowSampling>& rows);
   virtual const ModelConfig& config() const = 0;
+  // Per-op time of the steps that run while on (model/op_profile.h). A CUDA model runs its steps without decode
+  // graphs meanwhile (an event between every two kernels), so step times while profiling are not the usual ones.
+  virtual void set_op_profile(bool on) = 0;
+  // The per-op totals since the last call; resets them.
+  virtual std::vector<OpTime> take_op_profile() = 0;
 };
 
 // Plan rules (model.cc) ---------------------------------------------------------------------------------

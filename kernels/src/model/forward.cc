@@ -1,4 +1,5 @@
 // Model::forward — one step for a heterogeneous batch (prefill and decode rows mixed, one adapter per sequence).
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -96,7 +97,13 @@ std::vector<float> Model::forward(const Batch& b) {
     for (int64_t t = 0; t < s.num_tokens; ++t) token_slots[s.token_start + t] = s.adapter_slot;
     att[i] = {s.token_start, s.num_tokens, s.context_len, s.block_table.data()};
   }
+  // Op profile: LoRA ops are their own entries only in steps that have adapter rows.
+  const bool lora = std::any_of(token_slots.begin(), token_slots.end(), [](int32_t s) { return s >= 0; });
+  auto mark_lora = [&](const char* op) {
+    if (lora) ops_.mark(op);
+  };
 
+  ops_.mark("embed");
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
       attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
   cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
@@ -109,9 +116,13 @@ std::vector<float> Model::forward(const Batch& b) {
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     // Attention block.
+    ops_.mark("norm");
     norm(h.data(), T, p + "attn_norm", x.data());
+    ops_.mark("gemm qkv");
     cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
+    mark_lora("lora qkv");
     apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out);
+    ops_.mark("rope + kv write");
     for (int64_t t = 0; t < T; ++t) {
       const float* row = qkv.data() + t * qkv_out;
       std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
@@ -125,20 +136,28 @@ std::vector<float> Model::forward(const Batch& b) {
                             cfg_.rope_attention_factor);
     }
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
+    ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
                          v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, cfg_.sliding_window, attn.data());
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3).
+    ops_.mark("gemm o");
     cpu::gemm_xwt(attn.data(), T, q_dim, w(p + "o.weight"), H, nullptr, o.data(), false);
+    mark_lora("lora o");
     apply_lora(static_cast<int>(l), kO, attn.data(), q_dim, token_slots, o.data(), H);
+    ops_.mark("residual");
     coll_->all_reduce_sum(o.data(), T * H);
     if (const float* ob = w_opt(p + "o.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
     cpu::add_inplace(h.data(), o.data(), T * H);
 
     // MLP block.
+    ops_.mark("norm");
     norm(h.data(), T, p + "mlp_norm", x.data());
+    ops_.mark("gemm up");
     cpu::gemm_xwt(x.data(), T, H, w(p + "up.weight"), up_out, w_opt(p + "up.bias"), up.data(), false);
+    mark_lora("lora up");
     apply_lora(static_cast<int>(l), kUp, x.data(), H, token_slots, up.data(), up_out);
+    ops_.mark("activation");
     if (cfg_.mlp == MlpKind::kGatedSilu) {
       for (int64_t t = 0; t < T; ++t)
         cpu::silu_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
@@ -147,8 +166,11 @@ std::vector<float> Model::forward(const Batch& b) {
       if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);
       else cpu::gelu_erf(act.data(), T * I);
     }
+    ops_.mark("gemm down");
     cpu::gemm_xwt(act.data(), T, I, w(p + "down.weight"), H, nullptr, down.data(), false);
+    mark_lora("lora down");
     apply_lora(static_cast<int>(l), kDown, act.data(), I, token_slots, down.data(), H);
+    ops_.mark("residual");
     coll_->all_reduce_sum(down.data(), T * H);
     if (const float* db = w_opt(p + "down.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
@@ -156,6 +178,7 @@ std::vector<float> Model::forward(const Batch& b) {
   }
 
   // Final norm and lm_head only for the rows whose logits are wanted.
+  ops_.mark("final norm");
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   std::vector<float> hr(R * H), xr(R * H);
   std::vector<int32_t> row_slots(static_cast<size_t>(R));
@@ -166,14 +189,29 @@ std::vector<float> Model::forward(const Batch& b) {
   norm(hr.data(), R, "final_norm", xr.data());
   const int64_t chunk = cfg_.vocab_chunk;
   std::vector<float> local(R * chunk, 0.0f), local_dense(R * cfg_.vocab_local);
+  ops_.mark("gemm lm_head");
   cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, nullptr, local_dense.data(), false);
+  mark_lora("lora lm_head");
   apply_lora(-1, kLmHead, xr.data(), H, row_slots, local_dense.data(), cfg_.vocab_local);
+  ops_.mark("logits");
   for (int64_t r = 0; r < R; ++r)
     std::memcpy(local.data() + r * chunk, local_dense.data() + r * cfg_.vocab_local, sizeof(float) * cfg_.vocab_local);
   const int world = coll_->world();
   std::vector<float> gathered(static_cast<size_t>(world) * R * chunk);
   coll_->all_gather(local.data(), R * chunk, gathered.data());
-  return assemble_logits(cfg_, gathered.data(), world, R);
+  std::vector<float> logits = assemble_logits(cfg_, gathered.data(), world, R);
+  ops_.finish();
+  return logits;
+}
+
+void Model::set_op_profile(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ops_.set(on);
+}
+
+std::vector<OpTime> Model::take_op_profile() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ops_.take();
 }
 
 }  // namespace weft

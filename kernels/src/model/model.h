@@ -38,6 +38,8 @@ class Model final : public ModelExecutor {
   // Logits [logit_rows, vocab]. Thread-safe with respect to adapter changes (serialised by a mutex).
   std::vector<float> forward(const Batch& batch) override;
   const ModelConfig& config() const override { return cfg_; }
+  void set_op_profile(bool on) override;
+  std::vector<OpTime> take_op_profile() override;
   int64_t module_in(int module) const { return weft::module_in(cfg_, module); }
   int64_t module_out(int module) const { return weft::module_out(cfg_, module); }
 
@@ -55,6 +57,7 @@ class Model final : public ModelExecutor {
   std::vector<AdapterSlot> slots_;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [num_blocks * block_size, kv_dim]
   bool finalized_ = false;
+  HostOpClock ops_;  // under mu_
   mutable std::mutex mu_;
 };
 

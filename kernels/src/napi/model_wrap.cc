@@ -186,6 +186,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("adapterBytes", &ModelWrap::AdapterBytes),
                         InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("forwardSample", &ModelWrap::ForwardSample),
+                        InstanceMethod("setOpProfile", &ModelWrap::SetOpProfile),
+                        InstanceMethod("takeOpProfile", &ModelWrap::TakeOpProfile),
                         InstanceMethod("dispose", &ModelWrap::Dispose)});
   }
 
@@ -287,6 +289,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           for (size_t i = 0; i < out.size(); ++i) arr.Set(static_cast<uint32_t>(i), sample_result(e, out[i]));
           return arr;
         });
+  }
+  Napi::Value SetOpProfile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "setOpProfile(on): on must be a boolean");
+    guard(env, [&] { live(env).set_op_profile(info[0].As<Napi::Boolean>().Value()); });
+    return env.Undefined();
+  }
+  // [{op, ms, calls}] since the last call, in the order the ops first ran.
+  Napi::Value TakeOpProfile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<OpTime> ops;
+    guard(env, [&] { ops = live(env).take_op_profile(); });
+    Napi::Array out = Napi::Array::New(env, ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("op", ops[i].op);
+      o.Set("ms", ops[i].ms);
+      o.Set("calls", static_cast<double>(ops[i].calls));
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();

@@ -31,6 +31,15 @@ template <class P> P* row_ptr(P* base, int64_t row, int64_t cols, size_t elem) {
   return reinterpret_cast<P*>(reinterpret_cast<Byte*>(base) + static_cast<size_t>(row * cols) * elem);
 }
 
+// Op-profile labels of the LoRA launches: [module][SGMV shrink, SGMV expand, BGMV].
+constexpr const char* kLoraOps[kNumLayerModules + 1][3] = {
+    {"lora qkv sgmv shrink", "lora qkv sgmv expand", "lora qkv bgmv"},
+    {"lora o sgmv shrink", "lora o sgmv expand", "lora o bgmv"},
+    {"lora up sgmv shrink", "lora up sgmv expand", "lora up bgmv"},
+    {"lora down sgmv shrink", "lora down sgmv expand", "lora down bgmv"},
+    {"lora lm_head sgmv shrink", "lora lm_head sgmv expand", "lora lm_head bgmv"},
+};
+
 }  // namespace
 
 // GEMMs of up to 32 rows (decode) may run on the tensor-core skinny kernel instead of cuBLASLt
@@ -82,6 +91,7 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.x = x;
     a.y = y;
     a.token_entry = ints(p.logit_entry);
+    ops_.mark(kLoraOps[module][2], stream_);
     WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
     return;
   }
@@ -90,7 +100,9 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.x = x;
     a.y = y;
     a.seg_starts = ints(p.seg);
+    ops_.mark(kLoraOps[module][0], stream_);
     WEFT_CUDA_CHECK(lora_sgmv_shrink(a, stream_));
+    ops_.mark(kLoraOps[module][1], stream_);
     WEFT_CUDA_CHECK(lora_sgmv_expand(a, stream_));
   }
   if (p.rows > p.prefill_rows) {
@@ -99,6 +111,7 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.y = row_ptr(y, p.prefill_rows, y_stride, ds_);
     a.seg_starts = nullptr;
     a.token_entry = ints(p.row_entry) + p.prefill_rows;
+    ops_.mark(kLoraOps[module][2], stream_);
     WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
   }
 }
@@ -128,6 +141,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
     a.block_tables = ints(p.bt_p);
     a.max_query_len = p.max_query_len;
     a.max_context_len = p.prefill_max_context;
+    ops_.mark("attention prefill", stream_);
     WEFT_CUDA_CHECK(paged_attention_prefill(a, stream_));
   }
   if (p.decode_seqs > 0) {
@@ -140,6 +154,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
     a.block_tables = ints(p.bt_d);
     a.max_query_len = 1;
     a.max_context_len = p.decode_max_context;
+    ops_.mark("attention decode", stream_);
     WEFT_CUDA_CHECK(paged_attention_decode(a, buf_.attn_ws.get(), buf_.attn_ws.bytes(), stream_));
   }
 }
@@ -210,9 +225,14 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   char* qkv = buf_.qkv.as<char>();
 
   // Attention block. With the fused residual + norm, the previous layer's last residual step already wrote x.
-  if (l == 0 || !fused_residual_norm()) norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
+  if (l == 0 || !fused_residual_norm()) {
+    ops_.mark("norm", stream_);
+    norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
+  }
+  ops_.mark("gemm qkv", stream_);
   gemm(buf_.x.get(), w.qkv_w, qkv, T, qkv_out, H, w.qkv_b);
   if (p.lora) lora(layer, kQkv, buf_.x.get(), H, qkv, qkv_out, p);
+  ops_.mark("rope + kv write", stream_);
   if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
@@ -225,12 +245,16 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
   attention(l, p);
+  ops_.mark("gemm o", stream_);
   gemm(buf_.attn.get(), w.o_w, buf_.o.get(), T, H, q_dim, solo ? w.o_b : nullptr);
   if (p.lora) lora(layer, kO, buf_.attn.get(), q_dim, buf_.o.get(), H, p);
   // MLP block.
+  ops_.mark("residual + norm", stream_);
   residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b);
+  ops_.mark("gemm up", stream_);
   gemm(buf_.x.get(), w.up_w, buf_.up.get(), T, up_out, H, w.up_b);
   if (p.lora) lora(layer, kUp, buf_.x.get(), H, buf_.up.get(), up_out, p);
+  ops_.mark("activation", stream_);
   void* act = buf_.up.get();
   if (cfg_.mlp == MlpKind::kGatedSilu) {
     act = buf_.act.get();
@@ -240,8 +264,10 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   } else {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }
+  ops_.mark("gemm down", stream_);
   gemm(act, w.down_w, buf_.o.get(), T, H, I, solo ? w.down_b : nullptr);
   if (p.lora) lora(layer, kDown, act, I, buf_.o.get(), H, p);
+  ops_.mark("residual + norm", stream_);
   if (l + 1 < cfg_.layers) {
     const LayerWeights& next = layer_w_[l + 1];
     residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b);
@@ -254,16 +280,20 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   const int64_t T = p.rows, H = cfg_.hidden, R = p.logit_rows, VL = cfg_.vocab_local;
   const DType dt = opts_.dtype;
   const void* pos_table = cfg_.learned_positions ? weight("pos_embed") : nullptr;
+  ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
                                    pos_table, cfg_.max_positions, ints(p.positions), stream_));
   for (int64_t l = 0; l < cfg_.layers; ++l) enqueue_layer(l, p);
   if (R == 0) return;
   // Final norm and lm_head only for the rows whose logits are wanted, gathered in the batch's order.
+  ops_.mark("final norm", stream_);
   WEFT_CUDA_CHECK(embedding_gather(buf_.h.get(), DType::kF32, T, H, ints(p.logit_index), R, buf_.hr.get(),
                                    DType::kF32, nullptr, 0, nullptr, stream_));
   norm(buf_.hr.get(), DType::kF32, R, weight("final_norm.weight"), weight_opt("final_norm.bias"), buf_.xr.get());
+  ops_.mark("gemm lm_head", stream_);
   gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, nullptr);
   if (p.lora) lora(-1, kLmHead, buf_.xr.get(), H, buf_.lg.get(), VL, p);
+  ops_.mark("logits", stream_);
   if (dt != DType::kF32) WEFT_CUDA_CHECK(convert(buf_.lg.get(), dt, buf_.lg32.get(), DType::kF32, R * VL, stream_));
 }
 

@@ -173,7 +173,7 @@ int64_t CudaModel::adapter_bytes(int slot) const {
 }
 
 bool CudaModel::use_graph(const Batch& b, PaddedShape* shape) const {
-  if (!opts_.cuda_graphs || coll_->world() != 1 || !decode_only(b)) return false;
+  if (!opts_.cuda_graphs || ops_.on() || coll_->world() != 1 || !decode_only(b)) return false;
   const int32_t rows = DecodeGraphs::bucket_rows(static_cast<int64_t>(std::max(b.seqs.size(), b.logit_rows.size())));
   if (rows == 0) return false;
   shape->rows = rows;
@@ -274,6 +274,8 @@ bool CudaModel::check_step(const Batch& b) {
 }
 
 StepPlan CudaModel::launch_step(const Batch& b) {
+  ops_.begin_step();
+  ops_.mark("plan upload", stream_);
   PaddedShape shape;
   const bool graph = use_graph(b, &shape);
   StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
@@ -292,7 +294,11 @@ std::vector<float> CudaModel::forward(const Batch& b) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!check_step(b)) return {};
   DeviceScope scope(device_);
-  return guarded([&] { return collect_logits(launch_step(b)); });
+  return guarded([&] {
+    std::vector<float> logits = collect_logits(launch_step(b));
+    ops_.finish(stream_);
+    return logits;
+  });
 }
 
 std::vector<cpu::SampleResult> CudaModel::forward_sample(const Batch& b, const std::vector<RowSampling>& rows) {
@@ -302,7 +308,22 @@ std::vector<cpu::SampleResult> CudaModel::forward_sample(const Batch& b, const s
   std::lock_guard<std::mutex> lock(mu_);
   if (!check_step(b)) return {};
   DeviceScope scope(device_);
-  return guarded([&] { return sample_on_device(launch_step(b), rows); });
+  return guarded([&] {
+    std::vector<cpu::SampleResult> out = sample_on_device(launch_step(b), rows);
+    ops_.finish(stream_);
+    return out;
+  });
+}
+
+void CudaModel::set_op_profile(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceScope scope(device_);
+  ops_.set(on);
+}
+
+std::vector<OpTime> CudaModel::take_op_profile() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ops_.take();
 }
 
 std::shared_ptr<ModelExecutor> make_cuda_model(ModelConfig cfg, std::shared_ptr<Collective> coll,

@@ -41,6 +41,7 @@
 #include "cuda/model/buffers.h"
 #include "cuda/model/decode_graphs.h"
 #include "cuda/model/lora_store.h"
+#include "cuda/model/op_events.h"
 #include "cuda/model/step_plan.h"
 #include "model/executor.h"
 
@@ -75,6 +76,8 @@ class CudaModel final : public ModelExecutor {
   // and top-n; rows asking for typical_p are sampled on the host. Otherwise ModelExecutor's host default.
   std::vector<cpu::SampleResult> forward_sample(const Batch& batch, const std::vector<RowSampling>& rows) override;
   const ModelConfig& config() const override { return cfg_; }
+  void set_op_profile(bool on) override;
+  std::vector<OpTime> take_op_profile() override;
 
   static constexpr int64_t kMaxStepRows = 65535;  // launch-grid limit of attention and LoRA kernels
 
@@ -158,6 +161,7 @@ class CudaModel final : public ModelExecutor {
   SampleBuffers sbuf_;
   std::vector<int32_t> packed_;
   DecodeGraphs graphs_;
+  EventOpClock ops_;                  // op profile (set_op_profile), under mu_
   uint64_t generation_ = 1;           // bumped when anything a captured graph points at moves
   bool finalized_ = false;
   mutable std::mutex mu_;

@@ -83,6 +83,7 @@ class Packed {
 }  // namespace
 
 std::vector<cpu::SampleResult> CudaModel::sample_on_device(const StepPlan& p, const std::vector<RowSampling>& rows) {
+  ops_.mark("sample", stream_);
   const int64_t R = p.wanted_logits, V = cfg_.vocab;
   const float* logits = logits_f32();
   if (R == 0) {
