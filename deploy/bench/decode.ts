@@ -6,6 +6,7 @@ import { EngineDriver, slotFor } from './engine-steps.js';
 import { measureCopyBandwidth, measureCudaCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
+import { formatOpBreakdown, profileSteps, type OpShare } from './op-breakdown.js';
 import { median, percentile } from './stats.js';
 
 export interface DecodeOptions {
@@ -17,6 +18,8 @@ export interface DecodeOptions {
   context: readonly number[];
   warmup?: number;
   steps?: number;
+  /** After each case's timed steps, this many more with the executor's op profile on (0: none). */
+  opProfileSteps?: number;
   log?: (msg: string) => void;
 }
 
@@ -42,6 +45,8 @@ export interface DecodeRow extends DecodeCase {
   /** The overhead the bound predicts: adapter bytes ÷ (base + KV bytes), in percent. */
   boundOverheadPct: number;
   prefillMs: number;
+  /** Where a step's time goes (--op-profile), largest first. */
+  ops?: OpShare[];
 }
 
 /** The cases in run order: per (context, batch), the base-only case first, then each rank × adapters ≤ batch. */
@@ -60,7 +65,7 @@ export function decodeCases(o: Pick<DecodeOptions, 'batch' | 'adapters' | 'rank'
 
 export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
   const log = o.log ?? (() => {});
-  const warmup = o.warmup ?? 3, steps = o.steps ?? 20;
+  const warmup = o.warmup ?? 3, steps = o.steps ?? 20, opSteps = o.opProfileSteps ?? 0;
   const cases = decodeCases(o);
   const groups = groupCases(cases);
   const maxContext = Math.max(...o.context);
@@ -70,7 +75,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
   // Slot of adapter j of rank index ri: ri·maxAdapters + j. Every case reuses the same loaded adapters.
   // The cases of a group share one KV block range (see measureGroup), so the cache holds max(batch) sequences.
   const driver = EngineDriver.open(o.model.dir, { maxSeqs: Math.max(...groups.map((g) => g[0]!.batch)),
-    maxTokens: maxContext + warmup + steps + 1, adapterSlots: o.rank.length * maxAdapters, maxRank: Math.max(...o.rank) }, o.backend.device);
+    maxTokens: maxContext + warmup + steps + opSteps + 1, adapterSlots: o.rank.length * maxAdapters, maxRank: Math.max(...o.rank) }, o.backend.device);
   const rows: DecodeRow[] = [];
   try {
     if (maxAdapters > 0) {
@@ -81,7 +86,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
     const kvContextOf = (c: DecodeCase) => c.context + warmup + (steps + 1) / 2;
     for (const group of groups) {
       const slotBase = (c: DecodeCase) => o.rank.indexOf(c.rank) * maxAdapters;
-      const measured = await measureGroup(driver, group, slotBase, shape.vocab, warmup, steps);
+      const measured = await measureGroup(driver, group, slotBase, shape.vocab, warmup, steps, opSteps);
       group.forEach((c, k) => {
         const m = measured[k]!;
         const kvContext = kvContextOf(c);
@@ -93,6 +98,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
           boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / m.stepMs) * 100,
           overheadVsBasePct: (m.stepMs / baseMs - 1) * 100,
           boundOverheadPct: (bytes.adapters / (bytes.base + bytes.kv)) * 100, prefillMs: m.prefillMs,
+          ...(m.ops ? { ops: m.ops } : {}),
         });
         log(`decode batch=${c.batch} adapters=${c.adapters} rank=${c.rank} context=${c.context}: ${m.stepMs.toFixed(2)} ms/step`);
       });
@@ -110,6 +116,8 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
           'the cases of one (batch, context) are decoded in turn, step by step, so load on the machine affects them alike',
         'bytes: base weights (layers, norms, lm_head) + distinct adapters A/B (rank r, 7 modules) + KV read (kvContext × layers × 2 × kv_heads × head_dim × bytes × batch)',
         'boundMs: bytes.total ÷ copy bandwidth; pctOfBound = boundMs ÷ stepMs; overheadVsBasePct against the base-only case of the same batch and context',
+        ...(opSteps > 0 ? [`ops: ${opSteps} more steps per case after the timed ones, with the executor's op profile on ` +
+          '(CPU: host clock per op; GPU: CUDA events between ops, steps without decode graphs)'] : []),
       ],
     };
   } finally {
@@ -132,7 +140,8 @@ function groupCases(cases: DecodeCase[]): DecodeCase[][] {
  * turn, one step each per round, the starting case rotating every round. Returns per-case timings.
  */
 async function measureGroup(d: EngineDriver, group: DecodeCase[], slotBase: (c: DecodeCase) => number, vocab: number,
-  warmup: number, steps: number): Promise<{ stepMs: number; stepMsP90: number; stepCpuMs: number; prefillMs: number }[]> {
+  warmup: number, steps: number, opSteps: number,
+): Promise<{ stepMs: number; stepMsP90: number; stepCpuMs: number; prefillMs: number; ops?: OpShare[] }[]> {
   const live: Map<string, number>[] = [];
   const prefillMs: number[] = [];
   try {
@@ -164,8 +173,10 @@ async function measureGroup(d: EngineDriver, group: DecodeCase[], slotBase: (c: 
         }
       }
     }
+    const ops: (OpShare[] | undefined)[] = [];
+    for (let k = 0; k < group.length; k++) ops.push(opSteps > 0 ? await profileSteps(d.profiler, opSteps, () => d.decode(live[k]!)) : undefined);
     return group.map((_, k) => ({ stepMs: median(times[k]!), stepMsP90: percentile(times[k]!, 90), stepCpuMs: median(cpu[k]!),
-      prefillMs: prefillMs[k]! }));
+      prefillMs: prefillMs[k]!, ...(ops[k] ? { ops: ops[k] } : {}) }));
   } finally {
     for (const l of live) await d.free(l.keys());
   }
@@ -186,6 +197,13 @@ export const DECODE_COLUMNS: Column<DecodeRow>[] = [
   { header: 'bound vs base %', value: (r) => (r.adapters ? r.boundOverheadPct : null), digits: 2 },
 ];
 
+/** The table, then with --op-profile where each case's step time goes. */
 export function formatDecode(report: Report<DecodeRow>): string {
-  return formatTable(report.rows, DECODE_COLUMNS);
+  const cases = report.rows.filter((r) => r.ops).map((r) => ({
+    label: `batch ${r.batch} × ${r.adapters} adapters${r.adapters ? ` r${r.rank}` : ''}, ctx ${r.context}`, ops: r.ops! }));
+  const table = formatTable(report.rows, DECODE_COLUMNS);
+  return cases.length ? `${table}
+
+Where a step's time goes (op profile):
+${formatOpBreakdown(cases)}` : table;
 }

@@ -2,6 +2,7 @@
 // decode them one token per step, free them. Every sequence gets its KV blocks up front.
 import { PROTOCOL_VERSION, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
 import { GREEDY, LocalEngine } from '../../shard/index.js';
+import type { OpProfiler } from './op-breakdown.js';
 import { prng } from './synthetic.js';
 
 export const BLOCK_SIZE = 16;
@@ -74,6 +75,11 @@ export class EngineDriver {
 
   async free(ids: Iterable<string>): Promise<void> {
     await this.run({ newSeqs: [], running: [], finished: [...ids] });
+  }
+
+  /** The executor's op profile (op-breakdown.ts). */
+  get profiler(): OpProfiler {
+    return this.engine.model.native;
   }
 
   loadAdapter(slot: number, dir: string): void {

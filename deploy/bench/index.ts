@@ -47,7 +47,8 @@ async function run(c: BenchConfig, log: (m: string) => void): Promise<{ report: 
     case 'decode': {
       const backend = resolveBackend(c.device);
       const model = await resolveModel(c.model, log);
-      const report = await runDecode({ model, backend, batch: c.batch, adapters: c.adapters, rank: c.rank, context: c.context, log });
+      const report = await runDecode({ model, backend, batch: c.batch, adapters: c.adapters, rank: c.rank, context: c.context,
+        opProfileSteps: c.opProfile ? 3 : 0, log });
       return { report, table: formatDecode(report) };
     }
     case 'prefill': {
@@ -55,7 +56,7 @@ async function run(c: BenchConfig, log: (m: string) => void): Promise<{ report: 
       const model = await resolveModel(c.model, log);
       const tokens = prefillLengths(c.context);
       const adapters = c.adapters.some((a) => a > 0) ? [0, 1] as const : [0] as const;
-      const report = await runPrefill({ model, backend, tokens, adapters: [...adapters], rank: c.rank[0]!, log });
+      const report = await runPrefill({ model, backend, tokens, adapters: [...adapters], rank: c.rank[0]!, opProfile: c.opProfile, log });
       return { report, table: formatPrefill(report) };
     }
     case 'lora-kernels': {

@@ -5,6 +5,7 @@ import { EngineDriver } from './engine-steps.js';
 import { measureCudaGemmRate, measureGemmRate } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { formatTable, hostDevice, type Column, type Report } from './report.js';
+import { formatOpBreakdown, profileSteps, type OpShare } from './op-breakdown.js';
 import { median } from './stats.js';
 
 export interface PrefillOptions {
@@ -17,6 +18,8 @@ export interface PrefillOptions {
   rank: number;
   warmup?: number;
   runs?: number;
+  /** After each case's timed runs, one more with the executor's op profile on. */
+  opProfile?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -33,6 +36,8 @@ export interface PrefillRow {
   pctOfBound: number;
   /** flops ÷ measured time. */
   achievedFlopsPerS: number;
+  /** Where the step's time goes (--op-profile), largest first. */
+  ops?: OpShare[];
 }
 
 /** The default prompt lengths of the GPU issue (512 and 2048) unless --context names others. */
@@ -65,10 +70,15 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
           if (i >= warmup) times.push(ms);
         }
         const ms = median(times);
+        const ops = o.opProfile ? await profileSteps(driver.profiler, 1, async () => {
+          const out = await driver.admit([{ prompt: driver.prompt(tokens, o.model.shape.vocab), adapterSlot: adapters ? 0 : -1 }], 'prefill-ops');
+          await driver.free(out.keys());
+        }) : undefined;
         const flops = prefillFlops(o.model.shape, tokens, adapters ? o.rank : 0);
         const bound = prefillBound(flops, gemm.value, tokens);
         rows.push({ tokens, adapters, rank: adapters ? o.rank : 0, runs, ms, tokPerS: (tokens / ms) * 1e3, flops,
-          boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / ms) * 100, achievedFlopsPerS: flops / (ms / 1e3) });
+          boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / ms) * 100, achievedFlopsPerS: flops / (ms / 1e3),
+          ...(ops ? { ops } : {}) });
         log(`prefill tokens=${tokens} adapters=${adapters}: ${ms.toFixed(1)} ms`);
       }
     }
@@ -84,6 +94,8 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
       'ms: median wall time of one step admitting one sequence with the whole prompt (forward + sampling the first token)',
       'flops: 2·(layer linear weights)·tokens + 2·vocab·hidden (lm_head, last position) + causal attention 2·layers·heads·head_dim·T·(T+1) (+ LoRA 2·r·Σ(in+out)·layers·tokens)',
       'boundMs: flops ÷ measured GEMM rate; pctOfBound = boundMs ÷ ms',
+      ...(o.opProfile ? ['ops: one more run per case after the timed ones, with the executor\'s op profile on ' +
+        '(CPU: host clock per op; GPU: CUDA events between ops); the free step that follows is not counted'] : []),
     ],
   };
 }
@@ -98,6 +110,13 @@ export const PREFILL_COLUMNS: Column<PrefillRow>[] = [
   { header: '% of bound', value: (r) => r.pctOfBound, digits: 1 },
 ];
 
+/** The table, then with --op-profile where each case's step time goes. */
 export function formatPrefill(report: Report<PrefillRow>): string {
-  return formatTable(report.rows, PREFILL_COLUMNS);
+  const cases = report.rows.filter((r) => r.ops).map((r) => ({
+    label: `${r.tokens} tokens, ${r.adapters ? `r${r.rank} adapter` : 'base'}`, ops: r.ops! }));
+  const table = formatTable(report.rows, PREFILL_COLUMNS);
+  return cases.length ? `${table}
+
+Where a step's time goes (op profile):
+${formatOpBreakdown(cases)}` : table;
 }

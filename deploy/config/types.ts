@@ -151,6 +151,8 @@ export interface BenchConfig {
   sharedPrefixWords: number;
   /** serve scenario: --prefix-caching of the server the bench starts. */
   prefixCaching: boolean;
+  /** decode / prefill: per-op breakdown after each case's timed steps. */
+  opProfile: boolean;
   env: EnvConfig;
 }
 

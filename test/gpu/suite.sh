@@ -13,6 +13,8 @@
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
 #                                     prefix caching on, then off (`cached prompt %`: how much was reused)    (~8 min)
+#   bash test/gpu/suite.sh ops        op profile (CUDA events between ops, no Nsight): decode batch 32 x 0/32
+#                                     adapters and prefill 512/2048 base + r16: where a step's time goes  (~3 min)
 #   bash test/gpu/suite.sh profile    Nsight Compute over ~2 decode steps of batch 32 (base, then 32 adapters):
 #                                     per-kernel time, most first ($OUT/profile-<adapters>.txt)         (~3 min)
 #   bash test/gpu/suite.sh golden     transformers + PEFT there: recheck the committed golden fixtures and make
@@ -137,6 +139,12 @@ case "$part" in
       tail -4 "$OUT/serve-prefix-$pc.log"
     done
     ;;
+  ops)
+    step ops-decode 240 "${B[@]}" --scenario decode --batch 32 --adapters 0,32 --op-profile --output "$OUT/ops-decode.json"
+    sed -n '/op profile/,$p' "$OUT/ops-decode.log" | grep -v '^{' | head -32
+    step ops-prefill 240 "${B[@]}" --scenario prefill --adapters 1 --op-profile --output "$OUT/ops-prefill.json"
+    sed -n '/op profile/,$p' "$OUT/ops-prefill.log" | grep -v '^{' | head -60
+    ;;
   profile)
     # ncu replays each profiled kernel, so only a window is profiled: past the weight conversion kernels of the
     # load (excluded by name) and the prefill of the admitted batch (the first 5,000 others), 1,200 launches —
@@ -161,7 +169,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-skinny|ab-prefill|baseline|serve|serve-prefix|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-skinny|ab-prefill|baseline|serve|serve-prefix|ops|profile|golden" >&2
     exit 2
     ;;
 esac
