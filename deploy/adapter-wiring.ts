@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { RegistryOptions, SourceKind } from '../coordinator/adapters/index.js';
 import type { Engine } from '../coordinator/index.js';
 import type { LaunchConfig, PreloadAdapter } from './config/index.js';
+import { dtypeBytes } from './memory-plan.js';
 import type { Sources } from './sources.js';
 
 /** Where a preloaded id lives: s3://… → s3, an existing directory → local, anything else → the Hub. */
@@ -18,7 +19,7 @@ export function preloads(c: LaunchConfig): PreloadAdapter[] {
   return [...c.preloadAdapters, ...c.env.loraAdapters];
 }
 
-export function registryOptions(c: LaunchConfig, sources: Sources): Omit<RegistryOptions, 'slots'> {
+export function registryOptions(c: LaunchConfig, sources: Sources, budgetBytes = 0): Omit<RegistryOptions, 'slots'> {
   const names = new Map(preloads(c).map((p) => [p.name, { id: p.id, source: preloadSource(p.id) }]));
   return {
     roots: [...c.adapterRoots],
@@ -27,6 +28,8 @@ export function registryOptions(c: LaunchConfig, sources: Sources): Omit<Registr
     useGlobalHubToken: c.env.useGlobalHfToken,
     names,
     hostCacheBytes: c.adapterHostCacheBytes,
+    budgetBytes,
+    elementBytes: dtypeBytes(c),
   };
 }
 

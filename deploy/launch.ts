@@ -80,7 +80,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length))
     : planMemory(spec, o, totalmem());
   const kvBlocks = memory.kvBlocks;
-  log.info({ kvBlocks, adapterSlots: memory.adapterSlots, bytes: memory.bytes }, 'memory plan (per shard)');
+  log.info({ kvBlocks, adapterSlots: memory.adapterSlots, adapterBudgetBytes: memory.adapterBudgetBytes, bytes: memory.bytes },
+    'memory plan (per shard)');
   let nats: LocalNats | undefined;
   if (!o.natsUrl) nats = await startLocalNats();
   const natsUrl = o.natsUrl ?? nats!.url;
@@ -120,7 +121,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
       maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS,
-      defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources), device: o.device, dtype: o.dtype,
+      defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching,
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);

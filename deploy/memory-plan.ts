@@ -20,6 +20,11 @@ export type MemoryPlanConfig = Pick<LaunchConfig, 'device' | 'dtype' | 'numShard
 export interface MemoryPlan {
   kvBlocks: number;
   adapterSlots: number;
+  /**
+   * With --adapter-memory-fraction: the bytes per shard adapters may take together (the registry evicts by bytes,
+   * so small adapters share what worst-case slots would reserve); 0: slots only (--max-adapter-slots).
+   */
+  adapterBudgetBytes: number;
   /** Bytes per shard, for the start-up log: what each part was given. */
   bytes: { device: number; usable: number; weights: number; adapters: number; activations: number; kv: number };
 }
@@ -44,6 +49,14 @@ export function adapterSlotElements(spec: ModelSpec, rank: number, numShard: num
   const perLayer = rank * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + inter) + (inter + h));
   return (perLayer * spec.layers) / numShard;
 }
+
+/** Most adapter slots a byte budget gets (each costs table entries on every module, ~10 KB for Llama-2-7B). */
+export const MAX_BUDGET_SLOTS = 1024;
+/**
+ * The rank a byte budget's slot count is planned for: rank 1 on every module, so the bytes bind before the slots
+ * for nearly any adapter (up to MAX_BUDGET_SLOTS; a slot itself costs only its table entries).
+ */
+export const BUDGET_SLOT_RANK = 1;
 
 /** KV bytes of one block on one shard (K and V, every layer). */
 export function kvBlockBytes(spec: ModelSpec, o: Pick<LaunchConfig, 'device' | 'dtype' | 'numShard' | 'blockSize'>): number {
@@ -79,16 +92,21 @@ export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlock
   shardsPerDevice = 1): MemoryPlan {
   const elem = dtypeBytes(o);
   const slotBytes = adapterSlotElements(spec, o.maxLoraRank, o.numShard) * elem;
-  const adapterSlots = o.adapterMemoryFraction > 0
-    ? Math.max(1, Math.floor((o.adapterMemoryFraction * deviceBytes) / slotBytes))
+  // A byte budget: as many slots as rank-1 adapters on every module fill (capped), the registry keeping the
+  // adapters' bytes within the budget.
+  const adapterBudgetBytes = o.adapterMemoryFraction > 0 ? Math.floor(o.adapterMemoryFraction * deviceBytes) : 0;
+  const smallBytes = adapterSlotElements(spec, BUDGET_SLOT_RANK, o.numShard) * elem;
+  const adapterSlots = adapterBudgetBytes > 0
+    ? Math.max(1, Math.min(MAX_BUDGET_SLOTS, Math.floor(adapterBudgetBytes / smallBytes)))
     : o.maxAdapterSlots;
   const weights = weightElements(spec, o.numShard) * elem;
-  const adapters = adapterSlots * slotBytes;
+  const adapters = adapterBudgetBytes > 0 ? adapterBudgetBytes : adapterSlots * slotBytes;
   const blockBytes = kvBlockBytes(spec, o);
   const minBlocks = Math.ceil(o.maxTotalTokens / o.blockSize) + 1;
   if (o.device === 'cpu') {
     const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
-    return { kvBlocks, adapterSlots, bytes: { device: deviceBytes, usable: deviceBytes, weights, adapters, activations: 0, kv: kvBlocks * blockBytes } };
+    return { kvBlocks, adapterSlots, adapterBudgetBytes,
+      bytes: { device: deviceBytes, usable: deviceBytes, weights, adapters, activations: 0, kv: kvBlocks * blockBytes } };
   }
   // Shards sharing one GPU (tensor parallelism over shm on a single device) split it evenly.
   const usable = (o.cudaMemoryFraction * deviceBytes) / shardsPerDevice - CUDA_FIXED_RESERVE;
@@ -97,7 +115,8 @@ export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlock
   const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
   const share = shardsPerDevice > 1 ? `, shared by ${shardsPerDevice} shards` : '';
   const breakdown = `${gb(usable)} usable (--cuda-memory-fraction ${o.cudaMemoryFraction} of ${gb(deviceBytes)}${share}, less ` +
-    `${gb(CUDA_FIXED_RESERVE)} for the CUDA context): weights ${gb(weights)}, ${adapterSlots} adapter slots ${gb(adapters)}, ` +
+    `${gb(CUDA_FIXED_RESERVE)} for the CUDA context): weights ${gb(weights)}, ${adapterSlots} adapter slots ${gb(adapters)}` +
+    `${adapterBudgetBytes > 0 ? ' (a byte budget)' : ''}, ` +
     `step activations ${gb(activations)}`;
   let kvBlocks = o.kvCacheBlocks;
   if (kvBlocks === 0) {
@@ -113,5 +132,5 @@ export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlock
     throw new Error(`--kv-cache-blocks ${kvBlocks} needs ${gb(kvBlocks * blockBytes)} and ${gb(Math.max(0, left))} is left: ${breakdown}. ` +
       'Use fewer blocks (0 sizes them automatically)');
   }
-  return { kvBlocks, adapterSlots, bytes: { device: deviceBytes, usable, weights, adapters, activations, kv: kvBlocks * blockBytes } };
+  return { kvBlocks, adapterSlots, adapterBudgetBytes, bytes: { device: deviceBytes, usable, weights, adapters, activations, kv: kvBlocks * blockBytes } };
 }

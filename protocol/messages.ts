@@ -146,7 +146,7 @@ export interface AdapterLoaded {
   key: string;
   slot: number;
   rank: number; // shard rank
-  bytes: number;
+  bytes: number; // what this rank's slot holds, in the executor's dtype
   maxRank: number; // largest LoRA r over the adapter's modules
   /** Served from the shard's host-RAM cache (no disk read). */
   fromHost?: boolean;

@@ -235,10 +235,11 @@ export class ShardActor {
       const t0 = performance.now();
       const plan = this.engine.installPrepared(msg.slot, read);
       const installMs = performance.now() - t0;
-      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes: plan.bytes, maxRank: plan.maxRank, fromHost: plan.fromHost,
+      const bytes = this.engine.model.native.adapterBytes(msg.slot);  // in the executor's dtype
+      o.logger.info({ adapter: msg.key, slot: msg.slot, bytes, maxRank: plan.maxRank, fromHost: plan.fromHost,
         readMs: Math.round(readMs), installMs: Math.round(installMs) }, 'adapter loaded');
       this.publish(adapterSubject(o.cluster, 'loaded'), { v: PROTOCOL_VERSION, type: 'adapter.loaded', key: msg.key, slot: msg.slot,
-        rank: o.rank, bytes: plan.bytes, maxRank: Math.max(1, plan.maxRank), fromHost: plan.fromHost, hostBytes: plan.hostBytes,
+        rank: o.rank, bytes, maxRank: Math.max(1, plan.maxRank), fromHost: plan.fromHost, hostBytes: plan.hostBytes,
         readMs, installMs });
     } catch (e) {
       const reason = (e as Error).message;

@@ -4,6 +4,9 @@
 // sequence uses and that is not pinned is evicted — idle ones first, then ones whose requests are only
 // waiting (they are reloaded when a slot frees; otherwise popular adapters with queued requests would
 // hold every slot and starve the rest). Load/evict are NATS events (via the AdapterLoader).
+// With a byte budget (--adapter-memory-fraction) an adapter also needs room: its size (estimated from its
+// files, then what the shards report) plus the resident ones' must fit, evicting by the same order — so many
+// small adapters share what a few worst-case slots would reserve (S-LoRA's unified adapter memory, by adapter).
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { MergeRecipe } from '../../protocol/index.js';
@@ -11,12 +14,16 @@ import { EngineError, type AdapterRef, type AdapterSummaryJson, type AdapterTier
 import { localRevision, resolveLocalAdapter } from './local-source.js';
 import type { AdapterSourceClient, SourceKind } from './sources/types.js';
 import { HostTierMirror } from './host-tier.js';
+import { estimateAdapterBytes } from './size-estimate.js';
 
 export type LoadSpec = { dir: string; merge?: undefined } | { dir?: undefined; merge: MergeRecipe };
 
 /** A load's result; the times are the slowest rank's (absent where a loader does not measure them). */
 export interface AdapterLoaded {
+  /** Over every rank. */
   bytes: number;
+  /** The largest rank's share (what the per-shard byte budget counts); absent: bytes. */
+  rankBytes?: number;
   maxRank: number;
   hostBytes: number;
   /** Reading (or merging) and planning, beside the steps. */
@@ -45,6 +52,10 @@ export interface RegistryOptions {
   /** Preloaded names (--preload-adapter, LORA_ADAPTERS) → source id. Operator-defined, so local paths skip the root check. */
   names: ReadonlyMap<string, { id: string; source: SourceKind }>;
   hostCacheBytes: number;
+  /** Bytes per shard the resident adapters may take together (0 or absent: slots only). */
+  budgetBytes?: number;
+  /** The engine's bytes per adapter element (4 on the CPU backend, 2 for 16-bit GPU weights), for estimates. */
+  elementBytes?: number;
 }
 
 export interface RegistryHooks extends RegistryEvents {
@@ -59,6 +70,8 @@ export interface Prepared {
   id: string;
   source: SourceKind | 'merge';
   revision: string | null;
+  /** With a byte budget: what it takes of it (estimated from its files until a load reports it). */
+  needBytes?: number;
 }
 
 type State = 'waiting_slot' | 'loading' | 'ready' | 'evicted';
@@ -72,6 +85,8 @@ interface Entry extends Prepared {
   /** When it started waiting for a slot: slots go to the longest-waiting adapter first. */
   waitingSince: number;
   bytes: number;
+  /** What it takes (or will) of one shard's byte budget: estimated from its files until a load reports it. */
+  needBytes: number;
   maxRank: number;
   waiters: { resolve: () => void; reject: (e: Error) => void }[];
 }
@@ -89,8 +104,15 @@ export class AdapterRegistry {
     this.host = new HostTierMirror(o.hostCacheBytes);
   }
 
-  /** Resolves and access-checks a request's adapter (throws EngineError 401/403/404/422/424). */
+  /**
+   * Resolves and access-checks a request's adapter (throws EngineError 401/403/404/422/424; 424 too when a byte
+   * budget is set and the adapter alone is larger).
+   */
   async prepare(ref: AdapterRef): Promise<Prepared> {
+    return this.checkSize(await this.resolveRef(ref));
+  }
+
+  private async resolveRef(ref: AdapterRef): Promise<Prepared> {
     const named = this.o.names.get(ref.id);
     const target = named ? { ...named, apiToken: ref.apiToken } : ref;
     if (target.source === 'local') {
@@ -114,13 +136,26 @@ export class AdapterRegistry {
 
   /** Access-checks every component, then names the merge by its full spec (so it is cached as one adapter). */
   async prepareMerge(spec: MergeSpec): Promise<Prepared> {
-    const parts = await Promise.all(spec.adapters.map((a) => this.prepare(a)));
+    const parts = await Promise.all(spec.adapters.map((a) => this.resolveRef(a)));
     const canonical = JSON.stringify({ keys: parts.map((p) => p.key), weights: spec.weights, strategy: spec.strategy,
       density: spec.density, method: spec.majoritySignMethod });
     const seed = createHash('sha256').update(canonical).digest().readUInt32LE(0);
     const merge: MergeRecipe = { dirs: parts.map((p) => p.load.dir!), weights: spec.weights, strategy: spec.strategy,
       majoritySignMethod: spec.majoritySignMethod, seed, ...(spec.density !== null ? { density: spec.density } : {}) };
-    return { key: `merge:${canonical}`, load: { merge }, id: parts.map((p) => p.id).join('+'), source: 'merge', revision: null };
+    return this.checkSize({ key: `merge:${canonical}`, load: { merge }, id: parts.map((p) => p.id).join('+'), source: 'merge',
+      revision: null });
+  }
+
+  /** With a byte budget: refuses an adapter larger than all of it (it could never load) before it is queued. */
+  private checkSize(p: Prepared): Prepared {
+    if (this.budget === 0) return p;
+    const known = this.entries.get(p.key);
+    const need = known ? known.needBytes : this.estimate(p.load);
+    if (need > this.budget) {
+      throw new EngineError('adapter_load', `adapter '${p.id}' needs ${mb(need)} of adapter memory per shard, more than ` +
+        `the whole budget of ${mb(this.budget)} (raise --adapter-memory-fraction)`);
+    }
+    return { ...p, needBytes: need };
   }
 
   /** A request will use this adapter: pin it in memory and make sure it is loading or loaded. */
@@ -226,7 +261,7 @@ export class AdapterRegistry {
     let e = this.entries.get(p.key);
     if (!e) {
       e = { ...p, state: 'evicted', slot: -1, refs: 0, pinned: false, lastUsed: Date.now(), waitingSince: Date.now(), bytes: 0,
-        maxRank: 0, waiters: [] };
+        needBytes: p.needBytes ?? 0, maxRank: 0, waiters: [] };
       this.entries.set(p.key, e);
       this.forgetOld();
     }
@@ -254,49 +289,78 @@ export class AdapterRegistry {
     Object.assign(e, { state: e.refs > 0 ? 'waiting_slot' : 'evicted', slot: -1, waitingSince: Date.now() });
   }
 
-  private freeSlot(forKey: string): number {
-    const free = this.slotOwner.indexOf(null);
-    if (free >= 0) return free;
-    let victim: Entry | null = null;
-    const better = (a: Entry, b: Entry | null): boolean => {
-      if (!b) return true;
-      if ((a.refs === 0) !== (b.refs === 0)) return a.refs === 0; // idle adapters go first
-      return a.lastUsed < b.lastUsed;
-    };
-    for (const e of this.entries.values()) {
-      if (e.key === forKey || e.state !== 'ready' || e.pinned || this.events.inUse(e.key)) continue;
-      if (better(e, victim)) victim = e;
+  private get budget(): number {
+    return this.o.budgetBytes ?? 0;
+  }
+
+  /** Estimated bytes of an adapter's files; 0 when they cannot be read (the load then fails with the reason). */
+  private estimate(load: LoadSpec): number {
+    try {
+      return estimateAdapterBytes(load, this.o.elementBytes ?? 4);
+    } catch {
+      return 0;
     }
-    if (!victim) return -1;
-    const slot = victim.slot;
-    this.evict(victim);
-    return slot;
+  }
+
+  /** Bytes of the budget that loading and resident adapters take. */
+  get usedBytes(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.state === 'loading' || e.state === 'ready') n += e.needBytes;
+    return n;
+  }
+
+  /**
+   * A slot for `e`, with room in the byte budget: evicts what it must (idle adapters first, then least recently
+   * used; never pinned ones or ones a running sequence uses), or nothing when that would not be enough (-1).
+   */
+  private makeRoom(e: Entry): number {
+    const candidates = [...this.entries.values()]
+      .filter((c) => c.key !== e.key && c.state === 'ready' && !c.pinned && !this.events.inUse(c.key))
+      .sort((a, b) => ((a.refs === 0) !== (b.refs === 0) ? (a.refs === 0 ? -1 : 1) : a.lastUsed - b.lastUsed));
+    let freeSlots = this.slotOwner.filter((k) => k === null).length;
+    let used = this.usedBytes;
+    const fits = () => freeSlots > 0 && (this.budget === 0 || used + e.needBytes <= this.budget);
+    const victims: Entry[] = [];
+    for (const c of candidates) {
+      if (fits()) break;
+      victims.push(c);
+      freeSlots++;
+      used -= c.needBytes;
+    }
+    if (!fits()) return -1;
+    for (const v of victims) this.evict(v);
+    return this.slotOwner.indexOf(null);
   }
 
   private schedule(e: Entry): void {
     if (e.state !== 'waiting_slot') e.waitingSince = Date.now();
     e.state = 'waiting_slot';
-    const slot = this.freeSlot(e.key);
+    const slot = this.makeRoom(e);
     if (slot < 0) return; // retried when a sequence finishes
     this.slotOwner[slot] = e.key;
     Object.assign(e, { slot, state: 'loading' });
     this.loader.loadAdapter(e.key, slot, e.load).then((loaded) => {
       if (this.entries.get(e.key) !== e || e.state !== 'loading' || e.slot !== slot) return;
-      Object.assign(e, { state: 'ready', bytes: loaded.bytes, maxRank: loaded.maxRank });
+      Object.assign(e, { state: 'ready', bytes: loaded.bytes, needBytes: loaded.rankBytes ?? loaded.bytes, maxRank: loaded.maxRank });
       this.host.touch(e.key, loaded.hostBytes);
       for (const w of e.waiters.splice(0)) w.resolve();
       this.events.ready(e.key, loaded);
     }, (err: Error) => {
       if (this.entries.get(e.key) !== e || e.slot !== slot) return;
-      // Forget the entry so the next request retries the load from scratch.
+      this.drop(e, slot, err.message);
+    });
+  }
+
+  /** A load that cannot be: frees its slot (if it had one) and fails its waiters; the next request starts afresh. */
+  private drop(e: Entry, slot: number, reason: string): void {
+    if (slot >= 0) {
       this.loader.evictAdapter(e.key, slot);
       this.slotOwner[slot] = null;
-      this.entries.delete(e.key);
-      const reason = err.message;
-      for (const w of e.waiters.splice(0)) w.reject(new EngineError('adapter_load', `adapter '${e.id}' failed to load: ${reason}`));
-      this.events.failed(e.key, reason);
-      this.retryWaiting();
-    });
+    }
+    this.entries.delete(e.key);
+    for (const w of e.waiters.splice(0)) w.reject(new EngineError('adapter_load', `adapter '${e.id}' failed to load: ${reason}`));
+    this.events.failed(e.key, reason);
+    this.retryWaiting();
   }
 
   private forgetOld(): void {
@@ -308,6 +372,10 @@ export class AdapterRegistry {
       }
     }
   }
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 /** `owner/name@revision` → [id, revision]; no `@` → default branch. */

@@ -121,7 +121,8 @@ export class Engine implements GenerationEngine {
   stats(): EngineStats {
     return { waiting: this.scheduler.waiting, running: this.scheduler.running, usedBlocks: this.scheduler.usedBlocks,
       freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
-      loadedAdapters: this.registry.loadedCount, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks,
+      loadedAdapters: this.registry.loadedCount, adapterBytes: this.registry.usedBytes,
+      adapterBudgetBytes: this.limits.adapters.budgetBytes ?? 0, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks,
       preemptions: this.scheduler.preemptions };
   }
 

@@ -123,6 +123,9 @@ export interface EngineStats {
   freeBlocks: number;
   activeAdapters: number;
   loadedAdapters: number;
+  /** Bytes per shard that resident (and loading) adapters take; the byte budget (0: none, slots only). */
+  adapterBytes: number;
+  adapterBudgetBytes: number;
   /** Requests holding an adapter (0 when idle). */
   adapterRefs: number;
   /** KV blocks registered in the prefix cache (held by sequences or idle). */

@@ -46,6 +46,7 @@ export class Metrics {
   readonly promptTokens: Counter;
   readonly adaptersLoaded: Gauge;
   readonly adapterRefs: Gauge;
+  readonly adapterMemory: Gauge<'kind'>;
   readonly adaptersActive: Gauge;
   readonly adapterLoads: Counter<'result'>;
   readonly adapterLoadSeconds: Histogram<'phase'>;
@@ -119,6 +120,22 @@ export class Metrics {
       help: 'Adapters resident in device slots',
       registers,
       collect: fromStats((s) => s.loadedAdapters),
+    });
+    this.adapterMemory = new Gauge({
+      name: 'weft_adapter_memory_bytes',
+      help: 'Adapter memory per shard: what resident and loading adapters take (kind="used", as the shards reported ' +
+        'it) and the byte budget of --adapter-memory-fraction (kind="budget", 0: slots only)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect: (() => {
+        const used = (): number | null => this.readStats((st) => st.adapterBytes);
+        const budget = (): number | null => this.readStats((st) => st.adapterBudgetBytes);
+        return function (this: Gauge<'kind'>): void {
+          const u = used(), b = budget();
+          if (u !== null) this.set({ kind: 'used' }, u);
+          if (b !== null) this.set({ kind: 'budget' }, b);
+        };
+      })(),
     });
     this.adaptersActive = new Gauge({
       name: 'weft_adapters_active',

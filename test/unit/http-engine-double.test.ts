@@ -80,7 +80,7 @@ export class ScriptedEngine implements GenerationEngine {
   }
 
   stats(): EngineStats {
-    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterRefs: 0, cachedBlocks: 3, preemptions: 0 };
+    return { waiting: 1, running: this.inFlight, usedBlocks: 5, freeBlocks: 27, activeAdapters: 1, loadedAdapters: 2, adapterBytes: 0, adapterBudgetBytes: 0, adapterRefs: 0, cachedBlocks: 3, preemptions: 0 };
   }
 
   /** The words tokenize() gave each id ("t<id>" for ids it never gave). */

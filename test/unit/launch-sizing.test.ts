@@ -15,13 +15,19 @@ const base: MemoryPlanConfig & { kvCacheBlocks: number } = { device: 'cpu', dtyp
 const adapterSlots = (spec: typeof llama2, o: Partial<MemoryPlanConfig>, deviceBytes = 64e9) =>
   planMemory(spec, { ...base, ...o }, deviceBytes).adapterSlots;
 
-test('--adapter-memory-fraction: a rank-16 all-module Llama-2-7B adapter is 160 MB in fp32 (80 MB fp16, DESIGN §9)', () => {
+test('--adapter-memory-fraction: a byte budget, with slots for as many rank-1 all-module adapters as it holds', () => {
   const o = { maxAdapterSlots: 8, adapterMemoryFraction: 0.1, maxLoraRank: 16, numShard: 1 };
   const perAdapter = 4 * 16 * (8192 * 4 + 15104 * 3) * 32; // (in+out) of q,k,v,o and gate,up,down × r × 4 bytes
-  assert.ok(Math.abs(perAdapter / 2 - 80e6) / 80e6 < 0.02, 'fp16 size ≈ 80 MB');
-  assert.equal(adapterSlots(llama2, o, 16 * perAdapter * 10), 16);
-  assert.equal(adapterSlots(llama2, { ...o, numShard: 2 }, 16 * perAdapter * 10), 32, 'each shard holds half of every adapter');
-  assert.equal(adapterSlots(llama2, { ...o, adapterMemoryFraction: 0 }), 8, 'fraction 0 = --max-adapter-slots');
+  assert.ok(Math.abs(perAdapter / 2 - 80e6) / 80e6 < 0.02, 'a rank-16 all-module Llama-2-7B adapter is 80 MB in fp16 (DESIGN §9)');
+  const device = 4 * perAdapter * 10;  // the budget holds 4 rank-16 adapters, 64 of rank 1
+  const plan = planMemory(llama2, { ...base, ...o }, device);
+  assert.equal(plan.adapterBudgetBytes, Math.floor(0.1 * device));
+  assert.equal(plan.bytes.adapters, plan.adapterBudgetBytes, 'the budget is what the KV cache plan leaves out');
+  assert.equal(plan.adapterSlots, 64);
+  assert.equal(adapterSlots(llama2, { ...o, numShard: 2 }, device), 128, 'each shard holds half of every adapter');
+  assert.equal(adapterSlots(llama2, o, 1e15), 1024, 'at most 1024 slots');
+  const off = planMemory(llama2, { ...base, ...o, adapterMemoryFraction: 0 }, 64e9);
+  assert.deepEqual([off.adapterSlots, off.adapterBudgetBytes], [8, 0], 'fraction 0 = --max-adapter-slots, no byte budget');
   assert.equal(adapterSlots(llama2, { ...o, adapterMemoryFraction: 1e-9 }, 1e9), 1, 'at least one slot');
 });
 
