@@ -34,10 +34,16 @@ struct Case {
   std::vector<Slice> slices;
   std::vector<Segment> segs;
   bool unaligned_b = false;
+  bool compact = false;  // segments name their entries (seg_entries) among 3·segments + 2 table entries
 };
 
 bool run(const Case& c, std::mt19937& rng) {
   const int E = static_cast<int>(c.segs.size()), S = static_cast<int>(c.slices.size());
+  // Table entries: one per segment, or (compact) segment k at entry 3k + 1 of 3E + 2, the rest empty.
+  const int ET = c.compact ? 3 * E + 2 : E;
+  auto ent = [&](int k) { return c.compact ? 3 * k + 1 : k; };
+  std::vector<int32_t> seg_entries(E);
+  for (int k = 0; k < E; ++k) seg_entries[k] = ent(k);
   std::vector<int32_t> seg(E + 1, 0), offs(S), lens(S);
   for (int e = 0; e < E; ++e) seg[e + 1] = seg[e] + c.segs[e].rows;
   for (int s = 0; s < S; ++s) offs[s] = c.slices[s].off, lens[s] = c.slices[s].len;
@@ -47,14 +53,14 @@ bool run(const Case& c, std::mt19937& rng) {
   for (auto& b : y0) b = to_bits(c.d, nd(rng));
   std::vector<float> h(static_cast<size_t>(S) * T * c.max_rank);
   for (float& v : h) v = nd(rng);
-  std::vector<std::vector<uint16_t>> bs(S * E);
-  std::vector<const void*> ap(S * E, nullptr), bp(S * E, nullptr);
-  std::vector<int32_t> ranks(S * E, 0);
-  std::vector<float> scales(S * E, 0.0f);
+  std::vector<std::vector<uint16_t>> bs(S * ET);
+  std::vector<const void*> ap(S * ET, nullptr), bp(S * ET, nullptr);
+  std::vector<int32_t> ranks(S * ET, 0);
+  std::vector<float> scales(S * ET, 0.0f);
   static const uint16_t kA = 0;  // expand never reads A; it only has to be non-null for a live entry
   for (int s = 0; s < S; ++s) {
     for (int e = 0; e < E; ++e) {
-      const int i = s * E + e, r = c.segs[e].rank;
+      const int i = s * ET + ent(e), r = c.segs[e].rank;
       if (r == 0) continue;
       bs[i].resize(static_cast<size_t>(lens[s]) * r + 8);  // new[] is 16-byte aligned: +1 element is 2 bytes off
       for (auto& b : bs[i]) b = to_bits(c.d, nd(rng));
@@ -78,13 +84,14 @@ bool run(const Case& c, std::mt19937& rng) {
   a.out_offset = offs.data();
   a.out_len = lens.data();
   a.max_out_len = *std::max_element(lens.begin(), lens.end());
-  a.num_entries = E;
+  a.num_entries = ET;
   a.a = ap.data();
   a.b = bp.data();
   a.rank = ranks.data();
   a.scale = scales.data();
   a.max_rank = c.max_rank;
   a.seg_starts = seg.data();
+  if (c.compact) a.seg_entries = seg_entries.data(), a.num_segments = E;
   if (!ev::supports(a)) {
     std::printf("FAIL %s: not supported by the 16-byte expand\n", c.name.c_str());
     return false;
@@ -101,7 +108,7 @@ bool run(const Case& c, std::mt19937& rng) {
   for (size_t i = 0; i < y0.size(); ++i) ref[i] = from_bits(c.d, y0[i]);
   for (int s = 0; s < S; ++s) {
     for (int e = 0; e < E; ++e) {
-      const int i = s * E + e, r = ranks[i];
+      const int i = s * ET + ent(e), r = ranks[i];
       if (r == 0) continue;
       const uint16_t* B = static_cast<const uint16_t*>(bp[i]);
       for (int t = seg[e]; t < seg[e + 1]; ++t) {
@@ -130,6 +137,8 @@ int main() {
       {"slice at offset 4 (no 16-byte access), rank 12, padded rows", f16, 72, 16, {{4, 60}}, {{10, 12}, {0, 8}, {5, 16}}},
       {"1100 outputs over two column blocks, rank 32", bf16, 1104, 32, {{0, 1100}}, {{17, 32}}},
       {"B 2 bytes off a 16-byte boundary", bf16, 64, 16, {{0, 64}}, {{6, 16}}, true},
+      {"compact segments: 3 adapters at entries 1/4/7 of 11, 2 slices, ranks 16/8/32", bf16, 136, 32,
+       {{0, 64}, {64, 72}}, {{9, 16}, {20, 8}, {5, 32}}, false, true},
   };
   int failed = 0;
   for (const Case& c : cases) failed += run(c, rng) ? 0 : 1;

@@ -40,6 +40,7 @@ struct Case {
   std::vector<Segment> segs;
   int a_skew = 0;      // A starts this many elements past a 16-byte boundary
   bool large = false;  // prefill-sized: no batch-invariance run (emulation is slow)
+  bool compact = false;  // segments name their entries (seg_entries) among 3·segments + 2 table entries
 };
 
 // Runs the body over the grid lora.cu launches for `cluster` blocks per tile.
@@ -60,6 +61,11 @@ void shrink(const LoraArgs& a, int cluster) {
 bool run(const Case& c, int cluster, std::mt19937& rng) {
   const std::string name = c.name + " [cluster " + std::to_string(cluster) + "]";
   const int E = static_cast<int>(c.segs.size()), S = c.slices;
+  // Table entries: one per segment, or (compact) segment k at entry 3k + 1 of 3E + 2, the rest empty.
+  const int ET = c.compact ? 3 * E + 2 : E;
+  auto ent = [&](int k) { return c.compact ? 3 * k + 1 : k; };
+  std::vector<int32_t> seg_entries(E);
+  for (int k = 0; k < E; ++k) seg_entries[k] = ent(k);
   std::vector<int32_t> seg(E + 1, 0);
   for (int e = 0; e < E; ++e) seg[e + 1] = seg[e] + c.segs[e].rows;
   const int T = seg[E];
@@ -71,14 +77,14 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
   };
   const std::vector<uint16_t> x = draw(static_cast<size_t>(T) * c.x_stride);
   // Per (slice, entry): A [rank, in] (each slice its own), or nothing for a base segment.
-  std::vector<std::vector<uint16_t>> as(S * E);
-  std::vector<const void*> ap(S * E, nullptr), bp(S * E, nullptr);
-  std::vector<int32_t> ranks(S * E, 0);
-  std::vector<float> scales(S * E, 1.0f);
+  std::vector<std::vector<uint16_t>> as(S * ET);
+  std::vector<const void*> ap(S * ET, nullptr), bp(S * ET, nullptr);
+  std::vector<int32_t> ranks(S * ET, 0);
+  std::vector<float> scales(S * ET, 1.0f);
   static const uint16_t kB = 0;  // shrink never reads B; it only has to be non-null for a live entry
   for (int s = 0; s < S; ++s) {
     for (int e = 0; e < E; ++e) {
-      const int i = s * E + e, r = c.segs[e].rank;
+      const int i = s * ET + ent(e), r = c.segs[e].rank;
       ranks[i] = r;
       if (r == 0 || !c.segs[e].weights) continue;
       as[i] = draw(static_cast<size_t>(r) * c.in + c.a_skew);  // new[] is 16-byte aligned
@@ -106,7 +112,8 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
     return la;
   };
   std::vector<float> h(static_cast<size_t>(S) * T * c.max_rank, kSentinel);
-  const LoraArgs a = args(T, x.data(), h.data(), E, seg.data(), ap.data(), bp.data(), ranks.data(), scales.data());
+  LoraArgs a = args(T, x.data(), h.data(), ET, seg.data(), ap.data(), bp.data(), ranks.data(), scales.data());
+  if (c.compact) a.seg_entries = seg_entries.data(), a.num_segments = E;
   if (!sm::supports(a)) {
     std::printf("FAIL %s: not supported by the tensor-core shrink\n", name.c_str());
     return false;
@@ -117,7 +124,7 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
   int untouched_bad = 0;
   for (int s = 0; s < S; ++s) {
     for (int e = 0; e < E; ++e) {
-      const int r = ap[s * E + e] ? ranks[s * E + e] : 0;
+      const int r = ap[s * ET + ent(e)] ? ranks[s * ET + ent(e)] : 0;
       for (int t = seg[e]; t < seg[e + 1]; ++t) {
         for (int k = 0; k < c.max_rank; ++k) {
           const float got = h[(static_cast<size_t>(s) * T + t) * c.max_rank + k];
@@ -128,7 +135,7 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
           double ref = 0, mag = 0;
           for (int i = 0; i < c.in; ++i) {
             const double p = static_cast<double>(from_bits(c.d, x[static_cast<size_t>(t) * c.x_stride + i])) *
-                             from_bits(c.d, static_cast<const uint16_t*>(ap[s * E + e])[static_cast<size_t>(k) * c.in + i]);
+                             from_bits(c.d, static_cast<const uint16_t*>(ap[s * ET + ent(e)])[static_cast<size_t>(k) * c.in + i]);
             ref += p;
             mag += std::fabs(p);
           }
@@ -145,7 +152,7 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
   if (!c.large && n > 0) {
     std::vector<int32_t> one = {0, n}, rk(S);
     std::vector<const void*> a1(S), b1(S);
-    for (int s = 0; s < S; ++s) a1[s] = ap[s * E + e], b1[s] = bp[s * E + e], rk[s] = ranks[s * E + e];
+    for (int s = 0; s < S; ++s) a1[s] = ap[s * ET + ent(e)], b1[s] = bp[s * ET + ent(e)], rk[s] = ranks[s * ET + ent(e)];
     std::vector<float> h1(static_cast<size_t>(S) * n * c.max_rank, kSentinel);
     shrink(args(n, x.data() + static_cast<size_t>(seg[e] + skip) * c.x_stride, h1.data(), 1, one.data(), a1.data(),
                 b1.data(), rk.data(), scales.data()),
@@ -185,6 +192,8 @@ int main() {
        {{10, 16}, {12, 16, false}, {3, 8}}, 2},
       {"segments of 1..17 rows, ranks 8/64/16, 2 slices, fp16", f16, 1024, 1024, 2, 64,
        {{1, 8}, {17, 64}, {16, 8}, {15, 64}, {2, 16}}},
+      {"compact segments: 4 adapters at entries 1/4/7/10 of 14, ranks 16/8/64/16, 2 slices", bf16, 256, 256, 2, 64,
+       {{9, 16}, {20, 8}, {3, 64}, {17, 16}}, 0, false, true},
   };
   int failed = 0, runs = 0;
   for (const Case& c : cases)

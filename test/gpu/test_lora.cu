@@ -130,7 +130,23 @@ void run(const Case& c, int cluster, std::mt19937& rng) {
       CK(wc::lora_bgmv_shrink(a, nullptr));
       CK(wc::lora_bgmv_expand(a, nullptr));
     } else {
+      // Compact segments first (as a step plans them: only entries with rows, each naming its entry), on y as is.
+      std::vector<int32_t> cseg, cent;
+      for (int e = 0; e < E; ++e)
+        if (seg[e + 1] > seg[e]) cseg.push_back(seg[e]), cent.push_back(e);
+      cseg.push_back(seg[E]);
+      DevBuf dcseg = upload_vec(cseg), dcent = upload_vec(cent);
+      a.seg_starts = dcseg.as<int32_t>();
+      a.seg_entries = dcent.as<int32_t>();
+      a.num_segments = static_cast<int32_t>(cent.size());
+      CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr, cluster) : wc::lora_sgmv_shrink_simt(a, nullptr));
+      CK(mma_shrink ? wc::lora_sgmv_expand_vec(a, nullptr) : wc::lora_sgmv_expand_simt(a, nullptr));
+      CK(cudaDeviceSynchronize());
+      expect_close(name + " [compact segments]", download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+      CK(cudaMemcpy(dy.get(), upload(y, c.d).get(), dy.bytes(), cudaMemcpyDeviceToDevice));  // y as it was
+      // Then one segment per entry.
       a.seg_starts = dseg.as<int32_t>();
+      a.seg_entries = nullptr;
       CK(mma_shrink ? wc::lora_sgmv_shrink_mma(a, nullptr, cluster) : wc::lora_sgmv_shrink_simt(a, nullptr));
       CK(mma_shrink ? wc::lora_sgmv_expand_vec(a, nullptr) : wc::lora_sgmv_expand_simt(a, nullptr));
     }

@@ -57,12 +57,14 @@ test('tensor-core prefill attention bodies (first and pipelined) == cpu::paged_a
 
 test('tensor-core SGMV shrink body (one block or a cluster per tile) == x·Aᵀ per segment under the emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_shrink_mma_emu.cc', []);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 21, 'every case ran');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 23, 'every case ran');
+  assert.match(out, /^ok {3}compact segments: .*\[cluster 8\]/m, 'segments naming their entries (seg_entries)');
 });
 
 test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_expand_vec_emu.cc', []);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 4, 'every case ran');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 5, 'every case ran');
+  assert.match(out, /^ok {3}compact segments: /m, 'segments naming their entries (seg_entries)');
 });
 
 test('fused BGMV shrink + expand body (one cluster per token and slice) == y + scale·(x·Aᵀ)·Bᵀ under the emulator', { skip }, () => {

@@ -184,7 +184,9 @@ struct LoraArgs {
   const int32_t* rank;            // device [num_slices·num_entries]; 0 = skip; must be ≤ max_rank
   const float* scale;             // device [num_slices·num_entries]
   int32_t max_rank;               // host
-  const int32_t* seg_starts;      // SGMV: device [num_entries+1], entry e covers rows [seg[e], seg[e+1])
+  const int32_t* seg_starts;      // SGMV: device [segments+1], segment k covers rows [seg[k], seg[k+1])
+  const int32_t* seg_entries;     // SGMV: device [num_segments], segment k's entry; null: segment e is entry e's
+  int32_t num_segments;           // SGMV with seg_entries: segments (else num_entries)
   const int32_t* token_entry;     // BGMV: device [tokens], entry of each row, -1 = base model
 };
 // SGMV shrink picks the tensor-core kernel for 16-bit data with `in` a multiple of 16 on sm_80+, and SGMV

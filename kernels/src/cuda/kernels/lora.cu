@@ -25,7 +25,7 @@ constexpr int kMaxRank = 1024;
 
 using Work = sgmv::Tile;
 template <bool kSegments> __device__ Work find_work(const LoraArgs& a) {
-  if constexpr (kSegments) return sgmv::tile_of(a.seg_starts, a.num_entries, blockIdx.y, kTileRows);
+  if constexpr (kSegments) return sgmv::tile_of(a, blockIdx.y, kTileRows);
   const int t = blockIdx.y, e = a.token_entry[t];
   return e < 0 || e >= a.num_entries ? Work{0, 0, 0} : Work{e, t, t + 1};
 }

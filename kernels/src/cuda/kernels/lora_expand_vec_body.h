@@ -35,7 +35,7 @@ inline size_t smem_bytes(const LoraArgs& a) { return sizeof(float) * kRows * a.m
 // Block (x = column block, y = row tile, z = slice); hs: shared [kRows][rank] fp32.
 template <class Ops>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* hs) {
-  const sgmv::Tile w = sgmv::tile_of(a.seg_starts, a.num_entries, ix.y, kRows);
+  const sgmv::Tile w = sgmv::tile_of(a, ix.y, kRows);
   if (w.r1 <= w.r0) return;  // block-uniform, before the barrier
   const int slice = ix.z;
   const int64_t ei = static_cast<int64_t>(slice) * a.num_entries + w.entry;

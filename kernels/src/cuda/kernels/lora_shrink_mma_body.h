@@ -167,7 +167,7 @@ WEFT_MMA_HD void whole_units(const Span& s, int u, int end, int t, float (&acc)[
 template <class Ops, int kCluster>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* red) {
   static_assert(kCluster >= 1 && kCluster <= kMaxCluster, "cluster size");
-  const sgmv::Tile w = sgmv::tile_of(a.seg_starts, a.num_entries, ix.y, kRows);
+  const sgmv::Tile w = sgmv::tile_of(a, ix.y, kRows);
   // The early returns below are the same for every block of a cluster (same tile, slice and rank chunk), so
   // none leaves a peer waiting at a cluster barrier; and they come before the block barrier.
   if (w.r1 <= w.r0) return;

@@ -13,14 +13,24 @@ struct Tile {
   int entry, r0, r1;  // rows [r0, r1) use entry; r1 <= r0: nothing to do
 };
 
-// The tile-th `rows`-row tile, counting segment by segment (a step has few segments).
-WEFT_MMA_HD Tile tile_of(const int32_t* seg, int num_entries, int tile, int rows) {
+// The segments of an SGMV launch: compact (seg_entries set: segment k of num_segments belongs to entry
+// seg_entries[k], so a step with a few adapters walks a few segments however many slots there are), or one per
+// entry (seg_entries null: segment e is entry e's, possibly empty).
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+inline int segment_count(const LoraArgs& a) { return a.seg_entries ? a.num_segments : a.num_entries; }
+
+// The tile-th `rows`-row tile, counting segment by segment.
+WEFT_MMA_HD Tile tile_of(const LoraArgs& a, int tile, int rows) {
+  const int32_t* seg = a.seg_starts;
+  const int n_seg = segment_count(a);
   int base = 0;
-  for (int e = 0; e < num_entries; ++e) {
-    const int s0 = seg[e], s1 = seg[e + 1], n = s1 > s0 ? (s1 - s0 + rows - 1) / rows : 0;
+  for (int k = 0; k < n_seg; ++k) {
+    const int s0 = seg[k], s1 = seg[k + 1], n = s1 > s0 ? (s1 - s0 + rows - 1) / rows : 0;
     if (tile < base + n) {
       const int r0 = s0 + (tile - base) * rows;
-      return {e, r0, r0 + rows < s1 ? r0 + rows : s1};
+      return {a.seg_entries ? a.seg_entries[k] : k, r0, r0 + rows < s1 ? r0 + rows : s1};
     }
     base += n;
   }
@@ -35,6 +45,6 @@ WEFT_MMA_HD bool live(const LoraArgs& a, int64_t ei) {
 }
 
 // Tiles a grid needs: at most ceil(tokens / rows) + one partial tile per segment.
-inline int64_t row_tiles(const LoraArgs& a, int rows) { return (a.tokens + rows - 1) / rows + a.num_entries; }
+inline int64_t row_tiles(const LoraArgs& a, int rows) { return (a.tokens + rows - 1) / rows + segment_count(a); }
 
 }  // namespace weft::cuda::sgmv

@@ -95,11 +95,13 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
     return;
   }
-  if (p.prefill_rows > 0) {
+  if (p.num_segments > 0) {  // prefill rows with adapters (base rows belong to no segment)
     a.tokens = p.prefill_rows;
     a.x = x;
     a.y = y;
     a.seg_starts = ints(p.seg);
+    a.seg_entries = ints(p.seg_entry);
+    a.num_segments = p.num_segments;
     ops_.mark(kLoraOps[module][0], stream_);
     WEFT_CUDA_CHECK(lora_sgmv_shrink(a, stream_));
     ops_.mark(kLoraOps[module][1], stream_);
@@ -110,6 +112,7 @@ void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, 
     a.x = row_ptr(x, p.prefill_rows, in, ds_);
     a.y = row_ptr(y, p.prefill_rows, y_stride, ds_);
     a.seg_starts = nullptr;
+    a.seg_entries = nullptr;
     a.token_entry = ints(p.row_entry) + p.prefill_rows;
     ops_.mark(kLoraOps[module][2], stream_);
     WEFT_CUDA_CHECK(lora_bgmv(a, stream_));

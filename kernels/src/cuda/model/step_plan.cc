@@ -66,6 +66,7 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
   p.logit_index = field(R);
   p.logit_entry = field(R);
   p.seg = field(S + 1);
+  p.seg_entry = field(S);
   p.cu_p = field(P + 1);
   p.ctx_p = field(P);
   p.bt_p = field(P * stride);
@@ -119,12 +120,19 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
       w[p.logit_entry + r] = -1;
     }
   }
-  // SGMV segments over the prefill rows: entry e (slot e) covers [seg[e], seg[e+1]); base rows come first.
+  // SGMV segments over the prefill rows, one per slot that has some (in slot order, as the rows are): segment k
+  // covers [seg[k], seg[k+1]) with slot seg_entry[k]; the base rows come first and belong to no segment.
   int64_t acc = per_slot[0];
-  for (int64_t e = 0; e <= S; ++e) {
-    w[p.seg + e] = static_cast<int32_t>(acc);
-    if (e < S) acc += per_slot[e + 1];
+  int32_t k = 0;
+  for (int64_t e = 0; e < S; ++e) {
+    if (per_slot[e + 1] == 0) continue;
+    w[p.seg + k] = static_cast<int32_t>(acc);
+    w[p.seg_entry + k] = static_cast<int32_t>(e);
+    acc += per_slot[e + 1];
+    ++k;
   }
+  w[p.seg + k] = static_cast<int32_t>(acc);
+  p.num_segments = k;
   return p;
 }
 

@@ -5,8 +5,9 @@
 // Order: sequences with several rows (prefill) first, then single-row ones (decode); inside each group,
 // stably by adapter slot with the base model (-1) first. So
 //  - prefill attention runs over rows [0, prefill_rows) and decode attention over the rest, each one launch;
-//  - the prefill rows of one adapter are consecutive: the SGMV segments are simply the slots (entry e covers
-//    seg[e]..seg[e+1]), and decode rows use BGMV with one entry per row.
+//  - the prefill rows of one adapter are consecutive: one SGMV segment per adapter the prefill rows use
+//    (segment k covers seg[k]..seg[k+1] with slot seg_entry[k]: a few segments however many slots there are),
+//    and decode rows use BGMV with one entry per row.
 // Every op computes a row independently of the others, so the order changes no result; logits come back in
 // the batch's logit_rows order (logit_index maps each to its reordered row).
 #pragma once
@@ -33,8 +34,9 @@ struct StepPlan {
   int32_t prefill_max_context = 0, decode_max_context = 0;
   int32_t table_stride = 1;
   bool lora = false;          // some row uses an adapter
+  int32_t num_segments = 0;   // SGMV segments (adapters of the prefill rows)
   // Offsets, in int32 elements, of each array in the packed buffer.
-  int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0;
+  int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0, seg_entry = 0;
   int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
   int64_t words = 0;          // packed length
 };
