@@ -40,7 +40,9 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     l.end = round_up(l.out_len + n * sizeof(int32_t), 16);
     at = l.end;
   }
-  blob_.assign(at, 0);
+  blob_.ensure(at);
+  std::memset(blob_.as<uint8_t>(), 0, at);
+  blob_bytes_ = at;
   for (int t = 0; t < num_tables_; ++t) {
     const std::vector<Slice> s = slices_of(module_of(t));
     for (size_t k = 0; k < s.size(); ++k) {
@@ -49,7 +51,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     }
   }
   dirty_.assign(static_cast<size_t>(num_tables_), true);
-  device_.allocate(blob_.size());
+  device_.allocate(blob_bytes_);
   slots_.resize(static_cast<size_t>(entries_));
   const char* d = device_.as<const char>();
   for (int t = 0; t < num_tables_; ++t) {
@@ -183,12 +185,10 @@ void LoraStore::sync_tables(cudaStream_t stream) {
   for (int t = 0; t < num_tables_; ++t) {
     if (!dirty_[t]) continue;
     const Layout& l = layouts_[t];
-    WEFT_CUDA_CHECK(cudaMemcpyAsync(device_.as<char>() + l.base, blob_.data() + l.base, l.end - l.base,
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(device_.as<char>() + l.base, blob_.as<uint8_t>() + l.base, l.end - l.base,
                                     cudaMemcpyHostToDevice, stream));
     dirty_[t] = false;
   }
-  // The blob is pageable: the copies above are staged before they return, but keep it simple and certain.
-  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));
   any_dirty_ = false;
 }
 

@@ -72,7 +72,9 @@ class LoraStore {
   bool loaded(int slot) const { return slots_[slot].loaded; }
   int64_t bytes(int slot) const { return slots_[slot].bytes; }
 
-  // Copies the tables changed since the last call to the device (before a step is enqueued).
+  // Enqueues copies of the tables changed since the last call to the device (before a step is enqueued). Does not
+  // wait for them: the host tables change only in install/clear, which run between steps, and every step waits
+  // for its stream before it returns — so a copy has always landed before the tables change again.
   void sync_tables(cudaStream_t stream);
   LoraTable table(int layer, int module) const;
   // The max_rank a step launches with: >= every rank held, a multiple of 16, at least 16.
@@ -98,7 +100,7 @@ class LoraStore {
   int module_of(int table) const { return table == num_tables_ - 1 ? kLmHead : table % kNumLayerModules; }
   std::vector<Slice> slices_of(int module) const;
   template <class T> T* host(int table, size_t Layout::*field) {
-    return reinterpret_cast<T*>(blob_.data() + layouts_[table].*field);
+    return reinterpret_cast<T*>(blob_.as<uint8_t>() + layouts_[table].*field);
   }
 
   ModelConfig cfg_;
@@ -106,7 +108,9 @@ class LoraStore {
   int32_t entries_;                  // adapter slots
   int num_tables_;                   // layers * 4 + lm_head
   std::vector<Layout> layouts_;
-  std::vector<uint8_t> blob_;        // host mirror of every table
+  // Host mirror of every table, page-locked: sync_tables copies it without waiting (see there).
+  PinnedBuffer blob_;
+  size_t blob_bytes_ = 0;
   std::vector<bool> dirty_;
   bool any_dirty_ = true;
   DeviceBuffer device_;
