@@ -35,6 +35,11 @@ export class LocalEngine {
   private readonly hostCache: HostAdapterCache;
   /** Reads adapter files off the main thread (prepareAdapter); started on first use. */
   private parser?: AdapterParser;
+  /**
+   * Stages run one at a time: each holds a thread of the libuv pool (4 by default) while it copies or uploads,
+   * and every step's native call needs one too — a burst of adapter loads must not take them all.
+   */
+  private staging: Promise<unknown> = Promise.resolve();
 
   private vocab?: TokenVocab;
 
@@ -102,7 +107,9 @@ export class LocalEngine {
       parsed = this.remember(key, adapter, plan);
     }
     const plan = this.planned(parsed, source);
-    return { source, ...parsed, plan, staged: await stageAdapter(this.model, plan) };
+    const staged = this.staging.then(() => stageAdapter(this.model, plan));
+    this.staging = staged.catch(() => undefined);
+    return { source, ...parsed, plan, staged: await staged };
   }
 
   /** Installs a prepared adapter into a slot: quick (its parts are staged already). */

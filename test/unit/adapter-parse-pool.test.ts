@@ -126,3 +126,41 @@ test('an adapter loaded again from host RAM comes back with the plan made for it
     engine.dispose();
   }
 });
+
+test('adapters are staged one at a time, so a burst of loads leaves libuv pool threads for the steps', async () => {
+  const c = loadGoldenCase('llama');
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 4 });
+  try {
+    const native = engine.model.native;
+    const stage = native.stageAdapter.bind(native);
+    // The addon's methods are read-only properties: shadow one on the instance.
+    const replace = (fn: typeof stage) => Object.defineProperty(native, 'stageAdapter', { value: fn, configurable: true, writable: true });
+    let inFlight = 0, most = 0;
+    replace(async (parts) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 20));  // a stage that takes a while
+        return await stage(parts);
+      } finally {
+        inFlight--;
+      }
+    });
+    const dirs = c.adapters.slice(0, 4).map((a) => a.dir);
+    assert.ok(dirs.length >= 3, 'the golden case has several adapters');
+    const prepared = await Promise.all(dirs.map((d) => engine.prepareAdapter(d)));
+    assert.equal(most, 1, 'stages never overlapped');
+    prepared.forEach((p, slot) => engine.installPrepared(slot, p));
+    for (let slot = 0; slot < dirs.length; slot++) assert.ok(native.adapterBytes(slot) > 0);
+    // A failed stage does not stop the ones queued behind it.
+    replace(() => {
+      replace(stage);  // once
+      return Promise.reject(new Error('upload failed'));
+    });
+    const bad = engine.prepareAdapter(c.adapters[0]!.dir);
+    const next = engine.prepareAdapter(c.adapters[1]!.dir);  // queued behind the failing one
+    await assert.rejects(bad, /upload failed/);
+    engine.installPrepared(0, await next);
+  } finally {
+    engine.dispose();
+  }
+});
