@@ -167,6 +167,18 @@ export interface AdapterFailed {
   reason: string;
 }
 
+/**
+ * Read an adapter into the shards' host-RAM tier ahead of a load (it waits for a slot or for room in the
+ * byte budget): the load that follows skips the read. No reply; a failure shows in the load.
+ */
+export interface AdapterPrefetch {
+  v: number;
+  type: 'adapter.prefetch';
+  key: string;
+  dir: string;
+  merge?: MergeRecipe;
+}
+
 export interface AdapterEvict {
   v: number;
   type: 'adapter.evict';
@@ -235,6 +247,7 @@ export type Message =
   | AdapterLoaded
   | AdapterFailed
   | AdapterEvict
+  | AdapterPrefetch
   | ShardReady
   | ShardHeartbeat
   | ShardCollectiveRequest

@@ -44,6 +44,13 @@ const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pend
 const collectiveId = refine(bytes(), (b) =>
   b.byteLength === COLLECTIVE_ID_BYTES ? undefined : `expected ${COLLECTIVE_ID_BYTES} bytes, got ${b.byteLength}`);
 
+const mergeRecipe = object({
+  dirs: arrayOf(id, { minLength: 1 }),
+  weights: arrayOf(num(), { minLength: 1 }),
+  strategy: literal('linear', 'ties', 'dare_linear', 'dare_ties', 'cat'),
+  majoritySignMethod: literal('total', 'frequency'),
+  seed: count,
+}, { density: num({ above: 0, max: 1 }) });
 const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds }); // -1: SAMPLED_LAST_STEP
 
 const seqOutput = object(
@@ -93,15 +100,8 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     ),
     (m) => duplicateReason('outputs', m.outputs.map((o) => o.seqId)),
   ),
-  'adapter.load': object({ v: version, type: literal('adapter.load'), key: id, slot: count, dir: str() }, {
-    merge: object({
-      dirs: arrayOf(id, { minLength: 1 }),
-      weights: arrayOf(num(), { minLength: 1 }),
-      strategy: literal('linear', 'ties', 'dare_linear', 'dare_ties', 'cat'),
-      majoritySignMethod: literal('total', 'frequency'),
-      seed: count,
-    }, { density: num({ above: 0, max: 1 }) }),
-  }),
+  'adapter.load': object({ v: version, type: literal('adapter.load'), key: id, slot: count, dir: str() }, { merge: mergeRecipe }),
+  'adapter.prefetch': object({ v: version, type: literal('adapter.prefetch'), key: id, dir: str() }, { merge: mergeRecipe }),
   'adapter.loaded': object({
     v: version,
     type: literal('adapter.loaded'),

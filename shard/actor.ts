@@ -92,6 +92,12 @@ export class ShardActor {
 
     this.bus.subscribe(stepSubject(o.cluster), 'step', (msg, headers) => this.enqueue(() => this.onStep(msg, headers)));
     this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.onAdapterLoad(msg));
+    // Read ahead into the host-RAM tier (a worker thread; never the mailbox): the load that follows skips the read.
+    this.bus.subscribe(adapterSubject(o.cluster, 'prefetch'), 'adapter.prefetch', (msg) => {
+      const t0 = performance.now();
+      void this.engine.prefetchAdapter(msg.merge ? { merge: msg.merge } : msg.dir).then((ok) =>
+        o.logger.debug({ adapter: msg.key, ok, ms: Math.round(performance.now() - t0) }, 'adapter prefetched'));
+    });
     this.bus.subscribe(adapterSubject(o.cluster, 'evict'), 'adapter.evict', (msg) => {
       this.slotTicket(msg.slot);  // a load of this slot still being read is superseded
       void this.enqueue(async () => {

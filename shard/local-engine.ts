@@ -40,6 +40,8 @@ export class LocalEngine {
    * and every step's native call needs one too — a burst of adapter loads must not take them all.
    */
   private staging: Promise<unknown> = Promise.resolve();
+  /** Reads under way by host-cache key: a load that follows its prefetch waits for that read instead of another. */
+  private readonly reading = new Map<string, Promise<Parsed>>();
 
   private vocab?: TokenVocab;
 
@@ -97,19 +99,41 @@ export class LocalEngine {
    * pool (uploaded, on a GPU). installPrepared puts it in a slot; discardPrepared frees one that will not be.
    */
   async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
-    const key = typeof source === 'string' ? dirIdentity(source) : mergeKey(source.merge);
-    let parsed = this.fromHost(key);  // with its plan, once one load has made it
-    if (!parsed) {
-      const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
-        where: describe(source) };
-      const { adapter, plan } = await (this.parser ??= new AdapterParser()).prepare(
-        typeof source === 'string' ? source : source.merge, layout);
-      parsed = this.remember(key, adapter, plan);
-    }
+    const parsed = await this.readOnce(source);
     const plan = this.planned(parsed, source);
     const staged = this.staging.then(() => stageAdapter(this.model, plan));
     this.staging = staged.catch(() => undefined);
     return { source, ...parsed, plan, staged: await staged };
+  }
+
+  /**
+   * Reads an adapter into the host-RAM tier ahead of its load (the coordinator's prefetch of an adapter waiting
+   * for room), on a worker thread. True when it is there; a failure is left for the load to report.
+   */
+  async prefetchAdapter(source: AdapterSource): Promise<boolean> {
+    try {
+      await this.readOnce(source);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The adapter from the host-RAM cache, or read and planned on a worker — once per key at a time. */
+  private readOnce(source: AdapterSource): Promise<Parsed> {
+    const key = typeof source === 'string' ? dirIdentity(source) : mergeKey(source.merge);
+    const hit = this.fromHost(key);  // with its plan, once one load has made it
+    if (hit) return Promise.resolve(hit);
+    let reading = this.reading.get(key);
+    if (!reading) {
+      const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
+        where: describe(source) };
+      reading = (this.parser ??= new AdapterParser()).prepare(typeof source === 'string' ? source : source.merge, layout)
+        .then(({ adapter, plan }) => this.remember(key, adapter, plan))
+        .finally(() => this.reading.delete(key));
+      this.reading.set(key, reading);
+    }
+    return reading;
   }
 
   /** Installs a prepared adapter into a slot: quick (its parts are staged already). */

@@ -7,6 +7,8 @@
 // With a byte budget (--adapter-memory-fraction) an adapter also needs room: its size (estimated from its
 // files, then what the shards report) plus the resident ones' must fit, evicting by the same order — so many
 // small adapters share what a few worst-case slots would reserve (S-LoRA's unified adapter memory, by adapter).
+// An adapter that has to wait is prefetched — read into the shards' host-RAM tier — when it is among the
+// PREFETCH_AHEAD longest waiting, so that its load, once room is made, only stages and installs it.
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { MergeRecipe } from '../../protocol/index.js';
@@ -35,6 +37,8 @@ export interface AdapterLoaded {
 export interface AdapterLoader {
   loadAdapter(key: string, slot: number, load: LoadSpec): Promise<AdapterLoaded>;
   evictAdapter(key: string, slot: number): void;
+  /** Read it into the shards' host-RAM tier now: it waits for a slot or room, and its load will skip the read. */
+  prefetchAdapter?(key: string, load: LoadSpec): void;
 }
 
 export interface RegistryEvents {
@@ -84,12 +88,17 @@ interface Entry extends Prepared {
   lastUsed: number;
   /** When it started waiting for a slot: slots go to the longest-waiting adapter first. */
   waitingSince: number;
+  /** Asked the shards to read it into host RAM during this wait. */
+  prefetched: boolean;
   bytes: number;
   /** What it takes (or will) of one shard's byte budget: estimated from its files until a load reports it. */
   needBytes: number;
   maxRank: number;
   waiters: { resolve: () => void; reject: (e: Error) => void }[];
 }
+
+/** How many of the longest-waiting adapters are read into host RAM ahead of their loads. */
+const PREFETCH_AHEAD = 2;
 
 /** Evicted adapters remembered for the admin listing, at most this many. */
 const MAX_REMEMBERED = 10_000;
@@ -185,6 +194,16 @@ export class AdapterRegistry {
     }
   }
 
+  /** The PREFETCH_AHEAD longest-waiting adapters (`waiting` in waiting order) are read into host RAM once per wait. */
+  private prefetchWaiting(waiting: Entry[]): void {
+    if (!this.loader.prefetchAdapter) return;
+    for (const e of waiting.filter((w) => w.state === 'waiting_slot').slice(0, PREFETCH_AHEAD)) {
+      if (e.prefetched) continue;
+      e.prefetched = true;
+      this.loader.prefetchAdapter(e.key, e.load);
+    }
+  }
+
   isReady(key: string): boolean {
     return this.entries.get(key)?.state === 'ready';
   }
@@ -261,7 +280,7 @@ export class AdapterRegistry {
     let e = this.entries.get(p.key);
     if (!e) {
       e = { ...p, state: 'evicted', slot: -1, refs: 0, pinned: false, lastUsed: Date.now(), waitingSince: Date.now(), bytes: 0,
-        needBytes: p.needBytes ?? 0, maxRank: 0, waiters: [] };
+        needBytes: p.needBytes ?? 0, maxRank: 0, waiters: [], prefetched: false };
       this.entries.set(p.key, e);
       this.forgetOld();
     }
@@ -286,7 +305,7 @@ export class AdapterRegistry {
   private evict(e: Entry): void {
     this.loader.evictAdapter(e.key, e.slot);
     this.slotOwner[e.slot] = null;
-    Object.assign(e, { state: e.refs > 0 ? 'waiting_slot' : 'evicted', slot: -1, waitingSince: Date.now() });
+    Object.assign(e, { state: e.refs > 0 ? 'waiting_slot' : 'evicted', slot: -1, waitingSince: Date.now(), prefetched: false });
   }
 
   private get budget(): number {
@@ -333,10 +352,14 @@ export class AdapterRegistry {
   }
 
   private schedule(e: Entry): void {
-    if (e.state !== 'waiting_slot') e.waitingSince = Date.now();
+    if (e.state !== 'waiting_slot') Object.assign(e, { waitingSince: Date.now(), prefetched: false });
     e.state = 'waiting_slot';
     const slot = this.makeRoom(e);
-    if (slot < 0) return; // retried when a sequence finishes
+    if (slot < 0) { // retried when a sequence finishes; meanwhile its files may be read ahead
+      this.prefetchWaiting([...this.entries.values()].filter((w) => w.state === 'waiting_slot')
+        .sort((a, b) => a.waitingSince - b.waitingSince));
+      return;
+    }
     this.slotOwner[slot] = e.key;
     Object.assign(e, { slot, state: 'loading' });
     this.loader.loadAdapter(e.key, slot, e.load).then((loaded) => {

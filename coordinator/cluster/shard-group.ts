@@ -201,6 +201,12 @@ export class NatsShardGroup {
     });
   }
 
+  /** Asks every rank to read an adapter into its host-RAM tier ahead of its load (fire and forget). */
+  prefetchAdapter(key: string, load: { dir?: string; merge?: MergeRecipe }): void {
+    if (this.isReady()) this.bus.publish(adapterSubject(this.o.cluster, 'prefetch'), { v: PROTOCOL_VERSION, type: 'adapter.prefetch',
+      key, dir: load.dir ?? '', ...(load.merge ? { merge: load.merge } : {}) });
+  }
+
   evictAdapter(key: string, slot: number): void {
     if (this.isReady()) this.bus.publish(adapterSubject(this.o.cluster, 'evict'), { v: PROTOCOL_VERSION, type: 'adapter.evict', key, slot });
   }

@@ -34,6 +34,7 @@ function adapterDir(name: string, elements: number): string {
 class Loader {
   loads: string[] = [];
   evicts: string[] = [];
+  prefetches: string[] = [];
   /** What the "shards" report per adapter key (default: the estimate's element count × 2 bytes). */
   report = new Map<string, number>();
   loadAdapter(key: string, _slot: number, load: LoadSpec): Promise<AdapterLoaded> {
@@ -43,6 +44,9 @@ class Loader {
   }
   evictAdapter(key: string): void {
     this.evicts.push(key);
+  }
+  prefetchAdapter(key: string): void {
+    this.prefetches.push(key);
   }
 }
 
@@ -141,5 +145,22 @@ describe('adapter byte budget', () => {
     assert.deepEqual(loader.evicts, [a], 'the third adapter needed a slot');
     assert.ok(reg.isReady(b) && reg.isReady(c));
     assert.equal(reg.usedBytes, 200_000 + 4, 'what the shards reported for the resident ones');
+  });
+});
+
+describe('prefetch of waiting adapters', () => {
+  it('the two longest-waiting adapters are read ahead, once per wait', async () => {
+    const { reg, loader, inUse, use } = registry(0, 1);
+    const a = await use('w0', 10);
+    inUse.add(a);  // a running sequence holds the only slot
+    const b = await use('w1', 10), c = await use('w2', 10), d = await use('w3', 10);
+    assert.deepEqual(loader.prefetches, [b, c], 'the two oldest waiting, not the third');
+    reg.retryWaiting();
+    assert.deepEqual(loader.prefetches, [b, c], 'once per wait');
+    inUse.delete(a);
+    reg.release(a);  // b gets the slot; d is now among the two longest waiting
+    await new Promise((r) => setImmediate(r));
+    assert.ok(reg.isReady(b));
+    assert.deepEqual(loader.prefetches, [b, c, d]);
   });
 });

@@ -164,3 +164,23 @@ test('adapters are staged one at a time, so a burst of loads leaves libuv pool t
     engine.dispose();
   }
 });
+
+test('a prefetch reads an adapter into host RAM; a load while that read runs waits for it instead of reading again', async () => {
+  const c = loadGoldenCase('llama');
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 2 });
+  try {
+    const dir = c.adapters[0]!.dir;
+    const prefetch = engine.prefetchAdapter(dir);
+    const load = engine.prepareAdapter(dir);  // while the prefetch's read runs
+    assert.equal(await prefetch, true);
+    const prepared = await load;
+    const later = await engine.prepareAdapter(dir);
+    assert.equal(later.fromHost, true, 'in host RAM after the prefetch');
+    assert.equal(prepared.adapter, later.adapter, 'one read: the load shared the prefetch\'s adapter');
+    engine.installPrepared(0, prepared);
+    engine.discardPrepared(later);
+    assert.equal(await engine.prefetchAdapter(join(c.dir, 'no-such-adapter')), false, 'a failed prefetch is left to the load');
+  } finally {
+    engine.dispose();
+  }
+});

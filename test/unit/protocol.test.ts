@@ -36,6 +36,7 @@ function examples(): Record<MessageType, Message> {
     'adapter.loaded': { v, type: 'adapter.loaded', key: 'hub:org/a@main', slot: 0, rank: 1, bytes: 80_000_000, maxRank: 16 },
     'adapter.failed': { v, type: 'adapter.failed', key: 'hub:org/a@main', slot: 0, rank: 1, reason: 'DoRA is not supported' },
     'adapter.evict': { v, type: 'adapter.evict', key: 'hub:org/a@main', slot: 3 },
+    'adapter.prefetch': { v, type: 'adapter.prefetch', key: 'hub:org/a@main', dir: '/tmp/adapters/a' },
     'shard.ready': {
       v, type: 'shard.ready', rank: 1, worldSize: 2, pid: 1234,
       model: { architecture: 'LlamaForCausalLM', vocabSize: 32000, numLayers: 32, maxPositions: 4096, eosTokenIds: [2] },
