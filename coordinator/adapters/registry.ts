@@ -26,6 +26,8 @@ export interface AdapterLoaded {
   bytes: number;
   /** The largest rank's share (what the per-shard byte budget counts); absent: bytes. */
   rankBytes?: number;
+  /** Every rank took it from its host-RAM tier (no disk read). */
+  fromHost?: boolean;
   maxRank: number;
   hostBytes: number;
   /** Reading (or merging) and planning, beside the steps. */

@@ -58,7 +58,7 @@ export interface EngineObserver {
   /** Prompt tokens a step took from the prefix cache instead of computing them. */
   prefixCacheHits?(tokens: number): void;
   /** A load's outcome; a successful one's read and install times (the slowest rank's) where measured. */
-  adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number }): void;
+  adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
 }
 
 export class Engine implements GenerationEngine {

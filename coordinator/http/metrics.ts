@@ -21,7 +21,7 @@ export type AdapterLoadResult = 'ok' | 'failed';
 export interface EngineMetricsObserver {
   step(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
   tokens(prompt: number, generated: number): void;
-  adapterLoad(result: AdapterLoadResult, times?: { readMs?: number; installMs?: number }): void;
+  adapterLoad(result: AdapterLoadResult, times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
   prefixCacheHits(tokens: number): void;
 }
 
@@ -49,6 +49,7 @@ export class Metrics {
   readonly adapterMemory: Gauge<'kind'>;
   readonly adaptersActive: Gauge;
   readonly adapterLoads: Counter<'result'>;
+  readonly adapterLoadsFromHost: Counter;
   readonly adapterLoadSeconds: Histogram<'phase'>;
   private statsSource: (() => EngineStats) | null = null;
 
@@ -171,6 +172,12 @@ export class Metrics {
       labelNames: ['result'] as const,
       registers,
     });
+    this.adapterLoadsFromHost = new Counter({
+      name: 'weft_adapter_loads_from_host_total',
+      help: 'Successful adapter loads every shard took from its host-RAM tier (no disk read: cached, or prefetched ' +
+        'while the adapter waited for room); the rest of weft_adapter_loads_total{result="ok"} read the disk',
+      registers,
+    });
     this.adapterLoadSeconds = new Histogram({
       name: 'weft_adapter_load_seconds',
       help: 'Adapter loads by phase: read (files read or merged and planned on shard worker threads, then staged: ' +
@@ -197,6 +204,7 @@ export class Metrics {
       },
       adapterLoad: (result, times) => {
         this.adapterLoads.inc({ result });
+        if (result === 'ok' && times?.fromHost) this.adapterLoadsFromHost.inc();
         if (times?.readMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'read' }, times.readMs / 1000);
         if (times?.installMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'install' }, times.installMs / 1000);
       },

@@ -40,10 +40,11 @@ export interface ServeRow {
   /** Share of the run's prompt tokens the server took from its prefix cache (from /metrics); null: not known. */
   prefixCacheHitRate?: number | null;
   /**
-   * Adapters the server loaded during the run and their mean read (beside the steps) and install (between them:
-   * time no step ran) times, slowest rank (from /metrics); null: not known.
+   * Adapters the server loaded during the run, how many of them from the shards' host RAM (null: the server does
+   * not say), and their mean read (beside the steps) and install (between them: time no step ran) times, slowest
+   * rank (from /metrics); null: not known.
    */
-  adapterLoads?: { count: number; readMsMean: number | null; installMsMean: number | null } | null;
+  adapterLoads?: { count: number; fromHost: number | null; readMsMean: number | null; installMsMean: number | null } | null;
 }
 
 export const SERVE_DEFAULTS = { alpha: 1, promptWords: [16, 128] as const, outputTokens: [16, 64] as const,
@@ -124,7 +125,8 @@ export function serveReport(rows: ServeRow[], setup: Record<string, unknown>): R
 const fmtErrors = (e: Record<string, number>): string => Object.entries(e).map(([k, v]) => `${k}:${v}`).join(' ') || '0';
 const fmtMs = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
 const fmtLoads = (l: ServeRow['adapterLoads']): string =>
-  (l == null ? '-' : l.count === 0 ? '0' : `${l.count} (${fmtMs(l.readMsMean)} / ${fmtMs(l.installMsMean)})`);
+  (l == null ? '-' : l.count === 0 ? '0'
+    : `${l.count} (${l.fromHost ?? '-'}; ${fmtMs(l.readMsMean)} / ${fmtMs(l.installMsMean)})`);
 
 export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'adapters', value: (r) => r.adapters, digits: 0 },
@@ -136,7 +138,7 @@ export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'ITL p50 ms', value: (r) => r.itlMs.p50, digits: 1 },
   { header: 'ITL p99 ms', value: (r) => r.itlMs.p99, digits: 1 },
   { header: 'cached prompt %', value: (r) => (r.prefixCacheHitRate == null ? '-' : (100 * r.prefixCacheHitRate).toFixed(1)) },
-  { header: 'adapter loads (read / install ms)', value: (r) => fmtLoads(r.adapterLoads) },
+  { header: 'adapter loads (from host; read / install ms)', value: (r) => fmtLoads(r.adapterLoads) },
   { header: 'errors', value: (r) => fmtErrors(r.errors) },
 ];
 
@@ -144,8 +146,8 @@ export const SERVE_COLUMNS: Column<ServeRow>[] = [
 export interface ServerCounters {
   hit: number;
   prompt: number;
-  /** weft_adapter_load_seconds count and sum per phase. */
-  loads: { read: { count: number; sum: number }; install: { count: number; sum: number } } | null;
+  /** weft_adapter_load_seconds count and sum per phase, and weft_adapter_loads_from_host_total (NaN: absent). */
+  loads: { read: { count: number; sum: number }; install: { count: number; sum: number }; fromHost: number } | null;
 }
 
 /** The server's counters (GET /metrics), or null if it does not export the prompt ones. */
@@ -172,7 +174,8 @@ export function parseServerCounters(text: string): ServerCounters | null {
   const known = /^# TYPE weft_adapter_load_seconds histogram$/m.test(text);
   const zero = { count: 0, sum: 0 };
   const pick = (c: { count: number; sum: number }) => (Number.isFinite(c.count) && Number.isFinite(c.sum) ? c : zero);
-  return { hit, prompt, loads: known ? { read: pick(read), install: pick(install) } : null };
+  const fromHost = value('weft_adapter_loads_from_host_total');
+  return { hit, prompt, loads: known ? { read: pick(read), install: pick(install), fromHost } : null };
 }
 
 /** Hit rate between two serverCounters readings. */
@@ -188,7 +191,9 @@ export function adapterLoadsBetween(before: ServerCounters | null, after: Server
     const n = after.loads![p].count - before.loads![p].count;
     return n > 0 ? (1000 * (after.loads![p].sum - before.loads![p].sum)) / n : null;
   };
-  return { count: after.loads.read.count - before.loads.read.count, readMsMean: mean('read'), installMsMean: mean('install') };
+  const fromHost = after.loads.fromHost - before.loads.fromHost;
+  return { count: after.loads.read.count - before.loads.read.count, fromHost: Number.isFinite(fromHost) ? fromHost : null,
+    readMsMean: mean('read'), installMsMean: mean('install') };
 }
 
 export function formatServe(report: Report<ServeRow>): string {

@@ -49,4 +49,6 @@ test('an adapter waiting for the only slot is read ahead and then loads from hos
   assert.ok(lines.some((l) => l.msg === 'adapter prefetched' && qv(l) && l.ok === true), 'qv_r4 was read ahead');
   const loads = lines.filter((l) => l.msg === 'adapter loaded' && qv(l));
   assert.deepEqual(loads.map((l) => l.fromHost), [true], 'its first load came from host RAM (and it stayed resident)');
+  const metrics = await (await fetch(`${g.url}/metrics`)).text();
+  assert.match(metrics, /^weft_adapter_loads_from_host_total 1$/m, 'counted as a host-RAM load (all_r8 read the disk)');
 });

@@ -109,9 +109,9 @@ describe('bench baseline', () => {
 });
 
 describe('bench serve: the server counters it reads from /metrics', () => {
-  const scrape = (hit: number, prompt: number, loads?: [number, number, number, number]) => [
+  const scrape = (hit: number, prompt: number, loads?: [number, number, number, number], fromHost = 0) => [
     `weft_prefix_cache_hit_tokens_total ${hit}`, `weft_prompt_tokens_total ${prompt}`,
-    '# TYPE weft_adapter_load_seconds histogram',
+    '# TYPE weft_adapter_load_seconds histogram', `weft_adapter_loads_from_host_total ${fromHost}`,
     ...(loads ? [`weft_adapter_load_seconds_bucket{le="+Inf",phase="read"} ${loads[0]}`,
       `weft_adapter_load_seconds_sum{phase="read"} ${loads[1]}`, `weft_adapter_load_seconds_count{phase="read"} ${loads[0]}`,
       `weft_adapter_load_seconds_sum{phase="install"} ${loads[3]}`, `weft_adapter_load_seconds_count{phase="install"} ${loads[2]}`] : []),
@@ -119,13 +119,16 @@ describe('bench serve: the server counters it reads from /metrics', () => {
 
   it('prefix hits and adapter loads between two readings; a server with no loads yet counts zero', () => {
     const before = parseServerCounters(scrape(10, 100));
-    const after = parseServerCounters(scrape(40, 200, [3, 0.39, 3, 0.012]));
-    assert.deepEqual(before?.loads, { read: { count: 0, sum: 0 }, install: { count: 0, sum: 0 } });
+    const after = parseServerCounters(scrape(40, 200, [3, 0.39, 3, 0.012], 2));
+    assert.deepEqual(before?.loads, { read: { count: 0, sum: 0 }, install: { count: 0, sum: 0 }, fromHost: 0 });
     assert.equal(hitRate(before, after), 0.3);
     const loads = adapterLoadsBetween(before, after)!;
     assert.equal(loads.count, 3);
+    assert.equal(loads.fromHost, 2, 'two of them from host RAM');
     assert.ok(Math.abs(loads.readMsMean! - 130) < 1e-9 && Math.abs(loads.installMsMean! - 4) < 1e-9, JSON.stringify(loads));
-    assert.deepEqual(adapterLoadsBetween(after, after), { count: 0, readMsMean: null, installMsMean: null });
+    assert.deepEqual(adapterLoadsBetween(after, after), { count: 0, fromHost: 0, readMsMean: null, installMsMean: null });
+    const older = parseServerCounters(scrape(40, 200, [3, 0.39, 3, 0.012]).replace(/^weft_adapter_loads_from_host_total.*$/m, ''));
+    assert.equal(adapterLoadsBetween(older, older)?.fromHost, null, 'a server without the counter: not known');
   });
 
   it('a server without the adapter histogram (another engine) gives no load figures; without prompt counters, nothing', () => {
