@@ -167,11 +167,12 @@ describe('bench serve end to end (preset:tiny, a server it starts)', () => {
     for (const row of report.rows) assert.ok(row.prefixCacheHitRate > 0 && row.prefixCacheHitRate < 1, JSON.stringify(row));
     assert.match(table, /cached prompt %/);
     // Adapter loads the run caused, timed by the shards (from /metrics): none without adapters, both with 2.
-    assert.deepEqual(report.rows[0].adapterLoads, { count: 0, readMsMean: null, installMsMean: null });
+    assert.deepEqual(report.rows[0].adapterLoads, { count: 0, fromHost: 0, readMsMean: null, installMsMean: null });
     const loads = report.rows[1].adapterLoads;
     assert.equal(loads.count, 2, JSON.stringify(loads));
+    assert.equal(loads.fromHost, 0, 'first loads read the disk');
     assert.ok(loads.readMsMean > 0 && loads.installMsMean >= 0, JSON.stringify(loads));
-    assert.match(table, /adapter loads \(read \/ install ms\)/);
+    assert.match(table, /adapter loads \(from host; read \/ install ms\)/);
     assert.equal(report.setup.startedServer, true);
     assert.equal(report.setup.server.async_scheduling, true);
     assert.equal(report.setup.server.prefix_caching, true);
