@@ -37,7 +37,8 @@ struct Case {
   bool compact = false;  // segments name their entries (seg_entries) among 3·segments + 2 table entries
 };
 
-bool run(const Case& c, std::mt19937& rng) {
+bool run(const Case& c, bool early_y, std::mt19937& rng) {
+  const std::string name = c.name + (early_y ? " [early y]" : "");
   const int E = static_cast<int>(c.segs.size()), S = static_cast<int>(c.slices.size());
   // Table entries: one per segment, or (compact) segment k at entry 3k + 1 of 3E + 2, the rest empty.
   const int ET = c.compact ? 3 * E + 2 : E;
@@ -93,13 +94,16 @@ bool run(const Case& c, std::mt19937& rng) {
   a.seg_starts = seg.data();
   if (c.compact) a.seg_entries = seg_entries.data(), a.num_segments = E;
   if (!ev::supports(a)) {
-    std::printf("FAIL %s: not supported by the 16-byte expand\n", c.name.c_str());
+    std::printf("FAIL %s: not supported by the 16-byte expand\n", name.c_str());
     return false;
   }
   std::vector<float> hs(ev::smem_bytes(a) / sizeof(float));
   with_ops(c.d, [&](auto ops) {
     run_blocks(static_cast<int>(ev::col_blocks(a)), static_cast<int>(ev::row_tiles(a)), S,
-               [&](const pm::BlockIndex& ix) { ev::block<decltype(ops)>(a, ix, hs.data()); });
+               [&](const pm::BlockIndex& ix) {
+                 if (early_y) ev::block<decltype(ops), true>(a, ix, hs.data());
+                 else ev::block<decltype(ops), false>(a, ix, hs.data());
+               });
   });
 
   // Reference in double.
@@ -123,7 +127,7 @@ bool run(const Case& c, std::mt19937& rng) {
       }
     }
   }
-  return check_y(c.name, c.d, y, y0, ref, touched);
+  return check_y(name, c.d, y, y0, ref, touched);
 }
 
 }  // namespace
@@ -141,7 +145,12 @@ int main() {
        {{0, 64}, {64, 72}}, {{9, 16}, {20, 8}, {5, 32}}, false, true},
   };
   int failed = 0;
-  for (const Case& c : cases) failed += run(c, rng) ? 0 : 1;
-  std::printf("%zu cases, %d failed\n", cases.size(), failed);
+  int runs = 0;
+  for (const Case& c : cases)
+    for (bool early_y : {false, true}) {  // WEFT_SGMV_EXPAND_EARLY_Y off and on
+      failed += run(c, early_y, rng) ? 0 : 1;
+      ++runs;
+    }
+  std::printf("%d cases, %d failed\n", runs, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -8,7 +8,7 @@
 #                                     and on (fused small ops, fused decode LoRA): a side-by-side table     (~5 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
-#                                     attention, the cluster SGMV shrink, both: a side-by-side table        (~5 min)
+#                                     attention, the cluster SGMV shrink, both, both + early-y SGMV expand   (~6 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -110,12 +110,14 @@ case "$part" in
     ;;
   ab-prefill)
     # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the first tensor-core attention and one-block
-    # SGMV shrink (as measured on 2026-11-22), then the pipelined attention, the cluster shrink, and both.
+    # SGMV shrink (as measured on 2026-11-22), then the pipelined attention, the cluster shrink, both, and both
+    # with the SGMV expand loading y before h (WEFT_SGMV_EXPAND_EARLY_Y=1).
     run_ab prefill 150 "--scenario prefill" \
       "before:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=0" \
       "pipelined:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=0" \
       "cluster:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=8" \
-      "both:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8"
+      "both:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8" \
+      "both+early-y:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8 WEFT_SGMV_EXPAND_EARLY_Y=1"
     ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"

@@ -63,8 +63,9 @@ test('tensor-core SGMV shrink body (one block or a cluster per tile) == x·Aᵀ 
 
 test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/lora_expand_vec_emu.cc', []);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 5, 'every case ran');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 10, 'every case ran, y loaded late and early');
   assert.match(out, /^ok {3}compact segments: /m, 'segments naming their entries (seg_entries)');
+  assert.match(out, /^ok {3}compact segments: .*\[early y\]/m, 'WEFT_SGMV_EXPAND_EARLY_Y=1');
 });
 
 test('fused BGMV shrink + expand body (one cluster per token and slice) == y + scale·(x·Aᵀ)·Bᵀ under the emulator', { skip }, () => {

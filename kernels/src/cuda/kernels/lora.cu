@@ -247,13 +247,17 @@ template <class T> cudaError_t launch_shrink_mma(const LoraArgs& a, int cluster,
   return launch_shrink_mma<T, 1>(a, tiles, stream);
 }
 
-// SGMV expand with 16-byte y and B accesses (lora_expand_vec_body.h).
-template <class T>
+// SGMV expand with 16-byte y and B accesses (lora_expand_vec_body.h); kEarlyY: WEFT_SGMV_EXPAND_EARLY_Y=1.
+template <class T, bool kEarlyY>
 __global__ void __launch_bounds__(expand_vec::kThreads) expand_vec_kernel(LoraArgs a) {
   extern __shared__ float4 hs_vec[];
   const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
                                    static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
-  expand_vec::block<detail::DeviceOps<T>>(a, ix, reinterpret_cast<float*>(hs_vec));
+  expand_vec::block<detail::DeviceOps<T>, kEarlyY>(a, ix, reinterpret_cast<float*>(hs_vec));
+}
+bool expand_early_y() {
+  static const bool on = detail::env_equals("WEFT_SGMV_EXPAND_EARLY_Y", "1");
+  return on;
 }
 
 // WEFT_LORA_KERNELS=simt keeps the SGMV shrink and expand on the first (CUDA-core, 2-byte) kernels: A/B
@@ -337,12 +341,13 @@ cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream) {
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorNotSupported;
     } else {
+      const auto kernel = expand_early_y() ? expand_vec_kernel<T, true> : expand_vec_kernel<T, false>;
       if (smem > 48 * 1024) {
-        const cudaError_t err = cudaFuncSetAttribute(expand_vec_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                      static_cast<int>(smem));
         if (err != cudaSuccess) return err;
       }
-      expand_vec_kernel<T><<<grid, expand_vec::kThreads, smem, stream>>>(a);
+      kernel<<<grid, expand_vec::kThreads, smem, stream>>>(a);
       return cudaGetLastError();
     }
   });

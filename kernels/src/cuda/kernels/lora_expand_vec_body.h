@@ -32,8 +32,11 @@ inline int64_t row_tiles(const LoraArgs& a) { return sgmv::row_tiles(a, kRows); 
 inline int64_t col_blocks(const LoraArgs& a) { return (a.max_out_len + kCols - 1) / kCols; }
 inline size_t smem_bytes(const LoraArgs& a) { return sizeof(float) * kRows * a.max_rank; }
 
-// Block (x = column block, y = row tile, z = slice); hs: shared [kRows][rank] fp32.
-template <class Ops>
+// Block (x = column block, y = row tile, z = slice); hs: shared [kRows][rank] fp32. kEarlyY: the thread's y rows
+// are loaded first, before h is staged (they do not depend on it: one memory round trip off the critical path,
+// and y is what prefill's expand is bound by) — at the price of registers (126 -> 154 on sm_90a, 3 blocks per SM
+// instead of 4). Opt-in (WEFT_SGMV_EXPAND_EARLY_Y=1) until measured on a GPU; the same arithmetic either way.
+template <class Ops, bool kEarlyY = false>
 WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, float* hs) {
   const sgmv::Tile w = sgmv::tile_of(a, ix.y, kRows);
   if (w.r1 <= w.r0) return;  // block-uniform, before the barrier
@@ -42,17 +45,25 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
   if (!sgmv::live(a, ei)) return;
   const int rank = a.rank[ei];
   const int nrows = w.r1 - w.r0;
+  const int out_len = a.out_len[slice], off = a.out_offset[slice];
+  const int o0 = (ix.x * kThreads + ix.thread) * kPer;
+  const int n = o0 < out_len ? (out_len - o0 < kPer ? out_len - o0 : kPer) : 0;  // 0: no outputs for this thread
+  const bool vec = n == kPer && rank % 8 == 0 && off % 8 == 0 && (reinterpret_cast<uintptr_t>(a.b[ei]) & 15u) == 0;
+  uint16_t* y = static_cast<uint16_t*>(a.y) + static_cast<int64_t>(w.r0) * a.y_stride + off + o0;
+  alignas(16) uint16_t yw[kRows][kPer];  // every row's load before any store (the compiler cannot reorder them)
+  auto load_y = [&] {
+    WEFT_UNROLL
+    for (int r = 0; r < kRows; ++r)
+      if (r < nrows) Ops::copy16(yw[r], y + static_cast<int64_t>(r) * a.y_stride);
+  };
+  if (kEarlyY && vec) load_y();
   for (int i = ix.thread; i < kRows * rank; i += kThreads) {
     const int r = i / rank, k = i % rank;
     hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
   }
   Ops::sync();
-  const int out_len = a.out_len[slice], off = a.out_offset[slice];
-  const int o0 = (ix.x * kThreads + ix.thread) * kPer;
-  if (o0 >= out_len) return;  // no barrier follows
-  const int n = out_len - o0 < kPer ? out_len - o0 : kPer;
+  if (n == 0) return;  // no barrier follows
   const uint16_t* B = static_cast<const uint16_t*>(a.b[ei]) + static_cast<int64_t>(o0) * rank;
-  const bool vec = n == kPer && rank % 8 == 0 && off % 8 == 0 && (reinterpret_cast<uintptr_t>(a.b[ei]) & 15u) == 0;
   const float scale = a.scale[ei];
 
   // Constant trip counts with guards inside, so the accumulators stay in registers once unrolled.
@@ -83,12 +94,8 @@ WEFT_MMA_HD void block(const LoraArgs& a, const prefill_mma::BlockIndex& ix, flo
     }
   }
 
-  uint16_t* y = static_cast<uint16_t*>(a.y) + static_cast<int64_t>(w.r0) * a.y_stride + off + o0;
   if (vec) {
-    alignas(16) uint16_t yw[kRows][kPer];  // every row's load before any store (the compiler cannot reorder them)
-    WEFT_UNROLL
-    for (int r = 0; r < kRows; ++r)
-      if (r < nrows) Ops::copy16(yw[r], y + static_cast<int64_t>(r) * a.y_stride);
+    if (!kEarlyY) load_y();
     WEFT_UNROLL
     for (int r = 0; r < kRows; ++r) {
       if (r >= nrows) break;
