@@ -46,6 +46,8 @@ export interface AdapterLoader {
 export interface RegistryEvents {
   ready(key: string, loaded?: AdapterLoaded): void;
   failed(key: string, reason: string): void;
+  /** The shards were asked to read a waiting adapter into host RAM ahead of its load. */
+  prefetched?(key: string): void;
 }
 
 export interface RegistryOptions {
@@ -203,6 +205,7 @@ export class AdapterRegistry {
       if (e.prefetched) continue;
       e.prefetched = true;
       this.loader.prefetchAdapter(e.key, e.load);
+      this.events.prefetched?.(e.key);
     }
   }
 

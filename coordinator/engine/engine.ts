@@ -59,6 +59,8 @@ export interface EngineObserver {
   prefixCacheHits?(tokens: number): void;
   /** A load's outcome; a successful one's read and install times (the slowest rank's) where measured. */
   adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
+  /** A waiting adapter's files are being read into the shards' host RAM ahead of its load. */
+  adapterPrefetch?(): void;
 }
 
 export class Engine implements GenerationEngine {
@@ -82,6 +84,7 @@ export class Engine implements GenerationEngine {
     this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots }, group, {
       ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
+      prefetched: () => observer.adapterPrefetch?.(),
       inUse: (key) => this.scheduler.adapterInUse(key),
     });
     const reg = this.registry;

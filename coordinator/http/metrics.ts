@@ -22,6 +22,7 @@ export interface EngineMetricsObserver {
   step(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
   tokens(prompt: number, generated: number): void;
   adapterLoad(result: AdapterLoadResult, times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
+  adapterPrefetch(): void;
   prefixCacheHits(tokens: number): void;
 }
 
@@ -50,6 +51,7 @@ export class Metrics {
   readonly adaptersActive: Gauge;
   readonly adapterLoads: Counter<'result'>;
   readonly adapterLoadsFromHost: Counter;
+  readonly adapterPrefetches: Counter;
   readonly adapterLoadSeconds: Histogram<'phase'>;
   private statsSource: (() => EngineStats) | null = null;
 
@@ -172,6 +174,12 @@ export class Metrics {
       labelNames: ['result'] as const,
       registers,
     });
+    this.adapterPrefetches = new Counter({
+      name: 'weft_adapter_prefetches_total',
+      help: 'Waiting adapters (no slot or no room yet) whose files the shards were asked to read into host RAM ahead ' +
+        'of their loads',
+      registers,
+    });
     this.adapterLoadsFromHost = new Counter({
       name: 'weft_adapter_loads_from_host_total',
       help: 'Successful adapter loads every shard took from its host-RAM tier (no disk read: cached, or prefetched ' +
@@ -208,6 +216,7 @@ export class Metrics {
         if (times?.readMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'read' }, times.readMs / 1000);
         if (times?.installMs !== undefined) this.adapterLoadSeconds.observe({ phase: 'install' }, times.installMs / 1000);
       },
+      adapterPrefetch: () => this.adapterPrefetches.inc(),
       prefixCacheHits: (tokens) => this.prefixCacheHitTokens.inc(tokens),
     };
   }

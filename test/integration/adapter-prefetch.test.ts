@@ -51,4 +51,5 @@ test('an adapter waiting for the only slot is read ahead and then loads from hos
   assert.deepEqual(loads.map((l) => l.fromHost), [true], 'its first load came from host RAM (and it stayed resident)');
   const metrics = await (await fetch(`${g.url}/metrics`)).text();
   assert.match(metrics, /^weft_adapter_loads_from_host_total 1$/m, 'counted as a host-RAM load (all_r8 read the disk)');
+  assert.match(metrics, /^weft_adapter_prefetches_total 1$/m);
 });
