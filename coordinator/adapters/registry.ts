@@ -190,18 +190,21 @@ export class AdapterRegistry {
 
   /** Slots may have become evictable (sequences finished): give them to adapters waiting for one. */
   retryWaiting(): void {
-    const waiting = [...this.entries.values()].filter((e) => e.state === 'waiting_slot')
-      .sort((a, b) => a.waitingSince - b.waitingSince);
-    for (const e of waiting) {
+    for (const e of this.waitingOldestFirst()) {
       this.schedule(e);
       if (e.state === 'waiting_slot') return; // no slot for the oldest: don't let younger ones jump it
     }
   }
 
-  /** The PREFETCH_AHEAD longest-waiting adapters (`waiting` in waiting order) are read into host RAM once per wait. */
-  private prefetchWaiting(waiting: Entry[]): void {
+  /** Adapters waiting for a slot or room, longest-waiting first (slots go to them in this order). */
+  private waitingOldestFirst(): Entry[] {
+    return [...this.entries.values()].filter((e) => e.state === 'waiting_slot').sort((a, b) => a.waitingSince - b.waitingSince);
+  }
+
+  /** The PREFETCH_AHEAD longest-waiting adapters are read into host RAM, once per wait. */
+  private prefetchWaiting(): void {
     if (!this.loader.prefetchAdapter) return;
-    for (const e of waiting.filter((w) => w.state === 'waiting_slot').slice(0, PREFETCH_AHEAD)) {
+    for (const e of this.waitingOldestFirst().slice(0, PREFETCH_AHEAD)) {
       if (e.prefetched) continue;
       e.prefetched = true;
       this.loader.prefetchAdapter(e.key, e.load);
@@ -361,8 +364,7 @@ export class AdapterRegistry {
     e.state = 'waiting_slot';
     const slot = this.makeRoom(e);
     if (slot < 0) { // retried when a sequence finishes; meanwhile its files may be read ahead
-      this.prefetchWaiting([...this.entries.values()].filter((w) => w.state === 'waiting_slot')
-        .sort((a, b) => a.waitingSince - b.waitingSince));
+      this.prefetchWaiting();
       return;
     }
     this.slotOwner[slot] = e.key;

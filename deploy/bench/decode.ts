@@ -6,7 +6,7 @@ import { EngineDriver, slotFor } from './engine-steps.js';
 import { measureCopyBandwidth, measureCudaCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
-import { formatOpBreakdown, profileSteps, type OpShare } from './op-breakdown.js';
+import { profileSteps, withOpBreakdown, type OpShare } from './op-breakdown.js';
 import { median, percentile } from './stats.js';
 
 export interface DecodeOptions {
@@ -201,9 +201,5 @@ export const DECODE_COLUMNS: Column<DecodeRow>[] = [
 export function formatDecode(report: Report<DecodeRow>): string {
   const cases = report.rows.filter((r) => r.ops).map((r) => ({
     label: `batch ${r.batch} × ${r.adapters} adapters${r.adapters ? ` r${r.rank}` : ''}, ctx ${r.context}`, ops: r.ops! }));
-  const table = formatTable(report.rows, DECODE_COLUMNS);
-  return cases.length ? `${table}
-
-Where a step's time goes (op profile):
-${formatOpBreakdown(cases)}` : table;
+  return withOpBreakdown(formatTable(report.rows, DECODE_COLUMNS), cases);
 }

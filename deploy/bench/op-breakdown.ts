@@ -47,6 +47,11 @@ const OP_COLUMNS: Column<OpShare & { case: string }>[] = [
   { header: '% of step', value: (r) => r.pct, digits: 1 },
 ];
 
+/** A scenario's table, then (when any case was profiled) the op breakdown under it. */
+export function withOpBreakdown(table: string, cases: readonly { label: string; ops: readonly OpShare[] }[]): string {
+  return cases.length ? `${table}\n\nWhere a step's time goes (op profile):\n${formatOpBreakdown(cases)}` : table;
+}
+
 /** One table: per case its `top` largest ops, the rest summed as "(other ops)". */
 export function formatOpBreakdown(cases: readonly { label: string; ops: readonly OpShare[] }[], top = 12): string {
   const rows = cases.flatMap(({ label, ops }) => {

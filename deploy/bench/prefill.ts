@@ -5,7 +5,7 @@ import { EngineDriver } from './engine-steps.js';
 import { measureCudaGemmRate, measureGemmRate } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { formatTable, hostDevice, type Column, type Report } from './report.js';
-import { formatOpBreakdown, profileSteps, type OpShare } from './op-breakdown.js';
+import { profileSteps, withOpBreakdown, type OpShare } from './op-breakdown.js';
 import { median } from './stats.js';
 
 export interface PrefillOptions {
@@ -114,9 +114,5 @@ export const PREFILL_COLUMNS: Column<PrefillRow>[] = [
 export function formatPrefill(report: Report<PrefillRow>): string {
   const cases = report.rows.filter((r) => r.ops).map((r) => ({
     label: `${r.tokens} tokens, ${r.adapters ? `r${r.rank} adapter` : 'base'}`, ops: r.ops! }));
-  const table = formatTable(report.rows, PREFILL_COLUMNS);
-  return cases.length ? `${table}
-
-Where a step's time goes (op profile):
-${formatOpBreakdown(cases)}` : table;
+  return withOpBreakdown(formatTable(report.rows, PREFILL_COLUMNS), cases);
 }

@@ -10,6 +10,7 @@
 #include "cpu/parallel.h"
 #include "model/model.h"
 #include "napi/addon_data.h"
+#include "napi/async_call.h"
 #include "napi/collective_wrap.h"
 #include "napi/staged_adapter_wrap.h"
 #include "napi/util.h"
@@ -115,42 +116,6 @@ Batch parse_batch(const Napi::Object& o) {
     b.seqs.push_back(std::move(bs));
   }
   return b;
-}
-
-// Runs `run` (a step of the executor) on the libuv thread pool and settles a promise with `to_js` of its
-// result on the JS thread. Errors become a rejection "forward failed: <reason>".
-template <class Result>
-class StepWorker : public Napi::AsyncWorker {
- public:
-  using Run = std::function<Result()>;
-  using ToJs = std::function<Napi::Value(Napi::Env, const Result&)>;
-  StepWorker(Napi::Env env, Run run, ToJs to_js)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
-        to_js_(std::move(to_js)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      result_ = run_();
-    } catch (const std::exception& e) {
-      SetError(std::string("forward failed: ") + e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(to_js_(Env(), result_)); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Run run_;
-  ToJs to_js_;
-  Result result_{};
-};
-
-template <class Result>
-Napi::Promise queue_step(Napi::Env env, typename StepWorker<Result>::Run run, typename StepWorker<Result>::ToJs to_js) {
-  auto* worker = new StepWorker<Result>(env, std::move(run), std::move(to_js));  // deleted by node-addon-api when done
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
 }
 
 // rows: one {temperature, topK, topP, typicalP, repetitionPenalty, doSample, seed, drawIndex, penaltyTokens,
@@ -268,13 +233,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward(batch): batch must be an object");
     live(env);
     auto batch = std::make_shared<Batch>(parse_batch(info[0].As<Napi::Object>()));
-    return queue_step<std::vector<float>>(
+    return queue_call<std::vector<float>>(
         env, [model = model_, batch] { return model->forward(*batch); },
-        [](Napi::Env e, const std::vector<float>& logits) -> Napi::Value {
+        [](Napi::Env e, std::vector<float>& logits) -> Napi::Value {
           auto out = Napi::Float32Array::New(e, logits.size());
           std::copy(logits.begin(), logits.end(), out.Data());
           return out;
-        });
+        },
+        "forward failed: ");
   }
   Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -282,13 +248,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     live(env);
     auto batch = std::make_shared<Batch>(parse_batch(info[0].As<Napi::Object>()));
     auto rows = std::make_shared<std::vector<RowSampling>>(parse_rows(info[1]));
-    return queue_step<std::vector<cpu::SampleResult>>(
+    return queue_call<std::vector<cpu::SampleResult>>(
         env, [model = model_, batch, rows] { return model->forward_sample(*batch, *rows); },
-        [](Napi::Env e, const std::vector<cpu::SampleResult>& out) -> Napi::Value {
+        [](Napi::Env e, std::vector<cpu::SampleResult>& out) -> Napi::Value {
           Napi::Array arr = Napi::Array::New(e, out.size());
           for (size_t i = 0; i < out.size(); ++i) arr.Set(static_cast<uint32_t>(i), sample_result(e, out[i]));
           return arr;
-        });
+        },
+        "forward failed: ");
   }
   Napi::Value SetOpProfile(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "napi/addon_data.h"
+#include "napi/async_call.h"
 #include "napi/util.h"
 
 namespace weft::napi {
@@ -69,39 +70,15 @@ std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v) {
   return parts;
 }
 
-namespace {
-
-class StageWorker : public Napi::AsyncWorker {
- public:
-  StageWorker(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)),
-        refs_(parse_lora_parts(parts)), keep_(Napi::Persistent(parts.As<Napi::Object>())) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      staged_ = model_->stage_adapter(refs_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(StagedAdapterWrap::Make(Env(), model_, std::move(staged_))); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<ModelExecutor> model_;
-  std::vector<LoraPartRef> refs_;
-  Napi::ObjectReference keep_;  // the parts (and so their arrays) stay alive until the stage is done
-  std::unique_ptr<StagedAdapter> staged_;
-};
-
-}  // namespace
-
 Napi::Promise stage_adapter_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts) {
-  auto* worker = new StageWorker(env, std::move(model), parts);  // deleted by node-addon-api when done
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
+  auto refs = std::make_shared<std::vector<LoraPartRef>>(parse_lora_parts(parts));
+  // The parts (and so their arrays) stay alive until the stage is done; released on the JS thread with the call.
+  auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(parts.As<Napi::Object>()));
+  return queue_call<std::unique_ptr<StagedAdapter>>(
+      env, [model, refs, keep] { return model->stage_adapter(*refs); },
+      [model](Napi::Env e, std::unique_ptr<StagedAdapter>& staged) -> Napi::Value {
+        return StagedAdapterWrap::Make(e, model, std::move(staged));
+      });
 }
 
 }  // namespace weft::napi

@@ -42,7 +42,6 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
   }
   blob_.ensure(at);
   std::memset(blob_.as<uint8_t>(), 0, at);
-  blob_bytes_ = at;
   for (int t = 0; t < num_tables_; ++t) {
     const std::vector<Slice> s = slices_of(module_of(t));
     for (size_t k = 0; k < s.size(); ++k) {
@@ -51,7 +50,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     }
   }
   dirty_.assign(static_cast<size_t>(num_tables_), true);
-  device_.allocate(blob_bytes_);
+  device_.allocate(blob_.bytes());
   slots_.resize(static_cast<size_t>(entries_));
   const char* d = device_.as<const char>();
   for (int t = 0; t < num_tables_; ++t) {

@@ -110,7 +110,6 @@ class LoraStore {
   std::vector<Layout> layouts_;
   // Host mirror of every table, page-locked: sync_tables copies it without waiting (see there).
   PinnedBuffer blob_;
-  size_t blob_bytes_ = 0;
   std::vector<bool> dirty_;
   bool any_dirty_ = true;
   DeviceBuffer device_;
