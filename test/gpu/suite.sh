@@ -64,7 +64,12 @@ case "$part" in
     rm -f "$FALLBACK"
     step kernels 180 bash test/gpu/run.sh
     grep -E "FAIL|passed" "$OUT/kernels.log" | tail -12
-    grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log" && echo WEFT_PREFILL_ATTENTION=simt >> "$FALLBACK"
+    # The pipelined prefill attention (default) failing: the first tensor-core kernel; that one failing too: CUDA cores.
+    if grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
+      echo WEFT_PREFILL_ATTENTION=simt >> "$FALLBACK"
+    elif grep -q '^FAIL prefill.*\[pipelined\]' "$OUT/kernels.log"; then
+      echo WEFT_PREFILL_ATTENTION=mma >> "$FALLBACK"
+    fi
     # The tensor-core shrink failing with one block per tile too: the CUDA-core LoRA kernels; failing only in
     # clusters (the sm_90 default): one block per tile.
     if grep -q '^FAIL sgmv.*\[mma shrink cluster 1[],]' "$OUT/kernels.log"; then
@@ -84,10 +89,10 @@ case "$part" in
     # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
     step node-gpu-fused 200 env WEFT_LORA_FUSED=1 node test/run.mjs gpu/model-golden
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-fused.log" | head -10
-    # And with the opt-in pipelined prefill attention (unless its kernel test failed).
-    if ! grep -q '^FAIL prefill.*\[pipelined\]' "$OUT/kernels.log"; then
-      step node-gpu-pipelined 200 env WEFT_PREFILL_ATTENTION=pipelined node test/run.mjs gpu/model-golden
-      grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pipelined.log" | head -10
+    # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
+    if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
+      step node-gpu-first-mma 200 env WEFT_PREFILL_ATTENTION=mma node test/run.mjs gpu/model-golden
+      grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-first-mma.log" | head -10
     fi
     ;;
   decode)
@@ -105,8 +110,8 @@ case "$part" in
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.
     run_ab decode 200 "--scenario decode --batch 1,8,32 --adapters 0,32 --context 512" \
-      "cublaslt:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=0" \
-      "skinny:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=1"
+      "cublaslt:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=0" \
+      "skinny:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=1"
     ;;
   ab-prefill)
     # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the first tensor-core attention and one-block

@@ -32,7 +32,7 @@
 //                  64-key tiles, P·V with P as a bf16 hi + lo pair); the body also runs under the host warp
 //                  emulator in test/emulated/ (npm test), so it is tested where no GPU is. prefill_pipelined_body.h:
 //                  the same algorithm with cp.async double-buffered K/V stages, ldmatrix fragments and causal
-//                  column skipping (WEFT_PREFILL_ATTENTION=pipelined until measured on a GPU).
+//                  column skipping (the default since measured on an H100; WEFT_PREFILL_ATTENTION=mma: the first).
 // - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
 //                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
 //                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
@@ -154,7 +154,7 @@ cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, siz
                                    cudaStream_t stream);
 // Prefill (and mixed batches): causal over the cache, K/V of this step already written. Picks the tensor-core
 // kernel where it applies (bf16/fp16, head_dim a multiple of 16 up to 128, sm_80+; WEFT_PREFILL_ATTENTION=simt
-// turns it off, =pipelined picks the pipelined tensor-core kernel), else the CUDA-core one. The named kernels
+// turns it off, =mma picks the first tensor-core kernel instead of the pipelined one), else the CUDA-core one. The named kernels
 // are callable directly (tests, benchmarks); the two tensor-core ones take the same shapes.
 cudaError_t paged_attention_prefill(const PagedAttention& a, cudaStream_t stream);
 cudaError_t paged_attention_prefill_simt(const PagedAttention& a, cudaStream_t stream);
