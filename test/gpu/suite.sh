@@ -4,8 +4,8 @@
 #   bash test/gpu/suite.sh tests      CUDA kernel tests vs the CPU backend + GPU executor/golden/HTTP tests   (~2 min)
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
-#   bash test/gpu/suite.sh ab-decode  batch 32/128 x adapters 0/32/128 with the engine's opt-in/new switches off
-#                                     and on (fused small ops, fused decode LoRA): a side-by-side table     (~5 min)
+#   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128 with the BGMV shrink's two kernels
+#                                     (a warp per rank row; a block splitting `in`): a side-by-side table  (~4 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
 #                                     attention, the cluster SGMV shrink, both, both + early-y SGMV expand   (~6 min)
@@ -100,12 +100,12 @@ case "$part" in
     tail -25 "$OUT/decode.log"
     ;;
   ab-decode)
-    # Engine switches side by side at the decode goal's points, the first run as measured on 2026-11-22's H100
-    # (separate small kernels, two-launch LoRA): deploy/bench/ab-table.js prints each variant against it.
-    run_ab decode 200 "--scenario decode --batch 32,128 --adapters 0,32,128 --context 512" \
-      "before:WEFT_FUSED_SMALL_OPS=0 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=0" \
-      "small-ops:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=0" \
-      "lora-fused:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=1 WEFT_SKINNY_GEMM=0"
+    # Engine switches side by side at the decode goal's points, the first run the configuration measured on
+    # 2026-11-23's H100 (a warp per rank row in the BGMV shrink): deploy/bench/ab-table.js prints each variant
+    # against it. (2026-11-23 also measured fused small ops -1.7..-2.4 %, now default, and WEFT_LORA_FUSED=1 +19 %.)
+    run_ab decode 200 "--scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512" \
+      "warp-shrink:WEFT_BGMV_SHRINK=warp" \
+      "split-shrink:WEFT_BGMV_SHRINK=split"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.

@@ -127,7 +127,16 @@ void run(const Case& c, int cluster, std::mt19937& rng) {
         expect_close(name + " [fused cluster]", download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
         CK(cudaMemcpy(dy.get(), upload(y, c.d).get(), dy.bytes(), cudaMemcpyDeviceToDevice));  // y as it was
       }
-      CK(wc::lora_bgmv_shrink(a, nullptr));
+      // The split shrink (16-bit: the default) then the expand, on a copy of y too.
+      const cudaError_t split = wc::lora_bgmv_shrink_split(a, nullptr);
+      if (split != cudaErrorNotSupported) {
+        CK(split);
+        CK(wc::lora_bgmv_expand(a, nullptr));
+        CK(cudaDeviceSynchronize());
+        expect_close(name + " [split shrink]", download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
+        CK(cudaMemcpy(dy.get(), upload(y, c.d).get(), dy.bytes(), cudaMemcpyDeviceToDevice));  // y as it was
+      }
+      CK(wc::lora_bgmv_shrink_warp(a, nullptr));  // then the first kernel: the case's own line
       CK(wc::lora_bgmv_expand(a, nullptr));
     } else {
       // Compact segments first (as a step plans them: only entries with rows, each naming its entry), on y as is.
@@ -242,6 +251,8 @@ void run_lora_tests(std::mt19937& rng) {
       {"sgmv 16 tokens, 1 adapter, in 4112 (odd number of 16s) r64 f16", f16, 16, 4112, 0, {{0, 512}}, {64}, 64,
        false, {16}, {}},
       {"bgmv zipf decode qkv bf16", bf16, 32, 4096, 0, qkv, {16, 8, 32, 64}, 64, true, {}, zipf, 8},
+      {"bgmv down-like in 11008, x row padding, ranks 16/8 f16", f16, 9, 11008, 8, {{0, 4096}}, {16, 8}, 16, true,
+       {}, {0, 1, 2, -1, 3, 0, 1, 2, 3}, 4},
       {"bgmv distinct f32", f32, 8, 2048, 0, {{0, 2048}}, {16, 8}, 16, true, {}, {0, 1, 2, 3, 4, 5, 6, 7}, 8},
       {"bgmv lm_head-like 32000 out f32", f32, 4, 512, 0, {{0, 32000}}, {8}, 8, true, {}, {1, 0, -1, 1}, 2},
       {"bgmv unaligned weights, rank 12 bf16", bf16, 5, 1000, 0, {{0, 999}}, {12, 7}, 16, true, {},

@@ -8,6 +8,8 @@
 // - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ;
 // - the decode-sized GEMM (skinny_gemm_emu.cc: weights as the MMA's A operand, 16-byte loads with the k order
 //   permuted on both operands) against a double-precision x·Wᵀ + bias, and its rows bit for bit across M;
+// - the split BGMV shrink (lora_shrink_split_emu.cc: 128 threads split `in`, fixed-order reduction) against a
+//   double-precision x·Aᵀ, each token alone bit for bit;
 // - the fused decode LoRA (lora_bgmv_fused_emu.cc: a thread-block cluster per token and slice, its barrier
 //   and distributed shared memory emulated) against a double-precision y + scale·(x·Aᵀ)·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
@@ -66,6 +68,12 @@ test('16-byte SGMV expand body == y + scale·h·Bᵀ per segment under the warp 
   assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 10, 'every case ran, y loaded late and early');
   assert.match(out, /^ok {3}compact segments: /m, 'segments naming their entries (seg_entries)');
   assert.match(out, /^ok {3}compact segments: .*\[early y\]/m, 'WEFT_SGMV_EXPAND_EARLY_Y=1');
+});
+
+test('split BGMV shrink body (a block splits `in`) == x·Aᵀ per token, each token alone the same bits, under the emulator', { skip }, () => {
+  const out = buildAndRun('test/emulated/lora_shrink_split_emu.cc', []);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 6, 'every case ran');
+  assert.match(out, /^ok {3}down-like: in 11008/m, 'the down projection\'s `in`');
 });
 
 test('fused BGMV shrink + expand body (one cluster per token and slice) == y + scale·(x·Aᵀ)·Bᵀ under the emulator', { skip }, () => {

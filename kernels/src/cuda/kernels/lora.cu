@@ -7,6 +7,7 @@
 #include "common.cuh"
 #include "lora_expand_vec_body.h"
 #include "lora_shrink_mma_body.h"
+#include "lora_shrink_split_body.h"
 #include "mma_device_ops.cuh"
 #include "sgmv_tiles.h"
 
@@ -260,6 +261,22 @@ bool expand_early_y() {
   return on;
 }
 
+// BGMV shrink with `in` split across the block (lora_shrink_split_body.h): about one memory round trip per block
+// instead of one per 1,024 elements of `in` per warp. Lets the expand start at once, like the first kernel.
+template <class T>
+__global__ void __launch_bounds__(shrink_split::kThreads) shrink_split_kernel(LoraArgs a) {
+  __shared__ float red[shrink_split::kRedFloats];
+  allow_dependents_to_start();
+  const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
+                                   static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
+  shrink_split::block<detail::DeviceOps<T>>(a, ix, red);
+}
+// WEFT_BGMV_SHRINK=warp keeps a decode step's shrink on the first kernel (one warp per rank row): A/B measurements.
+bool bgmv_shrink_split() {
+  static const bool v = !detail::env_equals("WEFT_BGMV_SHRINK", "warp");
+  return v;
+}
+
 // WEFT_LORA_KERNELS=simt keeps the SGMV shrink and expand on the first (CUDA-core, 2-byte) kernels: A/B
 // measurements, or a way around a problem with the newer ones on a new GPU without rebuilding.
 bool simt_only() {
@@ -358,7 +375,21 @@ cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream) {
   return lora_sgmv_expand_simt(a, stream);
 }
 cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream) { return launch<false, true>(a, stream); }
-cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream) { return launch<true, false>(a, stream); }
+cudaError_t lora_bgmv_shrink_warp(const LoraArgs& a, cudaStream_t stream) { return launch<true, false>(a, stream); }
+cudaError_t lora_bgmv_shrink_split(const LoraArgs& a, cudaStream_t stream) {
+  if (!valid(a, false) || a.tokens > 65535) return cudaErrorInvalidValue;
+  if (!shrink_split::supports(a)) return cudaErrorNotSupported;
+  if (a.tokens == 0 || a.num_entries == 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(shrink_split::rank_chunks(a)), static_cast<unsigned>(a.tokens), a.num_slices);
+  if (a.dtype == DType::kBF16) shrink_split_kernel<__nv_bfloat16><<<grid, shrink_split::kThreads, 0, stream>>>(a);
+  else shrink_split_kernel<__half><<<grid, shrink_split::kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+// By dtype and an environment switch only, never by the step's rows (a token's h must not depend on the batch).
+cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream) {
+  if (bgmv_shrink_split() && shrink_split::supports(a)) return lora_bgmv_shrink_split(a, stream);
+  return lora_bgmv_shrink_warp(a, stream);
+}
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream) { return launch<false, false>(a, stream); }
 
 }  // namespace weft::cuda
