@@ -4,8 +4,8 @@
 #   bash test/gpu/suite.sh tests      CUDA kernel tests vs the CPU backend + GPU executor/golden/HTTP tests   (~2 min)
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
-#   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128 with the BGMV shrink's two kernels
-#                                     (a warp per rank row; a block splitting `in`): a side-by-side table  (~4 min)
+#   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128, LoRA after the base GEMMs vs its
+#                                     shrinks beside them (WEFT_LORA_OVERLAP=1): a side-by-side table     (~4 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
 #                                     attention, the cluster SGMV shrink, both, both + early-y SGMV expand   (~6 min)
@@ -89,6 +89,9 @@ case "$part" in
     # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
     step node-gpu-fused 200 env WEFT_LORA_FUSED=1 node test/run.mjs gpu/model-golden
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-fused.log" | head -10
+    # With the LoRA shrinks on a second stream beside the base GEMMs (opt-in): golden, and graphs vs eager.
+    step node-gpu-overlap 200 env WEFT_LORA_OVERLAP=1 node test/run.mjs gpu/model-golden gpu/model-parity
+    grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-overlap.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
       step node-gpu-first-mma 200 env WEFT_PREFILL_ATTENTION=mma node test/run.mjs gpu/model-golden
@@ -100,12 +103,13 @@ case "$part" in
     tail -25 "$OUT/decode.log"
     ;;
   ab-decode)
-    # Engine switches side by side at the decode goal's points, the first run the configuration measured on
-    # 2026-11-23's H100 (a warp per rank row in the BGMV shrink): deploy/bench/ab-table.js prints each variant
-    # against it. (2026-11-23 also measured fused small ops -1.7..-2.4 %, now default, and WEFT_LORA_FUSED=1 +19 %.)
+    # Engine switches side by side at the decode goal's points, the first run the default configuration:
+    # deploy/bench/ab-table.js prints each variant against it. Now: the LoRA shrinks beside the base GEMMs
+    # (WEFT_LORA_OVERLAP=1). Measured on 2026-11-23's H100: fused small ops -1.7..-2.4 % (default),
+    # WEFT_LORA_FUSED=1 +19..27 %, WEFT_BGMV_SHRINK=split within noise (both opt-in).
     run_ab decode 200 "--scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512" \
-      "warp-shrink:WEFT_BGMV_SHRINK=warp" \
-      "split-shrink:WEFT_BGMV_SHRINK=split"
+      "after:WEFT_LORA_OVERLAP=0" \
+      "overlap:WEFT_LORA_OVERLAP=1"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.

@@ -127,7 +127,7 @@ void run(const Case& c, int cluster, std::mt19937& rng) {
         expect_close(name + " [fused cluster]", download(dy.get(), y.size(), c.d), ref, tol_for(c.d));
         CK(cudaMemcpy(dy.get(), upload(y, c.d).get(), dy.bytes(), cudaMemcpyDeviceToDevice));  // y as it was
       }
-      // The split shrink (16-bit: the default) then the expand, on a copy of y too.
+      // The split shrink (16-bit, WEFT_BGMV_SHRINK=split) then the expand, on a copy of y too.
       const cudaError_t split = wc::lora_bgmv_shrink_split(a, nullptr);
       if (split != cudaErrorNotSupported) {
         CK(split);

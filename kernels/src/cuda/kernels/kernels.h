@@ -200,12 +200,15 @@ cudaError_t lora_sgmv_shrink_mma(const LoraArgs& a, cudaStream_t stream, int clu
 cudaError_t lora_sgmv_expand(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_expand_simt(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_sgmv_expand_vec(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use simt
-// BGMV shrink: for 16-bit data the split kernel (lora_shrink_split_body.h: a block of 128 threads splits `in`,
-// 4 ranks per block; WEFT_BGMV_SHRINK=warp turns it off), else the first (one warp per rank row walks `in`).
+// BGMV shrink: one warp per rank row walks `in`; with WEFT_BGMV_SHRINK=split (16-bit data) the split kernel
+// (lora_shrink_split_body.h: a block of 128 threads splits `in`, 4 ranks per block) — measured no faster.
 cudaError_t lora_bgmv_shrink(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_shrink_warp(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_shrink_split(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use warp
+// lora_bgmv_expand goes right after its shrink on the same stream: it may start early (programmatic dependent
+// launch, sm_90+) and read y and B before it waits for h. _no_pdl: for an expand after other work (it reads y).
 cudaError_t lora_bgmv_expand(const LoraArgs& a, cudaStream_t stream);
+cudaError_t lora_bgmv_expand_no_pdl(const LoraArgs& a, cudaStream_t stream);
 // A step's BGMV rows: shrink then expand, or with WEFT_LORA_FUSED=1 on sm_90+ (16-bit data, ranks <= 64) the
 // fused kernel (lora_bgmv_fused_body.h: one thread-block cluster per token and slice, one launch). Opt-in until
 // it is measured on a GPU; it writes no h (the fused kernel keeps h in shared memory).

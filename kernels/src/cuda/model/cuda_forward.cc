@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "cuda/model/cuda_model.h"
+#include "cuda/model/row_ptr.h"
 #include "cuda/runtime/check.h"
 #include "cuda/runtime/env.h"
 #include "cuda/runtime/gemm.h"
@@ -24,21 +25,6 @@ GemmType gemm_type(DType dt) {
   }
   return GemmType::kF32;
 }
-
-// Byte offset of row `row` of a [*, cols] matrix of `elem`-byte elements.
-template <class P> P* row_ptr(P* base, int64_t row, int64_t cols, size_t elem) {
-  using Byte = std::conditional_t<std::is_const_v<P>, const char, char>;
-  return reinterpret_cast<P*>(reinterpret_cast<Byte*>(base) + static_cast<size_t>(row * cols) * elem);
-}
-
-// Op-profile labels of the LoRA launches: [module][SGMV shrink, SGMV expand, BGMV].
-constexpr const char* kLoraOps[kNumLayerModules + 1][3] = {
-    {"lora qkv sgmv shrink", "lora qkv sgmv expand", "lora qkv bgmv"},
-    {"lora o sgmv shrink", "lora o sgmv expand", "lora o bgmv"},
-    {"lora up sgmv shrink", "lora up sgmv expand", "lora up bgmv"},
-    {"lora down sgmv shrink", "lora down sgmv expand", "lora down bgmv"},
-    {"lora lm_head sgmv shrink", "lora lm_head sgmv expand", "lora lm_head bgmv"},
-};
 
 }  // namespace
 
@@ -63,60 +49,6 @@ void CudaModel::norm(const void* x, DType x_dtype, int64_t rows, const void* w, 
   else
     WEFT_CUDA_CHECK(
         layer_norm(x, x_dtype, rows, cfg_.hidden, w, b, opts_.dtype, cfg_.norm_eps, out, opts_.dtype, stream_));
-}
-
-// Adds every row's adapter delta for one module: SGMV over the prefill rows (one segment per slot, see
-// step_plan.h), BGMV over the decode rows; the lm_head (layer -1) runs BGMV over the logit rows.
-void CudaModel::lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p) {
-  const LoraTable t = lora_->table(layer, module);
-  if (t.num_entries == 0) return;
-  LoraArgs a{};
-  a.dtype = opts_.dtype;
-  a.in = in;
-  a.x_stride = in;
-  a.h = buf_.lora_h.as<float>();
-  a.y_stride = y_stride;
-  a.num_slices = t.num_slices;
-  a.out_offset = t.out_offset;
-  a.out_len = t.out_len;
-  a.max_out_len = t.max_out_len;
-  a.num_entries = t.num_entries;
-  a.a = t.a;
-  a.b = t.b;
-  a.rank = t.rank;
-  a.scale = t.scale;
-  a.max_rank = lora_->rank_cap();
-  if (module == kLmHead) {
-    a.tokens = p.logit_rows;
-    a.x = x;
-    a.y = y;
-    a.token_entry = ints(p.logit_entry);
-    ops_.mark(kLoraOps[module][2], stream_);
-    WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
-    return;
-  }
-  if (p.num_segments > 0) {  // prefill rows with adapters (base rows belong to no segment)
-    a.tokens = p.prefill_rows;
-    a.x = x;
-    a.y = y;
-    a.seg_starts = ints(p.seg);
-    a.seg_entries = ints(p.seg_entry);
-    a.num_segments = p.num_segments;
-    ops_.mark(kLoraOps[module][0], stream_);
-    WEFT_CUDA_CHECK(lora_sgmv_shrink(a, stream_));
-    ops_.mark(kLoraOps[module][1], stream_);
-    WEFT_CUDA_CHECK(lora_sgmv_expand(a, stream_));
-  }
-  if (p.rows > p.prefill_rows) {
-    a.tokens = p.rows - p.prefill_rows;
-    a.x = row_ptr(x, p.prefill_rows, in, ds_);
-    a.y = row_ptr(y, p.prefill_rows, y_stride, ds_);
-    a.seg_starts = nullptr;
-    a.seg_entries = nullptr;
-    a.token_entry = ints(p.row_entry) + p.prefill_rows;
-    ops_.mark(kLoraOps[module][2], stream_);
-    WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
-  }
 }
 
 void CudaModel::attention(int64_t layer, const StepPlan& p) {
@@ -232,9 +164,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     ops_.mark("norm", stream_);
     norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   }
-  ops_.mark("gemm qkv", stream_);
-  gemm(buf_.x.get(), w.qkv_w, qkv, T, qkv_out, H, w.qkv_b);
-  if (p.lora) lora(layer, kQkv, buf_.x.get(), H, qkv, qkv_out, p);
+  project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
   ops_.mark("rope + kv write", stream_);
   if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
@@ -248,15 +178,11 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
   attention(l, p);
-  ops_.mark("gemm o", stream_);
-  gemm(buf_.attn.get(), w.o_w, buf_.o.get(), T, H, q_dim, solo ? w.o_b : nullptr);
-  if (p.lora) lora(layer, kO, buf_.attn.get(), q_dim, buf_.o.get(), H, p);
+  project("gemm o", layer, kO, buf_.attn.get(), q_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
   // MLP block.
   ops_.mark("residual + norm", stream_);
   residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b);
-  ops_.mark("gemm up", stream_);
-  gemm(buf_.x.get(), w.up_w, buf_.up.get(), T, up_out, H, w.up_b);
-  if (p.lora) lora(layer, kUp, buf_.x.get(), H, buf_.up.get(), up_out, p);
+  project("gemm up", layer, kUp, buf_.x.get(), H, w.up_w, buf_.up.get(), up_out, w.up_b, p);
   ops_.mark("activation", stream_);
   void* act = buf_.up.get();
   if (cfg_.mlp == MlpKind::kGatedSilu) {
@@ -267,9 +193,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   } else {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }
-  ops_.mark("gemm down", stream_);
-  gemm(act, w.down_w, buf_.o.get(), T, H, I, solo ? w.down_b : nullptr);
-  if (p.lora) lora(layer, kDown, act, I, buf_.o.get(), H, p);
+  project("gemm down", layer, kDown, act, I, w.down_w, buf_.o.get(), H, solo ? w.down_b : nullptr, p);
   ops_.mark("residual + norm", stream_);
   if (l + 1 < cfg_.layers) {
     const LayerWeights& next = layer_w_[l + 1];

@@ -45,6 +45,9 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+    WEFT_CUDA_CHECK(cudaStreamCreateWithFlags(&lora_stream_, cudaStreamNonBlocking));
+    WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&lora_fork_, cudaEventDisableTiming));
+    WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&lora_join_, cudaEventDisableTiming));
     gemm_ = std::make_unique<GemmContext>();
     lora_ = std::make_unique<LoraStore>(cfg_, opts_.dtype);
     if (cfg_.rotary_dim > 0) {
@@ -74,12 +77,15 @@ void CudaModel::release() noexcept {
   gemm_.reset();
   if (fork_) cudaEventDestroy(fork_);
   if (join_) cudaEventDestroy(join_);
+  if (lora_fork_) cudaEventDestroy(lora_fork_);
+  if (lora_join_) cudaEventDestroy(lora_join_);
   lora_.reset();  // its memory is freed on stream_
   if (stream_) cudaStreamSynchronize(stream_);
   if (stream_) cudaStreamDestroy(stream_);
   if (copy_stream_) cudaStreamDestroy(copy_stream_);
-  fork_ = join_ = nullptr;
-  stream_ = copy_stream_ = nullptr;
+  if (lora_stream_) cudaStreamDestroy(lora_stream_);  // every step joined it before it ended
+  fork_ = join_ = lora_fork_ = lora_join_ = nullptr;
+  stream_ = copy_stream_ = lora_stream_ = nullptr;
   cudaSetDevice(prev);
 }
 

@@ -126,7 +126,14 @@ class CudaModel final : public ModelExecutor {
   void enqueue_step(const StepPlan& p);
   void enqueue_layer(int64_t layer, const StepPlan& p);
   void attention(int64_t layer, const StepPlan& p);
+  // cuda_lora.cc
   void lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p);
+  void project(const char* op, int layer, int module, const void* x, int64_t in, const void* w, void* y, int64_t out,
+               const void* bias, const StepPlan& p);
+  bool lora_overlap() const;
+  bool lora_args(int layer, int module, int64_t in, int64_t y_stride, LoraArgs* a) const;
+  bool lora_prefill_rows(const StepPlan& p, const void* x, void* y, LoraArgs* a) const;
+  bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
   void residual(void* out, const void* bias, int64_t rows);
   // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
   void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);
@@ -149,6 +156,8 @@ class CudaModel final : public ModelExecutor {
   cudaStream_t stream_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;  // adapter uploads (stage_adapter), under stage_mu_
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
+  cudaStream_t lora_stream_ = nullptr;  // LoRA shrinks beside the base GEMM (WEFT_LORA_OVERLAP=1, cuda_lora.cc)
+  cudaEvent_t lora_fork_ = nullptr, lora_join_ = nullptr;
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
   std::vector<LayerWeights> layer_w_;
