@@ -156,7 +156,7 @@ class CudaModel final : public ModelExecutor {
   cudaStream_t stream_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;  // adapter uploads (stage_adapter), under stage_mu_
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
-  cudaStream_t lora_stream_ = nullptr;  // LoRA shrinks beside the base GEMM (WEFT_LORA_OVERLAP=1, cuda_lora.cc)
+  cudaStream_t lora_stream_ = nullptr;  // LoRA shrinks beside the base GEMM (cuda_lora.cc)
   cudaEvent_t lora_fork_ = nullptr, lora_join_ = nullptr;
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
