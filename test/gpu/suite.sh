@@ -89,9 +89,9 @@ case "$part" in
     # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
     step node-gpu-fused 200 env WEFT_LORA_FUSED=1 node test/run.mjs gpu/model-golden
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-fused.log" | head -10
-    # With the LoRA shrinks after the base GEMMs, on the step's stream (the default puts them beside): golden, and
-    # graphs vs eager.
-    step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity
+    # With the LoRA shrinks after the base GEMMs, on the step's stream (the default puts them beside): golden,
+    # graphs vs eager, the op profile.
+    step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity gpu/op-profile
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
