@@ -117,6 +117,7 @@ class CudaModel final : public ModelExecutor {
       return f();
     } catch (...) {
       cudaStreamSynchronize(stream_);
+      cudaStreamSynchronize(lora_stream_);  // a step that failed between a LoRA fork and its join
       cudaGetLastError();
       throw;
     }
