@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cluster_emu.h"
+#include "h_check.h"
 #include "cuda/kernels/lora_shrink_mma_body.h"
 
 namespace {
@@ -132,14 +133,8 @@ bool run(const Case& c, int cluster, std::mt19937& rng) {
             untouched_bad += got != kSentinel;
             continue;
           }
-          double ref = 0, mag = 0;
-          for (int i = 0; i < c.in; ++i) {
-            const double p = static_cast<double>(from_bits(c.d, x[static_cast<size_t>(t) * c.x_stride + i])) *
-                             from_bits(c.d, static_cast<const uint16_t*>(ap[s * ET + ent(e)])[static_cast<size_t>(k) * c.in + i]);
-            ref += p;
-            mag += std::fabs(p);
-          }
-          worst = std::max(worst, std::fabs(got - ref) / (mag + 1e-30));  // relative to Σ|terms|: fp32 summation
+          const uint16_t* A = static_cast<const uint16_t*>(ap[s * ET + ent(e)]) + static_cast<size_t>(k) * c.in;
+          worst = std::max(worst, shrink_rel_err(c.d, &x[static_cast<size_t>(t) * c.x_stride], A, c.in, got));
         }
       }
     }

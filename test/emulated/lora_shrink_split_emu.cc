@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cuda/kernels/lora_shrink_split_body.h"
+#include "h_check.h"
 #include "warp_emu.h"
 
 namespace {
@@ -101,15 +102,8 @@ bool run(const Case& c, std::mt19937& rng) {
           untouched_bad += got != kSentinel;
           continue;
         }
-        double ref = 0, mag = 0;
         const uint16_t* A = static_cast<const uint16_t*>(ap[i]) + static_cast<size_t>(k) * c.in;
-        for (int j = 0; j < c.in; ++j) {
-          const double p = static_cast<double>(from_bits(c.d, x[static_cast<size_t>(t) * c.x_stride + j])) *
-                           from_bits(c.d, A[j]);
-          ref += p;
-          mag += std::fabs(p);
-        }
-        worst = std::max(worst, std::fabs(got - ref) / (mag + 1e-30));  // relative to Σ|terms|: fp32 summation
+        worst = std::max(worst, shrink_rel_err(c.d, &x[static_cast<size_t>(t) * c.x_stride], A, c.in, got));
       }
     }
   // Each token alone: the same h bits.
