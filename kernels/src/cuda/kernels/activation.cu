@@ -2,6 +2,7 @@
 // and dtype conversion. Grid-stride loops, fp32 math, one read and one write per element: bandwidth-bound.
 // Mirrors cpu/elementwise.cc.
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -15,6 +16,7 @@ __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(g
 template <class T>
 __global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int64_t tokens,
                                 int64_t inter) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
   for (int64_t e = first_index(); e < tokens * inter; e += grid_stride()) {
     const int64_t t = e / inter, i = e - t * inter;
     const float g = to_f(gate_up[t * in_stride + i]);
@@ -89,9 +91,9 @@ cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t 
   if (tokens == 0 || inter == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    silu_mul_kernel<T><<<detail::grid_for(tokens * inter, kThreads), kThreads, 0, stream>>>(
-        static_cast<const T*>(gate_up), in_stride, static_cast<T*>(out), out_stride, tokens, inter);
-    return cudaGetLastError();
+    return detail::launch_chained(silu_mul_kernel<T>, dim3(detail::grid_for(tokens * inter, kThreads)),
+                                  dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
+                                  static_cast<T*>(out), out_stride, tokens, inter);
   });
 }
 

@@ -1,6 +1,7 @@
 // Paged causal attention over the KV cache (cpu::paged_attention): a flash-decoding kernel for decode rows and
 // a tiled flash-attention kernel for prefill. Both use an fp32 online softmax; see kernels.h for the design.
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -64,6 +65,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
   constexpr int kWarps = kDecodeThreads / 32;
   __shared__ float sm_m[kWarps][HPB], sm_l[kWarps][HPB];
   __shared__ float sm_acc[kWarps][HPB][256];
+  detail::wait_then_release();  // pdl.cuh: launched chained
 
   const int row = blockIdx.y, split = blockIdx.z;
   const DecodeRow r = decode_row(a, row);
@@ -189,6 +191,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
 // Second pass for rows spanning several partitions: out = Σ e^{m_p - M} acc_p / Σ e^{m_p - M} l_p.
 template <class T>
 __global__ void decode_merge_kernel(PagedAttention a, const float* ws_ml, const float* ws_acc, int max_splits) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
   const int h = blockIdx.x, row = blockIdx.y;
   const DecodeRow r = decode_row(a, row);
   if (r.first == r.last) return;
@@ -337,14 +340,14 @@ int64_t decode_splits(const PagedAttention& a) {
 template <class T, int HPB>
 cudaError_t launch_decode(const PagedAttention& a, float* ml, float* acc, int splits, cudaStream_t stream) {
   const dim3 grid(a.heads / HPB, a.num_tokens, splits);
-  if (a.head_dim <= 32) decode_kernel<T, HPB, 4><<<grid, kDecodeThreads, 0, stream>>>(a, ml, acc, splits);
-  else if (a.head_dim <= 64) decode_kernel<T, HPB, 8><<<grid, kDecodeThreads, 0, stream>>>(a, ml, acc, splits);
-  else if (a.head_dim <= 128) decode_kernel<T, HPB, 16><<<grid, kDecodeThreads, 0, stream>>>(a, ml, acc, splits);
-  else decode_kernel<T, HPB, 32><<<grid, kDecodeThreads, 0, stream>>>(a, ml, acc, splits);
-  cudaError_t err = cudaGetLastError();
+  const auto kernel = a.head_dim <= 32    ? decode_kernel<T, HPB, 4>
+                      : a.head_dim <= 64  ? decode_kernel<T, HPB, 8>
+                      : a.head_dim <= 128 ? decode_kernel<T, HPB, 16>
+                                          : decode_kernel<T, HPB, 32>;
+  const cudaError_t err = detail::launch_chained(kernel, grid, dim3(kDecodeThreads), 0, stream, a, ml, acc, splits);
   if (err != cudaSuccess || splits == 1) return err;
-  decode_merge_kernel<T><<<dim3(a.heads, a.num_tokens), 128, 0, stream>>>(a, ml, acc, splits);
-  return cudaGetLastError();
+  return detail::launch_chained(decode_merge_kernel<T>, dim3(a.heads, a.num_tokens), dim3(128), 0, stream, a,
+                                static_cast<const float*>(ml), static_cast<const float*>(acc), splits);
 }
 
 template <class T, int DC>

@@ -113,4 +113,14 @@ inline unsigned grid_for(int64_t n, int threads) {
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
 }
 
+// Compute capability major of the current device, asked once per device (launchers run every layer).
+inline int device_major() {
+  static int major[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (major[dev] == 0 && cudaDeviceGetAttribute(&major[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    major[dev] = 0;
+  return major[dev];
+}
+
 }  // namespace weft::cuda::detail

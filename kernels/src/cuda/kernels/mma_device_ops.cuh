@@ -114,14 +114,5 @@ __device__ __forceinline__ void DeviceOps<__half>::mma(float (&c)[4], const uint
 #endif
 }
 
-// Compute capability major of the current device, asked once per device (launchers run every layer).
-inline int device_major() {
-  static int major[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (major[dev] == 0 && cudaDeviceGetAttribute(&major[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    major[dev] = 0;
-  return major[dev];
-}
 
 }  // namespace weft::cuda::detail

@@ -4,6 +4,7 @@
 // the row instead of add_inplace + norm, with bitwise the same h and output (same element-per-thread split,
 // same fp32 add, same summation order).
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -13,8 +14,9 @@ using detail::to_f;
 // x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x).
 template <class Tx, class Tw, class To, bool kRms, class Td = float>
 __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
-                            const Td* delta = nullptr) {
+                            const Td* delta) {
   __shared__ float red[32];
+  detail::wait_then_release();  // pdl.cuh: launched chained
   Tx* xr = x + blockIdx.x * hidden;
   To* yr = out + blockIdx.x * hidden;
   const float n = static_cast<float>(hidden);
@@ -64,10 +66,10 @@ cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden,
     using Tw = typename decltype(tw)::type;
     using To = typename decltype(to)::type;
     // The kernel writes x only when given a delta; this launch gives none.
-    norm_kernel<Tx, Tw, To, kRms><<<static_cast<unsigned>(tokens), norm_threads(hidden), 0, stream>>>(
-        const_cast<Tx*>(static_cast<const Tx*>(x)), hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b), eps,
-        static_cast<To*>(out));
-    return cudaGetLastError();
+    return detail::launch_chained(norm_kernel<Tx, Tw, To, kRms, float>, dim3(static_cast<unsigned>(tokens)),
+                                  dim3(norm_threads(hidden)), 0, stream, const_cast<Tx*>(static_cast<const Tx*>(x)),
+                                  hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b), eps,
+                                  static_cast<To*>(out), static_cast<const float*>(nullptr));
   });
 }
 
@@ -98,9 +100,8 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
     const auto* b = static_cast<const Tw*>(bias);
     const auto* d = static_cast<const Td*>(delta);
     auto* o = static_cast<To*>(out);
-    if (rms) norm_kernel<float, Tw, To, true, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, o, d);
-    else norm_kernel<float, Tw, To, false, Td><<<grid, threads, 0, stream>>>(h, hidden, w, b, eps, o, d);
-    return cudaGetLastError();
+    const auto kernel = rms ? norm_kernel<float, Tw, To, true, Td> : norm_kernel<float, Tw, To, false, Td>;
+    return detail::launch_chained(kernel, grid, dim3(threads), 0, stream, h, hidden, w, b, eps, o, d);
   });
 }
 

@@ -5,6 +5,7 @@
 // correctly rounded cosf/sinf even under --use_fast_math (which would swap sincosf for a short-range
 // intrinsic, wrong for positions in the thousands).
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace weft::cuda {
 namespace {
@@ -35,6 +36,7 @@ template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
                             int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
                             float factor) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x;
   const float pos = static_cast<float>(positions[t]);
   const int64_t total = (q_heads + k_heads) * half;
@@ -58,6 +60,7 @@ template <class T>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
                                int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
                                float factor, const int32_t* slots, T* k_cache, T* v_cache) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
   const float pos = static_cast<float>(positions[t]);
   const int64_t rot = 2 * half, kv_dim = kv_heads * head_dim, tail = head_dim - rot;
@@ -106,10 +109,9 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     using T = typename decltype(tag)::type;
     const int64_t chunks = (work + threads - 1) / threads;
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
-    rope_kernel<T><<<grid, threads, 0, stream>>>(
-        static_cast<T*>(q), q_heads, q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions,
-        inv_freq, attention_factor);
-    return cudaGetLastError();
+    return detail::launch_chained(rope_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
+                                  q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions, inv_freq,
+                                  attention_factor);
   });
 }
 
@@ -129,10 +131,10 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
     using T = typename decltype(tag)::type;
     const int64_t chunks = (work + threads - 1) / threads;
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
-    rope_kv_kernel<T><<<grid, threads, 0, stream>>>(
-        static_cast<T*>(q), q_heads, static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim,
-        half, positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache), static_cast<T*>(v_cache));
-    return cudaGetLastError();
+    return detail::launch_chained(rope_kv_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
+                                  static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
+                                  positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
+                                  static_cast<T*>(v_cache));
   });
 }
 
