@@ -215,6 +215,14 @@ cudaError_t lora_bgmv_expand_no_pdl(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_fused(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use lora_bgmv
 
+// add_norm with the LoRA expand of a step's decode rows folded in: `lora` are a single-slice module's BGMV args
+// (out_len = hidden, offset 0) for the last lora.tokens rows, their h already computed by the shrink; each such
+// row with an adapter adds delta + scale·h·Bᵀ (rounded to delta's type, as the expand would have written it)
+// instead of delta. Used for the o and down projections with WEFT_LORA_EXPAND_NORM=1 (cuda_lora.cc).
+cudaError_t add_norm_lora(float* h, const void* delta, DType delta_dtype, int64_t tokens, int64_t hidden, bool rms,
+                          const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
+                          const LoraArgs& lora, cudaStream_t stream);
+
 // Sampling ------------------------------------------------------------------------------------------
 struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams
   float temperature;

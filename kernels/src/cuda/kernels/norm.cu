@@ -11,19 +11,11 @@ namespace {
 using detail::from_f;
 using detail::to_f;
 
-// x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x).
-template <class Tx, class Tw, class To, bool kRms, class Td = float>
-__global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
-                            const Td* delta) {
-  __shared__ float red[32];
-  detail::wait_then_release();  // pdl.cuh: launched chained
-  Tx* xr = x + blockIdx.x * hidden;
-  To* yr = out + blockIdx.x * hidden;
+// out row = norm(x row), after the row's residual add: fp32 statistics over the block.
+template <class Tx, class Tw, class To, bool kRms>
+__device__ __forceinline__ void norm_row(const Tx* xr, To* yr, int64_t hidden, const Tw* weight, const Tw* bias,
+                                         float eps, float* red) {
   const float n = static_cast<float>(hidden);
-  if (delta) {  // each thread adds (and later re-reads) only its own elements: no barrier needed
-    const Td* dr = delta + blockIdx.x * hidden;
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = from_f<Tx>(to_f(xr[i]) + to_f(dr[i]));
-  }
   float mean = 0.0f;
   if constexpr (!kRms) {
     float s = 0.0f;
@@ -45,6 +37,74 @@ __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* b
       yr[i] = from_f<To>(v * to_f(weight[i]) + (bias ? to_f(bias[i]) : 0.0f));
     }
   }
+}
+
+// x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x).
+template <class Tx, class Tw, class To, bool kRms, class Td = float>
+__global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
+                            const Td* delta) {
+  __shared__ float red[32];
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  Tx* xr = x + blockIdx.x * hidden;
+  To* yr = out + blockIdx.x * hidden;
+  if (delta) {  // each thread adds (and later re-reads) only its own elements: no barrier needed
+    const Td* dr = delta + blockIdx.x * hidden;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = from_f<Tx>(to_f(xr[i]) + to_f(dr[i]));
+  }
+  norm_row<Tx, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);
+}
+
+// add_norm with a decode row's LoRA expand folded in (add_norm_lora): rows from first_row on are BGMV rows; a
+// row with an adapter adds delta + scale·h·Bᵀ, rounded to delta's type as the expand kernel would have written it
+// back, instead of delta. The product is summed in lora.cu's expand order (8-element chunks when rank % 8 == 0
+// and B is 16-byte aligned, else element by element); fp32 results can still differ from the two kernels in the
+// last bit where the compiler contracts differently.
+template <class Tw, class To, bool kRms, class Td>
+__global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
+                                     const Td* delta, LoraArgs lora, int64_t first_row) {
+  __shared__ float red[32];
+  extern __shared__ float4 hs4[];
+  float* hs = reinterpret_cast<float*>(hs4);  // the row's h [rank]
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  const int64_t row = blockIdx.x;
+  float* xr = x + row * hidden;
+  To* yr = out + row * hidden;
+  const Td* dr = delta + row * hidden;
+  int rank = 0;
+  const Td* B = nullptr;
+  float scale = 0.0f;
+  if (row >= first_row) {
+    const int64_t t = row - first_row;
+    const int e = lora.token_entry[t];
+    if (e >= 0 && e < lora.num_entries && lora.a[e] && lora.b[e] && lora.rank[e] > 0 && lora.rank[e] <= lora.max_rank) {
+      rank = lora.rank[e];
+      B = static_cast<const Td*>(lora.b[e]);
+      scale = lora.scale[e];
+      for (int k = threadIdx.x; k < rank; k += blockDim.x) hs[k] = lora.h[t * lora.max_rank + k];
+    }
+  }
+  __syncthreads();  // every thread reaches it: the branches above hold no barrier
+  const bool vec = rank % 8 == 0 && (reinterpret_cast<uintptr_t>(B) & 15u) == 0;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float d = to_f(dr[i]);
+    if (rank > 0) {
+      const Td* brow = B + i * rank;
+      float acc = 0.0f;
+      if (vec) {
+        for (int k = 0; k < rank; k += 8) {
+          float bv[8];
+          detail::load8(brow + k, bv);
+          acc += bv[0] * hs[k] + bv[1] * hs[k + 1] + bv[2] * hs[k + 2] + bv[3] * hs[k + 3] + bv[4] * hs[k + 4] +
+                 bv[5] * hs[k + 5] + bv[6] * hs[k + 6] + bv[7] * hs[k + 7];
+        }
+      } else {
+        for (int k = 0; k < rank; ++k) acc += to_f(brow[k]) * hs[k];
+      }
+      d = to_f(from_f<Td>(d + scale * acc));
+    }
+    xr[i] = xr[i] + d;  // each thread adds (and later re-reads) only its own elements
+  }
+  norm_row<float, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);
 }
 
 bool norm_args_valid(int64_t tokens, int64_t hidden, const void* w) {
@@ -102,6 +162,26 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
     auto* o = static_cast<To*>(out);
     const auto kernel = rms ? norm_kernel<float, Tw, To, true, Td> : norm_kernel<float, Tw, To, false, Td>;
     return detail::launch_chained(kernel, grid, dim3(threads), 0, stream, h, hidden, w, b, eps, o, d);
+  });
+}
+
+cudaError_t add_norm_lora(float* h, const void* delta, DType delta_dtype, int64_t tokens, int64_t hidden, bool rms,
+                          const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
+                          const LoraArgs& lora, cudaStream_t stream) {
+  if (!norm_args_valid(tokens, hidden, weight) || !h || !delta || lora.dtype != delta_dtype || lora.num_slices != 1 ||
+      !lora.token_entry || !lora.h || lora.tokens < 0 || lora.tokens > tokens || lora.max_rank <= 0 ||
+      lora.max_rank > 1024 || !lora.a || !lora.b || !lora.rank || !lora.scale)
+    return cudaErrorInvalidValue;
+  if (tokens == 0 || hidden == 0) return cudaSuccess;
+  return detail::dispatch3(delta_dtype, w_dtype, out_dtype, [&](auto td, auto tw, auto to) {
+    using Td = typename decltype(td)::type;
+    using Tw = typename decltype(tw)::type;
+    using To = typename decltype(to)::type;
+    const auto kernel = rms ? add_norm_lora_kernel<Tw, To, true, Td> : add_norm_lora_kernel<Tw, To, false, Td>;
+    return detail::launch_chained(kernel, dim3(static_cast<unsigned>(tokens)), dim3(norm_threads(hidden)),
+                                  sizeof(float) * static_cast<size_t>(lora.max_rank), stream, h, hidden,
+                                  static_cast<const Tw*>(weight), static_cast<const Tw*>(bias), eps,
+                                  static_cast<To*>(out), static_cast<const Td*>(delta), lora, tokens - lora.tokens);
   });
 }
 

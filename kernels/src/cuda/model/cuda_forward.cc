@@ -140,6 +140,13 @@ bool CudaModel::fused_small_ops() const {
 bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }
 
 void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
+  if (has_deferred_expand_) {  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_norm)
+    has_deferred_expand_ = false;
+    WEFT_CUDA_CHECK(add_norm_lora(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden,
+                                  cfg_.norm == NormKind::kRms, w, b, opts_.dtype, cfg_.norm_eps, buf_.x.get(),
+                                  opts_.dtype, deferred_expand_, stream_));
+    return;
+  }
   if (!fused_residual_norm()) {
     residual(out, bias, rows);
     norm(buf_.h.get(), DType::kF32, rows, w, b, buf_.x.get());
@@ -207,6 +214,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   const int64_t T = p.rows, H = cfg_.hidden, R = p.logit_rows, VL = cfg_.vocab_local;
   const DType dt = opts_.dtype;
   const void* pos_table = cfg_.learned_positions ? weight("pos_embed") : nullptr;
+  has_deferred_expand_ = false;  // nothing left over from a step that failed half-way
   ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
                                    pos_table, cfg_.max_positions, ints(p.positions), stream_));
