@@ -157,7 +157,7 @@ inline void expect(const std::string& name, bool ok, const std::string& detail =
 void run_basic_tests(std::mt19937& rng);
 void run_attention_tests(std::mt19937& rng);
 void run_lora_tests(std::mt19937& rng);
-void run_norm_lora_tests(std::mt19937& rng);
+void run_lora_folded_tests(std::mt19937& rng);
 void run_sampling_tests(std::mt19937& rng);
 void run_benchmarks(std::mt19937& rng);
 

@@ -5,7 +5,7 @@
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128: LoRA shrinks beside the base GEMMs
-#                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_NORM=1,
+#                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1,
 #                                     both: a side-by-side table                                           (~9 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
@@ -94,9 +94,9 @@ case "$part" in
     # graphs vs eager, the op profile.
     step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity gpu/op-profile
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
-    # With programmatic dependent launch between the step's own small kernels and the o/down decode LoRA expand
-    # folded into the add + norm after it (WEFT_PDL_STEP=1, WEFT_LORA_EXPAND_NORM=1; both opt-in).
-    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_NORM=1 node test/run.mjs gpu/model-golden gpu/model-parity
+    # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
+    # into the op after them (WEFT_PDL_STEP=1, WEFT_LORA_EXPAND_INTO_NEXT=1; both opt-in).
+    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
@@ -112,15 +112,15 @@ case "$part" in
     # Engine switches side by side at the decode goal's points, the first run the default configuration:
     # deploy/bench/ab-table.js prints each variant against it. Now: the LoRA shrinks beside the base GEMMs (the
     # default since 2026-11-23's H100: -7.3 % at batch 1 x 1 adapter, -1.6 % at 32 x 32; batch 128 not yet
-    # measured with it) against after them, + PDL between the step's small kernels (WEFT_PDL_STEP=1), + the o/down
-    # expand folded into the add + norm (WEFT_LORA_EXPAND_NORM=1), both (opt-in, not yet measured). Measured then: fused small ops -1.7..-2.4 % (default),
+    # measured with it) against after them, + PDL between the step's small kernels (WEFT_PDL_STEP=1), + the decode
+    # expands folded into the next op (WEFT_LORA_EXPAND_INTO_NEXT=1), both (opt-in, not yet measured). Measured then: fused small ops -1.7..-2.4 % (default),
     # WEFT_LORA_FUSED=1 +19..27 %, WEFT_BGMV_SHRINK=split within noise (both opt-in).
     run_ab decode 200 "--scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512" \
       "overlap:WEFT_LORA_OVERLAP=1" \
       "after:WEFT_LORA_OVERLAP=0" \
       "pdl-step:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1" \
-      "expand-norm:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_NORM=1" \
-      "both:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_NORM=1"
+      "expand-next:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_INTO_NEXT=1" \
+      "both:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.

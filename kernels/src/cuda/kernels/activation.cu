@@ -2,6 +2,7 @@
 // and dtype conversion. Grid-stride loops, fp32 math, one read and one write per element: bandwidth-bound.
 // Mirrors cpu/elementwise.cc.
 #include "common.cuh"
+#include "lora_dot.cuh"
 #include "pdl.cuh"
 
 namespace weft::cuda {
@@ -21,6 +22,35 @@ __global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int
     const int64_t t = e / inter, i = e - t * inter;
     const float g = to_f(gate_up[t * in_stride + i]);
     const float u = to_f(gate_up[t * in_stride + inter + i]);
+    out[t * out_stride + i] = from_f<T>((g / (1.0f + expf(-g))) * u);
+  }
+}
+
+// silu_mul with the decode rows' LoRA expand of the gate/up projection folded in (silu_mul_lora): rows from
+// first_row on are BGMV rows; for a row with an adapter, gate (slice 0) and up (slice 1) each get
+// + scale·h·Bᵀ, rounded as the expand would have written them (lora_dot.cuh), before the activation.
+template <class T>
+__global__ void silu_mul_lora_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int64_t tokens,
+                                     int64_t inter, LoraArgs lora, int64_t first_row) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  for (int64_t e = first_index(); e < tokens * inter; e += grid_stride()) {
+    const int64_t t = e / inter, i = e - t * inter;
+    float g = to_f(gate_up[t * in_stride + i]);
+    float u = to_f(gate_up[t * in_stride + inter + i]);
+    if (t >= first_row) {
+      const int64_t td = t - first_row;
+      const int entry = lora.token_entry[td];
+      if (entry >= 0 && entry < lora.num_entries) {
+        float* vals[2] = {&g, &u};
+        for (int s = 0; s < 2; ++s) {
+          const int64_t ei = static_cast<int64_t>(s) * lora.num_entries + entry;
+          if (!detail::lora_entry_live(lora, ei)) continue;
+          const float* h = lora.h + (static_cast<int64_t>(s) * lora.tokens + td) * lora.max_rank;
+          *vals[s] = detail::lora_expand_one(*vals[s], static_cast<const T*>(lora.b[ei]), lora.rank[ei],
+                                             lora.scale[ei], h, i);
+        }
+      }
+    }
     out[t * out_stride + i] = from_f<T>((g / (1.0f + expf(-g))) * u);
   }
 }
@@ -94,6 +124,21 @@ cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t 
     return detail::launch_chained(silu_mul_kernel<T>, dim3(detail::grid_for(tokens * inter, kThreads)),
                                   dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
                                   static_cast<T*>(out), out_stride, tokens, inter);
+  });
+}
+
+cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                          int64_t inter, DType dtype, const LoraArgs& lora, cudaStream_t stream) {
+  if (tokens < 0 || inter < 0 || in_stride < 2 * inter || out_stride < inter || lora.dtype != dtype ||
+      lora.num_slices != 2 || !lora.token_entry || !lora.h || lora.tokens < 0 || lora.tokens > tokens || !lora.a ||
+      !lora.b || !lora.rank || !lora.scale || lora.max_rank <= 0)
+    return cudaErrorInvalidValue;
+  if (tokens == 0 || inter == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return detail::launch_chained(silu_mul_lora_kernel<T>, dim3(detail::grid_for(tokens * inter, kThreads)),
+                                  dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
+                                  static_cast<T*>(out), out_stride, tokens, inter, lora, tokens - lora.tokens);
   });
 }
 

@@ -214,11 +214,15 @@ cudaError_t lora_bgmv_expand_no_pdl(const LoraArgs& a, cudaStream_t stream);
 // it is measured on a GPU; it writes no h (the fused kernel keeps h in shared memory).
 cudaError_t lora_bgmv(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_fused(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use lora_bgmv
+// silu_mul with the LoRA expand of a step's decode rows folded in: `lora` are the gate/up module's BGMV args (two
+// slices: gate at 0 and up at `inter`, each `inter` wide) for the last lora.tokens rows, h already computed.
+cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                          int64_t inter, DType dtype, const LoraArgs& lora, cudaStream_t stream);
 
 // add_norm with the LoRA expand of a step's decode rows folded in: `lora` are a single-slice module's BGMV args
 // (out_len = hidden, offset 0) for the last lora.tokens rows, their h already computed by the shrink; each such
 // row with an adapter adds delta + scale·h·Bᵀ (rounded to delta's type, as the expand would have written it)
-// instead of delta. Used for the o and down projections with WEFT_LORA_EXPAND_NORM=1 (cuda_lora.cc).
+// instead of delta. Used for the o and down projections with WEFT_LORA_EXPAND_INTO_NEXT=1 (cuda_lora.cc).
 cudaError_t add_norm_lora(float* h, const void* delta, DType delta_dtype, int64_t tokens, int64_t hidden, bool rms,
                           const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
                           const LoraArgs& lora, cudaStream_t stream);

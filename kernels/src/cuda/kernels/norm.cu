@@ -4,6 +4,7 @@
 // the row instead of add_inplace + norm, with bitwise the same h and output (same element-per-thread split,
 // same fp32 add, same summation order).
 #include "common.cuh"
+#include "lora_dot.cuh"
 #include "pdl.cuh"
 
 namespace weft::cuda {
@@ -56,9 +57,8 @@ __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* b
 
 // add_norm with a decode row's LoRA expand folded in (add_norm_lora): rows from first_row on are BGMV rows; a
 // row with an adapter adds delta + scale·h·Bᵀ, rounded to delta's type as the expand kernel would have written it
-// back, instead of delta. The product is summed in lora.cu's expand order (8-element chunks when rank % 8 == 0
-// and B is 16-byte aligned, else element by element); fp32 results can still differ from the two kernels in the
-// last bit where the compiler contracts differently.
+// back (lora_dot.cuh), instead of delta; results can differ from the two kernels in the last bit where the
+// compiler contracts differently.
 template <class Tw, class To, bool kRms, class Td>
 __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
                                      const Td* delta, LoraArgs lora, int64_t first_row) {
@@ -76,7 +76,7 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
   if (row >= first_row) {
     const int64_t t = row - first_row;
     const int e = lora.token_entry[t];
-    if (e >= 0 && e < lora.num_entries && lora.a[e] && lora.b[e] && lora.rank[e] > 0 && lora.rank[e] <= lora.max_rank) {
+    if (e >= 0 && e < lora.num_entries && detail::lora_entry_live(lora, e)) {
       rank = lora.rank[e];
       B = static_cast<const Td*>(lora.b[e]);
       scale = lora.scale[e];
@@ -84,24 +84,9 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
     }
   }
   __syncthreads();  // every thread reaches it: the branches above hold no barrier
-  const bool vec = rank % 8 == 0 && (reinterpret_cast<uintptr_t>(B) & 15u) == 0;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
     float d = to_f(dr[i]);
-    if (rank > 0) {
-      const Td* brow = B + i * rank;
-      float acc = 0.0f;
-      if (vec) {
-        for (int k = 0; k < rank; k += 8) {
-          float bv[8];
-          detail::load8(brow + k, bv);
-          acc += bv[0] * hs[k] + bv[1] * hs[k + 1] + bv[2] * hs[k + 2] + bv[3] * hs[k + 3] + bv[4] * hs[k + 4] +
-                 bv[5] * hs[k + 5] + bv[6] * hs[k + 6] + bv[7] * hs[k + 7];
-        }
-      } else {
-        for (int k = 0; k < rank; ++k) acc += to_f(brow[k]) * hs[k];
-      }
-      d = to_f(from_f<Td>(d + scale * acc));
-    }
+    if (rank > 0) d = detail::lora_expand_one(d, B, rank, scale, hs, i);
     xr[i] = xr[i] + d;  // each thread adds (and later re-reads) only its own elements
   }
   norm_row<float, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);

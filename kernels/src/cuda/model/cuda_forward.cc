@@ -140,7 +140,7 @@ bool CudaModel::fused_small_ops() const {
 bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }
 
 void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
-  if (has_deferred_expand_) {  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_norm)
+  if (has_deferred_expand_) {  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next)
     has_deferred_expand_ = false;
     WEFT_CUDA_CHECK(add_norm_lora(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden,
                                   cfg_.norm == NormKind::kRms, w, b, opts_.dtype, cfg_.norm_eps, buf_.x.get(),
@@ -192,7 +192,11 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   project("gemm up", layer, kUp, buf_.x.get(), H, w.up_w, buf_.up.get(), up_out, w.up_b, p);
   ops_.mark("activation", stream_);
   void* act = buf_.up.get();
-  if (cfg_.mlp == MlpKind::kGatedSilu) {
+  if (cfg_.mlp == MlpKind::kGatedSilu && has_deferred_expand_) {  // gate/up's decode-row LoRA expand folded in
+    has_deferred_expand_ = false;
+    act = buf_.act.get();
+    WEFT_CUDA_CHECK(silu_mul_lora(buf_.up.get(), up_out, act, I, T, I, dt, deferred_expand_, stream_));
+  } else if (cfg_.mlp == MlpKind::kGatedSilu) {
     act = buf_.act.get();
     WEFT_CUDA_CHECK(silu_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
   } else if (cfg_.mlp == MlpKind::kGeluTanh) {

@@ -144,8 +144,8 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     ops_.mark(kLoraOps[module][1], stream_);
     WEFT_CUDA_CHECK(lora_sgmv_expand(prefill, stream_));
   }
-  if (has_decode && expand_into_norm(layer, module, decode)) {
-    deferred_expand_ = decode;  // residual_norm adds it (add_norm_lora)
+  if (has_decode && expand_into_next(layer, module, decode)) {
+    deferred_expand_ = decode;  // the next op adds it (residual_norm: add_norm_lora; the activation: silu_mul_lora)
     has_deferred_expand_ = true;
   } else if (has_decode) {
     ops_.mark(kLoraOps[module][2], stream_);
@@ -153,14 +153,17 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
   }
 }
 
-// WEFT_LORA_EXPAND_NORM=1 (opt-in, not yet measured on a GPU): the decode rows' expand of the o and down
-// projections is folded into the add + norm that follows them (add_norm_lora: one launch fewer each, twice per
-// layer). Only where that add + norm is one fused kernel (one rank, fused small ops) and follows this module —
-// not after the last layer's down projection, whose residual add has no norm after it.
-bool CudaModel::expand_into_norm(int layer, int module, const LoraArgs& decode) const {
-  static const bool on = detail::env_equals("WEFT_LORA_EXPAND_NORM", "1");
+// WEFT_LORA_EXPAND_INTO_NEXT=1 (opt-in, not yet measured on a GPU): the decode rows' expand of the o, down and
+// gate/up projections is folded into the op that follows each — add + norm (add_norm_lora) for o and down,
+// SiLU·mul (silu_mul_lora) for gate/up: three launches fewer per layer. Only where that op is one kernel which
+// follows this module: one rank with the fused small ops for add + norm (not after the last layer's down
+// projection, whose residual add has no norm after it), a gated-SiLU MLP for gate/up.
+bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
+  static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
+  if (!on) return false;
+  if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
-  return on && followed_by_norm && fused_residual_norm() && decode.num_slices == 1;
+  return followed_by_norm && fused_residual_norm() && decode.num_slices == 1;
 }
 
 }  // namespace weft::cuda

@@ -132,7 +132,7 @@ class CudaModel final : public ModelExecutor {
   void project(const char* op, int layer, int module, const void* x, int64_t in, const void* w, void* y, int64_t out,
                const void* bias, const StepPlan& p);
   bool lora_overlap() const;
-  bool expand_into_norm(int layer, int module, const LoraArgs& decode) const;
+  bool expand_into_next(int layer, int module, const LoraArgs& decode) const;
   bool lora_args(int layer, int module, int64_t in, int64_t y_stride, LoraArgs* a) const;
   bool lora_prefill_rows(const StepPlan& p, const void* x, void* y, LoraArgs* a) const;
   bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
@@ -160,7 +160,7 @@ class CudaModel final : public ModelExecutor {
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
   cudaStream_t lora_stream_ = nullptr;  // LoRA shrinks beside the base GEMM (cuda_lora.cc)
   cudaEvent_t lora_fork_ = nullptr, lora_join_ = nullptr;
-  LoraArgs deferred_expand_{};  // a decode-row LoRA expand the next residual_norm adds (WEFT_LORA_EXPAND_NORM=1)
+  LoraArgs deferred_expand_{};  // a decode-row LoRA expand the next op adds (WEFT_LORA_EXPAND_INTO_NEXT=1)
   bool has_deferred_expand_ = false;
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
