@@ -10,50 +10,66 @@ namespace gt {
 namespace {
 namespace wc = weft::cuda;
 
+// A module's BGMV args for the last `entries.size()` rows of a step: S slices of `len` outputs (slice s at s·len),
+// E entries whose ranks are ranks[s·E + e] (entries from `weighted` on have no weights), random A (unused: h is
+// given) and B, scales 0.75, the decode rows' h random. y is set by the caller.
+struct FoldedLora {
+  std::vector<DevBuf> bufs;
+  wc::LoraArgs args{};
+};
+FoldedLora folded_lora(DType d, int S, int64_t len, int E, int weighted, const std::vector<int32_t>& ranks,
+                       const std::vector<int32_t>& entries, int max_rank, std::mt19937& rng) {
+  FoldedLora f;
+  const int64_t n = static_cast<int64_t>(entries.size());
+  std::vector<const void*> ap(S * E, nullptr), bp(S * E, nullptr);
+  for (int s = 0; s < S; ++s)
+    for (int e = 0; e < weighted; ++e) {
+      const int i = s * E + e;
+      f.bufs.push_back(upload(randn(static_cast<size_t>(ranks[i]) * 8, rng, 0.05f, d), d));
+      ap[i] = f.bufs.back().get();
+      f.bufs.push_back(upload(randn(static_cast<size_t>(len) * ranks[i], rng, 0.1f, d), d));
+      bp[i] = f.bufs.back().get();
+    }
+  std::vector<int32_t> offs(S), lens(S, static_cast<int32_t>(len));
+  for (int s = 0; s < S; ++s) offs[s] = static_cast<int32_t>(s * len);
+  auto keep = [&](DevBuf b) {
+    f.bufs.push_back(std::move(b));
+    return f.bufs.back().get();
+  };
+  wc::LoraArgs& a = f.args;
+  a.dtype = d;
+  a.tokens = static_cast<int32_t>(n);
+  a.in = 8;
+  a.x = keep(DevBuf(16));  // not read: h is given
+  a.x_stride = 8;
+  a.h = static_cast<float*>(keep(upload(randn(S * n * max_rank, rng, 1.0f), DType::kF32)));
+  a.num_slices = S;
+  a.out_offset = static_cast<const int32_t*>(keep(upload_vec(offs)));
+  a.out_len = static_cast<const int32_t*>(keep(upload_vec(lens)));
+  a.max_out_len = static_cast<int32_t>(len);
+  a.num_entries = E;
+  a.a = static_cast<const void* const*>(keep(upload_vec(ap)));
+  a.b = static_cast<const void* const*>(keep(upload_vec(bp)));
+  a.rank = static_cast<const int32_t*>(keep(upload_vec(ranks)));
+  a.scale = static_cast<const float*>(keep(upload_vec(std::vector<float>(S * E, 0.75f))));
+  a.max_rank = max_rank;
+  a.token_entry = static_cast<const int32_t*>(keep(upload_vec(entries)));
+  return f;
+}
+
 void norm_lora_case(DType d, bool rms, std::mt19937& rng) {
   const std::string name = std::string("add_norm_lora ") + (rms ? "rms " : "layer ") + dname(d);
   guard(name, [&] {
-    const int64_t H = 1024, first = 2, T = 9, n = T - first;  // 2 prefill rows, 7 decode rows
-    const int E = 3, max_rank = 16;
-    const std::vector<int32_t> ranks = {16, 12, 16};  // entry 2 has no weights (null A/B)
-    const std::vector<int32_t> entries = {0, 1, -1, 0, 2, 1, 0};
+    const int64_t H = 1024, first = 2, T = 9;  // 2 prefill rows, 7 decode rows
+    const std::vector<int32_t> entries = {0, 1, -1, 0, 2, 1, 0};  // entry 2 has no weights
     const auto h = randn(T * H, rng, 2.0f), delta = randn(T * H, rng, 1.0f, d);
     const auto w = randn(H, rng, 1.0f, d), bias = randn(H, rng, 1.0f, d);
-    const auto hl = randn(n * max_rank, rng, 1.0f);  // the shrink's h of the decode rows
-    std::vector<DevBuf> keep;
-    std::vector<const void*> ap(E, nullptr), bp(E, nullptr);
-    std::vector<float> scales = {0.5f, 2.0f, 1.0f};
-    for (int e = 0; e < 2; ++e) {
-      keep.push_back(upload(randn(static_cast<size_t>(ranks[e]) * H, rng, 0.05f, d), d));
-      ap[e] = keep.back().get();
-      keep.push_back(upload(randn(static_cast<size_t>(H) * ranks[e], rng, 0.1f, d), d));
-      bp[e] = keep.back().get();
-    }
-    const std::vector<int32_t> offs = {0}, lens = {static_cast<int32_t>(H)};
-    DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dr = upload_vec(ranks), ds = upload_vec(scales),
-           doff = upload_vec(offs), dlen = upload_vec(lens), dte = upload_vec(entries), dhl = upload(hl, DType::kF32);
+    FoldedLora f = folded_lora(d, 1, H, 3, 2, {16, 12, 16}, entries, 16, rng);
     DevBuf h1 = upload(h, DType::kF32), h2 = upload(h, DType::kF32), d1 = upload(delta, d), d2 = upload(delta, d),
-           dw = upload(w, d), db = upload(bias, d), o1(T * H * dsize(d)), o2(T * H * dsize(d)), dx(16);
-    wc::LoraArgs a{};
-    a.dtype = d;
-    a.tokens = static_cast<int32_t>(n);
-    a.in = 8;
-    a.x = dx.get();  // not read: h is given
-    a.x_stride = 8;
-    a.h = dhl.as<float>();
+           dw = upload(w, d), db = upload(bias, d), o1(T * H * dsize(d)), o2(T * H * dsize(d));
+    wc::LoraArgs& a = f.args;
     a.y = d1.as<char>() + first * H * dsize(d);
     a.y_stride = H;
-    a.num_slices = 1;
-    a.out_offset = doff.as<int32_t>();
-    a.out_len = dlen.as<int32_t>();
-    a.max_out_len = static_cast<int32_t>(H);
-    a.num_entries = E;
-    a.a = dap.as<const void*>();
-    a.b = dbp.as<const void*>();
-    a.rank = dr.as<int32_t>();
-    a.scale = ds.as<float>();
-    a.max_rank = max_rank;
-    a.token_entry = dte.as<int32_t>();
     // The two kernels: expand into delta's decode rows, then add + norm.
     CK(wc::lora_bgmv_expand_no_pdl(a, nullptr));
     CK(wc::add_norm(h1.as<float>(), d1.get(), d, T, H, rms, dw.get(), rms ? nullptr : db.get(), d, 1e-5f, o1.get(), d,
@@ -79,47 +95,14 @@ void norm_lora_case(DType d, bool rms, std::mt19937& rng) {
 void silu_lora_case(DType d, std::mt19937& rng) {
   const std::string name = std::string("silu_mul_lora ") + dname(d);
   guard(name, [&] {
-    const int64_t I = 688, first = 2, T = 9, n = T - first;  // 2 prefill rows, 7 decode rows
-    const int E = 3, S = 2, max_rank = 16;
-    const std::vector<int32_t> entries = {0, 1, -1, 0, 2, 1, 0};
-    const std::vector<int32_t> ranks = {16, 12, 16, 16, 12, 16};  // [slice][entry]; entry 2 has no weights
+    const int64_t I = 688, first = 2, T = 9;  // 2 prefill rows, 7 decode rows
+    const std::vector<int32_t> entries = {0, 1, -1, 0, 2, 1, 0};  // entry 2 has no weights
     const auto gu = randn(T * 2 * I, rng, 1.0f, d);
-    const auto hl = randn(S * n * max_rank, rng, 1.0f);
-    std::vector<DevBuf> keep;
-    std::vector<const void*> ap(S * E, nullptr), bp(S * E, nullptr);
-    std::vector<float> scales(S * E, 0.75f);
-    for (int s = 0; s < S; ++s)
-      for (int e = 0; e < 2; ++e) {
-        const int i = s * E + e;
-        keep.push_back(upload(randn(static_cast<size_t>(ranks[i]) * 8, rng, 0.05f, d), d));
-        ap[i] = keep.back().get();
-        keep.push_back(upload(randn(static_cast<size_t>(I) * ranks[i], rng, 0.1f, d), d));
-        bp[i] = keep.back().get();
-      }
-    const std::vector<int32_t> offs = {0, static_cast<int32_t>(I)}, lens = {static_cast<int32_t>(I), static_cast<int32_t>(I)};
-    DevBuf dap = upload_vec(ap), dbp = upload_vec(bp), dr = upload_vec(ranks), ds = upload_vec(scales),
-           doff = upload_vec(offs), dlen = upload_vec(lens), dte = upload_vec(entries), dhl = upload(hl, DType::kF32);
-    DevBuf g1 = upload(gu, d), g2 = upload(gu, d), o1(T * I * dsize(d)), o2(T * I * dsize(d)), dx(16);
-    wc::LoraArgs a{};
-    a.dtype = d;
-    a.tokens = static_cast<int32_t>(n);
-    a.in = 8;
-    a.x = dx.get();  // not read: h is given
-    a.x_stride = 8;
-    a.h = dhl.as<float>();
+    FoldedLora f = folded_lora(d, 2, I, 3, 2, {16, 12, 16, 16, 12, 16}, entries, 16, rng);
+    DevBuf g1 = upload(gu, d), g2 = upload(gu, d), o1(T * I * dsize(d)), o2(T * I * dsize(d));
+    wc::LoraArgs& a = f.args;
     a.y = g1.as<char>() + first * 2 * I * dsize(d);
     a.y_stride = 2 * I;
-    a.num_slices = S;
-    a.out_offset = doff.as<int32_t>();
-    a.out_len = dlen.as<int32_t>();
-    a.max_out_len = static_cast<int32_t>(I);
-    a.num_entries = E;
-    a.a = dap.as<const void*>();
-    a.b = dbp.as<const void*>();
-    a.rank = dr.as<int32_t>();
-    a.scale = ds.as<float>();
-    a.max_rank = max_rank;
-    a.token_entry = dte.as<int32_t>();
     CK(wc::lora_bgmv_expand_no_pdl(a, nullptr));
     CK(wc::silu_mul(g1.get(), 2 * I, o1.get(), I, T, I, d, nullptr));
     CK(wc::silu_mul_lora(g2.get(), 2 * I, o2.get(), I, T, I, d, a, nullptr));

@@ -9,6 +9,7 @@
 #include "lora_shrink_mma_body.h"
 #include "lora_shrink_split_body.h"
 #include "mma_device_ops.cuh"
+#include "pdl.cuh"
 #include "sgmv_tiles.h"
 
 namespace weft::cuda {
@@ -310,17 +311,8 @@ cudaError_t launch(const LoraArgs& a, cudaStream_t stream, bool pdl = false) {
       constexpr int kPerBlock = kExpandThreads * kExpandPerThread;
       const dim3 grid((a.max_out_len + kPerBlock - 1) / kPerBlock, static_cast<unsigned>(tiles), a.num_slices);
       const size_t smem = sizeof(float) * (kSegments ? kTileRows : 1) * a.max_rank;
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = grid;
-      cfg.blockDim = dim3(kExpandThreads);
-      cfg.dynamicSmemBytes = smem;
-      cfg.stream = stream;
-      cudaLaunchAttribute pdl[1] = {};
-      pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      pdl[0].val.programmaticStreamSerializationAllowed = 1;
-      cfg.attrs = pdl;
-      cfg.numAttrs = !kSegments && pdl && pdl_enabled() ? 1 : 0;
-      return cudaLaunchKernelEx(&cfg, expand_kernel<T, kSegments>, a);
+      return detail::launch_maybe_pdl(!kSegments && pdl && pdl_enabled(), expand_kernel<T, kSegments>, grid,
+                                      dim3(kExpandThreads), smem, stream, a);
     }
     return cudaGetLastError();
   });

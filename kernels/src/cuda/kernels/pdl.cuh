@@ -12,6 +12,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <utility>
+
 #include "common.cuh"
 #include "cuda/runtime/env.h"
 
@@ -29,22 +31,29 @@ inline bool step_pdl_enabled() {
   return on && device_major() >= 9;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...), with PDL when step_pdl_enabled(). The kernel must begin with
-// wait_then_release(). Arguments are passed as the kernel declares them (no default arguments).
+// kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when `pdl`. Arguments
+// are passed as the kernel declares them (no default arguments).
 template <class... Params, class... Args>
-cudaError_t launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                           Args&&... args) {
+cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute pdl[1] = {};
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = pdl;
-  cfg.numAttrs = step_pdl_enabled() ? 1 : 0;
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
+// A step's small kernel, with PDL when step_pdl_enabled(). The kernel must begin with wait_then_release().
+template <class... Params, class... Args>
+cudaError_t launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                           Args&&... args) {
+  return launch_maybe_pdl(step_pdl_enabled(), kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace weft::cuda::detail
