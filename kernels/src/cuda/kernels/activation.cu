@@ -44,7 +44,7 @@ __global__ void silu_mul_lora_kernel(const T* gate_up, int64_t in_stride, T* out
         float* vals[2] = {&g, &u};
         for (int s = 0; s < 2; ++s) {
           const int64_t ei = static_cast<int64_t>(s) * lora.num_entries + entry;
-          if (!detail::lora_entry_live(lora, ei)) continue;
+          if (!sgmv::live(lora, ei)) continue;
           const float* h = lora.h + (static_cast<int64_t>(s) * lora.tokens + td) * lora.max_rank;
           *vals[s] = detail::lora_expand_one(*vals[s], static_cast<const T*>(lora.b[ei]), lora.rank[ei],
                                              lora.scale[ei], h, i);

@@ -39,16 +39,6 @@ __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_c
 // values the base GEMM wrote before the shrink ran) before it waits for the shrink's h. Each kernel is a few µs,
 // most of it memory round trips in sequence, so overlapping one of them is worth having. No-ops before sm_90,
 // and when the kernel was launched the ordinary way (WEFT_PDL=0, or the SGMV path).
-__device__ __forceinline__ void allow_dependents_to_start() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wait_for_prerequisite_grids() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 bool pdl_enabled() {
   static const bool v = !detail::env_equals("WEFT_PDL", "0") && detail::device_major() >= 9;
   return v;
@@ -58,7 +48,7 @@ bool pdl_enabled() {
 template <class T, bool kSegments>
 __global__ void __launch_bounds__(kShrinkThreads) shrink_kernel(LoraArgs a) {
   constexpr int R = kSegments ? kTileRows : 1;
-  if constexpr (!kSegments) allow_dependents_to_start();
+  if constexpr (!kSegments) detail::release_dependents();
   const Work w = find_work<kSegments>(a);
   if (w.r1 <= w.r0) return;
   const int slice = blockIdx.z;
@@ -150,7 +140,7 @@ __global__ void __launch_bounds__(kExpandThreads) expand_kernel(LoraArgs a) {
     for (int i = 0; i < kExpandPerThread; ++i)
       if (has[i]) first[i] = detail::load_pack(brow[i]);
   }
-  wait_for_prerequisite_grids();  // h is the shrink's output (the only one; see allow_dependents_to_start)
+  detail::wait_for_predecessor();  // h is the shrink's output (the only one it reads; see the note above)
   for (int i = threadIdx.x; i < R * rank; i += kExpandThreads) {
     const int r = i / rank, k = i % rank;
     hs[i] = r < nrows ? a.h[(static_cast<int64_t>(slice) * a.tokens + w.r0 + r) * a.max_rank + k] : 0.0f;
@@ -267,7 +257,7 @@ bool expand_early_y() {
 template <class T>
 __global__ void __launch_bounds__(shrink_split::kThreads) shrink_split_kernel(LoraArgs a) {
   __shared__ float red[shrink_split::kRedFloats];
-  allow_dependents_to_start();
+  detail::release_dependents();
   const prefill_mma::BlockIndex ix{static_cast<int>(threadIdx.x), static_cast<int>(blockIdx.x),
                                    static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
   shrink_split::block<detail::DeviceOps<T>>(a, ix, red);

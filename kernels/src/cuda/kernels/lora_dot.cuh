@@ -5,14 +5,9 @@
 #pragma once
 #include "common.cuh"
 #include "kernels.h"
+#include "sgmv_tiles.h"  // sgmv::live: an entry with weights
 
 namespace weft::cuda::detail {
-
-// The table entry `ei` of a LoRA module has weights (a, b, 0 < rank <= max_rank).
-__device__ __forceinline__ bool lora_entry_live(const LoraArgs& a, int64_t ei) {
-  const int rank = a.rank[ei];
-  return a.a[ei] != nullptr && a.b[ei] != nullptr && rank > 0 && rank <= a.max_rank;
-}
 
 // y + scale·Σ_k B[o, k]·h[k], rounded to T. B: the entry's [out, rank] matrix; h: the row's [rank] (fp32).
 template <class T>

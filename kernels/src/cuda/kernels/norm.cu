@@ -76,7 +76,7 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
   if (row >= first_row) {
     const int64_t t = row - first_row;
     const int e = lora.token_entry[t];
-    if (e >= 0 && e < lora.num_entries && detail::lora_entry_live(lora, e)) {
+    if (e >= 0 && e < lora.num_entries && sgmv::live(lora, e)) {
       rank = lora.rank[e];
       B = static_cast<const Td*>(lora.b[e]);
       scale = lora.scale[e];

@@ -19,11 +19,22 @@
 
 namespace weft::cuda::detail {
 
-__device__ __forceinline__ void wait_then_release() {
+// The two PDL instructions; no-ops before sm_90 and in a grid launched without PDL / without PDL dependents.
+// Lets the next kernel on the stream (launched with PDL) start now.
+__device__ __forceinline__ void release_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+// Waits until the kernel before this one has completed and its writes are visible.
+__device__ __forceinline__ void wait_for_predecessor() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_then_release() {
+  wait_for_predecessor();
+  release_dependents();
 }
 
 inline bool step_pdl_enabled() {
