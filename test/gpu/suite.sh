@@ -7,6 +7,8 @@
 #   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128: LoRA shrinks beside the base GEMMs
 #                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1,
 #                                     both: a side-by-side table                                           (~9 min)
+#   bash test/gpu/suite.sh ab-attention  batch 1/8/32/128 base-only decode with the decode attention's loads in
+#                                     flight per lane at 1 (default), 4, 8 and by grid size (WEFT_DECODE_ATTENTION_DEPTH) (~5 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
 #                                     attention, the cluster SGMV shrink, both, both + early-y SGMV expand   (~6 min)
@@ -95,8 +97,9 @@ case "$part" in
     step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity gpu/op-profile
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
-    # into the op after them (WEFT_PDL_STEP=1, WEFT_LORA_EXPAND_INTO_NEXT=1; both opt-in).
-    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 node test/run.mjs gpu/model-golden gpu/model-parity
+    # into the op after them, and the decode attention's depth chosen by grid size (WEFT_PDL_STEP=1,
+    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto; all opt-in).
+    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
@@ -121,6 +124,16 @@ case "$part" in
       "pdl-step:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1" \
       "expand-next:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_INTO_NEXT=1" \
       "both:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1"
+    ;;
+  ab-attention)
+    # Decode attention with deeper rings of K/V loads in flight (decode_attention_body.h): batch 1 spent ~49 us a
+    # layer on 8.6 MB of K/V (H100, 2026-11-23 op profile), one load in flight per lane. Same bits at every depth;
+    # base-only, since attention does not see adapters.
+    run_ab decode 200 "--scenario decode --batch 1,8,32,128 --adapters 0 --context 512" \
+      "depth1:WEFT_DECODE_ATTENTION_DEPTH=1" \
+      "depth4:WEFT_DECODE_ATTENTION_DEPTH=4" \
+      "depth8:WEFT_DECODE_ATTENTION_DEPTH=8" \
+      "auto:WEFT_DECODE_ATTENTION_DEPTH=auto"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.

@@ -1,6 +1,8 @@
 // Paged attention (decode and the prefill kernels — CUDA-core, tensor-core and pipelined tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
 // contexts across the decode partitions (512 keys, 256 for GQA), sliding windows, odd block sizes, chunked prefill on top of a
-// cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous.
+// cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous. The decode
+// kernel's loads-in-flight depths (1, 4, 8, by grid size) must give the default's bits.
+#include <cstring>
 #include <numeric>
 
 #include "harness.h"
@@ -60,6 +62,16 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
       const size_t ws_bytes = wc::paged_attention_decode_workspace_bytes(a);
       DevBuf ws(ws_bytes);
       CK(wc::paged_attention_decode(a, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
+      // Deeper rings of loads in flight (WEFT_DECODE_ATTENTION_DEPTH) and the by-grid-size choice only issue loads
+      // earlier: the same bits as the default kernel.
+      const auto first = download(out.get(), ref.size(), c.d);
+      for (int depth : {1, 4, 8, 0}) {
+        CK(cudaMemset(out.get(), 0xff, ref.size() * dsize(c.d)));
+        CK(wc::paged_attention_decode_depth(a, ws_bytes ? ws.get() : nullptr, ws_bytes, depth, nullptr));
+        const auto again = download(out.get(), ref.size(), c.d);
+        expect(name + " [depth " + std::to_string(depth) + " == default, bit for bit]",
+               std::memcmp(again.data(), first.data(), first.size() * sizeof(float)) == 0);
+      }
     } else if (kernel == Kernel::kPrefillSimt) {
       CK(wc::paged_attention_prefill_simt(a, nullptr));
     } else if (kernel == Kernel::kPrefillMma) {

@@ -10,6 +10,8 @@
 //   permuted on both operands) against a double-precision x·Wᵀ + bias, and its rows bit for bit across M;
 // - the split BGMV shrink (lora_shrink_split_emu.cc: 128 threads split `in`, fixed-order reduction) against a
 //   double-precision x·Aᵀ, each token alone bit for bit;
+// - decode attention (decode_attention_emu.cc: flash-decoding over 512/256-key partitions and their merge) against
+//   cpu::paged_attention, its deeper rings of loads in flight (depths 4 and 8) bit for bit equal to depth 1;
 // - the fused decode LoRA (lora_bgmv_fused_emu.cc: a thread-block cluster per token and slice, its barrier
 //   and distributed shared memory emulated) against a double-precision y + scale·(x·Aᵀ)·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
@@ -84,4 +86,10 @@ test('fused BGMV shrink + expand body (one cluster per token and slice) == y + s
 test('decode-sized tensor-core GEMM body == x·Wᵀ + bias, rows independent of M, under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/skinny_gemm_emu.cc', []);
   assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 5, 'every case ran');
+});
+
+test('decode attention body and merge == cpu::paged_attention; every loads-in-flight depth gives the same bits', { skip }, () => {
+  const out = buildAndRun('test/emulated/decode_attention_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 8, 'every case ran');
+  assert.doesNotMatch(out, /DIFFER/);
 });

@@ -152,6 +152,10 @@ struct PagedAttention {
 size_t paged_attention_decode_workspace_bytes(const PagedAttention& a);
 cudaError_t paged_attention_decode(const PagedAttention& a, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream);
+// The same with a given number of K/V loads in flight per lane (1, 4 or 8; 0 = by grid size): every depth computes
+// the same bits. paged_attention_decode takes WEFT_DECODE_ATTENTION_DEPTH (1 when unset). Tests and A/B runs.
+cudaError_t paged_attention_decode_depth(const PagedAttention& a, void* workspace, size_t workspace_bytes, int depth,
+                                         cudaStream_t stream);
 // Prefill (and mixed batches): causal over the cache, K/V of this step already written. Picks the tensor-core
 // kernel where it applies (bf16/fp16, head_dim a multiple of 16 up to 128, sm_80+; WEFT_PREFILL_ATTENTION=simt
 // turns it off, =mma picks the first tensor-core kernel instead of the pipelined one), else the CUDA-core one. The named kernels
