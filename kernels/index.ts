@@ -69,6 +69,9 @@ export interface ForwardBatch {
   logitRows: Int32Array;
 }
 
+/** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */
+export type LoraStorage = 'float32' | 'bfloat16' | 'float16';
+
 /** One LoRA part for a slot: A [rank, in] and B [outLen, rank] (row-major), covering outputs outOffset.. of the module. */
 export interface LoraPartInput {
   layer: number;
@@ -76,8 +79,10 @@ export interface LoraPartInput {
   outOffset: number;
   rank: number;
   scale: number;
-  a: Float32Array;
-  b: Float32Array;
+  /** float32 values, or (storage 'bfloat16' / 'float16', a CUDA model of that dtype only) their 16-bit patterns. */
+  a: Float32Array | Uint16Array;
+  b: Float32Array | Uint16Array;
+  storage?: LoraStorage;
 }
 
 /** One op's total over the profiled steps (NativeModel.takeOpProfile). */
@@ -198,6 +203,8 @@ export interface CpuOps {
   cpuThreads(): number;
   /** fp16 (bf16 false) or bf16 bit patterns → float32 into out[outOffset…], exactly, on the CPU pool's threads. */
   decodeHalf(src: Uint16Array, bf16: boolean, out: Float32Array, outOffset: number): void;
+  /** float32 → fp16 (bf16 false) or bf16 bit patterns, round to nearest even, on the CPU pool's threads. */
+  encodeHalf(src: Float32Array, bf16: boolean, out: Uint16Array): void;
 }
 
 interface Addon {

@@ -6,8 +6,8 @@ import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type Loaded
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
-import { installAdapter, installStaged, loadModel, planAdapter, readModelSpec, stageAdapter, type AdapterPlan,
-  type LoadedModel } from './models/index.js';
+import { installAdapter, installStaged, loadModel, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
+  type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
 import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
@@ -88,7 +88,13 @@ export class LocalEngine {
       const key = dirIdentity(dir);
       return this.fromHost(key) ?? this.remember(key, loadAdapterDir(dir));
     };
-    const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(read));
+    // A merge needs its parts' float32 tensors: an entry that kept only a 16-bit plan is read from disk again
+    // (and left as it is).
+    const tensors = (dir: string): Parsed & { adapter: LoadedAdapter } => {
+      const p = read(dir);
+      return p.adapter ? { ...p, adapter: p.adapter } : { key: p.key, adapter: loadAdapterDir(dir), fromHost: false };
+    };
+    const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(tensors));
     return this.install(slot, parsed, source);
   }
 
@@ -126,8 +132,8 @@ export class LocalEngine {
     if (hit) return Promise.resolve(hit);
     let reading = this.reading.get(key);
     if (!reading) {
-      const layout = { model: { spec: this.model.spec, partition: this.model.partition }, maxLoraRank: this.maxLoraRank,
-        where: describe(source) };
+      const layout = { model: { spec: this.model.spec, partition: this.model.partition, loraStorage: loraStorageOf(this.model) },
+        maxLoraRank: this.maxLoraRank, where: describe(source) };
       reading = (this.parser ??= new AdapterParser()).prepare(typeof source === 'string' ? source : source.merge, layout)
         .then(({ adapter, plan }) => this.remember(key, adapter, plan))
         .finally(() => this.reading.delete(key));
@@ -156,16 +162,21 @@ export class LocalEngine {
   /** The adapter's plan for this shard (tensor-parallel slices, scales, rank checks): its worker's, or made here. */
   private planned(parsed: Parsed, source: AdapterSource): AdapterPlan {
     if (parsed.plan) return parsed.plan;
-    const plan = planAdapter(this.model, parsed.adapter, describe(source), this.maxLoraRank);
-    // Kept with the cached adapter: its next load from host RAM skips planning (at TP > 1 the slices are copies).
-    if (this.hostCache.get(parsed.key)?.adapter === parsed.adapter) this.hostCache.put(parsed.key, parsed.adapter, plan);
+    // A cache entry without tensors has a plan (host-cache.ts), so an unplanned one has its adapter.
+    const adapter = parsed.adapter!;
+    const plan = planAdapter({ ...this.model, loraStorage: loraStorageOf(this.model) }, adapter, describe(source),
+      this.maxLoraRank);
+    // Kept with the cached adapter (instead of it, when 16-bit): its next load from host RAM skips planning (at
+    // TP > 1 the slices are copies).
+    if (this.hostCache.get(parsed.key)?.adapter === adapter) this.hostCache.put(parsed.key, adapter, plan);
     return plan;
   }
 
   /** The host-RAM cache's entry under `key` (a directory's identity — its files' sizes and mtimes — or a merge's). */
   private fromHost(key: string): Parsed | undefined {
     const hit = this.hostCache.get(key);
-    return hit ? { key, adapter: hit.adapter, ...(hit.plan ? { plan: hit.plan } : {}), fromHost: true } : undefined;
+    return hit ? { key, ...(hit.adapter ? { adapter: hit.adapter } : {}), ...(hit.plan ? { plan: hit.plan } : {}), fromHost: true }
+      : undefined;
   }
 
   private remember(key: string, adapter: LoadedAdapter, plan?: AdapterPlan): Parsed {
@@ -173,7 +184,7 @@ export class LocalEngine {
     return { key, adapter, ...(plan ? { plan } : {}), fromHost: false };
   }
 
-  private merged(m: MergeRecipe, parts: Parsed[]): Parsed {
+  private merged(m: MergeRecipe, parts: (Parsed & { adapter: LoadedAdapter })[]): Parsed {
     const key = mergeKey(m);
     const hit = this.fromHost(key);
     if (hit) return hit;
@@ -229,7 +240,8 @@ export type AdapterSource = string | { merge: MergeRecipe };
 interface Parsed {
   /** Its host-RAM cache key. */
   key: string;
-  adapter: LoadedAdapter;
+  /** Its float32 tensors; absent only for a host-cache hit that kept just a 16-bit plan (then `plan` is set). */
+  adapter?: LoadedAdapter;
   /** Whether the disk was skipped (the host-RAM cache had it). */
   fromHost: boolean;
   /** Planned for this shard already (by the worker that read it). */

@@ -1,6 +1,8 @@
 // The host-RAM tier: parsed adapters (full, unsliced tensors) kept in an LRU bounded by bytes, so an
 // adapter evicted from its device slot comes back without touching the disk — with the shard's plan for it
-// when one was made (its tensor-parallel slices), so it also comes back without being planned again.
+// when one was made (its tensor-parallel slices), so it also comes back without being planned again. A plan in a
+// 16-bit GPU model's format is all a load needs, so such an entry keeps only the plan: half the bytes of the
+// float32 tensors (a merge that names it reads the files again).
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AdapterPlan } from '../models/load-adapter.js';
@@ -12,10 +14,16 @@ export function adapterBytes(a: LoadedAdapter): number {
   return n;
 }
 
-/** Bytes an entry holds: the adapter's tensors, plus the plan's slices that are copies (not views of them). */
-export function cachedBytes(a: LoadedAdapter, plan?: AdapterPlan): number {
-  const own = new Set<ArrayBufferLike>([...a.tensors.values()].map((t) => t.data.buffer));
-  let n = adapterBytes(a);
+/** Whether a cache entry keeps the adapter's float32 tensors beside `plan`: not when the plan is 16-bit. */
+export function keepsTensors(plan?: AdapterPlan): boolean {
+  return !plan || plan.storage === 'float32';
+}
+
+/** Bytes an entry holds: the adapter's tensors (when kept), plus the plan's arrays that are not views of them. */
+export function cachedBytes(a: LoadedAdapter | undefined, plan?: AdapterPlan): number {
+  const kept = keepsTensors(plan) ? a : undefined;
+  const own = new Set<ArrayBufferLike>([...(kept?.tensors.values() ?? [])].map((t) => t.data.buffer));
+  let n = kept ? adapterBytes(kept) : 0;
   for (const p of plan?.parts ?? []) {
     for (const m of [p.a, p.b]) {
       if (!own.has(m.buffer)) {
@@ -27,9 +35,10 @@ export function cachedBytes(a: LoadedAdapter, plan?: AdapterPlan): number {
   return n;
 }
 
-/** A host-cache entry: the parsed adapter and, when made, this shard's plan for it. */
+/** A host-cache entry: the parsed adapter and, when made, this shard's plan for it — at least one of them. */
 export interface HostEntry {
-  adapter: LoadedAdapter;
+  /** Absent when the plan is 16-bit (keepsTensors). */
+  adapter?: LoadedAdapter;
   plan?: AdapterPlan;
 }
 
@@ -70,7 +79,10 @@ export class HostAdapterCache {
     return e;
   }
 
-  /** Caches an adapter (and its plan) if it fits the budget at all, evicting least recently used ones; its bytes. */
+  /**
+   * Caches an adapter and its plan — only the plan when that is 16-bit — if it fits the budget at all, evicting
+   * least recently used ones; the entry's bytes.
+   */
   put(key: string, adapter: LoadedAdapter, plan?: AdapterPlan): number {
     const bytes = cachedBytes(adapter, plan);
     const old = this.entries.get(key);
@@ -84,7 +96,7 @@ export class HostAdapterCache {
       this.entries.delete(k);
       this.used -= e.bytes;
     }
-    this.entries.set(key, { adapter, ...(plan ? { plan } : {}), bytes });
+    this.entries.set(key, { ...(keepsTensors(plan) ? { adapter } : {}), ...(plan ? { plan } : {}), bytes });
     this.used += bytes;
     return bytes;
   }

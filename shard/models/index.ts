@@ -2,5 +2,5 @@ export { readModelSpec, parseModelSpec, type ModelSpec, type Architecture } from
 export { UnsupportedModelError } from './errors.js';
 export { partitionFor, type Partition } from './partition.js';
 export { loadModel, planConfig, type LoadedModel, type LoadOptions } from './load-weights.js';
-export { planAdapter, installAdapter, installStaged, stageAdapter, AdapterLoadError, type AdapterLayout, type AdapterPlan } from './load-adapter.js';
+export { planAdapter, loraStorageOf, installAdapter, installStaged, stageAdapter, AdapterLoadError, type AdapterLayout, type AdapterPlan } from './load-adapter.js';
 export { computeRope, parseRopeParams, type Rope, type RopeParams } from './rope.js';

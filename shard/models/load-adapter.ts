@@ -1,7 +1,7 @@
 // Maps a PEFT LoRA adapter onto an executor slot: every lora_A/lora_B pair is placed on the module it
 // targets, sliced for this rank exactly like the base weight (DESIGN.md §3, §4). The tensors in the file
 // are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
-import { LoraModuleId, type LoraPartInput, type StagedAdapter } from '../../kernels/index.js';
+import { LoraModuleId, cpuOps, type LoraPartInput, type LoraStorage, type StagedAdapter } from '../../kernels/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
 import { subBlocks, rowParallelInput, resolveModule } from './layout.js';
 import type { LoadedModel } from './load-weights.js';
@@ -12,13 +12,45 @@ export class AdapterLoadError extends Error {
 
 export type LoraPartPlan = LoraPartInput;
 
-/** What planning needs of a model: its shape and this rank's tensor-parallel share (plain data: workers get it). */
-export type AdapterLayout = Pick<LoadedModel, 'spec' | 'partition'>;
+/**
+ * What planning needs of a model: its shape, this rank's tensor-parallel share and the storage its LoRA parts are
+ * planned in (plain data: workers get it). No storage: float32.
+ */
+export type AdapterLayout = Pick<LoadedModel, 'spec' | 'partition'> & { loraStorage?: LoraStorage };
 
 export interface AdapterPlan {
   parts: LoraPartPlan[];
   maxRank: number;
+  /** Bytes of the parts' arrays. */
   bytes: number;
+  /** The parts' storage: float32, or a 16-bit GPU model's format (then nothing needs the float32 tensors). */
+  storage: LoraStorage;
+}
+
+/**
+ * The storage a model's LoRA parts are planned in: a 16-bit CUDA model's own format — the slot holds that anyway,
+ * so the host-RAM tier keeps half the bytes and staging copies them without converting — else float32 (the
+ * CPU backend computes in float32, and golden logits are checked there to 1e-4).
+ */
+export function loraStorageOf(model: Pick<LoadedModel, 'plan'>): LoraStorage {
+  const { device, dtype } = model.plan;
+  return device === 'cuda' && (dtype === 'bfloat16' || dtype === 'float16') ? dtype : 'float32';
+}
+
+/** The parts' arrays in `storage` (each distinct array converted once: parts of one module may share A). */
+function stored(parts: LoraPartPlan[], storage: LoraStorage): LoraPartPlan[] {
+  if (storage === 'float32') return parts;
+  const done = new Map<Float32Array | Uint16Array, Uint16Array>();
+  const encode = (m: Float32Array | Uint16Array): Uint16Array => {
+    let out = done.get(m);
+    if (!out) {
+      out = new Uint16Array(m.length);
+      cpuOps.encodeHalf(m as Float32Array, storage === 'bfloat16', out);
+      done.set(m, out);
+    }
+    return out;
+  };
+  return parts.map((p) => ({ ...p, a: encode(p.a), b: encode(p.b), storage }));
 }
 
 // A range that is the whole matrix is the matrix itself, not a copy (one rank, or a module this rank holds
@@ -96,8 +128,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       off += bl.fullLen;
     }
   }
-  const bytes = parts.reduce((n, p) => n + 4 * (p.a.length + p.b.length), 0);
-  return { parts, maxRank, bytes };
+  const storage = model.loraStorage ?? 'float32';
+  const planned = stored(parts, storage);
+  const bytes = planned.reduce((n, p) => n + p.a.byteLength + p.b.byteLength, 0);
+  return { parts: planned, maxRank, bytes, storage };
 }
 
 /**

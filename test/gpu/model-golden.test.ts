@@ -2,8 +2,9 @@
 // shard/'s LocalEngine like the CPU conformance test: fp32 within 1e-3 of the golden logits (base and every
 // adapter, alone and in one heterogeneous batch), bf16 and fp16 within a tolerance justified below,
 // prefill-then-decode (decode steps replay CUDA graphs) equal to the CPU backend step by step, and TP=2 over
-// the shm collective with both ranks on the one GPU (partial sums staged through pinned host memory).
-// Skipped with the reason on a machine without a usable GPU.
+// the shm collective with both ranks on the one GPU (partial sums staged through pinned host memory). Adapters of
+// a bf16/fp16 model are planned in its dtype on the host (staged without converting): the same bits as float32
+// plans rounded on the device. Skipped with the reason on a machine without a usable GPU.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCollective, type ForwardBatch, type RowSampling } from '../../kernels/index.js';
@@ -11,6 +12,8 @@ import { cudaInfo, ncclUniqueId } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 import { stepBatch } from '../helpers/forward-batch.js';
+import { installAdapter, planAdapter } from '../../shard/models/index.js';
+import { loadAdapterDir } from '../../shard/adapters/peft-config.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -106,6 +109,35 @@ for (const name of goldenCases()) {
                 `${it.key} ${dtype}: mean abs error ${e.mean}, max ${e.max}`);
             });
             t.diagnostic(`${name} ${dtype}: worst mean abs error ${worst.mean.toFixed(5)}, max ${worst.max.toFixed(4)}`);
+          } finally {
+            engine.dispose();
+          }
+        });
+    }
+
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      test(`${dtype}: adapters planned in ${dtype} (host-side rounding, staged as they are) give the bits of float32 plans`,
+        async () => {
+          const engine = openCuda(c, dtype);  // loadAdapter: plans in the model's dtype
+          try {
+            const prepared = await engine.prepareAdapter(c.adapters[0].dir);
+            assert.equal(prepared.plan.storage, dtype, 'the worker plans in the model\'s dtype');
+            engine.discardPrepared(prepared);
+            const items = mixedItems(c);
+            const half = await engine.scoreBatch(items);
+            // The same adapters from float32 plans: uploaded in float32 and rounded on the device.
+            c.adapters.forEach((a, i) =>
+              installAdapter(engine.model, i, planAdapter(engine.model, loadAdapterDir(a.dir), a.dir, engine.maxLoraRank)));
+            const f32 = await engine.scoreBatch(items);
+            items.forEach((it, k) => assert.deepEqual(half[k], f32[k], `${it.key}: 16-bit plan = float32 plan, bit for bit`));
+            // The host-RAM tier kept only the 16-bit plans: a merge of them reads their float32 tensors again.
+            if (c.adapters.length >= 2) {
+              const dirs = [c.adapters[0].dir, c.adapters[1].dir];
+              const merged = engine.loadAdapter(0, { merge: { dirs, weights: [0.5, 0.5], strategy: 'linear',
+                majoritySignMethod: 'total', seed: 0 } });
+              assert.equal(merged.storage, dtype);
+              assert.equal(merged.fromHost, false, 'merged from tensors read again');
+            }
           } finally {
             engine.dispose();
           }

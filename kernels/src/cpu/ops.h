@@ -98,5 +98,8 @@ float log_softmax_at(const float* logits, int64_t vocab, int32_t token);
 
 // fp16 (bf16 = false) or bf16 bit patterns -> float32, exactly; split over the CPU pool's threads (convert.cc).
 void half_to_float(const uint16_t* src, int64_t n, bool bf16, float* out);
+// float32 -> fp16 (bf16 false) or bf16 bit patterns, round to nearest even (what the GPU's __float2half_rn /
+// __float2bfloat16_rn give), on the CPU pool's threads: LoRA parts planned for a 16-bit GPU shard.
+void float_to_half(const float* src, int64_t n, bool bf16, uint16_t* out);
 
 }  // namespace weft::cpu

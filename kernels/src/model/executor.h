@@ -41,14 +41,21 @@ struct LoraPart {
   std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
 };
 
-// One LoRA part as a caller hands it to stage_adapter: A [rank, in] and B [out_len, rank] in host float32,
-// the caller's memory, read only until stage_adapter returns. a_len/b_len are the arrays' element counts.
+// How a LoRA part's host arrays are stored: float32, or the 16-bit bit patterns a bf16/fp16 GPU shard holds
+// (planned so by the shard: its host-RAM tier keeps half the bytes and staging copies them as they are).
+enum class LoraData { kF32, kF16, kBF16 };
+const char* lora_data_name(LoraData d);
+
+// One LoRA part as a caller hands it to stage_adapter: A [rank, in] and B [out_len, rank] in host memory of
+// `data`'s format (the CPU backend takes float32 only), the caller's memory, read only until stage_adapter
+// returns. a_len/b_len are the arrays' element counts.
 struct LoraPartRef {
   int layer = 0, module = 0;
   int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
   float scale = 1.0f;
-  const float* a = nullptr;
-  const float* b = nullptr;
+  LoraData data = LoraData::kF32;
+  const void* a = nullptr;
+  const void* b = nullptr;
   int64_t a_len = 0, b_len = 0;
 };
 

@@ -92,6 +92,10 @@ void check_adapter_slot(const ModelConfig& c, int slot) {
                                 std::to_string(c.adapter_slots) + ")");
 }
 
+const char* lora_data_name(LoraData d) {
+  return d == LoraData::kF32 ? "float32" : d == LoraData::kF16 ? "float16" : "bfloat16";
+}
+
 void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
   const int module = part.module, layer = part.layer;
   if (module < 0 || module > kLmHead) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
@@ -160,10 +164,15 @@ std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRe
   s.layers.resize(static_cast<size_t>(cfg_.layers));
   for (const LoraPartRef& r : parts) {
     check_lora_part(cfg_, r);
+    if (r.data != LoraData::kF32)
+      throw std::invalid_argument(std::string("lora: the CPU backend takes float32 parts, got ") + lora_data_name(r.data) +
+                                  " (plan adapters for a CPU shard in float32)");
     LoraPart part;
     part.rank = r.rank, part.in = r.in, part.out_len = r.out_len, part.out_offset = r.out_offset, part.scale = r.scale;
-    part.a.assign(r.a, r.a + r.a_len);
-    part.b.assign(r.b, r.b + r.b_len);
+    const auto* a = static_cast<const float*>(r.a);
+    const auto* b = static_cast<const float*>(r.b);
+    part.a.assign(a, a + r.a_len);
+    part.b.assign(b, b + r.b_len);
     s.bytes += static_cast<int64_t>((part.a.size() + part.b.size()) * sizeof(float));
     if (r.module == kLmHead) s.lm_head.push_back(std::move(part));
     else s.layers[r.layer][r.module].push_back(std::move(part));

@@ -222,6 +222,19 @@ Value DecodeHalf(const CallbackInfo& info) {
   return env.Undefined();
 }
 
+// encodeHalf(src Float32Array, bf16 boolean, out Uint16Array) : src rounded (nearest even) to fp16/bf16 bit
+// patterns, on the CPU pool's threads (LoRA parts planned for a 16-bit GPU shard).
+Value EncodeHalf(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto src = f32(info[0], "src");
+  need(env, info[2].IsTypedArray() && info[2].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array,
+       "encodeHalf: out must be a Uint16Array");
+  auto out = info[2].As<Napi::Uint16Array>();
+  need(env, out.ElementLength() == src.ElementLength(), "encodeHalf: out must have src's length");
+  cpu::float_to_half(src.Data(), static_cast<int64_t>(src.ElementLength()), info[1].ToBoolean().Value(), out.Data());
+  return env.Undefined();
+}
+
 // cpuThreads() -> the CPU pool's thread count (set by the last CPU model created; 1 before any).
 Value CpuThreads(const CallbackInfo& info) { return Napi::Number::New(info.Env(), cpu::num_threads()); }
 
@@ -240,6 +253,7 @@ Napi::Object define_ops(Napi::Env env) {
   ops.Set("parallelCopy", Napi::Function::New(env, ParallelCopy));
   ops.Set("cpuThreads", Napi::Function::New(env, CpuThreads));
   ops.Set("decodeHalf", Napi::Function::New(env, DecodeHalf));
+  ops.Set("encodeHalf", Napi::Function::New(env, EncodeHalf));
   return ops;
 }
 

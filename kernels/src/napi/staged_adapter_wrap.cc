@@ -60,10 +60,27 @@ std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v) {
     p.rank = num_int(o.Get("rank"), "part.rank");
     p.scale = static_cast<float>(num(o, "scale"));
     if (p.rank <= 0) throw Napi::RangeError::New(env, "stageAdapter: part.rank must be positive");
-    auto a = f32(o.Get("a"), "part.a");
-    auto b = f32(o.Get("b"), "part.b");
-    p.a = a.Data(), p.a_len = static_cast<int64_t>(a.ElementLength());
-    p.b = b.Data(), p.b_len = static_cast<int64_t>(b.ElementLength());
+    // float32 arrays, or Uint16Array bit patterns with `storage` naming their format ('bfloat16' | 'float16').
+    const Napi::Value av = o.Get("a"), bv = o.Get("b");
+    const auto is_u16 = [](const Napi::Value& v) {
+      return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+    };
+    if (is_u16(av) || is_u16(bv)) {
+      if (!is_u16(av) || !is_u16(bv))
+        throw Napi::TypeError::New(env, "stageAdapter: part.a and part.b must both be Float32Array or both Uint16Array");
+      const std::string storage = o.Get("storage").IsString() ? o.Get("storage").As<Napi::String>().Utf8Value() : "";
+      if (storage != "bfloat16" && storage != "float16")
+        throw Napi::TypeError::New(env, "stageAdapter: 16-bit parts need storage 'bfloat16' or 'float16'");
+      p.data = storage == "bfloat16" ? LoraData::kBF16 : LoraData::kF16;
+      auto a = av.As<Napi::Uint16Array>(), b = bv.As<Napi::Uint16Array>();
+      p.a = a.Data(), p.a_len = static_cast<int64_t>(a.ElementLength());
+      p.b = b.Data(), p.b_len = static_cast<int64_t>(b.ElementLength());
+    } else {
+      auto a = f32(av, "part.a");
+      auto b = f32(bv, "part.b");
+      p.a = a.Data(), p.a_len = static_cast<int64_t>(a.ElementLength());
+      p.b = b.Data(), p.b_len = static_cast<int64_t>(b.ElementLength());
+    }
     p.in = p.a_len / p.rank;
     p.out_len = p.b_len / p.rank;
   }

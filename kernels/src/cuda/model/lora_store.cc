@@ -10,6 +10,18 @@
 namespace weft::cuda {
 
 namespace {
+LoraData data_of(DType d) { return d == DType::kBF16 ? LoraData::kBF16 : d == DType::kF16 ? LoraData::kF16 : LoraData::kF32; }
+
+// One array of a part into the staged memory: float32 through the uploader (converted on the device), 16-bit
+// patterns already in the model's format copied as they are (half the PCIe bytes, no conversion).
+void put(const void* src, int64_t n, LoraData data, void* dst, DType dt, Uploader& up, cudaStream_t stream) {
+  if (data == LoraData::kF32) {
+    up.enqueue(static_cast<const float*>(src), n, dst, dt, stream);
+    return;
+  }
+  if (n > 0) WEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(uint16_t) * static_cast<size_t>(n), cudaMemcpyHostToDevice, stream));
+}
+
 const char* module_name(int module) {
   switch (module) {
     case kQkv: return "qkv";
@@ -103,6 +115,10 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     const LoraPartRef& part = parts[i];
     check_lora_part(cfg_, part);
     const std::string where = "lora: layer " + std::to_string(part.layer) + " module " + module_name(part.module);
+    if (part.data != LoraData::kF32 && part.data != data_of(dtype_))
+      throw std::invalid_argument(where + ": the part is stored as " + lora_data_name(part.data) +
+                                  " but the model holds " + lora_data_name(data_of(dtype_)) +
+                                  "; plan it in float32 or in the model's dtype");
     if (part.rank > kMaxRank)
       throw std::invalid_argument(where + ": rank " + std::to_string(part.rank) +
                                   " is above the CUDA backend's limit " + std::to_string(kMaxRank));
@@ -125,7 +141,7 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     a_at[i] = total;
     b_at[i] = round_up(a_at[i] + static_cast<size_t>(part.a_len) * ds, 256);
     total = round_up(b_at[i] + static_cast<size_t>(part.b_len) * ds, 256);
-    most = std::max({most, part.a_len, part.b_len});
+    if (part.data == LoraData::kF32) most = std::max({most, part.a_len, part.b_len});  // the uploader's staging
     staged->entries_.push_back({t, k, nullptr, nullptr, static_cast<int32_t>(part.rank), part.scale});
     staged->bytes_ += (part.a_len + part.b_len) * static_cast<int64_t>(ds);
     staged->rank_cap_ =
@@ -135,8 +151,8 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
   up.reserve(most);
   char* base = staged->mem_.as<char>();
   for (size_t i = 0; i < parts.size(); ++i) {
-    up.enqueue(parts[i].a, parts[i].a_len, base + a_at[i], dtype_, stream);
-    up.enqueue(parts[i].b, parts[i].b_len, base + b_at[i], dtype_, stream);
+    put(parts[i].a, parts[i].a_len, parts[i].data, base + a_at[i], dtype_, up, stream);
+    put(parts[i].b, parts[i].b_len, parts[i].data, base + b_at[i], dtype_, up, stream);
     staged->entries_[i].a = base + a_at[i];
     staged->entries_[i].b = base + b_at[i];
   }
