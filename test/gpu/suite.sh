@@ -7,11 +7,12 @@
 #   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128: LoRA shrinks beside the base GEMMs
 #                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1,
 #                                     both: a side-by-side table                                           (~9 min)
-#   bash test/gpu/suite.sh ab-attention  batch 1/8/32/128 base-only decode with the decode attention's loads in
-#                                     flight per lane at 1 (default), 4, 8 and by grid size (WEFT_DECODE_ATTENTION_DEPTH) (~5 min)
+#   bash test/gpu/suite.sh ab-decode-base  batch 1/8/32/128 base-only decode: the decode attention's loads in
+#                                     flight per lane at 1 (default), 4, 8 and by grid size (WEFT_DECODE_ATTENTION_DEPTH),
+#                                     and the step's RoPE cos/sin table (WEFT_ROPE_TABLE=1)                 (~6 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
-#   bash test/gpu/suite.sh ab-prefill prefill 512/2048 with the first attention + one-block shrink, the pipelined
-#                                     attention, the cluster SGMV shrink, both, both + early-y SGMV expand   (~6 min)
+#   bash test/gpu/suite.sh ab-prefill prefill 512/2048 (base, one r16 adapter) with the defaults, then with the
+#                                     step's RoPE cos/sin table (WEFT_ROPE_TABLE=1)                           (~3 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -98,8 +99,8 @@ case "$part" in
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
     # into the op after them, and the decode attention's depth chosen by grid size (WEFT_PDL_STEP=1,
-    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto; all opt-in).
-    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto node test/run.mjs gpu/model-golden gpu/model-parity
+    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto, WEFT_ROPE_TABLE=1; all opt-in).
+    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
@@ -125,15 +126,17 @@ case "$part" in
       "expand-next:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_INTO_NEXT=1" \
       "both:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1"
     ;;
-  ab-attention)
+  ab-decode-base)
     # Decode attention with deeper rings of K/V loads in flight (decode_attention_body.h): batch 1 spent ~49 us a
-    # layer on 8.6 MB of K/V (H100, 2026-11-23 op profile), one load in flight per lane. Same bits at every depth;
-    # base-only, since attention does not see adapters.
+    # layer on 8.6 MB of K/V (H100, 2026-11-23 op profile), one load in flight per lane. Same bits at every depth.
+    # And the step's RoPE angles computed once (WEFT_ROPE_TABLE=1) instead of per layer and head. Base-only: neither
+    # sees adapters.
     run_ab decode 200 "--scenario decode --batch 1,8,32,128 --adapters 0 --context 512" \
       "depth1:WEFT_DECODE_ATTENTION_DEPTH=1" \
       "depth4:WEFT_DECODE_ATTENTION_DEPTH=4" \
       "depth8:WEFT_DECODE_ATTENTION_DEPTH=8" \
-      "auto:WEFT_DECODE_ATTENTION_DEPTH=auto"
+      "auto:WEFT_DECODE_ATTENTION_DEPTH=auto" \
+      "rope-table:WEFT_ROPE_TABLE=1"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.
@@ -142,15 +145,12 @@ case "$part" in
       "skinny:WEFT_FUSED_SMALL_OPS=1 WEFT_LORA_FUSED=0 WEFT_SKINNY_GEMM=1"
     ;;
   ab-prefill)
-    # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the first tensor-core attention and one-block
-    # SGMV shrink (as measured on 2026-11-22), then the pipelined attention, the cluster shrink, both, and both
-    # with the SGMV expand loading y before h (WEFT_SGMV_EXPAND_EARLY_Y=1).
+    # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the defaults (pipelined attention and cluster
+    # shrink: their A/B of 2026-11-23 is docs/bench/2026-11-23-h100), then with the step's RoPE cos/sin table
+    # (WEFT_ROPE_TABLE=1: at 2,048 tokens "rope + kv write" took 4.1 ms, ~26 % of its bytes' bound).
     run_ab prefill 150 "--scenario prefill" \
-      "before:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=0" \
-      "pipelined:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=0" \
-      "cluster:WEFT_PREFILL_ATTENTION=mma WEFT_SGMV_SHRINK_CLUSTER=8" \
-      "both:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8" \
-      "both+early-y:WEFT_PREFILL_ATTENTION=pipelined WEFT_SGMV_SHRINK_CLUSTER=8 WEFT_SGMV_EXPAND_EARLY_Y=1"
+      "default:WEFT_ROPE_TABLE=0" \
+      "rope-table:WEFT_ROPE_TABLE=1"
     ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"
@@ -204,7 +204,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-skinny|ab-prefill|baseline|serve|serve-prefix|ops|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-decode-base|ab-skinny|ab-prefill|baseline|serve|serve-prefix|ops|profile|golden" >&2
     exit 2
     ;;
 esac

@@ -107,7 +107,15 @@ void rope(std::mt19937& rng) {
         char* base = dqkv.as<char>();
         CK(wc::rope_rotate_half(base, qh, stride, base + qh * hd * dsize(d), kh, stride, d, T, hd, rot,
                                 dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr));
-        expect_close(name, download(dqkv.get(), qkv.size(), d), ref, tol_for(d));
+        const auto got = download(dqkv.get(), qkv.size(), d);
+        expect_close(name, got, ref, tol_for(d));
+        // With the step's (cos, sin) table (WEFT_ROPE_TABLE=1): the same bits.
+        DevBuf again = upload(qkv, d), table(sizeof(float) * T * rot);
+        CK(wc::rope_cos_sin_table(dpos.as<int32_t>(), T, dinv.as<float>(), rot, factor, table.as<float>(), nullptr));
+        char* b2 = again.as<char>();
+        CK(wc::rope_rotate_half(b2, qh, stride, b2 + qh * hd * dsize(d), kh, stride, d, T, hd, rot, dpos.as<int32_t>(),
+                                dinv.as<float>(), factor, nullptr, table.as<float>()));
+        expect(name + " [cos/sin table == computed, bit for bit]", download(again.get(), qkv.size(), d) == got);
       });
     }
   }
@@ -211,6 +219,17 @@ void rope_kv_write(std::mt19937& rng) {
       CK(wc::rope_kv_cache_write(b, c.qh, b + c.qh * c.hd * es, b + (c.qh * c.hd + kv_dim) * es, c.kh, stride, c.d, T,
                                  c.hd, c.rot, dpos.as<int32_t>(), dinv.as<float>(), c.factor, dmap.as<int32_t>(),
                                  k2.get(), v2.get(), nullptr));
+      // And with the step's (cos, sin) table (WEFT_ROPE_TABLE=1): the fused kernel's bits again.
+      DevBuf s3 = upload(src, c.d), k3 = upload(kc, c.d), v3 = upload(vc, c.d), table(sizeof(float) * T * c.rot);
+      char* e = s3.as<char>();
+      CK(wc::rope_cos_sin_table(dpos.as<int32_t>(), T, dinv.as<float>(), c.rot, c.factor, table.as<float>(), nullptr));
+      CK(wc::rope_kv_cache_write(e, c.qh, e + c.qh * c.hd * es, e + (c.qh * c.hd + kv_dim) * es, c.kh, stride, c.d, T,
+                                 c.hd, c.rot, dpos.as<int32_t>(), dinv.as<float>(), c.factor, dmap.as<int32_t>(),
+                                 k3.get(), v3.get(), nullptr, table.as<float>()));
+      expect(name + " [cos/sin table]: q, k and v caches bit for bit",
+             download(e, src.size(), c.d) == download(b, src.size(), c.d) &&
+                 download(k3.get(), kc.size(), c.d) == download(k2.get(), kc.size(), c.d) &&
+                 download(v3.get(), vc.size(), c.d) == download(v2.get(), vc.size(), c.d));
       const auto q1 = download(a, src.size(), c.d), q2 = download(b, src.size(), c.d);
       bool q_same = true;  // the q part of every row (the fused kernel leaves the source k unrotated)
       for (int64_t t = 0; t < T; ++t)

@@ -3,7 +3,9 @@
 // cpu::rope_rotate_half: angle = pos · inv_freq[i] rounded to fp32 (as transformers computes freqs), then
 // cos/sin of that fp32 angle. They are evaluated in double and rounded, so the values match the CPU's
 // correctly rounded cosf/sinf even under --use_fast_math (which would swap sincosf for a short-range
-// intrinsic, wrong for positions in the thousands).
+// intrinsic, wrong for positions in the thousands). A step may compute them once (rope_cos_sin_table: every
+// layer rotates at the same positions, and every head at the same angles) and pass the table to the rotations,
+// which then read the very values they would have computed.
 #include "common.cuh"
 #include "pdl.cuh"
 
@@ -22,6 +24,32 @@ __device__ __forceinline__ void rope_cos_sin(float pos, const float* inv_freq, i
   s = static_cast<float>(sd) * factor;
 }
 
+// cos and sin for token t's frequency i: from the step's table when there is one, else computed here.
+__device__ __forceinline__ void cos_sin_of(const float* table, int64_t t, int64_t half, float pos,
+                                           const float* inv_freq, int64_t i, float factor, float& c, float& s) {
+  if (table) {
+    const float2 cs = reinterpret_cast<const float2*>(table)[t * half + i];
+    c = cs.x;
+    s = cs.y;
+  } else {
+    rope_cos_sin(pos, inv_freq, i, factor, c, s);
+  }
+}
+
+// table[t, i] = (cos, sin) of token t's angle for frequency i.
+__global__ void rope_table_kernel(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t half,
+                                  float factor, float* table) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  float2* out = reinterpret_cast<float2*>(table);
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < tokens * half;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = e / half, i = e - t * half;
+    float c, s;
+    rope_cos_sin(static_cast<float>(positions[t]), inv_freq, i, factor, c, s);
+    out[e] = make_float2(c, s);
+  }
+}
+
 // Rotates pair (i, i + half) of one head: reads src, writes dst (the same row for in-place q and k, a cache row
 // for k in rope_kv_kernel) — one definition, so the fused and the separate kernels round alike.
 template <class T>
@@ -35,7 +63,7 @@ __device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t i, int
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
                             int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
-                            float factor) {
+                            float factor, const float* table) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x;
   const float pos = static_cast<float>(positions[t]);
@@ -48,7 +76,7 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
     const int64_t h = e / half, i = e - h * half;
     T* v = h < q_heads ? q + t * q_stride + h * head_dim : k + t * k_stride + (h - q_heads) * head_dim;
     float c, s;
-    rope_cos_sin(pos, inv_freq, i, factor, c, s);
+    cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
     rotate_pair(v, v, i, half, c, s);
   }
 }
@@ -59,7 +87,7 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
 template <class T>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
                                int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
-                               float factor, const int32_t* slots, T* k_cache, T* v_cache) {
+                               float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
   const float pos = static_cast<float>(positions[t]);
@@ -79,7 +107,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       const T* src = is_q ? qr + h * head_dim : kr + h * head_dim;
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
-      rope_cos_sin(pos, inv_freq, i, factor, c, s);
+      cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
       rotate_pair(src, dst, i, half, c, s);
     } else if (e < n_q + n_k + n_tail) {  // k dims past the rotary part (partial rotary)
       const int64_t pe = e - n_q - n_k, h = pe / tail, d = rot + (pe - h * tail);
@@ -96,7 +124,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, const float* cos_sin) {
   if (!k) k_heads = 0;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 || rotary_dim < 0 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || (q_heads > 0 && !q))
@@ -111,14 +139,15 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
     return detail::launch_chained(rope_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions, inv_freq,
-                                  attention_factor);
+                                  attention_factor, cos_sin);
   });
 }
 
 cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
                                 int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
-                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream) {
+                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
+                                const float* cos_sin) {
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
       !inv_freq || !slot_mapping || !k_cache || !v_cache)
@@ -134,8 +163,18 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
     return detail::launch_chained(rope_kv_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
                                   positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
-                                  static_cast<T*>(v_cache));
+                                  static_cast<T*>(v_cache), cos_sin);
   });
+}
+
+cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,
+                               float attention_factor, float* table, cudaStream_t stream) {
+  if (tokens < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 || !positions || !inv_freq || !table)
+    return cudaErrorInvalidValue;
+  const int64_t half = rotary_dim / 2;
+  if (tokens == 0) return cudaSuccess;
+  return detail::launch_chained(rope_table_kernel, dim3(detail::grid_for(tokens * half, 256)), dim3(256), 0, stream,
+                                positions, tokens, inv_freq, half, attention_factor, table);
 }
 
 }  // namespace weft::cuda

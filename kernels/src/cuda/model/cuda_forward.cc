@@ -139,6 +139,13 @@ bool CudaModel::fused_small_ops() const {
 }
 bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_->world() == 1; }
 
+// The step's RoPE angles computed once (rope_cos_sin_table) instead of by every layer's rotation for every head:
+// the same values, read from a small table. Opt-in until measured on a GPU.
+bool CudaModel::rope_table() const {
+  static const bool on = detail::env_equals("WEFT_ROPE_TABLE", "1");
+  return on;
+}
+
 void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
   if (has_deferred_expand_) {  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next)
     has_deferred_expand_ = false;
@@ -173,14 +180,17 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   }
   project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
   ops_.mark("rope + kv write", stream_);
+  const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
   if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
-                                        cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_));
+                                        cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
+                                        cos_sin));
   } else {
     if (cfg_.rotary_dim > 0)
       WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
-                                       ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_));
+                                       ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_,
+                                       cos_sin));
     WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
@@ -222,6 +232,11 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
                                    pos_table, cfg_.max_positions, ints(p.positions), stream_));
+  if (cfg_.rotary_dim > 0 && rope_table()) {
+    ops_.mark("rope table", stream_);
+    WEFT_CUDA_CHECK(rope_cos_sin_table(ints(p.positions), T, inv_freq_.as<float>(), cfg_.rotary_dim,
+                                       cfg_.rope_attention_factor, buf_.rope_cs.as<float>(), stream_));
+  }
   for (int64_t l = 0; l < cfg_.layers; ++l) enqueue_layer(l, p);
   if (R == 0) return;
   // Final norm and lm_head only for the rows whose logits are wanted, gathered in the batch's order.

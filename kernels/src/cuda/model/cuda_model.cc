@@ -207,6 +207,7 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     if (opts_.dtype != DType::kF32 && world > 1) buf_.o32.allocate(n * H * f);
     buf_.up.allocate(n * module_out(cfg_, kUp) * d);
     if (cfg_.mlp == MlpKind::kGatedSilu) buf_.act.allocate(n * cfg_.intermediate_local * d);
+    if (cfg_.rotary_dim > 0 && rope_table()) buf_.rope_cs.allocate(n * cfg_.rotary_dim * f);  // rotary_dim/2 pairs
     buf_.rows = n;
     moved = true;
   }

@@ -92,6 +92,7 @@ class CudaModel final : public ModelExecutor {
     DeviceBuffer h, x, qkv, attn, o, o32, up, act;       // [rows, ...]
     DeviceBuffer hr, xr, lg, lg32, lgc, gathered;        // [logit_rows, ...]
     DeviceBuffer lora_h, attn_ws, arena;
+    DeviceBuffer rope_cs;                                // [rows, rotary_dim/2] (cos, sin): WEFT_ROPE_TABLE=1
     PinnedBuffer arena_host, stage;
   };
   struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
@@ -141,6 +142,7 @@ class CudaModel final : public ModelExecutor {
   void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);
   bool fused_small_ops() const;
   bool fused_residual_norm() const;
+  bool rope_table() const;  // WEFT_ROPE_TABLE=1: one (cos, sin) table per step for every layer's RoPE
   void all_reduce(float* data, int64_t n);
   void norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out);
   void gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias);
