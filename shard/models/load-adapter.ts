@@ -32,8 +32,11 @@ export interface AdapterPlan {
  * so the host-RAM tier keeps half the bytes and staging copies them without converting — else float32 (the
  * CPU backend computes in float32, and golden logits are checked there to 1e-4).
  */
-export function loraStorageOf(model: Pick<LoadedModel, 'plan'>): LoraStorage {
+export function loraStorageOf(model: Pick<LoadedModel, 'plan'>, env: NodeJS.ProcessEnv = process.env): LoraStorage {
   const { device, dtype } = model.plan;
+  // WEFT_ADAPTER_PLAN_FLOAT32=1 keeps float32 plans on a GPU too (uploaded, rounded on the device): the way around
+  // a problem with 16-bit staging on a new setup without a rebuild.
+  if (env.WEFT_ADAPTER_PLAN_FLOAT32 === '1') return 'float32';
   return device === 'cuda' && (dtype === 'bfloat16' || dtype === 'float16') ? dtype : 'float32';
 }
 

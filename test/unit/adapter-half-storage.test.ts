@@ -130,6 +130,7 @@ test('plans are 16-bit for a 16-bit CUDA model only', () => {
   assert.equal(loraStorageOf(plan('cuda', 'float16')), 'float16');
   assert.equal(loraStorageOf(plan('cuda', 'float32')), 'float32');
   assert.equal(loraStorageOf(plan('cpu', 'float32')), 'float32');
+  assert.equal(loraStorageOf(plan('cuda', 'bfloat16'), { WEFT_ADAPTER_PLAN_FLOAT32: '1' }), 'float32', 'the way back');
 });
 
 test('the CPU backend refuses 16-bit parts with the reason; malformed 16-bit parts are refused too', () => {
