@@ -124,15 +124,8 @@ template <DType kD> bool run_case(const Case& c, std::mt19937& rng) {
   const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
   const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
   const int64_t slots = static_cast<int64_t>(L.total_blocks) * c.bs;
-  // Values are drawn, stored in the storage type, and the oracle gets exactly the stored values.
   auto draw = [&](int64_t n, float scale, std::vector<Elem>& bits, std::vector<float>& vals) {
-    std::normal_distribution<float> nd(0.0f, scale);
-    bits.resize(n);
-    vals.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      bits[i] = Ops::from_f(nd(rng));
-      vals[i] = Ops::value(bits[i]);
-    }
+    draw_stored(n, scale, rng, bits, vals, Ops::from_f, Ops::value);
   };
   std::vector<Elem> qb, kb, vb;
   std::vector<float> qf, kf, vf;

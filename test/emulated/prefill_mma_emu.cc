@@ -58,15 +58,9 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
   const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
   const int64_t slots = static_cast<int64_t>(L.total_blocks) * c.bs;
-  // Values are drawn, stored as 16-bit, and the oracle gets exactly the stored values.
   auto draw = [&](int64_t n, float scale, std::vector<uint16_t>& bits, std::vector<float>& vals) {
-    std::normal_distribution<float> nd(0.0f, scale);
-    bits.resize(n);
-    vals.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      bits[i] = to_bits(c.d, nd(rng));
-      vals[i] = from_bits(c.d, bits[i]);
-    }
+    draw_stored(n, scale, rng, bits, vals, [&](float f) { return to_bits(c.d, f); },
+                [&](uint16_t b) { return from_bits(c.d, b); });
   };
   std::vector<uint16_t> qb, kb, vb;
   std::vector<float> qf, kf, vf;

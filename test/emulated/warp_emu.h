@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -44,6 +45,20 @@ inline float f16_value(uint16_t b) {
 }
 inline uint16_t to_bits(DType d, float f) { return d == DType::kBF16 ? bf16_bits(f) : f16_bits(f); }
 inline float from_bits(DType d, uint16_t b) { return d == DType::kBF16 ? bf16_value(b) : f16_value(b); }
+
+// n values drawn from N(0, scale), kept in storage form by `store` (bits) and as read back by `load` (vals): a
+// kernel gets bits, its oracle exactly the stored values.
+template <class E, class Rng, class Store, class Load>
+void draw_stored(int64_t n, float scale, Rng& rng, std::vector<E>& bits, std::vector<float>& vals, Store store,
+                 Load load) {
+  std::normal_distribution<float> nd(0.0f, scale);
+  bits.resize(n);
+  vals.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    bits[i] = store(nd(rng));
+    vals[i] = load(bits[i]);
+  }
+}
 
 // What the threads of one block share: the block barrier and, per warp, a barrier and the exchange slots.
 struct Warp {

@@ -43,15 +43,6 @@ __global__ void decode_merge_kernel(PagedAttention a, const float* ws_ml, const 
                           static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x));
 }
 
-int sm_count() {
-  static int count[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (count[dev] == 0 && cudaDeviceGetAttribute(&count[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    count[dev] = 0;
-  return count[dev];
-}
-
 // WEFT_DECODE_ATTENTION_DEPTH: loads in flight per lane. 1 (default: the kernel measured on an H100), 4 or 8;
 // `auto` takes 8 when the grid has fewer than two blocks per SM (batch 1-2 at short contexts), 4 below eight,
 // else 1. Opt-in until measured on a GPU. Every depth computes the same bits, so choosing by grid size does not
@@ -69,7 +60,7 @@ int configured_depth() {
 
 int depth_for(int64_t blocks, int requested) {
   if (requested != 0) return requested;
-  const int64_t sms = sm_count() > 0 ? sm_count() : 132;
+  const int64_t sms = detail::sm_count() > 0 ? detail::sm_count() : 132;
   return blocks < 2 * sms ? 8 : blocks < 8 * sms ? 4 : 1;
 }
 

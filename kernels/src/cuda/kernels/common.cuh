@@ -113,14 +113,15 @@ inline unsigned grid_for(int64_t n, int threads) {
   return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
 }
 
-// Compute capability major of the current device, asked once per device (launchers run every layer).
-inline int device_major() {
-  static int major[64] = {};
+// An attribute of the current device, asked once per device (launchers run every layer); 0 when unknown.
+template <cudaDeviceAttr kAttr> inline int device_attribute() {
+  static int value[64] = {};
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (major[dev] == 0 && cudaDeviceGetAttribute(&major[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    major[dev] = 0;
-  return major[dev];
+  if (value[dev] == 0 && cudaDeviceGetAttribute(&value[dev], kAttr, dev) != cudaSuccess) value[dev] = 0;
+  return value[dev];
 }
+inline int device_major() { return device_attribute<cudaDevAttrComputeCapabilityMajor>(); }
+inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(); }
 
 }  // namespace weft::cuda::detail
