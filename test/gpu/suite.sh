@@ -12,7 +12,8 @@
 #                                     and the step's RoPE cos/sin table (WEFT_ROPE_TABLE=1)                 (~6 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 (base, one r16 adapter) with the defaults, then with the
-#                                     step's RoPE cos/sin table (WEFT_ROPE_TABLE=1)                           (~3 min)
+#                                     step's RoPE cos/sin table (WEFT_ROPE_TABLE=1), the 16-byte SiLU-mul
+#                                     (WEFT_SILU_MUL_VEC=1), both                                              (~5 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -99,8 +100,8 @@ case "$part" in
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
     # into the op after them, and the decode attention's depth chosen by grid size (WEFT_PDL_STEP=1,
-    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto, WEFT_ROPE_TABLE=1; all opt-in).
-    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 node test/run.mjs gpu/model-golden gpu/model-parity
+    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto, WEFT_ROPE_TABLE=1, WEFT_SILU_MUL_VEC=1; all opt-in).
+    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1 node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
@@ -147,10 +148,13 @@ case "$part" in
   ab-prefill)
     # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the defaults (pipelined attention and cluster
     # shrink: their A/B of 2026-11-23 is docs/bench/2026-11-23-h100), then with the step's RoPE cos/sin table
-    # (WEFT_ROPE_TABLE=1: at 2,048 tokens "rope + kv write" took 4.1 ms, ~26 % of its bytes' bound).
+    # (WEFT_ROPE_TABLE=1: at 2,048 tokens "rope + kv write" took 4.1 ms, ~26 % of its bytes' bound), the 16-byte
+    # SiLU-mul (WEFT_SILU_MUL_VEC=1: 3.2 ms, ~45 %), and both.
     run_ab prefill 150 "--scenario prefill" \
       "default:WEFT_ROPE_TABLE=0" \
-      "rope-table:WEFT_ROPE_TABLE=1"
+      "rope-table:WEFT_ROPE_TABLE=1" \
+      "silu-vec:WEFT_SILU_MUL_VEC=1" \
+      "both:WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1"
     ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"

@@ -131,7 +131,14 @@ void elementwise(std::mt19937& rng) {
       for (int64_t t = 0; t < T; ++t) cpu::silu_mul(&gu[t * 2 * I], &gu[t * 2 * I + I], &ref[t * I], I);
       DevBuf dgu = upload(gu, d), out(T * I * dsize(d));
       CK(wc::silu_mul(dgu.get(), 2 * I, out.get(), I, T, I, d, nullptr));
-      expect_close("silu_mul " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
+      const auto got = download(out.get(), ref.size(), d);
+      expect_close("silu_mul " + dn, got, ref, tol_for(d));
+      // The 16-byte kernel (WEFT_SILU_MUL_VEC=1): the same bits; shapes it does not take are refused.
+      DevBuf out2(T * I * dsize(d));
+      CK(wc::silu_mul_vec(dgu.get(), 2 * I, out2.get(), I, T, I, d, nullptr));
+      expect("silu_mul " + dn + " [16-byte kernel == scalar, bit for bit]", download(out2.get(), ref.size(), d) == got);
+      expect("silu_mul " + dn + " [16-byte kernel refuses inter % 8 != 0]",
+             wc::silu_mul_vec(dgu.get(), 2 * I, out2.get(), I, T, I - 4, d, nullptr) == cudaErrorNotSupported);
     });
     for (bool tanh_form : {true, false}) {
       const std::string name = std::string(tanh_form ? "gelu_tanh " : "gelu_erf ") + dn;

@@ -62,6 +62,16 @@ __device__ __forceinline__ void unpack(const Pack8<__nv_bfloat16>& p, float (&v)
   }
 }
 template <class T> __device__ __forceinline__ void load8(const T* p, float (&v)[8]) { unpack(load_pack(p), v); }
+// Eight values rounded to T and written as 16-byte words. p must be 16-byte aligned.
+template <class T> __device__ __forceinline__ void store8(T* p, const float (&v)[8]) {
+  Pack8<T> r;
+  T* e = reinterpret_cast<T*>(r.w);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) e[i] = from_f<T>(v[i]);
+  uint4* dst = reinterpret_cast<uint4*>(p);
+#pragma unroll
+  for (int i = 0; i < Pack8<T>::kWords; ++i) dst[i] = r.w[i];
+}
 
 template <class T> __device__ __forceinline__ T shfl_xor(T v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
 template <class T> __device__ __forceinline__ T warp_sum(T v) {

@@ -99,6 +99,10 @@ cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const f
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
 cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                      int64_t inter, DType dtype, cudaStream_t stream);
+// silu_mul with 8 outputs a thread and 16-byte accesses (inter and both strides multiples of 8, 16-byte aligned
+// buffers, else cudaErrorNotSupported): the same bits. silu_mul takes it with WEFT_SILU_MUL_VEC=1.
+cudaError_t silu_mul_vec(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                         int64_t inter, DType dtype, cudaStream_t stream);
 cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  // in place
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
