@@ -244,6 +244,17 @@ cudaError_t add_norm_lora(float* h, const void* delta, DType delta_dtype, int64_
                           const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
                           const LoraArgs& lora, cudaStream_t stream);
 
+// rope_kv_cache_write with the LoRA expand of a step's decode rows folded in: `lora` are the qkv module's BGMV args
+// (three slices: q at 0, k at q_heads·head_dim, v after it) for the last lora.tokens rows, h already computed; each
+// value of such a row with an adapter takes its delta (rounded as the expand would have written it) before it is
+// rotated or written to the cache, and q's dims past rotary_dim take theirs in place. With
+// WEFT_LORA_EXPAND_INTO_NEXT=1 (cuda_lora.cc): the qkv projection's decode expand, one launch fewer per layer.
+cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
+                                     int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                                     const int32_t* positions, const float* inv_freq, float attention_factor,
+                                     const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
+                                     cudaStream_t stream, const float* cos_sin = nullptr);
+
 // Sampling ------------------------------------------------------------------------------------------
 struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams
   float temperature;

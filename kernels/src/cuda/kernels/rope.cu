@@ -7,6 +7,7 @@
 // layer rotates at the same positions, and every head at the same angles) and pass the table to the rotations,
 // which then read the very values they would have computed.
 #include "common.cuh"
+#include "lora_dot.cuh"
 #include "pdl.cuh"
 
 namespace weft::cuda {
@@ -53,11 +54,43 @@ __global__ void rope_table_kernel(const int32_t* positions, int64_t tokens, cons
 // Rotates pair (i, i + half) of one head: reads src, writes dst (the same row for in-place q and k, a cache row
 // for k in rope_kv_kernel) — one definition, so the fused and the separate kernels round alike.
 template <class T>
-__device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t i, int64_t half, float c, float s) {
-  const float a = to_f(src[i]);
-  const float b = to_f(src[i + half]);
+__device__ __forceinline__ void rotate_values(float a, float b, T* dst, int64_t i, int64_t half, float c, float s) {
   dst[i] = from_f<T>(a * c - b * s);
   dst[i + half] = from_f<T>(b * c + a * s);
+}
+template <class T>
+__device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t i, int64_t half, float c, float s) {
+  rotate_values(to_f(src[i]), to_f(src[i + half]), dst, i, half, c, s);
+}
+
+// A decode row's qkv LoRA delta, for rope_kv_cache_write_lora (the expand folded in): per slice (q, k, v) the
+// row's B, rank, scale and h, or no B when the row has no adapter there.
+template <class T> struct RowLora {
+  const T* b[3] = {nullptr, nullptr, nullptr};
+  const float* h[3] = {nullptr, nullptr, nullptr};
+  int rank[3] = {0, 0, 0};
+  float scale[3] = {0.0f, 0.0f, 0.0f};
+  // Output o of slice s plus the row's delta, rounded as the BGMV expand would have written it (lora_dot.cuh).
+  __device__ __forceinline__ float apply(int s, float y, int64_t o) const {
+    return b[s] ? detail::lora_expand_one(y, b[s], rank[s], scale[s], h[s], o) : y;
+  }
+};
+// Rows from first_row on are the decode rows of `lora` (BGMV: token_entry, h [3][lora.tokens][max_rank]).
+template <class T> __device__ RowLora<T> row_lora(const LoraArgs& lora, int64_t t, int64_t first_row) {
+  RowLora<T> r;
+  if (t < first_row) return r;
+  const int64_t td = t - first_row;
+  const int e = lora.token_entry[td];
+  if (e < 0 || e >= lora.num_entries) return r;
+  for (int s = 0; s < 3; ++s) {
+    const int64_t ei = static_cast<int64_t>(s) * lora.num_entries + e;
+    if (!sgmv::live(lora, ei)) continue;
+    r.b[s] = static_cast<const T*>(lora.b[ei]);
+    r.rank[s] = lora.rank[ei];
+    r.scale[s] = lora.scale[ei];
+    r.h[s] = lora.h + (static_cast<int64_t>(s) * lora.tokens + td) * lora.max_rank;
+  }
+  return r;
 }
 
 template <class T>
@@ -82,18 +115,25 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
 }
 
 // rope_kernel on q, and k rotated the same way straight into its cache slot together with v: per token, work
-// items are q's rotation pairs, then k's, then k's dims past rotary_dim, then v's dims. k in the source rows is
-// left as it was (nothing reads it after the cache write).
-template <class T>
+// items are q's rotation pairs, then k's, then k's dims past rotary_dim, then v's dims (then, with kLora, q's dims
+// past rotary_dim). k in the source rows is left as it was (nothing reads it after the cache write). kLora: the
+// decode rows' qkv LoRA expand folded in (rope_kv_cache_write_lora), each value taking its delta before it is
+// rotated or copied.
+template <class T, bool kLora>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
                                int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
-                               float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table) {
+                               float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table,
+                               LoraArgs lora, int64_t first_row) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
   const float pos = static_cast<float>(positions[t]);
   const int64_t rot = 2 * half, kv_dim = kv_heads * head_dim, tail = head_dim - rot;
   const int64_t n_q = q_heads * half, n_k = kv_heads * half, n_tail = kv_heads * tail;
-  const int64_t total = n_q + (slot >= 0 ? n_k + n_tail + kv_dim : 0);  // a padding token writes no cache row
+  RowLora<T> rl;
+  if constexpr (kLora) rl = row_lora<T>(lora, t, first_row);
+  const int64_t kv_items = slot >= 0 ? n_k + n_tail + kv_dim : 0;  // a padding token writes no cache row
+  const int64_t q_tails = kLora && rl.b[0] ? q_heads * tail : 0;    // q's unrotated dims take their delta in place
+  const int64_t total = n_q + kv_items + q_tails;
   T* qr = q + t * stride;
   const T* kr = k + t * stride;
   const T* vr = v + t * stride;
@@ -108,13 +148,24 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
       cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
-      rotate_pair(src, dst, i, half, c, s);
+      if constexpr (kLora) {
+        const int sl = is_q ? 0 : 1;
+        rotate_values(rl.apply(sl, to_f(src[i]), h * head_dim + i), rl.apply(sl, to_f(src[i + half]), h * head_dim + i + half),
+                      dst, i, half, c, s);
+      } else {
+        rotate_pair(src, dst, i, half, c, s);
+      }
     } else if (e < n_q + n_k + n_tail) {  // k dims past the rotary part (partial rotary)
-      const int64_t pe = e - n_q - n_k, h = pe / tail, d = rot + (pe - h * tail);
-      kc[h * head_dim + d] = kr[h * head_dim + d];
-    } else {
+      const int64_t pe = e - n_q - n_k, h = pe / tail, o = h * head_dim + rot + (pe - h * tail);
+      if (kLora && rl.b[1]) kc[o] = from_f<T>(rl.apply(1, to_f(kr[o]), o));
+      else kc[o] = kr[o];
+    } else if (e < n_q + kv_items) {
       const int64_t d = e - n_q - n_k - n_tail;
-      vc[d] = vr[d];
+      if (kLora && rl.b[2]) vc[d] = from_f<T>(rl.apply(2, to_f(vr[d]), d));
+      else vc[d] = vr[d];
+    } else {  // kLora: a q dim past the rotary part
+      const int64_t pe = e - n_q - kv_items, h = pe / tail, o = h * head_dim + rot + (pe - h * tail);
+      qr[o] = from_f<T>(rl.apply(0, to_f(qr[o]), o));
     }
   }
 }
@@ -143,28 +194,52 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
   });
 }
 
-cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
-                                int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
-                                const int32_t* positions, const float* inv_freq, float attention_factor,
-                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
-                                const float* cos_sin) {
+namespace {
+// rope_kv_cache_write and its LoRA-folding variant: the checks and the launch they share.
+template <bool kLora>
+cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads, int64_t stride,
+                           DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
+                           const float* inv_freq, float attention_factor, const int32_t* slot_mapping, void* k_cache,
+                           void* v_cache, const float* cos_sin, const LoraArgs& lora, cudaStream_t stream) {
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
       !inv_freq || !slot_mapping || !k_cache || !v_cache)
     return cudaErrorInvalidValue;
+  if (kLora && (lora.dtype != dtype || lora.num_slices != 3 || !lora.token_entry || !lora.h || lora.tokens < 0 ||
+                lora.tokens > tokens || !lora.b || !lora.rank || !lora.scale || lora.max_rank <= 0))
+    return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
-  const int64_t half = rotary_dim / 2;
-  const int64_t work = (q_heads + kv_heads) * half + kv_heads * (head_dim - rotary_dim) + kv_heads * head_dim;
+  const int64_t half = rotary_dim / 2, tail = head_dim - rotary_dim;
+  const int64_t work = (q_heads + kv_heads) * half + kv_heads * tail + kv_heads * head_dim + (kLora ? q_heads * tail : 0);
   const int threads = work >= 256 ? 256 : static_cast<int>((work + 31) / 32 * 32);
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t chunks = (work + threads - 1) / threads;
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
-    return detail::launch_chained(rope_kv_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
+    return detail::launch_chained(rope_kv_kernel<T, kLora>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
                                   positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
-                                  static_cast<T*>(v_cache), cos_sin);
+                                  static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0));
   });
+}
+}  // namespace
+
+cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
+                                int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                                const int32_t* positions, const float* inv_freq, float attention_factor,
+                                const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
+                                const float* cos_sin) {
+  return launch_rope_kv<false>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
+                               inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, LoraArgs{}, stream);
+}
+
+cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
+                                     int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
+                                     const int32_t* positions, const float* inv_freq, float attention_factor,
+                                     const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
+                                     cudaStream_t stream, const float* cos_sin) {
+  return launch_rope_kv<true>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
+                              inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, lora, stream);
 }
 
 cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,

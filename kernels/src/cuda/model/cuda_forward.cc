@@ -181,7 +181,13 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
   ops_.mark("rope + kv write", stream_);
   const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
-  if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
+  if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)
+    has_deferred_expand_ = false;
+    WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
+                                             T, hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
+                                             cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1),
+                                             deferred_expand_, stream_, cos_sin));
+  } else if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
                                         cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,

@@ -145,7 +145,7 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     WEFT_CUDA_CHECK(lora_sgmv_expand(prefill, stream_));
   }
   if (has_decode && expand_into_next(layer, module, decode)) {
-    deferred_expand_ = decode;  // the next op adds it (residual_norm: add_norm_lora; the activation: silu_mul_lora)
+    deferred_expand_ = decode;  // the next op adds it (RoPE + KV write, residual_norm, the activation)
     has_deferred_expand_ = true;
   } else if (has_decode) {
     ops_.mark(kLoraOps[module][2], stream_);
@@ -153,14 +153,16 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
   }
 }
 
-// WEFT_LORA_EXPAND_INTO_NEXT=1 (opt-in, not yet measured on a GPU): the decode rows' expand of the o, down and
-// gate/up projections is folded into the op that follows each — add + norm (add_norm_lora) for o and down,
-// SiLU·mul (silu_mul_lora) for gate/up: three launches fewer per layer. Only where that op is one kernel which
-// follows this module: one rank with the fused small ops for add + norm (not after the last layer's down
-// projection, whose residual add has no norm after it), a gated-SiLU MLP for gate/up.
+// WEFT_LORA_EXPAND_INTO_NEXT=1 (opt-in, not yet measured on a GPU): the decode rows' expand of every layer
+// projection is folded into the op that follows it — RoPE + KV write (rope_kv_cache_write_lora) for qkv, add + norm
+// (add_norm_lora) for o and down, SiLU·mul (silu_mul_lora) for gate/up: four launches fewer per layer. Only where
+// that op is one kernel which follows this module: rotary embeddings with the fused small ops for qkv, one rank with
+// the fused small ops for add + norm (not after the last layer's down projection, whose residual add has no norm
+// after it), a gated-SiLU MLP for gate/up.
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
+  if (module == kQkv) return cfg_.rotary_dim > 0 && fused_small_ops() && decode.num_slices == 3;
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
   return followed_by_norm && fused_residual_norm() && decode.num_slices == 1;
