@@ -9,11 +9,12 @@
 #                                     both: a side-by-side table                                           (~9 min)
 #   bash test/gpu/suite.sh ab-decode-base  batch 1/8/32/128 base-only decode: the decode attention's loads in
 #                                     flight per lane at 1 (default), 4, 8 and by grid size (WEFT_DECODE_ATTENTION_DEPTH),
-#                                     and the step's RoPE cos/sin table (WEFT_ROPE_TABLE=1)                 (~6 min)
+#                                     the step's RoPE cos/sin table (WEFT_ROPE_TABLE=1), the norms' register
+#                                     path (WEFT_NORM_REGS=1)                                               (~7 min)
 #   bash test/gpu/suite.sh ab-skinny  batch 1/8/32 decode GEMMs on the tensor-core skinny kernel vs cuBLASLt  (~3 min)
 #   bash test/gpu/suite.sh ab-prefill prefill 512/2048 (base, one r16 adapter) with the defaults, then with the
 #                                     step's RoPE cos/sin table (WEFT_ROPE_TABLE=1), the 16-byte SiLU-mul
-#                                     (WEFT_SILU_MUL_VEC=1), both                                              (~5 min)
+#                                     (WEFT_SILU_MUL_VEC=1), the norms' register path (WEFT_NORM_REGS=1), all (~6 min)
 #   bash test/gpu/suite.sh baseline   PyTorch + PEFT mixed-adapter generate() on the same grid (python3)       (~5 min)
 #   bash test/gpu/suite.sh serve      HTTP load: Poisson arrivals, power-law adapter popularity                (~5 min)
 #   bash test/gpu/suite.sh serve-prefix  that load with a 256-word system prompt every request shares, with
@@ -89,6 +90,10 @@ case "$part" in
       source "$FALLBACK"
       set +a
     fi
+    # The kernel tests again with the opt-in register path of the norms (WEFT_NORM_REGS=1): norms against the CPU,
+    # add + norm bit for bit against the two kernels.
+    step kernels-norm-regs 120 env WEFT_NORM_REGS=1 "${WEFT_GPU_BUILD:-${TMPDIR:-/tmp}/weft-gpu-test}/cuda-kernels" --no-bench
+    grep -E "FAIL|passed" "$OUT/kernels-norm-regs.log" | tail -6
     step node-gpu-tests 300 node test/run.mjs gpu/ cuda-runtime forward-sample
     grep -E "^ℹ (tests|pass|fail|skipped)|^# |✖" "$OUT/node-gpu-tests.log" | head -30
     # The golden cases again with the opt-in fused decode LoRA kernel (through CUDA graphs, every architecture).
@@ -100,8 +105,9 @@ case "$part" in
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
     # into the op after them, and the decode attention's depth chosen by grid size (WEFT_PDL_STEP=1,
-    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto, WEFT_ROPE_TABLE=1, WEFT_SILU_MUL_VEC=1; all opt-in).
-    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1 node test/run.mjs gpu/model-golden gpu/model-parity
+    # WEFT_LORA_EXPAND_INTO_NEXT=1, WEFT_DECODE_ATTENTION_DEPTH=auto, WEFT_ROPE_TABLE=1, WEFT_SILU_MUL_VEC=1, WEFT_NORM_REGS=1;
+    # all opt-in).
+    step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1 WEFT_NORM_REGS=1 node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     # And with the first tensor-core prefill attention (the pipelined one is the default; unless its test failed).
     if ! grep -q '^FAIL prefill.*\[mma\]' "$OUT/kernels.log"; then
@@ -137,7 +143,8 @@ case "$part" in
       "depth4:WEFT_DECODE_ATTENTION_DEPTH=4" \
       "depth8:WEFT_DECODE_ATTENTION_DEPTH=8" \
       "auto:WEFT_DECODE_ATTENTION_DEPTH=auto" \
-      "rope-table:WEFT_ROPE_TABLE=1"
+      "rope-table:WEFT_ROPE_TABLE=1" \
+      "norm-regs:WEFT_NORM_REGS=1"
     ;;
   ab-skinny)
     # The tensor-core GEMM for decode-sized steps (M <= 32) against cuBLASLt, with the rest of the new switches on.
@@ -149,12 +156,13 @@ case "$part" in
     # Prefill (512 and 2,048 tokens, base and one r16 adapter) with the defaults (pipelined attention and cluster
     # shrink: their A/B of 2026-11-23 is docs/bench/2026-11-23-h100), then with the step's RoPE cos/sin table
     # (WEFT_ROPE_TABLE=1: at 2,048 tokens "rope + kv write" took 4.1 ms, ~26 % of its bytes' bound), the 16-byte
-    # SiLU-mul (WEFT_SILU_MUL_VEC=1: 3.2 ms, ~45 %), and both.
+    # SiLU-mul (WEFT_SILU_MUL_VEC=1: 3.2 ms, ~45 %), the norms' register path (WEFT_NORM_REGS=1), all three.
     run_ab prefill 150 "--scenario prefill" \
       "default:WEFT_ROPE_TABLE=0" \
       "rope-table:WEFT_ROPE_TABLE=1" \
       "silu-vec:WEFT_SILU_MUL_VEC=1" \
-      "both:WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1"
+      "norm-regs:WEFT_NORM_REGS=1" \
+      "all:WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1 WEFT_NORM_REGS=1"
     ;;
   prefill)
     step prefill 240 "${B[@]}" --scenario prefill --output "$OUT/prefill.json"

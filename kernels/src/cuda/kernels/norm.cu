@@ -40,16 +40,86 @@ __device__ __forceinline__ void norm_row(const Tx* xr, To* yr, int64_t hidden, c
   }
 }
 
-// x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x).
+// The register path (WEFT_NORM_REGS=1, opt-in until measured on a GPU): a thread's `per` <= kMaxPer elements of
+// the row (element threadIdx.x + k·blockDim.x in v[k], the strided loops' order) are loaded before anything is
+// stored or reduced, and its weights before the first reduction. The strided loops wait for memory once per element
+// (a store to x between the loads of one element and the next keeps the compiler from issuing them together): a
+// decode step's ~8 elements per thread, twice per layer, ran as ~8 round trips in sequence. Same sums in the same
+// order: the same bits.
+constexpr int kMaxPer = 8;
+template <class Tw, class To, bool kRms>
+__device__ __forceinline__ void norm_row_regs(const float (&v)[kMaxPer], int per, To* yr, int64_t hidden,
+                                              const Tw* weight, const Tw* bias, float eps, float* red) {
+  float w[kMaxPer], b[kMaxPer];
+#pragma unroll
+  for (int k = 0; k < kMaxPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    w[k] = b[k] = 0.0f;
+    if (k < per && i < hidden) {
+      w[k] = to_f(weight[i]);
+      if constexpr (!kRms) b[k] = bias ? to_f(bias[i]) : 0.0f;
+    }
+  }
+  const float n = static_cast<float>(hidden);
+  float mean = 0.0f;
+  if constexpr (!kRms) {
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxPer; ++k)
+      if (k < per && threadIdx.x + static_cast<int64_t>(k) * blockDim.x < hidden) s += v[k];
+    mean = detail::block_sum(s, red) / n;
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kMaxPer; ++k) {
+    if (k < per && threadIdx.x + static_cast<int64_t>(k) * blockDim.x < hidden) {
+      const float d = v[k] - mean;
+      ss += d * d;
+    }
+  }
+  const float inv = 1.0f / sqrtf(detail::block_sum(ss, red) / n + eps);
+#pragma unroll
+  for (int k = 0; k < kMaxPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (k >= per || i >= hidden) continue;
+    const float val = (v[k] - mean) * inv;
+    if constexpr (kRms) {
+      yr[i] = from_f<To>(w[k] * val);
+    } else {
+      yr[i] = from_f<To>(val * w[k] + b[k]);
+    }
+  }
+}
+
+// x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x). per > 0: the
+// register path (norm_row_regs), per elements a thread.
 template <class Tx, class Tw, class To, bool kRms, class Td = float>
 __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
-                            const Td* delta) {
+                            const Td* delta, int per) {
   __shared__ float red[32];
   detail::wait_then_release();  // pdl.cuh: launched chained
   Tx* xr = x + blockIdx.x * hidden;
   To* yr = out + blockIdx.x * hidden;
-  if (delta) {  // each thread adds (and later re-reads) only its own elements: no barrier needed
-    const Td* dr = delta + blockIdx.x * hidden;
+  const Td* dr = delta ? delta + blockIdx.x * hidden : nullptr;
+  if (per > 0) {
+    float v[kMaxPer];
+#pragma unroll
+    for (int k = 0; k < kMaxPer; ++k) {  // every load first
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      v[k] = 0.0f;
+      if (k < per && i < hidden) v[k] = dr ? to_f(from_f<Tx>(to_f(xr[i]) + to_f(dr[i]))) : to_f(xr[i]);
+    }
+    if (dr) {  // then the residual stream's new values (each thread writes only its own elements)
+#pragma unroll
+      for (int k = 0; k < kMaxPer; ++k) {
+        const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+        if (k < per && i < hidden) xr[i] = from_f<Tx>(v[k]);
+      }
+    }
+    norm_row_regs<Tw, To, kRms>(v, per, yr, hidden, weight, bias, eps, red);
+    return;
+  }
+  if (dr) {  // each thread adds (and later re-reads) only its own elements: no barrier needed
     for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = from_f<Tx>(to_f(xr[i]) + to_f(dr[i]));
   }
   norm_row<Tx, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);
@@ -61,7 +131,7 @@ __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* b
 // compiler contracts differently.
 template <class Tw, class To, bool kRms, class Td>
 __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight, const Tw* bias, float eps, To* out,
-                                     const Td* delta, LoraArgs lora, int64_t first_row) {
+                                     const Td* delta, LoraArgs lora, int64_t first_row, int per) {
   __shared__ float red[32];
   extern __shared__ float4 hs4[];
   float* hs = reinterpret_cast<float*>(hs4);  // the row's h [rank]
@@ -84,6 +154,25 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
     }
   }
   __syncthreads();  // every thread reaches it: the branches above hold no barrier
+  if (per > 0) {  // the register path (see norm_row_regs): every load, then the stores, then the norm
+    float v[kMaxPer];
+#pragma unroll
+    for (int k = 0; k < kMaxPer; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      v[k] = 0.0f;
+      if (k >= per || i >= hidden) continue;
+      float d = to_f(dr[i]);
+      if (rank > 0) d = detail::lora_expand_one(d, B, rank, scale, hs, i);
+      v[k] = xr[i] + d;
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxPer; ++k) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      if (k < per && i < hidden) xr[i] = v[k];
+    }
+    norm_row_regs<Tw, To, kRms>(v, per, yr, hidden, weight, bias, eps, red);
+    return;
+  }
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
     float d = to_f(dr[i]);
     if (rank > 0) d = detail::lora_expand_one(d, B, rank, scale, hs, i);
@@ -100,6 +189,12 @@ int norm_threads(int64_t hidden) {
   const int threads = static_cast<int>((hidden / 8 + 31) / 32 * 32);
   return threads < 32 ? 32 : (threads > 1024 ? 1024 : threads);
 }
+// Elements per thread for the register path, or 0 for the strided loops (off, or a row too long for it).
+int norm_per(int64_t hidden) {
+  static const bool on = detail::env_equals("WEFT_NORM_REGS", "1");
+  const int64_t per = (hidden + norm_threads(hidden) - 1) / norm_threads(hidden);
+  return on && per <= kMaxPer ? static_cast<int>(per) : 0;
+}
 
 template <bool kRms>
 cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden, const void* w, const void* b,
@@ -114,7 +209,7 @@ cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden,
     return detail::launch_chained(norm_kernel<Tx, Tw, To, kRms, float>, dim3(static_cast<unsigned>(tokens)),
                                   dim3(norm_threads(hidden)), 0, stream, const_cast<Tx*>(static_cast<const Tx*>(x)),
                                   hidden, static_cast<const Tw*>(w), static_cast<const Tw*>(b), eps,
-                                  static_cast<To*>(out), static_cast<const float*>(nullptr));
+                                  static_cast<To*>(out), static_cast<const float*>(nullptr), norm_per(hidden));
   });
 }
 
@@ -146,7 +241,7 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
     const auto* d = static_cast<const Td*>(delta);
     auto* o = static_cast<To*>(out);
     const auto kernel = rms ? norm_kernel<float, Tw, To, true, Td> : norm_kernel<float, Tw, To, false, Td>;
-    return detail::launch_chained(kernel, grid, dim3(threads), 0, stream, h, hidden, w, b, eps, o, d);
+    return detail::launch_chained(kernel, grid, dim3(threads), 0, stream, h, hidden, w, b, eps, o, d, norm_per(hidden));
   });
 }
 
@@ -166,7 +261,8 @@ cudaError_t add_norm_lora(float* h, const void* delta, DType delta_dtype, int64_
     return detail::launch_chained(kernel, dim3(static_cast<unsigned>(tokens)), dim3(norm_threads(hidden)),
                                   sizeof(float) * static_cast<size_t>(lora.max_rank), stream, h, hidden,
                                   static_cast<const Tw*>(weight), static_cast<const Tw*>(bias), eps,
-                                  static_cast<To*>(out), static_cast<const Td*>(delta), lora, tokens - lora.tokens);
+                                  static_cast<To*>(out), static_cast<const Td*>(delta), lora, tokens - lora.tokens,
+                                  norm_per(hidden));
   });
 }
 
