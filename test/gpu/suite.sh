@@ -5,8 +5,8 @@
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
 #   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128: LoRA shrinks beside the base GEMMs
-#                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1,
-#                                     both: a side-by-side table                                           (~9 min)
+#                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1
+#                                     with WEFT_NORM_REGS=1, every opt-in together: a side-by-side table   (~9 min)
 #   bash test/gpu/suite.sh ab-decode-base  batch 1/8/32/128 base-only decode: the decode attention's loads in
 #                                     flight per lane at 1 (default), 4, 8 and by grid size (WEFT_DECODE_ATTENTION_DEPTH),
 #                                     the step's RoPE cos/sin table (WEFT_ROPE_TABLE=1), the norms' register
@@ -124,14 +124,16 @@ case "$part" in
     # deploy/bench/ab-table.js prints each variant against it. Now: the LoRA shrinks beside the base GEMMs (the
     # default since 2026-11-23's H100: -7.3 % at batch 1 x 1 adapter, -1.6 % at 32 x 32; batch 128 not yet
     # measured with it) against after them, + PDL between the step's small kernels (WEFT_PDL_STEP=1), + the decode
-    # expands folded into the next op (WEFT_LORA_EXPAND_INTO_NEXT=1), both (opt-in, not yet measured). Measured then: fused small ops -1.7..-2.4 % (default),
-    # WEFT_LORA_FUSED=1 +19..27 %, WEFT_BGMV_SHRINK=split within noise (both opt-in).
+    # expands folded into the next op with the norms' register path (WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_NORM_REGS=1:
+    # add_norm_lora then reads B for up to 8 elements a thread at once), and every opt-in of 2026-11-23 together.
+    # Measured then: fused small ops -1.7..-2.4 % (default), WEFT_LORA_FUSED=1 +19..27 %, WEFT_BGMV_SHRINK=split
+    # within noise (both opt-in).
     run_ab decode 200 "--scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512" \
       "overlap:WEFT_LORA_OVERLAP=1" \
       "after:WEFT_LORA_OVERLAP=0" \
       "pdl-step:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1" \
-      "expand-next:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_INTO_NEXT=1" \
-      "both:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1"
+      "expand-next:WEFT_LORA_OVERLAP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_NORM_REGS=1" \
+      "all:WEFT_LORA_OVERLAP=1 WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_NORM_REGS=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1"
     ;;
   ab-decode-base)
     # Decode attention with deeper rings of K/V loads in flight (decode_attention_body.h): batch 1 spent ~49 us a
