@@ -133,7 +133,8 @@ void rope_kv_lora_case(DType d, int64_t rot, std::mt19937& rng) {
   guard(name, [&] {
     const int64_t qh = 4, kh = 2, hd = 64, first = 2, T = 9, slots = 32;  // 2 prefill rows, 7 decode rows
     const int64_t q_dim = qh * hd, kv_dim = kh * hd, stride = q_dim + 2 * kv_dim;
-    const std::vector<int32_t> entries = {0, 1, -1, 0, 2, 1, 0};  // entry 2 has no weights
+    // entry 2 has no weights; row 4 (entry 0) has no cache slot (a padding row's slot): its q still takes the delta
+    const std::vector<int32_t> entries = {0, 1, 0, -1, 2, 1, 0};
     const std::vector<int32_t> pos = {3, 4, 17, 600, 5, 2047, 9, 40, 1}, map = {0, 1, 5, 9, -1, 30, 12, 7, 20};
     std::vector<float> inv(rot / 2);
     for (int64_t i = 0; i < rot / 2; ++i) inv[i] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / rot);

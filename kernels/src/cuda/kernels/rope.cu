@@ -141,9 +141,11 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
   T* vc = v_cache + slot * kv_dim;
   for (int64_t e = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.y) * blockDim.x) {
-    if (e < n_q + n_k) {  // a rotation pair: q in place, or k into the cache
+    const bool in_kv = e >= n_q && e < n_q + kv_items;  // the cache items; past them (kLora only): q's tails
+    const int64_t ke = e - n_q;
+    if (e < n_q || (in_kv && ke < n_k)) {  // a rotation pair: q in place, or k into the cache
       const bool is_q = e < n_q;
-      const int64_t pe = is_q ? e : e - n_q, h = pe / half, i = pe - h * half;
+      const int64_t pe = is_q ? e : ke, h = pe / half, i = pe - h * half;
       const T* src = is_q ? qr + h * head_dim : kr + h * head_dim;
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
@@ -155,12 +157,12 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       } else {
         rotate_pair(src, dst, i, half, c, s);
       }
-    } else if (e < n_q + n_k + n_tail) {  // k dims past the rotary part (partial rotary)
-      const int64_t pe = e - n_q - n_k, h = pe / tail, o = h * head_dim + rot + (pe - h * tail);
+    } else if (in_kv && ke < n_k + n_tail) {  // k dims past the rotary part (partial rotary)
+      const int64_t pe = ke - n_k, h = pe / tail, o = h * head_dim + rot + (pe - h * tail);
       if (kLora && rl.b[1]) kc[o] = from_f<T>(rl.apply(1, to_f(kr[o]), o));
       else kc[o] = kr[o];
-    } else if (e < n_q + kv_items) {
-      const int64_t d = e - n_q - n_k - n_tail;
+    } else if (in_kv) {
+      const int64_t d = ke - n_k - n_tail;
       if (kLora && rl.b[2]) vc[d] = from_f<T>(rl.apply(2, to_f(vr[d]), d));
       else vc[d] = vr[d];
     } else {  // kLora: a q dim past the rotary part
