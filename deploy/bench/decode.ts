@@ -6,7 +6,8 @@ import { EngineDriver, slotFor } from './engine-steps.js';
 import { measureCopyBandwidth, measureCudaCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
-import { profileSteps, withOpBreakdown, type OpShare } from './op-breakdown.js';
+import { profileSteps, withOpBounds, withOpBreakdown, type OpShare } from './op-breakdown.js';
+import { decodeOpBytes } from './op-bounds.js';
 import { median, percentile } from './stats.js';
 
 export interface DecodeOptions {
@@ -98,7 +99,8 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
           boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / m.stepMs) * 100,
           overheadVsBasePct: (m.stepMs / baseMs - 1) * 100,
           boundOverheadPct: (bytes.adapters / (bytes.base + bytes.kv)) * 100, prefillMs: m.prefillMs,
-          ...(m.ops ? { ops: m.ops } : {}),
+          ...(m.ops ? { ops: withOpBounds(m.ops, (op) => decodeOpBytes(op, shape, { batch: c.batch, kvContext },
+            o.backend.weightBytes, o.backend.kvBytes), bandwidth.value) } : {}),
         });
         log(`decode batch=${c.batch} adapters=${c.adapters} rank=${c.rank} context=${c.context}: ${m.stepMs.toFixed(2)} ms/step`);
       });
@@ -117,7 +119,9 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
         'bytes: base weights (layers, norms, lm_head) + distinct adapters A/B (rank r, 7 modules) + KV read (kvContext × layers × 2 × kv_heads × head_dim × bytes × batch)',
         'boundMs: bytes.total ÷ copy bandwidth; pctOfBound = boundMs ÷ stepMs; overheadVsBasePct against the base-only case of the same batch and context',
         ...(opSteps > 0 ? [`ops: ${opSteps} more steps per case after the timed ones, with the executor's op profile on ` +
-          '(CPU: host clock per op; GPU: CUDA events between ops, steps without decode graphs)'] : []),
+          '(CPU: host clock per op; GPU: CUDA events between ops, steps without decode graphs); an op\'s boundMs: the ' +
+          'bytes it must move per step (deploy/bench/op-bounds.ts: weights once, activations once, fp32 residual, each ' +
+          'row\'s K and V) ÷ copy bandwidth; LoRA ops and sampling have no byte model'] : []),
       ],
     };
   } finally {

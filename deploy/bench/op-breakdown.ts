@@ -13,6 +13,20 @@ export interface OpShare {
   callsPerStep: number;
   /** Share of the profiled step's op time, percent. */
   pct: number;
+  /** Decode: the op's bytes per step at the copy bandwidth (op-bounds.ts), and that ÷ its time, percent. */
+  boundMs?: number;
+  pctOfBound?: number;
+}
+
+/** The shares with each op's bound where `bytesPerCall` has a byte model for it (bandwidth in bytes/s). */
+export function withOpBounds(ops: readonly OpShare[], bytesPerCall: (op: string) => number | undefined,
+  bandwidth: number): OpShare[] {
+  return ops.map((o) => {
+    const bytes = bytesPerCall(o.op);
+    if (bytes === undefined || !(bandwidth > 0)) return o;
+    const boundMs = ((bytes * o.callsPerStep) / bandwidth) * 1e3;
+    return { ...o, boundMs, pctOfBound: o.msPerStep > 0 ? (boundMs / o.msPerStep) * 100 : 0 };
+  });
 }
 
 /** Totals over `steps` profiled steps → per-step shares, largest first. */
@@ -45,6 +59,8 @@ const OP_COLUMNS: Column<OpShare & { case: string }>[] = [
   { header: 'ms / step', value: (r) => r.msPerStep, digits: 3 },
   { header: 'calls / step', value: (r) => r.callsPerStep, digits: 0 },
   { header: '% of step', value: (r) => r.pct, digits: 1 },
+  { header: 'bound ms', value: (r) => r.boundMs ?? null, digits: 3 },
+  { header: '% of bound', value: (r) => r.pctOfBound ?? null, digits: 1 },
 ];
 
 /** A scenario's table, then (when any case was profiled) the op breakdown under it. */

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatOpBreakdown, opShares, profileSteps } from '../../deploy/bench/op-breakdown.js';
+import { formatOpBreakdown, opShares, profileSteps, withOpBounds, type OpShare } from '../../deploy/bench/op-breakdown.js';
+import { decodeOpBytes } from '../../deploy/bench/op-bounds.js';
+import { PRESETS } from '../../deploy/bench/shapes.js';
 import { runBench } from '../../deploy/bench/index.js';
 import { parseArgs } from '../../deploy/config/index.js';
 import type { OpTime } from '../../kernels/index.js';
@@ -22,8 +24,28 @@ describe('op breakdown', () => {
     const text = formatOpBreakdown([{ label: 'case 1', ops }], 2);
     const lines = text.split('\n');
     assert.equal(lines.length, 2 + 3);
-    assert.match(lines[2]!, /^\| case 1 \|\s+x \|\s+5\.000 \|\s+1 \|\s+50\.0 \|$/);
-    assert.match(lines[4]!, /\(1 other ops\) \|\s+2\.000 \|\s+1 \|\s+20\.0 \|$/);
+    assert.match(lines[2]!, /^\| case 1 \|\s+x \|\s+5\.000 \|\s+1 \|\s+50\.0 \|\s+— \|\s+— \|$/);
+    assert.match(lines[4]!, /\(1 other ops\) \|\s+2\.000 \|\s+1 \|\s+20\.0 \|\s+— \|\s+— \|$/);
+  });
+
+  it('each decode op\'s bytes bound: the H100 profile of 2026-11-23 read against it', () => {
+    // docs/bench/2026-11-23-h100/ops-decode.json, batch 32 x 0 adapters, context 525.5, copy rate 3.014 TB/s, bf16.
+    const report = JSON.parse(readFileSync('docs/bench/2026-11-23-h100/ops-decode.json', 'utf8'));
+    const row = report.rows.find((r: { batch: number; adapters: number }) => r.batch === 32 && r.adapters === 0);
+    const shape = report.setup.shape;
+    const ops = withOpBounds(row.ops as OpShare[], (op) => decodeOpBytes(op, shape, { batch: 32, kvContext: row.kvContext }, 2, 2),
+      report.setup.copyBandwidthBytesPerS);
+    const pct = (op: string) => ops.find((o) => o.op === op)!.pctOfBound!;
+    // Attention reads 32 rows x 525.5 keys x K and V of 4,096 bf16 per layer: 84 % of the copy rate.
+    assert.ok(Math.abs(pct('attention decode') - 84.5) < 1, `attention ${pct('attention decode')}`);
+    assert.ok(Math.abs(pct('gemm up') - 83) < 2 && Math.abs(pct('gemm o') - 62) < 2, `gemm up ${pct('gemm up')}, o ${pct('gemm o')}`);
+    assert.equal(ops.find((o) => o.op === 'sample')!.boundMs, undefined, 'no byte model: no bound');
+    // gemm qkv at batch 1: the weights and one row in and out.
+    const s7 = PRESETS['llama2-7b'];
+    assert.equal(decodeOpBytes('gemm qkv', s7, { batch: 1, kvContext: 0 }, 2, 2), (4096 * 12288 + 4096 + 12288) * 2);
+    assert.equal(decodeOpBytes('lora qkv bgmv', s7, { batch: 1, kvContext: 0 }, 2, 2), undefined);
+    const text = formatOpBreakdown([{ label: 'b32', ops }]);
+    assert.match(text, /\| % of bound \|/);
   });
 
   it('profileSteps turns the profile on for the steps only, off again when a step fails', async () => {
