@@ -7,7 +7,7 @@ import { measureCopyBandwidth, measureCudaCopyBandwidth } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { GB, formatTable, hostDevice, type Column, type Report } from './report.js';
 import { profileSteps, withOpBounds, withOpBreakdown, type OpShare } from './op-breakdown.js';
-import { decodeOpBytes } from './op-bounds.js';
+import { decodeOpMs } from './op-bounds.js';
 import { median, percentile } from './stats.js';
 
 export interface DecodeOptions {
@@ -99,8 +99,8 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
           boundMs: bound.ms, boundTokPerS: bound.tokPerS, pctOfBound: (bound.ms / m.stepMs) * 100,
           overheadVsBasePct: (m.stepMs / baseMs - 1) * 100,
           boundOverheadPct: (bytes.adapters / (bytes.base + bytes.kv)) * 100, prefillMs: m.prefillMs,
-          ...(m.ops ? { ops: withOpBounds(m.ops, (op) => decodeOpBytes(op, shape, { batch: c.batch, kvContext },
-            o.backend.weightBytes, o.backend.kvBytes), bandwidth.value) } : {}),
+          ...(m.ops ? { ops: withOpBounds(m.ops, (op) => decodeOpMs(op, shape, { batch: c.batch, kvContext },
+            o.backend.weightBytes, o.backend.kvBytes, bandwidth.value)) } : {}),
         });
         log(`decode batch=${c.batch} adapters=${c.adapters} rank=${c.rank} context=${c.context}: ${m.stepMs.toFixed(2)} ms/step`);
       });

@@ -13,18 +13,18 @@ export interface OpShare {
   callsPerStep: number;
   /** Share of the profiled step's op time, percent. */
   pct: number;
-  /** Decode: the op's bytes per step at the copy bandwidth (op-bounds.ts), and that ÷ its time, percent. */
+  /** The op's bound per step (op-bounds.ts: its bytes at the copy bandwidth, or its FLOPs at the GEMM rate), and
+   *  that ÷ its time, percent. */
   boundMs?: number;
   pctOfBound?: number;
 }
 
-/** The shares with each op's bound where `bytesPerCall` has a byte model for it (bandwidth in bytes/s). */
-export function withOpBounds(ops: readonly OpShare[], bytesPerCall: (op: string) => number | undefined,
-  bandwidth: number): OpShare[] {
+/** The shares with each op's bound where `boundMsPerCall` has a model for it. */
+export function withOpBounds(ops: readonly OpShare[], boundMsPerCall: (op: string) => number | undefined): OpShare[] {
   return ops.map((o) => {
-    const bytes = bytesPerCall(o.op);
-    if (bytes === undefined || !(bandwidth > 0)) return o;
-    const boundMs = ((bytes * o.callsPerStep) / bandwidth) * 1e3;
+    const perCall = boundMsPerCall(o.op);
+    if (perCall === undefined || !Number.isFinite(perCall)) return o;
+    const boundMs = perCall * o.callsPerStep;
     return { ...o, boundMs, pctOfBound: o.msPerStep > 0 ? (boundMs / o.msPerStep) * 100 : 0 };
   });
 }

@@ -2,10 +2,11 @@
 // base model and with one LoRA adapter, next to the compute bound (FLOPs ÷ GEMM rate measured in the same run).
 import { paramCounts, prefillBound, prefillFlops } from './bounds.js';
 import { EngineDriver } from './engine-steps.js';
-import { measureCudaGemmRate, measureGemmRate } from './measure.js';
+import { measureCopyBandwidth, measureCudaCopyBandwidth, measureCudaGemmRate, measureGemmRate } from './measure.js';
 import { checkFits, ensureAdapters, type Backend, type BenchModel } from './model-source.js';
 import { formatTable, hostDevice, type Column, type Report } from './report.js';
-import { profileSteps, withOpBreakdown, type OpShare } from './op-breakdown.js';
+import { profileSteps, withOpBounds, withOpBreakdown, type OpShare } from './op-breakdown.js';
+import { prefillOpMs } from './op-bounds.js';
 import { median } from './stats.js';
 
 export interface PrefillOptions {
@@ -57,6 +58,8 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   const gemm = o.backend.device === 'cuda' ? measureCudaGemmRate()
     : measureGemmRate(256, Math.min(o.model.shape.hidden, 2048), Math.min(o.model.shape.hidden, 2048));
   log(`GEMM rate ${(gemm.value / 1e9).toFixed(1)} GFLOP/s (${gemm.what})`);
+  // The op profile's bounds of the ops that move bytes rather than do FLOPs (op-bounds.ts).
+  const bandwidth = o.opProfile ? (o.backend.device === 'cuda' ? measureCudaCopyBandwidth() : measureCopyBandwidth()) : undefined;
   const rows: PrefillRow[] = [];
   try {
     for (const tokens of o.tokens) {
@@ -70,10 +73,12 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
           if (i >= warmup) times.push(ms);
         }
         const ms = median(times);
-        const ops = o.opProfile ? await profileSteps(driver.profiler, 1, async () => {
+        const profiled = o.opProfile ? await profileSteps(driver.profiler, 1, async () => {
           const out = await driver.admit([{ prompt: driver.prompt(tokens, o.model.shape.vocab), adapterSlot: adapters ? 0 : -1 }], 'prefill-ops');
           await driver.free(out.keys());
         }) : undefined;
+        const ops = profiled && withOpBounds(profiled, (op) =>
+          prefillOpMs(op, o.model.shape, tokens, o.backend.weightBytes, gemm.value, bandwidth?.value ?? 0));
         const flops = prefillFlops(o.model.shape, tokens, adapters ? o.rank : 0);
         const bound = prefillBound(flops, gemm.value, tokens);
         rows.push({ tokens, adapters, rank: adapters ? o.rank : 0, runs, ms, tokPerS: (tokens / ms) * 1e3, flops,
@@ -88,14 +93,17 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   return {
     scenario: 'prefill', date: new Date().toISOString(), device: hostDevice(o.backend.device),
     setup: { model: o.model.label, shape: o.model.shape, params: paramCounts(o.model.shape), gemmFlopsPerS: gemm.value,
-      gemmMethod: gemm.what, warmupRuns: warmup, measuredRuns: runs },
+      gemmMethod: gemm.what, warmupRuns: warmup, measuredRuns: runs,
+      ...(bandwidth ? { copyBandwidthBytesPerS: bandwidth.value, copyBandwidthMethod: bandwidth.what } : {}) },
     rows,
     notes: [
       'ms: median wall time of one step admitting one sequence with the whole prompt (forward + sampling the first token)',
       'flops: 2·(layer linear weights)·tokens + 2·vocab·hidden (lm_head, last position) + causal attention 2·layers·heads·head_dim·T·(T+1) (+ LoRA 2·r·Σ(in+out)·layers·tokens)',
       'boundMs: flops ÷ measured GEMM rate; pctOfBound = boundMs ÷ ms',
       ...(o.opProfile ? ['ops: one more run per case after the timed ones, with the executor\'s op profile on ' +
-        '(CPU: host clock per op; GPU: CUDA events between ops); the free step that follows is not counted'] : []),
+        '(CPU: host clock per op; GPU: CUDA events between ops); the free step that follows is not counted; an op\'s ' +
+        'boundMs (deploy/bench/op-bounds.ts): GEMMs and attention by FLOPs at the GEMM rate (or bytes, if longer), ' +
+        'the other ops by bytes at the copy bandwidth; LoRA ops and sampling have no model'] : []),
     ],
   };
 }

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatOpBreakdown, opShares, profileSteps, withOpBounds, type OpShare } from '../../deploy/bench/op-breakdown.js';
-import { decodeOpBytes } from '../../deploy/bench/op-bounds.js';
+import { decodeOpBytes, decodeOpMs, prefillOpMs } from '../../deploy/bench/op-bounds.js';
 import { PRESETS } from '../../deploy/bench/shapes.js';
 import { runBench } from '../../deploy/bench/index.js';
 import { parseArgs } from '../../deploy/config/index.js';
@@ -33,8 +33,8 @@ describe('op breakdown', () => {
     const report = JSON.parse(readFileSync('docs/bench/2026-11-23-h100/ops-decode.json', 'utf8'));
     const row = report.rows.find((r: { batch: number; adapters: number }) => r.batch === 32 && r.adapters === 0);
     const shape = report.setup.shape;
-    const ops = withOpBounds(row.ops as OpShare[], (op) => decodeOpBytes(op, shape, { batch: 32, kvContext: row.kvContext }, 2, 2),
-      report.setup.copyBandwidthBytesPerS);
+    const ops = withOpBounds(row.ops as OpShare[], (op) => decodeOpMs(op, shape, { batch: 32, kvContext: row.kvContext }, 2, 2,
+      report.setup.copyBandwidthBytesPerS));
     const pct = (op: string) => ops.find((o) => o.op === op)!.pctOfBound!;
     // Attention reads 32 rows x 525.5 keys x K and V of 4,096 bf16 per layer: 84 % of the copy rate.
     assert.ok(Math.abs(pct('attention decode') - 84.5) < 1, `attention ${pct('attention decode')}`);
@@ -46,6 +46,21 @@ describe('op breakdown', () => {
     assert.equal(decodeOpBytes('lora qkv bgmv', s7, { batch: 1, kvContext: 0 }, 2, 2), undefined);
     const text = formatOpBreakdown([{ label: 'b32', ops }]);
     assert.match(text, /\| % of bound \|/);
+  });
+
+  it('each prefill op\'s bound: FLOPs at the GEMM rate for GEMMs and attention, bytes for the rest', () => {
+    // docs/bench/2026-11-23-h100/ops-prefill.json, 2,048 tokens base; GEMM rate 901 TFLOP/s, copy rate 3.01 TB/s.
+    const report = JSON.parse(readFileSync('docs/bench/2026-11-23-h100/ops-prefill.json', 'utf8'));
+    const row = report.rows.find((r: { tokens: number; adapters: number }) => r.tokens === 2048 && r.adapters === 0);
+    const shape = report.setup.shape, gemmRate = report.setup.gemmFlopsPerS;
+    const ops = withOpBounds(row.ops as OpShare[], (op) => prefillOpMs(op, shape, 2048, 2, gemmRate, 3.014e12));
+    const pct = (op: string) => ops.find((o) => o.op === op)!.pctOfBound!;
+    // gemm up: 2·2048·4096·22016 FLOPs a layer at 901 TFLOP/s = 0.41 ms, measured 15.8 ms / 32 = 0.49: ~83 %.
+    assert.ok(pct('gemm up') > 75 && pct('gemm up') < 95, `gemm up ${pct('gemm up')}`);
+    // SiLU·mul: 2048 × 3 × 11008 bf16 a layer at 3.01 TB/s = 45 us, measured ~100 us: ~45 %.
+    assert.ok(Math.abs(pct('activation') - 45) < 5, `activation ${pct('activation')}`);
+    assert.ok(pct('rope + kv write') < 40, `rope + kv write ${pct('rope + kv write')}`);
+    assert.equal(prefillOpMs('lora qkv sgmv expand', shape, 2048, 2, gemmRate, 3e12), undefined);
   });
 
   it('profileSteps turns the profile on for the steps only, off again when a step fails', async () => {
