@@ -94,7 +94,9 @@ export class LocalEngine {
       const p = read(dir);
       return p.adapter ? { ...p, adapter: p.adapter } : { key: p.key, adapter: loadAdapterDir(dir), fromHost: false };
     };
-    const parsed = typeof source === 'string' ? read(source) : this.merged(source.merge, source.merge.dirs.map(tensors));
+    // A cached merge needs no parts at all.
+    const parsed = typeof source === 'string' ? read(source)
+      : this.fromHost(mergeKey(source.merge)) ?? this.merged(source.merge, source.merge.dirs.map(tensors));
     return this.install(slot, parsed, source);
   }
 
