@@ -1,7 +1,8 @@
 // LoRA parts planned in a 16-bit GPU model's own format (shard/models/load-adapter.ts loraStorageOf): the
 // float32 -> bf16/fp16 rounding (cpuOps.encodeHalf: nearest, ties to even, as the GPU's __float2*_rn), a plan
 // in that storage equal to the float32 plan rounded part by part at half the bytes, the host-RAM tier keeping
-// only such a plan (no float32 tensors beside it), and the CPU backend refusing 16-bit parts with the reason.
+// only such a plan (no float32 tensors beside it), a merge naming such an entry reading its files again, and the
+// CPU backend refusing 16-bit parts with the reason.
 // The CUDA side (staging 16-bit parts as they are) runs in test/gpu/model-golden.test.ts on a GPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,9 @@ import { join } from 'node:path';
 import { cpuOps } from '../../kernels/index.js';
 import { writeRandomAdapters } from '../../deploy/bench/synthetic.js';
 import { PRESETS } from '../../deploy/bench/shapes.js';
-import { HostAdapterCache, adapterBytes, cachedBytes } from '../../shard/adapters/index.js';
+import { HostAdapterCache, adapterBytes, cachedBytes, dirIdentity } from '../../shard/adapters/index.js';
+import { LocalEngine } from '../../shard/index.js';
+import { loadGoldenCase } from '../helpers/golden.js';
 import { loadAdapterDir } from '../../shard/adapters/peft-config.js';
 import { loraStorageOf, parseModelSpec, partitionFor, planAdapter } from '../../shard/models/index.js';
 import { Rng } from '../helpers/reference-ops.js';
@@ -144,5 +147,34 @@ test('the CPU backend refuses 16-bit parts with the reason; malformed 16-bit par
     assert.equal(m.stageAdapterSync([p!]).bytes, 4 * (p!.a.length + p!.b.length), 'float32 parts still stage');
   } finally {
     m.dispose();
+  }
+});
+
+test('a merge whose parts the host tier kept only as 16-bit plans reads their files again; a cached merge needs no parts', async () => {
+  const c = loadGoldenCase('llama');
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 32, blockSize: 4, adapterSlots: 2 });
+  try {
+    const [a, b] = c.adapters;
+    // What a bf16 GPU shard's tier holds after loading both (this CPU engine plans in float32 itself).
+    const cache = (engine as unknown as { hostCache: HostAdapterCache }).hostCache;
+    const layout = { spec: engine.model.spec, partition: engine.model.partition, loraStorage: 'bfloat16' as const };
+    for (const x of [a!, b!]) {
+      const parsed = loadAdapterDir(x.dir);
+      cache.put(dirIdentity(x.dir), parsed, planAdapter(layout, parsed, x.dir, 64));
+    }
+    assert.equal(cache.get(dirIdentity(a!.dir))?.adapter, undefined, 'only the plan is kept');
+    const merge = { dirs: [a!.dir, b!.dir], weights: [0.7, 0.3], strategy: 'cat' as const,
+      majoritySignMethod: 'total' as const, seed: 0 };
+    const first = engine.loadAdapter(0, { merge });
+    assert.equal(first.fromHost, false, 'the parts were read from disk');
+    assert.equal(first.storage, 'float32');
+    const again = engine.loadAdapter(1, { merge });
+    assert.equal(again.fromHost, true, 'the merged adapter came from the tier');
+    assert.equal(cache.get(dirIdentity(a!.dir))?.plan?.storage, 'bfloat16', 'the parts\' entries are left as they were');
+    const tokens = c.sequences[0]!;
+    const [x, y] = await engine.scoreBatch([{ tokens, adapterSlot: 0 }, { tokens, adapterSlot: 1 }]);
+    assert.deepEqual(x, y, 'both slots hold the same merge');
+  } finally {
+    engine.dispose();
   }
 });
