@@ -91,6 +91,16 @@ __device__ __forceinline__ void norm_row_regs(const float (&v)[kMaxPer], int per
   }
 }
 
+// The register path's new row values written back to x (each thread writes only its own elements).
+template <class Tx>
+__device__ __forceinline__ void store_row_regs(Tx* xr, const float (&v)[kMaxPer], int per, int64_t hidden) {
+#pragma unroll
+  for (int k = 0; k < kMaxPer; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (k < per && i < hidden) xr[i] = from_f<Tx>(v[k]);
+  }
+}
+
 // x += delta (when delta is given: x is then the fp32 residual stream, written back), out = norm(x). per > 0: the
 // register path (norm_row_regs), per elements a thread.
 template <class Tx, class Tw, class To, bool kRms, class Td = float>
@@ -109,13 +119,7 @@ __global__ void norm_kernel(Tx* x, int64_t hidden, const Tw* weight, const Tw* b
       v[k] = 0.0f;
       if (k < per && i < hidden) v[k] = dr ? to_f(from_f<Tx>(to_f(xr[i]) + to_f(dr[i]))) : to_f(xr[i]);
     }
-    if (dr) {  // then the residual stream's new values (each thread writes only its own elements)
-#pragma unroll
-      for (int k = 0; k < kMaxPer; ++k) {
-        const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-        if (k < per && i < hidden) xr[i] = from_f<Tx>(v[k]);
-      }
-    }
+    if (dr) store_row_regs(xr, v, per, hidden);  // then the residual stream's new values
     norm_row_regs<Tw, To, kRms>(v, per, yr, hidden, weight, bias, eps, red);
     return;
   }
@@ -165,11 +169,7 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
       if (rank > 0) d = detail::lora_expand_one(d, B, rank, scale, hs, i);
       v[k] = xr[i] + d;
     }
-#pragma unroll
-    for (int k = 0; k < kMaxPer; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (k < per && i < hidden) xr[i] = v[k];
-    }
+    store_row_regs(xr, v, per, hidden);
     norm_row_regs<Tw, To, kRms>(v, per, yr, hidden, weight, bias, eps, red);
     return;
   }
