@@ -97,11 +97,13 @@ export function sendSse(reply: FastifyReply, frames: AsyncIterable<string>): Fas
   return reply.send(Readable.from(frames, { objectMode: false }));
 }
 
-/** Tokens a request carries — Authorization bearer, `api_token`, `parameters.api_token` — never to be echoed. */
+/** Tokens a request carries — Authorization bearer, X-Api-Key, `api_token`, `parameters.api_token` — never to be echoed. */
 export function requestSecrets(request: FastifyRequest): string[] {
   const secrets = new Set<string>();
   const bearer = bearerToken(request.headers.authorization);
   if (bearer) secrets.add(bearer);
+  const apiKey = request.headers['x-api-key'];
+  for (const k of Array.isArray(apiKey) ? apiKey : [apiKey]) if (k) secrets.add(k.trim());
   const body = request.body as { api_token?: unknown; parameters?: { api_token?: unknown } } | null | undefined;
   if (typeof body === 'object' && body !== null) {
     for (const t of [body.api_token, body.parameters?.api_token]) if (typeof t === 'string' && t.length > 0) secrets.add(t);

@@ -20,6 +20,8 @@ import { randomSeed, validateGenerateBody, type GenerateRoute, type ValidGenerat
 
 export interface GenerateDeps {
   engine: GenerationEngine;
+  /** Whether an `Authorization: Bearer` token stands for an adapter's access token (false with API keys on). */
+  bearerIsAdapterToken?: boolean;
 }
 
 interface Run extends EngineRun {
@@ -51,7 +53,7 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
     { maxTotalTokens: deps.engine.info.maxTotalTokens, maxInputLength: deps.engine.info.maxInputLength,
       defaultAdapterSource: deps.engine.info.defaultAdapterSource },
     route,
-    request.headers.authorization,
+    deps.bearerIsAdapterToken === false ? undefined : request.headers.authorization,
   );
   // LoRAX apply_chat_template: the model sees the messages rendered with its chat template.
   if (valid.chatMessages) valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages) };

@@ -44,6 +44,8 @@ export interface OpenAiDeps {
   engine: GenerationEngine;
   /** The server's body limit (named in the 413 message). */
   bodyLimitBytes: number;
+  /** Whether an `Authorization: Bearer` token stands for an adapter's access token (false with API keys on). */
+  bearerIsAdapterToken?: boolean;
 }
 
 type Kind = 'completion' | 'chat';
@@ -66,14 +68,16 @@ interface Run extends EngineRun {
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
+  const adapterAuthorization = (request: FastifyRequest) =>
+    deps.bearerIsAdapterToken === false ? undefined : request.headers.authorization;
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateCompletionBody(request.body, limits(), request.headers.authorization);
+    const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request));
     const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateChatBody(request.body, limits(), request.headers.authorization);
+    const valid = validateChatBody(request.body, limits(), adapterAuthorization(request));
     const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);

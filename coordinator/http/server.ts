@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { apiKeyHook } from './api-key-auth.js';
 import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
 import { registerGenerateRoutes } from './generate-routes.js';
 import { requestSecrets } from './engine-run.js';
@@ -20,6 +21,8 @@ export interface HttpServerOptions {
   bodyLimitBytes?: number;
   /** When set, the adapter admin API (/v1/adapters…) requires `Authorization: Bearer <adminToken>`. */
   adminToken?: string;
+  /** When non-empty, every route but /health and /metrics requires one of these keys (api-key-auth.ts). */
+  apiKeys?: readonly string[];
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -28,6 +31,7 @@ export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 export const REDACT: redactOptions = {
   paths: [
     'req.headers.authorization',
+    'req.headers["x-api-key"]',
     'request.headers.authorization',
     'headers.authorization',
     'authorization',
@@ -62,6 +66,12 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
 
   opts.metrics.observeEngine(engine);
   installLifecycle(app, opts.metrics);
+  const apiKeys = opts.apiKeys ?? [];
+  const keyHook = apiKeyHook(apiKeys, { adminTokenSet: opts.adminToken !== undefined });
+  // After the lifecycle hook, so a refused request is still counted, traced and given its request id.
+  if (keyHook) app.addHook('onRequest', keyHook);
+  // With API keys on, the Authorization header holds the caller's key: never an adapter's Hub token.
+  const bearerIsAdapterToken = apiKeys.length === 0;
 
   app.setErrorHandler((err, request, reply) => {
     const httpError = toHttpError(err, bodyLimitBytes);
@@ -73,8 +83,8 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
     return reply.code(httpError.status).send(errorBody(httpError));
   });
 
-  registerGenerateRoutes(app, { engine });
-  registerOpenAiRoutes(app, { engine, bodyLimitBytes });
+  registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
+  registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });

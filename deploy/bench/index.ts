@@ -10,6 +10,7 @@ import { formatPrefill, prefillLengths, runPrefill } from './prefill.js';
 import { emitReport, type Report } from './report.js';
 import { PRESETS } from './shapes.js';
 import { loopbackUrl } from './serve-client.js';
+import { authHeaders } from './serve-client.js';
 import { SERVE_DEFAULTS, adapterLoadsBetween, formatServe, hitRate, runServeOnce, serveReport, serverCounters, type ServeRow } from './serve.js';
 import { startBenchServer } from './serve-server.js';
 
@@ -90,7 +91,8 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching) : null;
   const url = server ? server.url : loopbackUrl(c.url!);
   if (server) log(`started a server at ${url.href} (model ${model!.label})`);
-  const info = await serverInfo(url);
+  const apiKey = c.apiKeys[0];
+  const info = await serverInfo(url, apiKey);
   if (info) log(`serve: server ${JSON.stringify(info)}`);
   try {
     for (const n of c.adapters) {
@@ -98,7 +100,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
       log(`serve: ${c.requests} requests, ${n} adapters, ${c.rate > 0 ? `${c.rate} req/s Poisson` : `closed loop of ${concurrency} clients`}`);
       const before = await serverCounters(url);
       const row = await runServeOnce({ url, requests: c.requests, rate: c.rate, concurrency, adapterIds,
-        adapterSource: server && n > 0 ? 'local' : null, sharedPrefixWords: c.sharedPrefixWords });
+        adapterSource: server && n > 0 ? 'local' : null, sharedPrefixWords: c.sharedPrefixWords, apiKey });
       const after = await serverCounters(url);
       rows.push({ ...row, prefixCacheHitRate: hitRate(before, after), adapterLoads: adapterLoadsBetween(before, after) });
     }
@@ -115,9 +117,9 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
 }
 
 /** The settings of the server under load that shape the numbers (GET /info), or null if it does not say. */
-async function serverInfo(url: URL): Promise<Record<string, unknown> | null> {
+async function serverInfo(url: URL, apiKey: string | undefined): Promise<Record<string, unknown> | null> {
   try {
-    const res = await fetch(new URL('/info', url), { signal: AbortSignal.timeout(5_000) });
+    const res = await fetch(new URL('/info', url), { headers: authHeaders(apiKey), signal: AbortSignal.timeout(5_000) });
     if (!res.ok) return null;
     const i = (await res.json()) as Record<string, unknown>;
     const keys = ['model_id', 'model_dtype', 'model_device_type', 'num_shard', 'max_batch_prefill_tokens',

@@ -41,7 +41,13 @@ export function requestBody(r: PlannedRequest, adapterSource: string | null): Re
   return { inputs: r.prompt, parameters };
 }
 
-export async function streamOne(base: URL, r: PlannedRequest, o: { timeoutMs: number; adapterSource: string | null }): Promise<RequestResult> {
+/** Request headers carrying an API key, if one is given. */
+export function authHeaders(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+}
+
+export async function streamOne(base: URL, r: PlannedRequest,
+  o: { timeoutMs: number; adapterSource: string | null; apiKey?: string }): Promise<RequestResult> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), o.timeoutMs);
   const t0 = performance.now();
@@ -52,7 +58,7 @@ export async function streamOne(base: URL, r: PlannedRequest, o: { timeoutMs: nu
   });
   try {
     const res = await fetch(new URL('generate_stream', base.href.endsWith('/') ? base : `${base.href}/`), {
-      method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...authHeaders(o.apiKey) },
       body: JSON.stringify(requestBody(r, o.adapterSource)), signal: abort.signal,
     });
     if (!res.ok || !res.body) {

@@ -15,6 +15,8 @@ export interface ServeOptions {
   /** Adapter ids in popularity order; empty: base model only. */
   adapterIds: readonly string[];
   adapterSource: string | null;
+  /** Sent as `Authorization: Bearer` (a server started with --api-key). */
+  apiKey?: string;
   alpha?: number;
   promptWords?: readonly [number, number];
   outputTokens?: readonly [number, number];
@@ -56,7 +58,7 @@ export async function runServeOnce(o: ServeOptions): Promise<ServeRow> {
     sharedPrefixWords: o.sharedPrefixWords ?? 0, seed: o.seed ?? SERVE_DEFAULTS.seed });
   const timeoutMs = o.timeoutMs ?? SERVE_DEFAULTS.timeoutMs;
   const deadline = performance.now() + (o.deadlineMs ?? SERVE_DEFAULTS.deadlineMs);
-  const send = (r: PlannedRequest) => streamOne(o.url, r, { timeoutMs: Math.min(timeoutMs, Math.max(1, deadline - performance.now())), adapterSource: o.adapterSource });
+  const send = (r: PlannedRequest) => streamOne(o.url, r, { timeoutMs: Math.min(timeoutMs, Math.max(1, deadline - performance.now())), adapterSource: o.adapterSource, apiKey: o.apiKey });
   const t0 = performance.now();
   const results = o.rate > 0 ? await openLoop(plan, send, t0, deadline) : await closedLoop(plan, send, o.concurrency, deadline);
   return summarizeRun(results, o.adapterIds.length, o.requests, (performance.now() - t0) / 1e3);

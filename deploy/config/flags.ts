@@ -132,8 +132,11 @@ export const FLAGS = [
   { name: 'preload-adapter', key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
     help: 'Load an adapter at boot, as name=SOURCE_ID (repeatable).' },
   // launch: operations
+  { name: 'api-key', key: 'apiKeys', type: 'list', of: 'string', commands: ['launch', 'bench'], env: ['WEFT_API_KEYS', 'API_KEY'],
+    envSplit: ',', secret: true, default: [], defaultLabel: 'none (the API is open)',
+    help: 'launch: require this key (Authorization: Bearer or X-Api-Key) on every route but /health and /metrics (repeatable: rotation); bench serve: the key sent to --url.' },
   { name: 'admin-token', type: 'string', commands: LAUNCH, env: ['WEFT_ADMIN_TOKEN'], secret: true,
-    defaultLabel: 'none (admin routes disabled)', help: 'Bearer token for /v1/adapters admin routes.' },
+    defaultLabel: 'none (admin routes open, or behind --api-key)', help: 'Bearer token for /v1/adapters admin routes.' },
   { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'http-url',
     defaultLabel: 'none (tracing off)', help: 'OTLP/HTTP collector base URL; spans go to <url>/v1/traces.' },
   { name: 'log-level', type: 'string', commands: SERVER, env: ['LOG_LEVEL'], default: 'info',

@@ -22,7 +22,7 @@ export function configSecrets(config: Config): string[] {
   const out = new Set<string>();
   for (const path of secretPaths(config)) {
     const v = get(config, path);
-    if (typeof v === 'string' && v !== '') out.add(v);
+    for (const item of Array.isArray(v) ? v : [v]) if (typeof item === 'string' && item !== '') out.add(item);
   }
   for (const s of urlPasswords(config)) out.add(s);
   return [...out];
@@ -34,7 +34,9 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   for (const path of secretPaths(config)) {
     const parent = get(copy, path.slice(0, -1)) as Record<string, unknown> | undefined;
     const key = path[path.length - 1];
-    if (parent !== undefined && parent[key] !== null && parent[key] !== undefined) parent[key] = REDACTED;
+    if (parent === undefined || parent[key] === null || parent[key] === undefined) continue;
+    // A list of secrets keeps its length (how many keys are set is not a secret), never its items.
+    parent[key] = Array.isArray(parent[key]) ? (parent[key] as unknown[]).map(() => REDACTED) : REDACTED;
   }
   return copy;
 }

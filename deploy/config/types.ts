@@ -86,7 +86,9 @@ export interface LaunchConfig {
   maxLoraRank: number;
   adapterHostCacheBytes: number;
   preloadAdapters: readonly PreloadAdapter[];
-  /** Secret. null: the admin routes are disabled. */
+  /** Secret. Empty: the inference API needs no key. */
+  apiKeys: readonly string[];
+  /** Secret. null: the admin routes are open (behind the API keys when those are set). */
   adminToken: string | null;
   /** null: tracing off. */
   otlpEndpoint: string | null;
@@ -132,6 +134,8 @@ export interface ScoreConfig {
 
 export interface BenchConfig {
   command: 'bench';
+  /** serve: keys for --url (the first is sent as `Authorization: Bearer`). Secret. */
+  apiKeys: readonly string[];
   scenario: BenchScenario;
   /** null: print the JSON report to stdout only. */
   output: string | null;

@@ -232,13 +232,17 @@ export interface TestServer {
 }
 
 /** A server over a fresh ScriptedEngine, logging (at debug) into `logs`. */
-export async function testServer(opts: { bodyLimitBytes?: number } = {}): Promise<TestServer> {
+export async function testServer(
+  opts: { bodyLimitBytes?: number; apiKeys?: readonly string[]; adminToken?: string } = {},
+): Promise<TestServer> {
   const engine = new ScriptedEngine();
   const metrics = new Metrics();
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
   const logger = pino({ level: 'debug' }, sink);
-  const app = await buildHttpServer(engine, { logger, metrics, bodyLimitBytes: opts.bodyLimitBytes });
+  const app = await buildHttpServer(engine, {
+    logger, metrics, bodyLimitBytes: opts.bodyLimitBytes, apiKeys: opts.apiKeys, adminToken: opts.adminToken,
+  });
   return { app, engine, metrics, logs };
 }
 
