@@ -10,7 +10,7 @@ import type { SourceKind } from '../adapters/index.js';
 import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import {
-  EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type GenerateRequest,
+  EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
 } from './types.js';
 
@@ -61,6 +61,12 @@ export interface EngineObserver {
   adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
   /** A waiting adapter's files are being read into the shards' host RAM ahead of its load. */
   adapterPrefetch?(): void;
+  /** A request's first token, `seconds` after generate() was called (tokenizing, adapter load and queue included). */
+  firstToken?(seconds: number): void;
+  /** A request's next token, `seconds` after its previous one (as the coordinator applies step results). */
+  interToken?(seconds: number): void;
+  /** A request ended: how, and with how many generated tokens. */
+  finished?(reason: FinishLabel, generatedTokens: number): void;
 }
 
 export class Engine implements GenerationEngine {
@@ -186,6 +192,7 @@ export class Engine implements GenerationEngine {
   }
 
   async generate(req: GenerateRequest, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
+    const startedAt = performance.now();
     if (!this.group.isReady()) throw new EngineError('shard_lost', 'the model shards are not ready (starting or restarting); retry shortly');
     if (this.requests.size + this.admitting >= this.info.maxConcurrentRequests) {
       throw new EngineError('overloaded', `Model is overloaded: ${this.requests.size + this.admitting} requests in flight ` +
@@ -220,7 +227,7 @@ export class Engine implements GenerationEngine {
       'weft.prompt_tokens': ids.length, 'weft.adapter': adapter?.id ?? '' } });
     const state = new RequestState(req, ids, adapter?.key ?? null, span,
       this.tracer.startSpan('engine.queue', {}, trace.setSpan(otelContext.active(), span)),
-      (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }));
+      (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }), startedAt);
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
@@ -401,6 +408,10 @@ export class Engine implements GenerationEngine {
     }
     st.generated++;
     this.observer.tokens?.(0, 1);
+    const now = performance.now();
+    if (st.generated === 1) this.observer.firstToken?.((now - st.startedAt) / 1000);
+    else this.observer.interToken?.((now - st.lastTokenAt) / 1000);
+    st.lastTokenAt = now;
     let delta = st.detok.push(ev.token);
     if (ev.finished) delta += st.detok.flush();
     const stopped = st.appendAndCheckStop(delta);
@@ -443,6 +454,7 @@ export class Engine implements GenerationEngine {
     }
     if (last) st.events.push(last);
     st.events.close();
+    this.observer.finished?.(last === null ? 'cancelled' : last.type === 'end' ? last.finishReason : 'error', st.generated);
     if (last?.type === 'error') st.span.setStatus({ code: SpanStatusCode.ERROR, message: last.error.message });
     st.span.setAttribute('weft.generated_tokens', st.generated);
     st.span.end();

@@ -12,6 +12,8 @@ export class RequestState {
   generated = 0;
   admitted = false;
   done = false;
+  /** performance.now() of the latest token (inter-token latency). */
+  lastTokenAt = 0;
 
   constructor(
     readonly req: GenerateRequest,
@@ -21,6 +23,8 @@ export class RequestState {
     /** From submission until the first step that computes this request (queue wait). */
     readonly queueSpan: Span,
     decode: (ids: number[]) => string,
+    /** performance.now() when generate() was called (time to first token). */
+    readonly startedAt: number = performance.now(),
   ) {
     this.detok = new StreamingDetokenizer({ decode });
   }

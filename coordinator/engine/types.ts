@@ -48,6 +48,9 @@ export interface GenerateRequest {
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence';
 
+/** How a request ended, as the metrics label it: a finish reason, or cancelled (client gone), or error. */
+export type FinishLabel = FinishReason | 'cancelled' | 'error';
+
 export interface PrefillToken {
   id: number;
   text: string;

@@ -3,10 +3,12 @@
 // Who updates what (each metric has one owner, so nothing is counted twice):
 //  - the HTTP layer: requestsTotal, requestDuration (once per response);
 //  - the engine, through `engineObserver()` passed as the Engine's observer: stepDuration, batchSize,
-//    promptTokens, generatedTokens, adapterLoads, adapterLoadSeconds, prefixCacheHitTokens;
-//  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*.
+//    promptTokens, generatedTokens, adapterLoads, adapterLoadSeconds, prefixCacheHitTokens, and per request
+//    timeToFirstToken, interTokenLatency, requestsFinished, requestGeneratedTokens;
+//  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*,
+//    preemptions.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { EngineStats } from '../engine/types.js';
+import type { EngineStats, FinishLabel } from '../engine/types.js';
 
 export interface MetricsOptions {
   /** Source of the scrape-time gauges (buildHttpServer also sets it to its engine). */
@@ -24,12 +26,18 @@ export interface EngineMetricsObserver {
   adapterLoad(result: AdapterLoadResult, times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
   adapterPrefetch(): void;
   prefixCacheHits(tokens: number): void;
+  firstToken(seconds: number): void;
+  interToken(seconds: number): void;
+  finished(reason: FinishLabel, generatedTokens: number): void;
 }
 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const STEP_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const ADAPTER_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const TTFT_SECONDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const ITL_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
+const TOKEN_COUNTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -53,6 +61,11 @@ export class Metrics {
   readonly adapterLoadsFromHost: Counter;
   readonly adapterPrefetches: Counter;
   readonly adapterLoadSeconds: Histogram<'phase'>;
+  readonly timeToFirstToken: Histogram;
+  readonly interTokenLatency: Histogram;
+  readonly requestsFinished: Counter<'reason'>;
+  readonly requestGeneratedTokens: Histogram;
+  readonly preemptions: Counter;
   private statsSource: (() => EngineStats) | null = null;
 
   constructor(opts: MetricsOptions = {}) {
@@ -195,6 +208,47 @@ export class Metrics {
       buckets: ADAPTER_SECONDS,
       registers,
     });
+    this.timeToFirstToken = new Histogram({
+      name: 'weft_time_to_first_token_seconds',
+      help: 'Per request: from the engine receiving it (tokenizing, adapter load and queue wait included) to its first ' +
+        'generated token',
+      buckets: TTFT_SECONDS,
+      registers,
+    });
+    this.interTokenLatency = new Histogram({
+      name: 'weft_time_per_output_token_seconds',
+      help: 'Per generated token after a request\'s first: the time since that request\'s previous token, as the ' +
+        'coordinator applied the step results (inter-token latency)',
+      buckets: ITL_SECONDS,
+      registers,
+    });
+    this.requestsFinished = new Counter({
+      name: 'weft_requests_finished_total',
+      help: 'Engine requests ended, by reason: length, eos_token, stop_sequence, cancelled (client gone) or error',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.requestGeneratedTokens = new Histogram({
+      name: 'weft_request_generated_tokens',
+      help: 'Tokens generated per ended request',
+      buckets: TOKEN_COUNTS,
+      registers,
+    });
+    this.preemptions = new Counter({
+      name: 'weft_preemptions_total',
+      help: 'Running sequences preempted (KV blocks ran out; they are recomputed later)',
+      registers,
+      collect: (() => {
+        let seen = 0;
+        const read = (): number | null => this.readStats((st) => st.preemptions);
+        return function (this: Counter): void {
+          const v = read();
+          // The scheduler's count is cumulative; a restarted scheduler starts again from 0.
+          if (v !== null && v > seen) this.inc(v - seen);
+          if (v !== null) seen = v;
+        };
+      })(),
+    });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
     if (opts.engine) this.observeEngine(opts.engine);
   }
@@ -218,6 +272,12 @@ export class Metrics {
       },
       adapterPrefetch: () => this.adapterPrefetches.inc(),
       prefixCacheHits: (tokens) => this.prefixCacheHitTokens.inc(tokens),
+      firstToken: (seconds) => this.timeToFirstToken.observe(seconds),
+      interToken: (seconds) => this.interTokenLatency.observe(seconds),
+      finished: (reason, generatedTokens) => {
+        this.requestsFinished.inc({ reason });
+        this.requestGeneratedTokens.observe(generatedTokens);
+      },
     };
   }
 

@@ -46,6 +46,30 @@ for (const numShard of [1, 2]) {
       });
     });
 
+    test('per-request metrics: one TTFT, an inter-token gap per later token, the finish reason, the length', async () => {
+      const scrape = async () => {
+        const text = await (await fetch(`${g.url}/metrics`)).text();
+        const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+        return { ttft: num(/^weft_time_to_first_token_seconds_count (\d+)$/m), itl: num(/^weft_time_per_output_token_seconds_count (\d+)$/m),
+          length: num(/^weft_requests_finished_total\{reason="length"\} (\d+)$/m),
+          generated: num(/^weft_request_generated_tokens_sum (\d+)$/m), ttftSum: num(/^weft_time_to_first_token_seconds_sum (\S+)$/m) };
+      };
+      const before = await scrape();
+      const t0 = performance.now();
+      const r = await g.post('/generate', { inputs: textOf(g.c.sequences[0]), parameters: { max_new_tokens: 5, adapter_id: 'qv_r4',
+        adapter_source: 'local', details: true, ignore_eos_token: true } });
+      const elapsed = (performance.now() - t0) / 1000;
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.details.generated_tokens, 5);
+      const after = await scrape();
+      assert.equal(after.ttft - before.ttft, 1);
+      assert.equal(after.itl - before.itl, 4);
+      assert.equal(after.length - before.length, 1);
+      assert.equal(after.generated - before.generated, 5);
+      const ttft = after.ttftSum - before.ttftSum;
+      assert.ok(ttft > 0 && ttft <= elapsed, `TTFT ${ttft} s within the request's ${elapsed} s`);
+    });
+
     test('streaming output equals non-streaming output', async () => {
       const body = { inputs: textOf(g.c.sequences[1]), parameters: { max_new_tokens: 10, adapter_id: 'all_r8', adapter_source: 'local', details: true } };
       const plain = await g.post('/generate', body);

@@ -18,7 +18,7 @@ import {
   type SpanStatus,
   type Tracer,
 } from '@opentelemetry/api';
-import { TRACER_NAME } from '../../coordinator/http/index.js';
+import { Metrics, TRACER_NAME } from '../../coordinator/http/index.js';
 import { PRIVATE_TOKEN, post, testServer, type TestServer } from './http-engine-double.test.js';
 
 // --- a minimal in-memory OpenTelemetry SDK (the API package has no recording implementation) -------
@@ -162,6 +162,41 @@ describe('metrics', () => {
     assert.match(text, /^weft_adapter_load_seconds_sum\{phase="read"\} 0\.13$/m);
     assert.match(text, /^weft_adapter_load_seconds_bucket\{le="0\.005",phase="install"\} 1$/m);
     assert.match(text, /^weft_adapter_load_seconds_bucket\{le="0\.0025",phase="install"\} 0$/m);
+  });
+
+  test('the engine observer feeds per-request latency, finish and length metrics', async () => {
+    const observer = s.metrics.engineObserver();
+    observer.firstToken(0.2);
+    observer.interToken(0.012);
+    observer.interToken(0.03);
+    observer.finished('length', 3);
+    observer.finished('cancelled', 0);
+    observer.finished('length', 40);
+    const text = await s.metrics.expose();
+    assert.match(text, /^weft_time_to_first_token_seconds_count 1$/m);
+    assert.match(text, /^weft_time_to_first_token_seconds_bucket\{le="0\.25"\} 1$/m);
+    assert.match(text, /^weft_time_to_first_token_seconds_bucket\{le="0\.1"\} 0$/m);
+    assert.match(text, /^weft_time_per_output_token_seconds_count 2$/m);
+    assert.match(text, /^weft_time_per_output_token_seconds_bucket\{le="0\.015"\} 1$/m);
+    assert.ok(Math.abs(Number(/^weft_time_per_output_token_seconds_sum (\S+)$/m.exec(text)?.[1]) - 0.042) < 1e-12);
+    assert.match(text, /^weft_requests_finished_total\{reason="length"\} 2$/m);
+    assert.match(text, /^weft_requests_finished_total\{reason="cancelled"\} 1$/m);
+    assert.match(text, /^weft_request_generated_tokens_sum 43$/m);
+    assert.match(text, /^weft_request_generated_tokens_bucket\{le="2"\} 1$/m);
+  });
+
+  test('weft_preemptions_total follows the scheduler\'s cumulative count, and survives its restart', async () => {
+    let preemptions = 2;
+    const engine = { stats: () => ({ ...s.engine.stats(), preemptions }) };
+    const m = new Metrics({ engine });
+    const read = async () => Number(/^weft_preemptions_total (\d+)$/m.exec(await m.expose())?.[1]);
+    assert.equal(await read(), 2);
+    preemptions = 5;
+    assert.equal(await read(), 5);
+    preemptions = 0; // the step loop made a new scheduler
+    assert.equal(await read(), 5);
+    preemptions = 1;
+    assert.equal(await read(), 6);
   });
 
   test('a scrape still succeeds when engine.stats() throws', async () => {
