@@ -5,7 +5,9 @@ import { Readable } from 'node:stream';
 import { context, trace, type Span } from '@opentelemetry/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type GenerateRequest, type GenerationEngine, type GenerationEvent } from '../engine/types.js';
+import { tapGeneration } from './access-log.js';
 import { internalError } from './errors.js';
+import { startOf } from './lifecycle.js';
 import { bearerToken } from './validate.js';
 
 /** A started generation: its events (the first already read) and the signal that cancels it. */
@@ -24,7 +26,7 @@ export async function startEngineRun(engine: GenerationEngine, req: GenerateRequ
     if (!reply.raw.writableFinished) abort.abort(new Error('client disconnected'));
   });
   const iterable = await context.with(trace.setSpan(context.active(), span), () => engine.generate(req, abort.signal));
-  const events = iterable[Symbol.asyncIterator]();
+  const events = tapGeneration(request, req, startOf(request), iterable)[Symbol.asyncIterator]();
   const first = await events.next();
   if (!first.done && first.value.type === 'error') {
     release(events);

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { logCompleted } from './access-log.js';
 import type { Metrics } from './metrics.js';
 
 export const TRACER_NAME = 'weft-coordinator';
@@ -63,4 +64,10 @@ function settle(request: FastifyRequest, reply: FastifyReply, metrics: Metrics):
   if (!reply.raw.writableFinished) state.span.setAttribute('weft.client_disconnected', true);
   if (status >= 500) state.span.setStatus({ code: SpanStatusCode.ERROR });
   state.span.end();
+  logCompleted(request, state.route, status, seconds * 1000, !reply.raw.writableFinished);
+}
+
+/** When the request arrived (process.hrtime.bigint()), for the access log's time to first token. */
+export function startOf(request: FastifyRequest): bigint {
+  return states.get(request)?.startNs ?? process.hrtime.bigint();
 }

@@ -1,5 +1,5 @@
 // The HTTP server: fastify with TGI/LoRAX routes over a GenerationEngine.
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -57,6 +57,8 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
     ...logging,
     bodyLimit: bodyLimitBytes,
     genReqId: requestId,
+    // One line per request from the lifecycle hook (access-log.ts) instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     return503OnClosing: true,
   }) as unknown as FastifyInstance;

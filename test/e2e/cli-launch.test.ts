@@ -28,18 +28,26 @@ test('weft launch serves, and SIGTERM lets the in-flight request finish before e
       if (child.exitCode !== null) { clearInterval(t); reject(new Error(`launch exited: ${out}`)); }
     }, 50);
   });
-  for (const line of out.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), `not a JSON log line: ${line}`);
-  const health = await fetch(`${url}/health`);
-  assert.equal(health.status, 200);
-  const pending = fetch(`${url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: textOf([7, 8, 9]), parameters: { max_new_tokens: 200, details: true } }) });
-  await new Promise((r) => setTimeout(r, 100));
-  child.kill('SIGTERM');
-  const r = await pending;
-  assert.equal(r.status, 200);
-  const j = await r.json();
-  assert.ok(j.details.generated_tokens >= 1);
-  assert.equal(await exited, 0, out.slice(-2000));
+  try {
+    for (const line of out.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), `not a JSON log line: ${line}`);
+    const health = await fetch(`${url}/health`);
+    assert.equal(health.status, 200);
+    const pending = fetch(`${url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: textOf([7, 8, 9]), parameters: { max_new_tokens: 200, details: true } }) });
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    const r = await pending;
+    assert.equal(r.status, 200);
+    const j = await r.json();
+    assert.ok(j.details.generated_tokens >= 1);
+    assert.equal(await exited, 0, out.slice(-2000));
+    // Every line, to the last one written while draining, is a JSON log line (no stray warnings).
+    for (const line of out.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), `not a JSON log line: ${line}`);
+    assert.match(out, /"route":"\/generate","status":200,.*"generated_tokens":\d+.*"msg":"request completed"/);
+  } finally {
+    // A failed check must not leave the server (and its shards) running and the test waiting on them.
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 });
 
 test('--device cuda fails at start with the reason when no GPU is usable (checked where there is none)', async (t) => {

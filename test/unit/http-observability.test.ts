@@ -269,3 +269,52 @@ describe('client disconnect', () => {
     assert.equal(span?.ended, true);
   });
 });
+
+describe('access log', () => {
+  let s2: TestServer;
+  before(async () => { s2 = await testServer(); });
+  after(async () => { await s2.app.close(); });
+
+  const completed = () => s2.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request completed');
+
+  test('one line per generation: adapter, tokens, finish reason, TTFT and time per token; no fastify pair', async () => {
+    s2.logs.length = 0;
+    s2.engine.tokenDelayMs = 5;
+    try {
+      const res = await post(s2.app, '/generate', { inputs: 'one two three four', parameters: { adapter_id: 'org/a', max_new_tokens: 4 } });
+      assert.equal(res.statusCode, 200);
+    } finally {
+      s2.engine.tokenDelayMs = 0;
+    }
+    const lines = completed();
+    assert.equal(lines.length, 1, JSON.stringify(s2.logs));
+    const l = lines[0]!;
+    assert.equal(l.level, 30);
+    assert.equal(l.route, '/generate');
+    assert.equal(l.status, 200);
+    assert.equal(l.adapter, 'org/a');
+    assert.equal(l.prompt_tokens, 4);
+    assert.equal(l.cached_tokens, 2);
+    assert.equal(l.generated_tokens, 4);
+    assert.equal(l.finish_reason, 'length');
+    assert.ok(typeof l.ttft_ms === 'number' && l.ttft_ms >= 4 && l.ttft_ms <= (l.ms as number), JSON.stringify(l));
+    assert.ok(typeof l.tpot_ms === 'number' && l.tpot_ms >= 4, JSON.stringify(l));
+    assert.ok(!s2.logs.some((x) => x.includes('incoming request')));
+  });
+
+  test('n > 1 sums its sequences; a failed stream names the error; probes log at debug only', async () => {
+    s2.logs.length = 0;
+    await post(s2.app, '/v1/completions', { model: '', prompt: 'a b', max_tokens: 3, n: 2 });
+    await post(s2.app, '/generate_stream', { inputs: 'a', parameters: { adapter_id: 'flaky', api_token: PRIVATE_TOKEN, max_new_tokens: 4 } });
+    await s2.app.inject({ method: 'GET', url: '/health' });
+    const [openai, flaky, health] = completed();
+    assert.equal(openai!.sequences, 2);
+    assert.equal(openai!.generated_tokens, 6);
+    assert.deepEqual(openai!.finish_reason, ['length', 'length']);
+    assert.equal(openai!.tpot_ms, undefined, 'side-by-side sequences have no single time per token');
+    assert.equal(flaky!.finish_reason, 'error:generation');
+    assert.equal(flaky!.generated_tokens, 2);
+    assert.equal(health!.route, '/health');
+    assert.equal(health!.level, 20);
+  });
+});
