@@ -125,7 +125,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching,
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
-    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys });
+    http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
+      corsAllowOrigins: o.corsAllowOrigins });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

@@ -10,6 +10,7 @@
 //    without a key learns nothing about which routes exist — answers 401.
 //  - When an admin token is set, /v1/adapters… is guarded by it alone (its Authorization header carries the
 //    admin token, not an API key); without one, those routes need an API key like the rest.
+//  - CORS preflights (cors.ts) pass: browsers send them without credentials, before the real request.
 //  - Keys are compared as SHA-256 digests in constant time against every configured key (no early exit), so
 //    timing reveals neither a key nor its length nor which key matched.
 //  - With API keys on, the Authorization header is the caller's API key and is never used as an adapter's Hub
@@ -56,13 +57,14 @@ function pathOf(request: FastifyRequest): string {
  * An onRequest hook admitting only requests with one of `keys`; undefined (no hook: the API is open) when
  * no key is configured. An empty key is a configuration mistake, not "open": it throws.
  */
-export function apiKeyHook(keys: readonly string[], opts: { adminTokenSet: boolean }): ApiKeyHook | undefined {
+export function apiKeyHook(keys: readonly string[],
+  opts: { adminTokenSet: boolean; skip?: (request: FastifyRequest) => boolean }): ApiKeyHook | undefined {
   if (keys.length === 0) return undefined;
   if (keys.some((k) => k.length === 0)) throw new Error('an API key must not be empty (leave --api-key unset for an open API)');
   const expected = keys.map(digest);
   return async (request, reply) => {
     const path = pathOf(request);
-    if (OPEN_ROUTES.has(path)) return;
+    if (OPEN_ROUTES.has(path) || opts.skip?.(request)) return;
     if (opts.adminTokenSet && (path === ADMIN_ROUTE_PREFIX || path.startsWith(`${ADMIN_ROUTE_PREFIX}/`))) return;
     const given = presentedKey(request);
     if (given === undefined) {

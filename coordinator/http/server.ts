@@ -4,6 +4,7 @@ import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { apiKeyHook } from './api-key-auth.js';
+import { isPreflight, registerCors } from './cors.js';
 import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
 import { registerGenerateRoutes } from './generate-routes.js';
 import { requestSecrets } from './engine-run.js';
@@ -23,6 +24,8 @@ export interface HttpServerOptions {
   adminToken?: string;
   /** When non-empty, every route but /health and /metrics requires one of these keys (api-key-auth.ts). */
   apiKeys?: readonly string[];
+  /** Origins browsers may call the API from (cors.ts); `*` for any; empty: no CORS. */
+  corsAllowOrigins?: readonly string[];
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -68,8 +71,10 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
 
   opts.metrics.observeEngine(engine);
   installLifecycle(app, opts.metrics);
+  // Before the key check, so a refused request still carries the CORS headers a browser needs to read it.
+  await registerCors(app, opts.corsAllowOrigins ?? []);
   const apiKeys = opts.apiKeys ?? [];
-  const keyHook = apiKeyHook(apiKeys, { adminTokenSet: opts.adminToken !== undefined });
+  const keyHook = apiKeyHook(apiKeys, { adminTokenSet: opts.adminToken !== undefined, skip: isPreflight });
   // After the lifecycle hook, so a refused request is still counted, traced and given its request id.
   if (keyHook) app.addHook('onRequest', keyHook);
   // With API keys on, the Authorization header holds the caller's key: never an adapter's Hub token.

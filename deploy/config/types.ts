@@ -86,6 +86,8 @@ export interface LaunchConfig {
   maxLoraRank: number;
   adapterHostCacheBytes: number;
   preloadAdapters: readonly PreloadAdapter[];
+  /** Origins (or `*`) browsers may call the API from; empty: no CORS. */
+  corsAllowOrigins: readonly string[];
   /** Secret. Empty: the inference API needs no key. */
   apiKeys: readonly string[];
   /** Secret. null: the admin routes are open (behind the API keys when those are set). */

@@ -233,7 +233,7 @@ export interface TestServer {
 
 /** A server over a fresh ScriptedEngine, logging (at debug) into `logs`. */
 export async function testServer(
-  opts: { bodyLimitBytes?: number; apiKeys?: readonly string[]; adminToken?: string } = {},
+  opts: { bodyLimitBytes?: number; apiKeys?: readonly string[]; adminToken?: string; corsAllowOrigins?: readonly string[] } = {},
 ): Promise<TestServer> {
   const engine = new ScriptedEngine();
   const metrics = new Metrics();
@@ -242,6 +242,7 @@ export async function testServer(
   const logger = pino({ level: 'debug' }, sink);
   const app = await buildHttpServer(engine, {
     logger, metrics, bodyLimitBytes: opts.bodyLimitBytes, apiKeys: opts.apiKeys, adminToken: opts.adminToken,
+    corsAllowOrigins: opts.corsAllowOrigins,
   });
   return { app, engine, metrics, logs };
 }
