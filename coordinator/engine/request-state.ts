@@ -24,7 +24,7 @@ export class RequestState {
     readonly queueSpan: Span,
     decode: (ids: number[]) => string,
     /** performance.now() when generate() was called (time to first token). */
-    readonly startedAt: number = performance.now(),
+    readonly startedAt: number,
   ) {
     this.detok = new StreamingDetokenizer({ decode });
   }

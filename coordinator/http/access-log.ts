@@ -5,6 +5,7 @@
 // Kubernetes readiness probe every few seconds does not drown the requests.
 import type { FastifyRequest } from 'fastify';
 import type { GenerateRequest, GenerationEvent } from '../engine/types.js';
+import { OPERATIONAL_ROUTES } from './service-routes.js';
 
 /** What the engine runs of one HTTP request produced (several runs with OpenAI `n` / TGI `best_of`). */
 interface GenerationSummary {
@@ -20,7 +21,6 @@ interface GenerationSummary {
 }
 
 const summaries = new WeakMap<FastifyRequest, GenerationSummary>();
-const QUIET_ROUTES = new Set(['/health', '/metrics']);
 
 function adapterName(req: GenerateRequest): string | null {
   if (req.adapter) return req.adapter.id;
@@ -98,6 +98,6 @@ export function logCompleted(request: FastifyRequest, route: string, status: num
       fields.tpot_ms = round((s.lastTokenMs - s.firstTokenMs) / (s.generatedTokens - 1));
     }
   }
-  if (QUIET_ROUTES.has(route) && status < 400) request.log.debug(fields, 'request completed');
+  if (OPERATIONAL_ROUTES.has(route) && status < 400) request.log.debug(fields, 'request completed');
   else request.log.info(fields, 'request completed');
 }

@@ -15,7 +15,8 @@ export const adminForbidden = (): HttpError => new HttpError(403, 'forbidden', '
 
 export type AdminAuthHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
-const digest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+/** A secret's SHA-256: equal-length buffers for timingSafeEqual, whatever the secrets' lengths (api-key-auth too). */
+export const secretDigest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
 /**
  * An onRequest hook that admits only the admin token; undefined (no hook: the routes are open) when no
@@ -24,7 +25,7 @@ const digest = (token: string): Buffer => createHash('sha256').update(token, 'ut
 export function adminAuthHook(adminToken: string | undefined): AdminAuthHook | undefined {
   if (adminToken === undefined) return undefined;
   if (adminToken.length === 0) throw new Error('adminToken must not be empty (leave it unset for an open admin API)');
-  const expected = digest(adminToken);
+  const expected = secretDigest(adminToken);
   return async (request, reply) => {
     const header = request.headers.authorization;
     const given = bearerToken(header);
@@ -32,6 +33,6 @@ export function adminAuthHook(adminToken: string | undefined): AdminAuthHook | u
       reply.header('www-authenticate', 'Bearer');
       throw adminUnauthorized();
     }
-    if (!timingSafeEqual(digest(given), expected)) throw adminForbidden();
+    if (!timingSafeEqual(secretDigest(given), expected)) throw adminForbidden();
   };
 }

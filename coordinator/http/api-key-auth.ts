@@ -15,13 +15,13 @@
 //    timing reveals neither a key nor its length nor which key matched.
 //  - With API keys on, the Authorization header is the caller's API key and is never used as an adapter's Hub
 //    token (that would send the server's key to the Hub); private adapters take `api_token` in the body.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { secretDigest } from './admin-auth.js';
 import { HttpError } from './errors.js';
+import { OPERATIONAL_ROUTES } from './service-routes.js';
 import { bearerToken } from './validate.js';
 
-/** Routes that never need a key. */
-export const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
 export const ADMIN_ROUTE_PREFIX = '/v1/adapters';
 export const API_KEY_HEADER = 'x-api-key';
 
@@ -34,8 +34,6 @@ export const missingApiKey = (): HttpError =>
 export const invalidApiKey = (): HttpError => new HttpError(401, 'authentication', 'invalid API key');
 
 export type ApiKeyHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
-
-const digest = (key: string): Buffer => createHash('sha256').update(key, 'utf8').digest();
 
 /** The key a request presents: the bearer token, else the X-Api-Key header. */
 export function presentedKey(request: FastifyRequest): string | undefined {
@@ -61,17 +59,17 @@ export function apiKeyHook(keys: readonly string[],
   opts: { adminTokenSet: boolean; skip?: (request: FastifyRequest) => boolean }): ApiKeyHook | undefined {
   if (keys.length === 0) return undefined;
   if (keys.some((k) => k.length === 0)) throw new Error('an API key must not be empty (leave --api-key unset for an open API)');
-  const expected = keys.map(digest);
+  const expected = keys.map(secretDigest);
   return async (request, reply) => {
     const path = pathOf(request);
-    if (OPEN_ROUTES.has(path) || opts.skip?.(request)) return;
+    if (OPERATIONAL_ROUTES.has(path) || opts.skip?.(request)) return;
     if (opts.adminTokenSet && (path === ADMIN_ROUTE_PREFIX || path.startsWith(`${ADMIN_ROUTE_PREFIX}/`))) return;
     const given = presentedKey(request);
     if (given === undefined) {
       reply.header('www-authenticate', 'Bearer');
       throw missingApiKey();
     }
-    const d = digest(given);
+    const d = secretDigest(given);
     let ok = false;
     for (const e of expected) ok = timingSafeEqual(d, e) || ok;
     if (!ok) {

@@ -6,6 +6,7 @@ import { context, trace, type Span } from '@opentelemetry/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type GenerateRequest, type GenerationEngine, type GenerationEvent } from '../engine/types.js';
 import { tapGeneration } from './access-log.js';
+import { API_KEY_HEADER } from './api-key-auth.js';
 import { internalError } from './errors.js';
 import { startOf } from './lifecycle.js';
 import { bearerToken } from './validate.js';
@@ -99,12 +100,20 @@ export function sendSse(reply: FastifyReply, frames: AsyncIterable<string>): Fas
   return reply.send(Readable.from(frames, { objectMode: false }));
 }
 
+/**
+ * The Authorization header as the source of an adapter's access token: none when the server takes API keys
+ * (then the header holds the caller's key, which must never travel to the Hub).
+ */
+export function adapterAuthorization(request: FastifyRequest, bearerIsAdapterToken = true): string | string[] | undefined {
+  return bearerIsAdapterToken ? request.headers.authorization : undefined;
+}
+
 /** Tokens a request carries — Authorization bearer, X-Api-Key, `api_token`, `parameters.api_token` — never to be echoed. */
 export function requestSecrets(request: FastifyRequest): string[] {
   const secrets = new Set<string>();
   const bearer = bearerToken(request.headers.authorization);
   if (bearer) secrets.add(bearer);
-  const apiKey = request.headers['x-api-key'];
+  const apiKey = request.headers[API_KEY_HEADER];
   for (const k of Array.isArray(apiKey) ? apiKey : [apiKey]) if (k) secrets.add(k.trim());
   const body = request.body as { api_token?: unknown; parameters?: { api_token?: unknown } } | null | undefined;
   if (typeof body === 'object' && body !== null) {

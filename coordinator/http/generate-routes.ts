@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerateRequest, GenerationEngine, PrefillToken } from '../engine/types.js';
 import { errorBody, toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
-import { allOrCancel, endedEarly, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun } from './engine-run.js';
+import { adapterAuthorization, allOrCancel, endedEarly, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun } from './engine-run.js';
 import {
   bestOfSequenceJson,
   generateResponse,
@@ -53,7 +53,7 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
     { maxTotalTokens: deps.engine.info.maxTotalTokens, maxInputLength: deps.engine.info.maxInputLength,
       defaultAdapterSource: deps.engine.info.defaultAdapterSource },
     route,
-    deps.bearerIsAdapterToken === false ? undefined : request.headers.authorization,
+    adapterAuthorization(request, deps.bearerIsAdapterToken),
   );
   // LoRAX apply_chat_template: the model sees the messages rendered with its chat template.
   if (valid.chatMessages) valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages) };

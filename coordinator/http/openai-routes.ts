@@ -8,7 +8,7 @@ import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngi
 import { toHttpError } from './errors.js';
 import { spanOf } from './lifecycle.js';
 import {
-  allOrCancel, cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
+  adapterAuthorization, allOrCancel, cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
 } from './engine-run.js';
 import {
   SSE_DONE,
@@ -68,16 +68,14 @@ interface Run extends EngineRun {
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  const adapterAuthorization = (request: FastifyRequest) =>
-    deps.bearerIsAdapterToken === false ? undefined : request.headers.authorization;
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request));
+    const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateChatBody(request.body, limits(), adapterAuthorization(request));
+    const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);

@@ -6,6 +6,9 @@ import type { Metrics } from './metrics.js';
 import { infoJson } from './responses.js';
 import { validateTokenizeBody } from './validate.js';
 
+/** Probe and scrape routes: open without an API key, and logged at debug (a probe every few seconds). */
+export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
+
 export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics): void {
   // TGI: 200 with an empty body when healthy; 503 {"error": "unhealthy", "error_type": "healthcheck"}.
   app.get('/health', async (_request, reply) => {
