@@ -83,6 +83,8 @@ export interface LoraPartInput {
   a: Float32Array | Uint16Array;
   b: Float32Array | Uint16Array;
   storage?: LoraStorage;
+  /** DoRA: the outputs' channel scale magnitude / ||W + scale·B·A|| (float32 [outLen]); absent for plain LoRA. */
+  mag?: Float32Array;
 }
 
 /** One op's total over the profiled steps (NativeModel.takeOpProfile). */
@@ -113,6 +115,14 @@ export interface NativeModel {
   stageAdapter(parts: LoraPartInput[]): Promise<StagedAdapter>;
   /** stageAdapter on the calling thread. */
   stageAdapterSync(parts: LoraPartInput[]): StagedAdapter;
+  /**
+   * DoRA's squared weight norms, this rank's share, one Float32Array [outLen] per part: for each output row,
+   * the sum over this rank's input columns of (W + scale·B·A)² (a row-parallel module's ranks add theirs up).
+   * On the libuv pool, beside steps. The CPU backend only; a CUDA model rejects.
+   */
+  loraWeightNormsSq(parts: LoraPartInput[]): Promise<Float32Array[]>;
+  /** loraWeightNormsSq on the calling thread. */
+  loraWeightNormsSqSync(parts: LoraPartInput[]): Float32Array[];
   /** Replaces what `slot` holds with `staged` (from this model) and marks it loaded; quick. Between steps only. */
   installAdapter(slot: number, staged: StagedAdapter): void;
   clearAdapter(slot: number): void;
@@ -195,6 +205,10 @@ export interface CpuOps {
     kCache: Float32Array, vCache: Float32Array, blockSize: number, scale: number, slidingWindow: number): Float32Array;
   lora(x: Float32Array, a: Float32Array, b: Float32Array, scale: number, y: Float32Array, yStride: number,
     outOffset: number, rank: number): Float32Array;
+  /** DoRA's squared weight-row norms: for each row o of W [rows, in], Σ_j (W + scale·B·A)[o, j]² (A [rank, in], B [rows, rank]). */
+  loraWeightNormsSq(w: Float32Array, a: Float32Array, b: Float32Array, rank: number, scale: number): Float32Array;
+  /** DoRA's channel scale on y [T, yStride] from outOffset: mag·(y − bias) + bias (bias null: mag·y); a copy. */
+  doraScale(y: Float32Array, yStride: number, outOffset: number, mag: Float32Array, bias: Float32Array | null): Float32Array;
   sample(logits: Float32Array, params: SamplingOptions, penaltyTokens: Int32Array, topN: number): SampleResult;
   logSoftmaxAt(logits: Float32Array, token: number): number;
   /** memcpy of src into dst (same length) split over the CPU pool's threads. */

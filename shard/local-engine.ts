@@ -6,7 +6,7 @@ import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type Loaded
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
-import { installAdapter, installStaged, loadModel, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
+import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
@@ -106,9 +106,11 @@ export class LocalEngine {
    * even when cached here: a merge takes seconds, a read ~0.1 s), then staged by the executor on the libuv
    * pool (uploaded, on a GPU). installPrepared puts it in a slot; discardPrepared frees one that will not be.
    */
-  async prepareAdapter(source: AdapterSource): Promise<PreparedAdapter> {
+  async prepareAdapter(source: AdapterSource, sumOverRanks?: SumOverRanks): Promise<PreparedAdapter> {
     const parsed = await this.readOnce(source);
-    const plan = this.planned(parsed, source);
+    // DoRA's channel scales need the base weights' norms (summed over the ranks for row-parallel modules): made
+    // at each load, not cached, since they are cheap next to the read and tied to this model.
+    const plan = await finishDora(this.model.native, this.planned(parsed, source), this.model.partition.world, sumOverRanks);
     const staged = this.staging.then(() => stageAdapter(this.model, plan));
     this.staging = staged.catch(() => undefined);
     return { source, ...parsed, plan, staged: await staged };
@@ -156,7 +158,7 @@ export class LocalEngine {
   }
 
   private install(slot: number, parsed: Parsed, source: AdapterSource): InstalledAdapter {
-    const plan = this.planned(parsed, source);
+    const plan = finishDoraSync(this.model.native, this.planned(parsed, source), this.model.partition.world);
     installAdapter(this.model, slot, plan);
     return { ...plan, fromHost: parsed.fromHost, hostBytes: cachedBytes(parsed.adapter, plan) };
   }

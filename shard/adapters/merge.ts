@@ -53,6 +53,9 @@ export function mergeSpecOf(r: MergeRecipe): MergeSpec {
 
 export function mergeAdapters(adapters: LoadedAdapter[], spec: MergeSpec): LoadedAdapter {
   checkSpec(adapters.length, spec);
+  // PEFT's add_weighted_adapter refuses DoRA too: a weighted sum of LoRA pairs says nothing about the magnitudes.
+  const dora = adapters.findIndex((a) => a.config.useDora);
+  if (dora >= 0) throw new MergeError(`adapter ${dora} is a DoRA adapter (use_dora): DoRA adapters cannot be merged per request; serve it on its own`);
   const modules = collectTerms(adapters);
   checkShapes(modules);
   const { strategy } = spec;
@@ -120,6 +123,7 @@ function collectTerms(adapters: LoadedAdapter[]): Map<string, Term[]> {
     const pairs = new Map<string, { A?: Tensor; B?: Tensor }>();
     for (const [key, t] of tensors) {
       const { modulePath, kind } = parseLoraTensorKey(key);
+      if (kind === 'M') continue;  // refused above
       const p = pairs.get(modulePath) ?? {};
       p[kind] = t;
       pairs.set(modulePath, p);
@@ -225,6 +229,7 @@ function unitScaleConfig(ranks: Map<string, number>, first: LoraConfig): LoraCon
     layersToTransform: null,
     layersPattern: null,
     fanInFanOut: first.fanInFanOut,
+    useDora: false,
     baseModelNameOrPath: first.baseModelNameOrPath,
     revision: first.revision,
   };

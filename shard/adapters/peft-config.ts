@@ -1,7 +1,8 @@
 // PEFT LoRA adapters: adapter_config.json → LoraConfig, per-module rank/alpha/scale exactly as PEFT computes them,
-// tensor key parsing, and loading an adapter directory. Anything whose forward pass is not `y = xWᵀ + s·(xAᵀ)Bᵀ`
-// on an unmodified base model (DoRA, embedding LoRA, LoRA bias, base-modifying inits, …) is refused with a
-// message that names the field or key and says what to do; nothing is silently ignored (DESIGN.md §4).
+// tensor key parsing, and loading an adapter directory. Served: plain LoRA, `y = xWᵀ + s·(xAᵀ)Bᵀ`, and DoRA
+// (use_dora: each output channel of that scaled by magnitude / ||W + s·BA||, the norm over the channel's weight
+// row). Anything else whose forward pass differs (embedding LoRA, LoRA bias, base-modifying inits, …) is refused
+// with a message that names the field or key and says what to do; nothing is silently ignored (DESIGN.md §4).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, loadTorchBin } from '../formats/index.js';
@@ -29,6 +30,8 @@ export interface LoraConfig {
   layersToTransform: number[] | null;
   layersPattern: string | string[] | null;
   fanInFanOut: boolean;
+  /** DoRA: every targeted module has a lora_magnitude_vector (PEFT `use_dora`). */
+  useDora: boolean;
   baseModelNameOrPath: string | null;
   revision: string | null;
 }
@@ -81,9 +84,6 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
   const alpha = absent(json.lora_alpha) ? 8 : json.lora_alpha; // PEFT's LoraConfig default
   if (typeof alpha !== 'number' || !Number.isFinite(alpha)) fail('lora_alpha', `must be a number, got ${JSON.stringify(alpha)}`);
 
-  if (bool('use_dora', false)) {
-    fail('use_dora', 'is true: DoRA adapters are not supported; merge the adapter into the base model or retrain with use_dora=false');
-  }
   if (bool('lora_bias', false)) fail('lora_bias', 'is true: LoRA B bias terms are not supported; retrain with lora_bias=false');
   if (bool('use_qalora', false)) {
     fail('use_qalora', 'is true: QA-LoRA (pooled inputs for GPTQ models) is not supported; retrain with use_qalora=false');
@@ -132,6 +132,7 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
     layersToTransform,
     layersPattern,
     fanInFanOut: bool('fan_in_fan_out', false),
+    useDora: bool('use_dora', false),
     baseModelNameOrPath: optString('base_model_name_or_path'),
     revision: optString('revision'),
   };
@@ -205,18 +206,26 @@ export function loraScaleFor(cfg: LoraConfig, modulePath: string): { rank: numbe
 }
 
 const LORA_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_([AB])(?:\.([^.]+))?\.weight$/;
+// DoRA's magnitude as PEFT saves it (`….lora_magnitude_vector`), or as older/unconverted state dicts name it
+// (`….lora_magnitude_vector.weight`, `….lora_magnitude_vector.<adapter name>.weight`).
+const MAGNITUDE_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$/;
 
-/** `base_model.model.<module path>.lora_A[.<adapter name>].weight` → module path and A/B. */
-export function parseLoraTensorKey(key: string): { modulePath: string; kind: 'A' | 'B' } {
+/** A: lora_A, B: lora_B, M: DoRA's lora_magnitude_vector. */
+export type LoraTensorKind = 'A' | 'B' | 'M';
+
+/**
+ * `base_model.model.<module path>.lora_A[.<adapter name>].weight` (or lora_B, or DoRA's
+ * `<module path>.lora_magnitude_vector`) → module path and kind.
+ */
+export function parseLoraTensorKey(key: string): { modulePath: string; kind: LoraTensorKind } {
   const refuse = (what: string): never => {
     throw new AdapterConfigError(`tensor '${key}': ${what}`, key);
   };
   if (/(^|\.)lora_embedding_[AB](\.|$)/.test(key)) {
     refuse('embedding LoRA (lora_embedding_A/B) is not supported; retrain without embedding layers in target_modules');
   }
-  if (/(^|\.)lora_magnitude_vector(\.|$)/.test(key)) {
-    refuse('DoRA magnitude vectors are not supported; merge the adapter into the base model or retrain with use_dora=false');
-  }
+  const mag = MAGNITUDE_KEY.exec(key);
+  if (mag && !/(^|\.)lora_/.test(mag[1]!)) return { modulePath: mag[1]!, kind: 'M' };
   if (/(^|\.)lora_[AB](\.[^.]+)?\.bias$/.test(key)) refuse('LoRA bias terms are not supported; retrain with lora_bias=false');
   const m = LORA_KEY.exec(key);
   if (!m || /(^|\.)lora_/.test(m[1]!)) {
@@ -268,9 +277,9 @@ export function loadAdapterDir(dir: string): LoadedAdapter {
 
 function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }>, file: string): void {
   if (tensors.size === 0) throw new AdapterConfigError(`${file}: the adapter holds no tensors`);
-  const modules = new Map<string, { A?: number[]; B?: number[] }>();
+  const modules = new Map<string, { A?: number[]; B?: number[]; M?: number[] }>();
   for (const [key, t] of tensors) {
-    let parsed: { modulePath: string; kind: 'A' | 'B' };
+    let parsed: { modulePath: string; kind: LoraTensorKind };
     try {
       parsed = parseLoraTensorKey(key);
     } catch (e) {
@@ -279,13 +288,27 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     const m = modules.get(parsed.modulePath) ?? {};
     if (m[parsed.kind]) throw new AdapterConfigError(`${file}: module '${parsed.modulePath}' has two ` +
       `lora_${parsed.kind} tensors (one is '${key}')`, key);
-    if (t.shape.length !== 2) throw new AdapterConfigError(`${file}: tensor '${key}' has shape ` +
-      `[${t.shape.join(', ')}]; LoRA A/B must be 2-D`, key);
+    if (parsed.kind === 'M' ? t.shape.length !== 1 : t.shape.length !== 2) {
+      throw new AdapterConfigError(`${file}: tensor '${key}' has shape [${t.shape.join(', ')}]; ` +
+        (parsed.kind === 'M' ? 'a DoRA magnitude must be 1-D [out_features]' : 'LoRA A/B must be 2-D'), key);
+    }
     m[parsed.kind] = t.shape;
     modules.set(parsed.modulePath, m);
   }
-  for (const [path, { A, B }] of modules) {
-    if (!A || !B) throw new AdapterConfigError(`${file}: module '${path}' has lora_${A ? 'A' : 'B'} but no lora_${A ? 'B' : 'A'}`, path);
+  for (const [path, { A, B, M }] of modules) {
+    if (!A || !B) throw new AdapterConfigError(`${file}: module '${path}' has ${A ? 'lora_A' : B ? 'lora_B' : 'a DoRA magnitude'} ` +
+      `but no ${A ? 'lora_B' : 'lora_A'}`, path);
+    if (config.useDora !== (M !== undefined)) {
+      throw new AdapterConfigError(config.useDora
+        ? `${file}: module '${path}' has no lora_magnitude_vector but the config sets use_dora; a DoRA adapter ` +
+          `needs one per module (save it with PEFT's save_pretrained)`
+        : `${file}: module '${path}' has a DoRA lora_magnitude_vector but the config does not set use_dora; ` +
+          `the config does not belong to these weights`, path);
+    }
+    if (M && M[0] !== B[0]) {
+      throw new AdapterConfigError(`${file}: module '${path}' has a DoRA magnitude of [${M.join(', ')}] for lora_B ` +
+        `[${B.join(', ')}]; it needs one value per output feature (${B[0]})`, path);
+    }
     const { rank } = loraScaleFor(config, path);
     if (A[0] !== rank || B[1] !== rank) {
       throw new AdapterConfigError(`${file}: module '${path}' has lora_A [${A.join(', ')}] and lora_B ` +

@@ -10,7 +10,12 @@ export class AdapterLoadError extends Error {
   override name = 'AdapterLoadError';
 }
 
-export type LoraPartPlan = LoraPartInput;
+/**
+ * A planned part. `magnitude`: a DoRA adapter's magnitude for the part's outputs; the shard turns it into the
+ * part's channel scale `mag` (magnitude / weight norm) just before staging (dora.ts), since the norm needs the
+ * base weights the executor holds.
+ */
+export type LoraPartPlan = LoraPartInput & { magnitude?: Float32Array };
 
 /**
  * What planning needs of a model: its shape, this rank's tensor-parallel share and the storage its LoRA parts are
@@ -79,18 +84,25 @@ function sliceCols(m: Float32Array, rows: number, cols: number, start: number, e
 export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: string, maxLoraRank: number): AdapterPlan {
   const { config, tensors } = adapter;
   const spec = model.spec, part = model.partition;
-  const pairs = new Map<string, { a?: { shape: number[]; data: Float32Array }; b?: { shape: number[]; data: Float32Array } }>();
+  type T = { shape: number[]; data: Float32Array };
+  const pairs = new Map<string, { a?: T; b?: T; m?: T }>();
   for (const [key, t] of tensors) {
     const { modulePath, kind } = parseLoraTensorKey(key);
     const entry = pairs.get(modulePath) ?? {};
     if (kind === 'A') entry.a = t;
-    else entry.b = t;
+    else if (kind === 'B') entry.b = t;
+    else entry.m = t;
     pairs.set(modulePath, entry);
+  }
+  const storage = model.loraStorage ?? 'float32';
+  if (config.useDora && storage !== 'float32') {
+    throw new AdapterLoadError(`${dir}: DoRA adapters (use_dora) run on the CPU backend (--device cpu) in this version; ` +
+      `merge the adapter into the base model to serve it on a GPU`);
   }
   if (pairs.size === 0) throw new AdapterLoadError(`${dir}: the adapter has no LoRA tensors`);
   const parts: LoraPartPlan[] = [];
   let maxRank = 0;
-  for (const [path, { a, b }] of pairs) {
+  for (const [path, { a, b, m }] of pairs) {
     if (!a || !b) throw new AdapterLoadError(`${dir}: module '${path}' has lora_${a ? 'A' : 'B'} but no lora_${a ? 'B' : 'A'}`);
     const ref = resolveModule(spec, path);
     if (!ref) {
@@ -106,6 +118,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     maxRank = Math.max(maxRank, rank);
     const { scale } = loraScaleFor(config, path);
     const moduleId = LoraModuleId[ref.module];
+    if (m && ref.module === 'lmHead') {
+      throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on lm_head, which is not supported; retrain without ` +
+        `lm_head in target_modules or merge the adapter into the base model`);
+    }
     if (ref.module === 'o' || ref.module === 'down') {
       const full = ref.module === 'o' ? spec.heads * spec.headDim : spec.intermediate;
       if (inDim !== full || outDim !== spec.hidden) {
@@ -113,8 +129,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
           `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
       }
       const cols = rowParallelInput(spec, part, ref.module);
+      // Every rank holds all the outputs of a row-parallel module: the whole magnitude (its norms are summed
+      // over the ranks' input slices, dora.ts).
       parts.push({ layer: ref.layer, module: moduleId, outOffset: 0, rank, scale,
-        a: sliceCols(a.data, rank, inDim, cols.start, cols.end), b: b.data });
+        a: sliceCols(a.data, rank, inDim, cols.start, cols.end), b: b.data, ...(m ? { magnitude: m.data } : {}) });
       continue;
     }
     const blocks = subBlocks(spec, part, ref.module === 'qkv' ? 'qkv' : ref.module === 'up' ? 'up' : 'lmHead');
@@ -127,13 +145,13 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     let off = 0;
     for (const bl of mine) {
       parts.push({ layer: ref.layer, module: moduleId, outOffset: bl.localOffset, rank, scale, a: a.data,
-        b: sliceRows(b.data, rank, off + bl.local.start, off + bl.local.end) });
+        b: sliceRows(b.data, rank, off + bl.local.start, off + bl.local.end),
+        ...(m ? { magnitude: sliceRows(m.data, 1, off + bl.local.start, off + bl.local.end) } : {}) });
       off += bl.fullLen;
     }
   }
-  const storage = model.loraStorage ?? 'float32';
   const planned = stored(parts, storage);
-  const bytes = planned.reduce((n, p) => n + p.a.byteLength + p.b.byteLength, 0);
+  const bytes = planned.reduce((n, p) => n + p.a.byteLength + p.b.byteLength + (p.magnitude?.byteLength ?? 0), 0);
   return { parts: planned, maxRank, bytes, storage };
 }
 

@@ -90,7 +90,7 @@ test('config fields are typed and defaulted like PEFT', () => {
   const c = cfg({ layers_to_transform: 3, layers_pattern: 'layers', revision: 'main', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' });
   assert.deepEqual(c, {
     r: 8, loraAlpha: 16, useRslora: false, rankPattern: {}, alphaPattern: {}, targetModules: ['q_proj', 'v_proj'],
-    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
+    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
   });
   assert.equal(cfg({ lora_alpha: undefined }).loraAlpha, 8);
   assert.equal(cfg({ target_modules: '.*\\.(q|v)_proj' }).targetModules, '.*\\.(q|v)_proj');
@@ -123,7 +123,6 @@ test('missing or bad r and wrong types are refused, naming the field', () => {
 test('unsupported PEFT features are refused with what to do', () => {
   refused({ peft_type: 'IA3' }, 'peft_type', /"IA3": weft serves LoRA adapters only/);
   refused({ peft_type: undefined }, 'peft_type', /null/);
-  refused({ use_dora: true }, 'use_dora', /DoRA adapters are not supported; merge the adapter/);
   refused({ modules_to_save: ['lm_head'] }, 'modules_to_save', /\["lm_head"\].*not supported/);
   refused({ bias: 'all' }, 'bias', /"all".*retrain with bias="none"/);
   refused({ bias: 'lora_only' }, 'bias', /lora_only/);
@@ -180,8 +179,11 @@ test('tensor keys: module path and A/B; everything else is refused by name', () 
   };
   no('base_model.model.model.embed_tokens.lora_embedding_A', /embedding LoRA/);
   no('base_model.model.model.embed_tokens.lora_embedding_B.default', /embedding LoRA/);
-  no('base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector', /DoRA/);
-  no('base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector.weight', /DoRA/);
+  // DoRA magnitudes as PEFT saves them, and as older state dicts name them.
+  for (const suffix of ['', '.weight', '.default.weight']) {
+    assert.deepEqual(parseLoraTensorKey(`base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector${suffix}`),
+      { modulePath: 'model.layers.0.self_attn.q_proj', kind: 'M' });
+  }
   no('base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias', /lora_bias=false/);
   no('base_model.model.lm_head.modules_to_save.default.weight', /not a LoRA weight/);
   no('base_model.model.model.embed_tokens.weight', /not a LoRA weight/);
@@ -194,7 +196,7 @@ function adapterDir(config: Record<string, unknown>, tensors?: Record<string, { 
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(config));
   if (tensors) {
     const t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-    for (const [k, v] of Object.entries(tensors)) t[k] = { dtype: 'F32', shape: v.shape, data: new Float32Array(v.shape[0]! * v.shape[1]!).fill(v.fill ?? 0.5) };
+    for (const [k, v] of Object.entries(tensors)) t[k] = { dtype: 'F32', shape: v.shape, data: new Float32Array(v.shape.reduce((a, b) => a * b, 1)).fill(v.fill ?? 0.5) };
     writeSafetensors(join(dir, 'adapter_model.safetensors'), t, { format: 'pt' });
   }
   return dir;
@@ -245,10 +247,18 @@ test('loadAdapterDir: missing, corrupt and inconsistent adapters name the file',
   assert.equal(loadAdapterDir(patterned).tensors.size, 2);
   const unpaired = adapterDir(BASE, { [`${m}.lora_A.weight`]: { shape: [8, 16] } });
   assert.throws(() => loadAdapterDir(unpaired), /adapter_model\.safetensors: module 'model\.layers\.0\.self_attn\.q_proj' has lora_A but no lora_B/);
-  const dora = adapterDir(BASE, { [`${m}.lora_A.weight`]: { shape: [8, 16] }, [`${m}.lora_B.weight`]: { shape: [16, 8] }, [`${m}.lora_magnitude_vector`]: { shape: [1, 16] } });
-  assert.throws(() => loadAdapterDir(dora), /adapter_model\.safetensors: tensor '.*lora_magnitude_vector': DoRA/);
+  const pair = { [`${m}.lora_A.weight`]: { shape: [8, 16] }, [`${m}.lora_B.weight`]: { shape: [16, 8] } };
+  const dora = adapterDir({ ...BASE, use_dora: true }, { ...pair, [`${m}.lora_magnitude_vector`]: { shape: [16] } });
+  assert.equal(loadAdapterDir(dora).tensors.size, 3);
+  assert.equal(loadAdapterDir(dora).config.useDora, true);
+  const magNoDora = adapterDir(BASE, { ...pair, [`${m}.lora_magnitude_vector`]: { shape: [16] } });
+  assert.throws(() => loadAdapterDir(magNoDora), /has a DoRA lora_magnitude_vector but the config does not set use_dora/);
+  const magWrong = adapterDir({ ...BASE, use_dora: true }, { ...pair, [`${m}.lora_magnitude_vector`]: { shape: [8] } });
+  assert.throws(() => loadAdapterDir(magWrong), /DoRA magnitude of \[8\] for lora_B \[16, 8\]; it needs one value per output feature \(16\)/);
+  const mag2d = adapterDir({ ...BASE, use_dora: true }, { ...pair, [`${m}.lora_magnitude_vector`]: { shape: [1, 16] } });
+  assert.throws(() => loadAdapterDir(mag2d), /a DoRA magnitude must be 1-D/);
   const dup = adapterDir(BASE, { [`${m}.lora_A.weight`]: { shape: [8, 16] }, [`${m}.lora_A.default.weight`]: { shape: [8, 16] }, [`${m}.lora_B.weight`]: { shape: [16, 8] } });
   assert.throws(() => loadAdapterDir(dup), /has two lora_A tensors/);
-  const refusedCfg = adapterDir({ ...BASE, use_dora: true }, { [`${m}.lora_A.weight`]: { shape: [8, 16] }, [`${m}.lora_B.weight`]: { shape: [16, 8] } });
-  assert.throws(() => loadAdapterDir(refusedCfg), /adapter_config\.json: field "use_dora" is true/);
+  const doraNoMag = adapterDir({ ...BASE, use_dora: true }, pair);
+  assert.throws(() => loadAdapterDir(doraNoMag), /has no lora_magnitude_vector but the config sets use_dora/);
 });

@@ -24,4 +24,36 @@ void lora_shrink_expand(const float* x, int64_t t0, int64_t t1, int64_t in, cons
   });
 }
 
+void dora_scale(float* y, int64_t t0, int64_t t1, int64_t y_stride, int64_t out_offset, int64_t out_len,
+                const float* mag, const float* bias) {
+  for (int64_t t = t0; t < t1; ++t) {
+    float* yr = y + t * y_stride + out_offset;
+    if (bias) {
+      for (int64_t o = 0; o < out_len; ++o) yr[o] = mag[o] * (yr[o] - bias[o]) + bias[o];
+    } else {
+      for (int64_t o = 0; o < out_len; ++o) yr[o] *= mag[o];
+    }
+  }
+}
+
+void lora_weight_norms_sq(const float* w, int64_t rows, int64_t in, const float* a, const float* b, int64_t rank,
+                          float scale, float* out) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, in * rank));
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t o = r0; o < r1; ++o) {
+      const float* wr = w + o * in;
+      const float* br = b + o * rank;
+      double acc = 0;
+      for (int64_t j = 0; j < in; ++j) {
+        // (B·A)[o, j] as PEFT forms it (lora_B(lora_A(I))), in float; then W + scale·that.
+        float delta = 0;
+        for (int64_t k = 0; k < rank; ++k) delta += br[k] * a[k * in + j];
+        const double v = static_cast<double>(wr[j] + scale * delta);
+        acc += v * v;
+      }
+      out[o] = static_cast<float>(acc);
+    }
+  });
+}
+
 }  // namespace weft::cpu

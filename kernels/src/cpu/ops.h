@@ -64,6 +64,16 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
 void lora_shrink_expand(const float* x, int64_t t0, int64_t t1, int64_t in, const float* a, const float* b,
                         int64_t rank, int64_t out_len, float scale, float* y, int64_t y_stride, int64_t out_offset);
 
+// DoRA on one segment, after its LoRA delta is in y: y[t, out_offset + o] = mag[o]·(y - bias[o]) + bias[o] for
+// tokens [t0, t1) (bias null: none), so the base product and the delta are both scaled and the bias is not.
+void dora_scale(float* y, int64_t t0, int64_t t1, int64_t y_stride, int64_t out_offset, int64_t out_len,
+                const float* mag, const float* bias);
+
+// DoRA weight norms: out[o] = sum over j < in of (w[o, j] + scale·(b[o, :]·a[:, j]))² for rows o < rows,
+// accumulated in double. w [rows, in] (row stride in), a [rank, in], b [rows, rank].
+void lora_weight_norms_sq(const float* w, int64_t rows, int64_t in, const float* a, const float* b, int64_t rank,
+                          float scale, float* out);
+
 // Sampling ----------------------------------------------------------------------------------------
 struct SamplingParams {
   float temperature = 1.0f;

@@ -39,6 +39,9 @@ struct LoraPart {
   int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
   float scale = 1.0f;
   std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
+  // DoRA (PEFT use_dora): the output channels' scale m / ||W + scale·B·A|| (out_len), applied to the module's
+  // whole output for the adapter's rows, base product included. Empty: plain LoRA.
+  std::vector<float> mag;
 };
 
 // How a LoRA part's host arrays are stored: float32, or the 16-bit bit patterns a bf16/fp16 GPU shard holds
@@ -57,6 +60,9 @@ struct LoraPartRef {
   const void* a = nullptr;
   const void* b = nullptr;
   int64_t a_len = 0, b_len = 0;
+  // DoRA: float32 [out_len] channel scale (LoraPart::mag), or null for plain LoRA.
+  const float* mag = nullptr;
+  int64_t mag_len = 0;
 };
 
 // An adapter made ready for a slot by stage_adapter — checked and copied into the executor's own memory
@@ -105,6 +111,10 @@ class ModelExecutor {
   // Not while a step runs (serialised with forward like clear_adapter).
   virtual void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) = 0;
   virtual void clear_adapter(int slot) = 0;
+  // DoRA's weight norms, this rank's share: for each output row o of the part, the sum over this rank's input
+  // columns j of (W[o, j] + scale·(B·A)[o, j])² (a row-parallel module's ranks each hold a slice of j; their
+  // sums add up to the squared norm). Read-only on the weights: may run beside a step. This default refuses.
+  virtual std::vector<std::vector<float>> lora_weight_norms_sq(const std::vector<LoraPartRef>& parts);
   virtual int64_t adapter_bytes(int slot) const = 0;
   // Thread-safe with respect to adapter changes (serialised by the executor).
   virtual std::vector<float> forward(const Batch& batch) = 0;

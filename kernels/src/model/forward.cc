@@ -17,7 +17,7 @@ void Model::norm(const float* x, int64_t tokens, const std::string& prefix, floa
 // Adds every loaded adapter's LoRA delta for this module, over runs of consecutive rows with the same
 // slot (segments, SGMV-style). Rows with slot -1 (base model) are skipped.
 void Model::apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
-                       float* y, int64_t out) const {
+                       float* y, int64_t out, const float* bias) const {
   const int64_t n = static_cast<int64_t>(token_slots.size());
   for (int64_t t0 = 0; t0 < n;) {
     int64_t t1 = t0 + 1;
@@ -26,9 +26,13 @@ void Model::apply_lora(int layer, int module, const float* x, int64_t in, const 
     if (slot >= 0) {
       const AdapterSlot& s = slots_[slot];
       const std::vector<LoraPart>& parts = module == kLmHead ? s.lm_head : s.layers[layer][module];
-      for (const LoraPart& p : parts)
+      for (const LoraPart& p : parts) {
         cpu::lora_shrink_expand(x, t0, t1, in, p.a.data(), p.b.data(), p.rank, p.out_len, p.scale, y, out,
                                 p.out_offset);
+        // Parts of one module cover disjoint outputs (q, k, v; gate, up), so each is complete here.
+        if (!p.mag.empty())
+          cpu::dora_scale(y, t0, t1, out, p.out_offset, p.out_len, p.mag.data(), bias ? bias + p.out_offset : nullptr);
+      }
     }
     t0 = t1;
   }
@@ -121,7 +125,7 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("gemm qkv");
     cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
     mark_lora("lora qkv");
-    apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out);
+    apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out, w_opt(p + "qkv.bias"));
     ops_.mark("rope + kv write");
     for (int64_t t = 0; t < T; ++t) {
       const float* row = qkv.data() + t * qkv_out;
@@ -139,7 +143,8 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
                          v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, cfg_.sliding_window, attn.data());
-    // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3).
+    // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
+    // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     ops_.mark("gemm o");
     cpu::gemm_xwt(attn.data(), T, q_dim, w(p + "o.weight"), H, nullptr, o.data(), false);
     mark_lora("lora o");
@@ -156,7 +161,7 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("gemm up");
     cpu::gemm_xwt(x.data(), T, H, w(p + "up.weight"), up_out, w_opt(p + "up.bias"), up.data(), false);
     mark_lora("lora up");
-    apply_lora(static_cast<int>(l), kUp, x.data(), H, token_slots, up.data(), up_out);
+    apply_lora(static_cast<int>(l), kUp, x.data(), H, token_slots, up.data(), up_out, w_opt(p + "up.bias"));
     ops_.mark("activation");
     if (cfg_.mlp == MlpKind::kGatedSilu) {
       for (int64_t t = 0; t < T; ++t)

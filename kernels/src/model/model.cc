@@ -103,12 +103,18 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
   if (!part.a || !part.b || part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
       part.out_offset + part.out_len > module_out(c, module) || part.a_len != part.rank * part.in ||
-      part.b_len != part.out_len * part.rank)
+      part.b_len != part.out_len * part.rank || (part.mag && part.mag_len != part.out_len))
     throw std::invalid_argument("lora: part for layer " + std::to_string(layer) + " module " + std::to_string(module) +
                                 " does not fit: in " + std::to_string(part.in) + " (module in " +
                                 std::to_string(module_in(c, module)) + "), out " + std::to_string(part.out_offset) +
                                 "+" + std::to_string(part.out_len) + " (module out " +
                                 std::to_string(module_out(c, module)) + ")");
+  if (part.mag && module == kLmHead) throw std::invalid_argument("lora: DoRA (a channel scale) is not supported on lm_head");
+}
+
+std::vector<std::vector<float>> ModelExecutor::lora_weight_norms_sq(const std::vector<LoraPartRef>&) {
+  throw std::invalid_argument("DoRA adapters (use_dora) run on the CPU backend (--device cpu) in this version; "
+                              "merge the adapter into the base model to serve it on a GPU");
 }
 
 Model::Model(ModelConfig cfg, std::shared_ptr<Collective> coll) : cfg_(std::move(cfg)), coll_(std::move(coll)) {
@@ -173,12 +179,31 @@ std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRe
     const auto* b = static_cast<const float*>(r.b);
     part.a.assign(a, a + r.a_len);
     part.b.assign(b, b + r.b_len);
-    s.bytes += static_cast<int64_t>((part.a.size() + part.b.size()) * sizeof(float));
+    if (r.mag) part.mag.assign(r.mag, r.mag + r.mag_len);
+    s.bytes += static_cast<int64_t>((part.a.size() + part.b.size() + part.mag.size()) * sizeof(float));
     if (r.module == kLmHead) s.lm_head.push_back(std::move(part));
     else s.layers[r.layer][r.module].push_back(std::move(part));
   }
   s.loaded = true;
   return staged;
+}
+
+std::vector<std::vector<float>> Model::lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) {
+  if (!finalized_) throw std::logic_error("model: lora_weight_norms_sq before finalize()");
+  static const char* const kWeight[kNumLayerModules] = {"qkv", "o", "up", "down"};
+  std::vector<std::vector<float>> out;
+  for (const LoraPartRef& r : parts) {
+    check_lora_part(cfg_, r);
+    if (r.module == kLmHead) throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head");
+    if (r.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
+    // Weights are fixed after finalize(), so this reads them without the step mutex, beside a running step.
+    const float* wt = w("layers." + std::to_string(r.layer) + "." + kWeight[r.module] + ".weight") + r.out_offset * r.in;
+    std::vector<float> sums(static_cast<size_t>(r.out_len));
+    cpu::lora_weight_norms_sq(wt, r.out_len, r.in, static_cast<const float*>(r.a), static_cast<const float*>(r.b),
+                              r.rank, r.scale, sums.data());
+    out.push_back(std::move(sums));
+  }
+  return out;
 }
 
 void Model::install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) {

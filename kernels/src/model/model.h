@@ -35,6 +35,7 @@ class Model final : public ModelExecutor {
   void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) override;
   void clear_adapter(int slot) override;
   int64_t adapter_bytes(int slot) const override;
+  std::vector<std::vector<float>> lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) override;
   // Logits [logit_rows, vocab]. Thread-safe with respect to adapter changes (serialised by a mutex).
   std::vector<float> forward(const Batch& batch) override;
   const ModelConfig& config() const override { return cfg_; }
@@ -47,8 +48,9 @@ class Model final : public ModelExecutor {
   const float* w(const std::string& name) const;
   const float* w_opt(const std::string& name) const;
   void norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const;
+  // bias: the module's bias when y already holds it (DoRA scales the product without it), else null.
   void apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
-                  float* y, int64_t out) const;
+                  float* y, int64_t out, const float* bias = nullptr) const;
   void validate_batch(const Batch& b) const;
 
   ModelConfig cfg_;

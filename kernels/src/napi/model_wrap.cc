@@ -147,6 +147,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("stageAdapter", &ModelWrap::StageAdapter),
                         InstanceMethod("stageAdapterSync", &ModelWrap::StageAdapterSync),
                         InstanceMethod("installAdapter", &ModelWrap::InstallAdapter),
+                        InstanceMethod("loraWeightNormsSq", &ModelWrap::LoraWeightNormsSq),
+                        InstanceMethod("loraWeightNormsSqSync", &ModelWrap::LoraWeightNormsSqSync),
                         InstanceMethod("clearAdapter", &ModelWrap::ClearAdapter),
                         InstanceMethod("adapterBytes", &ModelWrap::AdapterBytes),
                         InstanceMethod("forward", &ModelWrap::Forward),
@@ -209,6 +211,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const std::vector<LoraPartRef> parts = parse_lora_parts(info[0]);
     guard(env, [&] { staged = live(env).stage_adapter(parts); });
     return StagedAdapterWrap::Make(env, model_, std::move(staged));
+  }
+  Napi::Value LoraWeightNormsSq(const Napi::CallbackInfo& info) {
+    live(info.Env());
+    return lora_weight_norms_sq_async(info.Env(), model_, info[0]);
+  }
+  Napi::Value LoraWeightNormsSqSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<LoraPartRef> parts = parse_lora_parts(info[0]);
+    std::vector<std::vector<float>> sums;
+    guard(env, [&] { sums = live(env).lora_weight_norms_sq(parts); });
+    return float_arrays(env, sums);
   }
   // installAdapter(slot, staged)
   Napi::Value InstallAdapter(const Napi::CallbackInfo& info) {

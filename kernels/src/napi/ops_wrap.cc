@@ -165,6 +165,42 @@ Value Lora(const CallbackInfo& info) {
 }
 
 
+// loraWeightNormsSq(W [rows, in], A [rank, in], B [rows, rank], rank, scale) -> DoRA's squared row norms [rows]
+Value LoraWeightNormsSq(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto w = f32(info[0], "W");
+  auto a = f32(info[1], "A");
+  auto b = f32(info[2], "B");
+  const int64_t rank = num_int(info[3], "rank");
+  const float scale = static_cast<float>(info[4].ToNumber().DoubleValue());
+  need(env, rank > 0 && a.ElementLength() % rank == 0 && b.ElementLength() % rank == 0, "loraWeightNormsSq: A/B not divisible by rank");
+  const int64_t in = static_cast<int64_t>(a.ElementLength()) / rank, rows = static_cast<int64_t>(b.ElementLength()) / rank;
+  need(env, static_cast<int64_t>(w.ElementLength()) == rows * in, "loraWeightNormsSq: W must be [rows, in]");
+  auto out = Napi::Float32Array::New(env, static_cast<size_t>(rows));
+  cpu::lora_weight_norms_sq(w.Data(), rows, in, a.Data(), b.Data(), rank, scale, out.Data());
+  return out;
+}
+
+// doraScale(y [T, yStride], yStride, outOffset, mag [outLen], bias [outLen] | null) -> y scaled (copy)
+Value DoraScale(const CallbackInfo& info) {
+  auto env = info.Env();
+  auto y0 = f32(info[0], "y");
+  const int64_t stride = num_int(info[1], "yStride"), off = num_int(info[2], "outOffset");
+  auto mag = f32(info[3], "mag");
+  const int64_t len = static_cast<int64_t>(mag.ElementLength());
+  const float* bias = nullptr;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    auto b = f32(info[4], "bias");
+    need(env, static_cast<int64_t>(b.ElementLength()) == len, "doraScale: bias must have mag's length");
+    bias = b.Data();
+  }
+  need(env, stride > 0 && y0.ElementLength() % stride == 0 && off >= 0 && off + len <= stride,
+       "doraScale: y must be [tokens, yStride] with room for outOffset + mag's length");
+  auto y = copy_of(env, y0.Data(), y0.ElementLength());
+  cpu::dora_scale(y.Data(), 0, static_cast<int64_t>(y0.ElementLength()) / stride, stride, off, len, mag.Data(), bias);
+  return y;
+}
+
 }  // namespace
 
 // sample(logits [vocab], params, penaltyTokens Int32Array, topN) -> {token, logprob, top: [[token, logprob], ...]}
@@ -248,6 +284,8 @@ Napi::Object define_ops(Napi::Env env) {
   ops.Set("gelu", Napi::Function::New(env, Gelu));
   ops.Set("pagedAttention", Napi::Function::New(env, PagedAttention));
   ops.Set("lora", Napi::Function::New(env, Lora));
+  ops.Set("loraWeightNormsSq", Napi::Function::New(env, LoraWeightNormsSq));
+  ops.Set("doraScale", Napi::Function::New(env, DoraScale));
   ops.Set("sample", Napi::Function::New(env, Sample));
   ops.Set("logSoftmaxAt", Napi::Function::New(env, LogSoftmaxAt));
   ops.Set("parallelCopy", Napi::Function::New(env, ParallelCopy));

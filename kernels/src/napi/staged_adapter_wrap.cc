@@ -83,8 +83,31 @@ std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v) {
     }
     p.in = p.a_len / p.rank;
     p.out_len = p.b_len / p.rank;
+    const Napi::Value mv = o.Get("mag");  // DoRA's channel scale, float32 [outLen]
+    if (!mv.IsUndefined() && !mv.IsNull()) {
+      auto m = f32(mv, "part.mag");
+      p.mag = m.Data(), p.mag_len = static_cast<int64_t>(m.ElementLength());
+    }
   }
   return parts;
+}
+
+Napi::Value float_arrays(Napi::Env env, const std::vector<std::vector<float>>& rows) {
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto a = Napi::Float32Array::New(env, rows[i].size());
+    std::copy(rows[i].begin(), rows[i].end(), a.Data());
+    out.Set(static_cast<uint32_t>(i), a);
+  }
+  return out;
+}
+
+Napi::Promise lora_weight_norms_sq_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts) {
+  auto refs = std::make_shared<std::vector<LoraPartRef>>(parse_lora_parts(parts));
+  auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(parts.As<Napi::Object>()));
+  return queue_call<std::vector<std::vector<float>>>(
+      env, [model, refs, keep] { return model->lora_weight_norms_sq(*refs); },
+      [](Napi::Env e, std::vector<std::vector<float>>& sums) -> Napi::Value { return float_arrays(e, sums); });
 }
 
 Napi::Promise stage_adapter_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts) {

@@ -31,6 +31,11 @@ class StagedAdapterWrap : public Napi::ObjectWrap<StagedAdapterWrap> {
 // references into the arrays' memory, which the caller keeps alive and unchanged while they are staged.
 std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v);
 
+// Model.loraWeightNormsSq(parts): DoRA's per-row squared weight norms (this rank's share) on the libuv pool.
+// [Float32Array] from rows (loraWeightNormsSq's result).
+Napi::Value float_arrays(Napi::Env env, const std::vector<std::vector<float>>& rows);
+Napi::Promise lora_weight_norms_sq_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts);
+
 // Stages on the libuv thread pool (beside steps); resolves with a StagedAdapter handle, rejects with the reason.
 Napi::Promise stage_adapter_async(Napi::Env env, std::shared_ptr<ModelExecutor> model, const Napi::Value& parts);
 

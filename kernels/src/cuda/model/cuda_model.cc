@@ -150,6 +150,9 @@ void* CudaModel::kv(int64_t layer, int which) const {
 }
 
 std::unique_ptr<StagedAdapter> CudaModel::stage_adapter(const std::vector<LoraPartRef>& parts) {
+  for (const LoraPartRef& p : parts)
+    if (p.mag) throw std::invalid_argument("DoRA adapters (use_dora) run on the CPU backend (--device cpu) in this "
+                                           "version; merge the adapter into the base model to serve it on a GPU");
   std::lock_guard<std::mutex> lock(stage_mu_);
   DeviceScope scope(device_);
   return lora_->stage(parts, stage_uploader_, copy_stream_);
