@@ -3,6 +3,7 @@ export { PROTOCOL_VERSION } from './version.js';
 export { ProtocolError, type ProtocolErrorCode } from './errors.js';
 export type {
   AdapterEvict,
+  AdapterNorms,
   AdapterPrefetch,
   AdapterFailed,
   AdapterLoad,

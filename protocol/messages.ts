@@ -179,6 +179,26 @@ export interface AdapterPrefetch {
   merge?: MergeRecipe;
 }
 
+/**
+ * One rank's share of a DoRA adapter's squared weight norms for its row-parallel modules (o, down: each rank holds
+ * a slice of every weight row), sent to the other ranks while the adapter loads (shard/dora-exchange.ts). `ticket`
+ * numbers the slot's load and evict messages — every rank counts the same ones — so shares of two loads of a slot
+ * never mix. `data`: float32 values, little-endian, chunk `chunk` of `chunks` (NATS payloads are limited).
+ * `error`: this rank could not make its share, so its peers stop waiting.
+ */
+export interface AdapterNorms {
+  v: number;
+  type: 'adapter.norms';
+  key: string;
+  slot: number;
+  ticket: number;
+  rank: number;
+  chunk: number;
+  chunks: number;
+  data: Uint8Array;
+  error?: string;
+}
+
 export interface AdapterEvict {
   v: number;
   type: 'adapter.evict';
@@ -248,6 +268,7 @@ export type Message =
   | AdapterFailed
   | AdapterEvict
   | AdapterPrefetch
+  | AdapterNorms
   | ShardReady
   | ShardHeartbeat
   | ShardCollectiveRequest

@@ -4,7 +4,7 @@ import type { Message } from './messages.js';
 
 export const SUBJECT_ROOT = 'weft';
 
-export const ADAPTER_VERBS = ['load', 'loaded', 'failed', 'evict', 'prefetch'] as const;
+export const ADAPTER_VERBS = ['load', 'loaded', 'failed', 'evict', 'prefetch', 'norms'] as const;
 export const SHARD_VERBS = ['ready', 'heartbeat'] as const;
 export const CONTROL_VERBS = ['shutdown'] as const;
 export type AdapterVerb = (typeof ADAPTER_VERBS)[number];
@@ -87,6 +87,8 @@ export function subjectFor(cluster: string, msg: Message): string {
       return adapterSubject(cluster, 'evict');
     case 'adapter.prefetch':
       return adapterSubject(cluster, 'prefetch');
+    case 'adapter.norms':
+      return adapterSubject(cluster, 'norms');
     case 'shard.ready':
       return shardSubject(cluster, msg.rank, 'ready');
     case 'shard.heartbeat':

@@ -120,6 +120,17 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     reason: str(),
   }),
   'adapter.evict': object({ v: version, type: literal('adapter.evict'), key: id, slot: count }),
+  'adapter.norms': object({
+    v: version,
+    type: literal('adapter.norms'),
+    key: id,
+    slot: count,
+    ticket: positive,
+    rank: count,
+    chunk: count,
+    chunks: positive,
+    data: bytes({ multipleOf: 4 }),
+  }, { error: str() }),
   'shard.ready': refine(
     object({
       v: version,

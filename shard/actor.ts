@@ -13,6 +13,7 @@ import {
 import { createCollective, type NativeCollective } from '../kernels/index.js';
 import { cudaInfo, ncclUniqueId } from '../kernels/cuda.js';
 import { LocalEngine, type PreparedAdapter } from './local-engine.js';
+import { DoraNormExchange } from './dora-exchange.js';
 import { ForwardError } from './engine/step-runner.js';
 
 /** Exit status of a shard that stops after a failed forward pass so that its group is restarted. */
@@ -53,6 +54,8 @@ export interface ShardActorOptions {
 
 export class ShardActor {
   private readonly bus: MessageBus;
+  /** DoRA adapters' weight norms summed across the group's ranks at load (dora-exchange.ts). */
+  private dora!: DoraNormExchange;
   private mailbox: Promise<void> = Promise.resolve();
   /** Per adapter slot, how many load/evict messages arrived: a load installs only if it is still the latest. */
   private readonly slotMessages: number[] = [];
@@ -91,6 +94,9 @@ export class ShardActor {
     else o.logger.debug({ ms: Date.now() - t1 }, 'token bytes ready for structured output');
 
     this.bus.subscribe(stepSubject(o.cluster), 'step', (msg, headers) => this.enqueue(() => this.onStep(msg, headers)));
+    this.dora = new DoraNormExchange({ bus: this.bus, cluster: o.cluster, rank: o.rank, world: o.worldSize,
+      timeoutMs: DORA_EXCHANGE_TIMEOUT_MS, publish: (subject, msg) => this.publish(subject, msg) });
+    this.dora.start();
     this.bus.subscribe(adapterSubject(o.cluster, 'load'), 'adapter.load', (msg) => this.onAdapterLoad(msg));
     // Read ahead into the host-RAM tier (a worker thread; never the mailbox): the load that follows skips the read.
     this.bus.subscribe(adapterSubject(o.cluster, 'prefetch'), 'adapter.prefetch', (msg) => {
@@ -151,6 +157,7 @@ export class ShardActor {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.heartbeat);
+    this.dora?.stop();
     await this.mailbox.catch(() => undefined);
     await this.o.nc.drain().catch(() => undefined);
     this.engine?.dispose();
@@ -218,8 +225,15 @@ export class ShardActor {
   private onAdapterLoad(msg: AdapterLoad): void {
     const ticket = this.slotTicket(msg.slot);
     const t0 = performance.now();
-    void this.engine.prepareAdapter(msg.merge ? { merge: msg.merge } : msg.dir)
-      .then((prepared) => prepared, (error: unknown) => ({ error }))
+    // Every rank counts the same load/evict messages per slot, so (slot, ticket) names this load on all of them.
+    const sumOverRanks = this.o.worldSize > 1
+      ? (shares: Float32Array[]) => this.dora.sum(msg.key, msg.slot, ticket, shares) : undefined;
+    void this.engine.prepareAdapter(msg.merge ? { merge: msg.merge } : msg.dir, sumOverRanks)
+      .then((prepared) => prepared, (error: unknown) => {
+        // Peers may be waiting for this rank's DoRA weight norms: they fail now instead of at their timeout.
+        this.dora.fail(msg.key, msg.slot, ticket, (error as Error).message ?? String(error));
+        return { error };
+      })
       .then((read) => {
         const readMs = performance.now() - t0;
         return this.enqueue(async () => {
@@ -255,6 +269,9 @@ export class ShardActor {
     }
   }
 }
+
+/** How long a rank loading a DoRA adapter waits for the other ranks' weight norms (they read the files too). */
+const DORA_EXCHANGE_TIMEOUT_MS = 120_000;
 
 /** The NCCL unique-id exchange failed: rank 0 never answered, or not every rank fetched the id in time. */
 export class CollectiveGroupError extends Error {

@@ -1,0 +1,118 @@
+// DoRA at TP=2 and TP=4 over real shard processes: the row-parallel modules' weight norms are exchanged over NATS
+// (shard/dora-exchange.ts), and a DoRA adapter's rows give the PEFT-merged model's logits (test/helpers/dora.ts) in
+// one batch with base rows and plain LoRA rows, which stay on the golden logits. The exchange itself — chunking,
+// a failed peer, a silent peer — against a real nats-server.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { MessageBus } from '../../protocol/bus.js';
+import { PROTOCOL_VERSION, bytesToFloat32 } from '../../protocol/index.js';
+import { GREEDY, LocalEngine } from '../../shard/index.js';
+import { DoraNormExchange } from '../../shard/dora-exchange.js';
+import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
+import { writeDoraAdapter, writeDoraMerged } from '../helpers/dora.js';
+import { startNatsServer, type NatsServerHandle } from '../helpers/nats-server.js';
+import { startShardCluster } from '../helpers/shard-cluster.js';
+
+const TOL = 1e-4;
+
+for (const world of [2, 4]) {
+  for (const name of ['llama_bias', 'qwen2']) {
+    test(`DoRA at TP=${world} on ${name}: beside base and LoRA rows, the merged model's logits`, async () => {
+      const c = loadGoldenCase(name);
+      const root = mkdtempSync(join(tmpdir(), 'weft-dora-tp-'));
+      const opts = { seed: 5, rank: 4, alpha: 8, modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj', 'down_proj'] };
+      writeDoraAdapter(c.modelDir, join(root, 'dora'), opts);
+      writeDoraMerged(c.modelDir, join(root, 'dora'), join(root, 'merged'), opts);
+      const merged = LocalEngine.open(join(root, 'merged'), { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
+      const cluster = await startShardCluster({ modelDir: c.modelDir, world });
+      try {
+        await cluster.group.loadAdapter('dora', 0, { dir: join(root, 'dora') });
+        await cluster.group.loadAdapter(c.adapters[0]!.name, 1, { dir: c.adapters[0]!.dir });
+        const items: { want: Float32Array; tokens: number[]; slot: number }[] = [];
+        for (let s = 0; s < c.sequences.length; s++) {
+          const tokens = c.sequences[s]!;
+          const [dora] = await merged.scoreBatch([{ tokens, adapterSlot: -1 }]);
+          items.push({ want: dora!, tokens, slot: 0 }, { want: c.logits(`base/seq${s}`), tokens, slot: -1 },
+            { want: c.logits(`adapter/${c.adapters[0]!.name}/seq${s}`), tokens, slot: 1 });
+        }
+        let next = 0;
+        const newSeqs = items.map((it, k) => {
+          const n = Math.ceil(it.tokens.length / 4);
+          const blockTable = Array.from({ length: n }, (_, j) => next + j);
+          next += n;
+          return { seqId: `s${k}`, adapterSlot: it.slot, tokens: it.tokens, blockTable, sampling: GREEDY, generated: [],
+            logits: 'all' as const, promptLogprobs: false, topN: 0 };
+        });
+        const r = await cluster.group.step({ v: PROTOCOL_VERSION, type: 'step', stepId: 1, newSeqs, running: [], finished: [] });
+        assert.equal(r.error, undefined);
+        items.forEach((it, k) => {
+          const e = maxAbsDiff(bytesToFloat32(r.outputs[k]!.logits!), it.want);
+          assert.ok(e <= TOL, `${name} TP=${world} item ${k} (slot ${it.slot}): max abs error ${e}`);
+        });
+      } finally {
+        await cluster.stop();
+        merged.dispose();
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
+  }
+}
+
+describe('DoraNormExchange over NATS', () => {
+  let nats: NatsServerHandle;
+  const conns: NatsConnection[] = [];
+  before(async () => { nats = await startNatsServer(); });
+  after(async () => {
+    for (const nc of conns) await nc.close();
+    await nats.stop();
+  });
+
+  async function group(world: number, timeoutMs = 5_000): Promise<DoraNormExchange[]> {
+    const out: DoraNormExchange[] = [];
+    for (let rank = 0; rank < world; rank++) {
+      const nc = await connect({ servers: nats.url });
+      conns.push(nc);
+      const bus = new MessageBus(nc, { onInvalid: (_s, err) => { throw err; } });
+      const ex = new DoraNormExchange({ bus, cluster: `dx${world}${timeoutMs}`, rank, world, timeoutMs,
+        publish: (subject, msg) => bus.publish(subject, msg) });
+      ex.start();
+      out.push(ex);
+      await nc.flush();
+    }
+    return out;
+  }
+
+  test('every rank gets the same sums, added in rank order, across several chunks', async () => {
+    const ranks = await group(3);
+    // 300,000 values per rank: three 128 Ki-float chunks; values whose float sum depends on the order.
+    const shares = ranks.map((_, r) => [Float32Array.from({ length: 300_000 }, (_, i) => (i % 7 === 0 ? 1e8 : 1) * (r + 1) * (i % 2 ? 1 : -1) + r * 1e-3),
+      Float32Array.from([r + 0.5, 2 * r])]);
+    const got = await Promise.all(ranks.map((ex, r) => ex.sum('a', 1, 1, shares[r]!)));
+    for (const part of [0, 1]) {
+      const want = new Float32Array(shares[0]![part]!.length);
+      for (let r = 0; r < 3; r++) for (let i = 0; i < want.length; i++) want[i] = want[i]! + shares[r]![part]![i]!;
+      for (let r = 0; r < 3; r++) assert.deepEqual(got[r]![part], want, `rank ${r} part ${part}`);
+    }
+    ranks.forEach((ex) => ex.stop());
+  });
+
+  test('a rank that failed its load makes the waiting ranks fail at once, naming it', async () => {
+    const [r0, r1] = await group(2);
+    const waiting = r0!.sum('b', 0, 4, [Float32Array.from([1, 2])]);
+    r1!.fail('b', 0, 4, 'adapter_model.safetensors is corrupt');
+    await assert.rejects(waiting, /DoRA: rank 1 could not load the adapter: adapter_model\.safetensors is corrupt/);
+    r0!.stop(); r1!.stop();
+  });
+
+  test('a silent rank makes the wait end at the timeout, naming it; shares of another load do not count', async () => {
+    const [r0, r1] = await group(2, 300);
+    const waiting = assert.rejects(r0!.sum('c', 2, 7, [Float32Array.from([1])]), /DoRA: ranks 1 sent no weight norms within 0\.3 s/);
+    await r1!.sum('c', 2, 6, [Float32Array.from([1])]).catch(() => undefined);  // an earlier load of the slot
+    await waiting;
+    r0!.stop(); r1!.stop();
+  });
+});
