@@ -1,6 +1,7 @@
 // DoRA at TP=2 and TP=4 over real shard processes: the row-parallel modules' weight norms are exchanged over NATS
 // (shard/dora-exchange.ts), and a DoRA adapter's rows give the PEFT-merged model's logits (test/helpers/dora.ts) in
-// one batch with base rows and plain LoRA rows, which stay on the golden logits. The exchange itself — chunking,
+// one batch with base rows and plain LoRA rows, which stay on the golden logits; the same through `weft launch` over
+// HTTP. The exchange itself — chunking,
 // a failed peer, a silent peer — against a real nats-server.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,8 @@ import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 import { writeDoraAdapter, writeDoraMerged } from '../helpers/dora.js';
 import { startNatsServer, type NatsServerHandle } from '../helpers/nats-server.js';
 import { startShardCluster } from '../helpers/shard-cluster.js';
+import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
+import { refLogSoftmax } from '../helpers/reference-ops.js';
 
 const TOL = 1e-4;
 
@@ -61,6 +64,40 @@ for (const world of [2, 4]) {
     });
   }
 }
+
+test('over HTTP at TP=2: a DoRA adapter by adapter_id, beside base and LoRA requests, gives the merged model\'s log-probs', async () => {
+  const c = loadGoldenCase('llama');
+  const root = mkdtempSync(join(tmpdir(), 'weft-dora-http-'));
+  const opts = { seed: 9, rank: 2, alpha: 4, modules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
+  writeDoraAdapter(c.modelDir, join(root, 'dora_r2'), opts);
+  writeDoraMerged(c.modelDir, join(root, 'dora_r2'), join(root, 'merged'), opts);
+  const merged = LocalEngine.open(join(root, 'merged'), { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
+  const g = await startGoldenServer({ numShard: 2 }, { flags: ['--adapter-root', root] });
+  try {
+    const jobs = c.sequences.flatMap((seq, s) => [null, 'dora_r2', 'all_r8'].map(async (a) => {
+      const parameters: Record<string, unknown> = { max_new_tokens: 1, details: true, decoder_input_details: true };
+      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
+      return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
+    }));
+    for (const { r, s, a } of await Promise.all(jobs)) {
+      assert.equal(r.status, 200, r.text);
+      if (a !== 'dora_r2') {
+        prefillMatchesGolden(c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, c.sequences[s]!);
+        continue;
+      }
+      const [want] = await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]);
+      const prefill = r.json.details.prefill as { id: number; logprob: number | null }[];
+      for (let i = 1; i < prefill.length; i++) {
+        const ref = refLogSoftmax(want!.subarray((i - 1) * c.vocab, i * c.vocab))[c.sequences[s]![i]!]!;
+        assert.ok(Math.abs(prefill[i]!.logprob! - ref) <= TOL, `seq${s} position ${i}: ${prefill[i]!.logprob} vs merged ${ref}`);
+      }
+    }
+  } finally {
+    await g.close();
+    merged.dispose();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
 
 describe('DoraNormExchange over NATS', () => {
   let nats: NatsServerHandle;
