@@ -25,7 +25,7 @@ export function cachedBytes(a: LoadedAdapter | undefined, plan?: AdapterPlan): n
   const own = new Set<ArrayBufferLike>([...(kept?.tensors.values() ?? [])].map((t) => t.data.buffer));
   let n = kept ? adapterBytes(kept) : 0;
   for (const p of plan?.parts ?? []) {
-    for (const m of [p.a, p.b]) {
+    for (const m of [p.a, p.b, ...(p.magnitude ? [p.magnitude] : [])]) {
       if (!own.has(m.buffer)) {
         own.add(m.buffer);
         n += m.buffer.byteLength;

@@ -94,11 +94,9 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     else entry.m = t;
     pairs.set(modulePath, entry);
   }
-  const storage = model.loraStorage ?? 'float32';
-  if (config.useDora && storage !== 'float32') {
-    throw new AdapterLoadError(`${dir}: DoRA adapters (use_dora) run on the CPU backend (--device cpu) in this version; ` +
-      `merge the adapter into the base model to serve it on a GPU`);
-  }
+  // A DoRA adapter's parts stay float32 (a GPU rounds them as it uploads them): its weight norms are computed
+  // from them on the host (dora.ts), as PEFT computes them from the float32 factors.
+  const storage = config.useDora ? 'float32' : model.loraStorage ?? 'float32';
   if (pairs.size === 0) throw new AdapterLoadError(`${dir}: the adapter has no LoRA tensors`);
   const parts: LoraPartPlan[] = [];
   let maxRank = 0;

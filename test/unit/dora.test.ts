@@ -114,13 +114,15 @@ describe('DoRA refusals', () => {
       /adapter 1 is a DoRA adapter \(use_dora\): DoRA adapters cannot be merged per request/);
   });
 
-  test('DoRA on lm_head, and on a 16-bit (GPU) shard, are refused by name', () => {
+  test('DoRA on lm_head is refused by name; on a 16-bit (GPU) shard its parts stay float32', () => {
     const spec = readModelSpec(c.modelDir);
     const layout = { spec, partition: partitionFor(spec, 0, 1) };
     assert.throws(() => planAdapter(layout, loadAdapterDir(join(root, 'head')), 'head', 64), /'lm_head' is a DoRA module on lm_head, which is not supported/);
-    assert.throws(() => planAdapter({ ...layout, loraStorage: 'bfloat16' }, loadAdapterDir(join(root, 'dora')), 'dora', 64),
-      /DoRA adapters \(use_dora\) run on the CPU backend \(--device cpu\) in this version/);
-    const plan = planAdapter(layout, loadAdapterDir(join(root, 'dora')), 'dora', 64);
+    const plan = planAdapter({ ...layout, loraStorage: 'bfloat16' }, loadAdapterDir(join(root, 'dora')), 'dora', 64);
+    assert.equal(plan.storage, 'float32');
+    assert.ok(plan.parts.every((p) => p.a instanceof Float32Array && p.b instanceof Float32Array && p.storage === undefined));
     assert.equal(plan.parts.filter((p) => p.magnitude).length, plan.parts.length, 'every part carries its magnitude');
+    const plain = planAdapter({ ...layout, loraStorage: 'bfloat16' }, loadAdapterDir(c.adapters[0]!.dir), 'plain', 64);
+    assert.equal(plain.storage, 'bfloat16');
   });
 });

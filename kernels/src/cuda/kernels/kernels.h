@@ -231,6 +231,24 @@ cudaError_t lora_bgmv_expand_no_pdl(const LoraArgs& a, cudaStream_t stream);
 // it is measured on a GPU; it writes no h (the fused kernel keeps h in shared memory).
 cudaError_t lora_bgmv(const LoraArgs& a, cudaStream_t stream);
 cudaError_t lora_bgmv_fused(const LoraArgs& a, cudaStream_t stream);  // NotSupported: use lora_bgmv
+
+// DoRA (PEFT use_dora; shard/models/dora.ts): after a module's LoRA expands, every row whose adapter entry has a
+// channel scale in slice s gets y[out_offset[s] + o] = mag[o]·(y − bias) + bias there (bias null: mag·y), in fp32,
+// rounded once to y's dtype. Rows of the base model (-1) and entries without a scale are left as they are.
+struct DoraScaleArgs {
+  DType dtype;                  // y and bias
+  int64_t rows;
+  void* y;                      // [rows, ...], rows y_stride apart
+  int64_t y_stride;
+  const void* bias;             // the module's bias that y holds [module out], or null
+  int32_t num_slices, num_entries;
+  const int32_t* out_offset;    // device [num_slices]
+  const int32_t* out_len;       // device [num_slices]
+  const float* const* mag;      // device [num_slices·num_entries]: float32 [out_len], null = not DoRA
+  const int32_t* row_entry;     // device [rows]: each row's entry, -1 = base model
+};
+cudaError_t lora_dora_scale(const DoraScaleArgs& a, cudaStream_t stream);
+
 // silu_mul with the LoRA expand of a step's decode rows folded in: `lora` are the gate/up module's BGMV args (two
 // slices: gate at 0 and up at `inter`, each `inter` wide) for the last lora.tokens rows, h already computed.
 cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,

@@ -125,6 +125,7 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     ops_.mark(op, stream_);
     gemm(x, w, y, p.rows, out, in, bias);
     if (p.lora) lora(layer, module, x, in, y, out, p);
+    if (p.lora) dora_scale(layer, module, y, out, bias, p);
     return;
   }
   LoraArgs prefill = a, decode = a;
@@ -151,6 +152,29 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     ops_.mark(kLoraOps[module][2], stream_);
     WEFT_CUDA_CHECK(lora_bgmv_expand_no_pdl(decode, stream_));
   }
+  dora_scale(layer, module, y, out, bias, p);
+}
+
+// Whenever a DoRA adapter is loaded, after every module's expands (prefill and decode rows alike): the launch is
+// in each step, and in its decode graph, so adapters installed after a capture are scaled too (rows and entries
+// without a scale return at once). y holds `bias` (the GEMM added it): the scale applies to the product only.
+void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, const void* bias, const StepPlan& p) {
+  if (!lora_->any_dora()) return;
+  const LoraTable t = lora_->table(layer, module);
+  DoraScaleArgs d{};
+  d.dtype = opts_.dtype;
+  d.rows = p.rows;
+  d.y = y;
+  d.y_stride = y_stride;
+  d.bias = bias;
+  d.num_slices = t.num_slices;
+  d.num_entries = t.num_entries;
+  d.out_offset = t.out_offset;
+  d.out_len = t.out_len;
+  d.mag = t.mag;
+  d.row_entry = ints(p.row_entry);
+  ops_.mark("lora dora scale", stream_);
+  WEFT_CUDA_CHECK(lora_dora_scale(d, stream_));
 }
 
 // WEFT_LORA_EXPAND_INTO_NEXT=1 (opt-in, not yet measured on a GPU): the decode rows' expand of every layer
@@ -161,7 +185,7 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
 // after it), a gated-SiLU MLP for gate/up.
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
-  if (!on) return false;
+  if (!on || lora_->any_dora()) return false;  // DoRA scales the module's output after its expand
   if (module == kQkv) return cfg_.rotary_dim > 0 && fused_small_ops() && decode.num_slices == 3;
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);

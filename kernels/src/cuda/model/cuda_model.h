@@ -71,6 +71,7 @@ class CudaModel final : public ModelExecutor {
   void install_adapter(int slot, std::unique_ptr<StagedAdapter> staged) override;
   void clear_adapter(int slot) override;
   int64_t adapter_bytes(int slot) const override;
+  std::vector<std::vector<float>> lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) override;
   std::vector<float> forward(const Batch& batch) override;
   // One rank, whole vocabulary: samples on the device (cuda_sample.cc) and copies back only tokens, logprobs
   // and top-n; rows asking for typical_p are sampled on the host. Otherwise ModelExecutor's host default.
@@ -137,6 +138,8 @@ class CudaModel final : public ModelExecutor {
   bool lora_args(int layer, int module, int64_t in, int64_t y_stride, LoraArgs* a) const;
   bool lora_prefill_rows(const StepPlan& p, const void* x, void* y, LoraArgs* a) const;
   bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
+  // DoRA's channel scale on the module's output rows of DoRA adapters, after every expand (when one is loaded).
+  void dora_scale(int layer, int module, void* y, int64_t y_stride, const void* bias, const StepPlan& p);
   void residual(void* out, const void* bias, int64_t rows);
   // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
   void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);

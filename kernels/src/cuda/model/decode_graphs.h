@@ -1,6 +1,6 @@
 // CUDA graphs of the decode step, one per shape: rows bucketed to 1, 2, 4, ..., 128 (padded sequences),
-// block-table width bucketed to a power of two (it sets the attention grid), and with or without LoRA
-// launches. A graph is captured on first use and replayed after; it bakes in every device address and launch
+// block-table width bucketed to a power of two (it sets the attention grid), with or without LoRA launches,
+// and with or without DoRA's. A graph is captured on first use and replayed after; it bakes in every device address and launch
 // shape of the step, so the executor stamps each capture with a generation it bumps whenever a buffer the
 // step touches is reallocated (or the LoRA rank cap grows); a stale graph is captured again.
 #pragma once
@@ -16,8 +16,9 @@ namespace weft::cuda {
 struct GraphKey {
   int32_t rows = 0, table_stride = 0;
   bool lora = false;
+  bool dora = false;  // a DoRA adapter is loaded: the graph has the DoRA scale launches (cuda_lora.cc)
   bool operator<(const GraphKey& o) const {
-    return std::tie(rows, table_stride, lora) < std::tie(o.rows, o.table_stride, o.lora);
+    return std::tie(rows, table_stride, lora, dora) < std::tie(o.rows, o.table_stride, o.lora, o.dora);
   }
 };
 

@@ -45,7 +45,8 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     l.base = at;
     l.a = at;
     l.b = l.a + e * sizeof(void*);
-    l.rank = l.b + e * sizeof(void*);
+    l.mag = l.b + e * sizeof(void*);
+    l.rank = l.mag + e * sizeof(void*);
     l.scale = l.rank + e * sizeof(int32_t);
     l.out_offset = l.scale + e * sizeof(float);
     l.out_len = l.out_offset + n * sizeof(int32_t);
@@ -70,6 +71,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     LoraTable x;
     x.a = reinterpret_cast<const void* const*>(d + l.a);
     x.b = reinterpret_cast<const void* const*>(d + l.b);
+    x.mag = reinterpret_cast<const float* const*>(d + l.mag);
     x.rank = reinterpret_cast<const int32_t*>(d + l.rank);
     x.scale = reinterpret_cast<const float*>(d + l.scale);
     x.out_offset = reinterpret_cast<const int32_t*>(d + l.out_offset);
@@ -108,7 +110,7 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
   staged->owner_ = this;
   const size_t ds = dtype_bytes(dtype_);
   std::vector<bool> taken(static_cast<size_t>(num_tables_) * kMaxSlices, false);
-  std::vector<size_t> a_at(parts.size()), b_at(parts.size());
+  std::vector<size_t> a_at(parts.size()), b_at(parts.size()), mag_at(parts.size());
   size_t total = 0;
   int64_t most = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -141,9 +143,13 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     a_at[i] = total;
     b_at[i] = round_up(a_at[i] + static_cast<size_t>(part.a_len) * ds, 256);
     total = round_up(b_at[i] + static_cast<size_t>(part.b_len) * ds, 256);
+    // DoRA's channel scale stays float32 (it multiplies the whole output; rounding it would shift every value).
+    mag_at[i] = total;
+    if (part.mag) total = round_up(mag_at[i] + sizeof(float) * static_cast<size_t>(part.mag_len), 256);
     if (part.data == LoraData::kF32) most = std::max({most, part.a_len, part.b_len});  // the uploader's staging
-    staged->entries_.push_back({t, k, nullptr, nullptr, static_cast<int32_t>(part.rank), part.scale});
-    staged->bytes_ += (part.a_len + part.b_len) * static_cast<int64_t>(ds);
+    staged->entries_.push_back({t, k, nullptr, nullptr, nullptr, static_cast<int32_t>(part.rank), part.scale});
+    staged->bytes_ += (part.a_len + part.b_len) * static_cast<int64_t>(ds) + part.mag_len * static_cast<int64_t>(sizeof(float));
+    staged->dora_ = staged->dora_ || part.mag;
     staged->rank_cap_ =
         std::max(staged->rank_cap_, static_cast<int32_t>(round_up(static_cast<size_t>(part.rank), 16)));
   }
@@ -155,16 +161,23 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     put(parts[i].b, parts[i].b_len, parts[i].data, base + b_at[i], dtype_, up, stream);
     staged->entries_[i].a = base + a_at[i];
     staged->entries_[i].b = base + b_at[i];
+    if (parts[i].mag) {
+      WEFT_CUDA_CHECK(cudaMemcpyAsync(base + mag_at[i], parts[i].mag, sizeof(float) * static_cast<size_t>(parts[i].mag_len),
+                                      cudaMemcpyHostToDevice, stream));
+      staged->entries_[i].mag = reinterpret_cast<const float*>(base + mag_at[i]);
+    }
   }
   // One wait for the whole adapter (the parts' host memory is the caller's until this returns).
   WEFT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return staged;
 }
 
-void LoraStore::set_entry(int t, int k, int slot, const void* a, const void* b, int32_t rank, float scale) {
+void LoraStore::set_entry(int t, int k, int slot, const void* a, const void* b, const float* mag, int32_t rank,
+                          float scale) {
   const size_t e = static_cast<size_t>(k) * entries_ + slot;
   host<const void*>(t, &Layout::a)[e] = a;
   host<const void*>(t, &Layout::b)[e] = b;
+  host<const float*>(t, &Layout::mag)[e] = mag;
   host<int32_t>(t, &Layout::rank)[e] = rank;
   host<float>(t, &Layout::scale)[e] = scale;
   dirty_[t] = true;
@@ -176,20 +189,23 @@ void LoraStore::install(int slot, StagedLora& staged, cudaStream_t step_stream) 
   clear(slot);
   SlotState& st = slots_[slot];
   for (const StagedLora::Entry& x : staged.entries_) {
-    set_entry(x.table, x.sub, slot, x.a, x.b, x.rank, x.scale);
+    set_entry(x.table, x.sub, slot, x.a, x.b, x.mag, x.rank, x.scale);
     st.entries.emplace_back(x.table, x.sub);
   }
   st.mem = std::move(staged.mem_);
   st.mem.free_on(step_stream);
   st.bytes = staged.bytes_;
   st.loaded = true;
+  st.dora = staged.dora_;
+  dora_slots_ += st.dora ? 1 : 0;
   rank_cap_ = std::max(rank_cap_, staged.rank_cap_);
   staged.entries_.clear();
 }
 
 void LoraStore::clear(int slot) {
   SlotState& st = slots_[slot];
-  for (const auto& [t, k] : st.entries) set_entry(t, k, slot, nullptr, nullptr, 0, 0.0f);
+  for (const auto& [t, k] : st.entries) set_entry(t, k, slot, nullptr, nullptr, nullptr, 0, 0.0f);
+  dora_slots_ -= st.dora ? 1 : 0;
   // The free is ordered on the step stream after every step that read the memory; the tables stop naming it
   // before the next step (sync_tables).
   slots_[slot] = SlotState{};

@@ -28,6 +28,7 @@ namespace weft::cuda {
 struct LoraTable {
   const void* const* a = nullptr;
   const void* const* b = nullptr;
+  const float* const* mag = nullptr;  // DoRA channel scales (float32 [out_len]), null where an entry has none
   const int32_t* rank = nullptr;
   const float* scale = nullptr;
   const int32_t* out_offset = nullptr;
@@ -46,6 +47,7 @@ class StagedLora final : public StagedAdapter {
   struct Entry {
     int table, sub;  // which table, which sub-block of its module
     const void *a, *b;
+    const float* mag;  // DoRA, or null
     int32_t rank;
     float scale;
   };
@@ -54,6 +56,7 @@ class StagedLora final : public StagedAdapter {
   std::vector<Entry> entries_;
   int64_t bytes_ = 0;
   int32_t rank_cap_ = 16;
+  bool dora_ = false;
 };
 
 class LoraStore {
@@ -70,6 +73,8 @@ class LoraStore {
   void install(int slot, StagedLora& staged, cudaStream_t step_stream);
   void clear(int slot);
   bool loaded(int slot) const { return slots_[slot].loaded; }
+  // Some loaded adapter is a DoRA adapter: steps then scale its rows after every module's expands.
+  bool any_dora() const { return dora_slots_ > 0; }
   int64_t bytes(int slot) const { return slots_[slot].bytes; }
 
   // Enqueues copies of the tables changed since the last call to the device (before a step is enqueued). Does not
@@ -85,10 +90,11 @@ class LoraStore {
     int32_t offset, len;
   };
   struct Layout {  // byte offsets of one table inside the blob
-    size_t base, a, b, rank, scale, out_offset, out_len, end;
+    size_t base, a, b, mag, rank, scale, out_offset, out_len, end;
   };
   struct SlotState {
     bool loaded = false;
+    bool dora = false;
     int64_t bytes = 0;
     StreamBuffer mem;                              // every part of the adapter
     std::vector<std::pair<int, int>> entries;      // (table, sub-block) entries that point into mem
@@ -96,7 +102,7 @@ class LoraStore {
   static constexpr int kMaxSlices = 3;
 
   int table_index(int layer, int module) const;
-  void set_entry(int table, int sub, int slot, const void* a, const void* b, int32_t rank, float scale);
+  void set_entry(int table, int sub, int slot, const void* a, const void* b, const float* mag, int32_t rank, float scale);
   int module_of(int table) const { return table == num_tables_ - 1 ? kLmHead : table % kNumLayerModules; }
   std::vector<Slice> slices_of(int module) const;
   template <class T> T* host(int table, size_t Layout::*field) {
@@ -116,6 +122,7 @@ class LoraStore {
   std::vector<LoraTable> tables_;    // device views of the tables, fixed for the store's life
   std::vector<SlotState> slots_;
   int32_t rank_cap_ = 16;
+  int dora_slots_ = 0;
 };
 
 }  // namespace weft::cuda
