@@ -1,6 +1,7 @@
 // What an adapter will take in one shard's adapter memory, from its files before any shard has loaded it: the
 // registry's byte budget (--adapter-memory-fraction) needs a size to make room for. Exact at one shard for a
-// safetensors adapter (the LoRA tensors' element counts from the header × the engine's element size); at TP > 1
+// safetensors adapter (the LoRA tensors' element counts from the header × the engine's element size, a fused
+// module's lora_A once per sub-block, DoRA's magnitudes in float32); at TP > 1
 // an upper bound (every matrix counted whole, where a shard holds a slice of one of each pair). An
 // adapter_model.bin counts its file size as 2-byte elements (an upper bound for 16- and 32-bit files). The
 // shards' report of a load replaces the estimate.
@@ -12,19 +13,30 @@ import type { LoadSpec } from './registry.js';
 /** Bytes one shard's slot will hold, estimated; `elementBytes` is the engine's (4 on the CPU backend). */
 export function estimateAdapterBytes(load: LoadSpec, elementBytes: number): number {
   if (load.merge) return load.merge.dirs.reduce((n, dir) => n + estimateAdapterBytes({ dir }, elementBytes), 0);
-  return elementsOf(load.dir) * elementBytes;
+  const { factors, magnitudes } = elementsOf(load.dir);
+  return factors * elementBytes + magnitudes * 4;  // DoRA's channel scales stay float32 in the slot
 }
 
-function elementsOf(dir: string): number {
+// A fused module's parts are its sub-blocks (q|k|v, gate|up: shard/models/layout.ts), and each holds its own copy
+// of the module's lora_A.
+const FUSED_SUB_BLOCKS: Record<string, number> = { qkv_proj: 3, c_attn: 3, gate_up_proj: 2 };
+function fusedCopies(name: string): number {
+  const m = /(?:^|\.)([^.]+)\.lora_A\b/.exec(name);
+  return (m && FUSED_SUB_BLOCKS[m[1]!]) || 1;
+}
+
+function elementsOf(dir: string): { factors: number; magnitudes: number } {
   const st = join(dir, 'adapter_model.safetensors');
   if (existsSync(st)) {
     const f = SafetensorsFile.open(st);
     try {
-      return f.names().filter((n) => /lora_(A|B|embedding_A|embedding_B)\b/.test(n)).reduce((sum, n) => sum + numel(f.info(n).shape), 0);
+      const count = (re: RegExp, copies: (name: string) => number = () => 1) => f.names().filter((n) => re.test(n))
+        .reduce((sum, n) => sum + numel(f.info(n).shape) * copies(n), 0);
+      return { factors: count(/lora_(A|B|embedding_A|embedding_B)\b/, fusedCopies), magnitudes: count(/lora_magnitude_vector\b/) };
     } finally {
       f.close();
     }
   }
   const bin = join(dir, 'adapter_model.bin');
-  return existsSync(bin) ? Math.ceil(statSync(bin).size / 2) : 0;
+  return { factors: existsSync(bin) ? Math.ceil(statSync(bin).size / 2) : 0, magnitudes: 0 };
 }

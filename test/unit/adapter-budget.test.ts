@@ -6,7 +6,7 @@
 // integration test test/integration/adapters-load.test.ts runs the budget through real shards.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdapterRegistry, type AdapterLoaded, type LoadSpec } from '../../coordinator/adapters/registry.js';
@@ -163,4 +163,22 @@ describe('prefetch of waiting adapters', () => {
     assert.ok(reg.isReady(b));
     assert.deepEqual(loader.prefetches, [b, c, d]);
   });
+});
+
+it('the estimate is what one CPU shard\'s slot holds, for every golden adapter (fused q|k|v and gate|up modules too)', async () => {
+  const { goldenCases, loadGoldenCase } = await import('../helpers/golden.js');
+  const { LocalEngine } = await import('../../shard/index.js');
+  for (const name of goldenCases()) {
+    const c = loadGoldenCase(name);
+    const engine = LocalEngine.open(c.modelDir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 });
+    try {
+      for (const a of c.adapters) {
+        if (!existsSync(join(a.dir, 'adapter_model.safetensors'))) continue;  // .bin: an upper bound by design
+        engine.loadAdapter(0, a.dir);
+        assert.equal(estimateAdapterBytes({ dir: a.dir }, 4), engine.model.native.adapterBytes(0), `${name}/${a.name}`);
+      }
+    } finally {
+      engine.dispose();
+    }
+  }
 });

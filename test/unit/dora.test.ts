@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuOps } from '../../kernels/index.js';
+import { estimateAdapterBytes } from '../../coordinator/adapters/size-estimate.js';
 import { LocalEngine } from '../../shard/index.js';
 import { loadAdapterDir } from '../../shard/adapters/index.js';
 import { mergeAdapters } from '../../shard/adapters/merge.js';
@@ -78,6 +79,10 @@ for (const [name, modules] of Object.entries(MODULES)) {
         // And the adapter changes the model (a check that passes on the base logits would mean nothing).
         assert.ok(maxAbsDiff(got!, c.logits(`base/seq${s}`)) > 1e-2, `seq${s}: DoRA left the logits at the base model's`);
       }
+    });
+
+    test('the registry\'s size estimate is what the slot holds (magnitudes included)', () => {
+      assert.equal(estimateAdapterBytes({ dir: join(root, 'dora') }, 4), served.model.native.adapterBytes(0));
     });
 
     test('beside the base model and a plain LoRA adapter in one batch', async () => {
