@@ -2,8 +2,7 @@
 // same model with that adapter merged the way PEFT merges DoRA (variants.py DoraLinearVariant.merge_safe:
 // W' = (magnitude / ||W + s·BA||) ⊙ (W + s·BA), the norm over each output row; biases unchanged), computed in
 // double precision. Serving the adapter must give the merged model's logits.
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prng } from '../../deploy/bench/synthetic.js';
 import { SafetensorsFile, writeSafetensors } from '../../shard/formats/index.js';
@@ -18,13 +17,26 @@ export interface DoraAdapterOptions {
   modules: string[];
 }
 
-/** Every 2-D `<path>.<module>.weight` of the model whose module is targeted, by module path. */
-function targetedWeights(model: SafetensorsFile, modules: string[]): Map<string, { shape: number[]; data: Float32Array }> {
+/** GPT-2 stores its linear layers as Conv1D, weights [in, out] (PEFT's fan_in_fan_out). */
+function isConv1d(modelDir: string): boolean {
+  return JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')).model_type === 'gpt2';
+}
+
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c]!;
+  return t;
+}
+
+/** Every 2-D `<path>.<module>.weight` of the model whose module is targeted, by module path, as [out, in]. */
+function targetedWeights(model: SafetensorsFile, modules: string[], conv1d: boolean): Map<string, { shape: number[]; data: Float32Array }> {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const name of model.names()) {
     const m = /^((?:.+\.)?([^.]+))\.weight$/.exec(name);
     if (!m || !modules.includes(m[2]!) || model.info(name).shape.length !== 2) continue;
-    out.set(m[1]!, { shape: model.info(name).shape, data: model.readF32(name) });
+    const [r, c] = model.info(name).shape as [number, number];
+    const data = model.readF32(name);
+    out.set(m[1]!, conv1d && m[2] !== 'lm_head' ? { shape: [c, r], data: transpose(data, r, c) } : { shape: [r, c], data });
   }
   return out;
 }
@@ -59,7 +71,7 @@ export function writeDoraAdapter(modelDir: string, dir: string, o: DoraAdapterOp
   const tensors: Record<string, Tensor> = {};
   const s = o.alpha / o.rank;
   try {
-    for (const [path, w] of targetedWeights(model, o.modules)) {
+    for (const [path, w] of targetedWeights(model, o.modules, isConv1d(modelDir))) {
       const [out, inp] = w.shape as [number, number];
       const a = Float32Array.from({ length: o.rank * inp }, () => rnd() * 0.6);
       const b = Float32Array.from({ length: out * o.rank }, () => rnd() * 0.6);
@@ -77,7 +89,7 @@ export function writeDoraAdapter(modelDir: string, dir: string, o: DoraAdapterOp
   writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
     peft_type: 'LORA', task_type: 'CAUSAL_LM', r: o.rank, lora_alpha: o.alpha, target_modules: o.modules,
-    lora_dropout: 0, bias: 'none', fan_in_fan_out: false, use_rslora: false, use_dora: true, modules_to_save: null,
+    lora_dropout: 0, bias: 'none', fan_in_fan_out: isConv1d(modelDir), use_rslora: false, use_dora: true, modules_to_save: null,
     init_lora_weights: true, rank_pattern: {}, alpha_pattern: {}, layers_to_transform: null,
   }));
 }
@@ -89,7 +101,8 @@ export function writeDoraMerged(modelDir: string, adapterDir: string, outDir: st
   const tensors: Record<string, Tensor> = {};
   const s = o.alpha / o.rank;
   try {
-    const targeted = targetedWeights(model, o.modules);
+    const conv1d = isConv1d(modelDir);
+    const targeted = targetedWeights(model, o.modules, conv1d);
     for (const name of model.names()) {
       const path = name.replace(/\.weight$/, '');
       const w = targeted.get(path);
@@ -104,7 +117,8 @@ export function writeDoraMerged(modelDir: string, adapterDir: string, outDir: st
       const magnitude = adapter.readF32(`${key}.lora_magnitude_vector`);
       const merged = new Float32Array(out * inp);
       for (let r = 0; r < out; r++) for (let j = 0; j < inp; j++) merged[r * inp + j] = (magnitude[r]! / norms[r]!) * sum[r * inp + j]!;
-      tensors[name] = { dtype: 'F32', shape: [out, inp], data: merged };
+      tensors[name] = conv1d ? { dtype: 'F32', shape: [inp, out], data: transpose(merged, out, inp) }
+        : { dtype: 'F32', shape: [out, inp], data: merged };
     }
   } finally {
     model.close();

@@ -48,6 +48,7 @@ const MODULES: Record<string, string[]> = {
   llama_bias: ['q_proj', 'v_proj', 'o_proj', 'down_proj'],
   qwen2: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj', 'down_proj'],
   phi3: ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'],
+  gpt2: ['c_attn', 'c_proj', 'c_fc'],  // Conv1D (fan_in_fan_out), biases on every module
 };
 
 for (const [name, modules] of Object.entries(MODULES)) {
