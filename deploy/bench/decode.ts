@@ -21,6 +21,8 @@ export interface DecodeOptions {
   steps?: number;
   /** After each case's timed steps, this many more with the executor's op profile on (0: none). */
   opProfileSteps?: number;
+  /** The adapters are DoRA adapters (magnitude vectors on every module). */
+  dora?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -80,7 +82,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
   const rows: DecodeRow[] = [];
   try {
     if (maxAdapters > 0) {
-      o.rank.forEach((r, ri) => ensureAdapters(o.model, r, maxAdapters).forEach((dir, j) => driver.loadAdapter(ri * maxAdapters + j, dir)));
+      o.rank.forEach((r, ri) => ensureAdapters(o.model, r, maxAdapters, o.dora).forEach((dir, j) => driver.loadAdapter(ri * maxAdapters + j, dir)));
     }
     const bandwidth = o.backend.device === 'cuda' ? measureCudaCopyBandwidth() : measureCopyBandwidth();
     log(`copy bandwidth ${(bandwidth.value / GB).toFixed(1)} GB/s (${bandwidth.what})`);
@@ -110,7 +112,7 @@ export async function runDecode(o: DecodeOptions): Promise<Report<DecodeRow>> {
       setup: {
         model: o.model.label, shape, params: paramCounts(shape), engineWeightBytes: o.backend.weightBytes,
         engineKvBytes: o.backend.kvBytes, copyBandwidthBytesPerS: bandwidth.value, copyBandwidthMethod: bandwidth.what,
-        warmupSteps: warmup, measuredSteps: steps,
+        warmupSteps: warmup, measuredSteps: steps, dora: o.dora ?? false,
       },
       rows,
       notes: [

@@ -49,7 +49,7 @@ async function run(c: BenchConfig, log: (m: string) => void): Promise<{ report: 
       const backend = resolveBackend(c.device);
       const model = await resolveModel(c.model, log);
       const report = await runDecode({ model, backend, batch: c.batch, adapters: c.adapters, rank: c.rank, context: c.context,
-        opProfileSteps: c.opProfile ? 3 : 0, log });
+        opProfileSteps: c.opProfile ? 3 : 0, dora: c.dora, log });
       return { report, table: formatDecode(report) };
     }
     case 'prefill': {
@@ -57,7 +57,8 @@ async function run(c: BenchConfig, log: (m: string) => void): Promise<{ report: 
       const model = await resolveModel(c.model, log);
       const tokens = prefillLengths(c.context);
       const adapters = c.adapters.some((a) => a > 0) ? [0, 1] as const : [0] as const;
-      const report = await runPrefill({ model, backend, tokens, adapters: [...adapters], rank: c.rank[0]!, opProfile: c.opProfile, log });
+      const report = await runPrefill({ model, backend, tokens, adapters: [...adapters], rank: c.rank[0]!, opProfile: c.opProfile,
+        dora: c.dora, log });
       return { report, table: formatPrefill(report) };
     }
     case 'lora-kernels': {

@@ -73,12 +73,12 @@ export function checkFits(m: BenchModel, b: Backend, extraBytes = 0): void {
 }
 
 /** Random adapters `bench-0` … `bench-<count-1>` of one rank for a model, generated once and reused. */
-export function ensureAdapters(m: BenchModel, rank: number, count: number): string[] {
+export function ensureAdapters(m: BenchModel, rank: number, count: number, dora = false): string[] {
   const key = createHash('sha256').update(`${realpathSync(m.dir)}\n${JSON.stringify(m.shape)}`).digest('hex').slice(0, 12);
-  const root = join(benchCacheRoot(), `adapters-${key}-v${GENERATOR_VERSION}`, `r${rank}-n${count}`);
+  const root = join(benchCacheRoot(), `adapters-${key}-v${GENERATOR_VERSION}`, `r${rank}-n${count}${dora ? '-dora' : ''}`);
   const names = Array.from({ length: count }, (_, i) => `bench-${i}`);
   ensureBuilt(root, MARKER, (tmp) => {
-    writeRandomAdapters(tmp, m.shape, { names, rank, dtype: m.shape.dtype });
+    writeRandomAdapters(tmp, m.shape, { names, rank, dtype: m.shape.dtype, dora });
   });
   return names.map((n) => join(root, n));
 }

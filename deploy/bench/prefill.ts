@@ -21,6 +21,8 @@ export interface PrefillOptions {
   runs?: number;
   /** After each case's timed runs, one more with the executor's op profile on. */
   opProfile?: boolean;
+  /** The adapter is a DoRA adapter. */
+  dora?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -51,7 +53,7 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   const warmup = o.warmup ?? 1, runs = o.runs ?? 3;
   checkFits(o.model, o.backend);
   const withAdapter = o.adapters.includes(1);
-  const dirs = withAdapter ? ensureAdapters(o.model, o.rank, 1) : [];
+  const dirs = withAdapter ? ensureAdapters(o.model, o.rank, 1, o.dora) : [];
   const maxTokens = Math.max(...o.tokens);
   const driver = EngineDriver.open(o.model.dir, { maxSeqs: 1, maxTokens, adapterSlots: 1, maxRank: o.rank }, o.backend.device);
   if (withAdapter) driver.loadAdapter(0, dirs[0]!);
@@ -93,7 +95,7 @@ export async function runPrefill(o: PrefillOptions): Promise<Report<PrefillRow>>
   return {
     scenario: 'prefill', date: new Date().toISOString(), device: hostDevice(o.backend.device),
     setup: { model: o.model.label, shape: o.model.shape, params: paramCounts(o.model.shape), gemmFlopsPerS: gemm.value,
-      gemmMethod: gemm.what, warmupRuns: warmup, measuredRuns: runs,
+      gemmMethod: gemm.what, warmupRuns: warmup, measuredRuns: runs, dora: o.dora ?? false,
       ...(bandwidth ? { copyBandwidthBytesPerS: bandwidth.value, copyBandwidthMethod: bandwidth.what } : {}) },
     rows,
     notes: [

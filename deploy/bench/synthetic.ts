@@ -218,6 +218,8 @@ export interface AdapterSetOptions {
   rank: number;
   dtype: WeightDtype;
   seed?: number;
+  /** DoRA adapters: a magnitude vector (ones, float32) beside every A/B pair. */
+  dora?: boolean;
 }
 
 /** One random PEFT LoRA adapter per name under `root`: rank r on all 7 linear modules of every layer. */
@@ -243,12 +245,13 @@ export function writeRandomAdapters(root: string, shape: ModelShape, o: AdapterS
         const prefix = `base_model.model.model.layers.${l}.${moduleParent(m)}.${m}`;
         t(`${prefix}.lora_A.weight`, o.rank, inDim, 2 / Math.sqrt(inDim));
         t(`${prefix}.lora_B.weight`, outDim, o.rank, 0.02);
+        if (o.dora) tensors[`${prefix}.lora_magnitude_vector`] = { dtype: 'F32', shape: [outDim], data: new Float32Array(outDim).fill(1) };
       }
     }
     writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
     writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
       peft_type: 'LORA', task_type: 'CAUSAL_LM', r: o.rank, lora_alpha: 2 * o.rank, lora_dropout: 0,
-      target_modules: Object.keys(dims), bias: 'none', fan_in_fan_out: false, use_rslora: false, use_dora: false,
+      target_modules: Object.keys(dims), bias: 'none', fan_in_fan_out: false, use_rslora: false, use_dora: o.dora ?? false,
       modules_to_save: null, init_lora_weights: false, rank_pattern: {}, alpha_pattern: {}, layers_to_transform: null,
     }, null, 2));
     return dir;

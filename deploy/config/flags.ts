@@ -192,6 +192,8 @@ export const FLAGS = [
     defaultLabel: '0 (all at once)', help: 'serve: requests per second.' },
   { name: 'prefix-caching', type: 'bool', commands: BENCH, default: true,
     help: 'serve: --prefix-caching of the server the bench starts (ignored with --url).' },
+  { name: 'dora', type: 'bool', commands: BENCH, default: false,
+    help: 'decode, prefill: the adapters are DoRA adapters (PEFT use_dora: a magnitude vector on every module), to measure the channel scale\'s cost against plain LoRA.' },
   { name: 'op-profile', type: 'bool', commands: BENCH, default: false,
     help: 'decode, prefill: after each case\'s timed steps, 3 decode steps (1 prefill) more with the executor\'s op profile on, and a table of where a step\'s time goes, op by op (GPU: CUDA events between ops, steps without decode graphs; the timed steps are unaffected).' },
   { name: 'shared-prefix-words', type: 'int', commands: BENCH, default: 0, min: 0,

@@ -159,6 +159,8 @@ export interface BenchConfig {
   prefixCaching: boolean;
   /** decode / prefill: per-op breakdown after each case's timed steps. */
   opProfile: boolean;
+  /** decode / prefill: the adapters are DoRA adapters. */
+  dora: boolean;
   env: EnvConfig;
 }
 

@@ -12,6 +12,8 @@ import {
   loraKernelBytes, median, paramCounts, percentile, planRequests, poissonArrivals, powerLawSampler, powerLawWeights,
   prefillFlops, presetOf, resolveBackend, runBench, summarize, uniform01,
 } from '../../deploy/bench/index.js';
+import { ensureAdapters, resolveModel } from '../../deploy/bench/model-source.js';
+import { loadAdapterDir } from '../../shard/adapters/index.js';
 
 const near = (actual: number, expected: number, rel: number, what: string) =>
   assert.ok(Math.abs(actual / expected - 1) <= rel, `${what}: ${actual} is not within ${rel * 100}% of ${expected}`);
@@ -216,5 +218,20 @@ describe('bench decode end to end (preset:tiny)', () => {
     near(lora2.overheadVsBasePct, (lora2.stepMs / base2.stepMs - 1) * 100, 1e-9, 'overhead vs base');
     assert.equal(lora2.bytes.adapters, adapterBytes(PRESETS.tiny, 4, 4) * 2);
     assert.equal(base2.bytes.base, baseDecodeBytes(PRESETS.tiny, 4));
+    assert.equal(report.setup.dora, false);
+  });
+
+  it('--dora runs the grid with DoRA adapters (magnitudes on every module) and says so', async () => {
+    const output = join(dir, 'decode-dora.json');
+    const config = parseArgs('bench', ['--scenario', 'decode', '--model', 'preset:tiny', '--batch', '2', '--adapters', '2',
+      '--rank', '4', '--context', '8', '--dora', '--output', output], {});
+    await runBench(config, { out: () => {}, err: () => {} });
+    const report = JSON.parse(readFileSync(output, 'utf8'));
+    assert.equal(report.setup.dora, true);
+    assert.deepEqual(report.rows.map((r: { adapters: number }) => r.adapters), [0, 2]);
+    const dirs = ensureAdapters(await resolveModel('preset:tiny', () => {}), 4, 2, true);
+    const adapter = loadAdapterDir(dirs[0]!);
+    assert.equal(adapter.config.useDora, true);
+    assert.equal([...adapter.tensors.keys()].filter((k) => k.endsWith('lora_magnitude_vector')).length, PRESETS.tiny.layers * 7);
   });
 });
