@@ -5,6 +5,8 @@
 #                                     golden + parity with the LoRA shrinks after the GEMMs and with every opt-in (~6 min)
 #   bash test/gpu/suite.sh decode     decode grid, Llama-2-7B shape, bf16, batch 1..128 x adapters 0..128      (~5 min)
 #   bash test/gpu/suite.sh prefill    prefill 512/2048 tokens + LoRA kernels alone                             (~2 min)
+#   bash test/gpu/suite.sh dora       decode batch 1/32/128 x adapters 0/1/32/128 with DoRA vs plain LoRA adapters,
+#                                     and a 2,048-token prefill with a DoRA adapter                         (~8 min)
 #   bash test/gpu/suite.sh ab-decode  batch 1/32/128 x adapters 0/1/32/128: LoRA shrinks beside the base GEMMs
 #                                     (default), after them, + WEFT_PDL_STEP=1, + WEFT_LORA_EXPAND_INTO_NEXT=1
 #                                     with WEFT_NORM_REGS=1, every opt-in together: a side-by-side table   (~9 min)
@@ -111,6 +113,15 @@ case "$part" in
     step node-gpu-pdl-step 200 env WEFT_PDL_STEP=1 WEFT_LORA_EXPAND_INTO_NEXT=1 WEFT_DECODE_ATTENTION_DEPTH=auto WEFT_ROPE_TABLE=1 WEFT_SILU_MUL_VEC=1 WEFT_NORM_REGS=1 node test/run.mjs gpu/model-golden gpu/model-parity
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-pdl-step.log" | head -10
     ;;
+  dora)
+    # DoRA's cost: the decode grid with DoRA adapters beside the same grid with plain ones (ab-table: "lora" is the
+    # reference), then a 2,048-token prefill with one DoRA adapter. Run `tests` first (model-dora checks DoRA there).
+    step dora-lora 200 "${B[@]}" --scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512 --output "$OUT/dora-lora.json"
+    step dora-dora 200 "${B[@]}" --scenario decode --batch 1,32,128 --adapters 0,1,32,128 --context 512 --dora --output "$OUT/dora-dora.json"
+    node dist/deploy/bench/ab-table.js "lora=$OUT/dora-lora.json" "dora=$OUT/dora-dora.json" | tee "$OUT/ab-dora.txt"
+    step dora-prefill 150 "${B[@]}" --scenario prefill --context 2048 --adapters 1 --dora --output "$OUT/dora-prefill.json"
+    tail -8 "$OUT/dora-prefill.log"
+    ;;
   decode)
     step decode 560 "${B[@]}" --scenario decode --batch 1,8,32,128 --adapters 0,1,8,32,128 --context 512 --output "$OUT/decode.json"
     tail -25 "$OUT/decode.log"
@@ -214,7 +225,7 @@ case "$part" in
     tar -C /tmp/golden-new -czf "$OUT/golden-new.tar.gz" . && ls -la "$OUT/golden-new.tar.gz"
     ;;
   *)
-    echo "usage: bash test/gpu/suite.sh tests|decode|prefill|ab-decode|ab-decode-base|ab-skinny|ab-prefill|baseline|serve|serve-prefix|ops|profile|golden" >&2
+    echo "usage: bash test/gpu/suite.sh tests|decode|dora|prefill|ab-decode|ab-decode-base|ab-skinny|ab-prefill|baseline|serve|serve-prefix|ops|profile|golden" >&2
     exit 2
     ;;
 esac
