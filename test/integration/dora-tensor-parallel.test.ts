@@ -10,13 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { MessageBus } from '../../protocol/bus.js';
-import { PROTOCOL_VERSION, bytesToFloat32 } from '../../protocol/index.js';
-import { GREEDY, LocalEngine } from '../../shard/index.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
+import { LocalEngine } from '../../shard/index.js';
 import { DoraNormExchange } from '../../shard/dora-exchange.js';
 import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 import { writeDoraAdapter, writeDoraMerged } from '../helpers/dora.js';
 import { startNatsServer, type NatsServerHandle } from '../helpers/nats-server.js';
-import { startShardCluster } from '../helpers/shard-cluster.js';
+import { scoreStep, startShardCluster } from '../helpers/shard-cluster.js';
 import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
 import { refLogSoftmax } from '../helpers/reference-ops.js';
 
@@ -42,15 +42,7 @@ for (const world of [2, 4]) {
           items.push({ want: dora!, tokens, slot: 0 }, { want: c.logits(`base/seq${s}`), tokens, slot: -1 },
             { want: c.logits(`adapter/${c.adapters[0]!.name}/seq${s}`), tokens, slot: 1 });
         }
-        let next = 0;
-        const newSeqs = items.map((it, k) => {
-          const n = Math.ceil(it.tokens.length / 4);
-          const blockTable = Array.from({ length: n }, (_, j) => next + j);
-          next += n;
-          return { seqId: `s${k}`, adapterSlot: it.slot, tokens: it.tokens, blockTable, sampling: GREEDY, generated: [],
-            logits: 'all' as const, promptLogprobs: false, topN: 0 };
-        });
-        const r = await cluster.group.step({ v: PROTOCOL_VERSION, type: 'step', stepId: 1, newSeqs, running: [], finished: [] });
+        const r = await cluster.group.step(scoreStep(items));
         assert.equal(r.error, undefined);
         items.forEach((it, k) => {
           const e = maxAbsDiff(bytesToFloat32(r.outputs[k]!.logits!), it.want);

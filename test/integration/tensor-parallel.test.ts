@@ -5,10 +5,9 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { PROTOCOL_VERSION, bytesToFloat32 } from '../../protocol/index.js';
-import { GREEDY } from '../../shard/index.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
-import { startShardCluster } from '../helpers/shard-cluster.js';
+import { scoreStep, startShardCluster } from '../helpers/shard-cluster.js';
 
 const TOL = 1e-4;
 const CLI = fileURLToPath(new URL('../../deploy/cli.js', import.meta.url));
@@ -26,15 +25,7 @@ for (const world of [2, 4]) {
             items.push({ key: `base/seq${s}`, tokens, slot: -1 });
             c.adapters.forEach((a, i) => items.push({ key: `adapter/${a.name}/seq${s}`, tokens, slot: i }));
           });
-          let next = 0;
-          const newSeqs = items.map((it, k) => {
-            const n = Math.ceil(it.tokens.length / 4);
-            const blockTable = Array.from({ length: n }, (_, j) => next + j);
-            next += n;
-            return { seqId: `s${k}`, adapterSlot: it.slot, tokens: it.tokens, blockTable, sampling: GREEDY, generated: [],
-              logits: 'all' as const, promptLogprobs: false, topN: 0 };
-          });
-          const r = await cluster.group.step({ v: PROTOCOL_VERSION, type: 'step', stepId: 1, newSeqs, running: [], finished: [] });
+          const r = await cluster.group.step(scoreStep(items));
           assert.equal(r.error, undefined);
           items.forEach((it, k) => {
             const e = maxAbsDiff(bytesToFloat32(r.outputs[k].logits!), c.logits(it.key));
