@@ -125,7 +125,7 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     ops_.mark(op, stream_);
     gemm(x, w, y, p.rows, out, in, bias);
     if (p.lora) lora(layer, module, x, in, y, out, p);
-    if (p.lora) dora_scale(layer, module, y, out, bias, p);
+    dora_scale(layer, module, y, out, bias, p);
     return;
   }
   LoraArgs prefill = a, decode = a;
@@ -145,7 +145,7 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
     ops_.mark(kLoraOps[module][1], stream_);
     WEFT_CUDA_CHECK(lora_sgmv_expand(prefill, stream_));
   }
-  if (has_decode && expand_into_next(layer, module, decode)) {
+  if (has_decode && !p.dora && expand_into_next(layer, module, decode)) {  // DoRA scales y after the expand
     deferred_expand_ = decode;  // the next op adds it (RoPE + KV write, residual_norm, the activation)
     has_deferred_expand_ = true;
   } else if (has_decode) {
@@ -155,11 +155,12 @@ void CudaModel::project(const char* op, int layer, int module, const void* x, in
   dora_scale(layer, module, y, out, bias, p);
 }
 
-// Whenever a DoRA adapter is loaded, after every module's expands (prefill and decode rows alike): the launch is
-// in each step, and in its decode graph, so adapters installed after a capture are scaled too (rows and entries
-// without a scale return at once). y holds `bias` (the GEMM added it): the scale applies to the product only.
+// In a step with DoRA rows, after every module's expands (prefill and decode rows alike; base rows and plain-LoRA
+// rows return at once). Decode graphs of such steps have their own key (GraphKey::dora); the tables are read at
+// replay, so another DoRA adapter in the same slots is scaled too. y holds `bias` (the GEMM added it): the scale
+// applies to the product only.
 void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, const void* bias, const StepPlan& p) {
-  if (!lora_->any_dora()) return;
+  if (!p.dora) return;
   const LoraTable t = lora_->table(layer, module);
   DoraScaleArgs d{};
   d.dtype = opts_.dtype;
@@ -185,7 +186,7 @@ void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, con
 // after it), a gated-SiLU MLP for gate/up.
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
-  if (!on || lora_->any_dora()) return false;  // DoRA scales the module's output after its expand
+  if (!on) return false;
   if (module == kQkv) return cfg_.rotary_dim > 0 && fused_small_ops() && decode.num_slices == 3;
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);

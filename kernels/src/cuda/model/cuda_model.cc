@@ -321,11 +321,12 @@ StepPlan CudaModel::launch_step(const Batch& b) {
   PaddedShape shape;
   const bool graph = use_graph(b, &shape);
   StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
+  for (const BatchSeq& s : b.seqs) p.dora = p.dora || (s.adapter_slot >= 0 && lora_->is_dora(s.adapter_slot));
   ensure_buffers(p);
   lora_->sync_tables(stream_);
   upload_plan(p);
   if (graph) {
-    graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora, p.lora && lora_->any_dora()}, generation_, stream_,
+    graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora, p.dora}, generation_, stream_,
                    [&] { enqueue_step(p); });
   } else {
     enqueue_step(p);

@@ -16,7 +16,7 @@ namespace weft::cuda {
 struct GraphKey {
   int32_t rows = 0, table_stride = 0;
   bool lora = false;
-  bool dora = false;  // a DoRA adapter is loaded: the graph has the DoRA scale launches (cuda_lora.cc)
+  bool dora = false;  // some row uses a DoRA adapter: the graph has the DoRA scale launches (cuda_lora.cc)
   bool operator<(const GraphKey& o) const {
     return std::tie(rows, table_stride, lora, dora) < std::tie(o.rows, o.table_stride, o.lora, o.dora);
   }

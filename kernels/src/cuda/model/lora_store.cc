@@ -197,7 +197,6 @@ void LoraStore::install(int slot, StagedLora& staged, cudaStream_t step_stream) 
   st.bytes = staged.bytes_;
   st.loaded = true;
   st.dora = staged.dora_;
-  dora_slots_ += st.dora ? 1 : 0;
   rank_cap_ = std::max(rank_cap_, staged.rank_cap_);
   staged.entries_.clear();
 }
@@ -205,7 +204,6 @@ void LoraStore::install(int slot, StagedLora& staged, cudaStream_t step_stream) 
 void LoraStore::clear(int slot) {
   SlotState& st = slots_[slot];
   for (const auto& [t, k] : st.entries) set_entry(t, k, slot, nullptr, nullptr, nullptr, 0, 0.0f);
-  dora_slots_ -= st.dora ? 1 : 0;
   // The free is ordered on the step stream after every step that read the memory; the tables stop naming it
   // before the next step (sync_tables).
   slots_[slot] = SlotState{};

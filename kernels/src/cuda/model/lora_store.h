@@ -73,8 +73,8 @@ class LoraStore {
   void install(int slot, StagedLora& staged, cudaStream_t step_stream);
   void clear(int slot);
   bool loaded(int slot) const { return slots_[slot].loaded; }
-  // Some loaded adapter is a DoRA adapter: steps then scale its rows after every module's expands.
-  bool any_dora() const { return dora_slots_ > 0; }
+  // The adapter in `slot` is a DoRA adapter: a step with its rows scales them after every module's expands.
+  bool is_dora(int slot) const { return slots_[slot].loaded && slots_[slot].dora; }
   int64_t bytes(int slot) const { return slots_[slot].bytes; }
 
   // Enqueues copies of the tables changed since the last call to the device (before a step is enqueued). Does not
@@ -122,7 +122,6 @@ class LoraStore {
   std::vector<LoraTable> tables_;    // device views of the tables, fixed for the store's life
   std::vector<SlotState> slots_;
   int32_t rank_cap_ = 16;
-  int dora_slots_ = 0;
 };
 
 }  // namespace weft::cuda
