@@ -158,6 +158,7 @@ void run_basic_tests(std::mt19937& rng);
 void run_attention_tests(std::mt19937& rng);
 void run_lora_tests(std::mt19937& rng);
 void run_lora_folded_tests(std::mt19937& rng);
+void run_dora_tests(std::mt19937& rng);
 void run_sampling_tests(std::mt19937& rng);
 void run_benchmarks(std::mt19937& rng);
 

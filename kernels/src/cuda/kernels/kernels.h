@@ -248,6 +248,11 @@ struct DoraScaleArgs {
   const int32_t* row_entry;     // device [rows]: each row's entry, -1 = base model
 };
 cudaError_t lora_dora_scale(const DoraScaleArgs& a, cudaStream_t stream);
+// DoRA's squared weight-row norms (cpu::lora_weight_norms_sq on the device): out[o] = Σ_j (w[o, j] +
+// scale·(b[o, :]·a[:, j]))² for o < rows, in fp32, one block per row. w [rows, in] in w_dtype (the model's
+// resident weights), a [rank, in] and b [rows, rank] float32; rank ≤ 1024.
+cudaError_t lora_weight_norms_sq(const void* w, DType w_dtype, int64_t rows, int64_t in, const float* a, const float* b,
+                                 int32_t rank, float scale, float* out, cudaStream_t stream);
 
 // silu_mul with the LoRA expand of a step's decode rows folded in: `lora` are the gate/up module's BGMV args (two
 // slices: gate at 0 and up at `inter`, each `inter` wide) for the last lora.tokens rows, h already computed.

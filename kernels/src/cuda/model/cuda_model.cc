@@ -149,37 +149,36 @@ void* CudaModel::kv(int64_t layer, int which) const {
   return kv_cache_.as<char>() + (2 * static_cast<size_t>(layer) + which) * per;
 }
 
-// DoRA's weight norms from the device-resident weights: each part's rows copied back (on the copy stream, beside
-// steps) and summed on the host in float32/double like the CPU backend — once per adapter load, so simple beats
-// fast here (Llama-2-7B: ~2 GB of 16-bit rows per rank-16 adapter on every module).
+// DoRA's weight norms from the device-resident weights (lora_weight_norms_sq in dora.cu), on the copy stream
+// beside steps: each part's float32 A and B uploaded, its rows' sums copied back. Once per adapter load.
 std::vector<std::vector<float>> CudaModel::lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) {
   if (!finalized_) throw std::logic_error("model: lora_weight_norms_sq before finalize()");
   static const char* const kWeight[kNumLayerModules] = {"qkv.weight", "o.weight", "up.weight", "down.weight"};
   std::vector<std::vector<float>> out;
-  std::vector<float> rows;
-  std::vector<uint16_t> half;
   std::lock_guard<std::mutex> lock(stage_mu_);
   DeviceScope scope(device_);
   for (const LoraPartRef& r : parts) {
     check_lora_part(cfg_, r);
     if (r.module == kLmHead) throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head");
     if (r.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
-    const size_t n = static_cast<size_t>(r.out_len * r.in);
-    const char* src = static_cast<const char*>(weight(layer_name(r.layer, kWeight[r.module]))) + r.out_offset * r.in * ds_;
-    rows.resize(n);
-    if (opts_.dtype == DType::kF32) {
-      WEFT_CUDA_CHECK(cudaMemcpyAsync(rows.data(), src, n * sizeof(float), cudaMemcpyDeviceToHost, copy_stream_));
-      WEFT_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
-    } else {
-      half.resize(n);
-      WEFT_CUDA_CHECK(cudaMemcpyAsync(half.data(), src, n * sizeof(uint16_t), cudaMemcpyDeviceToHost, copy_stream_));
-      WEFT_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
-      cpu::half_to_float(half.data(), static_cast<int64_t>(n), opts_.dtype == DType::kBF16, rows.data());
-    }
-    std::vector<float> sums(static_cast<size_t>(r.out_len));
-    cpu::lora_weight_norms_sq(rows.data(), r.out_len, r.in, static_cast<const float*>(r.a), static_cast<const float*>(r.b),
-                              r.rank, r.scale, sums.data());
-    out.push_back(std::move(sums));
+    if (r.rank > LoraStore::kMaxRank)
+      throw std::invalid_argument("lora: rank " + std::to_string(r.rank) + " is above the CUDA backend's limit");
+    const size_t a_bytes = sizeof(float) * static_cast<size_t>(r.a_len), b_bytes = sizeof(float) * static_cast<size_t>(r.b_len);
+    const size_t b_at = round_up(a_bytes, 256), sums_at = round_up(b_at + b_bytes, 256);
+    StreamBuffer dev(sums_at + sizeof(float) * static_cast<size_t>(r.out_len), copy_stream_);
+    dev.free_on(copy_stream_);
+    char* base = dev.as<char>();
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(base, r.a, a_bytes, cudaMemcpyHostToDevice, copy_stream_));
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(base + b_at, r.b, b_bytes, cudaMemcpyHostToDevice, copy_stream_));
+    const char* w = static_cast<const char*>(weight(layer_name(r.layer, kWeight[r.module]))) + r.out_offset * r.in * ds_;
+    auto* sums = reinterpret_cast<float*>(base + sums_at);
+    WEFT_CUDA_CHECK(weft::cuda::lora_weight_norms_sq(w, opts_.dtype, r.out_len, r.in, reinterpret_cast<const float*>(base),
+                                                     reinterpret_cast<const float*>(base + b_at),
+                                                     static_cast<int32_t>(r.rank), r.scale, sums, copy_stream_));
+    std::vector<float> host(static_cast<size_t>(r.out_len));
+    WEFT_CUDA_CHECK(cudaMemcpyAsync(host.data(), sums, sizeof(float) * host.size(), cudaMemcpyDeviceToHost, copy_stream_));
+    WEFT_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    out.push_back(std::move(host));
   }
   return out;
 }
