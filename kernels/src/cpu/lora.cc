@@ -40,15 +40,21 @@ void lora_weight_norms_sq(const float* w, int64_t rows, int64_t in, const float*
                           float scale, float* out) {
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, in * rank));
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<float> delta(static_cast<size_t>(in));
     for (int64_t o = r0; o < r1; ++o) {
       const float* wr = w + o * in;
       const float* br = b + o * rank;
+      // (B·A)[o, :] in float, k outermost so each pass reads a row of A contiguously (the same sum order per
+      // element as a k loop inside j); then W + scale·that, squared and summed in double.
+      std::fill(delta.begin(), delta.end(), 0.0f);
+      for (int64_t k = 0; k < rank; ++k) {
+        const float bk = br[k];
+        const float* ak = a + k * in;
+        for (int64_t j = 0; j < in; ++j) delta[j] += bk * ak[j];
+      }
       double acc = 0;
       for (int64_t j = 0; j < in; ++j) {
-        // (B·A)[o, j] as PEFT forms it (lora_B(lora_A(I))), in float; then W + scale·that.
-        float delta = 0;
-        for (int64_t k = 0; k < rank; ++k) delta += br[k] * a[k * in + j];
-        const double v = static_cast<double>(wr[j] + scale * delta);
+        const double v = static_cast<double>(wr[j] + scale * delta[j]);
         acc += v * v;
       }
       out[o] = static_cast<float>(acc);
