@@ -5,6 +5,7 @@ import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/i
 import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
+import { dropBaseLayerCopies, type BaseModelRef } from './adapters/base-layer-copy.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
@@ -86,13 +87,13 @@ export class LocalEngine {
   loadAdapter(slot: number, source: AdapterSource): InstalledAdapter {
     const read = (dir: string): Parsed => {
       const key = dirIdentity(dir);
-      return this.fromHost(key) ?? this.remember(key, loadAdapterDir(dir));
+      return this.fromHost(key) ?? this.remember(key, this.readDir(dir));
     };
     // A merge needs its parts' float32 tensors: an entry that kept only a 16-bit plan is read from disk again
     // (and left as it is).
     const tensors = (dir: string): Parsed & { adapter: LoadedAdapter } => {
       const p = read(dir);
-      return p.adapter ? { ...p, adapter: p.adapter } : { key: p.key, adapter: loadAdapterDir(dir), fromHost: false };
+      return p.adapter ? { ...p, adapter: p.adapter } : { key: p.key, adapter: this.readDir(dir), fromHost: false };
     };
     // A cached merge needs no parts at all.
     const parsed = typeof source === 'string' ? read(source)
@@ -138,12 +139,22 @@ export class LocalEngine {
     if (!reading) {
       const layout = { model: { spec: this.model.spec, partition: this.model.partition, loraStorage: loraStorageOf(this.model) },
         maxLoraRank: this.maxLoraRank, where: describe(source) };
-      reading = (this.parser ??= new AdapterParser()).prepare(typeof source === 'string' ? source : source.merge, layout)
+      reading = (this.parser ??= new AdapterParser()).prepare(typeof source === 'string' ? source : source.merge, layout, this.baseModel())
         .then(({ adapter, plan }) => this.remember(key, adapter, plan))
         .finally(() => this.reading.delete(key));
       this.reading.set(key, reading);
     }
     return reading;
+  }
+
+  /** The base model, for the check of base-layer copies that PEFT saves with lm_head adapters. */
+  private baseModel(): BaseModelRef {
+    return { dir: this.modelDir, spec: this.model.spec };
+  }
+
+  /** An adapter directory read on this thread, its base-layer copies checked and dropped. */
+  private readDir(dir: string): LoadedAdapter {
+    return dropBaseLayerCopies(loadAdapterDir(dir), this.baseModel(), dir);
   }
 
   /** Installs a prepared adapter into a slot: quick (its parts are staged already). */

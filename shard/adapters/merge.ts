@@ -124,6 +124,7 @@ function collectTerms(adapters: LoadedAdapter[]): Map<string, Term[]> {
     for (const [key, t] of tensors) {
       const { modulePath, kind } = parseLoraTensorKey(key);
       if (kind === 'M') continue;  // refused above
+      if (kind === 'BASE') throw new MergeError(`adapter ${adapter}: '${key}' was not checked against the base model's lm_head`);
       const p = pairs.get(modulePath) ?? {};
       p[kind] = t;
       pairs.set(modulePath, p);

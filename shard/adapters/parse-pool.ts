@@ -34,8 +34,8 @@ export class AdapterParser {
    * loadAdapterDir(dir), or a merge's parts read and merged (mergeAdapters), then planAdapter for `layout` when
    * given — off this thread; rejects with the error's message.
    */
-  prepare(source: string | MergeRecipe, layout?: AdapterTask['layout']): Promise<PreparedOffThread> {
-    return this.pool.run({ source, ...(layout ? { layout } : {}) });
+  prepare(source: string | MergeRecipe, layout?: AdapterTask['layout'], base?: AdapterTask['base']): Promise<PreparedOffThread> {
+    return this.pool.run({ source, ...(layout ? { layout } : {}), ...(base ? { base } : {}) });
   }
 
   close(): Promise<void> {

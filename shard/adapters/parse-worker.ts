@@ -8,6 +8,7 @@ import type { MergeRecipe } from '../../protocol/index.js';
 import { planAdapter, type AdapterLayout } from '../models/load-adapter.js';
 import { mergeAdapters, mergeSpecOf } from './merge.js';
 import { loadAdapterDir } from './peft-config.js';
+import { dropBaseLayerCopies, type BaseModelRef } from './base-layer-copy.js';
 import type { PreparedOffThread } from './parse-pool.js';
 
 // fp16/bf16 weights convert in native code, as on the shard's main thread (load-weights.ts registers the same
@@ -19,6 +20,8 @@ export interface AdapterTask {
   source: string | MergeRecipe;
   /** The shard's model shape and tensor-parallel share: the adapter is planned here too (slices cut here). */
   layout?: { model: AdapterLayout; maxLoraRank: number; where: string };
+  /** The base model, to check base-layer copies in the adapter against (base-layer-copy.ts). */
+  base?: BaseModelRef;
 }
 
 /**
@@ -27,9 +30,9 @@ export interface AdapterTask {
  * sequence; so does planning, whose tensor-parallel slices copied ~40 MB per such adapter there.
  */
 export default function prepareAdapter(task: AdapterTask): unknown {
-  const { source, layout } = task;
-  const adapter = typeof source === 'string' ? loadAdapterDir(source)
-    : mergeAdapters(source.dirs.map((d) => loadAdapterDir(d)), mergeSpecOf(source));
+  const { source, layout, base } = task;
+  const read = (dir: string) => (base ? dropBaseLayerCopies(loadAdapterDir(dir), base, dir) : loadAdapterDir(dir));
+  const adapter = typeof source === 'string' ? read(source) : mergeAdapters(source.dirs.map(read), mergeSpecOf(source));
   // Tensors that are views into a larger buffer (a reader's slab) are copied first: transferring that buffer
   // would take it away from whatever else lives in it; the plan then refers to the copies.
   for (const t of adapter.tensors.values()) t.data = owned(t.data);

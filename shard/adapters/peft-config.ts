@@ -210,8 +210,13 @@ const LORA_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_([AB])(?:\.([^.]+))?\.wei
 // (`….lora_magnitude_vector.weight`, `….lora_magnitude_vector.<adapter name>.weight`).
 const MAGNITUDE_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$/;
 
-/** A: lora_A, B: lora_B, M: DoRA's lora_magnitude_vector. */
-export type LoraTensorKind = 'A' | 'B' | 'M';
+/**
+ * A: lora_A, B: lora_B, M: DoRA's lora_magnitude_vector, BASE: a copy of the targeted lm_head's own weight, which
+ * PEFT saves by default when lm_head is a target (`save_embedding_layers="auto"`); base-layer-copy.ts checks it
+ * against the model and drops it.
+ */
+export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE';
+const BASE_COPY_KEY = /^(?:base_model\.model\.)?((?:.+\.)?lm_head)\.base_layer\.weight$/;
 
 /**
  * `base_model.model.<module path>.lora_A[.<adapter name>].weight` (or lora_B, or DoRA's
@@ -224,6 +229,8 @@ export function parseLoraTensorKey(key: string): { modulePath: string; kind: Lor
   if (/(^|\.)lora_embedding_[AB](\.|$)/.test(key)) {
     refuse('embedding LoRA (lora_embedding_A/B) is not supported; retrain without embedding layers in target_modules');
   }
+  const copy = BASE_COPY_KEY.exec(key);
+  if (copy) return { modulePath: copy[1]!, kind: 'BASE' };
   const mag = MAGNITUDE_KEY.exec(key);
   if (mag && !/(^|\.)lora_/.test(mag[1]!)) return { modulePath: mag[1]!, kind: 'M' };
   if (/(^|\.)lora_[AB](\.[^.]+)?\.bias$/.test(key)) refuse('LoRA bias terms are not supported; retrain with lora_bias=false');
@@ -277,7 +284,7 @@ export function loadAdapterDir(dir: string): LoadedAdapter {
 
 function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }>, file: string): void {
   if (tensors.size === 0) throw new AdapterConfigError(`${file}: the adapter holds no tensors`);
-  const modules = new Map<string, { A?: number[]; B?: number[]; M?: number[] }>();
+  const modules = new Map<string, { A?: number[]; B?: number[]; M?: number[]; BASE?: number[] }>();
   for (const [key, t] of tensors) {
     let parsed: { modulePath: string; kind: LoraTensorKind };
     try {
@@ -288,6 +295,12 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     const m = modules.get(parsed.modulePath) ?? {};
     if (m[parsed.kind]) throw new AdapterConfigError(`${file}: module '${parsed.modulePath}' has two ` +
       `lora_${parsed.kind} tensors (one is '${key}')`, key);
+    if (parsed.kind === 'BASE') {
+      const m = modules.get(parsed.modulePath) ?? {};
+      m.BASE = t.shape;
+      modules.set(parsed.modulePath, m);
+      continue;
+    }
     if (parsed.kind === 'M' ? t.shape.length !== 1 : t.shape.length !== 2) {
       throw new AdapterConfigError(`${file}: tensor '${key}' has shape [${t.shape.join(', ')}]; ` +
         (parsed.kind === 'M' ? 'a DoRA magnitude must be 1-D [out_features]' : 'LoRA A/B must be 2-D'), key);
@@ -295,7 +308,11 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     m[parsed.kind] = t.shape;
     modules.set(parsed.modulePath, m);
   }
-  for (const [path, { A, B, M }] of modules) {
+  for (const [path, { A, B, M, BASE }] of modules) {
+    if (BASE && !A && !B && !M) {
+      throw new AdapterConfigError(`${file}: '${path}.base_layer.weight' is saved but '${path}' has no LoRA pair; ` +
+        'adapters may hold only LoRA tensors', path);
+    }
     if (!A || !B) throw new AdapterConfigError(`${file}: module '${path}' has ${A ? 'lora_A' : B ? 'lora_B' : 'a DoRA magnitude'} ` +
       `but no ${A ? 'lora_B' : 'lora_A'}`, path);
     if (config.useDora !== (M !== undefined)) {

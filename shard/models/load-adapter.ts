@@ -88,6 +88,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
   const pairs = new Map<string, { a?: T; b?: T; m?: T }>();
   for (const [key, t] of tensors) {
     const { modulePath, kind } = parseLoraTensorKey(key);
+    if (kind === 'BASE') {
+      // dropBaseLayerCopies removes these once checked against the model; one left here was never checked.
+      throw new AdapterLoadError(`${dir}: '${key}' was not checked against the base model's lm_head`);
+    }
     const entry = pairs.get(modulePath) ?? {};
     if (kind === 'A') entry.a = t;
     else if (kind === 'B') entry.b = t;

@@ -41,7 +41,12 @@ interface HfNames {
   conv1d: boolean;
 }
 
-function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
+/** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
+export function lmHeadWeightName(spec: ModelSpec, store: WeightStore, names: HfNames = hfNames(spec, store)): string {
+  return spec.tieEmbeddings || !store.has(names.lmHead) ? names.embed : names.lmHead;
+}
+
+export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
   if (spec.architecture === 'gpt2') {
     const root = store.has('transformer.wte.weight') ? 'transformer.' : '';
     return {
@@ -210,7 +215,7 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       }
     }
     setNorm('final_norm', names.finalNorm);
-    const lmHeadName = spec.tieEmbeddings || !store.has(names.lmHead) ? names.embed : names.lmHead;
+    const lmHeadName = lmHeadWeightName(spec, store, names);
     if (!spec.tieEmbeddings && !store.has(names.lmHead)) need(store, names.lmHead);
     set('lm_head', store.readF32(lmHeadName, { dim: 0, start: part.vocab.start, end: part.vocab.end }));
     native.finalize();
