@@ -148,6 +148,8 @@ export interface AdapterLoaded {
   rank: number; // shard rank
   bytes: number; // what this rank's slot holds, in the executor's dtype
   maxRank: number; // largest LoRA r over the adapter's modules
+  /** A DoRA adapter (magnitude vectors: shard/models/dora.ts). */
+  dora?: boolean;
   /** Served from the shard's host-RAM cache (no disk read). */
   fromHost?: boolean;
   /** Bytes the parsed adapter takes in the shard's host-RAM cache. */

@@ -110,7 +110,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     rank: count,
     bytes: count,
     maxRank: positive,
-  }, { fromHost: bool, hostBytes: count, readMs: num({ min: 0 }), installMs: num({ min: 0 }) }),
+  }, { fromHost: bool, hostBytes: count, readMs: num({ min: 0 }), installMs: num({ min: 0 }), dora: bool }),
   'adapter.failed': object({
     v: version,
     type: literal('adapter.failed'),

@@ -260,6 +260,7 @@ export class ShardActor {
         readMs: Math.round(readMs), installMs: Math.round(installMs) }, 'adapter loaded');
       this.publish(adapterSubject(o.cluster, 'loaded'), { v: PROTOCOL_VERSION, type: 'adapter.loaded', key: msg.key, slot: msg.slot,
         rank: o.rank, bytes, maxRank: Math.max(1, plan.maxRank), fromHost: plan.fromHost, hostBytes: plan.hostBytes,
+        dora: plan.parts.some((p) => p.mag !== undefined),
         readMs, installMs });
     } catch (e) {
       const reason = (e as Error).message;

@@ -29,6 +29,8 @@ export interface AdapterLoaded {
   /** Every rank took it from its host-RAM tier (no disk read). */
   fromHost?: boolean;
   maxRank: number;
+  /** A DoRA adapter. */
+  dora?: boolean;
   hostBytes: number;
   /** Reading (or merging) and planning, beside the steps. */
   readMs?: number;
@@ -98,6 +100,7 @@ interface Entry extends Prepared {
   /** What it takes (or will) of one shard's byte budget: estimated from its files until a load reports it. */
   needBytes: number;
   maxRank: number;
+  dora: boolean;
   waiters: { resolve: () => void; reject: (e: Error) => void }[];
 }
 
@@ -288,7 +291,7 @@ export class AdapterRegistry {
     let e = this.entries.get(p.key);
     if (!e) {
       e = { ...p, state: 'evicted', slot: -1, refs: 0, pinned: false, lastUsed: Date.now(), waitingSince: Date.now(), bytes: 0,
-        needBytes: p.needBytes ?? 0, maxRank: 0, waiters: [], prefetched: false };
+        needBytes: p.needBytes ?? 0, maxRank: 0, dora: false, waiters: [], prefetched: false };
       this.entries.set(p.key, e);
       this.forgetOld();
     }
@@ -307,7 +310,7 @@ export class AdapterRegistry {
     const tier: AdapterTier = e.state === 'ready' ? 'device' : e.state === 'loading' ? 'loading'
       : this.host.has(e.key) ? 'host' : 'disk';
     return { id: e.id, names, source: e.source === 'merge' ? 'local' : e.source, revision: e.revision, tier, bytes: e.bytes,
-      rank: e.maxRank || null, lastUsed: new Date(e.lastUsed).toISOString(), pinned: e.pinned, inFlight: e.refs };
+      rank: e.maxRank || null, dora: e.dora, lastUsed: new Date(e.lastUsed).toISOString(), pinned: e.pinned, inFlight: e.refs };
   }
 
   private evict(e: Entry): void {
@@ -371,7 +374,8 @@ export class AdapterRegistry {
     Object.assign(e, { slot, state: 'loading' });
     this.loader.loadAdapter(e.key, slot, e.load).then((loaded) => {
       if (this.entries.get(e.key) !== e || e.state !== 'loading' || e.slot !== slot) return;
-      Object.assign(e, { state: 'ready', bytes: loaded.bytes, needBytes: loaded.rankBytes ?? loaded.bytes, maxRank: loaded.maxRank });
+      Object.assign(e, { state: 'ready', bytes: loaded.bytes, needBytes: loaded.rankBytes ?? loaded.bytes, maxRank: loaded.maxRank,
+        dora: loaded.dora === true });
       this.host.touch(e.key, loaded.hostBytes);
       for (const w of e.waiters.splice(0)) w.resolve();
       this.events.ready(e.key, loaded);

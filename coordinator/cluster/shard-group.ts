@@ -41,6 +41,7 @@ interface PendingAdapter {
   /** Every rank so far took it from its host-RAM tier. */
   fromHost: boolean;
   maxRank: number;
+  dora: boolean;
   hostBytes: number;
   readMs: number;
   installMs: number;
@@ -82,12 +83,14 @@ export class NatsShardGroup {
       p.rankBytes = Math.max(p.rankBytes, m.bytes);
       p.fromHost &&= m.fromHost === true;
       p.maxRank = Math.max(p.maxRank, m.maxRank);
+      p.dora ||= m.dora === true;
       p.hostBytes = Math.max(p.hostBytes, m.hostBytes ?? 0);
       p.readMs = Math.max(p.readMs, m.readMs ?? 0);
       p.installMs = Math.max(p.installMs, m.installMs ?? 0);
       if (p.ranks.size === o.worldSize) {
         this.adapters.delete(`${m.key}#${m.slot}`);
-        p.resolve({ bytes: p.bytes, rankBytes: p.rankBytes, fromHost: p.fromHost, maxRank: p.maxRank, hostBytes: p.hostBytes, readMs: p.readMs, installMs: p.installMs });
+        p.resolve({ bytes: p.bytes, rankBytes: p.rankBytes, fromHost: p.fromHost, maxRank: p.maxRank, dora: p.dora,
+          hostBytes: p.hostBytes, readMs: p.readMs, installMs: p.installMs });
       }
     });
     this.bus.subscribe(adapterSubject(o.cluster, 'failed'), 'adapter.failed', (m) => {
@@ -197,7 +200,7 @@ export class NatsShardGroup {
   loadAdapter(key: string, slot: number, load: { dir?: string; merge?: MergeRecipe }): Promise<AdapterLoaded> {
     if (!this.isReady()) return Promise.reject(new ShardLostError('shards are not ready (restarting?)'));
     return new Promise((resolve, reject) => {
-      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, rankBytes: 0, fromHost: true, maxRank: 0, hostBytes: 0, readMs: 0, installMs: 0,
+      this.adapters.set(`${key}#${slot}`, { ranks: new Set(), bytes: 0, rankBytes: 0, fromHost: true, maxRank: 0, dora: false, hostBytes: 0, readMs: 0, installMs: 0,
         resolve, reject });
       this.bus.publish(adapterSubject(this.o.cluster, 'load'), { v: PROTOCOL_VERSION, type: 'adapter.load', key, slot,
         dir: load.dir ?? '', ...(load.merge ? { merge: load.merge } : {}) });

@@ -175,6 +175,8 @@ export interface AdapterSummaryJson {
   tier: AdapterTier;
   bytes: number;
   rank: number | null;
+  /** A DoRA adapter (known once loaded; false before). */
+  dora: boolean;
   lastUsed: string | null; // ISO time
   pinned: boolean;
   inFlight: number;

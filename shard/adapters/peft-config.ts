@@ -219,8 +219,8 @@ export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE';
 const BASE_COPY_KEY = /^(?:base_model\.model\.)?((?:.+\.)?lm_head)\.base_layer\.weight$/;
 
 /**
- * `base_model.model.<module path>.lora_A[.<adapter name>].weight` (or lora_B, or DoRA's
- * `<module path>.lora_magnitude_vector`) → module path and kind.
+ * `base_model.model.<module path>.lora_A[.<adapter name>].weight` (or lora_B, DoRA's
+ * `<module path>.lora_magnitude_vector`, or an lm_head's `lm_head.base_layer.weight` copy) → module path and kind.
  */
 export function parseLoraTensorKey(key: string): { modulePath: string; kind: LoraTensorKind } {
   const refuse = (what: string): never => {

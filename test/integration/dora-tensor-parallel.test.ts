@@ -84,6 +84,12 @@ test('over HTTP at TP=2: a DoRA adapter by adapter_id, beside base and LoRA requ
         assert.ok(Math.abs(prefill[i]!.logprob! - ref) <= TOL, `seq${s} position ${i}: ${prefill[i]!.logprob} vs merged ${ref}`);
       }
     }
+    // The admin list says which adapter is a DoRA adapter.
+    const listed = await (await fetch(`${g.url}/v1/adapters`)).json() as { adapters: { id: string; dora: boolean; rank: number }[] };
+    const byId = new Map(listed.adapters.map((a) => [a.id, a]));
+    assert.equal(byId.get('dora_r2')?.dora, true);
+    assert.equal(byId.get('dora_r2')?.rank, 2);
+    assert.equal(byId.get('all_r8')?.dora, false);
   } finally {
     await g.close();
     merged.dispose();

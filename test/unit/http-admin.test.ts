@@ -61,7 +61,7 @@ class FakeAdapters implements AdapterAdmin {
     if (id === 'crash') throw new Error(`bug while using ${apiToken}`);
     const key = `${ref.source}:${id}`;
     const a: AdapterSummaryJson = this.known.get(key) ?? {
-      id, names: [id], source: ref.source, revision: null, tier: 'disk', bytes: 4096, rank: 8,
+      id, names: [id], source: ref.source, revision: null, tier: 'disk', bytes: 4096, rank: 8, dora: false,
       lastUsed: null, pinned: false, inFlight: id === 'busy' ? 2 : 0,
     };
     this.known.set(key, a);

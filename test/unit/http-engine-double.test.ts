@@ -192,7 +192,7 @@ export class MemoryAdapterAdmin implements AdapterAdmin {
     const summary: AdapterSummaryJson = known
       ? { ...known, tier: 'device' }
       : { id: ref.id, names: [ref.id, ...names], source: ref.source, revision: null, tier: 'device', bytes: 4096,
-          rank: 8, lastUsed: null, pinned: false, inFlight: 0 };
+          rank: 8, dora: false, lastUsed: null, pinned: false, inFlight: 0 };
     this.table.set(ref.id, summary);
     return summary;
   }
