@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `weft <command> [flags]` — launch | shard | score | bench. `weft <command> --help` lists every flag.
+// `weft <command> [flags]` — launch | shard | score | bench | check-adapter. `weft <command> --help` lists every flag.
 import { readCommandLine } from './config/index.js';
 
 async function main(): Promise<void> {
@@ -31,6 +31,11 @@ async function main(): Promise<void> {
     case 'bench': {
       const { runBench } = await import('./bench/index.js');
       await runBench(config);
+      return;
+    }
+    case 'check-adapter': {
+      const { checkAdapter } = await import('./check-adapter.js');
+      process.stdout.write(JSON.stringify(checkAdapter(config), null, 2) + '\n');
       return;
     }
     default: {

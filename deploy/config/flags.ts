@@ -64,6 +64,7 @@ const SERVER = ['launch', 'shard'] as const;
 const SHARD = ['shard'] as const;
 const SCORE = ['score'] as const;
 const BENCH = ['bench'] as const;
+const CHECK = ['check-adapter'] as const;
 const MAX_PORT = 65_535;
 const GIB = 1024 ** 3;
 
@@ -171,6 +172,15 @@ export const FLAGS = [
   { name: 'ids', type: 'list', of: 'int', split: ',', min: 0, commands: SCORE, required: true, default: [],
     help: 'Input token ids, comma separated.' },
 
+  // check-adapter
+  { name: 'model', type: 'string', commands: CHECK, required: true,
+    help: 'Local model directory (its config; its lm_head weight when the adapter saved a copy of it).' },
+  { name: 'adapter', type: 'string', commands: CHECK, required: true, help: 'Local PEFT adapter directory.' },
+  { name: 'num-shard', type: 'int', commands: CHECK, default: 1, min: 1, help: 'Tensor-parallel shards to plan it for.' },
+  { name: 'max-lora-rank', type: 'int', commands: CHECK, default: 64, min: 1, help: 'The server\'s --max-lora-rank.' },
+  { name: 'dtype', type: 'string', commands: CHECK, default: 'float32', choices: ['float32', 'bfloat16', 'float16'],
+    help: 'The shards\' dtype (bfloat16/float16: a GPU server), which sets the bytes a slot holds.' },
+
   // bench
   { name: 'scenario', type: 'string', commands: BENCH, required: true,
     choices: ['decode', 'prefill', 'lora-kernels', 'baseline', 'serve'], help: 'What to measure.' },
@@ -220,6 +230,6 @@ type TableKeys<C extends Command> = (typeof FLAGS)[number] extends infer F
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Fields<C extends Command> = Exclude<keyof ConfigFor<C>, 'command' | 'env'>;
 const tableMatchesTypes: { [C in Command]: Same<TableKeys<C>, Fields<C>> } = {
-  launch: true, shard: true, score: true, bench: true,
+  launch: true, shard: true, score: true, bench: true, 'check-adapter': true,
 };
 void tableMatchesTypes;

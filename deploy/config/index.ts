@@ -13,7 +13,7 @@ export { REDACTED, configSecrets, redactedConfig } from './redact.js';
 export { COMMANDS, ConfigError } from './types.js';
 export type {
   AdapterSource, AwsEnv, BenchConfig, BenchScenario, Command, Config, ConfigErrorCode, ConfigFor, Device, Dtype,
-  EnvConfig, LaunchConfig, LogLevel, PreloadAdapter, ScoreConfig, ShardConfig,
+  CheckAdapterConfig, EnvConfig, LaunchConfig, LogLevel, PreloadAdapter, ScoreConfig, ShardConfig,
 } from './types.js';
 
 export type CommandLine =

@@ -141,6 +141,7 @@ function finish(c: Config): Config {
     }
     case 'score':
     case 'bench':
+    case 'check-adapter':
       return c;
     default: {
       const unhandled: never = c;

@@ -1,8 +1,8 @@
 // The typed result of parsing `weft <command> [flags]` plus the environment: one interface per command.
 // Field names are the flags' names in camelCase (flags.ts checks this at compile time).
 
-export type Command = 'launch' | 'shard' | 'score' | 'bench';
-export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench'];
+export type Command = 'launch' | 'shard' | 'score' | 'bench' | 'check-adapter';
+export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench', 'check-adapter'];
 
 export type Device = 'cpu' | 'cuda';
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
@@ -164,7 +164,18 @@ export interface BenchConfig {
   env: EnvConfig;
 }
 
-export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig;
+/** `weft check-adapter`: will this adapter load on this model, and what will it take? */
+export interface CheckAdapterConfig {
+  command: 'check-adapter';
+  model: string;
+  adapter: string;
+  numShard: number;
+  maxLoraRank: number;
+  dtype: Dtype;
+  env: EnvConfig;
+}
+
+export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig;
 export type ConfigFor<C extends Command> = Extract<Config, { command: C }>;
 
 export type ConfigErrorCode =

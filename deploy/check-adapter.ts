@@ -1,0 +1,56 @@
+// `weft check-adapter --model M --adapter A`: the checks a shard makes when it loads an adapter — PEFT config,
+// tensor names and shapes against the model, ranks against --max-lora-rank, an lm_head copy against the base —
+// run without starting a server, with what the adapter holds and the bytes its slot takes on each shard.
+// Refused adapters throw with the same message the server's 424 would carry (the CLI exits 1 with it).
+import { estimateAdapterBytes } from '../coordinator/adapters/size-estimate.js';
+import { dropBaseLayerCopies } from '../shard/adapters/base-layer-copy.js';
+import { loadAdapterDir, loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
+import { planAdapter, readModelSpec } from '../shard/models/index.js';
+import { partitionFor } from '../shard/models/partition.js';
+import type { LoraStorage } from '../kernels/index.js';
+import type { CheckAdapterConfig } from './config/index.js';
+
+export interface AdapterCheck {
+  adapter: string;
+  model: string;
+  architecture: string;
+  /** The PEFT fields that decide its math. */
+  config: { r: number; loraAlpha: number; useRslora: boolean; useDora: boolean };
+  /** Every targeted module: PEFT path, rank and scale (rank_pattern / alpha_pattern / rsLoRA applied). */
+  modules: { path: string; rank: number; scale: number }[];
+  maxRank: number;
+  dora: boolean;
+  /** Per tensor-parallel rank: the parts its slot holds and their bytes in `dtype` (DoRA magnitudes in float32). */
+  shards: { rank: number; parts: number; bytes: number }[];
+  /** What the server's adapter byte budget reserves per shard before the first load reports (size-estimate.ts). */
+  estimatedBytes: number;
+  dtype: string;
+}
+
+export function checkAdapter(c: Pick<CheckAdapterConfig, 'model' | 'adapter' | 'numShard' | 'maxLoraRank' | 'dtype'>): AdapterCheck {
+  const spec = readModelSpec(c.model);
+  const adapter = dropBaseLayerCopies(loadAdapterDir(c.adapter), { dir: c.model, spec }, c.adapter);
+  const storage: LoraStorage = c.dtype === 'float32' ? 'float32' : c.dtype;
+  const shards = Array.from({ length: c.numShard }, (_, rank) => {
+    const plan = planAdapter({ spec, partition: partitionFor(spec, rank, c.numShard), loraStorage: storage }, adapter,
+      c.adapter, c.maxLoraRank);
+    return { rank, parts: plan.parts.length, bytes: plan.bytes, maxRank: plan.maxRank };
+  });
+  const paths = [...new Set([...adapter.tensors.keys()].map((k) => parseLoraTensorKey(k).modulePath))];
+  const { config } = adapter;
+  return {
+    adapter: c.adapter,
+    model: c.model,
+    architecture: spec.architecture,
+    config: { r: config.r, loraAlpha: config.loraAlpha, useRslora: config.useRslora, useDora: config.useDora },
+    modules: paths.map((path) => {
+      const { rank, scale } = loraScaleFor(config, path);
+      return { path, rank, scale };
+    }),
+    maxRank: shards[0]!.maxRank,
+    dora: config.useDora,
+    shards: shards.map(({ rank, parts, bytes }) => ({ rank, parts, bytes })),
+    estimatedBytes: estimateAdapterBytes({ dir: c.adapter }, c.dtype === 'float32' ? 4 : 2),
+    dtype: c.dtype,
+  };
+}
