@@ -51,7 +51,7 @@ export interface ModelPlanConfig {
 }
 
 /** Module ids understood by Model.stageAdapter (C++ LoraModule). */
-export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, lmHead: 4 } as const;
+export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, lmHead: 4, embed: 5 } as const;
 export type LoraModuleName = keyof typeof LoraModuleId;
 
 export interface BatchSeq {

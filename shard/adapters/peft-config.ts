@@ -1,8 +1,9 @@
 // PEFT LoRA adapters: adapter_config.json → LoraConfig, per-module rank/alpha/scale exactly as PEFT computes them,
-// tensor key parsing, and loading an adapter directory. Served: plain LoRA, `y = xWᵀ + s·(xAᵀ)Bᵀ`, and DoRA
-// (use_dora: each output channel of that scaled by magnitude / ||W + s·BA||, the norm over the channel's weight
-// row). Anything else whose forward pass differs (embedding LoRA, LoRA bias, base-modifying inits, …) is refused
-// with a message that names the field or key and says what to do; nothing is silently ignored (DESIGN.md §4).
+// tensor key parsing, and loading an adapter directory. Served: plain LoRA, `y = xWᵀ + s·(xAᵀ)Bᵀ` (on the token
+// embedding too: h = E[t] + s·A[:, t]ᵀBᵀ), and DoRA (use_dora: each output channel of that scaled by magnitude /
+// ||W + s·BA||, the norm over the channel's weight row). Anything else whose forward pass differs (LoRA bias,
+// base-modifying inits, …) is refused with a message that names the field or key and says what to do; nothing is
+// silently ignored (DESIGN.md §4).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, loadTorchBin } from '../formats/index.js';
@@ -211,12 +212,15 @@ const LORA_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_([AB])(?:\.([^.]+))?\.wei
 const MAGNITUDE_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$/;
 
 /**
- * A: lora_A, B: lora_B, M: DoRA's lora_magnitude_vector, BASE: a copy of the targeted lm_head's own weight, which
- * PEFT saves by default when lm_head is a target (`save_embedding_layers="auto"`); base-layer-copy.ts checks it
- * against the model and drops it.
+ * A: lora_A (or lora_embedding_A), B: lora_B (or lora_embedding_B), M: DoRA's lora_magnitude_vector, BASE: a copy of
+ * a targeted lm_head's or token embedding's own weight, which PEFT saves by default when one is a target
+ * (`save_embedding_layers="auto"`); base-layer-copy.ts checks it against the model and drops it.
  */
 export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE';
-const BASE_COPY_KEY = /^(?:base_model\.model\.)?((?:.+\.)?lm_head)\.base_layer\.weight$/;
+const BASE_COPY_KEY = /^(?:base_model\.model\.)?((?:.+\.)?(?:lm_head|embed_tokens|wte))\.base_layer\.weight$/;
+// LoRA on an embedding as PEFT saves it: `<module path>.lora_embedding_A` [r, vocab] / `_B` [hidden, r] (parameters,
+// so no `.weight`; an adapter-name segment in unconverted state dicts).
+const EMBEDDING_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_embedding_([AB])(?:\.[^.]+)?$/;
 
 /**
  * `base_model.model.<module path>.lora_A[.<adapter name>].weight` (or lora_B, DoRA's
@@ -226,9 +230,8 @@ export function parseLoraTensorKey(key: string): { modulePath: string; kind: Lor
   const refuse = (what: string): never => {
     throw new AdapterConfigError(`tensor '${key}': ${what}`, key);
   };
-  if (/(^|\.)lora_embedding_[AB](\.|$)/.test(key)) {
-    refuse('embedding LoRA (lora_embedding_A/B) is not supported; retrain without embedding layers in target_modules');
-  }
+  const emb = EMBEDDING_KEY.exec(key);
+  if (emb) return { modulePath: emb[1]!, kind: emb[2] as 'A' | 'B' };
   const copy = BASE_COPY_KEY.exec(key);
   if (copy) return { modulePath: copy[1]!, kind: 'BASE' };
   const mag = MAGNITUDE_KEY.exec(key);

@@ -5,7 +5,7 @@ import type { Partition, Range } from './partition.js';
 import type { ModelSpec } from './spec.js';
 import { rangeLen } from './partition.js';
 
-export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'lmHead';
+export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'lmHead' | 'embed';
 
 /** One sub-block of a fused module's output rows. */
 export interface SubBlock {
@@ -48,7 +48,7 @@ export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' |
 
 /** Where a Hugging Face tensor (or a PEFT target module) sits in the executor. */
 export interface ModuleRef {
-  layer: number;          // -1 for lm_head
+  layer: number;          // -1 for lm_head and the token embedding
   module: ExecModule;
   /** Sub-block roles this HF module provides, in row order (fused HF modules provide several). */
   roles: string[];
@@ -77,6 +77,9 @@ const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
 /** Resolves a module path like `model.layers.3.self_attn.q_proj` or `transformer.h.0.attn.c_attn`. */
 export function resolveModule(spec: ModelSpec, path: string): ModuleRef | null {
   if (path === 'lm_head') return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
+  if (path === (spec.architecture === 'gpt2' ? 'transformer.wte' : 'model.embed_tokens')) {
+    return { layer: -1, module: 'embed', roles: ['embed'], conv1d: false };
+  }
   const m = spec.architecture === 'gpt2'
     ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);

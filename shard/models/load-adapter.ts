@@ -120,9 +120,18 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     maxRank = Math.max(maxRank, rank);
     const { scale } = loraScaleFor(config, path);
     const moduleId = LoraModuleId[ref.module];
-    if (m && ref.module === 'lmHead') {
-      throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on lm_head, which is not supported; retrain without ` +
-        `lm_head in target_modules or merge the adapter into the base model`);
+    if (m && (ref.module === 'lmHead' || ref.module === 'embed')) {
+      throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on ${ref.module === 'embed' ? 'the token embedding' : 'lm_head'}, ` +
+        `which is not supported; retrain without it in target_modules or merge the adapter into the base model`);
+    }
+    if (ref.module === 'embed') {
+      // Every rank holds the whole embedding table, so the pair is not sliced: A [r, vocab], B [hidden, r].
+      if (inDim !== spec.vocab || outDim !== spec.hidden) {
+        throw new AdapterLoadError(`${dir}: '${path}' expects lora_embedding_A [r, ${spec.vocab}] and lora_embedding_B ` +
+          `[${spec.hidden}, r], got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (a resized vocabulary, or another base model?)`);
+      }
+      parts.push({ layer: -1, module: moduleId, outOffset: 0, rank, scale, a: a.data, b: b.data });
+      continue;
     }
     if (ref.module === 'o' || ref.module === 'down') {
       const full = ref.module === 'o' ? spec.heads * spec.headDim : spec.intermediate;

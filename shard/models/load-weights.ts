@@ -31,7 +31,7 @@ export interface LoadedModel {
 /** Names of the Hugging Face modules that feed one executor module, in sub-block order. */
 interface HfNames {
   layerPrefix(i: number): string;
-  modules: Record<Exclude<ExecModule, 'lmHead'>, { paths: string[]; roles: string[][] }>;
+  modules: Record<Exclude<ExecModule, 'lmHead' | 'embed'>, { paths: string[]; roles: string[][] }>;
   attnNorm: string;
   mlpNorm: string;
   finalNorm: string;

@@ -177,8 +177,10 @@ test('tensor keys: module path and A/B; everything else is refused by name', () 
   const no = (key: string, re: RegExp): void => {
     assert.throws(() => parseLoraTensorKey(key), (e: unknown) => e instanceof AdapterConfigError && e.field === key && e.message.startsWith(`tensor '${key}': `) && re.test(e.message));
   };
-  no('base_model.model.model.embed_tokens.lora_embedding_A', /embedding LoRA/);
-  no('base_model.model.model.embed_tokens.lora_embedding_B.default', /embedding LoRA/);
+  // LoRA on the token embedding, as PEFT saves it (parameters: no `.weight`) and unconverted (adapter name).
+  assert.deepEqual(parseLoraTensorKey('base_model.model.model.embed_tokens.lora_embedding_A'), { modulePath: 'model.embed_tokens', kind: 'A' });
+  assert.deepEqual(parseLoraTensorKey('base_model.model.model.embed_tokens.lora_embedding_B.default'), { modulePath: 'model.embed_tokens', kind: 'B' });
+  assert.deepEqual(parseLoraTensorKey('base_model.model.model.embed_tokens.base_layer.weight'), { modulePath: 'model.embed_tokens', kind: 'BASE' });
   // DoRA magnitudes as PEFT saves them, and as older state dicts name them.
   for (const suffix of ['', '.weight', '.default.weight']) {
     assert.deepEqual(parseLoraTensorKey(`base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector${suffix}`),

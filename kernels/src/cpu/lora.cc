@@ -24,6 +24,16 @@ void lora_shrink_expand(const float* x, int64_t t0, int64_t t1, int64_t in, cons
   });
 }
 
+void lora_embedding_add(float* h, int64_t hidden, const int32_t* tokens, int64_t t0, int64_t t1, const float* a,
+                        const float* b, int64_t rank, int64_t vocab, float scale) {
+  std::vector<float> hk(static_cast<size_t>(rank));
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t k = 0; k < rank; ++k) hk[k] = a[k * vocab + tokens[t]];
+    float* hr = h + t * hidden;
+    for (int64_t o = 0; o < hidden; ++o) hr[o] += scale * dot(b + o * rank, hk.data(), rank);
+  }
+}
+
 void dora_scale(float* y, int64_t t0, int64_t t1, int64_t y_stride, int64_t out_offset, int64_t out_len,
                 const float* mag, const float* bias) {
   for (int64_t t = t0; t < t1; ++t) {

@@ -64,6 +64,11 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
 void lora_shrink_expand(const float* x, int64_t t0, int64_t t1, int64_t in, const float* a, const float* b,
                         int64_t rank, int64_t out_len, float scale, float* y, int64_t y_stride, int64_t out_offset);
 
+// LoRA on the token embedding for tokens [t0, t1): h[t, o] += scale · (B[o, :] · A[:, tokens[t]]), A [rank, vocab]
+// (the token's column is the shrink of its one-hot row), B [hidden, rank]; h rows `hidden` apart.
+void lora_embedding_add(float* h, int64_t hidden, const int32_t* tokens, int64_t t0, int64_t t1, const float* a,
+                        const float* b, int64_t rank, int64_t vocab, float scale);
+
 // DoRA on one segment, after its LoRA delta is in y: y[t, out_offset + o] = mag[o]·(y - bias[o]) + bias[o] for
 // tokens [t0, t1) (bias null: none), so the base product and the delta are both scaled and the bias is not.
 void dora_scale(float* y, int64_t t0, int64_t t1, int64_t y_stride, int64_t out_offset, int64_t out_len,

@@ -15,7 +15,9 @@ namespace weft {
 
 enum class NormKind { kRms, kLayer };
 enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf };
-enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4 };
+// kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
+// the token's one-hot row, so in = vocab, out = hidden.
+enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4, kEmbed = 5 };
 
 struct ModelConfig {
   int64_t hidden = 0, layers = 0, head_dim = 0;

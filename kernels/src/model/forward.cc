@@ -111,6 +111,13 @@ std::vector<float> Model::forward(const Batch& b) {
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
       attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
   cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
+  // LoRA on the token embedding (PEFT adds it to the embedding's output, before position embeddings).
+  for (const BatchSeq& s : b.seqs) {
+    if (s.adapter_slot < 0) continue;
+    for (const LoraPart& p : slots_[s.adapter_slot].embed)
+      cpu::lora_embedding_add(h.data(), H, b.tokens.data(), s.token_start, s.token_start + s.num_tokens, p.a.data(),
+                              p.b.data(), p.rank, cfg_.vocab, p.scale);
+  }
   if (cfg_.learned_positions) {
     std::vector<float> pe(T * H);
     cpu::embedding_gather(w("pos_embed"), cfg_.max_positions, H, b.positions.data(), T, pe.data());

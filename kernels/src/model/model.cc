@@ -31,6 +31,7 @@ int64_t module_in(const ModelConfig& c, int module) {
     case kQkv: case kUp: case kLmHead: return c.hidden;
     case kO: return c.heads_local * c.head_dim;
     case kDown: return c.intermediate_local;
+    case kEmbed: return c.vocab;
   }
   return -1;
 }
@@ -41,6 +42,7 @@ int64_t module_out(const ModelConfig& c, int module) {
     case kO: case kDown: return c.hidden;
     case kUp: return c.mlp == MlpKind::kGatedSilu ? 2 * c.intermediate_local : c.intermediate_local;
     case kLmHead: return c.vocab_local;
+    case kEmbed: return c.hidden;
   }
   return -1;
 }
@@ -98,8 +100,8 @@ const char* lora_data_name(LoraData d) {
 
 void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
   const int module = part.module, layer = part.layer;
-  if (module < 0 || module > kLmHead) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
-  if (module != kLmHead && (layer < 0 || layer >= c.layers))
+  if (module < 0 || module > kEmbed) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
+  if (module != kLmHead && module != kEmbed && (layer < 0 || layer >= c.layers))
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
   if (!part.a || !part.b || part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
       part.out_offset + part.out_len > module_out(c, module) || part.a_len != part.rank * part.in ||
@@ -109,7 +111,8 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
                                 std::to_string(module_in(c, module)) + "), out " + std::to_string(part.out_offset) +
                                 "+" + std::to_string(part.out_len) + " (module out " +
                                 std::to_string(module_out(c, module)) + ")");
-  if (part.mag && module == kLmHead) throw std::invalid_argument("lora: DoRA (a channel scale) is not supported on lm_head");
+  if (part.mag && (module == kLmHead || module == kEmbed))
+    throw std::invalid_argument("lora: DoRA (a channel scale) is not supported on lm_head or the embedding");
 }
 
 std::vector<std::vector<float>> ModelExecutor::lora_weight_norms_sq(const std::vector<LoraPartRef>&) {
@@ -182,6 +185,7 @@ std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRe
     if (r.mag) part.mag.assign(r.mag, r.mag + r.mag_len);
     s.bytes += static_cast<int64_t>((part.a.size() + part.b.size() + part.mag.size()) * sizeof(float));
     if (r.module == kLmHead) s.lm_head.push_back(std::move(part));
+    else if (r.module == kEmbed) s.embed.push_back(std::move(part));
     else s.layers[r.layer][r.module].push_back(std::move(part));
   }
   s.loaded = true;
@@ -194,7 +198,8 @@ std::vector<std::vector<float>> Model::lora_weight_norms_sq(const std::vector<Lo
   std::vector<std::vector<float>> out;
   for (const LoraPartRef& r : parts) {
     check_lora_part(cfg_, r);
-    if (r.module == kLmHead) throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head");
+    if (r.module == kLmHead || r.module == kEmbed)
+      throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head or the embedding");
     if (r.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
     // Weights are fixed after finalize(), so this reads them without the step mutex, beside a running step.
     const float* wt = w("layers." + std::to_string(r.layer) + "." + kWeight[r.module] + ".weight") + r.out_offset * r.in;

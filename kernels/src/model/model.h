@@ -21,6 +21,7 @@ struct AdapterSlot {
   bool loaded = false;
   std::vector<std::array<std::vector<LoraPart>, kNumLayerModules>> layers;
   std::vector<LoraPart> lm_head;
+  std::vector<LoraPart> embed;  // LoRA on the token embedding (kEmbed)
   int64_t bytes = 0;
 };
 
