@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   gt::run_lora_tests(rng);
   gt::run_lora_folded_tests(rng);
   gt::run_dora_tests(rng);
+  gt::run_lora_embed_tests(rng);
   gt::run_sampling_tests(rng);
   if (bench) gt::run_benchmarks(rng);
   const gt::Report& r = gt::report();

@@ -159,6 +159,7 @@ void run_attention_tests(std::mt19937& rng);
 void run_lora_tests(std::mt19937& rng);
 void run_lora_folded_tests(std::mt19937& rng);
 void run_dora_tests(std::mt19937& rng);
+void run_lora_embed_tests(std::mt19937& rng);
 void run_sampling_tests(std::mt19937& rng);
 void run_benchmarks(std::mt19937& rng);
 

@@ -104,7 +104,7 @@ case "$part" in
     # attention (WEFT_PREFILL_ATTENTION=mma) — `env <switch> node test/run.mjs gpu/model-golden` reruns either.
     # With the LoRA shrinks after the base GEMMs, on the step's stream (the default puts them beside): golden,
     # graphs vs eager, the op profile.
-    step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity gpu/op-profile gpu/model-dora
+    step node-gpu-lora-after 200 env WEFT_LORA_OVERLAP=0 node test/run.mjs gpu/model-golden gpu/model-parity gpu/op-profile gpu/model-dora gpu/model-embedding
     grep -E "^ℹ (tests|pass|fail)|✖" "$OUT/node-gpu-lora-after.log" | head -10
     # With programmatic dependent launch between the step's own small kernels and the decode LoRA expands folded
     # into the op after them, and the decode attention's depth chosen by grid size (WEFT_PDL_STEP=1,

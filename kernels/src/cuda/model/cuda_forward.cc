@@ -238,6 +238,15 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
                                    pos_table, cfg_.max_positions, ints(p.positions), stream_));
+  // LoRA on the token embedding, for the rows of adapters that have it (in every step with adapter rows, so a
+  // decode graph replays it for whatever adapters the tables name then; rows without an embedding part return).
+  LoraArgs emb;
+  if (p.lora && lora_args(-1, kEmbed, cfg_.vocab, H, &emb)) {
+    emb.tokens = T;
+    emb.token_entry = ints(p.row_entry);
+    ops_.mark("lora embed", stream_);
+    WEFT_CUDA_CHECK(lora_embedding(emb, ints(p.tokens), cfg_.vocab, buf_.h.as<float>(), H, stream_));
+  }
   if (cfg_.rotary_dim > 0 && rope_table()) {
     ops_.mark("rope table", stream_);
     WEFT_CUDA_CHECK(rope_cos_sin_table(ints(p.positions), T, inv_freq_.as<float>(), cfg_.rotary_dim,

@@ -184,10 +184,6 @@ std::vector<std::vector<float>> CudaModel::lora_weight_norms_sq(const std::vecto
 }
 
 std::unique_ptr<StagedAdapter> CudaModel::stage_adapter(const std::vector<LoraPartRef>& parts) {
-  for (const LoraPartRef& p : parts)
-    if (p.module == kEmbed)
-      throw std::invalid_argument("LoRA on the token embedding (lora_embedding_A/B) runs on the CPU backend (--device cpu) "
-                                  "in this version; merge the adapter's embedding into the base model to serve it on a GPU");
   std::lock_guard<std::mutex> lock(stage_mu_);
   DeviceScope scope(device_);
   return lora_->stage(parts, stage_uploader_, copy_stream_);

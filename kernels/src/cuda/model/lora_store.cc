@@ -29,6 +29,7 @@ const char* module_name(int module) {
     case kUp: return "up";
     case kDown: return "down";
     case kLmHead: return "lm_head";
+    case kEmbed: return "embed";
   }
   return "?";
 }
@@ -36,7 +37,7 @@ const char* module_name(int module) {
 
 LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     : cfg_(cfg), dtype_(dtype), entries_(static_cast<int32_t>(cfg.adapter_slots)),
-      num_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 1) {
+      num_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 2) {
   size_t at = 0;
   layouts_.resize(static_cast<size_t>(num_tables_));
   for (int t = 0; t < num_tables_; ++t) {
@@ -96,12 +97,13 @@ std::vector<LoraStore::Slice> LoraStore::slices_of(int module) const {
       return {{0, inter}};
     case kO: case kDown: return {{0, static_cast<int32_t>(cfg_.hidden)}};
     case kLmHead: return {{0, static_cast<int32_t>(cfg_.vocab_local)}};
+    case kEmbed: return {{0, static_cast<int32_t>(cfg_.hidden)}};
   }
   return {};
 }
 
 int LoraStore::table_index(int layer, int module) const {
-  return module == kLmHead ? num_tables_ - 1 : layer * kNumLayerModules + module;
+  return module == kEmbed ? num_tables_ - 1 : module == kLmHead ? num_tables_ - 2 : layer * kNumLayerModules + module;
 }
 
 std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& parts, Uploader& up,

@@ -103,7 +103,9 @@ class LoraStore {
 
   int table_index(int layer, int module) const;
   void set_entry(int table, int sub, int slot, const void* a, const void* b, const float* mag, int32_t rank, float scale);
-  int module_of(int table) const { return table == num_tables_ - 1 ? kLmHead : table % kNumLayerModules; }
+  int module_of(int table) const {
+    return table == num_tables_ - 1 ? kEmbed : table == num_tables_ - 2 ? kLmHead : table % kNumLayerModules;
+  }
   std::vector<Slice> slices_of(int module) const;
   template <class T> T* host(int table, size_t Layout::*field) {
     return reinterpret_cast<T*>(blob_.as<uint8_t>() + layouts_[table].*field);
@@ -112,7 +114,7 @@ class LoraStore {
   ModelConfig cfg_;
   DType dtype_;
   int32_t entries_;                  // adapter slots
-  int num_tables_;                   // layers * 4 + lm_head
+  int num_tables_;                   // layers * 4 + lm_head + the token embedding
   std::vector<Layout> layouts_;
   // Host mirror of every table, page-locked: sync_tables copies it without waiting (see there).
   PinnedBuffer blob_;
