@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytesToFloat32 } from '../../protocol/index.js';
-import { LocalEngine } from '../../shard/index.js';
 import { loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 import { writeLoraMerged } from '../helpers/lora-merge.js';
+import { expectMixedBatch, openMergedOracle, type MergedOracle } from '../helpers/merged-oracle.js';
 import { ALPHA, RANK, writeEmbeddingAdapter } from '../helpers/embedding-adapter.js';
 import { scoreStep, startShardCluster } from '../helpers/shard-cluster.js';
 
@@ -21,34 +21,21 @@ for (const [label, targets, copies] of [
   ['q/v + embed_tokens + lm_head, saved with base-layer copies', ['q_proj', 'v_proj', 'embed_tokens', 'lm_head'], true],
 ] as const) {
   describe(`embedding LoRA: ${label}`, () => {
-    let c: GoldenCase, root: string, served: LocalEngine, merged: LocalEngine;
+    let c: GoldenCase, root: string, oracle: MergedOracle;
     before(() => {
       c = loadGoldenCase('llama_lmhead');  // untied: lm_head is its own weight
       root = mkdtempSync(join(tmpdir(), 'weft-emb-lora-'));
       writeEmbeddingAdapter(c.modelDir, join(root, 'adapter'), [...targets], copies, 31);
       writeLoraMerged(c.modelDir, join(root, 'adapter'), join(root, 'merged'), ALPHA / RANK);
-      served = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 2 });
-      served.loadAdapter(0, join(root, 'adapter'));
-      served.loadAdapter(1, c.adapters[0]!.dir);
-      merged = LocalEngine.open(join(root, 'merged'), { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
+      oracle = openMergedOracle(c, join(root, 'adapter'), join(root, 'merged'));
     });
     after(() => {
-      served?.dispose();
-      merged?.dispose();
+      oracle?.dispose();
       rmSync(root, { recursive: true, force: true });
     });
 
     test('the merged model\'s logits, alone and beside base and LoRA rows', async () => {
-      const items = c.sequences.flatMap((tokens, s) => [0, -1, 1].map((adapterSlot) => ({ tokens, adapterSlot, s })));
-      const out = await served.scoreBatch(items);
-      for (let i = 0; i < items.length; i++) {
-        const { adapterSlot, s } = items[i]!;
-        const want = adapterSlot === -1 ? c.logits(`base/seq${s}`) : adapterSlot === 1 ? c.logits(`adapter/${c.adapters[0]!.name}/seq${s}`)
-          : (await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]))[0]!;
-        const e = maxAbsDiff(out[i]!, want);
-        assert.ok(e <= TOL, `item ${i} (slot ${adapterSlot}, seq${s}): max abs error ${e}`);
-        if (adapterSlot === 0) assert.ok(maxAbsDiff(out[i]!, c.logits(`base/seq${s}`)) > 1e-2, 'the adapter changes the logits');
-      }
+      await expectMixedBatch(oracle, c, TOL);
     });
 
     test('at TP=2 over shard processes', async () => {
@@ -59,7 +46,7 @@ for (const [label, targets, copies] of [
         const r = await cluster.group.step(scoreStep(items));
         assert.equal(r.error, undefined);
         for (let s = 0; s < items.length; s++) {
-          const [want] = await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]);
+          const [want] = await oracle.merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]);
           const e = maxAbsDiff(bytesToFloat32(r.outputs[s]!.logits!), want!);
           assert.ok(e <= TOL, `seq${s}: max abs error ${e}`);
         }

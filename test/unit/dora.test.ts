@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuOps } from '../../kernels/index.js';
 import { estimateAdapterBytes } from '../../coordinator/adapters/size-estimate.js';
-import { LocalEngine } from '../../shard/index.js';
 import { loadAdapterDir } from '../../shard/adapters/index.js';
 import { mergeAdapters } from '../../shard/adapters/merge.js';
 import { planAdapter, readModelSpec } from '../../shard/models/index.js';
 import { partitionFor } from '../../shard/models/partition.js';
 import { loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 import { writeDoraAdapter, writeDoraMerged, type DoraAdapterOptions } from '../helpers/dora.js';
+import { expectMixedBatch, openMergedOracle, type MergedOracle } from '../helpers/merged-oracle.js';
 
 const TOL = 1e-4;
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/dora/dora_linear.json', import.meta.url));
@@ -54,51 +54,25 @@ const MODULES: Record<string, string[]> = {
 for (const [name, modules] of Object.entries(MODULES)) {
   describe(`DoRA on golden ${name}`, () => {
     const opts: DoraAdapterOptions = { seed: 11, rank: 4, alpha: 8, modules };
-    let c: GoldenCase, root: string, served: LocalEngine, merged: LocalEngine;
+    let c: GoldenCase, root: string, oracle: MergedOracle;
     before(() => {
       c = loadGoldenCase(name);
       root = mkdtempSync(join(tmpdir(), 'weft-dora-'));
       writeDoraAdapter(c.modelDir, join(root, 'dora'), opts);
       writeDoraMerged(c.modelDir, join(root, 'dora'), join(root, 'merged'), opts);
-      served = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 2 });
-      served.loadAdapter(0, join(root, 'dora'));
-      served.loadAdapter(1, c.adapters[0]!.dir);
-      merged = LocalEngine.open(join(root, 'merged'), { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
+      oracle = openMergedOracle(c, join(root, 'dora'), join(root, 'merged'));
     });
     after(() => {
-      served?.dispose();
-      merged?.dispose();
+      oracle?.dispose();
       rmSync(root, { recursive: true, force: true });
     });
 
-    test('a DoRA adapter gives the merged model\'s logits', async () => {
-      for (let s = 0; s < c.sequences.length; s++) {
-        const [want] = await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]);
-        const [got] = await served.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: 0 }]);
-        const err = maxAbsDiff(got!, want!);
-        assert.ok(err <= TOL, `seq${s}: max abs error ${err}`);
-        // And the adapter changes the model (a check that passes on the base logits would mean nothing).
-        assert.ok(maxAbsDiff(got!, c.logits(`base/seq${s}`)) > 1e-2, `seq${s}: DoRA left the logits at the base model's`);
-      }
+    test('the merged model\'s logits, alone and beside the base model and a plain LoRA adapter', async () => {
+      await expectMixedBatch(oracle, c, TOL);
     });
 
     test('the registry\'s size estimate is what the slot holds (magnitudes included)', () => {
-      assert.equal(estimateAdapterBytes({ dir: join(root, 'dora') }, 4), served.model.native.adapterBytes(0));
-    });
-
-    test('beside the base model and a plain LoRA adapter in one batch', async () => {
-      const items = c.sequences.flatMap((tokens, s) => [
-        { tokens, adapterSlot: 0, s }, { tokens, adapterSlot: -1, s }, { tokens, adapterSlot: 1, s }, { tokens, adapterSlot: 0, s },
-      ]);
-      const out = await served.scoreBatch(items);
-      for (let i = 0; i < items.length; i++) {
-        const { adapterSlot, s } = items[i]!;
-        const want = adapterSlot === -1 ? c.logits(`base/seq${s}`)
-          : adapterSlot === 1 ? c.logits(`adapter/${c.adapters[0]!.name}/seq${s}`)
-          : (await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]))[0]!;
-        const err = maxAbsDiff(out[i]!, want);
-        assert.ok(err <= TOL, `item ${i} (slot ${adapterSlot}, seq${s}): max abs error ${err}`);
-      }
+      assert.equal(estimateAdapterBytes({ dir: join(root, 'dora') }, 4), oracle.served.model.native.adapterBytes(0));
     });
   });
 }
