@@ -84,6 +84,15 @@ test('over HTTP at TP=2: a DoRA adapter by adapter_id, beside base and LoRA requ
         assert.ok(Math.abs(prefill[i]!.logprob! - ref) <= TOL, `seq${s} position ${i}: ${prefill[i]!.logprob} vs merged ${ref}`);
       }
     }
+    // A DoRA adapter the server cannot serve (DoRA on lm_head): 424 naming why, and the server goes on.
+    writeDoraAdapter(c.modelDir, join(root, 'dora_head'), { seed: 3, rank: 2, alpha: 4, modules: ['lm_head'] });
+    const refused = await g.post('/generate', { inputs: textOf(c.sequences[0]!), parameters: { max_new_tokens: 2,
+      adapter_id: 'dora_head', adapter_source: 'local' } });
+    assert.equal(refused.status, 424, refused.text);
+    assert.match(refused.json.error, /DoRA module on lm_head, which is not supported/);
+    const after = await g.post('/generate', { inputs: textOf(c.sequences[0]!), parameters: { max_new_tokens: 2,
+      adapter_id: 'dora_r2', adapter_source: 'local' } });
+    assert.equal(after.status, 200, after.text);
     // The admin list says which adapter is a DoRA adapter.
     const listed = await (await fetch(`${g.url}/v1/adapters`)).json() as { adapters: { id: string; dora: boolean; rank: number }[] };
     const byId = new Map(listed.adapters.map((a) => [a.id, a]));
