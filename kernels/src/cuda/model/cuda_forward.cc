@@ -238,10 +238,9 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
                                    pos_table, cfg_.max_positions, ints(p.positions), stream_));
-  // LoRA on the token embedding, for the rows of adapters that have it (in every step with adapter rows, so a
-  // decode graph replays it for whatever adapters the tables name then; rows without an embedding part return).
+  // LoRA on the token embedding, in steps with rows of such adapters (their own graph key; other rows return at once).
   LoraArgs emb;
-  if (p.lora && lora_args(-1, kEmbed, cfg_.vocab, H, &emb)) {
+  if (p.embed_lora && lora_args(-1, kEmbed, cfg_.vocab, H, &emb)) {
     emb.tokens = T;
     emb.token_entry = ints(p.row_entry);
     ops_.mark("lora embed", stream_);

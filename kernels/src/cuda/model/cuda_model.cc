@@ -320,12 +320,16 @@ StepPlan CudaModel::launch_step(const Batch& b) {
   PaddedShape shape;
   const bool graph = use_graph(b, &shape);
   StepPlan p = plan_step(cfg_, b, graph ? &shape : nullptr, packed_);
-  for (const BatchSeq& s : b.seqs) p.dora = p.dora || (s.adapter_slot >= 0 && lora_->is_dora(s.adapter_slot));
+  for (const BatchSeq& s : b.seqs) {
+    if (s.adapter_slot < 0) continue;
+    p.dora = p.dora || lora_->is_dora(s.adapter_slot);
+    p.embed_lora = p.embed_lora || lora_->has_embedding(s.adapter_slot);
+  }
   ensure_buffers(p);
   lora_->sync_tables(stream_);
   upload_plan(p);
   if (graph) {
-    graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora, p.dora}, generation_, stream_,
+    graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora, p.dora, p.embed_lora}, generation_, stream_,
                    [&] { enqueue_step(p); });
   } else {
     enqueue_step(p);

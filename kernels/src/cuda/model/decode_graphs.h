@@ -1,8 +1,8 @@
 // CUDA graphs of the decode step, one per shape: rows bucketed to 1, 2, 4, ..., 128 (padded sequences),
 // block-table width bucketed to a power of two (it sets the attention grid), with or without LoRA launches,
-// and with or without DoRA's. A graph is captured on first use and replayed after; it bakes in every device address and launch
-// shape of the step, so the executor stamps each capture with a generation it bumps whenever a buffer the
-// step touches is reallocated (or the LoRA rank cap grows); a stale graph is captured again.
+// DoRA's and the token embedding's LoRA. A graph is captured on first use and replayed after; it bakes in every
+// device address and launch shape of the step, so the executor stamps each capture with a generation it bumps
+// whenever a buffer the step touches is reallocated (or the LoRA rank cap grows); a stale graph is captured again.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -16,9 +16,10 @@ namespace weft::cuda {
 struct GraphKey {
   int32_t rows = 0, table_stride = 0;
   bool lora = false;
-  bool dora = false;  // some row uses a DoRA adapter: the graph has the DoRA scale launches (cuda_lora.cc)
+  bool dora = false;   // some row uses a DoRA adapter: the graph has the DoRA scale launches (cuda_lora.cc)
+  bool embed = false;  // some row's adapter has LoRA on the token embedding: the graph has its launch
   bool operator<(const GraphKey& o) const {
-    return std::tie(rows, table_stride, lora, dora) < std::tie(o.rows, o.table_stride, o.lora, o.dora);
+    return std::tie(rows, table_stride, lora, dora, embed) < std::tie(o.rows, o.table_stride, o.lora, o.dora, o.embed);
   }
 };
 

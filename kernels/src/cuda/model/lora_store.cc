@@ -152,6 +152,7 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     staged->entries_.push_back({t, k, nullptr, nullptr, nullptr, static_cast<int32_t>(part.rank), part.scale});
     staged->bytes_ += (part.a_len + part.b_len) * static_cast<int64_t>(ds) + part.mag_len * static_cast<int64_t>(sizeof(float));
     staged->dora_ = staged->dora_ || part.mag;
+    staged->embed_ = staged->embed_ || part.module == kEmbed;
     staged->rank_cap_ =
         std::max(staged->rank_cap_, static_cast<int32_t>(round_up(static_cast<size_t>(part.rank), 16)));
   }
@@ -199,6 +200,7 @@ void LoraStore::install(int slot, StagedLora& staged, cudaStream_t step_stream) 
   st.bytes = staged.bytes_;
   st.loaded = true;
   st.dora = staged.dora_;
+  st.embed = staged.embed_;
   rank_cap_ = std::max(rank_cap_, staged.rank_cap_);
   staged.entries_.clear();
 }

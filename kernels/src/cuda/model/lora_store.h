@@ -57,6 +57,7 @@ class StagedLora final : public StagedAdapter {
   int64_t bytes_ = 0;
   int32_t rank_cap_ = 16;
   bool dora_ = false;
+  bool embed_ = false;
 };
 
 class LoraStore {
@@ -75,6 +76,8 @@ class LoraStore {
   bool loaded(int slot) const { return slots_[slot].loaded; }
   // The adapter in `slot` is a DoRA adapter: a step with its rows scales them after every module's expands.
   bool is_dora(int slot) const { return slots_[slot].loaded && slots_[slot].dora; }
+  // The adapter in `slot` has LoRA on the token embedding.
+  bool has_embedding(int slot) const { return slots_[slot].loaded && slots_[slot].embed; }
   int64_t bytes(int slot) const { return slots_[slot].bytes; }
 
   // Enqueues copies of the tables changed since the last call to the device (before a step is enqueued). Does not
@@ -95,6 +98,7 @@ class LoraStore {
   struct SlotState {
     bool loaded = false;
     bool dora = false;
+    bool embed = false;
     int64_t bytes = 0;
     StreamBuffer mem;                              // every part of the adapter
     std::vector<std::pair<int, int>> entries;      // (table, sub-block) entries that point into mem

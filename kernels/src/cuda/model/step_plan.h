@@ -35,6 +35,7 @@ struct StepPlan {
   int32_t table_stride = 1;
   bool lora = false;          // some row uses an adapter
   bool dora = false;          // some row uses a DoRA adapter (set by the executor, which knows the slots)
+  bool embed_lora = false;    // some row's adapter has LoRA on the token embedding (set likewise)
   int32_t num_segments = 0;   // SGMV segments (adapters of the prefill rows)
   // Offsets, in int32 elements, of each array in the packed buffer.
   int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0, seg_entry = 0;
