@@ -9,6 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, numel } from '../../shard/formats/index.js';
 import type { LoadSpec } from './registry.js';
+import { partsOfModulePath } from '../../shard/models/layout.js';
 
 /** Bytes one shard's slot will hold, estimated; `elementBytes` is the engine's (4 on the CPU backend). */
 export function estimateAdapterBytes(load: LoadSpec, elementBytes: number): number {
@@ -17,12 +18,10 @@ export function estimateAdapterBytes(load: LoadSpec, elementBytes: number): numb
   return factors * elementBytes + magnitudes * 4;  // DoRA's channel scales stay float32 in the slot
 }
 
-// A fused module's parts are its sub-blocks (q|k|v, gate|up: shard/models/layout.ts), and each holds its own copy
-// of the module's lora_A.
-const FUSED_SUB_BLOCKS: Record<string, number> = { qkv_proj: 3, c_attn: 3, gate_up_proj: 2 };
+// A fused module's parts are its sub-blocks (q|k|v, gate|up), and each holds its own copy of the module's lora_A.
 function fusedCopies(name: string): number {
-  const m = /(?:^|\.)([^.]+)\.lora_A\b/.exec(name);
-  return (m && FUSED_SUB_BLOCKS[m[1]!]) || 1;
+  const m = /^(?:base_model\.model\.)?(.+)\.lora_A\b/.exec(name);
+  return m ? partsOfModulePath(m[1]!) : 1;
 }
 
 function elementsOf(dir: string): { factors: number; magnitudes: number } {

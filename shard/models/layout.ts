@@ -74,6 +74,17 @@ const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'mlp.c_proj': { module: 'down', roles: [] },
 };
 
+/**
+ * How many LoRA parts a PEFT module path becomes on a shard — its sub-blocks (q|k|v, gate|up), each holding its own
+ * copy of the module's lora_A — without knowing the architecture (the registry's size estimate).
+ */
+export function partsOfModulePath(path: string): number {
+  for (const table of [LLAMA_MODULES, GPT2_MODULES]) {
+    for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
+  }
+  return 1;
+}
+
 /** Resolves a module path like `model.layers.3.self_attn.q_proj` or `transformer.h.0.attn.c_attn`. */
 export function resolveModule(spec: ModelSpec, path: string): ModuleRef | null {
   if (path === 'lm_head') return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };

@@ -2,10 +2,11 @@
 // same model with that adapter merged the way PEFT merges DoRA (variants.py DoraLinearVariant.merge_safe:
 // W' = (magnitude / ||W + s·BA||) ⊙ (W + s·BA), the norm over each output row; biases unchanged), computed in
 // double precision. Serving the adapter must give the merged model's logits.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prng } from '../../deploy/bench/synthetic.js';
 import { SafetensorsFile, writeSafetensors } from '../../shard/formats/index.js';
+import { writeEditedModel } from './lora-merge.js';
 
 type Tensor = { dtype: 'F32'; shape: number[]; data: Float32Array };
 
@@ -98,18 +99,14 @@ export function writeDoraAdapter(modelDir: string, dir: string, o: DoraAdapterOp
 export function writeDoraMerged(modelDir: string, adapterDir: string, outDir: string, o: DoraAdapterOptions): void {
   const model = SafetensorsFile.open(join(modelDir, 'model.safetensors'));
   const adapter = SafetensorsFile.open(join(adapterDir, 'adapter_model.safetensors'));
-  const tensors: Record<string, Tensor> = {};
   const s = o.alpha / o.rank;
+  const conv1d = isConv1d(modelDir);
   try {
-    const conv1d = isConv1d(modelDir);
     const targeted = targetedWeights(model, o.modules, conv1d);
-    for (const name of model.names()) {
+    writeEditedModel(modelDir, outDir, (name, shape, data) => {
       const path = name.replace(/\.weight$/, '');
       const w = targeted.get(path);
-      if (!name.endsWith('.weight') || !w) {
-        tensors[name] = { dtype: 'F32', shape: model.info(name).shape, data: model.readF32(name) };
-        continue;
-      }
+      if (!name.endsWith('.weight') || !w) return { shape, data };
       const [out, inp] = w.shape as [number, number];
       const key = `base_model.model.${path}`;
       const sum = adapted(w.data, adapter.readF32(`${key}.lora_A.weight`), adapter.readF32(`${key}.lora_B.weight`), out, inp, o.rank, s);
@@ -117,16 +114,10 @@ export function writeDoraMerged(modelDir: string, adapterDir: string, outDir: st
       const magnitude = adapter.readF32(`${key}.lora_magnitude_vector`);
       const merged = new Float32Array(out * inp);
       for (let r = 0; r < out; r++) for (let j = 0; j < inp; j++) merged[r * inp + j] = (magnitude[r]! / norms[r]!) * sum[r * inp + j]!;
-      tensors[name] = conv1d ? { dtype: 'F32', shape: [inp, out], data: transpose(merged, out, inp) }
-        : { dtype: 'F32', shape: [out, inp], data: merged };
-    }
+      return conv1d ? { shape: [inp, out], data: transpose(merged, out, inp) } : { shape: [out, inp], data: merged };
+    });
   } finally {
     model.close();
     adapter.close();
-  }
-  mkdirSync(outDir, { recursive: true });
-  writeSafetensors(join(outDir, 'model.safetensors'), tensors, { format: 'pt' });
-  for (const f of readdirSync(modelDir)) {
-    if (f.endsWith('.json') && !existsSync(join(outDir, f))) copyFileSync(join(modelDir, f), join(outDir, f));
   }
 }

@@ -115,8 +115,8 @@ class ModelExecutor {
   virtual void clear_adapter(int slot) = 0;
   // DoRA's weight norms, this rank's share: for each output row o of the part, the sum over this rank's input
   // columns j of (W[o, j] + scale·(B·A)[o, j])² (a row-parallel module's ranks each hold a slice of j; their
-  // sums add up to the squared norm). Read-only on the weights: may run beside a step. This default refuses.
-  virtual std::vector<std::vector<float>> lora_weight_norms_sq(const std::vector<LoraPartRef>& parts);
+  // sums add up to the squared norm). Read-only on the weights: may run beside a step.
+  virtual std::vector<std::vector<float>> lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) = 0;
   virtual int64_t adapter_bytes(int slot) const = 0;
   // Thread-safe with respect to adapter changes (serialised by the executor).
   virtual std::vector<float> forward(const Batch& batch) = 0;
@@ -141,6 +141,9 @@ std::vector<std::string> required_weights(const ModelConfig& cfg);
 // Module, layer and shape checks of one LoRA part (the messages JS callers see).
 void check_lora_part(const ModelConfig& cfg, const LoraPartRef& part);
 void check_adapter_slot(const ModelConfig& cfg, int slot);  // throws std::invalid_argument when out of range
+// A part whose DoRA weight norms lora_weight_norms_sq may compute (check_lora_part, a layer module, float32
+// factors); returns the plan weight its rows come from ("layers.<l>.<module>.weight").
+std::string dora_norm_weight(const ModelConfig& cfg, const LoraPartRef& part);
 
 // Batch rules (forward.cc) ------------------------------------------------------------------------------
 // Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).

@@ -115,9 +115,13 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
     throw std::invalid_argument("lora: DoRA (a channel scale) is not supported on lm_head or the embedding");
 }
 
-std::vector<std::vector<float>> ModelExecutor::lora_weight_norms_sq(const std::vector<LoraPartRef>&) {
-  throw std::invalid_argument("DoRA adapters (use_dora) run on the CPU backend (--device cpu) in this version; "
-                              "merge the adapter into the base model to serve it on a GPU");
+std::string dora_norm_weight(const ModelConfig& c, const LoraPartRef& part) {
+  static const char* const kWeight[kNumLayerModules] = {"qkv.weight", "o.weight", "up.weight", "down.weight"};
+  check_lora_part(c, part);
+  if (part.module == kLmHead || part.module == kEmbed)
+    throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head or the embedding");
+  if (part.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
+  return layer_name(part.layer, kWeight[part.module]);
 }
 
 Model::Model(ModelConfig cfg, std::shared_ptr<Collective> coll) : cfg_(std::move(cfg)), coll_(std::move(coll)) {
@@ -194,15 +198,10 @@ std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRe
 
 std::vector<std::vector<float>> Model::lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) {
   if (!finalized_) throw std::logic_error("model: lora_weight_norms_sq before finalize()");
-  static const char* const kWeight[kNumLayerModules] = {"qkv", "o", "up", "down"};
   std::vector<std::vector<float>> out;
   for (const LoraPartRef& r : parts) {
-    check_lora_part(cfg_, r);
-    if (r.module == kLmHead || r.module == kEmbed)
-      throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head or the embedding");
-    if (r.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
     // Weights are fixed after finalize(), so this reads them without the step mutex, beside a running step.
-    const float* wt = w("layers." + std::to_string(r.layer) + "." + kWeight[r.module] + ".weight") + r.out_offset * r.in;
+    const float* wt = w(dora_norm_weight(cfg_, r)) + r.out_offset * r.in;
     std::vector<float> sums(static_cast<size_t>(r.out_len));
     cpu::lora_weight_norms_sq(wt, r.out_len, r.in, static_cast<const float*>(r.a), static_cast<const float*>(r.b),
                               r.rank, r.scale, sums.data());

@@ -153,14 +153,11 @@ void* CudaModel::kv(int64_t layer, int which) const {
 // beside steps: each part's float32 A and B uploaded, its rows' sums copied back. Once per adapter load.
 std::vector<std::vector<float>> CudaModel::lora_weight_norms_sq(const std::vector<LoraPartRef>& parts) {
   if (!finalized_) throw std::logic_error("model: lora_weight_norms_sq before finalize()");
-  static const char* const kWeight[kNumLayerModules] = {"qkv.weight", "o.weight", "up.weight", "down.weight"};
   std::vector<std::vector<float>> out;
   std::lock_guard<std::mutex> lock(stage_mu_);
   DeviceScope scope(device_);
   for (const LoraPartRef& r : parts) {
-    check_lora_part(cfg_, r);
-    if (r.module == kLmHead) throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head");
-    if (r.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
+    const std::string name = dora_norm_weight(cfg_, r);
     if (r.rank > LoraStore::kMaxRank)
       throw std::invalid_argument("lora: rank " + std::to_string(r.rank) + " is above the CUDA backend's limit");
     const size_t a_bytes = sizeof(float) * static_cast<size_t>(r.a_len), b_bytes = sizeof(float) * static_cast<size_t>(r.b_len);
@@ -170,7 +167,7 @@ std::vector<std::vector<float>> CudaModel::lora_weight_norms_sq(const std::vecto
     char* base = dev.as<char>();
     WEFT_CUDA_CHECK(cudaMemcpyAsync(base, r.a, a_bytes, cudaMemcpyHostToDevice, copy_stream_));
     WEFT_CUDA_CHECK(cudaMemcpyAsync(base + b_at, r.b, b_bytes, cudaMemcpyHostToDevice, copy_stream_));
-    const char* w = static_cast<const char*>(weight(layer_name(r.layer, kWeight[r.module]))) + r.out_offset * r.in * ds_;
+    const char* w = static_cast<const char*>(weight(name)) + r.out_offset * r.in * ds_;
     auto* sums = reinterpret_cast<float*>(base + sums_at);
     WEFT_CUDA_CHECK(weft::cuda::lora_weight_norms_sq(w, opts_.dtype, r.out_len, r.in, reinterpret_cast<const float*>(base),
                                                      reinterpret_cast<const float*>(base + b_at),
