@@ -26,6 +26,8 @@ export interface ModelPlanConfig {
   ropeAttentionFactor: number;
   slidingWindow: number;
   attnScale: number;
+  /** Qwen3: per-head RMSNorm of q and k (plan weights layers.<i>.q_norm.weight / k_norm.weight [headDim]). */
+  qkNorm?: boolean;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;

@@ -70,7 +70,7 @@ export function llamaConfigJson(s: ModelShape): Record<string, unknown> {
   };
 }
 
-const SEPARATE_PROJECTION_ARCHS: readonly Architecture[] = ['llama', 'mistral', 'qwen2'];
+const SEPARATE_PROJECTION_ARCHS: readonly Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
 
 /**
  * The shape in a model directory's config.json. Only architectures with separate q/k/v and gate/up

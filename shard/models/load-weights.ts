@@ -170,6 +170,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     ropeAttentionFactor: spec.rope?.attentionFactor ?? 1,
     slidingWindow: spec.slidingWindow,
     attnScale: spec.attnScale,
+    qkNorm: spec.qkNorm,
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
@@ -201,6 +202,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       const p = names.layerPrefix(i);
       setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
       setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
+      if (spec.qkNorm) {  // [headDim], the same on every rank
+        set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`)));
+        set(`layers.${i}.k_norm.weight`, store.readF32(need(store, `${p}self_attn.k_norm.weight`)));
+      }
       for (const module of ['qkv', 'up'] as const) {
         const local = module === 'qkv' ? 'qkv' : 'up';
         set(`layers.${i}.${local}.weight`, assembleColumnParallel(store, spec, part, names, i, module, 'weight')!);

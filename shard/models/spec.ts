@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'phi3' | 'gpt2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -29,6 +29,8 @@ export interface ModelSpec {
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
+  /** Qwen3: q and k RMS-normalised per head (self_attn.q_norm / k_norm, [headDim]) before RoPE. */
+  qkNorm: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -39,6 +41,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
   Phi3ForCausalLM: 'phi3',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -84,7 +87,7 @@ function refuseIf(cond: boolean, where: string, msg: string): void {
 function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
   const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : [];
   const sw = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0;
-  if (arch === 'qwen2') {
+  if (arch === 'qwen2' || arch === 'qwen3') {
     refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (per-layer sliding windows) is not supported');
     refuseIf(layerTypes.some((t) => t !== 'full_attention'), where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
     return 0;
@@ -104,6 +107,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
   refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections.
   const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
   const rope = computeRope(parseRopeParams(cfg), headDim);
   return {
@@ -121,8 +125,9 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: arch === 'llama' && cfg.attention_bias === true,
+    oBias: (arch === 'llama' || arch === 'qwen3') && cfg.attention_bias === true,
     mlpBias: arch === 'llama' && cfg.mlp_bias === true,
+    qkNorm: arch === 'qwen3',
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };
@@ -152,7 +157,7 @@ function gpt2Spec(cfg: Json, where: string): ModelSpec {
     slidingWindow: 0,
     attnScale: cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings !== false,
-    qkvBias: true, oBias: true, mlpBias: true,
+    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };

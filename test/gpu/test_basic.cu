@@ -45,6 +45,30 @@ void norms(std::mt19937& rng) {
   });
 }
 
+// Qwen3's per-head q/k norm in place on a q|k|v row: each q head with the q weight, each k head with the k weight
+// (the CPU normalises them as rows of head_dim), v untouched.
+void head_norms(std::mt19937& rng) {
+  for (DType d : kDtypes) {
+    const int64_t T = 5, nq = 4, nkv = 2, hd = 128, stride = (nq + 2 * nkv) * hd;
+    guard(std::string("head_rms_norm ") + dname(d), [&] {
+      const auto x = randn(T * stride, rng, 2.0f, d), qw = randn(hd, rng, 1.0f, d), kw = randn(hd, rng, 1.0f, d);
+      std::vector<float> ref = x;
+      for (int64_t t = 0; t < T; ++t) {
+        float* row = ref.data() + t * stride;
+        cpu::rms_norm(row, nq, hd, qw.data(), 1e-6f, row);
+        cpu::rms_norm(row + nq * hd, nkv, hd, kw.data(), 1e-6f, row + nq * hd);
+      }
+      DevBuf dx = upload(x, d), dq = upload(qw, d), dk = upload(kw, d);
+      CK(wc::head_rms_norm(dx.get(), d, T, stride, nq, nkv, hd, dq.get(), dk.get(), d, 1e-6f, nullptr));
+      std::vector<float> got = download(dx.get(), x.size(), d);
+      for (int64_t t = 0; t < T; ++t)  // v bit for bit: never written
+        for (int64_t i = (nq + nkv) * hd; i < stride; ++i)
+          if (got[t * stride + i] != x[t * stride + i]) throw std::runtime_error("head_rms_norm wrote into v");
+      expect_close(std::string("head_rms_norm ") + dname(d), got, ref, tol_for(d));
+    });
+  }
+}
+
 // add_norm must equal add_inplace followed by the norm bit for bit (the step switches between the two with the
 // rank count and WEFT_FUSED_SMALL_OPS): h written back, and the normed output.
 void add_norms(std::mt19937& rng) {
@@ -318,6 +342,7 @@ void kv_write(std::mt19937& rng) {
 
 void run_basic_tests(std::mt19937& rng) {
   norms(rng);
+  head_norms(rng);
   add_norms(rng);
   rope(rng);
   elementwise(rng);

@@ -33,6 +33,9 @@ struct ModelConfig {
   float rope_attention_factor = 1.0f;
   int64_t sliding_window = 0;
   float attn_scale = 0;
+  // Qwen3: q and k are RMS-normalised per head (weights q_norm/k_norm [head_dim], eps norm_eps) after the
+  // projection (LoRA included) and before RoPE.
+  bool qk_norm = false;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };

@@ -140,6 +140,10 @@ std::vector<float> Model::forward(const Batch& b) {
       std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
       std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
     }
+    if (cfg_.qk_norm) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
+      cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
+      cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
+    }
     if (cfg_.rotary_dim > 0) {
       cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), cfg_.inv_freq.data(),
                             cfg_.rope_attention_factor);

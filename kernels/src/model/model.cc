@@ -24,6 +24,7 @@ void check_model_config(const ModelConfig& c) {
       static_cast<int64_t>(c.inv_freq.size()) != c.rotary_dim / 2)
     throw std::invalid_argument("model config: rotary_dim must be even, <= head_dim, with rotary_dim/2 inverse frequencies");
   if (c.num_blocks <= 0 || c.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
+  if (c.qk_norm && c.norm != NormKind::kRms) throw std::invalid_argument("model config: qk_norm needs RMS norms");
 }
 
 int64_t module_in(const ModelConfig& c, int module) {
@@ -63,6 +64,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   const std::string p = name.substr(dot + 1);
   if (p == "attn_norm.weight" || p == "mlp_norm.weight") return h;
   if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln ? h : -1;
+  if (p == "q_norm.weight" || p == "k_norm.weight") return c.qk_norm ? c.head_dim : -1;
   if (p == "qkv.weight") return module_out(c, kQkv) * h;
   if (p == "qkv.bias") return module_out(c, kQkv);
   if (p == "o.weight") return h * module_in(c, kO);
@@ -80,6 +82,10 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   for (int64_t i = 0; i < c.layers; ++i) {
     for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight", "up.weight", "down.weight"})
       required.push_back(layer_name(i, s));
+    if (c.qk_norm) {
+      required.push_back(layer_name(i, "q_norm.weight"));
+      required.push_back(layer_name(i, "k_norm.weight"));
+    }
     if (c.norm == NormKind::kLayer) {
       required.push_back(layer_name(i, "attn_norm.bias"));
       required.push_back(layer_name(i, "mlp_norm.bias"));

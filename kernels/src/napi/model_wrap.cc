@@ -52,6 +52,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.rope_attention_factor = static_cast<float>(num_or(o, "ropeAttentionFactor", 1.0));
   c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
+  c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));

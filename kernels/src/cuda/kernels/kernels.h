@@ -70,6 +70,13 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
                      const void* weight, const void* bias, DType w_dtype, float eps, void* out, DType out_dtype,
                      cudaStream_t stream);
 
+// Per-head RMSNorm in place (Qwen3's q_norm / k_norm): in each of `tokens` rows (`stride` elements apart), the first
+// q_heads heads of head_dim elements are normalised with q_weight and the k_heads heads right after them with
+// k_weight (the q|k|v projection output, v untouched). fp32 statistics, as rms_norm on each head's row.
+cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                          int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                          cudaStream_t stream);
+
 // RoPE ----------------------------------------------------------------------------------------------
 // Rotate-half RoPE in place on the first rotary_dim dims of every head of q ([tokens, q_heads·head_dim] rows
 // q_stride apart) and k (may be null). inv_freq: fp32 [rotary_dim/2]; cos/sin are scaled by attention_factor.

@@ -181,6 +181,17 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
   norm_row<float, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);
 }
 
+// One block per (row, head): head_rms_norm. In place (norm_row reads the head before its reduction's barrier).
+template <class T, class Tw>
+__global__ void head_norm_kernel(T* x, int64_t stride, int q_heads, int64_t head_dim, const Tw* q_weight,
+                                 const Tw* k_weight, float eps) {
+  __shared__ float red[32];
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  const int head = static_cast<int>(blockIdx.y);
+  T* xr = x + blockIdx.x * stride + head * head_dim;
+  norm_row<T, Tw, T, true>(xr, xr, head_dim, head < q_heads ? q_weight : k_weight, nullptr, eps, red);
+}
+
 bool norm_args_valid(int64_t tokens, int64_t hidden, const void* w) {
   return tokens >= 0 && hidden >= 0 && w && tokens <= INT32_MAX;
 }
@@ -214,6 +225,24 @@ cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden,
 }
 
 }  // namespace
+
+cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                          int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                          cudaStream_t stream) {
+  if (!x || !q_weight || !k_weight || tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 ||
+      q_heads + k_heads > 65535 || head_dim <= 0 || stride < (q_heads + k_heads) * head_dim)
+    return cudaErrorInvalidValue;
+  if (tokens == 0 || q_heads + k_heads == 0) return cudaSuccess;
+  return detail::dispatch2(dtype, w_dtype, [&](auto tx, auto tw) {
+    using T = typename decltype(tx)::type;
+    using Tw = typename decltype(tw)::type;
+    return detail::launch_chained(head_norm_kernel<T, Tw>,
+                                  dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(q_heads + k_heads)),
+                                  dim3(norm_threads(head_dim)), 0, stream, static_cast<T*>(x), stride,
+                                  static_cast<int>(q_heads), head_dim, static_cast<const Tw*>(q_weight),
+                                  static_cast<const Tw*>(k_weight), eps);
+  });
+}
 
 cudaError_t rms_norm(const void* x, DType x_dtype, int64_t tokens, int64_t hidden, const void* weight, DType w_dtype,
                      float eps, void* out, DType out_dtype, cudaStream_t stream) {

@@ -179,6 +179,10 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   }
   project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
+  if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
+    ops_.mark("q/k norm", stream_);
+    WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
+  }
   ops_.mark("rope + kv write", stream_);
   const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
   if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)

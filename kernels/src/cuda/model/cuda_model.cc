@@ -124,7 +124,8 @@ void CudaModel::bind_weights() {
     auto opt = [&](const char* s) { return weight_opt(layer_name(i, s)); };
     layer_w_[i] = {w("attn_norm.weight"), opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
                    w("o.weight"), opt("o.bias"), w("mlp_norm.weight"), opt("mlp_norm.bias"),
-                   w("up.weight"), opt("up.bias"), w("down.weight"), opt("down.bias")};
+                   w("up.weight"), opt("up.bias"), w("down.weight"), opt("down.bias"),
+                   opt("q_norm.weight"), opt("k_norm.weight")};
   }
 }
 

@@ -86,6 +86,7 @@ class CudaModel final : public ModelExecutor {
   struct LayerWeights {
     const void *attn_norm_w, *attn_norm_b, *qkv_w, *qkv_b, *o_w, *o_b;
     const void *mlp_norm_w, *mlp_norm_b, *up_w, *up_b, *down_w, *down_b;
+    const void *q_norm_w, *k_norm_w;  // Qwen3's per-head q/k RMSNorm (cfg_.qk_norm), else null
   };
   struct StepBuffers {
     int64_t rows = 0, logit_rows = 0, lora_rows = 0;  // capacities
