@@ -8,6 +8,7 @@
 // gets tens of GB of KV,
 // and a model that does not fit fails at start with the numbers instead of out of memory mid-request.
 import type { ModelSpec } from '../shard/models/index.js';
+import { isGatedMlp } from '../shard/models/layout.js';
 import type { LaunchConfig } from './config/index.js';
 
 const GIB = 2 ** 30;
@@ -36,7 +37,7 @@ export function dtypeBytes(o: Pick<LaunchConfig, 'device' | 'dtype'>): number {
 /** Base weight elements on one shard (linear layers split over the shards; embeddings and norms counted whole). */
 export function weightElements(spec: ModelSpec, numShard: number): number {
   const h = spec.hidden, q = spec.heads * spec.headDim, kv = spec.kvHeads * spec.headDim;
-  const gated = spec.mlp === 'gated_silu' ? 2 : 1;
+  const gated = isGatedMlp(spec) ? 2 : 1;
   const layer = h * (q + 2 * kv) + q * h + gated * h * spec.intermediate + spec.intermediate * h;
   const embeddings = spec.vocab * h * (spec.tieEmbeddings ? 1 : 2);
   return (spec.layers * layer) / numShard + embeddings;

@@ -18,7 +18,7 @@ export interface ModelPlanConfig {
   vocabLocal: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gelu_tanh' | 'gelu_erf';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf';
   learnedPositions: boolean;
   maxPositions: number;
   rotaryDim: number;
@@ -28,6 +28,13 @@ export interface ModelPlanConfig {
   attnScale: number;
   /** Qwen3: per-head RMSNorm of q and k (plan weights layers.<i>.q_norm.weight / k_norm.weight [headDim]). */
   qkNorm?: boolean;
+  /** Gemma: the gathered token embedding times this (default 1). */
+  embedScale?: number;
+  /** Gemma 3: plan weights layers.<i>.post_attn_norm.weight / post_mlp_norm.weight normalise each block's output. */
+  postNorms?: boolean;
+  /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
+  layerSliding?: boolean[];
+  invFreqLocal?: Float32Array;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;

@@ -16,6 +16,11 @@ export interface SubBlock {
   localOffset: number; // where they land in this rank's fused output
 }
 
+/** The up projection is [gate | up] (SwiGLU, GeGLU). */
+export function isGatedMlp(spec: Pick<ModelSpec, 'mlp'>): boolean {
+  return spec.mlp === 'gated_silu' || spec.mlp === 'gated_gelu_tanh';
+}
+
 export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up' | 'lmHead'): SubBlock[] {
   const hd = spec.headDim;
   if (module === 'qkv') {
@@ -30,7 +35,7 @@ export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up'
   }
   if (module === 'up') {
     const I = spec.intermediate, il = rangeLen(part.intermediate);
-    if (spec.mlp !== 'gated_silu') return [{ role: 'fc', fullOffset: 0, fullLen: I, local: part.intermediate, localOffset: 0 }];
+    if (!isGatedMlp(spec)) return [{ role: 'fc', fullOffset: 0, fullLen: I, local: part.intermediate, localOffset: 0 }];
     return [
       { role: 'gate', fullOffset: 0, fullLen: I, local: part.intermediate, localOffset: 0 },
       { role: 'up', fullOffset: I, fullLen: I, local: part.intermediate, localOffset: il },

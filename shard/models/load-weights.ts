@@ -74,7 +74,10 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
         : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
       down: { paths: ['mlp.down_proj'], roles: [[]] },
     },
-    attnNorm: 'input_layernorm', mlpNorm: 'post_attention_layernorm', finalNorm: 'model.norm',
+    // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
+    // pre_feedforward_layernorm.
+    attnNorm: 'input_layernorm', mlpNorm: spec.postNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+    finalNorm: 'model.norm',
     embed: 'model.embed_tokens.weight', lmHead: 'lm_head.weight', conv1d: false,
   };
 }
@@ -149,6 +152,25 @@ function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Parti
   return concat(pieces);
 }
 
+/** x rounded to float32, or to bf16 / fp16 (nearest even): transformers multiplies Gemma's embedding scale in the weights' dtype. */
+export function roundToDtype(x: number, dtype: 'float32' | 'bfloat16' | 'float16'): number {
+  const f = Math.fround(x);
+  if (dtype === 'float32') return f;
+  const buf = new DataView(new ArrayBuffer(4));
+  buf.setFloat32(0, f);
+  if (dtype === 'bfloat16') {
+    const bits = buf.getUint32(0);
+    buf.setUint32(0, ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16);
+    return buf.getFloat32(0);
+  }
+  // float16: 11 significant bits (normal range; the scales here are small integers' square roots).
+  const e = Math.floor(Math.log2(Math.abs(f)));
+  const q = Math.pow(2, e - 10);
+  const r = f / q, fl = Math.floor(r);
+  const n = r - fl > 0.5 || (r - fl === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
+  return n * q;
+}
+
 export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions): ModelPlanConfig {
   return {
     hidden: spec.hidden,
@@ -171,6 +193,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     slidingWindow: spec.slidingWindow,
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
+    embedScale: roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32')),
+    postNorms: spec.postNorms,
+    ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
+    ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
@@ -191,8 +217,14 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     const native = createModel(plan, opts.collective);
     const names = hfNames(spec, store);
     const set = (name: string, data: Float32Array): void => native.setWeight(name, data);
+    // Gemma stores RMSNorm weights as w and applies (1 + w), in fp32 as here.
+    const normWeight = (name: string): Float32Array => {
+      const w = store.readF32(need(store, name));
+      if (spec.normPlusOne) for (let i = 0; i < w.length; i++) w[i] = Math.fround(1 + w[i]!);
+      return w;
+    };
     const setNorm = (dst: string, src: string): void => {
-      set(`${dst}.weight`, store.readF32(need(store, `${src}.weight`)));
+      set(`${dst}.weight`, normWeight(`${src}.weight`));
       if (spec.norm === 'layer') set(`${dst}.bias`, store.readF32(need(store, `${src}.bias`)));
     };
 
@@ -203,8 +235,12 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
       setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
       if (spec.qkNorm) {  // [headDim], the same on every rank
-        set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`)));
-        set(`layers.${i}.k_norm.weight`, store.readF32(need(store, `${p}self_attn.k_norm.weight`)));
+        set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
+        set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
+      }
+      if (spec.postNorms) {
+        set(`layers.${i}.post_attn_norm.weight`, normWeight(`${p}post_attention_layernorm.weight`));
+        set(`layers.${i}.post_mlp_norm.weight`, normWeight(`${p}post_feedforward_layernorm.weight`));
       }
       for (const module of ['qkv', 'up'] as const) {
         const local = module === 'qkv' ? 'qkv' : 'up';

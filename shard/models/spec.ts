@@ -3,9 +3,9 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
-import { computeRope, parseRopeParams, type Rope } from './rope.js';
+import { computeRope, parseRopeParams, type Rope, type RopeParams } from './rope.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gpt2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma3' | 'phi3' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -19,10 +19,16 @@ export interface ModelSpec {
   maxPositions: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gelu_tanh' | 'gelu_erf';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf';
   learnedPositions: boolean;
   rope: Rope | null;
   slidingWindow: number;
+  /**
+   * Gemma 3 interleaves attention kinds: per layer, true = sliding window (slidingWindow, ropeLocal) and false = full
+   * attention (no window, rope). null: every layer alike (slidingWindow, rope).
+   */
+  layerSliding: boolean[] | null;
+  ropeLocal: Rope | null;
   attnScale: number;
   tieEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2; Llama with attention_bias). */
@@ -31,6 +37,12 @@ export interface ModelSpec {
   mlpBias: boolean;
   /** Qwen3: q and k RMS-normalised per head (self_attn.q_norm / k_norm, [headDim]) before RoPE. */
   qkNorm: boolean;
+  /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
+  embedScale: number;
+  /** Gemma: RMSNorm weights are stored as w and applied as (1 + w) (folded into the weights when loading). */
+  normPlusOne: boolean;
+  /** Gemma 3: each block's output is RMS-normalised before the residual add (post_attention / post_feedforward). */
+  postNorms: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -42,6 +54,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
+  Gemma3ForCausalLM: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -65,7 +78,9 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
     throw new UnsupportedModelError(`${where}: architecture '${archName || String(cfg.model_type)}' is not supported ` +
       `(supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   }
-  return arch === 'gpt2' ? gpt2Spec(cfg, where) : llamaFamilySpec(arch, cfg, where);
+  if (arch === 'gpt2') return gpt2Spec(cfg, where);
+  if (arch === 'gemma3') return gemma3Spec(cfg, where);
+  return llamaFamilySpec(arch, cfg, where);
 }
 
 function int(cfg: Json, key: string, where: string): number {
@@ -95,6 +110,9 @@ function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
   if (new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
   return sw > 0 ? sw : 0;
 }
+
+/** The fields only Gemma sets, at their values for every other architecture. */
+const PLAIN_DECODER = { layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false } as const;
 
 function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
   const hidden = int(cfg, 'hidden_size', where);
@@ -128,6 +146,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     oBias: (arch === 'llama' || arch === 'qwen3') && cfg.attention_bias === true,
     mlpBias: arch === 'llama' && cfg.mlp_bias === true,
     qkNorm: arch === 'qwen3',
+    ...PLAIN_DECODER,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };
@@ -158,7 +177,84 @@ function gpt2Spec(cfg: Json, where: string): ModelSpec {
     attnScale: cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings !== false,
     qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
+    ...PLAIN_DECODER,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
+  };
+}
+
+// Gemma 3 text models (Gemma3ForCausalLM: gemma-3-1b, gemma-3-270m): GeGLU MLP, (1 + w) RMSNorms, the embedding
+// scaled by √hidden, per-head q/k norms, a norm on each block's output, and sliding-window layers (their own RoPE
+// base) interleaved with full-attention ones — as transformers' modeling_gemma3.py computes them.
+function gemma3Spec(cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'hidden_size', where);
+  const heads = int(cfg, 'num_attention_heads', where);
+  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
+  const layers = int(cfg, 'num_hidden_layers', where);
+  const headDim = typeof cfg.head_dim === 'number' ? int(cfg, 'head_dim', where) : 256;
+  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  const act = String(cfg.hidden_activation ?? 'gelu_pytorch_tanh');
+  refuseIf(!['gelu_pytorch_tanh', 'gelu_new', 'gelu_fast'].includes(act) && act !== 'gelu_tanh', where,
+    `hidden_activation '${act}' is not supported for gemma3 (only gelu_pytorch_tanh)`);
+  refuseIf(cfg.final_logit_softcapping !== undefined && cfg.final_logit_softcapping !== null, where,
+    'final_logit_softcapping is not supported');
+  // attn_logit_softcapping is ignored, as transformers' Gemma 3 attention ignores it.
+  refuseIf(cfg.use_bidirectional_attention === true, where, 'use_bidirectional_attention=true is not supported (causal LM only)');
+  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  const pattern = typeof cfg.sliding_window_pattern === 'number' ? cfg.sliding_window_pattern : 6;
+  const types = Array.isArray(cfg.layer_types)
+    ? (cfg.layer_types as unknown[]).map(String)
+    : Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
+  refuseIf(types.length !== layers, where, `layer_types has ${types.length} entries for ${layers} layers`);
+  const unknown = types.find((t) => t !== 'sliding_attention' && t !== 'full_attention');
+  refuseIf(unknown !== undefined, where, `layer type '${unknown}' is not supported (sliding_attention, full_attention)`);
+  const window = typeof cfg.sliding_window === 'number' ? int(cfg, 'sliding_window', where) : 4096;
+  const { global, local } = gemma3RopeParams(cfg);
+  const scalar = typeof cfg.query_pre_attn_scalar === 'number' ? cfg.query_pre_attn_scalar : 256;
+  refuseIf(!(scalar > 0), where, `query_pre_attn_scalar must be positive, got ${scalar}`);
+  const bias = cfg.attention_bias === true;
+  return {
+    architecture: 'gemma3',
+    hidden, layers, heads, kvHeads, headDim,
+    intermediate: int(cfg, 'intermediate_size', where),
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: int(cfg, 'max_position_embeddings', where),
+    norm: 'rms',
+    normEps: Number(cfg.rms_norm_eps ?? 1e-6),
+    mlp: 'gated_gelu_tanh',
+    learnedPositions: false,
+    rope: computeRope(global, headDim),
+    slidingWindow: window,
+    layerSliding: types.map((t) => t === 'sliding_attention'),
+    ropeLocal: computeRope(local, headDim),
+    attnScale: Math.pow(scalar, -0.5),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,  // Gemma3TextConfig's default is tied
+    qkvBias: bias, oBias: bias, mlpBias: false,
+    qkNorm: true,
+    embedScale: Math.sqrt(hidden),
+    normPlusOne: true,
+    postNorms: true,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
+  };
+}
+
+/**
+ * Gemma 3's two RoPE settings: transformers 5 keeps them in rope_parameters.{full_attention, sliding_attention};
+ * older configs have rope_theta (full), rope_local_base_freq (sliding) and rope_scaling (full layers only).
+ */
+function gemma3RopeParams(cfg: Json): { global: RopeParams; local: RopeParams } {
+  const rp = cfg.rope_parameters as Json | null | undefined;
+  if (rp && typeof rp === 'object' && ('full_attention' in rp || 'sliding_attention' in rp)) {
+    const full = (rp.full_attention ?? {}) as Json, sliding = (rp.sliding_attention ?? {}) as Json;
+    return {
+      global: parseRopeParams({ rope_parameters: { rope_theta: 1_000_000, ...full } }),
+      local: parseRopeParams({ rope_parameters: { rope_theta: 10_000, ...sliding } }),
+    };
+  }
+  const scaling = (cfg.rope_scaling ?? null) as Json | null;
+  return {
+    global: parseRopeParams({ rope_parameters: { ...(scaling ?? {}), rope_theta: Number(cfg.rope_theta ?? 1_000_000) } }),
+    local: parseRopeParams({ rope_parameters: { rope_theta: Number(cfg.rope_local_base_freq ?? 10_000) } }),
   };
 }

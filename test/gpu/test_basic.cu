@@ -164,6 +164,15 @@ void elementwise(std::mt19937& rng) {
       expect("silu_mul " + dn + " [16-byte kernel refuses inter % 8 != 0]",
              wc::silu_mul_vec(dgu.get(), 2 * I, out2.get(), I, T, I - 4, d, nullptr) == cudaErrorNotSupported);
     });
+    guard("gelu_tanh_mul " + dn, [&] {  // Gemma's GeGLU
+      const int64_t T = 5, I = 999;
+      const auto gu = randn(T * 2 * I, rng, 2.0f, d);
+      std::vector<float> ref(T * I);
+      for (int64_t t = 0; t < T; ++t) cpu::gelu_tanh_mul(&gu[t * 2 * I], &gu[t * 2 * I + I], &ref[t * I], I);
+      DevBuf dgu = upload(gu, d), out(T * I * dsize(d));
+      CK(wc::gelu_tanh_mul(dgu.get(), 2 * I, out.get(), I, T, I, d, nullptr));
+      expect_close("gelu_tanh_mul " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
+    });
     for (bool tanh_form : {true, false}) {
       const std::string name = std::string(tanh_form ? "gelu_tanh " : "gelu_erf ") + dn;
       guard(name, [&] {
@@ -209,6 +218,19 @@ void elementwise(std::mt19937& rng) {
       CK(wc::embedding_gather(dt.get(), d, rows, dim, di.as<int32_t>(), ids.size(), out.get(), DType::kF32, dp.get(),
                               prow, dpos.as<int32_t>(), nullptr));
       expect_close("embedding + positions " + dn, download(out.get(), ref.size(), DType::kF32), ref, 1e-6);
+    });
+    guard("embedding scaled (Gemma) " + dn, [&] {  // the product rounded to the table's dtype, as transformers does
+      const int64_t rows = 100, dim = 64;
+      const std::vector<int32_t> ids = {3, 99, 0, 3};
+      const auto table = randn(rows * dim, rng, 1.0f, d);
+      const float scale = round_to(d, 33.941124f);
+      std::vector<float> ref(ids.size() * dim);
+      cpu::embedding_gather(table.data(), rows, dim, ids.data(), ids.size(), ref.data());
+      for (float& v : ref) v = round_to(d, v * scale);
+      DevBuf dt = upload(table, d), di = upload_vec(ids), out(ref.size() * 4);
+      CK(wc::embedding_gather(dt.get(), d, rows, dim, di.as<int32_t>(), ids.size(), out.get(), DType::kF32, nullptr, 0,
+                              nullptr, nullptr, scale));
+      expect_close("embedding scaled (Gemma) " + dn, download(out.get(), ref.size(), DType::kF32), ref, 0.0);
     });
     guard("convert f32 -> " + dn + " (exact)", [&] {
       auto x = randn(4099, rng, 10.0f), ref = x;

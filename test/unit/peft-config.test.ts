@@ -53,16 +53,25 @@ test('every golden adapter loads, with PEFT scaling', () => {
       const { config, tensors } = loadAdapterDir(dir);
       const raw = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as { r: number; lora_alpha: number };
       assert.equal(config.r, raw.r);
-      assert.ok(tensors.size >= 2 && tensors.size % 2 === 0);
+      const kinds = new Map<string, number>();
       for (const [key, t] of tensors) {
         const { modulePath, kind } = parseLoraTensorKey(key);
+        kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+        if (kind === 'BASE') continue;  // a base-layer copy (PEFT's save_embedding_layers), checked against the model
+        if (kind === 'M') {  // DoRA magnitude: one per output feature of a LoRA-targeted module
+          assert.ok(config.useDora && t.shape.length === 1 && t.shape[0]! > 0, key);
+          continue;
+        }
         assert.equal(kind === 'A' ? t.shape[0] : t.shape[1], loraScaleFor(config, modulePath).rank, key);
         assert.equal(t.data.length, t.shape[0]! * t.shape[1]!);
       }
+      assert.ok((kinds.get('A') ?? 0) >= 1 && kinds.get('A') === kinds.get('B'), `${arch}/${name}: A/B pairs`);
+      if (config.useDora) assert.equal(kinds.get('M'), kinds.get('A'), `${arch}/${name}: one magnitude per DoRA pair`);
       seen.push(`${arch}/${name}`);
     }
   }
-  assert.ok(seen.includes('llama/rslora_r16') && seen.includes('llama/qv_r4') && seen.includes('gpt2/attn_mlp_r8'), seen.join(' '));
+  for (const want of ['llama/rslora_r16', 'llama/qv_r4', 'gpt2/attn_mlp_r8', 'llama_dora/dora_r8', 'llama_embed/embed_qv_head',
+    'llama_lmhead_saved/lmhead_saved', 'gemma3/all_r8', 'qwen3/all_r8']) assert.ok(seen.includes(want), `${want} not among ${seen.join(' ')}`);
 });
 
 test('llama golden adapters: all_r8, qv_r4 (alpha 32), rslora_r16', () => {

@@ -21,6 +21,14 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = gate[i];
+    out[i] = (0.5f * v * (1.0f + std::tanh(kC * (v + 0.044715f * v * v * v)))) * up[i];
+  }
+}
+
 void gelu_erf(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.7071067811865476f));
 }

@@ -37,6 +37,7 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // out = silu(gate) * up
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up (GeGLU)
 void gelu_erf(float* x, int64_t n);                                         // exact gelu
 void add_inplace(float* y, const float* x, int64_t n);
 

@@ -14,7 +14,8 @@
 namespace weft {
 
 enum class NormKind { kRms, kLayer };
-enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf };
+// Gated kinds (kGatedSilu: Llama's SwiGLU; kGatedGeluTanh: Gemma's GeGLU) read a [gate | up] projection.
+enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh };
 // kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
 // the token's one-hot row, so in = vocab, out = hidden.
 enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4, kEmbed = 5 };
@@ -36,6 +37,15 @@ struct ModelConfig {
   // Qwen3: q and k are RMS-normalised per head (weights q_norm/k_norm [head_dim], eps norm_eps) after the
   // projection (LoRA included) and before RoPE.
   bool qk_norm = false;
+  // Gemma: the gathered token embedding times this (√hidden, rounded to the weights' dtype as transformers does).
+  float embed_scale = 1.0f;
+  // Gemma 3: each block's output is RMS-normalised (post_attn_norm / post_mlp_norm) before the residual add.
+  bool post_norms = false;
+  // Per-layer attention kind (Gemma 3 interleaves them): empty = every layer uses sliding_window and inv_freq;
+  // else layer_sliding[l] = 1 for a sliding-window layer (sliding_window, and inv_freq_local when given) and 0 for
+  // a full-attention layer (no window, inv_freq).
+  std::vector<uint8_t> layer_sliding;
+  std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };
@@ -138,6 +148,9 @@ class ModelExecutor {
 // Plan rules (model.cc) ---------------------------------------------------------------------------------
 void check_model_config(const ModelConfig& cfg);  // throws std::invalid_argument naming what is wrong
 int64_t module_in(const ModelConfig& cfg, int module);
+bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh)
+int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
+const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies
 int64_t module_out(const ModelConfig& cfg, int module);
 int64_t expected_weight_size(const ModelConfig& cfg, const std::string& name);
 std::vector<std::string> required_weights(const ModelConfig& cfg);

@@ -111,6 +111,8 @@ std::vector<float> Model::forward(const Batch& b) {
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
       attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
   cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
+  if (cfg_.embed_scale != 1.0f)  // Gemma; before the embedding LoRA, which PEFT adds to the scaled embedding
+    for (float& v : h) v *= cfg_.embed_scale;
   // LoRA on the token embedding (PEFT adds it to the embedding's output, before position embeddings).
   for (const BatchSeq& s : b.seqs) {
     if (s.adapter_slot < 0) continue;
@@ -145,15 +147,16 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
     }
     if (cfg_.rotary_dim > 0) {
-      cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), cfg_.inv_freq.data(),
+      const float* inv_freq = layer_inv_freq(cfg_, l).data();
+      cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
                             cfg_.rope_attention_factor);
-      cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), cfg_.inv_freq.data(),
+      cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
                             cfg_.rope_attention_factor);
     }
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
-                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, cfg_.sliding_window, attn.data());
+                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data());
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     ops_.mark("gemm o");
@@ -164,6 +167,7 @@ std::vector<float> Model::forward(const Batch& b) {
     coll_->all_reduce_sum(o.data(), T * H);
     if (const float* ob = w_opt(p + "o.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
+    if (cfg_.post_norms) cpu::rms_norm(o.data(), T, H, w(p + "post_attn_norm.weight"), cfg_.norm_eps, o.data());
     cpu::add_inplace(h.data(), o.data(), T * H);
 
     // MLP block.
@@ -177,6 +181,9 @@ std::vector<float> Model::forward(const Batch& b) {
     if (cfg_.mlp == MlpKind::kGatedSilu) {
       for (int64_t t = 0; t < T; ++t)
         cpu::silu_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
+    } else if (cfg_.mlp == MlpKind::kGatedGeluTanh) {
+      for (int64_t t = 0; t < T; ++t)
+        cpu::gelu_tanh_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
     } else {
       act = up;
       if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);
@@ -190,6 +197,7 @@ std::vector<float> Model::forward(const Batch& b) {
     coll_->all_reduce_sum(down.data(), T * H);
     if (const float* db = w_opt(p + "down.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
+    if (cfg_.post_norms) cpu::rms_norm(down.data(), T, H, w(p + "post_mlp_norm.weight"), cfg_.norm_eps, down.data());
     cpu::add_inplace(h.data(), down.data(), T * H);
   }
 

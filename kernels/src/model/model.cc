@@ -24,7 +24,13 @@ void check_model_config(const ModelConfig& c) {
       static_cast<int64_t>(c.inv_freq.size()) != c.rotary_dim / 2)
     throw std::invalid_argument("model config: rotary_dim must be even, <= head_dim, with rotary_dim/2 inverse frequencies");
   if (c.num_blocks <= 0 || c.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
-  if (c.qk_norm && c.norm != NormKind::kRms) throw std::invalid_argument("model config: qk_norm needs RMS norms");
+  if ((c.qk_norm || c.post_norms) && c.norm != NormKind::kRms)
+    throw std::invalid_argument("model config: qk_norm and post_norms need RMS norms");
+  if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
+    throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
+  if (!c.inv_freq_local.empty() && c.inv_freq_local.size() != c.inv_freq.size())
+    throw std::invalid_argument("model config: inv_freq_local needs rotary_dim/2 frequencies, like inv_freq");
+  if (!(c.embed_scale > 0.0f)) throw std::invalid_argument("model config: embed_scale must be positive");
 }
 
 int64_t module_in(const ModelConfig& c, int module) {
@@ -37,11 +43,22 @@ int64_t module_in(const ModelConfig& c, int module) {
   return -1;
 }
 
+bool gated_mlp(const ModelConfig& c) { return c.mlp == MlpKind::kGatedSilu || c.mlp == MlpKind::kGatedGeluTanh; }
+
+int64_t layer_window(const ModelConfig& c, int64_t layer) {
+  return c.layer_sliding.empty() || c.layer_sliding[static_cast<size_t>(layer)] ? c.sliding_window : 0;
+}
+
+const std::vector<float>& layer_inv_freq(const ModelConfig& c, int64_t layer) {
+  const bool sliding = !c.layer_sliding.empty() && c.layer_sliding[static_cast<size_t>(layer)];
+  return sliding && !c.inv_freq_local.empty() ? c.inv_freq_local : c.inv_freq;
+}
+
 int64_t module_out(const ModelConfig& c, int module) {
   switch (module) {
     case kQkv: return (c.heads_local + 2 * c.kv_heads_local) * c.head_dim;
     case kO: case kDown: return c.hidden;
-    case kUp: return c.mlp == MlpKind::kGatedSilu ? 2 * c.intermediate_local : c.intermediate_local;
+    case kUp: return gated_mlp(c) ? 2 * c.intermediate_local : c.intermediate_local;
     case kLmHead: return c.vocab_local;
     case kEmbed: return c.hidden;
   }
@@ -65,6 +82,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (p == "attn_norm.weight" || p == "mlp_norm.weight") return h;
   if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln ? h : -1;
   if (p == "q_norm.weight" || p == "k_norm.weight") return c.qk_norm ? c.head_dim : -1;
+  if (p == "post_attn_norm.weight" || p == "post_mlp_norm.weight") return c.post_norms ? h : -1;
   if (p == "qkv.weight") return module_out(c, kQkv) * h;
   if (p == "qkv.bias") return module_out(c, kQkv);
   if (p == "o.weight") return h * module_in(c, kO);
@@ -82,6 +100,10 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   for (int64_t i = 0; i < c.layers; ++i) {
     for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight", "up.weight", "down.weight"})
       required.push_back(layer_name(i, s));
+    if (c.post_norms) {
+      required.push_back(layer_name(i, "post_attn_norm.weight"));
+      required.push_back(layer_name(i, "post_mlp_norm.weight"));
+    }
     if (c.qk_norm) {
       required.push_back(layer_name(i, "q_norm.weight"));
       required.push_back(layer_name(i, "k_norm.weight"));

@@ -43,7 +43,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   if (mlp == "gated_silu") c.mlp = MlpKind::kGatedSilu;
   else if (mlp == "gelu_tanh") c.mlp = MlpKind::kGeluTanh;
   else if (mlp == "gelu_erf") c.mlp = MlpKind::kGeluErf;
-  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gelu_tanh' or 'gelu_erf'");
+  else if (mlp == "gated_gelu_tanh") c.mlp = MlpKind::kGatedGeluTanh;
+  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'gelu_tanh' or 'gelu_erf'");
   c.learned_positions = o.Get("learnedPositions").ToBoolean().Value();
   c.max_positions = static_cast<int64_t>(num(o, "maxPositions"));
   c.rotary_dim = static_cast<int64_t>(num(o, "rotaryDim"));
@@ -53,6 +54,19 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
+  c.embed_scale = static_cast<float>(num_or(o, "embedScale", 1.0));
+  c.post_norms = o.Get("postNorms").ToBoolean().Value();
+  const Napi::Value sliding = o.Get("layerSliding");
+  if (!sliding.IsUndefined() && !sliding.IsNull()) {
+    if (!sliding.IsArray()) throw Napi::TypeError::New(o.Env(), "layerSliding must be an array of booleans");
+    const Napi::Array a = sliding.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_sliding.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
+  }
+  const Napi::Value local = o.Get("invFreqLocal");
+  if (!local.IsUndefined() && !local.IsNull()) {
+    auto lf = f32(local, "invFreqLocal");
+    c.inv_freq_local.assign(lf.Data(), lf.Data() + lf.ElementLength());
+  }
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));

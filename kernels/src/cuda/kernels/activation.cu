@@ -14,7 +14,13 @@ constexpr int kThreads = 256;
 __device__ __forceinline__ int64_t first_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
-template <class T>
+__device__ __forceinline__ float gelu_tanh_f(float v) {
+  constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+  return 0.5f * v * (1.0f + tanhf(kC * (v + 0.044715f * v * v * v)));
+}
+
+// kGelu: GeGLU (gelu_tanh_mul) instead of SwiGLU.
+template <class T, bool kGelu = false>
 __global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int64_t tokens,
                                 int64_t inter) {
   detail::wait_then_release();  // pdl.cuh: launched chained
@@ -22,7 +28,8 @@ __global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int
     const int64_t t = e / inter, i = e - t * inter;
     const float g = to_f(gate_up[t * in_stride + i]);
     const float u = to_f(gate_up[t * in_stride + inter + i]);
-    out[t * out_stride + i] = from_f<T>((g / (1.0f + expf(-g))) * u);
+    const float act = kGelu ? gelu_tanh_f(g) : g / (1.0f + expf(-g));
+    out[t * out_stride + i] = from_f<T>(act * u);
   }
 }
 
@@ -80,8 +87,7 @@ __global__ void gelu_kernel(T* x, int64_t n) {
     const float v = to_f(x[e]);
     float r;
     if constexpr (kTanh) {
-      constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
-      r = 0.5f * v * (1.0f + tanhf(kC * (v + 0.044715f * v * v * v)));
+      r = gelu_tanh_f(v);
     } else {
       r = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
     }
@@ -102,13 +108,15 @@ __global__ void bias_kernel(Ty* y, int64_t rows, int64_t cols, int64_t stride, c
   }
 }
 
+// scale != 1 (Gemma): the row times scale, rounded to the table's dtype as transformers multiplies in it.
 template <class Tt, class To>
 __global__ void embedding_kernel(const Tt* table, int64_t rows, int64_t dim, const int32_t* ids, int64_t n, To* out,
-                                 const Tt* pos_table, int64_t pos_rows, const int32_t* positions) {
+                                 const Tt* pos_table, int64_t pos_rows, const int32_t* positions, float scale) {
   for (int64_t e = first_index(); e < n * dim; e += grid_stride()) {
     const int64_t t = e / dim, d = e - t * dim;
     const int64_t id = ids[t];
     float v = id >= 0 && id < rows ? to_f(table[id * dim + d]) : 0.0f;
+    if (scale != 1.0f) v = to_f(from_f<Tt>(v * scale));
     if (pos_table) {
       const int64_t p = positions[t];
       v += p >= 0 && p < pos_rows ? to_f(pos_table[p * dim + d]) : 0.0f;
@@ -166,6 +174,18 @@ cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t 
   });
 }
 
+cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                          int64_t inter, DType dtype, cudaStream_t stream) {
+  if (tokens < 0 || inter < 0 || in_stride < 2 * inter || out_stride < inter) return cudaErrorInvalidValue;
+  if (tokens == 0 || inter == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return detail::launch_chained(silu_mul_kernel<T, true>, dim3(detail::grid_for(tokens * inter, kThreads)),
+                                  dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
+                                  static_cast<T*>(out), out_stride, tokens, inter);
+  });
+}
+
 cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                           int64_t inter, DType dtype, const LoraArgs& lora, cudaStream_t stream) {
   if (tokens < 0 || inter < 0 || in_stride < 2 * inter || out_stride < inter || lora.dtype != dtype ||
@@ -211,7 +231,7 @@ cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t
 
 cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows, int64_t dim, const int32_t* ids,
                              int64_t n, void* out, DType out_dtype, const void* pos_table, int64_t pos_rows,
-                             const int32_t* positions, cudaStream_t stream) {
+                             const int32_t* positions, cudaStream_t stream, float scale) {
   if (n < 0 || dim < 0 || rows < 0 || (pos_table && !positions)) return cudaErrorInvalidValue;
   if (n == 0 || dim == 0) return cudaSuccess;
   return detail::dispatch2(table_dtype, out_dtype, [&](auto tt, auto to) {
@@ -219,7 +239,7 @@ cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows,
     using To = typename decltype(to)::type;
     embedding_kernel<Tt, To><<<detail::grid_for(n * dim, kThreads), kThreads, 0, stream>>>(
         static_cast<const Tt*>(table), rows, dim, ids, n, static_cast<To*>(out), static_cast<const Tt*>(pos_table),
-        pos_rows, positions);
+        pos_rows, positions, scale);
     return cudaGetLastError();
   });
 }

@@ -111,6 +111,9 @@ cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t 
 cudaError_t silu_mul_vec(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                          int64_t inter, DType dtype, cudaStream_t stream);
 cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  // in place
+// GeGLU (Gemma): out[t, i] = gelu_tanh(gate_up[t, i]) · gate_up[t, inter + i], silu_mul's layout.
+cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                          int64_t inter, DType dtype, cudaStream_t stream);
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
 // y[r, c] += bias[c] for a [rows, cols] matrix with row stride y_stride.
@@ -120,7 +123,7 @@ cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t
 // Ids (or positions) outside the table give a zero row, like the CPU op.
 cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows, int64_t dim, const int32_t* ids,
                              int64_t n, void* out, DType out_dtype, const void* pos_table, int64_t pos_rows,
-                             const int32_t* positions, cudaStream_t stream);
+                             const int32_t* positions, cudaStream_t stream, float scale = 1.0f);
 cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream);
 
 // Decode-sized GEMM ---------------------------------------------------------------------------------

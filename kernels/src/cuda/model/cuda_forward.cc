@@ -65,7 +65,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   a.head_dim = static_cast<int32_t>(cfg_.head_dim);
   a.block_size = static_cast<int32_t>(cfg_.block_size);
   a.scale = cfg_.attn_scale;
-  a.sliding_window = static_cast<int32_t>(cfg_.sliding_window);
+  a.sliding_window = static_cast<int32_t>(layer_window(cfg_, layer));
   if (p.prefill_seqs > 0) {
     a.q = buf_.qkv.get();
     a.out = buf_.attn.get();
@@ -115,10 +115,11 @@ void CudaModel::all_reduce(float* data, int64_t n) {
 // h += out (+ bias), where out is a row-parallel module's output of this rank. World of one: the bias was
 // added by the GEMM epilogue. Several ranks: out (+ this rank's LoRA term) is a partial sum; it is summed in
 // fp32 across ranks, then the bias is added once (DESIGN.md §3).
-void CudaModel::residual(void* out, const void* bias, int64_t rows) {
+void CudaModel::residual(void* out, const void* bias, int64_t rows, const void* post_w) {
   const int64_t n = rows * cfg_.hidden;
   float* h = buf_.h.as<float>();
   if (coll_->world() == 1) {
+    if (post_w) post_norm(out, opts_.dtype, rows, post_w);
     WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, out, opts_.dtype, n, stream_));
     return;
   }
@@ -126,7 +127,19 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows) {
   if (opts_.dtype != DType::kF32) WEFT_CUDA_CHECK(convert(out, opts_.dtype, sum, DType::kF32, n, stream_));
   all_reduce(sum, n);
   if (bias) WEFT_CUDA_CHECK(bias_add(sum, DType::kF32, rows, cfg_.hidden, cfg_.hidden, bias, opts_.dtype, stream_));
+  if (post_w) post_norm(sum, DType::kF32, rows, post_w);
   WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
+}
+
+// Gemma 3's norm of a block's output, in place before the residual add (in the output's own dtype, as transformers
+// normalises the bf16 projection output).
+void CudaModel::post_norm(void* out, DType dtype, int64_t rows, const void* w) {
+  WEFT_CUDA_CHECK(rms_norm(out, dtype, rows, cfg_.hidden, w, opts_.dtype, cfg_.norm_eps, out, dtype, stream_));
+}
+
+const float* CudaModel::layer_inv_freq_dev(int64_t layer) const {
+  // The same choice as layer_inv_freq (model.cc), as device pointers.
+  return &layer_inv_freq(cfg_, layer) == &cfg_.inv_freq_local ? inv_freq_local_.as<float>() : inv_freq_.as<float>();
 }
 
 // Small steps run as one kernel where the result is bitwise the same: RoPE + the KV cache write
@@ -143,11 +156,12 @@ bool CudaModel::fused_residual_norm() const { return fused_small_ops() && coll_-
 // the same values, read from a small table. Opt-in until measured on a GPU.
 bool CudaModel::rope_table() const {
   static const bool on = detail::env_equals("WEFT_ROPE_TABLE", "1");
-  return on;
+  return on && cfg_.inv_freq_local.empty();  // one table per step: one set of frequencies
 }
 
-void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b) {
-  if (has_deferred_expand_) {  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next)
+void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b,
+                              const void* post_w) {
+  if (has_deferred_expand_) {  // never with post norms (expand_into_next)  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next)
     has_deferred_expand_ = false;
     WEFT_CUDA_CHECK(add_norm_lora(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden,
                                   cfg_.norm == NormKind::kRms, w, b, opts_.dtype, cfg_.norm_eps, buf_.x.get(),
@@ -155,10 +169,11 @@ void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const v
     return;
   }
   if (!fused_residual_norm()) {
-    residual(out, bias, rows);
+    residual(out, bias, rows, post_w);
     norm(buf_.h.get(), DType::kF32, rows, w, b, buf_.x.get());
     return;
   }
+  if (post_w) post_norm(out, opts_.dtype, rows, post_w);
   WEFT_CUDA_CHECK(add_norm(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden, cfg_.norm == NormKind::kRms, w, b,
                            opts_.dtype, cfg_.norm_eps, buf_.x.get(), opts_.dtype, stream_));
 }
@@ -188,18 +203,18 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)
     has_deferred_expand_ = false;
     WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
-                                             T, hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
+                                             T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                              cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1),
                                              deferred_expand_, stream_, cos_sin));
   } else if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
-                                        hd, cfg_.rotary_dim, ints(p.positions), inv_freq_.as<float>(),
+                                        hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                         cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
                                         cos_sin));
   } else {
     if (cfg_.rotary_dim > 0)
       WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
-                                       ints(p.positions), inv_freq_.as<float>(), cfg_.rope_attention_factor, stream_,
+                                       ints(p.positions), layer_inv_freq_dev(l), cfg_.rope_attention_factor, stream_,
                                        cos_sin));
     WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
@@ -208,7 +223,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   project("gemm o", layer, kO, buf_.attn.get(), q_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
   // MLP block.
   ops_.mark("residual + norm", stream_);
-  residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b);
+  residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b, w.post_attn_norm_w);
   project("gemm up", layer, kUp, buf_.x.get(), H, w.up_w, buf_.up.get(), up_out, w.up_b, p);
   ops_.mark("activation", stream_);
   void* act = buf_.up.get();
@@ -219,6 +234,9 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   } else if (cfg_.mlp == MlpKind::kGatedSilu) {
     act = buf_.act.get();
     WEFT_CUDA_CHECK(silu_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
+  } else if (cfg_.mlp == MlpKind::kGatedGeluTanh) {
+    act = buf_.act.get();
+    WEFT_CUDA_CHECK(gelu_tanh_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
   } else if (cfg_.mlp == MlpKind::kGeluTanh) {
     WEFT_CUDA_CHECK(gelu_tanh(act, T * I, dt, stream_));
   } else {
@@ -228,9 +246,9 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   ops_.mark("residual + norm", stream_);
   if (l + 1 < cfg_.layers) {
     const LayerWeights& next = layer_w_[l + 1];
-    residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b);
+    residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b, w.post_mlp_norm_w);
   } else {
-    residual(buf_.o.get(), solo ? nullptr : w.down_b, T);  // the final norm runs on the logit rows only
+    residual(buf_.o.get(), solo ? nullptr : w.down_b, T, w.post_mlp_norm_w);  // final norm: on the logit rows only
   }
 }
 
@@ -241,7 +259,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   has_deferred_expand_ = false;  // nothing left over from a step that failed half-way
   ops_.mark("embed", stream_);
   WEFT_CUDA_CHECK(embedding_gather(weight("embed"), dt, cfg_.vocab, H, ints(p.tokens), T, buf_.h.get(), DType::kF32,
-                                   pos_table, cfg_.max_positions, ints(p.positions), stream_));
+                                   pos_table, cfg_.max_positions, ints(p.positions), stream_, cfg_.embed_scale));
   // LoRA on the token embedding, in steps with rows of such adapters (their own graph key; other rows return at once).
   LoraArgs emb;
   if (p.embed_lora && lora_args(-1, kEmbed, cfg_.vocab, H, &emb)) {

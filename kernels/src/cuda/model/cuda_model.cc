@@ -55,6 +55,11 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
       uploader_.upload(cfg_.inv_freq.data(), static_cast<int64_t>(cfg_.inv_freq.size()), inv_freq_.get(),
                        DType::kF32, stream_);
     }
+    if (cfg_.rotary_dim > 0 && !cfg_.inv_freq_local.empty()) {
+      inv_freq_local_.allocate(sizeof(float) * cfg_.inv_freq_local.size());
+      uploader_.upload(cfg_.inv_freq_local.data(), static_cast<int64_t>(cfg_.inv_freq_local.size()),
+                       inv_freq_local_.get(), DType::kF32, stream_);
+    }
   } catch (...) {
     release();
     throw;
@@ -125,7 +130,8 @@ void CudaModel::bind_weights() {
     layer_w_[i] = {w("attn_norm.weight"), opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
                    w("o.weight"), opt("o.bias"), w("mlp_norm.weight"), opt("mlp_norm.bias"),
                    w("up.weight"), opt("up.bias"), w("down.weight"), opt("down.bias"),
-                   opt("q_norm.weight"), opt("k_norm.weight")};
+                   opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
+                   opt("post_mlp_norm.weight")};
   }
 }
 
@@ -238,7 +244,7 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     buf_.o.allocate(n * H * d);
     if (opts_.dtype != DType::kF32 && world > 1) buf_.o32.allocate(n * H * f);
     buf_.up.allocate(n * module_out(cfg_, kUp) * d);
-    if (cfg_.mlp == MlpKind::kGatedSilu) buf_.act.allocate(n * cfg_.intermediate_local * d);
+    if (gated_mlp(cfg_)) buf_.act.allocate(n * cfg_.intermediate_local * d);
     if (cfg_.rotary_dim > 0 && rope_table()) buf_.rope_cs.allocate(n * cfg_.rotary_dim * f);  // rotary_dim/2 pairs
     buf_.rows = n;
     moved = true;

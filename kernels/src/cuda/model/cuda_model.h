@@ -86,7 +86,8 @@ class CudaModel final : public ModelExecutor {
   struct LayerWeights {
     const void *attn_norm_w, *attn_norm_b, *qkv_w, *qkv_b, *o_w, *o_b;
     const void *mlp_norm_w, *mlp_norm_b, *up_w, *up_b, *down_w, *down_b;
-    const void *q_norm_w, *k_norm_w;  // Qwen3's per-head q/k RMSNorm (cfg_.qk_norm), else null
+    const void *q_norm_w, *k_norm_w;  // per-head q/k RMSNorm (cfg_.qk_norm: Qwen3, Gemma 3), else null
+    const void *post_attn_norm_w, *post_mlp_norm_w;  // Gemma 3's block-output norms (cfg_.post_norms), else null
   };
   struct StepBuffers {
     int64_t rows = 0, logit_rows = 0, lora_rows = 0;  // capacities
@@ -141,9 +142,12 @@ class CudaModel final : public ModelExecutor {
   bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
   // DoRA's channel scale on the module's output rows of DoRA adapters, after every expand (when one is loaded).
   void dora_scale(int layer, int module, void* y, int64_t y_stride, const void* bias, const StepPlan& p);
-  void residual(void* out, const void* bias, int64_t rows);
+  // post_w (Gemma 3's post norms): out, reduced over the ranks and with its bias, is RMS-normalised before the add.
+  void residual(void* out, const void* bias, int64_t rows, const void* post_w = nullptr);
+  void post_norm(void* out, DType dtype, int64_t rows, const void* w);
   // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
-  void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b);
+  void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b,
+                     const void* post_w = nullptr);
   bool fused_small_ops() const;
   bool fused_residual_norm() const;
   bool rope_table() const;  // WEFT_ROPE_TABLE=1: one (cos, sin) table per step for every layer's RoPE
@@ -171,7 +175,8 @@ class CudaModel final : public ModelExecutor {
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
   std::vector<LayerWeights> layer_w_;
-  DeviceBuffer inv_freq_, kv_cache_;
+  DeviceBuffer inv_freq_, inv_freq_local_, kv_cache_;  // inv_freq_local_: sliding layers' (cfg_.inv_freq_local)
+  const float* layer_inv_freq_dev(int64_t layer) const;
   std::unique_ptr<LoraStore> lora_;
   Uploader uploader_;
   Uploader stage_uploader_;             // stage_adapter's, under stage_mu_

@@ -93,7 +93,7 @@ std::vector<LoraStore::Slice> LoraStore::slices_of(int module) const {
   switch (module) {
     case kQkv: return {{0, q}, {q, kv}, {q + kv, kv}};
     case kUp:
-      if (cfg_.mlp == MlpKind::kGatedSilu) return {{0, inter}, {inter, inter}};
+      if (gated_mlp(cfg_)) return {{0, inter}, {inter, inter}};
       return {{0, inter}};
     case kO: case kDown: return {{0, static_cast<int32_t>(cfg_.hidden)}};
     case kLmHead: return {{0, static_cast<int32_t>(cfg_.vocab_local)}};

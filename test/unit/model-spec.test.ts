@@ -1,0 +1,92 @@
+// config.json → ModelSpec for the architectures whose reading has more than one form: Qwen3 and Gemma 3 (the logits
+// themselves are checked against transformers by the golden cases qwen3 and gemma3).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseModelSpec } from '../../shard/models/spec.js';
+import { roundToDtype } from '../../shard/models/load-weights.js';
+import { UnsupportedModelError } from '../../shard/models/errors.js';
+
+// google/gemma-3-1b-it's config.json as published (transformers 4.50 field names: rope_theta, rope_local_base_freq,
+// sliding_window_pattern; no layer_types).
+const GEMMA3_1B = {
+  architectures: ['Gemma3ForCausalLM'], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null,
+  bos_token_id: 2, cache_implementation: 'hybrid', eos_token_id: [1, 106], final_logit_softcapping: null, head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh', hidden_size: 1152, initializer_range: 0.02, intermediate_size: 6912,
+  max_position_embeddings: 32768, model_type: 'gemma3_text', num_attention_heads: 4, num_hidden_layers: 26,
+  num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_local_base_freq: 10000,
+  rope_scaling: null, rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: 'bfloat16',
+  use_cache: true, vocab_size: 262144,
+};
+
+test('gemma-3-1b: every sixth layer full attention, the others a 512-token window with the local RoPE base', () => {
+  const s = parseModelSpec(GEMMA3_1B);
+  assert.equal(s.architecture, 'gemma3');
+  assert.equal(s.layerSliding!.length, 26);
+  assert.deepEqual(s.layerSliding!.map((v, i) => (v ? -1 : i)).filter((i) => i >= 0), [5, 11, 17, 23]);
+  assert.equal(s.slidingWindow, 512);
+  // theta 1e6 (full) vs 1e4 (sliding): the second frequency is 1e6^(-2/256) vs 1e4^(-2/256).
+  assert.ok(Math.abs(s.rope!.invFreq[1]! - Math.pow(1e6, -2 / 256)) < 1e-6);
+  assert.ok(Math.abs(s.ropeLocal!.invFreq[1]! - Math.pow(1e4, -2 / 256)) < 1e-6);
+  assert.equal(s.mlp, 'gated_gelu_tanh');
+  assert.ok(s.qkNorm && s.postNorms && s.normPlusOne && s.tieEmbeddings);
+  assert.equal(s.embedScale, Math.sqrt(1152));
+  assert.equal(s.attnScale, 1 / 16);
+  assert.equal(s.headDim, 256);
+  assert.deepEqual(s.eosTokenIds, [1, 106]);
+});
+
+test('gemma3: transformers 5 rope_parameters per layer type, with linear scaling on the full layers only', () => {
+  const cfg = {
+    ...GEMMA3_1B, num_hidden_layers: 3, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'],
+    rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } },
+    query_pre_attn_scalar: 24,
+  };
+  const s = parseModelSpec(cfg);
+  assert.deepEqual(s.layerSliding, [true, false, true]);
+  assert.ok(Math.abs(s.rope!.invFreq[0]! - 1 / 8) < 1e-9, 'full layers: inv_freq / factor');
+  assert.equal(s.ropeLocal!.invFreq[0], 1);
+  assert.equal(s.attnScale, Math.pow(24, -0.5));
+  // The legacy form: rope_scaling applies to the full layers.
+  const legacy = parseModelSpec({ ...GEMMA3_1B, rope_scaling: { rope_type: 'linear', factor: 8 } });
+  assert.ok(Math.abs(legacy.rope!.invFreq[0]! - 1 / 8) < 1e-9);
+  assert.equal(legacy.ropeLocal!.invFreq[0], 1);
+});
+
+test('gemma3: what weft does not compute is refused by name', () => {
+  const refuse = (patch: Record<string, unknown>, re: RegExp): void =>
+    assert.throws(() => parseModelSpec({ ...GEMMA3_1B, ...patch }), (e: unknown) => e instanceof UnsupportedModelError && re.test(e.message));
+  refuse({ final_logit_softcapping: 30 }, /final_logit_softcapping/);
+  refuse({ use_bidirectional_attention: true }, /use_bidirectional_attention/);
+  refuse({ hidden_activation: 'relu' }, /hidden_activation 'relu'/);
+  refuse({ layer_types: ['sliding_attention'] }, /layer_types has 1 entries for 26 layers/);
+  refuse({ num_hidden_layers: 1, layer_types: ['chunked_attention'] }, /layer type 'chunked_attention'/);
+  // Gemma 3's attention ignores attn_logit_softcapping (transformers does not pass it on): accepted.
+  assert.equal(parseModelSpec({ ...GEMMA3_1B, attn_logit_softcapping: 50 }).architecture, 'gemma3');
+});
+
+test('qwen3: per-head q/k norms; attention_bias on all four attention projections', () => {
+  const base = {
+    architectures: ['Qwen3ForCausalLM'], hidden_size: 1024, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128,
+    intermediate_size: 3072, num_hidden_layers: 28, vocab_size: 151936, max_position_embeddings: 40960, rms_norm_eps: 1e-6,
+    rope_theta: 1000000, tie_word_embeddings: true, use_sliding_window: false, sliding_window: null, hidden_act: 'silu',
+    attention_bias: false,
+  };
+  const s = parseModelSpec(base);
+  assert.ok(s.qkNorm && !s.qkvBias && !s.oBias && !s.postNorms && s.embedScale === 1 && s.layerSliding === null);
+  assert.equal(s.headDim, 128);
+  const b = parseModelSpec({ ...base, attention_bias: true });
+  assert.ok(b.qkvBias && b.oBias && !b.mlpBias);
+  assert.throws(() => parseModelSpec({ ...base, use_sliding_window: true }), /use_sliding_window/);
+  // Qwen2 keeps its own rule: q/k/v biases always, none on o, no q/k norms.
+  const q2 = parseModelSpec({ ...base, architectures: ['Qwen2ForCausalLM'] });
+  assert.ok(q2.qkvBias && !q2.oBias && !q2.qkNorm);
+});
+
+test('the embedding scale is rounded to the weights dtype, as transformers multiplies in it', () => {
+  const s = Math.sqrt(1152);  // 33.941…
+  assert.equal(roundToDtype(s, 'float32'), Math.fround(s));
+  assert.equal(roundToDtype(s, 'bfloat16'), 34);  // 8 significant bits
+  assert.equal(roundToDtype(s, 'float16'), 33.9375);  // 11 significant bits: steps of 1/32 in [32, 64)
+  assert.equal(roundToDtype(48, 'bfloat16'), 48);
+  assert.equal(roundToDtype(Math.sqrt(2560), 'bfloat16'), 50.5);  // 50.596… → 50.5 (steps of 0.25 in [32, 64))
+});
