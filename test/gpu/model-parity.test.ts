@@ -41,13 +41,20 @@ const VARIANTS: Variant[] = [
       kvHeadsLocal: 4, intermediateLocal: 128 }) },
   { name: 'gelu_erf, odd intermediate', biases: false,
     plan: plan({ mlp: 'gelu_erf', intermediateLocal: 72, kvHeadsLocal: 4 }) },
+  // Gemma 3's parts: GeGLU, the scaled embedding, q/k norms, post-block norms, a sliding layer with its own RoPE
+  // base beside a full-attention one (Qwen3 is the q/k-norm part alone).
+  { name: 'gemma3-like (GeGLU, embed scale, q/k + post norms, sliding/full layers)', biases: false,
+    plan: plan({ mlp: 'gated_gelu_tanh', embedScale: 8, qkNorm: true, postNorms: true, slidingWindow: 5,
+      layerSliding: [true, false], invFreqLocal: invFreq(16, 100), attnScale: 0.3 }) },
+  { name: 'qwen3-like (q/k norms, qkv + o biases)', biases: true, plan: plan({ qkNorm: true }) },
 ];
 
 function weightNames(p: ModelPlanConfig): string[] {
   const names = ['embed', 'pos_embed', 'final_norm.weight', 'final_norm.bias', 'lm_head'];
   for (let l = 0; l < p.layers; l++) {
     for (const s of ['attn_norm.weight', 'attn_norm.bias', 'qkv.weight', 'qkv.bias', 'o.weight', 'o.bias',
-      'mlp_norm.weight', 'mlp_norm.bias', 'up.weight', 'up.bias', 'down.weight', 'down.bias']) names.push(`layers.${l}.${s}`);
+      'mlp_norm.weight', 'mlp_norm.bias', 'up.weight', 'up.bias', 'down.weight', 'down.bias', 'q_norm.weight',
+      'k_norm.weight', 'post_attn_norm.weight', 'post_mlp_norm.weight']) names.push(`layers.${l}.${s}`);
   }
   return names;
 }
@@ -87,7 +94,7 @@ function randomAdapter(p: ModelPlanConfig, rank: number, scale: number, rng: Rng
     if (opts.qkv === 'qkv') mk(l, 0, q, H, kv);
     mk(l, 0, q + kv, H, kv);
     mk(l, 1, 0, q, H);
-    if (p.mlp === 'gated_silu') {
+    if (p.mlp === 'gated_silu' || p.mlp === 'gated_gelu_tanh') {
       mk(l, 2, 0, H, I);
       mk(l, 2, I, H, I);
     } else {
