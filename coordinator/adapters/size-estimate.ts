@@ -1,7 +1,8 @@
 // What an adapter will take in one shard's adapter memory, from its files before any shard has loaded it: the
 // registry's byte budget (--adapter-memory-fraction) needs a size to make room for. Exact at one shard for a
 // safetensors adapter (the LoRA tensors' element counts from the header × the engine's element size, a fused
-// module's lora_A once per sub-block, DoRA's magnitudes in float32); at TP > 1
+// module's lora_A once per sub-block, DoRA's magnitudes in float32, pairs on a vision tower left out as the shards
+// drop them); at TP > 1
 // an upper bound (every matrix counted whole, where a shard holds a slice of one of each pair). An
 // adapter_model.bin counts its file size as 2-byte elements (an upper bound for 16- and 32-bit files). The
 // shards' report of a load replaces the estimate.
@@ -9,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, numel } from '../../shard/formats/index.js';
 import type { LoadSpec } from './registry.js';
-import { partsOfModulePath } from '../../shard/models/layout.js';
+import { languageModelPath, partsOfModulePath } from '../../shard/models/layout.js';
 
 /** Bytes one shard's slot will hold, estimated; `elementBytes` is the engine's (4 on the CPU backend). */
 export function estimateAdapterBytes(load: LoadSpec, elementBytes: number): number {
@@ -24,12 +25,18 @@ function fusedCopies(name: string): number {
   return m ? partsOfModulePath(m[1]!) : 1;
 }
 
+// A vision-language model's vision tower / projector: the shards drop those pairs (text requests never run them).
+function onVisionTower(name: string): boolean {
+  return languageModelPath({ visionLanguage: true }, name.replace(/^base_model\.model\./, '')) === null;
+}
+
 function elementsOf(dir: string): { factors: number; magnitudes: number } {
   const st = join(dir, 'adapter_model.safetensors');
   if (existsSync(st)) {
     const f = SafetensorsFile.open(st);
     try {
-      const count = (re: RegExp, copies: (name: string) => number = () => 1) => f.names().filter((n) => re.test(n))
+      const count = (re: RegExp, copies: (name: string) => number = () => 1) => f.names()
+        .filter((n) => re.test(n) && !onVisionTower(n))
         .reduce((sum, n) => sum + numel(f.info(n).shape) * copies(n), 0);
       return { factors: count(/lora_(A|B|embedding_A|embedding_B)\b/, fusedCopies), magnitudes: count(/lora_magnitude_vector\b/) };
     } finally {

@@ -90,8 +90,23 @@ export function partsOfModulePath(path: string): number {
   return 1;
 }
 
+/**
+ * A vision-language checkpoint's module path as the language model's own (`model.…`, `lm_head`); null for the vision
+ * tower and the projector (text requests never run them). Other models: the path unchanged.
+ */
+export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'>, path: string): string | null {
+  if (!spec.visionLanguage) return path;
+  const m = /^(?:model\.language_model|language_model\.model)\.(.+)$/.exec(path);
+  if (m) return `model.${m[1]}`;
+  if (path === 'language_model.lm_head') return 'lm_head';
+  if (/^(?:model\.)?(?:vision_tower|multi_modal_projector)\./.test(path)) return null;
+  return path;
+}
+
 /** Resolves a module path like `model.layers.3.self_attn.q_proj` or `transformer.h.0.attn.c_attn`. */
-export function resolveModule(spec: ModelSpec, path: string): ModuleRef | null {
+export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | null {
+  const path = languageModelPath(spec, rawPath);
+  if (path === null) return null;
   if (path === 'lm_head') return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
   if (path === (spec.architecture === 'gpt2' ? 'transformer.wte' : 'model.embed_tokens')) {
     return { layer: -1, module: 'embed', roles: ['embed'], conv1d: false };

@@ -3,7 +3,7 @@
 // are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
 import { LoraModuleId, cpuOps, type LoraPartInput, type LoraStorage, type StagedAdapter } from '../../kernels/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
-import { subBlocks, rowParallelInput, resolveModule } from './layout.js';
+import { subBlocks, rowParallelInput, resolveModule, languageModelPath } from './layout.js';
 import type { LoadedModel } from './load-weights.js';
 
 export class AdapterLoadError extends Error {
@@ -104,8 +104,13 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
   if (pairs.size === 0) throw new AdapterLoadError(`${dir}: the adapter has no LoRA tensors`);
   const parts: LoraPartPlan[] = [];
   let maxRank = 0;
+  let visionPairs = 0;
   for (const [path, { a, b, m }] of pairs) {
     if (!a || !b) throw new AdapterLoadError(`${dir}: module '${path}' has lora_${a ? 'A' : 'B'} but no lora_${a ? 'B' : 'A'}`);
+    if (languageModelPath(spec, path) === null) {  // the vision tower / projector: text requests never run them
+      visionPairs++;
+      continue;
+    }
     const ref = resolveModule(spec, path);
     if (!ref) {
       throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of this ` +
@@ -160,6 +165,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
         ...(m ? { magnitude: sliceRows(m.data, 1, off + bl.local.start, off + bl.local.end) } : {}) });
       off += bl.fullLen;
     }
+  }
+  if (parts.length === 0 && visionPairs > 0) {
+    throw new AdapterLoadError(`${dir}: the adapter only targets the vision tower (${visionPairs} module(s)), which text ` +
+      `requests never run; weft serves this model's language model only`);
   }
   const planned = stored(parts, storage);
   const bytes = planned.reduce((n, p) => n + p.a.byteLength + p.b.byteLength + (p.magnitude?.byteLength ?? 0), 0);

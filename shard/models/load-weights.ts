@@ -62,8 +62,13 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
     };
   }
   const fused = spec.architecture === 'phi3';
+  // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
+  // 4.50+ and 5) or model.language_model.
+  const root = !spec.visionLanguage ? 'model.'
+    : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
+  const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';
   return {
-    layerPrefix: (i) => `model.layers.${i}.`,
+    layerPrefix: (i) => `${root}layers.${i}.`,
     modules: {
       qkv: fused
         ? { paths: ['self_attn.qkv_proj'], roles: [['q', 'k', 'v']] }
@@ -77,8 +82,8 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
     // pre_feedforward_layernorm.
     attnNorm: 'input_layernorm', mlpNorm: spec.postNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
-    finalNorm: 'model.norm',
-    embed: 'model.embed_tokens.weight', lmHead: 'lm_head.weight', conv1d: false,
+    finalNorm: `${root}norm`,
+    embed: `${root}embed_tokens.weight`, lmHead, conv1d: false,
   };
 }
 

@@ -43,6 +43,12 @@ export interface ModelSpec {
   normPlusOne: boolean;
   /** Gemma 3: each block's output is RMS-normalised before the residual add (post_attention / post_feedforward). */
   postNorms: boolean;
+  /**
+   * The checkpoint is a vision-language model (Gemma3ForConditionalGeneration) whose language model weft serves for
+   * text requests: its weights sit under `language_model.model.` (or `model.language_model.`), and adapter pairs
+   * on the vision tower / projector have no effect on text and are dropped at load.
+   */
+  visionLanguage: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -55,6 +61,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
   Gemma3ForCausalLM: 'gemma3',
+  Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -79,7 +86,8 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
       `(supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   }
   if (arch === 'gpt2') return gpt2Spec(cfg, where);
-  if (arch === 'gemma3') return gemma3Spec(cfg, where);
+  if (archName === 'Gemma3ForConditionalGeneration') return gemma3Spec(gemma3TextConfig(cfg, where), where, true);
+  if (arch === 'gemma3') return gemma3Spec({ ...GEMMA3_TEXT_DEFAULTS, ...cfg }, where, false);
   return llamaFamilySpec(arch, cfg, where);
 }
 
@@ -112,7 +120,9 @@ function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
 }
 
 /** The fields only Gemma sets, at their values for every other architecture. */
-const PLAIN_DECODER = { layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false } as const;
+const PLAIN_DECODER = {
+  layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
+} as const;
 
 function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
   const hidden = int(cfg, 'hidden_size', where);
@@ -186,7 +196,23 @@ function gpt2Spec(cfg: Json, where: string): ModelSpec {
 // Gemma 3 text models (Gemma3ForCausalLM: gemma-3-1b, gemma-3-270m): GeGLU MLP, (1 + w) RMSNorms, the embedding
 // scaled by √hidden, per-head q/k norms, a norm on each block's output, and sliding-window layers (their own RoPE
 // base) interleaved with full-attention ones — as transformers' modeling_gemma3.py computes them.
-function gemma3Spec(cfg: Json, where: string): ModelSpec {
+// transformers' Gemma3TextConfig defaults: the published 4B-27B configs set only the fields that differ from them.
+const GEMMA3_TEXT_DEFAULTS: Json = {
+  vocab_size: 262_208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
+  num_key_value_heads: 4, head_dim: 256, max_position_embeddings: 131_072, rms_norm_eps: 1e-6, query_pre_attn_scalar: 256,
+  sliding_window: 4096, tie_word_embeddings: true, bos_token_id: 2, eos_token_id: 1,
+};
+
+/** A Gemma3ForConditionalGeneration config's language model: text_config over the defaults (token ids from the top). */
+function gemma3TextConfig(cfg: Json, where: string): Json {
+  const text = cfg.text_config;
+  refuseIf(!text || typeof text !== 'object', where, 'Gemma3ForConditionalGeneration needs a text_config');
+  const top: Json = {};
+  for (const k of ['bos_token_id', 'eos_token_id', 'tie_word_embeddings', 'quantization_config']) if (cfg[k] !== undefined) top[k] = cfg[k];
+  return { ...GEMMA3_TEXT_DEFAULTS, ...top, ...(text as Json) };
+}
+
+function gemma3Spec(cfg: Json, where: string, visionLanguage: boolean): ModelSpec {
   const hidden = int(cfg, 'hidden_size', where);
   const heads = int(cfg, 'num_attention_heads', where);
   const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
@@ -234,6 +260,7 @@ function gemma3Spec(cfg: Json, where: string): ModelSpec {
     embedScale: Math.sqrt(hidden),
     normPlusOne: true,
     postNorms: true,
+    visionLanguage,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };

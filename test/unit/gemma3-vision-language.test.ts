@@ -1,0 +1,113 @@
+// Gemma 3 as published from 4B up: a Gemma3ForConditionalGeneration checkpoint (language model + SigLIP vision
+// tower) served text-only. The golden case gemma3_vlm has the checkpoint in transformers' saved layout
+// (language_model.model.*) and adapters in PEFT's (model.language_model.*, with pairs on the vision tower); here the
+// same model and adapter in the other layouts give the same golden logits, and the configs as published parse.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalEngine } from '../../shard/index.js';
+import { SafetensorsFile, writeSafetensors } from '../../shard/formats/index.js';
+import { parseModelSpec } from '../../shard/models/spec.js';
+import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
+
+const c = loadGoldenCase('gemma3_vlm');
+
+/** Copies a safetensors file (and the folder's JSON files) into `outDir` with every tensor name passed through `rename`. */
+function writeRenamed(dir: string, file: string, outDir: string, rename: (name: string) => string): void {
+  const src = SafetensorsFile.open(join(dir, file));
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  try {
+    for (const name of src.names()) tensors[rename(name)] = { dtype: 'F32', shape: src.info(name).shape, data: src.readF32(name) };
+  } finally {
+    src.close();
+  }
+  mkdirSync(outDir, { recursive: true });
+  writeSafetensors(join(outDir, file), tensors, { format: 'pt' });
+  for (const f of readdirSync(dir)) if (f.endsWith('.json')) copyFileSync(join(dir, f), join(outDir, f));
+}
+
+async function expectGolden(modelDir: string, adapters: { name: string; dir: string }[]): Promise<void> {
+  const e = LocalEngine.open(modelDir, { numBlocks: 64, blockSize: 4, adapterSlots: adapters.length });
+  try {
+    adapters.forEach((a, slot) => e.loadAdapter(slot, a.dir));
+    const items = c.sequences.flatMap((tokens) => [-1, ...adapters.map((_, slot) => slot)].map((adapterSlot) => ({ tokens, adapterSlot })));
+    const out = await e.scoreBatch(items);
+    items.forEach((it, i) => {
+      const s = Math.floor(i / (adapters.length + 1));
+      const key = it.adapterSlot === -1 ? `base/seq${s}` : `adapter/${adapters[it.adapterSlot]!.name}/seq${s}`;
+      const err = maxAbsDiff(out[i]!, c.logits(key));
+      assert.ok(err <= 1e-4, `${key}: max abs error ${err}`);
+    });
+  } finally {
+    e.dispose();
+  }
+}
+
+test('the checkpoint under model.language_model.* and adapters under language_model.model.* give the golden logits', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-gemma3-vlm-'));
+  try {
+    // transformers 5's in-memory names for the checkpoint; transformers 4.50/4.51's module paths for the adapters.
+    const model = join(tmp, 'model');
+    writeRenamed(c.modelDir, 'model.safetensors', model, (n) => n.replace(/^language_model\.model\./, 'model.language_model.')
+      .replace(/^vision_tower\./, 'model.vision_tower.').replace(/^multi_modal_projector\./, 'model.multi_modal_projector.'));
+    const adapters = c.adapters.map((a) => {
+      const dir = join(tmp, a.name);
+      writeRenamed(a.dir, 'adapter_model.safetensors', dir, (n) => n.replace(/^base_model\.model\.model\.language_model\./,
+        'base_model.model.language_model.model.').replace(/^base_model\.model\.model\.vision_tower\./, 'base_model.model.vision_tower.'));
+      return { name: a.name, dir };
+    });
+    await expectGolden(model, adapters);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('an adapter on the vision tower only is refused, saying text requests never run it', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-gemma3-vision-'));
+  try {
+    const qv = c.adapters.find((a) => a.name === 'qv_r8')!;
+    const src = SafetensorsFile.open(join(qv.dir, 'adapter_model.safetensors'));
+    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    try {
+      for (const n of src.names()) if (n.includes('vision_tower')) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
+    } finally {
+      src.close();
+    }
+    assert.ok(Object.keys(tensors).length >= 2, 'the golden adapter has vision-tower pairs');
+    writeSafetensors(join(tmp, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    copyFileSync(join(qv.dir, 'adapter_config.json'), join(tmp, 'adapter_config.json'));
+    const e = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
+    try {
+      assert.throws(() => e.loadAdapter(0, tmp), /only targets the vision tower .* text requests never run/);
+    } finally {
+      e.dispose();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("google/gemma-3-4b-it's config (a partial text_config) reads with Gemma3TextConfig's defaults", () => {
+  const s = parseModelSpec({
+    architectures: ['Gemma3ForConditionalGeneration'], boi_token_index: 255999, eoi_token_index: 256000,
+    eos_token_id: [1, 106], image_token_index: 262144, initializer_range: 0.02, mm_tokens_per_image: 256, model_type: 'gemma3',
+    text_config: {
+      hidden_size: 2560, intermediate_size: 10240, model_type: 'gemma3_text', num_hidden_layers: 34,
+      rope_scaling: { factor: 8.0, rope_type: 'linear' }, sliding_window: 1024,
+    },
+    torch_dtype: 'bfloat16', transformers_version: '4.50.0.dev0',
+    vision_config: { hidden_size: 1152, image_size: 896, intermediate_size: 4304, model_type: 'siglip_vision_model',
+      num_attention_heads: 16, num_hidden_layers: 27, patch_size: 14, vision_use_head: false },
+  });
+  assert.equal(s.architecture, 'gemma3');
+  assert.ok(s.visionLanguage && s.tieEmbeddings && s.qkNorm && s.postNorms);
+  assert.deepEqual([s.hidden, s.layers, s.heads, s.kvHeads, s.headDim, s.vocab, s.intermediate], [2560, 34, 8, 4, 256, 262208, 10240]);
+  assert.equal(s.slidingWindow, 1024);
+  assert.equal(s.layerSliding!.filter((v) => !v).length, 5, 'layers 5, 11, 17, 23, 29 are full attention');
+  assert.ok(Math.abs(s.rope!.invFreq[0]! - 1 / 8) < 1e-9, 'linear scaling on the full layers');
+  assert.equal(s.ropeLocal!.invFreq[0], 1);
+  assert.deepEqual(s.eosTokenIds, [1, 106]);
+  assert.equal(s.attnScale, 1 / 16);
+});
