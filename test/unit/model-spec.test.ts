@@ -90,3 +90,26 @@ test('the embedding scale is rounded to the weights dtype, as transformers multi
   assert.equal(roundToDtype(48, 'bfloat16'), 48);
   assert.equal(roundToDtype(Math.sqrt(2560), 'bfloat16'), 50.5);  // 50.596… → 50.5 (steps of 0.25 in [32, 64))
 });
+
+test('longrope (Phi-3.5-mini, Phi-4-mini): short factors, the attention factor, and the context capped where they hold', () => {
+  const half = 48;  // head_dim 96
+  const phi35 = {
+    architectures: ['Phi3ForCausalLM'], hidden_size: 3072, num_attention_heads: 32, num_key_value_heads: 32,
+    intermediate_size: 8192, num_hidden_layers: 32, vocab_size: 32064, max_position_embeddings: 131072,
+    original_max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 10000, hidden_act: 'silu',
+    rope_scaling: { type: 'longrope', short_factor: Array.from({ length: half }, (_, i) => 1 + i / 100),
+      long_factor: Array.from({ length: half }, (_, i) => 1 + i) },
+  };
+  const s = parseModelSpec(phi35);
+  assert.equal(s.maxPositions, 4096, 'the long factors past 4,096 positions are not implemented: the context stops there');
+  assert.ok(Math.abs(s.rope!.attentionFactor - Math.sqrt(1 + Math.log(32) / Math.log(4096))) < 1e-12);
+  assert.ok(Math.abs(s.rope!.invFreq[10]! - 1 / (1.1 * Math.pow(10000, 20 / 96))) < 1e-6);
+  // "su" is an older name of the same; an explicit attention_factor wins.
+  const su = parseModelSpec({ ...phi35, rope_scaling: { ...phi35.rope_scaling, type: 'su', attention_factor: 1.5 } });
+  assert.equal(su.rope!.attentionFactor, 1.5);
+  assert.throws(() => parseModelSpec({ ...phi35, rope_scaling: { ...phi35.rope_scaling, short_factor: [1, 2] } }),
+    /short_factor has 2 entries; the rotary dimension 96 needs 48/);
+  // YaRN proper (not Phi-3's old name for longrope) is refused.
+  assert.throws(() => parseModelSpec({ ...phi35, architectures: ['LlamaForCausalLM'], rope_scaling: { type: 'yarn', factor: 4 } }),
+    /rope type 'yarn' is not supported/);
+});
