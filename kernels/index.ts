@@ -35,6 +35,9 @@ export interface ModelPlanConfig {
   /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
   layerSliding?: boolean[];
   invFreqLocal?: Float32Array;
+  /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
+  attnSoftcap?: number;
+  finalSoftcap?: number;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;

@@ -200,6 +200,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     qkNorm: spec.qkNorm,
     embedScale: roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32')),
     postNorms: spec.postNorms,
+    attnSoftcap: spec.attnSoftcap,
+    finalSoftcap: spec.finalSoftcap,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
     numBlocks: opts.numBlocks,

@@ -62,6 +62,7 @@ struct Case {
   int heads, kv_heads, hd, bs, window;
   std::vector<Seq> seqs;
   float q_scale = 1.0f;
+  float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
 };
 
 // Output and workspace of one run; out starts NaN so a row the kernel forgets to write fails.
@@ -135,8 +136,9 @@ template <DType kD> bool run_case(const Case& c, std::mt19937& rng) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(),
-                             vf.data(), c.bs, scale, c.window, ref.data());
+                             vf.data(), c.bs, scale, c.window, ref.data(), c.softcap);
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
+  a.softcap = c.softcap;
   a.k_cache = kb.data();
   a.v_cache = vb.data();
   a.cu_seqlens_q = L.cu_seqlens.data();
@@ -151,6 +153,7 @@ int main() {
   std::mt19937 rng(4321);
   const DType f32 = DType::kF32, bf16 = DType::kBF16, f16 = DType::kF16;
   const std::vector<Case> cases = {
+      {"Gemma 2: softcap 5 on peaky scores, window 100, hd256 bf16", bf16, 4, 2, 256, 16, 100, {{1, 560}, {1, 50}}, 6.0f, 5.0f},
       {"MHA 4/4 hd128 bf16, contexts 1..1100 across 512-key partitions", bf16, 4, 4, 128, 16, 0,
        {{1, 1}, {1, 17}, {1, 512}, {1, 513}, {1, 1100}}},
       {"GQA 8/2 hd64 f16, contexts at the 256-key boundaries", f16, 8, 2, 64, 16, 0,

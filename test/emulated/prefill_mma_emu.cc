@@ -52,6 +52,7 @@ struct Case {
   int heads, kv_heads, hd, bs, window;
   std::vector<Seq> seqs;
   float q_scale = 1.0f;
+  float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
 };
 
 bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
@@ -70,10 +71,11 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(), vf.data(),
-                             c.bs, scale, c.window, ref.data());
+                             c.bs, scale, c.window, ref.data(), c.softcap);
 
   std::vector<uint16_t> out(L.tokens * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
+  a.softcap = c.softcap;
   a.q = qb.data();
   a.out = out.data();
   a.k_cache = kb.data();
@@ -112,6 +114,8 @@ int main() {
   std::mt19937 rng(1234);
   const DType bf16 = DType::kBF16, f16 = DType::kF16;
   const std::vector<Case> cases = {
+      {"Gemma 2: softcap 5 on peaky scores, window 24, GQA 4/2 hd64 bf16", bf16, 4, 2, 64, 16, 24, {{90, 90}, {10, 60}}, 6.0f,
+       5.0f},
       {"MHA 4/4 hd64 bf16, one prompt over two key tiles", bf16, 4, 4, 64, 16, 0, {{100, 100}}},
       {"GQA 8/2 hd128 bf16, prompt + chunk on a cached prefix + decode row", bf16, 8, 2, 128, 16, 0,
        {{37, 37}, {20, 150}, {1, 70}}},

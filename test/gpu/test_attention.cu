@@ -22,6 +22,7 @@ struct Case {
   std::vector<Seq> seqs;
   bool decode;
   float q_scale = 1.0f;  // larger: peakier softmax
+  float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
 };
 
 enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
@@ -46,11 +47,12 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
     std::vector<float> ref(L.tokens * q_dim);
     cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kc.data(), vc.data(), c.bs,
-                         scale, c.window, ref.data());
+                         scale, c.window, ref.data(), c.softcap);
 
     DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(L.tokens * q_dim * dsize(c.d));
     DevBuf dcu = upload_vec(L.cu_seqlens), dctx = upload_vec(L.context_lens), dbt = upload_vec(L.block_tables);
     wc::PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
+    a.softcap = c.softcap;
     a.q = dq.get();
     a.out = out.get();
     a.k_cache = dk.get();
@@ -125,6 +127,11 @@ void run_attention_tests(std::mt19937& rng) {
       {"prefill hd80 f16 GQA 10/2, peaky", f16, 10, 2, 80, 16, 0, {{129, 129}, {64, 200}}, false, 4.0f},
       {"prefill hd96 bf16 block 32", bf16, 6, 3, 96, 32, 0, {{200, 260}}, false},
       {"prefill hd32 f16 MQA 16/1 block 8", f16, 16, 1, 32, 8, 0, {{90, 90}, {1, 33}}, false},
+      // Gemma 2: the attention-logit softcap on peaky scores, with its sliding window, in every kernel.
+      {"decode softcap 5 hd256 bf16 window 300", bf16, 8, 4, 256, 16, 300, {{1, 1000}, {1, 40}}, true, 6.0f, 5.0f},
+      {"decode softcap 5 hd128 f32", f32, 8, 2, 128, 16, 0, {{1, 700}}, true, 6.0f, 5.0f},
+      {"prefill softcap 5 hd256 bf16 window 100", bf16, 8, 4, 256, 16, 100, {{130, 130}, {9, 300}}, false, 6.0f, 5.0f},
+      {"prefill softcap 5 GQA 8/2 hd128 bf16", bf16, 8, 2, 128, 16, 0, {{200, 200}, {1, 50}}, false, 6.0f, 5.0f},
   };
   for (const Case& c : cases) {
     if (c.decode) {

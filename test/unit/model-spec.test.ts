@@ -55,13 +55,15 @@ test('gemma3: transformers 5 rope_parameters per layer type, with linear scaling
 test('gemma3: what weft does not compute is refused by name', () => {
   const refuse = (patch: Record<string, unknown>, re: RegExp): void =>
     assert.throws(() => parseModelSpec({ ...GEMMA3_1B, ...patch }), (e: unknown) => e instanceof UnsupportedModelError && re.test(e.message));
-  refuse({ final_logit_softcapping: 30 }, /final_logit_softcapping/);
+  refuse({ final_logit_softcapping: -1 }, /final_logit_softcapping must be a positive number or null/);
   refuse({ use_bidirectional_attention: true }, /use_bidirectional_attention/);
   refuse({ hidden_activation: 'relu' }, /hidden_activation 'relu'/);
   refuse({ layer_types: ['sliding_attention'] }, /layer_types has 1 entries for 26 layers/);
   refuse({ num_hidden_layers: 1, layer_types: ['chunked_attention'] }, /layer type 'chunked_attention'/);
-  // Gemma 3's attention ignores attn_logit_softcapping (transformers does not pass it on): accepted.
-  assert.equal(parseModelSpec({ ...GEMMA3_1B, attn_logit_softcapping: 50 }).architecture, 'gemma3');
+  // Gemma 3's attention ignores attn_logit_softcapping (transformers does not pass it on), so weft does too; a final
+  // logit cap is applied as transformers applies it.
+  const capped = parseModelSpec({ ...GEMMA3_1B, attn_logit_softcapping: 50, final_logit_softcapping: 30 });
+  assert.deepEqual([capped.attnSoftcap, capped.finalSoftcap], [0, 30]);
 });
 
 test('qwen3: per-head q/k norms; attention_bias on all four attention projections', () => {
@@ -112,4 +114,26 @@ test('longrope (Phi-3.5-mini, Phi-4-mini): short factors, the attention factor, 
   // YaRN proper (not Phi-3's old name for longrope) is refused.
   assert.throws(() => parseModelSpec({ ...phi35, architectures: ['LlamaForCausalLM'], rope_scaling: { type: 'yarn', factor: 4 } }),
     /rope type 'yarn' is not supported/);
+});
+
+test('gemma-2-9b: alternating sliding/full layers, both softcaps, query_pre_attn_scalar; defaults for what is left out', () => {
+  const s = parseModelSpec({
+    architectures: ['Gemma2ForCausalLM'], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: 50.0,
+    bos_token_id: 2, cache_implementation: 'hybrid', eos_token_id: 1, final_logit_softcapping: 30.0, head_dim: 256,
+    hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu_pytorch_tanh', hidden_size: 3584, initializer_range: 0.02,
+    intermediate_size: 14336, max_position_embeddings: 8192, model_type: 'gemma2', num_attention_heads: 16,
+    num_hidden_layers: 42, num_key_value_heads: 8, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6,
+    rope_theta: 10000.0, sliding_window: 4096, torch_dtype: 'float32', use_cache: true, vocab_size: 256000,
+  });
+  assert.equal(s.architecture, 'gemma2');
+  assert.deepEqual([s.attnSoftcap, s.finalSoftcap], [50, 30]);
+  assert.deepEqual(s.layerSliding!.slice(0, 4), [true, false, true, false]);
+  assert.equal(s.layerSliding!.length, 42);
+  assert.equal(s.ropeLocal, null, 'one RoPE for every layer');
+  assert.ok(!s.qkNorm && s.postNorms && s.normPlusOne && s.tieEmbeddings && s.mlp === 'gated_gelu_tanh');
+  assert.equal(s.embedScale, Math.sqrt(3584));
+  assert.equal(s.attnScale, 1 / 16);
+  // Gemma2Config's defaults fill what a config leaves out (here everything but the architecture).
+  const d = parseModelSpec({ architectures: ['Gemma2ForCausalLM'] });
+  assert.deepEqual([d.hidden, d.layers, d.vocab, d.attnSoftcap, d.finalSoftcap, d.maxPositions], [2304, 26, 256000, 50, 30, 8192]);
 });

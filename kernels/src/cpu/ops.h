@@ -56,9 +56,10 @@ struct AttentionSeq {
 // Causal paged attention over the cache (K/V already written). Query row i of a sequence sits at
 // position context_len - num_tokens + i. sliding_window > 0 keeps the last sliding_window keys
 // (key j is visible when pos - j < sliding_window). GQA: q head h reads kv head h / (heads / kv_heads).
+// softcap > 0 (Gemma 2): each scaled score x becomes softcap·tanh(x / softcap) before the mask and softmax.
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size,
-                     float scale, int64_t sliding_window, float* out);
+                     float scale, int64_t sliding_window, float* out, float softcap = 0.0f);
 
 // LoRA for one adapter segment: y[t, out_offset + o] += scale * (B[o, :] . (A x[t])) for tokens [t0, t1).
 // A is [rank, in], B is [out_len, rank]; y has row stride y_stride.

@@ -46,6 +46,8 @@ struct ModelConfig {
   // a full-attention layer (no window, inv_freq).
   std::vector<uint8_t> layer_sliding;
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
+  // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
+  float attn_softcap = 0.0f, final_softcap = 0.0f;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };

@@ -1,5 +1,6 @@
 // Model::forward — one step for a heterogeneous batch (prefill and decode rows mixed, one adapter per sequence).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -156,7 +157,8 @@ std::vector<float> Model::forward(const Batch& b) {
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
-                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data());
+                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
+                         cfg_.attn_softcap);
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     ops_.mark("gemm o");
@@ -217,6 +219,8 @@ std::vector<float> Model::forward(const Batch& b) {
   cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, nullptr, local_dense.data(), false);
   mark_lora("lora lm_head");
   apply_lora(-1, kLmHead, xr.data(), H, row_slots, local_dense.data(), cfg_.vocab_local);
+  if (cfg_.final_softcap > 0.0f)  // Gemma 2: on the logits lm_head (and its LoRA) produced
+    for (float& v : local_dense) v = std::tanh(v / cfg_.final_softcap) * cfg_.final_softcap;
   ops_.mark("logits");
   for (int64_t r = 0; r < R; ++r)
     std::memcpy(local.data() + r * chunk, local_dense.data() + r * cfg_.vocab_local, sizeof(float) * cfg_.vocab_local);

@@ -31,6 +31,8 @@ void check_model_config(const ModelConfig& c) {
   if (!c.inv_freq_local.empty() && c.inv_freq_local.size() != c.inv_freq.size())
     throw std::invalid_argument("model config: inv_freq_local needs rotary_dim/2 frequencies, like inv_freq");
   if (!(c.embed_scale > 0.0f)) throw std::invalid_argument("model config: embed_scale must be positive");
+  if (!(c.attn_softcap >= 0.0f) || !(c.final_softcap >= 0.0f))
+    throw std::invalid_argument("model config: softcaps must be 0 (none) or positive");
 }
 
 int64_t module_in(const ModelConfig& c, int module) {

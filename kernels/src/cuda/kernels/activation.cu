@@ -95,6 +95,11 @@ __global__ void gelu_kernel(T* x, int64_t n) {
   }
 }
 
+template <class T>
+__global__ void softcap_kernel(T* x, int64_t n, float cap) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) x[e] = from_f<T>(tanhf(to_f(x[e]) / cap) * cap);
+}
+
 template <class Ty, class Tx>
 __global__ void add_kernel(Ty* y, const Tx* x, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) y[e] = from_f<Ty>(to_f(y[e]) + to_f(x[e]));
@@ -202,6 +207,16 @@ cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int
 }
 
 cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<true>(x, n, dtype, stream); }
+
+cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && !x) || !(cap > 0.0f)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    softcap_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n, cap);
+    return cudaGetLastError();
+  });
+}
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<false>(x, n, dtype, stream); }
 
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {

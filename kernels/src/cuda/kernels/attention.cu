@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const bool vis = j <= rpos[r] && (a.sliding_window <= 0 || rpos[r] - j < a.sliding_window);
-      const float x = vis ? sc[r] * a.scale : -INFINITY;
+      const float x = vis ? prefill_mma::softcap_score(sc[r] * a.scale, a.softcap) : -INFINITY;
       const float mn = fmaxf(m[r], detail::warp_max(x)), c = rescale(m[r], mn);
       p[r] = vis ? expf(x - mn) : 0.0f;
       l[r] = l[r] * c + detail::warp_sum(p[r]);

@@ -156,7 +156,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, float* ws_ml, float* ws_acc, int
       Ops::unpack(vp, vf);
       WEFT_UNROLL
       for (int h = 0; h < HPB; ++h) {
-        const float x = sc[h] * a.scale, mn = fmaxf(m[h], x), c = rescale<Ops>(m[h], mn), p = Ops::exp(x - mn);
+        const float x = pm::softcap_score(sc[h] * a.scale, a.softcap), mn = fmaxf(m[h], x), c = rescale<Ops>(m[h], mn),
+                    p = Ops::exp(x - mn);
         l[h] = l[h] * c + p;
         WEFT_UNROLL
         for (int e = 0; e < 8; ++e) acc[h][e] = acc[h][e] * c + p * vf[e];

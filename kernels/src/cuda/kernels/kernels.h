@@ -115,6 +115,8 @@ cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  //
 cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                           int64_t inter, DType dtype, cudaStream_t stream);
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
+// x = cap·tanh(x / cap) in place (Gemma 2's final-logit softcap), fp32 math.
+cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream);
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
 // y[r, c] += bias[c] for a [rows, cols] matrix with row stride y_stride.
 cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t y_stride, const void* bias,
@@ -167,6 +169,7 @@ struct PagedAttention {
   int32_t heads, kv_heads, head_dim, block_size;
   float scale;
   int32_t sliding_window;         // > 0: key j visible from position p when p - j < sliding_window
+  float softcap = 0.0f;           // > 0 (Gemma 2): a scaled score x becomes softcap·tanh(x / softcap) before the mask
   int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
   int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
 };

@@ -41,6 +41,10 @@ constexpr int kKeys = 64;           // keys per shared-memory tile
 constexpr int kPad = 8;             // row padding (elements): conflict-free fragment reads, rows stay 16-B aligned
 constexpr float kLog2e = 1.4426950408889634f;
 
+// PagedAttention::softcap (Gemma 2's attention-logit cap) on a scaled score; every attention kernel and the CPU's
+// paged_attention apply it the same way, before the mask and the softmax.
+WEFT_MMA_HD float softcap_score(float x, float cap) { return cap > 0.0f ? tanhf(x / cap) * cap : x; }
+
 // Shapes this kernel takes: 16-bit storage, head_dim a multiple of 16 up to 128 (the O accumulators of a
 // 256-wide head would not fit in registers), 32-bit aligned output rows.
 inline bool supports(const PagedAttention& a) {
@@ -218,7 +222,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
       for (int e = 0; e < 4; ++e) {
         const int i = e >> 1, j = t0 + n * 8 + 2 * t + (e & 1);
         const bool vis = j <= pos[i] && j >= first[i];
-        sc[n][e] = vis ? sc[n][e] * scale : -INFINITY;
+        sc[n][e] = !vis ? -INFINITY : a.softcap > 0.0f ? softcap_score(sc[n][e] * a.scale, a.softcap) * kLog2e
+                                                       : sc[n][e] * scale;
         mx[i] = fmaxf(mx[i], sc[n][e]);
       }
     }

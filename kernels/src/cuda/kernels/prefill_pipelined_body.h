@@ -159,7 +159,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
         for (int e = 0; e < 4; ++e) {
           const int i = e >> 1, j = t0 + n * 8 + 2 * t + (e & 1);
           const bool vis = full || (j <= pos[i] && j >= first[i]);  // columns >= nv: past every row, masked
-          sc[n][e] = vis ? sc[n][e] * scale : -INFINITY;
+          sc[n][e] = !vis ? -INFINITY : a.softcap > 0.0f ? pm::softcap_score(sc[n][e] * a.scale, a.softcap) * pm::kLog2e
+                                                         : sc[n][e] * scale;
           mx[i] = fmaxf(mx[i], sc[n][e]);
         }
       }

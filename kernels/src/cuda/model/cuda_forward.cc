@@ -66,6 +66,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   a.block_size = static_cast<int32_t>(cfg_.block_size);
   a.scale = cfg_.attn_scale;
   a.sliding_window = static_cast<int32_t>(layer_window(cfg_, layer));
+  a.softcap = cfg_.attn_softcap;
   if (p.prefill_seqs > 0) {
     a.q = buf_.qkv.get();
     a.out = buf_.attn.get();
@@ -284,6 +285,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, nullptr);
   if (p.lora) lora(-1, kLmHead, buf_.xr.get(), H, buf_.lg.get(), VL, p);
   ops_.mark("logits", stream_);
+  if (cfg_.final_softcap > 0.0f) WEFT_CUDA_CHECK(softcap_inplace(buf_.lg.get(), dt, R * VL, cfg_.final_softcap, stream_));
   if (dt != DType::kF32) WEFT_CUDA_CHECK(convert(buf_.lg.get(), dt, buf_.lg32.get(), DType::kF32, R * VL, stream_));
 }
 
