@@ -155,8 +155,8 @@ export class Engine implements GenerationEngine {
     if (problem !== null) throw new EngineError('validation', `structured output: ${problem}`);
   }
 
-  async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
-    const ids = await this.tokenizer.encode(text);
+  async tokenize(text: string, templated = false): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    const ids = await this.tokenizer.encode(text, { addSpecialTokens: !templated });
     const pieces = this.tokenizer.tokenStringsSync(ids);
     let pos = 0;
     return ids.map((id, i) => {
@@ -205,7 +205,8 @@ export class Engine implements GenerationEngine {
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
-        ids = req.inputIds ? this.checkIds(req.inputIds) : await this.tokenizer.encode(req.inputs);
+        ids = req.inputIds ? this.checkIds(req.inputIds)
+          : await this.tokenizer.encode(req.inputs, { addSpecialTokens: !req.templated });
         if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {

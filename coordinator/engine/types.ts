@@ -28,6 +28,12 @@ export interface GenerateRequest {
   inputs: string;
   /** … or the prompt's token ids (OpenAI token-id prompts): used as given, `inputs` ignored. */
   inputIds?: number[];
+  /**
+   * `inputs` was rendered by the chat template, which writes the special tokens it wants itself ({{ bos_token }}):
+   * tokenized without the tokenizer adding any (transformers' apply_chat_template does the same), so a model whose
+   * tokenizer adds BOS does not get it twice.
+   */
+  templated?: boolean;
   adapter: AdapterRef | null;
   /** Mutually exclusive with `adapter`. */
   merge?: MergeSpec | null;
@@ -140,8 +146,8 @@ export interface EngineStats {
 export interface GenerationEngine {
   readonly info: EngineInfo;
   stats(): EngineStats;
-  /** Tokenize with the model's tokenizer (POST /tokenize). */
-  tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]>;
+  /** Tokenize with the model's tokenizer (POST /tokenize); `templated` as GenerateRequest.templated. */
+  tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]>;
   /** Token ids to text, special tokens skipped (an echoed token-id prompt). */
   detokenize(ids: readonly number[]): string;
   /**

@@ -56,7 +56,9 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
     adapterAuthorization(request, deps.bearerIsAdapterToken),
   );
   // LoRAX apply_chat_template: the model sees the messages rendered with its chat template.
-  if (valid.chatMessages) valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages) };
+  if (valid.chatMessages) {
+    valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages), templated: true };
+  }
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', valid.request.adapter?.id ?? '');
   if (valid.request.adapter) span.setAttribute('weft.adapter_source', valid.request.adapter.source);

@@ -77,7 +77,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
-    const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools);
+    const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
 }
@@ -100,6 +100,7 @@ async function start(
   valid: ValidOpenAi,
   prompts: readonly (string | number[])[],
   tools?: ToolUse,
+  templated = false,  // the prompts were rendered by the chat template (GenerateRequest.templated)
 ): Promise<Run[]> {
   const adapter = adapterOf(deps.engine, valid);
   const span = spanOf(request);
@@ -114,7 +115,7 @@ async function start(
     const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1) };
     const req: GenerateRequest = {
       requestId: total > 1 ? `${request.id}.${index}` : request.id, inputs: typeof prompt === 'string' ? prompt : '',
-      ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), adapter, merge: null, sampling,
+      ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), ...(templated ? { templated } : {}), adapter, merge: null, sampling,
       maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
       ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
     };

@@ -26,7 +26,7 @@ export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEn
 
   app.post('/tokenize', async (request) => {
     const { inputs, chatMessages } = validateTokenizeBody(request.body, { maxTotalTokens: engine.info.maxTotalTokens });
-    const tokens = await engine.tokenize(chatMessages ? engine.renderChat(chatMessages) : inputs);
+    const tokens = chatMessages ? await engine.tokenize(engine.renderChat(chatMessages), true) : await engine.tokenize(inputs);
     return tokens.map((t) => ({ id: t.id, text: t.text, start: t.start, stop: t.stop }));
   });
 }

@@ -90,7 +90,11 @@ export class ScriptedEngine implements GenerationEngine {
     return ids.map((id) => this.words.get(id) ?? `t${id}`).join(' ');
   }
 
-  async tokenize(text: string): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+  /** The `templated` argument of the last tokenize() call (POST /tokenize). */
+  lastTokenizeTemplated: boolean | undefined;
+
+  async tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    this.lastTokenizeTemplated = templated;
     for (const m of text.matchAll(/\S+/g)) this.words.set(10 + (m[0].length % 90), m[0]);
     return [...text.matchAll(/\S+/g)].map((m) => ({
       id: 10 + (m[0].length % 90),

@@ -166,8 +166,14 @@ describe('service routes', () => {
       parameters: { max_new_tokens: 2, apply_chat_template: true } });
     assert.equal(res.statusCode, 200, res.body);
     assert.equal(s.engine.requests.at(-1)?.inputs, renderScriptedChat(messages));
+    // The template writes the special tokens itself: the engine must not add BOS again.
+    assert.equal(s.engine.requests.at(-1)?.templated, true);
     const tokenized = await post(s.app, '/tokenize', { inputs: JSON.stringify(messages), parameters: { apply_chat_template: true } });
+    assert.equal(s.engine.lastTokenizeTemplated, true);
     const plain = await post(s.app, '/tokenize', { inputs: renderScriptedChat(messages) });
+    assert.ok(!s.engine.lastTokenizeTemplated, 'plain text gets the tokenizer\'s special tokens');
+    assert.ok(!(await post(s.app, '/generate', { inputs: 'hi', parameters: { max_new_tokens: 1 } })).json().error);
+    assert.ok(!s.engine.requests.at(-1)?.templated);
     assert.deepEqual(tokenized.json(), plain.json());
     s.engine.hasChatTemplate = false;
     try {

@@ -63,6 +63,13 @@ describe('POST /v1/completions', () => {
     assert.equal(last().sampling.frequencyPenalty, 2);
   });
 
+  test('a chat prompt is tokenized without the tokenizer adding special tokens (the template writes them); completions keep them', async () => {
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1 });
+    assert.equal(last().templated, true);
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1 });
+    assert.ok(!last().templated);
+  });
+
   test('logit_bias reaches the engine as (token, bias) pairs by token id, zero biases left out', async () => {
     await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, logit_bias: { '30': -100, '7': 2.5, '9': 0 } });
     assert.deepEqual(last().sampling.logitBias, [{ token: 7, bias: 2.5 }, { token: 30, bias: -100 }]);

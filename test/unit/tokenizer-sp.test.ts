@@ -111,6 +111,17 @@ describe('SentencePiece-style tokenizer', () => {
     }
   });
 
+  it('a chat template that writes {{ bos_token }} gives one <s> when encoded without special tokens (as the engine does)', async () => {
+    const { renderChat } = await import('../../coordinator/tokenizer/index.js');
+    const template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }} {% endfor %}";
+    const text = renderChat(template, [{ role: 'user', content: 'the user' }], { addGenerationPrompt: true, bosToken: '<s>', eosToken: '</s>' });
+    const once = await pool.encode(text, { addSpecialTokens: false });
+    assert.equal(once.filter((id) => id === 1).length, 1);
+    assert.equal(once[0], 1);
+    // What tokenizing it as plain text would do (the double BOS that GenerateRequest.templated avoids).
+    assert.deepEqual((await pool.encode(text)).slice(0, 2), [1, 1]);
+  });
+
   it('streams text with the right spaces and no broken characters', async () => {
     for (const text of TEXTS) {
       const ids = await pool.encode(text, { addSpecialTokens: false });
