@@ -38,6 +38,9 @@ export interface ModelPlanConfig {
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
   attnSoftcap?: number;
   finalSoftcap?: number;
+  /** Granite: block outputs times residualScale before the residual add; logits divided by logitsDivisor (default 1). */
+  residualScale?: number;
+  logitsDivisor?: number;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;

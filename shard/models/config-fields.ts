@@ -22,5 +22,5 @@ export function refuseIf(cond: boolean, where: string, msg: string): void {
 /** The ModelSpec fields only Gemma sets, at their values for every other architecture. */
 export const PLAIN_DECODER = {
   layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
-  attnSoftcap: 0, finalSoftcap: 0,
+  attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1,
 } as const;

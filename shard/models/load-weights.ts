@@ -198,10 +198,14 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     slidingWindow: spec.slidingWindow,
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
-    embedScale: roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32')),
+    // Gemma's scale is a buffer in the weights' dtype; Granite's multiplier a Python float (not rounded).
+    embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
+      : Math.fround(spec.embedScale),
     postNorms: spec.postNorms,
     attnSoftcap: spec.attnSoftcap,
     finalSoftcap: spec.finalSoftcap,
+    residualScale: spec.residualScale,
+    logitsDivisor: spec.logitsDivisor,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
     numBlocks: opts.numBlocks,

@@ -7,7 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { eosList, int, PLAIN_DECODER, refuseIf, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt2';
+export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -54,6 +54,10 @@ export interface ModelSpec {
   /** Gemma 2: tanh caps (0 = none) on the attention scores and on the final logits. */
   attnSoftcap: number;
   finalSoftcap: number;
+  /** Granite: each block's output times this before the residual add (residual_multiplier); 1 elsewhere. */
+  residualScale: number;
+  /** Granite: the logits divided by this (logits_scaling); 1 elsewhere. */
+  logitsDivisor: number;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -61,6 +65,7 @@ export interface ModelSpec {
 
 const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
+  GraniteForCausalLM: 'granite',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
@@ -121,6 +126,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections.
   const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
   const rope = computeRope(parseRopeParams(cfg), headDim);
+  const granite = arch === 'granite' ? graniteMultipliers(cfg, where) : null;
   return {
     architecture: arch,
     hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
@@ -134,15 +140,31 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     learnedPositions: false,
     rope,
     slidingWindow: slidingWindowOf(arch, cfg, where),
-    attnScale: 1 / Math.sqrt(headDim),
+    attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'qwen3') && cfg.attention_bias === true,
-    mlpBias: arch === 'llama' && cfg.mlp_bias === true,
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'qwen3') && cfg.attention_bias === true,
+    mlpBias: (arch === 'llama' || arch === 'granite') && cfg.mlp_bias === true,
     qkNorm: arch === 'qwen3',
     ...PLAIN_DECODER,
+    ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
+  };
+}
+
+// Granite 3.x (GraniteForCausalLM): Llama with four multipliers, as transformers' modeling_granite.py applies them —
+// the embedding times embedding_multiplier, attention scores times attention_multiplier (instead of 1/√head_dim),
+// each block's output times residual_multiplier before the residual add, the logits divided by logits_scaling.
+function graniteMultipliers(cfg: Json, where: string) {
+  const positive = (key: string): number => {
+    const v = cfg[key] ?? 1;
+    refuseIf(!(typeof v === 'number' && v > 0), where, `${key} must be a positive number, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  return {
+    embedScale: positive('embedding_multiplier'), attnScale: positive('attention_multiplier'),
+    residualScale: positive('residual_multiplier'), logitsDivisor: positive('logits_scaling'),
   };
 }
 

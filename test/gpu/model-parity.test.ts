@@ -47,6 +47,8 @@ const VARIANTS: Variant[] = [
     plan: plan({ mlp: 'gated_gelu_tanh', embedScale: 8, qkNorm: true, postNorms: true, slidingWindow: 5,
       layerSliding: [true, false], invFreqLocal: invFreq(16, 100), attnScale: 0.3 }) },
   { name: 'qwen3-like (q/k norms, qkv + o biases)', biases: true, plan: plan({ qkNorm: true }) },
+  { name: 'granite-like (embedding, residual and logits multipliers)', biases: true,
+    plan: plan({ embedScale: 12, residualScale: 0.22, logitsDivisor: 8, attnScale: 0.015625 }) },
   { name: 'gemma2-like (attention and final-logit softcaps, alternating windows)', biases: false,
     plan: plan({ mlp: 'gated_gelu_tanh', embedScale: 8, postNorms: true, slidingWindow: 5, layerSliding: [true, false],
       attnSoftcap: 2, finalSoftcap: 3, attnScale: 0.3 }) },

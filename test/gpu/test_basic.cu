@@ -164,6 +164,13 @@ void elementwise(std::mt19937& rng) {
       expect("silu_mul " + dn + " [16-byte kernel refuses inter % 8 != 0]",
              wc::silu_mul_vec(dgu.get(), 2 * I, out2.get(), I, T, I - 4, d, nullptr) == cudaErrorNotSupported);
     });
+    guard("scale_inplace " + dn, [&] {  // Granite's multipliers
+      auto x = randn(3000, rng, 2.0f, d), ref = x;
+      for (float& v : ref) v = round_to(d, v * 0.22f);
+      DevBuf dx = upload(x, d);
+      CK(wc::scale_inplace(dx.get(), d, x.size(), 0.22f, nullptr));
+      expect_close("scale_inplace " + dn, download(dx.get(), x.size(), d), ref, tol_for(d));
+    });
     guard("softcap_inplace " + dn, [&] {  // Gemma 2's final-logit cap
       auto x = randn(5000, rng, 20.0f, d), ref = x;
       for (float& v : ref) v = round_to(d, std::tanh(v / 30.0f) * 30.0f);

@@ -137,3 +137,22 @@ test('gemma-2-9b: alternating sliding/full layers, both softcaps, query_pre_attn
   const d = parseModelSpec({ architectures: ['Gemma2ForCausalLM'] });
   assert.deepEqual([d.hidden, d.layers, d.vocab, d.attnSoftcap, d.finalSoftcap, d.maxPositions], [2304, 26, 256000, 50, 30, 8192]);
 });
+
+test('granite-3.1-8b: its four multipliers; refused when not positive', () => {
+  const cfg = {
+    architectures: ['GraniteForCausalLM'], attention_bias: false, attention_dropout: 0.0, attention_multiplier: 0.0078125,
+    bos_token_id: 0, embedding_multiplier: 12.0, eos_token_id: 0, hidden_act: 'silu', hidden_size: 4096,
+    intermediate_size: 12800, logits_scaling: 16.0, max_position_embeddings: 131072, mlp_bias: false, model_type: 'granite',
+    num_attention_heads: 32, num_hidden_layers: 40, num_key_value_heads: 8, pad_token_id: 0, residual_multiplier: 0.22,
+    rms_norm_eps: 1e-5, rope_scaling: null, rope_theta: 10000000.0, tie_word_embeddings: true, vocab_size: 49155,
+  };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'granite');
+  assert.deepEqual([s.embedScale, s.attnScale, s.residualScale, s.logitsDivisor], [12, 0.0078125, 0.22, 16]);
+  assert.ok(s.tieEmbeddings && !s.normPlusOne && !s.postNorms && s.mlp === 'gated_silu');
+  assert.throws(() => parseModelSpec({ ...cfg, logits_scaling: 0 }), /logits_scaling must be a positive number/);
+  // A Llama config never picks up Granite's fields.
+  const llama = parseModelSpec({ ...cfg, architectures: ['LlamaForCausalLM'] });
+  assert.deepEqual([llama.embedScale, llama.residualScale, llama.logitsDivisor], [1, 1, 1]);
+  assert.equal(llama.attnScale, 1 / Math.sqrt(128));
+});

@@ -48,6 +48,8 @@ struct ModelConfig {
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
   // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
   float attn_softcap = 0.0f, final_softcap = 0.0f;
+  // Granite: each block's output times residual_scale before the residual add; the logits divided by logits_divisor.
+  float residual_scale = 1.0f, logits_divisor = 1.0f;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };

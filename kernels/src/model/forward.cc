@@ -170,6 +170,7 @@ std::vector<float> Model::forward(const Batch& b) {
     if (const float* ob = w_opt(p + "o.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
     if (cfg_.post_norms) cpu::rms_norm(o.data(), T, H, w(p + "post_attn_norm.weight"), cfg_.norm_eps, o.data());
+    if (cfg_.residual_scale != 1.0f) for (float& v : o) v *= cfg_.residual_scale;  // Granite
     cpu::add_inplace(h.data(), o.data(), T * H);
 
     // MLP block.
@@ -200,6 +201,7 @@ std::vector<float> Model::forward(const Batch& b) {
     if (const float* db = w_opt(p + "down.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
     if (cfg_.post_norms) cpu::rms_norm(down.data(), T, H, w(p + "post_mlp_norm.weight"), cfg_.norm_eps, down.data());
+    if (cfg_.residual_scale != 1.0f) for (float& v : down) v *= cfg_.residual_scale;
     cpu::add_inplace(h.data(), down.data(), T * H);
   }
 
@@ -219,6 +221,8 @@ std::vector<float> Model::forward(const Batch& b) {
   cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, nullptr, local_dense.data(), false);
   mark_lora("lora lm_head");
   apply_lora(-1, kLmHead, xr.data(), H, row_slots, local_dense.data(), cfg_.vocab_local);
+  if (cfg_.logits_divisor != 1.0f)  // Granite's logits_scaling
+    for (float& v : local_dense) v /= cfg_.logits_divisor;
   if (cfg_.final_softcap > 0.0f)  // Gemma 2: on the logits lm_head (and its LoRA) produced
     for (float& v : local_dense) v = std::tanh(v / cfg_.final_softcap) * cfg_.final_softcap;
   ops_.mark("logits");

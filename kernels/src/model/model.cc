@@ -33,6 +33,8 @@ void check_model_config(const ModelConfig& c) {
   if (!(c.embed_scale > 0.0f)) throw std::invalid_argument("model config: embed_scale must be positive");
   if (!(c.attn_softcap >= 0.0f) || !(c.final_softcap >= 0.0f))
     throw std::invalid_argument("model config: softcaps must be 0 (none) or positive");
+  if (!(c.residual_scale > 0.0f) || !(c.logits_divisor > 0.0f))
+    throw std::invalid_argument("model config: residual_scale and logits_divisor must be positive");
 }
 
 int64_t module_in(const ModelConfig& c, int module) {

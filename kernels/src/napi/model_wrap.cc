@@ -58,6 +58,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.post_norms = o.Get("postNorms").ToBoolean().Value();
   c.attn_softcap = static_cast<float>(num_or(o, "attnSoftcap", 0.0));
   c.final_softcap = static_cast<float>(num_or(o, "finalSoftcap", 0.0));
+  c.residual_scale = static_cast<float>(num_or(o, "residualScale", 1.0));
+  c.logits_divisor = static_cast<float>(num_or(o, "logitsDivisor", 1.0));
   const Napi::Value sliding = o.Get("layerSliding");
   if (!sliding.IsUndefined() && !sliding.IsNull()) {
     if (!sliding.IsArray()) throw Napi::TypeError::New(o.Env(), "layerSliding must be an array of booleans");

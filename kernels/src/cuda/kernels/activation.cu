@@ -100,6 +100,11 @@ __global__ void softcap_kernel(T* x, int64_t n, float cap) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) x[e] = from_f<T>(tanhf(to_f(x[e]) / cap) * cap);
 }
 
+template <class T>
+__global__ void scale_kernel(T* x, int64_t n, float mul) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) x[e] = from_f<T>(to_f(x[e]) * mul);
+}
+
 template <class Ty, class Tx>
 __global__ void add_kernel(Ty* y, const Tx* x, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) y[e] = from_f<Ty>(to_f(y[e]) + to_f(x[e]));
@@ -207,6 +212,16 @@ cudaError_t silu_mul_lora(const void* gate_up, int64_t in_stride, void* out, int
 }
 
 cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<true>(x, n, dtype, stream); }
+
+cudaError_t scale_inplace(void* x, DType dtype, int64_t n, float mul, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    scale_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n, mul);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream) {
   if (n < 0 || (n > 0 && !x) || !(cap > 0.0f)) return cudaErrorInvalidValue;

@@ -117,6 +117,8 @@ cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
 // x = cap·tanh(x / cap) in place (Gemma 2's final-logit softcap), fp32 math.
 cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream);
+// x = x·mul in place (Granite's residual multiplier and logits scaling), fp32 math.
+cudaError_t scale_inplace(void* x, DType dtype, int64_t n, float mul, cudaStream_t stream);
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
 // y[r, c] += bias[c] for a [rows, cols] matrix with row stride y_stride.
 cudaError_t bias_add(void* y, DType y_dtype, int64_t rows, int64_t cols, int64_t y_stride, const void* bias,

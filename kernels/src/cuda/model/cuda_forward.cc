@@ -121,6 +121,7 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows, const void* 
   float* h = buf_.h.as<float>();
   if (coll_->world() == 1) {
     if (post_w) post_norm(out, opts_.dtype, rows, post_w);
+    if (cfg_.residual_scale != 1.0f) WEFT_CUDA_CHECK(scale_inplace(out, opts_.dtype, n, cfg_.residual_scale, stream_));
     WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, out, opts_.dtype, n, stream_));
     return;
   }
@@ -129,6 +130,7 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows, const void* 
   all_reduce(sum, n);
   if (bias) WEFT_CUDA_CHECK(bias_add(sum, DType::kF32, rows, cfg_.hidden, cfg_.hidden, bias, opts_.dtype, stream_));
   if (post_w) post_norm(sum, DType::kF32, rows, post_w);
+  if (cfg_.residual_scale != 1.0f) WEFT_CUDA_CHECK(scale_inplace(sum, DType::kF32, n, cfg_.residual_scale, stream_));
   WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
 }
 
@@ -175,6 +177,8 @@ void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const v
     return;
   }
   if (post_w) post_norm(out, opts_.dtype, rows, post_w);
+  if (cfg_.residual_scale != 1.0f)  // Granite's residual_multiplier
+    WEFT_CUDA_CHECK(scale_inplace(out, opts_.dtype, rows * cfg_.hidden, cfg_.residual_scale, stream_));
   WEFT_CUDA_CHECK(add_norm(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden, cfg_.norm == NormKind::kRms, w, b,
                            opts_.dtype, cfg_.norm_eps, buf_.x.get(), opts_.dtype, stream_));
 }
@@ -285,6 +289,8 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, nullptr);
   if (p.lora) lora(-1, kLmHead, buf_.xr.get(), H, buf_.lg.get(), VL, p);
   ops_.mark("logits", stream_);
+  if (cfg_.logits_divisor != 1.0f)
+    WEFT_CUDA_CHECK(scale_inplace(buf_.lg.get(), dt, R * VL, 1.0f / cfg_.logits_divisor, stream_));
   if (cfg_.final_softcap > 0.0f) WEFT_CUDA_CHECK(softcap_inplace(buf_.lg.get(), dt, R * VL, cfg_.final_softcap, stream_));
   if (dt != DType::kF32) WEFT_CUDA_CHECK(convert(buf_.lg.get(), dt, buf_.lg32.get(), DType::kF32, R * VL, stream_));
 }

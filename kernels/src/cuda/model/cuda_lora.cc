@@ -190,7 +190,8 @@ bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) 
   if (module == kQkv) return cfg_.rotary_dim > 0 && !cfg_.qk_norm && fused_small_ops() && decode.num_slices == 3;
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
-  return followed_by_norm && !cfg_.post_norms && fused_residual_norm() && decode.num_slices == 1;
+  return followed_by_norm && !cfg_.post_norms && cfg_.residual_scale == 1.0f && fused_residual_norm() &&
+         decode.num_slices == 1;
 }
 
 }  // namespace weft::cuda
