@@ -72,6 +72,11 @@ const LLAMA_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'mlp.gate_up_proj': { module: 'up', roles: ['gate', 'up'] },
   'mlp.down_proj': { module: 'down', roles: [] },
 };
+const STARCODER2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => k.startsWith('self_attn.'))),
+  'mlp.c_fc': { module: 'up', roles: ['fc'] },
+  'mlp.c_proj': { module: 'down', roles: [] },
+};
 const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attn.c_attn': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attn.c_proj': { module: 'o', roles: [] },
@@ -115,7 +120,7 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
-  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : LLAMA_MODULES;
+  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES : LLAMA_MODULES;
   const entry = table[m[2]];
   if (!entry) return null;
   const layer = Number(m[1]);

@@ -76,8 +76,9 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
       o: { paths: ['self_attn.o_proj'], roles: [[]] },
       up: fused
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
-        : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
-      down: { paths: ['mlp.down_proj'], roles: [[]] },
+        : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
+          : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
+      down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : 'mlp.down_proj'], roles: [[]] },
     },
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
     // pre_feedforward_layernorm.

@@ -7,7 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { eosList, int, PLAIN_DECODER, refuseIf, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt2';
+export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -73,6 +73,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Gemma3ForCausalLM: 'gemma3',
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
+  Starcoder2ForCausalLM: 'starcoder2',
   GPT2LMHeadModel: 'gpt2',
 };
 
@@ -96,6 +97,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
       `(supported: ${Object.keys(ARCHITECTURES).join(', ')})`);
   }
   if (arch === 'gpt2') return gpt2Spec(cfg, where);
+  if (arch === 'starcoder2') return starcoder2Spec(cfg, where);
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
   return llamaFamilySpec(arch, cfg, where);
 }
@@ -165,6 +167,42 @@ function graniteMultipliers(cfg: Json, where: string) {
   return {
     embedScale: positive('embedding_multiplier'), attnScale: positive('attention_multiplier'),
     residualScale: positive('residual_multiplier'), logitsDivisor: positive('logits_scaling'),
+  };
+}
+
+// StarCoder2: Llama's attention (with biases, use_bias) and one sliding window, LayerNorms with biases, and a
+// non-gated c_fc → GELU → c_proj MLP — as transformers' modeling_starcoder2.py.
+function starcoder2Spec(cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'hidden_size', where);
+  const heads = int(cfg, 'num_attention_heads', where);
+  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
+  const headDim = hidden / heads;
+  refuseIf(!Number.isInteger(headDim), where, `hidden_size ${hidden} is not divisible by num_attention_heads ${heads}`);
+  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  const act = String(cfg.hidden_act ?? 'gelu_pytorch_tanh');
+  const mlp = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for starcoder2 (gelu_pytorch_tanh, gelu_new, gelu)`);
+  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  const rope = computeRope(parseRopeParams(cfg), headDim);
+  const bias = cfg.use_bias !== false;
+  return {
+    architecture: 'starcoder2',
+    hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
+    intermediate: int(cfg, 'intermediate_size', where),
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: Math.min(int(cfg, 'max_position_embeddings', where), rope.maxPositions ?? Infinity),
+    norm: 'layer',
+    normEps: Number(cfg.norm_epsilon ?? 1e-5),
+    mlp: mlp!,
+    learnedPositions: false,
+    rope,
+    slidingWindow: typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0,
+    attnScale: 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,  // Starcoder2Config's default is tied
+    qkvBias: bias, oBias: bias, mlpBias: bias, qkNorm: false,
+    ...PLAIN_DECODER,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
   };
 }
 

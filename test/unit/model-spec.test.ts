@@ -156,3 +156,18 @@ test('granite-3.1-8b: its four multipliers; refused when not positive', () => {
   assert.deepEqual([llama.embedScale, llama.residualScale, llama.logitsDivisor], [1, 1, 1]);
   assert.equal(llama.attnScale, 1 / Math.sqrt(128));
 });
+
+test('starcoder2-3b: LayerNorms and biases, a non-gated GELU MLP, one sliding window', () => {
+  const s = parseModelSpec({
+    architectures: ['Starcoder2ForCausalLM'], attention_dropout: 0.1, bos_token_id: 0, embedding_dropout: 0.1,
+    eos_token_id: 0, hidden_act: 'gelu_pytorch_tanh', hidden_size: 3072, initializer_range: 0.018042, intermediate_size: 12288,
+    max_position_embeddings: 16384, mlp_type: 'default', model_type: 'starcoder2', norm_epsilon: 1e-5, norm_type: 'layer_norm',
+    num_attention_heads: 24, num_hidden_layers: 30, num_key_value_heads: 2, residual_dropout: 0.1, rope_theta: 999999.4420358813,
+    sliding_window: 4096, use_bias: true, use_cache: true, vocab_size: 49152,
+  });
+  assert.equal(s.architecture, 'starcoder2');
+  assert.deepEqual([s.norm, s.mlp, s.slidingWindow, s.headDim, s.kvHeads], ['layer', 'gelu_tanh', 4096, 128, 2]);
+  assert.ok(s.qkvBias && s.oBias && s.mlpBias && s.tieEmbeddings && !s.learnedPositions);
+  assert.throws(() => parseModelSpec({ architectures: ['Starcoder2ForCausalLM'], hidden_size: 64, num_attention_heads: 4,
+    hidden_act: 'relu', intermediate_size: 8, num_hidden_layers: 1, vocab_size: 8, max_position_embeddings: 8 }), /hidden_act 'relu'/);
+});
