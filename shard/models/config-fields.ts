@@ -19,6 +19,25 @@ export function refuseIf(cond: boolean, where: string, msg: string): void {
   if (cond) throw new UnsupportedModelError(`${where}: ${msg}`);
 }
 
+/**
+ * hidden_size, the attention heads and KV heads (GQA) and the head size: `head_dim` when the config has it (else
+ * `defaultHeadDim`, else hidden / heads), with the checks every attention layout needs.
+ */
+export function attentionShape(cfg: Json, where: string, defaultHeadDim?: number) {
+  const hidden = int(cfg, 'hidden_size', where);
+  const heads = int(cfg, 'num_attention_heads', where);
+  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
+  const headDim = typeof cfg.head_dim === 'number' ? int(cfg, 'head_dim', where) : defaultHeadDim ?? hidden / heads;
+  refuseIf(!Number.isInteger(headDim), where, `hidden_size ${hidden} is not divisible by num_attention_heads ${heads}`);
+  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  return { hidden, heads, kvHeads, headDim };
+}
+
+export function refuseQuantized(cfg: Json, where: string): void {
+  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where,
+    'quantized checkpoints (quantization_config) are not supported');
+}
+
 /** The ModelSpec fields only Gemma sets, at their values for every other architecture. */
 export const PLAIN_DECODER = {
   layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,

@@ -4,7 +4,7 @@
 // the attention scores and the final logits; Gemma 3 per-head q/k norms and a RoPE base of its own for the sliding
 // layers. Gemma3ForConditionalGeneration (4B-27B) is served text-only: its language model from text_config.
 import { computeRope, parseRopeParams, type RopeParams } from './rope.js';
-import { eosList, int, refuseIf, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, refuseIf, refuseQuantized, type Json } from './config-fields.js';
 import type { ModelSpec } from './spec.js';
 
 // Gemma2Config's defaults (gemma-2-2b's shape).
@@ -39,12 +39,8 @@ export function gemmaSpec(archName: string, raw: Json, where: string): ModelSpec
 }
 
 function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boolean): ModelSpec {
-  const hidden = int(cfg, 'hidden_size', where);
-  const heads = int(cfg, 'num_attention_heads', where);
-  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
+  const { hidden, heads, kvHeads, headDim } = attentionShape(cfg, where, 256);
   const layers = int(cfg, 'num_hidden_layers', where);
-  const headDim = typeof cfg.head_dim === 'number' ? int(cfg, 'head_dim', where) : 256;
-  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
   const act = String(cfg.hidden_activation ?? 'gelu_pytorch_tanh');
   refuseIf(!['gelu_pytorch_tanh', 'gelu_new', 'gelu_fast', 'gelu_tanh'].includes(act), where,
     `hidden_activation '${act}' is not supported for gemma${version} (only gelu_pytorch_tanh)`);
@@ -57,7 +53,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
   const attnSoftcap = version === 2 ? cap('attn_logit_softcapping') : 0;
   const finalSoftcap = cap('final_logit_softcapping');
   refuseIf(cfg.use_bidirectional_attention === true, where, 'use_bidirectional_attention=true is not supported (causal LM only)');
-  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  refuseQuantized(cfg, where);
   // Gemma 2 alternates (even layers slide); Gemma 3 slides on all but every sliding_window_pattern-th layer.
   const pattern = version === 2 ? 2 : typeof cfg.sliding_window_pattern === 'number' ? cfg.sliding_window_pattern : 6;
   const types = Array.isArray(cfg.layer_types)

@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { eosList, int, PLAIN_DECODER, refuseIf, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
@@ -115,16 +115,11 @@ function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
 }
 
 function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
-  const hidden = int(cfg, 'hidden_size', where);
-  const heads = int(cfg, 'num_attention_heads', where);
-  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
-  const headDim = typeof cfg.head_dim === 'number' ? int(cfg, 'head_dim', where) : hidden / heads;
-  refuseIf(!Number.isInteger(headDim), where, `hidden_size ${hidden} is not divisible by num_attention_heads ${heads}`);
-  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  const { hidden, heads, kvHeads, headDim } = attentionShape(cfg, where);
   const act = String(cfg.hidden_act ?? 'silu');
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
-  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  refuseQuantized(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections.
   const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
   const rope = computeRope(parseRopeParams(cfg), headDim);
@@ -173,16 +168,11 @@ function graniteMultipliers(cfg: Json, where: string) {
 // StarCoder2: Llama's attention (with biases, use_bias) and one sliding window, LayerNorms with biases, and a
 // non-gated c_fc → GELU → c_proj MLP — as transformers' modeling_starcoder2.py.
 function starcoder2Spec(cfg: Json, where: string): ModelSpec {
-  const hidden = int(cfg, 'hidden_size', where);
-  const heads = int(cfg, 'num_attention_heads', where);
-  const kvHeads = typeof cfg.num_key_value_heads === 'number' ? int(cfg, 'num_key_value_heads', where) : heads;
-  const headDim = hidden / heads;
-  refuseIf(!Number.isInteger(headDim), where, `hidden_size ${hidden} is not divisible by num_attention_heads ${heads}`);
-  refuseIf(heads % kvHeads !== 0, where, `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  const { hidden, heads, kvHeads, headDim } = attentionShape({ ...cfg, head_dim: undefined }, where);  // no head_dim field
   const act = String(cfg.hidden_act ?? 'gelu_pytorch_tanh');
   const mlp = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
   refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for starcoder2 (gelu_pytorch_tanh, gelu_new, gelu)`);
-  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where, 'quantized checkpoints (quantization_config) are not supported');
+  refuseQuantized(cfg, where);
   const rope = computeRope(parseRopeParams(cfg), headDim);
   const bias = cfg.use_bias !== false;
   return {
