@@ -112,14 +112,16 @@ std::vector<float> Model::forward(const Batch& b) {
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
       attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
   cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
-  if (cfg_.embed_scale != 1.0f)  // Gemma; before the embedding LoRA, which PEFT adds to the scaled embedding
+  if (cfg_.embed_scale != 1.0f)  // Gemma's √hidden, Granite's embedding_multiplier
     for (float& v : h) v *= cfg_.embed_scale;
-  // LoRA on the token embedding (PEFT adds it to the embedding's output, before position embeddings).
+  // LoRA on the token embedding (PEFT adds it to the embedding's output, before position embeddings). A scaled
+  // embedding scales the LoRA delta too: PEFT multiplies it by the layer's embed_scale (Gemma), and Granite
+  // multiplies the whole embedding output.
   for (const BatchSeq& s : b.seqs) {
     if (s.adapter_slot < 0) continue;
     for (const LoraPart& p : slots_[s.adapter_slot].embed)
       cpu::lora_embedding_add(h.data(), H, b.tokens.data(), s.token_start, s.token_start + s.num_tokens, p.a.data(),
-                              p.b.data(), p.rank, cfg_.vocab, p.scale);
+                              p.b.data(), p.rank, cfg_.vocab, p.scale * cfg_.embed_scale);
   }
   if (cfg_.learned_positions) {
     std::vector<float> pe(T * H);

@@ -265,9 +265,10 @@ struct DoraScaleArgs {
 cudaError_t lora_dora_scale(const DoraScaleArgs& a, cudaStream_t stream);
 // LoRA on the token embedding (cpu::lora_embedding_add): for each of a.tokens rows with an entry, h[t, o] +=
 // scale·(B[o, :]·A[:, tokens[t]]) over o < hidden, h fp32 [tokens, hidden]. `a` is the embedding's table (one slice,
-// out_len = hidden; A [rank, vocab], B [hidden, rank] in a.dtype) with token_entry the rows' entries.
+// out_len = hidden; A [rank, vocab], B [hidden, rank] in a.dtype) with token_entry the rows' entries. out_scale: the
+// model's embedding scale (Gemma, Granite), which multiplies the delta as it does the embedding.
 cudaError_t lora_embedding(const LoraArgs& a, const int32_t* tokens, int64_t vocab, float* h, int64_t hidden,
-                           cudaStream_t stream);
+                           cudaStream_t stream, float out_scale = 1.0f);
 // DoRA's squared weight-row norms (cpu::lora_weight_norms_sq on the device): out[o] = Σ_j (w[o, j] +
 // scale·(b[o, :]·a[:, j]))² for o < rows, in fp32, one block per row. w [rows, in] in w_dtype (the model's
 // resident weights), a [rank, in] and b [rows, rank] float32; rank ≤ 1024.

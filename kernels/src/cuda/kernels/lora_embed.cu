@@ -10,7 +10,8 @@ namespace {
 constexpr int kThreads = 256;
 
 template <class T>
-__global__ void embedding_kernel(LoraArgs a, const int32_t* tokens, int64_t vocab, float* h, int64_t hidden) {
+__global__ void embedding_kernel(LoraArgs a, const int32_t* tokens, int64_t vocab, float* h, int64_t hidden,
+                                 float out_scale) {
   extern __shared__ float col[];  // A[:, token]
   const int64_t t = blockIdx.y;
   const int32_t e = a.token_entry[t];
@@ -25,13 +26,13 @@ __global__ void embedding_kernel(LoraArgs a, const int32_t* tokens, int64_t voca
   if (o >= hidden) return;
   float acc = 0.0f;
   for (int32_t k = 0; k < rank; ++k) acc += detail::to_f(B[o * rank + k]) * col[k];
-  h[t * hidden + o] += a.scale[e] * acc;
+  h[t * hidden + o] += a.scale[e] * out_scale * acc;
 }
 
 }  // namespace
 
 cudaError_t lora_embedding(const LoraArgs& a, const int32_t* tokens, int64_t vocab, float* h, int64_t hidden,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, float out_scale) {
   if (a.tokens < 0 || hidden <= 0 || vocab <= 0 || !tokens || !h || !a.token_entry) return cudaErrorInvalidValue;
   if (a.tokens == 0) return cudaSuccess;
   if (a.tokens > 65535 || a.max_rank > 1024) return cudaErrorInvalidConfiguration;
@@ -39,7 +40,7 @@ cudaError_t lora_embedding(const LoraArgs& a, const int32_t* tokens, int64_t voc
   return detail::dispatch(a.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     embedding_kernel<T><<<dim3(cols, static_cast<unsigned>(a.tokens)), kThreads, sizeof(float) * static_cast<size_t>(a.max_rank),
-                          stream>>>(a, tokens, vocab, h, hidden);
+                          stream>>>(a, tokens, vocab, h, hidden, out_scale);
     return cudaGetLastError();
   });
 }

@@ -271,7 +271,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
     emb.tokens = T;
     emb.token_entry = ints(p.row_entry);
     ops_.mark("lora embed", stream_);
-    WEFT_CUDA_CHECK(lora_embedding(emb, ints(p.tokens), cfg_.vocab, buf_.h.as<float>(), H, stream_));
+    WEFT_CUDA_CHECK(lora_embedding(emb, ints(p.tokens), cfg_.vocab, buf_.h.as<float>(), H, stream_, cfg_.embed_scale));
   }
   if (cfg_.rotary_dim > 0 && rope_table()) {
     ops_.mark("rope table", stream_);
