@@ -1,5 +1,6 @@
-// Chat prompts: renders a model's Jinja chat template (tokenizer_config.json) with @huggingface/jinja.
-import { Template } from '@huggingface/jinja';
+// Chat prompts: renders a model's Jinja chat template (tokenizer_config.json) with @huggingface/jinja,
+// in the environment transformers' apply_chat_template renders with (test/unit/chat-template-conformance).
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
 export interface ChatMessage {
   role: string;
@@ -19,6 +20,59 @@ export class ChatTemplateError extends Error {
 }
 
 const compiled = new Map<string, Template>();
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June',
+  'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+/** Python's `datetime.now().strftime(format)`, which transformers exposes to templates as `strftime_now`:
+ * local time, C-locale (English) names whatever the host locale — @huggingface/jinja's own version names
+ * months in the process's Intl locale ("15 janv. 2025" under fr_FR where transformers says "15 Jan 2025"). */
+function strftime(format: string, date: Date): string {
+  const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+  const hour12 = date.getHours() % 12 === 0 ? 12 : date.getHours() % 12;
+  const year = date.getFullYear();
+  const dayOfYear = Math.round((Date.UTC(year, date.getMonth(), date.getDate()) - Date.UTC(year, 0, 1)) / 86_400_000) + 1;
+  return format.replace(/%([aAbBdeHIjmMpSyY%])/g, (_, d: string) => {
+    switch (d) {
+      case 'a': return DAYS[date.getDay()]!.slice(0, 3);
+      case 'A': return DAYS[date.getDay()]!;
+      case 'b': return MONTHS[date.getMonth()]!.slice(0, 3);
+      case 'B': return MONTHS[date.getMonth()]!;
+      case 'd': return pad(date.getDate());
+      case 'e': return String(date.getDate()).padStart(2, ' ');
+      case 'H': return pad(date.getHours());
+      case 'I': return pad(hour12);
+      case 'j': return pad(dayOfYear, 3);
+      case 'm': return pad(date.getMonth() + 1);
+      case 'M': return pad(date.getMinutes());
+      case 'p': return date.getHours() < 12 ? 'AM' : 'PM';
+      case 'S': return pad(date.getSeconds());
+      case 'y': return pad(year % 100);
+      case 'Y': return String(year);
+      default: return '%';
+    }
+  });
+}
+
+/** @huggingface/jinja's globals (its Template.render sets the same), with transformers' strftime_now. */
+function globals(): Environment {
+  const env = new Environment();
+  const values: Record<string, unknown> = {
+    false: false, true: true, none: null, False: false, True: true, None: null,
+    raise_exception: (message: unknown) => { throw new Error(String(message)); },
+    range: (start: number, stop?: number, step = 1): number[] => {
+      if (stop === undefined) [start, stop] = [0, start];
+      if (step === 0) throw new Error('range() step must not be zero');
+      const out: number[] = [];
+      for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+      return out;
+    },
+    strftime_now: (format: string) => strftime(format, new Date()),
+  };
+  for (const [name, value] of Object.entries(values)) env.set(name, value);
+  return env;
+}
 
 export function renderChat(
   template: string | null | undefined,
@@ -41,13 +95,17 @@ export function renderChat(
     compiled.set(template, parsed);
   }
   try {
-    return parsed.render({
+    // template variables shadow the globals, as in jinja2 (Template.render would refuse to redeclare them)
+    const env = new Environment(globals());
+    const vars = {
       ...opts.extra,
       messages: messages.map((m) => ({ ...m })),
       add_generation_prompt: opts.addGenerationPrompt,
       bos_token: opts.bosToken ?? '',
       eos_token: opts.eosToken ?? '',
-    });
+    };
+    for (const [name, value] of Object.entries(vars)) env.set(name, value);
+    return new Interpreter(env).run(parsed.parsed).value as string;
   } catch (err) {
     throw new ChatTemplateError(`rendering the chat_template failed: ${(err as Error).message}`, { cause: err });
   }
