@@ -38,6 +38,18 @@ export function refuseQuantized(cfg: Json, where: string): void {
     'quantized checkpoints (quantization_config) are not supported');
 }
 
+/**
+ * A vision-language config's language model (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
+ * text_config over the text model's defaults, the token ids from the top level when it has them.
+ */
+export function visionLanguageText(cfg: Json, defaults: Json, where: string): Json {
+  const text = cfg.text_config;
+  refuseIf(!text || typeof text !== 'object', where, `${String((cfg.architectures as unknown[] | undefined)?.[0])} needs a text_config`);
+  const top: Json = {};
+  for (const k of ['bos_token_id', 'eos_token_id', 'quantization_config']) if (cfg[k] !== undefined) top[k] = cfg[k];
+  return { ...defaults, ...top, ...(text as Json) };
+}
+
 /** The ModelSpec fields only Gemma sets, at their values for every other architecture. */
 export const PLAIN_DECODER = {
   layerSliding: null, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,

@@ -4,7 +4,7 @@
 // the attention scores and the final logits; Gemma 3 per-head q/k norms and a RoPE base of its own for the sliding
 // layers. Gemma3ForConditionalGeneration (4B-27B) is served text-only: its language model from text_config.
 import { computeRope, parseRopeParams, type RopeParams } from './rope.js';
-import { attentionShape, eosList, int, refuseIf, refuseQuantized, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import type { ModelSpec } from './spec.js';
 
 // Gemma2Config's defaults (gemma-2-2b's shape).
@@ -22,19 +22,18 @@ const GEMMA3_TEXT_DEFAULTS: Json = {
   sliding_window: 4096, tie_word_embeddings: true, bos_token_id: 2, eos_token_id: 1,
 };
 
-/** A Gemma3ForConditionalGeneration config's language model: text_config over the defaults (token ids from the top). */
-function gemma3TextConfig(cfg: Json, where: string): Json {
-  const text = cfg.text_config;
-  refuseIf(!text || typeof text !== 'object', where, 'Gemma3ForConditionalGeneration needs a text_config');
-  const top: Json = {};
-  for (const k of ['bos_token_id', 'eos_token_id', 'tie_word_embeddings', 'quantization_config']) if (cfg[k] !== undefined) top[k] = cfg[k];
-  return { ...GEMMA3_TEXT_DEFAULTS, ...top, ...(text as Json) };
+
+/** A Gemma3ForConditionalGeneration config's language model; its tie_word_embeddings may sit at the top level. */
+function gemma3VisionLanguageText(cfg: Json, where: string): Json {
+  const text = visionLanguageText(cfg, GEMMA3_TEXT_DEFAULTS, where);
+  const textTie = (cfg.text_config as Json).tie_word_embeddings;
+  return textTie === undefined && cfg.tie_word_embeddings !== undefined ? { ...text, tie_word_embeddings: cfg.tie_word_embeddings } : text;
 }
 
 /** archName: Gemma2ForCausalLM, Gemma3ForCausalLM or Gemma3ForConditionalGeneration. */
 export function gemmaSpec(archName: string, raw: Json, where: string): ModelSpec {
   if (archName === 'Gemma2ForCausalLM') return gemmaCore(2, { ...GEMMA2_DEFAULTS, ...raw }, where, false);
-  if (archName === 'Gemma3ForConditionalGeneration') return gemmaCore(3, gemma3TextConfig(raw, where), where, true);
+  if (archName === 'Gemma3ForConditionalGeneration') return gemmaCore(3, gemma3VisionLanguageText(raw, where), where, true);
   return gemmaCore(3, { ...GEMMA3_TEXT_DEFAULTS, ...raw }, where, false);
 }
 

@@ -43,6 +43,9 @@ interface HfNames {
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
 export function lmHeadWeightName(spec: ModelSpec, store: WeightStore, names: HfNames = hfNames(spec, store)): string {
+  // A vision-language checkpoint's top-level tie_word_embeddings (Mistral3Config's default is true) does not tie a
+  // stored lm_head that differs from the embedding (transformers keeps both then): a stored lm_head is used.
+  if (spec.visionLanguage && store.has(names.lmHead)) return names.lmHead;
   return spec.tieEmbeddings || !store.has(names.lmHead) ? names.embed : names.lmHead;
 }
 

@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
@@ -67,6 +67,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
   MistralForCausalLM: 'mistral',
+  Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
   Gemma2ForCausalLM: 'gemma2',
@@ -99,6 +100,9 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gpt2') return gpt2Spec(cfg, where);
   if (arch === 'starcoder2') return starcoder2Spec(cfg, where);
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
+  if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
+    return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
+  }
   return llamaFamilySpec(arch, cfg, where);
 }
 
@@ -113,6 +117,13 @@ function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
   if (new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
   return sw > 0 ? sw : 0;
 }
+
+// MistralConfig's defaults: a Mistral3ForConditionalGeneration text_config sets only what differs from them.
+const MISTRAL_DEFAULTS: Json = {
+  vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32,
+  num_key_value_heads: 8, hidden_act: 'silu', max_position_embeddings: 131_072, rms_norm_eps: 1e-6, sliding_window: 4096,
+  tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+};
 
 function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
   const { hidden, heads, kvHeads, headDim } = attentionShape(cfg, where);

@@ -1,10 +1,12 @@
-// Gemma 3 as published from 4B up: a Gemma3ForConditionalGeneration checkpoint (language model + SigLIP vision
-// tower) served text-only. The golden case gemma3_vlm has the checkpoint in transformers' saved layout
-// (language_model.model.*) and adapters in PEFT's (model.language_model.*, with pairs on the vision tower); here the
-// same model and adapter in the other layouts give the same golden logits, and the configs as published parse.
+// Vision-language checkpoints served text-only: Gemma 3 from 4B up (Gemma3ForConditionalGeneration, SigLIP tower) and
+// Mistral Small 3.1+ (Mistral3ForConditionalGeneration, Pixtral tower). The golden cases gemma3_vlm / mistral3_vlm
+// have the checkpoint in transformers' saved layout (language_model.model.*) and adapters in PEFT's
+// (model.language_model.*, with pairs on the vision tower); here the same model and adapter in the other layouts give
+// the same golden logits, a top-level tie_word_embeddings does not tie a stored lm_head, and the configs as published
+// parse.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalEngine } from '../../shard/index.js';
@@ -13,6 +15,7 @@ import { parseModelSpec } from '../../shard/models/spec.js';
 import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 
 const c = loadGoldenCase('gemma3_vlm');
+const m3 = loadGoldenCase('mistral3_vlm');
 
 /** Copies a safetensors file (and the folder's JSON files) into `outDir` with every tensor name passed through `rename`. */
 function writeRenamed(dir: string, file: string, outDir: string, rename: (name: string) => string): void {
@@ -28,16 +31,16 @@ function writeRenamed(dir: string, file: string, outDir: string, rename: (name: 
   for (const f of readdirSync(dir)) if (f.endsWith('.json')) copyFileSync(join(dir, f), join(outDir, f));
 }
 
-async function expectGolden(modelDir: string, adapters: { name: string; dir: string }[]): Promise<void> {
+async function expectGolden(modelDir: string, adapters: { name: string; dir: string }[], g = c): Promise<void> {
   const e = LocalEngine.open(modelDir, { numBlocks: 64, blockSize: 4, adapterSlots: adapters.length });
   try {
     adapters.forEach((a, slot) => e.loadAdapter(slot, a.dir));
-    const items = c.sequences.flatMap((tokens) => [-1, ...adapters.map((_, slot) => slot)].map((adapterSlot) => ({ tokens, adapterSlot })));
+    const items = g.sequences.flatMap((tokens) => [-1, ...adapters.map((_, slot) => slot)].map((adapterSlot) => ({ tokens, adapterSlot })));
     const out = await e.scoreBatch(items);
     items.forEach((it, i) => {
       const s = Math.floor(i / (adapters.length + 1));
       const key = it.adapterSlot === -1 ? `base/seq${s}` : `adapter/${adapters[it.adapterSlot]!.name}/seq${s}`;
-      const err = maxAbsDiff(out[i]!, c.logits(key));
+      const err = maxAbsDiff(out[i]!, g.logits(key));
       assert.ok(err <= 1e-4, `${key}: max abs error ${err}`);
     });
   } finally {
@@ -110,4 +113,36 @@ test("google/gemma-3-4b-it's config (a partial text_config) reads with Gemma3Tex
   assert.equal(s.ropeLocal!.invFreq[0], 1);
   assert.deepEqual(s.eosTokenIds, [1, 106]);
   assert.equal(s.attnScale, 1 / 16);
+});
+
+test('Mistral3: tie_word_embeddings true (Mistral3Config\'s default) leaves a stored lm_head untied, as transformers does', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-mistral3-'));
+  try {
+    const model = join(tmp, 'model');
+    writeRenamed(m3.modelDir, 'model.safetensors', model, (n) => n);
+    const cfg = JSON.parse(readFileSync(join(m3.modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    // Tied by the config at both levels, yet the checkpoint holds its own lm_head: transformers keeps it untied.
+    writeFileSync(join(model, 'config.json'), JSON.stringify({ ...cfg, tie_word_embeddings: true,
+      text_config: { ...(cfg.text_config as Record<string, unknown>), tie_word_embeddings: true } }));
+    const spec = parseModelSpec(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')));
+    assert.ok(spec.visionLanguage && spec.architecture === 'mistral' && spec.tieEmbeddings);
+    await expectGolden(model, m3.adapters, m3);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("Mistral-Small-3.1-24B's config (a partial text_config) reads with MistralConfig's defaults", () => {
+  const s = parseModelSpec({
+    architectures: ['Mistral3ForConditionalGeneration'], image_token_index: 10, model_type: 'mistral3',
+    multimodal_projector_bias: false, projector_hidden_act: 'gelu', spatial_merge_size: 2,
+    text_config: { head_dim: 128, hidden_act: 'silu', hidden_size: 5120, intermediate_size: 32768,
+      max_position_embeddings: 131072, model_type: 'mistral', num_attention_heads: 32, num_hidden_layers: 40,
+      num_key_value_heads: 8, rms_norm_eps: 1e-5, rope_theta: 1e9, sliding_window: null, vocab_size: 131072 },
+    torch_dtype: 'bfloat16', vision_config: { model_type: 'pixtral', hidden_size: 1024, num_hidden_layers: 24 },
+    vision_feature_layer: -1,
+  });
+  assert.deepEqual([s.hidden, s.layers, s.heads, s.kvHeads, s.headDim, s.vocab, s.slidingWindow], [5120, 40, 32, 8, 128, 131072, 0]);
+  assert.ok(s.visionLanguage && !s.tieEmbeddings);
+  assert.deepEqual([s.bosTokenId, s.eosTokenIds], [1, [2]]);
 });
