@@ -55,8 +55,9 @@ function strftime(format: string, date: Date): string {
   });
 }
 
-/** @huggingface/jinja's globals (its Template.render sets the same), with transformers' strftime_now. */
-function globals(): Environment {
+/** @huggingface/jinja's globals (its Template.render sets the same), with transformers' strftime_now. Built once; each
+ * render declares its variables in a child environment. */
+const GLOBALS: Environment = (() => {
   const env = new Environment();
   const values: Record<string, unknown> = {
     false: false, true: true, none: null, False: false, True: true, None: null,
@@ -72,7 +73,7 @@ function globals(): Environment {
   };
   for (const [name, value] of Object.entries(values)) env.set(name, value);
   return env;
-}
+})();
 
 export function renderChat(
   template: string | null | undefined,
@@ -96,7 +97,7 @@ export function renderChat(
   }
   try {
     // template variables shadow the globals, as in jinja2 (Template.render would refuse to redeclare them)
-    const env = new Environment(globals());
+    const env = new Environment(GLOBALS);
     const vars = {
       ...opts.extra,
       messages: messages.map((m) => ({ ...m })),

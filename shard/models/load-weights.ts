@@ -1,7 +1,7 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
 import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
-import { useBulkHalfDecoder, WeightStore } from '../formats/index.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
 import { subBlocks, rowParallelInput, type ExecModule } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
@@ -163,21 +163,9 @@ function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Parti
 
 /** x rounded to float32, or to bf16 / fp16 (nearest even): transformers multiplies Gemma's embedding scale in the weights' dtype. */
 export function roundToDtype(x: number, dtype: 'float32' | 'bfloat16' | 'float16'): number {
-  const f = Math.fround(x);
-  if (dtype === 'float32') return f;
-  const buf = new DataView(new ArrayBuffer(4));
-  buf.setFloat32(0, f);
-  if (dtype === 'bfloat16') {
-    const bits = buf.getUint32(0);
-    buf.setUint32(0, ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16);
-    return buf.getFloat32(0);
-  }
-  // float16: 11 significant bits (normal range; the scales here are small integers' square roots).
-  const e = Math.floor(Math.log2(Math.abs(f)));
-  const q = Math.pow(2, e - 10);
-  const r = f / q, fl = Math.floor(r);
-  const n = r - fl > 0.5 || (r - fl === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
-  return n * q;
+  if (dtype === 'bfloat16') return bf16ToF32(f32ToBf16(x));
+  if (dtype === 'float16') return f16ToF32(f32ToF16(x));
+  return Math.fround(x);
 }
 
 export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions): ModelPlanConfig {

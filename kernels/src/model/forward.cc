@@ -15,6 +15,14 @@ void Model::norm(const float* x, int64_t tokens, const std::string& prefix, floa
   else cpu::layer_norm(x, tokens, cfg_.hidden, w(prefix + ".weight"), w(prefix + ".bias"), cfg_.norm_eps, out);
 }
 
+// A block's output (reduced over the ranks, bias added) before the residual add: Gemma's post norm (weights
+// `post_norm`), then Granite's residual multiplier.
+void Model::finish_block_output(float* y, int64_t tokens, const std::string& post_norm) const {
+  if (cfg_.post_norms) cpu::rms_norm(y, tokens, cfg_.hidden, w(post_norm), cfg_.norm_eps, y);
+  if (cfg_.residual_scale != 1.0f)
+    for (int64_t i = 0; i < tokens * cfg_.hidden; ++i) y[i] *= cfg_.residual_scale;
+}
+
 // Adds every loaded adapter's LoRA delta for this module, over runs of consecutive rows with the same
 // slot (segments, SGMV-style). Rows with slot -1 (base model) are skipped.
 void Model::apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
@@ -171,8 +179,7 @@ std::vector<float> Model::forward(const Batch& b) {
     coll_->all_reduce_sum(o.data(), T * H);
     if (const float* ob = w_opt(p + "o.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
-    if (cfg_.post_norms) cpu::rms_norm(o.data(), T, H, w(p + "post_attn_norm.weight"), cfg_.norm_eps, o.data());
-    if (cfg_.residual_scale != 1.0f) for (float& v : o) v *= cfg_.residual_scale;  // Granite
+    finish_block_output(o.data(), T, p + "post_attn_norm.weight");
     cpu::add_inplace(h.data(), o.data(), T * H);
 
     // MLP block.
@@ -202,8 +209,7 @@ std::vector<float> Model::forward(const Batch& b) {
     coll_->all_reduce_sum(down.data(), T * H);
     if (const float* db = w_opt(p + "down.bias"))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
-    if (cfg_.post_norms) cpu::rms_norm(down.data(), T, H, w(p + "post_mlp_norm.weight"), cfg_.norm_eps, down.data());
-    if (cfg_.residual_scale != 1.0f) for (float& v : down) v *= cfg_.residual_scale;
+    finish_block_output(down.data(), T, p + "post_mlp_norm.weight");
     cpu::add_inplace(h.data(), down.data(), T * H);
   }
 

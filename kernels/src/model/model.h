@@ -49,6 +49,7 @@ class Model final : public ModelExecutor {
   const float* w(const std::string& name) const;
   const float* w_opt(const std::string& name) const;
   void norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const;
+  void finish_block_output(float* y, int64_t tokens, const std::string& post_norm) const;
   // bias: the module's bias when y already holds it (DoRA scales the product without it), else null.
   void apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
                   float* y, int64_t out, const float* bias = nullptr) const;

@@ -120,8 +120,7 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows, const void* 
   const int64_t n = rows * cfg_.hidden;
   float* h = buf_.h.as<float>();
   if (coll_->world() == 1) {
-    if (post_w) post_norm(out, opts_.dtype, rows, post_w);
-    if (cfg_.residual_scale != 1.0f) WEFT_CUDA_CHECK(scale_inplace(out, opts_.dtype, n, cfg_.residual_scale, stream_));
+    finish_block_output(out, opts_.dtype, rows, post_w);
     WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, out, opts_.dtype, n, stream_));
     return;
   }
@@ -129,15 +128,18 @@ void CudaModel::residual(void* out, const void* bias, int64_t rows, const void* 
   if (opts_.dtype != DType::kF32) WEFT_CUDA_CHECK(convert(out, opts_.dtype, sum, DType::kF32, n, stream_));
   all_reduce(sum, n);
   if (bias) WEFT_CUDA_CHECK(bias_add(sum, DType::kF32, rows, cfg_.hidden, cfg_.hidden, bias, opts_.dtype, stream_));
-  if (post_w) post_norm(sum, DType::kF32, rows, post_w);
-  if (cfg_.residual_scale != 1.0f) WEFT_CUDA_CHECK(scale_inplace(sum, DType::kF32, n, cfg_.residual_scale, stream_));
+  finish_block_output(sum, DType::kF32, rows, post_w);
   WEFT_CUDA_CHECK(add_inplace(h, DType::kF32, sum, DType::kF32, n, stream_));
 }
 
-// Gemma 3's norm of a block's output, in place before the residual add (in the output's own dtype, as transformers
-// normalises the bf16 projection output).
-void CudaModel::post_norm(void* out, DType dtype, int64_t rows, const void* w) {
-  WEFT_CUDA_CHECK(rms_norm(out, dtype, rows, cfg_.hidden, w, opts_.dtype, cfg_.norm_eps, out, dtype, stream_));
+// A block's output (reduced over the ranks, bias added) in place before the residual add: Gemma's post norm (weights
+// post_w; in the output's own dtype, as transformers normalises the bf16 projection output), then Granite's
+// residual multiplier.
+void CudaModel::finish_block_output(void* out, DType dtype, int64_t rows, const void* post_w) {
+  if (post_w)
+    WEFT_CUDA_CHECK(rms_norm(out, dtype, rows, cfg_.hidden, post_w, opts_.dtype, cfg_.norm_eps, out, dtype, stream_));
+  if (cfg_.residual_scale != 1.0f)
+    WEFT_CUDA_CHECK(scale_inplace(out, dtype, rows * cfg_.hidden, cfg_.residual_scale, stream_));
 }
 
 const float* CudaModel::layer_inv_freq_dev(int64_t layer) const {
@@ -164,7 +166,9 @@ bool CudaModel::rope_table() const {
 
 void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b,
                               const void* post_w) {
-  if (has_deferred_expand_) {  // never with post norms (expand_into_next)  // the module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next)
+  // The module's decode-row LoRA expand, folded in (cuda_lora.cc: expand_into_next, never with post norms or a
+  // residual multiplier).
+  if (has_deferred_expand_) {
     has_deferred_expand_ = false;
     WEFT_CUDA_CHECK(add_norm_lora(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden,
                                   cfg_.norm == NormKind::kRms, w, b, opts_.dtype, cfg_.norm_eps, buf_.x.get(),
@@ -176,9 +180,7 @@ void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const v
     norm(buf_.h.get(), DType::kF32, rows, w, b, buf_.x.get());
     return;
   }
-  if (post_w) post_norm(out, opts_.dtype, rows, post_w);
-  if (cfg_.residual_scale != 1.0f)  // Granite's residual_multiplier
-    WEFT_CUDA_CHECK(scale_inplace(out, opts_.dtype, rows * cfg_.hidden, cfg_.residual_scale, stream_));
+  finish_block_output(out, opts_.dtype, rows, post_w);
   WEFT_CUDA_CHECK(add_norm(buf_.h.as<float>(), out, opts_.dtype, rows, cfg_.hidden, cfg_.norm == NormKind::kRms, w, b,
                            opts_.dtype, cfg_.norm_eps, buf_.x.get(), opts_.dtype, stream_));
 }

@@ -142,9 +142,10 @@ class CudaModel final : public ModelExecutor {
   bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
   // DoRA's channel scale on the module's output rows of DoRA adapters, after every expand (when one is loaded).
   void dora_scale(int layer, int module, void* y, int64_t y_stride, const void* bias, const StepPlan& p);
-  // post_w (Gemma 3's post norms): out, reduced over the ranks and with its bias, is RMS-normalised before the add.
+  // post_w (Gemma's post norms): out, reduced over the ranks and with its bias, is finished by finish_block_output
+  // before the add.
   void residual(void* out, const void* bias, int64_t rows, const void* post_w = nullptr);
-  void post_norm(void* out, DType dtype, int64_t rows, const void* w);
+  void finish_block_output(void* out, DType dtype, int64_t rows, const void* post_w);
   // residual(), then x = the next norm (weights w, b) of h; one add_norm launch when fused_residual_norm().
   void residual_norm(void* out, const void* bias, int64_t rows, const void* w, const void* b,
                      const void* post_w = nullptr);
