@@ -35,6 +35,8 @@ export interface ModelPlanConfig {
   /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
   layerSliding?: boolean[];
   invFreqLocal?: Float32Array;
+  /** longrope: the long factors' frequencies, for the tokens a batch marks in ropeLong. */
+  invFreqLong?: Float32Array;
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
   attnSoftcap?: number;
   finalSoftcap?: number;
@@ -80,6 +82,8 @@ export interface ForwardBatch {
   tokens: Int32Array;
   positions: Int32Array;
   slotMapping: Int32Array;
+  /** Per token, 1 = rotate with the model's invFreqLong (longrope past the original context); absent = none. */
+  ropeLong?: Uint8Array;
   seqs: BatchSeq[];
   logitRows: Int32Array;
 }

@@ -214,6 +214,8 @@ export interface ModelInfo {
   numLayers: number;
   maxPositions: number;
   eosTokenIds: number[];
+  /** longrope models: prompts longer than this are rotated with the long factors (their K/V are cached apart). */
+  ropeLongFrom?: number;
 }
 
 export interface ShardReady {

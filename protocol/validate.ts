@@ -144,7 +144,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
         numLayers: positive,
         maxPositions: positive,
         eosTokenIds: tokenIds,
-      }),
+      }, { ropeLongFrom: positive }),
       kvBlocks: positive,
       blockSize: positive,
       adapterSlots: count,

@@ -82,11 +82,14 @@ export class Engine implements GenerationEngine {
   private nextId = 0;
   /** When the last step result was applied: a step's time starts at max(sent, this). */
   private lastCompletion = 0;
+  /** longrope models: prompts longer than this are rotated with the long factors (ModelInfo.ropeLongFrom). */
+  private readonly ropeLongFrom: number;
 
   constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
     private readonly observer: EngineObserver = {}) {
     const r = group.info();
+    this.ropeLongFrom = r.model.ropeLongFrom ?? Infinity;
     this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots }, group, {
       ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
@@ -232,6 +235,7 @@ export class Engine implements GenerationEngine {
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
+      ropeLong: ids.length > this.ropeLongFrom,
       maxNewTokens: req.maxNewTokens, eosTokenIds: req.ignoreEos ? [] : this.info.eosTokenIds, promptLogprobs: req.promptLogprobs,
       topN: req.topN,
       ...(req.constraint !== undefined ? { constraint: { pattern: req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));

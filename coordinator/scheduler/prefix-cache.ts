@@ -6,9 +6,12 @@ import { createHash } from 'node:crypto';
 import type { BlockManager } from './block-manager.js';
 import type { Sequence } from './sequence.js';
 
-/** The salt of the first block: which weights computed the K/V (the base model, or one adapter key). */
-export function prefixSalt(adapterKey: string | null): string {
-  return adapterKey === null ? 'base' : `adapter:${adapterKey}`;
+/**
+ * The salt of the first block: which weights computed the K/V (the base model, or one adapter key), and for a
+ * longrope model whether they were rotated with its long factors (a prompt past the original context).
+ */
+export function prefixSalt(adapterKey: string | null, ropeLong = false): string {
+  return (adapterKey === null ? 'base' : `adapter:${adapterKey}`) + (ropeLong ? ':rope-long' : '');
 }
 
 /**
@@ -42,7 +45,7 @@ function usableBlocks(seq: Sequence, blockSize: number): number {
 export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
   const usable = usableBlocks(seq, blocks.blockSize);
   if (!seq.chunkable || usable === 0) return [];
-  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), usable);
+  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), usable);
   return blocks.matchPrefix(seq.blockHashes.slice(0, usable));
 }
 
@@ -50,7 +53,7 @@ export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
 export function registerComputed(blocks: BlockManager, seq: Sequence, computed: number, pending: PendingBlocks): void {
   const full = Math.floor(computed / blocks.blockSize);
   if (full <= seq.registeredBlocks) return;
-  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey), full);
+  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), full);
   const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
   blocks.register(seq.seqId, seq.registeredBlocks, keys);
   pending.registered(seq.seqId, keys);
@@ -72,7 +75,7 @@ export class PendingBlocks {
   admitted(seq: Sequence, blockSize: number): void {
     const full = Math.floor(seq.prefillTotal / blockSize);
     if (full <= seq.registeredBlocks) return;
-    extendBlockHashes(seq.blockHashes, seq.allTokens(), blockSize, prefixSalt(seq.adapterKey), full);
+    extendBlockHashes(seq.blockHashes, seq.allTokens(), blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), full);
     const keys = seq.blockHashes.slice(seq.registeredBlocks, full).filter((k) => !this.owner.has(k));
     for (const k of keys) this.owner.set(k, seq.seqId);
     this.keysOf.set(seq.seqId, keys);

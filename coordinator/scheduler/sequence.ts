@@ -20,6 +20,9 @@ export interface SequenceInit {
   topN?: number;
   /** Structured output (NewSequence.constraint). */
   constraint?: Constraint;
+  /** longrope models: the prompt is longer than the original context, so its K/V are rotated with the long
+   * factors (shard/models/rope.ts) and may be shared only with other such prompts (prefix-cache.ts). */
+  ropeLong?: boolean;
 }
 
 export class Sequence {
@@ -36,6 +39,7 @@ export class Sequence {
   readonly promptLogprobs: boolean;
   readonly topN: number;
   readonly constraint: Constraint | undefined;
+  readonly ropeLong: boolean;
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 
@@ -69,6 +73,7 @@ export class Sequence {
     this.promptLogprobs = init.promptLogprobs ?? false;
     this.topN = init.topN ?? 0;
     this.constraint = init.constraint;
+    this.ropeLong = init.ropeLong === true;
   }
 
   /** Prompt plus generated tokens. */

@@ -8,6 +8,8 @@ export interface SequenceState {
   blockTable: number[];
   /** Tokens whose K/V are in the cache. */
   length: number;
+  /** The prompt's length (without tokens generated before a preemption): longrope's choice of factors (rope.ts). */
+  promptLen: number;
   /** Prompt + generated tokens: the repetition-penalty window. */
   history: number[];
   sampling: SamplingParams;

@@ -5,7 +5,7 @@
 import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
-import type { LoadedModel } from '../models/index.js';
+import { usesLongRope, type LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 
@@ -163,6 +163,7 @@ export class StepRunner {
       adapterSlot: ns.adapterSlot,
       blockTable: [...ns.blockTable],
       length: cached,
+      promptLen: ns.tokens.length + (ns.pending ?? 0) - ns.generated.length,
       history: [...ns.tokens],
       sampling: ns.sampling,
       draws: ns.generated.length,
@@ -198,6 +199,8 @@ export class StepRunner {
     const bs = this.model.plan.blockSize;
     const T = rows.reduce((n, r) => n + r.tokens.length, 0);
     const tokens = new Int32Array(T), positions = new Int32Array(T), slotMapping = new Int32Array(T);
+    const rope = this.model.spec.rope;
+    const ropeLong = rope?.long ? new Uint8Array(T) : undefined;
     const seqs: BatchSeq[] = [];
     const logitRows: number[] = [];
     let t = 0;
@@ -210,6 +213,7 @@ export class StepRunner {
         if (block === undefined) throw new StepError(`sequence '${state.seqId}': no KV block for position ${pos}`);
         tokens[t] = row.tokens[i];
         positions[t] = pos;
+        if (ropeLong && usesLongRope(rope!, state.promptLen, pos)) ropeLong[t] = 1;
         slotMapping[t] = block * bs + (pos % bs);
       }
       if (row.wantAll) for (let i = start; i < t; i++) logitRows.push(i);
@@ -217,7 +221,7 @@ export class StepRunner {
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
     }
-    return { tokens, positions, slotMapping, seqs, logitRows: Int32Array.from(logitRows) };
+    return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows) };
   }
 
   private sampleAll(rows: Row[], logits: Float32Array): SeqOutput[] {

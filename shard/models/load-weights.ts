@@ -200,6 +200,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     logitsDivisor: spec.logitsDivisor,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
+    ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,

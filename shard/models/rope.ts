@@ -10,8 +10,9 @@ export interface RopeParams {
   lowFreqFactor?: number;
   highFreqFactor?: number;
   originalMaxPositions?: number;
-  /** longrope: the per-frequency divisors used up to originalMaxPositions, and the cos/sin scale. */
+  /** longrope: the per-frequency divisors used up to originalMaxPositions and past it, and the cos/sin scale. */
   shortFactor?: number[];
+  longFactor?: number[];
   attentionFactor?: number;
 }
 
@@ -19,12 +20,20 @@ export interface Rope {
   rotaryDim: number;
   invFreq: Float32Array;
   attentionFactor: number;
-  /**
-   * Positions these frequencies hold for, when fewer than the model's: longrope switches to its long factors past
-   * original_max_position_embeddings (for the whole sequence, re-rotating nothing already cached), which weft does
-   * not implement, so such a model's context stops there.
-   */
-  maxPositions?: number;
+  /** longrope: the long factors' frequencies and where they start (see usesLongRope). */
+  long?: { invFreq: Float32Array; from: number };
+}
+
+/**
+ * Whether a token at `position` of a sequence whose prompt has `promptLen` tokens is rotated with longrope's long
+ * factors. transformers picks one set per forward pass from its longest position (seq_len = max(position_ids) + 1 >
+ * original_max_position_embeddings: long), so a prompt longer than the original context is rotated long as a whole,
+ * and during generation each new token past it is rotated long while the keys already cached stay as they were.
+ * Deciding from the prompt length (not from a chunk's or a step's own positions) gives those same rotations however
+ * the prompt is chunked, batched or recomputed after a preemption.
+ */
+export function usesLongRope(rope: Rope, promptLen: number, position: number): boolean {
+  return rope.long !== undefined && Math.max(promptLen, position + 1) > rope.long.from;
 }
 
 type Json = Record<string, unknown>;
@@ -54,10 +63,14 @@ export function parseRopeParams(cfg: Json): RopeParams {
     case 'longrope': case 'su': case 'yarn': {  // Phi-3: "su" and "yarn" are older names of longrope (transformers)
       const phi3 = Array.isArray(cfg.architectures) && String(cfg.architectures[0]).startsWith('Phi3');
       if (type === 'yarn' && !phi3) break;  // YaRN proper is another computation
-      const short = rp?.short_factor;
-      if (!Array.isArray(short) || !short.every((x) => typeof x === 'number' && x > 0)) {
-        throw new UnsupportedModelError(`longrope needs short_factor, a list of positive numbers, got ${JSON.stringify(short)}`);
-      }
+      const factorList = (key: string): number[] => {
+        const list = rp?.[key];
+        if (!Array.isArray(list) || !list.every((x) => typeof x === 'number' && x > 0)) {
+          throw new UnsupportedModelError(`longrope needs ${key}, a list of positive numbers, got ${JSON.stringify(list)}`);
+        }
+        return list as number[];
+      };
+      const short = factorList('short_factor'), long = factorList('long_factor');
       const original = Number(rp?.original_max_position_embeddings ?? cfg.original_max_position_embeddings);
       if (!(original > 0)) throw new UnsupportedModelError('longrope needs original_max_position_embeddings');
       // transformers: factor (or max_position_embeddings / original) sets the default attention factor.
@@ -65,7 +78,7 @@ export function parseRopeParams(cfg: Json): RopeParams {
       const explicit = rp?.attention_factor;
       const attentionFactor = typeof explicit === 'number' ? explicit
         : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
-      return { ropeType: 'longrope', ...base, shortFactor: short as number[], originalMaxPositions: original, attentionFactor };
+      return { ropeType: 'longrope', ...base, shortFactor: short, longFactor: long, originalMaxPositions: original, attentionFactor };
     }
   }
   throw new UnsupportedModelError(
@@ -88,17 +101,24 @@ export function computeRope(p: RopeParams, headDim: number): Rope {
   if (p.ropeType === 'linear') for (let i = 0; i < half; i++) inv[i] = Math.fround(inv[i] / p.factor!);
   if (p.ropeType === 'llama3') applyLlama3(inv, p);
   if (p.ropeType === 'longrope') {
-    if (p.shortFactor!.length !== half) {
-      throw new UnsupportedModelError(`longrope short_factor has ${p.shortFactor!.length} entries; the rotary dimension ${rotaryDim} needs ${half}`);
-    }
-    // transformers: 1 / (short_factor * base ** (arange(0, dim, 2) / dim)), in float32.
-    for (let i = 0; i < half; i++) {
-      const pow = Math.fround(Math.pow(p.theta, Math.fround((2 * i) / rotaryDim)));
-      inv[i] = Math.fround(1 / Math.fround(Math.fround(p.shortFactor![i]!) * pow));
-    }
-    return { rotaryDim, invFreq: inv, attentionFactor: p.attentionFactor!, maxPositions: p.originalMaxPositions! };
+    return { rotaryDim, invFreq: longropeInvFreq(p, 'short_factor', p.shortFactor!, rotaryDim), attentionFactor: p.attentionFactor!,
+      long: { invFreq: longropeInvFreq(p, 'long_factor', p.longFactor!, rotaryDim), from: p.originalMaxPositions! } };
   }
   return { rotaryDim, invFreq: inv, attentionFactor: 1 };
+}
+
+// transformers: 1 / (factor * base ** (arange(0, dim, 2) / dim)), in float32.
+function longropeInvFreq(p: RopeParams, name: string, factors: number[], rotaryDim: number): Float32Array {
+  const half = rotaryDim / 2;
+  if (factors.length !== half) {
+    throw new UnsupportedModelError(`longrope ${name} has ${factors.length} entries; the rotary dimension ${rotaryDim} needs ${half}`);
+  }
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const pow = Math.fround(Math.pow(p.theta, Math.fround((2 * i) / rotaryDim)));
+    inv[i] = Math.fround(1 / Math.fround(Math.fround(factors[i]!) * pow));
+  }
+  return inv;
 }
 
 function applyLlama3(inv: Float32Array, p: RopeParams): void {

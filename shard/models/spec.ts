@@ -140,8 +140,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
     intermediate: int(cfg, 'intermediate_size', where),
     vocab: int(cfg, 'vocab_size', where),
-    // longrope: only the short factors are implemented, so the context ends where they hold (rope.ts).
-    maxPositions: Math.min(int(cfg, 'max_position_embeddings', where), rope.maxPositions ?? Infinity),
+    maxPositions: int(cfg, 'max_position_embeddings', where),
     norm: 'rms',
     normEps: Number(cfg.rms_norm_eps ?? 1e-6),
     mlp: 'gated_silu',
@@ -191,7 +190,7 @@ function starcoder2Spec(cfg: Json, where: string): ModelSpec {
     hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
     intermediate: int(cfg, 'intermediate_size', where),
     vocab: int(cfg, 'vocab_size', where),
-    maxPositions: Math.min(int(cfg, 'max_position_embeddings', where), rope.maxPositions ?? Infinity),
+    maxPositions: int(cfg, 'max_position_embeddings', where),
     norm: 'layer',
     normEps: Number(cfg.norm_epsilon ?? 1e-5),
     mlp: mlp!,

@@ -105,40 +105,55 @@ void add_norms(std::mt19937& rng) {
 void rope(std::mt19937& rng) {
   const int64_t T = 7, qh = 4, kh = 2, hd = 128, stride = (qh + 2 * kh) * hd;
   const std::vector<int32_t> pos = {0, 1, 17, 4095, 32768, 100000, 7};
-  const std::pair<int64_t, float> variants[] = {{128, 1.0f}, {64, 1.3f}};  // full; partial rotary + attention factor
+  struct Variant {
+    int64_t rot;
+    float factor;
+    bool longrope;  // the long factors' frequencies after the short ones, for the tokens rope_long marks
+  };
+  // full; partial rotary + attention factor; longrope (Phi-3.5) with a per-token choice of factors
+  const Variant variants[] = {{128, 1.0f, false}, {64, 1.3f, false}, {96, 1.19f, true}};
+  const std::vector<int32_t> marks = {0, 1, 1, 0, 1, 0, 1};
+  const std::vector<uint8_t> marks8(marks.begin(), marks.end());
   for (DType d : kDtypes) {
     for (const auto& variant : variants) {
-      const int64_t rot = variant.first;
-      const float factor = variant.second;
-      const std::string name = std::string("rope ") + dname(d) + " rotary " + std::to_string(rot);
+      const int64_t rot = variant.rot;
+      const float factor = variant.factor;
+      const std::string name = std::string("rope ") + dname(d) + " rotary " + std::to_string(rot) +
+                               (variant.longrope ? " longrope" : "");
       guard(name, [&] {
-        std::vector<float> inv(rot / 2);
-        for (int64_t i = 0; i < rot / 2; ++i)
+        std::vector<float> inv(variant.longrope ? rot : rot / 2);
+        for (int64_t i = 0; i < rot / 2; ++i) {
           inv[i] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(rot));
+          if (variant.longrope) inv[rot / 2 + i] = inv[i] / (1.0f + 0.5f * static_cast<float>(i));
+        }
+        const uint8_t* use_long = variant.longrope ? marks8.data() : nullptr;
+        const float* inv_long = variant.longrope ? inv.data() + rot / 2 : nullptr;
         const auto qkv = randn(T * stride, rng, 1.0f, d);
         std::vector<float> q(T * qh * hd), k(T * kh * hd), ref = qkv;
         for (int64_t t = 0; t < T; ++t) {
           std::copy_n(&qkv[t * stride], qh * hd, &q[t * qh * hd]);
           std::copy_n(&qkv[t * stride + qh * hd], kh * hd, &k[t * kh * hd]);
         }
-        cpu::rope_rotate_half(q.data(), T, qh, hd, rot, pos.data(), inv.data(), factor);
-        cpu::rope_rotate_half(k.data(), T, kh, hd, rot, pos.data(), inv.data(), factor);
+        cpu::rope_rotate_half(q.data(), T, qh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long);
+        cpu::rope_rotate_half(k.data(), T, kh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long);
         for (int64_t t = 0; t < T; ++t) {
           std::copy_n(&q[t * qh * hd], qh * hd, &ref[t * stride]);
           std::copy_n(&k[t * kh * hd], kh * hd, &ref[t * stride + qh * hd]);
         }
-        DevBuf dqkv = upload(qkv, d), dpos = upload_vec(pos), dinv = upload_vec(inv);
+        DevBuf dqkv = upload(qkv, d), dpos = upload_vec(pos), dinv = upload_vec(inv), dmarks = upload_vec(marks);
+        const int32_t* rope_long = variant.longrope ? dmarks.as<int32_t>() : nullptr;
         char* base = dqkv.as<char>();
         CK(wc::rope_rotate_half(base, qh, stride, base + qh * hd * dsize(d), kh, stride, d, T, hd, rot,
-                                dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr));
+                                dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr, nullptr, rope_long));
         const auto got = download(dqkv.get(), qkv.size(), d);
         expect_close(name, got, ref, tol_for(d));
         // With the step's (cos, sin) table (WEFT_ROPE_TABLE=1): the same bits.
         DevBuf again = upload(qkv, d), table(sizeof(float) * T * rot);
-        CK(wc::rope_cos_sin_table(dpos.as<int32_t>(), T, dinv.as<float>(), rot, factor, table.as<float>(), nullptr));
+        CK(wc::rope_cos_sin_table(dpos.as<int32_t>(), T, dinv.as<float>(), rot, factor, table.as<float>(), nullptr,
+                                  rope_long));
         char* b2 = again.as<char>();
         CK(wc::rope_rotate_half(b2, qh, stride, b2 + qh * hd * dsize(d), kh, stride, d, T, hd, rot, dpos.as<int32_t>(),
-                                dinv.as<float>(), factor, nullptr, table.as<float>()));
+                                dinv.as<float>(), factor, nullptr, table.as<float>(), rope_long));
         expect(name + " [cos/sin table == computed, bit for bit]", download(again.get(), qkv.size(), d) == got);
       });
     }

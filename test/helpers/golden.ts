@@ -13,6 +13,11 @@ export interface GoldenCase {
   sequences: number[][];
   adapters: { name: string; dir: string }[];
   greedy: Record<string, number[]>;
+  /** Sequences whose greedy continuation transformers also generated with its KV cache: key
+   * `cached_decode/<key>` holds the next-token logits [greedy steps, vocab] after feeding each greedy token. */
+  cachedDecode: number[];
+  /** longrope past the original context: where the long factors start (config), or null. */
+  ropeLongFrom: number | null;
   /** logits [len, vocab] for key `base/seq{i}` or `adapter/<name>/seq{i}` */
   logits(key: string): Float32Array;
   vocab: number;
@@ -34,9 +39,16 @@ export function loadGoldenCase(name: string): GoldenCase {
     sequences: cases.sequences,
     adapters: cases.adapters.map((a: { name: string; dir: string }) => ({ name: a.name, dir: join(dir, a.dir) })),
     greedy: cases.greedy,
+    cachedDecode: cases.cached_decode ?? [],
+    ropeLongFrom: ropeLongFrom(JSON.parse(readFileSync(join(dir, cases.model, 'config.json'), 'utf8'))),
     logits: (key) => file.readF32(key),
     vocab,
   };
+}
+
+function ropeLongFrom(config: Record<string, unknown>): number | null {
+  const rp = (config.rope_parameters ?? config.rope_scaling) as Record<string, unknown> | undefined;
+  return rp?.rope_type === 'longrope' && Array.isArray(rp.long_factor) ? Number(rp.original_max_position_embeddings) : null;
 }
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { parseModelSpec } from '../../shard/models/spec.js';
 import { roundToDtype } from '../../shard/models/load-weights.js';
 import { UnsupportedModelError } from '../../shard/models/errors.js';
+import { usesLongRope } from '../../shard/models/rope.js';
 
 // google/gemma-3-1b-it's config.json as published (transformers 4.50 field names: rope_theta, rope_local_base_freq,
 // sliding_window_pattern; no layer_types).
@@ -93,7 +94,7 @@ test('the embedding scale is rounded to the weights dtype, as transformers multi
   assert.equal(roundToDtype(Math.sqrt(2560), 'bfloat16'), 50.5);  // 50.596… → 50.5 (steps of 0.25 in [32, 64))
 });
 
-test('longrope (Phi-3.5-mini, Phi-4-mini): short factors, the attention factor, and the context capped where they hold', () => {
+test('longrope (Phi-3.5-mini, Phi-4-mini): short and long factors, the attention factor, the whole context', () => {
   const half = 48;  // head_dim 96
   const phi35 = {
     architectures: ['Phi3ForCausalLM'], hidden_size: 3072, num_attention_heads: 32, num_key_value_heads: 32,
@@ -103,9 +104,19 @@ test('longrope (Phi-3.5-mini, Phi-4-mini): short factors, the attention factor, 
       long_factor: Array.from({ length: half }, (_, i) => 1 + i) },
   };
   const s = parseModelSpec(phi35);
-  assert.equal(s.maxPositions, 4096, 'the long factors past 4,096 positions are not implemented: the context stops there');
+  assert.equal(s.maxPositions, 131072, 'past 4,096 positions the long factors take over');
   assert.ok(Math.abs(s.rope!.attentionFactor - Math.sqrt(1 + Math.log(32) / Math.log(4096))) < 1e-12);
   assert.ok(Math.abs(s.rope!.invFreq[10]! - 1 / (1.1 * Math.pow(10000, 20 / 96))) < 1e-6);
+  assert.ok(Math.abs(s.rope!.long!.invFreq[10]! - 1 / (11 * Math.pow(10000, 20 / 96))) < 1e-7);
+  assert.equal(s.rope!.long!.from, 4096);
+  // Which tokens are rotated long: all of a prompt past 4,096 tokens; of a shorter one, only what is generated past it.
+  assert.equal(usesLongRope(s.rope!, 5000, 0), true);
+  assert.equal(usesLongRope(s.rope!, 4096, 4095), false);
+  assert.equal(usesLongRope(s.rope!, 4096, 4096), true);
+  assert.equal(usesLongRope(s.rope!, 100, 4200), true);
+  assert.equal(usesLongRope(parseModelSpec({ ...phi35, rope_scaling: undefined }).rope!, 9999, 9999), false);
+  assert.throws(() => parseModelSpec({ ...phi35, rope_scaling: { ...phi35.rope_scaling, long_factor: undefined } }),
+    /longrope needs long_factor/);
   // "su" is an older name of the same; an explicit attention_factor wins.
   const su = parseModelSpec({ ...phi35, rope_scaling: { ...phi35.rope_scaling, type: 'su', attention_factor: 1.5 } });
   assert.equal(su.rope!.attentionFactor, 1.5);

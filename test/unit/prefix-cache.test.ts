@@ -121,6 +121,29 @@ test('a second request with the same prefix starts from the cached blocks once t
   assert.equal(h.sched.usedBlocks, 0);
 });
 
+test('longrope: a prompt past the original context never shares K/V with shorter prompts (rotated with other factors)', () => {
+  const h = new Harness(config());
+  const shared = range(1, 9);
+  const mk = (id: string, prompt: number[], ropeLong: boolean): Sequence => new Sequence({ seqId: id, promptTokens: prompt,
+    sampling: SAMPLING, maxNewTokens: 2, ropeLong });
+  h.sched.add(mk('short', [...shared, 50], false));
+  h.step();
+  h.sched.add(mk('long', [...shared, 60, 61, 62, 63], true));
+  h.sched.add(mk('short2', [...shared, 70], false));
+  const second = h.step();
+  const byId = new Map(second.step.newSeqs.map((n) => [n.seqId, n]));
+  assert.equal(byId.get('long')!.cached, undefined, 'the short prompt\'s blocks were rotated with the short factors');
+  assert.equal(byId.get('short2')!.cached, 8, 'short prompts still share');
+  h.sched.add(mk('long2', [...shared, 80, 81, 82, 83], true));
+  let long2: number | undefined;
+  while (h.sched.hasWork()) {
+    const admitted = h.step().step.newSeqs.find((n) => n.seqId === 'long2');
+    if (admitted) long2 = admitted.cached;
+  }
+  assert.equal(long2, 8, 'long prompts share with each other');
+  assert.notEqual(prefixSalt('x', true), prefixSalt('x'));
+});
+
 test('the block holding the last prompt token is always computed, even when the whole prompt is cached', () => {
   const h = new Harness(config());
   h.sched.add(seq('a', range(1, 8), { maxNew: 1 }));

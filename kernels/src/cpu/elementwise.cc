@@ -49,13 +49,15 @@ void embedding_gather(const float* table, int64_t rows, int64_t dim, const int32
 }
 
 void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
-                      const int32_t* positions, const float* inv_freq, float attention_factor) {
+                      const int32_t* positions, const float* inv_freq, float attention_factor,
+                      const uint8_t* use_long, const float* inv_freq_long) {
   const int64_t half = rotary_dim / 2;
   for (int64_t t = 0; t < tokens; ++t) {
     const float pos = static_cast<float>(positions[t]);
+    const float* freq = use_long && use_long[t] ? inv_freq_long : inv_freq;
     for (int64_t i = 0; i < half; ++i) {
       // transformers computes freqs = pos * inv_freq in fp32, then cos/sin of it.
-      const float angle = pos * inv_freq[i];
+      const float angle = pos * freq[i];
       const float c = std::cos(angle) * attention_factor;
       const float s = std::sin(angle) * attention_factor;
       for (int64_t h = 0; h < heads; ++h) {

@@ -46,6 +46,9 @@ struct ModelConfig {
   // a full-attention layer (no window, inv_freq).
   std::vector<uint8_t> layer_sliding;
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
+  // longrope (Phi-3.5, Phi-4-mini): the long factors' frequencies (rotary_dim/2), used for the tokens a batch marks
+  // in Batch::rope_long (the shard decides which: rope.ts); empty = none. Not combined with inv_freq_local.
+  std::vector<float> inv_freq_long;
   // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
   float attn_softcap = 0.0f, final_softcap = 0.0f;
   // Granite: each block's output times residual_scale before the residual add; the logits divided by logits_divisor.
@@ -100,6 +103,8 @@ struct BatchSeq {
 
 struct Batch {
   std::vector<int32_t> tokens, positions, slot_mapping;  // [T]
+  // [T] or empty: 1 where the token is rotated with ModelConfig::inv_freq_long instead of the layer's frequencies.
+  std::vector<uint8_t> rope_long;
   std::vector<BatchSeq> seqs;                            // tokens of a sequence are contiguous
   std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
 };

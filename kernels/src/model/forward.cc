@@ -51,6 +51,8 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (static_cast<int64_t>(b.positions.size()) != T || static_cast<int64_t>(b.slot_mapping.size()) != T)
     throw std::invalid_argument("batch: tokens, positions and slot_mapping must have the same length");
+  if (!b.rope_long.empty() && (static_cast<int64_t>(b.rope_long.size()) != T || cfg.inv_freq_long.empty()))
+    throw std::invalid_argument("batch: rope_long needs one entry per token and a model with long RoPE factors");
   const int64_t cache_slots = cfg.num_blocks * cfg.block_size;
   for (int64_t t = 0; t < T; ++t) {
     if (b.tokens[t] < 0 || b.tokens[t] >= cfg.vocab)
@@ -159,10 +161,11 @@ std::vector<float> Model::forward(const Batch& b) {
     }
     if (cfg_.rotary_dim > 0) {
       const float* inv_freq = layer_inv_freq(cfg_, l).data();
+      const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
       cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            cfg_.rope_attention_factor);
+                            cfg_.rope_attention_factor, use_long, cfg_.inv_freq_long.data());
       cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            cfg_.rope_attention_factor);
+                            cfg_.rope_attention_factor, use_long, cfg_.inv_freq_long.data());
     }
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
     ops_.mark("attention");

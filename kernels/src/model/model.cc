@@ -30,6 +30,8 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
   if (!c.inv_freq_local.empty() && c.inv_freq_local.size() != c.inv_freq.size())
     throw std::invalid_argument("model config: inv_freq_local needs rotary_dim/2 frequencies, like inv_freq");
+  if (!c.inv_freq_long.empty() && (c.inv_freq_long.size() != c.inv_freq.size() || !c.inv_freq_local.empty()))
+    throw std::invalid_argument("model config: inv_freq_long needs rotary_dim/2 frequencies and no inv_freq_local");
   if (!(c.embed_scale > 0.0f)) throw std::invalid_argument("model config: embed_scale must be positive");
   if (!(c.attn_softcap >= 0.0f) || !(c.final_softcap >= 0.0f))
     throw std::invalid_argument("model config: softcaps must be 0 (none) or positive");

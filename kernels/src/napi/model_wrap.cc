@@ -71,6 +71,11 @@ ModelConfig parse_config(const Napi::Object& o) {
     auto lf = f32(local, "invFreqLocal");
     c.inv_freq_local.assign(lf.Data(), lf.Data() + lf.ElementLength());
   }
+  const Napi::Value longf = o.Get("invFreqLong");
+  if (!longf.IsUndefined() && !longf.IsNull()) {
+    auto lf = f32(longf, "invFreqLong");
+    c.inv_freq_long.assign(lf.Data(), lf.Data() + lf.ElementLength());
+  }
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));
@@ -120,6 +125,13 @@ Batch parse_batch(const Napi::Object& o) {
   b.tokens = i32vec(o.Get("tokens"), "batch.tokens");
   b.positions = i32vec(o.Get("positions"), "batch.positions");
   b.slot_mapping = i32vec(o.Get("slotMapping"), "batch.slotMapping");
+  const Napi::Value rl = o.Get("ropeLong");
+  if (!rl.IsUndefined() && !rl.IsNull()) {
+    if (!rl.IsTypedArray() || rl.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(o.Env(), "batch.ropeLong must be a Uint8Array");
+    const auto a = rl.As<Napi::Uint8Array>();
+    b.rope_long.assign(a.Data(), a.Data() + a.ElementLength());
+  }
   b.logit_rows = i32vec(o.Get("logitRows"), "batch.logitRows");
   Napi::Value sv = o.Get("seqs");
   if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");

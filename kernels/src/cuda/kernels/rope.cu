@@ -25,6 +25,12 @@ __device__ __forceinline__ void rope_cos_sin(float pos, const float* inv_freq, i
   s = static_cast<float>(sd) * factor;
 }
 
+// Token t's frequencies: the long factors' (after the short ones in inv_freq) where rope_long marks it.
+__device__ __forceinline__ const float* freqs_of(const float* inv_freq, const int32_t* rope_long, int64_t t,
+                                                 int64_t half) {
+  return rope_long && rope_long[t] ? inv_freq + half : inv_freq;
+}
+
 // cos and sin for token t's frequency i: from the step's table when there is one, else computed here.
 __device__ __forceinline__ void cos_sin_of(const float* table, int64_t t, int64_t half, float pos,
                                            const float* inv_freq, int64_t i, float factor, float& c, float& s) {
@@ -39,14 +45,14 @@ __device__ __forceinline__ void cos_sin_of(const float* table, int64_t t, int64_
 
 // table[t, i] = (cos, sin) of token t's angle for frequency i.
 __global__ void rope_table_kernel(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t half,
-                                  float factor, float* table) {
+                                  float factor, float* table, const int32_t* rope_long) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   float2* out = reinterpret_cast<float2*>(table);
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < tokens * half;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = e / half, i = e - t * half;
     float c, s;
-    rope_cos_sin(static_cast<float>(positions[t]), inv_freq, i, factor, c, s);
+    rope_cos_sin(static_cast<float>(positions[t]), freqs_of(inv_freq, rope_long, t, half), i, factor, c, s);
     out[e] = make_float2(c, s);
   }
 }
@@ -95,11 +101,12 @@ template <class T> __device__ RowLora<T> row_lora(const LoraArgs& lora, int64_t 
 
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
-                            int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
-                            float factor, const float* table) {
+                            int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
+                            float factor, const float* table, const int32_t* rope_long) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x;
   const float pos = static_cast<float>(positions[t]);
+  const float* inv_freq = freqs_of(all_freq, rope_long, t, half);
   const int64_t total = (q_heads + k_heads) * half;
   // One element per thread, blockIdx.y picking the chunk: a loop over a token's (head, i) pairs in one block left
   // a decode step of 32 tokens with 32 blocks, each running 16 double-precision sincos in sequence (15 µs per
@@ -121,12 +128,13 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
 // rotated or copied.
 template <class T, bool kLora>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
-                               int64_t head_dim, int64_t half, const int32_t* positions, const float* inv_freq,
+                               int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
                                float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table,
-                               LoraArgs lora, int64_t first_row) {
+                               LoraArgs lora, int64_t first_row, const int32_t* rope_long) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
   const float pos = static_cast<float>(positions[t]);
+  const float* inv_freq = freqs_of(all_freq, rope_long, t, half);
   const int64_t rot = 2 * half, kv_dim = kv_heads * head_dim, tail = head_dim - rot;
   const int64_t n_q = q_heads * half, n_k = kv_heads * half, n_tail = kv_heads * tail;
   RowLora<T> rl;
@@ -177,7 +185,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
-                             cudaStream_t stream, const float* cos_sin) {
+                             cudaStream_t stream, const float* cos_sin, const int32_t* rope_long) {
   if (!k) k_heads = 0;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 || rotary_dim < 0 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || (q_heads > 0 && !q))
@@ -192,7 +200,7 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
     return detail::launch_chained(rope_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions, inv_freq,
-                                  attention_factor, cos_sin);
+                                  attention_factor, cos_sin, rope_long);
   });
 }
 
@@ -202,7 +210,8 @@ template <bool kLora>
 cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads, int64_t stride,
                            DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
                            const float* inv_freq, float attention_factor, const int32_t* slot_mapping, void* k_cache,
-                           void* v_cache, const float* cos_sin, const LoraArgs& lora, cudaStream_t stream) {
+                           void* v_cache, const float* cos_sin, const LoraArgs& lora, cudaStream_t stream,
+                           const int32_t* rope_long) {
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
       !inv_freq || !slot_mapping || !k_cache || !v_cache)
@@ -221,7 +230,7 @@ cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* 
     return detail::launch_chained(rope_kv_kernel<T, kLora>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
                                   positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
-                                  static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0));
+                                  static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0), rope_long);
   });
 }
 }  // namespace
@@ -230,28 +239,30 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
                                 int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
                                 const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
-                                const float* cos_sin) {
+                                const float* cos_sin, const int32_t* rope_long) {
   return launch_rope_kv<false>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
-                               inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, LoraArgs{}, stream);
+                               inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, LoraArgs{}, stream,
+                               rope_long);
 }
 
 cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
                                      int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                      const int32_t* positions, const float* inv_freq, float attention_factor,
                                      const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
-                                     cudaStream_t stream, const float* cos_sin) {
+                                     cudaStream_t stream, const float* cos_sin, const int32_t* rope_long) {
   return launch_rope_kv<true>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
-                              inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, lora, stream);
+                              inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, lora, stream,
+                              rope_long);
 }
 
 cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,
-                               float attention_factor, float* table, cudaStream_t stream) {
+                               float attention_factor, float* table, cudaStream_t stream, const int32_t* rope_long) {
   if (tokens < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 || !positions || !inv_freq || !table)
     return cudaErrorInvalidValue;
   const int64_t half = rotary_dim / 2;
   if (tokens == 0) return cudaSuccess;
   return detail::launch_chained(rope_table_kernel, dim3(detail::grid_for(tokens * half, 256)), dim3(256), 0, stream,
-                                positions, tokens, inv_freq, half, attention_factor, table);
+                                positions, tokens, inv_freq, half, attention_factor, table, rope_long);
 }
 
 }  // namespace weft::cuda

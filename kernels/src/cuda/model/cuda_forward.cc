@@ -212,17 +212,17 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
                                              T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                              cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1),
-                                             deferred_expand_, stream_, cos_sin));
+                                             deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long)));
   } else if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                         cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
-                                        cos_sin));
+                                        cos_sin, ints_opt(p.rope_long)));
   } else {
     if (cfg_.rotary_dim > 0)
       WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
                                        ints(p.positions), layer_inv_freq_dev(l), cfg_.rope_attention_factor, stream_,
-                                       cos_sin));
+                                       cos_sin, ints_opt(p.rope_long)));
     WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
@@ -278,7 +278,8 @@ void CudaModel::enqueue_step(const StepPlan& p) {
   if (cfg_.rotary_dim > 0 && rope_table()) {
     ops_.mark("rope table", stream_);
     WEFT_CUDA_CHECK(rope_cos_sin_table(ints(p.positions), T, inv_freq_.as<float>(), cfg_.rotary_dim,
-                                       cfg_.rope_attention_factor, buf_.rope_cs.as<float>(), stream_));
+                                       cfg_.rope_attention_factor, buf_.rope_cs.as<float>(), stream_,
+                                       ints_opt(p.rope_long)));
   }
   for (int64_t l = 0; l < cfg_.layers; ++l) enqueue_layer(l, p);
   if (R == 0) return;

@@ -50,10 +50,11 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     WEFT_CUDA_CHECK(cudaEventCreateWithFlags(&lora_join_, cudaEventDisableTiming));
     gemm_ = std::make_unique<GemmContext>();
     lora_ = std::make_unique<LoraStore>(cfg_, opts_.dtype);
-    if (cfg_.rotary_dim > 0) {
-      inv_freq_.allocate(sizeof(float) * cfg_.inv_freq.size());
-      uploader_.upload(cfg_.inv_freq.data(), static_cast<int64_t>(cfg_.inv_freq.size()), inv_freq_.get(),
-                       DType::kF32, stream_);
+    if (cfg_.rotary_dim > 0) {  // longrope: the long factors' frequencies after the short ones (rope.cu)
+      std::vector<float> freqs(cfg_.inv_freq);
+      freqs.insert(freqs.end(), cfg_.inv_freq_long.begin(), cfg_.inv_freq_long.end());
+      inv_freq_.allocate(sizeof(float) * freqs.size());
+      uploader_.upload(freqs.data(), static_cast<int64_t>(freqs.size()), inv_freq_.get(), DType::kF32, stream_);
     }
     if (cfg_.rotary_dim > 0 && !cfg_.inv_freq_local.empty()) {
       inv_freq_local_.allocate(sizeof(float) * cfg_.inv_freq_local.size());

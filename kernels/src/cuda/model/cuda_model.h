@@ -157,6 +157,8 @@ class CudaModel final : public ModelExecutor {
   void gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias);
   std::vector<float> collect_logits(const StepPlan& p);
   const int32_t* ints(int64_t offset) const { return buf_.arena.as<const int32_t>() + offset; }
+  // A packed field the step may not have (offset -1): null.
+  const int32_t* ints_opt(int64_t offset) const { return offset < 0 ? nullptr : ints(offset); }
   void* kv(int64_t layer, int which) const;  // which: 0 = K, 1 = V
   float* logits_f32() const { return opts_.dtype == DType::kF32 ? buf_.lg.as<float>() : buf_.lg32.as<float>(); }
 

@@ -73,6 +73,7 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
   p.cu_d = field(D + 1);
   p.ctx_d = field(D);
   p.bt_d = field(D * stride);
+  if (!cfg.inv_freq_long.empty()) p.rope_long = field(T);  // padding rows stay 0: short factors
   p.words = at;
   packed.assign(static_cast<size_t>(at), 0);
   int32_t* w = packed.data();
@@ -91,6 +92,7 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
       w[p.positions + row] = b.positions[src];
       w[p.kv_slots + row] = b.slot_mapping[src];
       w[p.row_entry + row] = s.adapter_slot;
+      if (p.rope_long >= 0 && !b.rope_long.empty()) w[p.rope_long + row] = b.rope_long[src];
     }
     if (prefill) per_slot[s.adapter_slot + 1] += s.num_tokens;
     int32_t* bt = w + (prefill ? p.bt_p + ps * stride : p.bt_d + ds * stride);

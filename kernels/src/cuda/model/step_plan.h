@@ -40,6 +40,7 @@ struct StepPlan {
   // Offsets, in int32 elements, of each array in the packed buffer.
   int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0, seg_entry = 0;
   int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
+  int64_t rope_long = -1;     // longrope models only (cfg.inv_freq_long): 1 per row rotated with the long factors
   int64_t words = 0;          // packed length
 };
 
