@@ -104,7 +104,7 @@ export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'>, path:
   const m = /^(?:model\.language_model|language_model\.model)\.(.+)$/.exec(path);
   if (m) return `model.${m[1]}`;
   if (path === 'language_model.lm_head') return 'lm_head';
-  if (/^(?:model\.)?(?:vision_tower|multi_modal_projector)\./.test(path)) return null;
+  if (/^(?:model\.)?(?:vision_tower|multi_modal_projector|visual)\./.test(path)) return null;  // visual: Qwen2(.5)-VL
   return path;
 }
 

@@ -66,8 +66,8 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
   }
   const fused = spec.architecture === 'phi3';
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
-  // 4.50+ and 5) or model.language_model.
-  const root = !spec.visionLanguage ? 'model.'
+  // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
+  const root = !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
     : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
   const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';
   return {

@@ -70,6 +70,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
+  Qwen2VLForConditionalGeneration: 'qwen2',
+  Qwen2_5_VLForConditionalGeneration: 'qwen2',
   Gemma2ForCausalLM: 'gemma2',
   Gemma3ForCausalLM: 'gemma3',
   Gemma3ForConditionalGeneration: 'gemma3',
@@ -103,7 +105,35 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
+  if (archName === 'Qwen2VLForConditionalGeneration' || archName === 'Qwen2_5_VLForConditionalGeneration') {
+    return { ...llamaFamilySpec('qwen2', qwenVlText(cfg, where), where), visionLanguage: true };  // text-only
+  }
   return llamaFamilySpec(arch, cfg, where);
+}
+
+// Qwen2-VL / Qwen2.5-VL text configs' defaults (Qwen2VLTextConfig, Qwen2_5_VLTextConfig: the same values).
+const QWEN_VL_TEXT_DEFAULTS: Json = {
+  vocab_size: 152_064, hidden_size: 8192, intermediate_size: 29_568, num_hidden_layers: 80, num_attention_heads: 64,
+  num_key_value_heads: 8, hidden_act: 'silu', max_position_embeddings: 32_768, rms_norm_eps: 1e-5,
+  use_sliding_window: false, rope_theta: 1_000_000, bos_token_id: 151_643, eos_token_id: 151_645,
+};
+
+/**
+ * A Qwen2-VL / Qwen2.5-VL config's language model: a Qwen2 decoder whose text fields are at the top level (as
+ * published) or in text_config (as transformers 5 saves it); tie_word_embeddings stays at the top. Its multimodal
+ * RoPE ("mrope") gives every text token the same position in all three sections, which is plain RoPE — so text
+ * requests run it as rope type default, as transformers' text config does.
+ */
+function qwenVlText(cfg: Json, where: string): Json {
+  const nested = cfg.text_config;
+  refuseIf(nested !== undefined && (nested === null || typeof nested !== 'object'), where, 'text_config must be an object');
+  const { vision_config: _vision, text_config: _text, ...flat } = cfg;
+  const text: Json = { ...QWEN_VL_TEXT_DEFAULTS, ...flat, ...(nested as Json | undefined), tie_word_embeddings: cfg.tie_word_embeddings === true };
+  for (const key of ['rope_parameters', 'rope_scaling']) {
+    const rp = text[key] as Json | undefined;
+    if (rp && (rp.rope_type ?? rp.type) === 'mrope') text[key] = { ...rp, rope_type: 'default', type: 'default' };
+  }
+  return text;
 }
 
 function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {

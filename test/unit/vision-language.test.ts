@@ -1,5 +1,5 @@
-// Vision-language checkpoints served text-only: Gemma 3 from 4B up (Gemma3ForConditionalGeneration, SigLIP tower) and
-// Mistral Small 3.1+ (Mistral3ForConditionalGeneration, Pixtral tower). The golden cases gemma3_vlm / mistral3_vlm
+// Vision-language checkpoints served text-only: Gemma 3 from 4B up (Gemma3ForConditionalGeneration, SigLIP tower),
+// Mistral Small 3.1+ (Mistral3ForConditionalGeneration, Pixtral tower) and Qwen2-VL / Qwen2.5-VL (golden qwen2_5_vl). The golden cases gemma3_vlm / mistral3_vlm
 // have the checkpoint in transformers' saved layout (language_model.model.*) and adapters in PEFT's
 // (model.language_model.*, with pairs on the vision tower); here the same model and adapter in the other layouts give
 // the same golden logits, a top-level tie_word_embeddings does not tie a stored lm_head, and the configs as published
@@ -16,6 +16,7 @@ import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 
 const c = loadGoldenCase('gemma3_vlm');
 const m3 = loadGoldenCase('mistral3_vlm');
+const qvl = loadGoldenCase('qwen2_5_vl');
 
 /** Copies a safetensors file (and the folder's JSON files) into `outDir` with every tensor name passed through `rename`. */
 function writeRenamed(dir: string, file: string, outDir: string, rename: (name: string) => string): void {
@@ -145,4 +146,86 @@ test("Mistral-Small-3.1-24B's config (a partial text_config) reads with MistralC
   assert.deepEqual([s.hidden, s.layers, s.heads, s.kvHeads, s.headDim, s.vocab, s.slidingWindow], [5120, 40, 32, 8, 128, 131072, 0]);
   assert.ok(s.visionLanguage && !s.tieEmbeddings);
   assert.deepEqual([s.bosTokenId, s.eosTokenIds], [1, [2]]);
+});
+
+test('Qwen2.5-VL as published (flat config, mrope rope_scaling) with adapters from transformers 4 (model.layers.*, visual.*) gives the golden logits', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-qwen-vl-'));
+  try {
+    const model = join(tmp, 'model');
+    writeRenamed(qvl.modelDir, 'model.safetensors', model, (n) => n);
+    const cfg = JSON.parse(readFileSync(join(qvl.modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const { text_config: text, ...top } = cfg as { text_config: Record<string, unknown> };
+    const { rope_parameters: rp, ...textFields } = text as { rope_parameters: Record<string, unknown> };
+    // The Hub's layout: text fields at the top level, rope_theta beside rope_scaling {type: mrope}.
+    writeFileSync(join(model, 'config.json'), JSON.stringify({ ...top, ...textFields, model_type: 'qwen2_5_vl',
+      rope_theta: rp.rope_theta, rope_scaling: { type: 'mrope', mrope_section: rp.mrope_section } }));
+    const adapters = qvl.adapters.map((a) => {
+      const dir = join(tmp, a.name);
+      writeRenamed(a.dir, 'adapter_model.safetensors', dir, (n) => n.replace(/^base_model\.model\.model\.language_model\./,
+        'base_model.model.model.').replace(/^base_model\.model\.model\.visual\./, 'base_model.model.visual.'));
+      return { name: a.name, dir };
+    });
+    await expectGolden(model, adapters, qvl);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('Qwen2.5-VL: an adapter on the vision tower only (visual.*) is refused', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-qwen-vision-'));
+  try {
+    const a = qvl.adapters.find((x) => x.name === 'qv_gate_r8')!;
+    writeRenamed(a.dir, 'adapter_model.safetensors', tmp, (n) => n);
+    const src = SafetensorsFile.open(join(a.dir, 'adapter_model.safetensors'));
+    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    try {
+      for (const n of src.names()) if (n.includes('.visual.')) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
+    } finally {
+      src.close();
+    }
+    assert.ok(Object.keys(tensors).length >= 2, 'the golden adapter has vision-tower pairs');
+    writeSafetensors(join(tmp, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    const e = LocalEngine.open(qvl.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
+    try {
+      assert.throws(() => e.loadAdapter(0, tmp), /only targets the vision tower/);
+    } finally {
+      e.dispose();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("Qwen2.5-VL-7B-Instruct's and Qwen2-VL-2B-Instruct's configs as published read as Qwen2 decoders", () => {
+  const vision = { depth: 32, hidden_act: 'silu', hidden_size: 1280, intermediate_size: 3420, num_heads: 16, in_chans: 3,
+    out_hidden_size: 3584, patch_size: 14, spatial_merge_size: 2, spatial_patch_size: 14, window_size: 112,
+    fullatt_block_indexes: [7, 15, 23, 31], tokens_per_second: 2, temporal_patch_size: 2 };
+  const s = parseModelSpec({
+    architectures: ['Qwen2_5_VLForConditionalGeneration'], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151645,
+    vision_start_token_id: 151652, vision_end_token_id: 151653, vision_token_id: 151654, image_token_id: 151655,
+    video_token_id: 151656, hidden_act: 'silu', hidden_size: 3584, initializer_range: 0.02, intermediate_size: 18944,
+    max_position_embeddings: 128000, max_window_layers: 28, model_type: 'qwen2_5_vl', num_attention_heads: 28,
+    num_hidden_layers: 28, num_key_value_heads: 4, rms_norm_eps: 1e-06, rope_theta: 1000000.0, sliding_window: 32768,
+    tie_word_embeddings: false, torch_dtype: 'bfloat16', transformers_version: '4.41.2', use_cache: true,
+    use_sliding_window: false, vision_config: vision, rope_scaling: { type: 'mrope', mrope_section: [16, 24, 24] },
+    vocab_size: 152064,
+  });
+  assert.equal(s.architecture, 'qwen2');
+  assert.ok(s.visionLanguage && !s.tieEmbeddings && s.qkvBias && !s.oBias);
+  assert.deepEqual([s.hidden, s.layers, s.heads, s.kvHeads, s.headDim, s.vocab, s.intermediate, s.slidingWindow, s.maxPositions],
+    [3584, 28, 28, 4, 128, 152064, 18944, 0, 128000]);
+  assert.ok(Math.abs(s.rope!.invFreq[1]! - Math.pow(1e6, -2 / 128)) < 1e-6, 'rope_theta 1e6, plain RoPE for text');
+  assert.deepEqual([s.bosTokenId, s.eosTokenIds], [151643, [151645]]);
+  const q2 = parseModelSpec({
+    architectures: ['Qwen2VLForConditionalGeneration'], bos_token_id: 151643, eos_token_id: 151645, hidden_size: 1536,
+    intermediate_size: 8960, max_position_embeddings: 32768, model_type: 'qwen2_vl', num_attention_heads: 12,
+    num_hidden_layers: 28, num_key_value_heads: 2, rms_norm_eps: 1e-06, rope_theta: 1000000.0, tie_word_embeddings: true,
+    use_sliding_window: false, vocab_size: 151936, rope_scaling: { type: 'mrope', mrope_section: [16, 24, 24] },
+    vision_config: { depth: 32, embed_dim: 1280, hidden_size: 1536, num_heads: 16 },
+  });
+  assert.ok(q2.visionLanguage && q2.tieEmbeddings);
+  assert.deepEqual([q2.hidden, q2.layers, q2.heads, q2.kvHeads, q2.headDim, q2.vocab], [1536, 28, 12, 2, 128, 151936]);
+  // Sliding windows in some layers only (use_sliding_window) are refused, as for Qwen2.
+  assert.throws(() => parseModelSpec({ architectures: ['Qwen2_5_VLForConditionalGeneration'], use_sliding_window: true }),
+    /use_sliding_window=true/);
 });
