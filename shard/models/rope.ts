@@ -1,9 +1,10 @@
-// Rotary-embedding inverse frequencies, as transformers computes them (rope_type default, linear, llama3, longrope).
+// Rotary-embedding inverse frequencies, as transformers computes them (rope_type default, linear, llama3, yarn,
+// longrope).
 // Other rope types are refused by name rather than approximated.
 import { UnsupportedModelError } from './errors.js';
 
 export interface RopeParams {
-  ropeType: 'default' | 'linear' | 'llama3' | 'longrope';
+  ropeType: 'default' | 'linear' | 'llama3' | 'yarn' | 'longrope';
   theta: number;
   partialRotaryFactor: number;
   factor?: number;
@@ -14,6 +15,11 @@ export interface RopeParams {
   shortFactor?: number[];
   longFactor?: number[];
   attentionFactor?: number;
+  /** yarn: the rotation counts bounding the blend of extrapolated and interpolated frequencies, and whether the
+   * bounds are rounded outwards to whole dimensions. */
+  betaFast?: number;
+  betaSlow?: number;
+  truncate?: boolean;
 }
 
 export interface Rope {
@@ -22,6 +28,9 @@ export interface Rope {
   attentionFactor: number;
   /** longrope: the long factors' frequencies and where they start (see usesLongRope). */
   long?: { invFreq: Float32Array; from: number };
+  /** yarn: the context the scaling extends to (original_max_position_embeddings × factor), which may pass the
+   * config's max_position_embeddings (Qwen2.5 and Qwen3 keep 32,768 / 40,960 there and add YaRN ×4 for 131,072). */
+  scaledContext?: number;
 }
 
 /**
@@ -62,7 +71,7 @@ export function parseRopeParams(cfg: Json): RopeParams {
       };
     case 'longrope': case 'su': case 'yarn': {  // Phi-3: "su" and "yarn" are older names of longrope (transformers)
       const phi3 = Array.isArray(cfg.architectures) && String(cfg.architectures[0]).startsWith('Phi3');
-      if (type === 'yarn' && !phi3) break;  // YaRN proper is another computation
+      if (type === 'yarn' && !phi3) return parseYarn(cfg, rp!, base);
       const factorList = (key: string): number[] => {
         const list = rp?.[key];
         if (!Array.isArray(list) || !list.every((x) => typeof x === 'number' && x > 0)) {
@@ -82,7 +91,23 @@ export function parseRopeParams(cfg: Json): RopeParams {
     }
   }
   throw new UnsupportedModelError(
-    `rope type '${type}' is not supported (supported: default, linear, llama3, longrope); refusing rather than approximating it`);
+    `rope type '${type}' is not supported (supported: default, linear, llama3, yarn, longrope); refusing rather than approximating it`);
+}
+
+// transformers' _compute_yarn_parameters: factor defaults to max_position_embeddings / original; the attention
+// factor to 0.1·ln(factor) + 1 (or DeepSeek's mscale / mscale_all_dim ratio); beta_fast 32, beta_slow 1.
+function parseYarn(cfg: Json, rp: Json, base: { theta: number; partialRotaryFactor: number }): RopeParams {
+  const original = requirePositive(rp, 'original_max_position_embeddings');
+  const factor = rp.factor === undefined || rp.factor === null ? Number(cfg.max_position_embeddings) / original : Number(rp.factor);
+  if (!(factor > 0)) throw new UnsupportedModelError(`yarn needs a positive factor, got ${String(rp.factor)}`);
+  const mscale = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+  const m = Number(rp.mscale), mAll = Number(rp.mscale_all_dim);
+  const attentionFactor = typeof rp.attention_factor === 'number' ? rp.attention_factor
+    : m && mAll ? mscale(factor, m) / mscale(factor, mAll) : mscale(factor);
+  return {
+    ropeType: 'yarn', ...base, factor, originalMaxPositions: original, attentionFactor,
+    betaFast: Number(rp.beta_fast) || 32, betaSlow: Number(rp.beta_slow) || 1, truncate: rp.truncate !== false,
+  };
 }
 
 function requirePositive(rp: Json | null, key: string): number {
@@ -100,11 +125,39 @@ export function computeRope(p: RopeParams, headDim: number): Rope {
   for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(p.theta, Math.fround((2 * i) / rotaryDim))));
   if (p.ropeType === 'linear') for (let i = 0; i < half; i++) inv[i] = Math.fround(inv[i] / p.factor!);
   if (p.ropeType === 'llama3') applyLlama3(inv, p);
+  if (p.ropeType === 'yarn') {
+    return { rotaryDim, invFreq: yarnInvFreq(p, rotaryDim), attentionFactor: p.attentionFactor!,
+      scaledContext: Math.floor(p.originalMaxPositions! * p.factor!) };
+  }
   if (p.ropeType === 'longrope') {
     return { rotaryDim, invFreq: longropeInvFreq(p, 'short_factor', p.shortFactor!, rotaryDim), attentionFactor: p.attentionFactor!,
       long: { invFreq: longropeInvFreq(p, 'long_factor', p.longFactor!, rotaryDim), from: p.originalMaxPositions! } };
   }
   return { rotaryDim, invFreq: inv, attentionFactor: 1 };
+}
+
+// transformers' YaRN blend, each float32 operation rounded as torch rounds it: the interpolated frequencies
+// 1 / (factor · base^(2i/dim)) where a frequency turns fewer than beta_slow times over the original context, the
+// extrapolated 1 / base^(2i/dim) where it turns more than beta_fast times, a linear ramp between.
+function yarnInvFreq(p: RopeParams, dim: number): Float32Array {
+  const half = dim / 2, f = Math.fround;
+  const correctionDim = (rotations: number): number =>
+    (dim * Math.log(p.originalMaxPositions! / (rotations * 2 * Math.PI))) / (2 * Math.log(p.theta));
+  let low = correctionDim(p.betaFast!), high = correctionDim(p.betaSlow!);
+  if (p.truncate) [low, high] = [Math.floor(low), Math.ceil(high)];
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  if (low === high) high += 0.001;  // transformers: prevents a division by zero
+  const inv = new Float32Array(half);
+  const factor = f(p.factor!);
+  for (let i = 0; i < half; i++) {
+    const pos = f(Math.pow(p.theta, f((2 * i) / dim)));
+    const extrapolation = f(1 / pos), interpolation = f(1 / f(factor * pos));
+    const linear = f(f(i - f(low)) / f(high - low));
+    const extrapolationShare = f(1 - Math.min(Math.max(linear, 0), 1));
+    inv[i] = f(f(interpolation * f(1 - extrapolationShare)) + f(extrapolation * extrapolationShare));
+  }
+  return inv;
 }
 
 // transformers: 1 / (factor * base ** (arange(0, dim, 2) / dim)), in float32.

@@ -122,9 +122,38 @@ test('longrope (Phi-3.5-mini, Phi-4-mini): short and long factors, the attention
   assert.equal(su.rope!.attentionFactor, 1.5);
   assert.throws(() => parseModelSpec({ ...phi35, rope_scaling: { ...phi35.rope_scaling, short_factor: [1, 2] } }),
     /short_factor has 2 entries; the rotary dimension 96 needs 48/);
-  // YaRN proper (not Phi-3's old name for longrope) is refused.
+  // YaRN proper (not Phi-3's old name for longrope) needs its original context.
   assert.throws(() => parseModelSpec({ ...phi35, architectures: ['LlamaForCausalLM'], rope_scaling: { type: 'yarn', factor: 4 } }),
-    /rope type 'yarn' is not supported/);
+    /original_max_position_embeddings/);
+});
+
+test('YaRN (Qwen2.5 / Qwen3 past 32K, DeepSeek): blended frequencies, the attention factor, the scaled context', () => {
+  // Qwen2.5-7B-Instruct with the rope_scaling its model card adds for 128K.
+  const qwen = {
+    architectures: ['Qwen2ForCausalLM'], hidden_size: 3584, num_attention_heads: 28, num_key_value_heads: 4,
+    intermediate_size: 18944, num_hidden_layers: 28, vocab_size: 152064, max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6, rope_theta: 1e6, hidden_act: 'silu', use_sliding_window: false,
+    rope_scaling: { factor: 4.0, original_max_position_embeddings: 32768, type: 'yarn' },
+  };
+  const s = parseModelSpec(qwen);
+  assert.equal(s.maxPositions, 131072, 'original 32,768 x 4');
+  assert.ok(Math.abs(s.rope!.attentionFactor - (0.1 * Math.log(4) + 1)) < 1e-12);
+  const base = (i: number): number => 1 / Math.pow(1e6, (2 * i) / 128);
+  // Fast-turning frequencies are kept (extrapolated), slow ones divided by the factor (interpolated).
+  assert.ok(Math.abs(s.rope!.invFreq[0]! - 1) < 1e-7);
+  assert.ok(Math.abs(s.rope!.invFreq[63]! / (base(63) / 4) - 1) < 1e-5);
+  const mid = s.rope!.invFreq.findIndex((f, i) => Math.abs(f / base(i) - 1) > 1e-4);
+  assert.ok(mid > 0 && s.rope!.invFreq[mid]! > base(mid) / 4, 'a ramp between the two');
+  // DeepSeek's mscale / mscale_all_dim ratio; an explicit attention_factor wins; a missing factor is max / original.
+  const ds = parseModelSpec({ ...qwen, rope_scaling: { type: 'yarn', factor: 40, original_max_position_embeddings: 4096,
+    mscale: 1.0, mscale_all_dim: 1.0 } });
+  assert.equal(ds.rope!.attentionFactor, 1);
+  const explicit = parseModelSpec({ ...qwen, rope_scaling: { ...qwen.rope_scaling, attention_factor: 1.5 } });
+  assert.equal(explicit.rope!.attentionFactor, 1.5);
+  const implied = parseModelSpec({ ...qwen, max_position_embeddings: 65536, rope_scaling: { type: 'yarn', original_max_position_embeddings: 32768 } });
+  assert.ok(Math.abs(implied.rope!.attentionFactor - (0.1 * Math.log(2) + 1)) < 1e-12);
+  // Dynamic NTK changes the frequencies with the sequence length: refused, not approximated.
+  assert.throws(() => parseModelSpec({ ...qwen, rope_scaling: { type: 'dynamic', factor: 2 } }), /rope type 'dynamic' is not supported/);
 });
 
 test('gemma-2-9b: alternating sliding/full layers, both softcaps, query_pre_attn_scalar; defaults for what is left out', () => {
