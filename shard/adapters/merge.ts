@@ -125,6 +125,7 @@ function collectTerms(adapters: LoadedAdapter[]): Map<string, Term[]> {
       const { modulePath, kind } = parseLoraTensorKey(key);
       if (kind === 'M') continue;  // refused above
       if (kind === 'BASE') throw new MergeError(`adapter ${adapter}: '${key}' was not checked against the base model's lm_head`);
+      if (kind === 'TOKENS') throw new MergeError(`adapter ${adapter}: trainable tokens '${key}' were not converted to LoRA pairs`);
       const p = pairs.get(modulePath) ?? {};
       p[kind] = t;
       pairs.set(modulePath, p);
@@ -229,6 +230,7 @@ function unitScaleConfig(ranks: Map<string, number>, first: LoraConfig): LoraCon
     targetModules: [...names].sort(),
     layersToTransform: null,
     layersPattern: null,
+    trainableTokens: null,  // the sources' tokens were LoRA pairs by the time they were merged
     fanInFanOut: first.fanInFanOut,
     useDora: false,
     baseModelNameOrPath: first.baseModelNameOrPath,

@@ -1,7 +1,8 @@
 // PEFT LoRA adapters: adapter_config.json → LoraConfig, per-module rank/alpha/scale exactly as PEFT computes them,
 // tensor key parsing, and loading an adapter directory. Served: plain LoRA, `y = xWᵀ + s·(xAᵀ)Bᵀ` (on the token
-// embedding too: h = E[t] + s·A[:, t]ᵀBᵀ), and DoRA (use_dora: each output channel of that scaled by magnitude /
-// ||W + s·BA||, the norm over the channel's weight row). Anything else whose forward pass differs (LoRA bias,
+// embedding too: h = E[t] + s·A[:, t]ᵀBᵀ), DoRA (use_dora: each output channel of that scaled by magnitude /
+// ||W + s·BA||, the norm over the channel's weight row), and trainable tokens (trainable_token_indices: whole rows of
+// the embedding / lm_head replaced for a few token ids; trainable-tokens.ts turns them into LoRA pairs). Anything else whose forward pass differs (LoRA bias,
 // base-modifying inits, …) is refused with a message that names the field or key and says what to do; nothing is
 // silently ignored (DESIGN.md §4).
 import { existsSync, readFileSync } from 'node:fs';
@@ -33,6 +34,8 @@ export interface LoraConfig {
   fanInFanOut: boolean;
   /** DoRA: every targeted module has a lora_magnitude_vector (PEFT `use_dora`). */
   useDora: boolean;
+  /** trainable_token_indices: token ids of the input embedding (a list), or per module name (an object). */
+  trainableTokens: number[] | Record<string, number[]> | null;
   baseModelNameOrPath: string | null;
   revision: string | null;
 }
@@ -54,7 +57,6 @@ const VARIANT_CONFIGS: ReadonlyArray<[string, string]> = [
   ['monteclora_config', 'MonteCLoRA'],
   ['velora_config', 'VeLoRA'],
   ['alora_invocation_tokens', 'activated LoRA (aLoRA)'],
-  ['trainable_token_indices', 'trainable tokens (modifies embedding rows)'],
   ['layer_replication', 'layer replication (changes the base model\'s layer stack)'],
 ];
 
@@ -134,10 +136,27 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
     layersPattern,
     fanInFanOut: bool('fan_in_fan_out', false),
     useDora: bool('use_dora', false),
+    trainableTokens: trainableTokenIndices(json.trainable_token_indices, fail),
     baseModelNameOrPath: optString('base_model_name_or_path'),
     revision: optString('revision'),
   };
   return cfg;
+}
+
+function trainableTokenIndices(v: unknown, fail: (field: string, what: string) => never): number[] | Record<string, number[]> | null {
+  if (absent(v)) return null;
+  const ids = (list: unknown, what: string): number[] => {
+    if (!Array.isArray(list) || list.length === 0 || !list.every((x) => isInt(x) && x >= 0)) {
+      return fail('trainable_token_indices', `${what} must be a non-empty list of token ids, got ${JSON.stringify(list)}`);
+    }
+    if (new Set(list).size !== list.length) return fail('trainable_token_indices', `${what} lists a token id twice`);
+    return [...(list as number[])];
+  };
+  if (Array.isArray(v)) return ids(v, 'the list');
+  if (!isObj(v) || Object.keys(v).length === 0) {
+    return fail('trainable_token_indices', `must be a list of token ids or an object of module name → token ids, got ${JSON.stringify(v)}`);
+  }
+  return Object.fromEntries(Object.entries(v).map(([k, list]) => [k, ids(list, `entry ${JSON.stringify(k)}`)]));
 }
 
 function checkInit(init: unknown, fail: (field: string, what: string) => never): void {
@@ -216,7 +235,10 @@ const MAGNITUDE_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_magnitude_vector(?:\
  * a targeted lm_head's or token embedding's own weight, which PEFT saves by default when one is a target
  * (`save_embedding_layers="auto"`); base-layer-copy.ts checks it against the model and drops it.
  */
-export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE';
+export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE' | 'TOKENS';
+// trainable_token_indices: the new rows of those tokens (`<module path>.token_adapter.trainable_tokens_delta` [k, dim];
+// "delta" is PEFT's name, the values are whole rows).
+const TOKENS_KEY = /^(?:base_model\.model\.)?(.+?)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$/;
 const BASE_COPY_KEY = /^(?:base_model\.model\.)?((?:.+\.)?(?:lm_head|embed_tokens|wte))\.base_layer\.weight$/;
 // LoRA on an embedding as PEFT saves it: `<module path>.lora_embedding_A` [r, vocab] / `_B` [hidden, r] (parameters,
 // so no `.weight`; an adapter-name segment in unconverted state dicts).
@@ -232,6 +254,8 @@ export function parseLoraTensorKey(key: string): { modulePath: string; kind: Lor
   };
   const emb = EMBEDDING_KEY.exec(key);
   if (emb) return { modulePath: emb[1]!, kind: emb[2] as 'A' | 'B' };
+  const tokens = TOKENS_KEY.exec(key);
+  if (tokens) return { modulePath: tokens[1]!, kind: 'TOKENS' };
   const copy = BASE_COPY_KEY.exec(key);
   if (copy) return { modulePath: copy[1]!, kind: 'BASE' };
   const mag = MAGNITUDE_KEY.exec(key);
@@ -288,12 +312,22 @@ export function loadAdapterDir(dir: string): LoadedAdapter {
 function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }>, file: string): void {
   if (tensors.size === 0) throw new AdapterConfigError(`${file}: the adapter holds no tensors`);
   const modules = new Map<string, { A?: number[]; B?: number[]; M?: number[]; BASE?: number[] }>();
+  let tokenRows = 0;
   for (const [key, t] of tensors) {
     let parsed: { modulePath: string; kind: LoraTensorKind };
     try {
       parsed = parseLoraTensorKey(key);
     } catch (e) {
       throw new AdapterConfigError(`${file}: ${(e as Error).message}`, key, { cause: e });
+    }
+    if (parsed.kind === 'TOKENS') {  // checked against the config's indices where they become LoRA pairs
+      if (t.shape.length !== 2) throw new AdapterConfigError(`${file}: trainable tokens '${key}' must be 2-D [tokens, dim]`, key);
+      if (!config.trainableTokens) {
+        throw new AdapterConfigError(`${file}: '${key}' holds trainable tokens but the config has no trainable_token_indices; ` +
+          'the config does not belong to these weights', key);
+      }
+      tokenRows++;
+      continue;
     }
     const m = modules.get(parsed.modulePath) ?? {};
     if (m[parsed.kind]) throw new AdapterConfigError(`${file}: module '${parsed.modulePath}' has two ` +
@@ -310,6 +344,10 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     }
     m[parsed.kind] = t.shape;
     modules.set(parsed.modulePath, m);
+  }
+  if (config.trainableTokens && tokenRows === 0) {
+    throw new AdapterConfigError(`${file}: the config sets trainable_token_indices but no '….token_adapter.trainable_tokens_delta' ` +
+      'tensor was saved', 'trainable_token_indices');
   }
   for (const [path, { A, B, M, BASE }] of modules) {
     if (BASE && !A && !B && !M) {

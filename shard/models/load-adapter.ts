@@ -92,6 +92,9 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       // dropBaseLayerCopies removes these once checked against the model; one left here was never checked.
       throw new AdapterLoadError(`${dir}: '${key}' was not checked against the base model's lm_head`);
     }
+    if (kind === 'TOKENS') {  // trainableTokensAsLora turns these into LoRA pairs where the adapter is read
+      throw new AdapterLoadError(`${dir}: trainable tokens '${key}' were not converted against the base model's rows`);
+    }
     const entry = pairs.get(modulePath) ?? {};
     if (kind === 'A') entry.a = t;
     else if (kind === 'B') entry.b = t;

@@ -58,6 +58,10 @@ test('every golden adapter loads, with PEFT scaling', () => {
         const { modulePath, kind } = parseLoraTensorKey(key);
         kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
         if (kind === 'BASE') continue;  // a base-layer copy (PEFT's save_embedding_layers), checked against the model
+        if (kind === 'TOKENS') {  // trainable tokens: one row per listed token id
+          assert.ok(config.trainableTokens !== null && t.shape.length === 2, key);
+          continue;
+        }
         if (kind === 'M') {  // DoRA magnitude: one per output feature of a LoRA-targeted module
           assert.ok(config.useDora && t.shape.length === 1 && t.shape[0]! > 0, key);
           continue;
@@ -71,7 +75,7 @@ test('every golden adapter loads, with PEFT scaling', () => {
     }
   }
   for (const want of ['llama/rslora_r16', 'llama/qv_r4', 'gpt2/attn_mlp_r8', 'llama_dora/dora_r8', 'llama_embed/embed_qv_head',
-    'llama_lmhead_saved/lmhead_saved', 'gemma3/all_r8', 'qwen3/all_r8']) assert.ok(seen.includes(want), `${want} not among ${seen.join(' ')}`);
+    'llama_lmhead_saved/lmhead_saved', 'gemma3/all_r8', 'qwen3/all_r8', 'llama_tokens/qv_tok_head']) assert.ok(seen.includes(want), `${want} not among ${seen.join(' ')}`);
 });
 
 test('llama golden adapters: all_r8, qv_r4 (alpha 32), rslora_r16', () => {
@@ -99,7 +103,7 @@ test('config fields are typed and defaulted like PEFT', () => {
   const c = cfg({ layers_to_transform: 3, layers_pattern: 'layers', revision: 'main', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' });
   assert.deepEqual(c, {
     r: 8, loraAlpha: 16, useRslora: false, rankPattern: {}, alphaPattern: {}, targetModules: ['q_proj', 'v_proj'],
-    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
+    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, trainableTokens: null, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
   });
   assert.equal(cfg({ lora_alpha: undefined }).loraAlpha, 8);
   assert.equal(cfg({ target_modules: '.*\\.(q|v)_proj' }).targetModules, '.*\\.(q|v)_proj');
@@ -147,7 +151,6 @@ test('unsupported PEFT features are refused with what to do', () => {
   refused({ layer_replication: [[0, 4], [2, 5]] }, 'layer_replication', /layer replication/);
   refused({ use_qalora: true }, 'use_qalora', /QA-LoRA/);
   refused({ alora_invocation_tokens: [1, 2] }, 'alora_invocation_tokens', /aLoRA/);
-  refused({ trainable_token_indices: [5] }, 'trainable_token_indices', /trainable tokens/);
   refused({ target_parameters: ['experts.gate_up_proj'] }, 'target_parameters', /target nn\.Linear modules/);
   refused({ use_bdlora: { nblocks: 2 } }, 'use_bdlora', /BD-LoRA/);
   refused({ megatron_config: { tp: 2 } }, 'megatron_config', /Megatron/);
@@ -199,7 +202,9 @@ test('tensor keys: module path and A/B; everything else is refused by name', () 
   no('base_model.model.lm_head.modules_to_save.default.weight', /not a LoRA weight/);
   no('base_model.model.model.embed_tokens.weight', /not a LoRA weight/);
   no('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.extra', /not a LoRA weight/);
-  no('base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta', /not a LoRA weight/);
+  // trainable tokens (trainable-tokens.test.ts)
+  assert.deepEqual(parseLoraTensorKey('base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta'),
+    { modulePath: 'model.embed_tokens', kind: 'TOKENS' });
 });
 
 function adapterDir(config: Record<string, unknown>, tensors?: Record<string, { shape: number[]; fill?: number }>): string {
