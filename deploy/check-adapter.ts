@@ -4,6 +4,7 @@
 // Refused adapters throw with the same message the server's 424 would carry (the CLI exits 1 with it).
 import { estimateAdapterBytes } from '../coordinator/adapters/size-estimate.js';
 import { dropBaseLayerCopies } from '../shard/adapters/base-layer-copy.js';
+import { trainableTokensAsLora } from '../shard/adapters/trainable-tokens.js';
 import { loadAdapterDir, loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
 import { planAdapter, readModelSpec } from '../shard/models/index.js';
 import { partitionFor } from '../shard/models/partition.js';
@@ -29,24 +30,28 @@ export interface AdapterCheck {
 
 export function checkAdapter(c: Pick<CheckAdapterConfig, 'model' | 'adapter' | 'numShard' | 'maxLoraRank' | 'dtype'>): AdapterCheck {
   const spec = readModelSpec(c.model);
-  const adapter = dropBaseLayerCopies(loadAdapterDir(c.adapter), { dir: c.model, spec }, c.adapter);
+  const base = { dir: c.model, spec };
+  const adapter = trainableTokensAsLora(dropBaseLayerCopies(loadAdapterDir(c.adapter), base, c.adapter), base, c.adapter);
   const storage: LoraStorage = c.dtype === 'float32' ? 'float32' : c.dtype;
   const shards = Array.from({ length: c.numShard }, (_, rank) => {
     const plan = planAdapter({ spec, partition: partitionFor(spec, rank, c.numShard), loraStorage: storage }, adapter,
       c.adapter, c.maxLoraRank);
     return { rank, parts: plan.parts.length, bytes: plan.bytes, maxRank: plan.maxRank };
   });
-  const paths = [...new Set([...adapter.tensors.keys()].map((k) => parseLoraTensorKey(k).modulePath))];
+  // Each module's rank as held (trainable tokens widen the pair they join: trainable-tokens.ts).
+  const ranks = new Map<string, number>();
+  for (const [key, t] of adapter.tensors) {
+    const { modulePath, kind } = parseLoraTensorKey(key);
+    if (kind === 'A') ranks.set(modulePath, t.shape[0]!);
+  }
+  const paths = [...ranks.keys()];
   const { config } = adapter;
   return {
     adapter: c.adapter,
     model: c.model,
     architecture: spec.architecture,
     config: { r: config.r, loraAlpha: config.loraAlpha, useRslora: config.useRslora, useDora: config.useDora },
-    modules: paths.map((path) => {
-      const { rank, scale } = loraScaleFor(config, path);
-      return { path, rank, scale };
-    }),
+    modules: paths.map((path) => ({ path, rank: ranks.get(path)!, scale: loraScaleFor(config, path).scale })),
     maxRank: shards[0]!.maxRank,
     dora: config.useDora,
     shards: shards.map(({ rank, parts, bytes }) => ({ rank, parts, bytes })),

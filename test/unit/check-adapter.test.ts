@@ -36,6 +36,21 @@ test('a golden adapter: its modules, ranks and scales, and the bytes a CPU slot 
   assert.ok(two.shards.every((s) => s.bytes > 0 && s.bytes < report.shards[0]!.bytes / 2 + 1));
 });
 
+test('trainable tokens are reported as the rank-k pairs they are served as, with the bytes the slot holds', () => {
+  const c = loadGoldenCase('llama_tokens');
+  const a = c.adapters.find((x) => x.name === 'qv_tok_head')!;
+  const report = checkAdapter({ model: c.modelDir, adapter: a.dir, numShard: 1, maxLoraRank: 64, dtype: 'float32' });
+  const rank = (path: string): number | undefined => report.modules.find((m) => m.path === path)?.rank;
+  assert.deepEqual([rank('model.embed_tokens'), rank('lm_head'), rank('model.layers.0.self_attn.q_proj')], [3, 2, 8]);
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 });
+  try {
+    engine.loadAdapter(0, a.dir);
+    assert.equal(report.shards[0]!.bytes, engine.model.native.adapterBytes(0));
+  } finally {
+    engine.dispose();
+  }
+});
+
 test('a DoRA adapter is reported as one; a refused adapter exits 1 with the reason', () => {
   const c = loadGoldenCase('llama');
   const root = mkdtempSync(join(tmpdir(), 'weft-check-'));
