@@ -185,6 +185,8 @@ export interface SamplingOptions {
   topK: number;
   topP: number;
   typicalP: number;
+  /** Keep tokens at least minP times as likely as the top one (after top-k/top-p, before typical-p); absent/0 = off. */
+  minP?: number;
   repetitionPenalty: number;
   /** OpenAI's frequency / presence penalties on the generated tokens (the last drawIndex of penaltyTokens); 0 = off. */
   frequencyPenalty?: number;

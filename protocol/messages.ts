@@ -6,6 +6,8 @@ export interface SamplingParams {
   topK: number; // 0 = off
   topP: number; // 1 = off
   typicalP: number; // 1 = off
+  /** min-p: keep tokens at least this fraction as likely as the most likely one. Absent = 0 (off). */
+  minP?: number;
   repetitionPenalty: number;
   /** OpenAI's penalties on the generated tokens: logit -= frequencyPenalty * count + presencePenalty * (count > 0).
    * Absent = 0 (off). */

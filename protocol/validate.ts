@@ -24,7 +24,7 @@ const sampling = object({
   repetitionPenalty: num({ above: 0 }),
   doSample: bool,
   seed: count,
-}, { frequencyPenalty: num({ min: -2, max: 2 }), presencePenalty: num({ min: -2, max: 2 }),
+}, { minP: num({ min: 0, max: 1 }), frequencyPenalty: num({ min: -2, max: 2 }), presencePenalty: num({ min: -2, max: 2 }),
   logitBias: arrayOf(object({ token: count, bias: num({ min: -100, max: 100 }) })) });
 
 const newSequence = object({

@@ -41,6 +41,7 @@ import {
   MAX_STOP_SEQUENCES,
   MAX_TOP_N_TOKENS,
   asObject,
+  minPOf,
   bearerToken,
   bool,
   int,
@@ -113,7 +114,7 @@ export interface ValidChat extends ValidOpenAi {
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
-  'api_token', 'logprobs', 'response_format',
+  'api_token', 'logprobs', 'response_format', 'min_p',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
@@ -268,8 +269,10 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   const doSample = temperature > 0;
   const seed = given ?? (doSample ? seedSource() : 0);
   // Greedy: the warpers cannot change an argmax, so they are sent switched off (the penalties can, and stay).
+  const minP = minPOf(top);
   if (!doSample) return { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty, ...penalties, doSample, seed };
-  return { temperature, topK: topK ?? 0, topP, typicalP: 1, repetitionPenalty, ...penalties, doSample, seed };
+  return { temperature, topK: topK ?? 0, topP, typicalP: 1, ...(minP > 0 ? { minP } : {}), repetitionPenalty, ...penalties,
+    doSample, seed };
 }
 
 function maxTokensOf(v: number | undefined, maxTotalTokens: number): number {

@@ -5,7 +5,8 @@
 //  - `null` means "absent" for every optional key, as with TGI's serde `Option` fields.
 //  - Sampling follows TGI's server: `do_sample` defaults to false, but setting temperature != 1, top_k,
 //    top_p < 1 or typical_p < 1 turns sampling on even when do_sample is false (TGI computes
-//    `sampling = do_sample || has_warpers`). repetition_penalty alone does not.
+//    `sampling = do_sample || has_warpers`). repetition_penalty alone does not. `min_p` (an extension, as vLLM's
+//    and transformers' MinPLogitsWarper) in [0, 1] counts as a warper when above 0.
 //  - A seed is chosen here when none is given and the request samples, so details.seed can report it.
 //  - `best_of` > 1 (TGI, /generate only, sampling without a seed): that many sequences with random seeds;
 //    the one with the highest mean token log-prob answers, the others are details.best_of_sequences.
@@ -75,7 +76,7 @@ const PARAMETER_KEYS = new Set([
   'adapter_id', 'adapter_source', 'api_token', 'max_new_tokens', 'temperature', 'top_k', 'top_p',
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
-  'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives', 'apply_chat_template',
+  'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives', 'apply_chat_template', 'min_p',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -278,15 +279,23 @@ function samplingParams(p: Json, seedSource: () => number): SamplingParams {
   }
   const topP = openUnit(p, 'top_p');
   const typicalP = openUnit(p, 'typical_p');
+  const minP = minPOf(p);
   const doSample =
-    (optional(p, 'do_sample', bool) ?? false) || temperature !== 1 || topK !== 0 || topP < 1 || typicalP < 1;
+    (optional(p, 'do_sample', bool) ?? false) || temperature !== 1 || topK !== 0 || topP < 1 || typicalP < 1 || minP > 0;
   const given = optional(p, 'seed', int);
   if (given !== undefined && (given < 0 || given > MAX_SEED)) {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
   const seed = given ?? (doSample ? seedSource() : 0);
-  return { temperature, topK, topP, typicalP, repetitionPenalty, ...additivePenalty(p, 'frequency_penalty', 'frequencyPenalty'),
+  return { temperature, topK, topP, typicalP, ...(minP > 0 ? { minP } : {}), repetitionPenalty, ...additivePenalty(p, 'frequency_penalty', 'frequencyPenalty'),
     ...additivePenalty(p, 'presence_penalty', 'presencePenalty'), doSample, seed };
+}
+
+/** min_p: keep tokens at least this fraction as likely as the most likely one; absent or 0 = off. */
+export function minPOf(p: Json): number {
+  const v = optional(p, 'min_p', num) ?? 0;
+  if (!(v >= 0 && v <= 1)) throw validationError('`min_p` must be >= 0 and <= 1');
+  return v;
 }
 
 /** top_p / typical_p: absent means off (1); a given value must lie strictly inside (0, 1), as in TGI. */

@@ -63,6 +63,16 @@ describe('POST /v1/completions', () => {
     assert.equal(last().sampling.frequencyPenalty, 2);
   });
 
+  test('min_p (vLLM\'s extension) reaches the engine when sampling; greedy drops it; out of [0, 1] is a 422', async () => {
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, min_p: 0.1 });
+    assert.equal(last().sampling.minP, 0.1);
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, min_p: 0.1, temperature: 0 });
+    assert.equal('minP' in last().sampling, false);
+    const bad = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, min_p: 2 });
+    assert.equal(bad.statusCode, 422);
+    assert.match(bad.body, /`min_p` must be >= 0 and <= 1/);
+  });
+
   test('a chat prompt is tokenized without the tokenizer adding special tokens (the template writes them); completions keep them', async () => {
     await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1 });
     assert.equal(last().templated, true);

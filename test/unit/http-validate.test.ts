@@ -92,6 +92,8 @@ describe('generate body: numeric rules', () => {
     rejects(withParams({ top_n_tokens: -1 }), 422, '`top_n_tokens` must be >= 0 and <= 5. Given: -1');
     rejects(withParams({ do_sample: 'yes' }), 422, '`do_sample` must be a boolean');
     rejects(withParams({ details: 1 }), 422, '`details` must be a boolean');
+    rejects(withParams({ min_p: 1.5 }), 422, '`min_p` must be >= 0 and <= 1');
+    rejects(withParams({ min_p: -0.1 }), 422, '`min_p` must be >= 0 and <= 1');
   });
 
   test('stop: at most MAX_STOP_SEQUENCES non-empty strings', () => {
@@ -112,7 +114,7 @@ describe('generate body: sampling semantics (TGI: sampling = do_sample || any wa
   });
 
   test('temperature != 1, top_k, top_p or typical_p turn sampling on even with do_sample false', () => {
-    for (const p of [{ temperature: 0.7 }, { top_k: 5 }, { top_p: 0.9 }, { typical_p: 0.5 }]) {
+    for (const p of [{ temperature: 0.7 }, { top_k: 5 }, { top_p: 0.9 }, { typical_p: 0.5 }, { min_p: 0.05 }]) {
       const s = valid({ ...p, do_sample: false }).request.sampling;
       assert.equal(s.doSample, true, JSON.stringify(p));
       assert.equal(s.seed, SEED, 'a seed is chosen when sampling without one');
@@ -120,6 +122,9 @@ describe('generate body: sampling semantics (TGI: sampling = do_sample || any wa
     assert.equal(valid({ temperature: 1 }).request.sampling.doSample, false);
     assert.equal(valid({ repetition_penalty: 1.2 }).request.sampling.doSample, false);
     assert.equal(valid({ do_sample: true }).request.sampling.doSample, true);
+    assert.equal(valid({ min_p: 0.05 }).request.sampling.minP, 0.05);
+    assert.equal('minP' in valid({ min_p: 0 }).request.sampling, false, 'min_p 0 is off');
+    assert.equal(valid({ min_p: 0 }).request.sampling.doSample, false);
   });
 
   test('a given seed is kept; the random seed is a safe integer', () => {

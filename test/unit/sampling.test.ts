@@ -363,7 +363,30 @@ test('NaN logits never crash the sort: greedy and sampled draws pick a number, N
   assert.ok(all.token >= 0 && all.token < 8, 'an all-NaN row still yields a token id');
 });
 
-test('sampling without top-k draws by selection: always the token of the sorted walk (top_k = vocab takes that walk), typical-p included', () => {
+test('min-p keeps the tokens at least min_p times as likely as the top one, after top-k / top-p (transformers order)', () => {
+  // p ∝ [8, 4, 2, 1, 1]: min_p 0.24 keeps {0, 1, 2} (2/8 = 0.25), 0.3 keeps {0, 1}, 1 keeps {0}.
+  const logits = Float32Array.from([8, 4, 2, 1, 1].map(Math.log));
+  const drawn = (o: Partial<SamplingOptions>): Set<number> => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 400; i++) seen.add(sample(logits, { doSample: true, seed: 5, drawIndex: i, ...o }).token);
+    return seen;
+  };
+  assert.deepEqual([...drawn({ minP: 0.24 })].sort(), [0, 1, 2]);
+  assert.deepEqual([...drawn({ minP: 0.3 })].sort(), [0, 1]);
+  assert.deepEqual([...drawn({ minP: 1 })], [0]);
+  assert.deepEqual([...drawn({ minP: 0 })].sort(), [0, 1, 2, 3, 4]);
+  // Relative to the top token, so a top-p cut first changes nothing it keeps; with top-k 2 only {0, 1} are left.
+  assert.deepEqual([...drawn({ minP: 0.24, topP: 0.99 })].sort(), [0, 1, 2]);
+  assert.deepEqual([...drawn({ minP: 0.1, topK: 2 })].sort(), [0, 1]);
+  // Temperature first: at T = 2, p ∝ [√8, 2, √2, 1, 1], so min_p 0.4 keeps {0, 1, 2} (√2/√8 = 0.5).
+  assert.deepEqual([...drawn({ minP: 0.4, temperature: 2 })].sort(), [0, 1, 2]);
+  // The sampled distribution is the survivors renormalised: 8 : 4 : 2.
+  const counts = [0, 0, 0];
+  for (let i = 0; i < 14_000; i++) counts[sample(logits, { doSample: true, seed: 9, drawIndex: i, minP: 0.24 }).token]!++;
+  counts.forEach((c, t) => assertNear(c / 14_000, [8, 4, 2][t]! / 14, `token ${t}`, 0.03));
+});
+
+test('sampling without top-k draws by selection: always the token of the sorted walk (top_k = vocab takes that walk), typical-p and min-p included', () => {
   let seed = 11;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   let compared = 0;
@@ -375,9 +398,9 @@ test('sampling without top-k draws by selection: always the token of the sorted 
         return r < 0.03 ? -Infinity : Math.round((rand() * 2 - 1) * (round % 3 === 0 ? 60 : 8) * 4) / 4;
       });
       for (const topP of [1, 0.95, 0.6, 0.05, 0]) {  // 0: only the top token (the walk keeps at least one)
-        for (const [temperature, typicalP] of [[0.5, 1], [1, 1], [1.7, 1], [1, 0.9], [0.5, 0.4], [1.7, 0.2]] as const) {
+        for (const [temperature, typicalP, minP] of [[0.5, 1, 0], [1, 1, 0], [1.7, 1, 0.05], [1, 0.9, 0], [0.5, 0.4, 0.2], [1.7, 0.2, 0.01]] as const) {
           for (let draw = 0; draw < 6; draw++) {
-            const o = { doSample: true, temperature, topP, typicalP, seed: 1000 + round, drawIndex: draw };
+            const o = { doSample: true, temperature, topP, typicalP, minP, seed: 1000 + round, drawIndex: draw };
             const fast = sample(logits, { ...o, topK: 0 }, NO_PENALTY, 3);
             const sorted = sample(logits, { ...o, topK: V }, NO_PENALTY, 3);
             assert.equal(fast.token, sorted.token, `V ${V} round ${round} top_p ${topP} T ${temperature} typical_p ${typicalP} draw ${draw}`);

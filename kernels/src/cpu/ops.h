@@ -89,6 +89,9 @@ struct SamplingParams {
   int32_t top_k = 0;           // 0 = off
   float top_p = 1.0f;          // 1 = off
   float typical_p = 1.0f;      // 1 = off
+  // Keep the tokens at least min_p times as likely as the most likely one (after top-k / top-p, before typical-p,
+  // as transformers' MinPLogitsWarper). 0 = off.
+  float min_p = 0.0f;
   float repetition_penalty = 1.0f;
   // OpenAI's, on the generated tokens (the last draw_index of penalty_tokens): logit -= frequency_penalty *
   // count + presence_penalty * (count > 0). 0 = off.

@@ -1,5 +1,5 @@
 // Logits processing and token sampling, TGI/transformers semantics:
-// repetition penalty -> temperature -> top-k -> top-p -> typical-p -> (greedy | seeded multinomial).
+// repetition penalty -> temperature -> top-k -> top-p -> min-p -> typical-p -> (greedy | seeded multinomial).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -25,6 +25,9 @@ double uniform01(uint64_t seed, uint64_t index) {
 
 // exp(s - max) in (0, 1] as a 2^40 fixed-point integer; the same expression as the GPU's fixed_weight.
 uint64_t fixed_weight(double e) { return e > 0.0 ? static_cast<uint64_t>(e * 1099511627776.0 + 0.5) : 0; }
+
+// min-p: a token is kept when its weight is at least min_p of the top token's, whose weight is fixed_weight(1).
+bool min_p_keeps(uint64_t w, float min_p) { return static_cast<double>(w) >= static_cast<double>(min_p) * 1099511627776.0; }
 
 // In the order `before` defines, the first token of `cand` whose inclusive prefix sum of weights `crossed`
 // (a predicate monotone along the order, false at 0); *prefix gets the sum before it. -1 when none crosses.
@@ -194,6 +197,15 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
                  cand.end());
     };
     if (p.top_p < 1.0f) keep_prefix(p.top_p, before);
+    if (p.min_p > 0.0f) {  // the top token (weight 2^40) always stays
+      cand.erase(std::remove_if(cand.begin(), cand.end(), [&](int32_t t) { return !min_p_keeps(w[t], p.min_p); }),
+                 cand.end());
+      mass = 0;
+      for (const int32_t t : cand) mass += w[t];
+      last = cand.front();
+      for (const int32_t t : cand)
+        if (before(last, t)) last = t;
+    }
     if (last < 0) {  // every token is kept: the last in the whole order (weight 0 included)
       last = 0;
       for (int32_t i = 1; i < vocab; ++i)
@@ -245,6 +257,12 @@ SampleResult sample_token(const float* logits, int64_t vocab, const SamplingPara
       if (static_cast<double>(cum) >= thr) break;
     }
     keep = k;
+  }
+  if (p.min_p > 0.0f) {  // weights fall along the order, so the kept tokens are a prefix (the first always stays)
+    size_t k = 1;
+    while (k < keep && min_p_keeps(w[k], p.min_p)) ++k;
+    keep = k;
+    w.resize(keep);
   }
   if (p.typical_p < 1.0f) {
     // Typical decoding (transformers' TypicalLogitsWarper over the tokens that survived top-k/top-p, renormalised):

@@ -55,6 +55,7 @@ inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
   p.top_k = static_cast<int32_t>(num_or(o, "topK", 0));
   p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
   p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
+  p.min_p = static_cast<float>(num_or(o, "minP", 0.0));
   p.repetition_penalty = static_cast<float>(num_or(o, "repetitionPenalty", 1.0));
   p.frequency_penalty = static_cast<float>(num_or(o, "frequencyPenalty", 0.0));
   p.presence_penalty = static_cast<float>(num_or(o, "presencePenalty", 0.0));

@@ -22,7 +22,7 @@ namespace {
 // Rows the GPU sampler does not handle: sampled on the host from their copied-back logits. Typical-p ranks by
 // surprise, not by value; a token biased twice adds its biases one by one on the CPU (a LogitAdjust holds one).
 bool host_row(const cpu::SamplingParams& q) {
-  if (q.typical_p < 1.0f) return true;
+  if (q.typical_p < 1.0f || q.min_p > 0.0f) return true;  // typical-p and min-p rows are sampled on the host
   std::unordered_set<int32_t> biased;
   for (const auto& [t, b] : q.logit_bias)
     if (!biased.insert(t).second) return true;
