@@ -55,7 +55,7 @@ export function checkAdapter(c: Pick<CheckAdapterConfig, 'model' | 'adapter' | '
     maxRank: shards[0]!.maxRank,
     dora: config.useDora,
     shards: shards.map(({ rank, parts, bytes }) => ({ rank, parts, bytes })),
-    estimatedBytes: estimateAdapterBytes({ dir: c.adapter }, c.dtype === 'float32' ? 4 : 2),
+    estimatedBytes: estimateAdapterBytes({ dir: c.adapter }, c.dtype === 'float32' ? 4 : 2, spec.vocab),
     dtype: c.dtype,
   };
 }

@@ -35,6 +35,8 @@ export interface ModelPlanConfig {
   /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
   layerSliding?: boolean[];
   invFreqLocal?: Float32Array;
+  /** SmolLM3: per layer, false = no rotary embedding in that layer (NoPE); absent = every layer rotates. */
+  layerRope?: boolean[];
   /** longrope: the long factors' frequencies, for the tokens a batch marks in ropeLong. */
   invFreqLong?: Float32Array;
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */

@@ -66,6 +66,8 @@ export interface RegistryOptions {
   budgetBytes?: number;
   /** The engine's bytes per adapter element (4 on the CPU backend, 2 for 16-bit GPU weights), for estimates. */
   elementBytes?: number;
+  /** The model's vocabulary, for estimates of adapters with trainable tokens (size-estimate.ts). */
+  vocab?: number;
 }
 
 export interface RegistryHooks extends RegistryEvents {
@@ -326,7 +328,7 @@ export class AdapterRegistry {
   /** Estimated bytes of an adapter's files; 0 when they cannot be read (the load then fails with the reason). */
   private estimate(load: LoadSpec): number {
     try {
-      return estimateAdapterBytes(load, this.o.elementBytes ?? 4);
+      return estimateAdapterBytes(load, this.o.elementBytes ?? 4, this.o.vocab ?? 0);
     } catch {
       return 0;
     }

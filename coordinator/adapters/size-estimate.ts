@@ -4,8 +4,10 @@
 // module's lora_A once per sub-block, DoRA's magnitudes in float32, pairs on a vision tower left out as the shards
 // drop them); at TP > 1
 // an upper bound (every matrix counted whole, where a shard holds a slice of one of each pair). An
-// adapter_model.bin counts its file size as 2-byte elements (an upper bound for 16- and 32-bit files). The
-// shards' report of a load replaces the estimate.
+// adapter_model.bin counts its file size as 2-byte elements (an upper bound for 16- and 32-bit files). Trainable
+// tokens ([k, hidden] rows) are held as rank-k pairs, one-hot over the vocabulary (shard/adapters/trainable-tokens.ts):
+// counted as on the embedding and a tied lm_head, 2·k·(vocab + hidden), an upper bound. The shards' report of a load
+// replaces the estimate.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, numel } from '../../shard/formats/index.js';
@@ -13,10 +15,11 @@ import type { LoadSpec } from './registry.js';
 import { languageModelPath, partsOfModulePath } from '../../shard/models/layout.js';
 
 /** Bytes one shard's slot will hold, estimated; `elementBytes` is the engine's (4 on the CPU backend). */
-export function estimateAdapterBytes(load: LoadSpec, elementBytes: number): number {
-  if (load.merge) return load.merge.dirs.reduce((n, dir) => n + estimateAdapterBytes({ dir }, elementBytes), 0);
-  const { factors, magnitudes } = elementsOf(load.dir);
-  return factors * elementBytes + magnitudes * 4;  // DoRA's channel scales stay float32 in the slot
+export function estimateAdapterBytes(load: LoadSpec, elementBytes: number, vocab = 0): number {
+  if (load.merge) return load.merge.dirs.reduce((n, dir) => n + estimateAdapterBytes({ dir }, elementBytes, vocab), 0);
+  const { factors, magnitudes, tokenRows } = elementsOf(load.dir);
+  const tokens = tokenRows.reduce((n, [k, hidden]) => n + 2 * k * (vocab + hidden), 0);
+  return (factors + tokens) * elementBytes + magnitudes * 4;  // DoRA's channel scales stay float32 in the slot
 }
 
 // A fused module's parts are its sub-blocks (q|k|v, gate|up), and each holds its own copy of the module's lora_A.
@@ -30,7 +33,7 @@ function onVisionTower(name: string): boolean {
   return languageModelPath({ visionLanguage: true }, name.replace(/^base_model\.model\./, '')) === null;
 }
 
-function elementsOf(dir: string): { factors: number; magnitudes: number } {
+function elementsOf(dir: string): { factors: number; magnitudes: number; tokenRows: [number, number][] } {
   const st = join(dir, 'adapter_model.safetensors');
   if (existsSync(st)) {
     const f = SafetensorsFile.open(st);
@@ -38,11 +41,13 @@ function elementsOf(dir: string): { factors: number; magnitudes: number } {
       const count = (re: RegExp, copies: (name: string) => number = () => 1) => f.names()
         .filter((n) => re.test(n) && !onVisionTower(n))
         .reduce((sum, n) => sum + numel(f.info(n).shape) * copies(n), 0);
-      return { factors: count(/lora_(A|B|embedding_A|embedding_B)\b/, fusedCopies), magnitudes: count(/lora_magnitude_vector\b/) };
+      const tokenRows = f.names().filter((n) => /\.token_adapter\.trainable_tokens_delta\b/.test(n))
+        .map((n) => f.info(n).shape as [number, number]);
+      return { factors: count(/lora_(A|B|embedding_A|embedding_B)\b/, fusedCopies), magnitudes: count(/lora_magnitude_vector\b/), tokenRows };
     } finally {
       f.close();
     }
   }
   const bin = join(dir, 'adapter_model.bin');
-  return { factors: existsSync(bin) ? Math.ceil(statSync(bin).size / 2) : 0, magnitudes: 0 };
+  return { factors: existsSync(bin) ? Math.ceil(statSync(bin).size / 2) : 0, magnitudes: 0, tokenRows: [] };
 }

@@ -90,7 +90,7 @@ export class Engine implements GenerationEngine {
     private readonly observer: EngineObserver = {}) {
     const r = group.info();
     this.ropeLongFrom = r.model.ropeLongFrom ?? Infinity;
-    this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots }, group, {
+    this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots, vocab: r.model.vocabSize }, group, {
       ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
       prefetched: () => observer.adapterPrefetch?.(),

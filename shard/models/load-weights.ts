@@ -199,6 +199,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     residualScale: spec.residualScale,
     logitsDivisor: spec.logitsDivisor,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
+    ...(spec.layerRope ? { layerRope: spec.layerRope } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
     ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
     numBlocks: opts.numBlocks,

@@ -7,7 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -30,6 +30,8 @@ export interface ModelSpec {
    * attention (no window, rope). null: every layer alike (slidingWindow, rope).
    */
   layerSliding: boolean[] | null;
+  /** SmolLM3: per layer, false = no rotary embedding (NoPE); null = every layer rotates. */
+  layerRope: boolean[] | null;
   ropeLocal: Rope | null;
   attnScale: number;
   tieEmbeddings: boolean;
@@ -66,6 +68,7 @@ export interface ModelSpec {
 const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
+  SmolLM3ForCausalLM: 'smollm3',
   MistralForCausalLM: 'mistral',
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
@@ -139,13 +142,28 @@ function qwenVlText(cfg: Json, where: string): Json {
 function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
   const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : [];
   const sw = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0;
-  if (arch === 'qwen2' || arch === 'qwen3') {
+  if (arch === 'qwen2' || arch === 'qwen3' || arch === 'smollm3') {
     refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (per-layer sliding windows) is not supported');
     refuseIf(layerTypes.some((t) => t !== 'full_attention'), where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
     return 0;
   }
   if (new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
   return sw > 0 ? sw : 0;
+}
+
+// SmolLM3Config: no_rope_layers[l] = 1 where layer l rotates q and k, 0 where it does not (NoPE); when absent, every
+// no_rope_layer_interval-th layer (default 4) has no RoPE.
+function smollm3RopeLayers(cfg: Json, where: string): boolean[] {
+  const layers = int(cfg, 'num_hidden_layers', where);
+  const given = cfg.no_rope_layers;
+  if (given !== undefined && given !== null) {
+    refuseIf(!Array.isArray(given) || given.length !== layers || !given.every((v) => v === 0 || v === 1), where,
+      `no_rope_layers must list 0 or 1 for each of the ${layers} layers, got ${JSON.stringify(given)}`);
+    return (given as number[]).map((v) => v === 1);
+  }
+  const interval = typeof cfg.no_rope_layer_interval === 'number' ? cfg.no_rope_layer_interval : 4;
+  refuseIf(!(Number.isInteger(interval) && interval > 0), where, `no_rope_layer_interval must be a positive integer`);
+  return Array.from({ length: layers }, (_, l) => (l + 1) % interval !== 0);
 }
 
 // MistralConfig's defaults: a Mistral3ForConditionalGeneration text_config sets only what differs from them.
@@ -180,10 +198,11 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'qwen3') && cfg.attention_bias === true,
-    mlpBias: (arch === 'llama' || arch === 'granite') && cfg.mlp_bias === true,
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'qwen3') && cfg.attention_bias === true,
+    mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: arch === 'qwen3',
     ...PLAIN_DECODER,
+    ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),

@@ -175,7 +175,12 @@ it('the estimate is what one CPU shard\'s slot holds, for every golden adapter (
       for (const a of c.adapters) {
         if (!existsSync(join(a.dir, 'adapter_model.safetensors'))) continue;  // .bin: an upper bound by design
         engine.loadAdapter(0, a.dir);
-        assert.equal(estimateAdapterBytes({ dir: a.dir }, 4), engine.model.native.adapterBytes(0), `${name}/${a.name}`);
+        const estimate = estimateAdapterBytes({ dir: a.dir }, 4, c.vocab), held = engine.model.native.adapterBytes(0);
+        if (a.name.includes('tok')) {  // trainable tokens: counted as on a tied lm_head too, an upper bound
+          assert.ok(estimate >= held && estimate <= 2 * held, `${name}/${a.name}: estimate ${estimate}, held ${held}`);
+        } else {
+          assert.equal(estimate, held, `${name}/${a.name}`);
+        }
       }
     } finally {
       engine.dispose();

@@ -211,3 +211,22 @@ test('starcoder2-3b: LayerNorms and biases, a non-gated GELU MLP, one sliding wi
   assert.throws(() => parseModelSpec({ architectures: ['Starcoder2ForCausalLM'], hidden_size: 64, num_attention_heads: 4,
     hidden_act: 'relu', intermediate_size: 8, num_hidden_layers: 1, vocab_size: 8, max_position_embeddings: 8 }), /hidden_act 'relu'/);
 });
+
+test("SmolLM3-3B's config: a Llama decoder whose every fourth layer has no RoPE (NoPE); explicit lists and bad ones", () => {
+  const smol = {
+    architectures: ['SmolLM3ForCausalLM'], attention_bias: false, bos_token_id: null, eos_token_id: 128012,
+    hidden_act: 'silu', hidden_size: 2048, intermediate_size: 11008, max_position_embeddings: 65536, mlp_bias: false,
+    model_type: 'smollm3', num_attention_heads: 16, num_hidden_layers: 36, num_key_value_heads: 4, pad_token_id: 128004,
+    rms_norm_eps: 1e-6, rope_scaling: null, rope_theta: 5000000.0, sliding_window: null, use_sliding_window: false,
+    tie_word_embeddings: true, vocab_size: 128256, no_rope_layer_interval: 4,
+  };
+  const s = parseModelSpec(smol);
+  assert.equal(s.architecture, 'smollm3');
+  assert.deepEqual(s.layerRope!.map((r, l) => (r ? -1 : l)).filter((l) => l >= 0), [3, 7, 11, 15, 19, 23, 27, 31, 35]);
+  assert.deepEqual([s.headDim, s.kvHeads, s.slidingWindow, s.tieEmbeddings], [128, 4, 0, true]);
+  const listed = parseModelSpec({ ...smol, num_hidden_layers: 3, no_rope_layers: [1, 0, 0] });
+  assert.deepEqual(listed.layerRope, [true, false, false]);
+  assert.throws(() => parseModelSpec({ ...smol, num_hidden_layers: 3, no_rope_layers: [1, 0] }), /no_rope_layers must list 0 or 1 for each of the 3 layers/);
+  assert.throws(() => parseModelSpec({ ...smol, use_sliding_window: true, sliding_window: 4096 }), /use_sliding_window=true/);
+  assert.equal(parseModelSpec({ ...smol, architectures: ['LlamaForCausalLM'] }).layerRope, null, 'other models rotate in every layer');
+});

@@ -46,6 +46,8 @@ struct ModelConfig {
   // a full-attention layer (no window, inv_freq).
   std::vector<uint8_t> layer_sliding;
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
+  // SmolLM3's NoPE layers: empty = every layer rotates q and k; else layer_rope[l] = 0 for a layer without RoPE.
+  std::vector<uint8_t> layer_rope;
   // longrope (Phi-3.5, Phi-4-mini): the long factors' frequencies (rotary_dim/2), used for the tokens a batch marks
   // in Batch::rope_long (the shard decides which: rope.ts); empty = none. Not combined with inv_freq_local.
   std::vector<float> inv_freq_long;
@@ -160,6 +162,7 @@ int64_t module_in(const ModelConfig& cfg, int module);
 bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh)
 int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
 const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies
+bool layer_has_rope(const ModelConfig& cfg, int64_t layer);  // rotary_dim > 0 and not one of SmolLM3's NoPE layers
 int64_t module_out(const ModelConfig& cfg, int module);
 int64_t expected_weight_size(const ModelConfig& cfg, const std::string& name);
 std::vector<std::string> required_weights(const ModelConfig& cfg);

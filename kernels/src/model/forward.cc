@@ -159,7 +159,7 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
     }
-    if (cfg_.rotary_dim > 0) {
+    if (layer_has_rope(cfg_, l)) {
       const float* inv_freq = layer_inv_freq(cfg_, l).data();
       const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
       cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,

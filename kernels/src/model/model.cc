@@ -28,6 +28,8 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: qk_norm and post_norms need RMS norms");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
+  if (!c.layer_rope.empty() && static_cast<int64_t>(c.layer_rope.size()) != c.layers)
+    throw std::invalid_argument("model config: layer_rope needs one entry per layer");
   if (!c.inv_freq_local.empty() && c.inv_freq_local.size() != c.inv_freq.size())
     throw std::invalid_argument("model config: inv_freq_local needs rotary_dim/2 frequencies, like inv_freq");
   if (!c.inv_freq_long.empty() && (c.inv_freq_long.size() != c.inv_freq.size() || !c.inv_freq_local.empty()))
@@ -53,6 +55,10 @@ bool gated_mlp(const ModelConfig& c) { return c.mlp == MlpKind::kGatedSilu || c.
 
 int64_t layer_window(const ModelConfig& c, int64_t layer) {
   return c.layer_sliding.empty() || c.layer_sliding[static_cast<size_t>(layer)] ? c.sliding_window : 0;
+}
+
+bool layer_has_rope(const ModelConfig& c, int64_t layer) {
+  return c.rotary_dim > 0 && (c.layer_rope.empty() || c.layer_rope[static_cast<size_t>(layer)] != 0);
 }
 
 const std::vector<float>& layer_inv_freq(const ModelConfig& c, int64_t layer) {

@@ -66,6 +66,12 @@ ModelConfig parse_config(const Napi::Object& o) {
     const Napi::Array a = sliding.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) c.layer_sliding.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
   }
+  const Napi::Value rope = o.Get("layerRope");
+  if (!rope.IsUndefined() && !rope.IsNull()) {
+    if (!rope.IsArray()) throw Napi::TypeError::New(o.Env(), "layerRope must be an array of booleans");
+    const Napi::Array a = rope.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_rope.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
+  }
   const Napi::Value local = o.Get("invFreqLocal");
   if (!local.IsUndefined() && !local.IsNull()) {
     auto lf = f32(local, "invFreqLocal");

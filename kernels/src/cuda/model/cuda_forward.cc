@@ -213,13 +213,13 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
                                              T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                              cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1),
                                              deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long)));
-  } else if (cfg_.rotary_dim > 0 && fused_small_ops()) {  // RoPE and the cache write in one launch
+  } else if (layer_has_rope(cfg_, l) && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                         cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
                                         cos_sin, ints_opt(p.rope_long)));
   } else {
-    if (cfg_.rotary_dim > 0)
+    if (layer_has_rope(cfg_, l))
       WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
                                        ints(p.positions), layer_inv_freq_dev(l), cfg_.rope_attention_factor, stream_,
                                        cos_sin, ints_opt(p.rope_long)));

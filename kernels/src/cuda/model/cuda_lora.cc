@@ -182,12 +182,12 @@ void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, con
 // projection is folded into the op that follows it — RoPE + KV write (rope_kv_cache_write_lora) for qkv, add + norm
 // (add_norm_lora) for o and down, SiLU·mul (silu_mul_lora) for gate/up: four launches fewer per layer. Only where
 // that op is one kernel which follows this module: rotary embeddings with the fused small ops and no q/k norm for
-// qkv, one rank with the fused small ops for add + norm (not after the last layer's down projection, whose residual
+// qkv (not in SmolLM3's NoPE layers), one rank with the fused small ops for add + norm (not after the last layer's down projection, whose residual
 // add has no norm after it), a gated-SiLU MLP for gate/up.
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
-  if (module == kQkv) return cfg_.rotary_dim > 0 && !cfg_.qk_norm && fused_small_ops() && decode.num_slices == 3;
+  if (module == kQkv) return layer_has_rope(cfg_, layer) && !cfg_.qk_norm && fused_small_ops() && decode.num_slices == 3;
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
   return followed_by_norm && !cfg_.post_norms && cfg_.residual_scale == 1.0f && fused_residual_norm() &&
