@@ -3,9 +3,8 @@
 // run without starting a server, with what the adapter holds and the bytes its slot takes on each shard.
 // Refused adapters throw with the same message the server's 424 would carry (the CLI exits 1 with it).
 import { estimateAdapterBytes } from '../coordinator/adapters/size-estimate.js';
-import { dropBaseLayerCopies } from '../shard/adapters/base-layer-copy.js';
-import { trainableTokensAsLora } from '../shard/adapters/trainable-tokens.js';
-import { loadAdapterDir, loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
+import { loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
+import { readAdapterFor } from '../shard/adapters/read-adapter.js';
 import { planAdapter, readModelSpec } from '../shard/models/index.js';
 import { partitionFor } from '../shard/models/partition.js';
 import type { LoraStorage } from '../kernels/index.js';
@@ -30,8 +29,7 @@ export interface AdapterCheck {
 
 export function checkAdapter(c: Pick<CheckAdapterConfig, 'model' | 'adapter' | 'numShard' | 'maxLoraRank' | 'dtype'>): AdapterCheck {
   const spec = readModelSpec(c.model);
-  const base = { dir: c.model, spec };
-  const adapter = trainableTokensAsLora(dropBaseLayerCopies(loadAdapterDir(c.adapter), base, c.adapter), base, c.adapter);
+  const adapter = readAdapterFor(c.adapter, { dir: c.model, spec });
   const storage: LoraStorage = c.dtype === 'float32' ? 'float32' : c.dtype;
   const shards = Array.from({ length: c.numShard }, (_, rank) => {
     const plan = planAdapter({ spec, partition: partitionFor(spec, rank, c.numShard), loraStorage: storage }, adapter,

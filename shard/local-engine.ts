@@ -5,8 +5,8 @@ import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/i
 import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
-import { dropBaseLayerCopies, type BaseModelRef } from './adapters/base-layer-copy.js';
-import { trainableTokensAsLora } from './adapters/trainable-tokens.js';
+import type { BaseModelRef } from './adapters/base-layer-copy.js';
+import { readAdapterFor } from './adapters/read-adapter.js';
 import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
@@ -155,7 +155,7 @@ export class LocalEngine {
 
   /** An adapter directory read on this thread, its base-layer copies checked and dropped. */
   private readDir(dir: string): LoadedAdapter {
-    return trainableTokensAsLora(dropBaseLayerCopies(loadAdapterDir(dir), this.baseModel(), dir), this.baseModel(), dir);
+    return readAdapterFor(dir, this.baseModel());
   }
 
   /** Installs a prepared adapter into a slot: quick (its parts are staged already). */

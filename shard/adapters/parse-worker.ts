@@ -7,9 +7,8 @@ import { useBulkHalfDecoder } from '../formats/index.js';
 import type { MergeRecipe } from '../../protocol/index.js';
 import { planAdapter, type AdapterLayout } from '../models/load-adapter.js';
 import { mergeAdapters, mergeSpecOf } from './merge.js';
-import { loadAdapterDir } from './peft-config.js';
-import { dropBaseLayerCopies, type BaseModelRef } from './base-layer-copy.js';
-import { trainableTokensAsLora } from './trainable-tokens.js';
+import type { BaseModelRef } from './base-layer-copy.js';
+import { readAdapterFor } from './read-adapter.js';
 import type { PreparedOffThread } from './parse-pool.js';
 
 // fp16/bf16 weights convert in native code, as on the shard's main thread (load-weights.ts registers the same
@@ -32,7 +31,7 @@ export interface AdapterTask {
  */
 export default function prepareAdapter(task: AdapterTask): unknown {
   const { source, layout, base } = task;
-  const read = (dir: string) => trainableTokensAsLora(base ? dropBaseLayerCopies(loadAdapterDir(dir), base, dir) : loadAdapterDir(dir), base, dir);
+  const read = (dir: string) => readAdapterFor(dir, base);
   const adapter = typeof source === 'string' ? read(source) : mergeAdapters(source.dirs.map(read), mergeSpecOf(source));
   // Tensors that are views into a larger buffer (a reader's slab) are copied first: transferring that buffer
   // would take it away from whatever else lives in it; the plan then refers to the copies.

@@ -13,7 +13,7 @@ import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 import { stepBatch } from '../helpers/forward-batch.js';
 import { installAdapter, planAdapter } from '../../shard/models/index.js';
-import { loadAdapterDir } from '../../shard/adapters/peft-config.js';
+import { readAdapterFor } from '../../shard/adapters/read-adapter.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -127,7 +127,8 @@ for (const name of goldenCases()) {
             const half = await engine.scoreBatch(items);
             // The same adapters from float32 plans: uploaded in float32 and rounded on the device.
             c.adapters.forEach((a, i) =>
-              installAdapter(engine.model, i, planAdapter(engine.model, loadAdapterDir(a.dir), a.dir, engine.maxLoraRank)));
+              installAdapter(engine.model, i, planAdapter(engine.model, readAdapterFor(a.dir, { dir: c.modelDir, spec: engine.model.spec }),
+                a.dir, engine.maxLoraRank)));
             const f32 = await engine.scoreBatch(items);
             items.forEach((it, k) => assert.deepEqual(half[k], f32[k], `${it.key}: 16-bit plan = float32 plan, bit for bit`));
             // The host-RAM tier kept only the 16-bit plans: a merge of them reads their float32 tensors again.
@@ -148,15 +149,18 @@ for (const name of goldenCases()) {
       const cpu = LocalEngine.open(c.modelDir, { numBlocks: 128, blockSize: 4, adapterSlots: 4 });
       try {
         c.adapters.forEach((a, i) => cpu.loadAdapter(i, a.dir));
-        const V = c.vocab, bs = 4, k = 5;
         const seq = c.sequences[1];
+        // longrope past the original context: the prefill must pass it too (the CPU golden test says why).
+        const V = c.vocab, bs = 4, k = c.ropeLongFrom !== null && seq.length > c.ropeLongFrom ? c.ropeLongFrom + 1 : 5;
+        const rope = fp32.model.spec.rope ?? undefined;
         const slots = [-1, ...c.adapters.map((_, i) => i)];
         const blocks = Math.ceil(seq.length / bs);
         const table = (i: number) => Array.from({ length: blocks }, (_, j) => 64 + i * blocks + j);
         const run = async (b: ForwardBatch): Promise<[Float32Array, Float32Array]> =>
           [await fp32.model.native.forward(b), await cpu.model.native.forward(b)];
         // Prefill k tokens of every sequence in one batch, all logit rows.
-        const pre = stepBatch(slots.map((slot, i) => ({ tokens: seq, pos0: 0, n: k, slot, table: table(i), all: true })), bs);
+        const pre = stepBatch(slots.map((slot, i) => ({ tokens: seq, pos0: 0, n: k, slot, table: table(i), all: true, promptLen: k })),
+          bs, rope);
         const [g, r] = await run(pre);
         assert.ok(maxAbsDiff(g, r) <= FP32_TOL, `prefill: CUDA vs CPU max abs error ${maxAbsDiff(g, r)}`);
         slots.forEach((slot, i) => {
@@ -168,7 +172,8 @@ for (const name of goldenCases()) {
         // stops halfway so the padded bucket changes.
         for (let p = k; p < seq.length; p++) {
           const live = p < 9 ? slots : slots.slice(0, Math.max(1, slots.length - 1));
-          const dec = stepBatch(live.map((slot) => ({ tokens: seq, pos0: p, n: 1, slot, table: table(slots.indexOf(slot)), all: false })), bs);
+          const dec = stepBatch(live.map((slot) => ({ tokens: seq, pos0: p, n: 1, slot, table: table(slots.indexOf(slot)), all: false,
+            promptLen: k })), bs, rope);
           const [gd, rd] = await run(dec);
           assert.ok(maxAbsDiff(gd, rd) <= FP32_TOL, `decode at ${p}: CUDA vs CPU max abs error ${maxAbsDiff(gd, rd)}`);
           live.forEach((slot, i) => {
