@@ -18,18 +18,43 @@ const c = loadGoldenCase('gemma3_vlm');
 const m3 = loadGoldenCase('mistral3_vlm');
 const qvl = loadGoldenCase('qwen2_5_vl');
 
-/** Copies a safetensors file (and the folder's JSON files) into `outDir` with every tensor name passed through `rename`. */
-function writeRenamed(dir: string, file: string, outDir: string, rename: (name: string) => string): void {
+/**
+ * Copies a safetensors file (and the folder's JSON files) into `outDir` with every tensor name passed through `rename`
+ * (null: left out); returns how many tensors were written.
+ */
+function writeRenamed(dir: string, file: string, outDir: string, rename: (name: string) => string | null): number {
   const src = SafetensorsFile.open(join(dir, file));
   const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
   try {
-    for (const name of src.names()) tensors[rename(name)] = { dtype: 'F32', shape: src.info(name).shape, data: src.readF32(name) };
+    for (const name of src.names()) {
+      const to = rename(name);
+      if (to !== null) tensors[to] = { dtype: 'F32', shape: src.info(name).shape, data: src.readF32(name) };
+    }
   } finally {
     src.close();
   }
   mkdirSync(outDir, { recursive: true });
   writeSafetensors(join(outDir, file), tensors, { format: 'pt' });
   for (const f of readdirSync(dir)) if (f.endsWith('.json')) copyFileSync(join(dir, f), join(outDir, f));
+  return Object.keys(tensors).length;
+}
+
+/** The adapter's pairs on the vision tower alone (names containing `tower`) must be refused on the golden model. */
+function expectTowerOnlyRefused(g: typeof c, adapter: string, tower: string, message: RegExp): void {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-vision-only-'));
+  try {
+    const a = g.adapters.find((x) => x.name === adapter)!;
+    const kept = writeRenamed(a.dir, 'adapter_model.safetensors', tmp, (n) => (n.includes(tower) ? n : null));
+    assert.ok(kept >= 2, 'the golden adapter has vision-tower pairs');
+    const e = LocalEngine.open(g.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
+    try {
+      assert.throws(() => e.loadAdapter(0, tmp), message);
+    } finally {
+      e.dispose();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 async function expectGolden(modelDir: string, adapters: { name: string; dir: string }[], g = c): Promise<void> {
@@ -69,28 +94,7 @@ test('the checkpoint under model.language_model.* and adapters under language_mo
 });
 
 test('an adapter on the vision tower only is refused, saying text requests never run it', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'weft-gemma3-vision-'));
-  try {
-    const qv = c.adapters.find((a) => a.name === 'qv_r8')!;
-    const src = SafetensorsFile.open(join(qv.dir, 'adapter_model.safetensors'));
-    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-    try {
-      for (const n of src.names()) if (n.includes('vision_tower')) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
-    } finally {
-      src.close();
-    }
-    assert.ok(Object.keys(tensors).length >= 2, 'the golden adapter has vision-tower pairs');
-    writeSafetensors(join(tmp, 'adapter_model.safetensors'), tensors, { format: 'pt' });
-    copyFileSync(join(qv.dir, 'adapter_config.json'), join(tmp, 'adapter_config.json'));
-    const e = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
-    try {
-      assert.throws(() => e.loadAdapter(0, tmp), /only targets the vision tower .* text requests never run/);
-    } finally {
-      e.dispose();
-    }
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  expectTowerOnlyRefused(c, 'qv_r8', 'vision_tower', /only targets the vision tower .* text requests never run/);
 });
 
 test("google/gemma-3-4b-it's config (a partial text_config) reads with Gemma3TextConfig's defaults", () => {
@@ -172,28 +176,7 @@ test('Qwen2.5-VL as published (flat config, mrope rope_scaling) with adapters fr
 });
 
 test('Qwen2.5-VL: an adapter on the vision tower only (visual.*) is refused', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'weft-qwen-vision-'));
-  try {
-    const a = qvl.adapters.find((x) => x.name === 'qv_gate_r8')!;
-    writeRenamed(a.dir, 'adapter_model.safetensors', tmp, (n) => n);
-    const src = SafetensorsFile.open(join(a.dir, 'adapter_model.safetensors'));
-    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-    try {
-      for (const n of src.names()) if (n.includes('.visual.')) tensors[n] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
-    } finally {
-      src.close();
-    }
-    assert.ok(Object.keys(tensors).length >= 2, 'the golden adapter has vision-tower pairs');
-    writeSafetensors(join(tmp, 'adapter_model.safetensors'), tensors, { format: 'pt' });
-    const e = LocalEngine.open(qvl.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
-    try {
-      assert.throws(() => e.loadAdapter(0, tmp), /only targets the vision tower/);
-    } finally {
-      e.dispose();
-    }
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  expectTowerOnlyRefused(qvl, 'qv_gate_r8', '.visual.', /only targets the vision tower/);
 });
 
 test("Qwen2.5-VL-7B-Instruct's and Qwen2-VL-2B-Instruct's configs as published read as Qwen2 decoders", () => {
