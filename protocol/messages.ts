@@ -17,6 +17,9 @@ export interface SamplingParams {
   logitBias?: { token: number; bias: number }[];
   doSample: boolean;
   seed: number; // integer 0..2^53-1
+  /** min_tokens: `endTokens` (the end-of-generation ids) cannot be drawn until this many tokens are generated. */
+  minTokens?: number;
+  endTokens?: number[];
 }
 
 export interface Constraint {

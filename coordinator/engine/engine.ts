@@ -219,6 +219,11 @@ export class Engine implements GenerationEngine {
       const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
       if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
       if (req.constraint !== undefined) await this.checkConstraint(req.constraint);
+      if ((req.minNewTokens ?? 0) > 0 && req.constraint !== undefined) {
+        // A complete match may allow only the end tokens, which min tokens forbid: no draw would be valid.
+        throw new EngineError('validation', 'Input validation error: `min_tokens` cannot be combined with structured output ' +
+          '(response_format, grammar or tools)');
+      }
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
     } finally {
@@ -234,9 +239,12 @@ export class Engine implements GenerationEngine {
       (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }), startedAt);
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
-    this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling: req.sampling,
+    const eos = req.ignoreEos ? [] : this.info.eosTokenIds;
+    const minTokens = req.minNewTokens ?? 0;
+    const sampling = minTokens > 0 && eos.length > 0 ? { ...req.sampling, minTokens, endTokens: [...eos] } : req.sampling;
+    this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling,
       ropeLong: ids.length > this.ropeLongFrom,
-      maxNewTokens: req.maxNewTokens, eosTokenIds: req.ignoreEos ? [] : this.info.eosTokenIds, promptLogprobs: req.promptLogprobs,
+      maxNewTokens: req.maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
       topN: req.topN,
       ...(req.constraint !== undefined ? { constraint: { pattern: req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
@@ -419,7 +427,7 @@ export class Engine implements GenerationEngine {
     st.lastTokenAt = now;
     let delta = st.detok.push(ev.token);
     if (ev.finished) delta += st.detok.flush();
-    const stopped = st.appendAndCheckStop(delta);
+    const stopped = st.appendAndCheckStop(delta, st.generated >= (st.req.minNewTokens ?? 0));
     const names = this.tokenizer.tokenStringsSync([ev.token, ...ev.top.map((t) => t.token)]);
     st.events.push({ type: 'token', textDelta: delta, token: { id: ev.token, text: names[0], logprob: ev.logprob,
       special: this.tokenizer.specialTokenIds.has(ev.token), top: ev.top.map((t, i) => ({ ...t, text: names[i + 1] })) } });

@@ -30,9 +30,11 @@ export class RequestState {
   }
 
   /** Appends streamed text; returns true when a stop sequence now appears in the output. */
-  appendAndCheckStop(delta: string): boolean {
+  /** Appends generated text; whether a stop sequence now ends it (never while `check` is false: min_tokens). */
+  appendAndCheckStop(delta: string, check = true): boolean {
     const before = this.text.length;
     this.text += delta;
+    if (!check) return false;
     for (const stop of this.req.stop) {
       if (stop.length > 0 && this.text.indexOf(stop, Math.max(0, before - stop.length + 1)) >= 0) return true;
     }

@@ -46,6 +46,9 @@ export interface GenerateRequest {
   topN: number;
   /** ignore_eos_token: generate past EOS until max_new_tokens or a stop sequence. */
   ignoreEos?: boolean;
+  /** min_tokens (vLLM) / min_new_tokens (transformers): neither EOS nor a stop sequence ends the generation
+   * before this many tokens (EOS cannot be drawn until then). */
+  minNewTokens?: number;
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
   /** Structured output: a checked pattern (coordinator/http/structured-output.ts) the generated text must match. */

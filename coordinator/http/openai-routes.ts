@@ -118,6 +118,7 @@ async function start(
       ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), ...(templated ? { templated } : {}), adapter, merge: null, sampling,
       maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
       ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
+      ...(valid.minNewTokens > 0 ? { minNewTokens: valid.minNewTokens } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

@@ -42,6 +42,7 @@ import {
   MAX_TOP_N_TOKENS,
   asObject,
   minPOf,
+  minTokensOf,
   bearerToken,
   bool,
   int,
@@ -69,6 +70,8 @@ export interface ValidOpenAi {
   adapterSource: AdapterSource | undefined;
   sampling: SamplingParams;
   maxNewTokens: number;
+  /** min_tokens (vLLM): 0 = off. */
+  minNewTokens: number;
   stop: string[];
   /** Report per-token log-probs, with topN alternatives each. */
   logprobs: boolean;
@@ -114,7 +117,7 @@ export interface ValidChat extends ValidOpenAi {
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
-  'api_token', 'logprobs', 'response_format', 'min_p',
+  'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
@@ -234,6 +237,7 @@ function commonFields(
     adapterSource: adapterSource as AdapterSource | undefined,
     sampling: samplingParams(top, seedSource),
     maxNewTokens: maxTokensOf(maxTokens, limits.maxTotalTokens),
+    minNewTokens: minTokensOf(top, 'min_tokens', maxTokensOf(maxTokens, limits.maxTotalTokens)),
     stop: stopSequences(top),
     logprobs: topN !== undefined,
     topN: topN ?? 0,

@@ -77,6 +77,7 @@ const PARAMETER_KEYS = new Set([
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
   'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives', 'apply_chat_template', 'min_p',
+  'min_new_tokens',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -137,13 +138,15 @@ export function validateGenerateBody(
     throw validationError(`\`truncate\` must be strictly positive and less than ${maxInput + 1}. Given: ${truncate}`);
   }
   const ignoreEos = optional(p, 'ignore_eos_token', bool) ?? false;
+  const minNewTokens = minTokensOf(p, 'min_new_tokens', maxNewTokens);
   const constraint = tgiConstraint(p);
   const bestOf = bestOfOf(p, route === 'generate_stream' || (route === 'compat' && stream), sampling.doSample);
   const chatMessages = optional(p, 'apply_chat_template', bool) ? chatMessagesOf(inputs) : undefined;
   return {
     bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
-      ...(truncate !== undefined ? { truncate } : {}), ...(constraint !== undefined ? { constraint } : {}) },
+      ...(truncate !== undefined ? { truncate } : {}), ...(constraint !== undefined ? { constraint } : {}),
+      ...(minNewTokens > 0 ? { minNewTokens } : {}) },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,
@@ -289,6 +292,13 @@ function samplingParams(p: Json, seedSource: () => number): SamplingParams {
   const seed = given ?? (doSample ? seedSource() : 0);
   return { temperature, topK, topP, typicalP, ...(minP > 0 ? { minP } : {}), repetitionPenalty, ...additivePenalty(p, 'frequency_penalty', 'frequencyPenalty'),
     ...additivePenalty(p, 'presence_penalty', 'presencePenalty'), doSample, seed };
+}
+
+/** min_new_tokens (TGI routes) / min_tokens (OpenAI): 0 (off) up to the request's max new tokens. */
+export function minTokensOf(p: Json, key: 'min_new_tokens' | 'min_tokens', maxNewTokens: number): number {
+  const v = optional(p, key, int) ?? 0;
+  if (v < 0 || v > maxNewTokens) throw validationError(`\`${key}\` must be >= 0 and <= the maximum new tokens (${maxNewTokens}). Given: ${v}`);
+  return v;
 }
 
 /** min_p: keep tokens at least this fraction as likely as the most likely one; absent or 0 = off. */

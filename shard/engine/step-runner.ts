@@ -48,7 +48,11 @@ function samplingOf(state: SequenceState): SamplingOptions {
       c.failed = (e as Error).message;
     }
   }
-  return { ...state.sampling, drawIndex: state.draws, ...(allowedMask ? { allowedMask } : {}) };
+  const s = state.sampling;
+  // min_tokens: the end tokens get -inf (a bias no logit_bias reaches) until that many tokens are generated.
+  const banEnd = s.minTokens !== undefined && state.draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
+  const logitBias = banEnd ? [...(s.logitBias ?? []), ...s.endTokens!.map((token) => ({ token, bias: -Infinity }))] : s.logitBias;
+  return { ...s, ...(logitBias ? { logitBias } : {}), drawIndex: state.draws, ...(allowedMask ? { allowedMask } : {}) };
 }
 
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the

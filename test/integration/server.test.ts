@@ -185,6 +185,14 @@ describe('server: bad input and failures', () => {
     const stopped = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, seed: found.seed } });
     assert.equal(stopped.json.details.finish_reason, 'eos_token');
     assert.deepEqual(ids(stopped), found.tokens.slice(0, found.at + 1), 'the same tokens up to the EOS it ignored');
+    // min_new_tokens: EOS cannot be drawn before that many tokens (the same seed now passes its EOS).
+    const min = found.at + 3;
+    const atLeast = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, seed: found.seed, min_new_tokens: min } });
+    assert.equal(atLeast.status, 200, atLeast.text);
+    assert.ok(atLeast.json.details.generated_tokens >= min, `${atLeast.json.details.generated_tokens} < ${min}`);
+    assert.ok(!ids(atLeast).slice(0, min).some((t) => eos.includes(t)), 'no EOS among the first min_new_tokens');
+    const tooMany = await g.post('/generate', { inputs: textOf([4, 5, 6]), parameters: { ...params, min_new_tokens: 121 } });
+    assert.equal(tooMany.status, 422, 'min_new_tokens above max_new_tokens');
 
     const seq = g.c.sequences[0];
     const greedy = { max_new_tokens: 6, details: true, decoder_input_details: true };
@@ -195,6 +203,13 @@ describe('server: bad input and failures', () => {
     assert.deepEqual(ids(cut), ids(direct));
     const long = await g.post('/generate', { inputs: textOf(seq), parameters: { ...greedy, truncate: 1000 } });
     assert.equal(long.status, 422, 'truncate above the input limit');
+    // A stop sequence does not end a generation before min_new_tokens either.
+    const first = direct.json.details.tokens[0].text as string;
+    const stopAtOnce = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: { ...greedy, stop: [first] } });
+    assert.deepEqual([stopAtOnce.json.details.finish_reason, stopAtOnce.json.details.generated_tokens], ['stop_sequence', 1]);
+    const later = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: { ...greedy, stop: [first], min_new_tokens: 3 } });
+    assert.ok(later.json.details.generated_tokens >= 3, `stopped after ${later.json.details.generated_tokens} token(s)`);
+    assert.deepEqual(ids(later).slice(0, 3), ids(direct).slice(0, 3), 'greedy tokens unchanged (EOS was not among them)');
   });
 
   test('best_of 3: the answer has the highest mean token log-prob; every sequence is its seed\'s output', async () => {

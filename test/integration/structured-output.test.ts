@@ -252,6 +252,7 @@ describe('structured output (demo model)', () => {
       [{ grammar: { type: 'regex', value: '(a' } }, /missing \)/],
       [{ grammar: { type: 'yaml', value: 'x' } }, /`grammar.type` must be "json" or "regex"/],
       [{ grammar: { type: 'json', value: PERSON }, response_format: { type: 'json_object' } }, /either `grammar` or `response_format`/],
+      [{ grammar: { type: 'json', value: PERSON }, min_new_tokens: 5 }, /`min_tokens` cannot be combined with structured output/],
     ];
     for (const [params, why] of cases) {
       const r = await generate(s, 'x', params);

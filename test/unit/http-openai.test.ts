@@ -73,6 +73,16 @@ describe('POST /v1/completions', () => {
     assert.match(bad.body, /`min_p` must be >= 0 and <= 1/);
   });
 
+  test('min_tokens (vLLM) reaches the engine; above max_tokens is a 422', async () => {
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 8, min_tokens: 3 });
+    assert.equal(last().minNewTokens, 3);
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 8 });
+    assert.equal('minNewTokens' in last(), false);
+    const bad = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 2, min_tokens: 3 });
+    assert.equal(bad.statusCode, 422);
+    assert.match(bad.body, /`min_tokens` must be >= 0 and <= the maximum new tokens \(2\)/);
+  });
+
   test('a chat prompt is tokenized without the tokenizer adding special tokens (the template writes them); completions keep them', async () => {
     await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1 });
     assert.equal(last().templated, true);

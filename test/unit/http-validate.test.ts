@@ -93,6 +93,8 @@ describe('generate body: numeric rules', () => {
     rejects(withParams({ do_sample: 'yes' }), 422, '`do_sample` must be a boolean');
     rejects(withParams({ details: 1 }), 422, '`details` must be a boolean');
     rejects(withParams({ min_p: 1.5 }), 422, '`min_p` must be >= 0 and <= 1');
+    rejects(withParams({ min_new_tokens: -1 }), 422, /^`min_new_tokens` must be >= 0 and <= the maximum new tokens \(\d+\)\. Given: -1$/);
+    rejects(withParams({ max_new_tokens: 5, min_new_tokens: 6 }), 422, '`min_new_tokens` must be >= 0 and <= the maximum new tokens (5). Given: 6');
     rejects(withParams({ min_p: -0.1 }), 422, '`min_p` must be >= 0 and <= 1');
   });
 
