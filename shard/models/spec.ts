@@ -139,16 +139,34 @@ function qwenVlText(cfg: Json, where: string): Json {
   return text;
 }
 
-function slidingWindowOf(arch: Architecture, cfg: Json, where: string): number {
-  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : [];
-  const sw = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0;
-  if (arch === 'qwen2' || arch === 'qwen3' || arch === 'smollm3') {
-    refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (per-layer sliding windows) is not supported');
-    refuseIf(layerTypes.some((t) => t !== 'full_attention'), where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
-    return 0;
+/**
+ * The attention window of a Llama-family model's layers, as transformers applies it: Qwen2/Qwen3 (and the Qwen-VL
+ * text models) slide only when use_sliding_window is set, in the layers layer_types marks (by default those from
+ * max_window_layers on); Mistral, Phi-3 (and StarCoder2, its own spec) slide in every layer; Llama, Granite and SmolLM3's attention has no
+ * window (a sliding_window field there is ignored, as transformers ignores it).
+ */
+function attentionWindows(arch: Architecture, cfg: Json, where: string): { window: number; layerSliding: boolean[] | null } {
+  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : null;
+  const sw = typeof cfg.sliding_window === 'number' && cfg.sliding_window > 0 ? cfg.sliding_window : 0;
+  if (arch === 'qwen2' || arch === 'qwen3') {
+    const window = cfg.use_sliding_window === true ? sw : 0;
+    if (window === 0) return { window: 0, layerSliding: null };
+    const layers = int(cfg, 'num_hidden_layers', where);
+    const from = typeof cfg.max_window_layers === 'number' ? cfg.max_window_layers : 28;  // Qwen2Config's default
+    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (i >= from ? 'sliding_attention' : 'full_attention'));
+    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
+      `layer_types ${JSON.stringify(types)} must give full_attention or sliding_attention for each of the ${layers} layers`);
+    const sliding = types.map((t) => t === 'sliding_attention');
+    if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
+    return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
   }
-  if (new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
-  return sw > 0 ? sw : 0;
+  if (arch === 'smollm3') {
+    refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (sliding windows on the NoPE layers) is not supported');
+    return { window: 0, layerSliding: null };
+  }
+  if (arch !== 'mistral' && arch !== 'phi3') return { window: 0, layerSliding: null };
+  if (layerTypes && new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
+  return { window: sw, layerSliding: null };
 }
 
 // SmolLM3Config: no_rope_layers[l] = 1 where layer l rotates q and k, 0 where it does not (NoPE); when absent, every
@@ -183,6 +201,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
   const rope = computeRope(parseRopeParams(cfg), headDim);
   const granite = arch === 'granite' ? graniteMultipliers(cfg, where) : null;
+  const windows = attentionWindows(arch, cfg, where);
   return {
     architecture: arch,
     hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
@@ -194,7 +213,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     mlp: 'gated_silu',
     learnedPositions: false,
     rope,
-    slidingWindow: slidingWindowOf(arch, cfg, where),
+    slidingWindow: windows.window,
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
@@ -202,6 +221,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: arch === 'qwen3',
     ...PLAIN_DECODER,
+    layerSliding: windows.layerSliding,
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,

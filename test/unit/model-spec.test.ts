@@ -79,7 +79,20 @@ test('qwen3: per-head q/k norms; attention_bias on all four attention projection
   assert.equal(s.headDim, 128);
   const b = parseModelSpec({ ...base, attention_bias: true });
   assert.ok(b.qkvBias && b.oBias && !b.mlpBias);
-  assert.throws(() => parseModelSpec({ ...base, use_sliding_window: true }), /use_sliding_window/);
+  // use_sliding_window: the window in the layers from max_window_layers on (transformers' default layer_types), or
+  // in those layer_types marks; a window in every layer is one window; a bad layer_types is refused.
+  const sw = parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 4096, max_window_layers: 20 });
+  assert.equal(sw.slidingWindow, 4096);
+  assert.deepEqual(sw.layerSliding!.map((v, i) => (v ? i : -1)).filter((i) => i >= 0), [20, 21, 22, 23, 24, 25, 26, 27]);
+  const all = parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 4096, max_window_layers: 0 });
+  assert.deepEqual([all.slidingWindow, all.layerSliding], [4096, null]);
+  const none = parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 4096, max_window_layers: 28 });
+  assert.deepEqual([none.slidingWindow, none.layerSliding], [0, null]);
+  assert.equal(parseModelSpec({ ...base, use_sliding_window: false, sliding_window: 4096, max_window_layers: 0 }).slidingWindow, 0);
+  assert.throws(() => parseModelSpec({ ...base, use_sliding_window: true, sliding_window: 4096, layer_types: ['full_attention'] }),
+    /layer_types .* for each of the 28 layers/);
+  // Llama's attention has no window: a sliding_window field is ignored, as transformers ignores it.
+  assert.equal(parseModelSpec({ ...base, architectures: ['LlamaForCausalLM'], sliding_window: 4096 }).slidingWindow, 0);
   // Qwen2 keeps its own rule: q/k/v biases always, none on o, no q/k norms.
   const q2 = parseModelSpec({ ...base, architectures: ['Qwen2ForCausalLM'] });
   assert.ok(q2.qkvBias && !q2.oBias && !q2.qkNorm);

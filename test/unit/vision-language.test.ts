@@ -208,7 +208,8 @@ test("Qwen2.5-VL-7B-Instruct's and Qwen2-VL-2B-Instruct's configs as published r
   });
   assert.ok(q2.visionLanguage && q2.tieEmbeddings);
   assert.deepEqual([q2.hidden, q2.layers, q2.heads, q2.kvHeads, q2.headDim, q2.vocab], [1536, 28, 12, 2, 128, 151936]);
-  // Sliding windows in some layers only (use_sliding_window) are refused, as for Qwen2.
-  assert.throws(() => parseModelSpec({ architectures: ['Qwen2_5_VLForConditionalGeneration'], use_sliding_window: true }),
-    /use_sliding_window=true/);
+  // use_sliding_window: Qwen2's rule (the layers from max_window_layers on).
+  const sw = parseModelSpec({ architectures: ['Qwen2_5_VLForConditionalGeneration'], num_hidden_layers: 4, max_window_layers: 2,
+    use_sliding_window: true, sliding_window: 1024 });
+  assert.deepEqual([sw.slidingWindow, sw.layerSliding], [1024, [false, false, true, true]]);
 });
