@@ -216,6 +216,7 @@ export class Engine implements GenerationEngine {
         tokenizeSpan.end();
       }
       this.checkLengths(ids.length, req.maxNewTokens);
+      if (req.stopTokenIds) this.checkIds(req.stopTokenIds, 'stop_token_ids');
       const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
       if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
       if (req.constraint !== undefined) await this.checkConstraint(req.constraint);
@@ -239,7 +240,7 @@ export class Engine implements GenerationEngine {
       (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }), startedAt);
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
-    const eos = req.ignoreEos ? [] : this.info.eosTokenIds;
+    const eos = [...new Set([...(req.ignoreEos ? [] : this.info.eosTokenIds), ...(req.stopTokenIds ?? [])])];
     const minTokens = req.minNewTokens ?? 0;
     const sampling = minTokens > 0 && eos.length > 0 ? { ...req.sampling, minTokens, endTokens: [...eos] } : req.sampling;
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling,
@@ -253,10 +254,10 @@ export class Engine implements GenerationEngine {
     return state.events;
   }
 
-  private checkIds(ids: readonly number[]): number[] {
+  private checkIds(ids: readonly number[], what = 'token id'): number[] {
     const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.info.vocabSize);
     if (bad !== undefined) {
-      throw new EngineError('validation', `Input validation error: token id ${bad} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
+      throw new EngineError('validation', `Input validation error: ${what} ${bad} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
     }
     return [...ids];
   }

@@ -49,6 +49,8 @@ export interface GenerateRequest {
   /** min_tokens (vLLM) / min_new_tokens (transformers): neither EOS nor a stop sequence ends the generation
    * before this many tokens (EOS cannot be drawn until then). */
   minNewTokens?: number;
+  /** stop_token_ids (vLLM): drawing one of these ends the generation as EOS does (even with ignoreEos). */
+  stopTokenIds?: number[];
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
   /** Structured output: a checked pattern (coordinator/http/structured-output.ts) the generated text must match. */

@@ -119,6 +119,7 @@ async function start(
       maxNewTokens: valid.maxNewTokens, stop: valid.stop, promptLogprobs: (valid.echo ?? false) && valid.logprobs, topN: valid.topN,
       ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
       ...(valid.minNewTokens > 0 ? { minNewTokens: valid.minNewTokens } : {}),
+      ...(valid.stopTokenIds.length > 0 ? { stopTokenIds: valid.stopTokenIds } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

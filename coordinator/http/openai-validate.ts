@@ -80,6 +80,8 @@ export interface ValidOpenAi {
   includeUsage: boolean;
   /** ignore_eos_token / ignore_eos: generate past EOS. */
   ignoreEos: boolean;
+  /** stop_token_ids (vLLM): token ids that end the generation like EOS. */
+  stopTokenIds: number[];
   /** Structured output from response_format (json_object / json_schema); undefined for text. */
   constraint: string | undefined;
   /** Choices to generate (`n`). */
@@ -117,7 +119,7 @@ export interface ValidChat extends ValidOpenAi {
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
-  'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens',
+  'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
@@ -244,6 +246,7 @@ function commonFields(
     stream,
     includeUsage: includeUsage(top, stream),
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
+    stopTokenIds: stopTokenIdsOf(top),
     n: choicesOf(top),
     constraint: openaiConstraint(top),
   };
@@ -298,6 +301,21 @@ function stopSequences(top: Json): string[] {
   }
   if (stops.some((s) => s === '')) throw validationError('`stop` sequences cannot be empty strings');
   return [...(stops as string[])];
+}
+
+/** Most stop_token_ids one request may give. */
+export const MAX_STOP_TOKEN_IDS = 64;
+
+function stopTokenIdsOf(top: Json): number[] {
+  const v = top.stop_token_ids;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((t) => Number.isSafeInteger(t) && (t as number) >= 0)) {
+    throw validationError('`stop_token_ids` must be an array of token ids (integers >= 0)');
+  }
+  if (v.length > MAX_STOP_TOKEN_IDS) {
+    throw validationError(`\`stop_token_ids\` supports up to ${MAX_STOP_TOKEN_IDS} ids. Given: ${v.length}`);
+  }
+  return [...(v as number[])];
 }
 
 function includeUsage(top: Json, stream: boolean): boolean {

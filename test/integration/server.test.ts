@@ -210,6 +210,19 @@ describe('server: bad input and failures', () => {
     const later = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: { ...greedy, stop: [first], min_new_tokens: 3 } });
     assert.ok(later.json.details.generated_tokens >= 3, `stopped after ${later.json.details.generated_tokens} token(s)`);
     assert.deepEqual(ids(later).slice(0, 3), ids(direct).slice(0, 3), 'greedy tokens unchanged (EOS was not among them)');
+    // stop_token_ids (vLLM, OpenAI routes): the first greedy token not seen before ends the completion where it is drawn.
+    const greedyIds = ids(direct);
+    const at = greedyIds.findIndex((t, i) => i > 0 && !greedyIds.slice(0, i).includes(t));
+    assert.ok(at > 0, `no new token among ${greedyIds}`);
+    const body = { prompt: textOf(seq.slice(-4)), max_tokens: 6, temperature: 0 };
+    const cut2 = await g.post('/v1/completions', { ...body, stop_token_ids: [greedyIds[at]] });
+    assert.equal(cut2.status, 200, cut2.text);
+    assert.deepEqual([cut2.json.choices[0].finish_reason, cut2.json.usage.completion_tokens], ['stop', at + 1]);
+    const full = await g.post('/v1/completions', { ...body, stop_token_ids: [greedyIds[at]], ignore_eos: true, min_tokens: 6 });
+    assert.equal(full.json.usage.completion_tokens, 6, 'min_tokens holds a stop token back too');
+    const outside = await g.post('/v1/completions', { ...body, stop_token_ids: [1_000_000] });
+    assert.equal(outside.status, 422, outside.text);
+    assert.match(outside.text, /stop_token_ids 1000000 is outside the vocabulary/);
   });
 
   test('best_of 3: the answer has the highest mean token log-prob; every sequence is its seed\'s output', async () => {

@@ -73,6 +73,18 @@ describe('POST /v1/completions', () => {
     assert.match(bad.body, /`min_p` must be >= 0 and <= 1/);
   });
 
+  test('stop_token_ids (vLLM) reach the engine; anything but a list of ids is a 422', async () => {
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 8, stop_token_ids: [7, 9] });
+    assert.deepEqual(last().stopTokenIds, [7, 9]);
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 8, stop_token_ids: [] });
+    assert.equal('stopTokenIds' in last(), false);
+    for (const bad of [[-1], ['7'], 7, Array.from({ length: 65 }, (_, i) => i)]) {
+      const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, stop_token_ids: bad });
+      assert.equal(r.statusCode, 422, JSON.stringify(bad));
+      assert.match(r.body, /`stop_token_ids`/);
+    }
+  });
+
   test('min_tokens (vLLM) reaches the engine; above max_tokens is a 422', async () => {
     await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 8, min_tokens: 3 });
     assert.equal(last().minNewTokens, 3);
