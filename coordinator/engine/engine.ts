@@ -10,7 +10,7 @@ import type { SourceKind } from '../adapters/index.js';
 import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import {
-  EngineError, type AdapterAdmin, type AdapterRef, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
+  EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
 } from './types.js';
 
@@ -174,9 +174,10 @@ export class Engine implements GenerationEngine {
     return this.tokenizer.decodeSync([...ids], { skipSpecialTokens: true });
   }
 
-  renderChat(messages: { role: string; content: string }[]): string {
+  renderChat(messages: { role: string; content: string }[], how: ChatRender = {}): string {
     try {
-      return renderChat(this.tokenizer.chatTemplate, messages, { addGenerationPrompt: true,
+      return renderChat(this.tokenizer.chatTemplate, messages, { addGenerationPrompt: how.addGenerationPrompt ?? true,
+        continueFinalMessage: how.continueFinalMessage === true, ...(how.templateKwargs ? { extra: how.templateKwargs } : {}),
         bosToken: this.tokenizer.bosToken, eosToken: this.tokenizer.eosToken });
     } catch (e) {
       if (e instanceof ChatTemplateError) throw new EngineError('validation', e.message);

@@ -57,6 +57,16 @@ export interface GenerateRequest {
   constraint?: string;
 }
 
+/** How a chat is rendered (vLLM's chat request fields). */
+export interface ChatRender {
+  /** Open a new assistant turn after the messages (default true). */
+  addGenerationPrompt?: boolean;
+  /** Leave the final message (a prefilled assistant turn) open for the model to continue. */
+  continueFinalMessage?: boolean;
+  /** chat_template_kwargs: further template variables (e.g. Qwen3's enable_thinking). */
+  templateKwargs?: Record<string, unknown>;
+}
+
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence';
 
 /** How a request ended, as the metrics label it: a finish reason, or cancelled (client gone), or error. */
@@ -165,7 +175,7 @@ export interface GenerationEngine {
   healthy(): boolean;
   /** Renders chat messages with the model's chat template, generation prompt added (OpenAI chat route).
    *  Throws EngineError('validation') when the model has no chat template. */
-  renderChat(messages: { role: string; content: string }[]): string;
+  renderChat(messages: { role: string; content: string }[], how?: ChatRender): string;
   /** OpenAI `model` → adapter: undefined, '' or the base model id → null (base model); a preloaded adapter
    *  name → its source ref; anything else → { id: model, source: the server's default adapter source }. */
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null;

@@ -76,7 +76,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
-    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools));
+    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools), valid.render);
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });

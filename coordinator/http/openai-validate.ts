@@ -30,7 +30,7 @@
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
 //    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
 import type { SamplingParams } from '../../protocol/index.js';
-import type { AdapterSource } from '../engine/types.js';
+import type { AdapterSource, ChatRender } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
 import {
@@ -111,6 +111,8 @@ export interface ValidCompletion extends ValidOpenAi {
 export interface ValidChat extends ValidOpenAi {
   /** Tool results and calls are already rendered as text (openai-tools.ts). */
   messages: ChatMessage[];
+  /** add_generation_prompt, continue_final_message, chat_template_kwargs (vLLM's chat fields). */
+  render: ChatRender;
   /** Functions the answer may call (absent: none, or tool_choice "none"). */
   tools: ToolUse | undefined;
 }
@@ -125,7 +127,7 @@ const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 's
 const CHAT_KEYS = new Set([
   ...COMMON_KEYS, 'messages', 'top_logprobs', 'max_completion_tokens', 'tools', 'tool_choice', 'parallel_tool_calls',
   'functions', 'function_call', 'store', 'metadata', 'service_tier', 'modalities',
-  'prompt_cache_key', 'safety_identifier',
+  'prompt_cache_key', 'safety_identifier', 'add_generation_prompt', 'continue_final_message', 'chat_template_kwargs',
 ]);
 const IGNORED_STRINGS = ['user', 'prompt_cache_key', 'safety_identifier'];
 
@@ -202,7 +204,28 @@ export function validateChatBody(
   const common = commonFields(top, limits, authorization, seedSource, maxCompletionTokens ?? maxTokens, topN);
   const tools = toolUseOf(top);
   if (tools && common.constraint !== undefined) throw validationError('use either `tools` or a JSON `response_format`, not both');
-  return { ...common, messages: messagesOf(top), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}) };
+  return { ...common, messages: messagesOf(top), render: chatRenderOf(top), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}) };
+}
+
+// Template variables a request may not set through chat_template_kwargs: weft sets them itself.
+const RESERVED_TEMPLATE_VARS = new Set(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools']);
+
+/** vLLM's chat rendering fields: add_generation_prompt (default true), continue_final_message, chat_template_kwargs. */
+function chatRenderOf(top: Json): ChatRender {
+  const addGenerationPrompt = optional(top, 'add_generation_prompt', bool) ?? true;
+  const continueFinalMessage = optional(top, 'continue_final_message', bool) ?? false;
+  if (addGenerationPrompt && continueFinalMessage) {
+    throw validationError('`continue_final_message` needs `add_generation_prompt` false: a new assistant turn cannot ' +
+      'continue the final message');
+  }
+  const kwargs = top.chat_template_kwargs;
+  if (kwargs !== undefined && kwargs !== null && !isJsonObject(kwargs)) {
+    throw validationError('`chat_template_kwargs` must be an object of template variables');
+  }
+  const reserved = isJsonObject(kwargs) ? Object.keys(kwargs).find((k) => RESERVED_TEMPLATE_VARS.has(k)) : undefined;
+  if (reserved !== undefined) throw validationError(`\`chat_template_kwargs.${reserved}\` is set by the server; leave it out`);
+  return { addGenerationPrompt, continueFinalMessage,
+    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}) };
 }
 
 // --- pieces ---------------------------------------------------------------------------------------

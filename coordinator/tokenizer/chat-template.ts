@@ -11,9 +11,15 @@ export interface RenderChatOptions {
   addGenerationPrompt: boolean;
   bosToken?: string | null;
   eosToken?: string | null;
-  /** Further template variables (e.g. `tools`). */
+  /** Further template variables (e.g. `tools`, a request's chat_template_kwargs). */
   extra?: Record<string, unknown>;
+  /** Leave the final message open for the model to continue (a prefilled assistant turn), as transformers'
+   * continue_final_message: the text ends where that message's content ends. Not with addGenerationPrompt. */
+  continueFinalMessage?: boolean;
 }
+
+// transformers marks the end of the final message with this tag and cuts the rendering there.
+const CONTINUE_TAG = 'CONTINUE_FINAL_MESSAGE_TAG ';
 
 export class ChatTemplateError extends Error {
   override name = 'ChatTemplateError';
@@ -95,19 +101,35 @@ export function renderChat(
     if (compiled.size >= 16) compiled.delete(compiled.keys().next().value!);
     compiled.set(template, parsed);
   }
+  const cont = opts.continueFinalMessage === true;
+  if (cont && (messages.length === 0 || opts.addGenerationPrompt)) {
+    throw new ChatTemplateError(messages.length === 0 ? 'continue_final_message needs a final message to continue'
+      : 'continue_final_message and add_generation_prompt cannot both be set');
+  }
+  const final = cont ? messages[messages.length - 1]!.content : '';
+  let rendered: string;
   try {
     // template variables shadow the globals, as in jinja2 (Template.render would refuse to redeclare them)
     const env = new Environment(GLOBALS);
     const vars = {
       ...opts.extra,
-      messages: messages.map((m) => ({ ...m })),
+      messages: messages.map((m, i) => (cont && i === messages.length - 1 ? { ...m, content: m.content + CONTINUE_TAG } : { ...m })),
       add_generation_prompt: opts.addGenerationPrompt,
       bos_token: opts.bosToken ?? '',
       eos_token: opts.eosToken ?? '',
     };
     for (const [name, value] of Object.entries(vars)) env.set(name, value);
-    return new Interpreter(env).run(parsed.parsed).value as string;
+    rendered = new Interpreter(env).run(parsed.parsed).value as string;
   } catch (err) {
     throw new ChatTemplateError(`rendering the chat_template failed: ${(err as Error).message}`, { cause: err });
   }
+  if (!cont) return rendered;
+  // transformers' cut: at the tag; where the template trimmed the space after it, also the trailing spaces.
+  const tag = CONTINUE_TAG.trim();
+  if (!rendered.includes(final.trim()) || !rendered.includes(tag)) {
+    throw new ChatTemplateError('continue_final_message: the final message does not appear in the rendered chat (the ' +
+      'chat template changes or drops it)');
+  }
+  const at = rendered.lastIndexOf(tag);
+  return rendered.startsWith(CONTINUE_TAG, at) ? rendered.slice(0, at) : rendered.slice(0, at).trimEnd();
 }

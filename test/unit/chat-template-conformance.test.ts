@@ -19,6 +19,8 @@ interface Case {
   bos_token: string | null;
   eos_token: string | null;
   extra?: Record<string, unknown>;
+  /** transformers' continue_final_message: the final (assistant) message left open */
+  continue_final_message?: boolean;
   /** strftime_now format -> text under the fixed clock make_expected.py rendered with */
   strftime?: Record<string, string>;
   rendered?: string;
@@ -48,6 +50,7 @@ function render(c: Case): string {
       bosToken: c.bos_token,
       eosToken: c.eos_token,
       ...(c.extra === undefined ? {} : { extra: c.extra }),
+      ...(c.continue_final_message ? { continueFinalMessage: true } : {}),
     });
   if (c.strftime === undefined) return run();
   // the template calls strftime_now: render under the clock the reference was rendered under
@@ -60,7 +63,7 @@ function render(c: Case): string {
 }
 
 const label = (c: Case): string =>
-  `${c.template} / ${c.conversation}${c.add_generation_prompt ? '' : ' (no generation prompt)'}` +
+  `${c.template} / ${c.conversation}${c.add_generation_prompt ? '' : ' (no generation prompt)'}${c.continue_final_message ? ' (final message continued)' : ''}` +
   (c.extra === undefined ? '' : ` ${JSON.stringify(c.extra)}`);
 
 describe('chat templates render as transformers renders them', () => {

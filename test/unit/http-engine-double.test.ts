@@ -14,6 +14,7 @@ import {
   type AdapterAdmin,
   type AdapterRef,
   type AdapterSummaryJson,
+  type ChatRender,
   type EngineInfo,
   type EngineStats,
   type GenerateRequest,
@@ -59,7 +60,11 @@ export class ScriptedEngine implements GenerationEngine {
   hasChatTemplate = true;
   readonly adapters = new MemoryAdapterAdmin();
 
-  renderChat(messages: { role: string; content: string }[]): string {
+  /** How the last chat was asked to be rendered. */
+  lastRender: ChatRender | undefined;
+
+  renderChat(messages: { role: string; content: string }[], how?: ChatRender): string {
+    this.lastRender = how;
     if (!this.hasChatTemplate) throw new EngineError('validation', 'the model has no chat template');
     return renderScriptedChat(messages);
   }

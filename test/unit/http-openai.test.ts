@@ -73,6 +73,26 @@ describe('POST /v1/completions', () => {
     assert.match(bad.body, /`min_p` must be >= 0 and <= 1/);
   });
 
+  test('chat rendering (vLLM): add_generation_prompt, continue_final_message, chat_template_kwargs reach the template', async () => {
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1 });
+    assert.deepEqual(s.engine.lastRender, { addGenerationPrompt: true, continueFinalMessage: false });
+    const prefill = [...USER_HI, { role: 'assistant', content: 'Well,' }];
+    await post(s.app, '/v1/chat/completions', { messages: prefill, max_tokens: 1, add_generation_prompt: false,
+      continue_final_message: true, chat_template_kwargs: { enable_thinking: false } });
+    assert.deepEqual(s.engine.lastRender, { addGenerationPrompt: false, continueFinalMessage: true,
+      templateKwargs: { enable_thinking: false } });
+    for (const [extra, why] of [
+      [{ continue_final_message: true }, /`continue_final_message` needs `add_generation_prompt` false/],
+      [{ chat_template_kwargs: [1] }, /`chat_template_kwargs` must be an object/],
+      [{ chat_template_kwargs: { messages: [] } }, /`chat_template_kwargs.messages` is set by the server/],
+      [{ add_generation_prompt: 'yes' }, /`add_generation_prompt` must be a boolean/],
+    ] as const) {
+      const r = await post(s.app, '/v1/chat/completions', { messages: prefill, max_tokens: 1, ...extra });
+      assert.equal(r.statusCode, 422, JSON.stringify(extra));
+      assert.match(r.body, why);
+    }
+  });
+
   test('stop_token_ids (vLLM) reach the engine; anything but a list of ids is a 422', async () => {
     await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 8, stop_token_ids: [7, 9] });
     assert.deepEqual(last().stopTokenIds, [7, 9]);
