@@ -205,19 +205,28 @@ export const chatLogprobs = (content: ChatTokenLogprobJson[]): ChatLogprobsJson 
 
 /**
  * Cuts the output at the first stop sequence. While streaming it holds back any tail that could still
- * become a stop sequence, so no part of one is ever sent.
+ * become a stop sequence, so no part of one is ever sent. With min_tokens, the text of the first
+ * `minTokens - 1` tokens is never searched (the engine does not stop there either: request-state.ts); a stop
+ * sequence counts from the token that reaches min_tokens on, as vLLM checks them.
  */
 export class StopTrimmer {
   private text = '';
   private sent = 0;
+  private tokens = 0;
   stopped = false;
 
-  constructor(private readonly stops: readonly string[]) {}
+  constructor(private readonly stops: readonly string[], private readonly minTokens = 0) {}
 
-  /** Appends generated text; returns what may be sent now. */
+  /** Appends one generated token's text ('' for a special token: it still counts); returns what may be sent now. */
   push(delta: string): string {
+    this.tokens++;
+    return this.append(delta);
+  }
+
+  private append(delta: string): string {
     if (this.stopped) return '';
     this.text += delta;
+    if (this.tokens < this.minTokens) return this.take(this.text.length);  // no stop yet: nothing to hold back
     // A stop sequence never starts before `sent`: its prefix would have been held back.
     let cut = -1;
     for (const stop of this.stops) {
@@ -233,7 +242,7 @@ export class StopTrimmer {
 
   /** At the end: the engine's final text (which may add what no token carried), nothing held back. */
   finish(finalText: string): string {
-    let out = this.push(finalText.startsWith(this.text) ? finalText.slice(this.text.length) : '');
+    let out = this.append(finalText.startsWith(this.text) ? finalText.slice(this.text.length) : '');
     if (!this.stopped) out += this.take(this.text.length);
     return out;
   }

@@ -184,6 +184,9 @@ async function choice(run: Run): Promise<ChoiceResult> {
   const { echo = false, scoreOnly = false } = run.valid;
   let logprobSum = 0;
   let tokens = 0;
+  // The text as the stream would send it, token by token (min_tokens decides where stop sequences count).
+  const trimmer = new StopTrimmer(run.valid.stop, run.valid.minNewTokens);
+  let text = '';
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
@@ -194,6 +197,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
       case 'token':
         logprobSum += ev.token.logprob;
         tokens++;
+        if (!scoreOnly) text += trimmer.push(ev.token.special ? '' : ev.textDelta);
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
         else completionLogprobs.add(ev.token, ev.textDelta);
@@ -201,7 +205,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
       case 'end': {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
-        const generated = scoreOnly ? '' : new StopTrimmer(run.valid.stop).finish(ev.generatedText);
+        const generated = scoreOnly ? '' : text + trimmer.finish(ev.generatedText);
         const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
         return { text: (echo ? run.prompt : '') + generated, calls, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
@@ -271,7 +275,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage, index)
       : completionChunk(head, text ?? '', null, finish, valid.includeUsage, index)),
   });
-  const trimmer = new StopTrimmer(valid.stop);
+  const trimmer = new StopTrimmer(valid.stop, valid.minNewTokens);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
   // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls (legacy
@@ -293,7 +297,11 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         }
         break;
       case 'token': {
-        if (scoreOnly || ev.token.special || trimmer.stopped) break;
+        if (scoreOnly || trimmer.stopped) break;
+        if (ev.token.special) {  // no text, but it counts toward min_tokens
+          trimmer.push('');
+          break;
+        }
         const text = trimmer.push(ev.textDelta);
         if (run.tools && !started && text !== '') {
           started = true;

@@ -210,6 +210,11 @@ describe('server: bad input and failures', () => {
     const later = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: { ...greedy, stop: [first], min_new_tokens: 3 } });
     assert.ok(later.json.details.generated_tokens >= 3, `stopped after ${later.json.details.generated_tokens} token(s)`);
     assert.deepEqual(ids(later).slice(0, 3), ids(direct).slice(0, 3), 'greedy tokens unchanged (EOS was not among them)');
+    // The OpenAI routes cut at a stop only from min_tokens on too, whole and streamed alike.
+    const oa = { prompt: textOf(seq.slice(-4)), max_tokens: 6, temperature: 0, stop: [first] };
+    assert.equal((await g.post('/v1/completions', oa)).json.choices[0].text, '', 'without min_tokens: cut at once');
+    const kept = await g.post('/v1/completions', { ...oa, min_tokens: 3 });
+    assert.ok(kept.json.usage.completion_tokens >= 3 && kept.json.choices[0].text.startsWith(first), kept.text);
     // stop_token_ids (vLLM, OpenAI routes): the first greedy token not seen before ends the completion where it is drawn.
     const greedyIds = ids(direct);
     const at = greedyIds.findIndex((t, i) => i > 0 && !greedyIds.slice(0, i).includes(t));

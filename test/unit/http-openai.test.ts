@@ -465,6 +465,17 @@ describe('StopTrimmer', () => {
     assert.equal(new StopTrimmer([]).finish('all of it'), 'all of it');
     assert.equal(new StopTrimmer(['<']).finish('ab<cd'), 'ab');
   });
+
+  test('min_tokens: the first min_tokens - 1 tokens are never cut; from the min_tokens-th token on a stop counts', () => {
+    const t = new StopTrimmer(['x'], 3);
+    assert.equal(t.push('ax'), 'ax', 'token 1: a stop here does not count');
+    assert.equal(t.push(''), '', 'token 2: a special token counts too');
+    assert.equal(t.push('bxc'), 'b', 'token 3 reaches min_tokens: cut at its stop');
+    assert.ok(t.stopped);
+    const u = new StopTrimmer(['x'], 2);
+    assert.equal(u.push('x'), 'x');
+    assert.equal(u.finish('xyz'), 'yz', 'the final text is not a token: nothing more to cut');
+  });
 });
 
 describe('n > 1: one sequence per choice', () => {
