@@ -215,7 +215,8 @@ export class StopTrimmer {
   private tokens = 0;
   stopped = false;
 
-  constructor(private readonly stops: readonly string[], private readonly minTokens = 0) {}
+  /** includeStop (vLLM's include_stop_str_in_output): the cut comes after the stop sequence, not before. */
+  constructor(private readonly stops: readonly string[], private readonly minTokens = 0, private readonly includeStop = false) {}
 
   /** Appends one generated token's text ('' for a special token: it still counts); returns what may be sent now. */
   push(delta: string): string {
@@ -228,14 +229,14 @@ export class StopTrimmer {
     this.text += delta;
     if (this.tokens < this.minTokens) return this.take(this.text.length);  // no stop yet: nothing to hold back
     // A stop sequence never starts before `sent`: its prefix would have been held back.
-    let cut = -1;
+    let cut = -1, stopLen = 0;
     for (const stop of this.stops) {
       const at = this.text.indexOf(stop, this.sent);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut)) [cut, stopLen] = [at, stop.length];
     }
     if (cut >= 0) {
       this.stopped = true;
-      return this.take(cut);
+      return this.take(this.includeStop ? cut + stopLen : cut);
     }
     return this.take(this.text.length - this.heldTail());
   }

@@ -120,6 +120,7 @@ async function start(
       ignoreEos: valid.ignoreEos, ...(valid.constraint !== undefined ? { constraint: valid.constraint } : {}),
       ...(valid.minNewTokens > 0 ? { minNewTokens: valid.minNewTokens } : {}),
       ...(valid.stopTokenIds.length > 0 ? { stopTokenIds: valid.stopTokenIds } : {}),
+      ...(valid.truncate !== undefined ? { truncate: valid.truncate } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });
@@ -185,7 +186,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
   let logprobSum = 0;
   let tokens = 0;
   // The text as the stream would send it, token by token (min_tokens decides where stop sequences count).
-  const trimmer = new StopTrimmer(run.valid.stop, run.valid.minNewTokens);
+  const trimmer = new StopTrimmer(run.valid.stop, run.valid.minNewTokens, run.valid.includeStop);
   let text = '';
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
@@ -275,7 +276,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       ? chatChunk(head, text === null ? {} : { content: text }, logprobs ? chatLogprobs([logprobs]) : null, finish, valid.includeUsage, index)
       : completionChunk(head, text ?? '', null, finish, valid.includeUsage, index)),
   });
-  const trimmer = new StopTrimmer(valid.stop, valid.minNewTokens);
+  const trimmer = new StopTrimmer(valid.stop, valid.minNewTokens, valid.includeStop);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
   // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls (legacy

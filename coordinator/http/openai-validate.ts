@@ -82,6 +82,10 @@ export interface ValidOpenAi {
   ignoreEos: boolean;
   /** stop_token_ids (vLLM): token ids that end the generation like EOS. */
   stopTokenIds: number[];
+  /** include_stop_str_in_output (vLLM): the matched stop sequence stays at the end of the text. */
+  includeStop: boolean;
+  /** truncate_prompt_tokens (vLLM): keep only the last this many prompt tokens (TGI's truncate). */
+  truncate: number | undefined;
   /** Structured output from response_format (json_object / json_schema); undefined for text. */
   constraint: string | undefined;
   /** Choices to generate (`n`). */
@@ -121,7 +125,8 @@ export interface ValidChat extends ValidOpenAi {
 const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
-  'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids',
+  'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids', 'include_stop_str_in_output',
+  'truncate_prompt_tokens',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
@@ -270,6 +275,8 @@ function commonFields(
     includeUsage: includeUsage(top, stream),
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
     stopTokenIds: stopTokenIdsOf(top),
+    includeStop: optional(top, 'include_stop_str_in_output', bool) ?? false,
+    truncate: truncatePromptTokensOf(top, limits),
     n: choicesOf(top),
     constraint: openaiConstraint(top),
   };
@@ -324,6 +331,16 @@ function stopSequences(top: Json): string[] {
   }
   if (stops.some((s) => s === '')) throw validationError('`stop` sequences cannot be empty strings');
   return [...(stops as string[])];
+}
+
+/** truncate_prompt_tokens: 1 up to the longest prompt (as TGI's truncate); absent: none. */
+function truncatePromptTokensOf(top: Json, limits: ValidationLimits): number | undefined {
+  const v = optional(top, 'truncate_prompt_tokens', int);
+  const maxInput = limits.maxInputLength ?? limits.maxTotalTokens - 1;
+  if (v !== undefined && (v < 1 || v > maxInput)) {
+    throw validationError(`\`truncate_prompt_tokens\` must be >= 1 and <= ${maxInput}. Given: ${v}`);
+  }
+  return v;
 }
 
 /** Most stop_token_ids one request may give. */

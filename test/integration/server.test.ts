@@ -197,6 +197,8 @@ describe('server: bad input and failures', () => {
     const seq = g.c.sequences[0];
     const greedy = { max_new_tokens: 6, details: true, decoder_input_details: true };
     const cut = await g.post('/generate', { inputs: textOf(seq), parameters: { ...greedy, truncate: 4 } });
+    const oaCut = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 6, temperature: 0, truncate_prompt_tokens: 4 });
+    assert.equal(oaCut.json.usage.prompt_tokens, 4, 'truncate_prompt_tokens (vLLM) keeps the last 4 prompt tokens');
     assert.equal(cut.status, 200, cut.text);
     assert.deepEqual(cut.json.details.prefill.map((t: { id: number }) => t.id), seq.slice(-4));
     const direct = await g.post('/generate', { inputs: textOf(seq.slice(-4)), parameters: greedy });
@@ -213,6 +215,8 @@ describe('server: bad input and failures', () => {
     // The OpenAI routes cut at a stop only from min_tokens on too, whole and streamed alike.
     const oa = { prompt: textOf(seq.slice(-4)), max_tokens: 6, temperature: 0, stop: [first] };
     assert.equal((await g.post('/v1/completions', oa)).json.choices[0].text, '', 'without min_tokens: cut at once');
+    const withStop = await g.post('/v1/completions', { ...oa, include_stop_str_in_output: true });
+    assert.equal(withStop.json.choices[0].text, first, 'include_stop_str_in_output keeps the stop sequence');
     const kept = await g.post('/v1/completions', { ...oa, min_tokens: 3 });
     assert.ok(kept.json.usage.completion_tokens >= 3 && kept.json.choices[0].text.startsWith(first), kept.text);
     // stop_token_ids (vLLM, OpenAI routes): the first greedy token not seen before ends the completion where it is drawn.

@@ -93,6 +93,16 @@ describe('POST /v1/completions', () => {
     }
   });
 
+  test('truncate_prompt_tokens (vLLM) becomes the engine\'s truncate; 0 or above the input limit is a 422', async () => {
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, truncate_prompt_tokens: 3 });
+    assert.equal(last().truncate, 3);
+    for (const bad of [0, 1_000_000]) {
+      const r = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, truncate_prompt_tokens: bad });
+      assert.equal(r.statusCode, 422, String(bad));
+      assert.match(r.body, /`truncate_prompt_tokens` must be >= 1/);
+    }
+  });
+
   test('stop_token_ids (vLLM) reach the engine; anything but a list of ids is a 422', async () => {
     await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 8, stop_token_ids: [7, 9] });
     assert.deepEqual(last().stopTokenIds, [7, 9]);
@@ -472,6 +482,9 @@ describe('StopTrimmer', () => {
     assert.equal(t.push(''), '', 'token 2: a special token counts too');
     assert.equal(t.push('bxc'), 'b', 'token 3 reaches min_tokens: cut at its stop');
     assert.ok(t.stopped);
+    const inc = new StopTrimmer(['END', 'x'], 0, true);
+    assert.equal(inc.push('abc E'), 'abc ');
+    assert.equal(inc.push('ND and x'), 'END', 'include_stop_str_in_output: the stop stays, nothing after it');
     const u = new StopTrimmer(['x'], 2);
     assert.equal(u.push('x'), 'x');
     assert.equal(u.finish('xyz'), 'yz', 'the final text is not a token: nothing more to cut');
