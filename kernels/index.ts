@@ -35,6 +35,8 @@ export interface ModelPlanConfig {
   /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
   layerSliding?: boolean[];
   invFreqLocal?: Float32Array;
+  /** GLM-4: RoPE rotates dims (2i, 2i+1) together instead of (i, i + rotaryDim/2). */
+  ropeInterleaved?: boolean;
   /** SmolLM3: per layer, false = no rotary embedding in that layer (NoPE); absent = every layer rotates. */
   layerRope?: boolean[];
   /** longrope: the long factors' frequencies, for the tokens a batch marks in ropeLong. */

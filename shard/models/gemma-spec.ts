@@ -80,6 +80,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     slidingWindow: window,
     layerSliding: types.map((t) => t === 'sliding_attention'),
     layerRope: null,
+    ropeInterleaved: false,
     ropeLocal: local ? computeRope(local, headDim) : null,
     attnScale: Math.pow(scalar, -0.5),
     tieEmbeddings: cfg.tie_word_embeddings !== false,  // both configs' default is tied

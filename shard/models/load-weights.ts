@@ -34,6 +34,9 @@ interface HfNames {
   modules: Record<Exclude<ExecModule, 'lmHead' | 'embed'>, { paths: string[]; roles: string[][] }>;
   attnNorm: string;
   mlpNorm: string;
+  /** Post norms (spec.postNorms): the attention block's and the MLP block's output norms. */
+  postAttnNorm: string;
+  postMlpNorm: string;
   finalNorm: string;
   embed: string;
   posEmbed?: string;
@@ -60,11 +63,13 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
         up: { paths: ['mlp.c_fc'], roles: [['fc']] },
         down: { paths: ['mlp.c_proj'], roles: [[]] },
       },
-      attnNorm: 'ln_1', mlpNorm: 'ln_2', finalNorm: `${root}ln_f`,
+      attnNorm: 'ln_1', mlpNorm: 'ln_2', postAttnNorm: '', postMlpNorm: '', finalNorm: `${root}ln_f`,
       embed: `${root}wte.weight`, posEmbed: `${root}wpe.weight`, lmHead: 'lm_head.weight', conv1d: true,
     };
   }
   const fused = spec.architecture === 'phi3';
+  const fusedUp = fused || spec.architecture === 'glm4';  // GLM-4: separate q/k/v, one gate_up_proj
+  const glm4 = spec.architecture === 'glm4';
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
   // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
   const root = !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
@@ -77,15 +82,19 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
         ? { paths: ['self_attn.qkv_proj'], roles: [['q', 'k', 'v']] }
         : { paths: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], roles: [['q'], ['k'], ['v']] },
       o: { paths: ['self_attn.o_proj'], roles: [[]] },
-      up: fused
+      up: fusedUp
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
         : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
           : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
       down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : 'mlp.down_proj'], roles: [[]] },
     },
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
-    // pre_feedforward_layernorm.
-    attnNorm: 'input_layernorm', mlpNorm: spec.postNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+    // pre_feedforward_layernorm. GLM-4 keeps post_attention_layernorm as the MLP's pre-norm and names its post norms
+    // post_self_attn_layernorm / post_mlp_layernorm.
+    attnNorm: 'input_layernorm',
+    mlpNorm: spec.postNorms && !glm4 ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+    postAttnNorm: glm4 ? 'post_self_attn_layernorm' : 'post_attention_layernorm',
+    postMlpNorm: glm4 ? 'post_mlp_layernorm' : 'post_feedforward_layernorm',
     finalNorm: `${root}norm`,
     embed: `${root}embed_tokens.weight`, lmHead, conv1d: false,
   };
@@ -194,6 +203,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
       : Math.fround(spec.embedScale),
     postNorms: spec.postNorms,
+    ropeInterleaved: spec.ropeInterleaved,
     attnSoftcap: spec.attnSoftcap,
     finalSoftcap: spec.finalSoftcap,
     residualScale: spec.residualScale,
@@ -244,8 +254,8 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
       }
       if (spec.postNorms) {
-        set(`layers.${i}.post_attn_norm.weight`, normWeight(`${p}post_attention_layernorm.weight`));
-        set(`layers.${i}.post_mlp_norm.weight`, normWeight(`${p}post_feedforward_layernorm.weight`));
+        set(`layers.${i}.post_attn_norm.weight`, normWeight(`${p}${names.postAttnNorm}.weight`));
+        set(`layers.${i}.post_mlp_norm.weight`, normWeight(`${p}${names.postMlpNorm}.weight`));
       }
       for (const module of ['qkv', 'up'] as const) {
         const local = module === 'qkv' ? 'qkv' : 'up';

@@ -7,7 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -30,6 +30,8 @@ export interface ModelSpec {
    * attention (no window, rope). null: every layer alike (slidingWindow, rope).
    */
   layerSliding: boolean[] | null;
+  /** GLM-4: RoPE rotates dims (2i, 2i+1) together (GPT-J style) instead of (i, i + rotary_dim/2). */
+  ropeInterleaved: boolean;
   /** SmolLM3: per layer, false = no rotary embedding (NoPE); null = every layer rotates. */
   layerRope: boolean[] | null;
   ropeLocal: Rope | null;
@@ -69,6 +71,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
   SmolLM3ForCausalLM: 'smollm3',
+  Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
@@ -221,6 +224,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: arch === 'qwen3',
     ...PLAIN_DECODER,
+    ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
     layerSliding: windows.layerSliding,
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),

@@ -109,9 +109,11 @@ void rope(std::mt19937& rng) {
     int64_t rot;
     float factor;
     bool longrope;  // the long factors' frequencies after the short ones, for the tokens rope_long marks
+    bool interleaved = false;  // GLM-4: pairs (2i, 2i+1)
   };
-  // full; partial rotary + attention factor; longrope (Phi-3.5) with a per-token choice of factors
-  const Variant variants[] = {{128, 1.0f, false}, {64, 1.3f, false}, {96, 1.19f, true}};
+  // full; partial rotary + attention factor; longrope (Phi-3.5) with a per-token choice of factors; GLM-4's
+  // interleaved partial rotary
+  const Variant variants[] = {{128, 1.0f, false}, {64, 1.3f, false}, {96, 1.19f, true}, {64, 1.0f, false, true}};
   const std::vector<int32_t> marks = {0, 1, 1, 0, 1, 0, 1};
   const std::vector<uint8_t> marks8(marks.begin(), marks.end());
   for (DType d : kDtypes) {
@@ -119,7 +121,7 @@ void rope(std::mt19937& rng) {
       const int64_t rot = variant.rot;
       const float factor = variant.factor;
       const std::string name = std::string("rope ") + dname(d) + " rotary " + std::to_string(rot) +
-                               (variant.longrope ? " longrope" : "");
+                               (variant.longrope ? " longrope" : "") + (variant.interleaved ? " interleaved" : "");
       guard(name, [&] {
         std::vector<float> inv(variant.longrope ? rot : rot / 2);
         for (int64_t i = 0; i < rot / 2; ++i) {
@@ -134,8 +136,8 @@ void rope(std::mt19937& rng) {
           std::copy_n(&qkv[t * stride], qh * hd, &q[t * qh * hd]);
           std::copy_n(&qkv[t * stride + qh * hd], kh * hd, &k[t * kh * hd]);
         }
-        cpu::rope_rotate_half(q.data(), T, qh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long);
-        cpu::rope_rotate_half(k.data(), T, kh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long);
+        cpu::rope_rotate_half(q.data(), T, qh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long, variant.interleaved);
+        cpu::rope_rotate_half(k.data(), T, kh, hd, rot, pos.data(), inv.data(), factor, use_long, inv_long, variant.interleaved);
         for (int64_t t = 0; t < T; ++t) {
           std::copy_n(&q[t * qh * hd], qh * hd, &ref[t * stride]);
           std::copy_n(&k[t * kh * hd], kh * hd, &ref[t * stride + qh * hd]);
@@ -144,7 +146,7 @@ void rope(std::mt19937& rng) {
         const int32_t* rope_long = variant.longrope ? dmarks.as<int32_t>() : nullptr;
         char* base = dqkv.as<char>();
         CK(wc::rope_rotate_half(base, qh, stride, base + qh * hd * dsize(d), kh, stride, d, T, hd, rot,
-                                dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr, nullptr, rope_long));
+                                dpos.as<int32_t>(), dinv.as<float>(), factor, nullptr, nullptr, rope_long, variant.interleaved));
         const auto got = download(dqkv.get(), qkv.size(), d);
         expect_close(name, got, ref, tol_for(d));
         // With the step's (cos, sin) table (WEFT_ROPE_TABLE=1): the same bits.
@@ -153,7 +155,7 @@ void rope(std::mt19937& rng) {
                                   rope_long));
         char* b2 = again.as<char>();
         CK(wc::rope_rotate_half(b2, qh, stride, b2 + qh * hd * dsize(d), kh, stride, d, T, hd, rot, dpos.as<int32_t>(),
-                                dinv.as<float>(), factor, nullptr, table.as<float>(), rope_long));
+                                dinv.as<float>(), factor, nullptr, table.as<float>(), rope_long, variant.interleaved));
         expect(name + " [cos/sin table == computed, bit for bit]", download(again.get(), qkv.size(), d) == got);
       });
     }

@@ -243,3 +243,19 @@ test("SmolLM3-3B's config: a Llama decoder whose every fourth layer has no RoPE 
   assert.throws(() => parseModelSpec({ ...smol, use_sliding_window: true, sliding_window: 4096 }), /use_sliding_window=true/);
   assert.equal(parseModelSpec({ ...smol, architectures: ['LlamaForCausalLM'] }).layerRope, null, 'other models rotate in every layer');
 });
+
+test("GLM-4-9B-0414's config: interleaved partial RoPE, sandwich norms, q/k/v biases", () => {
+  const s = parseModelSpec({
+    architectures: ['Glm4ForCausalLM'], attention_bias: true, attention_dropout: 0.0, eos_token_id: [151329, 151336, 151338],
+    head_dim: 128, hidden_act: 'silu', hidden_size: 4096, initializer_range: 0.02, intermediate_size: 13696,
+    max_position_embeddings: 32768, model_type: 'glm4', num_attention_heads: 32, num_hidden_layers: 40,
+    num_key_value_heads: 2, pad_token_id: 151329, partial_rotary_factor: 0.5, rms_norm_eps: 1e-05, rope_theta: 10000.0,
+    tie_word_embeddings: false, torch_dtype: 'bfloat16', vocab_size: 151552,
+  });
+  assert.equal(s.architecture, 'glm4');
+  assert.ok(s.ropeInterleaved && s.postNorms && !s.normPlusOne && s.qkvBias && !s.oBias && !s.mlpBias);
+  assert.deepEqual([s.headDim, s.kvHeads, s.rope!.rotaryDim, s.slidingWindow], [128, 2, 64, 0]);
+  assert.deepEqual(s.eosTokenIds, [151329, 151336, 151338]);
+  assert.equal(parseModelSpec({ architectures: ['LlamaForCausalLM'], hidden_size: 64, num_attention_heads: 4,
+    num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8 }).ropeInterleaved, false);
+});

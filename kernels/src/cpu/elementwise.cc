@@ -50,7 +50,7 @@ void embedding_gather(const float* table, int64_t rows, int64_t dim, const int32
 
 void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                       const int32_t* positions, const float* inv_freq, float attention_factor,
-                      const uint8_t* use_long, const float* inv_freq_long) {
+                      const uint8_t* use_long, const float* inv_freq_long, bool interleaved) {
   const int64_t half = rotary_dim / 2;
   for (int64_t t = 0; t < tokens; ++t) {
     const float pos = static_cast<float>(positions[t]);
@@ -60,12 +60,13 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
       const float angle = pos * freq[i];
       const float c = std::cos(angle) * attention_factor;
       const float s = std::sin(angle) * attention_factor;
+      const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
       for (int64_t h = 0; h < heads; ++h) {
         float* v = x + (t * heads + h) * head_dim;
-        const float a = v[i];
-        const float b = v[i + half];
-        v[i] = a * c - b * s;
-        v[i + half] = b * c + a * s;
+        const float a = v[ia];
+        const float b = v[ib];
+        v[ia] = a * c - b * s;
+        v[ib] = b * c + a * s;
       }
     }
   }

@@ -33,9 +33,10 @@ void layer_norm(const float* x, int64_t tokens, int64_t hidden, const float* wei
 // Rotary embedding, "rotate half" (GPT-NeoX / HF Llama) layout, applied in place to the first
 // rotary_dim dims of each head. inv_freq has rotary_dim/2 entries. attention_factor scales cos/sin.
 // use_long (null, or [tokens]): tokens marked 1 are rotated with inv_freq_long (longrope's long factors).
+// interleaved (GLM-4): frequency i rotates dims (2i, 2i+1) instead of (i, i + rotary_dim/2).
 void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                       const int32_t* positions, const float* inv_freq, float attention_factor,
-                      const uint8_t* use_long = nullptr, const float* inv_freq_long = nullptr);
+                      const uint8_t* use_long = nullptr, const float* inv_freq_long = nullptr, bool interleaved = false);
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // out = silu(gate) * up
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh

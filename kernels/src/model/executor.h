@@ -46,6 +46,8 @@ struct ModelConfig {
   // a full-attention layer (no window, inv_freq).
   std::vector<uint8_t> layer_sliding;
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
+  // GLM-4: RoPE pairs are dims (2i, 2i+1) (GPT-J style) instead of (i, i + rotary_dim/2).
+  bool rope_interleaved = false;
   // SmolLM3's NoPE layers: empty = every layer rotates q and k; else layer_rope[l] = 0 for a layer without RoPE.
   std::vector<uint8_t> layer_rope;
   // longrope (Phi-3.5, Phi-4-mini): the long factors' frequencies (rotary_dim/2), used for the tokens a batch marks

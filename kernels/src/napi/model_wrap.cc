@@ -66,6 +66,7 @@ ModelConfig parse_config(const Napi::Object& o) {
     const Napi::Array a = sliding.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) c.layer_sliding.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
   }
+  c.rope_interleaved = o.Get("ropeInterleaved").ToBoolean().Value();
   const Napi::Value rope = o.Get("layerRope");
   if (!rope.IsUndefined() && !rope.IsNull()) {
     if (!rope.IsArray()) throw Napi::TypeError::New(o.Env(), "layerRope must be an array of booleans");

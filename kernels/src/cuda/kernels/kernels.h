@@ -82,11 +82,13 @@ cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, 
 // q_stride apart) and k (may be null). inv_freq: fp32 [rotary_dim/2]; cos/sin are scaled by attention_factor.
 // cos_sin: rope_cos_sin_table's table for these tokens, or null to compute them here (the same values).
 // rope_long (longrope, null = none): per token, 1 = rotate with the long factors' frequencies, stored in inv_freq
-// after the short ones (inv_freq then holds rotary_dim frequencies). The same in every RoPE launch below.
+// after the short ones (inv_freq then holds rotary_dim frequencies). interleaved (GLM-4): frequency i rotates dims
+// (2i, 2i+1) instead of (i, i + rotary_dim/2). The same in every RoPE launch below.
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
-                             cudaStream_t stream, const float* cos_sin = nullptr, const int32_t* rope_long = nullptr);
+                             cudaStream_t stream, const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
+                             bool interleaved = false);
 
 // rope_rotate_half on q ([tokens, q_heads·head_dim] at the start of rows `stride` apart) and kv_cache_write of
 // k and v (kv_heads·head_dim each, in the same rows) in one launch, k rotated on its way into the cache (the
@@ -95,7 +97,8 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
                                 int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
                                 const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
-                                const float* cos_sin = nullptr, const int32_t* rope_long = nullptr);
+                                const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
+                                bool interleaved = false);
 
 // The (cos, sin) pairs every rotation of a step uses: table[t, i] for token t (position positions[t]) and
 // frequency i < rotary_dim/2, fp32 [tokens, rotary_dim/2, 2], bitwise what the rotations compute themselves.
@@ -301,7 +304,7 @@ cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, co
                                      const int32_t* positions, const float* inv_freq, float attention_factor,
                                      const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
                                      cudaStream_t stream, const float* cos_sin = nullptr,
-                                     const int32_t* rope_long = nullptr);
+                                     const int32_t* rope_long = nullptr, bool interleaved = false);
 
 // Sampling ------------------------------------------------------------------------------------------
 struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams

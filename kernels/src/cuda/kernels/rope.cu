@@ -57,16 +57,23 @@ __global__ void rope_table_kernel(const int32_t* positions, int64_t tokens, cons
   }
 }
 
-// Rotates pair (i, i + half) of one head: reads src, writes dst (the same row for in-place q and k, a cache row
+// The dims frequency i rotates together: (i, i + half) (rotate-half, GPT-NeoX / Llama), or (2i, 2i + 1) when
+// interleaved (GPT-J style, GLM-4).
+__device__ __forceinline__ void pair_dims(int64_t i, int64_t half, bool interleaved, int64_t& ia, int64_t& ib) {
+  ia = interleaved ? 2 * i : i;
+  ib = interleaved ? 2 * i + 1 : i + half;
+}
+
+// Rotates pair (ia, ib) of one head: reads src, writes dst (the same row for in-place q and k, a cache row
 // for k in rope_kv_kernel) — one definition, so the fused and the separate kernels round alike.
 template <class T>
-__device__ __forceinline__ void rotate_values(float a, float b, T* dst, int64_t i, int64_t half, float c, float s) {
-  dst[i] = from_f<T>(a * c - b * s);
-  dst[i + half] = from_f<T>(b * c + a * s);
+__device__ __forceinline__ void rotate_values(float a, float b, T* dst, int64_t ia, int64_t ib, float c, float s) {
+  dst[ia] = from_f<T>(a * c - b * s);
+  dst[ib] = from_f<T>(b * c + a * s);
 }
 template <class T>
-__device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t i, int64_t half, float c, float s) {
-  rotate_values(to_f(src[i]), to_f(src[i + half]), dst, i, half, c, s);
+__device__ __forceinline__ void rotate_pair(const T* src, T* dst, int64_t ia, int64_t ib, float c, float s) {
+  rotate_values(to_f(src[ia]), to_f(src[ib]), dst, ia, ib, c, s);
 }
 
 // A decode row's qkv LoRA delta, for rope_kv_cache_write_lora (the expand folded in): per slice (q, k, v) the
@@ -102,7 +109,7 @@ template <class T> __device__ RowLora<T> row_lora(const LoraArgs& lora, int64_t 
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
                             int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
-                            float factor, const float* table, const int32_t* rope_long) {
+                            float factor, const float* table, const int32_t* rope_long, bool interleaved) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x;
   const float pos = static_cast<float>(positions[t]);
@@ -117,7 +124,9 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
     T* v = h < q_heads ? q + t * q_stride + h * head_dim : k + t * k_stride + (h - q_heads) * head_dim;
     float c, s;
     cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
-    rotate_pair(v, v, i, half, c, s);
+    int64_t ia, ib;
+    pair_dims(i, half, interleaved, ia, ib);
+    rotate_pair(v, v, ia, ib, c, s);
   }
 }
 
@@ -130,7 +139,7 @@ template <class T, bool kLora>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
                                int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
                                float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table,
-                               LoraArgs lora, int64_t first_row, const int32_t* rope_long) {
+                               LoraArgs lora, int64_t first_row, const int32_t* rope_long, bool interleaved) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
   const float pos = static_cast<float>(positions[t]);
@@ -158,12 +167,14 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
       cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
+      int64_t ia, ib;
+      pair_dims(i, half, interleaved, ia, ib);
       if constexpr (kLora) {
         const int sl = is_q ? 0 : 1;
-        rotate_values(rl.apply(sl, to_f(src[i]), h * head_dim + i), rl.apply(sl, to_f(src[i + half]), h * head_dim + i + half),
-                      dst, i, half, c, s);
+        rotate_values(rl.apply(sl, to_f(src[ia]), h * head_dim + ia), rl.apply(sl, to_f(src[ib]), h * head_dim + ib),
+                      dst, ia, ib, c, s);
       } else {
-        rotate_pair(src, dst, i, half, c, s);
+        rotate_pair(src, dst, ia, ib, c, s);
       }
     } else if (in_kv && ke < n_k + n_tail) {  // k dims past the rotary part (partial rotary)
       const int64_t pe = ke - n_k, h = pe / tail, o = h * head_dim + rot + (pe - h * tail);
@@ -185,7 +196,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
-                             cudaStream_t stream, const float* cos_sin, const int32_t* rope_long) {
+                             cudaStream_t stream, const float* cos_sin, const int32_t* rope_long, bool interleaved) {
   if (!k) k_heads = 0;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 || rotary_dim < 0 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || (q_heads > 0 && !q))
@@ -200,7 +211,7 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
     return detail::launch_chained(rope_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions, inv_freq,
-                                  attention_factor, cos_sin, rope_long);
+                                  attention_factor, cos_sin, rope_long, interleaved);
   });
 }
 
@@ -211,7 +222,7 @@ cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* 
                            DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
                            const float* inv_freq, float attention_factor, const int32_t* slot_mapping, void* k_cache,
                            void* v_cache, const float* cos_sin, const LoraArgs& lora, cudaStream_t stream,
-                           const int32_t* rope_long) {
+                           const int32_t* rope_long, bool interleaved) {
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
       !inv_freq || !slot_mapping || !k_cache || !v_cache)
@@ -230,7 +241,8 @@ cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* 
     return detail::launch_chained(rope_kv_kernel<T, kLora>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
                                   positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
-                                  static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0), rope_long);
+                                  static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0), rope_long,
+                                  interleaved);
   });
 }
 }  // namespace
@@ -239,20 +251,21 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
                                 int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
                                 const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
-                                const float* cos_sin, const int32_t* rope_long) {
+                                const float* cos_sin, const int32_t* rope_long, bool interleaved) {
   return launch_rope_kv<false>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
                                inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, LoraArgs{}, stream,
-                               rope_long);
+                               rope_long, interleaved);
 }
 
 cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
                                      int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                      const int32_t* positions, const float* inv_freq, float attention_factor,
                                      const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
-                                     cudaStream_t stream, const float* cos_sin, const int32_t* rope_long) {
+                                     cudaStream_t stream, const float* cos_sin, const int32_t* rope_long,
+                                     bool interleaved) {
   return launch_rope_kv<true>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
                               inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, lora, stream,
-                              rope_long);
+                              rope_long, interleaved);
 }
 
 cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,
