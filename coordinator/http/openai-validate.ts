@@ -126,7 +126,7 @@ const COMMON_KEYS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
   'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids', 'include_stop_str_in_output',
-  'truncate_prompt_tokens',
+  'truncate_prompt_tokens', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'structured_outputs',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([

@@ -4,8 +4,9 @@
 //   TGI       parameters.grammar: {type: "json", value: <JSON schema>} | {type: "regex", value: "<pattern>"}
 //   LoRAX     parameters.response_format: {type: "json_object", schema?: <JSON schema>}
 //   OpenAI    response_format: {type: "text"} | {type: "json_object"} | {type: "json_schema", json_schema: {name, schema, strict?}}
+//   vLLM      guided_json | guided_regex | guided_choice, or structured_outputs: {json | regex | choice} (OpenAI routes)
 // json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
-import { ConstraintError } from '../../protocol/index.js';
+import { ConstraintError, escapeRegex } from '../../protocol/index.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
 import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
@@ -47,8 +48,46 @@ export function tgiConstraint(p: Json): string | undefined {
   return schema === undefined || schema === null ? freeObject() : schemaPattern(schema, '`response_format.schema`');
 }
 
-/** OpenAI `response_format`; undefined for text. */
+/** OpenAI `response_format`, or vLLM's guided decoding fields; undefined for text. */
 export function openaiConstraint(top: Json): string | undefined {
+  const format = responseFormatConstraint(top);
+  const guided = vllmConstraint(top);
+  if (format !== undefined && guided !== undefined) throw invalid('use either `response_format` or vLLM\'s guided decoding fields, not both');
+  return format ?? guided;
+}
+
+// vLLM's names: the guided_* fields (before 0.10) and structured_outputs (since).
+const GUIDED = ['guided_json', 'guided_regex', 'guided_choice'] as const;
+const STRUCTURED_OUTPUTS = ['json', 'regex', 'choice'] as const;
+
+function vllmConstraint(top: Json): string | undefined {
+  if (top.guided_grammar !== undefined && top.guided_grammar !== null) {
+    throw invalid('`guided_grammar` (a context-free grammar) is not supported; use guided_json, guided_regex or guided_choice');
+  }
+  const given: [string, unknown][] = GUIDED.map((k) => [k, top[k]]);
+  const so = top.structured_outputs;
+  if (so !== undefined && so !== null) {
+    if (!isJsonObject(so)) throw invalid('`structured_outputs` must be an object {json | regex | choice}');
+    const other = Object.keys(so).find((k) => !(STRUCTURED_OUTPUTS as readonly string[]).includes(k) && so[k] !== null);
+    if (other) throw invalid(`\`structured_outputs.${other.slice(0, 64)}\` is not supported (json, regex, choice)`);
+    for (const k of STRUCTURED_OUTPUTS) given.push([`structured_outputs.${k}`, so[k]]);
+  }
+  const set = given.filter(([, v]) => v !== undefined && v !== null);
+  if (set.length > 1) throw invalid(`give one guided decoding field, not ${set.map(([k]) => `\`${k}\``).join(' and ')}`);
+  if (set.length === 0) return undefined;
+  const [name, v] = set[0]!;
+  if (name.endsWith('json')) return schemaPattern(typeof v === 'string' ? parseSchema(v, name) : v, `\`${name}\``);
+  if (name.endsWith('regex')) {
+    if (typeof v !== 'string' || v === '') throw invalid(`\`${name}\` must be a non-empty regular expression`);
+    return v;
+  }
+  if (!Array.isArray(v) || v.length === 0 || !v.every((c) => typeof c === 'string' && c !== '')) {
+    throw invalid(`\`${name}\` must be a non-empty list of non-empty strings`);
+  }
+  return `(?:${(v as string[]).map(escapeRegex).join('|')})`;
+}
+
+function responseFormatConstraint(top: Json): string | undefined {
   const f = top.response_format ?? undefined;
   if (f === undefined) return undefined;
   if (!isJsonObject(f)) throw invalid('`response_format` must be an object with a `type`');

@@ -99,6 +99,33 @@ describe('structured output (demo model)', () => {
     else assert.ok(c.text.startsWith('{'), c.text);
   });
 
+  test('vLLM guided decoding: guided_choice / structured_outputs.choice, guided_regex, guided_json', async () => {
+    const choices = ['yes', 'no', 'a.b (maybe)'];
+    for (const [i, extra] of [{ guided_choice: choices }, { structured_outputs: { choice: choices } }].entries()) {
+      for (const seed of [1, 2, 3]) {
+        const r = await post(s, '/v1/completions', { prompt: 'Answer:', max_tokens: 20, seed: seed + 10 * i, ...extra });
+        assert.equal(r.status, 200, r.text);
+        assert.ok(choices.includes(JSON.parse(r.text).choices[0].text), r.text);
+      }
+    }
+    const re = await post(s, '/v1/completions', { prompt: 'A year:', max_tokens: 8, seed: 5, guided_regex: '(19|20)\\d\\d' });
+    assert.match(JSON.parse(re.text).choices[0].text, /^(19|20)\d\d$/);
+    const js = await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'A person.' }], max_tokens: 160, seed: 3,
+      guided_json: PERSON });
+    assert.equal(js.status, 200, js.text);
+    checkPerson(JSON.parse(js.text).choices[0].message.content);
+    for (const [body, why] of [
+      [{ guided_choice: ['a'], guided_regex: 'b' }, /give one guided decoding field/],
+      [{ guided_regex: 'b', response_format: { type: 'json_object' } }, /either `response_format` or vLLM's guided decoding/],
+      [{ guided_grammar: 'root ::= "a"' }, /`guided_grammar` .* is not supported/],
+      [{ guided_choice: [] }, /`guided_choice` must be a non-empty list/],
+    ] as const) {
+      const r = await post(s, '/v1/completions', { prompt: 'x', max_tokens: 4, ...body });
+      assert.equal(r.status, 422, r.text);
+      assert.match(r.text, why);
+    }
+  });
+
   test('a constrained request batched with unconstrained ones: each equals itself served alone', async () => {
     const reqs = [
       { inputs: 'Person:', parameters: { grammar: { type: 'json', value: PERSON }, do_sample: true, seed: 21 } },
