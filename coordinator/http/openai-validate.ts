@@ -127,6 +127,9 @@ const COMMON_KEYS = [
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
   'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids', 'include_stop_str_in_output',
   'truncate_prompt_tokens', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'structured_outputs',
+  // vLLM sampling fields clients send at their defaults: accepted there only (NEUTRAL)
+  'skip_special_tokens', 'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
+  'return_tokens_as_token_ids', 'priority',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
 const CHAT_KEYS = new Set([
@@ -146,6 +149,14 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   metadata: isEmptyObject,
   service_tier: (v) => v === 'auto' || v === 'default',
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text',
+  // vLLM's, at the values that mean what weft does
+  skip_special_tokens: (v) => v === true,
+  spaces_between_special_tokens: (v) => v === true,
+  use_beam_search: (v) => v === false,
+  length_penalty: (v) => v === 1,
+  early_stopping: (v) => v === false,
+  return_tokens_as_token_ids: (v) => v === false,
+  priority: (v) => v === 0,
 };
 
 const ROLES: Readonly<Record<string, ChatMessage['role']>> = {

@@ -93,6 +93,18 @@ describe('POST /v1/completions', () => {
     }
   });
 
+  test('vLLM fields sent at their defaults are accepted; other values are refused as not supported', async () => {
+    const defaults = { skip_special_tokens: true, spaces_between_special_tokens: true, use_beam_search: false, length_penalty: 1,
+      early_stopping: false, return_tokens_as_token_ids: false, priority: 0 };
+    const ok = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, ...defaults });
+    assert.equal(ok.statusCode, 200, ok.body);
+    for (const [key, value] of [['skip_special_tokens', false], ['use_beam_search', true], ['priority', 5]] as const) {
+      const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, [key]: value });
+      assert.equal(r.statusCode, 422, key);
+      assert.match(r.body, new RegExp(key));
+    }
+  });
+
   test('truncate_prompt_tokens (vLLM) becomes the engine\'s truncate; 0 or above the input limit is a 422', async () => {
     await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, truncate_prompt_tokens: 3 });
     assert.equal(last().truncate, 3);
