@@ -53,6 +53,7 @@ import {
   type ValidationLimits,
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
+import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf } from './openai-vllm.js';
 import { functionCallText, toolCallsText, toolConstraint, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
 
 export interface ChatMessage {
@@ -223,27 +224,6 @@ export function validateChatBody(
   return { ...common, messages: messagesOf(top), render: chatRenderOf(top), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}) };
 }
 
-// Template variables a request may not set through chat_template_kwargs: weft sets them itself.
-const RESERVED_TEMPLATE_VARS = new Set(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools']);
-
-/** vLLM's chat rendering fields: add_generation_prompt (default true), continue_final_message, chat_template_kwargs. */
-function chatRenderOf(top: Json): ChatRender {
-  const addGenerationPrompt = optional(top, 'add_generation_prompt', bool) ?? true;
-  const continueFinalMessage = optional(top, 'continue_final_message', bool) ?? false;
-  if (addGenerationPrompt && continueFinalMessage) {
-    throw validationError('`continue_final_message` needs `add_generation_prompt` false: a new assistant turn cannot ' +
-      'continue the final message');
-  }
-  const kwargs = top.chat_template_kwargs;
-  if (kwargs !== undefined && kwargs !== null && !isJsonObject(kwargs)) {
-    throw validationError('`chat_template_kwargs` must be an object of template variables');
-  }
-  const reserved = isJsonObject(kwargs) ? Object.keys(kwargs).find((k) => RESERVED_TEMPLATE_VARS.has(k)) : undefined;
-  if (reserved !== undefined) throw validationError(`\`chat_template_kwargs.${reserved}\` is set by the server; leave it out`);
-  return { addGenerationPrompt, continueFinalMessage,
-    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}) };
-}
-
 // --- pieces ---------------------------------------------------------------------------------------
 
 function checkKeys(top: Json, known: ReadonlySet<string>): void {
@@ -342,31 +322,6 @@ function stopSequences(top: Json): string[] {
   }
   if (stops.some((s) => s === '')) throw validationError('`stop` sequences cannot be empty strings');
   return [...(stops as string[])];
-}
-
-/** truncate_prompt_tokens: 1 up to the longest prompt (as TGI's truncate); absent: none. */
-function truncatePromptTokensOf(top: Json, limits: ValidationLimits): number | undefined {
-  const v = optional(top, 'truncate_prompt_tokens', int);
-  const maxInput = limits.maxInputLength ?? limits.maxTotalTokens - 1;
-  if (v !== undefined && (v < 1 || v > maxInput)) {
-    throw validationError(`\`truncate_prompt_tokens\` must be >= 1 and <= ${maxInput}. Given: ${v}`);
-  }
-  return v;
-}
-
-/** Most stop_token_ids one request may give. */
-export const MAX_STOP_TOKEN_IDS = 64;
-
-function stopTokenIdsOf(top: Json): number[] {
-  const v = top.stop_token_ids;
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((t) => Number.isSafeInteger(t) && (t as number) >= 0)) {
-    throw validationError('`stop_token_ids` must be an array of token ids (integers >= 0)');
-  }
-  if (v.length > MAX_STOP_TOKEN_IDS) {
-    throw validationError(`\`stop_token_ids\` supports up to ${MAX_STOP_TOKEN_IDS} ids. Given: ${v.length}`);
-  }
-  return [...(v as number[])];
 }
 
 function includeUsage(top: Json, stream: boolean): boolean {

@@ -133,7 +133,7 @@ export function validateGenerateBody(
     throw validationError('`decoder_input_details` == true is not supported when streaming tokens');
   }
   const truncate = optional(p, 'truncate', int);
-  const maxInput = limits.maxInputLength ?? limits.maxTotalTokens - 1;
+  const maxInput = maxInputOf(limits);
   if (truncate !== undefined && (truncate < 1 || truncate > maxInput)) {
     throw validationError(`\`truncate\` must be strictly positive and less than ${maxInput + 1}. Given: ${truncate}`);
   }
@@ -292,6 +292,11 @@ function samplingParams(p: Json, seedSource: () => number): SamplingParams {
   const seed = given ?? (doSample ? seedSource() : 0);
   return { temperature, topK, topP, typicalP, ...(minP > 0 ? { minP } : {}), repetitionPenalty, ...additivePenalty(p, 'frequency_penalty', 'frequencyPenalty'),
     ...additivePenalty(p, 'presence_penalty', 'presencePenalty'), doSample, seed };
+}
+
+/** The longest prompt a request may give (bounds `truncate` / `truncate_prompt_tokens`). */
+export function maxInputOf(limits: ValidationLimits): number {
+  return limits.maxInputLength ?? limits.maxTotalTokens - 1;
 }
 
 /** min_new_tokens (TGI routes) / min_tokens (OpenAI): 0 (off) up to the request's max new tokens. */

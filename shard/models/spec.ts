@@ -207,15 +207,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   const windows = attentionWindows(arch, cfg, where);
   return {
     architecture: arch,
-    hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
-    intermediate: int(cfg, 'intermediate_size', where),
-    vocab: int(cfg, 'vocab_size', where),
-    maxPositions: Math.max(int(cfg, 'max_position_embeddings', where), rope.scaledContext ?? 0),
+    ...rotaryDecoderShape(cfg, where, { hidden, heads, kvHeads, headDim }, rope),
     norm: 'rms',
     normEps: Number(cfg.rms_norm_eps ?? 1e-6),
     mlp: 'gated_silu',
-    learnedPositions: false,
-    rope,
     slidingWindow: windows.window,
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
@@ -228,9 +223,24 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     layerSliding: windows.layerSliding,
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
+  };
+}
+
+/** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2). */
+function rotaryDecoderShape(cfg: Json, where: string, shape: { hidden: number; heads: number; kvHeads: number; headDim: number },
+  rope: Rope) {
+  return {
+    ...shape,
+    layers: int(cfg, 'num_hidden_layers', where),
+    intermediate: int(cfg, 'intermediate_size', where),
+    vocab: int(cfg, 'vocab_size', where),
+    // YaRN extends the context past max_position_embeddings where the config keeps the original (rope.ts).
+    maxPositions: Math.max(int(cfg, 'max_position_embeddings', where), rope.scaledContext ?? 0),
+    learnedPositions: false,
+    rope,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
-  };
+  } as const;
 }
 
 // Granite 3.x (GraniteForCausalLM): Llama with four multipliers, as transformers' modeling_granite.py applies them —
@@ -260,22 +270,15 @@ function starcoder2Spec(cfg: Json, where: string): ModelSpec {
   const bias = cfg.use_bias !== false;
   return {
     architecture: 'starcoder2',
-    hidden, layers: int(cfg, 'num_hidden_layers', where), heads, kvHeads, headDim,
-    intermediate: int(cfg, 'intermediate_size', where),
-    vocab: int(cfg, 'vocab_size', where),
-    maxPositions: Math.max(int(cfg, 'max_position_embeddings', where), rope.scaledContext ?? 0),
+    ...rotaryDecoderShape(cfg, where, { hidden, heads, kvHeads, headDim }, rope),
     norm: 'layer',
     normEps: Number(cfg.norm_epsilon ?? 1e-5),
     mlp: mlp!,
-    learnedPositions: false,
-    rope,
     slidingWindow: typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0,
     attnScale: 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings !== false,  // Starcoder2Config's default is tied
     qkvBias: bias, oBias: bias, mlpBias: bias, qkNorm: false,
     ...PLAIN_DECODER,
-    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
-    eosTokenIds: eosList(cfg.eos_token_id),
   };
 }
 

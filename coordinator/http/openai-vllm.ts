@@ -1,0 +1,52 @@
+// vLLM's request fields on the OpenAI routes that take more than a key check (openai-validate.ts calls these):
+// the chat rendering fields, stop_token_ids and truncate_prompt_tokens.
+import type { ChatRender } from '../engine/types.js';
+import { validationError } from './errors.js';
+import { isJsonObject, type Json } from './json.js';
+import { bool, int, maxInputOf, optional, type ValidationLimits } from './validate.js';
+
+// Template variables a request may not set through chat_template_kwargs: weft sets them itself.
+const RESERVED_TEMPLATE_VARS = new Set(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools']);
+
+/** vLLM's chat rendering fields: add_generation_prompt (default true), continue_final_message, chat_template_kwargs. */
+export function chatRenderOf(top: Json): ChatRender {
+  const addGenerationPrompt = optional(top, 'add_generation_prompt', bool) ?? true;
+  const continueFinalMessage = optional(top, 'continue_final_message', bool) ?? false;
+  if (addGenerationPrompt && continueFinalMessage) {
+    throw validationError('`continue_final_message` needs `add_generation_prompt` false: a new assistant turn cannot ' +
+      'continue the final message');
+  }
+  const kwargs = top.chat_template_kwargs;
+  if (kwargs !== undefined && kwargs !== null && !isJsonObject(kwargs)) {
+    throw validationError('`chat_template_kwargs` must be an object of template variables');
+  }
+  const reserved = isJsonObject(kwargs) ? Object.keys(kwargs).find((k) => RESERVED_TEMPLATE_VARS.has(k)) : undefined;
+  if (reserved !== undefined) throw validationError(`\`chat_template_kwargs.${reserved}\` is set by the server; leave it out`);
+  return { addGenerationPrompt, continueFinalMessage,
+    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}) };
+}
+
+/** truncate_prompt_tokens: 1 up to the longest prompt (as TGI's truncate); absent: none. */
+export function truncatePromptTokensOf(top: Json, limits: ValidationLimits): number | undefined {
+  const v = optional(top, 'truncate_prompt_tokens', int);
+  const maxInput = maxInputOf(limits);
+  if (v !== undefined && (v < 1 || v > maxInput)) {
+    throw validationError(`\`truncate_prompt_tokens\` must be >= 1 and <= ${maxInput}. Given: ${v}`);
+  }
+  return v;
+}
+
+/** Most stop_token_ids one request may give. */
+export const MAX_STOP_TOKEN_IDS = 64;
+
+export function stopTokenIdsOf(top: Json): number[] {
+  const v = top.stop_token_ids;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((t) => Number.isSafeInteger(t) && (t as number) >= 0)) {
+    throw validationError('`stop_token_ids` must be an array of token ids (integers >= 0)');
+  }
+  if (v.length > MAX_STOP_TOKEN_IDS) {
+    throw validationError(`\`stop_token_ids\` supports up to ${MAX_STOP_TOKEN_IDS} ids. Given: ${v.length}`);
+  }
+  return [...(v as number[])];
+}
