@@ -47,6 +47,17 @@ export interface ModelPlanConfig {
   /** Granite: block outputs times residualScale before the residual add; logits divided by logitsDivisor (default 1). */
   residualScale?: number;
   logitsDivisor?: number;
+  /**
+   * Mixture of experts (Mixtral, Qwen3-MoE; the CPU backend): numExperts > 0 makes the layers layerMoe marks (absent:
+   * every layer) route each token to expertsPerToken experts (plan weights layers.<i>.router.weight,
+   * layers.<i>.experts.<e>.up.weight [gate | up] / .down.weight, expertIntermediateLocal rows on this rank), their
+   * weights the softmax over all experts' router logits, renormalised over the chosen ones when moeRenormalize.
+   */
+  numExperts?: number;
+  expertsPerToken?: number;
+  expertIntermediateLocal?: number;
+  moeRenormalize?: boolean;
+  layerMoe?: boolean[];
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;
@@ -108,6 +119,8 @@ export interface LoraPartInput {
   storage?: LoraStorage;
   /** DoRA: the outputs' channel scale magnitude / ||W + scale·B·A|| (float32 [outLen]); absent for plain LoRA. */
   mag?: Float32Array;
+  /** A MoE layer's expert whose up (gate | up) or down this part adapts; absent: the layer's own module. */
+  expert?: number;
 }
 
 /** One op's total over the profiled steps (NativeModel.takeOpProfile). */

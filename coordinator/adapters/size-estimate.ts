@@ -6,8 +6,9 @@
 // an upper bound (every matrix counted whole, where a shard holds a slice of one of each pair). An
 // adapter_model.bin counts its file size as 2-byte elements (an upper bound for 16- and 32-bit files). Trainable
 // tokens ([k, hidden] rows) are held as rank-k pairs, one-hot over the vocabulary (shard/adapters/trainable-tokens.ts):
-// counted as on the embedding and a tied lm_head, 2·k·(vocab + hidden), an upper bound. The shards' report of a load
-// replaces the estimate.
+// counted as on the embedding and a tied lm_head, 2·k·(vocab + hidden), an upper bound. A target_parameters pair on
+// a MoE layer's stacked experts counts its lora_A twice (exact for gate_up_proj, an upper bound for down_proj). The
+// shards' report of a load replaces the estimate.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, numel } from '../../shard/formats/index.js';

@@ -56,6 +56,13 @@ export function mergeAdapters(adapters: LoadedAdapter[], spec: MergeSpec): Loade
   // PEFT's add_weighted_adapter refuses DoRA too: a weighted sum of LoRA pairs says nothing about the magnitudes.
   const dora = adapters.findIndex((a) => a.config.useDora);
   if (dora >= 0) throw new MergeError(`adapter ${dora} is a DoRA adapter (use_dora): DoRA adapters cannot be merged per request; serve it on its own`);
+  // A stacked-experts pair keeps each expert's rank-r block in a layout of its own (r·E rows, expert-interleaved B
+  // columns: expert-lora.ts); concatenating or averaging such pairs would mix experts.
+  const stacked = adapters.findIndex((a) => a.config.targetParameters.length > 0);
+  if (stacked >= 0) {
+    throw new MergeError(`adapter ${stacked} has LoRA on MoE experts through target_parameters, which cannot be merged per ` +
+      `request; serve it on its own`);
+  }
   const modules = collectTerms(adapters);
   checkShapes(modules);
   const { strategy } = spec;
@@ -231,6 +238,7 @@ function unitScaleConfig(ranks: Map<string, number>, first: LoraConfig): LoraCon
     layersToTransform: null,
     layersPattern: null,
     trainableTokens: null,  // the sources' tokens were LoRA pairs by the time they were merged
+    targetParameters: [],
     fanInFanOut: first.fanInFanOut,
     useDora: false,
     baseModelNameOrPath: first.baseModelNameOrPath,

@@ -36,6 +36,8 @@ export interface LoraConfig {
   useDora: boolean;
   /** trainable_token_indices: token ids of the input embedding (a list), or per module name (an object). */
   trainableTokens: number[] | Record<string, number[]> | null;
+  /** target_parameters: MoE experts' stacked gate_up_proj / down_proj (shard/models/expert-lora.ts); empty: none. */
+  targetParameters: string[];
   baseModelNameOrPath: string | null;
   revision: string | null;
 }
@@ -99,10 +101,12 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
     fail('modules_to_save', `is ${JSON.stringify(mts)}: adapters that replace whole modules are not supported; ` +
       `merge those modules into the base model and save the adapter without modules_to_save`);
   }
+  // target_parameters: LoRA on raw parameters; weft serves it on MoE experts' stacked gate_up_proj / down_proj
+  // (transformers 5's Mixtral, Qwen3-MoE), whose pairs shard/models/expert-lora.ts places.
   const tp = json.target_parameters;
-  if (!absent(tp) && !(Array.isArray(tp) && tp.length === 0)) {
-    fail('target_parameters', 'is set: LoRA on raw parameters (e.g. MoE experts) is not supported; ' +
-      'target nn.Linear modules with target_modules instead');
+  if (!absent(tp) && !(Array.isArray(tp) && tp.every((t) => typeof t === 'string' && /^(?:.*\.)?experts\.(?:gate_up_proj|down_proj)$|^(?:gate_up_proj|down_proj)$/.test(t)))) {
+    fail('target_parameters', `is ${JSON.stringify(tp)}: LoRA on raw parameters is supported on MoE experts only ` +
+      `('mlp.experts.gate_up_proj', 'mlp.experts.down_proj', or PEFT's short names 'gate_up_proj', 'down_proj'); target nn.Linear modules with target_modules instead`);
   }
   for (const [field, what] of VARIANT_CONFIGS) {
     if (!absent(json[field])) fail(field, `is set: ${what} is not supported; use a plain LoRA adapter`);
@@ -137,6 +141,7 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
     fanInFanOut: bool('fan_in_fan_out', false),
     useDora: bool('use_dora', false),
     trainableTokens: trainableTokenIndices(json.trainable_token_indices, fail),
+    targetParameters: Array.isArray(tp) ? [...(tp as string[])] : [],
     baseModelNameOrPath: optString('base_model_name_or_path'),
     revision: optString('revision'),
   };
@@ -216,6 +221,11 @@ function patternRegExp(key: string): RegExp {
 function lookupPattern(patterns: Record<string, number>, modulePath: string): number | undefined {
   for (const [key, v] of Object.entries(patterns)) if (patternRegExp(key).test(modulePath)) return v;
   return Object.hasOwn(patterns, modulePath) ? patterns[modulePath] : undefined;
+}
+
+/** A target_parameters pair on a MoE layer's stacked experts: `….experts`, or a nested wrapper `….experts.base_layer`. */
+export function isStackedExpertsPath(path: string): boolean {
+  return /\.experts(?:\.base_layer)*$/.test(path);
 }
 
 /** Rank, alpha and scale of one module, exactly as PEFT sets them (`LoraModel._create_and_replace`, `update_layer`). */
@@ -366,6 +376,12 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
     if (M && M[0] !== B[0]) {
       throw new AdapterConfigError(`${file}: module '${path}' has a DoRA magnitude of [${M.join(', ')}] for lora_B ` +
         `[${B.join(', ')}]; it needs one value per output feature (${B[0]})`, path);
+    }
+    if (isStackedExpertsPath(path) && config.targetParameters.length > 0) {
+      // One pair for all experts of gate_up_proj or down_proj, which only the model's shapes tell apart: its rank
+      // (r per expert, r·E rows) is checked where the adapter meets the model (shard/models/expert-lora.ts).
+      if (A[0] !== B[1]) throw new AdapterConfigError(`${file}: module '${path}' has lora_A [${A.join(', ')}] and lora_B [${B.join(', ')}], not a LoRA pair`, path);
+      continue;
     }
     const { rank } = loraScaleFor(config, path);
     if (A[0] !== rank || B[1] !== rank) {

@@ -50,8 +50,8 @@ export function visionLanguageText(cfg: Json, defaults: Json, where: string): Js
   return { ...defaults, ...top, ...(text as Json) };
 }
 
-/** The ModelSpec fields only some architectures set (Gemma, Granite, SmolLM3, GLM-4), at their values for every other one. */
+/** The ModelSpec fields only some architectures set (Gemma, Granite, SmolLM3, GLM-4, the MoE models), at their values for every other one. */
 export const PLAIN_DECODER = {
   layerSliding: null, layerRope: null, ropeInterleaved: false, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
-  attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1,
+  attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null,
 } as const;

@@ -94,6 +94,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     finalSoftcap,
     residualScale: 1,
     logitsDivisor: 1,
+    moe: null,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };

@@ -2,7 +2,7 @@
 // A fused module's output rows are sub-blocks (q|k|v, gate|up); each sub-block is sliced by the
 // partition and placed at a local offset. The same description drives base weights and LoRA B rows.
 import type { Partition, Range } from './partition.js';
-import type { ModelSpec } from './spec.js';
+import { layerIsMoe, type ModelSpec } from './spec.js';
 import { rangeLen } from './partition.js';
 
 export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'lmHead' | 'embed';
@@ -44,11 +44,19 @@ export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up'
   return [{ role: 'lm_head', fullOffset: 0, fullLen: spec.vocab, local: part.vocab, localOffset: 0 }];
 }
 
-/** Columns (input features) a row-parallel module keeps on this rank. */
-export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' | 'down'): Range {
-  return module === 'o'
-    ? { start: part.heads.start * spec.headDim, end: part.heads.end * spec.headDim }
-    : part.intermediate;
+/** A MoE expert's up projection: [gate | up] rows of the expert's intermediate, sliced like a dense MLP's. */
+export function expertSubBlocks(spec: ModelSpec, part: Partition): SubBlock[] {
+  const I = spec.moe!.intermediate, il = rangeLen(part.expertIntermediate);
+  return [
+    { role: 'gate', fullOffset: 0, fullLen: I, local: part.expertIntermediate, localOffset: 0 },
+    { role: 'up', fullOffset: I, fullLen: I, local: part.expertIntermediate, localOffset: il },
+  ];
+}
+
+/** Columns (input features) a row-parallel module keeps on this rank (`expert`: a MoE expert's down). */
+export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' | 'down', expert = false): Range {
+  if (module === 'o') return { start: part.heads.start * spec.headDim, end: part.heads.end * spec.headDim };
+  return expert ? part.expertIntermediate : part.intermediate;
 }
 
 /** Where a Hugging Face tensor (or a PEFT target module) sits in the executor. */
@@ -59,6 +67,37 @@ export interface ModuleRef {
   roles: string[];
   /** GPT-2 Conv1D stores weights [in, out]. */
   conv1d: boolean;
+  /** A MoE expert's module (module up or down; roles gate / up / []). */
+  expert?: number;
+  /**
+   * PEFT's target_parameters on a MoE layer's stacked experts (`mlp.experts`, nested wrappers `….base_layer`): one
+   * pair for all experts' gate_up_proj or down_proj, told apart by its shapes (load-adapter.ts).
+   */
+  stackedExperts?: boolean;
+}
+
+// Per-expert module names of the MoE checkpoints as published (and of adapters trained on transformers 4, whose
+// experts were nn.Linear modules): Mixtral's w1 (gate), w3 (up), w2 (down); Qwen3-MoE's gate/up/down_proj.
+const EXPERT_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  w1: { module: 'up', roles: ['gate'] }, w3: { module: 'up', roles: ['up'] }, w2: { module: 'down', roles: [] },
+  gate_proj: { module: 'up', roles: ['gate'] }, up_proj: { module: 'up', roles: ['up'] }, down_proj: { module: 'down', roles: [] },
+};
+
+/** A MoE layer's MLP path (`mlp.experts.3.gate_proj`, `block_sparse_moe.experts.0.w1`, `mlp.experts[.base_layer]`). */
+function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): ModuleRef | null {
+  const block = spec.architecture === 'mixtral' ? '(?:block_sparse_moe|mlp)' : 'mlp';
+  const one = new RegExp(`^${block}\\.experts\\.(\\d+)\\.(\\w+)$`).exec(rest);
+  if (one) {
+    const entry = EXPERT_MODULES[one[2]!];
+    const expert = Number(one[1]);
+    const names = spec.architecture === 'mixtral' ? ['w1', 'w2', 'w3'] : ['gate_proj', 'up_proj', 'down_proj'];
+    if (!entry || !names.includes(one[2]!) || expert >= spec.moe!.experts) return null;
+    return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert };
+  }
+  if (new RegExp(`^${block}\\.experts(?:\\.base_layer)*$`).test(rest)) {
+    return { layer, module: 'up', roles: [], conv1d: false, stackedExperts: true };
+  }
+  return null;
 }
 
 const LLAMA_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
@@ -89,6 +128,9 @@ const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
  * copy of the module's lora_A — without knowing the architecture (the registry's size estimate).
  */
 export function partsOfModulePath(path: string): number {
+  // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
+  // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
+  if (/\.experts(?:\.base_layer)*$/.test(path)) return 2;
   for (const table of [LLAMA_MODULES, GPT2_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
@@ -121,9 +163,12 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES : LLAMA_MODULES;
-  const entry = table[m[2]];
-  if (!entry) return null;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
+  if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
+    if (/^(?:mlp|block_sparse_moe)\./.test(m[2]!)) return resolveExpertModule(spec, layer, m[2]!);
+  }
+  const entry = table[m[2]!];
+  if (!entry) return null;
   return { layer, module: entry.module, roles: entry.roles, conv1d: spec.architecture === 'gpt2' };
 }

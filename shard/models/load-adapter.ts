@@ -5,6 +5,7 @@ import { LoraModuleId, cpuOps, type LoraPartInput, type LoraStorage, type Staged
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
 import { subBlocks, rowParallelInput, resolveModule, languageModelPath } from './layout.js';
 import type { LoadedModel } from './load-weights.js';
+import { expertParts } from './expert-lora.js';
 
 export class AdapterLoadError extends Error {
   override name = 'AdapterLoadError';
@@ -115,6 +116,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       continue;
     }
     const ref = resolveModule(spec, path);
+    if (!ref && /\.(?:mlp|block_sparse_moe)\.gate$/.test(path) && spec.moe) {
+      throw new AdapterLoadError(`${dir}: adapter targets the MoE router '${path}', which is not supported; retrain ` +
+        `without 'gate' in target_modules (the experts' gate_proj / w1 are served)`);
+    }
     if (!ref) {
       throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of this ` +
         `${spec.architecture} model (wrong base model?)`);
@@ -124,9 +129,23 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     if (a.shape.length !== 2 || b.shape.length !== 2 || rankB !== rank) {
       throw new AdapterLoadError(`${dir}: '${path}' lora_A ${JSON.stringify(a.shape)} and lora_B ${JSON.stringify(b.shape)} do not form a LoRA pair`);
     }
-    if (rank > maxLoraRank) throw new AdapterLoadError(`${dir}: '${path}' has rank ${rank}, above --max-lora-rank ${maxLoraRank}`);
-    maxRank = Math.max(maxRank, rank);
+    // target_parameters on stacked experts: rank r per expert, r·E rows in the file (checked in expertParts).
+    const partRank = ref.stackedExperts ? Math.ceil(rank / spec.moe!.experts) : rank;
+    if (partRank > maxLoraRank) throw new AdapterLoadError(`${dir}: '${path}' has rank ${partRank}, above --max-lora-rank ${maxLoraRank}`);
+    maxRank = Math.max(maxRank, partRank);
     const { scale } = loraScaleFor(config, path);
+    if (ref.expert !== undefined || ref.stackedExperts) {
+      if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on MoE experts, which is not supported`);
+      const container = path.replace(/(?:\.base_layer)+$/, '');
+      const planned = expertParts(spec, part, ref, { a: a.data, b: b.data, rank, inDim, outDim }, scale,
+        (param) => loraScaleFor(config, `${container}.${param}`));
+      if (typeof planned === 'string') {
+        throw new AdapterLoadError(`${dir}: '${path}' ${planned}, got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} ` +
+          `(adapter made for a different base model?)`);
+      }
+      parts.push(...planned);
+      continue;
+    }
     const moduleId = LoraModuleId[ref.module];
     if (m && (ref.module === 'lmHead' || ref.module === 'embed')) {
       throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on ${ref.module === 'embed' ? 'the token embedding' : 'lm_head'}, ` +

@@ -5,7 +5,7 @@ import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, WeightSto
 import { UnsupportedModelError } from './errors.js';
 import { subBlocks, rowParallelInput, type ExecModule } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
-import type { ModelSpec } from './spec.js';
+import { layerIsMoe, type ModelSpec } from './spec.js';
 
 export interface LoadOptions {
   rank: number;
@@ -42,6 +42,8 @@ interface HfNames {
   posEmbed?: string;
   lmHead: string;
   conv1d: boolean;
+  /** A MoE layer's router and expert e's gate / up / down (relative to the layer prefix, without `.weight`). */
+  moe?: { router: string; expert(e: number): { gate: string; up: string; down: string } };
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
@@ -97,7 +99,38 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
     postMlpNorm: glm4 ? 'post_mlp_layernorm' : 'post_feedforward_layernorm',
     finalNorm: `${root}norm`,
     embed: `${root}embed_tokens.weight`, lmHead, conv1d: false,
+    ...(spec.moe ? { moe: moeNames(spec) } : {}),
   };
+}
+
+// The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
+// Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
+function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
+  if (spec.architecture === 'mixtral') {
+    return { router: 'block_sparse_moe.gate',
+      expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
+  }
+  return { router: 'mlp.gate',
+    expert: (e) => ({ gate: `mlp.experts.${e}.gate_proj`, up: `mlp.experts.${e}.up_proj`, down: `mlp.experts.${e}.down_proj` }) };
+}
+
+/** A MoE layer's router (replicated) and this rank's slice of each expert, as plan weights. */
+function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
+  set: (name: string, data: Float32Array) => void): void {
+  const p = names.layerPrefix(layer), moe = names.moe!;
+  if (!store.has(`${p}${moe.router}.weight`) && store.has(`${p}mlp.experts.gate_up_proj`)) {
+    throw new UnsupportedModelError(`'${p}mlp.experts.gate_up_proj': experts stacked in one tensor (transformers 5's ` +
+      `save_original_format=False) are not read; save the model with transformers' default (one tensor per expert)`);
+  }
+  set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${moe.router}.weight`)));
+  const rows = part.expertIntermediate;
+  for (let e = 0; e < spec.moe!.experts; e++) {
+    const n = moe.expert(e);
+    const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
+    const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
+    set(`layers.${layer}.experts.${e}.up.weight`, concat([gate, up]));
+    set(`layers.${layer}.experts.${e}.down.weight`, store.readF32(need(store, `${p}${n.down}.weight`), { dim: 1, start: rows.start, end: rows.end }));
+  }
 }
 
 function need(store: WeightStore, name: string): string {
@@ -212,6 +245,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     ...(spec.layerRope ? { layerRope: spec.layerRope } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
     ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
+    ...(spec.moe ? {
+      numExperts: spec.moe.experts, expertsPerToken: spec.moe.perToken, expertIntermediateLocal: rangeLen(part.expertIntermediate),
+      moeRenormalize: spec.moe.renormalize, ...(spec.moe.layers ? { layerMoe: spec.moe.layers } : {}),
+    } : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
@@ -225,6 +262,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
+  if (spec.moe && opts.device === 'cuda') {
+    throw new UnsupportedModelError(`${spec.architecture}: mixture-of-experts models are not served on the GPU yet (no ` +
+      `expert kernels); run them with --device cpu`);
+  }
   const store = WeightStore.openDir(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);
@@ -257,13 +298,15 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
         set(`layers.${i}.post_attn_norm.weight`, normWeight(`${p}${names.postAttnNorm}.weight`));
         set(`layers.${i}.post_mlp_norm.weight`, normWeight(`${p}${names.postMlpNorm}.weight`));
       }
-      for (const module of ['qkv', 'up'] as const) {
+      const moe = layerIsMoe(spec, i);
+      if (moe) loadMoeLayer(store, spec, part, names, i, set);
+      for (const module of moe ? ['qkv'] as const : ['qkv', 'up'] as const) {
         const local = module === 'qkv' ? 'qkv' : 'up';
         set(`layers.${i}.${local}.weight`, assembleColumnParallel(store, spec, part, names, i, module, 'weight')!);
         const bias = assembleColumnParallel(store, spec, part, names, i, module, 'bias');
         if (bias) set(`layers.${i}.${local}.bias`, bias);
       }
-      for (const module of ['o', 'down'] as const) {
+      for (const module of moe ? ['o'] as const : ['o', 'down'] as const) {
         const base = `${p}${names.modules[module].paths[0]}`;
         set(`layers.${i}.${module}.weight`, readInCols(store, need(store, `${base}.weight`), rowParallelInput(spec, part, module), names.conv1d));
         // Row-parallel bias is added once, after the all-reduce (C++ side), so every rank holds it whole.

@@ -12,6 +12,8 @@ export interface Partition {
   heads: Range;      // query heads owned by this rank
   kvHeads: Range;    // kv heads this rank holds (replicated when kvHeads < world)
   intermediate: Range;
+  /** Rows of every MoE expert's intermediate this rank holds (split like a dense MLP's); empty for a dense model. */
+  expertIntermediate: Range;
   vocab: Range;
   vocabChunk: number;
 }
@@ -45,11 +47,12 @@ export function partitionFor(spec: ModelSpec, rank: number, world: number): Part
     return { start, end: Math.min(n, start + size) };
   };
   const intermediate = chunk(spec.intermediate);
+  const expertIntermediate = spec.moe ? chunk(spec.moe.intermediate) : { start: 0, end: 0 };
   const vocab = chunk(spec.vocab);
-  if (intermediate.end <= intermediate.start || vocab.end <= vocab.start) {
+  if (intermediate.end <= intermediate.start || vocab.end <= vocab.start || (spec.moe && expertIntermediate.end <= expertIntermediate.start)) {
     throw new UnsupportedModelError(`--num-shard ${world} leaves rank ${rank} with no intermediate or vocabulary rows`);
   }
-  return { rank, world, heads, kvHeads, intermediate, vocab, vocabChunk: Math.ceil(spec.vocab / world) };
+  return { rank, world, heads, kvHeads, intermediate, expertIntermediate, vocab, vocabChunk: Math.ceil(spec.vocab / world) };
 }
 
 export const rangeLen = (r: Range): number => r.end - r.start;

@@ -7,7 +7,21 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
+
+/**
+ * A mixture-of-experts MLP (Mixtral, Qwen3-MoE): a router picks `perToken` of `experts` SwiGLU experts per token
+ * (softmax over all of them, the top ones renormalised to sum 1 when `renormalize`), each `intermediate` wide.
+ */
+export interface MoeSpec {
+  experts: number;
+  perToken: number;
+  intermediate: number;
+  renormalize: boolean;
+  /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
+  layers: boolean[] | null;
+}
 
 export interface ModelSpec {
   architecture: Architecture;
@@ -62,8 +76,15 @@ export interface ModelSpec {
   residualScale: number;
   /** Granite: the logits divided by this (logits_scaling); 1 elsewhere. */
   logitsDivisor: number;
+  /** A mixture-of-experts MLP (Mixtral, Qwen3-MoE); null: dense. */
+  moe: MoeSpec | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
+}
+
+/** Whether layer `l`'s MLP is a mixture of experts. */
+export function layerIsMoe(spec: Pick<ModelSpec, 'moe'>, l: number): boolean {
+  return spec.moe !== null && (spec.moe.layers === null || spec.moe.layers[l] === true);
 }
 
 
@@ -73,6 +94,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   SmolLM3ForCausalLM: 'smollm3',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
+  MixtralForCausalLM: 'mixtral',
+  Qwen3MoeForCausalLM: 'qwen3_moe',
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
@@ -163,11 +186,14 @@ function attentionWindows(arch: Architecture, cfg: Json, where: string): { windo
     if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
     return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
   }
+  if (arch === 'qwen3_moe') {  // Qwen3MoeConfig: the window on every layer, with use_sliding_window only
+    return { window: cfg.use_sliding_window === true ? sw : 0, layerSliding: null };
+  }
   if (arch === 'smollm3') {
     refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (sliding windows on the NoPE layers) is not supported');
     return { window: 0, layerSliding: null };
   }
-  if (arch !== 'mistral' && arch !== 'phi3') return { window: 0, layerSliding: null };
+  if (arch !== 'mistral' && arch !== 'mixtral' && arch !== 'phi3') return { window: 0, layerSliding: null };
   if (layerTypes && new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
   return { window: sw, layerSliding: null };
 }
@@ -200,8 +226,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
   refuseQuantized(cfg, where);
-  // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections.
-  const attnBias = arch === 'qwen2' ? true : cfg.attention_bias === true;
+  // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
+  // Mistral and Mixtral have none.
+  const attnBias = arch === 'qwen2' ? true : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
+  const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const rope = computeRope(parseRopeParams(cfg), headDim);
   const granite = arch === 'granite' ? graniteMultipliers(cfg, where) : null;
   const windows = attentionWindows(arch, cfg, where);
@@ -215,15 +243,40 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'qwen3') && cfg.attention_bias === true,
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || qwen3) && cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
-    qkNorm: arch === 'qwen3',
+    qkNorm: qwen3,
     ...PLAIN_DECODER,
+    moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
     layerSliding: windows.layerSliding,
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
   };
+}
+
+/**
+ * Mixtral's and Qwen3-MoE's experts as transformers routes them (modeling_mixtral.py, modeling_qwen3_moe.py):
+ * Mixtral renormalises the chosen experts' weights always, Qwen3-MoE when norm_topk_prob; Qwen3-MoE's layers in
+ * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
+ */
+function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
+  if (arch !== 'mixtral' && arch !== 'qwen3_moe') return null;
+  // Qwen3-MoE's configs name the count num_experts (transformers 5 saves it as num_local_experts, Mixtral's name).
+  const experts = int(cfg, arch === 'qwen3_moe' && cfg.num_experts !== undefined ? 'num_experts' : 'num_local_experts', where);
+  const perToken = int(cfg, 'num_experts_per_tok', where);
+  refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
+  if (arch === 'mixtral') return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null };
+  const layers = int(cfg, 'num_hidden_layers', where);
+  const step = cfg.decoder_sparse_step ?? 1;
+  refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
+  const only = cfg.mlp_only_layers ?? [];
+  refuseIf(!Array.isArray(only) || !only.every((l) => Number.isInteger(l)), where, `mlp_only_layers must list layer indices`);
+  refuseIf(typeof cfg.shared_expert_intermediate_size === 'number' && cfg.shared_expert_intermediate_size > 0, where,
+    'shared experts (shared_expert_intermediate_size) are not supported');
+  const moeLayers = Array.from({ length: layers }, (_, l) => !(only as number[]).includes(l) && (l + 1) % (step as number) === 0);
+  return { experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
+    layers: moeLayers.every(Boolean) ? null : moeLayers };
 }
 
 /** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2). */

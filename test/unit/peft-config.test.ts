@@ -66,7 +66,11 @@ test('every golden adapter loads, with PEFT scaling', () => {
           assert.ok(config.useDora && t.shape.length === 1 && t.shape[0]! > 0, key);
           continue;
         }
-        assert.equal(kind === 'A' ? t.shape[0] : t.shape[1], loraScaleFor(config, modulePath).rank, key);
+        // target_parameters on stacked MoE experts: r per expert (rank_pattern keyed by the parameter), r·E rows
+        const stacked = /\.experts(?:\.base_layer)*$/.test(modulePath);
+        const rank = stacked ? Math.max(...['gate_up_proj', 'down_proj'].map((p) => loraScaleFor(config, `${modulePath.replace(/(\.base_layer)+$/, '')}.${p}`).rank)) : loraScaleFor(config, modulePath).rank;
+        if (stacked) assert.equal((kind === 'A' ? t.shape[0]! : t.shape[1]!) % rank, 0, key);
+        else assert.equal(kind === 'A' ? t.shape[0] : t.shape[1], rank, key);
         assert.equal(t.data.length, t.shape[0]! * t.shape[1]!);
       }
       assert.ok((kinds.get('A') ?? 0) >= 1 && kinds.get('A') === kinds.get('B'), `${arch}/${name}: A/B pairs`);
@@ -75,7 +79,8 @@ test('every golden adapter loads, with PEFT scaling', () => {
     }
   }
   for (const want of ['llama/rslora_r16', 'llama/qv_r4', 'gpt2/attn_mlp_r8', 'llama_dora/dora_r8', 'llama_embed/embed_qv_head',
-    'llama_lmhead_saved/lmhead_saved', 'gemma3/all_r8', 'qwen3/all_r8', 'llama_tokens/qv_tok_head']) assert.ok(seen.includes(want), `${want} not among ${seen.join(' ')}`);
+    'llama_lmhead_saved/lmhead_saved', 'gemma3/all_r8', 'qwen3/all_r8', 'llama_tokens/qv_tok_head', 'mixtral/qv_experts_r4',
+    'qwen3_moe/qv_experts_r4']) assert.ok(seen.includes(want), `${want} not among ${seen.join(' ')}`);
 });
 
 test('llama golden adapters: all_r8, qv_r4 (alpha 32), rslora_r16', () => {
@@ -103,13 +108,17 @@ test('config fields are typed and defaulted like PEFT', () => {
   const c = cfg({ layers_to_transform: 3, layers_pattern: 'layers', revision: 'main', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' });
   assert.deepEqual(c, {
     r: 8, loraAlpha: 16, useRslora: false, rankPattern: {}, alphaPattern: {}, targetModules: ['q_proj', 'v_proj'],
-    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, trainableTokens: null, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
+    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, trainableTokens: null, targetParameters: [], baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
   });
   assert.equal(cfg({ lora_alpha: undefined }).loraAlpha, 8);
   assert.equal(cfg({ target_modules: '.*\\.(q|v)_proj' }).targetModules, '.*\\.(q|v)_proj');
   assert.deepEqual(cfg({ layers_to_transform: [0, 2] }).layersToTransform, [0, 2]);
   for (const init of [true, false, 'gaussian', 'orthogonal', 'eva', 'mica']) cfg({ init_lora_weights: init });
   cfg({ modules_to_save: [], target_parameters: [], loftq_config: {}, use_dora: false, lora_bias: false, layer_replication: null });
+  // MoE experts' stacked parameters, full (PEFT's target_parameters) or as PEFT's v4 → v5 conversion saves them
+  assert.deepEqual(cfg({ target_parameters: ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj'] }).targetParameters,
+    ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj']);
+  assert.deepEqual(cfg({ target_parameters: ['gate_up_proj', 'down_proj'] }).targetParameters, ['gate_up_proj', 'down_proj']);
 });
 
 test('missing or bad r and wrong types are refused, naming the field', () => {
@@ -151,7 +160,8 @@ test('unsupported PEFT features are refused with what to do', () => {
   refused({ layer_replication: [[0, 4], [2, 5]] }, 'layer_replication', /layer replication/);
   refused({ use_qalora: true }, 'use_qalora', /QA-LoRA/);
   refused({ alora_invocation_tokens: [1, 2] }, 'alora_invocation_tokens', /aLoRA/);
-  refused({ target_parameters: ['experts.gate_up_proj'] }, 'target_parameters', /target nn\.Linear modules/);
+  refused({ target_parameters: ['self_attn.q_proj.weight'] }, 'target_parameters', /MoE experts only.*target nn\.Linear modules/);
+  refused({ target_parameters: ['mlp.experts.gate_up_proj', 'mlp.gate.weight'] }, 'target_parameters', /"mlp\.gate\.weight"/);
   refused({ use_bdlora: { nblocks: 2 } }, 'use_bdlora', /BD-LoRA/);
   refused({ megatron_config: { tp: 2 } }, 'megatron_config', /Megatron/);
   refused({ kasa_config: {} }, 'kasa_config', /KaSA/);

@@ -57,12 +57,22 @@ struct ModelConfig {
   float attn_softcap = 0.0f, final_softcap = 0.0f;
   // Granite: each block's output times residual_scale before the residual add; the logits divided by logits_divisor.
   float residual_scale = 1.0f, logits_divisor = 1.0f;
+  // Mixture of experts (Mixtral, Qwen3-MoE): num_experts > 0 makes a layer's MLP a router (plan weight
+  // layers.<l>.router.weight [num_experts, hidden], replicated) that sends each token to experts_per_token of
+  // num_experts gated experts (layers.<l>.experts.<e>.up.weight [gate | up], .down.weight), each of
+  // expert_intermediate_local rows on this rank (split like a dense MLP's), their outputs weighted by the softmax
+  // of the router logits over the chosen experts (renormalised to sum 1 when moe_renormalize). layer_moe: empty =
+  // every layer; else 1 for a MoE layer, 0 for a dense one (Qwen3-MoE's mlp_only_layers: up/down as usual).
+  int64_t num_experts = 0, experts_per_token = 0, expert_intermediate_local = 0;
+  bool moe_renormalize = false;
+  std::vector<uint8_t> layer_moe;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };
 
 struct LoraPart {
   int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
+  int expert = -1;  // a MoE layer's expert whose up/down this part adapts; -1: the layer's own module
   float scale = 1.0f;
   std::vector<float> a, b;  // A [rank, in], B [out_len, rank]
   // DoRA (PEFT use_dora): the output channels' scale m / ||W + scale·B·A|| (out_len), applied to the module's
@@ -80,6 +90,7 @@ const char* lora_data_name(LoraData d);
 // returns. a_len/b_len are the arrays' element counts.
 struct LoraPartRef {
   int layer = 0, module = 0;
+  int expert = -1;  // kUp / kDown of this expert of a MoE layer (LoraPart::expert); -1: the layer's own module
   int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;
   float scale = 1.0f;
   LoraData data = LoraData::kF32;
@@ -161,6 +172,10 @@ class ModelExecutor {
 // Plan rules (model.cc) ---------------------------------------------------------------------------------
 void check_model_config(const ModelConfig& cfg);  // throws std::invalid_argument naming what is wrong
 int64_t module_in(const ModelConfig& cfg, int module);
+bool layer_is_moe(const ModelConfig& cfg, int64_t layer);  // the layer's MLP is a mixture of experts
+// A LoRA part's input / output width: module_in / module_out, or an expert's up / down (expert >= 0).
+int64_t part_in(const ModelConfig& cfg, int module, int expert);
+int64_t part_out(const ModelConfig& cfg, int module, int expert);
 bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh)
 int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
 const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies

@@ -26,7 +26,7 @@ void Model::finish_block_output(float* y, int64_t tokens, const std::string& pos
 // Adds every loaded adapter's LoRA delta for this module, over runs of consecutive rows with the same
 // slot (segments, SGMV-style). Rows with slot -1 (base model) are skipped.
 void Model::apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
-                       float* y, int64_t out, const float* bias) const {
+                       float* y, int64_t out, const float* bias, int expert) const {
   const int64_t n = static_cast<int64_t>(token_slots.size());
   for (int64_t t0 = 0; t0 < n;) {
     int64_t t1 = t0 + 1;
@@ -36,6 +36,7 @@ void Model::apply_lora(int layer, int module, const float* x, int64_t in, const 
       const AdapterSlot& s = slots_[slot];
       const std::vector<LoraPart>& parts = module == kLmHead ? s.lm_head : s.layers[layer][module];
       for (const LoraPart& p : parts) {
+        if (p.expert != expert) continue;
         cpu::lora_shrink_expand(x, t0, t1, in, p.a.data(), p.b.data(), p.rank, p.out_len, p.scale, y, out,
                                 p.out_offset);
         // Parts of one module cover disjoint outputs (q, k, v; gate, up), so each is complete here.
@@ -188,6 +189,15 @@ std::vector<float> Model::forward(const Batch& b) {
     // MLP block.
     ops_.mark("norm");
     norm(h.data(), T, p + "mlp_norm", x.data());
+    if (layer_is_moe(cfg_, l)) {
+      ops_.mark("moe");
+      moe_mlp(l, x.data(), T, token_slots, down.data());
+      ops_.mark("residual");
+      coll_->all_reduce_sum(down.data(), T * H);
+      finish_block_output(down.data(), T, p + "post_mlp_norm.weight");
+      cpu::add_inplace(h.data(), down.data(), T * H);
+      continue;
+    }
     ops_.mark("gemm up");
     cpu::gemm_xwt(x.data(), T, H, w(p + "up.weight"), up_out, w_opt(p + "up.bias"), up.data(), false);
     mark_lora("lora up");

@@ -39,6 +39,26 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: softcaps must be 0 (none) or positive");
   if (!(c.residual_scale > 0.0f) || !(c.logits_divisor > 0.0f))
     throw std::invalid_argument("model config: residual_scale and logits_divisor must be positive");
+  if (c.num_experts < 0 || (c.num_experts > 0 && (c.experts_per_token <= 0 || c.experts_per_token > c.num_experts ||
+                                                  c.expert_intermediate_local <= 0 || !gated_mlp(c))))
+    throw std::invalid_argument("model config: a mixture of experts needs 1 <= experts_per_token <= num_experts, "
+                                "expert_intermediate_local > 0 and a gated MLP");
+  if (!c.layer_moe.empty() && (c.num_experts == 0 || static_cast<int64_t>(c.layer_moe.size()) != c.layers))
+    throw std::invalid_argument("model config: layer_moe needs experts and one entry per layer");
+}
+
+bool layer_is_moe(const ModelConfig& c, int64_t layer) {
+  return c.num_experts > 0 && (c.layer_moe.empty() || c.layer_moe[static_cast<size_t>(layer)] != 0);
+}
+
+int64_t part_in(const ModelConfig& c, int module, int expert) {
+  if (expert < 0) return module_in(c, module);
+  return module == kUp ? c.hidden : module == kDown ? c.expert_intermediate_local : -1;
+}
+
+int64_t part_out(const ModelConfig& c, int module, int expert) {
+  if (expert < 0) return module_out(c, module);
+  return module == kUp ? 2 * c.expert_intermediate_local : module == kDown ? c.hidden : -1;
 }
 
 int64_t module_in(const ModelConfig& c, int module) {
@@ -91,6 +111,20 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   const int64_t layer = std::stoll(name.substr(7, dot - 7));
   if (layer < 0 || layer >= c.layers) return -1;
   const std::string p = name.substr(dot + 1);
+  if (layer_is_moe(c, layer)) {
+    if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
+    if (p == "router.weight") return c.num_experts * h;
+    if (starts_with(p, "experts.")) {  // experts.<e>.up.weight | experts.<e>.down.weight
+      const size_t d = p.find('.', 8);
+      if (d == std::string::npos || d == 8 || p.find_first_not_of("0123456789", 8) != d) return -1;
+      const int64_t e = std::stoll(p.substr(8, d - 8));
+      if (e >= c.num_experts) return -1;
+      const std::string rest = p.substr(d + 1);
+      if (rest == "up.weight") return 2 * c.expert_intermediate_local * h;
+      if (rest == "down.weight") return h * c.expert_intermediate_local;
+      return -1;
+    }
+  }
   if (p == "attn_norm.weight" || p == "mlp_norm.weight") return h;
   if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln ? h : -1;
   if (p == "q_norm.weight" || p == "k_norm.weight") return c.qk_norm ? c.head_dim : -1;
@@ -110,8 +144,18 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   if (c.learned_positions) required.push_back("pos_embed");
   if (c.norm == NormKind::kLayer) required.push_back("final_norm.bias");
   for (int64_t i = 0; i < c.layers; ++i) {
-    for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight", "up.weight", "down.weight"})
-      required.push_back(layer_name(i, s));
+    for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight"}) required.push_back(layer_name(i, s));
+    if (layer_is_moe(c, i)) {
+      required.push_back(layer_name(i, "router.weight"));
+      for (int64_t e = 0; e < c.num_experts; ++e) {
+        const std::string ex = "experts." + std::to_string(e) + ".";
+        required.push_back(layer_name(i, (ex + "up.weight").c_str()));
+        required.push_back(layer_name(i, (ex + "down.weight").c_str()));
+      }
+    } else {
+      required.push_back(layer_name(i, "up.weight"));
+      required.push_back(layer_name(i, "down.weight"));
+    }
     if (c.post_norms) {
       required.push_back(layer_name(i, "post_attn_norm.weight"));
       required.push_back(layer_name(i, "post_mlp_norm.weight"));
@@ -143,14 +187,24 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
   if (module < 0 || module > kEmbed) throw std::invalid_argument("lora: unknown module id " + std::to_string(module));
   if (module != kLmHead && module != kEmbed && (layer < 0 || layer >= c.layers))
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
-  if (!part.a || !part.b || part.rank <= 0 || part.in != module_in(c, module) || part.out_offset < 0 ||
-      part.out_offset + part.out_len > module_out(c, module) || part.a_len != part.rank * part.in ||
+  const int expert = part.expert;
+  if (expert >= 0 && ((module != kUp && module != kDown) || expert >= c.num_experts || !layer_is_moe(c, layer)))
+    throw std::invalid_argument("lora: expert " + std::to_string(expert) + " of layer " + std::to_string(layer) +
+                                " module " + std::to_string(module) + " is not an expert's up or down of a MoE layer");
+  if (expert < -1) throw std::invalid_argument("lora: expert must be -1 or an expert index");
+  if (expert < 0 && layer_is_moe(c, layer) && (module == kUp || module == kDown))
+    throw std::invalid_argument("lora: layer " + std::to_string(layer) + " is a mixture of experts: its up/down parts "
+                                "belong to an expert");
+  const int64_t in = part_in(c, module, expert), out = part_out(c, module, expert);
+  if (!part.a || !part.b || part.rank <= 0 || part.in != in || part.out_offset < 0 ||
+      part.out_offset + part.out_len > out || part.a_len != part.rank * part.in ||
       part.b_len != part.out_len * part.rank || (part.mag && part.mag_len != part.out_len))
     throw std::invalid_argument("lora: part for layer " + std::to_string(layer) + " module " + std::to_string(module) +
-                                " does not fit: in " + std::to_string(part.in) + " (module in " +
-                                std::to_string(module_in(c, module)) + "), out " + std::to_string(part.out_offset) +
-                                "+" + std::to_string(part.out_len) + " (module out " +
-                                std::to_string(module_out(c, module)) + ")");
+                                (expert >= 0 ? " expert " + std::to_string(expert) : std::string()) +
+                                " does not fit: in " + std::to_string(part.in) + " (module in " + std::to_string(in) +
+                                "), out " + std::to_string(part.out_offset) + "+" + std::to_string(part.out_len) +
+                                " (module out " + std::to_string(out) + ")");
+  if (part.mag && expert >= 0) throw std::invalid_argument("lora: DoRA is not supported on MoE experts");
   if (part.mag && (module == kLmHead || module == kEmbed))
     throw std::invalid_argument("lora: DoRA (a channel scale) is not supported on lm_head or the embedding");
 }
@@ -161,6 +215,7 @@ std::string dora_norm_weight(const ModelConfig& c, const LoraPartRef& part) {
   if (part.module == kLmHead || part.module == kEmbed)
     throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head or the embedding");
   if (part.data != LoraData::kF32) throw std::invalid_argument("lora: DoRA weight norms take float32 parts");
+  if (part.expert >= 0) throw std::invalid_argument("lora: DoRA is not supported on MoE experts");
   return layer_name(part.layer, kWeight[part.module]);
 }
 
@@ -222,6 +277,7 @@ std::unique_ptr<StagedAdapter> Model::stage_adapter(const std::vector<LoraPartRe
                                   " (plan adapters for a CPU shard in float32)");
     LoraPart part;
     part.rank = r.rank, part.in = r.in, part.out_len = r.out_len, part.out_offset = r.out_offset, part.scale = r.scale;
+    part.expert = r.expert;
     const auto* a = static_cast<const float*>(r.a);
     const auto* b = static_cast<const float*>(r.b);
     part.a.assign(a, a + r.a_len);

@@ -1,4 +1,5 @@
-// The CPU model executor: one generic pre-norm decoder that covers Llama, Mistral, Qwen2, Phi-3 and GPT-2.
+// The CPU model executor: one generic pre-norm decoder that covers Llama, Mistral, Qwen2, Phi-3 and GPT-2 (and the
+// other architectures in shard/models/spec.ts), with dense or mixture-of-experts MLPs.
 // The TypeScript side maps each architecture onto this plan once (config + canonical weight names);
 // after that a step is one call: forward(batch) -> logits for the requested rows.
 // Weights held here are this rank's tensor-parallel slice (DESIGN.md §3); row-parallel outputs are
@@ -51,8 +52,12 @@ class Model final : public ModelExecutor {
   void norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const;
   void finish_block_output(float* y, int64_t tokens, const std::string& post_norm) const;
   // bias: the module's bias when y already holds it (DoRA scales the product without it), else null.
+  // expert >= 0: only the parts of that expert of a MoE layer (x, y: the rows routed to it).
   void apply_lora(int layer, int module, const float* x, int64_t in, const std::vector<int32_t>& token_slots,
-                  float* y, int64_t out, const float* bias = nullptr) const;
+                  float* y, int64_t out, const float* bias = nullptr, int expert = -1) const;
+  // A MoE layer's MLP (moe.cc): x [T, hidden] normalised -> out [T, hidden], this rank's partial sum (before the
+  // all-reduce).
+  void moe_mlp(int64_t layer, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* out) const;
   void validate_batch(const Batch& b) const;
 
   ModelConfig cfg_;

@@ -83,6 +83,16 @@ ModelConfig parse_config(const Napi::Object& o) {
     auto lf = f32(longf, "invFreqLong");
     c.inv_freq_long.assign(lf.Data(), lf.Data() + lf.ElementLength());
   }
+  c.num_experts = static_cast<int64_t>(num_or(o, "numExperts", 0));
+  c.experts_per_token = static_cast<int64_t>(num_or(o, "expertsPerToken", 0));
+  c.expert_intermediate_local = static_cast<int64_t>(num_or(o, "expertIntermediateLocal", 0));
+  c.moe_renormalize = o.Get("moeRenormalize").ToBoolean().Value();
+  const Napi::Value moe = o.Get("layerMoe");
+  if (!moe.IsUndefined() && !moe.IsNull()) {
+    if (!moe.IsArray()) throw Napi::TypeError::New(o.Env(), "layerMoe must be an array of booleans");
+    const Napi::Array a = moe.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_moe.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
+  }
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));

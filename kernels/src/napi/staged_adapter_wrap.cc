@@ -57,6 +57,8 @@ std::vector<LoraPartRef> parse_lora_parts(const Napi::Value& v) {
     p.layer = static_cast<int>(num_int(o.Get("layer"), "part.layer"));
     p.module = static_cast<int>(num_int(o.Get("module"), "part.module"));
     p.out_offset = num_int(o.Get("outOffset"), "part.outOffset");
+    const Napi::Value ev = o.Get("expert");  // a MoE layer's expert (absent: the layer's own module)
+    p.expert = ev.IsUndefined() || ev.IsNull() ? -1 : static_cast<int>(num_int(ev, "part.expert"));
     p.rank = num_int(o.Get("rank"), "part.rank");
     p.scale = static_cast<float>(num(o, "scale"));
     if (p.rank <= 0) throw Napi::RangeError::New(env, "stageAdapter: part.rank must be positive");
