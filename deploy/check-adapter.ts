@@ -3,7 +3,8 @@
 // run without starting a server, with what the adapter holds and the bytes its slot takes on each shard.
 // Refused adapters throw with the same message the server's 424 would carry (the CLI exits 1 with it).
 import { estimateAdapterBytes } from '../coordinator/adapters/size-estimate.js';
-import { loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
+import { isStackedExpertsPath, loraScaleFor, parseLoraTensorKey } from '../shard/adapters/peft-config.js';
+import { stackedExpertParam } from '../shard/models/expert-lora.js';
 import { readAdapterFor } from '../shard/adapters/read-adapter.js';
 import { planAdapter, readModelSpec } from '../shard/models/index.js';
 import { partitionFor } from '../shard/models/partition.js';
@@ -16,8 +17,12 @@ export interface AdapterCheck {
   architecture: string;
   /** The PEFT fields that decide its math. */
   config: { r: number; loraAlpha: number; useRslora: boolean; useDora: boolean };
-  /** Every targeted module: PEFT path, rank and scale (rank_pattern / alpha_pattern / rsLoRA applied). */
-  modules: { path: string; rank: number; scale: number }[];
+  /**
+   * Every targeted module: PEFT path, rank and scale (rank_pattern / alpha_pattern / rsLoRA applied). A
+   * target_parameters pair on a MoE layer's stacked experts is named by its parameter (`….experts.gate_up_proj`),
+   * with its rank per expert and `experts`, how many experts it holds a pair for.
+   */
+  modules: { path: string; rank: number; scale: number; experts?: number }[];
   maxRank: number;
   dora: boolean;
   /** Per tensor-parallel rank: the parts its slot holds and their bytes in `dtype` (DoRA magnitudes in float32). */
@@ -37,19 +42,26 @@ export function checkAdapter(c: Pick<CheckAdapterConfig, 'model' | 'adapter' | '
     return { rank, parts: plan.parts.length, bytes: plan.bytes, maxRank: plan.maxRank };
   });
   // Each module's rank as held (trainable tokens widen the pair they join: trainable-tokens.ts).
-  const ranks = new Map<string, number>();
+  const { config } = adapter;
+  const modules: AdapterCheck['modules'] = [];
   for (const [key, t] of adapter.tensors) {
     const { modulePath, kind } = parseLoraTensorKey(key);
-    if (kind === 'A') ranks.set(modulePath, t.shape[0]!);
+    if (kind !== 'A') continue;
+    const b = adapter.tensors.get(key.replace(/lora_A/, 'lora_B'));
+    const param = spec.moe && b && isStackedExpertsPath(modulePath) ? stackedExpertParam(spec, t.shape[1]!, b.shape[0]!) : null;
+    if (param) {  // planAdapter has checked it: r·E rows
+      const path = `${modulePath.replace(/(?:\.base_layer)+$/, '')}.${param}`;
+      modules.push({ path, rank: t.shape[0]! / spec.moe!.experts, scale: loraScaleFor(config, path).scale, experts: spec.moe!.experts });
+    } else {
+      modules.push({ path: modulePath, rank: t.shape[0]!, scale: loraScaleFor(config, modulePath).scale });
+    }
   }
-  const paths = [...ranks.keys()];
-  const { config } = adapter;
   return {
     adapter: c.adapter,
     model: c.model,
     architecture: spec.architecture,
     config: { r: config.r, loraAlpha: config.loraAlpha, useRslora: config.useRslora, useDora: config.useDora },
-    modules: paths.map((path) => ({ path, rank: ranks.get(path)!, scale: loraScaleFor(config, path).scale })),
+    modules,
     maxRank: shards[0]!.maxRank,
     dora: config.useDora,
     shards: shards.map(({ rank, parts, bytes }) => ({ rank, parts, bytes })),

@@ -41,6 +41,12 @@ function downPart(spec: ModelSpec, part: Partition, layer: number, expert: numbe
   return { layer, module: LoraModuleId.down, expert, outOffset: 0, rank, scale, a: sliced, b };
 }
 
+/** Which stacked parameter a target_parameters pair (lora_A [r·E, in], lora_B [out, r·E]) adapts, from its shapes. */
+export function stackedExpertParam(spec: ModelSpec, inDim: number, outDim: number): 'gate_up_proj' | 'down_proj' | null {
+  const H = spec.hidden, I = spec.moe?.intermediate ?? 0;
+  return inDim === H && outDim === 2 * I ? 'gate_up_proj' : inDim === I && outDim === H ? 'down_proj' : null;
+}
+
 /**
  * stackedScale: the rank and scale the adapter's config gives the parameter (PEFT matches rank_pattern / alpha_pattern
  * against `<layer>.mlp.experts.<parameter>`; transformers 4 adapters loaded by PEFT get gate_up_proj at twice r).
@@ -48,8 +54,9 @@ function downPart(spec: ModelSpec, part: Partition, layer: number, expert: numbe
 function stackedParts(spec: ModelSpec, part: Partition, layer: number, pair: Pair,
   stackedScale: (param: 'gate_up_proj' | 'down_proj') => { rank: number; scale: number }): Part[] | string {
   const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts;
-  const gateUp = pair.inDim === H && pair.outDim === 2 * I, down = pair.inDim === I && pair.outDim === H;
-  if (!gateUp && !down) {
+  const param = stackedExpertParam(spec, pair.inDim, pair.outDim);
+  const gateUp = param === 'gate_up_proj', down = param === 'down_proj';
+  if (!param) {
     return `is a pair on all ${E} experts (target_parameters) that fits neither gate_up_proj (lora_A [r·${E}, ${H}], ` +
       `lora_B [${2 * I}, r·${E}]) nor down_proj (lora_A [r·${E}, ${I}], lora_B [${H}, r·${E}])`;
   }

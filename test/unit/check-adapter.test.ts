@@ -53,6 +53,26 @@ test('trainable tokens are reported as the rank-k pairs they are served as, with
   }
 });
 
+test('LoRA on MoE experts (target_parameters) is reported per parameter, its rank per expert', () => {
+  const c = loadGoldenCase('mixtral');
+  const a = c.adapters.find((x) => x.name === 'qv_experts_r4')!;
+  const report = checkAdapter({ model: c.modelDir, adapter: a.dir, numShard: 1, maxLoraRank: 64, dtype: 'float32' });
+  const of = (path: string) => report.modules.find((m) => m.path === path);
+  // PEFT's v4 -> v5 conversion: w1 + w3 fused into gate_up_proj at rank 2r, alpha 2·alpha (the same scale)
+  assert.deepEqual(of('model.layers.1.mlp.experts.gate_up_proj'), { path: 'model.layers.1.mlp.experts.gate_up_proj', rank: 8, scale: 2, experts: 4 });
+  assert.deepEqual(of('model.layers.1.mlp.experts.down_proj'), { path: 'model.layers.1.mlp.experts.down_proj', rank: 4, scale: 2, experts: 4 });
+  assert.equal(report.maxRank, 8);
+  assert.equal(report.shards[0]!.parts, 2 * (2 + 4 * 3));  // per layer: q, v, and each expert's gate, up and down
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 });
+  try {
+    engine.loadAdapter(0, a.dir);
+    assert.equal(report.shards[0]!.bytes, engine.model.native.adapterBytes(0));
+    assert.ok(report.estimatedBytes >= report.shards[0]!.bytes, `${report.estimatedBytes} < ${report.shards[0]!.bytes}`);
+  } finally {
+    engine.dispose();
+  }
+});
+
 test('a DoRA adapter is reported as one; a refused adapter exits 1 with the reason', () => {
   const c = loadGoldenCase('llama');
   const root = mkdtempSync(join(tmpdir(), 'weft-check-'));

@@ -1,0 +1,156 @@
+// Mixture-of-experts models (Mixtral, Qwen3-MoE) beyond the golden conformance tests: the config rules, the
+// per-expert adapter layout of transformers 4 (one nn.Linear per expert) against the golden logits of the same
+// matrices in PEFT's target_parameters layout, and the refusals (router LoRA, merges, GPU).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalEngine } from '../../shard/index.js';
+import { loadAdapterDir } from '../../shard/adapters/index.js';
+import { mergeAdapters } from '../../shard/adapters/merge.js';
+import { parseModelSpec, readModelSpec } from '../../shard/models/spec.js';
+import { loadModel } from '../../shard/models/load-weights.js';
+import { writeSafetensors } from '../../shard/formats/index.js';
+import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'weft-moe-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const QWEN3_MOE = {
+  architectures: ['Qwen3MoeForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 4, num_attention_heads: 4,
+  num_key_value_heads: 2, head_dim: 16, vocab_size: 128, max_position_embeddings: 256, num_experts: 8, num_experts_per_tok: 2,
+  moe_intermediate_size: 32,
+};
+
+test('MoE configs: Mixtral renormalises, Qwen3-MoE follows norm_topk_prob, mlp_only_layers and decoder_sparse_step', () => {
+  const mixtral = readModelSpec(loadGoldenCase('mixtral').modelDir);
+  assert.equal(mixtral.architecture, 'mixtral');
+  assert.deepEqual(mixtral.moe, { experts: 4, perToken: 2, intermediate: 48, renormalize: true, layers: null });
+  const qwen = parseModelSpec({ ...QWEN3_MOE, norm_topk_prob: true, mlp_only_layers: [0], decoder_sparse_step: 2 });
+  assert.deepEqual(qwen.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true, layers: [false, true, false, true] });
+  assert.equal(qwen.qkNorm, true);
+  assert.equal(parseModelSpec(QWEN3_MOE).moe!.renormalize, false);  // Qwen3MoeConfig's default
+  assert.equal(parseModelSpec(QWEN3_MOE).moe!.layers, null);
+  // transformers 5 saves Qwen3-MoE's count under Mixtral's name
+  const { num_experts: _n, ...renamed } = QWEN3_MOE;
+  assert.equal(parseModelSpec({ ...renamed, num_local_experts: 6 }).moe!.experts, 6);
+  assert.throws(() => parseModelSpec({ ...QWEN3_MOE, num_experts_per_tok: 9 }), /num_experts_per_tok 9 is more than the 8 experts/);
+  assert.throws(() => parseModelSpec({ ...QWEN3_MOE, shared_expert_intermediate_size: 64 }), /shared experts .* not supported/);
+  assert.throws(() => parseModelSpec({ ...QWEN3_MOE, decoder_sparse_step: 0 }), /decoder_sparse_step must be a positive integer/);
+});
+
+type Tensor = { shape: number[]; data: Float32Array };
+
+/**
+ * The same adapter in transformers 4's layout: one pair per expert module, from PEFT's stacked pairs (expert e: lora_A
+ * rows e·r…, lora_B columns e, E+e, …). gate_up_proj's rank-r pair becomes a gate and an up pair of rank r each.
+ */
+function perExpertCopy(src: string, dst: string, names: { block: string; gate: string; up: string; down: string }, E: number, I: number): void {
+  const { tensors } = loadAdapterDir(src);
+  const config = JSON.parse(readFileSync(join(src, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+  const out: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  const put = (key: string, t: Tensor): void => { out[key] = { dtype: 'F32', shape: t.shape, data: t.data }; };
+  const ranks: Record<string, number> = {};
+  for (const [key, t] of tensors) {
+    const m = /^base_model\.model\.model\.layers\.(\d+)\.mlp\.experts((?:\.base_layer)*)\.lora_A\.weight$/.exec(key);
+    if (!m) {
+      if (!/\.experts(\.base_layer)*\.lora_B\.weight$/.test(key)) put(key, t);
+      continue;
+    }
+    const b = tensors.get(key.replace('lora_A', 'lora_B'))!;
+    const rank = t.shape[0]! / E, inDim = t.shape[1]!, outDim = b.shape[0]!;
+    const gateUp = outDim === 2 * I;
+    for (let e = 0; e < E; e++) {
+      const a = t.data.slice(e * rank * inDim, (e + 1) * rank * inDim);
+      const be = new Float32Array(outDim * rank);
+      for (let o = 0; o < outDim; o++) for (let j = 0; j < rank; j++) be[o * rank + j] = b.data[o * b.shape[1]! + j * E + e]!;
+      const base = `base_model.model.model.layers.${m[1]}.${names.block}.experts.${e}`;
+      const pairs: [string, Float32Array][] = gateUp
+        ? [[names.gate, be.slice(0, I * rank)], [names.up, be.slice(I * rank)]]
+        : [[names.down, be]];
+      for (const [mod, bm] of pairs) {
+        put(`${base}.${mod}.lora_A.weight`, { shape: [rank, inDim], data: a });
+        put(`${base}.${mod}.lora_B.weight`, { shape: [bm.length / rank, rank], data: bm });
+        ranks[mod] = rank;
+      }
+    }
+  }
+  // PEFT's converted configs scale gate_up_proj by 2·alpha / 2r = alpha / r: the per-expert modules keep alpha / r.
+  const alpha = config.lora_alpha as number, r = config.r as number;
+  const rankPattern = Object.fromEntries(Object.entries(ranks).filter(([, k]) => k !== r));
+  const alphaPattern = Object.fromEntries(Object.keys(rankPattern).map((k) => [k, (alpha * rankPattern[k]!) / r]));
+  mkdirSync(dst, { recursive: true });
+  writeFileSync(join(dst, 'adapter_config.json'), JSON.stringify({
+    ...config, target_parameters: null, rank_pattern: rankPattern, alpha_pattern: alphaPattern,
+    target_modules: [...(config.target_modules as string[]), names.gate, names.up, names.down],
+  }));
+  writeSafetensors(join(dst, 'adapter_model.safetensors'), out);
+}
+
+for (const [caseName, names, E, I] of [
+  ['mixtral', { block: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2' }, 4, 48],
+  ['qwen3_moe', { block: 'mlp', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' }, 8, 40],
+] as const) {
+  test(`${caseName}: an adapter with one pair per expert (transformers 4's layout) gives the golden logits`, async () => {
+    const c = loadGoldenCase(caseName);
+    const stacked = c.adapters.find((a) => a.name === 'qv_experts_r4')!;
+    const dir = join(tmp, `${caseName}-per-expert`);
+    perExpertCopy(stacked.dir, dir, names, E, I);
+    const engine = LocalEngine.open(c.modelDir, { numBlocks: 64, blockSize: 4, adapterSlots: 2 });
+    try {
+      engine.loadAdapter(0, dir);
+      engine.loadAdapter(1, stacked.dir);
+      for (let s = 0; s < c.sequences.length; s++) {
+        const [perExpert, asStacked, base] = await engine.scoreBatch([
+          { tokens: c.sequences[s]!, adapterSlot: 0 }, { tokens: c.sequences[s]!, adapterSlot: 1 }, { tokens: c.sequences[s]!, adapterSlot: -1 }]);
+        const want = c.logits(`adapter/qv_experts_r4/seq${s}`);
+        assert.ok(maxAbsDiff(perExpert!, want) <= 1e-4, `seq${s}: per-expert layout off by ${maxAbsDiff(perExpert!, want)}`);
+        assert.ok(maxAbsDiff(asStacked!, want) <= 1e-4);
+        assert.ok(maxAbsDiff(base!, c.logits(`base/seq${s}`)) <= 1e-4);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+}
+
+test('LoRA on the router, experts on a dense layer and wrong expert shapes are refused by name', () => {
+  const c = loadGoldenCase('qwen3_moe');
+  const engine = LocalEngine.open(c.modelDir, { numBlocks: 16, blockSize: 4, adapterSlots: 1 });
+  const write = (name: string, tensors: Record<string, [number, number]>, extra: Record<string, unknown> = {}): string => {
+    const dir = join(tmp, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['gate'], ...extra }));
+    writeSafetensors(join(dir, 'adapter_model.safetensors'), Object.fromEntries(Object.entries(tensors).map(([k, shape]) =>
+      [k, { dtype: 'F32', shape, data: new Float32Array(shape[0] * shape[1]).fill(0.01) }])));
+    return dir;
+  };
+  try {
+    const router = write('router', { 'base_model.model.model.layers.0.mlp.gate.lora_A.weight': [4, 64], 'base_model.model.model.layers.0.mlp.gate.lora_B.weight': [8, 4] });
+    assert.throws(() => engine.loadAdapter(0, router), /targets the MoE router 'model\.layers\.0\.mlp\.gate'.*not supported/);
+    // layer 1 of this case is dense (mlp_only_layers): it has no experts
+    const dense = write('dense-expert', { 'base_model.model.model.layers.1.mlp.experts.0.gate_proj.lora_A.weight': [4, 64],
+      'base_model.model.model.layers.1.mlp.experts.0.gate_proj.lora_B.weight': [40, 4] });
+    assert.throws(() => engine.loadAdapter(0, dense), /'model\.layers\.1\.mlp\.experts\.0\.gate_proj', which is not a supported linear module/);
+    const shape = write('bad-shape', { 'base_model.model.model.layers.0.mlp.experts.3.down_proj.lora_A.weight': [4, 64],
+      'base_model.model.model.layers.0.mlp.experts.3.down_proj.lora_B.weight': [64, 4] });
+    assert.throws(() => engine.loadAdapter(0, shape), /experts\.3\.down_proj' expects lora_A \[r, 40\] and lora_B \[64, r\]/);
+    const stacked = write('bad-stacked', { 'base_model.model.model.layers.0.mlp.experts.lora_A.weight': [12, 40],
+      'base_model.model.model.layers.0.mlp.experts.lora_B.weight': [64, 12] }, { target_parameters: ['mlp.experts.down_proj'] });
+    assert.throws(() => engine.loadAdapter(0, stacked), /down_proj pair of 8 experts at rank 4.*needs 32 rows/);
+  } finally {
+    engine.dispose();
+  }
+});
+
+test('adapters on MoE experts are not merged per request, and MoE models refuse --device cuda at start', () => {
+  const c = loadGoldenCase('mixtral');
+  const a = loadAdapterDir(c.adapters.find((x) => x.name === 'qv_experts_r4')!.dir);
+  const b = loadAdapterDir(c.adapters.find((x) => x.name === 'attn_r8')!.dir);
+  assert.throws(() => mergeAdapters([b, a], { weights: [1, 1], strategy: 'cat', density: null, majoritySignMethod: 'total', seed: 0 }),
+    /adapter 1 has LoRA on MoE experts through target_parameters, which cannot be merged/);
+  const spec = readModelSpec(c.modelDir);
+  assert.throws(() => loadModel(c.modelDir, spec, { rank: 0, world: 1, numBlocks: 8, blockSize: 4, adapterSlots: 1, device: 'cuda' }),
+    /mixture-of-experts models are not served on the GPU yet .*--device cpu/);
+});
