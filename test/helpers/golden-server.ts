@@ -1,5 +1,5 @@
-// A running `weft launch` (in this process, real nats-server + shard processes) over the golden llama
-// model, with a word-level tokenizer.json so that the text "t182 t162" is exactly token ids [182, 162].
+// A running `weft launch` (in this process, real nats-server + shard processes) over a golden model (llama unless
+// asked), with a word-level tokenizer.json so that the text "t182 t162" is exactly token ids [182, 162].
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,10 +37,12 @@ export interface GoldenServerExtras {
   /** Extra command-line flags. */
   flags?: string[];
   logs?: LaunchEnvironment['logs'];
+  /** The golden case served (default llama). */
+  caseName?: string;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
-  const c = loadGoldenCase('llama');
+  const c = loadGoldenCase(extras.caseName ?? 'llama');
   const flags = ['--model-id', tokenizedGoldenModel(c), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
     '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',

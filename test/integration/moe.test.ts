@@ -13,6 +13,7 @@ import { parseModelSpec, readModelSpec } from '../../shard/models/spec.js';
 import { loadModel } from '../../shard/models/load-weights.js';
 import { writeSafetensors } from '../../shard/formats/index.js';
 import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
+import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-moe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -153,4 +154,25 @@ test('adapters on MoE experts are not merged per request, and MoE models refuse 
   const spec = readModelSpec(c.modelDir);
   assert.throws(() => loadModel(c.modelDir, spec, { rank: 0, world: 1, numBlocks: 8, blockSize: 4, adapterSlots: 1, device: 'cuda' }),
     /mixture-of-experts models are not served on the GPU yet .*--device cpu/);
+});
+
+test('over HTTP at --num-shard 2: Mixtral with expert and attention adapters batched beside base requests', async () => {
+  const g = await startGoldenServer({ numShard: 2 }, { caseName: 'mixtral' });
+  const { c } = g;
+  try {
+    const jobs = c.sequences.flatMap((seq, s) => [null, 'attn_r8', 'qv_experts_r4'].map(async (a) => {
+      const parameters: Record<string, unknown> = { max_new_tokens: 2, details: true, decoder_input_details: true };
+      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
+      return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
+    }));
+    for (const { r, s, a } of await Promise.all(jobs)) {
+      assert.equal(r.status, 200, r.text);
+      prefillMatchesGolden(c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, c.sequences[s]!);
+    }
+    // Listed with its rank per expert (gate_up_proj: 2r after PEFT's conversion).
+    const listed = await (await fetch(`${g.url}/v1/adapters`)).json() as { adapters: { id: string; rank: number }[] };
+    assert.equal(listed.adapters.find((x) => x.id === 'qv_experts_r4')?.rank, 8);
+  } finally {
+    await g.close();
+  }
 });
