@@ -262,10 +262,6 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
-  if (spec.moe && opts.device === 'cuda') {
-    throw new UnsupportedModelError(`${spec.architecture}: mixture-of-experts models are not served on the GPU yet (no ` +
-      `expert kernels); run them with --device cpu`);
-  }
   const store = WeightStore.openDir(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);

@@ -190,7 +190,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   const int layer = static_cast<int>(l);
   const int64_t T = p.rows, H = cfg_.hidden, hd = cfg_.head_dim;
   const int64_t nq = cfg_.heads_local, nkv = cfg_.kv_heads_local, q_dim = nq * hd, kv_dim = nkv * hd;
-  const int64_t qkv_out = module_out(cfg_, kQkv), up_out = module_out(cfg_, kUp), I = cfg_.intermediate_local;
+  const int64_t qkv_out = module_out(cfg_, kQkv);
   const DType dt = opts_.dtype;
   const bool solo = coll_->world() == 1;
   char* qkv = buf_.qkv.as<char>();
@@ -232,6 +232,27 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   // MLP block.
   ops_.mark("residual + norm", stream_);
   residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b, w.post_attn_norm_w);
+  if (layer_is_moe(cfg_, l)) {
+    moe_mlp(l, p);
+  } else {
+    dense_mlp(l, p);
+  }
+  ops_.mark("residual + norm", stream_);
+  if (l + 1 < cfg_.layers) {
+    const LayerWeights& next = layer_w_[l + 1];
+    residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b, w.post_mlp_norm_w);
+  } else {
+    residual(buf_.o.get(), solo ? nullptr : w.down_b, T, w.post_mlp_norm_w);  // final norm: on the logit rows only
+  }
+}
+
+// A dense MLP from x into o: up (gate | up), the activation, down, each projection with its LoRA.
+void CudaModel::dense_mlp(int64_t l, const StepPlan& p) {
+  const LayerWeights& w = layer_w_[l];
+  const int layer = static_cast<int>(l);
+  const int64_t T = p.rows, H = cfg_.hidden, up_out = module_out(cfg_, kUp), I = cfg_.intermediate_local;
+  const DType dt = opts_.dtype;
+  const bool solo = coll_->world() == 1;
   project("gemm up", layer, kUp, buf_.x.get(), H, w.up_w, buf_.up.get(), up_out, w.up_b, p);
   ops_.mark("activation", stream_);
   void* act = buf_.up.get();
@@ -251,13 +272,6 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }
   project("gemm down", layer, kDown, act, I, w.down_w, buf_.o.get(), H, solo ? w.down_b : nullptr, p);
-  ops_.mark("residual + norm", stream_);
-  if (l + 1 < cfg_.layers) {
-    const LayerWeights& next = layer_w_[l + 1];
-    residual_norm(buf_.o.get(), solo ? nullptr : w.down_b, T, next.attn_norm_w, next.attn_norm_b, w.post_mlp_norm_w);
-  } else {
-    residual(buf_.o.get(), solo ? nullptr : w.down_b, T, w.post_mlp_norm_w);  // final norm: on the logit rows only
-  }
 }
 
 void CudaModel::enqueue_step(const StepPlan& p) {

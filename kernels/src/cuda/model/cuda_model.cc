@@ -29,9 +29,6 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
-  if (cfg_.num_experts > 0)
-    throw std::invalid_argument("device 'cuda': mixture-of-experts models are not served on the GPU yet (no expert "
-                                "kernels); run them with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
@@ -131,11 +128,23 @@ void CudaModel::bind_weights() {
   for (int64_t i = 0; i < cfg_.layers; ++i) {
     auto w = [&](const char* s) { return weight(layer_name(i, s)); };
     auto opt = [&](const char* s) { return weight_opt(layer_name(i, s)); };
+    const bool moe = layer_is_moe(cfg_, i);  // no dense up/down: a router and experts (moe_w_)
     layer_w_[i] = {w("attn_norm.weight"), opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
                    w("o.weight"), opt("o.bias"), w("mlp_norm.weight"), opt("mlp_norm.bias"),
-                   w("up.weight"), opt("up.bias"), w("down.weight"), opt("down.bias"),
+                   moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
                    opt("post_mlp_norm.weight")};
+  }
+  moe_w_.assign(cfg_.num_experts > 0 ? static_cast<size_t>(cfg_.layers) : 0, MoeWeights{});
+  for (int64_t i = 0; i < static_cast<int64_t>(moe_w_.size()); ++i) {
+    if (!layer_is_moe(cfg_, i)) continue;
+    MoeWeights& m = moe_w_[i];
+    m.router = weight(layer_name(i, "router.weight"));
+    for (int64_t e = 0; e < cfg_.num_experts; ++e) {
+      const std::string ex = "experts." + std::to_string(e) + ".";
+      m.up.push_back(weight(layer_name(i, (ex + "up.weight").c_str())));
+      m.down.push_back(weight(layer_name(i, (ex + "down.weight").c_str())));
+    }
   }
 }
 
@@ -221,7 +230,8 @@ int64_t CudaModel::adapter_bytes(int slot) const {
 }
 
 bool CudaModel::use_graph(const Batch& b, PaddedShape* shape) const {
-  if (!opts_.cuda_graphs || ops_.on() || coll_->world() != 1 || !decode_only(b)) return false;
+  // A MoE layer reads its experts' row counts back mid-step (cuda_moe.cc), which a graph cannot.
+  if (!opts_.cuda_graphs || ops_.on() || coll_->world() != 1 || !decode_only(b) || cfg_.num_experts > 0) return false;
   const int32_t rows = DecodeGraphs::bucket_rows(static_cast<int64_t>(std::max(b.seqs.size(), b.logit_rows.size())));
   if (rows == 0) return false;
   shape->rows = rows;

@@ -26,7 +26,8 @@
 // replay, outside the graph), the step buffers and the packed arena; each capture is stamped with a
 // generation that is bumped when any of them is reallocated or the LoRA rank cap grows, and stale graphs are
 // captured again. Steps with prefill rows, more than 128 sequences, or a collective of several ranks run
-// eagerly (the host-staged all-reduce cannot live inside a graph).
+// eagerly (the host-staged all-reduce cannot live inside a graph), and so does every step of a mixture-of-experts
+// model (cuda_moe.cc: the experts' row counts are read back to size each expert's GEMM).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -89,6 +90,16 @@ class CudaModel final : public ModelExecutor {
     const void *q_norm_w, *k_norm_w;  // per-head q/k RMSNorm (cfg_.qk_norm: Qwen3, Gemma 3), else null
     const void *post_attn_norm_w, *post_mlp_norm_w;  // Gemma 3's block-output norms (cfg_.post_norms), else null
   };
+  // A MoE layer's router and experts (cfg_.num_experts > 0; empty for dense layers).
+  struct MoeWeights {
+    const void* router = nullptr;
+    std::vector<const void*> up, down;  // per expert: [gate | up] [2·I, hidden], down [hidden, I]
+  };
+  // cuda_moe.cc's grow-only scratch: router logits, routing, the routed rows' copies and outputs, and the host side.
+  struct MoeBuffers {
+    DeviceBuffer logits, ids, weights, map, xg, up, act, y;
+    PinnedBuffer host_ids, host_map;
+  };
   struct StepBuffers {
     int64_t rows = 0, logit_rows = 0, lora_rows = 0;  // capacities
     int32_t rank_cap = 0;
@@ -131,6 +142,11 @@ class CudaModel final : public ModelExecutor {
   void enqueue_step(const StepPlan& p);
   void enqueue_layer(int64_t layer, const StepPlan& p);
   void attention(int64_t layer, const StepPlan& p);
+  void dense_mlp(int64_t layer, const StepPlan& p);  // a dense MLP from x into o (cuda_forward.cc)
+  // cuda_moe.cc: a MoE layer's MLP from x into o (this rank's partial sum), experts' LoRA included.
+  void moe_mlp(int64_t layer, const StepPlan& p);
+  void expert_lora(int layer, int module, int expert, const void* x, int64_t in, void* y, int64_t y_stride,
+                   int64_t rows, const int32_t* row_entry);
   // cuda_lora.cc
   void lora(int layer, int module, const void* x, int64_t in, void* y, int64_t y_stride, const StepPlan& p);
   void project(const char* op, int layer, int module, const void* x, int64_t in, const void* w, void* y, int64_t out,
@@ -178,6 +194,8 @@ class CudaModel final : public ModelExecutor {
   std::unique_ptr<GemmContext> gemm_;
   std::unordered_map<std::string, DeviceBuffer> weights_;
   std::vector<LayerWeights> layer_w_;
+  std::vector<MoeWeights> moe_w_;      // per layer (MoE models)
+  MoeBuffers moe_;
   DeviceBuffer inv_freq_, inv_freq_local_, kv_cache_;  // inv_freq_local_: sliding layers' (cfg_.inv_freq_local)
   const float* layer_inv_freq_dev(int64_t layer) const;
   std::unique_ptr<LoraStore> lora_;

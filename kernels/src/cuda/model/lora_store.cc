@@ -37,11 +37,12 @@ const char* module_name(int module) {
 
 LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     : cfg_(cfg), dtype_(dtype), entries_(static_cast<int32_t>(cfg.adapter_slots)),
-      num_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 2) {
+      num_dense_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 2),
+      num_tables_(num_dense_tables_ + static_cast<int>(cfg.layers * cfg.num_experts * 2)) {
   size_t at = 0;
   layouts_.resize(static_cast<size_t>(num_tables_));
   for (int t = 0; t < num_tables_; ++t) {
-    const size_t n = slices_of(module_of(t)).size(), e = n * static_cast<size_t>(entries_);
+    const size_t n = slices_of(module_of(t), expert_of(t)).size(), e = n * static_cast<size_t>(entries_);
     Layout& l = layouts_[t];
     l.base = at;
     l.a = at;
@@ -57,7 +58,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
   blob_.ensure(at);
   std::memset(blob_.as<uint8_t>(), 0, at);
   for (int t = 0; t < num_tables_; ++t) {
-    const std::vector<Slice> s = slices_of(module_of(t));
+    const std::vector<Slice> s = slices_of(module_of(t), expert_of(t));
     for (size_t k = 0; k < s.size(); ++k) {
       host<int32_t>(t, &Layout::out_offset)[k] = s[k].offset;
       host<int32_t>(t, &Layout::out_len)[k] = s[k].len;
@@ -77,7 +78,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     x.scale = reinterpret_cast<const float*>(d + l.scale);
     x.out_offset = reinterpret_cast<const int32_t*>(d + l.out_offset);
     x.out_len = reinterpret_cast<const int32_t*>(d + l.out_len);
-    for (const Slice& s : slices_of(module_of(t))) {
+    for (const Slice& s : slices_of(module_of(t), expert_of(t))) {
       x.num_slices++;
       x.max_out_len = std::max(x.max_out_len, s.len);
     }
@@ -86,7 +87,12 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
   }
 }
 
-std::vector<LoraStore::Slice> LoraStore::slices_of(int module) const {
+std::vector<LoraStore::Slice> LoraStore::slices_of(int module, int expert) const {
+  if (expert >= 0) {  // an expert's gate|up or down
+    const auto inter = static_cast<int32_t>(cfg_.expert_intermediate_local);
+    if (module == kUp) return {{0, inter}, {inter, inter}};
+    return {{0, static_cast<int32_t>(cfg_.hidden)}};
+  }
   const auto q = static_cast<int32_t>(cfg_.heads_local * cfg_.head_dim);
   const auto kv = static_cast<int32_t>(cfg_.kv_heads_local * cfg_.head_dim);
   const auto inter = static_cast<int32_t>(cfg_.intermediate_local);
@@ -102,8 +108,9 @@ std::vector<LoraStore::Slice> LoraStore::slices_of(int module) const {
   return {};
 }
 
-int LoraStore::table_index(int layer, int module) const {
-  return module == kEmbed ? num_tables_ - 1 : module == kLmHead ? num_tables_ - 2 : layer * kNumLayerModules + module;
+int LoraStore::table_index(int layer, int module, int expert) const {
+  if (expert >= 0) return num_dense_tables_ + static_cast<int>((layer * cfg_.num_experts + expert) * 2) + (module == kDown ? 1 : 0);
+  return module == kEmbed ? num_dense_tables_ - 1 : module == kLmHead ? num_dense_tables_ - 2 : layer * kNumLayerModules + module;
 }
 
 std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& parts, Uploader& up,
@@ -118,7 +125,8 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
   for (size_t i = 0; i < parts.size(); ++i) {
     const LoraPartRef& part = parts[i];
     check_lora_part(cfg_, part);
-    const std::string where = "lora: layer " + std::to_string(part.layer) + " module " + module_name(part.module);
+    const std::string where = "lora: layer " + std::to_string(part.layer) + " module " + module_name(part.module) +
+                              (part.expert >= 0 ? " expert " + std::to_string(part.expert) : std::string());
     if (part.data != LoraData::kF32 && part.data != data_of(dtype_))
       throw std::invalid_argument(where + ": the part is stored as " + lora_data_name(part.data) +
                                   " but the model holds " + lora_data_name(data_of(dtype_)) +
@@ -126,7 +134,7 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
     if (part.rank > kMaxRank)
       throw std::invalid_argument(where + ": rank " + std::to_string(part.rank) +
                                   " is above the CUDA backend's limit " + std::to_string(kMaxRank));
-    const std::vector<Slice> slices = slices_of(part.module);
+    const std::vector<Slice> slices = slices_of(part.module, part.expert);
     int k = 0;
     while (k < static_cast<int>(slices.size()) &&
            (slices[k].offset != part.out_offset || slices[k].len != part.out_len))
@@ -136,7 +144,7 @@ std::unique_ptr<StagedLora> LoraStore::stage(const std::vector<LoraPartRef>& par
                                   std::to_string(part.out_len) +
                                   ", which is not one whole sub-block of the module (q|k|v, gate|up); the CUDA "
                                   "backend holds one part per sub-block");
-    const int t = table_index(part.layer, part.module);
+    const int t = table_index(part.layer, part.module, part.expert);
     if (taken[static_cast<size_t>(t) * kMaxSlices + k])
       throw std::invalid_argument(where + ": sub-block " + std::to_string(k) +
                                   " has two parts (the CUDA backend holds one part per sub-block)");
@@ -225,6 +233,6 @@ void LoraStore::sync_tables(cudaStream_t stream) {
   any_dirty_ = false;
 }
 
-LoraTable LoraStore::table(int layer, int module) const { return tables_[table_index(layer, module)]; }
+LoraTable LoraStore::table(int layer, int module, int expert) const { return tables_[table_index(layer, module, expert)]; }
 
 }  // namespace weft::cuda

@@ -84,7 +84,8 @@ class LoraStore {
   // wait for them: the host tables change only in install/clear, which run between steps, and every step waits
   // for its stream before it returns — so a copy has always landed before the tables change again.
   void sync_tables(cudaStream_t stream);
-  LoraTable table(int layer, int module) const;
+  // expert >= 0: that expert's up (gate|up) or down of a MoE layer (cuda_moe.cc).
+  LoraTable table(int layer, int module, int expert = -1) const;
   // The max_rank a step launches with: >= every rank held, a multiple of 16, at least 16.
   int32_t rank_cap() const { return rank_cap_; }
 
@@ -105,12 +106,17 @@ class LoraStore {
   };
   static constexpr int kMaxSlices = 3;
 
-  int table_index(int layer, int module) const;
+  int table_index(int layer, int module, int expert = -1) const;
   void set_entry(int table, int sub, int slot, const void* a, const void* b, const float* mag, int32_t rank, float scale);
+  // Tables: layers × 4 modules, lm_head, the embedding, then (MoE models) layers × experts × {up, down}.
   int module_of(int table) const {
-    return table == num_tables_ - 1 ? kEmbed : table == num_tables_ - 2 ? kLmHead : table % kNumLayerModules;
+    if (table >= num_dense_tables_) return (table - num_dense_tables_) % 2 == 0 ? kUp : kDown;
+    return table == num_dense_tables_ - 1 ? kEmbed : table == num_dense_tables_ - 2 ? kLmHead : table % kNumLayerModules;
   }
-  std::vector<Slice> slices_of(int module) const;
+  int expert_of(int table) const {
+    return table >= num_dense_tables_ ? static_cast<int>(((table - num_dense_tables_) / 2) % cfg_.num_experts) : -1;
+  }
+  std::vector<Slice> slices_of(int module, int expert = -1) const;
   template <class T> T* host(int table, size_t Layout::*field) {
     return reinterpret_cast<T*>(blob_.as<uint8_t>() + layouts_[table].*field);
   }
@@ -118,7 +124,8 @@ class LoraStore {
   ModelConfig cfg_;
   DType dtype_;
   int32_t entries_;                  // adapter slots
-  int num_tables_;                   // layers * 4 + lm_head + the token embedding
+  int num_dense_tables_;             // layers * 4 + lm_head + the token embedding
+  int num_tables_;                   // and layers * experts * 2 for a MoE model's experts
   std::vector<Layout> layouts_;
   // Host mirror of every table, page-locked: sync_tables copies it without waiting (see there).
   PinnedBuffer blob_;

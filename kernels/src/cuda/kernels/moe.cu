@@ -1,0 +1,81 @@
+// Mixture-of-experts routing on the GPU (cuda_moe.cc drives them): the top-k choice per token from the router's
+// logits, the gather of each expert's rows, and the weighted sum of the experts' outputs back per token. Mirrors
+// the CPU executor's model/moe.cc: softmax in fp32 over all experts, the k largest (ties to the lower index),
+// renormalised over the k when asked; a token's experts are added in ascending expert order, as transformers'
+// per-expert index_add does.
+#include "common.cuh"
+#include "moe_body.h"
+
+namespace weft::cuda {
+namespace {
+using detail::from_f;
+using detail::to_f;
+constexpr int kThreads = 128;
+
+template <class T>
+__global__ void moe_route_kernel(const T* logits, int64_t tokens, int experts, int k, bool renormalize, int32_t* ids,
+                                 float* weights) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= tokens) return;
+  const T* row = logits + t * experts;
+  moe::route_token([row](int e) { return to_f(row[e]); }, experts, k, renormalize, ids + t * k, weights + t * k);
+}
+
+// out[r, :] = x[rows[r], :] for r < n (rows of `words` 16-bit words).
+__global__ void moe_gather_kernel(const uint16_t* x, int64_t words, const int32_t* rows, int64_t n, uint16_t* out) {
+  for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const uint16_t* src = x + static_cast<int64_t>(rows[r]) * words;
+    for (int64_t i = threadIdx.x; i < words; i += blockDim.x) out[r * words + i] = src[i];
+  }
+}
+
+// out[t, c] = Σ_j weights[src_w[t·k + j]] · y[src_row[t·k + j], c], in fp32, the j in the order given.
+template <class T>
+__global__ void moe_combine_kernel(const T* y, const int32_t* src_row, const int32_t* src_w, const float* weights,
+                                   int64_t tokens, int k, int64_t hidden, T* out) {
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) {
+      float acc = 0.0f;
+      for (int j = 0; j < k; ++j) acc += to_f(y[static_cast<int64_t>(src_row[t * k + j]) * hidden + c]) * weights[src_w[t * k + j]];
+      out[t * hidden + c] = from_f<T>(acc);
+    }
+  }
+}
+}  // namespace
+
+cudaError_t moe_route(const void* logits, DType dtype, int64_t tokens, int64_t experts, int64_t k, bool renormalize,
+                      int32_t* ids, float* weights, cudaStream_t stream) {
+  if (tokens < 0 || experts <= 0 || experts > moe::kMaxExperts || k <= 0 || k > moe::kMaxTopK || k > experts)
+    return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_route_kernel<T><<<static_cast<unsigned>((tokens + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+        static_cast<const T*>(logits), tokens, static_cast<int>(experts), static_cast<int>(k), renormalize, ids, weights);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t moe_gather(const void* x, DType dtype, int64_t width, const int32_t* rows, int64_t n, void* out,
+                       cudaStream_t stream) {
+  if (width <= 0 || n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t words = width * static_cast<int64_t>(detail::dtype_size(dtype)) / 2;
+  moe_gather_kernel<<<static_cast<unsigned>(n < 65536 ? n : 65536), 256, 0, stream>>>(
+      static_cast<const uint16_t*>(x), words, rows, n, static_cast<uint16_t*>(out));
+  return cudaGetLastError();
+}
+
+cudaError_t moe_combine(const void* y, DType dtype, const int32_t* src_row, const int32_t* src_w, const float* weights,
+                        int64_t tokens, int64_t k, int64_t hidden, void* out, cudaStream_t stream) {
+  if (tokens < 0 || k <= 0 || hidden <= 0) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_combine_kernel<T><<<static_cast<unsigned>(tokens < 65536 ? tokens : 65536), 256, 0, stream>>>(
+        static_cast<const T*>(y), src_row, src_w, weights, tokens, static_cast<int>(k), hidden, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace weft::cuda

@@ -1,0 +1,119 @@
+// CudaModel::moe_mlp — a mixture-of-experts layer's MLP (Mixtral, Qwen3-MoE) on the GPU, the twin of the CPU
+// executor's model/moe.cc:
+//   router GEMM (x · Wrᵀ, [rows, experts]) → moe_route (top-k per token, fp32 softmax) → the chosen experts read
+//   back to the host, which groups the routed rows by expert (each expert's rows in batch order, so a sequence's
+//   rows stay one adapter run) → moe_gather → per expert with rows: the [gate | up] GEMM, its LoRA → SiLU·mul over
+//   all routed rows → per expert: the down GEMM, its LoRA → moe_combine adds each token's experts (ascending
+//   expert order, fp32) into o, this rank's partial sum (each rank holds a slice of every expert).
+// The read-back is one stream synchronisation per MoE layer: it sizes each expert's GEMM on the host (cuBLASLt
+// takes its row count from the host), and is why MoE steps never run as CUDA graphs (use_graph). Expert LoRA runs
+// BGMV over each expert's rows with that expert's table (lora_store.h), one row per routed token.
+#include <algorithm>
+
+#include "cuda/kernels/kernels.h"
+#include "cuda/model/cuda_model.h"
+#include "cuda/model/moe_plan.h"
+#include "cuda/model/row_ptr.h"
+#include "cuda/runtime/check.h"
+
+namespace weft::cuda {
+
+void CudaModel::expert_lora(int layer, int module, int expert, const void* x, int64_t in, void* y, int64_t y_stride,
+                            int64_t rows, const int32_t* row_entry) {
+  const LoraTable t = lora_->table(layer, module, expert);
+  LoraArgs a{};
+  a.dtype = opts_.dtype;
+  a.tokens = rows;
+  a.in = in;
+  a.x = x;
+  a.x_stride = in;
+  a.h = buf_.lora_h.as<float>();  // sized for 3 slices x every step row (ensure_buffers); rows <= the step's
+  a.y = y;
+  a.y_stride = y_stride;
+  a.num_slices = t.num_slices;
+  a.out_offset = t.out_offset;
+  a.out_len = t.out_len;
+  a.max_out_len = t.max_out_len;
+  a.num_entries = t.num_entries;
+  a.a = t.a;
+  a.b = t.b;
+  a.rank = t.rank;
+  a.scale = t.scale;
+  a.max_rank = lora_->rank_cap();
+  a.token_entry = row_entry;
+  WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
+}
+
+void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
+  const int64_t T = p.rows, H = cfg_.hidden, E = cfg_.num_experts, k = cfg_.experts_per_token;
+  const int64_t I = cfg_.expert_intermediate_local, N = T * k;  // N: routed rows (token, expert) pairs
+  const DType dt = opts_.dtype;
+  const MoeWeights& w = moe_w_[static_cast<size_t>(l)];
+  const int layer = static_cast<int>(l);
+
+  // Grow-only scratch (a reallocation frees with cudaFree, which waits for the device: only while a larger step
+  // first arrives).
+  moe_.logits.ensure(static_cast<size_t>(T * E) * ds_);
+  moe_.ids.ensure(static_cast<size_t>(N) * sizeof(int32_t));
+  moe_.weights.ensure(static_cast<size_t>(N) * sizeof(float));
+  moe_.map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
+  moe_.xg.ensure(static_cast<size_t>(N * H) * ds_);
+  moe_.up.ensure(static_cast<size_t>(N * 2 * I) * ds_);
+  moe_.act.ensure(static_cast<size_t>(N * I) * ds_);
+  moe_.y.ensure(static_cast<size_t>(N * H) * ds_);
+  moe_.host_ids.ensure(static_cast<size_t>(N) * sizeof(int32_t));
+  moe_.host_map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
+
+  ops_.mark("moe router", stream_);
+  gemm(buf_.x.get(), w.router, moe_.logits.get(), T, E, H, nullptr);
+  WEFT_CUDA_CHECK(moe_route(moe_.logits.get(), dt, T, E, k, cfg_.moe_renormalize, moe_.ids.as<int32_t>(),
+                            moe_.weights.as<float>(), stream_));
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(moe_.host_ids.as<void>(), moe_.ids.get(), static_cast<size_t>(N) * sizeof(int32_t),
+                                  cudaMemcpyDeviceToHost, stream_));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+  // Group the routed rows by expert (moe_plan.h); map = [rows | entries | src_row | src_w], N each. The step's host
+  // plan (packed_) has every row's adapter entry.
+  const int32_t* ids = moe_.host_ids.as<int32_t>();
+  int32_t* rows = moe_.host_map.as<int32_t>();
+  int32_t* entries = rows + N;
+  int32_t* src_row = entries + N;
+  int32_t* src_w = src_row + N;
+  const std::vector<int64_t> offset = plan_moe_rows(ids, T, k, E, packed_.data() + p.row_entry, rows, entries,
+                                                    src_row, src_w);
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(moe_.map.get(), rows, static_cast<size_t>(4 * N) * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, stream_));
+  const int32_t* rows_dev = moe_.map.as<int32_t>();
+  const int32_t* entries_dev = rows_dev + N;
+
+  ops_.mark("moe gather", stream_);
+  WEFT_CUDA_CHECK(moe_gather(buf_.x.get(), dt, H, rows_dev, N, moe_.xg.get(), stream_));
+  auto any_adapter = [&](int64_t e) {
+    return p.lora && std::any_of(entries + offset[e], entries + offset[e + 1], [](int32_t x) { return x >= 0; });
+  };
+  ops_.mark("moe gemm up", stream_);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = offset[e + 1] - offset[e];
+    if (n == 0) continue;
+    void* up = row_ptr(moe_.up.get(), offset[e], 2 * I, ds_);
+    const void* xe = row_ptr(moe_.xg.get(), offset[e], H, ds_);
+    gemm(xe, w.up[e], up, n, 2 * I, H, nullptr);
+    if (any_adapter(e)) expert_lora(layer, kUp, static_cast<int>(e), xe, H, up, 2 * I, n, entries_dev + offset[e]);
+  }
+  ops_.mark("moe activation", stream_);
+  WEFT_CUDA_CHECK(silu_mul(moe_.up.get(), 2 * I, moe_.act.get(), I, N, I, dt, stream_));
+  ops_.mark("moe gemm down", stream_);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = offset[e + 1] - offset[e];
+    if (n == 0) continue;
+    const void* act = row_ptr(moe_.act.get(), offset[e], I, ds_);
+    void* y = row_ptr(moe_.y.get(), offset[e], H, ds_);
+    gemm(act, w.down[e], y, n, H, I, nullptr);
+    if (any_adapter(e)) expert_lora(layer, kDown, static_cast<int>(e), act, I, y, H, n, entries_dev + offset[e]);
+  }
+  ops_.mark("moe combine", stream_);
+  WEFT_CUDA_CHECK(moe_combine(moe_.y.get(), dt, rows_dev + 2 * N, rows_dev + 3 * N, moe_.weights.as<float>(), T, k, H,
+                              buf_.o.get(), stream_));
+}
+
+}  // namespace weft::cuda

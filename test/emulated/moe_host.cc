@@ -1,0 +1,165 @@
+// The CUDA MoE layer's routing and row bookkeeping on the CPU: moe.cu's per-token choice (moe_body.h) and the host
+// grouping of routed rows by expert (cuda/model/moe_plan.cc), composed as cuda_moe.cc composes them (gather, each
+// expert's GEMMs over its rows, SiLU·mul, the weighted combine through src_row / src_w), against a direct
+// per-token MoE in double precision: softmax, top-k, renormalisation, experts added in ascending order. Also: each
+// expert's rows keep token order with their adapter entries, ties go to the lower expert, and a bad id is refused.
+// Plain host code: built with g++ by test/unit/cuda-moe-host.test.ts. Prints "N cases, 0 failed".
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda/kernels/moe_body.h"
+#include "cuda/model/moe_plan.h"
+
+using weft::cuda::plan_moe_rows;
+using weft::cuda::moe::route_token;
+
+static int cases = 0, failed = 0;
+static void check(bool ok, const std::string& what) {
+  ++cases;
+  if (!ok) ++failed;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+}
+
+struct Shape { int T, E, k, H, I; bool renorm; };
+
+static double silu(double v) { return v / (1.0 + std::exp(-v)); }
+
+static void run(const Shape& s, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto draw = [&](size_t n, float scale) { std::vector<float> v(n); for (auto& x : v) x = nd(rng) * scale; return v; };
+  const auto x = draw(size_t(s.T) * s.H, 1.0f), wr = draw(size_t(s.E) * s.H, 0.5f);
+  const auto wup = draw(size_t(s.E) * 2 * s.I * s.H, 0.2f), wdown = draw(size_t(s.E) * s.H * s.I, 0.2f);
+  std::vector<int32_t> entry(s.T);
+  for (int t = 0; t < s.T; ++t) entry[t] = t < s.T / 3 ? -1 : t < 2 * s.T / 3 ? 1 : 0;  // three adapter runs
+
+  // The router logits (float, as the GEMM's output), then the kernel body per token.
+  std::vector<float> logits(size_t(s.T) * s.E), weights(size_t(s.T) * s.k);
+  std::vector<int32_t> ids(size_t(s.T) * s.k);
+  for (int t = 0; t < s.T; ++t)
+    for (int e = 0; e < s.E; ++e) {
+      double a = 0;
+      for (int c = 0; c < s.H; ++c) a += double(x[t * s.H + c]) * wr[e * s.H + c];
+      logits[t * s.E + e] = float(a);
+    }
+  for (int t = 0; t < s.T; ++t)
+    route_token([&](int e) { return logits[t * s.E + e]; }, s.E, s.k, s.renorm, &ids[t * s.k], &weights[t * s.k]);
+
+  // cuda_moe.cc's composition.
+  const int64_t N = int64_t(s.T) * s.k;
+  std::vector<int32_t> rows(N), entries(N), src_row(N), src_w(N);
+  const std::vector<int64_t> off = plan_moe_rows(ids.data(), s.T, s.k, s.E, entry.data(), rows.data(), entries.data(),
+                                                 src_row.data(), src_w.data());
+  std::vector<double> y(size_t(N) * s.H, 0.0);
+  for (int e = 0; e < s.E; ++e)
+    for (int64_t r = off[e]; r < off[e + 1]; ++r) {
+      const float* xr = &x[size_t(rows[r]) * s.H];
+      std::vector<double> act(s.I);
+      for (int i = 0; i < s.I; ++i) {
+        double g = 0, u = 0;
+        for (int c = 0; c < s.H; ++c) {
+          g += double(xr[c]) * wup[(size_t(e) * 2 * s.I + i) * s.H + c];
+          u += double(xr[c]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + c];
+        }
+        act[i] = silu(g) * u;
+      }
+      for (int c = 0; c < s.H; ++c) {
+        double d = 0;
+        for (int i = 0; i < s.I; ++i) d += act[i] * wdown[(size_t(e) * s.H + c) * s.I + i];
+        y[size_t(r) * s.H + c] = d;
+      }
+    }
+  std::vector<double> out(size_t(s.T) * s.H, 0.0);
+  for (int t = 0; t < s.T; ++t)
+    for (int j = 0; j < s.k; ++j)
+      for (int c = 0; c < s.H; ++c) out[t * s.H + c] += weights[src_w[t * s.k + j]] * y[size_t(src_row[t * s.k + j]) * s.H + c];
+
+  // The direct MoE, per token.
+  double worst = 0, worst_w = 0;
+  bool order_ok = true, grouping_ok = true;
+  for (int t = 0; t < s.T; ++t) {
+    std::vector<double> p(s.E);
+    double mx = -INFINITY, sum = 0;
+    for (int e = 0; e < s.E; ++e) mx = std::max(mx, double(logits[t * s.E + e]));
+    for (int e = 0; e < s.E; ++e) sum += (p[e] = std::exp(logits[t * s.E + e] - mx));
+    std::vector<int> idx(s.E);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return p[a] > p[b]; });
+    double top = 0;
+    for (int j = 0; j < s.k; ++j) top += p[idx[j]] / sum;
+    for (int j = 0; j < s.k; ++j) {
+      order_ok = order_ok && ids[t * s.k + j] == idx[j];
+      const double want = s.renorm ? (p[idx[j]] / sum) / top : p[idx[j]] / sum;
+      worst_w = std::max(worst_w, std::abs(weights[t * s.k + j] - want));
+    }
+    std::vector<int> chosen(idx.begin(), idx.begin() + s.k);
+    std::sort(chosen.begin(), chosen.end());
+    for (int c = 0; c < s.H; ++c) {
+      double ref = 0;
+      for (int e : chosen) {
+        const double w = s.renorm ? (p[e] / sum) / top : p[e] / sum;
+        std::vector<double> act(s.I);
+        for (int i = 0; i < s.I; ++i) {
+          double g = 0, u = 0;
+          for (int cc = 0; cc < s.H; ++cc) {
+            g += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + i) * s.H + cc];
+            u += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + cc];
+          }
+          act[i] = silu(g) * u;
+        }
+        double d = 0;
+        for (int i = 0; i < s.I; ++i) d += act[i] * wdown[(size_t(e) * s.H + c) * s.I + i];
+        ref += w * d;
+      }
+      worst = std::max(worst, std::abs(out[t * s.H + c] - ref));
+    }
+    // src_row of the token's j-th (ascending) expert lies in that expert's rows and copies this token
+    for (int j = 0; j < s.k; ++j) {
+      const int r = src_row[t * s.k + j];
+      grouping_ok = grouping_ok && rows[r] == t && r >= off[chosen[j]] && r < off[chosen[j] + 1] &&
+                    ids[src_w[t * s.k + j]] == chosen[j];
+    }
+  }
+  for (int e = 0; e < s.E; ++e)
+    for (int64_t r = off[e]; r < off[e + 1]; ++r) {
+      grouping_ok = grouping_ok && entries[r] == entry[rows[r]];
+      if (r > off[e]) grouping_ok = grouping_ok && rows[r] > rows[r - 1];  // token order inside an expert
+    }
+  const std::string name = "T=" + std::to_string(s.T) + " E=" + std::to_string(s.E) + " k=" + std::to_string(s.k) +
+                           (s.renorm ? " renormalised" : "");
+  check(order_ok, name + ": experts in descending probability");
+  check(worst_w < 1e-6, name + ": weights (max err " + std::to_string(worst_w) + ")");
+  check(grouping_ok && off[s.E] == N, name + ": rows grouped by expert, in token order, with their entries");
+  check(worst < 1e-5, name + ": combined output vs the direct MoE (max err " + std::to_string(worst) + ")");
+}
+
+int main() {
+  run({7, 4, 2, 16, 8, true}, 1);
+  run({13, 8, 3, 24, 12, false}, 2);
+  run({1, 8, 8, 16, 4, true}, 3);      // every expert
+  run({40, 128, 8, 32, 8, true}, 4);   // Qwen3-MoE's 128 experts, top 8
+  // A tie goes to the lower index; the renormalised pair sums to 1.
+  int32_t ids[2];
+  float w[2];
+  const float tie[4] = {0.5f, 2.0f, 2.0f, -1.0f};
+  route_token([&](int e) { return tie[e]; }, 4, 2, true, ids, w);
+  check(ids[0] == 1 && ids[1] == 2 && std::abs(w[0] - 0.5f) < 1e-7 && std::abs(w[1] - 0.5f) < 1e-7, "ties: lower index first");
+  bool threw = false;
+  try {
+    const int32_t bad[2] = {0, 9};
+    int32_t r[2], en[2], sr[2], sw[2];
+    const int32_t entry[1] = {-1};
+    plan_moe_rows(bad, 1, 2, 4, entry, r, en, sr, sw);
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  check(threw, "an expert id out of range is refused");
+  std::printf("%d cases, %d failed\n", cases, failed);
+  return failed == 0 ? 0 : 1;
+}
