@@ -58,6 +58,16 @@ export interface ModelPlanConfig {
   expertIntermediateLocal?: number;
   moeRenormalize?: boolean;
   layerMoe?: boolean[];
+  /**
+   * GLM-4.5's routing (kernels/src/model/moe_route.h): sigmoid scores, a choice bias (plan weight
+   * layers.<i>.router.bias, float32), moeTopkGroups of moeGroups expert groups, weights times moeRoutedScale; and
+   * moeSharedExpert: expert numExperts (experts.<E>.*) runs for every token with weight 1.
+   */
+  moeSigmoid?: boolean;
+  moeSharedExpert?: boolean;
+  moeGroups?: number;
+  moeTopkGroups?: number;
+  moeRoutedScale?: number;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;

@@ -83,7 +83,10 @@ const EXPERT_MODULES: Record<string, { module: ExecModule; roles: string[] }> = 
   gate_proj: { module: 'up', roles: ['gate'] }, up_proj: { module: 'up', roles: ['up'] }, down_proj: { module: 'down', roles: [] },
 };
 
-/** A MoE layer's MLP path (`mlp.experts.3.gate_proj`, `block_sparse_moe.experts.0.w1`, `mlp.experts[.base_layer]`). */
+/**
+ * A MoE layer's MLP path (`mlp.experts.3.gate_proj`, `block_sparse_moe.experts.0.w1`, `mlp.experts[.base_layer]`,
+ * GLM-4.5's `mlp.shared_experts.gate_proj`: the expert after the routed ones).
+ */
 function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): ModuleRef | null {
   const block = spec.architecture === 'mixtral' ? '(?:block_sparse_moe|mlp)' : 'mlp';
   const one = new RegExp(`^${block}\\.experts\\.(\\d+)\\.(\\w+)$`).exec(rest);
@@ -93,6 +96,11 @@ function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): Modu
     const names = spec.architecture === 'mixtral' ? ['w1', 'w2', 'w3'] : ['gate_proj', 'up_proj', 'down_proj'];
     if (!entry || !names.includes(one[2]!) || expert >= spec.moe!.experts) return null;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert };
+  }
+  const shared = /^mlp\.shared_experts\.(gate_proj|up_proj|down_proj)$/.exec(rest);  // GLM-4.5: expert E
+  if (shared && spec.moe!.sharedExpert) {
+    const entry = EXPERT_MODULES[shared[1]!]!;
+    return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert: spec.moe!.experts };
   }
   if (new RegExp(`^${block}\\.experts(?:\\.base_layer)*$`).test(rest)) {
     return { layer, module: 'up', roles: [], conv1d: false, stackedExperts: true };

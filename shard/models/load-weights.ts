@@ -43,7 +43,7 @@ interface HfNames {
   lmHead: string;
   conv1d: boolean;
   /** A MoE layer's router and expert e's gate / up / down (relative to the layer prefix, without `.weight`). */
-  moe?: { router: string; expert(e: number): { gate: string; up: string; down: string } };
+  moe?: { router: string; routerBias?: string; expert(e: number): { gate: string; up: string; down: string } };
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
@@ -110,8 +110,11 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
     return { router: 'block_sparse_moe.gate',
       expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
   }
-  return { router: 'mlp.gate',
-    expert: (e) => ({ gate: `mlp.experts.${e}.gate_proj`, up: `mlp.experts.${e}.up_proj`, down: `mlp.experts.${e}.down_proj` }) };
+  // GLM-4.5: the shared expert is expert E (after the routed ones), mlp.shared_experts.*.
+  const E = spec.moe!.experts;
+  const dir = (e: number): string => (e === E ? 'mlp.shared_experts' : `mlp.experts.${e}`);
+  return { router: 'mlp.gate', ...(spec.moe!.sigmoid ? { routerBias: 'mlp.gate.e_score_correction_bias' } : {}),
+    expert: (e) => ({ gate: `${dir(e)}.gate_proj`, up: `${dir(e)}.up_proj`, down: `${dir(e)}.down_proj` }) };
 }
 
 /** A MoE layer's router (replicated) and this rank's slice of each expert, as plan weights. */
@@ -123,8 +126,9 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
       `save_original_format=False) are not read; save the model with transformers' default (one tensor per expert)`);
   }
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${moe.router}.weight`)));
+  if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
   const rows = part.expertIntermediate;
-  for (let e = 0; e < spec.moe!.experts; e++) {
+  for (let e = 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
     const n = moe.expert(e);
     const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
     const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
@@ -248,6 +252,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     ...(spec.moe ? {
       numExperts: spec.moe.experts, expertsPerToken: spec.moe.perToken, expertIntermediateLocal: rangeLen(part.expertIntermediate),
       moeRenormalize: spec.moe.renormalize, ...(spec.moe.layers ? { layerMoe: spec.moe.layers } : {}),
+      moeSigmoid: spec.moe.sigmoid, moeSharedExpert: spec.moe.sharedExpert, moeGroups: spec.moe.groups,
+      moeTopkGroups: spec.moe.topkGroups, moeRoutedScale: spec.moe.routedScale,
     } : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,

@@ -7,18 +7,26 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
- * A mixture-of-experts MLP (Mixtral, Qwen3-MoE): a router picks `perToken` of `experts` SwiGLU experts per token
- * (softmax over all of them, the top ones renormalised to sum 1 when `renormalize`), each `intermediate` wide.
+ * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
+ * token, each `intermediate` wide — softmax over all of them, the top ones renormalised to sum 1 when `renormalize`;
+ * or (`sigmoid`, GLM-4.5) sigmoid scores ranked with the checkpoint's e_score_correction_bias within the `topkGroups`
+ * best of `groups` groups, renormalised when asked, times `routedScale`. `sharedExpert`: one more expert of the same
+ * width runs for every token (GLM-4.5's shared_experts), added with weight 1.
  */
 export interface MoeSpec {
   experts: number;
   perToken: number;
   intermediate: number;
   renormalize: boolean;
+  sigmoid: boolean;
+  groups: number;
+  topkGroups: number;
+  routedScale: number;
+  sharedExpert: boolean;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -96,6 +104,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
   Qwen3MoeForCausalLM: 'qwen3_moe',
+  Glm4MoeForCausalLM: 'glm4_moe',
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
@@ -227,7 +236,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
   refuseQuantized(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
-  // Mistral and Mixtral have none.
+  // GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
   const attnBias = arch === 'qwen2' ? true : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const rope = computeRope(parseRopeParams(cfg), headDim);
@@ -245,7 +254,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     qkvBias: attnBias,
     oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || qwen3) && cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
-    qkNorm: qwen3,
+    qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
@@ -261,13 +270,19 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
  * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
  */
 function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
-  if (arch !== 'mixtral' && arch !== 'qwen3_moe') return null;
-  // Qwen3-MoE's configs name the count num_experts (transformers 5 saves it as num_local_experts, Mixtral's name).
-  const experts = int(cfg, arch === 'qwen3_moe' && cfg.num_experts !== undefined ? 'num_experts' : 'num_local_experts', where);
+  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'glm4_moe') return null;
+  // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
+  // saves the last two as num_local_experts).
+  const own = arch === 'qwen3_moe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
+  const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
   const perToken = int(cfg, 'num_experts_per_tok', where);
   refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
-  if (arch === 'mixtral') return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null };
+  const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
+  if (arch === 'mixtral') {
+    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
+  }
   const layers = int(cfg, 'num_hidden_layers', where);
+  if (arch === 'glm4_moe') return glm4MoeRouting(cfg, where, experts, perToken, layers);
   const step = cfg.decoder_sparse_step ?? 1;
   refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
   const only = cfg.mlp_only_layers ?? [];
@@ -276,7 +291,33 @@ function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
     'shared experts (shared_expert_intermediate_size) are not supported');
   const moeLayers = Array.from({ length: layers }, (_, l) => !(only as number[]).includes(l) && (l + 1) % (step as number) === 0);
   return { experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
-    layers: moeLayers.every(Boolean) ? null : moeLayers };
+    layers: moeLayers.every(Boolean) ? null : moeLayers, ...softmax };
+}
+
+// GLM-4.5 (Glm4MoeTopkRouter): sigmoid scores, e_score_correction_bias in the choice, n_group / topk_group,
+// norm_topk_prob (default true), routed_scaling_factor; n_shared_experts shared experts of moe_intermediate_size each
+// (one is served: a shared MLP n times as wide is not an expert of the others' width); the first_k_dense_replace
+// layers keep a dense MLP of intermediate_size.
+function glm4MoeRouting(cfg: Json, where: string, experts: number, perToken: number, layers: number): MoeSpec {
+  const num = (key: string, dflt: number): number => {
+    const v = cfg[key] ?? dflt;
+    refuseIf(typeof v !== 'number' || !Number.isFinite(v), where, `${key} must be a number, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const shared = num('n_shared_experts', 1);
+  refuseIf(shared !== 0 && shared !== 1, where, `n_shared_experts ${shared} is not supported (0 or 1)`);
+  const groups = num('n_group', 1), topkGroups = num('topk_group', 1);
+  refuseIf(!Number.isInteger(groups) || groups < 1 || experts % groups !== 0 || (groups > 1 && experts / groups < 2) ||
+    !Number.isInteger(topkGroups) || topkGroups < 1 || topkGroups > groups || perToken > topkGroups * (experts / groups),
+  where, `n_group ${groups} / topk_group ${topkGroups} must split the ${experts} experts evenly and leave ${perToken} to choose from`);
+  const dense = num('first_k_dense_replace', 1);
+  const moeLayers = Array.from({ length: layers }, (_, l) => l >= dense);
+  refuseIf(!moeLayers.some(Boolean), where, `first_k_dense_replace ${dense} leaves no mixture-of-experts layer`);
+  return {
+    experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob !== false,
+    layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: true, groups, topkGroups,
+    routedScale: num('routed_scaling_factor', 1), sharedExpert: shared === 1,
+  };
 }
 
 /** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2). */

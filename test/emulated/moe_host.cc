@@ -1,7 +1,9 @@
-// The CUDA MoE layer's routing and row bookkeeping on the CPU: moe.cu's per-token choice (moe_body.h) and the host
+// The CUDA MoE layer's routing and row bookkeeping on the CPU: the per-token choice (model/moe_route.h, which moe.cu's
+// kernel and the CPU executor run) and the host
 // grouping of routed rows by expert (cuda/model/moe_plan.cc), composed as cuda_moe.cc composes them (gather, each
 // expert's GEMMs over its rows, SiLU·mul, the weighted combine through src_row / src_w), against a direct
-// per-token MoE in double precision: softmax, top-k, renormalisation, experts added in ascending order. Also: each
+// per-token MoE in double precision: softmax or sigmoid scores (choice bias, expert groups, routed scale), top-k,
+// renormalisation, a shared expert, experts added in ascending order. Also: each
 // expert's rows keep token order with their adapter entries, ties go to the lower expert, and a bad id is refused.
 // Plain host code: built with g++ by test/unit/cuda-moe-host.test.ts. Prints "N cases, 0 failed".
 #include <algorithm>
@@ -13,11 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "cuda/kernels/moe_body.h"
+#include "model/moe_route.h"
 #include "cuda/model/moe_plan.h"
 
 using weft::cuda::plan_moe_rows;
-using weft::cuda::moe::route_token;
+using weft::moe::route_token;
+using weft::moe::RouteParams;
 
 static int cases = 0, failed = 0;
 static void check(bool ok, const std::string& what) {
@@ -26,7 +29,7 @@ static void check(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
 }
 
-struct Shape { int T, E, k, H, I; bool renorm; };
+struct Shape { int T, E, k, H, I; bool renorm; bool sigmoid = false; int groups = 1, topk_groups = 1; float scale = 1.0f; bool shared = false; };
 
 static double silu(double v) { return v / (1.0 + std::exp(-v)); }
 
@@ -35,29 +38,37 @@ static void run(const Shape& s, unsigned seed) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   auto draw = [&](size_t n, float scale) { std::vector<float> v(n); for (auto& x : v) x = nd(rng) * scale; return v; };
   const auto x = draw(size_t(s.T) * s.H, 1.0f), wr = draw(size_t(s.E) * s.H, 0.5f);
-  const auto wup = draw(size_t(s.E) * 2 * s.I * s.H, 0.2f), wdown = draw(size_t(s.E) * s.H * s.I, 0.2f);
+  const int held = s.E + (s.shared ? 1 : 0);
+  const auto wup = draw(size_t(held) * 2 * s.I * s.H, 0.2f), wdown = draw(size_t(held) * s.H * s.I, 0.2f);
   std::vector<int32_t> entry(s.T);
   for (int t = 0; t < s.T; ++t) entry[t] = t < s.T / 3 ? -1 : t < 2 * s.T / 3 ? 1 : 0;  // three adapter runs
 
   // The router logits (float, as the GEMM's output), then the kernel body per token.
-  std::vector<float> logits(size_t(s.T) * s.E), weights(size_t(s.T) * s.k);
-  std::vector<int32_t> ids(size_t(s.T) * s.k);
+  std::vector<float> logits(size_t(s.T) * s.E);
   for (int t = 0; t < s.T; ++t)
     for (int e = 0; e < s.E; ++e) {
       double a = 0;
       for (int c = 0; c < s.H; ++c) a += double(x[t * s.H + c]) * wr[e * s.H + c];
       logits[t * s.E + e] = float(a);
     }
+  RouteParams rp;
+  rp.experts = s.E, rp.k = s.k, rp.renormalize = s.renorm, rp.sigmoid = s.sigmoid, rp.shared = s.shared;
+  rp.groups = s.groups, rp.topk_groups = s.topk_groups, rp.routed_scale = s.scale;
+  const int K = s.k + (s.shared ? 1 : 0), EH = s.E + (s.shared ? 1 : 0);  // experts run per token, experts held
+  const auto bias = draw(size_t(s.E), 0.3f);
+  std::vector<float> weights(size_t(s.T) * K);
+  std::vector<int32_t> ids(size_t(s.T) * K);
   for (int t = 0; t < s.T; ++t)
-    route_token([&](int e) { return logits[t * s.E + e]; }, s.E, s.k, s.renorm, &ids[t * s.k], &weights[t * s.k]);
+    route_token([&](int e) { return logits[t * s.E + e]; }, [&](int e) { return s.sigmoid ? bias[e] : 0.0f; }, rp,
+                &ids[t * K], &weights[t * K]);
 
   // cuda_moe.cc's composition.
-  const int64_t N = int64_t(s.T) * s.k;
+  const int64_t N = int64_t(s.T) * K;
   std::vector<int32_t> rows(N), entries(N), src_row(N), src_w(N);
-  const std::vector<int64_t> off = plan_moe_rows(ids.data(), s.T, s.k, s.E, entry.data(), rows.data(), entries.data(),
+  const std::vector<int64_t> off = plan_moe_rows(ids.data(), s.T, K, EH, entry.data(), rows.data(), entries.data(),
                                                  src_row.data(), src_w.data());
   std::vector<double> y(size_t(N) * s.H, 0.0);
-  for (int e = 0; e < s.E; ++e)
+  for (int e = 0; e < EH; ++e)
     for (int64_t r = off[e]; r < off[e + 1]; ++r) {
       const float* xr = &x[size_t(rows[r]) * s.H];
       std::vector<double> act(s.I);
@@ -77,33 +88,59 @@ static void run(const Shape& s, unsigned seed) {
     }
   std::vector<double> out(size_t(s.T) * s.H, 0.0);
   for (int t = 0; t < s.T; ++t)
-    for (int j = 0; j < s.k; ++j)
-      for (int c = 0; c < s.H; ++c) out[t * s.H + c] += weights[src_w[t * s.k + j]] * y[size_t(src_row[t * s.k + j]) * s.H + c];
+    for (int j = 0; j < K; ++j)
+      for (int c = 0; c < s.H; ++c) out[t * s.H + c] += weights[src_w[t * K + j]] * y[size_t(src_row[t * K + j]) * s.H + c];
 
   // The direct MoE, per token.
   double worst = 0, worst_w = 0;
   bool order_ok = true, grouping_ok = true;
   for (int t = 0; t < s.T; ++t) {
-    std::vector<double> p(s.E);
+    // transformers' routing in double: scores, choice values, the group mask, then the top k by choice value.
+    std::vector<double> score(s.E), choice(s.E);
     double mx = -INFINITY, sum = 0;
     for (int e = 0; e < s.E; ++e) mx = std::max(mx, double(logits[t * s.E + e]));
-    for (int e = 0; e < s.E; ++e) sum += (p[e] = std::exp(logits[t * s.E + e] - mx));
+    for (int e = 0; e < s.E; ++e) sum += std::exp(logits[t * s.E + e] - mx);
+    for (int e = 0; e < s.E; ++e) {
+      const double l = logits[t * s.E + e];
+      score[e] = s.sigmoid ? 1.0 / (1.0 + std::exp(-l)) : std::exp(l - mx) / sum;
+      choice[e] = s.sigmoid ? score[e] + bias[e] : score[e];
+    }
+    if (s.groups > 1) {
+      const int per = s.E / s.groups;
+      std::vector<double> gs(s.groups);
+      for (int g = 0; g < s.groups; ++g) {
+        std::vector<double> v(choice.begin() + g * per, choice.begin() + (g + 1) * per);
+        std::sort(v.rbegin(), v.rend());
+        gs[g] = v[0] + v[1];
+      }
+      std::vector<int> gi(s.groups);
+      std::iota(gi.begin(), gi.end(), 0);
+      std::stable_sort(gi.begin(), gi.end(), [&](int a, int b) { return gs[a] > gs[b]; });
+      std::vector<bool> on(s.groups, false);
+      for (int i = 0; i < s.topk_groups; ++i) on[gi[i]] = true;
+      for (int e = 0; e < s.E; ++e) if (!on[e / per]) choice[e] = -INFINITY;
+    }
     std::vector<int> idx(s.E);
     std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return choice[a] > choice[b]; });
     double top = 0;
-    for (int j = 0; j < s.k; ++j) top += p[idx[j]] / sum;
+    for (int j = 0; j < s.k; ++j) top += score[idx[j]];
+    auto want_w = [&](int e) {
+      const double w = s.renorm ? score[e] / (s.sigmoid ? top + 1e-20 : top) : score[e];
+      return w * s.scale;
+    };
     for (int j = 0; j < s.k; ++j) {
-      order_ok = order_ok && ids[t * s.k + j] == idx[j];
-      const double want = s.renorm ? (p[idx[j]] / sum) / top : p[idx[j]] / sum;
-      worst_w = std::max(worst_w, std::abs(weights[t * s.k + j] - want));
+      order_ok = order_ok && ids[t * K + j] == idx[j];
+      worst_w = std::max(worst_w, std::abs(weights[t * K + j] - want_w(idx[j])));
     }
+    if (s.shared) order_ok = order_ok && ids[t * K + s.k] == s.E && weights[t * K + s.k] == 1.0f;
     std::vector<int> chosen(idx.begin(), idx.begin() + s.k);
     std::sort(chosen.begin(), chosen.end());
+    if (s.shared) chosen.push_back(s.E);  // added last, weight 1
     for (int c = 0; c < s.H; ++c) {
       double ref = 0;
       for (int e : chosen) {
-        const double w = s.renorm ? (p[e] / sum) / top : p[e] / sum;
+        const double w = e == s.E ? 1.0 : want_w(e);
         std::vector<double> act(s.I);
         for (int i = 0; i < s.I; ++i) {
           double g = 0, u = 0;
@@ -120,22 +157,24 @@ static void run(const Shape& s, unsigned seed) {
       worst = std::max(worst, std::abs(out[t * s.H + c] - ref));
     }
     // src_row of the token's j-th (ascending) expert lies in that expert's rows and copies this token
-    for (int j = 0; j < s.k; ++j) {
-      const int r = src_row[t * s.k + j];
+    for (int j = 0; j < K; ++j) {
+      const int r = src_row[t * K + j];
       grouping_ok = grouping_ok && rows[r] == t && r >= off[chosen[j]] && r < off[chosen[j] + 1] &&
-                    ids[src_w[t * s.k + j]] == chosen[j];
+                    ids[src_w[t * K + j]] == chosen[j];
     }
   }
-  for (int e = 0; e < s.E; ++e)
+  for (int e = 0; e < EH; ++e)
     for (int64_t r = off[e]; r < off[e + 1]; ++r) {
       grouping_ok = grouping_ok && entries[r] == entry[rows[r]];
       if (r > off[e]) grouping_ok = grouping_ok && rows[r] > rows[r - 1];  // token order inside an expert
     }
   const std::string name = "T=" + std::to_string(s.T) + " E=" + std::to_string(s.E) + " k=" + std::to_string(s.k) +
-                           (s.renorm ? " renormalised" : "");
+                           (s.renorm ? " renormalised" : "") + (s.sigmoid ? " sigmoid" : "") +
+                           (s.groups > 1 ? " groups " + std::to_string(s.topk_groups) + "/" + std::to_string(s.groups) : "") +
+                           (s.shared ? " shared" : "");
   check(order_ok, name + ": experts in descending probability");
   check(worst_w < 1e-6, name + ": weights (max err " + std::to_string(worst_w) + ")");
-  check(grouping_ok && off[s.E] == N, name + ": rows grouped by expert, in token order, with their entries");
+  check(grouping_ok && off[EH] == N, name + ": rows grouped by expert, in token order, with their entries");
   check(worst < 1e-5, name + ": combined output vs the direct MoE (max err " + std::to_string(worst) + ")");
 }
 
@@ -144,11 +183,16 @@ int main() {
   run({13, 8, 3, 24, 12, false}, 2);
   run({1, 8, 8, 16, 4, true}, 3);      // every expert
   run({40, 128, 8, 32, 8, true}, 4);   // Qwen3-MoE's 128 experts, top 8
+  run({9, 8, 2, 16, 8, true, true, 1, 1, 1.0f, true}, 5);     // GLM-4.5: sigmoid, bias, a shared expert
+  run({11, 16, 3, 16, 8, true, true, 4, 2, 2.5f, true}, 6);   // DeepSeek-V3's groups and routed scale
+  run({6, 8, 2, 16, 8, false, true, 2, 1, 1.0f, false}, 7);   // sigmoid, no renormalisation
   // A tie goes to the lower index; the renormalised pair sums to 1.
   int32_t ids[2];
   float w[2];
   const float tie[4] = {0.5f, 2.0f, 2.0f, -1.0f};
-  route_token([&](int e) { return tie[e]; }, 4, 2, true, ids, w);
+  RouteParams tp;
+  tp.experts = 4, tp.k = 2, tp.renormalize = true;
+  route_token([&](int e) { return tie[e]; }, [](int) { return 0.0f; }, tp, ids, w);
   check(ids[0] == 1 && ids[1] == 2 && std::abs(w[0] - 0.5f) < 1e-7 && std::abs(w[1] - 0.5f) < 1e-7, "ties: lower index first");
   bool threw = false;
   try {

@@ -66,6 +66,13 @@ struct ModelConfig {
   int64_t num_experts = 0, experts_per_token = 0, expert_intermediate_local = 0;
   bool moe_renormalize = false;
   std::vector<uint8_t> layer_moe;
+  // Routing variants (model/moe_route.h): moe_sigmoid (GLM-4.5) scores experts by sigmoid, ranks them with the
+  // bias layers.<l>.router.bias [num_experts] added, within the moe_topk_groups best of moe_groups groups, and
+  // scales the weights by moe_routed_scale. moe_shared_expert: expert index num_experts (experts.<E>.*, the same
+  // width) runs for every token with weight 1 (GLM-4.5's shared expert).
+  bool moe_sigmoid = false, moe_shared_expert = false;
+  int64_t moe_groups = 1, moe_topk_groups = 1;
+  float moe_routed_scale = 1.0f;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };
@@ -173,6 +180,11 @@ class ModelExecutor {
 void check_model_config(const ModelConfig& cfg);  // throws std::invalid_argument naming what is wrong
 int64_t module_in(const ModelConfig& cfg, int module);
 bool layer_is_moe(const ModelConfig& cfg, int64_t layer);  // the layer's MLP is a mixture of experts
+// The experts a MoE layer holds (num_experts, plus the shared one) and the experts each token runs (k, plus it).
+inline int64_t experts_held(const ModelConfig& c) { return c.num_experts + (c.moe_shared_expert ? 1 : 0); }
+inline int64_t experts_run(const ModelConfig& c) { return c.experts_per_token + (c.moe_shared_expert ? 1 : 0); }
+namespace moe { struct RouteParams; }
+moe::RouteParams route_params(const ModelConfig& c);  // model/moe.cc
 // A LoRA part's input / output width: module_in / module_out, or an expert's up / down (expert >= 0).
 int64_t part_in(const ModelConfig& cfg, int module, int expert);
 int64_t part_out(const ModelConfig& cfg, int module, int expert);

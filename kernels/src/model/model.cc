@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cpu/ops.h"
+#include "model/moe_route.h"
 
 namespace weft {
 
@@ -45,6 +46,15 @@ void check_model_config(const ModelConfig& c) {
                                 "expert_intermediate_local > 0 and a gated MLP");
   if (!c.layer_moe.empty() && (c.num_experts == 0 || static_cast<int64_t>(c.layer_moe.size()) != c.layers))
     throw std::invalid_argument("model config: layer_moe needs experts and one entry per layer");
+  if (c.num_experts > moe::kMaxExperts || c.experts_per_token > moe::kMaxTopK)
+    throw std::invalid_argument("model config: at most " + std::to_string(moe::kMaxExperts) + " experts and " +
+                                std::to_string(moe::kMaxTopK) + " per token");
+  if (c.moe_groups < 1 || c.moe_groups > moe::kMaxGroups || c.moe_topk_groups < 1 || c.moe_topk_groups > c.moe_groups ||
+      (c.num_experts > 0 && (c.num_experts % c.moe_groups != 0 || (c.moe_groups > 1 && c.num_experts / c.moe_groups < 2))) ||
+      (c.moe_groups > 1 && !c.moe_sigmoid) ||
+      (c.num_experts > 0 && c.experts_per_token > c.moe_topk_groups * (c.num_experts / c.moe_groups)))
+    throw std::invalid_argument("model config: expert groups must split the experts evenly (2 or more each), with "
+                                "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid routing)");
 }
 
 bool layer_is_moe(const ModelConfig& c, int64_t layer) {
@@ -114,11 +124,12 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (layer_is_moe(c, layer)) {
     if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
     if (p == "router.weight") return c.num_experts * h;
+    if (p == "router.bias") return c.moe_sigmoid ? c.num_experts : -1;  // e_score_correction_bias
     if (starts_with(p, "experts.")) {  // experts.<e>.up.weight | experts.<e>.down.weight
       const size_t d = p.find('.', 8);
       if (d == std::string::npos || d == 8 || p.find_first_not_of("0123456789", 8) != d) return -1;
       const int64_t e = std::stoll(p.substr(8, d - 8));
-      if (e >= c.num_experts) return -1;
+      if (e >= experts_held(c)) return -1;
       const std::string rest = p.substr(d + 1);
       if (rest == "up.weight") return 2 * c.expert_intermediate_local * h;
       if (rest == "down.weight") return h * c.expert_intermediate_local;
@@ -147,7 +158,8 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
     for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight"}) required.push_back(layer_name(i, s));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
-      for (int64_t e = 0; e < c.num_experts; ++e) {
+      if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
+      for (int64_t e = 0; e < experts_held(c); ++e) {
         const std::string ex = "experts." + std::to_string(e) + ".";
         required.push_back(layer_name(i, (ex + "up.weight").c_str()));
         required.push_back(layer_name(i, (ex + "down.weight").c_str()));
@@ -188,7 +200,7 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
   if (module != kLmHead && module != kEmbed && (layer < 0 || layer >= c.layers))
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " out of range");
   const int expert = part.expert;
-  if (expert >= 0 && ((module != kUp && module != kDown) || expert >= c.num_experts || !layer_is_moe(c, layer)))
+  if (expert >= 0 && ((module != kUp && module != kDown) || expert >= experts_held(c) || !layer_is_moe(c, layer)))
     throw std::invalid_argument("lora: expert " + std::to_string(expert) + " of layer " + std::to_string(layer) +
                                 " module " + std::to_string(module) + " is not an expert's up or down of a MoE layer");
   if (expert < -1) throw std::invalid_argument("lora: expert must be -1 or an expert index");

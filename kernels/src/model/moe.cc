@@ -1,55 +1,45 @@
-// Model::moe_mlp — a mixture-of-experts MLP on the CPU, as transformers computes Mixtral's and Qwen3-MoE's: the
-// router's logits, a softmax over all experts, the top experts_per_token (renormalised to sum 1 when the model
-// says so), then each chosen expert's gated MLP (with its LoRA parts for the rows' adapters) times its weight,
-// added up in expert order. Every rank routes alike (the router is replicated and x is the same on every rank);
+// Model::moe_mlp — a mixture-of-experts MLP on the CPU, as transformers computes Mixtral's, Qwen3-MoE's and
+// GLM-4.5's: the router's logits, each token's experts and weights (model/moe_route.h: softmax or sigmoid routing,
+// plus a shared expert), then each chosen expert's gated MLP (with its LoRA parts for the rows' adapters) times its
+// weight, added up in expert order (the shared expert last, as transformers adds it). Every rank routes alike (the router is replicated and x is the same on every rank);
 // each holds a slice of every expert's intermediate rows, so its sum is a partial one, all-reduced by the caller.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "cpu/ops.h"
 #include "model/model.h"
+#include "model/moe_route.h"
 
 namespace weft {
 
-namespace {
-// Per token: the chosen experts (descending probability; ties to the lower index) and their weights.
-struct Routing {
-  std::vector<int32_t> expert;  // [T, k]
-  std::vector<float> weight;    // [T, k]
-};
-
-Routing route(const float* logits, int64_t T, int64_t E, int64_t k, bool renormalize) {
-  Routing r{std::vector<int32_t>(static_cast<size_t>(T * k)), std::vector<float>(static_cast<size_t>(T * k))};
-  std::vector<float> prob(static_cast<size_t>(E));
-  std::vector<int32_t> order(static_cast<size_t>(E));
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = logits + t * E;
-    const float mx = *std::max_element(row, row + E);
-    float sum = 0.0f;
-    for (int64_t e = 0; e < E; ++e) sum += (prob[e] = std::exp(row[e] - mx));
-    for (int64_t e = 0; e < E; ++e) prob[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int32_t a, int32_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
-    float top = 0.0f;
-    for (int64_t j = 0; j < k; ++j) top += prob[order[j]];
-    for (int64_t j = 0; j < k; ++j) {
-      r.expert[t * k + j] = order[j];
-      r.weight[t * k + j] = renormalize ? prob[order[j]] / top : prob[order[j]];
-    }
-  }
-  return r;
+moe::RouteParams route_params(const ModelConfig& c) {
+  moe::RouteParams p;
+  p.experts = static_cast<int>(c.num_experts);
+  p.k = static_cast<int>(c.experts_per_token);
+  p.renormalize = c.moe_renormalize;
+  p.sigmoid = c.moe_sigmoid;
+  p.shared = c.moe_shared_expert;
+  p.groups = static_cast<int>(c.moe_groups);
+  p.topk_groups = static_cast<int>(c.moe_topk_groups);
+  p.routed_scale = c.moe_routed_scale;
+  return p;
 }
-}  // namespace
 
 void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* out) const {
-  const int64_t H = cfg_.hidden, E = cfg_.num_experts, k = cfg_.experts_per_token, I = cfg_.expert_intermediate_local;
+  const int64_t H = cfg_.hidden, R = cfg_.num_experts, E = experts_held(cfg_), k = experts_run(cfg_);
+  const int64_t I = cfg_.expert_intermediate_local;
   const std::string p = "layers." + std::to_string(l) + ".";
-  std::vector<float> logits(static_cast<size_t>(T * E));
-  cpu::gemm_xwt(x, T, H, w(p + "router.weight"), E, nullptr, logits.data(), false);
-  const Routing r = route(logits.data(), T, E, k, cfg_.moe_renormalize);
+  std::vector<float> logits(static_cast<size_t>(T * R));
+  cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, nullptr, logits.data(), false);
+  const float* bias = cfg_.moe_sigmoid ? w(p + "router.bias") : nullptr;
+  const moe::RouteParams rp = route_params(cfg_);
+  struct { std::vector<int32_t> expert; std::vector<float> weight; } r{std::vector<int32_t>(static_cast<size_t>(T * k)),
+                                                                       std::vector<float>(static_cast<size_t>(T * k))};
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = logits.data() + t * R;
+    moe::route_token([row](int e) { return row[e]; }, [bias](int e) { return bias ? bias[e] : 0.0f; }, rp,
+                     r.expert.data() + t * k, r.weight.data() + t * k);
+  }
 
   std::fill(out, out + T * H, 0.0f);
   std::vector<int64_t> rows;

@@ -87,6 +87,11 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.experts_per_token = static_cast<int64_t>(num_or(o, "expertsPerToken", 0));
   c.expert_intermediate_local = static_cast<int64_t>(num_or(o, "expertIntermediateLocal", 0));
   c.moe_renormalize = o.Get("moeRenormalize").ToBoolean().Value();
+  c.moe_sigmoid = o.Get("moeSigmoid").ToBoolean().Value();
+  c.moe_shared_expert = o.Get("moeSharedExpert").ToBoolean().Value();
+  c.moe_groups = static_cast<int64_t>(num_or(o, "moeGroups", 1));
+  c.moe_topk_groups = static_cast<int64_t>(num_or(o, "moeTopkGroups", 1));
+  c.moe_routed_scale = static_cast<float>(num_or(o, "moeRoutedScale", 1.0));
   const Napi::Value moe = o.Get("layerMoe");
   if (!moe.IsUndefined() && !moe.IsNull()) {
     if (!moe.IsArray()) throw Napi::TypeError::New(o.Env(), "layerMoe must be an array of booleans");

@@ -53,6 +53,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "model/moe_route.h"
+
 namespace weft::cuda {
 
 enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
@@ -110,12 +112,11 @@ cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const f
 
 // Elementwise ---------------------------------------------------------------------------------------
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
-// Mixture of experts (moe.cu; model/moe.cc on the CPU). moe_route: per token of logits [tokens, experts] (dtype), the
-// k experts of largest softmax probability (fp32 over all experts; ties to the lower index) in descending order,
-// ids [tokens, k], and their probabilities, renormalised to sum 1 when asked, weights [tokens, k]; experts <= 512,
-// k <= 16. moe_gather: out[r] = x[rows[r]] for n rows of `width` elements. moe_combine: out[t] = Σ_j
+// Mixture of experts (moe.cu; model/moe.cc on the CPU). moe_route: per token of logits [tokens, p.experts] (dtype),
+// model/moe_route.h's choice: ids and weights [tokens, p.k (+1 with p.shared)]; bias: sigmoid routing's float32 choice
+// bias [p.experts] (else null). moe_gather: out[r] = x[rows[r]] for n rows of `width` elements. moe_combine: out[t] = Σ_j
 // weights[src_w[t·k + j]] · y[src_row[t·k + j]] over j < k in that order, fp32 sums, rows of `hidden`.
-cudaError_t moe_route(const void* logits, DType dtype, int64_t tokens, int64_t experts, int64_t k, bool renormalize,
+cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream);
 cudaError_t moe_gather(const void* x, DType dtype, int64_t width, const int32_t* rows, int64_t n, void* out,
                        cudaStream_t stream);

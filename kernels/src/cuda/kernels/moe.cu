@@ -4,7 +4,7 @@
 // renormalised over the k when asked; a token's experts are added in ascending expert order, as transformers'
 // per-expert index_add does.
 #include "common.cuh"
-#include "moe_body.h"
+#include "model/moe_route.h"
 
 namespace weft::cuda {
 namespace {
@@ -13,12 +13,14 @@ using detail::to_f;
 constexpr int kThreads = 128;
 
 template <class T>
-__global__ void moe_route_kernel(const T* logits, int64_t tokens, int experts, int k, bool renormalize, int32_t* ids,
+__global__ void moe_route_kernel(const T* logits, const float* bias, int64_t tokens, moe::RouteParams p, int32_t* ids,
                                  float* weights) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= tokens) return;
-  const T* row = logits + t * experts;
-  moe::route_token([row](int e) { return to_f(row[e]); }, experts, k, renormalize, ids + t * k, weights + t * k);
+  const T* row = logits + t * p.experts;
+  const int out = p.k + (p.shared ? 1 : 0);
+  moe::route_token([row](int e) { return to_f(row[e]); }, [bias](int e) { return bias ? bias[e] : 0.0f; }, p,
+                   ids + t * out, weights + t * out);
 }
 
 // out[r, :] = x[rows[r], :] for r < n (rows of `words` 16-bit words).
@@ -43,15 +45,16 @@ __global__ void moe_combine_kernel(const T* y, const int32_t* src_row, const int
 }
 }  // namespace
 
-cudaError_t moe_route(const void* logits, DType dtype, int64_t tokens, int64_t experts, int64_t k, bool renormalize,
+cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream) {
-  if (tokens < 0 || experts <= 0 || experts > moe::kMaxExperts || k <= 0 || k > moe::kMaxTopK || k > experts)
+  if (tokens < 0 || p.experts <= 0 || p.experts > moe::kMaxExperts || p.k <= 0 || p.k > moe::kMaxTopK || p.k > p.experts ||
+      (p.sigmoid && !bias))
     return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     moe_route_kernel<T><<<static_cast<unsigned>((tokens + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-        static_cast<const T*>(logits), tokens, static_cast<int>(experts), static_cast<int>(k), renormalize, ids, weights);
+        static_cast<const T*>(logits), bias, tokens, p, ids, weights);
     return cudaGetLastError();
   });
 }

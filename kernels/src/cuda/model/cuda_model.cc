@@ -104,11 +104,14 @@ void CudaModel::set_weight(const std::string& name, const float* data, int64_t n
   std::lock_guard<std::mutex> lock(mu_);
   DeviceScope scope(device_);
   DeviceBuffer& buf = weights_[name];
-  if (buf.bytes() != static_cast<size_t>(n) * ds_) {
-    buf.allocate(static_cast<size_t>(n) * ds_);
+  // A MoE router's choice bias stays float32, as transformers keeps e_score_correction_bias (it shifts a ranking).
+  const bool f32 = name.size() > 12 && name.compare(name.size() - 12, 12, ".router.bias") == 0;
+  const size_t bytes = static_cast<size_t>(n) * (f32 ? sizeof(float) : ds_);
+  if (buf.bytes() != bytes) {
+    buf.allocate(bytes);
     generation_++;
   }
-  uploader_.upload(data, n, buf.get(), opts_.dtype, stream_);
+  uploader_.upload(data, n, buf.get(), f32 ? DType::kF32 : opts_.dtype, stream_);
   if (finalized_) bind_weights();
 }
 
@@ -140,7 +143,8 @@ void CudaModel::bind_weights() {
     if (!layer_is_moe(cfg_, i)) continue;
     MoeWeights& m = moe_w_[i];
     m.router = weight(layer_name(i, "router.weight"));
-    for (int64_t e = 0; e < cfg_.num_experts; ++e) {
+    m.router_bias = static_cast<const float*>(weight_opt(layer_name(i, "router.bias")));
+    for (int64_t e = 0; e < experts_held(cfg_); ++e) {
       const std::string ex = "experts." + std::to_string(e) + ".";
       m.up.push_back(weight(layer_name(i, (ex + "up.weight").c_str())));
       m.down.push_back(weight(layer_name(i, (ex + "down.weight").c_str())));

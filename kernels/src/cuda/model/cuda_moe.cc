@@ -45,7 +45,8 @@ void CudaModel::expert_lora(int layer, int module, int expert, const void* x, in
 }
 
 void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
-  const int64_t T = p.rows, H = cfg_.hidden, E = cfg_.num_experts, k = cfg_.experts_per_token;
+  // R routed experts (router outputs); E experts held (the shared one last); k experts run per token.
+  const int64_t T = p.rows, H = cfg_.hidden, R = cfg_.num_experts, E = experts_held(cfg_), k = experts_run(cfg_);
   const int64_t I = cfg_.expert_intermediate_local, N = T * k;  // N: routed rows (token, expert) pairs
   const DType dt = opts_.dtype;
   const MoeWeights& w = moe_w_[static_cast<size_t>(l)];
@@ -53,7 +54,7 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
 
   // Grow-only scratch (a reallocation frees with cudaFree, which waits for the device: only while a larger step
   // first arrives).
-  moe_.logits.ensure(static_cast<size_t>(T * E) * ds_);
+  moe_.logits.ensure(static_cast<size_t>(T * R) * ds_);
   moe_.ids.ensure(static_cast<size_t>(N) * sizeof(int32_t));
   moe_.weights.ensure(static_cast<size_t>(N) * sizeof(float));
   moe_.map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
@@ -65,8 +66,10 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
   moe_.host_map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
 
   ops_.mark("moe router", stream_);
-  gemm(buf_.x.get(), w.router, moe_.logits.get(), T, E, H, nullptr);
-  WEFT_CUDA_CHECK(moe_route(moe_.logits.get(), dt, T, E, k, cfg_.moe_renormalize, moe_.ids.as<int32_t>(),
+  // The logits are rounded to the dtype (as transformers' Mixtral and Qwen3-MoE compute them; GLM-4.5's router
+  // computes them in fp32 from the same bf16 weights — a difference that can move a near tie).
+  gemm(buf_.x.get(), w.router, moe_.logits.get(), T, R, H, nullptr);
+  WEFT_CUDA_CHECK(moe_route(moe_.logits.get(), dt, w.router_bias, T, route_params(cfg_), moe_.ids.as<int32_t>(),
                             moe_.weights.as<float>(), stream_));
   WEFT_CUDA_CHECK(cudaMemcpyAsync(moe_.host_ids.as<void>(), moe_.ids.get(), static_cast<size_t>(N) * sizeof(int32_t),
                                   cudaMemcpyDeviceToHost, stream_));

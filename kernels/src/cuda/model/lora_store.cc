@@ -38,7 +38,7 @@ const char* module_name(int module) {
 LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
     : cfg_(cfg), dtype_(dtype), entries_(static_cast<int32_t>(cfg.adapter_slots)),
       num_dense_tables_(static_cast<int>(cfg.layers) * kNumLayerModules + 2),
-      num_tables_(num_dense_tables_ + static_cast<int>(cfg.layers * cfg.num_experts * 2)) {
+      num_tables_(num_dense_tables_ + static_cast<int>(cfg.layers * experts_held(cfg) * 2)) {
   size_t at = 0;
   layouts_.resize(static_cast<size_t>(num_tables_));
   for (int t = 0; t < num_tables_; ++t) {
@@ -109,7 +109,7 @@ std::vector<LoraStore::Slice> LoraStore::slices_of(int module, int expert) const
 }
 
 int LoraStore::table_index(int layer, int module, int expert) const {
-  if (expert >= 0) return num_dense_tables_ + static_cast<int>((layer * cfg_.num_experts + expert) * 2) + (module == kDown ? 1 : 0);
+  if (expert >= 0) return num_dense_tables_ + static_cast<int>((layer * experts_held(cfg_) + expert) * 2) + (module == kDown ? 1 : 0);
   return module == kEmbed ? num_dense_tables_ - 1 : module == kLmHead ? num_dense_tables_ - 2 : layer * kNumLayerModules + module;
 }
 

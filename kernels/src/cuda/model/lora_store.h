@@ -114,7 +114,7 @@ class LoraStore {
     return table == num_dense_tables_ - 1 ? kEmbed : table == num_dense_tables_ - 2 ? kLmHead : table % kNumLayerModules;
   }
   int expert_of(int table) const {
-    return table >= num_dense_tables_ ? static_cast<int>(((table - num_dense_tables_) / 2) % cfg_.num_experts) : -1;
+    return table >= num_dense_tables_ ? static_cast<int>(((table - num_dense_tables_) / 2) % experts_held(cfg_)) : -1;
   }
   std::vector<Slice> slices_of(int module, int expert = -1) const;
   template <class T> T* host(int table, size_t Layout::*field) {
