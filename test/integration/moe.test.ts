@@ -26,9 +26,10 @@ const QWEN3_MOE = {
 test('MoE configs: Mixtral renormalises, Qwen3-MoE follows norm_topk_prob, mlp_only_layers and decoder_sparse_step', () => {
   const mixtral = readModelSpec(loadGoldenCase('mixtral').modelDir);
   assert.equal(mixtral.architecture, 'mixtral');
-  assert.deepEqual(mixtral.moe, { experts: 4, perToken: 2, intermediate: 48, renormalize: true, layers: null });
+  const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
+  assert.deepEqual(mixtral.moe, { experts: 4, perToken: 2, intermediate: 48, renormalize: true, layers: null, ...softmax });
   const qwen = parseModelSpec({ ...QWEN3_MOE, norm_topk_prob: true, mlp_only_layers: [0], decoder_sparse_step: 2 });
-  assert.deepEqual(qwen.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true, layers: [false, true, false, true] });
+  assert.deepEqual(qwen.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true, layers: [false, true, false, true], ...softmax });
   assert.equal(qwen.qkNorm, true);
   assert.equal(parseModelSpec(QWEN3_MOE).moe!.renormalize, false);  // Qwen3MoeConfig's default
   assert.equal(parseModelSpec(QWEN3_MOE).moe!.layers, null);
@@ -38,6 +39,28 @@ test('MoE configs: Mixtral renormalises, Qwen3-MoE follows norm_topk_prob, mlp_o
   assert.throws(() => parseModelSpec({ ...QWEN3_MOE, num_experts_per_tok: 9 }), /num_experts_per_tok 9 is more than the 8 experts/);
   assert.throws(() => parseModelSpec({ ...QWEN3_MOE, shared_expert_intermediate_size: 64 }), /shared experts .* not supported/);
   assert.throws(() => parseModelSpec({ ...QWEN3_MOE, decoder_sparse_step: 0 }), /decoder_sparse_step must be a positive integer/);
+});
+
+test('GLM-4.5 configs: sigmoid routing, groups, routed scale, the shared expert and the dense first layers', () => {
+  const glm = readModelSpec(loadGoldenCase('glm4_moe').modelDir);
+  assert.equal(glm.architecture, 'glm4_moe');
+  assert.deepEqual(glm.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true, layers: [false, true], sigmoid: true,
+    groups: 2, topkGroups: 1, routedScale: 2.5, sharedExpert: true });
+  assert.equal(glm.qkNorm, true);
+  assert.equal(glm.oBias, false);  // q/k/v biases only
+  assert.equal(glm.rope!.rotaryDim, 16);  // partial_rotary_factor 0.5 of head_dim 32, rotate-half
+  assert.equal(glm.ropeInterleaved, false);
+  const base = { architectures: ['Glm4MoeForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 3,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 128, max_position_embeddings: 256,
+    n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 32 };
+  // GLM4MoeConfig's defaults: one shared expert, one group, norm_topk_prob true, scale 1, first layer dense
+  assert.deepEqual(parseModelSpec(base).moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true,
+    layers: [false, true, true], sigmoid: true, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: true });
+  assert.equal(parseModelSpec({ ...base, n_shared_experts: 0, first_k_dense_replace: 0 }).moe!.sharedExpert, false);
+  assert.throws(() => parseModelSpec({ ...base, n_shared_experts: 2 }), /n_shared_experts 2 is not supported/);
+  assert.throws(() => parseModelSpec({ ...base, n_group: 3 }), /n_group 3 \/ topk_group 1 must split the 8 experts evenly/);
+  assert.throws(() => parseModelSpec({ ...base, n_group: 4, topk_group: 0 }), /must split the 8 experts/);
+  assert.throws(() => parseModelSpec({ ...base, first_k_dense_replace: 3 }), /leaves no mixture-of-experts layer/);
 });
 
 type Tensor = { shape: number[]; data: Float32Array };
