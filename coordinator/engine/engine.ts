@@ -238,7 +238,7 @@ export class Engine implements GenerationEngine {
       'weft.prompt_tokens': ids.length, 'weft.adapter': adapter?.id ?? '' } });
     const state = new RequestState(req, ids, adapter?.key ?? null, span,
       this.tracer.startSpan('engine.queue', {}, trace.setSpan(otelContext.active(), span)),
-      (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: true }), startedAt);
+      (t) => this.tokenizer.decodeSync(t, { skipSpecialTokens: req.keepSpecialTokens !== true }), startedAt);
     this.requests.set(seqId, state);
     if (adapter) this.registry.acquire(adapter);
     const eos = [...new Set([...(req.ignoreEos ? [] : this.info.eosTokenIds), ...(req.stopTokenIds ?? [])])];
@@ -427,7 +427,9 @@ export class Engine implements GenerationEngine {
     if (st.generated === 1) this.observer.firstToken?.((now - st.startedAt) / 1000);
     else this.observer.interToken?.((now - st.lastTokenAt) / 1000);
     st.lastTokenAt = now;
-    let delta = st.detok.push(ev.token);
+    // The EOS / stop token that ends the generation is never text (skipped as special, or left out as vLLM does).
+    const ending = ev.finished === 'eos_token' && st.req.keepSpecialTokens === true;
+    let delta = ending ? '' : st.detok.push(ev.token);
     if (ev.finished) delta += st.detok.flush();
     const stopped = st.appendAndCheckStop(delta, st.generated >= (st.req.minNewTokens ?? 0));
     const names = this.tokenizer.tokenStringsSync([ev.token, ...ev.top.map((t) => t.token)]);

@@ -53,6 +53,11 @@ export interface GenerateRequest {
   stopTokenIds?: number[];
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
+  /**
+   * skip_special_tokens: false (vLLM): the text keeps the special tokens the model generates (chat markers, tool-call
+   * tags) instead of dropping them — except the EOS / stop token that ends the generation, as vLLM leaves it out.
+   */
+  keepSpecialTokens?: boolean;
   /** Structured output: a checked pattern (coordinator/http/structured-output.ts) the generated text must match. */
   constraint?: string;
 }

@@ -121,6 +121,7 @@ async function start(
       ...(valid.minNewTokens > 0 ? { minNewTokens: valid.minNewTokens } : {}),
       ...(valid.stopTokenIds.length > 0 ? { stopTokenIds: valid.stopTokenIds } : {}),
       ...(valid.truncate !== undefined ? { truncate: valid.truncate } : {}),
+      ...(valid.keepSpecialTokens ? { keepSpecialTokens: true } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

@@ -85,6 +85,8 @@ export interface ValidOpenAi {
   stopTokenIds: number[];
   /** include_stop_str_in_output (vLLM): the matched stop sequence stays at the end of the text. */
   includeStop: boolean;
+  /** skip_special_tokens: false (vLLM): special tokens stay in the text (GenerateRequest.keepSpecialTokens). */
+  keepSpecialTokens: boolean;
   /** truncate_prompt_tokens (vLLM): keep only the last this many prompt tokens (TGI's truncate). */
   truncate: number | undefined;
   /** Structured output from response_format (json_object / json_schema); undefined for text. */
@@ -128,8 +130,9 @@ const COMMON_KEYS = [
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
   'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids', 'include_stop_str_in_output',
   'truncate_prompt_tokens', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'structured_outputs',
+  'skip_special_tokens',
   // vLLM sampling fields clients send at their defaults: accepted there only (NEUTRAL)
-  'skip_special_tokens', 'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
+  'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
   'return_tokens_as_token_ids', 'priority',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
@@ -151,7 +154,6 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   service_tier: (v) => v === 'auto' || v === 'default',
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text',
   // vLLM's, at the values that mean what weft does
-  skip_special_tokens: (v) => v === true,
   spaces_between_special_tokens: (v) => v === true,
   use_beam_search: (v) => v === false,
   length_penalty: (v) => v === 1,
@@ -267,6 +269,7 @@ function commonFields(
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
     stopTokenIds: stopTokenIdsOf(top),
     includeStop: optional(top, 'include_stop_str_in_output', bool) ?? false,
+    keepSpecialTokens: optional(top, 'skip_special_tokens', bool) === false,
     truncate: truncatePromptTokensOf(top, limits),
     n: choicesOf(top),
     constraint: openaiConstraint(top),

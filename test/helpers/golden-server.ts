@@ -8,13 +8,16 @@ import { parseArgs, type LaunchConfig } from '../../deploy/config/index.js';
 import { loadGoldenCase, type GoldenCase } from './golden.js';
 import { refLogSoftmax } from './reference-ops.js';
 
-export function tokenizedGoldenModel(c: GoldenCase): string {
+/** specialTokens: ids the tokenizer marks as special added tokens, with their text (e.g. { 3: '<tool>' }). */
+export function tokenizedGoldenModel(c: GoldenCase, specialTokens: Record<number, string> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), `weft-${c.name}-`));
   for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(c.modelDir, f), join(dir, f));
   const vocab: Record<string, number> = {};
   for (let i = 0; i < c.vocab; i++) vocab[`t${i}`] = i;
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null,
+    version: '1.0', truncation: null, padding: null, normalizer: null,
+    added_tokens: Object.entries(specialTokens).map(([id, content]) => ({ id: Number(id), content, single_word: false,
+      lstrip: false, rstrip: false, normalized: false, special: true })),
     pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
     model: { type: 'WordLevel', vocab, unk_token: 't0' },
   }));
@@ -39,11 +42,13 @@ export interface GoldenServerExtras {
   logs?: LaunchEnvironment['logs'];
   /** The golden case served (default llama). */
   caseName?: string;
+  /** Token ids the served tokenizer marks as special, with their text. */
+  specialTokens?: Record<number, string>;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
   const c = loadGoldenCase(extras.caseName ?? 'llama');
-  const flags = ['--model-id', tokenizedGoldenModel(c), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
+  const flags = ['--model-id', tokenizedGoldenModel(c, extras.specialTokens), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
     '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',
     '--log-level', 'silent', '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000'];

@@ -98,11 +98,21 @@ describe('POST /v1/completions', () => {
       early_stopping: false, return_tokens_as_token_ids: false, priority: 0 };
     const ok = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, ...defaults });
     assert.equal(ok.statusCode, 200, ok.body);
-    for (const [key, value] of [['skip_special_tokens', false], ['use_beam_search', true], ['priority', 5]] as const) {
+    for (const [key, value] of [['spaces_between_special_tokens', false], ['use_beam_search', true], ['priority', 5]] as const) {
       const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, [key]: value });
       assert.equal(r.statusCode, 422, key);
       assert.match(r.body, new RegExp(key));
     }
+  });
+
+  test('skip_special_tokens (vLLM): false keeps special tokens in the text; a non-boolean is a 422', async () => {
+    await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, skip_special_tokens: false });
+    assert.equal(last().keepSpecialTokens, true);
+    await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, skip_special_tokens: true });
+    assert.equal(last().keepSpecialTokens, undefined);
+    const r = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, skip_special_tokens: 'no' });
+    assert.equal(r.statusCode, 422);
+    assert.match(r.body, /skip_special_tokens/);
   });
 
   test('truncate_prompt_tokens (vLLM) becomes the engine\'s truncate; 0 or above the input limit is a 422', async () => {
