@@ -122,7 +122,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
       maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS,
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
-      asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching,
+      asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching, trustRequestChatTemplate: o.trustRequestChatTemplate,
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,

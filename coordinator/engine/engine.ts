@@ -38,6 +38,8 @@ export interface EngineLimits {
   dtype?: 'float32' | 'bfloat16' | 'float16';
   /** Send each step before the previous one's result is back (default true); see Engine.loop. */
   asyncScheduling?: boolean;
+  /** --trust-request-chat-template: chat requests may bring their own template (default false). */
+  trustRequestChatTemplate?: boolean;
   /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
   prefixCaching?: boolean;
 }
@@ -113,6 +115,7 @@ export class Engine implements GenerationEngine {
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
       structuredOutput: tokenizer.structuredOutputProblem === null,
+      trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
     };
     this.scheduler = this.newScheduler();
   }
@@ -176,11 +179,14 @@ export class Engine implements GenerationEngine {
 
   renderChat(messages: { role: string; content: string }[], how: ChatRender = {}): string {
     try {
-      return renderChat(this.tokenizer.chatTemplate, messages, { addGenerationPrompt: how.addGenerationPrompt ?? true,
+      return renderChat(how.template ?? this.tokenizer.chatTemplate, messages, { addGenerationPrompt: how.addGenerationPrompt ?? true,
         continueFinalMessage: how.continueFinalMessage === true, ...(how.templateKwargs ? { extra: how.templateKwargs } : {}),
         bosToken: this.tokenizer.bosToken, eosToken: this.tokenizer.eosToken });
     } catch (e) {
-      if (e instanceof ChatTemplateError) throw new EngineError('validation', e.message);
+      if (e instanceof ChatTemplateError) {
+        throw new EngineError('validation', how.template === undefined ? e.message
+          : e.message.replace("the model's chat_template", "the request's chat_template"));
+      }
       throw e;
     }
   }

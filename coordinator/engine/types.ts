@@ -70,6 +70,8 @@ export interface ChatRender {
   continueFinalMessage?: boolean;
   /** chat_template_kwargs: further template variables (e.g. Qwen3's enable_thinking). */
   templateKwargs?: Record<string, unknown>;
+  /** chat_template (vLLM): the request's own Jinja template instead of the model's (--trust-request-chat-template). */
+  template?: string;
 }
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence';
@@ -143,6 +145,8 @@ export interface EngineInfo {
   prefixCaching: boolean;
   /** Structured output and tools are available: the tokenizer's pieces are text (byte-level BPE, SentencePiece). */
   structuredOutput: boolean;
+  /** --trust-request-chat-template: chat requests may bring their own Jinja template (vLLM's `chat_template`). */
+  trustRequestChatTemplate: boolean;
 }
 
 export interface EngineStats {

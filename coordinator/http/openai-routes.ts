@@ -68,7 +68,8 @@ interface Run extends EngineRun {
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource });
+  const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource,
+    requestChatTemplate: deps.engine.info.trustRequestChatTemplate });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);

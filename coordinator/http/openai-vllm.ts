@@ -3,13 +3,20 @@
 import type { ChatRender } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
-import { bool, int, maxInputOf, optional, type ValidationLimits } from './validate.js';
+import { bool, int, maxInputOf, optional, str, type ValidationLimits } from './validate.js';
 
 // Template variables a request may not set through chat_template_kwargs: weft sets them itself.
 const RESERVED_TEMPLATE_VARS = new Set(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools']);
 
-/** vLLM's chat rendering fields: add_generation_prompt (default true), continue_final_message, chat_template_kwargs. */
-export function chatRenderOf(top: Json): ChatRender {
+/** Longest request chat_template, in characters (the real templates weft checks are under 16 KiB). */
+export const MAX_REQUEST_TEMPLATE_CHARS = 65_536;
+
+/**
+ * vLLM's chat rendering fields: add_generation_prompt (default true), continue_final_message, chat_template_kwargs,
+ * and chat_template (the request's own Jinja template: only with --trust-request-chat-template, as vLLM's
+ * --trust-request-chat-template; it is code the server runs).
+ */
+export function chatRenderOf(top: Json, limits: ValidationLimits = { maxTotalTokens: 0 }): ChatRender {
   const addGenerationPrompt = optional(top, 'add_generation_prompt', bool) ?? true;
   const continueFinalMessage = optional(top, 'continue_final_message', bool) ?? false;
   if (addGenerationPrompt && continueFinalMessage) {
@@ -22,8 +29,19 @@ export function chatRenderOf(top: Json): ChatRender {
   }
   const reserved = isJsonObject(kwargs) ? Object.keys(kwargs).find((k) => RESERVED_TEMPLATE_VARS.has(k)) : undefined;
   if (reserved !== undefined) throw validationError(`\`chat_template_kwargs.${reserved}\` is set by the server; leave it out`);
+  const template = optional(top, 'chat_template', str);
+  if (template !== undefined) {
+    if (limits.requestChatTemplate !== true) {
+      throw validationError('`chat_template` in a request is refused: the server renders it, and was not started with ' +
+        '--trust-request-chat-template (leave it out to use the model\'s template)');
+    }
+    if (template.length === 0 || template.length > MAX_REQUEST_TEMPLATE_CHARS) {
+      throw validationError(`\`chat_template\` must be a Jinja template of 1 to ${MAX_REQUEST_TEMPLATE_CHARS} characters`);
+    }
+  }
   return { addGenerationPrompt, continueFinalMessage,
-    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}) };
+    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}),
+    ...(template !== undefined ? { template } : {}) };
 }
 
 /** truncate_prompt_tokens: 1 up to the longest prompt (as TGI's truncate); absent: none. */

@@ -45,6 +45,8 @@ export interface ValidationLimits {
   maxInputLength?: number;
   /** Source of an adapter id given without `adapter_source` (the server's --adapter-source). Default 'hub'. */
   defaultAdapterSource?: AdapterSource;
+  /** --trust-request-chat-template: a chat request's own `chat_template` is rendered (else refused). */
+  requestChatTemplate?: boolean;
 }
 
 /** Which route the body came to: the stream route refuses decoder_input_details, like TGI. */

@@ -95,6 +95,8 @@ export const FLAGS = [
   // launch: limits and scheduling
   { name: 'max-concurrent-requests', type: 'int', commands: LAUNCH, env: ['MAX_CONCURRENT_REQUESTS'], default: 128,
     min: 1, help: 'Requests in flight before new ones get 429.' },
+  { name: 'trust-request-chat-template', type: 'bool', commands: LAUNCH, env: ['TRUST_REQUEST_CHAT_TEMPLATE'], default: false,
+    help: 'Let chat requests bring their own Jinja chat template (vLLM\'s `chat_template` field). Off by default, as in vLLM: a template is code the server runs, and one request\'s template can loop long enough to stall the coordinator.' },
   { name: 'max-input-length', type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
     help: 'Prompt tokens per request.' },
   { name: 'max-total-tokens', type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,

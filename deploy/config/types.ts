@@ -64,6 +64,7 @@ export interface LaunchConfig {
   natsUrl: string | null;
   cluster: string;
   maxConcurrentRequests: number;
+  trustRequestChatTemplate: boolean;
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;

@@ -17,7 +17,7 @@ before(async () => {
   const cacheDir = mkdtempSync(join(tmpdir(), 'weft-openai-'));
   adapterRoot = join(cacheDir, 'adapters');
   server = await launch({ ...parseArgs('launch', ['--port', '0', '--hostname', '127.0.0.1', '--log-level', 'silent',
-    '--adapter-root', adapterRoot], {}) }, { cacheDir });
+    '--adapter-root', adapterRoot, '--trust-request-chat-template'], {}) }, { cacheDir });
   await ensureDemoAdapter(join(cacheDir, 'demo-model'), adapterRoot, 'style', 3);
 });
 after(async () => { await server.close(); });
@@ -164,4 +164,21 @@ test('logit_bias +100 forces a token, -100 bans the greedy one; a bias on a toke
   assert.notEqual(banned.choices[0].text, greedy.choices[0].text);
   const bad = await post('/v1/completions', { ...req, logit_bias: { '99999999': 1 } });
   assert.equal(bad.status, 422);
+});
+
+test('a request\'s own chat_template (--trust-request-chat-template) renders the prompt; a broken one is a 422', async () => {
+  // The template writes the user's text and nothing else: the prompt is then that text alone (fewer tokens than the
+  // model's template, which adds role markers), and greedy decoding continues it as a plain completion does.
+  const text = 'The capital of France is';
+  const chat = await (await post('/v1/chat/completions', { messages: [{ role: 'user', content: text }], max_tokens: 6,
+    temperature: 0, chat_template: '{{ messages[-1].content }}' })).json();
+  const plain = await (await post('/v1/chat/completions', { messages: [{ role: 'user', content: text }], max_tokens: 6,
+    temperature: 0 })).json();
+  assert.ok(chat.usage.prompt_tokens < plain.usage.prompt_tokens, `${chat.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}: the model's template adds role markers`);
+  const asCompletion = await (await post('/v1/completions', { prompt: text, max_tokens: 6, temperature: 0 })).json();
+  assert.equal(chat.choices[0].message.content, asCompletion.choices[0].text);
+  const broken = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2,
+    chat_template: '{% for m in messages %}' });
+  assert.equal(broken.status, 422);
+  assert.match(await broken.text(), /the request's chat_template does not parse/);
 });

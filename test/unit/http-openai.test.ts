@@ -6,6 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { StopTrimmer } from '../../coordinator/http/openai-responses.js';
 import { EOS_ID, INFO, post, renderScriptedChat, testServer, type TestServer } from './http-engine-double.test.js';
+import { chatRenderOf, MAX_REQUEST_TEMPLATE_CHARS } from '../../coordinator/http/openai-vllm.js';
 
 let s: TestServer;
 before(async () => { s = await testServer(); });
@@ -102,6 +103,18 @@ describe('POST /v1/completions', () => {
       const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, [key]: value });
       assert.equal(r.statusCode, 422, key);
       assert.match(r.body, new RegExp(key));
+    }
+  });
+
+  test('chat_template (vLLM): refused unless the server trusts request templates; then passed on to the renderer', async () => {
+    const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, chat_template: '{{ messages[0].content }}' });
+    assert.equal(r.statusCode, 422);
+    assert.match(r.body, /`chat_template` in a request is refused: .*--trust-request-chat-template/);
+    const trusted = { maxTotalTokens: 64, requestChatTemplate: true };
+    assert.equal(chatRenderOf({ chat_template: '{{ x }}' }, trusted).template, '{{ x }}');
+    assert.equal(chatRenderOf({}, trusted).template, undefined);
+    for (const bad of ['', 'x'.repeat(MAX_REQUEST_TEMPLATE_CHARS + 1), 7]) {
+      assert.throws(() => chatRenderOf({ chat_template: bad }, trusted), /`chat_template` must be/);
     }
   });
 
