@@ -28,6 +28,10 @@ export interface ModelPlanConfig {
   attnScale: number;
   /** Qwen3: per-head RMSNorm of q and k (plan weights layers.<i>.q_norm.weight / k_norm.weight [headDim]). */
   qkNorm?: boolean;
+  /** OLMo 2: q and k RMS-normalised over their full width (q_norm [headsLocal·headDim], k_norm [kvHeadsLocal·headDim]; sums over the ranks). */
+  qkNormFull?: boolean;
+  /** false (OLMo 2): no attn_norm / mlp_norm before the blocks (default true). */
+  preNorms?: boolean;
   /** Gemma: the gathered token embedding times this (default 1). */
   embedScale?: number;
   /** Gemma 3: plan weights layers.<i>.post_attn_norm.weight / post_mlp_norm.weight normalise each block's output. */

@@ -53,5 +53,5 @@ export function visionLanguageText(cfg: Json, defaults: Json, where: string): Js
 /** The ModelSpec fields only some architectures set (Gemma, Granite, SmolLM3, GLM-4, the MoE models), at their values for every other one. */
 export const PLAIN_DECODER = {
   layerSliding: null, layerRope: null, ropeInterleaved: false, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
-  attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null,
+  attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null, qkNormFull: false, preNorms: true,
 } as const;

@@ -95,6 +95,8 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     residualScale: 1,
     logitsDivisor: 1,
     moe: null,
+    qkNormFull: false,
+    preNorms: true,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };

@@ -236,6 +236,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     slidingWindow: spec.slidingWindow,
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
+    qkNormFull: spec.qkNormFull,
+    preNorms: spec.preNorms,
     // Gemma's scale is a buffer in the weights' dtype; Granite's multiplier a Python float (not rounded).
     embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
       : Math.fround(spec.embedScale),
@@ -290,11 +292,20 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     if (names.posEmbed) set('pos_embed', store.readF32(need(store, names.posEmbed)));
     for (let i = 0; i < spec.layers; i++) {
       const p = names.layerPrefix(i);
-      setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
-      setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
+      if (spec.preNorms) {
+        setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
+        setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
+      }
       if (spec.qkNorm) {  // [headDim], the same on every rank
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
+      }
+      if (spec.qkNormFull) {  // OLMo 2: over all heads; each rank holds its heads' slice
+        const hd = spec.headDim;
+        set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`),
+          { dim: 0, start: part.heads.start * hd, end: part.heads.end * hd }));
+        set(`layers.${i}.k_norm.weight`, store.readF32(need(store, `${p}self_attn.k_norm.weight`),
+          { dim: 0, start: part.kvHeads.start * hd, end: part.kvHeads.end * hd }));
       }
       if (spec.postNorms) {
         set(`layers.${i}.post_attn_norm.weight`, normWeight(`${p}${names.postAttnNorm}.weight`));

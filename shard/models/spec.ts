@@ -7,7 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
@@ -65,6 +65,10 @@ export interface ModelSpec {
   mlpBias: boolean;
   /** Qwen3: q and k RMS-normalised per head (self_attn.q_norm / k_norm, [headDim]) before RoPE. */
   qkNorm: boolean;
+  /** OLMo 2: q and k RMS-normalised over all heads (q_norm [heads·headDim], k_norm [kvHeads·headDim]) before RoPE. */
+  qkNormFull: boolean;
+  /** false (OLMo 2): no norm before attention or the MLP; the block outputs are normalised instead (postNorms). */
+  preNorms: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
   embedScale: number;
   /** Gemma: RMSNorm weights are stored as w and applied as (1 + w) (folded into the weights when loading). */
@@ -100,6 +104,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
   SmolLM3ForCausalLM: 'smollm3',
+  Olmo2ForCausalLM: 'olmo2',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
@@ -252,12 +257,14 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || qwen3) && cfg.attention_bias === true,
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'olmo2' || qwen3) && cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
+    // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
+    ...(arch === 'olmo2' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
     layerSliding: windows.layerSliding,
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),

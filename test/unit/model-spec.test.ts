@@ -259,3 +259,19 @@ test("GLM-4-9B-0414's config: interleaved partial RoPE, sandwich norms, q/k/v bi
   assert.equal(parseModelSpec({ architectures: ['LlamaForCausalLM'], hidden_size: 64, num_attention_heads: 4,
     num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8 }).ropeInterleaved, false);
 });
+
+test("OLMo-2-1124-7B's config: no pre-norms, post norms, full-width q/k norms; other archs keep pre-norms", () => {
+  const s = parseModelSpec({
+    architectures: ['Olmo2ForCausalLM'], attention_bias: false, attention_dropout: 0.0, eos_token_id: 100257,
+    hidden_act: 'silu', hidden_size: 4096, initializer_range: 0.02, intermediate_size: 11008, max_position_embeddings: 4096,
+    model_type: 'olmo2', num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 32, pad_token_id: 100277,
+    rms_norm_eps: 1e-06, rope_scaling: null, rope_theta: 500000, tie_word_embeddings: false, torch_dtype: 'float32',
+    vocab_size: 100352,
+  });
+  assert.equal(s.architecture, 'olmo2');
+  assert.ok(!s.preNorms && s.postNorms && s.qkNormFull && !s.qkNorm && !s.qkvBias && !s.oBias);
+  assert.deepEqual([s.headDim, s.kvHeads, s.normEps, s.maxPositions], [128, 32, 1e-6, 4096]);
+  const llama = parseModelSpec({ architectures: ['LlamaForCausalLM'], hidden_size: 64, num_attention_heads: 4,
+    num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8 });
+  assert.ok(llama.preNorms && !llama.qkNormFull);
+});

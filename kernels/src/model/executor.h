@@ -37,6 +37,13 @@ struct ModelConfig {
   // Qwen3: q and k are RMS-normalised per head (weights q_norm/k_norm [head_dim], eps norm_eps) after the
   // projection (LoRA included) and before RoPE.
   bool qk_norm = false;
+  // OLMo 2: q and k RMS-normalised over their whole width (all heads: weights q_norm [heads_local·head_dim] and
+  // k_norm [kv_heads_local·head_dim], this rank's slices), the sums of squares added over the ranks. A kv head that
+  // several ranks hold (fewer kv heads than ranks) is then counted that many times in the sum and in the width
+  // alike (local width × world), so the mean is right.
+  bool qk_norm_full = false;
+  // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
+  bool pre_norms = true;
   // Gemma: the gathered token embedding times this (√hidden, rounded to the weights' dtype as transformers does).
   float embed_scale = 1.0f;
   // Gemma 3: each block's output is RMS-normalised (post_attn_norm / post_mlp_norm) before the residual add.

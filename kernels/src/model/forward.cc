@@ -11,6 +11,10 @@
 namespace weft {
 
 void Model::norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const {
+  if (!cfg_.pre_norms && prefix != "final_norm") {  // OLMo 2: a block's input is the residual stream as it is
+    std::memcpy(out, x, sizeof(float) * tokens * cfg_.hidden);
+    return;
+  }
   if (cfg_.norm == NormKind::kRms) cpu::rms_norm(x, tokens, cfg_.hidden, w(prefix + ".weight"), cfg_.norm_eps, out);
   else cpu::layer_norm(x, tokens, cfg_.hidden, w(prefix + ".weight"), w(prefix + ".bias"), cfg_.norm_eps, out);
 }
@@ -21,6 +25,27 @@ void Model::finish_block_output(float* y, int64_t tokens, const std::string& pos
   if (cfg_.post_norms) cpu::rms_norm(y, tokens, cfg_.hidden, w(post_norm), cfg_.norm_eps, y);
   if (cfg_.residual_scale != 1.0f)
     for (int64_t i = 0; i < tokens * cfg_.hidden; ++i) y[i] *= cfg_.residual_scale;
+}
+
+void Model::qk_norm_full(float* q, float* k, int64_t T, const float* q_w, const float* k_w) const {
+  const int64_t qd = cfg_.heads_local * cfg_.head_dim, kd = cfg_.kv_heads_local * cfg_.head_dim;
+  const int world = coll_->world();
+  std::vector<float> sums(static_cast<size_t>(2 * T));  // [token][q, k], in float as transformers' RMSNorm sums
+  for (int64_t t = 0; t < T; ++t) {
+    float sq = 0.0f, sk = 0.0f;
+    for (int64_t i = 0; i < qd; ++i) sq += q[t * qd + i] * q[t * qd + i];
+    for (int64_t i = 0; i < kd; ++i) sk += k[t * kd + i] * k[t * kd + i];
+    sums[2 * t] = sq, sums[2 * t + 1] = sk;
+  }
+  if (world > 1) coll_->all_reduce_sum(sums.data(), 2 * T);
+  const float q_width = static_cast<float>(qd * world);
+  const float k_width = static_cast<float>(kd * world);  // a replicated kv head: counted alike in sum and width
+  for (int64_t t = 0; t < T; ++t) {
+    const float rq = 1.0f / std::sqrt(sums[2 * t] / q_width + cfg_.norm_eps);
+    const float rk = 1.0f / std::sqrt(sums[2 * t + 1] / k_width + cfg_.norm_eps);
+    for (int64_t i = 0; i < qd; ++i) q[t * qd + i] = q_w[i] * (q[t * qd + i] * rq);
+    for (int64_t i = 0; i < kd; ++i) k[t * kd + i] = k_w[i] * (k[t * kd + i] * rk);
+  }
 }
 
 // Adds every loaded adapter's LoRA delta for this module, over runs of consecutive rows with the same
@@ -159,6 +184,8 @@ std::vector<float> Model::forward(const Batch& b) {
     if (cfg_.qk_norm) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
       cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
+    } else if (cfg_.qk_norm_full) {
+      qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
     }
     if (layer_has_rope(cfg_, l)) {
       const float* inv_freq = layer_inv_freq(cfg_, l).data();

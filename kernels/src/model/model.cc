@@ -25,8 +25,9 @@ void check_model_config(const ModelConfig& c) {
       static_cast<int64_t>(c.inv_freq.size()) != c.rotary_dim / 2)
     throw std::invalid_argument("model config: rotary_dim must be even, <= head_dim, with rotary_dim/2 inverse frequencies");
   if (c.num_blocks <= 0 || c.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
-  if ((c.qk_norm || c.post_norms) && c.norm != NormKind::kRms)
+  if ((c.qk_norm || c.qk_norm_full || c.post_norms) && c.norm != NormKind::kRms)
     throw std::invalid_argument("model config: qk_norm and post_norms need RMS norms");
+  if (c.qk_norm && c.qk_norm_full) throw std::invalid_argument("model config: q/k norms are per head or full width, not both");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
   if (!c.layer_rope.empty() && static_cast<int64_t>(c.layer_rope.size()) != c.layers)
@@ -136,9 +137,10 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
       return -1;
     }
   }
-  if (p == "attn_norm.weight" || p == "mlp_norm.weight") return h;
-  if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln ? h : -1;
-  if (p == "q_norm.weight" || p == "k_norm.weight") return c.qk_norm ? c.head_dim : -1;
+  if (p == "attn_norm.weight" || p == "mlp_norm.weight") return c.pre_norms ? h : -1;
+  if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln && c.pre_norms ? h : -1;
+  if (p == "q_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.heads_local * c.head_dim : -1;
+  if (p == "k_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.kv_heads_local * c.head_dim : -1;
   if (p == "post_attn_norm.weight" || p == "post_mlp_norm.weight") return c.post_norms ? h : -1;
   if (p == "qkv.weight") return module_out(c, kQkv) * h;
   if (p == "qkv.bias") return module_out(c, kQkv);
@@ -155,7 +157,11 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   if (c.learned_positions) required.push_back("pos_embed");
   if (c.norm == NormKind::kLayer) required.push_back("final_norm.bias");
   for (int64_t i = 0; i < c.layers; ++i) {
-    for (const char* s : {"attn_norm.weight", "qkv.weight", "o.weight", "mlp_norm.weight"}) required.push_back(layer_name(i, s));
+    for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
+    if (c.pre_norms) {
+      required.push_back(layer_name(i, "attn_norm.weight"));
+      required.push_back(layer_name(i, "mlp_norm.weight"));
+    }
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
       if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
@@ -172,11 +178,11 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
       required.push_back(layer_name(i, "post_attn_norm.weight"));
       required.push_back(layer_name(i, "post_mlp_norm.weight"));
     }
-    if (c.qk_norm) {
+    if (c.qk_norm || c.qk_norm_full) {
       required.push_back(layer_name(i, "q_norm.weight"));
       required.push_back(layer_name(i, "k_norm.weight"));
     }
-    if (c.norm == NormKind::kLayer) {
+    if (c.norm == NormKind::kLayer && c.pre_norms) {
       required.push_back(layer_name(i, "attn_norm.bias"));
       required.push_back(layer_name(i, "mlp_norm.bias"));
     }

@@ -54,6 +54,9 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
+  c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
+  const Napi::Value pre = o.Get("preNorms");
+  c.pre_norms = pre.IsUndefined() || pre.IsNull() || pre.ToBoolean().Value();
   c.embed_scale = static_cast<float>(num_or(o, "embedScale", 1.0));
   c.post_norms = o.Get("postNorms").ToBoolean().Value();
   c.attn_softcap = static_cast<float>(num_or(o, "attnSoftcap", 0.0));

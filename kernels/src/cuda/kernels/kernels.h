@@ -75,6 +75,14 @@ cudaError_t add_norm(float* h, const void* delta, DType delta_dtype, int64_t tok
 // Per-head RMSNorm in place (Qwen3's q_norm / k_norm): in each of `tokens` rows (`stride` elements apart), the first
 // q_heads heads of head_dim elements are normalised with q_weight and the k_heads heads right after them with
 // k_weight (the q|k|v projection output, v untouched). fp32 statistics, as rms_norm on each head's row.
+// OLMo 2's full-width q/k RMS norm in two halves around a cross-rank sum (cuda_forward.cc): qk_sum_squares writes per
+// row of x (q: q_dim values, k: kv_dim after them) the fp32 sums of squares [tokens][q, k]; qk_norm_apply scales q by
+// q_weight / sqrt(sum_q / q_width + eps) and k likewise, in place.
+cudaError_t qk_sum_squares(const void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_dim, int64_t kv_dim,
+                           float* sums, cudaStream_t stream);
+cudaError_t qk_norm_apply(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_dim, int64_t kv_dim,
+                          const float* sums, const void* q_weight, const void* k_weight, DType w_dtype, float q_width,
+                          float k_width, float eps, cudaStream_t stream);
 cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
                           int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
                           cudaStream_t stream);

@@ -192,6 +192,31 @@ __global__ void head_norm_kernel(T* x, int64_t stride, int q_heads, int64_t head
   norm_row<T, Tw, T, true>(xr, xr, head_dim, head < q_heads ? q_weight : k_weight, nullptr, eps, red);
 }
 
+// OLMo 2's full-width q/k norm, first half: per row the sums of squares of q (q_dim values) and of k (kv_dim values
+// after it), fp32 [row][q, k]; one block per row.
+template <class T>
+__global__ void qk_sum_squares_kernel(const T* x, int64_t stride, int64_t q_dim, int64_t kv_dim, float* sums) {
+  __shared__ float red[32];
+  const T* xr = x + blockIdx.x * stride;
+  float sq = 0.0f, sk = 0.0f;
+  for (int64_t i = threadIdx.x; i < q_dim; i += blockDim.x) sq += to_f(xr[i]) * to_f(xr[i]);
+  for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x) sk += to_f(xr[q_dim + i]) * to_f(xr[q_dim + i]);
+  sq = detail::block_sum(sq, red);
+  sk = detail::block_sum(sk, red);
+  if (threadIdx.x == 0) sums[2 * blockIdx.x] = sq, sums[2 * blockIdx.x + 1] = sk;
+}
+
+// Second half: q *= q_w / sqrt(sum_q / q_width + eps), k likewise, in place.
+template <class T, class Tw>
+__global__ void qk_norm_apply_kernel(T* x, int64_t stride, int64_t q_dim, int64_t kv_dim, const float* sums,
+                                     const Tw* q_w, const Tw* k_w, float q_width, float k_width, float eps) {
+  T* xr = x + blockIdx.x * stride;
+  const float rq = rsqrtf(sums[2 * blockIdx.x] / q_width + eps), rk = rsqrtf(sums[2 * blockIdx.x + 1] / k_width + eps);
+  for (int64_t i = threadIdx.x; i < q_dim; i += blockDim.x) xr[i] = from_f<T>(to_f(q_w[i]) * (to_f(xr[i]) * rq));
+  for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x)
+    xr[q_dim + i] = from_f<T>(to_f(k_w[i]) * (to_f(xr[q_dim + i]) * rk));
+}
+
 bool norm_args_valid(int64_t tokens, int64_t hidden, const void* w) {
   return tokens >= 0 && hidden >= 0 && w && tokens <= INT32_MAX;
 }
@@ -241,6 +266,36 @@ cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, 
                                   dim3(norm_threads(head_dim)), 0, stream, static_cast<T*>(x), stride,
                                   static_cast<int>(q_heads), head_dim, static_cast<const Tw*>(q_weight),
                                   static_cast<const Tw*>(k_weight), eps);
+  });
+}
+
+cudaError_t qk_sum_squares(const void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_dim, int64_t kv_dim,
+                           float* sums, cudaStream_t stream) {
+  if (!x || !sums || tokens < 0 || tokens > INT32_MAX || q_dim < 0 || kv_dim < 0 || stride < q_dim + kv_dim)
+    return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    qk_sum_squares_kernel<T><<<static_cast<unsigned>(tokens), norm_threads(q_dim), 0, stream>>>(
+        static_cast<const T*>(x), stride, q_dim, kv_dim, sums);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t qk_norm_apply(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_dim, int64_t kv_dim,
+                          const float* sums, const void* q_weight, const void* k_weight, DType w_dtype, float q_width,
+                          float k_width, float eps, cudaStream_t stream) {
+  if (!x || !sums || !q_weight || !k_weight || tokens < 0 || tokens > INT32_MAX || stride < q_dim + kv_dim ||
+      !(q_width > 0.0f) || !(k_width > 0.0f))
+    return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch2(dtype, w_dtype, [&](auto tx, auto tw) {
+    using T = typename decltype(tx)::type;
+    using Tw = typename decltype(tw)::type;
+    qk_norm_apply_kernel<T, Tw><<<static_cast<unsigned>(tokens), norm_threads(q_dim), 0, stream>>>(
+        static_cast<T*>(x), stride, q_dim, kv_dim, sums, static_cast<const Tw*>(q_weight),
+        static_cast<const Tw*>(k_weight), q_width, k_width, eps);
+    return cudaGetLastError();
   });
 }
 

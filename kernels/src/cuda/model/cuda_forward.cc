@@ -44,6 +44,10 @@ void CudaModel::gemm(const void* x, const void* w, void* y, int64_t m, int64_t n
 }
 
 void CudaModel::norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out) {
+  if (!w) {  // no norm there (OLMo 2's blocks): the input as it is, in the activations' dtype
+    WEFT_CUDA_CHECK(convert(x, x_dtype, out, opts_.dtype, rows * cfg_.hidden, stream_));
+    return;
+  }
   if (cfg_.norm == NormKind::kRms)
     WEFT_CUDA_CHECK(rms_norm(x, x_dtype, rows, cfg_.hidden, w, opts_.dtype, cfg_.norm_eps, out, opts_.dtype, stream_));
   else
@@ -175,7 +179,7 @@ void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const v
                                   opts_.dtype, deferred_expand_, stream_));
     return;
   }
-  if (!fused_residual_norm()) {
+  if (!fused_residual_norm() || !w) {  // !w: no norm to fuse (OLMo 2)
     residual(out, bias, rows, post_w);
     norm(buf_.h.get(), DType::kF32, rows, w, b, buf_.x.get());
     return;
@@ -204,6 +208,15 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
     ops_.mark("q/k norm", stream_);
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
+  } else if (cfg_.qk_norm_full) {  // OLMo 2: over all heads, the sums added over the ranks (model.cc's qk_norm_full)
+    ops_.mark("q/k norm", stream_);
+    float* sums = buf_.qk_sums.as<float>();
+    WEFT_CUDA_CHECK(qk_sum_squares(qkv, dt, T, qkv_out, q_dim, kv_dim, sums, stream_));
+    const int64_t world = coll_->world();
+    if (world > 1) all_reduce(sums, 2 * T);
+    WEFT_CUDA_CHECK(qk_norm_apply(qkv, dt, T, qkv_out, q_dim, kv_dim, sums, w.q_norm_w, w.k_norm_w, dt,
+                                  static_cast<float>(q_dim * world), static_cast<float>(kv_dim * world), cfg_.norm_eps,
+                                  stream_));
   }
   ops_.mark("rope + kv write", stream_);
   const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it

@@ -187,7 +187,9 @@ void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, con
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
-  if (module == kQkv) return layer_has_rope(cfg_, layer) && !cfg_.qk_norm && fused_small_ops() && decode.num_slices == 3;
+  if (module == kQkv) {
+    return layer_has_rope(cfg_, layer) && !cfg_.qk_norm && !cfg_.qk_norm_full && fused_small_ops() && decode.num_slices == 3;
+  }
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
   const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
   return followed_by_norm && !cfg_.post_norms && cfg_.residual_scale == 1.0f && fused_residual_norm() &&

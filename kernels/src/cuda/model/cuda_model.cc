@@ -132,8 +132,9 @@ void CudaModel::bind_weights() {
     auto w = [&](const char* s) { return weight(layer_name(i, s)); };
     auto opt = [&](const char* s) { return weight_opt(layer_name(i, s)); };
     const bool moe = layer_is_moe(cfg_, i);  // no dense up/down: a router and experts (moe_w_)
-    layer_w_[i] = {w("attn_norm.weight"), opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
-                   w("o.weight"), opt("o.bias"), w("mlp_norm.weight"), opt("mlp_norm.bias"),
+    // No pre-norms (OLMo 2): null norm weights, which norm() reads as "the input as it is".
+    layer_w_[i] = {cfg_.pre_norms ? w("attn_norm.weight") : nullptr, opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
+                   w("o.weight"), opt("o.bias"), cfg_.pre_norms ? w("mlp_norm.weight") : nullptr, opt("mlp_norm.bias"),
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
                    opt("post_mlp_norm.weight")};
@@ -264,6 +265,7 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     buf_.up.allocate(n * module_out(cfg_, kUp) * d);
     if (gated_mlp(cfg_)) buf_.act.allocate(n * cfg_.intermediate_local * d);
     if (cfg_.rotary_dim > 0 && rope_table()) buf_.rope_cs.allocate(n * cfg_.rotary_dim * f);  // rotary_dim/2 pairs
+    if (cfg_.qk_norm_full) buf_.qk_sums.allocate(n * 2 * f);
     buf_.rows = n;
     moved = true;
   }

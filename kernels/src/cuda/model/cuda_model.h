@@ -108,6 +108,7 @@ class CudaModel final : public ModelExecutor {
     DeviceBuffer hr, xr, lg, lg32, lgc, gathered;        // [logit_rows, ...]
     DeviceBuffer lora_h, attn_ws, arena;
     DeviceBuffer rope_cs;                                // [rows, rotary_dim/2] (cos, sin): WEFT_ROPE_TABLE=1
+    DeviceBuffer qk_sums;                                // [rows, 2] fp32: OLMo 2's full-width q/k norm
     PinnedBuffer arena_host, stage;
   };
   struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
