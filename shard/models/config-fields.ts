@@ -1,5 +1,6 @@
 // Reading config.json fields: the checks and defaults every architecture's parser shares.
 import { UnsupportedModelError } from './errors.js';
+import type { Rope } from './rope.js';
 
 export type Json = Record<string, unknown>;
 
@@ -54,4 +55,22 @@ export function visionLanguageText(cfg: Json, defaults: Json, where: string): Js
 export const PLAIN_DECODER = {
   layerSliding: null, layerRope: null, ropeInterleaved: false, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
   attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null, qkNormFull: false, preNorms: true,
+  parallelBlock: false, normBias: true, lmHeadBias: false,
 } as const;
+
+/** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2, Cohere, Phi). */
+export function rotaryDecoderShape(cfg: Json, where: string, shape: { hidden: number; heads: number; kvHeads: number; headDim: number },
+  rope: Rope) {
+  return {
+    ...shape,
+    layers: int(cfg, 'num_hidden_layers', where),
+    intermediate: int(cfg, 'intermediate_size', where),
+    vocab: int(cfg, 'vocab_size', where),
+    // YaRN extends the context past max_position_embeddings where the config keeps the original (rope.ts).
+    maxPositions: Math.max(int(cfg, 'max_position_embeddings', where), rope.scaledContext ?? 0),
+    learnedPositions: false,
+    rope,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
+  } as const;
+}

@@ -97,6 +97,9 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     moe: null,
     qkNormFull: false,
     preNorms: true,
+    parallelBlock: false,
+    normBias: true,
+    lmHeadBias: false,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
   };

@@ -124,6 +124,12 @@ const STARCODER2_MODULES: Record<string, { module: ExecModule; roles: string[] }
   'mlp.c_fc': { module: 'up', roles: ['fc'] },
   'mlp.c_proj': { module: 'down', roles: [] },
 };
+const PHI_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => /^self_attn\.[qkv]_proj$/.test(k))),
+  'self_attn.dense': { module: 'o', roles: [] },
+  'mlp.fc1': { module: 'up', roles: ['fc'] },
+  'mlp.fc2': { module: 'down', roles: [] },
+};
 const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attn.c_attn': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attn.c_proj': { module: 'o', roles: [] },
@@ -170,7 +176,8 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
-  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES : LLAMA_MODULES;
+  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
+    : spec.architecture === 'phi' ? PHI_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module

@@ -69,6 +69,19 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
       embed: `${root}wte.weight`, posEmbed: `${root}wpe.weight`, lmHead: 'lm_head.weight', conv1d: true,
     };
   }
+  if (spec.architecture === 'phi') {  // Phi-1/1.5/2: dense, fc1, fc2; final_layernorm
+    return {
+      layerPrefix: (i) => `model.layers.${i}.`,
+      modules: {
+        qkv: { paths: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], roles: [['q'], ['k'], ['v']] },
+        o: { paths: ['self_attn.dense'], roles: [[]] },
+        up: { paths: ['mlp.fc1'], roles: [['fc']] },
+        down: { paths: ['mlp.fc2'], roles: [[]] },
+      },
+      attnNorm: 'input_layernorm', mlpNorm: '', postAttnNorm: '', postMlpNorm: '', finalNorm: 'model.final_layernorm',
+      embed: 'model.embed_tokens.weight', lmHead: 'lm_head.weight', conv1d: false,
+    };
+  }
   const fused = spec.architecture === 'phi3';
   const fusedUp = fused || spec.architecture === 'glm4';  // GLM-4: separate q/k/v, one gate_up_proj
   const glm4 = spec.architecture === 'glm4';
@@ -238,6 +251,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     qkNorm: spec.qkNorm,
     qkNormFull: spec.qkNormFull,
     preNorms: spec.preNorms,
+    parallelBlock: spec.parallelBlock,
     // Gemma's scale is a buffer in the weights' dtype; Granite's multiplier a Python float (not rounded).
     embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
       : Math.fround(spec.embedScale),
@@ -284,18 +298,18 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       return w;
     };
     const setNorm = (dst: string, src: string): void => {
-      set(`${dst}.weight`, normWeight(`${src}.weight`));
-      if (spec.norm === 'layer') set(`${dst}.bias`, store.readF32(need(store, `${src}.bias`)));
+      const w = normWeight(`${src}.weight`);
+      set(`${dst}.weight`, w);
+      // A LayerNorm without a bias (Cohere's) is one with a zero bias.
+      if (spec.norm === 'layer') set(`${dst}.bias`, spec.normBias ? store.readF32(need(store, `${src}.bias`)) : new Float32Array(w.length));
     };
 
     set('embed', store.readF32(need(store, names.embed)));
     if (names.posEmbed) set('pos_embed', store.readF32(need(store, names.posEmbed)));
     for (let i = 0; i < spec.layers; i++) {
       const p = names.layerPrefix(i);
-      if (spec.preNorms) {
-        setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
-        setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
-      }
+      if (spec.preNorms) setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
+      if (spec.preNorms && !spec.parallelBlock) setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
       if (spec.qkNorm) {  // [headDim], the same on every rank
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
@@ -330,6 +344,9 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     const lmHeadName = lmHeadWeightName(spec, store, names);
     if (!spec.tieEmbeddings && !store.has(names.lmHead)) need(store, names.lmHead);
     set('lm_head', store.readF32(lmHeadName, { dim: 0, start: part.vocab.start, end: part.vocab.end }));
+    if (spec.lmHeadBias) {  // Phi-1/2: this rank's vocabulary rows of it
+      set('lm_head.bias', store.readF32(need(store, names.lmHead.replace(/weight$/, 'bias')), { dim: 0, start: part.vocab.start, end: part.vocab.end }));
+    }
     native.finalize();
     return { spec, partition: part, native, plan };
   } finally {

@@ -4,10 +4,12 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
+import { cohereSpec, phiSpec } from './parallel-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+  'cohere' | 'cohere2' | 'phi' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
@@ -69,6 +71,12 @@ export interface ModelSpec {
   qkNormFull: boolean;
   /** false (OLMo 2): no norm before attention or the MLP; the block outputs are normalised instead (postNorms). */
   preNorms: boolean;
+  /** Cohere, Phi-1/2: attention and the MLP read one normed input (input_layernorm) and both add to the residual. */
+  parallelBlock: boolean;
+  /** false (Cohere): LayerNorms without a bias (the plan gets zeros). */
+  normBias: boolean;
+  /** Phi-1/2: the lm_head has a bias. */
+  lmHeadBias: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
   embedScale: number;
   /** Gemma: RMSNorm weights are stored as w and applied as (1 + w) (folded into the weights when loading). */
@@ -105,6 +113,9 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GraniteForCausalLM: 'granite',
   SmolLM3ForCausalLM: 'smollm3',
   Olmo2ForCausalLM: 'olmo2',
+  CohereForCausalLM: 'cohere',
+  Cohere2ForCausalLM: 'cohere2',
+  PhiForCausalLM: 'phi',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
@@ -145,6 +156,8 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gpt2') return gpt2Spec(cfg, where);
   if (arch === 'starcoder2') return starcoder2Spec(cfg, where);
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
+  if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
+  if (arch === 'phi') return phiSpec(cfg, where);
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
@@ -325,23 +338,6 @@ function glm4MoeRouting(cfg: Json, where: string, experts: number, perToken: num
     layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: true, groups, topkGroups,
     routedScale: num('routed_scaling_factor', 1), sharedExpert: shared === 1,
   };
-}
-
-/** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2). */
-function rotaryDecoderShape(cfg: Json, where: string, shape: { hidden: number; heads: number; kvHeads: number; headDim: number },
-  rope: Rope) {
-  return {
-    ...shape,
-    layers: int(cfg, 'num_hidden_layers', where),
-    intermediate: int(cfg, 'intermediate_size', where),
-    vocab: int(cfg, 'vocab_size', where),
-    // YaRN extends the context past max_position_embeddings where the config keeps the original (rope.ts).
-    maxPositions: Math.max(int(cfg, 'max_position_embeddings', where), rope.scaledContext ?? 0),
-    learnedPositions: false,
-    rope,
-    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
-    eosTokenIds: eosList(cfg.eos_token_id),
-  } as const;
 }
 
 // Granite 3.x (GraniteForCausalLM): Llama with four multipliers, as transformers' modeling_granite.py applies them —

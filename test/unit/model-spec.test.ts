@@ -275,3 +275,28 @@ test("OLMo-2-1124-7B's config: no pre-norms, post norms, full-width q/k norms; o
     num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8 });
   assert.ok(llama.preNorms && !llama.qkNormFull);
 });
+
+test("Command R7B (Cohere2) and Phi-2 configs: parallel blocks, Cohere's NoPE full layers, Phi's biases", () => {
+  const r7b = parseModelSpec({
+    architectures: ['Cohere2ForCausalLM'], attention_bias: false, bos_token_id: 5, eos_token_id: 255001, hidden_act: 'silu',
+    hidden_size: 4096, intermediate_size: 14336, layer_norm_eps: 1e-05, logit_scale: 0.25, max_position_embeddings: 8192,
+    model_type: 'cohere2', num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 8, rope_theta: 50000,
+    sliding_window: 4096, sliding_window_pattern: 4, tie_word_embeddings: true, vocab_size: 256000,
+  });
+  assert.equal(r7b.architecture, 'cohere2');
+  assert.ok(r7b.parallelBlock && !r7b.normBias && r7b.ropeInterleaved && r7b.tieEmbeddings && r7b.norm === 'layer');
+  assert.deepEqual([r7b.headDim, r7b.slidingWindow, r7b.logitsDivisor], [128, 4096, 4]);
+  assert.deepEqual(r7b.layerSliding!.slice(0, 8), [true, true, true, false, true, true, true, false]);
+  assert.deepEqual(r7b.layerRope, r7b.layerSliding);  // only the sliding layers rotate
+  assert.throws(() => parseModelSpec({ ...r7b, architectures: ['CohereForCausalLM'], hidden_size: 64, num_attention_heads: 4,
+    num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8, use_qk_norm: true }), /use_qk_norm=true/);
+  const phi2 = parseModelSpec({
+    architectures: ['PhiForCausalLM'], attention_dropout: 0.0, bos_token_id: 50256, embd_pdrop: 0.0, eos_token_id: 50256,
+    hidden_act: 'gelu_new', hidden_size: 2560, intermediate_size: 10240, layer_norm_eps: 1e-05, max_position_embeddings: 2048,
+    model_type: 'phi', num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 32, partial_rotary_factor: 0.4,
+    qk_layernorm: false, resid_pdrop: 0.1, rope_theta: 10000.0, tie_word_embeddings: false, vocab_size: 51200,
+  });
+  assert.equal(phi2.architecture, 'phi');
+  assert.ok(phi2.parallelBlock && phi2.normBias && phi2.lmHeadBias && phi2.qkvBias && phi2.oBias && phi2.mlpBias);
+  assert.deepEqual([phi2.headDim, phi2.rope!.rotaryDim, phi2.mlp], [80, 32, 'gelu_tanh']);
+});

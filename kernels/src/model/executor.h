@@ -44,6 +44,9 @@ struct ModelConfig {
   bool qk_norm_full = false;
   // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
   bool pre_norms = true;
+  // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are
+  // added to the residual stream: h + attn(x) + mlp(x).
+  bool parallel_block = false;
   // Gemma: the gathered token embedding times this (√hidden, rounded to the weights' dtype as transformers does).
   float embed_scale = 1.0f;
   // Gemma 3: each block's output is RMS-normalised (post_attn_norm / post_mlp_norm) before the residual add.

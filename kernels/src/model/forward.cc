@@ -213,9 +213,11 @@ std::vector<float> Model::forward(const Batch& b) {
     finish_block_output(o.data(), T, p + "post_attn_norm.weight");
     cpu::add_inplace(h.data(), o.data(), T * H);
 
-    // MLP block.
-    ops_.mark("norm");
-    norm(h.data(), T, p + "mlp_norm", x.data());
+    // MLP block. A parallel block's MLP reads the attention's input x (h + attn(x) + mlp(x)).
+    if (!cfg_.parallel_block) {
+      ops_.mark("norm");
+      norm(h.data(), T, p + "mlp_norm", x.data());
+    }
     if (layer_is_moe(cfg_, l)) {
       ops_.mark("moe");
       moe_mlp(l, x.data(), T, token_slots, down.data());
@@ -266,7 +268,7 @@ std::vector<float> Model::forward(const Batch& b) {
   const int64_t chunk = cfg_.vocab_chunk;
   std::vector<float> local(R * chunk, 0.0f), local_dense(R * cfg_.vocab_local);
   ops_.mark("gemm lm_head");
-  cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, nullptr, local_dense.data(), false);
+  cpu::gemm_xwt(xr.data(), R, H, w("lm_head"), cfg_.vocab_local, w_opt("lm_head.bias"), local_dense.data(), false);
   mark_lora("lora lm_head");
   apply_lora(-1, kLmHead, xr.data(), H, row_slots, local_dense.data(), cfg_.vocab_local);
   if (cfg_.logits_divisor != 1.0f)  // Granite's logits_scaling

@@ -28,6 +28,8 @@ void check_model_config(const ModelConfig& c) {
   if ((c.qk_norm || c.qk_norm_full || c.post_norms) && c.norm != NormKind::kRms)
     throw std::invalid_argument("model config: qk_norm and post_norms need RMS norms");
   if (c.qk_norm && c.qk_norm_full) throw std::invalid_argument("model config: q/k norms are per head or full width, not both");
+  if (c.parallel_block && (!c.pre_norms || c.post_norms))
+    throw std::invalid_argument("model config: a parallel block reads one pre-norm and has no post norms");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
   if (!c.layer_rope.empty() && static_cast<int64_t>(c.layer_rope.size()) != c.layers)
@@ -116,6 +118,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (name == "final_norm.weight") return h;
   if (name == "final_norm.bias") return ln ? h : -1;
   if (name == "lm_head") return c.vocab_local * h;
+  if (name == "lm_head.bias") return c.vocab_local;  // Phi-1/2 (optional)
   if (!starts_with(name, "layers.")) return -1;
   const size_t dot = name.find('.', 7);
   if (dot == std::string::npos) return -1;
@@ -137,8 +140,11 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
       return -1;
     }
   }
-  if (p == "attn_norm.weight" || p == "mlp_norm.weight") return c.pre_norms ? h : -1;
-  if (p == "attn_norm.bias" || p == "mlp_norm.bias") return ln && c.pre_norms ? h : -1;
+  const bool mlp_norm = c.pre_norms && !c.parallel_block;
+  if (p == "attn_norm.weight") return c.pre_norms ? h : -1;
+  if (p == "attn_norm.bias") return ln && c.pre_norms ? h : -1;
+  if (p == "mlp_norm.weight") return mlp_norm ? h : -1;
+  if (p == "mlp_norm.bias") return ln && mlp_norm ? h : -1;
   if (p == "q_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.heads_local * c.head_dim : -1;
   if (p == "k_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.kv_heads_local * c.head_dim : -1;
   if (p == "post_attn_norm.weight" || p == "post_mlp_norm.weight") return c.post_norms ? h : -1;
@@ -158,10 +164,8 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   if (c.norm == NormKind::kLayer) required.push_back("final_norm.bias");
   for (int64_t i = 0; i < c.layers; ++i) {
     for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
-    if (c.pre_norms) {
-      required.push_back(layer_name(i, "attn_norm.weight"));
-      required.push_back(layer_name(i, "mlp_norm.weight"));
-    }
+    if (c.pre_norms) required.push_back(layer_name(i, "attn_norm.weight"));
+    if (c.pre_norms && !c.parallel_block) required.push_back(layer_name(i, "mlp_norm.weight"));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
       if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
@@ -182,10 +186,8 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
       required.push_back(layer_name(i, "q_norm.weight"));
       required.push_back(layer_name(i, "k_norm.weight"));
     }
-    if (c.norm == NormKind::kLayer && c.pre_norms) {
-      required.push_back(layer_name(i, "attn_norm.bias"));
-      required.push_back(layer_name(i, "mlp_norm.bias"));
-    }
+    if (c.norm == NormKind::kLayer && c.pre_norms) required.push_back(layer_name(i, "attn_norm.bias"));
+    if (c.norm == NormKind::kLayer && c.pre_norms && !c.parallel_block) required.push_back(layer_name(i, "mlp_norm.bias"));
   }
   return required;
 }

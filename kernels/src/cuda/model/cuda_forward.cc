@@ -244,7 +244,11 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   project("gemm o", layer, kO, buf_.attn.get(), q_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
   // MLP block.
   ops_.mark("residual + norm", stream_);
-  residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b, w.post_attn_norm_w);
+  if (cfg_.parallel_block) {
+    residual(buf_.o.get(), solo ? nullptr : w.o_b, T, w.post_attn_norm_w);  // x stays the attention's input
+  } else {
+    residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b, w.post_attn_norm_w);
+  }
   if (layer_is_moe(cfg_, l)) {
     moe_mlp(l, p);
   } else {
@@ -317,7 +321,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
                                    DType::kF32, nullptr, 0, nullptr, stream_));
   norm(buf_.hr.get(), DType::kF32, R, weight("final_norm.weight"), weight_opt("final_norm.bias"), buf_.xr.get());
   ops_.mark("gemm lm_head", stream_);
-  gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, nullptr);
+  gemm(buf_.xr.get(), weight("lm_head"), buf_.lg.get(), R, VL, H, weight_opt("lm_head.bias"));
   if (p.lora) lora(-1, kLmHead, buf_.xr.get(), H, buf_.lg.get(), VL, p);
   ops_.mark("logits", stream_);
   if (cfg_.logits_divisor != 1.0f)

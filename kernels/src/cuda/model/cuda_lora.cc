@@ -191,7 +191,8 @@ bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) 
     return layer_has_rope(cfg_, layer) && !cfg_.qk_norm && !cfg_.qk_norm_full && fused_small_ops() && decode.num_slices == 3;
   }
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
-  const bool followed_by_norm = module == kO || (module == kDown && layer + 1 < cfg_.layers);
+  // A parallel block's o projection is followed by a plain residual add (the MLP reads the attention's input).
+  const bool followed_by_norm = (module == kO && !cfg_.parallel_block) || (module == kDown && layer + 1 < cfg_.layers);
   return followed_by_norm && !cfg_.post_norms && cfg_.residual_scale == 1.0f && fused_residual_norm() &&
          decode.num_slices == 1;
 }

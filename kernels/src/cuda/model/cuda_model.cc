@@ -134,7 +134,8 @@ void CudaModel::bind_weights() {
     const bool moe = layer_is_moe(cfg_, i);  // no dense up/down: a router and experts (moe_w_)
     // No pre-norms (OLMo 2): null norm weights, which norm() reads as "the input as it is".
     layer_w_[i] = {cfg_.pre_norms ? w("attn_norm.weight") : nullptr, opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
-                   w("o.weight"), opt("o.bias"), cfg_.pre_norms ? w("mlp_norm.weight") : nullptr, opt("mlp_norm.bias"),
+                   w("o.weight"), opt("o.bias"), cfg_.pre_norms && !cfg_.parallel_block ? w("mlp_norm.weight") : nullptr,
+                   opt("mlp_norm.bias"),
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
                    opt("post_mlp_norm.weight")};

@@ -1,0 +1,80 @@
+// Decoders whose attention and MLP read the same normed input and add to the residual stream together
+// (h + attn(x) + mlp(x)): Cohere (Command R, Aya Expanse), Cohere2 (Command R7B, Command A) and Phi-1/1.5/2 — as
+// transformers' modeling_cohere.py, modeling_cohere2.py and modeling_phi.py compute them.
+import { computeRope, parseRopeParams } from './rope.js';
+import { attentionShape, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
+import type { Architecture, ModelSpec } from './spec.js';
+
+/**
+ * Cohere / Cohere2: a mean-subtracting LayerNorm without bias (CohereLayerNorm), RoPE on interleaved pairs (its
+ * rotate_half takes dims 2i and 2i+1), the logits times logit_scale, tied embeddings by default. Cohere2 slides a
+ * window in the layers layer_types (or sliding_window_pattern, default 4) marks, and only those rotate: its
+ * full-attention layers have no RoPE.
+ */
+export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string): ModelSpec {
+  const shape = attentionShape(arch === 'cohere2' ? { ...cfg, head_dim: undefined } : cfg, where);
+  const act = String(cfg.hidden_act ?? 'silu');
+  refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
+  refuseIf(cfg.use_qk_norm === true, where, 'use_qk_norm=true (per-head LayerNorms of q and k, Command R+) is not supported');
+  refuseQuantized(cfg, where);
+  const scale = Number(cfg.logit_scale ?? 0.0625);
+  refuseIf(!(scale > 0), where, `logit_scale must be positive, got ${JSON.stringify(cfg.logit_scale)}`);
+  const bias = cfg.attention_bias === true;
+  const rope = computeRope(parseRopeParams(cfg), shape.headDim);
+  const layers = int(cfg, 'num_hidden_layers', where);
+  let sliding: boolean[] | null = null, window = 0;
+  if (arch === 'cohere2') {
+    const pattern = Number(cfg.sliding_window_pattern ?? 4);
+    const types = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String)
+      : Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
+    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
+      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
+    sliding = types.map((t) => t === 'sliding_attention');
+    window = int(cfg, 'sliding_window', where);
+  }
+  return {
+    architecture: arch,
+    ...rotaryDecoderShape(cfg, where, shape, rope),
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_eps ?? 1e-5),
+    mlp: 'gated_silu',
+    slidingWindow: window,
+    attnScale: 1 / Math.sqrt(shape.headDim),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,  // CohereConfig's default is tied
+    qkvBias: bias, oBias: bias, mlpBias: false, qkNorm: false,
+    ...PLAIN_DECODER,
+    ropeInterleaved: true,
+    logitsDivisor: 1 / scale,
+    parallelBlock: true, normBias: false,
+    layerSliding: sliding,
+    layerRope: sliding,  // Cohere2: RoPE in the sliding layers only (null for Cohere: every layer)
+  };
+}
+
+/**
+ * Phi-1, Phi-1.5, Phi-2 (PhiForCausalLM): LayerNorms with biases, partial rotate-half RoPE (partial_rotary_factor),
+ * q/k/v and `dense` with biases, a non-gated fc1 → gelu_new → fc2 MLP with biases, a final_layernorm and an lm_head
+ * with a bias.
+ */
+export function phiSpec(cfg: Json, where: string): ModelSpec {
+  const shape = attentionShape({ ...cfg, head_dim: undefined }, where);
+  const act = String(cfg.hidden_act ?? 'gelu_new');
+  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for phi (gelu_new, gelu_pytorch_tanh, gelu)`);
+  refuseIf(cfg.qk_layernorm === true, where, 'qk_layernorm=true is not supported');
+  refuseQuantized(cfg, where);
+  const rope = computeRope(parseRopeParams({ ...cfg, partial_rotary_factor: cfg.partial_rotary_factor ?? 0.5 }), shape.headDim);
+  return {
+    architecture: 'phi' satisfies Architecture,
+    ...rotaryDecoderShape(cfg, where, shape, rope),
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_eps ?? 1e-5),
+    mlp: mlp!,
+    slidingWindow: 0,
+    attnScale: 1 / Math.sqrt(shape.headDim),
+    tieEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
+    ...PLAIN_DECODER,
+    parallelBlock: true, lmHeadBias: true,
+  };
+}
