@@ -41,6 +41,8 @@ export interface ModelPlanConfig {
   /** Per layer: true = sliding window (slidingWindow) with invFreqLocal; false = full attention with invFreq. */
   layerSliding?: boolean[];
   invFreqLocal?: Float32Array;
+  /** The sliding layers' RoPE attention factor with invFreqLocal (default 1). */
+  ropeAttentionFactorLocal?: number;
   /** GLM-4: RoPE rotates dims (2i, 2i+1) together instead of (i, i + rotaryDim/2). */
   ropeInterleaved?: boolean;
   /** SmolLM3: per layer, false = no rotary embedding in that layer (NoPE); absent = every layer rotates. */

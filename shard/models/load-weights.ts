@@ -263,7 +263,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     logitsDivisor: spec.logitsDivisor,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
     ...(spec.layerRope ? { layerRope: spec.layerRope } : {}),
-    ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq } : {}),
+    ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq, ropeAttentionFactorLocal: spec.ropeLocal.attentionFactor } : {}),
     ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
     ...(spec.moe ? {
       numExperts: spec.moe.experts, expertsPerToken: spec.moe.perToken, expertIntermediateLocal: rangeLen(part.expertIntermediate),

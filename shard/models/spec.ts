@@ -8,7 +8,7 @@ import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized,
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
@@ -113,6 +113,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GraniteForCausalLM: 'granite',
   SmolLM3ForCausalLM: 'smollm3',
   Olmo2ForCausalLM: 'olmo2',
+  Olmo3ForCausalLM: 'olmo3',
   CohereForCausalLM: 'cohere',
   Cohere2ForCausalLM: 'cohere2',
   PhiForCausalLM: 'phi',
@@ -213,6 +214,16 @@ function attentionWindows(arch: Architecture, cfg: Json, where: string): { windo
     if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
     return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
   }
+  if (arch === 'olmo3') {  // Olmo3Config: layer_types, by default sliding except every fourth layer
+    const layers = int(cfg, 'num_hidden_layers', where);
+    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => ((i + 1) % 4 !== 0 ? 'sliding_attention' : 'full_attention'));
+    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
+      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
+    const sliding = types.map((t) => t === 'sliding_attention');
+    const window = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 4096;
+    if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
+    return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
+  }
   if (arch === 'qwen3_moe') {  // Qwen3MoeConfig: the window on every layer, with use_sliding_window only
     return { window: cfg.use_sliding_window === true ? sw : 0, layerSliding: null };
   }
@@ -257,7 +268,8 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   // GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
   const attnBias = arch === 'qwen2' ? true : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
-  const rope = computeRope(parseRopeParams(cfg), headDim);
+  const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
+  const rope = ropes.rope;
   const granite = arch === 'granite' ? graniteMultipliers(cfg, where) : null;
   const windows = attentionWindows(arch, cfg, where);
   return {
@@ -270,15 +282,17 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'olmo2' || qwen3) && cfg.attention_bias === true,
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'olmo2' || arch === 'olmo3' || qwen3) &&
+      cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
     // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
-    ...(arch === 'olmo2' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
+    ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
     layerSliding: windows.layerSliding,
+    ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
   };
@@ -338,6 +352,24 @@ function glm4MoeRouting(cfg: Json, where: string, experts: number, perToken: num
     layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: true, groups, topkGroups,
     routedScale: num('routed_scaling_factor', 1), sharedExpert: shared === 1,
   };
+}
+
+/**
+ * OLMo 3's two RoPE settings (Olmo3Config): transformers 5 keeps them in rope_parameters.{full_attention,
+ * sliding_attention}; published (transformers 4) configs have one rope_theta (default 500000) and rope_scaling for the
+ * full-attention layers only — YaRN there, with its attention factor, while the sliding layers rotate plainly.
+ */
+function olmo3Ropes(cfg: Json, headDim: number): { rope: Rope; local: Rope } {
+  const rp = cfg.rope_parameters as Json | null | undefined;
+  if (rp && typeof rp === 'object' && ('full_attention' in rp || 'sliding_attention' in rp)) {
+    const theta = (p: unknown) => ({ rope_theta: 500_000, ...((p ?? {}) as Json) });
+    return { rope: computeRope(parseRopeParams({ rope_parameters: theta(rp.full_attention) }), headDim),
+      local: computeRope(parseRopeParams({ rope_parameters: theta(rp.sliding_attention) }), headDim) };
+  }
+  const theta = Number(cfg.rope_theta ?? 500_000);
+  const scaling = (cfg.rope_scaling ?? null) as Json | null;
+  return { rope: computeRope(parseRopeParams({ rope_parameters: { ...(scaling ?? {}), rope_theta: theta } }), headDim),
+    local: computeRope(parseRopeParams({ rope_parameters: { rope_theta: theta } }), headDim) };
 }
 
 // Granite 3.x (GraniteForCausalLM): Llama with four multipliers, as transformers' modeling_granite.py applies them —

@@ -300,3 +300,23 @@ test("Command R7B (Cohere2) and Phi-2 configs: parallel blocks, Cohere's NoPE fu
   assert.ok(phi2.parallelBlock && phi2.normBias && phi2.lmHeadBias && phi2.qkvBias && phi2.oBias && phi2.mlpBias);
   assert.deepEqual([phi2.headDim, phi2.rope!.rotaryDim, phi2.mlp], [80, 32, 'gelu_tanh']);
 });
+
+test("OLMo-3-7B's config: OLMo 2's norms, 3 sliding layers in 4, YaRN on the full-attention layers only", () => {
+  const s = parseModelSpec({
+    architectures: ['Olmo3ForCausalLM'], attention_bias: false, eos_token_id: 100257, hidden_act: 'silu', hidden_size: 4096,
+    intermediate_size: 11008, max_position_embeddings: 65536, model_type: 'olmo3', num_attention_heads: 32,
+    num_hidden_layers: 32, num_key_value_heads: 32, pad_token_id: 100277, rms_norm_eps: 1e-06, rope_theta: 500000,
+    rope_scaling: { attention_factor: 1.2079441541679836, beta_fast: 32, beta_slow: 1, factor: 8.0,
+      original_max_position_embeddings: 8192, rope_type: 'yarn' },
+    sliding_window: 4096, tie_word_embeddings: false, vocab_size: 100278,
+    layer_types: Array.from({ length: 32 }, (_, i) => ((i + 1) % 4 ? 'sliding_attention' : 'full_attention')),
+  });
+  assert.equal(s.architecture, 'olmo3');
+  assert.ok(!s.preNorms && s.postNorms && s.qkNormFull);
+  assert.deepEqual(s.layerSliding!.slice(0, 4), [true, true, true, false]);
+  assert.equal(s.slidingWindow, 4096);
+  assert.equal(s.maxPositions, 65536);
+  assert.ok(Math.abs(s.rope!.attentionFactor - 1.2079441541679836) < 1e-12);
+  assert.equal(s.ropeLocal!.attentionFactor, 1);  // the sliding layers rotate plainly
+  assert.notDeepEqual([...s.rope!.invFreq], [...s.ropeLocal!.invFreq]);
+});

@@ -56,6 +56,9 @@ struct ModelConfig {
   // a full-attention layer (no window, inv_freq).
   std::vector<uint8_t> layer_sliding;
   std::vector<float> inv_freq_local;  // sliding layers' RoPE frequencies (rotary_dim/2), or empty: inv_freq
+  // The sliding layers' RoPE attention factor where they have frequencies of their own (inv_freq_local): YaRN on the
+  // full-attention layers only (OLMo 3) scales those alone.
+  float rope_attention_factor_local = 1.0f;
   // GLM-4: RoPE pairs are dims (2i, 2i+1) (GPT-J style) instead of (i, i + rotary_dim/2).
   bool rope_interleaved = false;
   // SmolLM3's NoPE layers: empty = every layer rotates q and k; else layer_rope[l] = 0 for a layer without RoPE.
@@ -201,6 +204,7 @@ int64_t part_out(const ModelConfig& cfg, int module, int expert);
 bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh)
 int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
 const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies
+float layer_rope_attention_factor(const ModelConfig& cfg, int64_t layer);          // and their attention factor
 bool layer_has_rope(const ModelConfig& cfg, int64_t layer);  // rotary_dim > 0 and not one of SmolLM3's NoPE layers
 int64_t module_out(const ModelConfig& cfg, int module);
 int64_t expected_weight_size(const ModelConfig& cfg, const std::string& name);

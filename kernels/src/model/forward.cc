@@ -191,9 +191,9 @@ std::vector<float> Model::forward(const Batch& b) {
       const float* inv_freq = layer_inv_freq(cfg_, l).data();
       const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
       cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            cfg_.rope_attention_factor, use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+                            layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
       cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            cfg_.rope_attention_factor, use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+                            layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
     }
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
     ops_.mark("attention");

@@ -99,6 +99,10 @@ const std::vector<float>& layer_inv_freq(const ModelConfig& c, int64_t layer) {
   return sliding && !c.inv_freq_local.empty() ? c.inv_freq_local : c.inv_freq;
 }
 
+float layer_rope_attention_factor(const ModelConfig& c, int64_t layer) {
+  return &layer_inv_freq(c, layer) == &c.inv_freq_local ? c.rope_attention_factor_local : c.rope_attention_factor;
+}
+
 int64_t module_out(const ModelConfig& c, int module) {
   switch (module) {
     case kQkv: return (c.heads_local + 2 * c.kv_heads_local) * c.head_dim;

@@ -51,6 +51,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   auto inv = f32(o.Get("invFreq"), "invFreq");
   c.inv_freq.assign(inv.Data(), inv.Data() + inv.ElementLength());
   c.rope_attention_factor = static_cast<float>(num_or(o, "ropeAttentionFactor", 1.0));
+  c.rope_attention_factor_local = static_cast<float>(num_or(o, "ropeAttentionFactorLocal", 1.0));
   c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();

@@ -224,18 +224,18 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     has_deferred_expand_ = false;
     WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
                                              T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
-                                             cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1),
+                                             layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1),
                                              deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long),
                                              cfg_.rope_interleaved));
   } else if (layer_has_rope(cfg_, l) && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
-                                        cfg_.rope_attention_factor, ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
+                                        layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
                                         cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
   } else {
     if (layer_has_rope(cfg_, l))
       WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
-                                       ints(p.positions), layer_inv_freq_dev(l), cfg_.rope_attention_factor, stream_,
+                                       ints(p.positions), layer_inv_freq_dev(l), layer_rope_attention_factor(cfg_, l), stream_,
                                        cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
     WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
