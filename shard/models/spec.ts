@@ -8,7 +8,7 @@ import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized,
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
@@ -114,6 +114,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   SmolLM3ForCausalLM: 'smollm3',
   Olmo2ForCausalLM: 'olmo2',
   Olmo3ForCausalLM: 'olmo3',
+  OlmoeForCausalLM: 'olmoe',
   CohereForCausalLM: 'cohere',
   Cohere2ForCausalLM: 'cohere2',
   PhiForCausalLM: 'phi',
@@ -282,7 +283,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'olmo2' || arch === 'olmo3' || qwen3) &&
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch.startsWith('olmo') || qwen3) &&
       cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
     qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
@@ -291,6 +292,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
     // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
     ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
+    ...(arch === 'olmoe' ? { qkNormFull: true } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
     layerSliding: windows.layerSliding,
     ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
@@ -304,16 +306,21 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
  * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
  */
 function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
-  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'glm4_moe') return null;
+  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'glm4_moe' && arch !== 'olmoe') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
   // saves the last two as num_local_experts).
-  const own = arch === 'qwen3_moe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
+  const own = arch === 'qwen3_moe' || arch === 'olmoe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
   const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
   const perToken = int(cfg, 'num_experts_per_tok', where);
   refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
   const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
   if (arch === 'mixtral') {
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
+  }
+  if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
+    refuseIf(cfg.clip_qkv !== undefined && cfg.clip_qkv !== null, where, 'clip_qkv (q/k/v clamped) is not supported');
+    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
+      layers: null, ...softmax };
   }
   const layers = int(cfg, 'num_hidden_layers', where);
   if (arch === 'glm4_moe') return glm4MoeRouting(cfg, where, experts, perToken, layers);
