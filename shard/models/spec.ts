@@ -9,7 +9,7 @@ import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
-  'cohere' | 'cohere2' | 'phi' |
+  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
@@ -118,6 +118,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   CohereForCausalLM: 'cohere',
   Cohere2ForCausalLM: 'cohere2',
   PhiForCausalLM: 'phi',
+  SeedOssForCausalLM: 'seed_oss',
+  Ernie4_5ForCausalLM: 'ernie4_5',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
@@ -293,6 +295,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
     ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
     ...(arch === 'olmoe' ? { qkNormFull: true } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
+    ...(arch === 'seed_oss' ? seedOssBiases(cfg) : {}),
+    // ERNIE 4.5: use_bias on every projection, RoPE on interleaved pairs (its rotate_half takes dims 2i, 2i+1), tied
+    ...(arch === 'ernie4_5' ? { qkvBias: cfg.use_bias === true, oBias: cfg.use_bias === true, mlpBias: cfg.use_bias === true,
+      ropeInterleaved: true, tieEmbeddings: cfg.tie_word_embeddings !== false } : {}),
     layerSliding: windows.layerSliding,
     ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
@@ -377,6 +383,12 @@ function olmo3Ropes(cfg: Json, headDim: number): { rope: Rope; local: Rope } {
   const scaling = (cfg.rope_scaling ?? null) as Json | null;
   return { rope: computeRope(parseRopeParams({ rope_parameters: { ...(scaling ?? {}), rope_theta: theta } }), headDim),
     local: computeRope(parseRopeParams({ rope_parameters: { rope_theta: theta } }), headDim) };
+}
+
+// Seed-OSS (SeedOssConfig): q/k/v biases by attention_bias (default true), the output projection's by
+// attention_out_bias, the MLP's by mlp_bias.
+function seedOssBiases(cfg: Json) {
+  return { qkvBias: cfg.attention_bias !== false, oBias: cfg.attention_out_bias === true, mlpBias: cfg.mlp_bias === true };
 }
 
 // Granite 3.x (GraniteForCausalLM): Llama with four multipliers, as transformers' modeling_granite.py applies them —
