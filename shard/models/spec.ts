@@ -9,7 +9,7 @@ import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
-  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' |
+  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
@@ -120,6 +120,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   PhiForCausalLM: 'phi',
   SeedOssForCausalLM: 'seed_oss',
   Ernie4_5ForCausalLM: 'ernie4_5',
+  Exaone4ForCausalLM: 'exaone4',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
@@ -217,6 +218,7 @@ function attentionWindows(arch: Architecture, cfg: Json, where: string): { windo
     if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
     return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
   }
+  if (arch === 'exaone4') return exaone4Windows(cfg, layerTypes, where);
   if (arch === 'olmo3') {  // Olmo3Config: layer_types, by default sliding except every fourth layer
     const layers = int(cfg, 'num_hidden_layers', where);
     const types = layerTypes ?? Array.from({ length: layers }, (_, i) => ((i + 1) % 4 !== 0 ? 'sliding_attention' : 'full_attention'));
@@ -295,6 +297,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
     ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
     ...(arch === 'olmoe' ? { qkNormFull: true } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
+    // EXAONE 4: OLMo 2's block-output norms with Qwen3's per-head q/k norms; RoPE only in its sliding layers when it
+    // has a window (the global ones have none)
+    ...(arch === 'exaone4' ? { postNorms: true, preNorms: false, qkNorm: true,
+      ...(windows.layerSliding ? { layerRope: windows.layerSliding } : {}) } : {}),
     ...(arch === 'seed_oss' ? seedOssBiases(cfg) : {}),
     // ERNIE 4.5: use_bias on every projection, RoPE on interleaved pairs (its rotate_half takes dims 2i, 2i+1), tied
     ...(arch === 'ernie4_5' ? { qkvBias: cfg.use_bias === true, oBias: cfg.use_bias === true, mlpBias: cfg.use_bias === true,
@@ -383,6 +389,25 @@ function olmo3Ropes(cfg: Json, headDim: number): { rope: Rope; local: Rope } {
   const scaling = (cfg.rope_scaling ?? null) as Json | null;
   return { rope: computeRope(parseRopeParams({ rope_parameters: { ...(scaling ?? {}), rope_theta: theta } }), headDim),
     local: computeRope(parseRopeParams({ rope_parameters: { rope_theta: theta } }), headDim) };
+}
+
+// EXAONE 4 (Exaone4Config): layer_types, else sliding_window_pattern — every n-th layer global (an int, default 4), or
+// a cycle of 'L' (local: the window) and 'G' (global) letters such as "LLLG"; no window at all without sliding_window.
+function exaone4Windows(cfg: Json, layerTypes: string[] | null, where: string): { window: number; layerSliding: boolean[] | null } {
+  const layers = int(cfg, 'num_hidden_layers', where);
+  const window = typeof cfg.sliding_window === 'number' && cfg.sliding_window > 0 ? cfg.sliding_window : 0;
+  if (window === 0) return { window: 0, layerSliding: null };
+  const pattern = cfg.sliding_window_pattern ?? 4;
+  refuseIf(!(typeof pattern === 'string' ? /^[LG]+$/.test(pattern) : Number.isInteger(pattern) && (pattern as number) > 0), where,
+    `sliding_window_pattern must be a positive integer or a string of L and G, got ${JSON.stringify(pattern)}`);
+  const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (typeof pattern === 'string'
+    ? (pattern[i % pattern.length] === 'L' ? 'sliding_attention' : 'full_attention')
+    : ((i + 1) % (pattern as number) !== 0 ? 'sliding_attention' : 'full_attention')));
+  refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
+    `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
+  const sliding = types.map((t) => t === 'sliding_attention');
+  if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
+  return { window, layerSliding: sliding };
 }
 
 // Seed-OSS (SeedOssConfig): q/k/v biases by attention_bias (default true), the output projection's by

@@ -320,3 +320,18 @@ test("OLMo-3-7B's config: OLMo 2's norms, 3 sliding layers in 4, YaRN on the ful
   assert.equal(s.ropeLocal!.attentionFactor, 1);  // the sliding layers rotate plainly
   assert.notDeepEqual([...s.rope!.invFreq], [...s.ropeLocal!.invFreq]);
 });
+
+test("EXAONE-4.0-32B's config: an LLLG window pattern, RoPE only in the local layers; no window means RoPE everywhere", () => {
+  const base = { architectures: ['Exaone4ForCausalLM'], hidden_size: 5120, intermediate_size: 27392, num_attention_heads: 40,
+    num_key_value_heads: 8, head_dim: 128, num_hidden_layers: 8, vocab_size: 102400, max_position_embeddings: 131072,
+    rms_norm_eps: 1e-05, rope_theta: 1000000 };
+  const s = parseModelSpec({ ...base, sliding_window: 4096, sliding_window_pattern: 'LLLG' });
+  assert.equal(s.architecture, 'exaone4');
+  assert.ok(!s.preNorms && s.postNorms && s.qkNorm && !s.qkNormFull);
+  assert.deepEqual(s.layerSliding, [true, true, true, false, true, true, true, false]);
+  assert.deepEqual(s.layerRope, s.layerSliding);
+  assert.equal(s.slidingWindow, 4096);
+  const none = parseModelSpec({ ...base, sliding_window: null });
+  assert.deepEqual([none.slidingWindow, none.layerSliding, none.layerRope], [0, null, null]);
+  assert.throws(() => parseModelSpec({ ...base, sliding_window: 4096, sliding_window_pattern: 'LXG' }), /sliding_window_pattern must be/);
+});
