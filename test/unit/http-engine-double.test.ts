@@ -256,7 +256,7 @@ export async function testServer(
   return { app, engine, metrics, logs };
 }
 
-/** The JSON payloads of a text/event-stream body, in order. */
+/** The JSON payloads of a text/event-stream body, in order; an OpenAI stream's final [DONE] stays the string. */
 export function sseEvents(body: string): unknown[] {
   assert.ok(body.endsWith('\n\n'), 'every event ends with a blank line');
   return body
@@ -264,7 +264,8 @@ export function sseEvents(body: string): unknown[] {
     .filter((frame) => frame.length > 0)
     .map((frame) => {
       assert.ok(frame.startsWith('data: '), `frame is a data line: ${frame}`);
-      return JSON.parse(frame.slice('data: '.length));
+      const data = frame.slice('data: '.length);
+      return data === '[DONE]' ? data : JSON.parse(data);
     });
 }
 

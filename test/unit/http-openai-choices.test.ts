@@ -3,7 +3,7 @@
 // http-openai.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { INFO, post, testServer, type TestServer } from './http-engine-double.test.js';
+import { INFO, post, sseEvents as chunks, testServer, type TestServer } from './http-engine-double.test.js';
 
 let s: TestServer;
 before(async () => { s = await testServer(); });
@@ -11,16 +11,6 @@ after(async () => { await s.app.close(); });
 
 const USER_HI = [{ role: 'user', content: 'hi there' }];
 const last = () => s.engine.requests.at(-1)!;
-
-/** The `data:` payloads of an OpenAI stream: JSON chunks, and the final [DONE] kept as a string. */
-function chunks(body: string): unknown[] {
-  assert.ok(body.endsWith('\n\n'), 'every event ends with a blank line');
-  return body.split('\n\n').filter((f) => f.length > 0).map((frame) => {
-    assert.ok(frame.startsWith('data: '), `frame is a data line: ${frame}`);
-    const data = frame.slice('data: '.length);
-    return data === '[DONE]' ? data : JSON.parse(data);
-  });
-}
 
 describe('n > 1: one sequence per choice', () => {
   test('whole: n choices in index order, seeds seed+i, completion tokens summed, prompt counted once', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { StopTrimmer } from '../../coordinator/http/openai-responses.js';
-import { EOS_ID, INFO, post, renderScriptedChat, testServer, type TestServer } from './http-engine-double.test.js';
+import { EOS_ID, INFO, post, renderScriptedChat, sseEvents as chunks, testServer, type TestServer } from './http-engine-double.test.js';
 
 let s: TestServer;
 before(async () => { s = await testServer(); });
@@ -14,16 +14,6 @@ after(async () => { await s.app.close(); });
 
 const USER_HI = [{ role: 'user', content: 'hi there' }];
 const last = () => s.engine.requests.at(-1)!;
-
-/** The `data:` payloads of an OpenAI stream: JSON chunks, and the final [DONE] kept as a string. */
-function chunks(body: string): unknown[] {
-  assert.ok(body.endsWith('\n\n'), 'every event ends with a blank line');
-  return body.split('\n\n').filter((f) => f.length > 0).map((frame) => {
-    assert.ok(frame.startsWith('data: '), `frame is a data line: ${frame}`);
-    const data = frame.slice('data: '.length);
-    return data === '[DONE]' ? data : JSON.parse(data);
-  });
-}
 
 /** id / created are fresh per request: checked for form, then dropped so the rest compares exactly. */
 function stripHead(body: Record<string, unknown>, prefix: 'cmpl-' | 'chatcmpl-'): Record<string, unknown> {

@@ -40,7 +40,11 @@ bool CudaModel::lora_overlap() const {
 
 // The arguments shared by a module's launches; rows, x, y and the row → adapter map are set per launch.
 bool CudaModel::lora_args(int layer, int module, int64_t in, int64_t y_stride, LoraArgs* a) const {
-  const LoraTable t = lora_->table(layer, module);
+  return table_args(lora_->table(layer, module), in, y_stride, a);
+}
+
+// lora_args for a given table (a MoE expert's too: cuda_moe.cc).
+bool CudaModel::table_args(const LoraTable& t, int64_t in, int64_t y_stride, LoraArgs* a) const {
   if (t.num_entries == 0) return false;
   *a = LoraArgs{};
   a->dtype = opts_.dtype;

@@ -156,6 +156,7 @@ class CudaModel final : public ModelExecutor {
   bool lora_overlap() const;
   bool expand_into_next(int layer, int module, const LoraArgs& decode) const;
   bool lora_args(int layer, int module, int64_t in, int64_t y_stride, LoraArgs* a) const;
+  bool table_args(const LoraTable& t, int64_t in, int64_t y_stride, LoraArgs* a) const;
   bool lora_prefill_rows(const StepPlan& p, const void* x, void* y, LoraArgs* a) const;
   bool lora_decode_rows(const StepPlan& p, int64_t in, const void* x, void* y, int64_t y_stride, LoraArgs* a) const;
   // DoRA's channel scale on the module's output rows of DoRA adapters, after every expand (when one is loaded).

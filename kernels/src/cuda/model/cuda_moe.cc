@@ -20,26 +20,11 @@ namespace weft::cuda {
 
 void CudaModel::expert_lora(int layer, int module, int expert, const void* x, int64_t in, void* y, int64_t y_stride,
                             int64_t rows, const int32_t* row_entry) {
-  const LoraTable t = lora_->table(layer, module, expert);
-  LoraArgs a{};
-  a.dtype = opts_.dtype;
+  LoraArgs a;  // h: lora_h, sized for 3 slices x every step row (ensure_buffers); rows <= the step's
+  if (!table_args(lora_->table(layer, module, expert), in, y_stride, &a)) return;
   a.tokens = rows;
-  a.in = in;
   a.x = x;
-  a.x_stride = in;
-  a.h = buf_.lora_h.as<float>();  // sized for 3 slices x every step row (ensure_buffers); rows <= the step's
   a.y = y;
-  a.y_stride = y_stride;
-  a.num_slices = t.num_slices;
-  a.out_offset = t.out_offset;
-  a.out_len = t.out_len;
-  a.max_out_len = t.max_out_len;
-  a.num_entries = t.num_entries;
-  a.a = t.a;
-  a.b = t.b;
-  a.rank = t.rank;
-  a.scale = t.scale;
-  a.max_rank = lora_->rank_cap();
   a.token_entry = row_entry;
   WEFT_CUDA_CHECK(lora_bgmv(a, stream_));
 }
