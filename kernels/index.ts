@@ -18,7 +18,7 @@ export interface ModelPlanConfig {
   vocabLocal: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
   learnedPositions: boolean;
   maxPositions: number;
   rotaryDim: number;

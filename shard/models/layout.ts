@@ -124,6 +124,11 @@ const STARCODER2_MODULES: Record<string, { module: ExecModule; roles: string[] }
   'mlp.c_fc': { module: 'up', roles: ['fc'] },
   'mlp.c_proj': { module: 'down', roles: [] },
 };
+const ARCEE_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {  // a non-gated up → relu² → down
+  ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => k.startsWith('self_attn.'))),
+  'mlp.up_proj': { module: 'up', roles: ['fc'] },
+  'mlp.down_proj': { module: 'down', roles: [] },
+};
 const PHI_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => /^self_attn\.[qkv]_proj$/.test(k))),
   'self_attn.dense': { module: 'o', roles: [] },
@@ -177,7 +182,7 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
-    : spec.architecture === 'phi' ? PHI_MODULES : LLAMA_MODULES;
+    : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module

@@ -100,6 +100,7 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
       up: fusedUp
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
         : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
+          : spec.architecture === 'arcee' ? { paths: ['mlp.up_proj'], roles: [['fc']] }
           : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
       down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : 'mlp.down_proj'], roles: [[]] },
     },

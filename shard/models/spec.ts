@@ -9,7 +9,7 @@ import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
-  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' |
+  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
 
 /**
@@ -45,7 +45,7 @@ export interface ModelSpec {
   maxPositions: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
   learnedPositions: boolean;
   rope: Rope | null;
   slidingWindow: number;
@@ -121,6 +121,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   SeedOssForCausalLM: 'seed_oss',
   Ernie4_5ForCausalLM: 'ernie4_5',
   Exaone4ForCausalLM: 'exaone4',
+  ArceeForCausalLM: 'arcee',
   Glm4ForCausalLM: 'glm4',
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
@@ -265,8 +266,10 @@ const MISTRAL_DEFAULTS: Json = {
 
 function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpec {
   const { hidden, heads, kvHeads, headDim } = attentionShape(cfg, where);
-  const act = String(cfg.hidden_act ?? 'silu');
-  refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
+  // Arcee (AFM): a non-gated up → relu² → down MLP; every other one here is SwiGLU.
+  const act = String(cfg.hidden_act ?? (arch === 'arcee' ? 'relu2' : 'silu'));
+  const wantAct = arch === 'arcee' ? 'relu2' : 'silu';
+  refuseIf(act !== wantAct, where, `hidden_act '${act}' is not supported for ${arch} (only ${wantAct})`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
   refuseQuantized(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
@@ -282,14 +285,14 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     ...rotaryDecoderShape(cfg, where, { hidden, heads, kvHeads, headDim }, rope),
     norm: 'rms',
     normEps: Number(cfg.rms_norm_eps ?? 1e-6),
-    mlp: 'gated_silu',
+    mlp: arch === 'arcee' ? 'relu2' : 'gated_silu',
     slidingWindow: windows.window,
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
     oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch.startsWith('olmo') || qwen3) &&
       cfg.attention_bias === true,
-    mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3') && cfg.mlp_bias === true,
+    mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'arcee') && cfg.mlp_bias === true,
     qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),

@@ -42,6 +42,7 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // ou
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up (GeGLU)
 void gelu_erf(float* x, int64_t n);                                         // exact gelu
+void relu_squared(float* x, int64_t n);                                     // max(x, 0)², in place
 void add_inplace(float* y, const float* x, int64_t n);
 
 void embedding_gather(const float* table, int64_t rows, int64_t dim, const int32_t* ids, int64_t n, float* out);

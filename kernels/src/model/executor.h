@@ -15,7 +15,8 @@ namespace weft {
 
 enum class NormKind { kRms, kLayer };
 // Gated kinds (kGatedSilu: Llama's SwiGLU; kGatedGeluTanh: Gemma's GeGLU) read a [gate | up] projection.
-enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh };
+// kReluSquared (Arcee AFM): relu(x)² on a non-gated up projection.
+enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared };
 // kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
 // the token's one-hot row, so in = vocab, out = hidden.
 enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4, kEmbed = 5 };

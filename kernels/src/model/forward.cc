@@ -241,6 +241,7 @@ std::vector<float> Model::forward(const Batch& b) {
     } else {
       act = up;
       if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);
+      else if (cfg_.mlp == MlpKind::kReluSquared) cpu::relu_squared(act.data(), T * I);
       else cpu::gelu_erf(act.data(), T * I);
     }
     ops_.mark("gemm down");

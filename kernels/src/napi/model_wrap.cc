@@ -43,8 +43,9 @@ ModelConfig parse_config(const Napi::Object& o) {
   if (mlp == "gated_silu") c.mlp = MlpKind::kGatedSilu;
   else if (mlp == "gelu_tanh") c.mlp = MlpKind::kGeluTanh;
   else if (mlp == "gelu_erf") c.mlp = MlpKind::kGeluErf;
+  else if (mlp == "relu2") c.mlp = MlpKind::kReluSquared;
   else if (mlp == "gated_gelu_tanh") c.mlp = MlpKind::kGatedGeluTanh;
-  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'gelu_tanh' or 'gelu_erf'");
+  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'gelu_tanh', 'gelu_erf' or 'relu2'");
   c.learned_positions = o.Get("learnedPositions").ToBoolean().Value();
   c.max_positions = static_cast<int64_t>(num(o, "maxPositions"));
   c.rotary_dim = static_cast<int64_t>(num(o, "rotaryDim"));

@@ -140,6 +140,14 @@ __global__ void convert_kernel(const Ts* src, Td* dst, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) dst[e] = from_f<Td>(to_f(src[e]));
 }
 
+template <class T>
+__global__ void relu_squared_kernel(T* x, int64_t n) {
+  for (int64_t e = first_index(); e < n; e += grid_stride()) {
+    const float r = fmaxf(to_f(x[e]), 0.0f);
+    x[e] = from_f<T>(r * r);
+  }
+}
+
 template <bool kTanh> cudaError_t gelu(void* x, int64_t n, DType dtype, cudaStream_t stream) {
   if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
@@ -233,6 +241,16 @@ cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStre
   });
 }
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream) { return gelu<false>(x, n, dtype, stream); }
+
+cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    relu_squared_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t add_inplace(void* y, DType y_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {
   if (n < 0) return cudaErrorInvalidValue;

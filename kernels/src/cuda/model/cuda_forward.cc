@@ -285,6 +285,8 @@ void CudaModel::dense_mlp(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(gelu_tanh_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
   } else if (cfg_.mlp == MlpKind::kGeluTanh) {
     WEFT_CUDA_CHECK(gelu_tanh(act, T * I, dt, stream_));
+  } else if (cfg_.mlp == MlpKind::kReluSquared) {
+    WEFT_CUDA_CHECK(relu_squared(act, T * I, dt, stream_));
   } else {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }
