@@ -41,19 +41,23 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
                      r.expert.data() + t * k, r.weight.data() + t * k);
   }
 
+  // Each expert's rows in one pass over the choices (tokens in batch order; a token chooses an expert once).
+  std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
+  std::vector<std::vector<float>> weight_of(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      const auto e = static_cast<size_t>(r.expert[t * k + j]);
+      rows_of[e].push_back(t), weight_of[e].push_back(r.weight[t * k + j]);
+    }
   std::fill(out, out + T * H, 0.0f);
-  std::vector<int64_t> rows;
-  std::vector<float> row_weight, xe, up, act, down;
+  std::vector<float> xe, up, act, down;
   std::vector<int32_t> slots;
   for (int64_t e = 0; e < E; ++e) {
-    rows.clear(), row_weight.clear(), slots.clear();
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t j = 0; j < k; ++j)
-        if (r.expert[t * k + j] == e) {
-          rows.push_back(t), row_weight.push_back(r.weight[t * k + j]), slots.push_back(token_slots[t]);
-          break;
-        }
+    const std::vector<int64_t>& rows = rows_of[static_cast<size_t>(e)];
+    const std::vector<float>& row_weight = weight_of[static_cast<size_t>(e)];
     const int64_t n = static_cast<int64_t>(rows.size());
+    slots.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) slots[i] = token_slots[rows[i]];
     if (n == 0) continue;
     // The expert's rows keep the batch order, so a sequence's rows stay one run of its adapter slot (apply_lora).
     xe.resize(static_cast<size_t>(n * H)), up.resize(static_cast<size_t>(n * 2 * I));

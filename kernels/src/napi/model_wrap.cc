@@ -23,6 +23,15 @@ namespace weft::napi {
 
 namespace {
 
+
+// An optional per-layer array of booleans (layerSliding, layerRope, layerMoe) as 0/1 bytes; absent: left empty.
+void layer_flags(const Napi::Object& o, const char* key, std::vector<uint8_t>& out) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return;
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be an array of booleans");
+  const Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
+}
 ModelConfig parse_config(const Napi::Object& o) {
   ModelConfig c;
   c.hidden = static_cast<int64_t>(num(o, "hidden"));
@@ -66,19 +75,9 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.final_softcap = static_cast<float>(num_or(o, "finalSoftcap", 0.0));
   c.residual_scale = static_cast<float>(num_or(o, "residualScale", 1.0));
   c.logits_divisor = static_cast<float>(num_or(o, "logitsDivisor", 1.0));
-  const Napi::Value sliding = o.Get("layerSliding");
-  if (!sliding.IsUndefined() && !sliding.IsNull()) {
-    if (!sliding.IsArray()) throw Napi::TypeError::New(o.Env(), "layerSliding must be an array of booleans");
-    const Napi::Array a = sliding.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_sliding.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
-  }
+  layer_flags(o, "layerSliding", c.layer_sliding);
   c.rope_interleaved = o.Get("ropeInterleaved").ToBoolean().Value();
-  const Napi::Value rope = o.Get("layerRope");
-  if (!rope.IsUndefined() && !rope.IsNull()) {
-    if (!rope.IsArray()) throw Napi::TypeError::New(o.Env(), "layerRope must be an array of booleans");
-    const Napi::Array a = rope.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_rope.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
-  }
+  layer_flags(o, "layerRope", c.layer_rope);
   const Napi::Value local = o.Get("invFreqLocal");
   if (!local.IsUndefined() && !local.IsNull()) {
     auto lf = f32(local, "invFreqLocal");
@@ -98,12 +97,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_groups = static_cast<int64_t>(num_or(o, "moeGroups", 1));
   c.moe_topk_groups = static_cast<int64_t>(num_or(o, "moeTopkGroups", 1));
   c.moe_routed_scale = static_cast<float>(num_or(o, "moeRoutedScale", 1.0));
-  const Napi::Value moe = o.Get("layerMoe");
-  if (!moe.IsUndefined() && !moe.IsNull()) {
-    if (!moe.IsArray()) throw Napi::TypeError::New(o.Env(), "layerMoe must be an array of booleans");
-    const Napi::Array a = moe.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) c.layer_moe.push_back(a.Get(i).ToBoolean().Value() ? 1 : 0);
-  }
+  layer_flags(o, "layerMoe", c.layer_moe);
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));
