@@ -76,6 +76,17 @@ export interface ModelPlanConfig {
   moeGroups?: number;
   moeTopkGroups?: number;
   moeRoutedScale?: number;
+  /**
+   * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; kernels/src/model/executor.h ModelConfig::mla_*), on when
+   * mlaKvRank > 0: qkv is the replicated first projection [q_a | kv_a | k_rope] (or [q | kv_a | k_rope] with
+   * mlaQRank 0), plan weights layers.<i>.q_a_norm.weight, kv_a_norm.weight, q_b.weight, kv_b.weight; headDim =
+   * mlaNopeDim + rotaryDim; o reads headsLocal·mlaVDim. LoRA modules q_b / kv_b adapt q_b_proj / kv_b_proj.
+   */
+  mlaQRank?: number;
+  mlaKvRank?: number;
+  mlaNopeDim?: number;
+  mlaVDim?: number;
+  mlaNormEps?: number;
   numBlocks: number;
   blockSize: number;
   adapterSlots: number;
@@ -101,7 +112,7 @@ export interface ModelPlanConfig {
 }
 
 /** Module ids understood by Model.stageAdapter (C++ LoraModule). */
-export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, lmHead: 4, embed: 5 } as const;
+export const LoraModuleId = { qkv: 0, o: 1, up: 2, down: 3, q_b: 4, kv_b: 5, lmHead: 6, embed: 7 } as const;
 export type LoraModuleName = keyof typeof LoraModuleId;
 
 export interface BatchSeq {

@@ -2,14 +2,15 @@
 // A fused module's output rows are sub-blocks (q|k|v, gate|up); each sub-block is sliced by the
 // partition and placed at a local offset. The same description drives base weights and LoRA B rows.
 import type { Partition, Range } from './partition.js';
-import { layerIsMoe, type ModelSpec } from './spec.js';
+import { layerIsMoe, type MlaSpec, type ModelSpec } from './spec.js';
 import { rangeLen } from './partition.js';
 
-export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'lmHead' | 'embed';
+/** q_b / kv_b: latent attention's second projections (spec.mla: q_b_proj, kv_b_proj). */
+export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'q_b' | 'kv_b' | 'lmHead' | 'embed';
 
 /** One sub-block of a fused module's output rows. */
 export interface SubBlock {
-  role: string;        // q | k | v | gate | up | fc | lm_head
+  role: string;        // q | k | v | gate | up | fc | lm_head; latent attention: q_a | kv_a | k_rope | kv
   fullOffset: number;  // first row of this sub-block in the full (unsplit) fused output
   fullLen: number;
   local: Range;        // rows of this sub-block that this rank keeps (relative to the sub-block)
@@ -21,8 +22,9 @@ export function isGatedMlp(spec: Pick<ModelSpec, 'mlp'>): boolean {
   return spec.mlp === 'gated_silu' || spec.mlp === 'gated_gelu_tanh';
 }
 
-export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up' | 'lmHead'): SubBlock[] {
+export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up' | 'q_b' | 'kv_b' | 'lmHead'): SubBlock[] {
   const hd = spec.headDim;
+  if (spec.mla && (module === 'qkv' || module === 'q_b' || module === 'kv_b')) return mlaSubBlocks(spec, spec.mla, part, module);
   if (module === 'qkv') {
     const q = spec.heads * hd, kv = spec.kvHeads * hd;
     const qLocal = { start: part.heads.start * hd, end: part.heads.end * hd };
@@ -44,6 +46,30 @@ export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up'
   return [{ role: 'lm_head', fullOffset: 0, fullLen: spec.vocab, local: part.vocab, localOffset: 0 }];
 }
 
+/**
+ * Latent attention's modules: qkv is the first projection, replicated (every rank computes the whole latent) except
+ * q without a q rank, which is split by heads like q_b (each head's nope+rope rows) and kv_b (each head's nope+v rows).
+ */
+function mlaSubBlocks(spec: ModelSpec, mla: MlaSpec, part: Partition, module: 'qkv' | 'q_b' | 'kv_b'): SubBlock[] {
+  const whole = (n: number): Range => ({ start: 0, end: n });
+  const byHead = (perHead: number): Range => ({ start: part.heads.start * perHead, end: part.heads.end * perHead });
+  const q = spec.heads * spec.headDim, qLocal = byHead(spec.headDim);
+  if (module === 'q_b') return [{ role: 'q', fullOffset: 0, fullLen: q, local: qLocal, localOffset: 0 }];
+  if (module === 'kv_b') {
+    const per = mla.nopeDim + mla.vDim;
+    return [{ role: 'kv', fullOffset: 0, fullLen: spec.heads * per, local: byHead(per), localOffset: 0 }];
+  }
+  const first = mla.qRank > 0
+    ? { role: 'q_a', fullOffset: 0, fullLen: mla.qRank, local: whole(mla.qRank), localOffset: 0 }
+    : { role: 'q', fullOffset: 0, fullLen: q, local: qLocal, localOffset: 0 };
+  const at = rangeLen(first.local);
+  return [
+    first,
+    { role: 'kv_a', fullOffset: first.fullLen, fullLen: mla.kvRank, local: whole(mla.kvRank), localOffset: at },
+    { role: 'k_rope', fullOffset: first.fullLen + mla.kvRank, fullLen: mla.ropeDim, local: whole(mla.ropeDim), localOffset: at + mla.kvRank },
+  ];
+}
+
 /** A MoE expert's up projection: [gate | up] rows of the expert's intermediate, sliced like a dense MLP's. */
 export function expertSubBlocks(spec: ModelSpec, part: Partition): SubBlock[] {
   const I = spec.moe!.intermediate, il = rangeLen(part.expertIntermediate);
@@ -55,7 +81,10 @@ export function expertSubBlocks(spec: ModelSpec, part: Partition): SubBlock[] {
 
 /** Columns (input features) a row-parallel module keeps on this rank (`expert`: a MoE expert's down). */
 export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' | 'down', expert = false): Range {
-  if (module === 'o') return { start: part.heads.start * spec.headDim, end: part.heads.end * spec.headDim };
+  if (module === 'o') {  // each head's attention output: its value width (latent attention's v_head_dim)
+    const per = spec.mla ? spec.mla.vDim : spec.headDim;
+    return { start: part.heads.start * per, end: part.heads.end * per };
+  }
   return expert ? part.expertIntermediate : part.intermediate;
 }
 
@@ -135,6 +164,17 @@ const PHI_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'mlp.fc1': { module: 'up', roles: ['fc'] },
   'mlp.fc2': { module: 'down', roles: [] },
 };
+const DEEPSEEK_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  'self_attn.q_proj': { module: 'qkv', roles: ['q'] },
+  'self_attn.q_a_proj': { module: 'qkv', roles: ['q_a'] },
+  'self_attn.kv_a_proj_with_mqa': { module: 'qkv', roles: ['kv_a', 'k_rope'] },
+  'self_attn.q_b_proj': { module: 'q_b', roles: ['q'] },
+  'self_attn.kv_b_proj': { module: 'kv_b', roles: ['kv'] },
+  'self_attn.o_proj': { module: 'o', roles: [] },
+  'mlp.gate_proj': { module: 'up', roles: ['gate'] },
+  'mlp.up_proj': { module: 'up', roles: ['up'] },
+  'mlp.down_proj': { module: 'down', roles: [] },
+};
 const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attn.c_attn': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attn.c_proj': { module: 'o', roles: [] },
@@ -150,7 +190,7 @@ export function partsOfModulePath(path: string): number {
   // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
   // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
   if (/\.experts(?:\.base_layer)*$/.test(path)) return 2;
-  for (const table of [LLAMA_MODULES, GPT2_MODULES]) {
+  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
   return 1;
@@ -182,7 +222,8 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
-    : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES : LLAMA_MODULES;
+    : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES
+    : spec.architecture === 'deepseek_v3' ? DEEPSEEK_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
@@ -190,5 +231,8 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   }
   const entry = table[m[2]!];
   if (!entry) return null;
+  // Latent attention has q_proj without a q rank, q_a_proj / q_b_proj with one — never both.
+  if (spec.mla && (entry.module === 'q_b' || entry.roles[0] === 'q_a' || m[2] === 'self_attn.q_proj') &&
+    (m[2] === 'self_attn.q_proj') !== (spec.mla.qRank === 0)) return null;
   return { layer, module: entry.module, roles: entry.roles, conv1d: spec.architecture === 'gpt2' };
 }

@@ -161,7 +161,7 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       continue;
     }
     if (ref.module === 'o' || ref.module === 'down') {
-      const full = ref.module === 'o' ? spec.heads * spec.headDim : spec.intermediate;
+      const full = ref.module === 'o' ? spec.heads * (spec.mla ? spec.mla.vDim : spec.headDim) : spec.intermediate;
       if (inDim !== full || outDim !== spec.hidden) {
         throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${full}] and lora_B [${spec.hidden}, r], ` +
           `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
@@ -173,11 +173,13 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
         a: sliceCols(a.data, rank, inDim, cols.start, cols.end), b: b.data, ...(m ? { magnitude: m.data } : {}) });
       continue;
     }
-    const blocks = subBlocks(spec, part, ref.module === 'qkv' ? 'qkv' : ref.module === 'up' ? 'up' : 'lmHead');
+    const blocks = subBlocks(spec, part, ref.module);
     const mine = ref.roles.map((role) => blocks.find((bl) => bl.role === role)!);
     const expectedOut = mine.reduce((n, bl) => n + bl.fullLen, 0);
-    if (inDim !== spec.hidden || outDim !== expectedOut) {
-      throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${spec.hidden}] and lora_B [${expectedOut}, r], ` +
+    // Latent attention's second projections read the normalised latents (q_lora_rank, kv_lora_rank wide).
+    const expectedIn = ref.module === 'q_b' ? spec.mla!.qRank : ref.module === 'kv_b' ? spec.mla!.kvRank : spec.hidden;
+    if (inDim !== expectedIn || outDim !== expectedOut) {
+      throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${expectedIn}] and lora_B [${expectedOut}, r], ` +
         `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
     }
     let off = 0;

@@ -31,7 +31,8 @@ export interface LoadedModel {
 /** Names of the Hugging Face modules that feed one executor module, in sub-block order. */
 interface HfNames {
   layerPrefix(i: number): string;
-  modules: Record<Exclude<ExecModule, 'lmHead' | 'embed'>, { paths: string[]; roles: string[][] }>;
+  modules: Record<'qkv' | 'o' | 'up' | 'down', { paths: string[]; roles: string[][] }> &
+    Partial<Record<'q_b' | 'kv_b', { paths: string[]; roles: string[][] }>>;
   attnNorm: string;
   mlpNorm: string;
   /** Post norms (spec.postNorms): the attention block's and the MLP block's output norms. */
@@ -90,6 +91,13 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
   const root = !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
     : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
   const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';
+  // Latent attention (DeepSeek-V3): the first projection from q_a_proj (or q_proj) and kv_a_proj_with_mqa.
+  const mla = spec.mla ? {
+    qkv: { paths: [spec.mla.qRank > 0 ? 'self_attn.q_a_proj' : 'self_attn.q_proj', 'self_attn.kv_a_proj_with_mqa'],
+      roles: [[spec.mla.qRank > 0 ? 'q_a' : 'q'], ['kv_a', 'k_rope']] },
+    q_b: { paths: ['self_attn.q_b_proj'], roles: [['q']] },
+    kv_b: { paths: ['self_attn.kv_b_proj'], roles: [['kv']] },
+  } : {};
   return {
     layerPrefix: (i) => `${root}layers.${i}.`,
     modules: {
@@ -103,6 +111,7 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
           : spec.architecture === 'arcee' ? { paths: ['mlp.up_proj'], roles: [['fc']] }
           : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
       down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : 'mlp.down_proj'], roles: [[]] },
+      ...mla,
     },
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
     // pre_feedforward_layernorm. GLM-4 keeps post_attention_layernorm as the MLP's pre-norm and names its post norms
@@ -188,8 +197,11 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
+/** The executor modules whose output rows are sub-blocks from one or more HF tensors (layout.ts subBlocks). */
+type ColumnModule = 'qkv' | 'up' | 'q_b' | 'kv_b';
+
 /** Offset of each role's rows inside the HF tensor that provides it. */
-function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: 'qkv' | 'up'): Map<string, number> {
+function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: ColumnModule): Map<string, number> {
   const blocks = subBlocks(spec, part, module);
   const m = new Map<string, number>();
   let off = 0;
@@ -202,8 +214,8 @@ function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: 
 
 /** A column-parallel fused module: each sub-block's local rows, from whichever HF tensor holds that role. */
 function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
-  module: 'qkv' | 'up', suffix: 'weight' | 'bias'): Float32Array | null {
-  const { paths, roles } = names.modules[module];
+  module: ColumnModule, suffix: 'weight' | 'bias'): Float32Array | null {
+  const { paths, roles } = names.modules[module]!;
   const pieces: Float32Array[] = [];
   for (const block of subBlocks(spec, part, module)) {
     const idx = roles.findIndex((rs) => rs.includes(block.role));
@@ -272,6 +284,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       moeSigmoid: spec.moe.sigmoid, moeSharedExpert: spec.moe.sharedExpert, moeGroups: spec.moe.groups,
       moeTopkGroups: spec.moe.topkGroups, moeRoutedScale: spec.moe.routedScale,
     } : {}),
+    ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
@@ -328,11 +341,18 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       }
       const moe = layerIsMoe(spec, i);
       if (moe) loadMoeLayer(store, spec, part, names, i, set);
-      for (const module of moe ? ['qkv'] as const : ['qkv', 'up'] as const) {
-        const local = module === 'qkv' ? 'qkv' : 'up';
-        set(`layers.${i}.${local}.weight`, assembleColumnParallel(store, spec, part, names, i, module, 'weight')!);
+      if (spec.mla) {  // the latents' RMS norms (replicated) beside the projections below
+        if (spec.mla.qRank > 0) set(`layers.${i}.q_a_norm.weight`, store.readF32(need(store, `${p}self_attn.q_a_layernorm.weight`)));
+        set(`layers.${i}.kv_a_norm.weight`, store.readF32(need(store, `${p}self_attn.kv_a_layernorm.weight`)));
+      }
+      const columns: ColumnModule[] = [
+        'qkv', ...(moe ? [] : ['up'] as const), ...(spec.mla ? ['kv_b'] as const : []),
+        ...(spec.mla && spec.mla.qRank > 0 ? ['q_b'] as const : []),
+      ];
+      for (const module of columns) {
+        set(`layers.${i}.${module}.weight`, assembleColumnParallel(store, spec, part, names, i, module, 'weight')!);
         const bias = assembleColumnParallel(store, spec, part, names, i, module, 'bias');
-        if (bias) set(`layers.${i}.${local}.bias`, bias);
+        if (bias) set(`layers.${i}.${module}.bias`, bias);
       }
       for (const module of moe ? ['o'] as const : ['o', 'down'] as const) {
         const base = `${p}${names.modules[module].paths[0]}`;

@@ -7,10 +7,11 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
+import { deepseekV3Spec } from './deepseek-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'deepseek_v3';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -31,6 +32,19 @@ export interface MoeSpec {
   sharedExpert: boolean;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
+}
+
+/**
+ * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): q from q_a_proj → q_a_layernorm → q_b_proj (qRank > 0) or
+ * q_proj; the keys and values from kv_a_proj_with_mqa ([kvRank latent | ropeDim shared rotary key]) → kv_a_layernorm
+ * → kv_b_proj (each head's [nopeDim key | vDim value]). headDim = nopeDim + ropeDim; o_proj reads heads·vDim.
+ */
+export interface MlaSpec {
+  qRank: number;
+  kvRank: number;
+  nopeDim: number;
+  ropeDim: number;
+  vDim: number;
 }
 
 export interface ModelSpec {
@@ -98,6 +112,8 @@ export interface ModelSpec {
   logitsDivisor: number;
   /** A mixture-of-experts MLP (Mixtral, Qwen3-MoE); null: dense. */
   moe: MoeSpec | null;
+  /** Multi-head latent attention (DeepSeek-V3); null: q/k/v projections. */
+  mla: MlaSpec | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -138,6 +154,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Phi3ForCausalLM: 'phi3',
   Starcoder2ForCausalLM: 'starcoder2',
   GPT2LMHeadModel: 'gpt2',
+  DeepseekV3ForCausalLM: 'deepseek_v3',
 };
 
 export function readModelSpec(modelDir: string): ModelSpec {
@@ -164,6 +181,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
   if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
   if (arch === 'phi') return phiSpec(cfg, where);
+  if (arch === 'deepseek_v3') return deepseekV3Spec(cfg, where);
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
@@ -338,7 +356,7 @@ function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
       layers: null, ...softmax };
   }
   const layers = int(cfg, 'num_hidden_layers', where);
-  if (arch === 'glm4_moe') return glm4MoeRouting(cfg, where, experts, perToken, layers);
+  if (arch === 'glm4_moe') return sigmoidMoeRouting(cfg, where, experts, perToken, layers, GLM4_MOE_DEFAULTS);
   const step = cfg.decoder_sparse_step ?? 1;
   refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
   const only = cfg.mlp_only_layers ?? [];
@@ -350,29 +368,42 @@ function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
     layers: moeLayers.every(Boolean) ? null : moeLayers, ...softmax };
 }
 
-// GLM-4.5 (Glm4MoeTopkRouter): sigmoid scores, e_score_correction_bias in the choice, n_group / topk_group,
-// norm_topk_prob (default true), routed_scaling_factor; n_shared_experts shared experts of moe_intermediate_size each
-// (one is served: a shared MLP n times as wide is not an expert of the others' width); the first_k_dense_replace
-// layers keep a dense MLP of intermediate_size.
-function glm4MoeRouting(cfg: Json, where: string, experts: number, perToken: number, layers: number): MoeSpec {
-  const num = (key: string, dflt: number): number => {
+/** The routing fields' defaults where a config leaves them out (Glm4MoeConfig's, DeepseekV3Config's). */
+export interface SigmoidRoutingDefaults {
+  n_shared_experts: number;
+  n_group: number;
+  topk_group: number;
+  first_k_dense_replace: number;
+  routed_scaling_factor: number;
+}
+const GLM4_MOE_DEFAULTS: SigmoidRoutingDefaults = {
+  n_shared_experts: 1, n_group: 1, topk_group: 1, first_k_dense_replace: 1, routed_scaling_factor: 1,
+};
+
+// GLM-4.5 (Glm4MoeTopkRouter) and DeepSeek-V3 (DeepseekV3TopkRouter, the same): sigmoid scores,
+// e_score_correction_bias in the choice, n_group / topk_group, norm_topk_prob (default true), routed_scaling_factor;
+// n_shared_experts shared experts of moe_intermediate_size each (one is served: a shared MLP n times as wide is not an
+// expert of the others' width); the first_k_dense_replace layers keep a dense MLP of intermediate_size.
+export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, perToken: number, layers: number,
+  defaults: SigmoidRoutingDefaults): MoeSpec {
+  const num = (key: keyof SigmoidRoutingDefaults, dflt = defaults[key]): number => {
     const v = cfg[key] ?? dflt;
     refuseIf(typeof v !== 'number' || !Number.isFinite(v), where, `${key} must be a number, got ${JSON.stringify(v)}`);
     return v as number;
   };
-  const shared = num('n_shared_experts', 1);
+  const shared = num('n_shared_experts');
   refuseIf(shared !== 0 && shared !== 1, where, `n_shared_experts ${shared} is not supported (0 or 1)`);
-  const groups = num('n_group', 1), topkGroups = num('topk_group', 1);
+  const groups = num('n_group'), topkGroups = num('topk_group');
   refuseIf(!Number.isInteger(groups) || groups < 1 || experts % groups !== 0 || (groups > 1 && experts / groups < 2) ||
     !Number.isInteger(topkGroups) || topkGroups < 1 || topkGroups > groups || perToken > topkGroups * (experts / groups),
   where, `n_group ${groups} / topk_group ${topkGroups} must split the ${experts} experts evenly and leave ${perToken} to choose from`);
-  const dense = num('first_k_dense_replace', 1);
+  const dense = num('first_k_dense_replace');
   const moeLayers = Array.from({ length: layers }, (_, l) => l >= dense);
   refuseIf(!moeLayers.some(Boolean), where, `first_k_dense_replace ${dense} leaves no mixture-of-experts layer`);
   return {
     experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob !== false,
     layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: true, groups, topkGroups,
-    routedScale: num('routed_scaling_factor', 1), sharedExpert: shared === 1,
+    routedScale: num('routed_scaling_factor'), sharedExpert: shared === 1,
   };
 }
 

@@ -1,6 +1,6 @@
 // A tiny random-weight model plan driven through the native surface (createModel), for tests of the
 // executor itself: two layers, GQA, RoPE, gated SiLU; adapters on every module and the lm_head.
-import { createModel, type ForwardBatch, type LoraPartInput, type ModelPlanConfig, type NativeModel } from '../../kernels/index.js';
+import { createModel, LoraModuleId, type ForwardBatch, type LoraPartInput, type ModelPlanConfig, type NativeModel } from '../../kernels/index.js';
 import { Rng } from './reference-ops.js';
 import { stepBatch } from './forward-batch.js';
 
@@ -45,7 +45,7 @@ export function adapter(seed: number, rank = 4): LoraPartInput[] {
     mk(l, 2, 0, H, I); mk(l, 2, I, H, I);
     mk(l, 3, 0, I, H);
   }
-  mk(-1, 4, 0, H, V);
+  mk(-1, LoraModuleId.lmHead, 0, H, V);
   return parts;
 }
 

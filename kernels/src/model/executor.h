@@ -19,7 +19,8 @@ enum class NormKind { kRms, kLayer };
 enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared };
 // kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
 // the token's one-hot row, so in = vocab, out = hidden.
-enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kNumLayerModules = 4, kLmHead = 4, kEmbed = 5 };
+// kQb / kKvb: multi-head latent attention's second projections (ModelConfig::mla_kv_rank > 0): q_b_proj and kv_b_proj.
+enum LoraModule { kQkv = 0, kO = 1, kUp = 2, kDown = 3, kQb = 4, kKvb = 5, kNumLayerModules = 6, kLmHead = 6, kEmbed = 7 };
 
 struct ModelConfig {
   int64_t hidden = 0, layers = 0, head_dim = 0;
@@ -87,9 +88,24 @@ struct ModelConfig {
   bool moe_sigmoid = false, moe_shared_expert = false;
   int64_t moe_groups = 1, moe_topk_groups = 1;
   float moe_routed_scale = 1.0f;
+  // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2), on when mla_kv_rank > 0. The qkv module is the first
+  // projection, replicated on every rank: [q_a (mla_q_rank rows) | kv_a (mla_kv_rank) | k_rope (rotary_dim)], or with
+  // mla_q_rank 0 [q (heads_local·head_dim, this rank's heads) | kv_a | k_rope]. q_a is RMS-normalised (q_a_norm, eps
+  // mla_norm_eps) and projected by kQb (q_b.weight [heads_local·head_dim, mla_q_rank]); kv_a is RMS-normalised
+  // (kv_a_norm) and projected by kKvb (kv_b.weight [heads_local·(mla_nope_dim + mla_v_dim), mla_kv_rank]) into each
+  // head's [k_nope | v]. head_dim = mla_nope_dim + rotary_dim; q's heads are [nope | rope] as transformers lays them.
+  // The cache holds the expanded keys and values: each head's key [rope(k_rope) | k_nope] (the rotated part first,
+  // as in q — a dot product does not mind the order), its value zero-padded to head_dim; the attention output's
+  // first mla_v_dim of each head feed o (o.weight [hidden, heads_local·mla_v_dim]). kv_heads_local = heads_local.
+  int64_t mla_q_rank = 0, mla_kv_rank = 0, mla_nope_dim = 0, mla_v_dim = 0;
+  float mla_norm_eps = 1e-6f;
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };
+
+inline bool is_mla(const ModelConfig& c) { return c.mla_kv_rank > 0; }
+// The attention output's width per head that the o projection reads (MLA: the value width).
+inline int64_t attn_value_dim(const ModelConfig& c) { return is_mla(c) ? c.mla_v_dim : c.head_dim; }
 
 struct LoraPart {
   int64_t rank = 0, in = 0, out_len = 0, out_offset = 0;

@@ -129,7 +129,7 @@ std::vector<float> Model::forward(const Batch& b) {
   const int64_t H = cfg_.hidden, hd = cfg_.head_dim;
   const int64_t nq = cfg_.heads_local, nkv = cfg_.kv_heads_local;
   const int64_t q_dim = nq * hd, kv_dim = nkv * hd;
-  const int64_t qkv_out = module_out(kQkv), up_out = module_out(kUp), I = cfg_.intermediate_local;
+  const int64_t qkv_out = is_mla(cfg_) ? 0 : module_out(kQkv), up_out = module_out(kUp), I = cfg_.intermediate_local;
 
   std::vector<int32_t> token_slots(static_cast<size_t>(T));
   std::vector<cpu::AttentionSeq> att(b.seqs.size());
@@ -170,17 +170,22 @@ std::vector<float> Model::forward(const Batch& b) {
     // Attention block.
     ops_.mark("norm");
     norm(h.data(), T, p + "attn_norm", x.data());
-    ops_.mark("gemm qkv");
-    cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
-    mark_lora("lora qkv");
-    apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out, w_opt(p + "qkv.bias"));
-    ops_.mark("rope + kv write");
-    for (int64_t t = 0; t < T; ++t) {
-      const float* row = qkv.data() + t * qkv_out;
-      std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
-      std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
-      std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
+    if (is_mla(cfg_)) {  // latent attention's projections (LoRA included), laid out as q, k, v per head
+      ops_.mark("mla projections");
+      mla_qkv(l, x.data(), T, token_slots, q.data(), k.data(), v.data());
+    } else {
+      ops_.mark("gemm qkv");
+      cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
+      mark_lora("lora qkv");
+      apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out, w_opt(p + "qkv.bias"));
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = qkv.data() + t * qkv_out;
+        std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
+        std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
+        std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
+      }
     }
+    ops_.mark("rope + kv write");
     if (cfg_.qk_norm) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
       cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
@@ -202,10 +207,15 @@ std::vector<float> Model::forward(const Batch& b) {
                          cfg_.attn_softcap);
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
+    if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]
+      const int64_t vd = cfg_.mla_v_dim;
+      for (int64_t r = 0; r < T * nq; ++r) std::memmove(attn.data() + r * vd, attn.data() + r * hd, sizeof(float) * vd);
+    }
+    const int64_t o_in = module_in(kO);
     ops_.mark("gemm o");
-    cpu::gemm_xwt(attn.data(), T, q_dim, w(p + "o.weight"), H, nullptr, o.data(), false);
+    cpu::gemm_xwt(attn.data(), T, o_in, w(p + "o.weight"), H, nullptr, o.data(), false);
     mark_lora("lora o");
-    apply_lora(static_cast<int>(l), kO, attn.data(), q_dim, token_slots, o.data(), H);
+    apply_lora(static_cast<int>(l), kO, attn.data(), o_in, token_slots, o.data(), H);
     ops_.mark("residual");
     coll_->all_reduce_sum(o.data(), T * H);
     if (const float* ob = w_opt(p + "o.bias"))

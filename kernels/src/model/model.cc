@@ -58,6 +58,14 @@ void check_model_config(const ModelConfig& c) {
       (c.num_experts > 0 && c.experts_per_token > c.moe_topk_groups * (c.num_experts / c.moe_groups)))
     throw std::invalid_argument("model config: expert groups must split the experts evenly (2 or more each), with "
                                 "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid routing)");
+  if (c.mla_kv_rank < 0 || c.mla_q_rank < 0 || (!is_mla(c) && (c.mla_q_rank || c.mla_nope_dim || c.mla_v_dim)))
+    throw std::invalid_argument("model config: latent attention's ranks must be >= 0, mla_kv_rank > 0 to use it");
+  if (is_mla(c) && (c.kv_heads_local != c.heads_local || c.rotary_dim <= 0 || c.mla_nope_dim < 0 ||
+                    c.head_dim != c.mla_nope_dim + c.rotary_dim || c.mla_v_dim <= 0 || c.mla_v_dim > c.head_dim ||
+                    c.qk_norm || c.qk_norm_full || c.parallel_block || !(c.mla_norm_eps > 0.0f)))
+    throw std::invalid_argument("model config: latent attention needs kv heads = heads, head_dim = mla_nope_dim + "
+                                "rotary_dim (rotary_dim > 0), 0 < mla_v_dim <= head_dim, a positive mla_norm_eps, and "
+                                "no q/k norms or parallel block");
 }
 
 bool layer_is_moe(const ModelConfig& c, int64_t layer) {
@@ -77,7 +85,9 @@ int64_t part_out(const ModelConfig& c, int module, int expert) {
 int64_t module_in(const ModelConfig& c, int module) {
   switch (module) {
     case kQkv: case kUp: case kLmHead: return c.hidden;
-    case kO: return c.heads_local * c.head_dim;
+    case kO: return c.heads_local * attn_value_dim(c);
+    case kQb: return is_mla(c) && c.mla_q_rank > 0 ? c.mla_q_rank : -1;
+    case kKvb: return is_mla(c) ? c.mla_kv_rank : -1;
     case kDown: return c.intermediate_local;
     case kEmbed: return c.vocab;
   }
@@ -105,7 +115,11 @@ float layer_rope_attention_factor(const ModelConfig& c, int64_t layer) {
 
 int64_t module_out(const ModelConfig& c, int module) {
   switch (module) {
-    case kQkv: return (c.heads_local + 2 * c.kv_heads_local) * c.head_dim;
+    case kQkv:
+      if (is_mla(c)) return (c.mla_q_rank > 0 ? c.mla_q_rank : c.heads_local * c.head_dim) + c.mla_kv_rank + c.rotary_dim;
+      return (c.heads_local + 2 * c.kv_heads_local) * c.head_dim;
+    case kQb: return is_mla(c) && c.mla_q_rank > 0 ? c.heads_local * c.head_dim : -1;
+    case kKvb: return is_mla(c) ? c.heads_local * (c.mla_nope_dim + c.mla_v_dim) : -1;
     case kO: case kDown: return c.hidden;
     case kUp: return gated_mlp(c) ? 2 * c.intermediate_local : c.intermediate_local;
     case kLmHead: return c.vocab_local;
@@ -152,6 +166,10 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (p == "q_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.heads_local * c.head_dim : -1;
   if (p == "k_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.kv_heads_local * c.head_dim : -1;
   if (p == "post_attn_norm.weight" || p == "post_mlp_norm.weight") return c.post_norms ? h : -1;
+  if (p == "q_a_norm.weight") return is_mla(c) && c.mla_q_rank > 0 ? c.mla_q_rank : -1;
+  if (p == "kv_a_norm.weight") return is_mla(c) ? c.mla_kv_rank : -1;
+  if (p == "q_b.weight") return module_out(c, kQb) < 0 ? -1 : module_out(c, kQb) * module_in(c, kQb);
+  if (p == "kv_b.weight") return module_out(c, kKvb) < 0 ? -1 : module_out(c, kKvb) * module_in(c, kKvb);
   if (p == "qkv.weight") return module_out(c, kQkv) * h;
   if (p == "qkv.bias") return module_out(c, kQkv);
   if (p == "o.weight") return h * module_in(c, kO);
@@ -169,6 +187,11 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   for (int64_t i = 0; i < c.layers; ++i) {
     for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
     if (c.pre_norms) required.push_back(layer_name(i, "attn_norm.weight"));
+    if (is_mla(c)) {
+      for (const char* s : {"kv_a_norm.weight", "kv_b.weight"}) required.push_back(layer_name(i, s));
+      if (c.mla_q_rank > 0)
+        for (const char* s : {"q_a_norm.weight", "q_b.weight"}) required.push_back(layer_name(i, s));
+    }
     if (c.pre_norms && !c.parallel_block) required.push_back(layer_name(i, "mlp_norm.weight"));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
@@ -220,6 +243,9 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " is a mixture of experts: its up/down parts "
                                 "belong to an expert");
   const int64_t in = part_in(c, module, expert), out = part_out(c, module, expert);
+  if (in < 0 || out < 0)
+    throw std::invalid_argument("lora: module " + std::to_string(module) + " (q_b_proj / kv_b_proj) is part of latent " +
+                                "attention only" + (is_mla(c) ? " (this model has no q_lora_rank: q_proj is in qkv)" : ""));
   if (!part.a || !part.b || part.rank <= 0 || part.in != in || part.out_offset < 0 ||
       part.out_offset + part.out_len > out || part.a_len != part.rank * part.in ||
       part.b_len != part.out_len * part.rank || (part.mag && part.mag_len != part.out_len))
@@ -234,7 +260,8 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
 }
 
 std::string dora_norm_weight(const ModelConfig& c, const LoraPartRef& part) {
-  static const char* const kWeight[kNumLayerModules] = {"qkv.weight", "o.weight", "up.weight", "down.weight"};
+  static const char* const kWeight[kNumLayerModules] = {"qkv.weight", "o.weight",  "up.weight",
+                                                         "down.weight", "q_b.weight", "kv_b.weight"};
   check_lora_part(c, part);
   if (part.module == kLmHead || part.module == kEmbed)
     throw std::invalid_argument("lora: DoRA weight norms are not supported on lm_head or the embedding");

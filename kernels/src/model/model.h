@@ -60,6 +60,9 @@ class Model final : public ModelExecutor {
   // A MoE layer's MLP (moe.cc): x [T, hidden] normalised -> out [T, hidden], this rank's partial sum (before the
   // all-reduce).
   void moe_mlp(int64_t layer, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* out) const;
+  // Latent attention's q, k, v [T, heads_local · head_dim] (mla.cc; ModelConfig::mla_kv_rank > 0) from x [T, hidden].
+  void mla_qkv(int64_t layer, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* q, float* k,
+               float* v) const;
   void validate_batch(const Batch& b) const;
 
   ModelConfig cfg_;

@@ -97,6 +97,11 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_groups = static_cast<int64_t>(num_or(o, "moeGroups", 1));
   c.moe_topk_groups = static_cast<int64_t>(num_or(o, "moeTopkGroups", 1));
   c.moe_routed_scale = static_cast<float>(num_or(o, "moeRoutedScale", 1.0));
+  c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
+  c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
+  c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));
+  c.mla_v_dim = static_cast<int64_t>(num_or(o, "mlaVDim", 0));
+  c.mla_norm_eps = static_cast<float>(num_or(o, "mlaNormEps", 1e-6));
   layer_flags(o, "layerMoe", c.layer_moe);
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));

@@ -131,6 +131,14 @@ cudaError_t moe_gather(const void* x, DType dtype, int64_t width, const int32_t*
 cudaError_t moe_combine(const void* y, DType dtype, const int32_t* src_row, const int32_t* src_w, const float* weights,
                         int64_t tokens, int64_t k, int64_t hidden, void* out, cudaStream_t stream);
 
+// Multi-head latent attention (mla.cu): writes out [tokens, 3·heads·(nope + rope)] = each token's q | k | v heads —
+// q [q_rope | q_nope] from q (rows q_stride apart, each head [nope | rope]), k [k_rope | k_nope] with k_rope (rows
+// rope_stride apart, one head's worth shared by all) and kv ([tokens, heads·(nope + v_dim)], each head [k_nope | v]),
+// v [v | 0…] zero-padded to nope + rope.
+cudaError_t mla_assemble(const void* q, int64_t q_stride, const void* kv, const void* k_rope, int64_t rope_stride,
+                         DType dtype, int64_t tokens, int64_t heads, int64_t nope, int64_t rope, int64_t v_dim, void* out,
+                         cudaStream_t stream);
+
 cudaError_t silu_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                      int64_t inter, DType dtype, cudaStream_t stream);
 // silu_mul with 8 outputs a thread and 16-byte accesses (inter and both strides multiples of 8, 16-byte aligned

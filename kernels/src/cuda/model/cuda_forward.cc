@@ -56,7 +56,7 @@ void CudaModel::norm(const void* x, DType x_dtype, int64_t rows, const void* w, 
 }
 
 void CudaModel::attention(int64_t layer, const StepPlan& p) {
-  const int64_t q_dim = cfg_.heads_local * cfg_.head_dim, qkv_out = module_out(cfg_, kQkv);
+  const int64_t q_dim = cfg_.heads_local * cfg_.head_dim, qkv_out = qkv_stride();
   PagedAttention a{};
   a.dtype = opts_.dtype;
   a.q_stride = qkv_out;
@@ -194,7 +194,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   const int layer = static_cast<int>(l);
   const int64_t T = p.rows, H = cfg_.hidden, hd = cfg_.head_dim;
   const int64_t nq = cfg_.heads_local, nkv = cfg_.kv_heads_local, q_dim = nq * hd, kv_dim = nkv * hd;
-  const int64_t qkv_out = module_out(cfg_, kQkv);
+  const int64_t qkv_out = qkv_stride();
   const DType dt = opts_.dtype;
   const bool solo = coll_->world() == 1;
   char* qkv = buf_.qkv.as<char>();
@@ -204,7 +204,8 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     ops_.mark("norm", stream_);
     norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   }
-  project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
+  if (is_mla(cfg_)) mla_qkv(l, p);  // latent attention's projections, laid out as q | k | v heads
+  else project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
   if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
     ops_.mark("q/k norm", stream_);
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
@@ -241,7 +242,11 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
   attention(l, p);
-  project("gemm o", layer, kO, buf_.attn.get(), q_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
+  if (is_mla(cfg_)) {  // o reads each head's value width
+    project("gemm o", layer, kO, mla_values(T), nq * cfg_.mla_v_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
+  } else {
+    project("gemm o", layer, kO, buf_.attn.get(), q_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
+  }
   // MLP block.
   ops_.mark("residual + norm", stream_);
   if (cfg_.parallel_block) {

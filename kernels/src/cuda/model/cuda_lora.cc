@@ -28,6 +28,8 @@ constexpr const char* kLoraOps[kNumLayerModules + 1][3] = {
     {"lora o sgmv shrink", "lora o sgmv expand", "lora o bgmv"},
     {"lora up sgmv shrink", "lora up sgmv expand", "lora up bgmv"},
     {"lora down sgmv shrink", "lora down sgmv expand", "lora down bgmv"},
+    {"lora q_b sgmv shrink", "lora q_b sgmv expand", "lora q_b bgmv"},
+    {"lora kv_b sgmv shrink", "lora kv_b sgmv expand", "lora kv_b bgmv"},
     {"lora lm_head sgmv shrink", "lora lm_head sgmv expand", "lora lm_head bgmv"},
 };
 
@@ -191,8 +193,8 @@ void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, con
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
-  if (module == kQkv) {
-    return layer_has_rope(cfg_, layer) && !cfg_.qk_norm && !cfg_.qk_norm_full && fused_small_ops() && decode.num_slices == 3;
+  if (module == kQkv) {  // latent attention's qkv is its first projection, not the rows RoPE reads
+    return !is_mla(cfg_) && layer_has_rope(cfg_, layer) && !cfg_.qk_norm && !cfg_.qk_norm_full && fused_small_ops() && decode.num_slices == 3;
   }
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
   // A parallel block's o projection is followed by a plain residual add (the MLP reads the attention's input).

@@ -138,7 +138,8 @@ void CudaModel::bind_weights() {
                    opt("mlp_norm.bias"),
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
-                   opt("post_mlp_norm.weight")};
+                   opt("post_mlp_norm.weight"), opt("q_a_norm.weight"), opt("kv_a_norm.weight"), opt("q_b.weight"),
+                   opt("kv_b.weight")};
   }
   moe_w_.assign(cfg_.num_experts > 0 ? static_cast<size_t>(cfg_.layers) : 0, MoeWeights{});
   for (int64_t i = 0; i < static_cast<int64_t>(moe_w_.size()); ++i) {
@@ -259,7 +260,16 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     generation_++;
     buf_.h.allocate(n * H * f);
     buf_.x.allocate(n * H * d);
-    buf_.qkv.allocate(n * module_out(cfg_, kQkv) * d);
+    buf_.qkv.allocate(n * qkv_stride() * d);
+    if (is_mla(cfg_)) {
+      const int64_t nh = cfg_.heads_local;
+      buf_.mla_first.allocate(n * module_out(cfg_, kQkv) * d);
+      if (cfg_.mla_q_rank > 0) buf_.mla_qa.allocate(n * cfg_.mla_q_rank * d);
+      buf_.mla_kva.allocate(n * cfg_.mla_kv_rank * d);
+      if (cfg_.mla_q_rank > 0) buf_.mla_q.allocate(n * q_dim * d);
+      buf_.mla_kv.allocate(n * nh * (cfg_.mla_nope_dim + cfg_.mla_v_dim) * d);
+      buf_.attn_v.allocate(n * nh * cfg_.mla_v_dim * d);
+    }
     buf_.attn.allocate(n * q_dim * d);
     buf_.o.allocate(n * H * d);
     if (opts_.dtype != DType::kF32 && world > 1) buf_.o32.allocate(n * H * f);

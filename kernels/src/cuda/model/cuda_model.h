@@ -89,6 +89,7 @@ class CudaModel final : public ModelExecutor {
     const void *mlp_norm_w, *mlp_norm_b, *up_w, *up_b, *down_w, *down_b;
     const void *q_norm_w, *k_norm_w;  // per-head q/k RMSNorm (cfg_.qk_norm: Qwen3, Gemma 3), else null
     const void *post_attn_norm_w, *post_mlp_norm_w;  // Gemma 3's block-output norms (cfg_.post_norms), else null
+    const void *q_a_norm_w, *kv_a_norm_w, *q_b_w, *kv_b_w;  // latent attention (cfg_.mla_kv_rank > 0), else null
   };
   // A MoE layer's router and experts (cfg_.num_experts > 0; empty for dense layers).
   struct MoeWeights {
@@ -109,6 +110,9 @@ class CudaModel final : public ModelExecutor {
     DeviceBuffer lora_h, attn_ws, arena;
     DeviceBuffer rope_cs;                                // [rows, rotary_dim/2] (cos, sin): WEFT_ROPE_TABLE=1
     DeviceBuffer qk_sums;                                // [rows, 2] fp32: OLMo 2's full-width q/k norm
+    // Latent attention (cuda_mla.cc): the first projection, the two normalised latents, q_b's and kv_b's outputs,
+    // and the attention output's packed values [rows, heads·v_dim].
+    DeviceBuffer mla_first, mla_qa, mla_kva, mla_q, mla_kv, attn_v;
     PinnedBuffer arena_host, stage;
   };
   struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
@@ -144,6 +148,11 @@ class CudaModel final : public ModelExecutor {
   void enqueue_step(const StepPlan& p);
   void enqueue_layer(int64_t layer, const StepPlan& p);
   void attention(int64_t layer, const StepPlan& p);
+  // The width of a step's q|k|v rows in buf_.qkv: the qkv module's output, or latent attention's assembled heads.
+  int64_t qkv_stride() const;
+  // Latent attention (cuda_mla.cc): x -> buf_.qkv as [q | k | v] heads; then the attention output's values packed.
+  void mla_qkv(int64_t layer, const StepPlan& p);
+  const void* mla_values(int64_t rows);
   void dense_mlp(int64_t layer, const StepPlan& p);  // a dense MLP from x into o (cuda_forward.cc)
   // cuda_moe.cc: a MoE layer's MLP from x into o (this rank's partial sum), experts' LoRA included.
   void moe_mlp(int64_t layer, const StepPlan& p);

@@ -28,6 +28,8 @@ const char* module_name(int module) {
     case kO: return "o";
     case kUp: return "up";
     case kDown: return "down";
+    case kQb: return "q_b";
+    case kKvb: return "kv_b";
     case kLmHead: return "lm_head";
     case kEmbed: return "embed";
   }
@@ -97,7 +99,16 @@ std::vector<LoraStore::Slice> LoraStore::slices_of(int module, int expert) const
   const auto kv = static_cast<int32_t>(cfg_.kv_heads_local * cfg_.head_dim);
   const auto inter = static_cast<int32_t>(cfg_.intermediate_local);
   switch (module) {
-    case kQkv: return {{0, q}, {q, kv}, {q + kv, kv}};
+    case kQkv:
+      if (is_mla(cfg_)) {  // [q_a or q | kv_a | k_rope]
+        const auto qa = static_cast<int32_t>(cfg_.mla_q_rank > 0 ? cfg_.mla_q_rank : q);
+        const auto kvr = static_cast<int32_t>(cfg_.mla_kv_rank), rope = static_cast<int32_t>(cfg_.rotary_dim);
+        return {{0, qa}, {qa, kvr}, {qa + kvr, rope}};
+      }
+      return {{0, q}, {q, kv}, {q + kv, kv}};
+    case kQb: case kKvb:
+      if (module_out(cfg_, module) < 0) return {};
+      return {{0, static_cast<int32_t>(module_out(cfg_, module))}};
     case kUp:
       if (gated_mlp(cfg_)) return {{0, inter}, {inter, inter}};
       return {{0, inter}};
