@@ -77,6 +77,14 @@ export interface ModelPlanConfig {
   moeTopkGroups?: number;
   moeRoutedScale?: number;
   /**
+   * The shared expert's own width on this rank (Qwen2-MoE, DeepSeek-V2; 0/absent: the routed experts'), and
+   * moeSharedGate: its weight sigmoid(x · layers.<i>.shared_gate.weight) per token instead of 1 (Qwen2-MoE).
+   */
+  moeSharedIntermediateLocal?: number;
+  moeSharedGate?: boolean;
+  /** Softmax routing limited to the moeTopkGroups groups with the largest best probability (DeepSeek-V2). */
+  moeGroupMax?: boolean;
+  /**
    * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; kernels/src/model/executor.h ModelConfig::mla_*), on when
    * mlaKvRank > 0: qkv is the replicated first projection [q_a | kv_a | k_rope] (or [q | kv_a | k_rope] with
    * mlaQRank 0), plan weights layers.<i>.q_a_norm.weight, kv_a_norm.weight, q_b.weight, kv_b.weight; headDim =

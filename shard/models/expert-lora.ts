@@ -4,7 +4,7 @@
 // expert tensors: one pair for all experts' gate_up_proj (or down_proj), lora_A [r·E, in] (expert e's rows
 // e·r…e·r+r−1) and lora_B [out, r·E] (expert e's columns e, E+e, 2E+e, …: PEFT reshapes it to [out, r, E]).
 import { LoraModuleId } from '../../kernels/index.js';
-import { expertSubBlocks, rowParallelInput, type ModuleRef } from './layout.js';
+import { expertSubBlocks, expertWidth, rowParallelInput, type ModuleRef } from './layout.js';
 import { rangeLen, type Partition } from './partition.js';
 import type { ModelSpec } from './spec.js';
 
@@ -19,22 +19,21 @@ type Part = { layer: number; module: number; expert: number; outOffset: number; 
  */
 export function expertParts(spec: ModelSpec, part: Partition, ref: ModuleRef, pair: Pair, scale: number,
   stackedScale: (param: 'gate_up_proj' | 'down_proj') => { rank: number; scale: number }): Part[] | string {
-  const H = spec.hidden, I = spec.moe!.intermediate;
   if (ref.stackedExperts) return stackedParts(spec, part, ref.layer, pair, stackedScale);
-  const e = ref.expert!;
+  const e = ref.expert!, H = spec.hidden, I = expertWidth(spec, e);
   if (ref.module === 'down') {
     if (pair.inDim !== I || pair.outDim !== H) return `expects lora_A [r, ${I}] and lora_B [${H}, r] (an expert's down projection)`;
     return [downPart(spec, part, ref.layer, e, pair.a, pair.b, pair.rank, pair.inDim, scale)];
   }
   if (pair.inDim !== H || pair.outDim !== I) return `expects lora_A [r, ${H}] and lora_B [${I}, r] (an expert's ${ref.roles[0]} projection)`;
-  const bl = expertSubBlocks(spec, part).find((b) => b.role === ref.roles[0])!;
+  const bl = expertSubBlocks(spec, part, e).find((b) => b.role === ref.roles[0])!;
   return [{ layer: ref.layer, module: LoraModuleId.up, expert: e, outOffset: bl.localOffset, rank: pair.rank, scale, a: pair.a,
     b: pair.b.slice(bl.local.start * pair.rank, bl.local.end * pair.rank) }];
 }
 
 function downPart(spec: ModelSpec, part: Partition, layer: number, expert: number, a: Float32Array, b: Float32Array,
   rank: number, inDim: number, scale: number): Part {
-  const cols = rowParallelInput(spec, part, 'down', true);
+  const cols = rowParallelInput(spec, part, 'down', expert);
   const w = rangeLen(cols);
   const sliced = new Float32Array(rank * w);
   for (let r = 0; r < rank; r++) sliced.set(a.subarray(r * inDim + cols.start, r * inDim + cols.end), r * w);
@@ -74,7 +73,7 @@ function stackedParts(spec: ModelSpec, part: Partition, layer: number, pair: Pai
       out.push(downPart(spec, part, layer, e, a, b, r, pair.inDim, scale));
       continue;
     }
-    for (const bl of expertSubBlocks(spec, part)) {  // gate rows 0…I−1, up rows I…2I−1 of the stacked gate_up_proj
+    for (const bl of expertSubBlocks(spec, part, e)) {  // gate rows 0…I−1, up rows I…2I−1 of the stacked gate_up_proj
       out.push({ layer, module: LoraModuleId.up, expert: e, outOffset: bl.localOffset, rank: r, scale, a,
         b: b.slice((bl.fullOffset + bl.local.start) * r, (bl.fullOffset + bl.local.end) * r) });
     }

@@ -70,22 +70,33 @@ function mlaSubBlocks(spec: ModelSpec, mla: MlaSpec, part: Partition, module: 'q
   ];
 }
 
+/** Expert e's intermediate width: the shared expert's own (after the routed ones), or the routed experts'. */
+export function expertWidth(spec: Pick<ModelSpec, 'moe'>, e: number): number {
+  const moe = spec.moe!;
+  return e === moe.experts && moe.sharedIntermediate ? moe.sharedIntermediate : moe.intermediate;
+}
+
+/** The rows of expert e's intermediate this rank holds. */
+export function expertRows(spec: Pick<ModelSpec, 'moe'>, part: Partition, e: number): Range {
+  return e === spec.moe!.experts ? part.sharedIntermediate : part.expertIntermediate;
+}
+
 /** A MoE expert's up projection: [gate | up] rows of the expert's intermediate, sliced like a dense MLP's. */
-export function expertSubBlocks(spec: ModelSpec, part: Partition): SubBlock[] {
-  const I = spec.moe!.intermediate, il = rangeLen(part.expertIntermediate);
+export function expertSubBlocks(spec: ModelSpec, part: Partition, expert: number): SubBlock[] {
+  const I = expertWidth(spec, expert), rows = expertRows(spec, part, expert), il = rangeLen(rows);
   return [
-    { role: 'gate', fullOffset: 0, fullLen: I, local: part.expertIntermediate, localOffset: 0 },
-    { role: 'up', fullOffset: I, fullLen: I, local: part.expertIntermediate, localOffset: il },
+    { role: 'gate', fullOffset: 0, fullLen: I, local: rows, localOffset: 0 },
+    { role: 'up', fullOffset: I, fullLen: I, local: rows, localOffset: il },
   ];
 }
 
-/** Columns (input features) a row-parallel module keeps on this rank (`expert`: a MoE expert's down). */
-export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' | 'down', expert = false): Range {
+/** Columns (input features) a row-parallel module keeps on this rank (`expert`: that MoE expert's down). */
+export function rowParallelInput(spec: ModelSpec, part: Partition, module: 'o' | 'down', expert?: number): Range {
   if (module === 'o') {  // each head's attention output: its value width (latent attention's v_head_dim)
     const per = spec.mla ? spec.mla.vDim : spec.headDim;
     return { start: part.heads.start * per, end: part.heads.end * per };
   }
-  return expert ? part.expertIntermediate : part.intermediate;
+  return expert === undefined ? part.intermediate : expertRows(spec, part, expert);
 }
 
 /** Where a Hugging Face tensor (or a PEFT target module) sits in the executor. */
@@ -126,7 +137,8 @@ function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): Modu
     if (!entry || !names.includes(one[2]!) || expert >= spec.moe!.experts) return null;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert };
   }
-  const shared = /^mlp\.shared_experts\.(gate_proj|up_proj|down_proj)$/.exec(rest);  // GLM-4.5: expert E
+  // GLM-4.5's and DeepSeek's shared experts, Qwen2-MoE's shared expert: expert E
+  const shared = /^mlp\.shared_experts?\.(gate_proj|up_proj|down_proj)$/.exec(rest);
   if (shared && spec.moe!.sharedExpert) {
     const entry = EXPERT_MODULES[shared[1]!]!;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert: spec.moe!.experts };
@@ -223,7 +235,7 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
     : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES
-    : spec.architecture === 'deepseek_v3' ? DEEPSEEK_MODULES : LLAMA_MODULES;
+    : spec.mla ? DEEPSEEK_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module

@@ -3,7 +3,7 @@
 import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
-import { subBlocks, rowParallelInput, type ExecModule } from './layout.js';
+import { expertRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
 
@@ -44,7 +44,7 @@ interface HfNames {
   lmHead: string;
   conv1d: boolean;
   /** A MoE layer's router and expert e's gate / up / down (relative to the layer prefix, without `.weight`). */
-  moe?: { router: string; routerBias?: string; expert(e: number): { gate: string; up: string; down: string } };
+  moe?: { router: string; routerBias?: string; sharedGate?: string; expert(e: number): { gate: string; up: string; down: string } };
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
@@ -133,10 +133,13 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
     return { router: 'block_sparse_moe.gate',
       expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
   }
-  // GLM-4.5: the shared expert is expert E (after the routed ones), mlp.shared_experts.*.
+  // The shared expert is expert E (after the routed ones): GLM-4.5's and DeepSeek's mlp.shared_experts.*,
+  // Qwen2-MoE's mlp.shared_expert.* (with mlp.shared_expert_gate).
   const E = spec.moe!.experts;
-  const dir = (e: number): string => (e === E ? 'mlp.shared_experts' : `mlp.experts.${e}`);
+  const sharedDir = spec.architecture === 'qwen2_moe' ? 'mlp.shared_expert' : 'mlp.shared_experts';
+  const dir = (e: number): string => (e === E ? sharedDir : `mlp.experts.${e}`);
   return { router: 'mlp.gate', ...(spec.moe!.sigmoid ? { routerBias: 'mlp.gate.e_score_correction_bias' } : {}),
+    ...(spec.moe!.sharedGate ? { sharedGate: 'mlp.shared_expert_gate' } : {}),
     expert: (e) => ({ gate: `${dir(e)}.gate_proj`, up: `${dir(e)}.up_proj`, down: `${dir(e)}.down_proj` }) };
 }
 
@@ -150,9 +153,9 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
   }
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${moe.router}.weight`)));
   if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
-  const rows = part.expertIntermediate;
+  if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
   for (let e = 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
-    const n = moe.expert(e);
+    const n = moe.expert(e), rows = expertRows(spec, part, e);
     const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
     const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
     set(`layers.${layer}.experts.${e}.up.weight`, concat([gate, up]));
@@ -283,6 +286,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       moeRenormalize: spec.moe.renormalize, ...(spec.moe.layers ? { layerMoe: spec.moe.layers } : {}),
       moeSigmoid: spec.moe.sigmoid, moeSharedExpert: spec.moe.sharedExpert, moeGroups: spec.moe.groups,
       moeTopkGroups: spec.moe.topkGroups, moeRoutedScale: spec.moe.routedScale,
+      ...(spec.moe.sharedIntermediate ? { moeSharedIntermediateLocal: rangeLen(part.sharedIntermediate) } : {}),
+      moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
     } : {}),
     ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
     numBlocks: opts.numBlocks,

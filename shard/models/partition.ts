@@ -14,6 +14,8 @@ export interface Partition {
   intermediate: Range;
   /** Rows of every MoE expert's intermediate this rank holds (split like a dense MLP's); empty for a dense model. */
   expertIntermediate: Range;
+  /** Rows of the shared expert's intermediate (its own width: Qwen2-MoE, DeepSeek-V2), else expertIntermediate. */
+  sharedIntermediate: Range;
   vocab: Range;
   vocabChunk: number;
 }
@@ -48,11 +50,12 @@ export function partitionFor(spec: ModelSpec, rank: number, world: number): Part
   };
   const intermediate = chunk(spec.intermediate);
   const expertIntermediate = spec.moe ? chunk(spec.moe.intermediate) : { start: 0, end: 0 };
+  const sharedIntermediate = spec.moe?.sharedIntermediate ? chunk(spec.moe.sharedIntermediate) : expertIntermediate;
   const vocab = chunk(spec.vocab);
-  if (intermediate.end <= intermediate.start || vocab.end <= vocab.start || (spec.moe && expertIntermediate.end <= expertIntermediate.start)) {
+  if (intermediate.end <= intermediate.start || vocab.end <= vocab.start || (spec.moe && (expertIntermediate.end <= expertIntermediate.start || sharedIntermediate.end <= sharedIntermediate.start))) {
     throw new UnsupportedModelError(`--num-shard ${world} leaves rank ${rank} with no intermediate or vocabulary rows`);
   }
-  return { rank, world, heads, kvHeads, intermediate, expertIntermediate, vocab, vocabChunk: Math.ceil(spec.vocab / world) };
+  return { rank, world, heads, kvHeads, intermediate, expertIntermediate, sharedIntermediate, vocab, vocabChunk: Math.ceil(spec.vocab / world) };
 }
 
 export const rangeLen = (r: Range): number => r.end - r.start;

@@ -7,11 +7,12 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, phiSpec } from './parallel-spec.js';
-import { deepseekV3Spec } from './deepseek-spec.js';
+import { deepseekSpec } from './deepseek-spec.js';
+import { moeSpec } from './moe-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'deepseek_v3';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'deepseek_v2' | 'deepseek_v3';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -30,6 +31,12 @@ export interface MoeSpec {
   topkGroups: number;
   routedScale: number;
   sharedExpert: boolean;
+  /** The shared expert's own width (Qwen2-MoE's shared_expert_intermediate_size, DeepSeek-V2's n × moe width); absent: `intermediate`. */
+  sharedIntermediate?: number;
+  /** Qwen2-MoE: the shared expert's output times sigmoid(shared_expert_gate(x)) instead of 1. */
+  sharedGate?: boolean;
+  /** DeepSeek-V2's group_limited_greedy: softmax routing within the `topkGroups` groups with the largest best probability. */
+  groupMax?: boolean;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -142,6 +149,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   MistralForCausalLM: 'mistral',
   MixtralForCausalLM: 'mixtral',
   Qwen3MoeForCausalLM: 'qwen3_moe',
+  Qwen2MoeForCausalLM: 'qwen2_moe',
   Glm4MoeForCausalLM: 'glm4_moe',
   Mistral3ForConditionalGeneration: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
@@ -154,6 +162,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Phi3ForCausalLM: 'phi3',
   Starcoder2ForCausalLM: 'starcoder2',
   GPT2LMHeadModel: 'gpt2',
+  DeepseekV2ForCausalLM: 'deepseek_v2',
   DeepseekV3ForCausalLM: 'deepseek_v3',
 };
 
@@ -181,7 +190,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
   if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
   if (arch === 'phi') return phiSpec(cfg, where);
-  if (arch === 'deepseek_v3') return deepseekV3Spec(cfg, where);
+  if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
@@ -225,7 +234,7 @@ function qwenVlText(cfg: Json, where: string): Json {
 function attentionWindows(arch: Architecture, cfg: Json, where: string): { window: number; layerSliding: boolean[] | null } {
   const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : null;
   const sw = typeof cfg.sliding_window === 'number' && cfg.sliding_window > 0 ? cfg.sliding_window : 0;
-  if (arch === 'qwen2' || arch === 'qwen3') {
+  if (arch === 'qwen2' || arch === 'qwen2_moe' || arch === 'qwen3') {
     const window = cfg.use_sliding_window === true ? sw : 0;
     if (window === 0) return { window: 0, layerSliding: null };
     const layers = int(cfg, 'num_hidden_layers', where);
@@ -292,7 +301,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseQuantized(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
   // GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
-  const attnBias = arch === 'qwen2' ? true : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
+  const attnBias = arch === 'qwen2' ? true : arch === 'qwen2_moe' ? cfg.qkv_bias !== false : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
   const rope = ropes.rope;
@@ -330,80 +339,6 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
-  };
-}
-
-/**
- * Mixtral's and Qwen3-MoE's experts as transformers routes them (modeling_mixtral.py, modeling_qwen3_moe.py):
- * Mixtral renormalises the chosen experts' weights always, Qwen3-MoE when norm_topk_prob; Qwen3-MoE's layers in
- * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
- */
-function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
-  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'glm4_moe' && arch !== 'olmoe') return null;
-  // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
-  // saves the last two as num_local_experts).
-  const own = arch === 'qwen3_moe' || arch === 'olmoe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
-  const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
-  const perToken = int(cfg, 'num_experts_per_tok', where);
-  refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
-  const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
-  if (arch === 'mixtral') {
-    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
-  }
-  if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
-    refuseIf(cfg.clip_qkv !== undefined && cfg.clip_qkv !== null, where, 'clip_qkv (q/k/v clamped) is not supported');
-    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
-      layers: null, ...softmax };
-  }
-  const layers = int(cfg, 'num_hidden_layers', where);
-  if (arch === 'glm4_moe') return sigmoidMoeRouting(cfg, where, experts, perToken, layers, GLM4_MOE_DEFAULTS);
-  const step = cfg.decoder_sparse_step ?? 1;
-  refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
-  const only = cfg.mlp_only_layers ?? [];
-  refuseIf(!Array.isArray(only) || !only.every((l) => Number.isInteger(l)), where, `mlp_only_layers must list layer indices`);
-  refuseIf(typeof cfg.shared_expert_intermediate_size === 'number' && cfg.shared_expert_intermediate_size > 0, where,
-    'shared experts (shared_expert_intermediate_size) are not supported');
-  const moeLayers = Array.from({ length: layers }, (_, l) => !(only as number[]).includes(l) && (l + 1) % (step as number) === 0);
-  return { experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
-    layers: moeLayers.every(Boolean) ? null : moeLayers, ...softmax };
-}
-
-/** The routing fields' defaults where a config leaves them out (Glm4MoeConfig's, DeepseekV3Config's). */
-export interface SigmoidRoutingDefaults {
-  n_shared_experts: number;
-  n_group: number;
-  topk_group: number;
-  first_k_dense_replace: number;
-  routed_scaling_factor: number;
-}
-const GLM4_MOE_DEFAULTS: SigmoidRoutingDefaults = {
-  n_shared_experts: 1, n_group: 1, topk_group: 1, first_k_dense_replace: 1, routed_scaling_factor: 1,
-};
-
-// GLM-4.5 (Glm4MoeTopkRouter) and DeepSeek-V3 (DeepseekV3TopkRouter, the same): sigmoid scores,
-// e_score_correction_bias in the choice, n_group / topk_group, norm_topk_prob (default true), routed_scaling_factor;
-// n_shared_experts shared experts of moe_intermediate_size each (one is served: a shared MLP n times as wide is not an
-// expert of the others' width); the first_k_dense_replace layers keep a dense MLP of intermediate_size.
-export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, perToken: number, layers: number,
-  defaults: SigmoidRoutingDefaults): MoeSpec {
-  const num = (key: keyof SigmoidRoutingDefaults, dflt = defaults[key]): number => {
-    const v = cfg[key] ?? dflt;
-    refuseIf(typeof v !== 'number' || !Number.isFinite(v), where, `${key} must be a number, got ${JSON.stringify(v)}`);
-    return v as number;
-  };
-  const shared = num('n_shared_experts');
-  refuseIf(shared !== 0 && shared !== 1, where, `n_shared_experts ${shared} is not supported (0 or 1)`);
-  const groups = num('n_group'), topkGroups = num('topk_group');
-  refuseIf(!Number.isInteger(groups) || groups < 1 || experts % groups !== 0 || (groups > 1 && experts / groups < 2) ||
-    !Number.isInteger(topkGroups) || topkGroups < 1 || topkGroups > groups || perToken > topkGroups * (experts / groups),
-  where, `n_group ${groups} / topk_group ${topkGroups} must split the ${experts} experts evenly and leave ${perToken} to choose from`);
-  const dense = num('first_k_dense_replace');
-  const moeLayers = Array.from({ length: layers }, (_, l) => l >= dense);
-  refuseIf(!moeLayers.some(Boolean), where, `first_k_dense_replace ${dense} leaves no mixture-of-experts layer`);
-  return {
-    experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob !== false,
-    layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: true, groups, topkGroups,
-    routedScale: num('routed_scaling_factor'), sharedExpert: shared === 1,
   };
 }
 

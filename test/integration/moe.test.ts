@@ -37,7 +37,7 @@ test('MoE configs: Mixtral renormalises, Qwen3-MoE follows norm_topk_prob, mlp_o
   const { num_experts: _n, ...renamed } = QWEN3_MOE;
   assert.equal(parseModelSpec({ ...renamed, num_local_experts: 6 }).moe!.experts, 6);
   assert.throws(() => parseModelSpec({ ...QWEN3_MOE, num_experts_per_tok: 9 }), /num_experts_per_tok 9 is more than the 8 experts/);
-  assert.throws(() => parseModelSpec({ ...QWEN3_MOE, shared_expert_intermediate_size: 64 }), /shared experts .* not supported/);
+  assert.throws(() => parseModelSpec({ ...QWEN3_MOE, shared_expert_intermediate_size: 64 }), /not part of Qwen3-MoE; use Qwen2MoeForCausalLM/);
   assert.throws(() => parseModelSpec({ ...QWEN3_MOE, decoder_sparse_step: 0 }), /decoder_sparse_step must be a positive integer/);
 });
 
@@ -57,10 +57,41 @@ test('GLM-4.5 configs: sigmoid routing, groups, routed scale, the shared expert 
   assert.deepEqual(parseModelSpec(base).moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true,
     layers: [false, true, true], sigmoid: true, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: true });
   assert.equal(parseModelSpec({ ...base, n_shared_experts: 0, first_k_dense_replace: 0 }).moe!.sharedExpert, false);
-  assert.throws(() => parseModelSpec({ ...base, n_shared_experts: 2 }), /n_shared_experts 2 is not supported/);
+  // n shared experts: one MLP n times as wide (transformers' Glm4MoeMLP of moe_intermediate_size · n)
+  assert.equal(parseModelSpec({ ...base, n_shared_experts: 2 }).moe!.sharedIntermediate, 64);
+  assert.equal(parseModelSpec(base).moe!.sharedIntermediate, undefined);
   assert.throws(() => parseModelSpec({ ...base, n_group: 3 }), /n_group 3 \/ topk_group 1 must split the 8 experts evenly/);
   assert.throws(() => parseModelSpec({ ...base, n_group: 4, topk_group: 0 }), /must split the 8 experts/);
   assert.throws(() => parseModelSpec({ ...base, first_k_dense_replace: 3 }), /leaves no mixture-of-experts layer/);
+});
+
+test('Qwen2-MoE configs: a gated shared expert of its own width, Qwen2 attention, sparse steps', () => {
+  const q = readModelSpec(loadGoldenCase('qwen2_moe').modelDir);
+  assert.equal(q.architecture, 'qwen2_moe');
+  assert.deepEqual(q.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: false, layers: [true, false, true],
+    sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: true, sharedIntermediate: 48, sharedGate: true });
+  assert.equal(q.qkvBias, true);
+  const base = { architectures: ['Qwen2MoeForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 128, max_position_embeddings: 256, num_experts: 8,
+    num_experts_per_tok: 2, moe_intermediate_size: 32 };
+  assert.equal(parseModelSpec(base).moe!.sharedIntermediate, 5632, "Qwen2MoeConfig's default shared width");
+  assert.equal(parseModelSpec({ ...base, shared_expert_intermediate_size: 0 }).moe!.sharedExpert, false);
+  assert.equal(parseModelSpec({ ...base, qkv_bias: false }).qkvBias, false);
+  assert.throws(() => parseModelSpec({ ...base, shared_expert_intermediate_size: -1 }), /shared_expert_intermediate_size must be a non-negative integer/);
+  // LoRA on the shared expert's gate (a [1, hidden] Linear) is not served: refused by name
+  const dir = join(tmp, 'shared-gate');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['shared_expert_gate'] }));
+  writeSafetensors(join(dir, 'adapter_model.safetensors'), {
+    'base_model.model.model.layers.0.mlp.shared_expert_gate.lora_A.weight': { dtype: 'F32', shape: [2, 64], data: new Float32Array(128) },
+    'base_model.model.model.layers.0.mlp.shared_expert_gate.lora_B.weight': { dtype: 'F32', shape: [1, 2], data: new Float32Array(2) },
+  });
+  const engine = LocalEngine.open(loadGoldenCase('qwen2_moe').modelDir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 });
+  try {
+    assert.throws(() => engine.loadAdapter(0, dir), /'model\.layers\.0\.mlp\.shared_expert_gate', which is not a supported linear module/);
+  } finally {
+    engine.dispose();
+  }
 });
 
 type Tensor = { shape: number[]; data: Float32Array };

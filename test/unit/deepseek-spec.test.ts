@@ -75,6 +75,41 @@ test('DeepSeek-V3 configs weft does not serve exactly are refused by name', () =
   refused({ quantization_config: { quant_method: 'fp8' } }, /quantization_config/);
   refused({ attention_bias: true }, /attention_bias/);
   refused({ v_head_dim: 256 }, /v_head_dim 256/);
-  refused({ n_shared_experts: 2 }, /n_shared_experts 2/);
+  refused({ n_shared_experts: 1.5 }, /n_shared_experts must be a non-negative integer/);
   refused({ hidden_act: 'gelu' }, /hidden_act 'gelu'/);
+  refused({ architectures: ['DeepseekV2ForCausalLM'], topk_method: 'noaux_tc_v2' }, /topk_method 'noaux_tc_v2' is not supported/);
+});
+
+// deepseek-ai/DeepSeek-V2-Lite's config.json as published.
+const DEEPSEEK_V2_LITE = {
+  architectures: ['DeepseekV2ForCausalLM'], attention_bias: false, aux_loss_alpha: 0.001, bos_token_id: 100000,
+  eos_token_id: 100001, first_k_dense_replace: 1, hidden_act: 'silu', hidden_size: 2048, intermediate_size: 10944,
+  kv_lora_rank: 512, max_position_embeddings: 163840, model_type: 'deepseek_v2', moe_intermediate_size: 1408,
+  moe_layer_freq: 1, n_group: 1, n_routed_experts: 64, n_shared_experts: 2, norm_topk_prob: false, num_attention_heads: 16,
+  num_experts_per_tok: 6, num_hidden_layers: 27, num_key_value_heads: 16, q_lora_rank: null, qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64, rms_norm_eps: 1e-6,
+  rope_scaling: { beta_fast: 32, beta_slow: 1, factor: 40, mscale: 0.707, mscale_all_dim: 0.707, original_max_position_embeddings: 4096, type: 'yarn' },
+  rope_theta: 10000, routed_scaling_factor: 1.0, scoring_func: 'softmax', seq_aux: true, tie_word_embeddings: false,
+  topk_group: 1, topk_method: 'greedy', torch_dtype: 'bfloat16', v_head_dim: 128, vocab_size: 102400,
+};
+
+test('DeepSeek-V2-Lite: q_proj, softmax routing without groups, two shared experts as one MLP twice as wide', () => {
+  const s = parseModelSpec(DEEPSEEK_V2_LITE);
+  assert.equal(s.architecture, 'deepseek_v2');
+  assert.deepEqual(s.mla, { qRank: 0, kvRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 });
+  assert.ok(s.ropeInterleaved, 'V2 rotates pairs (its complex product)');
+  const m = 0.1 * 0.707 * Math.log(40) + 1;
+  assert.ok(Math.abs(s.attnScale - (m * m) / Math.sqrt(192)) < 1e-9);
+  const moe = s.moe!;
+  assert.deepEqual([moe.sigmoid, moe.renormalize, moe.groups, moe.routedScale, moe.sharedExpert, moe.sharedIntermediate],
+    [false, false, 1, 1, true, 2816]);
+  assert.deepEqual(moe.layers!.slice(0, 2), [false, true]);
+  const part = partitionFor(s, 1, 2);
+  assert.deepEqual([part.expertIntermediate, part.sharedIntermediate], [{ start: 704, end: 1408 }, { start: 1408, end: 2816 }]);
+  const plan = planConfig(s, part, { rank: 1, world: 2, numBlocks: 4, blockSize: 16, adapterSlots: 1 });
+  assert.deepEqual([plan.expertIntermediateLocal, plan.moeSharedIntermediateLocal, plan.moeGroupMax], [704, 1408, false]);
+  // DeepSeek-V2 (236B): group_limited_greedy over 8 groups, the best 3 by their largest probability
+  const big = parseModelSpec({ ...DEEPSEEK_V2_LITE, topk_method: 'group_limited_greedy', n_group: 8, topk_group: 3,
+    n_routed_experts: 160, routed_scaling_factor: 16.0 });
+  assert.deepEqual([big.moe!.groups, big.moe!.topkGroups, big.moe!.groupMax, big.moe!.routedScale], [8, 3, true, 16]);
 });

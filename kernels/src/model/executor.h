@@ -88,6 +88,15 @@ struct ModelConfig {
   bool moe_sigmoid = false, moe_shared_expert = false;
   int64_t moe_groups = 1, moe_topk_groups = 1;
   float moe_routed_scale = 1.0f;
+  // The shared expert's own width on this rank when > 0 (Qwen2-MoE's shared_expert_intermediate_size, DeepSeek-V2's
+  // n_shared_experts × moe_intermediate_size); 0: the routed experts' width. moe_shared_gate (Qwen2-MoE): its weight
+  // per token is sigmoid(x · shared_gate.weight) (plan weight layers.<l>.shared_gate.weight [hidden], replicated)
+  // instead of 1.
+  int64_t moe_shared_intermediate_local = 0;
+  bool moe_shared_gate = false;
+  // Softmax routing within groups (DeepSeek-V2's group_limited_greedy): the moe_topk_groups groups whose best
+  // probability is largest.
+  bool moe_group_max = false;
   // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2), on when mla_kv_rank > 0. The qkv module is the first
   // projection, replicated on every rank: [q_a (mla_q_rank rows) | kv_a (mla_kv_rank) | k_rope (rotary_dim)], or with
   // mla_q_rank 0 [q (heads_local·head_dim, this rank's heads) | kv_a | k_rope]. q_a is RMS-normalised (q_a_norm, eps
@@ -213,6 +222,11 @@ bool layer_is_moe(const ModelConfig& cfg, int64_t layer);  // the layer's MLP is
 // The experts a MoE layer holds (num_experts, plus the shared one) and the experts each token runs (k, plus it).
 inline int64_t experts_held(const ModelConfig& c) { return c.num_experts + (c.moe_shared_expert ? 1 : 0); }
 inline int64_t experts_run(const ModelConfig& c) { return c.experts_per_token + (c.moe_shared_expert ? 1 : 0); }
+// Expert e's intermediate width on this rank: the shared expert's own, or the routed experts'.
+inline int64_t expert_width(const ModelConfig& c, int64_t e) {
+  return e == c.num_experts && c.moe_shared_intermediate_local > 0 ? c.moe_shared_intermediate_local
+                                                                   : c.expert_intermediate_local;
+}
 namespace moe { struct RouteParams; }
 moe::RouteParams route_params(const ModelConfig& c);  // model/moe.cc
 // A LoRA part's input / output width: module_in / module_out, or an expert's up / down (expert >= 0).

@@ -54,10 +54,14 @@ void check_model_config(const ModelConfig& c) {
                                 std::to_string(moe::kMaxTopK) + " per token");
   if (c.moe_groups < 1 || c.moe_groups > moe::kMaxGroups || c.moe_topk_groups < 1 || c.moe_topk_groups > c.moe_groups ||
       (c.num_experts > 0 && (c.num_experts % c.moe_groups != 0 || (c.moe_groups > 1 && c.num_experts / c.moe_groups < 2))) ||
-      (c.moe_groups > 1 && !c.moe_sigmoid) ||
+      (c.moe_groups > 1 && !c.moe_sigmoid && !c.moe_group_max) || (c.moe_group_max && c.moe_sigmoid) ||
       (c.num_experts > 0 && c.experts_per_token > c.moe_topk_groups * (c.num_experts / c.moe_groups)))
     throw std::invalid_argument("model config: expert groups must split the experts evenly (2 or more each), with "
-                                "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid routing)");
+                                "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid "
+                                "routing, or softmax with moe_group_max)");
+  if ((c.moe_shared_intermediate_local != 0 || c.moe_shared_gate) &&
+      (!c.moe_shared_expert || c.moe_shared_intermediate_local < 0))
+    throw std::invalid_argument("model config: a shared expert's width or gate needs moe_shared_expert");
   if (c.mla_kv_rank < 0 || c.mla_q_rank < 0 || (!is_mla(c) && (c.mla_q_rank || c.mla_nope_dim || c.mla_v_dim)))
     throw std::invalid_argument("model config: latent attention's ranks must be >= 0, mla_kv_rank > 0 to use it");
   if (is_mla(c) && (c.kv_heads_local != c.heads_local || c.rotary_dim <= 0 || c.mla_nope_dim < 0 ||
@@ -74,12 +78,12 @@ bool layer_is_moe(const ModelConfig& c, int64_t layer) {
 
 int64_t part_in(const ModelConfig& c, int module, int expert) {
   if (expert < 0) return module_in(c, module);
-  return module == kUp ? c.hidden : module == kDown ? c.expert_intermediate_local : -1;
+  return module == kUp ? c.hidden : module == kDown ? expert_width(c, expert) : -1;
 }
 
 int64_t part_out(const ModelConfig& c, int module, int expert) {
   if (expert < 0) return module_out(c, module);
-  return module == kUp ? 2 * c.expert_intermediate_local : module == kDown ? c.hidden : -1;
+  return module == kUp ? 2 * expert_width(c, expert) : module == kDown ? c.hidden : -1;
 }
 
 int64_t module_in(const ModelConfig& c, int module) {
@@ -147,14 +151,15 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
     if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
     if (p == "router.weight") return c.num_experts * h;
     if (p == "router.bias") return c.moe_sigmoid ? c.num_experts : -1;  // e_score_correction_bias
+    if (p == "shared_gate.weight") return c.moe_shared_gate ? h : -1;
     if (starts_with(p, "experts.")) {  // experts.<e>.up.weight | experts.<e>.down.weight
       const size_t d = p.find('.', 8);
       if (d == std::string::npos || d == 8 || p.find_first_not_of("0123456789", 8) != d) return -1;
       const int64_t e = std::stoll(p.substr(8, d - 8));
       if (e >= experts_held(c)) return -1;
       const std::string rest = p.substr(d + 1);
-      if (rest == "up.weight") return 2 * c.expert_intermediate_local * h;
-      if (rest == "down.weight") return h * c.expert_intermediate_local;
+      if (rest == "up.weight") return 2 * expert_width(c, e) * h;
+      if (rest == "down.weight") return h * expert_width(c, e);
       return -1;
     }
   }
@@ -196,6 +201,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
       if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
+      if (c.moe_shared_gate) required.push_back(layer_name(i, "shared_gate.weight"));
       for (int64_t e = 0; e < experts_held(c); ++e) {
         const std::string ex = "experts." + std::to_string(e) + ".";
         required.push_back(layer_name(i, (ex + "up.weight").c_str()));

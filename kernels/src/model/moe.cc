@@ -4,6 +4,7 @@
 // weight, added up in expert order (the shared expert last, as transformers adds it). Every rank routes alike (the router is replicated and x is the same on every rank);
 // each holds a slice of every expert's intermediate rows, so its sum is a partial one, all-reduced by the caller.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/ops.h"
@@ -22,12 +23,12 @@ moe::RouteParams route_params(const ModelConfig& c) {
   p.groups = static_cast<int>(c.moe_groups);
   p.topk_groups = static_cast<int>(c.moe_topk_groups);
   p.routed_scale = c.moe_routed_scale;
+  p.group_max = c.moe_group_max;
   return p;
 }
 
 void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* out) const {
   const int64_t H = cfg_.hidden, R = cfg_.num_experts, E = experts_held(cfg_), k = experts_run(cfg_);
-  const int64_t I = cfg_.expert_intermediate_local;
   const std::string p = "layers." + std::to_string(l) + ".";
   std::vector<float> logits(static_cast<size_t>(T * R));
   cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, nullptr, logits.data(), false);
@@ -39,6 +40,11 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
     const float* row = logits.data() + t * R;
     moe::route_token([row](int e) { return row[e]; }, [bias](int e) { return bias ? bias[e] : 0.0f; }, rp,
                      r.expert.data() + t * k, r.weight.data() + t * k);
+  }
+  if (cfg_.moe_shared_gate) {  // Qwen2-MoE: the shared expert (the last choice) weighs sigmoid(x · g)
+    std::vector<float> gate(static_cast<size_t>(T));
+    cpu::gemm_xwt(x, T, H, w(p + "shared_gate.weight"), 1, nullptr, gate.data(), false);
+    for (int64_t t = 0; t < T; ++t) r.weight[t * k + k - 1] = 1.0f / (1.0f + std::exp(-gate[t]));
   }
 
   // Each expert's rows in one pass over the choices (tokens in batch order; a token chooses an expert once).
@@ -55,7 +61,7 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
   for (int64_t e = 0; e < E; ++e) {
     const std::vector<int64_t>& rows = rows_of[static_cast<size_t>(e)];
     const std::vector<float>& row_weight = weight_of[static_cast<size_t>(e)];
-    const int64_t n = static_cast<int64_t>(rows.size());
+    const int64_t n = static_cast<int64_t>(rows.size()), I = expert_width(cfg_, e);
     slots.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) slots[i] = token_slots[rows[i]];
     if (n == 0) continue;

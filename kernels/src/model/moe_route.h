@@ -6,7 +6,9 @@
 //  - sigmoid (GLM-4.5; DeepSeek-V3's scheme): scores sigmoid(logits); the choice ranks scores + bias[e]
 //    (e_score_correction_bias), only within the topk_groups best of `groups` equal groups of experts (a group's
 //    rank: the sum of its two best choice values); the weights are the chosen experts' scores, renormalised
-//    (sum + 1e-20) when asked, times routed_scale.
+//    (sum + 1e-20) when asked, times routed_scale;
+//  - softmax within groups (group_max, DeepSeek-V2's group_limited_greedy): the topk_groups groups whose best
+//    probability is largest, the k largest probabilities among their experts, times routed_scale.
 // Ties go to the lower index. With `shared`, one more output follows the k: expert `experts` (the shared expert)
 // with weight 1. ids and weights hold k (+ shared) values, the routed ones in descending rank.
 #pragma once
@@ -26,6 +28,7 @@ constexpr int kMaxExperts = 512, kMaxTopK = 16, kMaxGroups = 64;
 struct RouteParams {
   int experts = 0, k = 0;
   bool renormalize = false, sigmoid = false, shared = false;
+  bool group_max = false;  // softmax within groups ranked by their best probability (DeepSeek-V2)
   int groups = 1, topk_groups = 1;
   float routed_scale = 1.0f;
 };
@@ -42,9 +45,10 @@ WEFT_MOE_HD inline void route_token(Logit logit, Bias bias, const RouteParams& p
   // The weight an expert gets if chosen, and the value the choice ranks it by.
   auto weight_of = [&](int e) { return p.sigmoid ? 1.0f / (1.0f + expf(-logit(e))) : expf(logit(e) - mx) / sum; };
   auto choice_of = [&](int e) { return p.sigmoid ? weight_of(e) + bias(e) : weight_of(e); };
-  // Group limit: the topk_groups groups with the largest sum of their two best choice values.
+  // Group limit: the topk_groups groups with the largest sum of their two best choice values (sigmoid), or with the
+  // largest one (group_max).
   bool group_on[kMaxGroups];
-  const int G = p.sigmoid && p.groups > 1 ? p.groups : 1, per = E / G;
+  const int G = (p.sigmoid || p.group_max) && p.groups > 1 ? p.groups : 1, per = E / G;
   for (int g = 0; g < G; ++g) group_on[g] = G == 1;
   for (int pick = 0; G > 1 && pick < p.topk_groups; ++pick) {
     int best = -1;
@@ -57,7 +61,8 @@ WEFT_MOE_HD inline void route_token(Logit logit, Bias bias, const RouteParams& p
         if (c > a) b = a, a = c;
         else if (c > b) b = c;
       }
-      if (a + b > bv || best < 0) bv = a + b, best = g;
+      const float score = p.group_max ? a : a + b;
+      if (score > bv || best < 0) bv = score, best = g;
     }
     group_on[best] = true;
   }

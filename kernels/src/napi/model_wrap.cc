@@ -97,6 +97,9 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_groups = static_cast<int64_t>(num_or(o, "moeGroups", 1));
   c.moe_topk_groups = static_cast<int64_t>(num_or(o, "moeTopkGroups", 1));
   c.moe_routed_scale = static_cast<float>(num_or(o, "moeRoutedScale", 1.0));
+  c.moe_shared_intermediate_local = static_cast<int64_t>(num_or(o, "moeSharedIntermediateLocal", 0));
+  c.moe_shared_gate = o.Get("moeSharedGate").ToBoolean().Value();
+  c.moe_group_max = o.Get("moeGroupMax").ToBoolean().Value();
   c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
   c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
   c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));

@@ -131,6 +131,11 @@ cudaError_t moe_gather(const void* x, DType dtype, int64_t width, const int32_t*
 cudaError_t moe_combine(const void* y, DType dtype, const int32_t* src_row, const int32_t* src_w, const float* weights,
                         int64_t tokens, int64_t k, int64_t hidden, void* out, cudaStream_t stream);
 
+// Qwen2-MoE's gated shared expert: weights[t·k + k − 1] = sigmoid(x[t] · gate) for each token (x [tokens, hidden],
+// gate [hidden]; k: the experts each token runs, the shared one last).
+cudaError_t moe_shared_gate(const void* x, const void* gate, DType dtype, int64_t tokens, int64_t hidden, int64_t k,
+                            float* weights, cudaStream_t stream);
+
 // Multi-head latent attention (mla.cu): writes out [tokens, 3·heads·(nope + rope)] = each token's q | k | v heads —
 // q [q_rope | q_nope] from q (rows q_stride apart, each head [nope | rope]), k [k_rope | k_nope] with k_rope (rows
 // rope_stride apart, one head's worth shared by all) and kv ([tokens, heads·(nope + v_dim)], each head [k_nope | v]),

@@ -43,7 +43,38 @@ __global__ void moe_combine_kernel(const T* y, const int32_t* src_row, const int
     }
   }
 }
+// weights[t·k + k − 1] = sigmoid(x[t] · g), the logit rounded to the dtype as nn.Linear's output is (Qwen2-MoE's
+// shared_expert_gate). One block per token.
+template <class T>
+__global__ void moe_shared_gate_kernel(const T* x, const T* g, int64_t tokens, int64_t hidden, int k, float* weights) {
+  __shared__ float part[32];
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    float acc = 0.0f;
+    for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) acc += to_f(x[t * hidden + c]) * to_f(g[c]);
+    acc = detail::warp_sum(acc);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float s = 0.0f;
+      for (unsigned w = 0; w < (blockDim.x + 31) / 32; ++w) s += part[w];
+      weights[t * k + k - 1] = 1.0f / (1.0f + expf(-to_f(from_f<T>(s))));
+    }
+    __syncthreads();
+  }
+}
 }  // namespace
+
+cudaError_t moe_shared_gate(const void* x, const void* gate, DType dtype, int64_t tokens, int64_t hidden, int64_t k,
+                            float* weights, cudaStream_t stream) {
+  if (!x || !gate || !weights || tokens < 0 || hidden <= 0 || k <= 0) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_shared_gate_kernel<T><<<static_cast<unsigned>(tokens < 65536 ? tokens : 65536), 256, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(gate), tokens, hidden, static_cast<int>(k), weights);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream) {

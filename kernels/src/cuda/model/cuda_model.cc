@@ -147,6 +147,7 @@ void CudaModel::bind_weights() {
     MoeWeights& m = moe_w_[i];
     m.router = weight(layer_name(i, "router.weight"));
     m.router_bias = static_cast<const float*>(weight_opt(layer_name(i, "router.bias")));
+    m.shared_gate = weight_opt(layer_name(i, "shared_gate.weight"));
     for (int64_t e = 0; e < experts_held(cfg_); ++e) {
       const std::string ex = "experts." + std::to_string(e) + ".";
       m.up.push_back(weight(layer_name(i, (ex + "up.weight").c_str())));

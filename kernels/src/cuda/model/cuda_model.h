@@ -95,6 +95,7 @@ class CudaModel final : public ModelExecutor {
   struct MoeWeights {
     const void* router = nullptr;
     const float* router_bias = nullptr;  // sigmoid routing's choice bias (float32), else null
+    const void* shared_gate = nullptr;   // Qwen2-MoE's shared-expert gate [hidden], else null
     std::vector<const void*> up, down;  // per expert: [gate | up] [2·I, hidden], down [hidden, I]
   };
   // cuda_moe.cc's grow-only scratch: router logits, routing, the routed rows' copies and outputs, and the host side.

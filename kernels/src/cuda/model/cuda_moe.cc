@@ -7,7 +7,9 @@
 //   expert order, fp32) into o, this rank's partial sum (each rank holds a slice of every expert).
 // The read-back is one stream synchronisation per MoE layer: it sizes each expert's GEMM on the host (cuBLASLt
 // takes its row count from the host), and is why MoE steps never run as CUDA graphs (use_graph). Expert LoRA runs
-// BGMV over each expert's rows with that expert's table (lora_store.h), one row per routed token.
+// BGMV over each expert's rows with that expert's table (lora_store.h), one row per routed token. A shared expert
+// runs for every token as expert E (the last group): with a width of its own (Qwen2-MoE, DeepSeek-V2) its rows sit
+// after the routed ones' in up/act at their own pitch; Qwen2-MoE's gate sets its weight (moe_shared_gate).
 #include <algorithm>
 
 #include "cuda/kernels/kernels.h"
@@ -33,6 +35,10 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
   // R routed experts (router outputs); E experts held (the shared one last); k experts run per token.
   const int64_t T = p.rows, H = cfg_.hidden, R = cfg_.num_experts, E = experts_held(cfg_), k = experts_run(cfg_);
   const int64_t I = cfg_.expert_intermediate_local, N = T * k;  // N: routed rows (token, expert) pairs
+  // A shared expert of its own width (Qwen2-MoE, DeepSeek-V2) has its T rows (every token's, grouped last) in a region
+  // of up / act after the routed rows' (N_r of them), at its own pitch.
+  const int64_t Is = expert_width(cfg_, R), N_r = cfg_.moe_shared_expert ? N - T : N;
+  const bool own_width = cfg_.moe_shared_expert && Is != I;
   const DType dt = opts_.dtype;
   const MoeWeights& w = moe_w_[static_cast<size_t>(l)];
   const int layer = static_cast<int>(l);
@@ -44,8 +50,8 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
   moe_.weights.ensure(static_cast<size_t>(N) * sizeof(float));
   moe_.map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
   moe_.xg.ensure(static_cast<size_t>(N * H) * ds_);
-  moe_.up.ensure(static_cast<size_t>(N * 2 * I) * ds_);
-  moe_.act.ensure(static_cast<size_t>(N * I) * ds_);
+  moe_.up.ensure(static_cast<size_t>(N_r * 2 * I + (N - N_r) * 2 * Is) * ds_);
+  moe_.act.ensure(static_cast<size_t>(N_r * I + (N - N_r) * Is) * ds_);
   moe_.y.ensure(static_cast<size_t>(N * H) * ds_);
   moe_.host_ids.ensure(static_cast<size_t>(N) * sizeof(int32_t));
   moe_.host_map.ensure(static_cast<size_t>(4 * N) * sizeof(int32_t));
@@ -56,6 +62,7 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
   gemm(buf_.x.get(), w.router, moe_.logits.get(), T, R, H, nullptr);
   WEFT_CUDA_CHECK(moe_route(moe_.logits.get(), dt, w.router_bias, T, route_params(cfg_), moe_.ids.as<int32_t>(),
                             moe_.weights.as<float>(), stream_));
+  if (w.shared_gate) WEFT_CUDA_CHECK(moe_shared_gate(buf_.x.get(), w.shared_gate, dt, T, H, k, moe_.weights.as<float>(), stream_));
   WEFT_CUDA_CHECK(cudaMemcpyAsync(moe_.host_ids.as<void>(), moe_.ids.get(), static_cast<size_t>(N) * sizeof(int32_t),
                                   cudaMemcpyDeviceToHost, stream_));
   WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -76,6 +83,16 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
 
   ops_.mark("moe gather", stream_);
   WEFT_CUDA_CHECK(moe_gather(buf_.x.get(), dt, H, rows_dev, N, moe_.xg.get(), stream_));
+  // Expert e's rows in up (2·width wide) and act (width wide), from its first routed row `row`.
+  auto width = [&](int64_t e) { return e == R ? Is : I; };
+  auto up_at = [&](int64_t e, int64_t row) -> void* {
+    if (e < R || !own_width) return row_ptr(moe_.up.get(), row, 2 * I, ds_);
+    return row_ptr(moe_.up.as<char>() + N_r * 2 * I * ds_, row - N_r, 2 * Is, ds_);
+  };
+  auto act_at = [&](int64_t e, int64_t row) -> void* {
+    if (e < R || !own_width) return row_ptr(moe_.act.get(), row, I, ds_);
+    return row_ptr(moe_.act.as<char>() + N_r * I * ds_, row - N_r, Is, ds_);
+  };
   auto any_adapter = [&](int64_t e) {
     return p.lora && std::any_of(entries + offset[e], entries + offset[e + 1], [](int32_t x) { return x >= 0; });
   };
@@ -83,21 +100,24 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = offset[e + 1] - offset[e];
     if (n == 0) continue;
-    void* up = row_ptr(moe_.up.get(), offset[e], 2 * I, ds_);
+    const int64_t We = width(e);
+    void* up = up_at(e, offset[e]);
     const void* xe = row_ptr(moe_.xg.get(), offset[e], H, ds_);
-    gemm(xe, w.up[e], up, n, 2 * I, H, nullptr);
-    if (any_adapter(e)) expert_lora(layer, kUp, static_cast<int>(e), xe, H, up, 2 * I, n, entries_dev + offset[e]);
+    gemm(xe, w.up[e], up, n, 2 * We, H, nullptr);
+    if (any_adapter(e)) expert_lora(layer, kUp, static_cast<int>(e), xe, H, up, 2 * We, n, entries_dev + offset[e]);
   }
   ops_.mark("moe activation", stream_);
-  WEFT_CUDA_CHECK(silu_mul(moe_.up.get(), 2 * I, moe_.act.get(), I, N, I, dt, stream_));
+  WEFT_CUDA_CHECK(silu_mul(moe_.up.get(), 2 * I, moe_.act.get(), I, own_width ? N_r : N, I, dt, stream_));
+  if (own_width) WEFT_CUDA_CHECK(silu_mul(up_at(R, N_r), 2 * Is, act_at(R, N_r), Is, N - N_r, Is, dt, stream_));
   ops_.mark("moe gemm down", stream_);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = offset[e + 1] - offset[e];
     if (n == 0) continue;
-    const void* act = row_ptr(moe_.act.get(), offset[e], I, ds_);
+    const int64_t We = width(e);
+    const void* act = act_at(e, offset[e]);
     void* y = row_ptr(moe_.y.get(), offset[e], H, ds_);
-    gemm(act, w.down[e], y, n, H, I, nullptr);
-    if (any_adapter(e)) expert_lora(layer, kDown, static_cast<int>(e), act, I, y, H, n, entries_dev + offset[e]);
+    gemm(act, w.down[e], y, n, H, We, nullptr);
+    if (any_adapter(e)) expert_lora(layer, kDown, static_cast<int>(e), act, We, y, H, n, entries_dev + offset[e]);
   }
   ops_.mark("moe combine", stream_);
   WEFT_CUDA_CHECK(moe_combine(moe_.y.get(), dt, rows_dev + 2 * N, rows_dev + 3 * N, moe_.weights.as<float>(), T, k, H,

@@ -91,7 +91,7 @@ LoraStore::LoraStore(const ModelConfig& cfg, DType dtype)
 
 std::vector<LoraStore::Slice> LoraStore::slices_of(int module, int expert) const {
   if (expert >= 0) {  // an expert's gate|up or down
-    const auto inter = static_cast<int32_t>(cfg_.expert_intermediate_local);
+    const auto inter = static_cast<int32_t>(expert_width(cfg_, expert));
     if (module == kUp) return {{0, inter}, {inter, inter}};
     return {{0, static_cast<int32_t>(cfg_.hidden)}};
   }

@@ -1,0 +1,94 @@
+// The mixture-of-experts part of a config.json (spec.ts's MoeSpec): which layers route, to how many of how many
+// experts, and how — softmax (Mixtral, Qwen3-MoE, OLMoE) or sigmoid with groups (GLM-4.5, DeepSeek-V3).
+import { int, refuseIf, type Json } from './config-fields.js';
+import type { Architecture, MoeSpec } from './spec.js';
+
+/**
+ * Mixtral's and Qwen3-MoE's experts as transformers routes them (modeling_mixtral.py, modeling_qwen3_moe.py):
+ * Mixtral renormalises the chosen experts' weights always, Qwen3-MoE when norm_topk_prob; Qwen3-MoE's layers in
+ * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
+ */
+export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
+  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' && arch !== 'olmoe') return null;
+  // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
+  // saves the last two as num_local_experts).
+  const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
+  const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
+  const perToken = int(cfg, 'num_experts_per_tok', where);
+  refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
+  const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
+  if (arch === 'mixtral') {
+    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
+  }
+  if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
+    refuseIf(cfg.clip_qkv !== undefined && cfg.clip_qkv !== null, where, 'clip_qkv (q/k/v clamped) is not supported');
+    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
+      layers: null, ...softmax };
+  }
+  const layers = int(cfg, 'num_hidden_layers', where);
+  if (arch === 'glm4_moe') return sigmoidMoeRouting(cfg, where, experts, perToken, layers, GLM4_MOE_DEFAULTS);
+  const step = cfg.decoder_sparse_step ?? 1;
+  refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
+  const only = cfg.mlp_only_layers ?? [];
+  refuseIf(!Array.isArray(only) || !only.every((l) => Number.isInteger(l)), where, `mlp_only_layers must list layer indices`);
+  // Qwen2-MoE (Qwen1.5-MoE, Qwen2-57B-A14B): one shared expert of shared_expert_intermediate_size, its output times
+  // sigmoid(shared_expert_gate(x)), added after the routed ones (Qwen2MoeSparseMoeBlock). Qwen3-MoE has none.
+  const sharedWidth = cfg.shared_expert_intermediate_size ?? (arch === 'qwen2_moe' ? 5632 : 0);  // Qwen2MoeConfig's default
+  refuseIf(!(typeof sharedWidth === 'number' && Number.isInteger(sharedWidth) && sharedWidth >= 0), where,
+    `shared_expert_intermediate_size must be a non-negative integer, got ${JSON.stringify(sharedWidth)}`);
+  const shared = arch === 'qwen2_moe' && sharedWidth !== 0
+    ? { sharedExpert: true, sharedIntermediate: sharedWidth as number, sharedGate: true } : {};
+  refuseIf(arch === 'qwen3_moe' && typeof sharedWidth === 'number' && sharedWidth > 0, where,
+    'shared experts (shared_expert_intermediate_size) are not part of Qwen3-MoE; use Qwen2MoeForCausalLM');
+  const moeLayers = Array.from({ length: layers }, (_, l) => !(only as number[]).includes(l) && (l + 1) % (step as number) === 0);
+  return { experts, perToken, intermediate: int(cfg, 'moe_intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
+    layers: moeLayers.every(Boolean) ? null : moeLayers, ...softmax, ...shared };
+}
+
+/** The routing fields' defaults where a config leaves them out (Glm4MoeConfig's, DeepseekV3Config's). */
+export interface SigmoidRoutingDefaults {
+  n_shared_experts: number;
+  n_group: number;
+  topk_group: number;
+  first_k_dense_replace: number;
+  routed_scaling_factor: number;
+}
+const GLM4_MOE_DEFAULTS: SigmoidRoutingDefaults = {
+  n_shared_experts: 1, n_group: 1, topk_group: 1, first_k_dense_replace: 1, routed_scaling_factor: 1,
+};
+
+// GLM-4.5 (Glm4MoeTopkRouter) and DeepSeek-V3 (DeepseekV3TopkRouter, the same): sigmoid scores,
+// e_score_correction_bias in the choice, n_group / topk_group, norm_topk_prob (default true), routed_scaling_factor;
+// n_shared_experts shared experts of moe_intermediate_size each, which transformers runs as one MLP n times as wide;
+// the first_k_dense_replace layers keep a dense MLP of intermediate_size. With `softmax` (DeepSeek-V2's
+// DeepseekV2TopkRouter): softmax probabilities, no bias, no renormalisation, and groups only with
+// topk_method group_limited_greedy (a group ranked by its best probability).
+export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, perToken: number, layers: number,
+  defaults: SigmoidRoutingDefaults, softmax = false): MoeSpec {
+  const num = (key: keyof SigmoidRoutingDefaults, dflt = defaults[key]): number => {
+    const v = cfg[key] ?? dflt;
+    refuseIf(typeof v !== 'number' || !Number.isFinite(v), where, `${key} must be a number, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const shared = num('n_shared_experts');
+  refuseIf(!Number.isInteger(shared) || shared < 0, where, `n_shared_experts must be a non-negative integer, got ${shared}`);
+  const method = softmax ? String(cfg.topk_method ?? 'greedy') : 'noaux_tc';
+  refuseIf(method !== 'greedy' && method !== 'group_limited_greedy' && method !== 'noaux_tc', where,
+    `topk_method '${method}' is not supported (greedy, group_limited_greedy)`);
+  const grouped = !softmax || method === 'group_limited_greedy';
+  const groups = grouped ? num('n_group') : 1, topkGroups = grouped ? num('topk_group') : 1;
+  refuseIf(!Number.isInteger(groups) || groups < 1 || experts % groups !== 0 || (groups > 1 && experts / groups < 2) ||
+    !Number.isInteger(topkGroups) || topkGroups < 1 || topkGroups > groups || perToken > topkGroups * (experts / groups),
+  where, `n_group ${groups} / topk_group ${topkGroups} must split the ${experts} experts evenly and leave ${perToken} to choose from`);
+  const dense = num('first_k_dense_replace');
+  const moeLayers = Array.from({ length: layers }, (_, l) => l >= dense);
+  refuseIf(!moeLayers.some(Boolean), where, `first_k_dense_replace ${dense} leaves no mixture-of-experts layer`);
+  const intermediate = int(cfg, 'moe_intermediate_size', where);
+  return {
+    experts, perToken, intermediate, renormalize: !softmax && cfg.norm_topk_prob !== false,
+    layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: !softmax, groups, topkGroups,
+    routedScale: num('routed_scaling_factor'), sharedExpert: shared > 0,
+    ...(shared > 1 ? { sharedIntermediate: shared * intermediate } : {}), ...(softmax && groups > 1 ? { groupMax: true } : {}),
+  };
+}
+
