@@ -32,6 +32,8 @@ export interface ModelPlanConfig {
   qkNormFull?: boolean;
   /** false (OLMo 2): no attn_norm / mlp_norm before the blocks (default true). */
   preNorms?: boolean;
+  /** GPT-NeoX: with parallelBlock, the MLP reads its own norm of the block input (layers.<i>.mlp_norm.*). */
+  parallelMlpNorm?: boolean;
   /** Cohere, Phi-1/2: attention and the MLP both read attn_norm's output (no mlp_norm); h + attn + mlp. Optional plan weight lm_head.bias. */
   parallelBlock?: boolean;
   /** Gemma: the gathered token embedding times this (default 1). */

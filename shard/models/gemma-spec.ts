@@ -97,7 +97,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     moe: null, mla: null,
     qkNormFull: false,
     preNorms: true,
-    parallelBlock: false,
+    parallelBlock: false, parallelMlpNorm: false,
     normBias: true,
     lmHeadBias: false,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,

@@ -110,6 +110,11 @@ export interface ModuleRef {
   /** A MoE expert's module (module up or down; roles gate / up / []). */
   expert?: number;
   /**
+   * GPT-NeoX's query_key_value: its rows are per head, [q | k | v] of head 0, then of head 1, … (interleavedHeadRows
+   * picks a role's rows of some heads), not q of all heads then k then v.
+   */
+  headInterleaved?: boolean;
+  /**
    * PEFT's target_parameters on a MoE layer's stacked experts (`mlp.experts`, nested wrappers `….base_layer`): one
    * pair for all experts' gate_up_proj or down_proj, told apart by its shapes (load-adapter.ts).
    */
@@ -187,6 +192,12 @@ const DEEPSEEK_MODULES: Record<string, { module: ExecModule; roles: string[] }> 
   'mlp.up_proj': { module: 'up', roles: ['up'] },
   'mlp.down_proj': { module: 'down', roles: [] },
 };
+const NEOX_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  'attention.query_key_value': { module: 'qkv', roles: ['q', 'k', 'v'] },
+  'attention.dense': { module: 'o', roles: [] },
+  'mlp.dense_h_to_4h': { module: 'up', roles: ['fc'] },
+  'mlp.dense_4h_to_h': { module: 'down', roles: [] },
+};
 const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attn.c_attn': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attn.c_proj': { module: 'o', roles: [] },
@@ -202,7 +213,7 @@ export function partsOfModulePath(path: string): number {
   // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
   // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
   if (/\.experts(?:\.base_layer)*$/.test(path)) return 2;
-  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES]) {
+  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
   return 1;
@@ -225,17 +236,18 @@ export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'>, path:
 export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | null {
   const path = languageModelPath(spec, rawPath);
   if (path === null) return null;
-  if (path === 'lm_head') return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
-  if (path === (spec.architecture === 'gpt2' ? 'transformer.wte' : 'model.embed_tokens')) {
+  const neox = spec.architecture === 'gpt_neox';
+  if (path === (neox ? 'embed_out' : 'lm_head')) return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
+  if (path === (spec.architecture === 'gpt2' ? 'transformer.wte' : neox ? 'gpt_neox.embed_in' : 'model.embed_tokens')) {
     return { layer: -1, module: 'embed', roles: ['embed'], conv1d: false };
   }
   const m = spec.architecture === 'gpt2'
     ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
-    : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
+    : neox ? /^gpt_neox\.layers\.(\d+)\.(.+)$/.exec(path) : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
     : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES
-    : spec.mla ? DEEPSEEK_MODULES : LLAMA_MODULES;
+    : spec.mla ? DEEPSEEK_MODULES : neox ? NEOX_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
@@ -246,5 +258,20 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   // Latent attention has q_proj without a q rank, q_a_proj / q_b_proj with one — never both.
   if (spec.mla && (entry.module === 'q_b' || entry.roles[0] === 'q_a' || m[2] === 'self_attn.q_proj') &&
     (m[2] === 'self_attn.q_proj') !== (spec.mla.qRank === 0)) return null;
-  return { layer, module: entry.module, roles: entry.roles, conv1d: spec.architecture === 'gpt2' };
+  return { layer, module: entry.module, roles: entry.roles, conv1d: spec.architecture === 'gpt2',
+    ...(neox && entry.module === 'qkv' ? { headInterleaved: true } : {}) };
+}
+
+/**
+ * Rows of a per-head fused q|k|v matrix (GPT-NeoX's query_key_value: head h's q, k, v rows at (3h + role)·headDim)
+ * for one role (0 q, 1 k, 2 v) of `heads` heads, as the rows of q (or k, v) of those heads in order. `m` holds the
+ * rows of the heads [heads.start, heads.end) only, each `cols` wide.
+ */
+export function interleavedHeadRows(m: Float32Array, cols: number, role: number, heads: number, headDim: number): Float32Array {
+  const out = new Float32Array(heads * headDim * cols);
+  for (let h = 0; h < heads; h++) {
+    const from = ((3 * h + role) * headDim) * cols;
+    out.set(m.subarray(from, from + headDim * cols), h * headDim * cols);
+  }
+  return out;
 }

@@ -3,7 +3,8 @@
 // are the truth; the config supplies scales (alpha/r, rsLoRA, rank_pattern, alpha_pattern).
 import { LoraModuleId, cpuOps, type LoraPartInput, type LoraStorage, type StagedAdapter } from '../../kernels/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
-import { subBlocks, rowParallelInput, resolveModule, languageModelPath } from './layout.js';
+import { interleavedHeadRows, subBlocks, rowParallelInput, resolveModule, languageModelPath } from './layout.js';
+import { rangeLen } from './partition.js';
 import type { LoadedModel } from './load-weights.js';
 import { expertParts } from './expert-lora.js';
 
@@ -181,6 +182,14 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
     if (inDim !== expectedIn || outDim !== expectedOut) {
       throw new AdapterLoadError(`${dir}: '${path}' expects lora_A [r, ${expectedIn}] and lora_B [${expectedOut}, r], ` +
         `got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} (adapter made for a different base model?)`);
+    }
+    if (ref.headInterleaved) {  // GPT-NeoX's query_key_value: B's (and DoRA's magnitude's) rows per head q|k|v
+      const hd = spec.headDim, heads = rangeLen(part.heads), start = part.heads.start * 3 * hd, end = part.heads.end * 3 * hd;
+      const slab = sliceRows(b.data, rank, start, end), mslab = m ? sliceRows(m.data, 1, start, end) : null;
+      mine.forEach((bl, role) => parts.push({ layer: ref.layer, module: moduleId, outOffset: bl.localOffset, rank, scale,
+        a: a.data, b: interleavedHeadRows(slab, rank, role, heads, hd),
+        ...(mslab ? { magnitude: interleavedHeadRows(mslab, 1, role, heads, hd) } : {}) }));
+      continue;
     }
     let off = 0;
     for (const bl of mine) {

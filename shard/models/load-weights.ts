@@ -3,7 +3,7 @@
 import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
-import { expertRows, subBlocks, rowParallelInput } from './layout.js';
+import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
 
@@ -28,11 +28,13 @@ export interface LoadedModel {
   plan: ModelPlanConfig;
 }
 
+/** The HF tensors of one executor module and the roles each provides; headInterleaved: GPT-NeoX's per-head q|k|v rows. */
+interface HfModule { paths: string[]; roles: string[][]; headInterleaved?: boolean }
+
 /** Names of the Hugging Face modules that feed one executor module, in sub-block order. */
 interface HfNames {
   layerPrefix(i: number): string;
-  modules: Record<'qkv' | 'o' | 'up' | 'down', { paths: string[]; roles: string[][] }> &
-    Partial<Record<'q_b' | 'kv_b', { paths: string[]; roles: string[][] }>>;
+  modules: Record<'qkv' | 'o' | 'up' | 'down', HfModule> & Partial<Record<'q_b' | 'kv_b', HfModule>>;
   attnNorm: string;
   mlpNorm: string;
   /** Post norms (spec.postNorms): the attention block's and the MLP block's output norms. */
@@ -68,6 +70,19 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
       },
       attnNorm: 'ln_1', mlpNorm: 'ln_2', postAttnNorm: '', postMlpNorm: '', finalNorm: `${root}ln_f`,
       embed: `${root}wte.weight`, posEmbed: `${root}wpe.weight`, lmHead: 'lm_head.weight', conv1d: true,
+    };
+  }
+  if (spec.architecture === 'gpt_neox') {  // one query_key_value laid out per head; embed_out
+    return {
+      layerPrefix: (i) => `gpt_neox.layers.${i}.`,
+      modules: {
+        qkv: { paths: ['attention.query_key_value'], roles: [['q', 'k', 'v']], headInterleaved: true },
+        o: { paths: ['attention.dense'], roles: [[]] },
+        up: { paths: ['mlp.dense_h_to_4h'], roles: [['fc']] },
+        down: { paths: ['mlp.dense_4h_to_h'], roles: [[]] },
+      },
+      attnNorm: 'input_layernorm', mlpNorm: 'post_attention_layernorm', postAttnNorm: '', postMlpNorm: '',
+      finalNorm: 'gpt_neox.final_layer_norm', embed: 'gpt_neox.embed_in.weight', lmHead: 'embed_out.weight', conv1d: false,
     };
   }
   if (spec.architecture === 'phi') {  // Phi-1/1.5/2: dense, fc1, fc2; final_layernorm
@@ -218,7 +233,8 @@ function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: 
 /** A column-parallel fused module: each sub-block's local rows, from whichever HF tensor holds that role. */
 function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
   module: ColumnModule, suffix: 'weight' | 'bias'): Float32Array | null {
-  const { paths, roles } = names.modules[module]!;
+  const { paths, roles, headInterleaved } = names.modules[module]!;
+  if (headInterleaved) return assembleInterleavedQkv(store, spec, part, `${names.layerPrefix(layer)}${paths[0]}.${suffix}`, suffix);
   const pieces: Float32Array[] = [];
   for (const block of subBlocks(spec, part, module)) {
     const idx = roles.findIndex((rs) => rs.includes(block.role));
@@ -234,6 +250,20 @@ function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Parti
       : readOutRows(store, name, rows, names.conv1d));
   }
   return concat(pieces);
+}
+
+/** GPT-NeoX's query_key_value: this rank's heads' rows (contiguous in the tensor, per head q|k|v) as [q | k | v]. */
+function assembleInterleavedQkv(store: WeightStore, spec: ModelSpec, part: Partition, name: string,
+  suffix: 'weight' | 'bias'): Float32Array | null {
+  if (!store.has(name)) {
+    if (suffix === 'bias') return null;
+    need(store, name);
+  }
+  const hd = spec.headDim, heads = rangeLen(part.heads);
+  const rows = { start: part.heads.start * 3 * hd, end: part.heads.end * 3 * hd };
+  const slab = store.readF32(name, { dim: 0, start: rows.start, end: rows.end });
+  const cols = suffix === 'bias' ? 1 : spec.hidden;
+  return concat([0, 1, 2].map((role) => interleavedHeadRows(slab, cols, role, heads, hd)));
 }
 
 /** x rounded to float32, or to bf16 / fp16 (nearest even): transformers multiplies Gemma's embedding scale in the weights' dtype. */
@@ -268,6 +298,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     qkNormFull: spec.qkNormFull,
     preNorms: spec.preNorms,
     parallelBlock: spec.parallelBlock,
+    parallelMlpNorm: spec.parallelMlpNorm,
     // Gemma's scale is a buffer in the weights' dtype; Granite's multiplier a Python float (not rounded).
     embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
       : Math.fround(spec.embedScale),
@@ -328,7 +359,7 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     for (let i = 0; i < spec.layers; i++) {
       const p = names.layerPrefix(i);
       if (spec.preNorms) setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
-      if (spec.preNorms && !spec.parallelBlock) setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
+      if (spec.preNorms && (!spec.parallelBlock || spec.parallelMlpNorm)) setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
       if (spec.qkNorm) {  // [headDim], the same on every rank
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));

@@ -1,6 +1,7 @@
-// Decoders whose attention and MLP read the same normed input and add to the residual stream together
-// (h + attn(x) + mlp(x)): Cohere (Command R, Aya Expanse), Cohere2 (Command R7B, Command A) and Phi-1/1.5/2 — as
-// transformers' modeling_cohere.py, modeling_cohere2.py and modeling_phi.py compute them.
+// Decoders whose attention and MLP add to the residual stream together (h + attn(x) + mlp(x)): Cohere (Command R,
+// Aya Expanse), Cohere2 (Command R7B, Command A) and Phi-1/1.5/2, whose two read the same normed input, and GPT-NeoX,
+// whose MLP has a norm of its own — as transformers' modeling_cohere.py, modeling_cohere2.py, modeling_phi.py and
+// modeling_gpt_neox.py compute them.
 import { computeRope, parseRopeParams } from './rope.js';
 import { attentionShape, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
@@ -76,5 +77,40 @@ export function phiSpec(cfg: Json, where: string): ModelSpec {
     qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
     ...PLAIN_DECODER,
     parallelBlock: true, lmHeadBias: true,
+  };
+}
+
+/**
+ * GPT-NeoX (GPTNeoXForCausalLM: Pythia, GPT-NeoX-20B, and the models trained on its code): LayerNorms with biases,
+ * one fused query_key_value laid out per head ([q | k | v] of each head in turn: layout.ts reorders it), partial
+ * rotate-half RoPE (rotary_pct, default 0.25, of each head; rotary_emb_base), biases on every projection, a
+ * non-gated dense_h_to_4h → GELU → dense_4h_to_h MLP, and an untied embed_out. use_parallel_residual (default true):
+ * h + attn(input_layernorm(h)) + mlp(post_attention_layernorm(h)); false: the usual sequential pre-norm block.
+ */
+export function gptNeoxSpec(cfg: Json, where: string): ModelSpec {
+  const shape = attentionShape({ ...cfg, head_dim: undefined, num_key_value_heads: undefined }, where);
+  const act = String(cfg.hidden_act ?? 'gelu');
+  const mlp = act === 'gelu' ? 'gelu_erf' : act === 'gelu_new' || act === 'gelu_fast' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : null;
+  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for gpt_neox (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh)`);
+  refuseQuantized(cfg, where);
+  // transformers 4 configs name the RoPE base and fraction rotary_emb_base / rotary_pct (GPTNeoXConfig's defaults
+  // 10000 / 0.25); transformers 5 moves them into rope_parameters.
+  const ropeCfg = cfg.rope_parameters ? cfg
+    : { ...cfg, rope_theta: cfg.rotary_emb_base ?? 10000, partial_rotary_factor: cfg.rotary_pct ?? 0.25 };
+  const rope = computeRope(parseRopeParams(ropeCfg), shape.headDim);
+  const bias = cfg.attention_bias !== false;
+  const parallel = cfg.use_parallel_residual !== false;
+  return {
+    architecture: 'gpt_neox' satisfies Architecture,
+    ...rotaryDecoderShape(cfg, where, shape, rope),
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_eps ?? 1e-5),
+    mlp: mlp!,
+    slidingWindow: 0,
+    attnScale: 1 / Math.sqrt(shape.headDim),
+    tieEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: bias, oBias: bias, mlpBias: true, qkNorm: false,
+    ...PLAIN_DECODER,
+    parallelBlock: parallel, parallelMlpNorm: parallel,
   };
 }

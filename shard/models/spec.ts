@@ -6,13 +6,13 @@ import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
-import { cohereSpec, phiSpec } from './parallel-spec.js';
+import { cohereSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'deepseek_v2' | 'deepseek_v3';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -94,6 +94,8 @@ export interface ModelSpec {
   preNorms: boolean;
   /** Cohere, Phi-1/2: attention and the MLP read one normed input (input_layernorm) and both add to the residual. */
   parallelBlock: boolean;
+  /** GPT-NeoX: in the parallel block the MLP reads its own norm of the block input (post_attention_layernorm). */
+  parallelMlpNorm: boolean;
   /** false (Cohere): LayerNorms without a bias (the plan gets zeros). */
   normBias: boolean;
   /** Phi-1/2: the lm_head has a bias. */
@@ -162,6 +164,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Phi3ForCausalLM: 'phi3',
   Starcoder2ForCausalLM: 'starcoder2',
   GPT2LMHeadModel: 'gpt2',
+  GPTNeoXForCausalLM: 'gpt_neox',
   DeepseekV2ForCausalLM: 'deepseek_v2',
   DeepseekV3ForCausalLM: 'deepseek_v3',
 };
@@ -190,6 +193,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
   if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
   if (arch === 'phi') return phiSpec(cfg, where);
+  if (arch === 'gpt_neox') return gptNeoxSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };

@@ -49,6 +49,9 @@ struct ModelConfig {
   // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are
   // added to the residual stream: h + attn(x) + mlp(x).
   bool parallel_block = false;
+  // GPT-NeoX: in a parallel block the MLP reads its own norm of the block input (mlp_norm) instead of attn_norm's:
+  // h + attn(attn_norm(h)) + mlp(mlp_norm(h)).
+  bool parallel_mlp_norm = false;
   // Gemma: the gathered token embedding times this (√hidden, rounded to the weights' dtype as transformers does).
   float embed_scale = 1.0f;
   // Gemma 3: each block's output is RMS-normalised (post_attn_norm / post_mlp_norm) before the residual add.
@@ -113,6 +116,8 @@ struct ModelConfig {
 };
 
 inline bool is_mla(const ModelConfig& c) { return c.mla_kv_rank > 0; }
+// Whether a layer has an mlp_norm: every pre-norm block but a parallel one that shares attn_norm's output.
+inline bool has_mlp_norm(const ModelConfig& c) { return c.pre_norms && (!c.parallel_block || c.parallel_mlp_norm); }
 // The attention output's width per head that the o projection reads (MLA: the value width).
 inline int64_t attn_value_dim(const ModelConfig& c) { return is_mla(c) ? c.mla_v_dim : c.head_dim; }
 

@@ -146,7 +146,7 @@ std::vector<float> Model::forward(const Batch& b) {
 
   ops_.mark("embed");
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
-      attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H);
+      attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H), xm(cfg_.parallel_mlp_norm ? T * H : 0);
   cpu::embedding_gather(w("embed"), cfg_.vocab, H, b.tokens.data(), T, h.data());
   if (cfg_.embed_scale != 1.0f)  // Gemma's √hidden, Granite's embedding_multiplier
     for (float& v : h) v *= cfg_.embed_scale;
@@ -170,6 +170,7 @@ std::vector<float> Model::forward(const Batch& b) {
     // Attention block.
     ops_.mark("norm");
     norm(h.data(), T, p + "attn_norm", x.data());
+    if (cfg_.parallel_mlp_norm) norm(h.data(), T, p + "mlp_norm", xm.data());  // GPT-NeoX: the MLP's own norm of h
     if (is_mla(cfg_)) {  // latent attention's projections (LoRA included), laid out as q, k, v per head
       ops_.mark("mla projections");
       mla_qkv(l, x.data(), T, token_slots, q.data(), k.data(), v.data());
@@ -223,10 +224,13 @@ std::vector<float> Model::forward(const Batch& b) {
     finish_block_output(o.data(), T, p + "post_attn_norm.weight");
     cpu::add_inplace(h.data(), o.data(), T * H);
 
-    // MLP block. A parallel block's MLP reads the attention's input x (h + attn(x) + mlp(x)).
+    // MLP block. A parallel block's MLP reads the attention's input x (h + attn(x) + mlp(x)), or GPT-NeoX's own norm
+    // of the block input.
     if (!cfg_.parallel_block) {
       ops_.mark("norm");
       norm(h.data(), T, p + "mlp_norm", x.data());
+    } else if (cfg_.parallel_mlp_norm) {
+      std::swap(x, xm);
     }
     if (layer_is_moe(cfg_, l)) {
       ops_.mark("moe");

@@ -30,6 +30,8 @@ void check_model_config(const ModelConfig& c) {
   if (c.qk_norm && c.qk_norm_full) throw std::invalid_argument("model config: q/k norms are per head or full width, not both");
   if (c.parallel_block && (!c.pre_norms || c.post_norms))
     throw std::invalid_argument("model config: a parallel block reads one pre-norm and has no post norms");
+  if (c.parallel_mlp_norm && !c.parallel_block)
+    throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
   if (!c.layer_rope.empty() && static_cast<int64_t>(c.layer_rope.size()) != c.layers)
@@ -163,7 +165,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
       return -1;
     }
   }
-  const bool mlp_norm = c.pre_norms && !c.parallel_block;
+  const bool mlp_norm = has_mlp_norm(c);
   if (p == "attn_norm.weight") return c.pre_norms ? h : -1;
   if (p == "attn_norm.bias") return ln && c.pre_norms ? h : -1;
   if (p == "mlp_norm.weight") return mlp_norm ? h : -1;
@@ -197,7 +199,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
       if (c.mla_q_rank > 0)
         for (const char* s : {"q_a_norm.weight", "q_b.weight"}) required.push_back(layer_name(i, s));
     }
-    if (c.pre_norms && !c.parallel_block) required.push_back(layer_name(i, "mlp_norm.weight"));
+    if (has_mlp_norm(c)) required.push_back(layer_name(i, "mlp_norm.weight"));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
       if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
@@ -220,7 +222,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
       required.push_back(layer_name(i, "k_norm.weight"));
     }
     if (c.norm == NormKind::kLayer && c.pre_norms) required.push_back(layer_name(i, "attn_norm.bias"));
-    if (c.norm == NormKind::kLayer && c.pre_norms && !c.parallel_block) required.push_back(layer_name(i, "mlp_norm.bias"));
+    if (c.norm == NormKind::kLayer && has_mlp_norm(c)) required.push_back(layer_name(i, "mlp_norm.bias"));
   }
   return required;
 }

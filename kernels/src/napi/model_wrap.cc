@@ -67,6 +67,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
   c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
   c.parallel_block = o.Get("parallelBlock").ToBoolean().Value();
+  c.parallel_mlp_norm = o.Get("parallelMlpNorm").ToBoolean().Value();
   const Napi::Value pre = o.Get("preNorms");
   c.pre_norms = pre.IsUndefined() || pre.IsNull() || pre.ToBoolean().Value();
   c.embed_scale = static_cast<float>(num_or(o, "embedScale", 1.0));

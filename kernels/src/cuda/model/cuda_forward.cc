@@ -204,6 +204,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     ops_.mark("norm", stream_);
     norm(buf_.h.get(), DType::kF32, T, w.attn_norm_w, w.attn_norm_b, buf_.x.get());
   }
+  if (cfg_.parallel_mlp_norm) norm(buf_.h.get(), DType::kF32, T, w.mlp_norm_w, w.mlp_norm_b, buf_.xm.get());  // GPT-NeoX
   if (is_mla(cfg_)) mla_qkv(l, p);  // latent attention's projections, laid out as q | k | v heads
   else project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
   if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
@@ -251,6 +252,9 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   ops_.mark("residual + norm", stream_);
   if (cfg_.parallel_block) {
     residual(buf_.o.get(), solo ? nullptr : w.o_b, T, w.post_attn_norm_w);  // x stays the attention's input
+    if (cfg_.parallel_mlp_norm)  // GPT-NeoX: the MLP reads its own norm of the block input
+      WEFT_CUDA_CHECK(cudaMemcpyAsync(buf_.x.get(), buf_.xm.get(), static_cast<size_t>(T * cfg_.hidden) * ds_,
+                                      cudaMemcpyDeviceToDevice, stream_));
   } else {
     residual_norm(buf_.o.get(), solo ? nullptr : w.o_b, T, w.mlp_norm_w, w.mlp_norm_b, w.post_attn_norm_w);
   }

@@ -134,7 +134,7 @@ void CudaModel::bind_weights() {
     const bool moe = layer_is_moe(cfg_, i);  // no dense up/down: a router and experts (moe_w_)
     // No pre-norms (OLMo 2): null norm weights, which norm() reads as "the input as it is".
     layer_w_[i] = {cfg_.pre_norms ? w("attn_norm.weight") : nullptr, opt("attn_norm.bias"), w("qkv.weight"), opt("qkv.bias"),
-                   w("o.weight"), opt("o.bias"), cfg_.pre_norms && !cfg_.parallel_block ? w("mlp_norm.weight") : nullptr,
+                   w("o.weight"), opt("o.bias"), has_mlp_norm(cfg_) ? w("mlp_norm.weight") : nullptr,
                    opt("mlp_norm.bias"),
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
@@ -278,6 +278,7 @@ void CudaModel::ensure_buffers(const StepPlan& p) {
     if (gated_mlp(cfg_)) buf_.act.allocate(n * cfg_.intermediate_local * d);
     if (cfg_.rotary_dim > 0 && rope_table()) buf_.rope_cs.allocate(n * cfg_.rotary_dim * f);  // rotary_dim/2 pairs
     if (cfg_.qk_norm_full) buf_.qk_sums.allocate(n * 2 * f);
+    if (cfg_.parallel_mlp_norm) buf_.xm.allocate(n * H * d);
     buf_.rows = n;
     moved = true;
   }

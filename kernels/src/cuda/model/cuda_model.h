@@ -114,6 +114,7 @@ class CudaModel final : public ModelExecutor {
     // Latent attention (cuda_mla.cc): the first projection, the two normalised latents, q_b's and kv_b's outputs,
     // and the attention output's packed values [rows, heads·v_dim].
     DeviceBuffer mla_first, mla_qa, mla_kva, mla_q, mla_kv, attn_v;
+    DeviceBuffer xm;  // [rows, hidden]: GPT-NeoX's MLP input (cfg_.parallel_mlp_norm)
     PinnedBuffer arena_host, stage;
   };
   struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
