@@ -30,6 +30,8 @@ export interface ModelPlanConfig {
   qkNorm?: boolean;
   /** OLMo 2: q and k RMS-normalised over their full width (q_norm [headsLocal·headDim], k_norm [kvHeadsLocal·headDim]; sums over the ranks). */
   qkNormFull?: boolean;
+  /** OLMo / OLMoE clip_qkv: q, k, v clamped to [-qkvClip, qkvClip] after the projection and q/k norms (0/absent: none). */
+  qkvClip?: number;
   /** false (OLMo 2): no attn_norm / mlp_norm before the blocks (default true). */
   preNorms?: boolean;
   /** GPT-NeoX: with parallelBlock, the MLP reads its own norm of the block input (layers.<i>.mlp_norm.*). */

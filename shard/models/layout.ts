@@ -192,6 +192,14 @@ const DEEPSEEK_MODULES: Record<string, { module: ExecModule; roles: string[] }> 
   'mlp.up_proj': { module: 'up', roles: ['up'] },
   'mlp.down_proj': { module: 'down', roles: [] },
 };
+const GPTJ_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  'attn.q_proj': { module: 'qkv', roles: ['q'] },
+  'attn.k_proj': { module: 'qkv', roles: ['k'] },
+  'attn.v_proj': { module: 'qkv', roles: ['v'] },
+  'attn.out_proj': { module: 'o', roles: [] },
+  'mlp.fc_in': { module: 'up', roles: ['fc'] },
+  'mlp.fc_out': { module: 'down', roles: [] },
+};
 const NEOX_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attention.query_key_value': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attention.dense': { module: 'o', roles: [] },
@@ -213,7 +221,7 @@ export function partsOfModulePath(path: string): number {
   // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
   // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
   if (/\.experts(?:\.base_layer)*$/.test(path)) return 2;
-  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES]) {
+  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES, GPTJ_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
   return 1;
@@ -238,14 +246,16 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   if (path === null) return null;
   const neox = spec.architecture === 'gpt_neox';
   if (path === (neox ? 'embed_out' : 'lm_head')) return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
-  if (path === (spec.architecture === 'gpt2' ? 'transformer.wte' : neox ? 'gpt_neox.embed_in' : 'model.embed_tokens')) {
+  const transformerH = spec.architecture === 'gpt2' || spec.architecture === 'gptj';  // transformer.h.<i>, transformer.wte
+  if (path === (transformerH ? 'transformer.wte' : neox ? 'gpt_neox.embed_in' : 'model.embed_tokens')) {
     return { layer: -1, module: 'embed', roles: ['embed'], conv1d: false };
   }
-  const m = spec.architecture === 'gpt2'
+  const m = transformerH
     ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
     : neox ? /^gpt_neox\.layers\.(\d+)\.(.+)$/.exec(path) : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
-  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
+  const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'gptj' ? GPTJ_MODULES
+    : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
     : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES
     : spec.mla ? DEEPSEEK_MODULES : neox ? NEOX_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);

@@ -72,6 +72,19 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
       embed: `${root}wte.weight`, posEmbed: `${root}wpe.weight`, lmHead: 'lm_head.weight', conv1d: true,
     };
   }
+  if (spec.architecture === 'gptj') {  // one ln_1 for both halves of the parallel block; lm_head with a bias
+    return {
+      layerPrefix: (i) => `transformer.h.${i}.`,
+      modules: {
+        qkv: { paths: ['attn.q_proj', 'attn.k_proj', 'attn.v_proj'], roles: [['q'], ['k'], ['v']] },
+        o: { paths: ['attn.out_proj'], roles: [[]] },
+        up: { paths: ['mlp.fc_in'], roles: [['fc']] },
+        down: { paths: ['mlp.fc_out'], roles: [[]] },
+      },
+      attnNorm: 'ln_1', mlpNorm: '', postAttnNorm: '', postMlpNorm: '', finalNorm: 'transformer.ln_f',
+      embed: 'transformer.wte.weight', lmHead: 'lm_head.weight', conv1d: false,
+    };
+  }
   if (spec.architecture === 'gpt_neox') {  // one query_key_value laid out per head; embed_out
     return {
       layerPrefix: (i) => `gpt_neox.layers.${i}.`,
@@ -296,6 +309,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
     qkNormFull: spec.qkNormFull,
+    qkvClip: spec.qkvClip,
     preNorms: spec.preNorms,
     parallelBlock: spec.parallelBlock,
     parallelMlpNorm: spec.parallelMlpNorm,
@@ -348,6 +362,11 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       return w;
     };
     const setNorm = (dst: string, src: string): void => {
+      if (!spec.normParams) {  // OLMo 1's LayerNorm has no parameters: weight 1, bias 0
+        set(`${dst}.weight`, new Float32Array(spec.hidden).fill(1));
+        set(`${dst}.bias`, new Float32Array(spec.hidden));
+        return;
+      }
       const w = normWeight(`${src}.weight`);
       set(`${dst}.weight`, w);
       // A LayerNorm without a bias (Cohere's) is one with a zero bias.

@@ -21,7 +21,6 @@ export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec |
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
   }
   if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
-    refuseIf(cfg.clip_qkv !== undefined && cfg.clip_qkv !== null, where, 'clip_qkv (q/k/v clamped) is not supported');
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
       layers: null, ...softmax };
   }

@@ -1,9 +1,9 @@
 // Decoders whose attention and MLP add to the residual stream together (h + attn(x) + mlp(x)): Cohere (Command R,
-// Aya Expanse), Cohere2 (Command R7B, Command A) and Phi-1/1.5/2, whose two read the same normed input, and GPT-NeoX,
-// whose MLP has a norm of its own — as transformers' modeling_cohere.py, modeling_cohere2.py, modeling_phi.py and
-// modeling_gpt_neox.py compute them.
+// Aya Expanse), Cohere2 (Command R7B, Command A), Phi-1/1.5/2 and GPT-J, whose two read the same normed input, and
+// GPT-NeoX, whose MLP has a norm of its own — as transformers' modeling_cohere.py, modeling_cohere2.py,
+// modeling_phi.py, modeling_gptj.py and modeling_gpt_neox.py compute them.
 import { computeRope, parseRopeParams } from './rope.js';
-import { attentionShape, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
 
 /**
@@ -112,5 +112,43 @@ export function gptNeoxSpec(cfg: Json, where: string): ModelSpec {
     qkvBias: bias, oBias: bias, mlpBias: true, qkNorm: false,
     ...PLAIN_DECODER,
     parallelBlock: parallel, parallelMlpNorm: parallel,
+  };
+}
+
+/**
+ * GPT-J (GPTJForCausalLM: GPT-J-6B and its fine-tunes): one LayerNorm (ln_1) read by attention and the MLP in
+ * parallel, q/k/v/out_proj without biases, RoPE on interleaved pairs (rotate_every_two) of the first rotary_dim dims
+ * of each head (null: all of them), a fc_in → gelu_new → fc_out MLP with biases, and an untied lm_head with a bias.
+ */
+export function gptjSpec(cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'n_embd', where), heads = int(cfg, 'n_head', where);
+  refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
+  const headDim = hidden / heads;
+  const act = String(cfg.activation_function ?? 'gelu_new');
+  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `activation_function '${act}' is not supported for gptj (gelu_new, gelu_pytorch_tanh, gelu)`);
+  refuseQuantized(cfg, where);
+  const rotaryDim = cfg.rotary_dim === null || cfg.rotary_dim === undefined ? headDim : int(cfg, 'rotary_dim', where);
+  refuseIf(rotaryDim > headDim || rotaryDim % 2 !== 0, where, `rotary_dim ${rotaryDim} must be even and at most the head size ${headDim}`);
+  const rope = computeRope({ ropeType: 'default', theta: 10000, partialRotaryFactor: rotaryDim / headDim }, headDim);
+  return {
+    architecture: 'gptj' satisfies Architecture,
+    hidden, layers: int(cfg, 'n_layer', where), heads, kvHeads: heads, headDim,
+    intermediate: typeof cfg.n_inner === 'number' ? int(cfg, 'n_inner', where) : 4 * hidden,
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: int(cfg, 'n_positions', where),
+    learnedPositions: false,
+    rope,
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_epsilon ?? 1e-5),
+    mlp: mlp!,
+    slidingWindow: 0,
+    attnScale: 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings === true,
+    qkvBias: false, oBias: false, mlpBias: true, qkNorm: false,
+    ...PLAIN_DECODER,
+    ropeInterleaved: true, parallelBlock: true, lmHeadBias: true,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
   };
 }

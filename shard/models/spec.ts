@@ -6,13 +6,13 @@ import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
-import { cohereSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
+import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -98,6 +98,10 @@ export interface ModelSpec {
   parallelMlpNorm: boolean;
   /** false (Cohere): LayerNorms without a bias (the plan gets zeros). */
   normBias: boolean;
+  /** false (OLMo 1): LayerNorms with neither weight nor bias (the plan gets ones and zeros). */
+  normParams: boolean;
+  /** OLMo, OLMoE clip_qkv: q, k, v clamped to [-qkvClip, qkvClip] after the projection (and q/k norms); 0: none. */
+  qkvClip: number;
   /** Phi-1/2: the lm_head has a bias. */
   lmHeadBias: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
@@ -137,6 +141,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
   SmolLM3ForCausalLM: 'smollm3',
+  OlmoForCausalLM: 'olmo',
   Olmo2ForCausalLM: 'olmo2',
   Olmo3ForCausalLM: 'olmo3',
   OlmoeForCausalLM: 'olmoe',
@@ -165,6 +170,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Starcoder2ForCausalLM: 'starcoder2',
   GPT2LMHeadModel: 'gpt2',
   GPTNeoXForCausalLM: 'gpt_neox',
+  GPTJForCausalLM: 'gptj',
   DeepseekV2ForCausalLM: 'deepseek_v2',
   DeepseekV3ForCausalLM: 'deepseek_v3',
 };
@@ -194,6 +200,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
   if (arch === 'phi') return phiSpec(cfg, where);
   if (arch === 'gpt_neox') return gptNeoxSpec(cfg, where);
+  if (arch === 'gptj') return gptjSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
@@ -330,7 +337,9 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
     // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
     ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
-    ...(arch === 'olmoe' ? { qkNormFull: true } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
+    ...(arch === 'olmoe' ? { qkNormFull: true, qkvClip: clipQkv(cfg, where) } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
+    // OLMo 1: LayerNorms without parameters (eps 1e-5, as OlmoLayerNorm fixes it), attention_bias on all four
+    ...(arch === 'olmo' ? { norm: 'layer' as const, normEps: 1e-5, normParams: false, normBias: false, qkvClip: clipQkv(cfg, where) } : {}),
     // EXAONE 4: OLMo 2's block-output norms with Qwen3's per-head q/k norms; RoPE only in its sliding layers when it
     // has a window (the global ones have none)
     ...(arch === 'exaone4' ? { postNorms: true, preNorms: false, qkNorm: true,
@@ -381,6 +390,14 @@ function exaone4Windows(cfg: Json, layerTypes: string[] | null, where: string): 
   const sliding = types.map((t) => t === 'sliding_attention');
   if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
   return { window, layerSliding: sliding };
+}
+
+// OLMo / OLMoE's clip_qkv: null (none) or a positive bound.
+function clipQkv(cfg: Json, where: string): number {
+  const c = cfg.clip_qkv;
+  if (c === null || c === undefined) return 0;
+  refuseIf(!(typeof c === 'number' && c > 0), where, `clip_qkv must be null or a positive number, got ${JSON.stringify(c)}`);
+  return c as number;
 }
 
 // Seed-OSS (SeedOssConfig): q/k/v biases by attention_bias (default true), the output projection's by

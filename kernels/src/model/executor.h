@@ -44,6 +44,9 @@ struct ModelConfig {
   // several ranks hold (fewer kv heads than ranks) is then counted that many times in the sum and in the width
   // alike (local width × world), so the mean is right.
   bool qk_norm_full = false;
+  // OLMo, OLMoE (clip_qkv): q, k and v clamped to [-qkv_clip, qkv_clip] after the projection (LoRA included) and the
+  // q/k norms, before RoPE; 0 = no clamp.
+  float qkv_clip = 0.0f;
   // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
   bool pre_norms = true;
   // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are

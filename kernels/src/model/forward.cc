@@ -193,6 +193,11 @@ std::vector<float> Model::forward(const Batch& b) {
     } else if (cfg_.qk_norm_full) {
       qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
     }
+    if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv
+      const float c = cfg_.qkv_clip;
+      for (std::vector<float>* a : {&q, &k, &v})
+        for (float& x : *a) x = std::min(c, std::max(-c, x));
+    }
     if (layer_has_rope(cfg_, l)) {
       const float* inv_freq = layer_inv_freq(cfg_, l).data();
       const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();

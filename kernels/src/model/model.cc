@@ -30,6 +30,8 @@ void check_model_config(const ModelConfig& c) {
   if (c.qk_norm && c.qk_norm_full) throw std::invalid_argument("model config: q/k norms are per head or full width, not both");
   if (c.parallel_block && (!c.pre_norms || c.post_norms))
     throw std::invalid_argument("model config: a parallel block reads one pre-norm and has no post norms");
+  if (!(c.qkv_clip >= 0.0f) || (c.qkv_clip > 0.0f && c.mla_kv_rank > 0))
+    throw std::invalid_argument("model config: qkv_clip must be 0 (none) or positive, and not with latent attention");
   if (c.parallel_mlp_norm && !c.parallel_block)
     throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)

@@ -66,6 +66,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
   c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
+  c.qkv_clip = static_cast<float>(num_or(o, "qkvClip", 0.0));
   c.parallel_block = o.Get("parallelBlock").ToBoolean().Value();
   c.parallel_mlp_norm = o.Get("parallelMlpNorm").ToBoolean().Value();
   const Napi::Value pre = o.Get("preNorms");

@@ -140,6 +140,13 @@ __global__ void convert_kernel(const Ts* src, Td* dst, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) dst[e] = from_f<Td>(to_f(src[e]));
 }
 
+// x = min(limit, max(-limit, x)) (OLMo's clip_qkv); the bounds rounded to the dtype as torch's clamp_ compares them.
+template <class T>
+__global__ void clamp_kernel(T* x, int64_t n, float limit) {
+  const float hi = to_f(from_f<T>(limit));
+  for (int64_t e = first_index(); e < n; e += grid_stride()) x[e] = from_f<T>(fminf(hi, fmaxf(-hi, to_f(x[e]))));
+}
+
 template <class T>
 __global__ void relu_squared_kernel(T* x, int64_t n) {
   for (int64_t e = first_index(); e < n; e += grid_stride()) {
@@ -248,6 +255,16 @@ cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream) {
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     relu_squared_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t clamp_inplace(void* x, int64_t n, float limit, DType dtype, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && !x) || !(limit > 0.0f)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    clamp_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n, limit);
     return cudaGetLastError();
   });
 }

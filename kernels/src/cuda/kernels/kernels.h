@@ -155,6 +155,7 @@ cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  //
 cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                           int64_t inter, DType dtype, cudaStream_t stream);
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
+cudaError_t clamp_inplace(void* x, int64_t n, float limit, DType dtype, cudaStream_t stream);  // to [-limit, limit]
 cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream);  // max(x, 0)², in place (Arcee)
 // x = cap·tanh(x / cap) in place (Gemma 2's final-logit softcap), fp32 math.
 cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream);

@@ -220,6 +220,10 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
                                   static_cast<float>(q_dim * world), static_cast<float>(kv_dim * world), cfg_.norm_eps,
                                   stream_));
   }
+  if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv on the whole q|k|v rows (expand_into_next keeps qkv's expand out)
+    ops_.mark("qkv clamp", stream_);
+    WEFT_CUDA_CHECK(clamp_inplace(qkv, T * qkv_out, cfg_.qkv_clip, dt, stream_));
+  }
   ops_.mark("rope + kv write", stream_);
   const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
   if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)

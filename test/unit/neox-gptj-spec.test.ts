@@ -1,6 +1,6 @@
-// config.json → ModelSpec for GPT-NeoX (Pythia) and its per-head fused query_key_value; the logits are checked against
-// transformers + PEFT by the golden cases gpt_neox (parallel residual, a DoRA adapter on query_key_value) and
-// gpt_neox_seq (sequential).
+// config.json → ModelSpec for GPT-NeoX (Pythia) with its per-head fused query_key_value, and GPT-J; the logits are
+// checked against transformers + PEFT by the golden cases gpt_neox (parallel residual, a DoRA adapter on
+// query_key_value), gpt_neox_seq (sequential) and gptj.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseModelSpec } from '../../shard/models/spec.js';
@@ -44,4 +44,24 @@ test('GPT-NeoX module paths: query_key_value is per-head q|k|v, embed_out is the
   const m = Float32Array.from([0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121]);
   assert.deepEqual([...interleavedHeadRows(m, 1, 1, 2, 2)], [10, 11, 110, 111]);
   assert.deepEqual([...interleavedHeadRows(m, 1, 2, 2, 2)], [20, 21, 120, 121]);
+});
+
+// EleutherAI/gpt-j-6b's config.json as published (the fields the model reads).
+const GPTJ_6B = {
+  activation_function: 'gelu_new', architectures: ['GPTJForCausalLM'], bos_token_id: 50256, eos_token_id: 50256,
+  layer_norm_epsilon: 1e-5, model_type: 'gptj', n_embd: 4096, n_head: 16, n_inner: null, n_layer: 28, n_positions: 2048,
+  rotary: true, rotary_dim: 64, tie_word_embeddings: false, vocab_size: 50400,
+};
+
+test('GPT-J-6B: one LayerNorm for the parallel block, interleaved RoPE on 64 of 256 dims, lm_head bias', () => {
+  const s = parseModelSpec(GPTJ_6B);
+  assert.equal(s.architecture, 'gptj');
+  assert.deepEqual([s.heads, s.headDim, s.rope!.rotaryDim, s.intermediate], [16, 256, 64, 16384]);
+  assert.deepEqual([s.parallelBlock, s.parallelMlpNorm, s.ropeInterleaved, s.lmHeadBias, s.mlp], [true, false, true, true, 'gelu_tanh']);
+  assert.deepEqual([s.qkvBias, s.oBias, s.mlpBias], [false, false, true]);
+  assert.equal(parseModelSpec({ ...GPTJ_6B, rotary_dim: null }).rope!.rotaryDim, 256);
+  assert.throws(() => parseModelSpec({ ...GPTJ_6B, rotary_dim: 300 }), /rotary_dim 300 must be even and at most the head size 256/);
+  assert.equal(resolveModule(s, 'transformer.h.3.attn.out_proj')?.module, 'o');
+  assert.equal(resolveModule(s, 'transformer.h.3.mlp.fc_in')?.module, 'up');
+  assert.equal(resolveModule(s, 'transformer.wte')?.module, 'embed');
 });
