@@ -133,7 +133,7 @@ const EXPERT_MODULES: Record<string, { module: ExecModule; roles: string[] }> = 
  * GLM-4.5's `mlp.shared_experts.gate_proj`: the expert after the routed ones).
  */
 function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): ModuleRef | null {
-  const block = spec.architecture === 'mixtral' ? '(?:block_sparse_moe|mlp)' : 'mlp';
+  const block = spec.architecture === 'mixtral' ? '(?:block_sparse_moe|mlp)' : spec.architecture === 'granitemoe' ? 'block_sparse_moe' : 'mlp';
   const one = new RegExp(`^${block}\\.experts\\.(\\d+)\\.(\\w+)$`).exec(rest);
   if (one) {
     const entry = EXPERT_MODULES[one[2]!];

@@ -46,7 +46,11 @@ interface HfNames {
   lmHead: string;
   conv1d: boolean;
   /** A MoE layer's router and expert e's gate / up / down (relative to the layer prefix, without `.weight`). */
-  moe?: { router: string; routerBias?: string; sharedGate?: string; expert(e: number): { gate: string; up: string; down: string } };
+  moe?: {
+    router: string; routerBias?: string; sharedGate?: string; expert(e: number): { gate: string; up: string; down: string };
+    /** Granite MoE: all experts in two tensors, [E, 2·I, hidden] ([gate | up] rows of each) and [E, hidden, I]. */
+    stacked?: { gateUp: string; down: string };
+  };
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
@@ -157,6 +161,10 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
 // The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
 // Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
 function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
+  if (spec.architecture === 'granitemoe') {  // as published: block_sparse_moe.{router.layer, input_linear, output_linear}
+    return { router: 'block_sparse_moe.router.layer', expert: () => ({ gate: '', up: '', down: '' }),
+      stacked: { gateUp: 'block_sparse_moe.input_linear.weight', down: 'block_sparse_moe.output_linear.weight' } };
+  }
   if (spec.architecture === 'mixtral') {
     return { router: 'block_sparse_moe.gate',
       expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
@@ -182,12 +190,37 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${moe.router}.weight`)));
   if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
   if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
+  if (moe.stacked) {
+    loadStackedExperts(store, spec, part, `${p}${moe.stacked.gateUp}`, `${p}${moe.stacked.down}`, layer, set);
+    return;
+  }
   for (let e = 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
     const n = moe.expert(e), rows = expertRows(spec, part, e);
     const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
     const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
     set(`layers.${layer}.experts.${e}.up.weight`, concat([gate, up]));
     set(`layers.${layer}.experts.${e}.down.weight`, store.readF32(need(store, `${p}${n.down}.weight`), { dim: 1, start: rows.start, end: rows.end }));
+  }
+}
+
+/** Experts stacked in two tensors (Granite MoE): expert e's [gate | up] rows and down columns this rank holds. */
+function loadStackedExperts(store: WeightStore, spec: ModelSpec, part: Partition, gateUpName: string, downName: string,
+  layer: number, set: (name: string, data: Float32Array) => void): void {
+  const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate;
+  const [gE, gRows, gCols] = store.info(need(store, gateUpName)).shape, [dE, dRows, dCols] = store.info(need(store, downName)).shape;
+  if (gE !== E || gRows !== 2 * I || gCols !== H || dE !== E || dRows !== H || dCols !== I) {
+    throw new UnsupportedModelError(`'${gateUpName}' / '${downName}' have shapes [${gE}, ${gRows}, ${gCols}] / ` +
+      `[${dE}, ${dRows}, ${dCols}], expected [${E}, ${2 * I}, ${H}] / [${E}, ${H}, ${I}]`);
+  }
+  const w = rangeLen(rows);
+  for (let e = 0; e < E; e++) {
+    const gateUp = store.readF32(gateUpName, { dim: 0, start: e, end: e + 1 });  // [2I, H]
+    set(`layers.${layer}.experts.${e}.up.weight`, concat([
+      gateUp.subarray(rows.start * H, rows.end * H), gateUp.subarray((I + rows.start) * H, (I + rows.end) * H)]));
+    const down = store.readF32(downName, { dim: 0, start: e, end: e + 1 });  // [H, I]
+    const mine = new Float32Array(H * w);
+    for (let r = 0; r < H; r++) mine.set(down.subarray(r * I + rows.start, r * I + rows.end), r * w);
+    set(`layers.${layer}.experts.${e}.down.weight`, mine);
   }
 }
 

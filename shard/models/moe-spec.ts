@@ -9,7 +9,8 @@ import type { Architecture, MoeSpec } from './spec.js';
  * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
  */
 export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
-  if (arch !== 'mixtral' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' && arch !== 'olmoe') return null;
+  if (arch !== 'mixtral' && arch !== 'granitemoe' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
+    arch !== 'olmoe') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
   // saves the last two as num_local_experts).
   const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
@@ -17,7 +18,8 @@ export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec |
   const perToken = int(cfg, 'num_experts_per_tok', where);
   refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
   const softmax = { sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
-  if (arch === 'mixtral') {
+  // Granite MoE: softmax over the chosen experts' logits (the renormalised top-k), experts of intermediate_size
+  if (arch === 'mixtral' || arch === 'granitemoe') {
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
   }
   if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)

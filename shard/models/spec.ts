@@ -10,7 +10,7 @@ import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
-export type Architecture = 'llama' | 'granite' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
+export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
 
@@ -140,6 +140,7 @@ export function layerIsMoe(spec: Pick<ModelSpec, 'moe'>, l: number): boolean {
 const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
+  GraniteMoeForCausalLM: 'granitemoe',
   SmolLM3ForCausalLM: 'smollm3',
   OlmoForCausalLM: 'olmo',
   Olmo2ForCausalLM: 'olmo2',
@@ -316,7 +317,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
   const rope = ropes.rope;
-  const granite = arch === 'granite' ? graniteMultipliers(cfg, where) : null;
+  const granite = arch === 'granite' || arch === 'granitemoe' ? graniteMultipliers(cfg, where) : null;
   const windows = attentionWindows(arch, cfg, where);
   return {
     architecture: arch,
@@ -328,7 +329,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch.startsWith('olmo') || qwen3) &&
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch.startsWith('olmo') || qwen3) &&
       cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'arcee') && cfg.mlp_bias === true,
     qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),

@@ -94,6 +94,20 @@ test('Qwen2-MoE configs: a gated shared expert of its own width, Qwen2 attention
   }
 });
 
+test('Granite MoE configs: Granite\'s multipliers, the renormalised top-k, experts read stacked; a wrong stacked shape is named', () => {
+  const g = readModelSpec(loadGoldenCase('granitemoe').modelDir);
+  assert.equal(g.architecture, 'granitemoe');
+  assert.deepEqual([g.moe!.experts, g.moe!.perToken, g.moe!.intermediate, g.moe!.renormalize, g.moe!.layers], [8, 2, 32, true, null]);
+  assert.deepEqual([g.embedScale, g.attnScale, g.residualScale, g.logitsDivisor, g.tieEmbeddings], [3, 0.2, 0.5, 4, true]);
+  // a checkpoint whose stacked experts do not have the config's shape is refused by name
+  const src = loadGoldenCase('granitemoe').modelDir, dir = join(tmp, 'granitemoe-bad');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')), intermediate_size: 16 }));
+  writeFileSync(join(dir, 'model.safetensors'), readFileSync(join(src, 'model.safetensors')));
+  assert.throws(() => LocalEngine.open(dir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 }),
+    /block_sparse_moe\.input_linear\.weight' \/ '.*output_linear\.weight' have shapes \[8, 64, 64\] \/ \[8, 64, 32\], expected \[8, 32, 64\] \/ \[8, 64, 16\]/);
+});
+
 type Tensor = { shape: number[]; data: Float32Array };
 
 /**
