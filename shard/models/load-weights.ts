@@ -183,18 +183,17 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
 function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
   set: (name: string, data: Float32Array) => void): void {
   const p = names.layerPrefix(layer), moe = names.moe!;
-  if (!store.has(`${p}${moe.router}.weight`) && store.has(`${p}mlp.experts.gate_up_proj`)) {
-    throw new UnsupportedModelError(`'${p}mlp.experts.gate_up_proj': experts stacked in one tensor (transformers 5's ` +
-      `save_original_format=False) are not read; save the model with transformers' default (one tensor per expert)`);
-  }
-  set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${moe.router}.weight`)));
+  // transformers 5 saved with save_original_format=False: the routed experts stacked in mlp.experts.gate_up_proj /
+  // down_proj, and Mixtral's block_sparse_moe renamed mlp (its router mlp.gate).
+  const v5 = store.has(`${p}mlp.experts.gate_up_proj`);
+  const stacked = moe.stacked ?? (v5 ? { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } : null);
+  const router = v5 && !store.has(`${p}${moe.router}.weight`) ? 'mlp.gate' : moe.router;
+  set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${router}.weight`)));
   if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
   if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
-  if (moe.stacked) {
-    loadStackedExperts(store, spec, part, `${p}${moe.stacked.gateUp}`, `${p}${moe.stacked.down}`, layer, set);
-    return;
-  }
-  for (let e = 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
+  if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
+  // Per expert module: every expert as published, or only the shared one after stacked routed experts.
+  for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
     const n = moe.expert(e), rows = expertRows(spec, part, e);
     const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
     const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
@@ -203,7 +202,10 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
   }
 }
 
-/** Experts stacked in two tensors (Granite MoE): expert e's [gate | up] rows and down columns this rank holds. */
+/**
+ * The routed experts stacked in two tensors (Granite MoE as published; any MoE model transformers 5 saved with
+ * save_original_format=False): expert e's [gate | up] rows and down columns this rank holds.
+ */
 function loadStackedExperts(store: WeightStore, spec: ModelSpec, part: Partition, gateUpName: string, downName: string,
   layer: number, set: (name: string, data: Float32Array) => void): void {
   const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate;
