@@ -3,13 +3,14 @@
 //   first = x·W_qkv (replicated: [q_a | kv_a | k_rope], or [q | kv_a | k_rope] without a q rank)
 //   q     = q_b(rms(q_a)) per head [nope | rope]            (or q itself)
 //   kv    = kv_b(rms(kv_a)) per head [k_nope | v]
-// then lays out the attention's q, k, v per head: q [q_rope | q_nope], k [k_rope | k_nope] (k_rope, one head's worth,
-// shared by every head), v [v | 0…] padded to head_dim — so the usual RoPE (first rotary_dim dims of each head),
-// KV cache and paged attention run unchanged; the caller keeps the first mla_v_dim of each head's output.
+// then lays out the attention's q, k, v per head (model/mla_layout.h: q [q_rope | q_nope], k [k_rope | k_nope] with
+// the one rotary key shared by every head, v [v | 0…] padded to head_dim) — so the usual RoPE (first rotary_dim dims
+// of each head), KV cache and paged attention run unchanged; the caller keeps the first mla_v_dim of each head's output.
 #include <algorithm>
 #include <cstring>
 
 #include "cpu/ops.h"
+#include "model/mla_layout.h"
 #include "model/model.h"
 
 namespace weft {
@@ -49,22 +50,13 @@ void Model::mla_qkv(int64_t l, const float* x, int64_t T, const std::vector<int3
   cpu::gemm_xwt(kva.data(), T, kvr, w(p + "kv_b.weight"), kvb_out, nullptr, kv.data(), false);
   apply_lora(li, kKvb, kva.data(), kvr, token_slots, kv.data(), kvb_out);
 
-  for (int64_t t = 0; t < T; ++t) {
-    const float* k_rope = first.data() + t * first_out + q_first + kvr;
-    for (int64_t h = 0; h < nh; ++h) {
-      const float* qs = q_raw.data() + (t * nh + h) * hd;
-      const float* kvs = kv.data() + t * kvb_out + h * (nope + vd);
-      float* qd = q + (t * nh + h) * hd;
-      float* kd = k + (t * nh + h) * hd;
-      float* vdst = v + (t * nh + h) * hd;
-      std::memcpy(qd, qs + nope, sizeof(float) * rope);
-      std::memcpy(qd + rope, qs, sizeof(float) * nope);
-      std::memcpy(kd, k_rope, sizeof(float) * rope);
-      std::memcpy(kd + rope, kvs, sizeof(float) * nope);
-      std::memcpy(vdst, kvs + nope, sizeof(float) * vd);
-      std::fill(vdst + vd, vdst + hd, 0.0f);
-    }
-  }
+  // The layout the CUDA kernel uses too (model/mla_layout.h).
+  const int64_t qd = nh * hd;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < qd; ++i)
+      mla::assemble_element(static_cast<int>(i), static_cast<int>(nope), static_cast<int>(rope), static_cast<int>(vd),
+                            q_raw.data() + t * qd, kv.data() + t * kvb_out, first.data() + t * first_out + q_first + kvr,
+                            q + t * qd, k + t * qd, v + t * qd);
 }
 
 }  // namespace weft

@@ -1,9 +1,10 @@
 // Multi-head latent attention's layout step on the GPU (cuda_mla.cc drives it), as the CPU executor's model/mla.cc:
-// from the projections' outputs it writes the attention's [q | k | v] rows, each head of head_dim = nope + rope —
-// q [q_rope | q_nope], k [k_rope (shared by every head) | k_nope], v [v | 0…] — so RoPE, the KV cache write and paged
-// attention run on them as on any model's q|k|v. A pure copy: elements move as bits (zero is all-zero bits in every
+// from the projections' outputs it writes the attention's [q | k | v] rows, each head of head_dim = nope + rope, with
+// the CPU executor's own layout body (model/mla_layout.h) — so RoPE, the KV cache write and paged attention run on
+// them as on any model's q|k|v. A pure copy: elements move as bits (zero is all-zero bits in every
 // dtype), so one kernel per element width serves fp32, fp16 and bf16.
 #include "common.cuh"
+#include "model/mla_layout.h"
 
 namespace weft::cuda {
 namespace {
@@ -17,14 +18,8 @@ __global__ void mla_assemble_kernel(const W* q, int64_t q_stride, const W* kv, c
     const W* kvs = kv + t * static_cast<int64_t>(heads) * (nope + v_dim);
     const W* kr = k_rope + t * rope_stride;
     W* o = out + t * 3 * static_cast<int64_t>(qd);
-    for (int i = threadIdx.x; i < qd; i += blockDim.x) {
-      const int h = i / hd, d = i % hd;
-      const W* qh = qs + h * hd;
-      const W* kvh = kvs + h * (nope + v_dim);
-      o[i] = d < rope ? qh[nope + d] : qh[d - rope];
-      o[qd + i] = d < rope ? kr[d] : kvh[d - rope];
-      o[2 * qd + i] = d < v_dim ? kvh[nope + d] : W(0);
-    }
+    for (int i = threadIdx.x; i < qd; i += blockDim.x)
+      mla::assemble_element(i, nope, rope, v_dim, qs, kvs, kr, o, o + qd, o + 2 * qd);
   }
 }
 
