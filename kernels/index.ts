@@ -88,6 +88,9 @@ export interface ModelPlanConfig {
   moeSharedGate?: boolean;
   /** Softmax routing limited to the moeTopkGroups groups with the largest best probability (DeepSeek-V2). */
   moeGroupMax?: boolean;
+  /** ERNIE 4.5 MoE: softmax routing whose choice adds layers.<i>.router.bias; weights renormalised by max(sum, moeRenormMin). */
+  moeChoiceBias?: boolean;
+  moeRenormMin?: number;
   /**
    * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; kernels/src/model/executor.h ModelConfig::mla_*), on when
    * mlaKvRank > 0: qkv is the replicated first projection [q_a | kv_a | k_rope] (or [q | kv_a | k_rope] with

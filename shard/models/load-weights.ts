@@ -174,7 +174,10 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
   const E = spec.moe!.experts;
   const sharedDir = spec.architecture === 'qwen2_moe' ? 'mlp.shared_expert' : 'mlp.shared_experts';
   const dir = (e: number): string => (e === E ? sharedDir : `mlp.experts.${e}`);
+  // ERNIE 4.5 MoE keeps its choice bias in mlp.moe_statics (transformers 5 moves it under mlp.gate)
+  const ernieBias = spec.architecture === 'ernie4_5_moe' ? 'mlp.moe_statics.e_score_correction_bias' : null;
   return { router: 'mlp.gate', ...(spec.moe!.sigmoid ? { routerBias: 'mlp.gate.e_score_correction_bias' } : {}),
+    ...(ernieBias ? { routerBias: ernieBias } : {}),
     ...(spec.moe!.sharedGate ? { sharedGate: 'mlp.shared_expert_gate' } : {}),
     expert: (e) => ({ gate: `${dir(e)}.gate_proj`, up: `${dir(e)}.up_proj`, down: `${dir(e)}.down_proj` }) };
 }
@@ -368,6 +371,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       moeTopkGroups: spec.moe.topkGroups, moeRoutedScale: spec.moe.routedScale,
       ...(spec.moe.sharedIntermediate ? { moeSharedIntermediateLocal: rangeLen(part.sharedIntermediate) } : {}),
       moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
+      moeChoiceBias: spec.moe.choiceBias === true, moeRenormMin: spec.moe.renormMin ?? 0,
     } : {}),
     ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
     numBlocks: opts.numBlocks,

@@ -9,6 +9,7 @@ import type { Architecture, MoeSpec } from './spec.js';
  * mlp_only_layers, or off its decoder_sparse_step, keep a dense MLP of intermediate_size.
  */
 export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
+  if (arch === 'ernie4_5_moe') return ernieMoe(cfg, where);
   if (arch !== 'mixtral' && arch !== 'granitemoe' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
     arch !== 'olmoe') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
@@ -93,3 +94,34 @@ export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, per
   };
 }
 
+
+/**
+ * ERNIE 4.5 MoE (Ernie4_5_MoeTopKRouter): softmax probabilities in fp32, the choice ranked with moe_statics'
+ * e_score_correction_bias added, the chosen probabilities renormalised by max(sum, moe_norm_min); moe_num_shared_experts
+ * shared experts as one MLP n times as wide; MoE layers every moe_layer_interval from moe_layer_start_index to
+ * moe_layer_end_index (-1: the last), the others dense.
+ */
+function ernieMoe(cfg: Json, where: string): MoeSpec {
+  const experts = int(cfg, cfg.moe_num_experts !== undefined ? 'moe_num_experts' : 'num_experts', where);
+  const perToken = int(cfg, cfg.moe_k !== undefined ? 'moe_k' : 'num_experts_per_tok', where);
+  refuseIf(perToken > experts, where, `moe_k ${perToken} is more than the ${experts} experts`);
+  const layers = int(cfg, 'num_hidden_layers', where);
+  const num = (key: string, dflt: number): number => {
+    const v = cfg[key] ?? dflt;
+    refuseIf(typeof v !== 'number' || !Number.isFinite(v), where, `${key} must be a number, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const start = num('moe_layer_start_index', 1), interval = num('moe_layer_interval', 1), shared = num('moe_num_shared_experts', 2);
+  const endGiven = num('moe_layer_end_index', -1), end = endGiven === -1 ? layers - 1 : endGiven;
+  refuseIf(!Number.isInteger(interval) || interval < 1, where, `moe_layer_interval must be a positive integer, got ${interval}`);
+  refuseIf(!Number.isInteger(shared) || shared < 0, where, `moe_num_shared_experts must be a non-negative integer, got ${shared}`);
+  const moeLayers = Array.from({ length: layers }, (_, l) => (l + 1) % interval === 0 && l >= start && l <= end);
+  refuseIf(!moeLayers.some(Boolean), where, 'moe_layer_start_index / end / interval leave no mixture-of-experts layer');
+  const intermediate = int(cfg, 'moe_intermediate_size', where);
+  return {
+    experts, perToken, intermediate, renormalize: true, layers: moeLayers.every(Boolean) ? null : moeLayers,
+    sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: shared > 0,
+    ...(shared > 1 ? { sharedIntermediate: shared * intermediate } : {}),
+    choiceBias: true, renormMin: num('moe_norm_min', 1e-12),
+  };
+}

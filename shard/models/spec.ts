@@ -11,7 +11,7 @@ import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
-  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'exaone4' | 'arcee' |
+  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
 
 /**
@@ -37,6 +37,9 @@ export interface MoeSpec {
   sharedGate?: boolean;
   /** DeepSeek-V2's group_limited_greedy: softmax routing within the `topkGroups` groups with the largest best probability. */
   groupMax?: boolean;
+  /** ERNIE 4.5 MoE: the softmax choice adds e_score_correction_bias; weights renormalised by max(sum, renormMin). */
+  choiceBias?: boolean;
+  renormMin?: number;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -151,6 +154,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   PhiForCausalLM: 'phi',
   SeedOssForCausalLM: 'seed_oss',
   Ernie4_5ForCausalLM: 'ernie4_5',
+  Ernie4_5_MoeForCausalLM: 'ernie4_5_moe',
   Exaone4ForCausalLM: 'exaone4',
   ArceeForCausalLM: 'arcee',
   Glm4ForCausalLM: 'glm4',
@@ -347,7 +351,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
       ...(windows.layerSliding ? { layerRope: windows.layerSliding } : {}) } : {}),
     ...(arch === 'seed_oss' ? seedOssBiases(cfg) : {}),
     // ERNIE 4.5: use_bias on every projection, RoPE on interleaved pairs (its rotate_half takes dims 2i, 2i+1), tied
-    ...(arch === 'ernie4_5' ? { qkvBias: cfg.use_bias === true, oBias: cfg.use_bias === true, mlpBias: cfg.use_bias === true,
+    ...(arch === 'ernie4_5' || arch === 'ernie4_5_moe' ? { qkvBias: cfg.use_bias === true, oBias: cfg.use_bias === true, mlpBias: cfg.use_bias === true,
       ropeInterleaved: true, tieEmbeddings: cfg.tie_word_embeddings !== false } : {}),
     layerSliding: windows.layerSliding,
     ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),

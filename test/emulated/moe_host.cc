@@ -36,6 +36,8 @@ struct Shape {
   int groups = 1, topk_groups = 1;
   float scale = 1.0f;
   bool shared = false, group_max = false;  // group_max: softmax groups ranked by their best probability (DeepSeek-V2)
+  bool choice_bias = false;  // softmax ranked with a bias, renormalised by max(sum, renorm_min) (ERNIE 4.5 MoE)
+  float renorm_min = 0.0f;
 };
 
 static double silu(double v) { return v / (1.0 + std::exp(-v)); }
@@ -61,12 +63,13 @@ static void run(const Shape& s, unsigned seed) {
   RouteParams rp;
   rp.experts = s.E, rp.k = s.k, rp.renormalize = s.renorm, rp.sigmoid = s.sigmoid, rp.shared = s.shared;
   rp.groups = s.groups, rp.topk_groups = s.topk_groups, rp.routed_scale = s.scale, rp.group_max = s.group_max;
+  rp.choice_bias = s.choice_bias, rp.renorm_min = s.renorm_min;
   const int K = s.k + (s.shared ? 1 : 0), EH = s.E + (s.shared ? 1 : 0);  // experts run per token, experts held
   const auto bias = draw(size_t(s.E), 0.3f);
   std::vector<float> weights(size_t(s.T) * K);
   std::vector<int32_t> ids(size_t(s.T) * K);
   for (int t = 0; t < s.T; ++t)
-    route_token([&](int e) { return logits[t * s.E + e]; }, [&](int e) { return s.sigmoid ? bias[e] : 0.0f; }, rp,
+    route_token([&](int e) { return logits[t * s.E + e]; }, [&](int e) { return s.sigmoid || s.choice_bias ? bias[e] : 0.0f; }, rp,
                 &ids[t * K], &weights[t * K]);
 
   // cuda_moe.cc's composition.
@@ -110,7 +113,7 @@ static void run(const Shape& s, unsigned seed) {
     for (int e = 0; e < s.E; ++e) {
       const double l = logits[t * s.E + e];
       score[e] = s.sigmoid ? 1.0 / (1.0 + std::exp(-l)) : std::exp(l - mx) / sum;
-      choice[e] = s.sigmoid ? score[e] + bias[e] : score[e];
+      choice[e] = s.sigmoid || s.choice_bias ? score[e] + bias[e] : score[e];
     }
     if (s.groups > 1) {
       const int per = s.E / s.groups;
@@ -133,7 +136,8 @@ static void run(const Shape& s, unsigned seed) {
     double top = 0;
     for (int j = 0; j < s.k; ++j) top += score[idx[j]];
     auto want_w = [&](int e) {
-      const double w = s.renorm ? score[e] / (s.sigmoid ? top + 1e-20 : top) : score[e];
+      const double w = s.renorm ? score[e] / (s.sigmoid ? top + 1e-20 : s.renorm_min > 0 ? std::max(top, double(s.renorm_min)) : top)
+                                : score[e];
       return w * s.scale;
     };
     for (int j = 0; j < s.k; ++j) {
@@ -178,7 +182,8 @@ static void run(const Shape& s, unsigned seed) {
   const std::string name = "T=" + std::to_string(s.T) + " E=" + std::to_string(s.E) + " k=" + std::to_string(s.k) +
                            (s.renorm ? " renormalised" : "") + (s.sigmoid ? " sigmoid" : "") +
                            (s.group_max ? " group-max" : "") + (s.groups > 1 ? " groups " + std::to_string(s.topk_groups) + "/" + std::to_string(s.groups) : "") +
-                           (s.shared ? " shared" : "");
+                           (s.shared ? " shared" : "") + (s.choice_bias ? " choice-bias" : "") +
+                           (s.renorm_min > 0 ? " renorm-min " + std::to_string(s.renorm_min) : "");
   check(order_ok, name + ": experts in descending probability");
   // float32 weights times routed_scale: an error relative to the scale
   check(worst_w < 1e-6 * std::max(1.0f, s.scale), name + ": weights (max err " + std::to_string(worst_w) + ")");
@@ -195,6 +200,8 @@ int main() {
   run({11, 16, 3, 16, 8, true, true, 4, 2, 2.5f, true}, 6);   // DeepSeek-V3's groups and routed scale
   run({6, 8, 2, 16, 8, false, true, 2, 1, 1.0f, false}, 7);   // sigmoid, no renormalisation
   run({12, 16, 4, 16, 8, false, false, 4, 2, 16.0f, true, true}, 8);  // DeepSeek-V2: softmax in the 2 best of 4 groups
+  run({10, 8, 2, 16, 8, true, false, 1, 1, 1.0f, true, false, true, 1e-12f}, 9);  // ERNIE 4.5 MoE: softmax + choice bias
+  run({5, 8, 2, 16, 8, true, false, 1, 1, 1.0f, false, false, true, 0.9f}, 10);  // a renorm_min above the sum: divides by it
   // A tie goes to the lower index; the renormalised pair sums to 1.
   int32_t ids[2];
   float w[2];

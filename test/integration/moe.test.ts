@@ -108,6 +108,23 @@ test('Granite MoE configs: Granite\'s multipliers, the renormalised top-k, exper
     /block_sparse_moe\.input_linear\.weight' \/ '.*output_linear\.weight' have shapes \[8, 64, 64\] \/ \[8, 64, 32\], expected \[8, 32, 64\] \/ \[8, 64, 16\]/);
 });
 
+test('ERNIE 4.5 MoE configs: softmax with a choice bias, moe_norm_min, shared experts, the MoE layer range', () => {
+  const g = readModelSpec(loadGoldenCase('ernie4_5_moe').modelDir);
+  assert.equal(g.architecture, 'ernie4_5_moe');
+  assert.deepEqual(g.moe, { experts: 8, perToken: 2, intermediate: 32, renormalize: true, layers: [false, true], sigmoid: false,
+    groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: true, sharedIntermediate: 64, choiceBias: true, renormMin: 1e-12 });
+  assert.deepEqual([g.ropeInterleaved, g.tieEmbeddings], [true, true]);
+  const base = { architectures: ['Ernie4_5_MoeForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 6,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 128, max_position_embeddings: 256,
+    moe_num_experts: 8, moe_k: 2, moe_intermediate_size: 32 };
+  // Ernie4_5_MoeConfig's defaults: MoE from layer 1 to the last, two shared experts
+  assert.deepEqual(parseModelSpec(base).moe!.layers, [false, true, true, true, true, true]);
+  assert.deepEqual(parseModelSpec({ ...base, moe_layer_interval: 2, moe_layer_end_index: 4 }).moe!.layers,
+    [false, true, false, true, false, false]);
+  assert.equal(parseModelSpec({ ...base, moe_num_shared_experts: 0 }).moe!.sharedExpert, false);
+  assert.throws(() => parseModelSpec({ ...base, moe_layer_start_index: 9 }), /leave no mixture-of-experts layer/);
+});
+
 type Tensor = { shape: number[]; data: Float32Array };
 
 /**

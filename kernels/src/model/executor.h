@@ -103,6 +103,10 @@ struct ModelConfig {
   // Softmax routing within groups (DeepSeek-V2's group_limited_greedy): the moe_topk_groups groups whose best
   // probability is largest.
   bool moe_group_max = false;
+  // Softmax routing whose choice adds the router bias (layers.<l>.router.bias) to the probabilities, renormalised by
+  // max(sum, moe_renorm_min) (ERNIE 4.5 MoE); moe_renorm_min 0: by the sum.
+  bool moe_choice_bias = false;
+  float moe_renorm_min = 0.0f;
   // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2), on when mla_kv_rank > 0. The qkv module is the first
   // projection, replicated on every rank: [q_a (mla_q_rank rows) | kv_a (mla_kv_rank) | k_rope (rotary_dim)], or with
   // mla_q_rank 0 [q (heads_local·head_dim, this rank's heads) | kv_a | k_rope]. q_a is RMS-normalised (q_a_norm, eps

@@ -63,6 +63,8 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: expert groups must split the experts evenly (2 or more each), with "
                                 "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid "
                                 "routing, or softmax with moe_group_max)");
+  if ((c.moe_choice_bias && c.moe_sigmoid) || !(c.moe_renorm_min >= 0.0f))
+    throw std::invalid_argument("model config: a softmax choice bias is not sigmoid routing; moe_renorm_min must be >= 0");
   if ((c.moe_shared_intermediate_local != 0 || c.moe_shared_gate) &&
       (!c.moe_shared_expert || c.moe_shared_intermediate_local < 0))
     throw std::invalid_argument("model config: a shared expert's width or gate needs moe_shared_expert");
@@ -154,7 +156,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (layer_is_moe(c, layer)) {
     if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
     if (p == "router.weight") return c.num_experts * h;
-    if (p == "router.bias") return c.moe_sigmoid ? c.num_experts : -1;  // e_score_correction_bias
+    if (p == "router.bias") return c.moe_sigmoid || c.moe_choice_bias ? c.num_experts : -1;  // e_score_correction_bias
     if (p == "shared_gate.weight") return c.moe_shared_gate ? h : -1;
     if (starts_with(p, "experts.")) {  // experts.<e>.up.weight | experts.<e>.down.weight
       const size_t d = p.find('.', 8);
@@ -204,7 +206,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
     if (has_mlp_norm(c)) required.push_back(layer_name(i, "mlp_norm.weight"));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
-      if (c.moe_sigmoid) required.push_back(layer_name(i, "router.bias"));
+      if (c.moe_sigmoid || c.moe_choice_bias) required.push_back(layer_name(i, "router.bias"));
       if (c.moe_shared_gate) required.push_back(layer_name(i, "shared_gate.weight"));
       for (int64_t e = 0; e < experts_held(c); ++e) {
         const std::string ex = "experts." + std::to_string(e) + ".";

@@ -24,6 +24,8 @@ moe::RouteParams route_params(const ModelConfig& c) {
   p.topk_groups = static_cast<int>(c.moe_topk_groups);
   p.routed_scale = c.moe_routed_scale;
   p.group_max = c.moe_group_max;
+  p.choice_bias = c.moe_choice_bias;
+  p.renorm_min = c.moe_renorm_min;
   return p;
 }
 
@@ -32,7 +34,7 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
   const std::string p = "layers." + std::to_string(l) + ".";
   std::vector<float> logits(static_cast<size_t>(T * R));
   cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, nullptr, logits.data(), false);
-  const float* bias = cfg_.moe_sigmoid ? w(p + "router.bias") : nullptr;
+  const float* bias = cfg_.moe_sigmoid || cfg_.moe_choice_bias ? w(p + "router.bias") : nullptr;
   const moe::RouteParams rp = route_params(cfg_);
   struct { std::vector<int32_t> expert; std::vector<float> weight; } r{std::vector<int32_t>(static_cast<size_t>(T * k)),
                                                                        std::vector<float>(static_cast<size_t>(T * k))};

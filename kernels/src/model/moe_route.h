@@ -7,6 +7,8 @@
 //    (e_score_correction_bias), only within the topk_groups best of `groups` equal groups of experts (a group's
 //    rank: the sum of its two best choice values); the weights are the chosen experts' scores, renormalised
 //    (sum + 1e-20) when asked, times routed_scale;
+//  - softmax with a choice bias (choice_bias, ERNIE 4.5 MoE): the choice ranks probabilities + bias[e], the weights
+//    are the chosen probabilities renormalised by max(sum, renorm_min);
 //  - softmax within groups (group_max, DeepSeek-V2's group_limited_greedy): the topk_groups groups whose best
 //    probability is largest, the k largest probabilities among their experts, times routed_scale.
 // Ties go to the lower index. With `shared`, one more output follows the k: expert `experts` (the shared expert)
@@ -29,6 +31,8 @@ struct RouteParams {
   int experts = 0, k = 0;
   bool renormalize = false, sigmoid = false, shared = false;
   bool group_max = false;  // softmax within groups ranked by their best probability (DeepSeek-V2)
+  bool choice_bias = false;  // softmax with bias(e) added to the choice values (ERNIE 4.5 MoE's moe_statics)
+  float renorm_min = 0.0f;   // > 0: renormalise by max(sum, renorm_min) (ERNIE 4.5 MoE's moe_norm_min)
   int groups = 1, topk_groups = 1;
   float routed_scale = 1.0f;
 };
@@ -44,7 +48,7 @@ WEFT_MOE_HD inline void route_token(Logit logit, Bias bias, const RouteParams& p
   }
   // The weight an expert gets if chosen, and the value the choice ranks it by.
   auto weight_of = [&](int e) { return p.sigmoid ? 1.0f / (1.0f + expf(-logit(e))) : expf(logit(e) - mx) / sum; };
-  auto choice_of = [&](int e) { return p.sigmoid ? weight_of(e) + bias(e) : weight_of(e); };
+  auto choice_of = [&](int e) { return p.sigmoid || p.choice_bias ? weight_of(e) + bias(e) : weight_of(e); };
   // Group limit: the topk_groups groups with the largest sum of their two best choice values (sigmoid), or with the
   // largest one (group_max).
   bool group_on[kMaxGroups];
@@ -85,7 +89,8 @@ WEFT_MOE_HD inline void route_token(Logit logit, Bias bias, const RouteParams& p
     top += weights[j];
   }
   for (int j = 0; j < k; ++j) {
-    if (p.renormalize) weights[j] = p.sigmoid ? weights[j] / (top + 1e-20f) : weights[j] / top;
+    if (p.renormalize)
+      weights[j] = p.sigmoid ? weights[j] / (top + 1e-20f) : weights[j] / (p.renorm_min > 0.0f ? fmaxf(top, p.renorm_min) : top);
     weights[j] *= p.routed_scale;
   }
   if (p.shared) ids[k] = E, weights[k] = 1.0f;

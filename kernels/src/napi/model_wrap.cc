@@ -102,6 +102,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_shared_intermediate_local = static_cast<int64_t>(num_or(o, "moeSharedIntermediateLocal", 0));
   c.moe_shared_gate = o.Get("moeSharedGate").ToBoolean().Value();
   c.moe_group_max = o.Get("moeGroupMax").ToBoolean().Value();
+  c.moe_choice_bias = o.Get("moeChoiceBias").ToBoolean().Value();
+  c.moe_renorm_min = static_cast<float>(num_or(o, "moeRenormMin", 0.0));
   c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
   c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
   c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));

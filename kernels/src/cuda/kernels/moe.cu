@@ -79,7 +79,7 @@ cudaError_t moe_shared_gate(const void* x, const void* gate, DType dtype, int64_
 cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream) {
   if (tokens < 0 || p.experts <= 0 || p.experts > moe::kMaxExperts || p.k <= 0 || p.k > moe::kMaxTopK || p.k > p.experts ||
-      (p.sigmoid && !bias))
+      ((p.sigmoid || p.choice_bias) && !bias))
     return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
