@@ -32,6 +32,9 @@ export interface ModelPlanConfig {
   qkNormFull?: boolean;
   /** OLMo / OLMoE clip_qkv: q, k, v clamped to [-qkvClip, qkvClip] after the projection and q/k norms (0/absent: none). */
   qkvClip?: number;
+  /** Ministral 3 (llama_4_scaling_beta): after RoPE q times 1 + qScaleBeta·ln(1 + ⌊position / qScalePeriod⌋). */
+  qScaleBeta?: number;
+  qScalePeriod?: number;
   /** false (OLMo 2): no attn_norm / mlp_norm before the blocks (default true). */
   preNorms?: boolean;
   /** GPT-NeoX: with parallelBlock, the MLP reads its own norm of the block input (layers.<i>.mlp_norm.*). */

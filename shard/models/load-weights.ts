@@ -348,6 +348,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     qkNorm: spec.qkNorm,
     qkNormFull: spec.qkNormFull,
     qkvClip: spec.qkvClip,
+    ...(spec.queryScale ? { qScaleBeta: spec.queryScale.beta, qScalePeriod: spec.queryScale.period } : {}),
     preNorms: spec.preNorms,
     parallelBlock: spec.parallelBlock,
     parallelMlpNorm: spec.parallelMlpNorm,

@@ -105,6 +105,11 @@ export interface ModelSpec {
   normParams: boolean;
   /** OLMo, OLMoE clip_qkv: q, k, v clamped to [-qkvClip, qkvClip] after the projection (and q/k norms); 0: none. */
   qkvClip: number;
+  /**
+   * Ministral 3 (rope_parameters.llama_4_scaling_beta): after RoPE each query times 1 + beta·ln(1 + ⌊position / period⌋),
+   * period the RoPE's original_max_position_embeddings; null: none.
+   */
+  queryScale: { beta: number; period: number } | null;
   /** Phi-1/2: the lm_head has a bias. */
   lmHeadBias: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
@@ -164,6 +169,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2MoeForCausalLM: 'qwen2_moe',
   Glm4MoeForCausalLM: 'glm4_moe',
   Mistral3ForConditionalGeneration: 'mistral',
+  Ministral3ForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
   Qwen2VLForConditionalGeneration: 'qwen2',
@@ -356,6 +362,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     layerSliding: windows.layerSliding,
     ...(ropes.local && windows.layerSliding ? { ropeLocal: ropes.local } : {}),
     ...(arch === 'smollm3' ? { layerRope: smollm3RopeLayers(cfg, where) } : {}),
+    queryScale: llama4QueryScale(cfg, where),
     ...(granite ? { embedScale: granite.embedScale, residualScale: granite.residualScale, logitsDivisor: granite.logitsDivisor } : {}),
   };
 }
@@ -395,6 +402,18 @@ function exaone4Windows(cfg: Json, layerTypes: string[] | null, where: string): 
   const sliding = types.map((t) => t === 'sliding_attention');
   if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
   return { window, layerSliding: sliding };
+}
+
+// Ministral 3's position-dependent query scale (transformers' get_llama_4_attn_scale), read from the RoPE parameters.
+function llama4QueryScale(cfg: Json, where: string): { beta: number; period: number } | null {
+  const rp = (cfg.rope_parameters ?? cfg.rope_scaling ?? null) as Json | null;
+  const beta = rp?.llama_4_scaling_beta;
+  if (beta === undefined || beta === null || beta === 0) return null;
+  refuseIf(typeof beta !== 'number' || !Number.isFinite(beta), where, `llama_4_scaling_beta must be a number, got ${JSON.stringify(beta)}`);
+  const period = rp!.original_max_position_embeddings;
+  refuseIf(!(typeof period === 'number' && Number.isInteger(period) && period > 0), where,
+    'llama_4_scaling_beta needs original_max_position_embeddings in the RoPE parameters (the period of its query scale)');
+  return { beta: beta as number, period: period as number };
 }
 
 // OLMo / OLMoE's clip_qkv: null (none) or a positive bound.

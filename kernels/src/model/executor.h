@@ -10,6 +10,7 @@
 
 #include "cpu/ops.h"
 #include "model/op_profile.h"
+#include "model/query_scale.h"
 
 namespace weft {
 
@@ -47,6 +48,10 @@ struct ModelConfig {
   // OLMo, OLMoE (clip_qkv): q, k and v clamped to [-qkv_clip, qkv_clip] after the projection (LoRA included) and the
   // q/k norms, before RoPE; 0 = no clamp.
   float qkv_clip = 0.0f;
+  // Ministral 3 (llama_4_scaling_beta): after RoPE each token's q times 1 + q_scale_beta·ln(1 + ⌊pos / q_scale_period⌋)
+  // (period: the RoPE's original_max_position_embeddings), in float32 as transformers computes it; 0 = none.
+  float q_scale_beta = 0.0f;
+  int64_t q_scale_period = 0;
   // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
   bool pre_norms = true;
   // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are
@@ -123,6 +128,7 @@ struct ModelConfig {
 };
 
 inline bool is_mla(const ModelConfig& c) { return c.mla_kv_rank > 0; }
+
 // Whether a layer has an mlp_norm: every pre-norm block but a parallel one that shares attn_norm's output.
 inline bool has_mlp_norm(const ModelConfig& c) { return c.pre_norms && (!c.parallel_block || c.parallel_mlp_norm); }
 // The attention output's width per head that the o projection reads (MLA: the value width).

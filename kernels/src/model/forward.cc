@@ -206,6 +206,12 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
                             layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
     }
+    if (cfg_.q_scale_beta != 0.0f) {  // Ministral 3: the query scaled by position (the cached keys are not)
+      for (int64_t t = 0; t < T; ++t) {
+        const float s = llama4_query_scale(b.positions[t], cfg_.q_scale_beta, cfg_.q_scale_period);
+        for (int64_t i = 0; i < q_dim; ++i) q[t * q_dim + i] *= s;
+      }
+    }
     cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),

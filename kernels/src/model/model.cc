@@ -32,6 +32,8 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: a parallel block reads one pre-norm and has no post norms");
   if (!(c.qkv_clip >= 0.0f) || (c.qkv_clip > 0.0f && c.mla_kv_rank > 0))
     throw std::invalid_argument("model config: qkv_clip must be 0 (none) or positive, and not with latent attention");
+  if (c.q_scale_beta != 0.0f && c.q_scale_period <= 0)
+    throw std::invalid_argument("model config: q_scale_beta needs a positive q_scale_period");
   if (c.parallel_mlp_norm && !c.parallel_block)
     throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)

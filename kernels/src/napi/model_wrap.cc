@@ -67,6 +67,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
   c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
   c.qkv_clip = static_cast<float>(num_or(o, "qkvClip", 0.0));
+  c.q_scale_beta = static_cast<float>(num_or(o, "qScaleBeta", 0.0));
+  c.q_scale_period = static_cast<int64_t>(num_or(o, "qScalePeriod", 0));
   c.parallel_block = o.Get("parallelBlock").ToBoolean().Value();
   c.parallel_mlp_norm = o.Get("parallelMlpNorm").ToBoolean().Value();
   const Napi::Value pre = o.Get("preNorms");

@@ -100,6 +100,10 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
                              cudaStream_t stream, const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
                              bool interleaved = false);
 
+// Ministral 3: q ([tokens, q_dim], rows q_stride apart) times llama4_query_scale(positions[t], beta, period).
+cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType dtype, int64_t tokens,
+                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream);
+
 // rope_rotate_half on q ([tokens, q_heads·head_dim] at the start of rows `stride` apart) and kv_cache_write of
 // k and v (kv_heads·head_dim each, in the same rows) in one launch, k rotated on its way into the cache (the
 // source k is not rotated). Bitwise the same cache rows and q as the two calls. rotary_dim ≥ 2.

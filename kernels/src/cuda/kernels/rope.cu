@@ -9,11 +9,23 @@
 #include "common.cuh"
 #include "lora_dot.cuh"
 #include "pdl.cuh"
+#include "model/query_scale.h"
 
 namespace weft::cuda {
 namespace {
 using detail::from_f;
 using detail::to_f;
+
+// Ministral 3: each token's q row times llama4_query_scale(position) (model/executor.h), rounded to the dtype first
+// as transformers casts the scale to q's dtype.
+template <class T>
+__global__ void query_position_scale_kernel(T* q, int64_t stride, int64_t q_dim, int64_t tokens, const int32_t* positions,
+                                            float beta, int64_t period) {
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    const float s = to_f(from_f<T>(llama4_query_scale(positions[t], beta, period)));
+    for (int64_t i = threadIdx.x; i < q_dim; i += blockDim.x) q[t * stride + i] = from_f<T>(to_f(q[t * stride + i]) * s);
+  }
+}
 
 // cos and sin of a position's angle for frequency i, as the CPU computes them (see the file comment).
 __device__ __forceinline__ void rope_cos_sin(float pos, const float* inv_freq, int64_t i, float factor, float& c,
@@ -192,6 +204,18 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
 }
 
 }  // namespace
+
+cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType dtype, int64_t tokens,
+                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream) {
+  if (!q || !positions || tokens < 0 || q_dim <= 0 || q_stride < q_dim || period <= 0) return cudaErrorInvalidValue;
+  if (tokens == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    query_position_scale_kernel<T><<<static_cast<unsigned>(tokens < 65536 ? tokens : 65536), 128, 0, stream>>>(
+        static_cast<T*>(q), q_stride, q_dim, tokens, positions, beta, period);
+    return cudaGetLastError();
+  });
+}
 
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,

@@ -246,6 +246,9 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
                                    ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
   }
+  if (cfg_.q_scale_beta != 0.0f)  // Ministral 3: q scaled by position after RoPE (the cached keys are not)
+    WEFT_CUDA_CHECK(query_position_scale(qkv, qkv_out, q_dim, dt, T, ints(p.positions), cfg_.q_scale_beta,
+                                         cfg_.q_scale_period, stream_));
   attention(l, p);
   if (is_mla(cfg_)) {  // o reads each head's value width
     project("gemm o", layer, kO, mla_values(T), nq * cfg_.mla_v_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);
