@@ -11,10 +11,11 @@ import type { Architecture, MoeSpec } from './spec.js';
 export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
   if (arch === 'ernie4_5_moe') return ernieMoe(cfg, where);
   if (arch !== 'mixtral' && arch !== 'granitemoe' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
-    arch !== 'olmoe') return null;
+    arch !== 'olmoe' && arch !== 'dots1') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
   // saves the last two as num_local_experts).
-  const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' ? 'num_experts' : arch === 'glm4_moe' ? 'n_routed_experts' : 'num_local_experts';
+  const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' ? 'num_experts'
+    : arch === 'glm4_moe' || arch === 'dots1' ? 'n_routed_experts' : 'num_local_experts';
   const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
   const perToken = int(cfg, 'num_experts_per_tok', where);
   refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
@@ -29,6 +30,7 @@ export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec |
   }
   const layers = int(cfg, 'num_hidden_layers', where);
   if (arch === 'glm4_moe') return sigmoidMoeRouting(cfg, where, experts, perToken, layers, GLM4_MOE_DEFAULTS);
+  if (arch === 'dots1') return sigmoidMoeRouting(cfg, where, experts, perToken, layers, DOTS1_DEFAULTS);
   const step = cfg.decoder_sparse_step ?? 1;
   refuseIf(!(typeof step === 'number' && Number.isInteger(step) && step > 0), where, `decoder_sparse_step must be a positive integer`);
   const only = cfg.mlp_only_layers ?? [];
@@ -54,9 +56,16 @@ export interface SigmoidRoutingDefaults {
   topk_group: number;
   first_k_dense_replace: number;
   routed_scaling_factor: number;
+  /** norm_topk_prob when the config leaves it out (true for GLM-4.5 and DeepSeek-V3). */
+  norm_topk_prob?: boolean;
 }
 const GLM4_MOE_DEFAULTS: SigmoidRoutingDefaults = {
   n_shared_experts: 1, n_group: 1, topk_group: 1, first_k_dense_replace: 1, routed_scaling_factor: 1,
+};
+// dots.llm1 (Dots1Config; its router is DeepSeek-V3's): no shared experts, groups or dense layers unless set, and the
+// top-k not renormalised by default.
+const DOTS1_DEFAULTS: SigmoidRoutingDefaults = {
+  n_shared_experts: 0, n_group: 1, topk_group: 1, first_k_dense_replace: 0, routed_scaling_factor: 1, norm_topk_prob: false,
 };
 
 // GLM-4.5 (Glm4MoeTopkRouter) and DeepSeek-V3 (DeepseekV3TopkRouter, the same): sigmoid scores,
@@ -87,7 +96,7 @@ export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, per
   refuseIf(!moeLayers.some(Boolean), where, `first_k_dense_replace ${dense} leaves no mixture-of-experts layer`);
   const intermediate = int(cfg, 'moe_intermediate_size', where);
   return {
-    experts, perToken, intermediate, renormalize: !softmax && cfg.norm_topk_prob !== false,
+    experts, perToken, intermediate, renormalize: !softmax && (cfg.norm_topk_prob ?? defaults.norm_topk_prob ?? true) === true,
     layers: moeLayers.every(Boolean) ? null : moeLayers, sigmoid: !softmax, groups, topkGroups,
     routedScale: num('routed_scaling_factor'), sharedExpert: shared > 0,
     ...(shared > 1 ? { sharedIntermediate: shared * intermediate } : {}), ...(softmax && groups > 1 ? { groupMax: true } : {}),

@@ -11,7 +11,7 @@ import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
-  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
+  'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
   'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
 
 /**
@@ -168,6 +168,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen3MoeForCausalLM: 'qwen3_moe',
   Qwen2MoeForCausalLM: 'qwen2_moe',
   Glm4MoeForCausalLM: 'glm4_moe',
+  Dots1ForCausalLM: 'dots1',
   Mistral3ForConditionalGeneration: 'mistral',
   Ministral3ForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
@@ -279,6 +280,16 @@ function attentionWindows(arch: Architecture, cfg: Json, where: string): { windo
     if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
     return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
   }
+  if (arch === 'dots1') {  // Dots1Config: layer_types, by default sliding from max_window_layers on when sliding_window is set
+    const layers = int(cfg, 'num_hidden_layers', where);
+    const from = typeof cfg.max_window_layers === 'number' ? cfg.max_window_layers : 62;
+    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (sw > 0 && i >= from ? 'sliding_attention' : 'full_attention'));
+    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
+      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
+    const sliding = types.map((t) => t === 'sliding_attention');
+    if (!sliding.some(Boolean) || sw === 0) return { window: 0, layerSliding: null };
+    return { window: sw, layerSliding: sliding.every(Boolean) ? null : sliding };
+  }
   if (arch === 'qwen3_moe') {  // Qwen3MoeConfig: the window on every layer, with use_sliding_window only
     return { window: cfg.use_sliding_window === true ? sw : 0, layerSliding: null };
   }
@@ -339,10 +350,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch.startsWith('olmo') || qwen3) &&
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch === 'dots1' || arch.startsWith('olmo') || qwen3) &&
       cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'arcee') && cfg.mlp_bias === true,
-    qkNorm: qwen3 || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
+    qkNorm: qwen3 || arch === 'dots1' || (arch === 'glm4_moe' && cfg.use_qk_norm === true),
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),

@@ -125,6 +125,20 @@ test('ERNIE 4.5 MoE configs: softmax with a choice bias, moe_norm_min, shared ex
   assert.throws(() => parseModelSpec({ ...base, moe_layer_start_index: 9 }), /leave no mixture-of-experts layer/);
 });
 
+test('dots.llm1 configs: Qwen3 attention, DeepSeek-V3 routing with its own defaults (no renormalisation, no shared experts)', () => {
+  const d = readModelSpec(loadGoldenCase('dots1').modelDir);
+  assert.deepEqual([d.architecture, d.qkNorm, d.moe!.sigmoid, d.moe!.renormalize, d.moe!.sharedIntermediate, d.moe!.routedScale],
+    ['dots1', true, true, false, 64, 2]);
+  const base = { architectures: ['Dots1ForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 3,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 128, max_position_embeddings: 256,
+    n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 32 };
+  const dflt = parseModelSpec(base).moe!;  // Dots1Config: norm_topk_prob false, no shared experts, every layer MoE
+  assert.deepEqual([dflt.renormalize, dflt.sharedExpert, dflt.layers, dflt.groups], [false, false, null, 1]);
+  // layer_types by default: sliding from max_window_layers on when sliding_window is set
+  assert.deepEqual(parseModelSpec({ ...base, sliding_window: 8, max_window_layers: 1 }).layerSliding, [false, true, true]);
+  assert.equal(parseModelSpec({ ...base, sliding_window: 8 }).slidingWindow, 0, 'max_window_layers 62 by default: none here');
+});
+
 type Tensor = { shape: number[]; data: Float32Array };
 
 /**
