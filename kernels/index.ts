@@ -30,6 +30,8 @@ export interface ModelPlanConfig {
   qkNorm?: boolean;
   /** OLMo 2: q and k RMS-normalised over their full width (q_norm [headsLocal·headDim], k_norm [kvHeadsLocal·headDim]; sums over the ranks). */
   qkNormFull?: boolean;
+  /** Command R+: q and k LayerNorm-ed per head with each head's own weights (q_norm [headsLocal·headDim], k_norm [kvHeadsLocal·headDim]). */
+  qkLayerNorm?: boolean;
   /** OLMo / OLMoE clip_qkv: q, k, v clamped to [-qkvClip, qkvClip] after the projection and q/k norms (0/absent: none). */
   qkvClip?: number;
   /** Ministral 3 (llama_4_scaling_beta): after RoPE q times 1 + qScaleBeta·ln(1 + ⌊position / qScalePeriod⌋). */

@@ -347,6 +347,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
     qkNormFull: spec.qkNormFull,
+    qkLayerNorm: spec.qkLayerNorm,
     qkvClip: spec.qkvClip,
     ...(spec.queryScale ? { qScaleBeta: spec.queryScale.beta, qScalePeriod: spec.queryScale.period } : {}),
     preNorms: spec.preNorms,
@@ -422,6 +423,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       if (spec.qkNorm) {  // [headDim], the same on every rank
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
+      }
+      if (spec.qkLayerNorm) {  // Command R+: [heads, head_dim] / [kv_heads, head_dim], this rank's heads' rows
+        set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`), { dim: 0, start: part.heads.start, end: part.heads.end }));
+        set(`layers.${i}.k_norm.weight`, store.readF32(need(store, `${p}self_attn.k_norm.weight`), { dim: 0, start: part.kvHeads.start, end: part.kvHeads.end }));
       }
       if (spec.qkNormFull) {  // OLMo 2: over all heads; each rank holds its heads' slice
         const hd = spec.headDim;

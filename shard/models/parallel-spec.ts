@@ -16,7 +16,6 @@ export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string)
   const shape = attentionShape(arch === 'cohere2' ? { ...cfg, head_dim: undefined } : cfg, where);
   const act = String(cfg.hidden_act ?? 'silu');
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
-  refuseIf(cfg.use_qk_norm === true, where, 'use_qk_norm=true (per-head LayerNorms of q and k, Command R+) is not supported');
   refuseQuantized(cfg, where);
   const scale = Number(cfg.logit_scale ?? 0.0625);
   refuseIf(!(scale > 0), where, `logit_scale must be positive, got ${JSON.stringify(cfg.logit_scale)}`);
@@ -47,6 +46,7 @@ export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string)
     ropeInterleaved: true,
     logitsDivisor: 1 / scale,
     parallelBlock: true, normBias: false,
+    qkLayerNorm: cfg.use_qk_norm === true,  // Command R+: CohereLayerNorm((heads, head_dim)) on q and k
     layerSliding: sliding,
     layerRope: sliding,  // Cohere2: RoPE in the sliding layers only (null for Cohere: every layer)
   };

@@ -93,6 +93,8 @@ export interface ModelSpec {
   qkNorm: boolean;
   /** OLMo 2: q and k RMS-normalised over all heads (q_norm [heads·headDim], k_norm [kvHeads·headDim]) before RoPE. */
   qkNormFull: boolean;
+  /** Command R+: q and k LayerNorm-ed per head (no bias), each head its own weights (q_norm [heads, headDim]). */
+  qkLayerNorm: boolean;
   /** false (OLMo 2): no norm before attention or the MLP; the block outputs are normalised instead (postNorms). */
   preNorms: boolean;
   /** Cohere, Phi-1/2: attention and the MLP read one normed input (input_layernorm) and both add to the residual. */

@@ -288,8 +288,10 @@ test("Command R7B (Cohere2) and Phi-2 configs: parallel blocks, Cohere's NoPE fu
   assert.deepEqual([r7b.headDim, r7b.slidingWindow, r7b.logitsDivisor], [128, 4096, 4]);
   assert.deepEqual(r7b.layerSliding!.slice(0, 8), [true, true, true, false, true, true, true, false]);
   assert.deepEqual(r7b.layerRope, r7b.layerSliding);  // only the sliding layers rotate
-  assert.throws(() => parseModelSpec({ ...r7b, architectures: ['CohereForCausalLM'], hidden_size: 64, num_attention_heads: 4,
-    num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8, use_qk_norm: true }), /use_qk_norm=true/);
+  // Command R+: use_qk_norm gives per-head LayerNorms of q and k (golden case cohere_qknorm)
+  const plus = parseModelSpec({ architectures: ['CohereForCausalLM'], hidden_size: 64, num_attention_heads: 4,
+    num_hidden_layers: 1, intermediate_size: 8, vocab_size: 8, max_position_embeddings: 8, use_qk_norm: true });
+  assert.deepEqual([plus.qkLayerNorm, plus.qkNorm, r7b.qkLayerNorm], [true, false, false]);
   const phi2 = parseModelSpec({
     architectures: ['PhiForCausalLM'], attention_dropout: 0.0, bos_token_id: 50256, embd_pdrop: 0.0, eos_token_id: 50256,
     hidden_act: 'gelu_new', hidden_size: 2560, intermediate_size: 10240, layer_norm_eps: 1e-05, max_position_embeddings: 2048,

@@ -45,6 +45,9 @@ struct ModelConfig {
   // several ranks hold (fewer kv heads than ranks) is then counted that many times in the sum and in the width
   // alike (local width × world), so the mean is right.
   bool qk_norm_full = false;
+  // Command R+ (Cohere use_qk_norm): q and k LayerNorm-ed per head (mean subtracted, no bias, eps norm_eps) with each
+  // head's own weights: q_norm [heads_local·head_dim], k_norm [kv_heads_local·head_dim] (this rank's heads' rows).
+  bool qk_layer_norm = false;
   // OLMo, OLMoE (clip_qkv): q, k and v clamped to [-qkv_clip, qkv_clip] after the projection (LoRA included) and the
   // q/k norms, before RoPE; 0 = no clamp.
   float qkv_clip = 0.0f;

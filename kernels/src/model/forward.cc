@@ -192,6 +192,16 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
     } else if (cfg_.qk_norm_full) {
       qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
+    } else if (cfg_.qk_layer_norm) {  // Command R+: each head its own LayerNorm weights, no bias
+      const std::vector<float> zero(static_cast<size_t>(hd), 0.0f);
+      const float* qw = w(p + "q_norm.weight");
+      const float* kw = w(p + "k_norm.weight");
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < nq; ++h)
+          cpu::layer_norm(q.data() + (t * nq + h) * hd, 1, hd, qw + h * hd, zero.data(), cfg_.norm_eps, q.data() + (t * nq + h) * hd);
+        for (int64_t h = 0; h < nkv; ++h)
+          cpu::layer_norm(k.data() + (t * nkv + h) * hd, 1, hd, kw + h * hd, zero.data(), cfg_.norm_eps, k.data() + (t * nkv + h) * hd);
+      }
     }
     if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv
       const float c = cfg_.qkv_clip;

@@ -27,7 +27,8 @@ void check_model_config(const ModelConfig& c) {
   if (c.num_blocks <= 0 || c.block_size <= 0) throw std::invalid_argument("model config: KV cache needs blocks");
   if ((c.qk_norm || c.qk_norm_full || c.post_norms) && c.norm != NormKind::kRms)
     throw std::invalid_argument("model config: qk_norm and post_norms need RMS norms");
-  if (c.qk_norm && c.qk_norm_full) throw std::invalid_argument("model config: q/k norms are per head or full width, not both");
+  if (int(c.qk_norm) + int(c.qk_norm_full) + int(c.qk_layer_norm) > 1)
+    throw std::invalid_argument("model config: q/k norms are per head (RMS or LayerNorm) or full width, one kind");
   if (c.parallel_block && (!c.pre_norms || c.post_norms))
     throw std::invalid_argument("model config: a parallel block reads one pre-norm and has no post norms");
   if (!(c.qkv_clip >= 0.0f) || (c.qkv_clip > 0.0f && c.mla_kv_rank > 0))
@@ -176,8 +177,9 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (p == "attn_norm.bias") return ln && c.pre_norms ? h : -1;
   if (p == "mlp_norm.weight") return mlp_norm ? h : -1;
   if (p == "mlp_norm.bias") return ln && mlp_norm ? h : -1;
-  if (p == "q_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.heads_local * c.head_dim : -1;
-  if (p == "k_norm.weight") return c.qk_norm ? c.head_dim : c.qk_norm_full ? c.kv_heads_local * c.head_dim : -1;
+  const bool per_rank_heads = c.qk_norm_full || c.qk_layer_norm;  // weights for each of this rank's heads
+  if (p == "q_norm.weight") return c.qk_norm ? c.head_dim : per_rank_heads ? c.heads_local * c.head_dim : -1;
+  if (p == "k_norm.weight") return c.qk_norm ? c.head_dim : per_rank_heads ? c.kv_heads_local * c.head_dim : -1;
   if (p == "post_attn_norm.weight" || p == "post_mlp_norm.weight") return c.post_norms ? h : -1;
   if (p == "q_a_norm.weight") return is_mla(c) && c.mla_q_rank > 0 ? c.mla_q_rank : -1;
   if (p == "kv_a_norm.weight") return is_mla(c) ? c.mla_kv_rank : -1;
@@ -223,7 +225,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
       required.push_back(layer_name(i, "post_attn_norm.weight"));
       required.push_back(layer_name(i, "post_mlp_norm.weight"));
     }
-    if (c.qk_norm || c.qk_norm_full) {
+    if (c.qk_norm || c.qk_norm_full || c.qk_layer_norm) {
       required.push_back(layer_name(i, "q_norm.weight"));
       required.push_back(layer_name(i, "k_norm.weight"));
     }

@@ -66,6 +66,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
   c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
   c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
+  c.qk_layer_norm = o.Get("qkLayerNorm").ToBoolean().Value();
   c.qkv_clip = static_cast<float>(num_or(o, "qkvClip", 0.0));
   c.q_scale_beta = static_cast<float>(num_or(o, "qScaleBeta", 0.0));
   c.q_scale_period = static_cast<int64_t>(num_or(o, "qScalePeriod", 0));

@@ -86,6 +86,11 @@ cudaError_t qk_norm_apply(void* x, DType dtype, int64_t tokens, int64_t stride, 
 cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
                           int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
                           cudaStream_t stream);
+// Command R+: the same heads LayerNorm-ed (mean subtracted, no bias), each head with its own weights — q_weight
+// [q_heads, head_dim], k_weight [k_heads, head_dim].
+cudaError_t head_layer_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                            int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                            cudaStream_t stream);
 
 // RoPE ----------------------------------------------------------------------------------------------
 // Rotate-half RoPE in place on the first rotary_dim dims of every head of q ([tokens, q_heads·head_dim] rows

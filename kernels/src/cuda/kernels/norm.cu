@@ -181,15 +181,17 @@ __global__ void add_norm_lora_kernel(float* x, int64_t hidden, const Tw* weight,
   norm_row<float, Tw, To, kRms>(xr, yr, hidden, weight, bias, eps, red);
 }
 
-// One block per (row, head): head_rms_norm. In place (norm_row reads the head before its reduction's barrier).
-template <class T, class Tw>
+// One block per (row, head): head_rms_norm (one weight vector for every head) and head_layer_norm (each head's own:
+// w_head_stride = head_dim). In place (norm_row reads the head before its reduction's barrier).
+template <class T, class Tw, bool kRms>
 __global__ void head_norm_kernel(T* x, int64_t stride, int q_heads, int64_t head_dim, const Tw* q_weight,
-                                 const Tw* k_weight, float eps) {
+                                 const Tw* k_weight, float eps, int64_t w_head_stride) {
   __shared__ float red[32];
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int head = static_cast<int>(blockIdx.y);
   T* xr = x + blockIdx.x * stride + head * head_dim;
-  norm_row<T, Tw, T, true>(xr, xr, head_dim, head < q_heads ? q_weight : k_weight, nullptr, eps, red);
+  const Tw* w = head < q_heads ? q_weight + head * w_head_stride : k_weight + (head - q_heads) * w_head_stride;
+  norm_row<T, Tw, T, kRms>(xr, xr, head_dim, w, nullptr, eps, red);
 }
 
 // OLMo 2's full-width q/k norm, first half: per row the sums of squares of q (q_dim values) and of k (kv_dim values
@@ -251,9 +253,11 @@ cudaError_t launch_norm(const void* x, DType xd, int64_t tokens, int64_t hidden,
 
 }  // namespace
 
-cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
-                          int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
-                          cudaStream_t stream) {
+namespace {
+template <bool kRms>
+cudaError_t head_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                      int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                      int64_t w_head_stride, cudaStream_t stream) {
   if (!x || !q_weight || !k_weight || tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 ||
       q_heads + k_heads > 65535 || head_dim <= 0 || stride < (q_heads + k_heads) * head_dim)
     return cudaErrorInvalidValue;
@@ -261,12 +265,26 @@ cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, 
   return detail::dispatch2(dtype, w_dtype, [&](auto tx, auto tw) {
     using T = typename decltype(tx)::type;
     using Tw = typename decltype(tw)::type;
-    return detail::launch_chained(head_norm_kernel<T, Tw>,
+    return detail::launch_chained(head_norm_kernel<T, Tw, kRms>,
                                   dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(q_heads + k_heads)),
                                   dim3(norm_threads(head_dim)), 0, stream, static_cast<T*>(x), stride,
                                   static_cast<int>(q_heads), head_dim, static_cast<const Tw*>(q_weight),
-                                  static_cast<const Tw*>(k_weight), eps);
+                                  static_cast<const Tw*>(k_weight), eps, w_head_stride);
   });
+}
+}  // namespace
+
+cudaError_t head_rms_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                          int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                          cudaStream_t stream) {
+  return head_norm<true>(x, dtype, tokens, stride, q_heads, k_heads, head_dim, q_weight, k_weight, w_dtype, eps, 0, stream);
+}
+
+cudaError_t head_layer_norm(void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_heads, int64_t k_heads,
+                            int64_t head_dim, const void* q_weight, const void* k_weight, DType w_dtype, float eps,
+                            cudaStream_t stream) {
+  return head_norm<false>(x, dtype, tokens, stride, q_heads, k_heads, head_dim, q_weight, k_weight, w_dtype, eps,
+                          head_dim, stream);
 }
 
 cudaError_t qk_sum_squares(const void* x, DType dtype, int64_t tokens, int64_t stride, int64_t q_dim, int64_t kv_dim,

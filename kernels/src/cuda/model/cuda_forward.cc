@@ -210,6 +210,9 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
     ops_.mark("q/k norm", stream_);
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
+  } else if (cfg_.qk_layer_norm) {  // Command R+: per-head LayerNorms, each head's own weights
+    ops_.mark("q/k norm", stream_);
+    WEFT_CUDA_CHECK(head_layer_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
   } else if (cfg_.qk_norm_full) {  // OLMo 2: over all heads, the sums added over the ranks (model.cc's qk_norm_full)
     ops_.mark("q/k norm", stream_);
     float* sums = buf_.qk_sums.as<float>();
