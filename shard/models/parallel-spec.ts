@@ -59,24 +59,37 @@ export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string)
  */
 export function phiSpec(cfg: Json, where: string): ModelSpec {
   const shape = attentionShape({ ...cfg, head_dim: undefined }, where);
-  const act = String(cfg.hidden_act ?? 'gelu_new');
-  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
-  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for phi (gelu_new, gelu_pytorch_tanh, gelu)`);
+  const mlp = geluMlp(String(cfg.hidden_act ?? 'gelu_new'), 'hidden_act', 'phi', where);
   refuseIf(cfg.qk_layernorm === true, where, 'qk_layernorm=true is not supported');
-  refuseQuantized(cfg, where);
   const rope = computeRope(parseRopeParams({ ...cfg, partial_rotary_factor: cfg.partial_rotary_factor ?? 0.5 }), shape.headDim);
   return {
-    architecture: 'phi' satisfies Architecture,
+    ...layerNormGeluDecoder('phi', cfg, where, shape, rope, mlp),
+    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
+    parallelBlock: true, lmHeadBias: true,
+  };
+}
+
+/** A GELU MLP's kind from its activation name (gelu_fast is the tanh form too), refused by name otherwise. */
+function geluMlp(act: string, field: string, arch: Architecture, where: string): 'gelu_tanh' | 'gelu_erf' {
+  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' || act === 'gelu_fast' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `${field} '${act}' is not supported for ${arch} (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh)`);
+  return mlp!;
+}
+
+/** The fields Phi and GPT-NeoX share: LayerNorms with biases (layer_norm_eps), a GELU MLP, 1/√head_dim, untied by default. */
+function layerNormGeluDecoder(arch: Architecture, cfg: Json, where: string, shape: ReturnType<typeof attentionShape>,
+  rope: ReturnType<typeof computeRope>, mlp: 'gelu_tanh' | 'gelu_erf') {
+  refuseQuantized(cfg, where);
+  return {
+    ...PLAIN_DECODER,
+    architecture: arch,
     ...rotaryDecoderShape(cfg, where, shape, rope),
-    norm: 'layer',
+    norm: 'layer' as const,
     normEps: Number(cfg.layer_norm_eps ?? 1e-5),
-    mlp: mlp!,
+    mlp,
     slidingWindow: 0,
     attnScale: 1 / Math.sqrt(shape.headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
-    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
-    ...PLAIN_DECODER,
-    parallelBlock: true, lmHeadBias: true,
   };
 }
 
@@ -89,10 +102,7 @@ export function phiSpec(cfg: Json, where: string): ModelSpec {
  */
 export function gptNeoxSpec(cfg: Json, where: string): ModelSpec {
   const shape = attentionShape({ ...cfg, head_dim: undefined, num_key_value_heads: undefined }, where);
-  const act = String(cfg.hidden_act ?? 'gelu');
-  const mlp = act === 'gelu' ? 'gelu_erf' : act === 'gelu_new' || act === 'gelu_fast' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : null;
-  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for gpt_neox (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh)`);
-  refuseQuantized(cfg, where);
+  const mlp = geluMlp(String(cfg.hidden_act ?? 'gelu'), 'hidden_act', 'gpt_neox', where);
   // transformers 4 configs name the RoPE base and fraction rotary_emb_base / rotary_pct (GPTNeoXConfig's defaults
   // 10000 / 0.25); transformers 5 moves them into rope_parameters.
   const ropeCfg = cfg.rope_parameters ? cfg
@@ -101,16 +111,8 @@ export function gptNeoxSpec(cfg: Json, where: string): ModelSpec {
   const bias = cfg.attention_bias !== false;
   const parallel = cfg.use_parallel_residual !== false;
   return {
-    architecture: 'gpt_neox' satisfies Architecture,
-    ...rotaryDecoderShape(cfg, where, shape, rope),
-    norm: 'layer',
-    normEps: Number(cfg.layer_norm_eps ?? 1e-5),
-    mlp: mlp!,
-    slidingWindow: 0,
-    attnScale: 1 / Math.sqrt(shape.headDim),
-    tieEmbeddings: cfg.tie_word_embeddings === true,
+    ...layerNormGeluDecoder('gpt_neox', cfg, where, shape, rope, mlp),
     qkvBias: bias, oBias: bias, mlpBias: true, qkNorm: false,
-    ...PLAIN_DECODER,
     parallelBlock: parallel, parallelMlpNorm: parallel,
   };
 }
@@ -124,9 +126,7 @@ export function gptjSpec(cfg: Json, where: string): ModelSpec {
   const hidden = int(cfg, 'n_embd', where), heads = int(cfg, 'n_head', where);
   refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
   const headDim = hidden / heads;
-  const act = String(cfg.activation_function ?? 'gelu_new');
-  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
-  refuseIf(mlp === null, where, `activation_function '${act}' is not supported for gptj (gelu_new, gelu_pytorch_tanh, gelu)`);
+  const mlp = geluMlp(String(cfg.activation_function ?? 'gelu_new'), 'activation_function', 'gptj', where);
   refuseQuantized(cfg, where);
   const rotaryDim = cfg.rotary_dim === null || cfg.rotary_dim === undefined ? headDim : int(cfg, 'rotary_dim', where);
   refuseIf(rotaryDim > headDim || rotaryDim % 2 !== 0, where, `rotary_dim ${rotaryDim} must be even and at most the head size ${headDim}`);
@@ -141,7 +141,7 @@ export function gptjSpec(cfg: Json, where: string): ModelSpec {
     rope,
     norm: 'layer',
     normEps: Number(cfg.layer_norm_epsilon ?? 1e-5),
-    mlp: mlp!,
+    mlp,
     slidingWindow: 0,
     attnScale: 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,

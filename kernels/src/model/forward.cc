@@ -197,10 +197,14 @@ std::vector<float> Model::forward(const Batch& b) {
       const float* qw = w(p + "q_norm.weight");
       const float* kw = w(p + "k_norm.weight");
       for (int64_t t = 0; t < T; ++t) {
-        for (int64_t h = 0; h < nq; ++h)
-          cpu::layer_norm(q.data() + (t * nq + h) * hd, 1, hd, qw + h * hd, zero.data(), cfg_.norm_eps, q.data() + (t * nq + h) * hd);
-        for (int64_t h = 0; h < nkv; ++h)
-          cpu::layer_norm(k.data() + (t * nkv + h) * hd, 1, hd, kw + h * hd, zero.data(), cfg_.norm_eps, k.data() + (t * nkv + h) * hd);
+        for (int64_t h = 0; h < nq; ++h) {
+          float* row = q.data() + (t * nq + h) * hd;
+          cpu::layer_norm(row, 1, hd, qw + h * hd, zero.data(), cfg_.norm_eps, row);
+        }
+        for (int64_t h = 0; h < nkv; ++h) {
+          float* row = k.data() + (t * nkv + h) * hd;
+          cpu::layer_norm(row, 1, hd, kw + h * hd, zero.data(), cfg_.norm_eps, row);
+        }
       }
     }
     if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv

@@ -194,7 +194,8 @@ bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) 
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
   if (module == kQkv) {  // latent attention's qkv is its first projection, not the rows RoPE reads
-    return !is_mla(cfg_) && cfg_.qkv_clip == 0.0f && layer_has_rope(cfg_, layer) && !cfg_.qk_norm && !cfg_.qk_norm_full && !cfg_.qk_layer_norm && fused_small_ops() && decode.num_slices == 3;
+    const bool qk_untouched = !cfg_.qk_norm && !cfg_.qk_norm_full && !cfg_.qk_layer_norm && cfg_.qkv_clip == 0.0f;
+    return !is_mla(cfg_) && qk_untouched && layer_has_rope(cfg_, layer) && fused_small_ops() && decode.num_slices == 3;
   }
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only
   // A parallel block's o projection is followed by a plain residual add (the MLP reads the attention's input).
