@@ -6,7 +6,7 @@
 // (sigmoid) with DeepSeek's defaults, V2 by softmax (greedy, or group_limited_greedy), both with n_shared_experts
 // shared experts run as one MLP n times as wide.
 import { eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, type Json } from './config-fields.js';
-import { computeRope, parseRopeParams } from './rope.js';
+import { computeRope, parseRopeParams, yarnMscale } from './rope.js';
 import { sigmoidMoeRouting } from './moe-spec.js';
 import type { MlaSpec, ModelSpec } from './spec.js';
 
@@ -66,7 +66,7 @@ function mscaleAllDim(cfg: Json): number {
   const rp = (cfg.rope_parameters ?? cfg.rope_scaling ?? null) as Json | null;
   if (!rp || (rp.rope_type ?? rp.type ?? 'default') === 'default') return 1;
   const m = Number(rp.mscale_all_dim ?? 0), factor = Number(rp.factor);
-  if (!m || !(factor > 1)) return 1;
-  const s = 0.1 * m * Math.log(factor) + 1;
+  if (!m || !(factor > 0)) return 1;
+  const s = yarnMscale(factor, m);
   return s * s;
 }

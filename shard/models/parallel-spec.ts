@@ -5,6 +5,7 @@
 import { computeRope, parseRopeParams } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
+import { slidingLayers } from './layer-kinds.js';
 
 /**
  * Cohere / Cohere2: a mean-subtracting LayerNorm without bias (CohereLayerNorm), RoPE on interleaved pairs (its
@@ -21,15 +22,10 @@ export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string)
   refuseIf(!(scale > 0), where, `logit_scale must be positive, got ${JSON.stringify(cfg.logit_scale)}`);
   const bias = cfg.attention_bias === true;
   const rope = computeRope(parseRopeParams(cfg), shape.headDim);
-  const layers = int(cfg, 'num_hidden_layers', where);
   let sliding: boolean[] | null = null, window = 0;
   if (arch === 'cohere2') {
     const pattern = Number(cfg.sliding_window_pattern ?? 4);
-    const types = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String)
-      : Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? 'sliding_attention' : 'full_attention'));
-    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
-      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
-    sliding = types.map((t) => t === 'sliding_attention');
+    sliding = slidingLayers(cfg, where, (i) => (i + 1) % pattern !== 0);
     window = int(cfg, 'sliding_window', where);
   }
   return {

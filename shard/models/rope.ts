@@ -94,16 +94,20 @@ export function parseRopeParams(cfg: Json): RopeParams {
     `rope type '${type}' is not supported (supported: default, linear, llama3, yarn, longrope); refusing rather than approximating it`);
 }
 
+/** YaRN's magnitude scale (transformers' get_mscale / DeepSeek's yarn_get_mscale): 0.1·m·ln(scale) + 1 above scale 1. */
+export function yarnMscale(scale: number, m = 1): number {
+  return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
+}
+
 // transformers' _compute_yarn_parameters: factor defaults to max_position_embeddings / original; the attention
 // factor to 0.1·ln(factor) + 1 (or DeepSeek's mscale / mscale_all_dim ratio); beta_fast 32, beta_slow 1.
 function parseYarn(cfg: Json, rp: Json, base: { theta: number; partialRotaryFactor: number }): RopeParams {
   const original = requirePositive(rp, 'original_max_position_embeddings');
   const factor = rp.factor === undefined || rp.factor === null ? Number(cfg.max_position_embeddings) / original : Number(rp.factor);
   if (!(factor > 0)) throw new UnsupportedModelError(`yarn needs a positive factor, got ${String(rp.factor)}`);
-  const mscale = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
   const m = Number(rp.mscale), mAll = Number(rp.mscale_all_dim);
   const attentionFactor = typeof rp.attention_factor === 'number' ? rp.attention_factor
-    : m && mAll ? mscale(factor, m) / mscale(factor, mAll) : mscale(factor);
+    : m && mAll ? yarnMscale(factor, m) / yarnMscale(factor, mAll) : yarnMscale(factor);
   return {
     ropeType: 'yarn', ...base, factor, originalMaxPositions: original, attentionFactor,
     betaFast: Number(rp.beta_fast) || 32, betaSlow: Number(rp.beta_slow) || 1, truncate: rp.truncate !== false,

@@ -7,6 +7,7 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
+import { attentionWindows, smollm3RopeLayers } from './layer-kinds.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 
@@ -250,75 +251,6 @@ function qwenVlText(cfg: Json, where: string): Json {
   return text;
 }
 
-/**
- * The attention window of a Llama-family model's layers, as transformers applies it: Qwen2/Qwen3 (and the Qwen-VL
- * text models) slide only when use_sliding_window is set, in the layers layer_types marks (by default those from
- * max_window_layers on); Mistral, Phi-3 (and StarCoder2, its own spec) slide in every layer; Llama, Granite and SmolLM3's attention has no
- * window (a sliding_window field there is ignored, as transformers ignores it).
- */
-function attentionWindows(arch: Architecture, cfg: Json, where: string): { window: number; layerSliding: boolean[] | null } {
-  const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : null;
-  const sw = typeof cfg.sliding_window === 'number' && cfg.sliding_window > 0 ? cfg.sliding_window : 0;
-  if (arch === 'qwen2' || arch === 'qwen2_moe' || arch === 'qwen3') {
-    const window = cfg.use_sliding_window === true ? sw : 0;
-    if (window === 0) return { window: 0, layerSliding: null };
-    const layers = int(cfg, 'num_hidden_layers', where);
-    const from = typeof cfg.max_window_layers === 'number' ? cfg.max_window_layers : 28;  // Qwen2Config's default
-    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (i >= from ? 'sliding_attention' : 'full_attention'));
-    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
-      `layer_types ${JSON.stringify(types)} must give full_attention or sliding_attention for each of the ${layers} layers`);
-    const sliding = types.map((t) => t === 'sliding_attention');
-    if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
-    return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
-  }
-  if (arch === 'exaone4') return exaone4Windows(cfg, layerTypes, where);
-  if (arch === 'olmo3') {  // Olmo3Config: layer_types, by default sliding except every fourth layer
-    const layers = int(cfg, 'num_hidden_layers', where);
-    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => ((i + 1) % 4 !== 0 ? 'sliding_attention' : 'full_attention'));
-    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
-      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
-    const sliding = types.map((t) => t === 'sliding_attention');
-    const window = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 4096;
-    if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
-    return { window, layerSliding: sliding.every(Boolean) ? null : sliding };
-  }
-  if (arch === 'dots1') {  // Dots1Config: layer_types, by default sliding from max_window_layers on when sliding_window is set
-    const layers = int(cfg, 'num_hidden_layers', where);
-    const from = typeof cfg.max_window_layers === 'number' ? cfg.max_window_layers : 62;
-    const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (sw > 0 && i >= from ? 'sliding_attention' : 'full_attention'));
-    refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
-      `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
-    const sliding = types.map((t) => t === 'sliding_attention');
-    if (!sliding.some(Boolean) || sw === 0) return { window: 0, layerSliding: null };
-    return { window: sw, layerSliding: sliding.every(Boolean) ? null : sliding };
-  }
-  if (arch === 'qwen3_moe') {  // Qwen3MoeConfig: the window on every layer, with use_sliding_window only
-    return { window: cfg.use_sliding_window === true ? sw : 0, layerSliding: null };
-  }
-  if (arch === 'smollm3') {
-    refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (sliding windows on the NoPE layers) is not supported');
-    return { window: 0, layerSliding: null };
-  }
-  if (arch !== 'mistral' && arch !== 'mixtral' && arch !== 'phi3') return { window: 0, layerSliding: null };
-  if (layerTypes && new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
-  return { window: sw, layerSliding: null };
-}
-
-// SmolLM3Config: no_rope_layers[l] = 1 where layer l rotates q and k, 0 where it does not (NoPE); when absent, every
-// no_rope_layer_interval-th layer (default 4) has no RoPE.
-function smollm3RopeLayers(cfg: Json, where: string): boolean[] {
-  const layers = int(cfg, 'num_hidden_layers', where);
-  const given = cfg.no_rope_layers;
-  if (given !== undefined && given !== null) {
-    refuseIf(!Array.isArray(given) || given.length !== layers || !given.every((v) => v === 0 || v === 1), where,
-      `no_rope_layers must list 0 or 1 for each of the ${layers} layers, got ${JSON.stringify(given)}`);
-    return (given as number[]).map((v) => v === 1);
-  }
-  const interval = typeof cfg.no_rope_layer_interval === 'number' ? cfg.no_rope_layer_interval : 4;
-  refuseIf(!(Number.isInteger(interval) && interval > 0), where, `no_rope_layer_interval must be a positive integer`);
-  return Array.from({ length: layers }, (_, l) => (l + 1) % interval !== 0);
-}
-
 // MistralConfig's defaults: a Mistral3ForConditionalGeneration text_config sets only what differs from them.
 const MISTRAL_DEFAULTS: Json = {
   vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32,
@@ -396,25 +328,6 @@ function olmo3Ropes(cfg: Json, headDim: number): { rope: Rope; local: Rope } {
   const scaling = (cfg.rope_scaling ?? null) as Json | null;
   return { rope: computeRope(parseRopeParams({ rope_parameters: { ...(scaling ?? {}), rope_theta: theta } }), headDim),
     local: computeRope(parseRopeParams({ rope_parameters: { rope_theta: theta } }), headDim) };
-}
-
-// EXAONE 4 (Exaone4Config): layer_types, else sliding_window_pattern — every n-th layer global (an int, default 4), or
-// a cycle of 'L' (local: the window) and 'G' (global) letters such as "LLLG"; no window at all without sliding_window.
-function exaone4Windows(cfg: Json, layerTypes: string[] | null, where: string): { window: number; layerSliding: boolean[] | null } {
-  const layers = int(cfg, 'num_hidden_layers', where);
-  const window = typeof cfg.sliding_window === 'number' && cfg.sliding_window > 0 ? cfg.sliding_window : 0;
-  if (window === 0) return { window: 0, layerSliding: null };
-  const pattern = cfg.sliding_window_pattern ?? 4;
-  refuseIf(!(typeof pattern === 'string' ? /^[LG]+$/.test(pattern) : Number.isInteger(pattern) && (pattern as number) > 0), where,
-    `sliding_window_pattern must be a positive integer or a string of L and G, got ${JSON.stringify(pattern)}`);
-  const types = layerTypes ?? Array.from({ length: layers }, (_, i) => (typeof pattern === 'string'
-    ? (pattern[i % pattern.length] === 'L' ? 'sliding_attention' : 'full_attention')
-    : ((i + 1) % (pattern as number) !== 0 ? 'sliding_attention' : 'full_attention')));
-  refuseIf(types.length !== layers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention'), where,
-    `layer_types must give full_attention or sliding_attention for each of the ${layers} layers`);
-  const sliding = types.map((t) => t === 'sliding_attention');
-  if (!sliding.some(Boolean)) return { window: 0, layerSliding: null };
-  return { window, layerSliding: sliding };
 }
 
 // Ministral 3's position-dependent query scale (transformers' get_llama_4_attn_scale), read from the RoPE parameters.

@@ -65,6 +65,22 @@ export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, e
   return { c, server, url: server.url, post, close: () => server.close() };
 }
 
+/** The golden logits key of sequence `s` under adapter `a` (null: the base model). */
+export const goldenKey = (a: string | null, s: number): string => (a ? `adapter/${a}/seq${s}` : `base/seq${s}`);
+
+/**
+ * Every golden sequence under every adapter of `adapters` (null: the base model), sent to /generate at once with
+ * details and prefill log-probs: the responses with their sequence index and adapter.
+ */
+export async function generateEverySequence(g: GoldenServer, adapters: (string | null)[], maxNewTokens = 2) {
+  const jobs = g.c.sequences.flatMap((seq, s) => adapters.map(async (a) => {
+    const parameters: Record<string, unknown> = { max_new_tokens: maxNewTokens, details: true, decoder_input_details: true };
+    if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
+    return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
+  }));
+  return Promise.all(jobs);
+}
+
 /**
  * Asserts a /generate response's prefill ids equal `seq` and its log-probs equal log-softmax of the golden
  * logits under `key` within `tol`; returns the largest difference seen.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { LocalEngine } from '../../shard/index.js';
 import { writeSafetensors } from '../../shard/formats/index.js';
 import { loadGoldenCase } from '../helpers/golden.js';
-import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
+import { generateEverySequence, goldenKey, prefillMatchesGolden, startGoldenServer } from '../helpers/golden-server.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-deepseek-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -18,14 +18,9 @@ test('over HTTP at --num-shard 2: DeepSeek-V3 with latent-attention, expert and 
   const g = await startGoldenServer({ numShard: 2 }, { caseName: 'deepseek_v3' });
   const { c } = g;
   try {
-    const jobs = c.sequences.flatMap((seq, s) => [null, 'attn_r8', 'latent_experts_r4', 'latent_mlp_r4'].map(async (a) => {
-      const parameters: Record<string, unknown> = { max_new_tokens: 2, details: true, decoder_input_details: true };
-      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
-      return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
-    }));
-    for (const { r, s, a } of await Promise.all(jobs)) {
+    for (const { r, s, a } of await generateEverySequence(g, [null, 'attn_r8', 'latent_experts_r4', 'latent_mlp_r4'])) {
       assert.equal(r.status, 200, r.text);
-      prefillMatchesGolden(c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, c.sequences[s]!);
+      prefillMatchesGolden(c, r.json, goldenKey(a, s), c.sequences[s]!);
     }
   } finally {
     await g.close();

@@ -17,7 +17,7 @@ import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 import { writeDoraAdapter, writeDoraMerged } from '../helpers/dora.js';
 import { startNatsServer, type NatsServerHandle } from '../helpers/nats-server.js';
 import { scoreStep, startShardCluster } from '../helpers/shard-cluster.js';
-import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
+import { generateEverySequence, goldenKey, prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
 import { refLogSoftmax } from '../helpers/reference-ops.js';
 
 const TOL = 1e-4;
@@ -66,15 +66,10 @@ test('over HTTP at TP=2: a DoRA adapter by adapter_id, beside base and LoRA requ
   const merged = LocalEngine.open(join(root, 'merged'), { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
   const g = await startGoldenServer({ numShard: 2 }, { flags: ['--adapter-root', root] });
   try {
-    const jobs = c.sequences.flatMap((seq, s) => [null, 'dora_r2', 'all_r8'].map(async (a) => {
-      const parameters: Record<string, unknown> = { max_new_tokens: 1, details: true, decoder_input_details: true };
-      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
-      return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
-    }));
-    for (const { r, s, a } of await Promise.all(jobs)) {
+    for (const { r, s, a } of await generateEverySequence(g, [null, 'dora_r2', 'all_r8'], 1)) {
       assert.equal(r.status, 200, r.text);
       if (a !== 'dora_r2') {
-        prefillMatchesGolden(c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, c.sequences[s]!);
+        prefillMatchesGolden(c, r.json, goldenKey(a, s), c.sequences[s]!);
         continue;
       }
       const [want] = await merged.scoreBatch([{ tokens: c.sequences[s]!, adapterSlot: -1 }]);

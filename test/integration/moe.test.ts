@@ -12,7 +12,7 @@ import { mergeAdapters } from '../../shard/adapters/merge.js';
 import { parseModelSpec, readModelSpec } from '../../shard/models/spec.js';
 import { writeSafetensors } from '../../shard/formats/index.js';
 import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
-import { prefillMatchesGolden, startGoldenServer, textOf } from '../helpers/golden-server.js';
+import { generateEverySequence, goldenKey, prefillMatchesGolden, startGoldenServer } from '../helpers/golden-server.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-moe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -255,14 +255,9 @@ test('over HTTP at --num-shard 2: Mixtral with expert and attention adapters bat
   const g = await startGoldenServer({ numShard: 2 }, { caseName: 'mixtral' });
   const { c } = g;
   try {
-    const jobs = c.sequences.flatMap((seq, s) => [null, 'attn_r8', 'qv_experts_r4'].map(async (a) => {
-      const parameters: Record<string, unknown> = { max_new_tokens: 2, details: true, decoder_input_details: true };
-      if (a) Object.assign(parameters, { adapter_id: a, adapter_source: 'local' });
-      return { r: await g.post('/generate', { inputs: textOf(seq), parameters }), s, a };
-    }));
-    for (const { r, s, a } of await Promise.all(jobs)) {
+    for (const { r, s, a } of await generateEverySequence(g, [null, 'attn_r8', 'qv_experts_r4'])) {
       assert.equal(r.status, 200, r.text);
-      prefillMatchesGolden(c, r.json, a ? `adapter/${a}/seq${s}` : `base/seq${s}`, c.sequences[s]!);
+      prefillMatchesGolden(c, r.json, goldenKey(a, s), c.sequences[s]!);
     }
     // Listed with its rank per expert (gate_up_proj: 2r after PEFT's conversion).
     const listed = await (await fetch(`${g.url}/v1/adapters`)).json() as { adapters: { id: string; rank: number }[] };
