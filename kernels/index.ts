@@ -18,7 +18,10 @@ export interface ModelPlanConfig {
   vocabLocal: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  /** clamped_swiglu (gpt-oss): gate clamped above and up both ways at gluLimit (default 7), gate·σ(gluAlpha·gate)·(up + 1) (default 1.702). */
+  gluAlpha?: number;
+  gluLimit?: number;
   learnedPositions: boolean;
   maxPositions: number;
   rotaryDim: number;
@@ -61,6 +64,8 @@ export interface ModelPlanConfig {
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
   attnSoftcap?: number;
   finalSoftcap?: number;
+  /** gpt-oss: each head's learned sink logit (plan weight layers.<i>.attn_sinks [headsLocal]) joins the attention softmax. */
+  attnSinks?: boolean;
   /** Granite: block outputs times residualScale before the residual add; logits divided by logitsDivisor (default 1). */
   residualScale?: number;
   logitsDivisor?: number;
@@ -96,6 +101,13 @@ export interface ModelPlanConfig {
   /** ERNIE 4.5 MoE: softmax routing whose choice adds layers.<i>.router.bias; weights renormalised by max(sum, moeRenormMin). */
   moeChoiceBias?: boolean;
   moeRenormMin?: number;
+  /** gpt-oss: the router's bias (layers.<i>.router.bias) added to its logits before the softmax routing. */
+  moeLogitBias?: boolean;
+  /**
+   * gpt-oss: expert biases, layers.<i>.experts.<e>.up.bias (this rank's [gate | up] rows) and .down.bias ([hidden],
+   * whole on every rank; rank 0 adds it).
+   */
+  moeExpertBias?: boolean;
   /**
    * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; kernels/src/model/executor.h ModelConfig::mla_*), on when
    * mlaKvRank > 0: qkv is the replicated first projection [q_a | kv_a | k_rope] (or [q | kv_a | k_rope] with

@@ -21,6 +21,7 @@ export {
   type OpenOptions,
   type Slice,
   type TensorInfo,
+  type TensorToWrite,
 } from './safetensors.js';
 export { ALLOWED_TORCH_GLOBALS, TorchBinError, loadTorchBin, type TorchBinTensor } from './torch-bin.js';
 export { PickleError, UnsafePickleError } from './pickle-vm.js';

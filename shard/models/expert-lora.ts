@@ -7,6 +7,7 @@ import { LoraModuleId } from '../../kernels/index.js';
 import { expertSubBlocks, expertWidth, rowParallelInput, type ModuleRef } from './layout.js';
 import { rangeLen, type Partition } from './partition.js';
 import type { ModelSpec } from './spec.js';
+import { deinterleaveGateUp } from './gpt-oss-weights.js';
 
 export interface ExpertPairError { message: string }
 
@@ -73,9 +74,11 @@ function stackedParts(spec: ModelSpec, part: Partition, layer: number, pair: Pai
       out.push(downPart(spec, part, layer, e, a, b, r, pair.inDim, scale));
       continue;
     }
-    for (const bl of expertSubBlocks(spec, part, e)) {  // gate rows 0…I−1, up rows I…2I−1 of the stacked gate_up_proj
+    // gate rows 0…I−1, up rows I…2I−1 of the stacked gate_up_proj (gpt-oss's alternate: de-interleaved first)
+    const rows = spec.moe!.gateUpInterleaved ? deinterleaveGateUp(b, r, 0, I) : b;
+    for (const bl of expertSubBlocks(spec, part, e)) {
       out.push({ layer, module: LoraModuleId.up, expert: e, outOffset: bl.localOffset, rank: r, scale, a,
-        b: b.slice((bl.fullOffset + bl.local.start) * r, (bl.fullOffset + bl.local.end) * r) });
+        b: rows.slice((bl.fullOffset + bl.local.start) * r, (bl.fullOffset + bl.local.end) * r) });
     }
   }
   return out;

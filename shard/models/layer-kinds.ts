@@ -38,6 +38,7 @@ export function attentionWindows(arch: Architecture, cfg: Json, where: string): 
     return windowOn(sw, slidingLayers(cfg, where, (i) => i >= from));
   }
   if (arch === 'exaone4') return exaone4Windows(cfg, where);
+  if (arch === 'gpt_oss') return windowOn(sw, slidingLayers(cfg, where, (i) => i % 2 === 0));  // GptOssConfig: sliding, full, …
   if (arch === 'olmo3') {  // Olmo3Config: layer_types, by default sliding except every fourth layer
     const window = typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 4096;
     return windowOn(window, slidingLayers(cfg, where, (i) => (i + 1) % 4 !== 0));

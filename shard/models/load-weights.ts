@@ -6,6 +6,7 @@ import { UnsupportedModelError } from './errors.js';
 import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
+import { loadGptOssExperts } from './gpt-oss-weights.js';
 
 export interface LoadOptions {
   rank: number;
@@ -161,6 +162,10 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
 // The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
 // Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
 function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
+  if (spec.architecture === 'gpt_oss') {  // mlp.router (weight, bias); the experts stacked (gpt-oss-weights.ts)
+    return { router: 'mlp.router', routerBias: 'mlp.router.bias', expert: () => ({ gate: '', up: '', down: '' }),
+      stacked: { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } };
+  }
   if (spec.architecture === 'granitemoe') {  // as published: block_sparse_moe.{router.layer, input_linear, output_linear}
     return { router: 'block_sparse_moe.router.layer', expert: () => ({ gate: '', up: '', down: '' }),
       stacked: { gateUp: 'block_sparse_moe.input_linear.weight', down: 'block_sparse_moe.output_linear.weight' } };
@@ -194,7 +199,8 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${router}.weight`)));
   if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
   if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
-  if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
+  if (spec.architecture === 'gpt_oss') loadGptOssExperts(store, spec, part, `${p}mlp.experts.`, layer, set);
+  else if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
   // Per expert module: every expert as published, or only the shared one after stacked routed experts.
   for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
     const n = moe.expert(e), rows = expertRows(spec, part, e);
@@ -360,6 +366,8 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     ropeInterleaved: spec.ropeInterleaved,
     attnSoftcap: spec.attnSoftcap,
     finalSoftcap: spec.finalSoftcap,
+    attnSinks: spec.attnSinks,
+    ...(spec.gluLimit !== undefined ? { gluLimit: spec.gluLimit } : {}),
     residualScale: spec.residualScale,
     logitsDivisor: spec.logitsDivisor,
     ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
@@ -374,6 +382,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       ...(spec.moe.sharedIntermediate ? { moeSharedIntermediateLocal: rangeLen(part.sharedIntermediate) } : {}),
       moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
       moeChoiceBias: spec.moe.choiceBias === true, moeRenormMin: spec.moe.renormMin ?? 0,
+      moeLogitBias: spec.moe.logitBias === true, moeExpertBias: spec.moe.expertBias === true,
     } : {}),
     ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
     numBlocks: opts.numBlocks,
@@ -423,6 +432,9 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       if (spec.qkNorm) {  // [headDim], the same on every rank
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
+      }
+      if (spec.attnSinks) {  // gpt-oss: [heads], this rank's heads
+        set(`layers.${i}.attn_sinks`, store.readF32(need(store, `${p}self_attn.sinks`), { dim: 0, start: part.heads.start, end: part.heads.end }));
       }
       if (spec.qkLayerNorm) {  // Command R+: [heads, head_dim] / [kv_heads, head_dim], this rank's heads' rows
         set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`), { dim: 0, start: part.heads.start, end: part.heads.end }));

@@ -2,6 +2,7 @@
 // experts, and how — softmax (Mixtral, Qwen3-MoE, OLMoE) or sigmoid with groups (GLM-4.5, DeepSeek-V3).
 import { int, refuseIf, type Json } from './config-fields.js';
 import type { Architecture, MoeSpec } from './spec.js';
+import { gptOssMoe } from './gpt-oss-spec.js';
 
 /**
  * Mixtral's and Qwen3-MoE's experts as transformers routes them (modeling_mixtral.py, modeling_qwen3_moe.py):
@@ -10,6 +11,7 @@ import type { Architecture, MoeSpec } from './spec.js';
  */
 export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
   if (arch === 'ernie4_5_moe') return ernieMoe(cfg, where);
+  if (arch === 'gpt_oss') return gptOssMoe(cfg, where, (key) => int(cfg, key, where));
   if (arch !== 'mixtral' && arch !== 'granitemoe' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
     arch !== 'olmoe' && arch !== 'dots1') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5

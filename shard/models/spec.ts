@@ -10,10 +10,11 @@ import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { attentionWindows, smollm3RopeLayers } from './layer-kinds.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
+import { gptOssConfig, gptOssGluLimit } from './gpt-oss-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -41,6 +42,12 @@ export interface MoeSpec {
   /** ERNIE 4.5 MoE: the softmax choice adds e_score_correction_bias; weights renormalised by max(sum, renormMin). */
   choiceBias?: boolean;
   renormMin?: number;
+  /** gpt-oss: the router's bias is added to its logits (a linear layer with a bias). */
+  logitBias?: boolean;
+  /** gpt-oss: each expert's gate_up and down projections have biases. */
+  expertBias?: boolean;
+  /** gpt-oss: the stacked gate_up_proj's outputs alternate gate, up (columns 2i, 2i+1) — in the weights, biases and lora_B. */
+  gateUpInterleaved?: boolean;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -70,7 +77,11 @@ export interface ModelSpec {
   maxPositions: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  /** clamped_swiglu (gpt-oss): the clamp of the gate (above) and the up projection (both ways). */
+  gluLimit?: number;
+  /** gpt-oss: each attention head's learned sink logit (self_attn.sinks) joins its softmax. */
+  attnSinks: boolean;
   learnedPositions: boolean;
   rope: Rope | null;
   slidingWindow: number;
@@ -188,6 +199,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GPTJForCausalLM: 'gptj',
   DeepseekV2ForCausalLM: 'deepseek_v2',
   DeepseekV3ForCausalLM: 'deepseek_v3',
+  GptOssForCausalLM: 'gpt_oss',
 };
 
 export function readModelSpec(modelDir: string): ModelSpec {
@@ -217,6 +229,10 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gpt_neox') return gptNeoxSpec(cfg, where);
   if (arch === 'gptj') return gptjSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
+  if (arch === 'gpt_oss') {
+    const oss = gptOssConfig(cfg, where);
+    return { ...llamaFamilySpec(arch, oss, where), mlp: 'clamped_swiglu', gluLimit: gptOssGluLimit(oss, where), attnSinks: true };
+  }
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
@@ -268,7 +284,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseQuantized(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
   // GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
-  const attnBias = arch === 'qwen2' ? true : arch === 'qwen2_moe' ? cfg.qkv_bias !== false : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
+  const attnBias = arch === 'qwen2' || arch === 'gpt_oss' ? cfg.attention_bias !== false : arch === 'qwen2_moe' ? cfg.qkv_bias !== false : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
   const rope = ropes.rope;
@@ -284,7 +300,8 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch === 'dots1' || arch.startsWith('olmo') || qwen3) &&
+    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch === 'dots1' || arch.startsWith('olmo') || qwen3 ||
+      arch === 'gpt_oss') &&
       cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'arcee') && cfg.mlp_bias === true,
     qkNorm: qwen3 || arch === 'dots1' || (arch === 'glm4_moe' && cfg.use_qk_norm === true),

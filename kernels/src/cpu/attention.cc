@@ -20,7 +20,7 @@ void kv_cache_write(const float* k, const float* v, int64_t tokens, int64_t kv_d
 
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size, float scale,
-                     int64_t sliding_window, float* out, float softcap) {
+                     int64_t sliding_window, float* out, float softcap, const float* sinks) {
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
   // Work items: a sequence's query rows in chunks of kRows (decode: one row per sequence). Every (row, head)
@@ -58,14 +58,14 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
         for (int64_t h = 0; h < heads; ++h) {
           const float* qh = q + (row * heads + h) * head_dim;
           const int64_t kv_off = (h / group) * head_dim;
-          float mx = -INFINITY;
+          float mx = sinks ? sinks[h] : -INFINITY;
           for (int64_t j = lo; j <= pos; ++j) {
             float sc = dot(qh, k_cache + row_of[j] + kv_off, head_dim) * scale;
             if (softcap > 0.0f) sc = std::tanh(sc / softcap) * softcap;  // Gemma 2, as transformers' eager attention
             scores[j] = sc;
             if (sc > mx) mx = sc;
           }
-          float sum = 0;
+          float sum = sinks ? std::exp(sinks[h] - mx) : 0.0f;  // the sink's share: no value to add
           for (int64_t j = lo; j <= pos; ++j) {
             scores[j] = std::exp(scores[j] - mx);
             sum += scores[j];

@@ -40,6 +40,14 @@ void relu_squared(float* x, int64_t n) {
   }
 }
 
+void clamped_swiglu(const float* gate, const float* up, float* out, int64_t n, float alpha, float limit) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i] > limit ? limit : gate[i];  // clamp(max=limit): no lower bound on the gate
+    const float u = up[i] > limit ? limit : (up[i] < -limit ? -limit : up[i]);
+    out[i] = (g / (1.0f + std::exp(-alpha * g))) * (u + 1.0f);
+  }
+}
+
 void add_inplace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }

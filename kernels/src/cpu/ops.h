@@ -42,7 +42,9 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // ou
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up (GeGLU)
 void gelu_erf(float* x, int64_t n);                                         // exact gelu
-void relu_squared(float* x, int64_t n);                                     // max(x, 0)², in place
+void relu_squared(float* x, int64_t n);
+// gpt-oss's expert activation: g = min(gate, limit), u = clamp(up, -limit, limit); out = g·σ(alpha·g)·(u + 1).
+void clamped_swiglu(const float* gate, const float* up, float* out, int64_t n, float alpha, float limit);                                     // max(x, 0)², in place
 void add_inplace(float* y, const float* x, int64_t n);
 
 void embedding_gather(const float* table, int64_t rows, int64_t dim, const int32_t* ids, int64_t n, float* out);
@@ -61,9 +63,11 @@ struct AttentionSeq {
 // position context_len - num_tokens + i. sliding_window > 0 keeps the last sliding_window keys
 // (key j is visible when pos - j < sliding_window). GQA: q head h reads kv head h / (heads / kv_heads).
 // softcap > 0 (Gemma 2): each scaled score x becomes softcap·tanh(x / softcap) before the mask and softmax.
+// sinks (gpt-oss; null: none): head h's learned logit sinks[h] joins the softmax as one more score with no value,
+// so the head's weights over the keys sum to less than 1.
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size,
-                     float scale, int64_t sliding_window, float* out, float softcap = 0.0f);
+                     float scale, int64_t sliding_window, float* out, float softcap = 0.0f, const float* sinks = nullptr);
 
 // LoRA for one adapter segment: y[t, out_offset + o] += scale * (B[o, :] . (A x[t])) for tokens [t0, t1).
 // A is [rank, in], B is [out_len, rank]; y has row stride y_stride.

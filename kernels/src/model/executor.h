@@ -16,8 +16,9 @@ namespace weft {
 
 enum class NormKind { kRms, kLayer };
 // Gated kinds (kGatedSilu: Llama's SwiGLU; kGatedGeluTanh: Gemma's GeGLU) read a [gate | up] projection.
-// kReluSquared (Arcee AFM): relu(x)² on a non-gated up projection.
-enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared };
+// kReluSquared (Arcee AFM): relu(x)² on a non-gated up projection. kClampedSwiglu (gpt-oss): gated, the gate clamped
+// above and the up clamped both ways at glu_limit, then gate·σ(glu_alpha·gate)·(up + 1).
+enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared, kClampedSwiglu };
 // kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
 // the token's one-hot row, so in = vocab, out = hidden.
 // kQb / kKvb: multi-head latent attention's second projections (ModelConfig::mla_kv_rank > 0): q_b_proj and kv_b_proj.
@@ -84,6 +85,11 @@ struct ModelConfig {
   std::vector<float> inv_freq_long;
   // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
   float attn_softcap = 0.0f, final_softcap = 0.0f;
+  // gpt-oss: attention sinks — each head's learned logit (plan weight layers.<l>.attn_sinks [heads_local], this rank's
+  // heads) joins the softmax as one more score without a value.
+  bool attn_sinks = false;
+  // MlpKind::kClampedSwiglu's constants (gpt-oss: alpha 1.702, limit 7).
+  float glu_alpha = 1.702f, glu_limit = 7.0f;
   // Granite: each block's output times residual_scale before the residual add; the logits divided by logits_divisor.
   float residual_scale = 1.0f, logits_divisor = 1.0f;
   // Mixture of experts (Mixtral, Qwen3-MoE): num_experts > 0 makes a layer's MLP a router (plan weight
@@ -115,6 +121,12 @@ struct ModelConfig {
   // max(sum, moe_renorm_min) (ERNIE 4.5 MoE); moe_renorm_min 0: by the sum.
   bool moe_choice_bias = false;
   float moe_renorm_min = 0.0f;
+  // gpt-oss's router is a linear layer with a bias: layers.<l>.router.bias added to the logits before the routing.
+  bool moe_logit_bias = false;
+  // gpt-oss's experts have biases: experts.<e>.up.bias [2·width] (this rank's [gate | up] rows) and experts.<e>.down.bias
+  // [hidden] (whole on every rank; added by rank 0 only, as the expert outputs are partial sums all-reduced after),
+  // each expert's output (bias included) times its routing weight.
+  bool moe_expert_bias = false;
   // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2), on when mla_kv_rank > 0. The qkv module is the first
   // projection, replicated on every rank: [q_a (mla_q_rank rows) | kv_a (mla_kv_rank) | k_rope (rotary_dim)], or with
   // mla_q_rank 0 [q (heads_local·head_dim, this rank's heads) | kv_a | k_rope]. q_a is RMS-normalised (q_a_norm, eps
@@ -253,7 +265,11 @@ moe::RouteParams route_params(const ModelConfig& c);  // model/moe.cc
 // A LoRA part's input / output width: module_in / module_out, or an expert's up / down (expert >= 0).
 int64_t part_in(const ModelConfig& cfg, int module, int expert);
 int64_t part_out(const ModelConfig& cfg, int module, int expert);
-bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh)
+bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh, kClampedSwiglu)
+// The router's bias (plan weight layers.<l>.router.bias): the choice bias of sigmoid / ERNIE routing, or gpt-oss's logit bias.
+inline bool router_has_bias(const ModelConfig& c) { return c.moe_sigmoid || c.moe_choice_bias || c.moe_logit_bias; }
+// A gated MLP's activation on the CPU: out[i] = act(gate[i], up[i]) for cfg.mlp's kind (kGatedSilu, kGatedGeluTanh, kClampedSwiglu).
+void gated_activation(const ModelConfig& cfg, const float* gate, const float* up, float* out, int64_t n);
 int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
 const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies
 float layer_rope_attention_factor(const ModelConfig& cfg, int64_t layer);          // and their attention factor

@@ -230,7 +230,7 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
                          v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
-                         cfg_.attn_softcap);
+                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr);
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]
@@ -271,12 +271,9 @@ std::vector<float> Model::forward(const Batch& b) {
     mark_lora("lora up");
     apply_lora(static_cast<int>(l), kUp, x.data(), H, token_slots, up.data(), up_out, w_opt(p + "up.bias"));
     ops_.mark("activation");
-    if (cfg_.mlp == MlpKind::kGatedSilu) {
+    if (gated_mlp(cfg_)) {
       for (int64_t t = 0; t < T; ++t)
-        cpu::silu_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
-    } else if (cfg_.mlp == MlpKind::kGatedGeluTanh) {
-      for (int64_t t = 0; t < T; ++t)
-        cpu::gelu_tanh_mul(up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
+        gated_activation(cfg_, up.data() + t * up_out, up.data() + t * up_out + I, act.data() + t * I, I);
     } else {
       act = up;
       if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);

@@ -2,6 +2,7 @@
 // bookkeeping and adapter slots (its forward pass is in forward.cc).
 #include "model/model.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -66,6 +67,11 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: expert groups must split the experts evenly (2 or more each), with "
                                 "1 <= topk_groups <= groups holding at least experts_per_token experts (sigmoid "
                                 "routing, or softmax with moe_group_max)");
+  if ((c.moe_logit_bias || c.moe_expert_bias) && (c.num_experts == 0 || c.moe_sigmoid || c.moe_choice_bias || c.moe_shared_expert))
+    throw std::invalid_argument("model config: a router logit bias and expert biases are softmax routing without a "
+                                "choice bias or shared expert (gpt-oss)");
+  if (c.mlp == MlpKind::kClampedSwiglu && !(c.glu_limit > 0.0f && std::isfinite(c.glu_alpha)))
+    throw std::invalid_argument("model config: the clamped SwiGLU needs a positive glu_limit and a finite glu_alpha");
   if ((c.moe_choice_bias && c.moe_sigmoid) || !(c.moe_renorm_min >= 0.0f))
     throw std::invalid_argument("model config: a softmax choice bias is not sigmoid routing; moe_renorm_min must be >= 0");
   if ((c.moe_shared_intermediate_local != 0 || c.moe_shared_gate) &&
@@ -107,7 +113,16 @@ int64_t module_in(const ModelConfig& c, int module) {
   return -1;
 }
 
-bool gated_mlp(const ModelConfig& c) { return c.mlp == MlpKind::kGatedSilu || c.mlp == MlpKind::kGatedGeluTanh; }
+bool gated_mlp(const ModelConfig& c) {
+  return c.mlp == MlpKind::kGatedSilu || c.mlp == MlpKind::kGatedGeluTanh || c.mlp == MlpKind::kClampedSwiglu;
+}
+
+void gated_activation(const ModelConfig& c, const float* gate, const float* up, float* out, int64_t n) {
+  if (c.mlp == MlpKind::kGatedSilu) cpu::silu_mul(gate, up, out, n);
+  else if (c.mlp == MlpKind::kGatedGeluTanh) cpu::gelu_tanh_mul(gate, up, out, n);
+  else if (c.mlp == MlpKind::kClampedSwiglu) cpu::clamped_swiglu(gate, up, out, n, c.glu_alpha, c.glu_limit);
+  else throw std::logic_error("gated_activation: the MLP is not gated");
+}
 
 int64_t layer_window(const ModelConfig& c, int64_t layer) {
   return c.layer_sliding.empty() || c.layer_sliding[static_cast<size_t>(layer)] ? c.sliding_window : 0;
@@ -159,7 +174,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (layer_is_moe(c, layer)) {
     if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
     if (p == "router.weight") return c.num_experts * h;
-    if (p == "router.bias") return c.moe_sigmoid || c.moe_choice_bias ? c.num_experts : -1;  // e_score_correction_bias
+    if (p == "router.bias") return router_has_bias(c) ? c.num_experts : -1;  // e_score_correction_bias, gpt-oss's bias
     if (p == "shared_gate.weight") return c.moe_shared_gate ? h : -1;
     if (starts_with(p, "experts.")) {  // experts.<e>.up.weight | experts.<e>.down.weight
       const size_t d = p.find('.', 8);
@@ -169,10 +184,13 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
       const std::string rest = p.substr(d + 1);
       if (rest == "up.weight") return 2 * expert_width(c, e) * h;
       if (rest == "down.weight") return h * expert_width(c, e);
+      if (rest == "up.bias") return c.moe_expert_bias ? 2 * expert_width(c, e) : -1;
+      if (rest == "down.bias") return c.moe_expert_bias ? h : -1;
       return -1;
     }
   }
   const bool mlp_norm = has_mlp_norm(c);
+  if (p == "attn_sinks") return c.attn_sinks ? c.heads_local : -1;
   if (p == "attn_norm.weight") return c.pre_norms ? h : -1;
   if (p == "attn_norm.bias") return ln && c.pre_norms ? h : -1;
   if (p == "mlp_norm.weight") return mlp_norm ? h : -1;
@@ -202,6 +220,7 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   for (int64_t i = 0; i < c.layers; ++i) {
     for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
     if (c.pre_norms) required.push_back(layer_name(i, "attn_norm.weight"));
+    if (c.attn_sinks) required.push_back(layer_name(i, "attn_sinks"));
     if (is_mla(c)) {
       for (const char* s : {"kv_a_norm.weight", "kv_b.weight"}) required.push_back(layer_name(i, s));
       if (c.mla_q_rank > 0)
@@ -210,12 +229,16 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
     if (has_mlp_norm(c)) required.push_back(layer_name(i, "mlp_norm.weight"));
     if (layer_is_moe(c, i)) {
       required.push_back(layer_name(i, "router.weight"));
-      if (c.moe_sigmoid || c.moe_choice_bias) required.push_back(layer_name(i, "router.bias"));
+      if (router_has_bias(c)) required.push_back(layer_name(i, "router.bias"));
       if (c.moe_shared_gate) required.push_back(layer_name(i, "shared_gate.weight"));
       for (int64_t e = 0; e < experts_held(c); ++e) {
         const std::string ex = "experts." + std::to_string(e) + ".";
         required.push_back(layer_name(i, (ex + "up.weight").c_str()));
         required.push_back(layer_name(i, (ex + "down.weight").c_str()));
+        if (c.moe_expert_bias) {
+          required.push_back(layer_name(i, (ex + "up.bias").c_str()));
+          required.push_back(layer_name(i, (ex + "down.bias").c_str()));
+        }
       }
     } else {
       required.push_back(layer_name(i, "up.weight"));

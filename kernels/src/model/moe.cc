@@ -1,5 +1,5 @@
-// Model::moe_mlp — a mixture-of-experts MLP on the CPU, as transformers computes Mixtral's, Qwen3-MoE's and
-// GLM-4.5's: the router's logits, each token's experts and weights (model/moe_route.h: softmax or sigmoid routing,
+// Model::moe_mlp — a mixture-of-experts MLP on the CPU, as transformers computes Mixtral's, Qwen3-MoE's,
+// GLM-4.5's and gpt-oss's (router and expert biases, the clamped SwiGLU): the router's logits, each token's experts and weights (model/moe_route.h: softmax or sigmoid routing,
 // plus a shared expert), then each chosen expert's gated MLP (with its LoRA parts for the rows' adapters) times its
 // weight, added up in expert order (the shared expert last, as transformers adds it). Every rank routes alike (the router is replicated and x is the same on every rank);
 // each holds a slice of every expert's intermediate rows, so its sum is a partial one, all-reduced by the caller.
@@ -33,7 +33,7 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
   const int64_t H = cfg_.hidden, R = cfg_.num_experts, E = experts_held(cfg_), k = experts_run(cfg_);
   const std::string p = "layers." + std::to_string(l) + ".";
   std::vector<float> logits(static_cast<size_t>(T * R));
-  cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, nullptr, logits.data(), false);
+  cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, cfg_.moe_logit_bias ? w(p + "router.bias") : nullptr, logits.data(), false);
   const float* bias = cfg_.moe_sigmoid || cfg_.moe_choice_bias ? w(p + "router.bias") : nullptr;
   const moe::RouteParams rp = route_params(cfg_);
   struct { std::vector<int32_t> expert; std::vector<float> weight; } r{std::vector<int32_t>(static_cast<size_t>(T * k)),
@@ -73,10 +73,13 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
     for (int64_t i = 0; i < n; ++i) std::memcpy(xe.data() + i * H, x + rows[i] * H, sizeof(float) * H);
     const std::string ex = p + "experts." + std::to_string(e) + ".";
     const int ie = static_cast<int>(e), li = static_cast<int>(l);
-    cpu::gemm_xwt(xe.data(), n, H, w(ex + "up.weight"), 2 * I, nullptr, up.data(), false);
+    // gpt-oss's expert biases: up's on every rank (its own rows), down's once over the ranks (partial sums).
+    const float* up_bias = cfg_.moe_expert_bias ? w(ex + "up.bias") : nullptr;
+    const float* down_bias = cfg_.moe_expert_bias && coll_->rank() == 0 ? w(ex + "down.bias") : nullptr;
+    cpu::gemm_xwt(xe.data(), n, H, w(ex + "up.weight"), 2 * I, up_bias, up.data(), false);
     apply_lora(li, kUp, xe.data(), H, slots, up.data(), 2 * I, nullptr, ie);
-    for (int64_t i = 0; i < n; ++i) cpu::silu_mul(up.data() + i * 2 * I, up.data() + i * 2 * I + I, act.data() + i * I, I);
-    cpu::gemm_xwt(act.data(), n, I, w(ex + "down.weight"), H, nullptr, down.data(), false);
+    for (int64_t i = 0; i < n; ++i) gated_activation(cfg_, up.data() + i * 2 * I, up.data() + i * 2 * I + I, act.data() + i * I, I);
+    cpu::gemm_xwt(act.data(), n, I, w(ex + "down.weight"), H, down_bias, down.data(), false);
     apply_lora(li, kDown, act.data(), I, slots, down.data(), H, nullptr, ie);
     for (int64_t i = 0; i < n; ++i) {
       float* o = out + rows[i] * H;

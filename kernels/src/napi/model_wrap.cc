@@ -54,7 +54,10 @@ ModelConfig parse_config(const Napi::Object& o) {
   else if (mlp == "gelu_erf") c.mlp = MlpKind::kGeluErf;
   else if (mlp == "relu2") c.mlp = MlpKind::kReluSquared;
   else if (mlp == "gated_gelu_tanh") c.mlp = MlpKind::kGatedGeluTanh;
-  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'gelu_tanh', 'gelu_erf' or 'relu2'");
+  else if (mlp == "clamped_swiglu") c.mlp = MlpKind::kClampedSwiglu;
+  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'clamped_swiglu', 'gelu_tanh', 'gelu_erf' or 'relu2'");
+  c.glu_alpha = static_cast<float>(num_or(o, "gluAlpha", 1.702));
+  c.glu_limit = static_cast<float>(num_or(o, "gluLimit", 7.0));
   c.learned_positions = o.Get("learnedPositions").ToBoolean().Value();
   c.max_positions = static_cast<int64_t>(num(o, "maxPositions"));
   c.rotary_dim = static_cast<int64_t>(num(o, "rotaryDim"));
@@ -78,6 +81,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.post_norms = o.Get("postNorms").ToBoolean().Value();
   c.attn_softcap = static_cast<float>(num_or(o, "attnSoftcap", 0.0));
   c.final_softcap = static_cast<float>(num_or(o, "finalSoftcap", 0.0));
+  c.attn_sinks = o.Get("attnSinks").ToBoolean().Value();
   c.residual_scale = static_cast<float>(num_or(o, "residualScale", 1.0));
   c.logits_divisor = static_cast<float>(num_or(o, "logitsDivisor", 1.0));
   layer_flags(o, "layerSliding", c.layer_sliding);
@@ -107,6 +111,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_group_max = o.Get("moeGroupMax").ToBoolean().Value();
   c.moe_choice_bias = o.Get("moeChoiceBias").ToBoolean().Value();
   c.moe_renorm_min = static_cast<float>(num_or(o, "moeRenormMin", 0.0));
+  c.moe_logit_bias = o.Get("moeLogitBias").ToBoolean().Value();
+  c.moe_expert_bias = o.Get("moeExpertBias").ToBoolean().Value();
   c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
   c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
   c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));

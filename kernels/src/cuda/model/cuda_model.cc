@@ -29,6 +29,9 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
+  if (cfg_.attn_sinks || cfg_.mlp == MlpKind::kClampedSwiglu || cfg_.moe_logit_bias || cfg_.moe_expert_bias)
+    throw std::invalid_argument("device 'cuda': gpt-oss (attention sinks, the clamped SwiGLU, router and expert biases) "
+                                "runs on the CPU backend only so far; serve it with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)

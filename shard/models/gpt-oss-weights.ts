@@ -1,0 +1,99 @@
+// gpt-oss's experts as its checkpoints store them, made this rank's plan weights. Two layouts:
+//  - bf16 / fp32 (transformers' GptOssExperts parameters, e.g. the bf16 conversions): mlp.experts.gate_up_proj
+//    [E, hidden, 2I] and down_proj [E, I, hidden] — (in, out) per expert, the transpose of a linear weight;
+//  - OpenAI's published MXFP4: gate_up_proj_blocks [E, 2I, hidden/32, 16] + _scales [E, 2I, hidden/32] and
+//    down_proj_blocks [E, hidden, I/32, 16] + _scales — (out, in) rows of 32-value blocks, each value a 4-bit E2M1
+//    number (low nibble first) times the block's power of two 2^(scale − 127), as transformers' mxfp4 integration
+//    dequantizes them (_convert_moe_packed_tensors; exact in float32).
+// Either way gate_up's outputs alternate gate, up (columns 2i, 2i+1: GptOssExperts._apply_gate); the plan wants this
+// rank's [gate rows | up rows], so they are de-interleaved here, biases (gate_up_proj_bias [E, 2I], down_proj_bias
+// [E, hidden]) alike.
+import type { WeightStore } from '../formats/index.js';
+import { UnsupportedModelError } from './errors.js';
+import { rangeLen, type Partition } from './partition.js';
+import type { ModelSpec } from './spec.js';
+
+// The 16 values of a 4-bit E2M1 code (bit 3 the sign), as transformers' FP4_VALUES.
+const FP4_VALUES = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+
+/** One expert's MXFP4 matrix [rows, cols] in float32 from its blocks [rows, cols/32, 16] and scales [rows, cols/32]. */
+export function dequantizeMxfp4(blocks: Uint8Array, scales: Uint8Array, rows: number, cols: number): Float32Array {
+  const groups = cols / 32;
+  if (!Number.isInteger(groups) || blocks.length !== rows * groups * 16 || scales.length !== rows * groups) {
+    throw new UnsupportedModelError(`MXFP4 blocks of ${blocks.length} bytes and ${scales.length} scales do not make a ` +
+      `[${rows}, ${cols}] matrix (32 values a block, 16 bytes and one scale each)`);
+  }
+  const out = new Float32Array(rows * cols);
+  for (let g = 0; g < rows * groups; g++) {
+    const scale = 2 ** (scales[g]! - 127);
+    for (let b = 0; b < 16; b++) {
+      const byte = blocks[g * 16 + b]!;
+      out[g * 32 + 2 * b] = FP4_VALUES[byte & 0x0f]! * scale;
+      out[g * 32 + 2 * b + 1] = FP4_VALUES[byte >> 4]! * scale;
+    }
+  }
+  return out;
+}
+
+function need(store: WeightStore, name: string): string {
+  if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint`);
+  return name;
+}
+
+/** Expert e's gate_up [2I, hidden] and down [hidden, I] as (out, in) matrices, from either layout. */
+function expertMatrices(store: WeightStore, prefix: string, e: number, H: number, I: number): { gateUp: Float32Array; down: Float32Array } {
+  const one = { dim: 0, start: e, end: e + 1 };
+  const read = (name: string, rows: number, cols: number): Float32Array => {
+    if (store.has(`${prefix}${name}_blocks`)) {
+      const blocks = `${prefix}${name}_blocks`, scales = need(store, `${prefix}${name}_scales`);
+      const [, r, g, b] = store.info(blocks).shape;
+      if (r !== rows || g !== cols / 32 || b !== 16) {
+        throw new UnsupportedModelError(`'${blocks}' has shape [${store.info(blocks).shape.join(', ')}], expected ` +
+          `[E, ${rows}, ${cols / 32}, 16]`);
+      }
+      return dequantizeMxfp4(store.readBytes(blocks, one), store.readBytes(scales, one), rows, cols);
+    }
+    const full = need(store, `${prefix}${name}`);
+    const [, inDim, outDim] = store.info(full).shape;
+    if (inDim !== cols || outDim !== rows) {
+      throw new UnsupportedModelError(`'${full}' has shape [${store.info(full).shape.join(', ')}], expected [E, ${cols}, ${rows}] ` +
+        '(gpt-oss stores each expert as (in, out))');
+    }
+    const t = store.readF32(full, one), m = new Float32Array(rows * cols);  // [cols, rows] -> [rows, cols]
+    for (let i = 0; i < cols; i++) for (let o = 0; o < rows; o++) m[o * cols + i] = t[i * rows + o]!;
+    return m;
+  };
+  return { gateUp: read('gate_up_proj', 2 * I, H), down: read('down_proj', H, I) };
+}
+
+/** The rows of an interleaved [gate0, up0, gate1, up1, …] (each `cols` wide) this rank holds, as [gate rows | up rows]. */
+export function deinterleaveGateUp(m: Float32Array, cols: number, start: number, end: number): Float32Array {
+  const w = end - start, out = new Float32Array(2 * w * cols);
+  for (let i = 0; i < w; i++) {
+    out.set(m.subarray((2 * (start + i)) * cols, (2 * (start + i) + 1) * cols), i * cols);
+    out.set(m.subarray((2 * (start + i) + 1) * cols, (2 * (start + i) + 2) * cols), (w + i) * cols);
+  }
+  return out;
+}
+
+/** Every expert of one gpt-oss layer (`prefix`: the layer's `…mlp.experts.`) as this rank's plan weights. */
+export function loadGptOssExperts(store: WeightStore, spec: ModelSpec, part: Partition, prefix: string, layer: number,
+  set: (name: string, data: Float32Array) => void): void {
+  const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate, w = rangeLen(rows);
+  const gateUpBias = store.readF32(need(store, `${prefix}gate_up_proj_bias`));
+  const downBias = store.readF32(need(store, `${prefix}down_proj_bias`));
+  if (gateUpBias.length !== E * 2 * I || downBias.length !== E * H) {
+    throw new UnsupportedModelError(`'${prefix}gate_up_proj_bias' / 'down_proj_bias' have ${gateUpBias.length} / ` +
+      `${downBias.length} values, expected ${E * 2 * I} / ${E * H}`);
+  }
+  for (let e = 0; e < E; e++) {
+    const { gateUp, down } = expertMatrices(store, prefix, e, H, I);
+    const x = `layers.${layer}.experts.${e}.`;
+    set(`${x}up.weight`, deinterleaveGateUp(gateUp, H, rows.start, rows.end));
+    set(`${x}up.bias`, deinterleaveGateUp(gateUpBias.subarray(e * 2 * I, (e + 1) * 2 * I), 1, rows.start, rows.end));
+    const mine = new Float32Array(H * w);
+    for (let r = 0; r < H; r++) mine.set(down.subarray(r * I + rows.start, r * I + rows.end), r * w);
+    set(`${x}down.weight`, mine);
+    set(`${x}down.bias`, downBias.slice(e * H, (e + 1) * H));
+  }
+}
