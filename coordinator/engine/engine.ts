@@ -13,6 +13,7 @@ import {
   EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
 } from './types.js';
+import { detectReasoningFormat, type ReasoningParserChoice } from './reasoning.js';
 
 export interface ShardGroupLike extends AdapterLoader {
   isReady(): boolean;
@@ -40,6 +41,8 @@ export interface EngineLimits {
   asyncScheduling?: boolean;
   /** --trust-request-chat-template: chat requests may bring their own template (default false). */
   trustRequestChatTemplate?: boolean;
+  /** --reasoning-parser: how chat answers' thoughts are told apart (default auto: from the vocabulary). */
+  reasoningParser?: ReasoningParserChoice;
   /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
   prefixCaching?: boolean;
 }
@@ -116,6 +119,7 @@ export class Engine implements GenerationEngine {
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
       structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
+      reasoning: detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t)),
     };
     this.scheduler = this.newScheduler();
   }

@@ -1,5 +1,6 @@
 // The contract between the HTTP layer and the generation engine (scheduler + shard group + tokenizer).
 import type { SamplingParams, TokenChoice } from '../../protocol/index.js';
+import type { ReasoningFormat } from './reasoning.js';
 
 export type AdapterSource = 'local' | 'hub' | 's3';
 
@@ -147,6 +148,8 @@ export interface EngineInfo {
   structuredOutput: boolean;
   /** --trust-request-chat-template: chat requests may bring their own Jinja template (vLLM's `chat_template`). */
   trustRequestChatTemplate: boolean;
+  /** --reasoning-parser: the format chat answers' thoughts are split out by (reasoning_content), or null. */
+  reasoning: ReasoningFormat | null;
 }
 
 export interface EngineStats {

@@ -72,16 +72,18 @@ export function completionChoice(index: number, text: string, logprobs: Completi
 }
 
 export function chatChoice(index: number, content: string, logprobs: ChatLogprobsJson | null, finish: OpenAiFinishReason,
-  calls?: ToolCall[] | null, legacy = false) {
+  calls?: ToolCall[] | null, legacy = false, reasoning: string | null = null) {
+  // A reasoning parser's thoughts (vLLM's reasoning_content); null when it found none.
+  const thoughts = reasoning === null ? {} : { reasoning_content: reasoning === '' ? null : reasoning };
   if (calls && legacy) {  // the legacy `functions` form: one call, as `function_call`
-    return { index, message: { role: 'assistant' as const, content: null, function_call: { name: calls[0]!.name, arguments: calls[0]!.arguments } },
+    return { index, message: { role: 'assistant' as const, content: null, ...thoughts, function_call: { name: calls[0]!.name, arguments: calls[0]!.arguments } },
       logprobs, finish_reason: 'function_call' as const };
   }
   if (calls) {
-    return { index, message: { role: 'assistant' as const, content: null, tool_calls: calls.map(toolCallJson) }, logprobs,
+    return { index, message: { role: 'assistant' as const, content: null, ...thoughts, tool_calls: calls.map(toolCallJson) }, logprobs,
       finish_reason: 'tool_calls' as const };
   }
-  return { index, message: { role: 'assistant' as const, content }, logprobs, finish_reason: finish };
+  return { index, message: { role: 'assistant' as const, content, ...thoughts }, logprobs, finish_reason: finish };
 }
 
 export function toolCallJson(call: ToolCall) {
@@ -115,7 +117,7 @@ export function completionChunk(
   return includeUsage ? { ...chunk, usage: null } : chunk;
 }
 
-export type ChatDelta = { role: 'assistant'; content: string } | { content: string } | Record<string, never>
+export type ChatDelta = { role: 'assistant'; content: string } | { content: string } | { reasoning_content: string } | Record<string, never>
   | { tool_calls: (ReturnType<typeof toolCallJson> & { index: number })[] } | { function_call: { name: string; arguments: string } };
 
 export function chatChunk(

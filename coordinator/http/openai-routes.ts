@@ -35,7 +35,8 @@ import {
   type ResponseHead,
   type UsageJson,
 } from './openai-responses.js';
-import { validateChatBody, validateCompletionBody, type ValidOpenAi } from './openai-validate.js';
+import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
+import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import { looksLikeCalls, parseToolCalls, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
@@ -64,6 +65,10 @@ interface Run extends EngineRun {
   decode: (ids: number[]) => string;
   /** Chat with tools: an answer that is a call comes back as tool_calls. */
   tools: ToolUse | undefined;
+  /** Chat with a reasoning parser (--reasoning-parser): a new splitter of this choice's thoughts from its answer. */
+  splitter: (() => ReasoningSplitter) | null;
+  /** include_reasoning: the thoughts are returned (else dropped). */
+  includeReasoning: boolean;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -128,11 +133,21 @@ async function start(
   });
   const texts = prompts.map((p) => (typeof p === 'string' ? p : valid.echo ? deps.engine.detokenize(p) : ''));
   const decode = (ids: number[]) => deps.engine.detokenize(ids);
-  return started.map((run, index) => ({ ...run, kind, valid, head, span, index, prompt: texts[Math.floor(index / per)]!, decode, tools }));
+  // skip_special_tokens false asks for the raw text: no split then.
+  const format = kind === 'chat' && !valid.keepSpecialTokens ? deps.engine.info.reasoning : null;
+  const includeReasoning = (valid as Partial<ValidChat>).includeReasoning ?? true;
+  return started.map((run, index) => {
+    const prompt = texts[Math.floor(index / per)]!;
+    const opensThinking = format === 'think' && promptOpensThinking(prompt);
+    return { ...run, kind, valid, head, span, index, prompt, decode, tools, includeReasoning,
+      splitter: format ? () => new ReasoningSplitter(format, opensThinking) : null };
+  });
 }
 
 interface ChoiceResult {
   text: string;
+  /** The thoughts a reasoning parser split out (null: no parser, or include_reasoning false). */
+  reasoning: string | null;
   /** The answer is these calls (chat with tools). */
   calls: ToolCall[] | null;
   logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
@@ -153,7 +168,8 @@ async function whole(runs: Run[]): Promise<object> {
   const results = per > valid.n ? bestOfEach(all, per, valid.n) : all;
   if (kind === 'chat') {
     const legacy = runs[0]!.tools?.legacy ?? false;
-    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls, legacy)), usage);
+    return chatJson(head, results.map((r, i) => chatChoice(i, r.text, r.logprobs as ChatLogprobsJson | null, r.finish, r.calls, legacy,
+      r.reasoning)), usage);
   }
   return completionJson(head, results.map((r, i) => completionChoice(i, r.text, r.logprobs as CompletionLogprobsJson | null, r.finish)), usage);
 }
@@ -189,7 +205,9 @@ async function choice(run: Run): Promise<ChoiceResult> {
   let tokens = 0;
   // The text as the stream would send it, token by token (min_tokens decides where stop sequences count).
   const trimmer = new StopTrimmer(run.valid.stop, run.valid.minNewTokens, run.valid.includeStop);
+  const splitter = run.splitter?.() ?? null;
   let text = '';
+  let reasoning = '';
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
@@ -200,7 +218,12 @@ async function choice(run: Run): Promise<ChoiceResult> {
       case 'token':
         logprobSum += ev.token.logprob;
         tokens++;
-        if (!scoreOnly) text += trimmer.push(ev.token.special ? '' : ev.textDelta);
+        if (!scoreOnly) {
+          const delta = ev.token.special ? '' : ev.textDelta;
+          const part = splitter ? splitter.push(ev.token.text, delta) : { reasoning: '', content: delta };
+          reasoning += part.reasoning;
+          text += trimmer.push(part.content);
+        }
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
         else completionLogprobs.add(ev.token, ev.textDelta);
@@ -208,9 +231,11 @@ async function choice(run: Run): Promise<ChoiceResult> {
       case 'end': {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
-        const generated = scoreOnly ? '' : text + trimmer.finish(ev.generatedText);
+        // Split, the text is the answer alone: the engine's whole text is no longer its continuation.
+        const generated = scoreOnly ? '' : text + trimmer.finish(splitter ? '' : ev.generatedText);
         const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
-        return { text: (echo ? run.prompt : '') + generated, calls, logprobs, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
+        return { text: (echo ? run.prompt : '') + generated, calls, logprobs,
+          reasoning: splitter && run.includeReasoning ? reasoning : null, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
           meanLogprob: tokens > 0 ? logprobSum / tokens : -Infinity };
       }
@@ -281,6 +306,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const trimmer = new StopTrimmer(valid.stop, valid.minNewTokens, valid.includeStop);
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
+  const splitter = run.splitter?.() ?? null;
   // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls (legacy
   // functions: function_call) at the end.
   let held: string | null = null;
@@ -301,11 +327,17 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         break;
       case 'token': {
         if (scoreOnly || trimmer.stopped) break;
-        if (ev.token.special) {  // no text, but it counts toward min_tokens
+        // With a reasoning parser the token's thoughts go out as reasoning_content; its answer part (if any) goes on.
+        const part = splitter?.push(ev.token.text, ev.token.special ? '' : ev.textDelta) ?? null;
+        if (part && part.reasoning !== '' && run.includeReasoning) {
+          const lp = valid.logprobs ? chatLogprobs([chatTokenLogprob(ev.token, ev.textDelta)]) : null;
+          yield { frame: sseFrame(chatChunk(head, { reasoning_content: part.reasoning }, lp, null, valid.includeUsage, index)) };
+        }
+        if (ev.token.special || (part && part.content === '')) {  // no answer text, but it counts toward min_tokens
           trimmer.push('');
           break;
         }
-        const text = trimmer.push(ev.textDelta);
+        const text = trimmer.push(part ? part.content : ev.textDelta);
         if (run.tools && !started && text !== '') {
           started = true;
           if (looksLikeCalls(text)) held = '';
@@ -326,7 +358,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       }
       case 'end': {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
-        const rest = scoreOnly ? '' : trimmer.finish(ev.generatedText);
+        const rest = scoreOnly ? '' : trimmer.finish(splitter ? '' : ev.generatedText);  // split: the tokens carried it all
         if (held !== null) {
           const calls = ev.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
           if (calls && run.tools!.legacy) {  // one call (legacy requests never allow several)

@@ -122,6 +122,8 @@ export interface ValidChat extends ValidOpenAi {
   render: ChatRender;
   /** Functions the answer may call (absent: none, or tool_choice "none"). */
   tools: ToolUse | undefined;
+  /** include_reasoning (vLLM, default true): false drops the thoughts a reasoning parser splits out. */
+  includeReasoning: boolean;
 }
 
 
@@ -140,7 +142,7 @@ const CHAT_KEYS = new Set([
   ...COMMON_KEYS, 'messages', 'top_logprobs', 'max_completion_tokens', 'tools', 'tool_choice', 'parallel_tool_calls',
   'functions', 'function_call', 'store', 'metadata', 'service_tier', 'modalities',
   'prompt_cache_key', 'safety_identifier', 'add_generation_prompt', 'continue_final_message', 'chat_template_kwargs',
-  'chat_template',
+  'chat_template', 'include_reasoning', 'reasoning_effort',
 ]);
 const IGNORED_STRINGS = ['user', 'prompt_cache_key', 'safety_identifier'];
 
@@ -224,7 +226,8 @@ export function validateChatBody(
   const common = commonFields(top, limits, authorization, seedSource, maxCompletionTokens ?? maxTokens, topN);
   const tools = toolUseOf(top);
   if (tools && common.constraint !== undefined) throw validationError('use either `tools` or a JSON `response_format`, not both');
-  return { ...common, messages: messagesOf(top), render: chatRenderOf(top, limits), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}) };
+  return { ...common, messages: messagesOf(top), render: chatRenderOf(top, limits), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}),
+    includeReasoning: optional(top, 'include_reasoning', bool) ?? true };
 }
 
 // --- pieces ---------------------------------------------------------------------------------------

@@ -39,8 +39,14 @@ export function chatRenderOf(top: Json, limits: ValidationLimits = { maxTotalTok
       throw validationError(`\`chat_template\` must be a Jinja template of 1 to ${MAX_REQUEST_TEMPLATE_CHARS} characters`);
     }
   }
+  // reasoning_effort (OpenAI's, for reasoning models): the template variable gpt-oss's template reads ("Reasoning: low").
+  const effort = optional(top, 'reasoning_effort', str);
+  if (effort !== undefined && !['minimal', 'low', 'medium', 'high'].includes(effort)) {
+    throw validationError('`reasoning_effort` must be one of minimal, low, medium, high');
+  }
+  const vars = { ...(effort !== undefined ? { reasoning_effort: effort } : {}), ...(isJsonObject(kwargs) ? kwargs : {}) };
   return { addGenerationPrompt, continueFinalMessage,
-    ...(isJsonObject(kwargs) && Object.keys(kwargs).length > 0 ? { templateKwargs: kwargs } : {}),
+    ...(Object.keys(vars).length > 0 ? { templateKwargs: vars } : {}),
     ...(template !== undefined ? { template } : {}) };
 }
 

@@ -92,6 +92,11 @@ export class TokenizerPool {
     return decodeIds(this.local, ids, opts.skipSpecialTokens ?? false);
   }
 
+  /** Whether `token` is one token of the vocabulary (added tokens included). */
+  hasToken(token: string): boolean {
+    return this.local.tokenizer.token_to_id(token) !== undefined && this.local.tokenizer.token_to_id(token) !== null;
+  }
+
   tokenStringsSync(ids: readonly number[]): string[] {
     return ids.map((id) => decodeIds(this.local, [id]));
   }

@@ -65,6 +65,8 @@ export interface LaunchConfig {
   cluster: string;
   maxConcurrentRequests: number;
   trustRequestChatTemplate: boolean;
+  /** How chat answers' thoughts are split out (coordinator/engine/reasoning.ts). */
+  reasoningParser: 'auto' | 'none' | 'think' | 'harmony';
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;

@@ -8,21 +8,26 @@ import { parseArgs, type LaunchConfig } from '../../deploy/config/index.js';
 import { loadGoldenCase, type GoldenCase } from './golden.js';
 import { refLogSoftmax } from './reference-ops.js';
 
-/** specialTokens: ids the tokenizer marks as special added tokens, with their text (e.g. { 3: '<tool>' }). */
-export function tokenizedGoldenModel(c: GoldenCase, specialTokens: Record<number, string> = {}): string {
+/**
+ * specialTokens: ids the tokenizer marks as special added tokens, with their text (e.g. { 3: '<tool>' }); an entry
+ * { content, special: false } is an added token that is not special (its text stays in decoded output).
+ */
+export function tokenizedGoldenModel(c: GoldenCase, specialTokens: Record<number, AddedToken> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), `weft-${c.name}-`));
   for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(c.modelDir, f), join(dir, f));
   const vocab: Record<string, number> = {};
   for (let i = 0; i < c.vocab; i++) vocab[`t${i}`] = i;
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
     version: '1.0', truncation: null, padding: null, normalizer: null,
-    added_tokens: Object.entries(specialTokens).map(([id, content]) => ({ id: Number(id), content, single_word: false,
-      lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: Object.entries(specialTokens).map(([id, t]) => ({ id: Number(id), content: typeof t === 'string' ? t : t.content,
+      single_word: false, lstrip: false, rstrip: false, normalized: false, special: typeof t === 'string' || t.special })),
     pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
     model: { type: 'WordLevel', vocab, unk_token: 't0' },
   }));
   return dir;
 }
+
+export type AddedToken = string | { content: string; special: boolean };
 
 export const textOf = (ids: number[]): string => ids.map((i) => `t${i}`).join(' ');
 
@@ -42,8 +47,8 @@ export interface GoldenServerExtras {
   logs?: LaunchEnvironment['logs'];
   /** The golden case served (default llama). */
   caseName?: string;
-  /** Token ids the served tokenizer marks as special, with their text. */
-  specialTokens?: Record<number, string>;
+  /** Token ids the served tokenizer marks as special (or added: tokenizedGoldenModel), with their text. */
+  specialTokens?: Record<number, AddedToken>;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {

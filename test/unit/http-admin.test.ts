@@ -74,7 +74,7 @@ const INFO: EngineInfo = {
   maxBatchPrefillTokens: 64, maxConcurrentRequests: 2, numShard: 1, blockSize: 16, kvBlocks: 8, adapterSlots: 4,
   eosTokenIds: [2], version: '0.1.0-test', defaultAdapterSource: 'hub', device: 'cpu', dtype: 'float32', asyncScheduling: true,
   prefixCaching: true,
-  structuredOutput: true, trustRequestChatTemplate: false,
+  structuredOutput: true, trustRequestChatTemplate: false, reasoning: null,
 };
 
 /** Only the adapter admin is exercised; generation is out of scope for these tests. */

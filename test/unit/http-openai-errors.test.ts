@@ -149,7 +149,8 @@ describe('bad input → 422 in OpenAI shape', () => {
     ['max_tokens and max_completion_tokens disagree', chat({ max_tokens: 2, max_completion_tokens: 3 }),
       '`max_tokens` and `max_completion_tokens` disagree; send one of them'],
     ['completions key on chat', chat({ prompt: 'a' }), 'unknown field `prompt`'],
-    ['reasoning_effort', chat({ reasoning_effort: 'low' }), 'unknown field `reasoning_effort`'],
+    ['reasoning_effort not a level', chat({ reasoning_effort: 'extreme' }), '`reasoning_effort` must be one of minimal, low, medium, high'],
+    ['include_reasoning a string', chat({ include_reasoning: 'no' }), '`include_reasoning` must be a boolean'],
   ];
   for (const [name, body, message] of chats) {
     test(`chat: ${name}`, async () => invalid(await post(s.app, '/v1/chat/completions', body), message));

@@ -111,3 +111,11 @@ describe('vLLM request fields on the OpenAI routes', () => {
     assert.match(bad.body, /`min_tokens` must be >= 0 and <= the maximum new tokens \(2\)/);
   });
 });
+
+test('reasoning_effort becomes the template variable gpt-oss reads; chat_template_kwargs still win', () => {
+  assert.deepEqual(chatRenderOf({ reasoning_effort: 'low' }).templateKwargs, { reasoning_effort: 'low' });
+  assert.deepEqual(chatRenderOf({ reasoning_effort: 'low', chat_template_kwargs: { reasoning_effort: 'high', x: 1 } }).templateKwargs,
+    { reasoning_effort: 'high', x: 1 });
+  assert.equal(chatRenderOf({}).templateKwargs, undefined);
+  assert.throws(() => chatRenderOf({ reasoning_effort: 'max' }), /`reasoning_effort` must be one of minimal, low, medium, high/);
+});
