@@ -49,10 +49,10 @@ export interface OpenAiDeps {
   bearerIsAdapterToken?: boolean;
 }
 
-type Kind = 'completion' | 'chat';
+export type Kind = 'completion' | 'chat';
 
 /** A started generation (one choice): its events (the first already read), what shapes its answer, its cancel. */
-interface Run extends EngineRun {
+export interface Run extends EngineRun {
   kind: Kind;
   valid: ValidOpenAi;
   head: ResponseHead;
@@ -98,7 +98,7 @@ function adapterOf(engine: GenerationEngine, valid: ValidOpenAi): AdapterRef | n
 /** Starts one engine request per sequence: n (or best_of) per prompt, prompt by prompt (index = prompt x per + j,
  * sampled with seed + j); if one cannot start, none runs. A prompt is text, or token ids (used as given; echoed
  * as their decoded text). */
-async function start(
+export async function start(
   request: FastifyRequest,
   reply: FastifyReply,
   deps: OpenAiDeps,
@@ -144,10 +144,12 @@ async function start(
   });
 }
 
-interface ChoiceResult {
+export interface ChoiceResult {
   text: string;
   /** The thoughts a reasoning parser split out (null: no parser, or include_reasoning false). */
   reasoning: string | null;
+  /** Generated tokens that were thoughts (the reasoning parser's, markers excluded). */
+  reasoningTokens: number;
   /** The answer is these calls (chat with tools). */
   calls: ToolCall[] | null;
   logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
@@ -195,7 +197,7 @@ function usageOf(results: readonly ChoiceCounts[], n: number): UsageJson {
   return usageJson(sum(firsts, (r) => r.promptTokens), sum(results, (r) => r.generatedTokens), sum(firsts, (r) => r.cachedTokens));
 }
 
-async function choice(run: Run): Promise<ChoiceResult> {
+export async function choice(run: Run): Promise<ChoiceResult> {
   let promptTokens = 0;
   let cachedTokens = 0;
   const completionLogprobs = new CompletionLogprobs();
@@ -208,6 +210,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
   const splitter = run.splitter?.() ?? null;
   let text = '';
   let reasoning = '';
+  let reasoningTokens = 0;
   for await (const ev of runEvents(run)) {
     switch (ev.type) {
       case 'admitted':
@@ -222,6 +225,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
           const delta = ev.token.special ? '' : ev.textDelta;
           const part = splitter ? splitter.push(ev.token.text, delta) : { reasoning: '', content: delta };
           reasoning += part.reasoning;
+          if (part.reasoning !== '') reasoningTokens++;
           text += trimmer.push(part.content);
         }
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
@@ -235,7 +239,7 @@ async function choice(run: Run): Promise<ChoiceResult> {
         const generated = scoreOnly ? '' : text + trimmer.finish(splitter ? '' : ev.generatedText);
         const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
         return { text: (echo ? run.prompt : '') + generated, calls, logprobs,
-          reasoning: splitter && run.includeReasoning ? reasoning : null, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
+          reasoning: splitter && run.includeReasoning ? reasoning : null, reasoningTokens, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
           meanLogprob: tokens > 0 ? logprobSum / tokens : -Infinity };
       }

@@ -11,6 +11,7 @@ import { requestSecrets } from './engine-run.js';
 import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
+import { registerResponsesApiRoute } from './responses-api-routes.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerServiceRoutes } from './service-routes.js';
 
@@ -92,6 +93,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
 
   registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
+  registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });

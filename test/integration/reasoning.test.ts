@@ -29,7 +29,12 @@ async function chat(tokens: Record<number, AddedToken>, flags: string[], body: R
     assert.equal(whole.status, 200, whole.text);
     const streamed = sse((await srv.post('/v1/chat/completions', { ...req, stream: true })).text);
     const deltas = (k: string) => streamed.map((ch) => ch.choices[0]?.delta?.[k] ?? '').join('');
-    return { message: whole.json.choices[0].message, streamed: { reasoning: deltas('reasoning_content'), content: deltas('content') } };
+    // the Responses API: the same split as a reasoning item before the message
+    const { messages: _m, max_tokens: _x, ...rest } = req;
+    const resp = await srv.post('/v1/responses', { ...rest, input: req.messages, max_output_tokens: 6 });
+    assert.equal(resp.status, 200, resp.text);
+    return { message: whole.json.choices[0].message, streamed: { reasoning: deltas('reasoning_content'), content: deltas('content') },
+      response: resp.json };
   } finally {
     await srv.close();
   }
@@ -59,8 +64,12 @@ test('harmony (gpt-oss): the analysis channel is reasoning_content; the markers 
   const start = [...Array(c.vocab).keys()].find((id) => !g.includes(id) && !c.sequences[s]!.includes(id))!;
   const tokens: Record<number, AddedToken> = { [g[1]!]: '<|channel|>', [g[2]!]: { content: 'analysis', special: false },
     [g[3]!]: '<|message|>', [g[5]!]: '<|end|>', [start]: '<|start|>' };
-  const { message, streamed } = await chat(tokens, []);
+  const { message, streamed, response } = await chat(tokens, []);
   assert.equal(message.reasoning_content.trim(), t(g[4]!));
   assert.equal(message.content.trim(), t(g[0]!));
   assert.deepEqual(streamed, { reasoning: message.reasoning_content, content: message.content });
+  assert.deepEqual(response.output.map((o: any) => o.type), ['reasoning', 'message']);
+  assert.equal(response.output[0].content[0].text, message.reasoning_content);
+  assert.equal(response.output[1].content[0].text, message.content);
+  assert.equal(response.usage.output_tokens_details.reasoning_tokens, 1);
 });

@@ -1,0 +1,154 @@
+// OpenAI's Responses API request (POST /v1/responses) as the chat completion request it asks for: `input` (text, or
+// message / function_call / function_call_output items) and `instructions` become messages; max_output_tokens,
+// tools (flat function tools), tool_choice, text.format and reasoning.effort their chat names. The chat validation
+// then checks everything as for /v1/chat/completions. Responses are not stored: previous_response_id is refused.
+import { validationError, notSupported } from './errors.js';
+import { isJsonObject, type Json } from './json.js';
+import { asObject, optional, str } from './validate.js';
+
+const KEYS = new Set([
+  'model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'stream', 'tools', 'tool_choice',
+  'parallel_tool_calls', 'reasoning', 'text', 'store', 'metadata', 'user', 'seed', 'previous_response_id', 'truncation',
+  'background', 'include', 'service_tier', 'prompt_cache_key', 'safety_identifier',
+  // weft's / vLLM's fields the chat route takes as they are
+  'adapter_source', 'api_token', 'top_k', 'min_p', 'repetition_penalty', 'stop', 'presence_penalty', 'frequency_penalty',
+  'chat_template', 'chat_template_kwargs', 'include_reasoning',
+]);
+const PASSED = ['model', 'temperature', 'top_p', 'stream', 'parallel_tool_calls', 'user', 'seed', 'adapter_source', 'api_token',
+  'top_k', 'min_p', 'repetition_penalty', 'stop', 'presence_penalty', 'frequency_penalty', 'prompt_cache_key', 'safety_identifier',
+  'chat_template', 'chat_template_kwargs', 'include_reasoning'];
+
+/** The request's fields a response repeats back (OpenAI's response object echoes its settings). */
+export interface ResponseSettings {
+  instructions: string | null;
+  maxOutputTokens: number | null;
+  temperature: number | null;
+  topP: number | null;
+  tools: unknown[];
+  toolChoice: unknown;
+  parallelToolCalls: boolean;
+  text: Json;
+  reasoningEffort: string | null;
+  metadata: Json;
+}
+
+/** The chat completion body a Responses request stands for, and the settings the response echoes. */
+export function chatBodyOfResponses(body: unknown): { chat: Json; settings: ResponseSettings } {
+  const top = asObject(body, 'request body');
+  for (const key of Object.keys(top)) if (!KEYS.has(key)) throw validationError(`unknown field \`${key.slice(0, 64)}\``);
+  if (top.previous_response_id !== undefined && top.previous_response_id !== null) {
+    throw validationError('`previous_response_id`: responses are not stored here; send the whole conversation in `input`');
+  }
+  if (top.background === true) throw notSupported('background');
+  const truncation = optional(top, 'truncation', str);
+  if (truncation !== undefined && truncation !== 'disabled') throw notSupported('truncation');
+  if (top.include !== undefined && top.include !== null && !(Array.isArray(top.include) && top.include.length === 0)) {
+    throw notSupported('include');
+  }
+  const instructions = optional(top, 'instructions', str);
+  const messages = [...(instructions !== undefined ? [{ role: 'system', content: instructions }] : []), ...inputMessages(top.input)];
+  const chat: Json = { messages };
+  for (const key of PASSED) if (top[key] !== undefined) chat[key] = top[key];
+  if (top.max_output_tokens !== undefined) chat.max_completion_tokens = top.max_output_tokens;
+  if (top.tools !== undefined && top.tools !== null) chat.tools = toolsOf(top.tools);
+  if (top.tool_choice !== undefined) chat.tool_choice = toolChoiceOf(top.tool_choice);
+  const reasoning = top.reasoning === undefined || top.reasoning === null ? {} : asObject(top.reasoning, '`reasoning`');
+  for (const key of Object.keys(reasoning)) {
+    if (key !== 'effort' && key !== 'summary') throw validationError(`unknown field \`reasoning.${key.slice(0, 64)}\``);
+  }
+  const effort = optional(reasoning, 'effort', str);
+  if (effort !== undefined) chat.reasoning_effort = effort;
+  const text = top.text === undefined || top.text === null ? {} : asObject(top.text, '`text`');
+  const format = formatOf(text);
+  if (format !== undefined) chat.response_format = format;
+  const metadata = top.metadata === undefined || top.metadata === null ? {} : asObject(top.metadata, '`metadata`');
+  return {
+    chat,
+    settings: {
+      instructions: instructions ?? null, maxOutputTokens: typeof top.max_output_tokens === 'number' ? top.max_output_tokens : null,
+      temperature: typeof top.temperature === 'number' ? top.temperature : null, topP: typeof top.top_p === 'number' ? top.top_p : null,
+      tools: Array.isArray(top.tools) ? top.tools : [], toolChoice: top.tool_choice ?? 'auto', parallelToolCalls: top.parallel_tool_calls !== false,
+      text: { format: text.format ?? { type: 'text' } }, reasoningEffort: effort ?? null, metadata,
+    },
+  };
+}
+
+/** `input`: text (one user message) or items — messages, function calls and their outputs; reasoning items are dropped. */
+function inputMessages(input: unknown): Json[] {
+  if (input === undefined || input === null) throw validationError('missing field `input`');
+  if (typeof input === 'string') return [{ role: 'user', content: input }];
+  if (!Array.isArray(input)) throw validationError('`input` must be a string or an array of items');
+  if (input.length === 0) throw validationError('`input` cannot be empty');
+  const out: Json[] = [];
+  input.forEach((v, i) => {
+    const at = `input[${i}]`;
+    const item = asObject(v, `\`${at}\``);
+    const type = item.type ?? 'message';
+    if (type === 'message') {
+      out.push({ role: str(item.role, `${at}.role`), content: itemText(item.content, `${at}.content`) });
+    } else if (type === 'function_call') {  // consecutive calls: one assistant turn
+      const call = { id: str(item.call_id, `${at}.call_id`), type: 'function',
+        function: { name: str(item.name, `${at}.name`), arguments: str(item.arguments, `${at}.arguments`) } };
+      const last = out.at(-1);
+      if (last && last.role === 'assistant' && Array.isArray(last.tool_calls)) last.tool_calls.push(call);
+      else out.push({ role: 'assistant', content: null, tool_calls: [call] });
+    } else if (type === 'function_call_output') {
+      const output = item.output;
+      out.push({ role: 'tool', tool_call_id: str(item.call_id, `${at}.call_id`),
+        content: typeof output === 'string' ? output : itemText(output, `${at}.output`) });
+    } else if (type !== 'reasoning') {
+      throw validationError(`\`${at}.type\` '${String(type).slice(0, 64)}' is not supported (message, function_call, ` +
+        'function_call_output, reasoning)');
+    }
+  });
+  return out;
+}
+
+/** A message's content: text, or input_text / output_text parts joined. */
+function itemText(content: unknown, at: string): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw validationError(`\`${at}\` must be a string or an array of text parts`);
+  return content.map((p, j) => {
+    const part = asObject(p, `\`${at}[${j}]\``);
+    if (part.type !== 'input_text' && part.type !== 'output_text' && part.type !== 'text') {
+      throw validationError(`\`${at}[${j}].type\` '${String(part.type).slice(0, 64)}' is not supported (input_text, output_text)`);
+    }
+    return str(part.text, `${at}[${j}].text`);
+  }).join('');
+}
+
+/** Function tools, flat as the Responses API gives them ({type, name, description, parameters, strict}). */
+function toolsOf(tools: unknown): Json[] {
+  if (!Array.isArray(tools)) throw validationError('`tools` must be an array');
+  return tools.map((t, i) => {
+    const tool = asObject(t, `\`tools[${i}]\``);
+    if (tool.type !== 'function') {
+      throw validationError(`\`tools[${i}].type\` '${String(tool.type).slice(0, 64)}' is not supported (function tools only)`);
+    }
+    const { type: _type, ...fn } = tool;
+    return { type: 'function', function: fn };
+  });
+}
+
+/** tool_choice: auto / none / required, or {type: 'function', name}. */
+function toolChoiceOf(choice: unknown): unknown {
+  if (!isJsonObject(choice)) return choice;
+  if (choice.type !== 'function') throw validationError('`tool_choice` must be auto, none, required or {"type": "function", "name"}');
+  return { type: 'function', function: { name: str(choice.name, 'tool_choice.name') } };
+}
+
+/** text.format: text (none), json_object, or json_schema {name, schema, strict, description}. */
+function formatOf(text: Json): Json | undefined {
+  for (const key of Object.keys(text)) {
+    if (key !== 'format' && key !== 'verbosity') throw validationError(`unknown field \`text.${key.slice(0, 64)}\``);
+  }
+  if (text.format === undefined || text.format === null) return undefined;
+  const f = asObject(text.format, '`text.format`');
+  if (f.type === 'text') return undefined;
+  if (f.type === 'json_object') return { type: 'json_object' };
+  if (f.type === 'json_schema') {
+    const { type: _type, ...schema } = f;
+    return { type: 'json_schema', json_schema: schema };
+  }
+  throw validationError('`text.format.type` must be text, json_object or json_schema');
+}

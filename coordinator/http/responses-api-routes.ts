@@ -1,0 +1,184 @@
+// POST /v1/responses: OpenAI's Responses API over the chat completion machinery (responses-api-request.ts turns the
+// request into a chat request). The answer is a response object whose `output` holds a reasoning item (the
+// reasoning parser's thoughts), then the message (output_text) or the function calls; streamed, it is OpenAI's
+// typed events (`event: response.output_text.delta` …, each with a sequence_number) ending with response.completed
+// (or response.incomplete at max_output_tokens). Errors before the stream are OpenAI error bodies; a failure
+// mid-stream is one `error` event.
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { toHttpError } from './errors.js';
+import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
+import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
+import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
+import { looksLikeCalls, parseToolCalls, withToolPrompt, type ToolCall } from './openai-tools.js';
+import { validateChatBody } from './openai-validate.js';
+import { chatBodyOfResponses, type ResponseSettings } from './responses-api-request.js';
+
+type Json = Record<string, unknown>;
+interface Head { id: string; created: number; model: string }
+interface Counts { promptTokens: number; cachedTokens: number; generatedTokens: number; reasoningTokens: number }
+
+export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps): void {
+  app.post('/v1/responses', { errorHandler: openAiErrorHandler(deps.bodyLimitBytes) }, async (request, reply) => {
+    const { chat, settings } = chatBodyOfResponses(request.body);
+    const valid = validateChatBody(chat, { maxTotalTokens: deps.engine.info.maxTotalTokens,
+      defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate },
+    adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools), valid.render);
+    const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
+    const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
+    if (!valid.stream) {
+      const r = await choice(run!);
+      return responseJson(head, settings, outputOf(r), r.finish === 'length', r);
+    }
+    return sendSse(reply, events(run!, head, settings, reply));
+  });
+}
+
+const itemId = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, '')}`;
+
+function usageOf(c: Counts) {
+  return { input_tokens: c.promptTokens, input_tokens_details: { cached_tokens: c.cachedTokens }, output_tokens: c.generatedTokens,
+    output_tokens_details: { reasoning_tokens: c.reasoningTokens }, total_tokens: c.promptTokens + c.generatedTokens };
+}
+
+/** The response object: its settings echoed, `output`, and (once done) usage. */
+function responseJson(head: Head, s: ResponseSettings, output: Json[], incomplete: boolean, counts: Counts | null,
+  status?: 'in_progress') {
+  return {
+    id: head.id, object: 'response', created_at: head.created, status: status ?? (incomplete ? 'incomplete' : 'completed'),
+    error: null, incomplete_details: incomplete && !status ? { reason: 'max_output_tokens' } : null, instructions: s.instructions,
+    max_output_tokens: s.maxOutputTokens, model: head.model, output, parallel_tool_calls: s.parallelToolCalls,
+    previous_response_id: null, reasoning: { effort: s.reasoningEffort, summary: null }, store: false,
+    temperature: s.temperature ?? 1, text: s.text, tool_choice: s.toolChoice, tools: s.tools, top_p: s.topP ?? 1,
+    truncation: 'disabled', usage: counts ? usageOf(counts) : null, metadata: s.metadata,
+  };
+}
+
+const reasoningItem = (id: string, text: string) => ({ id, type: 'reasoning', summary: [], content: [{ type: 'reasoning_text', text }] });
+const messageItem = (id: string, text: string, status: string) => ({ id, type: 'message', status, role: 'assistant',
+  content: [{ type: 'output_text', text, annotations: [] }] });
+const callItem = (c: ToolCall, status = 'completed') => ({ id: itemId('fc'), type: 'function_call', status, call_id: c.id, name: c.name,
+  arguments: c.arguments });
+
+function outputOf(r: ChoiceResult): Json[] {
+  const out: Json[] = [];
+  if (r.reasoning) out.push(reasoningItem(itemId('rs'), r.reasoning));
+  if (r.calls) out.push(...r.calls.map((c) => callItem(c)));
+  else out.push(messageItem(itemId('msg'), r.text, r.finish === 'length' ? 'incomplete' : 'completed'));
+  return out;
+}
+
+/** The streamed events of one response (see the file comment); the client leaving cancels the generation. */
+async function* events(run: Run, head: Head, s: ResponseSettings, reply: FastifyReply): AsyncGenerator<string> {
+  let seq = 0;
+  const ev = (type: string, data: Json) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;
+  const output: Json[] = [];
+  const counts: Counts = { promptTokens: 0, cachedTokens: 0, generatedTokens: 0, reasoningTokens: 0 };
+  const trimmer = new StopTrimmer(run.valid.stop, run.valid.minNewTokens, run.valid.includeStop);
+  const splitter = run.splitter?.() ?? null;
+  let thoughts: { id: string; text: string; index: number } | null = null;
+  let message: { id: string; text: string; index: number } | null = null;
+  let held: string | null = null;  // tools: an answer that starts like calls is held and sent as function_call items
+  let started = false, settled = false;
+  function* closeThoughts() {
+    if (!thoughts) return;
+    const { id, text, index } = thoughts;
+    yield ev('response.reasoning_text.done', { item_id: id, output_index: index, content_index: 0, text });
+    yield ev('response.output_item.done', { output_index: index, item: reasoningItem(id, text) });
+    output.push(reasoningItem(id, text));
+    thoughts = null;
+  }
+  function* say(text: string) {
+    if (text === '') return;
+    yield* closeThoughts();
+    if (!message) {
+      message = { id: itemId('msg'), text: '', index: output.length };
+      yield ev('response.output_item.added', { output_index: message.index, item: { ...messageItem(message.id, '', 'in_progress'), content: [] } });
+      yield ev('response.content_part.added', { item_id: message.id, output_index: message.index, content_index: 0,
+        part: { type: 'output_text', text: '', annotations: [] } });
+    }
+    message.text += text;
+    yield ev('response.output_text.delta', { item_id: message.id, output_index: message.index, content_index: 0, delta: text });
+  }
+  try {
+    const inProgress = responseJson(head, s, [], false, null, 'in_progress');
+    yield ev('response.created', { response: inProgress });
+    yield ev('response.in_progress', { response: inProgress });
+    for await (const e of runEvents(run)) {
+      switch (e.type) {
+        case 'admitted':
+          counts.promptTokens = e.promptTokens;
+          counts.cachedTokens = e.cachedTokens;
+          break;
+        case 'token': {
+          if (trimmer.stopped) break;
+          const part = splitter?.push(e.token.text, e.token.special ? '' : e.textDelta) ?? null;
+          if (part && part.reasoning !== '') {
+            counts.reasoningTokens++;
+            if (run.includeReasoning) {
+              if (!thoughts) {
+                thoughts = { id: itemId('rs'), text: '', index: output.length };
+                yield ev('response.output_item.added', { output_index: thoughts.index, item: { ...reasoningItem(thoughts.id, ''), content: [] } });
+              }
+              thoughts.text += part.reasoning;
+              yield ev('response.reasoning_text.delta', { item_id: thoughts.id, output_index: thoughts.index, content_index: 0,
+                delta: part.reasoning });
+            }
+          }
+          const text = trimmer.push(e.token.special ? '' : part ? part.content : e.textDelta);
+          if (run.tools && !started && text !== '') {
+            started = true;
+            if (looksLikeCalls(text)) held = '';
+          }
+          if (held !== null) held += text;
+          else yield* say(text);
+          break;
+        }
+        case 'end': {
+          counts.generatedTokens = e.generatedTokens;
+          const rest = trimmer.finish(splitter ? '' : e.generatedText);
+          yield* closeThoughts();
+          const calls = held !== null && e.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
+          if (calls) {
+            for (const c of calls) {
+              const item = callItem(c), index = output.length;
+              yield ev('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', arguments: '' } });
+              yield ev('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: c.arguments });
+              yield ev('response.function_call_arguments.done', { item_id: item.id, output_index: index, arguments: c.arguments });
+              yield ev('response.output_item.done', { output_index: index, item });
+              output.push(item);
+            }
+          } else {
+            yield* say((held ?? '') + rest);
+          }
+          const incomplete = e.finishReason === 'length';
+          if (!calls) {  // the message item, opened here when no text came (it is sent all the same)
+            const m = message ?? { id: itemId('msg'), text: '', index: output.length };
+            const done = messageItem(m.id, m.text, incomplete ? 'incomplete' : 'completed');
+            if (!message) yield ev('response.output_item.added', { output_index: m.index, item: { ...done, status: 'in_progress', content: [] } });
+            yield ev('response.output_text.done', { item_id: m.id, output_index: m.index, content_index: 0, text: m.text });
+            yield ev('response.content_part.done', { item_id: m.id, output_index: m.index, content_index: 0, part: done.content[0] });
+            yield ev('response.output_item.done', { output_index: m.index, item: done });
+            output.push(done);
+          }
+          settled = true;
+          yield ev(incomplete ? 'response.incomplete' : 'response.completed', { response: responseJson(head, s, output, incomplete, counts) });
+          return;
+        }
+        case 'error':
+          throw e.error;
+        default:
+          throw unknownEvent(e);
+      }
+    }
+    throw endedEarly(run);
+  } catch (err) {
+    settled = true;
+    const body = openAiErrorBody(toHttpError(err, 0), run.secrets);
+    if (toHttpError(err, 0).status >= 500) reply.log.error({ error_type: body.error.code }, 'response stream failed');
+    yield ev('error', { code: body.error.code, message: body.error.message, param: null });
+  } finally {
+    if (!settled) cancelRun(run, 'response stream closed');
+  }
+}

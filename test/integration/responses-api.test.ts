@@ -1,0 +1,118 @@
+// OpenAI's Responses API (POST /v1/responses) on the built-in demo model (real tokenizer and chat template): the
+// response object, the streamed events (their order, and their text equal to the whole answer), function calls
+// with tool_choice required, a conversation of input items with a call and its output, text.format json_schema,
+// and the refusals (stored responses, non-function tools, unknown fields).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs } from '../../deploy/config/index.js';
+
+let server: Launched;
+before(async () => {
+  server = await launch(parseArgs('launch', ['--port', '0', '--hostname', '127.0.0.1', '--log-level', 'silent'], {}),
+    { cacheDir: mkdtempSync(join(tmpdir(), 'weft-responses-')) });
+});
+after(async () => { await server.close(); });
+
+const post = async (body: unknown) => {
+  const r = await fetch(`${server.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await r.text();
+  let json: any = null;
+  try { json = JSON.parse(text); } catch { /* a stream */ }
+  return { status: r.status, json, text };
+};
+
+/** `event: X` / `data: {...}` pairs of a Responses stream. */
+function events(text: string): { event: string; data: any }[] {
+  return text.split('\n\n').filter((b) => b.trim() !== '').map((b) => {
+    const event = /^event: (.*)$/m.exec(b)![1]!;
+    return { event, data: JSON.parse(/^data: (.*)$/m.exec(b)![1]!) };
+  });
+}
+
+test('a response: one message item with output_text, usage, the settings echoed; streamed events add up to it', async () => {
+  const body = { input: 'Tell me about adapters.', instructions: 'Be brief.', max_output_tokens: 10, temperature: 0, metadata: { k: 'v' } };
+  const r = await post(body);
+  assert.equal(r.status, 200, r.text);
+  const j = r.json;
+  assert.match(j.id, /^resp_[0-9a-f]{32}$/);
+  assert.equal(j.object, 'response');
+  assert.ok(['completed', 'incomplete'].includes(j.status));
+  assert.equal(j.incomplete_details?.reason ?? null, j.status === 'incomplete' ? 'max_output_tokens' : null);
+  assert.deepEqual([j.instructions, j.max_output_tokens, j.temperature, j.metadata, j.store], ['Be brief.', 10, 0, { k: 'v' }, false]);
+  assert.equal(j.output.length, 1);
+  const msg = j.output[0];
+  assert.deepEqual([msg.type, msg.role, msg.content[0].type], ['message', 'assistant', 'output_text']);
+  assert.ok(msg.content[0].text.length > 0);
+  assert.equal(j.usage.total_tokens, j.usage.input_tokens + j.usage.output_tokens);
+  assert.ok(j.usage.input_tokens > 5 && j.usage.output_tokens > 0 && j.usage.output_tokens <= 10);
+
+  const s = await post({ ...body, stream: true });
+  assert.equal(s.status, 200);
+  const ev = events(s.text);
+  assert.deepEqual(ev.slice(0, 2).map((e) => e.event), ['response.created', 'response.in_progress']);
+  assert.equal(ev.at(-1)!.event, j.status === 'incomplete' ? 'response.incomplete' : 'response.completed');
+  assert.deepEqual(ev.map((e) => e.data.sequence_number), ev.map((_, i) => i));
+  assert.ok(ev.every((e) => e.data.type === e.event));
+  const order = ev.map((e) => e.event).filter((e) => !e.endsWith('.delta'));
+  assert.deepEqual(order.slice(2, -1), ['response.output_item.added', 'response.content_part.added', 'response.output_text.done',
+    'response.content_part.done', 'response.output_item.done']);
+  const deltas = ev.filter((e) => e.event === 'response.output_text.delta').map((e) => e.data.delta).join('');
+  assert.equal(deltas, msg.content[0].text);  // greedy: the stream says what the whole answer said
+  assert.equal(ev.at(-1)!.data.response.output[0].content[0].text, msg.content[0].text);
+});
+
+const WEATHER = { type: 'function', name: 'get_weather', parameters: { type: 'object',
+  properties: { city: { type: 'string', maxLength: 16 } }, required: ['city'] } };
+
+test('tools: function_call items with arguments of the schema, whole and streamed; a call and its output as input', async () => {
+  let checked = 0;
+  for (const seed of [1, 2, 3]) {
+    const body = { input: 'Weather in Paris?', tools: [WEATHER], tool_choice: 'required', parallel_tool_calls: false, max_output_tokens: 80, seed };
+    const r = await post(body);
+    assert.equal(r.status, 200, r.text);
+    if (r.json.status === 'incomplete') continue;  // a call cut short is text (not the point here)
+    const calls = r.json.output.filter((o: any) => o.type === 'function_call');
+    assert.equal(calls.length, 1, r.text);
+    assert.equal(calls[0].name, 'get_weather');
+    assert.match(calls[0].call_id, /^call_/);
+    assert.ok(typeof JSON.parse(calls[0].arguments).city === 'string');
+    const ev = events((await post({ ...body, stream: true })).text);
+    const done = ev.filter((e) => e.event === 'response.function_call_arguments.done').map((e) => e.data.arguments);
+    assert.deepEqual(done, [calls[0].arguments]);
+    assert.equal(ev.filter((e) => e.event === 'response.output_text.delta').length, 0);
+    // the conversation goes on with the call and its result as input items
+    const next = await post({ input: [{ role: 'user', content: 'Weather in Paris?' }, { type: 'function_call', call_id: calls[0].call_id,
+      name: 'get_weather', arguments: calls[0].arguments }, { type: 'function_call_output', call_id: calls[0].call_id, output: '21 C' }],
+    tools: [WEATHER], max_output_tokens: 5, seed });
+    assert.equal(next.status, 200, next.text);
+    checked++;
+  }
+  assert.ok(checked >= 1, 'a call finished within max_output_tokens');
+});
+
+test('text.format json_schema: the output text is JSON of the schema', async () => {
+  const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false };
+  const r = await post({ input: 'Answer in JSON.', text: { format: { type: 'json_schema', name: 'a', schema, strict: true } }, max_output_tokens: 40, seed: 3 });
+  assert.equal(r.status, 200, r.text);
+  if (r.json.status === 'completed') assert.equal(typeof JSON.parse(r.json.output[0].content[0].text).ok, 'boolean');
+  assert.deepEqual(r.json.text.format.type, 'json_schema');
+});
+
+test('refusals: stored responses, non-function tools, unsupported input items, unknown fields', async () => {
+  for (const [body, message] of [
+    [{ input: 'x', previous_response_id: 'resp_1' }, /responses are not stored here; send the whole conversation in `input`/],
+    [{ input: 'x', tools: [{ type: 'web_search' }] }, /`tools\[0\].type` 'web_search' is not supported \(function tools only\)/],
+    [{ input: [{ type: 'input_image', image_url: 'x' }] }, /`input\[0\].type` 'input_image' is not supported/],
+    [{ input: 'x', frobnicate: 1 }, /unknown field `frobnicate`/],
+    [{ input: [] }, /`input` cannot be empty/],
+    [{}, /missing field `input`/],
+  ] as const) {
+    const r = await post(body);
+    assert.equal(r.status, 422, r.text);
+    assert.match(r.json.error.message, message);
+  }
+});
