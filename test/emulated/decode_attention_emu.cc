@@ -4,7 +4,7 @@
 // only issues loads earlier, so every depth must give the bits depth 1 gives — checked exactly. Cases cover MHA
 // and GQA groups of 2/4/6 (1, 2 and 4 heads per block), head sizes 32..256 (4..32 lanes per key), contexts across
 // the 512/256-key partitions (workspace + merge), sliding windows, odd block sizes, multi-row sequences, fp32 and
-// 16-bit storage. Build + run: test/unit/tensor-core-emulated.test.ts. One line per case; exit status 0 when all pass.
+// 16-bit storage, gpt-oss's attention sinks (within one partition and merged over several, also dominating). Build + run: test/unit/tensor-core-emulated.test.ts. One line per case; exit status 0 when all pass.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -63,6 +63,8 @@ struct Case {
   std::vector<Seq> seqs;
   float q_scale = 1.0f;
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
+  bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
+  float sink_shift = 0.0f;
 };
 
 // Output and workspace of one run; out starts NaN so a row the kernel forgets to write fails.
@@ -134,11 +136,14 @@ template <DType kD> bool run_case(const Case& c, std::mt19937& rng) {
   draw(slots * kv_dim, 1.0f, kb, kf);
   draw(slots * kv_dim, 1.0f, vb, vf);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+  const std::vector<float> sinks = c.sinks ? wt::draw_sinks(c.heads, c.sink_shift, rng) : std::vector<float>();
+  const float* sink_ptr = c.sinks ? sinks.data() : nullptr;
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(),
-                             vf.data(), c.bs, scale, c.window, ref.data(), c.softcap);
+                             vf.data(), c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr);
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.softcap = c.softcap;
+  a.sinks = sink_ptr;
   a.k_cache = kb.data();
   a.v_cache = vb.data();
   a.cu_seqlens_q = L.cu_seqlens.data();
@@ -164,6 +169,13 @@ int main() {
       {"GQA 4/2 hd256 bf16 (32 lanes per key)", bf16, 4, 2, 256, 16, 0, {{1, 270}}},
       {"sliding window 100 across partitions f16", f16, 4, 4, 64, 16, 100, {{1, 560}, {1, 50}}},
       {"multi-row sequences (3 rows on 600, 5 on 40) bf16", bf16, 4, 2, 64, 16, 0, {{3, 600}, {1, 1}, {5, 40}}},
+      // gpt-oss's attention sinks: in the one-partition write and in the merge of several (a sink share of ~5-30 %).
+      {"gpt-oss sinks: GQA 8/2 hd64 bf16, contexts 1..1100 across 256-key partitions, multi-row", bf16, 8, 2, 64, 16, 0,
+       {{1, 1}, {1, 200}, {1, 256}, {1, 257}, {1, 1100}, {3, 600}}, 1.0f, 0.0f, true, 5.0f},
+      {"gpt-oss sinks: sliding window 128 across partitions, MHA 4/4 hd64 f32", f32, 4, 4, 64, 16, 128,
+       {{1, 700}, {1, 600}, {1, 50}}, 1.0f, 0.0f, true, 3.0f},
+      {"gpt-oss sinks dominate (shift 12): group 6 (12/2) hd64 f32, 2 heads per block", f32, 12, 2, 64, 16, 0,
+       {{1, 700}, {1, 40}}, 1.0f, 0.0f, true, 12.0f},
   };
   int failed = 0;
   for (const Case& c : cases) {

@@ -3,7 +3,8 @@
 // grouping of routed rows by expert (cuda/model/moe_plan.cc), composed as cuda_moe.cc composes them (gather, each
 // expert's GEMMs over its rows, SiLU·mul, the weighted combine through src_row / src_w), against a direct
 // per-token MoE in double precision: softmax or sigmoid scores (choice bias, expert groups, routed scale), top-k,
-// renormalisation, a shared expert, experts added in ascending order. Also: each
+// renormalisation, a shared expert, experts added in ascending order; gpt-oss's router logit bias (the choice it
+// moves, weights as GptOssTopKRouter's softmax over the top k) with its expert biases and clamped SwiGLU. Also: each
 // expert's rows keep token order with their adapter entries, ties go to the lower expert, and a bad id is refused.
 // Plain host code: built with g++ by test/unit/cuda-moe-host.test.ts. Prints "N cases, 0 failed".
 #include <algorithm>
@@ -38,9 +39,19 @@ struct Shape {
   bool shared = false, group_max = false;  // group_max: softmax groups ranked by their best probability (DeepSeek-V2)
   bool choice_bias = false;  // softmax ranked with a bias, renormalised by max(sum, renorm_min) (ERNIE 4.5 MoE)
   float renorm_min = 0.0f;
+  // gpt-oss: the router's logit bias (the router GEMM's epilogue), experts' up and down biases, the clamped SwiGLU.
+  bool gpt_oss = false;
 };
 
 static double silu(double v) { return v / (1.0 + std::exp(-v)); }
+// The experts' activation: SiLU·mul, or gpt-oss's clamped SwiGLU (cpu::clamped_swiglu; alpha 1.702, limit 7).
+static double gated(const Shape& s, double g, double u) {
+  if (!s.gpt_oss) return silu(g) * u;
+  constexpr double kAlpha = 1.702, kLimit = 7.0;
+  g = std::min(g, kLimit);
+  u = std::clamp(u, -kLimit, kLimit);
+  return g / (1.0 + std::exp(-kAlpha * g)) * (u + 1.0);
+}
 
 static void run(const Shape& s, unsigned seed) {
   std::mt19937 rng(seed);
@@ -52,13 +63,17 @@ static void run(const Shape& s, unsigned seed) {
   std::vector<int32_t> entry(s.T);
   for (int t = 0; t < s.T; ++t) entry[t] = t < s.T / 3 ? -1 : t < 2 * s.T / 3 ? 1 : 0;  // three adapter runs
 
-  // The router logits (float, as the GEMM's output), then the kernel body per token.
-  std::vector<float> logits(size_t(s.T) * s.E);
+  // The router logits (float, as the GEMM's output; gpt-oss's bias added before its one rounding, as the GEMM's
+  // epilogue adds it), then the kernel body per token. The logit bias, as large as the logits, moves the choice:
+  // `unbiased` keeps the logits without it, to show it did.
+  const auto logit_bias = s.gpt_oss ? draw(size_t(s.E), 2.0f) : std::vector<float>(size_t(s.E), 0.0f);
+  std::vector<float> logits(size_t(s.T) * s.E), unbiased(logits.size());
   for (int t = 0; t < s.T; ++t)
     for (int e = 0; e < s.E; ++e) {
       double a = 0;
       for (int c = 0; c < s.H; ++c) a += double(x[t * s.H + c]) * wr[e * s.H + c];
-      logits[t * s.E + e] = float(a);
+      logits[t * s.E + e] = float(a + logit_bias[e]);
+      unbiased[t * s.E + e] = float(a);
     }
   RouteParams rp;
   rp.experts = s.E, rp.k = s.k, rp.renormalize = s.renorm, rp.sigmoid = s.sigmoid, rp.shared = s.shared;
@@ -66,6 +81,9 @@ static void run(const Shape& s, unsigned seed) {
   rp.choice_bias = s.choice_bias, rp.renorm_min = s.renorm_min;
   const int K = s.k + (s.shared ? 1 : 0), EH = s.E + (s.shared ? 1 : 0);  // experts run per token, experts held
   const auto bias = draw(size_t(s.E), 0.3f);
+  // Up biases of N(0, 4): some gate and up values pass the clamp's limit of 7.
+  const auto up_bias = s.gpt_oss ? draw(size_t(held) * 2 * s.I, 4.0f) : std::vector<float>(size_t(held) * 2 * s.I, 0.0f);
+  const auto down_bias = s.gpt_oss ? draw(size_t(held) * s.H, 1.0f) : std::vector<float>(size_t(held) * s.H, 0.0f);
   std::vector<float> weights(size_t(s.T) * K);
   std::vector<int32_t> ids(size_t(s.T) * K);
   for (int t = 0; t < s.T; ++t)
@@ -83,15 +101,15 @@ static void run(const Shape& s, unsigned seed) {
       const float* xr = &x[size_t(rows[r]) * s.H];
       std::vector<double> act(s.I);
       for (int i = 0; i < s.I; ++i) {
-        double g = 0, u = 0;
+        double g = up_bias[size_t(e) * 2 * s.I + i], u = up_bias[size_t(e) * 2 * s.I + s.I + i];  // the GEMM's bias
         for (int c = 0; c < s.H; ++c) {
           g += double(xr[c]) * wup[(size_t(e) * 2 * s.I + i) * s.H + c];
           u += double(xr[c]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + c];
         }
-        act[i] = silu(g) * u;
+        act[i] = gated(s, g, u);
       }
       for (int c = 0; c < s.H; ++c) {
-        double d = 0;
+        double d = down_bias[size_t(e) * s.H + c];  // rank 0's down GEMM adds it (one rank here)
         for (int i = 0; i < s.I; ++i) d += act[i] * wdown[(size_t(e) * s.H + c) * s.I + i];
         y[size_t(r) * s.H + c] = d;
       }
@@ -103,7 +121,7 @@ static void run(const Shape& s, unsigned seed) {
 
   // The direct MoE, per token.
   double worst = 0, worst_w = 0;
-  bool order_ok = true, grouping_ok = true;
+  bool order_ok = true, grouping_ok = true, bias_moved = false;
   for (int t = 0; t < s.T; ++t) {
     // transformers' routing in double: scores, choice values, the group mask, then the top k by choice value.
     std::vector<double> score(s.E), choice(s.E);
@@ -133,13 +151,24 @@ static void run(const Shape& s, unsigned seed) {
     std::vector<int> idx(s.E);
     std::iota(idx.begin(), idx.end(), 0);
     std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return choice[a] > choice[b]; });
-    double top = 0;
-    for (int j = 0; j < s.k; ++j) top += score[idx[j]];
+    double top = 0, top_exp = 0;
+    for (int j = 0; j < s.k; ++j) top += score[idx[j]], top_exp += std::exp(logits[t * s.E + idx[j]] - mx);
     auto want_w = [&](int e) {
+      // gpt-oss (GptOssTopKRouter): the top k of the biased logits, then a softmax over those k alone.
+      if (s.gpt_oss) return std::exp(logits[t * s.E + e] - mx) / top_exp;
       const double w = s.renorm ? score[e] / (s.sigmoid ? top + 1e-20 : s.renorm_min > 0 ? std::max(top, double(s.renorm_min)) : top)
                                 : score[e];
       return w * s.scale;
     };
+    if (s.gpt_oss) {  // the choice the logits without their bias would make
+      std::vector<int> plain(s.E);
+      std::iota(plain.begin(), plain.end(), 0);
+      std::stable_sort(plain.begin(), plain.end(), [&](int a, int b) { return unbiased[t * s.E + a] > unbiased[t * s.E + b]; });
+      std::sort(plain.begin(), plain.begin() + s.k);
+      std::vector<int> biased(idx.begin(), idx.begin() + s.k);
+      std::sort(biased.begin(), biased.end());
+      bias_moved = bias_moved || !std::equal(biased.begin(), biased.end(), plain.begin());
+    }
     for (int j = 0; j < s.k; ++j) {
       order_ok = order_ok && ids[t * K + j] == idx[j];
       worst_w = std::max(worst_w, std::abs(weights[t * K + j] - want_w(idx[j])));
@@ -154,14 +183,14 @@ static void run(const Shape& s, unsigned seed) {
         const double w = e == s.E ? 1.0 : want_w(e);
         std::vector<double> act(s.I);
         for (int i = 0; i < s.I; ++i) {
-          double g = 0, u = 0;
+          double g = up_bias[size_t(e) * 2 * s.I + i], u = up_bias[size_t(e) * 2 * s.I + s.I + i];
           for (int cc = 0; cc < s.H; ++cc) {
             g += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + i) * s.H + cc];
             u += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + cc];
           }
-          act[i] = silu(g) * u;
+          act[i] = gated(s, g, u);
         }
-        double d = 0;
+        double d = down_bias[size_t(e) * s.H + c];  // the expert's output, bias included, times its weight
         for (int i = 0; i < s.I; ++i) d += act[i] * wdown[(size_t(e) * s.H + c) * s.I + i];
         ref += w * d;
       }
@@ -183,8 +212,10 @@ static void run(const Shape& s, unsigned seed) {
                            (s.renorm ? " renormalised" : "") + (s.sigmoid ? " sigmoid" : "") +
                            (s.group_max ? " group-max" : "") + (s.groups > 1 ? " groups " + std::to_string(s.topk_groups) + "/" + std::to_string(s.groups) : "") +
                            (s.shared ? " shared" : "") + (s.choice_bias ? " choice-bias" : "") +
-                           (s.renorm_min > 0 ? " renorm-min " + std::to_string(s.renorm_min) : "");
+                           (s.renorm_min > 0 ? " renorm-min " + std::to_string(s.renorm_min) : "") +
+                           (s.gpt_oss ? " gpt-oss (logit and expert biases, clamped SwiGLU)" : "");
   check(order_ok, name + ": experts in descending probability");
+  if (s.gpt_oss) check(bias_moved, name + ": the logit bias moved some token's experts");
   // float32 weights times routed_scale: an error relative to the scale
   check(worst_w < 1e-6 * std::max(1.0f, s.scale), name + ": weights (max err " + std::to_string(worst_w) + ")");
   check(grouping_ok && off[EH] == N, name + ": rows grouped by expert, in token order, with their entries");
@@ -202,6 +233,7 @@ int main() {
   run({12, 16, 4, 16, 8, false, false, 4, 2, 16.0f, true, true}, 8);  // DeepSeek-V2: softmax in the 2 best of 4 groups
   run({10, 8, 2, 16, 8, true, false, 1, 1, 1.0f, true, false, true, 1e-12f}, 9);  // ERNIE 4.5 MoE: softmax + choice bias
   run({5, 8, 2, 16, 8, true, false, 1, 1, 1.0f, false, false, true, 0.9f}, 10);  // a renorm_min above the sum: divides by it
+  run({12, 32, 4, 16, 8, true, false, 1, 1, 1.0f, false, false, false, 0.0f, true}, 11);  // gpt-oss-20b's 32 experts, top 4
   // A tie goes to the lower index; the renormalised pair sums to 1.
   int32_t ids[2];
   float w[2];

@@ -3,7 +3,7 @@
 // online softmax and fragment packing are tested on machines without a GPU. Each block's 128 threads are
 // std::threads; __syncthreads, lane shuffles and mma.sync m16n8k16 are emulated, the MMA from the PTX ISA's
 // fragment layouts (the one thing this cannot check is that the hardware matches that documentation; the GPU
-// kernel tests in test/gpu/test_attention.cu do).
+// kernel tests in test/gpu/test_attention.cu do). Cases include gpt-oss's attention sinks.
 // Build + run: test/unit/tensor-core-emulated.test.ts. Prints one line per case; exit status 0 when all pass.
 #include <algorithm>
 #include <barrier>
@@ -53,6 +53,8 @@ struct Case {
   std::vector<Seq> seqs;
   float q_scale = 1.0f;
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
+  bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
+  float sink_shift = 0.0f;
 };
 
 bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
@@ -69,13 +71,16 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   draw(slots * kv_dim, 1.0f, kb, kf);
   draw(slots * kv_dim, 1.0f, vb, vf);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+  const std::vector<float> sinks = c.sinks ? wt::draw_sinks(c.heads, c.sink_shift, rng) : std::vector<float>();
+  const float* sink_ptr = c.sinks ? sinks.data() : nullptr;
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(), vf.data(),
-                             c.bs, scale, c.window, ref.data(), c.softcap);
+                             c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr);
 
   std::vector<uint16_t> out(L.tokens * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.softcap = c.softcap;
+  a.sinks = sink_ptr;
   a.q = qb.data();
   a.out = out.data();
   a.k_cache = kb.data();
@@ -127,6 +132,13 @@ int main() {
       {"MHA 2/2 hd64 bf16, 230-token prompt (4 key tiles) + chunk of 70 on 300", bf16, 2, 2, 64, 16, 0,
        {{230, 230}, {70, 300}}},
       {"GQA 4/2 hd128 f16, 150-token prompt, window 40, block size 5", f16, 4, 2, 128, 5, 40, {{150, 150}}},
+      // gpt-oss's attention sinks, folded in at each row's end (a sink share of ~5-30 %, or dominating).
+      {"gpt-oss sinks: GQA 8/2 hd64 bf16, window 24, prompt + chunk on a cached prefix + decode row", bf16, 8, 2, 64,
+       16, 24, {{90, 90}, {20, 150}, {1, 70}}, 1.0f, 0.0f, true, 3.0f},
+      {"gpt-oss sinks: MHA 4/4 hd64 f16, 230-token prompt + chunk of 70 on 300", f16, 4, 4, 64, 16, 0,
+       {{230, 230}, {70, 300}}, 1.0f, 0.0f, true, 4.0f},
+      {"gpt-oss sinks dominate (shift 12): MQA 4/1 hd128 bf16", bf16, 4, 1, 128, 16, 0, {{100, 100}}, 1.0f, 0.0f, true,
+       12.0f},
   };
   int failed = 0, runs = 0;
   for (Kernel k : {Kernel::kMma, Kernel::kPipelined}) {

@@ -1,6 +1,6 @@
 // The CUDA model executor against the CPU executor (the oracle), on random-weight plans built right here, so
 // it needs nothing from shard/: GQA and MQA, partial rotary, sliding window, LayerNorm with biases, learned
-// positions and GELU; LoRA on every module (lm_head included) with several ranks; prefill, decode and mixed
+// positions and GELU, gpt-oss's attention sinks and clamped SwiGLU; LoRA on every module (lm_head included) with several ranks; prefill, decode and mixed
 // steps over many steps; CUDA graphs on and off (bucket padding, replays, adapters swapped under a captured
 // graph, a rank-cap change forcing a new capture); fp32, bf16 and fp16.
 // On a machine without a usable GPU the GPU tests are skipped with the reason, and the backend-selection
@@ -52,6 +52,10 @@ const VARIANTS: Variant[] = [
   { name: 'gemma2-like (attention and final-logit softcaps, alternating windows)', biases: false,
     plan: plan({ mlp: 'gated_gelu_tanh', embedScale: 8, postNorms: true, slidingWindow: 5, layerSliding: [true, false],
       attnSoftcap: 2, finalSoftcap: 3, attnScale: 0.3 }) },
+  // gpt-oss's attention and activation on a dense MLP (its MoE parts run in the golden cases): sinks in prefill,
+  // decode and captured decode graphs, the clamped SwiGLU (a low limit, so the clamps act), alternating windows.
+  { name: 'gpt-oss-like dense (attention sinks, clamped SwiGLU, alternating windows, biases)', biases: true,
+    plan: plan({ mlp: 'clamped_swiglu', gluLimit: 0.5, attnSinks: true, slidingWindow: 5, layerSliding: [true, false] }) },
 ];
 
 function weightNames(p: ModelPlanConfig): string[] {
@@ -59,7 +63,7 @@ function weightNames(p: ModelPlanConfig): string[] {
   for (let l = 0; l < p.layers; l++) {
     for (const s of ['attn_norm.weight', 'attn_norm.bias', 'qkv.weight', 'qkv.bias', 'o.weight', 'o.bias',
       'mlp_norm.weight', 'mlp_norm.bias', 'up.weight', 'up.bias', 'down.weight', 'down.bias', 'q_norm.weight',
-      'k_norm.weight', 'post_attn_norm.weight', 'post_mlp_norm.weight']) names.push(`layers.${l}.${s}`);
+      'k_norm.weight', 'post_attn_norm.weight', 'post_mlp_norm.weight', 'attn_sinks']) names.push(`layers.${l}.${s}`);
   }
   return names;
 }
@@ -70,6 +74,10 @@ function randomWeights(v: Variant, oracle: NativeModel, rng: Rng): Map<string, F
   for (const name of weightNames(v.plan)) {
     const n = oracle.expectedSize(name);
     if (n <= 0) continue;
+    if (name.endsWith('attn_sinks')) {  // logits near those of a few keys: a sink share the tolerances see
+      w.set(name, Float32Array.from({ length: n }, () => rng.uniform(0, 2)));
+      continue;
+    }
     const bias = name.endsWith('.bias');
     if (bias && !v.biases && !name.includes('norm')) continue;
     const a = new Float32Array(n);
@@ -99,7 +107,7 @@ function randomAdapter(p: ModelPlanConfig, rank: number, scale: number, rng: Rng
     if (opts.qkv === 'qkv') mk(l, 0, q, H, kv);
     mk(l, 0, q + kv, H, kv);
     mk(l, 1, 0, q, H);
-    if (p.mlp === 'gated_silu' || p.mlp === 'gated_gelu_tanh') {
+    if (p.mlp === 'gated_silu' || p.mlp === 'gated_gelu_tanh' || p.mlp === 'clamped_swiglu') {
       mk(l, 2, 0, H, I);
       mk(l, 2, I, H, I);
     } else {

@@ -1,6 +1,6 @@
 // A paged KV-cache layout for attention tests: sequences (query rows this step, tokens cached after it) in
 // shuffled blocks, so pages are not contiguous; the arrays cpu::paged_attention and weft::cuda::PagedAttention
-// take; and every PagedAttention field that does not depend on where the buffers live. Host C++ only: shared
+// take; every PagedAttention field that does not depend on where the buffers live; and attention sinks. Host C++ only: shared
 // by the CUDA kernel tests (test_attention.cu) and the host warp emulator (test/emulated/prefill_mma_emu.cc).
 #pragma once
 #include <algorithm>
@@ -70,6 +70,16 @@ inline weft::cuda::PagedAttention paged_args(const PagedLayout& l, weft::cuda::D
   a.max_query_len = l.max_q;
   a.max_context_len = l.max_ctx;
   return a;
+}
+
+// gpt-oss's attention sinks for a test's heads (PagedAttention::sinks, cpu::paged_attention's sinks): N(shift, 1)
+// each. Keys' scores are ~N(0, 1), so a row over n keys has a softmax sum near 1.6·n: a shift near log(n) gives the
+// sink a share the tolerances see, one well above it makes the sink dominate (the weights over the keys near 0).
+inline std::vector<float> draw_sinks(int heads, float shift, std::mt19937& rng) {
+  std::normal_distribution<float> nd(shift, 1.0f);
+  std::vector<float> s(static_cast<size_t>(heads));
+  for (float& v : s) v = nd(rng);
+  return s;
 }
 
 }  // namespace weft::testing

@@ -1,6 +1,6 @@
 // Paged attention (decode and the prefill kernels — CUDA-core, tensor-core and pipelined tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
 // contexts across the decode partitions (512 keys, 256 for GQA), sliding windows, odd block sizes, chunked prefill on top of a
-// cached prefix, and mixed prefill + decode batches. Block tables are shuffled so pages are not contiguous. The decode
+// cached prefix, mixed prefill + decode batches, gpt-oss's attention sinks. Block tables are shuffled so pages are not contiguous. The decode
 // kernel's loads-in-flight depths (1, 4, 8, by grid size) must give the default's bits.
 #include <cstring>
 #include <numeric>
@@ -23,6 +23,8 @@ struct Case {
   bool decode;
   float q_scale = 1.0f;  // larger: peakier softmax
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
+  bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
+  float sink_shift = 0.0f;
 };
 
 enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
@@ -45,14 +47,17 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     const auto kc = randn(slots * kv_dim, rng, 1.0f, c.d), vc = randn(slots * kv_dim, rng, 1.0f, c.d);
     const auto q = randn(L.tokens * q_dim, rng, c.q_scale, c.d);
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    const std::vector<float> sinks = c.sinks ? wt::draw_sinks(c.heads, c.sink_shift, rng) : std::vector<float>();
     std::vector<float> ref(L.tokens * q_dim);
     cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kc.data(), vc.data(), c.bs,
-                         scale, c.window, ref.data(), c.softcap);
+                         scale, c.window, ref.data(), c.softcap, c.sinks ? sinks.data() : nullptr);
 
     DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(L.tokens * q_dim * dsize(c.d));
+    DevBuf dsinks = upload(c.sinks ? sinks : std::vector<float>{0.0f}, DType::kF32);
     DevBuf dcu = upload_vec(L.cu_seqlens), dctx = upload_vec(L.context_lens), dbt = upload_vec(L.block_tables);
     wc::PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
     a.softcap = c.softcap;
+    a.sinks = c.sinks ? dsinks.as<float>() : nullptr;
     a.q = dq.get();
     a.out = out.get();
     a.k_cache = dk.get();
@@ -132,6 +137,18 @@ void run_attention_tests(std::mt19937& rng) {
       {"decode softcap 5 hd128 f32", f32, 8, 2, 128, 16, 0, {{1, 700}}, true, 6.0f, 5.0f},
       {"prefill softcap 5 hd256 bf16 window 100", bf16, 8, 4, 256, 16, 100, {{130, 130}, {9, 300}}, false, 6.0f, 5.0f},
       {"prefill softcap 5 GQA 8/2 hd128 bf16", bf16, 8, 2, 128, 16, 0, {{200, 200}, {1, 50}}, false, 6.0f, 5.0f},
+      // gpt-oss: attention sinks (64/8 heads of 64, window 128 on every other layer), a share of ~5-30 % or dominating.
+      {"decode sinks GQA 64/8 hd64 bf16, across 256-key partitions", bf16, 64, 8, 64, 16, 0, decode_mix, true, 1.0f, 0.0f,
+       true, 5.0f},
+      {"decode sinks window 128 across partitions f32", f32, 8, 8, 64, 16, 128, {{1, 600}, {1, 700}, {1, 50}}, true, 1.0f,
+       0.0f, true, 3.0f},
+      {"decode sinks dominate (shift 12) group 6 f32", f32, 12, 2, 64, 16, 0, {{1, 1100}, {1, 9}}, true, 1.0f, 0.0f, true,
+       12.0f},
+      {"prefill sinks GQA 16/2 hd64 bf16 window 128", bf16, 16, 2, 64, 16, 128, {{300, 300}, {40, 500}, {1, 77}}, false,
+       1.0f, 0.0f, true, 4.0f},
+      {"prefill sinks MHA 4/4 hd64 f32 (CUDA cores)", f32, 4, 4, 64, 16, 0, {{90, 90}, {30, 200}}, false, 1.0f, 0.0f, true,
+       4.0f},
+      {"prefill sinks dominate (shift 12) hd64 f16", f16, 8, 2, 64, 16, 0, {{150, 150}}, false, 1.0f, 0.0f, true, 12.0f},
   };
   for (const Case& c : cases) {
     if (c.decode) {

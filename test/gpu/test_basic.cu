@@ -204,6 +204,15 @@ void elementwise(std::mt19937& rng) {
       CK(wc::gelu_tanh_mul(dgu.get(), 2 * I, out.get(), I, T, I, d, nullptr));
       expect_close("gelu_tanh_mul " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
     });
+    guard("clamped_swiglu " + dn, [&] {  // gpt-oss's experts: values of N(0, 6²), so many pass the limit of 7
+      const int64_t T = 5, I = 999;
+      const auto gu = randn(T * 2 * I, rng, 6.0f, d);
+      std::vector<float> ref(T * I);
+      for (int64_t t = 0; t < T; ++t) cpu::clamped_swiglu(&gu[t * 2 * I], &gu[t * 2 * I + I], &ref[t * I], I, 1.702f, 7.0f);
+      DevBuf dgu = upload(gu, d), out(T * I * dsize(d));
+      CK(wc::clamped_swiglu(dgu.get(), 2 * I, out.get(), I, T, I, 1.702f, 7.0f, d, nullptr));
+      expect_close("clamped_swiglu " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
+    });
     for (bool tanh_form : {true, false}) {
       const std::string name = std::string(tanh_form ? "gelu_tanh " : "gelu_erf ") + dn;
       guard(name, [&] {

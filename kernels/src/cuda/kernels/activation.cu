@@ -1,5 +1,6 @@
-// Elementwise ops of the forward pass: SiLU·mul, GELU (tanh / erf), residual add, bias add, embedding gather
-// and dtype conversion. Grid-stride loops, fp32 math, one read and one write per element: bandwidth-bound.
+// Elementwise ops of the forward pass: SiLU·mul (also GeGLU and the clamped SwiGLU), GELU (tanh / erf), residual add,
+// bias add, embedding gather and dtype conversion. Grid-stride loops, fp32 math, one read and one write per element:
+// bandwidth-bound.
 // Mirrors cpu/elementwise.cc.
 #include "common.cuh"
 #include "lora_dot.cuh"
@@ -30,6 +31,21 @@ __global__ void silu_mul_kernel(const T* gate_up, int64_t in_stride, T* out, int
     const float u = to_f(gate_up[t * in_stride + inter + i]);
     const float act = kGelu ? gelu_tanh_f(g) : g / (1.0f + expf(-g));
     out[t * out_stride + i] = from_f<T>(act * u);
+  }
+}
+
+// gpt-oss's clamped SwiGLU (cpu::clamped_swiglu): the gate clamped above only, the up both ways, at limit; then
+// g·σ(alpha·g)·(u + 1). fp32 math and one rounding, as the CPU's oracle (transformers rounds each step to bf16).
+template <class T>
+__global__ void clamped_swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int64_t tokens,
+                                      int64_t inter, float alpha, float limit) {
+  detail::wait_then_release();  // pdl.cuh: launched chained
+  for (int64_t e = first_index(); e < tokens * inter; e += grid_stride()) {
+    const int64_t t = e / inter, i = e - t * inter;
+    const float gate = to_f(gate_up[t * in_stride + i]), up = to_f(gate_up[t * in_stride + inter + i]);
+    const float g = gate > limit ? limit : gate;  // comparisons, not fminf: a NaN stays NaN, as on the CPU
+    const float u = up > limit ? limit : (up < -limit ? -limit : up);
+    out[t * out_stride + i] = from_f<T>((g / (1.0f + expf(-alpha * g))) * (u + 1.0f));
   }
 }
 
@@ -208,6 +224,19 @@ cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int
     return detail::launch_chained(silu_mul_kernel<T, true>, dim3(detail::grid_for(tokens * inter, kThreads)),
                                   dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
                                   static_cast<T*>(out), out_stride, tokens, inter);
+  });
+}
+
+cudaError_t clamped_swiglu(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                           int64_t inter, float alpha, float limit, DType dtype, cudaStream_t stream) {
+  if (tokens < 0 || inter < 0 || in_stride < 2 * inter || out_stride < inter || !(limit > 0.0f))
+    return cudaErrorInvalidValue;
+  if (tokens == 0 || inter == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return detail::launch_chained(clamped_swiglu_kernel<T>, dim3(detail::grid_for(tokens * inter, kThreads)),
+                                  dim3(kThreads), 0, stream, static_cast<const T*>(gate_up), in_stride,
+                                  static_cast<T*>(out), out_stride, tokens, inter, alpha, limit);
   });
 }
 

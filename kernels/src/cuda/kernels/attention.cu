@@ -18,7 +18,8 @@ using decode_attention::slot_of;
 using decode_attention::window_lo;
 
 // Prefill: block = (16 consecutive (token, head) rows of one sequence's kv-head group, sequence, kv head).
-// Lane = key for QKᵀ (K tile rows padded by 4 floats: conflict-free float4 reads), lane = dims for P·V.
+// Lane = key for QKᵀ (K tile rows padded by 4 floats: conflict-free float4 reads), lane = dims for P·V. Sinks
+// (gpt-oss) join each row's softmax once its keys are done (prefill_mma_body.h's sink_factor).
 template <class T, int DC>
 __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention a) {
   extern __shared__ float4 smem4[];
@@ -123,7 +124,8 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
     if (vr >= vr_end) continue;
     const int64_t head = static_cast<int64_t>(kvh) * group + vr % group;
     T* op = static_cast<T*>(a.out) + (q0 + vr / group) * a.out_stride + head * hd;
-    const float inv = 1.0f / l[r];
+    const float inv = a.sinks ? prefill_mma::sink_factor(m[r], l[r], a.sinks[head], [](float x) { return expf(x); })
+                              : 1.0f / l[r];
 #pragma unroll
     for (int cc = 0; cc < DC; ++cc)
       if (lane + 32 * cc < hd) op[lane + 32 * cc] = from_f<T>(acc[r][cc] * inv);

@@ -8,6 +8,7 @@
 // partition. Each lane keeps an fp32 online softmax per head; the lane groups of a warp merge by shuffles, the
 // warps through shared memory. A row whose keys span several partitions writes each partition's (max, sum,
 // unnormalized output) to the workspace and `merge` combines them; a row within one partition writes its output.
+// gpt-oss's attention sinks join where a row's result is finished (that write, or `merge`), as one more partition.
 //
 // Loads in flight (the template depth D): a lane issues the K and V loads of the key D iterations ahead before it
 // reduces the current one. D = 1 is the kernel measured on an H100 on 2026-11-23 (84 % of the KV-read bound at
@@ -86,6 +87,9 @@ template <int HPB> struct Shared {
 template <class Ops> WEFT_MMA_HD float rescale(float m, float m_new) {
   return m == -INFINITY ? 0.0f : Ops::exp(m - m_new);
 }
+// Where a row's max over its partials starts: head h's sink (gpt-oss; PagedAttention::sinks), whose share e^{sink - M}
+// then joins the denominator with no value, or -inf without sinks (the arithmetic of a model without them unchanged).
+WEFT_MMA_HD float sink_max(const float* sinks, int h) { return sinks ? sinks[h] : -INFINITY; }
 
 // Ops: Elem (storage type), Pack (8 raw elements) with load(const Elem*) (16-byte aligned) and
 // unpack(const Pack&, float (&)[8]), from_f(float) -> Elem, shfl_xor(float, int), sync(), exp(float).
@@ -210,9 +214,11 @@ WEFT_MMA_HD void block(const PagedAttention& a, float* ws_ml, float* ws_acc, int
     }
   }
   Ops::sync();
+  // A row within one partition takes its sink here; a row over several, once, in merge.
+  const float* sinks = r.first == r.last ? a.sinks : nullptr;
   for (int idx = ix.thread; idx < HPB * hd; idx += kThreads) {
     const int h = idx / hd, d = idx % hd;
-    float mx = -INFINITY, den = 0.0f, num = 0.0f;
+    float mx = sink_max(sinks, h0 + h), den = 0.0f, num = 0.0f;
     WEFT_UNROLL
     for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm.m[w][h]);
     WEFT_UNROLL
@@ -222,6 +228,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, float* ws_ml, float* ws_acc, int
       num += sm.acc[w][h][d] * c;
     }
     if (r.first == r.last) {
+      if (sinks) den += Ops::exp(sinks[h0 + h] - mx);
       Elem* op = static_cast<Elem*>(a.out) + row * a.out_stride + static_cast<int64_t>(h0 + h) * hd;
       op[d] = Ops::from_f(num / den);
     } else {
@@ -236,16 +243,17 @@ WEFT_MMA_HD void block(const PagedAttention& a, float* ws_ml, float* ws_acc, int
 }
 
 // Second pass for rows spanning several partitions, one (head, row) per block, `threads` threads striding over
-// head_dim: out = Σ e^{m_p - M} acc_p / Σ e^{m_p - M} l_p.
+// head_dim: out = Σ e^{m_p - M} acc_p / Σ e^{m_p - M} l_p. A sink is one more partition: m = the sink, l = 1, no acc.
 template <class Ops>
 WEFT_MMA_HD void merge(const PagedAttention& a, const float* ws_ml, const float* ws_acc, int max_splits, int h, int row,
                        int thread, int threads) {
   const Row r = row_of(a, row);
   if (r.first == r.last) return;
   const int64_t base = (static_cast<int64_t>(row) * a.heads + h) * max_splits;
-  float mx = -INFINITY, den = 0.0f;
+  float mx = sink_max(a.sinks, h), den = 0.0f;
   for (int p = r.first; p <= r.last; ++p) mx = fmaxf(mx, ws_ml[(base + p) * 2]);
   for (int p = r.first; p <= r.last; ++p) den += ws_ml[(base + p) * 2 + 1] * rescale<Ops>(ws_ml[(base + p) * 2], mx);
+  if (a.sinks) den += Ops::exp(a.sinks[h] - mx);
   using Elem = typename Ops::Elem;
   Elem* op = static_cast<Elem*>(a.out) + row * a.out_stride + static_cast<int64_t>(h) * a.head_dim;
   for (int d = thread; d < a.head_dim; d += threads) {

@@ -11,9 +11,9 @@
 // - rope.cu        rotate-half RoPE in place on q and k (one launch for both, row strides so it runs on the
 //                  fused qkv buffer): one block per token; angle = pos·inv_freq in fp32 as transformers does,
 //                  cos/sin taken in double so --use_fast_math cannot change them.
-// - activation.cu  silu(gate)·up on the [T, 2I] gate|up layout, gelu tanh/erf, residual add (mixed dtypes,
-//                  e.g. fp32 residual += bf16), bias add, embedding gather (+ learned positions), dtype
-//                  conversion: grid-stride elementwise kernels, bandwidth-bound.
+// - activation.cu  silu(gate)·up (also GeGLU and gpt-oss's clamped SwiGLU) on the [T, 2I] gate|up layout, gelu
+//                  tanh/erf, residual add (mixed dtypes, e.g. fp32 residual += bf16), bias add, embedding
+//                  gather (+ learned positions), dtype conversion: grid-stride elementwise kernels, bandwidth-bound.
 // - kv_cache.cu    K/V rows of new tokens → cache slots (slot < 0 = padding, skipped): a byte copy with the
 //                  widest vector (16/8/4/2 B) every pointer and stride allows.
 // - attention.cu   paged attention over the cache layout [num_blocks·block_size, kv_heads·head_dim]:
@@ -33,6 +33,8 @@
 //                  emulator in test/emulated/ (npm test), so it is tested where no GPU is. prefill_pipelined_body.h:
 //                  the same algorithm with cp.async double-buffered K/V stages, ldmatrix fragments and causal
 //                  column skipping (the default since measured on an H100; WEFT_PREFILL_ATTENTION=mma: the first).
+//                  Every attention kernel takes gpt-oss's sinks (PagedAttention::sinks): folded into a row's max
+//                  and sum once its keys are done (decode: as one more partition, sum 1 and no value).
 // - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
 //                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
 //                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
@@ -163,6 +165,10 @@ cudaError_t gelu_tanh(void* x, int64_t n, DType dtype, cudaStream_t stream);  //
 // GeGLU (Gemma): out[t, i] = gelu_tanh(gate_up[t, i]) · gate_up[t, inter + i], silu_mul's layout.
 cudaError_t gelu_tanh_mul(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
                           int64_t inter, DType dtype, cudaStream_t stream);
+// gpt-oss's clamped SwiGLU (cpu::clamped_swiglu), silu_mul's layout: g = min(gate, limit), u = clamp(up, -limit,
+// limit), out[t, i] = g·σ(alpha·g)·(u + 1), fp32 math. limit > 0.
+cudaError_t clamped_swiglu(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t tokens,
+                           int64_t inter, float alpha, float limit, DType dtype, cudaStream_t stream);
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
 cudaError_t clamp_inplace(void* x, int64_t n, float limit, DType dtype, cudaStream_t stream);  // to [-limit, limit]
 cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream);  // max(x, 0)², in place (Arcee)
@@ -223,6 +229,8 @@ struct PagedAttention {
   float scale;
   int32_t sliding_window;         // > 0: key j visible from position p when p - j < sliding_window
   float softcap = 0.0f;           // > 0 (Gemma 2): a scaled score x becomes softcap·tanh(x / softcap) before the mask
+  const float* sinks = nullptr;   // device fp32 [heads] (gpt-oss; null: none): head h's logit joins its softmax as
+                                  // one more score with no value (cpu::paged_attention's sinks)
   int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
   int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
 };

@@ -128,19 +128,30 @@ WEFT_MMA_HD void pack_p(const float (&sc)[NT][4], const float (&m)[2], float (&l
   }
 }
 
-// The quad's partial row sums, then O / l into the output rows this thread holds (virtual rows wr0 + g, + 8).
+// Attention sinks (gpt-oss; PagedAttention::sinks): once a row's keys are done, with running max m and sum l, its
+// head's sink joins the softmax as one more score with no value. Returns the factor that turns the row's unnormalised
+// output into its result: c / (l·c + exp(sink − m')) with m' = max(m, sink), c = exp(m − m') (0 when m is -inf).
+// exp: the kernel's exponential, in the units of m and sink.
+template <class Exp> WEFT_MMA_HD float sink_factor(float m, float l, float sink, Exp exp) {
+  const float mn = fmaxf(m, sink), c = m == -INFINITY ? 0.0f : exp(m - mn);
+  return c / (l * c + exp(sink - mn));
+}
+
+// The quad's partial row sums, then O / l into the output rows this thread holds (virtual rows wr0 + g, + 8); with
+// sinks, each row's sink folded in by its final max m (log2 units).
 template <class Ops, int D>
-WEFT_MMA_HD void store_rows(const PagedAttention& a, float (&o)[D / 8][4], float (&l)[2], int wr0, int vr_end, int q0,
-                            int group, int kvh, int g, int t) {
+WEFT_MMA_HD void store_rows(const PagedAttention& a, float (&o)[D / 8][4], const float (&m)[2], float (&l)[2], int wr0,
+                            int vr_end, int q0, int group, int kvh, int g, int t) {
   uint16_t* out = static_cast<uint16_t*>(a.out);
   for (int i = 0; i < 2; ++i) {
     l[i] += Ops::shfl_xor(l[i], 1);
     l[i] += Ops::shfl_xor(l[i], 2);
     const int vr = wr0 + g + 8 * i;
     if (vr >= vr_end) continue;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-    uint16_t* orow = out + static_cast<int64_t>(q0 + vr / group) * a.out_stride +
-                     static_cast<int64_t>(kvh * group + vr % group) * D + 2 * t;
+    const int head = kvh * group + vr % group;
+    const float inv = a.sinks ? sink_factor(m[i], l[i], a.sinks[head] * kLog2e, [](float x) { return Ops::exp2(x); })
+                      : l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+    uint16_t* orow = out + static_cast<int64_t>(q0 + vr / group) * a.out_stride + static_cast<int64_t>(head) * D + 2 * t;
     for (int dt = 0; dt < D / 8; ++dt)
       *reinterpret_cast<uint32_t*>(orow + dt * 8) = Ops::pack(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
   }
@@ -243,7 +254,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
     }
   }
 
-  store_rows<Ops, D>(a, o, l, wr0, vr_end, q0, group, kvh, g, t);
+  store_rows<Ops, D>(a, o, m, l, wr0, vr_end, q0, group, kvh, g, t);
 }
 
 }  // namespace weft::cuda::prefill_mma

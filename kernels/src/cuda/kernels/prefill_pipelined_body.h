@@ -189,7 +189,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
     Ops::sync();  // every warp is done with this stage before the next iteration's copies overwrite it
   }
 
-  pm::store_rows<Ops, D>(a, o, l, wr0, vr_end, q0, group, kvh, g, t);
+  pm::store_rows<Ops, D>(a, o, m, l, wr0, vr_end, q0, group, kvh, g, t);
 }
 
 }  // namespace weft::cuda::prefill_pipelined

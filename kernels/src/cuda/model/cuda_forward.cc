@@ -71,6 +71,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   a.scale = cfg_.attn_scale;
   a.sliding_window = static_cast<int32_t>(layer_window(cfg_, layer));
   a.softcap = cfg_.attn_softcap;
+  a.sinks = layer_w_[layer].sinks;  // a weight: its address is fixed, so decode graphs capture it like the others
   if (p.prefill_seqs > 0) {
     a.q = buf_.qkv.get();
     a.out = buf_.attn.get();
@@ -296,12 +297,9 @@ void CudaModel::dense_mlp(int64_t l, const StepPlan& p) {
     has_deferred_expand_ = false;
     act = buf_.act.get();
     WEFT_CUDA_CHECK(silu_mul_lora(buf_.up.get(), up_out, act, I, T, I, dt, deferred_expand_, stream_));
-  } else if (cfg_.mlp == MlpKind::kGatedSilu) {
+  } else if (gated_mlp(cfg_)) {
     act = buf_.act.get();
-    WEFT_CUDA_CHECK(silu_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
-  } else if (cfg_.mlp == MlpKind::kGatedGeluTanh) {
-    act = buf_.act.get();
-    WEFT_CUDA_CHECK(gelu_tanh_mul(buf_.up.get(), up_out, act, I, T, I, dt, stream_));
+    gated_mlp_activation(buf_.up.get(), up_out, act, I, T, I);
   } else if (cfg_.mlp == MlpKind::kGeluTanh) {
     WEFT_CUDA_CHECK(gelu_tanh(act, T * I, dt, stream_));
   } else if (cfg_.mlp == MlpKind::kReluSquared) {
@@ -310,6 +308,20 @@ void CudaModel::dense_mlp(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }
   project("gemm down", layer, kDown, act, I, w.down_w, buf_.o.get(), H, solo ? w.down_b : nullptr, p);
+}
+
+void CudaModel::gated_mlp_activation(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t rows,
+                                     int64_t inter) {
+  const DType dt = opts_.dtype;
+  if (cfg_.mlp == MlpKind::kGatedSilu)
+    WEFT_CUDA_CHECK(silu_mul(gate_up, in_stride, out, out_stride, rows, inter, dt, stream_));
+  else if (cfg_.mlp == MlpKind::kGatedGeluTanh)
+    WEFT_CUDA_CHECK(gelu_tanh_mul(gate_up, in_stride, out, out_stride, rows, inter, dt, stream_));
+  else if (cfg_.mlp == MlpKind::kClampedSwiglu)
+    WEFT_CUDA_CHECK(clamped_swiglu(gate_up, in_stride, out, out_stride, rows, inter, cfg_.glu_alpha, cfg_.glu_limit, dt,
+                                   stream_));
+  else
+    throw std::logic_error("gated_mlp_activation: the MLP is not gated");
 }
 
 void CudaModel::enqueue_step(const StepPlan& p) {

@@ -17,6 +17,17 @@ namespace {
 
 std::string layer_name(int64_t i, const char* suffix) { return "layers." + std::to_string(i) + "." + suffix; }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Weights kept in float32 instead of the dtype: a MoE router's choice bias, as transformers keeps
+// e_score_correction_bias (it shifts a ranking), and gpt-oss's attention sinks (the attention kernels read them
+// as fp32). gpt-oss's router bias is a linear layer's, in the dtype like every other bias (the GEMM adds it).
+bool stays_f32(const ModelConfig& c, const std::string& name) {
+  return (ends_with(name, ".router.bias") && !c.moe_logit_bias) || ends_with(name, ".attn_sinks");
+}
+
 int64_t pow2_at_least(int64_t n, int64_t floor) {
   int64_t c = floor;
   while (c < n) c *= 2;
@@ -29,9 +40,6 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
-  if (cfg_.attn_sinks || cfg_.mlp == MlpKind::kClampedSwiglu || cfg_.moe_logit_bias || cfg_.moe_expert_bias)
-    throw std::invalid_argument("device 'cuda': gpt-oss (attention sinks, the clamped SwiGLU, router and expert biases) "
-                                "runs on the CPU backend only so far; serve it with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
@@ -107,8 +115,7 @@ void CudaModel::set_weight(const std::string& name, const float* data, int64_t n
   std::lock_guard<std::mutex> lock(mu_);
   DeviceScope scope(device_);
   DeviceBuffer& buf = weights_[name];
-  // A MoE router's choice bias stays float32, as transformers keeps e_score_correction_bias (it shifts a ranking).
-  const bool f32 = name.size() > 12 && name.compare(name.size() - 12, 12, ".router.bias") == 0;
+  const bool f32 = stays_f32(cfg_, name);
   const size_t bytes = static_cast<size_t>(n) * (f32 ? sizeof(float) : ds_);
   if (buf.bytes() != bytes) {
     buf.allocate(bytes);
@@ -142,19 +149,23 @@ void CudaModel::bind_weights() {
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
                    opt("post_mlp_norm.weight"), opt("q_a_norm.weight"), opt("kv_a_norm.weight"), opt("q_b.weight"),
-                   opt("kv_b.weight")};
+                   opt("kv_b.weight"), static_cast<const float*>(opt("attn_sinks"))};
   }
   moe_w_.assign(cfg_.num_experts > 0 ? static_cast<size_t>(cfg_.layers) : 0, MoeWeights{});
   for (int64_t i = 0; i < static_cast<int64_t>(moe_w_.size()); ++i) {
     if (!layer_is_moe(cfg_, i)) continue;
     MoeWeights& m = moe_w_[i];
     m.router = weight(layer_name(i, "router.weight"));
-    m.router_bias = static_cast<const float*>(weight_opt(layer_name(i, "router.bias")));
+    const void* router_bias = weight_opt(layer_name(i, "router.bias"));  // a choice bias, or gpt-oss's logit bias
+    m.router_bias = cfg_.moe_logit_bias ? nullptr : static_cast<const float*>(router_bias);
+    m.router_logit_bias = cfg_.moe_logit_bias ? router_bias : nullptr;
     m.shared_gate = weight_opt(layer_name(i, "shared_gate.weight"));
     for (int64_t e = 0; e < experts_held(cfg_); ++e) {
       const std::string ex = "experts." + std::to_string(e) + ".";
       m.up.push_back(weight(layer_name(i, (ex + "up.weight").c_str())));
       m.down.push_back(weight(layer_name(i, (ex + "down.weight").c_str())));
+      m.up_bias.push_back(weight_opt(layer_name(i, (ex + "up.bias").c_str())));
+      m.down_bias.push_back(weight_opt(layer_name(i, (ex + "down.bias").c_str())));
     }
   }
 }

@@ -3,7 +3,7 @@
 //
 // Memory (all device memory is allocated up front or grows monotonically; nothing is freed during a step):
 //  - weights: one buffer per canonical weight, in the model dtype (fp32 / fp16 / bf16), converted on upload
-//    from the host float32 arrays; inv_freq stays fp32.
+//    from the host float32 arrays; inv_freq, a MoE router's choice bias and gpt-oss's attention sinks stay fp32.
 //  - KV cache: one buffer, [layer][k | v][num_blocks * block_size, kv_heads * head_dim] in the dtype.
 //  - LoRA: lora_store.h (per slot A/B buffers, per module a fixed-address [sub-block][slot] table).
 //  - step buffers (grow-only, capacity a power of two >= 128 rows): the fp32 residual stream h; normed x,
@@ -90,13 +90,17 @@ class CudaModel final : public ModelExecutor {
     const void *q_norm_w, *k_norm_w;  // per-head q/k RMSNorm (cfg_.qk_norm: Qwen3, Gemma 3), else null
     const void *post_attn_norm_w, *post_mlp_norm_w;  // Gemma 3's block-output norms (cfg_.post_norms), else null
     const void *q_a_norm_w, *kv_a_norm_w, *q_b_w, *kv_b_w;  // latent attention (cfg_.mla_kv_rank > 0), else null
+    const float* sinks;  // gpt-oss's attention sinks, float32 [heads_local] (cfg_.attn_sinks), else null
   };
   // A MoE layer's router and experts (cfg_.num_experts > 0; empty for dense layers).
   struct MoeWeights {
     const void* router = nullptr;
-    const float* router_bias = nullptr;  // sigmoid routing's choice bias (float32), else null
+    const float* router_bias = nullptr;  // sigmoid or ERNIE routing's choice bias (float32), else null
+    const void* router_logit_bias = nullptr;  // gpt-oss's router bias in the dtype (cfg_.moe_logit_bias), else null
     const void* shared_gate = nullptr;   // Qwen2-MoE's shared-expert gate [hidden], else null
     std::vector<const void*> up, down;  // per expert: [gate | up] [2·I, hidden], down [hidden, I]
+    // Per expert, gpt-oss's biases in the dtype (cfg_.moe_expert_bias): up [2·I], down [hidden]; else nulls.
+    std::vector<const void*> up_bias, down_bias;
   };
   // cuda_moe.cc's grow-only scratch: router logits, routing, the routed rows' copies and outputs, and the host side.
   struct MoeBuffers {
@@ -156,6 +160,10 @@ class CudaModel final : public ModelExecutor {
   void mla_qkv(int64_t layer, const StepPlan& p);
   const void* mla_values(int64_t rows);
   void dense_mlp(int64_t layer, const StepPlan& p);  // a dense MLP from x into o (cuda_forward.cc)
+  // out = the gated MLP's activation (cfg_.mlp: SwiGLU, GeGLU or gpt-oss's clamped SwiGLU) of `rows` [gate | up] rows,
+  // each `inter` wide (cuda_forward.cc; the dense MLP and the experts).
+  void gated_mlp_activation(const void* gate_up, int64_t in_stride, void* out, int64_t out_stride, int64_t rows,
+                            int64_t inter);
   // cuda_moe.cc: a MoE layer's MLP from x into o (this rank's partial sum), experts' LoRA included.
   void moe_mlp(int64_t layer, const StepPlan& p);
   void expert_lora(int layer, int module, int expert, const void* x, int64_t in, void* y, int64_t y_stride,

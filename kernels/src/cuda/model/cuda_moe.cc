@@ -1,9 +1,10 @@
-// CudaModel::moe_mlp — a mixture-of-experts layer's MLP (Mixtral, Qwen3-MoE) on the GPU, the twin of the CPU
-// executor's model/moe.cc:
-//   router GEMM (x · Wrᵀ, [rows, experts]) → moe_route (top-k per token, fp32 softmax) → the chosen experts read
-//   back to the host, which groups the routed rows by expert (each expert's rows in batch order, so a sequence's
-//   rows stay one adapter run) → moe_gather → per expert with rows: the [gate | up] GEMM, its LoRA → SiLU·mul over
-//   all routed rows → per expert: the down GEMM, its LoRA → moe_combine adds each token's experts (ascending
+// CudaModel::moe_mlp — a mixture-of-experts layer's MLP (Mixtral, Qwen3-MoE, gpt-oss) on the GPU, the twin of the
+// CPU executor's model/moe.cc:
+//   router GEMM (x · Wrᵀ (+ gpt-oss's bias), [rows, experts]) → moe_route (top-k per token, fp32 softmax) → the
+//   chosen experts read back to the host, which groups the routed rows by expert (each expert's rows in batch order,
+//   so a sequence's rows stay one adapter run) → moe_gather → per expert with rows: the [gate | up] GEMM (+ up
+//   bias), its LoRA → the gated activation (SiLU·mul, or gpt-oss's clamped SwiGLU) over all routed rows → per
+//   expert: the down GEMM (+ down bias on rank 0), its LoRA → moe_combine adds each token's experts (ascending
 //   expert order, fp32) into o, this rank's partial sum (each rank holds a slice of every expert).
 // The read-back is one stream synchronisation per MoE layer: it sizes each expert's GEMM on the host (cuBLASLt
 // takes its row count from the host), and is why MoE steps never run as CUDA graphs (use_graph). Expert LoRA runs
@@ -58,8 +59,9 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
 
   ops_.mark("moe router", stream_);
   // The logits are rounded to the dtype (as transformers' Mixtral and Qwen3-MoE compute them; GLM-4.5's router
-  // computes them in fp32 from the same bf16 weights — a difference that can move a near tie).
-  gemm(buf_.x.get(), w.router, moe_.logits.get(), T, R, H, nullptr);
+  // computes them in fp32 from the same bf16 weights — a difference that can move a near tie). gpt-oss's router is
+  // F.linear(x, W, b) in the dtype: its bias joins in the GEMM's epilogue, before the one rounding.
+  gemm(buf_.x.get(), w.router, moe_.logits.get(), T, R, H, w.router_logit_bias);
   WEFT_CUDA_CHECK(moe_route(moe_.logits.get(), dt, w.router_bias, T, route_params(cfg_), moe_.ids.as<int32_t>(),
                             moe_.weights.as<float>(), stream_));
   if (w.shared_gate) WEFT_CUDA_CHECK(moe_shared_gate(buf_.x.get(), w.shared_gate, dt, T, H, k, moe_.weights.as<float>(), stream_));
@@ -103,12 +105,12 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
     const int64_t We = width(e);
     void* up = up_at(e, offset[e]);
     const void* xe = row_ptr(moe_.xg.get(), offset[e], H, ds_);
-    gemm(xe, w.up[e], up, n, 2 * We, H, nullptr);
+    gemm(xe, w.up[e], up, n, 2 * We, H, w.up_bias[e]);  // gpt-oss's up bias: this rank's own rows, on every rank
     if (any_adapter(e)) expert_lora(layer, kUp, static_cast<int>(e), xe, H, up, 2 * We, n, entries_dev + offset[e]);
   }
   ops_.mark("moe activation", stream_);
-  WEFT_CUDA_CHECK(silu_mul(moe_.up.get(), 2 * I, moe_.act.get(), I, own_width ? N_r : N, I, dt, stream_));
-  if (own_width) WEFT_CUDA_CHECK(silu_mul(up_at(R, N_r), 2 * Is, act_at(R, N_r), Is, N - N_r, Is, dt, stream_));
+  gated_mlp_activation(moe_.up.get(), 2 * I, moe_.act.get(), I, own_width ? N_r : N, I);
+  if (own_width) gated_mlp_activation(up_at(R, N_r), 2 * Is, act_at(R, N_r), Is, N - N_r, Is);
   ops_.mark("moe gemm down", stream_);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = offset[e + 1] - offset[e];
@@ -116,7 +118,8 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
     const int64_t We = width(e);
     const void* act = act_at(e, offset[e]);
     void* y = row_ptr(moe_.y.get(), offset[e], H, ds_);
-    gemm(act, w.down[e], y, n, H, We, nullptr);
+    // gpt-oss's down bias once over the ranks (their outputs are partial sums), before the routing weight.
+    gemm(act, w.down[e], y, n, H, We, coll_->rank() == 0 ? w.down_bias[e] : nullptr);
     if (any_adapter(e)) expert_lora(layer, kDown, static_cast<int>(e), act, We, y, H, n, entries_dev + offset[e]);
   }
   ops_.mark("moe combine", stream_);
