@@ -97,7 +97,7 @@ test('experts of the wrong shape and adapters on the router are refused by name'
     t[k] = { ...t[k]!, shape: [E!, b!, a!] };  // (out, in) instead of (in, out)
   });
   assert.throws(() => LocalEngine.open(swapped, { numBlocks: 8, blockSize: 4, adapterSlots: 1 }),
-    /mlp\.experts\.down_proj' has shape \[8, 64, 32\], expected \[E, 32, 64\] \(gpt-oss stores each expert as \(in, out\)\)/);
+    /mlp\.experts\.down_proj' has shape \[8, 64, 32\], expected \[E, 32, 64\] \(gpt_oss stores each expert as \(in, out\)\)/);
 
   const c = loadGoldenCase('gpt_oss');
   const engine = LocalEngine.open(c.modelDir, { numBlocks: 8, blockSize: 4, adapterSlots: 1 });
