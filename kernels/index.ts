@@ -66,6 +66,14 @@ export interface ModelPlanConfig {
   finalSoftcap?: number;
   /** gpt-oss: each head's learned sink logit (plan weight layers.<i>.attn_sinks [headsLocal]) joins the attention softmax. */
   attnSinks?: boolean;
+  /** Llama 4: the query-scale position offset (qScaleBeta's ⌊(pos + offset) / period⌋) and whether only NoPE layers scale. */
+  qScaleOffset?: number;
+  qScaleNopeOnly?: boolean;
+  /** Llama 4 use_qk_norm: q and k RMS-normalised per head without weights after RoPE, in the RoPE layers. */
+  qkNormAfterRope?: boolean;
+  /** Llama 4: chunked attention (attentionChunk positions per chunk) in the layers layerChunked marks. */
+  attentionChunk?: number;
+  layerChunked?: boolean[];
   /** Granite: block outputs times residualScale before the residual add; logits divided by logitsDivisor (default 1). */
   residualScale?: number;
   logitsDivisor?: number;
@@ -108,6 +116,8 @@ export interface ModelPlanConfig {
    * whole on every rank; rank 0 adds it).
    */
   moeExpertBias?: boolean;
+  /** Llama 4: each routed expert's input scaled by its routing weight (its output added whole). */
+  moeScaleInput?: boolean;
   /**
    * Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; kernels/src/model/executor.h ModelConfig::mla_*), on when
    * mlaKvRank > 0: qkv is the replicated first projection [q_a | kv_a | k_rope] (or [q | kv_a | k_rope] with

@@ -56,7 +56,7 @@ export const PLAIN_DECODER = {
   layerSliding: null, layerRope: null, ropeInterleaved: false, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
   attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null, qkNormFull: false, preNorms: true,
   parallelBlock: false, parallelMlpNorm: false, normBias: true, normParams: true, lmHeadBias: false, mla: null, qkvClip: 0, queryScale: null, qkLayerNorm: false,
-  attnSinks: false,
+  attnSinks: false, qkNormAfterRope: false, attentionChunk: 0, layerChunked: null,
 } as const;
 
 /** The fields every rotary decoder with HF's usual config names reads alike (the Llama family, StarCoder2, Cohere, Phi). */

@@ -94,7 +94,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     finalSoftcap,
     residualScale: 1,
     logitsDivisor: 1,
-    moe: null, mla: null, normParams: true, qkvClip: 0, queryScale: null, qkLayerNorm: false, attnSinks: false,
+    moe: null, mla: null, normParams: true, qkvClip: 0, queryScale: null, qkLayerNorm: false, attnSinks: false, qkNormAfterRope: false, attentionChunk: 0, layerChunked: null,
     qkNormFull: false,
     preNorms: true,
     parallelBlock: false, parallelMlpNorm: false,

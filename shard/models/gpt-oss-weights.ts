@@ -1,4 +1,4 @@
-// gpt-oss's experts as its checkpoints store them, made this rank's plan weights. Two layouts:
+// gpt-oss's (and Llama 4's) experts as their checkpoints store them, made this rank's plan weights. gpt-oss's two layouts:
 //  - bf16 / fp32 (transformers' GptOssExperts parameters, e.g. the bf16 conversions): mlp.experts.gate_up_proj
 //    [E, hidden, 2I] and down_proj [E, I, hidden] — (in, out) per expert, the transpose of a linear weight;
 //  - OpenAI's published MXFP4: gate_up_proj_blocks [E, 2I, hidden/32, 16] + _scales [E, 2I, hidden/32] and
@@ -7,7 +7,7 @@
 //    dequantizes them (_convert_moe_packed_tensors; exact in float32).
 // Either way gate_up's outputs alternate gate, up (columns 2i, 2i+1: GptOssExperts._apply_gate); the plan wants this
 // rank's [gate rows | up rows], so they are de-interleaved here, biases (gate_up_proj_bias [E, 2I], down_proj_bias
-// [E, hidden]) alike.
+// [E, hidden]) alike. Llama 4's Llama4TextExperts are the first layout with [gate | up] columns and no biases.
 import type { WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
 import { rangeLen, type Partition } from './partition.js';
@@ -41,7 +41,7 @@ function need(store: WeightStore, name: string): string {
 }
 
 /** Expert e's gate_up [2I, hidden] and down [hidden, I] as (out, in) matrices, from either layout. */
-function expertMatrices(store: WeightStore, prefix: string, e: number, H: number, I: number): { gateUp: Float32Array; down: Float32Array } {
+function expertMatrices(store: WeightStore, spec: ModelSpec, prefix: string, e: number, H: number, I: number): { gateUp: Float32Array; down: Float32Array } {
   const one = { dim: 0, start: e, end: e + 1 };
   const read = (name: string, rows: number, cols: number): Float32Array => {
     if (store.has(`${prefix}${name}_blocks`)) {
@@ -57,13 +57,20 @@ function expertMatrices(store: WeightStore, prefix: string, e: number, H: number
     const [, inDim, outDim] = store.info(full).shape;
     if (inDim !== cols || outDim !== rows) {
       throw new UnsupportedModelError(`'${full}' has shape [${store.info(full).shape.join(', ')}], expected [E, ${cols}, ${rows}] ` +
-        '(gpt-oss stores each expert as (in, out))');
+        `(${spec.architecture} stores each expert as (in, out))`);
     }
     const t = store.readF32(full, one), m = new Float32Array(rows * cols);  // [cols, rows] -> [rows, cols]
     for (let i = 0; i < cols; i++) for (let o = 0; o < rows; o++) m[o * cols + i] = t[i * rows + o]!;
     return m;
   };
   return { gateUp: read('gate_up_proj', 2 * I, H), down: read('down_proj', H, I) };
+}
+
+function concatRows(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** The rows of an interleaved [gate0, up0, gate1, up1, …] (each `cols` wide) this rank holds, as [gate rows | up rows]. */
@@ -76,24 +83,31 @@ export function deinterleaveGateUp(m: Float32Array, cols: number, start: number,
   return out;
 }
 
-/** Every expert of one gpt-oss layer (`prefix`: the layer's `…mlp.experts.`) as this rank's plan weights. */
-export function loadGptOssExperts(store: WeightStore, spec: ModelSpec, part: Partition, prefix: string, layer: number,
+/**
+ * Every expert of one layer stored (in, out) per expert (`prefix`: the layer's `…experts.`) as this rank's plan weights:
+ * gpt-oss's (gate/up interleaved, with biases, maybe MXFP4) or Llama 4's (Llama4TextExperts: [gate | up], no biases).
+ */
+export function loadInOutExperts(store: WeightStore, spec: ModelSpec, part: Partition, prefix: string, layer: number,
   set: (name: string, data: Float32Array) => void): void {
   const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate, w = rangeLen(rows);
-  const gateUpBias = store.readF32(need(store, `${prefix}gate_up_proj_bias`));
-  const downBias = store.readF32(need(store, `${prefix}down_proj_bias`));
+  const interleaved = spec.moe!.gateUpInterleaved === true, biases = spec.moe!.expertBias === true;
+  const gateUpBias = biases ? store.readF32(need(store, `${prefix}gate_up_proj_bias`)) : new Float32Array(E * 2 * I);
+  const downBias = biases ? store.readF32(need(store, `${prefix}down_proj_bias`)) : new Float32Array(E * H);
   if (gateUpBias.length !== E * 2 * I || downBias.length !== E * H) {
     throw new UnsupportedModelError(`'${prefix}gate_up_proj_bias' / 'down_proj_bias' have ${gateUpBias.length} / ` +
       `${downBias.length} values, expected ${E * 2 * I} / ${E * H}`);
   }
   for (let e = 0; e < E; e++) {
-    const { gateUp, down } = expertMatrices(store, prefix, e, H, I);
+    const { gateUp, down } = expertMatrices(store, spec, prefix, e, H, I);
     const x = `layers.${layer}.experts.${e}.`;
-    set(`${x}up.weight`, deinterleaveGateUp(gateUp, H, rows.start, rows.end));
-    set(`${x}up.bias`, deinterleaveGateUp(gateUpBias.subarray(e * 2 * I, (e + 1) * 2 * I), 1, rows.start, rows.end));
+    const split = (m: Float32Array, cols: number) => (interleaved ? deinterleaveGateUp(m, cols, rows.start, rows.end)
+      : concatRows(m.subarray(rows.start * cols, rows.end * cols), m.subarray((I + rows.start) * cols, (I + rows.end) * cols)));
+    set(`${x}up.weight`, split(gateUp, H));
     const mine = new Float32Array(H * w);
     for (let r = 0; r < H; r++) mine.set(down.subarray(r * I + rows.start, r * I + rows.end), r * w);
     set(`${x}down.weight`, mine);
+    if (!biases) continue;
+    set(`${x}up.bias`, split(gateUpBias.subarray(e * 2 * I, (e + 1) * 2 * I), 1));
     set(`${x}down.bias`, downBias.slice(e * H, (e + 1) * H));
   }
 }

@@ -17,9 +17,9 @@ export interface SubBlock {
   localOffset: number; // where they land in this rank's fused output
 }
 
-/** The up projection is [gate | up] (SwiGLU, GeGLU). */
+/** The up projection is [gate | up] (SwiGLU, GeGLU, gpt-oss's clamped SwiGLU). */
 export function isGatedMlp(spec: Pick<ModelSpec, 'mlp'>): boolean {
-  return spec.mlp === 'gated_silu' || spec.mlp === 'gated_gelu_tanh';
+  return spec.mlp === 'gated_silu' || spec.mlp === 'gated_gelu_tanh' || spec.mlp === 'clamped_swiglu';
 }
 
 export function subBlocks(spec: ModelSpec, part: Partition, module: 'qkv' | 'up' | 'q_b' | 'kv_b' | 'lmHead'): SubBlock[] {
@@ -260,10 +260,12 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
     : spec.mla ? DEEPSEEK_MODULES : neox ? NEOX_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
+  // Llama 4 names its MLP feed_forward (dense: gate/up/down_proj; MoE: router, experts, shared_expert.*)
+  const rest = spec.architecture === 'llama4' ? m[2]!.replace(/^feed_forward\./, 'mlp.') : m[2]!;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
-    if (/^(?:mlp|block_sparse_moe)\./.test(m[2]!)) return resolveExpertModule(spec, layer, m[2]!);
+    if (/^(?:mlp|block_sparse_moe)\./.test(rest)) return resolveExpertModule(spec, layer, rest);
   }
-  const entry = table[m[2]!];
+  const entry = table[rest];
   if (!entry) return null;
   // Latent attention has q_proj without a q rank, q_a_proj / q_b_proj with one — never both.
   if (spec.mla && (entry.module === 'q_b' || entry.roles[0] === 'q_a' || m[2] === 'self_attn.q_proj') &&

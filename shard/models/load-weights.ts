@@ -6,7 +6,7 @@ import { UnsupportedModelError } from './errors.js';
 import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
-import { loadGptOssExperts } from './gpt-oss-weights.js';
+import { loadInOutExperts } from './gpt-oss-weights.js';
 
 export interface LoadOptions {
   rank: number;
@@ -119,6 +119,7 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
   const fused = spec.architecture === 'phi3';
   const fusedUp = fused || spec.architecture === 'glm4';  // GLM-4: separate q/k/v, one gate_up_proj
   const glm4 = spec.architecture === 'glm4';
+  const ffn = spec.architecture === 'llama4' ? 'feed_forward' : 'mlp';  // Llama 4's MLP module
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
   // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
   const root = !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
@@ -142,8 +143,8 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
         : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
           : spec.architecture === 'arcee' ? { paths: ['mlp.up_proj'], roles: [['fc']] }
-          : { paths: ['mlp.gate_proj', 'mlp.up_proj'], roles: [['gate'], ['up']] },
-      down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : 'mlp.down_proj'], roles: [[]] },
+          : { paths: [`${ffn}.gate_proj`, `${ffn}.up_proj`], roles: [['gate'], ['up']] },
+      down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : `${ffn}.down_proj`], roles: [[]] },
       ...mla,
     },
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
@@ -162,6 +163,11 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
 // The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
 // Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
 function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
+  if (spec.architecture === 'llama4') {  // feed_forward.{router, experts, shared_expert} (gpt-oss-weights.ts reads the experts)
+    return { router: 'feed_forward.router', expert: () => ({ gate: 'feed_forward.shared_expert.gate_proj',
+      up: 'feed_forward.shared_expert.up_proj', down: 'feed_forward.shared_expert.down_proj' }),
+    stacked: { gateUp: 'feed_forward.experts.gate_up_proj', down: 'feed_forward.experts.down_proj' } };
+  }
   if (spec.architecture === 'gpt_oss') {  // mlp.router (weight, bias); the experts stacked (gpt-oss-weights.ts)
     return { router: 'mlp.router', routerBias: 'mlp.router.bias', expert: () => ({ gate: '', up: '', down: '' }),
       stacked: { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } };
@@ -199,7 +205,9 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${router}.weight`)));
   if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
   if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
-  if (spec.architecture === 'gpt_oss') loadGptOssExperts(store, spec, part, `${p}mlp.experts.`, layer, set);
+  if (spec.architecture === 'gpt_oss' || spec.architecture === 'llama4') {  // stored (in, out) per expert
+    loadInOutExperts(store, spec, part, `${p}${stacked!.gateUp.replace(/gate_up_proj$/, '')}`, layer, set);
+  }
   else if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
   // Per expert module: every expert as published, or only the shared one after stacked routed experts.
   for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
@@ -355,7 +363,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     qkNormFull: spec.qkNormFull,
     qkLayerNorm: spec.qkLayerNorm,
     qkvClip: spec.qkvClip,
-    ...(spec.queryScale ? { qScaleBeta: spec.queryScale.beta, qScalePeriod: spec.queryScale.period } : {}),
+    ...(spec.queryScale ? { qScaleBeta: spec.queryScale.beta, qScalePeriod: spec.queryScale.period,
+      qScaleOffset: spec.queryScale.offset ?? 0, qScaleNopeOnly: spec.queryScale.nopeOnly === true } : {}),
+    qkNormAfterRope: spec.qkNormAfterRope,
+    ...(spec.layerChunked ? { attentionChunk: spec.attentionChunk, layerChunked: spec.layerChunked } : {}),
     preNorms: spec.preNorms,
     parallelBlock: spec.parallelBlock,
     parallelMlpNorm: spec.parallelMlpNorm,
@@ -382,7 +393,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       ...(spec.moe.sharedIntermediate ? { moeSharedIntermediateLocal: rangeLen(part.sharedIntermediate) } : {}),
       moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
       moeChoiceBias: spec.moe.choiceBias === true, moeRenormMin: spec.moe.renormMin ?? 0,
-      moeLogitBias: spec.moe.logitBias === true, moeExpertBias: spec.moe.expertBias === true,
+      moeLogitBias: spec.moe.logitBias === true, moeExpertBias: spec.moe.expertBias === true, moeScaleInput: spec.moe.scaleInput === true,
     } : {}),
     ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
     numBlocks: opts.numBlocks,
@@ -398,6 +409,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
+  if (opts.device === 'cuda' && spec.architecture === 'llama4') {
+    throw new UnsupportedModelError("Llama 4 (chunked attention, the q/k norm after RoPE, input-scaled experts) runs on the CPU " +
+      "backend only so far; serve it with --device cpu");
+  }
   const store = WeightStore.openDir(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);

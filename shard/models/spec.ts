@@ -11,10 +11,11 @@ import { attentionWindows, smollm3RopeLayers } from './layer-kinds.js';
 import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 import { gptOssConfig, gptOssGluLimit } from './gpt-oss-spec.js';
+import { llama4Spec } from './llama4-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss';
+  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -48,6 +49,8 @@ export interface MoeSpec {
   expertBias?: boolean;
   /** gpt-oss: the stacked gate_up_proj's outputs alternate gate, up (columns 2i, 2i+1) — in the weights, biases and lora_B. */
   gateUpInterleaved?: boolean;
+  /** Llama 4: each routed expert's input is scaled by its routing weight (sigmoid of its logit), its output added whole. */
+  scaleInput?: boolean;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -123,7 +126,12 @@ export interface ModelSpec {
    * Ministral 3 (rope_parameters.llama_4_scaling_beta): after RoPE each query times 1 + beta·ln(1 + ⌊position / period⌋),
    * period the RoPE's original_max_position_embeddings; null: none.
    */
-  queryScale: { beta: number; period: number } | null;
+  queryScale: { beta: number; period: number; offset?: number; nopeOnly?: boolean } | null;
+  /** Llama 4 (use_qk_norm): q and k RMS-normalised per head without weights after RoPE, in the layers with RoPE. */
+  qkNormAfterRope: boolean;
+  /** Llama 4: chunked attention — per layer, true = a query sees only the keys of its own attentionChunk-position chunk. */
+  attentionChunk: number;
+  layerChunked: boolean[] | null;
   /** Phi-1/2: the lm_head has a bias. */
   lmHeadBias: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
@@ -200,6 +208,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   DeepseekV2ForCausalLM: 'deepseek_v2',
   DeepseekV3ForCausalLM: 'deepseek_v3',
   GptOssForCausalLM: 'gpt_oss',
+  Llama4ForCausalLM: 'llama4',
+  Llama4ForConditionalGeneration: 'llama4',
 };
 
 export function readModelSpec(modelDir: string): ModelSpec {
@@ -229,6 +239,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gpt_neox') return gptNeoxSpec(cfg, where);
   if (arch === 'gptj') return gptjSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
+  if (arch === 'llama4') return llama4Spec(archName, cfg, where);
   if (arch === 'gpt_oss') {
     const oss = gptOssConfig(cfg, where);
     return { ...llamaFamilySpec(arch, oss, where), mlp: 'clamped_swiglu', gluLimit: gptOssGluLimit(oss, where), attnSinks: true };

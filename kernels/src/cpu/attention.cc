@@ -20,7 +20,7 @@ void kv_cache_write(const float* k, const float* v, int64_t tokens, int64_t kv_d
 
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size, float scale,
-                     int64_t sliding_window, float* out, float softcap, const float* sinks) {
+                     int64_t sliding_window, float* out, float softcap, const float* sinks, int64_t chunk) {
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
   // Work items: a sequence's query rows in chunks of kRows (decode: one row per sequence). Every (row, head)
@@ -54,7 +54,8 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
       for (int64_t i = item.i0; i < item.i1; ++i) {
         const int64_t row = seq.token_start + i;
         const int64_t pos = seq.context_len - seq.num_tokens + i;
-        const int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
+        int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
+        if (chunk > 0) lo = std::max(lo, pos - pos % chunk);  // the first key of the query's chunk
         for (int64_t h = 0; h < heads; ++h) {
           const float* qh = q + (row * heads + h) * head_dim;
           const int64_t kv_off = (h / group) * head_dim;

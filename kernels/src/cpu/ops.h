@@ -64,10 +64,12 @@ struct AttentionSeq {
 // (key j is visible when pos - j < sliding_window). GQA: q head h reads kv head h / (heads / kv_heads).
 // softcap > 0 (Gemma 2): each scaled score x becomes softcap·tanh(x / softcap) before the mask and softmax.
 // sinks (gpt-oss; null: none): head h's learned logit sinks[h] joins the softmax as one more score with no value,
-// so the head's weights over the keys sum to less than 1.
+// so the head's weights over the keys sum to less than 1. chunk > 0 (Llama 4's chunked attention): only the keys of
+// the query's own chunk of `chunk` positions are visible (key j when ⌊j / chunk⌋ = ⌊pos / chunk⌋).
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size,
-                     float scale, int64_t sliding_window, float* out, float softcap = 0.0f, const float* sinks = nullptr);
+                     float scale, int64_t sliding_window, float* out, float softcap = 0.0f, const float* sinks = nullptr,
+                     int64_t chunk = 0);
 
 // LoRA for one adapter segment: y[t, out_offset + o] += scale * (B[o, :] . (A x[t])) for tokens [t0, t1).
 // A is [rank, in], B is [out_len, rank]; y has row stride y_stride.

@@ -56,6 +56,17 @@ struct ModelConfig {
   // (period: the RoPE's original_max_position_embeddings), in float32 as transformers computes it; 0 = none.
   float q_scale_beta = 0.0f;
   int64_t q_scale_period = 0;
+  // Llama 4's attention temperature (attn_temperature_tuning): the same scale of ⌊(pos + q_scale_offset) / period⌋
+  // (offset 1; floor_scale the period, attn_scale the beta), only in the layers without RoPE (q_scale_nope_only).
+  int64_t q_scale_offset = 0;
+  bool q_scale_nope_only = false;
+  // Llama 4 (use_qk_norm): q and k RMS-normalised per head without weights (eps norm_eps) after RoPE, in the layers
+  // that have RoPE.
+  bool qk_norm_after_rope = false;
+  // Llama 4: chunked attention in the layers layer_chunked marks (empty: none) — a query at position p sees the keys
+  // j <= p of its own chunk only (⌊j / attention_chunk⌋ = ⌊p / attention_chunk⌋).
+  int64_t attention_chunk = 0;
+  std::vector<uint8_t> layer_chunked;
   // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
   bool pre_norms = true;
   // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are
@@ -127,6 +138,9 @@ struct ModelConfig {
   // [hidden] (whole on every rank; added by rank 0 only, as the expert outputs are partial sums all-reduced after),
   // each expert's output (bias included) times its routing weight.
   bool moe_expert_bias = false;
+  // Llama 4: each routed expert's INPUT is scaled by its routing weight (Llama4TextMoe: routed_in = x · score) and its
+  // output added with weight 1; the shared expert is unscaled.
+  bool moe_scale_input = false;
   // Multi-head latent attention (DeepSeek-V2/V3, Kimi K2), on when mla_kv_rank > 0. The qkv module is the first
   // projection, replicated on every rank: [q_a (mla_q_rank rows) | kv_a (mla_kv_rank) | k_rope (rotary_dim)], or with
   // mla_q_rank 0 [q (heads_local·head_dim, this rank's heads) | kv_a | k_rope]. q_a is RMS-normalised (q_a_norm, eps
@@ -266,11 +280,16 @@ moe::RouteParams route_params(const ModelConfig& c);  // model/moe.cc
 int64_t part_in(const ModelConfig& cfg, int module, int expert);
 int64_t part_out(const ModelConfig& cfg, int module, int expert);
 bool gated_mlp(const ModelConfig& cfg);  // the up module is [gate | up] (kGatedSilu, kGatedGeluTanh, kClampedSwiglu)
-// The router's bias (plan weight layers.<l>.router.bias): the choice bias of sigmoid / ERNIE routing, or gpt-oss's logit bias.
-inline bool router_has_bias(const ModelConfig& c) { return c.moe_sigmoid || c.moe_choice_bias || c.moe_logit_bias; }
+// The router's bias (plan weight layers.<l>.router.bias): the choice bias of sigmoid / ERNIE routing, or gpt-oss's logit
+// bias.
+inline bool router_has_bias(const ModelConfig& c) {
+  return (c.moe_sigmoid && !c.moe_scale_input) || c.moe_choice_bias || c.moe_logit_bias;  // Llama 4's sigmoid router has none
+}
 // A gated MLP's activation on the CPU: out[i] = act(gate[i], up[i]) for cfg.mlp's kind (kGatedSilu, kGatedGeluTanh, kClampedSwiglu).
 void gated_activation(const ModelConfig& cfg, const float* gate, const float* up, float* out, int64_t n);
 int64_t layer_window(const ModelConfig& cfg, int64_t layer);  // the layer's sliding window (0 = full attention)
+int64_t layer_chunk(const ModelConfig& cfg, int64_t layer);   // the layer's attention chunk (0 = none)
+bool layer_query_scaled(const ModelConfig& cfg, int64_t layer);  // q_scale_beta applies in this layer
 const std::vector<float>& layer_inv_freq(const ModelConfig& cfg, int64_t layer);  // the layer's RoPE frequencies
 float layer_rope_attention_factor(const ModelConfig& cfg, int64_t layer);          // and their attention factor
 bool layer_has_rope(const ModelConfig& cfg, int64_t layer);  // rotary_dim > 0 and not one of SmolLM3's NoPE layers

@@ -220,9 +220,15 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
                             layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
     }
-    if (cfg_.q_scale_beta != 0.0f) {  // Ministral 3: the query scaled by position (the cached keys are not)
+    if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
+      const std::vector<float> ones(static_cast<size_t>(hd), 1.0f);
+      cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());
+      cpu::rms_norm(k.data(), T * nkv, hd, ones.data(), cfg_.norm_eps, k.data());
+    }
+    if (layer_query_scaled(cfg_, l)) {  // Ministral 3, Llama 4's NoPE layers: the query scaled by position (not the keys)
       for (int64_t t = 0; t < T; ++t) {
-        const float s = llama4_query_scale(b.positions[t], cfg_.q_scale_beta, cfg_.q_scale_period);
+        const float s = llama4_query_scale(b.positions[t] + static_cast<int32_t>(cfg_.q_scale_offset), cfg_.q_scale_beta,
+                                           cfg_.q_scale_period);
         for (int64_t i = 0; i < q_dim; ++i) q[t * q_dim + i] *= s;
       }
     }
@@ -230,7 +236,7 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
                          v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
-                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr);
+                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr, layer_chunk(cfg_, l));
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]

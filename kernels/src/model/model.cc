@@ -36,6 +36,12 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: qkv_clip must be 0 (none) or positive, and not with latent attention");
   if (c.q_scale_beta != 0.0f && c.q_scale_period <= 0)
     throw std::invalid_argument("model config: q_scale_beta needs a positive q_scale_period");
+  if (!c.layer_chunked.empty() && (static_cast<int64_t>(c.layer_chunked.size()) != c.layers || c.attention_chunk <= 0))
+    throw std::invalid_argument("model config: layer_chunked needs one entry per layer and a positive attention_chunk");
+  if (c.q_scale_offset < 0 || (c.qk_norm_after_rope && (c.qk_norm || c.qk_norm_full || c.qk_layer_norm)))
+    throw std::invalid_argument("model config: q_scale_offset must be >= 0; qk_norm_after_rope is the only q/k norm");
+  if (c.moe_scale_input && (c.num_experts == 0 || !c.moe_sigmoid))
+    throw std::invalid_argument("model config: moe_scale_input is Llama 4's sigmoid routing");
   if (c.parallel_mlp_norm && !c.parallel_block)
     throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
@@ -126,6 +132,14 @@ void gated_activation(const ModelConfig& c, const float* gate, const float* up, 
 
 int64_t layer_window(const ModelConfig& c, int64_t layer) {
   return c.layer_sliding.empty() || c.layer_sliding[static_cast<size_t>(layer)] ? c.sliding_window : 0;
+}
+
+int64_t layer_chunk(const ModelConfig& c, int64_t layer) {
+  return !c.layer_chunked.empty() && c.layer_chunked[static_cast<size_t>(layer)] ? c.attention_chunk : 0;
+}
+
+bool layer_query_scaled(const ModelConfig& c, int64_t layer) {
+  return c.q_scale_beta != 0.0f && (!c.q_scale_nope_only || !layer_has_rope(c, layer));
 }
 
 bool layer_has_rope(const ModelConfig& c, int64_t layer) {

@@ -34,7 +34,7 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
   const std::string p = "layers." + std::to_string(l) + ".";
   std::vector<float> logits(static_cast<size_t>(T * R));
   cpu::gemm_xwt(x, T, H, w(p + "router.weight"), R, cfg_.moe_logit_bias ? w(p + "router.bias") : nullptr, logits.data(), false);
-  const float* bias = cfg_.moe_sigmoid || cfg_.moe_choice_bias ? w(p + "router.bias") : nullptr;
+  const float* bias = router_has_bias(cfg_) && !cfg_.moe_logit_bias ? w(p + "router.bias") : nullptr;  // the choice bias
   const moe::RouteParams rp = route_params(cfg_);
   struct { std::vector<int32_t> expert; std::vector<float> weight; } r{std::vector<int32_t>(static_cast<size_t>(T * k)),
                                                                        std::vector<float>(static_cast<size_t>(T * k))};
@@ -71,6 +71,11 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
     xe.resize(static_cast<size_t>(n * H)), up.resize(static_cast<size_t>(n * 2 * I));
     act.resize(static_cast<size_t>(n * I)), down.resize(static_cast<size_t>(n * H));
     for (int64_t i = 0; i < n; ++i) std::memcpy(xe.data() + i * H, x + rows[i] * H, sizeof(float) * H);
+    // Llama 4: a routed expert reads its rows scaled by their weights, and its output counts whole.
+    const bool scale_in = cfg_.moe_scale_input && e < cfg_.num_experts;
+    if (scale_in)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < H; ++c) xe[i * H + c] *= row_weight[i];
     const std::string ex = p + "experts." + std::to_string(e) + ".";
     const int ie = static_cast<int>(e), li = static_cast<int>(l);
     // gpt-oss's expert biases: up's on every rank (its own rows), down's once over the ranks (partial sums).
@@ -84,7 +89,8 @@ void Model::moe_mlp(int64_t l, const float* x, int64_t T, const std::vector<int3
     for (int64_t i = 0; i < n; ++i) {
       float* o = out + rows[i] * H;
       const float* d = down.data() + i * H;
-      for (int64_t c = 0; c < H; ++c) o[c] += d[c] * row_weight[i];
+      const float wgt = scale_in ? 1.0f : row_weight[i];
+      for (int64_t c = 0; c < H; ++c) o[c] += d[c] * wgt;
     }
   }
 }

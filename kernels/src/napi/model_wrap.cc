@@ -73,6 +73,11 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.qkv_clip = static_cast<float>(num_or(o, "qkvClip", 0.0));
   c.q_scale_beta = static_cast<float>(num_or(o, "qScaleBeta", 0.0));
   c.q_scale_period = static_cast<int64_t>(num_or(o, "qScalePeriod", 0));
+  c.q_scale_offset = static_cast<int64_t>(num_or(o, "qScaleOffset", 0));
+  c.q_scale_nope_only = o.Get("qScaleNopeOnly").ToBoolean().Value();
+  c.qk_norm_after_rope = o.Get("qkNormAfterRope").ToBoolean().Value();
+  c.attention_chunk = static_cast<int64_t>(num_or(o, "attentionChunk", 0));
+  layer_flags(o, "layerChunked", c.layer_chunked);
   c.parallel_block = o.Get("parallelBlock").ToBoolean().Value();
   c.parallel_mlp_norm = o.Get("parallelMlpNorm").ToBoolean().Value();
   const Napi::Value pre = o.Get("preNorms");
@@ -113,6 +118,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_renorm_min = static_cast<float>(num_or(o, "moeRenormMin", 0.0));
   c.moe_logit_bias = o.Get("moeLogitBias").ToBoolean().Value();
   c.moe_expert_bias = o.Get("moeExpertBias").ToBoolean().Value();
+  c.moe_scale_input = o.Get("moeScaleInput").ToBoolean().Value();
   c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
   c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
   c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));

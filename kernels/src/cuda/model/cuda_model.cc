@@ -40,6 +40,9 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
+  if (!cfg_.layer_chunked.empty() || cfg_.qk_norm_after_rope || cfg_.q_scale_nope_only || cfg_.moe_scale_input)
+    throw std::invalid_argument("device 'cuda': Llama 4 (chunked attention, the q/k norm after RoPE, the NoPE layers' "
+                                "temperature, input-scaled experts) runs on the CPU backend only so far; serve it with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
