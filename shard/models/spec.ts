@@ -293,9 +293,10 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   refuseIf(act !== wantAct, where, `hidden_act '${act}' is not supported for ${arch} (only ${wantAct})`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
   refuseQuantized(cfg, where);
-  // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections;
-  // GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
-  const attnBias = arch === 'qwen2' || arch === 'gpt_oss' ? cfg.attention_bias !== false : arch === 'qwen2_moe' ? cfg.qkv_bias !== false : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
+  // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections, gpt-oss
+  // too (by default); GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
+  const attnBias = arch === 'qwen2' ? true : arch === 'gpt_oss' ? cfg.attention_bias !== false
+    : arch === 'qwen2_moe' ? cfg.qkv_bias !== false : arch !== 'mistral' && arch !== 'mixtral' && cfg.attention_bias === true;
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
   const rope = ropes.rope;
