@@ -116,3 +116,18 @@ test('refusals: stored responses, non-function tools, unsupported input items, u
     assert.match(r.json.error.message, message);
   }
 });
+
+test('a client that leaves a response stream mid-generation frees its KV blocks', async () => {
+  const ac = new AbortController();
+  const res = await fetch(`${server.url}/v1/responses`, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ input: 'Tell me a long story about adapters.', max_output_tokens: 200, stream: true, temperature: 0,
+      text: { format: { type: 'text' } } }) });
+  const reader = res.body!.getReader();
+  let seen = '';
+  while (!seen.includes('response.output_text.delta')) seen += new TextDecoder().decode((await reader.read()).value);
+  assert.ok(server.engine.stats().usedBlocks > 0, 'the response holds KV blocks while it generates');
+  ac.abort();
+  const deadline = Date.now() + 5000;
+  while (server.engine.stats().usedBlocks > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(server.engine.stats().usedBlocks, 0, 'blocks freed after the disconnect');
+});
