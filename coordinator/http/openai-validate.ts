@@ -59,6 +59,9 @@ import { functionCallText, toolCallsText, toolConstraint, toolResultText, toolUs
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
+  /** An assistant turn's thoughts as a client echoes them back (reasoning_content, or `reasoning`): templates that
+   * render earlier thoughts read message.reasoning_content (Qwen3's drops them before the last user turn). */
+  reasoning_content?: string;
 }
 
 /** What both OpenAI routes share, validated. */
@@ -382,6 +385,7 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>): Chat
   const m = asObject(v, `\`${at}\``);
   for (const key of Object.keys(m)) {
     if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id' || key === 'function_call') continue;
+    if ((key === 'reasoning_content' || key === 'reasoning') && m.role === 'assistant') continue;
     if (MESSAGE_NULL_KEYS.has(key) && (m[key] === null || isEmptyArray(m[key]))) continue;
     if (MESSAGE_NULL_KEYS.has(key)) throw notSupported(`${at}.${key}`);
     throw validationError(`unknown field \`${at}.${key.slice(0, 64)}\``);
@@ -417,7 +421,9 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>): Chat
     const before = said();
     return { role, content: before === '' ? text : `${before}\n${text}` };
   }
-  return { role, content: contentOf(m.content, `${at}.content`) };
+  const thoughts = m.reasoning_content ?? m.reasoning;
+  const reasoning = thoughts === undefined || thoughts === null ? undefined : str(thoughts, `${at}.reasoning_content`);
+  return { role, content: contentOf(m.content, `${at}.content`), ...(reasoning ? { reasoning_content: reasoning } : {}) };
 }
 
 function contentOf(v: unknown, at: string): string {

@@ -182,3 +182,17 @@ test('a request\'s own chat_template (--trust-request-chat-template) renders the
   assert.equal(broken.status, 422);
   assert.match(await broken.text(), /the request's chat_template does not parse/);
 });
+
+test('an assistant turn echoed back with reasoning_content (or reasoning) is accepted and reaches the template; elsewhere it is refused', async () => {
+  const template = '{% for m in messages %}{{ m.role }}: {{ m.reasoning_content or "" }} {{ m.content }}\n{% endfor %}';
+  const turn = (extra: Record<string, unknown>) => ({ messages: [{ role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Hello.', ...extra }, { role: 'user', content: 'Again?' }], chat_template: template, max_tokens: 1 });
+  const plain = await (await post('/v1/chat/completions', turn({}))).json();
+  const withThoughts = await (await post('/v1/chat/completions', turn({ reasoning_content: 'the user greets me twice over' }))).json();
+  const asReasoning = await (await post('/v1/chat/completions', turn({ reasoning: 'the user greets me twice over' }))).json();
+  assert.ok(withThoughts.usage.prompt_tokens > plain.usage.prompt_tokens, 'the thoughts were rendered');
+  assert.equal(asReasoning.usage.prompt_tokens, withThoughts.usage.prompt_tokens);
+  const onUser = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi', reasoning_content: 'x' }], max_tokens: 1 });
+  assert.equal(onUser.status, 422);
+  assert.match((await onUser.json()).error.message, /unknown field `messages\[0\]\.reasoning_content`/);
+});
