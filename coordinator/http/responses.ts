@@ -230,5 +230,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     async_scheduling: info.asyncScheduling,
     prefix_caching: info.prefixCaching,
     structured_output: info.structuredOutput,
+    reasoning_parser: info.reasoning ?? 'none',
   };
 }

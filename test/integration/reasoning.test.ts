@@ -33,8 +33,9 @@ async function chat(tokens: Record<number, AddedToken>, flags: string[], body: R
     const { messages: _m, max_tokens: _x, ...rest } = req;
     const resp = await srv.post('/v1/responses', { ...rest, input: req.messages, max_output_tokens: 6 });
     assert.equal(resp.status, 200, resp.text);
+    const info = await (await fetch(`${srv.url}/info`)).json();
     return { message: whole.json.choices[0].message, streamed: { reasoning: deltas('reasoning_content'), content: deltas('content') },
-      response: resp.json };
+      response: resp.json, parser: info.reasoning_parser };
   } finally {
     await srv.close();
   }
@@ -43,7 +44,8 @@ async function chat(tokens: Record<number, AddedToken>, flags: string[], body: R
 test('think: the tokens between <think> and </think> come back as reasoning_content, whole and streamed', async () => {
   assert.ok(s >= 0, 'a sequence with six distinct greedy tokens');
   const tokens = { [g[1]!]: { content: '<think>', special: false }, [g[3]!]: { content: '</think>', special: false } };
-  const { message, streamed } = await chat(tokens, []);
+  const { message, streamed, parser } = await chat(tokens, []);
+  assert.equal(parser, 'think');  // auto: the tokenizer has <think> and </think>
   assert.equal(message.reasoning_content.trim(), t(g[2]!));
   for (const id of [g[0]!, g[4]!, g[5]!]) assert.ok(message.content.includes(t(id)), `${t(id)} in the answer: ${message.content}`);
   assert.ok(!message.content.includes(t(g[2]!)) && !message.content.includes('think>'), message.content);
@@ -55,6 +57,7 @@ test('think: the tokens between <think> and </think> come back as reasoning_cont
   assert.equal(hidden.streamed.reasoning, '');
 
   const raw = await chat(tokens, ['--reasoning-parser', 'none']);  // the tags stay in the text, no reasoning field
+  assert.equal(raw.parser, 'none');
   assert.equal(raw.message.reasoning_content, undefined);
   assert.ok(raw.message.content.includes('<think>') && raw.message.content.includes(t(g[2]!)), raw.message.content);
 });
@@ -64,7 +67,8 @@ test('harmony (gpt-oss): the analysis channel is reasoning_content; the markers 
   const start = [...Array(c.vocab).keys()].find((id) => !g.includes(id) && !c.sequences[s]!.includes(id))!;
   const tokens: Record<number, AddedToken> = { [g[1]!]: '<|channel|>', [g[2]!]: { content: 'analysis', special: false },
     [g[3]!]: '<|message|>', [g[5]!]: '<|end|>', [start]: '<|start|>' };
-  const { message, streamed, response } = await chat(tokens, []);
+  const { message, streamed, response, parser } = await chat(tokens, []);
+  assert.equal(parser, 'harmony');
   assert.equal(message.reasoning_content.trim(), t(g[4]!));
   assert.equal(message.content.trim(), t(g[0]!));
   assert.deepEqual(streamed, { reasoning: message.reasoning_content, content: message.content });

@@ -212,6 +212,7 @@ describe('service routes', () => {
     assert.equal(info.num_shard, 1);
     assert.equal(info.adapter_slots, 8);
     assert.equal(info.structured_output, true);
+    assert.equal(info.reasoning_parser, 'none');
   });
 });
 
