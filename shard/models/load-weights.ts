@@ -409,10 +409,6 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
-  if (opts.device === 'cuda' && spec.architecture === 'llama4') {
-    throw new UnsupportedModelError("Llama 4 (chunked attention, the q/k norm after RoPE, input-scaled experts) runs on the CPU " +
-      "backend only so far; serve it with --device cpu");
-  }
   const store = WeightStore.openDir(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);

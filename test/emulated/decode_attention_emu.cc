@@ -4,7 +4,10 @@
 // only issues loads earlier, so every depth must give the bits depth 1 gives — checked exactly. Cases cover MHA
 // and GQA groups of 2/4/6 (1, 2 and 4 heads per block), head sizes 32..256 (4..32 lanes per key), contexts across
 // the 512/256-key partitions (workspace + merge), sliding windows, odd block sizes, multi-row sequences, fp32 and
-// 16-bit storage, gpt-oss's attention sinks (within one partition and merged over several, also dominating). Build + run: test/unit/tensor-core-emulated.test.ts. One line per case; exit status 0 when all pass.
+// 16-bit storage, gpt-oss's attention sinks (within one partition and merged over several, also dominating), Llama 4's
+// chunked attention (chunks smaller than, equal to and larger than a partition; alone, with a window, with sinks, on
+// multi-row sequences), where the partitions before a row's chunk are skipped like those before its window.
+// Build + run: test/unit/tensor-core-emulated.test.ts. One line per case; exit status 0 when all pass.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -65,7 +68,15 @@ struct Case {
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
   bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
   float sink_shift = 0.0f;
+  int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
 };
+
+// Llama 4's chunked attention on a case.
+Case chunked(Case c, int chunk) {
+  c.chunk = chunk;
+  c.name = "chunk " + std::to_string(chunk) + ": " + c.name;
+  return c;
+}
 
 // Output and workspace of one run; out starts NaN so a row the kernel forgets to write fails.
 template <DType kD, int HPB, int L, int D>
@@ -140,9 +151,10 @@ template <DType kD> bool run_case(const Case& c, std::mt19937& rng) {
   const float* sink_ptr = c.sinks ? sinks.data() : nullptr;
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(),
-                             vf.data(), c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr);
+                             vf.data(), c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr, c.chunk);
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.softcap = c.softcap;
+  a.chunk = c.chunk;
   a.sinks = sink_ptr;
   a.k_cache = kb.data();
   a.v_cache = vb.data();
@@ -176,6 +188,23 @@ int main() {
        {{1, 700}, {1, 600}, {1, 50}}, 1.0f, 0.0f, true, 3.0f},
       {"gpt-oss sinks dominate (shift 12): group 6 (12/2) hd64 f32, 2 heads per block", f32, 12, 2, 64, 16, 0,
        {{1, 700}, {1, 40}}, 1.0f, 0.0f, true, 12.0f},
+      // Llama 4: a row sees its own chunk's keys only. Smaller than a partition (rows whose chunk starts in an earlier
+      // partition: merged; later partitions' rows: the partitions before skipped), as large as a partition (every
+      // row within one: written directly however long its context), larger (chunks over several partitions).
+      chunked({"MHA 4/4 hd128 bf16, contexts 1..1100 on 512-key partitions", bf16, 4, 4, 128, 16, 0,
+               {{1, 1}, {1, 100}, {1, 101}, {1, 530}, {1, 1024}, {1, 1100}}}, 100),
+      chunked({"GQA 8/2 hd64 f16, contexts at the 256-key boundaries, 4 heads per block", f16, 8, 2, 64, 16, 0,
+               {{1, 255}, {1, 256}, {1, 257}, {1, 600}, {1, 1100}}}, 256),
+      chunked({"GQA 8/2 hd64 bf16 over 256-key partitions", bf16, 8, 2, 64, 16, 0,
+               {{1, 700}, {1, 701}, {1, 1500}, {1, 2000}, {1, 9}}}, 700),
+      chunked({"Llama 4's golden shape: GQA 4/2 hd16 f32, block size 7", f32, 4, 2, 16, 7, 0,
+               {{1, 1}, {1, 4}, {1, 5}, {1, 300}, {1, 514}}}, 4),
+      chunked({"with a window of 100 (the later start wins either way), MHA 4/4 hd64 f32", f32, 4, 4, 64, 16, 100,
+               {{1, 560}, {1, 600}, {1, 620}, {1, 50}}}, 300),
+      chunked({"multi-row sequences (3 rows on 600, 5 on 40), group 6 (12/2) hd80 bf16", bf16, 12, 2, 80, 16, 0,
+               {{3, 600}, {1, 1}, {5, 40}}}, 16),
+      chunked({"with gpt-oss sinks, GQA 8/2 hd64 f32 across partitions", f32, 8, 2, 64, 16, 0,
+               {{1, 1100}, {1, 200}, {1, 40}}, 1.0f, 0.0f, true, 4.0f}, 400),
   };
   int failed = 0;
   for (const Case& c : cases) {

@@ -4,7 +4,9 @@
 // expert's GEMMs over its rows, SiLU·mul, the weighted combine through src_row / src_w), against a direct
 // per-token MoE in double precision: softmax or sigmoid scores (choice bias, expert groups, routed scale), top-k,
 // renormalisation, a shared expert, experts added in ascending order; gpt-oss's router logit bias (the choice it
-// moves, weights as GptOssTopKRouter's softmax over the top k) with its expert biases and clamped SwiGLU. Also: each
+// moves, weights as GptOssTopKRouter's softmax over the top k) with its expert biases and clamped SwiGLU; Llama 4's
+// sigmoid routing without a choice bias whose weights scale the routed experts' inputs (moe_scale_rows, paired with
+// the rows through src_row / src_w) while the outputs are added whole. Also: each
 // expert's rows keep token order with their adapter entries, ties go to the lower expert, and a bad id is refused.
 // Plain host code: built with g++ by test/unit/cuda-moe-host.test.ts. Prints "N cases, 0 failed".
 #include <algorithm>
@@ -41,6 +43,9 @@ struct Shape {
   float renorm_min = 0.0f;
   // gpt-oss: the router's logit bias (the router GEMM's epilogue), experts' up and down biases, the clamped SwiGLU.
   bool gpt_oss = false;
+  // Llama 4 (moe_scale_input): sigmoid routing with no choice bias; a routed expert reads its rows times their weights
+  // and its output counts whole (the shared expert: unscaled, weight 1).
+  bool scale_input = false;
 };
 
 static double silu(double v) { return v / (1.0 + std::exp(-v)); }
@@ -81,13 +86,14 @@ static void run(const Shape& s, unsigned seed) {
   rp.choice_bias = s.choice_bias, rp.renorm_min = s.renorm_min;
   const int K = s.k + (s.shared ? 1 : 0), EH = s.E + (s.shared ? 1 : 0);  // experts run per token, experts held
   const auto bias = draw(size_t(s.E), 0.3f);
+  const bool has_bias = (s.sigmoid && !s.scale_input) || s.choice_bias;  // router_has_bias: not Llama 4's
   // Up biases of N(0, 4): some gate and up values pass the clamp's limit of 7.
   const auto up_bias = s.gpt_oss ? draw(size_t(held) * 2 * s.I, 4.0f) : std::vector<float>(size_t(held) * 2 * s.I, 0.0f);
   const auto down_bias = s.gpt_oss ? draw(size_t(held) * s.H, 1.0f) : std::vector<float>(size_t(held) * s.H, 0.0f);
   std::vector<float> weights(size_t(s.T) * K);
   std::vector<int32_t> ids(size_t(s.T) * K);
   for (int t = 0; t < s.T; ++t)
-    route_token([&](int e) { return logits[t * s.E + e]; }, [&](int e) { return s.sigmoid || s.choice_bias ? bias[e] : 0.0f; }, rp,
+    route_token([&](int e) { return logits[t * s.E + e]; }, [&](int e) { return has_bias ? bias[e] : 0.0f; }, rp,
                 &ids[t * K], &weights[t * K]);
 
   // cuda_moe.cc's composition.
@@ -95,16 +101,21 @@ static void run(const Shape& s, unsigned seed) {
   std::vector<int32_t> rows(N), entries(N), src_row(N), src_w(N);
   const std::vector<int64_t> off = plan_moe_rows(ids.data(), s.T, K, EH, entry.data(), rows.data(), entries.data(),
                                                  src_row.data(), src_w.data());
+  // Llama 4: moe_scale_rows' pairing of each routed row with its weight (the shared expert's weight is 1).
+  std::vector<double> row_scale(N, 1.0);
+  if (s.scale_input)
+    for (int64_t i = 0; i < N; ++i) row_scale[src_row[i]] = weights[src_w[i]];
   std::vector<double> y(size_t(N) * s.H, 0.0);
   for (int e = 0; e < EH; ++e)
     for (int64_t r = off[e]; r < off[e + 1]; ++r) {
-      const float* xr = &x[size_t(rows[r]) * s.H];
+      std::vector<double> xr(s.H);
+      for (int c = 0; c < s.H; ++c) xr[c] = double(x[size_t(rows[r]) * s.H + c]) * row_scale[r];
       std::vector<double> act(s.I);
       for (int i = 0; i < s.I; ++i) {
         double g = up_bias[size_t(e) * 2 * s.I + i], u = up_bias[size_t(e) * 2 * s.I + s.I + i];  // the GEMM's bias
         for (int c = 0; c < s.H; ++c) {
-          g += double(xr[c]) * wup[(size_t(e) * 2 * s.I + i) * s.H + c];
-          u += double(xr[c]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + c];
+          g += xr[c] * wup[(size_t(e) * 2 * s.I + i) * s.H + c];
+          u += xr[c] * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + c];
         }
         act[i] = gated(s, g, u);
       }
@@ -117,7 +128,8 @@ static void run(const Shape& s, unsigned seed) {
   std::vector<double> out(size_t(s.T) * s.H, 0.0);
   for (int t = 0; t < s.T; ++t)
     for (int j = 0; j < K; ++j)
-      for (int c = 0; c < s.H; ++c) out[t * s.H + c] += weights[src_w[t * K + j]] * y[size_t(src_row[t * K + j]) * s.H + c];
+      for (int c = 0; c < s.H; ++c)  // Llama 4: moe_combine without weights
+        out[t * s.H + c] += (s.scale_input ? 1.0 : weights[src_w[t * K + j]]) * y[size_t(src_row[t * K + j]) * s.H + c];
 
   // The direct MoE, per token.
   double worst = 0, worst_w = 0;
@@ -131,7 +143,7 @@ static void run(const Shape& s, unsigned seed) {
     for (int e = 0; e < s.E; ++e) {
       const double l = logits[t * s.E + e];
       score[e] = s.sigmoid ? 1.0 / (1.0 + std::exp(-l)) : std::exp(l - mx) / sum;
-      choice[e] = s.sigmoid || s.choice_bias ? score[e] + bias[e] : score[e];
+      choice[e] = has_bias ? score[e] + bias[e] : score[e];
     }
     if (s.groups > 1) {
       const int per = s.E / s.groups;
@@ -181,18 +193,19 @@ static void run(const Shape& s, unsigned seed) {
       double ref = 0;
       for (int e : chosen) {
         const double w = e == s.E ? 1.0 : want_w(e);
+        const double in_scale = s.scale_input ? w : 1.0, out_w = s.scale_input ? 1.0 : w;  // Llama 4: on the input
         std::vector<double> act(s.I);
         for (int i = 0; i < s.I; ++i) {
           double g = up_bias[size_t(e) * 2 * s.I + i], u = up_bias[size_t(e) * 2 * s.I + s.I + i];
           for (int cc = 0; cc < s.H; ++cc) {
-            g += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + i) * s.H + cc];
-            u += double(x[t * s.H + cc]) * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + cc];
+            g += double(x[t * s.H + cc]) * in_scale * wup[(size_t(e) * 2 * s.I + i) * s.H + cc];
+            u += double(x[t * s.H + cc]) * in_scale * wup[(size_t(e) * 2 * s.I + s.I + i) * s.H + cc];
           }
           act[i] = gated(s, g, u);
         }
         double d = down_bias[size_t(e) * s.H + c];  // the expert's output, bias included, times its weight
         for (int i = 0; i < s.I; ++i) d += act[i] * wdown[(size_t(e) * s.H + c) * s.I + i];
-        ref += w * d;
+        ref += out_w * d;
       }
       worst = std::max(worst, std::abs(out[t * s.H + c] - ref));
     }
@@ -213,7 +226,8 @@ static void run(const Shape& s, unsigned seed) {
                            (s.group_max ? " group-max" : "") + (s.groups > 1 ? " groups " + std::to_string(s.topk_groups) + "/" + std::to_string(s.groups) : "") +
                            (s.shared ? " shared" : "") + (s.choice_bias ? " choice-bias" : "") +
                            (s.renorm_min > 0 ? " renorm-min " + std::to_string(s.renorm_min) : "") +
-                           (s.gpt_oss ? " gpt-oss (logit and expert biases, clamped SwiGLU)" : "");
+                           (s.gpt_oss ? " gpt-oss (logit and expert biases, clamped SwiGLU)" : "") +
+                           (s.scale_input ? " Llama 4 (sigmoid without a bias, input-scaled experts)" : "");
   check(order_ok, name + ": experts in descending probability");
   if (s.gpt_oss) check(bias_moved, name + ": the logit bias moved some token's experts");
   // float32 weights times routed_scale: an error relative to the scale
@@ -234,6 +248,8 @@ int main() {
   run({10, 8, 2, 16, 8, true, false, 1, 1, 1.0f, true, false, true, 1e-12f}, 9);  // ERNIE 4.5 MoE: softmax + choice bias
   run({5, 8, 2, 16, 8, true, false, 1, 1, 1.0f, false, false, true, 0.9f}, 10);  // a renorm_min above the sum: divides by it
   run({12, 32, 4, 16, 8, true, false, 1, 1, 1.0f, false, false, false, 0.0f, true}, 11);  // gpt-oss-20b's 32 experts, top 4
+  run({9, 16, 1, 16, 8, false, true, 1, 1, 1.0f, true, false, false, 0.0f, false, true}, 12);  // Llama 4 Scout: 16, top 1
+  run({10, 8, 2, 16, 8, false, true, 1, 1, 1.0f, true, false, false, 0.0f, false, true}, 13);  // the golden's 8, top 2
   // A tie goes to the lower index; the renormalised pair sums to 1.
   int32_t ids[2];
   float w[2];

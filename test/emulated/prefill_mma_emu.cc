@@ -3,7 +3,9 @@
 // online softmax and fragment packing are tested on machines without a GPU. Each block's 128 threads are
 // std::threads; __syncthreads, lane shuffles and mma.sync m16n8k16 are emulated, the MMA from the PTX ISA's
 // fragment layouts (the one thing this cannot check is that the hardware matches that documentation; the GPU
-// kernel tests in test/gpu/test_attention.cu do). Cases include gpt-oss's attention sinks.
+// kernel tests in test/gpu/test_attention.cu do). Cases include gpt-oss's attention sinks and Llama 4's chunked
+// attention (chunks smaller than, equal to and larger than a 64-key tile; with a window; a chunked prefill continuing a
+// cached prefix that crosses chunk boundaries).
 // Build + run: test/unit/tensor-core-emulated.test.ts. Prints one line per case; exit status 0 when all pass.
 #include <algorithm>
 #include <barrier>
@@ -55,7 +57,15 @@ struct Case {
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
   bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
   float sink_shift = 0.0f;
+  int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
 };
+
+// Llama 4's chunked attention on a case.
+Case chunked(Case c, int chunk) {
+  c.chunk = chunk;
+  c.name = "chunk " + std::to_string(chunk) + ": " + c.name;
+  return c;
+}
 
 bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
@@ -75,12 +85,13 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const float* sink_ptr = c.sinks ? sinks.data() : nullptr;
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(), vf.data(),
-                             c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr);
+                             c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr, c.chunk);
 
   std::vector<uint16_t> out(L.tokens * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.softcap = c.softcap;
   a.sinks = sink_ptr;
+  a.chunk = c.chunk;
   a.q = qb.data();
   a.out = out.data();
   a.k_cache = kb.data();
@@ -139,6 +150,20 @@ int main() {
        {{230, 230}, {70, 300}}, 1.0f, 0.0f, true, 4.0f},
       {"gpt-oss sinks dominate (shift 12): MQA 4/1 hd128 bf16", bf16, 4, 1, 128, 16, 0, {{100, 100}}, 1.0f, 0.0f, true,
        12.0f},
+      // Llama 4's chunked attention: a row sees its own chunk's keys only. Chunks inside a block's rows and a key
+      // tile, as large as a tile, larger and unaligned (with a window); prompts and chunked prefills on cached
+      // prefixes that cross chunk boundaries, a decode row.
+      chunked({"Llama 4's golden shape: GQA 4/2 hd16 bf16, prompts", bf16, 4, 2, 16, 16, 0, {{30, 30}, {7, 7}}}, 4),
+      chunked({"MHA 2/2 hd64 bf16, 230-token prompt + chunk of 70 on 300", bf16, 2, 2, 64, 16, 0,
+               {{230, 230}, {70, 300}}}, 16),
+      chunked({"GQA 8/2 hd128 f16, prompt + chunk on a cached prefix + decode row", f16, 8, 2, 128, 16, 0,
+               {{200, 200}, {40, 210}, {1, 70}}}, 64),
+      chunked({"GQA 4/2 hd128 bf16 with a window of 40, block size 5", bf16, 4, 2, 128, 5, 40,
+               {{150, 150}, {60, 260}}}, 100),
+      chunked({"MQA 4/1 hd32 f16, a prefill of 70 on 300 across the chunk at 256", f16, 4, 1, 32, 16, 0,
+               {{70, 300}, {3, 3}}}, 128),
+      chunked({"with gpt-oss sinks: GQA 8/2 hd64 bf16", bf16, 8, 2, 64, 16, 0, {{90, 90}, {20, 150}}, 1.0f, 0.0f, true,
+               3.0f}, 50),
   };
   int failed = 0, runs = 0;
   for (Kernel k : {Kernel::kMma, Kernel::kPipelined}) {

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   gt::run_dora_tests(rng);
   gt::run_lora_embed_tests(rng);
   gt::run_sampling_tests(rng);
+  gt::run_llama4_tests(rng);
   if (bench) gt::run_benchmarks(rng);
   const gt::Report& r = gt::report();
   std::printf("%d passed, %d failed\n", r.passed, r.failed);

@@ -161,6 +161,7 @@ void run_lora_folded_tests(std::mt19937& rng);
 void run_dora_tests(std::mt19937& rng);
 void run_lora_embed_tests(std::mt19937& rng);
 void run_sampling_tests(std::mt19937& rng);
+void run_llama4_tests(std::mt19937& rng);
 void run_benchmarks(std::mt19937& rng);
 
 }  // namespace gt

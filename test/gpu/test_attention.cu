@@ -1,7 +1,8 @@
 // Paged attention (decode and the prefill kernels — CUDA-core, tensor-core and pipelined tensor-core) against cpu::paged_attention: MHA/GQA/MQA, head sizes 8..256,
 // contexts across the decode partitions (512 keys, 256 for GQA), sliding windows, odd block sizes, chunked prefill on top of a
-// cached prefix, mixed prefill + decode batches, gpt-oss's attention sinks. Block tables are shuffled so pages are not contiguous. The decode
-// kernel's loads-in-flight depths (1, 4, 8, by grid size) must give the default's bits.
+// cached prefix, mixed prefill + decode batches, gpt-oss's attention sinks, Llama 4's chunked attention (chunks smaller than,
+// equal to and larger than a decode partition and a prefill key tile). Block tables are shuffled so pages are not contiguous.
+// The decode kernel's loads-in-flight depths (1, 4, 8, by grid size) must give the default's bits.
 #include <cstring>
 #include <numeric>
 
@@ -25,7 +26,15 @@ struct Case {
   float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
   bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
   float sink_shift = 0.0f;
+  int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
 };
+
+// Llama 4's chunked attention on a case.
+Case chunked(Case c, int chunk) {
+  c.chunk = chunk;
+  c.name = "chunk " + std::to_string(chunk) + " " + c.name;
+  return c;
+}
 
 enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
 
@@ -50,7 +59,7 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     const std::vector<float> sinks = c.sinks ? wt::draw_sinks(c.heads, c.sink_shift, rng) : std::vector<float>();
     std::vector<float> ref(L.tokens * q_dim);
     cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kc.data(), vc.data(), c.bs,
-                         scale, c.window, ref.data(), c.softcap, c.sinks ? sinks.data() : nullptr);
+                         scale, c.window, ref.data(), c.softcap, c.sinks ? sinks.data() : nullptr, c.chunk);
 
     DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(L.tokens * q_dim * dsize(c.d));
     DevBuf dsinks = upload(c.sinks ? sinks : std::vector<float>{0.0f}, DType::kF32);
@@ -58,6 +67,7 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     wc::PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
     a.softcap = c.softcap;
     a.sinks = c.sinks ? dsinks.as<float>() : nullptr;
+    a.chunk = c.chunk;
     a.q = dq.get();
     a.out = out.get();
     a.k_cache = dk.get();
@@ -149,6 +159,22 @@ void run_attention_tests(std::mt19937& rng) {
       {"prefill sinks MHA 4/4 hd64 f32 (CUDA cores)", f32, 4, 4, 64, 16, 0, {{90, 90}, {30, 200}}, false, 1.0f, 0.0f, true,
        4.0f},
       {"prefill sinks dominate (shift 12) hd64 f16", f16, 8, 2, 64, 16, 0, {{150, 150}}, false, 1.0f, 0.0f, true, 12.0f},
+      // Llama 4 (chunks of 8192 on its RoPE layers; 4 in the golden model): a row sees its own chunk's keys only.
+      chunked({"decode MHA 8/8 hd128 bf16, chunks within a 512-key partition", bf16, 8, 8, 128, 16, 0, decode_mix, true}, 100),
+      chunked({"decode GQA 40/8 hd128 bf16, chunk = the 256-key partition", bf16, 40, 8, 128, 16, 0,
+               {{1, 255}, {1, 256}, {1, 257}, {1, 1500}}, true}, 256),
+      chunked({"decode GQA 32/8 hd128 f32, chunks over several partitions", f32, 32, 8, 128, 16, 0,
+               {{1, 2100}, {1, 5}, {1, 1024}, {1, 777}}, true}, 700),
+      chunked({"decode GQA 4/2 hd16 f32 block size 7 (the golden model's shape)", f32, 4, 2, 16, 7, 0,
+               {{1, 1}, {1, 4}, {1, 5}, {1, 300}}, true}, 4),
+      chunked({"decode window 100 MHA 8/8 hd64 f16", f16, 8, 8, 64, 16, 100, {{1, 560}, {1, 620}, {1, 50}}, true}, 300),
+      chunked({"prefill GQA 8/2 hd128 bf16, prompt + chunk on a cached prefix + decode row", bf16, 8, 2, 128, 16, 0,
+               {{200, 200}, {20, 150}, {1, 70}}, false}, 64),
+      chunked({"prefill MHA 4/4 hd64 f16, 1024-token prompt", f16, 4, 4, 64, 16, 0, {{1024, 1024}}, false}, 100),
+      chunked({"prefill GQA 4/2 hd16 bf16 (the golden model's shape)", bf16, 4, 2, 16, 16, 0, {{30, 30}, {7, 7}}, false}, 4),
+      chunked({"prefill chunk of 300 on a 700-token prefix across chunks GQA 16/4 hd128 f16", f16, 16, 4, 128, 16, 0,
+               {{300, 1000}}, false}, 512),
+      chunked({"prefill f32 window 40 block 7 (CUDA cores)", f32, 8, 2, 64, 7, 40, {{150, 150}, {60, 260}}, false}, 100),
   };
   for (const Case& c : cases) {
     if (c.decode) {

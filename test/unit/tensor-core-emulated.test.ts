@@ -3,7 +3,7 @@
 // - prefill attention (prefill_mma_emu.cc), the first and the pipelined tensor-core kernel (cp.async copies
 //   land only at their wait, ldmatrix emulated from its PTX layouts), against cpu::paged_attention: GQA/MQA,
 //   head sizes 16..128, chunked prefill on a cached prefix, sliding windows, odd block sizes, bf16 and fp16,
-//   gpt-oss's attention sinks;
+//   gpt-oss's attention sinks, Llama 4's chunked attention (PagedAttention::chunk);
 // - SGMV shrink (lora_shrink_mma_emu.cc: one block per tile, and clusters of 4 and 8 blocks splitting `in`)
 //   against a double-precision x·Aᵀ per segment, and a segment's h rows bit for bit when run alone;
 // - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ;
@@ -12,8 +12,8 @@
 // - the split BGMV shrink (lora_shrink_split_emu.cc: 128 threads split `in`, fixed-order reduction) against a
 //   double-precision x·Aᵀ, each token alone bit for bit;
 // - decode attention (decode_attention_emu.cc: flash-decoding over 512/256-key partitions and their merge) against
-//   cpu::paged_attention, attention sinks included, its deeper rings of loads in flight (depths 4 and 8) bit for
-//   bit equal to depth 1;
+//   cpu::paged_attention, attention sinks and Llama 4's chunks included (the partitions before a row's chunk skipped),
+//   its deeper rings of loads in flight (depths 4 and 8) bit for bit equal to depth 1;
 // - the fused decode LoRA (lora_bgmv_fused_emu.cc: a thread-block cluster per token and slice, its barrier
 //   and distributed shared memory emulated) against a double-precision y + scale·(x·Aᵀ)·Bᵀ.
 // Needs g++ (C++20) and the CUDA headers (for kernels.h's types); skipped with the reason where they are
@@ -57,11 +57,13 @@ function buildAndRun(source: string, extra: string[]): string {
 
 test('tensor-core prefill attention bodies (first and pipelined) == cpu::paged_attention under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/prefill_mma_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 24, 'every case ran, for both kernels');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 36, 'every case ran, for both kernels');
   assert.match(out, /\[pipelined\]/);
   assert.match(out, /^ok {3}\[pipelined\] Gemma 2: softcap/m, 'the attention-logit softcap');
   assert.match(out, /^ok {3}\[mma\] gpt-oss sinks dominate/m, 'attention sinks (gpt-oss), first kernel');
   assert.match(out, /^ok {3}\[pipelined\] gpt-oss sinks: GQA/m, 'attention sinks (gpt-oss), pipelined kernel');
+  assert.match(out, /^ok {3}\[mma\] chunk 16: /m, 'chunked attention (Llama 4), first kernel');
+  assert.match(out, /^ok {3}\[pipelined\] chunk 128: .*on 300 across the chunk/m, 'a chunked prefill across chunks, pipelined kernel');
 });
 
 test('tensor-core SGMV shrink body (one block or a cluster per tile) == x·Aᵀ per segment under the emulator', { skip }, () => {
@@ -95,8 +97,10 @@ test('decode-sized tensor-core GEMM body == x·Wᵀ + bias, rows independent of 
 
 test('decode attention body and merge == cpu::paged_attention; every loads-in-flight depth gives the same bits', { skip }, () => {
   const out = buildAndRun('test/emulated/decode_attention_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 12, 'every case ran');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 19, 'every case ran');
   assert.match(out, /^ok .*Gemma 2: softcap/m, 'the attention-logit softcap');
+  assert.match(out, /^ok {3}chunk 100: .*512-key partitions/m, 'chunks smaller than a partition (Llama 4)');
+  assert.match(out, /^ok {3}chunk 700: /m, 'chunks over several partitions (Llama 4)');
   assert.match(out, /^ok .*gpt-oss sinks: .*across 256-key partitions/m, 'attention sinks (gpt-oss), merged over partitions');
   assert.doesNotMatch(out, /DIFFER/);
 });

@@ -2,7 +2,7 @@
 // prefill, the argument checks every attention launcher applies, and the prefill kernel choice. Decode rows have
 // their own kernel (attention_decode.cu); the tensor-core prefill kernels are attention_prefill_mma.cu.
 #include "common.cuh"
-#include "decode_attention_body.h"  // slot_of, window_lo
+#include "decode_attention_body.h"  // slot_of, first_key
 
 namespace weft::cuda {
 namespace {
@@ -15,7 +15,7 @@ constexpr int kRowsPerWarp = 4;
 constexpr int kTileKeys = 32;        // keys per shared-memory tile, one per lane
 constexpr int kPrefillThreads = 128;
 using decode_attention::slot_of;
-using decode_attention::window_lo;
+using prefill_mma::first_key;
 
 // Prefill: block = (16 consecutive (token, head) rows of one sequence's kv-head group, sequence, kv head).
 // Lane = key for QKᵀ (K tile rows padded by 4 floats: conflict-free float4 reads), lane = dims for P·V. Sinks
@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   const int vr0 = blockIdx.x * kRows, vr_end = min(vr0 + kRows, nq * group);
   if (vr0 >= vr_end) return;  // whole block
   const int hi = ctx - nq + (vr_end - 1) / group;  // last key any row of the block sees
-  const int lo = window_lo(ctx - nq + vr0 / group, a.sliding_window);
+  const int lo = first_key(a, ctx - nq + vr0 / group);  // the block's first row starts earliest
 
   for (int idx = threadIdx.x; idx < kRows * chunks; idx += kPrefillThreads) {
     const int rr = idx / chunks, c = idx % chunks, vr = vr0 + rr;
@@ -48,12 +48,13 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   }
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int rpos[kRowsPerWarp];
+  int rpos[kRowsPerWarp], rfirst[kRowsPerWarp];  // each row's position and first visible key
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DC];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int vr = vr0 + warp * kRowsPerWarp + r;
     rpos[r] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
+    rfirst[r] = first_key(a, rpos[r]);
     m[r] = -INFINITY;
     l[r] = 0.0f;
 #pragma unroll
@@ -97,7 +98,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
     float p[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-      const bool vis = j <= rpos[r] && (a.sliding_window <= 0 || rpos[r] - j < a.sliding_window);
+      const bool vis = j <= rpos[r] && j >= rfirst[r];
       const float x = vis ? prefill_mma::softcap_score(sc[r] * a.scale, a.softcap) : -INFINITY;
       const float mn = fmaxf(m[r], detail::warp_max(x)), c = rescale(m[r], mn);
       p[r] = vis ? expf(x - mn) : 0.0f;
@@ -136,8 +137,8 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
 
 bool paged_attention_valid(const PagedAttention& a) {
   return a.heads > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0 && a.head_dim >= 8 && a.head_dim <= 256 &&
-         a.head_dim % 8 == 0 && a.block_size > 0 && a.num_seqs > 0 && a.num_tokens >= 0 && a.q && a.out &&
-         a.k_cache && a.v_cache && a.cu_seqlens_q && a.context_lens && a.block_tables && a.q_stride % 8 == 0 &&
+         a.head_dim % 8 == 0 && a.block_size > 0 && a.chunk >= 0 && a.num_seqs > 0 && a.num_tokens >= 0 && a.q &&
+         a.out && a.k_cache && a.v_cache && a.cu_seqlens_q && a.context_lens && a.block_tables && a.q_stride % 8 == 0 &&
          detail::aligned16(a.q) && detail::aligned16(a.k_cache) && detail::aligned16(a.v_cache) &&
          a.num_seqs <= 65535 && a.kv_heads <= 65535;
 }

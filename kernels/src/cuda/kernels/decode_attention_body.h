@@ -55,8 +55,9 @@ WEFT_MMA_HD int find_seq(const int32_t* cu, int num_seqs, int row) {
 WEFT_MMA_HD int64_t slot_of(const int32_t* bt, int j, int block_size) {
   return static_cast<int64_t>(bt[j / block_size]) * block_size + j % block_size;
 }
-WEFT_MMA_HD int window_lo(int pos, int window) { return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0; }
 
+// Partitions wholly before a row's first key (its sliding window's or Llama 4's chunk's start, pm::first_key) are
+// outside first..last: their blocks return at once and merge never reads their (unwritten) workspace slots.
 struct Row {
   int seq, pos, first, last;  // keys [lo, pos] visible; partitions first..last cover them
   int lo;
@@ -66,7 +67,7 @@ WEFT_MMA_HD Row row_of(const PagedAttention& a, int row) {
   r.seq = find_seq(a.cu_seqlens_q, a.num_seqs, row);
   const int q0 = a.cu_seqlens_q[r.seq], nq = a.cu_seqlens_q[r.seq + 1] - q0;
   r.pos = a.context_lens[r.seq] - nq + (row - q0);
-  r.lo = window_lo(r.pos, a.sliding_window);
+  r.lo = pm::first_key(a, r.pos);
   const int part = partition(a);
   r.first = r.lo / part;
   r.last = r.pos / part;

@@ -26,7 +26,7 @@
 //                  batch. Bandwidth-bound: reads ≈ context·kv_dim·2·sizeof(T) per query row.
 //                  prefill = tiled flash attention on CUDA cores: a block owns 16 (token, q head) rows of
 //                  one kv head, streams 32-key K/V tiles through shared memory (gathered via the block
-//                  table), online softmax in fp32, causal + sliding window masks. head_dim: multiple of 8,
+//                  table), online softmax in fp32, causal + sliding window + chunk masks. head_dim: multiple of 8,
 //                  ≤ 256. For bf16/fp16 with head_dim % 16 == 0 (≤ 128) the tensor-core kernel replaces it:
 // - attention_prefill_mma.cu + prefill_mma_body.h: flash-attention-2 on mma.sync m16n8k16 (64 query rows ×
 //                  64-key tiles, P·V with P as a bf16 hi + lo pair); the body also runs under the host warp
@@ -34,7 +34,10 @@
 //                  the same algorithm with cp.async double-buffered K/V stages, ldmatrix fragments and causal
 //                  column skipping (the default since measured on an H100; WEFT_PREFILL_ATTENTION=mma: the first).
 //                  Every attention kernel takes gpt-oss's sinks (PagedAttention::sinks): folded into a row's max
-//                  and sum once its keys are done (decode: as one more partition, sum 1 and no value).
+//                  and sum once its keys are done (decode: as one more partition, sum 1 and no value), and
+//                  Llama 4's chunked attention (PagedAttention::chunk): a row's first key is its chunk's or its
+//                  window's, whichever is later (prefill_mma_body.h's first_key); no block loads keys before its
+//                  rows' first.
 // - lora.cu        LoRA shrink h = x·Aᵀ (fp32 [slices, T, max_rank]) and expand y[:, off:off+len] +=
 //                  scale·h·Bᵀ. SGMV: work = segments of consecutive rows sharing an adapter (8-row tiles
 //                  reuse each weight load); BGMV: one row per block, adapter picked per token from a slot
@@ -107,9 +110,13 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
                              cudaStream_t stream, const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
                              bool interleaved = false);
 
-// Ministral 3: q ([tokens, q_dim], rows q_stride apart) times llama4_query_scale(positions[t], beta, period).
+// Ministral 3, Llama 4's NoPE layers: q ([tokens, q_dim], rows q_stride apart) times
+// llama4_query_scale(positions[t] + position_offset, beta, period). scale_in_dtype (Ministral 3): the scale is rounded
+// to q's dtype before the product, as transformers casts it; false (Llama 4): the product of q and the fp32 scale is
+// rounded once, as transformers' (q · scales).to(q.dtype).
 cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType dtype, int64_t tokens,
-                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream);
+                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream,
+                                 int32_t position_offset = 0, bool scale_in_dtype = true);
 
 // rope_rotate_half on q ([tokens, q_heads·head_dim] at the start of rows `stride` apart) and kv_cache_write of
 // k and v (kv_heads·head_dim each, in the same rows) in one launch, k rotated on its way into the cache (the
@@ -132,15 +139,23 @@ cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const f
 // Elementwise ---------------------------------------------------------------------------------------
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
 // Mixture of experts (moe.cu; model/moe.cc on the CPU). moe_route: per token of logits [tokens, p.experts] (dtype),
-// model/moe_route.h's choice: ids and weights [tokens, p.k (+1 with p.shared)]; bias: sigmoid routing's float32 choice
-// bias [p.experts] (else null). moe_gather: out[r] = x[rows[r]] for n rows of `width` elements. moe_combine: out[t] = Σ_j
-// weights[src_w[t·k + j]] · y[src_row[t·k + j]] over j < k in that order, fp32 sums, rows of `hidden`.
+// model/moe_route.h's choice: ids and weights [tokens, p.k (+1 with p.shared)]; bias: the float32 choice bias
+// [p.experts] of sigmoid routing (null: none, Llama 4's router) or of ERNIE's softmax (required), else null.
+// moe_gather: out[r] = x[rows[r]] for n rows of `width` elements. moe_combine: out[t] = Σ_j weights[src_w[t·k + j]] ·
+// y[src_row[t·k + j]] over j < k in that order, fp32 sums, rows of `hidden`; null weights: every weight 1 (Llama 4,
+// whose experts' inputs carry the weights: moe_scale_rows).
 cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream);
 cudaError_t moe_gather(const void* x, DType dtype, int64_t width, const int32_t* rows, int64_t n, void* out,
                        cudaStream_t stream);
 cudaError_t moe_combine(const void* y, DType dtype, const int32_t* src_row, const int32_t* src_w, const float* weights,
                         int64_t tokens, int64_t k, int64_t hidden, void* out, cudaStream_t stream);
+// Llama 4 (ModelConfig::moe_scale_input): each gathered row x[src_row[t·k + j]] (`width` elements) times its routing
+// weight weights[src_w[t·k + j]], the weight rounded to the dtype first (transformers casts the router's sigmoid scores
+// to the hidden states' dtype), the product rounded once; in place. A shared expert's weight is 1: its rows keep
+// their bits.
+cudaError_t moe_scale_rows(void* x, DType dtype, int64_t width, const int32_t* src_row, const int32_t* src_w,
+                           const float* weights, int64_t tokens, int64_t k, cudaStream_t stream);
 
 // Qwen2-MoE's gated shared expert: weights[t·k + k − 1] = sigmoid(x[t] · gate) for each token (x [tokens, hidden],
 // gate [hidden]; k: the experts each token runs, the shared one last).
@@ -231,6 +246,9 @@ struct PagedAttention {
   float softcap = 0.0f;           // > 0 (Gemma 2): a scaled score x becomes softcap·tanh(x / softcap) before the mask
   const float* sinks = nullptr;   // device fp32 [heads] (gpt-oss; null: none): head h's logit joins its softmax as
                                   // one more score with no value (cpu::paged_attention's sinks)
+  int32_t chunk = 0;              // > 0 (Llama 4's chunked layers): key j visible from position p only when
+                                  // j >= p - p % chunk (p's own chunk), on top of the window
+                                  // (cpu::paged_attention's chunk)
   int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
   int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
 };

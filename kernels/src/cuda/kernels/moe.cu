@@ -2,7 +2,8 @@
 // logits, the gather of each expert's rows, and the weighted sum of the experts' outputs back per token. Mirrors
 // the CPU executor's model/moe.cc: softmax in fp32 over all experts, the k largest (ties to the lower index),
 // renormalised over the k when asked; a token's experts are added in ascending expert order, as transformers'
-// per-expert index_add does.
+// per-expert index_add does. Llama 4 scales each expert's input rows by their weights instead (moe_scale_rows) and
+// adds the outputs whole.
 #include "common.cuh"
 #include "model/moe_route.h"
 
@@ -31,16 +32,32 @@ __global__ void moe_gather_kernel(const uint16_t* x, int64_t words, const int32_
   }
 }
 
-// out[t, c] = Σ_j weights[src_w[t·k + j]] · y[src_row[t·k + j], c], in fp32, the j in the order given.
+// out[t, c] = Σ_j weights[src_w[t·k + j]] · y[src_row[t·k + j], c], in fp32, the j in the order given; null weights:
+// each 1 (Llama 4: the weights scaled the experts' inputs).
 template <class T>
 __global__ void moe_combine_kernel(const T* y, const int32_t* src_row, const int32_t* src_w, const float* weights,
                                    int64_t tokens, int k, int64_t hidden, T* out) {
   for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
     for (int64_t c = threadIdx.x; c < hidden; c += blockDim.x) {
       float acc = 0.0f;
-      for (int j = 0; j < k; ++j) acc += to_f(y[static_cast<int64_t>(src_row[t * k + j]) * hidden + c]) * weights[src_w[t * k + j]];
+      for (int j = 0; j < k; ++j) {
+        const float yv = to_f(y[static_cast<int64_t>(src_row[t * k + j]) * hidden + c]);
+        acc += weights ? yv * weights[src_w[t * k + j]] : yv;
+      }
       out[t * hidden + c] = from_f<T>(acc);
     }
+  }
+}
+
+// Llama 4: x[src_row[i]] *= weights[src_w[i]] for each routed row i (one block per row), the weight rounded to the
+// dtype first as transformers' router scores are, the product rounded once.
+template <class T>
+__global__ void moe_scale_rows_kernel(T* x, int64_t width, const int32_t* src_row, const int32_t* src_w,
+                                      const float* weights, int64_t n) {
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    T* row = x + static_cast<int64_t>(src_row[i]) * width;
+    const float w = to_f(from_f<T>(weights[src_w[i]]));
+    for (int64_t c = threadIdx.x; c < width; c += blockDim.x) row[c] = from_f<T>(to_f(row[c]) * w);
   }
 }
 // weights[t·k + k − 1] = sigmoid(x[t] · g), the logit rounded to the dtype as nn.Linear's output is (Qwen2-MoE's
@@ -78,8 +95,9 @@ cudaError_t moe_shared_gate(const void* x, const void* gate, DType dtype, int64_
 
 cudaError_t moe_route(const void* logits, DType dtype, const float* bias, int64_t tokens, const moe::RouteParams& p,
                       int32_t* ids, float* weights, cudaStream_t stream) {
+  // Sigmoid routing may come without a choice bias (Llama 4's router: bias(e) = 0); ERNIE's softmax always has one.
   if (tokens < 0 || p.experts <= 0 || p.experts > moe::kMaxExperts || p.k <= 0 || p.k > moe::kMaxTopK || p.k > p.experts ||
-      ((p.sigmoid || p.choice_bias) && !bias))
+      (p.choice_bias && !bias))
     return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
@@ -108,6 +126,19 @@ cudaError_t moe_combine(const void* y, DType dtype, const int32_t* src_row, cons
     using T = typename decltype(tag)::type;
     moe_combine_kernel<T><<<static_cast<unsigned>(tokens < 65536 ? tokens : 65536), 256, 0, stream>>>(
         static_cast<const T*>(y), src_row, src_w, weights, tokens, static_cast<int>(k), hidden, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t moe_scale_rows(void* x, DType dtype, int64_t width, const int32_t* src_row, const int32_t* src_w,
+                           const float* weights, int64_t tokens, int64_t k, cudaStream_t stream) {
+  if (!x || !src_row || !src_w || !weights || width <= 0 || tokens < 0 || k <= 0) return cudaErrorInvalidValue;
+  const int64_t n = tokens * k;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    moe_scale_rows_kernel<T><<<static_cast<unsigned>(n < 65536 ? n : 65536), 256, 0, stream>>>(
+        static_cast<T*>(x), width, src_row, src_w, weights, n);
     return cudaGetLastError();
   });
 }

@@ -8,7 +8,7 @@
 // query token vr / group with q head kv_head·group + vr % group, so the K/V tiles a block loads serve the whole
 // GQA group. Warp w holds rows [16w, 16w + 16). Per 64-key tile: K and V go to shared memory (gathered through the
 // block table, keys past the block's last visible key zero-filled), S = Q·Kᵀ on tensor cores (Q's A-fragments
-// stay in registers for the whole block), causal/sliding-window mask and online softmax on the S accumulators
+// stay in registers for the whole block), causal/sliding-window/chunk mask and online softmax on the S accumulators
 // (a row lives in the 4 lanes of a quad: two xor-shuffles reduce it), then P (re-packed in registers from the
 // accumulator layout into the A-operand layout) times V on tensor cores into the O accumulators.
 //
@@ -55,6 +55,14 @@ inline bool supports(const PagedAttention& a) {
 constexpr size_t smem_bytes(int head_dim) { return sizeof(uint16_t) * 2 * kKeys * (head_dim + kPad); }
 
 WEFT_MMA_HD int window_start(int pos, int window) { return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0; }
+// The first key a query at position pos sees: its sliding window's start, or with Llama 4's chunked attention
+// (PagedAttention::chunk > 0) its chunk's start when that is later. Non-decreasing in pos, so a block's first row
+// has the smallest and its last row the largest; chunk 0 gives window_start's value. A padding row (pos -1) gets 0.
+WEFT_MMA_HD int first_key(const PagedAttention& a, int pos) {
+  const int lo = window_start(pos, a.sliding_window);
+  const int chunk_lo = a.chunk > 0 ? pos - pos % a.chunk : 0;
+  return chunk_lo > lo ? chunk_lo : lo;
+}
 WEFT_MMA_HD uint32_t word_at(const uint16_t* p) {
 #ifndef __CUDACC__
   if ((reinterpret_cast<uintptr_t>(p) & 3u) != 0) std::abort();  // host emulation: a GPU would fault here
@@ -177,7 +185,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
   const int hi = ctx - nq + (vr_end - 1) / group;                      // last key any row of the block sees
-  const int lo = window_start(ctx - nq + vr0 / group, a.sliding_window);  // first key any row sees
+  const int lo = first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
   const int wr0 = vr0 + warp * 16;  // the warp's first virtual row
@@ -185,7 +193,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
   for (int i = 0; i < 2; ++i) {
     const int vr = wr0 + g + 8 * i;
     pos[i] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
-    first[i] = window_start(pos[i], a.sliding_window);
+    first[i] = first_key(a, pos[i]);
   }
 
   uint32_t qa[QK][4];

@@ -5,7 +5,7 @@
 //   multiplied (the first kernel loaded through registers and stalled on every tile);
 // - the B fragments come from shared memory by ldmatrix (x4: two MMAs' worth per instruction; V through
 //   .trans), where the first kernel issued 2 (K) and 4 (V) scalar shared loads per MMA;
-// - tiles every row of a warp sees whole skip the causal/window mask, and a warp skips the key columns past its
+// - tiles every row of a warp sees whole skip the causal/window/chunk mask, and a warp skips the key columns past its
 //   last row's position (the diagonal tile);
 // - the launcher starts the row tiles with the most keys first (attention_prefill_mma.cu).
 // Same Ops interface as prefill_mma_body.h plus ldmatrix_x4<trans>(regs, row address), cp_async16(dst, src),
@@ -77,7 +77,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
   const int hi = ctx - nq + (vr_end - 1) / group;                         // last key any row of the block sees
-  const int lo = pm::window_start(ctx - nq + vr0 / group, a.sliding_window);  // first key any row sees
+  const int lo = pm::first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
   const int wr0 = vr0 + warp * 16;  // the warp's first virtual row
@@ -85,7 +85,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   for (int i = 0; i < 2; ++i) {
     const int vr = wr0 + g + 8 * i;
     pos[i] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
-    first[i] = pm::window_start(pos[i], a.sliding_window);
+    first[i] = pm::first_key(a, pos[i]);
   }
   // The warp's real rows (warp-uniform): keys past w_last are nobody's in this warp; keys in
   // [w_full_lo, w_full_hi] are everybody's (no mask needed there).
@@ -93,8 +93,10 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const bool w_any = wr0 < vr_end;
   const int w_last = w_any ? ctx - nq + wr_last / group : -1;
   const int w_full_hi = w_any ? ctx - nq + wr0 / group : -1;
-  const int w_full_lo = w_any ? pm::window_start(w_last, a.sliding_window) : 0;
-  const int w_first = w_any ? pm::window_start(w_full_hi, a.sliding_window) : 0;  // no row sees a key before it
+  // first_key is non-decreasing in the position: the warp's last row starts latest, its first row earliest. A warp
+  // across a chunk boundary has w_full_lo > w_full_hi: no tile is whole for it.
+  const int w_full_lo = w_any ? pm::first_key(a, w_last) : 0;
+  const int w_first = w_any ? pm::first_key(a, w_full_hi) : 0;  // no row sees a key before it
 
   uint32_t qa[QK][4];
   pm::load_q<D>(a, qa, wr0, vr_end, q0, group, kvh, g, t);

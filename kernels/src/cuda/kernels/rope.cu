@@ -16,13 +16,14 @@ namespace {
 using detail::from_f;
 using detail::to_f;
 
-// Ministral 3: each token's q row times llama4_query_scale(position) (model/executor.h), rounded to the dtype first
-// as transformers casts the scale to q's dtype.
+// Each token's q row times llama4_query_scale(position + offset) (model/query_scale.h): rounded to the dtype first
+// where transformers casts the scale to q's dtype (Ministral 3, in_dtype), else in fp32 (Llama 4).
 template <class T>
 __global__ void query_position_scale_kernel(T* q, int64_t stride, int64_t q_dim, int64_t tokens, const int32_t* positions,
-                                            float beta, int64_t period) {
+                                            float beta, int64_t period, int32_t offset, bool in_dtype) {
   for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
-    const float s = to_f(from_f<T>(llama4_query_scale(positions[t], beta, period)));
+    const float scale = llama4_query_scale(positions[t] + offset, beta, period);
+    const float s = in_dtype ? to_f(from_f<T>(scale)) : scale;
     for (int64_t i = threadIdx.x; i < q_dim; i += blockDim.x) q[t * stride + i] = from_f<T>(to_f(q[t * stride + i]) * s);
   }
 }
@@ -206,13 +207,15 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
 }  // namespace
 
 cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType dtype, int64_t tokens,
-                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream) {
-  if (!q || !positions || tokens < 0 || q_dim <= 0 || q_stride < q_dim || period <= 0) return cudaErrorInvalidValue;
+                                 const int32_t* positions, float beta, int64_t period, cudaStream_t stream,
+                                 int32_t position_offset, bool scale_in_dtype) {
+  if (!q || !positions || tokens < 0 || q_dim <= 0 || q_stride < q_dim || period <= 0 || position_offset < 0)
+    return cudaErrorInvalidValue;
   if (tokens == 0) return cudaSuccess;
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     query_position_scale_kernel<T><<<static_cast<unsigned>(tokens < 65536 ? tokens : 65536), 128, 0, stream>>>(
-        static_cast<T*>(q), q_stride, q_dim, tokens, positions, beta, period);
+        static_cast<T*>(q), q_stride, q_dim, tokens, positions, beta, period, position_offset, scale_in_dtype);
     return cudaGetLastError();
   });
 }

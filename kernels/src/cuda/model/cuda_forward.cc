@@ -2,6 +2,8 @@
 // cuBLASLt GEMMs, on rows ordered by step_plan.h. enqueue_step only enqueues work on stream_ (it is what a
 // decode graph captures); the host-staged collectives in all_reduce are the exception, and only run when
 // the world has several ranks, where graphs are off.
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
@@ -70,6 +72,9 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   a.block_size = static_cast<int32_t>(cfg_.block_size);
   a.scale = cfg_.attn_scale;
   a.sliding_window = static_cast<int32_t>(layer_window(cfg_, layer));
+  // Llama 4's chunked layers. Fixed per layer, like the window: a decode graph captures it with the launch. A chunk
+  // past every int32 position is no chunk at all (each position's chunk starts at 0).
+  a.chunk = static_cast<int32_t>(std::min<int64_t>(layer_chunk(cfg_, layer), INT32_MAX));
   a.softcap = cfg_.attn_softcap;
   a.sinks = layer_w_[layer].sinks;  // a weight: its address is fixed, so decode graphs capture it like the others
   if (p.prefill_seqs > 0) {
@@ -190,6 +195,44 @@ void CudaModel::residual_norm(void* out, const void* bias, int64_t rows, const v
                            opts_.dtype, cfg_.norm_eps, buf_.x.get(), opts_.dtype, stream_));
 }
 
+// RoPE on q and k (in the layers that have it) and k, v into the cache, from buf_.qkv's q|k|v rows. Llama 4's
+// weightless per-head RMS norm of q and k after RoPE (qk_norm_after_rope) must see the rotated k before the cache
+// does, so its layers rotate in place, normalise, then write; the fused kernels write a k they rotate on the way.
+void CudaModel::rope_kv_write(int64_t l, const StepPlan& p) {
+  const int64_t T = p.rows, hd = cfg_.head_dim, nq = cfg_.heads_local, nkv = cfg_.kv_heads_local;
+  const int64_t q_dim = nq * hd, kv_dim = nkv * hd, qkv_out = qkv_stride();
+  const DType dt = opts_.dtype;
+  char* qkv = buf_.qkv.as<char>();
+  const bool rope = layer_has_rope(cfg_, l), norm_after_rope = rope && cfg_.qk_norm_after_rope;
+  ops_.mark("rope + kv write", stream_);
+  const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
+  if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)
+    has_deferred_expand_ = false;
+    WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
+                                             T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
+                                             layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1),
+                                             deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long),
+                                             cfg_.rope_interleaved));
+    return;
+  }
+  if (rope && !norm_after_rope && fused_small_ops()) {  // RoPE and the cache write in one launch
+    WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
+                                        hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
+                                        layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
+                                        cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
+    return;
+  }
+  if (rope)
+    WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
+                                     ints(p.positions), layer_inv_freq_dev(l), layer_rope_attention_factor(cfg_, l), stream_,
+                                     cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
+  if (norm_after_rope)  // one weight of ones (head_ones_) for q and k: x / sqrt(mean(x²) + eps), the CPU's rms_norm
+    WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, head_ones_.get(), head_ones_.get(), dt,
+                                  cfg_.norm_eps, stream_));
+  WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim, ints(p.kv_slots),
+                                 kv(l, 0), kv(l, 1), dt, stream_));
+}
+
 void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   const LayerWeights& w = layer_w_[l];
   const int layer = static_cast<int>(l);
@@ -228,31 +271,13 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
     ops_.mark("qkv clamp", stream_);
     WEFT_CUDA_CHECK(clamp_inplace(qkv, T * qkv_out, cfg_.qkv_clip, dt, stream_));
   }
-  ops_.mark("rope + kv write", stream_);
-  const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
-  if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)
-    has_deferred_expand_ = false;
-    WEFT_CUDA_CHECK(rope_kv_cache_write_lora(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt,
-                                             T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
-                                             layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1),
-                                             deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long),
-                                             cfg_.rope_interleaved));
-  } else if (layer_has_rope(cfg_, l) && fused_small_ops()) {  // RoPE and the cache write in one launch
-    WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
-                                        hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
-                                        layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
-                                        cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
-  } else {
-    if (layer_has_rope(cfg_, l))
-      WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
-                                       ints(p.positions), layer_inv_freq_dev(l), layer_rope_attention_factor(cfg_, l), stream_,
-                                       cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
-    WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim,
-                                   ints(p.kv_slots), kv(l, 0), kv(l, 1), dt, stream_));
-  }
-  if (cfg_.q_scale_beta != 0.0f)  // Ministral 3: q scaled by position after RoPE (the cached keys are not)
+  rope_kv_write(l, p);
+  // Ministral 3, Llama 4's NoPE layers: q scaled by position after RoPE (the cached keys are not). Ministral 3's scale
+  // is rounded to the dtype first; Llama 4 (q_scale_nope_only) multiplies by the fp32 scale, as transformers does.
+  if (layer_query_scaled(cfg_, l))
     WEFT_CUDA_CHECK(query_position_scale(qkv, qkv_out, q_dim, dt, T, ints(p.positions), cfg_.q_scale_beta,
-                                         cfg_.q_scale_period, stream_));
+                                         cfg_.q_scale_period, stream_, static_cast<int32_t>(cfg_.q_scale_offset),
+                                         !cfg_.q_scale_nope_only));
   attention(l, p);
   if (is_mla(cfg_)) {  // o reads each head's value width
     project("gemm o", layer, kO, mla_values(T), nq * cfg_.mla_v_dim, w.o_w, buf_.o.get(), H, solo ? w.o_b : nullptr, p);

@@ -188,13 +188,16 @@ void CudaModel::dora_scale(int layer, int module, void* y, int64_t y_stride, con
 // projection is folded into the op that follows it — RoPE + KV write (rope_kv_cache_write_lora) for qkv, add + norm
 // (add_norm_lora) for o and down, SiLU·mul (silu_mul_lora) for gate/up: four launches fewer per layer. Only where
 // that op is one kernel which follows this module: rotary embeddings with the fused small ops and no q/k norm for
-// qkv (not in SmolLM3's NoPE layers), one rank with the fused small ops for add + norm (not after the last layer's down projection, whose residual
-// add has no norm after it), a gated-SiLU MLP for gate/up.
+// qkv (not in SmolLM3's NoPE layers, nor with Llama 4's norm after RoPE), one rank with the fused small ops for
+// add + norm (not after the last layer's down projection, whose residual add has no norm after it), a gated-SiLU MLP
+// for gate/up.
 bool CudaModel::expand_into_next(int layer, int module, const LoraArgs& decode) const {
   static const bool on = detail::env_equals("WEFT_LORA_EXPAND_INTO_NEXT", "1");
   if (!on) return false;
   if (module == kQkv) {  // latent attention's qkv is its first projection, not the rows RoPE reads
-    const bool qk_untouched = !cfg_.qk_norm && !cfg_.qk_norm_full && !cfg_.qk_layer_norm && cfg_.qkv_clip == 0.0f;
+    // Llama 4's norm after RoPE (qk_norm_after_rope) needs the rotated k before the cache: no fused RoPE there.
+    const bool qk_untouched = !cfg_.qk_norm && !cfg_.qk_norm_full && !cfg_.qk_layer_norm && cfg_.qkv_clip == 0.0f &&
+                              !cfg_.qk_norm_after_rope;
     return !is_mla(cfg_) && qk_untouched && layer_has_rope(cfg_, layer) && fused_small_ops() && decode.num_slices == 3;
   }
   if (module == kUp) return cfg_.mlp == MlpKind::kGatedSilu && decode.num_slices == 2;  // silu_mul_lora: SwiGLU only

@@ -40,9 +40,6 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
-  if (!cfg_.layer_chunked.empty() || cfg_.qk_norm_after_rope || cfg_.q_scale_nope_only || cfg_.moe_scale_input)
-    throw std::invalid_argument("device 'cuda': Llama 4 (chunked attention, the q/k norm after RoPE, the NoPE layers' "
-                                "temperature, input-scaled experts) runs on the CPU backend only so far; serve it with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
@@ -74,6 +71,11 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
       inv_freq_local_.allocate(sizeof(float) * cfg_.inv_freq_local.size());
       uploader_.upload(cfg_.inv_freq_local.data(), static_cast<int64_t>(cfg_.inv_freq_local.size()),
                        inv_freq_local_.get(), DType::kF32, stream_);
+    }
+    if (cfg_.qk_norm_after_rope) {  // Llama 4's q/k norm has no weight: head_rms_norm's is ones (exact in every dtype)
+      const std::vector<float> ones(static_cast<size_t>(cfg_.head_dim), 1.0f);
+      head_ones_.allocate(static_cast<size_t>(cfg_.head_dim) * ds_);
+      uploader_.upload(ones.data(), cfg_.head_dim, head_ones_.get(), opts_.dtype, stream_);
     }
   } catch (...) {
     release();

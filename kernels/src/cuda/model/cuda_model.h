@@ -95,7 +95,7 @@ class CudaModel final : public ModelExecutor {
   // A MoE layer's router and experts (cfg_.num_experts > 0; empty for dense layers).
   struct MoeWeights {
     const void* router = nullptr;
-    const float* router_bias = nullptr;  // sigmoid or ERNIE routing's choice bias (float32), else null
+    const float* router_bias = nullptr;  // sigmoid or ERNIE routing's choice bias (float32), else null (Llama 4: none)
     const void* router_logit_bias = nullptr;  // gpt-oss's router bias in the dtype (cfg_.moe_logit_bias), else null
     const void* shared_gate = nullptr;   // Qwen2-MoE's shared-expert gate [hidden], else null
     std::vector<const void*> up, down;  // per expert: [gate | up] [2·I, hidden], down [hidden, I]
@@ -153,6 +153,7 @@ class CudaModel final : public ModelExecutor {
   std::vector<cpu::SampleResult> sample_on_device(const StepPlan& p, const std::vector<RowSampling>& rows);
   void enqueue_step(const StepPlan& p);
   void enqueue_layer(int64_t layer, const StepPlan& p);
+  void rope_kv_write(int64_t layer, const StepPlan& p);  // RoPE (+ Llama 4's q/k norm after it), K/V into the cache
   void attention(int64_t layer, const StepPlan& p);
   // The width of a step's q|k|v rows in buf_.qkv: the qkv module's output, or latent attention's assembled heads.
   int64_t qkv_stride() const;
@@ -219,6 +220,7 @@ class CudaModel final : public ModelExecutor {
   std::vector<MoeWeights> moe_w_;      // per layer (MoE models)
   MoeBuffers moe_;
   DeviceBuffer inv_freq_, inv_freq_local_, kv_cache_;  // inv_freq_local_: sliding layers' (cfg_.inv_freq_local)
+  DeviceBuffer head_ones_;  // [head_dim] ones in the dtype: Llama 4's weightless q/k norm's (qk_norm_after_rope)
   const float* layer_inv_freq_dev(int64_t layer) const;
   std::unique_ptr<LoraStore> lora_;
   Uploader uploader_;

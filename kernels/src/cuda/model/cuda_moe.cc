@@ -11,6 +11,9 @@
 // BGMV over each expert's rows with that expert's table (lora_store.h), one row per routed token. A shared expert
 // runs for every token as expert E (the last group): with a width of its own (Qwen2-MoE, DeepSeek-V2) its rows sit
 // after the routed ones' in up/act at their own pitch; Qwen2-MoE's gate sets its weight (moe_shared_gate).
+// Llama 4 (moe_scale_input): sigmoid routing without a choice bias; each gathered row is scaled by its routing weight
+// (moe_scale_rows) before the up GEMM and its LoRA, which read the same scaled rows as on the CPU, and the experts'
+// outputs are added whole (moe_combine without weights); the shared expert's weight is 1, its rows unchanged.
 #include <algorithm>
 
 #include "cuda/kernels/kernels.h"
@@ -85,6 +88,9 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
 
   ops_.mark("moe gather", stream_);
   WEFT_CUDA_CHECK(moe_gather(buf_.x.get(), dt, H, rows_dev, N, moe_.xg.get(), stream_));
+  if (cfg_.moe_scale_input)  // Llama 4: each routed row times its weight (src_row / src_w pair them as for combine)
+    WEFT_CUDA_CHECK(moe_scale_rows(moe_.xg.get(), dt, H, rows_dev + 2 * N, rows_dev + 3 * N, moe_.weights.as<float>(),
+                                   T, k, stream_));
   // Expert e's rows in up (2·width wide) and act (width wide), from its first routed row `row`.
   auto width = [&](int64_t e) { return e == R ? Is : I; };
   auto up_at = [&](int64_t e, int64_t row) -> void* {
@@ -123,7 +129,8 @@ void CudaModel::moe_mlp(int64_t l, const StepPlan& p) {
     if (any_adapter(e)) expert_lora(layer, kDown, static_cast<int>(e), act, We, y, H, n, entries_dev + offset[e]);
   }
   ops_.mark("moe combine", stream_);
-  WEFT_CUDA_CHECK(moe_combine(moe_.y.get(), dt, rows_dev + 2 * N, rows_dev + 3 * N, moe_.weights.as<float>(), T, k, H,
+  const float* combine_weights = cfg_.moe_scale_input ? nullptr : moe_.weights.as<float>();  // Llama 4: outputs whole
+  WEFT_CUDA_CHECK(moe_combine(moe_.y.get(), dt, rows_dev + 2 * N, rows_dev + 3 * N, combine_weights, T, k, H,
                               buf_.o.get(), stream_));
 }
 
