@@ -59,24 +59,8 @@ template <DType kD> struct DecodeEmuOps {
 };
 
 using Seq = wt::SeqShape;
-struct Case {
-  std::string name;
-  DType d;
-  int heads, kv_heads, hd, bs, window;
-  std::vector<Seq> seqs;
-  float q_scale = 1.0f;
-  float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
-  bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
-  float sink_shift = 0.0f;
-  int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
-};
-
-// Llama 4's chunked attention on a case.
-Case chunked(Case c, int chunk) {
-  c.chunk = chunk;
-  c.name = "chunk " + std::to_string(chunk) + ": " + c.name;
-  return c;
-}
+using Case = wt::EmuCase;
+Case chunked(Case c, int chunk) { return wt::chunked<Case>(c, chunk); }  // braced cases: no template deduction
 
 // Output and workspace of one run; out starts NaN so a row the kernel forgets to write fails.
 template <DType kD, int HPB, int L, int D>

@@ -1,12 +1,14 @@
 // A paged KV-cache layout for attention tests: sequences (query rows this step, tokens cached after it) in
 // shuffled blocks, so pages are not contiguous; the arrays cpu::paged_attention and weft::cuda::PagedAttention
-// take; every PagedAttention field that does not depend on where the buffers live; and attention sinks. Host C++ only: shared
-// by the CUDA kernel tests (test_attention.cu) and the host warp emulator (test/emulated/prefill_mma_emu.cc).
+// take; every PagedAttention field that does not depend on where the buffers live; attention sinks; the emulators' case
+// shape and Llama 4's chunking of a case. Host C++ only: shared by the CUDA kernel tests (test_attention.cu) and the host
+// warp emulators (test/emulated/prefill_mma_emu.cc, decode_attention_emu.cc).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/ops.h"
@@ -80,6 +82,27 @@ inline std::vector<float> draw_sinks(int heads, float shift, std::mt19937& rng) 
   std::vector<float> s(static_cast<size_t>(heads));
   for (float& v : s) v = nd(rng);
   return s;
+}
+
+// One attention case of the warp emulators (decode_attention_emu.cc, prefill_mma_emu.cc).
+struct EmuCase {
+  std::string name;
+  weft::cuda::DType d;
+  int heads, kv_heads, hd, bs, window;
+  std::vector<SeqShape> seqs;
+  float q_scale = 1.0f;
+  float softcap = 0.0f;  // PagedAttention::softcap (Gemma 2)
+  bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by draw_sinks around sink_shift
+  float sink_shift = 0.0f;
+  int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
+};
+
+// Llama 4's chunked attention on a test case (any case with `name` and `chunk`): the same case, chunked.
+template <class Case>
+Case chunked(Case c, int chunk) {
+  c.chunk = chunk;
+  c.name = "chunk " + std::to_string(chunk) + ": " + c.name;
+  return c;
 }
 
 }  // namespace weft::testing

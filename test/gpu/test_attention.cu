@@ -29,12 +29,7 @@ struct Case {
   int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
 };
 
-// Llama 4's chunked attention on a case.
-Case chunked(Case c, int chunk) {
-  c.chunk = chunk;
-  c.name = "chunk " + std::to_string(chunk) + " " + c.name;
-  return c;
-}
+Case chunked(Case c, int chunk) { return wt::chunked<Case>(c, chunk); }  // braced cases: no template deduction
 
 enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
 
