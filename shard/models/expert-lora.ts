@@ -7,7 +7,7 @@ import { LoraModuleId } from '../../kernels/index.js';
 import { expertSubBlocks, expertWidth, rowParallelInput, type ModuleRef } from './layout.js';
 import { rangeLen, type Partition } from './partition.js';
 import type { ModelSpec } from './spec.js';
-import { deinterleaveGateUp } from './gpt-oss-weights.js';
+import { deinterleaveGateUp } from './in-out-experts.js';
 
 export interface ExpertPairError { message: string }
 

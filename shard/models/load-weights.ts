@@ -6,7 +6,8 @@ import { UnsupportedModelError } from './errors.js';
 import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
-import { loadInOutExperts } from './gpt-oss-weights.js';
+import { loadInOutExperts } from './in-out-experts.js';
+import { concat, transpose } from './f32-matrix.js';
 
 export interface LoadOptions {
   rank: number;
@@ -163,12 +164,12 @@ export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
 // The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
 // Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
 function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
-  if (spec.architecture === 'llama4') {  // feed_forward.{router, experts, shared_expert} (gpt-oss-weights.ts reads the experts)
+  if (spec.architecture === 'llama4') {  // feed_forward.{router, experts, shared_expert} (in-out-experts.ts reads the experts)
     return { router: 'feed_forward.router', expert: () => ({ gate: 'feed_forward.shared_expert.gate_proj',
       up: 'feed_forward.shared_expert.up_proj', down: 'feed_forward.shared_expert.down_proj' }),
     stacked: { gateUp: 'feed_forward.experts.gate_up_proj', down: 'feed_forward.experts.down_proj' } };
   }
-  if (spec.architecture === 'gpt_oss') {  // mlp.router (weight, bias); the experts stacked (gpt-oss-weights.ts)
+  if (spec.architecture === 'gpt_oss') {  // mlp.router (weight, bias); the experts stacked (in-out-experts.ts)
     return { router: 'mlp.router', routerBias: 'mlp.router.bias', expert: () => ({ gate: '', up: '', down: '' }),
       stacked: { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } };
   }
@@ -264,21 +265,6 @@ export function readInCols(store: WeightStore, name: string, r: Range, conv1d: b
   return transpose(store.readF32(name, { dim: 0, start: r.start, end: r.end }), rangeLen(r), out);
 }
 
-export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(a.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j];
-  return t;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** The executor modules whose output rows are sub-blocks from one or more HF tensors (layout.ts subBlocks). */
 type ColumnModule = 'qkv' | 'up' | 'q_b' | 'kv_b';

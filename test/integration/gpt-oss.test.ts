@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalEngine } from '../../shard/index.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../shard/formats/index.js';
-import { dequantizeMxfp4 } from '../../shard/models/gpt-oss-weights.js';
+import { dequantizeMxfp4 } from '../../shard/models/in-out-experts.js';
 import { loadGoldenCase, maxAbsDiff } from '../helpers/golden.js';
 import { generateEverySequence, goldenKey, prefillMatchesGolden, startGoldenServer } from '../helpers/golden-server.js';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { parseModelSpec } from '../../shard/models/spec.js';
 import { partitionFor } from '../../shard/models/partition.js';
 import { planConfig } from '../../shard/models/load-weights.js';
-import { deinterleaveGateUp, dequantizeMxfp4 } from '../../shard/models/gpt-oss-weights.js';
+import { deinterleaveGateUp, dequantizeMxfp4 } from '../../shard/models/in-out-experts.js';
 
 // openai/gpt-oss-20b's config.json (as published, transformers 4.55).
 const GPT_OSS_20B = {

@@ -165,6 +165,8 @@ std::vector<float> Model::forward(const Batch& b) {
     cpu::add_inplace(h.data(), pe.data(), T * H);
   }
 
+  // A head's weightless norm parameters (Llama 4's q/k RMS norm; Command R+'s LayerNorm bias): once per step.
+  const std::vector<float> ones(static_cast<size_t>(hd), 1.0f), zeros(static_cast<size_t>(hd), 0.0f);
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     // Attention block.
@@ -193,17 +195,16 @@ std::vector<float> Model::forward(const Batch& b) {
     } else if (cfg_.qk_norm_full) {
       qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
     } else if (cfg_.qk_layer_norm) {  // Command R+: each head its own LayerNorm weights, no bias
-      const std::vector<float> zero(static_cast<size_t>(hd), 0.0f);
       const float* qw = w(p + "q_norm.weight");
       const float* kw = w(p + "k_norm.weight");
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t h = 0; h < nq; ++h) {
           float* row = q.data() + (t * nq + h) * hd;
-          cpu::layer_norm(row, 1, hd, qw + h * hd, zero.data(), cfg_.norm_eps, row);
+          cpu::layer_norm(row, 1, hd, qw + h * hd, zeros.data(), cfg_.norm_eps, row);
         }
         for (int64_t h = 0; h < nkv; ++h) {
           float* row = k.data() + (t * nkv + h) * hd;
-          cpu::layer_norm(row, 1, hd, kw + h * hd, zero.data(), cfg_.norm_eps, row);
+          cpu::layer_norm(row, 1, hd, kw + h * hd, zeros.data(), cfg_.norm_eps, row);
         }
       }
     }
@@ -221,7 +222,6 @@ std::vector<float> Model::forward(const Batch& b) {
                             layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
     }
     if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
-      const std::vector<float> ones(static_cast<size_t>(hd), 1.0f);
       cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, ones.data(), cfg_.norm_eps, k.data());
     }

@@ -23,6 +23,8 @@ namespace weft::napi {
 
 namespace {
 
+// An optional boolean option (absent: false).
+bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
 
 // An optional per-layer array of booleans (layerSliding, layerRope, layerMoe) as 0/1 bytes; absent: left empty.
 void layer_flags(const Napi::Object& o, const char* key, std::vector<uint8_t>& out) {
@@ -58,7 +60,7 @@ ModelConfig parse_config(const Napi::Object& o) {
   else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'clamped_swiglu', 'gelu_tanh', 'gelu_erf' or 'relu2'");
   c.glu_alpha = static_cast<float>(num_or(o, "gluAlpha", 1.702));
   c.glu_limit = static_cast<float>(num_or(o, "gluLimit", 7.0));
-  c.learned_positions = o.Get("learnedPositions").ToBoolean().Value();
+  c.learned_positions = flag(o, "learnedPositions");
   c.max_positions = static_cast<int64_t>(num(o, "maxPositions"));
   c.rotary_dim = static_cast<int64_t>(num(o, "rotaryDim"));
   auto inv = f32(o.Get("invFreq"), "invFreq");
@@ -67,30 +69,30 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.rope_attention_factor_local = static_cast<float>(num_or(o, "ropeAttentionFactorLocal", 1.0));
   c.sliding_window = static_cast<int64_t>(num_or(o, "slidingWindow", 0));
   c.attn_scale = static_cast<float>(num(o, "attnScale"));
-  c.qk_norm = o.Get("qkNorm").ToBoolean().Value();
-  c.qk_norm_full = o.Get("qkNormFull").ToBoolean().Value();
-  c.qk_layer_norm = o.Get("qkLayerNorm").ToBoolean().Value();
+  c.qk_norm = flag(o, "qkNorm");
+  c.qk_norm_full = flag(o, "qkNormFull");
+  c.qk_layer_norm = flag(o, "qkLayerNorm");
   c.qkv_clip = static_cast<float>(num_or(o, "qkvClip", 0.0));
   c.q_scale_beta = static_cast<float>(num_or(o, "qScaleBeta", 0.0));
   c.q_scale_period = static_cast<int64_t>(num_or(o, "qScalePeriod", 0));
   c.q_scale_offset = static_cast<int64_t>(num_or(o, "qScaleOffset", 0));
-  c.q_scale_nope_only = o.Get("qScaleNopeOnly").ToBoolean().Value();
-  c.qk_norm_after_rope = o.Get("qkNormAfterRope").ToBoolean().Value();
+  c.q_scale_nope_only = flag(o, "qScaleNopeOnly");
+  c.qk_norm_after_rope = flag(o, "qkNormAfterRope");
   c.attention_chunk = static_cast<int64_t>(num_or(o, "attentionChunk", 0));
   layer_flags(o, "layerChunked", c.layer_chunked);
-  c.parallel_block = o.Get("parallelBlock").ToBoolean().Value();
-  c.parallel_mlp_norm = o.Get("parallelMlpNorm").ToBoolean().Value();
+  c.parallel_block = flag(o, "parallelBlock");
+  c.parallel_mlp_norm = flag(o, "parallelMlpNorm");
   const Napi::Value pre = o.Get("preNorms");
   c.pre_norms = pre.IsUndefined() || pre.IsNull() || pre.ToBoolean().Value();
   c.embed_scale = static_cast<float>(num_or(o, "embedScale", 1.0));
-  c.post_norms = o.Get("postNorms").ToBoolean().Value();
+  c.post_norms = flag(o, "postNorms");
   c.attn_softcap = static_cast<float>(num_or(o, "attnSoftcap", 0.0));
   c.final_softcap = static_cast<float>(num_or(o, "finalSoftcap", 0.0));
-  c.attn_sinks = o.Get("attnSinks").ToBoolean().Value();
+  c.attn_sinks = flag(o, "attnSinks");
   c.residual_scale = static_cast<float>(num_or(o, "residualScale", 1.0));
   c.logits_divisor = static_cast<float>(num_or(o, "logitsDivisor", 1.0));
   layer_flags(o, "layerSliding", c.layer_sliding);
-  c.rope_interleaved = o.Get("ropeInterleaved").ToBoolean().Value();
+  c.rope_interleaved = flag(o, "ropeInterleaved");
   layer_flags(o, "layerRope", c.layer_rope);
   const Napi::Value local = o.Get("invFreqLocal");
   if (!local.IsUndefined() && !local.IsNull()) {
@@ -105,20 +107,20 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.num_experts = static_cast<int64_t>(num_or(o, "numExperts", 0));
   c.experts_per_token = static_cast<int64_t>(num_or(o, "expertsPerToken", 0));
   c.expert_intermediate_local = static_cast<int64_t>(num_or(o, "expertIntermediateLocal", 0));
-  c.moe_renormalize = o.Get("moeRenormalize").ToBoolean().Value();
-  c.moe_sigmoid = o.Get("moeSigmoid").ToBoolean().Value();
-  c.moe_shared_expert = o.Get("moeSharedExpert").ToBoolean().Value();
+  c.moe_renormalize = flag(o, "moeRenormalize");
+  c.moe_sigmoid = flag(o, "moeSigmoid");
+  c.moe_shared_expert = flag(o, "moeSharedExpert");
   c.moe_groups = static_cast<int64_t>(num_or(o, "moeGroups", 1));
   c.moe_topk_groups = static_cast<int64_t>(num_or(o, "moeTopkGroups", 1));
   c.moe_routed_scale = static_cast<float>(num_or(o, "moeRoutedScale", 1.0));
   c.moe_shared_intermediate_local = static_cast<int64_t>(num_or(o, "moeSharedIntermediateLocal", 0));
-  c.moe_shared_gate = o.Get("moeSharedGate").ToBoolean().Value();
-  c.moe_group_max = o.Get("moeGroupMax").ToBoolean().Value();
-  c.moe_choice_bias = o.Get("moeChoiceBias").ToBoolean().Value();
+  c.moe_shared_gate = flag(o, "moeSharedGate");
+  c.moe_group_max = flag(o, "moeGroupMax");
+  c.moe_choice_bias = flag(o, "moeChoiceBias");
   c.moe_renorm_min = static_cast<float>(num_or(o, "moeRenormMin", 0.0));
-  c.moe_logit_bias = o.Get("moeLogitBias").ToBoolean().Value();
-  c.moe_expert_bias = o.Get("moeExpertBias").ToBoolean().Value();
-  c.moe_scale_input = o.Get("moeScaleInput").ToBoolean().Value();
+  c.moe_logit_bias = flag(o, "moeLogitBias");
+  c.moe_expert_bias = flag(o, "moeExpertBias");
+  c.moe_scale_input = flag(o, "moeScaleInput");
   c.mla_q_rank = static_cast<int64_t>(num_or(o, "mlaQRank", 0));
   c.mla_kv_rank = static_cast<int64_t>(num_or(o, "mlaKvRank", 0));
   c.mla_nope_dim = static_cast<int64_t>(num_or(o, "mlaNopeDim", 0));

@@ -10,6 +10,7 @@
 // [E, hidden]) alike. Llama 4's Llama4TextExperts are the first layout with [gate | up] columns and no biases.
 import type { WeightStore } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
+import { concat, transpose } from './f32-matrix.js';
 import { rangeLen, type Partition } from './partition.js';
 import type { ModelSpec } from './spec.js';
 
@@ -59,18 +60,9 @@ function expertMatrices(store: WeightStore, spec: ModelSpec, prefix: string, e: 
       throw new UnsupportedModelError(`'${full}' has shape [${store.info(full).shape.join(', ')}], expected [E, ${cols}, ${rows}] ` +
         `(${spec.architecture} stores each expert as (in, out))`);
     }
-    const t = store.readF32(full, one), m = new Float32Array(rows * cols);  // [cols, rows] -> [rows, cols]
-    for (let i = 0; i < cols; i++) for (let o = 0; o < rows; o++) m[o * cols + i] = t[i * rows + o]!;
-    return m;
+    return transpose(store.readF32(full, one), cols, rows);  // [cols, rows] -> [rows, cols]
   };
   return { gateUp: read('gate_up_proj', 2 * I, H), down: read('down_proj', H, I) };
-}
-
-function concatRows(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** The rows of an interleaved [gate0, up0, gate1, up1, …] (each `cols` wide) this rank holds, as [gate rows | up rows]. */
@@ -101,7 +93,7 @@ export function loadInOutExperts(store: WeightStore, spec: ModelSpec, part: Part
     const { gateUp, down } = expertMatrices(store, spec, prefix, e, H, I);
     const x = `layers.${layer}.experts.${e}.`;
     const split = (m: Float32Array, cols: number) => (interleaved ? deinterleaveGateUp(m, cols, rows.start, rows.end)
-      : concatRows(m.subarray(rows.start * cols, rows.end * cols), m.subarray((I + rows.start) * cols, (I + rows.end) * cols)));
+      : concat([m.subarray(rows.start * cols, rows.end * cols), m.subarray((I + rows.start) * cols, (I + rows.end) * cols)]));
     set(`${x}up.weight`, split(gateUp, H));
     const mine = new Float32Array(H * w);
     for (let r = 0; r < H; r++) mine.set(down.subarray(r * I + rows.start, r * I + rows.end), r * w);
