@@ -27,6 +27,7 @@ export type {
   Step,
   StepResult,
   TokenChoice,
+  GeneratedToken,
 } from './messages.js';
 export { SAMPLED_LAST_STEP } from './messages.js';
 export { COLLECTIVE_ID_BYTES, MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';

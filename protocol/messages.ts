@@ -72,6 +72,10 @@ export interface RunningSequence {
    * result came back (async scheduling): every rank then feeds the token it sampled for the sequence itself. */
   token: number;
   newBlocks: number[];
+  /** Speculative decoding: at most this many draft tokens may follow `token` in this step (the coordinator
+   * reserved KV slots for them). The shard proposes them from the sequence's own tokens (n-gram lookup),
+   * verifies them in the same forward pass and reports the accepted ones in SeqOutput.more. Absent: 0. */
+  draft?: number;
 }
 
 /** RunningSequence.token: "the token you sampled for this sequence in the step before". */
@@ -94,11 +98,23 @@ export interface TokenChoice {
   logprob: number;
 }
 
+/** One generated token with its log-prob and alternatives. */
+export interface GeneratedToken {
+  token: number;
+  logprob: number;
+  top: TokenChoice[];
+}
+
 export interface SeqOutput {
   seqId: string;
   token: number;
   logprob: number;
   top: TokenChoice[];
+  /** Speculative decoding: the tokens generated after `token` in this step, in order (accepted drafts and the
+   * token sampled after the last of them). Absent: none. */
+  more?: GeneratedToken[];
+  /** Speculative decoding: draft tokens this step verified for the sequence (for the acceptance metrics). */
+  drafted?: number;
   promptLogprobs?: number[];
   /** With promptLogprobs and topN > 0: the topN most likely tokens at each prompt position after the first. */
   promptTop?: TokenChoice[][];

@@ -51,12 +51,13 @@ const mergeRecipe = object({
   majoritySignMethod: literal('total', 'frequency'),
   seed: count,
 }, { density: num({ above: 0, max: 1 }) });
-const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds }); // -1: SAMPLED_LAST_STEP
+const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds }, { draft: count }); // -1: SAMPLED_LAST_STEP
 
 const seqOutput = object(
   { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },
   { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(object({ token: count, logprob }))),
-    logits: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }) },
+    logits: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }),
+    more: arrayOf(object({ token: count, logprob, top: arrayOf(object({ token: count, logprob })) })), drafted: count },
 );
 
 /** The first seq id that occurs twice in `ids`, if any. */

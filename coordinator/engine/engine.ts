@@ -45,6 +45,8 @@ export interface EngineLimits {
   reasoningParser?: ReasoningParserChoice;
   /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
   prefixCaching?: boolean;
+  /** Speculative decoding: draft tokens per sequence and step (default 0: off); see Scheduler. */
+  speculate?: number;
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -117,7 +119,7 @@ export class Engine implements GenerationEngine {
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
-      structuredOutput: tokenizer.structuredOutputProblem === null,
+      speculate: limits.speculate ?? 0, structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning: detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t)),
     };
@@ -129,7 +131,7 @@ export class Engine implements GenerationEngine {
       numBlocks: this.info.kvBlocks, blockSize: this.info.blockSize, maxBatchSize: this.limits.maxBatchSize,
       maxBatchPrefillTokens: this.limits.maxBatchPrefillTokens, maxTotalTokens: this.info.maxTotalTokens,
       maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
-      prefixCaching: this.info.prefixCaching,
+      prefixCaching: this.info.prefixCaching, speculate: this.info.speculate,
     }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k) });
   }
 
@@ -142,7 +144,8 @@ export class Engine implements GenerationEngine {
       freeBlocks: this.scheduler.freeBlocks, activeAdapters: this.scheduler.activeAdapters,
       loadedAdapters: this.registry.loadedCount, adapterBytes: this.registry.usedBytes,
       adapterBudgetBytes: this.limits.adapters.budgetBytes ?? 0, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks,
-      preemptions: this.scheduler.preemptions };
+      preemptions: this.scheduler.preemptions, draftTokens: this.scheduler.speculation.drafted,
+      acceptedDraftTokens: this.scheduler.speculation.accepted };
   }
 
   /** Patterns checked recently: why each cannot be used, or null (a schema sent with every request compiles once). */

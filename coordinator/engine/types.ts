@@ -144,6 +144,8 @@ export interface EngineInfo {
   asyncScheduling: boolean;
   /** --prefix-caching: KV blocks of a computed prefix are reused by later requests with the same adapter. */
   prefixCaching: boolean;
+  /** --speculate: draft tokens (n-gram lookup) each decoding sequence may verify per step; 0 = off. */
+  speculate: number;
   /** Structured output and tools are available: the tokenizer's pieces are text (byte-level BPE, SentencePiece). */
   structuredOutput: boolean;
   /** --trust-request-chat-template: chat requests may bring their own Jinja template (vLLM's `chat_template`). */
@@ -168,6 +170,9 @@ export interface EngineStats {
   cachedBlocks: number;
   /** Sequences preempted (KV blocks ran out; recomputed later) since the start. */
   preemptions: number;
+  /** Speculative decoding since the start: draft tokens verified, and accepted. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 export interface GenerationEngine {

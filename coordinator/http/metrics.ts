@@ -6,7 +6,7 @@
 //    promptTokens, generatedTokens, adapterLoads, adapterLoadSeconds, prefixCacheHitTokens, and per request
 //    timeToFirstToken, interTokenLatency, requestsFinished, requestGeneratedTokens;
 //  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*,
-//    preemptions.
+//    preemptions, speculative drafted/accepted tokens.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats, FinishLabel } from '../engine/types.js';
 
@@ -66,6 +66,8 @@ export class Metrics {
   readonly requestsFinished: Counter<'reason'>;
   readonly requestGeneratedTokens: Histogram;
   readonly preemptions: Counter;
+  readonly draftTokens: Counter;
+  readonly acceptedDraftTokens: Counter;
   private statsSource: (() => EngineStats) | null = null;
 
   constructor(opts: MetricsOptions = {}) {
@@ -234,20 +236,33 @@ export class Metrics {
       buckets: TOKEN_COUNTS,
       registers,
     });
+    // A counter following one of the scheduler's cumulative counts (a restarted scheduler starts again from 0).
+    const cumulative = (pick: (s: EngineStats) => number) => {
+      let seen = 0;
+      const read = (): number | null => this.readStats(pick);
+      return function (this: Counter): void {
+        const v = read();
+        if (v !== null && v > seen) this.inc(v - seen);
+        if (v !== null) seen = v;
+      };
+    };
     this.preemptions = new Counter({
       name: 'weft_preemptions_total',
       help: 'Running sequences preempted (KV blocks ran out; they are recomputed later)',
       registers,
-      collect: (() => {
-        let seen = 0;
-        const read = (): number | null => this.readStats((st) => st.preemptions);
-        return function (this: Counter): void {
-          const v = read();
-          // The scheduler's count is cumulative; a restarted scheduler starts again from 0.
-          if (v !== null && v > seen) this.inc(v - seen);
-          if (v !== null) seen = v;
-        };
-      })(),
+      collect: cumulative((st) => st.preemptions),
+    });
+    this.draftTokens = new Counter({
+      name: 'weft_spec_draft_tokens_total',
+      help: 'Speculative decoding (--speculate): draft tokens the shards verified',
+      registers,
+      collect: cumulative((st) => st.draftTokens),
+    });
+    this.acceptedDraftTokens = new Counter({
+      name: 'weft_spec_accepted_tokens_total',
+      help: 'Speculative decoding (--speculate): draft tokens accepted (tokens generated beyond one per sequence and step)',
+      registers,
+      collect: cumulative((st) => st.acceptedDraftTokens),
     });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
     if (opts.engine) this.observeEngine(opts.engine);

@@ -229,6 +229,7 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     eos_token_ids: info.eosTokenIds,
     async_scheduling: info.asyncScheduling,
     prefix_caching: info.prefixCaching,
+    speculate: info.speculate,
     structured_output: info.structuredOutput,
     reasoning_parser: info.reasoning ?? 'none',
   };

@@ -8,6 +8,17 @@ import type { SeqOutput, Step, StepResult } from '../../protocol/index.js';
 /** Picks the token sampled after `tokens` (the whole sequence so far) for seqId. */
 export type ReferenceSampler = (seqId: string, tokens: readonly number[]) => number;
 
+/** Speculative decoding: up to `max` guesses of the tokens after `tokens` (right or wrong). */
+export type ReferenceDrafter = (seqId: string, tokens: readonly number[], max: number) => number[];
+
+export interface ReferenceShardOptions {
+  /** Proposes drafts for running sequences whose step allows them (RunningSequence.draft); absent: none. */
+  drafter?: ReferenceDrafter;
+  /** Tokens' worth of KV slots a sequence may hold beyond what it stores (speculative decoding reserves them
+   * ahead); 0: exactly the blocks its tokens need. */
+  slack?: number;
+}
+
 interface ShardSequence {
   /** Tokens whose K/V are stored, in position order. */
   tokens: number[];
@@ -30,10 +41,16 @@ export class ReferenceShard {
   private readonly blockSize: number;
   private readonly numBlocks: number;
 
-  constructor(numBlocks: number, blockSize: number, sample: ReferenceSampler) {
+  private readonly options: ReferenceShardOptions;
+  /** Speculative decoding: drafts verified and accepted, over all steps. */
+  drafted = 0;
+  accepted = 0;
+
+  constructor(numBlocks: number, blockSize: number, sample: ReferenceSampler, options: ReferenceShardOptions = {}) {
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
     this.sample = sample;
+    this.options = options;
   }
 
   /** Sequences whose state this shard holds. */
@@ -96,7 +113,10 @@ export class ReferenceShard {
       if (token !== seq.pending) throw new Error(`step ${step.stepId}: ${r.seqId} fed ${r.token}, sampled ${seq.pending}`);
       seq.blockTable.push(...r.newBlocks);
       this.store(seq, [token]);
-      outputs.push(this.emit(r.seqId, seq));
+      const room = seq.blockTable.length * this.blockSize - seq.tokens.length;
+      const max = Math.min(r.draft ?? 0, room);
+      const drafts = max > 0 && this.options.drafter ? this.options.drafter(r.seqId, seq.tokens, max).slice(0, max) : [];
+      outputs.push(drafts.length > 0 ? this.verify(r.seqId, seq, drafts) : this.emit(r.seqId, seq));
     }
     for (const n of step.newSeqs) {
       once(n.seqId);
@@ -162,6 +182,30 @@ export class ReferenceShard {
     return block === undefined ? undefined : this.kv.get(block)?.[p % this.blockSize];
   }
 
+  /** A row of [fed token, ...drafts]: every draft's K/V is written (a rejected one's slot holds it until
+   * overwritten), the sampled tokens are kept up to the first that differs from the draft after it. */
+  private verify(seqId: string, seq: ShardSequence, drafts: number[]): SeqOutput {
+    const base = seq.tokens.length;
+    drafts.forEach((t, i) => {
+      const p = base + i;
+      const block = seq.blockTable[Math.floor(p / this.blockSize)]!;
+      let slots = this.kv.get(block);
+      if (slots === undefined) this.kv.set(block, slots = []);
+      slots[p % this.blockSize] = t;
+    });
+    const sampled: number[] = [];
+    for (let i = 0; i <= drafts.length; i++) {
+      sampled.push(this.sample(seqId, [...seq.tokens, ...drafts.slice(0, i)]));
+      if (i === drafts.length || sampled[i] !== drafts[i]) break;
+    }
+    this.drafted += drafts.length;
+    this.accepted += sampled.length - 1;
+    this.store(seq, drafts.slice(0, sampled.length - 1));
+    seq.pending = sampled.at(-1)!;
+    const more = sampled.slice(1).map((token) => ({ token, logprob: -1, top: [] }));
+    return { seqId, token: sampled[0]!, logprob: -1, top: [], drafted: drafts.length, ...(more.length > 0 ? { more } : {}) };
+  }
+
   private emit(seqId: string, seq: ShardSequence): SeqOutput {
     seq.pending = this.sample(seqId, seq.tokens);
     return { seqId, token: seq.pending, logprob: -1, top: [] };
@@ -174,7 +218,8 @@ export class ReferenceShard {
     const owner = new Map<number, { seqId: string; full: boolean }>();
     for (const [seqId, seq] of this.seqs) {
       const need = Math.ceil((seq.tokens.length + seq.unsent) / this.blockSize);  // a chunked prefill's blocks come first
-      if (seq.blockTable.length !== need) {
+      const most = Math.ceil((seq.tokens.length + seq.unsent + (this.options.slack ?? 0)) / this.blockSize);
+      if (seq.blockTable.length < need || seq.blockTable.length > most) {
         throw new Error(`step ${stepId}: ${seqId} stores ${seq.tokens.length} tokens in ${seq.blockTable.length} blocks (needs ${need})`);
       }
       seq.blockTable.forEach((block, i) => {

@@ -11,6 +11,7 @@ import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from 
 import { adapterAdmissible, findStarving } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
+import { baseSlots, reserveDrafts } from './speculation.js';
 import { newSequenceMessage, outputProblem } from './step-messages.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
@@ -55,6 +56,8 @@ export class Scheduler {
   private staleThrough = 0;
   private nextStepId = 1;
   private preemptionTotal = 0;
+  private draftedTotal = 0;
+  private acceptedTotal = 0;
 
   constructor(config: SchedulerConfig, hooks: SchedulerHooks = {}) {
     checkSchedulerConfig(config);
@@ -126,10 +129,10 @@ export class Scheduler {
     // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
     const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
-    for (const seq of decoding) missing += this.blocks.missingBlocks(seq.seqId, seq.length + 1);
+    for (const seq of decoding) missing += this.blocks.missingBlocks(seq.seqId, baseSlots(seq, 1));
     if (missing > this.blocks.freeBlocks) return null;
-    const running = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
-      newBlocks: this.blocks.appendSlots(seq.seqId, seq.length + 1) }));
+    const running: RunningSequence[] = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
+      newBlocks: this.blocks.appendSlots(seq.seqId, baseSlots(seq, 1)) }));
     const budget = { left: this.config.maxBatchPrefillTokens };
     const chunks = this.continuePrefills(budget);
     const admitted = this.admitWaiting(budget);
@@ -143,6 +146,8 @@ export class Scheduler {
     preempted: string[], decoding: Sequence[], ahead: 0 | 1): ScheduledStep | null {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
+    // Drafts last: they take only what the step's own sequences left free.
+    const draftTokens = reserveDrafts(this.blocks, running, decoding, this.config.speculate ?? 0, this.maxTotalTokens, ahead);
     this.toFree = [];
     const newSeqs = admitted.map((seq) => newSequenceMessage(seq, this.blocks.blockTable(seq.seqId)));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
@@ -156,7 +161,7 @@ export class Scheduler {
     const cachedTokens = newSeqs.reduce((n, s) => n + (s.cached ?? 0), 0);
     const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) - cachedTokens +
       chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
-    return { step, prefillTokens, decodeTokens: running.length, cachedTokens, preempted };
+    return { step, prefillTokens, decodeTokens: running.length, draftTokens, cachedTokens, preempted };
   }
 
   /** The next chunk of every sequence whose prefill is under way, oldest first, while the step's budget lasts. */
@@ -204,18 +209,26 @@ export class Scheduler {
         this.end(seq, 'error', out.error);
         continue;
       }
-      seq.generated.push(out.token);
-      const event: SequenceEvent = { seqId: seq.seqId, token: out.token, logprob: out.logprob, top: out.top };
-      if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;
-      if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
-      if (out.promptTop !== undefined) event.promptTop = out.promptTop;
-      if (out.logits !== undefined) event.logits = out.logits;
-      const reason = this.stopReason(seq, out.token);
-      if (reason !== null) {
-        event.finished = reason;
-        this.end(seq, reason, null);
+      this.draftedTotal += out.drafted ?? 0;
+      this.acceptedTotal += out.more?.length ?? 0;
+      // The step's tokens in order (more than one with speculative decoding), up to the one that ends it.
+      for (const [i, t] of [out, ...(out.more ?? [])].entries()) {
+        seq.generated.push(t.token);
+        const event: SequenceEvent = { seqId: seq.seqId, token: t.token, logprob: t.logprob, top: t.top };
+        if (i === 0) {
+          if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;
+          if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
+          if (out.promptTop !== undefined) event.promptTop = out.promptTop;
+          if (out.logits !== undefined) event.logits = out.logits;
+        }
+        const reason = this.stopReason(seq, t.token);
+        events.push(event);
+        if (reason !== null) {
+          event.finished = reason;
+          this.end(seq, reason, null);
+          break;
+        }
       }
-      events.push(event);
     }
     this.runningList = this.runningList.filter((seq) => !seq.isFinished);
     return events;
@@ -285,6 +298,11 @@ export class Scheduler {
 
   get preemptions(): number {
     return this.preemptionTotal;
+  }
+
+  /** Speculative decoding: draft tokens the shards verified, and how many of them were accepted. */
+  get speculation(): { drafted: number; accepted: number } {
+    return { drafted: this.draftedTotal, accepted: this.acceptedTotal };
   }
 
   /** An adapter with running sequences must stay in its device slot. */
@@ -400,6 +418,7 @@ export class Scheduler {
   private requeue(seq: Sequence, preempted: boolean): void {
     this.blocks.free(seq.seqId);
     this.pendingBlocks.dropped(seq.seqId);
+    seq.draftSent = 0;
     seq.prefillTotal = 0;
     seq.prefillSent = 0;
     seq.prefillCached = 0;

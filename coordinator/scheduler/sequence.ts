@@ -59,6 +59,9 @@ export class Sequence {
   registeredBlocks = 0;
   /** Prompt tokens found in the prefix cache at the first admission (what the client is told). */
   cachedTokens = 0;
+  /** Speculative decoding: the drafts the latest step sent allows it (its output may hold that many more
+   * tokens, which a step built before it comes back must leave room for). */
+  draftSent = 0;
   /** Content keys of the full blocks of allTokens() computed so far (prefix-cache.ts). */
   readonly blockHashes: string[] = [];
 

@@ -20,6 +20,9 @@ export interface SchedulerConfig {
   adapterCycleTimeS: number;
   /** Reuse the K/V of full blocks whose tokens (and adapter) match a computed prefix. Default false. */
   prefixCaching?: boolean;
+  /** Speculative decoding: draft tokens a decoding sequence may verify per step (RunningSequence.draft), when
+   * free KV blocks allow it without preempting anything. Default 0 (off). */
+  speculate?: number;
 }
 
 export interface SchedulerHooks {
@@ -35,8 +38,10 @@ export interface ScheduledStep {
   step: Step;
   /** Tokens computed for new sequences this step (prompts, or prompt+generated when recomputing). */
   prefillTokens: number;
-  /** Running sequences decoding one token each. */
+  /** Running sequences decoding one token each (plus the drafts they may verify: `draftTokens`). */
   decodeTokens: number;
+  /** Draft tokens the step allows its decoding sequences (speculative decoding; the shards may use fewer). */
+  draftTokens: number;
   /** Prompt tokens of the admitted sequences found in the prefix cache (not computed). */
   cachedTokens: number;
   /** Sequences preempted while building this step (listed in step.finished, back at the queue's front). */
@@ -91,6 +96,7 @@ export function checkSchedulerConfig(c: SchedulerConfig): void {
     ['maxBatchPrefillTokens', c.maxBatchPrefillTokens, 1],
     ['maxTotalTokens', c.maxTotalTokens, 2],
     ['maxActiveAdapters', c.maxActiveAdapters, 0],
+    ['speculate', c.speculate ?? 0, 0],
   ];
   for (const [name, value, min] of counts) {
     if (!Number.isSafeInteger(value) || value < min) {

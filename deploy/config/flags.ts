@@ -2,6 +2,7 @@
 // Environment fallbacks apply to the server commands (launch, shard); score and bench take argv only, so a
 // conformance or benchmark run says everything on its command line.
 import type { Command, ConfigFor } from './types.js';
+import { MAX_SPECULATE } from '../../coordinator/scheduler/speculation.js';
 
 export type FlagType = 'int' | 'float' | 'string' | 'bool' | 'list';
 
@@ -112,6 +113,8 @@ export const FLAGS = [
     help: 'Publish each step before the previous one\'s result is back, so the shards never wait for the coordinator (--async-scheduling=false: strictly one step at a time).' },
   { name: 'prefix-caching', type: 'bool', commands: LAUNCH, env: ['PREFIX_CACHING'], default: true,
     help: 'Reuse the KV cache of full blocks whose tokens and adapter match an earlier request\'s (shared system prompts, multi-turn chat): those prompt tokens are not computed again. Idle cached blocks are evicted when blocks run out.' },
+  { name: 'speculate', type: 'int', commands: LAUNCH, env: ['SPECULATE'], default: 0, min: 0, max: MAX_SPECULATE,
+    help: 'Speculative decoding: up to this many draft tokens per sequence and step, guessed from the sequence\'s own earlier tokens (n-gram lookup) and checked in the same forward pass. The output is the same as without; a step yields 1 + accepted drafts tokens. Pays off where text repeats its context (code edits, extraction, RAG answers, JSON) at small batches; 0 = off.' },
   { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
     defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
   { name: 'cuda-memory-fraction', type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,

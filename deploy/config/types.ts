@@ -75,6 +75,8 @@ export interface LaunchConfig {
   asyncScheduling: boolean;
   /** Reuse computed KV blocks across requests with the same prefix and adapter (Scheduler prefixCaching). */
   prefixCaching: boolean;
+  /** Speculative decoding: draft tokens per sequence and step (Scheduler speculate); 0 = off. */
+  speculate: number;
   /** 0: size the KV cache automatically. */
   kvCacheBlocks: number;
   /** --device cuda: the fraction of each GPU's memory weft may use (KV cache sized from what is left). */

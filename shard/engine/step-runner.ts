@@ -2,12 +2,13 @@
 // native batch, runs the forward pass and samples every sequence's next token. Every rank samples (the
 // same logits and seeds give the same tokens), so a step sent before the previous one's result came back
 // (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
-import type { NewSequence, SeqOutput, Step } from '../../protocol/index.js';
+import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
 import { usesLongRope, type LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
+import { acceptedDrafts, proposeDrafts, type Drafter } from './speculation.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -29,6 +30,10 @@ interface Row {
   logits: NewSequence['logits'];
   /** A chunked prefill with more tokens to come: K/V only, no logits, nothing sampled. */
   partial: boolean;
+  /** Speculative decoding: the draft tokens fed after the row's first token (tokens = [token, ...drafts]); every
+   * position is sampled, and `cstates` are the constraint's states before each of them (structured output). */
+  drafts: number[];
+  cstates?: number[];
 }
 
 const NO_TOKENS = new Int32Array(0);
@@ -38,29 +43,38 @@ const RAW = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 
 /** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. A
  * constraint that fails (its automaton outgrew its limit) fails only its sequence: no mask, and the output says
  * why (see output()). */
-function samplingOf(state: SequenceState): SamplingOptions {
+function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.state): SamplingOptions {
   const c = state.constraint;
   let allowedMask: Uint8Array | undefined;
   if (c && c.failed === undefined) {
     try {
-      allowedMask = c.automaton.mask(c.state);
+      allowedMask = c.automaton.mask(cstate!);
     } catch (e) {
       c.failed = (e as Error).message;
     }
   }
   const s = state.sampling;
   // min_tokens: the end tokens get -inf (a bias no logit_bias reaches) until that many tokens are generated.
-  const banEnd = s.minTokens !== undefined && state.draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
+  const draws = state.draws + ahead;  // `ahead`: a draft position of this step (speculative decoding)
+  const banEnd = s.minTokens !== undefined && draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
   const logitBias = banEnd ? [...(s.logitBias ?? []), ...s.endTokens!.map((token) => ({ token, bias: -Infinity }))] : s.logitBias;
-  return { ...s, ...(logitBias ? { logitBias } : {}), drawIndex: state.draws, ...(allowedMask ? { allowedMask } : {}) };
+  return { ...s, ...(logitBias ? { logitBias } : {}), drawIndex: draws, ...(allowedMask ? { allowedMask } : {}) };
 }
 
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
  * frequency/presence penalties count), or none when there is no penalty. */
-function penaltyTokens(state: SequenceState): Int32Array {
+function penaltyTokens(state: SequenceState, drafts: readonly number[] = []): Int32Array {
   const s = state.sampling;
   const any = s.repetitionPenalty !== 1 || (s.frequencyPenalty ?? 0) !== 0 || (s.presencePenalty ?? 0) !== 0;
-  return any ? Int32Array.from(state.history) : NO_TOKENS;
+  return any ? Int32Array.from(drafts.length > 0 ? [...state.history, ...drafts] : state.history) : NO_TOKENS;
+}
+
+/** The sampler's options for every logit row of a row: one, or one per position of a speculative row. */
+function rowSampling(row: Row) {
+  const { state } = row;
+  if (row.drafts.length === 0) return [{ ...samplingOf(state), penaltyTokens: penaltyTokens(state), topN: state.topN }];
+  return row.tokens.map((_, i) => ({ ...samplingOf(state, i, row.cstates?.[i]),
+    penaltyTokens: penaltyTokens(state, row.drafts.slice(0, i)), topN: state.topN }));
 }
 
 export class StepRunner {
@@ -70,8 +84,10 @@ export class StepRunner {
    * before it starts, as a native error would. 0: never. */
   failForwardAt = 0;
 
-  /** `constraints`: compiled structured-output patterns (absent: NewSequence.constraint is refused). */
-  constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache) {}
+  /** `constraints`: compiled structured-output patterns (absent: NewSequence.constraint is refused). `drafter`:
+   * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality). */
+  constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache,
+    private readonly drafter: Drafter = (_, history, max) => proposeDrafts(history, max)) {}
 
   get activeSequences(): number {
     return this.seqs.size;
@@ -95,8 +111,10 @@ export class StepRunner {
       state.unsent = c.pending;
       state.history.push(...c.tokens);
       rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
-        partial: c.pending > 0 });
+        partial: c.pending > 0, drafts: [] });
     }
+    // A step that returns full logits (rare: scoring, prompt logprobs) does not speculate: one sampling path.
+    const speculate = !rows.some((r) => r.wantAll);
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
@@ -105,20 +123,26 @@ export class StepRunner {
       if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
       state.blockTable.push(...r.newBlocks);
       state.history.push(token);
-      rows.push({ state, tokens: [token], firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
-        partial: false });
+      const { drafts, cstates } = speculate ? this.drafts(state, r) : { drafts: [] };
+      rows.push({ state, tokens: [token, ...drafts], firstPos: state.length, wantAll: false, promptLogprobs: false,
+        logits: 'none', partial: false, drafts, ...(cstates ? { cstates } : {}) });
     }
     if (rows.length === 0) return [];
     const batch = this.buildBatch(rows);
     const sampling = rows.filter((r) => !r.partial);
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
     // executor samples (on the GPU for a one-rank CUDA model) and only tokens come back.
-    if (!rows.some((r) => r.wantAll)) {
+    if (speculate) {
       // Built before the forward pass: only the native call's own failures count as ForwardError.
-      const options = sampling.map((r) => ({ ...samplingOf(r.state), penaltyTokens: penaltyTokens(r.state), topN: r.state.topN }));
+      const options = sampling.flatMap(rowSampling);
       const sampled = await this.compute(() => this.model.native.forwardSample(batch, options));
-      for (const row of rows) row.state.length += row.tokens.length;
-      const outputs = sampling.map((row, i) => this.output(row, sampled[i]));
+      let next = 0;
+      const outputs = sampling.map((row) => {
+        const n = row.drafts.length + 1;
+        next += n;
+        return row.drafts.length === 0 ? this.output(row, sampled[next - 1]!) : this.verified(row, sampled.slice(next - n, next));
+      });
+      for (const row of rows) if (row.drafts.length === 0) row.state.length += row.tokens.length;
       return this.rank === 0 ? outputs : [];
     }
     const logits = await this.compute(() => this.model.native.forward(batch));
@@ -154,6 +178,52 @@ export class StepRunner {
     return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
+  /** The drafts a running row verifies: up to r.draft tokens from the n-gram lookup, no more than its KV blocks
+   * hold, and (structured output) only while the pattern allows them — with the constraint's state before each
+   * position. Every rank computes the same ones from the same history. */
+  private drafts(state: SequenceState, r: RunningSequence): { drafts: number[]; cstates?: number[] } {
+    const room = state.blockTable.length * this.model.plan.blockSize - state.length - 1;
+    const max = Math.min(r.draft ?? 0, room);
+    const drafts = max > 0 ? this.drafter(state.seqId, state.history, max).slice(0, max) : [];
+    const c = state.constraint;
+    if (drafts.length === 0 || !c) return { drafts };
+    if (c.failed !== undefined) return { drafts: [] };
+    const cstates = [c.state];
+    try {
+      for (let i = 0; i < drafts.length; i++) {
+        const d = drafts[i]!;
+        if (((c.automaton.mask(cstates[i]!)[d >> 3] ?? 0) >> (d & 7) & 1) === 0) {  // bit d: may come next
+          drafts.length = i;
+          break;
+        }
+        cstates.push(c.automaton.advance(cstates[i]!, d));
+      }
+    } catch {
+      drafts.length = cstates.length - 1;  // the automaton's own failure shows up when the token is sampled
+    }
+    return { drafts, cstates: cstates.slice(0, drafts.length + 1) };
+  }
+
+  /** A speculative row's output: the tokens sampled at its positions up to and including the first that differs
+   * from the draft fed after it; the sequence's K/V and history keep the accepted drafts only. */
+  private verified(row: Row, sampled: SampleResult[]): SeqOutput {
+    const accepted = acceptedDrafts(row.drafts, sampled.map((s) => s.token));
+    const outs: SeqOutput[] = [];
+    for (const s of sampled.slice(0, accepted + 1)) {
+      const out = this.output(row, s);
+      outs.push(out);
+      if (out.error !== undefined) break;
+    }
+    const kept = outs.length - 1;  // drafts whose K/V stay (the last output is fed next step)
+    row.state.history.push(...row.drafts.slice(0, kept));
+    row.state.length += 1 + kept;
+    const first = outs[0]!;
+    const last = outs.at(-1)!;
+    if (last.error !== undefined) return { ...last, drafted: row.drafts.length };
+    return { ...first, drafted: row.drafts.length,
+      ...(outs.length > 1 ? { more: outs.slice(1).map(({ token, logprob, top }) => ({ token, logprob, top })) } : {}) };
+  }
+
   private admit(ns: NewSequence): Row {
     if (this.seqs.has(ns.seqId)) throw new StepError(`new sequence '${ns.seqId}' already exists on rank ${this.rank}`);
     // Prefix caching: the first `cached` tokens' K/V are in the leading (shared) blocks; compute the rest.
@@ -182,7 +252,7 @@ export class StepRunner {
       throw new StepError(`new sequence '${ns.seqId}': a prefill that returns logits cannot be chunked or start from cached tokens`);
     }
     return { state, tokens: cached > 0 ? ns.tokens.slice(cached) : ns.tokens, firstPos: cached, wantAll,
-      promptLogprobs: ns.promptLogprobs, logits: ns.logits, partial: state.unsent > 0 };
+      promptLogprobs: ns.promptLogprobs, logits: ns.logits, partial: state.unsent > 0, drafts: [] };
   }
 
   /** The automaton of a new sequence's pattern, in the state its already generated tokens lead to. */
@@ -220,7 +290,7 @@ export class StepRunner {
         if (ropeLong && usesLongRope(rope!, state.promptLen, pos)) ropeLong[t] = 1;
         slotMapping[t] = block * bs + (pos % bs);
       }
-      if (row.wantAll) for (let i = start; i < t; i++) logitRows.push(i);
+      if (row.wantAll || row.drafts.length > 0) for (let i = start; i < t; i++) logitRows.push(i);
       else if (!row.partial) logitRows.push(t - 1);
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });

@@ -73,7 +73,7 @@ const INFO: EngineInfo = {
   modelId: 'admin/test', architecture: 'TestForCausalLM', vocabSize: 100, maxInputLength: 63, maxTotalTokens: 64,
   maxBatchPrefillTokens: 64, maxConcurrentRequests: 2, numShard: 1, blockSize: 16, kvBlocks: 8, adapterSlots: 4,
   eosTokenIds: [2], version: '0.1.0-test', defaultAdapterSource: 'hub', device: 'cpu', dtype: 'float32', asyncScheduling: true,
-  prefixCaching: true,
+  prefixCaching: true, speculate: 0,
   structuredOutput: true, trustRequestChatTemplate: false, reasoning: null,
 };
 
@@ -81,7 +81,7 @@ const INFO: EngineInfo = {
 class AdminEngine implements GenerationEngine {
   readonly info = INFO;
   readonly adapters = new FakeAdapters();
-  stats(): EngineStats { return { waiting: 0, running: 0, usedBlocks: 0, freeBlocks: 8, activeAdapters: 0, loadedAdapters: 0, adapterBytes: 0, adapterBudgetBytes: 0, adapterRefs: 0, cachedBlocks: 0, preemptions: 0 }; }
+  stats(): EngineStats { return { waiting: 0, running: 0, usedBlocks: 0, freeBlocks: 8, activeAdapters: 0, loadedAdapters: 0, adapterBytes: 0, adapterBudgetBytes: 0, adapterRefs: 0, cachedBlocks: 0, preemptions: 0, draftTokens: 0, acceptedDraftTokens: 0 }; }
   async tokenize(): Promise<{ id: number; text: string; start: number; stop: number }[]> { return []; }
   detokenize(): string { return ''; }
   async generate(): Promise<AsyncIterable<GenerationEvent>> { throw new EngineError('internal', 'not used here'); }

@@ -32,9 +32,13 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
   }
 }
 
-interface RunStats { preemptions: number; steps: number; ahead: number; cachedTokens: number; failed: number; requeued: number }
+interface RunStats {
+  preemptions: number; steps: number; ahead: number; cachedTokens: number; failed: number; requeued: number;
+  drafted: number; accepted: number;
+}
 
-function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunStats {
+/** speculate: steps allow drafts (1-4 per sequence), which the shard guesses right about 70 % of the time. */
+function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, speculate = false): RunStats {
   const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
@@ -48,13 +52,20 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
     maxActiveAdapters: int(0, 3),
     adapterCycleTimeS: 0.2,
     prefixCaching,
+    ...(speculate ? { speculate: int(1, 4) } : {}),
   };
   const maxTotal = Math.min(cfg.maxTotalTokens, numBlocks * blockSize);
   const slots = new Map(ADAPTERS.map((k, i) => [k, 10 + i]));
   const ready = new Set<string>();
   let now = 0;
   const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now });
-  const shard = new ReferenceShard(numBlocks, blockSize, sampler);
+  const drafter = (seqId: string, tokens: readonly number[], max: number): number[] => {
+    const drafts: number[] = [];
+    while (drafts.length < max) drafts.push(rand() < 0.7 ? sampler(seqId, [...tokens, ...drafts]) : int(1, 39));
+    return drafts;
+  };
+  // A sequence holds the slots of up to two steps' drafts ahead of what it stores (one in flight, one built ahead).
+  const shard = new ReferenceShard(numBlocks, blockSize, sampler, speculate ? { drafter, slack: 2 * cfg.speculate! } : {});
   const ctx = `seed ${seed}${asyncSched ? ' async' : ''} ${JSON.stringify(cfg)}`;
   // With prefix caching most prompts start with one of a few shared prefixes ("system prompts").
   const prefixes = Array.from({ length: 3 }, () => Array.from({ length: int(4, Math.max(4, maxTotal - 8)) }, () => int(1, 39)));
@@ -184,7 +195,11 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false): RunS
     }
   }
   assert.equal(sched.freeBlocks, numBlocks, `${ctx}: cached blocks nobody holds count as free`);
-  return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens, failed: failedSteps, requeued };
+  if (!faults && !asyncSched) {  // (async: a step built ahead for a sequence that then ended is not counted)
+    assert.deepEqual(sched.speculation, { drafted: shard.drafted, accepted: shard.accepted }, `${ctx}: speculation counts`);
+  }
+  return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens, failed: failedSteps, requeued,
+    drafted: shard.drafted, accepted: shard.accepted };
 }
 
 function checkStep(
@@ -244,5 +259,25 @@ test('the same with prefix caching, sync and async: shared blocks hold their tok
     }
     assert.ok(cached > 1000, `only ${cached} prompt tokens came from the cache`);
     assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+  }
+});
+
+test('the same with speculative decoding, sync and async, with and without prefix caching: drafts change only how many tokens a step yields', () => {
+  for (const asyncSched of [false, true]) {
+    for (const prefixCaching of [false, true]) {
+      let steps = 0, plainSteps = 0, drafted = 0, accepted = 0, preemptions = 0;
+      for (let seed = 1; seed <= 40; seed++) {
+        const r = runOnce(seed, asyncSched, prefixCaching, true);
+        steps += r.steps;
+        drafted += r.drafted;
+        accepted += r.accepted;
+        preemptions += r.preemptions;
+        if (seed % 8 === 1) plainSteps += runOnce(seed, asyncSched, prefixCaching).steps - r.steps;
+      }
+      const ctx = `async ${asyncSched}, prefix caching ${prefixCaching}`;
+      assert.ok(drafted > 1000 && accepted > drafted / 4 && accepted < drafted, `${ctx}: ${accepted} of ${drafted} drafts accepted`);
+      assert.ok(plainSteps > 0, `${ctx}: speculation did not take fewer steps (${plainSteps})`);
+      assert.ok(preemptions > 0, `${ctx}: the random configurations never exercised preemption`);
+    }
   }
 });
