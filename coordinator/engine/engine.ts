@@ -14,6 +14,7 @@ import {
   type GenerationEngine, type GenerationEvent, type PrefillToken,
 } from './types.js';
 import { detectReasoningFormat, type ReasoningParserChoice } from './reasoning.js';
+import { detectToolFormat, type ToolFormatName } from './tool-format-detect.js';
 
 export interface ShardGroupLike extends AdapterLoader {
   isReady(): boolean;
@@ -43,6 +44,8 @@ export interface EngineLimits {
   trustRequestChatTemplate?: boolean;
   /** --reasoning-parser: how chat answers' thoughts are told apart (default auto: from the vocabulary). */
   reasoningParser?: ReasoningParserChoice;
+  /** --tool-call-parser: the format of function calls in chat answers (default auto: from the chat template). */
+  toolCallParser?: ToolFormatName | 'auto';
   /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
   prefixCaching?: boolean;
   /** Speculative decoding: draft tokens per sequence and step (default 0: off); see Scheduler. */
@@ -122,6 +125,7 @@ export class Engine implements GenerationEngine {
       speculate: limits.speculate ?? 0, structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning: detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t)),
+      toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t)),
     };
     this.scheduler = this.newScheduler();
   }

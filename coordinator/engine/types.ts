@@ -1,6 +1,7 @@
 // The contract between the HTTP layer and the generation engine (scheduler + shard group + tokenizer).
 import type { SamplingParams, TokenChoice } from '../../protocol/index.js';
 import type { ReasoningFormat } from './reasoning.js';
+import type { ToolFormatName } from './tool-format-detect.js';
 
 export type AdapterSource = 'local' | 'hub' | 's3';
 
@@ -152,6 +153,8 @@ export interface EngineInfo {
   trustRequestChatTemplate: boolean;
   /** --reasoning-parser: the format chat answers' thoughts are split out by (reasoning_content), or null. */
   reasoning: ReasoningFormat | null;
+  /** --tool-call-parser: the format function calls take in chat answers (coordinator/http/tool-formats.ts). */
+  toolFormat: ToolFormatName;
 }
 
 export interface EngineStats {

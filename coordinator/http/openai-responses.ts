@@ -79,8 +79,8 @@ export function chatChoice(index: number, content: string, logprobs: ChatLogprob
     return { index, message: { role: 'assistant' as const, content: null, ...thoughts, function_call: { name: calls[0]!.name, arguments: calls[0]!.arguments } },
       logprobs, finish_reason: 'function_call' as const };
   }
-  if (calls) {
-    return { index, message: { role: 'assistant' as const, content: null, ...thoughts, tool_calls: calls.map(toolCallJson) }, logprobs,
+  if (calls) {  // content: what a native format's answer said before its calls (null: nothing)
+    return { index, message: { role: 'assistant' as const, content: content === '' ? null : content, ...thoughts, tool_calls: calls.map(toolCallJson) }, logprobs,
       finish_reason: 'tool_calls' as const };
   }
   return { index, message: { role: 'assistant' as const, content, ...thoughts }, logprobs, finish_reason: finish };

@@ -37,7 +37,8 @@ import {
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
-import { looksLikeCalls, parseToolCalls, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
+import { withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
+import { ToolCallStream, toolFormat, type ToolFormat } from './tool-formats.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -65,6 +66,8 @@ export interface Run extends EngineRun {
   decode: (ids: number[]) => string;
   /** Chat with tools: an answer that is a call comes back as tool_calls. */
   tools: ToolUse | undefined;
+  /** How calls look in the answer (--tool-call-parser). */
+  toolFormat: ToolFormat;
   /** Chat with a reasoning parser (--reasoning-parser): a new splitter of this choice's thoughts from its answer. */
   splitter: (() => ReasoningSplitter) | null;
   /** include_reasoning: the thoughts are returned (else dropped). */
@@ -74,7 +77,7 @@ export interface Run extends EngineRun {
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource,
-    requestChatTemplate: deps.engine.info.trustRequestChatTemplate });
+    requestChatTemplate: deps.engine.info.trustRequestChatTemplate, toolFormat: deps.engine.info.toolFormat });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);
@@ -82,7 +85,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
-    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools), valid.render);
+    // weft's own format describes the tools in a system message; a native one has the template render them.
+    const native = toolFormat(deps.engine.info.toolFormat).native;
+    const inputs = deps.engine.renderChat(native ? valid.messages : withToolPrompt(valid.messages, valid.tools), valid.render);
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
@@ -139,7 +144,7 @@ export async function start(
   return started.map((run, index) => {
     const prompt = texts[Math.floor(index / per)]!;
     const opensThinking = format === 'think' && promptOpensThinking(prompt);
-    return { ...run, kind, valid, head, span, index, prompt, decode, tools, includeReasoning,
+    return { ...run, kind, valid, head, span, index, prompt, decode, tools, toolFormat: toolFormat(deps.engine.info.toolFormat), includeReasoning,
       splitter: format ? () => new ReasoningSplitter(format, opensThinking) : null };
   });
 }
@@ -150,7 +155,7 @@ export interface ChoiceResult {
   reasoning: string | null;
   /** Generated tokens that were thoughts (the reasoning parser's, markers excluded). */
   reasoningTokens: number;
-  /** The answer is these calls (chat with tools). */
+  /** The answer is these calls (chat with tools); `text` is then what the answer said before them. */
   calls: ToolCall[] | null;
   logprobs: CompletionLogprobsJson | ChatLogprobsJson | null;
   finish: OpenAiFinishReason;
@@ -237,8 +242,8 @@ export async function choice(run: Run): Promise<ChoiceResult> {
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
         // Split, the text is the answer alone: the engine's whole text is no longer its continuation.
         const generated = scoreOnly ? '' : text + trimmer.finish(splitter ? '' : ev.generatedText);
-        const calls = run.tools && ev.finishReason !== 'length' ? parseToolCalls(generated, run.tools) : null;
-        return { text: (echo ? run.prompt : '') + generated, calls, logprobs,
+        const parsed = run.tools && ev.finishReason !== 'length' ? run.toolFormat.parse(generated, run.tools) : null;
+        return { text: parsed ? parsed.content ?? '' : (echo ? run.prompt : '') + generated, calls: parsed?.calls ?? null, logprobs,
           reasoning: splitter && run.includeReasoning ? reasoning : null, reasoningTokens, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
           meanLogprob: tokens > 0 ? logprobSum / tokens : -Infinity };
@@ -311,10 +316,9 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
   const completionLogprobs = new CompletionLogprobs();
   const { echo = false, scoreOnly = false } = valid;
   const splitter = run.splitter?.() ?? null;
-  // With tools, an answer that starts with `{` or `[` is calls: held back and sent whole as tool_calls (legacy
-  // functions: function_call) at the end.
-  let held: string | null = null;
-  let started = false;
+  // With tools, text goes out until calls begin (tool-formats.ts); the calls are held back and sent whole as
+  // tool_calls (legacy functions: function_call) at the end.
+  const calls = run.tools ? new ToolCallStream(run.toolFormat, run.tools) : null;
   let promptTokens = 0;
   let cachedTokens = 0;
   for await (const ev of runEvents(run)) {
@@ -341,15 +345,9 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
           trimmer.push('');
           break;
         }
-        const text = trimmer.push(part ? part.content : ev.textDelta);
-        if (run.tools && !started && text !== '') {
-          started = true;
-          if (looksLikeCalls(text)) held = '';
-        }
-        if (held !== null) {
-          held += text;
-          break;
-        }
+        const pushed = trimmer.push(part ? part.content : ev.textDelta);
+        const text = calls ? calls.push(pushed) : pushed;
+        if (calls && text === '') break;
         if (!valid.logprobs) {
           if (text !== '') yield chunk(text, null, null);
         } else if (run.kind === 'chat') {
@@ -363,23 +361,23 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       case 'end': {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const rest = scoreOnly ? '' : trimmer.finish(splitter ? '' : ev.generatedText);  // split: the tokens carried it all
-        if (held !== null) {
-          const calls = ev.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
-          if (calls && run.tools!.legacy) {  // one call (legacy requests never allow several)
-            const { name, arguments: args } = calls[0]!;
+        if (calls) {
+          const end = calls.finish(rest, ev.finishReason !== 'length');
+          if (end.calls && run.tools!.legacy) {  // one call (legacy requests never allow several)
+            const { name, arguments: args } = end.calls[0]!;
             yield { frame: sseFrame(chatChunk(head, { function_call: { name, arguments: args } }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'function_call', valid.includeUsage, index)) };
             yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
             return;
           }
-          if (calls) {
-            const deltas = calls.map((c, i) => ({ index: i, ...toolCallJson(c) }));
+          if (end.calls) {
+            const deltas = end.calls.map((c, i) => ({ index: i, ...toolCallJson(c) }));
             yield { frame: sseFrame(chatChunk(head, { tool_calls: deltas }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'tool_calls', valid.includeUsage, index)) };
             yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
             return;
           }
-          if (held + rest !== '') yield chunk(held + rest, null, null);
+          if (end.text !== '') yield chunk(end.text, null, null);
         } else if (rest !== '') yield chunk(rest, null, null);
         yield chunk(null, null, scoreOnly ? 'length' : finishReasonOf(ev.finishReason));
         yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens, index } };

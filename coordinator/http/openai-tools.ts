@@ -118,8 +118,9 @@ function choiceOf(v: unknown, names: ReadonlySet<string>): ToolUse['choice'] | '
   throw validationError('`tool_choice` must be "none", "auto", "required" or {"type": "function", "function": {"name"}}');
 }
 
-/** The pattern of the answer: a call of an allowed function, or (auto) text not starting with `{`. */
-export function toolConstraint(use: ToolUse): string {
+/** The pattern of one call of an allowed function: {"name": <it>, "<argsKey>": <its arguments>} (weft's and
+ * Hermes' format say "arguments", Llama 3's JSON tool calls "parameters"). */
+export function callPattern(use: ToolUse, argsKey = 'arguments'): string {
   const allowed = typeof use.choice === 'object' ? use.tools.filter((t) => t.name === (use.choice as { name: string }).name) : use.tools;
   const calls = allowed.map((t) => {
     let args: string;
@@ -129,9 +130,14 @@ export function toolConstraint(use: ToolUse): string {
       if (e instanceof ConstraintError) throw validationError(`\`tools\` function '${t.name}' parameters: ${e.message}`);
       throw e;
     }
-    return `\\{"name":${JSON_SP}${escapeRegex(JSON.stringify(t.name))},${JSON_SP}"arguments":${JSON_SP}${args}\\}`;
+    return `\\{"name":${JSON_SP}${escapeRegex(JSON.stringify(t.name))},${JSON_SP}${escapeRegex(JSON.stringify(argsKey))}:${JSON_SP}${args}\\}`;
   });
-  const one = `(?:${calls.join('|')})`;
+  return `(?:${calls.join('|')})`;
+}
+
+/** The pattern of the answer: a call of an allowed function, or (auto) text not starting with `{`. */
+export function toolConstraint(use: ToolUse): string {
+  const one = callPattern(use);
   const call = use.parallel ? `(?:${one}|\\[${one}(?:,${JSON_SP}${one})*\\])` : one;
   return use.choice === 'auto' ? `(?:[^{[][\\s\\S]*)?|${call}` : call;
 }
@@ -183,10 +189,20 @@ export function parseToolCalls(text: string, use: ToolUse): ToolCall[] | null {
   return calls;
 }
 
-/** An assistant message's `tool_calls`, as the model is shown them: the call format it is asked to answer in. */
-export function toolCallsText(v: unknown, at: string): { text: string; ids: Map<string, string> } {
+/** A tool as OpenAI's request gives it: what chat templates read from their `tools` variable. */
+export function openAiTool(t: ToolFunction): Json {
+  return { type: 'function', function: { name: t.name, ...(t.description !== undefined ? { description: t.description } : {}),
+    parameters: t.parameters ?? { type: 'object', properties: {} } } };
+}
+
+/** An assistant message's `tool_calls`, as the model is shown them: the call format it is asked to answer in
+ * (`text`), or (`structured`) as chat templates that render calls read them, the arguments parsed. */
+export function toolCallsText(v: unknown, at: string): {
+  text: string; ids: Map<string, string>; structured: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[];
+} {
   if (!Array.isArray(v)) throw validationError(`\`${at}\` must be an array`);
   const ids = new Map<string, string>();
+  const structured: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[] = [];
   const text = v.map((c, j) => {
     if (!isJsonObject(c) || !isJsonObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
       throw validationError(`\`${at}[${j}]\` must be {"id", "type": "function", "function": {"name", "arguments"}}`);
@@ -198,9 +214,10 @@ export function toolCallsText(v: unknown, at: string): { text: string; ids: Map<
       throw validationError(`\`${at}[${j}].function.arguments\` must be JSON text`);
     }
     if (typeof c.id === 'string') ids.set(c.id, c.function.name);
+    structured.push({ ...(typeof c.id === 'string' ? { id: c.id } : {}), type: 'function', function: { name: c.function.name, arguments: args as Json } });
     return JSON.stringify({ name: c.function.name, arguments: args });
   }).join('\n');
-  return { text, ids };
+  return { text, ids, structured };
 }
 
 /** A legacy assistant `function_call` {name, arguments}, shown to the model in the call format. */

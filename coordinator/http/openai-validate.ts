@@ -54,11 +54,18 @@ import {
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
 import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf } from './openai-vllm.js';
-import { functionCallText, toolCallsText, toolConstraint, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
+import { functionCallText, openAiTool, toolCallsText, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
+import { toolFormat } from './tool-formats.js';
 
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  /** 'tool' only with a native tool format (toolFormat(...).native): otherwise results are user messages. */
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** Native tool format: an assistant turn's calls as chat templates read them (arguments as an object). */
+  tool_calls?: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[];
+  /** Native tool format: a tool result's call id and function name. */
+  tool_call_id?: string;
+  name?: string;
   /** An assistant turn's thoughts as a client echoes them back (reasoning_content, or `reasoning`): templates that
    * render earlier thoughts read message.reasoning_content (Qwen3's drops them before the last user turn). */
   reasoning_content?: string;
@@ -229,7 +236,12 @@ export function validateChatBody(
   const common = commonFields(top, limits, authorization, seedSource, maxCompletionTokens ?? maxTokens, topN);
   const tools = toolUseOf(top);
   if (tools && common.constraint !== undefined) throw validationError('use either `tools` or a JSON `response_format`, not both');
-  return { ...common, messages: messagesOf(top), render: chatRenderOf(top, limits), tools, ...(tools ? { constraint: toolConstraint(tools) } : {}),
+  const format = toolFormat(limits.toolFormat ?? 'weft');
+  const render = chatRenderOf(top, limits);
+  // A native format: the chat template renders the tools (the variable transformers' apply_chat_template sets).
+  if (format.native && tools) render.templateKwargs = { ...render.templateKwargs, tools: tools.tools.map(openAiTool) };
+  const constraint = tools ? format.constraint(tools) : undefined;
+  return { ...common, messages: messagesOf(top, format.native), render, tools, ...(constraint !== undefined ? { constraint } : {}),
     includeReasoning: optional(top, 'include_reasoning', bool) ?? true };
 }
 
@@ -372,16 +384,17 @@ function tokenIds(v: unknown[]): number[] {
   return v as number[];
 }
 
-function messagesOf(top: Json): ChatMessage[] {
+function messagesOf(top: Json, native: boolean): ChatMessage[] {
   const v = top.messages;
   if (v === undefined || v === null) throw validationError('missing field `messages`');
   if (!Array.isArray(v)) throw validationError('`messages` must be an array');
   if (v.length === 0) throw validationError('`messages` cannot be empty');
   const callNames = new Map<string, string>();  // tool_call_id -> function name, from earlier assistant messages
-  return v.map((m, i) => messageOf(m, `messages[${i}]`, callNames));
+  return v.map((m, i) => messageOf(m, `messages[${i}]`, callNames, native));
 }
 
-function messageOf(v: unknown, at: string, callNames: Map<string, string>): ChatMessage {
+/** native: tool results and calls stay structured for the chat template (else they are rendered as text). */
+function messageOf(v: unknown, at: string, callNames: Map<string, string>, native: boolean): ChatMessage {
   const m = asObject(v, `\`${at}\``);
   for (const key of Object.keys(m)) {
     if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id' || key === 'function_call') continue;
@@ -400,25 +413,37 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>): Chat
   if (legacyCall !== undefined && calls !== undefined) throw validationError(`\`${at}\` has both \`tool_calls\` and \`function_call\`; send one`);
   const callId = m.tool_call_id === undefined || m.tool_call_id === null ? undefined : str(m.tool_call_id, `${at}.tool_call_id`);
   if (roleName === 'tool') {
-    return { role: 'user', content: toolResultText(contentOf(m.content, `${at}.content`), callId, callNames) };
+    const content = contentOf(m.content, `${at}.content`);
+    if (native) {
+      const fn = name ?? (callId !== undefined ? callNames.get(callId) : undefined);
+      return { role: 'tool', content, ...(callId !== undefined ? { tool_call_id: callId } : {}), ...(fn !== undefined ? { name: fn } : {}) };
+    }
+    return { role: 'user', content: toolResultText(content, callId, callNames) };
   }
   if (roleName === 'function') {  // legacy: the result of a function_call, named by `name`
     if (name === undefined) throw validationError(`missing field \`${at}.name\` (the function whose result this is)`);
-    return { role: 'user', content: toolResultText(contentOf(m.content, `${at}.content`), undefined, callNames, name) };
+    const content = contentOf(m.content, `${at}.content`);
+    if (native) return { role: 'tool', content, name };
+    return { role: 'user', content: toolResultText(content, undefined, callNames, name) };
   }
   if (callId !== undefined) throw validationError(`\`${at}.tool_call_id\` is only for tool messages`);
   const role = ROLES[roleName];
   if (role === undefined) throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer, function)`);
   const said = () => (m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`));
   if (calls !== undefined) {
-    const { text, ids } = toolCallsText(calls, `${at}.tool_calls`);
+    const { text, ids, structured } = toolCallsText(calls, `${at}.tool_calls`);
     for (const [id, fn] of ids) callNames.set(id, fn);
     const before = said();
+    if (native) return { role, content: before, tool_calls: structured };
     return { role, content: before === '' ? text : `${before}\n${text}` };
   }
   if (legacyCall !== undefined) {
     const text = functionCallText(legacyCall, `${at}.function_call`);
     const before = said();
+    if (native) {
+      const { name: fn, arguments: args } = JSON.parse(text) as { name: string; arguments: Json };
+      return { role, content: before, tool_calls: [{ type: 'function', function: { name: fn, arguments: args } }] };
+    }
     return { role, content: before === '' ? text : `${before}\n${text}` };
   }
   const thoughts = m.reasoning_content ?? m.reasoning;

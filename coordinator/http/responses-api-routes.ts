@@ -10,7 +10,8 @@ import { toHttpError } from './errors.js';
 import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
 import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
 import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
-import { looksLikeCalls, parseToolCalls, withToolPrompt, type ToolCall } from './openai-tools.js';
+import { withToolPrompt, type ToolCall } from './openai-tools.js';
+import { ToolCallStream, toolFormat } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
 import { chatBodyOfResponses, type ResponseSettings } from './responses-api-request.js';
 
@@ -22,9 +23,11 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
   app.post('/v1/responses', { errorHandler: openAiErrorHandler(deps.bodyLimitBytes) }, async (request, reply) => {
     const { chat, settings } = chatBodyOfResponses(request.body);
     const valid = validateChatBody(chat, { maxTotalTokens: deps.engine.info.maxTotalTokens,
-      defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate },
+      defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate,
+      toolFormat: deps.engine.info.toolFormat },
     adapterAuthorization(request, deps.bearerIsAdapterToken));
-    const inputs = deps.engine.renderChat(withToolPrompt(valid.messages, valid.tools), valid.render);
+    const native = toolFormat(deps.engine.info.toolFormat).native;
+    const inputs = deps.engine.renderChat(native ? valid.messages : withToolPrompt(valid.messages, valid.tools), valid.render);
     const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
     if (!valid.stream) {
@@ -64,8 +67,10 @@ const callItem = (c: ToolCall, status = 'completed') => ({ id: itemId('fc'), typ
 function outputOf(r: ChoiceResult): Json[] {
   const out: Json[] = [];
   if (r.reasoning) out.push(reasoningItem(itemId('rs'), r.reasoning));
-  if (r.calls) out.push(...r.calls.map((c) => callItem(c)));
-  else out.push(messageItem(itemId('msg'), r.text, r.finish === 'length' ? 'incomplete' : 'completed'));
+  if (r.calls) {
+    if (r.text !== '') out.push(messageItem(itemId('msg'), r.text, 'completed'));  // a native format's text before its calls
+    out.push(...r.calls.map((c) => callItem(c)));
+  } else out.push(messageItem(itemId('msg'), r.text, r.finish === 'length' ? 'incomplete' : 'completed'));
   return out;
 }
 
@@ -79,8 +84,9 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
   const splitter = run.splitter?.() ?? null;
   let thoughts: { id: string; text: string; index: number } | null = null;
   let message: { id: string; text: string; index: number } | null = null;
-  let held: string | null = null;  // tools: an answer that starts like calls is held and sent as function_call items
-  let started = false, settled = false;
+  // tools: once the answer's calls begin they are held and sent as function_call items (tool-formats.ts)
+  const calls = run.tools ? new ToolCallStream(run.toolFormat, run.tools) : null;
+  let settled = false;
   function* closeThoughts() {
     if (!thoughts) return;
     const { id, text, index } = thoughts;
@@ -127,33 +133,18 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
             }
           }
           const text = trimmer.push(e.token.special ? '' : part ? part.content : e.textDelta);
-          if (run.tools && !started && text !== '') {
-            started = true;
-            if (looksLikeCalls(text)) held = '';
-          }
-          if (held !== null) held += text;
-          else yield* say(text);
+          yield* say(calls ? calls.push(text) : text);
           break;
         }
         case 'end': {
           counts.generatedTokens = e.generatedTokens;
           const rest = trimmer.finish(splitter ? '' : e.generatedText);
           yield* closeThoughts();
-          const calls = held !== null && e.finishReason !== 'length' ? parseToolCalls(held + rest, run.tools!) : null;
-          if (calls) {
-            for (const c of calls) {
-              const item = callItem(c), index = output.length;
-              yield ev('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', arguments: '' } });
-              yield ev('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: c.arguments });
-              yield ev('response.function_call_arguments.done', { item_id: item.id, output_index: index, arguments: c.arguments });
-              yield ev('response.output_item.done', { output_index: index, item });
-              output.push(item);
-            }
-          } else {
-            yield* say((held ?? '') + rest);
-          }
+          const end = calls ? calls.finish(rest, e.finishReason !== 'length') : { text: rest, calls: null };
           const incomplete = e.finishReason === 'length';
-          if (!calls) {  // the message item, opened here when no text came (it is sent all the same)
+          if (!end.calls) yield* say(end.text);
+          // The message item (opened here when no text came: it is sent all the same, unless calls answer alone).
+          if (!end.calls || message) {
             const m = message ?? { id: itemId('msg'), text: '', index: output.length };
             const done = messageItem(m.id, m.text, incomplete ? 'incomplete' : 'completed');
             if (!message) yield ev('response.output_item.added', { output_index: m.index, item: { ...done, status: 'in_progress', content: [] } });
@@ -161,6 +152,16 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
             yield ev('response.content_part.done', { item_id: m.id, output_index: m.index, content_index: 0, part: done.content[0] });
             yield ev('response.output_item.done', { output_index: m.index, item: done });
             output.push(done);
+          }
+          if (end.calls) {
+            for (const c of end.calls) {
+              const item = callItem(c), index = output.length;
+              yield ev('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', arguments: '' } });
+              yield ev('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: c.arguments });
+              yield ev('response.function_call_arguments.done', { item_id: item.id, output_index: index, arguments: c.arguments });
+              yield ev('response.output_item.done', { output_index: index, item });
+              output.push(item);
+            }
           }
           settled = true;
           yield ev(incomplete ? 'response.incomplete' : 'response.completed', { response: responseJson(head, s, output, incomplete, counts) });

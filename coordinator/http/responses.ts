@@ -232,5 +232,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     speculate: info.speculate,
     structured_output: info.structuredOutput,
     reasoning_parser: info.reasoning ?? 'none',
+    tool_call_parser: info.toolFormat,
   };
 }

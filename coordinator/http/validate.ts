@@ -21,6 +21,7 @@
 //    2+ ids become a MergeSpec; `adapter_source` / `api_token` apply to every id. Stricter than LoRAX:
 //    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
 import { randomBytes } from 'node:crypto';
+import type { ToolFormatName } from '../engine/tool-format-detect.js';
 import type { SamplingParams } from '../../protocol/index.js';
 import type { AdapterRef, AdapterSource, GenerateRequest, MergeSpec, MergeStrategy } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
@@ -47,6 +48,8 @@ export interface ValidationLimits {
   defaultAdapterSource?: AdapterSource;
   /** --trust-request-chat-template: a chat request's own `chat_template` is rendered (else refused). */
   requestChatTemplate?: boolean;
+  /** --tool-call-parser: how tools, calls and results reach the chat template (default weft: as text). */
+  toolFormat?: ToolFormatName;
 }
 
 /** Which route the body came to: the stream route refuses decoder_input_details, like TGI. */

@@ -1,0 +1,23 @@
+// Which format function calls take in a model's chat answers (--tool-call-parser; the formats themselves are
+// coordinator/http/tool-formats.ts). Decided once per server from the chat template and the vocabulary.
+
+export type ToolFormatName = 'weft' | 'hermes' | 'llama3_json';
+export const TOOL_FORMATS: readonly ToolFormatName[] = ['weft', 'hermes', 'llama3_json'];
+
+/** Hermes-style call tags (Qwen 2.5/3, Hermes and their fine-tunes). */
+export const HERMES_OPEN = '<tool_call>';
+export const HERMES_CLOSE = '</tool_call>';
+
+/**
+ * `auto`: the format the model's chat template was written for — hermes when it renders `tools` and writes
+ * <tool_call> tags, llama3_json when it renders `tools` and the vocabulary has Llama 3's <|python_tag|>; weft's
+ * own format otherwise (a template that does not render tools, or a format weft does not parse).
+ */
+export function detectToolFormat(choice: ToolFormatName | 'auto', template: string | null | undefined,
+  hasToken: (text: string) => boolean): ToolFormatName {
+  if (choice !== 'auto') return choice;
+  if (!template || !/\btools\b/.test(template)) return 'weft';
+  if (template.includes(HERMES_OPEN)) return 'hermes';
+  if (hasToken('<|python_tag|>')) return 'llama3_json';
+  return 'weft';
+}

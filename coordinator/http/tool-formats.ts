@@ -1,0 +1,203 @@
+// How function calls look in a model's answer (--tool-call-parser). `weft`: weft's own format on any model —
+// the tools described in a system message, the answer constrained to {"name", "arguments"} calls or text
+// (openai-tools.ts). The native formats follow what a model was fine-tuned to do: its chat template renders the
+// tools and the history's calls and results itself (they reach it as `tools` and structured messages), and the
+// answer is parsed from the model's own markup:
+//   hermes       <tool_call>{"name": …, "arguments": {…}}</tool_call>, after optional text (Qwen 2.5/3, Hermes,
+//                and the many fine-tunes of them)
+//   llama3_json  {"name": …, "parameters": {…}} as the whole answer, several joined by "; " (Llama 3.1-3.3; the
+//                <|python_tag|> before it is a special token, not text)
+// `auto` leaves the answer free and parses it; `required` or a named function constrains it to the native calls
+// with arguments matching the schema, as weft's format does.
+import { randomBytes } from 'node:crypto';
+import { JSON_SP } from '../constraints/json-schema.js';
+import { isJsonObject } from './json.js';
+import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, type ToolCall, type ToolUse } from './openai-tools.js';
+import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, type ToolFormatName } from '../engine/tool-format-detect.js';
+
+/** An answer with calls: the text before them (null: none) and the calls. */
+export interface ParsedCalls {
+  content: string | null;
+  calls: ToolCall[];
+}
+
+export interface ToolFormat {
+  name: ToolFormatName;
+  /** The chat template renders the tools and the history's calls/results (else weft writes them as text). */
+  native: boolean;
+  /** The answer's pattern (undefined: free text, parsed afterwards). */
+  constraint(use: ToolUse): string | undefined;
+  /** The answer's calls, or null when it has none (or they do not parse: then it is all text). */
+  parse(answer: string, use: ToolUse): ParsedCalls | null;
+  /** Streaming: where calls begin in the answer so far (-1: not yet, or never). */
+  callStart(answer: string): number;
+  /** Streaming: how many trailing characters to hold back because they may begin a call's markup. */
+  heldTail(answer: string): number;
+}
+
+const newCallId = (): string => `call_${randomBytes(12).toString('hex')}`;
+
+/** A parsed call object {name, <argsKey>: {…}} of an offered function, or null. */
+function callOf(v: unknown, use: ToolUse, argsKeys: readonly string[]): ToolCall | null {
+  if (!isJsonObject(v) || typeof v.name !== 'string' || !use.tools.some((t) => t.name === v.name)) return null;
+  const key = argsKeys.find((k) => v[k] !== undefined);
+  const args = key === undefined ? {} : v[key];
+  if (!isJsonObject(args)) return null;
+  return { id: newCallId(), name: v.name, arguments: JSON.stringify(args) };
+}
+
+/** The longest proper prefix of `marker` that `text` ends with (0: none). */
+function markerPrefixAtEnd(text: string, marker: string): number {
+  for (let k = Math.min(marker.length - 1, text.length); k > 0; k--) if (text.endsWith(marker.slice(0, k))) return k;
+  return 0;
+}
+
+const WEFT: ToolFormat = {
+  name: 'weft',
+  native: false,
+  constraint: toolConstraint,
+  parse: (answer, use) => {
+    const calls = parseToolCalls(answer, use);
+    return calls ? { content: null, calls } : null;
+  },
+  callStart: (answer) => (looksLikeCalls(answer) ? 0 : -1),
+  heldTail: () => 0,
+};
+
+const HERMES: ToolFormat = {
+  name: 'hermes',
+  native: true,
+  constraint: (use) => {
+    if (use.choice === 'auto') return undefined;
+    const one = `<tool_call>\\n${callPattern(use)}\\n</tool_call>`;
+    return use.parallel ? `${one}(?:\\n${one})*` : one;
+  },
+  parse: (answer, use) => {
+    const start = answer.indexOf(OPEN);
+    if (start < 0) return null;
+    const calls: ToolCall[] = [];
+    let at = start;
+    while (at >= 0) {
+      const body = at + OPEN.length;
+      const end = answer.indexOf(CLOSE, body);
+      // The last call may lack its closing tag (the model stopped at its end-of-turn token right after the JSON).
+      const json = answer.slice(body, end < 0 ? answer.length : end).trim();
+      let v: unknown;
+      try {
+        v = JSON.parse(json);
+      } catch {
+        return null;
+      }
+      const call = callOf(v, use, ['arguments', 'parameters']);
+      if (!call) return null;
+      calls.push(call);
+      if (end < 0) break;
+      const next = answer.indexOf(OPEN, end + CLOSE.length);
+      if (next < 0 && answer.slice(end + CLOSE.length).trim() !== '') return null;  // text after the calls: not calls
+      at = next;
+    }
+    const content = answer.slice(0, start).trim();
+    return { content: content === '' ? null : content, calls };
+  },
+  callStart: (answer) => answer.indexOf(OPEN),
+  // A tag's beginning, and the spaces before it (the text before calls is sent trimmed, as parse() gives it).
+  heldTail: (answer) => {
+    const k = markerPrefixAtEnd(answer, OPEN);
+    const before = answer.slice(0, answer.length - k);
+    return k + before.length - before.trimEnd().length;
+  },
+};
+
+/** The end of the JSON object starting at `from` (index after its closing brace), or -1 if it does not close. */
+function objectEnd(text: string, from: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) return i + 1;
+  }
+  return -1;
+}
+
+const LLAMA3_JSON: ToolFormat = {
+  name: 'llama3_json',
+  native: true,
+  constraint: (use) => {
+    if (use.choice === 'auto') return undefined;
+    const one = callPattern(use, 'parameters');
+    return use.parallel ? `${one}(?:;${JSON_SP}${one})*` : one;
+  },
+  parse: (answer, use) => {
+    const calls: ToolCall[] = [];
+    let at = answer.search(/\S/);
+    if (at < 0 || answer[at] !== '{') return null;
+    while (at < answer.length) {
+      const end = objectEnd(answer, at);
+      if (end < 0) return null;
+      let v: unknown;
+      try {
+        v = JSON.parse(answer.slice(at, end));
+      } catch {
+        return null;
+      }
+      const call = callOf(v, use, ['parameters', 'arguments']);
+      if (!call) return null;
+      calls.push(call);
+      const sep = /^\s*(;\s*)?/.exec(answer.slice(end))![0];
+      at = end + sep.length;
+      if (at < answer.length && (sep.trim() !== ';' || answer[at] !== '{')) return null;
+    }
+    return { content: null, calls };
+  },
+  callStart: (answer) => {  // the whole answer is calls (spaces before them included) or none
+    const at = answer.search(/\S/);
+    return at >= 0 && answer[at] === '{' ? 0 : -1;
+  },
+  heldTail: (answer) => (answer.trim() === '' ? answer.length : 0),  // leading space: not decided yet
+};
+
+const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON };
+
+export function toolFormat(name: ToolFormatName): ToolFormat {
+  return FORMATS[name];
+}
+
+/**
+ * A streamed answer with tools: passes text on until calls begin, then holds the rest; at the end, the calls
+ * (or, when what was held does not parse as calls, that text).
+ */
+export class ToolCallStream {
+  private answer = '';
+  private sent = 0;
+  private holding = false;
+
+  constructor(private readonly format: ToolFormat, private readonly use: ToolUse) {}
+
+  /** Text of this delta that may go out now. */
+  push(text: string): string {
+    this.answer += text;
+    if (this.holding) return '';
+    const at = this.format.callStart(this.answer);
+    // The text before calls goes out without the spaces that end it (as parse() gives it whole).
+    const upTo = at >= 0 ? this.answer.slice(0, at).trimEnd().length : this.answer.length - this.format.heldTail(this.answer);
+    if (at >= 0) this.holding = true;
+    const out = this.answer.slice(this.sent, Math.max(this.sent, upTo));
+    this.sent = Math.max(this.sent, upTo);
+    return out;
+  }
+
+  /** The end (`rest`: text the stream did not carry; `complete`: false when cut short by the length limit). */
+  finish(rest: string, complete: boolean): { text: string; calls: ToolCall[] | null } {
+    this.answer += rest;
+    const parsed = complete ? this.format.parse(this.answer, this.use) : null;
+    if (parsed) return { text: '', calls: parsed.calls };
+    const text = this.answer.slice(this.sent);
+    this.sent = this.answer.length;
+    return { text, calls: null };
+  }
+}

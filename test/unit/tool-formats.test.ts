@@ -1,0 +1,137 @@
+// Native tool-call formats (coordinator/http/tool-formats.ts): parsing the model's own markup, the streamed
+// split of text before calls from the calls, the constraint of required calls, the auto detection, and the
+// chat template receiving tools, calls and results structured (a Hermes-style template written for this test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ToolCallStream, toolFormat } from '../../coordinator/http/tool-formats.js';
+import { detectToolFormat } from '../../coordinator/engine/tool-format-detect.js';
+import type { ToolUse } from '../../coordinator/http/openai-tools.js';
+import { validateChatBody } from '../../coordinator/http/openai-validate.js';
+import { renderChat } from '../../coordinator/tokenizer/index.js';
+import { LazyDfa, compileRegex, fullMatch } from '../../protocol/index.js';
+
+const matcher = (pattern: string) => {
+  const dfa = new LazyDfa(compileRegex(pattern));
+  return { matches: (text: string) => fullMatch(dfa, text) };
+};
+
+const WEATHER = { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } };
+const CLOCK = { name: 'get_time', description: undefined, parameters: undefined };
+const USE: ToolUse = { tools: [WEATHER, CLOCK], choice: 'auto', parallel: true, legacy: false };
+const hermes = toolFormat('hermes');
+const llama = toolFormat('llama3_json');
+const brief = (p: ReturnType<typeof hermes.parse>) => p && { content: p.content, calls: p.calls.map((c) => [c.name, JSON.parse(c.arguments)]) };
+
+test('hermes: text, then <tool_call> blocks of offered functions; anything else is text', () => {
+  assert.deepEqual(brief(hermes.parse('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>', USE)),
+    { content: 'Let me check.', calls: [['get_weather', { city: 'Paris' }]] });
+  assert.deepEqual(brief(hermes.parse('<tool_call>{"name":"get_weather","arguments":{"city":"Oslo"}}</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>\n', USE)),
+    { content: null, calls: [['get_weather', { city: 'Oslo' }], ['get_time', {}]] });
+  // The last block may end without its closing tag (the end-of-turn token came right after the JSON).
+  assert.deepEqual(brief(hermes.parse('<tool_call>\n{"name": "get_time", "arguments": {}}', USE)), { content: null, calls: [['get_time', {}]] });
+  assert.equal(hermes.parse('No tools needed: it is sunny.', USE), null);
+  assert.equal(hermes.parse('<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>', USE), null, 'broken JSON');
+  assert.equal(hermes.parse('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', USE), null, 'a function not offered');
+  assert.equal(hermes.parse('<tool_call>{"name": "get_time", "arguments": {}}</tool_call> and then some text', USE), null);
+});
+
+test('llama3_json: the answer is one or more {"name", "parameters"} objects joined by ";"', () => {
+  assert.deepEqual(brief(llama.parse(' {"name": "get_weather", "parameters": {"city": "Rome"}}', USE)), { content: null, calls: [['get_weather', { city: 'Rome' }]] });
+  assert.deepEqual(brief(llama.parse('{"name": "get_time", "parameters": {}}; {"name": "get_weather", "parameters": {"city": "a;b}"}}', USE)),
+    { content: null, calls: [['get_time', {}], ['get_weather', { city: 'a;b}' }]] });
+  assert.equal(llama.parse('The weather is {"fine"}', USE), null);
+  assert.equal(llama.parse('{"name": "get_time", "parameters": {}} trailing', USE), null);
+  assert.equal(llama.parse('{"name": "get_time", "parameters": {}', USE), null, 'unclosed');
+});
+
+test('streaming: text goes out until the calls begin (a marker split over deltas is held), then the calls at the end', () => {
+  const answer = 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+  for (const size of [1, 2, 3, 7, 50]) {
+    const s = new ToolCallStream(hermes, USE);
+    let out = '';
+    for (let i = 0; i < answer.length; i += size) {
+      const sent = s.push(answer.slice(i, i + size));
+      assert.ok(!sent.includes('<'), `size ${size}: markup went out: ${JSON.stringify(sent)}`);
+      out += sent;
+    }
+    const end = s.finish('', true);
+    assert.equal(out, 'Sure.', `size ${size}`);
+    assert.deepEqual(end.calls?.map((c) => c.name), ['get_weather']);
+  }
+  // A '<' that turns out not to start a call goes out once it is clear; so does a block that does not parse.
+  const s = new ToolCallStream(hermes, USE);
+  assert.equal(s.push('a <'), 'a');
+  assert.equal(s.push('b'), ' <b');
+  assert.equal(s.push(' <tool_call>{oops'), '');
+  assert.deepEqual(s.finish('}', true), { text: ' <tool_call>{oops}', calls: null });
+  // Cut short by the length limit: the held text comes back as text.
+  const cut = new ToolCallStream(hermes, USE);
+  cut.push('<tool_call>{"name": "get_time", "arguments": {}}');
+  assert.deepEqual(cut.finish('', false), { text: '<tool_call>{"name": "get_time", "arguments": {}}', calls: null });
+  // llama3_json decides on the first non-space character.
+  const l = new ToolCallStream(llama, USE);
+  assert.equal(l.push('  '), '');
+  assert.equal(l.push('{"name"'), '');
+  assert.deepEqual(l.finish(': "get_time", "parameters": {}}', true).calls?.map((c) => c.name), ['get_time']);
+  const t = new ToolCallStream(llama, USE);
+  assert.equal(t.push(' Hi'), ' Hi');
+  assert.equal(t.push(' {x}'), ' {x}');
+});
+
+test('required / named calls are constrained to the native markup with schema arguments', () => {
+  const required = matcher(hermes.constraint({ ...USE, choice: 'required', parallel: false })!);
+  assert.ok(required.matches('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'));
+  assert.ok(!required.matches('<tool_call>\n{"name": "get_weather", "arguments": {"town": "Paris"}}\n</tool_call>'));
+  assert.ok(!required.matches('Hello'));
+  const parallel = matcher(hermes.constraint({ ...USE, choice: 'required' })!);
+  assert.ok(parallel.matches('<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'));
+  const named = matcher(llama.constraint({ ...USE, choice: { name: 'get_weather' }, parallel: false })!);
+  assert.ok(named.matches('{"name": "get_weather", "parameters": {"city": "x"}}'));
+  assert.ok(!named.matches('{"name": "get_time", "parameters": {}}'));
+  assert.equal(hermes.constraint(USE), undefined, 'auto: the model decides, free');
+  assert.equal(llama.constraint(USE), undefined);
+});
+
+test('auto detection: the format the chat template renders tools in', () => {
+  const none = () => false;
+  assert.equal(detectToolFormat('auto', '{% for tool in tools %}<tools>{{ tool | tojson }}</tools>{% endfor %}<tool_call>', none), 'hermes');
+  assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', (t) => t === '<|python_tag|>'), 'llama3_json');
+  assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', none), 'weft');
+  assert.equal(detectToolFormat('auto', '{{ messages[0].content }} <tool_call>', none), 'weft', 'a template that does not render tools');
+  assert.equal(detectToolFormat('auto', null, none), 'weft');
+  assert.equal(detectToolFormat('llama3_json', null, none), 'llama3_json');
+});
+
+// A Hermes-style template (written for this test): tools as JSON lines, calls in tags, results as tool turns.
+const TEMPLATE = [
+  '{%- if tools %}<|system|>Tools:{% for t in tools %}\n{{ t | tojson }}{% endfor %}\nCall as <tool_call>{json}</tool_call>.\n{% endif %}',
+  '{%- for m in messages %}<|{{ m.role }}|>',
+  '{%- if m.role == "assistant" and m.tool_calls %}{{ m.content }}{% for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}',
+  '{%- elif m.role == "tool" %}<tool_response>{{ m.name }}: {{ m.content }}</tool_response>',
+  '{%- else %}{{ m.content }}{% endif %}\n{% endfor %}',
+  '{%- if add_generation_prompt %}<|assistant|>{% endif %}',
+].join('');
+
+test('a native format hands the template the tools, the calls (arguments as objects) and the results', () => {
+  const body = {
+    messages: [
+      { role: 'user', content: 'Weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '21 C' },
+    ],
+    tools: [{ type: 'function', function: WEATHER }],
+  };
+  const native = validateChatBody(body, { maxTotalTokens: 100, toolFormat: 'hermes' });
+  assert.equal(native.constraint, undefined);
+  const text = renderChat(TEMPLATE, native.messages, { addGenerationPrompt: true, ...(native.render.templateKwargs ? { extra: native.render.templateKwargs } : {}) });
+  assert.equal(text, '<|system|>Tools:{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", ' +
+    '"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}Call as <tool_call>{json}</tool_call>.\n' +
+    '<|user|>Weather in Paris?<|assistant|><tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' +
+    '<|tool|><tool_response>get_weather: 21 C</tool_response><|assistant|>');
+  // weft's own format: the same history as text any template takes, and the constraint.
+  const weft = validateChatBody(body, { maxTotalTokens: 100 });
+  assert.deepEqual(weft.messages.map((m) => m.role), ['user', 'assistant', 'user']);
+  assert.match(weft.messages[2]!.content, /^Result of function get_weather \(call_1\):\n21 C$/);
+  assert.equal(weft.render.templateKwargs, undefined);
+  assert.ok(weft.constraint !== undefined);
+});
