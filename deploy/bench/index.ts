@@ -11,7 +11,7 @@ import { emitReport, type Report } from './report.js';
 import { PRESETS } from './shapes.js';
 import { loopbackUrl } from './serve-client.js';
 import { authHeaders } from './serve-client.js';
-import { SERVE_DEFAULTS, adapterLoadsBetween, formatServe, hitRate, runServeOnce, serveReport, serverCounters, type ServeRow } from './serve.js';
+import { SERVE_DEFAULTS, adapterLoadsBetween, draftAcceptRate, formatServe, hitRate, runServeOnce, serveReport, serverCounters, type ServeRow } from './serve.js';
 import { startBenchServer } from './serve-server.js';
 
 export { runDecode, decodeCases, type DecodeRow, type DecodeOptions } from './decode.js';
@@ -89,7 +89,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const rows: ServeRow[] = [];
   const rank = c.rank[0]!;
   const model = c.url ? null : await resolveModel(c.model, log);
-  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching) : null;
+  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching, c.speculate) : null;
   const url = server ? server.url : loopbackUrl(c.url!);
   if (server) log(`started a server at ${url.href} (model ${model!.label})`);
   const apiKey = c.apiKeys[0];
@@ -103,7 +103,8 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
       const row = await runServeOnce({ url, requests: c.requests, rate: c.rate, concurrency, adapterIds,
         adapterSource: server && n > 0 ? 'local' : null, sharedPrefixWords: c.sharedPrefixWords, apiKey });
       const after = await serverCounters(url);
-      rows.push({ ...row, prefixCacheHitRate: hitRate(before, after), adapterLoads: adapterLoadsBetween(before, after) });
+      rows.push({ ...row, prefixCacheHitRate: hitRate(before, after), adapterLoads: adapterLoadsBetween(before, after),
+        draftAcceptRate: draftAcceptRate(before, after) });
     }
   } finally {
     await server?.close();

@@ -47,6 +47,8 @@ export interface ServeRow {
    * rank (from /metrics); null: not known.
    */
   adapterLoads?: { count: number; fromHost: number | null; readMsMean: number | null; installMsMean: number | null } | null;
+  /** Speculative decoding (--speculate): share of the run's draft tokens accepted; null: none drafted, or not known. */
+  draftAcceptRate?: number | null;
 }
 
 export const SERVE_DEFAULTS = { alpha: 1, promptWords: [16, 128] as const, outputTokens: [16, 64] as const,
@@ -141,6 +143,7 @@ export const SERVE_COLUMNS: Column<ServeRow>[] = [
   { header: 'ITL p99 ms', value: (r) => r.itlMs.p99, digits: 1 },
   { header: 'cached prompt %', value: (r) => (r.prefixCacheHitRate == null ? '-' : (100 * r.prefixCacheHitRate).toFixed(1)) },
   { header: 'adapter loads (from host; read / install ms)', value: (r) => fmtLoads(r.adapterLoads) },
+  { header: 'drafts accepted %', value: (r) => (r.draftAcceptRate == null ? '-' : (100 * r.draftAcceptRate).toFixed(1)) },
   { header: 'errors', value: (r) => fmtErrors(r.errors) },
 ];
 
@@ -150,6 +153,9 @@ export interface ServerCounters {
   prompt: number;
   /** weft_adapter_load_seconds count and sum per phase, and weft_adapter_loads_from_host_total (NaN: absent). */
   loads: { read: { count: number; sum: number }; install: { count: number; sum: number }; fromHost: number } | null;
+  /** weft_spec_draft_tokens_total and weft_spec_accepted_tokens_total (NaN: absent). */
+  drafted: number;
+  accepted: number;
 }
 
 /** The server's counters (GET /metrics), or null if it does not export the prompt ones. */
@@ -177,7 +183,15 @@ export function parseServerCounters(text: string): ServerCounters | null {
   const zero = { count: 0, sum: 0 };
   const pick = (c: { count: number; sum: number }) => (Number.isFinite(c.count) && Number.isFinite(c.sum) ? c : zero);
   const fromHost = value('weft_adapter_loads_from_host_total');
-  return { hit, prompt, loads: known ? { read: pick(read), install: pick(install), fromHost } : null };
+  return { hit, prompt, loads: known ? { read: pick(read), install: pick(install), fromHost } : null,
+    drafted: value('weft_spec_draft_tokens_total'), accepted: value('weft_spec_accepted_tokens_total') };
+}
+
+/** Share of the draft tokens verified between two readings that were accepted; null when none were drafted. */
+export function draftAcceptRate(before: ServerCounters | null, after: ServerCounters | null): number | null {
+  if (!before || !after) return null;
+  const drafted = after.drafted - before.drafted;
+  return Number.isFinite(drafted) && drafted > 0 ? (after.accepted - before.accepted) / drafted : null;
 }
 
 /** Hit rate between two serverCounters readings. */

@@ -213,6 +213,8 @@ export const FLAGS = [
     defaultLabel: '0 (all at once)', help: 'serve: requests per second.' },
   { name: 'prefix-caching', type: 'bool', commands: BENCH, default: true,
     help: 'serve: --prefix-caching of the server the bench starts (ignored with --url).' },
+  { name: 'speculate', type: 'int', commands: BENCH, default: 0, min: 0, max: MAX_SPECULATE,
+    help: 'serve: --speculate of the server the bench starts (ignored with --url); the table reports the share of drafts accepted.' },
   { name: 'dora', type: 'bool', commands: BENCH, default: false,
     help: 'decode, prefill: the adapters are DoRA adapters (PEFT use_dora: a magnitude vector on every module), to measure the channel scale\'s cost against plain LoRA.' },
   { name: 'op-profile', type: 'bool', commands: BENCH, default: false,

@@ -163,6 +163,8 @@ export interface BenchConfig {
   sharedPrefixWords: number;
   /** serve scenario: --prefix-caching of the server the bench starts. */
   prefixCaching: boolean;
+  /** serve scenario: --speculate of the server the bench starts. */
+  speculate: number;
   /** decode / prefill: per-op breakdown after each case's timed steps. */
   opProfile: boolean;
   /** decode / prefill: the adapters are DoRA adapters. */

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PRESETS, baselineArgs, pythonStackMissing, runBaseline, runServeOnce, summarizeRun } from '../../deploy/bench/index.js';
 import { loopbackUrl } from '../../deploy/bench/serve-client.js';
-import { adapterLoadsBetween, hitRate, parseServerCounters } from '../../deploy/bench/serve.js';
+import { adapterLoadsBetween, draftAcceptRate, hitRate, parseServerCounters } from '../../deploy/bench/serve.js';
 
 /** Streams `max_new_tokens` TGI token events 2 ms apart; adapter 'bench-2' gets 424, 'bench-3' a mid-stream error. */
 function fakeServer(): Server {
@@ -136,5 +136,13 @@ describe('bench serve: the server counters it reads from /metrics', () => {
     assert.equal(plain?.loads, null);
     assert.equal(adapterLoadsBetween(plain, plain), null);
     assert.equal(parseServerCounters('something_else 1'), null);
+    assert.equal(draftAcceptRate(plain, plain), null, 'no speculation counters: not known');
+  });
+
+  it('the share of draft tokens accepted between two readings (speculative decoding)', () => {
+    const spec = (drafted: number, accepted: number) =>
+      parseServerCounters(`weft_prefix_cache_hit_tokens_total 1\nweft_prompt_tokens_total 2\nweft_spec_draft_tokens_total ${drafted}\nweft_spec_accepted_tokens_total ${accepted}`);
+    assert.equal(draftAcceptRate(spec(100, 10), spec(300, 90)), 0.4);
+    assert.equal(draftAcceptRate(spec(100, 10), spec(100, 10)), null, 'nothing drafted in the run');
   });
 });
