@@ -38,7 +38,7 @@ import {
 import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import { withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
-import { ToolCallStream, toolFormat, type ToolFormat } from './tool-formats.js';
+import { ToolCallStream, answerDelta, toolFormat, type ToolFormat } from './tool-formats.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -231,7 +231,8 @@ export async function choice(run: Run): Promise<ChoiceResult> {
           const part = splitter ? splitter.push(ev.token.text, delta) : { reasoning: '', content: delta };
           reasoning += part.reasoning;
           if (part.reasoning !== '') reasoningTokens++;
-          text += trimmer.push(part.content);
+          // Call markup that is a special token (Mistral's [TOOL_CALLS]) stays in the answer the parser reads.
+          text += (run.tools ? answerDelta(run.toolFormat, ev.token, '') : '') + trimmer.push(part.content);
         }
         if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
@@ -341,11 +342,13 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
           const lp = valid.logprobs ? chatLogprobs([chatTokenLogprob(ev.token, ev.textDelta)]) : null;
           yield { frame: sseFrame(chatChunk(head, { reasoning_content: part.reasoning }, lp, null, valid.includeUsage, index)) };
         }
+        // A special token that is call markup (Mistral's [TOOL_CALLS]) goes to the calls, not through the stop trimmer.
+        const marker = calls ? answerDelta(run.toolFormat, ev.token, '') : '';
         if (ev.token.special || (part && part.content === '')) {  // no answer text, but it counts toward min_tokens
           trimmer.push('');
-          break;
+          if (marker === '') break;
         }
-        const pushed = trimmer.push(part ? part.content : ev.textDelta);
+        const pushed = marker + trimmer.push(marker !== '' ? '' : part ? part.content : ev.textDelta);
         const text = calls ? calls.push(pushed) : pushed;
         if (calls && text === '') break;
         if (!valid.logprobs) {

@@ -11,7 +11,7 @@ import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknow
 import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
 import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
 import { withToolPrompt, type ToolCall } from './openai-tools.js';
-import { ToolCallStream, toolFormat } from './tool-formats.js';
+import { ToolCallStream, answerDelta, toolFormat } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
 import { chatBodyOfResponses, type ResponseSettings } from './responses-api-request.js';
 
@@ -132,7 +132,8 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
                 delta: part.reasoning });
             }
           }
-          const text = trimmer.push(e.token.special ? '' : part ? part.content : e.textDelta);
+          const marker = calls ? answerDelta(run.toolFormat, e.token, '') : '';  // call markup that is a special token
+          const text = marker + trimmer.push(e.token.special ? '' : part ? part.content : e.textDelta);
           yield* say(calls ? calls.push(text) : text);
           break;
         }

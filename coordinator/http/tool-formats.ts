@@ -7,13 +7,17 @@
 //                and the many fine-tunes of them)
 //   llama3_json  {"name": …, "parameters": {…}} as the whole answer, several joined by "; " (Llama 3.1-3.3; the
 //                <|python_tag|> before it is a special token, not text)
+//   mistral      [TOOL_CALLS][{"name": …, "arguments": {…}}, …] (tokenizer v3: Mistral 7B v0.3, Nemo, Mixtral
+//                8x22B) or [TOOL_CALLS]name[ARGS]{…} per call (v11+: Small 3.2, Magistral, Devstral), after
+//                optional text; [TOOL_CALLS] and [ARGS] are control tokens, kept in the answer for the parser; call
+//                ids are 9 letters and digits (Mistral's templates refuse others)
 // `auto` leaves the answer free and parses it; `required` or a named function constrains it to the native calls
 // with arguments matching the schema, as weft's format does.
 import { randomBytes } from 'node:crypto';
 import { JSON_SP } from '../constraints/json-schema.js';
 import { isJsonObject } from './json.js';
 import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, type ToolCall, type ToolUse } from './openai-tools.js';
-import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, type ToolFormatName } from '../engine/tool-format-detect.js';
+import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, MISTRAL_CALLS, type ToolFormatName } from '../engine/tool-format-detect.js';
 
 /** An answer with calls: the text before them (null: none) and the calls. */
 export interface ParsedCalls {
@@ -33,17 +37,45 @@ export interface ToolFormat {
   callStart(answer: string): number;
   /** Streaming: how many trailing characters to hold back because they may begin a call's markup. */
   heldTail(answer: string): number;
+  /** Special tokens whose text belongs in the answer (call markup), though special tokens are otherwise dropped. */
+  markerTokens?: readonly string[];
 }
 
 const newCallId = (): string => `call_${randomBytes(12).toString('hex')}`;
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+/** Mistral's call ids: 9 letters and digits. */
+const mistralCallId = (): string => Array.from(randomBytes(9), (b) => ALNUM[b % ALNUM.length]).join('');
 
-/** A parsed call object {name, <argsKey>: {…}} of an offered function, or null. */
-function callOf(v: unknown, use: ToolUse, argsKeys: readonly string[]): ToolCall | null {
-  if (!isJsonObject(v) || typeof v.name !== 'string' || !use.tools.some((t) => t.name === v.name)) return null;
+/** A parsed call object {name, <argsKey>: {…}} of an offered function (arguments an object, or JSON text of
+ * one), or null. */
+function callOf(v: unknown, use: ToolUse, argsKeys: readonly string[], id: () => string = newCallId): ToolCall | null {
+  if (!isJsonObject(v) || typeof v.name !== 'string') return null;
   const key = argsKeys.find((k) => v[k] !== undefined);
-  const args = key === undefined ? {} : v[key];
+  return namedCall(v.name, key === undefined ? {} : v[key], use, id);
+}
+
+function namedCall(name: string, args: unknown, use: ToolUse, id: () => string): ToolCall | null {
+  if (!use.tools.some((t) => t.name === name)) return null;
+  if (typeof args === 'string') {
+    try {
+      args = JSON.parse(args);
+    } catch {
+      return null;
+    }
+  }
   if (!isJsonObject(args)) return null;
-  return { id: newCallId(), name: v.name, arguments: JSON.stringify(args) };
+  return { id: id(), name, arguments: JSON.stringify(args) };
+}
+
+/** The trimmed text before a call marker, or null when there is none. */
+const textBefore = (answer: string, at: number): string | null => answer.slice(0, at).trim() || null;
+
+/** heldTail of a format whose calls start at `marker`: its beginning, and the spaces before it (the text before
+ * calls is sent trimmed, as parse() gives it). */
+function heldBefore(answer: string, marker: string): number {
+  const k = markerPrefixAtEnd(answer, marker);
+  const before = answer.slice(0, answer.length - k);
+  return k + before.length - before.trimEnd().length;
 }
 
 /** The longest proper prefix of `marker` that `text` ends with (0: none). */
@@ -96,16 +128,51 @@ const HERMES: ToolFormat = {
       if (next < 0 && answer.slice(end + CLOSE.length).trim() !== '') return null;  // text after the calls: not calls
       at = next;
     }
-    const content = answer.slice(0, start).trim();
-    return { content: content === '' ? null : content, calls };
+    return { content: textBefore(answer, start), calls };
   },
   callStart: (answer) => answer.indexOf(OPEN),
-  // A tag's beginning, and the spaces before it (the text before calls is sent trimmed, as parse() gives it).
-  heldTail: (answer) => {
-    const k = markerPrefixAtEnd(answer, OPEN);
-    const before = answer.slice(0, answer.length - k);
-    return k + before.length - before.trimEnd().length;
+  heldTail: (answer) => heldBefore(answer, OPEN),
+};
+
+const MISTRAL: ToolFormat = {
+  name: 'mistral',
+  native: true,
+  markerTokens: [MISTRAL_CALLS, '[ARGS]', '[CALL_ID]'],
+  constraint: (use) => {
+    if (use.choice === 'auto') return undefined;
+    const one = callPattern(use);
+    return `\\[TOOL_CALLS\\]\\[${use.parallel ? `${one}(?:,${JSON_SP}${one})*` : one}\\]`;
   },
+  parse: (answer, use) => {
+    const at = answer.indexOf(MISTRAL_CALLS);
+    if (at < 0) return null;
+    const body = answer.slice(at + MISTRAL_CALLS.length).trim();
+    const calls: ToolCall[] = [];
+    if (body.startsWith('[')) {  // v3: one JSON array of {name, arguments}
+      let list: unknown;
+      try {
+        list = JSON.parse(body);
+      } catch {
+        return null;
+      }
+      if (!Array.isArray(list) || list.length === 0) return null;
+      for (const v of list) {
+        const call = callOf(v, use, ['arguments', 'parameters'], mistralCallId);
+        if (!call) return null;
+        calls.push(call);
+      }
+    } else {  // v11+: name[ARGS]{…} (name[CALL_ID]id[ARGS]{…}), each call after its own [TOOL_CALLS]
+      for (const part of body.split(MISTRAL_CALLS)) {
+        const m = /^\s*([A-Za-z0-9_-]+)(?:\[CALL_ID\][A-Za-z0-9]*)?\[ARGS\]([\s\S]*)$/.exec(part);
+        const call = m ? namedCall(m[1]!, m[2]!.trim(), use, mistralCallId) : null;
+        if (!call) return null;
+        calls.push(call);
+      }
+    }
+    return { content: textBefore(answer, at), calls };
+  },
+  callStart: (answer) => answer.indexOf(MISTRAL_CALLS),
+  heldTail: (answer) => heldBefore(answer, MISTRAL_CALLS),
 };
 
 /** The end of the JSON object starting at `from` (index after its closing brace), or -1 if it does not close. */
@@ -161,7 +228,14 @@ const LLAMA3_JSON: ToolFormat = {
   heldTail: (answer) => (answer.trim() === '' ? answer.length : 0),  // leading space: not decided yet
 };
 
-const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON };
+const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL };
+
+/** The text a generated token adds to the answer the format parses: its text, or for a special token only a
+ * marker of the format (others are dropped, as ever). */
+export function answerDelta(format: ToolFormat | null, token: { text: string; special: boolean }, delta: string): string {
+  if (!token.special) return delta;
+  return format?.markerTokens?.includes(token.text) ? token.text : '';
+}
 
 export function toolFormat(name: ToolFormatName): ToolFormat {
   return FORMATS[name];

@@ -23,6 +23,15 @@ const TEMPLATE = [
   '{%- if add_generation_prompt %}<|assistant|>{% endif %}',
 ].join('');
 
+// A Mistral-style template (also written for this test): tools in [AVAILABLE_TOOLS], calls after [TOOL_CALLS].
+const MISTRAL_TEMPLATE = [
+  '{%- if tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}',
+  '{%- for m in messages %}{% if m.role == "user" %}[INST]{{ m.content }}[/INST]',
+  '{%- elif m.role == "assistant" and m.tool_calls %}[TOOL_CALLS]{{ m.tool_calls | tojson }}',
+  '{%- elif m.role == "tool" %}[TOOL_RESULTS]{{ m.tool_call_id }}: {{ m.content }}[/TOOL_RESULTS]',
+  '{%- else %}{{ m.content }}{% endif %}{% endfor %}',
+].join('');
+
 const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'Weather in a city',
   parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] } } };
 const CLOCK = { type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } };
@@ -37,8 +46,8 @@ const post = async (s: Launched, path: string, body: unknown) => {
 };
 type Call = { id: string; type: string; function: { name: string; arguments: string } };
 
-function checkCall(call: Call, only?: string): void {
-  assert.match(call.id, /^call_[0-9a-f]{24}$/);
+function checkCall(call: Call, only?: string, id = /^call_[0-9a-f]{24}$/): void {
+  assert.match(call.id, id);
   if (only) assert.equal(call.function.name, only);
   const args = JSON.parse(call.function.arguments);
   if (call.function.name === 'get_weather') assert.ok(typeof args.city === 'string' && ['c', 'f'].includes(args.unit), call.function.arguments);
@@ -48,20 +57,28 @@ function checkCall(call: Call, only?: string): void {
 describe('native tool-call formats (demo model with a Hermes-style template)', () => {
   let hermes: Launched;
   let llama: Launched;
+  let mistral: Launched;
   before(async () => {
-    const dir = await ensureDemoModel(join(mkdtempSync(join(tmpdir(), 'weft-native-model-')), 'demo'));
-    writeFileSync(join(dir, 'chat_template.jinja'), TEMPLATE);
+    const model = async (template: string) => {
+      const dir = await ensureDemoModel(join(mkdtempSync(join(tmpdir(), 'weft-native-model-')), 'demo'));
+      writeFileSync(join(dir, 'chat_template.jinja'), template);
+      return dir;
+    };
+    const dir = await model(TEMPLATE);
     hermes = await start(dir);
     llama = await start(dir, ['--tool-call-parser', 'llama3_json']);
+    mistral = await start(await model(MISTRAL_TEMPLATE));
   });
-  after(async () => { await hermes.close(); await llama.close(); });
+  after(async () => { await hermes.close(); await llama.close(); await mistral.close(); });
 
-  test('/info names the parser: auto found hermes in the template', async () => {
-    const info = await Promise.all([hermes, llama].map(async (s) => (await fetch(`${s.url}/info`)).json()));
-    assert.deepEqual(info.map((i) => i.tool_call_parser), ['hermes', 'llama3_json']);
+  test('/info names the parser: auto found hermes / mistral in the templates', async () => {
+    const info = await Promise.all([hermes, llama, mistral].map(async (s) => (await fetch(`${s.url}/info`)).json()));
+    assert.deepEqual(info.map((i) => i.tool_call_parser), ['hermes', 'llama3_json', 'mistral']);
   });
 
-  for (const [name, server, markup] of [['hermes', () => hermes, /^<tool_call>\n\{"name": ?"(get_weather|now)"/], ['llama3_json', () => llama, /^\{"name": ?"(get_weather|now)", ?"parameters"/]] as const) {
+  for (const [name, server, markup] of [['hermes', () => hermes, /^<tool_call>\n\{"name": ?"(get_weather|now)"/],
+    ['llama3_json', () => llama, /^\{"name": ?"(get_weather|now)", ?"parameters"/],
+    ['mistral', () => mistral, /^\[TOOL_CALLS\]\[\{"name": ?"(get_weather|now)", ?"arguments"/]] as const) {
     test(`${name}: required and named calls come back as tool_calls, whole == streamed == Responses API; the raw answer is the native markup`, async () => {
       const s = server();
       let checked = 0;
@@ -78,7 +95,9 @@ describe('native tool-call formats (demo model with a Hermes-style template)', (
           assert.equal(c.message.content, null);
           const calls = c.message.tool_calls as Call[];
           assert.ok(calls.length >= 1 && (parallel || calls.length === 1), whole.text);
-          for (const call of calls) checkCall(call, typeof tool_choice === 'object' ? 'get_weather' : undefined);
+          for (const call of calls) {
+            checkCall(call, typeof tool_choice === 'object' ? 'get_weather' : undefined, name === 'mistral' ? /^[A-Za-z0-9]{9}$/ : undefined);
+          }
           // The raw answer (its tokens, from logprobs) is the native markup.
           const withLogprobs = await post(s, '/v1/chat/completions', { ...body, logprobs: true });
           const lp = JSON.parse(withLogprobs.text).choices[0].logprobs.content as { token: string }[];

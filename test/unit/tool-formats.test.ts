@@ -3,7 +3,7 @@
 // chat template receiving tools, calls and results structured (a Hermes-style template written for this test).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ToolCallStream, toolFormat } from '../../coordinator/http/tool-formats.js';
+import { ToolCallStream, answerDelta, toolFormat } from '../../coordinator/http/tool-formats.js';
 import { detectToolFormat } from '../../coordinator/engine/tool-format-detect.js';
 import type { ToolUse } from '../../coordinator/http/openai-tools.js';
 import { validateChatBody } from '../../coordinator/http/openai-validate.js';
@@ -20,6 +20,7 @@ const CLOCK = { name: 'get_time', description: undefined, parameters: undefined 
 const USE: ToolUse = { tools: [WEATHER, CLOCK], choice: 'auto', parallel: true, legacy: false };
 const hermes = toolFormat('hermes');
 const llama = toolFormat('llama3_json');
+const mistral = toolFormat('mistral');
 const brief = (p: ReturnType<typeof hermes.parse>) => p && { content: p.content, calls: p.calls.map((c) => [c.name, JSON.parse(c.arguments)]) };
 
 test('hermes: text, then <tool_call> blocks of offered functions; anything else is text', () => {
@@ -42,6 +43,33 @@ test('llama3_json: the answer is one or more {"name", "parameters"} objects join
   assert.equal(llama.parse('The weather is {"fine"}', USE), null);
   assert.equal(llama.parse('{"name": "get_time", "parameters": {}} trailing', USE), null);
   assert.equal(llama.parse('{"name": "get_time", "parameters": {}', USE), null, 'unclosed');
+});
+
+test('mistral: [TOOL_CALLS] then a JSON array (v3) or name[ARGS]{…} per call (v11+); 9-character call ids', () => {
+  const v3 = mistral.parse('[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Lyon"}}, {"name": "get_time", "arguments": {}}]', USE);
+  assert.deepEqual(brief(v3), { content: null, calls: [['get_weather', { city: 'Lyon' }], ['get_time', {}]] });
+  for (const c of v3!.calls) assert.match(c.id, /^[A-Za-z0-9]{9}$/);
+  assert.deepEqual(brief(mistral.parse('Checking.[TOOL_CALLS]get_weather[ARGS]{"city": "Nice"}[TOOL_CALLS]get_time[ARGS]{}', USE)),
+    { content: 'Checking.', calls: [['get_weather', { city: 'Nice' }], ['get_time', {}]] });
+  assert.deepEqual(brief(mistral.parse('[TOOL_CALLS]get_time[CALL_ID]a1b2c3d4e[ARGS]{}', USE)), { content: null, calls: [['get_time', {}]] });
+  // Arguments given as JSON text (some fine-tunes) are parsed.
+  assert.deepEqual(brief(mistral.parse('[TOOL_CALLS][{"name": "get_time", "arguments": "{}"}]', USE)), { content: null, calls: [['get_time', {}]] });
+  assert.equal(mistral.parse('plain text', USE), null);
+  assert.equal(mistral.parse('[TOOL_CALLS][{"name": "get_time"', USE), null);
+  assert.equal(mistral.parse('[TOOL_CALLS]nope[ARGS]{}', USE), null);
+  // The marker is a special token: it reaches the answer (other special tokens do not).
+  assert.equal(answerDelta(mistral, { text: '[TOOL_CALLS]', special: true }, ''), '[TOOL_CALLS]');
+  assert.equal(answerDelta(mistral, { text: '</s>', special: true }, ''), '');
+  assert.equal(answerDelta(hermes, { text: '[TOOL_CALLS]', special: true }, ''), '');
+  assert.equal(answerDelta(mistral, { text: 'Hi', special: false }, 'Hi'), 'Hi');
+  const s = new ToolCallStream(mistral, USE);
+  assert.equal(s.push('Let me look. '), 'Let me look.');
+  assert.equal(s.push('[TOOL_CALLS]'), '');
+  assert.equal(s.push('get_time[ARGS]'), '');
+  assert.deepEqual(s.finish('{}', true).calls?.map((c) => c.name), ['get_time']);
+  const required = matcher(mistral.constraint({ ...USE, choice: 'required' })!);
+  assert.ok(required.matches('[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "x"}}]'));
+  assert.ok(!required.matches('[TOOL_CALLS][]'));
 });
 
 test('streaming: text goes out until the calls begin (a marker split over deltas is held), then the calls at the end', () => {
@@ -98,6 +126,7 @@ test('auto detection: the format the chat template renders tools in', () => {
   assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', (t) => t === '<|python_tag|>'), 'llama3_json');
   assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', none), 'weft');
   assert.equal(detectToolFormat('auto', '{{ messages[0].content }} <tool_call>', none), 'weft', 'a template that does not render tools');
+  assert.equal(detectToolFormat('auto', '{%- if tools %}[AVAILABLE_TOOLS]{{ tools|tojson }}[/AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]', none), 'mistral');
   assert.equal(detectToolFormat('auto', null, none), 'weft');
   assert.equal(detectToolFormat('llama3_json', null, none), 'llama3_json');
 });
