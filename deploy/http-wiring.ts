@@ -8,9 +8,9 @@ export interface HttpHandle {
   close(): Promise<void>;
 }
 
-export async function startHttp(engine: Engine, o: { port: number; hostname: string; logger: Logger; metrics: Metrics; adminToken?: string; apiKeys?: readonly string[]; corsAllowOrigins?: readonly string[] }): Promise<HttpHandle> {
+export async function startHttp(engine: Engine, o: { port: number; hostname: string; logger: Logger; metrics: Metrics; adminToken?: string; apiKeys?: readonly string[]; corsAllowOrigins?: readonly string[]; responseStoreEntries?: number }): Promise<HttpHandle> {
   const app = await buildHttpServer(engine, { logger: o.logger, metrics: o.metrics, adminToken: o.adminToken, apiKeys: o.apiKeys,
-    corsAllowOrigins: o.corsAllowOrigins });
+    corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries });
   const address = await app.listen({ port: o.port, host: o.hostname });
   return { url: address.replace('0.0.0.0', '127.0.0.1'), close: () => app.close() };
 }

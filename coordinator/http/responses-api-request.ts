@@ -1,10 +1,11 @@
 // OpenAI's Responses API request (POST /v1/responses) as the chat completion request it asks for: `input` (text, or
 // message / function_call / function_call_output items) and `instructions` become messages; max_output_tokens,
 // tools (flat function tools), tool_choice, text.format and reasoning.effort their chat names. The chat validation
-// then checks everything as for /v1/chat/completions. Responses are not stored: previous_response_id is refused.
+// then checks everything as for /v1/chat/completions. A stored response's conversation (previous_response_id,
+// resolved by the route from response-store.ts) comes before `input`; `instructions` are this request's alone.
 import { validationError, notSupported } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
-import { asObject, optional, str } from './validate.js';
+import { asObject, bool, optional, str } from './validate.js';
 
 const KEYS = new Set([
   'model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'stream', 'tools', 'tool_choice',
@@ -30,15 +31,23 @@ export interface ResponseSettings {
   text: Json;
   reasoningEffort: string | null;
   metadata: Json;
+  previousResponseId: string | null;
+  /** Keep the response for GET /v1/responses/{id} and previous_response_id (OpenAI's default: true). */
+  store: boolean;
 }
 
-/** The chat completion body a Responses request stands for, and the settings the response echoes. */
-export function chatBodyOfResponses(body: unknown): { chat: Json; settings: ResponseSettings } {
+/** The response a request continues (`previous_response_id`), or null; a non-string is a 422. */
+export function previousResponseIdOf(body: unknown): string | null {
+  if (!isJsonObject(body) || body.previous_response_id === undefined || body.previous_response_id === null) return null;
+  return str(body.previous_response_id, 'previous_response_id');
+}
+
+/** The chat completion body a Responses request stands for (after `previous`, the items of the conversation it
+ * continues), the settings the response echoes, and its own input as items (what a stored response keeps). */
+export function chatBodyOfResponses(body: unknown, previous: readonly Json[] = []): { chat: Json; settings: ResponseSettings; inputItems: Json[] } {
   const top = asObject(body, 'request body');
   for (const key of Object.keys(top)) if (!KEYS.has(key)) throw validationError(`unknown field \`${key.slice(0, 64)}\``);
-  if (top.previous_response_id !== undefined && top.previous_response_id !== null) {
-    throw validationError('`previous_response_id`: responses are not stored here; send the whole conversation in `input`');
-  }
+  const store = optional(top, 'store', bool) ?? true;
   if (top.background === true) throw notSupported('background');
   const truncation = optional(top, 'truncation', str);
   if (truncation !== undefined && truncation !== 'disabled') throw notSupported('truncation');
@@ -46,7 +55,9 @@ export function chatBodyOfResponses(body: unknown): { chat: Json; settings: Resp
     throw notSupported('include');
   }
   const instructions = optional(top, 'instructions', str);
-  const messages = [...(instructions !== undefined ? [{ role: 'system', content: instructions }] : []), ...inputMessages(top.input)];
+  const inputItems = inputItemsOf(top.input);
+  const messages = [...(instructions !== undefined ? [{ role: 'system', content: instructions }] : []),
+    ...itemMessages([...previous, ...inputItems], previous.length)];
   const chat: Json = { messages };
   for (const key of PASSED) if (top[key] !== undefined) chat[key] = top[key];
   if (top.max_output_tokens !== undefined) chat.max_completion_tokens = top.max_output_tokens;
@@ -64,7 +75,9 @@ export function chatBodyOfResponses(body: unknown): { chat: Json; settings: Resp
   const metadata = top.metadata === undefined || top.metadata === null ? {} : asObject(top.metadata, '`metadata`');
   return {
     chat,
+    inputItems,
     settings: {
+      previousResponseId: previousResponseIdOf(top), store,
       instructions: instructions ?? null, maxOutputTokens: typeof top.max_output_tokens === 'number' ? top.max_output_tokens : null,
       temperature: typeof top.temperature === 'number' ? top.temperature : null, topP: typeof top.top_p === 'number' ? top.top_p : null,
       tools: Array.isArray(top.tools) ? top.tools : [], toolChoice: top.tool_choice ?? 'auto', parallelToolCalls: top.parallel_tool_calls !== false,
@@ -73,16 +86,20 @@ export function chatBodyOfResponses(body: unknown): { chat: Json; settings: Resp
   };
 }
 
-/** `input`: text (one user message) or items — messages, function calls and their outputs; reasoning items are dropped. */
-function inputMessages(input: unknown): Json[] {
+/** `input` as items: text is one user message. */
+function inputItemsOf(input: unknown): Json[] {
   if (input === undefined || input === null) throw validationError('missing field `input`');
-  if (typeof input === 'string') return [{ role: 'user', content: input }];
+  if (typeof input === 'string') return [{ type: 'message', role: 'user', content: input }];
   if (!Array.isArray(input)) throw validationError('`input` must be a string or an array of items');
   if (input.length === 0) throw validationError('`input` cannot be empty');
+  return input.map((v, i) => asObject(v, `\`input[${i}]\``));
+}
+
+/** Items as chat messages — messages, function calls and their outputs; reasoning items are dropped. */
+function itemMessages(items: readonly Json[], stored: number): Json[] {
   const out: Json[] = [];
-  input.forEach((v, i) => {
-    const at = `input[${i}]`;
-    const item = asObject(v, `\`${at}\``);
+  items.forEach((item, i) => {
+    const at = i < stored ? `previous response's item ${i}` : `input[${i - stored}]`;
     const type = item.type ?? 'message';
     if (type === 'message') {
       out.push({ role: str(item.role, `${at}.role`), content: itemText(item.content, `${at}.content`) });

@@ -6,22 +6,28 @@
 // mid-stream is one `error` event.
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { toHttpError } from './errors.js';
+import { HttpError, toHttpError } from './errors.js';
+import { ResponseStore, ownerOf } from './response-store.js';
 import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
 import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
 import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
 import { withToolPrompt, type ToolCall } from './openai-tools.js';
 import { ToolCallStream, answerDelta, toolFormat } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
-import { chatBodyOfResponses, type ResponseSettings } from './responses-api-request.js';
+import { chatBodyOfResponses, previousResponseIdOf, type ResponseSettings } from './responses-api-request.js';
 
 type Json = Record<string, unknown>;
 interface Head { id: string; created: number; model: string }
 interface Counts { promptTokens: number; cachedTokens: number; generatedTokens: number; reasoningTokens: number }
 
-export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps): void {
-  app.post('/v1/responses', { errorHandler: openAiErrorHandler(deps.bodyLimitBytes) }, async (request, reply) => {
-    const { chat, settings } = chatBodyOfResponses(request.body);
+export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps, store: ResponseStore): void {
+  const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
+  app.post('/v1/responses', { errorHandler }, async (request, reply) => {
+    const owner = ownerOf(request.headers);
+    const previousId = previousResponseIdOf(request.body);
+    const previous = previousId === null ? undefined : store.get(previousId, owner);
+    if (previousId !== null && !previous) throw unknownResponse(previousId, store);
+    const { chat, settings, inputItems } = chatBodyOfResponses(request.body, previous?.items);
     const valid = validateChatBody(chat, { maxTotalTokens: deps.engine.info.maxTotalTokens,
       defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate,
       toolFormat: deps.engine.info.toolFormat },
@@ -30,12 +36,36 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const inputs = deps.engine.renderChat(native ? valid.messages : withToolPrompt(valid.messages, valid.tools), valid.render);
     const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
+    // Kept once complete: the conversation so far, this input, this output (store: false, or a store of 0 entries: not).
+    const keep = settings.store && store.enabled
+      ? (response: Json) => store.put(head.id, owner, { response, items: [...previous?.items ?? [], ...inputItems, ...(response.output as Json[])] })
+      : () => {};
+    const echoed = { ...settings, store: settings.store && store.enabled };
     if (!valid.stream) {
       const r = await choice(run!);
-      return responseJson(head, settings, outputOf(r), r.finish === 'length', r);
+      const response = responseJson(head, echoed, outputOf(r), r.finish === 'length', r);
+      keep(response);
+      return response;
     }
-    return sendSse(reply, events(run!, head, settings, reply));
+    return sendSse(reply, events(run!, head, echoed, reply, keep));
   });
+  app.get<{ Params: { id: string } }>('/v1/responses/:id', { errorHandler }, async (request) => {
+    const found = store.get(request.params.id, ownerOf(request.headers));
+    if (!found) throw unknownResponse(request.params.id, store);
+    return found.response;
+  });
+  app.delete<{ Params: { id: string } }>('/v1/responses/:id', { errorHandler }, async (request) => {
+    if (!store.delete(request.params.id, ownerOf(request.headers))) throw unknownResponse(request.params.id, store);
+    return { id: request.params.id, object: 'response', deleted: true };
+  });
+}
+
+/** 404 for a response id this server does not hold for the caller (never stored, dropped, or someone else's). */
+function unknownResponse(id: string, store: ResponseStore): HttpError {
+  const why = store.enabled
+    ? `the last ${store.maxEntries} stored responses are kept, in this server's memory`
+    : 'responses are not stored (--response-store-entries 0)';
+  return new HttpError(404, 'not_found', `no stored response '${id.slice(0, 80)}' (${why}); send the whole conversation in \`input\``);
 }
 
 const itemId = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, '')}`;
@@ -52,7 +82,7 @@ function responseJson(head: Head, s: ResponseSettings, output: Json[], incomplet
     id: head.id, object: 'response', created_at: head.created, status: status ?? (incomplete ? 'incomplete' : 'completed'),
     error: null, incomplete_details: incomplete && !status ? { reason: 'max_output_tokens' } : null, instructions: s.instructions,
     max_output_tokens: s.maxOutputTokens, model: head.model, output, parallel_tool_calls: s.parallelToolCalls,
-    previous_response_id: null, reasoning: { effort: s.reasoningEffort, summary: null }, store: false,
+    previous_response_id: s.previousResponseId, reasoning: { effort: s.reasoningEffort, summary: null }, store: s.store,
     temperature: s.temperature ?? 1, text: s.text, tool_choice: s.toolChoice, tools: s.tools, top_p: s.topP ?? 1,
     truncation: 'disabled', usage: counts ? usageOf(counts) : null, metadata: s.metadata,
   };
@@ -75,7 +105,7 @@ function outputOf(r: ChoiceResult): Json[] {
 }
 
 /** The streamed events of one response (see the file comment); the client leaving cancels the generation. */
-async function* events(run: Run, head: Head, s: ResponseSettings, reply: FastifyReply): AsyncGenerator<string> {
+async function* events(run: Run, head: Head, s: ResponseSettings, reply: FastifyReply, keep: (response: Json) => void): AsyncGenerator<string> {
   let seq = 0;
   const ev = (type: string, data: Json) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;
   const output: Json[] = [];
@@ -165,7 +195,9 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
             }
           }
           settled = true;
-          yield ev(incomplete ? 'response.incomplete' : 'response.completed', { response: responseJson(head, s, output, incomplete, counts) });
+          const response = responseJson(head, s, output, incomplete, counts);
+          keep(response);
+          yield ev(incomplete ? 'response.incomplete' : 'response.completed', { response });
           return;
         }
         case 'error':

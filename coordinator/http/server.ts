@@ -12,6 +12,7 @@ import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import { registerResponsesApiRoute } from './responses-api-routes.js';
+import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerServiceRoutes } from './service-routes.js';
 
@@ -27,6 +28,8 @@ export interface HttpServerOptions {
   apiKeys?: readonly string[];
   /** Origins browsers may call the API from (cors.ts); `*` for any; empty: no CORS. */
   corsAllowOrigins?: readonly string[];
+  /** Responses API responses kept in memory for GET and previous_response_id (response-store.ts); 0: none. Default 1024. */
+  responseStoreEntries?: number;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -93,7 +96,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
 
   registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
-  registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
+  registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });

@@ -147,6 +147,8 @@ export const FLAGS = [
   { name: 'api-key', key: 'apiKeys', type: 'list', of: 'string', commands: ['launch', 'bench'], env: ['WEFT_API_KEYS', 'API_KEY'],
     envSplit: ',', secret: true, default: [], defaultLabel: 'none (the API is open)',
     help: 'launch: require this key (Authorization: Bearer or X-Api-Key) on every route but /health and /metrics (repeatable: rotation); bench serve: the key sent to --url.' },
+  { name: 'response-store-entries', type: 'int', commands: LAUNCH, env: ['RESPONSE_STORE_ENTRIES'], default: 1024, min: 0,
+    help: 'Responses API: how many responses (store: true, the default) the server keeps in memory for GET /v1/responses/{id} and previous_response_id, least recently used dropped first; each is visible only to the credentials that created it. 0: nothing is stored.' },
   { name: 'cors-allow-origin', key: 'corsAllowOrigins', type: 'list', of: 'string', commands: LAUNCH, env: ['CORS_ALLOW_ORIGIN'],
     envSplit: ',', default: [], defaultLabel: 'none (no cross-origin browser access)',
     help: 'An origin browsers may call the API from, e.g. https://app.example.com, or * (repeatable).' },

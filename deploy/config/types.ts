@@ -94,6 +94,8 @@ export interface LaunchConfig {
   preloadAdapters: readonly PreloadAdapter[];
   /** Origins (or `*`) browsers may call the API from; empty: no CORS. */
   corsAllowOrigins: readonly string[];
+  /** Responses API responses kept in memory (GET /v1/responses/{id}, previous_response_id); 0: none. */
+  responseStoreEntries: number;
   /** Secret. Empty: the inference API needs no key. */
   apiKeys: readonly string[];
   /** Secret. null: the admin routes are open (behind the API keys when those are set). */

@@ -1,7 +1,8 @@
 // OpenAI's Responses API (POST /v1/responses) on the built-in demo model (real tokenizer and chat template): the
 // response object, the streamed events (their order, and their text equal to the whole answer), function calls
 // with tool_choice required, a conversation of input items with a call and its output, text.format json_schema,
-// and the refusals (stored responses, non-function tools, unknown fields).
+// stored responses (GET, DELETE, previous_response_id equal to sending the conversation, other credentials see
+// nothing), and the refusals (non-function tools, unknown fields).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -17,8 +18,8 @@ before(async () => {
 });
 after(async () => { await server.close(); });
 
-const post = async (body: unknown) => {
-  const r = await fetch(`${server.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = async (body: unknown, headers: Record<string, string> = {}) => {
+  const r = await fetch(`${server.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   const text = await r.text();
   let json: any = null;
   try { json = JSON.parse(text); } catch { /* a stream */ }
@@ -42,7 +43,7 @@ test('a response: one message item with output_text, usage, the settings echoed;
   assert.equal(j.object, 'response');
   assert.ok(['completed', 'incomplete'].includes(j.status));
   assert.equal(j.incomplete_details?.reason ?? null, j.status === 'incomplete' ? 'max_output_tokens' : null);
-  assert.deepEqual([j.instructions, j.max_output_tokens, j.temperature, j.metadata, j.store], ['Be brief.', 10, 0, { k: 'v' }, false]);
+  assert.deepEqual([j.instructions, j.max_output_tokens, j.temperature, j.metadata, j.store], ['Be brief.', 10, 0, { k: 'v' }, true]);
   assert.equal(j.output.length, 1);
   const msg = j.output[0];
   assert.deepEqual([msg.type, msg.role, msg.content[0].type], ['message', 'assistant', 'output_text']);
@@ -102,9 +103,8 @@ test('text.format json_schema: the output text is JSON of the schema', async () 
   assert.deepEqual(r.json.text.format.type, 'json_schema');
 });
 
-test('refusals: stored responses, non-function tools, unsupported input items, unknown fields', async () => {
+test('refusals: non-function tools, unsupported input items, unknown fields', async () => {
   for (const [body, message] of [
-    [{ input: 'x', previous_response_id: 'resp_1' }, /responses are not stored here; send the whole conversation in `input`/],
     [{ input: 'x', tools: [{ type: 'web_search' }] }, /`tools\[0\].type` 'web_search' is not supported \(function tools only\)/],
     [{ input: [{ type: 'input_image', image_url: 'x' }] }, /`input\[0\].type` 'input_image' is not supported/],
     [{ input: 'x', frobnicate: 1 }, /unknown field `frobnicate`/],
@@ -130,4 +130,56 @@ test('a client that leaves a response stream mid-generation frees its KV blocks'
   const deadline = Date.now() + 5000;
   while (server.engine.stats().usedBlocks > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(server.engine.stats().usedBlocks, 0, 'blocks freed after the disconnect');
+});
+
+test('stored responses: GET returns it, previous_response_id continues it exactly as sending the conversation does', async () => {
+  const first = await post({ input: 'Name a color.', instructions: 'Answer in one word.', max_output_tokens: 6, temperature: 0 });
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.json.store, true);
+  const got = await fetch(`${server.url}/v1/responses/${first.json.id}`);
+  assert.equal(got.status, 200);
+  assert.deepEqual(await got.json(), first.json);
+  // The follow-up: the stored conversation (without the first request's instructions) comes before the new input.
+  const follow = { input: 'And another?', instructions: 'Answer in one word.', max_output_tokens: 6, temperature: 0 };
+  const chained = await post({ ...follow, previous_response_id: first.json.id });
+  assert.equal(chained.status, 200, chained.text);
+  assert.equal(chained.json.previous_response_id, first.json.id);
+  const answer = first.json.output.find((i: { type: string }) => i.type === 'message');
+  const whole = await post({ ...follow, input: [{ role: 'user', content: 'Name a color.' },
+    { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: answer.content[0].text }] },
+    { role: 'user', content: 'And another?' }] });
+  assert.equal(whole.status, 200, whole.text);
+  assert.equal(chained.json.usage.input_tokens, whole.json.usage.input_tokens);
+  assert.ok(chained.json.usage.input_tokens > first.json.usage.input_tokens + first.json.usage.output_tokens);
+  assert.deepEqual(chained.json.output.map((i: any) => i.content?.[0]?.text), whole.json.output.map((i: any) => i.content?.[0]?.text));
+  // A chain of three: the second's stored conversation holds the first's.
+  const third = await post({ input: 'One more.', max_output_tokens: 4, temperature: 0, previous_response_id: chained.json.id });
+  assert.equal(third.status, 200, third.text);
+  assert.ok(third.json.usage.input_tokens > chained.json.usage.input_tokens);
+  // A streamed response is stored as its completed event has it.
+  const streamed = await post({ input: 'Hi', max_output_tokens: 4, temperature: 0, stream: true });
+  const done = events(streamed.text).at(-1)!.data.response;
+  assert.deepEqual(await (await fetch(`${server.url}/v1/responses/${done.id}`)).json(), done);
+});
+
+test('stored responses belong to the credentials that made them; DELETE; store: false keeps nothing; unknown ids are 404', async () => {
+  const mine = { authorization: 'Bearer key-a' };
+  const r = await post({ input: 'Hello', max_output_tokens: 3, temperature: 0 }, mine);
+  assert.equal(r.status, 200, r.text);
+  const url = `${server.url}/v1/responses/${r.json.id}`;
+  assert.equal((await fetch(url)).status, 404, 'another caller (no credentials) does not see it');
+  assert.equal((await fetch(url, { headers: { authorization: 'Bearer key-b' } })).status, 404);
+  const other = await post({ input: 'x', previous_response_id: r.json.id }, { authorization: 'Bearer key-b' });
+  assert.equal(other.status, 404, other.text);
+  assert.match(other.json.error.message, /no stored response 'resp_[0-9a-f]+' \(the last 1024 stored responses are kept/);
+  assert.equal((await fetch(url, { headers: mine })).status, 200);
+  const del = await fetch(url, { method: 'DELETE', headers: mine });
+  assert.deepEqual(await del.json(), { id: r.json.id, object: 'response', deleted: true });
+  assert.equal((await fetch(url, { headers: mine })).status, 404);
+  assert.equal((await fetch(url, { method: 'DELETE', headers: mine })).status, 404);
+  const unstored = await post({ input: 'Hello', max_output_tokens: 3, temperature: 0, store: false });
+  assert.equal(unstored.json.store, false);
+  assert.equal((await fetch(`${server.url}/v1/responses/${unstored.json.id}`)).status, 404);
+  assert.equal((await post({ input: 'x', previous_response_id: 'resp_nope' })).status, 404);
+  assert.equal((await post({ input: 'x', previous_response_id: 7 })).status, 422);
 });
