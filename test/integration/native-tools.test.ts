@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { launch, type Launched } from '../../deploy/launch.js';
 import { parseArgs } from '../../deploy/config/index.js';
 import { ensureDemoModel } from '../../deploy/demo-model/index.js';
+import { wholeAndStreamedCalls, type Call } from '../helpers/tool-calls.js';
 
 const TEMPLATE = [
   '{%- if tools %}<|system|>You may call these tools:{% for t in tools %}\n{{ t | tojson }}{% endfor %}\n',
@@ -44,10 +45,7 @@ const post = async (s: Launched, path: string, body: unknown) => {
   const r = await fetch(s.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { status: r.status, text: await r.text() };
 };
-type Call = { id: string; type: string; function: { name: string; arguments: string } };
-
-function checkCall(call: Call, only?: string, id = /^call_[0-9a-f]{24}$/): void {
-  assert.match(call.id, id);
+function checkArgs(call: Call, only?: string): void {
   if (only) assert.equal(call.function.name, only);
   const args = JSON.parse(call.function.arguments);
   if (call.function.name === 'get_weather') assert.ok(typeof args.city === 'string' && ['c', 'f'].includes(args.unit), call.function.arguments);
@@ -86,28 +84,14 @@ describe('native tool-call formats (demo model with a Hermes-style template)', (
         for (const seed of [1, 2, 3]) {
           const body = { messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 120, seed, tools: [WEATHER, CLOCK], tool_choice,
             parallel_tool_calls: parallel };
-          const whole = await post(s, '/v1/chat/completions', body);
-          assert.equal(whole.status, 200, whole.text);
-          const c = JSON.parse(whole.text).choices[0];
-          if (c.finish_reason === 'length') continue;  // a call cut short comes back as text (not the point here)
+          const calls = await wholeAndStreamedCalls((path, b) => post(s, path, b), body, parallel,
+            name === 'mistral' ? /^[A-Za-z0-9]{9}$/ : /^call_[0-9a-f]{24}$/, (call) => checkArgs(call, typeof tool_choice === 'object' ? 'get_weather' : undefined));
+          if (calls === null) continue;
           checked++;
-          assert.equal(c.finish_reason, 'tool_calls', whole.text);
-          assert.equal(c.message.content, null);
-          const calls = c.message.tool_calls as Call[];
-          assert.ok(calls.length >= 1 && (parallel || calls.length === 1), whole.text);
-          for (const call of calls) {
-            checkCall(call, typeof tool_choice === 'object' ? 'get_weather' : undefined, name === 'mistral' ? /^[A-Za-z0-9]{9}$/ : undefined);
-          }
           // The raw answer (its tokens, from logprobs) is the native markup.
           const withLogprobs = await post(s, '/v1/chat/completions', { ...body, logprobs: true });
           const lp = JSON.parse(withLogprobs.text).choices[0].logprobs.content as { token: string }[];
           assert.match(lp.map((t) => t.token).join(''), markup);
-          const streamed = await post(s, '/v1/chat/completions', { ...body, stream: true });
-          const chunks = streamed.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
-          const deltas = chunks.flatMap((ch) => ch.choices[0].delta.tool_calls ?? []);
-          assert.deepEqual(deltas.map((d: { index: number; function: unknown }) => [d.index, d.function]), calls.map((x, i) => [i, x.function]));
-          assert.equal(chunks.at(-1).choices[0].finish_reason, 'tool_calls');
-          assert.equal(chunks.map((ch) => ch.choices[0].delta.content ?? '').join(''), '');
           const resp = await post(s, '/v1/responses', { input: 'Weather in Paris?', max_output_tokens: 120, seed,
             tools: [WEATHER, CLOCK].map((t) => ({ type: 'function', ...t.function })),
             tool_choice: typeof tool_choice === 'object' ? { type: 'function', name: 'get_weather' } : tool_choice, parallel_tool_calls: parallel });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { launch, type Launched } from '../../deploy/launch.js';
 import { parseArgs } from '../../deploy/config/index.js';
 import { startGoldenServer } from '../helpers/golden-server.js';
+import { wholeAndStreamedCalls } from '../helpers/tool-calls.js';
 
 const PERSON = {
   type: 'object',
@@ -153,29 +154,13 @@ describe('structured output (demo model)', () => {
       for (const seed of [1, 2, 3]) {
         const body = { messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 120, seed, tools: [WEATHER, CLOCK], tool_choice,
           parallel_tool_calls: parallel };
-        const whole = await post(s, '/v1/chat/completions', body);
-        assert.equal(whole.status, 200, whole.text);
-        const c = JSON.parse(whole.text).choices[0];
-        if (c.finish_reason === 'length') continue;  // a call cut short comes back as text (not the point here)
-        assert.equal(c.finish_reason, 'tool_calls', whole.text);
-        assert.equal(c.message.content, null);
-        const calls = c.message.tool_calls as { id: string; type: string; function: { name: string; arguments: string } }[];
-        assert.ok(calls.length >= 1 && (parallel || calls.length === 1), whole.text);
-        for (const call of calls) {
-          assert.match(call.id, /^call_[0-9a-f]{24}$/);
-          assert.equal(call.type, 'function');
+        await wholeAndStreamedCalls((path, b) => post(s, path, b), body, parallel, /^call_[0-9a-f]{24}$/, (call) => {
           if (typeof tool_choice === 'object') assert.equal(call.function.name, 'get_weather');
           const args = JSON.parse(call.function.arguments);
           if (call.function.name === 'get_weather') {
             assert.ok(typeof args.city === 'string' && args.city.length <= 16 && ['c', 'f'].includes(args.unit), call.function.arguments);
           } else assert.deepEqual(args, {});
-        }
-        const streamed = await post(s, '/v1/chat/completions', { ...body, stream: true });
-        const chunks = streamed.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
-        const deltas = chunks.flatMap((ch) => ch.choices[0].delta.tool_calls ?? []);
-        assert.deepEqual(deltas.map((d: { index: number; function: unknown }) => [d.index, d.function]), calls.map((x, i) => [i, x.function]));
-        assert.equal(chunks.at(-1).choices[0].finish_reason, 'tool_calls');
-        assert.equal(chunks.map((ch) => ch.choices[0].delta.content ?? '').join(''), '');
+        });
       }
     }
   });
