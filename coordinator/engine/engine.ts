@@ -114,6 +114,7 @@ export class Engine implements GenerationEngine {
       pin: (ref, pinned) => reg.pin(ref, pinned).finally(() => this.kick()),
     };
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
+    const reasoning = detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t));
     this.info = {
       modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
       maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
@@ -124,8 +125,8 @@ export class Engine implements GenerationEngine {
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
       speculate: limits.speculate ?? 0, structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
-      reasoning: detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t)),
-      toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t)),
+      reasoning,
+      toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
     };
     this.scheduler = this.newScheduler();
   }

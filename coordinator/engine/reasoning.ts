@@ -3,7 +3,10 @@
 //  - think: the thoughts between <think> and </think> tokens (DeepSeek-R1, Qwen3, GLM-4.5, …). Templates that open
 //    the block themselves (their generation prompt ends with <think>) start the answer inside it.
 //  - harmony: OpenAI's gpt-oss messages, <|channel|>NAME<|message|>TEXT<|end|>, <|start|>assistant… between them:
-//    the analysis channel is the thoughts, final (and commentary: preambles, tool arguments) the answer.
+//    the analysis channel is the thoughts, final (and commentary: preambles) the answer. A message addressed to a
+//    function (`to=functions.NAME` in its header or channel, ended by <|call|>) is a tool call: it goes into the
+//    answer as HARMONY_CALL markup (private-use characters no model text holds), which the harmony tool format
+//    (coordinator/http/tool-formats.ts) turns into tool_calls.
 // The split reads each generated token's vocabulary piece, so the markers must be tokens of the vocabulary
 // (detectReasoningFormat checks); the text pieces themselves come from the detokenizer as before.
 
@@ -13,6 +16,12 @@ export type ReasoningParserChoice = 'auto' | 'none' | ReasoningFormat;
 
 const THINK_OPEN = '<think>', THINK_CLOSE = '</think>';
 const HARMONY = { channel: '<|channel|>', message: '<|message|>', end: '<|end|>', start: '<|start|>' };
+const HARMONY_CALL_END = '<|call|>';
+
+/** How a harmony tool call reaches the answer text: OPEN name ARGS arguments [CLOSE]. */
+export const HARMONY_CALL = { open: '\uE000', args: '\uE001', close: '\uE002' };
+const RECIPIENT = /\bto=functions\.([A-Za-z0-9_-]+)/;
+const RECIPIENT_START = 'to=functions.';
 
 /**
  * The format the server splits with: the choice, checked against the vocabulary (`hasToken`: whether a string is one
@@ -46,16 +55,23 @@ export interface ReasoningDelta { reasoning: string; content: string }
  * reasoning and answer parts. The answer's leading whitespace after thoughts is dropped (Qwen3 writes "</think>\n\n").
  */
 export class ReasoningSplitter {
-  private mode: 'reasoning' | 'content' | 'header' | 'channel' | 'idle';
+  private mode: 'reasoning' | 'content' | 'header' | 'channel' | 'idle' | 'call';
   private channelName = '';
+  /** harmony: the current message's header (after <|start|>, or before the first marker), for its recipient. */
+  private header = '';
+  /** harmony: nothing but a possible header (" to=functions.x") came yet — held until a marker says what it was. */
+  private opening: boolean;
   private sawReasoning = false;
   private contentStarted = false;
 
-  constructor(private readonly format: ReasoningFormat, startsInReasoning = false) {
+  /** markCalls (harmony, a request with tools in the harmony tool format): messages to a function become
+   * HARMONY_CALL markup; otherwise their arguments are answer text, as any commentary. */
+  constructor(private readonly format: ReasoningFormat, startsInReasoning = false, private readonly markCalls = false) {
     // harmony: the answer starts after the template's <|start|>assistant, at the channel header (text before any
     // marker is taken as the answer, so a model that skips the header still answers).
     this.mode = format === 'think' ? (startsInReasoning ? 'reasoning' : 'content') : 'content';
     if (this.mode === 'reasoning') this.sawReasoning = true;
+    this.opening = format === 'harmony';
   }
 
   push(piece: string, delta: string): ReasoningDelta {
@@ -76,30 +92,60 @@ export class ReasoningSplitter {
   }
 
   private harmony(piece: string, delta: string): ReasoningDelta {
+    const none = { reasoning: '', content: '' };
+    if (this.opening) {
+      if (piece === HARMONY.channel || piece === HARMONY.message || piece === HARMONY.start) {
+        this.opening = false;  // a header held so far stays in this.header for <|message|> to read
+      } else if (!(piece.startsWith('<|') && delta === '')) {  // a text token (special ones say nothing here)
+        const text = this.header + delta;
+        const t = text.trimStart();
+        if (t === '' || RECIPIENT_START.startsWith(t) || t.startsWith(RECIPIENT_START)) {
+          this.header = text;
+          return none;
+        }
+        this.opening = false;  // not a header: what was held is answer text
+        this.header = '';
+        return this.route(text);
+      }
+    }
     switch (piece) {
       case HARMONY.channel:
         this.mode = 'channel';
         this.channelName = '';
-        return { reasoning: '', content: '' };
+        return none;
       case HARMONY.message: {
         // "analysis", "final", "commentary", or "commentary json" after a recipient: the first word names it
         const name = this.channelName.trim().split(/\s+/)[0] ?? '';
+        const to = this.markCalls ? RECIPIENT.exec(`${this.header} ${this.channelName}`)?.[1] : undefined;
+        this.header = '';
+        if (to !== undefined) {
+          this.mode = 'call';
+          return { reasoning: '', content: HARMONY_CALL.open + to + HARMONY_CALL.args };
+        }
         this.mode = name === 'analysis' ? 'reasoning' : 'content';
         if (this.mode === 'reasoning') this.sawReasoning = true;
-        return { reasoning: '', content: '' };
+        return none;
       }
-      case HARMONY.end:
+      case HARMONY.end: case HARMONY_CALL_END: {
+        const closing = this.mode === 'call';
         this.mode = 'idle';
-        return { reasoning: '', content: '' };
+        return closing ? { reasoning: '', content: HARMONY_CALL.close } : none;
+      }
       case HARMONY.start:
         this.mode = 'header';
-        return { reasoning: '', content: '' };
+        this.header = '';
+        return none;
     }
     if (this.mode === 'channel') {
       this.channelName += delta;
-      return { reasoning: '', content: '' };
+      return none;
     }
-    if (this.mode === 'header' || this.mode === 'idle') return { reasoning: '', content: '' };  // role, recipient
+    if (this.mode === 'header') {
+      this.header += delta;
+      return none;
+    }
+    if (this.mode === 'idle') return none;
+    if (this.mode === 'call') return { reasoning: '', content: delta };  // the arguments, verbatim
     return this.route(delta);
   }
 

@@ -145,7 +145,7 @@ export async function start(
     const prompt = texts[Math.floor(index / per)]!;
     const opensThinking = format === 'think' && promptOpensThinking(prompt);
     return { ...run, kind, valid, head, span, index, prompt, decode, tools, toolFormat: toolFormat(deps.engine.info.toolFormat), includeReasoning,
-      splitter: format ? () => new ReasoningSplitter(format, opensThinking) : null };
+      splitter: format ? () => new ReasoningSplitter(format, opensThinking, tools !== undefined && deps.engine.info.toolFormat === 'harmony') : null };
   });
 }
 
@@ -344,7 +344,9 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
         }
         // A special token that is call markup (Mistral's [TOOL_CALLS]) goes to the calls, not through the stop trimmer.
         const marker = calls ? answerDelta(run.toolFormat, ev.token, '') : '';
-        if (ev.token.special || (part && part.content === '')) {  // no answer text, but it counts toward min_tokens
+        // No answer text (a special token says nothing, unless the splitter made it call markup), but it counts
+        // toward min_tokens.
+        if (part ? part.content === '' : ev.token.special) {
           trimmer.push('');
           if (marker === '') break;
         }

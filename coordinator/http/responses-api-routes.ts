@@ -163,7 +163,7 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
             }
           }
           const marker = calls ? answerDelta(run.toolFormat, e.token, '') : '';  // call markup that is a special token
-          const text = marker + trimmer.push(e.token.special ? '' : part ? part.content : e.textDelta);
+          const text = marker + trimmer.push(part ? part.content : e.token.special ? '' : e.textDelta);
           yield* say(calls ? calls.push(text) : text);
           break;
         }

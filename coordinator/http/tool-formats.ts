@@ -11,6 +11,9 @@
 //                8x22B) or [TOOL_CALLS]name[ARGS]{…} per call (v11+: Small 3.2, Magistral, Devstral), after
 //                optional text; [TOOL_CALLS] and [ARGS] are control tokens, kept in the answer for the parser; call
 //                ids are 9 letters and digits (Mistral's templates refuse others)
+//   harmony      gpt-oss: a commentary message addressed `to=functions.NAME` whose text is the arguments, ended
+//                by <|call|>; the harmony reasoning parser (engine/reasoning.ts) hands such messages on as
+//                HARMONY_CALL markup. Their markers are special tokens a constraint cannot write, so only `auto`.
 // `auto` leaves the answer free and parses it; `required` or a named function constrains it to the native calls
 // with arguments matching the schema, as weft's format does.
 import { randomBytes } from 'node:crypto';
@@ -18,6 +21,8 @@ import { JSON_SP } from '../constraints/json-schema.js';
 import { isJsonObject } from './json.js';
 import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, type ToolCall, type ToolUse } from './openai-tools.js';
 import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, MISTRAL_CALLS, type ToolFormatName } from '../engine/tool-format-detect.js';
+import { HARMONY_CALL } from '../engine/reasoning.js';
+import { validationError } from './errors.js';
 
 /** An answer with calls: the text before them (null: none) and the calls. */
 export interface ParsedCalls {
@@ -228,7 +233,34 @@ const LLAMA3_JSON: ToolFormat = {
   heldTail: (answer) => (answer.trim() === '' ? answer.length : 0),  // leading space: not decided yet
 };
 
-const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL };
+const HARMONY: ToolFormat = {
+  name: 'harmony',
+  native: true,
+  constraint: (use) => {
+    if (use.choice === 'auto') return undefined;
+    throw validationError('gpt-oss (harmony) calls are written in special tokens a constraint cannot require: use tool_choice "auto" ' +
+      '(or start the server with --tool-call-parser weft to have weft\'s JSON calls constrained)');
+  },
+  parse: (answer, use) => {
+    const at = answer.indexOf(HARMONY_CALL.open);
+    if (at < 0) return null;
+    const calls: ToolCall[] = [];
+    for (const part of answer.slice(at + 1).split(HARMONY_CALL.open)) {
+      const sep = part.indexOf(HARMONY_CALL.args);
+      if (sep < 0) return null;
+      const end = part.indexOf(HARMONY_CALL.close);
+      // Text between calls (a preamble) is not kept; the last call may lack its close (generation ended at <|call|>).
+      const call = namedCall(part.slice(0, sep), part.slice(sep + 1, end < 0 ? part.length : end).trim(), use, newCallId);
+      if (!call) return null;
+      calls.push(call);
+    }
+    return { content: textBefore(answer, at), calls };
+  },
+  callStart: (answer) => answer.indexOf(HARMONY_CALL.open),
+  heldTail: (answer) => answer.length - answer.trimEnd().length,
+};
+
+const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL, harmony: HARMONY };
 
 /** The text a generated token adds to the answer the format parses: its text, or for a special token only a
  * marker of the format (others are dropped, as ever). */

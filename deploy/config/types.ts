@@ -67,7 +67,7 @@ export interface LaunchConfig {
   trustRequestChatTemplate: boolean;
   /** How chat answers' thoughts are split out (coordinator/engine/reasoning.ts). */
   reasoningParser: 'auto' | 'none' | 'think' | 'harmony';
-  toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral';
+  toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral' | 'harmony';
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;

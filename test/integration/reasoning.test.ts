@@ -77,3 +77,36 @@ test('harmony (gpt-oss): the analysis channel is reasoning_content; the markers 
   assert.equal(response.output[1].content[0].text, message.content);
   assert.equal(response.usage.output_tokens_details.reasoning_tokens, 1);
 });
+
+test('harmony tool calls (gpt-oss): a commentary message to=functions.NAME comes back as tool_calls, whole and streamed', async () => {
+  // g0 <|channel|>, g1 "commentary to=functions.get_weather", g2 <|constrain|>, g3 <|message|>, g4 the arguments, g5 <|call|>
+  const free = [...Array(c.vocab).keys()].filter((id) => !g.includes(id) && !c.sequences[s]!.includes(id));
+  const tokens: Record<number, AddedToken> = { [g[0]!]: '<|channel|>', [g[1]!]: { content: 'commentary to=functions.get_weather', special: false },
+    [g[2]!]: '<|constrain|>', [g[3]!]: '<|message|>', [g[4]!]: { content: '{"city": "Paris"}', special: false }, [g[5]!]: '<|call|>',
+    [free[0]!]: '<|start|>', [free[1]!]: '<|end|>' };
+  const srv = await startGoldenServer({}, { caseName: CASE, specialTokens: tokens, flags: ['--trust-request-chat-template', '--tool-call-parser', 'harmony'] });
+  try {
+    assert.equal((await (await fetch(`${srv.url}/info`)).json()).tool_call_parser, 'harmony');
+    const weather = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
+    // <|call|> ends the turn (gpt-oss's generation config lists it among the end tokens; here a stop token id).
+    const req = { messages: [{ role: 'user', content: textOf(c.sequences[s]!) }], chat_template: '{{ messages[-1].content }}',
+      max_tokens: 6, temperature: 0, tools: [weather], stop_token_ids: [g[5]!] };
+    const whole = await srv.post('/v1/chat/completions', req);
+    assert.equal(whole.status, 200, whole.text);
+    const choice = whole.json.choices[0];
+    assert.equal(choice.finish_reason, 'tool_calls', whole.text);
+    assert.equal(choice.message.content, null);
+    assert.deepEqual(choice.message.tool_calls.map((x: any) => [x.function.name, JSON.parse(x.function.arguments)]), [['get_weather', { city: 'Paris' }]]);
+    const streamed = sse((await srv.post('/v1/chat/completions', { ...req, stream: true })).text);
+    const deltas = streamed.flatMap((ch) => ch.choices[0]?.delta?.tool_calls ?? []);
+    assert.deepEqual(deltas.map((d: any) => d.function), choice.message.tool_calls.map((x: any) => x.function));
+    assert.equal(streamed.map((ch) => ch.choices[0]?.delta?.content ?? '').join(''), '');
+    // Without tools the same answer is text (the arguments), as before.
+    const plain = await srv.post('/v1/chat/completions', { ...req, tools: undefined });
+    assert.equal(plain.json.choices[0].message.content.trim(), '{"city": "Paris"}');
+    const required = await srv.post('/v1/chat/completions', { ...req, tool_choice: 'required' });
+    assert.equal(required.status, 422, required.text);
+  } finally {
+    await srv.close();
+  }
+});

@@ -42,7 +42,7 @@ test('harmony: analysis is the thoughts, final and commentary the answer; header
     M('<|start|>'), ['assistant', 'assistant'], [' to=functions.f', ' to=functions.f'], M('<|channel|>'), ['commentary', 'commentary'],
     [' json', ' json'], M('<|message|>'), ['{"a":1}', '{"a":1}'], M('<|call|>'),
   ]);
-  assert.deepEqual(tool, { reasoning: '', content: '{"a":1}' });
+  assert.deepEqual(tool, { reasoning: '', content: '{"a":1}' });  // (a request without tools: no call markup)
   // text before any header (a model that skips it) is answer
   assert.deepEqual(split(new ReasoningSplitter('harmony'), words('just text')), { reasoning: '', content: 'just text' });
 });
@@ -64,4 +64,23 @@ test('a prompt that ends inside an opened <think> block starts the answer in tho
   assert.equal(promptOpensThinking('<|im_start|>assistant\n<think>\n\n</think>\n\n'), false);  // Qwen3 with thinking off
   assert.equal(promptOpensThinking('user wrote <think> in the middle of a question'), false);
   assert.equal(promptOpensThinking('plain'), false);
+});
+
+test('harmony: a message addressed to a function is a call (HARMONY_CALL markup in the answer), recipient in its channel or header', async () => {
+  const { HARMONY_CALL: C } = await import('../../coordinator/engine/reasoning.js');
+  const m = (x: string): [string, string] => [x, ''];  // a special marker
+  // Thoughts, then the call with the recipient in the channel: <|channel|>commentary to=functions.f <|constrain|>json<|message|>…<|call|>
+  const inChannel = split(new ReasoningSplitter('harmony', false, true), [m('<|channel|>'), ...words('analysis'), m('<|message|>'), ...words('Need weather.'),
+    m('<|end|>'), m('<|start|>'), ...words('assistant'), m('<|channel|>'), ...words('commentary to=functions.get_weather '),
+    m('<|constrain|>'), ...words('json'), m('<|message|>'), ['{"city":', '{"city":'], [' "Paris"}', ' "Paris"}'], m('<|call|>')]);
+  assert.deepEqual(inChannel, { reasoning: 'Need weather.', content: `${C.open}get_weather${C.args}{"city": "Paris"}${C.close}` });
+  // The recipient in the header of the answer's first message (the template wrote "<|start|>assistant").
+  const inHeader = split(new ReasoningSplitter('harmony', false, true), [[' to', ' to'], ['=functions.now', '=functions.now'], m('<|channel|>'),
+    ...words('commentary json'), m('<|message|>'), ['{}', '{}']]);
+  assert.deepEqual(inHeader, { reasoning: '', content: `${C.open}now${C.args}{}` });
+  // A plain answer that starts like a header ("t…") is held one token, then is text.
+  assert.deepEqual(split(new ReasoningSplitter('harmony', false, true), [['t', 't'], ['oday', 'oday'], [' is', ' is']]), { reasoning: '', content: 'today is' });
+  // A final message after the call's preamble is text, and a commentary message without recipient too.
+  assert.deepEqual(split(new ReasoningSplitter('harmony'), [m('<|channel|>'), ...words('final'), m('<|message|>'), ...words('Done.')]),
+    { reasoning: '', content: 'Done.' });
 });

@@ -21,6 +21,7 @@ const USE: ToolUse = { tools: [WEATHER, CLOCK], choice: 'auto', parallel: true, 
 const hermes = toolFormat('hermes');
 const llama = toolFormat('llama3_json');
 const mistral = toolFormat('mistral');
+const harmony = toolFormat('harmony');
 const brief = (p: ReturnType<typeof hermes.parse>) => p && { content: p.content, calls: p.calls.map((c) => [c.name, JSON.parse(c.arguments)]) };
 
 test('hermes: text, then <tool_call> blocks of offered functions; anything else is text', () => {
@@ -70,6 +71,21 @@ test('mistral: [TOOL_CALLS] then a JSON array (v3) or name[ARGS]{…} per call (
   const required = matcher(mistral.constraint({ ...USE, choice: 'required' })!);
   assert.ok(required.matches('[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "x"}}]'));
   assert.ok(!required.matches('[TOOL_CALLS][]'));
+});
+
+test('harmony: the calls the harmony reasoning parser marks; auto only (its markers are special tokens)', () => {
+  const call = (name: string, args: string, close = true) => `\uE000${name}\uE001${args}${close ? '\uE002' : ''}`;
+  assert.deepEqual(brief(harmony.parse(`Checking. ${call('get_weather', '{"city": "Oslo"}')}${call('get_time', '{}', false)}`, USE)),
+    { content: 'Checking.', calls: [['get_weather', { city: 'Oslo' }], ['get_time', {}]] });
+  assert.equal(harmony.parse('just text', USE), null);
+  assert.equal(harmony.parse(call('get_weather', '{"city":'), USE), null, 'arguments that do not parse: text');
+  assert.equal(harmony.parse(call('rm', '{}'), USE), null);
+  assert.equal(harmony.constraint(USE), undefined);
+  assert.throws(() => harmony.constraint({ ...USE, choice: 'required' }), /use tool_choice "auto"/);
+  const s = new ToolCallStream(harmony, USE);
+  assert.equal(s.push('Sure. '), 'Sure.');
+  assert.equal(s.push('\uE000get_time\uE001'), '');
+  assert.deepEqual(s.finish('{}\uE002', true).calls?.map((c) => c.name), ['get_time']);
 });
 
 test('streaming: text goes out until the calls begin (a marker split over deltas is held), then the calls at the end', () => {
@@ -129,6 +145,9 @@ test('auto detection: the format the chat template renders tools in', () => {
   assert.equal(detectToolFormat('auto', '{%- if tools %}[AVAILABLE_TOOLS]{{ tools|tojson }}[/AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]', none), 'mistral');
   assert.equal(detectToolFormat('auto', null, none), 'weft');
   assert.equal(detectToolFormat('llama3_json', null, none), 'llama3_json');
+  assert.equal(detectToolFormat('auto', '{% if tools %}namespace functions{% endif %}', none, 'harmony'), 'harmony');
+  assert.equal(detectToolFormat('auto', '{{ messages }}', none, 'harmony'), 'weft', 'a template without tools');
+  assert.throws(() => detectToolFormat('harmony', '{{ tools }}', none, null), /needs --reasoning-parser harmony/);
 });
 
 // A Hermes-style template (written for this test): tools as JSON lines, calls in tags, results as tool turns.
