@@ -1,6 +1,7 @@
 // What a shard remembers about one sequence between steps (DESIGN.md §2: steps carry diffs, not state).
 import type { SamplingParams } from '../../protocol/index.js';
 import type { TokenAutomaton } from '../constraints/token-constraint.js';
+import type { NgramIndex } from './speculation.js';
 
 export interface SequenceState {
   seqId: string;
@@ -20,6 +21,8 @@ export interface SequenceState {
   topN: number;
   /** Chunked prefill: prompt tokens still to come in later steps (nothing is sampled until 0). */
   unsent: number;
+  /** Speculative decoding: the n-gram index of `history` (made on the first step that drafts). */
+  ngrams?: NgramIndex;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */
   constraint?: { automaton: TokenAutomaton; state: number; failed?: string };
 }

@@ -21,10 +21,10 @@ export const LOOKUP_WINDOW = 8192;
  * Up to `max` tokens that followed the most recent earlier occurrence of `history`'s last n tokens (n from
  * NGRAM_MAX down to NGRAM_MIN; the first n with a match wins). [] when nothing matches or `max` is 0.
  */
-export function proposeDrafts(history: readonly number[], max: number): number[] {
+export function proposeDrafts(history: readonly number[], max: number, window = LOOKUP_WINDOW): number[] {
   const len = history.length;
   if (max <= 0 || len < 2) return [];
-  const floor = Math.max(0, len - LOOKUP_WINDOW);
+  const floor = Math.max(0, len - window);
   for (let n = Math.min(NGRAM_MAX, len - 1); n >= NGRAM_MIN; n--) {
     // Candidate starts j (the n-gram history[j..j+n) ends before the final one begins, so at least one token
     // follows it), most recent first.
@@ -37,6 +37,67 @@ export function proposeDrafts(history: readonly number[], max: number): number[]
     }
   }
   return [];
+}
+
+/**
+ * proposeDrafts without the scan: per n, the latest start of each n-gram that some token already follows, kept up
+ * to date as the sequence grows (update after every append), so a step's lookup is O(n) whatever the length.
+ * Keys are a hash of the n tokens; a hit is checked against the tokens themselves (a collision is a miss).
+ * Starts that fall out of the lookup window are dropped, so the index holds at most NGRAM_MAX · window entries.
+ * Gives exactly proposeDrafts' result (test/unit/speculative-runner.test.ts).
+ */
+export class NgramIndex {
+  private readonly latest: Map<number, number>[] = Array.from({ length: NGRAM_MAX + 1 }, () => new Map());
+  /** Tokens of the history whose n-grams (those with a follower) are indexed. */
+  private indexed = 0;
+  /** Starts below this have been dropped from the index (out of the window). */
+  private dropped = 0;
+
+  constructor(private readonly window = LOOKUP_WINDOW) {}
+
+  /** Indexes what `history` gained since the last call (history only grows between calls). */
+  update(history: readonly number[]): void {
+    // Position p's token follows the n-grams ending at p - 1: they start at p - n.
+    for (let p = Math.max(this.indexed, 1); p < history.length; p++) {
+      for (let n = NGRAM_MIN; n <= NGRAM_MAX && p - n >= 0; n++) this.latest[n]!.set(hashOf(history, p - n, n), p - n);
+    }
+    this.indexed = Math.max(this.indexed, history.length);
+    for (const floor = history.length - this.window; this.dropped < floor; this.dropped++) {
+      for (let n = NGRAM_MIN; n <= NGRAM_MAX; n++) {
+        const key = hashOf(history, this.dropped, n);
+        if (this.latest[n]!.get(key) === this.dropped) this.latest[n]!.delete(key);
+      }
+    }
+  }
+
+  /** proposeDrafts(history, max), history indexed by update(). */
+  propose(history: readonly number[], max: number): number[] {
+    const len = history.length;
+    if (max <= 0 || len < 2) return [];
+    for (let n = Math.min(NGRAM_MAX, len - 1); n >= NGRAM_MIN; n--) {
+      const j = this.latest[n]!.get(hashOf(history, len - n, n));
+      // (Starts out of the window were dropped by update.)
+      if (j === undefined || !sameTokens(history, j, len - n, n)) continue;
+      return history.slice(j + n, Math.min(j + n + max, len));
+    }
+    return [];
+  }
+}
+
+/** A 52-bit hash of history[from, from + n) (FNV-style over 32-bit halves; exactness comes from sameTokens). */
+function hashOf(history: readonly number[], from: number, n: number): number {
+  let lo = 0x811c9dc5 ^ n, hi = 0x01000193;
+  for (let i = from; i < from + n; i++) {
+    const t = history[i]!;
+    lo = Math.imul(lo ^ t, 0x01000193) >>> 0;
+    hi = Math.imul(hi ^ (t >>> 7) ^ lo, 0x5bd1e995) >>> 0;
+  }
+  return (hi & 0xfffff) * 0x100000000 + lo;
+}
+
+function sameTokens(history: readonly number[], a: number, b: number, n: number): boolean {
+  for (let k = 0; k < n; k++) if (history[a + k] !== history[b + k]) return false;
+  return true;
 }
 
 /** How many drafts were accepted: the length of the run of positions where the sampled token equals the draft

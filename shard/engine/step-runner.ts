@@ -8,7 +8,7 @@ import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '
 import { usesLongRope, type LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
-import { acceptedDrafts, proposeDrafts, type Drafter } from './speculation.js';
+import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -87,7 +87,7 @@ export class StepRunner {
   /** `constraints`: compiled structured-output patterns (absent: NewSequence.constraint is refused). `drafter`:
    * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality). */
   constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache,
-    private readonly drafter: Drafter = (_, history, max) => proposeDrafts(history, max)) {}
+    private readonly drafter?: Drafter) {}
 
   get activeSequences(): number {
     return this.seqs.size;
@@ -184,7 +184,7 @@ export class StepRunner {
   private drafts(state: SequenceState, r: RunningSequence): { drafts: number[]; cstates?: number[] } {
     const room = state.blockTable.length * this.model.plan.blockSize - state.length - 1;
     const max = Math.min(r.draft ?? 0, room);
-    const drafts = max > 0 ? this.drafter(state.seqId, state.history, max).slice(0, max) : [];
+    const drafts = max > 0 ? this.propose(state, max) : [];
     const c = state.constraint;
     if (drafts.length === 0 || !c) return { drafts };
     if (c.failed !== undefined) return { drafts: [] };
@@ -202,6 +202,15 @@ export class StepRunner {
       drafts.length = cstates.length - 1;  // the automaton's own failure shows up when the token is sampled
     }
     return { drafts, cstates: cstates.slice(0, drafts.length + 1) };
+  }
+
+  /** Up to max drafts: the given drafter's, or the n-gram lookup over the sequence's history (its index kept
+   * with the sequence, brought up to date here). */
+  private propose(state: SequenceState, max: number): number[] {
+    if (this.drafter) return this.drafter(state.seqId, state.history, max).slice(0, max);
+    state.ngrams ??= new NgramIndex();
+    state.ngrams.update(state.history);
+    return state.ngrams.propose(state.history, max);
   }
 
   /** A speculative row's output: the tokens sampled at its positions up to and including the first that differs

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ensureDemoModel } from '../../deploy/demo-model/index.js';
 import { GREEDY, LocalEngine, StepRunner } from '../../shard/index.js';
 import { AutomatonCache } from '../../shard/constraints/token-constraint.js';
-import { proposeDrafts, type Drafter } from '../../shard/engine/speculation.js';
+import { NgramIndex, proposeDrafts, type Drafter } from '../../shard/engine/speculation.js';
 import { PROTOCOL_VERSION, loadTokenVocab, type SamplingParams } from '../../protocol/index.js';
 import { Scheduler, Sequence, type SequenceInit } from '../../coordinator/scheduler/index.js';
 
@@ -55,7 +55,7 @@ test('speculative decoding generates exactly the tokens plain decoding does, how
         constraint: { pattern: '[a-z ]{0,60}', endTokens: eos } },
     ];
     const runner = (drafter?: Drafter) => new StepRunner(engine.model, 0, new AutomatonCache(() => vocab, 5000), drafter);
-    const plain = await generate(runner(), seqs, 0);
+    const plain = await generate(runner(), seqs, 0);  // (no drafts asked: the lookup never runs)
     for (const [id, t] of plain.tokens) assert.ok(t.length >= 10, `${id}: ${t.length} tokens`);
     assert.equal(plain.tokens.get('min-tokens')!.length, 19, 'EOS right after min_tokens');
 
@@ -70,8 +70,8 @@ test('speculative decoding generates exactly the tokens plain decoding does, how
     assert.ok(guessed.accepted > guessed.drafted / 3 && guessed.accepted < guessed.drafted, `${guessed.accepted} of ${guessed.drafted} accepted`);
     assert.ok(guessed.steps < plain.steps * 0.6, `steps: ${guessed.steps} with speculation, ${plain.steps} without`);
 
-    // The n-gram lookup itself (what a server runs).
-    const lookup = await generate(runner((_, h, max) => proposeDrafts(h, max)), seqs, 4);
+    // The n-gram lookup itself (what a server runs: no drafter given).
+    const lookup = await generate(runner(), seqs, 4);
     assert.deepEqual(lookup.tokens, plain.tokens);
     assert.ok(lookup.drafted > 0, 'the lookup proposed nothing');
   } finally {
@@ -91,4 +91,26 @@ test('the n-gram lookup continues the most recent earlier occurrence of the long
   assert.deepEqual(proposeDrafts([1, 2, 3], 4), []);
   assert.deepEqual(proposeDrafts([1, 2, 1], 0), []);
   assert.deepEqual(proposeDrafts([7], 3), []);
+});
+
+test('the incremental n-gram index proposes exactly what the scan does, step by step as a history grows', () => {
+  let state = 7;
+  const rand = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  let hits = 0;
+  for (let run = 0; run < 40; run++) {
+    const vocab = 2 + Math.floor(rand() * 40);  // small vocabularies: many repeats
+    const history = Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Math.floor(rand() * vocab));
+    const window = run % 2 === 0 ? 8192 : 8 + Math.floor(rand() * 24);  // short windows: starts fall out of them
+    const index = new NgramIndex(window);
+    for (let step = 0; step < 120; step++) {
+      const max = Math.floor(rand() * 6);
+      index.update(history);
+      const got = index.propose(history, max);
+      assert.deepEqual(got, proposeDrafts(history, max, window), `run ${run} step ${step} window ${window}: ${history.join(',')}`);
+      if (got.length > 0) hits++;
+      // Grow by one token, or several (a step that accepted drafts).
+      for (let k = 1 + Math.floor(rand() * 3); k > 0; k--) history.push(Math.floor(rand() * vocab));
+    }
+  }
+  assert.ok(hits > 1000, `only ${hits} lookups found a match`);
 });
