@@ -38,7 +38,7 @@ import {
 import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import { withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
-import { ToolCallStream, answerDelta, toolFormat, type ToolFormat } from './tool-formats.js';
+import { ToolCallStream, answerCalls, answerDelta, toolFormat, type ToolFormat } from './tool-formats.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -243,7 +243,7 @@ export async function choice(run: Run): Promise<ChoiceResult> {
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
         // Split, the text is the answer alone: the engine's whole text is no longer its continuation.
         const generated = scoreOnly ? '' : text + trimmer.finish(splitter ? '' : ev.generatedText);
-        const parsed = run.tools && ev.finishReason !== 'length' ? run.toolFormat.parse(generated, run.tools) : null;
+        const parsed = run.tools && ev.finishReason !== 'length' ? answerCalls(run.toolFormat, generated, run.tools) : null;
         return { text: parsed ? parsed.content ?? '' : (echo ? run.prompt : '') + generated, calls: parsed?.calls ?? null, logprobs,
           reasoning: splitter && run.includeReasoning ? reasoning : null, reasoningTokens, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
           promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,

@@ -262,6 +262,13 @@ const HARMONY: ToolFormat = {
 
 const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL, harmony: HARMONY };
 
+/** The answer's calls in `format` — only the first with parallel_tool_calls false (an unconstrained answer may
+ * hold more) — or null when it has none. */
+export function answerCalls(format: ToolFormat, answer: string, use: ToolUse): ParsedCalls | null {
+  const parsed = format.parse(answer, use);
+  return parsed && !use.parallel && parsed.calls.length > 1 ? { ...parsed, calls: parsed.calls.slice(0, 1) } : parsed;
+}
+
 /** The text a generated token adds to the answer the format parses: its text, or for a special token only a
  * marker of the format (others are dropped, as ever). */
 export function answerDelta(format: ToolFormat | null, token: { text: string; special: boolean }, delta: string): string {
@@ -300,7 +307,7 @@ export class ToolCallStream {
   /** The end (`rest`: text the stream did not carry; `complete`: false when cut short by the length limit). */
   finish(rest: string, complete: boolean): { text: string; calls: ToolCall[] | null } {
     this.answer += rest;
-    const parsed = complete ? this.format.parse(this.answer, this.use) : null;
+    const parsed = complete ? answerCalls(this.format, this.answer, this.use) : null;
     if (parsed) return { text: '', calls: parsed.calls };
     const text = this.answer.slice(this.sent);
     this.sent = this.answer.length;

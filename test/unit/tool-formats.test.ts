@@ -3,7 +3,7 @@
 // chat template receiving tools, calls and results structured (a Hermes-style template written for this test).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ToolCallStream, answerDelta, toolFormat } from '../../coordinator/http/tool-formats.js';
+import { ToolCallStream, answerCalls, answerDelta, toolFormat } from '../../coordinator/http/tool-formats.js';
 import { detectToolFormat } from '../../coordinator/engine/tool-format-detect.js';
 import type { ToolUse } from '../../coordinator/http/openai-tools.js';
 import { validateChatBody } from '../../coordinator/http/openai-validate.js';
@@ -32,6 +32,10 @@ test('hermes: text, then <tool_call> blocks of offered functions; anything else 
   // The last block may end without its closing tag (the end-of-turn token came right after the JSON).
   assert.deepEqual(brief(hermes.parse('<tool_call>\n{"name": "get_time", "arguments": {}}', USE)), { content: null, calls: [['get_time', {}]] });
   assert.equal(hermes.parse('No tools needed: it is sunny.', USE), null);
+  // parallel_tool_calls false: an (unconstrained) answer with two calls gives the first.
+  const two = '<tool_call>{"name": "get_time", "arguments": {}}</tool_call><tool_call>{"name": "get_weather", "arguments": {"city": "x"}}</tool_call>';
+  assert.deepEqual(answerCalls(hermes, two, { ...USE, parallel: false })?.calls.map((c) => c.name), ['get_time']);
+  assert.deepEqual(answerCalls(hermes, two, USE)?.calls.map((c) => c.name), ['get_time', 'get_weather']);
   assert.equal(hermes.parse('<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>', USE), null, 'broken JSON');
   assert.equal(hermes.parse('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', USE), null, 'a function not offered');
   assert.equal(hermes.parse('<tool_call>{"name": "get_time", "arguments": {}}</tool_call> and then some text', USE), null);
