@@ -38,7 +38,8 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
     // Kept once complete: the conversation so far, this input, this output (store: false, or a store of 0 entries: not).
     const keep = settings.store && store.enabled
-      ? (response: Json) => store.put(head.id, owner, { response, items: [...previous?.items ?? [], ...inputItems, ...(response.output as Json[])] })
+      ? (response: Json) => store.put(head.id, owner, { response,
+        items: [...previous?.items ?? [], ...inputItems.map(storedItem), ...(response.output as Json[])] })
       : () => {};
     const echoed = { ...settings, store: settings.store && store.enabled };
     if (!valid.stream) {
@@ -53,6 +54,22 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const found = store.get(request.params.id, ownerOf(request.headers));
     if (!found) throw unknownResponse(request.params.id, store);
     return found.response;
+  });
+  // The items the response was generated from (the conversation before its output), newest first unless
+  // order=asc, `limit` (1-100, default 20) at a time after the item `after` (OpenAI's list shape).
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | undefined> }>('/v1/responses/:id/input_items', { errorHandler }, async (request) => {
+    const found = store.get(request.params.id, ownerOf(request.headers));
+    if (!found) throw unknownResponse(request.params.id, store);
+    const q = request.query;
+    const limit = q.limit === undefined ? 20 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(422, 'validation', '`limit` must be an integer from 1 to 100');
+    if (q.order !== undefined && q.order !== 'asc' && q.order !== 'desc') throw new HttpError(422, 'validation', '`order` must be asc or desc');
+    const inputs = found.items.slice(0, found.items.length - (found.response.output as Json[]).length);
+    const ordered = q.order === 'asc' ? inputs : [...inputs].reverse();
+    const from = q.after === undefined ? 0 : ordered.findIndex((i) => i.id === q.after) + 1;
+    if (from === 0 && q.after !== undefined) throw new HttpError(404, 'not_found', `no input item '${q.after.slice(0, 80)}' in response '${request.params.id.slice(0, 80)}'`);
+    const data = ordered.slice(from, from + limit);
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: from + limit < ordered.length };
   });
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', { errorHandler }, async (request) => {
     if (!store.delete(request.params.id, ownerOf(request.headers))) throw unknownResponse(request.params.id, store);
@@ -69,6 +86,15 @@ function unknownResponse(id: string, store: ResponseStore): HttpError {
 }
 
 const itemId = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, '')}`;
+
+/** An input item as stored (and listed by input_items): with an id, a message's text as content parts. */
+function storedItem(item: Json): Json {
+  const type = item.type ?? 'message';
+  const content = type === 'message' && typeof item.content === 'string'
+    ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
+  const prefix = type === 'function_call' ? 'fc' : type === 'function_call_output' ? 'fco' : type === 'reasoning' ? 'rs' : 'msg';
+  return { ...item, id: typeof item.id === 'string' ? item.id : itemId(prefix), type, ...(content !== undefined ? { content } : {}) };
+}
 
 function usageOf(c: Counts) {
   return { input_tokens: c.promptTokens, input_tokens_details: { cached_tokens: c.cachedTokens }, output_tokens: c.generatedTokens,

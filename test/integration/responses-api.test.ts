@@ -156,6 +156,19 @@ test('stored responses: GET returns it, previous_response_id continues it exactl
   const third = await post({ input: 'One more.', max_output_tokens: 4, temperature: 0, previous_response_id: chained.json.id });
   assert.equal(third.status, 200, third.text);
   assert.ok(third.json.usage.input_tokens > chained.json.usage.input_tokens);
+  // input_items: what the third response was generated from — the whole conversation before its output.
+  const items = async (q = '') => (await fetch(`${server.url}/v1/responses/${third.json.id}/input_items${q}`)).json();
+  const all = await items('?order=asc&limit=100');
+  assert.deepEqual(all.data.map((i: any) => [i.type, i.role ?? null]), [['message', 'user'], ['message', 'assistant'],
+    ['message', 'user'], ['message', 'assistant'], ['message', 'user']]);
+  assert.deepEqual(all.data.map((i: any) => i.content?.[0]?.text), ['Name a color.', answer.content[0].text, 'And another?',
+    chained.json.output.at(-1).content[0].text, 'One more.']);
+  assert.ok(all.data.every((i: any) => typeof i.id === 'string') && !all.has_more);
+  const page = await items('?limit=2');  // newest first by default
+  assert.deepEqual([page.data.map((i: any) => i.id), page.has_more], [[all.data[4].id, all.data[3].id], true]);
+  const next = await items(`?limit=2&after=${page.last_id}`);
+  assert.deepEqual(next.data.map((i: any) => i.id), [all.data[2].id, all.data[1].id]);
+  assert.equal((await fetch(`${server.url}/v1/responses/${third.json.id}/input_items?limit=0`)).status, 422);
   // A streamed response is stored as its completed event has it.
   const streamed = await post({ input: 'Hi', max_output_tokens: 4, temperature: 0, stream: true });
   const done = events(streamed.text).at(-1)!.data.response;
