@@ -71,7 +71,15 @@ export class ReasoningSplitter {
     // marker is taken as the answer, so a model that skips the header still answers).
     this.mode = format === 'think' ? (startsInReasoning ? 'reasoning' : 'content') : 'content';
     if (this.mode === 'reasoning') this.sawReasoning = true;
-    this.opening = format === 'harmony';
+    this.opening = format === 'harmony' && markCalls;
+  }
+
+  /** At the end of the generation: answer text still held (a harmony answer that was all a would-be header). */
+  finish(): string {
+    const held = this.opening ? this.header : '';
+    this.opening = false;
+    this.header = '';
+    return held;
   }
 
   push(piece: string, delta: string): ReasoningDelta {

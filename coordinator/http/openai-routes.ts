@@ -242,7 +242,8 @@ export async function choice(run: Run): Promise<ChoiceResult> {
         if (run.index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
         const logprobs = !run.valid.logprobs ? null : run.kind === 'chat' ? chatLogprobs(chatContent) : completionLogprobs.json;
         // Split, the text is the answer alone: the engine's whole text is no longer its continuation.
-        const generated = scoreOnly ? '' : text + trimmer.finish(splitter ? '' : ev.generatedText);
+        // With a splitter the tokens carried all the text (plus what it still held).
+        const generated = scoreOnly ? '' : text + (splitter ? trimmer.push(splitter.finish()) + trimmer.finish('') : trimmer.finish(ev.generatedText));
         const parsed = run.tools && ev.finishReason !== 'length' ? answerCalls(run.toolFormat, generated, run.tools) : null;
         return { text: parsed ? parsed.content ?? '' : (echo ? run.prompt : '') + generated, calls: parsed?.calls ?? null, logprobs,
           reasoning: splitter && run.includeReasoning ? reasoning : null, reasoningTokens, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
@@ -365,7 +366,7 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
       }
       case 'end': {
         if (index === 0) run.span.setAttribute('weft.finish_reason', ev.finishReason);
-        const rest = scoreOnly ? '' : trimmer.finish(splitter ? '' : ev.generatedText);  // split: the tokens carried it all
+        const rest = scoreOnly ? '' : splitter ? trimmer.push(splitter.finish()) + trimmer.finish('') : trimmer.finish(ev.generatedText);
         if (calls) {
           const end = calls.finish(rest, ev.finishReason !== 'length');
           if (end.calls && run.tools!.legacy) {  // one call (legacy requests never allow several)

@@ -195,7 +195,7 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
         }
         case 'end': {
           counts.generatedTokens = e.generatedTokens;
-          const rest = trimmer.finish(splitter ? '' : e.generatedText);
+          const rest = splitter ? trimmer.push(splitter.finish()) + trimmer.finish('') : trimmer.finish(e.generatedText);
           yield* closeThoughts();
           const end = calls ? calls.finish(rest, e.finishReason !== 'length') : { text: rest, calls: null };
           const incomplete = e.finishReason === 'length';

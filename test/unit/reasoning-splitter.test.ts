@@ -78,6 +78,11 @@ test('harmony: a message addressed to a function is a call (HARMONY_CALL markup 
   const inHeader = split(new ReasoningSplitter('harmony', false, true), [[' to', ' to'], ['=functions.now', '=functions.now'], m('<|channel|>'),
     ...words('commentary json'), m('<|message|>'), ['{}', '{}']]);
   assert.deepEqual(inHeader, { reasoning: '', content: `${C.open}now${C.args}{}` });
+  // An answer that is all a would-be header is text at the end; without tools nothing is held at all.
+  const short = new ReasoningSplitter('harmony', false, true);
+  assert.deepEqual(split(short, [['to', 'to']]), { reasoning: '', content: '' });
+  assert.equal(short.finish(), 'to');
+  assert.deepEqual(split(new ReasoningSplitter('harmony'), [['to', 'to']]), { reasoning: '', content: 'to' });
   // A plain answer that starts like a header ("t…") is held one token, then is text.
   assert.deepEqual(split(new ReasoningSplitter('harmony', false, true), [['t', 't'], ['oday', 'oday'], [' is', ' is']]), { reasoning: '', content: 'today is' });
   // A final message after the call's preamble is text, and a commentary message without recipient too.
