@@ -53,11 +53,12 @@ const mergeRecipe = object({
 }, { density: num({ above: 0, max: 1 }) });
 const runningSequence = object({ seqId: id, token: int(-1), newBlocks: tokenIds }, { draft: count }); // -1: SAMPLED_LAST_STEP
 
+const tokenChoice = object({ token: count, logprob });
 const seqOutput = object(
-  { seqId: id, token: count, logprob, top: arrayOf(object({ token: count, logprob })) },
-  { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(object({ token: count, logprob }))),
+  { seqId: id, token: count, logprob, top: arrayOf(tokenChoice) },
+  { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(tokenChoice)),
     logits: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }),
-    more: arrayOf(object({ token: count, logprob, top: arrayOf(object({ token: count, logprob })) })), drafted: count },
+    more: arrayOf(object({ token: count, logprob, top: arrayOf(tokenChoice) })), drafted: count },
 );
 
 /** The first seq id that occurs twice in `ids`, if any. */

@@ -37,8 +37,8 @@ import {
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
-import { withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
-import { ToolCallStream, answerCalls, answerDelta, toolFormat, type ToolFormat } from './tool-formats.js';
+import type { ToolCall, ToolUse } from './openai-tools.js';
+import { ToolCallStream, answerCalls, answerDelta, promptMessages, toolFormat, type ToolFormat } from './tool-formats.js';
 import { sseFrame } from './responses.js';
 import { MAX_SEED } from './validate.js';
 
@@ -85,9 +85,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
     const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
-    // weft's own format describes the tools in a system message; a native one has the template render them.
-    const native = toolFormat(deps.engine.info.toolFormat).native;
-    const inputs = deps.engine.renderChat(native ? valid.messages : withToolPrompt(valid.messages, valid.tools), valid.render);
+    const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });

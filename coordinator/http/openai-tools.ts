@@ -195,43 +195,50 @@ export function openAiTool(t: ToolFunction): Json {
     parameters: t.parameters ?? { type: 'object', properties: {} } } };
 }
 
-/** An assistant message's `tool_calls`, as the model is shown them: the call format it is asked to answer in
- * (`text`), or (`structured`) as chat templates that render calls read them, the arguments parsed. */
-export function toolCallsText(v: unknown, at: string): {
-  text: string; ids: Map<string, string>; structured: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[];
-} {
-  if (!Array.isArray(v)) throw validationError(`\`${at}\` must be an array`);
-  const ids = new Map<string, string>();
-  const structured: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[] = [];
-  const text = v.map((c, j) => {
-    if (!isJsonObject(c) || !isJsonObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
-      throw validationError(`\`${at}[${j}]\` must be {"id", "type": "function", "function": {"name", "arguments"}}`);
-    }
-    let args: unknown;
-    try {
-      args = JSON.parse(c.function.arguments);
-    } catch {
-      throw validationError(`\`${at}[${j}].function.arguments\` must be JSON text`);
-    }
-    if (typeof c.id === 'string') ids.set(c.id, c.function.name);
-    structured.push({ ...(typeof c.id === 'string' ? { id: c.id } : {}), type: 'function', function: { name: c.function.name, arguments: args as Json } });
-    return JSON.stringify({ name: c.function.name, arguments: args });
-  }).join('\n');
-  return { text, ids, structured };
+/** An assistant message's call as chat templates that render calls read it: the arguments parsed. */
+export interface StructuredToolCall {
+  id?: string;
+  type: 'function';
+  function: FunctionCall;
 }
 
-/** A legacy assistant `function_call` {name, arguments}, shown to the model in the call format. */
-export function functionCallText(v: unknown, at: string): string {
-  if (!isJsonObject(v) || typeof v.name !== 'string' || typeof v.arguments !== 'string') {
-    throw validationError(`\`${at}\` must be {"name", "arguments"}`);
-  }
-  let args: unknown;
+/** A call's function and its arguments (parsed from the JSON text OpenAI's messages carry). */
+export interface FunctionCall {
+  name: string;
+  arguments: Json;
+}
+
+/** {name, arguments: JSON text} at `at`, validated, the arguments parsed. */
+function functionCallAt(v: unknown, at: string, shape: string): FunctionCall {
+  if (!isJsonObject(v) || typeof v.name !== 'string' || typeof v.arguments !== 'string') throw validationError(`\`${at}\` must be ${shape}`);
   try {
-    args = JSON.parse(v.arguments);
+    return { name: v.name, arguments: JSON.parse(v.arguments) as Json };
   } catch {
     throw validationError(`\`${at}.arguments\` must be JSON text`);
   }
-  return JSON.stringify({ name: v.name, arguments: args });
+}
+
+/** A call as the model is shown it in weft's format: the call format it is asked to answer in. */
+export const callText = (call: FunctionCall): string => JSON.stringify({ name: call.name, arguments: call.arguments });
+
+/** An assistant message's `tool_calls`, structured (arguments parsed), with their ids' function names. */
+export function toolCallsOf(v: unknown, at: string): { calls: StructuredToolCall[]; ids: Map<string, string> } {
+  if (!Array.isArray(v)) throw validationError(`\`${at}\` must be an array`);
+  const ids = new Map<string, string>();
+  const calls = v.map((c, j): StructuredToolCall => {
+    if (!isJsonObject(c) || !isJsonObject(c.function) || typeof c.function.name !== 'string' || typeof c.function.arguments !== 'string') {
+      throw validationError(`\`${at}[${j}]\` must be {"id", "type": "function", "function": {"name", "arguments"}}`);
+    }
+    const fn = functionCallAt(c.function, `${at}[${j}].function`, '{"name", "arguments"}');
+    if (typeof c.id === 'string') ids.set(c.id, fn.name);
+    return { ...(typeof c.id === 'string' ? { id: c.id } : {}), type: 'function', function: fn };
+  });
+  return { calls, ids };
+}
+
+/** A legacy assistant `function_call` {name, arguments}, the arguments parsed. */
+export function functionCallOf(v: unknown, at: string): FunctionCall {
+  return functionCallAt(v, at, '{"name", "arguments"}');
 }
 
 /** A `tool` message (or a legacy `function` message, which names its function) as the user message that carries

@@ -54,7 +54,7 @@ import {
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
 import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf } from './openai-vllm.js';
-import { functionCallText, openAiTool, toolCallsText, toolResultText, toolUseOf, type ToolUse } from './openai-tools.js';
+import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
 
 export interface ChatMessage {
@@ -62,7 +62,7 @@ export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
   /** Native tool format: an assistant turn's calls as chat templates read them (arguments as an object). */
-  tool_calls?: { id?: string; type: 'function'; function: { name: string; arguments: Json } }[];
+  tool_calls?: StructuredToolCall[];
   /** Native tool format: a tool result's call id and function name. */
   tool_call_id?: string;
   name?: string;
@@ -431,19 +431,18 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>, nativ
   if (role === undefined) throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer, function)`);
   const said = () => (m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`));
   if (calls !== undefined) {
-    const { text, ids, structured } = toolCallsText(calls, `${at}.tool_calls`);
+    const { calls: structured, ids } = toolCallsOf(calls, `${at}.tool_calls`);
     for (const [id, fn] of ids) callNames.set(id, fn);
     const before = said();
     if (native) return { role, content: before, tool_calls: structured };
+    const text = structured.map((c) => callText(c.function)).join('\n');
     return { role, content: before === '' ? text : `${before}\n${text}` };
   }
   if (legacyCall !== undefined) {
-    const text = functionCallText(legacyCall, `${at}.function_call`);
+    const call = functionCallOf(legacyCall, `${at}.function_call`);
     const before = said();
-    if (native) {
-      const { name: fn, arguments: args } = JSON.parse(text) as { name: string; arguments: Json };
-      return { role, content: before, tool_calls: [{ type: 'function', function: { name: fn, arguments: args } }] };
-    }
+    if (native) return { role, content: before, tool_calls: [{ type: 'function', function: call }] };
+    const text = callText(call);
     return { role, content: before === '' ? text : `${before}\n${text}` };
   }
   const thoughts = m.reasoning_content ?? m.reasoning;

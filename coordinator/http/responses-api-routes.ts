@@ -11,8 +11,8 @@ import { ResponseStore, ownerOf } from './response-store.js';
 import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
 import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
 import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
-import { withToolPrompt, type ToolCall } from './openai-tools.js';
-import { ToolCallStream, answerDelta, toolFormat } from './tool-formats.js';
+import type { ToolCall } from './openai-tools.js';
+import { ToolCallStream, answerDelta, promptMessages } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
 import { chatBodyOfResponses, previousResponseIdOf, type ResponseSettings } from './responses-api-request.js';
 
@@ -32,8 +32,7 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
       defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate,
       toolFormat: deps.engine.info.toolFormat },
     adapterAuthorization(request, deps.bearerIsAdapterToken));
-    const native = toolFormat(deps.engine.info.toolFormat).native;
-    const inputs = deps.engine.renderChat(native ? valid.messages : withToolPrompt(valid.messages, valid.tools), valid.render);
+    const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
     const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
     // Kept once complete: the conversation so far, this input, this output (store: false, or a store of 0 entries: not).

@@ -19,7 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { JSON_SP } from '../constraints/json-schema.js';
 import { isJsonObject } from './json.js';
-import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, type ToolCall, type ToolUse } from './openai-tools.js';
+import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
 import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, MISTRAL_CALLS, type ToolFormatName } from '../engine/tool-format-detect.js';
 import { HARMONY_CALL } from '../engine/reasoning.js';
 import { validationError } from './errors.js';
@@ -261,6 +261,13 @@ const HARMONY: ToolFormat = {
 };
 
 const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL, harmony: HARMONY };
+
+/** The messages a chat prompt is rendered from: weft's own format describes the tools in a system message; a
+ * native one has the chat template render them (validateChatBody passed them as `tools`). */
+export function promptMessages<M extends { role: string; content: string }>(name: ToolFormatName, messages: readonly M[],
+  use: ToolUse | undefined): M[] {
+  return FORMATS[name].native ? [...messages] : withToolPrompt(messages, use);
+}
 
 /** The answer's calls in `format` — only the first with parallel_tool_calls false (an unconstrained answer may
  * hold more) — or null when it has none. */

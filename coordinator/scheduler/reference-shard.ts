@@ -165,15 +165,18 @@ export class ReferenceShard {
   /** Appends tokens to seq, writing their K/V into its blocks. */
   private store(seq: ShardSequence, tokens: readonly number[]): void {
     for (const t of tokens) {
-      const p = seq.tokens.length;
-      const block = seq.blockTable[Math.floor(p / this.blockSize)];
-      if (block !== undefined) {
-        let slots = this.kv.get(block);
-        if (slots === undefined) this.kv.set(block, slots = []);
-        slots[p % this.blockSize] = t;
-      }
+      this.writeSlot(seq, seq.tokens.length, t);
       seq.tokens.push(t);
     }
+  }
+
+  /** Writes t as the K/V of seq's position p (nothing when no block covers it). */
+  private writeSlot(seq: ShardSequence, p: number, t: number): void {
+    const block = seq.blockTable[Math.floor(p / this.blockSize)];
+    if (block === undefined) return;
+    let slots = this.kv.get(block);
+    if (slots === undefined) this.kv.set(block, slots = []);
+    slots[p % this.blockSize] = t;
   }
 
   /** The token whose K/V seq's position p reads. */
@@ -185,14 +188,7 @@ export class ReferenceShard {
   /** A row of [fed token, ...drafts]: every draft's K/V is written (a rejected one's slot holds it until
    * overwritten), the sampled tokens are kept up to the first that differs from the draft after it. */
   private verify(seqId: string, seq: ShardSequence, drafts: number[]): SeqOutput {
-    const base = seq.tokens.length;
-    drafts.forEach((t, i) => {
-      const p = base + i;
-      const block = seq.blockTable[Math.floor(p / this.blockSize)]!;
-      let slots = this.kv.get(block);
-      if (slots === undefined) this.kv.set(block, slots = []);
-      slots[p % this.blockSize] = t;
-    });
+    drafts.forEach((t, i) => this.writeSlot(seq, seq.tokens.length + i, t));
     const sampled: number[] = [];
     for (let i = 0; i <= drafts.length; i++) {
       sampled.push(this.sample(seqId, [...seq.tokens, ...drafts.slice(0, i)]));

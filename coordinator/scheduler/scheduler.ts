@@ -147,7 +147,7 @@ export class Scheduler {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
     // Drafts last: they take only what the step's own sequences left free.
-    const draftTokens = reserveDrafts(this.blocks, running, decoding, this.config.speculate ?? 0, this.maxTotalTokens, ahead);
+    reserveDrafts(this.blocks, running, decoding, this.config.speculate ?? 0, this.maxTotalTokens, ahead);
     this.toFree = [];
     const newSeqs = admitted.map((seq) => newSequenceMessage(seq, this.blocks.blockTable(seq.seqId)));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };
@@ -161,7 +161,7 @@ export class Scheduler {
     const cachedTokens = newSeqs.reduce((n, s) => n + (s.cached ?? 0), 0);
     const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) - cachedTokens +
       chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
-    return { step, prefillTokens, decodeTokens: running.length, draftTokens, cachedTokens, preempted };
+    return { step, prefillTokens, decodeTokens: running.length, cachedTokens, preempted };
   }
 
   /** The next chunk of every sequence whose prefill is under way, oldest first, while the step's budget lasts. */

@@ -30,13 +30,11 @@ export function draftAllowance(seq: Sequence, speculate: number, maxTotalTokens:
 
 /**
  * Gives each decoding sequence (running[i] is decoding[i]'s message) its draft allowance where free blocks
- * cover it, appending those blocks to the message; sets every decoding sequence's draftSent. Returns the drafts
- * allowed in all.
+ * cover it, appending those blocks to the message; sets every decoding sequence's draftSent.
  */
 export function reserveDrafts(blocks: BlockManager, running: RunningSequence[], decoding: readonly Sequence[],
-  speculate: number, maxTotalTokens: number, ahead: 0 | 1): number {
+  speculate: number, maxTotalTokens: number, ahead: 0 | 1): void {
   const base = decoding.map((seq) => baseSlots(seq, ahead));  // before draftSent changes below
-  let total = 0;
   decoding.forEach((seq, i) => {
     let draft = speculate > 0 ? draftAllowance(seq, speculate, maxTotalTokens, ahead) : 0;
     while (draft > 0 && !blocks.canAppend(seq.seqId, base[i]! + draft)) draft--;
@@ -44,7 +42,5 @@ export function reserveDrafts(blocks: BlockManager, running: RunningSequence[], 
     if (draft === 0) return;
     running[i]!.newBlocks.push(...blocks.appendSlots(seq.seqId, base[i]! + draft));
     running[i]!.draft = draft;
-    total += draft;
   });
-  return total;
 }

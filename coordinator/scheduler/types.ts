@@ -38,10 +38,8 @@ export interface ScheduledStep {
   step: Step;
   /** Tokens computed for new sequences this step (prompts, or prompt+generated when recomputing). */
   prefillTokens: number;
-  /** Running sequences decoding one token each (plus the drafts they may verify: `draftTokens`). */
+  /** Running sequences decoding one token each (plus, with speculative decoding, the drafts they may verify). */
   decodeTokens: number;
-  /** Draft tokens the step allows its decoding sequences (speculative decoding; the shards may use fewer). */
-  draftTokens: number;
   /** Prompt tokens of the admitted sequences found in the prefix cache (not computed). */
   cachedTokens: number;
   /** Sequences preempted while building this step (listed in step.finished, back at the queue's front). */

@@ -73,8 +73,10 @@ function penaltyTokens(state: SequenceState, drafts: readonly number[] = []): In
 function rowSampling(row: Row) {
   const { state } = row;
   if (row.drafts.length === 0) return [{ ...samplingOf(state), penaltyTokens: penaltyTokens(state), topN: state.topN }];
+  // Position i sees the history and the drafts before it: views of one array, not a copy per position.
+  const seen = penaltyTokens(state, row.drafts);
   return row.tokens.map((_, i) => ({ ...samplingOf(state, i, row.cstates?.[i]),
-    penaltyTokens: penaltyTokens(state, row.drafts.slice(0, i)), topN: state.topN }));
+    penaltyTokens: seen.length === 0 ? seen : seen.subarray(0, state.history.length + i), topN: state.topN }));
 }
 
 export class StepRunner {
