@@ -22,8 +22,14 @@ export interface SamplingParams {
   endTokens?: number[];
 }
 
-export interface Constraint {
+/** Structured output: the whole generated text must match `pattern` — a regular expression (constraint/regex.ts)
+ * or, with `syntax`, a context-free grammar in that notation (constraint/gbnf.ts, constraint/lark.ts). */
+export interface ConstraintSource {
   pattern: string;
+  syntax?: 'gbnf' | 'lark';
+}
+
+export interface Constraint extends ConstraintSource {
   endTokens: number[];
 }
 

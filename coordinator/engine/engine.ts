@@ -2,7 +2,8 @@
 // scheduler ↔ shards step loop, and turns step results into each request's event stream.
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import type { ConstraintSource, MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import { constraintKey } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -159,15 +160,16 @@ export class Engine implements GenerationEngine {
   /** 422 unless the model can constrain output (its tokenizer's pieces are text: the shards read the same
    * tokenizer.json, so a refusal here keeps the request out of their steps) and the pattern compiles (on a
    * tokenizer worker, off this loop). */
-  private async checkConstraint(pattern: string): Promise<void> {
+  private async checkConstraint(source: ConstraintSource): Promise<void> {
     const unusable = this.tokenizer.structuredOutputProblem;
     if (unusable !== null) {
       throw new EngineError('validation', `structured output is not available for this model: ${unusable}`);
     }
-    let problem = this.patterns.get(pattern);
+    const key = constraintKey(source);
+    let problem = this.patterns.get(key);
     if (problem === undefined) {
-      problem = await this.tokenizer.checkPattern(pattern);
-      this.patterns.set(pattern, problem);
+      problem = await this.tokenizer.checkConstraint(source);
+      this.patterns.set(key, problem);
       if (this.patterns.size > 256) this.patterns.delete(this.patterns.keys().next().value!);
     }
     if (problem !== null) throw new EngineError('validation', `structured output: ${problem}`);
@@ -266,7 +268,7 @@ export class Engine implements GenerationEngine {
       ropeLong: ids.length > this.ropeLongFrom,
       maxNewTokens: req.maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
       topN: req.topN,
-      ...(req.constraint !== undefined ? { constraint: { pattern: req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
+      ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();

@@ -1,5 +1,5 @@
 // The contract between the HTTP layer and the generation engine (scheduler + shard group + tokenizer).
-import type { SamplingParams, TokenChoice } from '../../protocol/index.js';
+import type { ConstraintSource, SamplingParams, TokenChoice } from '../../protocol/index.js';
 import type { ReasoningFormat } from './reasoning.js';
 import type { ToolFormatName } from './tool-format-detect.js';
 
@@ -60,8 +60,9 @@ export interface GenerateRequest {
    * tags) instead of dropping them — except the EOS / stop token that ends the generation, as vLLM leaves it out.
    */
   keepSpecialTokens?: boolean;
-  /** Structured output: a checked pattern (coordinator/http/structured-output.ts) the generated text must match. */
-  constraint?: string;
+  /** Structured output: a regular expression or grammar (coordinator/http/structured-output.ts) the generated text
+   * must match. */
+  constraint?: ConstraintSource;
 }
 
 /** How a chat is rendered (vLLM's chat request fields). */

@@ -29,7 +29,7 @@
 //    functions / function_call (and `function` messages, assistant `function_call`) work the same way.
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
 //    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
-import type { SamplingParams } from '../../protocol/index.js';
+import type { ConstraintSource, SamplingParams } from '../../protocol/index.js';
 import type { AdapterSource, ChatRender } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
@@ -99,8 +99,8 @@ export interface ValidOpenAi {
   keepSpecialTokens: boolean;
   /** truncate_prompt_tokens (vLLM): keep only the last this many prompt tokens (TGI's truncate). */
   truncate: number | undefined;
-  /** Structured output from response_format (json_object / json_schema); undefined for text. */
-  constraint: string | undefined;
+  /** Structured output from response_format (json_object / json_schema) or vLLM's guided fields; undefined for text. */
+  constraint: ConstraintSource | undefined;
   /** Choices to generate (`n`). */
   n: number;
   /** Completions only (see ValidCompletion). */
@@ -240,7 +240,8 @@ export function validateChatBody(
   const render = chatRenderOf(top, limits);
   // A native format: the chat template renders the tools (the variable transformers' apply_chat_template sets).
   if (format.native && tools) render.templateKwargs = { ...render.templateKwargs, tools: tools.tools.map(openAiTool) };
-  const constraint = tools ? format.constraint(tools) : undefined;
+  const pattern = tools ? format.constraint(tools) : undefined;
+  const constraint = pattern !== undefined ? { pattern } : undefined;
   return { ...common, messages: messagesOf(top, format.native), render, tools, ...(constraint !== undefined ? { constraint } : {}),
     includeReasoning: optional(top, 'include_reasoning', bool) ?? true };
 }

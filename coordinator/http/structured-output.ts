@@ -1,12 +1,15 @@
-// The structured-output fields of a request -> the regular expression sent to the shards
+// The structured-output fields of a request -> the regular expression or grammar sent to the shards
 // (NewSequence.constraint). A bad schema is a 422 here; the pattern itself is compiled and checked by the engine
 // in a tokenizer worker (a large one takes a few hundred ms, which the event loop should not), also a 422.
 //   TGI       parameters.grammar: {type: "json", value: <JSON schema>} | {type: "regex", value: "<pattern>"}
+//             | {type: "grammar", value: "<GBNF or Lark grammar>"} (weft's addition)
 //   LoRAX     parameters.response_format: {type: "json_object", schema?: <JSON schema>}
 //   OpenAI    response_format: {type: "text"} | {type: "json_object"} | {type: "json_schema", json_schema: {name, schema, strict?}}
-//   vLLM      guided_json | guided_regex | guided_choice, or structured_outputs: {json | regex | choice} (OpenAI routes)
-// json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep).
-import { ConstraintError, escapeRegex } from '../../protocol/index.js';
+//   vLLM      guided_json | guided_regex | guided_choice | guided_grammar, or structured_outputs: {json | regex |
+//             choice | grammar} (OpenAI routes)
+// json_object without a schema asks for any JSON object (containers nested at most FREE_JSON_DEPTH deep). A
+// grammar is GBNF when it defines a rule with `::=` (as vLLM tells them apart), else Lark.
+import { ConstraintError, escapeRegex, type ConstraintSource } from '../../protocol/index.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
 import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
@@ -23,12 +26,24 @@ function schemaPattern(schema: unknown, what: string): string {
   }
 }
 
+/** A grammar's text as a constraint: GBNF when some rule is defined with `::=`, else Lark. */
+export function grammarSource(value: unknown, what: string): ConstraintSource {
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(`${what} must be a non-empty grammar (GBNF or Lark)`);
+  return { pattern: value, syntax: /::=/.test(value) ? 'gbnf' : 'lark' };
+}
+const regex = (pattern: string): ConstraintSource => ({ pattern });
+
 /** TGI `grammar` / LoRAX `response_format` in /generate parameters; undefined when neither constrains. */
-export function tgiConstraint(p: Json): string | undefined {
+export function tgiConstraint(p: Json): ConstraintSource | undefined {
+  const pattern = tgiPattern(p);
+  return typeof pattern === 'string' ? regex(pattern) : pattern;
+}
+
+function tgiPattern(p: Json): string | ConstraintSource | undefined {
   const grammar = p.grammar ?? undefined, format = p.response_format ?? undefined;
   if (grammar !== undefined && format !== undefined) throw invalid('use either `grammar` or `response_format`, not both');
   if (grammar !== undefined) {
-    if (!isJsonObject(grammar)) throw invalid('`grammar` must be an object {type: "json" | "regex", value}');
+    if (!isJsonObject(grammar)) throw invalid('`grammar` must be an object {type: "json" | "regex" | "grammar", value}');
     const extra = Object.keys(grammar).find((k) => k !== 'type' && k !== 'value');
     if (extra) throw invalid(`unknown field \`grammar.${extra.slice(0, 64)}\``);
     if (grammar.type === 'json') return schemaPattern(typeof grammar.value === 'string' ? parseSchema(grammar.value, 'grammar.value') : grammar.value, '`grammar.value`');
@@ -36,7 +51,8 @@ export function tgiConstraint(p: Json): string | undefined {
       if (typeof grammar.value !== 'string' || grammar.value === '') throw invalid('`grammar.value` must be a non-empty regular expression');
       return grammar.value;
     }
-    throw invalid('`grammar.type` must be "json" or "regex"');
+    if (grammar.type === 'grammar') return grammarSource(grammar.value, '`grammar.value`');
+    throw invalid('`grammar.type` must be "json", "regex" or "grammar"');
   }
   if (format === undefined) return undefined;
   if (!isJsonObject(format)) throw invalid('`response_format` must be an object {type: "json_object", schema?}');
@@ -49,33 +65,32 @@ export function tgiConstraint(p: Json): string | undefined {
 }
 
 /** OpenAI `response_format`, or vLLM's guided decoding fields; undefined for text. */
-export function openaiConstraint(top: Json): string | undefined {
+export function openaiConstraint(top: Json): ConstraintSource | undefined {
   const format = responseFormatConstraint(top);
   const guided = vllmConstraint(top);
   if (format !== undefined && guided !== undefined) throw invalid('use either `response_format` or vLLM\'s guided decoding fields, not both');
-  return format ?? guided;
+  const pattern = format ?? guided;
+  return typeof pattern === 'string' ? regex(pattern) : pattern;
 }
 
 // vLLM's names: the guided_* fields (before 0.10) and structured_outputs (since).
-const GUIDED = ['guided_json', 'guided_regex', 'guided_choice'] as const;
-const STRUCTURED_OUTPUTS = ['json', 'regex', 'choice'] as const;
+const GUIDED = ['guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const;
+const STRUCTURED_OUTPUTS = ['json', 'regex', 'choice', 'grammar'] as const;
 
-function vllmConstraint(top: Json): string | undefined {
-  if (top.guided_grammar !== undefined && top.guided_grammar !== null) {
-    throw invalid('`guided_grammar` (a context-free grammar) is not supported; use guided_json, guided_regex or guided_choice');
-  }
+function vllmConstraint(top: Json): string | ConstraintSource | undefined {
   const given: [string, unknown][] = GUIDED.map((k) => [k, top[k]]);
   const so = top.structured_outputs;
   if (so !== undefined && so !== null) {
-    if (!isJsonObject(so)) throw invalid('`structured_outputs` must be an object {json | regex | choice}');
+    if (!isJsonObject(so)) throw invalid('`structured_outputs` must be an object {json | regex | choice | grammar}');
     const other = Object.keys(so).find((k) => !(STRUCTURED_OUTPUTS as readonly string[]).includes(k) && so[k] !== null);
-    if (other) throw invalid(`\`structured_outputs.${other.slice(0, 64)}\` is not supported (json, regex, choice)`);
+    if (other) throw invalid(`\`structured_outputs.${other.slice(0, 64)}\` is not supported (json, regex, choice, grammar)`);
     for (const k of STRUCTURED_OUTPUTS) given.push([`structured_outputs.${k}`, so[k]]);
   }
   const set = given.filter(([, v]) => v !== undefined && v !== null);
   if (set.length > 1) throw invalid(`give one guided decoding field, not ${set.map(([k]) => `\`${k}\``).join(' and ')}`);
   if (set.length === 0) return undefined;
   const [name, v] = set[0]!;
+  if (name.endsWith('grammar')) return grammarSource(v, `\`${name}\``);
   if (name.endsWith('json')) return schemaPattern(typeof v === 'string' ? parseSchema(v, name) : v, `\`${name}\``);
   if (name.endsWith('regex')) {
     if (typeof v !== 'string' || v === '') throw invalid(`\`${name}\` must be a non-empty regular expression`);

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { type LoadedTokenizer, decodeIds, encodeText, loadTokenizer } from './load-tokenizer.js';
+import type { ConstraintSource } from '../../protocol/index.js';
 import type { TokenizerTask, TokenizerTaskResult, TokenizerWorkerData } from './tokenizer-worker.js';
 
 export interface TokenizerPoolOptions {
@@ -102,8 +103,8 @@ export class TokenizerPool {
   }
 
   /** Compiles a structured-output pattern on a worker: why it cannot be used, or null. */
-  checkPattern(pattern: string): Promise<string | null> {
-    return this.run({ op: 'checkPattern', pattern });
+  checkConstraint(source: ConstraintSource): Promise<string | null> {
+    return this.run({ op: 'checkConstraint', source });
   }
 
   /** Stops the workers; idempotent. Calls made afterwards reject. */

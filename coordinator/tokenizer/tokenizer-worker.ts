@@ -1,6 +1,6 @@
 // Piscina worker: loads the model directory's tokenizer once per thread and answers tasks.
 import { workerData } from 'node:worker_threads';
-import { ConstraintError, compileRegex } from '../../protocol/index.js';
+import { ConstraintError, compileConstraint, type ConstraintSource } from '../../protocol/index.js';
 import { decodeIds, encodeText, loadTokenizer } from './load-tokenizer.js';
 
 export interface TokenizerWorkerData {
@@ -13,14 +13,14 @@ export type TokenizerTask =
   | { op: 'decode'; ids: number[]; skipSpecialTokens: boolean }
   | { op: 'tokenStrings'; ids: number[] }
   /** Structured output: compiles a pattern; answers why it cannot be used, or null. */
-  | { op: 'checkPattern'; pattern: string };
+  | { op: 'checkConstraint'; source: ConstraintSource };
 
 export interface TokenizerTaskResult {
   encode: number[];
   encodeBatch: number[][];
   decode: string;
   tokenStrings: string[];
-  checkPattern: string | null;
+  checkConstraint: string | null;
 }
 
 const loaded = loadTokenizer((workerData as TokenizerWorkerData).modelDir);
@@ -35,9 +35,9 @@ export default function handle(task: TokenizerTask): TokenizerTaskResult[Tokeniz
       return decodeIds(loaded, task.ids, task.skipSpecialTokens);
     case 'tokenStrings':
       return task.ids.map((id) => decodeIds(loaded, [id]));
-    case 'checkPattern':
+    case 'checkConstraint':
       try {
-        compileRegex(task.pattern);
+        compileConstraint(task.source);
         return null;
       } catch (e) {
         if (e instanceof ConstraintError) return e.message;

@@ -10,7 +10,18 @@ export const UNKNOWN = -2;
 /** DFA states one constraint may create (each holds a 1 KiB transition row). */
 export const MAX_DFA_STATES = 20_000;
 
-export class LazyDfa {
+/** A deterministic automaton over bytes built as it is walked: a regex's (LazyDfa) or a grammar's (GrammarDfa). */
+export interface ByteDfa {
+  readonly start: number;
+  accepting(state: number): boolean;
+  /** The transition row of a live state (entries: next state, DEAD or UNKNOWN), for hot loops. */
+  row(state: number): Int32Array;
+  /** The state after a byte (DEAD: the text cannot be completed any more). */
+  step(state: number, byte: number): number;
+  walk(state: number, bytes: Uint8Array): number;
+}
+
+export class LazyDfa implements ByteDfa {
   readonly start: number;
   private readonly sets: Int32Array[] = [];
   private readonly ids = new Map<string, number>();

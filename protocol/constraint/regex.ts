@@ -13,13 +13,15 @@ export class ConstraintError extends Error {
   override readonly name = 'ConstraintError';
 }
 
-type Ast =
+/** A pattern's syntax tree; `call` (a grammar's rule reference, grammar.ts) never comes from a regex. */
+export type Ast =
   | { t: 'set'; ranges: [number, number][] } // code point ranges, sorted, disjoint
   | { t: 'seq'; items: Ast[] }
   | { t: 'alt'; items: Ast[] }
-  | { t: 'rep'; item: Ast; min: number; max: number };
+  | { t: 'rep'; item: Ast; min: number; max: number }
+  | { t: 'call'; rule: number };
 
-const MAX_CP = 0x10ffff;
+export const MAX_CP = 0x10ffff;
 /** Largest {n,m} bound; larger counts make NFAs no one needs. */
 export const MAX_REPEAT = 1000;
 /** NFA nodes one pattern may compile to. */
@@ -30,7 +32,7 @@ const DIGIT = range(0x30, 0x39);
 const WORD: [number, number][] = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
 const SPACE: [number, number][] = [[0x09, 0x0d], [0x20, 0x20]];
 
-function normalize(ranges: [number, number][]): [number, number][] {
+export function normalize(ranges: [number, number][]): [number, number][] {
   const s = [...ranges].sort((a, b) => a[0] - b[0]);
   const out: [number, number][] = [];
   for (const [lo, hi] of s) {
@@ -40,7 +42,7 @@ function normalize(ranges: [number, number][]): [number, number][] {
   }
   return out;
 }
-function complement(ranges: [number, number][]): [number, number][] {
+export function complement(ranges: [number, number][]): [number, number][] {
   const out: [number, number][] = [];
   let next = 0;
   for (const [lo, hi] of normalize(ranges)) {
@@ -271,7 +273,8 @@ function split(lo: number, hi: number, out: ByteRange[][]): void {
 
 // NFA ----------------------------------------------------------------------------------------------
 
-/** Thompson NFA over bytes: node i either moves on a byte in `bytes[i]` to `next[i]`, or only has ε-edges. */
+/** Thompson NFA over bytes: node i either moves on a byte in `bytes[i]` to `next[i]`, or only has ε-edges
+ * (or, in a grammar's network, calls rule `calls[i]` and goes on at `next[i]` when it returns). */
 export interface Nfa {
   start: number;
   accept: number;
@@ -281,16 +284,19 @@ export interface Nfa {
   eps: number[][];
 }
 
-class Builder {
+export class Builder {
   readonly bytes: (Uint32Array | null)[] = [];
   readonly next: number[] = [];
   readonly eps: number[][] = [];
+  /** The rule a node calls (-1: none). */
+  readonly calls: number[] = [];
 
   node(bytes: Uint32Array | null = null): number {
     if (this.bytes.length >= MAX_NFA_NODES) throw new ConstraintError(`the pattern compiles to more than ${MAX_NFA_NODES} NFA states; simplify it (smaller repeat counts, shorter enums)`);
     this.bytes.push(bytes);
     this.next.push(-1);
     this.eps.push([]);
+    this.calls.push(-1);
     return this.bytes.length - 1;
   }
 
@@ -298,6 +304,12 @@ class Builder {
   build(a: Ast): [number, number] {
     switch (a.t) {
       case 'set': return this.set(a.ranges);
+      case 'call': {
+        const n = this.node(), e = this.node();
+        this.calls[n] = a.rule;
+        this.next[n] = e;
+        return [n, e];
+      }
       case 'seq': {
         if (a.items.length === 0) {
           const x = this.node();
@@ -395,10 +407,15 @@ class Builder {
   }
 }
 
+/** Parses a pattern into its syntax tree (throws ConstraintError saying what is wrong). */
+export function parseRegex(pattern: string): Ast {
+  if (pattern.length > 1_000_000) throw new ConstraintError('the pattern is longer than 1,000,000 characters');
+  return new Parser(pattern).parse();
+}
+
 /** Parses and compiles a pattern (throws ConstraintError saying what is wrong). */
 export function compileRegex(pattern: string): Nfa {
-  if (pattern.length > 1_000_000) throw new ConstraintError('the pattern is longer than 1,000,000 characters');
-  const ast = new Parser(pattern).parse();
+  const ast = parseRegex(pattern);
   const b = new Builder();
   const [start, end] = b.build(ast);
   const accept = b.node();

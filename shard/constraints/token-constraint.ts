@@ -4,7 +4,7 @@
 // order (tokens sharing a prefix share its walk) and cached; compiled patterns are cached per shard, so every
 // request with the same schema reuses them. Every rank runs the same automaton on the same tokens, so all
 // ranks sample alike (async scheduling).
-import { DEAD, LazyDfa, UNKNOWN, compileRegex, type Constraint, type TokenVocab } from '../../protocol/index.js';
+import { DEAD, UNKNOWN, compileConstraint, constraintKey, type ByteDfa, type Constraint, type ConstraintSource, type TokenVocab } from '../../protocol/index.js';
 
 /** Masks kept per pattern (each vocab/8 bytes); beyond it the oldest are dropped and recomputed when needed. */
 const MAX_MASKS = 4096;
@@ -12,11 +12,12 @@ const MAX_MASKS = 4096;
 const MAX_PATTERNS = 64;
 
 export class TokenAutomaton {
-  private readonly dfa: LazyDfa;
+  private readonly dfa: ByteDfa;
   private readonly masks = new Map<number, Uint8Array>();
 
-  constructor(pattern: string, private readonly vocab: TokenVocab, private readonly eos: readonly number[], maxStates?: number) {
-    this.dfa = new LazyDfa(compileRegex(pattern), maxStates);
+  /** `source`: a constraint, or a regular expression. */
+  constructor(source: ConstraintSource | string, private readonly vocab: TokenVocab, private readonly eos: readonly number[], maxStates?: number) {
+    this.dfa = compileConstraint(typeof source === 'string' ? { pattern: source } : source, maxStates);
   }
 
   get start(): number {
@@ -83,10 +84,10 @@ export class AutomatonCache {
   constructor(private readonly vocab: () => TokenVocab, private readonly maxStates?: number) {}
 
   get(c: Constraint): TokenAutomaton {
-    const key = `${c.endTokens.join(',')}\n${c.pattern}`;
+    const key = `${c.endTokens.join(',')}\n${constraintKey(c)}`;
     let a = this.byPattern.get(key);
     if (a) this.byPattern.delete(key);
-    else a = new TokenAutomaton(c.pattern, this.vocab(), c.endTokens, this.maxStates);
+    else a = new TokenAutomaton({ pattern: c.pattern, ...(c.syntax !== undefined ? { syntax: c.syntax } : {}) }, this.vocab(), c.endTokens, this.maxStates);
     this.byPattern.set(key, a);
     if (this.byPattern.size > MAX_PATTERNS) this.byPattern.delete(this.byPattern.keys().next().value!);
     return a;

@@ -292,23 +292,23 @@ describe('model → adapter, parameters → engine request', () => {
     assert.match(inputs, /Be brief\.\n\nYou can call these functions:\n\{"name":"now","description":"The time"/);
     assert.match(inputs, /\{"name":"now","arguments":\{\}\}/);
     assert.match(inputs, /Result of function now \(call_1\):\n12:00/);
-    assert.ok(last().constraint?.startsWith('(?:(?:\\{"name":'), 'required: calls only');
+    assert.ok(last().constraint?.pattern.startsWith('(?:(?:\\{"name":'), 'required: calls only');
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, messages: USER_HI });
-    assert.ok(last().constraint?.startsWith('(?:[^{[]'), 'auto: text or calls');
+    assert.ok(last().constraint?.pattern.startsWith('(?:[^{[]'), 'auto: text or calls');
     assert.match(last().inputs, /or a JSON array of such objects to call several/);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI });
-    const single = last().constraint!;
+    const single = last().constraint!.pattern;
     assert.doesNotMatch(last().inputs, /array of such objects/);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'required', messages: USER_HI });
-    assert.ok(last().constraint === `(?:${single}|\\[${single}(?:, ?${single})*\\])`, 'parallel: one call, or an array of them');
+    assert.ok(last().constraint?.pattern === `(?:${single}|\\[${single}(?:, ?${single})*\\])`, 'parallel: one call, or an array of them');
     // A function without parameters (omitted, or an object schema declaring none) takes exactly {}.
     assert.equal(single, '(?:\\{"name": ?"now", ?"arguments": ?\\{\\}\\})');
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI,
       tools: [{ type: 'function', function: { name: 'now' } }] });
-    assert.equal(last().constraint, single);
+    assert.equal(last().constraint?.pattern, single);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tool_choice: 'required', parallel_tool_calls: false, messages: USER_HI,
       tools: [{ type: 'function', function: { name: 'now', parameters: { type: 'object', properties: { x: { type: 'integer' } } } } }] });
-    assert.notEqual(last().constraint, single);
+    assert.notEqual(last().constraint?.pattern, single);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, tools, tool_choice: 'none', messages: USER_HI });
     assert.equal(last().constraint, undefined);
     assert.doesNotMatch(last().inputs, /You can call/);
@@ -318,19 +318,19 @@ describe('model → adapter, parameters → engine request', () => {
     const fn = { name: 'now', description: 'The time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } };
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, messages: USER_HI, tool_choice: 'required', parallel_tool_calls: false,
       tools: [{ type: 'function', function: fn }] });
-    const asTool = last().constraint!;
+    const asTool = last().constraint!.pattern;
     const res = await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], function_call: { name: 'now' }, messages: [
       { role: 'user', content: 'Time?' },
       { role: 'assistant', content: null, function_call: { name: 'now', arguments: '{"tz":"UTC"}' } },
       { role: 'function', name: 'now', content: '12:00' }] });
     assert.equal(res.statusCode, 200, res.body);
-    assert.equal(last().constraint, asTool, 'named function: one call of it, no array');
+    assert.equal(last().constraint?.pattern, asTool, 'named function: one call of it, no array');
     assert.match(last().inputs, /You can call these functions:\n\{"name":"now","description":"The time"/);
     assert.doesNotMatch(last().inputs, /array of such objects/);
     assert.match(last().inputs, /\{"name":"now","arguments":\{"tz":"UTC"\}\}/);
     assert.match(last().inputs, /Result of function now:\n12:00/);
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], messages: USER_HI });
-    assert.ok(last().constraint?.startsWith('(?:[^{[]'), 'function_call defaults to auto');
+    assert.ok(last().constraint?.pattern.startsWith('(?:[^{[]'), 'function_call defaults to auto');
     await post(s.app, '/v1/chat/completions', { max_tokens: 4, functions: [fn], function_call: 'none', messages: USER_HI });
     assert.equal(last().constraint, undefined);
     // What some clients always send beside tools: an empty functions list and function_call "auto".
