@@ -1,8 +1,9 @@
 // `weft bench`: each scenario prints a table and writes a JSON report (--output, else stdout).
 // decode / prefill / lora-kernels measure this build's engine next to the bound of DESIGN.md §9;
-// baseline runs PyTorch + PEFT on the same shape; serve loads an HTTP server.
+// baseline runs PyTorch + PEFT on the same shape; serve loads an HTTP server; constraints times token masks.
 import type { BenchConfig } from '../config/index.js';
 import { formatBaseline, runBaseline } from './baseline.js';
+import { formatConstraints, runConstraints } from './constraints.js';
 import { formatDecode, runDecode } from './decode.js';
 import { formatLoraKernels, runLoraKernels } from './lora-kernels.js';
 import { resolveBackend, resolveModel, resolveShape } from './model-source.js';
@@ -76,6 +77,10 @@ async function run(c: BenchConfig, log: (m: string) => void): Promise<{ report: 
     }
     case 'serve':
       return serve(c, log);
+    case 'constraints': {
+      const report = runConstraints(c.model, log);
+      return { report, table: formatConstraints(report) };
+    }
     default: {
       const unhandled: never = c.scenario;
       throw new Error(`unknown bench scenario ${String(unhandled)}`);

@@ -196,7 +196,7 @@ export const FLAGS = [
 
   // bench
   { name: 'scenario', type: 'string', commands: BENCH, required: true,
-    choices: ['decode', 'prefill', 'lora-kernels', 'baseline', 'serve'], help: 'What to measure.' },
+    choices: ['decode', 'prefill', 'lora-kernels', 'baseline', 'serve', 'constraints'], help: 'What to measure.' },
   { name: 'output', type: 'string', commands: BENCH, defaultLabel: 'stdout only', help: 'Write the JSON report here.' },
   { name: 'model', type: 'string', commands: BENCH, defaultLabel: 'the built-in demo model',
     help: 'Local model directory.' },

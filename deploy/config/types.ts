@@ -10,7 +10,7 @@ export type Dtype = 'float32' | 'bfloat16' | 'float16';
 export type CollectiveKind = 'shm' | 'nccl';
 export type AdapterSource = 'hub' | 's3' | 'local';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-export type BenchScenario = 'decode' | 'prefill' | 'lora-kernels' | 'baseline' | 'serve';
+export type BenchScenario = 'decode' | 'prefill' | 'lora-kernels' | 'baseline' | 'serve' | 'constraints';
 
 /** An adapter to load at boot: `--preload-adapter name=SOURCE_ID`, or one `LORA_ADAPTERS` entry. */
 export interface PreloadAdapter {

@@ -23,6 +23,10 @@ export class TokenAutomaton {
   get start(): number {
     return this.dfa.start;
   }
+  /** Masks held (computed, not yet evicted). */
+  get maskCount(): number {
+    return this.masks.size;
+  }
 
   /** The state after a token; DEAD when the token breaks the pattern (EOS keeps the state). */
   advance(state: number, token: number): number {

@@ -24,6 +24,32 @@ const PERSON = {
   required: ['name', 'age', 'member', 'color'],
 };
 
+/** Parentheses around one x, nested at random depth: only a pushdown automaton keeps the count. */
+const NEST_GBNF = 'root ::= "(" inner ")"\ninner ::= "x" | "(" inner ")"';
+function checkNest(text: string): void {
+  const m = /^(\(+)x(\)+)$/.exec(text);
+  assert.ok(m && m[1]!.length === m[2]!.length, `unbalanced: ${text}`);
+}
+/** Sums of small numbers and parenthesised sums, spaces ignored between tokens (Lark). */
+const SUM_LARK = `
+start: sum
+sum: sum "+" term | term
+term: NUMBER | "(" sum ")"
+NUMBER: /[0-9]{1,3}/
+%ignore " "`;
+function checkSum(text: string): void {
+  const t = text.replace(/ /g, '');
+  assert.ok(/^[0-9()+]+$/.test(t) && !/[0-9] +[0-9]/.test(text), `not a sum: ${text}`);
+  let depth = 0;
+  for (const ch of t) {
+    depth += ch === '(' ? 1 : ch === ')' ? -1 : 0;
+    assert.ok(depth >= 0, `unbalanced: ${text}`);
+  }
+  assert.equal(depth, 0, `unbalanced: ${text}`);
+  assert.doesNotThrow(() => Function(`return ${t}`)(), text);  // a well-formed expression
+  assert.ok(!/\(\)|\+\)|\(\+|\+\+|^\+|\+$|[0-9]\(|\)[0-9]|\)\(/.test(t), `not a sum: ${text}`);
+}
+
 function checkPerson(text: string): void {
   const v = JSON.parse(text);
   assert.deepEqual(Object.keys(v).filter((k) => k !== 'scores'), ['name', 'age', 'member', 'color'], text);
@@ -118,13 +144,45 @@ describe('structured output (demo model)', () => {
     for (const [body, why] of [
       [{ guided_choice: ['a'], guided_regex: 'b' }, /give one guided decoding field/],
       [{ guided_regex: 'b', response_format: { type: 'json_object' } }, /either `response_format` or vLLM's guided decoding/],
-      [{ guided_grammar: 'root ::= "a"' }, /`guided_grammar` .* is not supported/],
+      [{ guided_grammar: 'root ::= x\nx ::= y "a" | "b"\ny ::= x' }, /rule 'x' is left-recursive \(x → y → x/],
+      [{ structured_outputs: { grammar: 'start: "a' } }, /Lark grammar line 1, column 8: unterminated string literal/],
+      [{ guided_grammar: '' }, /`guided_grammar` must be a non-empty grammar/],
       [{ guided_choice: [] }, /`guided_choice` must be a non-empty list/],
     ] as const) {
       const r = await post(s, '/v1/completions', { prompt: 'x', max_tokens: 4, ...body });
       assert.equal(r.status, 422, r.text);
       assert.match(r.text, why);
     }
+  });
+
+  test('context-free grammars: GBNF and Lark through guided_grammar, structured_outputs.grammar and TGI grammar', async () => {
+    // Nesting a regular expression cannot count: the output closes exactly the parentheses it opened.
+    for (const seed of [1, 2, 3, 4]) {
+      const r = await generate(s, 'Nest:', { grammar: { type: 'grammar', value: NEST_GBNF }, do_sample: true, temperature: 1.5, seed });
+      assert.equal(r.status, 200, r.text);
+      const j = JSON.parse(r.text);
+      assert.equal(j.details.finish_reason, 'eos_token', r.text);
+      checkNest(j.generated_text);
+    }
+    const sums: string[] = [];
+    for (const [i, extra] of [{ guided_grammar: SUM_LARK }, { structured_outputs: { grammar: SUM_LARK } }, { guided_grammar: NEST_GBNF }].entries()) {
+      for (const seed of [1, 2, 3]) {
+        const r = await post(s, '/v1/completions', { prompt: 'Sum:', max_tokens: 150, seed, temperature: 1.2, ...extra });
+        assert.equal(r.status, 200, r.text);
+        const c = JSON.parse(r.text).choices[0];
+        assert.equal(c.finish_reason, 'stop', r.text);
+        if (i === 2) checkNest(c.text);
+        else {
+          checkSum(c.text);
+          sums.push(c.text);
+        }
+      }
+    }
+    assert.deepEqual(sums.slice(0, 3), sums.slice(3), 'guided_grammar and structured_outputs.grammar: the same constraint');
+    const chat = await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'Add things.' }], max_tokens: 150, seed: 8,
+      guided_grammar: SUM_LARK, stream: true });
+    const text = chat.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '').join('');
+    checkSum(text);
   });
 
   test('a constrained request batched with unconstrained ones: each equals itself served alone', async () => {
@@ -262,7 +320,8 @@ describe('structured output (demo model)', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ grammar: { type: 'json', value: { type: 'integer', maximum: 3 } } }, /'maximum'.*not supported/],
       [{ grammar: { type: 'regex', value: '(a' } }, /missing \)/],
-      [{ grammar: { type: 'yaml', value: 'x' } }, /`grammar.type` must be "json" or "regex"/],
+      [{ grammar: { type: 'yaml', value: 'x' } }, /`grammar.type` must be "json", "regex" or "grammar"/],
+      [{ grammar: { type: 'grammar', value: 'root ::= "a" root' } }, /rule 'root' derives no finite text/],
       [{ grammar: { type: 'json', value: PERSON }, response_format: { type: 'json_object' } }, /either `grammar` or `response_format`/],
       [{ grammar: { type: 'json', value: PERSON }, min_new_tokens: 5 }, /`min_tokens` cannot be combined with structured output/],
     ];
@@ -286,8 +345,11 @@ describe('structured output across ranks and preemption', () => {
   });
   after(async () => { await Promise.all([one.close(), two.close(), tight.close()]); });
 
+  // JSON-schema requests, and grammars (whose automaton is a pushdown one) beside them.
   const reqs = [1, 2, 3, 4, 5, 6].map((seed) => ({ inputs: `Person number ${seed}:`, parameters: {
-    grammar: { type: 'json', value: PERSON }, do_sample: true, seed, max_new_tokens: 120 } }));
+    grammar: seed <= 4 ? { type: 'json', value: PERSON } : { type: 'grammar', value: seed === 5 ? NEST_GBNF : SUM_LARK },
+    do_sample: true, seed, max_new_tokens: 120 } }));
+  const check = (i: number, text: string) => (i < 4 ? checkPerson(text) : i === 4 ? checkNest(text) : checkSum(text));
 
   test('TP=2 gives exactly the TP=1 outputs (async scheduling feeds each rank its own sample)', async () => {
     const a = await Promise.all(reqs.map((r) => generate(one, r.inputs, r.parameters)));
@@ -297,7 +359,7 @@ describe('structured output across ranks and preemption', () => {
       assert.equal(b[i].status, 200, b[i].text);
       const tx = JSON.parse(x.text).generated_text;
       assert.equal(JSON.parse(b[i].text).generated_text, tx, `request ${i}`);
-      checkPerson(tx);
+      check(i, tx);
     });
   });
 
@@ -310,7 +372,7 @@ describe('structured output across ranks and preemption', () => {
     together.forEach((t, i) => {
       assert.equal(t.status, 200, t.text);
       assert.equal(JSON.parse(t.text).generated_text, JSON.parse(alone[i].text).generated_text, `request ${i}`);
-      checkPerson(JSON.parse(t.text).generated_text);
+      check(i, JSON.parse(t.text).generated_text);
     });
     assert.equal(tight.engine.stats().usedBlocks, 0);
   });

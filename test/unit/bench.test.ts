@@ -235,3 +235,21 @@ describe('bench decode end to end (preset:tiny)', () => {
     assert.equal([...adapter.tensors.keys()].filter((k) => k.endsWith('lora_magnitude_vector')).length, PRESETS.tiny.layers * 7);
   });
 });
+
+describe('bench constraints (token masks)', () => {
+  it('walks each document through its regex or grammar automaton and times new and cached masks', async () => {
+    const printed: string[] = [];
+    const report = await runBench(parseArgs('bench', ['--scenario', 'constraints'], {}), { out: (t) => printed.push(t), err: () => {} });
+    assert.match(printed[0]!, /\| constraint +\| doc bytes \| tokens \| new states \|/);
+    const rows = report.rows as { syntax: string; tokens: number; newStates: number; maskMeanMs: number; cachedMaskUs: number; documentBytes: number }[];
+    assert.deepEqual(rows.map((r) => r.syntax), ['regex', 'regex', 'gbnf', 'gbnf', 'lark']);
+    for (const r of rows) {
+      assert.ok(r.tokens > 0 && r.tokens <= r.documentBytes, JSON.stringify(r));
+      assert.ok(r.newStates > 0 && r.newStates <= r.tokens + 1, JSON.stringify(r));
+      assert.ok(r.cachedMaskUs / 1000 < r.maskMeanMs, `a cached mask is a lookup: ${JSON.stringify(r)}`);
+    }
+    assert.equal((report.setup as { vocabularySize: number }).vocabularySize, 128_257);
+    await assert.rejects(runBench(parseArgs('bench', ['--scenario', 'constraints', '--model', tmpdir()], {}), { out: () => {}, err: () => {} }),
+      /has no tokenizer.json/);
+  });
+});
