@@ -54,11 +54,11 @@ export {
 export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHeaders } from './bus.js';
 // Structured output: the constraint language of NewSequence.constraint, shared by the coordinator (which
 // checks a request's pattern) and the shards (which run it over the vocabulary's token bytes).
-export { ConstraintError, compileRegex, escapeRegex, type Nfa } from './constraint/regex.js';
+export { ConstraintError, compileRegex, escapeRegex, parseRegex, type Nfa } from './constraint/regex.js';
 export { DEAD, LazyDfa, UNKNOWN, fullMatch, type ByteDfa } from './constraint/dfa.js';
 export { parseGbnf } from './constraint/gbnf.js';
 export { parseLark } from './constraint/lark.js';
 export type { Grammar } from './constraint/grammar-text.js';
-export { GrammarDfa, compileGrammar, grammarMatch } from './constraint/grammar.js';
+export { GrammarDfa, compileGrammar } from './constraint/grammar.js';
 export { compileConstraint, constraintKey } from './constraint/compile.js';
 export { loadTokenVocab, sortedVocab, tokenizerJsonProblem, type TokenVocab } from './constraint/token-bytes.js';

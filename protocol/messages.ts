@@ -23,10 +23,12 @@ export interface SamplingParams {
 }
 
 /** Structured output: the whole generated text must match `pattern` — a regular expression (constraint/regex.ts)
- * or, with `syntax`, a context-free grammar in that notation (constraint/gbnf.ts, constraint/lark.ts). */
+ * or, with `syntax`, a context-free grammar in that notation (constraint/gbnf.ts, constraint/lark.ts; `rules`: a
+ * JSON array of regular expressions, one per rule, the first the root, where `\R{k}` calls rule k — what a
+ * recursive JSON Schema compiles to). */
 export interface ConstraintSource {
   pattern: string;
-  syntax?: 'gbnf' | 'lark';
+  syntax?: 'gbnf' | 'lark' | 'rules';
 }
 
 export interface Constraint extends ConstraintSource {

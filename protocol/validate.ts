@@ -37,7 +37,7 @@ const newSequence = object({
   logits: literal('none', 'all'),
   promptLogprobs: bool,
   topN: count,
-}, { pending: count, cached: count, constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark') }) });
+}, { pending: count, cached: count, constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }) });
 
 const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 

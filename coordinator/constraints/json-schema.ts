@@ -3,7 +3,10 @@
 // order, one optional space after `:` and `,`, no other whitespace (free whitespace lets a model pad forever).
 // Numbers are bounded in length (an integer has at most 16 digits: past 2^53 JSON numbers lose precision).
 // Keywords that constrain values but cannot be expressed here are refused by name rather than ignored.
-import { ConstraintError, escapeRegex } from '../../protocol/index.js';
+// A recursive schema (a $ref to a schema that contains it, `#` included) is not regular: jsonSchemaConstraint
+// then makes each $ref target a rule of a grammar (syntax 'rules': one regular expression per rule, `\R{k}`
+// calling rule k), which the shards run as a pushdown automaton.
+import { ConstraintError, escapeRegex, parseRegex, type ConstraintSource } from '../../protocol/index.js';
 
 /** Whitespace allowed after `:` and `,`: one optional space. */
 export const JSON_SP = ' ?';
@@ -56,15 +59,50 @@ function arrayOf(item: string, min: number, max: number): string {
   return min === 0 ? `\\[(?:${body})?\\]` : `\\[${body}\\]`;
 }
 
-export function jsonSchemaRegex(schema: unknown): string {
+/** A $ref met inside its own expansion. */
+class Recursive extends Error {}
+
+function rootOf(schema: unknown): Record<string, unknown> {
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
     throw new ConstraintError('the JSON schema must be an object');
   }
-  return new SchemaCompiler(schema as Record<string, unknown>).value(schema as Schema, '#', 0);
+  return schema as Record<string, unknown>;
+}
+
+/** The regular expression of a schema's texts; a recursive schema is refused (tool parameters are inlined into
+ * one expression with the other tools'). */
+export function jsonSchemaRegex(schema: unknown): string {
+  try {
+    return new SchemaCompiler(rootOf(schema), false).value(rootOf(schema), '#', 0);
+  } catch (e) {
+    if (e instanceof Recursive) {
+      throw new ConstraintError(`${e.message} (a recursive schema): recursive schemas are supported in response_format and guided_json, not here`);
+    }
+    throw e;
+  }
+}
+
+/** A schema as a constraint: its regular expression, or for a recursive schema, its grammar. */
+export function jsonSchemaConstraint(schema: unknown): ConstraintSource {
+  const root = rootOf(schema);
+  try {
+    return { pattern: new SchemaCompiler(root, false).value(root, '#', 0) };
+  } catch (e) {
+    if (!(e instanceof Recursive)) throw e;
+  }
+  const c = new SchemaCompiler(root, true);
+  const top = c.value(root, '#', 0);
+  return { pattern: JSON.stringify([top, ...c.rules]), syntax: 'rules' };
 }
 
 class SchemaCompiler {
-  constructor(private readonly root: Record<string, unknown>) {}
+  /** Rules mode: each $ref target's expression (rule k is rules[k - 1]; rule 0 is the whole schema). */
+  readonly rules: string[] = [];
+  private readonly ruleIds = new Map<string, number>();
+  /** Inline mode: the $refs being expanded. */
+  private readonly expanding: string[] = [];
+
+  constructor(private readonly root: Record<string, unknown>, private readonly asRules: boolean) {}
 
   value(s: Schema, at: string, refDepth: number): string {
     if (s === true) return freeJsonValue(FREE_JSON_DEPTH);
@@ -121,7 +159,9 @@ class SchemaCompiler {
   private string(s: Record<string, unknown>, at: string): string {
     if (s.pattern !== undefined) {
       if (typeof s.pattern !== 'string') throw new ConstraintError(`'pattern' at ${at} must be a string`);
-      return `"(?:${s.pattern.replace(/^\^/, '').replace(/\$$/, '')})"`;
+      const inner = s.pattern.replace(/^\^/, '').replace(/\$$/, '');
+      parseRegex(inner);  // checked alone: nothing in it may read as a rule call
+      return `"(?:${inner})"`;
     }
     if (s.format !== undefined) {
       const f = FORMATS[String(s.format)];
@@ -164,15 +204,31 @@ class SchemaCompiler {
   }
 
   private ref(ref: unknown, at: string, refDepth: number): string {
-    if (typeof ref !== 'string' || !ref.startsWith('#/')) throw new ConstraintError(`'$ref' at ${at} must point into this schema (#/...)`);
-    if (refDepth >= MAX_REF_DEPTH) throw new ConstraintError(`'$ref' nesting deeper than ${MAX_REF_DEPTH} at ${at} (a recursive schema?)`);
+    if (typeof ref !== 'string' || (ref !== '#' && !ref.startsWith('#/'))) throw new ConstraintError(`'$ref' at ${at} must point into this schema (# or #/...)`);
     let node: unknown = this.root;
-    for (const part of ref.slice(2).split('/')) {
+    for (const part of ref === '#' ? [] : ref.slice(2).split('/')) {
       const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
       node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined;
       if (node === undefined) throw new ConstraintError(`'$ref' ${ref} (at ${at}) points to nothing`);
     }
-    return this.value(node as Schema, ref, refDepth + 1);
+    if (this.asRules) {
+      let id = this.ruleIds.get(ref);
+      if (id === undefined) {
+        id = this.rules.length + 1;
+        this.ruleIds.set(ref, id);
+        this.rules.push('');
+        this.rules[id - 1] = this.value(node as Schema, ref, 0);
+      }
+      return `\\R{${id}}`;
+    }
+    if (ref === '#' || this.expanding.includes(ref)) throw new Recursive(`'$ref' ${ref} at ${at} is inside the schema it points to`);
+    if (refDepth >= MAX_REF_DEPTH) throw new ConstraintError(`'$ref' nesting deeper than ${MAX_REF_DEPTH} at ${at}`);
+    this.expanding.push(ref);
+    try {
+      return this.value(node as Schema, ref, refDepth + 1);
+    } finally {
+      this.expanding.pop();
+    }
   }
 }
 

@@ -12,14 +12,15 @@
 import { ConstraintError, escapeRegex, type ConstraintSource } from '../../protocol/index.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
-import { freeJsonObject, jsonSchemaRegex } from '../constraints/json-schema.js';
+import { freeJsonObject, jsonSchemaConstraint } from '../constraints/json-schema.js';
 
 
 const invalid = validationError;
 
-function schemaPattern(schema: unknown, what: string): string {
+/** A schema's regular expression, or a recursive schema's grammar. */
+function schemaPattern(schema: unknown, what: string): ConstraintSource {
   try {
-    return jsonSchemaRegex(schema);
+    return jsonSchemaConstraint(schema);
   } catch (e) {
     if (e instanceof ConstraintError) throw invalid(`${what}: ${e.message}`);
     throw e;
@@ -102,7 +103,7 @@ function vllmConstraint(top: Json): string | ConstraintSource | undefined {
   return `(?:${(v as string[]).map(escapeRegex).join('|')})`;
 }
 
-function responseFormatConstraint(top: Json): string | undefined {
+function responseFormatConstraint(top: Json): string | ConstraintSource | undefined {
   const f = top.response_format ?? undefined;
   if (f === undefined) return undefined;
   if (!isJsonObject(f)) throw invalid('`response_format` must be an object with a `type`');

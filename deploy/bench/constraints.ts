@@ -14,7 +14,7 @@ import { median } from './stats.js';
 
 export interface ConstraintRow {
   constraint: string;
-  syntax: 'regex' | 'gbnf' | 'lark';
+  syntax: NonNullable<ConstraintSource['syntax']> | 'regex';
   documentBytes: number;
   tokens: number;
   /** Masks computed (automaton states met for the first time). */

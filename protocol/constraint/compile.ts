@@ -6,7 +6,8 @@ import { LazyDfa, type ByteDfa } from './dfa.js';
 import { parseGbnf } from './gbnf.js';
 import { GrammarDfa, compileGrammar } from './grammar.js';
 import { parseLark } from './lark.js';
-import { compileRegex } from './regex.js';
+import { ConstraintError, compileRegex, parseRegex } from './regex.js';
+import type { Grammar } from './grammar-text.js';
 
 /** Throws ConstraintError saying what is wrong with the source. */
 export function compileConstraint(src: ConstraintSource, maxStates?: number): ByteDfa {
@@ -14,7 +15,30 @@ export function compileConstraint(src: ConstraintSource, maxStates?: number): By
     case undefined: return new LazyDfa(compileRegex(src.pattern), maxStates);
     case 'gbnf': return new GrammarDfa(compileGrammar(parseGbnf(src.pattern)), maxStates);
     case 'lark': return new GrammarDfa(compileGrammar(parseLark(src.pattern)), maxStates);
+    case 'rules': return new GrammarDfa(compileGrammar(parseRules(src.pattern)), maxStates);
   }
+}
+
+/** `["root regex", "rule 1 regex", …]` with `\R{k}` calling rule k. */
+function parseRules(text: string): Grammar {
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    throw new ConstraintError('rules: not a JSON array of regular expressions');
+  }
+  if (!Array.isArray(list) || list.length === 0 || !list.every((r) => typeof r === 'string')) {
+    throw new ConstraintError('rules: not a JSON array of regular expressions');
+  }
+  const bodies = list.map((r: string) => parseRegex(r, true));
+  const names = bodies.map((_, k) => (k === 0 ? 'root' : `rule ${k}`));
+  const check = (a: typeof bodies[number]): void => {
+    if (a.t === 'call' && a.rule >= bodies.length) throw new ConstraintError(`rules: \\R{${a.rule}} calls a rule that is not there`);
+    if (a.t === 'seq' || a.t === 'alt') a.items.forEach(check);
+    if (a.t === 'rep') check(a.item);
+  };
+  bodies.forEach(check);
+  return { names, bodies, root: 0 };
 }
 
 /** A key naming the constraint (caches). */

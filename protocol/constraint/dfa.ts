@@ -124,6 +124,6 @@ function coReachable(nfa: Nfa): Uint8Array {
 }
 
 /** Whether the whole of `text` matches (tests, and checking a generated output). */
-export function fullMatch(dfa: LazyDfa, text: string): boolean {
+export function fullMatch(dfa: ByteDfa, text: string): boolean {
   return dfa.accepting(dfa.walk(dfa.start, new Uint8Array(Buffer.from(text, 'utf8'))));
 }

@@ -292,8 +292,3 @@ function tailNodes(net: Network, isEnd: Uint8Array): Uint8Array {
   }
   return tail;
 }
-
-/** Whether the whole of `text` is in the grammar's language (tests). */
-export function grammarMatch(dfa: GrammarDfa, text: string): boolean {
-  return dfa.accepting(dfa.walk(dfa.start, new Uint8Array(Buffer.from(text, 'utf8'))));
-}

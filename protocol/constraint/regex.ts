@@ -56,7 +56,8 @@ export function complement(ranges: [number, number][]): [number, number][] {
 class Parser {
   private i = 0;
   private readonly cps: number[];
-  constructor(private readonly pattern: string) {
+  /** `calls`: `\R{k}` calls rule k (a grammar's rules written as regular expressions, compile.ts). */
+  constructor(private readonly pattern: string, private readonly calls = false) {
     this.cps = Array.from(pattern, (c) => c.codePointAt(0)!);
   }
 
@@ -143,7 +144,15 @@ class Parser {
       }
       case 0x5b: return { t: 'set', ranges: this.klass() };
       case 0x2e: return { t: 'set', ranges: complement(range(0x0a, 0x0a)) };
-      case 0x5c: return { t: 'set', ranges: this.escape(false) };
+      case 0x5c: {
+        if (this.calls && this.peek() === 0x52 && this.peek(1) === 0x7b) {  // \R{k}
+          const m = /^R\{(\d{1,6})\}/.exec(String.fromCodePoint(...this.cps.slice(this.i, this.i + 10)));
+          if (!m) throw this.error('bad rule call \\R{k}');
+          this.i += m[0].length;
+          return { t: 'call', rule: Number(m[1]) };
+        }
+        return { t: 'set', ranges: this.escape(false) };
+      }
       case 0x2a: case 0x2b: case 0x3f: this.i--; throw this.error('nothing to repeat');
       case 0x5e: case 0x24: this.i--; throw this.error('anchors are only supported at the start (^) and end ($)');
       default: return { t: 'set', ranges: range(c, c) };
@@ -407,10 +416,10 @@ export class Builder {
   }
 }
 
-/** Parses a pattern into its syntax tree (throws ConstraintError saying what is wrong). */
-export function parseRegex(pattern: string): Ast {
+/** Parses a pattern into its syntax tree (throws ConstraintError saying what is wrong). `calls`: see Parser. */
+export function parseRegex(pattern: string, calls = false): Ast {
   if (pattern.length > 1_000_000) throw new ConstraintError('the pattern is longer than 1,000,000 characters');
-  return new Parser(pattern).parse();
+  return new Parser(pattern, calls).parse();
 }
 
 /** Parses and compiles a pattern (throws ConstraintError saying what is wrong). */

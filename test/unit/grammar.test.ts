@@ -3,7 +3,7 @@
 // calls, the nesting limit, and the token automaton a shard samples through with a grammar.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConstraintError, GrammarDfa, LazyDfa, compileConstraint, compileGrammar, compileRegex, fullMatch, grammarMatch, parseGbnf, parseLark,
+import { ConstraintError, GrammarDfa, LazyDfa, compileConstraint, compileGrammar, compileRegex, fullMatch, parseGbnf, parseLark,
   sortedVocab } from '../../protocol/index.js';
 import { MAX_STACK_DEPTH } from '../../protocol/constraint/grammar.js';
 import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
@@ -11,7 +11,7 @@ import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
 const gbnf = (text: string) => new GrammarDfa(compileGrammar(parseGbnf(text)));
 const matcher = (text: string) => {
   const dfa = gbnf(text);
-  return (s: string) => grammarMatch(dfa, s);
+  return (s: string) => fullMatch(dfa, s);
 };
 
 /** Every string over `alphabet` up to `max` characters. */
@@ -140,12 +140,12 @@ describe('GBNF -> pushdown automaton', () => {
 
   test('right recursion runs in constant stack (tail calls); nesting beyond the limit is dead', () => {
     const dfa = gbnf('root ::= "a" root | ""');
-    assert.ok(grammarMatch(dfa, 'a'.repeat(5 * MAX_STACK_DEPTH)));
+    assert.ok(fullMatch(dfa, 'a'.repeat(5 * MAX_STACK_DEPTH)));
     assert.ok(dfa.size < 5, `${dfa.size} states`);
     const nest = gbnf('root ::= "(" root ")" | "x"');
     const deep = (n: number) => '('.repeat(n) + 'x' + ')'.repeat(n);
-    assert.ok(grammarMatch(nest, deep(MAX_STACK_DEPTH - 1)));
-    assert.ok(!grammarMatch(nest, deep(MAX_STACK_DEPTH + 1)));
+    assert.ok(fullMatch(nest, deep(MAX_STACK_DEPTH - 1)));
+    assert.ok(!fullMatch(nest, deep(MAX_STACK_DEPTH + 1)));
   });
 
   test('direct left recursion is rewritten as a repetition: the same language', () => {
@@ -155,7 +155,7 @@ describe('GBNF -> pushdown automaton', () => {
 
   test('rules that cannot finish are pruned: the state dies as soon as only they remain', () => {
     const dfa = gbnf('root ::= "a" loop | "ab"\nloop ::= "b" loop');
-    assert.ok(grammarMatch(dfa, 'ab'));
+    assert.ok(fullMatch(dfa, 'ab'));
     assert.equal(dfa.walk(dfa.start, Buffer.from('abb')), -1);
   });
 
@@ -186,7 +186,7 @@ describe('GBNF -> pushdown automaton', () => {
 describe('Lark -> pushdown automaton', () => {
   const lark = (text: string) => {
     const dfa = new GrammarDfa(compileGrammar(parseLark(text)));
-    return (s: string) => grammarMatch(dfa, s);
+    return (s: string) => fullMatch(dfa, s);
   };
 
   test('an expression grammar with %ignore: spaces anywhere between tokens, never inside one', () => {

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConstraintError, DEAD, LazyDfa, compileRegex, fullMatch, loadTokenVocab, sortedVocab, tokenizerJsonProblem } from '../../protocol/index.js';
-import { freeJsonObject, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
+import { ConstraintError, DEAD, LazyDfa, compileConstraint, compileRegex, fullMatch, loadTokenVocab, sortedVocab, tokenizerJsonProblem
+} from '../../protocol/index.js';
+import { freeJsonObject, jsonSchemaConstraint, jsonSchemaRegex } from '../../coordinator/constraints/json-schema.js';
 import { TokenAutomaton } from '../../shard/constraints/token-constraint.js';
 import { cpuOps } from '../../kernels/index.js';
 
@@ -117,13 +118,43 @@ describe('JSON Schema -> regex', () => {
     for (const s of ['[]', '"a"', '{"a":{"b":{"c":{"d":1}}}}', '{"a":1']) assert.ok(!o(s), s);
   });
 
+  test('a recursive schema ($ref to an enclosing schema, # included) becomes a grammar of its $ref targets', () => {
+    const tree = { type: 'object', required: ['value', 'children'], properties: { value: { type: 'integer' },
+      children: { type: 'array', items: { $ref: '#' }, maxItems: 3 } } };
+    const src = jsonSchemaConstraint(tree);
+    assert.equal(src.syntax, 'rules');
+    const dfa = compileConstraint(src);
+    const ok = (v: unknown) => fullMatch(dfa, JSON.stringify(v));
+    let deep: unknown = { value: 0, children: [] };
+    for (let d = 1; d < 30; d++) deep = { value: d, children: [deep, { value: -d, children: [] }] };
+    assert.ok(ok(deep), 'nested 30 deep');
+    assert.ok(fullMatch(dfa, '{"value": 1, "children": [{"value": 2, "children": []}]}'));
+    assert.ok(!ok({ value: 1, children: [{ value: 2 }] }), 'a child without children');
+    assert.ok(!ok({ value: 1, children: [{ value: 2, children: [] }, 3] }), 'a child that is not a node');
+    assert.ok(!ok({ value: 1, children: [1, 2, 3, 4].map((value) => ({ value, children: [] })) }), 'maxItems holds at every level');
+    // Mutual recursion through $defs, beside a plain $ref.
+    const expr = { $ref: '#/$defs/expr', $defs: {
+      expr: { anyOf: [{ type: 'integer' }, { $ref: '#/$defs/op' }] },
+      op: { type: 'object', required: ['op', 'args'], properties: { op: { enum: ['+', '*'] }, args: { type: 'array', items: { $ref: '#/$defs/expr' }, minItems: 2, maxItems: 2 } } } } };
+    const e = compileConstraint(jsonSchemaConstraint(expr));
+    assert.ok(fullMatch(e, '{"op":"+","args":[1,{"op":"*","args":[2,{"op":"+","args":[3,4]}]}]}'));
+    assert.ok(!fullMatch(e, '{"op":"+","args":[1]}'));
+    // Not recursive: still one regular expression.
+    assert.equal(jsonSchemaConstraint(person).syntax, undefined);
+    assert.equal(jsonSchemaConstraint(person).pattern, jsonSchemaRegex(person));
+    // A recursion that never ends derives nothing: refused when compiled (the coordinator's 422).
+    assert.throws(() => compileConstraint(jsonSchemaConstraint({ type: 'object', required: ['next'], properties: { next: { $ref: '#' } } })),
+      /derives no finite text/);
+  });
+
   test('keywords that would be ignored are refused by name', () => {
     for (const [schema, why] of [
       [{ type: 'integer', minimum: 0 }, /'minimum'/],
       [{ type: 'object', properties: { a: {} }, required: ['b'] }, /required property 'b'/],
       [{ type: 'string', format: 'email' }, /format 'email'/],
       [{ $ref: 'http://x' }, /must point into this schema/],
-      [{ $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } }, /nesting deeper than 8/],
+      [{ $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } }, /recursive schemas are supported in response_format and guided_json, not here/],
+      [{ type: 'string', pattern: 'a\\R{1}' }, /unknown escape \\R/],
       [[], /must be an object/],
     ] as [unknown, RegExp][]) {
       assert.throws(() => jsonSchemaRegex(schema), (e: unknown) => e instanceof ConstraintError && why.test(e.message), JSON.stringify(schema));
