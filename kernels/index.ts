@@ -172,6 +172,9 @@ export interface ForwardBatch {
   ropeLong?: Uint8Array;
   seqs: BatchSeq[];
   logitRows: Int32Array;
+  /** forward() also returns each logit row's final hidden state (after the final norm), [logitRows.length,
+   * hidden] after the logits (embeddings). */
+  returnHidden?: boolean;
 }
 
 /** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */
@@ -234,7 +237,7 @@ export interface NativeModel {
   installAdapter(slot: number, staged: StagedAdapter): void;
   clearAdapter(slot: number): void;
   adapterBytes(slot: number): number;
-  /** Logits [logitRows.length, vocab], full vocabulary on every rank. */
+  /** Logits [logitRows.length, vocab], full vocabulary on every rank (then the hidden states: returnHidden). */
   forward(batch: ForwardBatch): Promise<Float32Array>;
   /**
    * The step, then one sampled token per logit row (rows[i] for logitRows[i]) with the CPU's sampling rules.

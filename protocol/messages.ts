@@ -46,8 +46,9 @@ export interface NewSequence {
   sampling: SamplingParams;
   /** Tokens already generated (non-empty after a preemption): repetition penalty and the RNG position. */
   generated: number[];
-  /** 'all': return float32 logits for every position (used by `weft score` and tests). */
-  logits: 'none' | 'all';
+  /** 'all': return float32 logits for every position (used by `weft score` and tests). 'hidden': return the
+   * final hidden state (after the final norm) of the prompt's last position in SeqOutput.hidden (embeddings). */
+  logits: 'none' | 'all' | 'hidden';
   /** Return the log-softmax of each prompt token given its prefix (decoder_input_details). */
   promptLogprobs: boolean;
   /** Number of top alternative tokens to report per generated token (0 = none). */
@@ -128,6 +129,8 @@ export interface SeqOutput {
   promptTop?: TokenChoice[][];
   /** float32 little-endian, [positions, vocab]; see float32ToBytes / bytesToFloat32. */
   logits?: Uint8Array;
+  /** NewSequence.logits 'hidden': float32 little-endian [hidden], with the sequence's first token. */
+  hidden?: Uint8Array;
   /** This sequence alone failed (its structured-output automaton grew past its limit): `token` is meaningless;
    * the coordinator ends the sequence with this reason and the rest of the step stands. */
   error?: string;
@@ -245,6 +248,8 @@ export interface ModelInfo {
   eosTokenIds: number[];
   /** longrope models: prompts longer than this are rotated with the long factors (their K/V are cached apart). */
   ropeLongFrom?: number;
+  /** The hidden size: an embedding's length (NewSequence.logits 'hidden'). */
+  hiddenSize?: number;
 }
 
 export interface ShardReady {

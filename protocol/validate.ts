@@ -34,7 +34,7 @@ const newSequence = object({
   blockTable: tokenIds,
   sampling,
   generated: tokenIds,
-  logits: literal('none', 'all'),
+  logits: literal('none', 'all', 'hidden'),
   promptLogprobs: bool,
   topN: count,
 }, { pending: count, cached: count, constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }) });
@@ -57,7 +57,7 @@ const tokenChoice = object({ token: count, logprob });
 const seqOutput = object(
   { seqId: id, token: count, logprob, top: arrayOf(tokenChoice) },
   { promptLogprobs: arrayOf(logprob), promptTop: arrayOf(arrayOf(tokenChoice)),
-    logits: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }),
+    logits: bytes({ multipleOf: 4 }), hidden: bytes({ multipleOf: 4 }), error: str({ nonEmpty: true }),
     more: arrayOf(object({ token: count, logprob, top: arrayOf(tokenChoice) })), drafted: count },
 );
 
@@ -146,7 +146,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
         numLayers: positive,
         maxPositions: positive,
         eosTokenIds: tokenIds,
-      }, { ropeLongFrom: positive }),
+      }, { ropeLongFrom: positive, hiddenSize: positive }),
       kvBlocks: positive,
       blockSize: positive,
       adapterSlots: count,

@@ -118,7 +118,7 @@ export class ShardActor {
     this.publish(shardSubject(o.cluster, o.rank, 'ready'), {
       v: PROTOCOL_VERSION, type: 'shard.ready', rank: o.rank, worldSize: o.worldSize, pid: process.pid,
       model: { architecture: spec.architecture, vocabSize: spec.vocab, numLayers: spec.layers, maxPositions: spec.maxPositions,
-        eosTokenIds: spec.eosTokenIds, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}) },
+        eosTokenIds: spec.eosTokenIds, hiddenSize: spec.hidden, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}) },
       kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
     });
     this.heartbeat = setInterval(() => this.publish(shardSubject(o.cluster, o.rank, 'heartbeat'),

@@ -3,7 +3,7 @@
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ConstraintSource, MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
-import { constraintKey } from '../../protocol/index.js';
+import { bytesToFloat32, constraintKey } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -117,7 +117,7 @@ export class Engine implements GenerationEngine {
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
     const reasoning = detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t));
     this.info = {
-      modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize,
+      modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize, hiddenSize: r.model.hiddenSize ?? 0,
       maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
       maxBatchPrefillTokens: limits.maxBatchPrefillTokens, maxConcurrentRequests: limits.maxConcurrentRequests,
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
@@ -267,7 +267,7 @@ export class Engine implements GenerationEngine {
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling,
       ropeLong: ids.length > this.ropeLongFrom,
       maxNewTokens: req.maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
-      topN: req.topN,
+      topN: req.topN, ...(req.embed ? { logits: 'hidden' as const } : {}),
       ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
@@ -434,7 +434,8 @@ export class Engine implements GenerationEngine {
       st.admitted = true;
       st.queueSpan.end();
       const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? [], ev.promptTop) : null;
-      st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, cachedTokens: ev.cachedTokens ?? 0, prefill });
+      st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, cachedTokens: ev.cachedTokens ?? 0, prefill,
+        ...(ev.hidden !== undefined ? { embedding: bytesToFloat32(ev.hidden) } : {}) });
     }
     if (ev.finished === 'cancelled') return;
     if (ev.finished === 'error') {

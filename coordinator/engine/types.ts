@@ -60,6 +60,9 @@ export interface GenerateRequest {
    * tags) instead of dropping them — except the EOS / stop token that ends the generation, as vLLM leaves it out.
    */
   keepSpecialTokens?: boolean;
+  /** Embeddings: the prompt's last hidden state comes with the 'admitted' event (send maxNewTokens 1: the one
+   * token sampled is not used). */
+  embed?: boolean;
   /** Structured output: a regular expression or grammar (coordinator/http/structured-output.ts) the generated text
    * must match. */
   constraint?: ConstraintSource;
@@ -101,7 +104,9 @@ export interface GeneratedToken {
 
 /** Events for one request, in order: admitted, then tokens, then exactly one of end / error. */
 export type GenerationEvent =
-  | { type: 'admitted'; promptTokens: number; cachedTokens: number; prefill: PrefillToken[] | null }
+  | { type: 'admitted'; promptTokens: number; cachedTokens: number; prefill: PrefillToken[] | null;
+      /** GenerateRequest.embed: the prompt's last hidden state (after the final norm). */
+      embedding?: Float32Array }
   | { type: 'token'; token: GeneratedToken; /** text to append to the output (streaming-safe, may be '') */ textDelta: string }
   | { type: 'end'; finishReason: FinishReason; generatedText: string; generatedTokens: number; seed: number | null }
   | { type: 'error'; error: EngineError };
@@ -128,6 +133,8 @@ export interface EngineInfo {
   modelId: string;
   architecture: string;
   vocabSize: number;
+  /** The model's hidden size: the length of an embedding (0 when the shards did not say). */
+  hiddenSize: number;
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;

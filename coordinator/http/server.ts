@@ -14,6 +14,7 @@ import { registerOpenAiRoutes } from './openai-routes.js';
 import { registerResponsesApiRoute } from './responses-api-routes.js';
 import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
+import { registerEmbeddingRoutes } from './embeddings-routes.js';
 import { registerServiceRoutes } from './service-routes.js';
 
 export interface HttpServerOptions {
@@ -98,6 +99,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
+  registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   await app.ready();

@@ -220,6 +220,7 @@ export class Scheduler {
           if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;
           if (out.promptTop !== undefined) event.promptTop = out.promptTop;
           if (out.logits !== undefined) event.logits = out.logits;
+          if (out.hidden !== undefined) event.hidden = out.hidden;
         }
         const reason = this.stopReason(seq, t.token);
         events.push(event);

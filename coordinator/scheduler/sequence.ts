@@ -15,7 +15,7 @@ export interface SequenceInit {
   sampling: SamplingParams;
   maxNewTokens: number;
   eosTokenIds?: readonly number[];
-  logits?: 'none' | 'all';
+  logits?: 'none' | 'all' | 'hidden';
   promptLogprobs?: boolean;
   topN?: number;
   /** Structured output (NewSequence.constraint). */
@@ -35,7 +35,7 @@ export class Sequence {
   readonly sampling: SamplingParams;
   readonly maxNewTokens: number;
   readonly eosTokenIds: ReadonlySet<number>;
-  readonly logits: 'none' | 'all';
+  readonly logits: 'none' | 'all' | 'hidden';
   readonly promptLogprobs: boolean;
   readonly topN: number;
   readonly constraint: Constraint | undefined;
@@ -97,7 +97,7 @@ export class Sequence {
 
   /** Whether its prompt may be split over several steps (not when every position's logits are wanted). */
   get chunkable(): boolean {
-    return this.logits === 'none' && !this.promptLogprobs;
+    return this.logits !== 'all' && !this.promptLogprobs;
   }
 
   get isFinished(): boolean {

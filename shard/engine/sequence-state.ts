@@ -21,6 +21,8 @@ export interface SequenceState {
   topN: number;
   /** Chunked prefill: prompt tokens still to come in later steps (nothing is sampled until 0). */
   unsent: number;
+  /** Embeddings: the prompt's last position returns its final hidden state (NewSequence.logits 'hidden'). */
+  hidden?: boolean;
   /** Speculative decoding: the n-gram index of `history` (made on the first step that drafts). */
   ngrams?: NgramIndex;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */

@@ -34,6 +34,8 @@ interface Row {
    * position is sampled, and `cstates` are the constraint's states before each of them (structured output). */
   drafts: number[];
   cstates?: number[];
+  /** Embeddings: the row's final hidden state, as it goes out. */
+  hiddenState?: Uint8Array;
 }
 
 const NO_TOKENS = new Int32Array(0);
@@ -112,11 +114,12 @@ export class StepRunner {
       }
       state.unsent = c.pending;
       state.history.push(...c.tokens);
-      rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false, logits: 'none',
-        partial: c.pending > 0, drafts: [] });
+      rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false,
+        logits: state.hidden ? 'hidden' : 'none', partial: c.pending > 0, drafts: [] });
     }
-    // A step that returns full logits (rare: scoring, prompt logprobs) does not speculate: one sampling path.
-    const speculate = !rows.some((r) => r.wantAll);
+    // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
+    // speculate: one sampling path.
+    const speculate = !rows.some((r) => r.wantAll || (r.logits === 'hidden' && !r.partial));
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
@@ -255,6 +258,7 @@ export class StepRunner {
       lastSampled: -1,
       topN: ns.topN,
       unsent: ns.pending ?? 0,
+      ...(ns.logits === 'hidden' ? { hidden: true } : {}),
       ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
     };
     this.seqs.set(ns.seqId, state);
@@ -306,17 +310,26 @@ export class StepRunner {
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
     }
-    return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows) };
+    const returnHidden = rows.some((r) => r.logits === 'hidden' && !r.partial);
+    return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows),
+      ...(returnHidden ? { returnHidden } : {}) };
   }
 
   private sampleAll(rows: Row[], logits: Float32Array): SeqOutput[] {
-    const V = this.model.spec.vocab;
+    const V = this.model.spec.vocab, H = this.model.spec.hidden;
     const outputs: SeqOutput[] = [];
+    // With hidden states (returnHidden), they follow the logits: [logit rows, hidden].
+    const logitRows = rows.reduce((n, row) => n + (row.wantAll ? row.tokens.length : 1), 0);
+    const hidden = logits.subarray(logitRows * V);
     let r = 0;
     for (const row of rows) {
       const n = row.wantAll ? row.tokens.length : 1;
       const block = logits.subarray(r * V, (r + n) * V);
       r += n;
+      if (row.logits === 'hidden' && this.rank === 0) {
+        if (hidden.length < r * H) throw new ForwardError(`forward pass returned no hidden state for '${row.state.seqId}'`);
+        row.hiddenState = float32ToBytes(hidden.subarray((r - 1) * H, r * H));
+      }
       const last = block.subarray((n - 1) * V, n * V);
       const { state } = row;
       const s = cpuOps.sample(last, samplingOf(state), penaltyTokens(state), state.topN);
@@ -332,6 +345,7 @@ export class StepRunner {
         }
       }
       if (row.logits === 'all') out.logits = float32ToBytes(block);
+      if (row.hiddenState) out.hidden = row.hiddenState;
       outputs.push(out);
     }
     return outputs;

@@ -215,6 +215,9 @@ struct Batch {
   std::vector<uint8_t> rope_long;
   std::vector<BatchSeq> seqs;                            // tokens of a sequence are contiguous
   std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
+  // forward() also returns each logit row's final hidden state (after the final norm, before lm_head; the
+  // whole hidden size on every rank) after the logits: [logit_rows, hidden] more floats. Embeddings.
+  bool return_hidden = false;
 };
 
 // How one logit row of a step is sampled (forward_sample): the CPU's sampling rules (cpu/sampling.cc) on the
@@ -226,7 +229,8 @@ struct RowSampling {
 };
 
 // The surface model_wrap.cc drives. Weights arrive as host float32 (a backend converts them on upload);
-// forward returns logits [logit_rows, vocab] as host float32 on every rank.
+// forward returns logits [logit_rows, vocab] (then, with Batch::return_hidden, the hidden states [logit_rows,
+// hidden]) as host float32 on every rank.
 class ModelExecutor {
  public:
   virtual ~ModelExecutor() = default;

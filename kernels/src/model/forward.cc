@@ -325,6 +325,7 @@ std::vector<float> Model::forward(const Batch& b) {
   std::vector<float> gathered(static_cast<size_t>(world) * R * chunk);
   coll_->all_gather(local.data(), R * chunk, gathered.data());
   std::vector<float> logits = assemble_logits(cfg_, gathered.data(), world, R);
+  if (b.return_hidden) logits.insert(logits.end(), xr.begin(), xr.end());
   ops_.finish();
   return logits;
 }

@@ -184,6 +184,8 @@ Batch parse_batch(const Napi::Object& o) {
     b.rope_long.assign(a.Data(), a.Data() + a.ElementLength());
   }
   b.logit_rows = i32vec(o.Get("logitRows"), "batch.logitRows");
+  const Napi::Value rh = o.Get("returnHidden");
+  b.return_hidden = !rh.IsUndefined() && !rh.IsNull() && rh.ToBoolean().Value();
   Napi::Value sv = o.Get("seqs");
   if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");
   Napi::Array seqs = sv.As<Napi::Array>();

@@ -398,7 +398,18 @@ std::vector<float> CudaModel::forward(const Batch& b) {
   if (!check_step(b)) return {};
   DeviceScope scope(device_);
   return guarded([&] {
-    std::vector<float> logits = collect_logits(launch_step(b));
+    const StepPlan p = launch_step(b);
+    std::vector<float> logits = collect_logits(p);
+    if (b.return_hidden && p.wanted_logits > 0) {
+      // The final-normed rows in the executor's dtype (lm_head's input), widened into hr (no longer needed).
+      const int64_t n = p.wanted_logits * cfg_.hidden;
+      WEFT_CUDA_CHECK(convert(buf_.xr.get(), opts_.dtype, buf_.hr.get(), DType::kF32, n, stream_));
+      const size_t at = logits.size();
+      logits.resize(at + static_cast<size_t>(n));
+      WEFT_CUDA_CHECK(cudaMemcpyAsync(logits.data() + at, buf_.hr.get(), static_cast<size_t>(n) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+      WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
     ops_.finish(stream_);
     return logits;
   });

@@ -1,0 +1,184 @@
+// Embeddings from the served model and its adapters: POST /v1/embeddings (OpenAI; vLLM's extras) and POST /embed
+// (Text Embeddings Inference). Each input runs as a prefill whose last position's final hidden state (after the
+// final norm, what transformers' `hidden_states[-1]` holds) comes back — last-token pooling, as decoder
+// embedding models (Qwen3-Embedding, e5-mistral, gte-Qwen2) are trained — L2-normalised unless asked not to,
+// optionally cut to `dimensions` first (Matryoshka models). Inputs batch with other requests like any prefill,
+// through the prefix cache, at any --num-shard, with any adapter (`model`, as on the other OpenAI routes).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
+import { validationError } from './errors.js';
+import { isJsonObject, type Json } from './json.js';
+import { spanOf } from './lifecycle.js';
+import { adapterAuthorization, allOrCancel, runEvents, startEngineRun, startRuns, type EngineRun } from './engine-run.js';
+import { openAiErrorHandler } from './openai-routes.js';
+import { ADAPTER_SOURCES, bearerToken } from './validate.js';
+
+/** Inputs one request may carry (OpenAI's limit). */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+export interface EmbeddingDeps {
+  engine: GenerationEngine;
+  bodyLimitBytes: number;
+  bearerIsAdapterToken?: boolean;
+}
+
+interface EmbeddingJob {
+  inputs: (string | number[])[];
+  adapter: AdapterRef | null;
+  normalize: boolean;
+  dimensions: number | undefined;
+  /** Keep only the last this many tokens of each input (vLLM's truncate_prompt_tokens; TEI's truncate). */
+  truncate: number | undefined;
+}
+
+export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDeps): void {
+  const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
+  app.post('/v1/embeddings', { errorHandler }, async (request, reply) => {
+    const job = openAiJob(request, deps);
+    const { vectors, promptTokens } = await embed(request, reply, deps.engine, job);
+    const base64 = (request.body as Json).encoding_format === 'base64';
+    const model = typeof (request.body as Json).model === 'string' ? (request.body as Json).model as string : deps.engine.info.modelId;
+    return {
+      object: 'list', model,
+      data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: base64 ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : [...v] })),
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+    };
+  });
+  // TEI: {inputs: string | string[], normalize?, truncate?, dimensions?} -> [[…], …]; weft adds adapter_id (+ source, api_token).
+  app.post('/embed', { errorHandler }, async (request, reply) => {
+    const { vectors } = await embed(request, reply, deps.engine, teiJob(request, deps));
+    return vectors.map((v) => [...v]);
+  });
+}
+
+function body(request: FastifyRequest): Json {
+  if (!isJsonObject(request.body)) throw validationError('the body must be a JSON object');
+  return request.body;
+}
+
+function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
+  const b = body(request);
+  const known = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user', 'truncate_prompt_tokens', 'normalize',
+    'adapter_source', 'api_token']);
+  const extra = Object.keys(b).find((k) => !known.has(k));
+  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
+  if (b.encoding_format !== undefined && b.encoding_format !== 'float' && b.encoding_format !== 'base64') {
+    throw validationError('`encoding_format` must be "float" or "base64"');
+  }
+  if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
+  if (b.model !== undefined && typeof b.model !== 'string') throw validationError('`model` must be a string');
+  const source = b.adapter_source;
+  if (source !== undefined && !(ADAPTER_SOURCES as readonly unknown[]).includes(source)) {
+    throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  }
+  const apiToken = typeof b.api_token === 'string' ? b.api_token : bearerToken(adapterAuthorization(request, deps.bearerIsAdapterToken));
+  let adapter = deps.engine.adapterForModel(b.model as string | undefined, apiToken);
+  if (adapter && source !== undefined) adapter = { ...adapter, source: source as AdapterRef['source'] };
+  return { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
+    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
+}
+
+function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
+  const b = body(request);
+  const known = new Set(['inputs', 'normalize', 'truncate', 'truncation_direction', 'dimensions', 'prompt_name', 'adapter_id',
+    'adapter_source', 'api_token']);
+  const extra = Object.keys(b).find((k) => !known.has(k));
+  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
+  if (b.prompt_name !== undefined && b.prompt_name !== null) throw validationError('`prompt_name` is not supported: put the instruction in the input');
+  if (b.truncation_direction !== undefined && b.truncation_direction !== 'Left' && b.truncation_direction !== 'left') {
+    throw validationError('`truncation_direction` must be "Left" (the last tokens are kept: the pooled position is the last)');
+  }
+  const source = b.adapter_source ?? deps.engine.info.defaultAdapterSource;
+  if (!(ADAPTER_SOURCES as readonly unknown[]).includes(source)) throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  if (b.adapter_id !== undefined && (typeof b.adapter_id !== 'string' || b.adapter_id === '')) throw validationError('`adapter_id` must be a non-empty string');
+  const apiToken = typeof b.api_token === 'string' ? b.api_token : bearerToken(adapterAuthorization(request, deps.bearerIsAdapterToken));
+  const adapter: AdapterRef | null = typeof b.adapter_id === 'string'
+    ? { id: b.adapter_id, source: source as AdapterRef['source'], ...(apiToken !== undefined ? { apiToken } : {}) } : null;
+  return { inputs: inputsOf(b.inputs, 'inputs', false), adapter, normalize: flag(b.normalize, 'normalize', true),
+    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize),
+    truncate: flag(b.truncate, 'truncate', false) ? deps.engine.info.maxInputLength : undefined };
+}
+
+/** A string, a list of strings, a list of token ids, or a list of such lists (token ids: OpenAI only). */
+function inputsOf(v: unknown, name: string, tokenIds: boolean): (string | number[])[] {
+  const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && t >= 0);
+  let list: unknown[];
+  if (typeof v === 'string') list = [v];
+  else if (tokenIds && isIds(v)) list = [v];
+  else if (Array.isArray(v)) list = v;
+  else throw validationError(`\`${name}\` must be a string or a list of ${tokenIds ? 'strings or token-id lists' : 'strings'}`);
+  if (list.length === 0) throw validationError(`\`${name}\` is empty`);
+  if (list.length > MAX_EMBEDDING_INPUTS) throw validationError(`\`${name}\` holds ${list.length} inputs; at most ${MAX_EMBEDDING_INPUTS} per request`);
+  return list.map((x, i) => {
+    if (typeof x === 'string') {
+      if (x === '') throw validationError(`\`${name}[${i}]\` is an empty string: there is nothing to embed`);
+      return x;
+    }
+    if (tokenIds && isIds(x)) return x;
+    throw validationError(`\`${name}[${i}]\` must be a non-empty ${tokenIds ? 'string or list of token ids' : 'string'}`);
+  });
+}
+
+function flag(v: unknown, name: string, dflt: boolean): boolean {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'boolean') throw validationError(`\`${name}\` must be true or false`);
+  return v;
+}
+
+function dimensionsOf(v: unknown, hidden: number): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Number.isInteger(v) || (v as number) < 1 || (hidden > 0 && (v as number) > hidden)) {
+    throw validationError(`\`dimensions\` must be an integer from 1 to the model's hidden size, ${hidden}`);
+  }
+  return v as number;
+}
+
+function truncateOf(v: unknown, name: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Number.isInteger(v) || (v as number) < 1) throw validationError(`\`${name}\` must be a positive integer`);
+  return v as number;
+}
+
+/** Runs every input (all start or none), then pools: cut to `dimensions`, L2-normalise. */
+async function embed(request: FastifyRequest, reply: FastifyReply, engine: GenerationEngine, job: EmbeddingJob):
+  Promise<{ vectors: Float32Array[]; promptTokens: number }> {
+  const span = spanOf(request);
+  span.setAttribute('weft.adapter_id', job.adapter?.id ?? '');
+  span.setAttribute('weft.embedding_inputs', job.inputs.length);
+  const runs = await startRuns(job.inputs.length, reply, (i): Promise<EngineRun> => {
+    const input = job.inputs[i]!;
+    const req: GenerateRequest = {
+      requestId: job.inputs.length > 1 ? `${request.id}.${i}` : request.id, inputs: typeof input === 'string' ? input : '',
+      ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
+      sampling: { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 },
+      maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true,
+      ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
+    };
+    return startEngineRun(engine, req, span, request, reply);
+  });
+  const results = await allOrCancel(runs, async (run) => {
+    let vector: Float32Array | undefined, promptTokens = 0;
+    for await (const ev of runEvents(run)) {
+      if (ev.type === 'admitted') {
+        vector = ev.embedding;
+        promptTokens = ev.promptTokens;
+      } else if (ev.type === 'error') {
+        throw ev.error;
+      }
+    }
+    if (!vector) throw new Error('the engine returned no embedding');
+    return { vector: pool(vector, job.dimensions, job.normalize), promptTokens };
+  }, 'another input of the request failed');
+  return { vectors: results.map((r) => r.vector), promptTokens: results.reduce((n, r) => n + r.promptTokens, 0) };
+}
+
+/** The first `dimensions` values, scaled to unit length (when `normalize`); float32 like the model's output. */
+export function pool(hidden: Float32Array, dimensions: number | undefined, normalize: boolean): Float32Array {
+  const v = Float32Array.from(hidden.subarray(0, dimensions ?? hidden.length));
+  if (!normalize) return v;
+  let sq = 0;
+  for (const x of v) sq += x * x;
+  const norm = Math.max(Math.sqrt(sq), 1e-12);  // torch.nn.functional.normalize's eps
+  for (let i = 0; i < v.length; i++) v[i]! /= norm;
+  return v;
+}
