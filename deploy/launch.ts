@@ -127,7 +127,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
-      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries });
+      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

@@ -4,6 +4,8 @@
 // embedding models (Qwen3-Embedding, e5-mistral, gte-Qwen2) are trained — L2-normalised unless asked not to,
 // optionally cut to `dimensions` first (Matryoshka models). Inputs batch with other requests like any prefill,
 // through the prefix cache, at any --num-shard, with any adapter (`model`, as on the other OpenAI routes).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
@@ -20,6 +22,27 @@ export interface EmbeddingDeps {
   engine: GenerationEngine;
   bodyLimitBytes: number;
   bearerIsAdapterToken?: boolean;
+  /** What sentenceTransformersPooling read from the model directory (null: nothing said). */
+  pooling?: string | null;
+}
+
+/**
+ * The pooling a sentence-transformers model directory asks for (`modules.json` naming a Pooling module whose
+ * `config.json` sets one `pooling_mode_*`), e.g. 'lasttoken' or 'mean'; null when the directory has no such config.
+ */
+export function sentenceTransformersPooling(modelDir: string): string | null {
+  try {
+    const modules = JSON.parse(readFileSync(join(modelDir, 'modules.json'), 'utf8')) as { type?: string; path?: string }[];
+    const pooling = modules.find((m) => typeof m.type === 'string' && m.type.endsWith('.Pooling'));
+    if (!pooling || typeof pooling.path !== 'string') return null;
+    const file = join(modelDir, pooling.path, 'config.json');
+    if (!existsSync(file)) return null;
+    const cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const on = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true).map((k) => k.slice('pooling_mode_'.length).replace(/_tokens?$/, ''));  // cls, mean, max, weightedmean, lasttoken, …
+    return on.length === 0 ? null : on.join('+');
+  } catch {
+    return null;
+  }
 }
 
 interface EmbeddingJob {
@@ -33,7 +56,15 @@ interface EmbeddingJob {
 
 export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  app.post('/v1/embeddings', { errorHandler }, async (request, reply) => {
+  // A model trained for another pooling would get vectors it was not trained to give: refused, not approximated.
+  const pooling = deps.pooling ?? null;
+  const preHandler = async () => {
+    if (pooling !== null && pooling !== 'lasttoken') {
+      throw validationError(`this model's sentence-transformers config pools by '${pooling}'; weft pools the last token only, ` +
+        'so its embeddings would not be the ones the model was trained to give');
+    }
+  };
+  app.post('/v1/embeddings', { errorHandler, preHandler }, async (request, reply) => {
     const job = openAiJob(request, deps);
     const { vectors, promptTokens } = await embed(request, reply, deps.engine, job);
     const base64 = (request.body as Json).encoding_format === 'base64';
@@ -45,7 +76,7 @@ export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDep
     };
   });
   // TEI: {inputs: string | string[], normalize?, truncate?, dimensions?} -> [[…], …]; weft adds adapter_id (+ source, api_token).
-  app.post('/embed', { errorHandler }, async (request, reply) => {
+  app.post('/embed', { errorHandler, preHandler }, async (request, reply) => {
     const { vectors } = await embed(request, reply, deps.engine, teiJob(request, deps));
     return vectors.map((v) => [...v]);
   });

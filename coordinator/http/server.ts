@@ -31,6 +31,8 @@ export interface HttpServerOptions {
   corsAllowOrigins?: readonly string[];
   /** Responses API responses kept in memory for GET and previous_response_id (response-store.ts); 0: none. Default 1024. */
   responseStoreEntries?: number;
+  /** The pooling the model's sentence-transformers config names (embeddings-routes.ts), or null when it has none. */
+  embeddingPooling?: string | null;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -99,7 +101,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
-  registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
+  registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   await app.ready();

@@ -5,9 +5,12 @@
 // base64; TEI's /embed; bad input refused with nothing held after.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGoldenServer, type GoldenServer } from '../helpers/golden-server.js';
+import { sentenceTransformersPooling } from '../../coordinator/http/embeddings-routes.js';
+import { loadGoldenCase } from '../helpers/golden.js';
+import { startGoldenServer, tokenizedGoldenModel, type GoldenServer } from '../helpers/golden-server.js';
 
 interface Entry { adapter: string | null; tokens: number[]; hidden: number[] }
 const FIXTURE = JSON.parse(readFileSync(join(import.meta.dirname, '../../../test/fixtures/embeddings/embeddings.json'), 'utf8')) as {
@@ -102,3 +105,32 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['mistral', 1], ['qwen
     });
   });
 }
+
+/** A sentence-transformers layout: modules.json naming a Pooling module whose config sets `mode`. */
+function withPooling(dir: string, mode: string): string {
+  writeFileSync(join(dir, 'modules.json'), JSON.stringify([
+    { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+    { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+    { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' }]));
+  mkdirSync(join(dir, '1_Pooling'), { recursive: true });
+  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 64, pooling_mode_cls_token: false,
+    pooling_mode_mean_tokens: mode === 'mean', pooling_mode_lasttoken: mode === 'lasttoken', include_prompt: true }));
+  return dir;
+}
+
+test('the pooling a sentence-transformers config names: last-token models are served, others refused by name', async () => {
+  assert.equal(sentenceTransformersPooling(mkdtempSync(join(tmpdir(), 'weft-nopool-'))), null);
+  assert.equal(sentenceTransformersPooling(withPooling(mkdtempSync(join(tmpdir(), 'weft-pool-')), 'lasttoken')), 'lasttoken');
+  const mean = withPooling(tokenizedGoldenModel(loadGoldenCase('llama')), 'mean');
+  assert.equal(sentenceTransformersPooling(mean), 'mean');
+  const g = await startGoldenServer({ modelId: mean });
+  try {
+    const r = await g.post('/v1/embeddings', { input: 't1 t2' });
+    assert.equal(r.status, 422, r.text);
+    assert.match(r.text, /pools by 'mean'; weft pools the last token only/);
+    assert.equal((await g.post('/embed', { inputs: 't1 t2' })).status, 422);
+    assert.equal((await g.post('/v1/completions', { prompt: 't1 t2', max_tokens: 2 })).status, 200, 'generation is unaffected');
+  } finally {
+    await g.close();
+  }
+});
