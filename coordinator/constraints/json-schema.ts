@@ -7,6 +7,7 @@
 // then makes each $ref target a rule of a grammar (syntax 'rules': one regular expression per rule, `\R{k}`
 // calling rule k), which the shards run as a pushdown automaton.
 import { ConstraintError, escapeRegex, parseRegex, type ConstraintSource } from '../../protocol/index.js';
+import { numberRange, type NumericBounds } from './json-number-range.js';
 
 /** Whitespace allowed after `:` and `,`: one optional space. */
 export const JSON_SP = ' ?';
@@ -20,16 +21,32 @@ const NULL = 'null';
 /** Container nesting of a value whose schema says nothing (`{}`, or json_object without a schema). */
 export const FREE_JSON_DEPTH = 3;
 
+const IPV4_PART = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const H16 = '[0-9a-fA-F]{1,4}';
+/** RFC 1123 host names: dot-separated labels of 1–63 letters, digits and inner hyphens (the 253-character total is not counted). */
+const HOSTNAME = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*';
+const DUR_TIME = 'T(?:[0-9]{1,9}H(?:[0-9]{1,9}M(?:[0-9]{1,9}S)?)?|[0-9]{1,9}M(?:[0-9]{1,9}S)?|[0-9]{1,9}S)';
 const FORMATS: Record<string, string> = {
   'date': '[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])',
   'time': '(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?',
   'uuid': '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
 };
 FORMATS['date-time'] = `${FORMATS.date}T${FORMATS.time}`;
+FORMATS.ipv4 = `${IPV4_PART}(?:\\.${IPV4_PART}){3}`;
+// Every RFC 4291 text form of an address (:: anywhere), hexadecimal groups only (no embedded IPv4 tail).
+FORMATS.ipv6 = `(?:(?:${H16}:){7}${H16}|(?:${H16}:){1,7}:|(?:${H16}:){1,6}:${H16}|(?:${H16}:){1,5}(?::${H16}){1,2}|` +
+  `(?:${H16}:){1,4}(?::${H16}){1,3}|(?:${H16}:){1,3}(?::${H16}){1,4}|(?:${H16}:){1,2}(?::${H16}){1,5}|${H16}:(?::${H16}){1,6}|` +
+  `:(?:(?::${H16}){1,7}|:))`;
+FORMATS.hostname = HOSTNAME;
+// A dot-atom local part (RFC 5322's printable specials, no quoted strings) at a host name.
+FORMATS.email = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + HOSTNAME;
+// ISO 8601 durations as RFC 3339 appendix A spells them (P1Y2M3DT4H5M6S, P2W, PT30M), components of ≤ 9 digits.
+FORMATS.duration = `P(?:(?:[0-9]{1,9}D|[0-9]{1,9}M(?:[0-9]{1,9}D)?|[0-9]{1,9}Y(?:[0-9]{1,9}M(?:[0-9]{1,9}D)?)?)(?:${DUR_TIME})?|${DUR_TIME}|[0-9]{1,9}W)`;
 
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated',
   'readOnly', 'writeOnly', '$defs', 'definitions', 'strict', 'name']);
-const KNOWN = new Set(['type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'enum',
+const KNOWN = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
+  'type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'enum',
   'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'pattern', 'format', 'nullable']);
 /** $ref expansions nested inside each other (a recursive schema is cut off here). */
 const MAX_REF_DEPTH = 8;
@@ -141,8 +158,8 @@ class SchemaCompiler {
   private typed(s: Record<string, unknown>, type: string, at: string, refDepth: number): string {
     switch (type) {
       case 'string': return this.string(s, at);
-      case 'integer': return INTEGER;
-      case 'number': return NUMBER;
+      case 'integer': return this.bounded(s, true, at) ?? INTEGER;
+      case 'number': return this.bounded(s, false, at) ?? NUMBER;
       case 'boolean': return BOOLEAN;
       case 'null': return NULL;
       case 'array': {
@@ -154,6 +171,27 @@ class SchemaCompiler {
       case 'object': return this.object(s, at, refDepth);
       default: throw new ConstraintError(`unknown type '${type}' at ${at}`);
     }
+  }
+
+  /** minimum / maximum / exclusiveMinimum / exclusiveMaximum (a number, or draft 4's boolean beside the bound)
+   * as an exact range; undefined when none is given. */
+  private bounded(s: Record<string, unknown>, integer: boolean, at: string): string | undefined {
+    const b: NumericBounds = {};
+    const num = (k: string): number | undefined => {
+      const v = s[k];
+      if (v === undefined || typeof v === 'boolean') return undefined;
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConstraintError(`'${k}' at ${at} must be a number`);
+      return v;
+    };
+    const tighter = (a: number | undefined, aEx: boolean, c: number | undefined, lower: boolean): [number | undefined, boolean] => {
+      if (c === undefined) return [a, aEx];
+      if (a === undefined || (lower ? c >= a : c <= a)) return [c, true];
+      return [a, aEx];
+    };
+    [b.min, b.minExclusive] = tighter(num('minimum'), s.exclusiveMinimum === true, num('exclusiveMinimum'), true);
+    [b.max, b.maxExclusive] = tighter(num('maximum'), s.exclusiveMaximum === true, num('exclusiveMaximum'), false);
+    if (b.min === undefined && b.max === undefined) return undefined;
+    return numberRange(b, integer, at);
   }
 
   private string(s: Record<string, unknown>, at: string): string {

@@ -348,7 +348,7 @@ describe('structured output (demo model)', () => {
 
   test('bad schemas and patterns are 422s that say why', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ grammar: { type: 'json', value: { type: 'integer', maximum: 3 } } }, /'maximum'.*not supported/],
+      [{ grammar: { type: 'json', value: { type: 'integer', multipleOf: 3 } } }, /'multipleOf'.*not supported/],
       [{ grammar: { type: 'regex', value: '(a' } }, /missing \)/],
       [{ grammar: { type: 'yaml', value: 'x' } }, /`grammar.type` must be "json", "regex" or "grammar"/],
       [{ grammar: { type: 'grammar', value: 'root ::= "a" root' } }, /rule 'root' derives no finite text/],

@@ -147,11 +147,43 @@ describe('JSON Schema -> regex', () => {
       /derives no finite text/);
   });
 
+  test('numeric bounds: minimum, maximum and their exclusive forms (draft 6+ numbers, draft 4 booleans), exactly', () => {
+    const age = matcher(jsonSchemaRegex({ type: 'object', properties: { age: { type: 'integer', minimum: 0, maximum: 150 } }, required: ['age'] }));
+    for (const v of [0, 7, 99, 150]) assert.ok(age(`{"age":${v}}`), String(v));
+    for (const v of ['-1', '151', '1000', '-0', '1.5']) assert.ok(!age(`{"age":${v}}`), v);
+    const p = matcher(jsonSchemaRegex({ type: 'number', exclusiveMinimum: 0, maximum: 1 }));
+    for (const v of ['0.5', '1', '1.000', '0.001']) assert.ok(p(v), v);
+    for (const v of ['0', '0.000', '1.01', '-0.5', '2', '5e-1']) assert.ok(!p(v), v);
+    const d4 = matcher(jsonSchemaRegex({ type: 'integer', minimum: 1, exclusiveMinimum: true, maximum: 3, exclusiveMaximum: true }));
+    assert.deepEqual(['0', '1', '2', '3'].filter(d4), ['2']);
+    const both = matcher(jsonSchemaRegex({ type: 'integer', minimum: -3, exclusiveMinimum: -1 }));  // the tighter bound wins
+    assert.deepEqual(['-2', '-1', '0', '9'].filter(both), ['0', '9']);
+    assert.ok(matcher(jsonSchemaRegex({ type: 'number' }))('1.5e3'), 'unbounded numbers keep their exponent');
+  });
+
+  test('string formats: ipv4, ipv6, hostname, email, duration', () => {
+    const f = (format: string) => matcher(jsonSchemaRegex({ type: 'string', format }));
+    const cases: [string, string[], string[]][] = [
+      ['ipv4', ['192.168.0.1', '0.0.0.0', '255.255.255.255'], ['256.1.1.1', '1.2.3', '01.2.3.4', '1.2.3.4.5']],
+      ['ipv6', ['::1', '::', '2001:db8::8a2e:370:7334', 'fe80::', '1:2:3:4:5:6:7:8', 'a::b:c'], ['1::2::3', '12345::', '1:2:3:4:5:6:7:8:9', ':1', 'g::1']],
+      ['hostname', ['example.com', 'a-b.c0.io', 'localhost'], ['-a.com', 'a..b', 'a_b.com', `${'a'.repeat(64)}.com`]],
+      ['email', ['x.y+z@mail.example.org', "o'neil@ex.co"], ['a@@b', '@b.com', 'a.@b.com', 'a b@c.d']],
+      ['duration', ['P1Y2M3DT4H5M6S', 'P2W', 'PT30M', 'P3D', 'PT1H30M'], ['P', 'PT', 'P1H', 'P1D2Y', 'P1W2D', '1D']],
+    ];
+    for (const [format, yes, no] of cases) {
+      const m = f(format);
+      for (const s of yes) assert.ok(m(JSON.stringify(s)), `${format}: ${s}`);
+      for (const s of no) assert.ok(!m(JSON.stringify(s)), `${format}: not ${s}`);
+    }
+  });
+
   test('keywords that would be ignored are refused by name', () => {
     for (const [schema, why] of [
-      [{ type: 'integer', minimum: 0 }, /'minimum'/],
+      [{ type: 'integer', multipleOf: 5 }, /'multipleOf'/],
+      [{ type: 'integer', minimum: 5, maximum: 2 }, /no integer satisfies the bounds at #/],
+      [{ type: 'number', minimum: '1' }, /'minimum' at # must be a number/],
       [{ type: 'object', properties: { a: {} }, required: ['b'] }, /required property 'b'/],
-      [{ type: 'string', format: 'email' }, /format 'email'/],
+      [{ type: 'string', format: 'uri' }, /format 'uri'/],
       [{ $ref: 'http://x' }, /must point into this schema/],
       [{ $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } }, /recursive schemas are supported in response_format and guided_json, not here/],
       [{ type: 'string', pattern: 'a\\R{1}' }, /unknown escape \\R/],
