@@ -202,9 +202,12 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
       const steps: ((s: Seq[]) => ForwardBatch)[] = [
         ([a, b, c]) => batchOf([p(a, 9, true), p(b, 5, true), p(c, 7, true)], bs),
         ([a, b, c]) => batchOf([p(a, 1), p(b, 1), p(c, 1)], bs),
-        ([a, b, c, d]) => batchOf([p(c, 1), p(d, 6, true), p(a, 1), p(b, 1)], bs),
+        // Embeddings: the final-normed hidden states of the logit rows follow the logits (a mixed step, then a
+        // decode step — graphed where graphs are on).
+        ([a, b, c, d]) => ({ ...batchOf([p(c, 1), p(d, 6, true), p(a, 1), p(b, 1)], bs), returnHidden: true }),
+        ([a, b, c, d]) => ({ ...batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs), returnHidden: true }),
       ];
-      for (let i = 0; i < 5; i++) steps.push(([a, b, c, d]) => batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs));
+      for (let i = 0; i < 4; i++) steps.push(([a, b, c, d]) => batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs));
       steps.push(([a, , c]) => batchOf([p(a, 1), p(c, 1)], bs));
       return steps;
     };
@@ -213,9 +216,12 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
     const steps = stepsFor();
     let worst = { graphs: 0, eager: 0, graphsVsEager: 0, bf16: 0, fp16: 0 };
     const runStep = async (k: number, make: (s: Seq[]) => ForwardBatch): Promise<void> => {
-      const outs = await Promise.all(all.map((m) => m.forward(make(states.get(m)!))));
+      const batches = all.map((m) => make(states.get(m)!));
+      const outs = await Promise.all(all.map((m, i) => m.forward(batches[i]!)));
       const [ref, g, e, b16, f16] = outs;
       const what = `${v.name} step ${k}`;
+      const rows = batches[0]!.logitRows.length;
+      assert.equal(ref.length, rows * (V + (batches[0]!.returnHidden ? v.plan.hidden : 0)), `${what}: CPU output length`);
       assert.equal(g.length, ref.length, `${what}: logits length`);
       worst = { graphs: Math.max(worst.graphs, maxAbsDiff(g, ref)), eager: Math.max(worst.eager, maxAbsDiff(e, ref)),
         graphsVsEager: Math.max(worst.graphsVsEager, maxAbsDiff(g, e)), bf16: Math.max(worst.bf16, relL2(b16, ref)),
