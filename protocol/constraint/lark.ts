@@ -8,13 +8,13 @@
 //   %ignore " "
 //
 // Rules (lowercase names, `?`/`!` prefixes and `.priority` accepted) and terminals (UPPERCASE) alike; items:
-// "strings" (an `i` suffix: any letter case), "a".."z" ranges, /regular expressions/ (no flags), names,
+// "strings" (an `i` suffix: any letter case), "a".."z" ranges, /regular expressions/ (flag `i` only), names,
 // ( groups ), [ optional ], postfix `?` `*` `+`, `~ n` and `~ n..m`, `| alternatives` on following lines,
 // `-> alias` (ignored). Directives: `%import common.NAME [-> ALIAS]` and `%import common (A, B)` from the
 // terminals of Lark's common.lark below; `%ignore` terminals may come before any terminal of a rule (Lark's
 // lexer skips them between tokens). The grammar is read as a context-free language: Lark's lexer (longest
 // match, priorities) can refuse a few texts this accepts — the same reading vLLM gives Lark grammars.
-import { type Ast, ConstraintError, parseRegex } from './regex.js';
+import { type Ast, ConstraintError, normalize, parseRegex } from './regex.js';
 import { GrammarScanner, RuleTable, type Grammar } from './grammar-text.js';
 
 /** The terminals of Lark's common.lark that grammars import. */
@@ -301,14 +301,36 @@ class LarkParser extends GrammarScanner {
       source += String.fromCodePoint(c);
       if (c === 0x5c && this.peek() !== undefined) source += String.fromCodePoint(this.cps[this.i++]!);
     }
-    const flags = this.name();
-    if (flags !== undefined) throw this.error(`regular-expression flags (/…/${flags}) are not supported`);
+    const flags = this.name() ?? '';
+    if (/[^i]/.test(flags)) throw this.error(`regular-expression flags other than i (/…/${flags}) are not supported`);
     try {
-      return parseRegex(source);
+      return flags === 'i' ? caseless(parseRegex(source)) : parseRegex(source);
     } catch (e) {
       if (!(e instanceof ConstraintError)) throw e;
       this.i = start;
       throw this.error(`bad regular expression /${source.slice(0, 100)}/: ${e.message}`);
+    }
+  }
+}
+
+/** A regular expression's character sets with each letter's other case added (`/…/i`); a range of more than
+ * 4,096 characters is left as it is (such a range, a negated class or `.`, holds both cases already or means to). */
+function caseless(a: Ast): Ast {
+  switch (a.t) {
+    case 'seq': case 'alt': return { t: a.t, items: a.items.map(caseless) };
+    case 'rep': return { ...a, item: caseless(a.item) };
+    case 'call': return a;
+    case 'set': {
+      const extra: [number, number][] = [];
+      for (const [lo, hi] of a.ranges) {
+        if (hi - lo > 4096) continue;
+        for (let c = lo; c <= hi; c++) {
+          for (const v of [String.fromCodePoint(c).toLowerCase(), String.fromCodePoint(c).toUpperCase()]) {
+            if ([...v].length === 1 && v.codePointAt(0) !== c) extra.push([v.codePointAt(0)!, v.codePointAt(0)!]);
+          }
+        }
+      }
+      return extra.length === 0 ? a : { t: 'set', ranges: normalize([...a.ranges, ...extra]) };
     }
   }
 }

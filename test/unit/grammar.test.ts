@@ -218,6 +218,9 @@ describe('Lark -> pushdown automaton', () => {
       END: ';'`);
     for (const s of ['SELECT ab', 'Select ab,cd,#f0;', 'selectzz', 'select #0']) assert.ok(m(s), s);
     for (const s of ['select a', 'select ab,cd,ef,gh', 'sel ab', 'select #', 'select ab;;']) assert.ok(!m(s), s);
+    const word = lark('start: /[a-cé]+x/i');
+    for (const s of ['abcx', 'ABCX', 'aÉbX']) assert.ok(word(s), s);
+    assert.ok(!word('abdx'));
   });
 
   test('common terminals: NUMBER, SIGNED_NUMBER, ESCAPED_STRING, CNAME, WS, with an alias and a list', () => {
@@ -237,7 +240,7 @@ describe('Lark -> pushdown automaton', () => {
       ['start: "a"\n%declare X', /%declare is not supported/],
       ['start: X\n%import lexer.X', /only Lark's common terminals/],
       ['start: X\n%import common.NOPE', /common\.NOPE is not available/],
-      ['start: /a/i', /flags .* are not supported/],
+      ['start: /a/s', /flags other than i .* are not supported/],
       ['start: /(?=a)a/', /bad regular expression .*lookaround/],
       ['start: _sep{"a", ","}', /templates .* are not supported/],
       ['begin: "a"', /needs a 'start' rule/],
