@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `weft <command> [flags]` — launch | shard | score | bench | check-adapter. `weft <command> --help` lists every flag.
+// `weft <command> [flags]` — launch | shard | score | bench | check-adapter | batch. `weft <command> --help` lists every flag.
 import { readCommandLine } from './config/index.js';
 
 async function main(): Promise<void> {
@@ -31,6 +31,12 @@ async function main(): Promise<void> {
     case 'bench': {
       const { runBench } = await import('./bench/index.js');
       await runBench(config);
+      return;
+    }
+    case 'batch': {
+      const { runBatch } = await import('./batch.js');
+      const summary = await runBatch(config);
+      if (summary.invalid > 0 || summary.failed > 0) process.exitCode = 2;  // every line still has its result line
       return;
     }
     case 'check-adapter': {

@@ -60,8 +60,9 @@ export interface ListFlag extends FlagCommon {
 
 export type FlagSpec = NumberFlag | StringFlag | BoolFlag | ListFlag;
 
-const LAUNCH = ['launch'] as const;
-const SERVER = ['launch', 'shard'] as const;
+// `weft batch` starts the same server as `weft launch` (unless --url), so it takes every launch flag.
+const LAUNCH = ['launch', 'batch'] as const;
+const SERVER = ['launch', 'shard', 'batch'] as const;
 const SHARD = ['shard'] as const;
 const SCORE = ['score'] as const;
 const BENCH = ['bench'] as const;
@@ -144,9 +145,9 @@ export const FLAGS = [
   { name: 'preload-adapter', key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
     help: 'Load an adapter at boot, as name=SOURCE_ID (repeatable).' },
   // launch: operations
-  { name: 'api-key', key: 'apiKeys', type: 'list', of: 'string', commands: ['launch', 'bench'], env: ['WEFT_API_KEYS', 'API_KEY'],
+  { name: 'api-key', key: 'apiKeys', type: 'list', of: 'string', commands: ['launch', 'bench', 'batch'], env: ['WEFT_API_KEYS', 'API_KEY'],
     envSplit: ',', secret: true, default: [], defaultLabel: 'none (the API is open)',
-    help: 'launch: require this key (Authorization: Bearer or X-Api-Key) on every route but /health and /metrics (repeatable: rotation); bench serve: the key sent to --url.' },
+    help: 'launch: require this key (Authorization: Bearer or X-Api-Key) on every route but /health and /metrics (repeatable: rotation); bench serve, batch: the key sent to --url (batch without --url: to its own server).' },
   { name: 'response-store-entries', type: 'int', commands: LAUNCH, env: ['RESPONSE_STORE_ENTRIES'], default: 1024, min: 0,
     help: 'Responses API: how many responses (store: true, the default) the server keeps in memory for GET /v1/responses/{id} and previous_response_id, least recently used dropped first; each is visible only to the credentials that created it. 0: nothing is stored.' },
   { name: 'cors-allow-origin', key: 'corsAllowOrigins', type: 'list', of: 'string', commands: LAUNCH, env: ['CORS_ALLOW_ORIGIN'],
@@ -197,7 +198,8 @@ export const FLAGS = [
   // bench
   { name: 'scenario', type: 'string', commands: BENCH, required: true,
     choices: ['decode', 'prefill', 'lora-kernels', 'baseline', 'serve', 'constraints'], help: 'What to measure.' },
-  { name: 'output', type: 'string', commands: BENCH, defaultLabel: 'stdout only', help: 'Write the JSON report here.' },
+  { name: 'output', type: 'string', commands: ['bench', 'batch'], defaultLabel: 'stdout only',
+    help: 'bench: write the JSON report here; batch: write the result lines (JSONL, input order) here.' },
   { name: 'model', type: 'string', commands: BENCH, defaultLabel: 'the built-in demo model',
     help: 'Local model directory.' },
   { name: 'batch', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [1, 8, 32],
@@ -208,8 +210,8 @@ export const FLAGS = [
     help: 'LoRA ranks to sweep.' },
   { name: 'context', type: 'list', of: 'int', split: ',', min: 1, commands: BENCH, default: [512],
     help: 'Context lengths (tokens already in the KV cache) to sweep.' },
-  { name: 'url', type: 'string', commands: BENCH, format: 'http-url', defaultLabel: 'start a server',
-    help: 'serve: the running weft server to load.' },
+  { name: 'url', type: 'string', commands: ['bench', 'batch'], format: 'http-url', defaultLabel: 'start a server',
+    help: 'bench serve: the running weft server to load; batch: send the requests to this running server instead of starting one.' },
   { name: 'requests', type: 'int', commands: BENCH, default: 256, min: 1, help: 'serve: requests to send.' },
   { name: 'rate', type: 'float', commands: BENCH, default: 0, min: 0,
     defaultLabel: '0 (all at once)', help: 'serve: requests per second.' },
@@ -223,6 +225,12 @@ export const FLAGS = [
     help: 'decode, prefill: after each case\'s timed steps, 3 decode steps (1 prefill) more with the executor\'s op profile on, and a table of where a step\'s time goes, op by op (GPU: CUDA events between ops, steps without decode graphs; the timed steps are unaffected).' },
   { name: 'shared-prefix-words', type: 'int', commands: BENCH, default: 0, min: 0,
     help: 'serve: every prompt starts with the same this many words (a shared system prompt), before its own words.' },
+
+  // batch
+  { name: 'input', type: 'string', commands: ['batch'], required: true,
+    help: 'The OpenAI batch file: one JSON object per line, {custom_id, method: "POST", url: /v1/chat/completions | /v1/completions | /v1/embeddings | /v1/responses, body}.' },
+  { name: 'concurrency', type: 'int', commands: ['batch'], default: 64, min: 1, max: 4096,
+    help: 'Requests in flight at once (the server batches them; more than --max-concurrent-requests only queues).' },
 ] as const satisfies readonly FlagSpec[];
 
 /** The flags `command` accepts, in table order. */
@@ -245,6 +253,6 @@ type TableKeys<C extends Command> = (typeof FLAGS)[number] extends infer F
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Fields<C extends Command> = Exclude<keyof ConfigFor<C>, 'command' | 'env'>;
 const tableMatchesTypes: { [C in Command]: Same<TableKeys<C>, Fields<C>> } = {
-  launch: true, shard: true, score: true, bench: true, 'check-adapter': true,
+  launch: true, shard: true, score: true, bench: true, 'check-adapter': true, batch: true,
 };
 void tableMatchesTypes;

@@ -12,7 +12,7 @@ export { renderHelp, renderUsage } from './help.js';
 export { REDACTED, configSecrets, redactedConfig } from './redact.js';
 export { COMMANDS, ConfigError } from './types.js';
 export type {
-  AdapterSource, AwsEnv, BenchConfig, BenchScenario, Command, Config, ConfigErrorCode, ConfigFor, Device, Dtype,
+  AdapterSource, AwsEnv, BatchConfig, BenchConfig, BenchScenario, Command, Config, ConfigErrorCode, ConfigFor, Device, Dtype,
   CheckAdapterConfig, EnvConfig, LaunchConfig, LogLevel, PreloadAdapter, ScoreConfig, ShardConfig,
 } from './types.js';
 

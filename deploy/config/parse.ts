@@ -117,7 +117,8 @@ function conflict(message: string, source: string): ConfigError {
 /** Defaults that depend on other values, and rules that span two flags. */
 function finish(c: Config): Config {
   switch (c.command) {
-    case 'launch': {
+    case 'launch':
+    case 'batch': {
       const dtype: Dtype = (c.dtype as Dtype | null) ?? (c.device === 'cuda' ? 'bfloat16' : 'float32');
       if (c.maxInputLength >= c.maxTotalTokens) {
         throw conflict(`--max-input-length (${c.maxInputLength}) must be less than --max-total-tokens ` +

@@ -1,8 +1,8 @@
 // The typed result of parsing `weft <command> [flags]` plus the environment: one interface per command.
 // Field names are the flags' names in camelCase (flags.ts checks this at compile time).
 
-export type Command = 'launch' | 'shard' | 'score' | 'bench' | 'check-adapter';
-export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench', 'check-adapter'];
+export type Command = 'launch' | 'shard' | 'score' | 'bench' | 'check-adapter' | 'batch';
+export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench', 'check-adapter', 'batch'];
 
 export type Device = 'cpu' | 'cuda';
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
@@ -185,7 +185,20 @@ export interface CheckAdapterConfig {
   env: EnvConfig;
 }
 
-export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig;
+/** `weft batch`: an OpenAI batch file (JSONL requests) through a server started for it (launch's flags) or --url. */
+export interface BatchConfig extends Omit<LaunchConfig, 'command'> {
+  command: 'batch';
+  /** The requests, one JSON object per line: {custom_id, method: "POST", url, body}. */
+  input: string;
+  /** The results, one line per request in input order; null: stdout. */
+  output: string | null;
+  /** A running server to send them to; null: start one with the launch flags. */
+  url: string | null;
+  /** Requests in flight at once. */
+  concurrency: number;
+}
+
+export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig | BatchConfig;
 export type ConfigFor<C extends Command> = Extract<Config, { command: C }>;
 
 export type ConfigErrorCode =
