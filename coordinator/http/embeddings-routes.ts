@@ -65,10 +65,8 @@ export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDep
     }
   };
   app.post('/v1/embeddings', { errorHandler, preHandler }, async (request, reply) => {
-    const job = openAiJob(request, deps);
+    const { job, base64, model } = openAiJob(request, deps);
     const { vectors, promptTokens } = await embed(request, reply, deps.engine, job);
-    const base64 = (request.body as Json).encoding_format === 'base64';
-    const model = typeof (request.body as Json).model === 'string' ? (request.body as Json).model as string : deps.engine.info.modelId;
     return {
       object: 'list', model,
       data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: base64 ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : [...v] })),
@@ -82,49 +80,53 @@ export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDep
   });
 }
 
-function body(request: FastifyRequest): Json {
+/** The body's fields, each one of `known`. */
+function body(request: FastifyRequest, known: readonly string[]): Json {
   if (!isJsonObject(request.body)) throw validationError('the body must be a JSON object');
+  const extra = Object.keys(request.body).find((k) => !known.includes(k));
+  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
   return request.body;
 }
 
-function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
-  const b = body(request);
-  const known = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user', 'truncate_prompt_tokens', 'normalize',
+function sourceOf(v: unknown): AdapterRef['source'] {
+  if (!(ADAPTER_SOURCES as readonly unknown[]).includes(v)) throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  return v as AdapterRef['source'];
+}
+
+/** `api_token`, else the bearer token when it stands for adapter access (not an API key). */
+function apiTokenOf(b: Json, request: FastifyRequest, deps: EmbeddingDeps): string | undefined {
+  return typeof b.api_token === 'string' ? b.api_token : bearerToken(adapterAuthorization(request, deps.bearerIsAdapterToken));
+}
+
+/** The job, and how to answer: base64 vectors, and the `model` named (the base model's id when none). */
+function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): { job: EmbeddingJob; base64: boolean; model: string } {
+  const b = body(request, ['input', 'model', 'encoding_format', 'dimensions', 'user', 'truncate_prompt_tokens', 'normalize',
     'adapter_source', 'api_token']);
-  const extra = Object.keys(b).find((k) => !known.has(k));
-  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
   if (b.encoding_format !== undefined && b.encoding_format !== 'float' && b.encoding_format !== 'base64') {
     throw validationError('`encoding_format` must be "float" or "base64"');
   }
   if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
   if (b.model !== undefined && typeof b.model !== 'string') throw validationError('`model` must be a string');
-  const source = b.adapter_source;
-  if (source !== undefined && !(ADAPTER_SOURCES as readonly unknown[]).includes(source)) {
-    throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
-  }
-  const apiToken = typeof b.api_token === 'string' ? b.api_token : bearerToken(adapterAuthorization(request, deps.bearerIsAdapterToken));
-  let adapter = deps.engine.adapterForModel(b.model as string | undefined, apiToken);
-  if (adapter && source !== undefined) adapter = { ...adapter, source: source as AdapterRef['source'] };
-  return { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
+  const source = b.adapter_source === undefined ? undefined : sourceOf(b.adapter_source);
+  let adapter = deps.engine.adapterForModel(b.model as string | undefined, apiTokenOf(b, request, deps));
+  if (adapter && source !== undefined) adapter = { ...adapter, source };
+  const job = { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
     dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
+  return { job, base64: b.encoding_format === 'base64', model: typeof b.model === 'string' ? b.model : deps.engine.info.modelId };
 }
 
 function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
-  const b = body(request);
-  const known = new Set(['inputs', 'normalize', 'truncate', 'truncation_direction', 'dimensions', 'prompt_name', 'adapter_id',
+  const b = body(request, ['inputs', 'normalize', 'truncate', 'truncation_direction', 'dimensions', 'prompt_name', 'adapter_id',
     'adapter_source', 'api_token']);
-  const extra = Object.keys(b).find((k) => !known.has(k));
-  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
   if (b.prompt_name !== undefined && b.prompt_name !== null) throw validationError('`prompt_name` is not supported: put the instruction in the input');
   if (b.truncation_direction !== undefined && b.truncation_direction !== 'Left' && b.truncation_direction !== 'left') {
     throw validationError('`truncation_direction` must be "Left" (the last tokens are kept: the pooled position is the last)');
   }
-  const source = b.adapter_source ?? deps.engine.info.defaultAdapterSource;
-  if (!(ADAPTER_SOURCES as readonly unknown[]).includes(source)) throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  const source = sourceOf(b.adapter_source ?? deps.engine.info.defaultAdapterSource);
   if (b.adapter_id !== undefined && (typeof b.adapter_id !== 'string' || b.adapter_id === '')) throw validationError('`adapter_id` must be a non-empty string');
-  const apiToken = typeof b.api_token === 'string' ? b.api_token : bearerToken(adapterAuthorization(request, deps.bearerIsAdapterToken));
+  const apiToken = apiTokenOf(b, request, deps);
   const adapter: AdapterRef | null = typeof b.adapter_id === 'string'
-    ? { id: b.adapter_id, source: source as AdapterRef['source'], ...(apiToken !== undefined ? { apiToken } : {}) } : null;
+    ? { id: b.adapter_id, source, ...(apiToken !== undefined ? { apiToken } : {}) } : null;
   return { inputs: inputsOf(b.inputs, 'inputs', false), adapter, normalize: flag(b.normalize, 'normalize', true),
     dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize),
     truncate: flag(b.truncate, 'truncate', false) ? deps.engine.info.maxInputLength : undefined };

@@ -42,7 +42,7 @@ class GbnfParser extends GrammarScanner {
   }
 
   /** Spaces, newlines and `#` comments. */
-  private space(): void {
+  protected space(): void {
     for (;;) {
       const c = this.peek();
       if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.i++;
@@ -67,17 +67,7 @@ class GbnfParser extends GrammarScanner {
     return yes;
   }
 
-  private alternation(nested: boolean): Ast {
-    const items = [this.sequence(nested)];
-    while (this.peek() === 0x7c) {
-      this.i++;
-      this.space();
-      items.push(this.sequence(nested));
-    }
-    return items.length === 1 ? items[0]! : { t: 'alt', items };
-  }
-
-  private sequence(nested: boolean): Ast {
+  protected sequence(nested: boolean): Ast {
     const items: Ast[] = [];
     for (;;) {
       const c = this.peek();
@@ -91,11 +81,9 @@ class GbnfParser extends GrammarScanner {
 
   private postfix(item: Ast): Ast {
     for (;;) {
-      const c = this.peek();
-      if (c === 0x2a) { this.i++; item = { t: 'rep', item, min: 0, max: Infinity }; }
-      else if (c === 0x2b) { this.i++; item = { t: 'rep', item, min: 1, max: Infinity }; }
-      else if (c === 0x3f) { this.i++; item = { t: 'rep', item, min: 0, max: 1 }; }
-      else if (c === 0x7b) {
+      const repeated = this.repeatSuffix(item);
+      if (repeated) item = repeated;
+      else if (this.peek() === 0x7b) {
         const count = this.repeatCount(/^\{\s*(\d+)\s*(,\s*(\d*)\s*)?\}/);
         if (!count) throw this.error('expected a repeat count {n}, {n,} or {n,m}');
         item = { t: 'rep', item, min: count[0], max: count[1] };

@@ -54,7 +54,7 @@ export class RuleTable {
 
 /** A cursor over a grammar's text, with what both notations share: positions in errors, string literals,
  * escapes, character classes. */
-export class GrammarScanner {
+export abstract class GrammarScanner {
   protected i = 0;
   protected readonly cps: number[];
   private readonly lineStarts: number[];
@@ -64,6 +64,31 @@ export class GrammarScanner {
     this.cps = Array.from(text, (c) => c.codePointAt(0)!);
     this.lineStarts = [0];
     this.cps.forEach((c, k) => { if (c === 0x0a) this.lineStarts.push(k + 1); });
+  }
+
+  /** Skips what separates items: spaces, newlines, the notation's comments. */
+  protected abstract space(): void;
+  /** Items up to `|`, a closing bracket, or (not `nested`) the next definition. */
+  protected abstract sequence(nested: boolean): Ast;
+
+  /** `|`-separated sequences. */
+  protected alternation(nested: boolean): Ast {
+    const items = [this.sequence(nested)];
+    while (this.peek() === 0x7c) {
+      this.i++;
+      this.space();
+      items.push(this.sequence(nested));
+    }
+    return items.length === 1 ? items[0]! : { t: 'alt', items };
+  }
+
+  /** `*`, `+` or `?` after an item: the repetition (the suffix consumed), or null. */
+  protected repeatSuffix(item: Ast): Ast | null {
+    const c = this.peek();
+    const [min, max] = c === 0x2a ? [0, Infinity] : c === 0x2b ? [1, Infinity] : c === 0x3f ? [0, 1] : [-1, -1];
+    if (min < 0) return null;
+    this.i++;
+    return { t: 'rep', item, min, max };
   }
 
   protected error(what: string): ConstraintError {

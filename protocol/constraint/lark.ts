@@ -93,7 +93,7 @@ class LarkParser extends GrammarScanner {
   }
 
   /** Spaces, newlines and `//` comments. */
-  private space(): void {
+  protected space(): void {
     for (;;) {
       const c = this.peek();
       if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.i++;
@@ -191,18 +191,8 @@ class LarkParser extends GrammarScanner {
     }
   }
 
-  /** `|`-separated sequences; at the top level they end where a definition or directive begins. */
-  private alternation(nested: boolean): Ast {
-    const items = [this.sequence(nested)];
-    while (this.peek() === 0x7c) {
-      this.i++;
-      this.space();
-      items.push(this.sequence(nested));
-    }
-    return items.length === 1 ? items[0]! : { t: 'alt', items };
-  }
-
-  private sequence(nested: boolean): Ast {
+  /** At the top level a sequence ends where a definition or directive begins. */
+  protected sequence(nested: boolean): Ast {
     const items: Ast[] = [];
     for (;;) {
       const c = this.peek();
@@ -231,9 +221,8 @@ class LarkParser extends GrammarScanner {
         this.i = save;
         return item;
       }
-      if (c === 0x2a) { this.i++; item = { t: 'rep', item, min: 0, max: Infinity }; }
-      else if (c === 0x2b) { this.i++; item = { t: 'rep', item, min: 1, max: Infinity }; }
-      else if (c === 0x3f) { this.i++; item = { t: 'rep', item, min: 0, max: 1 }; }
+      const repeated = this.repeatSuffix(item);
+      if (repeated) item = repeated;
       else if (c === 0x7e) {
         this.i++;
         this.inlineSpace();
