@@ -5,7 +5,8 @@
 import type { Span } from '@opentelemetry/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
-import { toHttpError } from './errors.js';
+import { toHttpError, validationError } from './errors.js';
+import { runBeamSearch, takeBeamSearch, type BeamSearch } from './beam-search.js';
 import { spanOf } from './lifecycle.js';
 import {
   adapterAuthorization, allOrCancel, cancelRun, endedEarly, requestSecrets, runEvents, sendSse, startEngineRun, startRuns, unknownEvent, type EngineRun,
@@ -79,16 +80,41 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
   const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource,
     requestChatTemplate: deps.engine.info.trustRequestChatTemplate, toolFormat: deps.engine.info.toolFormat });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateCompletionBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const { beam, rest } = takeBeamSearch(request.body);
+    const valid = validateCompletionBody(rest, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
+    if (beam) {
+      if (valid.prompts.length !== 1) throw validationError('beam search takes one prompt per request');
+      return beamAnswer(request, reply, deps, 'completion', valid, beam, valid.prompts[0]!, false);
+    }
     const runs = await start(request, reply, deps, 'completion', valid, valid.prompts);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
   app.post('/v1/chat/completions', { errorHandler }, async (request, reply) => {
-    const valid = validateChatBody(request.body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const { beam, rest } = takeBeamSearch(request.body);
+    const valid = validateChatBody(rest, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
+    if (beam) return beamAnswer(request, reply, deps, 'chat', valid, beam, inputs, true);
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
+}
+
+/** use_beam_search (beam-search.ts): the n best beams as n choices, whole (no streaming). */
+async function beamAnswer(request: FastifyRequest, reply: FastifyReply, deps: OpenAiDeps, kind: Kind, valid: ValidOpenAi, search: BeamSearch,
+  prompt: string | number[], templated: boolean) {
+  const engine = deps.engine;
+  let promptIds = typeof prompt === 'string' ? (await engine.tokenize(prompt, templated)).map((t) => t.id) : prompt;
+  if (valid.truncate !== undefined && promptIds.length > valid.truncate) promptIds = promptIds.slice(-valid.truncate);
+  const span = spanOf(request);
+  span.setAttribute('weft.beam_width', search.width);
+  const beams = await runBeamSearch({ engine, request, reply, span, promptIds, adapter: adapterOf(engine, valid), search,
+    maxNewTokens: valid.maxNewTokens, ignoreEos: valid.ignoreEos });
+  const head = responseHead(kind, valid.model || engine.info.modelId);
+  const usage = usageJson(promptIds.length, beams.reduce((n, b) => n + b.tokens.length, 0), 0);
+  const answers = beams.map((b, i) => ({ i, text: engine.detokenize(b.complete ? b.tokens.slice(0, -1) : b.tokens),
+    finish: b.complete ? 'stop' as const : 'length' as const }));
+  return kind === 'chat' ? chatJson(head, answers.map((a) => chatChoice(a.i, a.text, null, a.finish)), usage)
+    : completionJson(head, answers.map((a) => completionChoice(a.i, a.text, null, a.finish)), usage);
 }
 
 /** `model` → adapter; with `adapter_source` the model is taken as an adapter id in that source. */

@@ -50,7 +50,7 @@ describe('vLLM request fields on the OpenAI routes', () => {
       early_stopping: false, return_tokens_as_token_ids: false, priority: 0 };
     const ok = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, ...defaults });
     assert.equal(ok.statusCode, 200, ok.body);
-    for (const [key, value] of [['spaces_between_special_tokens', false], ['use_beam_search', true], ['priority', 5]] as const) {
+    for (const [key, value] of [['spaces_between_special_tokens', false], ['length_penalty', 2], ['priority', 5]] as const) {
       const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, [key]: value });
       assert.equal(r.statusCode, 422, key);
       assert.match(r.body, new RegExp(key));

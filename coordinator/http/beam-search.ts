@@ -1,0 +1,145 @@
+// Beam search on the OpenAI routes, as vLLM serves it (`use_beam_search: true`, `n` beams, `length_penalty`):
+// every step, each live beam runs as a one-token request whose prompt is the prompt plus the beam's tokens (the
+// prefix cache keeps their K/V), asking for its 2·n most likely next tokens; the candidates — beam + token,
+// cumulative log-prob + the token's — are ranked by cumulative log-prob ÷ (total length ^ length_penalty),
+// where the total counts the prompt and not a final EOS (vLLM's score); a candidate ending in EOS is complete, the
+// best n others go on. After max_tokens steps the complete and the live beams are ranked together and the best n
+// answer, as n choices. The log-probs are the model's own (greedy rows: no temperature, penalties or bias).
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Span } from '@opentelemetry/api';
+import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
+import { validationError } from './errors.js';
+import { isJsonObject } from './json.js';
+import { runEvents, startEngineRun, startRuns } from './engine-run.js';
+
+/** Beams one request may ask for (`n`). */
+export const MAX_BEAMS = 16;
+const BEAM_KEYS = ['use_beam_search', 'length_penalty', 'early_stopping'] as const;
+
+export interface BeamSearch {
+  width: number;
+  lengthPenalty: number;
+}
+
+export interface Beam {
+  /** Generated tokens (the last may be EOS). */
+  tokens: number[];
+  cumLogprob: number;
+  /** Ended with an end-of-sequence token. */
+  complete: boolean;
+}
+
+/**
+ * Reads and removes vLLM's beam fields from an OpenAI body: the beam search asked for (`n` beams), or null. Without
+ * `use_beam_search: true` they must be at their neutral values (length_penalty 1, early_stopping false): a
+ * length penalty with nothing to apply it to is refused, not ignored.
+ */
+export function takeBeamSearch(body: unknown): { beam: BeamSearch | null; rest: unknown } {
+  if (!isJsonObject(body) || !BEAM_KEYS.some((k) => k in body)) return { beam: null, rest: body };
+  const { use_beam_search: use, length_penalty: lp, early_stopping: early, ...rest } = body;
+  if (use !== undefined && use !== null && typeof use !== 'boolean') throw validationError('`use_beam_search` must be true or false');
+  if (lp !== undefined && lp !== null && (typeof lp !== 'number' || !Number.isFinite(lp))) throw validationError('`length_penalty` must be a number');
+  if (early !== undefined && early !== null && typeof early !== 'boolean') throw validationError('`early_stopping` must be true or false');
+  if (use !== true) {
+    if ((lp ?? 1) !== 1 || (early ?? false) !== false) {
+      throw validationError('`length_penalty` and `early_stopping` apply to beam search: set `use_beam_search: true`, or leave them out');
+    }
+    return { beam: null, rest };
+  }
+  if (early === true) throw validationError('`early_stopping` is not supported: beams run to `max_tokens` or their end token (vLLM\'s beam search)');
+  const n = rest.n ?? 1;
+  if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_BEAMS) throw validationError(`with beam search \`n\` is the beam width: 1 to ${MAX_BEAMS}`);
+  for (const [k, why] of [['stream', 'streaming'], ['logprobs', 'logprobs'], ['best_of', 'best_of'], ['echo', 'echo'], ['tools', 'tools'],
+    ['functions', 'functions'], ['response_format', 'structured output'], ['stop', 'stop sequences'], ['min_tokens', 'min_tokens']] as const) {
+    const v = rest[k];
+    if (v !== undefined && v !== null && v !== false && !(Array.isArray(v) && v.length === 0) && !(k === 'best_of' && v === n) &&
+        !(k === 'response_format' && isJsonObject(v) && v.type === 'text') && !(k === 'min_tokens' && v === 0)) {
+      throw validationError(`beam search does not combine with ${why}`);
+    }
+  }
+  for (const k of ['guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'structured_outputs']) {
+    if (rest[k] !== undefined && rest[k] !== null) throw validationError('beam search does not combine with structured output');
+  }
+  return { beam: { width: n as number, lengthPenalty: (lp ?? 1) as number }, rest };
+}
+
+/** vLLM's get_beam_search_score: cumulative log-prob over (prompt + tokens, without a final EOS) ^ penalty. */
+export function beamScore(beam: Beam, promptLength: number, lengthPenalty: number): number {
+  const length = promptLength + beam.tokens.length - (beam.complete ? 1 : 0);
+  return beam.cumLogprob / length ** lengthPenalty;
+}
+
+export interface BeamRun {
+  engine: GenerationEngine;
+  request: FastifyRequest;
+  reply: FastifyReply;
+  span: Span;
+  promptIds: number[];
+  adapter: AdapterRef | null;
+  search: BeamSearch;
+  maxNewTokens: number;
+  ignoreEos: boolean;
+}
+
+/** A token that may come next, with its log-prob. */
+export interface Candidate { token: number; logprob: number }
+
+export interface BeamSearchOptions {
+  promptLength: number;
+  width: number;
+  lengthPenalty: number;
+  maxNewTokens: number;
+  eos: ReadonlySet<number>;
+  ignoreEos: boolean;
+  /** Each live beam's 2·width most likely next tokens, in the beams' order. */
+  expand(beams: readonly Beam[]): Promise<Candidate[][]>;
+}
+
+/** vLLM's beam search (see the top of this file): the best `width` beams, best first. */
+export async function beamSearch(o: BeamSearchOptions): Promise<Beam[]> {
+  const rank = (a: Beam, b: Beam) => beamScore(b, o.promptLength, o.lengthPenalty) - beamScore(a, o.promptLength, o.lengthPenalty);
+  let live: Beam[] = [{ tokens: [], cumLogprob: 0, complete: false }];
+  const complete: Beam[] = [];
+  for (let step = 0; step < o.maxNewTokens && live.length > 0; step++) {
+    const candidates = await o.expand(live);
+    const next: Beam[] = [];
+    live.forEach((beam, i) => {
+      for (const c of candidates[i]!) {
+        const grown: Beam = { tokens: [...beam.tokens, c.token], cumLogprob: beam.cumLogprob + c.logprob, complete: false };
+        if (o.eos.has(c.token) && !o.ignoreEos) complete.push({ ...grown, complete: true });
+        else next.push(grown);
+      }
+    });
+    live = next.sort(rank).slice(0, o.width);
+  }
+  return [...complete, ...live].sort(rank).slice(0, o.width);
+}
+
+/** Beam search through the engine: each step's beams as one-token requests (their top 2·width alternatives). */
+export function runBeamSearch(o: BeamRun): Promise<Beam[]> {
+  let step = 0;
+  return beamSearch({
+    promptLength: o.promptIds.length, width: o.search.width, lengthPenalty: o.search.lengthPenalty, maxNewTokens: o.maxNewTokens,
+    eos: new Set(o.engine.info.eosTokenIds), ignoreEos: o.ignoreEos,
+    expand: async (beams) => {
+      const s = step++;
+      const runs = await startRuns(beams.length, o.reply, (i) => startEngineRun(o.engine, stepRequest(o, s, i, beams[i]!), o.span, o.request, o.reply));
+      return Promise.all(runs.map(async (run) => {
+        const out: Candidate[] = [];
+        for await (const ev of runEvents(run)) {
+          if (ev.type === 'error') throw ev.error;
+          if (ev.type === 'token') out.push(...ev.token.top.map((t) => ({ token: t.token, logprob: t.logprob })));
+        }
+        return out;
+      }));
+    },
+  });
+}
+
+function stepRequest(o: BeamRun, step: number, i: number, beam: Beam): GenerateRequest {
+  return {
+    requestId: `${o.request.id}.beam${step}.${i}`, inputs: '', inputIds: [...o.promptIds, ...beam.tokens], adapter: o.adapter, merge: null,
+    sampling: { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 },
+    maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true,
+  };
+}
