@@ -9,7 +9,7 @@ import { configSecrets, redactedConfig, type LaunchConfig } from './config/index
 import type { DestinationStream } from 'pino';
 import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
-import { readModelSpec, type ModelSpec } from '../shard/index.js';
+import { readModelSpec } from '../shard/index.js';
 import { ensureDemoModel } from './demo-model/index.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { ShardSupervisor } from './shard-supervisor.js';

@@ -2,7 +2,7 @@
 // adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
 import type { NativeCollective, StagedAdapter } from '../kernels/index.js';
 import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
-import { HostAdapterCache, cachedBytes, dirIdentity, loadAdapterDir, type LoadedAdapter } from './adapters/index.js';
+import { HostAdapterCache, cachedBytes, dirIdentity, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import type { BaseModelRef } from './adapters/base-layer-copy.js';

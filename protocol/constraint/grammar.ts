@@ -74,7 +74,7 @@ function fixpoint(net: Network, through: (callee: number, ok: Uint8Array) => boo
     changed = false;
     for (let r = 0; r < ok.length; r++) {
       if (ok[r]) continue;
-      if (reaches(net, net.ruleStart[r]!, net.ruleEnd[r]!, (n) => {
+      if (reaches(net.ruleStart[r]!, net.ruleEnd[r]!, (n) => {
         const c = net.calls[n]!;
         if (c >= 0) return through(c, ok) ? [net.next[n]!] : [];
         if (net.bytes[n]) return bytes ? [net.next[n]!] : [];
@@ -85,7 +85,7 @@ function fixpoint(net: Network, through: (callee: number, ok: Uint8Array) => boo
   return ok;
 }
 
-function reaches(net: Network, from: number, to: number, succ: (n: number) => number[]): boolean {
+function reaches(from: number, to: number, succ: (n: number) => number[]): boolean {
   const seen = new Set<number>([from]);
   const stack = [from];
   while (stack.length > 0) {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpuOps } from '../../kernels/index.js';
 import { Rng, refPagedAttention, type RefSeq } from '../helpers/reference-ops.js';
-import { assertArgError, assertClose, assertIsolatedArgError, assertSame, rows, runIsolated } from '../helpers/cpu-op-checks.js';
+import { assertArgError, assertClose, assertIsolatedArgError, assertSame, rows } from '../helpers/cpu-op-checks.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Paged attention
