@@ -176,7 +176,7 @@ describe('protocol codec: malformed payloads', () => {
     rejects(tampered('shard.ready', (m) => (m.rank = 2)), 'INVALID_FIELD', /rank 2 is not below worldSize 2/);
   });
   it('rejects bad enum values, empty ids and empty token lists', () => {
-    rejects(tampered('step', (m) => (m.newSeqs[0].logits = 'some')), 'INVALID_FIELD', /newSeqs\[0\]\.logits: expected "none" \| "all", got "some"/);
+    rejects(tampered('step', (m) => (m.newSeqs[0].logits = 'some')), 'INVALID_FIELD', /newSeqs\[0\]\.logits: expected "none" \| "all" \| "hidden", got "some"/);
     rejects(tampered('step', (m) => (m.finished = [''])), 'INVALID_FIELD', /finished\[0\]: expected a non-empty string/);
     rejects(tampered('step', (m) => (m.newSeqs[0].tokens = [])), 'INVALID_FIELD', /tokens: expected at least 1 element\(s\), got 0/);
   });
