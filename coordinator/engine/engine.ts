@@ -187,8 +187,8 @@ export class Engine implements GenerationEngine {
     });
   }
 
-  detokenize(ids: readonly number[]): string {
-    return this.tokenizer.decodeSync([...ids], { skipSpecialTokens: true });
+  detokenize(ids: readonly number[], opts: { keepSpecialTokens?: boolean } = {}): string {
+    return this.tokenizer.decodeSync([...ids], { skipSpecialTokens: opts.keepSpecialTokens !== true });
   }
 
   renderChat(messages: { role: string; content: string }[], how: ChatRender = {}): string {

@@ -192,7 +192,7 @@ export interface GenerationEngine {
   /** Tokenize with the model's tokenizer (POST /tokenize); `templated` as GenerateRequest.templated. */
   tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]>;
   /** Token ids to text, special tokens skipped (an echoed token-id prompt). */
-  detokenize(ids: readonly number[]): string;
+  detokenize(ids: readonly number[], opts?: { keepSpecialTokens?: boolean }): string;
   /**
    * Starts a request. Validation errors and overload are thrown synchronously-ish (rejected promise with
    * EngineError) before any event; afterwards errors arrive as an 'error' event. Aborting the signal

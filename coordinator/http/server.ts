@@ -15,6 +15,7 @@ import { registerResponsesApiRoute } from './responses-api-routes.js';
 import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerEmbeddingRoutes } from './embeddings-routes.js';
+import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
 
 export interface HttpServerOptions {
@@ -102,6 +103,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
+  registerDetokenizeRoute(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   await app.ready();

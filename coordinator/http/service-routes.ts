@@ -1,10 +1,12 @@
-// GET /health, GET /info, GET /metrics, POST /tokenize.
+// GET /health, GET /info, GET /metrics, POST /tokenize (TGI's body, or vLLM's: vllm-tokenize.ts).
 import type { FastifyInstance } from 'fastify';
 import type { GenerationEngine } from '../engine/types.js';
 import { unhealthy } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { infoJson } from './responses.js';
 import { validateTokenizeBody } from './validate.js';
+import { isVllmTokenizeBody, vllmTokenize } from './vllm-tokenize.js';
+import type { Json } from './json.js';
 
 /** Probe and scrape routes: open without an API key, and logged at debug (a probe every few seconds). */
 export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
@@ -25,6 +27,7 @@ export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEn
   });
 
   app.post('/tokenize', async (request) => {
+    if (isVllmTokenizeBody(request.body)) return vllmTokenize(engine, request.body as Json);
     const { inputs, chatMessages } = validateTokenizeBody(request.body, { maxTotalTokens: engine.info.maxTotalTokens });
     const tokens = chatMessages ? await engine.tokenize(engine.renderChat(chatMessages), true) : await engine.tokenize(inputs);
     return tokens.map((t) => ({ id: t.id, text: t.text, start: t.start, stop: t.stop }));

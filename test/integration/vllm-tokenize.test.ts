@@ -1,0 +1,60 @@
+// vLLM's /tokenize (prompt or messages) and /detokenize on the demo model, beside TGI's /tokenize: the same ids as
+// TGI's route, a chat's count equal to the prompt tokens a chat completion reports, and a lossless round trip.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs } from '../../deploy/config/index.js';
+
+let s: Launched;
+before(async () => {
+  s = await launch(parseArgs('launch', ['--port', '0', '--hostname', '127.0.0.1', '--log-level', 'silent'], {}),
+    { cacheDir: mkdtempSync(join(tmpdir(), 'weft-tokenize-')) });
+});
+after(async () => { await s.close(); });
+const post = async (path: string, body: unknown) => {
+  const r = await fetch(s.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: r.status, json: await r.json() as any };
+};
+
+test('prompt: the ids TGI\'s /tokenize gives, with the counts and strings vLLM returns; detokenize round-trips', async () => {
+  const text = 'The quick brown fox, jumping.';
+  const tgi = await post('/tokenize', { inputs: text });
+  const v = await post('/tokenize', { prompt: text, return_token_strs: true });
+  assert.equal(v.status, 200);
+  assert.deepEqual(v.json.tokens, tgi.json.map((t: { id: number }) => t.id));
+  assert.equal(v.json.count, v.json.tokens.length);
+  assert.equal(v.json.token_strs.length, v.json.count);
+  assert.equal(v.json.max_model_len, s.engine.info.maxTotalTokens);
+  const bare = await post('/tokenize', { prompt: text, add_special_tokens: false });
+  assert.deepEqual(bare.json.tokens, v.json.tokens.slice(v.json.tokens.length - bare.json.tokens.length), 'the same text tokens');
+  const back = await post('/detokenize', { tokens: bare.json.tokens });
+  assert.equal(back.status, 200);
+  assert.equal(back.json.prompt, text);
+});
+
+test('messages: rendered with the chat template; the count is what a chat completion bills as prompt tokens', async () => {
+  const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is a fox?' }];
+  const v = await post('/tokenize', { messages });
+  assert.equal(v.status, 200);
+  const chat = await post('/v1/chat/completions', { messages, max_tokens: 1 });
+  assert.equal(v.json.count, chat.json.usage.prompt_tokens);
+  const open = await post('/tokenize', { messages, add_generation_prompt: false });
+  assert.ok(open.json.count < v.json.count, 'without the assistant turn opened');
+});
+
+test('bad input is a 422 naming the field', async () => {
+  for (const [path, body, why] of [
+    ['/detokenize', { tokens: [1, -1] }, /`tokens` must be a list of token ids/],
+    ['/detokenize', { tokens: [10 ** 9] }, /`tokens` must be a list of token ids/],
+    ['/tokenize', { prompt: 5 }, /`prompt` must be a string/],
+    ['/tokenize', { prompt: 'x', messages: [] }, /not both/],
+    ['/tokenize', { prompt: 'x', bogus: 1 }, /unknown field `bogus`/],
+  ] as const) {
+    const r = await post(path, body);
+    assert.equal(r.status, 422, JSON.stringify(body));
+    assert.match(JSON.stringify(r.json), why);
+  }
+});
