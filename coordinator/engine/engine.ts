@@ -10,6 +10,7 @@ import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOption
 import type { SourceKind } from '../adapters/index.js';
 import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
+import { detectFimFormat } from './fim.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
@@ -128,6 +129,7 @@ export class Engine implements GenerationEngine {
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning,
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
+      fimFormat: detectFimFormat((t) => tokenizer.hasToken(t)),
     };
     this.scheduler = this.newScheduler();
   }

@@ -2,6 +2,7 @@
 import type { ConstraintSource, SamplingParams, TokenChoice } from '../../protocol/index.js';
 import type { ReasoningFormat } from './reasoning.js';
 import type { ToolFormatName } from './tool-format-detect.js';
+import type { FimFormatName } from './fim.js';
 
 export type AdapterSource = 'local' | 'hub' | 's3';
 
@@ -163,6 +164,8 @@ export interface EngineInfo {
   reasoning: ReasoningFormat | null;
   /** --tool-call-parser: the format function calls take in chat answers (coordinator/http/tool-formats.ts). */
   toolFormat: ToolFormatName;
+  /** The tokenizer's fill-in-the-middle tokens (completions' `suffix`), or null. */
+  fimFormat?: FimFormatName | null;
 }
 
 export interface EngineStats {

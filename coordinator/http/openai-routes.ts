@@ -36,7 +36,9 @@ import {
   type ResponseHead,
   type UsageJson,
 } from './openai-responses.js';
-import { validateChatBody, validateCompletionBody, type ValidChat, type ValidOpenAi } from './openai-validate.js';
+import { validateChatBody, validateCompletionBody, type ValidChat, type ValidCompletion, type ValidOpenAi } from './openai-validate.js';
+import { fimPrompt, type FimFormatName } from '../engine/fim.js';
+import { isJsonObject } from './json.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import type { ToolCall, ToolUse } from './openai-tools.js';
 import { ToolCallStream, answerCalls, answerDelta, promptMessages, toolFormat, type ToolFormat } from './tool-formats.js';
@@ -81,7 +83,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
     requestChatTemplate: deps.engine.info.trustRequestChatTemplate, toolFormat: deps.engine.info.toolFormat });
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const { beam, rest } = takeBeamSearch(request.body);
-    const valid = validateCompletionBody(rest, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const { suffix, body } = takeSuffix(rest);
+    const parsed = validateCompletionBody(body, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const valid = suffix === undefined ? parsed : withSuffix(parsed, suffix, deps.engine.info.fimFormat ?? null);
     if (beam) {
       if (valid.prompts.length !== 1) throw validationError('beam search takes one prompt per request');
       return beamAnswer(request, reply, deps, 'completion', valid, beam, valid.prompts[0]!, false);
@@ -97,6 +101,25 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
+}
+
+/** OpenAI's `suffix` (fill in the middle): taken out of the body before validation; '' or null is no suffix. */
+function takeSuffix(body: unknown): { suffix: string | undefined; body: unknown } {
+  if (!isJsonObject(body) || body.suffix === undefined) return { suffix: undefined, body };
+  const { suffix, ...rest } = body;
+  if (suffix !== null && typeof suffix !== 'string') throw validationError('`suffix` must be a string');
+  return { suffix: suffix === null || suffix === '' ? undefined : suffix, body: rest };
+}
+
+/** Each prompt as the code before the cursor, with `suffix` after it, in the model's fill-in-the-middle tokens. */
+function withSuffix(valid: ValidCompletion, suffix: string, format: FimFormatName | null): ValidCompletion {
+  if (format === null) {
+    throw validationError('`suffix` needs a model trained to fill in the middle: this tokenizer has none of the known FIM tokens ' +
+      '(<fim_prefix>/<fim_suffix>/<fim_middle>, <|fim_prefix|>…, <｜fim▁begin｜>…, [SUFFIX]/[PREFIX])');
+  }
+  if (valid.echo) throw validationError('`echo` cannot be combined with `suffix`');
+  if (valid.prompts.some((p) => typeof p !== 'string')) throw validationError('`suffix` needs a text prompt, not token ids');
+  return { ...valid, prompts: valid.prompts.map((p) => fimPrompt(format, p as string, suffix)) };
 }
 
 /** use_beam_search (beam-search.ts): the n best beams as n choices, whole (no streaming). */

@@ -233,5 +233,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     structured_output: info.structuredOutput,
     reasoning_parser: info.reasoning ?? 'none',
     tool_call_parser: info.toolFormat,
+    fim_format: info.fimFormat ?? null,
   };
 }
