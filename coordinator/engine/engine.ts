@@ -2,8 +2,8 @@
 // scheduler ↔ shards step loop, and turns step results into each request's event stream.
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { ConstraintSource, MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
-import { bytesToFloat32, constraintKey } from '../../protocol/index.js';
+import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
@@ -11,6 +11,7 @@ import type { SourceKind } from '../adapters/index.js';
 import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import { detectFimFormat } from './fim.js';
+import { ConstraintChecker } from './constraint-check.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
@@ -96,12 +97,14 @@ export class Engine implements GenerationEngine {
   private lastCompletion = 0;
   /** longrope models: prompts longer than this are rotated with the long factors (ModelInfo.ropeLongFrom). */
   private readonly ropeLongFrom: number;
+  private readonly constraints: ConstraintChecker;
 
   constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
     private readonly observer: EngineObserver = {}) {
     const r = group.info();
     this.ropeLongFrom = r.model.ropeLongFrom ?? Infinity;
+    this.constraints = new ConstraintChecker(tokenizer);
     this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots, vocab: r.model.vocabSize }, group, {
       ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
@@ -154,27 +157,6 @@ export class Engine implements GenerationEngine {
       adapterBudgetBytes: this.limits.adapters.budgetBytes ?? 0, adapterRefs: this.registry.totalRefs, cachedBlocks: this.scheduler.cachedBlocks,
       preemptions: this.scheduler.preemptions, draftTokens: this.scheduler.speculation.drafted,
       acceptedDraftTokens: this.scheduler.speculation.accepted };
-  }
-
-  /** Patterns checked recently: why each cannot be used, or null (a schema sent with every request compiles once). */
-  private readonly patterns = new Map<string, string | null>();
-
-  /** 422 unless the model can constrain output (its tokenizer's pieces are text: the shards read the same
-   * tokenizer.json, so a refusal here keeps the request out of their steps) and the pattern compiles (on a
-   * tokenizer worker, off this loop). */
-  private async checkConstraint(source: ConstraintSource): Promise<void> {
-    const unusable = this.tokenizer.structuredOutputProblem;
-    if (unusable !== null) {
-      throw new EngineError('validation', `structured output is not available for this model: ${unusable}`);
-    }
-    const key = constraintKey(source);
-    let problem = this.patterns.get(key);
-    if (problem === undefined) {
-      problem = await this.tokenizer.checkConstraint(source);
-      this.patterns.set(key, problem);
-      if (this.patterns.size > 256) this.patterns.delete(this.patterns.keys().next().value!);
-    }
-    if (problem !== null) throw new EngineError('validation', `structured output: ${problem}`);
   }
 
   async tokenize(text: string, templated = false): Promise<{ id: number; text: string; start: number; stop: number }[]> {
@@ -242,7 +224,7 @@ export class Engine implements GenerationEngine {
       if (req.stopTokenIds) this.checkIds(req.stopTokenIds, 'stop_token_ids');
       const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
       if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
-      if (req.constraint !== undefined) await this.checkConstraint(req.constraint);
+      if (req.constraint !== undefined) await this.constraints.check(req.constraint);
       if ((req.minNewTokens ?? 0) > 0 && req.constraint !== undefined) {
         // A complete match may allow only the end tokens, which min tokens forbid: no draw would be valid.
         throw new EngineError('validation', 'Input validation error: `min_tokens` cannot be combined with structured output ' +
