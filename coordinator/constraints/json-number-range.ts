@@ -85,23 +85,26 @@ function fractions(lo: FracBound, hi: FracBound, used: number): { empty: boolean
   const empty = (lo === null || (lo.digits === '' && !lo.strict)) && (hi === null || !hi.strict || hi.digits !== '');
   const room = FRAC_DIGITS - used;
   if (room <= 0) return { empty, nonEmpty: null };
-  const groups = new Map<string, { from: number; to: number; lo: FracBound; hi: FracBound }>();
+  // Runs of next digits that leave the same bounds behind (below lo's digit: none; lo's: lo's rest; …).
+  const groups: { from: number; to: number; key: string; lo: FracBound; hi: FracBound }[] = [];
   for (let d = 0; d <= 9; d++) {
     const ld = lo === null ? -1 : Number(lo.digits[0] ?? 0), hd = hi === null ? 10 : Number(hi.digits[0] ?? 0);
     if (d < ld || d > hd) continue;
     const nlo: FracBound = lo === null || d > ld ? null : { digits: lo.digits.slice(1), strict: lo.strict };
     const nhi: FracBound = hi === null || d < hd ? null : { digits: hi.digits.slice(1), strict: hi.strict };
     const key = JSON.stringify([nlo, nhi]);
-    const g = groups.get(key);
-    if (g && g.to === d - 1) g.to = d;
-    else groups.set(g ? `${key}#${d}` : key, { from: d, to: d, lo: nlo, hi: nhi });
+    const last = groups.at(-1);
+    if (last && last.key === key && last.to === d - 1) last.to = d;
+    else groups.push({ from: d, to: d, key, lo: nlo, hi: nhi });
   }
   const parts: string[] = [];
-  for (const g of groups.values()) {
-    const rest = g.lo === null && g.hi === null ? { empty: true, nonEmpty: room > 1 ? `[0-9]{1,${room - 1}}` : null } : fractions(g.lo, g.hi, used + 1);
-    const free = g.lo === null && g.hi === null;
-    const tail = free ? (room > 1 ? `[0-9]{0,${room - 1}}` : '')
-      : rest.nonEmpty === null ? (rest.empty ? '' : null) : rest.empty ? `(?:${rest.nonEmpty})?` : rest.nonEmpty;
+  for (const g of groups) {
+    let tail: string | null;
+    if (g.lo === null && g.hi === null) tail = room > 1 ? `[0-9]{0,${room - 1}}` : '';  // both bounds settled: any digits
+    else {
+      const rest = fractions(g.lo, g.hi, used + 1);
+      tail = rest.nonEmpty === null ? (rest.empty ? '' : null) : rest.empty ? `(?:${rest.nonEmpty})?` : rest.nonEmpty;
+    }
     if (tail !== null) parts.push(`${cls(g.from, g.to)}${tail}`);
   }
   return { empty, nonEmpty: parts.length === 0 ? null : alt(parts) };
