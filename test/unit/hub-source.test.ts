@@ -1,3 +1,4 @@
+import { sentenceTransformersPooling } from '../../coordinator/http/embeddings-routes.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -53,6 +54,9 @@ before(async () => {
       'weft/tiny-llama': { revisions: { main: { sha: sha('model'), files: {
         'config.json': join(modelDir, 'config.json'), 'generation_config.json': join(modelDir, 'generation_config.json'),
         'model.safetensors': join(modelDir, 'model.safetensors'), 'README.md': Buffer.from('tiny'),
+        // sentence-transformers' pooling config, in its subfolder (an embedding model's)
+        'modules.json': Buffer.from(JSON.stringify([{ idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' }])),
+        '1_Pooling/config.json': Buffer.from(JSON.stringify({ pooling_mode_lasttoken: true })),
       } } } },
       'weft/sharded': { revisions: { main: { sha: sha('sharded'), files: {
         'config.json': join(modelDir, 'config.json'), 'tokenizer.json': Buffer.from('{}'),
@@ -253,8 +257,9 @@ test('the token is sent to the Hub but never to the CDN host it redirects to', a
 test('fetchModel downloads the golden llama model files that exist', async () => {
   const { src } = source();
   const dir = await src.fetchModel('weft/tiny-llama', null, undefined);
-  assert.deepEqual(filesUnder(dir), ['config.json', 'generation_config.json', 'model.safetensors']);
-  for (const f of filesUnder(dir)) assert.deepEqual(readFileSync(join(dir, f)), readFileSync(join(modelDir, f)), f);
+  assert.deepEqual(filesUnder(dir), ['1_Pooling/config.json', 'config.json', 'generation_config.json', 'model.safetensors', 'modules.json']);
+  assert.equal(sentenceTransformersPooling(dir), 'lasttoken');
+  for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) assert.deepEqual(readFileSync(join(dir, f)), readFileSync(join(modelDir, f)), f);
   assert.equal(await src.fetchModel('weft/tiny-llama', sha('model'), undefined), dir);
 });
 

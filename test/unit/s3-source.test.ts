@@ -1,5 +1,6 @@
 // S3Source against a real S3-API server (s3rver on 127.0.0.1): the golden adapters and model go up
 // through the S3 API and come back through S3Source, byte for byte.
+import { sentenceTransformersPooling } from '../../coordinator/http/embeddings-routes.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -235,9 +236,13 @@ describe('S3Source models', () => {
     await s3.putObject('weft-models', 'sharded/model-00001-of-00002.safetensors', Buffer.alloc(32, 1));
     await s3.putObject('weft-models', 'sharded/model-00002-of-00002.safetensors', Buffer.alloc(32, 2));
     await s3.putObject('weft-models', 'sharded/training_args.bin', Buffer.alloc(8));
+    // An embedding model's sentence-transformers pooling, the config in its subfolder.
+    await s3.putObject('weft-models', 'sharded/modules.json', JSON.stringify([{ path: '1_Pooling', type: 'sentence_transformers.models.Pooling' }]));
+    await s3.putObject('weft-models', 'sharded/1_Pooling/config.json', JSON.stringify({ pooling_mode_mean_tokens: true }));
     const dir = await src.fetchModel('s3://weft-models/sharded');
-    assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'model-00001-of-00002.safetensors',
-      'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json']);
+    assert.deepEqual(readdirSync(dir).sort(), ['1_Pooling', 'config.json', 'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'modules.json', 'tokenizer.json']);
+    assert.equal(sentenceTransformersPooling(dir), 'mean');
     await s3.deleteObject('weft-models', 'sharded/model-00002-of-00002.safetensors');
     await rejectsWith(src.fetchModel('s3://weft-models/sharded'), 'adapter_not_found', /model-00002-of-00002/);
   });

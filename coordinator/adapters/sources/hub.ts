@@ -3,7 +3,8 @@
 // the request's token; fetch downloads that commit's files once into the DiskCache, verified.
 // The 401/403/404 mapping is documented on hubError (hub-http.ts).
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import { EngineError } from '../../engine/types.js';
 import type { DiskCache } from '../disk-cache.js';
 import { HubHttp, type HubSubject } from './hub-http.js';
@@ -16,6 +17,8 @@ export const DEFAULT_HUB_TIMEOUT_MS = 30_000;
 export const MODEL_FILES = [
   'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
   'special_tokens_map.json', 'chat_template.jinja', 'tokenizer.model',
+  // sentence-transformers' pooling (embedding models): which pooling /v1/embeddings may serve
+  'modules.json', '1_Pooling/config.json',
 ] as const;
 const MODEL_WEIGHTS = 'model.safetensors';
 const MODEL_INDEX = 'model.safetensors.index.json';
@@ -127,6 +130,7 @@ export class HubSource implements AdapterSourceClient {
     const worker = async (): Promise<void> => {
       for (let file = queue.shift(); file !== undefined && !cancel.signal.aborted; file = queue.shift()) {
         try {
+          await mkdir(dirname(join(dir, file)), { recursive: true });  // 1_Pooling/config.json
           await this.http.download(`/${id}/resolve/${sha}/${encodeFile(file)}`, join(dir, file), token, { id, revision: sha, file }, cancel.signal);
         } catch (e) {
           if (!cancel.signal.aborted) firstError = e;

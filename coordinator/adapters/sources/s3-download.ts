@@ -3,7 +3,8 @@
 // object's MD5, i.e. a single-part upload not encrypted with KMS or a customer key — the same MD5.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
@@ -45,7 +46,7 @@ export async function downloadObject(client: S3Client, bucket: string, obj: S3Ob
         bytes += chunk.length;
         yield chunk;
       }
-    }, createWriteStream(dest, { flags: 'wx' }));
+    }, await openForWrite(dest));
   } catch (e) {
     throw new EngineError('adapter_load', `${what}: the download broke off after ${bytes} bytes`, { cause: e });
   }
@@ -62,4 +63,10 @@ export async function downloadObject(client: S3Client, bucket: string, obj: S3Ob
 function changed(what: string, cause?: unknown): EngineError {
   return new EngineError('adapter_load',
     `${what} changed while it was being downloaded; retry to get the new revision`, { cause });
+}
+
+/** A new file at `dest`, its directory made first (1_Pooling/config.json). */
+async function openForWrite(dest: string) {
+  await mkdir(dirname(dest), { recursive: true });
+  return createWriteStream(dest, { flags: 'wx' });
 }

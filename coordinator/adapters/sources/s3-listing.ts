@@ -63,6 +63,8 @@ export const MODEL_INDEX_FILE = 'model.safetensors.index.json';
 export const MODEL_OPTIONAL_FILES = [
   'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
   'added_tokens.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja', 'chat_template.json',
+  // sentence-transformers' modules (embedding models: its pooling config is fetched from 1_Pooling/ by s3.ts)
+  'modules.json',
 ] as const;
 const MODEL_SHARD = /^model-\d+-of-\d+\.safetensors$/;
 

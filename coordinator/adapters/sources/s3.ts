@@ -55,6 +55,9 @@ const DEFAULT_LISTING_TTL_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const MAX_REMEMBERED_LISTINGS = 1_024;
 
+/** Where sentence-transformers keeps the pooling module's config (modules.json names it; this is its usual path). */
+const POOLING_DIR = '1_Pooling';
+
 export class S3Source implements AdapterSourceClient {
   readonly kind = 's3' as const;
   private readonly client: S3Client;
@@ -136,7 +139,17 @@ export class S3Source implements AdapterSourceClient {
     const where = formatS3Location(loc);
     const listing = await this.list(loc, where);
     const files = target === 'adapter' ? selectAdapterFiles(listing, where) : selectModelFiles(listing, where);
+    // An embedding model's sentence-transformers pooling config sits in a subfolder the listing does not see.
+    if (target === 'model' && listing.has('modules.json')) files.push(...await this.poolingConfig(loc, where));
     return { files, revision: revisionOf(files) };
+  }
+
+  /** `1_Pooling/config.json` under a model prefix, if there is one (named with its folder). */
+  private async poolingConfig(loc: S3Location, where: string): Promise<S3Object[]> {
+    const sub = { ...loc, prefix: loc.prefix === '' ? POOLING_DIR : `${loc.prefix}/${POOLING_DIR}` };
+    const listing = await this.list(sub, `${where}/${POOLING_DIR}`);
+    const config = listing.get('config.json');
+    return config ? [{ ...config, name: `${POOLING_DIR}/config.json` }] : [];
   }
 
   /** One LIST at a time per prefix (concurrent callers share it); failures are not remembered. */
