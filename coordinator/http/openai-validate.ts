@@ -6,8 +6,9 @@
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
 //    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
-//    with "not supported yet" otherwise: suffix '', store false, metadata {}, service_tier 'auto'|'default',
-//    modalities ['text'].
+//    with "not supported yet" otherwise: store false, metadata {}, service_tier 'auto'|'default',
+//    modalities ['text']. (`suffix` and vLLM's beam fields are taken out before, by the route: fim.ts,
+//    beam-search.ts.)
 //  - `best_of` (completions, n..MAX_CHOICES, not streamed when above n): best_of sequences per prompt, sampled
 //    with seed, seed+1, …; the n with the highest mean token log-prob are returned, best first (OpenAI's rule),
 //    and usage counts every sequence's tokens (what was computed).
@@ -147,7 +148,7 @@ const COMMON_KEYS = [
   'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
   'return_tokens_as_token_ids', 'priority',
 ];
-const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo', 'suffix']);
+const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo']);
 const CHAT_KEYS = new Set([
   ...COMMON_KEYS, 'messages', 'top_logprobs', 'max_completion_tokens', 'tools', 'tool_choice', 'parallel_tool_calls',
   'functions', 'function_call', 'store', 'metadata', 'service_tier', 'modalities',
@@ -161,7 +162,6 @@ const isEmptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
 
 /** Known OpenAI keys weft does not implement: accepted only when this says the value is neutral. */
 const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  suffix: (v) => v === '',
   store: (v) => v === false,
   metadata: isEmptyObject,
   service_tier: (v) => v === 'auto' || v === 'default',

@@ -87,7 +87,7 @@ describe('bad input → 422 in OpenAI shape', () => {
     ['best_of 17', { prompt: 'a', best_of: 17 }, '`best_of` must be >= n (1) and <= 16. Given: 17'],
     ['best_of streamed', { prompt: 'a', best_of: 2, stream: true }, '`best_of` above `n` cannot be streamed (the best are known at the end)'],
     ['prompts x best_of over 64', { prompt: Array.from({ length: 5 }, () => 'a'), best_of: 13 }, '5 prompts x best_of 13 is 65 sequences; at most 64 per request'],
-    ['suffix', { prompt: 'a', suffix: 'end' }, '`suffix` is not supported yet'],
+    ['suffix without FIM tokens', { prompt: 'a', suffix: 'end' }, /^`suffix` needs a model trained to fill in the middle: this tokenizer has none of the known FIM tokens/],
     ['chat key on completions', { prompt: 'a', messages: [] }, 'unknown field `messages`'],
   ];
   for (const [name, body, message] of completions) {
