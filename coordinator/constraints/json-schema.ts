@@ -45,7 +45,7 @@ FORMATS.duration = `P(?:(?:[0-9]{1,9}D|[0-9]{1,9}M(?:[0-9]{1,9}D)?|[0-9]{1,9}Y(?
 
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated',
   'readOnly', 'writeOnly', '$defs', 'definitions', 'strict', 'name']);
-const KNOWN = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum',
+const KNOWN = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'prefixItems', 'additionalItems',
   'type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'enum',
   'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'pattern', 'format', 'nullable']);
 /** $ref expansions nested inside each other (a recursive schema is cut off here). */
@@ -88,6 +88,25 @@ function rootOf(schema: unknown): Record<string, unknown> {
 
 /** The regular expression of a schema's texts; a recursive schema is refused (tool parameters are inlined into
  * one expression with the other tools'). */
+/** An array whose first elements follow `prefix` in order and the rest `rest` (null: none), minItems..maxItems long. */
+function tupleOf(prefix: string[], rest: string | null, min: number, max: number, at: string): string {
+  const limit = Math.min(max, rest === null ? prefix.length : Infinity);
+  if (min > limit) throw new ConstraintError(`minItems ${min} at ${at} is more than the ${limit} items the schema allows`);
+  const sep = (i: number) => (i === 0 ? '' : `,${SP}`);
+  // The elements from index i on, i written so far: each prefix element present only if the ones before are.
+  const from = (i: number): string => {
+    if (i >= limit) return '';
+    if (i >= prefix.length) {
+      const lo = Math.max(0, min - i), hi = limit - i;
+      const one = `${sep(i)}${rest}`, more = `(?:,${SP}${rest}){${Math.max(0, lo - 1)},${hi === Infinity ? '' : hi - 1}}`;
+      return lo > 0 ? `${one}${more}` : `(?:${one}${more})?`;
+    }
+    const piece = `${sep(i)}${prefix[i]}${from(i + 1)}`;
+    return i < min ? piece : `(?:${piece})?`;
+  };
+  return `\\[${from(0)}\\]`;
+}
+
 export function jsonSchemaRegex(schema: unknown): string {
   try {
     return new SchemaCompiler(rootOf(schema), false).value(rootOf(schema), '#', 0);
@@ -148,7 +167,7 @@ class SchemaCompiler {
     if (s.nullable === true && types.length > 0) types = [...types, 'null'];
     if (types.length === 0) {
       if (s.properties !== undefined) types = ['object'];
-      else if (s.items !== undefined) types = ['array'];
+      else if (s.items !== undefined || s.prefixItems !== undefined) types = ['array'];
       else return freeJsonValue(FREE_JSON_DEPTH);
     }
     const alts = types.map((t) => this.typed(s, String(t), at, refDepth));
@@ -165,8 +184,14 @@ class SchemaCompiler {
       case 'array': {
         const min = count(s.minItems, 'minItems', at) ?? 0, max = count(s.maxItems, 'maxItems', at) ?? Infinity;
         if (max < min) throw new ConstraintError(`maxItems < minItems at ${at}`);
-        const item = s.items === undefined ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(s.items as Schema, `${at}/items`, refDepth);
-        return arrayOf(item, min, max);
+        // Tuples: prefixItems (2020-12; pydantic's tuples) with `items` for the rest, or draft 7's items array with additionalItems.
+        const prefix = s.prefixItems ?? (Array.isArray(s.items) ? s.items : undefined);
+        const restSchema = s.prefixItems !== undefined ? s.items : Array.isArray(s.items) ? s.additionalItems : s.items;
+        const item = restSchema === false ? null
+          : restSchema === undefined ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(restSchema as Schema, `${at}/items`, refDepth);
+        if (prefix === undefined) return item === null ? '\\[\\]' : arrayOf(item, min, max);
+        if (!Array.isArray(prefix)) throw new ConstraintError(`'prefixItems' at ${at} must be an array of schemas`);
+        return tupleOf(prefix.map((p, i) => this.value(p as Schema, `${at}/prefixItems/${i}`, refDepth)), item, min, max, at);
       }
       case 'object': return this.object(s, at, refDepth);
       default: throw new ConstraintError(`unknown type '${type}' at ${at}`);

@@ -161,6 +161,21 @@ describe('JSON Schema -> regex', () => {
     assert.ok(matcher(jsonSchemaRegex({ type: 'number' }))('1.5e3'), 'unbounded numbers keep their exponent');
   });
 
+  test('tuples: prefixItems (pydantic\'s tuple[int, str]) and draft 7\'s items array, with the rest and min/maxItems', () => {
+    const pair = matcher(jsonSchemaRegex({ type: 'array', prefixItems: [{ type: 'integer' }, { type: 'string' }], minItems: 2, maxItems: 2 }));
+    for (const v of ['[1, "a"]', '[-3,""]']) assert.ok(pair(v), v);
+    for (const v of ['[1]', '["a", 1]', '[1, "a", 2]', '[]']) assert.ok(!pair(v), v);
+    const open = matcher(jsonSchemaRegex({ prefixItems: [{ type: 'boolean' }], items: { type: 'integer' }, maxItems: 3 }));
+    for (const v of ['[]', '[true]', '[false, 1, 2]']) assert.ok(open(v), v);
+    for (const v of ['[1]', '[true, false]', '[true, 1, 2, 3]']) assert.ok(!open(v), v);
+    const closed = matcher(jsonSchemaRegex({ type: 'array', items: [{ const: 'x' }, { type: 'null' }], additionalItems: false, minItems: 1 }));
+    for (const v of ['["x"]', '["x", null]']) assert.ok(closed(v), v);
+    for (const v of ['[]', '["x", null, null]', '[null]']) assert.ok(!closed(v), v);
+    const anyRest = matcher(jsonSchemaRegex({ prefixItems: [{ type: 'integer' }] }));
+    assert.ok(anyRest('[1, "anything", {"a": [null]}]'), 'items absent: any further values');
+    assert.throws(() => jsonSchemaRegex({ prefixItems: [{ type: 'integer' }], items: false, minItems: 2 }), /minItems 2 at # is more than the 1 items/);
+  });
+
   test('string formats: ipv4, ipv6, hostname, email, duration', () => {
     const f = (format: string) => matcher(jsonSchemaRegex({ type: 'string', format }));
     const cases: [string, string[], string[]][] = [
