@@ -82,11 +82,10 @@ export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) =>
       const n = index++;
       summary.lines++;
       const parsed = parseBatchLine(raw);
+      if ('error' in parsed) summary.invalid++;
       const job = (async () => {
-        const result = 'error' in parsed
-          ? (summary.invalid++, resultLine(n, parsed.customId, null, { code: 'invalid_request', message: parsed.error }))
-          : await send(base, headers, n, parsed.request, summary);
-        done.set(n, result);
+        done.set(n, 'error' in parsed ? resultLine(n, parsed.customId, null, { code: 'invalid_request', message: parsed.error })
+          : await send(base, headers, n, parsed.request, summary));
         await flush();
       })();
       inFlight.add(job);

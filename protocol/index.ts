@@ -30,7 +30,7 @@ export type {
   TokenChoice,
   GeneratedToken,
 } from './messages.js';
-export { SAMPLED_LAST_STEP } from './messages.js';
+export { GREEDY, SAMPLED_LAST_STEP } from './messages.js';
 export { COLLECTIVE_ID_BYTES, MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
 export { bytesToFloat32, decode, decodeAs, encode, float32ToBytes } from './codec.js';
 export {

@@ -22,6 +22,11 @@ export interface SamplingParams {
   endTokens?: number[];
 }
 
+/** Greedy decoding of the model's own distribution: no temperature, top-k/p, penalties or bias. */
+export const GREEDY: SamplingParams = {
+  temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0,
+};
+
 /** Structured output: the whole generated text must match `pattern` — a regular expression (constraint/regex.ts)
  * or, with `syntax`, a context-free grammar in that notation (constraint/gbnf.ts, constraint/lark.ts; `rules`: a
  * JSON array of regular expressions, one per rule, the first the root, where `\R{k}` calls rule k — what a

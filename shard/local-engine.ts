@@ -1,13 +1,13 @@
 // An engine in this process (TP=1, or one rank of a group when given a collective): the model, its
 // adapter slots and a step runner. Used by the shard actor, `weft score` and the conformance tests.
 import type { NativeCollective, StagedAdapter } from '../kernels/index.js';
-import type { MergeRecipe, SamplingParams, SeqOutput, Step } from '../protocol/index.js';
+import type { MergeRecipe, SeqOutput, Step } from '../protocol/index.js';
 import { HostAdapterCache, cachedBytes, dirIdentity, type LoadedAdapter } from './adapters/index.js';
 import { mergeAdapters, mergeSpecOf } from './adapters/merge.js';
 import { AdapterParser } from './adapters/parse-pool.js';
 import type { BaseModelRef } from './adapters/base-layer-copy.js';
 import { readAdapterFor } from './adapters/read-adapter.js';
-import { PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
+import { GREEDY, PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
@@ -271,6 +271,4 @@ export interface PreparedAdapter extends Parsed {
 }
 export type InstalledAdapter = AdapterPlan & { fromHost: boolean; hostBytes: number };
 
-export const GREEDY: SamplingParams = {
-  temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0,
-};
+export { GREEDY };

@@ -7,6 +7,7 @@
 // answer, as n choices. The log-probs are the model's own (greedy rows: no temperature, penalties or bias).
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Span } from '@opentelemetry/api';
+import { GREEDY } from '../../protocol/index.js';
 import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject } from './json.js';
@@ -139,7 +140,7 @@ export function runBeamSearch(o: BeamRun): Promise<Beam[]> {
 function stepRequest(o: BeamRun, step: number, i: number, beam: Beam): GenerateRequest {
   return {
     requestId: `${o.request.id}.beam${step}.${i}`, inputs: '', inputIds: [...o.promptIds, ...beam.tokens], adapter: o.adapter, merge: null,
-    sampling: { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 },
+    sampling: GREEDY,
     maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true,
   };
 }

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GREEDY } from '../../protocol/index.js';
 import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
@@ -183,7 +184,7 @@ async function embed(request: FastifyRequest, reply: FastifyReply, engine: Gener
     const req: GenerateRequest = {
       requestId: job.inputs.length > 1 ? `${request.id}.${i}` : request.id, inputs: typeof input === 'string' ? input : '',
       ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
-      sampling: { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 },
+      sampling: GREEDY,
       maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true,
       ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
     };

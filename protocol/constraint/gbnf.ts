@@ -107,7 +107,7 @@ class GbnfParser extends GrammarScanner {
     const at = this.i;
     const name = this.name();
     if (name === undefined) throw this.error(`unexpected character ${JSON.stringify(String.fromCodePoint(c))}`);
-    return { t: 'call', rule: this.rules.id(name, () => { const end = this.i; this.i = at; const p = this.position(); this.i = end; return p; }) };
+    return { t: 'call', rule: this.rules.id(name, () => this.position(at)) };
   }
 
 

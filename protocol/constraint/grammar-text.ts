@@ -94,14 +94,14 @@ export abstract class GrammarScanner {
   protected error(what: string): ConstraintError {
     return new ConstraintError(`${this.kind} ${this.position()}: ${what}`);
   }
-  /** `line L, column C` of the cursor. */
-  protected position(): string {
-    let lo = 0, hi = this.lineStarts.length - 1;  // the last line starting at or before the cursor
+  /** `line L, column C` of index `at` (default: the cursor). */
+  protected position(at = this.i): string {
+    let lo = 0, hi = this.lineStarts.length - 1;  // the last line starting at or before `at`
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.lineStarts[mid]! <= this.i) lo = mid; else hi = mid - 1;
+      if (this.lineStarts[mid]! <= at) lo = mid; else hi = mid - 1;
     }
-    return `line ${lo + 1}, column ${this.i - this.lineStarts[lo]! + 1}`;
+    return `line ${lo + 1}, column ${at - this.lineStarts[lo]! + 1}`;
   }
   protected peek(k = 0): number | undefined {
     return this.cps[this.i + k];

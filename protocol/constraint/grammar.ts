@@ -22,30 +22,27 @@ interface Network extends Nfa {
   calls: number[];
   ruleStart: number[];
   ruleEnd: number[];
-  /** The rule each node belongs to. */
-  ruleOf: Int32Array;
-  root: number;
+  /** Per rule: it derives some finite text. */
+  productive: Uint8Array;
 }
 
 /** Compiles a grammar to its network and checks it (throws ConstraintError saying what is wrong). */
 export function compileGrammar(g: Grammar): Network {
   const b = new Builder();
-  const ruleStart: number[] = [], ruleEnd: number[] = [], owner: number[] = [];
+  const ruleStart: number[] = [], ruleEnd: number[] = [];
   g.bodies.forEach((body, r) => {
-    const from = b.bytes.length;
     const [s, e] = b.build(withoutDirectLeftRecursion(body, r));
     const end = b.node();
     b.eps[e].push(end);
     ruleStart.push(s);
     ruleEnd.push(end);
-    for (let n = from; n < b.bytes.length; n++) owner.push(r);
   });
   const net: Network = {
     start: ruleStart[g.root]!, accept: ruleEnd[g.root]!, bytes: b.bytes, next: b.next, eps: b.eps, calls: b.calls,
-    ruleStart, ruleEnd, ruleOf: Int32Array.from(owner), root: g.root,
+    ruleStart, ruleEnd, productive: new Uint8Array(0),
   };
-  const productive = fixpoint(net, (callee, ok) => ok[callee] === 1, true);
-  if (!productive[g.root]) throw new ConstraintError(`grammar: rule '${g.names[g.root]}' derives no finite text (every alternative recurses forever)`);
+  net.productive = fixpoint(net, (callee, ok) => ok[callee] === 1, true);
+  if (!net.productive[g.root]) throw new ConstraintError(`grammar: rule '${g.names[g.root]}' derives no finite text (every alternative recurses forever)`);
   checkLeftRecursion(net, g.names);
   return net;
 }
@@ -151,8 +148,7 @@ export class GrammarDfa implements ByteDfa {
   private readonly isEnd: Uint8Array;
 
   constructor(private readonly net: Network, private readonly maxStates = MAX_DFA_STATES) {
-    const productive = fixpoint(net, (callee, ok) => ok[callee] === 1, true);
-    this.coReach = coReachable(net, productive);
+    this.coReach = coReachable(net);
     this.isEnd = new Uint8Array(net.bytes.length);
     for (const e of net.ruleEnd) this.isEnd[e] = 1;
     this.tail = tailNodes(net, this.isEnd);
@@ -261,13 +257,13 @@ export class GrammarDfa implements ByteDfa {
   }
 }
 
-function coReachable(net: Network, productive: Uint8Array): Uint8Array {
+function coReachable(net: Network): Uint8Array {
   const n = net.bytes.length;
   const rev: number[][] = Array.from({ length: n }, () => []);
   for (let i = 0; i < n; i++) {
     for (const m of net.eps[i]!) rev[m]!.push(i);
     const c = net.calls[i]!;
-    if ((net.bytes[i] || (c >= 0 && productive[c])) && net.next[i]! >= 0) rev[net.next[i]!]!.push(i);
+    if ((net.bytes[i] || (c >= 0 && net.productive[c])) && net.next[i]! >= 0) rev[net.next[i]!]!.push(i);
   }
   const seen = new Uint8Array(n);
   const stack = [...net.ruleEnd];

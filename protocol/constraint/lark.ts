@@ -249,7 +249,7 @@ class LarkParser extends GrammarScanner {
     const at = this.i;
     const name = this.name();
     if (name === undefined) throw this.error(`unexpected character ${JSON.stringify(String.fromCodePoint(c))}`);
-    const where = () => { const end = this.i; this.i = at; const p = this.position(); this.i = end; return p; };
+    const where = () => this.position(at);
     const call: Ast = { t: 'call', rule: this.rules.id(this.prefix + name, where) };
     return TERMINAL.test(name) ? this.terminal(call) : call;
   }
@@ -265,7 +265,7 @@ class LarkParser extends GrammarScanner {
     const text = this.literal(quote);
     if (this.peek() === 0x69 && !NAME_CHAR.test(String.fromCodePoint(this.peek(1) ?? 0x20))) {
       this.i++;
-      return anyCase(text);
+      return caseless(text);
     }
     if (this.peek() === 0x2e && this.peek(1) === 0x2e) {
       this.i += 2;
@@ -302,7 +302,7 @@ class LarkParser extends GrammarScanner {
   }
 }
 
-/** A regular expression's character sets with each letter's other case added (`/…/i`); a range of more than
+/** Character sets with each letter's other case added (`"…"i`, `/…/i`); a range of more than
  * 4,096 characters is left as it is (such a range, a negated class or `.`, holds both cases already or means to). */
 function caseless(a: Ast): Ast {
   switch (a.t) {
@@ -322,15 +322,4 @@ function caseless(a: Ast): Ast {
       return extra.length === 0 ? a : { t: 'set', ranges: normalize([...a.ranges, ...extra]) };
     }
   }
-}
-
-/** Letters of a string literal in either case. */
-function anyCase(a: Ast): Ast {
-  if (a.t === 'seq') return { t: 'seq', items: a.items.map(anyCase) };
-  if (a.t !== 'set' || a.ranges.length !== 1 || a.ranges[0]![0] !== a.ranges[0]![1]) return a;
-  const ch = String.fromCodePoint(a.ranges[0]![0]);
-  const lo = ch.toLowerCase(), up = ch.toUpperCase();
-  if (lo === up || [...lo].length !== 1 || [...up].length !== 1) return a;
-  const cps = [lo.codePointAt(0)!, up.codePointAt(0)!].sort((x, y) => x - y);
-  return { t: 'set', ranges: cps.map((c) => [c, c] as [number, number]) };
 }

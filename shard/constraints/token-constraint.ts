@@ -91,7 +91,7 @@ export class AutomatonCache {
     const key = `${c.endTokens.join(',')}\n${constraintKey(c)}`;
     let a = this.byPattern.get(key);
     if (a) this.byPattern.delete(key);
-    else a = new TokenAutomaton({ pattern: c.pattern, ...(c.syntax !== undefined ? { syntax: c.syntax } : {}) }, this.vocab(), c.endTokens, this.maxStates);
+    else a = new TokenAutomaton(c, this.vocab(), c.endTokens, this.maxStates);
     this.byPattern.set(key, a);
     if (this.byPattern.size > MAX_PATTERNS) this.byPattern.delete(this.byPattern.keys().next().value!);
     return a;

@@ -3,7 +3,7 @@
 // same logits and seeds give the same tokens), so a step sent before the previous one's result came back
 // (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
 import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
-import { SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
+import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
 import { usesLongRope, type LoadedModel } from '../models/index.js';
 import type { SequenceState } from './sequence-state.js';
@@ -34,13 +34,14 @@ interface Row {
    * position is sampled, and `cstates` are the constraint's states before each of them (structured output). */
   drafts: number[];
   cstates?: number[];
-  /** Embeddings: the row's final hidden state, as it goes out. */
-  hiddenState?: Uint8Array;
 }
+
+/** A row whose step returns its final hidden state (an embedding's last prompt chunk). */
+const returnsHidden = (r: Row): boolean => r.logits === 'hidden' && !r.partial;
 
 const NO_TOKENS = new Int32Array(0);
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
-const RAW = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0, drawIndex: 0 };
+const RAW = { ...GREEDY, drawIndex: 0 };
 
 /** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. A
  * constraint that fails (its automaton outgrew its limit) fails only its sequence: no mask, and the output says
@@ -119,7 +120,7 @@ export class StepRunner {
     }
     // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
     // speculate: one sampling path.
-    const speculate = !rows.some((r) => r.wantAll || (r.logits === 'hidden' && !r.partial));
+    const speculate = !rows.some((r) => r.wantAll || returnsHidden(r));
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
@@ -310,7 +311,7 @@ export class StepRunner {
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
     }
-    const returnHidden = rows.some((r) => r.logits === 'hidden' && !r.partial);
+    const returnHidden = rows.some(returnsHidden);
     return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows),
       ...(returnHidden ? { returnHidden } : {}) };
   }
@@ -326,10 +327,7 @@ export class StepRunner {
       const n = row.wantAll ? row.tokens.length : 1;
       const block = logits.subarray(r * V, (r + n) * V);
       r += n;
-      if (row.logits === 'hidden' && this.rank === 0) {
-        if (hidden.length < r * H) throw new ForwardError(`forward pass returned no hidden state for '${row.state.seqId}'`);
-        row.hiddenState = float32ToBytes(hidden.subarray((r - 1) * H, r * H));
-      }
+      if (row.logits === 'hidden' && hidden.length < r * H) throw new ForwardError(`forward pass returned no hidden state for '${row.state.seqId}'`);
       const last = block.subarray((n - 1) * V, n * V);
       const { state } = row;
       const s = cpuOps.sample(last, samplingOf(state), penaltyTokens(state), state.topN);
@@ -345,7 +343,7 @@ export class StepRunner {
         }
       }
       if (row.logits === 'all') out.logits = float32ToBytes(block);
-      if (row.hiddenState) out.hidden = row.hiddenState;
+      if (row.logits === 'hidden') out.hidden = float32ToBytes(hidden.subarray((r - 1) * H, r * H));
       outputs.push(out);
     }
     return outputs;
