@@ -54,7 +54,7 @@ export {
 export { MessageBus, type MessageBusOptions, type MessageHandler, type MessageHeaders } from './bus.js';
 // Structured output: the constraint language of NewSequence.constraint, shared by the coordinator (which
 // checks a request's pattern) and the shards (which run it over the vocabulary's token bytes).
-export { ConstraintError, compileRegex, escapeRegex, parseRegex, type Nfa } from './constraint/regex.js';
+export { ConstraintError, MAX_CP, compileRegex, escapeRegex, parseRegex, type Ast, type Nfa } from './constraint/regex.js';
 export { DEAD, LazyDfa, UNKNOWN, fullMatch, type ByteDfa } from './constraint/dfa.js';
 export { parseGbnf } from './constraint/gbnf.js';
 export { parseLark } from './constraint/lark.js';

@@ -6,8 +6,9 @@
 // A recursive schema (a $ref to a schema that contains it, `#` included) is not regular: jsonSchemaConstraint
 // then makes each $ref target a rule of a grammar (syntax 'rules': one regular expression per rule, `\R{k}`
 // calling rule k), which the shards run as a pushdown automaton.
-import { ConstraintError, escapeRegex, parseRegex, type ConstraintSource } from '../../protocol/index.js';
+import { ConstraintError, escapeRegex, type ConstraintSource } from '../../protocol/index.js';
 import { numberRange, type NumericBounds } from './json-number-range.js';
+import { jsonStringPattern } from './json-string-pattern.js';
 
 /** Whitespace allowed after `:` and `,`: one optional space. */
 export const JSON_SP = ' ?';
@@ -46,7 +47,8 @@ FORMATS.duration = `P(?:(?:[0-9]{1,9}D|[0-9]{1,9}M(?:[0-9]{1,9}D)?|[0-9]{1,9}Y(?
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated',
   'readOnly', 'writeOnly', '$defs', 'definitions', 'strict', 'name']);
 const KNOWN = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'prefixItems', 'additionalItems',
-  'type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'enum',
+  'type', 'properties', 'required', 'additionalProperties', 'patternProperties', 'propertyNames', 'minProperties',
+  'maxProperties', 'items', 'minItems', 'maxItems', 'uniqueItems', 'enum',
   'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'pattern', 'format', 'nullable']);
 /** $ref expansions nested inside each other (a recursive schema is cut off here). */
 const MAX_REF_DEPTH = 8;
@@ -70,10 +72,14 @@ export function freeJsonObject(): string {
 }
 
 function arrayOf(item: string, min: number, max: number): string {
+  return listOf('\\[', '\\]', item, min, max);
+}
+/** `open` item (, item)* `close` with min..max items: an array's elements or a map's members. */
+function listOf(open: string, close: string, item: string, min: number, max: number): string {
   const more = (lo: number, hi: number) => `(?:,${SP}${item}){${lo},${hi === Infinity ? '' : hi}}`;
-  if (max === 0) return '\\[\\]';
+  if (max === 0) return `${open}${close}`;
   const body = `${item}${more(Math.max(0, min - 1), max === Infinity ? Infinity : max - 1)}`;
-  return min === 0 ? `\\[(?:${body})?\\]` : `\\[${body}\\]`;
+  return min === 0 ? `${open}(?:${body})?${close}` : `${open}${body}${close}`;
 }
 
 /** A $ref met inside its own expansion. */
@@ -184,6 +190,9 @@ class SchemaCompiler {
       case 'array': {
         const min = count(s.minItems, 'minItems', at) ?? 0, max = count(s.maxItems, 'maxItems', at) ?? Infinity;
         if (max < min) throw new ConstraintError(`maxItems < minItems at ${at}`);
+        // Telling an element from every earlier one is not regular: refused unless no two elements can be written.
+        if (s.uniqueItems !== undefined && typeof s.uniqueItems !== 'boolean') throw new ConstraintError(`'uniqueItems' at ${at} must be a boolean`);
+        if (s.uniqueItems === true && max > 1) throw new ConstraintError(`'uniqueItems: true' (at ${at}) is not supported in structured output unless maxItems <= 1`);
         // Tuples: prefixItems (2020-12; pydantic's tuples) with `items` for the rest, or draft 7's items array with additionalItems.
         const prefix = s.prefixItems ?? (Array.isArray(s.items) ? s.items : undefined);
         const restSchema = s.prefixItems !== undefined ? s.items : Array.isArray(s.items) ? s.additionalItems : s.items;
@@ -222,9 +231,7 @@ class SchemaCompiler {
   private string(s: Record<string, unknown>, at: string): string {
     if (s.pattern !== undefined) {
       if (typeof s.pattern !== 'string') throw new ConstraintError(`'pattern' at ${at} must be a string`);
-      const inner = s.pattern.replace(/^\^/, '').replace(/\$$/, '');
-      parseRegex(inner);  // checked alone: nothing in it may read as a rule call
-      return `"(?:${inner})"`;
+      return `"${jsonStringPattern(s.pattern, at)}"`;
     }
     if (s.format !== undefined) {
       const f = FORMATS[String(s.format)];
@@ -243,10 +250,14 @@ class SchemaCompiler {
     const required = new Set(Array.isArray(s.required) ? s.required.map(String) : []);
     const names = Object.keys(props);
     for (const r of required) if (!names.includes(r)) throw new ConstraintError(`required property '${r}' (at ${at}) is not in 'properties'`);
-    if (names.length === 0) {
-      // No declared properties: any members when additionalProperties allows them, else only {}.
-      return s.additionalProperties === false ? '\\{\\}' : objectOf(freeJsonValue(FREE_JSON_DEPTH - 1));
+    if (names.length === 0) return this.map(s, at, refDepth);
+    for (const k of ['patternProperties', 'propertyNames'] as const) {
+      if (s[k] !== undefined) throw new ConstraintError(`'${k}' beside 'properties' (at ${at}) is not supported: use one or the other`);
     }
+    // Which optional members are present is not counted: bounds the declared members always meet are accepted.
+    const minP = count(s.minProperties, 'minProperties', at), maxP = count(s.maxProperties, 'maxProperties', at);
+    if (minP !== undefined && minP > required.size) throw new ConstraintError(`'minProperties' ${minP} at ${at} is more than the ${required.size} required properties: list the properties it needs in 'required'`);
+    if (maxP !== undefined && maxP < names.length) throw new ConstraintError(`'maxProperties' ${maxP} at ${at} is less than the ${names.length} declared properties: not supported`);
     const member = (n: string) => `${escapeRegex(JSON.stringify(n))}:${SP}${this.value((props as Record<string, Schema>)[n], `${at}/properties/${n}`, refDepth)}`;
     const comma = `,${SP}`;
     const firstRequired = names.findIndex((n) => required.has(n));
@@ -264,6 +275,52 @@ class SchemaCompiler {
       body = `(?:${alts.join('|')})?`;
     }
     return `\\{${body}\\}`;
+  }
+
+  /** An object without declared properties — a map (pydantic's dict[K, V]): members whose keys follow
+   * `propertyNames` or one of `patternProperties`' patterns and whose values follow `additionalProperties` or that
+   * pattern's schema, minProperties..maxProperties of them. Repeated keys are not prevented. */
+  private map(s: Record<string, unknown>, at: string, refDepth: number): string {
+    const min = count(s.minProperties, 'minProperties', at) ?? 0, max = count(s.maxProperties, 'maxProperties', at) ?? Infinity;
+    if (max < min) throw new ConstraintError(`maxProperties < minProperties at ${at}`);
+    const extra = s.additionalProperties;
+    const members: string[] = [];
+    if (s.patternProperties !== undefined) {
+      const pp = s.patternProperties;
+      if (typeof pp !== 'object' || pp === null || Array.isArray(pp)) throw new ConstraintError(`'patternProperties' at ${at} must be an object`);
+      if (s.propertyNames !== undefined) throw new ConstraintError(`'propertyNames' beside 'patternProperties' (at ${at}) is not supported`);
+      // A key matching none of the patterns cannot be written as a regular expression's complement here.
+      if (extra !== undefined && extra !== false) throw new ConstraintError(`'additionalProperties' other than false beside 'patternProperties' (at ${at}) is not supported: only keys matching a pattern are generated when it is left out`);
+      for (const [pattern, schema] of Object.entries(pp as Record<string, Schema>)) {
+        members.push(`${this.string({ pattern }, `${at}/patternProperties`)}:${SP}${this.value(schema, `${at}/patternProperties/${pattern}`, refDepth)}`);
+      }
+    } else if (extra !== false) {
+      const key = s.propertyNames === undefined ? STRING : this.key(s.propertyNames, `${at}/propertyNames`);
+      const value = extra === undefined || extra === true ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(extra as Schema, `${at}/additionalProperties`, refDepth);
+      members.push(`${key}:${SP}${value}`);
+    }
+    if (members.length === 0) {
+      if (min > 0) throw new ConstraintError(`'minProperties' ${min} at ${at}: the schema allows no property`);
+      return '\\{\\}';
+    }
+    return listOf('\\{', '\\}', members.length === 1 ? members[0] : `(?:${members.join('|')})`, min, max);
+  }
+
+  /** A map's keys as `propertyNames` describes them: a string schema (pattern, lengths, format, enum, const). */
+  private key(names: unknown, at: string): string {
+    if (typeof names !== 'object' || names === null || Array.isArray(names)) throw new ConstraintError(`'propertyNames' at ${at} must be an object`);
+    const n = names as Record<string, unknown>;
+    if (n.type !== undefined && n.type !== 'string') throw new ConstraintError(`'propertyNames' at ${at} must describe strings (object keys are strings)`);
+    for (const k of ['enum', 'const'] as const) {
+      const values = k === 'const' ? (n.const === undefined ? [] : [n.const]) : Array.isArray(n.enum) ? n.enum : [];
+      if (values.some((v) => typeof v !== 'string')) throw new ConstraintError(`'propertyNames' ${k} at ${at} must list strings (object keys are strings)`);
+    }
+    for (const k of Object.keys(n)) {
+      if (!['type', 'pattern', 'minLength', 'maxLength', 'format', 'enum', 'const'].includes(k) && !ANNOTATIONS.has(k)) {
+        throw new ConstraintError(`'propertyNames' keyword '${k}' (at ${at}) is not supported: pattern, minLength, maxLength, format, enum and const are`);
+      }
+    }
+    return n.enum !== undefined || n.const !== undefined ? this.value(n, at, 0) : this.string(n, at);
   }
 
   private ref(ref: unknown, at: string, refDepth: number): string {

@@ -112,6 +112,23 @@ describe('JSON Schema -> regex', () => {
     assert.ok(!f('{"d":"2026-11-22","u":"123e4567-e89b-12d3-a456-426614174000","p":"ab3","any":1}'));
   });
 
+  test('string patterns: only valid JSON strings (no raw quote, backslash or control character), one-sided anchors leave the other end open', () => {
+    const any = matcher(jsonSchemaRegex({ type: 'string', pattern: '^.{1,4}$' }));
+    for (const v of ['"a"', '"ab c"', '"é"']) assert.ok(any(v), v);
+    for (const v of ['"a"b"', '"\\"', '"a\nb"', '"\u0000"']) assert.ok(!any(v), v);
+    const neg = matcher(jsonSchemaRegex({ type: 'string', pattern: '[^a]+' }));
+    assert.ok(neg('"xyz"'));
+    assert.ok(!neg('"x"y"'), 'a negated class does not write a quote');
+    const starts = matcher(jsonSchemaRegex({ type: 'string', pattern: '^id-[0-9]' }));
+    for (const v of ['"id-1"', '"id-7 and more \\" escaped"']) assert.ok(starts(v), v);
+    assert.ok(!starts('"xid-1"'));
+    const ends = matcher(jsonSchemaRegex({ type: 'string', pattern: '\\.json$' }));
+    assert.ok(ends('"a/b.json"') && !ends('"a.jsonx"'));
+    const dollar = matcher(jsonSchemaRegex({ type: 'string', pattern: '^[0-9]+\\$' }));
+    assert.ok(dollar('"12$"') && dollar('"12$ more"') && !dollar('"12"'), 'an escaped $ is a character, not an anchor');
+    assert.throws(() => jsonSchemaRegex({ type: 'string', pattern: '^say "hi"$' }), /needs a character JSON escapes/);
+  });
+
   test('json_object without a schema: any object, containers nested up to the depth limit', () => {
     const o = matcher(freeJsonObject());
     for (const s of ['{}', '{"a":[1,2.5,"x",true,null]}', '{"a":{"b":{"c":1}}}']) assert.ok(o(s), s);
@@ -192,9 +209,38 @@ describe('JSON Schema -> regex', () => {
     }
   });
 
+  test('maps (pydantic\'s dict[K, V]): additionalProperties as a schema, propertyNames, patternProperties, min/maxProperties', () => {
+    const counts = matcher(jsonSchemaRegex({ type: 'object', additionalProperties: { type: 'integer', minimum: 0 } }));
+    for (const v of ['{}', '{"a":1}', '{"a": 1, "b c": 22}']) assert.ok(counts(v), v);
+    for (const v of ['{"a":-1}', '{"a":"1"}', '{"a":1,"b":{}}', '{"a"}']) assert.ok(!counts(v), v);
+    const named = matcher(jsonSchemaRegex({ type: 'object', propertyNames: { pattern: '^[a-z]+$', maxLength: 3 },
+      additionalProperties: { type: 'boolean' }, minProperties: 1, maxProperties: 2 }));
+    for (const v of ['{"ab":true}', '{"x":false, "y":true}']) assert.ok(named(v), v);
+    for (const v of ['{}', '{"A":true}', '{"x":true,"y":true,"z":true}', '{"x":1}']) assert.ok(!named(v), v);
+    const keys = matcher(jsonSchemaRegex({ type: 'object', propertyNames: { enum: ['red', 'blue'] }, additionalProperties: { type: 'number' } }));
+    for (const v of ['{"red":1.5}', '{"blue":2,"red":0}']) assert.ok(keys(v), v);
+    assert.ok(!keys('{"green":1}'));
+    const pat = matcher(jsonSchemaRegex({ type: 'object', patternProperties: { '^s_': { type: 'string' }, '^n_': { type: 'integer' } }, additionalProperties: false }));
+    for (const v of ['{}', '{"s_a":"x","n_b":2}', '{"n_":0}']) assert.ok(pat(v), v);
+    for (const v of ['{"s_a":2}', '{"n_b":"x"}', '{"q":1}']) assert.ok(!pat(v), v);
+    const closed = matcher(jsonSchemaRegex({ type: 'object', additionalProperties: false }));
+    assert.deepEqual(['{}', '{"a":1}'].filter(closed), ['{}']);
+    const declared = matcher(jsonSchemaRegex({ type: 'object', properties: { a: { type: 'integer' } }, required: ['a'], minProperties: 1, maxProperties: 3 }));
+    assert.ok(declared('{"a":1}'), 'bounds the declared members always meet');
+    const once = matcher(jsonSchemaRegex({ type: 'array', items: { type: 'integer' }, uniqueItems: true, maxItems: 1 }));
+    assert.deepEqual(['[]', '[1]', '[1,2]'].filter(once), ['[]', '[1]']);
+  });
+
   test('keywords that would be ignored are refused by name', () => {
     for (const [schema, why] of [
       [{ type: 'integer', multipleOf: 5 }, /'multipleOf'/],
+      [{ type: 'array', uniqueItems: true }, /'uniqueItems: true' \(at #\) is not supported/],
+      [{ type: 'object', patternProperties: { '^a': {} }, additionalProperties: { type: 'integer' } }, /'additionalProperties' other than false beside 'patternProperties'/],
+      [{ type: 'object', properties: { a: {} }, patternProperties: { '^a': {} } }, /'patternProperties' beside 'properties'/],
+      [{ type: 'object', properties: { a: {} }, minProperties: 1 }, /'minProperties' 1 at # is more than the 0 required/],
+      [{ type: 'object', propertyNames: { type: 'integer' } }, /must describe strings/],
+      [{ type: 'object', additionalProperties: false, minProperties: 1 }, /allows no property/],
+      [{ type: 'object', maxProperties: 1, minProperties: 2 }, /maxProperties < minProperties/],
       [{ type: 'integer', minimum: 5, maximum: 2 }, /no integer satisfies the bounds at #/],
       [{ type: 'number', minimum: '1' }, /'minimum' at # must be a number/],
       [{ type: 'object', properties: { a: {} }, required: ['b'] }, /required property 'b'/],
