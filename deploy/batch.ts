@@ -4,8 +4,10 @@
 // OpenAI's batch output files (vLLM's run_batch writes the same). The requests go to a server started here with
 // the launch flags, on a loopback port of its own, or to a running one (--url); they run --concurrency at a time
 // and the server batches them. A line that is not a request gets an error line; a request the server refuses
-// gets its HTTP status and error body; neither stops the rest.
-import { createReadStream, createWriteStream } from 'node:fs';
+// gets its HTTP status and error body; neither stops the rest. --resume continues an interrupted run: results are
+// written in input order, so the output file holds results for a prefix of the input (a last line cut short by
+// the interruption is dropped); those lines are checked against the input's custom_ids and skipped.
+import { createReadStream, createWriteStream, existsSync, readFileSync, truncateSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { BatchConfig } from './config/index.js';
@@ -21,6 +23,8 @@ export interface BatchSummary {
   failed: number;
   /** Lines that were not a request (or never reached the server). */
   invalid: number;
+  /** Lines whose results were already in the output (--resume). */
+  resumed: number;
   seconds: number;
 }
 
@@ -48,8 +52,35 @@ export function parseBatchLine(line: string): Parsed {
   return { request: { customId, url: o.url, body: o.body as Record<string, unknown> } };
 }
 
+/**
+ * --resume: the custom_ids of the complete result lines already in `output`, in order, after cutting off a last
+ * line the interruption left incomplete (the file is truncated to the complete ones).
+ */
+export function completedResults(output: string): string[] {
+  if (!existsSync(output)) return [];
+  const text = readFileSync(output, 'utf8');
+  const ids: string[] = [];
+  let keep = 0;
+  for (let start = 0; start < text.length;) {
+    const end = text.indexOf('\n', start);
+    if (end < 0) break;  // no newline: cut short
+    let id: unknown;
+    try {
+      id = (JSON.parse(text.slice(start, end)) as { custom_id?: unknown }).custom_id;
+    } catch {
+      break;
+    }
+    ids.push(typeof id === 'string' ? id : '');
+    start = keep = end + 1;
+  }
+  if (keep < text.length) truncateSync(output, Buffer.byteLength(text.slice(0, keep)));
+  return ids;
+}
+
 export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) => process.stderr.write(`batch: ${m}\n`)): Promise<BatchSummary> {
   const started = performance.now();
+  if (c.resume && c.output === null) throw new Error('--resume needs --output: the results to continue are read from it');
+  const done0 = c.resume && c.output !== null ? completedResults(c.output) : [];
   let server: Launched | null = null;
   let base: string;
   if (c.url !== null) {
@@ -62,8 +93,8 @@ export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) =>
   }
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (c.apiKeys[0] !== undefined) headers.authorization = `Bearer ${c.apiKeys[0]}`;
-  const out = c.output === null ? process.stdout : createWriteStream(c.output);
-  const summary: BatchSummary = { lines: 0, succeeded: 0, failed: 0, invalid: 0, seconds: 0 };
+  const out = c.output === null ? process.stdout : createWriteStream(c.output, { flags: c.resume ? 'a' : 'w' });
+  const summary: BatchSummary = { lines: 0, succeeded: 0, failed: 0, invalid: 0, resumed: 0, seconds: 0 };
   // Results wait here until every line before them is written: output in input order.
   const done = new Map<number, string>();
   let nextToWrite = 0;
@@ -82,6 +113,15 @@ export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) =>
       const n = index++;
       summary.lines++;
       const parsed = parseBatchLine(raw);
+      if (n < done0.length) {
+        const id = 'error' in parsed ? parsed.customId : parsed.request.customId;
+        if ((id ?? '') !== done0[n]) {
+          throw new Error(`--resume: result line ${n + 1} of ${c.output} is for custom_id '${done0[n]}' but input line ${n + 1} is '${id ?? ''}': that output is not from this input`);
+        }
+        summary.resumed++;
+        nextToWrite = n + 1;
+        continue;
+      }
       if ('error' in parsed) summary.invalid++;
       const job = (async () => {
         done.set(n, 'error' in parsed ? resultLine(n, parsed.customId, null, { code: 'invalid_request', message: parsed.error })
@@ -93,13 +133,15 @@ export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) =>
       if (inFlight.size >= c.concurrency) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
+    if (index < done0.length) throw new Error(`--resume: ${c.output} has ${done0.length} results but the input only ${index} lines: that output is not from this input`);
     await flush();
   } finally {
     if (out !== process.stdout) await new Promise<void>((resolve) => (out as ReturnType<typeof createWriteStream>).end(resolve));
     await server?.close();
   }
   summary.seconds = (performance.now() - started) / 1000;
-  log(`${summary.lines} lines in ${summary.seconds.toFixed(1)} s: ${summary.succeeded} succeeded, ${summary.failed} refused by the server, ${summary.invalid} invalid`);
+  log(`${summary.lines} lines in ${summary.seconds.toFixed(1)} s: ${summary.succeeded} succeeded, ${summary.failed} refused by the server, ${summary.invalid} invalid` +
+    (c.resume ? `, ${summary.resumed} kept from the earlier run` : ''));
   return summary;
 }
 

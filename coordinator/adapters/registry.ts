@@ -59,8 +59,9 @@ export interface RegistryOptions {
   /** The server's Hub token, used for requests without one only when useGlobalHubToken is set. */
   globalHubToken?: string;
   useGlobalHubToken: boolean;
-  /** Preloaded names (--preload-adapter, LORA_ADAPTERS) → source id. Operator-defined, so local paths skip the root check. */
-  names: ReadonlyMap<string, { id: string; source: SourceKind }>;
+  /** Adapter names → their source id: --preload-adapter / LORA_ADAPTERS, and those given at run time (loadNamed).
+   * Operator-defined, so local paths skip the root check (a run-time name holds the path already checked). */
+  names: Map<string, NamedAdapter>;
   hostCacheBytes: number;
   /** Bytes per shard the resident adapters may take together (0 or absent: slots only). */
   budgetBytes?: number;
@@ -68,6 +69,14 @@ export interface RegistryOptions {
   elementBytes?: number;
   /** The model's vocabulary, for estimates of adapters with trainable tokens (size-estimate.ts). */
   vocab?: number;
+}
+
+/** What an adapter name stands for. */
+export interface NamedAdapter {
+  id: string;
+  source: SourceKind;
+  /** The token it was named with (run-time names): requests by the name that bring none use it. Never listed. */
+  apiToken?: string;
 }
 
 export interface RegistryHooks extends RegistryEvents {
@@ -132,7 +141,7 @@ export class AdapterRegistry {
 
   private async resolveRef(ref: AdapterRef): Promise<Prepared> {
     const named = this.o.names.get(ref.id);
-    const target = named ? { ...named, apiToken: ref.apiToken } : ref;
+    const target = named ? { ...named, apiToken: ref.apiToken ?? named.apiToken } : ref;
     if (target.source === 'local') {
       const dir = named ? resolveLocalAdapter(resolve(named.id), [resolve(named.id)]) : resolveLocalAdapter(target.id, this.o.roots);
       const revision = localRevision(dir);
@@ -261,6 +270,44 @@ export class AdapterRegistry {
     if (e.refs > 0) throw new EngineError('validation', `adapter '${ref.id}' is in use by ${e.refs} request(s); retry when idle`);
     e.pinned = false;
     if (e.state === 'ready') this.evict(e);
+    return this.summary(e);
+  }
+
+  /**
+   * Names an adapter at run time (vLLM's load_lora_adapter): it is access-checked and loaded first (a failed load
+   * names nothing); then the name works as adapter_id and OpenAI `model` like a --preload-adapter name. `replace`
+   * points an existing name at the new adapter; the old one leaves the device as slots are needed.
+   */
+  async loadNamed(name: string, ref: AdapterRef, replace: boolean): Promise<AdapterSummaryJson> {
+    const taken = () => {
+      if (!replace && this.o.names.has(name)) throw new EngineError('validation', `adapter name '${name}' is already loaded; unload it first, or replace it (load_inplace)`);
+    };
+    taken();
+    const p = await this.prepare(ref);
+    this.acquire(p);
+    try {
+      await this.whenReady(p.key);
+    } finally {
+      this.release(p.key);
+    }
+    taken();  // another load may have taken the name meanwhile
+    const id = p.source === 'local' && p.load.dir ? p.load.dir : ref.id;
+    this.o.names.set(name, { id, source: ref.source, ...(ref.apiToken ? { apiToken: ref.apiToken } : {}) });
+    return this.summary(this.entries.get(p.key)!);
+  }
+
+  /** Drops a name (run-time or preloaded) and unloads its adapter unless a request is using it (it then leaves
+   * the device as slots are needed). Returns the adapter's summary, or null when it was never loaded. */
+  async unloadNamed(name: string): Promise<AdapterSummaryJson | null> {
+    if (!this.o.names.has(name)) throw new EngineError('adapter_not_found', `adapter name '${name}' is not loaded`);
+    const p = await this.resolveRef({ id: name, source: this.o.names.get(name)!.source });
+    this.o.names.delete(name);
+    const e = this.entries.get(p.key);
+    if (!e) return null;
+    if (e.refs === 0) {
+      e.pinned = false;
+      if (e.state === 'ready') this.evict(e);
+    }
     return this.summary(e);
   }
 

@@ -117,6 +117,8 @@ export class Engine implements GenerationEngine {
       load: (ref) => reg.load(ref).finally(() => this.kick()),
       unload: (ref) => reg.unload(ref).finally(() => this.kick()),
       pin: (ref, pinned) => reg.pin(ref, pinned).finally(() => this.kick()),
+      loadNamed: (name, ref, replace) => reg.loadNamed(name, ref, replace).finally(() => this.kick()),
+      unloadNamed: (name) => reg.unloadNamed(name).finally(() => this.kick()),
     };
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
     const reasoning = detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t));

@@ -210,7 +210,7 @@ export interface GenerationEngine {
   /** OpenAI `model` → adapter: undefined, '' or the base model id → null (base model); a preloaded adapter
    *  name → its source ref; anything else → { id: model, source: the server's default adapter source }. */
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null;
-  /** The adapter names configured at start (--preload-adapter name=…): each also works as OpenAI `model`. */
+  /** The adapter names (--preload-adapter name=…, and those given at run time): each also works as OpenAI `model`. */
   adapterNames(): string[];
   /** The adapter admin operations (GET/POST /v1/adapters…). */
   readonly adapters: AdapterAdmin;
@@ -242,4 +242,9 @@ export interface AdapterAdmin {
   unload(ref: AdapterRef): Promise<AdapterSummaryJson>;
   /** A pinned adapter is loaded and never evicted; unpin makes it evictable again. */
   pin(ref: AdapterRef, pinned: boolean): Promise<AdapterSummaryJson>;
+  /** Loads an adapter and names it (a name like --preload-adapter's; `replace`: an existing name may be repointed).
+   * EngineError('validation') when the name is taken and not replaced. */
+  loadNamed(name: string, ref: AdapterRef, replace: boolean): Promise<AdapterSummaryJson>;
+  /** Drops a name and unloads its adapter when idle; EngineError('adapter_not_found') for an unknown name. */
+  unloadNamed(name: string): Promise<AdapterSummaryJson | null>;
 }

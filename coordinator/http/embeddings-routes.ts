@@ -46,7 +46,7 @@ export function sentenceTransformersPooling(modelDir: string): string | null {
   }
 }
 
-interface EmbeddingJob {
+export interface EmbeddingJob {
   inputs: (string | number[])[];
   adapter: AdapterRef | null;
   normalize: boolean;
@@ -56,15 +56,7 @@ interface EmbeddingJob {
 }
 
 export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDeps): void {
-  const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  // A model trained for another pooling would get vectors it was not trained to give: refused, not approximated.
-  const pooling = deps.pooling ?? null;
-  const preHandler = async () => {
-    if (pooling !== null && pooling !== 'lasttoken') {
-      throw validationError(`this model's sentence-transformers config pools by '${pooling}'; weft pools the last token only, ` +
-        'so its embeddings would not be the ones the model was trained to give');
-    }
-  };
+  const { errorHandler, preHandler } = embeddingRouteOptions(deps);
   app.post('/v1/embeddings', { errorHandler, preHandler }, async (request, reply) => {
     const { job, base64, model } = openAiJob(request, deps);
     const { vectors, promptTokens } = await embed(request, reply, deps.engine, job);
@@ -81,8 +73,22 @@ export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDep
   });
 }
 
+/** What every embedding route is registered with: OpenAI-shaped errors, and the refusal of a model pooled otherwise. */
+export function embeddingRouteOptions(deps: EmbeddingDeps) {
+  const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
+  // A model trained for another pooling would get vectors it was not trained to give: refused, not approximated.
+  const pooling = deps.pooling ?? null;
+  const preHandler = async () => {
+    if (pooling !== null && pooling !== 'lasttoken') {
+      throw validationError(`this model's sentence-transformers config pools by '${pooling}'; weft pools the last token only, ` +
+        'so its embeddings would not be the ones the model was trained to give');
+    }
+  };
+  return { errorHandler, preHandler };
+}
+
 /** The body's fields, each one of `known`. */
-function body(request: FastifyRequest, known: readonly string[]): Json {
+export function body(request: FastifyRequest, known: readonly string[]): Json {
   if (!isJsonObject(request.body)) throw validationError('the body must be a JSON object');
   const extra = Object.keys(request.body).find((k) => !known.includes(k));
   if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
@@ -107,13 +113,19 @@ function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): { job: Embeddi
     throw validationError('`encoding_format` must be "float" or "base64"');
   }
   if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
+  const { adapter, model } = openAiAdapter(b, request, deps);
+  const job = { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
+    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
+  return { job, base64: b.encoding_format === 'base64', model };
+}
+
+/** The adapter `model` names (+ `adapter_source`, `api_token`), as on the OpenAI routes; and the `model` to answer with. */
+export function openAiAdapter(b: Json, request: FastifyRequest, deps: EmbeddingDeps): { adapter: AdapterRef | null; model: string } {
   if (b.model !== undefined && typeof b.model !== 'string') throw validationError('`model` must be a string');
   const source = b.adapter_source === undefined ? undefined : sourceOf(b.adapter_source);
   let adapter = deps.engine.adapterForModel(b.model as string | undefined, apiTokenOf(b, request, deps));
   if (adapter && source !== undefined) adapter = { ...adapter, source };
-  const job = { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
-    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
-  return { job, base64: b.encoding_format === 'base64', model: typeof b.model === 'string' ? b.model : deps.engine.info.modelId };
+  return { adapter, model: typeof b.model === 'string' ? b.model : deps.engine.info.modelId };
 }
 
 function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
@@ -134,7 +146,7 @@ function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
 }
 
 /** A string, a list of strings, a list of token ids, or a list of such lists (token ids: OpenAI only). */
-function inputsOf(v: unknown, name: string, tokenIds: boolean): (string | number[])[] {
+export function inputsOf(v: unknown, name: string, tokenIds: boolean): (string | number[])[] {
   const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && t >= 0);
   let list: unknown[];
   if (typeof v === 'string') list = [v];
@@ -153,7 +165,7 @@ function inputsOf(v: unknown, name: string, tokenIds: boolean): (string | number
   });
 }
 
-function flag(v: unknown, name: string, dflt: boolean): boolean {
+export function flag(v: unknown, name: string, dflt: boolean): boolean {
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'boolean') throw validationError(`\`${name}\` must be true or false`);
   return v;
@@ -167,14 +179,14 @@ function dimensionsOf(v: unknown, hidden: number): number | undefined {
   return v as number;
 }
 
-function truncateOf(v: unknown, name: string): number | undefined {
+export function truncateOf(v: unknown, name: string): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (!Number.isInteger(v) || (v as number) < 1) throw validationError(`\`${name}\` must be a positive integer`);
   return v as number;
 }
 
 /** Runs every input (all start or none), then pools: cut to `dimensions`, L2-normalise. */
-async function embed(request: FastifyRequest, reply: FastifyReply, engine: GenerationEngine, job: EmbeddingJob):
+export async function embed(request: FastifyRequest, reply: FastifyReply, engine: GenerationEngine, job: EmbeddingJob):
   Promise<{ vectors: Float32Array[]; promptTokens: number }> {
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', job.adapter?.id ?? '');

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyRequest } fro
 import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { registerVllmLoraRoutes } from './vllm-lora-routes.js';
 import { apiKeyHook } from './api-key-auth.js';
 import { isPreflight, registerCors } from './cors.js';
 import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
@@ -15,6 +16,7 @@ import { registerResponsesApiRoute } from './responses-api-routes.js';
 import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerEmbeddingRoutes } from './embeddings-routes.js';
+import { registerScoreRoutes } from './score-routes.js';
 import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
 
@@ -103,9 +105,11 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
+  registerScoreRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
   registerDetokenizeRoute(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
+  registerVllmLoraRoutes(app, engine, { adminToken: opts.adminToken, bodyLimitBytes });
   await app.ready();
   return app;
 }

@@ -231,6 +231,8 @@ export const FLAGS = [
     help: 'The OpenAI batch file: one JSON object per line, {custom_id, method: "POST", url: /v1/chat/completions | /v1/completions | /v1/embeddings | /v1/responses, body}.' },
   { name: 'concurrency', type: 'int', commands: ['batch'], default: 64, min: 1, max: 4096,
     help: 'Requests in flight at once (the server batches them; more than --max-concurrent-requests only queues).' },
+  { name: 'resume', type: 'bool', commands: ['batch'], default: false,
+    help: 'Continue an interrupted run: the lines already in --output (a prefix of the input, results being written in input order) are kept, the rest are sent and appended.' },
 ] as const satisfies readonly FlagSpec[];
 
 /** The flags `command` accepts, in table order. */

@@ -196,6 +196,8 @@ export interface BatchConfig extends Omit<LaunchConfig, 'command'> {
   url: string | null;
   /** Requests in flight at once. */
   concurrency: number;
+  /** Keep the results already in `output` and send only the lines after them. */
+  resume: boolean;
 }
 
 export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig | BatchConfig;

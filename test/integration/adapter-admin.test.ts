@@ -142,6 +142,53 @@ describe('adapters: failures, names, admin, merging', () => {
     assert.equal(listed.json.adapter.rank, 4);
   });
 
+  test("vLLM's run-time LoRA API: a name loaded, used, replaced in place and dropped; failed loads leave no name", async () => {
+    const models = async () => (await fetch(`${g.url}/v1/models`).then((r) => r.json())).data.map((m: { id: string }) => m.id);
+    const load = (b: unknown, token = ADMIN) => admin('/v1/load_lora_adapter', b, token);
+    const unload = (b: unknown) => admin('/v1/unload_lora_adapter', b);
+    const noToken = await g.post('/v1/load_lora_adapter', { lora_name: 'sql', lora_path: join(c.dir, 'adapters', 'all_r8') });
+    assert.equal(noToken.status, 401, noToken.text);
+    assert.equal(noToken.json.error.code, 'unauthorized');
+    const ok = await load({ lora_name: 'sql', lora_path: join(c.dir, 'adapters', 'all_r8') });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.text, "Success: LoRA adapter 'sql' added successfully.");
+    assert.ok((await models()).includes('sql'));
+    prefillMatchesGolden(c, (await gen({ adapter_id: 'sql' })).json, 'adapter/all_r8/seq1', seq);
+    const viaModel = await g.post('/v1/completions', { model: 'sql', prompt: textOf(seq), max_tokens: 2, temperature: 0 });
+    assert.equal(viaModel.status, 200, viaModel.text);
+    const again = await load({ lora_name: 'sql', lora_path: join(c.dir, 'adapters', 'qv_r4') });
+    assert.equal(again.status, 400, again.text);
+    assert.match(again.json.error.message, /'sql' has already been loaded.*load_inplace/);
+    const inPlace = await load({ lora_name: 'sql', lora_path: join(c.dir, 'adapters', 'qv_r4'), load_inplace: true });
+    assert.equal(inPlace.status, 200, inPlace.text);
+    prefillMatchesGolden(c, (await gen({ adapter_id: 'sql' })).json, 'adapter/qv_r4/seq1', seq);
+    // Refused before a name exists: outside --adapter-root (403), missing (404), the base model's name, bad bodies.
+    for (const [b, status, why] of [
+      [{ lora_name: 'etc', lora_path: '/etc' }, 403, /adapter-root|not under|outside/],
+      [{ lora_name: 'gone', lora_path: join(root, 'no_such_adapter') }, 404, /not found|does not exist|no such/i],
+      [{ lora_name: 'bad', lora_path: join(root, 'corrupt') }, 424, /safetensors|JSON|header/i],
+      [{ lora_name: g.server.engine.info.modelId, lora_path: join(c.dir, 'adapters', 'qv_r4') }, 400, /base model's name/],
+      [{ lora_name: 'x', lora_path: join(c.dir, 'adapters', 'qv_r4'), rank: 8 }, 422, /unknown field `rank`/],
+      [{ lora_name: '', lora_path: 'x' }, 422, /lora_name/],
+    ] as [unknown, number, RegExp][]) {
+      const r = await load(b);
+      assert.equal(r.status, status, `${JSON.stringify(b)}: ${r.text}`);
+      assert.match(r.json.error.message, why);
+    }
+    assert.deepEqual((await models()).filter((m: string) => ['etc', 'gone', 'bad', 'x'].includes(m)), []);
+    const dropped = await unload({ lora_name: 'sql' });
+    assert.equal(dropped.status, 200, dropped.text);
+    assert.equal(dropped.text, "Success: LoRA adapter 'sql' removed successfully.");
+    assert.ok(!(await models()).includes('sql'));
+    const after = await gen({ adapter_id: 'sql' });  // now an ordinary local id, which does not exist
+    assert.equal(after.status, 404, after.text);
+    assert.equal((await unload({ lora_name: 'sql' })).status, 404);
+    // A preloaded name can be dropped too.
+    assert.equal((await unload({ lora_name: 'tiny' })).status, 200);
+    assert.ok(!(await models()).includes('tiny'));
+    assert.equal(g.server.engine.stats().adapterRefs, 0);
+  });
+
   test('merged_adapters: cat with weights [1, 0] equals the first adapter alone; [0.5, 0.5] of one adapter too', async () => {
     const merged = (ids: string[], weights: number[]) => gen({ adapter_source: 'local',
       merged_adapters: { ids, weights, merge_strategy: 'cat' } });

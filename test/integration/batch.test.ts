@@ -62,6 +62,21 @@ test('--url: a running server with an API key; without the key every line is a 4
     const s1 = await runBatch(parseArgs('batch', ['--input', input, '--output', ok, '--url', server.url, '--api-key', 'k-123', '--concurrency', '5'], {}), () => {});
     assert.equal(s1.succeeded, 12);
     assert.deepEqual(results(ok).map((r) => [r.custom_id, r.response!.status_code]), Array.from({ length: 12 }, (_, i) => [`q${i}`, 200]));
+    // An interrupted run: 5 complete result lines and a sixth cut short. --resume keeps the 5, drops the stub, sends the rest.
+    const cut = join(dir, 'url-cut.jsonl');
+    const okLines = readFileSync(ok, 'utf8').split('\n');
+    writeFileSync(cut, okLines.slice(0, 5).join('\n') + '\n' + okLines[5]!.slice(0, 20));
+    const resumed = await runBatch(parseArgs('batch', ['--input', input, '--output', cut, '--url', server.url, '--api-key', 'k-123', '--resume'], {}), () => {});
+    assert.deepEqual([resumed.resumed, resumed.succeeded, resumed.lines], [5, 7, 12]);
+    assert.deepEqual(results(cut).map((r) => [r.id, r.custom_id, r.response!.status_code]), Array.from({ length: 12 }, (_, i) => [`batch_req_${i}`, `q${i}`, 200]));
+    assert.deepEqual(readFileSync(cut, 'utf8').split('\n').slice(0, 5), okLines.slice(0, 5), 'the kept lines are untouched');
+    const again = await runBatch(parseArgs('batch', ['--input', input, '--output', cut, '--url', server.url, '--resume'], {}), () => {});
+    assert.deepEqual([again.resumed, again.succeeded + again.failed], [12, 0], 'a finished output: nothing is sent');
+    const other = join(dir, 'other.jsonl');
+    writeFileSync(other, line('z0', '/v1/completions', { prompt: 'x', max_tokens: 1 }) + '\n');
+    await assert.rejects(runBatch(parseArgs('batch', ['--input', other, '--output', cut, '--url', server.url, '--resume'], {}), () => {}),
+      /result line 1 of .* is for custom_id 'q0' but input line 1 is 'z0'/);
+    await assert.rejects(runBatch(parseArgs('batch', ['--input', input, '--url', server.url, '--resume'], {}), () => {}), /--resume needs --output/);
     const s2 = await runBatch(parseArgs('batch', ['--input', input, '--output', denied, '--url', server.url], {}), () => {});
     assert.equal(s2.failed, 12);
     assert.ok(results(denied).every((r) => r.response!.status_code === 401));

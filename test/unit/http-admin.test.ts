@@ -51,6 +51,16 @@ class FakeAdapters implements AdapterAdmin {
     return { ...Object.assign(this.check(ref), { tier: 'device', pinned }) };
   }
 
+  async loadNamed(name: string, ref: AdapterRef): Promise<AdapterSummaryJson> {
+    this.calls.push({ op: `loadNamed ${name}`, ref });
+    return this.load(ref);
+  }
+
+  async unloadNamed(name: string): Promise<AdapterSummaryJson | null> {
+    this.calls.push({ op: `unloadNamed ${name}`, ref: { id: name, source: 'local' } });
+    return null;
+  }
+
   private check(ref: AdapterRef): AdapterSummaryJson {
     const { id, apiToken } = ref;
     if (id === 'missing') throw new EngineError('adapter_not_found', `adapter '${id}' not found`);

@@ -215,6 +215,22 @@ export class MemoryAdapterAdmin implements AdapterAdmin {
     return summary;
   }
 
+  readonly names = new Map<string, string>();
+
+  async loadNamed(name: string, ref: AdapterRef, replace: boolean): Promise<AdapterSummaryJson> {
+    if (this.names.has(name) && !replace) throw new EngineError('validation', `adapter name '${name}' is already loaded`);
+    const summary = await this.load(ref);
+    this.names.set(name, ref.id);
+    return summary;
+  }
+
+  async unloadNamed(name: string): Promise<AdapterSummaryJson | null> {
+    const id = this.names.get(name);
+    if (id === undefined) throw new EngineError('adapter_not_found', `adapter name '${name}' is not loaded`);
+    this.names.delete(name);
+    return this.table.get(id) ?? null;
+  }
+
   async pin(ref: AdapterRef, pinned: boolean): Promise<AdapterSummaryJson> {
     const loaded = pinned ? await this.load(ref) : this.table.get(ref.id);
     if (!loaded) throw new EngineError('adapter_not_found', `adapter '${ref.id}' is not loaded`);

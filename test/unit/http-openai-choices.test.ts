@@ -106,6 +106,7 @@ test('GET /v1/models lists the base model and the preloaded adapter names; /v1/m
   assert.equal(body.object, 'list');
   assert.deepEqual(body.data.map((m) => [m.id, m.parent ?? null]), [['scripted/echo', null], ['support', 'scripted/echo']]);
   assert.ok(body.data.every((m) => m.object === 'model' && m.owned_by === 'weft' && Number.isInteger(m.created)));
+  assert.deepEqual(body.data.map((m) => (m as { max_model_len?: number }).max_model_len), [s.engine.info.maxTotalTokens, s.engine.info.maxTotalTokens]);
   const one = await s.app.inject({ method: 'GET', url: '/v1/models/support' });
   assert.equal(one.statusCode, 200);
   assert.equal((one.json() as { parent: string }).parent, 'scripted/echo');
