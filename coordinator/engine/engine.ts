@@ -8,6 +8,7 @@ import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type Sequence
 import type { TokenizerPool } from '../tokenizer/index.js';
 import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
 import type { SourceKind } from '../adapters/index.js';
+import { ClassifierHeads, type ClassifierHead } from '../adapters/classifier-head.js';
 import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import { detectFimFormat } from './fim.js';
@@ -98,6 +99,7 @@ export class Engine implements GenerationEngine {
   /** longrope models: prompts longer than this are rotated with the long factors (ModelInfo.ropeLongFrom). */
   private readonly ropeLongFrom: number;
   private readonly constraints: ConstraintChecker;
+  private readonly heads = new ClassifierHeads();
 
   constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
@@ -195,6 +197,10 @@ export class Engine implements GenerationEngine {
     if (!model || model === this.info.modelId) return null;
     const named = this.limits.adapters.names.get(model);
     return { id: model, source: named ? named.source : this.limits.defaultAdapterSource, apiToken };
+  }
+
+  async classifierHead(ref: AdapterRef): Promise<ClassifierHead> {
+    return this.heads.of(await this.registry.prepare(ref), ref.id);  // access-checked with this request's token
   }
 
   adapterNames(): string[] {

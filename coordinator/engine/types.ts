@@ -3,6 +3,7 @@ import type { ConstraintSource, SamplingParams, TokenChoice } from '../../protoc
 import type { ReasoningFormat } from './reasoning.js';
 import type { ToolFormatName } from './tool-format-detect.js';
 import type { FimFormatName } from './fim.js';
+import type { ClassifierHead } from '../adapters/classifier-head.js';
 
 export type AdapterSource = 'local' | 'hub' | 's3';
 
@@ -214,6 +215,9 @@ export interface GenerationEngine {
   adapterNames(): string[];
   /** The adapter admin operations (GET/POST /v1/adapters…). */
   readonly adapters: AdapterAdmin;
+  /** A sequence-classification adapter's head (access-checked and fetched like any adapter; /classify).
+   *  EngineError('validation') when the adapter is not a classifier. */
+  classifierHead(ref: AdapterRef): Promise<ClassifierHead>;
 }
 
 export type AdapterTier = 'device' | 'host' | 'disk' | 'loading';

@@ -17,6 +17,7 @@ import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerEmbeddingRoutes } from './embeddings-routes.js';
 import { registerScoreRoutes } from './score-routes.js';
+import { registerClassifyRoutes } from './classify-routes.js';
 import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
 
@@ -106,6 +107,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
   registerScoreRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
+  registerClassifyRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerDetokenizeRoute(app, engine, bodyLimitBytes);
   registerServiceRoutes(app, engine, opts.metrics);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });

@@ -27,6 +27,8 @@ export interface TokenizerInfo {
 export interface LoadedTokenizer {
   tokenizer: Tokenizer;
   info: TokenizerInfo;
+  /** The model's unknown token (tokenizer.json's model.unk_token / unk_id), for words its vocabulary lacks; null: none. */
+  unkId: number | null;
 }
 
 type Json = Record<string, unknown>;
@@ -79,8 +81,12 @@ export function loadTokenizer(modelDir: string): LoadedTokenizer {
   let vocabSize = 0;
   for (const id of tokenizer.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
+  const model = (tokenizerJson.model ?? {}) as Json;
+  const unkId = typeof model.unk_token === 'string' ? idOf(model.unk_token)
+    : Number.isInteger(model.unk_id) ? model.unk_id as number : null;
   return {
     tokenizer,
+    unkId,
     info: {
       modelDir: dir,
       vocabSize,
@@ -113,7 +119,11 @@ export function decodeIds(loaded: LoadedTokenizer, ids: readonly number[], skipS
 
 export function encodeText(loaded: LoadedTokenizer, text: string, addSpecialTokens = true): number[] {
   if (typeof text !== 'string') throw new TypeError('text to encode must be a string');
-  return loaded.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  // A word-level model's unknown words come back without an id when the unk token is named only in tokenizer.json
+  // (the library reads it from tokenizer_config.json): the unk id as the Rust tokenizers give it, else -1
+  // (TokenizerPool refuses those texts; a missing id sent on would break the step).
+  const ids = loaded.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids as (number | undefined)[];
+  return ids.map((id) => (Number.isInteger(id) ? id! : loaded.unkId ?? -1));
 }
 
 /**

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { type LoadedTokenizer, decodeIds, encodeText, loadTokenizer } from './load-tokenizer.js';
 import type { ConstraintSource } from '../../protocol/index.js';
+import { EngineError } from '../engine/types.js';
 import type { TokenizerTask, TokenizerTaskResult, TokenizerWorkerData } from './tokenizer-worker.js';
 
 export interface TokenizerPoolOptions {
@@ -66,12 +67,12 @@ export class TokenizerPool {
     return tokenizerPool;
   }
 
-  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
-    return this.run({ op: 'encode', text, addSpecialTokens: opts.addSpecialTokens ?? true });
+  async encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
+    return knownIds(await this.run({ op: 'encode', text, addSpecialTokens: opts.addSpecialTokens ?? true }));
   }
 
-  encodeBatch(texts: string[], opts: { addSpecialTokens?: boolean } = {}): Promise<number[][]> {
-    return this.run({ op: 'encodeBatch', texts, addSpecialTokens: opts.addSpecialTokens ?? true });
+  async encodeBatch(texts: string[], opts: { addSpecialTokens?: boolean } = {}): Promise<number[][]> {
+    return (await this.run({ op: 'encodeBatch', texts, addSpecialTokens: opts.addSpecialTokens ?? true })).map(knownIds);
   }
 
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): Promise<string> {
@@ -85,7 +86,7 @@ export class TokenizerPool {
 
   /** In-process encode; for short texts where a worker round trip would cost more than the work. */
   encodeSync(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    return encodeText(this.local, text, opts.addSpecialTokens ?? true);
+    return knownIds(encodeText(this.local, text, opts.addSpecialTokens ?? true));
   }
 
   /** In-process decode, for StreamingDetokenizer on the coordinator's main thread. */
@@ -120,4 +121,13 @@ export class TokenizerPool {
     if (this.#closed) throw new Error('TokenizerPool is closed');
     return (await this.pool.run(task)) as TokenizerTaskResult[K];
   }
+}
+
+/** The ids of an encoded text, or a 422 when part of it has no token (encodeText's -1: no unknown token to stand for it). */
+function knownIds(ids: number[]): number[] {
+  if (ids.some((id) => id < 0)) {
+    throw new EngineError('validation', 'Input validation error: the tokenizer has no token for part of the text and defines no unknown ' +
+      'token to stand for it; use only text the model\'s vocabulary covers');
+  }
+  return ids;
 }

@@ -133,6 +133,7 @@ function collectTerms(adapters: LoadedAdapter[]): Map<string, Term[]> {
       if (kind === 'M') continue;  // refused above
       if (kind === 'BASE') throw new MergeError(`adapter ${adapter}: '${key}' was not checked against the base model's lm_head`);
       if (kind === 'TOKENS') throw new MergeError(`adapter ${adapter}: trainable tokens '${key}' were not converted to LoRA pairs`);
+      if (kind === 'HEAD') continue;  // loadAdapterDir drops a classifier's head; a merge is for generation
       const p = pairs.get(modulePath) ?? {};
       p[kind] = t;
       pairs.set(modulePath, p);
@@ -239,6 +240,7 @@ function unitScaleConfig(ranks: Map<string, number>, first: LoraConfig): LoraCon
     layersPattern: null,
     trainableTokens: null,  // the sources' tokens were LoRA pairs by the time they were merged
     targetParameters: [],
+    classifierHead: false,
     fanInFanOut: first.fanInFanOut,
     useDora: false,
     baseModelNameOrPath: first.baseModelNameOrPath,

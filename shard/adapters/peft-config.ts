@@ -38,6 +38,8 @@ export interface LoraConfig {
   trainableTokens: number[] | Record<string, number[]> | null;
   /** target_parameters: MoE experts' stacked gate_up_proj / down_proj (shard/models/expert-lora.ts); empty: none. */
   targetParameters: string[];
+  /** A task_type SEQ_CLS adapter whose modules_to_save is its classification head (HEAD tensors). */
+  classifierHead: boolean;
   baseModelNameOrPath: string | null;
   revision: string | null;
 }
@@ -97,9 +99,12 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
   if (bias !== 'none') fail('bias', `is ${JSON.stringify(bias)}: adapters that train base-model biases are not ` +
     `supported; retrain with bias="none" or merge the adapter into the base model`);
   const mts = json.modules_to_save;
-  if (!absent(mts) && !(Array.isArray(mts) && mts.length === 0)) {
-    fail('modules_to_save', `is ${JSON.stringify(mts)}: adapters that replace whole modules are not supported; ` +
-      `merge those modules into the base model and save the adapter without modules_to_save`);
+  // A sequence-classification adapter (task_type SEQ_CLS) saves its trained head through modules_to_save (PEFT adds
+  // 'classifier' and 'score'): the coordinator reads it for /classify (classifier-head.ts); the shards drop it.
+  const classifierHead = json.task_type === 'SEQ_CLS' && Array.isArray(mts) && mts.length > 0 && mts.every((m) => CLASSIFIER_MODULES.includes(m as string));
+  if (!absent(mts) && !(Array.isArray(mts) && mts.length === 0) && !classifierHead) {
+    fail('modules_to_save', `is ${JSON.stringify(mts)}: adapters that replace whole modules are not supported (except a ` +
+      `task_type "SEQ_CLS" adapter's ${CLASSIFIER_MODULES.join('/')} head); merge those modules into the base model and save the adapter without modules_to_save`);
   }
   // target_parameters: LoRA on raw parameters; weft serves it on MoE experts' stacked gate_up_proj / down_proj
   // (transformers 5's Mixtral, Qwen3-MoE), whose pairs shard/models/expert-lora.ts places.
@@ -136,6 +141,7 @@ export function parseLoraConfig(json: unknown, where: string): LoraConfig {
     rankPattern: patternMap(json, 'rank_pattern', (v) => isInt(v) && v > 0, 'a positive integer rank', fail),
     alphaPattern: patternMap(json, 'alpha_pattern', (v) => typeof v === 'number' && Number.isFinite(v), 'a number', fail),
     targetModules,
+    classifierHead,
     layersToTransform,
     layersPattern,
     fanInFanOut: bool('fan_in_fan_out', false),
@@ -245,7 +251,11 @@ const MAGNITUDE_KEY = /^(?:base_model\.model\.)?(.+?)\.lora_magnitude_vector(?:\
  * a targeted lm_head's or token embedding's own weight, which PEFT saves by default when one is a target
  * (`save_embedding_layers="auto"`); base-layer-copy.ts checks it against the model and drops it.
  */
-export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE' | 'TOKENS';
+export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE' | 'TOKENS' | 'HEAD';
+/** The module names PEFT saves a sequence classifier's head under (modules_to_save of task_type SEQ_CLS). */
+export const CLASSIFIER_MODULES: readonly string[] = ['classifier', 'score'];
+// HEAD: a classification head saved through modules_to_save (`score.weight`, or unconverted `score.modules_to_save.default.weight`).
+const HEAD_KEY = /^(?:base_model\.model\.)?(score|classifier)(?:\.modules_to_save\.[^.]+)?\.(?:weight|bias)$/;
 // trainable_token_indices: the new rows of those tokens (`<module path>.token_adapter.trainable_tokens_delta` [k, dim];
 // "delta" is PEFT's name, the values are whole rows).
 const TOKENS_KEY = /^(?:base_model\.model\.)?(.+?)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$/;
@@ -268,6 +278,8 @@ export function parseLoraTensorKey(key: string): { modulePath: string; kind: Lor
   if (tokens) return { modulePath: tokens[1]!, kind: 'TOKENS' };
   const copy = BASE_COPY_KEY.exec(key);
   if (copy) return { modulePath: copy[1]!, kind: 'BASE' };
+  const head = HEAD_KEY.exec(key);
+  if (head) return { modulePath: head[1]!, kind: 'HEAD' };
   const mag = MAGNITUDE_KEY.exec(key);
   if (mag && !/(^|\.)lora_/.test(mag[1]!)) return { modulePath: mag[1]!, kind: 'M' };
   if (/(^|\.)lora_[AB](\.[^.]+)?\.bias$/.test(key)) refuse('LoRA bias terms are not supported; retrain with lora_bias=false');
@@ -316,6 +328,7 @@ export function loadAdapterDir(dir: string): LoadedAdapter {
     throw new AdapterConfigError(`${dir}: adapter weights missing: looked for adapter_model.safetensors and adapter_model.bin`);
   }
   checkPairs(config, tensors, file);
+  for (const key of [...tensors.keys()]) if (parseLoraTensorKey(key).kind === 'HEAD') tensors.delete(key);  // the coordinator's
   return { config, tensors };
 }
 
@@ -329,6 +342,13 @@ function checkPairs(config: LoraConfig, tensors: Map<string, { shape: number[] }
       parsed = parseLoraTensorKey(key);
     } catch (e) {
       throw new AdapterConfigError(`${file}: ${(e as Error).message}`, key, { cause: e });
+    }
+    if (parsed.kind === 'HEAD') {
+      if (!config.classifierHead) {
+        throw new AdapterConfigError(`${file}: '${key}' is a classification head but the config is not a task_type "SEQ_CLS" ` +
+          `adapter saving it (modules_to_save ${CLASSIFIER_MODULES.join('/')})`, key);
+      }
+      continue;
     }
     if (parsed.kind === 'TOKENS') {  // checked against the config's indices where they become LoRA pairs
       if (t.shape.length !== 2) throw new AdapterConfigError(`${file}: trainable tokens '${key}' must be 2-D [tokens, dim]`, key);

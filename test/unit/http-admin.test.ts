@@ -99,6 +99,7 @@ class AdminEngine implements GenerationEngine {
   renderChat(): string { throw new EngineError('validation', 'no chat template'); }
   adapterForModel(): AdapterRef | null { return null; }
   adapterNames(): string[] { return []; }
+  async classifierHead(ref: AdapterRef): Promise<never> { throw new EngineError('validation', `adapter '${ref.id}' is not a sequence classifier`); }
 }
 
 interface AdminServer { app: FastifyInstance; engine: AdminEngine; logs: string[] }

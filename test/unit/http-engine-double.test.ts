@@ -69,6 +69,11 @@ export class ScriptedEngine implements GenerationEngine {
     return renderScriptedChat(messages);
   }
 
+  /** No adapter of the scripted engine is a classifier (the real heads are tested against PEFT in integration/classify). */
+  async classifierHead(ref: AdapterRef): Promise<never> {
+    throw new EngineError('validation', `adapter '${ref.id}' is not a sequence classifier`);
+  }
+
   adapterNames(): string[] {
     return Object.keys(PRELOADED);
   }

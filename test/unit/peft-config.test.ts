@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,8 +108,12 @@ test('config fields are typed and defaulted like PEFT', () => {
   const c = cfg({ layers_to_transform: 3, layers_pattern: 'layers', revision: 'main', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' });
   assert.deepEqual(c, {
     r: 8, loraAlpha: 16, useRslora: false, rankPattern: {}, alphaPattern: {}, targetModules: ['q_proj', 'v_proj'],
-    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, trainableTokens: null, targetParameters: [], baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
+    layersToTransform: [3], layersPattern: 'layers', fanInFanOut: false, useDora: false, trainableTokens: null, targetParameters: [], classifierHead: false, baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf', revision: 'main',
   });
+  // A sequence classifier (task_type SEQ_CLS) may save its head through modules_to_save; nothing else may.
+  assert.equal(cfg({ task_type: 'SEQ_CLS', modules_to_save: ['classifier', 'score'] }).classifierHead, true);
+  refused({ task_type: 'CAUSAL_LM', modules_to_save: ['score'] }, 'modules_to_save', /\["score"\].*not supported/);
+  refused({ task_type: 'SEQ_CLS', modules_to_save: ['score', 'lm_head'] }, 'modules_to_save', /not supported \(except a task_type "SEQ_CLS"/);
   assert.equal(cfg({ lora_alpha: undefined }).loraAlpha, 8);
   assert.equal(cfg({ target_modules: '.*\\.(q|v)_proj' }).targetModules, '.*\\.(q|v)_proj');
   assert.deepEqual(cfg({ layers_to_transform: [0, 2] }).layersToTransform, [0, 2]);
@@ -287,4 +291,18 @@ test('loadAdapterDir: missing, corrupt and inconsistent adapters name the file',
   assert.throws(() => loadAdapterDir(dup), /has two lora_A tensors/);
   const doraNoMag = adapterDir({ ...BASE, use_dora: true }, pair);
   assert.throws(() => loadAdapterDir(doraNoMag), /has no lora_magnitude_vector but the config sets use_dora/);
+});
+
+test('a SEQ_CLS adapter loads its LoRA pairs; its score head is left to the coordinator; a head elsewhere is refused', () => {
+  const dir = join(import.meta.dirname, '../../../test/fixtures/classify/llama/sentiment');
+  const a = loadAdapterDir(dir);
+  assert.equal(a.config.classifierHead, true);
+  assert.ok(a.tensors.size > 0 && [...a.tensors.keys()].every((k) => /lora_[AB]/.test(k)), [...a.tensors.keys()].join());
+  assert.deepEqual(parseLoraTensorKey('base_model.model.score.weight'), { modulePath: 'score', kind: 'HEAD' });
+  assert.deepEqual(parseLoraTensorKey('base_model.model.score.modules_to_save.default.weight'), { modulePath: 'score', kind: 'HEAD' });
+  const copy = mkdtempSync(join(tmpdir(), 'weft-seqcls-'));
+  cpSync(dir, copy, { recursive: true });
+  const config = JSON.parse(readFileSync(join(copy, 'adapter_config.json'), 'utf8'));
+  writeFileSync(join(copy, 'adapter_config.json'), JSON.stringify({ ...config, task_type: 'CAUSAL_LM', modules_to_save: null }));
+  assert.throws(() => loadAdapterDir(copy), /'base_model\.model\.score\.weight' is a classification head but the config is not a task_type "SEQ_CLS"/);
 });

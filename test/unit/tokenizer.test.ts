@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { TokenizerLoadError, TokenizerPool } from '../../coordinator/tokenizer/index.js';
 import { DEMO_TOKEN_IDS, ensureDemoModel } from '../../deploy/demo-model/index.js';
+import { EngineError } from '../../coordinator/engine/types.js';
 
 const GOLDEN_LLAMA_MODEL = fileURLToPath(new URL('../../../test/fixtures/golden/llama/model', import.meta.url));
 
@@ -138,5 +139,37 @@ describe('TokenizerPool loading errors', () => {
     await pool.close();
     await pool.close();
     await assert.rejects(pool.encode('hi'), /closed/);
+  });
+});
+
+describe('a word-level tokenizer and words outside its vocabulary', () => {
+  const model = async (unk: string | null) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-wordlevel-'));
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify({ version: '1.0', truncation: null, padding: null, normalizer: null,
+      added_tokens: [], pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
+      model: { type: 'WordLevel', vocab: { '<unk>': 0, a: 1, b: 2 }, ...(unk ? { unk_token: unk } : {}) } }));
+    return dir;
+  };
+
+  it('maps an unknown word to tokenizer.json\'s unk_token, as the Rust tokenizers do', async () => {
+    const pool = await TokenizerPool.create(await model('<unk>'), { threads: 1 });
+    try {
+      assert.deepEqual(await pool.encode('a zzz b'), [1, 0, 2]);
+      assert.deepEqual(pool.encodeSync('zzz a'), [0, 1]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('without an unk token such a text is a validation error (422), never an id-less token', async () => {
+    const pool = await TokenizerPool.create(await model(null), { threads: 1 });
+    try {
+      assert.deepEqual(await pool.encode('a b'), [1, 2]);
+      for (const attempt of [() => pool.encode('a zzz'), async () => pool.encodeSync('zzz'), () => pool.encodeBatch(['a', 'q'])]) {
+        await assert.rejects(attempt(), (e: unknown) => e instanceof EngineError && e.kind === 'validation' && /no token for part of the text/.test(e.message));
+      }
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { EngineError } from '../../engine/types.js';
 import type { DiskCache } from '../disk-cache.js';
 import { HubHttp, type HubSubject } from './hub-http.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHT_FILES, type AdapterSourceClient } from './types.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_OPTIONAL_FILES, ADAPTER_WEIGHT_FILES, type AdapterSourceClient } from './types.js';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 export const DEFAULT_HUB_TIMEOUT_MS = 30_000;
@@ -66,7 +66,7 @@ export class HubSource implements AdapterSourceClient {
       if (!rev.files.has(ADAPTER_CONFIG_FILE)) throw missing(id, sha, `file '${ADAPTER_CONFIG_FILE}'`);
       const weights = ADAPTER_WEIGHT_FILES.find((f) => rev.files.has(f));
       if (!weights) throw missing(id, sha, `'${ADAPTER_WEIGHT_FILES.join("' or '")}'`);
-      await this.downloadAll(id, rev.sha, [ADAPTER_CONFIG_FILE, weights], tmp, tok);
+      await this.downloadAll(id, rev.sha, [ADAPTER_CONFIG_FILE, weights, ...ADAPTER_OPTIONAL_FILES.filter((f) => rev.files.has(f))], tmp, tok);
     });
   }
 

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { EngineError } from '../../engine/types.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHT_FILES } from './types.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_OPTIONAL_FILES, ADAPTER_WEIGHT_FILES } from './types.js';
 import { formatS3Location, listPrefix, type S3Location } from './s3-location.js';
 
 export interface S3Object {
@@ -44,7 +44,7 @@ export async function listDirectChildren(client: S3Client, loc: S3Location): Pro
     `${formatS3Location(loc)} has more than ${MAX_PAGES * 1000} objects directly under it; not an adapter or model`);
 }
 
-/** adapter_config.json and the first weights file that exists (safetensors before .bin). */
+/** adapter_config.json, the first weights file that exists (safetensors before .bin) and the optional files present. */
 export function selectAdapterFiles(listing: ReadonlyMap<string, S3Object>, where: string): S3Object[] {
   if (listing.size === 0) throw new EngineError('adapter_not_found', `${where}: no objects under this prefix`);
   const config = listing.get(ADAPTER_CONFIG_FILE);
@@ -53,7 +53,7 @@ export function selectAdapterFiles(listing: ReadonlyMap<string, S3Object>, where
   if (!weights) {
     throw new EngineError('adapter_not_found', `${where}: no ${ADAPTER_WEIGHT_FILES.join(' or ')} under this prefix`);
   }
-  return [config, weights];
+  return [config, weights, ...ADAPTER_OPTIONAL_FILES.map((f) => listing.get(f)).filter((o): o is S3Object => o !== undefined)];
 }
 
 export const MODEL_CONFIG_FILE = 'config.json';

@@ -23,3 +23,5 @@ export interface AdapterSourceClient {
 /** Files an adapter needs; a source downloads the first weights file that exists. */
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHT_FILES = ['adapter_model.safetensors', 'adapter_model.bin'] as const;
+/** Fetched when present: a sequence classifier's config.json names its labels (id2label) for /classify. */
+export const ADAPTER_OPTIONAL_FILES = ['config.json'] as const;

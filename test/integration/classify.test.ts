@@ -1,0 +1,95 @@
+// Sequence-classification adapters (POST /classify, /v1/classify) against transformers + PEFT: PEFT task_type SEQ_CLS
+// adapters (LoRA pairs + a trained score head, test/fixtures/classify/<case>/<adapter>, made with their reference
+// logits by test/fixtures/golden/make_classifiers.py) on the llama and qwen2 golden models: every sequence, alone and
+// batched with the other classifier, at --num-shard 1 and 2 (llama); softmax / sigmoid and raw logits; labels from
+// the adapter's config.json; bad input refused with nothing held after.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { activate } from '../../coordinator/http/classify-routes.js';
+import { startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
+
+const ROOT = join(import.meta.dirname, '../../../test/fixtures/classify');
+interface Entry { adapter: string; tokens: number[]; logits: number[] }
+const FIXTURE = JSON.parse(readFileSync(join(ROOT, 'classify.json'), 'utf8')) as {
+  cases: Record<string, { adapters: { name: string; num_labels: number; labels: string[] | null }[]; entries: Entry[] }> };
+const TOL = 1e-4;
+
+const maxDiff = (a: number[], b: number[]) => {
+  assert.equal(a.length, b.length);
+  return Math.max(...a.map((x, i) => Math.abs(x - b[i]!)));
+};
+
+for (const [name, shards] of [['llama', 1], ['llama', 2], ['qwen2', 1]] as const) {
+  describe(`classify: ${name}, --num-shard ${shards}`, () => {
+    let g: GoldenServer;
+    const fixture = FIXTURE.cases[name]!;
+    before(async () => {
+      g = await startGoldenServer({}, { caseName: name, flags: ['--num-shard', String(shards), '--adapter-root', join(ROOT, name),
+        '--preload-adapter', `sentiment-clf=${join(ROOT, name, 'sentiment')}`] });
+    });
+    after(async () => { await g.close(); });
+    const classify = (e: Entry, extra: Record<string, unknown> = {}) =>
+      g.post('/classify', { model: e.adapter, adapter_source: 'local', input: [e.tokens], use_activation: false, ...extra });
+
+    test('logits equal transformers + PEFT\'s, every adapter and sequence, alone and batched together', async () => {
+      for (const e of fixture.entries) {
+        const r = await classify(e);
+        assert.equal(r.status, 200, r.text);
+        assert.ok(maxDiff(r.json.data[0].probs, e.logits) <= TOL, `${name} ${e.adapter} alone: ${r.json.data[0].probs} vs ${e.logits}`);
+        assert.equal(r.json.data[0].num_classes, e.logits.length);
+        assert.equal(r.json.usage.prompt_tokens, e.tokens.length);
+      }
+      const together = await Promise.all(fixture.entries.map((e) => classify(e)));
+      together.forEach((r, i) => {
+        assert.equal(r.status, 200, r.text);
+        assert.ok(maxDiff(r.json.data[0].probs, fixture.entries[i]!.logits) <= TOL, `${name} batched #${i}`);
+      });
+    });
+
+    if (name !== 'llama' || shards !== 1) return;
+
+    test('probabilities, labels, several inputs in one request, the preloaded name, /v1/classify', async () => {
+      const sentiment = fixture.entries.filter((e) => e.adapter === 'sentiment');
+      const r = await g.post('/v1/classify', { model: 'sentiment-clf', input: sentiment.map((e) => e.tokens) });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.object, 'list');
+      assert.match(r.json.id, /^classify-[0-9a-f]{32}$/);
+      assert.equal(r.json.model, 'sentiment-clf');
+      const names = fixture.adapters.find((a) => a.name === 'sentiment')!.labels!;
+      r.json.data.forEach((d: { index: number; label: string; probs: number[] }, i: number) => {
+        const ref = sentiment[i]!.logits;
+        assert.equal(d.index, i);
+        assert.ok(maxDiff(d.probs, activate(ref)) <= 1e-5, `softmax #${i}`);
+        assert.ok(Math.abs(d.probs.reduce((a, x) => a + x, 0) - 1) < 1e-9);
+        assert.equal(d.label, names[ref.indexOf(Math.max(...ref))]);
+      });
+      const reward = fixture.entries.find((e) => e.adapter === 'reward')!;
+      const one = await g.post('/classify', { model: 'reward', adapter_source: 'local', input: textOf(reward.tokens) });
+      assert.equal(one.status, 200, one.text);
+      assert.equal(one.json.data[0].label, 'LABEL_0', 'no config.json: transformers\' default label names');
+      assert.ok(Math.abs(one.json.data[0].probs[0] - 1 / (1 + Math.exp(-reward.logits[0]!))) <= 1e-5, 'a one-label head: sigmoid');
+    });
+
+    test('a classifier adapter still generates (its head unused); refusals leave nothing held', async () => {
+      const gen = await g.post('/generate', { inputs: 'Hello there', parameters: { adapter_id: 'sentiment-clf', max_new_tokens: 3 } });
+      assert.equal(gen.status, 200, gen.text);
+      for (const [b, status, why] of [
+        [{ input: 'x' }, 422, /must name a sequence-classification adapter/],
+        [{ model: 'all_r8', adapter_source: 'local', input: 'x' }, 422, /not a sequence classifier \(task_type "CAUSAL_LM"\)/],
+        [{ model: 'nope', adapter_source: 'local', input: 'x' }, 404, /nope/],
+        [{ model: 'sentiment-clf', input: [] }, 422, /`input` is empty/],
+        [{ model: 'sentiment-clf', input: 'x', use_activation: 'yes' }, 422, /use_activation/],
+        [{ model: 'sentiment-clf', input: 'x', top_k: 2 }, 422, /unknown field `top_k`/],
+      ] as [Record<string, unknown>, number, RegExp][]) {
+        const r = await g.post('/classify', b);
+        assert.equal(r.status, status, `${JSON.stringify(b)}: ${r.text}`);
+        assert.match(r.json.error.message, why);
+      }
+      const stats = g.server.engine.stats();
+      assert.equal(stats.usedBlocks, 0);
+      assert.equal(stats.adapterRefs, 0);
+    });
+  });
+}
