@@ -15,7 +15,10 @@ const PRIVATE_TOKEN = 'hf_private_Zq8s1Xk2';
 const GLOBAL_TOKEN = 'hf_global_Vb7m3Lp9';
 const WRONG_TOKEN = 'hf_wrong_Pp0q1Rr2';
 const sha = (ch: string) => ch.repeat(40);
-const files = (name: string) => Object.fromEntries(readdirSync(join(c.dir, 'adapters', name)).map((f) => [f, readFileSync(join(c.dir, 'adapters', name, f))]));
+const dirFiles = (dir: string) => Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f))]));
+const files = (name: string) => dirFiles(join(c.dir, 'adapters', name));
+// A sequence classifier with its labels in config.json (test/fixtures/classify): fetched along with the adapter.
+const CLASSIFIER = join(import.meta.dirname, '../../../test/fixtures/classify/llama/sentiment');
 const seq = c.sequences[0];
 const body = (id: string, extra: Record<string, unknown> = {}) => ({ inputs: textOf(seq),
   parameters: { adapter_id: id, adapter_source: 'hub', max_new_tokens: 1, details: true, decoder_input_details: true, ...extra } });
@@ -40,9 +43,11 @@ describe('Hub and S3 adapters', () => {
       'weft/public-all': { revisions: { main: { sha: sha('a'), files: files('all_r8') } } },
       'weft/private-qv': { private: true, token: PRIVATE_TOKEN, revisions: { main: { sha: sha('b'), files: files('qv_r4') } } },
       'weft/global-rs': { private: true, token: GLOBAL_TOKEN, revisions: { main: { sha: sha('c'), files: files('rslora_r16') } } },
+      'weft/sentiment': { revisions: { main: { sha: sha('e'), files: dirFiles(CLASSIFIER) } } },
     } });
     s3 = await startS3Server();
     await s3.putDir('adapters', 'rslora', join(c.dir, 'adapters', 'rslora_r16'));
+    await s3.putDir('adapters', 'sentiment', CLASSIFIER);
     env = { HF_ENDPOINT: hub.endpoint, HF_TOKEN: GLOBAL_TOKEN, S3_ENDPOINT_URL: s3.endpoint, AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey };
     g = await startGoldenServer({ logLevel: 'debug' }, { env, logs: logs });
@@ -93,6 +98,18 @@ describe('Hub and S3 adapters', () => {
     assert.equal(r.status, 200, r.text);
     prefillMatchesGolden(c, r.json, 'adapter/rslora_r16/seq0', seq);
     assert.equal((await g.post('/generate', body('s3://adapters/nope', { adapter_source: 's3' }))).status, 404);
+  });
+
+  test('a classifier adapter from the Hub and from S3 brings its config.json: /classify names its labels', async () => {
+    const expected = JSON.parse(readFileSync(join(import.meta.dirname, '../../../test/fixtures/classify/classify.json'), 'utf8'))
+      .cases.llama.entries.find((e: { adapter: string }) => e.adapter === 'sentiment');
+    for (const [model, source] of [['weft/sentiment', 'hub'], ['s3://adapters/sentiment', 's3']]) {
+      const r = await g.post('/classify', { model, adapter_source: source, input: [expected.tokens], use_activation: false });
+      assert.equal(r.status, 200, r.text);
+      const best = expected.logits.indexOf(Math.max(...expected.logits));
+      assert.equal(r.json.data[0].label, ['negative', 'neutral', 'positive'][best], source);
+      assert.ok(r.json.data[0].probs.every((x: number, i: number) => Math.abs(x - expected.logits[i]) <= 1e-4), source);
+    }
   });
 
   test('no token appears in any log line of the coordinator or the shards', () => {
