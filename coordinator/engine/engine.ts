@@ -435,10 +435,12 @@ export class Engine implements GenerationEngine {
       return;
     }
     st.generated++;
-    this.observer.tokens?.(0, 1);
     const now = performance.now();
-    if (st.generated === 1) this.observer.firstToken?.((now - st.startedAt) / 1000);
-    else this.observer.interToken?.((now - st.lastTokenAt) / 1000);
+    if (!st.req.embed) {  // an embedding's (or classification's) one sampled token is thrown away: not a generated token
+      this.observer.tokens?.(0, 1);
+      if (st.generated === 1) this.observer.firstToken?.((now - st.startedAt) / 1000);
+      else this.observer.interToken?.((now - st.lastTokenAt) / 1000);
+    }
     st.lastTokenAt = now;
     // The EOS / stop token that ends the generation is never text (skipped as special, or left out as vLLM does).
     const ending = ev.finished === 'eos_token' && st.req.keepSpecialTokens === true;
@@ -484,7 +486,7 @@ export class Engine implements GenerationEngine {
     }
     if (last) st.events.push(last);
     st.events.close();
-    this.observer.finished?.(last === null ? 'cancelled' : last.type === 'end' ? last.finishReason : 'error', st.generated);
+    this.observer.finished?.(last === null ? 'cancelled' : last.type === 'end' ? last.finishReason : 'error', st.req.embed ? 0 : st.generated);
     if (last?.type === 'error') st.span.setStatus({ code: SpanStatusCode.ERROR, message: last.error.message });
     st.span.setAttribute('weft.generated_tokens', st.generated);
     st.span.end();

@@ -15,6 +15,7 @@ import { spanOf } from './lifecycle.js';
 import { adapterAuthorization, allOrCancel, runEvents, startEngineRun, startRuns, type EngineRun } from './engine-run.js';
 import { openAiErrorHandler } from './openai-routes.js';
 import { ADAPTER_SOURCES, bearerToken } from './validate.js';
+import { renderMessages } from './vllm-tokenize.js';
 
 /** Inputs one request may carry (OpenAI's limit). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -53,6 +54,8 @@ export interface EmbeddingJob {
   dimensions: number | undefined;
   /** Keep only the last this many tokens of each input (vLLM's truncate_prompt_tokens; TEI's truncate). */
   truncate: number | undefined;
+  /** Rendered by the chat template: the tokenizer adds no special tokens. */
+  templated?: boolean;
 }
 
 export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDeps): void {
@@ -108,15 +111,30 @@ function apiTokenOf(b: Json, request: FastifyRequest, deps: EmbeddingDeps): stri
 /** The job, and how to answer: base64 vectors, and the `model` named (the base model's id when none). */
 function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): { job: EmbeddingJob; base64: boolean; model: string } {
   const b = body(request, ['input', 'model', 'encoding_format', 'dimensions', 'user', 'truncate_prompt_tokens', 'normalize',
-    'adapter_source', 'api_token']);
+    'adapter_source', 'api_token', ...CHAT_KEYS]);
   if (b.encoding_format !== undefined && b.encoding_format !== 'float' && b.encoding_format !== 'base64') {
     throw validationError('`encoding_format` must be "float" or "base64"');
   }
   if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
   const { adapter, model } = openAiAdapter(b, request, deps);
-  const job = { inputs: inputsOf(b.input, 'input', true), adapter, normalize: flag(b.normalize, 'normalize', true),
+  const job: EmbeddingJob = { ...inputOrMessages(b, deps.engine), adapter, normalize: flag(b.normalize, 'normalize', true),
     dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
   return { job, base64: b.encoding_format === 'base64', model };
+}
+
+/** vLLM's chat embeddings: a conversation rendered with the chat template instead of `input`. */
+const CHAT_KEYS = ['messages', 'add_generation_prompt', 'continue_final_message', 'chat_template_kwargs', 'add_special_tokens'];
+
+/** `input`, or (vLLM) `messages` rendered as one text — no generation prompt unless asked, and no special tokens
+ * added by the tokenizer unless `add_special_tokens` (the template writes its own, as for chat completions). */
+function inputOrMessages(b: Json, engine: GenerationEngine): Pick<EmbeddingJob, 'inputs' | 'templated'> {
+  if (b.messages === undefined) {
+    const chatOnly = CHAT_KEYS.find((k) => b[k] !== undefined);
+    if (chatOnly) throw validationError(`\`${chatOnly}\` goes with \`messages\``);
+    return { inputs: inputsOf(b.input, 'input', true), templated: false };
+  }
+  if (b.input !== undefined) throw validationError('give `input` or `messages`, not both');
+  return { inputs: [renderMessages(engine, b, false)], templated: !flag(b.add_special_tokens, 'add_special_tokens', false) };
 }
 
 /** The adapter `model` names (+ `adapter_source`, `api_token`), as on the OpenAI routes; and the `model` to answer with. */
@@ -197,7 +215,7 @@ export async function embed(request: FastifyRequest, reply: FastifyReply, engine
       requestId: job.inputs.length > 1 ? `${request.id}.${i}` : request.id, inputs: typeof input === 'string' ? input : '',
       ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
       sampling: GREEDY,
-      maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true,
+      maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true, ...(job.templated ? { templated: true } : {}),
       ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
     };
     return startEngineRun(engine, req, span, request, reply);

@@ -32,24 +32,32 @@ export async function vllmTokenize(engine: GenerationEngine, body: Json) {
   let tokens: { id: number; text: string }[];
   if (body.messages !== undefined) {
     if (body.prompt !== undefined) throw validationError('give `prompt` or `messages`, not both');
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw validationError('`messages` must be a non-empty list');
-    const messages = body.messages.map((m, i) => {
-      if (!isJsonObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string') {
-        throw validationError(`\`messages[${i}]\` must be {role, content} with string content`);
-      }
-      return { role: m.role, content: m.content };
-    });
-    const kwargs = body.chat_template_kwargs;
-    if (kwargs !== undefined && kwargs !== null && !isJsonObject(kwargs)) throw validationError('`chat_template_kwargs` must be an object');
-    const text = engine.renderChat(messages, { addGenerationPrompt: boolOf(body, 'add_generation_prompt', true),
-      continueFinalMessage: boolOf(body, 'continue_final_message', false), ...(isJsonObject(kwargs) ? { templateKwargs: kwargs } : {}) });
-    tokens = await engine.tokenize(text, !boolOf(body, 'add_special_tokens', false));
+    tokens = await engine.tokenize(renderMessages(engine, body, true), !boolOf(body, 'add_special_tokens', false));
   } else {
     if (typeof body.prompt !== 'string') throw validationError('`prompt` must be a string');
     tokens = await engine.tokenize(body.prompt, !boolOf(body, 'add_special_tokens', true));
   }
   return { count: tokens.length, max_model_len: engine.info.maxTotalTokens, tokens: tokens.map((t) => t.id),
     ...(boolOf(body, 'return_token_strs', false) ? { token_strs: tokens.map((t) => t.text) } : {}) };
+}
+
+/**
+ * vLLM's chat-shaped body (/tokenize, /v1/embeddings): `messages` ({role, content} with string content) rendered with
+ * the chat template, `add_generation_prompt` (default as given: true to tokenize a chat prompt, false to embed a
+ * conversation), `continue_final_message`, `chat_template_kwargs`.
+ */
+export function renderMessages(engine: GenerationEngine, body: Json, addGenerationPrompt: boolean): string {
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw validationError('`messages` must be a non-empty list');
+  const messages = body.messages.map((m, i) => {
+    if (!isJsonObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw validationError(`\`messages[${i}]\` must be {role, content} with string content`);
+    }
+    return { role: m.role, content: m.content };
+  });
+  const kwargs = body.chat_template_kwargs;
+  if (kwargs !== undefined && kwargs !== null && !isJsonObject(kwargs)) throw validationError('`chat_template_kwargs` must be an object');
+  return engine.renderChat(messages, { addGenerationPrompt: boolOf(body, 'add_generation_prompt', addGenerationPrompt),
+    continueFinalMessage: boolOf(body, 'continue_final_message', false), ...(isJsonObject(kwargs) ? { templateKwargs: kwargs } : {}) });
 }
 
 export function registerDetokenizeRoute(app: FastifyInstance, engine: GenerationEngine, bodyLimitBytes: number): void {

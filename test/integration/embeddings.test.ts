@@ -60,7 +60,11 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['mistral', 1], ['qwen
 
     test('normalised by default, cut to `dimensions` before, base64 float32 on request; several inputs in order', async () => {
       const entries = FIXTURE.cases.llama!.entries.filter((e) => e.adapter === null);
+      const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await fetch(`${g.url}/metrics`).then((m) => m.text()))?.[1] ?? 0);
+      const [generated0, prompt0] = [await metric('weft_generated_tokens_total'), await metric('weft_prompt_tokens_total')];
       const r = await g.post('/v1/embeddings', { input: entries.map((e) => e.tokens) });
+      assert.equal(await metric('weft_generated_tokens_total'), generated0, 'an embedding generates no token');
+      assert.equal(await metric('weft_prompt_tokens_total'), prompt0 + entries.reduce((n, e) => n + e.tokens.length, 0));
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.object, 'list');
       assert.deepEqual(r.json.data.map((d: { index: number; object: string }) => [d.index, d.object]), entries.map((_, i) => [i, 'embedding']));

@@ -58,3 +58,22 @@ test('bad input is a 422 naming the field', async () => {
     assert.match(JSON.stringify(r.json), why);
   }
 });
+
+test('embeddings of chat messages (vLLM): the conversation as the template renders it, no generation prompt unless asked', async () => {
+  const messages = [{ role: 'user', content: 'Is a fox a dog?' }, { role: 'assistant', content: 'Not quite.' }];
+  const ids = (await post('/tokenize', { messages, add_generation_prompt: false })).json.tokens;
+  const viaIds = await post('/v1/embeddings', { input: [ids] });
+  const viaMessages = await post('/v1/embeddings', { messages });
+  assert.equal(viaMessages.status, 200, JSON.stringify(viaMessages.json));
+  assert.equal(viaMessages.json.usage.prompt_tokens, ids.length);
+  assert.deepEqual(viaMessages.json.data[0].embedding, viaIds.json.data[0].embedding);
+  const prompted = await post('/v1/embeddings', { messages, add_generation_prompt: true });
+  assert.equal(prompted.json.usage.prompt_tokens, (await post('/tokenize', { messages })).json.count);
+  assert.notDeepEqual(prompted.json.data[0].embedding, viaMessages.json.data[0].embedding);
+  for (const [body, why] of [[{ messages, input: 'x' }, /`input` or `messages`, not both/], [{ input: 'x', add_generation_prompt: true }, /goes with `messages`/],
+    [{ messages: [] }, /non-empty list/]] as [unknown, RegExp][]) {
+    const r = await post('/v1/embeddings', body);
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    assert.match(r.json.error.message, why);
+  }
+});
