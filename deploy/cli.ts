@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `weft <command> [flags]` — launch | shard | score | bench | check-adapter | batch. `weft <command> --help` lists every flag.
+// `weft <command> [flags]` — launch | shard | score | bench | check-adapter | batch | router. `weft <command> --help` lists every flag.
 import { readCommandLine } from './config/index.js';
 
 async function main(): Promise<void> {
@@ -37,6 +37,14 @@ async function main(): Promise<void> {
       const { runBatch } = await import('./batch.js');
       const summary = await runBatch(config);
       if (summary.invalid > 0 || summary.failed > 0) process.exitCode = 2;  // every line still has its result line
+      return;
+    }
+    case 'router': {
+      const { startRouter } = await import('./router/router.js');
+      const router = await startRouter(config);
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+        process.once(sig, () => { void router.close().then(() => process.exit(0)); });
+      }
       return;
     }
     case 'check-adapter': {

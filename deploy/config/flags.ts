@@ -62,6 +62,8 @@ export type FlagSpec = NumberFlag | StringFlag | BoolFlag | ListFlag;
 
 // `weft batch` starts the same server as `weft launch` (unless --url), so it takes every launch flag.
 const LAUNCH = ['launch', 'batch'] as const;
+// `weft router` listens like a server and logs like one.
+const LISTEN = ['launch', 'batch', 'router'] as const;
 const SERVER = ['launch', 'shard', 'batch'] as const;
 const SHARD = ['shard'] as const;
 const SCORE = ['score'] as const;
@@ -86,9 +88,9 @@ export const FLAGS = [
     help: 'How the shards exchange tensors: shm (ranks on one host; GPU tensors staged through host memory) or nccl ' +
       '(GPU memory, needs --device cuda; rank 0 sends the NCCL unique id over NATS).' },
   // launch: HTTP and NATS
-  { name: 'port', type: 'int', commands: LAUNCH, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,
+  { name: 'port', type: 'int', commands: LISTEN, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,
     help: 'HTTP port (0: any free port).' },
-  { name: 'hostname', type: 'string', commands: LAUNCH, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
+  { name: 'hostname', type: 'string', commands: LISTEN, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
     help: 'HTTP listen address. (Not HOSTNAME: shells set that to the machine name.)' },
   { name: 'nats-url', type: 'string', commands: LAUNCH, env: ['NATS_URL'], format: 'nats-url',
     defaultLabel: 'start a local nats-server', help: 'NATS server to use.' },
@@ -157,7 +159,7 @@ export const FLAGS = [
     defaultLabel: 'none (admin routes open, or behind --api-key)', help: 'Bearer token for /v1/adapters admin routes.' },
   { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'http-url',
     defaultLabel: 'none (tracing off)', help: 'OTLP/HTTP collector base URL; spans go to <url>/v1/traces.' },
-  { name: 'log-level', type: 'string', commands: SERVER, env: ['LOG_LEVEL'], default: 'info',
+  { name: 'log-level', type: 'string', commands: [...SERVER, 'router'], env: ['LOG_LEVEL'], default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'Log level (logs are JSON lines).' },
   { name: 'shard-heartbeat-ms', type: 'int', commands: LAUNCH, default: 1000, min: 1,
     help: 'Interval of shard heartbeats.' },
@@ -231,6 +233,11 @@ export const FLAGS = [
     help: 'The OpenAI batch file: one JSON object per line, {custom_id, method: "POST", url: /v1/chat/completions | /v1/completions | /v1/embeddings | /v1/responses, body}.' },
   { name: 'concurrency', type: 'int', commands: ['batch'], default: 64, min: 1, max: 4096,
     help: 'Requests in flight at once (the server batches them; more than --max-concurrent-requests only queues).' },
+  // router
+  { name: 'backend', key: 'backends', type: 'list', of: 'string', split: ',', envSplit: ',', commands: ['router'], env: ['WEFT_BACKENDS'], default: [],
+    help: 'A weft replica to route to, as [NAME=]http://host:port (repeatable; at least one). Adapters are placed by NAME (default: the URL), so keep names stable when a replica moves.' },
+  { name: 'health-interval-ms', type: 'int', commands: ['router'], default: 2000, min: 100,
+    help: 'How often the router checks each replica\'s /health (a replica that fails a forwarded request is marked down at once).' },
   { name: 'resume', type: 'bool', commands: ['batch'], default: false,
     help: 'Continue an interrupted run: the lines already in --output (a prefix of the input, results being written in input order) are kept, the rest are sent and appended.' },
 ] as const satisfies readonly FlagSpec[];
@@ -255,6 +262,6 @@ type TableKeys<C extends Command> = (typeof FLAGS)[number] extends infer F
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Fields<C extends Command> = Exclude<keyof ConfigFor<C>, 'command' | 'env'>;
 const tableMatchesTypes: { [C in Command]: Same<TableKeys<C>, Fields<C>> } = {
-  launch: true, shard: true, score: true, bench: true, 'check-adapter': true, batch: true,
+  launch: true, shard: true, score: true, bench: true, 'check-adapter': true, batch: true, router: true,
 };
 void tableMatchesTypes;

@@ -9,6 +9,7 @@ const SUMMARY: Record<Command, string> = {
   score: 'Print {"logits": [[...], ...]}: full-vocabulary logits for every input position (conformance entry point).',
   bench: 'Run a benchmark scenario and report measured times next to the memory/compute bound.',
   batch: 'Run an OpenAI batch file (JSONL) through a server started for it with the launch flags (or a running one, --url) and write one result line per request.',
+  router: 'Route requests over several weft replicas: each adapter\'s requests to one replica (rendezvous hashing), base-model requests to the least busy, admin requests to all.',
   'check-adapter': 'Check that a PEFT adapter loads on a model (without starting a server) and print what it holds and the bytes it takes per shard; exit 1 with the reason when it would be refused.',
 };
 

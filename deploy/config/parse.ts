@@ -144,6 +144,9 @@ function finish(c: Config): Config {
     case 'bench':
     case 'check-adapter':
       return c;
+    case 'router':
+      if (c.backends.length === 0) throw new ConfigError('weft router needs at least one --backend [NAME=]http://host:port (or WEFT_BACKENDS)', 'MISSING_REQUIRED', { source: '--backend' });
+      return c;
     default: {
       const unhandled: never = c;
       throw new Error(`unhandled command ${JSON.stringify(unhandled)}`);

@@ -1,8 +1,8 @@
 // The typed result of parsing `weft <command> [flags]` plus the environment: one interface per command.
 // Field names are the flags' names in camelCase (flags.ts checks this at compile time).
 
-export type Command = 'launch' | 'shard' | 'score' | 'bench' | 'check-adapter' | 'batch';
-export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench', 'check-adapter', 'batch'];
+export type Command = 'launch' | 'shard' | 'score' | 'bench' | 'check-adapter' | 'batch' | 'router';
+export const COMMANDS: readonly Command[] = ['launch', 'shard', 'score', 'bench', 'check-adapter', 'batch', 'router'];
 
 export type Device = 'cpu' | 'cuda';
 export type Dtype = 'float32' | 'bfloat16' | 'float16';
@@ -200,7 +200,19 @@ export interface BatchConfig extends Omit<LaunchConfig, 'command'> {
   resume: boolean;
 }
 
-export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig | BatchConfig;
+/** `weft router`: one endpoint in front of several weft replicas, routing each adapter's requests to one of them. */
+export interface RouterConfig {
+  command: 'router';
+  /** [NAME=]URL of each replica. */
+  backends: readonly string[];
+  healthIntervalMs: number;
+  port: number;
+  hostname: string;
+  logLevel: LogLevel;
+  env: EnvConfig;
+}
+
+export type Config = LaunchConfig | ShardConfig | ScoreConfig | BenchConfig | CheckAdapterConfig | BatchConfig | RouterConfig;
 export type ConfigFor<C extends Command> = Extract<Config, { command: C }>;
 
 export type ConfigErrorCode =

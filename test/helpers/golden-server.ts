@@ -49,11 +49,15 @@ export interface GoldenServerExtras {
   caseName?: string;
   /** Token ids the served tokenizer marks as special (or added: tokenizedGoldenModel), with their text. */
   specialTokens?: Record<number, AddedToken>;
+  /** A chat template for the served model (chat_template.jinja): the golden models have none. */
+  chatTemplate?: string;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
   const c = loadGoldenCase(extras.caseName ?? 'llama');
-  const flags = ['--model-id', tokenizedGoldenModel(c, extras.specialTokens), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
+  const modelDir = tokenizedGoldenModel(c, extras.specialTokens);
+  if (extras.chatTemplate !== undefined) writeFileSync(join(modelDir, 'chat_template.jinja'), extras.chatTemplate);
+  const flags = ['--model-id', modelDir, '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
     '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',
     '--log-level', 'silent', '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000'];

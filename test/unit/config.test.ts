@@ -249,3 +249,12 @@ test('the flag table is well-formed', () => {
     assert.ok(f.help.length > 0);
   }
 });
+
+test('router: backends from --backend (repeatable, comma lists) or WEFT_BACKENDS; at least one; listens like launch', () => {
+  const c = parseArgs('router', ['--backend', 'a=http://h1:3000', '--backend', 'http://h2:3000,b=http://h3:3000', '--port', '8080'], {});
+  assert.deepEqual(c.backends, ['a=http://h1:3000', 'http://h2:3000', 'b=http://h3:3000']);
+  assert.deepEqual([c.port, c.hostname, c.healthIntervalMs, c.logLevel], [8080, '0.0.0.0', 2000, 'info']);
+  assert.deepEqual(parseArgs('router', [], { WEFT_BACKENDS: 'http://x:1,http://y:2' }).backends, ['http://x:1', 'http://y:2']);
+  assert.throws(() => parseArgs('router', [], {}), (e: unknown) => e instanceof ConfigError && e.code === 'MISSING_REQUIRED' && /at least one --backend/.test(e.message));
+  assert.throws(() => parseArgs('router', ['--backend', 'http://x:1', '--model-id', 'm'], {}), (e: unknown) => e instanceof ConfigError && e.code === 'UNKNOWN_FLAG');
+});
