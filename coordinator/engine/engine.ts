@@ -13,6 +13,7 @@ import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
 import { RequestState } from './request-state.js';
 import { detectFimFormat } from './fim.js';
 import { ConstraintChecker } from './constraint-check.js';
+import { checkIds, checkLengths, checkRequestFields } from './request-checks.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
   type GenerationEngine, type GenerationEvent, type PrefillToken,
@@ -54,6 +55,8 @@ export interface EngineLimits {
   prefixCaching?: boolean;
   /** Speculative decoding: draft tokens per sequence and step (default 0: off); see Scheduler. */
   speculate?: number;
+  /** --scheduling-policy: 'priority' admits by the requests' priority (default 'fcfs': arrival only). */
+  schedulingPolicy?: 'fcfs' | 'priority';
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -132,7 +135,7 @@ export class Engine implements GenerationEngine {
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
       asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
-      speculate: limits.speculate ?? 0, structuredOutput: tokenizer.structuredOutputProblem === null,
+      speculate: limits.speculate ?? 0, schedulingPolicy: limits.schedulingPolicy ?? 'fcfs', structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning,
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
@@ -214,30 +217,22 @@ export class Engine implements GenerationEngine {
       throw new EngineError('overloaded', `Model is overloaded: ${this.requests.size + this.admitting} requests in flight ` +
         `(--max-concurrent-requests ${this.info.maxConcurrentRequests})`);
     }
-    if (req.adapter && req.merge) throw new EngineError('validation', 'give either adapter_id or merged_adapters, not both');
+    checkRequestFields(req, this.info);
     this.admitting++;
     let ids: number[];
     let adapter: Prepared | null;
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
-        ids = req.inputIds ? this.checkIds(req.inputIds)
+        ids = req.inputIds ? checkIds(req.inputIds, this.info.vocabSize)
           : await this.tokenizer.encode(req.inputs, { addSpecialTokens: !req.templated });
         if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {
         tokenizeSpan.end();
       }
-      this.checkLengths(ids.length, req.maxNewTokens);
-      if (req.stopTokenIds) this.checkIds(req.stopTokenIds, 'stop_token_ids');
-      const biased = req.sampling.logitBias?.find((b) => b.token >= this.info.vocabSize);
-      if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
+      checkLengths(ids.length, req.maxNewTokens, this.info);
       if (req.constraint !== undefined) await this.constraints.check(req.constraint);
-      if ((req.minNewTokens ?? 0) > 0 && req.constraint !== undefined) {
-        // A complete match may allow only the end tokens, which min tokens forbid: no draw would be valid.
-        throw new EngineError('validation', 'Input validation error: `min_tokens` cannot be combined with structured output ' +
-          '(response_format, grammar or tools)');
-      }
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
     } finally {
@@ -259,31 +254,12 @@ export class Engine implements GenerationEngine {
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling,
       ropeLong: ids.length > this.ropeLongFrom,
       maxNewTokens: req.maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
-      topN: req.topN, ...(req.embed ? { logits: 'hidden' as const } : {}),
+      topN: req.topN, priority: req.priority ?? 0, ...(req.embed ? { logits: 'hidden' as const } : {}),
       ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
     this.kick();
     return state.events;
-  }
-
-  private checkIds(ids: readonly number[], what = 'token id'): number[] {
-    const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.info.vocabSize);
-    if (bad !== undefined) {
-      throw new EngineError('validation', `Input validation error: ${what} ${bad} is outside the vocabulary (0..${this.info.vocabSize - 1})`);
-    }
-    return [...ids];
-  }
-
-  private checkLengths(promptTokens: number, maxNewTokens: number): void {
-    if (promptTokens === 0) throw new EngineError('validation', 'Input validation error: `inputs` tokenizes to zero tokens');
-    if (promptTokens > this.info.maxInputLength) {
-      throw new EngineError('validation', `Input validation error: \`inputs\` must have less than ${this.info.maxInputLength} tokens. Given: ${promptTokens}`);
-    }
-    if (promptTokens + maxNewTokens > this.info.maxTotalTokens) {
-      throw new EngineError('validation', `Input validation error: \`inputs\` tokens + \`max_new_tokens\` must be <= ${this.info.maxTotalTokens}. ` +
-        `Given: ${promptTokens} \`inputs\` tokens and ${maxNewTokens} \`max_new_tokens\``);
-    }
   }
 
   /** Client went away: stop generating and free the sequence's blocks at the next step boundary. */

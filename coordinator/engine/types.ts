@@ -57,6 +57,8 @@ export interface GenerateRequest {
   stopTokenIds?: number[];
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
+  /** Admission order before arrival, lower first (vLLM's `priority`); only with --scheduling-policy priority. */
+  priority?: number;
   /**
    * skip_special_tokens: false (vLLM): the text keeps the special tokens the model generates (chat markers, tool-call
    * tags) instead of dropping them — except the EOS / stop token that ends the generation, as vLLM leaves it out.
@@ -157,6 +159,8 @@ export interface EngineInfo {
   prefixCaching: boolean;
   /** --speculate: draft tokens (n-gram lookup) each decoding sequence may verify per step; 0 = off. */
   speculate: number;
+  /** --scheduling-policy: whether requests' `priority` orders admission. */
+  schedulingPolicy: 'fcfs' | 'priority';
   /** Structured output and tools are available: the tokenizer's pieces are text (byte-level BPE, SentencePiece). */
   structuredOutput: boolean;
   /** --trust-request-chat-template: chat requests may bring their own Jinja template (vLLM's `chat_template`). */

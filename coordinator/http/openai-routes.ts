@@ -179,6 +179,7 @@ export async function start(
       ...(valid.minNewTokens > 0 ? { minNewTokens: valid.minNewTokens } : {}),
       ...(valid.stopTokenIds.length > 0 ? { stopTokenIds: valid.stopTokenIds } : {}),
       ...(valid.truncate !== undefined ? { truncate: valid.truncate } : {}),
+      ...(valid.priority !== 0 ? { priority: valid.priority } : {}),
       ...(valid.keepSpecialTokens ? { keepSpecialTokens: true } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);

@@ -49,6 +49,7 @@ import {
   int,
   num,
   optional,
+  priorityOf,
   randomSeed,
   str,
   type ValidationLimits,
@@ -100,6 +101,8 @@ export interface ValidOpenAi {
   keepSpecialTokens: boolean;
   /** truncate_prompt_tokens (vLLM): keep only the last this many prompt tokens (TGI's truncate). */
   truncate: number | undefined;
+  /** vLLM's `priority` (lower is admitted first; 0 unless --scheduling-policy priority: the engine refuses it). */
+  priority: number;
   /** Structured output from response_format (json_object / json_schema) or vLLM's guided fields; undefined for text. */
   constraint: ConstraintSource | undefined;
   /** Choices to generate (`n`). */
@@ -172,7 +175,6 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
   length_penalty: (v) => v === 1,
   early_stopping: (v) => v === false,
   return_tokens_as_token_ids: (v) => v === false,
-  priority: (v) => v === 0,
 };
 
 const ROLES: Readonly<Record<string, ChatMessage['role']>> = {
@@ -291,6 +293,7 @@ function commonFields(
     includeStop: optional(top, 'include_stop_str_in_output', bool) ?? false,
     keepSpecialTokens: optional(top, 'skip_special_tokens', bool) === false,
     truncate: truncatePromptTokensOf(top, limits),
+    priority: priorityOf(top),
     n: choicesOf(top),
     constraint: openaiConstraint(top),
   };

@@ -228,6 +228,7 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     adapter_slots: info.adapterSlots,
     eos_token_ids: info.eosTokenIds,
     async_scheduling: info.asyncScheduling,
+    scheduling_policy: info.schedulingPolicy,
     prefix_caching: info.prefixCaching,
     speculate: info.speculate,
     structured_output: info.structuredOutput,

@@ -82,7 +82,7 @@ const PARAMETER_KEYS = new Set([
   'typical_p', 'repetition_penalty', 'do_sample', 'seed', 'stop', 'return_full_text', 'details',
   'decoder_input_details', 'top_n_tokens', 'merged_adapters', 'ignore_eos_token', 'truncate', 'frequency_penalty',
   'presence_penalty', 'best_of', 'grammar', 'response_format', 'return_k_alternatives', 'apply_chat_template', 'min_p',
-  'min_new_tokens',
+  'min_new_tokens', 'priority',
 ]);
 
 /** Largest `best_of` (TGI's --max-best-of defaults to 2; each is a sequence in the batch). */
@@ -151,7 +151,7 @@ export function validateGenerateBody(
     bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
       ...(truncate !== undefined ? { truncate } : {}), ...(constraint !== undefined ? { constraint } : {}),
-      ...(minNewTokens > 0 ? { minNewTokens } : {}) },
+      ...(minNewTokens > 0 ? { minNewTokens } : {}), ...(priorityOf(p) !== 0 ? { priority: priorityOf(p) } : {}) },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,
@@ -413,4 +413,12 @@ export function additivePenalty<K extends string>(top: Record<string, unknown>, 
   if (v === undefined || v === 0) return {};
   if (v < -2 || v > 2) throw validationError(`\`${key}\` must be >= -2.0 and <= 2.0`);
   return { [field]: v } as Partial<Record<K, number>>;
+}
+
+/** `priority` (vLLM's; weft's on TGI's parameters too): an integer, lower admitted first; default 0. */
+export function priorityOf(b: Json): number {
+  const v = b.priority;
+  if (v === undefined || v === null) return 0;
+  if (!Number.isInteger(v) || Math.abs(v as number) > 2 ** 31) throw validationError('`priority` must be an integer (lower is served first)');
+  return v as number;
 }

@@ -4,6 +4,22 @@
 
 import type { Sequence } from './sequence.js';
 
+/**
+ * Puts seq into a list kept in priority order (lower first): after every sequence of its priority or better — or,
+ * `first`, before every one of its priority or worse (a preempted sequence goes back to the front of its class).
+ * With every priority equal this is push / unshift: first come, first served.
+ */
+export function insertByPriority(list: Sequence[], seq: Sequence, first = false): void {
+  let i = list.length;
+  if (first) {
+    i = list.findIndex((s) => s.priority >= seq.priority);
+    if (i < 0) i = list.length;
+  } else {
+    while (i > 0 && list[i - 1]!.priority > seq.priority) i--;
+  }
+  list.splice(i, 0, seq);
+}
+
 /** The first waiting request that needs an adapter not in the batch and arrived at or before cutoff (ms). */
 export function findStarving(waiting: readonly Sequence[], active: ReadonlySet<string>, cutoff: number): Sequence | null {
   for (const seq of waiting) {

@@ -8,7 +8,7 @@
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
-import { adapterAdmissible, findStarving } from './admission.js';
+import { adapterAdmissible, findStarving, insertByPriority } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import { baseSlots, reserveDrafts } from './speculation.js';
@@ -75,7 +75,7 @@ export class Scheduler {
     if (why !== null) throw new SchedulerError(`sequence ${seq.seqId}: ${why}`, 'INVALID_SEQUENCE');
     seq.arrivalTime = this.now();
     this.live.set(seq.seqId, seq);
-    this.waitingQueue.push(seq);
+    insertByPriority(this.waitingQueue, seq);
   }
 
   /** Cancels a request at the next schedule(); false when it is unknown or already ending. */
@@ -394,7 +394,7 @@ export class Scheduler {
       seq.status = 'running';
       prefill += first;
       admitted.push(seq);
-      this.runningList.push(seq);
+      insertByPriority(this.runningList, seq);  // the last is preempted first: the lowest priority, latest admitted
     }
     this.waitingQueue = stillWaiting;
     budget.left = this.config.maxBatchPrefillTokens - prefill;
@@ -430,7 +430,7 @@ export class Scheduler {
       seq.preemptions++;
       this.preemptionTotal++;
     }
-    this.waitingQueue.unshift(seq);
+    insertByPriority(this.waitingQueue, seq, true);
   }
 
   private applyStops(): void {

@@ -20,6 +20,8 @@ export interface SequenceInit {
   topN?: number;
   /** Structured output (NewSequence.constraint). */
   constraint?: Constraint;
+  /** Admission order before arrival (lower first; --scheduling-policy priority); default 0. */
+  priority?: number;
   /** longrope models: the prompt is longer than the original context, so its K/V are rotated with the long
    * factors (shard/models/rope.ts) and may be shared only with other such prompts (prefix-cache.ts). */
   ropeLong?: boolean;
@@ -40,6 +42,7 @@ export class Sequence {
   readonly topN: number;
   readonly constraint: Constraint | undefined;
   readonly ropeLong: boolean;
+  readonly priority: number;
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 
@@ -77,6 +80,7 @@ export class Sequence {
     this.topN = init.topN ?? 0;
     this.constraint = init.constraint;
     this.ropeLong = init.ropeLong === true;
+    this.priority = init.priority ?? 0;
   }
 
   /** Prompt plus generated tokens. */

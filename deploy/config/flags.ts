@@ -117,6 +117,8 @@ export const FLAGS = [
     help: 'Sequences per step.' },
   { name: 'async-scheduling', type: 'bool', commands: LAUNCH, env: ['ASYNC_SCHEDULING'], default: true,
     help: 'Publish each step before the previous one\'s result is back, so the shards never wait for the coordinator (--async-scheduling=false: strictly one step at a time).' },
+  { name: 'scheduling-policy', type: 'string', commands: LAUNCH, env: ['SCHEDULING_POLICY'], default: 'fcfs', choices: ['fcfs', 'priority'],
+    help: 'fcfs: requests are admitted in arrival order; priority: by their `priority` field (lower first; vLLM\'s rule), then arrival — preemption takes the lowest-priority request first.' },
   { name: 'prefix-caching', type: 'bool', commands: LAUNCH, env: ['PREFIX_CACHING'], default: true,
     help: 'Reuse the KV cache of full blocks whose tokens and adapter match an earlier request\'s (shared system prompts, multi-turn chat): those prompt tokens are not computed again. Idle cached blocks are evicted when blocks run out.' },
   { name: 'speculate', type: 'int', commands: LAUNCH, env: ['SPECULATE'], default: 0, min: 0, max: MAX_SPECULATE,

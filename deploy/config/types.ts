@@ -76,6 +76,8 @@ export interface LaunchConfig {
   asyncScheduling: boolean;
   /** Reuse computed KV blocks across requests with the same prefix and adapter (Scheduler prefixCaching). */
   prefixCaching: boolean;
+  /** Admission order: arrival (fcfs), or the requests' `priority` then arrival. */
+  schedulingPolicy: 'fcfs' | 'priority';
   /** Speculative decoding: draft tokens per sequence and step (Scheduler speculate); 0 = off. */
   speculate: number;
   /** 0: size the KV cache automatically. */

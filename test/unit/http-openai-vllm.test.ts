@@ -50,11 +50,15 @@ describe('vLLM request fields on the OpenAI routes', () => {
       early_stopping: false, return_tokens_as_token_ids: false, priority: 0 };
     const ok = await post(s.app, '/v1/completions', { prompt: 'hi', max_tokens: 1, ...defaults });
     assert.equal(ok.statusCode, 200, ok.body);
-    for (const [key, value] of [['spaces_between_special_tokens', false], ['length_penalty', 2], ['priority', 5]] as const) {
+    for (const [key, value] of [['spaces_between_special_tokens', false], ['length_penalty', 2], ['priority', 1.5]] as const) {
       const r = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, [key]: value });
       assert.equal(r.statusCode, 422, key);
       assert.match(r.body, new RegExp(key));
     }
+    // `priority` goes to the engine (which refuses it unless --scheduling-policy priority: integration/priority).
+    const prioritized = await post(s.app, '/v1/chat/completions', { messages: USER_HI, max_tokens: 1, priority: -3 });
+    assert.equal(prioritized.statusCode, 200, prioritized.body);
+    assert.equal(s.engine.requests.at(-1)!.priority, -3);
   });
 
   test('chat_template (vLLM): refused unless the server trusts request templates; then passed on to the renderer', async () => {

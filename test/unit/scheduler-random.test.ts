@@ -38,7 +38,7 @@ interface RunStats {
 }
 
 /** speculate: steps allow drafts (1-4 per sequence), which the shard guesses right about 70 % of the time. */
-function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, speculate = false): RunStats {
+function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, speculate = false, priorities = false): RunStats {
   const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
@@ -119,7 +119,8 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
       const id = `r${all.length}`;
       const adapter = cfg.maxActiveAdapters > 0 && rand() < 0.7 ? ADAPTERS[int(0, ADAPTERS.length - 1)]! : null;
       const prompt = randomPrompt();
-      const seq = new Sequence({ seqId: id, promptTokens: prompt, adapterKey: adapter, sampling: SAMPLING, maxNewTokens: int(1, 30), eosTokenIds: [EOS] });
+      const seq = new Sequence({ seqId: id, promptTokens: prompt, adapterKey: adapter, sampling: SAMPLING, maxNewTokens: int(1, 30), eosTokenIds: [EOS],
+        ...(priorities ? { priority: int(-2, 2) } : {}) });
       sched.add(seq);
       all.push(seq);
       adapterOf.set(id, adapter);
@@ -246,6 +247,14 @@ test('the same with async scheduling: steps built ahead of the result in flight 
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
   assert.ok(ahead > steps / 3, `only ${ahead} of ${steps} steps were built ahead`);
   assert.ok(failed > 0 && requeued > 0, `failed steps ${failed}, sequences started over ${requeued}`);
+});
+
+test('the same with priorities (--scheduling-policy priority), sync and async: admission and preemption reordered, every invariant kept', () => {
+  let preemptions = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    preemptions += runOnce(seed, false, false, false, true).preemptions + runOnce(seed, true, seed % 2 === 0, false, true).preemptions;
+  }
+  assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
 });
 
 test('the same with prefix caching, sync and async: shared blocks hold their tokens, outputs unchanged', () => {

@@ -20,9 +20,10 @@ function config(over: Partial<SchedulerConfig> = {}): SchedulerConfig {
   };
 }
 
-function seq(seqId: string, promptLen: number, o: { adapter?: string; maxNew?: number; eos?: number[] } = {}): Sequence {
+function seq(seqId: string, promptLen: number, o: { adapter?: string; maxNew?: number; eos?: number[]; priority?: number } = {}): Sequence {
   const promptTokens = Array.from({ length: promptLen }, (_, i) => 1 + i);
-  return new Sequence({ seqId, promptTokens, adapterKey: o.adapter ?? null, sampling: SAMPLING, maxNewTokens: o.maxNew ?? 4, eosTokenIds: o.eos ?? [] });
+  return new Sequence({ seqId, promptTokens, adapterKey: o.adapter ?? null, sampling: SAMPLING, maxNewTokens: o.maxNew ?? 4, eosTokenIds: o.eos ?? [],
+    ...(o.priority !== undefined ? { priority: o.priority } : {}) });
 }
 
 // The next token depends on the whole sequence, so a recompute must feed back exactly the same tokens.
@@ -236,6 +237,23 @@ test('a request older than adapterCycleTimeS stops other adapters until it gets 
   assert.deepEqual(newIds(h.step()), ['c1', 'a2'], 'the starving request first, then the limit applies again');
   assert.deepEqual(newIds(h.step()), ['e1']);
   h.runToEnd();
+});
+
+test('priority: admitted by priority (lower first), then arrival; the lowest priority is preempted first and comes back first in its class', () => {
+  const h = new Harness(config({ maxBatchSize: 1 }));
+  h.add(seq('late-low', 3, { priority: 5, maxNew: 1 }), seq('a', 3, { maxNew: 1 }), seq('urgent', 3, { priority: -1, maxNew: 1 }), seq('b', 3, { maxNew: 1 }));
+  const order: string[] = [];
+  for (const step of h.runToEnd()) order.push(...newIds(step));
+  assert.deepEqual(order, ['urgent', 'a', 'b', 'late-low']);
+  // Too few blocks for all three to decode: the worst priority goes, though the best was admitted last.
+  const p = new Harness(config({ numBlocks: 6, blockSize: 2 }));
+  p.add(seq('low', 3, { maxNew: 6, priority: 2 }), seq('mid', 3, { maxNew: 6 }));
+  assert.deepEqual(newIds(p.step()), ['mid', 'low']);
+  p.add(seq('high', 3, { maxNew: 6, priority: -3 }));
+  const steps = [p.step()!, ...p.runToEnd()];
+  assert.deepEqual(newIds(steps[0]), ['high']);
+  assert.deepEqual(steps[1]!.finished, ['low'], 'the lowest priority is preempted first, not the newest');
+  for (const id of ['low', 'high', 'mid']) assert.equal(p.tokens(id).length, 6);
 });
 
 test('preemption by recompute: newest running first, back at the queue front, same tokens in the end', () => {

@@ -1,0 +1,43 @@
+// --scheduling-policy priority through the real server: with one sequence per step, a request with a better
+// (lower) `priority` that arrives later is served before a worse one that waited longer — on TGI's and the OpenAI
+// routes; without the policy a non-zero priority is a 422.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGoldenServer, textOf } from '../helpers/golden-server.js';
+
+test('priority: the better request waiting is admitted first; refused without the policy', async () => {
+  const g = await startGoldenServer({}, { flags: ['--scheduling-policy', 'priority', '--max-batch-size', '1'] });
+  try {
+    const info = await fetch(`${g.url}/info`).then((r) => r.json()) as { scheduling_policy: string };
+    assert.equal(info.scheduling_policy, 'priority');
+    const prompt = textOf(g.c.sequences[0]!);
+    // A long request holds the only batch slot; two more queue behind it.
+    const busy = await fetch(`${g.url}/generate_stream`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: prompt, parameters: { max_new_tokens: 150, ignore_eos_token: true } }) });
+    const reader = busy.body!.getReader();
+    await reader.read();  // its first token: it is running
+    const done: string[] = [];
+    const worse = g.post('/generate', { inputs: prompt, parameters: { max_new_tokens: 4, priority: 5 } }).then((r) => { done.push('worse'); return r; });
+    await new Promise((r) => setTimeout(r, 20));  // the worse one has been waiting longer
+    const better = g.post('/v1/completions', { prompt, max_tokens: 4, priority: -5 }).then((r) => { done.push('better'); return r; });
+    while (!(await reader.read()).done) { /* drain the long request */ }
+    const [w, b] = await Promise.all([worse, better]);
+    assert.equal(w.status, 200, w.text);
+    assert.equal(b.status, 200, b.text);
+    assert.deepEqual(done, ['better', 'worse']);
+    const bad = await g.post('/generate', { inputs: prompt, parameters: { priority: 1.5 } });
+    assert.equal(bad.status, 422);
+    assert.match(bad.json.error, /`priority` must be an integer/);
+  } finally {
+    await g.close();
+  }
+  const fcfs = await startGoldenServer({});
+  try {
+    const r = await fcfs.post('/v1/completions', { prompt: textOf(fcfs.c.sequences[0]!), max_tokens: 2, priority: 1 });
+    assert.equal(r.status, 422, r.text);
+    assert.match(r.json.error.message, /--scheduling-policy priority/);
+    assert.equal((await fcfs.post('/v1/completions', { prompt: textOf(fcfs.c.sequences[0]!), max_tokens: 2, priority: 0 })).status, 200);
+  } finally {
+    await fcfs.close();
+  }
+});
