@@ -254,13 +254,18 @@ export class AdapterRegistry {
 
   async load(ref: AdapterRef): Promise<AdapterSummaryJson> {
     const p = await this.prepare(ref);
+    await this.loadPrepared(p);
+    return this.summary(this.entries.get(p.key)!);
+  }
+
+  /** Resolves once the adapter is resident (holding a reference while it waits, so it is not dropped meanwhile). */
+  private async loadPrepared(p: Prepared): Promise<void> {
     this.acquire(p);
     try {
       await this.whenReady(p.key);
     } finally {
       this.release(p.key);
     }
-    return this.summary(this.entries.get(p.key)!);
   }
 
   async unload(ref: AdapterRef): Promise<AdapterSummaryJson> {
@@ -284,12 +289,7 @@ export class AdapterRegistry {
     };
     taken();
     const p = await this.prepare(ref);
-    this.acquire(p);
-    try {
-      await this.whenReady(p.key);
-    } finally {
-      this.release(p.key);
-    }
+    await this.loadPrepared(p);
     taken();  // another load may have taken the name meanwhile
     const id = p.source === 'local' && p.load.dir ? p.load.dir : ref.id;
     this.o.names.set(name, { id, source: ref.source, ...(ref.apiToken ? { apiToken: ref.apiToken } : {}) });
@@ -315,14 +315,7 @@ export class AdapterRegistry {
     const p = await this.prepare(ref);
     const e = this.entry(p);
     e.pinned = pinned;
-    if (pinned && e.state !== 'ready') {
-      this.acquire(p);
-      try {
-        await this.whenReady(p.key);
-      } finally {
-        this.release(p.key);
-      }
-    }
+    if (pinned && e.state !== 'ready') await this.loadPrepared(p);
     return this.summary(e);
   }
 
