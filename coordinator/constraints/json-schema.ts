@@ -52,6 +52,11 @@ const KNOWN = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaxim
   'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'pattern', 'format', 'nullable']);
 /** $ref expansions nested inside each other (a recursive schema is cut off here). */
 const MAX_REF_DEPTH = 8;
+/** Schemas nested inside each other (the compiler recurses per level). */
+const MAX_SCHEMA_DEPTH = 64;
+/** Characters of the regular expression one (sub)schema may compile to: an array's item appears twice in its
+ * pattern, so arrays of arrays double it per level — refused here rather than built until memory runs out. */
+const MAX_PATTERN_CHARS = 1_000_000;
 
 type Schema = Record<string, unknown> | boolean;
 
@@ -146,7 +151,23 @@ class SchemaCompiler {
 
   constructor(private readonly root: Record<string, unknown>, private readonly asRules: boolean) {}
 
+  private depth = 0;
+
   value(s: Schema, at: string, refDepth: number): string {
+    if (++this.depth > MAX_SCHEMA_DEPTH) throw new ConstraintError(`the schema nests more than ${MAX_SCHEMA_DEPTH} levels deep (at ${at.slice(0, 200)})`);
+    try {
+      const pattern = this.valueOf(s, at, refDepth);
+      if (pattern.length > MAX_PATTERN_CHARS) {
+        throw new ConstraintError(`the schema at ${at.slice(0, 200)} compiles to more than ${MAX_PATTERN_CHARS} pattern characters ` +
+          '(arrays of arrays nested deep, or very long enums?); simplify it');
+      }
+      return pattern;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private valueOf(s: Schema, at: string, refDepth: number): string {
     if (s === true) return freeJsonValue(FREE_JSON_DEPTH);
     if (s === false || typeof s !== 'object' || s === null || Array.isArray(s)) {
       throw new ConstraintError(`schema at ${at} must be an object (or true)`);

@@ -231,7 +231,7 @@ export class Engine implements GenerationEngine {
       } finally {
         tokenizeSpan.end();
       }
-      checkLengths(ids.length, req.maxNewTokens, this.info);
+      checkLengths(ids.length, req.maxNewTokens, this.info, req.continues === true);
       if (req.constraint !== undefined) await this.constraints.check(req.constraint);
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;

@@ -28,10 +28,10 @@ export function checkIds(ids: readonly number[], vocabSize: number, what = 'toke
   return [...ids];
 }
 
-/** The prompt and the tokens asked for, inside --max-input-length and --max-total-tokens. */
-export function checkLengths(promptTokens: number, maxNewTokens: number, info: EngineInfo): void {
+/** The prompt and the tokens asked for, inside --max-input-length (unless it `continues` a generation) and --max-total-tokens. */
+export function checkLengths(promptTokens: number, maxNewTokens: number, info: EngineInfo, continues = false): void {
   if (promptTokens === 0) throw new EngineError('validation', 'Input validation error: `inputs` tokenizes to zero tokens');
-  if (promptTokens > info.maxInputLength) {
+  if (promptTokens > info.maxInputLength && !continues) {
     throw new EngineError('validation', `Input validation error: \`inputs\` must have less than ${info.maxInputLength} tokens. Given: ${promptTokens}`);
   }
   if (promptTokens + maxNewTokens > info.maxTotalTokens) {

@@ -57,6 +57,9 @@ export interface GenerateRequest {
   stopTokenIds?: number[];
   /** truncate (TGI): keep only the last this many prompt tokens. */
   truncate?: number;
+  /** The prompt already holds tokens this server generated for the same request (a beam search step): it is bounded
+   * by --max-total-tokens only, not --max-input-length (the client's prompt was checked against that). */
+  continues?: boolean;
   /** Admission order before arrival, lower first (vLLM's `priority`); only with --scheduling-policy priority. */
   priority?: number;
   /**

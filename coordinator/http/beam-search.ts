@@ -141,6 +141,6 @@ function stepRequest(o: BeamRun, step: number, i: number, beam: Beam): GenerateR
   return {
     requestId: `${o.request.id}.beam${step}.${i}`, inputs: '', inputIds: [...o.promptIds, ...beam.tokens], adapter: o.adapter, merge: null,
     sampling: GREEDY,
-    maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true,
+    maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true, continues: true,
   };
 }

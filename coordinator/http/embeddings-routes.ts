@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GREEDY } from '../../protocol/index.js';
-import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
+import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
 import { spanOf } from './lifecycle.js';
@@ -203,36 +203,46 @@ export function truncateOf(v: unknown, name: string): number | undefined {
   return v as number;
 }
 
-/** Runs every input (all start or none), then pools: cut to `dimensions`, L2-normalise. */
+/**
+ * Runs the inputs — at most half of --max-concurrent-requests at a time, so a request of many inputs (up to
+ * MAX_EMBEDDING_INPUTS) is not refused as an overload on an idle server; each wave all starts or none — then pools:
+ * cut to `dimensions`, L2-normalise.
+ */
 export async function embed(request: FastifyRequest, reply: FastifyReply, engine: GenerationEngine, job: EmbeddingJob):
   Promise<{ vectors: Float32Array[]; promptTokens: number }> {
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', job.adapter?.id ?? '');
   span.setAttribute('weft.embedding_inputs', job.inputs.length);
-  const runs = await startRuns(job.inputs.length, reply, (i): Promise<EngineRun> => {
-    const input = job.inputs[i]!;
-    const req: GenerateRequest = {
-      requestId: job.inputs.length > 1 ? `${request.id}.${i}` : request.id, inputs: typeof input === 'string' ? input : '',
-      ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
-      sampling: GREEDY,
-      maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true, ...(job.templated ? { templated: true } : {}),
-      ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
-    };
-    return startEngineRun(engine, req, span, request, reply);
-  });
-  const results = await allOrCancel(runs, async (run) => {
-    let vector: Float32Array | undefined, promptTokens = 0;
-    for await (const ev of runEvents(run)) {
-      if (ev.type === 'admitted') {
-        vector = ev.embedding;
-        promptTokens = ev.promptTokens;
-      } else if (ev.type === 'error') {
-        throw ev.error;
+  const wave = Math.max(1, Math.floor(engine.info.maxConcurrentRequests / 2));
+  const results: { vector: Float32Array; promptTokens: number }[] = [];
+  for (let from = 0; from < job.inputs.length; from += wave) {
+    const count = Math.min(wave, job.inputs.length - from);
+    const runs = await startRuns(count, reply, (k): Promise<EngineRun> => {
+      const i = from + k, input = job.inputs[i]!;
+      const req: GenerateRequest = {
+        requestId: job.inputs.length > 1 ? `${request.id}.${i}` : request.id, inputs: typeof input === 'string' ? input : '',
+        ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
+        sampling: GREEDY,
+        maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true, ...(job.templated ? { templated: true } : {}),
+        ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
+      };
+      return startEngineRun(engine, req, span, request, reply);
+    });
+    results.push(...await allOrCancel(runs, async (run) => {
+      let vector: Float32Array | undefined, promptTokens = 0;
+      for await (const ev of runEvents(run)) {
+        if (ev.type === 'admitted') {
+          vector = ev.embedding;
+          promptTokens = ev.promptTokens;
+        } else if (ev.type === 'error') {
+          throw ev.error;
+        }
       }
-    }
-    if (!vector) throw new Error('the engine returned no embedding');
-    return { vector: pool(vector, job.dimensions, job.normalize), promptTokens };
-  }, 'another input of the request failed');
+      // Ended before its prefill came back: cancelled (the client went away, or another input failed).
+      if (!vector) throw new EngineError('validation', 'request was cancelled before its embedding was computed');
+      return { vector: pool(vector, job.dimensions, job.normalize), promptTokens };
+    }, 'another input of the request failed'));
+  }
   return { vectors: results.map((r) => r.vector), promptTokens: results.reduce((n, r) => n + r.promptTokens, 0) };
 }
 

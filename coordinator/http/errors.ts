@@ -108,6 +108,11 @@ export function toHttpError(err: unknown, bodyLimitBytes: number): HttpError {
     const mapped = fromFastify(err as FastifyLikeError, bodyLimitBytes);
     if (mapped) return mapped;
   }
+  // The body parses (fastify bounds its size, not its depth) but something in it is nested too deep to walk, or
+  // builds a string past the engine's limit: the request's to simplify, not the server's failure.
+  if (err instanceof RangeError && /call stack|string length|array length/i.test(err.message)) {
+    return new HttpError(422, 'validation', `the request is nested too deeply or too large to process (${err.message}); simplify it`);
+  }
   return internalError(err);
 }
 
@@ -120,4 +125,24 @@ export function errorBody(err: HttpError, secrets: readonly string[] = []): Erro
     if (secret.length > 0) message = message.split(secret).join(REDACTED);
   }
   return { error: message, error_type: err.errorType };
+}
+
+/** What an error handler needs of a request and its reply to tell whether the client is still there. */
+interface Exchange {
+  raw: { socket: { destroyed: boolean } | null };
+}
+interface SentReply {
+  sent: boolean;
+  raw: { headersSent: boolean; destroyed: boolean };
+}
+
+/**
+ * The client went away (closed the connection mid-request or mid-stream), or the response had already started when
+ * the error came: there is nobody to answer, and it is not a server failure — handlers log it at info and send
+ * nothing (sending again on a started stream would itself fail).
+ */
+export function nobodyToAnswer(err: unknown, request: Exchange, reply: SentReply): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  // (Not request.raw.destroyed: a request whose body has been read is destroyed, and its client still waits.)
+  return reply.sent || reply.raw.headersSent || reply.raw.destroyed || request.raw.socket?.destroyed === true || code === 'ERR_STREAM_PREMATURE_CLOSE';
 }

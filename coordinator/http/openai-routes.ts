@@ -5,7 +5,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
-import { toHttpError, validationError } from './errors.js';
+import { nobodyToAnswer, toHttpError, validationError } from './errors.js';
 import { runBeamSearch, takeBeamSearch, type BeamSearch } from './beam-search.js';
 import { spanOf } from './lifecycle.js';
 import {
@@ -458,6 +458,10 @@ function errorFrame(err: unknown, run: Run, reply: FastifyReply): string {
 /** The route-level error handler: every error of these routes (body parsing included) in OpenAI's shape. */
 export function openAiErrorHandler(bodyLimitBytes: number) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (nobodyToAnswer(err, request, reply)) {
+      request.log.info({ err: err.message }, 'client went away (or the response had started); nothing sent');
+      return;
+    }
     const httpError = toHttpError(err, bodyLimitBytes);
     const fields = { status: httpError.status, error_type: httpError.errorType };
     if (httpError.status < 500) request.log.info(fields, 'request rejected');

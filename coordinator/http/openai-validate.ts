@@ -50,6 +50,9 @@ import {
   num,
   optional,
   priorityOf,
+  repetitionPenaltyOf,
+  topKOf,
+  MIN_TEMPERATURE,
   randomSeed,
   str,
   type ValidationLimits,
@@ -310,17 +313,15 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   if (temperature < 0 || temperature > 2) throw validationError('`temperature` must be >= 0 and <= 2');
   const topP = optional(top, 'top_p', num) ?? 1;
   if (topP <= 0 || topP > 1) throw validationError('`top_p` must be > 0 and <= 1');
-  const topK = optional(top, 'top_k', int);
-  if (topK !== undefined && topK <= 0) throw validationError('`top_k` must be strictly positive');
-  const repetitionPenalty = optional(top, 'repetition_penalty', num) ?? 1;
-  if (repetitionPenalty <= 0) throw validationError('`repetition_penalty` must be strictly positive');
+  const topK = topKOf(top);
+  const repetitionPenalty = repetitionPenaltyOf(top);
   const given = optional(top, 'seed', int);
   if (given !== undefined && (given < 0 || given > MAX_SEED)) {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
   const penalties = { ...additivePenalty(top, 'frequency_penalty', 'frequencyPenalty'),
     ...additivePenalty(top, 'presence_penalty', 'presencePenalty'), ...logitBiasOf(top) };
-  const doSample = temperature > 0;
+  const doSample = temperature >= MIN_TEMPERATURE;  // below it, greedy (as vLLM): logits ÷ it would overflow
   const seed = given ?? (doSample ? seedSource() : 0);
   // Greedy: the warpers cannot change an argmax, so they are sent switched off (the penalties can, and stay).
   const minP = minPOf(top);

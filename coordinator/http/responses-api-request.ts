@@ -72,7 +72,7 @@ export function chatBodyOfResponses(body: unknown, previous: readonly Json[] = [
   const text = top.text === undefined || top.text === null ? {} : asObject(top.text, '`text`');
   const format = formatOf(text);
   if (format !== undefined) chat.response_format = format;
-  const metadata = top.metadata === undefined || top.metadata === null ? {} : asObject(top.metadata, '`metadata`');
+  const metadata = top.metadata === undefined || top.metadata === null ? {} : metadataOf(asObject(top.metadata, '`metadata`'));
   return {
     chat,
     inputItems,
@@ -168,4 +168,15 @@ function formatOf(text: Json): Json | undefined {
     return { type: 'json_schema', json_schema: schema };
   }
   throw validationError('`text.format.type` must be text, json_object or json_schema');
+}
+
+/** OpenAI's metadata: at most 16 pairs of a key (≤ 64 characters) and a string value (≤ 512). */
+function metadataOf(m: Json): Json {
+  const entries = Object.entries(m);
+  if (entries.length > 16) throw validationError('`metadata` holds more than 16 keys');
+  for (const [k, v] of entries) {
+    if (k.length > 64) throw validationError('`metadata` keys are at most 64 characters');
+    if (typeof v !== 'string' || v.length > 512) throw validationError(`\`metadata.${k.slice(0, 64)}\` must be a string of at most 512 characters`);
+  }
+  return m;
 }

@@ -6,7 +6,7 @@ import { registerAdminRoutes } from './admin-routes.js';
 import { registerVllmLoraRoutes } from './vllm-lora-routes.js';
 import { apiKeyHook } from './api-key-auth.js';
 import { isPreflight, registerCors } from './cors.js';
-import { errorBody, routeNotFound, toHttpError, type HttpError } from './errors.js';
+import { errorBody, nobodyToAnswer, routeNotFound, toHttpError, type HttpError } from './errors.js';
 import { registerGenerateRoutes } from './generate-routes.js';
 import { requestSecrets } from './engine-run.js';
 import { installLifecycle, requestId } from './lifecycle.js';
@@ -92,6 +92,10 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   const bearerIsAdapterToken = apiKeys.length === 0;
 
   app.setErrorHandler((err, request, reply) => {
+    if (nobodyToAnswer(err, request, reply)) {
+      request.log.info({ err: (err as Error).message }, 'client went away (or the response had started); nothing sent');
+      return;
+    }
     const httpError = toHttpError(err, bodyLimitBytes);
     logFailure(request, httpError, err);
     return reply.code(httpError.status).send(errorBody(httpError, requestSecrets(request)));

@@ -38,6 +38,8 @@ export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 export const ADAPTER_SOURCES: readonly AdapterSource[] = ['hub', 's3', 'local'];
 export const MERGE_STRATEGIES: readonly MergeStrategy[] = ['linear', 'ties', 'dare_linear', 'dare_ties', 'cat'];
 const MAJORITY_SIGN_METHODS: readonly MergeSpec['majoritySignMethod'][] = ['total', 'frequency'];
+/** Larger merge weights overflow the merged factors (float32) into infinities. */
+const MAX_MERGE_WEIGHT = 100;
 const MERGE_KEYS = new Set(['ids', 'weights', 'merge_strategy', 'density', 'majority_sign_method']);
 
 export interface ValidationLimits {
@@ -231,8 +233,8 @@ function mergeSpec(m: Json, refTo: (id: string) => AdapterRef): MergeSpec {
   if (ids.length === 0) throw validationError('at least one adapter id must be provided in `merged_adapters.ids`');
   if (ids.some((id) => id === '')) throw validationError('`merged_adapters.ids` cannot contain an empty id (the base model cannot be merged)');
   if (new Set(ids).size !== ids.length) throw validationError('`merged_adapters.ids` must be distinct');
-  if (!Array.isArray(m.weights) || !m.weights.every((w) => typeof w === 'number' && Number.isFinite(w))) {
-    throw validationError('`merged_adapters.weights` must be an array of finite numbers');
+  if (!Array.isArray(m.weights) || !m.weights.every((w) => typeof w === 'number' && Math.abs(w) <= MAX_MERGE_WEIGHT)) {
+    throw validationError(`\`merged_adapters.weights\` must be an array of numbers from -${MAX_MERGE_WEIGHT} to ${MAX_MERGE_WEIGHT}`);
   }
   if (m.weights.length !== ids.length) {
     throw validationError('number of adapter ids must match number of adapter weights in `merged_adapters`');
@@ -276,15 +278,30 @@ function oneOf<T extends string>(m: Json, key: string, allowed: readonly T[]): T
   return v as T | undefined;
 }
 
+/** Bounds that keep the sampler's arithmetic finite: logits divided by a temperature or repetition penalty near 0
+ * overflow float32 (NaN probabilities); top_k travels as a 32-bit integer. */
+export const MIN_TEMPERATURE = 1e-5;
+export const MAX_TOP_K = 2 ** 31 - 1;
+export const REPETITION_PENALTY_RANGE = [0.01, 100] as const;
+
+export function repetitionPenaltyOf(p: Json): number {
+  const v = optional(p, 'repetition_penalty', num) ?? 1;
+  const [lo, hi] = REPETITION_PENALTY_RANGE;
+  if (!(v >= lo && v <= hi)) throw validationError(`\`repetition_penalty\` must be >= ${lo} and <= ${hi} (1: off)`);
+  return v;
+}
+
+export function topKOf(p: Json): number | undefined {
+  const v = optional(p, 'top_k', int);
+  if (v !== undefined && (v <= 0 || v > MAX_TOP_K)) throw validationError(`\`top_k\` must be strictly positive and at most ${MAX_TOP_K}`);
+  return v;
+}
+
 function samplingParams(p: Json, seedSource: () => number): SamplingParams {
   const temperature = optional(p, 'temperature', num) ?? 1;
-  if (temperature <= 0) throw validationError('`temperature` must be strictly positive');
-  const repetitionPenalty = optional(p, 'repetition_penalty', num) ?? 1;
-  if (repetitionPenalty <= 0) throw validationError('`repetition_penalty` must be strictly positive');
-  const topK = optional(p, 'top_k', int) ?? 0;
-  if (p.top_k !== undefined && p.top_k !== null && topK <= 0) {
-    throw validationError('`top_k` must be strictly positive');
-  }
+  if (temperature < MIN_TEMPERATURE) throw validationError(`\`temperature\` must be at least ${MIN_TEMPERATURE} (for greedy decoding leave do_sample false)`);
+  const repetitionPenalty = repetitionPenaltyOf(p);
+  const topK = topKOf(p) ?? 0;
   const topP = openUnit(p, 'top_p');
   const typicalP = openUnit(p, 'typical_p');
   const minP = minPOf(p);

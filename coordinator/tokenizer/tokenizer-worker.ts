@@ -41,6 +41,8 @@ export default function handle(task: TokenizerTask): TokenizerTaskResult[Tokeniz
         return null;
       } catch (e) {
         if (e instanceof ConstraintError) return e.message;
+        // A pattern nested deep enough to overflow the stack, or too big for a string: the client's to simplify.
+        if (e instanceof RangeError) return `the constraint is too large or nested too deeply to compile (${e.message}); simplify it`;
         throw e;
       }
     default: {

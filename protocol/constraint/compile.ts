@@ -9,13 +9,28 @@ import { parseLark } from './lark.js';
 import { ConstraintError, compileRegex, parseRegex } from './regex.js';
 import type { Grammar } from './grammar-text.js';
 
+/** Rules one grammar may define: real grammars (JSON, SQL, a DSL) have tens to a few hundred; checking a grammar
+ * costs more than linear time in its rules, so a huge one would hold a tokenizer worker (and each shard) for seconds. */
+export const MAX_GRAMMAR_RULES = 1_000;
+
 /** Throws ConstraintError saying what is wrong with the source. */
 export function compileConstraint(src: ConstraintSource, maxStates?: number): ByteDfa {
+  if (src.syntax !== undefined) checkRuleCount(src);
   switch (src.syntax) {
     case undefined: return new LazyDfa(compileRegex(src.pattern), maxStates);
     case 'gbnf': return new GrammarDfa(compileGrammar(parseGbnf(src.pattern)), maxStates);
     case 'lark': return new GrammarDfa(compileGrammar(parseLark(src.pattern)), maxStates);
     case 'rules': return new GrammarDfa(compileGrammar(parseRules(src.pattern)), maxStates);
+  }
+}
+
+/** A cheap count of the definitions before any parsing (GBNF's `::=`, Lark's `name:` at a line start). */
+function checkRuleCount(src: ConstraintSource): void {
+  const count = src.syntax === 'gbnf' ? src.pattern.split('::=').length - 1
+    : src.syntax === 'lark' ? (src.pattern.match(/^[ \t]*[?!]?[A-Za-z_][A-Za-z0-9_]*(?:\.-?\d+)?[ \t]*:(?!:)/gm) ?? []).length
+      : (src.pattern.match(/","/g) ?? []).length + 1;
+  if (count > MAX_GRAMMAR_RULES) {
+    throw new ConstraintError(`the grammar defines ${count} rules; at most ${MAX_GRAMMAR_RULES} are supported`);
   }
 }
 

@@ -1,7 +1,7 @@
 // What the grammar notations (gbnf.ts, lark.ts) share: the Grammar they parse into — one syntax tree per rule
 // whose leaves are character sets and calls of other rules, compiled by grammar.ts — the rule table that names
 // and checks rules, and a scanner for positions, string literals, escapes and character classes.
-import { type Ast, ConstraintError, MAX_CP, MAX_REPEAT, parseRegex } from './regex.js';
+import { type Ast, ConstraintError, MAX_CP, MAX_NESTING, MAX_REPEAT, parseRegex } from './regex.js';
 
 export interface Grammar {
   /** Rule names, in order of first mention. */
@@ -72,7 +72,18 @@ export abstract class GrammarScanner {
   protected abstract sequence(nested: boolean): Ast;
 
   /** `|`-separated sequences. */
+  private depth = 0;
+
   protected alternation(nested: boolean): Ast {
+    if (++this.depth > MAX_NESTING) throw this.error(`groups nested more than ${MAX_NESTING} deep`);
+    try {
+      return this.alternatives(nested);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private alternatives(nested: boolean): Ast {
     const items = [this.sequence(nested)];
     while (this.peek() === 0x7c) {
       this.i++;

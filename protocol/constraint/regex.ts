@@ -53,8 +53,12 @@ export function complement(ranges: [number, number][]): [number, number][] {
   return out;
 }
 
+/** Groups nested inside each other: the parser and the NFA builder recurse once per level. */
+export const MAX_NESTING = 1_000;
+
 class Parser {
   private i = 0;
+  private depth = 0;
   private readonly cps: number[];
   /** `calls`: `\R{k}` calls rule k (a grammar's rules written as regular expressions, compile.ts). */
   constructor(private readonly pattern: string, private readonly calls = false) {
@@ -81,9 +85,14 @@ class Parser {
   }
 
   private alt(): Ast {
-    const items = [this.seq()];
-    while (this.eat(0x7c)) items.push(this.seq());
-    return items.length === 1 ? items[0] : { t: 'alt', items };
+    if (++this.depth > MAX_NESTING) throw this.error(`groups nested more than ${MAX_NESTING} deep`);
+    try {
+      const items = [this.seq()];
+      while (this.eat(0x7c)) items.push(this.seq());
+      return items.length === 1 ? items[0] : { t: 'alt', items };
+    } finally {
+      this.depth--;
+    }
   }
 
   private seq(): Ast {

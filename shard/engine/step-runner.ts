@@ -2,6 +2,7 @@
 // native batch, runs the forward pass and samples every sequence's next token. Every rank samples (the
 // same logits and seeds give the same tokens), so a step sent before the previous one's result came back
 // (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
+import { failNonFinite } from './non-finite.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
@@ -149,12 +150,12 @@ export class StepRunner {
         return row.drafts.length === 0 ? this.output(row, sampled[next - 1]!) : this.verified(row, sampled.slice(next - n, next));
       });
       for (const row of rows) if (row.drafts.length === 0) row.state.length += row.tokens.length;
-      return this.rank === 0 ? outputs : [];
+      return this.rank === 0 ? failNonFinite(outputs) : [];
     }
     const logits = await this.compute(() => this.model.native.forward(batch));
     for (const row of rows) row.state.length += row.tokens.length;
     const outputs = this.sampleAll(sampling, logits);
-    return this.rank === 0 ? outputs : [];
+    return this.rank === 0 ? failNonFinite(outputs) : [];
   }
 
   private async compute<T>(pass: () => Promise<T>): Promise<T> {

@@ -75,16 +75,16 @@ describe('generate body: numeric rules', () => {
   });
 
   test('sampling parameter ranges follow TGI', () => {
-    rejects(withParams({ temperature: 0 }), 422, '`temperature` must be strictly positive');
-    rejects(withParams({ temperature: -1 }), 422, '`temperature` must be strictly positive');
+    rejects(withParams({ temperature: 0 }), 422, '`temperature` must be at least 0.00001 (for greedy decoding leave do_sample false)');
+    rejects(withParams({ temperature: -1 }), 422, '`temperature` must be at least 0.00001 (for greedy decoding leave do_sample false)');
     rejects(withParams({ temperature: 'hot' }), 422, '`temperature` must be a number');
     rejects(withParams({ top_p: 0 }), 422, '`top_p` must be > 0.0 and < 1.0');
     rejects(withParams({ top_p: 1 }), 422, '`top_p` must be > 0.0 and < 1.0');
     rejects(withParams({ top_p: 1.5 }), 422, '`top_p` must be > 0.0 and < 1.0');
     rejects(withParams({ typical_p: 1 }), 422, '`typical_p` must be > 0.0 and < 1.0');
-    rejects(withParams({ top_k: 0 }), 422, '`top_k` must be strictly positive');
+    rejects(withParams({ top_k: 0 }), 422, '`top_k` must be strictly positive and at most 2147483647');
     rejects(withParams({ top_k: 2.5 }), 422, '`top_k` must be an integer');
-    rejects(withParams({ repetition_penalty: 0 }), 422, '`repetition_penalty` must be strictly positive');
+    rejects(withParams({ repetition_penalty: 0 }), 422, '`repetition_penalty` must be >= 0.01 and <= 100 (1: off)');
     rejects(withParams({ seed: -1 }), 422, '`seed` must be an integer >= 0 and <= 2^53 - 1');
     rejects(withParams({ seed: 2 ** 53 }), 422, '`seed` must be an integer >= 0 and <= 2^53 - 1');
     rejects(withParams({ seed: 1.5 }), 422, '`seed` must be an integer');
