@@ -414,3 +414,13 @@ test('sampling without top-k draws by selection: always the token of the sorted 
   }
   assert.equal(compared, 3 * 12 * 5 * 6 * 6);
 });
+
+test('top_k past int32 (or NaN) is "keep every token", the same draws as top_k 0', () => {
+  const logits = new Rng(77).f32(64, -3, 3);
+  for (const topK of [2 ** 31, 2 ** 40, 1e21, Number.NaN]) {
+    for (let i = 0; i < 20; i++) {
+      const o = { doSample: true, seed: 9, drawIndex: i };
+      assert.equal(sample(logits, { ...o, topK }).token, sample(logits, { ...o, topK: 0 }).token, `top_k ${topK}, draw ${i}`);
+    }
+  }
+});

@@ -52,7 +52,10 @@ inline int64_t num_int(const Napi::Value& v, const char* what) {
 inline cpu::SamplingParams sampling_params(const Napi::Object& o) {
   cpu::SamplingParams p;
   p.temperature = static_cast<float>(num_or(o, "temperature", 1.0));
-  p.top_k = static_cast<int32_t>(num_or(o, "topK", 0));
+  // Clamped before the cast (a double past int32's range cast to it is undefined behaviour); any k at least the
+  // vocabulary keeps every token, so the clamp changes nothing the HTTP layer lets through.
+  const double top_k = num_or(o, "topK", 0);
+  p.top_k = top_k >= 2147483647.0 ? 2147483647 : top_k > 0 ? static_cast<int32_t>(top_k) : 0;  // NaN: 0 (off)
   p.top_p = static_cast<float>(num_or(o, "topP", 1.0));
   p.typical_p = static_cast<float>(num_or(o, "typicalP", 1.0));
   p.min_p = static_cast<float>(num_or(o, "minP", 0.0));
