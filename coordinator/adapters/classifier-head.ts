@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, loadTorchBin } from '../../shard/formats/index.js';
+import { classifierHeadPart } from '../../shard/adapters/peft-config.js';
 import { EngineError } from '../engine/types.js';
 import type { Prepared } from './registry.js';
 
@@ -18,8 +19,6 @@ export interface ClassifierHead {
   bias: Float32Array | null;
   hidden: number;
 }
-
-const HEAD = /^(?:base_model\.model\.)?(?:score|classifier)(?:\.modules_to_save\.[^.]+)?\.(weight|bias)$/;
 
 /** Reads the head of the adapter in `dir`; EngineError('validation') naming what is missing when it has none. */
 export function readClassifierHead(dir: string, name: string): ClassifierHead {
@@ -54,8 +53,8 @@ function headTensors(dir: string): Map<string, { shape: number[]; data: Float32A
     const f = SafetensorsFile.open(st);
     try {
       for (const key of f.names()) {
-        const m = HEAD.exec(key);
-        if (m) out.set(m[1]!, { shape: f.info(key).shape, data: f.readF32(key) });
+        const part = classifierHeadPart(key);
+        if (part) out.set(part, { shape: f.info(key).shape, data: f.readF32(key) });
       }
     } finally {
       f.close();
@@ -65,8 +64,8 @@ function headTensors(dir: string): Map<string, { shape: number[]; data: Float32A
   const bin = join(dir, 'adapter_model.bin');
   if (existsSync(bin)) {
     for (const [key, t] of loadTorchBin(bin)) {
-      const m = HEAD.exec(key);
-      if (m) out.set(m[1]!, { shape: t.shape, data: t.data });
+      const part = classifierHeadPart(key);
+      if (part) out.set(part, { shape: t.shape, data: t.data });
     }
   }
   return out;

@@ -8,12 +8,12 @@
 // calling rule k), which the shards run as a pushdown automaton.
 import { ConstraintError, escapeRegex, type ConstraintSource } from '../../protocol/index.js';
 import { numberRange, type NumericBounds } from './json-number-range.js';
-import { jsonStringPattern } from './json-string-pattern.js';
+import { JSON_CHAR, jsonStringPattern } from './json-string-pattern.js';
 
 /** Whitespace allowed after `:` and `,`: one optional space. */
 export const JSON_SP = ' ?';
 const SP = JSON_SP;
-const CHAR = '(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
+const CHAR = JSON_CHAR;
 const STRING = `"${CHAR}*"`;
 const INTEGER = '-?(?:0|[1-9][0-9]{0,15})';
 const NUMBER = `${INTEGER}(?:\\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,3})?`;

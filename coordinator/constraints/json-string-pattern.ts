@@ -12,8 +12,8 @@ import { ConstraintError, MAX_CP, parseRegex, type Ast } from '../../protocol/in
 
 /** Characters a JSON string holds unescaped: everything but `"`, `\` and U+0000–U+001F. */
 const JSON_UNESCAPED: [number, number][] = [[0x20, 0x21], [0x23, 0x5b], [0x5d, MAX_CP]];
-/** Any JSON string character, escapes included (the open end of a one-side anchored pattern). */
-const ANY_CHAR = '(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
+/** Any JSON string character as written: an unescaped one or an escape (a string schema's and an open end's). */
+export const JSON_CHAR = '(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
 
 /** The regular expression of the JSON string bodies (between the quotes) whose value `pattern` matches. */
 export function jsonStringPattern(pattern: string, at: string): string {
@@ -26,7 +26,7 @@ export function jsonStringPattern(pattern: string, at: string): string {
   const ast = restrict(parseRegex(inner), pattern, at);
   const body = serialize(ast);
   if (start === end) return body;
-  return start ? `${body}${ANY_CHAR}*` : `${ANY_CHAR}*${body}`;
+  return start ? `${body}${JSON_CHAR}*` : `${JSON_CHAR}*${body}`;
 }
 
 function restrict(a: Ast, pattern: string, at: string): Ast {

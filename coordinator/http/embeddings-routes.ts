@@ -10,11 +10,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GREEDY } from '../../protocol/index.js';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
-import { isJsonObject, type Json } from './json.js';
+import type { Json } from './json.js';
 import { spanOf } from './lifecycle.js';
 import { adapterAuthorization, allOrCancel, runEvents, startEngineRun, startRuns, type EngineRun } from './engine-run.js';
 import { openAiErrorHandler } from './openai-routes.js';
-import { ADAPTER_SOURCES, bearerToken } from './validate.js';
+import { adapterSourceOf, bearerToken, knownFields } from './validate.js';
 import { renderMessages } from './vllm-tokenize.js';
 
 /** Inputs one request may carry (OpenAI's limit). */
@@ -91,17 +91,7 @@ export function embeddingRouteOptions(deps: EmbeddingDeps) {
 }
 
 /** The body's fields, each one of `known`. */
-export function body(request: FastifyRequest, known: readonly string[]): Json {
-  if (!isJsonObject(request.body)) throw validationError('the body must be a JSON object');
-  const extra = Object.keys(request.body).find((k) => !known.includes(k));
-  if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
-  return request.body;
-}
-
-function sourceOf(v: unknown): AdapterRef['source'] {
-  if (!(ADAPTER_SOURCES as readonly unknown[]).includes(v)) throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
-  return v as AdapterRef['source'];
-}
+export const body = (request: FastifyRequest, known: readonly string[]): Json => knownFields(request.body, known);
 
 /** `api_token`, else the bearer token when it stands for adapter access (not an API key). */
 function apiTokenOf(b: Json, request: FastifyRequest, deps: EmbeddingDeps): string | undefined {
@@ -140,7 +130,7 @@ function inputOrMessages(b: Json, engine: GenerationEngine): Pick<EmbeddingJob, 
 /** The adapter `model` names (+ `adapter_source`, `api_token`), as on the OpenAI routes; and the `model` to answer with. */
 export function openAiAdapter(b: Json, request: FastifyRequest, deps: EmbeddingDeps): { adapter: AdapterRef | null; model: string } {
   if (b.model !== undefined && typeof b.model !== 'string') throw validationError('`model` must be a string');
-  const source = b.adapter_source === undefined ? undefined : sourceOf(b.adapter_source);
+  const source = b.adapter_source === undefined ? undefined : adapterSourceOf(b.adapter_source);
   let adapter = deps.engine.adapterForModel(b.model as string | undefined, apiTokenOf(b, request, deps));
   if (adapter && source !== undefined) adapter = { ...adapter, source };
   return { adapter, model: typeof b.model === 'string' ? b.model : deps.engine.info.modelId };
@@ -153,7 +143,7 @@ function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
   if (b.truncation_direction !== undefined && b.truncation_direction !== 'Left' && b.truncation_direction !== 'left') {
     throw validationError('`truncation_direction` must be "Left" (the last tokens are kept: the pooled position is the last)');
   }
-  const source = sourceOf(b.adapter_source ?? deps.engine.info.defaultAdapterSource);
+  const source = adapterSourceOf(b.adapter_source ?? deps.engine.info.defaultAdapterSource);
   if (b.adapter_id !== undefined && (typeof b.adapter_id !== 'string' || b.adapter_id === '')) throw validationError('`adapter_id` must be a non-empty string');
   const apiToken = apiTokenOf(b, request, deps);
   const adapter: AdapterRef | null = typeof b.adapter_id === 'string'

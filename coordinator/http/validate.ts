@@ -149,11 +149,12 @@ export function validateGenerateBody(
   const constraint = tgiConstraint(p);
   const bestOf = bestOfOf(p, route === 'generate_stream' || (route === 'compat' && stream), sampling.doSample);
   const chatMessages = optional(p, 'apply_chat_template', bool) ? chatMessagesOf(inputs) : undefined;
+  const priority = priorityOf(p);
   return {
     bestOf,
     request: { inputs, adapter, merge, sampling, maxNewTokens, stop, promptLogprobs, topN, ignoreEos,
       ...(truncate !== undefined ? { truncate } : {}), ...(constraint !== undefined ? { constraint } : {}),
-      ...(minNewTokens > 0 ? { minNewTokens } : {}), ...(priorityOf(p) !== 0 ? { priority: priorityOf(p) } : {}) },
+      ...(minNewTokens > 0 ? { minNewTokens } : {}), ...(priority !== 0 ? { priority } : {}) },
     details: optional(p, 'details', bool) ?? false,
     returnFullText: optional(p, 'return_full_text', bool) ?? false,
     stream,
@@ -438,4 +439,18 @@ export function priorityOf(b: Json): number {
   if (v === undefined || v === null) return 0;
   if (!Number.isInteger(v) || Math.abs(v as number) > 2 ** 31) throw validationError('`priority` must be an integer (lower is served first)');
   return v as number;
+}
+
+/** A route's JSON body whose every field is one of `known` (refused by name otherwise). */
+export function knownFields(body: unknown, known: readonly string[]): Json {
+  if (!isJsonObject(body)) throw validationError('the body must be a JSON object');
+  const extra = Object.keys(body).find((k) => !known.includes(k));
+  if (extra !== undefined) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
+  return body;
+}
+
+/** An `adapter_source` value: one of ADAPTER_SOURCES. */
+export function adapterSourceOf(v: unknown): AdapterSource {
+  if (!(ADAPTER_SOURCES as readonly unknown[]).includes(v)) throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
+  return v as AdapterSource;
 }

@@ -17,10 +17,10 @@ import type { FastifyInstance } from 'fastify';
 import type { AdapterRef, AdapterSource, GenerationEngine } from '../engine/types.js';
 import { adminAuthHook } from './admin-auth.js';
 import { HttpError, validationError } from './errors.js';
-import { isJsonObject, type Json } from './json.js';
+import type { Json } from './json.js';
 import { spanOf } from './lifecycle.js';
 import { openAiErrorHandler } from './openai-routes.js';
-import { ADAPTER_SOURCES } from './validate.js';
+import { adapterSourceOf, knownFields } from './validate.js';
 
 /** Longest adapter name taken (names travel in every request that uses them and in /v1/models). */
 export const MAX_ADAPTER_NAME_LENGTH = 256;
@@ -30,16 +30,16 @@ export interface VllmLoraRouteOptions {
   bodyLimitBytes: number;
 }
 
-const LOAD_KEYS = new Set(['lora_name', 'lora_path', 'load_inplace', 'adapter_source', 'api_token']);
+const LOAD_KEYS = ['lora_name', 'lora_path', 'load_inplace', 'adapter_source', 'api_token'];
 // vLLM's unload also takes lora_int_id (its internal id); weft's names are the only handle, so it is accepted and ignored.
-const UNLOAD_KEYS = new Set(['lora_name', 'lora_int_id']);
+const UNLOAD_KEYS = ['lora_name', 'lora_int_id'];
 
 export function registerVllmLoraRoutes(app: FastifyInstance, engine: GenerationEngine, opts: VllmLoraRouteOptions): void {
   const onRequest = adminAuthHook(opts.adminToken);
   const route = { errorHandler: openAiErrorHandler(opts.bodyLimitBytes), ...(onRequest ? { onRequest } : {}) };
 
   app.post('/v1/load_lora_adapter', route, async (request, reply) => {
-    const b = body(request.body, LOAD_KEYS);
+    const b = knownFields(request.body, LOAD_KEYS);
     const name = loraName(b, engine);
     const path = b.lora_path;
     if (typeof path !== 'string' || path.length === 0) throw validationError('`lora_path` must be a non-empty string');
@@ -66,20 +66,12 @@ export function registerVllmLoraRoutes(app: FastifyInstance, engine: GenerationE
   });
 
   app.post('/v1/unload_lora_adapter', route, async (request, reply) => {
-    const b = body(request.body, UNLOAD_KEYS);
+    const b = knownFields(request.body, UNLOAD_KEYS);
     const name = loraName(b, engine);
     request.log.info({ lora_name: name }, 'adapter name dropped');
     await engine.adapters.unloadNamed(name);
     return reply.type('text/plain; charset=utf-8').send(`Success: LoRA adapter '${name}' removed successfully.`);
   });
-}
-
-function body(raw: unknown, keys: ReadonlySet<string>): Json {
-  if (!isJsonObject(raw)) throw validationError('request body must be a JSON object');
-  for (const key of Object.keys(raw)) {
-    if (!keys.has(key)) throw validationError(`unknown field \`${key.slice(0, 64)}\`; this route takes ${[...keys].join(', ')}`);
-  }
-  return raw;
 }
 
 function loraName(b: Json, engine: GenerationEngine): string {
@@ -92,12 +84,7 @@ function loraName(b: Json, engine: GenerationEngine): string {
 
 /** Where `lora_path` lives: weft's explicit `adapter_source`, else read from its shape (see the header). */
 export function sourceOf(path: string, explicit: unknown, fallback: AdapterSource): AdapterSource {
-  if (explicit !== undefined && explicit !== null) {
-    if (typeof explicit !== 'string' || !(ADAPTER_SOURCES as readonly string[]).includes(explicit)) {
-      throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
-    }
-    return explicit as AdapterSource;
-  }
+  if (explicit !== undefined && explicit !== null) return adapterSourceOf(explicit);
   if (path.startsWith('s3://')) return 's3';
   if (/^(?:\/|\.\.?\/)/.test(path)) return 'local';
   return fallback;

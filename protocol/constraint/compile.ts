@@ -15,7 +15,7 @@ export const MAX_GRAMMAR_RULES = 1_000;
 
 /** Throws ConstraintError saying what is wrong with the source. */
 export function compileConstraint(src: ConstraintSource, maxStates?: number): ByteDfa {
-  if (src.syntax !== undefined) checkRuleCount(src);
+  if (src.syntax === 'gbnf' || src.syntax === 'lark') checkRuleCount(src);
   switch (src.syntax) {
     case undefined: return new LazyDfa(compileRegex(src.pattern), maxStates);
     case 'gbnf': return new GrammarDfa(compileGrammar(parseGbnf(src.pattern)), maxStates);
@@ -24,11 +24,15 @@ export function compileConstraint(src: ConstraintSource, maxStates?: number): By
   }
 }
 
-/** A cheap count of the definitions before any parsing (GBNF's `::=`, Lark's `name:` at a line start). */
+/** A cheap count of the definitions before any parsing (GBNF's `::=`, Lark's `name:` at a line start); the
+ * `rules` syntax is counted once its list is read. */
 function checkRuleCount(src: ConstraintSource): void {
   const count = src.syntax === 'gbnf' ? src.pattern.split('::=').length - 1
-    : src.syntax === 'lark' ? (src.pattern.match(/^[ \t]*[?!]?[A-Za-z_][A-Za-z0-9_]*(?:\.-?\d+)?[ \t]*:(?!:)/gm) ?? []).length
-      : (src.pattern.match(/","/g) ?? []).length + 1;
+    : (src.pattern.match(/^[ \t]*[?!]?[A-Za-z_][A-Za-z0-9_]*(?:\.-?\d+)?[ \t]*:(?!:)/gm) ?? []).length;
+  tooManyRules(count);
+}
+
+function tooManyRules(count: number): void {
   if (count > MAX_GRAMMAR_RULES) {
     throw new ConstraintError(`the grammar defines ${count} rules; at most ${MAX_GRAMMAR_RULES} are supported`);
   }
@@ -45,6 +49,7 @@ function parseRules(text: string): Grammar {
   if (!Array.isArray(list) || list.length === 0 || !list.every((r) => typeof r === 'string')) {
     throw new ConstraintError('rules: not a JSON array of regular expressions');
   }
+  tooManyRules(list.length);
   const bodies = list.map((r: string) => parseRegex(r, true));
   const names = bodies.map((_, k) => (k === 0 ? 'root' : `rule ${k}`));
   const check = (a: typeof bodies[number]): void => {

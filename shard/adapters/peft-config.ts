@@ -255,7 +255,12 @@ export type LoraTensorKind = 'A' | 'B' | 'M' | 'BASE' | 'TOKENS' | 'HEAD';
 /** The module names PEFT saves a sequence classifier's head under (modules_to_save of task_type SEQ_CLS). */
 export const CLASSIFIER_MODULES: readonly string[] = ['classifier', 'score'];
 // HEAD: a classification head saved through modules_to_save (`score.weight`, or unconverted `score.modules_to_save.default.weight`).
-const HEAD_KEY = /^(?:base_model\.model\.)?(score|classifier)(?:\.modules_to_save\.[^.]+)?\.(?:weight|bias)$/;
+const HEAD_KEY = /^(?:base_model\.model\.)?(score|classifier)(?:\.modules_to_save\.[^.]+)?\.(weight|bias)$/;
+
+/** Which part of a sequence classifier's head a tensor key holds (coordinator/adapters/classifier-head.ts), or null. */
+export function classifierHeadPart(key: string): 'weight' | 'bias' | null {
+  return (HEAD_KEY.exec(key)?.[2] as 'weight' | 'bias' | undefined) ?? null;
+}
 // trainable_token_indices: the new rows of those tokens (`<module path>.token_adapter.trainable_tokens_delta` [k, dim];
 // "delta" is PEFT's name, the values are whole rows).
 const TOKENS_KEY = /^(?:base_model\.model\.)?(.+?)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$/;
@@ -328,7 +333,7 @@ export function loadAdapterDir(dir: string): LoadedAdapter {
     throw new AdapterConfigError(`${dir}: adapter weights missing: looked for adapter_model.safetensors and adapter_model.bin`);
   }
   checkPairs(config, tensors, file);
-  for (const key of [...tensors.keys()]) if (parseLoraTensorKey(key).kind === 'HEAD') tensors.delete(key);  // the coordinator's
+  for (const key of [...tensors.keys()]) if (classifierHeadPart(key)) tensors.delete(key);  // the coordinator's
   return { config, tensors };
 }
 
