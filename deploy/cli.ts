@@ -23,9 +23,7 @@ async function main(): Promise<void> {
     case 'launch': {
       const { launch } = await import('./launch.js');
       const server = await launch(config);
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-        process.once(sig, () => { void server.close().then(() => process.exit(0)); });
-      }
+      closeOnSignal(server);
       return;
     }
     case 'bench': {
@@ -42,9 +40,7 @@ async function main(): Promise<void> {
     case 'router': {
       const { startRouter } = await import('./router/router.js');
       const router = await startRouter(config);
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-        process.once(sig, () => { void router.close().then(() => process.exit(0)); });
-      }
+      closeOnSignal(router);
       return;
     }
     case 'check-adapter': {
@@ -56,6 +52,13 @@ async function main(): Promise<void> {
       const _exhaustive: never = config;
       throw new Error(`unhandled command ${String(_exhaustive)}`);
     }
+  }
+}
+
+/** SIGTERM / SIGINT: close (a server drains its requests), then exit. */
+function closeOnSignal(running: { close(): Promise<void> }): void {
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => { void running.close().then(() => process.exit(0)); });
   }
 }
 
