@@ -190,7 +190,7 @@ export interface EngineStats {
   adapterRefs: number;
   /** KV blocks registered in the prefix cache (held by sequences or idle). */
   cachedBlocks: number;
-  /** Sequences preempted (KV blocks ran out; recomputed later) since the start. */
+  /** Sequences preempted (KV blocks ran out, or room for a better priority; recomputed later) since the start. */
   preemptions: number;
   /** Speculative decoding since the start: draft tokens verified, and accepted. */
   draftTokens: number;

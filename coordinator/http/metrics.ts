@@ -248,7 +248,7 @@ export class Metrics {
     };
     this.preemptions = new Counter({
       name: 'weft_preemptions_total',
-      help: 'Running sequences preempted (KV blocks ran out; they are recomputed later)',
+      help: 'Running sequences preempted (KV blocks ran out, or a better-priority request needed room; they are recomputed later)',
       registers,
       collect: cumulative((st) => st.preemptions),
     });

@@ -2,6 +2,7 @@
 // adapter is not resident, when it would exceed the distinct-adapter limit, or while another request
 // starves for its own adapter.
 
+import type { BlockManager } from './block-manager.js';
 import type { Sequence } from './sequence.js';
 
 /**
@@ -43,4 +44,41 @@ export function adapterAdmissible(
   // and the starving request's adapter can get a slot.
   if (starving !== null && starving.adapterKey !== key) return false;
   return active.has(key) || active.size < maxActiveAdapters;
+}
+
+/**
+ * Priority preemption (vLLM's priority policy): the running sequences to preempt now so that the best waiting
+ * request that could run fits this step, in preemption order (the end of `running`: worst priority, latest
+ * admitted). Each is strictly worse than that request, so with equal priorities (fcfs) there are none. Empty
+ * when it fits already, when preempting every worse one would still not make room, or when its adapter cannot
+ * join the batch anyway.
+ */
+export function priorityVictims(
+  waiting: readonly Sequence[],
+  running: readonly Sequence[],
+  blocks: BlockManager,
+  limits: { maxBatchSize: number; maxActiveAdapters: number },
+  active: ReadonlySet<string>,
+  isReady: (key: string) => boolean,
+): Sequence[] {
+  const best = waiting.find((seq) => seq.adapterKey === null || isReady(seq.adapterKey));
+  const worst = running[running.length - 1];
+  if (best === undefined || worst === undefined || worst.priority <= best.priority) return [];
+  const key = best.adapterKey;
+  if (key !== null && !active.has(key) && active.size >= limits.maxActiveAdapters) return [];
+  // This step's blocks: each decoding sequence's next slot, then the whole prompt (prefix-cache hits ignored).
+  let need = blocks.blocksFor(best.length);
+  for (const seq of running) if (!seq.isPrefilling) need += blocks.missingBlocks(seq.seqId, seq.length);
+  let free = blocks.freeBlocks;
+  let size = running.length;
+  const victims: Sequence[] = [];
+  for (let i = running.length - 1; i >= 0 && (size >= limits.maxBatchSize || need > free); i--) {
+    const victim = running[i]!;
+    if (victim.priority <= best.priority) return [];
+    victims.push(victim);
+    size--;
+    free += blocks.releasableBlocks(victim.seqId);
+    if (!victim.isPrefilling) need -= blocks.missingBlocks(victim.seqId, victim.length);
+  }
+  return size >= limits.maxBatchSize || need > free ? [] : victims;
 }

@@ -122,6 +122,11 @@ export class BlockManager {
     return this.missingBlocksOf(this.table(seqId), newLength);
   }
 
+  /** Blocks free(seqId) would make available: the ones no other sequence holds. */
+  releasableBlocks(seqId: string): number {
+    return this.table(seqId).reduce((n, b) => n + (this.refs[b] === 1 ? 1 : 0), 0);
+  }
+
   canAppend(seqId: string, newLength: number): boolean {
     return this.missingBlocksOf(this.table(seqId), newLength) <= this.freeBlocks;
   }

@@ -8,7 +8,7 @@
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
-import { adapterAdmissible, findStarving, insertByPriority } from './admission.js';
+import { adapterAdmissible, findStarving, insertByPriority, priorityVictims } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import { baseSlots, reserveDrafts } from './speculation.js';
@@ -100,13 +100,17 @@ export class Scheduler {
       throw new SchedulerError(`step ${this.inFlight[0]!.stepId} is in flight: call update() first`, 'OUT_OF_ORDER');
     }
     this.applyStops();
-    const preempted: string[] = [];
+    const victims = this.priorityVictims();
+    this.runningList.splice(this.runningList.length - victims.length);
+    for (const victim of victims) this.preempt(victim);
+    const preempted = victims.map((seq) => seq.seqId);
     const decoding: Sequence[] = [];
     const running = this.scheduleRunning(preempted, decoding);
     const budget = { left: this.config.maxBatchPrefillTokens };
     const chunks = this.continuePrefills(budget);
-    // Recompute-preemption means the cache is full: admit nothing new this step.
-    const admitted = preempted.length === 0 ? this.admitWaiting(budget) : [];
+    // Recompute-preemption for room to decode means the cache is full: admit nothing new this step. After
+    // preemption for a better request, admit (that request), but not a sequence this step preempted.
+    const admitted = preempted.length === victims.length ? this.admitWaiting(budget, new Set(victims)) : [];
     return this.emit(running, admitted, chunks, preempted, decoding, 0);
   }
 
@@ -126,6 +130,7 @@ export class Scheduler {
     }
     this.applyStops();
     if (this.inFlight[0]!.stepId <= this.staleThrough) return null;
+    if (this.priorityVictims().length > 0) return null; // preemption must see the result first
     // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
     const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
@@ -349,7 +354,7 @@ export class Scheduler {
   // A prompt longer than what is left of the step's prefill budget is split (chunked prefill): its first
   // chunk runs now, the rest in the next steps (continuePrefills); its blocks are all allocated now. Prompts
   // that need every position's logits are never split: one of them may exceed the budget alone, as before.
-  private admitWaiting(budget: { left: number }): Sequence[] {
+  private admitWaiting(budget: { left: number }, notNow: ReadonlySet<Sequence> = new Set()): Sequence[] {
     const admitted: Sequence[] = [];
     const active = this.runningAdapterKeys();
     let starving = findStarving(this.waitingQueue, active, this.now() - this.config.adapterCycleTimeS * 1000);
@@ -359,7 +364,7 @@ export class Scheduler {
     const stillWaiting: Sequence[] = [];
     for (const seq of this.waitingQueue) {
       if (open && this.runningList.length >= this.config.maxBatchSize) open = false;
-      if (!open || !adapterAdmissible(seq, active, starving, this.config.maxActiveAdapters, this.isAdapterReady)) {
+      if (!open || notNow.has(seq) || !adapterAdmissible(seq, active, starving, this.config.maxActiveAdapters, this.isAdapterReady)) {
         stillWaiting.push(seq);
         continue;
       }
@@ -409,6 +414,11 @@ export class Scheduler {
   /** Whether the sequence is at its length limit once `pending` more tokens are appended. */
   private endsByLength(seq: Sequence, pending: number): boolean {
     return seq.generated.length + pending >= seq.maxNewTokens || seq.length + pending >= this.maxTotalTokens;
+  }
+
+  private priorityVictims(): Sequence[] {
+    return priorityVictims(this.waitingQueue, this.runningList, this.blocks, this.config, this.runningAdapterKeys(),
+      this.isAdapterReady);
   }
 
   private preempt(seq: Sequence): void {

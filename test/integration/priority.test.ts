@@ -1,30 +1,43 @@
 // --scheduling-policy priority through the real server: with one sequence per step, a request with a better
-// (lower) `priority` that arrives later is served before a worse one that waited longer — on TGI's and the OpenAI
-// routes; without the policy a non-zero priority is a 422.
+// (lower) `priority` that arrives later is served before a worse one that waited longer, and preempts a running
+// request of a worse priority, which then finishes with the same text — on TGI's and the OpenAI routes; without
+// the policy a non-zero priority is a 422.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGoldenServer, textOf } from '../helpers/golden-server.js';
 
-test('priority: the better request waiting is admitted first; refused without the policy', async () => {
+test('priority: the better request is admitted first and preempts a worse running one; refused without the policy', async () => {
   const g = await startGoldenServer({}, { flags: ['--scheduling-policy', 'priority', '--max-batch-size', '1'] });
   try {
     const info = await fetch(`${g.url}/info`).then((r) => r.json()) as { scheduling_policy: string };
     assert.equal(info.scheduling_policy, 'priority');
     const prompt = textOf(g.c.sequences[0]!);
+    const long = { inputs: prompt, parameters: { max_new_tokens: 150, ignore_eos_token: true } };
+    const alone = await g.post('/generate', long);
+    assert.equal(alone.status, 200, alone.text);
+    const preemptions = async (): Promise<number> =>
+      Number(/^weft_preemptions_total (\d+)/m.exec(await fetch(`${g.url}/metrics`).then((r) => r.text()))![1]);
+    const before = await preemptions();
     // A long request holds the only batch slot; two more queue behind it.
     const busy = await fetch(`${g.url}/generate_stream`, { method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ inputs: prompt, parameters: { max_new_tokens: 150, ignore_eos_token: true } }) });
+      body: JSON.stringify(long) });
     const reader = busy.body!.getReader();
     await reader.read();  // its first token: it is running
     const done: string[] = [];
     const worse = g.post('/generate', { inputs: prompt, parameters: { max_new_tokens: 4, priority: 5 } }).then((r) => { done.push('worse'); return r; });
     await new Promise((r) => setTimeout(r, 20));  // the worse one has been waiting longer
     const better = g.post('/v1/completions', { prompt, max_tokens: 4, priority: -5 }).then((r) => { done.push('better'); return r; });
-    while (!(await reader.read()).done) { /* drain the long request */ }
+    let streamed = '';
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) streamed += new TextDecoder().decode(chunk.value);
+    done.push('busy');
     const [w, b] = await Promise.all([worse, better]);
     assert.equal(w.status, 200, w.text);
     assert.equal(b.status, 200, b.text);
-    assert.deepEqual(done, ['better', 'worse']);
+    assert.deepEqual(done, ['better', 'busy', 'worse'], 'the better one preempted the running one (priority 0); the worse one waited for both');
+    assert.equal(await preemptions(), before + 1);
+    const last = streamed.trim().split('\n').filter((l) => l.startsWith('data:')).at(-1)!;
+    const final = JSON.parse(last.slice(5)) as { generated_text: string };
+    assert.equal(final.generated_text, alone.json.generated_text, 'recomputed after preemption: the same text');
     const bad = await g.post('/generate', { inputs: prompt, parameters: { priority: 1.5 } });
     assert.equal(bad.status, 422);
     assert.match(bad.json.error, /`priority` must be an integer/);

@@ -256,6 +256,40 @@ test('priority: admitted by priority (lower first), then arrival; the lowest pri
   for (const id of ['low', 'high', 'mid']) assert.equal(p.tokens(id).length, 6);
 });
 
+test('priority: a better request that does not fit preempts the worst running ones, only as many as it needs, and runs in that step', () => {
+  // Batch full: one worse request goes, the urgent one is admitted in the same step; a tie preempts nothing.
+  const b = new Harness(config({ maxBatchSize: 2 }));
+  b.add(seq('low', 3, { maxNew: 8, priority: 3 }), seq('mid', 3, { maxNew: 8, priority: 1 }));
+  assert.deepEqual(newIds(b.step()), ['mid', 'low']);
+  b.add(seq('same', 3, { maxNew: 2, priority: 3 }));
+  assert.deepEqual(newIds(b.step()), [], 'equal to the worst running waits (fcfs within a class)');
+  b.add(seq('urgent', 3, { maxNew: 2, priority: 0 }));
+  const s = b.step()!;
+  assert.deepEqual([s.finished, newIds(s), runIds(s)], [['low'], ['urgent'], ['mid']]);
+  const rest = b.runToEnd();
+  const order = rest.flatMap((step) => newIds(step));
+  assert.deepEqual(order, ['low', 'same'], 'the preempted one back at the front of its class');
+  for (const id of ['low', 'mid', 'urgent', 'same']) assert.equal(b.tokens(id).length, id === 'urgent' || id === 'same' ? 2 : 8);
+  assert.equal(b.sched.preemptions, 1);
+  // Blocks short: the two worst go (latest admitted first within a class), the better-than-it one stays.
+  const k = new Harness(config({ numBlocks: 8, blockSize: 2 }));
+  k.add(seq('p1', 3, { maxNew: 3, priority: 1 }), seq('p2a', 3, { maxNew: 3, priority: 2 }), seq('p2b', 3, { maxNew: 3, priority: 2 }));
+  assert.deepEqual(newIds(k.step()), ['p1', 'p2a', 'p2b']);
+  k.add(seq('big', 9, { maxNew: 1, priority: 0 })); // 5 blocks; 2 are free, each preempted one frees 2
+  const t = k.step()!;
+  assert.deepEqual([t.finished, newIds(t), runIds(t)], [['p2b', 'p2a'], ['big'], ['p1']]);
+  k.runToEnd();
+  for (const id of ['p1', 'p2a', 'p2b']) assert.equal(k.tokens(id).length, 3);
+  // It would not fit even with every worse one gone: nothing is preempted for it.
+  const n = new Harness(config({ numBlocks: 7, blockSize: 2 }));
+  n.add(seq('keep', 5, { maxNew: 2, priority: 0 }), seq('worse', 3, { maxNew: 2, priority: 5 }));
+  assert.deepEqual(newIds(n.step()), ['keep', 'worse']);
+  n.add(seq('huge', 9, { maxNew: 1, priority: 1 }));
+  assert.deepEqual(n.step()!.finished, [], 'preempting "worse" frees 2 blocks, "huge" needs 5 and 2 are free');
+  n.runToEnd();
+  assert.equal(n.sched.preemptions, 0);
+});
+
 test('preemption by recompute: newest running first, back at the queue front, same tokens in the end', () => {
   const cfg = config({ numBlocks: 6, blockSize: 2 });
   const h = new Harness(cfg);
