@@ -12,12 +12,13 @@ import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
 import { readModelSpec } from '../shard/index.js';
 import { ensureDemoModel } from './demo-model/index.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
-import { ShardSupervisor } from './shard-supervisor.js';
+import { ShardSupervisor, waitForShards } from './shard-supervisor.js';
 import { startHttp, type HttpHandle } from './http-wiring.js';
 import { Metrics } from '../coordinator/http/index.js';
 import { preloadAdapters, registryOptions } from './adapter-wiring.js';
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
+import { readBaseClassifierHead } from '../coordinator/adapters/classifier-head.js';
 import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
 import { planMemory } from './memory-plan.js';
 
@@ -75,6 +76,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
   const spec = readModelSpec(model.dir);
+  const baseClassifierHead = readBaseClassifierHead(model.dir);
   const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
   const memory = o.device === 'cuda'
     ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length))
@@ -95,12 +97,16 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const group = new NatsShardGroup(nc, { cluster: o.cluster, worldSize: o.numShard, stepTimeoutMs: o.stepTimeoutMs,
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
+  let startFailure: string | null = null;  // a shard died before the group was first ready
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
     blockSize: o.blockSize, adapterSlots: memory.adapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype,
     cpuThreads: o.cpuThreads > 0 ? o.cpuThreads : Math.max(1, Math.floor(availableParallelism() / o.numShard)),
-    collective: o.collective }, log, (reason) => group.markLost(reason));
+    collective: o.collective }, log, (reason) => {
+    if (!engine) startFailure ??= reason;
+    group.markLost(reason);
+  });
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);
@@ -116,7 +122,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const metrics = new Metrics();
   let http: HttpHandle | undefined;
   try {
-    await group.waitReady(180_000);
+    await waitForShards(group, () => startFailure, 180_000);
     engine = new Engine(group, tokenizer, {
       modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
@@ -124,6 +130,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching, trustRequestChatTemplate: o.trustRequestChatTemplate,
       reasoningParser: o.reasoningParser, toolCallParser: o.toolCallParser, speculate: o.speculate, schedulingPolicy: o.schedulingPolicy,
+      baseClassifierHead,
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,

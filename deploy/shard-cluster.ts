@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { NatsShardGroup } from '../coordinator/index.js';
 import { startLocalNats } from './nats-server.js';
-import { ShardSupervisor } from './shard-supervisor.js';
+import { ShardSupervisor, waitForShards } from './shard-supervisor.js';
 
 export interface ShardClusterOptions {
   modelDir: string;
@@ -47,13 +47,7 @@ export async function startShardCluster(o: ShardClusterOptions): Promise<ShardCl
   };
   supervisor.start();
   try {
-    // Fail fast when a shard dies while loading (bad model directory) instead of waiting out the timeout.
-    const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
-    while (!group.isReady()) {
-      if (lost) throw new Error(`a shard failed to start: ${lost}`);
-      if (Date.now() > deadline) throw new Error(`shards did not become ready within ${o.readyTimeoutMs ?? 120_000} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForShards(group, () => lost, o.readyTimeoutMs ?? 120_000);
   } catch (e) {
     await stop();
     throw e;

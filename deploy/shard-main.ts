@@ -16,6 +16,7 @@ export function injectedForwardFailure(spec: string | undefined, rank: number): 
 
 export async function runShard(o: ShardConfig): Promise<void> {
   const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
+  process.channel?.unref();  // the supervisor's message channel (if any) must not keep a stopping shard alive
   const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
@@ -35,6 +36,8 @@ export async function runShard(o: ShardConfig): Promise<void> {
     await actor.start();
   } catch (e) {
     logger.error({ err: (e as Error).message }, 'shard failed to start');
+    // Tell the supervisor why (it stops `weft launch` with this instead of restarting a group that cannot load).
+    if (process.send) await new Promise<void>((r) => process.send!({ type: 'start_failed', message: (e as Error).message }, () => r()));
     await actor.stop().catch(() => undefined);
     throw e;
   }

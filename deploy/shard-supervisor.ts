@@ -1,5 +1,7 @@
 // Runs the N shard processes of one group and restarts the whole group when any of them dies: the
-// survivors may be blocked in a collective with the dead rank, so a clean restart is the safe move.
+// survivors may be blocked in a collective with the dead rank, so a clean restart is the safe move. A shard that
+// fails while loading says why over its IPC channel, so the reason reaches whoever waits for the group to start
+// (waitForShards) instead of a timeout.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -68,14 +70,18 @@ export class ShardSupervisor {
     if (o.collective) args.push('--collective', o.collective);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
     const out = o.output;
-    const child = spawn(process.execPath, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit', 'ipc'] });
+    let startError = '';
+    child.on('message', (m: { type?: string; message?: string }) => {
+      if (m?.type === 'start_failed' && typeof m.message === 'string') startError = `: ${m.message}`;
+    });
     if (out) {
       child.stdout?.on('data', (d: Buffer) => out.write(d));
       child.stderr?.on('data', (d: Buffer) => out.write(d));
     }
     child.once('exit', (code, signal) => {
       if (this.stopping || !this.procs.includes(child)) return;
-      const reason = `shard ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`})`;
+      const reason = `shard ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`})${startError}`;
       this.log.error({ rank, code, signal }, 'shard process died; restarting the shard group');
       this.restartAll(reason);
     });
@@ -100,5 +106,19 @@ export class ShardSupervisor {
       p.once('exit', () => { clearTimeout(t); resolve(); });
       p.kill('SIGTERM');
     })));
+  }
+}
+
+/**
+ * Waits until the group is ready, failing at once with `failure()` when that says a shard died first (a bad
+ * model directory, an unusable device) rather than after timeoutMs of restarts that fail the same way.
+ */
+export async function waitForShards(group: { isReady(): boolean }, failure: () => string | null, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!group.isReady()) {
+    const why = failure();
+    if (why !== null) throw new Error(`a shard failed to start: ${why}`);
+    if (Date.now() > deadline) throw new Error(`shards did not become ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -6,7 +6,8 @@
 // saves it), else transformers' defaults LABEL_0, LABEL_1, ….
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, loadTorchBin } from '../../shard/formats/index.js';
+import { SafetensorsFile, WeightStore, loadTorchBin } from '../../shard/formats/index.js';
+import { sequenceClassifierBase } from '../../shard/models/spec.js';
 import { classifierHeadPart } from '../../shard/adapters/peft-config.js';
 import { EngineError } from '../engine/types.js';
 import type { Prepared } from './registry.js';
@@ -44,6 +45,33 @@ export function readClassifierHead(dir: string, name: string): ClassifierHead {
     throw new EngineError('adapter_load', `adapter '${name}': the head's bias has shape [${bias.shape.join(', ')}] for ${numLabels} labels`);
   }
   return { labels: labelsOf(dir, numLabels), weight: weight.data, bias: bias?.data ?? null, hidden };
+}
+
+/**
+ * The head of a base model published as *ForSequenceClassification (a reward model, a classifier): its `score`
+ * Linear, read from the checkpoint in `modelDir`, with config.json's id2label. Null for a causal LM.
+ */
+export function readBaseClassifierHead(modelDir: string): ClassifierHead | null {
+  let arch: unknown;
+  try {
+    arch = (JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as { architectures?: unknown[] }).architectures?.[0];
+  } catch {
+    return null;  // the shards report an unreadable config.json
+  }
+  if (typeof arch !== 'string' || sequenceClassifierBase(arch) === null) return null;
+  const store = WeightStore.openDir(modelDir);
+  try {
+    if (!store.has('score.weight')) {
+      throw new Error(`${modelDir}: a ${arch} checkpoint needs its classification head, 'score.weight', which is missing`);
+    }
+    const shape = store.info('score.weight').shape;
+    if (shape.length !== 2) throw new Error(`${modelDir}: 'score.weight' has shape [${shape.join(', ')}]; a [labels, hidden] matrix was expected`);
+    const [numLabels, hidden] = shape as [number, number];
+    const bias = store.has('score.bias') ? store.readF32('score.bias') : null;
+    return { labels: labelsOf(modelDir, numLabels), weight: store.readF32('score.weight'), bias, hidden };
+  } finally {
+    store.close();
+  }
 }
 
 function headTensors(dir: string): Map<string, { shape: number[]; data: Float32Array }> {

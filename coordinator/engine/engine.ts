@@ -57,6 +57,9 @@ export interface EngineLimits {
   speculate?: number;
   /** --scheduling-policy: 'priority' admits by the requests' priority (default 'fcfs': arrival only). */
   schedulingPolicy?: 'fcfs' | 'priority';
+  /** The base model's head when it is a *ForSequenceClassification checkpoint (readBaseClassifierHead); it does
+   * not generate then. */
+  baseClassifierHead?: ClassifierHead | null;
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -140,6 +143,7 @@ export class Engine implements GenerationEngine {
       reasoning,
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
       fimFormat: detectFimFormat((t) => tokenizer.hasToken(t)),
+      task: limits.baseClassifierHead ? 'classify' : 'generate',
     };
     this.scheduler = this.newScheduler();
   }
@@ -202,8 +206,11 @@ export class Engine implements GenerationEngine {
     return { id: model, source: named ? named.source : this.limits.defaultAdapterSource, apiToken };
   }
 
-  async classifierHead(ref: AdapterRef): Promise<ClassifierHead> {
-    return this.heads.of(await this.registry.prepare(ref), ref.id);  // access-checked with this request's token
+  async classifierHead(ref: AdapterRef | null): Promise<ClassifierHead> {
+    if (ref) return this.heads.of(await this.registry.prepare(ref), ref.id);  // access-checked with this request's token
+    if (this.limits.baseClassifierHead) return this.limits.baseClassifierHead;
+    throw new EngineError('validation', '`model` must name a sequence-classification adapter (PEFT task_type "SEQ_CLS") or the ' +
+      'served model be a *ForSequenceClassification checkpoint: this base model has no classification head');
   }
 
   adapterNames(): string[] {
@@ -218,6 +225,10 @@ export class Engine implements GenerationEngine {
         `(--max-concurrent-requests ${this.info.maxConcurrentRequests})`);
     }
     checkRequestFields(req, this.info);
+    if (this.info.task === 'classify' && req.embed !== true) {
+      throw new EngineError('validation', `${this.info.modelId} is a sequence classifier (${this.info.architecture} with a score head, no ` +
+        'language-model head): it serves /classify, /v1/classify and embeddings, not text generation');
+    }
     this.admitting++;
     let ids: number[];
     let adapter: Prepared | null;

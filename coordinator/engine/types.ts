@@ -174,6 +174,9 @@ export interface EngineInfo {
   toolFormat: ToolFormatName;
   /** The tokenizer's fill-in-the-middle tokens (completions' `suffix`), or null. */
   fimFormat?: FimFormatName | null;
+  /** 'classify': the base model is a *ForSequenceClassification checkpoint — it classifies and embeds, and does
+   * not generate (it has no language-model head). */
+  task: 'generate' | 'classify';
 }
 
 export interface EngineStats {
@@ -222,9 +225,10 @@ export interface GenerationEngine {
   adapterNames(): string[];
   /** The adapter admin operations (GET/POST /v1/adapters…). */
   readonly adapters: AdapterAdmin;
-  /** A sequence-classification adapter's head (access-checked and fetched like any adapter; /classify).
-   *  EngineError('validation') when the adapter is not a classifier. */
-  classifierHead(ref: AdapterRef): Promise<ClassifierHead>;
+  /** The head /classify applies: the adapter's (a PEFT SEQ_CLS adapter), or with null the base model's (a
+   * *ForSequenceClassification checkpoint). The adapter is access-checked and fetched like any; EngineError('validation')
+   * when there is no head. */
+  classifierHead(ref: AdapterRef | null): Promise<ClassifierHead>;
 }
 
 export type AdapterTier = 'device' | 'host' | 'disk' | 'loading';

@@ -21,10 +21,6 @@ export function registerClassifyRoutes(app: FastifyInstance, deps: EmbeddingDeps
       const b = body(request, ['input', 'model', 'truncate_prompt_tokens', 'use_activation', 'user', 'adapter_source', 'api_token']);
       if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
       const { adapter, model } = openAiAdapter(b, request, deps);
-      if (!adapter) {
-        throw validationError('`model` must name a sequence-classification adapter (PEFT task_type "SEQ_CLS"): the base model has no ' +
-          'classification head');
-      }
       const inputs = inputsOf(b.input, 'input', true);
       const activation = flag(b.use_activation, 'use_activation', true);
       const truncate = truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens');

@@ -207,7 +207,7 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     model_sha: null,
     model_dtype: info.dtype,
     model_device_type: info.device,
-    model_pipeline_tag: 'text-generation',
+    model_pipeline_tag: info.task === 'classify' ? 'text-classification' : 'text-generation',
     max_concurrent_requests: info.maxConcurrentRequests,
     max_best_of: MAX_BEST_OF,
     max_stop_sequences: MAX_STOP_SEQUENCES,

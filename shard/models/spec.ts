@@ -224,8 +224,24 @@ export function readModelSpec(modelDir: string): ModelSpec {
   return parseModelSpec(cfg, path);
 }
 
+/**
+ * A *ForSequenceClassification checkpoint (a reward model, a classifier) is its decoder plus a `score` head in place
+ * of the lm_head: the shards run it as the causal LM of the same family (the missing lm_head falls back to the
+ * embedding, is computed and never read: such a model does not generate) and the coordinator applies the head to the final
+ * hidden state (coordinator/adapters/classifier-head.ts). Returns that causal LM's architecture name, or null.
+ */
+export function sequenceClassifierBase(archName: string): string | null {
+  const m = /^(\w+)ForSequenceClassification$/.exec(archName);
+  if (!m) return null;
+  const causal = m[1] === 'GPT2' ? 'GPT2LMHeadModel' : `${m[1]}ForCausalLM`;
+  return causal in ARCHITECTURES ? causal : null;
+}
+
 export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   const archName = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : '';
+  const causal = sequenceClassifierBase(archName);
+  // The decoder only: the lm_head the shards need reads the embedding (the checkpoint has none).
+  if (causal !== null) return { ...parseModelSpec({ ...cfg, architectures: [causal] }, where), tieEmbeddings: true, lmHeadBias: false };
   const arch = ARCHITECTURES[archName];
   if (!arch) {
     throw new UnsupportedModelError(`${where}: architecture '${archName || String(cfg.model_type)}' is not supported ` +

@@ -12,9 +12,9 @@ import { refLogSoftmax } from './reference-ops.js';
  * specialTokens: ids the tokenizer marks as special added tokens, with their text (e.g. { 3: '<tool>' }); an entry
  * { content, special: false } is an added token that is not special (its text stays in decoded output).
  */
-export function tokenizedGoldenModel(c: GoldenCase, specialTokens: Record<number, AddedToken> = {}): string {
+export function tokenizedGoldenModel(c: GoldenCase, specialTokens: Record<number, AddedToken> = {}, weightsDir = c.modelDir): string {
   const dir = mkdtempSync(join(tmpdir(), `weft-${c.name}-`));
-  for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(c.modelDir, f), join(dir, f));
+  for (const f of ['config.json', 'model.safetensors']) symlinkSync(join(weightsDir, f), join(dir, f));
   const vocab: Record<string, number> = {};
   for (let i = 0; i < c.vocab; i++) vocab[`t${i}`] = i;
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
@@ -51,11 +51,13 @@ export interface GoldenServerExtras {
   specialTokens?: Record<number, AddedToken>;
   /** A chat template for the served model (chat_template.jinja): the golden models have none. */
   chatTemplate?: string;
+  /** Serve this directory's config.json and model.safetensors (a checkpoint of the case's vocabulary) instead. */
+  weightsDir?: string;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
   const c = loadGoldenCase(extras.caseName ?? 'llama');
-  const modelDir = tokenizedGoldenModel(c, extras.specialTokens);
+  const modelDir = tokenizedGoldenModel(c, extras.specialTokens, extras.weightsDir);
   if (extras.chatTemplate !== undefined) writeFileSync(join(modelDir, 'chat_template.jinja'), extras.chatTemplate);
   const flags = ['--model-id', modelDir, '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',

@@ -76,7 +76,7 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['qwen2', 1]] as const
       const gen = await g.post('/generate', { inputs: 'Hello there', parameters: { adapter_id: 'sentiment-clf', max_new_tokens: 3 } });
       assert.equal(gen.status, 200, gen.text);
       for (const [b, status, why] of [
-        [{ input: 'x' }, 422, /must name a sequence-classification adapter/],
+        [{ input: 'x' }, 422, /must name a sequence-classification adapter .*this base model has no classification head/],
         [{ model: 'all_r8', adapter_source: 'local', input: 'x' }, 422, /not a sequence classifier \(task_type "CAUSAL_LM"\)/],
         [{ model: 'nope', adapter_source: 'local', input: 'x' }, 404, /nope/],
         [{ model: 'sentiment-clf', input: [] }, 422, /`input` is empty/],
@@ -90,6 +90,56 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['qwen2', 1]] as const
       const stats = g.server.engine.stats();
       assert.equal(stats.usedBlocks, 0);
       assert.equal(stats.adapterRefs, 0);
+    });
+  });
+}
+
+// A base model published as LlamaForSequenceClassification (a reward model's shape: the decoder and a 2-label
+// `score` head, no lm_head; test/fixtures/classify/base-llama from make_classifiers.py) against transformers'
+// AutoModelForSequenceClassification, at --num-shard 1 and 2: /classify without an adapter uses its head; it
+// refuses to generate; embeddings still work; a SEQ_CLS adapter's own head still applies on top of it.
+for (const shards of [1, 2]) {
+  describe(`classify: a *ForSequenceClassification base model, --num-shard ${shards}`, () => {
+    let g: GoldenServer;
+    const base = (FIXTURE as unknown as { base: { dir: string; labels: string[]; entries: Entry[] } }).base;
+    before(async () => {
+      g = await startGoldenServer({}, { weightsDir: join(ROOT, base.dir), flags: ['--num-shard', String(shards), '--adapter-root', join(ROOT, 'llama')] });
+    });
+    after(async () => { await g.close(); });
+
+    test('its score head, alone and batched, equals transformers\'; labels from config.json; generation refused', async () => {
+      const all = await Promise.all(base.entries.map((e) => g.post('/v1/classify', { model: g.server.engine.info.modelId, input: [e.tokens], use_activation: false })));
+      all.forEach((r, i) => {
+        assert.equal(r.status, 200, r.text);
+        assert.ok(maxDiff(r.json.data[0].probs, base.entries[i]!.logits) <= TOL, `#${i}: ${r.json.data[0].probs} vs ${base.entries[i]!.logits}`);
+      });
+      const probs = await g.post('/classify', { input: base.entries.map((e) => textOf(e.tokens)) });
+      assert.equal(probs.status, 200, probs.text);
+      probs.json.data.forEach((d: { label: string; probs: number[] }, i: number) => {
+        const ref = base.entries[i]!.logits;
+        assert.equal(d.label, base.labels[ref.indexOf(Math.max(...ref))]);
+        assert.ok(maxDiff(d.probs, activate(ref)) <= 1e-5);
+      });
+      const info = await fetch(`${g.url}/info`).then((r) => r.json()) as { model_pipeline_tag: string };
+      assert.equal(info.model_pipeline_tag, 'text-classification');
+      for (const [path, body] of [['/generate', { inputs: 't5 t6' }], ['/v1/completions', { prompt: 't5 t6', max_tokens: 2 }]] as const) {
+        const r = await g.post(path, body);
+        assert.equal(r.status, 422, r.text);
+        assert.match(r.text, /sequence classifier .*not text generation/);
+      }
+      const emb = await g.post('/v1/embeddings', { input: 't5 t6' });
+      assert.equal(emb.status, 200, emb.text);
+      assert.equal(emb.json.data[0].embedding.length, 64);
+      const stats = g.server.engine.stats();
+      assert.equal(stats.usedBlocks, 0);
+      assert.equal(stats.running + stats.waiting, 0);
+    });
+
+    if (shards !== 1) return;
+    test('a SEQ_CLS adapter on it applies its own head', async () => {
+      const r = await g.post('/classify', { model: 'sentiment', adapter_source: 'local', input: 't5 t6', use_activation: false });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.data[0].num_classes, 3);
     });
   });
 }
