@@ -3,22 +3,22 @@
 // order, one optional space after `:` and `,`, no other whitespace (free whitespace lets a model pad forever).
 // Numbers are bounded in length (an integer has at most 16 digits: past 2^53 JSON numbers lose precision).
 // Keywords that constrain values but cannot be expressed here are refused by name rather than ignored.
+// subschemaRegex also spells the values as Python literals (literal-syntax.ts), for pythonic tool calls.
 // A recursive schema (a $ref to a schema that contains it, `#` included) is not regular: jsonSchemaConstraint
 // then makes each $ref target a rule of a grammar (syntax 'rules': one regular expression per rule, `\R{k}`
 // calling rule k), which the shards run as a pushdown automaton.
 import { ConstraintError, escapeRegex, type ConstraintSource } from '../../protocol/index.js';
 import { numberRange, type NumericBounds } from './json-number-range.js';
-import { JSON_CHAR, jsonStringPattern } from './json-string-pattern.js';
+import { jsonStringPattern } from './json-string-pattern.js';
+import { JSON_SYNTAX, type LiteralSyntax } from './literal-syntax.js';
 
 /** Whitespace allowed after `:` and `,`: one optional space. */
 export const JSON_SP = ' ?';
 const SP = JSON_SP;
-const CHAR = JSON_CHAR;
-const STRING = `"${CHAR}*"`;
 const INTEGER = '-?(?:0|[1-9][0-9]{0,15})';
 const NUMBER = `${INTEGER}(?:\\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,3})?`;
-const BOOLEAN = '(?:true|false)';
-const NULL = 'null';
+/** A string of any characters, in `syntax`. */
+const stringOf = (syntax: LiteralSyntax) => `"${syntax.char}*"`;
 /** Container nesting of a value whose schema says nothing (`{}`, or json_object without a schema). */
 export const FREE_JSON_DEPTH = 3;
 
@@ -60,20 +60,20 @@ const MAX_PATTERN_CHARS = 1_000_000;
 
 type Schema = Record<string, unknown> | boolean;
 
-/** A value of any JSON type, containers nested at most `depth` deep. */
-export function freeJsonValue(depth: number): string {
-  const leaves = [STRING, NUMBER, BOOLEAN, NULL];
+/** A value of any JSON type, containers nested at most `depth` deep (spelled in `syntax`). */
+export function freeJsonValue(depth: number, syntax: LiteralSyntax = JSON_SYNTAX): string {
+  const leaves = [stringOf(syntax), NUMBER, syntax.true, syntax.false, syntax.null];
   if (depth <= 0) return `(?:${leaves.join('|')})`;
-  const inner = freeJsonValue(depth - 1);
-  return `(?:${[...leaves, objectOf(inner), arrayOf(inner, 0, Infinity)].join('|')})`;
+  const inner = freeJsonValue(depth - 1, syntax);
+  return `(?:${[...leaves, objectOf(inner, syntax), arrayOf(inner, 0, Infinity)].join('|')})`;
 }
-function objectOf(value: string): string {
-  const member = `${STRING}:${SP}${value}`;
+function objectOf(value: string, syntax: LiteralSyntax): string {
+  const member = `${stringOf(syntax)}:${SP}${value}`;
   return `\\{(?:${member}(?:,${SP}${member})*)?\\}`;
 }
 /** A JSON object of any members: what `response_format: {type: "json_object"}` asks for. */
 export function freeJsonObject(): string {
-  return objectOf(freeJsonValue(FREE_JSON_DEPTH - 1));
+  return objectOf(freeJsonValue(FREE_JSON_DEPTH - 1), JSON_SYNTAX);
 }
 
 function arrayOf(item: string, min: number, max: number): string {
@@ -119,8 +119,14 @@ function tupleOf(prefix: string[], rest: string | null, min: number, max: number
 }
 
 export function jsonSchemaRegex(schema: unknown): string {
+  return subschemaRegex(schema, rootOf(schema), '#');
+}
+
+/** The regular expression of the values of `schema`, a part of `root` (its $refs point into root), spelled in
+ * `syntax`: what a tool-call format that writes each argument on its own compiles; a recursive schema is refused. */
+export function subschemaRegex(root: unknown, schema: unknown, at: string, syntax: LiteralSyntax = JSON_SYNTAX): string {
   try {
-    return new SchemaCompiler(rootOf(schema), false).value(rootOf(schema), '#', 0);
+    return new SchemaCompiler(rootOf(root), false, syntax).value(schema as Schema, at, 0);
   } catch (e) {
     if (e instanceof Recursive) {
       throw new ConstraintError(`${e.message} (a recursive schema): recursive schemas are supported in response_format and guided_json, not here`);
@@ -149,7 +155,8 @@ class SchemaCompiler {
   /** Inline mode: the $refs being expanded. */
   private readonly expanding: string[] = [];
 
-  constructor(private readonly root: Record<string, unknown>, private readonly asRules: boolean) {}
+  constructor(private readonly root: Record<string, unknown>, private readonly asRules: boolean,
+    private readonly syntax: LiteralSyntax = JSON_SYNTAX) {}
 
   private depth = 0;
 
@@ -168,7 +175,7 @@ class SchemaCompiler {
   }
 
   private valueOf(s: Schema, at: string, refDepth: number): string {
-    if (s === true) return freeJsonValue(FREE_JSON_DEPTH);
+    if (s === true) return freeJsonValue(FREE_JSON_DEPTH, this.syntax);
     if (s === false || typeof s !== 'object' || s === null || Array.isArray(s)) {
       throw new ConstraintError(`schema at ${at} must be an object (or true)`);
     }
@@ -178,10 +185,10 @@ class SchemaCompiler {
       }
     }
     if (s.$ref !== undefined) return this.ref(s.$ref, at, refDepth);
-    if (s.const !== undefined) return escapeRegex(JSON.stringify(s.const));
+    if (s.const !== undefined) return escapeRegex(this.syntax.literal(s.const));
     if (s.enum !== undefined) {
       if (!Array.isArray(s.enum) || s.enum.length === 0) throw new ConstraintError(`'enum' at ${at} must be a non-empty array`);
-      return `(?:${s.enum.map((v) => escapeRegex(JSON.stringify(v))).join('|')})`;
+      return `(?:${s.enum.map((v) => escapeRegex(this.syntax.literal(v))).join('|')})`;
     }
     for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
       const list = s[key];
@@ -195,7 +202,7 @@ class SchemaCompiler {
     if (types.length === 0) {
       if (s.properties !== undefined) types = ['object'];
       else if (s.items !== undefined || s.prefixItems !== undefined) types = ['array'];
-      else return freeJsonValue(FREE_JSON_DEPTH);
+      else return freeJsonValue(FREE_JSON_DEPTH, this.syntax);
     }
     const alts = types.map((t) => this.typed(s, String(t), at, refDepth));
     return alts.length === 1 ? alts[0] : `(?:${alts.join('|')})`;
@@ -206,8 +213,8 @@ class SchemaCompiler {
       case 'string': return this.string(s, at);
       case 'integer': return this.bounded(s, true, at) ?? INTEGER;
       case 'number': return this.bounded(s, false, at) ?? NUMBER;
-      case 'boolean': return BOOLEAN;
-      case 'null': return NULL;
+      case 'boolean': return `(?:${this.syntax.true}|${this.syntax.false})`;
+      case 'null': return this.syntax.null;
       case 'array': {
         const min = count(s.minItems, 'minItems', at) ?? 0, max = count(s.maxItems, 'maxItems', at) ?? Infinity;
         if (max < min) throw new ConstraintError(`maxItems < minItems at ${at}`);
@@ -218,7 +225,7 @@ class SchemaCompiler {
         const prefix = s.prefixItems ?? (Array.isArray(s.items) ? s.items : undefined);
         const restSchema = s.prefixItems !== undefined ? s.items : Array.isArray(s.items) ? s.additionalItems : s.items;
         const item = restSchema === false ? null
-          : restSchema === undefined ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(restSchema as Schema, `${at}/items`, refDepth);
+          : restSchema === undefined ? freeJsonValue(FREE_JSON_DEPTH - 1, this.syntax) : this.value(restSchema as Schema, `${at}/items`, refDepth);
         if (prefix === undefined) return item === null ? '\\[\\]' : arrayOf(item, min, max);
         if (!Array.isArray(prefix)) throw new ConstraintError(`'prefixItems' at ${at} must be an array of schemas`);
         return tupleOf(prefix.map((p, i) => this.value(p as Schema, `${at}/prefixItems/${i}`, refDepth)), item, min, max, at);
@@ -261,8 +268,8 @@ class SchemaCompiler {
     }
     const min = count(s.minLength, 'minLength', at) ?? 0, max = count(s.maxLength, 'maxLength', at);
     if (max !== undefined && max < min) throw new ConstraintError(`maxLength < minLength at ${at}`);
-    if (min === 0 && max === undefined) return STRING;
-    return `"${CHAR}{${min},${max ?? ''}}"`;
+    if (min === 0 && max === undefined) return stringOf(this.syntax);
+    return `"${this.syntax.char}{${min},${max ?? ''}}"`;
   }
 
   private object(s: Record<string, unknown>, at: string, refDepth: number): string {
@@ -316,8 +323,8 @@ class SchemaCompiler {
         members.push(`${this.string({ pattern }, `${at}/patternProperties`)}:${SP}${this.value(schema, `${at}/patternProperties/${pattern}`, refDepth)}`);
       }
     } else if (extra !== false) {
-      const key = s.propertyNames === undefined ? STRING : this.key(s.propertyNames, `${at}/propertyNames`);
-      const value = extra === undefined || extra === true ? freeJsonValue(FREE_JSON_DEPTH - 1) : this.value(extra as Schema, `${at}/additionalProperties`, refDepth);
+      const key = s.propertyNames === undefined ? stringOf(this.syntax) : this.key(s.propertyNames, `${at}/propertyNames`);
+      const value = extra === undefined || extra === true ? freeJsonValue(FREE_JSON_DEPTH - 1, this.syntax) : this.value(extra as Schema, `${at}/additionalProperties`, refDepth);
       members.push(`${key}:${SP}${value}`);
     }
     if (members.length === 0) {

@@ -144,7 +144,7 @@ export function toolConstraint(use: ToolUse): string {
 
 /** OpenAI: omitted parameters define a function with an empty parameter list; so does an object schema that
  * declares no properties (what pydantic writes for a function without arguments). Its arguments are `{}`. */
-function takesNoArguments(parameters: Json | undefined): boolean {
+export function takesNoArguments(parameters: Json | undefined): boolean {
   if (parameters === undefined) return true;
   const keys = Object.keys(parameters).filter((k) => !['type', 'properties', 'title', 'description', 'additionalProperties', 'required', '$schema'].includes(k));
   const props = parameters.properties;

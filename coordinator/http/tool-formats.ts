@@ -14,80 +14,27 @@
 //   harmony      gpt-oss: a commentary message addressed `to=functions.NAME` whose text is the arguments, ended
 //                by <|call|>; the harmony reasoning parser (engine/reasoning.ts) hands such messages on as
 //                HARMONY_CALL markup. Their markers are special tokens a constraint cannot write, so only `auto`.
+//   pythonic     [get_weather(city="Paris"), …] as the whole answer, arguments Python literals (Llama 3.2 / 4;
+//                Llama 4 may wrap it in <|python_start|> … <|python_end|>): tool-format-pythonic.ts
+//   qwen3_coder  <tool_call>\n<function=NAME>\n<parameter=P>\nvalue\n</parameter>…</function>\n</tool_call>, after
+//                optional text; each value raw text read as its schema's type (Qwen3-Coder): tool-format-qwen3-coder.ts
 // `auto` leaves the answer free and parses it; `required` or a named function constrains it to the native calls
 // with arguments matching the schema, as weft's format does.
 import { randomBytes } from 'node:crypto';
 import { JSON_SP } from '../constraints/json-schema.js';
-import { isJsonObject } from './json.js';
 import { callPattern, looksLikeCalls, parseToolCalls, toolConstraint, withToolPrompt, type ToolCall, type ToolUse } from './openai-tools.js';
+import { callOf, heldBefore, namedCall, newCallId, textBefore, type ParsedCalls, type ToolFormat } from './tool-format-base.js';
+import { PYTHONIC } from './tool-format-pythonic.js';
+import { QWEN3_CODER } from './tool-format-qwen3-coder.js';
 import { HERMES_CLOSE as CLOSE, HERMES_OPEN as OPEN, MISTRAL_CALLS, type ToolFormatName } from '../engine/tool-format-detect.js';
 import { HARMONY_CALL } from '../engine/reasoning.js';
 import { validationError } from './errors.js';
 
-/** An answer with calls: the text before them (null: none) and the calls. */
-export interface ParsedCalls {
-  content: string | null;
-  calls: ToolCall[];
-}
+export type { ParsedCalls, ToolFormat } from './tool-format-base.js';
 
-export interface ToolFormat {
-  name: ToolFormatName;
-  /** The chat template renders the tools and the history's calls/results (else weft writes them as text). */
-  native: boolean;
-  /** The answer's pattern (undefined: free text, parsed afterwards). */
-  constraint(use: ToolUse): string | undefined;
-  /** The answer's calls, or null when it has none (or they do not parse: then it is all text). */
-  parse(answer: string, use: ToolUse): ParsedCalls | null;
-  /** Streaming: where calls begin in the answer so far (-1: not yet, or never). */
-  callStart(answer: string): number;
-  /** Streaming: how many trailing characters to hold back because they may begin a call's markup. */
-  heldTail(answer: string): number;
-  /** Special tokens whose text belongs in the answer (call markup), though special tokens are otherwise dropped. */
-  markerTokens?: readonly string[];
-}
-
-const newCallId = (): string => `call_${randomBytes(12).toString('hex')}`;
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 /** Mistral's call ids: 9 letters and digits. */
 const mistralCallId = (): string => Array.from(randomBytes(9), (b) => ALNUM[b % ALNUM.length]).join('');
-
-/** A parsed call object {name, <argsKey>: {…}} of an offered function (arguments an object, or JSON text of
- * one), or null. */
-function callOf(v: unknown, use: ToolUse, argsKeys: readonly string[], id: () => string = newCallId): ToolCall | null {
-  if (!isJsonObject(v) || typeof v.name !== 'string') return null;
-  const key = argsKeys.find((k) => v[k] !== undefined);
-  return namedCall(v.name, key === undefined ? {} : v[key], use, id);
-}
-
-function namedCall(name: string, args: unknown, use: ToolUse, id: () => string): ToolCall | null {
-  if (!use.tools.some((t) => t.name === name)) return null;
-  if (typeof args === 'string') {
-    try {
-      args = JSON.parse(args);
-    } catch {
-      return null;
-    }
-  }
-  if (!isJsonObject(args)) return null;
-  return { id: id(), name, arguments: JSON.stringify(args) };
-}
-
-/** The trimmed text before a call marker, or null when there is none. */
-const textBefore = (answer: string, at: number): string | null => answer.slice(0, at).trim() || null;
-
-/** heldTail of a format whose calls start at `marker`: its beginning, and the spaces before it (the text before
- * calls is sent trimmed, as parse() gives it). */
-function heldBefore(answer: string, marker: string): number {
-  const k = markerPrefixAtEnd(answer, marker);
-  const before = answer.slice(0, answer.length - k);
-  return k + before.length - before.trimEnd().length;
-}
-
-/** The longest proper prefix of `marker` that `text` ends with (0: none). */
-function markerPrefixAtEnd(text: string, marker: string): number {
-  for (let k = Math.min(marker.length - 1, text.length); k > 0; k--) if (text.endsWith(marker.slice(0, k))) return k;
-  return 0;
-}
 
 const WEFT: ToolFormat = {
   name: 'weft',
@@ -260,7 +207,8 @@ const HARMONY: ToolFormat = {
   heldTail: (answer) => answer.length - answer.trimEnd().length,
 };
 
-const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL, harmony: HARMONY };
+const FORMATS: Record<ToolFormatName, ToolFormat> = { weft: WEFT, hermes: HERMES, llama3_json: LLAMA3_JSON, mistral: MISTRAL, harmony: HARMONY,
+  pythonic: PYTHONIC, qwen3_coder: QWEN3_CODER };
 
 /** The messages a chat prompt is rendered from: weft's own format describes the tools in a system message; a
  * native one has the chat template render them (validateChatBody passed them as `tools`). */

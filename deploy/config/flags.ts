@@ -3,6 +3,7 @@
 // conformance or benchmark run says everything on its command line.
 import type { Command, ConfigFor } from './types.js';
 import { MAX_SPECULATE } from '../../coordinator/scheduler/speculation.js';
+import { DEFAULT_LOAD_FACTOR } from '../router/placement.js';
 
 export type FlagType = 'int' | 'float' | 'string' | 'bool' | 'list';
 
@@ -105,8 +106,8 @@ export const FLAGS = [
     choices: ['auto', 'none', 'think', 'harmony'],
     help: 'How chat answers\' thoughts come back apart, as `reasoning_content`: think (<think>…</think>: DeepSeek-R1, Qwen3, GLM-4.5), harmony (gpt-oss\'s analysis channel), auto (whichever markers the tokenizer has as tokens), none (the raw text as content).' },
   { name: 'tool-call-parser', type: 'string', commands: LAUNCH, env: ['TOOL_CALL_PARSER'], default: 'auto',
-    choices: ['auto', 'weft', 'hermes', 'llama3_json', 'mistral', 'harmony'],
-    help: 'How chat answers carry function calls (`tools`): hermes (<tool_call> tags: Qwen 2.5/3, Hermes), llama3_json (Llama 3.1-3.3\'s JSON calls), mistral ([TOOL_CALLS]: Mistral 7B v0.3, Nemo, Small, Mixtral 8x22B), harmony (gpt-oss: messages to=functions.NAME; tool_choice auto only) — the model\'s own format, rendered by its chat template; weft (weft\'s JSON call format described in a system message: any model); auto (the format the chat template renders tools in, else weft).' },
+    choices: ['auto', 'weft', 'hermes', 'llama3_json', 'mistral', 'harmony', 'pythonic', 'qwen3_coder'],
+    help: 'How chat answers carry function calls (`tools`): hermes (<tool_call> tags: Qwen 2.5/3, Hermes), llama3_json (Llama 3.1-3.3\'s JSON calls), mistral ([TOOL_CALLS]: Mistral 7B v0.3, Nemo, Small, Mixtral 8x22B), harmony (gpt-oss: messages to=functions.NAME; tool_choice auto only), pythonic (a Python list of calls [f(a=1), …]: Llama 3.2 / 4), qwen3_coder (<tool_call><function=NAME><parameter=P>… XML: Qwen3-Coder) — the model\'s own format, rendered by its chat template; weft (weft\'s JSON call format described in a system message: any model); auto (the format the chat template renders tools in, else weft).' },
   { name: 'max-input-length', type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
     help: 'Prompt tokens per request.' },
   { name: 'max-total-tokens', type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,
@@ -240,6 +241,8 @@ export const FLAGS = [
     help: 'A weft replica to route to, as [NAME=]http://host:port (repeatable; at least one). Adapters are placed by NAME (default: the URL), so keep names stable when a replica moves.' },
   { name: 'health-interval-ms', type: 'int', commands: ['router'], default: 2000, min: 100,
     help: 'How often the router checks each replica\'s /health (a replica that fails a forwarded request is marked down at once).' },
+  { name: 'load-factor', type: 'float', commands: ['router'], env: ['WEFT_LOAD_FACTOR'], default: DEFAULT_LOAD_FACTOR, min: 1,
+    help: 'Bounded-load placement: an adapter\'s request skips a replica (for its next rendezvous choice) while that replica has ceil(load-factor × (requests in flight + 1) / healthy replicas) or more in flight. Near 1: load evens out, hot adapters spread; large (e.g. 1e9): bounding off, every adapter on its first choice.' },
   { name: 'resume', type: 'bool', commands: ['batch'], default: false,
     help: 'Continue an interrupted run: the lines already in --output (a prefix of the input, results being written in input order) are kept, the rest are sent and appended.' },
 ] as const satisfies readonly FlagSpec[];

@@ -67,7 +67,7 @@ export interface LaunchConfig {
   trustRequestChatTemplate: boolean;
   /** How chat answers' thoughts are split out (coordinator/engine/reasoning.ts). */
   reasoningParser: 'auto' | 'none' | 'think' | 'harmony';
-  toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral' | 'harmony';
+  toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral' | 'harmony' | 'pythonic' | 'qwen3_coder';
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;
@@ -208,6 +208,8 @@ export interface RouterConfig {
   /** [NAME=]URL of each replica. */
   backends: readonly string[];
   healthIntervalMs: number;
+  /** c of the bounded-load placement: a replica with ceil(c × (in flight + 1) / healthy) requests in flight is skipped. */
+  loadFactor: number;
   port: number;
   hostname: string;
   logLevel: LogLevel;

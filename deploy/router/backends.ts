@@ -1,10 +1,9 @@
 // The replicas behind `weft router`: their health (GET /health every interval; a connection that fails while a
 // request is forwarded marks one down at once), their base model (GET /info once up), the requests in flight on
-// each, and the order in which an adapter's requests try them — rendezvous (highest-random-weight) hashing of the
-// adapter over the replicas' names: each adapter has a first choice that stays put while replicas come and go
-// (only the adapters of a replica that leaves move, spread over the rest), and a next choice when that one is down
-// or full.
-import { createHash } from 'node:crypto';
+// each. Which of them a request goes to is placement.ts's (rendezvous hashing bounded by load): each adapter has a
+// first choice that stays put while replicas come and go (only the adapters of a replica that leaves move, spread
+// over the rest), and next choices when that one is down, full or above the load bound.
+import { placeLeastBusy, rendezvousOrder } from './placement.js';
 
 export interface Backend {
   /** What the hash uses: `--backend NAME=URL`'s name, or the URL itself. */
@@ -54,14 +53,14 @@ export class BackendPool {
     return new Set(this.backends.map((b) => b.baseModel).filter((m): m is string => m !== null));
   }
 
-  /** Every healthy replica, in `key`'s rendezvous order. */
+  /** Every healthy replica, in `key`'s rendezvous order (its choices with no load). */
   orderFor(key: string): Backend[] {
-    return this.healthy.map((b) => ({ b, w: weight(key, b.name) })).sort((x, y) => (x.w < y.w ? 1 : x.w > y.w ? -1 : 0)).map((x) => x.b);
+    return rendezvousOrder(key, this.backends);
   }
 
   /** Healthy replicas, least busy first. */
   leastBusy(): Backend[] {
-    return [...this.healthy].sort((a, b) => a.inFlight - b.inFlight);
+    return placeLeastBusy(this.backends).candidates;
   }
 
   byName(name: string): Backend | undefined {
@@ -92,9 +91,4 @@ export class BackendPool {
       }
     }));
   }
-}
-
-/** The rendezvous weight of (key, replica): the first 8 bytes of SHA-256 — the same on every router. */
-function weight(key: string, name: string): bigint {
-  return createHash('sha256').update(key).update('\0').update(name).digest().readBigUInt64BE(0);
 }

@@ -1,17 +1,19 @@
 // `weft router`: one HTTP endpoint in front of several weft replicas (each a coordinator with its shards), routing
 // by adapter. Behind a plain load balancer every replica ends up loading every adapter — with many adapters each
 // replica's slots thrash and every request risks a load. Here the requests for one adapter go to one replica (its
-// rendezvous-hash first choice, backends.ts), so each replica holds its share of the adapters; base-model requests
-// go to the least busy replica. A replica that is down, unreachable or answers 429 for an adapter request is
-// skipped for the next choice (requests are buffered, so they can be sent again; nothing is retried once a
-// response has started). Responses API ids are remembered with the replica that stored them. Admin requests go to
-// every replica (broadcast.ts). Bodies and responses pass through unchanged (streams stream); each response says
-// which replica answered (`x-weft-backend`).
+// rendezvous-hash first choice, placement.ts) unless that one is above the load bound (then its next choice), so
+// each replica holds its share of the adapters; base-model requests go to the least busy replica (both read the
+// requests in flight this router counts on each replica). A replica that is down, unreachable or answers 429 for
+// an adapter request is skipped for the next choice (requests are buffered, so they can be sent again; nothing is
+// retried once a response has started). Responses API ids are remembered with the replica that stored them. Admin
+// requests go to every replica (broadcast.ts). Bodies and responses pass through unchanged (streams stream); each
+// response says which replica answered (`x-weft-backend`). /metrics: metrics.ts.
 import { Readable, Transform } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
-import { Counter, Gauge, Registry } from 'prom-client';
 import { BackendPool, parseBackend, type Backend } from './backends.js';
 import { broadcast, NamedAdapterLog, type Forwarded } from './broadcast.js';
+import { routerMetrics } from './metrics.js';
+import { loadBound, placeAdapter, placeLeastBusy, type Placement } from './placement.js';
 import { routeOf } from './route-key.js';
 
 export interface RouterOptions {
@@ -19,6 +21,8 @@ export interface RouterOptions {
   port: number;
   hostname: string;
   healthIntervalMs: number;
+  /** c of the bounded-load placement (≥ 1; large: pure affinity). */
+  loadFactor: number;
   logLevel: string;
 }
 
@@ -36,13 +40,12 @@ const MAX_OWNERS = 100_000;
 const BODY_LIMIT = 64 * 1024 * 1024;
 
 export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
-  const registry = new Registry();
-  const requests = new Counter({ name: 'weft_router_requests_total', help: 'Requests forwarded, by replica and status', labelNames: ['backend', 'code'], registers: [registry] });
-  const retries = new Counter({ name: 'weft_router_retries_total', help: 'Requests sent to a next choice: the first was unreachable, or full (429) for an adapter', registers: [registry] });
-  const upGauge = new Gauge({ name: 'weft_router_backend_up', help: '1 while a replica answers /health', labelNames: ['backend'], registers: [registry] });
+  if (!(o.loadFactor >= 1)) throw new Error(`--load-factor must be at least 1 (got ${o.loadFactor})`);
+  const backends = o.backends.map(parseBackend);
+  const { registry, requests, retries, placements, up: upGauge } = routerMetrics(backends, o.loadFactor);
   const app = Fastify({ logger: { level: o.logLevel }, bodyLimit: BODY_LIMIT });
   const names = new NamedAdapterLog();
-  const pool: BackendPool = new BackendPool(o.backends.map(parseBackend), o.healthIntervalMs, (b) => {
+  const pool: BackendPool = new BackendPool(backends, o.healthIntervalMs, (b) => {
     upGauge.set({ backend: b.name }, b.up ? 1 : 0);
     app.log.info({ backend: b.name, url: b.url, up: b.up }, 'replica health changed');
     if (b.up) void names.replay(b, send);
@@ -67,7 +70,11 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.get('/health', async (_req, reply) => reply.code(pool.healthy.length > 0 ? 200 : 503).send({ up: pool.healthy.length, of: pool.backends.length }));
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  app.get('/router/backends', async () => ({ backends: pool.backends.map((b) => ({ name: b.name, url: b.url, up: b.up, in_flight: b.inFlight, base_model: b.baseModel })) }));
+  app.get('/router/backends', async () => {
+    const bound = loadBound(pool.backends, o.loadFactor);
+    return { load_factor: o.loadFactor, load_bound: Number.isFinite(bound) ? bound : null,
+      backends: pool.backends.map((b) => ({ name: b.name, url: b.url, up: b.up, in_flight: b.inFlight, base_model: b.baseModel })) };
+  });
 
   app.all('*', async (request: FastifyRequest, reply: FastifyReply) => {
     const raw = Buffer.isBuffer(request.body) ? request.body : undefined;
@@ -80,20 +87,24 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       if (r.ok) names.record(request.url.split('?')[0]!, body, headers);
       return reply.code(r.status).type(r.contentType).header('x-weft-backend', pool.healthy.map((b) => b.name).join(',')).send(r.text);
     }
-    let candidates: Backend[];
+    // Placed and counted in flight (below) in one turn of the event loop: concurrent requests each see the others.
+    let placement: Placement<Backend>;
     if (target.kind === 'owner') {
       const owner = pool.byName(owners.get(target.responseId) ?? '');
       // Unknown here (stored before this router started, or through another one): ask each replica in turn.
-      candidates = owner?.up ? [owner] : request.method === 'POST' ? pool.leastBusy() : pool.healthy;
+      placement = owner?.up ? { candidates: [owner], reason: 'owner', bound: Infinity }
+        : request.method === 'POST' ? placeLeastBusy(pool.backends) : { candidates: pool.healthy, reason: 'owner', bound: Infinity };
     } else {
-      candidates = target.kind === 'adapter' ? pool.orderFor(target.key) : pool.leastBusy();
+      placement = target.kind === 'adapter' ? placeAdapter(target.key, pool.backends, o.loadFactor) : placeLeastBusy(pool.backends);
     }
+    const { candidates } = placement;
     if (candidates.length === 0) return unavailable(reply);
     const abort = new AbortController();
     reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort.abort(); });
     for (let i = 0; i < candidates.length; i++) {
       const b = candidates[i]!, last = i === candidates.length - 1;
       b.inFlight++;
+      placements.inc({ backend: b.name, reason: i === 0 ? placement.reason : 'retry' });
       let res: Response;
       try {
         res = await fetch(b.url + request.url, { method: request.method, headers, signal: abort.signal, redirect: 'manual',
@@ -124,7 +135,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const address = await app.listen({ port: o.port, host: o.hostname });
   await pool.start();
   const url = address.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
-  app.log.info({ url, backends: pool.backends.map((b) => ({ name: b.name, url: b.url, up: b.up })) }, 'weft router listening');
+  app.log.info({ url, loadFactor: o.loadFactor, backends: pool.backends.map((b) => ({ name: b.name, url: b.url, up: b.up })) }, 'weft router listening');
   return { url, pool, close: async () => { pool.stop(); await app.close(); } };
 }
 

@@ -1,6 +1,7 @@
 // Native tool-call formats through the real server (demo model: random weights, byte-level BPE tokenizer). The
 // model directory gets a Hermes-style chat template (written for this test: tools listed as JSON, calls in
-// <tool_call> tags), so `--tool-call-parser auto` picks hermes; a second server is told llama3_json. Required and
+// <tool_call> tags), so `--tool-call-parser auto` picks hermes; a second server is told llama3_json; three more get
+// Mistral-, pythonic- (Llama 3.2) and Qwen3-Coder-style templates, which auto tells apart. Required and
 // named calls come back as tool_calls — whole, streamed, and through the Responses API — from answers the model
 // wrote in the native markup (checked in the raw text), and a history with calls and results reaches the
 // template structured (the prompt's token count shows the template rendered them natively).
@@ -33,6 +34,29 @@ const MISTRAL_TEMPLATE = [
   '{%- else %}{{ m.content }}{% endif %}{% endfor %}',
 ].join('');
 
+// A pythonic template (written for this test, after Llama 3.2's): the tools as JSON, calls as a Python list.
+const PYTHONIC_TEMPLATE = [
+  '{%- if tools %}<|system|>Respond in the format [func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)]',
+  '{% for t in tools %}\n{{ t | tojson }}{% endfor %}\n{% endif %}',
+  '{%- for m in messages %}<|{{ m.role }}|>',
+  '{%- if m.role == "assistant" and m.tool_calls %}[{% for c in m.tool_calls %}{{ c.function.name }}(',
+  '{%- for k, v in c.function.arguments | items %}{{ k }}={{ v | tojson }}{% if not loop.last %}, {% endif %}{% endfor %})',
+  '{%- if not loop.last %}, {% endif %}{% endfor %}]',
+  '{%- else %}{{ m.content }}{% endif %}\n{% endfor %}',
+  '{%- if add_generation_prompt %}<|assistant|>{% endif %}',
+].join('');
+
+// A Qwen3-Coder-style template (also written for this test): calls as <function=…> blocks of <parameter=…> values.
+const QWEN3_CODER_TEMPLATE = [
+  '{%- if tools %}<|system|>Tools:{% for t in tools %}\n{{ t | tojson }}{% endfor %}\nCall one as:\n',
+  '<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n</function>\n</tool_call>\n{% endif %}',
+  '{%- for m in messages %}<|{{ m.role }}|>',
+  '{%- if m.role == "assistant" and m.tool_calls %}{% for c in m.tool_calls %}\n<tool_call>\n<function={{ c.function.name }}>\n',
+  '{%- for k, v in c.function.arguments | items %}<parameter={{ k }}>\n{{ v }}\n</parameter>\n{% endfor %}</function>\n</tool_call>{% endfor %}',
+  '{%- else %}{{ m.content }}{% endif %}\n{% endfor %}',
+  '{%- if add_generation_prompt %}<|assistant|>{% endif %}',
+].join('');
+
 const WEATHER = { type: 'function', function: { name: 'get_weather', description: 'Weather in a city',
   parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] } } };
 const CLOCK = { type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } };
@@ -56,6 +80,8 @@ describe('native tool-call formats (demo model with a Hermes-style template)', (
   let hermes: Launched;
   let llama: Launched;
   let mistral: Launched;
+  let pythonic: Launched;
+  let qwen3Coder: Launched;
   before(async () => {
     const model = async (template: string) => {
       const dir = await ensureDemoModel(join(mkdtempSync(join(tmpdir(), 'weft-native-model-')), 'demo'));
@@ -66,17 +92,21 @@ describe('native tool-call formats (demo model with a Hermes-style template)', (
     hermes = await start(dir);
     llama = await start(dir, ['--tool-call-parser', 'llama3_json']);
     mistral = await start(await model(MISTRAL_TEMPLATE));
+    pythonic = await start(await model(PYTHONIC_TEMPLATE));
+    qwen3Coder = await start(await model(QWEN3_CODER_TEMPLATE));
   });
-  after(async () => { await hermes.close(); await llama.close(); await mistral.close(); });
+  after(async () => { await Promise.all([hermes, llama, mistral, pythonic, qwen3Coder].map((s) => s.close())); });
 
-  test('/info names the parser: auto found hermes / mistral in the templates', async () => {
-    const info = await Promise.all([hermes, llama, mistral].map(async (s) => (await fetch(`${s.url}/info`)).json()));
-    assert.deepEqual(info.map((i) => i.tool_call_parser), ['hermes', 'llama3_json', 'mistral']);
+  test('/info names the parser: auto found hermes / mistral / pythonic / qwen3_coder in the templates', async () => {
+    const info = await Promise.all([hermes, llama, mistral, pythonic, qwen3Coder].map(async (s) => (await fetch(`${s.url}/info`)).json()));
+    assert.deepEqual(info.map((i) => i.tool_call_parser), ['hermes', 'llama3_json', 'mistral', 'pythonic', 'qwen3_coder']);
   });
 
   for (const [name, server, markup] of [['hermes', () => hermes, /^<tool_call>\n\{"name": ?"(get_weather|now)"/],
     ['llama3_json', () => llama, /^\{"name": ?"(get_weather|now)", ?"parameters"/],
-    ['mistral', () => mistral, /^\[TOOL_CALLS\]\[\{"name": ?"(get_weather|now)", ?"arguments"/]] as const) {
+    ['mistral', () => mistral, /^\[TOOL_CALLS\]\[\{"name": ?"(get_weather|now)", ?"arguments"/],
+    ['pythonic', () => pythonic, /^\[(get_weather\(city="|now\(\))/],
+    ['qwen3_coder', () => qwen3Coder, /^<tool_call>\n<function=(get_weather>\n<parameter=city>\n|now>\n<\/function>)/]] as const) {
     test(`${name}: required and named calls come back as tool_calls, whole == streamed == Responses API; the raw answer is the native markup`, async () => {
       const s = server();
       let checked = 0;

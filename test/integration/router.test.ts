@@ -1,7 +1,8 @@
 // `weft router` in front of real weft replicas (golden llama servers): each adapter's requests go to one replica
-// (its rendezvous first choice) and are loaded only there; streams pass through; OpenAI and TGI requests for one
-// adapter meet on the same replica; a stored response is found again; admin names reach every replica, including
-// one that comes up later; a replica that goes away is skipped; nothing up is a 503.
+// (its rendezvous first choice) and are loaded only there; a burst for one adapter spills to its second choice
+// once the first is above the load bound (not with bounding off); streams pass through; OpenAI and TGI requests
+// for one adapter meet on the same replica; a stored response is found again; admin names reach every replica,
+// including one that comes up later; a replica that goes away is skipped; nothing up is a 503.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync } from 'node:fs';
@@ -23,6 +24,7 @@ const freePort = () => new Promise<number>((resolve) => {
     s.close(() => resolve(port));
   });
 });
+type BackendsView = { load_factor: number; load_bound: number | null; backends: { name: string; up: boolean; in_flight: number }[] };
 const until = async (ok: () => Promise<boolean>, what: string) => {
   for (let i = 0; i < 100; i++) {
     if (await ok()) return;
@@ -41,7 +43,7 @@ describe('weft router over two replicas (and a third that starts late)', () => {
     [a, b] = [await replica(), await replica()];
     latePort = await freePort();
     router = await startRouter({ backends: [`a=${a.url}`, `b=${b.url}`, `c=http://127.0.0.1:${latePort}`], port: 0, hostname: '127.0.0.1',
-      healthIntervalMs: 200, logLevel: 'silent' });
+      healthIntervalMs: 200, loadFactor: 1.25, logLevel: 'silent' });
   });
   after(async () => {
     await router.close();
@@ -79,6 +81,60 @@ describe('weft router over two replicas (and a third that starts late)', () => {
     // Base-model requests go anywhere that is up.
     const base = await Promise.all([gen(null), gen(null), gen(null)]);
     for (const r of base) assert.ok(r.status === 200 && ['a', 'b'].includes(r.backend!), r.text);
+  });
+
+  test('a burst for one adapter spills to its second choice above the load bound; one request stays on the first', async () => {
+    // Only a and b are up (c starts later): bound ceil(1.25 × (in flight + 1) / 2). Eight requests at once, each
+    // generating 240 tokens (past EOS), all in flight together: 5 on the first choice, 3 spilled to the second.
+    const id = 'a4';
+    const [first, second] = router.pool.orderFor(id).map((x) => x.name);
+    const slow = (r: RunningRouter) => fetch(`${r.url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: textOf(c.sequences[0]!), parameters: { max_new_tokens: 240, ignore_eos_token: true, adapter_id: id, adapter_source: 'local' } }) })
+      .then(async (x) => ({ status: x.status, backend: x.headers.get('x-weft-backend'), text: await x.text() }));
+    const burst = async (r: RunningRouter) => {
+      let settled = false;
+      const done = Promise.all(Array.from({ length: 8 }, () => slow(r))).finally(() => { settled = true; });
+      // While they run, the router shows them in flight and the bound they raised (polled until all eight arrived).
+      let mid: BackendsView;
+      do mid = await fetch(`${r.url}/router/backends`).then((x) => x.json()) as BackendsView;
+      while (!settled && mid.backends.reduce((n, x) => n + x.in_flight, 0) < 8);
+      const results = await done;
+      for (const x of results) assert.equal(x.status, 200, x.text);
+      const served = new Map<string, number>();
+      for (const x of results) served.set(x.backend!, (served.get(x.backend!) ?? 0) + 1);
+      return { served, mid };
+    };
+    const one = await slow(router);
+    assert.deepEqual([one.status, one.backend], [200, first], 'a single request: the first choice');
+
+    const { served, mid } = await burst(router);
+    assert.deepEqual(new Set(served.keys()), new Set([first, second]), `served by both: ${[...served]}`);
+    assert.ok(served.get(first)! >= served.get(second)!, `the first choice takes the most: ${[...served]}`);
+    assert.equal(mid.load_factor, 1.25);
+    assert.equal(mid.backends.reduce((n, x) => n + x.in_flight, 0), 8, 'all eight in flight at once');
+    assert.equal(mid.load_bound, 6, 'the next request\'s: ceil(1.25 × (8 + 1) / 2)');
+
+    // Afterwards nothing is in flight, and the next single request is the first choice's again.
+    const after = await fetch(`${router.url}/router/backends`).then((x) => x.json()) as BackendsView;
+    assert.deepEqual(after.backends.map((x) => x.in_flight), [0, 0, 0]);
+    assert.equal(after.load_bound, 1);
+    assert.equal((await slow(router)).backend, first);
+    const metrics = await fetch(`${router.url}/metrics`).then((x) => x.text());
+    const count = (reason: string, backend: string) =>
+      Number(new RegExp(`weft_router_placements_total\\{backend="${backend}",reason="${reason}"\\} (\\d+)`).exec(metrics)?.[1]);
+    assert.equal(count('spill', second!), served.get(second!), metrics);
+    assert.equal(count('spill', first!), 0);
+    assert.ok(count('affinity', first!) >= served.get(first!)! + 2);
+    assert.match(metrics, new RegExp(`weft_router_backend_in_flight\\{backend="${first}"\\} 0`));
+    assert.match(metrics, /weft_router_load_bound 1\b/);
+
+    // The same burst through a router with bounding off: all on the first choice.
+    const pure = await startRouter({ backends: [`a=${a.url}`, `b=${b.url}`], port: 0, hostname: '127.0.0.1', healthIntervalMs: 200, loadFactor: 1e9, logLevel: 'silent' });
+    try {
+      assert.deepEqual([...(await burst(pure)).served], [[first, 8]]);
+    } finally {
+      await pure.close();
+    }
   });
 
   test('streams pass through unchanged; a stored response is found on the replica that stored it', async () => {
@@ -129,7 +185,7 @@ describe('weft router over two replicas (and a third that starts late)', () => {
 });
 
 test('no replica up: 503 on requests and on /health', async () => {
-  const router = await startRouter({ backends: [`http://127.0.0.1:${await freePort()}`], port: 0, hostname: '127.0.0.1', healthIntervalMs: 200, logLevel: 'silent' });
+  const router = await startRouter({ backends: [`http://127.0.0.1:${await freePort()}`], port: 0, hostname: '127.0.0.1', healthIntervalMs: 200, loadFactor: 1.25, logLevel: 'silent' });
   try {
     const r = await fetch(`${router.url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":"x"}' });
     assert.equal(r.status, 503);

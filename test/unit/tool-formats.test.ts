@@ -154,6 +154,25 @@ test('auto detection: the format the chat template renders tools in', () => {
   assert.throws(() => detectToolFormat('harmony', '{{ tools }}', none, null), /needs --reasoning-parser harmony/);
 });
 
+test('auto detection: qwen3_coder (before hermes: its template writes <tool_call> too) and pythonic', () => {
+  const none = () => false;
+  // Qwen3-Coder's template: the XML layout inside <tool_call> tags.
+  const qwen3Coder = '{%- if tools %}<tools>{% for tool in tools %}<function><name>{{ tool.name }}</name></function>{% endfor %}</tools>' +
+    'reply in the following format:\n<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n' +
+    '</function>\n</tool_call>{% endif %}';
+  assert.equal(detectToolFormat('auto', qwen3Coder, none), 'qwen3_coder');
+  assert.equal(detectToolFormat('auto', qwen3Coder.replace(/<parameter=/g, '<arg='), none), 'hermes', '<function= alone (a JSON-in-tags layout) is not it');
+  assert.equal(detectToolFormat('auto', '{{ messages }} <function=x><parameter=y>', none), 'weft', 'a template that does not render tools');
+  // Llama 3.2's pythonic template and Llama 4's ask for a Python list of calls.
+  const llama32 = '{%- if tools is not none %}Respond in the format [func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)] ' +
+    '{% for t in tools %}{{ t | tojson(indent=4) }}{% endfor %}{% endif %}';
+  assert.equal(detectToolFormat('auto', llama32, (t) => t === '<|python_tag|>'), 'pythonic', 'the template says pythonic though the vocabulary is Llama 3\'s');
+  assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', (t) => t === '<|python_start|>'), 'weft', 'Llama 4\'s vocabulary alone: its own template asks for JSON');
+  assert.equal(detectToolFormat('auto', '{% if tools %}{{ tools | tojson }}{% endif %}', (t) => t === '<|python_tag|>'), 'llama3_json');
+  assert.equal(detectToolFormat('pythonic', null, none), 'pythonic');
+  assert.equal(detectToolFormat('qwen3_coder', '{{ messages }}', none), 'qwen3_coder', 'named, it is taken as told');
+});
+
 // A Hermes-style template (written for this test): tools as JSON lines, calls in tags, results as tool turns.
 const TEMPLATE = [
   '{%- if tools %}<|system|>Tools:{% for t in tools %}\n{{ t | tojson }}{% endfor %}\nCall as <tool_call>{json}</tool_call>.\n{% endif %}',
