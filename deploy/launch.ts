@@ -15,7 +15,7 @@ import { startLocalNats, type LocalNats } from './nats-server.js';
 import { ShardSupervisor, waitForShards } from './shard-supervisor.js';
 import { startHttp, type HttpHandle } from './http-wiring.js';
 import { Metrics } from '../coordinator/http/index.js';
-import { preloadAdapters, registryOptions } from './adapter-wiring.js';
+import { preloadAdapters, preloads, registryOptions } from './adapter-wiring.js';
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
 import { readBaseClassifierHead } from '../coordinator/adapters/classifier-head.js';
@@ -73,6 +73,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   }
   // Fails here, at start, with the reason (no driver, no device, addon built without nvcc).
   if (o.device === 'cuda') assertCudaUsable();
+  const taken = preloads(o).find((p) => o.servedModelNames.includes(p.name));
+  if (taken) throw new Error(`--preload-adapter name '${taken.name}' is also a --served-model-name: give the adapter another name`);
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
   const spec = readModelSpec(model.dir);
@@ -124,7 +126,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   try {
     await waitForShards(group, () => startFailure, 180_000);
     engine = new Engine(group, tokenizer, {
-      modelId: model.id, maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
+      modelId: o.servedModelNames[0] ?? model.id, modelAliases: o.servedModelNames.slice(1), maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
       maxTotalTokens: o.maxTotalTokens, maxBatchPrefillTokens: o.maxBatchPrefillTokens, maxBatchSize: o.maxBatchSize,
       maxActiveAdapters: o.maxActiveAdapters, adapterCycleTimeS: o.adapterCycleTimeS,
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
@@ -142,7 +144,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     await nats?.stop();
     throw e;
   }
-  log.info({ url: http.url, numShard: o.numShard, kvBlocks, model: model.id }, 'weft is serving');
+  log.info({ url: http.url, numShard: o.numShard, kvBlocks, model: model.id, servedAs: o.servedModelNames }, 'weft is serving');
   let closing: Promise<void> | null = null;
   return {
     url: http.url, engine, supervisor,

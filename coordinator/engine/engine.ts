@@ -29,7 +29,10 @@ export interface ShardGroupLike extends AdapterLoader {
 }
 
 export interface EngineLimits {
+  /** The base model's name in the API (--served-model-name's first, else the model id). */
   modelId: string;
+  /** More names OpenAI `model` may use for the base model (--served-model-name's others). */
+  modelAliases?: readonly string[];
   maxConcurrentRequests: number;
   maxInputLength: number;
   maxTotalTokens: number;
@@ -131,7 +134,7 @@ export class Engine implements GenerationEngine {
     const maxTotal = Math.min(limits.maxTotalTokens, r.kvBlocks * r.blockSize, r.model.maxPositions);
     const reasoning = detectReasoningFormat(limits.reasoningParser ?? 'auto', (t) => tokenizer.hasToken(t));
     this.info = {
-      modelId: limits.modelId, architecture: r.model.architecture, vocabSize: r.model.vocabSize, hiddenSize: r.model.hiddenSize ?? 0,
+      modelId: limits.modelId, modelNames: [limits.modelId, ...(limits.modelAliases ?? [])], architecture: r.model.architecture, vocabSize: r.model.vocabSize, hiddenSize: r.model.hiddenSize ?? 0,
       maxInputLength: Math.min(limits.maxInputLength, maxTotal - 1), maxTotalTokens: maxTotal,
       maxBatchPrefillTokens: limits.maxBatchPrefillTokens, maxConcurrentRequests: limits.maxConcurrentRequests,
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
@@ -201,7 +204,7 @@ export class Engine implements GenerationEngine {
   }
 
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null {
-    if (!model || model === this.info.modelId) return null;
+    if (!model || this.info.modelNames.includes(model)) return null;
     const named = this.limits.adapters.names.get(model);
     return { id: model, source: named ? named.source : this.limits.defaultAdapterSource, apiToken };
   }

@@ -138,6 +138,8 @@ export class EngineError extends Error {
 
 export interface EngineInfo {
   modelId: string;
+  /** Every name of the base model in the API: modelId first, then --served-model-name's others. */
+  modelNames: readonly string[];
   architecture: string;
   vocabSize: number;
   /** The model's hidden size: the length of an embedding (0 when the shards did not say). */

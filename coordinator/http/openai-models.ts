@@ -21,8 +21,8 @@ interface ModelJson {
 export function registerModelRoutes(app: FastifyInstance, engine: GenerationEngine, bodyLimitBytes: number): void {
   const created = Math.floor(Date.now() / 1000);
   const max_model_len = engine.info.maxTotalTokens;
-  const base = (): ModelJson => ({ id: engine.info.modelId, object: 'model', created, owned_by: 'weft', max_model_len });
-  const models = (): ModelJson[] => [base(),
+  const base = (): ModelJson[] => engine.info.modelNames.map((id) => ({ id, object: 'model', created, owned_by: 'weft', max_model_len }));
+  const models = (): ModelJson[] => [...base(),
     ...engine.adapterNames().map((id): ModelJson => ({ id, object: 'model', created, owned_by: 'weft', parent: engine.info.modelId, max_model_len }))];
   const errorHandler = openAiErrorHandler(bodyLimitBytes);
   app.get('/v1/models', { errorHandler }, async () => ({ object: 'list', data: models() }));

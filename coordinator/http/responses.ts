@@ -204,6 +204,7 @@ export function sseFrame(payload: unknown): string {
 export function infoJson(info: EngineInfo): Record<string, unknown> {
   return {
     model_id: info.modelId,
+    served_model_names: info.modelNames,
     model_sha: null,
     model_dtype: info.dtype,
     model_device_type: info.device,

@@ -78,7 +78,7 @@ function loraName(b: Json, engine: GenerationEngine): string {
   const name = b.lora_name;
   if (typeof name !== 'string' || name.length === 0) throw validationError('`lora_name` must be a non-empty string');
   if (name.length > MAX_ADAPTER_NAME_LENGTH) throw validationError(`\`lora_name\` is longer than ${MAX_ADAPTER_NAME_LENGTH} characters`);
-  if (name === engine.info.modelId) throw new HttpError(400, 'validation', `'${name}' is the base model's name; pick another \`lora_name\``);
+  if (engine.info.modelNames.includes(name)) throw new HttpError(400, 'validation', `'${name}' is the base model's name; pick another \`lora_name\``);
   return name;
 }
 

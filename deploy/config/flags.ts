@@ -77,6 +77,9 @@ export const FLAGS = [
   // launch: model and placement
   { name: 'model-id', type: 'string', commands: LAUNCH, env: ['MODEL_ID'], defaultLabel: 'the built-in demo model',
     help: 'Base model: a local directory, a Hugging Face hub id (owner/name[@revision]) or s3://bucket/prefix.' },
+  { name: 'served-model-name', key: 'servedModelNames', type: 'list', of: 'string', commands: LAUNCH, env: ['SERVED_MODEL_NAME'],
+    envSplit: ',', default: [], defaultLabel: 'the --model-id',
+    help: 'The base model\'s name in the API (vLLM\'s flag; repeatable): the first is the one /v1/models, /info and responses report, and each is accepted as OpenAI `model` for the base model — the --model-id itself then is not.' },
   { name: 'num-shard', type: 'int', commands: LAUNCH, env: ['NUM_SHARD'], default: 1, min: 1,
     help: 'Tensor-parallel shards (one process per rank).' },
   { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],

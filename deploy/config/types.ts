@@ -52,6 +52,8 @@ export interface LaunchConfig {
   command: 'launch';
   /** null: the built-in demo model. */
   modelId: string | null;
+  /** --served-model-name: the base model's names in the API (empty: the model id). */
+  servedModelNames: readonly string[];
   numShard: number;
   device: Device;
   dtype: Dtype;

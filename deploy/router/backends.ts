@@ -12,6 +12,8 @@ export interface Backend {
   up: boolean;
   inFlight: number;
   baseModel: string | null;
+  /** Every name the replica's base model answers to (/info served_model_names; its model_id alone before). */
+  baseNames: string[];
 }
 
 /** `NAME=URL` or `URL` → a backend (URL without its trailing slashes). */
@@ -20,7 +22,7 @@ export function parseBackend(spec: string): Backend {
   const named = eq > 0 && !spec.slice(0, eq).includes('://');
   const url = (named ? spec.slice(eq + 1) : spec).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(url)) throw new Error(`--backend ${spec}: expected [NAME=]http(s)://host:port`);
-  return { name: named ? spec.slice(0, eq) : url, url, up: false, inFlight: 0, baseModel: null };
+  return { name: named ? spec.slice(0, eq) : url, url, up: false, inFlight: 0, baseModel: null, baseNames: [] };
 }
 
 export class BackendPool {
@@ -50,7 +52,7 @@ export class BackendPool {
 
   /** The base models the replicas serve (a `model` naming one is not an adapter). */
   get baseModels(): Set<string> {
-    return new Set(this.backends.map((b) => b.baseModel).filter((m): m is string => m !== null));
+    return new Set(this.backends.flatMap((b) => b.baseNames));
   }
 
   /** Every healthy replica, in `key`'s rendezvous order (its choices with no load). */
@@ -79,8 +81,13 @@ export class BackendPool {
       try {
         up = (await fetch(`${b.url}/health`, { signal: AbortSignal.timeout(Math.max(1000, this.healthIntervalMs)) })).ok;
         if (up && b.baseModel === null) {
-          const info = await fetch(`${b.url}/info`, { signal: AbortSignal.timeout(5000) }).then((r) => r.json()) as { model_id?: unknown };
-          if (typeof info.model_id === 'string') b.baseModel = info.model_id;
+          const info = await fetch(`${b.url}/info`, { signal: AbortSignal.timeout(5000) }).then((r) => r.json()) as
+            { model_id?: unknown; served_model_names?: unknown };
+          if (typeof info.model_id === 'string') {
+            b.baseModel = info.model_id;
+            const names = Array.isArray(info.served_model_names) ? info.served_model_names.filter((n): n is string => typeof n === 'string') : [];
+            b.baseNames = [...new Set([info.model_id, ...names])];
+          }
         }
       } catch {
         up = false;

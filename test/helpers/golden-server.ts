@@ -33,6 +33,8 @@ export const textOf = (ids: number[]): string => ids.map((i) => `t${i}`).join(' 
 
 export interface GoldenServer {
   c: GoldenCase;
+  /** The served model directory (the --model-id). */
+  modelDir: string;
   server: Launched;
   url: string;
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; text: string }>;
@@ -73,7 +75,7 @@ export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, e
     try { json = JSON.parse(text); } catch { /* SSE or plain text */ }
     return { status: res.status, json, text };
   };
-  return { c, server, url: server.url, post, close: () => server.close() };
+  return { c, modelDir, server, url: server.url, post, close: () => server.close() };
 }
 
 /** The golden logits key of sequence `s` under adapter `a` (null: the base model). */

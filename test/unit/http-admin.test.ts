@@ -80,7 +80,7 @@ class FakeAdapters implements AdapterAdmin {
 }
 
 const INFO: EngineInfo = {
-  modelId: 'admin/test', task: 'generate', architecture: 'TestForCausalLM', vocabSize: 100, hiddenSize: 8, maxInputLength: 63, maxTotalTokens: 64,
+  modelId: 'admin/test', modelNames: ['admin/test'], task: 'generate', architecture: 'TestForCausalLM', vocabSize: 100, hiddenSize: 8, maxInputLength: 63, maxTotalTokens: 64,
   maxBatchPrefillTokens: 64, maxConcurrentRequests: 2, numShard: 1, blockSize: 16, kvBlocks: 8, adapterSlots: 4,
   eosTokenIds: [2], version: '0.1.0-test', defaultAdapterSource: 'hub', device: 'cpu', dtype: 'float32', asyncScheduling: true,
   prefixCaching: true, speculate: 0, schedulingPolicy: 'fcfs', toolFormat: 'weft',

@@ -27,7 +27,7 @@ export const EOS_ID = 2;
 export const PRIVATE_TOKEN = 'hf_SECRET_token_123';
 
 export const INFO: EngineInfo = {
-  modelId: 'scripted/echo', task: 'generate', architecture: 'ScriptedForCausalLM', vocabSize: 1000, hiddenSize: 8, maxInputLength: 255,
+  modelId: 'scripted/echo', modelNames: ['scripted/echo'], task: 'generate', architecture: 'ScriptedForCausalLM', vocabSize: 1000, hiddenSize: 8, maxInputLength: 255,
   maxTotalTokens: 256, maxBatchPrefillTokens: 256, maxConcurrentRequests: 4, numShard: 1, blockSize: 16,
   kvBlocks: 32, adapterSlots: 8, eosTokenIds: [EOS_ID], version: '0.1.0-test', defaultAdapterSource: 'hub',
   device: 'cpu', dtype: 'float32', asyncScheduling: true, prefixCaching: true, speculate: 0, schedulingPolicy: 'fcfs', toolFormat: 'weft', structuredOutput: true, trustRequestChatTemplate: false, reasoning: null,
