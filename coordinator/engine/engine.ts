@@ -173,6 +173,10 @@ export class Engine implements GenerationEngine {
       acceptedDraftTokens: this.scheduler.speculation.accepted };
   }
 
+  encodePair(first: string, second: string): Promise<number[]> {
+    return this.tokenizer.encode(first, { pair: second });
+  }
+
   async tokenize(text: string, templated = false): Promise<{ id: number; text: string; start: number; stop: number }[]> {
     const ids = await this.tokenizer.encode(text, { addSpecialTokens: !templated });
     const pieces = this.tokenizer.tokenStringsSync(ids);
@@ -234,6 +238,7 @@ export class Engine implements GenerationEngine {
     }
     this.admitting++;
     let ids: number[];
+    let maxNewTokens = req.maxNewTokens;
     let adapter: Prepared | null;
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
@@ -245,7 +250,8 @@ export class Engine implements GenerationEngine {
       } finally {
         tokenizeSpan.end();
       }
-      checkLengths(ids.length, req.maxNewTokens, this.info, req.continues === true);
+      if (req.fitMaxNewTokens) maxNewTokens = Math.max(1, Math.min(maxNewTokens, this.info.maxTotalTokens - ids.length));
+      checkLengths(ids.length, maxNewTokens, this.info, req.continues === true);
       if (req.constraint !== undefined) await this.constraints.check(req.constraint);
       // Access is checked here for every request, with its own token, even when the adapter is cached.
       adapter = req.merge ? await this.registry.prepareMerge(req.merge) : req.adapter ? await this.registry.prepare(req.adapter) : null;
@@ -267,7 +273,7 @@ export class Engine implements GenerationEngine {
     const sampling = minTokens > 0 && eos.length > 0 ? { ...req.sampling, minTokens, endTokens: [...eos] } : req.sampling;
     this.scheduler.add(new Sequence({ seqId, promptTokens: ids, adapterKey: adapter?.key ?? null, sampling,
       ropeLong: ids.length > this.ropeLongFrom,
-      maxNewTokens: req.maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
+      maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
       topN: req.topN, priority: req.priority ?? 0, ...(req.embed ? { logits: 'hidden' as const } : {}),
       ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);

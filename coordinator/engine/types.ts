@@ -43,6 +43,9 @@ export interface GenerateRequest {
   merge?: MergeSpec | null;
   sampling: SamplingParams;
   maxNewTokens: number;
+  /** maxNewTokens is a server default (--generation-config's max_new_tokens), not the client's: lowered to the room
+   * the prompt leaves under --max-total-tokens instead of refused (vLLM's min(default, max_model_len - prompt)). */
+  fitMaxNewTokens?: boolean;
   stop: string[];
   /** decoder_input_details: log-prob of every prompt token. */
   promptLogprobs: boolean;
@@ -205,6 +208,8 @@ export interface EngineStats {
 export interface GenerationEngine {
   readonly info: EngineInfo;
   stats(): EngineStats;
+  /** Two texts as one input, joined by the tokenizer's pair template (a cross-encoder's query and document). */
+  encodePair(first: string, second: string): Promise<number[]>;
   /** Tokenize with the model's tokenizer (POST /tokenize); `templated` as GenerateRequest.templated. */
   tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]>;
   /** Token ids to text, special tokens skipped (an echoed token-id prompt). */

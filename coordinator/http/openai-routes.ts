@@ -43,7 +43,8 @@ import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import type { ToolCall, ToolUse } from './openai-tools.js';
 import { ToolCallStream, answerCalls, answerDelta, promptMessages, toolFormat, type ToolFormat } from './tool-formats.js';
 import { sseFrame } from './responses.js';
-import { MAX_SEED } from './validate.js';
+import { MAX_SEED, type ValidationLimits } from './validate.js';
+import type { SamplingDefaults } from './generation-defaults.js';
 
 export interface OpenAiDeps {
   engine: GenerationEngine;
@@ -51,6 +52,15 @@ export interface OpenAiDeps {
   bodyLimitBytes: number;
   /** Whether an `Authorization: Bearer` token stands for an adapter's access token (false with API keys on). */
   bearerIsAdapterToken?: boolean;
+  /** --generation-config's defaults for omitted sampling fields (generation-defaults.ts); null/absent: none. */
+  samplingDefaults?: SamplingDefaults | null;
+}
+
+/** What the OpenAI validators need from the server: its limits, settings and --generation-config defaults. */
+export function openAiLimits(deps: OpenAiDeps): ValidationLimits {
+  const info = deps.engine.info;
+  return { maxTotalTokens: info.maxTotalTokens, defaultAdapterSource: info.defaultAdapterSource,
+    requestChatTemplate: info.trustRequestChatTemplate, toolFormat: info.toolFormat, samplingDefaults: deps.samplingDefaults ?? null };
 }
 
 export type Kind = 'completion' | 'chat';
@@ -79,8 +89,7 @@ export interface Run extends EngineRun {
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  const limits = () => ({ maxTotalTokens: deps.engine.info.maxTotalTokens, defaultAdapterSource: deps.engine.info.defaultAdapterSource,
-    requestChatTemplate: deps.engine.info.trustRequestChatTemplate, toolFormat: deps.engine.info.toolFormat });
+  const limits = () => openAiLimits(deps);
   app.post('/v1/completions', { errorHandler }, async (request, reply) => {
     const { beam, rest } = takeBeamSearch(request.body);
     const { suffix, body } = takeSuffix(rest);
@@ -130,8 +139,11 @@ async function beamAnswer(request: FastifyRequest, reply: FastifyReply, deps: Op
   if (valid.truncate !== undefined && promptIds.length > valid.truncate) promptIds = promptIds.slice(-valid.truncate);
   const span = spanOf(request);
   span.setAttribute('weft.beam_width', search.width);
+  // A --generation-config default max_tokens fits the room the prompt leaves, as the engine fits it (fitMaxNewTokens).
+  const maxNewTokens = valid.fitMaxNewTokens ? Math.max(1, Math.min(valid.maxNewTokens, engine.info.maxTotalTokens - promptIds.length))
+    : valid.maxNewTokens;
   const beams = await runBeamSearch({ engine, request, reply, span, promptIds, adapter: adapterOf(engine, valid), search,
-    maxNewTokens: valid.maxNewTokens, ignoreEos: valid.ignoreEos });
+    maxNewTokens, ignoreEos: valid.ignoreEos });
   const head = responseHead(kind, valid.model || engine.info.modelId);
   const usage = usageJson(promptIds.length, beams.reduce((n, b) => n + b.tokens.length, 0), 0);
   const answers = beams.map((b, i) => ({ i, text: engine.detokenize(b.complete ? b.tokens.slice(0, -1) : b.tokens),
@@ -181,6 +193,7 @@ export async function start(
       ...(valid.truncate !== undefined ? { truncate: valid.truncate } : {}),
       ...(valid.priority !== 0 ? { priority: valid.priority } : {}),
       ...(valid.keepSpecialTokens ? { keepSpecialTokens: true } : {}),
+      ...(valid.fitMaxNewTokens ? { fitMaxNewTokens: true } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

@@ -4,7 +4,10 @@
 //
 // Semantics chosen (and why):
 //  - Sampling is OpenAI's: temperature defaults to 1 and samples; temperature 0 is greedy. top_p is in
-//    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too).
+//    (0, 1], 1 = off. top_k and repetition_penalty are accepted as extensions (LoRAX and vLLM do too); top_k -1 or
+//    0 is vLLM's "no top-k" (how a request switches off a default top_k).
+//  - Fields a request leaves out take --generation-config's defaults first (generation-defaults.ts: the model's
+//    generation_config.json, as vLLM), then the values above.
 //  - Keys OpenAI clients send at a neutral value are accepted at that value only (NEUTRAL), and refused
 //    with "not supported yet" otherwise: store false, metadata {}, service_tier 'auto'|'default',
 //    modalities ['text']. (`suffix` and vLLM's beam fields are taken out before, by the route: fim.ts,
@@ -51,13 +54,14 @@ import {
   optional,
   priorityOf,
   repetitionPenaltyOf,
-  topKOf,
+  MAX_TOP_K,
   MIN_TEMPERATURE,
   randomSeed,
   str,
   type ValidationLimits,
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
+import { withSamplingDefaults } from './generation-defaults.js';
 import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
@@ -110,6 +114,9 @@ export interface ValidOpenAi {
   constraint: ConstraintSource | undefined;
   /** Choices to generate (`n`). */
   n: number;
+  /** maxNewTokens is --generation-config's default, not the client's: the engine lowers it to the room the prompt
+   * leaves (GenerateRequest.fitMaxNewTokens). */
+  fitMaxNewTokens?: boolean;
   /** Completions only (see ValidCompletion). */
   bestOf?: number;
   echo?: boolean;
@@ -193,7 +200,7 @@ export function validateCompletionBody(
   authorization?: string | string[],
   seedSource: () => number = randomSeed,
 ): ValidCompletion {
-  const top = asObject(body, 'request body');
+  const top = withSamplingDefaults(asObject(body, 'request body'), limits.samplingDefaults);
   checkKeys(top, COMPLETION_KEYS);
   const logprobs = optional(top, 'logprobs', int);
   if (logprobs !== undefined && (logprobs < 0 || logprobs > MAX_TOP_N_TOKENS)) {
@@ -224,7 +231,7 @@ export function validateChatBody(
   authorization?: string | string[],
   seedSource: () => number = randomSeed,
 ): ValidChat {
-  const top = asObject(body, 'request body');
+  const top = withSamplingDefaults(asObject(body, 'request body'), limits.samplingDefaults);
   checkKeys(top, CHAT_KEYS);
   const logprobs = optional(top, 'logprobs', bool) ?? false;
   const topLogprobs = optional(top, 'top_logprobs', int);
@@ -279,13 +286,16 @@ function commonFields(
     throw validationError(`\`adapter_source\` must be one of ${ADAPTER_SOURCES.join(', ')}`);
   }
   const stream = optional(top, 'stream', bool) ?? false;
+  const defaultMax = maxTokens === undefined ? limits.samplingDefaults?.max_tokens : undefined;
+  const maxNewTokens = maxTokensOf(maxTokens ?? defaultMax, limits.maxTotalTokens, defaultMax !== undefined);
   return {
     model,
     apiToken: optional(top, 'api_token', str) || bearerToken(authorization),
     adapterSource: adapterSource as AdapterSource | undefined,
     sampling: samplingParams(top, seedSource),
-    maxNewTokens: maxTokensOf(maxTokens, limits.maxTotalTokens),
-    minNewTokens: minTokensOf(top, 'min_tokens', maxTokensOf(maxTokens, limits.maxTotalTokens)),
+    maxNewTokens,
+    ...(defaultMax !== undefined ? { fitMaxNewTokens: true } : {}),
+    minNewTokens: minTokensOf(top, 'min_tokens', maxNewTokens),
     stop: stopSequences(top),
     logprobs: topN !== undefined,
     topN: topN ?? 0,
@@ -313,7 +323,7 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   if (temperature < 0 || temperature > 2) throw validationError('`temperature` must be >= 0 and <= 2');
   const topP = optional(top, 'top_p', num) ?? 1;
   if (topP <= 0 || topP > 1) throw validationError('`top_p` must be > 0 and <= 1');
-  const topK = topKOf(top);
+  const topK = openAiTopK(top);
   const repetitionPenalty = repetitionPenaltyOf(top);
   const given = optional(top, 'seed', int);
   if (given !== undefined && (given < 0 || given > MAX_SEED)) {
@@ -330,8 +340,17 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
     doSample, seed };
 }
 
-function maxTokensOf(v: number | undefined, maxTotalTokens: number): number {
-  if (v === undefined) return Math.max(1, Math.min(DEFAULT_MAX_NEW_TOKENS, maxTotalTokens - 1));
+/** vLLM's top_k: -1 or 0 mean all tokens (off), as does absent. */
+function openAiTopK(top: Json): number | undefined {
+  const v = optional(top, 'top_k', int);
+  if (v === undefined || v === -1 || v === 0) return undefined;
+  if (v < 0 || v > MAX_TOP_K) throw validationError(`\`top_k\` must be -1 or 0 (all tokens), or between 1 and ${MAX_TOP_K}`);
+  return v;
+}
+
+/** `fromDefault`: v is --generation-config's max_new_tokens, kept under --max-total-tokens like the built-in default. */
+function maxTokensOf(v: number | undefined, maxTotalTokens: number, fromDefault = false): number {
+  if (v === undefined || fromDefault) return Math.max(1, Math.min(v ?? DEFAULT_MAX_NEW_TOKENS, maxTotalTokens - 1));
   if (v <= 0) throw validationError('`max_tokens` must be strictly positive (0 only with `echo`)');
   if (v > maxTotalTokens) throw validationError(`\`max_tokens\` must be <= ${maxTotalTokens}. Given: ${v}`);
   return v;

@@ -10,7 +10,7 @@ import { HttpError, toHttpError } from './errors.js';
 import { ResponseStore, ownerOf } from './response-store.js';
 import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
 import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
-import { choice, openAiErrorHandler, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
+import { choice, openAiErrorHandler, openAiLimits, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
 import type { ToolCall } from './openai-tools.js';
 import { ToolCallStream, answerDelta, promptMessages } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
@@ -28,10 +28,7 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const previous = previousId === null ? undefined : store.get(previousId, owner);
     if (previousId !== null && !previous) throw unknownResponse(previousId, store);
     const { chat, settings, inputItems } = chatBodyOfResponses(request.body, previous?.items);
-    const valid = validateChatBody(chat, { maxTotalTokens: deps.engine.info.maxTotalTokens,
-      defaultAdapterSource: deps.engine.info.defaultAdapterSource, requestChatTemplate: deps.engine.info.trustRequestChatTemplate,
-      toolFormat: deps.engine.info.toolFormat },
-    adapterAuthorization(request, deps.bearerIsAdapterToken));
+    const valid = validateChatBody(chat, openAiLimits(deps), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
     const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
@@ -40,7 +37,9 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
       ? (response: Json) => store.put(head.id, owner, { response,
         items: [...previous?.items ?? [], ...inputItems.map(storedItem), ...(response.output as Json[])] })
       : () => {};
-    const echoed = { ...settings, store: settings.store && store.enabled };
+    // The response repeats the temperature and top_p in effect: the request's, else --generation-config's default.
+    const echoed = { ...settings, store: settings.store && store.enabled,
+      temperature: settings.temperature ?? deps.samplingDefaults?.temperature ?? null, topP: settings.topP ?? deps.samplingDefaults?.top_p ?? null };
     if (!valid.stream) {
       const r = await choice(run!);
       const response = responseJson(head, echoed, outputOf(r), r.finish === 'length', r);

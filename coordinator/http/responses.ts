@@ -9,6 +9,7 @@ import type {
   PrefillToken,
 } from '../engine/types.js';
 import { MAX_BEST_OF, MAX_STOP_SEQUENCES } from './validate.js';
+import type { SamplingDefaults } from './generation-defaults.js';
 
 export interface TokenJson {
   id: number;
@@ -200,8 +201,9 @@ export function sseFrame(payload: unknown): string {
   return `data: ${JSON.stringify(payload)}\n\n`;
 }
 
-/** GET /info: TGI's field names, plus weft's own. */
-export function infoJson(info: EngineInfo): Record<string, unknown> {
+/** GET /info: TGI's field names, plus weft's own. `defaultSampling`: --generation-config's defaults for the OpenAI
+ * routes (null: none). */
+export function infoJson(info: EngineInfo, defaultSampling: SamplingDefaults | null = null): Record<string, unknown> {
   return {
     model_id: info.modelId,
     served_model_names: info.modelNames,
@@ -236,5 +238,6 @@ export function infoJson(info: EngineInfo): Record<string, unknown> {
     reasoning_parser: info.reasoning ?? 'none',
     tool_call_parser: info.toolFormat,
     fim_format: info.fimFormat ?? null,
+    default_sampling: defaultSampling,
   };
 }

@@ -1,5 +1,6 @@
-// Score and rerank with the served model as a bi-encoder: POST /score, /v1/score (vLLM) and POST /rerank,
-// /v1/rerank, /v2/rerank (vLLM's Jina/Cohere shape). Every distinct text of a request is embedded once, exactly as
+// Score and rerank: POST /score, /v1/score (vLLM) and POST /rerank, /v1/rerank, /v2/rerank (vLLM's Jina/Cohere
+// shape). With a one-label classifier (a reranker adapter, or a reward/reranker base checkpoint) they are a
+// cross-encoder's scores (cross-encoder.ts). Otherwise the served model is a bi-encoder: every distinct text of a request is embedded once, exactly as
 // /v1/embeddings embeds it (the last token's final hidden state, L2-normalised; with any adapter, `model`), and a
 // pair's score is the cosine similarity of its two vectors: their dot product. Same auth, adapter choice, limits,
 // pooling refusal and cancellation as the embeddings routes (embeddings-routes.ts), whose helpers these reuse.
@@ -8,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdapterRef } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject } from './json.js';
+import { crossEncoderHead, crossEncoderScores } from './cross-encoder.js';
 import { body, embed, embeddingRouteOptions, flag, inputsOf, openAiAdapter, truncateOf, type EmbeddingDeps } from './embeddings-routes.js';
 
 const COMMON = ['model', 'truncate_prompt_tokens', 'adapter_source', 'api_token'] as const;
@@ -32,8 +34,9 @@ async function score(request: FastifyRequest, reply: FastifyReply, deps: Embeddi
       'every `text_2`) or as many of each (scored in pairs)');
   }
   const truncate = truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens');
-  const { similarity, promptTokens } = await embedDistinct(request, reply, deps, [...left, ...right], adapter, truncate);
-  const data = right.map((_, i) => ({ index: i, object: 'score', score: similarity(left.length === 1 ? 0 : i, left.length + i) }));
+  const { score: scoreOf, promptTokens } = await pairScores(request, reply, deps, right.map((r, i) => [left.length === 1 ? left[0]! : left[i]!, r]),
+    adapter, truncate);
+  const data = right.map((_, i) => ({ index: i, object: 'score', score: scoreOf(i) }));
   return {
     id: `score-${randomBytes(16).toString('hex')}`, object: 'list', created: Math.floor(Date.now() / 1000), model, data,
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
@@ -53,9 +56,10 @@ async function rerank(request: FastifyRequest, reply: FastifyReply, deps: Embedd
   const topN = typeof b.top_n === 'number' && b.top_n > 0 ? b.top_n : documents.length;
   const returnDocuments = flag(b.return_documents, 'return_documents', true);
   const truncate = truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens');
-  const { similarity, promptTokens } = await embedDistinct(request, reply, deps, [b.query, ...documents], adapter, truncate);
+  const query = b.query;
+  const { score: scoreOf, promptTokens } = await pairScores(request, reply, deps, documents.map((d) => [query, d]), adapter, truncate);
   const results = documents.map((text, index) => ({ index, ...(returnDocuments ? { document: { text } } : {}),
-    relevance_score: similarity(0, 1 + index) }));
+    relevance_score: scoreOf(index) }));
   results.sort((x, y) => y.relevance_score - x.relevance_score || x.index - y.index);
   return { id: `rerank-${randomBytes(16).toString('hex')}`, model, usage: { total_tokens: promptTokens }, results: results.slice(0, topN) };
 }
@@ -71,6 +75,18 @@ function documentsOf(v: unknown): string[] {
     return d.text;
   });
   return inputsOf(texts, 'documents', false) as string[];  // not empty, within the limit, no empty or non-string text
+}
+
+/** Each pair's score: the cross-encoder's when the request has a one-label classifier, else the cosine similarity. */
+async function pairScores(request: FastifyRequest, reply: FastifyReply, deps: EmbeddingDeps, pairs: [string, string][],
+  adapter: AdapterRef | null, truncate: number | undefined): Promise<{ score: (i: number) => number; promptTokens: number }> {
+  const head = await crossEncoderHead(deps.engine, adapter);
+  if (head) {
+    const { scores, promptTokens } = await crossEncoderScores(request, reply, deps.engine, head, pairs, adapter, truncate);
+    return { score: (i) => scores[i]!, promptTokens };
+  }
+  const { similarity, promptTokens } = await embedDistinct(request, reply, deps, pairs.flat(), adapter, truncate);
+  return { score: (i) => similarity(2 * i, 2 * i + 1), promptTokens };
 }
 
 /**

@@ -20,6 +20,7 @@ import { registerScoreRoutes } from './score-routes.js';
 import { registerClassifyRoutes } from './classify-routes.js';
 import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
+import type { SamplingDefaults } from './generation-defaults.js';
 
 export interface HttpServerOptions {
   /** A pino logger (a redacting child is made from it), true for fastify's default pino, false for none. */
@@ -37,6 +38,9 @@ export interface HttpServerOptions {
   responseStoreEntries?: number;
   /** The pooling the model's sentence-transformers config names (embeddings-routes.ts), or null when it has none. */
   embeddingPooling?: string | null;
+  /** --generation-config: defaults for the sampling fields OpenAI requests leave out (generation-defaults.ts); the TGI
+   * routes never use them. null/absent: none. */
+  samplingDefaults?: SamplingDefaults | null;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -106,14 +110,15 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   });
 
   registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
-  registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
-  registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken }, new ResponseStore(opts.responseStoreEntries ?? 1024));
+  const samplingDefaults = opts.samplingDefaults ?? null;
+  registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults });
+  registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
   registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
   registerScoreRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
   registerClassifyRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerDetokenizeRoute(app, engine, bodyLimitBytes);
-  registerServiceRoutes(app, engine, opts.metrics);
+  registerServiceRoutes(app, engine, opts.metrics, samplingDefaults);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   registerVllmLoraRoutes(app, engine, { adminToken: opts.adminToken, bodyLimitBytes });
   await app.ready();

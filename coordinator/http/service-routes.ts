@@ -7,18 +7,20 @@ import { infoJson } from './responses.js';
 import { validateTokenizeBody } from './validate.js';
 import { isVllmTokenizeBody, vllmTokenize } from './vllm-tokenize.js';
 import type { Json } from './json.js';
+import type { SamplingDefaults } from './generation-defaults.js';
 
 /** Probe and scrape routes: open without an API key, and logged at debug (a probe every few seconds). */
 export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
 
-export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics): void {
+export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics,
+  samplingDefaults: SamplingDefaults | null = null): void {
   // TGI: 200 with an empty body when healthy; 503 {"error": "unhealthy", "error_type": "healthcheck"}.
   app.get('/health', async (_request, reply) => {
     if (!engine.healthy()) throw unhealthy();
     return reply.code(200).send();
   });
 
-  const info = Object.freeze(infoJson(engine.info));
+  const info = Object.freeze(infoJson(engine.info, samplingDefaults));
   app.get('/info', async () => info);
 
   app.get('/metrics', async (_request, reply) => {

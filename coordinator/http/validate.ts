@@ -22,6 +22,7 @@
 //    ids must be distinct, and ties / dare_* need a density in (0, 1] (LoRAX defaults it to 0).
 import { randomBytes } from 'node:crypto';
 import type { ToolFormatName } from '../engine/tool-format-detect.js';
+import type { SamplingDefaults } from './generation-defaults.js';
 import type { SamplingParams } from '../../protocol/index.js';
 import type { AdapterRef, AdapterSource, GenerateRequest, MergeSpec, MergeStrategy } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
@@ -52,6 +53,8 @@ export interface ValidationLimits {
   requestChatTemplate?: boolean;
   /** --tool-call-parser: how tools, calls and results reach the chat template (default weft: as text). */
   toolFormat?: ToolFormatName;
+  /** OpenAI routes only: --generation-config's defaults for the sampling fields a request leaves out. */
+  samplingDefaults?: SamplingDefaults | null;
 }
 
 /** Which route the body came to: the stream route refuses decoder_input_details, like TGI. */

@@ -117,12 +117,14 @@ export function decodeIds(loaded: LoadedTokenizer, ids: readonly number[], skipS
   });
 }
 
-export function encodeText(loaded: LoadedTokenizer, text: string, addSpecialTokens = true): number[] {
+/** `pair`: a second text, joined to the first by the tokenizer's post-processor (a cross-encoder's input). */
+export function encodeText(loaded: LoadedTokenizer, text: string, addSpecialTokens = true, pair?: string): number[] {
   if (typeof text !== 'string') throw new TypeError('text to encode must be a string');
   // A word-level model's unknown words come back without an id when the unk token is named only in tokenizer.json
   // (the library reads it from tokenizer_config.json): the unk id as the Rust tokenizers give it, else -1
   // (TokenizerPool refuses those texts; a missing id sent on would break the step).
-  const ids = loaded.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids as (number | undefined)[];
+  const ids = loaded.tokenizer.encode(text, { add_special_tokens: addSpecialTokens, ...(pair !== undefined ? { text_pair: pair } : {}) })
+    .ids as (number | undefined)[];
   return ids.map((id) => (Number.isInteger(id) ? id! : loaded.unkId ?? -1));
 }
 

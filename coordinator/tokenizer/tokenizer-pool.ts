@@ -67,8 +67,10 @@ export class TokenizerPool {
     return tokenizerPool;
   }
 
-  async encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
-    return knownIds(await this.run({ op: 'encode', text, addSpecialTokens: opts.addSpecialTokens ?? true }));
+  /** `pair`: a second text for the tokenizer's pair template (a cross-encoder's query and document). */
+  async encode(text: string, opts: { addSpecialTokens?: boolean; pair?: string } = {}): Promise<number[]> {
+    return knownIds(await this.run({ op: 'encode', text, addSpecialTokens: opts.addSpecialTokens ?? true,
+      ...(opts.pair !== undefined ? { pair: opts.pair } : {}) }));
   }
 
   async encodeBatch(texts: string[], opts: { addSpecialTokens?: boolean } = {}): Promise<number[][]> {

@@ -8,7 +8,7 @@ export interface TokenizerWorkerData {
 }
 
 export type TokenizerTask =
-  | { op: 'encode'; text: string; addSpecialTokens: boolean }
+  | { op: 'encode'; text: string; addSpecialTokens: boolean; pair?: string }
   | { op: 'encodeBatch'; texts: string[]; addSpecialTokens: boolean }
   | { op: 'decode'; ids: number[]; skipSpecialTokens: boolean }
   | { op: 'tokenStrings'; ids: number[] }
@@ -28,7 +28,7 @@ const loaded = loadTokenizer((workerData as TokenizerWorkerData).modelDir);
 export default function handle(task: TokenizerTask): TokenizerTaskResult[TokenizerTask['op']] {
   switch (task.op) {
     case 'encode':
-      return encodeText(loaded, task.text, task.addSpecialTokens);
+      return encodeText(loaded, task.text, task.addSpecialTokens, task.pair);
     case 'encodeBatch':
       return task.texts.map((text) => encodeText(loaded, text, task.addSpecialTokens));
     case 'decode':

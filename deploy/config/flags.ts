@@ -111,6 +111,8 @@ export const FLAGS = [
   { name: 'tool-call-parser', type: 'string', commands: LAUNCH, env: ['TOOL_CALL_PARSER'], default: 'auto',
     choices: ['auto', 'weft', 'hermes', 'llama3_json', 'mistral', 'harmony', 'pythonic', 'qwen3_coder'],
     help: 'How chat answers carry function calls (`tools`): hermes (<tool_call> tags: Qwen 2.5/3, Hermes), llama3_json (Llama 3.1-3.3\'s JSON calls), mistral ([TOOL_CALLS]: Mistral 7B v0.3, Nemo, Small, Mixtral 8x22B), harmony (gpt-oss: messages to=functions.NAME; tool_choice auto only), pythonic (a Python list of calls [f(a=1), …]: Llama 3.2 / 4), qwen3_coder (<tool_call><function=NAME><parameter=P>… XML: Qwen3-Coder) — the model\'s own format, rendered by its chat template; weft (weft\'s JSON call format described in a system message: any model); auto (the format the chat template renders tools in, else weft).' },
+  { name: 'generation-config', type: 'string', commands: LAUNCH, env: ['GENERATION_CONFIG'], default: 'auto',
+    help: 'Defaults for the sampling fields OpenAI requests leave out (temperature, top_p, top_k, min_p, repetition_penalty, max_tokens), as vLLM\'s flag: auto (the model\'s generation_config.json, if it has one), vllm (none: the routes\' own defaults), or a directory holding a generation_config.json. A request\'s own values always win; the TGI routes never use them.' },
   { name: 'max-input-length', type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
     help: 'Prompt tokens per request.' },
   { name: 'max-total-tokens', type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,

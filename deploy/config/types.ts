@@ -70,6 +70,9 @@ export interface LaunchConfig {
   /** How chat answers' thoughts are split out (coordinator/engine/reasoning.ts). */
   reasoningParser: 'auto' | 'none' | 'think' | 'harmony';
   toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral' | 'harmony' | 'pythonic' | 'qwen3_coder';
+  /** OpenAI routes' sampling defaults: 'auto' (the model's generation_config.json), 'vllm' (none) or a directory
+   * holding a generation_config.json (coordinator/http/generation-defaults.ts). */
+  generationConfig: string;
   maxInputLength: number;
   maxTotalTokens: number;
   maxBatchPrefillTokens: number;

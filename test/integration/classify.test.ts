@@ -72,6 +72,31 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['qwen2', 1]] as const
       assert.ok(Math.abs(one.json.data[0].probs[0] - 1 / (1 + Math.exp(-reward.logits[0]!))) <= 1e-5, 'a one-label head: sigmoid');
     });
 
+    test('a one-label classifier adapter is a cross-encoder on /score and /rerank: each pair joined, scored like transformers + PEFT', async () => {
+      // The word-level test tokenizer has no pair template: a pair's input is its two texts' tokens in a row, so a
+      // golden sequence split in two must score the sigmoid of that sequence's reference logit.
+      const reward = fixture.entries.filter((e) => e.adapter === 'reward');
+      const halves = reward.map((e) => [textOf(e.tokens.slice(0, 2)), textOf(e.tokens.slice(2))] as const);
+      const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+      const s = await g.post('/v1/score', { model: 'reward', adapter_source: 'local', text_1: halves.map((h) => h[0]), text_2: halves.map((h) => h[1]) });
+      assert.equal(s.status, 200, s.text);
+      s.json.data.forEach((d: { index: number; score: number }, i: number) => {
+        assert.ok(Math.abs(d.score - sigmoid(reward[i]!.logits[0]!)) <= 1e-5, `pair ${i}: ${d.score} vs ${sigmoid(reward[i]!.logits[0]!)}`);
+      });
+      assert.equal(s.json.usage.prompt_tokens, reward.reduce((n, e) => n + e.tokens.length, 0));
+      const docs = [halves[0]![1], textOf(reward[1]!.tokens), textOf(reward[2]!.tokens)];
+      const rr = await g.post('/rerank', { model: 'reward', adapter_source: 'local', query: halves[0]![0], documents: docs });
+      assert.equal(rr.status, 200, rr.text);
+      const scores = rr.json.results as { index: number; relevance_score: number }[];
+      assert.deepEqual(scores.map((r) => r.relevance_score), [...scores.map((r) => r.relevance_score)].sort((a, b) => b - a), 'most relevant first');
+      const first = scores.find((r) => r.index === 0)!;
+      assert.ok(Math.abs(first.relevance_score - sigmoid(reward[0]!.logits[0]!)) <= 1e-5);
+      // A three-label classifier is not a cross-encoder: its scores stay cosine similarities (in [-1, 1], self = 1).
+      const bi = await g.post('/score', { model: 'sentiment', adapter_source: 'local', text_1: 't5 t6', text_2: ['t5 t6'] });
+      assert.equal(bi.status, 200, bi.text);
+      assert.ok(Math.abs(bi.json.data[0].score - 1) < 1e-5);
+    });
+
     test('a classifier adapter still generates (its head unused); refusals leave nothing held', async () => {
       const gen = await g.post('/generate', { inputs: 'Hello there', parameters: { adapter_id: 'sentiment-clf', max_new_tokens: 3 } });
       assert.equal(gen.status, 200, gen.text);

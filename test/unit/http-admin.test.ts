@@ -93,6 +93,7 @@ class AdminEngine implements GenerationEngine {
   readonly adapters = new FakeAdapters();
   stats(): EngineStats { return { waiting: 0, running: 0, usedBlocks: 0, freeBlocks: 8, activeAdapters: 0, loadedAdapters: 0, adapterBytes: 0, adapterBudgetBytes: 0, adapterRefs: 0, cachedBlocks: 0, preemptions: 0, draftTokens: 0, acceptedDraftTokens: 0 }; }
   async tokenize(): Promise<{ id: number; text: string; start: number; stop: number }[]> { return []; }
+  async encodePair(): Promise<number[]> { return []; }
   detokenize(): string { return ''; }
   async generate(): Promise<AsyncIterable<GenerationEvent>> { throw new EngineError('internal', 'not used here'); }
   healthy(): boolean { return true; }

@@ -103,6 +103,10 @@ export class ScriptedEngine implements GenerationEngine {
   /** The `templated` argument of the last tokenize() call (POST /tokenize). */
   lastTokenizeTemplated: boolean | undefined;
 
+  async encodePair(first: string, second: string): Promise<number[]> {
+    return (await this.tokenize(`${first} ${second}`)).map((t) => t.id);
+  }
+
   async tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]> {
     this.lastTokenizeTemplated = templated;
     for (const m of text.matchAll(/\S+/g)) this.words.set(10 + (m[0].length % 90), m[0]);

@@ -44,7 +44,7 @@ describe('bad input → 422 in OpenAI shape', () => {
     ['temperature < 0', { temperature: -0.1 }, '`temperature` must be >= 0 and <= 2'],
     ['top_p 0', { top_p: 0 }, '`top_p` must be > 0 and <= 1'],
     ['top_p > 1', { top_p: 1.5 }, '`top_p` must be > 0 and <= 1'],
-    ['top_k 0', { top_k: 0 }, '`top_k` must be strictly positive and at most 2147483647'],
+    ['top_k -2', { top_k: -2 }, '`top_k` must be -1 or 0 (all tokens), or between 1 and 2147483647'],
     ['seed negative', { seed: -1 }, '`seed` must be an integer >= 0 and <= 2^53 - 1'],
     ['max_tokens 0', { max_tokens: 0 }, '`max_tokens` must be strictly positive (0 only with `echo`)'],
     ['max_tokens huge', { max_tokens: 100000 }, '`max_tokens` must be <= 256. Given: 100000'],
