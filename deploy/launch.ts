@@ -18,9 +18,10 @@ import { Metrics } from '../coordinator/http/index.js';
 import { preloadAdapters, preloads, registryOptions } from './adapter-wiring.js';
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
-import { readBaseClassifierHead } from '../coordinator/adapters/classifier-head.js';
+import { baseClassifierHeadOf } from './classifier-wiring.js';
 import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
 import { planMemory } from './memory-plan.js';
+import { resolveSamplingDefaults, type ResolvedSamplingDefaults } from '../coordinator/http/generation-defaults.js';
 
 
 export interface Launched {
@@ -54,6 +55,17 @@ async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string, s
   return { dir, id: o.modelId };
 }
 
+/** The OpenAI routes' sampling defaults in effect (--generation-config), so an operator sees why answers differ. */
+function logSamplingDefaults(log: Logger, setting: string, { source, defaults }: ResolvedSamplingDefaults): void {
+  if (defaults) {
+    log.info({ generationConfig: setting, source, defaultSampling: defaults },
+      'OpenAI routes: default sampling parameters from generation_config.json (a request\'s own values win; --generation-config vllm: none)');
+  } else {
+    log.info({ generationConfig: setting, source, defaultSampling: null },
+      'OpenAI routes: no default sampling parameters from a generation config (the routes\' own defaults)');
+  }
+}
+
 export interface LaunchEnvironment {
   /** Downloads, demo model. Default ~/.cache/weft. */
   cacheDir?: string;
@@ -77,8 +89,10 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   if (taken) throw new Error(`--preload-adapter name '${taken.name}' is also a --served-model-name: give the adapter another name`);
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
+  // Before any shard starts: a broken generation_config.json fails the launch at once, naming the file and field.
+  const sampling = resolveSamplingDefaults(o.generationConfig, model.dir);
+  logSamplingDefaults(log, o.generationConfig, sampling);
   const spec = readModelSpec(model.dir);
-  const baseClassifierHead = readBaseClassifierHead(model.dir);
   const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
   const memory = o.device === 'cuda'
     ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length))
@@ -121,6 +135,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   });
   supervisor.start();
   const tokenizer = await TokenizerPool.create(model.dir);
+  const baseClassifierHead = baseClassifierHeadOf(o, model.dir, spec, (t) => tokenizer.tokenId(t));
   const metrics = new Metrics();
   let http: HttpHandle | undefined;
   try {
@@ -136,7 +151,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
-      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir });
+      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir,
+      samplingDefaults: sampling.defaults });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

@@ -233,8 +233,8 @@ export class Engine implements GenerationEngine {
     }
     checkRequestFields(req, this.info);
     if (this.info.task === 'classify' && req.embed !== true) {
-      throw new EngineError('validation', `${this.info.modelId} is a sequence classifier (${this.info.architecture} with a score head, no ` +
-        'language-model head): it serves /classify, /v1/classify and embeddings, not text generation');
+      throw new EngineError('validation', `${this.info.modelId} is served as a sequence classifier (a *ForSequenceClassification ` +
+        'checkpoint, or --classifier-from-tokens): it serves /classify, /score, /rerank and embeddings, not text generation');
     }
     this.admitting++;
     let ids: number[];

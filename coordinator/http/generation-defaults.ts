@@ -146,9 +146,3 @@ export function withSamplingDefaults(top: Json, defaults: SamplingDefaults | nul
   }
   return out ?? top;
 }
-
-/** A one-line summary for the start-up log and errors: `temperature=0.6 top_p=0.95`. */
-export function describeSamplingDefaults(defaults: SamplingDefaults | null): string {
-  if (!defaults) return 'none';
-  return Object.entries(defaults).map(([k, v]) => `${k}=${v}`).join(' ');
-}

@@ -54,7 +54,6 @@ import {
   optional,
   priorityOf,
   repetitionPenaltyOf,
-  MAX_TOP_K,
   MIN_TEMPERATURE,
   randomSeed,
   str,
@@ -62,7 +61,7 @@ import {
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
 import { withSamplingDefaults } from './generation-defaults.js';
-import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf } from './openai-vllm.js';
+import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
 
@@ -323,7 +322,7 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   if (temperature < 0 || temperature > 2) throw validationError('`temperature` must be >= 0 and <= 2');
   const topP = optional(top, 'top_p', num) ?? 1;
   if (topP <= 0 || topP > 1) throw validationError('`top_p` must be > 0 and <= 1');
-  const topK = openAiTopK(top);
+  const topK = vllmTopKOf(top);
   const repetitionPenalty = repetitionPenaltyOf(top);
   const given = optional(top, 'seed', int);
   if (given !== undefined && (given < 0 || given > MAX_SEED)) {
@@ -338,14 +337,6 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
   if (!doSample) return { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty, ...penalties, doSample, seed };
   return { temperature, topK: topK ?? 0, topP, typicalP: 1, ...(minP > 0 ? { minP } : {}), repetitionPenalty, ...penalties,
     doSample, seed };
-}
-
-/** vLLM's top_k: -1 or 0 mean all tokens (off), as does absent. */
-function openAiTopK(top: Json): number | undefined {
-  const v = optional(top, 'top_k', int);
-  if (v === undefined || v === -1 || v === 0) return undefined;
-  if (v < 0 || v > MAX_TOP_K) throw validationError(`\`top_k\` must be -1 or 0 (all tokens), or between 1 and ${MAX_TOP_K}`);
-  return v;
 }
 
 /** `fromDefault`: v is --generation-config's max_new_tokens, kept under --max-total-tokens like the built-in default. */

@@ -1,9 +1,9 @@
 // vLLM's request fields on the OpenAI routes that take more than a key check (openai-validate.ts calls these):
-// the chat rendering fields, stop_token_ids and truncate_prompt_tokens.
+// the chat rendering fields, stop_token_ids, truncate_prompt_tokens and top_k's "off" values.
 import type { ChatRender } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
-import { bool, int, maxInputOf, optional, str, type ValidationLimits } from './validate.js';
+import { bool, int, MAX_TOP_K, maxInputOf, optional, str, type ValidationLimits } from './validate.js';
 
 // Template variables a request may not set through chat_template_kwargs: weft sets them itself.
 const RESERVED_TEMPLATE_VARS = new Set(['messages', 'add_generation_prompt', 'bos_token', 'eos_token', 'tools']);
@@ -73,4 +73,13 @@ export function stopTokenIdsOf(top: Json): number[] {
     throw validationError(`\`stop_token_ids\` supports up to ${MAX_STOP_TOKEN_IDS} ids. Given: ${v.length}`);
   }
   return [...(v as number[])];
+}
+
+/** vLLM's top_k: -1 or 0 mean all tokens (off), as does absent — how a request switches off a --generation-config
+ * default top_k. */
+export function vllmTopKOf(top: Json): number | undefined {
+  const v = optional(top, 'top_k', int);
+  if (v === undefined || v === -1 || v === 0) return undefined;
+  if (v < 0 || v > MAX_TOP_K) throw validationError(`\`top_k\` must be -1 or 0 (all tokens), or between 1 and ${MAX_TOP_K}`);
+  return v;
 }

@@ -96,6 +96,12 @@ export class TokenizerPool {
     return decodeIds(this.local, ids, opts.skipSpecialTokens ?? false);
   }
 
+  /** The id of `token` in the vocabulary (added tokens included), or null. */
+  tokenId(token: string): number | null {
+    const id = this.local.tokenizer.token_to_id(token);
+    return typeof id === 'number' ? id : null;
+  }
+
   /** Whether `token` is one token of the vocabulary (added tokens included). */
   hasToken(token: string): boolean {
     return this.local.tokenizer.token_to_id(token) !== undefined && this.local.tokenizer.token_to_id(token) !== null;

@@ -77,6 +77,9 @@ export const FLAGS = [
   // launch: model and placement
   { name: 'model-id', type: 'string', commands: LAUNCH, env: ['MODEL_ID'], defaultLabel: 'the built-in demo model',
     help: 'Base model: a local directory, a Hugging Face hub id (owner/name[@revision]) or s3://bucket/prefix.' },
+  { name: 'classifier-from-tokens', key: 'classifierFromTokens', type: 'list', of: 'string', commands: LAUNCH, env: ['CLASSIFIER_FROM_TOKENS'],
+    envSplit: ',', default: [], defaultLabel: 'none (a causal LM generates)',
+    help: 'Serve a causal LM as a classifier scored by its own next-token logits (vLLM\'s classifier_from_token): two tokens no,yes give P(yes) of the two, one token the sigmoid of its logit — yes/no rerankers (Qwen3-Reranker, mxbai-rerank-v2) on /score, /rerank and /classify. The model then does not generate.' },
   { name: 'served-model-name', key: 'servedModelNames', type: 'list', of: 'string', commands: LAUNCH, env: ['SERVED_MODEL_NAME'],
     envSplit: ',', default: [], defaultLabel: 'the --model-id',
     help: 'The base model\'s name in the API (vLLM\'s flag; repeatable): the first is the one /v1/models, /info and responses report, and each is accepted as OpenAI `model` for the base model — the --model-id itself then is not.' },

@@ -52,6 +52,8 @@ export interface LaunchConfig {
   command: 'launch';
   /** null: the built-in demo model. */
   modelId: string | null;
+  /** --classifier-from-tokens: the causal LM served as a classifier by these tokens' logits (empty: it generates). */
+  classifierFromTokens: readonly string[];
   /** --served-model-name: the base model's names in the API (empty: the model id). */
   servedModelNames: readonly string[];
   numShard: number;

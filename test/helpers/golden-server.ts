@@ -55,12 +55,15 @@ export interface GoldenServerExtras {
   chatTemplate?: string;
   /** Serve this directory's config.json and model.safetensors (a checkpoint of the case's vocabulary) instead. */
   weightsDir?: string;
+  /** The served model's generation_config.json (the golden models' is not served: tokenizedGoldenModel). */
+  generationConfig?: Record<string, unknown>;
 }
 
 export async function startGoldenServer(overrides: Partial<LaunchConfig> = {}, extras: GoldenServerExtras = {}): Promise<GoldenServer> {
   const c = loadGoldenCase(extras.caseName ?? 'llama');
   const modelDir = tokenizedGoldenModel(c, extras.specialTokens, extras.weightsDir);
   if (extras.chatTemplate !== undefined) writeFileSync(join(modelDir, 'chat_template.jinja'), extras.chatTemplate);
+  if (extras.generationConfig !== undefined) writeFileSync(join(modelDir, 'generation_config.json'), JSON.stringify(extras.generationConfig));
   const flags = ['--model-id', modelDir, '--port', '0', '--hostname', '127.0.0.1', '--cluster', `g${process.pid}`,
     '--max-input-length', '128', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512',
     '--adapter-root', join(c.dir, 'adapters'), '--max-adapter-slots', '4', '--max-active-adapters', '4',

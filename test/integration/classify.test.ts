@@ -150,7 +150,7 @@ for (const shards of [1, 2]) {
       for (const [path, body] of [['/generate', { inputs: 't5 t6' }], ['/v1/completions', { prompt: 't5 t6', max_tokens: 2 }]] as const) {
         const r = await g.post(path, body);
         assert.equal(r.status, 422, r.text);
-        assert.match(r.text, /sequence classifier .*not text generation/);
+        assert.match(r.text, /served as a sequence classifier .*not text generation/);
       }
       const emb = await g.post('/v1/embeddings', { input: 't5 t6' });
       assert.equal(emb.status, 200, emb.text);
@@ -168,3 +168,34 @@ for (const shards of [1, 2]) {
     });
   });
 }
+
+// --classifier-from-tokens: the llama golden model (a causal LM) served as a yes/no classifier by two of its own
+// next-token logits; the reference is transformers' logits of the golden file at each sequence's last position.
+describe('classify: --classifier-from-tokens on a causal LM', () => {
+  let g: GoldenServer;
+  before(async () => {
+    g = await startGoldenServer({}, { flags: ['--classifier-from-tokens', 't5', '--classifier-from-tokens', 't9'] });
+  });
+  after(async () => { await g.close(); });
+
+  test('the score is P(t9) of the two tokens at the last position, as transformers\' logits give it; /rerank uses it', async () => {
+    const V = g.c.vocab;
+    const diffs = g.c.sequences.map((seq, s) => {
+      const logits = g.c.logits(`base/seq${s}`);
+      return logits[(seq.length - 1) * V + 9]! - logits[(seq.length - 1) * V + 5]!;
+    });
+    const r = await g.post('/classify', { input: g.c.sequences, use_activation: false });
+    assert.equal(r.status, 200, r.text);
+    r.json.data.forEach((d: { label: string; probs: number[] }, s: number) => {
+      assert.equal(d.label, 't9');
+      assert.ok(Math.abs(d.probs[0]! - diffs[s]!) <= TOL, `seq ${s}: ${d.probs[0]} vs ${diffs[s]}`);
+    });
+    const seq = g.c.sequences[1]!;
+    const rr = await g.post('/v1/rerank', { query: textOf(seq.slice(0, 4)), documents: [textOf(seq.slice(4))] });
+    assert.equal(rr.status, 200, rr.text);
+    assert.ok(Math.abs(rr.json.results[0].relevance_score - 1 / (1 + Math.exp(-diffs[1]!))) <= 1e-5);
+    const gen = await g.post('/generate', { inputs: 't5 t6' });
+    assert.equal(gen.status, 422, gen.text);
+    assert.match(gen.text, /served as a sequence classifier/);
+  });
+});

@@ -22,6 +22,7 @@ import {
   type GenerationEvent,
 } from '../../coordinator/engine/types.js';
 import { buildHttpServer, Metrics } from '../../coordinator/http/index.js';
+import type { SamplingDefaults } from '../../coordinator/http/generation-defaults.js';
 
 export const EOS_ID = 2;
 export const PRIVATE_TOKEN = 'hf_SECRET_token_123';
@@ -267,7 +268,8 @@ export interface TestServer {
 
 /** A server over a fresh ScriptedEngine, logging (at debug) into `logs`. */
 export async function testServer(
-  opts: { bodyLimitBytes?: number; apiKeys?: readonly string[]; adminToken?: string; corsAllowOrigins?: readonly string[] } = {},
+  opts: { bodyLimitBytes?: number; apiKeys?: readonly string[]; adminToken?: string; corsAllowOrigins?: readonly string[];
+    samplingDefaults?: SamplingDefaults | null } = {},
 ): Promise<TestServer> {
   const engine = new ScriptedEngine();
   const metrics = new Metrics();
@@ -276,7 +278,7 @@ export async function testServer(
   const logger = pino({ level: 'debug' }, sink);
   const app = await buildHttpServer(engine, {
     logger, metrics, bodyLimitBytes: opts.bodyLimitBytes, apiKeys: opts.apiKeys, adminToken: opts.adminToken,
-    corsAllowOrigins: opts.corsAllowOrigins,
+    corsAllowOrigins: opts.corsAllowOrigins, samplingDefaults: opts.samplingDefaults,
   });
   return { app, engine, metrics, logs };
 }
