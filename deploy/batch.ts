@@ -87,7 +87,8 @@ export async function runBatch(c: BatchConfig, log: (m: string) => void = (m) =>
     base = c.url.replace(/\/+$/, '');
   } else {
     const { input: _i, output: _o, url: _u, concurrency: _c, ...launchFlags } = c;
-    server = await launch({ ...launchFlags, command: 'launch', port: 0, hostname: '127.0.0.1' });
+    // Its own server, on loopback: plain HTTP (TLS flags are for a server others call).
+    server = await launch({ ...launchFlags, command: 'launch', port: 0, hostname: '127.0.0.1', sslKeyfile: null, sslCertfile: null, sslCaCerts: null });
     base = server.url;
     log(`started a server at ${base}`);
   }

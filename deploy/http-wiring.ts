@@ -1,6 +1,7 @@
 // Puts the engine behind the HTTP API and starts listening.
 import type { Logger } from 'pino';
 import { buildHttpServer, type Metrics } from '../coordinator/http/index.js';
+import type { HttpServerOptions } from '../coordinator/http/server.js';
 import type { Engine } from '../coordinator/index.js';
 import { sentenceTransformersPooling } from '../coordinator/http/embeddings-routes.js';
 import type { SamplingDefaults } from '../coordinator/http/generation-defaults.js';
@@ -10,9 +11,11 @@ export interface HttpHandle {
   close(): Promise<void>;
 }
 
-export async function startHttp(engine: Engine, o: { port: number; hostname: string; logger: Logger; metrics: Metrics; adminToken?: string; apiKeys?: readonly string[]; corsAllowOrigins?: readonly string[]; responseStoreEntries?: number; modelDir?: string; samplingDefaults?: SamplingDefaults | null }): Promise<HttpHandle> {
+export async function startHttp(engine: Engine, o: { port: number; hostname: string; logger: Logger; metrics: Metrics; adminToken?: string; apiKeys?: readonly string[]; corsAllowOrigins?: readonly string[]; responseStoreEntries?: number; modelDir?: string; samplingDefaults?: SamplingDefaults | null;
+  https?: HttpServerOptions['https'] }): Promise<HttpHandle> {
   const app = await buildHttpServer(engine, { logger: o.logger, metrics: o.metrics, adminToken: o.adminToken, apiKeys: o.apiKeys,
     corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, samplingDefaults: o.samplingDefaults ?? null,
+    https: o.https ?? null,
     ...(o.modelDir !== undefined ? { embeddingPooling: sentenceTransformersPooling(o.modelDir) } : {}) });
   const address = await app.listen({ port: o.port, host: o.hostname });
   return { url: address.replace('0.0.0.0', '127.0.0.1'), close: () => app.close() };

@@ -19,6 +19,7 @@ import { preloadAdapters, preloads, registryOptions } from './adapter-wiring.js'
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
 import { baseClassifierHeadOf } from './classifier-wiring.js';
+import { httpsOptionsOf } from './tls.js';
 import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
 import { planMemory } from './memory-plan.js';
 import { resolveSamplingDefaults, type ResolvedSamplingDefaults } from '../coordinator/http/generation-defaults.js';
@@ -91,6 +92,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const model = await resolveModelDir(o, log, cacheDir, sources);
   // Before any shard starts: a broken generation_config.json fails the launch at once, naming the file and field.
   const sampling = resolveSamplingDefaults(o.generationConfig, model.dir);
+  const https = httpsOptionsOf(o);  // before any shard starts: a wrong key or certificate path fails at once
   logSamplingDefaults(log, o.generationConfig, sampling);
   const spec = readModelSpec(model.dir);
   const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
@@ -152,7 +154,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
       corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir,
-      samplingDefaults: sampling.defaults });
+      samplingDefaults: sampling.defaults, https });
   } catch (e) {
     await supervisor.stop();
     await tokenizer.close();

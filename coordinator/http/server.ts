@@ -1,4 +1,5 @@
 // The HTTP server: fastify with TGI/LoRAX routes over a GenerationEngine.
+import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger, redactOptions } from 'pino';
 import type { GenerationEngine } from '../engine/types.js';
@@ -41,6 +42,8 @@ export interface HttpServerOptions {
   /** --generation-config: defaults for the sampling fields OpenAI requests leave out (generation-defaults.ts); the TGI
    * routes never use them. null/absent: none. */
   samplingDefaults?: SamplingDefaults | null;
+  /** Serve HTTPS with these TLS options (deploy/tls.ts); absent/null: plain HTTP. */
+  https?: (TlsOptions & SecureContextOptions) | null;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
@@ -73,6 +76,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
       : { loggerInstance: opts.logger.child({ component: 'http' }, { redact: REDACT }) };
   const app = Fastify({
     ...logging,
+    ...(opts.https ? { https: opts.https } : {}),
     bodyLimit: bodyLimitBytes,
     genReqId: requestId,
     // One line per request from the lifecycle hook (access-log.ts) instead of fastify's two.

@@ -64,6 +64,10 @@ export interface LaunchConfig {
   collective: CollectiveKind;
   port: number;
   hostname: string;
+  /** --ssl-keyfile, --ssl-certfile, --ssl-ca-certs (deploy/tls.ts); null: plain HTTP. */
+  sslKeyfile: string | null;
+  sslCertfile: string | null;
+  sslCaCerts: string | null;
   /** null: start a local nats-server. */
   natsUrl: string | null;
   cluster: string;
@@ -219,6 +223,10 @@ export interface RouterConfig {
   loadFactor: number;
   port: number;
   hostname: string;
+  /** --ssl-keyfile, --ssl-certfile, --ssl-ca-certs (deploy/tls.ts); null: plain HTTP. */
+  sslKeyfile: string | null;
+  sslCertfile: string | null;
+  sslCaCerts: string | null;
   logLevel: LogLevel;
   env: EnvConfig;
 }

@@ -8,6 +8,7 @@
 // retried once a response has started). Responses API ids are remembered with the replica that stored them. Admin
 // requests go to every replica (broadcast.ts). Bodies and responses pass through unchanged (streams stream); each
 // response says which replica answered (`x-weft-backend`). /metrics: metrics.ts.
+import { httpsOptionsOf } from '../tls.js';
 import { Readable, Transform } from 'node:stream';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { BackendPool, parseBackend, type Backend } from './backends.js';
@@ -24,6 +25,10 @@ export interface RouterOptions {
   /** c of the bounded-load placement (≥ 1; large: pure affinity). */
   loadFactor: number;
   logLevel: string;
+  /** --ssl-keyfile, --ssl-certfile, --ssl-ca-certs: the router's own HTTPS (deploy/tls.ts); absent: plain HTTP. */
+  sslKeyfile?: string | null;
+  sslCertfile?: string | null;
+  sslCaCerts?: string | null;
 }
 
 export interface RunningRouter {
@@ -43,7 +48,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   if (!(o.loadFactor >= 1)) throw new Error(`--load-factor must be at least 1 (got ${o.loadFactor})`);
   const backends = o.backends.map(parseBackend);
   const { registry, requests, retries, placements, up: upGauge } = routerMetrics(backends, o.loadFactor);
-  const app = Fastify({ logger: { level: o.logLevel }, bodyLimit: BODY_LIMIT });
+  const https = httpsOptionsOf({ sslKeyfile: o.sslKeyfile ?? null, sslCertfile: o.sslCertfile ?? null, sslCaCerts: o.sslCaCerts ?? null });
+  const app = Fastify({ logger: { level: o.logLevel }, bodyLimit: BODY_LIMIT, ...(https ? { https } : {}) });
   const names = new NamedAdapterLog();
   const pool: BackendPool = new BackendPool(backends, o.healthIntervalMs, (b) => {
     upGauge.set({ backend: b.name }, b.up ? 1 : 0);
