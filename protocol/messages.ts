@@ -20,6 +20,8 @@ export interface SamplingParams {
   /** min_tokens: `endTokens` (the end-of-generation ids) cannot be drawn until this many tokens are generated. */
   minTokens?: number;
   endTokens?: number[];
+  /** vLLM's allowed_token_ids: only these tokens may be drawn (with a constraint: those it also allows). */
+  allowedTokens?: number[];
 }
 
 /** Greedy decoding of the model's own distribution: no temperature, top-k/p, penalties or bias. */

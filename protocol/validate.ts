@@ -25,7 +25,8 @@ const sampling = object({
   doSample: bool,
   seed: count,
 }, { minP: num({ min: 0, max: 1 }), frequencyPenalty: num({ min: -2, max: 2 }), presencePenalty: num({ min: -2, max: 2 }),
-  logitBias: arrayOf(object({ token: count, bias: num({ min: -100, max: 100 }) })), minTokens: count, endTokens: tokenIds });
+  logitBias: arrayOf(object({ token: count, bias: num({ min: -100, max: 100 }) })), minTokens: count, endTokens: tokenIds,
+  allowedTokens: tokenIds });
 
 const newSequence = object({
   seqId: id,

@@ -61,7 +61,7 @@ import {
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
 import { withSamplingDefaults } from './generation-defaults.js';
-import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
+import { allowedTokenIdsOf, chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
 
@@ -158,7 +158,7 @@ const COMMON_KEYS = [
   'skip_special_tokens',
   // vLLM sampling fields clients send at their defaults: accepted there only (NEUTRAL)
   'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
-  'return_tokens_as_token_ids', 'priority',
+  'return_tokens_as_token_ids', 'priority', 'allowed_token_ids',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo']);
 const CHAT_KEYS = new Set([
@@ -329,7 +329,7 @@ function samplingParams(top: Json, seedSource: () => number): SamplingParams {
     throw validationError('`seed` must be an integer >= 0 and <= 2^53 - 1');
   }
   const penalties = { ...additivePenalty(top, 'frequency_penalty', 'frequencyPenalty'),
-    ...additivePenalty(top, 'presence_penalty', 'presencePenalty'), ...logitBiasOf(top) };
+    ...additivePenalty(top, 'presence_penalty', 'presencePenalty'), ...logitBiasOf(top), ...allowedTokenIdsOf(top) };
   const doSample = temperature >= MIN_TEMPERATURE;  // below it, greedy (as vLLM): logits ÷ it would overflow
   const seed = given ?? (doSample ? seedSource() : 0);
   // Greedy: the warpers cannot change an argmax, so they are sent switched off (the penalties can, and stay).

@@ -27,4 +27,13 @@ export interface SequenceState {
   ngrams?: NgramIndex;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */
   constraint?: { automaton: TokenAutomaton; state: number; failed?: string };
+  /** allowed_token_ids as the sampler's bitset (bit t of byte t >> 3): the only tokens it may draw. */
+  allowed?: Uint8Array;
+}
+
+/** `tokens` as a sampler bitset over a vocabulary of `vocab` (ids outside it are a StepError for the caller). */
+export function tokenBitset(tokens: readonly number[], vocab: number): Uint8Array {
+  const bits = new Uint8Array(Math.ceil(vocab / 8));
+  for (const t of tokens) bits[t >> 3]! |= 1 << (t & 7);
+  return bits;
 }

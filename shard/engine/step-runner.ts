@@ -7,7 +7,7 @@ import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protoc
 import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
 import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
 import { usesLongRope, type LoadedModel } from '../models/index.js';
-import type { SequenceState } from './sequence-state.js';
+import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
 
@@ -57,7 +57,8 @@ function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.
       c.failed = (e as Error).message;
     }
   }
-  const s = state.sampling;
+  if (state.allowed) allowedMask = allowedMask ? allowedMask.map((byte, i) => byte & state.allowed![i]!) : state.allowed;
+  const { allowedTokens: _listed, ...s } = state.sampling;  // sent to the sampler as the mask above
   // min_tokens: the end tokens get -inf (a bias no logit_bias reaches) until that many tokens are generated.
   const draws = state.draws + ahead;  // `ahead`: a draft position of this step (speculative decoding)
   const banEnd = s.minTokens !== undefined && draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
@@ -262,6 +263,7 @@ export class StepRunner {
       unsent: ns.pending ?? 0,
       ...(ns.logits === 'hidden' ? { hidden: true } : {}),
       ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
+      ...(ns.sampling.allowedTokens ? { allowed: this.allowedBits(ns) } : {}),
     };
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
@@ -270,6 +272,13 @@ export class StepRunner {
     }
     return { state, tokens: cached > 0 ? ns.tokens.slice(cached) : ns.tokens, firstPos: cached, wantAll,
       promptLogprobs: ns.promptLogprobs, logits: ns.logits, partial: state.unsent > 0, drafts: [] };
+  }
+
+  private allowedBits(ns: NewSequence): Uint8Array {
+    const V = this.model.spec.vocab;
+    const outside = ns.sampling.allowedTokens!.find((t) => t >= V);
+    if (outside !== undefined) throw new StepError(`new sequence '${ns.seqId}': allowed token ${outside} is outside the vocabulary (${V})`);
+    return tokenBitset(ns.sampling.allowedTokens!, V);
   }
 
   /** The automaton of a new sequence's pattern, in the state its already generated tokens lead to. */

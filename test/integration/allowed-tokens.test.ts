@@ -1,0 +1,33 @@
+// vLLM's allowed_token_ids on the OpenAI routes, through the real server at --num-shard 2: the answer's tokens
+// come only from the list, and greedy picks the list's most likely token by transformers' logits (the golden
+// file), not the model's overall argmax; bad lists are 422s.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGoldenServer, textOf } from '../helpers/golden-server.js';
+
+test('allowed_token_ids: greedy takes the best allowed token; every token drawn is allowed; bad lists refused', async () => {
+  const g = await startGoldenServer({}, { flags: ['--num-shard', '2'] });
+  try {
+    const seq = g.c.sequences[0]!;
+    const V = g.c.vocab;
+    const last = g.c.logits('base/seq0').subarray((seq.length - 1) * V, seq.length * V);
+    const order = [...last.keys()].sort((a, b) => last[b]! - last[a]!);
+    const allowed = [order[V - 1]!, order[V - 2]!, order[V - 3]!];  // the three least likely tokens
+    const r = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 1, temperature: 0, allowed_token_ids: allowed });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.choices[0].text.trim(), `t${order[V - 3]}`, 'the most likely of the allowed three');
+    const sampled = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 8, temperature: 1, seed: 3, ignore_eos: true,
+      allowed_token_ids: [5, 9, 12] });
+    assert.equal(sampled.status, 200, sampled.text);
+    const words = sampled.json.choices[0].text.trim().split(' ');
+    assert.equal(words.length, 8);
+    for (const w of words) assert.ok(['t5', 't9', 't12'].includes(w), `${w} was not allowed`);
+    for (const bad of [[], [V], [-1], 'x']) {
+      const b = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 1, allowed_token_ids: bad });
+      assert.equal(b.status, 422, `${JSON.stringify(bad)}: ${b.text}`);
+      assert.match(b.text, /allowed_token_ids/);
+    }
+  } finally {
+    await g.close();
+  }
+});
