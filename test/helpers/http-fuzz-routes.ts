@@ -191,6 +191,8 @@ export const ROUTES: RouteSpec[] = [
     (r, s) => ({ ...s, ...structuredVariant(r), min_tokens: r.pick([null, 0, 1]) }),
     (r, s) => ({ ...s, logit_bias: r.pick([{ 1024: 1 }, { '-1': 1 }, { '01': 1 }, { 1: 101 }, { 1: -1e308 }, { 1: 'x' }, { 1: null }, [1],
       Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])), { [String(2 ** 53)]: 1 }, { '1e3': 1 }, { ' 1': 1 }]) }),
+    (r, s) => ({ ...s, allowed_token_ids: r.pick([[1024], [], [-1], [0.5], [2 ** 53], ['1'], 5, null, [7], [1020, 1021, 1022, 1023],
+      new Array(65_537).fill(1), Array.from({ length: 1024 }, (_, i) => i)]), ...structuredVariant(r) }),
     (r, s) => ({ ...s, stop_token_ids: r.pick([[1024], [-1], [0.5], new Array(65).fill(1), [2 ** 53], ['1'], 5, [1020, 1021, 1022, 1023]]),
       ignore_eos: r.pick([true, false]), min_tokens: r.pick([0, 3]) }),
     (r, s) => ({ ...s, max_tokens: r.pick([250, 254, 255, 256]), ignore_eos: true, stop: null, stop_token_ids: null, n: r.pick([1, 16]),
