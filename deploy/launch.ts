@@ -136,11 +136,13 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     }
   });
   supervisor.start();
-  const tokenizer = await TokenizerPool.create(model.dir);
-  const baseClassifierHead = baseClassifierHeadOf(o, model.dir, spec, (t) => tokenizer.tokenId(t));
   const metrics = new Metrics();
   let http: HttpHandle | undefined;
+  let tokenizer: TokenizerPool | undefined;
   try {
+    tokenizer = await TokenizerPool.create(model.dir);
+    const tokens = tokenizer;
+    const baseClassifierHead = baseClassifierHeadOf(o, model.dir, spec, (t) => tokens.tokenId(t));
     await waitForShards(group, () => startFailure, 180_000);
     engine = new Engine(group, tokenizer, {
       modelId: o.servedModelNames[0] ?? model.id, modelAliases: o.servedModelNames.slice(1), maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
@@ -156,8 +158,10 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir,
       samplingDefaults: sampling.defaults, https });
   } catch (e) {
+    // Everything started so far, or the process would stay up on its timers (the group's watchdog, the pool).
     await supervisor.stop();
-    await tokenizer.close();
+    group.close();
+    await tokenizer?.close();
     await nc.close();
     await nats?.stop();
     throw e;
