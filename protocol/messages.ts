@@ -22,6 +22,9 @@ export interface SamplingParams {
   endTokens?: number[];
   /** vLLM's allowed_token_ids: only these tokens may be drawn (with a constraint: those it also allows). */
   allowedTokens?: number[];
+  /** vLLM's bad_words as token sequences: the last token of one is never drawn right after the others (a
+   * one-token word never at all). Matched against the generated tokens only. */
+  badWords?: number[][];
 }
 
 /** Greedy decoding of the model's own distribution: no temperature, top-k/p, penalties or bias. */

@@ -2,6 +2,7 @@
 // ending with `data: [DONE]`). `model` picks the adapter (engine.adapterForModel). Errors keep the HTTP
 // statuses of the other routes but take OpenAI's shape, `{"error": {message, type, param, code}}`, which
 // OpenAI SDKs parse (code = weft's error_type); a failure mid-stream is one such `data:` event, then [DONE].
+import { badWordTokens } from './token-filters.js';
 import type { Span } from '@opentelemetry/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
@@ -180,9 +181,10 @@ export async function start(
   const total = prompts.length * per;
   if (total > 1) span.setAttribute('weft.choices', total);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
+  const badWords = valid.badWords.length > 0 ? await badWordTokens(deps.engine, valid.badWords) : [];
   const started = await startRuns(total, reply, (index) => {
     const prompt = prompts[Math.floor(index / per)]!;
-    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1) };
+    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1), ...(badWords.length > 0 ? { badWords } : {}) };
     const req: GenerateRequest = {
       requestId: total > 1 ? `${request.id}.${index}` : request.id, inputs: typeof prompt === 'string' ? prompt : '',
       ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), ...(templated ? { templated } : {}), adapter, merge: null, sampling,

@@ -61,7 +61,8 @@ import {
 } from './validate.js';
 import { openaiConstraint } from './structured-output.js';
 import { withSamplingDefaults } from './generation-defaults.js';
-import { allowedTokenIdsOf, chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
+import { allowedTokenIdsOf, badWordsOf, logitBiasOf } from './token-filters.js';
+import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
 
@@ -101,6 +102,8 @@ export interface ValidOpenAi {
   ignoreEos: boolean;
   /** stop_token_ids (vLLM): token ids that end the generation like EOS. */
   stopTokenIds: number[];
+  /** bad_words (vLLM), as given: openai-routes.ts tokenizes them into sampling.badWords. */
+  badWords: string[];
   /** include_stop_str_in_output (vLLM): the matched stop sequence stays at the end of the text. */
   includeStop: boolean;
   /** skip_special_tokens: false (vLLM): special tokens stay in the text (GenerateRequest.keepSpecialTokens). */
@@ -158,7 +161,7 @@ const COMMON_KEYS = [
   'skip_special_tokens',
   // vLLM sampling fields clients send at their defaults: accepted there only (NEUTRAL)
   'spaces_between_special_tokens', 'use_beam_search', 'length_penalty', 'early_stopping',
-  'return_tokens_as_token_ids', 'priority', 'allowed_token_ids',
+  'return_tokens_as_token_ids', 'priority', 'allowed_token_ids', 'bad_words',
 ];
 const COMPLETION_KEYS = new Set([...COMMON_KEYS, 'prompt', 'best_of', 'echo']);
 const CHAT_KEYS = new Set([
@@ -302,6 +305,7 @@ function commonFields(
     includeUsage: includeUsage(top, stream),
     ignoreEos: (optional(top, 'ignore_eos_token', bool) ?? false) || (optional(top, 'ignore_eos', bool) ?? false),
     stopTokenIds: stopTokenIdsOf(top),
+    badWords: badWordsOf(top),
     includeStop: optional(top, 'include_stop_str_in_output', bool) ?? false,
     keepSpecialTokens: optional(top, 'skip_special_tokens', bool) === false,
     truncate: truncatePromptTokensOf(top, limits),
@@ -483,26 +487,4 @@ function contentOf(v: unknown, at: string): string {
       return str(p.text, `${at}[${j}].text`);
     })
     .join('');
-}
-
-/** Most logit_bias entries one request may carry. */
-export const MAX_LOGIT_BIAS = 1024;
-
-/** logit_bias: `{"<token id>": bias}`; an empty map (or all zero biases) is left out of the request. */
-function logitBiasOf(top: Json): { logitBias?: { token: number; bias: number }[] } {
-  const v = top.logit_bias;
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw validationError('`logit_bias` must be an object mapping token ids to biases');
-  const entries = Object.entries(v as Json);
-  if (entries.length > MAX_LOGIT_BIAS) throw validationError(`\`logit_bias\` has ${entries.length} entries; at most ${MAX_LOGIT_BIAS}`);
-  const logitBias = entries.map(([key, bias]) => {
-    if (!/^(0|[1-9][0-9]*)$/.test(key) || !Number.isSafeInteger(Number(key))) {
-      throw validationError(`\`logit_bias\` keys must be token ids (integers >= 0), got "${key.slice(0, 32)}"`);
-    }
-    if (typeof bias !== 'number' || !Number.isFinite(bias) || bias < -100 || bias > 100) {
-      throw validationError(`\`logit_bias\` values must be numbers >= -100 and <= 100 (token ${key})`);
-    }
-    return { token: Number(key), bias };
-  }).filter((e) => e.bias !== 0).sort((a, b) => a.token - b.token);
-  return logitBias.length > 0 ? { logitBias } : {};
 }

@@ -75,20 +75,6 @@ export function stopTokenIdsOf(top: Json): number[] {
   return [...(v as number[])];
 }
 
-/** Most allowed_token_ids one request may give. */
-export const MAX_ALLOWED_TOKEN_IDS = 65_536;
-
-/** vLLM's allowed_token_ids: a non-empty list of token ids, the only ones the answer may use (absent: all). */
-export function allowedTokenIdsOf(top: Json): { allowedTokens?: number[] } {
-  const v = top.allowed_token_ids;
-  if (v === undefined || v === null) return {};
-  if (!Array.isArray(v) || v.length === 0 || !v.every((t) => Number.isSafeInteger(t) && (t as number) >= 0)) {
-    throw validationError('`allowed_token_ids` must be a non-empty array of token ids (integers >= 0)');
-  }
-  if (v.length > MAX_ALLOWED_TOKEN_IDS) throw validationError(`\`allowed_token_ids\` supports up to ${MAX_ALLOWED_TOKEN_IDS} ids. Given: ${v.length}`);
-  return { allowedTokens: [...new Set(v as number[])] };
-}
-
 /** vLLM's top_k: -1 or 0 mean all tokens (off), as does absent — how a request switches off a --generation-config
  * default top_k. */
 export function vllmTopKOf(top: Json): number | undefined {

@@ -47,7 +47,7 @@ const RAW = { ...GREEDY, drawIndex: 0 };
 /** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. A
  * constraint that fails (its automaton outgrew its limit) fails only its sequence: no mask, and the output says
  * why (see output()). */
-function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.state): SamplingOptions {
+function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.state, drafted: readonly number[] = []): SamplingOptions {
   const c = state.constraint;
   let allowedMask: Uint8Array | undefined;
   if (c && c.failed === undefined) {
@@ -58,12 +58,29 @@ function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.
     }
   }
   if (state.allowed) allowedMask = allowedMask ? allowedMask.map((byte, i) => byte & state.allowed![i]!) : state.allowed;
-  const { allowedTokens: _listed, ...s } = state.sampling;  // sent to the sampler as the mask above
+  const { allowedTokens: _listed, badWords, ...s } = state.sampling;  // the mask above; the biases below
   // min_tokens: the end tokens get -inf (a bias no logit_bias reaches) until that many tokens are generated.
   const draws = state.draws + ahead;  // `ahead`: a draft position of this step (speculative decoding)
   const banEnd = s.minTokens !== undefined && draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
-  const logitBias = banEnd ? [...(s.logitBias ?? []), ...s.endTokens!.map((token) => ({ token, bias: -Infinity }))] : s.logitBias;
+  const banned = badWords ? bannedNext(badWords, state, drafted) : [];
+  const logitBias = banEnd || banned.length > 0
+    ? [...(s.logitBias ?? []), ...(banEnd ? s.endTokens! : []).map((token) => ({ token, bias: -Infinity })),
+      ...banned.map((token) => ({ token, bias: -Infinity }))]
+    : s.logitBias;
   return { ...s, ...(logitBias ? { logitBias } : {}), drawIndex: draws, ...(allowedMask ? { allowedMask } : {}) };
+}
+
+/** bad_words: the tokens that would complete one of them now, given the generated tokens (and `drafted`, the draft
+ * tokens before this position of a speculative row). */
+function bannedNext(badWords: readonly number[][], state: SequenceState, drafted: readonly number[]): number[] {
+  const generated = state.history.length - state.promptLen + drafted.length;
+  const at = (k: number): number => (k < drafted.length ? drafted[drafted.length - 1 - k]! : state.history[state.history.length - 1 - (k - drafted.length)]!);
+  return badWords.filter((w) => {
+    const before = w.length - 1;
+    if (before > generated) return false;
+    for (let k = 0; k < before; k++) if (at(k) !== w[before - 1 - k]) return false;
+    return true;
+  }).map((w) => w[w.length - 1]!);
 }
 
 /** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
@@ -80,7 +97,7 @@ function rowSampling(row: Row) {
   if (row.drafts.length === 0) return [{ ...samplingOf(state), penaltyTokens: penaltyTokens(state), topN: state.topN }];
   // Position i sees the history and the drafts before it: views of one array, not a copy per position.
   const seen = penaltyTokens(state, row.drafts);
-  return row.tokens.map((_, i) => ({ ...samplingOf(state, i, row.cstates?.[i]),
+  return row.tokens.map((_, i) => ({ ...samplingOf(state, i, row.cstates?.[i], row.drafts.slice(0, i)),
     penaltyTokens: seen.length === 0 ? seen : seen.subarray(0, state.history.length + i), topN: state.topN }));
 }
 

@@ -1,6 +1,6 @@
-// vLLM's allowed_token_ids on the OpenAI routes, through the real server at --num-shard 2: the answer's tokens
-// come only from the list, and greedy picks the list's most likely token by transformers' logits (the golden
-// file), not the model's overall argmax; bad lists are 422s.
+// vLLM's allowed_token_ids and bad_words on the OpenAI routes, through the real server at --num-shard 2: the
+// answer's tokens come only from the allowed list, and greedy picks the list's most likely token by transformers'
+// logits (the golden file), not the model's overall argmax; a bad word is never completed; bad lists are 422s.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGoldenServer, textOf } from '../helpers/golden-server.js';
@@ -26,6 +26,39 @@ test('allowed_token_ids: greedy takes the best allowed token; every token drawn 
       const b = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 1, allowed_token_ids: bad });
       assert.equal(b.status, 422, `${JSON.stringify(bad)}: ${b.text}`);
       assert.match(b.text, /allowed_token_ids/);
+    }
+  } finally {
+    await g.close();
+  }
+});
+
+test('bad_words: a one-token word is never drawn (greedy takes the runner-up), a longer one never completed', async () => {
+  const g = await startGoldenServer({}, { flags: ['--num-shard', '2'] });
+  try {
+    const seq = g.c.sequences[0]!;
+    const V = g.c.vocab;
+    const last = g.c.logits('base/seq0').subarray((seq.length - 1) * V, seq.length * V);
+    const order = [...last.keys()].sort((a, b) => last[b]! - last[a]!);
+    const complete = (extra: Record<string, unknown>) =>
+      g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 3, temperature: 0, ignore_eos: true, ...extra });
+    const free = await complete({});
+    assert.equal(free.status, 200, free.text);
+    const words = free.json.choices[0].text.trim().split(' ') as string[];
+    assert.equal(words[0], `t${order[0]}`, 'greedy: the golden argmax');
+    const one = await complete({ bad_words: [words[0]] });
+    assert.equal(one.status, 200, one.text);
+    const got = one.json.choices[0].text.trim().split(' ') as string[];
+    assert.equal(got[0], `t${order[1]}`, 'the runner-up by the golden logits');
+    assert.ok(!got.includes(words[0]!), `${words[0]} was drawn later`);
+    const pair = await complete({ bad_words: [`${words[0]} ${words[1]}`] });
+    assert.equal(pair.status, 200, pair.text);
+    const paired = pair.json.choices[0].text.trim().split(' ') as string[];
+    assert.equal(paired[0], words[0], 'the first token of a two-token bad word alone is fine');
+    assert.notEqual(paired[1], words[1], 'but the word is never completed');
+    for (const bad of [[''], [5], 'x', new Array(129).fill('a')]) {
+      const b = await complete({ bad_words: bad });
+      assert.equal(b.status, 422, `${JSON.stringify(bad).slice(0, 40)}: ${b.text}`);
+      assert.match(b.text, /bad_words/);
     }
   } finally {
     await g.close();
