@@ -1,6 +1,6 @@
-// The adapter rules of admission, one place: a waiting request is skipped (never waited on) when its
-// adapter is not resident, when it would exceed the distinct-adapter limit, or while another request
-// starves for its own adapter.
+// The rules of admission, one place: which new sequences are refused outright (rejectReason); the adapter rules — a
+// waiting request is skipped (never waited on) when its adapter is not resident, when it would exceed the
+// distinct-adapter limit, or while another request starves for its own adapter; priority order and preemption.
 
 import type { BlockManager } from './block-manager.js';
 import type { Sequence } from './sequence.js';
@@ -81,4 +81,16 @@ export function priorityVictims(
     if (!victim.isPrefilling) need -= blocks.missingBlocks(victim.seqId, victim.length);
   }
   return size >= limits.maxBatchSize || need > free ? [] : victims;
+}
+
+/** Why a new sequence could never run (null: it can): not fresh, empty, no room under maxTotalTokens, no adapters. */
+export function rejectReason(seq: Sequence, maxTotalTokens: number, maxActiveAdapters: number): string | null {
+  if (seq.status !== 'waiting' || seq.generated.length > 0) return 'not a fresh sequence';
+  if (seq.promptTokens.length === 0) return 'empty prompt';
+  if (seq.promptTokens.length >= maxTotalTokens) {
+    return `prompt of ${seq.promptTokens.length} tokens leaves no room under the ${maxTotalTokens}-token limit`;
+  }
+  if (!Number.isSafeInteger(seq.maxNewTokens) || seq.maxNewTokens < 1) return 'maxNewTokens must be >= 1';
+  if (seq.adapterKey !== null && maxActiveAdapters === 0) return 'adapters are disabled (maxActiveAdapters = 0)';
+  return null;
 }

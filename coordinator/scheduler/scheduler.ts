@@ -8,7 +8,7 @@
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
-import { adapterAdmissible, findStarving, insertByPriority, priorityVictims } from './admission.js';
+import { adapterAdmissible, findStarving, insertByPriority, priorityVictims, rejectReason } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import { baseSlots, reserveDrafts } from './speculation.js';
@@ -71,7 +71,7 @@ export class Scheduler {
 
   /** Queues a new request. Throws SchedulerError when it could never run. */
   add(seq: Sequence): void {
-    const why = this.rejectReason(seq);
+    const why = this.live.has(seq.seqId) ? 'id already queued' : rejectReason(seq, this.maxTotalTokens, this.config.maxActiveAdapters);
     if (why !== null) throw new SchedulerError(`sequence ${seq.seqId}: ${why}`, 'INVALID_SEQUENCE');
     seq.arrivalTime = this.now();
     this.live.set(seq.seqId, seq);
@@ -102,7 +102,7 @@ export class Scheduler {
     this.applyStops();
     const victims = this.priorityVictims();
     this.runningList.splice(this.runningList.length - victims.length);
-    for (const victim of victims) this.preempt(victim);
+    for (const victim of victims) this.requeue(victim, true);
     const preempted = victims.map((seq) => seq.seqId);
     const decoding: Sequence[] = [];
     const running = this.scheduleRunning(preempted, decoding);
@@ -338,7 +338,7 @@ export class Scheduler {
       if (seq.isPrefilling) continue; // its blocks were all allocated at admission; it gets a chunk instead
       while (!this.blocks.canAppend(seq.seqId, seq.length)) {
         const victim = this.runningList.pop()!;
-        this.preempt(victim);
+        this.requeue(victim, true);
         preempted.push(victim.seqId);
         if (victim === seq) break;
       }
@@ -421,10 +421,6 @@ export class Scheduler {
       this.isAdapterReady);
   }
 
-  private preempt(seq: Sequence): void {
-    this.requeue(seq, true);
-  }
-
   /** Frees seq's blocks and puts it at the queue's front, to be computed again from its tokens. */
   private requeue(seq: Sequence, preempted: boolean): void {
     this.blocks.free(seq.seqId);
@@ -490,17 +486,5 @@ export class Scheduler {
     const keys = new Set<string>();
     for (const seq of this.runningList) if (seq.adapterKey !== null) keys.add(seq.adapterKey);
     return keys;
-  }
-
-  private rejectReason(seq: Sequence): string | null {
-    if (this.live.has(seq.seqId)) return 'id already queued';
-    if (seq.status !== 'waiting' || seq.generated.length > 0) return 'not a fresh sequence';
-    if (seq.promptTokens.length === 0) return 'empty prompt';
-    if (seq.promptTokens.length >= this.maxTotalTokens) {
-      return `prompt of ${seq.promptTokens.length} tokens leaves no room under the ${this.maxTotalTokens}-token limit`;
-    }
-    if (!Number.isSafeInteger(seq.maxNewTokens) || seq.maxNewTokens < 1) return 'maxNewTokens must be >= 1';
-    if (seq.adapterKey !== null && this.config.maxActiveAdapters === 0) return 'adapters are disabled (maxActiveAdapters = 0)';
-    return null;
   }
 }

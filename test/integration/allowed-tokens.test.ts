@@ -1,17 +1,26 @@
 // vLLM's allowed_token_ids and bad_words on the OpenAI routes, through the real server at --num-shard 2: the
 // answer's tokens come only from the allowed list, and greedy picks the list's most likely token by transformers'
 // logits (the golden file), not the model's overall argmax; a bad word is never completed; bad lists are 422s.
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGoldenServer, textOf } from '../helpers/golden-server.js';
+import { startGoldenServer, textOf, type GoldenServer } from '../helpers/golden-server.js';
 
-test('allowed_token_ids: greedy takes the best allowed token; every token drawn is allowed; bad lists refused', async () => {
-  const g = await startGoldenServer({}, { flags: ['--num-shard', '2'] });
-  try {
-    const seq = g.c.sequences[0]!;
-    const V = g.c.vocab;
+describe('token filters at --num-shard 2', () => {
+  let g: GoldenServer;
+  let seq: number[];
+  let V: number;
+  /** The vocabulary by transformers' next-token logit after golden sequence 0, most likely first. */
+  let order: number[];
+  before(async () => {
+    g = await startGoldenServer({}, { flags: ['--num-shard', '2'] });
+    seq = g.c.sequences[0]!;
+    V = g.c.vocab;
     const last = g.c.logits('base/seq0').subarray((seq.length - 1) * V, seq.length * V);
-    const order = [...last.keys()].sort((a, b) => last[b]! - last[a]!);
+    order = [...last.keys()].sort((a, b) => last[b]! - last[a]!);
+  });
+  after(async () => { await g.close(); });
+
+  test('allowed_token_ids: greedy takes the best allowed token; every token drawn is allowed; bad lists refused', async () => {
     const allowed = [order[V - 1]!, order[V - 2]!, order[V - 3]!];  // the three least likely tokens
     const r = await g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 1, temperature: 0, allowed_token_ids: allowed });
     assert.equal(r.status, 200, r.text);
@@ -27,18 +36,9 @@ test('allowed_token_ids: greedy takes the best allowed token; every token drawn 
       assert.equal(b.status, 422, `${JSON.stringify(bad)}: ${b.text}`);
       assert.match(b.text, /allowed_token_ids/);
     }
-  } finally {
-    await g.close();
-  }
-});
+  });
 
-test('bad_words: a one-token word is never drawn (greedy takes the runner-up), a longer one never completed', async () => {
-  const g = await startGoldenServer({}, { flags: ['--num-shard', '2'] });
-  try {
-    const seq = g.c.sequences[0]!;
-    const V = g.c.vocab;
-    const last = g.c.logits('base/seq0').subarray((seq.length - 1) * V, seq.length * V);
-    const order = [...last.keys()].sort((a, b) => last[b]! - last[a]!);
+  test('bad_words: a one-token word is never drawn (greedy takes the runner-up), a longer one never completed', async () => {
     const complete = (extra: Record<string, unknown>) =>
       g.post('/v1/completions', { prompt: textOf(seq), max_tokens: 3, temperature: 0, ignore_eos: true, ...extra });
     const free = await complete({});
@@ -60,7 +60,5 @@ test('bad_words: a one-token word is never drawn (greedy takes the runner-up), a
       assert.equal(b.status, 422, `${JSON.stringify(bad).slice(0, 40)}: ${b.text}`);
       assert.match(b.text, /bad_words/);
     }
-  } finally {
-    await g.close();
-  }
+  });
 });
