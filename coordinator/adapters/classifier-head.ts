@@ -6,7 +6,8 @@
 // saves it), else transformers' defaults LABEL_0, LABEL_1, ….
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, WeightStore, loadTorchBin } from '../../shard/formats/index.js';
+import { SafetensorsFile, loadTorchBin } from '../../shard/formats/index.js';
+import { openModelWeights } from '../../shard/models/model-weights.js';
 import { sequenceClassifierBase } from '../../shard/models/spec.js';
 import { classifierHeadPart } from '../../shard/adapters/peft-config.js';
 import { EngineError } from '../engine/types.js';
@@ -59,7 +60,7 @@ export function readBaseClassifierHead(modelDir: string): ClassifierHead | null 
     return null;  // the shards report an unreadable config.json
   }
   if (typeof arch !== 'string' || sequenceClassifierBase(arch) === null) return null;
-  const store = WeightStore.openDir(modelDir);
+  const store = openModelWeights(modelDir);
   try {
     if (!store.has('score.weight')) {
       throw new Error(`${modelDir}: a ${arch} checkpoint needs its classification head, 'score.weight', which is missing`);

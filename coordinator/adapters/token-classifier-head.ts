@@ -4,7 +4,7 @@
 // position, P(yes) = sigmoid(logit_yes − logit_no); with one token, sigmoid of its logit. Both are one linear row
 // of the lm_head applied to the final hidden state, so the head is built once from the checkpoint's lm_head rows
 // and runs like any classification head (classifier-head.ts): /classify, and /score and /rerank as a cross-encoder.
-import { WeightStore } from '../../shard/formats/index.js';
+import { openModelWeights } from '../../shard/models/model-weights.js';
 import { hfNames, lmHeadWeightName } from '../../shard/models/load-weights.js';
 import type { ModelSpec } from '../../shard/models/spec.js';
 import type { ClassifierHead } from './classifier-head.js';
@@ -17,7 +17,7 @@ export function tokenClassifierHead(modelDir: string, spec: ModelSpec, tokens: r
   if (spec.finalSoftcap > 0) {
     throw new Error(`--classifier-from-tokens: ${spec.architecture} soft-caps its logits (final_logit_softcapping), which a linear head cannot express`);
   }
-  const store = WeightStore.openDir(modelDir);
+  const store = openModelWeights(modelDir);
   try {
     const names = hfNames(spec, store);
     const weightName = lmHeadWeightName(spec, store, names);

@@ -4,7 +4,7 @@
 // weight: it is compared with the checkpoint's (to bf16 rounding: the copy is saved in the dtype the adapter was
 // trained in) and dropped; a copy that differs — a resized or retrained layer — is refused by name. Runs where the
 // adapter is read (the parse worker).
-import { WeightStore } from '../formats/index.js';
+import { openModelWeights } from '../models/model-weights.js';
 import { hfNames, lmHeadWeightName } from '../models/load-weights.js';
 import type { ModelSpec } from '../models/spec.js';
 import { AdapterConfigError, parseLoraTensorKey, type LoadedAdapter } from './peft-config.js';
@@ -22,7 +22,7 @@ export interface BaseModelRef {
 export function dropBaseLayerCopies(adapter: LoadedAdapter, model: BaseModelRef, where: string): LoadedAdapter {
   const copies = [...adapter.tensors.keys()].filter((k) => parseLoraTensorKey(k).kind === 'BASE');
   if (copies.length === 0) return adapter;
-  const store = WeightStore.openDir(model.dir);
+  const store = openModelWeights(model.dir);
   try {
     const weights = new Map<string, { base: Float32Array; shape: number[] }>();
     const weightOf = (name: string) => {

@@ -10,7 +10,8 @@
 // each a rank-k pair (scaled by the module's LoRA scale s, so B carries 1/s), concatenated with a LoRA pair the
 // adapter already has on that module. The base rows come from the checkpoint, where the adapter is read (as
 // base-layer-copy.ts does). Runs on the parse worker, or on the shard's thread for one-rank engines.
-import { WeightStore } from '../formats/index.js';
+import type { TensorSource } from '../formats/index.js';
+import { openModelWeights } from '../models/model-weights.js';
 import { hfNames, lmHeadWeightName } from '../models/load-weights.js';
 import { resolveModule } from '../models/layout.js';
 import type { BaseModelRef } from './base-layer-copy.js';
@@ -24,7 +25,7 @@ export function trainableTokensAsLora(adapter: LoadedAdapter, model: BaseModelRe
   if (keys.length === 0) return adapter;
   if (!model) throw new AdapterConfigError(`${where}: trainable tokens need the base model's rows, and none was given`);
   const { spec } = model;
-  const store = WeightStore.openDir(model.dir);
+  const store = openModelWeights(model.dir);
   try {
     const names = hfNames(spec, store);
     const tied = lmHeadWeightName(spec, store) === names.embed;
@@ -75,7 +76,7 @@ function indicesFor(cfg: number[] | Record<string, number[]> | null, path: strin
 }
 
 /** D [k, hidden]: the adapter's rows minus the checkpoint's rows of `weight` at `indices`. */
-function rowDifferences(store: WeightStore, weight: string, indices: number[], rows: Tensor): Float32Array {
+function rowDifferences(store: TensorSource, weight: string, indices: number[], rows: Tensor): Float32Array {
   const hidden = rows.shape[1]!;
   const diff = new Float32Array(indices.length * hidden);
   indices.forEach((t, j) => {

@@ -1,13 +1,18 @@
 // Element types shared by the weight formats, and float conversions: IEEE binary16 and bfloat16 to and from
 // float32, both rounding to nearest even, with subnormals, infinities and NaN handled. Bulk decoders read
 // little-endian bytes through typed-array views, so the host must be little-endian (checked at load).
+import { decodeFp8, type Fp8DType } from './fp8.js';
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-export type FloatDType = 'F32' | 'F16' | 'BF16' | 'F64';
+export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0' | 'I64' | 'I32' | 'I16' | 'I8'
+  | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
+/** The dtypes readF32 decodes (8-bit floats: quantized checkpoints' weights and scales, shard/formats/fp8.ts). */
+export type FloatDType = 'F32' | 'F16' | 'BF16' | 'F64' | Fp8DType;
 
 export const DTYPE_SIZE: Readonly<Record<DType, number>> = {
-  F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, F16: 2, BF16: 2, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
 };
+export const FLOAT_DTYPES: ReadonlySet<string> = new Set<FloatDType>(['F32', 'F16', 'BF16', 'F64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0']);
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new Error('weft reads little-endian tensor data through typed-array views and needs a little-endian host');
@@ -91,6 +96,10 @@ export function useBulkHalfDecoder(fn: HalfDecoder | null): void {
 
 /** Decodes little-endian elements of a float dtype from `src` into `out` starting at `outOffset`. */
 export function decodeFloats(dtype: FloatDType, src: Uint8Array, out: Float32Array, outOffset = 0): void {
+  if (dtype === 'F8_E4M3' || dtype === 'F8_E5M2' || dtype === 'F8_E8M0') {
+    decodeFp8(dtype, src, out, outOffset);
+    return;
+  }
   const size = DTYPE_SIZE[dtype];
   const n = Math.floor(src.byteLength / size);
   const aligned = src.byteOffset % size === 0 ? src : src.slice(0, n * size);

@@ -11,8 +11,10 @@ export {
   f16ToF32,
   f32ToBf16,
   f32ToF16,
+  FLOAT_DTYPES,
   numel,
 } from './dtype.js';
+export { FP8_TABLES, type Fp8DType } from './fp8.js';
 export {
   SafetensorsError,
   SafetensorsFile,
@@ -21,6 +23,7 @@ export {
   type OpenOptions,
   type Slice,
   type TensorInfo,
+  type TensorSource,
   type TensorToWrite,
 } from './safetensors.js';
 export { ALLOWED_TORCH_GLOBALS, TorchBinError, loadTorchBin, type TorchBinTensor } from './torch-bin.js';

@@ -5,7 +5,7 @@
 // Reads go through fs.readSync at positions in bounded chunks, so a 14 GB model loads tensor by tensor.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DTYPE_SIZE, decodeFloats, encodeFloats, numel, type DType, type FloatDType } from './dtype.js';
+import { DTYPE_SIZE, FLOAT_DTYPES, decodeFloats, encodeFloats, numel, type DType, type FloatDType } from './dtype.js';
 
 export {
   DTYPE_SIZE, bf16ToF32, decodeFloats, encodeFloats, f16ToF32, f32ToBf16, f32ToF16, numel, type DType, type FloatDType,
@@ -22,7 +22,6 @@ export class SafetensorsError extends Error {
   }
 }
 
-const FLOAT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'F64']);
 const MAX_HEADER_BYTES = 100_000_000; // same cap as the reference implementation
 const DEFAULT_CHUNK_BYTES = 64 << 20; // bounded read size; keeps peak memory near the output size
 
@@ -99,11 +98,11 @@ export class SafetensorsFile {
     return { ...e.info, shape: [...e.info.shape] };
   }
 
-  /** Reads a float tensor (F32/F16/BF16/F64) as float32; with a slice, only that range along one dimension. */
+  /** Reads a float tensor (F32/F16/BF16/F64, or 8-bit floats) as float32; with a slice, only that range along one dimension. */
   readF32(name: string, slice?: Slice): Float32Array {
     const info = this.info(name);
     if (!FLOAT_DTYPES.has(info.dtype)) {
-      throw new SafetensorsError(`${this.path}: tensor '${name}' has dtype ${info.dtype}; readF32 reads F32/F16/BF16/F64 only`);
+      throw new SafetensorsError(`${this.path}: tensor '${name}' has dtype ${info.dtype}; readF32 reads float tensors only (${[...FLOAT_DTYPES].join('/')})`);
     }
     const dtype = info.dtype as FloatDType;
     const plan = planSlice(info, slice, this.path);
@@ -278,11 +277,25 @@ function parseEntry(name: string, raw: unknown, path: string, dataStart: number,
 
 // ---------- a model directory ----------
 
+/**
+ * What model loaders read tensors through: a checkpoint directory (WeightStore) or a view over one (a quantized
+ * checkpoint's linear weights dequantized as they are read: shard/models/quantized/dequantizing-store.ts).
+ */
+export interface TensorSource {
+  readonly dir: string;
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  readF32(name: string, slice?: Slice): Float32Array;
+  readBytes(name: string, slice?: Slice): Uint8Array;
+  close(): void;
+}
+
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
 
 /** A Hugging Face model directory: model.safetensors, or shards listed by model.safetensors.index.json. */
-export class WeightStore {
+export class WeightStore implements TensorSource {
   private constructor(
     readonly dir: string,
     private readonly files: SafetensorsFile[],

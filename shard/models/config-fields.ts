@@ -1,6 +1,7 @@
 // Reading config.json fields: the checks and defaults every architecture's parser shares.
 import { UnsupportedModelError } from './errors.js';
 import type { Rope } from './rope.js';
+import { quantSchemeOf } from './quantized/quant-config.js';
 
 export type Json = Record<string, unknown>;
 
@@ -34,9 +35,9 @@ export function attentionShape(cfg: Json, where: string, defaultHeadDim?: number
   return { hidden, heads, kvHeads, headDim };
 }
 
-export function refuseQuantized(cfg: Json, where: string): void {
-  refuseIf(cfg.quantization_config !== undefined && cfg.quantization_config !== null, where,
-    'quantized checkpoints (quantization_config) are not supported');
+/** A quantization_config weft cannot read refused here, at parse time (the loader dequantizes the others). */
+export function checkQuantization(cfg: Json, where: string): void {
+  quantSchemeOf(cfg, where);
 }
 
 /**

@@ -5,7 +5,7 @@
 // 1/√(qk_head_dim) times YaRN's mscale(factor, mscale_all_dim)² when the RoPE is scaled; V3 routes as GLM-4.5
 // (sigmoid) with DeepSeek's defaults, V2 by softmax (greedy, or group_limited_greedy), both with n_shared_experts
 // shared experts run as one MLP n times as wide.
-import { eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, type Json } from './config-fields.js';
+import { eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, type Json } from './config-fields.js';
 import { computeRope, parseRopeParams, yarnMscale } from './rope.js';
 import { sigmoidMoeRouting } from './moe-spec.js';
 import type { MlaSpec, ModelSpec } from './spec.js';
@@ -18,7 +18,7 @@ export function deepseekSpec(arch: 'deepseek_v2' | 'deepseek_v3', cfg: Json, whe
   const v2 = arch === 'deepseek_v2';
   // Every head has its own key and value once kv_b_proj expands them (num_key_value_heads plays no part).
   const hidden = int(cfg, 'hidden_size', where), heads = int(cfg, 'num_attention_heads', where);
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   const act = String(cfg.hidden_act ?? 'silu');
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
   refuseIf(cfg.attention_bias === true, where, `attention_bias=true is not supported for ${arch}`);

@@ -4,7 +4,7 @@
 // the attention scores and the final logits; Gemma 3 per-head q/k norms and a RoPE base of its own for the sliding
 // layers. Gemma3ForConditionalGeneration (4B-27B) is served text-only: its language model from text_config.
 import { computeRope, parseRopeParams, type RopeParams } from './rope.js';
-import { attentionShape, eosList, int, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, refuseIf, checkQuantization, visionLanguageText, type Json } from './config-fields.js';
 import type { ModelSpec } from './spec.js';
 
 // Gemma2Config's defaults (gemma-2-2b's shape).
@@ -52,7 +52,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
   const attnSoftcap = version === 2 ? cap('attn_logit_softcapping') : 0;
   const finalSoftcap = cap('final_logit_softcapping');
   refuseIf(cfg.use_bidirectional_attention === true, where, 'use_bidirectional_attention=true is not supported (causal LM only)');
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   // Gemma 2 alternates (even layers slide); Gemma 3 slides on all but every sliding_window_pattern-th layer.
   const pattern = version === 2 ? 2 : typeof cfg.sliding_window_pattern === 'number' ? cfg.sliding_window_pattern : 6;
   const types = Array.isArray(cfg.layer_types)

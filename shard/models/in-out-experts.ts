@@ -8,7 +8,7 @@
 // Either way gate_up's outputs alternate gate, up (columns 2i, 2i+1: GptOssExperts._apply_gate); the plan wants this
 // rank's [gate rows | up rows], so they are de-interleaved here, biases (gate_up_proj_bias [E, 2I], down_proj_bias
 // [E, hidden]) alike. Llama 4's Llama4TextExperts are the first layout with [gate | up] columns and no biases.
-import type { WeightStore } from '../formats/index.js';
+import type { TensorSource } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
 import { concat, transpose } from './f32-matrix.js';
 import { rangeLen, type Partition } from './partition.js';
@@ -36,13 +36,13 @@ export function dequantizeMxfp4(blocks: Uint8Array, scales: Uint8Array, rows: nu
   return out;
 }
 
-function need(store: WeightStore, name: string): string {
+function need(store: TensorSource, name: string): string {
   if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint`);
   return name;
 }
 
 /** Expert e's gate_up [2I, hidden] and down [hidden, I] as (out, in) matrices, from either layout. */
-function expertMatrices(store: WeightStore, spec: ModelSpec, prefix: string, e: number, H: number, I: number): { gateUp: Float32Array; down: Float32Array } {
+function expertMatrices(store: TensorSource, spec: ModelSpec, prefix: string, e: number, H: number, I: number): { gateUp: Float32Array; down: Float32Array } {
   const one = { dim: 0, start: e, end: e + 1 };
   const read = (name: string, rows: number, cols: number): Float32Array => {
     if (store.has(`${prefix}${name}_blocks`)) {
@@ -79,7 +79,7 @@ export function deinterleaveGateUp(m: Float32Array, cols: number, start: number,
  * Every expert of one layer stored (in, out) per expert (`prefix`: the layer's `…experts.`) as this rank's plan weights:
  * gpt-oss's (gate/up interleaved, with biases, maybe MXFP4) or Llama 4's (Llama4TextExperts: [gate | up], no biases).
  */
-export function loadInOutExperts(store: WeightStore, spec: ModelSpec, part: Partition, prefix: string, layer: number,
+export function loadInOutExperts(store: TensorSource, spec: ModelSpec, part: Partition, prefix: string, layer: number,
   set: (name: string, data: Float32Array) => void): void {
   const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate, w = rangeLen(rows);
   const interleaved = spec.moe!.gateUpInterleaved === true, biases = spec.moe!.expertBias === true;

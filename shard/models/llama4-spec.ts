@@ -5,7 +5,7 @@
 // attention temperature (attn_temperature_tuning: q × 1 + attn_scale·ln(1 + ⌊(pos + 1) / floor_scale⌋)); MoE layers
 // every interleave_moe_layer_step (moe_layers) whose router takes the top num_experts_per_tok logits, scales each
 // chosen expert's INPUT by sigmoid(logit), and adds a shared expert; dense layers of intermediate_size_mlp.
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, visionLanguageText, type Json } from './config-fields.js';
 import { computeRope, parseRopeParams } from './rope.js';
 import type { ModelSpec, MoeSpec } from './spec.js';
 
@@ -23,7 +23,7 @@ export function llama4Spec(archName: string, cfg: Json, where: string): ModelSpe
   const vlm = archName === 'Llama4ForConditionalGeneration';
   const text: Json = vlm ? visionLanguageText(cfg, LLAMA4_TEXT_DEFAULTS, where) : { ...LLAMA4_TEXT_DEFAULTS, ...cfg };
   for (const [k, v] of Object.entries(LLAMA4_TEXT_DEFAULTS)) if (text[k] === null && k !== 'attention_chunk_size') text[k] = v;
-  refuseQuantized(text, where);
+  checkQuantization(text, where);
   const act = String(text.hidden_act);
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for llama4 (only silu)`);
   const { hidden, heads, kvHeads, headDim } = attentionShape(text, where);

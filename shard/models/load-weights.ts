@@ -1,7 +1,8 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
 import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, WeightStore } from '../formats/index.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
+import { openModelWeights } from './model-weights.js';
 import { UnsupportedModelError } from './errors.js';
 import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
@@ -56,14 +57,14 @@ interface HfNames {
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
-export function lmHeadWeightName(spec: ModelSpec, store: WeightStore, names: HfNames = hfNames(spec, store)): string {
+export function lmHeadWeightName(spec: ModelSpec, store: TensorSource, names: HfNames = hfNames(spec, store)): string {
   // A vision-language checkpoint's top-level tie_word_embeddings (Mistral3Config's default is true) does not tie a
   // stored lm_head that differs from the embedding (transformers keeps both then): a stored lm_head is used.
   if (spec.visionLanguage && store.has(names.lmHead)) return names.lmHead;
   return spec.tieEmbeddings || !store.has(names.lmHead) ? names.embed : names.lmHead;
 }
 
-export function hfNames(spec: ModelSpec, store: WeightStore): HfNames {
+export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
   if (spec.architecture === 'gpt2') {
     const root = store.has('transformer.wte.weight') ? 'transformer.' : '';
     return {
@@ -195,7 +196,7 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
 }
 
 /** A MoE layer's router (replicated) and this rank's slice of each expert, as plan weights. */
-function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
+function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
   set: (name: string, data: Float32Array) => void): void {
   const p = names.layerPrefix(layer), moe = names.moe!;
   // transformers 5 saved with save_original_format=False: the routed experts stacked in mlp.experts.gate_up_proj /
@@ -224,7 +225,7 @@ function loadMoeLayer(store: WeightStore, spec: ModelSpec, part: Partition, name
  * The routed experts stacked in two tensors (Granite MoE as published; any MoE model transformers 5 saved with
  * save_original_format=False): expert e's [gate | up] rows and down columns this rank holds.
  */
-function loadStackedExperts(store: WeightStore, spec: ModelSpec, part: Partition, gateUpName: string, downName: string,
+function loadStackedExperts(store: TensorSource, spec: ModelSpec, part: Partition, gateUpName: string, downName: string,
   layer: number, set: (name: string, data: Float32Array) => void): void {
   const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate;
   const [gE, gRows, gCols] = store.info(need(store, gateUpName)).shape, [dE, dRows, dCols] = store.info(need(store, downName)).shape;
@@ -244,13 +245,13 @@ function loadStackedExperts(store: WeightStore, spec: ModelSpec, part: Partition
   }
 }
 
-function need(store: WeightStore, name: string): string {
+function need(store: TensorSource, name: string): string {
   if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint`);
   return name;
 }
 
 /** Rows [r.start, r.end) of a 2-D weight's output dimension, as [rows, in]. Conv1D stores [in, out]. */
-export function readOutRows(store: WeightStore, name: string, r: Range, conv1d: boolean): Float32Array {
+export function readOutRows(store: TensorSource, name: string, r: Range, conv1d: boolean): Float32Array {
   const info = store.info(name);
   if (!conv1d) return store.readF32(name, { dim: 0, start: r.start, end: r.end });
   const [inDim] = info.shape;
@@ -258,7 +259,7 @@ export function readOutRows(store: WeightStore, name: string, r: Range, conv1d: 
 }
 
 /** Columns [r.start, r.end) of a 2-D weight's input dimension, as [out, cols]. */
-export function readInCols(store: WeightStore, name: string, r: Range, conv1d: boolean): Float32Array {
+export function readInCols(store: TensorSource, name: string, r: Range, conv1d: boolean): Float32Array {
   const info = store.info(name);
   if (!conv1d) return store.readF32(name, { dim: 1, start: r.start, end: r.end });
   const out = info.shape[1];
@@ -282,7 +283,7 @@ function roleOffsets(roles: string[], spec: ModelSpec, part: Partition, module: 
 }
 
 /** A column-parallel fused module: each sub-block's local rows, from whichever HF tensor holds that role. */
-function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
+function assembleColumnParallel(store: TensorSource, spec: ModelSpec, part: Partition, names: HfNames, layer: number,
   module: ColumnModule, suffix: 'weight' | 'bias'): Float32Array | null {
   const { paths, roles, headInterleaved } = names.modules[module]!;
   if (headInterleaved) return assembleInterleavedQkv(store, spec, part, `${names.layerPrefix(layer)}${paths[0]}.${suffix}`, suffix);
@@ -304,7 +305,7 @@ function assembleColumnParallel(store: WeightStore, spec: ModelSpec, part: Parti
 }
 
 /** GPT-NeoX's query_key_value: this rank's heads' rows (contiguous in the tensor, per head q|k|v) as [q | k | v]. */
-function assembleInterleavedQkv(store: WeightStore, spec: ModelSpec, part: Partition, name: string,
+function assembleInterleavedQkv(store: TensorSource, spec: ModelSpec, part: Partition, name: string,
   suffix: 'weight' | 'bias'): Float32Array | null {
   if (!store.has(name)) {
     if (suffix === 'bias') return null;
@@ -395,7 +396,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
 export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions): LoadedModel {
-  const store = WeightStore.openDir(modelDir);
+  const store = openModelWeights(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);
     const plan = planConfig(spec, part, opts);

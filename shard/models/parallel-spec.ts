@@ -3,7 +3,7 @@
 // GPT-NeoX, whose MLP has a norm of its own — as transformers' modeling_cohere.py, modeling_cohere2.py,
 // modeling_phi.py, modeling_gptj.py and modeling_gpt_neox.py compute them.
 import { computeRope, parseRopeParams } from './rope.js';
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
 import { slidingLayers } from './layer-kinds.js';
 
@@ -17,7 +17,7 @@ export function cohereSpec(arch: 'cohere' | 'cohere2', cfg: Json, where: string)
   const shape = attentionShape(arch === 'cohere2' ? { ...cfg, head_dim: undefined } : cfg, where);
   const act = String(cfg.hidden_act ?? 'silu');
   refuseIf(act !== 'silu', where, `hidden_act '${act}' is not supported for ${arch} (only silu)`);
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   const scale = Number(cfg.logit_scale ?? 0.0625);
   refuseIf(!(scale > 0), where, `logit_scale must be positive, got ${JSON.stringify(cfg.logit_scale)}`);
   const bias = cfg.attention_bias === true;
@@ -75,7 +75,7 @@ function geluMlp(act: string, field: string, arch: Architecture, where: string):
 /** The fields Phi and GPT-NeoX share: LayerNorms with biases (layer_norm_eps), a GELU MLP, 1/√head_dim, untied by default. */
 function layerNormGeluDecoder(arch: Architecture, cfg: Json, where: string, shape: ReturnType<typeof attentionShape>,
   rope: ReturnType<typeof computeRope>, mlp: 'gelu_tanh' | 'gelu_erf') {
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   return {
     ...PLAIN_DECODER,
     architecture: arch,
@@ -123,7 +123,7 @@ export function gptjSpec(cfg: Json, where: string): ModelSpec {
   refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
   const headDim = hidden / heads;
   const mlp = geluMlp(String(cfg.activation_function ?? 'gelu_new'), 'activation_function', 'gptj', where);
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   const rotaryDim = cfg.rotary_dim === null || cfg.rotary_dim === undefined ? headDim : int(cfg, 'rotary_dim', where);
   refuseIf(rotaryDim > headDim || rotaryDim % 2 !== 0, where, `rotary_dim ${rotaryDim} must be even and at most the head size ${headDim}`);
   const rope = computeRope({ ropeType: 'default', theta: 10000, partialRotaryFactor: rotaryDim / headDim }, headDim);

@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, refuseQuantized, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { attentionWindows, smollm3RopeLayers } from './layer-kinds.js';
@@ -308,7 +308,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   const wantAct = arch === 'arcee' ? 'relu2' : 'silu';
   refuseIf(act !== wantAct, where, `hidden_act '${act}' is not supported for ${arch} (only ${wantAct})`);
   refuseIf(typeof cfg.pretraining_tp === 'number' && cfg.pretraining_tp > 1, where, 'pretraining_tp > 1 is not supported');
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   // Qwen2 always has q/k/v biases (and none on o); Llama and Qwen3 put attention_bias on all four projections, gpt-oss
   // too (by default); GLM-4.5 on q/k/v only; Mistral and Mixtral have none.
   const attnBias = arch === 'qwen2' ? true : arch === 'gpt_oss' ? cfg.attention_bias !== false
@@ -423,7 +423,7 @@ function starcoder2Spec(cfg: Json, where: string): ModelSpec {
   const act = String(cfg.hidden_act ?? 'gelu_pytorch_tanh');
   const mlp = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
   refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for starcoder2 (gelu_pytorch_tanh, gelu_new, gelu)`);
-  refuseQuantized(cfg, where);
+  checkQuantization(cfg, where);
   const rope = computeRope(parseRopeParams(cfg), headDim);
   const bias = cfg.use_bias !== false;
   return {

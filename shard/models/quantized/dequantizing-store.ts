@@ -1,0 +1,259 @@
+// A quantized checkpoint seen as the plain one it stands for: each quantized linear layer `X` (found by the tensors
+// its format stores: X.qweight, X.weight_packed, X.weight + X.weight_scale(_inv)) appears as a float32 `X.weight`
+// [out, in] that is dequantized when read — only the rows or columns a rank asks for — and the packed tensors
+// are hidden. Everything else reads through unchanged, so every architecture's loader, DoRA's base-weight norms
+// and the tied-lm_head adapters read a quantized checkpoint with no code of their own.
+import { DTYPE_SIZE, type Slice, type TensorInfo, type TensorSource } from '../../formats/index.js';
+import { UnsupportedModelError } from '../errors.js';
+import { dequantAwq, dequantGptq, dequantPacked, dequantUnpacked, type Grid, type Window } from './dequantize.js';
+import type { QuantScheme } from './quant-config.js';
+
+/** One quantized linear: its float shape, the tensors it consumed, and how to dequantize a window of it. */
+interface QuantizedLinear {
+  out: number;
+  in: number;
+  file: string;
+  consumed: string[];
+  read(w: Window): Float32Array;
+}
+
+const RAW_QUANTIZED = new Set(['F8_E4M3', 'F8_E5M2', 'I8']);
+
+export class DequantizingStore implements TensorSource {
+  readonly dir: string;
+  private readonly linears = new Map<string, QuantizedLinear>();
+  private readonly hidden = new Set<string>();
+
+  constructor(private readonly store: TensorSource, private readonly scheme: QuantScheme) {
+    this.dir = store.dir;
+    for (const name of store.names()) {
+      const prefix = quantizedPrefix(name, scheme);
+      if (prefix === null || this.linears.has(`${prefix}.weight`)) continue;
+      const linear = this.describe(prefix);
+      this.linears.set(`${prefix}.weight`, linear);
+      for (const c of linear.consumed) this.hidden.add(c);
+    }
+  }
+
+  /** How many linear layers the checkpoint stores quantized. */
+  get quantizedCount(): number {
+    return this.linears.size;
+  }
+
+  names(): string[] {
+    return [...this.store.names().filter((n) => !this.hidden.has(n) && !this.linears.has(n)), ...this.linears.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.linears.has(name) || (this.store.has(name) && !this.hidden.has(name));
+  }
+
+  info(name: string): TensorInfo {
+    const q = this.linears.get(name);
+    if (!q) return this.store.info(this.visible(name));
+    return { name, dtype: 'F32', shape: [q.out, q.in], file: q.file, byteOffset: 0, byteLength: q.out * q.in * 4 };
+  }
+
+  readF32(name: string, slice?: Slice): Float32Array {
+    const q = this.linears.get(name);
+    if (q) return q.read(windowOf(q, slice, name));
+    const info = this.store.info(this.visible(name));
+    if (RAW_QUANTIZED.has(info.dtype)) {
+      throw new UnsupportedModelError(`${this.dir}: tensor '${name}' is stored quantized (${info.dtype}) without the scales ` +
+        `weft knows how to apply for quant_method '${this.scheme.method}'; this checkpoint's layout is not supported`);
+    }
+    return this.store.readF32(name, slice);
+  }
+
+  readBytes(name: string, slice?: Slice): Uint8Array {
+    if (!this.linears.has(name)) return this.store.readBytes(this.visible(name), slice);
+    const f = this.readF32(name, slice);
+    return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  private visible(name: string): string {
+    if (this.hidden.has(name)) throw new UnsupportedModelError(`${this.dir}: '${name}' is part of a quantized weight; read its '.weight'`);
+    return name;
+  }
+
+  private need(name: string): string {
+    if (!this.store.has(name)) throw new UnsupportedModelError(`${this.dir}: quantized weight needs '${name}', which the checkpoint lacks`);
+    return name;
+  }
+
+  private shape(name: string): number[] {
+    return this.store.info(this.need(name)).shape;
+  }
+
+  private expect(name: string, expected: number[]): void {
+    const actual = this.shape(name);
+    if (actual.length !== expected.length || actual.some((d, k) => d !== expected[k])) {
+      throw new UnsupportedModelError(`${this.dir}: '${name}' has shape [${actual.join(', ')}], expected [${expected.join(', ')}] ` +
+        `for quant_method '${this.scheme.method}'`);
+    }
+  }
+
+  private ints(name: string): Int32Array {
+    return readInts(this.store, this.need(name));
+  }
+
+  private describe(p: string): QuantizedLinear {
+    const s = this.scheme;
+    if (s.method === 'awq') return this.awq(p, s.groupSize);
+    if (s.method === 'gptq') return this.gptq(p, s);
+    if (this.store.has(`${p}.weight_packed`)) return this.packed(p, s.method === 'compressed-tensors' ? s : null);
+    return this.unpacked(p);
+  }
+
+  private awq(p: string, groupSize: number): QuantizedLinear {
+    const [inDim, words] = this.shape(`${p}.qweight`) as [number, number];
+    const out = words * 8, size = groupSize === -1 ? inDim : groupSize, groups = Math.ceil(inDim / size);
+    this.expect(`${p}.qzeros`, [groups, words]);
+    this.expect(`${p}.scales`, [groups, out]);
+    const consumed = [`${p}.qweight`, `${p}.qzeros`, `${p}.scales`];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.qweight`).file, consumed,
+      read: (w) => dequantAwq(this.ints(`${p}.qweight`), this.ints(`${p}.qzeros`), this.store.readF32(`${p}.scales`), out, size, w),
+    };
+  }
+
+  private gptq(p: string, s: Extract<QuantScheme, { method: 'gptq' }>): QuantizedLinear {
+    const pack = 32 / s.bits;
+    const [rows, out] = this.shape(`${p}.qweight`) as [number, number];
+    const inDim = rows * pack, size = s.groupSize === -1 ? inDim : s.groupSize;
+    const groups = this.shape(`${p}.scales`)[0]!;
+    if (!s.actOrder && groups !== Math.ceil(inDim / size)) {
+      throw new UnsupportedModelError(`${this.dir}: '${p}.scales' has ${groups} groups; group_size ${s.groupSize} over ${inDim} inputs needs ${Math.ceil(inDim / size)}`);
+    }
+    this.expect(`${p}.scales`, [groups, out]);
+    this.expect(`${p}.qzeros`, [groups, Math.ceil(out / pack)]);
+    if (s.actOrder) this.expect(`${p}.g_idx`, [inDim]);
+    const consumed = [`${p}.qweight`, `${p}.qzeros`, `${p}.scales`, ...(this.store.has(`${p}.g_idx`) ? [`${p}.g_idx`] : [])];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.qweight`).file, consumed,
+      read: (w) => {
+        // Without act-order a g_idx (when saved) is row / group_size, which is what no g_idx means.
+        const gIdx = s.actOrder ? checkedGroups(this.ints(`${p}.g_idx`), groups, `${p}.g_idx`) : null;
+        const t = { qweight: this.ints(`${p}.qweight`), qzeros: this.ints(`${p}.qzeros`), scales: this.store.readF32(`${p}.scales`), gIdx };
+        return dequantGptq(t, out, s.bits, size, s.zeroOffset, w);
+      },
+    };
+  }
+
+  private packed(p: string, s: Extract<QuantScheme, { method: 'compressed-tensors' }> | null): QuantizedLinear {
+    const shape = this.ints(`${p}.weight_shape`);
+    const out = shape[0]!, inDim = shape[1]!;
+    const [rows, words] = this.shape(`${p}.weight_packed`) as [number, number];
+    const bits = s?.intBits ?? packedBits(inDim, words, `${this.dir}: '${p}.weight_packed'`);
+    if (rows !== out || words !== Math.ceil(inDim / (32 / bits))) {
+      throw new UnsupportedModelError(`${this.dir}: '${p}.weight_packed' [${rows}, ${words}] does not hold ${bits}-bit [${out}, ${inDim}]`);
+    }
+    const [, groups = 1] = this.shape(`${p}.weight_scale`);
+    const hasZero = this.store.has(`${p}.weight_zero_point`), hasGIdx = this.store.has(`${p}.weight_g_idx`);
+    if (hasZero) this.expect(`${p}.weight_zero_point`, [Math.ceil(out / (32 / bits)), groups]);
+    const consumed = [`${p}.weight_packed`, `${p}.weight_shape`, `${p}.weight_scale`,
+      ...(hasZero ? [`${p}.weight_zero_point`] : []), ...(hasGIdx ? [`${p}.weight_g_idx`] : [])];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.weight_packed`).file, consumed,
+      read: (w) => {
+        const gIdx = hasGIdx ? checkedGroups(this.ints(`${p}.weight_g_idx`), groups, `${p}.weight_g_idx`) : null;
+        const scale: Grid = { data: this.store.readF32(`${p}.weight_scale`), rowsPer: 1, cols: groups, colsPer: groupWidth(s?.groupSize ?? null, inDim, groups), gIdx };
+        return dequantPacked({ packed: this.ints(`${p}.weight_packed`), scale, zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, inDim, bits, w);
+      },
+    };
+  }
+
+  /** FP8 / int8 weight [out, in] with weight_scale_inv (fp8) or weight_scale (+ weight_zero_point) (compressed-tensors). */
+  private unpacked(p: string): QuantizedLinear {
+    const [out, inDim] = this.shape(`${p}.weight`) as [number, number];
+    const scaleName = this.store.has(`${p}.weight_scale_inv`) ? `${p}.weight_scale_inv` : `${p}.weight_scale`;
+    const block = this.scheme.method === 'fp8' || this.scheme.method === 'compressed-tensors' ? this.scheme.block : null;
+    const ctGroup = this.scheme.method === 'compressed-tensors' ? this.scheme.groupSize : null;
+    const gridOf = (name: string, data: Float32Array | Int32Array): Grid => scaleGrid(this.shape(name), out, inDim, block, ctGroup, data, `${this.dir}: '${name}'`);
+    gridOf(scaleName, new Float32Array(0));  // shape check now, not at the first read
+    const zeroName = `${p}.weight_zero_point`, hasZero = this.store.has(zeroName);
+    const consumed = [`${p}.weight`, scaleName, ...(hasZero ? [zeroName] : [])];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.weight`).file, consumed,
+      read: (w) => {
+        const rows = { dim: 0, start: w.o0, end: w.o1 };
+        const values = this.store.info(`${p}.weight`).dtype === 'I8' ? Float32Array.from(readInts(this.store, `${p}.weight`, rows)) : this.store.readF32(`${p}.weight`, rows);
+        const scale = gridOf(scaleName, this.store.readF32(scaleName));
+        return dequantUnpacked(values, inDim, scale, hasZero ? gridOf(zeroName, readInts(this.store, zeroName)) : null, w);
+      },
+    };
+  }
+}
+
+/** `X` when `name` is the tensor that marks X as a quantized linear in this scheme, else null. */
+function quantizedPrefix(name: string, scheme: QuantScheme): string | null {
+  const cut = (suffix: string) => (name.endsWith(suffix) ? name.slice(0, -suffix.length) : null);
+  if (scheme.method === 'awq' || scheme.method === 'gptq') return cut('.qweight');
+  if (scheme.method === 'fp8') return cut('.weight_scale_inv');
+  return cut('.weight_packed') ?? cut('.weight_scale');
+}
+
+function windowOf(q: QuantizedLinear, slice: Slice | undefined, name: string): Window {
+  const w = { o0: 0, o1: q.out, i0: 0, i1: q.in };
+  if (!slice) return w;
+  const len = slice.dim === 0 ? q.out : q.in;
+  if (slice.dim > 1 || slice.start < 0 || slice.end > len || slice.start > slice.end) {
+    throw new UnsupportedModelError(`slice ${JSON.stringify(slice)} is outside '${name}' [${q.out}, ${q.in}]`);
+  }
+  return slice.dim === 0 ? { ...w, o0: slice.start, o1: slice.end } : { ...w, i0: slice.start, i1: slice.end };
+}
+
+/** A tensor of integers (I8/U8/I16/U16/I32/U32, or I64/U64 holding small values) as Int32Array. */
+export function readInts(store: TensorSource, name: string, slice?: Slice): Int32Array {
+  const dtype = store.info(name).dtype, bytes = store.readBytes(name, slice);
+  const copy = bytes.slice();  // aligned for the typed views below
+  switch (dtype) {
+    case 'I32': case 'U32': return new Int32Array(copy.buffer);
+    case 'I8': return Int32Array.from(new Int8Array(copy.buffer));
+    case 'U8': return Int32Array.from(copy);
+    case 'I16': return Int32Array.from(new Int16Array(copy.buffer));
+    case 'U16': return Int32Array.from(new Uint16Array(copy.buffer));
+    case 'I64': case 'U64': return Int32Array.from(new BigInt64Array(copy.buffer), (v) => Number(v));
+    default:
+      throw new UnsupportedModelError(`'${name}' has dtype ${dtype} (${DTYPE_SIZE[dtype]} bytes); an integer tensor was expected`);
+  }
+}
+
+function checkedGroups(gIdx: Int32Array, groups: number, name: string): Int32Array {
+  for (const g of gIdx) if (g < 0 || g >= groups) throw new UnsupportedModelError(`'${name}' names group ${g}; there are ${groups}`);
+  return gIdx;
+}
+
+/** The bit width whose packing turns `inDim` columns into `words` words, when only one does. */
+function packedBits(inDim: number, words: number, where: string): number {
+  const fits = [2, 4, 8].filter((b) => Math.ceil(inDim / (32 / b)) === words);
+  if (fits.length !== 1) throw new UnsupportedModelError(`${where}: cannot tell the bit width of ${words} words for ${inDim} columns; set config_groups.weights.num_bits`);
+  return fits[0]!;
+}
+
+function groupWidth(configured: number | null, inDim: number, groups: number): number {
+  if (groups === 1) return inDim;
+  return configured !== null && configured > 0 ? configured : Math.ceil(inDim / groups);
+}
+
+/** The grid a scale (or zero point) of this shape lays over a weight [out, in]: per tensor, channel, group or block. */
+function scaleGrid(shape: number[], out: number, inDim: number, block: [number, number] | null, groupSize: number | null,
+  data: Float32Array | Int32Array, where: string): Grid {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n === 1) return { data, rowsPer: out, cols: 1, colsPer: inDim };
+  if (block) {
+    const [bo, bi] = block;
+    if (shape.length === 2 && shape[0] === Math.ceil(out / bo) && shape[1] === Math.ceil(inDim / bi)) return { data, rowsPer: bo, cols: shape[1], colsPer: bi };
+    throw new UnsupportedModelError(`${where} has shape [${shape.join(', ')}]; [${bo}, ${bi}] blocks of [${out}, ${inDim}] need [${Math.ceil(out / bo)}, ${Math.ceil(inDim / bi)}]`);
+  }
+  if (shape[0] === out && (shape.length === 1 || shape.length === 2)) {
+    const groups = shape[1] ?? 1;
+    return { data, rowsPer: 1, cols: groups, colsPer: groupWidth(groupSize, inDim, groups) };
+  }
+  throw new UnsupportedModelError(`${where} has shape [${shape.join(', ')}]: not a per-tensor, per-channel or per-group scale of [${out}, ${inDim}] ` +
+    '(block scales need weight_block_size / block_structure in quantization_config)');
+}
