@@ -9,7 +9,7 @@ import { configSecrets, redactedConfig, type LaunchConfig } from './config/index
 import type { DestinationStream } from 'pino';
 import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
-import { readModelSpec } from '../shard/index.js';
+import { readModelSpec, type ModelSpec } from '../shard/index.js';
 import { ensureDemoModel } from './demo-model/index.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { ShardSupervisor, waitForShards } from './shard-supervisor.js';
@@ -45,15 +45,30 @@ async function resolveModelDir(o: LaunchConfig, log: Logger, cacheDir: string, s
     log.info({ dir }, 'no --model-id given: serving the built-in demo model');
     return { dir, id: 'weft-demo' };
   }
-  const local = resolve(o.modelId);
-  if (existsSync(join(local, 'config.json'))) return { dir: local, id: o.modelId };
-  if (existsSync(local)) throw new Error(`--model-id '${o.modelId}' is a local path without config.json`);
+  return { dir: await fetchModelDir(o.modelId, '--model-id', o, log, sources), id: o.modelId };
+}
+
+/** A model id (local directory, s3:// prefix or Hub repo) as a local directory, downloaded when needed. */
+async function fetchModelDir(id: string, flag: string, o: LaunchConfig, log: Logger, sources: Sources): Promise<string> {
+  const local = resolve(id);
+  if (existsSync(join(local, 'config.json'))) return local;
+  if (existsSync(local)) throw new Error(`${flag} '${id}' is a local path without config.json`);
   const t0 = Date.now();
-  const dir = o.modelId.startsWith('s3://')
-    ? await sources.s3.fetchModel(o.modelId, null)
-    : await sources.hub.fetchModel(...splitRevision(o.modelId), o.env.hfToken ?? undefined);
-  log.info({ model: o.modelId, dir, ms: Date.now() - t0 }, 'model downloaded');
-  return { dir, id: o.modelId };
+  const dir = id.startsWith('s3://')
+    ? await sources.s3.fetchModel(id, null)
+    : await sources.hub.fetchModel(...splitRevision(id), o.env.hfToken ?? undefined);
+  log.info({ model: id, dir, ms: Date.now() - t0 }, 'model downloaded');
+  return dir;
+}
+
+/** The draft model's spec, checked against the served model's before any shard starts. */
+function draftModelSpec(dir: string, target: ModelSpec): ModelSpec {
+  const spec = readModelSpec(dir);
+  if (spec.vocab > target.vocab) {
+    throw new Error(`--speculative-model ${dir}: its vocabulary (${spec.vocab}) is larger than the served model's (${target.vocab}); ` +
+      'a draft model must use the served model\'s tokenizer');
+  }
+  return spec;
 }
 
 /** The OpenAI routes' sampling defaults in effect (--generation-config), so an operator sees why answers differ. */
@@ -90,15 +105,17 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   if (taken) throw new Error(`--preload-adapter name '${taken.name}' is also a --served-model-name: give the adapter another name`);
   const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
   const model = await resolveModelDir(o, log, cacheDir, sources);
+  const draftDir = o.speculativeModel ? await fetchModelDir(o.speculativeModel, '--speculative-model', o, log, sources) : undefined;
   // Before any shard starts: a broken generation_config.json fails the launch at once, naming the file and field.
   const sampling = resolveSamplingDefaults(o.generationConfig, model.dir);
   const https = httpsOptionsOf(o);  // before any shard starts: a wrong key or certificate path fails at once
   logSamplingDefaults(log, o.generationConfig, sampling);
   const spec = readModelSpec(model.dir);
+  const draftSpec = draftDir ? draftModelSpec(draftDir, spec) : undefined;
   const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
   const memory = o.device === 'cuda'
-    ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length))
-    : planMemory(spec, o, totalmem());
+    ? planMemory(spec, o, gpus[0]!.totalMemory, Math.ceil(o.numShard / gpus.length), draftSpec)
+    : planMemory(spec, o, totalmem(), 1, draftSpec);
   const kvBlocks = memory.kvBlocks;
   log.info({ kvBlocks, adapterSlots: memory.adapterSlots, adapterBudgetBytes: memory.adapterBudgetBytes, bytes: memory.bytes },
     'memory plan (per shard)');
@@ -117,7 +134,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   let engine: Engine | undefined;
   let startFailure: string | null = null;  // a shard died before the group was first ready
   const supervisor = new ShardSupervisor({ natsUrl, cluster: o.cluster, modelDir: model.dir, worldSize: o.numShard, kvBlocks,
-    blockSize: o.blockSize, adapterSlots: memory.adapterSlots, maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
+    blockSize: o.blockSize, adapterSlots: memory.adapterSlots, ...(draftDir ? { draftModelDir: draftDir } : {}), maxLoraRank: o.maxLoraRank, adapterHostCacheBytes: o.adapterHostCacheBytes,
     heartbeatMs: o.shardHeartbeatMs,
     logLevel: o.logLevel, otlpEndpoint: o.otlpEndpoint ?? undefined, output: env.logs, device: o.device, dtype: o.dtype,
     cpuThreads: o.cpuThreads > 0 ? o.cpuThreads : Math.max(1, Math.floor(availableParallelism() / o.numShard)),

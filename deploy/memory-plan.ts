@@ -87,10 +87,12 @@ export function autoKvBlocks(spec: ModelSpec, o: Pick<LaunchConfig, 'maxTotalTok
 
 /**
  * Sizes the adapter slots (when --adapter-memory-fraction is set) and the KV cache (when --kv-cache-blocks is 0)
- * for one shard with `deviceBytes` of memory (the GPU's total on cuda, host RAM on cpu).
+ * for one shard with `deviceBytes` of memory (the GPU's total on cuda, host RAM on cpu). With a draft model
+ * (--speculative-model) the plan is shard 0's, which holds it whole: its weights and step activations come off
+ * the top, and each KV block also pays for the draft's block (it has as many as the model).
  */
 export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlocks: number }, deviceBytes: number,
-  shardsPerDevice = 1): MemoryPlan {
+  shardsPerDevice = 1, draft?: ModelSpec): MemoryPlan {
   const elem = dtypeBytes(o);
   const slotBytes = adapterSlotElements(spec, o.maxLoraRank, o.numShard) * elem;
   // A byte budget: as many slots as rank-1 adapters on every module fill (capped), the registry keeping the
@@ -100,9 +102,9 @@ export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlock
   const adapterSlots = adapterBudgetBytes > 0
     ? Math.max(1, Math.min(MAX_BUDGET_SLOTS, Math.floor(adapterBudgetBytes / smallBytes)))
     : o.maxAdapterSlots;
-  const weights = weightElements(spec, o.numShard) * elem;
+  const weights = (weightElements(spec, o.numShard) + (draft ? weightElements(draft, 1) : 0)) * elem;
   const adapters = adapterBudgetBytes > 0 ? adapterBudgetBytes : adapterSlots * slotBytes;
-  const blockBytes = kvBlockBytes(spec, o);
+  const blockBytes = kvBlockBytes(spec, o) + (draft ? kvBlockBytes(draft, { ...o, numShard: 1 }) : 0);
   const minBlocks = Math.ceil(o.maxTotalTokens / o.blockSize) + 1;
   if (o.device === 'cpu') {
     const kvBlocks = o.kvCacheBlocks > 0 ? o.kvCacheBlocks : autoKvBlocks(spec, o);
@@ -111,12 +113,12 @@ export function planMemory(spec: ModelSpec, o: MemoryPlanConfig & { kvCacheBlock
   }
   // Shards sharing one GPU (tensor parallelism over shm on a single device) split it evenly.
   const usable = (o.cudaMemoryFraction * deviceBytes) / shardsPerDevice - CUDA_FIXED_RESERVE;
-  const activations = activationBytes(spec, o);
+  const activations = activationBytes(spec, o) + (draft ? activationBytes(draft, { ...o, numShard: 1 }) : 0);
   const left = usable - weights - adapters - activations;
   const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
   const share = shardsPerDevice > 1 ? `, shared by ${shardsPerDevice} shards` : '';
   const breakdown = `${gb(usable)} usable (--cuda-memory-fraction ${o.cudaMemoryFraction} of ${gb(deviceBytes)}${share}, less ` +
-    `${gb(CUDA_FIXED_RESERVE)} for the CUDA context): weights ${gb(weights)}, ${adapterSlots} adapter slots ${gb(adapters)}` +
+    `${gb(CUDA_FIXED_RESERVE)} for the CUDA context): weights ${gb(weights)}${draft ? ' (with the draft model)' : ''}, ${adapterSlots} adapter slots ${gb(adapters)}` +
     `${adapterBudgetBytes > 0 ? ' (a byte budget)' : ''}, ` +
     `step activations ${gb(activations)}`;
   let kvBlocks = o.kvCacheBlocks;

@@ -20,7 +20,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
   const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
   const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
   const actor = new ShardActor({
-    nc, cluster: o.cluster, modelDir: o.modelDir, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
+    nc, cluster: o.cluster, modelDir: o.modelDir, draftModelDir: o.draftModelDir ?? undefined, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
     collective: o.collective,
     kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
     cpuThreads: o.cpuThreads, heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,

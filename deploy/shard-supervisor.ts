@@ -24,6 +24,8 @@ export interface ShardProcessOptions {
   /** CPU backend threads per shard process (already resolved: > 0). */
   cpuThreads?: number;
   dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** The draft model's directory (--speculative-model), loaded by rank 0. */
+  draftModelDir?: string;
   /** How the ranks exchange tensors; default: the shard's own default (shm). */
   collective?: 'shm' | 'nccl';
   otlpEndpoint?: string;
@@ -67,6 +69,7 @@ export class ShardSupervisor {
     if (o.device) args.push('--device', o.device);
     if (o.cpuThreads) args.push('--cpu-threads', String(o.cpuThreads));
     if (o.dtype) args.push('--dtype', o.dtype);
+    if (o.draftModelDir) args.push('--draft-model-dir', o.draftModelDir);
     if (o.collective) args.push('--collective', o.collective);
     if (o.adapterHostCacheBytes !== undefined) args.push('--adapter-host-cache-bytes', String(o.adapterHostCacheBytes));
     const out = o.output;

@@ -23,6 +23,8 @@ export interface ShardActorOptions {
   nc: NatsConnection;
   cluster: string;
   modelDir: string;
+  /** Speculative decoding with this draft model (LocalEngineOptions.draftModelDir). */
+  draftModelDir?: string;
   rank: number;
   worldSize: number;
   /** The shm segment's name; with collective 'nccl', the group id of the unique-id exchange. Fresh per group start. */
@@ -84,6 +86,7 @@ export class ShardActor {
       maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, device: o.device, dtype: o.dtype,
       cpuThreads: o.cpuThreads,
       collective: this.collective,
+      ...(o.draftModelDir ? { draftModelDir: o.draftModelDir, onDraftError: (e: Error) => o.logger.warn({ err: e.message }, 'draft model failed; this step runs without drafts') } : {}),
     });
     this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
     const spec = this.engine.model.spec;

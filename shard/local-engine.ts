@@ -11,6 +11,8 @@ import { GREEDY, PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
+import { DraftModelDrafter } from './engine/draft-model.js';
+import type { DraftModelHook } from './engine/draft-share.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
 import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
 
@@ -28,6 +30,11 @@ export interface LocalEngineOptions {
   /** CPU backend threads; 0/absent = one per hardware thread. */
   cpuThreads?: number;
   collective?: NativeCollective;
+  /** Speculative decoding with this draft model (--speculative-model): loaded whole on rank 0 with as many KV
+   * blocks as the target, its drafts shared with the other ranks through `collective`. */
+  draftModelDir?: string;
+  /** Told when the draft model fails in a step (that step runs without drafts). */
+  onDraftError?: (e: Error) => void;
 }
 
 export class LocalEngine {
@@ -47,9 +54,10 @@ export class LocalEngine {
 
   private vocab?: TokenVocab;
 
-  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string) {
+  private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string,
+    readonly draft: LoadedModel | null = null, draftHook?: DraftModelHook) {
     const constraints = new AutomatonCache(() => this.tokenVocab());
-    this.runner = new StepRunner(model, model.partition.rank, constraints);
+    this.runner = new StepRunner(model, model.partition.rank, constraints, undefined, draftHook);
     this.hostCache = new HostAdapterCache(hostCacheBytes);
   }
 
@@ -78,7 +86,19 @@ export class LocalEngine {
       adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
       cpuThreads: opts.cpuThreads,
     });
-    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31, modelDir);
+    let draft: LoadedModel | null = null;
+    try {
+      draft = opts.draftModelDir && (opts.rank ?? 0) === 0 ? loadDraftModel(opts.draftModelDir, model, opts) : null;
+    } catch (e) {
+      model.native.dispose();
+      throw e;
+    }
+    const hook: DraftModelHook | undefined = opts.draftModelDir ? {
+      drafter: draft ? new DraftModelDrafter(draft, spec.vocab) : null,
+      ...((opts.world ?? 1) > 1 ? { share: (buffer: Float32Array) => opts.collective!.allReduceSum(buffer) } : {}),
+      ...(opts.onDraftError ? { onError: opts.onDraftError } : {}),
+    } : undefined;
+    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31, modelDir, draft, hook);
   }
 
   /**
@@ -237,8 +257,20 @@ export class LocalEngine {
 
   dispose(): void {
     this.model.native.dispose();
+    this.draft?.native.dispose();
     void this.parser?.close();
   }
+}
+
+/** The draft model for speculative decoding: whole (world 1), no adapters, the target's KV block count and size. */
+function loadDraftModel(dir: string, target: LoadedModel, opts: LocalEngineOptions): LoadedModel {
+  const spec = readModelSpec(dir);
+  if (spec.vocab > target.spec.vocab) {
+    throw new Error(`--speculative-model ${dir}: its vocabulary (${spec.vocab}) is larger than the model's (${target.spec.vocab}); ` +
+      'a draft model must use the served model\'s tokenizer');
+  }
+  return loadModel(dir, spec, { rank: 0, world: 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16, adapterSlots: 1,
+    device: opts.device, dtype: opts.dtype, cpuThreads: opts.cpuThreads });
 }
 
 /** An adapter source as error messages name it. */

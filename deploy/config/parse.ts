@@ -131,7 +131,9 @@ function finish(c: Config): Config {
       if (c.collective === 'nccl' && c.device !== 'cuda') {
         throw conflict('--collective nccl needs --device cuda (NCCL moves GPU tensors); use --collective shm on cpu', '--collective');
       }
-      return { ...c, dtype };
+      // A draft model drafts 4 tokens a step unless told otherwise.
+      const speculate = c.speculativeModel !== null && c.speculate === 0 ? 4 : c.speculate;
+      return { ...c, dtype, speculate };
     }
     case 'shard': {
       if (c.rank >= c.worldSize) {

@@ -91,6 +91,8 @@ export interface LaunchConfig {
   schedulingPolicy: 'fcfs' | 'priority';
   /** Speculative decoding: draft tokens per sequence and step (Scheduler speculate); 0 = off. */
   speculate: number;
+  /** A draft model for speculative decoding (model id, like modelId); null: drafts by n-gram lookup. */
+  speculativeModel: string | null;
   /** 0: size the KV cache automatically. */
   kvCacheBlocks: number;
   /** --device cuda: the fraction of each GPU's memory weft may use (KV cache sized from what is left). */
@@ -125,6 +127,8 @@ export interface LaunchConfig {
 export interface ShardConfig {
   command: 'shard';
   modelDir: string;
+  /** The draft model's directory (--speculative-model), or null. */
+  draftModelDir: string | null;
   rank: number;
   worldSize: number;
   natsUrl: string;

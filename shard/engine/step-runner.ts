@@ -10,6 +10,7 @@ import { usesLongRope, type LoadedModel } from '../models/index.js';
 import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
+import { shareDrafts, type DraftModelHook } from './draft-share.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -109,9 +110,10 @@ export class StepRunner {
   failForwardAt = 0;
 
   /** `constraints`: compiled structured-output patterns (absent: NewSequence.constraint is refused). `drafter`:
-   * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality). */
+   * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality);
+   * `draftModel`: a draft model's drafts instead (--speculative-model, draft-share.ts). */
   constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache,
-    private readonly drafter?: Drafter) {}
+    private readonly drafter?: Drafter, private readonly draftModel?: DraftModelHook) {}
 
   get activeSequences(): number {
     return this.seqs.size;
@@ -120,10 +122,14 @@ export class StepRunner {
   /** Drops every sequence (after a failed step the coordinator fails them all). */
   reset(): void {
     this.seqs.clear();
+    this.draftModel?.drafter?.reset();
   }
 
   async run(step: Step): Promise<SeqOutput[]> {
-    for (const id of step.finished) this.seqs.delete(id);
+    for (const id of step.finished) {
+      this.seqs.delete(id);
+      this.draftModel?.drafter?.forget(id);
+    }
     const rows: Row[] = [];
     for (const ns of step.newSeqs) rows.push(this.admit(ns));
     for (const c of step.chunks ?? []) {
@@ -140,6 +146,7 @@ export class StepRunner {
     // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
     // speculate: one sampling path.
     const speculate = !rows.some((r) => r.wantAll || returnsHidden(r));
+    const running: { state: SequenceState; r: RunningSequence; token: number }[] = [];
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
@@ -148,10 +155,15 @@ export class StepRunner {
       if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
       state.blockTable.push(...r.newBlocks);
       state.history.push(token);
-      const { drafts, cstates } = speculate ? this.drafts(state, r) : { drafts: [] };
+      running.push({ state, r, token });
+    }
+    // Drafts after every check above: a draft model's are shared by a collective every rank must reach.
+    const proposed = speculate ? await this.proposeAll(running) : [];
+    running.forEach(({ state, token }, k) => {
+      const { drafts, cstates } = speculate ? this.constrained(state, proposed[k]!) : { drafts: [] };
       rows.push({ state, tokens: [token, ...drafts], firstPos: state.length, wantAll: false, promptLogprobs: false,
         logits: 'none', partial: false, drafts, ...(cstates ? { cstates } : {}) });
-    }
+    });
     if (rows.length === 0) return [];
     const batch = this.buildBatch(rows);
     const sampling = rows.filter((r) => !r.partial);
@@ -203,13 +215,23 @@ export class StepRunner {
     return { seqId: row.state.seqId, token: s.token, logprob: s.logprob, top: s.top.map(([token, logprob]) => ({ token, logprob })) };
   }
 
-  /** The drafts a running row verifies: up to r.draft tokens from the n-gram lookup, no more than its KV blocks
-   * hold, and (structured output) only while the pattern allows them — with the constraint's state before each
-   * position. Every rank computes the same ones from the same history. */
-  private drafts(state: SequenceState, r: RunningSequence): { drafts: number[]; cstates?: number[] } {
+  /** How many drafts a running row may verify: r.draft, no more than its KV blocks hold. */
+  private allowance(state: SequenceState, r: RunningSequence): number {
     const room = state.blockTable.length * this.model.plan.blockSize - state.length - 1;
-    const max = Math.min(r.draft ?? 0, room);
-    const drafts = max > 0 ? this.propose(state, max) : [];
+    return Math.max(0, Math.min(r.draft ?? 0, room));
+  }
+
+  /** Every running row's proposed drafts: the draft model's (rank 0's, shared with the other ranks), or each
+   * sequence's n-gram lookup (every rank computes the same ones from the same history). */
+  private async proposeAll(running: { state: SequenceState; r: RunningSequence }[]): Promise<number[][]> {
+    const maxes = running.map(({ state, r }) => this.allowance(state, r));
+    if (this.draftModel) return shareDrafts(this.draftModel, running.map(({ state }, k) => ({ seqId: state.seqId, history: state.history, max: maxes[k]! })));
+    return running.map(({ state }, k) => (maxes[k]! > 0 ? this.propose(state, maxes[k]!) : []));
+  }
+
+  /** The proposed drafts a row verifies: (structured output) only while the pattern allows them — with the
+   * constraint's state before each position. */
+  private constrained(state: SequenceState, drafts: number[]): { drafts: number[]; cstates?: number[] } {
     const c = state.constraint;
     if (drafts.length === 0 || !c) return { drafts };
     if (c.failed !== undefined) return { drafts: [] };
