@@ -94,7 +94,7 @@ async function serve(c: BenchConfig, log: (m: string) => void): Promise<{ report
   const rows: ServeRow[] = [];
   const rank = c.rank[0]!;
   const model = c.url ? null : await resolveModel(c.model, log);
-  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching, c.speculate) : null;
+  const server = model ? await startBenchServer(model, Math.max(...c.adapters), rank, concurrency, c.device, c.prefixCaching, c.speculate, c.speculativeModel) : null;
   const url = server ? server.url : loopbackUrl(c.url!);
   if (server) log(`started a server at ${url.href} (model ${model!.label})`);
   const apiKey = c.apiKeys[0];

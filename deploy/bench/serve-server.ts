@@ -11,11 +11,11 @@ export interface BenchServer {
 }
 
 export async function startBenchServer(model: BenchModel, adapters: number, rank: number, maxBatch: number,
-  device: Device = 'cpu', prefixCaching = true, speculate = 0): Promise<BenchServer> {
+  device: Device = 'cpu', prefixCaching = true, speculate = 0, speculativeModel: string | null = null): Promise<BenchServer> {
   const dirs = adapters > 0 ? ensureAdapters(model, rank, adapters) : [];
   const argv = ['--model-id', model.dir, '--port', '0', '--hostname', '127.0.0.1', '--log-level', 'warn',
     '--max-batch-size', String(Math.max(1, maxBatch)), '--max-lora-rank', String(Math.max(rank, 1)), '--device', device,
-    `--prefix-caching=${prefixCaching}`, '--speculate', String(speculate)];
+    `--prefix-caching=${prefixCaching}`, '--speculate', String(speculate), ...(speculativeModel ? ['--speculative-model', speculativeModel] : [])];
   if (dirs.length) {
     argv.push('--adapter-root', dirname(dirs[0]!), '--adapter-source', 'local',
       '--max-adapter-slots', String(Math.max(8, adapters)), '--max-active-adapters', String(Math.max(8, Math.min(adapters, maxBatch))));

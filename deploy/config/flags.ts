@@ -241,6 +241,8 @@ export const FLAGS = [
     help: 'serve: --prefix-caching of the server the bench starts (ignored with --url).' },
   { name: 'speculate', type: 'int', commands: BENCH, default: 0, min: 0, max: MAX_SPECULATE,
     help: 'serve: --speculate of the server the bench starts (ignored with --url); the table reports the share of drafts accepted.' },
+  { name: 'speculative-model', type: 'string', commands: BENCH,
+    help: 'serve: --speculative-model of the server the bench starts (a draft model: directory, hub id or s3:// prefix; ignored with --url).' },
   { name: 'dora', type: 'bool', commands: BENCH, default: false,
     help: 'decode, prefill: the adapters are DoRA adapters (PEFT use_dora: a magnitude vector on every module), to measure the channel scale\'s cost against plain LoRA.' },
   { name: 'op-profile', type: 'bool', commands: BENCH, default: false,

@@ -184,6 +184,8 @@ export interface BenchConfig {
   prefixCaching: boolean;
   /** serve scenario: --speculate of the server the bench starts. */
   speculate: number;
+  /** serve scenario: --speculative-model of the server the bench starts (null: none). */
+  speculativeModel: string | null;
   /** decode / prefill: per-op breakdown after each case's timed steps. */
   opProfile: boolean;
   /** decode / prefill: the adapters are DoRA adapters. */
