@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
+import { gemma1Spec } from './gemma1-spec.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
 import { attentionWindows, smollm3RopeLayers } from './layer-kinds.js';
@@ -15,7 +16,7 @@ import { llama4Spec } from './llama4-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
-  'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4';
+  'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -197,6 +198,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen3ForCausalLM: 'qwen3',
   Qwen2VLForConditionalGeneration: 'qwen2',
   Qwen2_5_VLForConditionalGeneration: 'qwen2',
+  GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma2',
   Gemma3ForCausalLM: 'gemma3',
   Gemma3ForConditionalGeneration: 'gemma3',
@@ -249,6 +251,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   }
   if (arch === 'gpt2') return gpt2Spec(cfg, where);
   if (arch === 'starcoder2') return starcoder2Spec(cfg, where);
+  if (arch === 'gemma') return gemma1Spec(cfg, where);
   if (arch === 'gemma2' || arch === 'gemma3') return gemmaSpec(archName, cfg, where);
   if (arch === 'cohere' || arch === 'cohere2') return cohereSpec(arch, cfg, where);
   if (arch === 'phi') return phiSpec(cfg, where);

@@ -191,6 +191,25 @@ test('gemma-2-9b: alternating sliding/full layers, both softcaps, query_pre_attn
   assert.deepEqual([d.hidden, d.layers, d.vocab, d.attnSoftcap, d.finalSoftcap, d.maxPositions], [2304, 26, 256000, 50, 30, 8192]);
 });
 
+test('gemma-7b as published: hidden_act "gelu" read as the tanh GELU, 16 heads of 256 over hidden 3072, tied; other activations refused', () => {
+  const published = {
+    architectures: ['GemmaForCausalLM'], attention_bias: false, attention_dropout: 0.0, bos_token_id: 2, eos_token_id: 1,
+    head_dim: 256, hidden_act: 'gelu', hidden_size: 3072, initializer_range: 0.02, intermediate_size: 24576,
+    max_position_embeddings: 8192, model_type: 'gemma', num_attention_heads: 16, num_hidden_layers: 28, num_key_value_heads: 16,
+    pad_token_id: 0, rms_norm_eps: 1e-6, rope_scaling: null, rope_theta: 10000.0, torch_dtype: 'bfloat16', use_cache: true, vocab_size: 256000,
+  };
+  const s = parseModelSpec(published);
+  assert.equal(s.architecture, 'gemma');
+  assert.deepEqual([s.hidden, s.heads, s.kvHeads, s.headDim, s.layers], [3072, 16, 16, 256, 28]);
+  assert.ok(s.normPlusOne && s.tieEmbeddings && s.mlp === 'gated_gelu_tanh' && !s.postNorms && !s.qkNorm && s.slidingWindow === 0);
+  assert.equal(s.embedScale, Math.sqrt(3072));
+  assert.equal(s.attnScale, 1 / 16);
+  // gemma-2b: one KV head; gemma-1.1 adds hidden_activation, which wins.
+  assert.equal(parseModelSpec({ ...published, num_key_value_heads: 1, hidden_activation: 'gelu_pytorch_tanh' }).kvHeads, 1);
+  assert.throws(() => parseModelSpec({ ...published, hidden_activation: 'silu' }), /hidden_activation 'silu' is not supported for gemma/);
+  assert.throws(() => parseModelSpec({ ...published, use_bidirectional_attention: true }), /use_bidirectional_attention=true is not supported for gemma/);
+});
+
 test('granite-3.1-8b: its four multipliers; refused when not positive', () => {
   const cfg = {
     architectures: ['GraniteForCausalLM'], attention_bias: false, attention_dropout: 0.0, attention_multiplier: 0.0078125,
