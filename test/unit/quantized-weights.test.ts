@@ -28,6 +28,8 @@ test('quantization_config: the formats weft dequantizes are read with their para
   assert.deepEqual(scheme({ quant_method: 'gptq', bits: 8, group_size: -1, checkpoint_format: 'gptq_v2' }),
     { method: 'gptq', bits: 8, groupSize: -1, actOrder: false, zeroOffset: 0 });
   assert.deepEqual(scheme({ quant_method: 'fp8', weight_block_size: [128, 128] }), { method: 'fp8', block: [128, 128] });
+  assert.deepEqual(scheme({ quant_method: 'bitsandbytes', load_in_4bit: true, bnb_4bit_quant_type: 'nf4' }), { method: 'bitsandbytes', bits: 4 });
+  assert.deepEqual(scheme({ quant_method: 'bitsandbytes', load_in_8bit: true }), { method: 'bitsandbytes', bits: 8 });
   assert.deepEqual(scheme({ quant_method: 'compressed-tensors', format: 'pack-quantized',
     config_groups: { g: { targets: ['Linear'], weights: { num_bits: 4, type: 'int', strategy: 'group', group_size: 64 } } } }),
   { method: 'compressed-tensors', intBits: 4, groupSize: 64, block: null });
@@ -38,7 +40,7 @@ test('quantization_config: the formats weft dequantizes are read with their para
 
 test('quantization_config: what weft cannot read is refused naming it and what to use instead', () => {
   const refused: [unknown, RegExp][] = [
-    [{ quant_method: 'bitsandbytes', load_in_4bit: true }, /bitsandbytes .* not supported: serve the unquantized model, or an AWQ\/GPTQ\/FP8 export/],
+    [{ quant_method: 'bitsandbytes' }, /a bitsandbytes quantization_config says neither load_in_4bit nor load_in_8bit/],
     [{ quant_method: 'hqq' }, /quant_method 'hqq' is not supported; weft reads AWQ \(gemm\), GPTQ/],
     [{ quant_method: 'awq', bits: 4, version: 'gemv' }, /AWQ version 'gemv' is not supported/],
     [{ quant_method: 'awq', bits: 8 }, /AWQ with 8 bits is not supported/],
@@ -75,7 +77,8 @@ test('8-bit floats decode as float8_e4m3fn, float8_e5m2 and e8m0 define them', (
 });
 
 test('the dequantizing view hides packed tensors, shows float weights and reads any rank window of them', () => {
-  for (const [name, packed] of [['llama_awq', 'qweight'], ['llama_gptq', 'g_idx'], ['llama_ct_w4a16', 'weight_zero_point'], ['qwen2_fp8', 'weight_scale_inv']] as const) {
+  for (const [name, packed] of [['llama_awq', 'qweight'], ['llama_gptq', 'g_idx'], ['llama_ct_w4a16', 'weight_zero_point'], ['qwen2_fp8', 'weight_scale_inv'],
+    ['llama_bnb_nf4', 'weight.nested_absmax'], ['qwen2_bnb_int8', 'SCB']] as const) {
     const store = openModelWeights(caseModel(name));
     try {
       assert.ok(store instanceof DequantizingStore, name);
@@ -132,8 +135,8 @@ test('a config that says quantized over weights that are not is refused, as is a
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, quantization_config: { quant_method: 'awq', bits: 4, group_size: 32 } }));
   assert.throws(() => openModelWeights(dir), /quantization_config says 'awq' but no weight in .* is stored that way/);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, quantization_config: { quant_method: 'bitsandbytes' } }));
-  assert.throws(() => openModelWeights(dir), /bitsandbytes/);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, quantization_config: { quant_method: 'hqq' } }));
+  assert.throws(() => openModelWeights(dir), /quant_method 'hqq' is not supported/);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
   const plain = openModelWeights(dir);
   assert.ok(plain instanceof WeightStore);

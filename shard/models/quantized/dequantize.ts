@@ -85,6 +85,27 @@ export function dequantPacked(t: PackedTensors, inDim: number, bits: number, w: 
 }
 
 /**
+ * bitsandbytes 4-bit: codes two per byte over the flattened weight (high nibble first), each `code[q]` (NF4 or
+ * FP4 table) times the absmax of its block of `blocksize` flat positions.
+ */
+export function dequantBnb4(packed: Uint8Array, absmax: Float32Array, code: Float32Array, inDim: number, blocksize: number, w: Window): Float32Array {
+  const { out, cols } = output(w);
+  for (let o = w.o0; o < w.o1; o++) {
+    const row = (o - w.o0) * cols;
+    for (let i = w.i0; i < w.i1; i++) {
+      const f = o * inDim + i, byte = packed[f >> 1]!;
+      out[row + i - w.i0] = code[f & 1 ? byte & 15 : byte >> 4]! * absmax[Math.floor(f / blocksize)]!;
+    }
+  }
+  return out;
+}
+
+/** bitsandbytes' double quantization: each absmax an 8-bit code times its block's absmax, plus the offset. */
+export function nestedAbsmax(codes: Uint8Array, code: Float32Array, absmax: Float32Array, blocksize: number, offset: number): Float32Array {
+  return Float32Array.from(codes, (q, j) => Math.fround(code[q]! * absmax[Math.floor(j / blocksize)]!) + offset);
+}
+
+/**
  * Unpacked codes (FP8 values already decoded, or int8) for the window's rows — `values` [o1 − o0, in] — times the
  * scale grid, minus a zero-point grid when the scheme is asymmetric.
  */

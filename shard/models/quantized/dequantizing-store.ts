@@ -5,7 +5,7 @@
 // and the tied-lm_head adapters read a quantized checkpoint with no code of their own.
 import { DTYPE_SIZE, type Slice, type TensorInfo, type TensorSource } from '../../formats/index.js';
 import { UnsupportedModelError } from '../errors.js';
-import { dequantAwq, dequantGptq, dequantPacked, dequantUnpacked, type Grid, type Window } from './dequantize.js';
+import { dequantAwq, dequantBnb4, dequantGptq, dequantPacked, dequantUnpacked, nestedAbsmax, type Grid, type Window } from './dequantize.js';
 import type { QuantScheme } from './quant-config.js';
 
 /** One quantized linear: its float shape, the tensors it consumed, and how to dequantize a window of it. */
@@ -105,6 +105,7 @@ export class DequantizingStore implements TensorSource {
     const s = this.scheme;
     if (s.method === 'awq') return this.awq(p, s.groupSize);
     if (s.method === 'gptq') return this.gptq(p, s);
+    if (s.method === 'bitsandbytes') return s.bits === 4 ? this.bnb4(p) : this.bnb8(p);
     if (this.store.has(`${p}.weight_packed`)) return this.packed(p, s.method === 'compressed-tensors' ? s : null);
     return this.unpacked(p);
   }
@@ -167,6 +168,64 @@ export class DequantizingStore implements TensorSource {
     };
   }
 
+  /** bitsandbytes 4-bit (Linear4bit's saved state): weight bytes, absmax (maybe 8-bit codes with nested_absmax,
+   * nested_quant_map and the offset), quant_map, and the JSON quant_state (shape, blocksize, quant_type). */
+  private bnb4(p: string): QuantizedLinear {
+    const stateName = [`${p}.weight.quant_state.bitsandbytes__nf4`, `${p}.weight.quant_state.bitsandbytes__fp4`].find((n) => this.store.has(n))!;
+    let state: { shape?: unknown; blocksize?: unknown; nested_blocksize?: unknown; nested_offset?: unknown };
+    try {
+      state = JSON.parse(Buffer.from(this.store.readBytes(stateName)).toString('utf8'));
+    } catch (e) {
+      throw new UnsupportedModelError(`${this.dir}: '${stateName}' is not bitsandbytes' JSON quant state: ${(e as Error).message}`);
+    }
+    const shape = state.shape, blocksize = Number(state.blocksize);
+    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0) || !(blocksize > 0)) {
+      throw new UnsupportedModelError(`${this.dir}: '${stateName}' needs a 2-D shape and a blocksize, got ${JSON.stringify(state)}`);
+    }
+    const [out, inDim] = shape as [number, number], n = out * inDim;
+    const nested = state.nested_offset !== undefined;
+    const bytes = this.store.info(this.need(`${p}.weight`)).byteLength;
+    if (bytes !== Math.ceil(n / 2)) throw new UnsupportedModelError(`${this.dir}: '${p}.weight' holds ${bytes} bytes; 4-bit [${out}, ${inDim}] needs ${Math.ceil(n / 2)}`);
+    const blocks = Math.ceil(n / blocksize);
+    if (this.store.info(this.need(`${p}.weight.absmax`)).shape.reduce((a, b) => a * b, 1) !== blocks) {
+      throw new UnsupportedModelError(`${this.dir}: '${p}.weight.absmax' must hold ${blocks} values (one per ${blocksize})`);
+    }
+    const consumed = [`${p}.weight`, `${p}.weight.absmax`, `${p}.weight.quant_map`, stateName,
+      ...(nested ? [`${p}.weight.nested_absmax`, `${p}.weight.nested_quant_map`] : [])];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.weight`).file, consumed,
+      read: (w) => {
+        const absmax = nested
+          ? nestedAbsmax(this.store.readBytes(`${p}.weight.absmax`), this.store.readF32(this.need(`${p}.weight.nested_quant_map`)),
+            this.store.readF32(this.need(`${p}.weight.nested_absmax`)), Number(state.nested_blocksize ?? 256), Number(state.nested_offset))
+          : this.store.readF32(`${p}.weight.absmax`);
+        return dequantBnb4(this.store.readBytes(`${p}.weight`), absmax, this.store.readF32(this.need(`${p}.weight.quant_map`)), inDim, blocksize, w);
+      },
+    };
+  }
+
+  /** bitsandbytes LLM.int8 (Linear8bitLt's saved state): int8 weight rows and a float32 SCB per row; w = q·SCB/127. */
+  private bnb8(p: string): QuantizedLinear {
+    const [out, inDim] = this.shape(`${p}.weight`) as [number, number];
+    this.expect(`${p}.SCB`, [out]);
+    const hasFormat = this.store.has(`${p}.weight_format`);
+    if (hasFormat && readInts(this.store, `${p}.weight_format`)[0] !== 0) {
+      throw new UnsupportedModelError(`${this.dir}: '${p}.weight_format' is not the row-major layout (0) bitsandbytes saves by default`);
+    }
+    const consumed = [`${p}.weight`, `${p}.SCB`, ...(hasFormat ? [`${p}.weight_format`] : [])];
+    const inv127 = Math.fround(1 / 127);
+    return {
+      out, in: inDim, file: this.store.info(`${p}.weight`).file, consumed,
+      read: (w) => {
+        const values = Float32Array.from(readInts(this.store, `${p}.weight`, { dim: 0, start: w.o0, end: w.o1 }));
+        const scale: Grid = { data: this.store.readF32(`${p}.SCB`), rowsPer: 1, cols: 1, colsPer: inDim };
+        const deq = dequantUnpacked(values, inDim, scale, null, w);
+        for (let k = 0; k < deq.length; k++) deq[k] = deq[k]! * inv127;
+        return deq;
+      },
+    };
+  }
+
   /** FP8 / int8 weight [out, in] with weight_scale_inv (fp8) or weight_scale (+ weight_zero_point) (compressed-tensors). */
   private unpacked(p: string): QuantizedLinear {
     const [out, inDim] = this.shape(`${p}.weight`) as [number, number];
@@ -194,6 +253,9 @@ function quantizedPrefix(name: string, scheme: QuantScheme): string | null {
   const cut = (suffix: string) => (name.endsWith(suffix) ? name.slice(0, -suffix.length) : null);
   if (scheme.method === 'awq' || scheme.method === 'gptq') return cut('.qweight');
   if (scheme.method === 'fp8') return cut('.weight_scale_inv');
+  if (scheme.method === 'bitsandbytes') {
+    return scheme.bits === 8 ? cut('.SCB') : cut('.weight.quant_state.bitsandbytes__nf4') ?? cut('.weight.quant_state.bitsandbytes__fp4');
+  }
   return cut('.weight_packed') ?? cut('.weight_scale');
 }
 

@@ -15,10 +15,12 @@ export type QuantScheme =
   /** transformers' fine-grained FP8 (DeepSeek-V3, Qwen3-FP8): weight float8 + weight_scale_inv per block (null: per tensor). */
   | { method: 'fp8'; block: [number, number] | null }
   /** compressed-tensors (llm-compressor): per tensor, by the names present (weight_packed / weight + weight_scale). */
-  | { method: 'compressed-tensors'; intBits: number | null; groupSize: number | null; block: [number, number] | null };
+  | { method: 'compressed-tensors'; intBits: number | null; groupSize: number | null; block: [number, number] | null }
+  /** bitsandbytes: 4-bit NF4/FP4 (weight bytes + absmax, maybe double-quantized, + quant_map) or LLM.int8 (weight + SCB). */
+  | { method: 'bitsandbytes'; bits: 4 | 8 };
 
-const SUPPORTED = 'weft reads AWQ (gemm), GPTQ (2/4/8-bit), FP8 (quant_method "fp8") and compressed-tensors ' +
-  '(pack-quantized, int-quantized, float-quantized, naive-quantized) checkpoints';
+const SUPPORTED = 'weft reads AWQ (gemm), GPTQ (2/4/8-bit), FP8 (quant_method "fp8"), compressed-tensors ' +
+  '(pack-quantized, int-quantized, float-quantized, naive-quantized) and bitsandbytes (4-bit NF4/FP4, LLM.int8) checkpoints';
 
 function refuse(where: string, msg: string): never {
   throw new UnsupportedModelError(`${where}: ${msg}`);
@@ -51,8 +53,9 @@ export function quantSchemeOf(cfg: Json, where: string): QuantScheme | null {
     case 'compressed-tensors': return compressedTensorsScheme(q, where);
     case 'mxfp4': return null;  // gpt-oss's MXFP4 experts: read by their own loader (in-out-experts.ts)
     case 'bitsandbytes':
-      return refuse(where, 'bitsandbytes checkpoints (load_in_4bit/8bit) are not supported: serve the unquantized model, ' +
-        `or an AWQ/GPTQ/FP8 export of it (${SUPPORTED})`);
+      if (q.load_in_4bit === true) return { method: 'bitsandbytes', bits: 4 };
+      if (q.load_in_8bit === true) return { method: 'bitsandbytes', bits: 8 };
+      return refuse(where, 'a bitsandbytes quantization_config says neither load_in_4bit nor load_in_8bit');
     default:
       return refuse(where, `quantization_config.quant_method '${method}' is not supported; ${SUPPORTED}`);
   }
