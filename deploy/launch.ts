@@ -20,6 +20,7 @@ import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
 import { baseClassifierHeadOf } from './classifier-wiring.js';
 import { httpsOptionsOf } from './tls.js';
+import { chatTemplateOf } from './chat-template-flag.js';
 import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
 import { planMemory } from './memory-plan.js';
 import { resolveSamplingDefaults, type ResolvedSamplingDefaults } from '../coordinator/http/generation-defaults.js';
@@ -109,6 +110,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   // Before any shard starts: a broken generation_config.json fails the launch at once, naming the file and field.
   const sampling = resolveSamplingDefaults(o.generationConfig, model.dir);
   const https = httpsOptionsOf(o);  // before any shard starts: a wrong key or certificate path fails at once
+  const chatTemplate = chatTemplateOf(o.chatTemplate);  // and a wrong template path or one that does not parse
   logSamplingDefaults(log, o.generationConfig, sampling);
   const spec = readModelSpec(model.dir);
   const draftSpec = draftDir ? draftModelSpec(draftDir, spec) : undefined;
@@ -157,7 +159,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   let http: HttpHandle | undefined;
   let tokenizer: TokenizerPool | undefined;
   try {
-    tokenizer = await TokenizerPool.create(model.dir);
+    tokenizer = await TokenizerPool.create(model.dir, chatTemplate !== undefined ? { chatTemplate } : {});
     const tokens = tokenizer;
     const baseClassifierHead = baseClassifierHeadOf(o, model.dir, spec, (t) => tokens.tokenId(t));
     await waitForShards(group, () => startFailure, 180_000);

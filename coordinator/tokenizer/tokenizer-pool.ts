@@ -11,6 +11,8 @@ import type { TokenizerTask, TokenizerTaskResult, TokenizerWorkerData } from './
 export interface TokenizerPoolOptions {
   /** Worker threads; default: a quarter of the cores, between 1 and 4. */
   threads?: number;
+  /** A chat template that replaces the model's (--chat-template). */
+  chatTemplate?: string;
 }
 
 export class TokenizerPool {
@@ -28,6 +30,7 @@ export class TokenizerPool {
   private constructor(
     private readonly local: LoadedTokenizer,
     private readonly pool: Piscina<TokenizerTask, unknown>,
+    chatTemplate?: string,
   ) {
     const info = local.info;
     this.modelDir = info.modelDir;
@@ -36,7 +39,7 @@ export class TokenizerPool {
     this.bosTokenId = info.bosTokenId;
     this.bosToken = info.bosToken;
     this.eosToken = info.eosToken;
-    this.chatTemplate = info.chatTemplate;
+    this.chatTemplate = chatTemplate ?? info.chatTemplate;
     this.structuredOutputProblem = info.structuredOutputProblem;
     this.specialTokenIds = new Set(info.specialTokenIds);
   }
@@ -57,7 +60,7 @@ export class TokenizerPool {
       maxThreads: threads,
       workerData,
     });
-    const tokenizerPool = new TokenizerPool(local, pool);
+    const tokenizerPool = new TokenizerPool(local, pool, opts.chatTemplate);
     try {
       await tokenizerPool.encode(''); // surfaces a worker that cannot load now, not on the first request
     } catch (err) {

@@ -112,6 +112,8 @@ export const FLAGS = [
   // launch: limits and scheduling
   { name: 'max-concurrent-requests', type: 'int', commands: LAUNCH, env: ['MAX_CONCURRENT_REQUESTS'], default: 128,
     min: 1, help: 'Requests in flight before new ones get 429.' },
+  { name: 'chat-template', type: 'string', commands: LAUNCH, env: ['CHAT_TEMPLATE'], defaultLabel: 'the model\'s',
+    help: 'A Jinja chat template for the chat routes instead of the model\'s (chat_template.jinja / tokenizer_config.json): a file, or the template itself (text with {{ or {%). For a base model whose adapters were fine-tuned on a chat format, or a model published without one. Parsed at start.' },
   { name: 'trust-request-chat-template', type: 'bool', commands: LAUNCH, env: ['TRUST_REQUEST_CHAT_TEMPLATE'], default: false,
     help: 'Let chat requests bring their own Jinja chat template (vLLM\'s `chat_template` field). Off by default, as in vLLM: a template is code the server runs, and one request\'s template can loop long enough to stall the coordinator.' },
   { name: 'reasoning-parser', type: 'string', commands: LAUNCH, env: ['REASONING_PARSER'], default: 'auto',

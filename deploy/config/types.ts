@@ -91,6 +91,8 @@ export interface LaunchConfig {
   schedulingPolicy: 'fcfs' | 'priority';
   /** Speculative decoding: draft tokens per sequence and step (Scheduler speculate); 0 = off. */
   speculate: number;
+  /** --chat-template: a file or the template itself; null: the model's. */
+  chatTemplate: string | null;
   /** A draft model for speculative decoding (model id, like modelId); null: drafts by n-gram lookup. */
   speculativeModel: string | null;
   /** 0: size the KV cache automatically. */
