@@ -4,14 +4,18 @@
 // cumulative log-prob + the token's — are ranked by cumulative log-prob ÷ (total length ^ length_penalty),
 // where the total counts the prompt and not a final EOS (vLLM's score); a candidate ending in EOS is complete, the
 // best n others go on. After max_tokens steps the complete and the live beams are ranked together and the best n
-// answer, as n choices. The log-probs are the model's own (greedy rows: no temperature, penalties or bias).
+// answer, as n choices. The log-probs are the model's own (greedy rows: no temperature or penalties), shaped only by
+// the request's token filters as sampling is: logit_bias added to the logits, the tokens allowed_token_ids leaves out
+// and those that would complete a bad word masked, then renormalised. A masked token never extends a beam, so fewer
+// than n beams come back when fewer token sequences are allowed.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Span } from '@opentelemetry/api';
-import { GREEDY } from '../../protocol/index.js';
+import { GREEDY, type SamplingParams } from '../../protocol/index.js';
 import type { AdapterRef, GenerateRequest, GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
 import { isJsonObject } from './json.js';
 import { runEvents, startEngineRun, startRuns } from './engine-run.js';
+import { anyTokenLeft, badWordTokens, checkFirstTokenLeft, tokensCompletingBadWords } from './token-filters.js';
 
 /** Beams one request may ask for (`n`). */
 export const MAX_BEAMS = 16;
@@ -80,6 +84,12 @@ export interface BeamRun {
   search: BeamSearch;
   maxNewTokens: number;
   ignoreEos: boolean;
+  /** The request's logit_bias and allowed_token_ids (its other sampling fields do not apply to beam search). */
+  sampling: Pick<SamplingParams, 'logitBias' | 'allowedTokens'>;
+  /** bad_words as the request gives them. */
+  badWords: readonly string[];
+  /** Admission order of every beam step (--scheduling-policy priority); 0 otherwise. */
+  priority: number;
 }
 
 /** A token that may come next, with its log-prob. */
@@ -92,7 +102,8 @@ export interface BeamSearchOptions {
   maxNewTokens: number;
   eos: ReadonlySet<number>;
   ignoreEos: boolean;
-  /** Each live beam's 2·width most likely next tokens, in the beams' order. */
+  /** Each live beam's 2·width most likely next tokens, in the beams' order; a token the request's filters ban has
+   * log-prob -inf (or is left out). */
   expand(beams: readonly Beam[]): Promise<Candidate[][]>;
 }
 
@@ -100,32 +111,42 @@ export interface BeamSearchOptions {
 export async function beamSearch(o: BeamSearchOptions): Promise<Beam[]> {
   const rank = (a: Beam, b: Beam) => beamScore(b, o.promptLength, o.lengthPenalty) - beamScore(a, o.promptLength, o.lengthPenalty);
   let live: Beam[] = [{ tokens: [], cumLogprob: 0, complete: false }];
-  const complete: Beam[] = [];
+  /** Complete beams (ended by EOS), and beams no allowed token may extend (they end where they are). */
+  const ended: Beam[] = [];
   for (let step = 0; step < o.maxNewTokens && live.length > 0; step++) {
     const candidates = await o.expand(live);
     const next: Beam[] = [];
     live.forEach((beam, i) => {
-      for (const c of candidates[i]!) {
+      const allowed = candidates[i]!.filter((c) => c.logprob > -Infinity);
+      if (allowed.length === 0) ended.push(beam);
+      for (const c of allowed) {
         const grown: Beam = { tokens: [...beam.tokens, c.token], cumLogprob: beam.cumLogprob + c.logprob, complete: false };
-        if (o.eos.has(c.token) && !o.ignoreEos) complete.push({ ...grown, complete: true });
+        if (o.eos.has(c.token) && !o.ignoreEos) ended.push({ ...grown, complete: true });
         else next.push(grown);
       }
     });
     live = next.sort(rank).slice(0, o.width);
   }
-  return [...complete, ...live].sort(rank).slice(0, o.width);
+  return [...ended, ...live].sort(rank).slice(0, o.width);
 }
 
 /** Beam search through the engine: each step's beams as one-token requests (their top 2·width alternatives). */
-export function runBeamSearch(o: BeamRun): Promise<Beam[]> {
+export async function runBeamSearch(o: BeamRun): Promise<Beam[]> {
+  const badWords = o.badWords.length > 0 ? await badWordTokens(o.engine, o.badWords) : [];
+  checkFirstTokenLeft(o.sampling.allowedTokens, badWords, o.engine.info.vocabSize);
+  const allowed = o.sampling.allowedTokens ? new Set(o.sampling.allowedTokens) : null;
   let step = 0;
   return beamSearch({
     promptLength: o.promptIds.length, width: o.search.width, lengthPenalty: o.search.lengthPenalty, maxNewTokens: o.maxNewTokens,
     eos: new Set(o.engine.info.eosTokenIds), ignoreEos: o.ignoreEos,
     expand: async (beams) => {
       const s = step++;
-      const runs = await startRuns(beams.length, o.reply, (i) => startEngineRun(o.engine, stepRequest(o, s, i, beams[i]!), o.span, o.request, o.reply));
-      return Promise.all(runs.map(async (run) => {
+      const banned = beams.map((b) => tokensCompletingBadWords(badWords, b.tokens));
+      // A beam nothing may follow gets no request: a row with nothing left to draw has no log-probs.
+      const open = beams.flatMap((_, i) => (anyTokenLeft(allowed, banned[i]!, o.engine.info.vocabSize) ? [i] : []));
+      const runs = await startRuns(open.length, o.reply, (j) =>
+        startEngineRun(o.engine, stepRequest(o, s, open[j]!, beams[open[j]!]!, banned[open[j]!]!), o.span, o.request, o.reply));
+      const found = await Promise.all(runs.map(async (run) => {
         const out: Candidate[] = [];
         for await (const ev of runEvents(run)) {
           if (ev.type === 'error') throw ev.error;
@@ -133,14 +154,22 @@ export function runBeamSearch(o: BeamRun): Promise<Beam[]> {
         }
         return out;
       }));
+      const candidates: Candidate[][] = beams.map(() => []);
+      open.forEach((i, j) => { candidates[i] = found[j]!; });
+      return candidates;
     },
   });
 }
 
-function stepRequest(o: BeamRun, step: number, i: number, beam: Beam): GenerateRequest {
+/** One beam's next-token request. Its bad words go as one-token words: the beam's tokens are this request's prompt,
+ * which the shards do not match bad words against, so the tokens that would complete one are found here. */
+function stepRequest(o: BeamRun, step: number, i: number, beam: Beam, banned: number[]): GenerateRequest {
+  const { logitBias, allowedTokens } = o.sampling;
+  const sampling: SamplingParams = { ...GREEDY, ...(logitBias ? { logitBias } : {}), ...(allowedTokens ? { allowedTokens } : {}),
+    ...(banned.length > 0 ? { badWords: banned.map((t) => [t]) } : {}) };
   return {
     requestId: `${o.request.id}.beam${step}.${i}`, inputs: '', inputIds: [...o.promptIds, ...beam.tokens], adapter: o.adapter, merge: null,
-    sampling: GREEDY,
-    maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true, continues: true,
+    sampling, maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 2 * o.search.width, ignoreEos: true, continues: true,
+    ...(o.priority !== 0 ? { priority: o.priority } : {}),
   };
 }

@@ -2,7 +2,7 @@
 // ending with `data: [DONE]`). `model` picks the adapter (engine.adapterForModel). Errors keep the HTTP
 // statuses of the other routes but take OpenAI's shape, `{"error": {message, type, param, code}}`, which
 // OpenAI SDKs parse (code = weft's error_type); a failure mid-stream is one such `data:` event, then [DONE].
-import { badWordTokens } from './token-filters.js';
+import { badWordTokens, checkFirstTokenLeft } from './token-filters.js';
 import type { Span } from '@opentelemetry/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
@@ -144,7 +144,7 @@ async function beamAnswer(request: FastifyRequest, reply: FastifyReply, deps: Op
   const maxNewTokens = valid.fitMaxNewTokens ? Math.max(1, Math.min(valid.maxNewTokens, engine.info.maxTotalTokens - promptIds.length))
     : valid.maxNewTokens;
   const beams = await runBeamSearch({ engine, request, reply, span, promptIds, adapter: adapterOf(engine, valid), search,
-    maxNewTokens, ignoreEos: valid.ignoreEos });
+    maxNewTokens, ignoreEos: valid.ignoreEos, sampling: valid.sampling, badWords: valid.badWords, priority: valid.priority });
   const head = responseHead(kind, valid.model || engine.info.modelId);
   const usage = usageJson(promptIds.length, beams.reduce((n, b) => n + b.tokens.length, 0), 0);
   const answers = beams.map((b, i) => ({ i, text: engine.detokenize(b.complete ? b.tokens.slice(0, -1) : b.tokens),
@@ -182,6 +182,7 @@ export async function start(
   if (total > 1) span.setAttribute('weft.choices', total);
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
   const badWords = valid.badWords.length > 0 ? await badWordTokens(deps.engine, valid.badWords) : [];
+  checkFirstTokenLeft(valid.sampling.allowedTokens, badWords, deps.engine.info.vocabSize);
   const started = await startRuns(total, reply, (index) => {
     const prompt = prompts[Math.floor(index / per)]!;
     const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1), ...(badWords.length > 0 ? { badWords } : {}) };

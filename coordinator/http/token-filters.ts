@@ -1,5 +1,6 @@
-// The token filters of the OpenAI routes: OpenAI's logit_bias, vLLM's allowed_token_ids and bad_words — each turned
-// into what the shards' sampler applies (biases, an allowed bitset, banned continuations; protocol SamplingParams).
+// The token filters of the OpenAI routes (completions, chat, Responses, beam search): OpenAI's logit_bias, vLLM's
+// allowed_token_ids and bad_words — each turned into what the shards' sampler applies (biases, an allowed bitset,
+// banned continuations; protocol SamplingParams), and the bad-word rule beam search applies itself.
 import type { GenerationEngine } from '../engine/types.js';
 import { validationError } from './errors.js';
 import type { Json } from './json.js';
@@ -66,4 +67,37 @@ export async function badWordTokens(engine: GenerationEngine, words: readonly st
     }
   }
   return [...seqs.values()];
+}
+
+/** bad_words as the shards apply them (protocol SamplingParams.badWords): the tokens that would complete one of the
+ * words right after `generated` — a word's last token when the tokens before it end `generated` (a one-token word
+ * always). Beam search needs this itself: each beam step is a new one-token request whose prompt holds the beam's
+ * tokens, so the shards would not see them as generated. */
+export function tokensCompletingBadWords(badWords: readonly (readonly number[])[], generated: readonly number[]): number[] {
+  const banned = new Set<number>();
+  for (const word of badWords) {
+    const before = word.length - 1;
+    if (before > generated.length) continue;
+    let matches = true;
+    for (let k = 0; k < before && matches; k++) matches = generated[generated.length - before + k] === word[k];
+    if (matches) banned.add(word[before]!);
+  }
+  return [...banned];
+}
+
+/** Whether a token is left to draw once `banned` are masked, within allowed_token_ids (null: the whole vocabulary). */
+export function anyTokenLeft(allowed: ReadonlySet<number> | null, banned: readonly number[], vocabSize: number): boolean {
+  if (allowed === null) return new Set(banned).size < vocabSize;
+  return new Set(banned.filter((t) => allowed.has(t))).size < allowed.size;
+}
+
+/** A 422 when the one-token bad_words ban every token allowed_token_ids allows (or the whole vocabulary): not even
+ * the first token could be drawn, and the shards' sampler would be handed a row of nothing. */
+export function checkFirstTokenLeft(allowedTokens: readonly number[] | undefined, badWords: readonly (readonly number[])[],
+  vocabSize: number): void {
+  if (!anyTokenLeft(allowedTokens ? new Set(allowedTokens) : null, tokensCompletingBadWords(badWords, []), vocabSize)) {
+    throw validationError(allowedTokens
+      ? '`bad_words` ban every token in `allowed_token_ids`: nothing could be generated; allow more tokens or ban fewer words'
+      : '`bad_words` ban every token of the vocabulary: nothing could be generated');
+  }
 }

@@ -8,7 +8,8 @@
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
-import { adapterAdmissible, findStarving, insertByPriority, priorityVictims, rejectReason } from './admission.js';
+import { adapterAdmissible, findStarving, insertByPriority, priorityPreemption, rejectReason } from './admission.js';
+import type { PriorityPreemption } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import { baseSlots, reserveDrafts } from './speculation.js';
@@ -100,9 +101,10 @@ export class Scheduler {
       throw new SchedulerError(`step ${this.inFlight[0]!.stepId} is in flight: call update() first`, 'OUT_OF_ORDER');
     }
     this.applyStops();
-    const victims = this.priorityVictims();
-    this.runningList.splice(this.runningList.length - victims.length);
-    for (const victim of victims) this.requeue(victim, true);
+    const priority = this.priorityPreemption();
+    const victims = priority?.victims ?? [];
+    this.runningList = this.runningList.filter((seq) => !victims.includes(seq));
+    for (const victim of victims) this.requeue(victim, true);  // worst first: each goes to the front of its class
     const preempted = victims.map((seq) => seq.seqId);
     const decoding: Sequence[] = [];
     const running = this.scheduleRunning(preempted, decoding);
@@ -111,7 +113,9 @@ export class Scheduler {
     // Recompute-preemption for room to decode means the cache is full: admit nothing new this step. After
     // preemption for a better request, admit (that request), but not a sequence this step preempted.
     const admitted = preempted.length === victims.length ? this.admitWaiting(budget, new Set(victims)) : [];
-    return this.emit(running, admitted, chunks, preempted, decoding, 0);
+    const step = this.emit(running, admitted, chunks, preempted, decoding, 0);
+    if (step !== null && priority !== null) step.priorityPreemption = { for: priority.for.seqId, freedAdapter: priority.freedAdapter };
+    return step;
   }
 
   /**
@@ -130,7 +134,7 @@ export class Scheduler {
     }
     this.applyStops();
     if (this.inFlight[0]!.stepId <= this.staleThrough) return null;
-    if (this.priorityVictims().length > 0) return null; // preemption must see the result first
+    if (this.priorityPreemption() !== null) return null; // preemption must see the result first
     // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
     const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
@@ -416,9 +420,12 @@ export class Scheduler {
     return seq.generated.length + pending >= seq.maxNewTokens || seq.length + pending >= this.maxTotalTokens;
   }
 
-  private priorityVictims(): Sequence[] {
-    return priorityVictims(this.waitingQueue, this.runningList, this.blocks, this.config, this.runningAdapterKeys(),
-      this.isAdapterReady);
+  private priorityPreemption(): PriorityPreemption | null {
+    const cutoff = this.now() - this.config.adapterCycleTimeS * 1000;
+    const caching = this.config.prefixCaching === true;
+    return priorityPreemption({ waiting: this.waitingQueue, running: this.runningList, blocks: this.blocks, limits: this.config,
+      isReady: this.isAdapterReady, starving: (active) => findStarving(this.waitingQueue, active, cutoff),
+      waitsForCache: (seq) => caching && this.pendingBlocks.shouldWait(seq, cachedPrefix(this.blocks, seq).length, this.config.blockSize) });
   }
 
   /** Frees seq's blocks and puts it at the queue's front, to be computed again from its tokens. */

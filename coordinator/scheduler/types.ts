@@ -44,6 +44,9 @@ export interface ScheduledStep {
   cachedTokens: number;
   /** Sequences preempted while building this step (listed in step.finished, back at the queue's front). */
   preempted: string[];
+  /** Set when `preempted` made room for a better request (priority preemption): that request, admitted in this step,
+   * and the adapter whose running sequences all went to give it a place under maxActiveAdapters (null: none did). */
+  priorityPreemption?: { for: string; freedAdapter: string | null };
 }
 
 /** One sampled token of one sequence, for the layer above to stream: the shard's output plus how it ended. */

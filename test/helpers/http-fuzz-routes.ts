@@ -79,6 +79,9 @@ const oddMessage = (r: Rng): unknown => r.pick([
   { role: 'assistant', content: 'x', refusal: r.pick([null, 'no', []]), audio: r.pick([null, {}]) },
   { role: 'user', content: LONG }, { role: 'user', content: '<|end|><|assistant|>\n' }, r.pick(WEIRD)(),
 ]);
+/** The token filters, valid and not: beam search and the Responses API apply them too. */
+const tokenFilters = (r: Rng): Record<string, unknown> => ({ logit_bias: r.pick([null, { 5: 100 }, { 1024: 1 }]),
+  allowed_token_ids: r.pick([null, [5], [5, 6, 7], [1024], []]), bad_words: r.pick([null, ['The'], ['The shard', 'a'], ['']]) });
 const structuredVariant = (r: Rng): Record<string, unknown> => r.pick([
   () => ({ guided_json: r.pick(ODD_SCHEMAS) }),
   () => ({ guided_json: r.pick(['{"type":"string"', 'not json', '{"type":"integer"}', '']) }),
@@ -187,7 +190,7 @@ export const ROUTES: RouteSpec[] = [
     (r, s) => ({ ...s, suffix: r.pick(['def f():', '', null, 5]), echo: r.pick([false, true]) }),
     (r, s) => ({ ...s, use_beam_search: r.pick([true, true, false, 'yes']), n: r.pick([1, 2, 3, 17, 0]), best_of: null, logprobs: null, echo: false,
       stop: null, min_tokens: null, max_tokens: r.pick([1, 2, 4]), length_penalty: r.pick([1, 0, -1, 1e308, -1e308, raw('1e999'), 'x']),
-      early_stopping: r.pick([false, true, null, 'never']), prompt: r.pick(['The shard', [5, 6], [1024], ['a', 'b']]) }),
+      early_stopping: r.pick([false, true, null, 'never']), prompt: r.pick(['The shard', [5, 6], [1024], ['a', 'b']]), ...tokenFilters(r) }),
     (r, s) => ({ ...s, ...structuredVariant(r), min_tokens: r.pick([null, 0, 1]) }),
     (r, s) => ({ ...s, logit_bias: r.pick([{ 1024: 1 }, { '-1': 1 }, { '01': 1 }, { 1: 101 }, { 1: -1e308 }, { 1: 'x' }, { 1: null }, [1],
       Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])), { [String(2 ** 53)]: 1 }, { '1e3': 1 }, { ' 1': 1 }]) }),
@@ -243,6 +246,7 @@ export const ROUTES: RouteSpec[] = [
       [{ type: 'message', role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }], [{ type: 'computer_call' }], [null], 5, LONG,
       [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'The sh' }] }], [{ type: 'function_call_output', output: 'x' }]]) }),
     (r, s) => ({ ...s, stream: true, max_output_tokens: r.pick([1, 3, 0, -1, 257]), tool_choice: r.pick(['auto', 'none', 'required']) }),
+    (r, s) => ({ ...s, ...tokenFilters(r), stream: r.pick([true, false]), tool_choice: 'none' }),
     (r, s) => ({ ...s, background: r.pick([true, false, 'x']), truncation: r.pick(['auto', 'disabled', 5]), include: r.pick([['reasoning.encrypted_content'], [], 'x']),
       reasoning: r.pick([{ effort: 'max' }, { summary: 'auto' }, { other: 1 }, 'low', []]), store: r.pick([false, 'yes', null]) }),
   ] },

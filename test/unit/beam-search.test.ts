@@ -1,9 +1,11 @@
 // Beam search (vLLM's semantics) over scripted next-token distributions: greedy at width 1, complete beams ranked
 // with the live ones by length-normalised score, length_penalty deciding between a short complete beam and a long
-// one, ignore_eos; and the request fields it reads.
+// one, ignore_eos; tokens the request's filters ban (log-prob -inf) never extending a beam; and the request fields it
+// reads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { beamScore, beamSearch, takeBeamSearch, type Beam, type Candidate } from '../../coordinator/http/beam-search.js';
+import { tokensCompletingBadWords } from '../../coordinator/http/token-filters.js';
 
 const EOS = 0;
 /** The 2·width best of a distribution given as {token: logprob}. */
@@ -52,6 +54,34 @@ test('a beam ending in EOS is complete; length_penalty decides between it and a 
   assert.equal(beamScore({ tokens: [EOS], cumLogprob: -0.5, complete: true }, 1, 1), -0.5, 'a final EOS does not count in the length');
   const ignored = await search(table, { width: 2, steps: 2, lengthPenalty: 0, ignoreEos: true });
   assert.ok(ignored.every((b) => !b.complete), 'with ignore_eos, EOS is a token like the others');
+});
+
+test('a banned token (log-prob -inf) never extends a beam: fewer beams than the width, and a beam nothing may follow ends there', async () => {
+  // Only tokens 1 and 2 are allowed, and never 2 after 1: the rest come back at -inf, as the shards report them.
+  const filtered = (p: number[]): Record<number, number> => {
+    const out: Record<number, number> = {};
+    for (const [t, lp] of Object.entries(noisy(p))) out[Number(t)] = Number(t) === 1 || (Number(t) === 2 && p.at(-1) !== 1) ? lp : -Infinity;
+    return out;
+  };
+  const one = await search(filtered, { width: 3, steps: 1 });
+  assert.deepEqual(one.map((b) => b.tokens).sort(), [[1], [2]], 'two allowed tokens: two beams, not three');
+  const beams = await search(filtered, { width: 3, steps: 4 });
+  assert.equal(beams.length, 3);
+  for (const b of beams) {
+    assert.ok(b.tokens.every((t, i) => (t === 1 || t === 2) && !(t === 2 && b.tokens[i - 1] === 1)), `${b.tokens} holds a banned token`);
+    assert.ok(Number.isFinite(b.cumLogprob));
+  }
+  const stuck = await search(() => ({ 3: -Infinity, 4: -Infinity }), { width: 2, steps: 3 });
+  assert.deepEqual(stuck, [{ tokens: [], cumLogprob: 0, complete: false }], 'nothing allowed: the beam ends where it is');
+});
+
+test('bad words as the shards ban them: the tokens that complete one after the generated tokens', () => {
+  const words = [[7], [1, 2], [1, 2, 3], [4, 5, 6]];
+  assert.deepEqual(tokensCompletingBadWords(words, []).sort(), [7], 'a one-token word always; longer ones need their start generated');
+  assert.deepEqual(tokensCompletingBadWords(words, [9, 1]).sort(), [2, 7]);
+  assert.deepEqual(tokensCompletingBadWords(words, [1, 2]).sort(), [3, 7]);
+  assert.deepEqual(tokensCompletingBadWords(words, [4, 5]).sort(), [6, 7]);
+  assert.deepEqual(tokensCompletingBadWords(words, [5]).sort(), [7], 'the start of a word must be generated whole');
 });
 
 test('the request fields: use_beam_search with n beams and length_penalty; what it does not combine with is a 422', () => {

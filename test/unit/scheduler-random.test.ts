@@ -35,6 +35,8 @@ function expectedTokens(seq: Sequence, maxTotal: number): number[] {
 interface RunStats {
   preemptions: number; steps: number; ahead: number; cachedTokens: number; failed: number; requeued: number;
   drafted: number; accepted: number;
+  /** Priority preemptions (steps), and the sequences preempted to free a place under maxActiveAdapters. */
+  priorityPreemptions: number; adapterSlotVictims: number;
 }
 
 /** speculate: steps allow drafts (1-4 per sequence), which the shard guesses right about 70 % of the time. */
@@ -77,6 +79,8 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
   let cachedTokens = 0;
   let failedSteps = 0;
   let requeued = 0;
+  let priorityPreemptions = 0;
+  let adapterSlotVictims = 0;
 
   const all: Sequence[] = [];
   const adapterOf = new Map<string, string | null>();
@@ -95,6 +99,12 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
   const send = (scheduled: ScheduledStep, ahead: boolean): { result: StepResult } => {
     steps++;
     checkStep(scheduled.step, cfg, adapterOf, ready, slots, ctx);
+    const pp = scheduled.priorityPreemption;
+    if (pp !== undefined) {
+      checkPriorityPreemption(scheduled, pp, adapterOf, all, ctx);
+      priorityPreemptions++;
+      if (pp.freedAdapter !== null) adapterSlotVictims += scheduled.preempted.length;
+    }
     cachedTokens += scheduled.cachedTokens;
     // A failing shard drops everything it holds; a step sent behind it that continues those sequences fails too.
     const result = faults && rand() < 0.01 ? shard.failStep(scheduled.step) : shard.run(scheduled.step);
@@ -200,7 +210,30 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
     assert.deepEqual(sched.speculation, { drafted: shard.drafted, accepted: shard.accepted }, `${ctx}: speculation counts`);
   }
   return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens, failed: failedSteps, requeued,
-    drafted: shard.drafted, accepted: shard.accepted };
+    drafted: shard.drafted, accepted: shard.accepted, priorityPreemptions, adapterSlotVictims };
+}
+
+/** A priority preemption preempts only sequences strictly worse than the request it is for, which starts in that
+ * step; one that frees an adapter's place preempts every running sequence of that adapter. */
+function checkPriorityPreemption(
+  scheduled: ScheduledStep,
+  pp: NonNullable<ScheduledStep['priorityPreemption']>,
+  adapterOf: ReadonlyMap<string, string | null>,
+  all: readonly Sequence[],
+  ctx: string,
+): void {
+  const { step, preempted } = scheduled;
+  const where = `${ctx}: step ${step.stepId} preempted ${preempted.join(',')} for ${pp.for}`;
+  const priority = (id: string): number => all.find((s) => s.seqId === id)!.priority;
+  assert.ok(preempted.length > 0, where);
+  assert.ok(step.newSeqs.some((n) => n.seqId === pp.for), `${where}, which did not start`);
+  for (const id of preempted) assert.ok(priority(id) > priority(pp.for), `${where}: ${id} is not worse`);
+  if (pp.freedAdapter !== null) {
+    const running = step.running.map((r) => adapterOf.get(r.seqId));
+    assert.ok(!running.includes(pp.freedAdapter), `${where}: ${pp.freedAdapter} still runs`);
+    assert.ok(preempted.some((id) => adapterOf.get(id) === pp.freedAdapter), `${where}: none of ${pp.freedAdapter}'s sequences went`);
+    assert.ok(!running.includes(adapterOf.get(pp.for)), `${where}: its adapter was in the batch already`);
+  }
 }
 
 function checkStep(
@@ -251,10 +284,18 @@ test('the same with async scheduling: steps built ahead of the result in flight 
 
 test('the same with priorities (--scheduling-policy priority), sync and async: admission and preemption reordered, every invariant kept', () => {
   let preemptions = 0;
+  let priorityPreemptions = 0;
+  let adapterSlotVictims = 0;
   for (let seed = 1; seed <= 20; seed++) {
-    preemptions += runOnce(seed, false, false, false, true).preemptions + runOnce(seed, true, seed % 2 === 0, false, true).preemptions;
+    for (const r of [runOnce(seed, false, false, false, true), runOnce(seed, true, seed % 2 === 0, false, true)]) {
+      preemptions += r.preemptions;
+      priorityPreemptions += r.priorityPreemptions;
+      adapterSlotVictims += r.adapterSlotVictims;
+    }
   }
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+  assert.ok(priorityPreemptions > 0, 'no better request ever preempted a worse one');
+  assert.ok(adapterSlotVictims > 0, 'no better request ever preempted a worse adapter\'s sequences for its place under maxActiveAdapters');
 });
 
 test('the same with prefix caching, sync and async: shared blocks hold their tokens, outputs unchanged', () => {

@@ -1,82 +1,13 @@
+// The scheduler's batching, step by step against a ReferenceShard: prefill and decode, KV blocks, the prefill
+// budget and chunked prefill, batch size, preemption by recompute, aborts, failures, misuse and async scheduling.
+// Adapter admission and priority scheduling: scheduler-admission.test.ts; invariants over random runs:
+// scheduler-random.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SamplingParams, Step } from '../../protocol/index.js';
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, SchedulerError, Sequence, StepFailedError } from '../../coordinator/scheduler/index.js';
-import type { ReferenceSampler, SchedulerConfig, SchedulerHooks, SequenceEvent } from '../../coordinator/scheduler/index.js';
-
-const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
-
-function config(over: Partial<SchedulerConfig> = {}): SchedulerConfig {
-  return {
-    numBlocks: 64,
-    blockSize: 4,
-    maxBatchSize: 16,
-    maxBatchPrefillTokens: 256,
-    maxTotalTokens: 1024,
-    maxActiveAdapters: 4,
-    adapterCycleTimeS: 10,
-    ...over,
-  };
-}
-
-function seq(seqId: string, promptLen: number, o: { adapter?: string; maxNew?: number; eos?: number[]; priority?: number } = {}): Sequence {
-  const promptTokens = Array.from({ length: promptLen }, (_, i) => 1 + i);
-  return new Sequence({ seqId, promptTokens, adapterKey: o.adapter ?? null, sampling: SAMPLING, maxNewTokens: o.maxNew ?? 4, eosTokenIds: o.eos ?? [],
-    ...(o.priority !== undefined ? { priority: o.priority } : {}) });
-}
-
-// The next token depends on the whole sequence, so a recompute must feed back exactly the same tokens.
-const hashSampler: ReferenceSampler = (_seqId, tokens) => 100 + tokens.reduce((h, t) => (h * 31 + t) % 997, 7);
-
-/** The real scheduler driven against a ReferenceShard, which checks the protocol every step. */
-class Harness {
-  readonly sched: Scheduler;
-  readonly shard: ReferenceShard;
-  readonly events = new Map<string, SequenceEvent[]>();
-
-  constructor(cfg: SchedulerConfig, hooks: SchedulerHooks = {}, sampler: ReferenceSampler = hashSampler) {
-    this.sched = new Scheduler(cfg, hooks);
-    this.shard = new ReferenceShard(cfg.numBlocks, cfg.blockSize, sampler);
-  }
-
-  add(...seqs: Sequence[]): void {
-    for (const s of seqs) this.sched.add(s);
-  }
-
-  step(): Step | null {
-    const scheduled = this.sched.schedule();
-    if (scheduled === null) return null;
-    for (const ev of this.sched.update(this.shard.run(scheduled.step))) {
-      this.events.set(ev.seqId, [...(this.events.get(ev.seqId) ?? []), ev]);
-    }
-    return scheduled.step;
-  }
-
-  runToEnd(): Step[] {
-    const steps: Step[] = [];
-    for (let i = 0; this.sched.hasWork(); i++) {
-      assert.ok(i < 10_000, 'scheduler did not finish');
-      const s = this.step();
-      assert.ok(s !== null, 'schedule() returned null with work left');
-      steps.push(s);
-    }
-    assert.equal(this.sched.usedBlocks, 0);
-    assert.equal(this.shard.size, 0, 'shards still hold state');
-    return steps;
-  }
-
-  tokens(seqId: string): number[] {
-    return (this.events.get(seqId) ?? []).map((e) => e.token);
-  }
-
-  reason(seqId: string): string | undefined {
-    return this.events.get(seqId)?.at(-1)?.finished;
-  }
-}
-
-const newIds = (s: Step | null): string[] => s?.newSeqs.map((n) => n.seqId) ?? [];
-const runIds = (s: Step | null): string[] => s?.running.map((r) => r.seqId) ?? [];
+import type { ReferenceSampler } from '../../coordinator/scheduler/index.js';
+import { Harness, SAMPLING, config, hashSampler, newIds, runIds, seq } from '../helpers/scheduler-harness.js';
 
 test('a request prefills once, decodes every step and frees everything at max_new_tokens', () => {
   const h = new Harness(config());
@@ -186,108 +117,6 @@ test('a request that does not fit in free blocks waits, and so do those behind i
   assert.deepEqual(newIds(h.step()), ['b']);
   assert.deepEqual(newIds(h.step()), ['c']);
   h.runToEnd();
-});
-
-test('a request whose adapter is not resident is skipped, not waited on', () => {
-  const ready = new Set(['B']);
-  const slots = new Map([['A', 3], ['B', 7]]);
-  const h = new Harness(config(), { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)! });
-  h.add(seq('a1', 3, { adapter: 'A' }), seq('base', 3), seq('b1', 3, { adapter: 'B' }));
-  const s1 = h.step()!;
-  assert.deepEqual(newIds(s1), ['base', 'b1']);
-  assert.deepEqual(s1.newSeqs.map((n) => n.adapterSlot), [-1, 7]);
-  assert.deepEqual(h.sched.wantedAdapters(), ['A']);
-  ready.add('A');
-  const s2 = h.step()!;
-  assert.deepEqual(newIds(s2), ['a1']);
-  assert.equal(s2.newSeqs[0]!.adapterSlot, 3);
-  h.runToEnd();
-});
-
-test('the distinct-adapter limit skips a request without blocking those behind it', () => {
-  const h = new Harness(config({ maxActiveAdapters: 2 }));
-  h.add(
-    seq('a1', 3, { adapter: 'A', maxNew: 2 }),
-    seq('b1', 3, { adapter: 'B', maxNew: 6 }),
-    seq('c1', 3, { adapter: 'C' }),
-    seq('a2', 3, { adapter: 'A', maxNew: 2 }),
-    seq('base', 3),
-  );
-  assert.deepEqual(newIds(h.step()), ['a1', 'b1', 'a2', 'base']);
-  assert.equal(h.sched.activeAdapters, 2);
-  assert.ok(h.sched.adapterInUse('A') && !h.sched.adapterInUse('C'));
-  assert.deepEqual(newIds(h.step()), []);
-  assert.deepEqual(newIds(h.step()), ['c1']);
-  h.runToEnd();
-});
-
-test('a request older than adapterCycleTimeS stops other adapters until it gets in', () => {
-  let now = 0;
-  const ready = new Set(['A', 'D', 'E']);
-  const h = new Harness(config({ maxActiveAdapters: 3, adapterCycleTimeS: 1 }), { isAdapterReady: (k) => ready.has(k), now: () => now });
-  h.add(seq('a1', 3, { adapter: 'A', maxNew: 30 }), seq('c1', 3, { adapter: 'C', maxNew: 2 }));
-  assert.deepEqual(newIds(h.step()), ['a1']);
-  now = 500;
-  h.add(seq('d1', 3, { adapter: 'D', maxNew: 3 }));
-  assert.deepEqual(newIds(h.step()), ['d1'], 'c1 is not starving yet: others go ahead');
-  now = 2000;
-  h.add(seq('a2', 3, { adapter: 'A', maxNew: 2 }), seq('e1', 3, { adapter: 'E' }), seq('x', 3));
-  assert.deepEqual(newIds(h.step()), ['x'], 'only the base model request passes a starving one');
-  ready.add('C');
-  assert.deepEqual(newIds(h.step()), ['c1', 'a2'], 'the starving request first, then the limit applies again');
-  assert.deepEqual(newIds(h.step()), ['e1']);
-  h.runToEnd();
-});
-
-test('priority: admitted by priority (lower first), then arrival; the lowest priority is preempted first and comes back first in its class', () => {
-  const h = new Harness(config({ maxBatchSize: 1 }));
-  h.add(seq('late-low', 3, { priority: 5, maxNew: 1 }), seq('a', 3, { maxNew: 1 }), seq('urgent', 3, { priority: -1, maxNew: 1 }), seq('b', 3, { maxNew: 1 }));
-  const order: string[] = [];
-  for (const step of h.runToEnd()) order.push(...newIds(step));
-  assert.deepEqual(order, ['urgent', 'a', 'b', 'late-low']);
-  // Too few blocks for all three to decode: the worst priority goes, though the best was admitted last.
-  const p = new Harness(config({ numBlocks: 6, blockSize: 2 }));
-  p.add(seq('low', 3, { maxNew: 6, priority: 2 }), seq('mid', 3, { maxNew: 6 }));
-  assert.deepEqual(newIds(p.step()), ['mid', 'low']);
-  p.add(seq('high', 3, { maxNew: 6, priority: -3 }));
-  const steps = [p.step()!, ...p.runToEnd()];
-  assert.deepEqual(newIds(steps[0]), ['high']);
-  assert.deepEqual(steps[1]!.finished, ['low'], 'the lowest priority is preempted first, not the newest');
-  for (const id of ['low', 'high', 'mid']) assert.equal(p.tokens(id).length, 6);
-});
-
-test('priority: a better request that does not fit preempts the worst running ones, only as many as it needs, and runs in that step', () => {
-  // Batch full: one worse request goes, the urgent one is admitted in the same step; a tie preempts nothing.
-  const b = new Harness(config({ maxBatchSize: 2 }));
-  b.add(seq('low', 3, { maxNew: 8, priority: 3 }), seq('mid', 3, { maxNew: 8, priority: 1 }));
-  assert.deepEqual(newIds(b.step()), ['mid', 'low']);
-  b.add(seq('same', 3, { maxNew: 2, priority: 3 }));
-  assert.deepEqual(newIds(b.step()), [], 'equal to the worst running waits (fcfs within a class)');
-  b.add(seq('urgent', 3, { maxNew: 2, priority: 0 }));
-  const s = b.step()!;
-  assert.deepEqual([s.finished, newIds(s), runIds(s)], [['low'], ['urgent'], ['mid']]);
-  const rest = b.runToEnd();
-  const order = rest.flatMap((step) => newIds(step));
-  assert.deepEqual(order, ['low', 'same'], 'the preempted one back at the front of its class');
-  for (const id of ['low', 'mid', 'urgent', 'same']) assert.equal(b.tokens(id).length, id === 'urgent' || id === 'same' ? 2 : 8);
-  assert.equal(b.sched.preemptions, 1);
-  // Blocks short: the two worst go (latest admitted first within a class), the better-than-it one stays.
-  const k = new Harness(config({ numBlocks: 8, blockSize: 2 }));
-  k.add(seq('p1', 3, { maxNew: 3, priority: 1 }), seq('p2a', 3, { maxNew: 3, priority: 2 }), seq('p2b', 3, { maxNew: 3, priority: 2 }));
-  assert.deepEqual(newIds(k.step()), ['p1', 'p2a', 'p2b']);
-  k.add(seq('big', 9, { maxNew: 1, priority: 0 })); // 5 blocks; 2 are free, each preempted one frees 2
-  const t = k.step()!;
-  assert.deepEqual([t.finished, newIds(t), runIds(t)], [['p2b', 'p2a'], ['big'], ['p1']]);
-  k.runToEnd();
-  for (const id of ['p1', 'p2a', 'p2b']) assert.equal(k.tokens(id).length, 3);
-  // It would not fit even with every worse one gone: nothing is preempted for it.
-  const n = new Harness(config({ numBlocks: 7, blockSize: 2 }));
-  n.add(seq('keep', 5, { maxNew: 2, priority: 0 }), seq('worse', 3, { maxNew: 2, priority: 5 }));
-  assert.deepEqual(newIds(n.step()), ['keep', 'worse']);
-  n.add(seq('huge', 9, { maxNew: 1, priority: 1 }));
-  assert.deepEqual(n.step()!.finished, [], 'preempting "worse" frees 2 blocks, "huge" needs 5 and 2 are free');
-  n.runToEnd();
-  assert.equal(n.sched.preemptions, 0);
 });
 
 test('preemption by recompute: newest running first, back at the queue front, same tokens in the end', () => {
