@@ -1,8 +1,8 @@
 // OpenAI's Responses API request (POST /v1/responses) as the chat completion request it asks for: `input` (text, or
 // message / function_call / function_call_output items) and `instructions` become messages; max_output_tokens,
 // tools (flat function tools), tool_choice, text.format and reasoning.effort their chat names. The chat validation
-// then checks everything as for /v1/chat/completions (the token filters logit_bias, allowed_token_ids and bad_words
-// included: they pass through as they are). A stored response's conversation (previous_response_id,
+// then checks everything as for /v1/chat/completions (the token filters logit_bias, allowed_token_ids and bad_words,
+// and vLLM's `priority`, included: they pass through as they are). A stored response's conversation (previous_response_id,
 // resolved by the route from response-store.ts) comes before `input`; `instructions` are this request's alone.
 import { validationError, notSupported } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
@@ -14,11 +14,11 @@ const KEYS = new Set([
   'background', 'include', 'service_tier', 'prompt_cache_key', 'safety_identifier',
   // weft's / vLLM's fields the chat route takes as they are
   'adapter_source', 'api_token', 'top_k', 'min_p', 'repetition_penalty', 'stop', 'presence_penalty', 'frequency_penalty',
-  'chat_template', 'chat_template_kwargs', 'include_reasoning', 'logit_bias', 'allowed_token_ids', 'bad_words',
+  'chat_template', 'chat_template_kwargs', 'include_reasoning', 'logit_bias', 'allowed_token_ids', 'bad_words', 'priority',
 ]);
 const PASSED = ['model', 'temperature', 'top_p', 'stream', 'parallel_tool_calls', 'user', 'seed', 'adapter_source', 'api_token',
   'top_k', 'min_p', 'repetition_penalty', 'stop', 'presence_penalty', 'frequency_penalty', 'prompt_cache_key', 'safety_identifier',
-  'chat_template', 'chat_template_kwargs', 'include_reasoning', 'logit_bias', 'allowed_token_ids', 'bad_words'];
+  'chat_template', 'chat_template_kwargs', 'include_reasoning', 'logit_bias', 'allowed_token_ids', 'bad_words', 'priority'];
 
 /** The request's fields a response repeats back (OpenAI's response object echoes its settings). */
 export interface ResponseSettings {

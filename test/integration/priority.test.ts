@@ -45,7 +45,7 @@ test('priority: the better request is admitted first and preempts a worse runnin
   } finally {
     await g.close();
   }
-  const fcfs = await startGoldenServer({});
+  const fcfs = await startGoldenServer({}, { chatTemplate: '{% for m in messages %}{{ m.content }}{% endfor %}' });
   try {
     const r = await fcfs.post('/v1/completions', { prompt: textOf(fcfs.c.sequences[0]!), max_tokens: 2, priority: 1 });
     assert.equal(r.status, 422, r.text);
@@ -53,6 +53,11 @@ test('priority: the better request is admitted first and preempts a worse runnin
     assert.equal((await fcfs.post('/v1/completions', { prompt: textOf(fcfs.c.sequences[0]!), max_tokens: 2, priority: 0 })).status, 200);
     const beams = await fcfs.post('/v1/completions', { prompt: textOf(fcfs.c.sequences[0]!), max_tokens: 2, n: 2, use_beam_search: true, priority: 1 });
     assert.equal(beams.status, 422, `beam search passes priority on to its steps: ${beams.text}`);
+    // The Responses API takes vLLM's `priority` as chat does.
+    const resp = await fcfs.post('/v1/responses', { input: textOf(fcfs.c.sequences[0]!), max_output_tokens: 2, priority: 1 });
+    assert.equal(resp.status, 422, resp.text);
+    assert.match(resp.text, /--scheduling-policy priority/);
+    assert.equal((await fcfs.post('/v1/responses', { input: textOf(fcfs.c.sequences[0]!), max_output_tokens: 2, priority: 0 })).status, 200);
   } finally {
     await fcfs.close();
   }
