@@ -72,7 +72,7 @@ test('DeepSeek-V3 configs weft does not serve exactly are refused by name', () =
   const refused = (patch: Record<string, unknown>, what: RegExp): void => {
     assert.throws(() => parseModelSpec({ ...DEEPSEEK_V3, ...patch }), (e: Error) => e instanceof UnsupportedModelError && what.test(e.message));
   };
-  refused({ quantization_config: { quant_method: 'fp8' } }, /quantization_config/);
+  refused({ quantization_config: { quant_method: 'hqq' } }, /quant_method 'hqq' is not supported/);
   refused({ attention_bias: true }, /attention_bias/);
   refused({ v_head_dim: 256 }, /v_head_dim 256/);
   refused({ n_shared_experts: 1.5 }, /n_shared_experts must be a non-negative integer/);
