@@ -304,6 +304,9 @@ export interface SampleResult {
   top: [number, number][];
 }
 
+/** Output rows [o0, o1) and input columns [i0, i1) of a weight [out, in]. */
+export interface DequantWindow { o0: number; o1: number; i0: number; i1: number }
+
 export interface CpuOps {
   gemm(x: Float32Array, tokens: number, inDim: number, w: Float32Array, outDim: number, bias: Float32Array | null): Float32Array;
   rmsNorm(x: Float32Array, weight: Float32Array, eps: number): Float32Array;
@@ -331,6 +334,13 @@ export interface CpuOps {
   decodeHalf(src: Uint16Array, bf16: boolean, out: Float32Array, outOffset: number): void;
   /** float32 → fp16 (bf16 false) or bf16 bit patterns, round to nearest even, on the CPU pool's threads. */
   encodeHalf(src: Float32Array, bf16: boolean, out: Uint16Array): void;
+  /** Quantized checkpoints' weights dequantized for a window of [out, in] (shard/models/quantized/dequantize.ts), threaded. */
+  dequantAwq(qweight: Int32Array, qzeros: Int32Array, scales: Float32Array, outDim: number, inDim: number, groupSize: number, window: DequantWindow): Float32Array;
+  dequantGptq(qweight: Int32Array, qzeros: Int32Array, scales: Float32Array, gIdx: Int32Array | null, outDim: number, inDim: number,
+    bits: number, groupSize: number, zeroOffset: number, window: DequantWindow): Float32Array;
+  dequantPacked(packed: Int32Array, scales: Float32Array, groups: number, colsPerGroup: number, gIdx: Int32Array | null,
+    zeroPoint: Int32Array | null, outDim: number, inDim: number, bits: number, window: DequantWindow): Float32Array;
+  dequantBnb4(packed: Uint8Array, absmax: Float32Array, code: Float32Array, outDim: number, inDim: number, blocksize: number, window: DequantWindow): Float32Array;
 }
 
 interface Addon {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cpuOps } from '../../kernels/index.js';
 import { FP8_TABLES, WeightStore, type TensorSource } from '../../shard/formats/index.js';
 import { openModelWeights } from '../../shard/models/model-weights.js';
 import { DequantizingStore } from '../../shard/models/quantized/dequantizing-store.js';
@@ -141,4 +142,16 @@ test('a config that says quantized over weights that are not is refused, as is a
   const plain = openModelWeights(dir);
   assert.ok(plain instanceof WeightStore);
   plain.close();
+});
+
+test('the native dequantization refuses sizes that do not match the dimensions instead of reading past the arrays', () => {
+  const w = { o0: 0, o1: 8, i0: 0, i1: 4 };
+  const ok = cpuOps.dequantAwq(new Int32Array(4), new Int32Array(1), new Float32Array(8).fill(1), 8, 4, 4, w);
+  assert.equal(ok.length, 32);
+  assert.throws(() => cpuOps.dequantAwq(new Int32Array(3), new Int32Array(1), new Float32Array(8), 8, 4, 4, w), /qweight must be \[in, out\/8\]/);
+  assert.throws(() => cpuOps.dequantAwq(new Int32Array(4), new Int32Array(1), new Float32Array(8), 8, 4, 4, { ...w, o1: 9 }), /window outside the weight/);
+  assert.throws(() => cpuOps.dequantGptq(new Int32Array(8), new Int32Array(1), new Float32Array(8), Int32Array.from([0, 0, 0, 0, 0, 0, 0, 1]), 8, 8, 4, 8, 0, { o0: 0, o1: 8, i0: 0, i1: 8 }),
+    /gIdx names a group past the scales/);
+  assert.throws(() => cpuOps.dequantBnb4(new Uint8Array(15), new Float32Array(1), new Float32Array(16), 8, 4, 64, w), /packed must hold ceil\(out·in\/2\) bytes/);
+  assert.throws(() => cpuOps.dequantPacked(new Int32Array(8), new Float32Array(8), 1, 4, null, new Int32Array(2), 8, 4, 4, w), /zeroPoint must be/);
 });

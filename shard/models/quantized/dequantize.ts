@@ -12,8 +12,10 @@
 // Unpacked layouts (FP8/int8 weight [out, in]) are scaled through a grid of scales (per tensor, channel, group or
 // block), as are the FP8 block scales (weight_scale_inv, which despite its name multiplies).
 
+import { cpuOps, type DequantWindow } from '../../../kernels/index.js';
+
 /** A window [o0, o1) × [i0, i1) of a weight [out, in]. */
-export interface Window { o0: number; o1: number; i0: number; i1: number }
+export type Window = DequantWindow;
 
 /** Scales (or zero points) laid over a weight: the value for (o, i) is data[⌊o / rowsPer⌋ · cols + group(i)]. */
 export interface Grid {
@@ -25,8 +27,6 @@ export interface Grid {
   gIdx?: Int32Array | null;
 }
 
-const AWQ_FIELD = [0, 4, 1, 5, 2, 6, 3, 7];
-
 const groupOf = (g: Grid, i: number): number => (g.gIdx ? g.gIdx[i]! : Math.floor(i / g.colsPer));
 const at = (g: Grid, o: number, i: number): number => g.data[Math.floor(o / g.rowsPer) * g.cols + groupOf(g, i)]!;
 
@@ -35,69 +35,35 @@ function output(w: Window): { out: Float32Array; cols: number } {
   return { out: new Float32Array((w.o1 - w.o0) * cols), cols };
 }
 
+// The packed layouts run in the native addon on the CPU pool's threads (kernels/src/cpu/dequant.cc: ~10 ns a weight
+// in a JS loop is a minute for a 7B model); each takes the whole packed tensors and returns the window.
+
 /** AWQ gemm, 4-bit. `scales` [groups, out] as float32; groupSize the input columns per group. */
-export function dequantAwq(qweight: Int32Array, qzeros: Int32Array, scales: Float32Array, outDim: number, groupSize: number, w: Window): Float32Array {
-  const words = outDim / 8, { out, cols } = output(w);
-  for (let o = w.o0; o < w.o1; o++) {
-    const c = o >> 3, shift = 4 * AWQ_FIELD[o & 7]!, row = (o - w.o0) * cols;
-    for (let i = w.i0; i < w.i1; i++) {
-      const g = Math.floor(i / groupSize);
-      const q = (qweight[i * words + c]! >>> shift) & 15, z = (qzeros[g * words + c]! >>> shift) & 15;
-      out[row + i - w.i0] = (q - z) * scales[g * outDim + o]!;
-    }
-  }
-  return out;
+export function dequantAwq(qweight: Int32Array, qzeros: Int32Array, scales: Float32Array, outDim: number, inDim: number, groupSize: number, w: Window): Float32Array {
+  return cpuOps.dequantAwq(qweight, qzeros, scales, outDim, inDim, groupSize, w);
 }
 
 export interface GptqTensors { qweight: Int32Array; qzeros: Int32Array; scales: Float32Array; gIdx: Int32Array | null }
 
 /** GPTQ with `bits` ∈ {2, 4, 8}; gIdx (act-order) or groupSize maps input rows to groups. */
-export function dequantGptq(t: GptqTensors, outDim: number, bits: number, groupSize: number, zeroOffset: number, w: Window): Float32Array {
-  const pack = 32 / bits, mask = (1 << bits) - 1, zWords = Math.ceil(outDim / pack), { out, cols } = output(w);
-  for (let o = w.o0; o < w.o1; o++) {
-    const zShift = bits * (o % pack), zc = Math.floor(o / pack), row = (o - w.o0) * cols;
-    for (let i = w.i0; i < w.i1; i++) {
-      const g = t.gIdx ? t.gIdx[i]! : Math.floor(i / groupSize);
-      const q = (t.qweight[Math.floor(i / pack) * outDim + o]! >>> (bits * (i % pack))) & mask;
-      const z = ((t.qzeros[g * zWords + zc]! >>> zShift) & mask) + zeroOffset;
-      out[row + i - w.i0] = (q - z) * t.scales[g * outDim + o]!;
-    }
-  }
-  return out;
+export function dequantGptq(t: GptqTensors, outDim: number, inDim: number, bits: number, groupSize: number, zeroOffset: number, w: Window): Float32Array {
+  return cpuOps.dequantGptq(t.qweight, t.qzeros, t.scales, t.gIdx, outDim, inDim, bits, groupSize, zeroOffset, w);
 }
 
 export interface PackedTensors { packed: Int32Array; scale: Grid; zeroPoint: Int32Array | null }
 
 /** compressed-tensors pack-quantized: signed `bits`-bit codes, scale grid per (row, group), packed zero points. */
-export function dequantPacked(t: PackedTensors, inDim: number, bits: number, w: Window): Float32Array {
-  const pack = 32 / bits, mask = (1 << bits) - 1, offset = 1 << (bits - 1), words = Math.ceil(inDim / pack);
-  const { out, cols } = output(w);
-  for (let o = w.o0; o < w.o1; o++) {
-    const row = (o - w.o0) * cols, zRow = Math.floor(o / pack) * t.scale.cols, zShift = bits * (o % pack);
-    for (let i = w.i0; i < w.i1; i++) {
-      const g = groupOf(t.scale, i);
-      const q = ((t.packed[o * words + Math.floor(i / pack)]! >>> (bits * (i % pack))) & mask) - offset;
-      const z = t.zeroPoint ? ((t.zeroPoint[zRow + g]! >>> zShift) & mask) - offset : 0;
-      out[row + i - w.i0] = (q - z) * t.scale.data[o * t.scale.cols + g]!;
-    }
-  }
-  return out;
+export function dequantPacked(t: PackedTensors, outDim: number, inDim: number, bits: number, w: Window): Float32Array {
+  const scales = t.scale.data instanceof Float32Array ? t.scale.data : Float32Array.from(t.scale.data);
+  return cpuOps.dequantPacked(t.packed, scales, t.scale.cols, t.scale.colsPer, t.scale.gIdx ?? null, t.zeroPoint, outDim, inDim, bits, w);
 }
 
 /**
  * bitsandbytes 4-bit: codes two per byte over the flattened weight (high nibble first), each `code[q]` (NF4 or
  * FP4 table) times the absmax of its block of `blocksize` flat positions.
  */
-export function dequantBnb4(packed: Uint8Array, absmax: Float32Array, code: Float32Array, inDim: number, blocksize: number, w: Window): Float32Array {
-  const { out, cols } = output(w);
-  for (let o = w.o0; o < w.o1; o++) {
-    const row = (o - w.o0) * cols;
-    for (let i = w.i0; i < w.i1; i++) {
-      const f = o * inDim + i, byte = packed[f >> 1]!;
-      out[row + i - w.i0] = code[f & 1 ? byte & 15 : byte >> 4]! * absmax[Math.floor(f / blocksize)]!;
-    }
-  }
-  return out;
+export function dequantBnb4(packed: Uint8Array, absmax: Float32Array, code: Float32Array, outDim: number, inDim: number, blocksize: number, w: Window): Float32Array {
+  return cpuOps.dequantBnb4(packed, absmax, code, outDim, inDim, blocksize, w);
 }
 
 /** bitsandbytes' double quantization: each absmax an 8-bit code times its block's absmax, plus the offset. */

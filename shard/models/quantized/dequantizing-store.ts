@@ -118,7 +118,7 @@ export class DequantizingStore implements TensorSource {
     const consumed = [`${p}.qweight`, `${p}.qzeros`, `${p}.scales`];
     return {
       out, in: inDim, file: this.store.info(`${p}.qweight`).file, consumed,
-      read: (w) => dequantAwq(this.ints(`${p}.qweight`), this.ints(`${p}.qzeros`), this.store.readF32(`${p}.scales`), out, size, w),
+      read: (w) => dequantAwq(this.ints(`${p}.qweight`), this.ints(`${p}.qzeros`), this.store.readF32(`${p}.scales`), out, inDim, size, w),
     };
   }
 
@@ -140,7 +140,7 @@ export class DequantizingStore implements TensorSource {
         // Without act-order a g_idx (when saved) is row / group_size, which is what no g_idx means.
         const gIdx = s.actOrder ? checkedGroups(this.ints(`${p}.g_idx`), groups, `${p}.g_idx`) : null;
         const t = { qweight: this.ints(`${p}.qweight`), qzeros: this.ints(`${p}.qzeros`), scales: this.store.readF32(`${p}.scales`), gIdx };
-        return dequantGptq(t, out, s.bits, size, s.zeroOffset, w);
+        return dequantGptq(t, out, inDim, s.bits, size, s.zeroOffset, w);
       },
     };
   }
@@ -163,7 +163,7 @@ export class DequantizingStore implements TensorSource {
       read: (w) => {
         const gIdx = hasGIdx ? checkedGroups(this.ints(`${p}.weight_g_idx`), groups, `${p}.weight_g_idx`) : null;
         const scale: Grid = { data: this.store.readF32(`${p}.weight_scale`), rowsPer: 1, cols: groups, colsPer: groupWidth(s?.groupSize ?? null, inDim, groups), gIdx };
-        return dequantPacked({ packed: this.ints(`${p}.weight_packed`), scale, zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, inDim, bits, w);
+        return dequantPacked({ packed: this.ints(`${p}.weight_packed`), scale, zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, out, inDim, bits, w);
       },
     };
   }
@@ -199,7 +199,7 @@ export class DequantizingStore implements TensorSource {
           ? nestedAbsmax(this.store.readBytes(`${p}.weight.absmax`), this.store.readF32(this.need(`${p}.weight.nested_quant_map`)),
             this.store.readF32(this.need(`${p}.weight.nested_absmax`)), Number(state.nested_blocksize ?? 256), Number(state.nested_offset))
           : this.store.readF32(`${p}.weight.absmax`);
-        return dequantBnb4(this.store.readBytes(`${p}.weight`), absmax, this.store.readF32(this.need(`${p}.weight.quant_map`)), inDim, blocksize, w);
+        return dequantBnb4(this.store.readBytes(`${p}.weight`), absmax, this.store.readF32(this.need(`${p}.weight.quant_map`)), out, inDim, blocksize, w);
       },
     };
   }
