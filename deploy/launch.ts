@@ -19,6 +19,7 @@ import { preloadAdapters, preloads, registryOptions } from './adapter-wiring.js'
 import { createSources, type Sources } from './sources.js';
 import { DiskCache, splitRevision } from '../coordinator/adapters/index.js';
 import { baseClassifierHeadOf } from './classifier-wiring.js';
+import { embeddingWiring } from './embedding-wiring.js';
 import { httpsOptionsOf } from './tls.js';
 import { chatTemplateOf } from './chat-template-flag.js';
 import { assertCudaUsable, cudaInfo } from '../kernels/cuda.js';
@@ -162,6 +163,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     tokenizer = await TokenizerPool.create(model.dir, chatTemplate !== undefined ? { chatTemplate } : {});
     const tokens = tokenizer;
     const baseClassifierHead = baseClassifierHeadOf(o, model.dir, spec, (t) => tokens.tokenId(t));
+    const embedding = embeddingWiring(o, model.dir, spec, log);
     await waitForShards(group, () => startFailure, 180_000);
     engine = new Engine(group, tokenizer, {
       modelId: o.servedModelNames[0] ?? model.id, modelAliases: o.servedModelNames.slice(1), maxConcurrentRequests: o.maxConcurrentRequests, maxInputLength: o.maxInputLength,
@@ -170,11 +172,11 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching, trustRequestChatTemplate: o.trustRequestChatTemplate,
       reasoningParser: o.reasoningParser, toolCallParser: o.toolCallParser, speculate: o.speculate, schedulingPolicy: o.schedulingPolicy,
-      baseClassifierHead,
+      baseClassifierHead, ...embedding.engine,
     }, log, tracing.tracer, metrics.engineObserver());
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
-      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, modelDir: model.dir,
+      corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, embedding: embedding.pipeline,
       samplingDefaults: sampling.defaults, https });
   } catch (e) {
     // Everything started so far, or the process would stay up on its timers (the group's watchdog, the pool).

@@ -71,9 +71,14 @@ export interface ModelPlanConfig {
   qScaleNopeOnly?: boolean;
   /** Llama 4 use_qk_norm: q and k RMS-normalised per head without weights after RoPE, in the RoPE layers. */
   qkNormAfterRope?: boolean;
+  /** Hunyuan: qkNorm's per-head RMS norms (with their weights) after RoPE instead of before. */
+  qkNormPostRope?: boolean;
   /** Llama 4: chunked attention (attentionChunk positions per chunk) in the layers layerChunked marks. */
   attentionChunk?: number;
   layerChunked?: boolean[];
+  /** EmbeddingGemma (use_bidirectional_attention): attention is not causal — a query sees its whole sequence, or a
+   * two-sided window (|i - j| < slidingWindow) in the sliding layers. Right only for prompts computed whole. */
+  bidirectional?: boolean;
   /** Granite: block outputs times residualScale before the residual add; logits divided by logitsDivisor (default 1). */
   residualScale?: number;
   logitsDivisor?: number;
@@ -175,6 +180,9 @@ export interface ForwardBatch {
   /** forward() also returns each logit row's final hidden state (after the final norm), [logitRows.length,
    * hidden] after the logits (embeddings). */
   returnHidden?: boolean;
+  /** forward() also returns these token rows' final hidden states, [hiddenRows.length, hidden], after all of that
+   * (pooled embeddings: every prompt position). */
+  hiddenRows?: Int32Array;
 }
 
 /** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */
@@ -237,7 +245,7 @@ export interface NativeModel {
   installAdapter(slot: number, staged: StagedAdapter): void;
   clearAdapter(slot: number): void;
   adapterBytes(slot: number): number;
-  /** Logits [logitRows.length, vocab], full vocabulary on every rank (then the hidden states: returnHidden). */
+  /** Logits [logitRows.length, vocab], full vocabulary on every rank (then the hidden states: returnHidden's, hiddenRows'). */
   forward(batch: ForwardBatch): Promise<Float32Array>;
   /**
    * The step, then one sampled token per logit row (rows[i] for logitRows[i]) with the CPU's sampling rules.

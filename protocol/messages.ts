@@ -59,6 +59,10 @@ export interface NewSequence {
   /** 'all': return float32 logits for every position (used by `weft score` and tests). 'hidden': return the
    * final hidden state (after the final norm) of the prompt's last position in SeqOutput.hidden (embeddings). */
   logits: 'none' | 'all' | 'hidden';
+  /** logits 'hidden' only: SeqOutput.hidden pools every prompt position's final hidden state instead of taking the
+   * last one's — their mean, their element-wise max, or the first position's ('cls'). Such a sequence never starts
+   * from cached tokens; its chunks' states are pooled as they come. Absent: the last position (last-token). */
+  pooling?: 'mean' | 'max' | 'cls';
   /** Return the log-softmax of each prompt token given its prefix (decoder_input_details). */
   promptLogprobs: boolean;
   /** Number of top alternative tokens to report per generated token (0 = none). */
@@ -139,7 +143,8 @@ export interface SeqOutput {
   promptTop?: TokenChoice[][];
   /** float32 little-endian, [positions, vocab]; see float32ToBytes / bytesToFloat32. */
   logits?: Uint8Array;
-  /** NewSequence.logits 'hidden': float32 little-endian [hidden], with the sequence's first token. */
+  /** NewSequence.logits 'hidden': float32 little-endian [hidden], with the sequence's first token (pooled as
+   * NewSequence.pooling says). */
   hidden?: Uint8Array;
   /** This sequence alone failed (its structured-output automaton grew past its limit): `token` is meaningless;
    * the coordinator ends the sequence with this reason and the rest of the step stands. */

@@ -38,7 +38,7 @@ const newSequence = object({
   logits: literal('none', 'all', 'hidden'),
   promptLogprobs: bool,
   topN: count,
-}, { pending: count, cached: count, constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }) });
+}, { pending: count, cached: count, pooling: literal('mean', 'max', 'cls'), constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }) });
 
 const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 

@@ -1,3 +1,4 @@
 /** Version of the coordinator↔shard wire protocol. Bump on any incompatible change to a message. */
-// 2: RunningSequence.token may be SAMPLED_LAST_STEP; 3: NewSequence.cached; 4: NewSequence.constraint, SeqOutput.error, StepResult.fatal
-export const PROTOCOL_VERSION = 4 as const;
+// 2: RunningSequence.token may be SAMPLED_LAST_STEP; 3: NewSequence.cached; 4: NewSequence.constraint, SeqOutput.error, StepResult.fatal;
+// 5: NewSequence.pooling (a shard of v4 would return the last position's state for a mean-pooled embedding)
+export const PROTOCOL_VERSION = 5 as const;

@@ -63,6 +63,12 @@ export interface EngineLimits {
   /** The base model's head when it is a *ForSequenceClassification checkpoint (readBaseClassifierHead); it does
    * not generate then. */
   baseClassifierHead?: ClassifierHead | null;
+  /** Why the base model only embeds (bidirectional attention: EmbeddingGemma; no lm_head: a Gemma3TextModel or
+   * LlamaModel checkpoint), for the generation routes' 422; absent: it generates. */
+  embeddingOnly?: string;
+  /** Bidirectional attention: a prompt's every position depends on every other, so each prompt is computed whole in
+   * one step and never from (nor into) the prefix cache. */
+  bidirectional?: boolean;
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -140,13 +146,13 @@ export class Engine implements GenerationEngine {
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
-      asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false,
+      asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false && limits.bidirectional !== true,
       speculate: limits.speculate ?? 0, schedulingPolicy: limits.schedulingPolicy ?? 'fcfs', structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning,
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
       fimFormat: detectFimFormat((t) => tokenizer.hasToken(t)),
-      task: limits.baseClassifierHead ? 'classify' : 'generate',
+      task: limits.baseClassifierHead ? 'classify' : limits.embeddingOnly !== undefined ? 'embed' : 'generate',
     };
     this.scheduler = this.newScheduler();
   }
@@ -236,6 +242,10 @@ export class Engine implements GenerationEngine {
       throw new EngineError('validation', `${this.info.modelId} is served as a sequence classifier (a *ForSequenceClassification ` +
         'checkpoint, or --classifier-from-tokens): it serves /classify, /score, /rerank and embeddings, not text generation');
     }
+    if (this.info.task === 'embed' && req.embed !== true) {
+      throw new EngineError('validation', `${this.info.modelId} is an embedding model (${this.limits.embeddingOnly}): it serves ` +
+        '/v1/embeddings, /embed, /score and /rerank, not text generation');
+    }
     this.admitting++;
     let ids: number[];
     let maxNewTokens = req.maxNewTokens;
@@ -275,6 +285,8 @@ export class Engine implements GenerationEngine {
       ropeLong: ids.length > this.ropeLongFrom,
       maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
       topN: req.topN, priority: req.priority ?? 0, ...(req.embed ? { logits: 'hidden' as const } : {}),
+      ...(req.embed && req.pooling !== undefined && req.pooling !== 'last' ? { pooling: req.pooling } : {}),
+      ...(this.limits.bidirectional ? { wholePrompt: true } : {}),
       ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });

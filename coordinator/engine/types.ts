@@ -73,6 +73,9 @@ export interface GenerateRequest {
   /** Embeddings: the prompt's last hidden state comes with the 'admitted' event (send maxNewTokens 1: the one
    * token sampled is not used). */
   embed?: boolean;
+  /** embed: the prompt's final hidden states pooled this way instead (their mean or max, or the first one's): the
+   * prompt is then computed in full, never from the prefix cache. Default 'last'. */
+  pooling?: 'last' | 'mean' | 'max' | 'cls';
   /** Structured output: a regular expression or grammar (coordinator/http/structured-output.ts) the generated text
    * must match. */
   constraint?: ConstraintSource;
@@ -115,7 +118,7 @@ export interface GeneratedToken {
 /** Events for one request, in order: admitted, then tokens, then exactly one of end / error. */
 export type GenerationEvent =
   | { type: 'admitted'; promptTokens: number; cachedTokens: number; prefill: PrefillToken[] | null;
-      /** GenerateRequest.embed: the prompt's last hidden state (after the final norm). */
+      /** GenerateRequest.embed: the prompt's last hidden state (after the final norm), or its pooling. */
       embedding?: Float32Array }
   | { type: 'token'; token: GeneratedToken; /** text to append to the output (streaming-safe, may be '') */ textDelta: string }
   | { type: 'end'; finishReason: FinishReason; generatedText: string; generatedTokens: number; seed: number | null }
@@ -180,8 +183,9 @@ export interface EngineInfo {
   /** The tokenizer's fill-in-the-middle tokens (completions' `suffix`), or null. */
   fimFormat?: FimFormatName | null;
   /** 'classify': the base model is a *ForSequenceClassification checkpoint — it classifies and embeds, and does
-   * not generate (it has no language-model head). */
-  task: 'generate' | 'classify';
+   * not generate (it has no language-model head). 'embed': it only embeds (bidirectional attention, or a base-model
+   * checkpoint without a language-model head). */
+  task: 'generate' | 'classify' | 'embed';
 }
 
 export interface EngineStats {

@@ -1,11 +1,10 @@
 // Embeddings from the served model and its adapters: POST /v1/embeddings (OpenAI; vLLM's extras) and POST /embed
-// (Text Embeddings Inference). Each input runs as a prefill whose last position's final hidden state (after the
-// final norm, what transformers' `hidden_states[-1]` holds) comes back — last-token pooling, as decoder
-// embedding models (Qwen3-Embedding, e5-mistral, gte-Qwen2) are trained — L2-normalised unless asked not to,
-// optionally cut to `dimensions` first (Matryoshka models). Inputs batch with other requests like any prefill,
-// through the prefix cache, at any --num-shard, with any adapter (`model`, as on the other OpenAI routes).
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// (Text Embeddings Inference). Each input runs as a prefill whose final hidden states (after the final norm, what
+// transformers' `hidden_states[-1]` holds) come back pooled as the model's sentence-transformers config says
+// (sentence-transformers.ts: the last token's — how decoder embedding models such as Qwen3-Embedding are trained —
+// or the mean, max or first of every position's; then its Dense and Normalize modules), L2-normalised unless asked
+// not to, optionally cut to `dimensions` first (Matryoshka models). Inputs batch with other requests like any
+// prefill, at any --num-shard, with any adapter (`model`, as on the other OpenAI routes).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GREEDY } from '../../protocol/index.js';
 import { EngineError, type AdapterRef, type GenerateRequest, type GenerationEngine } from '../engine/types.js';
@@ -16,6 +15,9 @@ import { adapterAuthorization, allOrCancel, runEvents, startEngineRun, startRuns
 import { openAiErrorHandler } from './openai-routes.js';
 import { adapterSourceOf, bearerToken, knownFields } from './validate.js';
 import { renderMessages } from './vllm-tokenize.js';
+import { applyPoolSteps, type EmbeddingPipeline } from './sentence-transformers.js';
+
+export { sentenceTransformersPooling } from './sentence-transformers.js';
 
 /** Inputs one request may carry (OpenAI's limit). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -24,27 +26,13 @@ export interface EmbeddingDeps {
   engine: GenerationEngine;
   bodyLimitBytes: number;
   bearerIsAdapterToken?: boolean;
-  /** What sentenceTransformersPooling read from the model directory (null: nothing said). */
-  pooling?: string | null;
+  /** The model's embedding pipeline (sentence-transformers.ts embeddingPipeline); absent: the last token's state. */
+  embedding?: EmbeddingPipeline;
 }
 
-/**
- * The pooling a sentence-transformers model directory asks for (`modules.json` naming a Pooling module whose
- * `config.json` sets one `pooling_mode_*`), e.g. 'lasttoken' or 'mean'; null when the directory has no such config.
- */
-export function sentenceTransformersPooling(modelDir: string): string | null {
-  try {
-    const modules = JSON.parse(readFileSync(join(modelDir, 'modules.json'), 'utf8')) as { type?: string; path?: string }[];
-    const pooling = modules.find((m) => typeof m.type === 'string' && m.type.endsWith('.Pooling'));
-    if (!pooling || typeof pooling.path !== 'string') return null;
-    const file = join(modelDir, pooling.path, 'config.json');
-    if (!existsSync(file)) return null;
-    const cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    const on = Object.keys(cfg).filter((k) => k.startsWith('pooling_mode_') && cfg[k] === true).map((k) => k.slice('pooling_mode_'.length).replace(/_tokens?$/, ''));  // cls, mean, max, weightedmean, lasttoken, …
-    return on.length === 0 ? null : on.join('+');
-  } catch {
-    return null;
-  }
+/** The pipeline of deps: the model's, or (none read) the last token's final hidden state as it is. */
+function pipelineOf(deps: EmbeddingDeps): EmbeddingPipeline {
+  return deps.embedding ?? { pooling: 'last', steps: [], dimension: deps.engine.info.hiddenSize, refusal: null };
 }
 
 export interface EmbeddingJob {
@@ -56,6 +44,9 @@ export interface EmbeddingJob {
   truncate: number | undefined;
   /** Rendered by the chat template: the tokenizer adds no special tokens. */
   templated?: boolean;
+  /** How the final hidden states become the vector (pooling, Dense, Normalize); absent: the last token's state as it
+   * is (what classifier heads read). */
+  pipeline?: EmbeddingPipeline;
 }
 
 export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDeps): void {
@@ -76,16 +67,14 @@ export function registerEmbeddingRoutes(app: FastifyInstance, deps: EmbeddingDep
   });
 }
 
-/** What every embedding route is registered with: OpenAI-shaped errors, and the refusal of a model pooled otherwise. */
+/** What every embedding route is registered with: OpenAI-shaped errors, and the refusal of a model whose
+ * sentence-transformers config weft cannot run. */
 export function embeddingRouteOptions(deps: EmbeddingDeps) {
   const errorHandler = openAiErrorHandler(deps.bodyLimitBytes);
-  // A model trained for another pooling would get vectors it was not trained to give: refused, not approximated.
-  const pooling = deps.pooling ?? null;
+  // Vectors the model was not trained to give would be wrong silently: refused, not approximated.
+  const refusal = deps.embedding?.refusal ?? null;
   const preHandler = async () => {
-    if (pooling !== null && pooling !== 'lasttoken') {
-      throw validationError(`this model's sentence-transformers config pools by '${pooling}'; weft pools the last token only, ` +
-        'so its embeddings would not be the ones the model was trained to give');
-    }
+    if (refusal !== null) throw validationError(`${refusal} — so this model's embeddings cannot be served as it was trained to give them`);
   };
   return { errorHandler, preHandler };
 }
@@ -107,8 +96,10 @@ function openAiJob(request: FastifyRequest, deps: EmbeddingDeps): { job: Embeddi
   }
   if (b.user !== undefined && typeof b.user !== 'string') throw validationError('`user` must be a string');
   const { adapter, model } = openAiAdapter(b, request, deps);
+  const pipeline = pipelineOf(deps);
   const job: EmbeddingJob = { ...inputOrMessages(b, deps.engine), adapter, normalize: flag(b.normalize, 'normalize', true),
-    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens') };
+    dimensions: dimensionsOf(b.dimensions, pipeline.dimension), truncate: truncateOf(b.truncate_prompt_tokens, 'truncate_prompt_tokens'),
+    pipeline };
   return { job, base64: b.encoding_format === 'base64', model };
 }
 
@@ -148,9 +139,10 @@ function teiJob(request: FastifyRequest, deps: EmbeddingDeps): EmbeddingJob {
   const apiToken = apiTokenOf(b, request, deps);
   const adapter: AdapterRef | null = typeof b.adapter_id === 'string'
     ? { id: b.adapter_id, source, ...(apiToken !== undefined ? { apiToken } : {}) } : null;
+  const pipeline = pipelineOf(deps);
   return { inputs: inputsOf(b.inputs, 'inputs', false), adapter, normalize: flag(b.normalize, 'normalize', true),
-    dimensions: dimensionsOf(b.dimensions, deps.engine.info.hiddenSize),
-    truncate: flag(b.truncate, 'truncate', false) ? deps.engine.info.maxInputLength : undefined };
+    dimensions: dimensionsOf(b.dimensions, pipeline.dimension),
+    truncate: flag(b.truncate, 'truncate', false) ? deps.engine.info.maxInputLength : undefined, pipeline };
 }
 
 /** A string, a list of strings, a list of token ids, or a list of such lists (token ids: OpenAI only). */
@@ -179,10 +171,11 @@ export function flag(v: unknown, name: string, dflt: boolean): boolean {
   return v;
 }
 
-function dimensionsOf(v: unknown, hidden: number): number | undefined {
+/** `dimensions`: from 1 to the embedding's length (the hidden size, or the last Dense module's out_features). */
+function dimensionsOf(v: unknown, length: number): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!Number.isInteger(v) || (v as number) < 1 || (hidden > 0 && (v as number) > hidden)) {
-    throw validationError(`\`dimensions\` must be an integer from 1 to the model's hidden size, ${hidden}`);
+  if (!Number.isInteger(v) || (v as number) < 1 || (length > 0 && (v as number) > length)) {
+    throw validationError(`\`dimensions\` must be an integer from 1 to the model's embedding size, ${length}`);
   }
   return v as number;
 }
@@ -195,8 +188,9 @@ export function truncateOf(v: unknown, name: string): number | undefined {
 
 /**
  * Runs the inputs — at most half of --max-concurrent-requests at a time, so a request of many inputs (up to
- * MAX_EMBEDDING_INPUTS) is not refused as an overload on an idle server; each wave all starts or none — then pools:
- * cut to `dimensions`, L2-normalise.
+ * MAX_EMBEDDING_INPUTS) is not refused as an overload on an idle server; each wave all starts or none — then the
+ * pipeline's Dense and Normalize modules on each pooled state (a Normalize module always: it is part of the model,
+ * as in sentence-transformers), cut to `dimensions`, L2-normalise (the request's `normalize`).
  */
 export async function embed(request: FastifyRequest, reply: FastifyReply, engine: GenerationEngine, job: EmbeddingJob):
   Promise<{ vectors: Float32Array[]; promptTokens: number }> {
@@ -214,6 +208,7 @@ export async function embed(request: FastifyRequest, reply: FastifyReply, engine
         ...(typeof input === 'string' ? {} : { inputIds: input }), adapter: job.adapter, merge: null,
         sampling: GREEDY,
         maxNewTokens: 1, stop: [], promptLogprobs: false, topN: 0, ignoreEos: true, embed: true, ...(job.templated ? { templated: true } : {}),
+        ...(job.pipeline && job.pipeline.pooling !== 'last' ? { pooling: job.pipeline.pooling } : {}),
         ...(job.truncate !== undefined ? { truncate: job.truncate } : {}),
       };
       return startEngineRun(engine, req, span, request, reply);
@@ -230,7 +225,8 @@ export async function embed(request: FastifyRequest, reply: FastifyReply, engine
       }
       // Ended before its prefill came back: cancelled (the client went away, or another input failed).
       if (!vector) throw new EngineError('validation', 'request was cancelled before its embedding was computed');
-      return { vector: pool(vector, job.dimensions, job.normalize), promptTokens };
+      const modules = job.pipeline ? applyPoolSteps(job.pipeline.steps, vector) : vector;
+      return { vector: pool(modules, job.dimensions, job.normalize), promptTokens };
     }, 'another input of the request failed'));
   }
   return { vectors: results.map((r) => r.vector), promptTokens: results.reduce((n, r) => n + r.promptTokens, 0) };

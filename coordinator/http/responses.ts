@@ -10,6 +10,7 @@ import type {
 } from '../engine/types.js';
 import { MAX_BEST_OF, MAX_STOP_SEQUENCES } from './validate.js';
 import type { SamplingDefaults } from './generation-defaults.js';
+import type { EmbeddingPipeline } from './sentence-transformers.js';
 
 export interface TokenJson {
   id: number;
@@ -202,15 +203,16 @@ export function sseFrame(payload: unknown): string {
 }
 
 /** GET /info: TGI's field names, plus weft's own. `defaultSampling`: --generation-config's defaults for the OpenAI
- * routes (null: none). */
-export function infoJson(info: EngineInfo, defaultSampling: SamplingDefaults | null = null): Record<string, unknown> {
+ * routes (null: none); `embedding`: the embedding pipeline (sentence-transformers.ts; absent: the last token's state). */
+export function infoJson(info: EngineInfo, defaultSampling: SamplingDefaults | null = null,
+  embedding?: EmbeddingPipeline): Record<string, unknown> {
   return {
     model_id: info.modelId,
     served_model_names: info.modelNames,
     model_sha: null,
     model_dtype: info.dtype,
     model_device_type: info.device,
-    model_pipeline_tag: info.task === 'classify' ? 'text-classification' : 'text-generation',
+    model_pipeline_tag: info.task === 'classify' ? 'text-classification' : info.task === 'embed' ? 'feature-extraction' : 'text-generation',
     max_concurrent_requests: info.maxConcurrentRequests,
     max_best_of: MAX_BEST_OF,
     max_stop_sequences: MAX_STOP_SEQUENCES,
@@ -239,5 +241,8 @@ export function infoJson(info: EngineInfo, defaultSampling: SamplingDefaults | n
     tool_call_parser: info.toolFormat,
     fim_format: info.fimFormat ?? null,
     default_sampling: defaultSampling,
+    // An embedding's length and pooling (null when the model's sentence-transformers config is refused).
+    embedding_dimension: embedding?.dimension ?? info.hiddenSize,
+    pooling: embedding?.refusal ? null : embedding?.pooling ?? 'last',
   };
 }

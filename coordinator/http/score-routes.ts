@@ -102,7 +102,7 @@ async function embedDistinct(request: FastifyRequest, reply: FastifyReply, deps:
     return i;
   });
   const { vectors, promptTokens } = await embed(request, reply, deps.engine,
-    { inputs: [...slot.keys()], adapter, normalize: true, dimensions: undefined, truncate });
+    { inputs: [...slot.keys()], adapter, normalize: true, dimensions: undefined, truncate, ...(deps.embedding ? { pipeline: deps.embedding } : {}) });
   const similarity = (i: number, j: number): number => dot(vectors[at[i]!]!, vectors[at[j]!]!);
   return { similarity, promptTokens };
 }

@@ -22,6 +22,7 @@ import { registerClassifyRoutes } from './classify-routes.js';
 import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
 import type { SamplingDefaults } from './generation-defaults.js';
+import type { EmbeddingPipeline } from './sentence-transformers.js';
 
 export interface HttpServerOptions {
   /** A pino logger (a redacting child is made from it), true for fastify's default pino, false for none. */
@@ -37,8 +38,9 @@ export interface HttpServerOptions {
   corsAllowOrigins?: readonly string[];
   /** Responses API responses kept in memory for GET and previous_response_id (response-store.ts); 0: none. Default 1024. */
   responseStoreEntries?: number;
-  /** The pooling the model's sentence-transformers config names (embeddings-routes.ts), or null when it has none. */
-  embeddingPooling?: string | null;
+  /** How embeddings are made (sentence-transformers.ts: pooling, Dense and Normalize modules, or the refusal of a
+   * config weft cannot run); absent: the last token's final hidden state. */
+  embedding?: EmbeddingPipeline;
   /** --generation-config: defaults for the sampling fields OpenAI requests leave out (generation-defaults.ts); the TGI
    * routes never use them. null/absent: none. */
   samplingDefaults?: SamplingDefaults | null;
@@ -118,11 +120,12 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults });
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
-  registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
-  registerScoreRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, pooling: opts.embeddingPooling ?? null });
+  const embedding = opts.embedding ? { embedding: opts.embedding } : {};
+  registerEmbeddingRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, ...embedding });
+  registerScoreRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, ...embedding });
   registerClassifyRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken });
   registerDetokenizeRoute(app, engine, bodyLimitBytes);
-  registerServiceRoutes(app, engine, opts.metrics, samplingDefaults);
+  registerServiceRoutes(app, engine, opts.metrics, samplingDefaults, opts.embedding);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   registerVllmLoraRoutes(app, engine, { adminToken: opts.adminToken, bodyLimitBytes });
   await app.ready();

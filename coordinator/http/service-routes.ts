@@ -4,6 +4,7 @@ import type { GenerationEngine } from '../engine/types.js';
 import { unhealthy } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { infoJson } from './responses.js';
+import type { EmbeddingPipeline } from './sentence-transformers.js';
 import { validateTokenizeBody } from './validate.js';
 import { isVllmTokenizeBody, vllmTokenize } from './vllm-tokenize.js';
 import type { Json } from './json.js';
@@ -13,14 +14,14 @@ import type { SamplingDefaults } from './generation-defaults.js';
 export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
 
 export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics,
-  samplingDefaults: SamplingDefaults | null = null): void {
+  samplingDefaults: SamplingDefaults | null = null, embedding?: EmbeddingPipeline): void {
   // TGI: 200 with an empty body when healthy; 503 {"error": "unhealthy", "error_type": "healthcheck"}.
   app.get('/health', async (_request, reply) => {
     if (!engine.healthy()) throw unhealthy();
     return reply.code(200).send();
   });
 
-  const info = Object.freeze(infoJson(engine.info, samplingDefaults));
+  const info = Object.freeze(infoJson(engine.info, samplingDefaults, embedding));
   app.get('/info', async () => info);
 
   app.get('/metrics', async (_request, reply) => {

@@ -1,7 +1,7 @@
 export { BlockManager, BlockAllocationError } from './block-manager.js';
 export type { BlockAllocationErrorCode } from './block-manager.js';
 export { Sequence } from './sequence.js';
-export type { FinishReason, SequenceInit, SequenceStatus } from './sequence.js';
+export type { FinishReason, Pooling, SequenceInit, SequenceStatus } from './sequence.js';
 export { Scheduler } from './scheduler.js';
 export { SchedulerError, StepFailedError } from './types.js';
 export type { ScheduledStep, SchedulerConfig, SchedulerErrorCode, SchedulerHooks, SequenceEvent } from './types.js';

@@ -40,11 +40,11 @@ function usableBlocks(seq: Sequence, blockSize: number): number {
 /**
  * The cached blocks an admission of seq can start from: its leading full blocks registered in the cache,
  * short of the block holding its last token (that token's logits must be computed, and a block being
- * written is never shared). None for a prompt whose every position's logits are wanted.
+ * written is never shared). None for a prompt whose every position is wanted (Sequence.usesPrefixCache).
  */
 export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
   const usable = usableBlocks(seq, blocks.blockSize);
-  if (!seq.chunkable || usable === 0) return [];
+  if (!seq.usesPrefixCache || usable === 0) return [];
   extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), usable);
   return blocks.matchPrefix(seq.blockHashes.slice(0, usable));
 }
@@ -93,7 +93,7 @@ export class PendingBlocks {
 
   /** Whether seq should wait: its first block after the cached `hits` is being computed for another sequence. */
   shouldWait(seq: Sequence, hits: number, blockSize: number): boolean {
-    if (!seq.chunkable) return false;
+    if (!seq.usesPrefixCache) return false;
     if (hits >= usableBlocks(seq, blockSize)) return false;
     const owner = this.owner.get(seq.blockHashes[hits]!);
     return owner !== undefined && owner !== seq.seqId;

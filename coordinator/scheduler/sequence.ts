@@ -25,7 +25,15 @@ export interface SequenceInit {
   /** longrope models: the prompt is longer than the original context, so its K/V are rotated with the long
    * factors (shard/models/rope.ts) and may be shared only with other such prompts (prefix-cache.ts). */
   ropeLong?: boolean;
+  /** logits 'hidden': how the prompt's final hidden states are pooled (NewSequence.pooling); default 'last'. */
+  pooling?: Pooling;
+  /** A bidirectional model's prompt: computed whole in one step and never from cached blocks (a later token changes
+   * the earlier positions' states, so neither a chunk nor a cached prefix would be right). */
+  wholePrompt?: boolean;
 }
+
+/** How an embedding pools the prompt's final hidden states: the last position's, their mean or max, the first's. */
+export type Pooling = 'last' | 'mean' | 'max' | 'cls';
 
 export class Sequence {
   readonly seqId: string;
@@ -43,6 +51,8 @@ export class Sequence {
   readonly constraint: Constraint | undefined;
   readonly ropeLong: boolean;
   readonly priority: number;
+  readonly pooling: Pooling;
+  readonly wholePrompt: boolean;
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 
@@ -81,6 +91,8 @@ export class Sequence {
     this.constraint = init.constraint;
     this.ropeLong = init.ropeLong === true;
     this.priority = init.priority ?? 0;
+    this.pooling = init.pooling ?? 'last';
+    this.wholePrompt = init.wholePrompt === true;
   }
 
   /** Prompt plus generated tokens. */
@@ -101,7 +113,13 @@ export class Sequence {
 
   /** Whether its prompt may be split over several steps (not when every position's logits are wanted). */
   get chunkable(): boolean {
-    return this.logits !== 'all' && !this.promptLogprobs;
+    return this.logits !== 'all' && !this.promptLogprobs && !this.wholePrompt;
+  }
+
+  /** Whether it may start from cached blocks: not when every position's output is needed — logits, or a pooled
+   * embedding, whose cached positions would be missing from the pool. */
+  get usesPrefixCache(): boolean {
+    return this.chunkable && this.pooling === 'last';
   }
 
   get isFinished(): boolean {

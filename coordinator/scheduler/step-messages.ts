@@ -16,6 +16,7 @@ export function newSequenceMessage(seq: Sequence, blockTable: readonly number[])
     sampling: { ...seq.sampling },
     generated: [...seq.generated],
     logits: seq.logits,
+    ...(seq.pooling !== 'last' ? { pooling: seq.pooling } : {}),
     // Prompt logprobs were already reported by the first computation.
     promptLogprobs: seq.promptLogprobs && !recompute,
     topN: seq.topN,

@@ -56,6 +56,8 @@ export interface LaunchConfig {
   classifierFromTokens: readonly string[];
   /** --served-model-name: the base model's names in the API (empty: the model id). */
   servedModelNames: readonly string[];
+  /** --pooling-type: how embeddings pool the final hidden states, over the sentence-transformers config's (null: its). */
+  poolingType: 'last' | 'mean' | 'cls' | 'max' | null;
   numShard: number;
   device: Device;
   dtype: Dtype;

@@ -2,6 +2,7 @@
 import type { SamplingParams } from '../../protocol/index.js';
 import type { TokenAutomaton } from '../constraints/token-constraint.js';
 import type { NgramIndex } from './speculation.js';
+import type { HiddenPool } from './pooling.js';
 
 export interface SequenceState {
   seqId: string;
@@ -23,6 +24,9 @@ export interface SequenceState {
   unsent: number;
   /** Embeddings: the prompt's last position returns its final hidden state (NewSequence.logits 'hidden'). */
   hidden?: boolean;
+  /** Pooled embeddings (NewSequence.pooling): every prompt position's final hidden state folded in, chunk by chunk;
+   * its result is the sequence's SeqOutput.hidden. */
+  pool?: HiddenPool;
   /** Speculative decoding: the n-gram index of `history` (made on the first step that drafts). */
   ngrams?: NgramIndex;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */

@@ -10,6 +10,7 @@ import { usesLongRope, type LoadedModel } from '../models/index.js';
 import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
+import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
@@ -40,6 +41,9 @@ interface Row {
 
 /** A row whose step returns its final hidden state (an embedding's last prompt chunk). */
 const returnsHidden = (r: Row): boolean => r.logits === 'hidden' && !r.partial;
+/** How many of a prompt row's positions' final hidden states its sequence's pool reads (pooled embeddings), from its
+ * first; none for a decode row. */
+const pooledRows = (r: Row): number => (r.logits === 'hidden' ? r.state.pool?.rowsOf(r.firstPos, r.tokens.length) ?? 0 : 0);
 
 const NO_TOKENS = new Int32Array(0);
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
@@ -145,7 +149,7 @@ export class StepRunner {
     }
     // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
     // speculate: one sampling path.
-    const speculate = !rows.some((r) => r.wantAll || returnsHidden(r));
+    const speculate = !rows.some((r) => r.wantAll || returnsHidden(r) || pooledRows(r) > 0);
     const running: { state: SequenceState; r: RunningSequence; token: number }[] = [];
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
@@ -184,8 +188,22 @@ export class StepRunner {
     }
     const logits = await this.compute(() => this.model.native.forward(batch));
     for (const row of rows) row.state.length += row.tokens.length;
+    if (batch.hiddenRows) this.foldPooled(rows, logits, batch.logitRows.length, batch.returnHidden === true);
     const outputs = this.sampleAll(sampling, logits);
     return this.rank === 0 ? failNonFinite(outputs) : [];
+  }
+
+  /** Pooled embeddings: each pooled row's hidden states (forward()'s last block, in row order) into its pool. */
+  private foldPooled(rows: Row[], out: Float32Array, logitRows: number, returnHidden: boolean): void {
+    const H = this.model.spec.hidden;
+    let at = logitRows * (this.model.spec.vocab + (returnHidden ? H : 0));
+    for (const row of rows) {
+      const n = pooledRows(row);
+      if (n === 0) continue;
+      if (out.length < at + n * H) throw new ForwardError(`forward pass returned no hidden states for '${row.state.seqId}'`);
+      row.state.pool!.add(out.subarray(at, at + n * H), n);
+      at += n * H;
+    }
   }
 
   private async compute<T>(pass: () => Promise<T>): Promise<T> {
@@ -304,6 +322,13 @@ export class StepRunner {
       ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
       ...(ns.sampling.allowedTokens ? { allowed: this.allowedBits(ns) } : {}),
     };
+    if (ns.pooling !== undefined) {
+      // A pooled embedding reads every prompt position: a cached one would be missing from the pool.
+      if (ns.logits !== 'hidden' || cached > 0) {
+        throw new StepError(`new sequence '${ns.seqId}': pooling '${ns.pooling}' needs logits 'hidden' and no cached tokens`);
+      }
+      state.pool = new HiddenPool(ns.pooling, this.model.spec.hidden);
+    }
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
     if (wantAll && (state.unsent > 0 || cached > 0)) {
@@ -341,7 +366,7 @@ export class StepRunner {
     const rope = this.model.spec.rope;
     const ropeLong = rope?.long ? new Uint8Array(T) : undefined;
     const seqs: BatchSeq[] = [];
-    const logitRows: number[] = [];
+    const logitRows: number[] = [], hiddenRows: number[] = [];
     let t = 0;
     for (const row of rows) {
       const { state } = row;
@@ -357,12 +382,21 @@ export class StepRunner {
       }
       if (row.wantAll || row.drafts.length > 0) for (let i = start; i < t; i++) logitRows.push(i);
       else if (!row.partial) logitRows.push(t - 1);
+      for (let i = 0; i < pooledRows(row); i++) hiddenRows.push(start + i);
       seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
         adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
     }
     const returnHidden = rows.some(returnsHidden);
     return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows),
-      ...(returnHidden ? { returnHidden } : {}) };
+      ...(returnHidden ? { returnHidden } : {}), ...(hiddenRows.length > 0 ? { hiddenRows: Int32Array.from(hiddenRows) } : {}) };
+  }
+
+  /** A finished prompt's embedding: its pool's result, or (last-token pooling) its last position's state. */
+  private embedding(row: Row, last: Float32Array): Float32Array {
+    if (!row.state.pool) return last;
+    const pooled = row.state.pool.result();
+    if (!pooled) throw new ForwardError(`sequence '${row.state.seqId}' finished its prompt with nothing pooled`);
+    return pooled;
   }
 
   private sampleAll(rows: Row[], logits: Float32Array): SeqOutput[] {
@@ -392,7 +426,7 @@ export class StepRunner {
         }
       }
       if (row.logits === 'all') out.logits = float32ToBytes(block);
-      if (row.logits === 'hidden') out.hidden = float32ToBytes(hidden.subarray((r - 1) * H, r * H));
+      if (row.logits === 'hidden') out.hidden = float32ToBytes(this.embedding(row, hidden.subarray((r - 1) * H, r * H)));
       outputs.push(out);
     }
     return outputs;

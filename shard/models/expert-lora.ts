@@ -26,10 +26,14 @@ export function expertParts(spec: ModelSpec, part: Partition, ref: ModuleRef, pa
     if (pair.inDim !== I || pair.outDim !== H) return `expects lora_A [r, ${I}] and lora_B [${H}, r] (an expert's down projection)`;
     return [downPart(spec, part, ref.layer, e, pair.a, pair.b, pair.rank, pair.inDim, scale)];
   }
-  if (pair.inDim !== H || pair.outDim !== I) return `expects lora_A [r, ${H}] and lora_B [${I}, r] (an expert's ${ref.roles[0]} projection)`;
-  const bl = expertSubBlocks(spec, part, e).find((b) => b.role === ref.roles[0])!;
-  return [{ layer: ref.layer, module: LoraModuleId.up, expert: e, outOffset: bl.localOffset, rank: pair.rank, scale, a: pair.a,
-    b: pair.b.slice(bl.local.start * pair.rank, bl.local.end * pair.rank) }];
+  // one role (gate_proj, up_proj) or both in one pair (Granite MoE's shared input_linear: [gate | up] rows)
+  const out = I * ref.roles.length;
+  if (pair.inDim !== H || pair.outDim !== out) return `expects lora_A [r, ${H}] and lora_B [${out}, r] (an expert's ${ref.roles.join(' | ')} projection)`;
+  return ref.roles.map((role, k) => {
+    const bl = expertSubBlocks(spec, part, e).find((b) => b.role === role)!;
+    return { layer: ref.layer, module: LoraModuleId.up, expert: e, outOffset: bl.localOffset, rank: pair.rank, scale, a: pair.a,
+      b: pair.b.slice((k * I + bl.local.start) * pair.rank, (k * I + bl.local.end) * pair.rank) };
+  });
 }
 
 function downPart(spec: ModelSpec, part: Partition, layer: number, expert: number, a: Float32Array, b: Float32Array,

@@ -51,7 +51,10 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
   // Gemma 3's attention ignores attn_logit_softcapping (transformers does not pass it on), so weft does too.
   const attnSoftcap = version === 2 ? cap('attn_logit_softcapping') : 0;
   const finalSoftcap = cap('final_logit_softcapping');
-  refuseIf(cfg.use_bidirectional_attention === true, where, 'use_bidirectional_attention=true is not supported (causal LM only)');
+  // EmbeddingGemma: attention over the whole prompt. transformers' Gemma3TextConfig turns the config's window w into
+  // w // 2 + 1 and lets a token see the keys within |i - j| < that on either side (its sliding layers' mask).
+  const bidirectional = cfg.use_bidirectional_attention === true;
+  refuseIf(bidirectional && version === 2, where, 'use_bidirectional_attention=true is a Gemma 3 setting, not Gemma 2\'s');
   checkQuantization(cfg, where);
   // Gemma 2 alternates (even layers slide); Gemma 3 slides on all but every sliding_window_pattern-th layer.
   const pattern = version === 2 ? 2 : typeof cfg.sliding_window_pattern === 'number' ? cfg.sliding_window_pattern : 6;
@@ -61,7 +64,8 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
   refuseIf(types.length !== layers, where, `layer_types has ${types.length} entries for ${layers} layers`);
   const unknown = types.find((t) => t !== 'sliding_attention' && t !== 'full_attention');
   refuseIf(unknown !== undefined, where, `layer type '${unknown}' is not supported (sliding_attention, full_attention)`);
-  const window = typeof cfg.sliding_window === 'number' ? int(cfg, 'sliding_window', where) : 4096;
+  const configWindow = typeof cfg.sliding_window === 'number' ? int(cfg, 'sliding_window', where) : 4096;
+  const window = bidirectional ? Math.floor(configWindow / 2) + 1 : configWindow;
   const { global, local } = version === 3 ? gemma3RopeParams(cfg) : { global: parseRopeParams(cfg), local: null };
   const scalar = typeof cfg.query_pre_attn_scalar === 'number' ? cfg.query_pre_attn_scalar : 256;
   refuseIf(!(scalar > 0), where, `query_pre_attn_scalar must be positive, got ${scalar}`);
@@ -102,6 +106,7 @@ function gemmaCore(version: 2 | 3, cfg: Json, where: string, visionLanguage: boo
     lmHeadBias: false,
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
     eosTokenIds: eosList(cfg.eos_token_id),
+    ...(bidirectional ? { bidirectional: true } : {}),
   };
 }
 

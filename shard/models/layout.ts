@@ -133,12 +133,13 @@ const EXPERT_MODULES: Record<string, { module: ExecModule; roles: string[] }> = 
  * GLM-4.5's `mlp.shared_experts.gate_proj`: the expert after the routed ones).
  */
 function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): ModuleRef | null {
-  const block = spec.architecture === 'mixtral' ? '(?:block_sparse_moe|mlp)' : spec.architecture === 'granitemoe' ? 'block_sparse_moe' : 'mlp';
+  const mixtralNames = spec.architecture === 'mixtral' || spec.architecture === 'minimax_m2';  // w1, w3, w2 (as MiniMax-M2)
+  const block = mixtralNames ? '(?:block_sparse_moe|mlp)' : spec.architecture.startsWith('granitemoe') ? 'block_sparse_moe' : 'mlp';
   const one = new RegExp(`^${block}\\.experts\\.(\\d+)\\.(\\w+)$`).exec(rest);
   if (one) {
     const entry = EXPERT_MODULES[one[2]!];
     const expert = Number(one[1]);
-    const names = spec.architecture === 'mixtral' ? ['w1', 'w2', 'w3'] : ['gate_proj', 'up_proj', 'down_proj'];
+    const names = mixtralNames ? ['w1', 'w2', 'w3'] : ['gate_proj', 'up_proj', 'down_proj'];
     if (!entry || !names.includes(one[2]!) || expert >= spec.moe!.experts) return null;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert };
   }
@@ -147,6 +148,12 @@ function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): Modu
   if (shared && spec.moe!.sharedExpert) {
     const entry = EXPERT_MODULES[shared[1]!]!;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert: spec.moe!.experts };
+  }
+  // Granite MoE's shared MLP: input_linear is [gate | up] (one pair for both), output_linear the down projection
+  const graniteShared = /^shared_mlp\.(input_linear|output_linear)$/.exec(rest);
+  if (graniteShared && spec.moe!.sharedExpert) {
+    const up = graniteShared[1] === 'input_linear';
+    return { layer, module: up ? 'up' : 'down', roles: up ? ['gate', 'up'] : [], conv1d: false, expert: spec.moe!.experts };
   }
   if (new RegExp(`^${block}\\.experts(?:\\.base_layer)*$`).test(rest)) {
     return { layer, module: 'up', roles: [], conv1d: false, stackedExperts: true };
@@ -170,7 +177,8 @@ const STARCODER2_MODULES: Record<string, { module: ExecModule; roles: string[] }
   'mlp.c_fc': { module: 'up', roles: ['fc'] },
   'mlp.c_proj': { module: 'down', roles: [] },
 };
-const ARCEE_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {  // a non-gated up → relu² → down
+// Arcee, Nemotron, Jais 2: a non-gated up → relu² → down
+const RELU2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => k.startsWith('self_attn.'))),
   'mlp.up_proj': { module: 'up', roles: ['fc'] },
   'mlp.down_proj': { module: 'down', roles: [] },
@@ -220,7 +228,7 @@ const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
 export function partsOfModulePath(path: string): number {
   // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
   // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
-  if (/\.experts(?:\.base_layer)*$/.test(path)) return 2;
+  if (/\.experts(?:\.base_layer)*$/.test(path) || path.endsWith('.shared_mlp.input_linear')) return 2;  // Granite's [gate | up]
   for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES, GPTJ_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
@@ -256,14 +264,14 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'gptj' ? GPTJ_MODULES
     : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
-    : spec.architecture === 'phi' ? PHI_MODULES : spec.architecture === 'arcee' ? ARCEE_MODULES
+    : spec.architecture === 'phi' ? PHI_MODULES : spec.mlp === 'relu2' ? RELU2_MODULES
     : spec.mla ? DEEPSEEK_MODULES : neox ? NEOX_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   // Llama 4 names its MLP feed_forward (dense: gate/up/down_proj; MoE: router, experts, shared_expert.*)
   const rest = spec.architecture === 'llama4' ? m[2]!.replace(/^feed_forward\./, 'mlp.') : m[2]!;
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
-    if (/^(?:mlp|block_sparse_moe)\./.test(rest)) return resolveExpertModule(spec, layer, rest);
+    if (/^(?:mlp|block_sparse_moe|shared_mlp)\./.test(rest)) return resolveExpertModule(spec, layer, rest);
   }
   const entry = table[rest];
   if (!entry) return null;

@@ -4,7 +4,7 @@ import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
 import { openModelWeights } from './model-weights.js';
 import { UnsupportedModelError } from './errors.js';
-import { expertRows, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
+import { expertRows, expertWidth, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
 import { loadInOutExperts } from './in-out-experts.js';
@@ -124,7 +124,9 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
   const ffn = spec.architecture === 'llama4' ? 'feed_forward' : 'mlp';  // Llama 4's MLP module
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
   // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
-  const root = !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
+  // A base-model checkpoint (Gemma3TextModel, LlamaModel: spec.baseModel) has no `model.` prefix.
+  const root = spec.baseModel && store.has('embed_tokens.weight') ? ''
+    : !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
     : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
   const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';
   // Latent attention (DeepSeek-V3): the first projection from q_a_proj (or q_proj) and kv_a_proj_with_mqa.
@@ -144,7 +146,7 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
       up: fusedUp
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
         : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
-          : spec.architecture === 'arcee' ? { paths: ['mlp.up_proj'], roles: [['fc']] }
+          : spec.mlp === 'relu2' ? { paths: ['mlp.up_proj'], roles: [['fc']] }  // Arcee, Nemotron, Jais 2
           : { paths: [`${ffn}.gate_proj`, `${ffn}.up_proj`], roles: [['gate'], ['up']] },
       down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : `${ffn}.down_proj`], roles: [[]] },
       ...mla,
@@ -153,7 +155,7 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
     // pre_feedforward_layernorm. GLM-4 keeps post_attention_layernorm as the MLP's pre-norm and names its post norms
     // post_self_attn_layernorm / post_mlp_layernorm.
     attnNorm: 'input_layernorm',
-    mlpNorm: spec.postNorms && !glm4 ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+    mlpNorm: (spec.postNorms && !glm4) || spec.architecture === 'vaultgemma' ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
     postAttnNorm: glm4 ? 'post_self_attn_layernorm' : 'post_attention_layernorm',
     postMlpNorm: glm4 ? 'post_mlp_layernorm' : 'post_feedforward_layernorm',
     finalNorm: `${root}norm`,
@@ -174,12 +176,13 @@ function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
     return { router: 'mlp.router', routerBias: 'mlp.router.bias', expert: () => ({ gate: '', up: '', down: '' }),
       stacked: { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } };
   }
-  if (spec.architecture === 'granitemoe') {  // as published: block_sparse_moe.{router.layer, input_linear, output_linear}
-    return { router: 'block_sparse_moe.router.layer', expert: () => ({ gate: '', up: '', down: '' }),
+  if (spec.architecture.startsWith('granitemoe')) {  // as published: block_sparse_moe.{router.layer, input_linear, output_linear}
+    return { router: 'block_sparse_moe.router.layer', expert: () => ({ gate: 'shared_mlp.input_linear', up: 'shared_mlp.input_linear',
+      down: 'shared_mlp.output_linear' }),  // the shared MLP (Granite MoE shared): its input_linear is [gate | up]
       stacked: { gateUp: 'block_sparse_moe.input_linear.weight', down: 'block_sparse_moe.output_linear.weight' } };
   }
-  if (spec.architecture === 'mixtral') {
-    return { router: 'block_sparse_moe.gate',
+  if (spec.architecture === 'mixtral' || spec.architecture === 'minimax_m2') {  // MiniMax-M2: the choice bias beside the gate
+    return { router: 'block_sparse_moe.gate', ...(spec.moe!.sigmoid ? { routerBias: 'block_sparse_moe.e_score_correction_bias' } : {}),
       expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
   }
   // The shared expert is expert E (after the routed ones): GLM-4.5's and DeepSeek's mlp.shared_experts.*,
@@ -205,7 +208,8 @@ function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, nam
   const stacked = moe.stacked ?? (v5 ? { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } : null);
   const router = v5 && !store.has(`${p}${moe.router}.weight`) ? 'mlp.gate' : moe.router;
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${router}.weight`)));
-  if (moe.routerBias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${moe.routerBias}`)));
+  const bias = moe.routerBias && v5 && !store.has(`${p}${moe.routerBias}`) ? moe.routerBias.replace('block_sparse_moe.', 'mlp.') : moe.routerBias;
+  if (bias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${bias}`)));
   if (moe.sharedGate) set(`layers.${layer}.shared_gate.weight`, store.readF32(need(store, `${p}${moe.sharedGate}.weight`)));
   if (spec.architecture === 'gpt_oss' || spec.architecture === 'llama4') {  // stored (in, out) per expert
     loadInOutExperts(store, spec, part, `${p}${stacked!.gateUp.replace(/gate_up_proj$/, '')}`, layer, set);
@@ -213,9 +217,9 @@ function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, nam
   else if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
   // Per expert module: every expert as published, or only the shared one after stacked routed experts.
   for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
-    const n = moe.expert(e), rows = expertRows(spec, part, e);
+    const n = moe.expert(e), rows = expertRows(spec, part, e), at = n.gate === n.up ? expertWidth(spec, e) : 0;  // one [gate | up]
     const gate = store.readF32(need(store, `${p}${n.gate}.weight`), { dim: 0, start: rows.start, end: rows.end });
-    const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: rows.start, end: rows.end });
+    const up = store.readF32(need(store, `${p}${n.up}.weight`), { dim: 0, start: at + rows.start, end: at + rows.end });
     set(`layers.${layer}.experts.${e}.up.weight`, concat([gate, up]));
     set(`layers.${layer}.experts.${e}.down.weight`, store.readF32(need(store, `${p}${n.down}.weight`), { dim: 1, start: rows.start, end: rows.end }));
   }
@@ -347,6 +351,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     slidingWindow: spec.slidingWindow,
     attnScale: spec.attnScale,
     qkNorm: spec.qkNorm,
+    ...(spec.qkNormPostRope ? { qkNormPostRope: true } : {}),
     qkNormFull: spec.qkNormFull,
     qkLayerNorm: spec.qkLayerNorm,
     qkvClip: spec.qkvClip,
@@ -354,6 +359,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       qScaleOffset: spec.queryScale.offset ?? 0, qScaleNopeOnly: spec.queryScale.nopeOnly === true } : {}),
     qkNormAfterRope: spec.qkNormAfterRope,
     ...(spec.layerChunked ? { attentionChunk: spec.attentionChunk, layerChunked: spec.layerChunked } : {}),
+    ...(spec.bidirectional ? { bidirectional: true } : {}),
     preNorms: spec.preNorms,
     parallelBlock: spec.parallelBlock,
     parallelMlpNorm: spec.parallelMlpNorm,
@@ -427,14 +433,20 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       const p = names.layerPrefix(i);
       if (spec.preNorms) setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
       if (spec.preNorms && (!spec.parallelBlock || spec.parallelMlpNorm)) setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
-      if (spec.qkNorm) {  // [headDim], the same on every rank
-        set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.q_norm.weight`));
-        set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.k_norm.weight`));
+      if (spec.qkNorm) {  // [headDim], the same on every rank (Hunyuan: query_layernorm / key_layernorm)
+        const [qn, kn] = spec.architecture === 'hunyuan_v1_dense' ? ['query_layernorm', 'key_layernorm'] : ['q_norm', 'k_norm'];
+        set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.${qn}.weight`));
+        set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.${kn}.weight`));
       }
       if (spec.attnSinks) {  // gpt-oss: [heads], this rank's heads
         set(`layers.${i}.attn_sinks`, store.readF32(need(store, `${p}self_attn.sinks`), { dim: 0, start: part.heads.start, end: part.heads.end }));
       }
-      if (spec.qkLayerNorm) {  // Command R+: [heads, head_dim] / [kv_heads, head_dim], this rank's heads' rows
+      if (spec.qkLayerNorm && spec.architecture === 'stablelm') {  // one LayerNorm module per head: this rank's heads'
+        const heads = (name: string, r: Range): Float32Array => concat(Array.from({ length: rangeLen(r) },
+          (_, h) => store.readF32(need(store, `${p}self_attn.${name}.norms.${r.start + h}.weight`))));
+        set(`layers.${i}.q_norm.weight`, heads('q_layernorm', part.heads));
+        set(`layers.${i}.k_norm.weight`, heads('k_layernorm', part.kvHeads));
+      } else if (spec.qkLayerNorm) {  // Command R+: [heads, head_dim] / [kv_heads, head_dim], this rank's heads' rows
         set(`layers.${i}.q_norm.weight`, store.readF32(need(store, `${p}self_attn.q_norm.weight`), { dim: 0, start: part.heads.start, end: part.heads.end }));
         set(`layers.${i}.k_norm.weight`, store.readF32(need(store, `${p}self_attn.k_norm.weight`), { dim: 0, start: part.kvHeads.start, end: part.kvHeads.end }));
       }

@@ -12,11 +12,12 @@ import { gptOssMoe } from './gpt-oss-spec.js';
 export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec | null {
   if (arch === 'ernie4_5_moe') return ernieMoe(cfg, where);
   if (arch === 'gpt_oss') return gptOssMoe(cfg, where, (key) => int(cfg, key, where));
-  if (arch !== 'mixtral' && arch !== 'granitemoe' && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
-    arch !== 'olmoe' && arch !== 'dots1') return null;
+  if (arch === 'minimax_m2') return minimaxM2Moe(cfg, where);
+  if (arch !== 'mixtral' && !arch.startsWith('granitemoe') && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
+    arch !== 'olmoe' && arch !== 'flex_olmo' && arch !== 'dots1') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
   // saves the last two as num_local_experts).
-  const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' ? 'num_experts'
+  const own = arch === 'qwen3_moe' || arch === 'qwen2_moe' || arch === 'olmoe' || arch === 'flex_olmo' ? 'num_experts'
     : arch === 'glm4_moe' || arch === 'dots1' ? 'n_routed_experts' : 'num_local_experts';
   const experts = int(cfg, cfg[own] !== undefined ? own : 'num_local_experts', where);
   const perToken = int(cfg, 'num_experts_per_tok', where);
@@ -26,7 +27,15 @@ export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec |
   if (arch === 'mixtral' || arch === 'granitemoe') {
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax };
   }
-  if (arch === 'olmoe') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
+  // Granite MoE with shared experts (GraniteMoeSharedMoE): plus one MLP of shared_intermediate_size for every token (0: none)
+  if (arch === 'granitemoeshared') {
+    const width = cfg.shared_intermediate_size ?? 0;
+    refuseIf(!(typeof width === 'number' && Number.isInteger(width) && width >= 0), where,
+      `shared_intermediate_size must be a non-negative integer, got ${JSON.stringify(width)}`);
+    return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null, ...softmax,
+      ...((width as number) > 0 ? { sharedExpert: true, sharedIntermediate: width as number } : {}) };
+  }
+  if (arch === 'olmoe' || arch === 'flex_olmo') {  // every layer MoE, experts of intermediate_size; norm_topk_prob (default false)
     return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: cfg.norm_topk_prob === true,
       layers: null, ...softmax };
   }
@@ -105,6 +114,22 @@ export function sigmoidMoeRouting(cfg: Json, where: string, experts: number, per
   };
 }
 
+
+/**
+ * MiniMax-M2 (MiniMaxM2TopKRouter): sigmoid scores, the choice ranked with the MoE block's e_score_correction_bias, the
+ * chosen scores always renormalised; no groups, no scale, no shared expert; Mixtral's experts of intermediate_size.
+ */
+function minimaxM2Moe(cfg: Json, where: string): MoeSpec {
+  const experts = int(cfg, cfg.num_local_experts !== undefined ? 'num_local_experts' : 'num_experts', where);
+  const perToken = int(cfg, 'num_experts_per_tok', where);
+  refuseIf(perToken > experts, where, `num_experts_per_tok ${perToken} is more than the ${experts} experts`);
+  const scoring = cfg.scoring_func ?? 'sigmoid';
+  refuseIf(scoring !== 'sigmoid', where, `scoring_func '${String(scoring)}' is not supported for minimax_m2 (only sigmoid)`);
+  refuseIf(typeof cfg.shared_intermediate_size === 'number' && cfg.shared_intermediate_size > 0, where,
+    'shared_intermediate_size > 0 (a shared expert) is not part of MiniMax-M2 in transformers; not supported');
+  return { experts, perToken, intermediate: int(cfg, 'intermediate_size', where), renormalize: true, layers: null,
+    sigmoid: true, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false };
+}
 
 /**
  * ERNIE 4.5 MoE (Ernie4_5_MoeTopKRouter): softmax probabilities in fp32, the choice ranked with moe_statics'

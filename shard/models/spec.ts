@@ -13,10 +13,12 @@ import { deepseekSpec } from './deepseek-spec.js';
 import { moeSpec } from './moe-spec.js';
 import { gptOssConfig, gptOssGluLimit } from './gpt-oss-spec.js';
 import { llama4Spec } from './llama4-spec.js';
+import { DERIVED_SPECS } from './derived-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
-  'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4';
+  'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4' |
+  'nemotron' | 'helium' | 'cwm' | 'vaultgemma' | 'hunyuan_v1_dense' | 'jais2' | 'stablelm' | 'flex_olmo' | 'minimax_m2' | 'granitemoeshared';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -107,6 +109,8 @@ export interface ModelSpec {
   mlpBias: boolean;
   /** Qwen3: q and k RMS-normalised per head (self_attn.q_norm / k_norm, [headDim]) before RoPE. */
   qkNorm: boolean;
+  /** Hunyuan: the qkNorm comes after RoPE (self_attn.query_layernorm / key_layernorm); absent: before. */
+  qkNormPostRope?: boolean;
   /** OLMo 2: q and k RMS-normalised over all heads (q_norm [heads·headDim], k_norm [kvHeads·headDim]) before RoPE. */
   qkNormFull: boolean;
   /** Command R+: q and k LayerNorm-ed per head (no bias), each head its own weights (q_norm [heads, headDim]). */
@@ -135,6 +139,12 @@ export interface ModelSpec {
   layerChunked: boolean[] | null;
   /** Phi-1/2: the lm_head has a bias. */
   lmHeadBias: boolean;
+  /** A base-model checkpoint (Gemma3TextModel, LlamaModel): no lm_head (the embedding's copy is computed, never read)
+   * and weights without the `model.` prefix. It only embeds. */
+  baseModel?: boolean;
+  /** Gemma 3's use_bidirectional_attention (EmbeddingGemma): attention is not causal, and slidingWindow is two-sided
+   * (key j seen from i when |i - j| < slidingWindow). It only embeds, each prompt computed whole. */
+  bidirectional?: boolean;
   /** Gemma: the token embedding times this (√hidden); 1 elsewhere. */
   embedScale: number;
   /** Gemma: RMSNorm weights are stored as w and applied as (1 + w) (folded into the weights when loading). */
@@ -172,11 +182,13 @@ const ARCHITECTURES: Record<string, Architecture> = {
   LlamaForCausalLM: 'llama',
   GraniteForCausalLM: 'granite',
   GraniteMoeForCausalLM: 'granitemoe',
+  GraniteMoeSharedForCausalLM: 'granitemoeshared',
   SmolLM3ForCausalLM: 'smollm3',
   OlmoForCausalLM: 'olmo',
   Olmo2ForCausalLM: 'olmo2',
   Olmo3ForCausalLM: 'olmo3',
   OlmoeForCausalLM: 'olmoe',
+  FlexOlmoForCausalLM: 'flex_olmo',
   CohereForCausalLM: 'cohere',
   Cohere2ForCausalLM: 'cohere2',
   PhiForCausalLM: 'phi',
@@ -212,6 +224,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GptOssForCausalLM: 'gpt_oss',
   Llama4ForCausalLM: 'llama4',
   Llama4ForConditionalGeneration: 'llama4',
+  NemotronForCausalLM: 'nemotron', HeliumForCausalLM: 'helium', CwmForCausalLM: 'cwm', VaultGemmaForCausalLM: 'vaultgemma',
+  HunYuanDenseV1ForCausalLM: 'hunyuan_v1_dense', Jais2ForCausalLM: 'jais2', StableLmForCausalLM: 'stablelm', MiniMaxM2ForCausalLM: 'minimax_m2',
 };
 
 export function readModelSpec(modelDir: string): ModelSpec {
@@ -239,11 +253,32 @@ export function sequenceClassifierBase(archName: string): string | null {
   return causal in ARCHITECTURES ? causal : null;
 }
 
+/** Families whose base-model checkpoints keep their layers under a prefix of their own (not handled). */
+const NO_BASE_MODEL: ReadonlySet<Architecture> = new Set(['gpt2', 'gptj', 'gpt_neox', 'phi']);
+
+/**
+ * A base-model checkpoint — Gemma3TextModel (EmbeddingGemma), LlamaModel, Qwen2Model, …: how sentence-transformers
+ * saves a decoder embedder — is the decoder without an lm_head, its weights without the `model.` prefix. The shards
+ * run it as the causal LM of the same family (the lm_head falls back to the embedding, computed and never read: it
+ * only embeds). Returns that causal LM's architecture name, or null.
+ */
+export function baseModelCausal(archName: string): string | null {
+  const m = /^(\w+?)(?:Text)?Model$/.exec(archName);
+  if (!m || archName in ARCHITECTURES) return null;
+  const causal = `${m[1]}ForCausalLM`;
+  const arch = ARCHITECTURES[causal];
+  return arch !== undefined && !NO_BASE_MODEL.has(arch) ? causal : null;
+}
+
 export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   const archName = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : '';
   const causal = sequenceClassifierBase(archName);
   // The decoder only: the lm_head the shards need reads the embedding (the checkpoint has none).
   if (causal !== null) return { ...parseModelSpec({ ...cfg, architectures: [causal] }, where), tieEmbeddings: true, lmHeadBias: false };
+  const base = baseModelCausal(archName);
+  if (base !== null) {
+    return { ...parseModelSpec({ ...cfg, architectures: [base] }, where), tieEmbeddings: true, lmHeadBias: false, baseModel: true };
+  }
   const arch = ARCHITECTURES[archName];
   if (!arch) {
     throw new UnsupportedModelError(`${where}: architecture '${archName || String(cfg.model_type)}' is not supported ` +
@@ -259,6 +294,8 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gptj') return gptjSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
   if (arch === 'llama4') return llama4Spec(archName, cfg, where);
+  const derived = DERIVED_SPECS[arch];  // Nemotron, Jais 2, StableLM, Helium, CWM, Hunyuan dense, VaultGemma, MiniMax-M2
+  if (derived) return derived(cfg, where);
   if (arch === 'gpt_oss') {
     const oss = gptOssConfig(cfg, where);
     return { ...llamaFamilySpec(arch, oss, where), mlp: 'clamped_swiglu', gluLimit: gptOssGluLimit(oss, where), attnSinks: true };
@@ -319,7 +356,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
   const qwen3 = arch === 'qwen3' || arch === 'qwen3_moe';
   const ropes = arch === 'olmo3' ? olmo3Ropes(cfg, headDim) : { rope: computeRope(parseRopeParams(cfg), headDim), local: null };
   const rope = ropes.rope;
-  const granite = arch === 'granite' || arch === 'granitemoe' ? graniteMultipliers(cfg, where) : null;
+  const granite = arch.startsWith('granite') ? graniteMultipliers(cfg, where) : null;  // Granite, Granite MoE (shared)
   const windows = attentionWindows(arch, cfg, where);
   return {
     architecture: arch,
@@ -331,7 +368,7 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     attnScale: granite ? granite.attnScale : 1 / Math.sqrt(headDim),
     tieEmbeddings: cfg.tie_word_embeddings === true,
     qkvBias: attnBias,
-    oBias: (arch === 'llama' || arch === 'granite' || arch === 'granitemoe' || arch === 'smollm3' || arch === 'dots1' || arch.startsWith('olmo') || qwen3 ||
+    oBias: (arch === 'llama' || arch.startsWith('granite') || arch === 'smollm3' || arch === 'dots1' || arch.includes('olmo') || qwen3 ||
       arch === 'gpt_oss') &&
       cfg.attention_bias === true,
     mlpBias: (arch === 'llama' || arch === 'granite' || arch === 'smollm3' || arch === 'arcee') && cfg.mlp_bias === true,
@@ -339,8 +376,9 @@ function llamaFamilySpec(arch: Architecture, cfg: Json, where: string): ModelSpe
     ...PLAIN_DECODER,
     moe: moeSpec(arch, cfg, where),
     ...(arch === 'glm4' ? { postNorms: true, ropeInterleaved: true } : {}),
-    // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h))
-    ...(arch === 'olmo2' || arch === 'olmo3' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
+    // OLMo 2 (modeling_olmo2.py): h + post_attention_layernorm(attn(h)), then h + post_feedforward_layernorm(mlp(h));
+    // FlexOLMo: that block with OLMoE's experts as its MLP
+    ...(arch === 'olmo2' || arch === 'olmo3' || arch === 'flex_olmo' ? { postNorms: true, preNorms: false, qkNormFull: true } : {}),
     ...(arch === 'olmoe' ? { qkNormFull: true, qkvClip: clipQkv(cfg, where) } : {}),  // OLMoE: Llama's pre-norms, OLMo 2's q/k norms
     // OLMo 1: LayerNorms without parameters (eps 1e-5, as OlmoLayerNorm fixes it), attention_bias on all four
     ...(arch === 'olmo' ? { norm: 'layer' as const, normEps: 1e-5, normParams: false, normBias: false, qkvClip: clipQkv(cfg, where) } : {}),

@@ -5,7 +5,8 @@
 // fragment layouts (the one thing this cannot check is that the hardware matches that documentation; the GPU
 // kernel tests in test/gpu/test_attention.cu do). Cases include gpt-oss's attention sinks and Llama 4's chunked
 // attention (chunks smaller than, equal to and larger than a 64-key tile; with a window; a chunked prefill continuing a
-// cached prefix that crosses chunk boundaries).
+// cached prefix that crosses chunk boundaries), and EmbeddingGemma's bidirectional attention (whole prompts; with and
+// without a two-sided window).
 // Build + run: test/unit/tensor-core-emulated.test.ts. Prints one line per case; exit status 0 when all pass.
 #include <algorithm>
 #include <barrier>
@@ -50,6 +51,7 @@ template <class Ops, int D> void run_grid(Kernel k, const PagedAttention& a, int
 using Seq = wt::SeqShape;
 using Case = wt::EmuCase;
 Case chunked(Case c, int chunk) { return wt::chunked<Case>(c, chunk); }  // braced cases: no template deduction
+Case bidirectional(Case c) { return wt::bidirectional<Case>(c); }
 
 bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
@@ -69,13 +71,14 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   const float* sink_ptr = c.sinks ? sinks.data() : nullptr;
   std::vector<float> ref(L.tokens * q_dim);
   weft::cpu::paged_attention(qf.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kf.data(), vf.data(),
-                             c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr, c.chunk);
+                             c.bs, scale, c.window, ref.data(), c.softcap, sink_ptr, c.chunk, !c.bidirectional);
 
   std::vector<uint16_t> out(L.tokens * q_dim, to_bits(c.d, NAN));  // NaN: a row the kernel forgets to write fails
   PagedAttention a = wt::paged_args(L, c.d, c.heads, c.kv_heads, c.hd, c.bs, c.window, scale);
   a.softcap = c.softcap;
   a.sinks = sink_ptr;
   a.chunk = c.chunk;
+  a.bidirectional = c.bidirectional;
   a.q = qb.data();
   a.out = out.data();
   a.k_cache = kb.data();
@@ -148,6 +151,14 @@ int main() {
                {{70, 300}, {3, 3}}}, 128),
       chunked({"with gpt-oss sinks: GQA 8/2 hd64 bf16", bf16, 8, 2, 64, 16, 0, {{90, 90}, {20, 150}}, 1.0f, 0.0f, true,
                3.0f}, 50),
+      // EmbeddingGemma's bidirectional attention: whole prompts, each row sees every key of its prompt (later ones
+      // too), or a two-sided window; prompts over several key tiles and row tiles, one-token and short ones beside.
+      bidirectional({"MHA 4/4 hd64 bf16, prompts of 100, 37 and 1", bf16, 4, 4, 64, 16, 0, {{100, 100}, {37, 37}, {1, 1}}}),
+      bidirectional({"GQA 8/2 hd128 f16, a 230-token prompt (4 key tiles)", f16, 8, 2, 128, 16, 0, {{230, 230}}}),
+      bidirectional({"MQA 4/1 hd32 bf16, two-sided window 40, block size 5", bf16, 4, 1, 32, 5, 40, {{150, 150}, {20, 20}}}),
+      bidirectional({"GQA 4/2 hd64 bf16, window 3 (a 5-key band), softcap 5", bf16, 4, 2, 64, 16, 3, {{90, 90}, {4, 4}}, 6.0f,
+                     5.0f}),
+      bidirectional({"GQA 4/2 hd16 f16, window 257 wider than the prompt", f16, 4, 2, 16, 16, 257, {{66, 66}}}),
   };
   int failed = 0, runs = 0;
   for (Kernel k : {Kernel::kMma, Kernel::kPipelined}) {

@@ -206,6 +206,11 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
         // decode step — graphed where graphs are on).
         ([a, b, c, d]) => ({ ...batchOf([p(c, 1), p(d, 6, true), p(a, 1), p(b, 1)], bs), returnHidden: true }),
         ([a, b, c, d]) => ({ ...batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs), returnHidden: true }),
+        // Pooled embeddings: any rows' final-normed states after all of that, in the order asked — rows the CUDA
+        // step reorders (one-row sequences after the prefill rows), and in a graphed decode step.
+        ([a, b, c, d]) => ({ ...batchOf([p(c, 1), p(d, 6), p(a, 1), p(b, 1)], bs), returnHidden: true,
+          hiddenRows: Int32Array.from([6, 1, 2, 0, 8]) }),
+        ([a, b, c, d]) => ({ ...batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs), hiddenRows: Int32Array.from([3, 0]) }),
       ];
       for (let i = 0; i < 4; i++) steps.push(([a, b, c, d]) => batchOf([p(a, 1), p(b, 1), p(c, 1), p(d, 1)], bs));
       steps.push(([a, , c]) => batchOf([p(a, 1), p(c, 1)], bs));
@@ -221,7 +226,8 @@ async function runScenario(t: { diagnostic(msg: string): void }, v: Variant): Pr
       const [ref, g, e, b16, f16] = outs;
       const what = `${v.name} step ${k}`;
       const rows = batches[0]!.logitRows.length;
-      assert.equal(ref.length, rows * (V + (batches[0]!.returnHidden ? v.plan.hidden : 0)), `${what}: CPU output length`);
+      assert.equal(ref.length, rows * (V + (batches[0]!.returnHidden ? v.plan.hidden : 0)) +
+        (batches[0]!.hiddenRows?.length ?? 0) * v.plan.hidden, `${what}: CPU output length`);
       assert.equal(g.length, ref.length, `${what}: logits length`);
       worst = { graphs: Math.max(worst.graphs, maxAbsDiff(g, ref)), eager: Math.max(worst.eager, maxAbsDiff(e, ref)),
         graphsVsEager: Math.max(worst.graphsVsEager, maxAbsDiff(g, e)), bf16: Math.max(worst.bf16, relL2(b16, ref)),

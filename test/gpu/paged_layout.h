@@ -95,6 +95,7 @@ struct EmuCase {
   bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by draw_sinks around sink_shift
   float sink_shift = 0.0f;
   int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
+  bool bidirectional = false;  // PagedAttention::bidirectional (EmbeddingGemma): set by bidirectional()
 };
 
 // Llama 4's chunked attention on a test case (any case with `name` and `chunk`): the same case, chunked.
@@ -102,6 +103,14 @@ template <class Case>
 Case chunked(Case c, int chunk) {
   c.chunk = chunk;
   c.name = "chunk " + std::to_string(chunk) + ": " + c.name;
+  return c;
+}
+
+// A bidirectional model's attention on a test case of whole prompts (any case with `name` and `bidirectional`).
+template <class Case>
+Case bidirectional(Case c) {
+  c.bidirectional = true;
+  c.name = "bidirectional: " + c.name;
   return c;
 }
 

@@ -27,9 +27,11 @@ struct Case {
   bool sinks = false;    // PagedAttention::sinks (gpt-oss), drawn by wt::draw_sinks around sink_shift
   float sink_shift = 0.0f;
   int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
+  bool bidirectional = false;  // PagedAttention::bidirectional (EmbeddingGemma): set by bidirectional()
 };
 
 Case chunked(Case c, int chunk) { return wt::chunked<Case>(c, chunk); }  // braced cases: no template deduction
+Case bidirectional(Case c) { return wt::bidirectional<Case>(c); }
 
 enum class Kernel { kDecode, kPrefillSimt, kPrefillMma, kPrefillPipelined };
 
@@ -54,7 +56,8 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     const std::vector<float> sinks = c.sinks ? wt::draw_sinks(c.heads, c.sink_shift, rng) : std::vector<float>();
     std::vector<float> ref(L.tokens * q_dim);
     cpu::paged_attention(q.data(), c.heads, c.kv_heads, c.hd, L.cpu_seqs.data(), L.num_seqs, kc.data(), vc.data(), c.bs,
-                         scale, c.window, ref.data(), c.softcap, c.sinks ? sinks.data() : nullptr, c.chunk);
+                         scale, c.window, ref.data(), c.softcap, c.sinks ? sinks.data() : nullptr, c.chunk,
+                         !c.bidirectional);
 
     DevBuf dq = upload(q, c.d), dk = upload(kc, c.d), dv = upload(vc, c.d), out(L.tokens * q_dim * dsize(c.d));
     DevBuf dsinks = upload(c.sinks ? sinks : std::vector<float>{0.0f}, DType::kF32);
@@ -63,6 +66,7 @@ void run(const Case& c, Kernel kernel, std::mt19937& rng) {
     a.softcap = c.softcap;
     a.sinks = c.sinks ? dsinks.as<float>() : nullptr;
     a.chunk = c.chunk;
+    a.bidirectional = c.bidirectional;
     a.q = dq.get();
     a.out = out.get();
     a.k_cache = dk.get();
@@ -170,6 +174,12 @@ void run_attention_tests(std::mt19937& rng) {
       chunked({"prefill chunk of 300 on a 700-token prefix across chunks GQA 16/4 hd128 f16", f16, 16, 4, 128, 16, 0,
                {{300, 1000}}, false}, 512),
       chunked({"prefill f32 window 40 block 7 (CUDA cores)", f32, 8, 2, 64, 7, 40, {{150, 150}, {60, 260}}, false}, 100),
+      // EmbeddingGemma: bidirectional attention over whole prompts, two-sided windows (257 of a 512 window).
+      bidirectional({"prefill GQA 3/1 hd256 bf16 window 257 (EmbeddingGemma's shape)", bf16, 3, 1, 256, 16, 257,
+                     {{700, 700}, {40, 40}, {1, 1}}, false}),
+      bidirectional({"prefill MHA 8/8 hd128 bf16, 1024-token prompt", bf16, 8, 8, 128, 16, 0, {{1024, 1024}}, false}),
+      bidirectional({"prefill f32 window 40 block 7 (CUDA cores)", f32, 8, 2, 64, 7, 40, {{150, 150}, {9, 9}}, false}),
+      bidirectional({"prefill GQA 8/2 hd64 f16 window 3", f16, 8, 2, 64, 16, 3, {{130, 130}}, false}),
   };
   for (const Case& c : cases) {
     if (c.decode) {

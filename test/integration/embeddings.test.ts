@@ -91,7 +91,7 @@ for (const [name, shards] of [['llama', 1], ['llama', 2], ['mistral', 1], ['qwen
       for (const [path, b, status, why] of [
         ['/v1/embeddings', { input: [] }, 422, /`input` is empty/],
         ['/v1/embeddings', { input: [''] }, 422, /empty string/],
-        ['/v1/embeddings', { input: 'x', dimensions: 65 }, 422, /from 1 to the model's hidden size, 64/],
+        ['/v1/embeddings', { input: 'x', dimensions: 65 }, 422, /from 1 to the model's embedding size, 64/],
         ['/v1/embeddings', { input: 'x', encoding_format: 'int8' }, 422, /encoding_format/],
         ['/v1/embeddings', { input: 'x', temperature: 1 }, 422, /unknown field `temperature`/],
         ['/v1/embeddings', { input: [[1, 2, 100000]] }, 422, /token/],
@@ -118,20 +118,22 @@ function withPooling(dir: string, mode: string): string {
     { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' }]));
   mkdirSync(join(dir, '1_Pooling'), { recursive: true });
   writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 64, pooling_mode_cls_token: false,
-    pooling_mode_mean_tokens: mode === 'mean', pooling_mode_lasttoken: mode === 'lasttoken', include_prompt: true }));
+    pooling_mode_mean_tokens: mode === 'mean', pooling_mode_lasttoken: mode === 'lasttoken',
+    pooling_mode_weightedmean_tokens: mode === 'weightedmean', include_prompt: true }));
   return dir;
 }
 
-test('the pooling a sentence-transformers config names: last-token models are served, others refused by name', async () => {
+test('the pooling a sentence-transformers config names: one weft does not run (weightedmean) is refused by name', async () => {
   assert.equal(sentenceTransformersPooling(mkdtempSync(join(tmpdir(), 'weft-nopool-'))), null);
   assert.equal(sentenceTransformersPooling(withPooling(mkdtempSync(join(tmpdir(), 'weft-pool-')), 'lasttoken')), 'lasttoken');
-  const mean = withPooling(tokenizedGoldenModel(loadGoldenCase('llama')), 'mean');
-  assert.equal(sentenceTransformersPooling(mean), 'mean');
-  const g = await startGoldenServer({ modelId: mean });
+  assert.equal(sentenceTransformersPooling(withPooling(mkdtempSync(join(tmpdir(), 'weft-pool-')), 'mean')), 'mean');
+  const weighted = withPooling(tokenizedGoldenModel(loadGoldenCase('llama')), 'weightedmean');
+  assert.equal(sentenceTransformersPooling(weighted), 'weightedmean');
+  const g = await startGoldenServer({ modelId: weighted });
   try {
     const r = await g.post('/v1/embeddings', { input: 't1 t2' });
     assert.equal(r.status, 422, r.text);
-    assert.match(r.text, /pools by 'mean'; weft pools the last token only/);
+    assert.match(r.text, /pools by 'weightedmean'; weft pools by 'lasttoken', 'mean', 'max' or 'cls' only/);
     assert.equal((await g.post('/embed', { inputs: 't1 t2' })).status, 422);
     assert.equal((await g.post('/v1/completions', { prompt: 't1 t2', max_tokens: 2 })).status, 200, 'generation is unaffected');
   } finally {

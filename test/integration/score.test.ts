@@ -178,13 +178,13 @@ describe('score and rerank: llama', () => {
   });
 });
 
-test('behind --api-key, and for a model its sentence-transformers config pools by mean: refused as /v1/embeddings is', async () => {
+test('behind --api-key, and for a model its sentence-transformers config pools by weightedmean: refused as /v1/embeddings is', async () => {
   const dir = tokenizedGoldenModel(loadGoldenCase('llama'));
   writeFileSync(join(dir, 'modules.json'), JSON.stringify([
     { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
     { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' }]));
   mkdirSync(join(dir, '1_Pooling'));
-  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_mean_tokens: true, pooling_mode_lasttoken: false }));
+  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_weightedmean_tokens: true, pooling_mode_lasttoken: false }));
   const g = await startGoldenServer({ modelId: dir, apiKeys: ['k-score'] });
   try {
     const key = { authorization: 'Bearer k-score' };
@@ -192,7 +192,7 @@ test('behind --api-key, and for a model its sentence-transformers config pools b
       assert.equal((await g.post(path, b)).status, 401, `${path} without a key`);
       const r = await g.post(path, b, key);
       assert.equal(r.status, 422, r.text);
-      assert.match(r.text, /pools by 'mean'; weft pools the last token only/);
+      assert.match(r.text, /pools by 'weightedmean'; weft pools by 'lasttoken', 'mean', 'max' or 'cls' only/);
     }
     assert.equal((await g.post('/v1/completions', { prompt: 't1 t2', max_tokens: 2 }, key)).status, 200, 'generation is unaffected');
   } finally {

@@ -57,6 +57,10 @@ before(async () => {
         // sentence-transformers' pooling config, in its subfolder (an embedding model's)
         'modules.json': Buffer.from(JSON.stringify([{ idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' }])),
         '1_Pooling/config.json': Buffer.from(JSON.stringify({ pooling_mode_lasttoken: true })),
+        // Dense modules: config.json and the weights (safetensors before .bin), nothing else of their folders
+        '2_Dense/config.json': Buffer.from('{"in_features": 64, "out_features": 8}'), '2_Dense/model.safetensors': Buffer.from('st'),
+        '2_Dense/pytorch_model.bin': Buffer.from('bin'), '3_Dense/config.json': Buffer.from('{}'), '3_Dense/pytorch_model.bin': Buffer.from('bin'),
+        '3_Dense/README.md': Buffer.from('x'),
       } } } },
       'weft/sharded': { revisions: { main: { sha: sha('sharded'), files: {
         'config.json': join(modelDir, 'config.json'), 'tokenizer.json': Buffer.from('{}'),
@@ -257,7 +261,8 @@ test('the token is sent to the Hub but never to the CDN host it redirects to', a
 test('fetchModel downloads the golden llama model files that exist', async () => {
   const { src } = source();
   const dir = await src.fetchModel('weft/tiny-llama', null, undefined);
-  assert.deepEqual(filesUnder(dir), ['1_Pooling/config.json', 'config.json', 'generation_config.json', 'model.safetensors', 'modules.json']);
+  assert.deepEqual(filesUnder(dir), ['1_Pooling/config.json', '2_Dense/config.json', '2_Dense/model.safetensors', '3_Dense/config.json',
+    '3_Dense/pytorch_model.bin', 'config.json', 'generation_config.json', 'model.safetensors', 'modules.json']);
   assert.equal(sentenceTransformersPooling(dir), 'lasttoken');
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) assert.deepEqual(readFileSync(join(dir, f)), readFileSync(join(modelDir, f)), f);
   assert.equal(await src.fetchModel('weft/tiny-llama', sha('model'), undefined), dir);

@@ -57,7 +57,8 @@ test('gemma3: what weft does not compute is refused by name', () => {
   const refuse = (patch: Record<string, unknown>, re: RegExp): void =>
     assert.throws(() => parseModelSpec({ ...GEMMA3_1B, ...patch }), (e: unknown) => e instanceof UnsupportedModelError && re.test(e.message));
   refuse({ final_logit_softcapping: -1 }, /final_logit_softcapping must be a positive number or null/);
-  refuse({ use_bidirectional_attention: true }, /use_bidirectional_attention/);
+  // use_bidirectional_attention (EmbeddingGemma) is served, for embeddings only: embedding-model-spec.test.ts.
+  assert.equal(parseModelSpec({ ...GEMMA3_1B, use_bidirectional_attention: true }).bidirectional, true);
   refuse({ hidden_activation: 'relu' }, /hidden_activation 'relu'/);
   refuse({ layer_types: ['sliding_attention'] }, /layer_types has 1 entries for 26 layers/);
   refuse({ num_hidden_layers: 1, layer_types: ['chunked_attention'] }, /layer type 'chunked_attention'/);
@@ -355,4 +356,105 @@ test("EXAONE-4.0-32B's config: an LLLG window pattern, RoPE only in the local la
   const none = parseModelSpec({ ...base, sliding_window: null });
   assert.deepEqual([none.slidingWindow, none.layerSliding, none.layerRope], [0, null, null]);
   assert.throws(() => parseModelSpec({ ...base, sliding_window: 4096, sliding_window_pattern: 'LXG' }), /sliding_window_pattern must be/);
+});
+
+test("Minitron-8B's config: LayerNorm1P (w + 1, with bias), relu² up/down MLP, half the head rotated, q wider than hidden", () => {
+  const cfg = { architectures: ['NemotronForCausalLM'], bos_token_id: 2, eos_token_id: 3, head_dim: 128, hidden_act: 'relu2',
+    hidden_size: 4096, initializer_range: 0.0134, intermediate_size: 16384, max_position_embeddings: 4096, model_type: 'nemotron',
+    norm_eps: 1e-05, num_attention_heads: 48, num_hidden_layers: 32, num_key_value_heads: 8, partial_rotary_factor: 0.5,
+    rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'bfloat16', vocab_size: 256000 };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'nemotron');
+  assert.ok(s.norm === 'layer' && s.normBias && s.normPlusOne && !s.tieEmbeddings && !s.qkvBias && !s.mlpBias);
+  assert.deepEqual([s.mlp, s.heads, s.kvHeads, s.headDim, s.rope!.rotaryDim, s.normEps], ['relu2', 48, 8, 128, 64, 1e-5]);
+  assert.equal(parseModelSpec({ ...cfg, partial_rotary_factor: undefined }).rope!.rotaryDim, 64);  // NemotronConfig's 0.5
+  assert.throws(() => parseModelSpec({ ...cfg, hidden_act: 'silu' }), /hidden_act 'silu' is not supported for nemotron/);
+});
+
+test("Helium-1-2B's config: Llama with interleaved RoPE and rms_norm_eps 1e-8; o_proj must be hidden_size wide", () => {
+  const cfg = { architectures: ['HeliumForCausalLM'], attention_bias: false, bos_token_id: 1, eos_token_id: 2, head_dim: 128,
+    hidden_act: 'silu', hidden_size: 2048, intermediate_size: 8192, max_position_embeddings: 4096, mlp_bias: false,
+    model_type: 'helium', num_attention_heads: 16, num_hidden_layers: 28, num_key_value_heads: 8, pad_token_id: 3,
+    rms_norm_eps: 1e-08, rope_theta: 100000.0, tie_word_embeddings: false, vocab_size: 64000 };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'helium');
+  assert.ok(s.ropeInterleaved && s.norm === 'rms' && s.mlp === 'gated_silu' && !s.qkvBias && !s.oBias);
+  assert.deepEqual([s.normEps, s.rope!.rotaryDim, s.kvHeads], [1e-8, 128, 8]);
+  assert.ok(parseModelSpec({ ...cfg, attention_bias: true }).qkvBias && !parseModelSpec({ ...cfg, attention_bias: true }).oBias);
+  assert.throws(() => parseModelSpec({ ...cfg, head_dim: 160 }), /must equal hidden_size 2048/);
+  assert.throws(() => parseModelSpec({ ...cfg, partial_rotary_factor: 0.5 }), /partial_rotary_factor 0.5 is not supported for helium/);
+});
+
+test("CWM's config: a window of 8,192 in 3 of every 4 layers (the full ones from layer 0), llama3 RoPE ×16 by default", () => {
+  const cfg = { architectures: ['CwmForCausalLM'], bos_token_id: 128000, eos_token_id: [128001, 128008, 128009], head_dim: 128,
+    hidden_act: 'silu', hidden_size: 6144, intermediate_size: 21504, max_position_embeddings: 131072, model_type: 'cwm',
+    num_attention_heads: 48, num_hidden_layers: 64, num_key_value_heads: 8, rms_norm_eps: 1e-05, rope_theta: 1000000.0,
+    rope_scaling: { factor: 16.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+    sliding_window: 8192, tie_word_embeddings: false, vocab_size: 128256 };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'cwm');
+  assert.deepEqual(s.layerSliding!.slice(0, 8), [false, true, true, true, false, true, true, true]);
+  assert.equal(s.slidingWindow, 8192);
+  assert.ok(!s.qkvBias && !s.oBias && s.maxPositions === 131072);
+  assert.deepEqual(s.eosTokenIds, [128001, 128008, 128009]);
+  // CwmConfig's RoPE when the config names none is this same llama3 ×16 over 8,192 with theta 1e6
+  assert.deepEqual([...parseModelSpec({ ...cfg, rope_scaling: undefined, rope_theta: undefined }).rope!.invFreq], [...s.rope!.invFreq]);
+  assert.ok(s.rope!.invFreq[63]! < Math.pow(1e6, -126 / 128) / 15);  // the low frequencies divided by 16
+  assert.throws(() => parseModelSpec({ ...cfg, sliding_window: null }), /sliding_window must be a positive integer/);
+});
+
+test("VaultGemma-1B's config: Gemma 2 without block-output norms", () => {
+  const s = parseModelSpec({ architectures: ['VaultGemmaForCausalLM'], attention_bias: false, attn_logit_softcapping: null,
+    bos_token_id: 2, eos_token_id: 1, final_logit_softcapping: null, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh',
+    hidden_size: 1152, intermediate_size: 6912, max_position_embeddings: 1024, model_type: 'vaultgemma', num_attention_heads: 4,
+    num_hidden_layers: 26, num_key_value_heads: 4, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-06,
+    rope_theta: 10000.0, sliding_window: 512, vocab_size: 256000 });
+  assert.equal(s.architecture, 'vaultgemma');
+  assert.ok(!s.postNorms && s.normPlusOne && s.tieEmbeddings && s.mlp === 'gated_gelu_tanh');
+  assert.deepEqual([s.attnSoftcap, s.finalSoftcap, s.attnScale, s.embedScale], [0, 0, 1 / 16, Math.sqrt(1152)]);
+  assert.deepEqual(s.layerSliding!.slice(0, 4), [true, false, true, false]);
+});
+
+test("Hunyuan-7B's config: per-head q/k norms after RoPE, RoPE 'dynamic' with NTK alpha 1000; use_cla refused", () => {
+  const cfg = { architectures: ['HunYuanDenseV1ForCausalLM'], attention_bias: false, bos_token_id: 1, eos_token_id: 127960,
+    head_dim: 128, hidden_act: 'silu', hidden_size: 4096, intermediate_size: 14336, max_position_embeddings: 32768,
+    mlp_bias: false, model_type: 'hunyuan_v1_dense', num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 8,
+    rms_norm_eps: 1e-05, rope_theta: 10000.0, tie_word_embeddings: false, use_cla: false, use_qk_norm: true, vocab_size: 128167,
+    rope_scaling: { alpha: 1000.0, beta_fast: 32, beta_slow: 1, factor: 1.0, mscale: 1.0, mscale_all_dim: 1.0, type: 'dynamic' } };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'hunyuan_v1_dense');
+  assert.ok(s.qkNorm && s.qkNormPostRope && !s.qkvBias && !s.mlpBias);
+  const base = 10000 * Math.pow(1000, 128 / 126);
+  assert.ok(Math.abs(s.rope!.invFreq[1]! / Math.pow(base, -2 / 128) - 1) < 1e-6);
+  assert.throws(() => parseModelSpec({ ...cfg, use_cla: true }), /use_cla=true/);
+  assert.throws(() => parseModelSpec({ ...cfg, rope_scaling: { type: 'dynamic', factor: 2.0 } }), /without a positive alpha/);
+});
+
+test("Jais-2-8B's config: LayerNorms, biases everywhere by default, a relu² up/down MLP", () => {
+  const cfg = { architectures: ['Jais2ForCausalLM'], bos_token_id: 0, eos_token_id: 150024, head_dim: 128, hidden_act: 'relu2',
+    hidden_size: 3328, intermediate_size: 26624, layer_norm_eps: 1e-05, max_position_embeddings: 8192, model_type: 'jais2',
+    num_attention_heads: 26, num_hidden_layers: 32, num_key_value_heads: 26, rope_theta: 500000.0, tie_word_embeddings: false,
+    vocab_size: 150272 };
+  const s = parseModelSpec(cfg);
+  assert.equal(s.architecture, 'jais2');
+  assert.ok(s.norm === 'layer' && s.normBias && !s.normPlusOne && s.qkvBias && s.oBias && s.mlpBias && s.mlp === 'relu2');
+  assert.deepEqual([s.headDim, s.rope!.rotaryDim], [128, 128]);
+  assert.ok(!parseModelSpec({ ...cfg, attention_bias: false, mlp_bias: false }).mlpBias);
+  assert.throws(() => parseModelSpec({ ...cfg, partial_rotary_factor: 0.5 }), /partial_rotary_factor 0.5 is not supported for jais2/);
+});
+
+test("StableLM-2 1.6B and 12B configs: q/k/v biases; per-head q/k LayerNorms with the parallel block (12B)", () => {
+  const small = { architectures: ['StableLmForCausalLM'], bos_token_id: 100257, eos_token_id: 100257, hidden_act: 'silu',
+    hidden_size: 2048, intermediate_size: 5632, layer_norm_eps: 1e-05, max_position_embeddings: 4096, model_type: 'stablelm',
+    num_attention_heads: 32, num_hidden_layers: 24, num_key_value_heads: 32, partial_rotary_factor: 0.25, qk_layernorm: false,
+    rope_theta: 10000, tie_word_embeddings: false, use_parallel_residual: false, use_qkv_bias: true, vocab_size: 100352 };
+  const s = parseModelSpec(small);
+  assert.equal(s.architecture, 'stablelm');
+  assert.ok(s.norm === 'layer' && s.normBias && s.qkvBias && !s.oBias && !s.mlpBias && !s.qkLayerNorm && !s.parallelBlock);
+  assert.deepEqual([s.headDim, s.rope!.rotaryDim, s.mlp], [64, 16, 'gated_silu']);
+  const big = parseModelSpec({ ...small, hidden_size: 5120, intermediate_size: 13824, num_hidden_layers: 40, num_key_value_heads: 8,
+    qk_layernorm: true, use_parallel_residual: true, use_qkv_bias: false });
+  assert.ok(big.qkLayerNorm && big.parallelBlock && !big.parallelMlpNorm && !big.qkvBias);
+  assert.deepEqual([big.headDim, big.rope!.rotaryDim, big.kvHeads], [160, 40, 8]);
+  assert.throws(() => parseModelSpec({ ...small, hidden_act: 'gelu' }), /hidden_act 'gelu' is not supported for stablelm/);
 });

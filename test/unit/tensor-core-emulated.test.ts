@@ -57,13 +57,15 @@ function buildAndRun(source: string, extra: string[]): string {
 
 test('tensor-core prefill attention bodies (first and pipelined) == cpu::paged_attention under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/prefill_mma_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 36, 'every case ran, for both kernels');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 46, 'every case ran, for both kernels');
   assert.match(out, /\[pipelined\]/);
   assert.match(out, /^ok {3}\[pipelined\] Gemma 2: softcap/m, 'the attention-logit softcap');
   assert.match(out, /^ok {3}\[mma\] gpt-oss sinks dominate/m, 'attention sinks (gpt-oss), first kernel');
   assert.match(out, /^ok {3}\[pipelined\] gpt-oss sinks: GQA/m, 'attention sinks (gpt-oss), pipelined kernel');
   assert.match(out, /^ok {3}\[mma\] chunk 16: /m, 'chunked attention (Llama 4), first kernel');
   assert.match(out, /^ok {3}\[pipelined\] chunk 128: .*on 300 across the chunk/m, 'a chunked prefill across chunks, pipelined kernel');
+  assert.match(out, /^ok {3}\[mma\] bidirectional: MHA/m, 'bidirectional attention (EmbeddingGemma), first kernel');
+  assert.match(out, /^ok {3}\[pipelined\] bidirectional: MQA .*two-sided window/m, 'a two-sided window, pipelined kernel');
 });
 
 test('tensor-core SGMV shrink body (one block or a cluster per tile) == x·Aᵀ per segment under the emulator', { skip }, () => {

@@ -79,7 +79,7 @@ export class HubSource implements AdapterSourceClient {
     const rev = await this.access(id, revision, tok, 'config.json');
     return this.cache.ensure('hub-model', id, rev.sha, async (tmp) => {
       if (!rev.files.has('config.json')) throw missing(id, rev.sha, "file 'config.json'");
-      const files: string[] = MODEL_FILES.filter((f) => rev.files.has(f));
+      const files: string[] = [...MODEL_FILES.filter((f) => rev.files.has(f)), ...denseModuleFiles(rev.files)];
       if (rev.files.has(MODEL_WEIGHTS)) {
         files.push(MODEL_WEIGHTS);
       } else if (rev.files.has(MODEL_INDEX)) {
@@ -141,6 +141,17 @@ export class HubSource implements AdapterSourceClient {
     await Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, files.length) }, worker));
     if (cancel.signal.aborted) throw firstError;
   }
+}
+
+/** sentence-transformers' Dense modules of an embedding model (`2_Dense/config.json` and its weights: model.safetensors,
+ * else pytorch_model.bin), which the embedding routes apply after the pooling. */
+function denseModuleFiles(files: ReadonlySet<string>): string[] {
+  return [...files].flatMap((f) => {
+    const dir = /^(\d+_Dense)\/config\.json$/.exec(f)?.[1];
+    if (dir === undefined) return [];
+    const weights = [`${dir}/model.safetensors`, `${dir}/pytorch_model.bin`].find((w) => files.has(w));
+    return weights ? [f, weights] : [f];
+  });
 }
 
 /** The shard files a safetensors index names: each must be a plain file name that the commit lists. */

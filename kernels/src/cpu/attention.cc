@@ -1,4 +1,4 @@
-// Paged causal attention (prefill and decode alike) and the KV cache write.
+// Paged attention, causal or (bidirectional models) not, prefill and decode alike; and the KV cache write.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,7 +20,7 @@ void kv_cache_write(const float* k, const float* v, int64_t tokens, int64_t kv_d
 
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size, float scale,
-                     int64_t sliding_window, float* out, float softcap, const float* sinks, int64_t chunk) {
+                     int64_t sliding_window, float* out, float softcap, const float* sinks, int64_t chunk, bool causal) {
   const int64_t group = heads / kv_heads;
   const int64_t kv_dim = kv_heads * head_dim;
   // Work items: a sequence's query rows in chunks of kRows (decode: one row per sequence). Every (row, head)
@@ -56,25 +56,29 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
         const int64_t pos = seq.context_len - seq.num_tokens + i;
         int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
         if (chunk > 0) lo = std::max(lo, pos - pos % chunk);  // the first key of the query's chunk
+        // The last key seen: the query's own (causal), else the context's last, or its window's two-sided edge.
+        const int64_t last = causal ? pos
+                             : sliding_window > 0 ? std::min(seq.context_len - 1, pos + sliding_window - 1)
+                                                  : seq.context_len - 1;
         for (int64_t h = 0; h < heads; ++h) {
           const float* qh = q + (row * heads + h) * head_dim;
           const int64_t kv_off = (h / group) * head_dim;
           float mx = sinks ? sinks[h] : -INFINITY;
-          for (int64_t j = lo; j <= pos; ++j) {
+          for (int64_t j = lo; j <= last; ++j) {
             float sc = dot(qh, k_cache + row_of[j] + kv_off, head_dim) * scale;
             if (softcap > 0.0f) sc = std::tanh(sc / softcap) * softcap;  // Gemma 2, as transformers' eager attention
             scores[j] = sc;
             if (sc > mx) mx = sc;
           }
           float sum = sinks ? std::exp(sinks[h] - mx) : 0.0f;  // the sink's share: no value to add
-          for (int64_t j = lo; j <= pos; ++j) {
+          for (int64_t j = lo; j <= last; ++j) {
             scores[j] = std::exp(scores[j] - mx);
             sum += scores[j];
           }
           float* oh = out + (row * heads + h) * head_dim;
           std::memset(oh, 0, sizeof(float) * head_dim);
           const float inv = 1.0f / sum;
-          for (int64_t j = lo; j <= pos; ++j) {
+          for (int64_t j = lo; j <= last; ++j) {
             const float* vh = v_cache + row_of[j] + kv_off;
             const float p = scores[j] * inv;
             for (int64_t d = 0; d < head_dim; ++d) oh[d] += p * vh[d];

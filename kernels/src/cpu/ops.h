@@ -66,10 +66,12 @@ struct AttentionSeq {
 // sinks (gpt-oss; null: none): head h's learned logit sinks[h] joins the softmax as one more score with no value,
 // so the head's weights over the keys sum to less than 1. chunk > 0 (Llama 4's chunked attention): only the keys of
 // the query's own chunk of `chunk` positions are visible (key j when ⌊j / chunk⌋ = ⌊pos / chunk⌋).
+// causal false (bidirectional models: EmbeddingGemma): a query also sees the keys after it, up to the context's last,
+// and a window is two-sided (key j visible when |pos - j| < sliding_window); chunk must then be 0.
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,
                      int64_t num_seqs, const float* k_cache, const float* v_cache, int64_t block_size,
                      float scale, int64_t sliding_window, float* out, float softcap = 0.0f, const float* sinks = nullptr,
-                     int64_t chunk = 0);
+                     int64_t chunk = 0, bool causal = true);
 
 // LoRA for one adapter segment: y[t, out_offset + o] += scale * (B[o, :] . (A x[t])) for tokens [t0, t1).
 // A is [rank, in], B is [out_len, rank]; y has row stride y_stride.

@@ -63,10 +63,17 @@ struct ModelConfig {
   // Llama 4 (use_qk_norm): q and k RMS-normalised per head without weights (eps norm_eps) after RoPE, in the layers
   // that have RoPE.
   bool qk_norm_after_rope = false;
+  // Hunyuan: qk_norm's per-head RMS norm (with its q_norm/k_norm weights) applied after RoPE instead of before.
+  bool qk_norm_post_rope = false;
   // Llama 4: chunked attention in the layers layer_chunked marks (empty: none) — a query at position p sees the keys
   // j <= p of its own chunk only (⌊j / attention_chunk⌋ = ⌊p / attention_chunk⌋).
   int64_t attention_chunk = 0;
   std::vector<uint8_t> layer_chunked;
+  // Bidirectional attention (EmbeddingGemma: Gemma 3 with use_bidirectional_attention): every query sees every key
+  // of its sequence's context, or within a two-sided window in the sliding layers (key j when |p - j| <
+  // sliding_window). Only right for a prompt computed whole in one step (the coordinator sees to it; such a model
+  // only embeds). Not with attention_chunk.
+  bool bidirectional = false;
   // false (OLMo 2): no norm before attention or the MLP (their input is the residual stream itself); post_norms then.
   bool pre_norms = true;
   // Cohere, Phi-1/2: attention and the MLP read the same normed input (attn_norm; no mlp_norm) and both outputs are
@@ -218,6 +225,9 @@ struct Batch {
   // forward() also returns each logit row's final hidden state (after the final norm, before lm_head; the
   // whole hidden size on every rank) after the logits: [logit_rows, hidden] more floats. Embeddings.
   bool return_hidden = false;
+  // Token rows whose final hidden states (after the final norm, whole on every rank) forward() returns after all of
+  // that: [hidden_rows, hidden] more floats. Pooled embeddings (mean, max, CLS) read every prompt position's.
+  std::vector<int32_t> hidden_rows;
 };
 
 // How one logit row of a step is sampled (forward_sample): the CPU's sampling rules (cpu/sampling.cc) on the
@@ -230,7 +240,7 @@ struct RowSampling {
 
 // The surface model_wrap.cc drives. Weights arrive as host float32 (a backend converts them on upload);
 // forward returns logits [logit_rows, vocab] (then, with Batch::return_hidden, the hidden states [logit_rows,
-// hidden]) as host float32 on every rank.
+// hidden], then those of Batch::hidden_rows) as host float32 on every rank.
 class ModelExecutor {
  public:
   virtual ~ModelExecutor() = default;

@@ -103,6 +103,8 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
   if (next != T) throw std::invalid_argument("batch: sequences do not cover all token rows");
   for (int32_t r : b.logit_rows)
     if (r < 0 || r >= T) throw std::invalid_argument("batch: logit row out of range");
+  for (int32_t r : b.hidden_rows)
+    if (r < 0 || r >= T) throw std::invalid_argument("batch: hidden row out of range");
 }
 
 std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows) {
@@ -189,7 +191,7 @@ std::vector<float> Model::forward(const Batch& b) {
       }
     }
     ops_.mark("rope + kv write");
-    if (cfg_.qk_norm) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
+    if (cfg_.qk_norm && !cfg_.qk_norm_post_rope) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
       cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
     } else if (cfg_.qk_norm_full) {
@@ -224,6 +226,9 @@ std::vector<float> Model::forward(const Batch& b) {
     if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
       cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());
       cpu::rms_norm(k.data(), T * nkv, hd, ones.data(), cfg_.norm_eps, k.data());
+    } else if (cfg_.qk_norm && cfg_.qk_norm_post_rope) {  // Hunyuan: the per-head norm, with its weights, after RoPE
+      cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
+      cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
     }
     if (layer_query_scaled(cfg_, l)) {  // Ministral 3, Llama 4's NoPE layers: the query scaled by position (not the keys)
       for (int64_t t = 0; t < T; ++t) {
@@ -236,7 +241,8 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("attention");
     cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
                          v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
-                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr, layer_chunk(cfg_, l));
+                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr, layer_chunk(cfg_, l),
+                         !cfg_.bidirectional);
     // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
     // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
     if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]
@@ -326,8 +332,19 @@ std::vector<float> Model::forward(const Batch& b) {
   coll_->all_gather(local.data(), R * chunk, gathered.data());
   std::vector<float> logits = assemble_logits(cfg_, gathered.data(), world, R);
   if (b.return_hidden) logits.insert(logits.end(), xr.begin(), xr.end());
+  if (!b.hidden_rows.empty()) append_hidden_rows(h.data(), b.hidden_rows, logits);
   ops_.finish();
   return logits;
+}
+
+// The final-normed hidden states of `rows` of the residual stream h [T, hidden], appended to out (pooled embeddings).
+void Model::append_hidden_rows(const float* h, const std::vector<int32_t>& rows, std::vector<float>& out) const {
+  const int64_t H = cfg_.hidden, n = static_cast<int64_t>(rows.size());
+  std::vector<float> gathered(static_cast<size_t>(n * H));
+  for (int64_t r = 0; r < n; ++r) std::memcpy(gathered.data() + r * H, h + rows[r] * H, sizeof(float) * H);
+  const size_t at = out.size();
+  out.resize(at + static_cast<size_t>(n * H));
+  norm(gathered.data(), n, "final_norm", out.data() + at);
 }
 
 void Model::set_op_profile(bool on) {

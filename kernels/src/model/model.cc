@@ -38,8 +38,12 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: q_scale_beta needs a positive q_scale_period");
   if (!c.layer_chunked.empty() && (static_cast<int64_t>(c.layer_chunked.size()) != c.layers || c.attention_chunk <= 0))
     throw std::invalid_argument("model config: layer_chunked needs one entry per layer and a positive attention_chunk");
+  if (c.bidirectional && !c.layer_chunked.empty())
+    throw std::invalid_argument("model config: bidirectional attention with chunked attention layers is not supported");
   if (c.q_scale_offset < 0 || (c.qk_norm_after_rope && (c.qk_norm || c.qk_norm_full || c.qk_layer_norm)))
     throw std::invalid_argument("model config: q_scale_offset must be >= 0; qk_norm_after_rope is the only q/k norm");
+  if (c.qk_norm_post_rope && !c.qk_norm)
+    throw std::invalid_argument("model config: qk_norm_post_rope moves qk_norm's per-head norm after RoPE; it needs qk_norm");
   if (c.moe_scale_input && (c.num_experts == 0 || !c.moe_sigmoid))
     throw std::invalid_argument("model config: moe_scale_input is Llama 4's sigmoid routing");
   if (c.parallel_mlp_norm && !c.parallel_block)

@@ -51,6 +51,7 @@ class Model final : public ModelExecutor {
   const float* w_opt(const std::string& name) const;
   void norm(const float* x, int64_t tokens, const std::string& prefix, float* out) const;
   void finish_block_output(float* y, int64_t tokens, const std::string& post_norm) const;
+  void append_hidden_rows(const float* h, const std::vector<int32_t>& rows, std::vector<float>& out) const;
   // OLMo 2's full-width q/k RMS norms (cfg_.qk_norm_full), the sums of squares all-reduced over the ranks.
   void qk_norm_full(float* q, float* k, int64_t tokens, const float* q_w, const float* k_w) const;
   // bias: the module's bias when y already holds it (DoRA scales the product without it), else null.

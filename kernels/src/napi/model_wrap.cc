@@ -78,8 +78,10 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.q_scale_offset = static_cast<int64_t>(num_or(o, "qScaleOffset", 0));
   c.q_scale_nope_only = flag(o, "qScaleNopeOnly");
   c.qk_norm_after_rope = flag(o, "qkNormAfterRope");
+  c.qk_norm_post_rope = flag(o, "qkNormPostRope");
   c.attention_chunk = static_cast<int64_t>(num_or(o, "attentionChunk", 0));
   layer_flags(o, "layerChunked", c.layer_chunked);
+  c.bidirectional = flag(o, "bidirectional");
   c.parallel_block = flag(o, "parallelBlock");
   c.parallel_mlp_norm = flag(o, "parallelMlpNorm");
   const Napi::Value pre = o.Get("preNorms");
@@ -186,6 +188,8 @@ Batch parse_batch(const Napi::Object& o) {
   b.logit_rows = i32vec(o.Get("logitRows"), "batch.logitRows");
   const Napi::Value rh = o.Get("returnHidden");
   b.return_hidden = !rh.IsUndefined() && !rh.IsNull() && rh.ToBoolean().Value();
+  const Napi::Value hr = o.Get("hiddenRows");
+  if (!hr.IsUndefined() && !hr.IsNull()) b.hidden_rows = i32vec(hr, "batch.hiddenRows");
   Napi::Value sv = o.Get("seqs");
   if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");
   Napi::Array seqs = sv.As<Napi::Array>();

@@ -1,4 +1,4 @@
-// Paged causal attention over the KV cache (cpu::paged_attention): the CUDA-core tiled flash-attention kernel for
+// Paged attention over the KV cache (cpu::paged_attention): the CUDA-core tiled flash-attention kernel for
 // prefill, the argument checks every attention launcher applies, and the prefill kernel choice. Decode rows have
 // their own kernel (attention_decode.cu); the tensor-core prefill kernels are attention_prefill_mma.cu.
 #include "common.cuh"
@@ -16,6 +16,7 @@ constexpr int kTileKeys = 32;        // keys per shared-memory tile, one per lan
 constexpr int kPrefillThreads = 128;
 using decode_attention::slot_of;
 using prefill_mma::first_key;
+using prefill_mma::last_key;
 
 // Prefill: block = (16 consecutive (token, head) rows of one sequence's kv-head group, sequence, kv head).
 // Lane = key for QKᵀ (K tile rows padded by 4 floats: conflict-free float4 reads), lane = dims for P·V. Sinks
@@ -32,7 +33,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = blockIdx.x * kRows, vr_end = min(vr0 + kRows, nq * group);
   if (vr0 >= vr_end) return;  // whole block
-  const int hi = ctx - nq + (vr_end - 1) / group;  // last key any row of the block sees
+  const int hi = last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = first_key(a, ctx - nq + vr0 / group);  // the block's first row starts earliest
 
   for (int idx = threadIdx.x; idx < kRows * chunks; idx += kPrefillThreads) {
@@ -48,13 +49,14 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   }
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int rpos[kRowsPerWarp], rfirst[kRowsPerWarp];  // each row's position and first visible key
+  int rlast[kRowsPerWarp], rfirst[kRowsPerWarp];  // each row's last and first visible key
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DC];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int vr = vr0 + warp * kRowsPerWarp + r;
-    rpos[r] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
-    rfirst[r] = first_key(a, rpos[r]);
+    const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
+    rfirst[r] = first_key(a, pos);
+    rlast[r] = last_key(a, pos, ctx);
     m[r] = -INFINITY;
     l[r] = 0.0f;
 #pragma unroll
@@ -98,7 +100,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
     float p[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-      const bool vis = j <= rpos[r] && j >= rfirst[r];
+      const bool vis = j <= rlast[r] && j >= rfirst[r];
       const float x = vis ? prefill_mma::softcap_score(sc[r] * a.scale, a.softcap) : -INFINITY;
       const float mn = fmaxf(m[r], detail::warp_max(x)), c = rescale(m[r], mn);
       p[r] = vis ? expf(x - mn) : 0.0f;
@@ -137,7 +139,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
 
 bool paged_attention_valid(const PagedAttention& a) {
   return a.heads > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0 && a.head_dim >= 8 && a.head_dim <= 256 &&
-         a.head_dim % 8 == 0 && a.block_size > 0 && a.chunk >= 0 && a.num_seqs > 0 && a.num_tokens >= 0 && a.q &&
+         a.head_dim % 8 == 0 && a.block_size > 0 && a.chunk >= 0 && !(a.bidirectional && a.chunk > 0) && a.num_seqs > 0 && a.num_tokens >= 0 && a.q &&
          a.out && a.k_cache && a.v_cache && a.cu_seqlens_q && a.context_lens && a.block_tables && a.q_stride % 8 == 0 &&
          detail::aligned16(a.q) && detail::aligned16(a.k_cache) && detail::aligned16(a.v_cache) &&
          a.num_seqs <= 65535 && a.kv_heads <= 65535;

@@ -249,6 +249,10 @@ struct PagedAttention {
   int32_t chunk = 0;              // > 0 (Llama 4's chunked layers): key j visible from position p only when
                                   // j >= p - p % chunk (p's own chunk), on top of the window
                                   // (cpu::paged_attention's chunk)
+  bool bidirectional = false;     // prefill only (EmbeddingGemma): row at position p also sees the keys after it, up to
+                                  // context_len - 1, or with a window those with |p - j| < sliding_window (not with
+                                  // chunk; cpu::paged_attention's causal = false). The decode kernel stays causal: a
+                                  // bidirectional model's one-row sequences are whole one-token prompts, the same.
   int32_t max_query_len;          // host: ≥ rows of every sequence (prefill grid)
   int32_t max_context_len;        // host: ≥ every context_len (decode partitions)
 };

@@ -8,7 +8,7 @@
 // query token vr / group with q head kv_head·group + vr % group, so the K/V tiles a block loads serve the whole
 // GQA group. Warp w holds rows [16w, 16w + 16). Per 64-key tile: K and V go to shared memory (gathered through the
 // block table, keys past the block's last visible key zero-filled), S = Q·Kᵀ on tensor cores (Q's A-fragments
-// stay in registers for the whole block), causal/sliding-window/chunk mask and online softmax on the S accumulators
+// stay in registers for the whole block), causal (or bidirectional)/sliding-window/chunk mask and online softmax on the S accumulators
 // (a row lives in the 4 lanes of a quad: two xor-shuffles reduce it), then P (re-packed in registers from the
 // accumulator layout into the A-operand layout) times V on tensor cores into the O accumulators.
 //
@@ -62,6 +62,14 @@ WEFT_MMA_HD int first_key(const PagedAttention& a, int pos) {
   const int lo = window_start(pos, a.sliding_window);
   const int chunk_lo = a.chunk > 0 ? pos - pos % a.chunk : 0;
   return chunk_lo > lo ? chunk_lo : lo;
+}
+// The last key a query at position pos sees: its own (causal); with PagedAttention::bidirectional the context's last,
+// or its two-sided window's end when that is earlier. Non-decreasing in pos, like first_key; a padding row (pos -1)
+// gets -1, so it sees nothing.
+WEFT_MMA_HD int last_key(const PagedAttention& a, int pos, int ctx) {
+  if (!a.bidirectional || pos < 0) return pos;
+  const int end = a.sliding_window > 0 ? pos + a.sliding_window - 1 : ctx - 1;
+  return end < ctx - 1 ? end : ctx - 1;
 }
 WEFT_MMA_HD uint32_t word_at(const uint16_t* p) {
 #ifndef __CUDACC__
@@ -184,16 +192,17 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
-  const int hi = ctx - nq + (vr_end - 1) / group;                      // last key any row of the block sees
+  const int hi = last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
   const int wr0 = vr0 + warp * 16;  // the warp's first virtual row
-  int pos[2], first[2];             // this thread's rows g and g + 8: position, first visible key
+  int first[2], last[2];            // this thread's rows g and g + 8: first and last visible key
   for (int i = 0; i < 2; ++i) {
     const int vr = wr0 + g + 8 * i;
-    pos[i] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
-    first[i] = first_key(a, pos[i]);
+    const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
+    first[i] = first_key(a, pos);
+    last[i] = last_key(a, pos, ctx);
   }
 
   uint32_t qa[QK][4];
@@ -240,7 +249,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
     for (int n = 0; n < NT; ++n) {
       for (int e = 0; e < 4; ++e) {
         const int i = e >> 1, j = t0 + n * 8 + 2 * t + (e & 1);
-        const bool vis = j <= pos[i] && j >= first[i];
+        const bool vis = j <= last[i] && j >= first[i];
         sc[n][e] = !vis ? -INFINITY : a.softcap > 0.0f ? softcap_score(sc[n][e] * a.scale, a.softcap) * kLog2e
                                                        : sc[n][e] * scale;
         mx[i] = fmaxf(mx[i], sc[n][e]);

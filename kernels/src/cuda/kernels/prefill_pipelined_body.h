@@ -6,7 +6,7 @@
 // - the B fragments come from shared memory by ldmatrix (x4: two MMAs' worth per instruction; V through
 //   .trans), where the first kernel issued 2 (K) and 4 (V) scalar shared loads per MMA;
 // - tiles every row of a warp sees whole skip the causal/window/chunk mask, and a warp skips the key columns past its
-//   last row's position (the diagonal tile);
+//   last row's last key (causal: its position, the diagonal tile);
 // - the launcher starts the row tiles with the most keys first (attention_prefill_mma.cu).
 // Same Ops interface as prefill_mma_body.h plus ldmatrix_x4<trans>(regs, row address), cp_async16(dst, src),
 // cp_async_commit(), cp_async_wait<n>(); the host warp emulator (test/emulated/warp_emu.h) defers cp.async copies
@@ -76,27 +76,29 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
-  const int hi = ctx - nq + (vr_end - 1) / group;                         // last key any row of the block sees
+  const int hi = pm::last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = pm::first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
   const int wr0 = vr0 + warp * 16;  // the warp's first virtual row
-  int pos[2], first[2];             // this thread's rows g and g + 8: position, first visible key
+  int first[2], last[2];            // this thread's rows g and g + 8: first and last visible key
   for (int i = 0; i < 2; ++i) {
     const int vr = wr0 + g + 8 * i;
-    pos[i] = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
-    first[i] = pm::first_key(a, pos[i]);
+    const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
+    first[i] = pm::first_key(a, pos);
+    last[i] = pm::last_key(a, pos, ctx);
   }
   // The warp's real rows (warp-uniform): keys past w_last are nobody's in this warp; keys in
   // [w_full_lo, w_full_hi] are everybody's (no mask needed there).
   const int wr_last = (wr0 + 15 < vr_end ? wr0 + 15 : vr_end - 1);
   const bool w_any = wr0 < vr_end;
-  const int w_last = w_any ? ctx - nq + wr_last / group : -1;
-  const int w_full_hi = w_any ? ctx - nq + wr0 / group : -1;
-  // first_key is non-decreasing in the position: the warp's last row starts latest, its first row earliest. A warp
-  // across a chunk boundary has w_full_lo > w_full_hi: no tile is whole for it.
-  const int w_full_lo = w_any ? pm::first_key(a, w_last) : 0;
-  const int w_first = w_any ? pm::first_key(a, w_full_hi) : 0;  // no row sees a key before it
+  const int w_last_pos = w_any ? ctx - nq + wr_last / group : -1, w_first_pos = w_any ? ctx - nq + wr0 / group : -1;
+  // first_key and last_key are non-decreasing in the position: the warp's last row starts and ends latest, its first
+  // row earliest. A warp across a chunk boundary has w_full_lo > w_full_hi: no tile is whole for it.
+  const int w_last = pm::last_key(a, w_last_pos, ctx);
+  const int w_full_hi = pm::last_key(a, w_first_pos, ctx);
+  const int w_full_lo = w_any ? pm::first_key(a, w_last_pos) : 0;
+  const int w_first = w_any ? pm::first_key(a, w_first_pos) : 0;  // no row sees a key before it
 
   uint32_t qa[QK][4];
   pm::load_q<D>(a, qa, wr0, vr_end, q0, group, kvh, g, t);
@@ -160,7 +162,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
       for (int n = 0; n < NT; ++n) {
         for (int e = 0; e < 4; ++e) {
           const int i = e >> 1, j = t0 + n * 8 + 2 * t + (e & 1);
-          const bool vis = full || (j <= pos[i] && j >= first[i]);  // columns >= nv: past every row, masked
+          const bool vis = full || (j <= last[i] && j >= first[i]);  // columns >= nv: past every row, masked
           sc[n][e] = !vis ? -INFINITY : a.softcap > 0.0f ? pm::softcap_score(sc[n][e] * a.scale, a.softcap) * pm::kLog2e
                                                          : sc[n][e] * scale;
           mx[i] = fmaxf(mx[i], sc[n][e]);

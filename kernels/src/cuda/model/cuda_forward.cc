@@ -78,6 +78,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   a.softcap = cfg_.attn_softcap;
   a.sinks = layer_w_[layer].sinks;  // a weight: its address is fixed, so decode graphs capture it like the others
   if (p.prefill_seqs > 0) {
+    a.bidirectional = cfg_.bidirectional;  // whole prompts only (ModelConfig::bidirectional); decode stays causal
     a.q = buf_.qkv.get();
     a.out = buf_.attn.get();
     a.num_seqs = p.prefill_seqs;
@@ -93,6 +94,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
   if (p.decode_seqs > 0) {
     a.q = row_ptr(buf_.qkv.get(), p.prefill_rows, qkv_out, ds_);
     a.out = row_ptr(buf_.attn.get(), p.prefill_rows, q_dim, ds_);
+    a.bidirectional = false;  // one-row sequences: a bidirectional model's are whole one-token prompts, the same
     a.num_seqs = p.decode_seqs;
     a.num_tokens = static_cast<int32_t>(p.rows - p.prefill_rows);
     a.cu_seqlens_q = ints(p.cu_d);
@@ -203,7 +205,9 @@ void CudaModel::rope_kv_write(int64_t l, const StepPlan& p) {
   const int64_t q_dim = nq * hd, kv_dim = nkv * hd, qkv_out = qkv_stride();
   const DType dt = opts_.dtype;
   char* qkv = buf_.qkv.as<char>();
-  const bool rope = layer_has_rope(cfg_, l), norm_after_rope = rope && cfg_.qk_norm_after_rope;
+  // Hunyuan's per-head norm after RoPE (qk_norm_post_rope, with its weights) takes the same path, in every layer.
+  const bool rope = layer_has_rope(cfg_, l), post_rope_norm = cfg_.qk_norm_post_rope;
+  const bool norm_after_rope = (rope && cfg_.qk_norm_after_rope) || post_rope_norm;
   ops_.mark("rope + kv write", stream_);
   const float* cos_sin = rope_table() ? buf_.rope_cs.as<float>() : nullptr;  // enqueue_step filled it
   if (has_deferred_expand_) {  // qkv's decode-row LoRA expand folded in (cuda_lora.cc: expand_into_next)
@@ -226,7 +230,10 @@ void CudaModel::rope_kv_write(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
                                      ints(p.positions), layer_inv_freq_dev(l), layer_rope_attention_factor(cfg_, l), stream_,
                                      cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
-  if (norm_after_rope)  // one weight of ones (head_ones_) for q and k: x / sqrt(mean(x²) + eps), the CPU's rms_norm
+  if (post_rope_norm)  // Hunyuan: q_norm / k_norm's weights
+    WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, layer_w_[l].q_norm_w, layer_w_[l].k_norm_w, dt,
+                                  cfg_.norm_eps, stream_));
+  else if (norm_after_rope)  // one weight of ones (head_ones_) for q and k: x / sqrt(mean(x²) + eps), the CPU's rms_norm
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, head_ones_.get(), head_ones_.get(), dt,
                                   cfg_.norm_eps, stream_));
   WEFT_CUDA_CHECK(kv_cache_write(qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, qkv_out, T, kv_dim, ints(p.kv_slots),
@@ -251,7 +258,7 @@ void CudaModel::enqueue_layer(int64_t l, const StepPlan& p) {
   if (cfg_.parallel_mlp_norm) norm(buf_.h.get(), DType::kF32, T, w.mlp_norm_w, w.mlp_norm_b, buf_.xm.get());  // GPT-NeoX
   if (is_mla(cfg_)) mla_qkv(l, p);  // latent attention's projections, laid out as q | k | v heads
   else project("gemm qkv", layer, kQkv, buf_.x.get(), H, w.qkv_w, qkv, qkv_out, w.qkv_b, p);
-  if (cfg_.qk_norm) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
+  if (cfg_.qk_norm && !cfg_.qk_norm_post_rope) {  // expand_into_next keeps qkv's expand out of RoPE in such models: the norm comes first
     ops_.mark("q/k norm", stream_);
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, w.q_norm_w, w.k_norm_w, dt, cfg_.norm_eps, stream_));
   } else if (cfg_.qk_layer_norm) {  // Command R+: per-head LayerNorms, each head's own weights

@@ -410,9 +410,26 @@ std::vector<float> CudaModel::forward(const Batch& b) {
                                       cudaMemcpyDeviceToHost, stream_));
       WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
+    if (!b.hidden_rows.empty()) append_hidden_rows(p, b.hidden_rows, logits);
     ops_.finish(stream_);
     return logits;
   });
+}
+
+// Pooled embeddings: the final-normed hidden states of Batch::hidden_rows, appended to out. Every row of the step is
+// normed (in the executor's dtype, as lm_head's input would be; x is free once the step is done), widened to fp32
+// over the residual stream h (no longer needed) and copied back once; the rows are picked on the host.
+void CudaModel::append_hidden_rows(const StepPlan& p, const std::vector<int32_t>& rows, std::vector<float>& out) {
+  const int64_t H = cfg_.hidden, n = p.rows * H;
+  norm(buf_.h.get(), DType::kF32, p.rows, weight("final_norm.weight"), weight_opt("final_norm.bias"), buf_.x.get());
+  WEFT_CUDA_CHECK(convert(buf_.x.get(), opts_.dtype, buf_.h.get(), DType::kF32, n, stream_));
+  std::vector<float> all(static_cast<size_t>(n));
+  WEFT_CUDA_CHECK(cudaMemcpyAsync(all.data(), buf_.h.get(), all.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  WEFT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const size_t at = out.size();
+  out.resize(at + rows.size() * static_cast<size_t>(H));
+  for (size_t r = 0; r < rows.size(); ++r)
+    std::memcpy(out.data() + at + r * H, all.data() + static_cast<int64_t>(p.row_of[rows[r]]) * H, sizeof(float) * H);
 }
 
 std::vector<cpu::SampleResult> CudaModel::forward_sample(const Batch& b, const std::vector<RowSampling>& rows) {

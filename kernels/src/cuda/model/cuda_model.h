@@ -195,6 +195,7 @@ class CudaModel final : public ModelExecutor {
   void norm(const void* x, DType x_dtype, int64_t rows, const void* w, const void* b, void* out);
   void gemm(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, const void* bias);
   std::vector<float> collect_logits(const StepPlan& p);
+  void append_hidden_rows(const StepPlan& p, const std::vector<int32_t>& rows, std::vector<float>& out);
   const int32_t* ints(int64_t offset) const { return buf_.arena.as<const int32_t>() + offset; }
   // A packed field the step may not have (offset -1): null.
   const int32_t* ints_opt(int64_t offset) const { return offset < 0 ? nullptr : ints(offset); }

@@ -78,7 +78,7 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
   packed.assign(static_cast<size_t>(at), 0);
   int32_t* w = packed.data();
 
-  // Rows, in the new order; new_row[original row] for the logit rows.
+  // Rows, in the new order; new_row[original row] for the logit rows (and hidden rows: StepPlan::row_of).
   std::vector<int32_t> new_row(static_cast<size_t>(real_rows));
   std::vector<int64_t> per_slot(static_cast<size_t>(S) + 1, 0);  // prefill rows per slot, base at [0]
   int64_t row = 0, ps = 0, ds = 0;
@@ -135,6 +135,7 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
   }
   w[p.seg + k] = static_cast<int32_t>(acc);
   p.num_segments = k;
+  p.row_of = std::move(new_row);
   return p;
 }
 

@@ -42,6 +42,7 @@ struct StepPlan {
   int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
   int64_t rope_long = -1;     // longrope models only (cfg.inv_freq_long): 1 per row rotated with the long factors
   int64_t words = 0;          // packed length
+  std::vector<int32_t> row_of;  // the reordered row of each batch row (Batch::hidden_rows are read through it)
 };
 
 // True when every sequence has one row (a decode step).
