@@ -20,6 +20,7 @@ import {
 } from './types.js';
 import { detectReasoningFormat, type ReasoningParserChoice } from './reasoning.js';
 import { detectToolFormat, type ToolFormatName } from './tool-format-detect.js';
+import { prefillTokens } from './prefill-tokens.js';
 
 export interface ShardGroupLike extends AdapterLoader {
   isReady(): boolean;
@@ -433,7 +434,7 @@ export class Engine implements GenerationEngine {
     if (!st.admitted) {
       st.admitted = true;
       st.queueSpan.end();
-      const prefill = st.req.promptLogprobs ? this.prefillTokens(st.promptIds, ev.promptLogprobs ?? [], ev.promptTop) : null;
+      const prefill = st.req.promptLogprobs ? prefillTokens(this.tokenizer, st.promptIds, ev.promptLogprobs ?? [], ev.promptTop) : null;
       st.events.push({ type: 'admitted', promptTokens: st.promptIds.length, cachedTokens: ev.cachedTokens ?? 0, prefill,
         ...(ev.hidden !== undefined ? { embedding: bytesToFloat32(ev.hidden) } : {}) });
     }
@@ -470,19 +471,6 @@ export class Engine implements GenerationEngine {
   private endEvent(st: RequestState, reason: 'length' | 'eos_token' | 'stop_sequence'): GenerationEvent {
     return { type: 'end', finishReason: reason, generatedText: st.text, generatedTokens: st.generated,
       seed: st.req.sampling.doSample ? st.req.sampling.seed : null };
-  }
-
-  private prefillTokens(ids: number[], logprobs: number[], tops: SequenceEvent['promptTop']): PrefillToken[] {
-    const texts = this.tokenizer.tokenStringsSync(ids);
-    return ids.map((id, i) => {
-      const token: PrefillToken = { id, text: texts[i], logprob: i === 0 ? null : (logprobs[i - 1] ?? null) };
-      const top = i === 0 ? undefined : tops?.[i - 1];
-      if (top !== undefined) {
-        const names = this.tokenizer.tokenStringsSync(top.map((t) => t.token));
-        token.top = top.map((t, j) => ({ ...t, text: names[j]! }));
-      }
-      return token;
-    });
   }
 
   private finishRequest(seqId: string, st: RequestState, last: GenerationEvent | null): void {

@@ -1,7 +1,8 @@
-// Llama-layout decoders with LayerNorms (weight and bias) in place of RMSNorms: Nemotron (Minitron, Nemotron-Mini),
-// Jais 2 and StableLM — as transformers' modeling_nemotron.py, modular_jais2.py and modeling_stablelm.py compute them.
+// Decoders with LayerNorms (weight and bias) in place of RMSNorms: Nemotron (Minitron, Nemotron-Mini), Jais 2 and
+// StableLM — as transformers' modeling_nemotron.py, modular_jais2.py and modeling_stablelm.py compute them — and
+// StarCoder2 and GPT-2.
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, checkQuantization, PLAIN_DECODER, refuseIf, rotaryDecoderShape, type Json } from './config-fields.js';
+import { attentionShape, checkQuantization, eosList, int, PLAIN_DECODER, refuseIf, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
 
 /** The fields these three share: LayerNorms with biases (eps `epsKey`), rotate-half RoPE, 1/√head_dim, untied by default. */
@@ -91,5 +92,60 @@ export function stablelmSpec(cfg: Json, where: string): ModelSpec {
     qkvBias: cfg.use_qkv_bias === true, oBias: false, mlpBias: false,
     qkLayerNorm: cfg.qk_layernorm === true,
     parallelBlock: cfg.use_parallel_residual === true,
+  };
+}
+
+// StarCoder2: Llama's attention (with biases, use_bias) and one sliding window, LayerNorms with biases, and a
+// non-gated c_fc → GELU → c_proj MLP — as transformers' modeling_starcoder2.py.
+export function starcoder2Spec(cfg: Json, where: string): ModelSpec {
+  const { hidden, heads, kvHeads, headDim } = attentionShape({ ...cfg, head_dim: undefined }, where);  // no head_dim field
+  const act = String(cfg.hidden_act ?? 'gelu_pytorch_tanh');
+  const mlp = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for starcoder2 (gelu_pytorch_tanh, gelu_new, gelu)`);
+  checkQuantization(cfg, where);
+  const rope = computeRope(parseRopeParams(cfg), headDim);
+  const bias = cfg.use_bias !== false;
+  return {
+    architecture: 'starcoder2',
+    ...rotaryDecoderShape(cfg, where, { hidden, heads, kvHeads, headDim }, rope),
+    norm: 'layer',
+    normEps: Number(cfg.norm_epsilon ?? 1e-5),
+    mlp: mlp!,
+    slidingWindow: typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0,
+    attnScale: 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,  // Starcoder2Config's default is tied
+    qkvBias: bias, oBias: bias, mlpBias: bias, qkNorm: false,
+    ...PLAIN_DECODER,
+  };
+}
+
+export function gpt2Spec(cfg: Json, where: string): ModelSpec {
+  const hidden = int(cfg, 'n_embd', where);
+  const heads = int(cfg, 'n_head', where);
+  refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
+  refuseIf(cfg.scale_attn_by_inverse_layer_idx === true, where, 'scale_attn_by_inverse_layer_idx=true is not supported');
+  refuseIf(cfg.add_cross_attention === true, where, 'add_cross_attention=true is not supported');
+  const act = String(cfg.activation_function ?? 'gelu_new');
+  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
+  refuseIf(mlp === null, where, `activation_function '${act}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)`);
+  const headDim = hidden / heads;
+  return {
+    architecture: 'gpt2',
+    hidden, layers: int(cfg, 'n_layer', where), heads, kvHeads: heads, headDim,
+    intermediate: typeof cfg.n_inner === 'number' ? int(cfg, 'n_inner', where) : 4 * hidden,
+    vocab: int(cfg, 'vocab_size', where),
+    maxPositions: int(cfg, 'n_positions', where),
+    norm: 'layer',
+    normEps: Number(cfg.layer_norm_epsilon ?? 1e-5),
+    mlp: mlp!,
+    learnedPositions: true,
+    rope: null,
+    slidingWindow: 0,
+    attnScale: cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(headDim),
+    tieEmbeddings: cfg.tie_word_embeddings !== false,
+    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
+    ...PLAIN_DECODER,
+    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
+    eosTokenIds: eosList(cfg.eos_token_id),
   };
 }

@@ -14,6 +14,7 @@ import { moeSpec } from './moe-spec.js';
 import { gptOssConfig, gptOssGluLimit } from './gpt-oss-spec.js';
 import { llama4Spec } from './llama4-spec.js';
 import { DERIVED_SPECS } from './derived-spec.js';
+import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
@@ -454,60 +455,5 @@ function graniteMultipliers(cfg: Json, where: string) {
   return {
     embedScale: positive('embedding_multiplier'), attnScale: positive('attention_multiplier'),
     residualScale: positive('residual_multiplier'), logitsDivisor: positive('logits_scaling'),
-  };
-}
-
-// StarCoder2: Llama's attention (with biases, use_bias) and one sliding window, LayerNorms with biases, and a
-// non-gated c_fc → GELU → c_proj MLP — as transformers' modeling_starcoder2.py.
-function starcoder2Spec(cfg: Json, where: string): ModelSpec {
-  const { hidden, heads, kvHeads, headDim } = attentionShape({ ...cfg, head_dim: undefined }, where);  // no head_dim field
-  const act = String(cfg.hidden_act ?? 'gelu_pytorch_tanh');
-  const mlp = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
-  refuseIf(mlp === null, where, `hidden_act '${act}' is not supported for starcoder2 (gelu_pytorch_tanh, gelu_new, gelu)`);
-  checkQuantization(cfg, where);
-  const rope = computeRope(parseRopeParams(cfg), headDim);
-  const bias = cfg.use_bias !== false;
-  return {
-    architecture: 'starcoder2',
-    ...rotaryDecoderShape(cfg, where, { hidden, heads, kvHeads, headDim }, rope),
-    norm: 'layer',
-    normEps: Number(cfg.norm_epsilon ?? 1e-5),
-    mlp: mlp!,
-    slidingWindow: typeof cfg.sliding_window === 'number' ? cfg.sliding_window : 0,
-    attnScale: 1 / Math.sqrt(headDim),
-    tieEmbeddings: cfg.tie_word_embeddings !== false,  // Starcoder2Config's default is tied
-    qkvBias: bias, oBias: bias, mlpBias: bias, qkNorm: false,
-    ...PLAIN_DECODER,
-  };
-}
-
-function gpt2Spec(cfg: Json, where: string): ModelSpec {
-  const hidden = int(cfg, 'n_embd', where);
-  const heads = int(cfg, 'n_head', where);
-  refuseIf(hidden % heads !== 0, where, `n_embd ${hidden} is not divisible by n_head ${heads}`);
-  refuseIf(cfg.scale_attn_by_inverse_layer_idx === true, where, 'scale_attn_by_inverse_layer_idx=true is not supported');
-  refuseIf(cfg.add_cross_attention === true, where, 'add_cross_attention=true is not supported');
-  const act = String(cfg.activation_function ?? 'gelu_new');
-  const mlp = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act === 'gelu' ? 'gelu_erf' : null;
-  refuseIf(mlp === null, where, `activation_function '${act}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)`);
-  const headDim = hidden / heads;
-  return {
-    architecture: 'gpt2',
-    hidden, layers: int(cfg, 'n_layer', where), heads, kvHeads: heads, headDim,
-    intermediate: typeof cfg.n_inner === 'number' ? int(cfg, 'n_inner', where) : 4 * hidden,
-    vocab: int(cfg, 'vocab_size', where),
-    maxPositions: int(cfg, 'n_positions', where),
-    norm: 'layer',
-    normEps: Number(cfg.layer_norm_epsilon ?? 1e-5),
-    mlp: mlp!,
-    learnedPositions: true,
-    rope: null,
-    slidingWindow: 0,
-    attnScale: cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(headDim),
-    tieEmbeddings: cfg.tie_word_embeddings !== false,
-    qkvBias: true, oBias: true, mlpBias: true, qkNorm: false,
-    ...PLAIN_DECODER,
-    bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : null,
-    eosTokenIds: eosList(cfg.eos_token_id),
   };
 }
