@@ -294,6 +294,15 @@ void need_groups(Napi::Env env, const Napi::Int32Array& g_idx, int64_t groups, c
   for (size_t k = 0; k < g_idx.ElementLength(); ++k) need(env, g_idx[k] >= 0 && g_idx[k] < groups, msg);
 }
 
+// An optional g_idx (argument v: an Int32Array [in] or null): each column's group, checked against the groups.
+const int32_t* group_index(Napi::Env env, const Napi::Value& v, int64_t in_dim, int64_t groups, const char* len_msg, const char* group_msg) {
+  if (!v.IsTypedArray()) return nullptr;
+  auto g = i32(v, "gIdx");
+  need_len(env, g, in_dim, len_msg);
+  need_groups(env, g, groups, group_msg);
+  return g.Data();
+}
+
 Napi::Float32Array window_out(Napi::Env env, const cpu::DequantWindow& w) {
   return Napi::Float32Array::New(env, static_cast<size_t>((w.o1 - w.o0) * (w.i1 - w.i0)));
 }
@@ -330,15 +339,8 @@ Value DequantGptq(const CallbackInfo& info) {
   const int64_t groups = static_cast<int64_t>(scales.ElementLength()) / out_dim;
   need_len(env, qweight, (in_dim / pack) * out_dim, "dequantGptq: qweight must be [in/pack, out]");
   need_len(env, qzeros, groups * ((out_dim + pack - 1) / pack), "dequantGptq: qzeros must be [groups, ceil(out/pack)]");
-  const int32_t* g_idx = nullptr;
-  if (info[3].IsTypedArray()) {
-    auto g = i32(info[3], "gIdx");
-    need_len(env, g, in_dim, "dequantGptq: gIdx must be [in]");
-    need_groups(env, g, groups, "dequantGptq: gIdx names a group past the scales");
-    g_idx = g.Data();
-  } else {
-    need(env, (in_dim - 1) / group < groups, "dequantGptq: fewer groups in scales than groupSize needs");
-  }
+  const int32_t* g_idx = group_index(env, info[3], in_dim, groups, "dequantGptq: gIdx must be [in]", "dequantGptq: gIdx names a group past the scales");
+  if (!g_idx) need(env, (in_dim - 1) / group < groups, "dequantGptq: fewer groups in scales than groupSize needs");
   const auto w = window_of(env, info[9], out_dim, in_dim);
   auto out = window_out(env, w);
   cpu::dequant_gptq(qweight.Data(), qzeros.Data(), scales.Data(), g_idx, out_dim, static_cast<int>(bits), group,
@@ -358,15 +360,8 @@ Value DequantPacked(const CallbackInfo& info) {
   const int64_t pack = 32 / bits;
   need_len(env, packed, out_dim * ((in_dim + pack - 1) / pack), "dequantPacked: packed must be [out, ceil(in/pack)]");
   need_len(env, scales, out_dim * groups, "dequantPacked: scales must be [out, groups]");
-  const int32_t* g_idx = nullptr;
-  if (info[4].IsTypedArray()) {
-    auto g = i32(info[4], "gIdx");
-    need_len(env, g, in_dim, "dequantPacked: gIdx must be [in]");
-    need_groups(env, g, groups, "dequantPacked: gIdx names a group past the scales");
-    g_idx = g.Data();
-  } else {
-    need(env, (in_dim - 1) / cols_per < groups, "dequantPacked: fewer groups than the columns need");
-  }
+  const int32_t* g_idx = group_index(env, info[4], in_dim, groups, "dequantPacked: gIdx must be [in]", "dequantPacked: gIdx names a group past the scales");
+  if (!g_idx) need(env, (in_dim - 1) / cols_per < groups, "dequantPacked: fewer groups than the columns need");
   const int32_t* zp = nullptr;
   if (info[5].IsTypedArray()) {
     auto z = i32(info[5], "zeroPoint");
