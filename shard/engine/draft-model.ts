@@ -7,9 +7,10 @@
 // which tokens its cache holds; a step first feeds what the sequence gained since (a new prompt in one prefill, or
 // the token sampled last step and the drafts accepted), then drafts one token per forward pass of the whole batch.
 // The draft runs without adapters: an adapter's sequences are drafted by the base draft model.
-import type { BatchSeq, RowSampling } from '../../kernels/index.js';
+import type { RowSampling } from '../../kernels/index.js';
 import { GREEDY } from '../../protocol/index.js';
-import { usesLongRope, type LoadedModel } from '../models/index.js';
+import type { LoadedModel } from '../models/index.js';
+import { layoutRows } from './batch-layout.js';
 
 /** What one decoding sequence asks of the drafter: up to `max` tokens to follow `history`. */
 export interface DraftRequest { seqId: string; history: readonly number[]; max: number }
@@ -97,26 +98,11 @@ export class DraftModelDrafter implements BatchDrafter {
 
   /** One forward pass of the draft over rows of [tokens] at each sequence's next positions: the argmax after each. */
   private async forward(rows: { s: DraftSeq; tokens: readonly number[] }[]): Promise<number[]> {
-    const bs = this.model.plan.blockSize, rope = this.model.spec.rope;
-    const T = rows.reduce((n, r) => n + r.tokens.length, 0);
-    const tokens = new Int32Array(T), positions = new Int32Array(T), slotMapping = new Int32Array(T);
-    const ropeLong = rope?.long ? new Uint8Array(T) : undefined;
-    const seqs: BatchSeq[] = [], logitRows: number[] = [];
-    let t = 0;
-    for (const { s, tokens: feed } of rows) {
-      const start = t, first = s.fed.length;
-      for (let i = 0; i < feed.length; i++, t++) {
-        const pos = first + i;
-        tokens[t] = feed[i]!;
-        positions[t] = pos;
-        slotMapping[t] = s.blocks[Math.floor(pos / bs)]! * bs + (pos % bs);
-        if (ropeLong && usesLongRope(rope!, first + feed.length, pos)) ropeLong[t] = 1;
-      }
-      logitRows.push(t - 1);
-      seqs.push({ tokenStart: start, numTokens: feed.length, contextLen: first + feed.length, adapterSlot: -1, blockTable: Int32Array.from(s.blocks) });
-    }
-    const batch = { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows) };
-    const sampled = await this.model.native.forwardSample(batch, rows.map(() => ARGMAX));
+    const { starts, ...arrays } = layoutRows(rows.map(({ s, tokens }, k) => ({ seqId: String(k), tokens, firstPos: s.fed.length, blockTable: s.blocks,
+      adapterSlot: -1, promptLen: s.fed.length + tokens.length })), this.model.plan.blockSize, this.model.spec.rope,
+    (_seq, pos) => new Error(`draft model: no KV block for position ${pos}`));  // prepare() allocated them: a bug if seen
+    const logitRows = Int32Array.from(rows, (r, k) => starts[k]! + r.tokens.length - 1);
+    const sampled = await this.model.native.forwardSample({ ...arrays, logitRows }, rows.map(() => ARGMAX));
     return sampled.map((r) => r.token);
   }
 }

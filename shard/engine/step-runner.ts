@@ -5,13 +5,14 @@
 import { failNonFinite } from './non-finite.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
-import { cpuOps, type BatchSeq, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
-import { usesLongRope, type LoadedModel } from '../models/index.js';
+import { cpuOps, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
+import type { LoadedModel } from '../models/index.js';
 import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
 import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
+import { layoutRows } from './batch-layout.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -360,34 +361,19 @@ export class StepRunner {
   }
 
   private buildBatch(rows: Row[]) {
-    const bs = this.model.plan.blockSize;
-    const T = rows.reduce((n, r) => n + r.tokens.length, 0);
-    const tokens = new Int32Array(T), positions = new Int32Array(T), slotMapping = new Int32Array(T);
-    const rope = this.model.spec.rope;
-    const ropeLong = rope?.long ? new Uint8Array(T) : undefined;
-    const seqs: BatchSeq[] = [];
+    const layout = layoutRows(rows.map((r) => ({ seqId: r.state.seqId, tokens: r.tokens, firstPos: r.firstPos, blockTable: r.state.blockTable,
+      adapterSlot: r.state.adapterSlot, promptLen: r.state.promptLen })), this.model.plan.blockSize, this.model.spec.rope,
+    (seqId, pos) => new StepError(`sequence '${seqId}': no KV block for position ${pos}`));
     const logitRows: number[] = [], hiddenRows: number[] = [];
-    let t = 0;
-    for (const row of rows) {
-      const { state } = row;
-      const start = t;
-      for (let i = 0; i < row.tokens.length; i++, t++) {
-        const pos = row.firstPos + i;
-        const block = state.blockTable[Math.floor(pos / bs)];
-        if (block === undefined) throw new StepError(`sequence '${state.seqId}': no KV block for position ${pos}`);
-        tokens[t] = row.tokens[i];
-        positions[t] = pos;
-        if (ropeLong && usesLongRope(rope!, state.promptLen, pos)) ropeLong[t] = 1;
-        slotMapping[t] = block * bs + (pos % bs);
-      }
-      if (row.wantAll || row.drafts.length > 0) for (let i = start; i < t; i++) logitRows.push(i);
-      else if (!row.partial) logitRows.push(t - 1);
+    rows.forEach((row, k) => {
+      const start = layout.starts[k]!, end = start + row.tokens.length;
+      if (row.wantAll || row.drafts.length > 0) for (let i = start; i < end; i++) logitRows.push(i);
+      else if (!row.partial) logitRows.push(end - 1);
       for (let i = 0; i < pooledRows(row); i++) hiddenRows.push(start + i);
-      seqs.push({ tokenStart: start, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
-        adapterSlot: state.adapterSlot, blockTable: Int32Array.from(state.blockTable) });
-    }
+    });
+    const { starts: _starts, ...arrays } = layout;
     const returnHidden = rows.some(returnsHidden);
-    return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, logitRows: Int32Array.from(logitRows),
+    return { ...arrays, logitRows: Int32Array.from(logitRows),
       ...(returnHidden ? { returnHidden } : {}), ...(hiddenRows.length > 0 ? { hiddenRows: Int32Array.from(hiddenRows) } : {}) };
   }
 

@@ -50,12 +50,12 @@ export function dequantGptq(t: GptqTensors, outDim: number, inDim: number, bits:
   return cpuOps.dequantGptq(t.qweight, t.qzeros, t.scales, t.gIdx, outDim, inDim, bits, groupSize, zeroOffset, w);
 }
 
-export interface PackedTensors { packed: Int32Array; scale: Grid; zeroPoint: Int32Array | null }
+/** weight_packed; weight_scale [out, groups] of `colsPerGroup` columns each (or gIdx: each column's group); zero points. */
+export interface PackedTensors { packed: Int32Array; scales: Float32Array; groups: number; colsPerGroup: number; gIdx: Int32Array | null; zeroPoint: Int32Array | null }
 
 /** compressed-tensors pack-quantized: signed `bits`-bit codes, scale grid per (row, group), packed zero points. */
 export function dequantPacked(t: PackedTensors, outDim: number, inDim: number, bits: number, w: Window): Float32Array {
-  const scales = t.scale.data instanceof Float32Array ? t.scale.data : Float32Array.from(t.scale.data);
-  return cpuOps.dequantPacked(t.packed, scales, t.scale.cols, t.scale.colsPer, t.scale.gIdx ?? null, t.zeroPoint, outDim, inDim, bits, w);
+  return cpuOps.dequantPacked(t.packed, t.scales, t.groups, t.colsPerGroup, t.gIdx, t.zeroPoint, outDim, inDim, bits, w);
 }
 
 /**

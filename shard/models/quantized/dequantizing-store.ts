@@ -56,7 +56,14 @@ export class DequantizingStore implements TensorSource {
 
   readF32(name: string, slice?: Slice): Float32Array {
     const q = this.linears.get(name);
-    if (q) return q.read(windowOf(q, slice, name));
+    if (q) {
+      const w = windowOf(q, slice, name);
+      try {
+        return q.read(w);
+      } catch (e) {  // the addon's checks (a group index past the scales, …), with the tensor they concern
+        throw new UnsupportedModelError(`${this.dir}: '${name}': ${(e as Error).message}`);
+      }
+    }
     const info = this.store.info(this.visible(name));
     if (RAW_QUANTIZED.has(info.dtype)) {
       throw new UnsupportedModelError(`${this.dir}: tensor '${name}' is stored quantized (${info.dtype}) without the scales ` +
@@ -138,7 +145,7 @@ export class DequantizingStore implements TensorSource {
       out, in: inDim, file: this.store.info(`${p}.qweight`).file, consumed,
       read: (w) => {
         // Without act-order a g_idx (when saved) is row / group_size, which is what no g_idx means.
-        const gIdx = s.actOrder ? checkedGroups(this.ints(`${p}.g_idx`), groups, `${p}.g_idx`) : null;
+        const gIdx = s.actOrder ? this.ints(`${p}.g_idx`) : null;  // each index checked against the groups by the addon
         const t = { qweight: this.ints(`${p}.qweight`), qzeros: this.ints(`${p}.qzeros`), scales: this.store.readF32(`${p}.scales`), gIdx };
         return dequantGptq(t, out, inDim, s.bits, size, s.zeroOffset, w);
       },
@@ -161,9 +168,9 @@ export class DequantizingStore implements TensorSource {
     return {
       out, in: inDim, file: this.store.info(`${p}.weight_packed`).file, consumed,
       read: (w) => {
-        const gIdx = hasGIdx ? checkedGroups(this.ints(`${p}.weight_g_idx`), groups, `${p}.weight_g_idx`) : null;
-        const scale: Grid = { data: this.store.readF32(`${p}.weight_scale`), rowsPer: 1, cols: groups, colsPer: groupWidth(s?.groupSize ?? null, inDim, groups), gIdx };
-        return dequantPacked({ packed: this.ints(`${p}.weight_packed`), scale, zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, out, inDim, bits, w);
+        return dequantPacked({ packed: this.ints(`${p}.weight_packed`), scales: this.store.readF32(`${p}.weight_scale`), groups,
+          colsPerGroup: groupWidth(s?.groupSize ?? null, inDim, groups), gIdx: hasGIdx ? this.ints(`${p}.weight_g_idx`) : null,
+          zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, out, inDim, bits, w);
       },
     };
   }
@@ -283,11 +290,6 @@ export function readInts(store: TensorSource, name: string, slice?: Slice): Int3
     default:
       throw new UnsupportedModelError(`'${name}' has dtype ${dtype} (${DTYPE_SIZE[dtype]} bytes); an integer tensor was expected`);
   }
-}
-
-function checkedGroups(gIdx: Int32Array, groups: number, name: string): Int32Array {
-  for (const g of gIdx) if (g < 0 || g >= groups) throw new UnsupportedModelError(`'${name}' names group ${g}; there are ${groups}`);
-  return gIdx;
 }
 
 /** The bit width whose packing turns `inDim` columns into `words` words, when only one does. */
