@@ -235,12 +235,18 @@ export function partsOfModulePath(path: string): number {
   return 1;
 }
 
+const UNPREFIXED = /^(?:layers\.\d+\.|embed_tokens$)/;
+const MODEL_PREFIXED = (a: ModelSpec['architecture'] | undefined) => a !== undefined && !['gpt2', 'gptj', 'gpt_neox', 'phi'].includes(a);
+
 /**
  * A vision-language checkpoint's module path as the language model's own (`model.…`, `lm_head`); null for the vision
- * tower and the projector (text requests never run them). Other models: the path unchanged.
+ * tower and the projector (text requests never run them). Other models: the path unchanged, or under `model.`.
  */
-export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'>, path: string): string | null {
-  if (!spec.visionLanguage) return path;
+export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'> & Partial<Pick<ModelSpec, 'architecture'>>,
+  path: string): string | null {
+  // An adapter trained on the base model (AutoModel, as sentence-transformers + PEFT train embedders) names the
+  // decoder's modules without the causal LM's `model.`: the same modules.
+  if (!spec.visionLanguage) return UNPREFIXED.test(path) && MODEL_PREFIXED(spec.architecture) ? `model.${path}` : path;
   const m = /^(?:model\.language_model|language_model\.model)\.(.+)$/.exec(path);
   if (m) return `model.${m[1]}`;
   if (path === 'language_model.lm_head') return 'lm_head';

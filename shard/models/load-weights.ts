@@ -124,8 +124,9 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
   const ffn = spec.architecture === 'llama4' ? 'feed_forward' : 'mlp';  // Llama 4's MLP module
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
   // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
-  // A base-model checkpoint (Gemma3TextModel, LlamaModel: spec.baseModel) has no `model.` prefix.
-  const root = spec.baseModel && store.has('embed_tokens.weight') ? ''
+  // A base-model checkpoint (Gemma3TextModel, LlamaModel: spec.baseModel; Qwen3-Embedding under its causal-LM name:
+  // checkpoint-layout.ts) has no `model.` prefix.
+  const root = store.has('embed_tokens.weight') && !store.has('model.embed_tokens.weight') ? ''
     : !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
     : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
   const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';

@@ -2,6 +2,7 @@
 // does not implement exactly is refused here, by name.
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { withCheckpointLayout } from './checkpoint-layout.js';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
@@ -238,7 +239,7 @@ export function readModelSpec(modelDir: string): ModelSpec {
   } catch (e) {
     throw new UnsupportedModelError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseModelSpec(cfg, path);
+  return withCheckpointLayout(parseModelSpec(cfg, path), modelDir);
 }
 
 /**
