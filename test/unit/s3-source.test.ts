@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DiskCache } from '../../coordinator/adapters/disk-cache.js';
-import { S3Source, type S3SourceOptions } from '../../coordinator/adapters/sources/s3.js';
+import { moduleFolders, S3Source, type S3SourceOptions } from '../../coordinator/adapters/sources/s3.js';
+import { embeddingPipeline } from '../../coordinator/http/sentence-transformers.js';
 import { EngineError, type EngineErrorKind } from '../../coordinator/engine/types.js';
 import { startS3Server, type S3ServerHandle } from '../helpers/s3-server.js';
 
@@ -245,6 +246,28 @@ describe('S3Source models', () => {
     assert.equal(sentenceTransformersPooling(dir), 'mean');
     await s3.deleteObject('weft-models', 'sharded/model-00002-of-00002.safetensors');
     await rejectsWith(src.fetchModel('s3://weft-models/sharded'), 'adapter_not_found', /model-00002-of-00002/);
+  });
+
+  test('an embedding model brings the Pooling and Dense folders modules.json names, and nothing else', async () => {
+    const src = source({ listingTtlMs: 0 });
+    const st = join(ROOT, 'test/fixtures/embeddings/llama-st');
+    await s3.putObject('weft-models', 'st/config.json', '{}');
+    await s3.putObject('weft-models', 'st/model.safetensors', Buffer.alloc(16, 3));
+    for (const f of ['modules.json', '1_Pooling/config.json', '2_Dense/config.json', '2_Dense/model.safetensors']) {
+      await s3.putObject('weft-models', `st/${f}`, readFileSync(join(st, f)));
+    }
+    await s3.putObject('weft-models', 'st/2_Dense/README.md', 'not a module file');
+    await s3.putObject('weft-models', 'st/9_Dense/config.json', '{}');  // a folder modules.json does not name
+    const dir = await src.fetchModel('s3://weft-models/st');
+    assert.deepEqual(readdirSync(join(dir, '2_Dense')).sort(), ['config.json', 'model.safetensors']);
+    assert.equal(existsSync(join(dir, '9_Dense')), false);
+    assert.deepEqual(readFileSync(join(dir, '2_Dense/model.safetensors')), readFileSync(join(st, '2_Dense/model.safetensors')));
+    const pipeline = embeddingPipeline(dir, 64);
+    assert.equal(pipeline.refusal, null);
+    assert.deepEqual([pipeline.pooling, pipeline.dimension, pipeline.steps.map((s) => s.kind)], ['mean', 48, ['dense']]);
+    assert.deepEqual(moduleFolders('not json'), [{ dir: '1_Pooling', dense: false }]);
+    assert.deepEqual(moduleFolders(JSON.stringify([{ path: '../x', type: 'sentence_transformers.models.Dense' },
+      { path: '3_Normalize', type: 'sentence_transformers.models.Normalize' }])), [], 'no folder outside the prefix, no Normalize files');
   });
 
   test('a model prefix without config.json or weights is adapter_not_found', async () => {

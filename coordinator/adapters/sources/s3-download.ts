@@ -60,6 +60,23 @@ export async function downloadObject(client: S3Client, bucket: string, obj: S3Ob
   }
 }
 
+/** A small object's bytes (modules.json), at most `maxBytes`; its ETag checked as downloadObject checks it. */
+export async function readSmallObject(client: S3Client, bucket: string, obj: S3Object, where: string, maxBytes: number): Promise<Buffer> {
+  const what = `${where}/${obj.name}`;
+  if (obj.size > maxBytes) throw new EngineError('adapter_load', `${what}: ${obj.size} bytes, more than the ${maxBytes} read here`);
+  let res: GetObjectCommandOutput;
+  try {
+    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: obj.key, IfMatch: obj.etag || undefined }));
+  } catch (e) {
+    if ((e as { name?: string }).name === 'PreconditionFailed') throw changed(what, e);
+    throw s3Error(e, what);
+  }
+  if (!(res.Body instanceof Readable)) throw new EngineError('adapter_load', `${what}: S3 returned no body`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of res.Body as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
 function changed(what: string, cause?: unknown): EngineError {
   return new EngineError('adapter_load',
     `${what} changed while it was being downloaded; retry to get the new revision`, { cause });

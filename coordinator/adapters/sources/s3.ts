@@ -15,7 +15,7 @@ import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { EngineError } from '../../engine/types.js';
 import type { DiskCache } from '../disk-cache.js';
 import type { AdapterSourceClient } from './types.js';
-import { downloadAll } from './s3-download.js';
+import { downloadAll, readSmallObject } from './s3-download.js';
 import { s3Error } from './s3-errors.js';
 import {
   checkShardIndex, listDirectChildren, MODEL_INDEX_FILE, REVISION_PATTERN, revisionOf, selectAdapterFiles,
@@ -55,8 +55,9 @@ const DEFAULT_LISTING_TTL_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const MAX_REMEMBERED_LISTINGS = 1_024;
 
-/** Where sentence-transformers keeps the pooling module's config (modules.json names it; this is its usual path). */
+/** Where sentence-transformers keeps the pooling module's config when modules.json does not say. */
 const POOLING_DIR = '1_Pooling';
+const MODULES_JSON_MAX_BYTES = 1 << 20;
 
 export class S3Source implements AdapterSourceClient {
   readonly kind = 's3' as const;
@@ -139,17 +140,31 @@ export class S3Source implements AdapterSourceClient {
     const where = formatS3Location(loc);
     const listing = await this.list(loc, where);
     const files = target === 'adapter' ? selectAdapterFiles(listing, where) : selectModelFiles(listing, where);
-    // An embedding model's sentence-transformers pooling config sits in a subfolder the listing does not see.
-    if (target === 'model' && listing.has('modules.json')) files.push(...await this.poolingConfig(loc, where));
+    // An embedding model's sentence-transformers modules (Pooling, Dense) sit in subfolders the listing does not see.
+    const modules = target === 'model' ? listing.get('modules.json') : undefined;
+    if (modules) files.push(...await this.moduleFiles(loc, modules, where));
     return { files, revision: revisionOf(files) };
   }
 
-  /** `1_Pooling/config.json` under a model prefix, if there is one (named with its folder). */
-  private async poolingConfig(loc: S3Location, where: string): Promise<S3Object[]> {
-    const sub = { ...loc, prefix: loc.prefix === '' ? POOLING_DIR : `${loc.prefix}/${POOLING_DIR}` };
-    const listing = await this.list(sub, `${where}/${POOLING_DIR}`);
-    const config = listing.get('config.json');
-    return config ? [{ ...config, name: `${POOLING_DIR}/config.json` }] : [];
+  /**
+   * The files of the Pooling and Dense modules modules.json names (each folder's config.json; a Dense's weights,
+   * model.safetensors else pytorch_model.bin), named with their folder. A modules.json that does not parse fetches
+   * `1_Pooling/` only: the embedding routes then report what is wrong with it.
+   */
+  private async moduleFiles(loc: S3Location, modulesJson: S3Object, where: string): Promise<S3Object[]> {
+    const text = (await readSmallObject(this.client, loc.bucket, modulesJson, where, MODULES_JSON_MAX_BYTES)).toString('utf8');
+    const folders = moduleFolders(text);
+    const out: S3Object[] = [];
+    for (const { dir, dense } of folders) {
+      const sub = { ...loc, prefix: loc.prefix === '' ? dir : `${loc.prefix}/${dir}` };
+      const listing = await this.list(sub, `${where}/${dir}`);
+      const wanted = dense ? ['config.json', listing.has('model.safetensors') ? 'model.safetensors' : 'pytorch_model.bin'] : ['config.json'];
+      for (const name of wanted) {
+        const o = listing.get(name);
+        if (o) out.push({ ...o, name: `${dir}/${name}` });
+      }
+    }
+    return out;
   }
 
   /** One LIST at a time per prefix (concurrent callers share it); failures are not remembered. */
@@ -169,6 +184,23 @@ export class S3Source implements AdapterSourceClient {
     );
     return listing;
   }
+}
+
+/** modules.json's Pooling and Dense folders (plain folder names only); 1_Pooling when it does not parse. */
+export function moduleFolders(text: string): { dir: string; dense: boolean }[] {
+  let entries: unknown;
+  try {
+    entries = JSON.parse(text);
+  } catch {
+    return [{ dir: POOLING_DIR, dense: false }];
+  }
+  if (!Array.isArray(entries)) return [{ dir: POOLING_DIR, dense: false }];
+  return entries.flatMap((e) => {
+    const { path, type } = (e ?? {}) as { path?: unknown; type?: unknown };
+    if (typeof path !== 'string' || typeof type !== 'string' || !/^[\w-][\w.-]*$/.test(path)) return [];
+    const kind = type.split('.').pop();
+    return kind === 'Pooling' || kind === 'Dense' ? [{ dir: path, dense: kind === 'Dense' }] : [];
+  });
 }
 
 function pickRevision(requested: string | null, current: string, where: string): string {
