@@ -18,6 +18,7 @@ import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerEmbeddingRoutes } from './embeddings-routes.js';
 import { registerScoreRoutes } from './score-routes.js';
+import { captureInvocationTargets, registerSageMakerRoutes } from './sagemaker-routes.js';
 import { registerClassifyRoutes } from './classify-routes.js';
 import { registerDetokenizeRoute } from './vllm-tokenize.js';
 import { registerServiceRoutes } from './service-routes.js';
@@ -115,6 +116,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
     return reply.code(httpError.status).send(errorBody(httpError));
   });
 
+  const invocationTargets = captureInvocationTargets(app);
   registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
   const samplingDefaults = opts.samplingDefaults ?? null;
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults });
@@ -128,6 +130,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerServiceRoutes(app, engine, opts.metrics, samplingDefaults, opts.embedding);
   registerAdminRoutes(app, engine, { adminToken: opts.adminToken, defaultSource: engine.info.defaultAdapterSource });
   registerVllmLoraRoutes(app, engine, { adminToken: opts.adminToken, bodyLimitBytes });
+  registerSageMakerRoutes(app, engine, invocationTargets);
   await app.ready();
   return app;
 }

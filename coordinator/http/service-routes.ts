@@ -11,7 +11,7 @@ import type { Json } from './json.js';
 import type { SamplingDefaults } from './generation-defaults.js';
 
 /** Probe and scrape routes: open without an API key, and logged at debug (a probe every few seconds). */
-export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics']);
+export const OPERATIONAL_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics', '/ping']);  // /ping: SageMaker's probe
 
 export function registerServiceRoutes(app: FastifyInstance, engine: GenerationEngine, metrics: Metrics,
   samplingDefaults: SamplingDefaults | null = null, embedding?: EmbeddingPipeline): void {

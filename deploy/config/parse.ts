@@ -67,6 +67,8 @@ function scanArgv(table: readonly FlagSpec[], specs: readonly FlagSpec[], comman
   const given = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
+    // SageMaker starts a container as `docker run <image> serve`: after the image's `weft launch` entrypoint.
+    if (command === 'launch' && i === 0 && arg === 'serve') continue;
     if (!arg.startsWith('--') || arg === '--') {
       throw new ConfigError(`unexpected argument '${arg}': weft ${command} takes only --flags ` +
         `(weft ${command} --help lists them)`, 'UNEXPECTED_ARGUMENT', { source: arg });

@@ -162,7 +162,11 @@ test('list flags: repeatable, split where declared, typed items', () => {
 });
 
 test('shape errors: positionals, missing values, repeats, required flags, conflicts', () => {
-  assert.throws(() => parseArgs('launch', ['serve'], {}), fails('UNEXPECTED_ARGUMENT'));
+  // SageMaker's `docker run <image> serve`: a leading `serve` after the entrypoint's `launch`, nothing else.
+  assert.equal(parseArgs('launch', ['serve', '--port', '8080'], {}).port, 8080);
+  assert.throws(() => parseArgs('launch', ['--port', '8080', 'serve'], {}), fails('UNEXPECTED_ARGUMENT'));
+  assert.throws(() => parseArgs('score', ['serve'], {}), fails('UNEXPECTED_ARGUMENT'));
+  assert.throws(() => parseArgs('launch', ['run'], {}), fails('UNEXPECTED_ARGUMENT'));
   assert.throws(() => parseArgs('launch', ['-p', '80'], {}), fails('UNEXPECTED_ARGUMENT'));
   assert.throws(() => parseArgs('launch', ['--port'], {}), fails('MISSING_VALUE'));
   assert.throws(() => parseArgs('launch', ['--model-id', '--port', '80'], {}), fails('MISSING_VALUE'));
