@@ -25,6 +25,9 @@ export interface SamplingParams {
   /** vLLM's bad_words as token sequences: the last token of one is never drawn right after the others (a
    * one-token word never at all). Matched against the generated tokens only. */
   badWords?: number[][];
+  /** OpenAI's Predicted Outputs: the tokens the answer is expected to be. A decoding sequence drafts from them
+   * (speculative decoding, verified as any draft: the output is unchanged), instead of from its own history. */
+  prediction?: number[];
 }
 
 /** Greedy decoding of the model's own distribution: no temperature, top-k/p, penalties or bias. */

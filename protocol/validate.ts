@@ -26,7 +26,7 @@ const sampling = object({
   seed: count,
 }, { minP: num({ min: 0, max: 1 }), frequencyPenalty: num({ min: -2, max: 2 }), presencePenalty: num({ min: -2, max: 2 }),
   logitBias: arrayOf(object({ token: count, bias: num({ min: -100, max: 100 }) })), minTokens: count, endTokens: tokenIds,
-  allowedTokens: tokenIds, badWords: arrayOf(tokenIds) });
+  allowedTokens: tokenIds, badWords: arrayOf(tokenIds), prediction: tokenIds });
 
 const newSequence = object({
   seqId: id,

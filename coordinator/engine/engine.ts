@@ -444,6 +444,7 @@ export class Engine implements GenerationEngine {
       return;
     }
     st.generated++;
+    if (ev.fromDraft) st.acceptedDrafts++;
     const now = performance.now();
     if (!st.req.embed) {  // an embedding's (or classification's) one sampled token is thrown away: not a generated token
       this.observer.tokens?.(0, 1);
@@ -469,7 +470,7 @@ export class Engine implements GenerationEngine {
   }
 
   private endEvent(st: RequestState, reason: 'length' | 'eos_token' | 'stop_sequence'): GenerationEvent {
-    return { type: 'end', finishReason: reason, generatedText: st.text, generatedTokens: st.generated,
+    return { type: 'end', finishReason: reason, generatedText: st.text, generatedTokens: st.generated, acceptedDraftTokens: st.acceptedDrafts,
       seed: st.req.sampling.doSample ? st.req.sampling.seed : null };
   }
 

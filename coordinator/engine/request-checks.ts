@@ -11,6 +11,7 @@ export function checkRequestFields(req: GenerateRequest, info: EngineInfo): void
   }
   if (req.stopTokenIds) checkIds(req.stopTokenIds, info.vocabSize, 'stop_token_ids');
   if (req.sampling.allowedTokens) checkIds(req.sampling.allowedTokens, info.vocabSize, 'allowed_token_ids');
+  if (req.sampling.prediction) checkIds(req.sampling.prediction, info.vocabSize, 'prediction');
   const biased = req.sampling.logitBias?.find((b) => b.token >= info.vocabSize);
   if (biased) throw new EngineError('validation', `Input validation error: logit_bias token ${biased.token} is outside the vocabulary (0..${info.vocabSize - 1})`);
   if ((req.minNewTokens ?? 0) > 0 && req.constraint !== undefined) {

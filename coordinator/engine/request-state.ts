@@ -10,6 +10,8 @@ export class RequestState {
   readonly detok: StreamingDetokenizer;
   text = '';
   generated = 0;
+  /** Of `generated`: speculative drafts the shards accepted. */
+  acceptedDrafts = 0;
   admitted = false;
   done = false;
   /** performance.now() of the latest token (inter-token latency). */

@@ -121,7 +121,9 @@ export type GenerationEvent =
       /** GenerateRequest.embed: the prompt's last hidden state (after the final norm), or its pooling. */
       embedding?: Float32Array }
   | { type: 'token'; token: GeneratedToken; /** text to append to the output (streaming-safe, may be '') */ textDelta: string }
-  | { type: 'end'; finishReason: FinishReason; generatedText: string; generatedTokens: number; seed: number | null }
+  | { type: 'end'; finishReason: FinishReason; generatedText: string; generatedTokens: number; seed: number | null;
+      /** Generated tokens that were speculative drafts the model accepted (with a prediction: its tokens). */
+      acceptedDraftTokens?: number }
   | { type: 'error'; error: EngineError };
 
 export type EngineErrorKind =

@@ -6,6 +6,7 @@ import type { FinishReason, GeneratedToken, PrefillToken } from '../engine/types
 import { StreamingDetokenizer } from '../tokenizer/index.js';
 import { errorBody, type HttpError } from './errors.js';
 import type { ToolCall } from './openai-tools.js';
+import type { PredictionDetails } from './predicted-outputs.js';
 
 export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'function_call';
 
@@ -15,6 +16,8 @@ export interface UsageJson {
   total_tokens: number;
   /** cached_tokens: prompt tokens whose KV came from the prefix cache (OpenAI's field). */
   prompt_tokens_details: { cached_tokens: number };
+  /** With a prediction (predicted-outputs.ts). */
+  completion_tokens_details?: PredictionDetails;
 }
 
 export interface CompletionLogprobsJson {

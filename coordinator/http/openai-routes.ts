@@ -46,6 +46,7 @@ import { ToolCallStream, answerCalls, answerDelta, promptMessages, toolFormat, t
 import { sseFrame } from './responses.js';
 import { MAX_SEED, type ValidationLimits } from './validate.js';
 import type { SamplingDefaults } from './generation-defaults.js';
+import { predictionDetails, predictionTokens } from './predicted-outputs.js';
 
 export interface OpenAiDeps {
   engine: GenerationEngine;
@@ -86,6 +87,8 @@ export interface Run extends EngineRun {
   splitter: (() => ReasoningSplitter) | null;
   /** include_reasoning: the thoughts are returned (else dropped). */
   includeReasoning: boolean;
+  /** The prediction's length in tokens (predicted-outputs.ts; 0: none). */
+  predictionTokens: number;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -183,9 +186,11 @@ export async function start(
   const head = responseHead(kind, valid.model || deps.engine.info.modelId);
   const badWords = valid.badWords.length > 0 ? await badWordTokens(deps.engine, valid.badWords) : [];
   checkFirstTokenLeft(valid.sampling.allowedTokens, badWords, deps.engine.info.vocabSize);
+  const prediction = valid.prediction !== undefined ? await predictionTokens(deps.engine, valid.prediction) : [];
   const started = await startRuns(total, reply, (index) => {
     const prompt = prompts[Math.floor(index / per)]!;
-    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1), ...(badWords.length > 0 ? { badWords } : {}) };
+    const sampling = { ...valid.sampling, seed: (valid.sampling.seed + (index % per)) % (MAX_SEED + 1), ...(badWords.length > 0 ? { badWords } : {}),
+      ...(prediction.length > 0 ? { prediction } : {}) };
     const req: GenerateRequest = {
       requestId: total > 1 ? `${request.id}.${index}` : request.id, inputs: typeof prompt === 'string' ? prompt : '',
       ...(typeof prompt === 'string' ? {} : { inputIds: prompt }), ...(templated ? { templated } : {}), adapter, merge: null, sampling,
@@ -209,6 +214,7 @@ export async function start(
     const prompt = texts[Math.floor(index / per)]!;
     const opensThinking = format === 'think' && promptOpensThinking(prompt);
     return { ...run, kind, valid, head, span, index, prompt, decode, tools, toolFormat: toolFormat(deps.engine.info.toolFormat), includeReasoning,
+      predictionTokens: prediction.length,
       splitter: format ? () => new ReasoningSplitter(format, opensThinking, tools !== undefined && deps.engine.info.toolFormat === 'harmony') : null };
   });
 }
@@ -226,6 +232,8 @@ export interface ChoiceResult {
   promptTokens: number;
   cachedTokens: number;
   generatedTokens: number;
+  /** Generated tokens that were accepted speculative drafts (with a prediction: the prediction's). */
+  acceptedDraftTokens: number;
   /** Mean log-prob of the generated tokens (best_of ranks by it); -Infinity when none. */
   meanLogprob: number;
 }
@@ -235,7 +243,7 @@ async function whole(runs: Run[]): Promise<object> {
   const all = await allOrCancel(runs, choice, 'another choice of the request failed');
   const { head, kind, valid } = runs[0]!;
   const per = valid.bestOf ?? valid.n;
-  const usage = usageOf(all.map((r, index) => ({ ...r, index })), per);
+  const usage = usageOf(all.map((r, index) => ({ ...r, index })), per, runs[0]!);
   const results = per > valid.n ? bestOfEach(all, per, valid.n) : all;
   if (kind === 'chat') {
     const legacy = runs[0]!.tools?.legacy ?? false;
@@ -257,13 +265,16 @@ function bestOfEach(results: readonly ChoiceResult[], per: number, n: number): C
   return out;
 }
 
-type ChoiceCounts = Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens'> & { index: number };
+type ChoiceCounts = Pick<ChoiceResult, 'promptTokens' | 'cachedTokens' | 'generatedTokens' | 'acceptedDraftTokens'> & { index: number };
 
-/** Each prompt once (its n choices share it: the first of them counts), completion tokens of every choice. */
-function usageOf(results: readonly ChoiceCounts[], n: number): UsageJson {
+/** Each prompt once (its n choices share it: the first of them counts), completion tokens of every choice; with a
+ * prediction, how much of it the choices took. */
+function usageOf(results: readonly ChoiceCounts[], n: number, run: Pick<Run, 'valid' | 'predictionTokens'>): UsageJson {
   const firsts = results.filter((r) => r.index % n === 0);
   const sum = (rs: readonly ChoiceCounts[], f: (r: ChoiceCounts) => number) => rs.reduce((s, r) => s + f(r), 0);
-  return usageJson(sum(firsts, (r) => r.promptTokens), sum(results, (r) => r.generatedTokens), sum(firsts, (r) => r.cachedTokens));
+  const usage = usageJson(sum(firsts, (r) => r.promptTokens), sum(results, (r) => r.generatedTokens), sum(firsts, (r) => r.cachedTokens));
+  if (run.valid.prediction === undefined) return usage;
+  return { ...usage, completion_tokens_details: predictionDetails(run.predictionTokens, results.map((r) => r.acceptedDraftTokens)) };
 }
 
 export async function choice(run: Run): Promise<ChoiceResult> {
@@ -311,7 +322,7 @@ export async function choice(run: Run): Promise<ChoiceResult> {
         const parsed = run.tools && ev.finishReason !== 'length' ? answerCalls(run.toolFormat, generated, run.tools) : null;
         return { text: parsed ? parsed.content ?? '' : (echo ? run.prompt : '') + generated, calls: parsed?.calls ?? null, logprobs,
           reasoning: splitter && run.includeReasoning ? reasoning : null, reasoningTokens, finish: scoreOnly ? 'length' : finishReasonOf(ev.finishReason),
-          promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens,
+          promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens, acceptedDraftTokens: ev.acceptedDraftTokens ?? 0,
           meanLogprob: tokens > 0 ? logprobSum / tokens : -Infinity };
       }
       case 'error':
@@ -360,7 +371,7 @@ async function* sseChunks(runs: Run[], reply: FastifyReply): AsyncGenerator<stri
       if (!runs[0]!.abort.signal.aborted) yield errorFrame(endedEarly(runs[0]!), runs[0]!, reply);
       return;
     }
-    if (valid.includeUsage) yield sseFrame(usageChunk(kind, head, usageOf(ends, valid.n)));
+    if (valid.includeUsage) yield sseFrame(usageChunk(kind, head, usageOf(ends, valid.n, runs[0]!)));
     yield SSE_DONE;
   } finally {
     // Reached early when the response stream is destroyed (client gone) or a choice failed: cancel the rest.
@@ -437,20 +448,20 @@ async function* choiceFrames(run: Run): AsyncGenerator<ChoiceFrame> {
             const { name, arguments: args } = end.calls[0]!;
             yield { frame: sseFrame(chatChunk(head, { function_call: { name, arguments: args } }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'function_call', valid.includeUsage, index)) };
-            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
+            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, acceptedDraftTokens: ev.acceptedDraftTokens ?? 0, index } };
             return;
           }
           if (end.calls) {
             const deltas = end.calls.map((c, i) => ({ index: i, ...toolCallJson(c) }));
             yield { frame: sseFrame(chatChunk(head, { tool_calls: deltas }, null, null, valid.includeUsage, index)) };
             yield { frame: sseFrame(chatChunk(head, {}, null, 'tool_calls', valid.includeUsage, index)) };
-            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, index } };
+            yield { end: { promptTokens, cachedTokens, generatedTokens: ev.generatedTokens, acceptedDraftTokens: ev.acceptedDraftTokens ?? 0, index } };
             return;
           }
           if (end.text !== '') yield chunk(end.text, null, null);
         } else if (rest !== '') yield chunk(rest, null, null);
         yield chunk(null, null, scoreOnly ? 'length' : finishReasonOf(ev.finishReason));
-        yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens, index } };
+        yield { end: { promptTokens, cachedTokens, generatedTokens: scoreOnly ? 0 : ev.generatedTokens, acceptedDraftTokens: ev.acceptedDraftTokens ?? 0, index } };
         return;
       }
       case 'error':

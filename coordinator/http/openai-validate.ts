@@ -62,6 +62,7 @@ import {
 import { openaiConstraint } from './structured-output.js';
 import { withSamplingDefaults } from './generation-defaults.js';
 import { allowedTokenIdsOf, badWordsOf, logitBiasOf } from './token-filters.js';
+import { predictionOf } from './predicted-outputs.js';
 import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
@@ -116,6 +117,8 @@ export interface ValidOpenAi {
   constraint: ConstraintSource | undefined;
   /** Choices to generate (`n`). */
   n: number;
+  /** OpenAI's Predicted Outputs: the text the answer is expected to be (predicted-outputs.ts). */
+  prediction: string | undefined;
   /** maxNewTokens is --generation-config's default, not the client's: the engine lowers it to the room the prompt
    * leaves (GenerateRequest.fitMaxNewTokens). */
   fitMaxNewTokens?: boolean;
@@ -154,7 +157,7 @@ export interface ValidChat extends ValidOpenAi {
 
 
 const COMMON_KEYS = [
-  'model', 'stream', 'stream_options', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
+  'model', 'stream', 'stream_options', 'prediction', 'max_tokens', 'temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'user', 'top_k', 'repetition_penalty', 'ignore_eos_token', 'ignore_eos', 'adapter_source',
   'api_token', 'logprobs', 'response_format', 'min_p', 'min_tokens', 'stop_token_ids', 'include_stop_str_in_output',
   'truncate_prompt_tokens', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'structured_outputs',
@@ -311,6 +314,7 @@ function commonFields(
     truncate: truncatePromptTokensOf(top, limits),
     priority: priorityOf(top),
     n: choicesOf(top),
+    prediction: predictionOf(top),
     constraint: openaiConstraint(top),
   };
 }

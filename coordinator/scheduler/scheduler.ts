@@ -223,7 +223,7 @@ export class Scheduler {
       // The step's tokens in order (more than one with speculative decoding), up to the one that ends it.
       for (const [i, t] of [out, ...(out.more ?? [])].entries()) {
         seq.generated.push(t.token);
-        const event: SequenceEvent = { seqId: seq.seqId, token: t.token, logprob: t.logprob, top: t.top };
+        const event: SequenceEvent = { seqId: seq.seqId, token: t.token, logprob: t.logprob, top: t.top, ...(i > 0 ? { fromDraft: true } : {}) };
         if (i === 0) {
           if (seq.generated.length === 1) event.cachedTokens = seq.cachedTokens;
           if (out.promptLogprobs !== undefined) event.promptLogprobs = out.promptLogprobs;

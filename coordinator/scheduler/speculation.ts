@@ -13,6 +13,13 @@ import type { Sequence } from './sequence.js';
 
 /** Highest `speculate` accepted: a verification row is 1 + speculate positions. */
 export const MAX_SPECULATE = 32;
+/** Drafts a sequence with a predicted output (SamplingParams.prediction) may verify per step when --speculate is
+ * lower: a prediction is usually right for long stretches (a file with a few edits), and it is the request's ask. */
+export const PREDICTION_SPECULATE = 8;
+
+/** How many drafts seq may be given per step: --speculate, or at least PREDICTION_SPECULATE with a prediction. */
+export const speculateFor = (seq: Sequence, speculate: number): number =>
+  (seq.sampling.prediction ? Math.max(speculate, PREDICTION_SPECULATE) : speculate);
 
 /** Tokens the sequence's KV slots must cover for the step being built, before any draft: its length, plus
  * (ahead) the most tokens the step in flight can still add — 1 + the drafts it allowed. */
@@ -36,7 +43,8 @@ export function reserveDrafts(blocks: BlockManager, running: RunningSequence[], 
   speculate: number, maxTotalTokens: number, ahead: 0 | 1): void {
   const base = decoding.map((seq) => baseSlots(seq, ahead));  // before draftSent changes below
   decoding.forEach((seq, i) => {
-    let draft = speculate > 0 ? draftAllowance(seq, speculate, maxTotalTokens, ahead) : 0;
+    const k = speculateFor(seq, speculate);
+    let draft = k > 0 ? draftAllowance(seq, k, maxTotalTokens, ahead) : 0;
     while (draft > 0 && !blocks.canAppend(seq.seqId, base[i]! + draft)) draft--;
     seq.draftSent = draft;
     if (draft === 0) return;

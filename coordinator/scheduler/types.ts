@@ -55,6 +55,8 @@ export interface SequenceEvent extends SeqOutput {
   finished?: FinishReason;
   /** On a sequence's first token: its prompt tokens found in the prefix cache. */
   cachedTokens?: number;
+  /** Speculative decoding: this token was a draft the shards accepted (not the step's first token). */
+  fromDraft?: true;
   /** With prompt logprobs and topN: the alternatives at each prompt position after the first. */
   promptTop?: SeqOutput['promptTop'];
 }

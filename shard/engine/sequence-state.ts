@@ -2,6 +2,7 @@
 import type { SamplingParams } from '../../protocol/index.js';
 import type { TokenAutomaton } from '../constraints/token-constraint.js';
 import type { NgramIndex } from './speculation.js';
+import type { PredictionCursor } from './prediction-drafts.js';
 import type { HiddenPool } from './pooling.js';
 
 export interface SequenceState {
@@ -29,6 +30,8 @@ export interface SequenceState {
   pool?: HiddenPool;
   /** Speculative decoding: the n-gram index of `history` (made on the first step that drafts). */
   ngrams?: NgramIndex;
+  /** Speculative decoding from sampling.prediction: where the output is in it (made on the first step that drafts). */
+  predicted?: PredictionCursor;
   /** Structured output: the pattern's automaton and its state after the tokens generated so far. */
   constraint?: { automaton: TokenAutomaton; state: number; failed?: string };
   /** allowed_token_ids as the sampler's bitset (bit t of byte t >> 3): the only tokens it may draw. */

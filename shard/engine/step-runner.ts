@@ -10,6 +10,7 @@ import type { LoadedModel } from '../models/index.js';
 import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
 import { NgramIndex, acceptedDrafts, type Drafter } from './speculation.js';
+import { PredictionCursor } from './prediction-drafts.js';
 import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
 import { layoutRows } from './batch-layout.js';
@@ -244,7 +245,11 @@ export class StepRunner {
    * sequence's n-gram lookup (every rank computes the same ones from the same history). */
   private async proposeAll(running: { state: SequenceState; r: RunningSequence }[]): Promise<number[][]> {
     const maxes = running.map(({ state, r }) => this.allowance(state, r));
-    if (this.draftModel) return shareDrafts(this.draftModel, running.map(({ state }, k) => ({ seqId: state.seqId, history: state.history, max: maxes[k]! })));
+    if (this.draftModel) {  // a request's prediction drafts for it, the draft model for the others
+      const modelled = await shareDrafts(this.draftModel, running.map(({ state }, k) => ({ seqId: state.seqId, history: state.history,
+        max: state.sampling.prediction ? 0 : maxes[k]! })));
+      return running.map(({ state }, k) => (state.sampling.prediction && maxes[k]! > 0 ? this.propose(state, maxes[k]!) : modelled[k]!));
+    }
     return running.map(({ state }, k) => (maxes[k]! > 0 ? this.propose(state, maxes[k]!) : []));
   }
 
@@ -273,6 +278,8 @@ export class StepRunner {
   /** Up to max drafts: the given drafter's, or the n-gram lookup over the sequence's history (its index kept
    * with the sequence, brought up to date here). */
   private propose(state: SequenceState, max: number): number[] {
+    const prediction = state.sampling.prediction;
+    if (prediction) return (state.predicted ??= new PredictionCursor(prediction)).propose(state.history.slice(state.promptLen), max);
     if (this.drafter) return this.drafter(state.seqId, state.history, max).slice(0, max);
     state.ngrams ??= new NgramIndex();
     state.ngrams.update(state.history);
