@@ -156,7 +156,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
     }
   });
   supervisor.start();
-  const metrics = new Metrics();
+  const metrics = new Metrics({ adapterLabels: o.metricsAdapterLabels });
   let http: HttpHandle | undefined;
   let tokenizer: TokenizerPool | undefined;
   try {

@@ -95,8 +95,8 @@ export interface EngineObserver {
   firstToken?(seconds: number): void;
   /** A request's next token, `seconds` after its previous one (as the coordinator applies step results). */
   interToken?(seconds: number): void;
-  /** A request ended: how, and with how many generated tokens. */
-  finished?(reason: FinishLabel, generatedTokens: number): void;
+  /** A request ended: how, with how many generated tokens; its adapter (null: the base model) and prompt tokens. */
+  finished?(reason: FinishLabel, generatedTokens: number, usage?: { adapter: string | null; promptTokens: number }): void;
 }
 
 export class Engine implements GenerationEngine {
@@ -483,7 +483,8 @@ export class Engine implements GenerationEngine {
     }
     if (last) st.events.push(last);
     st.events.close();
-    this.observer.finished?.(last === null ? 'cancelled' : last.type === 'end' ? last.finishReason : 'error', st.req.embed ? 0 : st.generated);
+    this.observer.finished?.(last === null ? 'cancelled' : last.type === 'end' ? last.finishReason : 'error', st.req.embed ? 0 : st.generated,
+      { adapter: st.req.merge ? 'merged' : st.req.adapter?.id ?? null, promptTokens: st.promptIds.length });
     if (last?.type === 'error') st.span.setStatus({ code: SpanStatusCode.ERROR, message: last.error.message });
     st.span.setAttribute('weft.generated_tokens', st.generated);
     st.span.end();

@@ -5,17 +5,24 @@
 //  - the engine, through `engineObserver()` passed as the Engine's observer: stepDuration, batchSize,
 //    promptTokens, generatedTokens, adapterLoads, adapterLoadSeconds, prefixCacheHitTokens, and per request
 //    timeToFirstToken, interTokenLatency, requestsFinished, requestGeneratedTokens;
+//  - the engine, per finished request: the per-adapter counters (adapter-metrics.ts);
 //  - at scrape time, from engine.stats(): queueWaiting, runningSequences, kvBlocksUsed/Free, adapters*,
 //    preemptions, speculative drafted/accepted tokens.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats, FinishLabel } from '../engine/types.js';
+import { AdapterUsageMetrics } from './adapter-metrics.js';
 
 export interface MetricsOptions {
   /** Source of the scrape-time gauges (buildHttpServer also sets it to its engine). */
   engine?: { stats(): EngineStats };
   /** Also export Node process metrics (CPU, memory, event loop lag). Default false. */
   processMetrics?: boolean;
+  /** Distinct adapters given their own label in the per-adapter counters (--metrics-adapter-labels). Default 100. */
+  adapterLabels?: number;
 }
+
+/** What a finished request is counted under per adapter (adapter-metrics.ts). */
+export interface RequestUsage { adapter: string | null; promptTokens: number }
 
 export type AdapterLoadResult = 'ok' | 'failed';
 
@@ -28,7 +35,7 @@ export interface EngineMetricsObserver {
   prefixCacheHits(tokens: number): void;
   firstToken(seconds: number): void;
   interToken(seconds: number): void;
-  finished(reason: FinishLabel, generatedTokens: number): void;
+  finished(reason: FinishLabel, generatedTokens: number, usage?: RequestUsage): void;
 }
 
 const REQUEST_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -68,6 +75,7 @@ export class Metrics {
   readonly preemptions: Counter;
   readonly draftTokens: Counter;
   readonly acceptedDraftTokens: Counter;
+  readonly perAdapter: AdapterUsageMetrics;
   private statsSource: (() => EngineStats) | null = null;
 
   constructor(opts: MetricsOptions = {}) {
@@ -265,6 +273,7 @@ export class Metrics {
       collect: cumulative((st) => st.acceptedDraftTokens),
     });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'weft_process_' });
+    this.perAdapter = new AdapterUsageMetrics(this.registry, opts.adapterLabels ?? 100);
     if (opts.engine) this.observeEngine(opts.engine);
   }
 
@@ -289,9 +298,10 @@ export class Metrics {
       prefixCacheHits: (tokens) => this.prefixCacheHitTokens.inc(tokens),
       firstToken: (seconds) => this.timeToFirstToken.observe(seconds),
       interToken: (seconds) => this.interTokenLatency.observe(seconds),
-      finished: (reason, generatedTokens) => {
+      finished: (reason, generatedTokens, usage) => {
         this.requestsFinished.inc({ reason });
         this.requestGeneratedTokens.observe(generatedTokens);
+        if (usage) this.perAdapter.record(usage.adapter, usage.promptTokens, generatedTokens);
       },
     };
   }

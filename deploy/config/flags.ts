@@ -184,6 +184,8 @@ export const FLAGS = [
     defaultLabel: 'none (admin routes open, or behind --api-key)', help: 'Bearer token for /v1/adapters admin routes.' },
   { name: 'otlp-endpoint', type: 'string', commands: SERVER, env: ['OTEL_EXPORTER_OTLP_ENDPOINT'], format: 'http-url',
     defaultLabel: 'none (tracing off)', help: 'OTLP/HTTP collector base URL; spans go to <url>/v1/traces.' },
+  { name: 'metrics-adapter-labels', type: 'int', commands: LAUNCH, env: ['METRICS_ADAPTER_LABELS'], default: 100, min: 0,
+    help: 'Distinct adapters counted under their own label in /metrics\' per-adapter counters; the rest count as "_other".' },
   { name: 'log-level', type: 'string', commands: [...SERVER, 'router'], env: ['LOG_LEVEL'], default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'Log level (logs are JSON lines).' },
   { name: 'shard-heartbeat-ms', type: 'int', commands: LAUNCH, default: 1000, min: 1,

@@ -121,6 +121,8 @@ export interface LaunchConfig {
   adminToken: string | null;
   /** null: tracing off. */
   otlpEndpoint: string | null;
+  /** Distinct adapters with their own label in the per-adapter metrics (coordinator/http/adapter-metrics.ts). */
+  metricsAdapterLabels: number;
   logLevel: LogLevel;
   shardHeartbeatMs: number;
   shardTimeoutMs: number;
