@@ -92,7 +92,7 @@ export interface LaunchEnvironment {
 }
 
 export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Promise<Launched> {
-  const cacheDir = env.cacheDir ?? join(homedir(), '.cache', 'weft');
+  const cacheDir = env.cacheDir ?? o.cacheDir ?? join(homedir(), '.cache', 'weft');
   const log = createLogger({ level: o.logLevel, name: 'coordinator', destination: env.logs, secrets: configSecrets(o) });
   log.info({ config: redactedConfig(o) }, 'starting');
   // One tracer provider per process: tests may launch several servers in one process.
@@ -105,7 +105,9 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   if (o.device === 'cuda') assertCudaUsable();
   const taken = preloads(o).find((p) => o.servedModelNames.includes(p.name));
   if (taken) throw new Error(`--preload-adapter name '${taken.name}' is also a --served-model-name: give the adapter another name`);
-  const sources = createSources(o, new DiskCache(join(cacheDir, 'downloads')));
+  const downloads = new DiskCache(join(cacheDir, 'downloads'), { bytes: o.adapterDiskCacheBytes,
+    onEvict: (dir, bytes) => log.info({ dir, bytes }, 'adapter download deleted (--adapter-disk-cache-bytes)') });
+  const sources = createSources(o, downloads);
   const model = await resolveModelDir(o, log, cacheDir, sources);
   const draftDir = o.speculativeModel ? await fetchModelDir(o.speculativeModel, '--speculative-model', o, log, sources) : undefined;
   // Before any shard starts: a broken generation_config.json fails the launch at once, naming the file and field.
@@ -174,6 +176,8 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       reasoningParser: o.reasoningParser, toolCallParser: o.toolCallParser, speculate: o.speculate, schedulingPolicy: o.schedulingPolicy,
       baseClassifierHead, ...embedding.engine,
     }, log, tracing.tracer, metrics.engineObserver());
+    const registry = engine.registry;
+    if (downloads.budget) downloads.budget.inUse = (dir) => registry.usesDir(dir);  // never delete what a request reads
     await preloadAdapters(engine, o, log);
     http = await startHttp(engine, { port: o.port, hostname: o.hostname, logger: log, metrics, adminToken: o.adminToken ?? undefined, apiKeys: o.apiKeys,
       corsAllowOrigins: o.corsAllowOrigins, responseStoreEntries: o.responseStoreEntries, embedding: embedding.pipeline,

@@ -1,15 +1,23 @@
 // The disk tier: downloaded adapters (and models) under <root>/<kind>/<id-digest>/<revision>/.
 // A download is written into a private temp dir, verified, then renamed into place, so a reader never
 // sees a partial download; concurrent requests for the same entry share one download (single flight).
+// With a byte budget for adapters (disk-budget.ts) the least recently used ones that nothing reads are deleted.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { DiskBudget, type DiskBudgetOptions } from './disk-budget.js';
+
+/** The cache kinds that hold adapters (the budget's); models are 'hub-model' and 's3-model'. */
+export const ADAPTER_KINDS = ['hub', 's3'] as const;
 
 export class DiskCache {
   private readonly inflight = new Map<string, Promise<string>>();
+  /** null: no budget (every download is kept). */
+  readonly budget: DiskBudget | null;
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, budget?: Omit<DiskBudgetOptions, 'kinds'>) {
     mkdirSync(root, { recursive: true });
+    this.budget = budget && budget.bytes > 0 ? new DiskBudget(root, { ...budget, kinds: ADAPTER_KINDS }) : null;
   }
 
   /** Where (kind, id, revision) lives once complete. The id is hashed: it may contain '/', '..', ':'. */
@@ -30,7 +38,11 @@ export class DiskCache {
   ensure(kind: string, id: string, revision: string, download: (tmpDir: string) => Promise<void>,
     verify: (dir: string) => void = () => undefined): Promise<string> {
     const final = this.dirFor(kind, id, revision);
-    if (existsSync(final)) return Promise.resolve(final);
+    const counted = this.budget !== null && (ADAPTER_KINDS as readonly string[]).includes(kind);
+    if (existsSync(final)) {
+      if (counted) this.budget!.touch(final);
+      return Promise.resolve(final);
+    }
     const pending = this.inflight.get(final);
     if (pending) return pending;
     const job = (async () => {
@@ -43,6 +55,7 @@ export class DiskCache {
           rmSync(tmp, { recursive: true, force: true }); // another process won the race; same content
         } else {
           renameSync(tmp, final);
+          if (counted) this.budget!.added(final);
         }
         return final;
       } catch (e) {
@@ -56,15 +69,4 @@ export class DiskCache {
     return job;
   }
 
-  /** Bytes on disk (for the admin API). */
-  sizeOf(dir: string): number {
-    if (!existsSync(dir)) return 0;
-    let n = 0;
-    for (const f of readdirSync(dir)) {
-      const p = join(dir, f);
-      const st = statSync(p);
-      n += st.isDirectory() ? this.sizeOf(p) : st.size;
-    }
-    return n;
-  }
 }

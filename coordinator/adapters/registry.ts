@@ -185,6 +185,18 @@ export class AdapterRegistry {
     return { ...p, needBytes: need };
   }
 
+  /**
+   * Whether the files under `dir` may still be read (the disk tier's budget asks before deleting a download): an
+   * adapter, or a merge that reads it, that a request holds or waits for, that is loading, or that is pinned.
+   */
+  usesDir(dir: string): boolean {
+    for (const e of this.entries.values()) {
+      if (e.refs === 0 && e.state !== 'loading' && !e.pinned) continue;
+      if (e.load.dir === dir || e.load.merge?.dirs.includes(dir)) return true;
+    }
+    return false;
+  }
+
   /** A request will use this adapter: pin it in memory and make sure it is loading or loaded. */
   acquire(p: Prepared): void {
     const e = this.entry(p);

@@ -109,6 +109,10 @@ export interface LaunchConfig {
   maxActiveAdapters: number;
   adapterCycleTimeS: number;
   maxLoraRank: number;
+  /** 0: downloaded adapters are never deleted (coordinator/adapters/disk-budget.ts). */
+  adapterDiskCacheBytes: number;
+  /** null: ~/.cache/weft. */
+  cacheDir: string | null;
   adapterHostCacheBytes: number;
   preloadAdapters: readonly PreloadAdapter[];
   /** Origins (or `*`) browsers may call the API from; empty: no CORS. */
