@@ -3,12 +3,32 @@
 // sees a partial download; concurrent requests for the same entry share one download (single flight).
 // With a byte budget for adapters (disk-budget.ts) the least recently used ones that nothing reads are deleted.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.js';
 
 /** The cache kinds that hold adapters (the budget's); models are 'hub-model' and 's3-model'. */
 export const ADAPTER_KINDS = ['hub', 's3'] as const;
+
+/** A temp download directory this old was left by a process that died mid-download (ms). */
+export const STALE_DOWNLOAD_MS = 24 * 3600_000;
+
+/** Deletes `<kind>/<id>/<revision>.tmp-…` directories older than STALE_DOWNLOAD_MS (a crash's leftovers). */
+export function removeStaleDownloads(root: string, now: number): string[] {
+  const removed: string[] = [];
+  const list = (d: string) => { try { return readdirSync(d); } catch { return []; } };
+  for (const kind of list(root)) {
+    for (const id of list(join(root, kind))) {
+      for (const name of list(join(root, kind, id))) {
+        const dir = join(root, kind, id, name);
+        if (!name.includes('.tmp-') || now - (statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? now) < STALE_DOWNLOAD_MS) continue;
+        rmSync(dir, { recursive: true, force: true });
+        removed.push(dir);
+      }
+    }
+  }
+  return removed;
+}
 
 export class DiskCache {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -17,6 +37,7 @@ export class DiskCache {
 
   constructor(readonly root: string, budget?: Omit<DiskBudgetOptions, 'kinds'>) {
     mkdirSync(root, { recursive: true });
+    removeStaleDownloads(root, Date.now());
     this.budget = budget && budget.bytes > 0 ? new DiskBudget(root, { ...budget, kinds: ADAPTER_KINDS }) : null;
   }
 

@@ -5,12 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GRACE_MS, sizeOf } from '../../coordinator/adapters/disk-budget.js';
-import { DiskCache } from '../../coordinator/adapters/disk-cache.js';
+import { DiskCache, STALE_DOWNLOAD_MS } from '../../coordinator/adapters/disk-cache.js';
 import { AdapterRegistry } from '../../coordinator/adapters/registry.js';
 import { HubSource } from '../../coordinator/adapters/sources/hub.js';
 import { startHubServer, type HubServerHandle } from '../helpers/hub-server.js';
@@ -102,6 +102,17 @@ test('a restart counts what is on disk and keeps its order by modification time'
   assert.equal(again.cache.budget!.usedBytes, 3 * again.size);
   await again.fetch('d');
   assert.deepEqual(again.evicted, [paths[1]], 'b, the least recently used before the restart');
+});
+
+test('temp downloads a crashed process left are deleted at start once a day old; recent ones (another download) stay', () => {
+  const root = join(tmp, 'stale');
+  const old = join(root, 'hub', 'abc', 'rev.tmp-123-aaaa'), fresh = join(root, 'hub', 'abc', 'rev.tmp-456-bbbb'), done = join(root, 'hub', 'abc', 'rev');
+  for (const d of [old, fresh, done]) mkdirSync(d, { recursive: true });
+  const day = new Date(Date.now() - STALE_DOWNLOAD_MS - 60_000);
+  utimesSync(old, day, day);
+  utimesSync(done, day, day);
+  new DiskCache(root);
+  assert.deepEqual([existsSync(old), existsSync(fresh), existsSync(done)], [false, true, true]);
 });
 
 test('the registry holds the directories of adapters requests hold, load or pin', async () => {
