@@ -314,6 +314,8 @@ export interface SampleResult {
 
 /** Output rows [o0, o1) and input columns [i0, i1) of a weight [out, in]. */
 export interface DequantWindow { o0: number; o1: number; i0: number; i1: number }
+/** Scales or zero points over a weight [out, in]: (o, i) reads data[⌊o / rowsPer⌋ · cols + ⌊i / colsPer⌋]. */
+export interface DequantGrid<T extends Float32Array | Int32Array> { data: T; rowsPer: number; cols: number; colsPer: number }
 
 export interface CpuOps {
   gemm(x: Float32Array, tokens: number, inDim: number, w: Float32Array, outDim: number, bias: Float32Array | null): Float32Array;
@@ -349,6 +351,10 @@ export interface CpuOps {
   dequantPacked(packed: Int32Array, scales: Float32Array, groups: number, colsPerGroup: number, gIdx: Int32Array | null,
     zeroPoint: Int32Array | null, outDim: number, inDim: number, bits: number, window: DequantWindow): Float32Array;
   dequantBnb4(packed: Uint8Array, absmax: Float32Array, code: Float32Array, outDim: number, inDim: number, blocksize: number, window: DequantWindow): Float32Array;
+  dequantFp4(packed: Uint8Array, scales: Float32Array, groups: number, groupSize: number, outDim: number, inDim: number, window: DequantWindow): Float32Array;
+  /** values: the window's rows [o1 − o0, in], bytes decoded through table (256 values) or float32 (table null). */
+  dequantUnpacked(values: Uint8Array | Float32Array, table: Float32Array | null, inDim: number, scale: DequantGrid<Float32Array>,
+    zeroPoint: DequantGrid<Int32Array> | null, post: number, outDim: number, window: DequantWindow): Float32Array;
 }
 
 interface Addon {

@@ -115,4 +115,52 @@ void dequant_bnb4(const uint8_t* packed, const float* absmax, const float* code,
   });
 }
 
+// FP4 E2M1 (1 sign, 2 exponent, 1 mantissa bit): the 16 codes' values, the sign in bit 3.
+constexpr float kE2M1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+void dequant_fp4(const uint8_t* packed, const float* scales, int64_t groups, int64_t group_size, int64_t in_dim,
+                 DequantWindow w, float* out) {
+  const int64_t stride = (in_dim + 1) / 2;
+  for_rows(w, out, [&](int64_t o, float* row) {
+    const uint8_t* prow = packed + o * stride;
+    const float* srow = scales + o * groups;
+    for (int64_t i = w.i0; i < w.i1;) {  // a group at a time: one scale, no division per column
+      const int64_t g = i / group_size, end = std::min(w.i1, (g + 1) * group_size);
+      const float s = srow[g];
+      for (; i < end; ++i) {
+        const uint8_t b = prow[i >> 1];
+        row[i - w.i0] = kE2M1[(i & 1) ? (b >> 4) : (b & 15)] * s;
+      }
+    }
+  });
+}
+
+void dequant_unpacked(const uint8_t* codes, const float* table, const float* values, int64_t in_dim, const float* scale,
+                      DequantGrid sg, const int32_t* zero, DequantGrid zg, float post, DequantWindow w, float* out) {
+  for_rows(w, out, [&](int64_t o, float* row) {
+    const int64_t src = (o - w.o0) * in_dim;
+    const float* srow = scale + (o / sg.rows_per) * sg.cols;
+    const int32_t* zrow = zero ? zero + (o / zg.rows_per) * zg.cols : nullptr;
+    for (int64_t i = w.i0; i < w.i1;) {  // a run of columns sharing one scale (and zero point) at a time
+      const int64_t gs = i / sg.cols_per;
+      int64_t end = std::min(w.i1, (gs + 1) * sg.cols_per);
+      const float s = srow[gs];
+      float z = 0.0f;
+      if (zrow) {
+        const int64_t gz = i / zg.cols_per;
+        end = std::min(end, (gz + 1) * zg.cols_per);
+        z = static_cast<float>(zrow[gz]);
+      }
+      float* dst = row - w.i0;
+      if (codes) {
+        const uint8_t* c = codes + src;
+        for (; i < end; ++i) dst[i] = ((table[c[i]] - z) * s) * post;
+      } else {
+        const float* v = values + src;
+        for (; i < end; ++i) dst[i] = ((v[i] - z) * s) * post;
+      }
+    }
+  });
+}
+
 }  // namespace weft::cpu

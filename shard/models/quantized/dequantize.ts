@@ -9,33 +9,26 @@
 //  - compressed-tensors pack-quantized: weight_packed [out, ceil(in/pack)] packs input columns (field k: column
 //    pack·c + k) as code + 2^(bits−1) (signed codes made unsigned); weight_zero_point [ceil(out/pack), groups] packs
 //    output rows the same way; weight_scale [out, groups].
+//  - compressed-tensors NVFP4 / MXFP4 (nvfp4- / mxfp4-pack-quantized): weight_packed uint8 [out, in/2], two FP4 E2M1
+//    codes a byte along the row (column 2k in the low nibble, 2k + 1 in the high one; the nibble's bit 3 is the
+//    sign, bits 0–2 index 0, 0.5, 1, 1.5, 2, 3, 4, 6), times weight_scale [out, groups] — NVFP4: FP8 E4M3 per 16
+//    columns divided by the float32 weight_global_scale (value = code × (scale / global_scale)); MXFP4: E8M0
+//    exponents per 32 columns, 2^(e − 127).
 // Unpacked layouts (FP8/int8 weight [out, in]) are scaled through a grid of scales (per tensor, channel, group or
 // block), as are the FP8 block scales (weight_scale_inv, which despite its name multiplies).
 
-import { cpuOps, type DequantWindow } from '../../../kernels/index.js';
+import { cpuOps, type DequantGrid, type DequantWindow } from '../../../kernels/index.js';
 
 /** A window [o0, o1) × [i0, i1) of a weight [out, in]. */
 export type Window = DequantWindow;
 
-/** Scales (or zero points) laid over a weight: the value for (o, i) is data[⌊o / rowsPer⌋ · cols + group(i)]. */
-export interface Grid {
-  data: Float32Array | Int32Array;
-  rowsPer: number;
-  cols: number;
-  /** Input columns per group (contiguous groups), unless gIdx gives each column's group. */
-  colsPer: number;
-  gIdx?: Int32Array | null;
-}
+/** Scales (or zero points) laid over a weight: the value for (o, i) is data[⌊o / rowsPer⌋ · cols + ⌊i / colsPer⌋]. */
+export type Grid<T extends Float32Array | Int32Array = Float32Array> = DequantGrid<T>;
 
-const groupOf = (g: Grid, i: number): number => (g.gIdx ? g.gIdx[i]! : Math.floor(i / g.colsPer));
-const at = (g: Grid, o: number, i: number): number => g.data[Math.floor(o / g.rowsPer) * g.cols + groupOf(g, i)]!;
+/** int8 codes read as bytes: byte b is the integer (b << 24) >> 24. */
+export const INT8_TABLE = Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
 
-function output(w: Window): { out: Float32Array; cols: number } {
-  const cols = w.i1 - w.i0;
-  return { out: new Float32Array((w.o1 - w.o0) * cols), cols };
-}
-
-// The packed layouts run in the native addon on the CPU pool's threads (kernels/src/cpu/dequant.cc: ~10 ns a weight
+// Every layout runs in the native addon on the CPU pool's threads (kernels/src/cpu/dequant.cc: ~10 ns a weight
 // in a JS loop is a minute for a 7B model); each takes the whole packed tensors and returns the window.
 
 /** AWQ gemm, 4-bit. `scales` [groups, out] as float32; groupSize the input columns per group. */
@@ -71,18 +64,17 @@ export function nestedAbsmax(codes: Uint8Array, code: Float32Array, absmax: Floa
   return Float32Array.from(codes, (q, j) => Math.fround(code[q]! * absmax[Math.floor(j / blocksize)]!) + offset);
 }
 
+/** NVFP4 / MXFP4: `scales` [out, groups] as float32 (NVFP4's already divided by the global scale), groupSize columns each. */
+export function dequantFp4(packed: Uint8Array, scales: Float32Array, groups: number, groupSize: number, outDim: number, inDim: number, w: Window): Float32Array {
+  return cpuOps.dequantFp4(packed, scales, groups, groupSize, outDim, inDim, w);
+}
+
 /**
- * Unpacked codes (FP8 values already decoded, or int8) for the window's rows — `values` [o1 − o0, in] — times the
- * scale grid, minus a zero-point grid when the scheme is asymmetric.
+ * Unpacked weights for the window's rows — `values` [o1 − o0, in]: one-byte codes (FP8, int8) decoded through
+ * `table`, or float32 values with a null table — ((value − zero point) × scale) × post, through the scale grid and
+ * the zero-point grid (null when symmetric).
  */
-export function dequantUnpacked(values: Float32Array, inDim: number, scale: Grid, zeroPoint: Grid | null, w: Window): Float32Array {
-  const { out, cols } = output(w);
-  for (let o = w.o0; o < w.o1; o++) {
-    const src = (o - w.o0) * inDim, row = (o - w.o0) * cols;
-    for (let i = w.i0; i < w.i1; i++) {
-      const z = zeroPoint ? at(zeroPoint, o, i) : 0;
-      out[row + i - w.i0] = (values[src + i]! - z) * at(scale, o, i);
-    }
-  }
-  return out;
+export function dequantUnpacked(values: Uint8Array | Float32Array, table: Float32Array | null, inDim: number, scale: Grid,
+  zeroPoint: Grid<Int32Array> | null, post: number, outDim: number, w: Window): Float32Array {
+  return cpuOps.dequantUnpacked(values, table, inDim, scale, zeroPoint, post, outDim, w);
 }

@@ -1,11 +1,12 @@
 // A quantized checkpoint seen as the plain one it stands for: each quantized linear layer `X` (found by the tensors
 // its format stores: X.qweight, X.weight_packed, X.weight + X.weight_scale(_inv)) appears as a float32 `X.weight`
 // [out, in] that is dequantized when read — only the rows or columns a rank asks for — and the packed tensors
-// are hidden. Everything else reads through unchanged, so every architecture's loader, DoRA's base-weight norms
+// are hidden, as are its activation quantization parameters (input_scale, input_global_scale, …: activations are
+// not quantized). Everything else reads through unchanged, so every architecture's loader, DoRA's base-weight norms
 // and the tied-lm_head adapters read a quantized checkpoint with no code of their own.
-import { DTYPE_SIZE, type Slice, type TensorInfo, type TensorSource } from '../../formats/index.js';
+import { DTYPE_SIZE, FLOAT_DTYPES, FP8_TABLES, type Slice, type TensorInfo, type TensorSource } from '../../formats/index.js';
 import { UnsupportedModelError } from '../errors.js';
-import { dequantAwq, dequantBnb4, dequantGptq, dequantPacked, dequantUnpacked, nestedAbsmax, type Grid, type Window } from './dequantize.js';
+import { dequantAwq, dequantBnb4, dequantFp4, dequantGptq, dequantPacked, dequantUnpacked, INT8_TABLE, nestedAbsmax, type Window } from './dequantize.js';
 import type { QuantScheme } from './quant-config.js';
 
 /** One quantized linear: its float shape, the tensors it consumed, and how to dequantize a window of it. */
@@ -18,6 +19,12 @@ interface QuantizedLinear {
 }
 
 const RAW_QUANTIZED = new Set(['F8_E4M3', 'F8_E5M2', 'I8']);
+/** A quantized linear's activation quantization (W8A8, NVFP4 W4A4): unused, as activations run unquantized. */
+const ACTIVATION_PARAMS = ['input_scale', 'input_zero_point', 'input_global_scale'];
+
+/** Where a scale or zero-point grid's values fall over a weight (dequantize.ts's Grid without its data). */
+type GridShape = { rowsPer: number; cols: number; colsPer: number };
+type CtScheme = Extract<QuantScheme, { method: 'compressed-tensors' }>;
 
 export class DequantizingStore implements TensorSource {
   readonly dir: string;
@@ -32,6 +39,7 @@ export class DequantizingStore implements TensorSource {
       const linear = this.describe(prefix);
       this.linears.set(`${prefix}.weight`, linear);
       for (const c of linear.consumed) this.hidden.add(c);
+      for (const a of ACTIVATION_PARAMS) if (store.has(`${prefix}.${a}`)) this.hidden.add(`${prefix}.${a}`);
     }
   }
 
@@ -113,7 +121,8 @@ export class DequantizingStore implements TensorSource {
     if (s.method === 'awq') return this.awq(p, s.groupSize);
     if (s.method === 'gptq') return this.gptq(p, s);
     if (s.method === 'bitsandbytes') return s.bits === 4 ? this.bnb4(p) : this.bnb8(p);
-    if (this.store.has(`${p}.weight_packed`)) return this.packed(p, s.method === 'compressed-tensors' ? s : null);
+    const ct = s.method === 'compressed-tensors' ? s : null;
+    if (this.store.has(`${p}.weight_packed`)) return this.store.info(`${p}.weight_packed`).dtype === 'U8' ? this.fp4(p, ct) : this.packed(p, ct);
     return this.unpacked(p);
   }
 
@@ -152,7 +161,7 @@ export class DequantizingStore implements TensorSource {
     };
   }
 
-  private packed(p: string, s: Extract<QuantScheme, { method: 'compressed-tensors' }> | null): QuantizedLinear {
+  private packed(p: string, s: CtScheme | null): QuantizedLinear {
     const shape = this.ints(`${p}.weight_shape`);
     const out = shape[0]!, inDim = shape[1]!;
     const [rows, words] = this.shape(`${p}.weight_packed`) as [number, number];
@@ -173,6 +182,60 @@ export class DequantizingStore implements TensorSource {
           zeroPoint: hasZero ? this.ints(`${p}.weight_zero_point`) : null }, out, inDim, bits, w);
       },
     };
+  }
+
+  /** compressed-tensors NVFP4 / MXFP4: weight_packed uint8 [out, in/2] (two FP4 codes a byte), weight_scale [out, groups]
+   * (NVFP4: FP8 E4M3, divided by the float32 weight_global_scale; MXFP4: E8M0 exponents as uint8), maybe
+   * weight_shape; a weight_zero_point (FP4 is symmetric) must be all zeros. The values are float32 (compressed-tensors'
+   * own decompressor rounds them to bf16 after the same product; at --dtype bf16 they are the same). */
+  private fp4(p: string, s: CtScheme | null): QuantizedLinear {
+    const [rows, bytes, ...extra] = this.shape(`${p}.weight_packed`);
+    let out = rows!, inDim = bytes! * 2;
+    if (this.store.has(`${p}.weight_shape`)) {
+      const shape = this.ints(`${p}.weight_shape`);
+      [out, inDim] = [shape[0]!, shape[1]!];
+    }
+    if (extra.length > 0 || rows !== out || bytes !== Math.ceil(inDim / 2)) {
+      throw new UnsupportedModelError(`${this.dir}: '${p}.weight_packed' [${this.shape(`${p}.weight_packed`).join(', ')}] does not hold FP4 [${out}, ${inDim}] two codes a byte`);
+    }
+    const scaleName = `${p}.weight_scale`, globalName = `${p}.weight_global_scale`, zeroName = `${p}.weight_zero_point`;
+    const [scaleRows, groups = 1] = this.shape(scaleName), size = groupWidth(s?.groupSize ?? null, inDim, groups);
+    if (scaleRows !== out || this.shape(scaleName).length > 2 || Math.ceil(inDim / size) !== groups) {
+      throw new UnsupportedModelError(`${this.dir}: '${scaleName}' [${this.shape(scaleName).join(', ')}] is not one scale per row and group of ${size} of [${out}, ${inDim}]`);
+    }
+    const exponents = ['U8', 'F8_E8M0'].includes(this.store.info(scaleName).dtype);  // MXFP4: 2^(e − 127)
+    const hasGlobal = this.store.has(globalName), hasZero = this.store.has(zeroName);
+    if (hasGlobal && this.shape(globalName).reduce((a, b) => a * b, 1) !== 1) {
+      throw new UnsupportedModelError(`${this.dir}: '${globalName}' must hold one value`);
+    }
+    const consumed = [`${p}.weight_packed`, scaleName, ...[`${p}.weight_shape`, globalName, zeroName].filter((n) => this.store.has(n))];
+    return {
+      out, in: inDim, file: this.store.info(`${p}.weight_packed`).file, consumed,
+      read: (w) => {
+        if (hasZero && this.floats(zeroName).some((z) => z !== 0)) {
+          throw new UnsupportedModelError(`'${zeroName}' is not zero: asymmetric FP4 is not supported`);
+        }
+        let scales = exponents ? Float32Array.from(this.store.readBytes(scaleName), (e) => FP8_TABLES.F8_E8M0[e]!) : this.store.readF32(scaleName);
+        if (hasGlobal) {  // compressed-tensors divides each scale by the global scale (in float32), then multiplies
+          const g = this.store.readF32(globalName)[0]!;
+          scales = scales.map((v) => v / g);
+        }
+        return dequantFp4(this.store.readBytes(`${p}.weight_packed`), scales, groups, size, out, inDim, w);
+      },
+    };
+  }
+
+  /** A float or integer tensor as float32. */
+  private floats(name: string): Float32Array {
+    return FLOAT_DTYPES.has(this.store.info(name).dtype) ? this.store.readF32(name) : Float32Array.from(readInts(this.store, name));
+  }
+
+  /** The rows of an unpacked weight: one-byte codes with the table that decodes them, or float32 values. */
+  private weightRows(name: string, rows: Slice): { values: Uint8Array | Float32Array; table: Float32Array | null } {
+    const dtype = this.store.info(name).dtype;
+    if (dtype === 'I8') return { values: this.store.readBytes(name, rows), table: INT8_TABLE };
+    if (dtype === 'F8_E4M3' || dtype === 'F8_E5M2') return { values: this.store.readBytes(name, rows), table: FP8_TABLES[dtype] };
+    return { values: this.store.readF32(name, rows), table: null };
   }
 
   /** bitsandbytes 4-bit (Linear4bit's saved state): weight bytes, absmax (maybe 8-bit codes with nested_absmax,
@@ -224,11 +287,9 @@ export class DequantizingStore implements TensorSource {
     return {
       out, in: inDim, file: this.store.info(`${p}.weight`).file, consumed,
       read: (w) => {
-        const values = Float32Array.from(readInts(this.store, `${p}.weight`, { dim: 0, start: w.o0, end: w.o1 }));
-        const scale: Grid = { data: this.store.readF32(`${p}.SCB`), rowsPer: 1, cols: 1, colsPer: inDim };
-        const deq = dequantUnpacked(values, inDim, scale, null, w);
-        for (let k = 0; k < deq.length; k++) deq[k] = deq[k]! * inv127;
-        return deq;
+        const { values, table } = this.weightRows(`${p}.weight`, { dim: 0, start: w.o0, end: w.o1 });
+        const scale = { data: this.store.readF32(`${p}.SCB`), rowsPer: 1, cols: 1, colsPer: inDim };
+        return dequantUnpacked(values, table, inDim, scale, null, inv127, out, w);  // (q · SCB) · (1/127)
       },
     };
   }
@@ -239,17 +300,16 @@ export class DequantizingStore implements TensorSource {
     const scaleName = this.store.has(`${p}.weight_scale_inv`) ? `${p}.weight_scale_inv` : `${p}.weight_scale`;
     const block = this.scheme.method === 'fp8' || this.scheme.method === 'compressed-tensors' ? this.scheme.block : null;
     const ctGroup = this.scheme.method === 'compressed-tensors' ? this.scheme.groupSize : null;
-    const gridOf = (name: string, data: Float32Array | Int32Array): Grid => scaleGrid(this.shape(name), out, inDim, block, ctGroup, data, `${this.dir}: '${name}'`);
-    gridOf(scaleName, new Float32Array(0));  // shape check now, not at the first read
+    const gridOf = (name: string): GridShape => scaleGrid(this.shape(name), out, inDim, block, ctGroup, `${this.dir}: '${name}'`);
     const zeroName = `${p}.weight_zero_point`, hasZero = this.store.has(zeroName);
+    const scaleShape = gridOf(scaleName), zeroShape = hasZero ? gridOf(zeroName) : null;  // checked now, not at the first read
     const consumed = [`${p}.weight`, scaleName, ...(hasZero ? [zeroName] : [])];
     return {
       out, in: inDim, file: this.store.info(`${p}.weight`).file, consumed,
       read: (w) => {
-        const rows = { dim: 0, start: w.o0, end: w.o1 };
-        const values = this.store.info(`${p}.weight`).dtype === 'I8' ? Float32Array.from(readInts(this.store, `${p}.weight`, rows)) : this.store.readF32(`${p}.weight`, rows);
-        const scale = gridOf(scaleName, this.store.readF32(scaleName));
-        return dequantUnpacked(values, inDim, scale, hasZero ? gridOf(zeroName, readInts(this.store, zeroName)) : null, w);
+        const { values, table } = this.weightRows(`${p}.weight`, { dim: 0, start: w.o0, end: w.o1 });
+        const zero = zeroShape ? { ...zeroShape, data: readInts(this.store, zeroName) } : null;
+        return dequantUnpacked(values, table, inDim, { ...scaleShape, data: this.store.readF32(scaleName) }, zero, 1, out, w);
       },
     };
   }
@@ -305,18 +365,17 @@ function groupWidth(configured: number | null, inDim: number, groups: number): n
 }
 
 /** The grid a scale (or zero point) of this shape lays over a weight [out, in]: per tensor, channel, group or block. */
-function scaleGrid(shape: number[], out: number, inDim: number, block: [number, number] | null, groupSize: number | null,
-  data: Float32Array | Int32Array, where: string): Grid {
+function scaleGrid(shape: number[], out: number, inDim: number, block: [number, number] | null, groupSize: number | null, where: string): GridShape {
   const n = shape.reduce((a, b) => a * b, 1);
-  if (n === 1) return { data, rowsPer: out, cols: 1, colsPer: inDim };
+  if (n === 1) return { rowsPer: out, cols: 1, colsPer: inDim };
   if (block) {
     const [bo, bi] = block;
-    if (shape.length === 2 && shape[0] === Math.ceil(out / bo) && shape[1] === Math.ceil(inDim / bi)) return { data, rowsPer: bo, cols: shape[1], colsPer: bi };
+    if (shape.length === 2 && shape[0] === Math.ceil(out / bo) && shape[1] === Math.ceil(inDim / bi)) return { rowsPer: bo, cols: shape[1], colsPer: bi };
     throw new UnsupportedModelError(`${where} has shape [${shape.join(', ')}]; [${bo}, ${bi}] blocks of [${out}, ${inDim}] need [${Math.ceil(out / bo)}, ${Math.ceil(inDim / bi)}]`);
   }
   if (shape[0] === out && (shape.length === 1 || shape.length === 2)) {
     const groups = shape[1] ?? 1;
-    return { data, rowsPer: 1, cols: groups, colsPer: groupWidth(groupSize, inDim, groups) };
+    return { rowsPer: 1, cols: groups, colsPer: groupWidth(groupSize, inDim, groups) };
   }
   throw new UnsupportedModelError(`${where} has shape [${shape.join(', ')}]: not a per-tensor, per-channel or per-group scale of [${out}, ${inDim}] ` +
     '(block scales need weight_block_size / block_structure in quantization_config)');

@@ -14,13 +14,15 @@ export type QuantScheme =
   | { method: 'gptq'; bits: 2 | 4 | 8; groupSize: number; actOrder: boolean; zeroOffset: 0 | 1 }
   /** transformers' fine-grained FP8 (DeepSeek-V3, Qwen3-FP8): weight float8 + weight_scale_inv per block (null: per tensor). */
   | { method: 'fp8'; block: [number, number] | null }
-  /** compressed-tensors (llm-compressor): per tensor, by the names present (weight_packed / weight + weight_scale). */
+  /** compressed-tensors (llm-compressor): per tensor, by the names present (weight_packed — int32 words, or uint8 FP4
+   * codes for NVFP4/MXFP4 — / weight + weight_scale). */
   | { method: 'compressed-tensors'; intBits: number | null; groupSize: number | null; block: [number, number] | null }
   /** bitsandbytes: 4-bit NF4/FP4 (weight bytes + absmax, maybe double-quantized, + quant_map) or LLM.int8 (weight + SCB). */
   | { method: 'bitsandbytes'; bits: 4 | 8 };
 
 const SUPPORTED = 'weft reads AWQ (gemm), GPTQ (2/4/8-bit), FP8 (quant_method "fp8"), compressed-tensors ' +
-  '(pack-quantized, int-quantized, float-quantized, naive-quantized) and bitsandbytes (4-bit NF4/FP4, LLM.int8) checkpoints';
+  '(pack-quantized, int-quantized, float-quantized, naive-quantized, nvfp4-pack-quantized, mxfp4-pack-quantized) and ' +
+  'bitsandbytes (4-bit NF4/FP4, LLM.int8) checkpoints';
 
 function refuse(where: string, msg: string): never {
   throw new UnsupportedModelError(`${where}: ${msg}`);
@@ -81,7 +83,8 @@ function gptqScheme(q: Json, where: string): QuantScheme {
   return { method: 'gptq', bits, groupSize: positiveOrAll(q.group_size, 'group_size', where), actOrder: q.desc_act === true, zeroOffset: format === 'gptq' ? 1 : 0 };
 }
 
-const CT_FORMATS = new Set(['pack-quantized', 'int-quantized', 'float-quantized', 'naive-quantized']);
+const CT_FORMATS = new Set(['pack-quantized', 'int-quantized', 'float-quantized', 'naive-quantized', 'nvfp4-pack-quantized', 'mxfp4-pack-quantized']);
+const FP4_FORMATS = new Set(['nvfp4-pack-quantized', 'mxfp4-pack-quantized']);
 
 function compressedTensorsScheme(q: Json, where: string): QuantScheme {
   const sparsity = q.sparsity_config as Json | null | undefined;
@@ -99,11 +102,17 @@ function compressedTensorsScheme(q: Json, where: string): QuantScheme {
     const w = g.weights as Json | null | undefined;
     if (!w) continue;
     const bits = Number(w.num_bits), type = String(w.type ?? 'int'), strategy = String(w.strategy ?? 'tensor');
-    if (type === 'float' && bits !== 8) refuse(where, `compressed-tensors ${bits}-bit float weights (NVFP4/MXFP4) are not supported (8-bit FP8 is)`);
+    const fp4 = type === 'float' && bits === 4;
+    if (fp4 !== FP4_FORMATS.has(format)) {
+      refuse(where, fp4 ? `compressed-tensors 4-bit float weights (NVFP4/MXFP4) need format nvfp4-pack-quantized or mxfp4-pack-quantized, not '${format}'`
+        : `compressed-tensors format '${format}' holds 4-bit float weights, not ${bits}-bit ${type}`);
+    }
+    if (type === 'float' && bits !== 8 && !fp4) refuse(where, `compressed-tensors ${bits}-bit float weights are not supported (8-bit FP8 and 4-bit NVFP4/MXFP4 are)`);
+    if (fp4 && w.symmetric === false) refuse(where, 'compressed-tensors FP4 weights with zero points (symmetric: false) are not supported');
     if (type === 'int' && ![2, 4, 8].includes(bits)) refuse(where, `compressed-tensors ${bits}-bit integer weights are not supported (2, 4 or 8)`);
-    if (!['tensor', 'channel', 'group', 'block'].includes(strategy)) refuse(where, `compressed-tensors weight strategy '${strategy}' is not supported`);
+    if (!['tensor', 'channel', 'group', 'tensor_group', 'block'].includes(strategy)) refuse(where, `compressed-tensors weight strategy '${strategy}' is not supported`);
     if (type === 'int') intBits.add(bits);
-    if (strategy === 'group') groupSizes.add(positiveOrAll(w.group_size, 'config_groups.weights.group_size', where));
+    if (strategy === 'group' || strategy === 'tensor_group') groupSizes.add(positiveOrAll(w.group_size, 'config_groups.weights.group_size', where));
     if (strategy === 'block') block = blockOf(w.block_structure, 'config_groups.weights.block_structure', where);
   }
   return {
