@@ -10,30 +10,21 @@
 // [E, hidden]) alike. Llama 4's Llama4TextExperts are the first layout with [gate | up] columns and no biases.
 import type { TensorSource } from '../formats/index.js';
 import { UnsupportedModelError } from './errors.js';
+import { dequantFp4 } from './quantized/dequantize.js';
 import { concat, transpose } from './f32-matrix.js';
 import { rangeLen, type Partition } from './partition.js';
 import type { ModelSpec } from './spec.js';
 
-// The 16 values of a 4-bit E2M1 code (bit 3 the sign), as transformers' FP4_VALUES.
-const FP4_VALUES = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
-
-/** One expert's MXFP4 matrix [rows, cols] in float32 from its blocks [rows, cols/32, 16] and scales [rows, cols/32]. */
+/** One expert's MXFP4 matrix [rows, cols] in float32 from its blocks [rows, cols/32, 16] and scales [rows, cols/32]:
+ * E2M1 codes, low nibble first, times 2^(scale − 127) — the compressed-tensors FP4 packing, dequantized natively. */
 export function dequantizeMxfp4(blocks: Uint8Array, scales: Uint8Array, rows: number, cols: number): Float32Array {
   const groups = cols / 32;
   if (!Number.isInteger(groups) || blocks.length !== rows * groups * 16 || scales.length !== rows * groups) {
     throw new UnsupportedModelError(`MXFP4 blocks of ${blocks.length} bytes and ${scales.length} scales do not make a ` +
       `[${rows}, ${cols}] matrix (32 values a block, 16 bytes and one scale each)`);
   }
-  const out = new Float32Array(rows * cols);
-  for (let g = 0; g < rows * groups; g++) {
-    const scale = 2 ** (scales[g]! - 127);
-    for (let b = 0; b < 16; b++) {
-      const byte = blocks[g * 16 + b]!;
-      out[g * 32 + 2 * b] = FP4_VALUES[byte & 0x0f]! * scale;
-      out[g * 32 + 2 * b + 1] = FP4_VALUES[byte >> 4]! * scale;
-    }
-  }
-  return out;
+  const powers = Float32Array.from(scales, (e) => 2 ** (e - 127));
+  return dequantFp4(blocks, powers, groups, 32, rows, cols, { o0: 0, o1: rows, i0: 0, i1: cols });
 }
 
 function need(store: TensorSource, name: string): string {
