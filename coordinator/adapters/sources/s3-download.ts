@@ -28,19 +28,11 @@ export async function downloadAll(client: S3Client, bucket: string, files: reado
 export async function downloadObject(client: S3Client, bucket: string, obj: S3Object, dest: string,
   where: string): Promise<void> {
   const what = `${where}/${obj.name}`;
-  let res: GetObjectCommandOutput;
-  try {
-    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: obj.key, IfMatch: obj.etag || undefined }));
-  } catch (e) {
-    if ((e as { name?: string }).name === 'PreconditionFailed') throw changed(what, e);
-    throw s3Error(e, what);
-  }
-  if (obj.etag && res.ETag && res.ETag !== obj.etag) throw changed(what);
-  if (!(res.Body instanceof Readable)) throw new EngineError('adapter_load', `${what}: S3 returned no body`);
+  const { res, body } = await getObject(client, bucket, obj, what);
   const md5 = createHash('md5');
   let bytes = 0;
   try {
-    await pipeline(res.Body, async function* (source: AsyncIterable<Buffer>) {
+    await pipeline(body, async function* (source: AsyncIterable<Buffer>) {
       for await (const chunk of source) {
         md5.update(chunk);
         bytes += chunk.length;
@@ -64,6 +56,13 @@ export async function downloadObject(client: S3Client, bucket: string, obj: S3Ob
 export async function readSmallObject(client: S3Client, bucket: string, obj: S3Object, where: string, maxBytes: number): Promise<Buffer> {
   const what = `${where}/${obj.name}`;
   if (obj.size > maxBytes) throw new EngineError('adapter_load', `${what}: ${obj.size} bytes, more than the ${maxBytes} read here`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of (await getObject(client, bucket, obj, what)).body as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/** GET of the object as listed (If-Match its ETag): a change since the listing is an error saying to retry. */
+async function getObject(client: S3Client, bucket: string, obj: S3Object, what: string): Promise<{ res: GetObjectCommandOutput; body: Readable }> {
   let res: GetObjectCommandOutput;
   try {
     res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: obj.key, IfMatch: obj.etag || undefined }));
@@ -71,10 +70,9 @@ export async function readSmallObject(client: S3Client, bucket: string, obj: S3O
     if ((e as { name?: string }).name === 'PreconditionFailed') throw changed(what, e);
     throw s3Error(e, what);
   }
+  if (obj.etag && res.ETag && res.ETag !== obj.etag) throw changed(what);
   if (!(res.Body instanceof Readable)) throw new EngineError('adapter_load', `${what}: S3 returned no body`);
-  const chunks: Buffer[] = [];
-  for await (const chunk of res.Body as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks);
+  return { res, body: res.Body };
 }
 
 function changed(what: string, cause?: unknown): EngineError {
