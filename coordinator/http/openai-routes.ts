@@ -38,7 +38,7 @@ import {
   type UsageJson,
 } from './openai-responses.js';
 import { validateChatBody, validateCompletionBody, type ValidChat, type ValidCompletion, type ValidOpenAi } from './openai-validate.js';
-import { fimPrompt, type FimFormatName } from '../engine/fim.js';
+import { takeSuffix, withSuffix } from './openai-suffix.js';
 import { isJsonObject } from './json.js';
 import { promptOpensThinking, ReasoningSplitter } from '../engine/reasoning.js';
 import type { ToolCall, ToolUse } from './openai-tools.js';
@@ -89,6 +89,8 @@ export interface Run extends EngineRun {
   includeReasoning: boolean;
   /** The prediction's length in tokens (predicted-outputs.ts; 0: none). */
   predictionTokens: number;
+  /** Log-probs of the answer's tokens only, not of a reasoning parser's thoughts (the Responses API's output_text). */
+  answerLogprobsOnly?: boolean;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): void {
@@ -114,25 +116,6 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
     const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
-}
-
-/** OpenAI's `suffix` (fill in the middle): taken out of the body before validation; '' or null is no suffix. */
-function takeSuffix(body: unknown): { suffix: string | undefined; body: unknown } {
-  if (!isJsonObject(body) || body.suffix === undefined) return { suffix: undefined, body };
-  const { suffix, ...rest } = body;
-  if (suffix !== null && typeof suffix !== 'string') throw validationError('`suffix` must be a string');
-  return { suffix: suffix === null || suffix === '' ? undefined : suffix, body: rest };
-}
-
-/** Each prompt as the code before the cursor, with `suffix` after it, in the model's fill-in-the-middle tokens. */
-function withSuffix(valid: ValidCompletion, suffix: string, format: FimFormatName | null): ValidCompletion {
-  if (format === null) {
-    throw validationError('`suffix` needs a model trained to fill in the middle: this tokenizer has none of the known FIM tokens ' +
-      '(<fim_prefix>/<fim_suffix>/<fim_middle>, <|fim_prefix|>…, <｜fim▁begin｜>…, [SUFFIX]/[PREFIX])');
-  }
-  if (valid.echo) throw validationError('`echo` cannot be combined with `suffix`');
-  if (valid.prompts.some((p) => typeof p !== 'string')) throw validationError('`suffix` needs a text prompt, not token ids');
-  return { ...valid, prompts: valid.prompts.map((p) => fimPrompt(format, p as string, suffix)) };
 }
 
 /** use_beam_search (beam-search.ts): the n best beams as n choices, whole (no streaming). */
@@ -301,15 +284,17 @@ export async function choice(run: Run): Promise<ChoiceResult> {
       case 'token':
         logprobSum += ev.token.logprob;
         tokens++;
+        let thought = false;  // the token was (only) thoughts, no answer text
         if (!scoreOnly) {
           const delta = ev.token.special ? '' : ev.textDelta;
           const part = splitter ? splitter.push(ev.token.text, delta) : { reasoning: '', content: delta };
+          thought = part.reasoning !== '' && part.content === '';
           reasoning += part.reasoning;
           if (part.reasoning !== '') reasoningTokens++;
           // Call markup that is a special token (Mistral's [TOOL_CALLS]) stays in the answer the parser reads.
           text += (run.tools ? answerDelta(run.toolFormat, ev.token, '') : '') + trimmer.push(part.content);
         }
-        if (scoreOnly || !run.valid.logprobs || ev.token.special) break;
+        if (scoreOnly || !run.valid.logprobs || ev.token.special || (run.answerLogprobsOnly && thought)) break;
         if (run.kind === 'chat') chatContent.push(chatTokenLogprob(ev.token, ev.textDelta));
         else completionLogprobs.add(ev.token, ev.textDelta);
         break;

@@ -11,7 +11,7 @@ import { asObject, bool, optional, str } from './validate.js';
 const KEYS = new Set([
   'model', 'input', 'instructions', 'max_output_tokens', 'temperature', 'top_p', 'stream', 'tools', 'tool_choice',
   'parallel_tool_calls', 'reasoning', 'text', 'store', 'metadata', 'user', 'seed', 'previous_response_id', 'truncation',
-  'background', 'include', 'service_tier', 'prompt_cache_key', 'safety_identifier',
+  'background', 'include', 'top_logprobs', 'service_tier', 'prompt_cache_key', 'safety_identifier',
   // weft's / vLLM's fields the chat route takes as they are
   'adapter_source', 'api_token', 'top_k', 'min_p', 'repetition_penalty', 'stop', 'presence_penalty', 'frequency_penalty',
   'chat_template', 'chat_template_kwargs', 'include_reasoning', 'logit_bias', 'allowed_token_ids', 'bad_words', 'priority',
@@ -35,7 +35,12 @@ export interface ResponseSettings {
   previousResponseId: string | null;
   /** Keep the response for GET /v1/responses/{id} and previous_response_id (OpenAI's default: true). */
   store: boolean;
+  /** top_logprobs as given (the response echoes it); the log-probs come back with include's message.output_text.logprobs. */
+  topLogprobs: number | null;
 }
+
+/** What `include` may ask for: the output text's token log-probs (with top_logprobs alternatives each). */
+const OUTPUT_LOGPROBS = 'message.output_text.logprobs';
 
 /** The response a request continues (`previous_response_id`), or null; a non-string is a 422. */
 export function previousResponseIdOf(body: unknown): string | null {
@@ -52,8 +57,12 @@ export function chatBodyOfResponses(body: unknown, previous: readonly Json[] = [
   if (top.background === true) throw notSupported('background');
   const truncation = optional(top, 'truncation', str);
   if (truncation !== undefined && truncation !== 'disabled') throw notSupported('truncation');
-  if (top.include !== undefined && top.include !== null && !(Array.isArray(top.include) && top.include.length === 0)) {
-    throw notSupported('include');
+  const include = top.include === undefined || top.include === null ? [] : top.include;
+  if (!Array.isArray(include)) throw validationError('`include` must be an array');
+  for (const v of include) if (v !== OUTPUT_LOGPROBS) throw notSupported(`include: ${JSON.stringify(v).slice(0, 64)}`);
+  const topLogprobs = top.top_logprobs === undefined || top.top_logprobs === null ? undefined : top.top_logprobs;
+  if (topLogprobs !== undefined && !(Number.isInteger(topLogprobs) && (topLogprobs as number) >= 0 && (topLogprobs as number) <= 20)) {
+    throw validationError('`top_logprobs` must be an integer from 0 to 20');
   }
   const instructions = optional(top, 'instructions', str);
   const inputItems = inputItemsOf(top.input);
@@ -62,6 +71,7 @@ export function chatBodyOfResponses(body: unknown, previous: readonly Json[] = [
   const chat: Json = { messages };
   for (const key of PASSED) if (top[key] !== undefined) chat[key] = top[key];
   if (top.max_output_tokens !== undefined) chat.max_completion_tokens = top.max_output_tokens;
+  if (include.length > 0) Object.assign(chat, { logprobs: true, ...(topLogprobs !== undefined ? { top_logprobs: topLogprobs } : {}) });
   if (top.tools !== undefined && top.tools !== null) chat.tools = toolsOf(top.tools);
   if (top.tool_choice !== undefined) chat.tool_choice = toolChoiceOf(top.tool_choice);
   const reasoning = top.reasoning === undefined || top.reasoning === null ? {} : asObject(top.reasoning, '`reasoning`');
@@ -83,6 +93,7 @@ export function chatBodyOfResponses(body: unknown, previous: readonly Json[] = [
       temperature: typeof top.temperature === 'number' ? top.temperature : null, topP: typeof top.top_p === 'number' ? top.top_p : null,
       tools: Array.isArray(top.tools) ? top.tools : [], toolChoice: top.tool_choice ?? 'auto', parallelToolCalls: top.parallel_tool_calls !== false,
       text: { format: text.format ?? { type: 'text' } }, reasoningEffort: effort ?? null, metadata,
+      topLogprobs: typeof topLogprobs === 'number' ? topLogprobs : null,
     },
   };
 }

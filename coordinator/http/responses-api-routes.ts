@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { HttpError, toHttpError } from './errors.js';
 import { ResponseStore, ownerOf } from './response-store.js';
 import { adapterAuthorization, cancelRun, endedEarly, runEvents, sendSse, unknownEvent } from './engine-run.js';
-import { openAiErrorBody, StopTrimmer } from './openai-responses.js';
+import { chatTokenLogprob, openAiErrorBody, StopTrimmer, type ChatLogprobsJson, type ChatTokenLogprobJson } from './openai-responses.js';
 import { choice, openAiErrorHandler, openAiLimits, start, type ChoiceResult, type OpenAiDeps, type Run } from './openai-routes.js';
 import type { ToolCall } from './openai-tools.js';
 import { ToolCallStream, answerDelta, promptMessages } from './tool-formats.js';
@@ -31,6 +31,7 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const valid = validateChatBody(chat, openAiLimits(deps), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
     const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
+    run!.answerLogprobsOnly = true;  // output_text's log-probs: the thoughts are a reasoning item of their own
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
     // Kept once complete: the conversation so far, this input, this output (store: false, or a store of 0 entries: not).
     const keep = settings.store && store.enabled
@@ -108,23 +109,25 @@ function responseJson(head: Head, s: ResponseSettings, output: Json[], incomplet
     max_output_tokens: s.maxOutputTokens, model: head.model, output, parallel_tool_calls: s.parallelToolCalls,
     previous_response_id: s.previousResponseId, reasoning: { effort: s.reasoningEffort, summary: null }, store: s.store,
     temperature: s.temperature ?? 1, text: s.text, tool_choice: s.toolChoice, tools: s.tools, top_p: s.topP ?? 1,
-    truncation: 'disabled', usage: counts ? usageOf(counts) : null, metadata: s.metadata,
+    truncation: 'disabled', usage: counts ? usageOf(counts) : null, metadata: s.metadata, top_logprobs: s.topLogprobs,
   };
 }
 
 const reasoningItem = (id: string, text: string) => ({ id, type: 'reasoning', summary: [], content: [{ type: 'reasoning_text', text }] });
-const messageItem = (id: string, text: string, status: string) => ({ id, type: 'message', status, role: 'assistant',
-  content: [{ type: 'output_text', text, annotations: [] }] });
+/** `logprobs` (include: message.output_text.logprobs): the text's tokens, as chat completions' logprobs.content. */
+const messageItem = (id: string, text: string, status: string, logprobs?: ChatTokenLogprobJson[]) => ({ id, type: 'message', status,
+  role: 'assistant', content: [{ type: 'output_text', text, annotations: [], ...(logprobs ? { logprobs } : {}) }] });
 const callItem = (c: ToolCall, status = 'completed') => ({ id: itemId('fc'), type: 'function_call', status, call_id: c.id, name: c.name,
   arguments: c.arguments });
 
 function outputOf(r: ChoiceResult): Json[] {
   const out: Json[] = [];
+  const logprobs = r.logprobs ? (r.logprobs as ChatLogprobsJson).content : undefined;
   if (r.reasoning) out.push(reasoningItem(itemId('rs'), r.reasoning));
   if (r.calls) {
-    if (r.text !== '') out.push(messageItem(itemId('msg'), r.text, 'completed'));  // a native format's text before its calls
+    if (r.text !== '') out.push(messageItem(itemId('msg'), r.text, 'completed', logprobs));  // a native format's text before its calls
     out.push(...r.calls.map((c) => callItem(c)));
-  } else out.push(messageItem(itemId('msg'), r.text, r.finish === 'length' ? 'incomplete' : 'completed'));
+  } else out.push(messageItem(itemId('msg'), r.text, r.finish === 'length' ? 'incomplete' : 'completed', logprobs));
   return out;
 }
 
@@ -140,6 +143,9 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
   let message: { id: string; text: string; index: number } | null = null;
   // tools: once the answer's calls begin they are held and sent as function_call items (tool-formats.ts)
   const calls = run.tools ? new ToolCallStream(run.toolFormat, run.tools) : null;
+  // include message.output_text.logprobs: every answer token's, and those not yet sent with a text delta
+  const logprobs: ChatTokenLogprobJson[] | null = run.valid.logprobs ? [] : null;
+  let unsent: ChatTokenLogprobJson[] = [];
   let settled = false;
   function* closeThoughts() {
     if (!thoughts) return;
@@ -159,7 +165,9 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
         part: { type: 'output_text', text: '', annotations: [] } });
     }
     message.text += text;
-    yield ev('response.output_text.delta', { item_id: message.id, output_index: message.index, content_index: 0, delta: text });
+    yield ev('response.output_text.delta', { item_id: message.id, output_index: message.index, content_index: 0, delta: text,
+      ...(logprobs ? { logprobs: unsent } : {}) });
+    unsent = [];
   }
   try {
     const inProgress = responseJson(head, s, [], false, null, 'in_progress');
@@ -186,6 +194,11 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
                 delta: part.reasoning });
             }
           }
+          if (logprobs && !e.token.special && !(part && part.reasoning !== '' && part.content === '')) {
+            const lp = chatTokenLogprob(e.token, e.textDelta);
+            logprobs.push(lp);
+            unsent.push(lp);
+          }
           const marker = calls ? answerDelta(run.toolFormat, e.token, '') : '';  // call markup that is a special token
           const text = marker + trimmer.push(part ? part.content : e.token.special ? '' : e.textDelta);
           yield* say(calls ? calls.push(text) : text);
@@ -201,7 +214,7 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
           // The message item (opened here when no text came: it is sent all the same, unless calls answer alone).
           if (!end.calls || message) {
             const m = message ?? { id: itemId('msg'), text: '', index: output.length };
-            const done = messageItem(m.id, m.text, incomplete ? 'incomplete' : 'completed');
+            const done = messageItem(m.id, m.text, incomplete ? 'incomplete' : 'completed', logprobs ?? undefined);
             if (!message) yield ev('response.output_item.added', { output_index: m.index, item: { ...done, status: 'in_progress', content: [] } });
             yield ev('response.output_text.done', { item_id: m.id, output_index: m.index, content_index: 0, text: m.text });
             yield ev('response.content_part.done', { item_id: m.id, output_index: m.index, content_index: 0, part: done.content[0] });

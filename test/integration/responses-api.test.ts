@@ -2,7 +2,7 @@
 // response object, the streamed events (their order, and their text equal to the whole answer), function calls
 // with tool_choice required, a conversation of input items with a call and its output, text.format json_schema,
 // stored responses (GET, DELETE, previous_response_id equal to sending the conversation, other credentials see
-// nothing), and the refusals (non-function tools, unknown fields).
+// nothing), output_text log-probs (include), and the refusals (non-function tools, unknown fields).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -101,6 +101,35 @@ test('text.format json_schema: the output text is JSON of the schema', async () 
   assert.equal(r.status, 200, r.text);
   if (r.json.status === 'completed') assert.equal(typeof JSON.parse(r.json.output[0].content[0].text).ok, 'boolean');
   assert.deepEqual(r.json.text.format.type, 'json_schema');
+});
+
+test('include message.output_text.logprobs: the answer\'s tokens with top_logprobs alternatives, whole and streamed, equal to chat\'s', async () => {
+  const body = { input: 'Name three colours.', max_output_tokens: 8, temperature: 0, include: ['message.output_text.logprobs'], top_logprobs: 3 };
+  const r = await post(body);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.top_logprobs, 3);
+  const part = r.json.output.at(-1).content[0];
+  assert.equal(part.logprobs.length, r.json.usage.output_tokens - r.json.usage.output_tokens_details.reasoning_tokens);
+  assert.equal(part.logprobs.map((l: { token: string }) => l.token).join(''), part.text, 'the tokens spell the text');
+  for (const l of part.logprobs) {
+    assert.ok(l.logprob <= 0 && l.top_logprobs.length === 3 && l.top_logprobs[0].logprob >= l.top_logprobs[2].logprob);
+    assert.deepEqual(l.bytes, [...Buffer.from(l.token)]);
+  }
+  const chat = await (await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: body.input }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3 }) })).json();
+  assert.deepEqual(part.logprobs, chat.choices[0].logprobs.content, 'as /v1/chat/completions gives them');
+  const s = events((await post({ ...body, stream: true })).text);
+  const deltas = s.filter((e) => e.event === 'response.output_text.delta');
+  assert.deepEqual(deltas.flatMap((e) => e.data.logprobs), part.logprobs, 'the deltas carry them in order');
+  assert.deepEqual(s.at(-1)!.data.response.output.at(-1).content[0].logprobs, part.logprobs);
+  const plain = await post({ ...body, include: undefined });
+  assert.equal(plain.json.output.at(-1).content[0].logprobs, undefined, 'not without include');
+  for (const [bad, message] of [[{ include: ['reasoning.encrypted_content'] }, /include: "reasoning.encrypted_content"/],
+    [{ top_logprobs: 21 }, /`top_logprobs` must be an integer from 0 to 20/], [{ include: 'x' }, /`include` must be an array/]] as const) {
+    const e = await post({ ...body, ...bad });
+    assert.equal(e.status, 422, e.text);
+    assert.match(e.json.error.message, message);
+  }
 });
 
 test('refusals: non-function tools, unsupported input items, unknown fields', async () => {
