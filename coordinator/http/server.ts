@@ -14,6 +14,7 @@ import { installLifecycle, requestId } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { registerOpenAiRoutes } from './openai-routes.js';
 import { registerResponsesApiRoute } from './responses-api-routes.js';
+import { registerChatTokenizeRoutes } from './chat-tokenize-route.js';
 import { ResponseStore } from './response-store.js';
 import { registerModelRoutes } from './openai-models.js';
 import { registerEmbeddingRoutes } from './embeddings-routes.js';
@@ -120,6 +121,7 @@ export async function buildHttpServer(engine: GenerationEngine, opts: HttpServer
   registerGenerateRoutes(app, { engine, bearerIsAdapterToken });
   const samplingDefaults = opts.samplingDefaults ?? null;
   registerOpenAiRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults });
+  registerChatTokenizeRoutes(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults });
   registerResponsesApiRoute(app, { engine, bodyLimitBytes, bearerIsAdapterToken, samplingDefaults }, new ResponseStore(opts.responseStoreEntries ?? 1024));
   registerModelRoutes(app, engine, bodyLimitBytes);
   const embedding = opts.embedding ? { embedding: opts.embedding } : {};
