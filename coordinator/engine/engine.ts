@@ -1,5 +1,6 @@
 // The generation engine: admits requests (tokenize, validate, resolve adapter), drives the
 // scheduler ↔ shards step loop, and turns step results into each request's event stream.
+import { tokenSpans } from '../tokenizer/token-spans.js';
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
@@ -186,14 +187,7 @@ export class Engine implements GenerationEngine {
 
   async tokenize(text: string, templated = false): Promise<{ id: number; text: string; start: number; stop: number }[]> {
     const ids = await this.tokenizer.encode(text, { addSpecialTokens: !templated });
-    const pieces = this.tokenizer.tokenStringsSync(ids);
-    let pos = 0;
-    return ids.map((id, i) => {
-      const start = text.indexOf(pieces[i], pos);
-      const s = start >= 0 ? start : pos;
-      pos = start >= 0 ? start + pieces[i].length : pos;
-      return { id, text: pieces[i], start: s, stop: start >= 0 ? pos : s };
-    });
+    return tokenSpans(text, ids, this.tokenizer.tokenStringsSync(ids), (part) => this.tokenizer.decodeSync(part, { skipSpecialTokens: false }));
   }
 
   detokenize(ids: readonly number[], opts: { keepSpecialTokens?: boolean } = {}): string {
