@@ -231,6 +231,9 @@ export const ROUTES: RouteSpec[] = [
       top_logprobs: null, stop: null, response_format: r.pick([null, { type: 'text' }, { type: 'json_object' }]), tools: r.pick([null, [], [TOOL]]),
       length_penalty: r.pick([1, 0.5, 1e308]) }),
     (r, s) => ({ ...s, max_tokens: r.pick([1, 200, 256, 257]), max_completion_tokens: r.pick([null, 2, 256]), min_tokens: r.pick([null, 2, 300]) }),
+    (r, s) => ({ ...s, prediction: r.pick([{ type: 'content', content: 'The shard batches adapters' }, { type: 'content', content: HUGE_STRING },
+      { type: 'content', content: [{ type: 'text', text: 'a' }, { type: 'image' }] }, { type: 'content', content: '' }, { type: 'text' }, 'x', null,
+      { type: 'content', content: '\ud800' }]), n: r.pick([1, 3]), stream: r.pick([true, false]) }),
   ] },
   { name: 'responses', path: '/v1/responses', seed: responsesSeed, special: [
     (r, s) => ({ ...s, metadata: r.pick([deepObject(20), deepObject(5000), { a: LONG }, [], 'x', { [`${RAW_KEY}"__proto__"`]: { x: 1 } }]) }),
@@ -247,6 +250,8 @@ export const ROUTES: RouteSpec[] = [
       [{ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'The sh' }] }], [{ type: 'function_call_output', output: 'x' }]]) }),
     (r, s) => ({ ...s, stream: true, max_output_tokens: r.pick([1, 3, 0, -1, 257]), tool_choice: r.pick(['auto', 'none', 'required']) }),
     (r, s) => ({ ...s, ...tokenFilters(r), stream: r.pick([true, false]), tool_choice: 'none' }),
+    (r, s) => ({ ...s, include: r.pick([['message.output_text.logprobs'], ['message.output_text.logprobs', 'x'], null]),
+      top_logprobs: r.pick([0, 20, 21, -1, 1.5, 'x', null]), stream: r.pick([true, false]) }),
     (r, s) => ({ ...s, background: r.pick([true, false, 'x']), truncation: r.pick(['auto', 'disabled', 5]), include: r.pick([['reasoning.encrypted_content'], [], 'x']),
       reasoning: r.pick([{ effort: 'max' }, { summary: 'auto' }, { other: 1 }, 'low', []]), store: r.pick([false, 'yes', null]) }),
   ] },
@@ -286,6 +291,14 @@ export const ROUTES: RouteSpec[] = [
       return_token_strs: r.pick([true, false]) }),
     (r, s) => ({ ...s, messages: r.pick([[oddMessage(r)], [], 'x', [{ role: 'tool', content: 'x' }]]) }),
   ] },
+  { name: 'chat_tokenize', path: '/chat_tokenize', seed: chatSeed, special: [
+    (r, s) => ({ ...s, messages: r.pick([[oddMessage(r)], [], 'x', null]), tools: r.pick([null, [TOOL], [oddTool(r)]]) }),
+  ] },
+  { name: 'invocations', path: '/invocations', seed: chatSeed, special: [
+    (r) => r.pick([{ inputs: 'The shard', parameters: generateParameters() }, { inputs: 'x', stream: true }, { prompt: 'The shard', max_tokens: 3 },
+      { input: ['The shard'] }, { text_1: 'a', text_2: ['b'] }, { query: 'a', documents: ['b'] }, { nothing: 1 }, [], 'x', { messages: 5 },
+      { inputs: 'a', messages: [], prompt: 'b' }]),
+  ] },
   { name: 'detokenize', path: '/detokenize', seed: () => ({ model: 'weft-demo', tokens: [10, 20, 1020, 1023, 0] }), special: [
     (r) => ({ tokens: r.pick([[1024], [-1], [0.5], [], new Array(200_000).fill(65), [raw('1e999')], ['1'], [2 ** 53], [raw('-0')]]) }),
   ] },
@@ -318,7 +331,7 @@ export function urlRequests(r: Rng, n: number, responseId: string): Sent[] {
       headers: {}, label: 'GET input_items' }),
     () => ({ method: 'GET', path: `/v1/responses/${id()}/input_items?limit=1&limit=2&order=asc&order=desc`, headers: {}, label: 'GET input_items repeated' }),
     () => ({ method: 'DELETE', path: `/v1/responses/${r.chance(0.2) ? responseId : id()}`, headers: {}, label: 'DELETE response' }),
-    () => ({ method: 'GET', path: r.pick(['/health', '/info', '/metrics', '/v1/models', '/v1/adapters', '/v1/models/%E0%A4%A', '/v1/responses/%ZZ',
+    () => ({ method: 'GET', path: r.pick(['/health', '/ping', '/version', '/info', '/metrics', '/v1/models', '/v1/adapters', '/v1/models/%E0%A4%A', '/v1/responses/%ZZ',
       '/nope', '/generate', '//generate', '/generate/', '/v1/responses/', '/v1/responses//input_items']), headers: {}, label: 'GET other' }),
   ];
   return Array.from({ length: n }, () => r.pick(makers)());
