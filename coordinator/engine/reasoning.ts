@@ -74,6 +74,11 @@ export class ReasoningSplitter {
     this.opening = format === 'harmony' && markCalls;
   }
 
+  /** The text now pushed is the answer's (not thoughts, not a harmony header or marker). */
+  get answering(): boolean {
+    return this.mode === 'content' && !this.opening;
+  }
+
   /** At the end of the generation: answer text still held (a harmony answer that was all a would-be header). */
   finish(): string {
     const held = this.opening ? this.header : '';

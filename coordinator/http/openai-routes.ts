@@ -284,11 +284,12 @@ export async function choice(run: Run): Promise<ChoiceResult> {
       case 'token':
         logprobSum += ev.token.logprob;
         tokens++;
-        let thought = false;  // the token was (only) thoughts, no answer text
+        let thought = false;  // the token is no part of the answer's text: thoughts, or a reasoning marker
         if (!scoreOnly) {
           const delta = ev.token.special ? '' : ev.textDelta;
           const part = splitter ? splitter.push(ev.token.text, delta) : { reasoning: '', content: delta };
-          thought = part.reasoning !== '' && part.content === '';
+          // A piece of a character split over tokens has no text yet: it is the answer's when the answer is going on.
+          thought = splitter !== null && part.content === '' && !(delta === '' && splitter.answering);
           reasoning += part.reasoning;
           if (part.reasoning !== '') reasoningTokens++;
           // Call markup that is a special token (Mistral's [TOOL_CALLS]) stays in the answer the parser reads.

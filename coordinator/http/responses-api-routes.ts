@@ -194,7 +194,8 @@ async function* events(run: Run, head: Head, s: ResponseSettings, reply: Fastify
                 delta: part.reasoning });
             }
           }
-          if (logprobs && !e.token.special && !(part && part.reasoning !== '' && part.content === '')) {
+          const thought = splitter !== null && part!.content === '' && !(e.textDelta === '' && splitter.answering);
+          if (logprobs && !e.token.special && !thought) {
             const lp = chatTokenLogprob(e.token, e.textDelta);
             logprobs.push(lp);
             unsent.push(lp);

@@ -31,7 +31,7 @@ async function chat(tokens: Record<number, AddedToken>, flags: string[], body: R
     const deltas = (k: string) => streamed.map((ch) => ch.choices[0]?.delta?.[k] ?? '').join('');
     // the Responses API: the same split as a reasoning item before the message
     const { messages: _m, max_tokens: _x, ...rest } = req;
-    const resp = await srv.post('/v1/responses', { ...rest, input: req.messages, max_output_tokens: 6 });
+    const resp = await srv.post('/v1/responses', { ...rest, input: req.messages, max_output_tokens: 6, include: ['message.output_text.logprobs'] });
     assert.equal(resp.status, 200, resp.text);
     const info = await (await fetch(`${srv.url}/info`)).json();
     return { message: whole.json.choices[0].message, streamed: { reasoning: deltas('reasoning_content'), content: deltas('content') },
@@ -44,8 +44,10 @@ async function chat(tokens: Record<number, AddedToken>, flags: string[], body: R
 test('think: the tokens between <think> and </think> come back as reasoning_content, whole and streamed', async () => {
   assert.ok(s >= 0, 'a sequence with six distinct greedy tokens');
   const tokens = { [g[1]!]: { content: '<think>', special: false }, [g[3]!]: { content: '</think>', special: false } };
-  const { message, streamed, parser } = await chat(tokens, []);
+  const { message, streamed, parser, response } = await chat(tokens, []);
   assert.equal(parser, 'think');  // auto: the tokenizer has <think> and </think>
+  // output_text's log-probs are the answer's tokens only: not the thoughts, not the markers
+  assert.deepEqual(response.output.at(-1).content[0].logprobs.map((l: { token: string }) => l.token.trim()), [g[0]!, g[4]!, g[5]!].map(t));
   assert.equal(message.reasoning_content.trim(), t(g[2]!));
   for (const id of [g[0]!, g[4]!, g[5]!]) assert.ok(message.content.includes(t(id)), `${t(id)} in the answer: ${message.content}`);
   assert.ok(!message.content.includes(t(g[2]!)) && !message.content.includes('think>'), message.content);
