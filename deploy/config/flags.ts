@@ -21,6 +21,8 @@ interface FlagCommon {
   readonly secret?: boolean;
   /** What help shows as the default when the value alone does not say it. */
   readonly defaultLabel?: string;
+  /** Other names for the flag — vLLM's or TGI's for the same setting — so their command lines work as they are. */
+  readonly aliases?: readonly string[];
 }
 
 export interface NumberFlag extends FlagCommon {
@@ -86,7 +88,7 @@ export const FLAGS = [
   { name: 'pooling-type', type: 'string', commands: LAUNCH, env: ['POOLING_TYPE'], choices: ['last', 'mean', 'cls', 'max'],
     defaultLabel: 'the sentence-transformers config\'s (1_Pooling), else last',
     help: 'How /v1/embeddings, /embed, /score and /rerank pool the prompt\'s final hidden states, over what the model\'s sentence-transformers config says: last (the last token\'s: decoder embedders), mean (of every position\'s), cls (the first\'s), max (element-wise). The config\'s Dense and Normalize modules still apply.' },
-  { name: 'num-shard', type: 'int', commands: LAUNCH, env: ['NUM_SHARD'], default: 1, min: 1,
+  { name: 'num-shard', aliases: ['tensor-parallel-size'], type: 'int', commands: LAUNCH, env: ['NUM_SHARD'], default: 1, min: 1,
     help: 'Tensor-parallel shards (one process per rank).' },
   { name: 'device', type: 'string', commands: SERVER, env: ['WEFT_DEVICE'], default: 'cpu', choices: ['cpu', 'cuda'],
     help: 'Compute backend.' },
@@ -100,7 +102,7 @@ export const FLAGS = [
   // launch: HTTP and NATS
   { name: 'port', type: 'int', commands: LISTEN, env: ['PORT'], default: 3000, min: 0, max: MAX_PORT,
     help: 'HTTP port (0: any free port).' },
-  { name: 'hostname', type: 'string', commands: LISTEN, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
+  { name: 'hostname', aliases: ['host'], type: 'string', commands: LISTEN, env: ['WEFT_HOSTNAME'], default: '0.0.0.0',
     help: 'HTTP listen address. (Not HOSTNAME: shells set that to the machine name.)' },
   { name: 'ssl-keyfile', type: 'string', commands: LISTEN, env: ['SSL_KEYFILE'], defaultLabel: 'none (plain HTTP)',
     help: 'Serve HTTPS: the private key, a PEM file (with --ssl-certfile).' },
@@ -127,19 +129,19 @@ export const FLAGS = [
     help: 'How chat answers carry function calls (`tools`): hermes (<tool_call> tags: Qwen 2.5/3, Hermes), llama3_json (Llama 3.1-3.3\'s JSON calls), mistral ([TOOL_CALLS]: Mistral 7B v0.3, Nemo, Small, Mixtral 8x22B), harmony (gpt-oss: messages to=functions.NAME; tool_choice auto only), pythonic (a Python list of calls [f(a=1), …]: Llama 3.2 / 4), qwen3_coder (<tool_call><function=NAME><parameter=P>… XML: Qwen3-Coder) — the model\'s own format, rendered by its chat template; weft (weft\'s JSON call format described in a system message: any model); auto (the format the chat template renders tools in, else weft).' },
   { name: 'generation-config', type: 'string', commands: LAUNCH, env: ['GENERATION_CONFIG'], default: 'auto',
     help: 'Defaults for the sampling fields OpenAI requests leave out (temperature, top_p, top_k, min_p, repetition_penalty, max_tokens), as vLLM\'s flag: auto (the model\'s generation_config.json, if it has one), vllm (none: the routes\' own defaults), or a directory holding a generation_config.json. A request\'s own values always win; the TGI routes never use them.' },
-  { name: 'max-input-length', type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
+  { name: 'max-input-length', aliases: ['max-input-tokens'], type: 'int', commands: LAUNCH, env: ['MAX_INPUT_LENGTH'], default: 1024, min: 1,
     help: 'Prompt tokens per request.' },
-  { name: 'max-total-tokens', type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,
+  { name: 'max-total-tokens', aliases: ['max-model-len'], type: 'int', commands: LAUNCH, env: ['MAX_TOTAL_TOKENS'], default: 2048, min: 2,
     help: 'Prompt plus generated tokens per request.' },
-  { name: 'max-batch-prefill-tokens', type: 'int', commands: LAUNCH, env: ['MAX_BATCH_PREFILL_TOKENS'],
+  { name: 'max-batch-prefill-tokens', aliases: ['max-num-batched-tokens'], type: 'int', commands: LAUNCH, env: ['MAX_BATCH_PREFILL_TOKENS'],
     default: 4096, min: 1, help: 'Prompt tokens admitted per step.' },
-  { name: 'max-batch-size', type: 'int', commands: LAUNCH, env: ['MAX_BATCH_SIZE'], default: 64, min: 1,
+  { name: 'max-batch-size', aliases: ['max-num-seqs'], type: 'int', commands: LAUNCH, env: ['MAX_BATCH_SIZE'], default: 64, min: 1,
     help: 'Sequences per step.' },
   { name: 'async-scheduling', type: 'bool', commands: LAUNCH, env: ['ASYNC_SCHEDULING'], default: true,
     help: 'Publish each step before the previous one\'s result is back, so the shards never wait for the coordinator (--async-scheduling=false: strictly one step at a time).' },
   { name: 'scheduling-policy', type: 'string', commands: LAUNCH, env: ['SCHEDULING_POLICY'], default: 'fcfs', choices: ['fcfs', 'priority'],
     help: 'fcfs: requests are admitted in arrival order; priority: by their `priority` field (lower first; vLLM\'s rule), then arrival — preemption takes the lowest-priority request first.' },
-  { name: 'prefix-caching', type: 'bool', commands: LAUNCH, env: ['PREFIX_CACHING'], default: true,
+  { name: 'prefix-caching', aliases: ['enable-prefix-caching'], type: 'bool', commands: LAUNCH, env: ['PREFIX_CACHING'], default: true,
     help: 'Reuse the KV cache of full blocks whose tokens and adapter match an earlier request\'s (shared system prompts, multi-turn chat): those prompt tokens are not computed again. Idle cached blocks are evicted when blocks run out.' },
   { name: 'speculate', type: 'int', commands: LAUNCH, env: ['SPECULATE'], default: 0, min: 0, max: MAX_SPECULATE,
     help: 'Speculative decoding: up to this many draft tokens per sequence and step, guessed from the sequence\'s own earlier tokens (n-gram lookup) and checked in the same forward pass. The output is the same as without; a step yields 1 + accepted drafts tokens. Pays off where text repeats its context (code edits, extraction, RAG answers, JSON) at small batches; 0 = off.' },
@@ -148,7 +150,7 @@ export const FLAGS = [
   { name: 'draft-model-dir', type: 'string', commands: SHARD, help: 'Local directory of the draft model (--speculative-model).' },
   { name: 'kv-cache-blocks', type: 'int', commands: SERVER, env: ['KV_CACHE_BLOCKS'], default: 0, min: 0,
     defaultLabel: '0 (size automatically)', help: 'KV cache blocks per shard.' },
-  { name: 'cuda-memory-fraction', type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,
+  { name: 'cuda-memory-fraction', aliases: ['gpu-memory-utilization'], type: 'float', commands: LAUNCH, env: ['CUDA_MEMORY_FRACTION'], default: 0.9, min: 0.05,
     max: 1, help: 'With --device cuda: fraction of each GPU weft uses; the KV cache gets what weights, adapter slots and activations leave.' },
   { name: 'block-size', type: 'int', commands: SERVER, env: ['BLOCK_SIZE'], default: 16, min: 1,
     help: 'Tokens per KV cache block.' },
@@ -157,7 +159,7 @@ export const FLAGS = [
     envSplit: ':', default: [], help: 'Directory local adapters may be loaded from.' },
   { name: 'adapter-source', type: 'string', commands: LAUNCH, env: ['ADAPTER_SOURCE'], default: 'local',
     choices: ['hub', 's3', 'local'], help: 'Source of an adapter_id whose request names none.' },
-  { name: 'max-adapter-slots', type: 'int', commands: LAUNCH, env: ['MAX_ADAPTER_SLOTS'], default: 8, min: 0,
+  { name: 'max-adapter-slots', aliases: ['max-loras'], type: 'int', commands: LAUNCH, env: ['MAX_ADAPTER_SLOTS'], default: 8, min: 0,
     help: 'Adapters held on the device at once.' },
   { name: 'adapter-memory-fraction', type: 'float', commands: LAUNCH, env: ['ADAPTER_MEMORY_FRACTION'], default: 0, min: 0,
     max: 1, help: 'Size the adapter slots from this fraction of device memory (0 = use --max-adapter-slots).' },
@@ -173,7 +175,7 @@ export const FLAGS = [
     help: 'Where downloads (models, adapters) and the demo model are kept.' },
   { name: 'adapter-host-cache-bytes', type: 'int', commands: SERVER, env: ['ADAPTER_HOST_CACHE_BYTES'],
     default: 2 * GIB, min: 0, defaultLabel: '2147483648 (2 GiB)', help: 'Host RAM for parsed adapters (LRU).' },
-  { name: 'preload-adapter', key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
+  { name: 'preload-adapter', aliases: ['lora-modules'], key: 'preloadAdapters', type: 'list', of: 'name=id', commands: LAUNCH, default: [],
     help: 'Load an adapter at boot, as name=SOURCE_ID (repeatable).' },
   // launch: operations
   { name: 'api-key', key: 'apiKeys', type: 'list', of: 'string', commands: ['launch', 'bench', 'batch'], env: ['WEFT_API_KEYS', 'API_KEY'],

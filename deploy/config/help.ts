@@ -49,6 +49,7 @@ function flagBlock(f: FlagSpec): string {
     notes.push(`env: ${f.env.join(', ')}${sep}`);
   }
   if (f.secret === true) notes.push('secret');
+  if (f.aliases !== undefined) notes.push(`also ${f.aliases.map((a) => `--${a}`).join(', ')}`);
   return `  --${f.name}${valueHint(f)}\n      ${f.help} [${notes.join('; ')}]`;
 }
 

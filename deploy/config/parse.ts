@@ -63,7 +63,7 @@ export function parseFlags(table: readonly FlagSpec[], command: Command, argv: r
 /** argv → raw texts per flag name, in order. Rejects positionals, unknown flags, missing values, repeats. */
 function scanArgv(table: readonly FlagSpec[], specs: readonly FlagSpec[], command: Command, argv: readonly string[]):
   Map<string, string[]> {
-  const byName = new Map(specs.map((f) => [f.name, f]));
+  const byName = new Map(specs.flatMap((f) => [f.name, ...(f.aliases ?? [])].map((n) => [n, f] as const)));
   const given = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -74,20 +74,21 @@ function scanArgv(table: readonly FlagSpec[], specs: readonly FlagSpec[], comman
         `(weft ${command} --help lists them)`, 'UNEXPECTED_ARGUMENT', { source: arg });
     }
     const eq = arg.indexOf('=');
-    const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-    const f = byName.get(name);
-    if (f === undefined) throw unknownFlag(table, specs, command, name);
+    const written = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    const f = byName.get(written);
+    if (f === undefined) throw unknownFlag(table, specs, command, written);
     let text: string;
     if (eq >= 0) text = arg.slice(eq + 1);
     else if (f.type === 'bool') text = 'true';
     else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) text = argv[++i];
-    else throw new ConfigError(`--${name} needs a value`, 'MISSING_VALUE', { source: `--${name}` });
-    const seen = given.get(name);
+    else throw new ConfigError(`--${written} needs a value`, 'MISSING_VALUE', { source: `--${written}` });
+    // An alias is its flag: given under both names, it is a repeat.
+    const seen = given.get(f.name);
     if (seen !== undefined && f.type !== 'list') {
-      throw new ConfigError(`--${name} given more than once ('${seen[0]}', then '${text}')`, 'DUPLICATE_FLAG',
-        { source: `--${name}` });
+      throw new ConfigError(`--${written} given more than once ('${seen[0]}', then '${text}')${written === f.name ? '' : ` (it is --${f.name})`}`,
+        'DUPLICATE_FLAG', { source: `--${written}` });
     }
-    given.set(name, [...(seen ?? []), text]);
+    given.set(f.name, [...(seen ?? []), text]);
   }
   return given;
 }

@@ -161,6 +161,18 @@ test('list flags: repeatable, split where declared, typed items', () => {
   assert.deepEqual([b.batch, b.rank], [[1, 4, 16], [8, 64]]);
 });
 
+test('vLLM and TGI names of launch flags set the same settings; given under two names, a flag is a repeat', () => {
+  const c = parseArgs('launch', ['--tensor-parallel-size', '2', '--max-model-len', '4096', '--max-input-tokens', '2048', '--host', '127.0.0.1',
+    '--max-num-seqs', '64', '--max-loras', '8', '--lora-modules', 'sql=org/sql-lora', '--enable-prefix-caching', '--gpu-memory-utilization', '0.8',
+    '--max-num-batched-tokens=8192'], {});
+  assert.deepEqual([c.numShard, c.maxTotalTokens, c.maxInputLength, c.hostname, c.maxBatchSize, c.maxAdapterSlots, c.preloadAdapters,
+    c.prefixCaching, c.cudaMemoryFraction, c.maxBatchPrefillTokens],
+  [2, 4096, 2048, '127.0.0.1', 64, 8, [{ name: 'sql', id: 'org/sql-lora' }], true, 0.8, 8192]);
+  assert.throws(() => parseArgs('launch', ['--num-shard', '2', '--tensor-parallel-size', '4'], {}), /--tensor-parallel-size given more than once .*\(it is --num-shard\)/);
+  assert.throws(() => parseArgs('launch', ['--max-model-len'], {}), fails('MISSING_VALUE'));
+  assert.throws(() => parseArgs('score', ['--tensor-parallel-size', '2'], {}), fails('UNKNOWN_FLAG'), 'aliases are launch\'s');
+});
+
 test('shape errors: positionals, missing values, repeats, required flags, conflicts', () => {
   // SageMaker's `docker run <image> serve`: a leading `serve` after the entrypoint's `launch`, nothing else.
   assert.equal(parseArgs('launch', ['serve', '--port', '8080'], {}).port, 8080);
