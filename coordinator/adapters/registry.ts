@@ -8,7 +8,10 @@
 // files, then what the shards report) plus the resident ones' must fit, evicting by the same order — so many
 // small adapters share what a few worst-case slots would reserve (S-LoRA's unified adapter memory, by adapter).
 // An adapter that has to wait is prefetched — read into the shards' host-RAM tier — when it is among the
-// PREFETCH_AHEAD longest waiting, so that its load, once room is made, only stages and installs it.
+// PREFETCH_AHEAD first in line, so that its load, once room is made, only stages and installs it.
+// Waiting adapters are in line by the best priority of the requests waiting for them (--scheduling-policy priority;
+// all equal with fcfs), then by how long they have waited. With priority scheduling the scheduler may preempt the
+// running sequences of adapters only worse requests use so that the first in line gets their room (roomFor).
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { MergeRecipe } from '../../protocol/index.js';
@@ -17,6 +20,7 @@ import { localRevision, resolveLocalAdapter } from './local-source.js';
 import type { AdapterSourceClient, SourceKind } from './sources/types.js';
 import { HostTierMirror } from './host-tier.js';
 import { estimateAdapterBytes } from './size-estimate.js';
+import { cheapestFreeing, inLine } from './waiting-line.js';
 
 export type LoadSpec = { dir: string; merge?: undefined } | { dir?: undefined; merge: MergeRecipe };
 
@@ -82,6 +86,9 @@ export interface NamedAdapter {
 export interface RegistryHooks extends RegistryEvents {
   /** True while a running sequence uses the adapter (its slot must not change). */
   inUse(key: string): boolean;
+  /** The best (lowest) priority of the requests waiting for each adapter; one not in it counts as 0 (the default
+   * priority: an admin load's). Absent: every adapter 0, so the line is by waiting time alone. */
+  waitingPriorities?(): ReadonlyMap<string, number>;
 }
 
 /** A request's adapter, resolved and access-checked, ready to acquire. */
@@ -103,7 +110,7 @@ interface Entry extends Prepared {
   refs: number;
   pinned: boolean;
   lastUsed: number;
-  /** When it started waiting for a slot: slots go to the longest-waiting adapter first. */
+  /** When it started waiting for a slot: within a priority, slots go to the longest-waiting adapter first. */
   waitingSince: number;
   /** Asked the shards to read it into host RAM during this wait. */
   prefetched: boolean;
@@ -115,7 +122,7 @@ interface Entry extends Prepared {
   waiters: { resolve: () => void; reject: (e: Error) => void }[];
 }
 
-/** How many of the longest-waiting adapters are read into host RAM ahead of their loads. */
+/** How many of the first adapters in line are read into host RAM ahead of their loads. */
 const PREFETCH_AHEAD = 2;
 
 /** Evicted adapters remembered for the admin listing, at most this many. */
@@ -214,23 +221,38 @@ export class AdapterRegistry {
     this.retryWaiting();
   }
 
-  /** Slots may have become evictable (sequences finished): give them to adapters waiting for one. */
+  /** Slots may have become evictable (sequences finished or preempted): give them to adapters waiting for one. */
   retryWaiting(): void {
-    for (const e of this.waitingOldestFirst()) {
+    for (const e of this.waitingInLine()) {
       this.schedule(e);
-      if (e.state === 'waiting_slot') return; // no slot for the oldest: don't let younger ones jump it
+      if (e.state === 'waiting_slot') return; // no slot for the first in line: don't let the others jump it
     }
   }
 
-  /** Adapters waiting for a slot or room, longest-waiting first (slots go to them in this order). */
-  private waitingOldestFirst(): Entry[] {
-    return [...this.entries.values()].filter((e) => e.state === 'waiting_slot').sort((a, b) => a.waitingSince - b.waitingSince);
+  /** Adapters waiting for a slot or room, in line: best waiting priority first, then longest waiting. */
+  private waitingInLine(): Entry[] {
+    const waiting = [...this.entries.values()].filter((e) => e.state === 'waiting_slot');
+    return inLine(waiting, waiting.length > 1 ? this.events.waitingPriorities?.() : undefined);
   }
 
-  /** The PREFETCH_AHEAD longest-waiting adapters are read into host RAM, once per wait. */
+  /**
+   * Priority preemption of device slots: `key` waits for a slot or room and is first in line; `candidates` are
+   * resident adapters that only running sequences of worse requests use, the cheapest to preempt first. Which of
+   * them must stop being in use for `key` to get room at the next retryWaiting: the first that alone would do, else
+   * the fewest from the front (none of them needless), never a pinned one. Null when `key` is not waiting first in
+   * line, when it has room already, or when not even all the candidates would make enough.
+   */
+  roomFor(key: string, candidates: readonly string[]): string[] | null {
+    const e = this.entries.get(key);
+    if (e?.state !== 'waiting_slot' || this.waitingInLine()[0] !== e || this.roomPlan(e, new Set()) !== null) return null;
+    const usable = candidates.filter((k) => { const c = this.entries.get(k); return c?.state === 'ready' && !c.pinned && k !== key; });
+    return cheapestFreeing(usable, (freed) => this.roomPlan(e, freed) !== null);
+  }
+
+  /** The PREFETCH_AHEAD first adapters in line are read into host RAM, once per wait. */
   private prefetchWaiting(): void {
     if (!this.loader.prefetchAdapter) return;
-    for (const e of this.waitingOldestFirst().slice(0, PREFETCH_AHEAD)) {
+    for (const e of this.waitingInLine().slice(0, PREFETCH_AHEAD)) {
       if (e.prefetched) continue;
       e.prefetched = true;
       this.loader.prefetchAdapter(e.key, e.load);
@@ -398,8 +420,16 @@ export class AdapterRegistry {
    * used; never pinned ones or ones a running sequence uses), or nothing when that would not be enough (-1).
    */
   private makeRoom(e: Entry): number {
+    const victims = this.roomPlan(e, new Set());
+    if (victims === null) return -1;
+    for (const v of victims) this.evict(v);
+    return this.slotOwner.indexOf(null);
+  }
+
+  /** What makeRoom would evict for `e` were the adapters in `freed` not in use (null: it would not be enough). */
+  private roomPlan(e: Entry, freed: ReadonlySet<string>): Entry[] | null {
     const candidates = [...this.entries.values()]
-      .filter((c) => c.key !== e.key && c.state === 'ready' && !c.pinned && !this.events.inUse(c.key))
+      .filter((c) => c.key !== e.key && c.state === 'ready' && !c.pinned && (freed.has(c.key) || !this.events.inUse(c.key)))
       .sort((a, b) => ((a.refs === 0) !== (b.refs === 0) ? (a.refs === 0 ? -1 : 1) : a.lastUsed - b.lastUsed));
     let freeSlots = this.slotOwner.filter((k) => k === null).length;
     let used = this.usedBytes;
@@ -411,9 +441,7 @@ export class AdapterRegistry {
       freeSlots++;
       used -= c.needBytes;
     }
-    if (!fits()) return -1;
-    for (const v of victims) this.evict(v);
-    return this.slotOwner.indexOf(null);
+    return fits() ? victims : null;
   }
 
   private schedule(e: Entry): void {

@@ -129,6 +129,7 @@ export class Engine implements GenerationEngine {
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
       prefetched: () => observer.adapterPrefetch?.(),
       inUse: (key) => this.scheduler.adapterInUse(key),
+      waitingPriorities: () => this.scheduler.waitingPriorities(),
     });
     const reg = this.registry;
     this.adapters = {
@@ -165,7 +166,9 @@ export class Engine implements GenerationEngine {
       maxBatchPrefillTokens: this.limits.maxBatchPrefillTokens, maxTotalTokens: this.info.maxTotalTokens,
       maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
       prefixCaching: this.info.prefixCaching, speculate: this.info.speculate,
-    }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k) });
+    }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k),
+      // Priority preemption for a device slot: which adapters' sequences to preempt, then evict them and load now.
+      adapterRoom: (k, candidates) => this.registry.roomFor(k, candidates), adaptersFreed: () => this.registry.retryWaiting() });
   }
 
   healthy(): boolean {
@@ -377,6 +380,7 @@ export class Engine implements GenerationEngine {
 
   private send(sched: ScheduledStep): SentStep {
     const step = sched.step;
+    if (sched.slotPreemption) this.log.debug({ ...sched.slotPreemption, preempted: sched.preempted }, 'preempted for a device adapter slot');
     const ids = [...step.newSeqs.map((s) => s.seqId), ...step.running.map((s) => s.seqId)];
     const owners = ids.map((id) => this.requests.get(id)).filter((s): s is RequestState => !!s);
     // The step span is a child of the first request in the batch and links to the others.

@@ -157,12 +157,26 @@ function victimsForRoom(view: PreemptionView, best: Sequence, worseFrom: number,
 
 /** Whether plan a spares better-priority sequences than plan b: its best victim is worse, then it has fewer victims,
  * then its best victim was admitted later. Both are in preemption order (their last is their best). */
-function sparesMore(a: readonly Sequence[], b: readonly Sequence[], running: readonly Sequence[]): boolean {
+export function sparesMore(a: readonly Sequence[], b: readonly Sequence[], running: readonly Sequence[]): boolean {
   const aBest = a[a.length - 1]!;
   const bBest = b[b.length - 1]!;
   if (aBest.priority !== bBest.priority) return aBest.priority > bBest.priority;
   if (a.length !== b.length) return a.length < b.length;
   return running.indexOf(aBest) > running.indexOf(bBest);
+}
+
+/** The best priority of the requests waiting for each adapter: the first of each in `waiting` (priority order). */
+export function waitingPriorities(waiting: readonly Sequence[]): Map<string, number> {
+  const best = new Map<string, number>();
+  for (const seq of waiting) if (seq.adapterKey !== null && !best.has(seq.adapterKey)) best.set(seq.adapterKey, seq.priority);
+  return best;
+}
+
+/** Adapters that waiting requests need and that are not ready, in the order of their first request. */
+export function wantedAdapters(waiting: readonly Sequence[], isReady: (key: string) => boolean): string[] {
+  const keys = new Set<string>();
+  for (const seq of waiting) if (seq.adapterKey !== null && !isReady(seq.adapterKey)) keys.add(seq.adapterKey);
+  return [...keys];
 }
 
 /** Why a new sequence could never run (null: it can): not fresh, empty, no room under maxTotalTokens, no adapters. */

@@ -8,12 +8,14 @@
 
 import { PROTOCOL_VERSION, SAMPLED_LAST_STEP } from '../../protocol/index.js';
 import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from '../../protocol/index.js';
-import { adapterAdmissible, findStarving, insertByPriority, priorityPreemption, rejectReason } from './admission.js';
+import { adapterAdmissible, findStarving, insertByPriority, priorityPreemption, rejectReason, waitingPriorities, wantedAdapters } from './admission.js';
 import type { PriorityPreemption } from './admission.js';
 import { BlockManager } from './block-manager.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
+import { slotPreemption } from './slot-preemption.js';
+import type { SlotPreemption } from './slot-preemption.js';
 import { baseSlots, reserveDrafts } from './speculation.js';
-import { newSequenceMessage, outputProblem } from './step-messages.js';
+import { continuePrefills, newSequenceMessage, outputProblem } from './step-messages.js';
 import type { FinishReason, Sequence } from './sequence.js';
 import { SchedulerError, StepFailedError, checkSchedulerConfig } from './types.js';
 import type { ScheduledStep, SchedulerConfig, SchedulerHooks, SequenceEvent } from './types.js';
@@ -40,6 +42,7 @@ export class Scheduler {
   private readonly isAdapterReady: (key: string) => boolean;
   private readonly adapterSlot: ((key: string) => number) | undefined;
   private readonly now: () => number;
+  private readonly hooks: SchedulerHooks;
 
   private readonly live = new Map<string, Sequence>();
   private waitingQueue: Sequence[] = [];
@@ -68,6 +71,7 @@ export class Scheduler {
     this.isAdapterReady = hooks.isAdapterReady ?? (() => true);
     this.adapterSlot = hooks.adapterSlot;
     this.now = hooks.now ?? Date.now;
+    this.hooks = hooks;
   }
 
   /** Queues a new request. Throws SchedulerError when it could never run. */
@@ -102,19 +106,25 @@ export class Scheduler {
     }
     this.applyStops();
     const priority = this.priorityPreemption();
-    const victims = priority?.victims ?? [];
+    const slot = priority === null ? this.slotPreemption() : null;
+    const victims = priority?.victims ?? slot?.victims ?? [];
     this.runningList = this.runningList.filter((seq) => !victims.includes(seq));
     for (const victim of victims) this.requeue(victim, true);  // worst first: each goes to the front of its class
+    // Their adapters are out of use: the registry evicts them and loads the better request's adapter, now.
+    if (slot !== null) this.hooks.adaptersFreed?.(slot.freedAdapters);
     const preempted = victims.map((seq) => seq.seqId);
     const decoding: Sequence[] = [];
     const running = this.scheduleRunning(preempted, decoding);
     const budget = { left: this.config.maxBatchPrefillTokens };
-    const chunks = this.continuePrefills(budget);
+    const chunks = continuePrefills(this.runningList, budget);
     // Recompute-preemption for room to decode means the cache is full: admit nothing new this step. After
-    // preemption for a better request, admit (that request), but not a sequence this step preempted.
-    const admitted = preempted.length === victims.length ? this.admitWaiting(budget, new Set(victims)) : [];
+    // preemption for a better request, admit (that request), but not a sequence this step preempted (nor, after
+    // one for a device slot, any request of the adapters it freed).
+    const notNow = new Set(slot === null ? victims : this.waitingQueue.filter((seq) => slot.freedAdapters.includes(seq.adapterKey!)));
+    const admitted = preempted.length === victims.length ? this.admitWaiting(budget, notNow) : [];
     const step = this.emit(running, admitted, chunks, preempted, decoding, 0);
     if (step !== null && priority !== null) step.priorityPreemption = { for: priority.for.seqId, freedAdapter: priority.freedAdapter };
+    if (step !== null && slot !== null) step.slotPreemption = { for: slot.for.seqId, adapter: slot.adapter, freedAdapters: slot.freedAdapters };
     return step;
   }
 
@@ -134,7 +144,7 @@ export class Scheduler {
     }
     this.applyStops();
     if (this.inFlight[0]!.stepId <= this.staleThrough) return null;
-    if (this.priorityPreemption() !== null) return null; // preemption must see the result first
+    if (this.priorityPreemption() !== null || this.slotPreemption() !== null) return null; // preemption must see the result first
     // A sequence whose last prefill chunk is in flight decodes too: that step samples its first token.
     const decoding = this.runningList.filter((seq) => !seq.isPrefilling && !this.endsByLength(seq, 1));
     let missing = 0;
@@ -143,7 +153,7 @@ export class Scheduler {
     const running: RunningSequence[] = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
       newBlocks: this.blocks.appendSlots(seq.seqId, baseSlots(seq, 1)) }));
     const budget = { left: this.config.maxBatchPrefillTokens };
-    const chunks = this.continuePrefills(budget);
+    const chunks = continuePrefills(this.runningList, budget);
     const admitted = this.admitWaiting(budget);
     return this.emit(running, admitted, chunks, [], decoding, 1);
   }
@@ -171,20 +181,6 @@ export class Scheduler {
     const prefillTokens = newSeqs.reduce((n, s) => n + s.tokens.length, 0) - cachedTokens +
       chunks.reduce((n, c) => n + c.chunk.tokens.length, 0);
     return { step, prefillTokens, decodeTokens: running.length, cachedTokens, preempted };
-  }
-
-  /** The next chunk of every sequence whose prefill is under way, oldest first, while the step's budget lasts. */
-  private continuePrefills(budget: { left: number }): { seq: Sequence; chunk: PrefillChunk }[] {
-    const chunks: { seq: Sequence; chunk: PrefillChunk }[] = [];
-    for (const seq of this.runningList) {
-      if (!seq.isPrefilling || budget.left <= 0) continue;
-      const n = Math.min(budget.left, seq.prefillTotal - seq.prefillSent);
-      const tokens = seq.allTokens().slice(seq.prefillSent, seq.prefillSent + n);
-      seq.prefillSent += n;
-      budget.left -= n;
-      chunks.push({ seq, chunk: { seqId: seq.seqId, tokens, pending: seq.prefillTotal - seq.prefillSent } });
-    }
-    return chunks;
   }
 
   /** Steps sent and not yet applied by update(). */
@@ -320,13 +316,14 @@ export class Scheduler {
     return this.runningList.some((seq) => seq.adapterKey === key);
   }
 
-  /** Adapters that waiting requests need and that are not ready, oldest request first: what to load next. */
+  /** The best priority of the requests waiting for each adapter (the registry's line of adapters waiting for room). */
+  waitingPriorities(): Map<string, number> {
+    return waitingPriorities(this.waitingQueue);
+  }
+
+  /** Adapters that waiting requests need and that are not ready, best request first: what to load next. */
   wantedAdapters(): string[] {
-    const keys = new Set<string>();
-    for (const seq of this.waitingQueue) {
-      if (seq.adapterKey !== null && !this.isAdapterReady(seq.adapterKey)) keys.add(seq.adapterKey);
-    }
-    return [...keys];
+    return wantedAdapters(this.waitingQueue, this.isAdapterReady);
   }
 
   blockTable(seqId: string): readonly number[] {
@@ -356,7 +353,7 @@ export class Scheduler {
   // FCFS within the batch-size, prefill-budget and block limits; requests whose adapter cannot run
   // now are skipped, not waited on.
   // A prompt longer than what is left of the step's prefill budget is split (chunked prefill): its first
-  // chunk runs now, the rest in the next steps (continuePrefills); its blocks are all allocated now. Prompts
+  // chunk runs now, the rest in the next steps (continuePrefills, step-messages.ts); its blocks are all allocated now. Prompts
   // that need every position's logits are never split: one of them may exceed the budget alone, as before.
   private admitWaiting(budget: { left: number }, notNow: ReadonlySet<Sequence> = new Set()): Sequence[] {
     const admitted: Sequence[] = [];
@@ -426,6 +423,12 @@ export class Scheduler {
     return priorityPreemption({ waiting: this.waitingQueue, running: this.runningList, blocks: this.blocks, limits: this.config,
       isReady: this.isAdapterReady, starving: (active) => findStarving(this.waitingQueue, active, cutoff),
       waitsForCache: (seq) => caching && this.pendingBlocks.shouldWait(seq, cachedPrefix(this.blocks, seq).length, this.config.blockSize) });
+  }
+
+  private slotPreemption(): SlotPreemption | null {
+    const adapterRoom = this.hooks.adapterRoom;
+    return adapterRoom === undefined ? null
+      : slotPreemption({ waiting: this.waitingQueue, running: this.runningList, isReady: this.isAdapterReady, adapterRoom });
   }
 
   /** Frees seq's blocks and puts it at the queue's front, to be computed again from its tokens. */

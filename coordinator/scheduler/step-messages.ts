@@ -1,7 +1,7 @@
 // What the scheduler writes into a Step for a sequence it admits, and the check of a StepResult's outputs
 // against the step that was sent: the message side of scheduler.ts, kept apart so that file stays about
 // deciding what runs.
-import type { NewSequence, SeqOutput } from '../../protocol/index.js';
+import type { NewSequence, PrefillChunk, SeqOutput } from '../../protocol/index.js';
 import type { Sequence } from './sequence.js';
 
 /** A newly admitted (or re-admitted, after preemption) sequence as the shards receive it. */
@@ -36,4 +36,19 @@ export function outputProblem(
   const sentIds = new Set(sent.map((seq) => seq.seqId));
   for (const seqId of outputs.keys()) if (!sentIds.has(seqId)) return `output for sequence ${seqId}, which was not in the step`;
   return null;
+}
+
+/** The next chunk of every sequence in `running` whose prefill is under way, oldest first, while the step's budget
+ * lasts (taking it from budget.left and advancing each one's prefillSent). */
+export function continuePrefills(running: readonly Sequence[], budget: { left: number }): { seq: Sequence; chunk: PrefillChunk }[] {
+  const chunks: { seq: Sequence; chunk: PrefillChunk }[] = [];
+  for (const seq of running) {
+    if (!seq.isPrefilling || budget.left <= 0) continue;
+    const n = Math.min(budget.left, seq.prefillTotal - seq.prefillSent);
+    const tokens = seq.allTokens().slice(seq.prefillSent, seq.prefillSent + n);
+    seq.prefillSent += n;
+    budget.left -= n;
+    chunks.push({ seq, chunk: { seqId: seq.seqId, tokens, pending: seq.prefillTotal - seq.prefillSent } });
+  }
+  return chunks;
 }

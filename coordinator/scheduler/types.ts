@@ -32,6 +32,14 @@ export interface SchedulerHooks {
   adapterSlot?: (key: string) => number;
   /** Clock in milliseconds. Default: Date.now. */
   now?: () => number;
+  /** Device-slot priority preemption (slot-preemption.ts; the registry's roomFor): of `candidates` — resident adapters
+   * that only running sequences worse than a request waiting for `key` use, cheapest first — the ones to stop using
+   * so that `key`, not resident, gets a slot and room at the next adaptersFreed; null (or empty) when none would do,
+   * when `key` has room or is loading already, or when it is not the next adapter to get room. Default: never. */
+  adapterRoom?: (key: string, candidates: readonly string[]) => readonly string[] | null;
+  /** Called within schedule() (no step in flight) right after the running sequences of these adapters were preempted
+   * for a device slot and before anything is admitted: the registry evicts them and loads the waiting adapter. */
+  adaptersFreed?: (keys: readonly string[]) => void;
 }
 
 export interface ScheduledStep {
@@ -47,6 +55,10 @@ export interface ScheduledStep {
   /** Set when `preempted` made room for a better request (priority preemption): that request, admitted in this step,
    * and the adapter whose running sequences all went to give it a place under maxActiveAdapters (null: none did). */
   priorityPreemption?: { for: string; freedAdapter: string | null };
+  /** Set when `preempted` freed device adapter slots or room (slot-preemption.ts) for a waiting request whose adapter
+   * is not resident: that request (not admitted yet: its adapter loads first), its adapter, and the adapters all of
+   * whose running sequences went. */
+  slotPreemption?: { for: string; adapter: string; freedAdapters: string[] };
 }
 
 /** One sampled token of one sequence, for the layer above to stream: the shard's output plus how it ended. */

@@ -37,10 +37,13 @@ interface RunStats {
   drafted: number; accepted: number;
   /** Priority preemptions (steps), and the sequences preempted to free a place under maxActiveAdapters. */
   priorityPreemptions: number; adapterSlotVictims: number;
+  /** Preemptions (steps) for a device slot (slot-preemption.ts). */
+  slotPreemptions: number;
 }
 
-/** speculate: steps allow drafts (1-4 per sequence), which the shard guesses right about 70 % of the time. */
-function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, speculate = false, priorities = false): RunStats {
+/** speculate: steps allow drafts (1-4 per sequence), which the shard guesses right about 70 % of the time.
+ * deviceSlots: adapters live in 1-3 device slots (DeviceSlots) instead of coming and going at random. */
+function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, speculate = false, priorities = false, deviceSlots = false): RunStats {
   const rand = uniformStream(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const blockSize = [1, 2, 4, 16][int(0, 3)]!;
@@ -60,7 +63,9 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
   const slots = new Map(ADAPTERS.map((k, i) => [k, 10 + i]));
   const ready = new Set<string>();
   let now = 0;
-  const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now });
+  const device = deviceSlots ? new DeviceSlots(ready, int(1, 3), rand() < 0.3 ? ADAPTERS[int(0, ADAPTERS.length - 1)]! : null, () => sched) : null;
+  const sched = new Scheduler(cfg, { isAdapterReady: (k) => ready.has(k), adapterSlot: (k) => slots.get(k)!, now: () => now,
+    ...(device ? { adapterRoom: (k: string, c: readonly string[]) => device.room(k, c), adaptersFreed: () => device.fill(now) } : {}) });
   const drafter = (seqId: string, tokens: readonly number[], max: number): number[] => {
     const drafts: number[] = [];
     while (drafts.length < max) drafts.push(rand() < 0.7 ? sampler(seqId, [...tokens, ...drafts]) : int(1, 39));
@@ -81,6 +86,7 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
   let requeued = 0;
   let priorityPreemptions = 0;
   let adapterSlotVictims = 0;
+  let slotPreemptions = 0;
 
   const all: Sequence[] = [];
   const adapterOf = new Map<string, string | null>();
@@ -104,6 +110,11 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
       checkPriorityPreemption(scheduled, pp, adapterOf, all, ctx);
       priorityPreemptions++;
       if (pp.freedAdapter !== null) adapterSlotVictims += scheduled.preempted.length;
+    }
+    const sp = scheduled.slotPreemption;
+    if (sp !== undefined) {
+      checkSlotPreemption(scheduled, sp, adapterOf, all, ready, ctx);
+      slotPreemptions++;
     }
     cachedTokens += scheduled.cachedTokens;
     // A failing shard drops everything it holds; a step sent behind it that continues those sequences fails too.
@@ -135,7 +146,11 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
       all.push(seq);
       adapterOf.set(id, adapter);
     }
-    for (const k of ADAPTERS) {
+    if (device) {
+      device.load(now - int(0, 30));  // loads take 10-40 ms (started at that time, in after 10)
+      device.check();
+    }
+    for (const k of device ? [] : ADAPTERS) {
       if (!ready.has(k) && rand() < 0.15) ready.add(k);
       else if (ready.has(k) && !sched.adapterInUse(k) && rand() < 0.05) ready.delete(k);
     }
@@ -156,9 +171,13 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
     if (flight.length === 0) {
       let scheduled = sched.schedule();
       if (scheduled === null && sched.hasWork()) {
-        for (const k of sched.wantedAdapters()) ready.add(k); // the registry loads what is wanted
-        scheduled = sched.schedule();
-        assert.ok(scheduled !== null || all.length < total || !sched.hasWork(), `${ctx}: stalled with work left`);
+        if (device) {  // nothing runs: the loads under way finish, then the next ones in line load
+          for (let i = 0; scheduled === null && i < 2; i++, scheduled = sched.schedule()) device.load(Infinity);
+        } else {
+          for (const k of sched.wantedAdapters()) ready.add(k); // the registry loads what is wanted
+          scheduled = sched.schedule();
+        }
+        assert.ok(scheduled !== null || all.length < total || !sched.hasWork(), `${ctx}: stalled with work left ${JSON.stringify({ ready: [...ready], dev: device ? { ...device, sched: 0, loading: [...(device as any).loading] } : null, waiting: all.filter((q) => !q.isFinished).map((q) => [q.seqId, q.adapterKey, q.priority, q.status, q.arrivalTime]), now })}`);
       }
       if (scheduled === null) continue;
       flight.push(send(scheduled, false));
@@ -210,7 +229,99 @@ function runOnce(seed: number, asyncSched: boolean, prefixCaching = false, specu
     assert.deepEqual(sched.speculation, { drafted: shard.drafted, accepted: shard.accepted }, `${ctx}: speculation counts`);
   }
   return { preemptions: sched.preemptions, steps, ahead: aheadSteps, cachedTokens, failed: failedSteps, requeued,
-    drafted: shard.drafted, accepted: shard.accepted, priorityPreemptions, adapterSlotVictims };
+    drafted: shard.drafted, accepted: shard.accepted, priorityPreemptions, adapterSlotVictims, slotPreemptions };
+}
+
+/**
+ * The registry's device slots in miniature: `cap` slots, one of them perhaps held by a pinned adapter; an adapter that
+ * waiting requests want is loaded in the registry's line (their best priority, then the first request's place) when a
+ * slot is free or held by an adapter no running sequence uses, and is ready 10 ms later; one in use is never evicted.
+ * room() answers SchedulerHooks.adapterRoom as AdapterRegistry.roomFor does (slots only).
+ */
+class DeviceSlots {
+  private readonly loading = new Map<string, number>();
+
+  constructor(private readonly ready: Set<string>, private readonly cap: number, private readonly pinned: string | null,
+    private readonly sched: () => Scheduler) {
+    if (pinned !== null && cap > 1) ready.add(pinned);
+    else this.pinned = null;
+  }
+
+  /** Adapters waiting for a slot, in line. */
+  private line(): string[] {
+    const best = this.sched().waitingPriorities();
+    const wanted = this.sched().wantedAdapters().filter((k) => !this.loading.has(k));
+    return wanted.map((k, i) => ({ k, i })).sort((a, b) => best.get(a.k)! - best.get(b.k)! || a.i - b.i).map((e) => e.k);
+  }
+
+  /** A resident adapter no running sequence uses (nor the pin): one no request waits for first. */
+  private evictable(): string | undefined {
+    const wanted = this.sched().waitingPriorities();
+    const free = [...this.ready].filter((k) => k !== this.pinned && !this.sched().adapterInUse(k));
+    return free.find((k) => !wanted.has(k)) ?? free[0];
+  }
+
+  /** The line gets what slots are free or can be freed; then the loads started by `now` are in. `now` Infinity: nothing
+   * runs, the loads under way are in at once — or, with none under way, the first ones in line load and are in. */
+  load(now: number): void {
+    if (now < Infinity || this.loading.size === 0) this.fill(now === Infinity ? 0 : now);
+    for (const [k, at] of this.loading) {
+      if (at <= now) {
+        this.loading.delete(k);
+        this.ready.add(k);
+      }
+    }
+  }
+
+  /** The line gets what slots are free or can be freed (AdapterRegistry.retryWaiting); loads take 10 ms. */
+  fill(now: number): void {
+    for (const k of this.line()) {
+      if (this.ready.size + this.loading.size >= this.cap) {
+        const victim = this.evictable();
+        if (victim === undefined) return;  // the first in line waits; no one passes it
+        this.ready.delete(victim);
+      }
+      this.loading.set(k, now + 10);
+    }
+  }
+
+  room(key: string, candidates: readonly string[]): string[] | null {
+    if (this.line()[0] !== key || this.ready.size + this.loading.size < this.cap || this.evictable() !== undefined) return null;
+    const c = candidates.find((k) => this.ready.has(k) && k !== this.pinned);
+    return c === undefined ? null : [c];
+  }
+
+  check(): void {
+    assert.ok(this.ready.size + this.loading.size <= this.cap, 'more adapters than slots');
+    assert.ok(this.pinned === null || this.ready.has(this.pinned), 'the pinned adapter left');
+  }
+}
+
+/** A device-slot preemption preempts every running sequence of the adapters it frees, each strictly worse than the
+ * request it is for, and they are evicted; that request's adapter is not resident yet; none of theirs is admitted. */
+function checkSlotPreemption(
+  scheduled: ScheduledStep,
+  sp: NonNullable<ScheduledStep['slotPreemption']>,
+  adapterOf: ReadonlyMap<string, string | null>,
+  all: readonly Sequence[],
+  ready: ReadonlySet<string>,
+  ctx: string,
+): void {
+  const { step, preempted } = scheduled;
+  const where = `${ctx}: step ${step.stepId} preempted ${preempted.join(',')} for ${sp.for}'s adapter ${sp.adapter}`;
+  const priority = (id: string): number => all.find((s) => s.seqId === id)!.priority;
+  assert.ok(preempted.length > 0 && sp.freedAdapters.length > 0, where);
+  assert.equal(adapterOf.get(sp.for), sp.adapter, where);
+  assert.ok(!ready.has(sp.adapter) && !step.newSeqs.some((n) => n.seqId === sp.for), `${where}: its adapter was resident`);
+  // The others went for KV room to decode (the cache is full), as in any step.
+  const victims = preempted.filter((id) => sp.freedAdapters.includes(adapterOf.get(id)!));
+  for (const id of victims) assert.ok(priority(id) > priority(sp.for), `${where}: ${id} is not worse`);
+  for (const k of sp.freedAdapters) {
+    assert.ok(victims.some((id) => adapterOf.get(id) === k), `${where}: none of ${k}'s sequences went`);
+    assert.ok(!ready.has(k), `${where}: ${k} was not evicted`);
+  }
+  const used = [...step.running.map((r) => r.seqId), ...step.newSeqs.map((n) => n.seqId)].map((id) => adapterOf.get(id));
+  assert.ok(!used.some((k) => k != null && sp.freedAdapters.includes(k)), `${where}: a freed adapter still runs`);
 }
 
 /** A priority preemption preempts only sequences strictly worse than the request it is for, which starts in that
@@ -246,6 +357,10 @@ function checkStep(
 ): void {
   const ids = [...step.running.map((r) => r.seqId), ...step.newSeqs.map((n) => n.seqId)];
   assert.ok(ids.length <= cfg.maxBatchSize, `${ctx}: step ${step.stepId} has ${ids.length} sequences`);
+  for (const r of step.running) {
+    const key = adapterOf.get(r.seqId) ?? null;
+    assert.ok(key === null || ready.has(key), `${ctx}: ${r.seqId} runs while its adapter ${key} is not resident`);
+  }
   const adapters = new Set(ids.map((id) => adapterOf.get(id)).filter((k) => k != null));
   assert.ok(adapters.size <= cfg.maxActiveAdapters, `${ctx}: step ${step.stepId} has ${adapters.size} adapters`);
   const prefill = step.newSeqs.reduce((n, s) => n + s.tokens.length - (s.cached ?? 0), 0);
@@ -296,6 +411,22 @@ test('the same with priorities (--scheduling-policy priority), sync and async: a
   assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
   assert.ok(priorityPreemptions > 0, 'no better request ever preempted a worse one');
   assert.ok(adapterSlotVictims > 0, 'no better request ever preempted a worse adapter\'s sequences for its place under maxActiveAdapters');
+});
+
+test('the same with device slots (1-3, perhaps one pinned), priorities and fcfs, sync and async: a better request frees a worse adapter\'s slot', () => {
+  for (const priorities of [true, false]) {
+    let slotPreemptions = 0;
+    let preemptions = 0;
+    for (let seed = 1; seed <= 20; seed++) {
+      for (const r of [runOnce(seed, false, false, false, priorities, true), runOnce(seed, true, seed % 2 === 0, false, priorities, true)]) {
+        slotPreemptions += r.slotPreemptions;
+        preemptions += r.preemptions;
+      }
+    }
+    if (priorities) assert.ok(slotPreemptions > 0, 'no better request ever freed a worse adapter\'s device slot');
+    else assert.equal(slotPreemptions, 0, 'with equal priorities nothing is preempted for a slot');
+    assert.ok(preemptions > 0, 'the random configurations never exercised preemption');
+  }
 });
 
 test('the same with prefix caching, sync and async: shared blocks hold their tokens, outputs unchanged', () => {
