@@ -45,6 +45,12 @@ before(async () => {
       'weft/gated-r16': { gated: true, token: TOKENS.gated, revisions: { main: { sha: SHA.gated, files: adapterFiles('rslora_r16') } } },
       'other/visible': { private: true, token: TOKENS.other, revisions: { main: { sha: sha('o'), files: adapterFiles('qv_r4') } } },
       'weft/popular': { revisions: { main: { sha: SHA.popular, files: adapterFiles('rslora_r16') } } },
+      // several adapters in one repo, each in a folder (a run's checkpoints), and one whose folder lacks the weights
+      'weft/runs': { revisions: { main: { sha: sha('runs'), files: {
+        ...Object.fromEntries(Object.entries(adapterFiles('qv_r4')).map(([f, p]) => [`checkpoint-100/${f}`, p])),
+        ...Object.fromEntries(Object.entries(adapterFiles('all_r8')).map(([f, p]) => [`final/lora/${f}`, p])),
+        'broken/adapter_config.json': adapterFiles('qv_r4')['adapter_config.json']!,
+      } } } },
       'weft/flaky': { revisions: { main: { sha: SHA.flaky, files: adapterFiles('all_r8') } } },
       'weft/no-config': { revisions: { main: { sha: sha('nc'), files: { 'adapter_model.safetensors': adapterFiles('qv_r4')['adapter_model.safetensors']! } } } },
       'weft/no-weights': { revisions: { main: { sha: sha('nw'), files: { 'adapter_config.json': adapterFiles('qv_r4')['adapter_config.json']! } } } },
@@ -125,6 +131,22 @@ test('public adapter: checkAccess resolves main, fetch downloads config and safe
   assert.deepEqual(hub.hits, before, 'a cached fetch makes no request');
 });
 
+test('an adapter in a folder of a repo: owner/name/folder[/…], each its own cache entry; a folder without one is refused', async () => {
+  const { src } = source();
+  assert.equal(await src.checkAccess('weft/runs/checkpoint-100', null, undefined), sha('runs'));
+  const a = await src.fetch('weft/runs/checkpoint-100', sha('runs'), undefined);
+  const b = await src.fetch('weft/runs/final/lora', sha('runs'), undefined);
+  assert.notEqual(a, b);
+  assert.deepEqual(filesUnder(a), ['adapter_config.json', 'adapter_model.safetensors']);
+  assert.deepEqual(readFileSync(join(a, 'adapter_model.safetensors')), fixture('qv_r4', 'adapter_model.safetensors'));
+  assert.deepEqual(readFileSync(join(b, 'adapter_model.safetensors')), fixture('all_r8', 'adapter_model.safetensors'));
+  await rejects(src.fetch('weft/runs/broken', sha('runs'), undefined), 'adapter_not_found', /broken\/adapter_model\.safetensors/);
+  await rejects(src.fetch('weft/runs/nothing', sha('runs'), undefined), 'adapter_not_found', /nothing\/adapter_config\.json/);
+  for (const bad of ['weft/runs/../x', 'weft/runs/a//b', 'weft/runs/.hidden', 'weft/runs/a b']) {
+    await rejects(src.checkAccess(bad, null, undefined), 'validation', /invalid Hugging Face/);
+  }
+});
+
 test('id@revision by branch and by sha', async () => {
   const { src } = source();
   assert.equal(await src.checkAccess('weft/all-r8', 'v2', undefined), SHA.v2);
@@ -172,7 +194,7 @@ test('missing repo, revision, config or weights', async () => {
 
 test('invalid repo ids and revisions are refused before any request', async () => {
   const { src } = source();
-  for (const id of ['', 'a/b/c', '../etc', 'a/..', 'a b/c', 'a/b c', 'owner/', '/name', 'a/b..c', 'a/-b', 'a--b/c', 'a/b.git', 'a/b?x', 'a/b#', 'a\\b/c']) {
+  for (const id of ['', '../etc', 'a/..', 'a b/c', 'a/b c', 'owner/', '/name', 'a/b..c', 'a/-b', 'a--b/c', 'a/b.git', 'a/b?x', 'a/b#', 'a\\b/c']) {
     await rejects(src.checkAccess(id, null, undefined), 'validation', /invalid Hugging Face repo id/);
     await rejects(src.fetch(id, SHA.main, undefined), 'validation', /invalid Hugging Face repo id/);
   }

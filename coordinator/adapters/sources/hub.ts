@@ -52,21 +52,25 @@ export class HubSource implements AdapterSourceClient {
     this.http = new HubHttp({ endpoint, fetchImpl: opts.fetchImpl ?? fetch, timeoutMs: opts.timeoutMs ?? DEFAULT_HUB_TIMEOUT_MS });
   }
 
+  /** An adapter id is `owner/name`, or `owner/name/sub/folder` for one in a folder of the repo (a checkpoint of a run,
+   * one of several adapters a repo holds), as PEFT's `subfolder`. */
   async checkAccess(id: string, revision: string | null, token: string | undefined): Promise<string> {
-    return (await this.access(id, revision, checkToken(token), ADAPTER_CONFIG_FILE)).sha;
+    const { repo, folder } = adapterRepo(id);
+    return (await this.access(repo, revision, checkToken(token), folder + ADAPTER_CONFIG_FILE)).sha;
   }
 
   /** `sha` is what checkAccess returned: the cache is keyed by immutable commits only. */
   async fetch(id: string, sha: string, token: string | undefined): Promise<string> {
-    validateRepoId(id);
+    const { repo, folder } = adapterRepo(id);
     if (!/^[0-9a-f]{40}$/.test(sha)) throw new EngineError('validation', `hub fetch needs a commit sha from checkAccess, got '${clip(sha)}'`);
     const tok = checkToken(token);
     return this.cache.ensure('hub', id, sha, async (tmp) => {
-      const rev = await this.revision(id, sha, tok);
-      if (!rev.files.has(ADAPTER_CONFIG_FILE)) throw missing(id, sha, `file '${ADAPTER_CONFIG_FILE}'`);
-      const weights = ADAPTER_WEIGHT_FILES.find((f) => rev.files.has(f));
-      if (!weights) throw missing(id, sha, `'${ADAPTER_WEIGHT_FILES.join("' or '")}'`);
-      await this.downloadAll(id, rev.sha, [ADAPTER_CONFIG_FILE, weights, ...ADAPTER_OPTIONAL_FILES.filter((f) => rev.files.has(f))], tmp, tok);
+      const rev = await this.revision(repo, sha, tok);
+      const has = (f: string) => rev.files.has(folder + f);
+      if (!has(ADAPTER_CONFIG_FILE)) throw missing(repo, sha, `file '${folder}${ADAPTER_CONFIG_FILE}'`);
+      const weights = ADAPTER_WEIGHT_FILES.find(has);
+      if (!weights) throw missing(repo, sha, `'${ADAPTER_WEIGHT_FILES.map((w) => folder + w).join("' or '")}'`);
+      await this.downloadAll(repo, rev.sha, [ADAPTER_CONFIG_FILE, weights, ...ADAPTER_OPTIONAL_FILES.filter(has)], tmp, tok, folder);
     });
   }
 
@@ -123,7 +127,8 @@ export class HubSource implements AdapterSourceClient {
    * Downloads `files` into `dir`, a few at a time. On the first failure the others are cancelled and
    * awaited before it is rethrown, so nothing writes into `dir` once DiskCache removes it.
    */
-  private async downloadAll(id: string, sha: string, files: readonly string[], dir: string, token: string | undefined): Promise<void> {
+  private async downloadAll(id: string, sha: string, files: readonly string[], dir: string, token: string | undefined,
+    folder = ''): Promise<void> {
     const queue = [...files];
     const cancel = new AbortController();
     let firstError: unknown;
@@ -131,7 +136,9 @@ export class HubSource implements AdapterSourceClient {
       for (let file = queue.shift(); file !== undefined && !cancel.signal.aborted; file = queue.shift()) {
         try {
           await mkdir(dirname(join(dir, file)), { recursive: true });  // 1_Pooling/config.json
-          await this.http.download(`/${id}/resolve/${sha}/${encodeFile(file)}`, join(dir, file), token, { id, revision: sha, file }, cancel.signal);
+          // `folder` (an adapter in a folder of the repo) is read from there and written without it
+          await this.http.download(`/${id}/resolve/${sha}/${encodeFile(folder + file)}`, join(dir, file), token,
+            { id, revision: sha, file: folder + file }, cancel.signal);
         } catch (e) {
           if (!cancel.signal.aborted) firstError = e;
           cancel.abort();
@@ -189,6 +196,22 @@ export function validateRepoId(id: string): void {
     throw new EngineError('validation',
       `invalid Hugging Face repo id ${clip(JSON.stringify(id))}: expected 'owner/name' of letters, digits, '-', '_', '.' (no '..' or '--')`);
   }
+}
+
+/** An adapter's id as the repo it is in and its folder there ('' or 'sub/folder/'), each part checked like a repo id's. */
+export function adapterRepo(id: string): { repo: string; folder: string } {
+  const parts = typeof id === 'string' ? id.split('/') : [];
+  if (parts.length <= 2) {
+    validateRepoId(id);
+    return { repo: id, folder: '' };
+  }
+  const repo = parts.slice(0, 2).join('/');
+  validateRepoId(repo);
+  if (parts.slice(2).some((p) => !SEGMENT.test(p)) || id.includes('..')) {
+    throw new EngineError('validation', `invalid Hugging Face adapter id ${clip(JSON.stringify(id))}: expected 'owner/name' or ` +
+      `'owner/name/folder/…', each part letters, digits, '-', '_', '.'`);
+  }
+  return { repo, folder: `${parts.slice(2).join('/')}/` };
 }
 
 /** A branch, tag or commit sha: printable, no spaces, no `..` (git refuses those in ref names too). */
