@@ -70,6 +70,10 @@ function draftModelSpec(dir: string, target: ModelSpec): ModelSpec {
     throw new Error(`--speculative-model ${dir}: its vocabulary (${spec.vocab}) is larger than the served model's (${target.vocab}); ` +
       'a draft model must use the served model\'s tokenizer');
   }
+  if (spec.mamba) {
+    throw new Error(`--speculative-model ${dir}: ${spec.architecture} is a hybrid Mamba model, which cannot draft (its recurrent ` +
+      'state cannot roll back a rejected guess); use an attention-only draft model');
+  }
   return spec;
 }
 
@@ -116,6 +120,11 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   const chatTemplate = chatTemplateOf(o.chatTemplate);  // and a wrong template path or one that does not parse
   logSamplingDefaults(log, o.generationConfig, sampling);
   const spec = readModelSpec(model.dir);
+  if (spec.mamba && o.device === 'cuda') {
+    throw new Error(`${model.dir}: ${spec.architecture} is a hybrid Mamba-2 model, which weft serves on --device cpu only ` +
+      'for now (the CUDA backend has no Mamba kernels yet)');
+  }
+  if (spec.mamba && draftDir) log.warn('--speculative-model: a hybrid Mamba model takes no drafts (its recurrent state cannot roll back); decoding runs without them');
   const draftSpec = draftDir ? draftModelSpec(draftDir, spec) : undefined;
   const gpus = o.device === 'cuda' ? cudaInfo().devices : [];
   const memory = o.device === 'cuda'
@@ -174,7 +183,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching, trustRequestChatTemplate: o.trustRequestChatTemplate,
       reasoningParser: o.reasoningParser, toolCallParser: o.toolCallParser, speculate: o.speculate, schedulingPolicy: o.schedulingPolicy,
-      baseClassifierHead, ...embedding.engine,
+      baseClassifierHead, ...embedding.engine, ...(spec.mamba ? { recurrentState: true } : {}),
     }, log, tracing.tracer, metrics.engineObserver());
     const registry = engine.registry;
     if (downloads.budget) downloads.budget.inUse = (dir) => registry.usesDir(dir);  // never delete what a request reads

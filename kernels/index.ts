@@ -18,7 +18,8 @@ export interface ModelPlanConfig {
   vocabLocal: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  /** xielu (Apertus): per-layer parameters in plan weight layers.<i>.xielu [alpha_p, alpha_n, beta, eps] (effective values). */
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2' | 'xielu';
   /** clamped_swiglu (gpt-oss): gate clamped above and up both ways at gluLimit (default 7), gate·σ(gluAlpha·gate)·(up + 1) (default 1.702). */
   gluAlpha?: number;
   gluLimit?: number;
@@ -114,6 +115,12 @@ export interface ModelPlanConfig {
   /** ERNIE 4.5 MoE: softmax routing whose choice adds layers.<i>.router.bias; weights renormalised by max(sum, moeRenormMin). */
   moeChoiceBias?: boolean;
   moeRenormMin?: number;
+  /**
+   * Phi-3.5-MoE's sparsemixer: each of the (two) stages takes the largest remaining logit, weighted by its softmax over
+   * the remaining experts whose relative distance below it is at most moeMixerThreshold (2 · router_jitter_noise).
+   */
+  moeSparsemixer?: boolean;
+  moeMixerThreshold?: number;
   /** gpt-oss: the router's bias (layers.<i>.router.bias) added to its logits before the softmax routing. */
   moeLogitBias?: boolean;
   /**
@@ -156,6 +163,22 @@ export interface ModelPlanConfig {
    * conversion of half-precision weights while loading.
    */
   cpuThreads?: number;
+  /**
+   * Hybrid Mamba-2 / attention (Granite 4.0 H; CPU backend only): per layer, true = a Mamba-2 mixer in place of
+   * attention; this rank's mambaHeadsLocal of mambaHeads heads from mambaHeadStart, each mambaHeadDim wide with a
+   * state of mambaState; mambaGroups groups of B/C (whole on every rank); conv kernel mambaConv; dt clamped to
+   * [mambaDtMin, mambaDtMax] (max 0: none). Each BatchSeq then carries its stateSlot.
+   */
+  layerMamba?: boolean[];
+  mambaHeads?: number;
+  mambaHeadsLocal?: number;
+  mambaHeadStart?: number;
+  mambaHeadDim?: number;
+  mambaState?: number;
+  mambaGroups?: number;
+  mambaConv?: number;
+  mambaDtMin?: number;
+  mambaDtMax?: number;
 }
 
 /** Module ids understood by Model.stageAdapter (C++ LoraModule). */
@@ -168,6 +191,8 @@ export interface BatchSeq {
   contextLen: number;
   adapterSlot: number;
   blockTable: Int32Array;
+  /** A hybrid Mamba model's recurrent-state slot for the sequence (zeroed by a chunk that starts it); else absent. */
+  stateSlot?: number;
 }
 export interface ForwardBatch {
   tokens: Int32Array;

@@ -71,6 +71,9 @@ export interface EngineLimits {
   /** Bidirectional attention: a prompt's every position depends on every other, so each prompt is computed whole in
    * one step and never from (nor into) the prefix cache. */
   bidirectional?: boolean;
+  /** A hybrid Mamba model (Granite 4.0 H): each sequence's recurrent state is rebuilt from its first token, so no
+   * prefix caching (a cached prefix has no state) and no speculative drafts (a rejected one would have advanced it). */
+  recurrentState?: boolean;
 }
 
 /** A step published to the shards; `settled` never rejects. */
@@ -149,8 +152,8 @@ export class Engine implements GenerationEngine {
       numShard: r.worldSize, blockSize: r.blockSize, kvBlocks: r.kvBlocks, adapterSlots: r.adapterSlots,
       eosTokenIds: [...new Set([...tokenizer.eosTokenIds, ...r.model.eosTokenIds])], version: '0.1.0',
       defaultAdapterSource: limits.defaultAdapterSource, device: limits.device ?? 'cpu', dtype: limits.dtype ?? 'float32',
-      asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false && limits.bidirectional !== true,
-      speculate: limits.speculate ?? 0, schedulingPolicy: limits.schedulingPolicy ?? 'fcfs', structuredOutput: tokenizer.structuredOutputProblem === null,
+      asyncScheduling: limits.asyncScheduling !== false, prefixCaching: limits.prefixCaching !== false && limits.bidirectional !== true && limits.recurrentState !== true,
+      speculate: limits.recurrentState === true ? 0 : limits.speculate ?? 0, schedulingPolicy: limits.schedulingPolicy ?? 'fcfs', structuredOutput: tokenizer.structuredOutputProblem === null,
       trustRequestChatTemplate: limits.trustRequestChatTemplate === true,
       reasoning,
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
@@ -166,6 +169,7 @@ export class Engine implements GenerationEngine {
       maxBatchPrefillTokens: this.limits.maxBatchPrefillTokens, maxTotalTokens: this.info.maxTotalTokens,
       maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
       prefixCaching: this.info.prefixCaching, speculate: this.info.speculate,
+      ...(this.limits.recurrentState === true ? { drafts: false } : {}),
     }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k),
       // Priority preemption for a device slot: which adapters' sequences to preempt, then evict them and load now.
       adapterRoom: (k, candidates) => this.registry.roomFor(k, candidates), adaptersFreed: () => this.registry.retryWaiting() });

@@ -166,7 +166,7 @@ export class Scheduler {
     const finished = this.toFree;
     if (running.length === 0 && admitted.length === 0 && chunks.length === 0 && finished.length === 0) return null;
     // Drafts last: they take only what the step's own sequences left free.
-    reserveDrafts(this.blocks, running, decoding, this.config.speculate ?? 0, this.maxTotalTokens, ahead);
+    reserveDrafts(this.blocks, running, decoding, this.config.speculate ?? 0, this.maxTotalTokens, ahead, this.config.drafts !== false);
     this.toFree = [];
     const newSeqs = admitted.map((seq) => newSequenceMessage(seq, this.blocks.blockTable(seq.seqId)));
     const step: Step = { v: PROTOCOL_VERSION, type: 'step', stepId: this.nextStepId++, newSeqs, running, finished };

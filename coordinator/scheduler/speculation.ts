@@ -40,10 +40,10 @@ export function draftAllowance(seq: Sequence, speculate: number, maxTotalTokens:
  * cover it, appending those blocks to the message; sets every decoding sequence's draftSent.
  */
 export function reserveDrafts(blocks: BlockManager, running: RunningSequence[], decoding: readonly Sequence[],
-  speculate: number, maxTotalTokens: number, ahead: 0 | 1): void {
+  speculate: number, maxTotalTokens: number, ahead: 0 | 1, drafts = true): void {
   const base = decoding.map((seq) => baseSlots(seq, ahead));  // before draftSent changes below
   decoding.forEach((seq, i) => {
-    const k = speculateFor(seq, speculate);
+    const k = drafts ? speculateFor(seq, speculate) : 0;  // drafts false: a model with recurrent state
     let draft = k > 0 ? draftAllowance(seq, k, maxTotalTokens, ahead) : 0;
     while (draft > 0 && !blocks.canAppend(seq.seqId, base[i]! + draft)) draft--;
     seq.draftSent = draft;

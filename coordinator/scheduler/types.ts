@@ -23,6 +23,9 @@ export interface SchedulerConfig {
   /** Speculative decoding: draft tokens a decoding sequence may verify per step (RunningSequence.draft), when
    * free KV blocks allow it without preempting anything. Default 0 (off). */
   speculate?: number;
+  /** false: no drafts at all, not even for a request's `prediction` (a model with recurrent state: a rejected draft
+   * would have advanced it). Default true. */
+  drafts?: boolean;
 }
 
 export interface SchedulerHooks {

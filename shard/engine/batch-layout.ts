@@ -12,6 +12,8 @@ export interface RowLayout {
   adapterSlot: number;
   /** The prompt's length: longrope's choice of factors. */
   promptLen: number;
+  /** A hybrid Mamba model's recurrent-state slot (BatchSeq.stateSlot). */
+  stateSlot?: number;
 }
 
 /** tokens, positions and KV slots of every row back to back, the per-sequence table, and each row's first index.
@@ -34,7 +36,8 @@ export function layoutRows(rows: readonly RowLayout[], blockSize: number, rope: 
       slotMapping[t] = block * blockSize + (pos % blockSize);
     }
     seqs.push({ tokenStart: starts.at(-1)!, numTokens: row.tokens.length, contextLen: row.firstPos + row.tokens.length,
-      adapterSlot: row.adapterSlot, blockTable: Int32Array.from(row.blockTable) });
+      adapterSlot: row.adapterSlot, blockTable: Int32Array.from(row.blockTable),
+      ...(row.stateSlot !== undefined ? { stateSlot: row.stateSlot } : {}) });
   }
   return { tokens, positions, slotMapping, ...(ropeLong ? { ropeLong } : {}), seqs, starts };
 }

@@ -8,6 +8,8 @@ import type { HiddenPool } from './pooling.js';
 export interface SequenceState {
   seqId: string;
   adapterSlot: number;
+  /** A hybrid Mamba model's recurrent-state slot (state-slots.ts); absent for attention-only models. */
+  stateSlot?: number;
   blockTable: number[];
   /** Tokens whose K/V are in the cache. */
   length: number;

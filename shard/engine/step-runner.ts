@@ -2,6 +2,7 @@
 // native batch, runs the forward pass and samples every sequence's next token. Every rank samples (the
 // same logits and seeds give the same tokens), so a step sent before the previous one's result came back
 // (async scheduling, token SAMPLED_LAST_STEP) is fed locally; rank 0 alone reports the outputs.
+import { StateSlots } from './state-slots.js';
 import { failNonFinite } from './non-finite.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
@@ -110,6 +111,8 @@ function rowSampling(row: Row) {
 
 export class StepRunner {
   private readonly seqs = new Map<string, SequenceState>();
+  /** A hybrid Mamba model's recurrent-state slots (state-slots.ts); null for attention-only models. */
+  private readonly stateSlots: StateSlots | null;
   private forwards = 0;
   /** Fault injection for tests (`WEFT_TEST_FAIL_FORWARD`): the n-th forward pass of this runner (from 1) fails
    * before it starts, as a native error would. 0: never. */
@@ -119,7 +122,9 @@ export class StepRunner {
    * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality);
    * `draftModel`: a draft model's drafts instead (--speculative-model, draft-share.ts). */
   constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache,
-    private readonly drafter?: Drafter, private readonly draftModel?: DraftModelHook) {}
+    private readonly drafter?: Drafter, private readonly draftModel?: DraftModelHook) {
+    this.stateSlots = model.spec.mamba ? new StateSlots() : null;
+  }
 
   get activeSequences(): number {
     return this.seqs.size;
@@ -128,12 +133,14 @@ export class StepRunner {
   /** Drops every sequence (after a failed step the coordinator fails them all). */
   reset(): void {
     this.seqs.clear();
+    this.stateSlots?.clear();
     this.draftModel?.drafter?.reset();
   }
 
   async run(step: Step): Promise<SeqOutput[]> {
     for (const id of step.finished) {
       this.seqs.delete(id);
+      this.stateSlots?.release(id);
       this.draftModel?.drafter?.forget(id);
     }
     const rows: Row[] = [];
@@ -151,7 +158,8 @@ export class StepRunner {
     }
     // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
     // speculate: one sampling path.
-    const speculate = !rows.some((r) => r.wantAll || returnsHidden(r) || pooledRows(r) > 0);
+    // A hybrid Mamba model never speculates: a rejected draft would have advanced its recurrent state.
+    const speculate = !this.stateSlots && !rows.some((r) => r.wantAll || returnsHidden(r) || pooledRows(r) > 0);
     const running: { state: SequenceState; r: RunningSequence; token: number }[] = [];
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
@@ -314,6 +322,9 @@ export class StepRunner {
     if (cached % bs !== 0 || cached >= ns.tokens.length || cached > ns.blockTable.length * bs) {
       throw new StepError(`new sequence '${ns.seqId}': ${cached} cached tokens must be whole blocks of ${bs}, fewer than its ${ns.tokens.length} tokens`);
     }
+    if (this.stateSlots && cached > 0) {
+      throw new StepError(`new sequence '${ns.seqId}': a hybrid Mamba model computes every prompt from its first token (a cached prefix has no recurrent state)`);
+    }
     const state: SequenceState = {
       seqId: ns.seqId,
       adapterSlot: ns.adapterSlot,
@@ -337,6 +348,7 @@ export class StepRunner {
       }
       state.pool = new HiddenPool(ns.pooling, this.model.spec.hidden);
     }
+    if (this.stateSlots) state.stateSlot = this.stateSlots.take(ns.seqId);
     this.seqs.set(ns.seqId, state);
     const wantAll = ns.logits === 'all' || ns.promptLogprobs;
     if (wantAll && (state.unsent > 0 || cached > 0)) {
@@ -369,7 +381,8 @@ export class StepRunner {
 
   private buildBatch(rows: Row[]) {
     const layout = layoutRows(rows.map((r) => ({ seqId: r.state.seqId, tokens: r.tokens, firstPos: r.firstPos, blockTable: r.state.blockTable,
-      adapterSlot: r.state.adapterSlot, promptLen: r.state.promptLen })), this.model.plan.blockSize, this.model.spec.rope,
+      adapterSlot: r.state.adapterSlot, promptLen: r.state.promptLen,
+      ...(r.state.stateSlot !== undefined ? { stateSlot: r.state.stateSlot } : {}) })), this.model.plan.blockSize, this.model.spec.rope,
     (seqId, pos) => new StepError(`sequence '${seqId}': no KV block for position ${pos}`));
     const logitRows: number[] = [], hiddenRows: number[] = [];
     rows.forEach((row, k) => {

@@ -1,20 +1,26 @@
 // Decoders derived from one weft already serves with one or two changes: Helium (Llama with interleaved RoPE), CWM
-// (Llama with per-layer sliding windows), Hunyuan dense (Llama with per-head q/k norms after RoPE), VaultGemma
-// (Gemma 2 without block-output norms) and MiniMax-M2 (Mixtral with OLMo 2's q/k norms and sigmoid routing) — as
-// transformers' modular_helium.py, modular_cwm.py, modular_hunyuan_v1_dense.py, modular_vaultgemma.py and
-// modular_minimax_m2.py compute them — and the table spec.ts dispatches these and layernorm-spec.ts's through.
+// (Llama with per-layer sliding windows), Hunyuan dense (Llama with per-head q/k norms after RoPE) and MoE (with
+// experts and a shared MLP), VaultGemma (Gemma 2 without block-output norms), MiniMax-M2 (Mixtral with OLMo 2's q/k
+// norms and sigmoid routing) and PhiMoE (Mixtral with LayerNorms, biases and sparsemixer routing) — as transformers'
+// modular_helium.py, modular_cwm.py, modular_hunyuan_v1_dense.py, modular_hunyuan_v1_moe.py, modular_vaultgemma.py,
+// modular_minimax_m2.py and modular_phimoe.py compute them — and the table spec.ts dispatches these and
+// layernorm-spec.ts's through.
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, checkQuantization, PLAIN_DECODER, refuseIf, rotaryDecoderShape, type Json } from './config-fields.js';
-import { slidingLayers } from './layer-kinds.js';
+import { attentionWindows, slidingLayers } from './layer-kinds.js';
 import { jais2Spec, nemotronSpec, stablelmSpec, wholeHeadRope } from './layernorm-spec.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { moeSpec } from './moe-spec.js';
+import { apertusSpec } from './apertus-spec.js';
+import { dbrxSpec } from './dbrx-spec.js';
 import type { Architecture, ModelSpec } from './spec.js';
 
 /** The architectures whose config.json is read by a spec function of their own here or in layernorm-spec.ts. */
 export const DERIVED_SPECS: Partial<Record<Architecture, (cfg: Json, where: string) => ModelSpec>> = {
   nemotron: nemotronSpec, jais2: jais2Spec, stablelm: stablelmSpec, helium: heliumSpec, cwm: cwmSpec,
   hunyuan_v1_dense: hunyuanDenseSpec, vaultgemma: vaultGemmaSpec, minimax_m2: minimaxM2Spec,
+  hunyuan_v1_moe: hunyuanMoeSpec, phimoe: phimoeSpec,
+  apertus: apertusSpec, dbrx: dbrxSpec,  // apertus-spec.ts, dbrx-spec.ts
 };
 
 /** VaultGemma: Gemma 2 without the block-output norms; its MLP's pre-norm keeps Gemma 2's name (load-weights.ts). */
@@ -93,23 +99,70 @@ function cwmSpec(raw: Json, where: string): ModelSpec {
  * RoPE is rope_type "dynamic" with an NTK alpha: a base of rope_theta · alpha^(head_dim / (head_dim − 2)), fixed up to
  * max_position_embeddings (transformers' dynamic update only acts past it, where weft does not go).
  */
-function hunyuanDenseSpec(cfg: Json, where: string): ModelSpec {
+function hunyuanDenseSpec(cfg: Json, where: string, arch: 'hunyuan_v1_dense' | 'hunyuan_v1_moe' = 'hunyuan_v1_dense'): ModelSpec {
   const shape = attentionShape(cfg, where);
-  refuseIf(cfg.use_cla === true, where, 'use_cla=true (cross-layer attention) is not supported for hunyuan_v1_dense');
+  refuseIf(cfg.use_cla === true, where, `use_cla=true (cross-layer attention) is not supported for ${arch}`);
   const bias = cfg.attention_bias === true;
   return {
-    ...llamaLayout('hunyuan_v1_dense', cfg, where, shape, hunyuanRope(cfg, shape.headDim, where), 1e-5),
+    ...llamaLayout(arch, cfg, where, shape, hunyuanRope(cfg, shape.headDim, where, arch), 1e-5),
     qkvBias: bias, oBias: bias, mlpBias: false,
     qkNorm: true, qkNormPostRope: true,
   };
 }
 
-function hunyuanRope(cfg: Json, headDim: number, where: string): Rope {
+/**
+ * Hunyuan MoE (HunYuanMoEV1ForCausalLM: Hunyuan-A13B): Hunyuan dense's attention (per-head q/k norms after RoPE, NTK
+ * alpha) with a mixture of experts and a shared MLP in every layer (moe-spec.ts). The published fields transformers
+ * always computes one way are refused when they say otherwise: use_qk_norm false, mlp_bias, a norm_type other than
+ * rms, an attention_head_dim other than the head size.
+ */
+function hunyuanMoeSpec(cfg: Json, where: string): ModelSpec {
+  const spec = hunyuanDenseSpec(cfg, where, 'hunyuan_v1_moe');
+  refuseIf(cfg.use_qk_norm === false, where, 'use_qk_norm=false is not supported for hunyuan_v1_moe (transformers always normalises q and k)');
+  refuseIf(cfg.mlp_bias === true, where, 'mlp_bias=true is not supported for hunyuan_v1_moe (its MLPs have no biases in transformers)');
+  refuseIf(cfg.norm_type !== undefined && cfg.norm_type !== 'rms', where, `norm_type '${String(cfg.norm_type)}' is not supported for hunyuan_v1_moe (only rms)`);
+  refuseIf(cfg.attention_head_dim !== undefined && cfg.attention_head_dim !== spec.headDim, where,
+    `attention_head_dim ${String(cfg.attention_head_dim)} differs from the head size ${spec.headDim} transformers uses (head_dim, or hidden_size / num_attention_heads)`);
+  return { ...spec, moe: moeSpec('hunyuan_v1_moe', cfg, where) };
+}
+
+/**
+ * PhiMoE (PhimoeForCausalLM; Phi-3.5-MoE publishes PhiMoEForCausalLM): Mixtral's decoder with LayerNorms (weight and
+ * bias, eps rms_norm_eps), attention_bias on q/k/v/o, an lm_head bias (lm_head_bias), one sliding window on every layer
+ * (sliding_window), sparsemixer routing (moe-spec.ts), and RoPE default or longrope with the config's short_mscale /
+ * long_mscale as the cos/sin scale. The two scales must be equal (weft keeps one); past original_max_position_embeddings
+ * the long factors are used as for Phi-3 (the published model's code and transformers 4 do; transformers 5.15's
+ * PhimoeRotaryEmbedding recomputes its frequencies without the sequence length, so it keeps the short ones there).
+ */
+function phimoeSpec(cfg: Json, where: string): ModelSpec {
+  const shape = attentionShape(cfg, where);
   const rp = (cfg.rope_parameters ?? cfg.rope_scaling ?? null) as Json | null;
-  if (String(rp?.rope_type ?? rp?.type ?? 'default') !== 'dynamic') return wholeHeadRope(cfg, headDim, 'hunyuan_v1_dense', where);
+  const type = String(rp?.rope_type ?? rp?.type ?? 'default');
+  refuseIf(type !== 'default' && type !== 'longrope', where, `rope type '${type}' is not supported for phimoe (default, longrope)`);
+  let rope = wholeHeadRope(cfg, shape.headDim, 'phimoe', where);
+  if (type === 'longrope') {
+    const short = rp!.short_mscale, long = rp!.long_mscale;
+    refuseIf(typeof short !== 'number' || typeof long !== 'number', where,
+      `longrope for phimoe needs short_mscale and long_mscale numbers, got ${JSON.stringify(short)} / ${JSON.stringify(long)}`);
+    refuseIf(short !== long, where, `short_mscale ${String(short)} differs from long_mscale ${String(long)}; not supported for phimoe`);
+    const key = cfg.rope_parameters ? 'rope_parameters' : 'rope_scaling';
+    rope = wholeHeadRope({ ...cfg, [key]: { ...rp, attention_factor: short } }, shape.headDim, 'phimoe', where);
+  }
+  const bias = cfg.attention_bias === true;
+  return {
+    ...llamaLayout('phimoe', cfg, where, shape, rope, 1e-5),
+    norm: 'layer', qkvBias: bias, oBias: bias, mlpBias: false, lmHeadBias: cfg.lm_head_bias === true,
+    slidingWindow: attentionWindows('phimoe', cfg, where).window,
+    moe: moeSpec('phimoe', cfg, where),
+  };
+}
+
+function hunyuanRope(cfg: Json, headDim: number, where: string, arch: Architecture): Rope {
+  const rp = (cfg.rope_parameters ?? cfg.rope_scaling ?? null) as Json | null;
+  if (String(rp?.rope_type ?? rp?.type ?? 'default') !== 'dynamic') return wholeHeadRope(cfg, headDim, arch, where);
   const alpha = rp!.alpha;
   refuseIf(!(typeof alpha === 'number' && alpha > 0), where,
-    `rope type 'dynamic' without a positive alpha (dynamic NTK scaling) is not supported for hunyuan_v1_dense, got alpha ${JSON.stringify(alpha)}`);
+    `rope type 'dynamic' without a positive alpha (dynamic NTK scaling) is not supported for ${arch}, got alpha ${JSON.stringify(alpha)}`);
   const theta = Number(rp!.rope_theta ?? cfg.rope_theta ?? 10000);
   refuseIf(!(theta > 0), where, `rope_theta must be positive, got ${String(theta)}`);
   // transformers: (rope_theta · alpha ** (d / (d − 2))) ** (arange(0, d, 2) / d), the base a float32 in the power

@@ -27,7 +27,7 @@ function windowOn(window: number, sliding: boolean[]): Windows {
 /**
  * The attention window of a Llama-family model's layers, as transformers applies it: Qwen2/Qwen3 (and the Qwen-VL
  * text models) slide only when use_sliding_window is set, in the layers layer_types marks (by default those from
- * max_window_layers on); Mistral, Phi-3 (and StarCoder2, its own spec) slide in every layer; Llama, Granite and
+ * max_window_layers on); Mistral, Mixtral, Phi-3, PhiMoE (and StarCoder2, its own spec) slide in every layer; Llama, Granite and
  * SmolLM3's attention has no window (a sliding_window field there is ignored, as transformers ignores it).
  */
 export function attentionWindows(arch: Architecture, cfg: Json, where: string): Windows {
@@ -54,7 +54,7 @@ export function attentionWindows(arch: Architecture, cfg: Json, where: string): 
     refuseIf(cfg.use_sliding_window === true, where, 'use_sliding_window=true (sliding windows on the NoPE layers) is not supported');
     return { window: 0, layerSliding: null };
   }
-  if (arch !== 'mistral' && arch !== 'mixtral' && arch !== 'phi3') return { window: 0, layerSliding: null };
+  if (arch !== 'mistral' && arch !== 'mixtral' && arch !== 'phi3' && arch !== 'phimoe') return { window: 0, layerSliding: null };
   const layerTypes = Array.isArray(cfg.layer_types) ? (cfg.layer_types as unknown[]).map(String) : null;
   if (layerTypes && new Set(layerTypes).size > 1) refuseIf(true, where, `layer_types ${JSON.stringify(layerTypes)} mixes attention kinds; not supported`);
   return { window: sw, layerSliding: null };

@@ -119,6 +119,8 @@ export interface ModuleRef {
    * pair for all experts' gate_up_proj or down_proj, told apart by its shapes (load-adapter.ts).
    */
   stackedExperts?: boolean;
+  /** A hybrid model's Mamba mixer: in_proj (module qkv) or out_proj (module o) of a Mamba layer (mamba-weights.ts). */
+  mamba?: 'in_proj' | 'out_proj';
 }
 
 // Per-expert module names of the MoE checkpoints as published (and of adapters trained on transformers 4, whose
@@ -133,7 +135,8 @@ const EXPERT_MODULES: Record<string, { module: ExecModule; roles: string[] }> = 
  * GLM-4.5's `mlp.shared_experts.gate_proj`: the expert after the routed ones).
  */
 function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): ModuleRef | null {
-  const mixtralNames = spec.architecture === 'mixtral' || spec.architecture === 'minimax_m2';  // w1, w3, w2 (as MiniMax-M2)
+  // w1, w3, w2 (as MiniMax-M2 and PhiMoE)
+  const mixtralNames = spec.architecture === 'mixtral' || spec.architecture === 'minimax_m2' || spec.architecture === 'phimoe';
   const block = mixtralNames ? '(?:block_sparse_moe|mlp)' : spec.architecture.startsWith('granitemoe') ? 'block_sparse_moe' : 'mlp';
   const one = new RegExp(`^${block}\\.experts\\.(\\d+)\\.(\\w+)$`).exec(rest);
   if (one) {
@@ -143,8 +146,8 @@ function resolveExpertModule(spec: ModelSpec, layer: number, rest: string): Modu
     if (!entry || !names.includes(one[2]!) || expert >= spec.moe!.experts) return null;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert };
   }
-  // GLM-4.5's and DeepSeek's shared experts, Qwen2-MoE's shared expert: expert E
-  const shared = /^mlp\.shared_experts?\.(gate_proj|up_proj|down_proj)$/.exec(rest);
+  // GLM-4.5's and DeepSeek's shared experts, Qwen2-MoE's shared expert, Hunyuan MoE's shared MLP: expert E
+  const shared = /^mlp\.(?:shared_experts?|shared_mlp)\.(gate_proj|up_proj|down_proj)$/.exec(rest);
   if (shared && spec.moe!.sharedExpert) {
     const entry = EXPERT_MODULES[shared[1]!]!;
     return { layer, module: entry.module, roles: entry.roles, conv1d: false, expert: spec.moe!.experts };
@@ -177,7 +180,7 @@ const STARCODER2_MODULES: Record<string, { module: ExecModule; roles: string[] }
   'mlp.c_fc': { module: 'up', roles: ['fc'] },
   'mlp.c_proj': { module: 'down', roles: [] },
 };
-// Arcee, Nemotron, Jais 2: a non-gated up → relu² → down
+// Arcee, Nemotron, Jais 2: a non-gated up → relu² → down (Apertus: → xIELU →)
 const RELU2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   ...Object.fromEntries(Object.entries(LLAMA_MODULES).filter(([k]) => k.startsWith('self_attn.'))),
   'mlp.up_proj': { module: 'up', roles: ['fc'] },
@@ -214,6 +217,11 @@ const NEOX_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'mlp.dense_h_to_4h': { module: 'up', roles: ['fc'] },
   'mlp.dense_4h_to_h': { module: 'down', roles: [] },
 };
+// DBRX (transformer.blocks.<i>.…): its fused Wqkv and out_proj; the experts' fused tensors take no LoRA (load-adapter.ts)
+const DBRX_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
+  'norm_attn_norm.attn.Wqkv': { module: 'qkv', roles: ['q', 'k', 'v'] },
+  'norm_attn_norm.attn.out_proj': { module: 'o', roles: [] },
+};
 const GPT2_MODULES: Record<string, { module: ExecModule; roles: string[] }> = {
   'attn.c_attn': { module: 'qkv', roles: ['q', 'k', 'v'] },
   'attn.c_proj': { module: 'o', roles: [] },
@@ -229,7 +237,8 @@ export function partsOfModulePath(path: string): number {
   // PEFT's target_parameters pair on stacked MoE experts: gate_up_proj's lora_A serves the gate and the up rows
   // (2 copies); down_proj's once — the name does not tell them apart, so 2 (an upper bound).
   if (/\.experts(?:\.base_layer)*$/.test(path) || path.endsWith('.shared_mlp.input_linear')) return 2;  // Granite's [gate | up]
-  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES, GPTJ_MODULES]) {
+  if (path.endsWith('.mamba.in_proj')) return 4;  // Granite 4.0 H's mixer: [z | x | B C | dt] (mamba-weights.ts)
+  for (const table of [LLAMA_MODULES, GPT2_MODULES, DEEPSEEK_MODULES, NEOX_MODULES, GPTJ_MODULES, DBRX_MODULES]) {
     for (const [key, { roles }] of Object.entries(table)) if (path.endsWith(`.${key}`)) return Math.max(1, roles.length);
   }
   return 1;
@@ -261,21 +270,36 @@ export function resolveModule(spec: ModelSpec, rawPath: string): ModuleRef | nul
   const neox = spec.architecture === 'gpt_neox';
   if (path === (neox ? 'embed_out' : 'lm_head')) return { layer: -1, module: 'lmHead', roles: ['lm_head'], conv1d: false };
   const transformerH = spec.architecture === 'gpt2' || spec.architecture === 'gptj';  // transformer.h.<i>, transformer.wte
-  if (path === (transformerH ? 'transformer.wte' : neox ? 'gpt_neox.embed_in' : 'model.embed_tokens')) {
+  const dbrx = spec.architecture === 'dbrx';  // transformer.blocks.<i>, transformer.wte
+  if (path === (transformerH || dbrx ? 'transformer.wte' : neox ? 'gpt_neox.embed_in' : 'model.embed_tokens')) {
     return { layer: -1, module: 'embed', roles: ['embed'], conv1d: false };
   }
   const m = transformerH
-    ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path)
+    ? /^(?:transformer\.)?h\.(\d+)\.(.+)$/.exec(path) : dbrx ? /^transformer\.blocks\.(\d+)\.(.+)$/.exec(path)
     : neox ? /^gpt_neox\.layers\.(\d+)\.(.+)$/.exec(path) : /^model\.layers\.(\d+)\.(.+)$/.exec(path);
   if (!m) return null;
   const table = spec.architecture === 'gpt2' ? GPT2_MODULES : spec.architecture === 'gptj' ? GPTJ_MODULES
     : spec.architecture === 'starcoder2' ? STARCODER2_MODULES
-    : spec.architecture === 'phi' ? PHI_MODULES : spec.mlp === 'relu2' ? RELU2_MODULES
+    : spec.architecture === 'phi' ? PHI_MODULES : spec.mlp === 'relu2' || spec.mlp === 'xielu' ? RELU2_MODULES : dbrx ? DBRX_MODULES
     : spec.mla ? DEEPSEEK_MODULES : neox ? NEOX_MODULES : LLAMA_MODULES;
   const layer = Number(m[1]);
   if (layer >= spec.layers) return null;
   // Llama 4 names its MLP feed_forward (dense: gate/up/down_proj; MoE: router, experts, shared_expert.*)
-  const rest = spec.architecture === 'llama4' ? m[2]!.replace(/^feed_forward\./, 'mlp.') : m[2]!;
+  const rest = spec.architecture === 'llama4' || spec.architecture === 'bamba' ? m[2]!.replace(/^feed_forward\./, 'mlp.') : m[2]!;
+  if (spec.mamba) {  // Granite 4.0 H: the Mamba layers' in_proj / out_proj; a dense model's shared MLP
+    const mixer = /^mamba\.(in_proj|out_proj)$/.exec(rest);
+    if (mixer) {
+      if (!spec.mamba.layers[layer]) return null;
+      const which = mixer[1] as 'in_proj' | 'out_proj';
+      return { layer, module: which === 'in_proj' ? 'qkv' : 'o', roles: [], conv1d: false, mamba: which };
+    }
+    if (spec.mamba.layers[layer] && /^self_attn\./.test(rest)) return null;
+    const dense = /^shared_mlp\.(input_linear|output_linear)$/.exec(rest);
+    if (dense && !layerIsMoe(spec, layer)) {
+      return dense[1] === 'input_linear' ? { layer, module: 'up', roles: ['gate', 'up'], conv1d: false }
+        : { layer, module: 'down', roles: [], conv1d: false };
+    }
+  }
   if (layerIsMoe(spec, layer)) {  // its MLP is a router and experts: no dense mlp.* module
     if (/^(?:mlp|block_sparse_moe|shared_mlp)\./.test(rest)) return resolveExpertModule(spec, layer, rest);
   }

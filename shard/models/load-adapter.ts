@@ -4,6 +4,7 @@
 import { LoraModuleId, cpuOps, type LoraPartInput, type LoraStorage, type StagedAdapter } from '../../kernels/index.js';
 import { loraScaleFor, parseLoraTensorKey, type LoadedAdapter } from '../adapters/index.js';
 import { interleavedHeadRows, subBlocks, rowParallelInput, resolveModule, languageModelPath } from './layout.js';
+import { mambaLoraParts } from './mamba-weights.js';
 import { rangeLen } from './partition.js';
 import type { LoadedModel } from './load-weights.js';
 import { expertParts } from './expert-lora.js';
@@ -117,9 +118,14 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       continue;
     }
     const ref = resolveModule(spec, path);
-    if (!ref && /\.(?:mlp|block_sparse_moe)\.gate$/.test(path) && spec.moe) {
+    if (!ref && spec.architecture === 'dbrx' && /\.ffn\.(?:router|experts)\b/.test(path)) {  // dbrx-weights.ts
+      throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not supported: on DBRX only Wqkv, out_proj ` +
+        `and lm_head are served (weft adapts no MoE router; PEFT cannot run LoRA on DBRX's fused experts either)`);
+    }
+    if (!ref && /\.(?:mlp|block_sparse_moe)\.(?:gate(?:\.wg)?|router)$/.test(path) && spec.moe) {  // Hunyuan's gate.wg, PhiMoE's router
+      const name = path.slice(path.lastIndexOf('.') + 1);  // the module's own name, as target_modules matches it
       throw new AdapterLoadError(`${dir}: adapter targets the MoE router '${path}', which is not supported; retrain ` +
-        `without 'gate' in target_modules (the experts' gate_proj / w1 are served)`);
+        `without '${name}' in target_modules (the experts' projections are served)`);
     }
     if (!ref) {
       throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of this ` +
@@ -148,6 +154,17 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       continue;
     }
     const moduleId = LoraModuleId[ref.module];
+    if (ref.mamba) {  // a Mamba layer's in_proj (split by section) or out_proj (row-parallel): mamba-weights.ts
+      if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on a Mamba mixer, which is not supported`);
+      const planned = mambaLoraParts(spec.mamba!, part, spec.hidden, ref.layer, ref.mamba, moduleId,
+        { a: a.data, b: b.data, rank, inDim, outDim }, scale);
+      if (typeof planned === 'string') {
+        throw new AdapterLoadError(`${dir}: '${path}' ${planned}, got ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)} ` +
+          `(adapter made for a different base model?)`);
+      }
+      parts.push(...planned);
+      continue;
+    }
     if (m && (ref.module === 'lmHead' || ref.module === 'embed')) {
       throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on ${ref.module === 'embed' ? 'the token embedding' : 'lm_head'}, ` +
         `which is not supported; retrain without it in target_modules or merge the adapter into the base model`);

@@ -9,6 +9,10 @@ import { partitionFor, rangeLen, type Partition, type Range } from './partition.
 import { layerIsMoe, type ModelSpec } from './spec.js';
 import { loadInOutExperts } from './in-out-experts.js';
 import { concat, transpose } from './f32-matrix.js';
+import { moeNames, type MoeNames } from './moe-names.js';
+import { dbrxNames, loadDbrxExperts } from './dbrx-weights.js';
+import { xieluParams } from './apertus-spec.js';
+import { loadMambaLayer, mambaPlan } from './mamba-weights.js';
 
 export interface LoadOptions {
   rank: number;
@@ -35,7 +39,7 @@ export interface LoadedModel {
 interface HfModule { paths: string[]; roles: string[][]; headInterleaved?: boolean }
 
 /** Names of the Hugging Face modules that feed one executor module, in sub-block order. */
-interface HfNames {
+export interface HfNames {
   layerPrefix(i: number): string;
   modules: Record<'qkv' | 'o' | 'up' | 'down', HfModule> & Partial<Record<'q_b' | 'kv_b', HfModule>>;
   attnNorm: string;
@@ -48,12 +52,8 @@ interface HfNames {
   posEmbed?: string;
   lmHead: string;
   conv1d: boolean;
-  /** A MoE layer's router and expert e's gate / up / down (relative to the layer prefix, without `.weight`). */
-  moe?: {
-    router: string; routerBias?: string; sharedGate?: string; expert(e: number): { gate: string; up: string; down: string };
-    /** Granite MoE: all experts in two tensors, [E, 2·I, hidden] ([gate | up] rows of each) and [E, hidden, I]. */
-    stacked?: { gateUp: string; down: string };
-  };
+  /** A MoE layer's router and expert e's gate / up / down (moe-names.ts). */
+  moe?: MoeNames;
 }
 
 /** The checkpoint tensor the lm_head reads: its own weight, or the token embedding when tied (or absent). */
@@ -65,6 +65,7 @@ export function lmHeadWeightName(spec: ModelSpec, store: TensorSource, names: Hf
 }
 
 export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
+  if (spec.architecture === 'dbrx') return dbrxNames();  // transformer.blocks.<i>.norm_attn_norm.*, ffn.*
   if (spec.architecture === 'gpt2') {
     const root = store.has('transformer.wte.weight') ? 'transformer.' : '';
     return {
@@ -121,7 +122,7 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
   const fused = spec.architecture === 'phi3';
   const fusedUp = fused || spec.architecture === 'glm4';  // GLM-4: separate q/k/v, one gate_up_proj
   const glm4 = spec.architecture === 'glm4';
-  const ffn = spec.architecture === 'llama4' ? 'feed_forward' : 'mlp';  // Llama 4's MLP module
+  const ffn = spec.architecture === 'llama4' || spec.architecture === 'bamba' ? 'feed_forward' : 'mlp';  // Llama 4's, Bamba's MLP module
   // A vision-language checkpoint keeps its language model under language_model.model. (as saved by transformers
   // 4.50+ and 5) or model.language_model., or (Qwen2-VL / Qwen2.5-VL, however saved) under model. beside visual.*.
   // A base-model checkpoint (Gemma3TextModel, LlamaModel: spec.baseModel; Qwen3-Embedding under its causal-LM name:
@@ -147,56 +148,27 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
       up: fusedUp
         ? { paths: ['mlp.gate_up_proj'], roles: [['gate', 'up']] }
         : spec.architecture === 'starcoder2' ? { paths: ['mlp.c_fc'], roles: [['fc']] }
-          : spec.mlp === 'relu2' ? { paths: ['mlp.up_proj'], roles: [['fc']] }  // Arcee, Nemotron, Jais 2
+          : spec.mlp === 'relu2' || spec.mlp === 'xielu' ? { paths: ['mlp.up_proj'], roles: [['fc']] }  // Arcee, Nemotron, Jais 2, Apertus
           : { paths: [`${ffn}.gate_proj`, `${ffn}.up_proj`], roles: [['gate'], ['up']] },
       down: { paths: [spec.architecture === 'starcoder2' ? 'mlp.c_proj' : `${ffn}.down_proj`], roles: [[]] },
       ...mla,
     },
     // Gemma 3's post_attention_layernorm normalises the attention output (a post norm); its MLP's pre-norm is
     // pre_feedforward_layernorm. GLM-4 keeps post_attention_layernorm as the MLP's pre-norm and names its post norms
-    // post_self_attn_layernorm / post_mlp_layernorm.
-    attnNorm: 'input_layernorm',
-    mlpNorm: (spec.postNorms && !glm4) || spec.architecture === 'vaultgemma' ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+    // post_self_attn_layernorm / post_mlp_layernorm. Apertus: attention_layernorm and feedforward_layernorm.
+    attnNorm: spec.architecture === 'apertus' ? 'attention_layernorm' : 'input_layernorm',
+    mlpNorm: spec.architecture === 'apertus' ? 'feedforward_layernorm' : spec.architecture === 'bamba' ? 'pre_ff_layernorm'
+      : (spec.postNorms && !glm4) || spec.architecture === 'vaultgemma' ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
     postAttnNorm: glm4 ? 'post_self_attn_layernorm' : 'post_attention_layernorm',
     postMlpNorm: glm4 ? 'post_mlp_layernorm' : 'post_feedforward_layernorm',
-    finalNorm: `${root}norm`,
+    finalNorm: spec.architecture === 'bamba' ? `${root}final_layernorm` : `${root}norm`,
     embed: `${root}embed_tokens.weight`, lmHead, conv1d: false,
     ...(spec.moe ? { moe: moeNames(spec) } : {}),
+    ...(spec.architecture === 'granitemoehybrid' && !spec.moe ? { modules: {  // Granite 4.0 H Micro: the shared MLP alone
+      qkv: { paths: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], roles: [['q'], ['k'], ['v']] },
+      o: { paths: ['self_attn.o_proj'], roles: [[]] }, up: { paths: ['shared_mlp.input_linear'], roles: [['gate', 'up']] },
+      down: { paths: ['shared_mlp.output_linear'], roles: [[]] } } } : {}),
   };
-}
-
-// The MoE checkpoints as published: Mixtral's block_sparse_moe.{gate, experts.<e>.w1 (gate) / w3 (up) / w2 (down)},
-// Qwen3-MoE's mlp.{gate, experts.<e>.gate_proj / up_proj / down_proj}.
-function moeNames(spec: ModelSpec): NonNullable<HfNames['moe']> {
-  if (spec.architecture === 'llama4') {  // feed_forward.{router, experts, shared_expert} (in-out-experts.ts reads the experts)
-    return { router: 'feed_forward.router', expert: () => ({ gate: 'feed_forward.shared_expert.gate_proj',
-      up: 'feed_forward.shared_expert.up_proj', down: 'feed_forward.shared_expert.down_proj' }),
-    stacked: { gateUp: 'feed_forward.experts.gate_up_proj', down: 'feed_forward.experts.down_proj' } };
-  }
-  if (spec.architecture === 'gpt_oss') {  // mlp.router (weight, bias); the experts stacked (in-out-experts.ts)
-    return { router: 'mlp.router', routerBias: 'mlp.router.bias', expert: () => ({ gate: '', up: '', down: '' }),
-      stacked: { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } };
-  }
-  if (spec.architecture.startsWith('granitemoe')) {  // as published: block_sparse_moe.{router.layer, input_linear, output_linear}
-    return { router: 'block_sparse_moe.router.layer', expert: () => ({ gate: 'shared_mlp.input_linear', up: 'shared_mlp.input_linear',
-      down: 'shared_mlp.output_linear' }),  // the shared MLP (Granite MoE shared): its input_linear is [gate | up]
-      stacked: { gateUp: 'block_sparse_moe.input_linear.weight', down: 'block_sparse_moe.output_linear.weight' } };
-  }
-  if (spec.architecture === 'mixtral' || spec.architecture === 'minimax_m2') {  // MiniMax-M2: the choice bias beside the gate
-    return { router: 'block_sparse_moe.gate', ...(spec.moe!.sigmoid ? { routerBias: 'block_sparse_moe.e_score_correction_bias' } : {}),
-      expert: (e) => ({ gate: `block_sparse_moe.experts.${e}.w1`, up: `block_sparse_moe.experts.${e}.w3`, down: `block_sparse_moe.experts.${e}.w2` }) };
-  }
-  // The shared expert is expert E (after the routed ones): GLM-4.5's and DeepSeek's mlp.shared_experts.*,
-  // Qwen2-MoE's mlp.shared_expert.* (with mlp.shared_expert_gate).
-  const E = spec.moe!.experts;
-  const sharedDir = spec.architecture === 'qwen2_moe' ? 'mlp.shared_expert' : 'mlp.shared_experts';
-  const dir = (e: number): string => (e === E ? sharedDir : `mlp.experts.${e}`);
-  // ERNIE 4.5 MoE keeps its choice bias in mlp.moe_statics (transformers 5 moves it under mlp.gate)
-  const ernieBias = spec.architecture === 'ernie4_5_moe' ? 'mlp.moe_statics.e_score_correction_bias' : null;
-  return { router: 'mlp.gate', ...(spec.moe!.sigmoid ? { routerBias: 'mlp.gate.e_score_correction_bias' } : {}),
-    ...(ernieBias ? { routerBias: ernieBias } : {}),
-    ...(spec.moe!.sharedGate ? { sharedGate: 'mlp.shared_expert_gate' } : {}),
-    expert: (e) => ({ gate: `${dir(e)}.gate_proj`, up: `${dir(e)}.up_proj`, down: `${dir(e)}.down_proj` }) };
 }
 
 /** A MoE layer's router (replicated) and this rank's slice of each expert, as plan weights. */
@@ -207,7 +179,7 @@ function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, nam
   // down_proj, and Mixtral's block_sparse_moe renamed mlp (its router mlp.gate).
   const v5 = store.has(`${p}mlp.experts.gate_up_proj`);
   const stacked = moe.stacked ?? (v5 ? { gateUp: 'mlp.experts.gate_up_proj', down: 'mlp.experts.down_proj' } : null);
-  const router = v5 && !store.has(`${p}${moe.router}.weight`) ? 'mlp.gate' : moe.router;
+  const router = v5 && !store.has(`${p}${moe.router}.weight`) ? moe.v5Router ?? 'mlp.gate' : moe.router;
   set(`layers.${layer}.router.weight`, store.readF32(need(store, `${p}${router}.weight`)));
   const bias = moe.routerBias && v5 && !store.has(`${p}${moe.routerBias}`) ? moe.routerBias.replace('block_sparse_moe.', 'mlp.') : moe.routerBias;
   if (bias) set(`layers.${layer}.router.bias`, store.readF32(need(store, `${p}${bias}`)));
@@ -215,6 +187,7 @@ function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, nam
   if (spec.architecture === 'gpt_oss' || spec.architecture === 'llama4') {  // stored (in, out) per expert
     loadInOutExperts(store, spec, part, `${p}${stacked!.gateUp.replace(/gate_up_proj$/, '')}`, layer, set);
   }
+  else if (spec.architecture === 'dbrx') loadDbrxExperts(store, spec, part, p, layer, set);  // w1 / v1 / w2, [E·I, hidden]
   else if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
   // Per expert module: every expert as published, or only the shared one after stacked routed experts.
   for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {
@@ -388,8 +361,10 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
       moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
       moeChoiceBias: spec.moe.choiceBias === true, moeRenormMin: spec.moe.renormMin ?? 0,
       moeLogitBias: spec.moe.logitBias === true, moeExpertBias: spec.moe.expertBias === true, moeScaleInput: spec.moe.scaleInput === true,
+      ...(spec.moe.mixerThreshold !== undefined ? { moeSparsemixer: true, moeMixerThreshold: spec.moe.mixerThreshold } : {}),
     } : {}),
     ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
+    ...(spec.mamba ? mambaPlan(spec.mamba, part) : {}),
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize,
     adapterSlots: opts.adapterSlots,
@@ -406,6 +381,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
   const store = openModelWeights(modelDir);
   try {
     const part = partitionFor(spec, opts.rank, opts.world);
+    if (spec.mamba && (opts.device ?? 'cpu') !== 'cpu') {
+      throw new UnsupportedModelError(`${spec.architecture}: hybrid Mamba-2 models run on --device cpu only for now ` +
+        `(the CUDA backend has no Mamba kernels yet)`);
+    }
     const plan = planConfig(spec, part, opts);
     const native = createModel(plan, opts.collective);
     const names = hfNames(spec, store);
@@ -435,10 +414,11 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       if (spec.preNorms) setNorm(`layers.${i}.attn_norm`, p + names.attnNorm);
       if (spec.preNorms && (!spec.parallelBlock || spec.parallelMlpNorm)) setNorm(`layers.${i}.mlp_norm`, p + names.mlpNorm);
       if (spec.qkNorm) {  // [headDim], the same on every rank (Hunyuan: query_layernorm / key_layernorm)
-        const [qn, kn] = spec.architecture === 'hunyuan_v1_dense' ? ['query_layernorm', 'key_layernorm'] : ['q_norm', 'k_norm'];
+        const [qn, kn] = spec.architecture.startsWith('hunyuan') ? ['query_layernorm', 'key_layernorm'] : ['q_norm', 'k_norm'];
         set(`layers.${i}.q_norm.weight`, normWeight(`${p}self_attn.${qn}.weight`));
         set(`layers.${i}.k_norm.weight`, normWeight(`${p}self_attn.${kn}.weight`));
       }
+      if (spec.mlp === 'xielu') set(`layers.${i}.xielu`, xieluParams((n) => store.readF32(need(store, p + n))));  // Apertus
       if (spec.attnSinks) {  // gpt-oss: [heads], this rank's heads
         set(`layers.${i}.attn_sinks`, store.readF32(need(store, `${p}self_attn.sinks`), { dim: 0, start: part.heads.start, end: part.heads.end }));
       }
@@ -468,8 +448,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
         if (spec.mla.qRank > 0) set(`layers.${i}.q_a_norm.weight`, store.readF32(need(store, `${p}self_attn.q_a_layernorm.weight`)));
         set(`layers.${i}.kv_a_norm.weight`, store.readF32(need(store, `${p}self_attn.kv_a_layernorm.weight`)));
       }
+      const mixer = spec.mamba?.layers[i] === true;  // a Mamba layer: its mixer in place of q/k/v and o
+      if (mixer) loadMambaLayer(store, spec.mamba!, part, p, i, set);
       const columns: ColumnModule[] = [
-        'qkv', ...(moe ? [] : ['up'] as const), ...(spec.mla ? ['kv_b'] as const : []),
+        ...(mixer ? [] : ['qkv'] as const), ...(moe ? [] : ['up'] as const), ...(spec.mla ? ['kv_b'] as const : []),
         ...(spec.mla && spec.mla.qRank > 0 ? ['q_b'] as const : []),
       ];
       for (const module of columns) {
@@ -477,7 +459,7 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
         const bias = assembleColumnParallel(store, spec, part, names, i, module, 'bias');
         if (bias) set(`layers.${i}.${module}.bias`, bias);
       }
-      for (const module of moe ? ['o'] as const : ['o', 'down'] as const) {
+      for (const module of [...(mixer ? [] : ['o'] as const), ...(moe ? [] : ['down'] as const)]) {
         const base = `${p}${names.modules[module].paths[0]}`;
         set(`layers.${i}.${module}.weight`, readInCols(store, need(store, `${base}.weight`), rowParallelInput(spec, part, module), names.conv1d));
         // Row-parallel bias is added once, after the all-reduce (C++ side), so every rank holds it whole.

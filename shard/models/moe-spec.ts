@@ -13,6 +13,8 @@ export function moeSpec(arch: Architecture, cfg: Json, where: string): MoeSpec |
   if (arch === 'ernie4_5_moe') return ernieMoe(cfg, where);
   if (arch === 'gpt_oss') return gptOssMoe(cfg, where, (key) => int(cfg, key, where));
   if (arch === 'minimax_m2') return minimaxM2Moe(cfg, where);
+  if (arch === 'phimoe') return phimoeMoe(cfg, where);
+  if (arch === 'hunyuan_v1_moe') return hunyuanMoe(cfg, where);
   if (arch !== 'mixtral' && !arch.startsWith('granitemoe') && arch !== 'qwen3_moe' && arch !== 'qwen2_moe' && arch !== 'glm4_moe' &&
     arch !== 'olmoe' && arch !== 'flex_olmo' && arch !== 'dots1') return null;
   // The count's name: Mixtral num_local_experts, Qwen3-MoE num_experts, GLM-4.5 n_routed_experts (transformers 5
@@ -160,4 +162,55 @@ function ernieMoe(cfg: Json, where: string): MoeSpec {
     ...(shared > 1 ? { sharedIntermediate: shared * intermediate } : {}),
     choiceBias: true, renormMin: num('moe_norm_min', 1e-12),
   };
+}
+
+/**
+ * Phi-3.5-MoE (PhimoeSparseMoeBlock in eval mode): Mixtral's experts of intermediate_size, routed by transformers'
+ * sparsemixer — two stages, each the largest remaining logit weighted by its softmax over the remaining experts within
+ * 2 · router_jitter_noise of it (relatively), never renormalised (moe_route.h). transformers routes to two experts
+ * whatever num_experts_per_tok says, so another value is refused; input_jitter_noise acts only in training.
+ */
+function phimoeMoe(raw: Json, where: string): MoeSpec {
+  const cfg: Json = { num_local_experts: 16, num_experts_per_tok: 2, router_jitter_noise: 0.01, ...raw };  // PhimoeConfig's
+  const experts = int(cfg, 'num_local_experts', where);
+  refuseIf(cfg.num_experts_per_tok !== 2, where,
+    `num_experts_per_tok ${JSON.stringify(cfg.num_experts_per_tok)} is not supported for phimoe (its sparsemixer routes each token to 2 experts)`);
+  refuseIf(experts < 2, where, `num_local_experts ${experts} is fewer than the 2 experts sparsemixer chooses`);
+  const eps = cfg.router_jitter_noise;
+  refuseIf(!(typeof eps === 'number' && Number.isFinite(eps) && eps >= 0), where,
+    `router_jitter_noise (sparsemixer's threshold) must be a non-negative number, got ${JSON.stringify(eps)}`);
+  return { experts, perToken: 2, intermediate: int(cfg, 'intermediate_size', where), renormalize: false, layers: null,
+    sigmoid: false, groups: 1, topkGroups: 1, routedScale: 1, sharedExpert: false, mixerThreshold: Math.fround(2 * (eps as number)) };
+}
+
+/**
+ * Hunyuan MoE (HunYuanMoEV1Moe, Hunyuan-A13B): in every layer a softmax over num_experts router logits (mlp.gate.wg), the
+ * moe_topk best renormalised, experts of intermediate_size, plus one shared MLP of intermediate_size (mlp.shared_mlp) for
+ * every token, added after the experts with weight 1. The published per-layer lists must give every layer what
+ * transformers computes (one top-k; one shared MLP; experts of intermediate_size); anything else is refused by name.
+ */
+function hunyuanMoe(raw: Json, where: string): MoeSpec {
+  const cfg: Json = { num_experts: 1, ...raw };  // HunYuanMoEV1Config's default (moe_topk 1 below)
+  const layers = int(cfg, 'num_hidden_layers', where);
+  refuseIf(Array.isArray(cfg.num_experts), where, 'num_experts as a per-layer list is not supported for hunyuan_v1_moe (transformers builds one expert count)');
+  const experts = int(cfg, 'num_experts', where), intermediate = int(cfg, 'intermediate_size', where);
+  // One value, or a list with one value per layer that are all equal.
+  const perLayer = (key: string, dflt: number): number => {
+    const v = cfg[key] ?? dflt, list = Array.isArray(v) ? v : [v];
+    refuseIf(!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0) || (Array.isArray(v) && v.length !== layers), where,
+      `${key} must be a non-negative integer or a list of one per layer (${layers}), got ${JSON.stringify(v)}`);
+    refuseIf(new Set(list).size !== 1, where, `${key} ${JSON.stringify(v)} differs between layers; not supported for hunyuan_v1_moe`);
+    return list[0] as number;
+  };
+  const perToken = perLayer(cfg.moe_topk !== undefined ? 'moe_topk' : 'num_experts_per_tok', 1);
+  refuseIf(perToken < 1 || perToken > experts, where, `moe_topk ${perToken} must be between 1 and the ${experts} experts`);
+  const width = perLayer('moe_intermediate_size', intermediate);
+  refuseIf(width !== intermediate, where, `moe_intermediate_size ${width} differs from intermediate_size ${intermediate}; ` +
+    'transformers runs the experts and the shared MLP at intermediate_size, so it is not supported');
+  refuseIf(perLayer('num_shared_expert', 1) !== 1, where,
+    `num_shared_expert ${JSON.stringify(cfg.num_shared_expert)} is not supported for hunyuan_v1_moe (transformers has one shared MLP)`);
+  refuseIf(cfg.use_mixed_mlp_moe === false, where, 'use_mixed_mlp_moe=false (no shared MLP) is not supported for hunyuan_v1_moe');
+  refuseIf(perLayer('moe_layer_num_skipped', 0) !== 0, where, 'moe_layer_num_skipped > 0 (dense layers) is not supported for hunyuan_v1_moe');
+  return { experts, perToken, intermediate, renormalize: true, layers: null, sigmoid: false, groups: 1, topkGroups: 1,
+    routedScale: 1, sharedExpert: true };
 }

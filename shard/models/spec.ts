@@ -16,11 +16,13 @@ import { gptOssConfig, gptOssGluLimit } from './gpt-oss-spec.js';
 import { llama4Spec } from './llama4-spec.js';
 import { DERIVED_SPECS } from './derived-spec.js';
 import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
+import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
   'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'starcoder2' | 'gpt2' | 'gptj' | 'gpt_neox' | 'deepseek_v2' | 'deepseek_v3' | 'gpt_oss' | 'llama4' |
-  'nemotron' | 'helium' | 'cwm' | 'vaultgemma' | 'hunyuan_v1_dense' | 'jais2' | 'stablelm' | 'flex_olmo' | 'minimax_m2' | 'granitemoeshared';
+  'nemotron' | 'helium' | 'cwm' | 'vaultgemma' | 'hunyuan_v1_dense' | 'jais2' | 'stablelm' | 'flex_olmo' | 'minimax_m2' | 'granitemoeshared' |
+  'phimoe' | 'hunyuan_v1_moe' | 'apertus' | 'dbrx' | 'granitemoehybrid' | 'bamba';
 
 /**
  * A mixture-of-experts MLP (Mixtral, Qwen3-MoE, GLM-4.5): a router picks `perToken` of `experts` SwiGLU experts per
@@ -56,6 +58,8 @@ export interface MoeSpec {
   gateUpInterleaved?: boolean;
   /** Llama 4: each routed expert's input is scaled by its routing weight (sigmoid of its logit), its output added whole. */
   scaleInput?: boolean;
+  /** Phi-3.5-MoE's sparsemixer (moe_route.h): its mask threshold 2 · router_jitter_noise (float32); absent: not sparsemixer. */
+  mixerThreshold?: number;
   /** Per layer, false = a dense MLP of spec.intermediate (Qwen3-MoE's mlp_only_layers, decoder_sparse_step); null: every layer is MoE. */
   layers: boolean[] | null;
 }
@@ -85,7 +89,7 @@ export interface ModelSpec {
   maxPositions: number;
   norm: 'rms' | 'layer';
   normEps: number;
-  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2';
+  mlp: 'gated_silu' | 'gated_gelu_tanh' | 'clamped_swiglu' | 'gelu_tanh' | 'gelu_erf' | 'relu2' | 'xielu';
   /** clamped_swiglu (gpt-oss): the clamp of the gate (above) and the up projection (both ways). */
   gluLimit?: number;
   /** gpt-oss: each attention head's learned sink logit (self_attn.sinks) joins its softmax. */
@@ -172,6 +176,8 @@ export interface ModelSpec {
   mla: MlaSpec | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Hybrid Mamba-2 / attention (Granite 4.0 H): the Mamba mixers (hybrid-spec.ts); absent: attention everywhere. */
+  mamba?: MambaSpec;
 }
 
 /** Whether layer `l`'s MLP is a mixture of experts. */
@@ -185,6 +191,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GraniteForCausalLM: 'granite',
   GraniteMoeForCausalLM: 'granitemoe',
   GraniteMoeSharedForCausalLM: 'granitemoeshared',
+  GraniteMoeHybridForCausalLM: 'granitemoehybrid',
+  BambaForCausalLM: 'bamba',
   SmolLM3ForCausalLM: 'smollm3',
   OlmoForCausalLM: 'olmo',
   Olmo2ForCausalLM: 'olmo2',
@@ -228,6 +236,8 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Llama4ForConditionalGeneration: 'llama4',
   NemotronForCausalLM: 'nemotron', HeliumForCausalLM: 'helium', CwmForCausalLM: 'cwm', VaultGemmaForCausalLM: 'vaultgemma',
   HunYuanDenseV1ForCausalLM: 'hunyuan_v1_dense', Jais2ForCausalLM: 'jais2', StableLmForCausalLM: 'stablelm', MiniMaxM2ForCausalLM: 'minimax_m2',
+  ApertusForCausalLM: 'apertus', DbrxForCausalLM: 'dbrx',
+  PhimoeForCausalLM: 'phimoe', PhiMoEForCausalLM: 'phimoe', HunYuanMoEV1ForCausalLM: 'hunyuan_v1_moe',  // PhiMoE…: as published
 };
 
 export function readModelSpec(modelDir: string): ModelSpec {
@@ -256,7 +266,7 @@ export function sequenceClassifierBase(archName: string): string | null {
 }
 
 /** Families whose base-model checkpoints keep their layers under a prefix of their own (not handled). */
-const NO_BASE_MODEL: ReadonlySet<Architecture> = new Set(['gpt2', 'gptj', 'gpt_neox', 'phi']);
+const NO_BASE_MODEL: ReadonlySet<Architecture> = new Set(['gpt2', 'gptj', 'gpt_neox', 'phi', 'dbrx']);
 
 /**
  * A base-model checkpoint — Gemma3TextModel (EmbeddingGemma), LlamaModel, Qwen2Model, …: how sentence-transformers
@@ -296,7 +306,9 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gptj') return gptjSpec(cfg, where);
   if (arch === 'deepseek_v2' || arch === 'deepseek_v3') return deepseekSpec(arch, cfg, where);
   if (arch === 'llama4') return llama4Spec(archName, cfg, where);
-  const derived = DERIVED_SPECS[arch];  // Nemotron, Jais 2, StableLM, Helium, CWM, Hunyuan dense, VaultGemma, MiniMax-M2
+  if (arch === 'granitemoehybrid') return graniteHybridSpec(cfg, where, (c) => llamaFamilySpec('granitemoeshared', c, where));
+  if (arch === 'bamba') return bambaSpec(cfg, where, (c) => llamaFamilySpec('llama', c, where));
+  const derived = DERIVED_SPECS[arch];  // Nemotron, Jais 2, StableLM, Helium, CWM, Hunyuan, VaultGemma, MiniMax-M2, PhiMoE
   if (derived) return derived(cfg, where);
   if (arch === 'gpt_oss') {
     const oss = gptOssConfig(cfg, where);

@@ -46,6 +46,10 @@ struct Shape {
   // Llama 4 (moe_scale_input): sigmoid routing with no choice bias; a routed expert reads its rows times their weights
   // and its output counts whole (the shared expert: unscaled, weight 1).
   bool scale_input = false;
+  // Phi-3.5-MoE's sparsemixer: per stage the largest remaining logit, weighted by its softmax over the remaining
+  // experts within mixer_threshold of it (relatively); not renormalised.
+  bool sparsemixer = false;
+  float mixer_threshold = 0.0f;
 };
 
 static double silu(double v) { return v / (1.0 + std::exp(-v)); }
@@ -84,6 +88,7 @@ static void run(const Shape& s, unsigned seed) {
   rp.experts = s.E, rp.k = s.k, rp.renormalize = s.renorm, rp.sigmoid = s.sigmoid, rp.shared = s.shared;
   rp.groups = s.groups, rp.topk_groups = s.topk_groups, rp.routed_scale = s.scale, rp.group_max = s.group_max;
   rp.choice_bias = s.choice_bias, rp.renorm_min = s.renorm_min;
+  rp.sparsemixer = s.sparsemixer, rp.mixer_threshold = s.mixer_threshold;
   const int K = s.k + (s.shared ? 1 : 0), EH = s.E + (s.shared ? 1 : 0);  // experts run per token, experts held
   const auto bias = draw(size_t(s.E), 0.3f);
   const bool has_bias = (s.sigmoid && !s.scale_input) || s.choice_bias;  // router_has_bias: not Llama 4's
@@ -133,7 +138,7 @@ static void run(const Shape& s, unsigned seed) {
 
   // The direct MoE, per token.
   double worst = 0, worst_w = 0;
-  bool order_ok = true, grouping_ok = true, bias_moved = false;
+  bool order_ok = true, grouping_ok = true, bias_moved = false, mask_mattered = false;
   for (int t = 0; t < s.T; ++t) {
     // transformers' routing in double: scores, choice values, the group mask, then the top k by choice value.
     std::vector<double> score(s.E), choice(s.E);
@@ -165,7 +170,23 @@ static void run(const Shape& s, unsigned seed) {
     std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return choice[a] > choice[b]; });
     double top = 0, top_exp = 0;
     for (int j = 0; j < s.k; ++j) top += score[idx[j]], top_exp += std::exp(logits[t * s.E + idx[j]] - mx);
+    // sparsemixer (transformers' sparsemixer, eval): stage j's expert idx[j] (the k largest logits are its choices),
+    // weighted by exp(0) / the sum of exp(l - m) over the experts not chosen before whose (m - l) / max(|l|, m) is
+    // not above the threshold.
+    std::vector<double> mixer_w(s.E, 0.0);
+    for (int j = 0; s.sparsemixer && j < s.k; ++j) {
+      const double m = logits[t * s.E + idx[j]];
+      double sm = 0;
+      int kept = 0;
+      for (int jj = j; jj < s.E; ++jj) {
+        const double l = logits[t * s.E + idx[jj]];
+        if ((m - l) / std::max(std::abs(l), m) <= s.mixer_threshold) sm += std::exp(l - m), ++kept;
+      }
+      mixer_w[idx[j]] = 1.0 / sm;
+      mask_mattered = mask_mattered || (kept > 1 && kept < s.E - j);
+    }
     auto want_w = [&](int e) {
+      if (s.sparsemixer) return mixer_w[e];
       // gpt-oss (GptOssTopKRouter): the top k of the biased logits, then a softmax over those k alone.
       if (s.gpt_oss) return std::exp(logits[t * s.E + e] - mx) / top_exp;
       const double w = s.renorm ? score[e] / (s.sigmoid ? top + 1e-20 : s.renorm_min > 0 ? std::max(top, double(s.renorm_min)) : top)
@@ -227,8 +248,10 @@ static void run(const Shape& s, unsigned seed) {
                            (s.shared ? " shared" : "") + (s.choice_bias ? " choice-bias" : "") +
                            (s.renorm_min > 0 ? " renorm-min " + std::to_string(s.renorm_min) : "") +
                            (s.gpt_oss ? " gpt-oss (logit and expert biases, clamped SwiGLU)" : "") +
-                           (s.scale_input ? " Llama 4 (sigmoid without a bias, input-scaled experts)" : "");
+                           (s.scale_input ? " Llama 4 (sigmoid without a bias, input-scaled experts)" : "") +
+                           (s.sparsemixer ? " sparsemixer " + std::to_string(s.mixer_threshold) : "");
   check(order_ok, name + ": experts in descending probability");
+  if (s.sparsemixer) check(mask_mattered, name + ": the threshold kept some experts and masked others");
   if (s.gpt_oss) check(bias_moved, name + ": the logit bias moved some token's experts");
   // float32 weights times routed_scale: an error relative to the scale
   check(worst_w < 1e-6 * std::max(1.0f, s.scale), name + ": weights (max err " + std::to_string(worst_w) + ")");
@@ -250,6 +273,12 @@ int main() {
   run({12, 32, 4, 16, 8, true, false, 1, 1, 1.0f, false, false, false, 0.0f, true}, 11);  // gpt-oss-20b's 32 experts, top 4
   run({9, 16, 1, 16, 8, false, true, 1, 1, 1.0f, true, false, false, 0.0f, false, true}, 12);  // Llama 4 Scout: 16, top 1
   run({10, 8, 2, 16, 8, false, true, 1, 1, 1.0f, true, false, false, 0.0f, false, true}, 13);  // the golden's 8, top 2
+  Shape phimoe{10, 8, 2, 16, 8, false};  // Phi-3.5-MoE: two sparsemixer stages (the golden's 8 experts)
+  phimoe.sparsemixer = true, phimoe.mixer_threshold = 0.5f;
+  run(phimoe, 14);
+  Shape phimoe16{24, 16, 2, 16, 8, false};  // Phi-3.5-MoE's 16 experts
+  phimoe16.sparsemixer = true, phimoe16.mixer_threshold = 0.2f;
+  run(phimoe16, 15);
   // A tie goes to the lower index; the renormalised pair sums to 1.
   int32_t ids[2];
   float w[2];

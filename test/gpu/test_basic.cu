@@ -213,6 +213,17 @@ void elementwise(std::mt19937& rng) {
       CK(wc::clamped_swiglu(dgu.get(), 2 * I, out.get(), I, T, I, 1.702f, 7.0f, d, nullptr));
       expect_close("clamped_swiglu " + dn, download(out.get(), ref.size(), d), ref, tol_for(d));
     });
+    guard("xielu " + dn, [&] {  // Apertus: both branches, and x in (eps, 0] where min(x, eps) takes eps
+      auto x = randn(10000, rng, 3.0f, d);
+      x[0] = 0.0f, x[1] = round_to(d, -1e-3f), x[2] = round_to(d, -2e-3f);
+      auto ref = x;
+      const std::vector<float> params = {0.7f, 1.3f, 0.4f, -2e-3f};  // alpha_p, alpha_n, beta, eps
+      cpu::xielu(ref.data(), ref.size(), params[0], params[1], params[2], params[3]);
+      for (float& v : ref) v = round_to(d, v);
+      DevBuf dx = upload(x, d), dp = upload(params, DType::kF32);
+      CK(wc::xielu(dx.get(), x.size(), static_cast<const float*>(dp.get()), d, nullptr));
+      expect_close("xielu " + dn, download(dx.get(), x.size(), d), ref, tol_for(d));
+    });
     for (bool tanh_form : {true, false}) {
       const std::string name = std::string(tanh_form ? "gelu_tanh " : "gelu_erf ") + dn;
       guard(name, [&] {

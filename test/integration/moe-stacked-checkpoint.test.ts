@@ -1,6 +1,7 @@
 // MoE checkpoints saved by transformers 5 with save_original_format=False: the routed experts stacked in
 // mlp.experts.gate_up_proj [E, 2·I, hidden] ([gate | up] of each expert) and mlp.experts.down_proj [E, hidden, I],
-// Mixtral's block_sparse_moe renamed mlp. Each golden MoE model, rewritten so, must give the golden logits.
+// Mixtral's block_sparse_moe renamed mlp (PhiMoE's gate mlp.router). Each golden MoE model, rewritten so, must give
+// the golden logits.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +15,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'weft-moe-v5-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** The golden model's checkpoint in transformers 5's stacked layout (names as its modules call them). */
-function stackedCopy(src: string, dst: string, experts: number, names: { block: string; gate: string; up: string; down: string }): void {
+function stackedCopy(src: string, dst: string, experts: number,
+  names: { block: string; gate: string; up: string; down: string; router?: readonly [string, string] }): void {
   const store = WeightStore.openDir(src);
   const out: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
   try {
@@ -26,7 +28,8 @@ function stackedCopy(src: string, dst: string, experts: number, names: { block: 
         layers.add(m[1]!);
         continue;
       }
-      const renamed = name.replace('.block_sparse_moe.', '.mlp.');
+      // PhiMoE's router: block_sparse_moe.gate → mlp.router (transformers' phimoe conversion)
+      const renamed = (names.router ? name.replace(names.router[0], names.router[1]) : name).replace('.block_sparse_moe.', '.mlp.');
       out[renamed] = { dtype: 'F32', shape: store.info(name).shape, data: store.readF32(name) };
     }
     for (const layer of layers) {
@@ -52,6 +55,8 @@ function stackedCopy(src: string, dst: string, experts: number, names: { block: 
 for (const [caseName, experts, names] of [
   ['mixtral', 4, { block: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2' }],
   ['glm4_moe', 8, { block: 'mlp', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' }],  // its shared expert stays per module
+  ['phimoe', 8, { block: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2', router: ['.block_sparse_moe.gate.', '.mlp.router.'] }],
+  ['hunyuan_v1_moe', 8, { block: 'mlp', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' }],  // router mlp.gate.wg, shared_mlp kept
 ] as const) {
   test(`${caseName} saved stacked (transformers 5, save_original_format=False) gives the golden logits, with an expert adapter`, async () => {
     const c = loadGoldenCase(caseName);

@@ -40,6 +40,14 @@ void relu_squared(float* x, int64_t n) {
   }
 }
 
+void xielu(float* x, int64_t n, float alpha_p, float alpha_n, float beta, float eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    // torch.where(x > 0, alpha_p * x * x + beta * x, (expm1(min(x, eps)) - x) * alpha_n + beta * x), op by op in fp32
+    x[i] = v > 0.0f ? alpha_p * v * v + beta * v : (std::expm1(v < eps ? v : eps) - v) * alpha_n + beta * v;
+  }
+}
+
 void clamped_swiglu(const float* gate, const float* up, float* out, int64_t n, float alpha, float limit) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i] > limit ? limit : gate[i];  // clamp(max=limit): no lower bound on the gate

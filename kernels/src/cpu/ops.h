@@ -43,6 +43,10 @@ void gelu_tanh(float* x, int64_t n);                                        // g
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up (GeGLU)
 void gelu_erf(float* x, int64_t n);                                         // exact gelu
 void relu_squared(float* x, int64_t n);
+// xIELU (Apertus, transformers' XIELUActivation), in place: x > 0: alpha_p·x·x + beta·x, else
+// (expm1(min(x, eps)) − x)·alpha_n + beta·x. alpha_p and alpha_n are the effective values: softplus of the stored
+// parameters, alpha_n plus beta (what load-weights.ts hands over).
+void xielu(float* x, int64_t n, float alpha_p, float alpha_n, float beta, float eps);
 // gpt-oss's expert activation: g = min(gate, limit), u = clamp(up, -limit, limit); out = g·σ(alpha·g)·(u + 1).
 void clamped_swiglu(const float* gate, const float* up, float* out, int64_t n, float alpha, float limit);                                     // max(x, 0)², in place
 void add_inplace(float* y, const float* x, int64_t n);

@@ -17,8 +17,9 @@ namespace weft {
 enum class NormKind { kRms, kLayer };
 // Gated kinds (kGatedSilu: Llama's SwiGLU; kGatedGeluTanh: Gemma's GeGLU) read a [gate | up] projection.
 // kReluSquared (Arcee AFM): relu(x)² on a non-gated up projection. kClampedSwiglu (gpt-oss): gated, the gate clamped
-// above and the up clamped both ways at glu_limit, then gate·σ(glu_alpha·gate)·(up + 1).
-enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared, kClampedSwiglu };
+// above and the up clamped both ways at glu_limit, then gate·σ(glu_alpha·gate)·(up + 1). kXielu (Apertus): xIELU on a
+// non-gated up projection, with each layer's parameters (plan weight layers.<l>.xielu, cpu::xielu's four values).
+enum class MlpKind { kGatedSilu, kGeluTanh, kGeluErf, kGatedGeluTanh, kReluSquared, kClampedSwiglu, kXielu };
 // kEmbed: LoRA on the token embedding (PEFT lora_embedding_A [rank, vocab] / _B [hidden, rank]): its "input" is
 // the token's one-hot row, so in = vocab, out = hidden.
 // kQb / kKvb: multi-head latent attention's second projections (ModelConfig::mla_kv_rank > 0): q_b_proj and kv_b_proj.
@@ -139,6 +140,10 @@ struct ModelConfig {
   // max(sum, moe_renorm_min) (ERNIE 4.5 MoE); moe_renorm_min 0: by the sum.
   bool moe_choice_bias = false;
   float moe_renorm_min = 0.0f;
+  // Phi-3.5-MoE's sparsemixer (model/moe_route.h): per stage the largest remaining logit, weighted by its softmax over
+  // the remaining experts within moe_mixer_threshold (2 · router_jitter_noise) of it, relatively; never renormalised.
+  bool moe_sparsemixer = false;
+  float moe_mixer_threshold = 0.0f;
   // gpt-oss's router is a linear layer with a bias: layers.<l>.router.bias added to the logits before the routing.
   bool moe_logit_bias = false;
   // gpt-oss's experts have biases: experts.<e>.up.bias [2·width] (this rank's [gate | up] rows) and experts.<e>.down.bias
@@ -159,9 +164,31 @@ struct ModelConfig {
   // first mla_v_dim of each head feed o (o.weight [hidden, heads_local·mla_v_dim]). kv_heads_local = heads_local.
   int64_t mla_q_rank = 0, mla_kv_rank = 0, mla_nope_dim = 0, mla_v_dim = 0;
   float mla_norm_eps = 1e-6f;
+  // Hybrid Mamba-2 / attention (Granite 4.0 H, model/mamba.cc): layer_mamba[l] = 1 for a layer whose mixer is a
+  // Mamba-2 block instead of attention (no KV cache use; its state lives in the executor's per-sequence state slots,
+  // BatchSeq::state_slot). Empty: no Mamba layers. This rank holds mamba_heads_local of mamba_heads heads (from head
+  // mamba_head_start), each mamba_head_dim wide with a state of mamba_state; B and C (mamba_groups groups of
+  // mamba_state) are computed whole on every rank. Plan weights of a Mamba layer: in_proj.weight [z | x | B | C | dt]
+  // rows (this rank's z, x and dt, all of B and C), conv.weight [x | B | C channels, mamba_conv] (+ conv.bias),
+  // dt_bias, A_log, D [heads_local], ssm_norm.weight [heads_local·head_dim], out_proj.weight [hidden, heads_local·
+  // head_dim] (row-parallel). LoRA: kQkv adapts in_proj, kO out_proj in such a layer. dt is clamped to
+  // [mamba_dt_min, mamba_dt_max] after the softplus, on every token (as a whole-prompt forward).
+  std::vector<uint8_t> layer_mamba;
+  int64_t mamba_heads = 0, mamba_heads_local = 0, mamba_head_start = 0, mamba_head_dim = 0, mamba_state = 0,
+          mamba_groups = 0, mamba_conv = 0;
+  float mamba_dt_min = 0.0f, mamba_dt_max = 0.0f;  // max 0: no upper clamp
   int64_t num_blocks = 0, block_size = 16;
   int64_t adapter_slots = 0;
 };
+
+inline bool has_mamba(const ModelConfig& c) { return !c.layer_mamba.empty(); }
+inline bool layer_is_mamba(const ModelConfig& c, int64_t l) {
+  return !c.layer_mamba.empty() && c.layer_mamba[static_cast<size_t>(l)] != 0;
+}
+// A Mamba layer's sizes on this rank: the gated width (x, z), the conv channels (x | B | C), in_proj's rows.
+inline int64_t mamba_inner(const ModelConfig& c) { return c.mamba_heads_local * c.mamba_head_dim; }
+inline int64_t mamba_conv_dim(const ModelConfig& c) { return mamba_inner(c) + 2 * c.mamba_groups * c.mamba_state; }
+inline int64_t mamba_in_proj_out(const ModelConfig& c) { return mamba_inner(c) + mamba_conv_dim(c) + c.mamba_heads_local; }
 
 inline bool is_mla(const ModelConfig& c) { return c.mla_kv_rank > 0; }
 
@@ -213,6 +240,9 @@ class StagedAdapter {
 struct BatchSeq {
   int64_t token_start = 0, num_tokens = 0, context_len = 0;
   int32_t adapter_slot = -1;
+  // A model with Mamba layers: the sequence's recurrent-state slot (the shard's; model/mamba.cc). A chunk that starts
+  // the sequence (context_len == num_tokens) starts from a zero state; any later one continues the slot's state.
+  int32_t state_slot = -1;
   std::vector<int32_t> block_table;
 };
 
@@ -316,6 +346,13 @@ void check_adapter_slot(const ModelConfig& cfg, int slot);  // throws std::inval
 // A part whose DoRA weight norms lora_weight_norms_sq may compute (check_lora_part, a layer module, float32
 // factors); returns the plan weight its rows come from ("layers.<l>.<module>.weight").
 std::string dora_norm_weight(const ModelConfig& cfg, const LoraPartRef& part);
+
+// Hybrid Mamba-2 plan rules (mamba.cc): the config's Mamba part, a Mamba layer's weight sizes (name relative to the
+// layer; -1: not one) and the weights each needs.
+void check_mamba_config(const ModelConfig& cfg);
+int64_t mamba_weight_size(const ModelConfig& cfg, const std::string& layer_relative_name);
+std::vector<std::string> mamba_required(int64_t layer);
+constexpr int32_t kMaxStateSlots = 1 << 16;
 
 // Batch rules (forward.cc) ------------------------------------------------------------------------------
 // Everything but "finalized": shapes, ids, KV slots, block tables, adapter slots (slot_loaded(s) for s >= 0).

@@ -99,6 +99,16 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
       if (blk < 0 || blk >= cfg.num_blocks) throw std::invalid_argument("batch: block id out of range");
     if (s.adapter_slot >= cfg.adapter_slots || s.adapter_slot < -1 || (s.adapter_slot >= 0 && !slot_loaded(s.adapter_slot)))
       throw std::invalid_argument("batch: adapter slot " + std::to_string(s.adapter_slot) + " is not loaded");
+    if (has_mamba(cfg) && (s.state_slot < 0 || s.state_slot >= kMaxStateSlots))
+      throw std::invalid_argument("batch: a hybrid Mamba model's sequence needs a state slot in [0, " +
+                                  std::to_string(kMaxStateSlots) + "), got " + std::to_string(s.state_slot));
+  }
+  if (has_mamba(cfg)) {
+    std::vector<int32_t> used;
+    for (const BatchSeq& s : b.seqs) used.push_back(s.state_slot);
+    std::sort(used.begin(), used.end());
+    if (std::adjacent_find(used.begin(), used.end()) != used.end())
+      throw std::invalid_argument("batch: two sequences share a state slot");
   }
   if (next != T) throw std::invalid_argument("batch: sequences do not cover all token rows");
   for (int32_t r : b.logit_rows)
@@ -146,6 +156,7 @@ std::vector<float> Model::forward(const Batch& b) {
     if (lora) ops_.mark(op);
   };
 
+  if (has_mamba(cfg_)) prepare_states(b);
   ops_.mark("embed");
   std::vector<float> h(T * H), x(T * H), qkv(T * qkv_out), q(T * q_dim), k(T * kv_dim), v(T * kv_dim),
       attn(T * q_dim), o(T * H), up(T * up_out), act(T * I), down(T * H), xm(cfg_.parallel_mlp_norm ? T * H : 0);
@@ -175,88 +186,94 @@ std::vector<float> Model::forward(const Batch& b) {
     ops_.mark("norm");
     norm(h.data(), T, p + "attn_norm", x.data());
     if (cfg_.parallel_mlp_norm) norm(h.data(), T, p + "mlp_norm", xm.data());  // GPT-NeoX: the MLP's own norm of h
-    if (is_mla(cfg_)) {  // latent attention's projections (LoRA included), laid out as q, k, v per head
-      ops_.mark("mla projections");
-      mla_qkv(l, x.data(), T, token_slots, q.data(), k.data(), v.data());
+    const bool mamba = layer_is_mamba(cfg_, l);
+    if (mamba) {  // a hybrid model's Mamba-2 mixer in place of attention (mamba.cc)
+      ops_.mark("mamba");
+      mamba_mixer(l, x.data(), T, b, token_slots, o.data());
     } else {
-      ops_.mark("gemm qkv");
-      cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
-      mark_lora("lora qkv");
-      apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out, w_opt(p + "qkv.bias"));
-      for (int64_t t = 0; t < T; ++t) {
-        const float* row = qkv.data() + t * qkv_out;
-        std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
-        std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
-        std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
-      }
-    }
-    ops_.mark("rope + kv write");
-    if (cfg_.qk_norm && !cfg_.qk_norm_post_rope) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
-      cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
-      cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
-    } else if (cfg_.qk_norm_full) {
-      qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
-    } else if (cfg_.qk_layer_norm) {  // Command R+: each head its own LayerNorm weights, no bias
-      const float* qw = w(p + "q_norm.weight");
-      const float* kw = w(p + "k_norm.weight");
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t h = 0; h < nq; ++h) {
-          float* row = q.data() + (t * nq + h) * hd;
-          cpu::layer_norm(row, 1, hd, qw + h * hd, zeros.data(), cfg_.norm_eps, row);
-        }
-        for (int64_t h = 0; h < nkv; ++h) {
-          float* row = k.data() + (t * nkv + h) * hd;
-          cpu::layer_norm(row, 1, hd, kw + h * hd, zeros.data(), cfg_.norm_eps, row);
+      if (is_mla(cfg_)) {  // latent attention's projections (LoRA included), laid out as q, k, v per head
+        ops_.mark("mla projections");
+        mla_qkv(l, x.data(), T, token_slots, q.data(), k.data(), v.data());
+      } else {
+        ops_.mark("gemm qkv");
+        cpu::gemm_xwt(x.data(), T, H, w(p + "qkv.weight"), qkv_out, w_opt(p + "qkv.bias"), qkv.data(), false);
+        mark_lora("lora qkv");
+        apply_lora(static_cast<int>(l), kQkv, x.data(), H, token_slots, qkv.data(), qkv_out, w_opt(p + "qkv.bias"));
+        for (int64_t t = 0; t < T; ++t) {
+          const float* row = qkv.data() + t * qkv_out;
+          std::memcpy(q.data() + t * q_dim, row, sizeof(float) * q_dim);
+          std::memcpy(k.data() + t * kv_dim, row + q_dim, sizeof(float) * kv_dim);
+          std::memcpy(v.data() + t * kv_dim, row + q_dim + kv_dim, sizeof(float) * kv_dim);
         }
       }
-    }
-    if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv
-      const float c = cfg_.qkv_clip;
-      for (std::vector<float>* a : {&q, &k, &v})
-        for (float& x : *a) x = std::min(c, std::max(-c, x));
-    }
-    if (layer_has_rope(cfg_, l)) {
-      const float* inv_freq = layer_inv_freq(cfg_, l).data();
-      const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
-      cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
-      cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                            layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
-    }
-    if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
-      cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());
-      cpu::rms_norm(k.data(), T * nkv, hd, ones.data(), cfg_.norm_eps, k.data());
-    } else if (cfg_.qk_norm && cfg_.qk_norm_post_rope) {  // Hunyuan: the per-head norm, with its weights, after RoPE
-      cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
-      cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
-    }
-    if (layer_query_scaled(cfg_, l)) {  // Ministral 3, Llama 4's NoPE layers: the query scaled by position (not the keys)
-      for (int64_t t = 0; t < T; ++t) {
-        const float s = llama4_query_scale(b.positions[t] + static_cast<int32_t>(cfg_.q_scale_offset), cfg_.q_scale_beta,
-                                           cfg_.q_scale_period);
-        for (int64_t i = 0; i < q_dim; ++i) q[t * q_dim + i] *= s;
+      ops_.mark("rope + kv write");
+      if (cfg_.qk_norm && !cfg_.qk_norm_post_rope) {  // per head: rows of head_dim (op profile: part of "rope + kv write")
+        cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
+        cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
+      } else if (cfg_.qk_norm_full) {
+        qk_norm_full(q.data(), k.data(), T, w(p + "q_norm.weight"), w(p + "k_norm.weight"));
+      } else if (cfg_.qk_layer_norm) {  // Command R+: each head its own LayerNorm weights, no bias
+        const float* qw = w(p + "q_norm.weight");
+        const float* kw = w(p + "k_norm.weight");
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t h = 0; h < nq; ++h) {
+            float* row = q.data() + (t * nq + h) * hd;
+            cpu::layer_norm(row, 1, hd, qw + h * hd, zeros.data(), cfg_.norm_eps, row);
+          }
+          for (int64_t h = 0; h < nkv; ++h) {
+            float* row = k.data() + (t * nkv + h) * hd;
+            cpu::layer_norm(row, 1, hd, kw + h * hd, zeros.data(), cfg_.norm_eps, row);
+          }
+        }
       }
+      if (cfg_.qkv_clip > 0.0f) {  // OLMo's clip_qkv
+        const float c = cfg_.qkv_clip;
+        for (std::vector<float>* a : {&q, &k, &v})
+          for (float& x : *a) x = std::min(c, std::max(-c, x));
+      }
+      if (layer_has_rope(cfg_, l)) {
+        const float* inv_freq = layer_inv_freq(cfg_, l).data();
+        const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
+        cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
+                              layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+        cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
+                              layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+      }
+      if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
+        cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());
+        cpu::rms_norm(k.data(), T * nkv, hd, ones.data(), cfg_.norm_eps, k.data());
+      } else if (cfg_.qk_norm && cfg_.qk_norm_post_rope) {  // Hunyuan: the per-head norm, with its weights, after RoPE
+        cpu::rms_norm(q.data(), T * nq, hd, w(p + "q_norm.weight"), cfg_.norm_eps, q.data());
+        cpu::rms_norm(k.data(), T * nkv, hd, w(p + "k_norm.weight"), cfg_.norm_eps, k.data());
+      }
+      if (layer_query_scaled(cfg_, l)) {  // Ministral 3, Llama 4's NoPE layers: the query scaled by position (not the keys)
+        for (int64_t t = 0; t < T; ++t) {
+          const float s = llama4_query_scale(b.positions[t] + static_cast<int32_t>(cfg_.q_scale_offset), cfg_.q_scale_beta,
+                                             cfg_.q_scale_period);
+          for (int64_t i = 0; i < q_dim; ++i) q[t * q_dim + i] *= s;
+        }
+      }
+      cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
+      ops_.mark("attention");
+      cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
+                           v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
+                           cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr, layer_chunk(cfg_, l),
+                           !cfg_.bidirectional);
+      // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
+      // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
+      if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]
+        const int64_t vd = cfg_.mla_v_dim;
+        for (int64_t r = 0; r < T * nq; ++r) std::memmove(attn.data() + r * vd, attn.data() + r * hd, sizeof(float) * vd);
+      }
+      const int64_t o_in = module_in(kO);
+      ops_.mark("gemm o");
+      cpu::gemm_xwt(attn.data(), T, o_in, w(p + "o.weight"), H, nullptr, o.data(), false);
+      mark_lora("lora o");
+      apply_lora(static_cast<int>(l), kO, attn.data(), o_in, token_slots, o.data(), H);
     }
-    cpu::kv_cache_write(k.data(), v.data(), T, kv_dim, b.slot_mapping.data(), k_cache_[l].data(), v_cache_[l].data());
-    ops_.mark("attention");
-    cpu::paged_attention(q.data(), nq, nkv, hd, att.data(), static_cast<int64_t>(att.size()), k_cache_[l].data(),
-                         v_cache_[l].data(), cfg_.block_size, cfg_.attn_scale, layer_window(cfg_, l), attn.data(),
-                         cfg_.attn_softcap, cfg_.attn_sinks ? w(p + "attn_sinks") : nullptr, layer_chunk(cfg_, l),
-                         !cfg_.bidirectional);
-    // Row-parallel: partial product plus this rank's partial LoRA term, then one all-reduce (DESIGN.md §3). DoRA's
-    // channel scale applies to each rank's partial sum (it distributes over the sum); the bias comes after.
-    if (is_mla(cfg_)) {  // each head's first mla_v_dim outputs (its value width), packed: o reads [T, heads · v_dim]
-      const int64_t vd = cfg_.mla_v_dim;
-      for (int64_t r = 0; r < T * nq; ++r) std::memmove(attn.data() + r * vd, attn.data() + r * hd, sizeof(float) * vd);
-    }
-    const int64_t o_in = module_in(kO);
-    ops_.mark("gemm o");
-    cpu::gemm_xwt(attn.data(), T, o_in, w(p + "o.weight"), H, nullptr, o.data(), false);
-    mark_lora("lora o");
-    apply_lora(static_cast<int>(l), kO, attn.data(), o_in, token_slots, o.data(), H);
     ops_.mark("residual");
     coll_->all_reduce_sum(o.data(), T * H);
-    if (const float* ob = w_opt(p + "o.bias"))
+    if (const float* ob = w_opt(p + (mamba ? "out_proj.bias" : "o.bias")))
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(o.data() + t * H, ob, H);
     finish_block_output(o.data(), T, p + "post_attn_norm.weight");
     cpu::add_inplace(h.data(), o.data(), T * H);
@@ -290,6 +307,10 @@ std::vector<float> Model::forward(const Batch& b) {
       act = up;
       if (cfg_.mlp == MlpKind::kGeluTanh) cpu::gelu_tanh(act.data(), T * I);
       else if (cfg_.mlp == MlpKind::kReluSquared) cpu::relu_squared(act.data(), T * I);
+      else if (cfg_.mlp == MlpKind::kXielu) {
+        const float* a = w(p + "xielu");
+        cpu::xielu(act.data(), T * I, a[0], a[1], a[2], a[3]);
+      }
       else cpu::gelu_erf(act.data(), T * I);
     }
     ops_.mark("gemm down");

@@ -84,6 +84,11 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: the clamped SwiGLU needs a positive glu_limit and a finite glu_alpha");
   if ((c.moe_choice_bias && c.moe_sigmoid) || !(c.moe_renorm_min >= 0.0f))
     throw std::invalid_argument("model config: a softmax choice bias is not sigmoid routing; moe_renorm_min must be >= 0");
+  if (c.moe_sparsemixer && (c.num_experts == 0 || c.experts_per_token < 1 || c.moe_sigmoid || c.moe_renormalize ||
+                            c.moe_groups > 1 || c.moe_group_max || c.moe_choice_bias || c.moe_logit_bias ||
+                            c.moe_scale_input || !(c.moe_mixer_threshold >= 0.0f) || !std::isfinite(c.moe_mixer_threshold)))
+    throw std::invalid_argument("model config: sparsemixer routing is its own softmax (no sigmoid, renormalisation, "
+                                "groups or biases) and needs a finite moe_mixer_threshold >= 0");
   if ((c.moe_shared_intermediate_local != 0 || c.moe_shared_gate) &&
       (!c.moe_shared_expert || c.moe_shared_intermediate_local < 0))
     throw std::invalid_argument("model config: a shared expert's width or gate needs moe_shared_expert");
@@ -95,6 +100,7 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: latent attention needs kv heads = heads, head_dim = mla_nope_dim + "
                                 "rotary_dim (rotary_dim > 0), 0 < mla_v_dim <= head_dim, a positive mla_norm_eps, and "
                                 "no q/k norms or parallel block");
+  check_mamba_config(c);
 }
 
 bool layer_is_moe(const ModelConfig& c, int64_t layer) {
@@ -189,6 +195,13 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   const int64_t layer = std::stoll(name.substr(7, dot - 7));
   if (layer < 0 || layer >= c.layers) return -1;
   const std::string p = name.substr(dot + 1);
+  if (layer_is_mamba(c, layer)) {  // no attention weights; the MLP's below
+    const int64_t n = mamba_weight_size(c, p);
+    if (n >= 0) return n;
+    if (p == "qkv.weight" || p == "qkv.bias" || p == "o.weight" || p == "o.bias" || p == "q_norm.weight" ||
+        p == "k_norm.weight" || p == "attn_sinks")
+      return -1;
+  }
   if (layer_is_moe(c, layer)) {
     if (p == "up.weight" || p == "up.bias" || p == "down.weight" || p == "down.bias") return -1;
     if (p == "router.weight") return c.num_experts * h;
@@ -228,6 +241,7 @@ int64_t expected_weight_size(const ModelConfig& c, const std::string& name) {
   if (p == "up.weight") return module_out(c, kUp) * h;
   if (p == "up.bias") return module_out(c, kUp);
   if (p == "down.weight") return h * c.intermediate_local;
+  if (p == "xielu") return c.mlp == MlpKind::kXielu ? 4 : -1;  // alpha_p, alpha_n, beta, eps (cpu::xielu)
   return -1;
 }
 
@@ -236,9 +250,11 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
   if (c.learned_positions) required.push_back("pos_embed");
   if (c.norm == NormKind::kLayer) required.push_back("final_norm.bias");
   for (int64_t i = 0; i < c.layers; ++i) {
-    for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
+    const bool mamba = layer_is_mamba(c, i);
+    if (mamba) for (const std::string& s : mamba_required(i)) required.push_back(s);
+    else for (const char* s : {"qkv.weight", "o.weight"}) required.push_back(layer_name(i, s));
     if (c.pre_norms) required.push_back(layer_name(i, "attn_norm.weight"));
-    if (c.attn_sinks) required.push_back(layer_name(i, "attn_sinks"));
+    if (c.attn_sinks && !mamba) required.push_back(layer_name(i, "attn_sinks"));
     if (is_mla(c)) {
       for (const char* s : {"kv_a_norm.weight", "kv_b.weight"}) required.push_back(layer_name(i, s));
       if (c.mla_q_rank > 0)
@@ -261,12 +277,13 @@ std::vector<std::string> required_weights(const ModelConfig& c) {
     } else {
       required.push_back(layer_name(i, "up.weight"));
       required.push_back(layer_name(i, "down.weight"));
+      if (c.mlp == MlpKind::kXielu) required.push_back(layer_name(i, "xielu"));
     }
     if (c.post_norms) {
       required.push_back(layer_name(i, "post_attn_norm.weight"));
       required.push_back(layer_name(i, "post_mlp_norm.weight"));
     }
-    if (c.qk_norm || c.qk_norm_full || c.qk_layer_norm) {
+    if ((c.qk_norm || c.qk_norm_full || c.qk_layer_norm) && !mamba) {
       required.push_back(layer_name(i, "q_norm.weight"));
       required.push_back(layer_name(i, "k_norm.weight"));
     }
@@ -299,7 +316,10 @@ void check_lora_part(const ModelConfig& c, const LoraPartRef& part) {
   if (expert < 0 && layer_is_moe(c, layer) && (module == kUp || module == kDown))
     throw std::invalid_argument("lora: layer " + std::to_string(layer) + " is a mixture of experts: its up/down parts "
                                 "belong to an expert");
-  const int64_t in = part_in(c, module, expert), out = part_out(c, module, expert);
+  const bool mixer = expert < 0 && layer_is_mamba(c, layer) && (module == kQkv || module == kO);  // in_proj, out_proj
+  const int64_t in = mixer ? (module == kQkv ? c.hidden : mamba_inner(c)) : part_in(c, module, expert);
+  const int64_t out = mixer ? (module == kQkv ? mamba_in_proj_out(c) : c.hidden) : part_out(c, module, expert);
+  if (mixer && part.mag) throw std::invalid_argument("lora: DoRA is not supported on a Mamba layer's in_proj / out_proj");
   if (in < 0 || out < 0)
     throw std::invalid_argument("lora: module " + std::to_string(module) + " (q_b_proj / kv_b_proj) is part of latent " +
                                 "attention only" + (is_mla(c) ? " (this model has no q_lora_rank: q_proj is in qkv)" : ""));
@@ -349,8 +369,13 @@ void Model::finalize() {
     if (!weights_.count(r)) throw std::invalid_argument("model: required weight '" + r + "' was never set");
   const int64_t kv_dim = cfg_.kv_heads_local * cfg_.head_dim;
   const size_t cache = static_cast<size_t>(cfg_.num_blocks * cfg_.block_size * kv_dim);
-  k_cache_.assign(static_cast<size_t>(cfg_.layers), std::vector<float>(cache, 0.0f));
-  v_cache_.assign(static_cast<size_t>(cfg_.layers), std::vector<float>(cache, 0.0f));
+  k_cache_.assign(static_cast<size_t>(cfg_.layers), {});
+  v_cache_.assign(static_cast<size_t>(cfg_.layers), {});
+  for (int64_t l = 0; l < cfg_.layers; ++l) {  // a Mamba layer keeps no keys and values
+    if (layer_is_mamba(cfg_, l)) continue;
+    k_cache_[l].assign(cache, 0.0f);
+    v_cache_[l].assign(cache, 0.0f);
+  }
   finalized_ = true;
 }
 

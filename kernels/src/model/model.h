@@ -65,12 +65,20 @@ class Model final : public ModelExecutor {
   void mla_qkv(int64_t layer, const float* x, int64_t T, const std::vector<int32_t>& token_slots, float* q, float* k,
                float* v) const;
   void validate_batch(const Batch& b) const;
+  // Hybrid Mamba-2 layers (mamba.cc): one state slot's floats (every Mamba layer's conv window and SSM state), the
+  // slots made ready for a step, and a Mamba layer's mixer (x [T, hidden] normalised -> out, before the all-reduce).
+  int64_t mamba_state_floats() const;
+  void prepare_states(const Batch& b);
+  void mamba_mixer(int64_t layer, const float* x, int64_t T, const Batch& b, const std::vector<int32_t>& token_slots,
+                   float* out);
 
   ModelConfig cfg_;
   std::shared_ptr<Collective> coll_;
   std::unordered_map<std::string, std::vector<float>> weights_;
   std::vector<AdapterSlot> slots_;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [num_blocks * block_size, kv_dim]
+  std::vector<std::vector<float>> states_;  // per state slot (BatchSeq::state_slot): mamba_state_floats(), under mu_
+  std::vector<uint8_t> state_live_;          // 1 once a slot's sequence started (its first chunk zeroed it)
   bool finalized_ = false;
   HostOpClock ops_;  // under mu_
   mutable std::mutex mu_;

@@ -1,5 +1,5 @@
 // Model::moe_mlp — a mixture-of-experts MLP on the CPU, as transformers computes Mixtral's, Qwen3-MoE's,
-// GLM-4.5's and gpt-oss's (router and expert biases, the clamped SwiGLU): the router's logits, each token's experts and weights (model/moe_route.h: softmax or sigmoid routing,
+// GLM-4.5's and gpt-oss's (router and expert biases, the clamped SwiGLU): the router's logits, each token's experts and weights (model/moe_route.h: softmax, sigmoid or sparsemixer routing,
 // plus a shared expert), then each chosen expert's gated MLP (with its LoRA parts for the rows' adapters) times its
 // weight, added up in expert order (the shared expert last, as transformers adds it). Every rank routes alike (the router is replicated and x is the same on every rank);
 // each holds a slice of every expert's intermediate rows, so its sum is a partial one, all-reduced by the caller.
@@ -26,6 +26,8 @@ moe::RouteParams route_params(const ModelConfig& c) {
   p.group_max = c.moe_group_max;
   p.choice_bias = c.moe_choice_bias;
   p.renorm_min = c.moe_renorm_min;
+  p.sparsemixer = c.moe_sparsemixer;
+  p.mixer_threshold = c.moe_mixer_threshold;
   return p;
 }
 

@@ -10,7 +10,11 @@
 //  - softmax with a choice bias (choice_bias, ERNIE 4.5 MoE): the choice ranks probabilities + bias[e], the weights
 //    are the chosen probabilities renormalised by max(sum, renorm_min);
 //  - softmax within groups (group_max, DeepSeek-V2's group_limited_greedy): the topk_groups groups whose best
-//    probability is largest, the k largest probabilities among their experts, times routed_scale.
+//    probability is largest, the k largest probabilities among their experts, times routed_scale;
+//  - sparsemixer (Phi-3.5-MoE, transformers' sparsemixer in eval mode): stage j picks the largest logit m among the
+//    experts not chosen before; its weight is its softmax over those experts whose (m - logit(e)) / max(|logit(e)|, m)
+//    is not above mixer_threshold (2 · router_jitter_noise) — 1 / Σ exp(logit(e) - m) over them. Never renormalised
+//    (transformers runs two stages: k = 2).
 // Ties go to the lower index. With `shared`, one more output follows the k: expert `experts` (the shared expert)
 // with weight 1. ids and weights hold k (+ shared) values, the routed ones in descending rank.
 #pragma once
@@ -33,6 +37,8 @@ struct RouteParams {
   bool group_max = false;  // softmax within groups ranked by their best probability (DeepSeek-V2)
   bool choice_bias = false;  // softmax with bias(e) added to the choice values (ERNIE 4.5 MoE's moe_statics)
   float renorm_min = 0.0f;   // > 0: renormalise by max(sum, renorm_min) (ERNIE 4.5 MoE's moe_norm_min)
+  bool sparsemixer = false;  // Phi-3.5-MoE's masked softmax per stage, its mask by mixer_threshold
+  float mixer_threshold = 0.0f;
   int groups = 1, topk_groups = 1;
   float routed_scale = 1.0f;
 };
@@ -41,6 +47,28 @@ struct RouteParams {
 template <class Logit, class Bias>
 WEFT_MOE_HD inline void route_token(Logit logit, Bias bias, const RouteParams& p, int32_t* ids, float* weights) {
   const int E = p.experts, k = p.k;
+  if (p.sparsemixer) {
+    for (int j = 0; j < k; ++j) {
+      auto taken = [&](int e) {
+        bool t = false;
+        for (int i = 0; i < j; ++i) t = t || ids[i] == e;
+        return t;
+      };
+      int best = -1;
+      float m = -INFINITY;
+      for (int e = 0; e < E; ++e)
+        if (!taken(e) && (best < 0 || logit(e) > m)) m = logit(e), best = e;  // strict: the lower index wins a tie
+      float s = 0.0f;
+      for (int e = 0; e < E; ++e) {
+        const float l = logit(e);
+        if (!taken(e) && !((m - l) / fmaxf(fabsf(l), m) > p.mixer_threshold)) s += expf(l - m);
+      }
+      ids[j] = best;
+      weights[j] = 1.0f / s;
+    }
+    if (p.shared) ids[k] = E, weights[k] = 1.0f;
+    return;
+  }
   float mx = -INFINITY, sum = 0.0f;
   if (!p.sigmoid) {
     for (int e = 0; e < E; ++e) mx = fmaxf(mx, logit(e));

@@ -57,7 +57,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   else if (mlp == "relu2") c.mlp = MlpKind::kReluSquared;
   else if (mlp == "gated_gelu_tanh") c.mlp = MlpKind::kGatedGeluTanh;
   else if (mlp == "clamped_swiglu") c.mlp = MlpKind::kClampedSwiglu;
-  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'clamped_swiglu', 'gelu_tanh', 'gelu_erf' or 'relu2'");
+  else if (mlp == "xielu") c.mlp = MlpKind::kXielu;
+  else throw Napi::TypeError::New(o.Env(), "mlp must be 'gated_silu', 'gated_gelu_tanh', 'clamped_swiglu', 'gelu_tanh', 'gelu_erf', 'relu2' or 'xielu'");
   c.glu_alpha = static_cast<float>(num_or(o, "gluAlpha", 1.702));
   c.glu_limit = static_cast<float>(num_or(o, "gluLimit", 7.0));
   c.learned_positions = flag(o, "learnedPositions");
@@ -120,6 +121,8 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.moe_group_max = flag(o, "moeGroupMax");
   c.moe_choice_bias = flag(o, "moeChoiceBias");
   c.moe_renorm_min = static_cast<float>(num_or(o, "moeRenormMin", 0.0));
+  c.moe_sparsemixer = flag(o, "moeSparsemixer");
+  c.moe_mixer_threshold = static_cast<float>(num_or(o, "moeMixerThreshold", 0.0));
   c.moe_logit_bias = flag(o, "moeLogitBias");
   c.moe_expert_bias = flag(o, "moeExpertBias");
   c.moe_scale_input = flag(o, "moeScaleInput");
@@ -129,6 +132,16 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.mla_v_dim = static_cast<int64_t>(num_or(o, "mlaVDim", 0));
   c.mla_norm_eps = static_cast<float>(num_or(o, "mlaNormEps", 1e-6));
   layer_flags(o, "layerMoe", c.layer_moe);
+  layer_flags(o, "layerMamba", c.layer_mamba);
+  c.mamba_heads = static_cast<int64_t>(num_or(o, "mambaHeads", 0));
+  c.mamba_heads_local = static_cast<int64_t>(num_or(o, "mambaHeadsLocal", 0));
+  c.mamba_head_start = static_cast<int64_t>(num_or(o, "mambaHeadStart", 0));
+  c.mamba_head_dim = static_cast<int64_t>(num_or(o, "mambaHeadDim", 0));
+  c.mamba_state = static_cast<int64_t>(num_or(o, "mambaState", 0));
+  c.mamba_groups = static_cast<int64_t>(num_or(o, "mambaGroups", 0));
+  c.mamba_conv = static_cast<int64_t>(num_or(o, "mambaConv", 0));
+  c.mamba_dt_min = static_cast<float>(num_or(o, "mambaDtMin", 0.0));
+  c.mamba_dt_max = static_cast<float>(num_or(o, "mambaDtMax", 0.0));
   c.num_blocks = static_cast<int64_t>(num(o, "numBlocks"));
   c.block_size = static_cast<int64_t>(num(o, "blockSize"));
   c.adapter_slots = static_cast<int64_t>(num(o, "adapterSlots"));
@@ -162,6 +175,9 @@ std::shared_ptr<ModelExecutor> make_executor(const Napi::Object& o, std::shared_
       throw Napi::TypeError::New(env, "dtype '" + dtype + "' needs device 'cuda': the CPU backend computes in float32");
     return std::make_shared<Model>(std::move(cfg), std::move(coll));
   }
+  if (has_mamba(cfg))
+    throw Napi::Error::New(env, "device 'cuda': hybrid Mamba-2 models (Granite 4.0 H) run on the CPU backend only for "
+                                "now; use device 'cpu'");
 #ifdef WEFT_WITH_CUDA
   cuda::CudaModelOptions opts;
   opts.dtype = dtype == "float32" ? cuda::DType::kF32 : dtype == "float16" ? cuda::DType::kF16 : cuda::DType::kBF16;
@@ -200,6 +216,7 @@ Batch parse_batch(const Napi::Object& o) {
     bs.num_tokens = static_cast<int64_t>(num(s, "numTokens"));
     bs.context_len = static_cast<int64_t>(num(s, "contextLen"));
     bs.adapter_slot = static_cast<int32_t>(num(s, "adapterSlot"));
+    bs.state_slot = static_cast<int32_t>(num_or(s, "stateSlot", -1));
     bs.block_table = i32vec(s.Get("blockTable"), "seq.blockTable");
     b.seqs.push_back(std::move(bs));
   }

@@ -171,6 +171,15 @@ __global__ void relu_squared_kernel(T* x, int64_t n) {
   }
 }
 
+template <class T>
+__global__ void xielu_kernel(T* x, int64_t n, const float* params) {
+  const float alpha_p = params[0], alpha_n = params[1], beta = params[2], eps = params[3];
+  for (int64_t e = first_index(); e < n; e += grid_stride()) {
+    const float v = to_f(x[e]);
+    x[e] = from_f<T>(v > 0.0f ? alpha_p * v * v + beta * v : (expm1f(fminf(v, eps)) - v) * alpha_n + beta * v);
+  }
+}
+
 template <bool kTanh> cudaError_t gelu(void* x, int64_t n, DType dtype, cudaStream_t stream) {
   if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
@@ -284,6 +293,16 @@ cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream) {
   return detail::dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     relu_squared_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t xielu(void* x, int64_t n, const float* params, DType dtype, cudaStream_t stream) {
+  if (n < 0 || (n > 0 && (!x || !params))) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    xielu_kernel<T><<<detail::grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<T*>(x), n, params);
     return cudaGetLastError();
   });
 }

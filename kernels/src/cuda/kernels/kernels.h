@@ -187,6 +187,9 @@ cudaError_t clamped_swiglu(const void* gate_up, int64_t in_stride, void* out, in
 cudaError_t gelu_erf(void* x, int64_t n, DType dtype, cudaStream_t stream);   // in place
 cudaError_t clamp_inplace(void* x, int64_t n, float limit, DType dtype, cudaStream_t stream);  // to [-limit, limit]
 cudaError_t relu_squared(void* x, int64_t n, DType dtype, cudaStream_t stream);  // max(x, 0)², in place (Arcee)
+// xIELU (Apertus) in place, fp32 math as cpu::xielu; params: device float32 [alpha_p, alpha_n, beta, eps] (the layer's
+// effective values, read by every thread, so a decode graph replays with whatever the buffer holds).
+cudaError_t xielu(void* x, int64_t n, const float* params, DType dtype, cudaStream_t stream);
 // x = cap·tanh(x / cap) in place (Gemma 2's final-logit softcap), fp32 math.
 cudaError_t softcap_inplace(void* x, DType dtype, int64_t n, float cap, cudaStream_t stream);
 // x = x·mul in place (Granite's residual multiplier and logits scaling), fp32 math.

@@ -1,7 +1,8 @@
 // Mixture-of-experts routing on the GPU (cuda_moe.cc drives them): the top-k choice per token from the router's
 // logits, the gather of each expert's rows, and the weighted sum of the experts' outputs back per token. Mirrors
 // the CPU executor's model/moe.cc: softmax in fp32 over all experts, the k largest (ties to the lower index),
-// renormalised over the k when asked; a token's experts are added in ascending expert order, as transformers'
+// renormalised over the k when asked (or any other mode of model/moe_route.h's shared body: sigmoid, groups,
+// Phi-3.5-MoE's sparsemixer — in fp32 from the dtype's logits, where transformers computes it in the dtype); a token's experts are added in ascending expert order, as transformers'
 // per-expert index_add does. Llama 4 scales each expert's input rows by their weights instead (moe_scale_rows) and
 // adds the outputs whole.
 #include "common.cuh"

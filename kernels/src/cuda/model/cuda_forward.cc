@@ -336,6 +336,8 @@ void CudaModel::dense_mlp(int64_t l, const StepPlan& p) {
     WEFT_CUDA_CHECK(gelu_tanh(act, T * I, dt, stream_));
   } else if (cfg_.mlp == MlpKind::kReluSquared) {
     WEFT_CUDA_CHECK(relu_squared(act, T * I, dt, stream_));
+  } else if (cfg_.mlp == MlpKind::kXielu) {
+    WEFT_CUDA_CHECK(xielu(act, T * I, w.xielu, dt, stream_));
   } else {
     WEFT_CUDA_CHECK(gelu_erf(act, T * I, dt, stream_));
   }

@@ -25,7 +25,8 @@ bool ends_with(const std::string& s, const std::string& tail) {
 // e_score_correction_bias (it shifts a ranking), and gpt-oss's attention sinks (the attention kernels read them
 // as fp32). gpt-oss's router bias is a linear layer's, in the dtype like every other bias (the GEMM adds it).
 bool stays_f32(const ModelConfig& c, const std::string& name) {
-  return (ends_with(name, ".router.bias") && !c.moe_logit_bias) || ends_with(name, ".attn_sinks");
+  return (ends_with(name, ".router.bias") && !c.moe_logit_bias) || ends_with(name, ".attn_sinks") ||
+         ends_with(name, ".xielu");
 }
 
 int64_t pow2_at_least(int64_t n, int64_t floor) {
@@ -154,7 +155,8 @@ void CudaModel::bind_weights() {
                    moe ? nullptr : w("up.weight"), opt("up.bias"), moe ? nullptr : w("down.weight"), opt("down.bias"),
                    opt("q_norm.weight"), opt("k_norm.weight"), opt("post_attn_norm.weight"),
                    opt("post_mlp_norm.weight"), opt("q_a_norm.weight"), opt("kv_a_norm.weight"), opt("q_b.weight"),
-                   opt("kv_b.weight"), static_cast<const float*>(opt("attn_sinks"))};
+                   opt("kv_b.weight"), static_cast<const float*>(opt("attn_sinks")),
+                   static_cast<const float*>(opt("xielu"))};
   }
   moe_w_.assign(cfg_.num_experts > 0 ? static_cast<size_t>(cfg_.layers) : 0, MoeWeights{});
   for (int64_t i = 0; i < static_cast<int64_t>(moe_w_.size()); ++i) {

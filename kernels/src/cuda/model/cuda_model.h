@@ -91,6 +91,7 @@ class CudaModel final : public ModelExecutor {
     const void *post_attn_norm_w, *post_mlp_norm_w;  // Gemma 3's block-output norms (cfg_.post_norms), else null
     const void *q_a_norm_w, *kv_a_norm_w, *q_b_w, *kv_b_w;  // latent attention (cfg_.mla_kv_rank > 0), else null
     const float* sinks;  // gpt-oss's attention sinks, float32 [heads_local] (cfg_.attn_sinks), else null
+    const float* xielu;  // Apertus's xIELU parameters, float32 [4] (MlpKind::kXielu), else null
   };
   // A MoE layer's router and experts (cfg_.num_experts > 0; empty for dense layers).
   struct MoeWeights {
