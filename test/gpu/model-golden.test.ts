@@ -12,7 +12,7 @@ import { cudaInfo, ncclUniqueId } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
 import { goldenCases, loadGoldenCase, maxAbsDiff, type GoldenCase } from '../helpers/golden.js';
 import { stepBatch } from '../helpers/forward-batch.js';
-import { installAdapter, planAdapter } from '../../shard/models/index.js';
+import { installAdapter, planAdapter, readModelSpec } from '../../shard/models/index.js';
 import { readAdapterFor } from '../../shard/adapters/read-adapter.js';
 
 const info = cudaInfo();
@@ -65,8 +65,11 @@ function halfErrors(out: Float32Array, golden: Float32Array): { mean: number; ma
   return { mean: sum / out.length, max: maxAbsDiff(out, golden) };
 }
 
+// Hybrid Mamba-2 models have no CUDA path yet: refused at start (README "Which models").
+const cudaLess = (name: string) => (readModelSpec(loadGoldenCase(name).modelDir).mamba ? 'hybrid Mamba-2 model: no CUDA kernels yet (refused on cuda)' : false);
+
 for (const name of goldenCases()) {
-  describe(`CUDA golden ${name}`, { skip: noGpu }, () => {
+  describe(`CUDA golden ${name}`, { skip: noGpu || cudaLess(name) }, () => {
     let c: GoldenCase;
     let fp32: LocalEngine;
     before(() => {
