@@ -21,25 +21,27 @@ export class PredictionCursor {
 
   constructor(private readonly prediction: readonly number[]) {}
 
-  /** Up to `max` tokens guessed to follow `generated` (the sequence's generated tokens, the one being fed last). */
-  propose(generated: readonly number[], max: number): number[] {
-    this.follow(generated);
+  /** Up to `max` tokens guessed to follow the generated tokens `tokens[from..]` (a sequence's history past its prompt,
+   * read in place; the one being fed last). */
+  propose(tokens: readonly number[], max: number, from = 0): number[] {
+    this.follow(tokens, from);
     if (this.at < 0 || max <= 0) return [];
     return this.prediction.slice(this.at, this.at + max);
   }
 
-  private follow(generated: readonly number[]): void {
-    if (generated.length < this.seen) [this.seen, this.at, this.leftAt] = [0, 0, 0];  // started over
-    for (; this.seen < generated.length && this.at >= 0; this.seen++) {
-      if (this.prediction[this.at] === generated[this.seen]) this.at++;
+  private follow(tokens: readonly number[], from: number): void {
+    const generated = tokens.length - from;
+    if (generated < this.seen) [this.seen, this.at, this.leftAt] = [0, 0, 0];  // started over
+    for (; this.seen < generated && this.at >= 0; this.seen++) {
+      if (this.prediction[this.at] === tokens[from + this.seen]) this.at++;
       else [this.leftAt, this.at] = [this.at, -1];
     }
-    this.seen = generated.length;
-    if (this.at < 0) this.at = this.find(generated);
+    this.seen = generated;
+    if (this.at < 0) this.at = this.find(tokens.slice(Math.max(from, tokens.length - RESYNC_MAX)));
   }
 
-  /** The index after the first occurrence of the output's last n tokens (n from RESYNC_MAX down) at or after
-   * leftAt, else after the last one before it; -1 when none occurs. */
+  /** The index after the first occurrence of the output's last n tokens (`tail`: its last RESYNC_MAX at most; n from
+   * RESYNC_MAX down) at or after leftAt, else after the last one before it; -1 when none occurs. */
   private find(generated: readonly number[]): number {
     const p = this.prediction;
     for (let n = Math.min(RESYNC_MAX, generated.length); n >= RESYNC_MIN; n--) {

@@ -287,7 +287,7 @@ export class StepRunner {
    * with the sequence, brought up to date here). */
   private propose(state: SequenceState, max: number): number[] {
     const prediction = state.sampling.prediction;
-    if (prediction) return (state.predicted ??= new PredictionCursor(prediction)).propose(state.history.slice(state.promptLen), max);
+    if (prediction) return (state.predicted ??= new PredictionCursor(prediction)).propose(state.history, max, state.promptLen);
     if (this.drafter) return this.drafter(state.seqId, state.history, max).slice(0, max);
     state.ngrams ??= new NgramIndex();
     state.ngrams.update(state.history);

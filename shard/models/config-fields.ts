@@ -53,6 +53,11 @@ export function visionLanguageText(cfg: Json, defaults: Json, where: string): Js
 }
 
 /** The ModelSpec fields only some architectures set (Gemma, Granite, SmolLM3, GLM-4, the MoE models), at their values for every other one. */
+/** Families whose decoder is not Llama's `model.layers` / `model.embed_tokens` (GPT-2/GPT-J's `transformer.h`, GPT-NeoX's
+ * `gpt_neox`, DBRX's `transformer.blocks`; Phi's base model is not looked for): no base-model (`*Model`, unprefixed)
+ * layout is read for them, of checkpoints or of adapters' module paths. */
+export const NO_BASE_MODEL_LAYOUT: ReadonlySet<string> = new Set(['gpt2', 'gptj', 'gpt_neox', 'phi', 'dbrx']);
+
 export const PLAIN_DECODER = {
   layerSliding: null, layerRope: null, ropeInterleaved: false, ropeLocal: null, embedScale: 1, normPlusOne: false, postNorms: false, visionLanguage: false,
   attnSoftcap: 0, finalSoftcap: 0, residualScale: 1, logitsDivisor: 1, moe: null, qkNormFull: false, preNorms: true,

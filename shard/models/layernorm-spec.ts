@@ -5,8 +5,9 @@ import { computeRope, parseRopeParams, type Rope } from './rope.js';
 import { attentionShape, checkQuantization, eosList, int, PLAIN_DECODER, refuseIf, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
 
-/** The fields these three share: LayerNorms with biases (eps `epsKey`), rotate-half RoPE, 1/√head_dim, untied by default. */
-function layerNormDecoder(arch: Architecture, cfg: Json, where: string, shape: ReturnType<typeof attentionShape>, rope: Rope,
+/** The fields LayerNorm decoders share (StarCoder2, StableLM, Jais 2, …; Phi and GPT-NeoX add their GELU MLP): LayerNorms
+ * with biases (eps `epsKey`), rotate-half RoPE, 1/√head_dim, untied by default. */
+export function layerNormDecoder(arch: Architecture, cfg: Json, where: string, shape: ReturnType<typeof attentionShape>, rope: Rope,
   epsKey: string) {
   checkQuantization(cfg, where);
   return {

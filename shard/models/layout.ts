@@ -4,6 +4,7 @@
 import type { Partition, Range } from './partition.js';
 import { layerIsMoe, type MlaSpec, type ModelSpec } from './spec.js';
 import { rangeLen } from './partition.js';
+import { NO_BASE_MODEL_LAYOUT } from './config-fields.js';
 
 /** q_b / kv_b: latent attention's second projections (spec.mla: q_b_proj, kv_b_proj). */
 export type ExecModule = 'qkv' | 'o' | 'up' | 'down' | 'q_b' | 'kv_b' | 'lmHead' | 'embed';
@@ -245,7 +246,7 @@ export function partsOfModulePath(path: string): number {
 }
 
 const UNPREFIXED = /^(?:layers\.\d+\.|embed_tokens$)/;
-const MODEL_PREFIXED = (a: ModelSpec['architecture'] | undefined) => a !== undefined && !['gpt2', 'gptj', 'gpt_neox', 'phi'].includes(a);
+const MODEL_PREFIXED = (a: ModelSpec['architecture'] | undefined) => a !== undefined && !NO_BASE_MODEL_LAYOUT.has(a);
 
 /**
  * A vision-language checkpoint's module path as the language model's own (`model.…`, `lm_head`); null for the vision

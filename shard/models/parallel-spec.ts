@@ -6,6 +6,7 @@ import { computeRope, parseRopeParams } from './rope.js';
 import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, type Json } from './config-fields.js';
 import type { Architecture, ModelSpec } from './spec.js';
 import { slidingLayers } from './layer-kinds.js';
+import { layerNormDecoder } from './layernorm-spec.js';
 
 /**
  * Cohere / Cohere2: a mean-subtracting LayerNorm without bias (CohereLayerNorm), RoPE on interleaved pairs (its
@@ -72,21 +73,10 @@ function geluMlp(act: string, field: string, arch: Architecture, where: string):
   return mlp!;
 }
 
-/** The fields Phi and GPT-NeoX share: LayerNorms with biases (layer_norm_eps), a GELU MLP, 1/√head_dim, untied by default. */
+/** The fields Phi and GPT-NeoX share: layerNormDecoder's (layer_norm_eps) with a GELU MLP. */
 function layerNormGeluDecoder(arch: Architecture, cfg: Json, where: string, shape: ReturnType<typeof attentionShape>,
   rope: ReturnType<typeof computeRope>, mlp: 'gelu_tanh' | 'gelu_erf') {
-  checkQuantization(cfg, where);
-  return {
-    ...PLAIN_DECODER,
-    architecture: arch,
-    ...rotaryDecoderShape(cfg, where, shape, rope),
-    norm: 'layer' as const,
-    normEps: Number(cfg.layer_norm_eps ?? 1e-5),
-    mlp,
-    slidingWindow: 0,
-    attnScale: 1 / Math.sqrt(shape.headDim),
-    tieEmbeddings: cfg.tie_word_embeddings === true,
-  };
+  return { ...layerNormDecoder(arch, cfg, where, shape, rope, 'layer_norm_eps'), mlp };
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { withCheckpointLayout } from './checkpoint-layout.js';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, eosList, int, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, eosList, int, NO_BASE_MODEL_LAYOUT, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
 import { gemma1Spec } from './gemma1-spec.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
@@ -265,8 +265,6 @@ export function sequenceClassifierBase(archName: string): string | null {
   return causal in ARCHITECTURES ? causal : null;
 }
 
-/** Families whose base-model checkpoints keep their layers under a prefix of their own (not handled). */
-const NO_BASE_MODEL: ReadonlySet<Architecture> = new Set(['gpt2', 'gptj', 'gpt_neox', 'phi', 'dbrx']);
 
 /**
  * A base-model checkpoint — Gemma3TextModel (EmbeddingGemma), LlamaModel, Qwen2Model, …: how sentence-transformers
@@ -279,7 +277,7 @@ export function baseModelCausal(archName: string): string | null {
   if (!m || archName in ARCHITECTURES) return null;
   const causal = `${m[1]}ForCausalLM`;
   const arch = ARCHITECTURES[causal];
-  return arch !== undefined && !NO_BASE_MODEL.has(arch) ? causal : null;
+  return arch !== undefined && !NO_BASE_MODEL_LAYOUT.has(arch) ? causal : null;
 }
 
 export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
