@@ -29,6 +29,9 @@ export type {
   StepResult,
   TokenChoice,
   GeneratedToken,
+  ImageData,
+  ImageRef,
+  VisionInfo,
 } from './messages.js';
 export { GREEDY, SAMPLED_LAST_STEP } from './messages.js';
 export { COLLECTIVE_ID_BYTES, MESSAGE_TYPES, isMessageType, validateMessage } from './validate.js';
@@ -42,6 +45,7 @@ export {
   checkCluster,
   collectiveSubject,
   controlSubject,
+  imageDataSubject,
   shardSubject,
   shardWildcard,
   stepResultSubject,

@@ -81,6 +81,17 @@ export interface NewSequence {
    * rank allows only tokens that keep it completable, and one of `endTokens` (the coordinator's end-of-generation
    * ids, one source for both sides) once it is complete. */
   constraint?: Constraint;
+  /** Vision-language models: images whose features replace placeholder tokens of `tokens`. Their pixels come in
+   * `image.data` messages published before this step (a rank waits a while for a key it has not got yet). */
+  images?: ImageRef[];
+}
+
+/** An image in a prompt: tokens[start, start + length) are its placeholder tokens (the model's image token id,
+ * `length` = ModelInfo.vision.tokensPerImage), replaced by the vision tower's projected features of image `key`. */
+export interface ImageRef {
+  key: string;
+  start: number;
+  length: number;
 }
 
 /** Chunked prefill: the next part of a sequence whose prefill started in an earlier step (blocks were all
@@ -251,6 +262,24 @@ export interface AdapterNorms {
   error?: string;
 }
 
+/**
+ * One chunk of an image's pixel values for a vision-language model, published by the coordinator before the step
+ * whose NewSequence refers to it by `key` (a content hash: the same image sent twice has one key). `data`: float32
+ * little-endian, [3, height, width] channels first, exactly as the model's image processor gives them (resized,
+ * cropped, rescaled, normalized); chunk `chunk` of `chunks` (NATS payloads are limited). A rank keeps an image while
+ * a sequence that refers to it is prefilling, and a bounded number of bytes of recent ones after that.
+ */
+export interface ImageData {
+  v: number;
+  type: 'image.data';
+  key: string;
+  height: number;
+  width: number;
+  chunk: number;
+  chunks: number;
+  data: Uint8Array;
+}
+
 export interface AdapterEvict {
   v: number;
   type: 'adapter.evict';
@@ -268,6 +297,15 @@ export interface ModelInfo {
   ropeLongFrom?: number;
   /** The hidden size: an embedding's length (NewSequence.logits 'hidden'). */
   hiddenSize?: number;
+  /** Vision-language models: the placeholder token id an image's features replace, how many of them one image
+   * takes, and the square pixel size the vision tower wants. */
+  vision?: VisionInfo;
+}
+
+export interface VisionInfo {
+  imageTokenId: number;
+  tokensPerImage: number;
+  imageSize: number;
 }
 
 export interface ShardReady {
@@ -325,6 +363,7 @@ export type Message =
   | AdapterEvict
   | AdapterPrefetch
   | AdapterNorms
+  | ImageData
   | ShardReady
   | ShardHeartbeat
   | ShardCollectiveRequest

@@ -61,6 +61,11 @@ export function collectiveSubject(cluster: string): string {
   return `${base(cluster)}.shard.collective`;
 }
 
+/** Where the coordinator publishes images' pixels for every rank: weft.<cluster>.image.data. */
+export function imageDataSubject(cluster: string): string {
+  return `${base(cluster)}.image.data`;
+}
+
 /** Matches `verb` from every shard: weft.<cluster>.shard.*.<verb>. */
 export function shardWildcard(cluster: string, verb: ShardVerb): string {
   return `${base(cluster)}.shard.*.${checkVerb('shard', verb, SHARD_VERBS)}`;
@@ -89,6 +94,8 @@ export function subjectFor(cluster: string, msg: Message): string {
       return adapterSubject(cluster, 'prefetch');
     case 'adapter.norms':
       return adapterSubject(cluster, 'norms');
+    case 'image.data':
+      return imageDataSubject(cluster);
     case 'shard.ready':
       return shardSubject(cluster, msg.rank, 'ready');
     case 'shard.heartbeat':

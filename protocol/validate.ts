@@ -38,7 +38,8 @@ const newSequence = object({
   logits: literal('none', 'all', 'hidden'),
   promptLogprobs: bool,
   topN: count,
-}, { pending: count, cached: count, pooling: literal('mean', 'max', 'cls'), constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }) });
+}, { pending: count, cached: count, pooling: literal('mean', 'max', 'cls'), constraint: object({ pattern: str({ nonEmpty: true }), endTokens: tokenIds }, { syntax: literal('gbnf', 'lark', 'rules') }),
+  images: arrayOf(object({ key: id, start: count, length: positive })) });
 
 const prefillChunk = object({ seqId: id, tokens: ints(0, { minLength: 1 }), pending: count });
 
@@ -134,6 +135,19 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
     chunks: positive,
     data: bytes({ multipleOf: 4 }),
   }, { error: str() }),
+  'image.data': refine(
+    object({
+      v: version,
+      type: literal('image.data'),
+      key: id,
+      height: positive,
+      width: positive,
+      chunk: count,
+      chunks: positive,
+      data: bytes({ multipleOf: 4 }),
+    }),
+    (m) => (m.chunk < m.chunks ? undefined : `chunk ${m.chunk} is not below chunks ${m.chunks}`),
+  ),
   'shard.ready': refine(
     object({
       v: version,
@@ -147,7 +161,8 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
         numLayers: positive,
         maxPositions: positive,
         eosTokenIds: tokenIds,
-      }, { ropeLongFrom: positive, hiddenSize: positive }),
+      }, { ropeLongFrom: positive, hiddenSize: positive,
+        vision: object({ imageTokenId: count, tokensPerImage: positive, imageSize: positive }) }),
       kvBlocks: positive,
       blockSize: positive,
       adapterSlots: count,

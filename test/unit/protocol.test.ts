@@ -39,6 +39,8 @@ function examples(): Record<MessageType, Message> {
     'adapter.prefetch': { v, type: 'adapter.prefetch', key: 'hub:org/a@main', dir: '/tmp/adapters/a' },
     'adapter.norms': { v, type: 'adapter.norms', key: 'hub:org/a@main', slot: 2, ticket: 3, rank: 1, chunk: 0, chunks: 1,
       data: new Uint8Array(new Float32Array([1.5, 2.25]).buffer) },
+    'image.data': { v, type: 'image.data', key: 'sha256-ab12', height: 2, width: 1, chunk: 0, chunks: 2,
+      data: new Uint8Array(new Float32Array([0.5, -1.25, 2]).buffer) },
     'shard.ready': {
       v, type: 'shard.ready', rank: 1, worldSize: 2, pid: 1234,
       model: { architecture: 'LlamaForCausalLM', vocabSize: 32000, numLayers: 32, maxPositions: 4096, eosTokenIds: [2] },
