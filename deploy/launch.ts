@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { availableParallelism, homedir, totalmem } from 'node:os';
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
+import { connectNats } from './nats-connect.js';
 import type { Logger } from 'pino';
 import { configSecrets, redactedConfig, type LaunchConfig } from './config/index.js';
 import type { DestinationStream } from 'pino';
@@ -31,6 +32,8 @@ export interface Launched {
   url: string;
   engine: Engine;
   supervisor: ShardSupervisor;
+  /** The private nats-server (absent with --nats-url). */
+  nats?: LocalNats;
   close(): Promise<void>;
 }
 
@@ -134,16 +137,25 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   log.info({ kvBlocks, adapterSlots: memory.adapterSlots, adapterBudgetBytes: memory.adapterBudgetBytes, bytes: memory.bytes },
     'memory plan (per shard)');
   let nats: LocalNats | undefined;
-  if (!o.natsUrl) nats = await startLocalNats();
+  if (!o.natsUrl) {
+    nats = await startLocalNats('nats-server', (err) => {
+      if (err) log.error({ err: err.message }, 'the private nats-server died and could not be started again; retrying');
+      else log.warn('the private nats-server died and was started again');
+    });
+  }
   const natsUrl = o.natsUrl ?? nats!.url;
   let nc: NatsConnection;
+  let group: NatsShardGroup | undefined;
   try {
-    nc = await connect({ servers: natsUrl, name: 'weft-coordinator' });
+    // Step results and heartbeats the shards sent while the connection was down are lost: fail what is in flight
+    // now (not after --step-timeout-ms) and restart the group, whose state no longer matches the engine's.
+    nc = await connectNats(natsUrl, 'weft-coordinator', log, {
+      onReconnect: () => group?.markLost('the coordinator\'s NATS connection dropped; messages in flight were lost') });
   } catch (e) {
     await nats?.stop();
     throw new Error(`cannot connect to NATS at ${natsUrl}: ${(e as Error).message}`);
   }
-  const group = new NatsShardGroup(nc, { cluster: o.cluster, worldSize: o.numShard, stepTimeoutMs: o.stepTimeoutMs,
+  group = new NatsShardGroup(nc, { cluster: o.cluster, worldSize: o.numShard, stepTimeoutMs: o.stepTimeoutMs,
     shardTimeoutMs: o.shardTimeoutMs, onInvalid: (subject, err) => log.error({ subject, err: err.message }, 'invalid message') });
   let engine: Engine | undefined;
   let startFailure: string | null = null;  // a shard died before the group was first ready
@@ -159,6 +171,9 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   group.watch((reason) => {
     log.error({ reason }, 'shard group lost; failing in-flight requests');
     engine?.failAll(`a model shard was lost (${reason}); the request was not completed, retry it`);
+    // Lost by silence (missed heartbeats: NATS went away, a rank hangs), not by a death the supervisor saw: the
+    // processes still hold state the engine has just dropped, and will not announce themselves again — restart them.
+    supervisor.restartGroup(reason);
   });
   group.onReady(() => {
     if (engine && supervisor.restartCount > 0) {
@@ -203,7 +218,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
   log.info({ url: http.url, numShard: o.numShard, kvBlocks, model: model.id, servedAs: o.servedModelNames }, 'weft is serving');
   let closing: Promise<void> | null = null;
   return {
-    url: http.url, engine, supervisor,
+    url: http.url, engine, supervisor, ...(nats ? { nats } : {}),
     close: () => closing ??= (async () => {
       log.info('draining: no new requests; waiting for in-flight ones');
       await http!.close();

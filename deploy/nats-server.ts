@@ -27,8 +27,8 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-export async function startLocalNats(binary = 'nats-server'): Promise<LocalNats> {
-  const port = await freePort();
+/** Starts nats-server on `port` and waits until it accepts connections. */
+async function spawnNats(binary: string, port: number): Promise<ChildProcess> {
   const proc = spawn(binary, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
@@ -38,16 +38,43 @@ export async function startLocalNats(binary = 'nats-server'): Promise<LocalNats>
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`nats-server exited with code ${proc.exitCode}: ${stderr}`);
     const ok = await Promise.race([accepts(port), spawnError]);
-    if (ok) break;
+    if (ok) return proc;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
+  proc.kill('SIGKILL');
+  throw new Error(`nats-server did not accept connections on 127.0.0.1:${port} within 10 s: ${stderr}`);
+}
+
+/**
+ * The private nats-server of `weft launch`. Should it die (OOM-killed, killed by hand), it is started again on the
+ * same port, so the coordinator and the shards — which reconnect forever — carry on without an operator.
+ * `onRestart` hears about each restart (or a failed one).
+ */
+export async function startLocalNats(binary = 'nats-server', onRestart?: (err?: Error) => void): Promise<LocalNats> {
+  const port = await freePort();
+  let stopping = false;
+  const handle: LocalNats = {
     url: `nats://127.0.0.1:${port}`,
-    process: proc,
+    process: await spawnNats(binary, port),
     stop: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null) return resolve();
+      stopping = true;
+      const proc = handle.process;
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
       proc.once('exit', () => resolve());
       proc.kill('SIGTERM');
     }),
   };
+  const respawn = (): void => {
+    setTimeout(() => {
+      if (stopping) return;
+      spawnNats(binary, port).then((next) => {
+        handle.process = next;
+        onRestart?.();
+        watch(next);
+      }, (err: Error) => { onRestart?.(err); respawn(); });
+    }, 500);
+  };
+  const watch = (proc: ChildProcess): void => { proc.once('exit', () => { if (!stopping) respawn(); }); };
+  watch(handle.process);
+  return handle;
 }

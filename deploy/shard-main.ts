@@ -1,5 +1,5 @@
 // `weft shard`: the process entry of one shard actor (started by `weft launch`, one per rank).
-import { connect } from 'nats';
+import { connectNats } from './nats-connect.js';
 import { createLogger, extractTraceContext, initTracing, injectTraceHeaders } from '../coordinator/telemetry/index.js';
 import { ShardActor } from '../shard/index.js';
 import type { MessageHeaders } from '../protocol/index.js';
@@ -18,7 +18,13 @@ export async function runShard(o: ShardConfig): Promise<void> {
   const logger = createLogger({ level: o.logLevel, name: `shard-${o.rank}` });
   process.channel?.unref();  // the supervisor's message channel (if any) must not keep a stopping shard alive
   const tracing = initTracing({ serviceName: `weft-shard-${o.rank}`, otlpEndpoint: o.otlpEndpoint ?? undefined });
-  const nc = await connect({ servers: o.natsUrl, name: `weft-shard-${o.rank}` });
+  // A shard restarted while NATS is away waits for it rather than dying (and being restarted) in a loop.
+  // After a drop, steps and adapter events sent meanwhile are lost and this rank's state no longer matches the
+  // coordinator's: exit, and the supervisor restarts the group (the coordinator fails what was in flight).
+  const nc = await connectNats(o.natsUrl, `weft-shard-${o.rank}`, logger, { waitForServer: true, onReconnect: () => {
+    logger.error('the NATS connection dropped and came back; messages may be lost: exiting so the group restarts');
+    process.exit(3);
+  } });
   const actor = new ShardActor({
     nc, cluster: o.cluster, modelDir: o.modelDir, draftModelDir: o.draftModelDir ?? undefined, rank: o.rank, worldSize: o.worldSize, shmName: o.shmName,
     collective: o.collective,

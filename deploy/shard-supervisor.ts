@@ -91,11 +91,18 @@ export class ShardSupervisor {
     return child;
   }
 
-  private restartAll(reason: string): void {
+  /** Restarts the group unless a restart is already under way (the loss was reported after that restart began). */
+  restartGroup(reason: string): void {
+    if (this.stopping || this.procs.length === 0) return;
+    this.log.error({ reason }, 'restarting the shard group');
+    this.restartAll(reason, false);
+  }
+
+  private restartAll(reason: string, report = true): void {
     const old = this.procs;
     this.procs = [];
     for (const p of old) if (p.exitCode === null) p.kill('SIGKILL');
-    this.onLost(reason);
+    if (report) this.onLost(reason);
     this.restarts++;
     setTimeout(() => { if (!this.stopping) this.start(); }, Math.min(5000, 200 * this.restarts));
   }

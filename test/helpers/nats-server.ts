@@ -16,6 +16,8 @@ export interface NatsServerOptions {
   args?: string[];
   /** How long to wait for the port to accept connections. */
   startTimeoutMs?: number;
+  /** Listen on this port (e.g. to restart a server where its clients reconnect); default: a free one. */
+  port?: number;
 }
 
 // /usr/sbin is where the Debian package puts it, and not every PATH has it.
@@ -25,8 +27,8 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const dir = await mkdtemp(join(tmpdir(), 'weft-nats-'));
   let lastError: unknown;
   // A free port can be taken between probing and binding; try a few.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (opts.port ? 1 : 3); attempt++) {
+    const port = opts.port ?? await freePort();
     try {
       const child = await spawnServer(port, dir, opts.args ?? []);
       await waitForPort(port, child, opts.startTimeoutMs ?? 10_000);
