@@ -208,6 +208,54 @@ export interface ForwardBatch {
   /** forward() also returns these token rows' final hidden states, [hiddenRows.length, hidden], after all of that
    * (pooled embeddings: every prompt position). */
   hiddenRows?: Int32Array;
+  /** Vision-language models: token row embedRows[i] starts from embedValues[i·hidden, (i+1)·hidden) instead of its
+   * token's embedding (an image's projected features; CPU backend only). */
+  embedRows?: Int32Array;
+  embedValues?: Float32Array;
+}
+
+/** An image encoder's plan (kernels/src/model/vision.h): a CLIP vision tower and a LLaVA projector. */
+export interface VisionPlanConfig {
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  /** Encoder layers held and run: the deepest selected hidden state's index. */
+  layers: number;
+  imageSize: number;
+  patchSize: number;
+  channels?: number;
+  normEps: number;
+  act: VisionActivation;
+  /** Indices into the hidden states (0: the embeddings after pre_layrnorm; i: after layer i), concatenated in order. */
+  featureLayers: number[];
+  /** vision_feature_select_strategy 'default': the class row is dropped. */
+  dropCls: boolean;
+  textHidden: number;
+  projectorAct: VisionActivation;
+  projectorBias: boolean;
+}
+export type VisionActivation = 'quick_gelu' | 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
+
+/** LoRA on a vision linear module: target "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2"; A [rank, in], B [out, rank]. */
+export interface VisionLoraPart {
+  target: string;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+export interface NativeVisionModel {
+  expectedSize(name: string): number;
+  setWeight(name: string, data: Float32Array): void;
+  finalize(): void;
+  tokensPerImage(): number;
+  /** Throws naming the first part that is no vision module of this plan or does not fit its shape. */
+  checkLora(parts: VisionLoraPart[]): void;
+  /** pixels [images, channels, imageSize, imageSize] → features [images · tokensPerImage, textHidden], with one
+   * adapter's vision LoRA parts (none: the base), on the libuv pool. */
+  encode(pixels: Float32Array, images: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
+  dispose(): void;
 }
 
 /** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */
@@ -384,6 +432,7 @@ export interface CpuOps {
 
 interface Addon {
   Model: new (config: ModelPlanConfig, collective?: NativeCollective) => NativeModel;
+  VisionModel: new (config: VisionPlanConfig) => NativeVisionModel;
   Collective: new (opts: CollectiveOptions) => NativeCollective;
   ops: CpuOps;
   backends: string;
@@ -404,6 +453,9 @@ export const cpuOps: CpuOps = addon.ops;
 export const availableBackends: string[] = addon.backends.split(',');
 export function createModel(config: ModelPlanConfig, collective?: NativeCollective): NativeModel {
   return collective ? new addon.Model(config, collective) : new addon.Model(config);
+}
+export function createVisionModel(config: VisionPlanConfig): NativeVisionModel {
+  return new addon.VisionModel(config);
 }
 export function createCollective(opts: CollectiveOptions): NativeCollective {
   return new addon.Collective(opts);

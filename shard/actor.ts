@@ -7,7 +7,7 @@ import { ErrorCode, NatsError, type NatsConnection } from 'nats';
 import { context as otelContext, trace, SpanStatusCode, type Context, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
-  MessageBus, PROTOCOL_VERSION, adapterSubject, collectiveSubject, controlSubject, decodeAs, encode, shardSubject,
+  MessageBus, PROTOCOL_VERSION, adapterSubject, collectiveSubject, controlSubject, decodeAs, encode, imageDataSubject, shardSubject,
   stepResultSubject, stepSubject, type AdapterLoad, type Message, type MessageHeaders, type Step,
 } from '../protocol/index.js';
 import { createCollective, type NativeCollective } from '../kernels/index.js';
@@ -43,6 +43,9 @@ export interface ShardActorOptions {
   /** CPU backend threads of this shard process (0 = one per hardware thread). */
   cpuThreads?: number;
   heartbeatMs: number;
+  /** Vision-language models: how long a step waits for an image whose image.data chunks have not all come, then
+   * fails only the sequences that refer to it (LocalEngineOptions.imageWaitMs). Absent: $WEFT_IMAGE_WAIT_MS, else 30 s. */
+  imageWaitMs?: number;
   /** Test fault injection (`WEFT_TEST_FAIL_FORWARD=<rank>:<n>`): this rank's n-th forward pass fails. */
   failForwardAt?: number;
   logger: Logger;
@@ -86,6 +89,7 @@ export class ShardActor {
       maxLoraRank: o.maxLoraRank, hostCacheBytes: o.hostCacheBytes, device: o.device, dtype: o.dtype,
       cpuThreads: o.cpuThreads,
       collective: this.collective,
+      ...imageWait(o.imageWaitMs),
       ...(o.draftModelDir ? { draftModelDir: o.draftModelDir, onDraftError: (e: Error) => o.logger.warn({ err: e.message }, 'draft model failed; this step runs without drafts') } : {}),
     });
     this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
@@ -110,10 +114,20 @@ export class ShardActor {
     this.bus.subscribe(adapterSubject(o.cluster, 'evict'), 'adapter.evict', (msg) => {
       this.slotTicket(msg.slot);  // a load of this slot still being read is superseded
       void this.enqueue(async () => {
-        this.engine.model.native.clearAdapter(msg.slot);
+        this.engine.clearAdapter(msg.slot);
         o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
       });
     });
+    if (spec.vision) {
+      // Straight into the image store, not through the mailbox: a step in the mailbox may be waiting for this image.
+      this.bus.subscribe(imageDataSubject(o.cluster), 'image.data', (msg) => {
+        try {
+          this.engine.putImage(msg);
+        } catch (e) {
+          o.logger.warn({ image: msg.key, err: (e as Error).message }, 'image chunk refused');
+        }
+      });
+    }
     this.bus.subscribe(controlSubject(o.cluster, 'shutdown'), 'shutdown', (msg) => {
       o.logger.info({ reason: msg.reason }, 'shutdown requested');
       void this.stop().then(() => o.beforeExit?.()).finally(() => process.exit(0));
@@ -121,7 +135,9 @@ export class ShardActor {
     this.publish(shardSubject(o.cluster, o.rank, 'ready'), {
       v: PROTOCOL_VERSION, type: 'shard.ready', rank: o.rank, worldSize: o.worldSize, pid: process.pid,
       model: { architecture: spec.architecture, vocabSize: spec.vocab, numLayers: spec.layers, maxPositions: spec.maxPositions,
-        eosTokenIds: spec.eosTokenIds, hiddenSize: spec.hidden, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}) },
+        eosTokenIds: spec.eosTokenIds, hiddenSize: spec.hidden, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}),
+        ...(spec.vision ? { vision: { imageTokenId: spec.vision.imageTokenId, tokensPerImage: spec.vision.tokensPerImage,
+          imageSize: spec.vision.imageSize } } : {}) },
       kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
     });
     this.heartbeat = setInterval(() => this.publish(shardSubject(o.cluster, o.rank, 'heartbeat'),
@@ -272,6 +288,15 @@ export class ShardActor {
         rank: o.rank, reason });
     }
   }
+}
+
+/** The image wait of a shard: the option, else $WEFT_IMAGE_WAIT_MS (milliseconds), else the engine's default. */
+function imageWait(ms: number | undefined): { imageWaitMs?: number } {
+  const env = process.env.WEFT_IMAGE_WAIT_MS;
+  const value = ms ?? (env !== undefined && env !== '' ? Number(env) : undefined);
+  if (value === undefined) return {};
+  if (!(Number.isFinite(value) && value >= 0)) throw new Error(`WEFT_IMAGE_WAIT_MS must be a number of milliseconds >= 0, got '${env}'`);
+  return { imageWaitMs: value };
 }
 
 /** How long a rank loading a DoRA adapter waits for the other ranks' weight norms (they read the files too). */

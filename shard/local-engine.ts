@@ -14,7 +14,10 @@ import { StepRunner } from './engine/step-runner.js';
 import { DraftModelDrafter } from './engine/draft-model.js';
 import type { DraftModelHook } from './engine/draft-share.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
-import { loadTokenVocab, type TokenVocab } from '../protocol/index.js';
+import { loadTokenVocab, type ImageData, type TokenVocab } from '../protocol/index.js';
+import { ImageStore } from './engine/image-store.js';
+import { VisionPrefill } from './engine/vision-prefill.js';
+import type { VisionLoraPart } from '../kernels/index.js';
 
 export interface LocalEngineOptions {
   rank?: number;
@@ -35,6 +38,11 @@ export interface LocalEngineOptions {
   draftModelDir?: string;
   /** Told when the draft model fails in a step (that step runs without drafts). */
   onDraftError?: (e: Error) => void;
+  /** Vision-language models: how long a step waits for an image whose image.data has not all come (default 30 s;
+   * then only the sequences that refer to it fail). */
+  imageWaitMs?: number;
+  /** Vision-language models: bytes of recently used images kept once no prefilling sequence needs them (256 MiB). */
+  imageCacheBytes?: number;
 }
 
 export class LocalEngine {
@@ -53,12 +61,45 @@ export class LocalEngine {
   private readonly reading = new Map<string, Promise<Parsed>>();
 
   private vocab?: TokenVocab;
+  /** Vision-language models: the images image.data brought, and each adapter slot's vision-tower LoRA. */
+  private readonly images: ImageStore | null;
+  private readonly visionLora = new Map<number, VisionLoraPart[]>();
 
   private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string,
-    readonly draft: LoadedModel | null = null, draftHook?: DraftModelHook) {
+    readonly draft: LoadedModel | null = null, draftHook?: DraftModelHook, opts?: LocalEngineOptions) {
     const constraints = new AutomatonCache(() => this.tokenVocab());
-    this.runner = new StepRunner(model, model.partition.rank, constraints, undefined, draftHook);
+    const vision = model.vision && model.spec.vision;
+    this.images = vision ? new ImageStore({ channels: vision.channels, ...(opts?.imageCacheBytes ? { maxBytes: opts.imageCacheBytes } : {}) }) : null;
+    const prefill = vision ? new VisionPrefill({ vision: model.vision!, spec: vision, hidden: model.spec.hidden, images: this.images!,
+      loraOf: (slot) => this.visionLora.get(slot), world: model.partition.world,
+      ...(opts?.collective && model.partition.world > 1 ? { sumOverRanks: (flags: Float32Array) => opts.collective!.allReduceSum(flags) } : {}),
+      ...(opts?.imageWaitMs !== undefined ? { waitMs: opts.imageWaitMs } : {}) }) : undefined;
+    this.runner = new StepRunner(model, model.partition.rank, constraints, undefined, draftHook, prefill);
     this.hostCache = new HostAdapterCache(hostCacheBytes);
+  }
+
+  /**
+   * Vision-language models: one image.data chunk (from the shard actor's subscription, or a test / `weft score`).
+   * Synchronous and outside the step mailbox: a step waiting for the image must see it arrive. Throws for a model
+   * that takes no images.
+   */
+  putImage(msg: Pick<ImageData, 'key' | 'height' | 'width' | 'chunk' | 'chunks' | 'data'>): void {
+    if (!this.images) throw new Error(`${this.model.spec.architecture}: this model takes no images (not a vision-language model weft encodes)`);
+    this.images.put(msg);
+  }
+
+  /** Empties an adapter slot (its vision-tower LoRA too). */
+  clearAdapter(slot: number): void {
+    this.model.native.clearAdapter(slot);
+    this.visionLora.delete(slot);
+  }
+
+  /** A slot's vision-tower LoRA from its plan, checked against the vision plan (before the language model's install). */
+  private installVision(slot: number, plan: AdapterPlan): void {
+    if (plan.vision && !this.model.vision) throw new Error('the adapter has vision-tower LoRA, but this model has no vision tower');
+    if (plan.vision) this.model.vision!.checkLora(plan.vision);
+    if (plan.vision) this.visionLora.set(slot, plan.vision);
+    else this.visionLora.delete(slot);
   }
 
   /** The vocabulary's token bytes for structured output: read on first use, or ahead by prepareConstraints. */
@@ -98,7 +139,7 @@ export class LocalEngine {
       ...((opts.world ?? 1) > 1 ? { share: (buffer: Float32Array) => opts.collective!.allReduceSum(buffer) } : {}),
       ...(opts.onDraftError ? { onError: opts.onDraftError } : {}),
     } : undefined;
-    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31, modelDir, draft, hook);
+    return new LocalEngine(model, opts.maxLoraRank ?? 64, opts.hostCacheBytes ?? 2 ** 31, modelDir, draft, hook, opts);
   }
 
   /**
@@ -180,6 +221,13 @@ export class LocalEngine {
 
   /** Installs a prepared adapter into a slot: quick (its parts are staged already). */
   installPrepared(slot: number, prepared: PreparedAdapter): InstalledAdapter {
+    try {
+      this.installVision(slot, prepared.plan);
+    } catch (e) {
+      prepared.staged.release();
+      this.clearAdapter(slot);
+      throw e;
+    }
     installStaged(this.model, slot, prepared.staged);
     return { ...prepared.plan, fromHost: prepared.fromHost, hostBytes: cachedBytes(prepared.adapter, prepared.plan) };
   }
@@ -191,6 +239,12 @@ export class LocalEngine {
 
   private install(slot: number, parsed: Parsed, source: AdapterSource): InstalledAdapter {
     const plan = finishDoraSync(this.model.native, this.planned(parsed, source), this.model.partition.world);
+    try {
+      this.installVision(slot, plan);
+    } catch (e) {
+      this.clearAdapter(slot);
+      throw e;
+    }
     installAdapter(this.model, slot, plan);
     return { ...plan, fromHost: parsed.fromHost, hostBytes: cachedBytes(parsed.adapter, plan) };
   }
@@ -257,6 +311,7 @@ export class LocalEngine {
 
   dispose(): void {
     this.model.native.dispose();
+    this.model.vision?.dispose();
     this.draft?.native.dispose();
     void this.parser?.close();
   }

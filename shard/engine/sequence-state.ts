@@ -4,6 +4,7 @@ import type { TokenAutomaton } from '../constraints/token-constraint.js';
 import type { NgramIndex } from './speculation.js';
 import type { PredictionCursor } from './prediction-drafts.js';
 import type { HiddenPool } from './pooling.js';
+import type { SeqImage } from './vision-prefill.js';
 
 export interface SequenceState {
   seqId: string;
@@ -38,6 +39,11 @@ export interface SequenceState {
   constraint?: { automaton: TokenAutomaton; state: number; failed?: string };
   /** allowed_token_ids as the sampler's bitset (bit t of byte t >> 3): the only tokens it may draw. */
   allowed?: Uint8Array;
+  /** Vision-language models: the prompt's images' feature rows, kept until its last prompt token is computed. */
+  images?: SeqImage[];
+  /** This sequence alone failed before any of it was computed (an image that never came): nothing of it runs, and
+   * the reason is its output in the step that completes its prompt (the first one the coordinator expects one from). */
+  failed?: string;
 }
 
 /** `tokens` as a sampler bitset over a vocabulary of `vocab` (ids outside it are a StepError for the caller). */

@@ -15,6 +15,7 @@ import { PredictionCursor } from './prediction-drafts.js';
 import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
 import { layoutRows } from './batch-layout.js';
+import { imageOverrides, type Prepared, type VisionPrefill } from './vision-prefill.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -49,6 +50,9 @@ const returnsHidden = (r: Row): boolean => r.logits === 'hidden' && !r.partial;
 const pooledRows = (r: Row): number => (r.logits === 'hidden' ? r.state.pool?.rowsOf(r.firstPos, r.tokens.length) ?? 0 : 0);
 
 const NO_TOKENS = new Int32Array(0);
+const NO_IMAGES: ReadonlyMap<string, Prepared> = new Map();
+/** The output of a sequence that failed alone (SequenceState.failed): its token means nothing. */
+const failure = (state: SequenceState): SeqOutput => ({ seqId: state.seqId, token: 0, logprob: 0, top: [], error: state.failed! });
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
 const RAW = { ...GREEDY, drawIndex: 0 };
 
@@ -122,7 +126,7 @@ export class StepRunner {
    * where speculative drafts come from (default: the n-gram lookup; tests give guesses of known quality);
    * `draftModel`: a draft model's drafts instead (--speculative-model, draft-share.ts). */
   constructor(private readonly model: LoadedModel, private readonly rank: number, private readonly constraints?: AutomatonCache,
-    private readonly drafter?: Drafter, private readonly draftModel?: DraftModelHook) {
+    private readonly drafter?: Drafter, private readonly draftModel?: DraftModelHook, private readonly vision?: VisionPrefill) {
     this.stateSlots = model.spec.mamba ? new StateSlots() : null;
   }
 
@@ -132,6 +136,7 @@ export class StepRunner {
 
   /** Drops every sequence (after a failed step the coordinator fails them all). */
   reset(): void {
+    for (const state of this.seqs.values()) this.vision?.release(state.images);
     this.seqs.clear();
     this.stateSlots?.clear();
     this.draftModel?.drafter?.reset();
@@ -139,12 +144,19 @@ export class StepRunner {
 
   async run(step: Step): Promise<SeqOutput[]> {
     for (const id of step.finished) {
+      this.vision?.release(this.seqs.get(id)?.images);
       this.seqs.delete(id);
       this.stateSlots?.release(id);
       this.draftModel?.drafter?.forget(id);
     }
+    const prepared = await this.prepareImages(step);
     const rows: Row[] = [];
-    for (const ns of step.newSeqs) rows.push(this.admit(ns));
+    const failed: SeqOutput[] = [];  // sequences that failed alone, reported when their prompt is complete
+    for (const ns of step.newSeqs) {
+      const row = this.admit(ns, prepared.get(ns.seqId));
+      if (row.state.failed === undefined) rows.push(row);
+      else if (row.state.unsent === 0) failed.push(failure(row.state));
+    }
     for (const c of step.chunks ?? []) {
       const state = this.seqs.get(c.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: prefill chunk for '${c.seqId}', unknown on rank ${this.rank}`);
@@ -153,6 +165,10 @@ export class StepRunner {
       }
       state.unsent = c.pending;
       state.history.push(...c.tokens);
+      if (state.failed !== undefined) {
+        if (c.pending === 0) failed.push(failure(state));
+        continue;
+      }
       rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false,
         logits: state.hidden ? 'hidden' : 'none', partial: c.pending > 0, drafts: [] });
     }
@@ -164,6 +180,7 @@ export class StepRunner {
     for (const r of step.running) {
       const state = this.seqs.get(r.seqId);
       if (!state) throw new StepError(`step ${step.stepId}: running sequence '${r.seqId}' is unknown on rank ${this.rank}`);
+      if (state.failed !== undefined) continue;  // sent before its failure was back (async scheduling): ended already
       if (state.unsent > 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' decodes before its prefill is complete`);
       const token = r.token === SAMPLED_LAST_STEP ? state.lastSampled : r.token;
       if (token < 0) throw new StepError(`step ${step.stepId}: sequence '${r.seqId}' is fed the token sampled last step, but none was sampled on rank ${this.rank}`);
@@ -178,7 +195,7 @@ export class StepRunner {
       rows.push({ state, tokens: [token, ...drafts], firstPos: state.length, wantAll: false, promptLogprobs: false,
         logits: 'none', partial: false, drafts, ...(cstates ? { cstates } : {}) });
     });
-    if (rows.length === 0) return [];
+    if (rows.length === 0) return this.rank === 0 ? failed : [];
     const batch = this.buildBatch(rows);
     const sampling = rows.filter((r) => !r.partial);
     // Rows that return logits (all of them, or prompt logprobs) need the full logits here; otherwise the
@@ -194,13 +211,36 @@ export class StepRunner {
         return row.drafts.length === 0 ? this.output(row, sampled[next - 1]!) : this.verified(row, sampled.slice(next - n, next));
       });
       for (const row of rows) if (row.drafts.length === 0) row.state.length += row.tokens.length;
-      return this.rank === 0 ? failNonFinite(outputs) : [];
+      this.promptsDone(rows);
+      return this.rank === 0 ? [...failNonFinite(outputs), ...failed] : [];
     }
     const logits = await this.compute(() => this.model.native.forward(batch));
     for (const row of rows) row.state.length += row.tokens.length;
+    this.promptsDone(rows);
     if (batch.hiddenRows) this.foldPooled(rows, logits, batch.logitRows.length, batch.returnHidden === true);
     const outputs = this.sampleAll(sampling, logits);
-    return this.rank === 0 ? failNonFinite(outputs) : [];
+    return this.rank === 0 ? [...failNonFinite(outputs), ...failed] : [];
+  }
+
+  /** Vision-language models: the step's new sequences' images, waited for and encoded (vision-prefill.ts). */
+  private async prepareImages(step: Step): Promise<ReadonlyMap<string, Prepared>> {
+    const withImages = step.newSeqs.filter((ns) => (ns.images?.length ?? 0) > 0);
+    if (withImages.length === 0) return NO_IMAGES;
+    if (!this.vision) {
+      return new Map(withImages.map((ns) => [ns.seqId, { error: `new sequence '${ns.seqId}' has images, but ` +
+        `${this.model.spec.architecture} is not a vision-language model weft encodes images for` }]));
+    }
+    return this.vision.prepare(withImages);
+  }
+
+  /** A sequence whose prompt is now computed no longer needs its images' feature rows. */
+  private promptsDone(rows: Row[]): void {
+    for (const row of rows) {
+      if (row.state.images && row.state.unsent === 0) {
+        this.vision?.release(row.state.images);
+        delete row.state.images;
+      }
+    }
   }
 
   /** Pooled embeddings: each pooled row's hidden states (forward()'s last block, in row order) into its pool. */
@@ -314,7 +354,7 @@ export class StepRunner {
       ...(outs.length > 1 ? { more: outs.slice(1).map(({ token, logprob, top }) => ({ token, logprob, top })) } : {}) };
   }
 
-  private admit(ns: NewSequence): Row {
+  private admit(ns: NewSequence, images?: Prepared): Row {
     if (this.seqs.has(ns.seqId)) throw new StepError(`new sequence '${ns.seqId}' already exists on rank ${this.rank}`);
     // Prefix caching: the first `cached` tokens' K/V are in the leading (shared) blocks; compute the rest.
     const cached = ns.cached ?? 0;
@@ -340,6 +380,7 @@ export class StepRunner {
       ...(ns.logits === 'hidden' ? { hidden: true } : {}),
       ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
       ...(ns.sampling.allowedTokens ? { allowed: this.allowedBits(ns) } : {}),
+      ...(images ? ('error' in images ? { failed: images.error } : { images: images.images }) : {}),
     };
     if (ns.pooling !== undefined) {
       // A pooled embedding reads every prompt position: a cached one would be missing from the pool.
@@ -391,9 +432,11 @@ export class StepRunner {
       else if (!row.partial) logitRows.push(end - 1);
       for (let i = 0; i < pooledRows(row); i++) hiddenRows.push(start + i);
     });
-    const { starts: _starts, ...arrays } = layout;
+    const { starts, ...arrays } = layout;
     const returnHidden = rows.some(returnsHidden);
-    return { ...arrays, logitRows: Int32Array.from(logitRows),
+    const overrides = imageOverrides(rows.map((r, k) => ({ at: starts[k]!, firstPos: r.firstPos, count: r.tokens.length,
+      ...(r.state.images ? { images: r.state.images } : {}) })), this.model.spec.hidden);
+    return { ...arrays, ...overrides, logitRows: Int32Array.from(logitRows),
       ...(returnHidden ? { returnHidden } : {}), ...(hiddenRows.length > 0 ? { hiddenRows: Int32Array.from(hiddenRows) } : {}) };
   }
 

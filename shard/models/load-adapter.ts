@@ -8,6 +8,8 @@ import { mambaLoraParts } from './mamba-weights.js';
 import { rangeLen } from './partition.js';
 import type { LoadedModel } from './load-weights.js';
 import { expertParts } from './expert-lora.js';
+import { visionLoraTarget } from './vision-weights.js';
+import type { VisionLoraPart } from '../../kernels/index.js';
 
 export class AdapterLoadError extends Error {
   override name = 'AdapterLoadError';
@@ -33,6 +35,8 @@ export interface AdapterPlan {
   bytes: number;
   /** The parts' storage: float32, or a 16-bit GPU model's format (then nothing needs the float32 tensors). */
   storage: LoraStorage;
+  /** A LLaVA model's adapter pairs on its vision tower / projector (float32, whole on every rank); absent: none. */
+  vision?: VisionLoraPart[];
 }
 
 /**
@@ -111,8 +115,23 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
   const parts: LoraPartPlan[] = [];
   let maxRank = 0;
   let visionPairs = 0;
+  const vision: VisionLoraPart[] = [];
   for (const [path, { a, b, m }] of pairs) {
     if (!a || !b) throw new AdapterLoadError(`${dir}: module '${path}' has lora_${a ? 'A' : 'B'} but no lora_${a ? 'B' : 'A'}`);
+    if (languageModelPath(spec, path) === null && spec.vision) {  // LLaVA: run in the image encoder (vision-weights.ts)
+      const target = visionLoraTarget(spec.vision, path);
+      if (target === null) {
+        throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of the ` +
+          `vision tower or projector (q/k/v/out_proj, fc1, fc2 of the encoder layers; linear_1, linear_2)`);
+      }
+      if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);
+      if (target === 'skip') continue;  // a layer after the selected hidden states: it never reaches a feature
+      const { scale } = loraScaleFor(config, path);
+      // Shapes are checked against the vision plan when the adapter is installed (VisionModel.checkLora).
+      vision.push({ target, rank: a.shape[0]!, scale, a: a.data, b: b.data });
+      visionPairs++;
+      continue;
+    }
     if (languageModelPath(spec, path) === null) {  // the vision tower / projector: text requests never run them
       visionPairs++;
       continue;
@@ -216,13 +235,14 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       off += bl.fullLen;
     }
   }
-  if (parts.length === 0 && visionPairs > 0) {
+  if (parts.length === 0 && visionPairs > 0 && !spec.vision) {
     throw new AdapterLoadError(`${dir}: the adapter only targets the vision tower (${visionPairs} module(s)), which text ` +
       `requests never run; weft serves this model's language model only`);
   }
   const planned = stored(parts, storage);
   const bytes = planned.reduce((n, p) => n + p.a.byteLength + p.b.byteLength + (p.magnitude?.byteLength ?? 0), 0);
-  return { parts: planned, maxRank, bytes, storage };
+  const visionBytes = vision.reduce((n, p) => n + p.a.byteLength + p.b.byteLength, 0);
+  return { parts: planned, maxRank, bytes: bytes + visionBytes, storage, ...(vision.length > 0 ? { vision } : {}) };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
-import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel } from '../../kernels/index.js';
+import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel, type NativeVisionModel } from '../../kernels/index.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
 import { openModelWeights } from './model-weights.js';
 import { UnsupportedModelError } from './errors.js';
@@ -13,6 +13,7 @@ import { moeNames, type MoeNames } from './moe-names.js';
 import { dbrxNames, loadDbrxExperts } from './dbrx-weights.js';
 import { xieluParams } from './apertus-spec.js';
 import { loadMambaLayer, mambaPlan } from './mamba-weights.js';
+import { loadVisionModel } from './vision-weights.js';
 
 export interface LoadOptions {
   rank: number;
@@ -33,6 +34,8 @@ export interface LoadedModel {
   partition: Partition;
   native: NativeModel;
   plan: ModelPlanConfig;
+  /** A vision-language model's image encoder (spec.vision), whole on every rank. */
+  vision?: NativeVisionModel;
 }
 
 /** The HF tensors of one executor module and the roles each provides; headInterleaved: GPT-NeoX's per-head q|k|v rows. */
@@ -385,6 +388,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       throw new UnsupportedModelError(`${spec.architecture}: hybrid Mamba-2 models run on --device cpu only for now ` +
         `(the CUDA backend has no Mamba kernels yet)`);
     }
+    if (spec.vision && (opts.device ?? 'cpu') !== 'cpu') {
+      throw new UnsupportedModelError(`${spec.architecture}: vision-language models (LLaVA) run on --device cpu only for ` +
+        `now (the CUDA backend has no vision tower and no image-embedding path yet)`);
+    }
     const plan = planConfig(spec, part, opts);
     const native = createModel(plan, opts.collective);
     const names = hfNames(spec, store);
@@ -474,7 +481,14 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       set('lm_head.bias', store.readF32(need(store, names.lmHead.replace(/weight$/, 'bias')), { dim: 0, start: part.vocab.start, end: part.vocab.end }));
     }
     native.finalize();
-    return { spec, partition: part, native, plan };
+    let vision: NativeVisionModel | undefined;
+    try {
+      vision = spec.vision ? loadVisionModel(store, spec.vision, spec.hidden) : undefined;
+    } catch (e) {
+      native.dispose();
+      throw e;
+    }
+    return { spec, partition: part, native, plan, ...(vision ? { vision } : {}) };
   } finally {
     store.close();
   }

@@ -17,6 +17,7 @@ import { llama4Spec } from './llama4-spec.js';
 import { DERIVED_SPECS } from './derived-spec.js';
 import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
+import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, llavaSpec, type VisionSpec } from './llava-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
@@ -178,6 +179,8 @@ export interface ModelSpec {
   eosTokenIds: number[];
   /** Hybrid Mamba-2 / attention (Granite 4.0 H): the Mamba mixers (hybrid-spec.ts); absent: attention everywhere. */
   mamba?: MambaSpec;
+  /** A vision-language model whose images weft encodes (LLaVA: llava-spec.ts); absent: text only. */
+  vision?: VisionSpec;
 }
 
 /** Whether layer `l`'s MLP is a mixture of experts. */
@@ -234,6 +237,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   GptOssForCausalLM: 'gpt_oss',
   Llama4ForCausalLM: 'llama4',
   Llama4ForConditionalGeneration: 'llama4',
+  LlavaForConditionalGeneration: 'llama',  // or mistral / qwen2: its text_config's (llava-spec.ts)
   NemotronForCausalLM: 'nemotron', HeliumForCausalLM: 'helium', CwmForCausalLM: 'cwm', VaultGemmaForCausalLM: 'vaultgemma',
   HunYuanDenseV1ForCausalLM: 'hunyuan_v1_dense', Jais2ForCausalLM: 'jais2', StableLmForCausalLM: 'stablelm', MiniMaxM2ForCausalLM: 'minimax_m2',
   ApertusForCausalLM: 'apertus', DbrxForCausalLM: 'dbrx',
@@ -311,6 +315,10 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
   if (arch === 'gpt_oss') {
     const oss = gptOssConfig(cfg, where);
     return { ...llamaFamilySpec(arch, oss, where), mlp: 'clamped_swiglu', gluLimit: gptOssGluLimit(oss, where), attnSinks: true };
+  }
+  if (archName === 'LlavaForConditionalGeneration') {
+    return llavaSpec(cfg, where, { llama: LLAMA_DEFAULTS, mistral: MISTRAL_DEFAULTS, qwen2: QWEN2_DEFAULTS },
+      (arch, text) => llamaFamilySpec(arch, text, where));
   }
   if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };

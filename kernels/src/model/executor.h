@@ -258,6 +258,12 @@ struct Batch {
   // Token rows whose final hidden states (after the final norm, whole on every rank) forward() returns after all of
   // that: [hidden_rows, hidden] more floats. Pooled embeddings (mean, max, CLS) read every prompt position's.
   std::vector<int32_t> hidden_rows;
+  // Embedding overrides (vision-language models): token row embed_rows[i] starts from embed_values[i · hidden, …)
+  // instead of its token's embedding — an image's projected features in place of its placeholder tokens. Applied
+  // where the embedding lookup's output is final (after Gemma's scale and embedding LoRA, before position
+  // embeddings), as transformers' LLaVA scatters them into inputs_embeds. Empty: none. The CPU backend only.
+  std::vector<int32_t> embed_rows;
+  std::vector<float> embed_values;
 };
 
 // How one logit row of a step is sampled (forward_sample): the CPU's sampling rules (cpu/sampling.cc) on the

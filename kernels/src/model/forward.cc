@@ -115,6 +115,11 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
     if (r < 0 || r >= T) throw std::invalid_argument("batch: logit row out of range");
   for (int32_t r : b.hidden_rows)
     if (r < 0 || r >= T) throw std::invalid_argument("batch: hidden row out of range");
+  if (b.embed_values.size() != b.embed_rows.size() * static_cast<size_t>(cfg.hidden))
+    throw std::invalid_argument("batch: embedValues must hold hidden (" + std::to_string(cfg.hidden) +
+                                ") floats per embedRows entry");
+  for (int32_t r : b.embed_rows)
+    if (r < 0 || r >= T) throw std::invalid_argument("batch: embed row out of range");
 }
 
 std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows) {
@@ -172,6 +177,10 @@ std::vector<float> Model::forward(const Batch& b) {
       cpu::lora_embedding_add(h.data(), H, b.tokens.data(), s.token_start, s.token_start + s.num_tokens, p.a.data(),
                               p.b.data(), p.rank, cfg_.vocab, p.scale * cfg_.embed_scale);
   }
+  // Vision-language models: an image's projected features replace its placeholder tokens' embeddings, after
+  // everything above (transformers scatters them into inputs_embeds, which the text model then uses as they are).
+  for (size_t i = 0; i < b.embed_rows.size(); ++i)
+    std::memcpy(h.data() + static_cast<int64_t>(b.embed_rows[i]) * H, b.embed_values.data() + i * H, sizeof(float) * H);
   if (cfg_.learned_positions) {
     std::vector<float> pe(T * H);
     cpu::embedding_gather(w("pos_embed"), cfg_.max_positions, H, b.positions.data(), T, pe.data());

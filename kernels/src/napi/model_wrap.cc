@@ -206,6 +206,12 @@ Batch parse_batch(const Napi::Object& o) {
   b.return_hidden = !rh.IsUndefined() && !rh.IsNull() && rh.ToBoolean().Value();
   const Napi::Value hr = o.Get("hiddenRows");
   if (!hr.IsUndefined() && !hr.IsNull()) b.hidden_rows = i32vec(hr, "batch.hiddenRows");
+  const Napi::Value er = o.Get("embedRows");
+  if (!er.IsUndefined() && !er.IsNull()) {
+    b.embed_rows = i32vec(er, "batch.embedRows");
+    auto ev = f32(o.Get("embedValues"), "batch.embedValues");
+    b.embed_values.assign(ev.Data(), ev.Data() + ev.ElementLength());
+  }
   Napi::Value sv = o.Get("seqs");
   if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");
   Napi::Array seqs = sv.As<Napi::Array>();

@@ -363,6 +363,9 @@ void CudaModel::upload_plan(const StepPlan& p) {
 bool CudaModel::check_step(const Batch& b) {
   if (!finalized_) throw std::logic_error("model: forward before finalize()");
   weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
+  if (!b.embed_rows.empty())  // vision-language models are refused on --device cuda at load (load-weights.ts)
+    throw std::invalid_argument("batch: embedding overrides (image features) are not supported by the CUDA backend; "
+                                "serve vision-language models with device 'cpu'");
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
   if (T == 0) return false;
   if (T + cfg_.adapter_slots > kMaxStepRows || R > kMaxStepRows)

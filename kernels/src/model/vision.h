@@ -1,0 +1,73 @@
+// A LLaVA-style vision encoder on the CPU backend (fp32): a CLIP vision tower (patch convolution without bias,
+// class embedding, learned position embeddings, pre-LayerNorm, pre-norm encoder layers with bidirectional attention
+// and biased projections) whose selected hidden states, optionally without the class row, go through the
+// multi-modal projector (linear_1 -> activation -> linear_2). Its output rows replace the image placeholder tokens'
+// embeddings in the language model (Batch::embed_rows). The tower and the projector are small next to the
+// language model, so every tensor-parallel rank holds them whole and computes the same features: no collective.
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace weft {
+
+enum class VisionAct { kQuickGelu, kGeluErf, kGeluTanh, kRelu, kSilu };
+
+struct VisionConfig {
+  int64_t hidden = 0, heads = 0, intermediate = 0;
+  // Encoder layers this plan holds and runs: the deepest selected hidden state's index (the layers after it never
+  // change a feature, so they are neither loaded nor computed).
+  int64_t layers = 0;
+  int64_t image_size = 0, patch_size = 0, channels = 3;
+  float norm_eps = 1e-5f;
+  VisionAct act = VisionAct::kQuickGelu;
+  // Indices into the tower's hidden states (0 = the embeddings after pre_layrnorm, i = after encoder layer i), in
+  // order: their rows are concatenated along the features (transformers' list of vision_feature_layer).
+  std::vector<int64_t> feature_layers;
+  bool drop_cls = true;  // vision_feature_select_strategy 'default'
+  int64_t text_hidden = 0;
+  VisionAct projector_act = VisionAct::kGeluErf;
+  bool projector_bias = true;
+};
+
+// One LoRA pair on a vision linear module: "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2" (the projector).
+struct VisionLoraPart {
+  std::string target;
+  int64_t rank = 0;
+  float scale = 1.0f;
+  std::vector<float> a, b;  // A [rank, in], B [out, rank]
+};
+
+class VisionModel {
+ public:
+  explicit VisionModel(VisionConfig cfg);
+  int64_t expected_size(const std::string& name) const;  // -1: not a weight of this plan
+  void set_weight(const std::string& name, const float* data, int64_t n);
+  void finalize();
+  // Rows per image in the output (patches, plus the class row with 'full').
+  int64_t tokens_per_image() const;
+  int64_t patches() const { return (cfg_.image_size / cfg_.patch_size) * (cfg_.image_size / cfg_.patch_size); }
+  // (in, out) of a LoRA target, or (-1, -1) when the name is not one.
+  std::pair<int64_t, int64_t> target_shape(const std::string& target) const;
+  void check_lora(const std::vector<VisionLoraPart>& parts) const;  // throws std::invalid_argument naming the part
+  // pixels [images, channels, image_size, image_size] -> features [images · tokens_per_image, text_hidden], with
+  // `lora` (one adapter's parts, possibly none) on every image. Thread-safe (weights are read-only once finalized).
+  std::vector<float> encode(const float* pixels, int64_t images, const std::vector<VisionLoraPart>& lora) const;
+  const VisionConfig& config() const { return cfg_; }
+
+ private:
+  const float* w(const std::string& name) const;
+  const float* w_opt(const std::string& name) const;
+  // y = x Wᵀ + b (+ the LoRA parts on `target`), x [T, in], y [T, out].
+  void linear(const std::string& target, const std::string& weight, const float* x, int64_t T, int64_t in, int64_t out,
+              const std::vector<VisionLoraPart>& lora, float* y) const;
+  void encoder_layer(int64_t l, std::vector<float>& h, int64_t images, const std::vector<VisionLoraPart>& lora) const;
+
+  VisionConfig cfg_;
+  std::unordered_map<std::string, std::vector<float>> weights_;
+  bool finalized_ = false;
+};
+
+}  // namespace weft

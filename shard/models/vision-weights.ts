@@ -1,0 +1,83 @@
+// A LLaVA checkpoint's vision tower and projector as a native VisionModel (kernels/src/model/vision.h). They are
+// replicated whole on every tensor-parallel rank — a few hundred MB next to a 7B language model's 13 GB, computed
+// once per image — so every rank makes the same features and the language model's embedding rows need no collective.
+import { createVisionModel, type NativeVisionModel, type VisionPlanConfig } from '../../kernels/index.js';
+import type { TensorSource } from '../formats/index.js';
+import { UnsupportedModelError } from './errors.js';
+import type { VisionSpec } from './llava-spec.js';
+
+/** Where a checkpoint keeps the tower: under `model.` (transformers 5 in memory) or not (as saved by
+ * save_pretrained, and the Hub's llava-hf checkpoints), with CLIPVisionModel's `vision_model.` (transformers 4, the
+ * Hub) or without it (transformers 5). */
+const TOWER_PREFIXES = ['model.vision_tower.vision_model.', 'model.vision_tower.', 'vision_tower.vision_model.', 'vision_tower.'];
+
+function prefixes(store: TensorSource): { tower: string; projector: string } {
+  const tower = TOWER_PREFIXES.find((p) => store.has(`${p}embeddings.class_embedding`));
+  if (!tower) {
+    throw new UnsupportedModelError(`the checkpoint has no CLIP vision tower (looked for ${TOWER_PREFIXES.map((p) =>
+      `${p}embeddings.class_embedding`).join(', ')})`);
+  }
+  const projector = store.has('model.multi_modal_projector.linear_1.weight') ? 'model.multi_modal_projector.' : 'multi_modal_projector.';
+  return { tower, projector };
+}
+
+export function visionPlan(vision: VisionSpec, textHidden: number): VisionPlanConfig {
+  return {
+    hidden: vision.hidden, heads: vision.heads, intermediate: vision.intermediate, layers: vision.layersRun,
+    imageSize: vision.imageSize, patchSize: vision.patchSize, channels: vision.channels, normEps: vision.normEps,
+    act: vision.act, featureLayers: vision.featureLayers, dropCls: vision.dropCls, textHidden,
+    projectorAct: vision.projectorAct, projectorBias: vision.projectorBias,
+  };
+}
+
+/** Loads the tower's layers up to the deepest selected hidden state, and the projector. */
+export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHidden: number): NativeVisionModel {
+  const native = createVisionModel(visionPlan(vision, textHidden));
+  try {
+    const { tower, projector } = prefixes(store);
+    const read = (name: string): Float32Array => {
+      if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint (vision tower)`);
+      return store.readF32(name);
+    };
+    const set = (plan: string, name: string): void => native.setWeight(plan, read(name));
+    set('patch_embed', `${tower}embeddings.patch_embedding.weight`);  // [hidden, channels, p, p]: im2col order
+    set('class_embed', `${tower}embeddings.class_embedding`);
+    set('pos_embed', `${tower}embeddings.position_embedding.weight`);
+    set('pre_norm.weight', `${tower}pre_layrnorm.weight`);
+    set('pre_norm.bias', `${tower}pre_layrnorm.bias`);
+    const modules: [string, string][] = [['ln1', 'layer_norm1'], ['ln2', 'layer_norm2'], ['q', 'self_attn.q_proj'],
+      ['k', 'self_attn.k_proj'], ['v', 'self_attn.v_proj'], ['o', 'self_attn.out_proj'], ['fc1', 'mlp.fc1'], ['fc2', 'mlp.fc2']];
+    for (let l = 0; l < vision.layersRun; l++) {
+      for (const [plan, hf] of modules) {
+        set(`layers.${l}.${plan}.weight`, `${tower}encoder.layers.${l}.${hf}.weight`);
+        set(`layers.${l}.${plan}.bias`, `${tower}encoder.layers.${l}.${hf}.bias`);
+      }
+    }
+    for (const [plan, hf] of [['proj1', 'linear_1'], ['proj2', 'linear_2']] as const) {
+      set(`${plan}.weight`, `${projector}${hf}.weight`);
+      if (vision.projectorBias) set(`${plan}.bias`, `${projector}${hf}.bias`);
+    }
+    native.finalize();
+    return native;
+  } catch (e) {
+    native.dispose();
+    throw e;
+  }
+}
+
+/**
+ * A PEFT module path on the vision side of a LLaVA model as a VisionModel LoRA target: "layers.<l>.q" … or
+ * "proj1" / "proj2"; `skip` for a module of a layer after the deepest selected hidden state (it never reaches a
+ * feature: dropping its pair is exact); null when it is no linear module weft runs (the patch convolution, say).
+ */
+export function visionLoraTarget(vision: VisionSpec, path: string): string | 'skip' | null {
+  const proj = /^(?:model\.)?multi_modal_projector\.linear_([12])$/.exec(path);
+  if (proj) return `proj${proj[1]}`;
+  const m = /^(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$/.exec(path);
+  if (!m) return null;
+  const layer = Number(m[1]);
+  if (layer >= vision.layers) return null;
+  if (layer >= vision.layersRun) return 'skip';
+  const module = m[2]!.replace(/^self_attn\./, '').replace(/_proj$/, '').replace(/^out$/, 'o').replace(/^mlp\./, '');
+  return `layers.${layer}.${module}`;
+}

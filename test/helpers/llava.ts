@@ -1,0 +1,112 @@
+// The LLaVA golden cases (test/fixtures/llava/<case>, made by test/fixtures/golden/make_llava.py): prompts with
+// images, the images' pixel values, and transformers + PEFT logits.
+import { mkdtempSync, readFileSync, readdirSync, copyFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SafetensorsFile, writeSafetensors } from '../../shard/formats/index.js';
+import { GREEDY } from '../../shard/index.js';
+import { PROTOCOL_VERSION, float32ToBytes, type ImageData, type ImageRef, type NewSequence } from '../../protocol/index.js';
+
+export const LLAVA_ROOT = fileURLToPath(new URL('../../../test/fixtures/llava', import.meta.url));
+
+export interface LlavaSequence {
+  prompt: string;
+  ids: number[];
+  /** Image names, in prompt order. */
+  images: string[];
+}
+
+export interface LlavaCase {
+  name: string;
+  dir: string;
+  modelDir: string;
+  sequences: LlavaSequence[];
+  adapters: { name: string; dir: string }[];
+  imageTokenId: number;
+  tokensPerImage: number;
+  imageSize: number;
+  vocab: number;
+  logits(key: string): Float32Array;
+  /** float32 pixel values [3, S, S] of an image, as the HF image processor gave them. */
+  pixels(image: string): Float32Array;
+}
+
+export function llavaCases(): string[] {
+  return readdirSync(LLAVA_ROOT).filter((d) => existsSync(join(LLAVA_ROOT, d, 'cases.json'))).sort();
+}
+
+export function loadLlavaCase(name: string): LlavaCase {
+  const dir = join(LLAVA_ROOT, name);
+  const c = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
+  const file = SafetensorsFile.open(join(dir, 'golden.safetensors'));
+  return {
+    name, dir, modelDir: join(dir, c.model), sequences: c.sequences,
+    adapters: c.adapters.map((a: { name: string; dir: string }) => ({ name: a.name, dir: join(dir, a.dir) })),
+    imageTokenId: c.image_token_id, tokensPerImage: c.tokens_per_image, imageSize: c.image_size,
+    vocab: file.info('base/seq0').shape[1]!,
+    logits: (key) => file.readF32(key),
+    pixels: (image) => {
+      const b = readFileSync(join(dir, c.images[image].pixel_values));
+      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    },
+  };
+}
+
+/** An image's key as a coordinator would name it (any string works; the same image has one key). */
+export const imageKey = (c: LlavaCase, image: string): string => `${c.name}-${image}`;
+
+/** The image's image.data messages, `chunks` of them. */
+export function imageMessages(c: LlavaCase, image: string, chunks = 3, key = imageKey(c, image)): ImageData[] {
+  const bytes = float32ToBytes(c.pixels(image));
+  const per = Math.ceil(bytes.byteLength / chunks);
+  return Array.from({ length: chunks }, (_, i) => ({ v: PROTOCOL_VERSION, type: 'image.data' as const, key, height: c.imageSize,
+    width: c.imageSize, chunk: i, chunks, data: bytes.slice(i * per, Math.min(bytes.byteLength, (i + 1) * per)) }));
+}
+
+/** The ImageRefs of a sequence: each run of image tokens, named by its image in order. */
+export function imageRefs(c: LlavaCase, seq: LlavaSequence): ImageRef[] {
+  const refs: ImageRef[] = [];
+  for (let t = 0; t < seq.ids.length; t++) {
+    if (seq.ids[t] !== c.imageTokenId || (t > 0 && seq.ids[t - 1] === c.imageTokenId && (t - refs.at(-1)!.start) < c.tokensPerImage)) continue;
+    refs.push({ key: imageKey(c, seq.images[refs.length]!), start: t, length: c.tokensPerImage });
+  }
+  if (refs.length !== seq.images.length) throw new Error(`sequence '${seq.prompt}': ${refs.length} image runs for ${seq.images.length} images`);
+  return refs;
+}
+
+/** A NewSequence of a case's sequence (all its tokens, its own blocks from `firstBlock`). */
+export function llavaNewSeq(c: LlavaCase, s: number, o: { seqId: string; slot: number; firstBlock: number; blockSize: number;
+  logits?: NewSequence['logits']; topN?: number; extraBlocks?: number }): NewSequence {
+  const seq = c.sequences[s]!;
+  const n = Math.ceil(seq.ids.length / o.blockSize) + (o.extraBlocks ?? 0);
+  const refs = imageRefs(c, seq);
+  return { seqId: o.seqId, adapterSlot: o.slot, tokens: seq.ids, blockTable: Array.from({ length: n }, (_, j) => o.firstBlock + j),
+    sampling: GREEDY, generated: [], logits: o.logits ?? 'all', promptLogprobs: false, topN: o.topN ?? 0,
+    ...(refs.length > 0 ? { images: refs } : {}) };
+}
+
+/** Golden key of (sequence, slot) for a case's adapters (slot -1: base). */
+export const goldenKey = (c: LlavaCase, s: number, slot: number): string =>
+  slot < 0 ? `base/seq${s}` : `adapter/${c.adapters[slot]!.name}/seq${s}`;
+
+/**
+ * A copy of the case's model in the other checkpoint layout: transformers 5's in-memory names
+ * (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.*), or the Hub's llava-hf
+ * names with CLIPVisionModel's vision_model (vision_tower.vision_model.*). The fixture itself is as save_pretrained
+ * writes it (language_model.model.*, language_model.lm_head.*, vision_tower.*, multi_modal_projector.*).
+ */
+export function relayout(c: LlavaCase, layout: 'v5' | 'hub'): string {
+  const dir = mkdtempSync(join(tmpdir(), `weft-llava-${layout}-`));
+  for (const f of readdirSync(c.modelDir)) if (f !== 'model.safetensors') copyFileSync(join(c.modelDir, f), join(dir, f));
+  const src = SafetensorsFile.open(join(c.modelDir, 'model.safetensors'));
+  const rename = (n: string): string => layout === 'v5'
+    ? n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^language_model\.lm_head\./, 'lm_head.')
+      .replace(/^vision_tower\./, 'model.vision_tower.').replace(/^multi_modal_projector\./, 'model.multi_modal_projector.')
+    : n.replace(/^vision_tower\./, 'vision_tower.vision_model.');
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const n of src.names()) tensors[rename(n)] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
+  src.close();
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  return dir;
+}
