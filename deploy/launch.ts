@@ -6,7 +6,7 @@ import { availableParallelism, homedir, totalmem } from 'node:os';
 import type { NatsConnection } from 'nats';
 import { connectNats } from './nats-connect.js';
 import type { Logger } from 'pino';
-import { configSecrets, redactedConfig, type LaunchConfig } from './config/index.js';
+import { configSecrets, imageLimitsOf, redactedConfig, type LaunchConfig } from './config/index.js';
 import type { DestinationStream } from 'pino';
 import { createLogger, initTracing } from '../coordinator/telemetry/index.js';
 import { Engine, NatsShardGroup, TokenizerPool } from '../coordinator/index.js';
@@ -198,7 +198,7 @@ export async function launch(o: LaunchConfig, env: LaunchEnvironment = {}): Prom
       defaultAdapterSource: o.adapterSource, adapters: registryOptions(o, sources, memory.adapterBudgetBytes), device: o.device, dtype: o.dtype,
       asyncScheduling: o.asyncScheduling, prefixCaching: o.prefixCaching, trustRequestChatTemplate: o.trustRequestChatTemplate,
       reasoningParser: o.reasoningParser, toolCallParser: o.toolCallParser, speculate: o.speculate, schedulingPolicy: o.schedulingPolicy,
-      baseClassifierHead, ...embedding.engine, ...(spec.mamba ? { recurrentState: true } : {}),
+      baseClassifierHead, ...embedding.engine, ...(spec.mamba ? { recurrentState: true } : {}), images: imageLimitsOf(o),
     }, log, tracing.tracer, metrics.engineObserver());
     const registry = engine.registry;
     if (downloads.budget) downloads.budget.inUse = (dir) => registry.usesDir(dir);  // never delete what a request reads

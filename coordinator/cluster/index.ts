@@ -1,1 +1,1 @@
-export { NatsShardGroup, ShardLostError, StepTimeoutError, AdapterShardError, type ShardGroupOptions } from './shard-group.js';
+export { IMAGE_CHUNK_BYTES, NatsShardGroup, ShardLostError, StepTimeoutError, AdapterShardError, type ShardGroupOptions } from './shard-group.js';

@@ -4,10 +4,15 @@
 // shards run them in publish order.
 import type { NatsConnection } from 'nats';
 import type { AdapterLoaded } from '../adapters/index.js';
+import type { PreparedImage } from '../vision/index.js';
 import {
-  MessageBus, PROTOCOL_VERSION, adapterSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
+  MessageBus, PROTOCOL_VERSION, adapterSubject, imageDataSubject, shardWildcard, stepResultSubject, stepSubject, controlSubject,
   type MergeRecipe, type MessageHeaders, type ShardReady, type Step, type StepResult,
 } from '../../protocol/index.js';
+
+/** Bytes of pixel values per image.data message: NATS's default max payload is 1 MiB, and the rest of the message
+ * (key, sizes, msgpack framing, trace headers) must fit beside them. A multiple of 4 (whole float32 values). */
+export const IMAGE_CHUNK_BYTES = 512 * 1024;
 
 export class ShardLostError extends Error {
   override name = 'ShardLostError';
@@ -175,6 +180,18 @@ export class NatsShardGroup {
       this.pending.set(step.stepId, { stepId: step.stepId, results: new Map(), resolve, reject, timer });
       this.bus.publish(stepSubject(this.o.cluster), step, headers);
     });
+  }
+
+  /** Publishes an image's pixel values for every rank, in IMAGE_CHUNK_BYTES chunks; before the step that refers to
+   * it (one connection publishes in order, and a rank waits a while for a key it has not got). */
+  publishImage(image: PreparedImage): void {
+    const bytes = new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+    const chunks = Math.max(1, Math.ceil(bytes.byteLength / IMAGE_CHUNK_BYTES));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      this.bus.publish(imageDataSubject(this.o.cluster), { v: PROTOCOL_VERSION, type: 'image.data', key: image.key,
+        height: image.height, width: image.width, chunk, chunks,
+        data: bytes.subarray(chunk * IMAGE_CHUNK_BYTES, (chunk + 1) * IMAGE_CHUNK_BYTES) });
+    }
   }
 
   private onResult(m: StepResult): void {

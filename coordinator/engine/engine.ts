@@ -3,78 +3,29 @@
 import { tokenSpans } from '../tokenizer/token-spans.js';
 import { context as otelContext, propagation, trace, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { MessageHeaders, ShardReady, Step, StepResult } from '../../protocol/index.js';
+import type { ImageRef, MessageHeaders, StepResult } from '../../protocol/index.js';
 import { bytesToFloat32 } from '../../protocol/index.js';
 import { Scheduler, Sequence, StepFailedError, type ScheduledStep, type SequenceEvent } from '../scheduler/index.js';
 import type { TokenizerPool } from '../tokenizer/index.js';
-import { AdapterRegistry, type AdapterLoader, type Prepared, type RegistryOptions } from '../adapters/index.js';
-import type { SourceKind } from '../adapters/index.js';
+import { AdapterRegistry, type Prepared } from '../adapters/index.js';
 import { ClassifierHeads, type ClassifierHead } from '../adapters/classifier-head.js';
-import { ChatTemplateError, renderChat } from '../tokenizer/index.js';
+import { ChatTemplateError, renderChat, templateIteratesContent } from '../tokenizer/index.js';
+import type { ImageInput, PreparedImage } from '../vision/index.js';
+import { EngineVision, refuseImages, stepImages, templateMessages } from './engine-vision.js';
 import { RequestState } from './request-state.js';
 import { detectFimFormat } from './fim.js';
 import { ConstraintChecker } from './constraint-check.js';
 import { checkIds, checkLengths, checkRequestFields } from './request-checks.js';
 import {
   EngineError, type AdapterAdmin, type AdapterRef, type ChatRender, type EngineInfo, type EngineStats, type FinishLabel, type GenerateRequest,
-  type GenerationEngine, type GenerationEvent, type PrefillToken,
+  type GenerationEngine, type GenerationEvent, type PrefillToken, type RenderMessage,
 } from './types.js';
-import { detectReasoningFormat, type ReasoningParserChoice } from './reasoning.js';
-import { detectToolFormat, type ToolFormatName } from './tool-format-detect.js';
+import { detectReasoningFormat } from './reasoning.js';
+import { detectToolFormat } from './tool-format-detect.js';
+import type { EngineLimits, EngineObserver, ShardGroupLike } from './engine-config.js';
+
+export type { EngineLimits, EngineObserver, ShardGroupLike } from './engine-config.js';
 import { prefillTokens } from './prefill-tokens.js';
-
-export interface ShardGroupLike extends AdapterLoader {
-  isReady(): boolean;
-  waitReady(timeoutMs: number): Promise<void>;
-  info(): ShardReady;
-  step(step: Step, headers?: MessageHeaders): Promise<StepResult>;
-}
-
-export interface EngineLimits {
-  /** The base model's name in the API (--served-model-name's first, else the model id). */
-  modelId: string;
-  /** More names OpenAI `model` may use for the base model (--served-model-name's others). */
-  modelAliases?: readonly string[];
-  maxConcurrentRequests: number;
-  maxInputLength: number;
-  maxTotalTokens: number;
-  maxBatchPrefillTokens: number;
-  maxBatchSize: number;
-  maxActiveAdapters: number;
-  adapterCycleTimeS: number;
-  /** Source for adapter ids given without one (OpenAI `model`, adapter_source omitted). */
-  defaultAdapterSource: SourceKind;
-  adapters: Omit<RegistryOptions, 'slots'>;
-  /** Where the shards compute and in which weight dtype (reported by /info); default cpu / float32. */
-  device?: 'cpu' | 'cuda';
-  dtype?: 'float32' | 'bfloat16' | 'float16';
-  /** Send each step before the previous one's result is back (default true); see Engine.loop. */
-  asyncScheduling?: boolean;
-  /** --trust-request-chat-template: chat requests may bring their own template (default false). */
-  trustRequestChatTemplate?: boolean;
-  /** --reasoning-parser: how chat answers' thoughts are told apart (default auto: from the vocabulary). */
-  reasoningParser?: ReasoningParserChoice;
-  /** --tool-call-parser: the format of function calls in chat answers (default auto: from the chat template). */
-  toolCallParser?: ToolFormatName | 'auto';
-  /** Reuse the KV blocks of computed prefixes across requests (default true); see Scheduler. */
-  prefixCaching?: boolean;
-  /** Speculative decoding: draft tokens per sequence and step (default 0: off); see Scheduler. */
-  speculate?: number;
-  /** --scheduling-policy: 'priority' admits by the requests' priority (default 'fcfs': arrival only). */
-  schedulingPolicy?: 'fcfs' | 'priority';
-  /** The base model's head when it is a *ForSequenceClassification checkpoint (readBaseClassifierHead); it does
-   * not generate then. */
-  baseClassifierHead?: ClassifierHead | null;
-  /** Why the base model only embeds (bidirectional attention: EmbeddingGemma; no lm_head: a Gemma3TextModel or
-   * LlamaModel checkpoint), for the generation routes' 422; absent: it generates. */
-  embeddingOnly?: string;
-  /** Bidirectional attention: a prompt's every position depends on every other, so each prompt is computed whole in
-   * one step and never from (nor into) the prefix cache. */
-  bidirectional?: boolean;
-  /** A hybrid Mamba model (Granite 4.0 H): each sequence's recurrent state is rebuilt from its first token, so no
-   * prefix caching (a cached prefix has no state) and no speculative drafts (a rejected one would have advanced it). */
-  recurrentState?: boolean;
-}
 
 /** A step published to the shards; `settled` never rejects. */
 interface SentStep {
@@ -83,24 +34,6 @@ interface SentStep {
   sentAt: number;
   batchSize: number;
   settled: Promise<{ result: StepResult } | { error: Error }>;
-}
-
-/** Hooks for metrics; all optional. */
-export interface EngineObserver {
-  step?(ms: number, batchSize: number, prefillTokens: number, decodeTokens: number): void;
-  tokens?(prompt: number, generated: number): void;
-  /** Prompt tokens a step took from the prefix cache instead of computing them. */
-  prefixCacheHits?(tokens: number): void;
-  /** A load's outcome; a successful one's read and install times (the slowest rank's) where measured. */
-  adapterLoad?(result: 'ok' | 'failed', times?: { readMs?: number; installMs?: number; fromHost?: boolean }): void;
-  /** A waiting adapter's files are being read into the shards' host RAM ahead of its load. */
-  adapterPrefetch?(): void;
-  /** A request's first token, `seconds` after generate() was called (tokenizing, adapter load and queue included). */
-  firstToken?(seconds: number): void;
-  /** A request's next token, `seconds` after its previous one (as the coordinator applies step results). */
-  interToken?(seconds: number): void;
-  /** A request ended: how, with how many generated tokens; its adapter (null: the base model) and prompt tokens. */
-  finished?(reason: FinishLabel, generatedTokens: number, usage?: { adapter: string | null; promptTokens: number }): void;
 }
 
 export class Engine implements GenerationEngine {
@@ -120,6 +53,8 @@ export class Engine implements GenerationEngine {
   private readonly ropeLongFrom: number;
   private readonly constraints: ConstraintChecker;
   private readonly heads = new ClassifierHeads();
+  /** A vision-language model's image pipeline; null for a text-only model. */
+  private readonly vision: EngineVision | null;
 
   constructor(private readonly group: ShardGroupLike, private readonly tokenizer: TokenizerPool,
     private readonly limits: EngineLimits, private readonly log: Logger, private readonly tracer: Tracer,
@@ -127,6 +62,8 @@ export class Engine implements GenerationEngine {
     const r = group.info();
     this.ropeLongFrom = r.model.ropeLongFrom ?? Infinity;
     this.constraints = new ConstraintChecker(tokenizer);
+    this.vision = EngineVision.create(r.model, tokenizer, limits.images);
+    if (this.vision && !group.publishImage) throw new Error('the model takes images but its shard group cannot publish them (publishImage)');
     this.registry = new AdapterRegistry({ ...limits.adapters, slots: r.adapterSlots, vocab: r.model.vocabSize }, group, {
       ready: (_key, loaded) => { observer.adapterLoad?.('ok', loaded); this.kick(); },
       failed: (key, reason) => { observer.adapterLoad?.('failed'); this.failAdapter(key, reason); },
@@ -159,6 +96,7 @@ export class Engine implements GenerationEngine {
       toolFormat: detectToolFormat(limits.toolCallParser ?? 'auto', tokenizer.chatTemplate, (t) => tokenizer.hasToken(t), reasoning),
       fimFormat: detectFimFormat((t) => tokenizer.hasToken(t)),
       task: limits.baseClassifierHead ? 'classify' : limits.embeddingOnly !== undefined ? 'embed' : 'generate',
+      ...(this.vision ? { vision: this.vision.info } : {}),
     };
     this.scheduler = this.newScheduler();
   }
@@ -201,9 +139,10 @@ export class Engine implements GenerationEngine {
     return this.tokenizer.decodeSync([...ids], { skipSpecialTokens: opts.keepSpecialTokens !== true });
   }
 
-  renderChat(messages: { role: string; content: string }[], how: ChatRender = {}): string {
+  renderChat(messages: RenderMessage[], how: ChatRender = {}): string {
+    const template = how.template ?? this.tokenizer.chatTemplate;
     try {
-      return renderChat(how.template ?? this.tokenizer.chatTemplate, messages, { addGenerationPrompt: how.addGenerationPrompt ?? true,
+      return renderChat(template, templateMessages(messages, this.vision !== null && templateIteratesContent(template)), { addGenerationPrompt: how.addGenerationPrompt ?? true,
         continueFinalMessage: how.continueFinalMessage === true, ...(how.templateKwargs ? { extra: how.templateKwargs } : {}),
         bosToken: this.tokenizer.bosToken, eosToken: this.tokenizer.eosToken });
     } catch (e) {
@@ -228,6 +167,11 @@ export class Engine implements GenerationEngine {
       'served model be a *ForSequenceClassification checkpoint: this base model has no classification head');
   }
 
+  prepareImages(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<PreparedImage[]> {
+    if (inputs.length === 0) return Promise.resolve([]);
+    return this.vision ? this.vision.prepare(inputs, signal) : Promise.reject(refuseImages(this.info.modelId));
+  }
+
   adapterNames(): string[] {
     return [...this.limits.adapters.names.keys()];
   }
@@ -248,16 +192,19 @@ export class Engine implements GenerationEngine {
       throw new EngineError('validation', `${this.info.modelId} is an embedding model (${this.limits.embeddingOnly}): it serves ` +
         '/v1/embeddings, /embed, /score and /rerank, not text generation');
     }
+    if (req.images?.length && !this.vision) throw refuseImages(this.info.modelId);
     this.admitting++;
     let ids: number[];
     let maxNewTokens = req.maxNewTokens;
     let adapter: Prepared | null;
+    let images: ImageRef[];
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
         ids = req.inputIds ? checkIds(req.inputIds, this.info.vocabSize)
-          : await this.tokenizer.encode(req.inputs, { addSpecialTokens: !req.templated });
+          : await this.tokenizer.encode(this.vision ? this.vision.expand(req) : req.inputs, { addSpecialTokens: !req.templated });
         if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
+        images = this.vision ? this.vision.refs(ids, req) : [];
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {
         tokenizeSpan.end();
@@ -288,7 +235,7 @@ export class Engine implements GenerationEngine {
       maxNewTokens, eosTokenIds: eos, promptLogprobs: req.promptLogprobs,
       topN: req.topN, priority: req.priority ?? 0, ...(req.embed ? { logits: 'hidden' as const } : {}),
       ...(req.embed && req.pooling !== undefined && req.pooling !== 'last' ? { pooling: req.pooling } : {}),
-      ...(this.limits.bidirectional ? { wholePrompt: true } : {}),
+      ...(this.limits.bidirectional ? { wholePrompt: true } : {}), ...(images.length > 0 ? { images } : {}),
       ...(req.constraint !== undefined ? { constraint: { ...req.constraint, endTokens: this.info.eosTokenIds } } : {}) }));
     this.observer.tokens?.(ids.length, 0);
     signal.addEventListener('abort', () => this.cancel(seqId), { once: true });
@@ -393,6 +340,9 @@ export class Engine implements GenerationEngine {
       links: owners.slice(1).map((o) => ({ context: o.span.spanContext() })) }, parent);
     const headers: MessageHeaders = {};
     propagation.inject(trace.setSpan(parent, span), headers);
+    // A new sequence's images go out before the step that refers to them (again after a preemption: the ranks keep
+    // only a bounded number of images once their prefill is done).
+    if (this.vision) for (const image of stepImages(step.newSeqs, (id) => this.requests.get(id)?.req.images)) this.group.publishImage!(image);
     const settled = this.group.step(step, headers).then((result) => ({ result }), (error: Error) => ({ error }));
     return { sched, span, sentAt: performance.now(), batchSize: ids.length, settled };
   }

@@ -1,2 +1,3 @@
-export { Engine, type EngineLimits, type EngineObserver, type ShardGroupLike } from './engine.js';
+export { Engine } from './engine.js';
+export type { EngineLimits, EngineObserver, ShardGroupLike } from './engine-config.js';
 export * from './types.js';

@@ -4,6 +4,8 @@ import type { ReasoningFormat } from './reasoning.js';
 import type { ToolFormatName } from './tool-format-detect.js';
 import type { FimFormatName } from './fim.js';
 import type { ClassifierHead } from '../adapters/classifier-head.js';
+import type { ChatContentPart } from '../tokenizer/index.js';
+import type { ImageInput, PreparedImage } from '../vision/index.js';
 
 export type AdapterSource = 'local' | 'hub' | 's3';
 
@@ -79,6 +81,17 @@ export interface GenerateRequest {
   /** Structured output: a regular expression or grammar (coordinator/http/structured-output.ts) the generated text
    * must match. */
   constraint?: ConstraintSource;
+  /** Vision-language models: the prompt's images, in the order of their placeholders (EngineInfo.vision.imageToken in
+   * `inputs`, one per image); loaded once per HTTP request by GenerationEngine.prepareImages. */
+  images?: readonly PreparedImage[];
+}
+
+/** A chat message as the routes give it to renderChat: text, plus its content parts when it has images (the template
+ * then gets every message's content as parts, transformers' convention). */
+export interface RenderMessage {
+  role: string;
+  content: string;
+  parts?: ChatContentPart[];
 }
 
 /** How a chat is rendered (vLLM's chat request fields). */
@@ -188,6 +201,9 @@ export interface EngineInfo {
    * not generate (it has no language-model head). 'embed': it only embeds (bidirectional attention, or a base-model
    * checkpoint without a language-model head). */
   task: 'generate' | 'classify' | 'embed';
+  /** A vision-language model (the shards report ModelInfo.vision): the image token as text (what prompts hold
+   * for each image), how many tokens one image takes and the vision tower's input size; absent: text only. */
+  vision?: { imageToken: string; imageTokenId: number; tokensPerImage: number; imageSize: number; maxImagesPerPrompt: number };
 }
 
 export interface EngineStats {
@@ -230,7 +246,9 @@ export interface GenerationEngine {
   healthy(): boolean;
   /** Renders chat messages with the model's chat template, generation prompt added (OpenAI chat route).
    *  Throws EngineError('validation') when the model has no chat template. */
-  renderChat(messages: { role: string; content: string }[], how?: ChatRender): string;
+  renderChat(messages: RenderMessage[], how?: ChatRender): string;
+  /** Vision-language models: fetches, decodes and preprocesses a request's images (ImageInputError: 413 / 422). */
+  prepareImages?(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<PreparedImage[]>;
   /** OpenAI `model` → adapter: undefined, '' or the base model id → null (base model); a preloaded adapter
    *  name → its source ref; anything else → { id: model, source: the server's default adapter source }. */
   adapterForModel(model: string | undefined, apiToken: string | undefined): AdapterRef | null;

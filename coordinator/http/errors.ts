@@ -1,6 +1,7 @@
 // Every error the HTTP API can answer with, in one place: a coded constructor per case, and the one
 // mapping from engine / fastify errors to `{"error": "...", "error_type": "..."}` with a status.
 import { EngineError, type EngineErrorKind } from '../engine/types.js';
+import { ImageInputError } from '../vision/index.js';
 
 export interface ErrorBody {
   error: string;
@@ -104,6 +105,7 @@ function fromFastify(err: FastifyLikeError, bodyLimitBytes: number): HttpError |
 export function toHttpError(err: unknown, bodyLimitBytes: number): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof EngineError) return fromEngine(err);
+  if (err instanceof ImageInputError) return new HttpError(err.status, 'validation', err.message, { cause: err });
   if (typeof err === 'object' && err !== null) {
     const mapped = fromFastify(err as FastifyLikeError, bodyLimitBytes);
     if (mapped) return mapped;

@@ -17,6 +17,7 @@ import {
   type ResponseOptions,
 } from './responses.js';
 import { randomSeed, validateGenerateBody, type GenerateRoute, type ValidGenerate } from './validate.js';
+import { loadImages, markdownImages } from './content-parts.js';
 
 export interface GenerateDeps {
   engine: GenerationEngine;
@@ -30,16 +31,16 @@ interface Run extends EngineRun {
 
 export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps): void {
   app.post('/generate', async (request, reply) => {
-    const valid = validate(request, deps, 'generate');
+    const valid = await validate(request, deps, 'generate');
     if (valid.bestOf > 1) return generateBestOf(request, reply, deps, valid);
     return generate(await start(request, reply, deps, valid), reply);
   });
   app.post('/generate_stream', async (request, reply) => {
-    const valid = validate(request, deps, 'generate_stream');
+    const valid = await validate(request, deps, 'generate_stream');
     return stream(await start(request, reply, deps, valid), reply);
   });
   app.post('/', async (request, reply) => {
-    const valid = validate(request, deps, 'compat');
+    const valid = await validate(request, deps, 'compat');
     // TGI's compat route wraps the non-streamed answer in a list (the Inference API's shape).
     if (valid.bestOf > 1) return [await generateBestOf(request, reply, deps, valid)];
     const run = await start(request, reply, deps, valid);
@@ -47,7 +48,7 @@ export function registerGenerateRoutes(app: FastifyInstance, deps: GenerateDeps)
   });
 }
 
-function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRoute): ValidGenerate {
+async function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRoute): Promise<ValidGenerate> {
   const valid = validateGenerateBody(
     request.body,
     { maxTotalTokens: deps.engine.info.maxTotalTokens, maxInputLength: deps.engine.info.maxInputLength,
@@ -58,6 +59,16 @@ function validate(request: FastifyRequest, deps: GenerateDeps, route: GenerateRo
   // LoRAX apply_chat_template: the model sees the messages rendered with its chat template.
   if (valid.chatMessages) {
     valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages), templated: true };
+  }
+  // TGI's markdown images (`![](url)`), for a vision-language model: each becomes its image placeholder. The inputs
+  // as sent stay what return_full_text prepends.
+  const vision = deps.engine.info.vision;
+  if (vision && !valid.chatMessages) {
+    const { text, images } = markdownImages(valid.request.inputs, vision.imageToken);
+    if (images.length > 0) {
+      valid.originalInputs = valid.request.inputs;
+      valid.request = { ...valid.request, inputs: text, images: await loadImages(deps.engine, images) };
+    }
   }
   const span = spanOf(request);
   span.setAttribute('weft.adapter_id', valid.request.adapter?.id ?? '');
@@ -74,7 +85,7 @@ async function start(request: FastifyRequest, reply: FastifyReply, deps: Generat
   const req: GenerateRequest = { requestId, ...valid.request };
   const run = await startEngineRun(deps.engine, req, spanOf(request), request, reply);
   const options: ResponseOptions = {
-    inputs: valid.request.inputs,
+    inputs: valid.originalInputs ?? valid.request.inputs,
     details: valid.details || valid.request.promptLogprobs,
     returnFullText: valid.returnFullText,
     samplingSeed: valid.request.sampling.doSample ? valid.request.sampling.seed : null,

@@ -47,6 +47,8 @@ import { sseFrame } from './responses.js';
 import { MAX_SEED, type ValidationLimits } from './validate.js';
 import type { SamplingDefaults } from './generation-defaults.js';
 import { predictionDetails, predictionTokens } from './predicted-outputs.js';
+import { loadImages } from './content-parts.js';
+import type { PreparedImage } from '../vision/index.js';
 
 export interface OpenAiDeps {
   engine: GenerationEngine;
@@ -112,8 +114,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiDeps): vo
     const { beam, rest } = takeBeamSearch(request.body);
     const valid = validateChatBody(rest, limits(), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
+    if (beam && valid.images.length > 0) throw validationError('beam search does not take images; send `use_beam_search` false');
     if (beam) return beamAnswer(request, reply, deps, 'chat', valid, beam, inputs, true);
-    const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
+    const runs = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true, await loadImages(deps.engine, valid.images));
     return valid.stream ? sendSse(reply, sseChunks(runs, reply)) : whole(runs);
   });
 }
@@ -158,6 +161,7 @@ export async function start(
   prompts: readonly (string | number[])[],
   tools?: ToolUse,
   templated = false,  // the prompts were rendered by the chat template (GenerateRequest.templated)
+  images: readonly PreparedImage[] = [],  // the (one) prompt's images, loaded once for every choice
 ): Promise<Run[]> {
   const adapter = adapterOf(deps.engine, valid);
   const span = spanOf(request);
@@ -185,6 +189,7 @@ export async function start(
       ...(valid.priority !== 0 ? { priority: valid.priority } : {}),
       ...(valid.keepSpecialTokens ? { keepSpecialTokens: true } : {}),
       ...(valid.fitMaxNewTokens ? { fitMaxNewTokens: true } : {}),
+      ...(images.length > 0 ? { images } : {}),
     };
     return startEngineRun(deps.engine, req, span, request, reply);
   });

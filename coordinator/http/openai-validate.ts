@@ -32,7 +32,8 @@
 //    assistant `tool_calls` in the history are rendered as text every chat template takes. The legacy
 //    functions / function_call (and `function` messages, assistant `function_call`) work the same way.
 //  - Message `name` is accepted and not rendered (chat templates take role and content only); 'developer'
-//    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does.
+//    is OpenAI's newer name for 'system'. Content parts are joined without a separator, as LoRAX does; image_url parts
+//    (user messages, vision-language models) are the request's images (content-parts.ts).
 import type { ConstraintSource, SamplingParams } from '../../protocol/index.js';
 import type { AdapterSource, ChatRender } from '../engine/types.js';
 import { notSupported, validationError } from './errors.js';
@@ -66,6 +67,9 @@ import { predictionOf } from './predicted-outputs.js';
 import { chatRenderOf, stopTokenIdsOf, truncatePromptTokensOf, vllmTopKOf } from './openai-vllm.js';
 import { callText, functionCallOf, openAiTool, toolCallsOf, toolResultText, toolUseOf, type StructuredToolCall, type ToolUse } from './openai-tools.js';
 import { toolFormat } from './tool-formats.js';
+import { contentOf } from './content-parts.js';
+import type { ChatContentPart } from '../tokenizer/index.js';
+import type { ImageInput } from '../vision/index.js';
 
 export interface ChatMessage {
   /** 'tool' only with a native tool format (toolFormat(...).native): otherwise results are user messages. */
@@ -79,6 +83,8 @@ export interface ChatMessage {
   /** An assistant turn's thoughts as a client echoes them back (reasoning_content, or `reasoning`): templates that
    * render earlier thoughts read message.reasoning_content (Qwen3's drops them before the last user turn). */
   reasoning_content?: string;
+  /** A user message with images: its content parts, in order (the chat template renders them). */
+  parts?: ChatContentPart[];
 }
 
 /** What both OpenAI routes share, validated. */
@@ -153,6 +159,8 @@ export interface ValidChat extends ValidOpenAi {
   tools: ToolUse | undefined;
   /** include_reasoning (vLLM, default true): false drops the thoughts a reasoning parser splits out. */
   includeReasoning: boolean;
+  /** The user messages' images, in order (image_url parts). */
+  images: ImageInput[];
 }
 
 
@@ -259,8 +267,9 @@ export function validateChatBody(
   if (format.native && tools) render.templateKwargs = { ...render.templateKwargs, tools: tools.tools.map(openAiTool) };
   const pattern = tools ? format.constraint(tools) : undefined;
   const constraint = pattern !== undefined ? { pattern } : undefined;
-  return { ...common, messages: messagesOf(top, format.native), render, tools, ...(constraint !== undefined ? { constraint } : {}),
-    includeReasoning: optional(top, 'include_reasoning', bool) ?? true };
+  const images: ImageInput[] = [];
+  return { ...common, messages: messagesOf(top, format.native, images), render, tools, ...(constraint !== undefined ? { constraint } : {}),
+    includeReasoning: optional(top, 'include_reasoning', bool) ?? true, images };
 }
 
 // --- pieces ---------------------------------------------------------------------------------------
@@ -407,17 +416,17 @@ function tokenIds(v: unknown[]): number[] {
   return v as number[];
 }
 
-function messagesOf(top: Json, native: boolean): ChatMessage[] {
+function messagesOf(top: Json, native: boolean, images: ImageInput[]): ChatMessage[] {
   const v = top.messages;
   if (v === undefined || v === null) throw validationError('missing field `messages`');
   if (!Array.isArray(v)) throw validationError('`messages` must be an array');
   if (v.length === 0) throw validationError('`messages` cannot be empty');
   const callNames = new Map<string, string>();  // tool_call_id -> function name, from earlier assistant messages
-  return v.map((m, i) => messageOf(m, `messages[${i}]`, callNames, native));
+  return v.map((m, i) => messageOf(m, `messages[${i}]`, callNames, native, images));
 }
 
 /** native: tool results and calls stay structured for the chat template (else they are rendered as text). */
-function messageOf(v: unknown, at: string, callNames: Map<string, string>, native: boolean): ChatMessage {
+function messageOf(v: unknown, at: string, callNames: Map<string, string>, native: boolean, images: ImageInput[]): ChatMessage {
   const m = asObject(v, `\`${at}\``);
   for (const key of Object.keys(m)) {
     if (MESSAGE_KEYS.has(key) || key === 'tool_calls' || key === 'tool_call_id' || key === 'function_call') continue;
@@ -436,7 +445,7 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>, nativ
   if (legacyCall !== undefined && calls !== undefined) throw validationError(`\`${at}\` has both \`tool_calls\` and \`function_call\`; send one`);
   const callId = m.tool_call_id === undefined || m.tool_call_id === null ? undefined : str(m.tool_call_id, `${at}.tool_call_id`);
   if (roleName === 'tool') {
-    const content = contentOf(m.content, `${at}.content`);
+    const content = contentOf(m.content, `${at}.content`).text;
     if (native) {
       const fn = name ?? (callId !== undefined ? callNames.get(callId) : undefined);
       return { role: 'tool', content, ...(callId !== undefined ? { tool_call_id: callId } : {}), ...(fn !== undefined ? { name: fn } : {}) };
@@ -445,14 +454,14 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>, nativ
   }
   if (roleName === 'function') {  // legacy: the result of a function_call, named by `name`
     if (name === undefined) throw validationError(`missing field \`${at}.name\` (the function whose result this is)`);
-    const content = contentOf(m.content, `${at}.content`);
+    const content = contentOf(m.content, `${at}.content`).text;
     if (native) return { role: 'tool', content, name };
     return { role: 'user', content: toolResultText(content, undefined, callNames, name) };
   }
   if (callId !== undefined) throw validationError(`\`${at}.tool_call_id\` is only for tool messages`);
   const role = ROLES[roleName];
   if (role === undefined) throw validationError(`\`${at}.role\` must be one of system, user, assistant, tool (or developer, function)`);
-  const said = () => (m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`));
+  const said = () => (m.content === undefined || m.content === null ? '' : contentOf(m.content, `${at}.content`).text);
   if (calls !== undefined) {
     const { calls: structured, ids } = toolCallsOf(calls, `${at}.tool_calls`);
     for (const [id, fn] of ids) callNames.set(id, fn);
@@ -470,25 +479,6 @@ function messageOf(v: unknown, at: string, callNames: Map<string, string>, nativ
   }
   const thoughts = m.reasoning_content ?? m.reasoning;
   const reasoning = thoughts === undefined || thoughts === null ? undefined : str(thoughts, `${at}.reasoning_content`);
-  return { role, content: contentOf(m.content, `${at}.content`), ...(reasoning ? { reasoning_content: reasoning } : {}) };
-}
-
-function contentOf(v: unknown, at: string): string {
-  if (v === undefined || v === null) throw validationError(`missing field \`${at}\``);
-  if (typeof v === 'string') return v;
-  if (!Array.isArray(v)) throw validationError(`\`${at}\` must be a string or an array of content parts`);
-  return v
-    .map((part, j) => {
-      const p = asObject(part, `\`${at}[${j}]\``);
-      if (p.type !== 'text') {
-        throw typeof p.type === 'string'
-          ? validationError(`\`${at}[${j}].type\` ${p.type.slice(0, 64)} is not supported: only text parts`)
-          : validationError(`\`${at}[${j}].type\` must be "text"`);
-      }
-      for (const key of Object.keys(p)) {
-        if (key !== 'type' && key !== 'text') throw validationError(`unknown field \`${at}[${j}].${key.slice(0, 64)}\``);
-      }
-      return str(p.text, `${at}[${j}].text`);
-    })
-    .join('');
+  const { text, parts } = contentOf(m.content, `${at}.content`, role === 'user' ? images : null);
+  return { role, content: text, ...(parts ? { parts } : {}), ...(reasoning ? { reasoning_content: reasoning } : {}) };
 }

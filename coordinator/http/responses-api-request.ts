@@ -133,17 +133,20 @@ function itemMessages(items: readonly Json[], stored: number): Json[] {
   return out;
 }
 
-/** A message's content: text, or input_text / output_text parts joined. */
-function itemText(content: unknown, at: string): string {
+/** A message's content: text, or input_text / output_text parts joined — or, with input_image parts (vision-language
+ * models), the parts as chat content parts (the chat validation loads the images, content-parts.ts). */
+function itemText(content: unknown, at: string): string | Json[] {
   if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) throw validationError(`\`${at}\` must be a string or an array of text parts`);
-  return content.map((p, j) => {
+  if (!Array.isArray(content)) throw validationError(`\`${at}\` must be a string or an array of content parts`);
+  const parts = content.map((p, j): Json => {
     const part = asObject(p, `\`${at}[${j}]\``);
+    if (part.type === 'input_image') return part;
     if (part.type !== 'input_text' && part.type !== 'output_text' && part.type !== 'text') {
-      throw validationError(`\`${at}[${j}].type\` '${String(part.type).slice(0, 64)}' is not supported (input_text, output_text)`);
+      throw validationError(`\`${at}[${j}].type\` '${String(part.type).slice(0, 64)}' is not supported (input_text, output_text, input_image)`);
     }
-    return str(part.text, `${at}[${j}].text`);
-  }).join('');
+    return { type: 'text', text: str(part.text, `${at}[${j}].text`) };
+  });
+  return parts.some((p) => p.type === 'input_image') ? parts : parts.map((p) => p.text as string).join('');
 }
 
 /** Function tools, flat as the Responses API gives them ({type, name, description, parameters, strict}). */

@@ -14,6 +14,7 @@ import { choice, openAiErrorHandler, openAiLimits, start, type ChoiceResult, typ
 import type { ToolCall } from './openai-tools.js';
 import { ToolCallStream, answerDelta, promptMessages } from './tool-formats.js';
 import { validateChatBody } from './openai-validate.js';
+import { loadImages } from './content-parts.js';
 import { chatBodyOfResponses, previousResponseIdOf, type ResponseSettings } from './responses-api-request.js';
 
 type Json = Record<string, unknown>;
@@ -30,7 +31,7 @@ export function registerResponsesApiRoute(app: FastifyInstance, deps: OpenAiDeps
     const { chat, settings, inputItems } = chatBodyOfResponses(request.body, previous?.items);
     const valid = validateChatBody(chat, openAiLimits(deps), adapterAuthorization(request, deps.bearerIsAdapterToken));
     const inputs = deps.engine.renderChat(promptMessages(deps.engine.info.toolFormat, valid.messages, valid.tools), valid.render);
-    const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true);
+    const [run] = await start(request, reply, deps, 'chat', valid, [inputs], valid.tools, true, await loadImages(deps.engine, valid.images));
     run!.answerLogprobsOnly = true;  // output_text's log-probs: the thoughts are a reasoning item of their own
     const head = { id: `resp_${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: valid.model || deps.engine.info.modelId };
     // Kept once complete: the conversation so far, this input, this output (store: false, or a store of 0 entries: not).

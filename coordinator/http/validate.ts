@@ -74,6 +74,8 @@ export interface ValidGenerate {
   alternatives: number;
   /** LoRAX `apply_chat_template`: `inputs` parsed as chat messages, for the route to render with the template. */
   chatMessages?: ChatMessageInput[];
+  /** The inputs as sent, when the route rewrote request.inputs (markdown images became image placeholders). */
+  originalInputs?: string;
 }
 
 /** One message of a LoRAX `apply_chat_template` request. */

@@ -1,8 +1,11 @@
 // Prefix caching: content keys of full KV blocks, what an admission may reuse, what a finished step registers. A block's K/V depend on every token before it and on
 // the adapter (LoRA on k/v projections changes them), so block i's key hashes block i-1's key, the adapter
 // and block i's tokens: equal keys mean equal K/V (SHA-256: a collision would silently serve wrong K/V, so
-// no short hash).
+// no short hash). An image's placeholder tokens are the same for every image, so the key of the block where an
+// image starts also hashes the image's key (a hash of its pixels): from there on, every block's key differs per
+// image (each hashes the one before), while the same image with the same text still shares.
 import { createHash } from 'node:crypto';
+import type { ImageRef } from '../../protocol/index.js';
 import type { BlockManager } from './block-manager.js';
 import type { Sequence } from './sequence.js';
 
@@ -18,7 +21,8 @@ export function prefixSalt(adapterKey: string | null, ropeLong = false): string 
  * Extends `hashes` (the keys of the first hashes.length blocks of `tokens`) to the first `count` full blocks.
  * Tokens only ever get appended to a sequence, so keys computed once stay valid.
  */
-export function extendBlockHashes(hashes: string[], tokens: readonly number[], blockSize: number, salt: string, count: number): void {
+export function extendBlockHashes(hashes: string[], tokens: readonly number[], blockSize: number, salt: string, count: number,
+  images: readonly ImageRef[] = []): void {
   const full = Math.min(count, Math.floor(tokens.length / blockSize));
   const bytes = new Uint8Array(new Int32Array(blockSize).buffer);
   const view = new DataView(bytes.buffer);
@@ -28,8 +32,16 @@ export function extendBlockHashes(hashes: string[], tokens: readonly number[], b
     h.update(i === 0 ? salt : hashes[i - 1]!);
     h.update('\0');
     h.update(bytes);
+    for (const img of images) {
+      if (img.start >= i * blockSize && img.start < (i + 1) * blockSize) h.update(`\0image@${img.start}:${img.key}`);
+    }
     hashes.push(h.digest('base64'));
   }
+}
+
+/** Extends seq.blockHashes to its first `count` full blocks. */
+function hashBlocks(seq: Sequence, blockSize: number, count: number): void {
+  extendBlockHashes(seq.blockHashes, seq.allTokens(), blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), count, seq.images);
 }
 
 /** Leading full blocks an admission may take from the cache: all but the one holding the last token. */
@@ -45,7 +57,7 @@ function usableBlocks(seq: Sequence, blockSize: number): number {
 export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
   const usable = usableBlocks(seq, blocks.blockSize);
   if (!seq.usesPrefixCache || usable === 0) return [];
-  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), usable);
+  hashBlocks(seq, blocks.blockSize, usable);
   return blocks.matchPrefix(seq.blockHashes.slice(0, usable));
 }
 
@@ -53,7 +65,7 @@ export function cachedPrefix(blocks: BlockManager, seq: Sequence): number[] {
 export function registerComputed(blocks: BlockManager, seq: Sequence, computed: number, pending: PendingBlocks): void {
   const full = Math.floor(computed / blocks.blockSize);
   if (full <= seq.registeredBlocks) return;
-  extendBlockHashes(seq.blockHashes, seq.allTokens(), blocks.blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), full);
+  hashBlocks(seq, blocks.blockSize, full);
   const keys = seq.blockHashes.slice(seq.registeredBlocks, full);
   blocks.register(seq.seqId, seq.registeredBlocks, keys);
   pending.registered(seq.seqId, keys);
@@ -75,7 +87,7 @@ export class PendingBlocks {
   admitted(seq: Sequence, blockSize: number): void {
     const full = Math.floor(seq.prefillTotal / blockSize);
     if (full <= seq.registeredBlocks) return;
-    extendBlockHashes(seq.blockHashes, seq.allTokens(), blockSize, prefixSalt(seq.adapterKey, seq.ropeLong), full);
+    hashBlocks(seq, blockSize, full);
     const keys = seq.blockHashes.slice(seq.registeredBlocks, full).filter((k) => !this.owner.has(k));
     for (const k of keys) this.owner.set(k, seq.seqId);
     this.keysOf.set(seq.seqId, keys);

@@ -1,7 +1,7 @@
 // Coordinator-side state of one request's sequence. The scheduler owns the status transitions;
 // the layer above creates a Sequence, hands it to Scheduler.add and reads it back from events.
 
-import type { Constraint, SamplingParams } from '../../protocol/index.js';
+import type { Constraint, ImageRef, SamplingParams } from '../../protocol/index.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 
@@ -30,6 +30,9 @@ export interface SequenceInit {
   /** A bidirectional model's prompt: computed whole in one step and never from cached blocks (a later token changes
    * the earlier positions' states, so neither a chunk nor a cached prefix would be right). */
   wholePrompt?: boolean;
+  /** Vision-language models: the prompt's images (NewSequence.images); their keys are part of the prefix cache's block
+   * keys from each image's first token on (prefix-cache.ts). */
+  images?: readonly ImageRef[];
 }
 
 /** How an embedding pools the prompt's final hidden states: the last position's, their mean or max, the first's. */
@@ -53,6 +56,7 @@ export class Sequence {
   readonly priority: number;
   readonly pooling: Pooling;
   readonly wholePrompt: boolean;
+  readonly images: readonly ImageRef[];
   /** Milliseconds on the scheduler's clock, stamped by Scheduler.add. */
   arrivalTime = 0;
 
@@ -93,6 +97,7 @@ export class Sequence {
     this.priority = init.priority ?? 0;
     this.pooling = init.pooling ?? 'last';
     this.wholePrompt = init.wholePrompt === true;
+    this.images = (init.images ?? []).map((r) => ({ ...r }));
   }
 
   /** Prompt plus generated tokens. */

@@ -23,6 +23,7 @@ export function newSequenceMessage(seq: Sequence, blockTable: readonly number[])
     ...(pending > 0 ? { pending } : {}),
     ...(seq.prefillCached > 0 ? { cached: seq.prefillCached } : {}),
     ...(seq.constraint !== undefined ? { constraint: seq.constraint } : {}),
+    ...(seq.images.length > 0 ? { images: seq.images.map((r) => ({ ...r })) } : {}),
   };
 }
 

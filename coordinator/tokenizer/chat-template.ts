@@ -2,9 +2,37 @@
 // in the environment transformers' apply_chat_template renders with (test/unit/chat-template-conformance).
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
+/** A part of a message's content as chat templates read it (transformers' convention): text, or an image's place. */
+export type ChatContentPart = { type: 'text'; text: string } | { type: 'image' };
+
 export interface ChatMessage {
   role: string;
-  content: string;
+  /** A string, or content parts (vision-language models' templates render `{"type": "image"}` parts). */
+  content: string | ChatContentPart[];
+}
+
+/**
+ * Whether a template loops over a message's content (`{% for c in message['content'] %}`): it expects content parts,
+ * not a string — vLLM's "openai" content format, detected the same way (the template's text, not its output).
+ */
+export function templateIteratesContent(template: string | null | undefined): boolean {
+  return template !== null && template !== undefined &&
+    /\{%-?\s*for\s+\w+\s+in\s+\w+\s*(\[\s*['"]content['"]\s*\]|\.content\b)/.test(template);
+}
+
+/** The text a message ends with (a final content part's text), for continue_final_message. */
+function finalText(content: ChatMessage['content']): string {
+  if (typeof content === 'string') return content;
+  const last = content.at(-1);
+  return last?.type === 'text' ? last.text : '';
+}
+
+/** The message with `tag` after the end of its content (its last part, when that is text; else a new text part). */
+function withTag(m: ChatMessage, tag: string): ChatMessage {
+  if (typeof m.content === 'string') return { ...m, content: m.content + tag };
+  const last = m.content.at(-1);
+  return { ...m, content: last?.type === 'text' ? [...m.content.slice(0, -1), { type: 'text', text: last.text + tag }]
+    : [...m.content, { type: 'text', text: tag }] };
 }
 
 export interface RenderChatOptions {
@@ -106,14 +134,14 @@ export function renderChat(
     throw new ChatTemplateError(messages.length === 0 ? 'continue_final_message needs a final message to continue'
       : 'continue_final_message and add_generation_prompt cannot both be set');
   }
-  const final = cont ? messages[messages.length - 1]!.content : '';
+  const final = cont ? finalText(messages[messages.length - 1]!.content) : '';
   let rendered: string;
   try {
     // template variables shadow the globals, as in jinja2 (Template.render would refuse to redeclare them)
     const env = new Environment(GLOBALS);
     const vars = {
       ...opts.extra,
-      messages: messages.map((m, i) => (cont && i === messages.length - 1 ? { ...m, content: m.content + CONTINUE_TAG } : { ...m })),
+      messages: messages.map((m, i) => (cont && i === messages.length - 1 ? withTag(m, CONTINUE_TAG) : { ...m })),
       add_generation_prompt: opts.addGenerationPrompt,
       bos_token: opts.bosToken ?? '',
       eos_token: opts.eosToken ?? '',

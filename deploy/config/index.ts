@@ -10,6 +10,7 @@ export { ENV_ONLY, readEnvConfig, type Env } from './env.js';
 export { deepFreeze, parseArgs, parseCommand, parseFlags, wantsHelp } from './parse.js';
 export { renderHelp, renderUsage } from './help.js';
 export { REDACTED, configSecrets, redactedConfig } from './redact.js';
+export { imageLimitsOf } from './image-limits.js';
 export { COMMANDS, ConfigError } from './types.js';
 export type {
   AdapterSource, AwsEnv, BatchConfig, BenchConfig, BenchScenario, Command, Config, ConfigErrorCode, ConfigFor, Device, Dtype,

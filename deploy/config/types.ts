@@ -75,6 +75,15 @@ export interface LaunchConfig {
   cluster: string;
   maxConcurrentRequests: number;
   trustRequestChatTemplate: boolean;
+  /** Vision-language models' image limits (coordinator/vision ImageLimits). */
+  maxImagesPerPrompt: number;
+  maxImageBytes: number;
+  maxImagePixels: number;
+  imageFetchTimeoutMs: number;
+  /** file:// image URLs may read under this directory; null: refused. */
+  allowedLocalMediaPath: string | null;
+  /** http(s) image URLs only from these hosts (and subdomains); empty: any. */
+  allowedMediaDomains: readonly string[];
   /** How chat answers' thoughts are split out (coordinator/engine/reasoning.ts). */
   reasoningParser: 'auto' | 'none' | 'think' | 'harmony';
   toolCallParser: 'auto' | 'weft' | 'hermes' | 'llama3_json' | 'mistral' | 'harmony' | 'pythonic' | 'qwen3_coder';

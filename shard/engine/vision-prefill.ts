@@ -99,7 +99,7 @@ export class VisionPrefill {
       const slot = this.o.loraOf(ns.adapterSlot) ? ns.adapterSlot : -1;
       const list = groups.get(slot) ?? [];
       for (const r of refs) if (!list.includes(r.key)) list.push(r.key);
-      groups.set(slot, list);
+      if (list.length > 0) groups.set(slot, list);  // none when every image lies in the cached prefix
     }
     const features = new Map<string, Float32Array>();  // `${slot}/${key}` -> [tokensPerImage, hidden]
     const rows = this.o.spec.tokensPerImage * this.o.hidden;

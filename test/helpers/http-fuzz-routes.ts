@@ -69,6 +69,11 @@ const oddMessage = (r: Rng): unknown => r.pick([
   { role: 'tool', content: 'result', tool_call_id: r.pick(['c1', '', 5, null]) },
   { role: 'function', content: 'result' }, { role: 'function', name: 'f', content: { a: 1 } },
   { role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x/y.png' } }] },
+  // image parts (the fuzz server's model is text-only: each is a 422, never a fetch), odd shapes and URLs
+  { role: 'user', content: [{ type: 'text', text: 'what is this?' }, { type: 'image_url', image_url: r.pick(['data:image/png;base64,iVBORw0KGgo=',
+    'data:,x', 'file:///etc/passwd', 'ftp://x/y', '', 5, null, {}, { url: 5 }, { url: 'http://x', detail: 'max' }, LONG]) }] },
+  { role: r.pick(['assistant', 'system', 'tool']), content: [{ type: 'image_url', image_url: 'http://x/y.png' }] },
+  { role: 'user', content: [{ type: r.pick(['input_image', 'image', 'input_audio', 'file']), image_url: 'http://x/y.png', file_id: r.pick([undefined, 'f1']) }] },
   { role: 'user', content: [{ type: 'text', text: 5 }] }, { role: 'user', content: [{ type: 'text' }] }, { role: 'user', content: [] },
   { role: 'user', content: [null] }, { role: 'user', content: null }, { role: 'user' }, { content: 'no role' },
   { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: r.pick(['{', 'null', '[1,2]', '"s"', '{}', '1e999', '']) } }] },

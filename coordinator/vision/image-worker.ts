@@ -1,0 +1,38 @@
+// Piscina worker: decodes one image and computes its pixel values and content key, off the coordinator's event loop
+// (a large photo's resize is hundreds of millions of multiply-adds).
+import { createHash } from 'node:crypto';
+import { preprocessClip } from './clip-preprocess.js';
+import { decodeRgb } from './decode.js';
+import { ImageInputError } from './image-error.js';
+import type { ImageProcessorConfig } from './preprocessor-config.js';
+
+export interface ImageTask {
+  bytes: Uint8Array;
+  config: ImageProcessorConfig;
+  maxPixels: number;
+  /** Names the image in error messages. */
+  label: string;
+}
+
+export type ImageTaskResult =
+  | { ok: true; key: string; height: number; width: number; data: Float32Array }
+  | { ok: false; status: 413 | 422; message: string };
+
+/** The key of pixel values: equal keys mean equal pixels (SHA-256, as the prefix cache's block keys). */
+export function pixelKey(height: number, width: number, data: Float32Array): string {
+  const h = createHash('sha256');
+  h.update(`${height}x${width}\0`);
+  h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return `sha256:${h.digest('base64url')}`;
+}
+
+export default async function processImage(task: ImageTask): Promise<ImageTaskResult> {
+  try {
+    const rgb = await decodeRgb(task.bytes, task.maxPixels, task.label);
+    const px = preprocessClip(rgb, task.config);
+    return { ok: true, key: pixelKey(px.height, px.width, px.data), height: px.height, width: px.width, data: px.data };
+  } catch (e) {
+    if (e instanceof ImageInputError) return { ok: false, status: e.status, message: e.message };
+    throw e;
+  }
+}

@@ -1,0 +1,176 @@
+// Images end to end: `weft launch` (real nats-server, shard processes) over the tiny LLaVA models of
+// test/fixtures/llava (made by test/fixtures/golden/make_llava.py: LlavaForConditionalGeneration, a CLIP tower, Llama or
+// Qwen2 text, a CLIPImageProcessor, PNG images, transformers' logits). A prompt with its images sent as TGI markdown
+// images — data: URLs and http URLs from a local server — gives the tokens transformers' processor gives (each
+// <image> expanded) and prefill log-probs equal to the golden logits' log-softmax, for the base model and each
+// adapter (LoRA in the language model, the tower and the projector). Also: the chat route renders image parts with the
+// model's template; one image's K/V is never served to another image's prompt (prefix caching); the same image and
+// text do share it; more images than --max-images-per-prompt is a 422.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, type Launched } from '../../deploy/launch.js';
+import { parseArgs } from '../../deploy/config/index.js';
+import { SafetensorsFile } from '../../shard/formats/index.js';
+import { decodeRgb, parsePreprocessorConfig, preprocessClip } from '../../coordinator/vision/index.js';
+import { refLogSoftmax } from '../helpers/reference-ops.js';
+
+const ROOT = join(import.meta.dirname, '../../../test/fixtures/llava');
+interface Sequence { ids: number[]; images: string[]; prompt: string }
+interface Cases { sequences: Sequence[]; image_token_id: number; tokens_per_image: number; adapters: { name: string; dir: string }[] }
+const TOL = 1e-4;
+const CASE_NAMES = existsSync(ROOT) ? ['llava', 'llava_qwen2_multi'].filter((n) => existsSync(join(ROOT, n, 'cases.json'))) : [];
+
+function logitsOf(caseDir: string): (key: string) => { data: Float32Array; vocab: number } {
+  const file = SafetensorsFile.open(join(caseDir, 'golden.safetensors'));
+  const cache = new Map<string, { data: Float32Array; vocab: number }>();
+  return (key) => {
+    let v = cache.get(key);
+    if (v === undefined) {
+      v = { data: file.readF32(key), vocab: file.info(key).shape.at(-1)! };
+      cache.set(key, v);
+    }
+    return v;
+  };
+}
+
+/** The prefill log-probs of a /generate answer against log-softmax of the golden logits: the worst difference. */
+function worstPrefillError(json: any, want: Sequence, logits: { data: Float32Array; vocab: number }, label: string): number {
+  const prefill = json.details.prefill as { id: number; logprob: number | null }[];
+  assert.deepEqual(prefill.map((p) => p.id), want.ids, `${label}: the tokens transformers' processor gives`);
+  let worst = 0;
+  for (let i = 1; i < want.ids.length; i++) {
+    const ref = refLogSoftmax(logits.data.subarray((i - 1) * logits.vocab, i * logits.vocab))[want.ids[i]!]!;
+    const err = Math.abs(prefill[i]!.logprob! - ref);
+    assert.ok(err <= TOL, `${label} position ${i}: logprob ${prefill[i]!.logprob}, transformers ${ref}`);
+    worst = Math.max(worst, err);
+  }
+  return worst;
+}
+
+if (CASE_NAMES.length === 0) {
+  test('vision end to end', { skip: `no fixture at ${ROOT} (run test/fixtures/golden/make_llava.py)` }, () => {});
+}
+
+for (const name of CASE_NAMES) {
+  describe(`images end to end: ${name}`, () => {
+    const dir = join(ROOT, name);
+    const cases = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8')) as Cases;
+    const golden = logitsOf(dir);
+    const png = (image: string) => readFileSync(join(dir, 'images', `${image}.png`));
+    const dataUrl = (image: string) => `data:image/png;base64,${png(image).toString('base64')}`;
+    let server: Launched;
+    let web: Server;
+    let base = '';
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const text = await res.text();
+      let json: any = null;
+      try { json = JSON.parse(text); } catch { /* not JSON */ }
+      return { status: res.status, json, text };
+    };
+    /** The prompt as TGI markdown images: each <image> in turn becomes ![](url of the sequence's next image). */
+    const markdown = (seq: Sequence, url: (image: string) => string, images = seq.images) => {
+      let i = 0;
+      return seq.prompt.replace(/<image>/g, () => `![](${url(images[i++]!)})`);
+    };
+
+    before(async () => {
+      web = createServer((req, res) => {
+        const m = /^\/images\/(\w+)\.png$/.exec(req.url ?? '');
+        if (m && existsSync(join(dir, 'images', `${m[1]}.png`))) res.writeHead(200, { 'content-type': 'image/png' }).end(png(m[1]!));
+        else res.writeHead(404).end();
+      });
+      await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+      base = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+      const flags = ['--model-id', join(dir, 'model'), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `v${process.pid}`,
+        '--max-input-length', '200', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512', '--block-size', '4',
+        '--adapter-root', join(dir, 'adapters'), '--max-adapter-slots', '4', '--log-level', 'silent',
+        '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000', '--max-images-per-prompt', '2'];
+      server = await launch(parseArgs('launch', flags, {}), { cacheDir: mkdtempSync(join(tmpdir(), 'weft-cache-')) });
+    });
+    after(async () => {
+      await server?.close();
+      web?.closeAllConnections();
+      await new Promise((r) => web?.close(r));
+    });
+
+    test('the fixture\'s pixel values are what weft\'s preprocessing gives', async () => {
+      const config = parsePreprocessorConfig(JSON.parse(readFileSync(join(dir, 'model', 'preprocessor_config.json'), 'utf8')));
+      for (const image of new Set(cases.sequences.flatMap((s) => s.images))) {
+        const px = preprocessClip(await decodeRgb(png(image), 1e8, image), config);
+        const want = new Float32Array(new Uint8Array(readFileSync(join(dir, 'images', `${image}.bin`))).buffer);
+        assert.deepEqual(px.data, want, `${image}: bit for bit`);
+      }
+    });
+
+    test('/info and the shards agree on the image token', async () => {
+      const info = server.engine.info;
+      assert.deepEqual([info.vision?.imageTokenId, info.vision?.tokensPerImage], [cases.image_token_id, cases.tokens_per_image]);
+    });
+
+    for (const adapter of [null, ...cases.adapters.map((a) => a.name)]) {
+      test(`prefill log-probs equal transformers' (${adapter ?? 'base model'}), images as data: and http URLs`, async () => {
+        const jobs = cases.sequences.flatMap((seq, s) => [dataUrl, (i: string) => `${base}/images/${i}.png`].map(async (url, u) => {
+          const parameters: Record<string, unknown> = { max_new_tokens: 1, details: true, decoder_input_details: true,
+            ...(adapter ? { adapter_id: adapter, adapter_source: 'local' } : {}) };
+          const r = await post('/generate', { inputs: markdown(seq, url), parameters });
+          assert.equal(r.status, 200, r.text);
+          const key = adapter ? `adapter/${adapter}/seq${s}` : `base/seq${s}`;
+          return worstPrefillError(r.json, seq, golden(key), `${key} (${u === 0 ? 'data:' : 'http'} URLs)`);
+        }));
+        const worst = Math.max(...await Promise.all(jobs));
+        console.log(`${name} ${adapter ?? 'base'}: ${cases.sequences.length} prompts, max abs logprob error ${worst.toExponential(2)}`);
+      });
+    }
+
+    test('prefix caching: another image\'s prompt with the same text does not reuse the K/V; the same image does', async () => {
+      const s = cases.sequences.findIndex((q) => q.images.length === 1);
+      const seq = cases.sequences[s]!;
+      const other = [...new Set(cases.sequences.flatMap((q) => q.images))].find((i) => i !== seq.images[0])!;
+      const parameters = { max_new_tokens: 1, details: true, decoder_input_details: true };
+      // the same text with another image first: its blocks are cached…
+      assert.equal((await post('/generate', { inputs: markdown(seq, dataUrl, [other]), parameters })).status, 200);
+      // …and must not stand in for this image's
+      const r = await post('/generate', { inputs: markdown(seq, dataUrl), parameters });
+      assert.equal(r.status, 200, r.text);
+      worstPrefillError(r.json, seq, golden(`base/seq${s}`), 'after another image');
+      const chat = (await post('/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } },
+        { type: 'text', text: 'x' }] }], max_tokens: 1 })).json;
+      const again = await post('/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } },
+        { type: 'text', text: 'x' }] }], max_tokens: 1 });
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.json.usage.prompt_tokens, chat.usage.prompt_tokens);
+      assert.ok(again.json.usage.prompt_tokens_details.cached_tokens >= cases.tokens_per_image, 'the same image and text share their blocks');
+    });
+
+    test('chat: image parts rendered by the model\'s template, the image token expanded', async () => {
+      const seq = cases.sequences.find((q) => q.images.length === 2)!;
+      const r = await post('/v1/chat/completions', { messages: [{ role: 'user', content: [
+        ...seq.images.map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })), { type: 'text', text: 'Same?' }] }], max_tokens: 2, temperature: 0 });
+      assert.equal(r.status, 200, r.text);
+      // The model's template renders 'USER:<image>\n<image>\nSame?ASSISTANT:' (as jinja2 with transformers' trim_blocks and
+      // lstrip_blocks renders it; no <s>): one token per byte, each <image> tokens_per_image tokens.
+      const rendered = 'USER:<image>\n<image>\nSame?ASSISTANT:';
+      assert.equal(r.json.usage.prompt_tokens, rendered.replaceAll('<image>', '').length + 2 * cases.tokens_per_image);
+    });
+
+    // The launcher passes the image flags to the engine (EngineLimits.images = imageLimitsOf(config)).
+    test('--max-images-per-prompt 2: three images are a 422', async () => {
+      const three = await post('/generate', { inputs: `![](${dataUrl(cases.sequences[0]!.images[0]!)})`.repeat(3), parameters: { max_new_tokens: 1 } });
+      assert.equal(three.status, 422, three.text);
+      assert.equal(three.json.error, 'the request has 3 images; at most 2 per prompt (--max-images-per-prompt)');
+    });
+
+    test('a placeholder without its image is a 422; nothing is left holding KV blocks', async () => {
+      const bare = await post('/generate', { inputs: 'USER: <image>\nWhat? ASSISTANT:', parameters: { max_new_tokens: 1 } });
+      assert.equal(bare.status, 422, bare.text);
+      assert.match(bare.json.error, /^the prompt has 1 image placeholder \(<image>\) for 0 images/);
+      assert.equal(server.engine.stats().usedBlocks, 0, 'nothing left holding blocks');
+    });
+  });
+}

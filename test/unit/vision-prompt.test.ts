@@ -1,0 +1,127 @@
+// A vision-language prompt on the coordinator: placeholders expanded as LlavaProcessor expands them, each image's token
+// range found (and a mismatch refused), chat messages as templates get them, the images a step's new sequences need —
+// and the scheduler's side: NewSequence.images on every admission (a preempted sequence's too), and the prefix cache
+// keying blocks by image, so another image never reuses an image's K/V while the same image and text do.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SamplingParams } from '../../protocol/index.js';
+import { ReferenceShard, Scheduler, Sequence } from '../../coordinator/scheduler/index.js';
+import type { ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
+import { extendBlockHashes, prefixSalt } from '../../coordinator/scheduler/prefix-cache.js';
+import { expandImageTokens, imageRefs, type PromptVision } from '../../coordinator/engine/prompt-images.js';
+import { stepImages, templateMessages } from '../../coordinator/engine/engine-vision.js';
+import { EngineError } from '../../coordinator/engine/types.js';
+import type { PreparedImage } from '../../coordinator/vision/index.js';
+
+const V: PromptVision = { imageToken: '<image>', imageTokenId: 9, tokensPerImage: 3, imageSize: 336 };
+const img = (key: string): PreparedImage => ({ key, height: 1, width: 1, data: new Float32Array(3) });
+
+test('placeholders: expanded in the text, then each image takes the next run of tokensPerImage image tokens', () => {
+  assert.equal(expandImageTokens('a<image>b<image><image>', V), 'a<image><image><image>b' + '<image>'.repeat(6));
+  assert.deepEqual(imageRefs([1, 9, 9, 9, 2, 9, 9, 9, 9, 9, 9], [img('x'), img('y'), img('x')], V),
+    [{ key: 'x', start: 1, length: 3 }, { key: 'y', start: 5, length: 3 }, { key: 'x', start: 8, length: 3 }]);
+  assert.deepEqual(imageRefs([1, 2], [], V), []);
+});
+
+test('placeholders that do not match the images are a 422 saying what to fix', () => {
+  const refusal = (ids: number[], images: PreparedImage[]) => {
+    try {
+      imageRefs(ids, images, V);
+    } catch (e) {
+      assert.ok(e instanceof EngineError && e.kind === 'validation');
+      return e.message;
+    }
+    return assert.fail('not refused');
+  };
+  assert.equal(refusal([9, 9, 9], []), 'the prompt has 1 image placeholder (<image>) for 0 images; do not write <image> in the text, or send the image it stands for');
+  assert.match(refusal([1, 2], [img('x')]), /^the prompt has 0 image placeholders \(<image>\) for 1 image; each image needs exactly one placeholder: check that the chat template renders image parts and that `truncate` keeps every image$/);
+  assert.match(refusal([9, 9, 1, 2], [img('x')]), /^the prompt has image tokens that are not whole images for 1 image/, 'a truncate that cut into an image');
+  assert.match(refusal([9, 9, 1, 9], [img('x')]), /image 1's 3 placeholder tokens are not consecutive/);
+});
+
+test('chat messages: strings as they were, or every message as content parts once one has an image or the template loops over content', () => {
+  const msgs = [{ role: 'system', content: 'S' }, { role: 'user', content: 'ab', parts: [{ type: 'text' as const, text: 'a' }, { type: 'image' as const }, { type: 'text' as const, text: 'b' }] }];
+  assert.deepEqual(templateMessages([{ role: 'user', content: 'hi' }], false), [{ role: 'user', content: 'hi' }]);
+  assert.deepEqual(templateMessages([{ role: 'user', content: 'hi' }], true), [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]);
+  assert.deepEqual(templateMessages(msgs, false), [{ role: 'system', content: [{ type: 'text', text: 'S' }] }, { role: 'user', content: msgs[1]!.parts }]);
+  // a tool prompt appended to a message with parts: the parts, then the new text
+  assert.deepEqual(templateMessages([{ ...msgs[1]!, content: 'ab\n\nTOOLS' }], false)[0]!.content,
+    [...msgs[1]!.parts!, { type: 'text', text: '\n\nTOOLS' }]);
+});
+
+test('a step\'s images: each once, from the requests that hold them; a key no request holds is a bug, thrown', () => {
+  const held = new Map([['s1', [img('x'), img('y')]], ['s2', [img('x')]]]);
+  const newSeq = (seqId: string, keys: string[]) => ({ seqId, adapterSlot: -1, tokens: [], blockTable: [], sampling: SAMPLING, generated: [],
+    logits: 'none' as const, promptLogprobs: false, topN: 0, images: keys.map((key) => ({ key, start: 0, length: 3 })) });
+  assert.deepEqual(stepImages([newSeq('s1', ['x', 'y']), newSeq('s2', ['x']), newSeq('s3', [])], (id) => held.get(id)).map((i) => i.key), ['x', 'y']);
+  assert.throws(() => stepImages([newSeq('s2', ['y'])], (id) => held.get(id)), /refers to image y, which its request does not hold/);
+});
+
+const SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, typicalP: 1, repetitionPenalty: 1, doSample: false, seed: 0 };
+const sampler: ReferenceSampler = (_id, tokens) => 100 + tokens.reduce((h, t) => (h * 31 + t) % 997, 7);
+const config = (over: Partial<SchedulerConfig> = {}): SchedulerConfig => ({ numBlocks: 32, blockSize: 4, maxBatchSize: 16,
+  maxBatchPrefillTokens: 256, maxTotalTokens: 256, maxActiveAdapters: 4, adapterCycleTimeS: 10, prefixCaching: true, ...over });
+// 2 text tokens, an image of 3 placeholder tokens at 2..4, then text: the image starts in block 0 (blockSize 4).
+const PROMPT = [1, 2, 9, 9, 9, 3, 4, 5, 6, 7, 8, 10, 11];
+const withImage = (seqId: string, key: string, prompt = PROMPT) => new Sequence({ seqId, promptTokens: prompt, sampling: SAMPLING, maxNewTokens: 4,
+  images: [{ key, start: 2, length: 3 }] });
+
+test('block keys: from the block where an image starts on, they differ per image; before it and for the same image they do not', () => {
+  const keys = (images: { key: string; start: number; length: number }[]) => {
+    const h: string[] = [];
+    extendBlockHashes(h, [...PROMPT, 12, 13, 14], 4, prefixSalt(null), 4, images);
+    return h;
+  };
+  const none = keys([]), a = keys([{ key: 'A', start: 5, length: 3 }]), b = keys([{ key: 'B', start: 5, length: 3 }]);
+  assert.equal(a[0], none[0], 'block 0 ends before the image');
+  assert.equal(a[0], b[0]);
+  for (let i = 1; i < 4; i++) {
+    assert.notEqual(a[i], b[i], `block ${i}: other image`);
+    assert.notEqual(a[i], none[i], `block ${i}: no image`);
+  }
+  assert.deepEqual(keys([{ key: 'A', start: 5, length: 3 }]), a, 'same image, same keys');
+  assert.notDeepEqual(keys([{ key: 'A', start: 4, length: 3 }]), a, 'the same image at another position');
+});
+
+test('scheduler: NewSequence.images on admission; the same image shares cached blocks, another image none', () => {
+  const sched = new Scheduler(config());
+  const shard = new ReferenceShard(32, 4, sampler);
+  const step = () => {
+    const s = sched.schedule()!;
+    sched.update(shard.run(s.step));
+    return s.step;
+  };
+  sched.add(withImage('a', 'A'));
+  const first = step();
+  assert.deepEqual(first.newSeqs[0]!.images, [{ key: 'A', start: 2, length: 3 }]);
+  sched.add(withImage('b', 'A'));
+  sched.add(withImage('c', 'B'));
+  const second = step();
+  const byId = new Map(second.newSeqs.map((n) => [n.seqId, n]));
+  assert.equal(byId.get('b')!.cached, 12, 'same image and text: the three full blocks');
+  assert.equal(byId.get('c')!.cached, undefined, 'another image: not even block 0, where the image starts');
+  assert.deepEqual(byId.get('c')!.images, [{ key: 'B', start: 2, length: 3 }]);
+  while (sched.hasWork()) step();
+});
+
+test('scheduler: a preempted sequence is admitted again with its images', () => {
+  // 7 blocks of 4: two 12-token prompts take 6; decoding past them needs more than is left, so one is preempted.
+  const sched = new Scheduler(config({ numBlocks: 7, prefixCaching: false }));
+  const shard = new ReferenceShard(7, 4, sampler);
+  const prompt = PROMPT.slice(0, 12);
+  sched.add(new Sequence({ seqId: 'a', promptTokens: prompt, sampling: SAMPLING, maxNewTokens: 8, images: [{ key: 'A', start: 2, length: 3 }] }));
+  sched.add(new Sequence({ seqId: 'b', promptTokens: [...prompt].reverse(), sampling: SAMPLING, maxNewTokens: 8 }));
+  const admissions: { seqId: string; images: unknown }[] = [];
+  for (let i = 0; i < 30 && sched.hasWork(); i++) {
+    const s = sched.schedule();
+    if (s === null) break;
+    for (const n of s.step.newSeqs) admissions.push({ seqId: n.seqId, images: n.images });
+    sched.update(shard.run(s.step));
+  }
+  assert.ok(sched.preemptions > 0, 'the cache ran out: one was preempted');
+  const a = admissions.filter((x) => x.seqId === 'a');
+  const b = admissions.filter((x) => x.seqId === 'b');
+  assert.ok(a.length + b.length > 2, 'someone was admitted again');
+  for (const x of a) assert.deepEqual(x.images, [{ key: 'A', start: 2, length: 3 }]);
+  for (const x of b) assert.equal(x.images, undefined);
+});
