@@ -6,11 +6,12 @@ import type { MessageHeaders } from '../protocol/index.js';
 import type { ShardConfig } from './config/index.js';
 
 
-/** `WEFT_TEST_FAIL_FORWARD=<rank>:<n>` (tests only): the n-th forward pass of that rank fails. */
-export function injectedForwardFailure(spec: string | undefined, rank: number): number {
+/** `WEFT_TEST_FAIL_FORWARD=<rank>:<n>` (tests only): the n-th forward pass of that rank fails. Also the form of
+ * WEFT_TEST_DROP_RESULT (`name`): the n-th step result of that rank is never sent. */
+export function injectedForwardFailure(spec: string | undefined, rank: number, name = 'WEFT_TEST_FAIL_FORWARD'): number {
   if (!spec) return 0;
   const m = /^(\d+):(\d+)$/.exec(spec.trim());
-  if (!m) throw new Error(`WEFT_TEST_FAIL_FORWARD must be <rank>:<n> (e.g. 1:5), got '${spec}'`);
+  if (!m) throw new Error(`${name} must be <rank>:<n> (e.g. 1:5), got '${spec}'`);
   return Number(m[1]) === rank ? Number(m[2]) : 0;
 }
 
@@ -31,6 +32,7 @@ export async function runShard(o: ShardConfig): Promise<void> {
     kvBlocks: o.kvCacheBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots, maxLoraRank: o.maxLoraRank, hostCacheBytes: o.adapterHostCacheBytes, device: o.device, dtype: o.dtype,
     cpuThreads: o.cpuThreads, heartbeatMs: o.heartbeatMs, logger, tracer: tracing.tracer,
     failForwardAt: injectedForwardFailure(process.env.WEFT_TEST_FAIL_FORWARD, o.rank),
+    dropResultAt: injectedForwardFailure(process.env.WEFT_TEST_DROP_RESULT, o.rank, 'WEFT_TEST_DROP_RESULT'),
     extractContext: (h: MessageHeaders) => extractTraceContext(h),
     injectContext: (ctx) => injectTraceHeaders(ctx),
     beforeExit: () => tracing.shutdown(),

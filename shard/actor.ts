@@ -48,6 +48,9 @@ export interface ShardActorOptions {
   imageWaitMs?: number;
   /** Test fault injection (`WEFT_TEST_FAIL_FORWARD=<rank>:<n>`): this rank's n-th forward pass fails. */
   failForwardAt?: number;
+  /** Test fault injection (`WEFT_TEST_DROP_RESULT=<rank>:<n>`): this rank never sends its n-th step's result, as if
+   * NATS had lost it (the coordinator's step timeout must recover). */
+  dropResultAt?: number;
   logger: Logger;
   tracer: Tracer;
   /** W3C trace context from NATS headers (provided by the process entry, which owns the propagator). */
@@ -58,6 +61,7 @@ export interface ShardActorOptions {
 }
 
 export class ShardActor {
+  private stepsRun = 0;
   private readonly bus: MessageBus;
   /** DoRA adapters' weight norms summed across the group's ranks at load (dora-exchange.ts). */
   private dora!: DoraNormExchange;
@@ -202,6 +206,7 @@ export class ShardActor {
     this.lastStepId = step.stepId;
     try {
       const outputs = await otelContext.with(trace.setSpan(parent, span), () => this.engine.step(step));
+      if (++this.stepsRun === o.dropResultAt) return;
       this.publish(stepResultSubject(o.cluster), { v: PROTOCOL_VERSION, type: 'step.result', stepId: step.stepId, rank: o.rank,
         outputs, computeMs: performance.now() - t0 }, o.injectContext(trace.setSpan(parent, span)));
     } catch (e) {

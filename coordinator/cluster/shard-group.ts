@@ -175,7 +175,12 @@ export class NatsShardGroup {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(step.stepId);
-        reject(new StepTimeoutError(`step ${step.stepId} got no reply from every shard within ${this.o.stepTimeoutMs} ms`));
+        const p = this.pending.size;
+        const why = `step ${step.stepId} got no reply from every shard within ${this.o.stepTimeoutMs} ms`;
+        reject(new StepTimeoutError(why));
+        // A rank that answers heartbeats but not a step lost a message or is stuck: its state no longer matches the
+        // engine's, so the group is given up (what else is in flight fails too) and restarted, as for a dead rank.
+        this.markLost(p > 0 ? `${why} (${p} later step(s) failed with it)` : why);
       }, this.o.stepTimeoutMs);
       this.pending.set(step.stepId, { stepId: step.stepId, results: new Map(), resolve, reject, timer });
       this.bus.publish(stepSubject(this.o.cluster), step, headers);

@@ -48,3 +48,32 @@ describe('server TP=2: a forward pass failing on rank 1 only', () => {
     assert.equal(g.server.engine.stats().usedBlocks, 0);
   });
 });
+
+describe('server TP=2: a step result that never comes (rank 1 answers heartbeats, not step 3)', () => {
+  let g: GoldenServer;
+  before(async () => {
+    process.env.WEFT_TEST_DROP_RESULT = '1:3';
+    try {
+      g = await startGoldenServer({ numShard: 2, stepTimeoutMs: 2000 });
+    } finally {
+      delete process.env.WEFT_TEST_DROP_RESULT;
+    }
+  });
+  after(async () => { await g.close(); });
+
+  test('the step times out, the request fails naming it, the group restarts and serves again', async () => {
+    const restartsBefore = g.server.supervisor.restartCount;
+    const body = { inputs: textOf(g.c.sequences[0]), parameters: { max_new_tokens: 40 } };
+    const r = await g.post('/generate', body);
+    assert.equal(r.status, 500, r.text);
+    assert.match(r.json.error, /got no reply from every shard within 2000 ms/);
+    const deadline = Date.now() + 60_000;
+    while (g.server.supervisor.restartCount === restartsBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    assert.ok(g.server.supervisor.restartCount > restartsBefore, 'the supervisor restarted the group');
+    while (!g.server.engine.healthy() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    const again = await g.post('/generate', { ...body, parameters: { max_new_tokens: 8, details: true } });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.details.generated_tokens, 8);
+    assert.equal(g.server.engine.stats().usedBlocks, 0);
+  });
+});
