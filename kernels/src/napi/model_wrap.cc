@@ -283,16 +283,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
  private:
-  template <typename F>
-  static void guard(Napi::Env env, F&& f) {
-    try {
-      f();
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
-  }
   ModelExecutor& live(Napi::Env env) {
     if (!model_) throw Napi::Error::New(env, "Model was disposed");
     return *model_;

@@ -4,6 +4,7 @@
 #include "cpu/ops.h"
 #include <napi.h>
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,18 @@ inline Napi::Object sample_result(Napi::Env env, const cpu::SampleResult& r) {
   }
   o.Set("top", top);
   return o;
+}
+
+// Runs f, turning a C++ exception into a JS Error with its message (a Napi::Error passes through as it is).
+template <typename F>
+void guard(Napi::Env env, F&& f) {
+  try {
+    f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
 }
 
 }  // namespace weft::napi

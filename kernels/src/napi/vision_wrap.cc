@@ -67,17 +67,6 @@ std::vector<VisionLoraPart> parse_vision_lora(const Napi::Value& v) {
   return parts;
 }
 
-template <typename F>
-void guard(Napi::Env env, F&& f) {
-  try {
-    f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-}
-
 }  // namespace
 
 class VisionWrap : public Napi::ObjectWrap<VisionWrap> {
