@@ -261,7 +261,8 @@ struct Batch {
   // Embedding overrides (vision-language models): token row embed_rows[i] starts from embed_values[i · hidden, …)
   // instead of its token's embedding — an image's projected features in place of its placeholder tokens. Applied
   // where the embedding lookup's output is final (after Gemma's scale and embedding LoRA, before position
-  // embeddings), as transformers' LLaVA scatters them into inputs_embeds. Empty: none. The CPU backend only.
+  // embeddings), as transformers' LLaVA scatters them into inputs_embeds. Empty: none. Both backends (CUDA:
+  // cuda/model/cuda_embed_override.cc, never inside a CUDA graph).
   std::vector<int32_t> embed_rows;
   std::vector<float> embed_values;
 };

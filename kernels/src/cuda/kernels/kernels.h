@@ -204,6 +204,11 @@ cudaError_t embedding_gather(const void* table, DType table_dtype, int64_t rows,
                              int64_t n, void* out, DType out_dtype, const void* pos_table, int64_t pos_rows,
                              const int32_t* positions, cudaStream_t stream, float scale = 1.0f);
 cudaError_t convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream);
+// Embedding-row overrides (Batch::embed_rows, vision-language models): `packed` is embed_override_body.h's layout on
+// the device (n destination rows of h, then n fp32 feature rows; 16-byte aligned); each destination row of h (fp32
+// [rows, hidden]) becomes its feature row rounded to round_to (the model's dtype) and back. embed_override.cu.
+cudaError_t embed_override(const void* packed, int64_t n, int64_t hidden, float* h, DType round_to,
+                           cudaStream_t stream);
 
 // Decode-sized GEMM ---------------------------------------------------------------------------------
 // y[m, :] = x[m, :]·Wᵀ (+ bias) for M ≤ 32 rows: W [N, K] row-major as the model stores it, x [M, K] contiguous,

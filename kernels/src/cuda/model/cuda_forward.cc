@@ -374,6 +374,8 @@ void CudaModel::enqueue_step(const StepPlan& p) {
     ops_.mark("lora embed", stream_);
     WEFT_CUDA_CHECK(lora_embedding(emb, ints(p.tokens), cfg_.vocab, buf_.h.as<float>(), H, stream_, cfg_.embed_scale));
   }
+  // Image features over their placeholder rows, last (after the scale and embedding LoRA), as Model::forward does.
+  if (p.embed_overrides > 0) apply_overrides(p);
   if (cfg_.rotary_dim > 0 && rope_table()) {
     ops_.mark("rope table", stream_);
     WEFT_CUDA_CHECK(rope_cos_sin_table(ints(p.positions), T, inv_freq_.as<float>(), cfg_.rotary_dim,

@@ -261,6 +261,9 @@ int64_t CudaModel::adapter_bytes(int slot) const {
 bool CudaModel::use_graph(const Batch& b, PaddedShape* shape) const {
   // A MoE layer reads its experts' row counts back mid-step (cuda_moe.cc), which a graph cannot.
   if (!opts_.cuda_graphs || ops_.on() || coll_->world() != 1 || !decode_only(b) || cfg_.num_experts > 0) return false;
+  // Embedding overrides (image features) are per-step host data uploaded outside the arena: eager only. decode_only
+  // alone would not keep them out — a prompt's last chunk of one token (an image placeholder) has one row.
+  if (!b.embed_rows.empty()) return false;
   const int32_t rows = DecodeGraphs::bucket_rows(static_cast<int64_t>(std::max(b.seqs.size(), b.logit_rows.size())));
   if (rows == 0) return false;
   shape->rows = rows;
@@ -363,9 +366,7 @@ void CudaModel::upload_plan(const StepPlan& p) {
 bool CudaModel::check_step(const Batch& b) {
   if (!finalized_) throw std::logic_error("model: forward before finalize()");
   weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
-  if (!b.embed_rows.empty())  // vision-language models are refused on --device cuda at load (load-weights.ts)
-    throw std::invalid_argument("batch: embedding overrides (image features) are not supported by the CUDA backend; "
-                                "serve vision-language models with device 'cpu'");
+  check_overrides(b);
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
   if (T == 0) return false;
   if (T + cfg_.adapter_slots > kMaxStepRows || R > kMaxStepRows)
@@ -389,6 +390,7 @@ StepPlan CudaModel::launch_step(const Batch& b) {
   ensure_buffers(p);
   lora_->sync_tables(stream_);
   upload_plan(p);
+  if (!b.embed_rows.empty()) upload_overrides(b, p, graph);  // use_graph chose eager for it (checked there)
   if (graph) {
     graphs_.launch(GraphKey{shape.rows, shape.table_stride, p.lora, p.dora, p.embed_lora}, generation_, stream_,
                    [&] { enqueue_step(p); });

@@ -28,6 +28,8 @@
 // captured again. Steps with prefill rows, more than 128 sequences, or a collective of several ranks run
 // eagerly (the host-staged all-reduce cannot live inside a graph), and so does every step of a mixture-of-experts
 // model (cuda_moe.cc: the experts' row counts are read back to size each expert's GEMM).
+// A step with embedding overrides (image features, cuda_embed_override.cc) always runs eagerly too, even when all
+// its sequences have one row (a prompt's last chunk of one image token).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -120,6 +122,10 @@ class CudaModel final : public ModelExecutor {
     // and the attention output's packed values [rows, heads·v_dim].
     DeviceBuffer mla_first, mla_qa, mla_kva, mla_q, mla_kv, attn_v;
     DeviceBuffer xm;  // [rows, hidden]: GPT-NeoX's MLP input (cfg_.parallel_mlp_norm)
+    // Embedding overrides (cuda_embed_override.cc), packed as embed_override_body.h lays them out. Not in the graph
+    // generation: a step with overrides never runs in a captured graph, so these may move freely.
+    DeviceBuffer overrides;
+    PinnedBuffer overrides_host;
     PinnedBuffer arena_host, stage;
   };
   struct SampleBuffers {  // grow-only; `in`/`out` are packed [params | offsets | tokens] and [token | logprob | top]
@@ -135,6 +141,12 @@ class CudaModel final : public ModelExecutor {
   bool use_graph(const Batch& b, PaddedShape* shape) const;
   void ensure_buffers(const StepPlan& p);
   void upload_plan(const StepPlan& p);
+  // cuda_embed_override.cc: Batch::embed_rows (vision-language models' image features). check_overrides refuses what
+  // the CUDA path cannot do; upload_overrides packs and copies them (one H2D copy) and sets p.embed_overrides;
+  // apply_overrides scatters them into h after the embedding lookup (enqueue_step).
+  void check_overrides(const Batch& b) const;
+  void upload_overrides(const Batch& b, StepPlan& p, bool graph);
+  void apply_overrides(const StepPlan& p);
   // cuda_forward.cc: the step.
   // Checks the batch (false: nothing to run), then plans, uploads and enqueues the step (graph or eager).
   bool check_step(const Batch& b);

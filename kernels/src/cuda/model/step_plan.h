@@ -37,6 +37,7 @@ struct StepPlan {
   bool dora = false;          // some row uses a DoRA adapter (set by the executor, which knows the slots)
   bool embed_lora = false;    // some row's adapter has LoRA on the token embedding (set likewise)
   int32_t num_segments = 0;   // SGMV segments (adapters of the prefill rows)
+  int64_t embed_overrides = 0;  // Batch::embed_rows uploaded for this step (set by the executor; never in a graph)
   // Offsets, in int32 elements, of each array in the packed buffer.
   int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0, seg_entry = 0;
   int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
