@@ -86,8 +86,9 @@ export interface NewSequence {
   images?: ImageRef[];
 }
 
-/** An image in a prompt: tokens[start, start + length) are its placeholder tokens (the model's image token id,
- * `length` = ModelInfo.vision.tokensPerImage), replaced by the vision tower's projected features of image `key`. */
+/** An image in a prompt: tokens[start, start + length) are its placeholder tokens (the model's image token id;
+ * `length` = ModelInfo.vision.tokensPerImage, or what the image's size gives for a dynamic-resolution tower),
+ * replaced by the vision tower's projected features of image `key`. */
 export interface ImageRef {
   key: string;
   start: number;
@@ -304,8 +305,14 @@ export interface ModelInfo {
 
 export interface VisionInfo {
   imageTokenId: number;
-  tokensPerImage: number;
-  imageSize: number;
+  /** A tower with one input size (LLaVA's CLIP): every image is imageSize × imageSize pixels and takes
+   * tokensPerImage placeholder tokens. Absent for a dynamic-resolution tower (Qwen2-VL), whose images have any size
+   * that is a multiple of patchSize·mergeSize on both sides and take (height/patchSize/mergeSize)·(width/…) tokens. */
+  tokensPerImage?: number;
+  imageSize?: number;
+  /** Dynamic-resolution towers: the patch side in pixels and how many patches a side of one token merges. */
+  patchSize?: number;
+  mergeSize?: number;
 }
 
 export interface ShardReady {

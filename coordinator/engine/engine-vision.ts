@@ -13,6 +13,11 @@ export class EngineVision {
    * preprocessor_config.json is missing or describes a processor weft does not reproduce. */
   static create(model: ModelInfo, tokenizer: TokenizerPool, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): EngineVision | null {
     if (model.vision === undefined) return null;
+    const { imageTokenId, tokensPerImage, imageSize } = model.vision;
+    if (tokensPerImage === undefined || imageSize === undefined) {
+      throw new Error('cannot serve images: the shards report a dynamic-resolution vision tower, which this coordinator ' +
+        'does not prepare images for (only fixed-size towers such as LLaVA\'s CLIP)');
+    }
     const imageToken = tokenizer.decodeSync([model.vision.imageTokenId], { skipSpecialTokens: false });
     if (imageToken === '' || tokenizer.tokenId(imageToken) !== model.vision.imageTokenId) {
       throw new Error(`the model's image token id ${model.vision.imageTokenId} is not a token of its tokenizer (decodes to ${JSON.stringify(imageToken)})`);
@@ -24,7 +29,7 @@ export class EngineVision {
       if (e instanceof PreprocessorConfigError) throw new Error(`cannot serve images: ${e.message}`, { cause: e });
       throw e;
     }
-    return new EngineVision({ ...model.vision, imageToken }, processor);
+    return new EngineVision({ imageTokenId, tokensPerImage, imageSize, imageToken }, processor);
   }
 
   get info(): NonNullable<EngineInfo['vision']> {

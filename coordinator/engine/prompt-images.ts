@@ -10,6 +10,8 @@ import { EngineError } from './types.js';
 export interface PromptVision extends VisionInfo {
   /** The image token as text (e.g. "<image>"): what a chat template writes for an image part. */
   imageToken: string;
+  tokensPerImage: number;
+  imageSize: number;
 }
 
 /** Occurrences of the image token in `text`. */
