@@ -4,6 +4,9 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { NativeQwenVisionModel, NativeVisionModel, QwenVisionPlanConfig, VisionPlanConfig } from './vision-types.js';
+
+export type { NativeQwenVisionModel, NativeVisionModel, QwenVisionPlanConfig, VisionActivation, VisionLoraPart, VisionPlanConfig } from './vision-types.js';
 
 export interface ModelPlanConfig {
   hidden: number;
@@ -62,6 +65,9 @@ export interface ModelPlanConfig {
   layerRope?: boolean[];
   /** longrope: the long factors' frequencies, for the tokens a batch marks in ropeLong. */
   invFreqLong?: Float32Array;
+  /** Multimodal RoPE (Qwen2-VL): frequencies per (temporal, height, width) section, summing to rotaryDim / 2; each
+   * section turns by its coordinate of ForwardBatch.mropePositions. */
+  mropeSection?: number[];
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
   attnSoftcap?: number;
   finalSoftcap?: number;
@@ -200,6 +206,9 @@ export interface ForwardBatch {
   slotMapping: Int32Array;
   /** Per token, 1 = rotate with the model's invFreqLong (longrope past the original context); absent = none. */
   ropeLong?: Uint8Array;
+  /** Multimodal RoPE (a model with mropeSection): [3 · T] — every token's temporal position, then every height, then
+   * every width; absent = `positions` in all three (text). */
+  mropePositions?: Int32Array;
   seqs: BatchSeq[];
   logitRows: Int32Array;
   /** forward() also returns each logit row's final hidden state (after the final norm), [logitRows.length,
@@ -212,50 +221,6 @@ export interface ForwardBatch {
    * token's embedding (an image's projected features; CPU backend only). */
   embedRows?: Int32Array;
   embedValues?: Float32Array;
-}
-
-/** An image encoder's plan (kernels/src/model/vision.h): a CLIP vision tower and a LLaVA projector. */
-export interface VisionPlanConfig {
-  hidden: number;
-  heads: number;
-  intermediate: number;
-  /** Encoder layers held and run: the deepest selected hidden state's index. */
-  layers: number;
-  imageSize: number;
-  patchSize: number;
-  channels?: number;
-  normEps: number;
-  act: VisionActivation;
-  /** Indices into the hidden states (0: the embeddings after pre_layrnorm; i: after layer i), concatenated in order. */
-  featureLayers: number[];
-  /** vision_feature_select_strategy 'default': the class row is dropped. */
-  dropCls: boolean;
-  textHidden: number;
-  projectorAct: VisionActivation;
-  projectorBias: boolean;
-}
-export type VisionActivation = 'quick_gelu' | 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
-
-/** LoRA on a vision linear module: target "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2"; A [rank, in], B [out, rank]. */
-export interface VisionLoraPart {
-  target: string;
-  rank: number;
-  scale: number;
-  a: Float32Array;
-  b: Float32Array;
-}
-
-export interface NativeVisionModel {
-  expectedSize(name: string): number;
-  setWeight(name: string, data: Float32Array): void;
-  finalize(): void;
-  tokensPerImage(): number;
-  /** Throws naming the first part that is no vision module of this plan or does not fit its shape. */
-  checkLora(parts: VisionLoraPart[]): void;
-  /** pixels [images, channels, imageSize, imageSize] → features [images · tokensPerImage, textHidden], with one
-   * adapter's vision LoRA parts (none: the base), on the libuv pool. */
-  encode(pixels: Float32Array, images: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
-  dispose(): void;
 }
 
 /** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */
@@ -433,6 +398,7 @@ export interface CpuOps {
 interface Addon {
   Model: new (config: ModelPlanConfig, collective?: NativeCollective) => NativeModel;
   VisionModel: new (config: VisionPlanConfig) => NativeVisionModel;
+  QwenVisionModel: new (config: QwenVisionPlanConfig) => NativeQwenVisionModel;
   Collective: new (opts: CollectiveOptions) => NativeCollective;
   ops: CpuOps;
   backends: string;
@@ -453,6 +419,9 @@ export const cpuOps: CpuOps = addon.ops;
 export const availableBackends: string[] = addon.backends.split(',');
 export function createModel(config: ModelPlanConfig, collective?: NativeCollective): NativeModel {
   return collective ? new addon.Model(config, collective) : new addon.Model(config);
+}
+export function createQwenVisionModel(config: QwenVisionPlanConfig): NativeQwenVisionModel {
+  return new addon.QwenVisionModel(config);
 }
 export function createVisionModel(config: VisionPlanConfig): NativeVisionModel {
   return new addon.VisionModel(config);

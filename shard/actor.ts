@@ -99,6 +99,10 @@ export class ShardActor {
     this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
+    if (spec.visionLanguage && !spec.vision && !spec.qwenVision) {
+      o.logger.warn({ architecture: spec.architecture, device: o.device }, 'a vision-language model served text-only: images are ' +
+        'refused (Qwen2-VL images need --device cpu for now; a checkpoint without vision_config has no tower)');
+    }
     const t1 = Date.now();
     const noConstraints = this.engine.prepareConstraints();
     if (noConstraints) o.logger.info({ reason: noConstraints }, 'structured output is not available for this model');
@@ -122,7 +126,7 @@ export class ShardActor {
         o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
       });
     });
-    if (spec.vision) {
+    if (spec.vision || spec.qwenVision) {
       // Straight into the image store, not through the mailbox: a step in the mailbox may be waiting for this image.
       this.bus.subscribe(imageDataSubject(o.cluster), 'image.data', (msg) => {
         try {
@@ -141,7 +145,10 @@ export class ShardActor {
       model: { architecture: spec.architecture, vocabSize: spec.vocab, numLayers: spec.layers, maxPositions: spec.maxPositions,
         eosTokenIds: spec.eosTokenIds, hiddenSize: spec.hidden, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}),
         ...(spec.vision ? { vision: { imageTokenId: spec.vision.imageTokenId, tokensPerImage: spec.vision.tokensPerImage,
-          imageSize: spec.vision.imageSize } } : {}) },
+          imageSize: spec.vision.imageSize } } : {}),
+        // Dynamic resolution: an image of H × W pixels takes (H / (patch · merge)) · (W / (patch · merge)) tokens.
+        ...(spec.qwenVision ? { vision: { imageTokenId: spec.qwenVision.imageTokenId, patchSize: spec.qwenVision.patchSize,
+          mergeSize: spec.qwenVision.mergeSize } } : {}) },
       kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
     });
     this.heartbeat = setInterval(() => this.publish(shardSubject(o.cluster, o.rank, 'heartbeat'),

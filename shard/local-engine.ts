@@ -11,12 +11,13 @@ import { GREEDY, PROTOCOL_VERSION, bytesToFloat32 } from '../protocol/index.js';
 import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, type SumOverRanks, loraStorageOf, planAdapter, readModelSpec, stageAdapter,
   type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
+import { servedSpec } from './models/qwen-vl-spec.js';
 import { DraftModelDrafter } from './engine/draft-model.js';
 import type { DraftModelHook } from './engine/draft-share.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
 import { loadTokenVocab, type ImageData, type TokenVocab } from '../protocol/index.js';
 import { ImageStore } from './engine/image-store.js';
-import { VisionPrefill } from './engine/vision-prefill.js';
+import { VisionPrefill, type ImageEncoder } from './engine/vision-prefill.js';
 import type { VisionLoraPart } from '../kernels/index.js';
 
 export interface LocalEngineOptions {
@@ -68,9 +69,10 @@ export class LocalEngine {
   private constructor(readonly model: LoadedModel, readonly maxLoraRank: number, hostCacheBytes: number, private readonly modelDir: string,
     readonly draft: LoadedModel | null = null, draftHook?: DraftModelHook, opts?: LocalEngineOptions) {
     const constraints = new AutomatonCache(() => this.tokenVocab());
-    const vision = model.vision && model.spec.vision;
-    this.images = vision ? new ImageStore({ channels: vision.channels, ...(opts?.imageCacheBytes ? { maxBytes: opts.imageCacheBytes } : {}) }) : null;
-    const prefill = vision ? new VisionPrefill({ vision: model.vision!, spec: vision, hidden: model.spec.hidden, images: this.images!,
+    const encoder: ImageEncoder | null = model.vision && model.spec.vision ? { kind: 'llava', model: model.vision, spec: model.spec.vision }
+      : model.qwenVision && model.spec.qwenVision ? { kind: 'qwen', model: model.qwenVision, spec: model.spec.qwenVision } : null;
+    this.images = encoder ? new ImageStore({ channels: encoder.spec.channels, ...(opts?.imageCacheBytes ? { maxBytes: opts.imageCacheBytes } : {}) }) : null;
+    const prefill = encoder ? new VisionPrefill({ encoder, hidden: model.spec.hidden, images: this.images!,
       loraOf: (slot) => this.visionLora.get(slot), world: model.partition.world,
       ...(opts?.collective && model.partition.world > 1 ? { sumOverRanks: (flags: Float32Array) => opts.collective!.allReduceSum(flags) } : {}),
       ...(opts?.imageWaitMs !== undefined ? { waitMs: opts.imageWaitMs } : {}) }) : undefined;
@@ -96,8 +98,9 @@ export class LocalEngine {
 
   /** A slot's vision-tower LoRA from its plan, checked against the vision plan (before the language model's install). */
   private installVision(slot: number, plan: AdapterPlan): void {
-    if (plan.vision && !this.model.vision) throw new Error('the adapter has vision-tower LoRA, but this model has no vision tower');
-    if (plan.vision) this.model.vision!.checkLora(plan.vision);
+    const tower = this.model.vision ?? this.model.qwenVision;
+    if (plan.vision && !tower) throw new Error('the adapter has vision-tower LoRA, but this model has no vision tower');
+    if (plan.vision) tower!.checkLora(plan.vision);
     if (plan.vision) this.visionLora.set(slot, plan.vision);
     else this.visionLora.delete(slot);
   }
@@ -121,7 +124,7 @@ export class LocalEngine {
   }
 
   static open(modelDir: string, opts: LocalEngineOptions): LocalEngine {
-    const spec = readModelSpec(modelDir);
+    const spec = servedSpec(readModelSpec(modelDir), opts.device ?? 'cpu');
     const model = loadModel(modelDir, spec, {
       rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
       adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
@@ -312,6 +315,7 @@ export class LocalEngine {
   dispose(): void {
     this.model.native.dispose();
     this.model.vision?.dispose();
+    this.model.qwenVision?.dispose();
     this.draft?.native.dispose();
     void this.parser?.close();
   }

@@ -5,6 +5,7 @@ import type { NgramIndex } from './speculation.js';
 import type { PredictionCursor } from './prediction-drafts.js';
 import type { HiddenPool } from './pooling.js';
 import type { SeqImage } from './vision-prefill.js';
+import type { MropePositions } from './mrope.js';
 
 export interface SequenceState {
   seqId: string;
@@ -41,6 +42,8 @@ export interface SequenceState {
   allowed?: Uint8Array;
   /** Vision-language models: the prompt's images' feature rows, kept until its last prompt token is computed. */
   images?: SeqImage[];
+  /** Multimodal RoPE (Qwen2-VL): where the prompt's images sit, for every position's (t, h, w); absent: no images. */
+  mrope?: MropePositions;
   /** This sequence alone failed before any of it was computed (an image that never came): nothing of it runs, and
    * the reason is its output in the step that completes its prompt (the first one the coordinator expects one from). */
   failed?: string;

@@ -16,6 +16,7 @@ import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
 import { layoutRows } from './batch-layout.js';
 import { imageOverrides, type Prepared, type VisionPrefill } from './vision-prefill.js';
+import { MropePositions } from './mrope.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -381,6 +382,7 @@ export class StepRunner {
       ...(ns.constraint !== undefined ? { constraint: this.constraint(ns) } : {}),
       ...(ns.sampling.allowedTokens ? { allowed: this.allowedBits(ns) } : {}),
       ...(images ? ('error' in images ? { failed: images.error } : { images: images.images }) : {}),
+      ...(images && !('error' in images) && images.grids ? { mrope: new MropePositions(images.grids) } : {}),
     };
     if (ns.pooling !== undefined) {
       // A pooled embedding reads every prompt position: a cached one would be missing from the pool.
@@ -423,8 +425,9 @@ export class StepRunner {
   private buildBatch(rows: Row[]) {
     const layout = layoutRows(rows.map((r) => ({ seqId: r.state.seqId, tokens: r.tokens, firstPos: r.firstPos, blockTable: r.state.blockTable,
       adapterSlot: r.state.adapterSlot, promptLen: r.state.promptLen,
-      ...(r.state.stateSlot !== undefined ? { stateSlot: r.state.stateSlot } : {}) })), this.model.plan.blockSize, this.model.spec.rope,
-    (seqId, pos) => new StepError(`sequence '${seqId}': no KV block for position ${pos}`));
+      ...(r.state.stateSlot !== undefined ? { stateSlot: r.state.stateSlot } : {}), ...(r.state.mrope ? { mrope: r.state.mrope } : {}) })),
+    this.model.plan.blockSize, this.model.spec.rope, (seqId, pos) => new StepError(`sequence '${seqId}': no KV block for position ${pos}`),
+    this.model.spec.mropeSection !== undefined);
     const logitRows: number[] = [], hiddenRows: number[] = [];
     rows.forEach((row, k) => {
       const start = layout.starts[k]!, end = start + row.tokens.length;

@@ -1,13 +1,15 @@
-// The image side of a vision-language model's prefill (LLaVA): a new sequence's images are encoded once, when it
+// The image side of a vision-language model's prefill (LLaVA, Qwen2-VL): a new sequence's images are encoded once, when it
 // arrives (pixels from the ImageStore, the sequence's adapter's vision-tower LoRA), and their feature rows are kept
 // with the sequence until its prompt is done; each prompt chunk then takes the rows of the placeholder positions it
 // covers as embedding overrides (ForwardBatch.embedRows). A sequence whose image never comes (or is malformed)
 // fails alone. With tensor parallelism every rank must decide alike — which images are there is agreed over the
 // collective — so the ranks' batches stay the same.
-import type { NativeVisionModel, VisionLoraPart } from '../../kernels/index.js';
+import type { NativeQwenVisionModel, NativeVisionModel, VisionLoraPart } from '../../kernels/index.js';
 import type { NewSequence } from '../../protocol/index.js';
 import type { VisionSpec } from '../models/llava-spec.js';
-import type { ImageStore } from './image-store.js';
+import type { QwenVisionSpec } from '../models/qwen-vl-spec.js';
+import type { ImageStore, StoredImage } from './image-store.js';
+import type { MropeImage } from './mrope.js';
 
 /** One image of a sequence: tokens [start, start + length) take rows of `features` [length, hidden]. */
 export interface SeqImage {
@@ -17,9 +19,13 @@ export interface SeqImage {
   features: Float32Array;
 }
 
+/** The tower an image goes through: LLaVA's (one size, images batched) or Qwen2-VL's (any allowed size, one by one). */
+export type ImageEncoder =
+  | { kind: 'llava'; model: NativeVisionModel; spec: VisionSpec }
+  | { kind: 'qwen'; model: NativeQwenVisionModel; spec: QwenVisionSpec };
+
 export interface VisionPrefillOptions {
-  vision: NativeVisionModel;
-  spec: VisionSpec;
+  encoder: ImageEncoder;
   /** The language model's hidden size: a feature row's length. */
   hidden: number;
   images: ImageStore;
@@ -32,8 +38,9 @@ export interface VisionPrefillOptions {
   waitMs?: number;
 }
 
-/** What prepare() made of a new sequence: its images' rows, or why it fails. */
-export type Prepared = { images: SeqImage[] } | { error: string };
+/** What prepare() made of a new sequence: its images' rows (those past its cached prefix) and, for multimodal RoPE,
+ * every image's grid of merged patches — or why it fails. */
+export type Prepared = { images: SeqImage[]; grids?: MropeImage[] } | { error: string };
 
 /** How long a rank waits between two agreements on which images are there (tensor parallelism). */
 const ROUND_MS = 200;
@@ -61,8 +68,10 @@ export class VisionPrefill {
         out.set(ns.seqId, { error: `new sequence '${ns.seqId}': ${problem}` });
         continue;
       }
-      // Images wholly inside the cached prefix were computed with it: only the others are needed.
-      const refs = ns.images.filter((r) => r.start + r.length > (ns.cached ?? 0));
+      // Images wholly inside the cached prefix were computed with it: only the others are encoded. Multimodal RoPE
+      // needs every image's grid for the positions after it, so those are waited for too (the coordinator
+      // publishes all of a new sequence's images).
+      const refs = this.mrope ? ns.images : ns.images.filter((r) => r.start + r.length > (ns.cached ?? 0));
       needed.set(ns.seqId, { ns, refs });
     }
     const keys = [...new Set([...needed.values()].flatMap(({ refs }) => refs.map((r) => r.key)))].sort();
@@ -89,33 +98,79 @@ export class VisionPrefill {
           : `image '${missing}' did not arrive within ${this.waitMs} ms (its image.data chunks never all came)` });
         continue;
       }
-      const wrong = refs.map((r) => [r.key, this.o.images.get(r.key)!] as const)
-        .find(([, img]) => img.height !== this.o.spec.imageSize || img.width !== this.o.spec.imageSize);
-      if (wrong) {
-        out.set(ns.seqId, { error: `image '${wrong[0]}' is ${wrong[1].height}×${wrong[1].width} pixels; this model takes ` +
-          `${this.o.spec.imageSize}×${this.o.spec.imageSize} (resize and crop it as the model's image processor does)` });
+      const problem = refs.map((r) => this.misfit(r, this.o.images.get(r.key)!)).find((p) => p !== null);
+      if (problem) {
+        out.set(ns.seqId, { error: problem });
         continue;
       }
       const slot = this.o.loraOf(ns.adapterSlot) ? ns.adapterSlot : -1;
       const list = groups.get(slot) ?? [];
-      for (const r of refs) if (!list.includes(r.key)) list.push(r.key);
+      for (const r of this.encoded(ns, refs)) if (!list.includes(r.key)) list.push(r.key);
       if (list.length > 0) groups.set(slot, list);  // none when every image lies in the cached prefix
     }
-    const features = new Map<string, Float32Array>();  // `${slot}/${key}` -> [tokensPerImage, hidden]
-    const rows = this.o.spec.tokensPerImage * this.o.hidden;
+    const features = new Map<string, Float32Array>();  // `${slot}/${key}` -> [its tokens, hidden]
     for (const [slot, list] of groups) {
-      const px = this.o.images.get(list[0]!)!.pixels.length;
-      const pixels = new Float32Array(px * list.length);
-      list.forEach((key, i) => pixels.set(this.o.images.get(key)!.pixels, i * px));
-      const encoded = await this.o.vision.encode(pixels, list.length, slot >= 0 ? this.o.loraOf(slot) : undefined);
-      list.forEach((key, i) => features.set(`${slot}/${key}`, encoded.subarray(i * rows, (i + 1) * rows)));
+      const encoded = await this.encode(list.map((key) => this.o.images.get(key)!), slot >= 0 ? this.o.loraOf(slot) : undefined);
+      list.forEach((key, i) => features.set(`${slot}/${key}`, encoded[i]!));
     }
     for (const { ns, refs } of needed.values()) {
       if (out.has(ns.seqId)) continue;
       const slot = this.o.loraOf(ns.adapterSlot) ? ns.adapterSlot : -1;
-      out.set(ns.seqId, { images: refs.map((r) => ({ key: r.key, start: r.start, length: r.length, features: features.get(`${slot}/${r.key}`)! })) });
-      for (const r of refs) this.o.images.pin(r.key);
+      const used = this.encoded(ns, refs);
+      out.set(ns.seqId, { images: used.map((r) => ({ key: r.key, start: r.start, length: r.length, features: features.get(`${slot}/${r.key}`)! })),
+        ...(this.mrope ? { grids: refs.map((r) => ({ start: r.start, ...this.grid(this.o.images.get(r.key)!) })) } : {}) });
+      for (const r of used) this.o.images.pin(r.key);
     }
+  }
+
+  /** Multimodal RoPE (Qwen2-VL): positions need every image's grid, not only the encoded ones'. */
+  private get mrope(): boolean {
+    return this.o.encoder.kind === 'qwen';
+  }
+
+  /** The refs whose features the sequence needs: those not wholly inside its cached prefix. */
+  private encoded(ns: NewSequence, refs: NonNullable<NewSequence['images']>): NonNullable<NewSequence['images']> {
+    return refs.filter((r) => r.start + r.length > (ns.cached ?? 0));
+  }
+
+  /** A Qwen2-VL image's grid of merged patches (rows × cols placeholder tokens). */
+  private grid(img: StoredImage): { rows: number; cols: number } {
+    const e = this.o.encoder;
+    const f = e.kind === 'qwen' ? e.spec.patchSize * e.spec.mergeSize : 1;
+    return { rows: img.height / f, cols: img.width / f };
+  }
+
+  /** Why an image does not fit its reference or this tower, or null. */
+  private misfit(r: NonNullable<NewSequence['images']>[number], img: StoredImage): string | null {
+    const e = this.o.encoder;
+    if (e.kind === 'llava') {
+      return img.height === e.spec.imageSize && img.width === e.spec.imageSize ? null
+        : `image '${r.key}' is ${img.height}×${img.width} pixels; this model takes ${e.spec.imageSize}×${e.spec.imageSize} ` +
+          '(resize and crop it as the model\'s image processor does)';
+    }
+    const f = e.spec.patchSize * e.spec.mergeSize;
+    if (img.height % f !== 0 || img.width % f !== 0) {
+      return `image '${r.key}' is ${img.height}×${img.width} pixels; this model takes sides that are multiples of ` +
+        `patch_size · merge_size = ${f} (resize it as the image processor's smart_resize does)`;
+    }
+    const tokens = (img.height / f) * (img.width / f);
+    return tokens === r.length ? null : `image '${r.key}' (${img.height}×${img.width} pixels) takes ${tokens} placeholder ` +
+      `tokens ((${img.height}/${f})·(${img.width}/${f})), but its reference covers ${r.length}`;
+  }
+
+  /** Features [tokens, hidden] of each image, with one adapter's vision LoRA (or none). */
+  private async encode(images: StoredImage[], lora: VisionLoraPart[] | undefined): Promise<Float32Array[]> {
+    const e = this.o.encoder;
+    if (e.kind === 'qwen') {  // one by one: their sizes differ, and attention never crosses images anyway
+      const out: Float32Array[] = [];
+      for (const img of images) out.push(await e.model.encode(img.pixels, img.height, img.width, lora));
+      return out;
+    }
+    const px = images[0]!.pixels.length, rows = e.spec.tokensPerImage * this.o.hidden;
+    const pixels = new Float32Array(px * images.length);
+    images.forEach((img, i) => pixels.set(img.pixels, i * px));
+    const encoded = await e.model.encode(pixels, images.length, lora);
+    return images.map((_, i) => encoded.subarray(i * rows, (i + 1) * rows));
   }
 
   /** Unpins a sequence's images (its prompt is done, or it ended). */
@@ -125,15 +180,20 @@ export class VisionPrefill {
 
   /** Why a sequence's image references cannot be right, or null. */
   private checkRefs(ns: NewSequence): string | null {
-    const total = ns.tokens.length + (ns.pending ?? 0), per = this.o.spec.tokensPerImage;
+    const e = this.o.encoder;
+    const total = ns.tokens.length + (ns.pending ?? 0), imageTokenId = e.spec.imageTokenId;
     const sorted = [...ns.images!].sort((a, b) => a.start - b.start);
     for (const [i, r] of sorted.entries()) {
-      if (r.length !== per) return `image '${r.key}' covers ${r.length} tokens; this model's images take ${per}`;
+      // A Qwen2-VL image's count depends on its size: checked when it is here (misfit).
+      if (e.kind === 'llava' && r.length !== e.spec.tokensPerImage) {
+        return `image '${r.key}' covers ${r.length} tokens; this model's images take ${e.spec.tokensPerImage}`;
+      }
+      if (!(Number.isInteger(r.length) && r.length > 0)) return `image '${r.key}' covers ${r.length} tokens`;
       if (r.start < 0 || r.start + r.length > total) return `image '${r.key}' covers tokens [${r.start}, ${r.start + r.length}) outside the prompt's ${total}`;
       if (i > 0 && r.start < sorted[i - 1]!.start + sorted[i - 1]!.length) return `images '${sorted[i - 1]!.key}' and '${r.key}' overlap`;
       for (let t = r.start; t < Math.min(r.start + r.length, ns.tokens.length); t++) {
-        if (ns.tokens[t] !== this.o.spec.imageTokenId) {
-          return `token ${t} (${ns.tokens[t]}) of image '${r.key}' is not the image token ${this.o.spec.imageTokenId}`;
+        if (ns.tokens[t] !== imageTokenId) {
+          return `token ${t} (${ns.tokens[t]}) of image '${r.key}' is not the image token ${imageTokenId}`;
         }
       }
     }

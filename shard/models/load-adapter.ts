@@ -9,6 +9,7 @@ import { rangeLen } from './partition.js';
 import type { LoadedModel } from './load-weights.js';
 import { expertParts } from './expert-lora.js';
 import { visionLoraTarget } from './vision-weights.js';
+import { qwenVisionLoraTarget } from './qwen-vision-weights.js';
 import type { VisionLoraPart } from '../../kernels/index.js';
 
 export class AdapterLoadError extends Error {
@@ -118,6 +119,19 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
   const vision: VisionLoraPart[] = [];
   for (const [path, { a, b, m }] of pairs) {
     if (!a || !b) throw new AdapterLoadError(`${dir}: module '${path}' has lora_${a ? 'A' : 'B'} but no lora_${a ? 'B' : 'A'}`);
+    if (languageModelPath(spec, path) === null && spec.qwenVision) {  // Qwen2-VL: run in the vision tower
+      const target = qwenVisionLoraTarget(spec.qwenVision, path);
+      if (target === null) {
+        throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of the ` +
+          `vision tower (blocks' attn.qkv, attn.proj, ${spec.qwenVision.windowed ? 'mlp.gate_proj/up_proj/down_proj' : 'mlp.fc1/fc2'}; ` +
+          `merger.mlp.0, merger.mlp.2)`);
+      }
+      if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);
+      const { scale } = loraScaleFor(config, path);
+      vision.push({ target, rank: a.shape[0]!, scale, a: a.data, b: b.data });
+      visionPairs++;
+      continue;
+    }
     if (languageModelPath(spec, path) === null && spec.vision) {  // LLaVA: run in the image encoder (vision-weights.ts)
       const target = visionLoraTarget(spec.vision, path);
       if (target === null) {
@@ -235,7 +249,7 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       off += bl.fullLen;
     }
   }
-  if (parts.length === 0 && visionPairs > 0 && !spec.vision) {
+  if (parts.length === 0 && visionPairs > 0 && !spec.vision && !spec.qwenVision) {
     throw new AdapterLoadError(`${dir}: the adapter only targets the vision tower (${visionPairs} module(s)), which text ` +
       `requests never run; weft serves this model's language model only`);
   }

@@ -1,7 +1,7 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
-import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel, type NativeVisionModel } from '../../kernels/index.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
+import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel, type NativeQwenVisionModel, type NativeVisionModel } from '../../kernels/index.js';
+import { useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
 import { openModelWeights } from './model-weights.js';
 import { UnsupportedModelError } from './errors.js';
 import { expertRows, expertWidth, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
@@ -12,8 +12,12 @@ import { concat, transpose } from './f32-matrix.js';
 import { moeNames, type MoeNames } from './moe-names.js';
 import { dbrxNames, loadDbrxExperts } from './dbrx-weights.js';
 import { xieluParams } from './apertus-spec.js';
-import { loadMambaLayer, mambaPlan } from './mamba-weights.js';
+import { loadMambaLayer } from './mamba-weights.js';
 import { loadVisionModel } from './vision-weights.js';
+import { loadQwenVisionModel } from './qwen-vision-weights.js';
+import { planConfig } from './plan-config.js';
+
+export { planConfig, roundToDtype } from './plan-config.js';
 
 export interface LoadOptions {
   rank: number;
@@ -36,6 +40,8 @@ export interface LoadedModel {
   plan: ModelPlanConfig;
   /** A vision-language model's image encoder (spec.vision), whole on every rank. */
   vision?: NativeVisionModel;
+  /** Qwen2-VL / Qwen2.5-VL's vision tower (spec.qwenVision), whole on every rank. */
+  qwenVision?: NativeQwenVisionModel;
 }
 
 /** The HF tensors of one executor module and the roles each provides; headInterleaved: GPT-NeoX's per-head q|k|v rows. */
@@ -299,84 +305,6 @@ function assembleInterleavedQkv(store: TensorSource, spec: ModelSpec, part: Part
   return concat([0, 1, 2].map((role) => interleavedHeadRows(slab, cols, role, heads, hd)));
 }
 
-/** x rounded to float32, or to bf16 / fp16 (nearest even): transformers multiplies Gemma's embedding scale in the weights' dtype. */
-export function roundToDtype(x: number, dtype: 'float32' | 'bfloat16' | 'float16'): number {
-  if (dtype === 'bfloat16') return bf16ToF32(f32ToBf16(x));
-  if (dtype === 'float16') return f16ToF32(f32ToF16(x));
-  return Math.fround(x);
-}
-
-export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions): ModelPlanConfig {
-  return {
-    hidden: spec.hidden,
-    layers: spec.layers,
-    headDim: spec.headDim,
-    headsLocal: rangeLen(part.heads),
-    kvHeadsLocal: rangeLen(part.kvHeads),
-    intermediateLocal: rangeLen(part.intermediate),
-    vocab: spec.vocab,
-    vocabChunk: part.vocabChunk,
-    vocabLocal: rangeLen(part.vocab),
-    norm: spec.norm,
-    normEps: spec.normEps,
-    mlp: spec.mlp,
-    learnedPositions: spec.learnedPositions,
-    maxPositions: spec.maxPositions,
-    rotaryDim: spec.rope?.rotaryDim ?? 0,
-    invFreq: spec.rope?.invFreq ?? new Float32Array(0),
-    ropeAttentionFactor: spec.rope?.attentionFactor ?? 1,
-    slidingWindow: spec.slidingWindow,
-    attnScale: spec.attnScale,
-    qkNorm: spec.qkNorm,
-    ...(spec.qkNormPostRope ? { qkNormPostRope: true } : {}),
-    qkNormFull: spec.qkNormFull,
-    qkLayerNorm: spec.qkLayerNorm,
-    qkvClip: spec.qkvClip,
-    ...(spec.queryScale ? { qScaleBeta: spec.queryScale.beta, qScalePeriod: spec.queryScale.period,
-      qScaleOffset: spec.queryScale.offset ?? 0, qScaleNopeOnly: spec.queryScale.nopeOnly === true } : {}),
-    qkNormAfterRope: spec.qkNormAfterRope,
-    ...(spec.layerChunked ? { attentionChunk: spec.attentionChunk, layerChunked: spec.layerChunked } : {}),
-    ...(spec.bidirectional ? { bidirectional: true } : {}),
-    preNorms: spec.preNorms,
-    parallelBlock: spec.parallelBlock,
-    parallelMlpNorm: spec.parallelMlpNorm,
-    // Gemma's scale is a buffer in the weights' dtype; Granite's multiplier a Python float (not rounded).
-    embedScale: spec.normPlusOne ? roundToDtype(spec.embedScale, opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'))
-      : Math.fround(spec.embedScale),
-    postNorms: spec.postNorms,
-    ropeInterleaved: spec.ropeInterleaved,
-    attnSoftcap: spec.attnSoftcap,
-    finalSoftcap: spec.finalSoftcap,
-    attnSinks: spec.attnSinks,
-    ...(spec.gluLimit !== undefined ? { gluLimit: spec.gluLimit } : {}),
-    residualScale: spec.residualScale,
-    logitsDivisor: spec.logitsDivisor,
-    ...(spec.layerSliding ? { layerSliding: spec.layerSliding } : {}),
-    ...(spec.layerRope ? { layerRope: spec.layerRope } : {}),
-    ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq, ropeAttentionFactorLocal: spec.ropeLocal.attentionFactor } : {}),
-    ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
-    ...(spec.moe ? {
-      numExperts: spec.moe.experts, expertsPerToken: spec.moe.perToken, expertIntermediateLocal: rangeLen(part.expertIntermediate),
-      moeRenormalize: spec.moe.renormalize, ...(spec.moe.layers ? { layerMoe: spec.moe.layers } : {}),
-      moeSigmoid: spec.moe.sigmoid, moeSharedExpert: spec.moe.sharedExpert, moeGroups: spec.moe.groups,
-      moeTopkGroups: spec.moe.topkGroups, moeRoutedScale: spec.moe.routedScale,
-      ...(spec.moe.sharedIntermediate ? { moeSharedIntermediateLocal: rangeLen(part.sharedIntermediate) } : {}),
-      moeSharedGate: spec.moe.sharedGate === true, moeGroupMax: spec.moe.groupMax === true,
-      moeChoiceBias: spec.moe.choiceBias === true, moeRenormMin: spec.moe.renormMin ?? 0,
-      moeLogitBias: spec.moe.logitBias === true, moeExpertBias: spec.moe.expertBias === true, moeScaleInput: spec.moe.scaleInput === true,
-      ...(spec.moe.mixerThreshold !== undefined ? { moeSparsemixer: true, moeMixerThreshold: spec.moe.mixerThreshold } : {}),
-    } : {}),
-    ...(spec.mla ? { mlaQRank: spec.mla.qRank, mlaKvRank: spec.mla.kvRank, mlaNopeDim: spec.mla.nopeDim, mlaVDim: spec.mla.vDim } : {}),
-    ...(spec.mamba ? mambaPlan(spec.mamba, part) : {}),
-    numBlocks: opts.numBlocks,
-    blockSize: opts.blockSize,
-    adapterSlots: opts.adapterSlots,
-    device: opts.device ?? 'cpu',
-    dtype: opts.dtype ?? (opts.device === 'cuda' ? 'bfloat16' : 'float32'),
-    cpuThreads: opts.cpuThreads ?? 0,
-  };
-}
-
 // Half-precision checkpoints (most of them) convert on the native pool's threads, sized by createModel below.
 useBulkHalfDecoder((src, bf16, out, offset) => cpuOps.decodeHalf(src, bf16, out, offset));
 
@@ -387,6 +315,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     if (spec.mamba && (opts.device ?? 'cpu') !== 'cpu') {
       throw new UnsupportedModelError(`${spec.architecture}: hybrid Mamba-2 models run on --device cpu only for now ` +
         `(the CUDA backend has no Mamba kernels yet)`);
+    }
+    if (spec.mropeSection && (opts.device ?? 'cpu') !== 'cpu') {  // LocalEngine serves such a model text-only on cuda
+      throw new UnsupportedModelError(`${spec.architecture}: multimodal RoPE (Qwen2-VL / Qwen2.5-VL images) runs on ` +
+        `--device cpu only for now (the CUDA backend has no multimodal RoPE yet); serve with --device cpu`);
     }
     const plan = planConfig(spec, part, opts);
     const native = createModel(plan, opts.collective);
@@ -478,7 +410,9 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     }
     native.finalize();
     let vision: NativeVisionModel | undefined;
+    let qwenVision: NativeQwenVisionModel | undefined;
     try {
+      qwenVision = spec.qwenVision ? loadQwenVisionModel(store, spec.qwenVision, spec.hidden) : undefined;
       // The vision tower and projector run on the CPU in fp32 (kernels/src/model/vision.cc) whatever --device is: with
       // --device cuda only the language model is on the GPU, and the features reach it as embedding-row overrides
       // (cuda_embed_override.cc). Why that is enough for now: the tower is small next to the language model (CLIP
@@ -490,7 +424,7 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       native.dispose();
       throw e;
     }
-    return { spec, partition: part, native, plan, ...(vision ? { vision } : {}) };
+    return { spec, partition: part, native, plan, ...(vision ? { vision } : {}), ...(qwenVision ? { qwenVision } : {}) };
   } finally {
     store.close();
   }

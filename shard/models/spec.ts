@@ -18,6 +18,7 @@ import { DERIVED_SPECS } from './derived-spec.js';
 import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
 import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, llavaSpec, type VisionSpec } from './llava-spec.js';
+import { mropeSection, qwenVisionSpec, type QwenVisionSpec } from './qwen-vl-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
@@ -181,6 +182,11 @@ export interface ModelSpec {
   mamba?: MambaSpec;
   /** A vision-language model whose images weft encodes (LLaVA: llava-spec.ts); absent: text only. */
   vision?: VisionSpec;
+  /** Qwen2-VL / Qwen2.5-VL: the dynamic-resolution vision tower (qwen-vl-spec.ts); absent: none. */
+  qwenVision?: QwenVisionSpec;
+  /** Multimodal RoPE (Qwen2-VL): rotary frequencies per (temporal, height, width) section; an image's tokens get
+   * 3-D positions (mrope.ts). Absent: one position per token. */
+  mropeSection?: [number, number, number];
 }
 
 /** Whether layer `l`'s MLP is a mixture of experts. */
@@ -324,7 +330,11 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
     return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
   }
   if (archName === 'Qwen2VLForConditionalGeneration' || archName === 'Qwen2_5_VLForConditionalGeneration') {
-    return { ...llamaFamilySpec('qwen2', qwenVlText(cfg, where), where), visionLanguage: true };  // text-only
+    const text = qwenVlText(cfg, where);
+    const spec = llamaFamilySpec('qwen2', text, where);
+    const qwenVision = qwenVisionSpec(archName, cfg, where);
+    if (!qwenVision) return { ...spec, visionLanguage: true };  // no vision_config: its language model alone
+    return { ...spec, visionLanguage: true, qwenVision, mropeSection: mropeSection(text, spec.rope?.rotaryDim ?? spec.headDim, where) };
   }
   return llamaFamilySpec(arch, cfg, where);
 }

@@ -110,3 +110,113 @@ export function relayout(c: LlavaCase, layout: 'v5' | 'hub'): string {
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   return dir;
 }
+
+// ---- Qwen2-VL / Qwen2.5-VL (test/fixtures/vlm/<case>, made by test/fixtures/golden/make_qwen2_vl.py; layout in
+// test/fixtures/vlm/README.md): dynamic-resolution images, each its own size and placeholder count.
+
+export const VLM_ROOT = fileURLToPath(new URL('../../../test/fixtures/vlm', import.meta.url));
+
+export interface QwenVlSequence {
+  prompt: string;
+  ids: number[];
+  images: string[];
+  /** Placeholder tokens of each image, in order. */
+  image_tokens: number[];
+  /** Tokens fed one decode step at a time after the prompt (golden rows `<key>/decode`); empty: none. */
+  decode: number[];
+}
+
+export interface QwenVlImage {
+  height: number;
+  width: number;
+  tokens: number;
+  image_grid_thw: [number, number, number];
+}
+
+export interface QwenVlCase {
+  name: string;
+  dir: string;
+  modelDir: string;
+  sequences: QwenVlSequence[];
+  adapters: { name: string; dir: string }[];
+  imageTokenId: number;
+  patchSize: number;
+  mergeSize: number;
+  images: Record<string, QwenVlImage>;
+  vocab: number;
+  logits(key: string): Float32Array;
+  /** float32 [3, height, width]: the processor's normalized image before patchify (what image.data carries). */
+  pixels(image: string): Float32Array;
+}
+
+export function qwenVlCases(): string[] {
+  return readdirSync(VLM_ROOT).filter((d) => existsSync(join(VLM_ROOT, d, 'cases.json'))).sort();
+}
+
+export function loadQwenVlCase(name: string): QwenVlCase {
+  const dir = join(VLM_ROOT, name);
+  const c = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
+  const file = SafetensorsFile.open(join(dir, 'golden.safetensors'));
+  return {
+    name, dir, modelDir: join(dir, c.model), sequences: c.sequences,
+    adapters: c.adapters.map((a: { name: string; dir: string }) => ({ name: a.name, dir: join(dir, a.dir) })),
+    imageTokenId: c.image_token_id, patchSize: c.patch_size, mergeSize: c.merge_size, images: c.images,
+    vocab: file.info('base/seq0').shape[1]!,
+    logits: (key) => file.readF32(key),
+    pixels: (image) => {
+      const b = readFileSync(join(dir, c.images[image].pixel_values));
+      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    },
+  };
+}
+
+export const qwenImageKey = (c: QwenVlCase, image: string): string => `${c.name}-${image}`;
+
+export function qwenImageMessages(c: QwenVlCase, image: string, chunks = 3, key = qwenImageKey(c, image)): ImageData[] {
+  const bytes = float32ToBytes(c.pixels(image));
+  const per = Math.ceil(bytes.byteLength / chunks);
+  const { height, width } = c.images[image]!;
+  return Array.from({ length: chunks }, (_, i) => ({ v: PROTOCOL_VERSION, type: 'image.data' as const, key, height, width,
+    chunk: i, chunks, data: bytes.slice(i * per, Math.min(bytes.byteLength, (i + 1) * per)) }));
+}
+
+/** The ImageRefs of a sequence: its runs of image tokens, in order, each as long as its image's token count. */
+export function qwenImageRefs(c: QwenVlCase, seq: QwenVlSequence): ImageRef[] {
+  const refs: ImageRef[] = [];
+  for (let t = 0; t < seq.ids.length; t++) {
+    if (seq.ids[t] !== c.imageTokenId) continue;
+    const length = seq.image_tokens[refs.length]!;
+    refs.push({ key: qwenImageKey(c, seq.images[refs.length]!), start: t, length });
+    t += length - 1;
+  }
+  if (refs.length !== seq.images.length) throw new Error(`sequence '${seq.prompt}': ${refs.length} image runs for ${seq.images.length} images`);
+  return refs;
+}
+
+export function qwenNewSeq(c: QwenVlCase, s: number, o: { seqId: string; slot: number; firstBlock: number; blockSize: number;
+  logits?: NewSequence['logits']; topN?: number; extraBlocks?: number }): NewSequence {
+  const seq = c.sequences[s]!;
+  const n = Math.ceil((seq.ids.length + seq.decode.length) / o.blockSize) + (o.extraBlocks ?? 0);
+  const refs = qwenImageRefs(c, seq);
+  return { seqId: o.seqId, adapterSlot: o.slot, tokens: seq.ids, blockTable: Array.from({ length: n }, (_, j) => o.firstBlock + j),
+    sampling: GREEDY, generated: [], logits: o.logits ?? 'all', promptLogprobs: false, topN: o.topN ?? 0,
+    ...(refs.length > 0 ? { images: refs } : {}) };
+}
+
+/** Golden key of (sequence, slot) (slot -1: base); `decode`: the rows of the prompt's last position and each decode token. */
+export const qwenGoldenKey = (c: QwenVlCase, s: number, slot: number, decode = false): string =>
+  `${slot < 0 ? 'base' : `adapter/${c.adapters[slot]!.name}`}/seq${s}${decode ? '/decode' : ''}`;
+
+/** A copy of the case's model with transformers 5's in-memory names (model.language_model.*, model.visual.*,
+ * lm_head.*); the fixture itself has the Hub's (model.layers.*, visual.*), as save_pretrained writes them. */
+export function qwenRelayoutV5(c: QwenVlCase): string {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-qwen-vl-v5-'));
+  for (const f of readdirSync(c.modelDir)) if (f !== 'model.safetensors') copyFileSync(join(c.modelDir, f), join(dir, f));
+  const src = SafetensorsFile.open(join(c.modelDir, 'model.safetensors'));
+  const rename = (n: string): string => n.replace(/^model\./, 'model.language_model.').replace(/^visual\./, 'model.visual.');
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const n of src.names()) tensors[rename(n)] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
+  src.close();
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  return dir;
+}

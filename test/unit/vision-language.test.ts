@@ -175,8 +175,25 @@ test('Qwen2.5-VL as published (flat config, mrope rope_scaling) with adapters fr
   }
 });
 
-test('Qwen2.5-VL: an adapter on the vision tower only (visual.*) is refused', () => {
-  expectTowerOnlyRefused(qvl, 'qv_gate_r8', '.visual.', /only targets the vision tower/);
+test('Qwen2.5-VL: an adapter on the vision tower only (visual.*) loads — the tower is served — and leaves text alone', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-vision-only-'));
+  try {
+    const a = qvl.adapters.find((x) => x.name === 'qv_gate_r8')!;
+    assert.ok(writeRenamed(a.dir, 'adapter_model.safetensors', tmp, (n) => (n.includes('.visual.') ? n : null)) >= 2,
+      'the golden adapter has vision-tower pairs');
+    const e = LocalEngine.open(qvl.modelDir, { numBlocks: 64, blockSize: 4, adapterSlots: 1 });
+    try {
+      e.loadAdapter(0, tmp);
+      const tokens = qvl.sequences[0]!;
+      const [base, tower] = await e.scoreBatch([{ tokens, adapterSlot: -1 }, { tokens, adapterSlot: 0 }]);
+      assert.ok(maxAbsDiff(base!, qvl.logits('base/seq0')) <= 1e-4);
+      assert.deepEqual(tower, base, 'a tower-only adapter changes no text-only logit');
+    } finally {
+      e.dispose();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test("Qwen2.5-VL-7B-Instruct's and Qwen2-VL-2B-Instruct's configs as published read as Qwen2 decoders", () => {

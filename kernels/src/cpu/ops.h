@@ -38,6 +38,12 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
                       const int32_t* positions, const float* inv_freq, float attention_factor,
                       const uint8_t* use_long = nullptr, const float* inv_freq_long = nullptr, bool interleaved = false);
 
+// Multimodal RoPE (Qwen2-VL's apply_multimodal_rotary_pos_emb), rotate-half layout: frequency i of the first
+// section[0] ones turns by the token's temporal position, the next section[1] by its height, the last section[2] by
+// its width. pos3: [3 · tokens] (all temporal positions, then heights, then widths), or null: `positions` for all.
+void rope_mrope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
+                const int32_t* pos3, const int64_t* section, const float* inv_freq, float attention_factor);
+
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // out = silu(gate) * up
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up (GeGLU)

@@ -102,6 +102,10 @@ struct ModelConfig {
   // longrope (Phi-3.5, Phi-4-mini): the long factors' frequencies (rotary_dim/2), used for the tokens a batch marks
   // in Batch::rope_long (the shard decides which: rope.ts); empty = none. Not combined with inv_freq_local.
   std::vector<float> inv_freq_long;
+  // Multimodal RoPE (Qwen2-VL, Qwen2.5-VL): the rotary frequencies split into (temporal, height, width) sections of
+  // these many frequencies (summing to rotary_dim/2), each rotated by its own coordinate of the token's 3-D position
+  // (Batch::mrope_positions). Empty: one position per token.
+  std::vector<int64_t> mrope_section;
   // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
   float attn_softcap = 0.0f, final_softcap = 0.0f;
   // gpt-oss: attention sinks — each head's learned logit (plan weight layers.<l>.attn_sinks [heads_local], this rank's
@@ -250,6 +254,10 @@ struct Batch {
   std::vector<int32_t> tokens, positions, slot_mapping;  // [T]
   // [T] or empty: 1 where the token is rotated with ModelConfig::inv_freq_long instead of the layer's frequencies.
   std::vector<uint8_t> rope_long;
+  // [3 · T] or empty: multimodal RoPE's (temporal, height, width) positions, all T temporal ones first, then the
+  // heights, then the widths (a model with ModelConfig::mrope_section only; empty: all three are `positions`, as for
+  // text). `positions` stays the token's index in its sequence (KV slots, checks).
+  std::vector<int32_t> mrope_positions;
   std::vector<BatchSeq> seqs;                            // tokens of a sequence are contiguous
   std::vector<int32_t> logit_rows;                       // token rows whose logits are returned
   // forward() also returns each logit row's final hidden state (after the final norm, before lm_head; the

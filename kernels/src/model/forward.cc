@@ -79,6 +79,9 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
     throw std::invalid_argument("batch: tokens, positions and slot_mapping must have the same length");
   if (!b.rope_long.empty() && (static_cast<int64_t>(b.rope_long.size()) != T || cfg.inv_freq_long.empty()))
     throw std::invalid_argument("batch: rope_long needs one entry per token and a model with long RoPE factors");
+  if (!b.mrope_positions.empty() && (static_cast<int64_t>(b.mrope_positions.size()) != 3 * T || cfg.mrope_section.empty()))
+    throw std::invalid_argument("batch: mropePositions needs 3 entries per token (t, h, w rows) and a model with "
+                                "multimodal RoPE sections");
   const int64_t cache_slots = cfg.num_blocks * cfg.block_size;
   for (int64_t t = 0; t < T; ++t) {
     if (b.tokens[t] < 0 || b.tokens[t] >= cfg.vocab)
@@ -243,10 +246,18 @@ std::vector<float> Model::forward(const Batch& b) {
       if (layer_has_rope(cfg_, l)) {
         const float* inv_freq = layer_inv_freq(cfg_, l).data();
         const uint8_t* use_long = b.rope_long.empty() ? nullptr : b.rope_long.data();
-        cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                              layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
-        cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
-                              layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+        if (!cfg_.mrope_section.empty()) {  // Qwen2-VL: each frequency section rotated by its own coordinate
+          const int32_t* pos3 = b.mrope_positions.empty() ? nullptr : b.mrope_positions.data();
+          cpu::rope_mrope(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), pos3, cfg_.mrope_section.data(),
+                          inv_freq, layer_rope_attention_factor(cfg_, l));
+          cpu::rope_mrope(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), pos3, cfg_.mrope_section.data(),
+                          inv_freq, layer_rope_attention_factor(cfg_, l));
+        } else {
+          cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
+                                layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+          cpu::rope_rotate_half(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
+                                layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
+        }
       }
       if (cfg_.qk_norm_after_rope && layer_has_rope(cfg_, l)) {  // Llama 4: weightless per-head RMS norm after RoPE
         cpu::rms_norm(q.data(), T * nq, hd, ones.data(), cfg_.norm_eps, q.data());

@@ -50,6 +50,17 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
+  if (!c.mrope_section.empty()) {
+    int64_t sum = 0;
+    bool negative = false;
+    for (int64_t s : c.mrope_section) {
+      sum += s;
+      negative = negative || s < 0;
+    }
+    if (negative || c.mrope_section.size() != 3 || sum != c.rotary_dim / 2 || c.rope_interleaved || !c.inv_freq_long.empty())
+      throw std::invalid_argument("model config: mrope_section needs 3 non-negative frequency counts summing to "
+                                  "rotary_dim/2 (" + std::to_string(c.rotary_dim / 2) + "), without interleaved or long RoPE");
+  }
   if (!c.layer_rope.empty() && static_cast<int64_t>(c.layer_rope.size()) != c.layers)
     throw std::invalid_argument("model config: layer_rope needs one entry per layer");
   if (!c.inv_freq_local.empty() && c.inv_freq_local.size() != c.inv_freq.size())

@@ -14,7 +14,19 @@ namespace weft {
 
 namespace {
 
-void activate(VisionAct act, float* x, int64_t n) {
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+// "layers.<l>.<rest>" -> (l, rest); (-1, "") when the name is not a layer's.
+std::pair<int64_t, std::string> split_layer(const std::string& name) {
+  if (!starts_with(name, "layers.")) return {-1, ""};
+  const size_t dot = name.find('.', 7);
+  if (dot == std::string::npos || dot == 7 || name.find_first_not_of("0123456789", 7) != dot) return {-1, ""};
+  return {std::stoll(name.substr(7, dot - 7)), name.substr(dot + 1)};
+}
+
+}  // namespace
+
+void vision_activate(VisionAct act, float* x, int64_t n) {
   switch (act) {
     case VisionAct::kQuickGelu:  // x · σ(1.702 x), CLIP's quick_gelu
       for (int64_t i = 0; i < n; ++i) x[i] = x[i] * (1.0f / (1.0f + std::exp(-1.702f * x[i])));
@@ -29,18 +41,6 @@ void activate(VisionAct act, float* x, int64_t n) {
       return;
   }
 }
-
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
-// "layers.<l>.<rest>" -> (l, rest); (-1, "") when the name is not a layer's.
-std::pair<int64_t, std::string> split_layer(const std::string& name) {
-  if (!starts_with(name, "layers.")) return {-1, ""};
-  const size_t dot = name.find('.', 7);
-  if (dot == std::string::npos || dot == 7 || name.find_first_not_of("0123456789", 7) != dot) return {-1, ""};
-  return {std::stoll(name.substr(7, dot - 7)), name.substr(dot + 1)};
-}
-
-}  // namespace
 
 VisionModel::VisionModel(VisionConfig cfg) : cfg_(std::move(cfg)) {
   const VisionConfig& c = cfg_;
@@ -187,7 +187,7 @@ void VisionModel::encoder_layer(int64_t l, std::vector<float>& h, int64_t images
   cpu::layer_norm(h.data(), T, H, w(p + "ln2.weight"), w(p + "ln2.bias"), cfg_.norm_eps, x.data());
   std::vector<float> mid(T * I);
   linear(p + "fc1", p + "fc1", x.data(), T, H, I, lora, mid.data());
-  activate(cfg_.act, mid.data(), T * I);
+  vision_activate(cfg_.act, mid.data(), T * I);
   linear(p + "fc2", p + "fc2", mid.data(), T, I, H, lora, o.data());
   cpu::add_inplace(h.data(), o.data(), T * H);
 }
@@ -239,7 +239,7 @@ std::vector<float> VisionModel::encode(const float* pixels, int64_t images, cons
   const int64_t D = cfg_.text_hidden;
   std::vector<float> mid(R * D), out(R * D);
   linear("proj1", "proj1", features.data(), R, proj_in, D, lora, mid.data());
-  activate(cfg_.projector_act, mid.data(), R * D);
+  vision_activate(cfg_.projector_act, mid.data(), R * D);
   linear("proj2", "proj2", mid.data(), R, D, D, lora, out.data());
   return out;
 }

@@ -15,6 +15,9 @@ namespace weft {
 
 enum class VisionAct { kQuickGelu, kGeluErf, kGeluTanh, kRelu, kSilu };
 
+// x = act(x) in place, as transformers' ACT2FN computes it in float32 (CLIP's quick_gelu: x·σ(1.702x)).
+void vision_activate(VisionAct act, float* x, int64_t n);
+
 struct VisionConfig {
   int64_t hidden = 0, heads = 0, intermediate = 0;
   // Encoder layers this plan holds and runs: the deepest selected hidden state's index (the layers after it never

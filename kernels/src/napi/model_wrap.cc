@@ -107,6 +107,12 @@ ModelConfig parse_config(const Napi::Object& o) {
     auto lf = f32(longf, "invFreqLong");
     c.inv_freq_long.assign(lf.Data(), lf.Data() + lf.ElementLength());
   }
+  const Napi::Value ms = o.Get("mropeSection");
+  if (!ms.IsUndefined() && !ms.IsNull()) {
+    if (!ms.IsArray()) throw Napi::TypeError::New(o.Env(), "mropeSection must be an array of 3 frequency counts");
+    const Napi::Array arr = ms.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) c.mrope_section.push_back(num_int(arr.Get(i), "mropeSection[i]"));
+  }
   c.num_experts = static_cast<int64_t>(num_or(o, "numExperts", 0));
   c.experts_per_token = static_cast<int64_t>(num_or(o, "expertsPerToken", 0));
   c.expert_intermediate_local = static_cast<int64_t>(num_or(o, "expertIntermediateLocal", 0));
@@ -201,6 +207,8 @@ Batch parse_batch(const Napi::Object& o) {
     const auto a = rl.As<Napi::Uint8Array>();
     b.rope_long.assign(a.Data(), a.Data() + a.ElementLength());
   }
+  const Napi::Value mp = o.Get("mropePositions");
+  if (!mp.IsUndefined() && !mp.IsNull()) b.mrope_positions = i32vec(mp, "batch.mropePositions");
   b.logit_rows = i32vec(o.Get("logitRows"), "batch.logitRows");
   const Napi::Value rh = o.Get("returnHidden");
   b.return_hidden = !rh.IsUndefined() && !rh.IsNull() && rh.ToBoolean().Value();

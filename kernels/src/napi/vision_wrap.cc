@@ -69,6 +69,8 @@ std::vector<VisionLoraPart> parse_vision_lora(const Napi::Value& v) {
 
 }  // namespace
 
+std::vector<VisionLoraPart> parse_vision_lora_parts(const Napi::Value& v) { return parse_vision_lora(v); }
+
 class VisionWrap : public Napi::ObjectWrap<VisionWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {

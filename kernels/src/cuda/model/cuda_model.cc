@@ -41,6 +41,8 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
+  if (!cfg_.mrope_section.empty())  // load-weights.ts refuses these models on cuda first, with the model's name
+    throw std::invalid_argument("device 'cuda': multimodal RoPE (Qwen2-VL) is not supported by the CUDA backend yet");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)

@@ -1,0 +1,80 @@
+// The native vision towers' TypeScript face (kernels/src/model/vision.h, qwen_vision.h): their plans and handles.
+
+/** An image encoder's plan (kernels/src/model/vision.h): a CLIP vision tower and a LLaVA projector. */
+export interface VisionPlanConfig {
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  /** Encoder layers held and run: the deepest selected hidden state's index. */
+  layers: number;
+  imageSize: number;
+  patchSize: number;
+  channels?: number;
+  normEps: number;
+  act: VisionActivation;
+  /** Indices into the hidden states (0: the embeddings after pre_layrnorm; i: after layer i), concatenated in order. */
+  featureLayers: number[];
+  /** vision_feature_select_strategy 'default': the class row is dropped. */
+  dropCls: boolean;
+  textHidden: number;
+  projectorAct: VisionActivation;
+  projectorBias: boolean;
+}
+export type VisionActivation = 'quick_gelu' | 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
+
+/** LoRA on a vision linear module: target "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2"; A [rank, in], B [out, rank]. */
+export interface VisionLoraPart {
+  target: string;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+export interface NativeVisionModel {
+  expectedSize(name: string): number;
+  setWeight(name: string, data: Float32Array): void;
+  finalize(): void;
+  tokensPerImage(): number;
+  /** Throws naming the first part that is no vision module of this plan or does not fit its shape. */
+  checkLora(parts: VisionLoraPart[]): void;
+  /** pixels [images, channels, imageSize, imageSize] → features [images · tokensPerImage, textHidden], with one
+   * adapter's vision LoRA parts (none: the base), on the libuv pool. */
+  encode(pixels: Float32Array, images: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/** Qwen2-VL / Qwen2.5-VL's dynamic-resolution vision tower and merger (kernels/src/model/qwen_vision.h). */
+export interface QwenVisionPlanConfig {
+  /** Qwen2.5-VL: RMSNorm, SwiGLU MLP with biases, window attention outside fullBlocks. Else Qwen2-VL. */
+  windowed: boolean;
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  depth: number;
+  patchSize: number;
+  mergeSize: number;
+  temporalPatchSize: number;
+  channels?: number;
+  /** The merger's output: the language model's hidden size. */
+  outHidden: number;
+  act: VisionActivation;
+  /** Qwen2.5-VL: window side in pixels, and the blocks that attend over the whole image. */
+  windowSize?: number;
+  fullBlocks?: number[];
+  normEps?: number;
+  ropeTheta?: number;
+}
+
+/** LoRA targets of a Qwen vision tower: "blocks.<l>.{qkv,proj,fc1,fc2,gate,up,down}", "merger.fc1", "merger.fc2". */
+export interface NativeQwenVisionModel {
+  expectedSize(name: string): number;
+  setWeight(name: string, data: Float32Array): void;
+  finalize(): void;
+  /** Placeholder tokens of an image of this size; throws when a side is not a multiple of patchSize · mergeSize. */
+  tokensFor(height: number, width: number): number;
+  checkLora(parts: VisionLoraPart[]): void;
+  /** One image's pixels [channels, height, width] → features [tokensFor(height, width), outHidden], on the libuv pool. */
+  encode(pixels: Float32Array, height: number, width: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
+  dispose(): void;
+}
