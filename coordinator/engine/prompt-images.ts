@@ -1,17 +1,30 @@
-// A vision-language prompt's image placeholders. As transformers' LlavaProcessor does, each image token in the text
-// (`<image>`, as the chat template or a /generate markdown image put it there) is repeated tokensPerImage times
-// in the text BEFORE tokenizing — not after: the tokenizer then sees what it sees under transformers (an added
-// token's lstrip/rstrip and the text around it behave the same). The tokens then tell each image's range.
+// A vision-language prompt's image placeholders. As transformers' processors do (LlavaProcessor, Qwen2VLProcessor),
+// the i-th image token in the text (`<image>`, `<|image_pad|>`, as the chat template or a /generate markdown image
+// put it there) is repeated to image i's token count in the text BEFORE tokenizing — not after: the tokenizer then
+// sees what it sees under transformers (an added token's lstrip/rstrip and the text around it behave the same). The
+// tokens then tell each image's range. A fixed-size tower (LLaVA's CLIP) gives every image tokensPerImage tokens; a
+// dynamic-resolution one (Qwen2-VL) gives each (height/patchSize/mergeSize)·(width/patchSize/mergeSize), its own.
 import type { ImageRef, VisionInfo } from '../../protocol/index.js';
 import type { PreparedImage } from '../vision/index.js';
 import { EngineError } from './types.js';
 
 /** What the engine knows of the model's images: the shards' VisionInfo and the image token's text. */
 export interface PromptVision extends VisionInfo {
-  /** The image token as text (e.g. "<image>"): what a chat template writes for an image part. */
+  /** The image token as text (e.g. "<image>", "<|image_pad|>"): what a chat template writes for an image part, once. */
   imageToken: string;
-  tokensPerImage: number;
-  imageSize: number;
+  /** The text that stands for one image where no chat template writes it (TGI markdown images): the image token
+   * with what the model's template writes around it ("<|vision_start|><|image_pad|><|vision_end|>"). */
+  imagePlaceholder: string;
+}
+
+/** The placeholder tokens `img` takes: the tower's fixed count, or its (already resized) grid's merged patches. */
+export function imageTokenCount(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVision): number {
+  if (v.tokensPerImage !== undefined) return v.tokensPerImage;
+  const side = v.patchSize! * v.mergeSize!;
+  if (img.height % side !== 0 || img.width % side !== 0) {
+    throw new Error(`an image of ${img.width} x ${img.height} pixels is not a whole number of ${side}-pixel merged patches`);
+  }
+  return (img.height / side) * (img.width / side);
 }
 
 /** Occurrences of the image token in `text`. */
@@ -19,9 +32,14 @@ export function countImageTokens(text: string, imageToken: string): number {
   return imageToken === '' ? 0 : text.split(imageToken).length - 1;
 }
 
-/** `text` with each image token repeated tokensPerImage times (LlavaProcessor's expansion). */
-export function expandImageTokens(text: string, v: PromptVision): string {
-  return text.split(v.imageToken).join(v.imageToken.repeat(v.tokensPerImage));
+/** `text` with its i-th image token repeated to image i's token count (the processors' expansion); the text must
+ * hold one image token per image (countImageTokens). */
+export function expandImageTokens(text: string, images: readonly Pick<PreparedImage, 'height' | 'width'>[], v: PromptVision): string {
+  const pieces = text.split(v.imageToken);
+  if (pieces.length - 1 !== images.length) throw placeholderMismatch(pieces.length - 1, images.length, v);
+  let out = pieces[0]!;
+  for (let i = 0; i < images.length; i++) out += v.imageToken.repeat(imageTokenCount(images[i]!, v)) + pieces[i + 1]!;
+  return out;
 }
 
 /** The 422 for placeholders (null: image tokens that are not whole images) that do not match the images. */
@@ -34,7 +52,7 @@ export function placeholderMismatch(placeholders: number | null, images: number,
 }
 
 /**
- * The images' token ranges in the tokenized prompt: image i takes the i-th run of tokensPerImage image tokens.
+ * The images' token ranges in the tokenized prompt: image i takes the next run of its token count of image tokens.
  * A 422 when the placeholders and the images do not match (as transformers refuses "image features and image
  * tokens do not match"): a chat template that drops image parts, a prompt that writes the image token itself, or a
  * `truncate` that cut into an image.
@@ -42,14 +60,27 @@ export function placeholderMismatch(placeholders: number | null, images: number,
 export function imageRefs(ids: readonly number[], images: readonly PreparedImage[], v: PromptVision): ImageRef[] {
   const at: number[] = [];
   for (let i = 0; i < ids.length; i++) if (ids[i] === v.imageTokenId) at.push(i);
-  if (at.length !== images.length * v.tokensPerImage) {
-    throw placeholderMismatch(at.length % v.tokensPerImage === 0 ? at.length / v.tokensPerImage : null, images.length, v);
-  }
+  const counts = images.map((img) => imageTokenCount(img, v));
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (at.length !== total) throw placeholderMismatch(placeholdersIn(at, images.length, v), images.length, v);
+  let next = 0;
   return images.map((img, i) => {
-    const start = at[i * v.tokensPerImage]!;
-    if (at[(i + 1) * v.tokensPerImage - 1]! - start !== v.tokensPerImage - 1) {
-      throw new EngineError('validation', `image ${i + 1}'s ${v.tokensPerImage} placeholder tokens are not consecutive in the tokenized prompt`);
+    const length = counts[i]!;
+    const start = at[next]!;
+    if (at[next + length - 1]! - start !== length - 1) {
+      throw new EngineError('validation', `image ${i + 1}'s ${length} placeholder tokens are not consecutive in the tokenized prompt`);
     }
-    return { key: img.key, start, length: v.tokensPerImage };
+    next += length;
+    return { key: img.key, start, length };
   });
+}
+
+/** How many images the image tokens at `at` stand for, where that can be told (null: tokens that are not whole
+ * images). A fixed count divides them; for a dynamic tower each run of consecutive image tokens is one placeholder
+ * (the template writes <|vision_start|> and <|vision_end|> around each), unless the runs are as many as the images
+ * (then their lengths are what is wrong: a `truncate` that cut into one). */
+function placeholdersIn(at: readonly number[], images: number, v: PromptVision): number | null {
+  if (v.tokensPerImage !== undefined) return at.length % v.tokensPerImage === 0 ? at.length / v.tokensPerImage : null;
+  const runs = at.filter((p, i) => i === 0 || at[i - 1] !== p - 1).length;
+  return runs === images ? null : runs;
 }

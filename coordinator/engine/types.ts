@@ -201,9 +201,12 @@ export interface EngineInfo {
    * not generate (it has no language-model head). 'embed': it only embeds (bidirectional attention, or a base-model
    * checkpoint without a language-model head). */
   task: 'generate' | 'classify' | 'embed';
-  /** A vision-language model (the shards report ModelInfo.vision): the image token as text (what prompts hold
-   * for each image), how many tokens one image takes and the vision tower's input size; absent: text only. */
-  vision?: { imageToken: string; imageTokenId: number; tokensPerImage: number; imageSize: number; maxImagesPerPrompt: number };
+  /** A vision-language model (the shards report ModelInfo.vision): the image token as text (what a chat template
+   * writes once for each image), the text that stands for an image in /generate inputs (the token with the
+   * template's wrapper around it), and the tower: a fixed size and tokens per image (LLaVA), or the patch and merge
+   * sizes of a dynamic-resolution one (Qwen2-VL: each image its own count); absent: text only. */
+  vision?: { imageToken: string; imagePlaceholder: string; imageTokenId: number; tokensPerImage?: number; imageSize?: number;
+    patchSize?: number; mergeSize?: number; maxImagesPerPrompt: number };
 }
 
 export interface EngineStats {

@@ -77,7 +77,8 @@ function imageUrlOf(p: Record<string, unknown>, at: string): string {
   return urlOf(o.url, `${at}.image_url.url`);
 }
 
-/** `detail` is OpenAI's resolution hint: a fixed-resolution vision tower (CLIP at 336 px) has one, so any is accepted. */
+/** `detail` is OpenAI's resolution hint: a fixed-resolution tower (CLIP at 336 px) has one resolution, and a dynamic
+ * one (Qwen2-VL) takes what the model's preprocessor_config.json bounds (as vLLM does), so any is accepted. */
 function detailOf(v: unknown, at: string): void {
   if (v === undefined || v === null) return;
   if (typeof v !== 'string' || !DETAILS.includes(v)) throw validationError(`\`${at}\` must be one of ${DETAILS.join(', ')}`);
@@ -91,13 +92,14 @@ function urlOf(v: unknown, at: string): string {
 
 /**
  * TGI's images in /generate inputs: markdown `![](url)` (empty alt text, TGI's pattern) becomes the model's image
- * token, its URL one of the request's images. Only for a vision-language model (for others it is text).
+ * placeholder (`<image>`; `<|vision_start|><|image_pad|><|vision_end|>`), its URL one of the request's images. Only
+ * for a vision-language model (for others it is text).
  */
-export function markdownImages(inputs: string, imageToken: string): { text: string; images: ImageInput[] } {
+export function markdownImages(inputs: string, placeholder: string): { text: string; images: ImageInput[] } {
   const images: ImageInput[] = [];
   const text = inputs.replace(/!\[\]\(([^)]*)\)/g, (_, url: string) => {
     images.push({ url: url.trim(), at: `inputs (markdown image ${images.length + 1})` });
-    return imageToken;
+    return placeholder;
   });
   return { text, images };
 }
@@ -107,7 +109,7 @@ export async function loadImages(engine: GenerationEngine, inputs: readonly Imag
   if (inputs.length === 0) return [];
   if (engine.info.vision === undefined || engine.prepareImages === undefined) {
     throw validationError(`${engine.info.modelId} does not take images: it is a text-only model; send text only, or serve a ` +
-      'vision-language model (LlavaForConditionalGeneration)');
+      'vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, …)');
   }
   return engine.prepareImages(inputs);
 }

@@ -60,11 +60,11 @@ async function validate(request: FastifyRequest, deps: GenerateDeps, route: Gene
   if (valid.chatMessages) {
     valid.request = { ...valid.request, inputs: deps.engine.renderChat(valid.chatMessages), templated: true };
   }
-  // TGI's markdown images (`![](url)`), for a vision-language model: each becomes its image placeholder. The inputs
-  // as sent stay what return_full_text prepends.
+  // TGI's markdown images (`![](url)`), for a vision-language model: each becomes its image placeholder (the image
+  // token with its template's wrapper, as TGI writes it). The inputs as sent stay what return_full_text prepends.
   const vision = deps.engine.info.vision;
   if (vision && !valid.chatMessages) {
-    const { text, images } = markdownImages(valid.request.inputs, vision.imageToken);
+    const { text, images } = markdownImages(valid.request.inputs, vision.imagePlaceholder);
     if (images.length > 0) {
       valid.originalInputs = valid.request.inputs;
       valid.request = { ...valid.request, inputs: text, images: await loadImages(deps.engine, images) };

@@ -1,7 +1,8 @@
 // transformers' CLIPImageProcessor (PIL backend) on an RGB image: resize (PIL), center crop (zero padding where the
 // image is smaller), rescale (in float64, then cast to float32) and normalize (in float32), channels first. Each
 // step keeps transformers' arithmetic so the pixel values equal its output bit for bit.
-import type { ImageProcessorConfig } from './preprocessor-config.js';
+import type { CommonProcessorFields } from './config-fields.js';
+import type { ClipProcessorConfig } from './preprocessor-config.js';
 import { resizeRgb } from './pil-resample.js';
 
 export interface RgbImage {
@@ -68,14 +69,20 @@ export function centerCrop(img: RgbImage, h: number, w: number): RgbImage {
 }
 
 /** The whole pipeline: the float32 pixel values the model's vision tower takes. */
-export function preprocessClip(img: RgbImage, c: ImageProcessorConfig): PixelValues {
+export function preprocessClip(img: RgbImage, c: ClipProcessorConfig): PixelValues {
   let cur = img;
   if (c.doResize) {
     const [h, w] = 'shortestEdge' in c.size ? shortestEdgeSize(cur.height, cur.width, c.size.shortestEdge) : [c.size.height, c.size.width];
     cur = { width: w, height: h, rgb: resizeRgb(cur.rgb, cur.width, cur.height, w, h, c.resample) };
   }
   if (c.doCenterCrop) cur = centerCrop(cur, c.cropSize.height, c.cropSize.width);
-  const { width, height, rgb } = cur;
+  return rescaleNormalize(cur, c);
+}
+
+/** transformers' rescale then normalize on the (resized) uint8 image, channels first — what every processor here
+ * ends with. */
+export function rescaleNormalize(img: RgbImage, c: CommonProcessorFields): PixelValues {
+  const { width, height, rgb } = img;
   const plane = width * height;
   const data = new Float32Array(3 * plane);
   const mean = c.imageMean.map((m) => Math.fround(m));

@@ -1,9 +1,9 @@
 // Piscina worker: decodes one image and computes its pixel values and content key, off the coordinator's event loop
 // (a large photo's resize is hundreds of millions of multiply-adds).
 import { createHash } from 'node:crypto';
-import { preprocessClip } from './clip-preprocess.js';
 import { decodeRgb } from './decode.js';
 import { ImageInputError } from './image-error.js';
+import { preprocessImage } from './preprocess.js';
 import type { ImageProcessorConfig } from './preprocessor-config.js';
 
 export interface ImageTask {
@@ -29,7 +29,7 @@ export function pixelKey(height: number, width: number, data: Float32Array): str
 export default async function processImage(task: ImageTask): Promise<ImageTaskResult> {
   try {
     const rgb = await decodeRgb(task.bytes, task.maxPixels, task.label);
-    const px = preprocessClip(rgb, task.config);
+    const px = preprocessImage(rgb, task.config, task.label);
     return { ok: true, key: pixelKey(px.height, px.width, px.data), height: px.height, width: px.width, data: px.data };
   } catch (e) {
     if (e instanceof ImageInputError) return { ok: false, status: e.status, message: e.message };

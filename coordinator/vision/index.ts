@@ -1,8 +1,13 @@
-// Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor, exactly).
+// Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor and
+// Qwen2VLImageProcessor, exactly).
 export { ImageProcessor } from './image-processor.js';
 export { ImageInputError } from './image-error.js';
-export { PreprocessorConfigError, parsePreprocessorConfig, readPreprocessorConfig, type ImageProcessorConfig } from './preprocessor-config.js';
-export { preprocessClip, shortestEdgeSize, centerCrop, type PixelValues, type RgbImage } from './clip-preprocess.js';
+export {
+  PreprocessorConfigError, outputSize, parsePreprocessorConfig, readPreprocessorConfig, type ClipProcessorConfig, type ImageProcessorConfig,
+} from './preprocessor-config.js';
+export { preprocessQwen2VL, pyRound, qwen2VLTokens, smartResize, type Qwen2VLProcessorConfig } from './qwen2-vl-preprocess.js';
+export { preprocessImage } from './preprocess.js';
+export { preprocessClip, rescaleNormalize, shortestEdgeSize, centerCrop, type PixelValues, type RgbImage } from './clip-preprocess.js';
 export { resizeRgb } from './pil-resample.js';
 export { decodeRgb, sniffFormat } from './decode.js';
 export { describeUrl, fetchImageBytes, MAX_REDIRECTS, type ImageFetchLimits } from './image-fetch.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { launch, type Launched } from '../../deploy/launch.js';
 import { parseArgs } from '../../deploy/config/index.js';
 import { SafetensorsFile } from '../../shard/formats/index.js';
-import { decodeRgb, parsePreprocessorConfig, preprocessClip } from '../../coordinator/vision/index.js';
+import { decodeRgb, parsePreprocessorConfig, preprocessImage } from '../../coordinator/vision/index.js';
 import { refLogSoftmax } from '../helpers/reference-ops.js';
 
 const ROOT = join(import.meta.dirname, '../../../test/fixtures/llava');
@@ -102,7 +102,7 @@ for (const name of CASE_NAMES) {
     test('the fixture\'s pixel values are what weft\'s preprocessing gives', async () => {
       const config = parsePreprocessorConfig(JSON.parse(readFileSync(join(dir, 'model', 'preprocessor_config.json'), 'utf8')));
       for (const image of new Set(cases.sequences.flatMap((s) => s.images))) {
-        const px = preprocessClip(await decodeRgb(png(image), 1e8, image), config);
+        const px = preprocessImage(await decodeRgb(png(image), 1e8, image), config);
         const want = new Float32Array(new Uint8Array(readFileSync(join(dir, 'images', `${image}.bin`))).buffer);
         assert.deepEqual(px.data, want, `${image}: bit for bit`);
       }

@@ -37,7 +37,7 @@ const LLAVA_TEMPLATE = "{% for message in messages %}{% if message['role'] != 's
   "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
 
 class VisionEngine extends ScriptedEngine {
-  override readonly info: EngineInfo = { ...INFO, vision: { imageToken: '<image>', imageTokenId: 999, tokensPerImage: 4, imageSize: 32, maxImagesPerPrompt: 2 } };
+  override readonly info: EngineInfo = { ...INFO, vision: { imageToken: '<image>', imagePlaceholder: '<image>', imageTokenId: 999, tokensPerImage: 4, imageSize: 32, maxImagesPerPrompt: 2 } };
   loads = 0;
   constructor(private readonly processor: ImageProcessor) {
     super();
@@ -231,6 +231,21 @@ describe('images through the HTTP routes', () => {
     // alt text: not TGI's image pattern, so text
     assert.equal((await post(app, '/generate', { inputs: '![a cat](x) hi', parameters: { max_new_tokens: 2 } })).statusCode, 200);
     assert.equal(last().images, undefined);
+  });
+
+  test('TGI /generate for a Qwen2-VL-style model: each markdown image becomes the template\'s image sequence (as TGI writes it)', async () => {
+    const vision = engine.info.vision!;
+    const info = engine.info as { vision?: EngineInfo['vision'] };
+    info.vision = { ...vision, imageToken: '<|image_pad|>', imagePlaceholder: '<|vision_start|><|image_pad|><|vision_end|>', tokensPerImage: undefined,
+      imageSize: undefined, patchSize: 14, mergeSize: 2 } as EngineInfo['vision'];
+    try {
+      const res = await post(app, '/generate', { inputs: `![](${dataUrl(PNG)})A ![](${dataUrl(JPG, 'image/jpeg')})B`, parameters: { max_new_tokens: 2 } });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(last().inputs, '<|vision_start|><|image_pad|><|vision_end|>A <|vision_start|><|image_pad|><|vision_end|>B');
+      assert.deepEqual(last().images!.map(sha), [expected('rgb_53x41.png'), expected('photo_64x48.jpg')]);
+    } finally {
+      info.vision = vision;
+    }
   });
 
   test('Responses API: input_image parts; file_id is refused', async () => {

@@ -1,15 +1,18 @@
-// Image preprocessing against transformers' CLIPImageProcessor (PIL backend): the fixtures of
-// test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder on both sides), a GIF,
-// upscaled, downscaled and padded — give the same float32 pixel values, bit for bit (compared by SHA-256; for the
-// small config also value by value, so a failure says how far off it is). Plus the pieces' own rules: the resize
-// output size, the decompression-bomb bound, format sniffing and the preprocessor config's refusals.
+// Image preprocessing against transformers' CLIPImageProcessor and Qwen2VLImageProcessor (PIL backends): the fixtures
+// of test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder on both sides), a GIF,
+// upscaled, downscaled and padded; for Qwen2-VL, smart_resize scaling up (min_pixels), down (max_pixels) or only
+// rounding — give the same float32 pixel values, bit for bit (compared by SHA-256; for the small configs also value
+// by value, so a failure says how far off it is), and for Qwen2-VL the same grid and placeholder token count. Plus
+// the pieces' own rules: the resize output size, the decompression-bomb bound, format sniffing and the preprocessor
+// configs' refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ImageInputError, decodeRgb, parsePreprocessorConfig, preprocessClip, resizeRgb, shortestEdgeSize, sniffFormat,
+  ImageInputError, decodeRgb, parsePreprocessorConfig, preprocessImage, pyRound, qwen2VLTokens, resizeRgb, shortestEdgeSize, smartResize,
+  sniffFormat,
 } from '../../coordinator/vision/index.js';
 
 const DIR = join(import.meta.dirname, '../../../test/fixtures/images');
@@ -18,7 +21,7 @@ const FIX = JSON.parse(readFileSync(join(DIR, 'expected.json'), 'utf8')) as { co
 
 async function pixels(c: Case): Promise<Float32Array> {
   const rgb = await decodeRgb(readFileSync(join(DIR, c.image)), 1e8, c.image);
-  const px = preprocessClip(rgb, parsePreprocessorConfig(FIX.configs[c.config]));
+  const px = preprocessImage(rgb, parsePreprocessorConfig(FIX.configs[c.config]));
   assert.deepEqual([3, px.height, px.width], c.shape, `${c.image} / ${c.config}: shape`);
   return px.data;
 }
@@ -76,10 +79,97 @@ test('formats are sniffed: SVG, text and truncated images are 422s naming the im
 
 test('preprocessor_config.json: defaults, int sizes, and refusals naming the field', () => {
   const c = parsePreprocessorConfig({ size: 336, crop_size: 336 });
+  assert.ok(c.kind === 'clip');
   assert.deepEqual([c.size, c.cropSize, c.resample, c.imageMean[0], c.rescaleFactor], [{ shortestEdge: 336 }, { height: 336, width: 336 }, 3, 0.48145466, 1 / 255]);
-  assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }), /LlavaNextImageProcessor is not supported/);
+  assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }),
+    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\) and Qwen2VLImageProcessor/);
   assert.throws(() => parsePreprocessorConfig({ resample: 0 }), /`resample` 0 is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_std: [1, 0, 1] }), /`image_std` must not be 0/);
   assert.throws(() => parsePreprocessorConfig({ size: { shortest_edge: 336, longest_edge: 672 } }), /longest_edge is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_mean: [0.5, 0.5] }), /`image_mean` must be a number or a list of 3/);
+});
+
+// Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL): the fixtures' qwen_cases, un-patchified by make_images.py.
+interface QwenCase extends Case { grid_thw: [number, number, number]; tokens: number }
+const QFIX = FIX as unknown as { qwen_configs: Record<string, Record<string, unknown>>; qwen_cases: QwenCase[] };
+
+test('pixel values, grid and token count equal transformers\' Qwen2VLImageProcessor for every fixture image and config', async () => {
+  const lines: string[] = [];
+  const failures: string[] = [];
+  for (const c of QFIX.qwen_cases) {
+    const config = parsePreprocessorConfig(QFIX.qwen_configs[c.config]);
+    assert.ok(config.kind === 'qwen2_vl');
+    const rgb = await decodeRgb(readFileSync(join(DIR, c.image)), 1e8, c.image);
+    const px = preprocessImage(rgb, config);
+    const label = `${c.image} / ${c.config}`;
+    assert.deepEqual([3, px.height, px.width], c.shape, `${label}: shape`);
+    assert.deepEqual([1, px.height / config.patchSize, px.width / config.patchSize], c.grid_thw, `${label}: image_grid_thw`);
+    assert.equal(qwen2VLTokens(px.height, px.width, config.patchSize, config.mergeSize), c.tokens, `${label}: placeholder tokens`);
+    const sha = createHash('sha256').update(new Uint8Array(px.data.buffer, px.data.byteOffset, px.data.byteLength)).digest('hex');
+    let err = sha === c.sha256 ? 0 : NaN;
+    if (c.data !== undefined) {
+      const want = new Float32Array(new Uint8Array(Buffer.from(c.data, 'base64')).buffer);
+      err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(want[i]! - px.data[i]!));
+    }
+    lines.push(`${c.image.padEnd(24)} ${c.config.padEnd(18)} ${rgb.width}x${rgb.height} -> ${px.width}x${px.height}, ${String(c.tokens).padStart(2)} tokens: ` +
+      (sha === c.sha256 ? 'identical' : `DIFFERS (max abs error ${err})`));
+    if (sha !== c.sha256) failures.push(`${label}: max abs error ${err}`);
+  }
+  console.log(lines.join('\n'));
+  assert.deepEqual(failures, [], 'every case bit-identical to transformers');
+  // the fixtures cover smart_resize's three ways: scaled down for max_pixels, up for min_pixels, only rounded
+  const small = parsePreprocessorConfig(QFIX.qwen_configs.qwen2_vl_small);
+  assert.ok(small.kind === 'qwen2_vl');
+  const rounded = (h: number, w: number) => pyRound(h / 28) * 28 * pyRound(w / 28) * 28;
+  assert.ok(rounded(120, 180) > small.maxPixels && QFIX.qwen_cases.some((c) => c.image === 'wide_180x120.png' && c.config === 'qwen2_vl_small'));
+  assert.ok(rounded(9, 13) < small.minPixels && QFIX.qwen_cases.some((c) => c.image === 'tiny_13x9.png' && c.config === 'qwen2_vl_small'));
+  const plain = rounded(48, 64);
+  assert.ok(plain >= small.minPixels && plain <= small.maxPixels);
+});
+
+test('smart_resize: the sizes transformers computes (Python\'s round halves to even; an aspect ratio over 200 refused)', () => {
+  // [height, width, factor, min_pixels, max_pixels] -> transformers' smart_resize
+  const cases: [number[], [number, number]][] = [
+    [[480, 640, 28, 3136, 12845056], [476, 644]], [[3024, 4032, 28, 3136, 12845056], [3024, 4032]],
+    [[3024, 4032, 28, 3136, 1003520], [840, 1148]], [[1, 150, 28, 3136, 1003520], [28, 700]], [[70, 50, 28, 3136, 1003520], [56, 56]],
+    [[42, 98, 28, 3136, 1003520], [56, 112]], [[10, 2000, 28, 3136, 1003520], [28, 812]], [[5000, 7000, 32, 4096, 16777216], [3456, 4832]],
+    [[333, 777, 16, 1024, 5120], [32, 96]], [[9, 13, 28, 3136, 12544], [56, 84]], [[1, 200, 28, 3136, 1003520], [28, 812]],
+  ];
+  for (const [[h, w, f, lo, hi], want] of cases) assert.deepEqual(smartResize(h!, w!, f!, lo!, hi!), want, `${h}x${w}`);
+  assert.equal(smartResize(1, 201, 28, 3136, 1003520), null);
+  assert.deepEqual([pyRound(2.5), pyRound(3.5), pyRound(0.5), pyRound(1.5000001), pyRound(2.4999)], [2, 4, 0, 2, 2]);
+});
+
+test('Qwen2VLImageProcessor: an image with an aspect ratio over 200 is a 422 naming it', () => {
+  const config = parsePreprocessorConfig({ image_processor_type: 'Qwen2VLImageProcessor' });
+  assert.throws(() => preprocessImage({ width: 402, height: 2, rgb: new Uint8Array(402 * 2 * 3) }, config, 'image messages[0].content[0]'),
+    (e: unknown) => e instanceof ImageInputError && e.status === 422 &&
+      e.message === 'image messages[0].content[0] is 402 x 2 pixels: its aspect ratio is over 200, which the model\'s image processor (Qwen2VLImageProcessor) refuses');
+});
+
+test('Qwen2VLImageProcessor config: transformers\' defaults and precedence (min_pixels/max_pixels over size), and refusals naming the field', () => {
+  const parse = (o: Record<string, unknown>) => {
+    const c = parsePreprocessorConfig({ image_processor_type: 'Qwen2VLImageProcessor', ...o });
+    assert.ok(c.kind === 'qwen2_vl');
+    return [c.minPixels, c.maxPixels, c.patchSize, c.mergeSize, c.temporalPatchSize, c.resample];
+  };
+  assert.deepEqual(parse({}), [3136, 1003520, 14, 2, 2, 3]);
+  assert.deepEqual(parse({ min_pixels: 1000, max_pixels: 5000 }), [1000, 5000, 14, 2, 2, 3]);
+  assert.deepEqual(parse({ size: { shortest_edge: 1000, longest_edge: 5000 }, patch_size: 16 }), [1000, 5000, 16, 2, 2, 3]);
+  assert.deepEqual(parse({ size: { shortest_edge: 1000, longest_edge: 5000 }, min_pixels: 2000 }), [2000, 5000, 14, 2, 2, 3]);
+  assert.deepEqual(parse({ max_pixels: 2000 }), [3136, 2000, 14, 2, 2, 3]);
+  assert.deepEqual(parse({ size: { min_pixels: 1, max_pixels: 2 }, min_pixels: 1000, max_pixels: 5000 }), [1000, 5000, 14, 2, 2, 3]);
+  for (const type of ['Qwen2VLImageProcessorPil', 'Qwen2VLImageProcessorFast']) {
+    assert.equal(parsePreprocessorConfig({ image_processor_type: type }).kind, 'qwen2_vl');
+  }
+  const refused = (o: Record<string, unknown>, re: RegExp) =>
+    assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'Qwen2VLImageProcessor', ...o }, 'p.json'), re);
+  refused({ size: { shortest_edge: 1000 } }, /^PreprocessorConfigError: p\.json: `size` must have longest_edge \(or a top-level max_pixels\)$/);
+  refused({ size: 3000 }, /`size` must be an object with shortest_edge and longest_edge/);
+  refused({ size: { min_pixels: 1000, max_pixels: 5000 } }, /`size` has min_pixels, max_pixels; Qwen2VLImageProcessor takes shortest_edge and longest_edge/);
+  refused({ min_pixels: 0 }, /`min_pixels` must be a positive integer/);
+  refused({ merge_size: 1.5 }, /`merge_size` must be a positive integer/);
+  refused({ do_resize: false }, /`do_resize` false is not supported for Qwen2VLImageProcessor/);
+  refused({ resample: 0 }, /`resample` 0 is not supported/);
 });

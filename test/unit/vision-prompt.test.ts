@@ -8,16 +8,17 @@ import type { SamplingParams } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, Sequence } from '../../coordinator/scheduler/index.js';
 import type { ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
 import { extendBlockHashes, prefixSalt } from '../../coordinator/scheduler/prefix-cache.js';
-import { expandImageTokens, imageRefs, type PromptVision } from '../../coordinator/engine/prompt-images.js';
-import { stepImages, templateMessages } from '../../coordinator/engine/engine-vision.js';
+import { expandImageTokens, imageRefs, imageTokenCount, type PromptVision } from '../../coordinator/engine/prompt-images.js';
+import { stepImages, templateMessages, towerMismatch } from '../../coordinator/engine/engine-vision.js';
+import { imagePlaceholderText } from '../../coordinator/engine/image-placeholder.js';
 import { EngineError } from '../../coordinator/engine/types.js';
-import type { PreparedImage } from '../../coordinator/vision/index.js';
+import { parsePreprocessorConfig, type PreparedImage } from '../../coordinator/vision/index.js';
 
-const V: PromptVision = { imageToken: '<image>', imageTokenId: 9, tokensPerImage: 3, imageSize: 336 };
-const img = (key: string): PreparedImage => ({ key, height: 1, width: 1, data: new Float32Array(3) });
+const V: PromptVision = { imageToken: '<image>', imagePlaceholder: '<image>', imageTokenId: 9, tokensPerImage: 3, imageSize: 336 };
+const img = (key: string, height = 1, width = 1): PreparedImage => ({ key, height, width, data: new Float32Array(3) });
 
 test('placeholders: expanded in the text, then each image takes the next run of tokensPerImage image tokens', () => {
-  assert.equal(expandImageTokens('a<image>b<image><image>', V), 'a<image><image><image>b' + '<image>'.repeat(6));
+  assert.equal(expandImageTokens('a<image>b<image><image>', [img('x'), img('y'), img('x')], V), 'a<image><image><image>b' + '<image>'.repeat(6));
   assert.deepEqual(imageRefs([1, 9, 9, 9, 2, 9, 9, 9, 9, 9, 9], [img('x'), img('y'), img('x')], V),
     [{ key: 'x', start: 1, length: 3 }, { key: 'y', start: 5, length: 3 }, { key: 'x', start: 8, length: 3 }]);
   assert.deepEqual(imageRefs([1, 2], [], V), []);
@@ -124,4 +125,91 @@ test('scheduler: a preempted sequence is admitted again with its images', () => 
   assert.ok(a.length + b.length > 2, 'someone was admitted again');
   for (const x of a) assert.deepEqual(x.images, [{ key: 'A', start: 2, length: 3 }]);
   for (const x of b) assert.equal(x.images, undefined);
+});
+
+// Qwen2-VL: a dynamic-resolution tower (patch 14, merge 2: one token per 28 x 28 pixels), each image its own count.
+const Q: PromptVision = { imageToken: '<|image_pad|>', imagePlaceholder: '<|vision_start|><|image_pad|><|vision_end|>', imageTokenId: 7,
+  patchSize: 14, mergeSize: 2 };
+const VS = 5, VE = 6;  // <|vision_start|>, <|vision_end|>
+
+test('dynamic resolution: each image takes (H/28)·(W/28) tokens, the i-th placeholder expanded to the i-th image\'s count', () => {
+  const a = img('a', 56, 84), b = img('b', 28, 28 * 5);  // 2 x 3 = 6 tokens; 1 x 5 = 5 tokens
+  assert.deepEqual([imageTokenCount(a, Q), imageTokenCount(b, Q), imageTokenCount(a, V)], [6, 5, 3]);
+  assert.throws(() => imageTokenCount(img('c', 56, 70), Q), /70 x 56 pixels is not a whole number of 28-pixel merged patches/);
+  const text = 'x<|vision_start|><|image_pad|><|vision_end|>y<|vision_start|><|image_pad|><|vision_end|>';
+  assert.equal(expandImageTokens(text, [a, b], Q),
+    `x<|vision_start|>${'<|image_pad|>'.repeat(6)}<|vision_end|>y<|vision_start|>${'<|image_pad|>'.repeat(5)}<|vision_end|>`);
+  assert.equal(expandImageTokens(text, [b, a], Q),
+    `x<|vision_start|>${'<|image_pad|>'.repeat(5)}<|vision_end|>y<|vision_start|>${'<|image_pad|>'.repeat(6)}<|vision_end|>`, 'in order');
+  const ids = [1, VS, ...Array(6).fill(7), VE, 2, VS, ...Array(5).fill(7), VE];
+  assert.deepEqual(imageRefs(ids, [a, b], Q), [{ key: 'a', start: 2, length: 6 }, { key: 'b', start: 11, length: 5 }]);
+  // two images whose runs touch (a template without wrappers): still split by count
+  assert.deepEqual(imageRefs([...Array(11).fill(7)], [a, b], Q), [{ key: 'a', start: 0, length: 6 }, { key: 'b', start: 6, length: 5 }]);
+});
+
+test('dynamic resolution: placeholders that do not match the images are a 422 saying what to fix', () => {
+  const a = img('a', 56, 84), b = img('b', 28, 140);
+  const refusal = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      assert.ok(e instanceof EngineError && e.kind === 'validation');
+      return e.message;
+    }
+    return assert.fail('not refused');
+  };
+  assert.equal(refusal(() => expandImageTokens('<|image_pad|>', [a, b], Q)),
+    'the prompt has 1 image placeholder (<|image_pad|>) for 2 images; each image needs exactly one placeholder: check that the chat template renders image parts and that `truncate` keeps every image');
+  assert.match(refusal(() => imageRefs([1, VS, ...Array(6).fill(7), VE], [a, b], Q)), /^the prompt has 1 image placeholder \(<\|image_pad\|>\) for 2 images/);
+  assert.match(refusal(() => imageRefs([1, 2], [a], Q)), /^the prompt has 0 image placeholders \(<\|image_pad\|>\) for 1 image/);
+  assert.match(refusal(() => imageRefs([...Array(4).fill(7), VE, 2, VS, ...Array(5).fill(7), VE], [a, b], Q)),
+    /^the prompt has image tokens that are not whole images for 2 images/, 'a truncate that cut into the first image');
+  assert.match(refusal(() => imageRefs([VS, 7, 7, 7, VE, 7, 7], [a], Q)), /^the prompt has 2 image placeholders \(<\|image_pad\|>\) for 1 image/);
+  assert.equal(refusal(() => imageRefs([VS, 7, 7, 7, VE, 7, 7, 7], [a], Q)), 'image 1\'s 6 placeholder tokens are not consecutive in the tokenized prompt');
+  assert.equal(refusal(() => imageRefs([7, 7, 7], [], Q)),
+    'the prompt has 1 image placeholder (<|image_pad|>) for 0 images; do not write <|image_pad|> in the text, or send the image it stands for');
+});
+
+test('the preprocessor and the shards\' tower must agree, or the model is refused at start naming both', () => {
+  const qwen = parsePreprocessorConfig({ image_processor_type: 'Qwen2VLImageProcessor', patch_size: 14, merge_size: 2 });
+  const clip = parsePreprocessorConfig({ size: 336, crop_size: 336 });
+  assert.equal(towerMismatch({ imageTokenId: 7, patchSize: 14, mergeSize: 2 }, qwen), null);
+  assert.equal(towerMismatch({ imageTokenId: 9, tokensPerImage: 576, imageSize: 336 }, clip), null);
+  assert.equal(towerMismatch({ imageTokenId: 7, patchSize: 16, mergeSize: 2 }, qwen),
+    'preprocessor_config.json has patch_size 14 and merge_size 2 but the shards\' vision tower has patch size 16 and merge size 2 (config.json\'s vision_config): they must agree');
+  assert.match(towerMismatch({ imageTokenId: 7, patchSize: 14, mergeSize: 1 }, qwen)!, /merge_size 2 .* merge size 1/);
+  assert.match(towerMismatch({ imageTokenId: 9, tokensPerImage: 576, imageSize: 336 }, qwen)!,
+    /describes Qwen2VLImageProcessor \(dynamic resolution\) but the shards report a fixed-size vision tower \(336 x 336 pixels, 576 tokens per image\)/);
+  assert.match(towerMismatch({ imageTokenId: 7, patchSize: 14, mergeSize: 2 }, clip)!, /dynamic-resolution vision tower \(patch size 14, merge size 2\) but preprocessor_config\.json describes CLIPImageProcessor/);
+  assert.match(towerMismatch({ imageTokenId: 9, tokensPerImage: 576, imageSize: 224 }, clip)!, /gives 336 x 336 pixel images .* takes 224 x 224/);
+  assert.match(towerMismatch({ imageTokenId: 9, patchSize: 14 }, qwen)!, /incomplete vision tower/);
+});
+
+// Qwen2-VL-7B-Instruct's chat template (chat_template.json), and LLaVA-1.5's (images before the text).
+const QWEN_TEMPLATE = "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}" +
+  "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}" +
+  "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}" +
+  "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}" +
+  "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}" +
+  "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}" +
+  "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}" +
+  "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n" +
+  "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+const LLAVA_TEMPLATE = "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}" +
+  "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}" +
+  "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% endfor %}";
+const QWEN_SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|vision_start|>', '<|vision_end|>', '<|image_pad|>', '<|video_pad|>'];
+
+test('TGI markdown images: the image token with the special tokens its chat template writes around it (TGI\'s sequence)', () => {
+  assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: QWEN_TEMPLATE, specialTokens: QWEN_SPECIALS }),
+    '<|vision_start|><|image_pad|><|vision_end|>');
+  // "Picture 1: " (add_vision_id) is text, not part of the wrapper
+  assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: QWEN_TEMPLATE.replace('{% if add_vision_id %}', '{% if true %}'), specialTokens: QWEN_SPECIALS }),
+    '<|vision_start|><|image_pad|><|vision_end|>');
+  assert.equal(imagePlaceholderText('<image>', { chatTemplate: LLAVA_TEMPLATE, specialTokens: ['<s>', '</s>', '<image>'] }), '<image>');
+  assert.equal(imagePlaceholderText('<image>', { chatTemplate: null, specialTokens: ['<image>'] }), '<image>');
+  // no template: Qwen2-VL's vision tokens in the tokenizer give Qwen2-VL's wrapper, as TGI writes it
+  assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: null, specialTokens: QWEN_SPECIALS }), '<|vision_start|><|image_pad|><|vision_end|>');
+  assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: '{{ raise_exception("x") }}{% for c in message.content %}{% endfor %}', specialTokens: [] }),
+    '<|image_pad|>', 'a template that fails: the bare token');
 });

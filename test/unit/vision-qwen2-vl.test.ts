@@ -1,0 +1,80 @@
+// The coordinator's side of a dynamic-resolution tower (Qwen2-VL), without shards: the tiny models of
+// test/fixtures/vlm (make_qwen2_vl.py) with their real tokenizer, chat template and preprocessor_config.json, and a
+// ModelInfo.vision as their shards report it. Markdown images become the template's image sequence, each image is
+// preprocessed as transformers does (the fixture's pixel values) and its <|image_pad|> repeated to its own token
+// count, so the prompt tokenizes to transformers' input ids — two images of different sizes in one prompt included;
+// a preprocessor that does not fit the tower is refused at start naming both sides.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelInfo } from '../../protocol/index.js';
+import { TokenizerPool } from '../../coordinator/tokenizer/index.js';
+import { EngineVision } from '../../coordinator/engine/engine-vision.js';
+import type { GenerateRequest } from '../../coordinator/engine/types.js';
+import { markdownImages } from '../../coordinator/http/content-parts.js';
+import { DEFAULT_IMAGE_LIMITS } from '../../coordinator/vision/index.js';
+
+const ROOT = join(import.meta.dirname, '../../../test/fixtures/vlm');
+const CASE_NAMES = ['qwen2_vl', 'qwen2_5_vl'].filter((n) => existsSync(join(ROOT, n, 'cases.json')));
+interface Cases {
+  image_token_id: number; patch_size: number; merge_size: number; image_placeholder: string;
+  sequences: { prompt: string; images: string[]; ids: number[]; image_tokens: number[] }[];
+  images: Record<string, { png: string; pixel_values: string; tokens: number }>;
+}
+
+if (CASE_NAMES.length === 0) test('Qwen2-VL prompts', { skip: `no fixture at ${ROOT} (run test/fixtures/golden/make_qwen2_vl.py)` }, () => {});
+
+const modelInfo = (vision: ModelInfo['vision']) => ({ vision }) as ModelInfo;
+
+for (const name of CASE_NAMES) {
+  describe(`Qwen2-VL prompts on the coordinator: ${name}`, () => {
+    const dir = join(ROOT, name);
+    const cases = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8')) as Cases;
+    let tokenizer: TokenizerPool;
+    let vision: EngineVision;
+    before(async () => {
+      tokenizer = await TokenizerPool.create(join(dir, 'model'), { threads: 1 });
+      vision = EngineVision.create(modelInfo({ imageTokenId: cases.image_token_id, patchSize: cases.patch_size, mergeSize: cases.merge_size }),
+        tokenizer, { ...DEFAULT_IMAGE_LIMITS, maxImagesPerPrompt: 2 })!;
+    });
+    after(async () => {
+      await vision?.close();
+      await tokenizer?.close();
+    });
+
+    test('the image placeholder for markdown images is what the chat template writes around <|image_pad|>', () => {
+      assert.equal(vision.info.imageToken, '<|image_pad|>');
+      assert.equal(vision.info.imagePlaceholder, cases.image_placeholder);
+      assert.deepEqual([vision.info.patchSize, vision.info.mergeSize, vision.info.tokensPerImage], [cases.patch_size, cases.merge_size, undefined]);
+    });
+
+    test('markdown images -> prepared images -> expanded prompt: transformers\' input ids and each image\'s range', async () => {
+      for (const seq of cases.sequences) {
+        let i = 0;
+        const inputs = seq.prompt.replaceAll(cases.image_placeholder, () => `![](data:image/png;base64,${readFileSync(join(dir, cases.images[seq.images[i++]!]!.png)).toString('base64')})`);
+        const md = markdownImages(inputs, vision.info.imagePlaceholder);
+        assert.equal(md.text, seq.prompt);
+        const images = await vision.prepare(md.images);
+        images.forEach((img, k) => {
+          const want = new Float32Array(new Uint8Array(readFileSync(join(dir, cases.images[seq.images[k]!]!.pixel_values))).buffer);
+          assert.deepEqual(img.data, want, `${seq.images[k]}: the fixture's pixel values`);
+        });
+        const req = { inputs: md.text, images } as unknown as GenerateRequest;
+        const ids = await tokenizer.encode(vision.expand(req), { addSpecialTokens: true });
+        assert.deepEqual(ids, seq.ids, `${JSON.stringify(seq.prompt)}: the ids transformers' processor gives`);
+        const refs = vision.refs(ids, req);
+        assert.deepEqual(refs.map((r) => r.length), seq.image_tokens);
+        for (const r of refs) assert.ok(ids.slice(r.start, r.start + r.length).every((t) => t === cases.image_token_id));
+      }
+    });
+
+    test('a preprocessor that does not fit the shards\' tower is refused at start, naming both', () => {
+      assert.throws(() => EngineVision.create(modelInfo({ imageTokenId: cases.image_token_id, patchSize: cases.patch_size * 2, mergeSize: cases.merge_size }), tokenizer),
+        new RegExp(`^Error: cannot serve images: preprocessor_config.json has patch_size ${cases.patch_size} and merge_size ${cases.merge_size} ` +
+          `but the shards' vision tower has patch size ${cases.patch_size * 2} and merge size ${cases.merge_size}`));
+      assert.throws(() => EngineVision.create(modelInfo({ imageTokenId: cases.image_token_id, tokensPerImage: 16, imageSize: 32 }), tokenizer),
+        /cannot serve images: preprocessor_config\.json describes Qwen2VLImageProcessor \(dynamic resolution\) but the shards report a fixed-size vision tower/);
+    });
+  });
+}
