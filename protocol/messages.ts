@@ -313,6 +313,9 @@ export interface VisionInfo {
   /** Dynamic-resolution towers: the patch side in pixels and how many patches a side of one token merges. */
   patchSize?: number;
   mergeSize?: number;
+  /** Gemma 3: an image's tokens attend to each other both ways (the rest stays causal), so the coordinator never
+   * ends a prefill chunk inside an image (its earlier tokens need its later ones). */
+  bidirectionalImages?: boolean;
 }
 
 export interface ShardReady {
