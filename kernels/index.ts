@@ -199,6 +199,10 @@ export interface BatchSeq {
   blockTable: Int32Array;
   /** A hybrid Mamba model's recurrent-state slot for the sequence (zeroed by a chunk that starts it); else absent. */
   stateSlot?: number;
+  /** Gemma 3's images: [start, end) position pairs, sorted and disjoint, whose tokens attend to each other both ways
+   * (a query inside one sees the span's later keys too); one holding a query of this step must end within contextLen.
+   * CPU backend only. Absent: causal. */
+  imageSpans?: Int32Array;
 }
 export interface ForwardBatch {
   tokens: Int32Array;

@@ -1,7 +1,12 @@
 // The native vision towers' TypeScript face (kernels/src/model/vision.h, qwen_vision.h): their plans and handles.
 
-/** An image encoder's plan (kernels/src/model/vision.h): a CLIP vision tower and a LLaVA projector. */
+/** An image encoder's plan (kernels/src/model/vision.h): a CLIP vision tower and a LLaVA projector, or (tower
+ * 'siglip_gemma3') a SigLIP tower and Gemma 3's projector (patch grid average-pooled to poolTokens rows, RMSNorm,
+ * bias-free projection; featureLayers, dropCls, projectorAct and projectorBias unused). */
 export interface VisionPlanConfig {
+  tower?: 'clip_llava' | 'siglip_gemma3';
+  /** Gemma 3: mm_tokens_per_image (a square whose side divides the patch grid's). */
+  poolTokens?: number;
   hidden: number;
   heads: number;
   intermediate: number;

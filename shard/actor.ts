@@ -101,7 +101,7 @@ export class ShardActor {
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
     if (spec.visionLanguage && !spec.vision && !spec.qwenVision) {
       o.logger.warn({ architecture: spec.architecture, device: o.device }, 'a vision-language model served text-only: images are ' +
-        'refused (Qwen2-VL images need --device cpu for now; a checkpoint without vision_config has no tower)');
+        'refused (Qwen2-VL and Gemma 3 images need --device cpu for now; a checkpoint without vision_config has no tower)');
     }
     const t1 = Date.now();
     const noConstraints = this.engine.prepareConstraints();
@@ -145,7 +145,7 @@ export class ShardActor {
       model: { architecture: spec.architecture, vocabSize: spec.vocab, numLayers: spec.layers, maxPositions: spec.maxPositions,
         eosTokenIds: spec.eosTokenIds, hiddenSize: spec.hidden, ...(spec.rope?.long ? { ropeLongFrom: spec.rope.long.from } : {}),
         ...(spec.vision ? { vision: { imageTokenId: spec.vision.imageTokenId, tokensPerImage: spec.vision.tokensPerImage,
-          imageSize: spec.vision.imageSize } } : {}),
+          imageSize: spec.vision.imageSize, ...(spec.vision.siglip ? { bidirectionalImages: true } : {}) } } : {}),
         // Dynamic resolution: an image of H × W pixels takes (H / (patch · merge)) · (W / (patch · merge)) tokens.
         ...(spec.qwenVision ? { vision: { imageTokenId: spec.qwenVision.imageTokenId, patchSize: spec.qwenVision.patchSize,
           mergeSize: spec.qwenVision.mergeSize } } : {}) },

@@ -6,7 +6,7 @@ import { StateSlots } from './state-slots.js';
 import { failNonFinite } from './non-finite.js';
 import type { NewSequence, RunningSequence, SeqOutput, Step } from '../../protocol/index.js';
 import { GREEDY, SAMPLED_LAST_STEP, float32ToBytes } from '../../protocol/index.js';
-import { cpuOps, type SampleResult, type SamplingOptions } from '../../kernels/index.js';
+import { cpuOps, type SampleResult } from '../../kernels/index.js';
 import type { LoadedModel } from '../models/index.js';
 import { tokenBitset, type SequenceState } from './sequence-state.js';
 import type { AutomatonCache, TokenAutomaton } from '../constraints/token-constraint.js';
@@ -15,8 +15,9 @@ import { PredictionCursor } from './prediction-drafts.js';
 import { HiddenPool } from './pooling.js';
 import { shareDrafts, type DraftModelHook } from './draft-share.js';
 import { layoutRows } from './batch-layout.js';
-import { imageOverrides, type Prepared, type VisionPrefill } from './vision-prefill.js';
+import { imageOverrides, imageSpans, splitImage, type Prepared, type VisionPrefill } from './vision-prefill.js';
 import { MropePositions } from './mrope.js';
+import { NO_TOKENS, penaltyTokens, rowSampling, samplingOf } from './row-sampling.js';
 
 /** The step's messages do not fit this rank's state: found before any compute, identical on every rank. */
 export class StepError extends Error {
@@ -50,69 +51,11 @@ const returnsHidden = (r: Row): boolean => r.logits === 'hidden' && !r.partial;
  * first; none for a decode row. */
 const pooledRows = (r: Row): number => (r.logits === 'hidden' ? r.state.pool?.rowsOf(r.firstPos, r.tokens.length) ?? 0 : 0);
 
-const NO_TOKENS = new Int32Array(0);
 const NO_IMAGES: ReadonlyMap<string, Prepared> = new Map();
 /** The output of a sequence that failed alone (SequenceState.failed): its token means nothing. */
 const failure = (state: SequenceState): SeqOutput => ({ seqId: state.seqId, token: 0, logprob: 0, top: [], error: state.failed! });
 /** Sampling options that leave the distribution as the model gives it (for prompt alternatives). */
 const RAW = { ...GREEDY, drawIndex: 0 };
-
-/** The sampler's options for a sequence's next token: its request's, the draw index, the constraint's mask. A
- * constraint that fails (its automaton outgrew its limit) fails only its sequence: no mask, and the output says
- * why (see output()). */
-function samplingOf(state: SequenceState, ahead = 0, cstate = state.constraint?.state, drafted: readonly number[] = []): SamplingOptions {
-  const c = state.constraint;
-  let allowedMask: Uint8Array | undefined;
-  if (c && c.failed === undefined) {
-    try {
-      allowedMask = c.automaton.mask(cstate!);
-    } catch (e) {
-      c.failed = (e as Error).message;
-    }
-  }
-  if (state.allowed) allowedMask = allowedMask ? allowedMask.map((byte, i) => byte & state.allowed![i]!) : state.allowed;
-  const { allowedTokens: _listed, badWords, ...s } = state.sampling;  // the mask above; the biases below
-  // min_tokens: the end tokens get -inf (a bias no logit_bias reaches) until that many tokens are generated.
-  const draws = state.draws + ahead;  // `ahead`: a draft position of this step (speculative decoding)
-  const banEnd = s.minTokens !== undefined && draws < s.minTokens && (s.endTokens?.length ?? 0) > 0;
-  const banned = badWords ? bannedNext(badWords, state, drafted) : [];
-  const logitBias = banEnd || banned.length > 0
-    ? [...(s.logitBias ?? []), ...(banEnd ? s.endTokens! : []).map((token) => ({ token, bias: -Infinity })),
-      ...banned.map((token) => ({ token, bias: -Infinity }))]
-    : s.logitBias;
-  return { ...s, ...(logitBias ? { logitBias } : {}), drawIndex: draws, ...(allowedMask ? { allowedMask } : {}) };
-}
-
-/** bad_words: the tokens that would complete one of them now, given the generated tokens (and `drafted`, the draft
- * tokens before this position of a speculative row). */
-function bannedNext(badWords: readonly number[][], state: SequenceState, drafted: readonly number[]): number[] {
-  const generated = state.history.length - state.promptLen + drafted.length;
-  const at = (k: number): number => (k < drafted.length ? drafted[drafted.length - 1 - k]! : state.history[state.history.length - 1 - (k - drafted.length)]!);
-  return badWords.filter((w) => {
-    const before = w.length - 1;
-    if (before > generated) return false;
-    for (let k = 0; k < before; k++) if (at(k) !== w[before - 1 - k]) return false;
-    return true;
-  }).map((w) => w[w.length - 1]!);
-}
-
-/** The tokens the penalties look at: the whole history (its last `draws` are the generated ones, which the
- * frequency/presence penalties count), or none when there is no penalty. */
-function penaltyTokens(state: SequenceState, drafts: readonly number[] = []): Int32Array {
-  const s = state.sampling;
-  const any = s.repetitionPenalty !== 1 || (s.frequencyPenalty ?? 0) !== 0 || (s.presencePenalty ?? 0) !== 0;
-  return any ? Int32Array.from(drafts.length > 0 ? [...state.history, ...drafts] : state.history) : NO_TOKENS;
-}
-
-/** The sampler's options for every logit row of a row: one, or one per position of a speculative row. */
-function rowSampling(row: Row) {
-  const { state } = row;
-  if (row.drafts.length === 0) return [{ ...samplingOf(state), penaltyTokens: penaltyTokens(state), topN: state.topN }];
-  // Position i sees the history and the drafts before it: views of one array, not a copy per position.
-  const seen = penaltyTokens(state, row.drafts);
-  return row.tokens.map((_, i) => ({ ...samplingOf(state, i, row.cstates?.[i], row.drafts.slice(0, i)),
-    penaltyTokens: seen.length === 0 ? seen : seen.subarray(0, state.history.length + i), topN: state.topN }));
-}
 
 export class StepRunner {
   private readonly seqs = new Map<string, SequenceState>();
@@ -173,6 +116,7 @@ export class StepRunner {
       rows.push({ state, tokens: c.tokens, firstPos: state.length, wantAll: false, promptLogprobs: false,
         logits: state.hidden ? 'hidden' : 'none', partial: c.pending > 0, drafts: [] });
     }
+    this.refuseSplitImages(rows, failed);
     // A step that returns full logits (rare: scoring, prompt logprobs) or hidden states (embeddings) does not
     // speculate: one sampling path.
     // A hybrid Mamba model never speculates: a rejected draft would have advanced its recurrent state.
@@ -221,6 +165,25 @@ export class StepRunner {
     if (batch.hiddenRows) this.foldPooled(rows, logits, batch.logitRows.length, batch.returnHidden === true);
     const outputs = this.sampleAll(sampling, logits);
     return this.rank === 0 ? [...failNonFinite(outputs), ...failed] : [];
+  }
+
+  /**
+   * Gemma 3: an image's tokens attend to each other both ways, so a prompt row must hold the rest of every image it
+   * starts (the coordinator never ends a chunk inside one: ModelInfo.vision.bidirectionalImages). A row that would
+   * fails its sequence alone, with nothing of it computed; the failure is its output once its prompt is complete.
+   */
+  private refuseSplitImages(rows: Row[], failed: SeqOutput[]): void {
+    if (!this.model.spec.vision?.siglip) return;
+    for (let k = rows.length - 1; k >= 0; k--) {
+      const { state, firstPos, tokens } = rows[k]!;
+      const why = splitImage(state.images, firstPos, firstPos + tokens.length);
+      if (why === null) continue;
+      state.failed = `sequence '${state.seqId}': ${why}`;
+      rows.splice(k, 1);
+      this.vision?.release(state.images);
+      delete state.images;
+      if (state.unsent === 0) failed.push(failure(state));
+    }
   }
 
   /** Vision-language models: the step's new sequences' images, waited for and encoded (vision-prefill.ts). */
@@ -435,6 +398,11 @@ export class StepRunner {
       else if (!row.partial) logitRows.push(end - 1);
       for (let i = 0; i < pooledRows(row); i++) hiddenRows.push(start + i);
     });
+    if (this.model.spec.vision?.siglip) {  // Gemma 3: each prompt row's images attend to themselves both ways
+      rows.forEach((row, k) => {
+        if (row.state.images?.length) layout.seqs[k]!.imageSpans = imageSpans(row.state.images);
+      });
+    }
     const { starts, ...arrays } = layout;
     const returnHidden = rows.some(returnsHidden);
     const overrides = imageOverrides(rows.map((r, k) => ({ at: starts[k]!, firstPos: r.firstPos, count: r.tokens.length,

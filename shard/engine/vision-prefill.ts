@@ -1,4 +1,4 @@
-// The image side of a vision-language model's prefill (LLaVA, Qwen2-VL): a new sequence's images are encoded once, when it
+// The image side of a vision-language model's prefill (LLaVA, Qwen2-VL, Gemma 3): a new sequence's images are encoded once, when it
 // arrives (pixels from the ImageStore, the sequence's adapter's vision-tower LoRA), and their feature rows are kept
 // with the sequence until its prompt is done; each prompt chunk then takes the rows of the placeholder positions it
 // covers as embedding overrides (ForwardBatch.embedRows). A sequence whose image never comes (or is malformed)
@@ -245,4 +245,23 @@ export function imageOverrides(rows: readonly { at: number; firstPos: number; co
   const embedValues = new Float32Array(idx.length * hidden);
   parts.forEach((p, i) => embedValues.set(p, i * hidden));
   return { embedRows: Int32Array.from(idx), embedValues };
+}
+
+/** Gemma 3: a sequence's images as [start, end) position pairs in order (BatchSeq.imageSpans), adjacent ones merged
+ * into one (transformers' bidirectional blocks are runs of image tokens). */
+export function imageSpans(images: readonly SeqImage[]): Int32Array {
+  const spans: number[] = [];
+  for (const img of [...images].sort((a, b) => a.start - b.start)) {
+    if (spans.length > 0 && spans.at(-1) === img.start) spans[spans.length - 1] = img.start + img.length;
+    else spans.push(img.start, img.start + img.length);
+  }
+  return Int32Array.from(spans);
+}
+
+/** Gemma 3: why a prompt row of positions [first, end) cannot run — it ends inside one of the images, whose tokens
+ * attend to each other both ways — or null. */
+export function splitImage(images: readonly SeqImage[] | undefined, first: number, end: number): string | null {
+  const img = images?.find((i) => i.start < end && end < i.start + i.length);
+  return img ? `its prefill chunk [${first}, ${end}) ends inside image '${img.key}' at [${img.start}, ${img.start + img.length}), ` +
+    'whose tokens attend to each other both ways (Gemma 3): a chunk must hold the rest of an image' : null;
 }

@@ -2,10 +2,12 @@
 // Both: GeGLU MLP, (1 + w) RMSNorms, the embedding scaled by √hidden, a norm on each block's output, sliding-window
 // layers interleaved with full-attention ones, attention scale query_pre_attn_scalar^-½. Gemma 2 adds tanh caps on
 // the attention scores and the final logits; Gemma 3 per-head q/k norms and a RoPE base of its own for the sliding
-// layers. Gemma3ForConditionalGeneration (4B-27B) is served text-only: its language model from text_config.
+// layers. Gemma3ForConditionalGeneration (4B-27B): its language model from text_config, and its SigLIP image encoder
+// (gemma3-vision-spec.ts) when it has a vision_config.
 import { computeRope, parseRopeParams, type RopeParams } from './rope.js';
 import { attentionShape, eosList, int, refuseIf, checkQuantization, visionLanguageText, type Json } from './config-fields.js';
 import type { ModelSpec } from './spec.js';
+import { gemma3VisionSpec } from './gemma3-vision-spec.js';
 
 // Gemma2Config's defaults (gemma-2-2b's shape).
 const GEMMA2_DEFAULTS: Json = {
@@ -33,7 +35,11 @@ function gemma3VisionLanguageText(cfg: Json, where: string): Json {
 /** archName: Gemma2ForCausalLM, Gemma3ForCausalLM or Gemma3ForConditionalGeneration. */
 export function gemmaSpec(archName: string, raw: Json, where: string): ModelSpec {
   if (archName === 'Gemma2ForCausalLM') return gemmaCore(2, { ...GEMMA2_DEFAULTS, ...raw }, where, false);
-  if (archName === 'Gemma3ForConditionalGeneration') return gemmaCore(3, gemma3VisionLanguageText(raw, where), where, true);
+  if (archName === 'Gemma3ForConditionalGeneration') {
+    const spec = gemmaCore(3, gemma3VisionLanguageText(raw, where), where, true);
+    const vision = gemma3VisionSpec(raw, where, spec.vocab);
+    return vision ? { ...spec, vision } : spec;
+  }
   return gemmaCore(3, { ...GEMMA3_TEXT_DEFAULTS, ...raw }, where, false);
 }
 

@@ -7,8 +7,12 @@ import type { ModelSpec } from './spec.js';
 
 export type VisionActivation = 'quick_gelu' | 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 
-/** The image encoder of a vision-language model (CLIP vision tower + LLaVA projector). */
+/** The image encoder of a vision-language model (CLIP vision tower + LLaVA projector; or, `siglip`, Gemma 3's
+ * SigLIP tower + projector: gemma3-vision-spec.ts). */
 export interface VisionSpec {
+  /** Gemma 3: a SigLIP tower (every layer run, post_layernorm) whose patch grid is pooled to tokensPerImage rows, and
+   * whose image tokens attend to each other both ways in the language model (no prefill chunk ends inside one). */
+  siglip?: true;
   hidden: number;
   heads: number;
   intermediate: number;

@@ -94,12 +94,20 @@ export function mropeSection(text: Json, headDim: number, where: string): [numbe
 }
 
 /**
- * The spec a shard serves on `device`. The CUDA backend has no multimodal RoPE yet, so there a Qwen2-VL / Qwen2.5-VL
- * model is served as its language model alone — as it was before its images were served (text positions make M-RoPE
- * plain RoPE) — rather than refused; the shard then reports no vision and images are refused by the coordinator.
+ * The spec a shard serves on `device`. The CUDA backend has neither multimodal RoPE nor Gemma 3's bidirectional image
+ * mask yet, so there a Qwen2-VL / Qwen2.5-VL or Gemma 3 model is served as its language model alone — as it was
+ * before its images were served (text positions make M-RoPE plain RoPE; text has no image mask) — rather than
+ * refused; the shard then reports no vision and images are refused by the coordinator.
  */
 export function servedSpec(spec: ModelSpec, device: 'cpu' | 'cuda'): ModelSpec {
-  if (!spec.qwenVision || device !== 'cuda') return spec;
-  const { qwenVision: _tower, mropeSection: _mrope, ...textOnly } = spec;
-  return textOnly;
+  if (device !== 'cuda') return spec;
+  if (spec.qwenVision) {
+    const { qwenVision: _tower, mropeSection: _mrope, ...textOnly } = spec;
+    return textOnly;
+  }
+  if (spec.vision?.siglip) {
+    const { vision: _tower, ...textOnly } = spec;
+    return textOnly;
+  }
+  return spec;
 }

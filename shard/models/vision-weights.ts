@@ -11,18 +11,22 @@ import type { VisionSpec } from './llava-spec.js';
  * Hub) or without it (transformers 5). */
 const TOWER_PREFIXES = ['model.vision_tower.vision_model.', 'model.vision_tower.', 'vision_tower.vision_model.', 'vision_tower.'];
 
-function prefixes(store: TensorSource): { tower: string; projector: string } {
-  const tower = TOWER_PREFIXES.find((p) => store.has(`${p}embeddings.class_embedding`));
+function prefixes(store: TensorSource, siglip: boolean): { tower: string; projector: string } {
+  // CLIP's tower is found by its class embedding; SigLIP's (Gemma 3) has none.
+  const probe = siglip ? 'embeddings.patch_embedding.weight' : 'embeddings.class_embedding';
+  const tower = TOWER_PREFIXES.find((p) => store.has(`${p}${probe}`));
   if (!tower) {
-    throw new UnsupportedModelError(`the checkpoint has no CLIP vision tower (looked for ${TOWER_PREFIXES.map((p) =>
-      `${p}embeddings.class_embedding`).join(', ')})`);
+    throw new UnsupportedModelError(`the checkpoint has no ${siglip ? 'SigLIP' : 'CLIP'} vision tower (looked for ${TOWER_PREFIXES.map((p) =>
+      `${p}${probe}`).join(', ')})`);
   }
-  const projector = store.has('model.multi_modal_projector.linear_1.weight') ? 'model.multi_modal_projector.' : 'multi_modal_projector.';
+  const projector = store.has(`model.multi_modal_projector.${siglip ? 'mm_input_projection_weight' : 'linear_1.weight'}`)
+    ? 'model.multi_modal_projector.' : 'multi_modal_projector.';
   return { tower, projector };
 }
 
 export function visionPlan(vision: VisionSpec, textHidden: number): VisionPlanConfig {
   return {
+    ...(vision.siglip ? { tower: 'siglip_gemma3' as const, poolTokens: vision.tokensPerImage } : {}),
     hidden: vision.hidden, heads: vision.heads, intermediate: vision.intermediate, layers: vision.layersRun,
     imageSize: vision.imageSize, patchSize: vision.patchSize, channels: vision.channels, normEps: vision.normEps,
     act: vision.act, featureLayers: vision.featureLayers, dropCls: vision.dropCls, textHidden,
@@ -34,17 +38,26 @@ export function visionPlan(vision: VisionSpec, textHidden: number): VisionPlanCo
 export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHidden: number): NativeVisionModel {
   const native = createVisionModel(visionPlan(vision, textHidden));
   try {
-    const { tower, projector } = prefixes(store);
+    const { tower, projector } = prefixes(store, vision.siglip === true);
     const read = (name: string): Float32Array => {
       if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint (vision tower)`);
       return store.readF32(name);
     };
     const set = (plan: string, name: string): void => native.setWeight(plan, read(name));
     set('patch_embed', `${tower}embeddings.patch_embedding.weight`);  // [hidden, channels, p, p]: im2col order
-    set('class_embed', `${tower}embeddings.class_embedding`);
     set('pos_embed', `${tower}embeddings.position_embedding.weight`);
-    set('pre_norm.weight', `${tower}pre_layrnorm.weight`);
-    set('pre_norm.bias', `${tower}pre_layrnorm.bias`);
+    if (vision.siglip) {
+      set('patch_bias', `${tower}embeddings.patch_embedding.bias`);
+      set('post_norm.weight', `${tower}post_layernorm.weight`);
+      set('post_norm.bias', `${tower}post_layernorm.bias`);
+      // Gemma3MultiModalProjector: mm_soft_emb_norm applies (1 + w); the projection is x @ W with W [hidden, text]
+      native.setWeight('mm_norm.weight', read(`${projector}mm_soft_emb_norm.weight`).map((x) => 1 + x));
+      native.setWeight('mm_proj.weight', transpose(read(`${projector}mm_input_projection_weight`), vision.hidden, textHidden));
+    } else {
+      set('class_embed', `${tower}embeddings.class_embedding`);
+      set('pre_norm.weight', `${tower}pre_layrnorm.weight`);
+      set('pre_norm.bias', `${tower}pre_layrnorm.bias`);
+    }
     const modules: [string, string][] = [['ln1', 'layer_norm1'], ['ln2', 'layer_norm2'], ['q', 'self_attn.q_proj'],
       ['k', 'self_attn.k_proj'], ['v', 'self_attn.v_proj'], ['o', 'self_attn.out_proj'], ['fc1', 'mlp.fc1'], ['fc2', 'mlp.fc2']];
     for (let l = 0; l < vision.layersRun; l++) {
@@ -53,7 +66,7 @@ export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHid
         set(`layers.${l}.${plan}.bias`, `${tower}encoder.layers.${l}.${hf}.bias`);
       }
     }
-    for (const [plan, hf] of [['proj1', 'linear_1'], ['proj2', 'linear_2']] as const) {
+    for (const [plan, hf] of vision.siglip ? [] : [['proj1', 'linear_1'], ['proj2', 'linear_2']] as const) {
       set(`${plan}.weight`, `${projector}${hf}.weight`);
       if (vision.projectorBias) set(`${plan}.bias`, `${projector}${hf}.bias`);
     }
@@ -65,6 +78,16 @@ export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHid
   }
 }
 
+/** m [rows, cols] (row-major) as [cols, rows]. */
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  if (m.length !== rows * cols) {
+    throw new UnsupportedModelError(`multi_modal_projector.mm_input_projection_weight has ${m.length} values, expected ${rows} × ${cols}`);
+  }
+  const t = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c]!;
+  return t;
+}
+
 /**
  * A PEFT module path on the vision side of a LLaVA model as a VisionModel LoRA target: "layers.<l>.q" … or
  * "proj1" / "proj2"; `skip` for a module of a layer after the deepest selected hidden state (it never reaches a
@@ -72,7 +95,7 @@ export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHid
  */
 export function visionLoraTarget(vision: VisionSpec, path: string): string | 'skip' | null {
   const proj = /^(?:model\.)?multi_modal_projector\.linear_([12])$/.exec(path);
-  if (proj) return `proj${proj[1]}`;
+  if (proj) return vision.siglip ? null : `proj${proj[1]}`;  // Gemma 3's projector has no linear module
   const m = /^(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$/.exec(path);
   if (!m) return null;
   const layer = Number(m[1]);

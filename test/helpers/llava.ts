@@ -150,7 +150,8 @@ export interface QwenVlCase {
 }
 
 export function qwenVlCases(): string[] {
-  return readdirSync(VLM_ROOT).filter((d) => existsSync(join(VLM_ROOT, d, 'cases.json'))).sort();
+  return readdirSync(VLM_ROOT).filter((d) => existsSync(join(VLM_ROOT, d, 'cases.json')) &&
+    String(JSON.parse(readFileSync(join(VLM_ROOT, d, 'cases.json'), 'utf8')).architecture).startsWith('Qwen')).sort();
 }
 
 export function loadQwenVlCase(name: string): QwenVlCase {
@@ -214,6 +215,92 @@ export function qwenRelayoutV5(c: QwenVlCase): string {
   for (const f of readdirSync(c.modelDir)) if (f !== 'model.safetensors') copyFileSync(join(c.modelDir, f), join(dir, f));
   const src = SafetensorsFile.open(join(c.modelDir, 'model.safetensors'));
   const rename = (n: string): string => n.replace(/^model\./, 'model.language_model.').replace(/^visual\./, 'model.visual.');
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const n of src.names()) tensors[rename(n)] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
+  src.close();
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  return dir;
+}
+
+// ---- Gemma 3 (test/fixtures/vlm/gemma3, made by test/fixtures/golden/make_gemma3_vlm.py): fixed-size images of
+// tokens_per_image <image_soft_token> placeholders each, attending to each other both ways.
+
+export interface Gemma3Sequence {
+  prompt: string;
+  /** The prompt after Gemma3Processor's expansion of each <start_of_image>. */
+  expanded: string;
+  ids: number[];
+  images: string[];
+  image_starts: number[];
+  decode: number[];
+}
+
+export interface Gemma3Case {
+  name: string;
+  dir: string;
+  modelDir: string;
+  sequences: Gemma3Sequence[];
+  adapters: { name: string; dir: string }[];
+  imageTokenId: number;
+  tokensPerImage: number;
+  imageSize: number;
+  vocab: number;
+  logits(key: string): Float32Array;
+  pixels(image: string): Float32Array;
+}
+
+export function loadGemma3Case(name = 'gemma3'): Gemma3Case {
+  const dir = join(VLM_ROOT, name);
+  const c = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
+  const file = SafetensorsFile.open(join(dir, 'golden.safetensors'));
+  return {
+    name, dir, modelDir: join(dir, c.model), sequences: c.sequences,
+    adapters: c.adapters.map((a: { name: string; dir: string }) => ({ name: a.name, dir: join(dir, a.dir) })),
+    imageTokenId: c.image_token_id, tokensPerImage: c.tokens_per_image, imageSize: c.image_size,
+    vocab: file.info('base/seq0').shape[1]!,
+    logits: (key) => file.readF32(key),
+    pixels: (image) => {
+      const b = readFileSync(join(dir, c.images[image].pixel_values));
+      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    },
+  };
+}
+
+export function gemma3ImageMessages(c: Gemma3Case, image: string, chunks = 3): ImageData[] {
+  const bytes = float32ToBytes(c.pixels(image));
+  const per = Math.ceil(bytes.byteLength / chunks);
+  return Array.from({ length: chunks }, (_, i) => ({ v: PROTOCOL_VERSION, type: 'image.data' as const, key: `${c.name}-${image}`,
+    height: c.imageSize, width: c.imageSize, chunk: i, chunks, data: bytes.slice(i * per, Math.min(bytes.byteLength, (i + 1) * per)) }));
+}
+
+export function gemma3ImageRefs(c: Gemma3Case, seq: Gemma3Sequence): ImageRef[] {
+  return seq.image_starts.map((start, i) => ({ key: `${c.name}-${seq.images[i]!}`, start, length: c.tokensPerImage }));
+}
+
+export function gemma3NewSeq(c: Gemma3Case, s: number, o: { seqId: string; slot: number; firstBlock: number; blockSize: number;
+  logits?: NewSequence['logits']; topN?: number; extraBlocks?: number }): NewSequence {
+  const seq = c.sequences[s]!;
+  const n = Math.ceil((seq.ids.length + seq.decode.length) / o.blockSize) + (o.extraBlocks ?? 0);
+  const refs = gemma3ImageRefs(c, seq);
+  return { seqId: o.seqId, adapterSlot: o.slot, tokens: seq.ids, blockTable: Array.from({ length: n }, (_, j) => o.firstBlock + j),
+    sampling: GREEDY, generated: [], logits: o.logits ?? 'all', promptLogprobs: false, topN: o.topN ?? 0,
+    ...(refs.length > 0 ? { images: refs } : {}) };
+}
+
+/**
+ * A copy of the Gemma 3 case's model in another checkpoint layout: transformers 5's in-memory names
+ * (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*), or the Hub's published ones
+ * (language_model.model.*, vision_tower.vision_model.*, multi_modal_projector.*). The fixture itself is as
+ * save_pretrained writes it (language_model.model.*, vision_tower.*, multi_modal_projector.*).
+ */
+export function gemma3Relayout(c: Gemma3Case, layout: 'v5' | 'hub'): string {
+  const dir = mkdtempSync(join(tmpdir(), `weft-gemma3-${layout}-`));
+  for (const f of readdirSync(c.modelDir)) if (f !== 'model.safetensors') copyFileSync(join(c.modelDir, f), join(dir, f));
+  const src = SafetensorsFile.open(join(c.modelDir, 'model.safetensors'));
+  const rename = (n: string): string => layout === 'v5'
+    ? n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^vision_tower\./, 'model.vision_tower.vision_model.')
+      .replace(/^multi_modal_projector\./, 'model.multi_modal_projector.')
+    : n.replace(/^vision_tower\./, 'vision_tower.vision_model.');
   const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
   for (const n of src.names()) tensors[rename(n)] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
   src.close();

@@ -1,4 +1,5 @@
-// Paged attention, causal or (bidirectional models) not, prefill and decode alike; and the KV cache write.
+// Paged attention, causal (optionally with Gemma 3's bidirectional image spans) or (bidirectional models) not,
+// prefill and decode alike; and the KV cache write.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -57,9 +58,13 @@ void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t he
         int64_t lo = sliding_window > 0 && pos - sliding_window + 1 > 0 ? pos - sliding_window + 1 : 0;
         if (chunk > 0) lo = std::max(lo, pos - pos % chunk);  // the first key of the query's chunk
         // The last key seen: the query's own (causal), else the context's last, or its window's two-sided edge.
-        const int64_t last = causal ? pos
-                             : sliding_window > 0 ? std::min(seq.context_len - 1, pos + sliding_window - 1)
-                                                  : seq.context_len - 1;
+        int64_t last = causal ? pos
+                       : sliding_window > 0 ? std::min(seq.context_len - 1, pos + sliding_window - 1)
+                                            : seq.context_len - 1;
+        for (int64_t sp = 0; causal && sp < seq.num_spans; ++sp) {  // Gemma 3: the image around the query, both ways
+          const int64_t s0 = seq.image_spans[2 * sp], s1 = seq.image_spans[2 * sp + 1];
+          if (pos >= s0 && pos < s1) last = std::min(seq.context_len - 1, s1 - 1);
+        }
         for (int64_t h = 0; h < heads; ++h) {
           const float* qh = q + (row * heads + h) * head_dim;
           const int64_t kv_off = (h / group) * head_dim;

@@ -68,6 +68,11 @@ struct AttentionSeq {
   int64_t num_tokens;    // rows computed this step
   int64_t context_len;   // tokens in the cache after this step (positions 0 .. context_len-1)
   const int32_t* block_table;
+  // Gemma 3's images (or null): num_spans position ranges [s, e), as pairs, sorted and disjoint. A query at a
+  // position inside one also sees that span's later keys, up to e - 1 (which must be < context_len): an image's
+  // tokens attend to each other both ways. Everything else stays causal; a window still bounds the earlier keys.
+  const int32_t* image_spans = nullptr;
+  int64_t num_spans = 0;
 };
 // Causal paged attention over the cache (K/V already written). Query row i of a sequence sits at
 // position context_len - num_tokens + i. sliding_window > 0 keeps the last sliding_window keys
@@ -76,6 +81,7 @@ struct AttentionSeq {
 // sinks (gpt-oss; null: none): head h's learned logit sinks[h] joins the softmax as one more score with no value,
 // so the head's weights over the keys sum to less than 1. chunk > 0 (Llama 4's chunked attention): only the keys of
 // the query's own chunk of `chunk` positions are visible (key j when ⌊j / chunk⌋ = ⌊pos / chunk⌋).
+// image_spans (AttentionSeq): causal, but a query inside an image span sees the whole span (see there).
 // causal false (bidirectional models: EmbeddingGemma): a query also sees the keys after it, up to the context's last,
 // and a window is two-sided (key j visible when |pos - j| < sliding_window); chunk must then be 0.
 void paged_attention(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const AttentionSeq* seqs,

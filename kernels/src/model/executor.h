@@ -248,6 +248,10 @@ struct BatchSeq {
   // the sequence (context_len == num_tokens) starts from a zero state; any later one continues the slot's state.
   int32_t state_slot = -1;
   std::vector<int32_t> block_table;
+  // Gemma 3's images in this sequence: [s, e) position pairs, sorted and disjoint, whose tokens attend to each other
+  // both ways (cpu::AttentionSeq::image_spans). A span that holds one of this step's query positions must end within
+  // context_len (the chunk holds the rest of the image). Empty: causal. CPU backend only.
+  std::vector<int32_t> image_spans;
 };
 
 struct Batch {

@@ -73,6 +73,26 @@ void Model::apply_lora(int layer, int module, const float* x, int64_t in, const 
   }
 }
 
+namespace {
+
+// A sequence's image spans: pairs [s, e), sorted and disjoint; one holding a query position of this step ends within
+// the context (its later keys are in this step or the cache).
+void check_image_spans(const BatchSeq& s) {
+  const std::vector<int32_t>& sp = s.image_spans;
+  if (sp.size() % 2 != 0) throw std::invalid_argument("batch: seq.imageSpans must hold [start, end) pairs");
+  const int64_t first = s.context_len - s.num_tokens;
+  for (size_t i = 0; i < sp.size(); i += 2) {
+    if (sp[i] < 0 || sp[i + 1] <= sp[i] || (i > 0 && sp[i] < sp[i - 1]))
+      throw std::invalid_argument("batch: image spans must be non-empty [start, end) pairs, sorted and disjoint");
+    if (sp[i + 1] > s.context_len && sp[i + 1] - 1 >= first && sp[i] < s.context_len)
+      throw std::invalid_argument("batch: the step's tokens end at position " + std::to_string(s.context_len) +
+                                  ", inside the image at [" + std::to_string(sp[i]) + ", " + std::to_string(sp[i + 1]) +
+                                  ") whose tokens attend to each other both ways: a chunk must hold the rest of an image");
+  }
+}
+
+}  // namespace
+
 void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<bool(int32_t)>& slot_loaded) {
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (static_cast<int64_t>(b.positions.size()) != T || static_cast<int64_t>(b.slot_mapping.size()) != T)
@@ -102,6 +122,7 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
       if (blk < 0 || blk >= cfg.num_blocks) throw std::invalid_argument("batch: block id out of range");
     if (s.adapter_slot >= cfg.adapter_slots || s.adapter_slot < -1 || (s.adapter_slot >= 0 && !slot_loaded(s.adapter_slot)))
       throw std::invalid_argument("batch: adapter slot " + std::to_string(s.adapter_slot) + " is not loaded");
+    check_image_spans(s);
     if (has_mamba(cfg) && (s.state_slot < 0 || s.state_slot >= kMaxStateSlots))
       throw std::invalid_argument("batch: a hybrid Mamba model's sequence needs a state slot in [0, " +
                                   std::to_string(kMaxStateSlots) + "), got " + std::to_string(s.state_slot));
@@ -156,7 +177,8 @@ std::vector<float> Model::forward(const Batch& b) {
   for (size_t i = 0; i < b.seqs.size(); ++i) {
     const BatchSeq& s = b.seqs[i];
     for (int64_t t = 0; t < s.num_tokens; ++t) token_slots[s.token_start + t] = s.adapter_slot;
-    att[i] = {s.token_start, s.num_tokens, s.context_len, s.block_table.data()};
+    att[i] = {s.token_start, s.num_tokens, s.context_len, s.block_table.data(),
+              s.image_spans.empty() ? nullptr : s.image_spans.data(), static_cast<int64_t>(s.image_spans.size() / 2)};
   }
   // Op profile: LoRA ops are their own entries only in steps that have adapter rows.
   const bool lora = std::any_of(token_slots.begin(), token_slots.end(), [](int32_t s) { return s >= 0; });

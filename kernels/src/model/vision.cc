@@ -1,5 +1,6 @@
 // VisionModel (vision.h): the CLIP tower + LLaVA projector forward on the CPU, as transformers' modeling_clip.py
-// and modeling_llava.py compute it in float32.
+// and modeling_llava.py compute it in float32; or the SigLIP tower + Gemma 3 projector (modeling_siglip.py,
+// modeling_gemma3.py's Gemma3MultiModalProjector).
 #include "model/vision.h"
 
 #include <algorithm>
@@ -54,12 +55,22 @@ VisionModel::VisionModel(VisionConfig cfg) : cfg_(std::move(cfg)) {
     if (f < 0 || f > c.layers)
       throw std::invalid_argument("vision config: feature layer " + std::to_string(f) + " outside the hidden states [0, " +
                                   std::to_string(c.layers) + "] this plan runs");
+  if (siglip()) {
+    const int64_t side = c.image_size / c.patch_size;
+    const auto t = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(c.pool_tokens))));
+    if (c.pool_tokens <= 0 || t * t != c.pool_tokens || side % t != 0)
+      throw std::invalid_argument("vision config: mm_tokens_per_image " + std::to_string(c.pool_tokens) +
+                                  " must be a square whose side divides the patch grid's " + std::to_string(side));
+  }
 }
 
-int64_t VisionModel::tokens_per_image() const { return patches() + (cfg_.drop_cls ? 0 : 1); }
+int64_t VisionModel::tokens_per_image() const {
+  return siglip() ? cfg_.pool_tokens : patches() + (cfg_.drop_cls ? 0 : 1);
+}
 
 std::pair<int64_t, int64_t> VisionModel::target_shape(const std::string& target) const {
   const int64_t H = cfg_.hidden, proj_in = H * static_cast<int64_t>(cfg_.feature_layers.size());
+  if (siglip() && (target == "proj1" || target == "proj2")) return {-1, -1};
   if (target == "proj1") return {proj_in, cfg_.text_hidden};
   if (target == "proj2") return {cfg_.text_hidden, cfg_.text_hidden};
   const auto [l, rest] = split_layer(target);
@@ -73,9 +84,14 @@ std::pair<int64_t, int64_t> VisionModel::target_shape(const std::string& target)
 int64_t VisionModel::expected_size(const std::string& name) const {
   const int64_t H = cfg_.hidden, p = cfg_.patch_size;
   if (name == "patch_embed") return H * cfg_.channels * p * p;
-  if (name == "class_embed") return H;
-  if (name == "pos_embed") return (patches() + 1) * H;
-  if (name == "pre_norm.weight" || name == "pre_norm.bias") return H;
+  if (name == "pos_embed") return seq_len() * H;
+  if (siglip()) {
+    if (name == "patch_bias" || name == "post_norm.weight" || name == "post_norm.bias" || name == "mm_norm.weight") return H;
+    if (name == "mm_proj.weight") return cfg_.text_hidden * H;  // [text_hidden, hidden]: the parameter transposed
+  } else {
+    if (name == "class_embed") return H;
+    if (name == "pre_norm.weight" || name == "pre_norm.bias") return H;
+  }
   for (const char* proj : {"proj1", "proj2"}) {
     const auto [in, out] = target_shape(proj);
     if (name == std::string(proj) + ".weight") return in * out;
@@ -102,9 +118,12 @@ void VisionModel::set_weight(const std::string& name, const float* data, int64_t
 }
 
 void VisionModel::finalize() {
-  std::vector<std::string> required = {"patch_embed", "class_embed", "pos_embed", "pre_norm.weight", "pre_norm.bias",
-                                       "proj1.weight", "proj2.weight"};
-  if (cfg_.projector_bias) {
+  std::vector<std::string> required =
+      siglip() ? std::vector<std::string>{"patch_embed", "patch_bias", "pos_embed", "post_norm.weight", "post_norm.bias",
+                                          "mm_norm.weight", "mm_proj.weight"}
+               : std::vector<std::string>{"patch_embed", "class_embed", "pos_embed", "pre_norm.weight", "pre_norm.bias",
+                                          "proj1.weight", "proj2.weight"};
+  if (cfg_.projector_bias && !siglip()) {
     required.push_back("proj1.bias");
     required.push_back("proj2.bias");
   }
@@ -149,7 +168,7 @@ void VisionModel::linear(const std::string& target, const std::string& weight, c
 void VisionModel::encoder_layer(int64_t l, std::vector<float>& h, int64_t images,
                                 const std::vector<VisionLoraPart>& lora) const {
   const int64_t H = cfg_.hidden, I = cfg_.intermediate, heads = cfg_.heads, hd = H / heads;
-  const int64_t seq = patches() + 1, T = images * seq;
+  const int64_t seq = seq_len(), T = images * seq;
   const std::string p = "layers." + std::to_string(l) + ".";
   std::vector<float> x(T * H), q(T * H), k(T * H), v(T * H), attn(T * H), o(T * H);
   cpu::layer_norm(h.data(), T, H, w(p + "ln1.weight"), w(p + "ln1.bias"), cfg_.norm_eps, x.data());
@@ -192,14 +211,11 @@ void VisionModel::encoder_layer(int64_t l, std::vector<float>& h, int64_t images
   cpu::add_inplace(h.data(), o.data(), T * H);
 }
 
-std::vector<float> VisionModel::encode(const float* pixels, int64_t images, const std::vector<VisionLoraPart>& lora) const {
-  if (!finalized_) throw std::logic_error("vision: encode before finalize()");
-  if (images <= 0) throw std::invalid_argument("vision: encode needs at least one image");
-  check_lora(lora);
+std::vector<float> VisionModel::embed(const float* pixels, int64_t images) const {
   const int64_t H = cfg_.hidden, P = cfg_.patch_size, S = cfg_.image_size, C = cfg_.channels;
-  const int64_t grid = S / P, np = patches(), seq = np + 1, T = images * seq, K = C * P * P;
+  const int64_t grid = S / P, np = patches(), seq = seq_len(), K = C * P * P, first = seq - np;
   // Patch embedding: the stride-P convolution as a product of each patch's (channel, y, x) values with the kernel.
-  std::vector<float> cols(images * np * K), patch(images * np * H), h(T * H);
+  std::vector<float> cols(images * np * K), patch(images * np * H), h(images * seq * H);
   for (int64_t img = 0; img < images; ++img)
     for (int64_t py = 0; py < grid; ++py)
       for (int64_t px = 0; px < grid; ++px) {
@@ -208,14 +224,53 @@ std::vector<float> VisionModel::encode(const float* pixels, int64_t images, cons
           for (int64_t ky = 0; ky < P; ++ky)
             std::memcpy(row + (c * P + ky) * P, pixels + ((img * C + c) * S + py * P + ky) * S + px * P, sizeof(float) * P);
       }
-  cpu::gemm_xwt(cols.data(), images * np, K, w("patch_embed"), H, nullptr, patch.data(), false);
-  const float* cls = w("class_embed");
+  cpu::gemm_xwt(cols.data(), images * np, K, w("patch_embed"), H, w_opt("patch_bias"), patch.data(), false);
   const float* pos = w("pos_embed");
   for (int64_t img = 0; img < images; ++img) {
     float* base = h.data() + img * seq * H;
-    std::memcpy(base, cls, sizeof(float) * H);
-    std::memcpy(base + H, patch.data() + img * np * H, sizeof(float) * np * H);
+    if (first > 0) std::memcpy(base, w("class_embed"), sizeof(float) * H);
+    std::memcpy(base + first * H, patch.data() + img * np * H, sizeof(float) * np * H);
     cpu::add_inplace(base, pos, seq * H);
+  }
+  return h;
+}
+
+std::vector<float> VisionModel::gemma3_project(std::vector<float>& h, int64_t images) const {
+  const int64_t H = cfg_.hidden, D = cfg_.text_hidden, np = patches(), side = cfg_.image_size / cfg_.patch_size;
+  const int64_t t = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(cfg_.pool_tokens)))), k = side / t;
+  const int64_t R = images * cfg_.pool_tokens;
+  cpu::layer_norm(h.data(), images * np, H, w("post_norm.weight"), w("post_norm.bias"), cfg_.norm_eps, h.data());
+  // AvgPool2d(k, stride k) over each feature's side × side grid of patches (row-major), as torch sums it in float:
+  // the window's rows then columns, divided by k².
+  std::vector<float> pooled(R * H);
+  const float area = static_cast<float>(k * k);
+  for (int64_t img = 0; img < images; ++img)
+    for (int64_t ty = 0; ty < t; ++ty)
+      for (int64_t tx = 0; tx < t; ++tx) {
+        float* out = pooled.data() + (img * cfg_.pool_tokens + ty * t + tx) * H;
+        for (int64_t d = 0; d < H; ++d) {
+          float sum = 0.0f;
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx) sum += h[(img * np + (ty * k + ky) * side + tx * k + kx) * H + d];
+          out[d] = sum / area;
+        }
+      }
+  // mm_soft_emb_norm (Gemma's RMSNorm, its 1 + w in the weight), then the bias-free projection.
+  cpu::rms_norm(pooled.data(), R, H, w("mm_norm.weight"), cfg_.norm_eps, pooled.data());
+  std::vector<float> out(R * D);
+  cpu::gemm_xwt(pooled.data(), R, H, w("mm_proj.weight"), D, nullptr, out.data(), false);
+  return out;
+}
+
+std::vector<float> VisionModel::encode(const float* pixels, int64_t images, const std::vector<VisionLoraPart>& lora) const {
+  if (!finalized_) throw std::logic_error("vision: encode before finalize()");
+  if (images <= 0) throw std::invalid_argument("vision: encode needs at least one image");
+  check_lora(lora);
+  const int64_t H = cfg_.hidden, seq = seq_len(), T = images * seq;
+  std::vector<float> h = embed(pixels, images);
+  if (siglip()) {  // every layer, then the last hidden state's rows (all patches) through the projector
+    for (int64_t l = 0; l < cfg_.layers; ++l) encoder_layer(l, h, images, lora);
+    return gemma3_project(h, images);
   }
   cpu::layer_norm(h.data(), T, H, w("pre_norm.weight"), w("pre_norm.bias"), cfg_.norm_eps, h.data());
   // Hidden state i (0: the normed embeddings) is kept when a feature layer selects it.

@@ -1,7 +1,10 @@
 // A LLaVA-style vision encoder on the CPU backend (fp32): a CLIP vision tower (patch convolution without bias,
 // class embedding, learned position embeddings, pre-LayerNorm, pre-norm encoder layers with bidirectional attention
 // and biased projections) whose selected hidden states, optionally without the class row, go through the
-// multi-modal projector (linear_1 -> activation -> linear_2). Its output rows replace the image placeholder tokens'
+// multi-modal projector (linear_1 -> activation -> linear_2). Or (VisionTower::kSiglipGemma3) Gemma 3's: a SigLIP
+// tower (patch convolution with bias, position embeddings without a class row, no pre-norm, the same encoder layers,
+// post_layernorm) whose patch grid is average-pooled to pool_tokens rows, RMS-normalised (mm_soft_emb_norm, its
+// (1 + w) folded into the weight by the loader) and projected without bias (mm_input_projection_weight). Its output rows replace the image placeholder tokens'
 // embeddings in the language model (Batch::embed_rows). The tower and the projector are small next to the
 // language model, so every tensor-parallel rank holds them whole and computes the same features: no collective.
 #pragma once
@@ -14,11 +17,15 @@
 namespace weft {
 
 enum class VisionAct { kQuickGelu, kGeluErf, kGeluTanh, kRelu, kSilu };
+enum class VisionTower { kClipLlava, kSiglipGemma3 };
 
 // x = act(x) in place, as transformers' ACT2FN computes it in float32 (CLIP's quick_gelu: x·σ(1.702x)).
 void vision_activate(VisionAct act, float* x, int64_t n);
 
 struct VisionConfig {
+  VisionTower tower = VisionTower::kClipLlava;
+  // Gemma 3 (kSiglipGemma3): mm_tokens_per_image, a square number whose side divides the patch grid's.
+  int64_t pool_tokens = 0;
   int64_t hidden = 0, heads = 0, intermediate = 0;
   // Encoder layers this plan holds and runs: the deepest selected hidden state's index (the layers after it never
   // change a feature, so they are neither loaded nor computed).
@@ -35,7 +42,8 @@ struct VisionConfig {
   bool projector_bias = true;
 };
 
-// One LoRA pair on a vision linear module: "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2" (the projector).
+// One LoRA pair on a vision linear module: "layers.<l>.{q,k,v,o,fc1,fc2}" or "proj1" / "proj2" (LLaVA's projector;
+// Gemma 3's projection is a bare parameter, no LoRA target).
 struct VisionLoraPart {
   std::string target;
   int64_t rank = 0;
@@ -49,9 +57,12 @@ class VisionModel {
   int64_t expected_size(const std::string& name) const;  // -1: not a weight of this plan
   void set_weight(const std::string& name, const float* data, int64_t n);
   void finalize();
-  // Rows per image in the output (patches, plus the class row with 'full').
+  // Rows per image in the output (patches, plus the class row with 'full'; Gemma 3: pool_tokens).
   int64_t tokens_per_image() const;
   int64_t patches() const { return (cfg_.image_size / cfg_.patch_size) * (cfg_.image_size / cfg_.patch_size); }
+  bool siglip() const { return cfg_.tower == VisionTower::kSiglipGemma3; }
+  // Rows of one image in the tower: the patches, plus CLIP's class row.
+  int64_t seq_len() const { return patches() + (siglip() ? 0 : 1); }
   // (in, out) of a LoRA target, or (-1, -1) when the name is not one.
   std::pair<int64_t, int64_t> target_shape(const std::string& target) const;
   void check_lora(const std::vector<VisionLoraPart>& parts) const;  // throws std::invalid_argument naming the part
@@ -67,6 +78,10 @@ class VisionModel {
   void linear(const std::string& target, const std::string& weight, const float* x, int64_t T, int64_t in, int64_t out,
               const std::vector<VisionLoraPart>& lora, float* y) const;
   void encoder_layer(int64_t l, std::vector<float>& h, int64_t images, const std::vector<VisionLoraPart>& lora) const;
+  // The tower's embeddings [images · seq_len, hidden] of the pixels (patch convolution, class row, positions).
+  std::vector<float> embed(const float* pixels, int64_t images) const;
+  // Gemma 3: the tower's last hidden states -> post_layernorm -> pooled -> normed -> projected [images · pool_tokens, text_hidden].
+  std::vector<float> gemma3_project(std::vector<float>& h, int64_t images) const;
 
   VisionConfig cfg_;
   std::unordered_map<std::string, std::vector<float>> weights_;

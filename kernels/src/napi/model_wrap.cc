@@ -232,6 +232,8 @@ Batch parse_batch(const Napi::Object& o) {
     bs.adapter_slot = static_cast<int32_t>(num(s, "adapterSlot"));
     bs.state_slot = static_cast<int32_t>(num_or(s, "stateSlot", -1));
     bs.block_table = i32vec(s.Get("blockTable"), "seq.blockTable");
+    const Napi::Value spans = s.Get("imageSpans");
+    if (!spans.IsUndefined() && !spans.IsNull()) bs.image_spans = i32vec(spans, "seq.imageSpans");
     b.seqs.push_back(std::move(bs));
   }
   return b;

@@ -368,6 +368,10 @@ void CudaModel::upload_plan(const StepPlan& p) {
 bool CudaModel::check_step(const Batch& b) {
   if (!finalized_) throw std::logic_error("model: forward before finalize()");
   weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
+  for (const BatchSeq& s : b.seqs)  // servedSpec (qwen-vl-spec.ts) serves such models text-only on cuda
+    if (!s.image_spans.empty())
+      throw std::invalid_argument("batch: image spans (Gemma 3's bidirectional images) are not supported by the CUDA "
+                                  "backend yet");
   check_overrides(b);
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
   if (T == 0) return false;
