@@ -1,5 +1,8 @@
 // The engine's side of vision-language models: the image pipeline (coordinator/vision), the prompt's placeholders
-// (prompt-images.ts), chat messages as templates read them, and the image data a step's new sequences need.
+// (prompt-images.ts: each processor's rule), chat messages as templates read them, and the image data a step's new
+// sequences need.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ModelInfo, NewSequence, VisionInfo } from '../../protocol/index.js';
 import type { ChatContentPart, ChatMessage, TokenizerPool } from '../tokenizer/index.js';
 import {
@@ -7,7 +10,9 @@ import {
 } from '../vision/index.js';
 import { imagePlaceholderText } from './image-placeholder.js';
 import { EngineError, type EngineInfo, type GenerateRequest, type RenderMessage } from './types.js';
-import { countImageTokens, expandImageTokens, imageRefs, placeholderMismatch, type PromptVision } from './prompt-images.js';
+import {
+  countImageTokens, expandImageTokens, imageRefs, placeholderMismatch, templateTokenOf, type ImageTokenRule, type PromptVision,
+} from './prompt-images.js';
 
 export class EngineVision {
   private constructor(readonly prompt: PromptVision, private readonly processor: ImageProcessor) {}
@@ -34,17 +39,27 @@ export class EngineVision {
       void processor.close();
       throw new Error(`cannot serve images: ${mismatch}`);
     }
+    let rule: ImageTokenRule;
+    try {
+      rule = tokenRule(processor.config, tokenizer);
+    } catch (e) {
+      void processor.close();
+      throw e;
+    }
+    const templateToken = templateTokenOf(rule, imageToken);
     const specialTokens = [...tokenizer.specialTokenIds].map((id) => tokenizer.decodeSync([id], { skipSpecialTokens: false }));
-    const imagePlaceholder = imagePlaceholderText(imageToken, { chatTemplate: tokenizer.chatTemplate, bosToken: tokenizer.bosToken,
+    const imagePlaceholder = imagePlaceholderText(templateToken, { chatTemplate: tokenizer.chatTemplate, bosToken: tokenizer.bosToken,
       eosToken: tokenizer.eosToken, specialTokens });
-    return new EngineVision({ ...vision, imageToken, imagePlaceholder }, processor);
+    return new EngineVision({ ...vision, imageToken, templateToken, imagePlaceholder, rule }, processor);
   }
 
   get info(): NonNullable<EngineInfo['vision']> {
-    const { imageToken, imagePlaceholder, imageTokenId, tokensPerImage, imageSize, patchSize, mergeSize } = this.prompt;
-    return { imageToken, imagePlaceholder, imageTokenId, ...(tokensPerImage !== undefined ? { tokensPerImage } : {}),
+    const { imageToken, templateToken, imagePlaceholder, imageTokenId, tokensPerImage, imageSize, patchSize, mergeSize, bidirectionalImages } = this.prompt;
+    return { imageToken, imagePlaceholder, imageTokenId, ...(templateToken !== imageToken ? { templateToken } : {}),
+      ...(tokensPerImage !== undefined ? { tokensPerImage } : {}),
       ...(imageSize !== undefined ? { imageSize } : {}), ...(patchSize !== undefined ? { patchSize } : {}),
-      ...(mergeSize !== undefined ? { mergeSize } : {}), maxImagesPerPrompt: this.processor.limits.maxImagesPerPrompt };
+      ...(mergeSize !== undefined ? { mergeSize } : {}), ...(bidirectionalImages === true ? { bidirectionalImages } : {}),
+      maxImagesPerPrompt: this.processor.limits.maxImagesPerPrompt };
   }
 
   prepare(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<PreparedImage[]> {
@@ -55,7 +70,7 @@ export class EngineVision {
    * images'. */
   expand(req: GenerateRequest): string {
     const images = req.images ?? [];
-    const found = countImageTokens(req.inputs, this.prompt.imageToken);
+    const found = countImageTokens(req.inputs, this.prompt.templateToken);
     if (found !== images.length) throw placeholderMismatch(found, images.length, this.prompt);
     return found === 0 ? req.inputs : expandImageTokens(req.inputs, images, this.prompt);
   }
@@ -87,9 +102,14 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
     }
     return null;
   }
+  const name = c.kind === 'gemma3' ? 'Gemma3ImageProcessor' : 'CLIPImageProcessor';
   if (dynamic) {
     return `the shards report a dynamic-resolution vision tower (patch size ${v.patchSize}, merge size ${v.mergeSize}) but ` +
-      'preprocessor_config.json describes CLIPImageProcessor, which gives every image one fixed size';
+      `preprocessor_config.json describes ${name}, which gives every image one fixed size`;
+  }
+  if (c.kind === 'gemma3' && c.imageSeqLength !== v.tokensPerImage) {
+    return `processor_config.json gives Gemma3Processor an image_seq_length of ${c.imageSeqLength} tokens per image but the shards' model ` +
+      `takes ${v.tokensPerImage} (config.json's mm_tokens_per_image): they must agree`;
   }
   const size = outputSize(c);
   if (size === null) {
@@ -97,16 +117,61 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
       `shards' vision tower takes ${v.imageSize} x ${v.imageSize} pixels`;
   }
   if (size[0] !== v.imageSize || size[1] !== v.imageSize) {
-    return `preprocessor_config.json gives ${size[1]} x ${size[0]} pixel images (its crop_size or size) but the shards' vision tower ` +
+    return `preprocessor_config.json gives ${size[1]} x ${size[0]} pixel images (its ${c.kind === 'gemma3' ? 'size' : 'crop_size or size'}) but the shards' vision tower ` +
       `takes ${v.imageSize} x ${v.imageSize} (config.json's vision_config.image_size)`;
   }
   return null;
 }
 
+/**
+ * The processor's rule for the image placeholders (prompt-images.ts): Gemma3Processor's for Gemma3ImageProcessor (its
+ * begin- and end-of-image tokens from tokenizer_config.json's boi_token / eoi_token, as transformers' tokenizer
+ * reads them, else Gemma 3's `<start_of_image>` / `<end_of_image>`; both must be tokens of the tokenizer), else the image
+ * token repeated (LlavaProcessor, Qwen2VLProcessor).
+ */
+export function tokenRule(c: ImageProcessorConfig, tokenizer: Pick<TokenizerPool, 'modelDir' | 'tokenId'>): ImageTokenRule {
+  if (c.kind !== 'gemma3') return { kind: 'repeat' };
+  const named = tokenizerConfigTokens(tokenizer.modelDir);
+  const boiToken = named.boi_token ?? '<start_of_image>';
+  const eoiToken = named.eoi_token ?? '<end_of_image>';
+  for (const [what, token] of [['begin-of-image (boi_token)', boiToken], ['end-of-image (eoi_token)', eoiToken]] as const) {
+    if (tokenizer.tokenId(token) === null) {
+      throw new Error(`cannot serve images: Gemma3Processor needs the ${what} token ${JSON.stringify(token)}, which is not a token of the model's tokenizer`);
+    }
+  }
+  return { kind: 'gemma3', boiToken, eoiToken };
+}
+
+/** boi_token / eoi_token from tokenizer_config.json: top level (transformers 4's files) or under extra_special_tokens. */
+function tokenizerConfigTokens(modelDir: string): { boi_token?: string; eoi_token?: string } {
+  const file = join(modelDir, 'tokenizer_config.json');
+  if (!existsSync(file)) return {};
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return {};  // the tokenizer loaded it already; a file it could not read would have failed there
+  }
+  const extra = typeof raw.extra_special_tokens === 'object' && raw.extra_special_tokens !== null && !Array.isArray(raw.extra_special_tokens)
+    ? raw.extra_special_tokens as Record<string, unknown> : {};
+  const text = (key: string): string | undefined => {
+    const v = raw[key] ?? extra[key];
+    if (typeof v === 'string') return v;
+    // an AddedToken as JSON: {"content": "<start_of_image>", …}
+    if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+    return undefined;
+  };
+  const out: { boi_token?: string; eoi_token?: string } = {};
+  const boi = text('boi_token'), eoi = text('eoi_token');
+  if (boi !== undefined) out.boi_token = boi;
+  if (eoi !== undefined) out.eoi_token = eoi;
+  return out;
+}
+
 /** A request's images for a model without a vision tower: a 422 that says so. */
 export function refuseImages(modelId: string): EngineError {
   return new EngineError('validation', `${modelId} does not take images: it is a text-only model (its shards report no vision tower); ` +
-    'send text only, or serve a vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, …)');
+    'send text only, or serve a vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, …)');
 }
 
 /**

@@ -108,6 +108,7 @@ export class Engine implements GenerationEngine {
       maxActiveAdapters: this.limits.maxActiveAdapters, adapterCycleTimeS: this.limits.adapterCycleTimeS,
       prefixCaching: this.info.prefixCaching, speculate: this.info.speculate,
       ...(this.limits.recurrentState === true ? { drafts: false } : {}),
+      ...(this.info.vision?.bidirectionalImages === true ? { bidirectionalImages: true } : {}),
     }, { isAdapterReady: (k) => this.registry.isReady(k), adapterSlot: (k) => this.registry.slotOf(k),
       // Priority preemption for a device slot: which adapters' sequences to preempt, then evict them and load now.
       adapterRoom: (k, candidates) => this.registry.roomFor(k, candidates), adaptersFreed: () => this.registry.retryWaiting() });

@@ -1,20 +1,41 @@
-// A vision-language prompt's image placeholders. As transformers' processors do (LlavaProcessor, Qwen2VLProcessor),
-// the i-th image token in the text (`<image>`, `<|image_pad|>`, as the chat template or a /generate markdown image
-// put it there) is repeated to image i's token count in the text BEFORE tokenizing — not after: the tokenizer then
-// sees what it sees under transformers (an added token's lstrip/rstrip and the text around it behave the same). The
-// tokens then tell each image's range. A fixed-size tower (LLaVA's CLIP) gives every image tokensPerImage tokens; a
-// dynamic-resolution one (Qwen2-VL) gives each (height/patchSize/mergeSize)·(width/patchSize/mergeSize), its own.
+// A vision-language prompt's image placeholders. As transformers' processors do, each image's placeholder in the text
+// (what the chat template, or a /generate markdown image, put there once per image) is expanded to the image's
+// tokens in the text BEFORE tokenizing — not after: the tokenizer then sees what it sees under transformers (an added
+// token's lstrip/rstrip and the text around it behave the same). The tokens then tell each image's range. Each
+// processor has its rule (ImageTokenRule):
+// - LlavaProcessor, Qwen2VLProcessor: the template writes the image token itself (`<image>`, `<|image_pad|>`); the
+//   i-th is repeated to image i's token count. A fixed-size tower (LLaVA's CLIP) gives every image tokensPerImage
+//   tokens; a dynamic-resolution one (Qwen2-VL) gives each (height/patchSize/mergeSize)·(width/patchSize/mergeSize).
+// - Gemma3Processor: the template writes the begin-of-image token (`<start_of_image>`); each is replaced by its
+//   full_image_sequence, "\n\n" + boi + image token (`<image_soft_token>`) × image_seq_length + eoi + "\n\n".
 import type { ImageRef, VisionInfo } from '../../protocol/index.js';
 import type { PreparedImage } from '../vision/index.js';
 import { EngineError } from './types.js';
 
-/** What the engine knows of the model's images: the shards' VisionInfo and the image token's text. */
+/** How the model's processor turns what its chat template writes for one image into that image's tokens. */
+export type ImageTokenRule =
+  /** LlavaProcessor, Qwen2VLProcessor: the image token is repeated to the image's token count. */
+  | { kind: 'repeat' }
+  /** Gemma3Processor: the begin-of-image token becomes "\n\n" + boi + image token × count + eoi + "\n\n". */
+  | { kind: 'gemma3'; boiToken: string; eoiToken: string };
+
+/** What the engine knows of the model's images: the shards' VisionInfo, the image token's text and the processor's rule. */
 export interface PromptVision extends VisionInfo {
-  /** The image token as text (e.g. "<image>", "<|image_pad|>"): what a chat template writes for an image part, once. */
+  /** The image token as text (e.g. "<image>", "<|image_pad|>", "<image_soft_token>"): the token id an image's features
+   * replace (imageTokenId). */
   imageToken: string;
-  /** The text that stands for one image where no chat template writes it (TGI markdown images): the image token
+  /** What a chat template writes for an image part, once per image: the image token itself (LLaVA, Qwen2-VL), or
+   * Gemma 3's begin-of-image token "<start_of_image>". */
+  templateToken: string;
+  /** The text that stands for one image where no chat template writes it (TGI markdown images): the template token
    * with what the model's template writes around it ("<|vision_start|><|image_pad|><|vision_end|>"). */
   imagePlaceholder: string;
+  rule: ImageTokenRule;
+}
+
+/** What the chat template writes once per image under `rule`: Gemma 3's boi token, else the image token itself. */
+export function templateTokenOf(rule: ImageTokenRule, imageToken: string): string {
+  return rule.kind === 'gemma3' ? rule.boiToken : imageToken;
 }
 
 /** The placeholder tokens `img` takes: the tower's fixed count, or its (already resized) grid's merged patches. */
@@ -27,26 +48,33 @@ export function imageTokenCount(img: Pick<PreparedImage, 'height' | 'width'>, v:
   return (img.height / side) * (img.width / side);
 }
 
-/** Occurrences of the image token in `text`. */
-export function countImageTokens(text: string, imageToken: string): number {
-  return imageToken === '' ? 0 : text.split(imageToken).length - 1;
+/** Occurrences of `token` (the template token) in `text`. */
+export function countImageTokens(text: string, token: string): number {
+  return token === '' ? 0 : text.split(token).length - 1;
 }
 
-/** `text` with its i-th image token repeated to image i's token count (the processors' expansion); the text must
- * hold one image token per image (countImageTokens). */
+/** The text one image of `count` tokens takes in place of its template token, by the processor's rule. */
+export function imageSequence(count: number, v: Pick<PromptVision, 'imageToken' | 'rule'>): string {
+  const tokens = v.imageToken.repeat(count);
+  // Gemma3Processor.full_image_sequence
+  return v.rule.kind === 'gemma3' ? `\n\n${v.rule.boiToken}${tokens}${v.rule.eoiToken}\n\n` : tokens;
+}
+
+/** `text` with its i-th template token replaced by image i's sequence (the processors' expansion); the text must hold
+ * one template token per image (countImageTokens). Each is replaced once: Gemma 3's sequence holds the boi token again. */
 export function expandImageTokens(text: string, images: readonly Pick<PreparedImage, 'height' | 'width'>[], v: PromptVision): string {
-  const pieces = text.split(v.imageToken);
+  const pieces = text.split(v.templateToken);
   if (pieces.length - 1 !== images.length) throw placeholderMismatch(pieces.length - 1, images.length, v);
   let out = pieces[0]!;
-  for (let i = 0; i < images.length; i++) out += v.imageToken.repeat(imageTokenCount(images[i]!, v)) + pieces[i + 1]!;
+  for (let i = 0; i < images.length; i++) out += imageSequence(imageTokenCount(images[i]!, v), v) + pieces[i + 1]!;
   return out;
 }
 
 /** The 422 for placeholders (null: image tokens that are not whole images) that do not match the images. */
 export function placeholderMismatch(placeholders: number | null, images: number, v: PromptVision): EngineError {
   const s = (n: number) => (n === 1 ? '' : 's');
-  const found = placeholders === null ? 'image tokens that are not whole images' : `${placeholders} image placeholder${s(placeholders)} (${v.imageToken})`;
-  const fix = images === 0 ? `do not write ${v.imageToken} in the text, or send the image it stands for`
+  const found = placeholders === null ? 'image tokens that are not whole images' : `${placeholders} image placeholder${s(placeholders)} (${v.templateToken})`;
+  const fix = images === 0 ? `do not write ${v.templateToken} in the text, or send the image it stands for`
     : 'each image needs exactly one placeholder: check that the chat template renders image parts and that `truncate` keeps every image';
   return new EngineError('validation', `the prompt has ${found} for ${images} image${s(images)}; ${fix}`);
 }

@@ -81,8 +81,8 @@ export interface GenerateRequest {
   /** Structured output: a regular expression or grammar (coordinator/http/structured-output.ts) the generated text
    * must match. */
   constraint?: ConstraintSource;
-  /** Vision-language models: the prompt's images, in the order of their placeholders (EngineInfo.vision.imageToken in
-   * `inputs`, one per image); loaded once per HTTP request by GenerationEngine.prepareImages. */
+  /** Vision-language models: the prompt's images, in the order of their placeholders (EngineInfo.vision.templateToken,
+   * else imageToken, in `inputs`, one per image); loaded once per HTTP request by GenerationEngine.prepareImages. */
   images?: readonly PreparedImage[];
 }
 
@@ -201,12 +201,14 @@ export interface EngineInfo {
    * not generate (it has no language-model head). 'embed': it only embeds (bidirectional attention, or a base-model
    * checkpoint without a language-model head). */
   task: 'generate' | 'classify' | 'embed';
-  /** A vision-language model (the shards report ModelInfo.vision): the image token as text (what a chat template
-   * writes once for each image), the text that stands for an image in /generate inputs (the token with the
-   * template's wrapper around it), and the tower: a fixed size and tokens per image (LLaVA), or the patch and merge
-   * sizes of a dynamic-resolution one (Qwen2-VL: each image its own count); absent: text only. */
-  vision?: { imageToken: string; imagePlaceholder: string; imageTokenId: number; tokensPerImage?: number; imageSize?: number;
-    patchSize?: number; mergeSize?: number; maxImagesPerPrompt: number };
+  /** A vision-language model (the shards report ModelInfo.vision): the image token as text (imageTokenId's), what a
+   * chat template writes once for each image when that is another token (templateToken: Gemma 3's
+   * `<start_of_image>`; absent: the image token itself), the text that stands for an image in /generate inputs (the
+   * template token with the template's wrapper around it), and the tower: a fixed size and tokens per image (LLaVA,
+   * Gemma 3), or the patch and merge sizes of a dynamic-resolution one (Qwen2-VL: each image its own count);
+   * bidirectionalImages (Gemma 3): no prefill chunk ends inside an image. Absent: text only. */
+  vision?: { imageToken: string; templateToken?: string; imagePlaceholder: string; imageTokenId: number; tokensPerImage?: number;
+    imageSize?: number; patchSize?: number; mergeSize?: number; bidirectionalImages?: boolean; maxImagesPerPrompt: number };
 }
 
 export interface EngineStats {

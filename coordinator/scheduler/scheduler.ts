@@ -11,6 +11,7 @@ import type { PrefillChunk, RunningSequence, SeqOutput, Step, StepResult } from 
 import { adapterAdmissible, findStarving, insertByPriority, priorityPreemption, rejectReason, waitingPriorities, wantedAdapters } from './admission.js';
 import type { PriorityPreemption } from './admission.js';
 import { BlockManager } from './block-manager.js';
+import { chunkLength } from './image-chunks.js';
 import { PendingBlocks, cachedPrefix, registerComputed } from './prefix-cache.js';
 import { slotPreemption } from './slot-preemption.js';
 import type { SlotPreemption } from './slot-preemption.js';
@@ -116,7 +117,7 @@ export class Scheduler {
     const decoding: Sequence[] = [];
     const running = this.scheduleRunning(preempted, decoding);
     const budget = { left: this.config.maxBatchPrefillTokens };
-    const chunks = continuePrefills(this.runningList, budget);
+    const chunks = continuePrefills(this.runningList, budget, this.config);
     // Recompute-preemption for room to decode means the cache is full: admit nothing new this step. After
     // preemption for a better request, admit (that request), but not a sequence this step preempted (nor, after
     // one for a device slot, any request of the adapters it freed).
@@ -153,7 +154,7 @@ export class Scheduler {
     const running: RunningSequence[] = decoding.map((seq) => ({ seqId: seq.seqId, token: SAMPLED_LAST_STEP,
       newBlocks: this.blocks.appendSlots(seq.seqId, baseSlots(seq, 1)) }));
     const budget = { left: this.config.maxBatchPrefillTokens };
-    const chunks = continuePrefills(this.runningList, budget);
+    const chunks = continuePrefills(this.runningList, budget, this.config);
     const admitted = this.admitWaiting(budget);
     return this.emit(running, admitted, chunks, [], decoding, 1);
   }
@@ -352,9 +353,8 @@ export class Scheduler {
 
   // FCFS within the batch-size, prefill-budget and block limits; requests whose adapter cannot run
   // now are skipped, not waited on.
-  // A prompt longer than what is left of the step's prefill budget is split (chunked prefill): its first
-  // chunk runs now, the rest in the next steps (continuePrefills, step-messages.ts); its blocks are all allocated now. Prompts
-  // that need every position's logits are never split: one of them may exceed the budget alone, as before.
+  // A prompt longer than the prefill budget left is split (chunked prefill; never inside a bidirectional image: image-chunks.ts): its first chunk
+  // runs now, the rest in later steps (continuePrefills); its blocks are all allocated now. Prompts needing every position's logits are never split.
   private admitWaiting(budget: { left: number }, notNow: ReadonlySet<Sequence> = new Set()): Sequence[] {
     const admitted: Sequence[] = [];
     const active = this.runningAdapterKeys();
@@ -378,8 +378,8 @@ export class Scheduler {
       }
       const cached = hits.length * this.config.blockSize;
       const left = this.config.maxBatchPrefillTokens - prefill;
-      const first = seq.chunkable ? Math.min(tokens - cached, left) : tokens;
-      const overBudget = seq.chunkable ? left <= 0 : prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
+      const first = seq.chunkable ? chunkLength(cached, tokens - cached, left, seq.images, this.config.bidirectionalImages === true, prefill === 0) : tokens;
+      const overBudget = seq.chunkable ? left <= 0 || first === 0 : prefill > 0 && prefill + tokens > this.config.maxBatchPrefillTokens;
       if (overBudget || !this.blocks.canAllocate(tokens, hits)) {
         open = false;
         stillWaiting.push(seq);

@@ -2,7 +2,9 @@
 // against the step that was sent: the message side of scheduler.ts, kept apart so that file stays about
 // deciding what runs.
 import type { NewSequence, PrefillChunk, SeqOutput } from '../../protocol/index.js';
+import { chunkLength } from './image-chunks.js';
 import type { Sequence } from './sequence.js';
+import type { SchedulerConfig } from './types.js';
 
 /** A newly admitted (or re-admitted, after preemption) sequence as the shards receive it. */
 export function newSequenceMessage(seq: Sequence, blockTable: readonly number[]): NewSequence {
@@ -40,12 +42,16 @@ export function outputProblem(
 }
 
 /** The next chunk of every sequence in `running` whose prefill is under way, oldest first, while the step's budget
- * lasts (taking it from budget.left and advancing each one's prefillSent). */
-export function continuePrefills(running: readonly Sequence[], budget: { left: number }): { seq: Sequence; chunk: PrefillChunk }[] {
+ * lasts (taking it from budget.left and advancing each one's prefillSent). With bidirectional images a chunk does not
+ * end inside an image (image-chunks.ts): a sequence whose next image does not fit what is left gets none this step. */
+export function continuePrefills(running: readonly Sequence[], budget: { left: number },
+  config: Pick<SchedulerConfig, 'maxBatchPrefillTokens' | 'bidirectionalImages'>): { seq: Sequence; chunk: PrefillChunk }[] {
   const chunks: { seq: Sequence; chunk: PrefillChunk }[] = [];
   for (const seq of running) {
     if (!seq.isPrefilling || budget.left <= 0) continue;
-    const n = Math.min(budget.left, seq.prefillTotal - seq.prefillSent);
+    const n = chunkLength(seq.prefillSent, seq.prefillTotal - seq.prefillSent, budget.left, seq.images, config.bidirectionalImages === true,
+      budget.left === config.maxBatchPrefillTokens);
+    if (n === 0) continue;
     const tokens = seq.allTokens().slice(seq.prefillSent, seq.prefillSent + n);
     seq.prefillSent += n;
     budget.left -= n;

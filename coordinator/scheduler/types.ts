@@ -26,6 +26,9 @@ export interface SchedulerConfig {
   /** false: no drafts at all, not even for a request's `prediction` (a model with recurrent state: a rejected draft
    * would have advanced it). Default true. */
   drafts?: boolean;
+  /** An image's tokens attend to each other both ways (ModelInfo.vision.bidirectionalImages: Gemma 3): no prefill chunk
+   * ends inside a sequence's image (image-chunks.ts). Default false. */
+  bidirectionalImages?: boolean;
 }
 
 export interface SchedulerHooks {

@@ -22,6 +22,16 @@ export interface CommonProcessorFields {
   imageStd: [number, number, number];
 }
 
+/** A processor class's defaults for what its file leaves out. */
+export interface ProcessorDefaults {
+  resample: number;
+  imageMean: [number, number, number];
+  imageStd: [number, number, number];
+}
+
+/** CLIPImageProcessor's and Qwen2VLImageProcessor's: bicubic, OPENAI_CLIP_MEAN / OPENAI_CLIP_STD. */
+export const CLIP_DEFAULTS: Readonly<ProcessorDefaults> = { resample: 3, imageMean: CLIP_MEAN, imageStd: CLIP_STD };
+
 export function fieldReader(o: Record<string, unknown>, file: string) {
   const bad = (field: string, why: string) => new PreprocessorConfigError(`${file}: \`${field}\` ${why}`);
   const flag = (field: string, dflt: boolean): boolean => {
@@ -43,15 +53,16 @@ export function fieldReader(o: Record<string, unknown>, file: string) {
     }
     return list as [number, number, number];
   };
-  /** The fields every processor here reads alike, with transformers' defaults (bicubic, 1/255, CLIP's mean/std). */
-  const common = (): CommonProcessorFields => {
-    const resample = o.resample ?? 3;
+  /** The fields every processor here reads alike, with transformers' defaults (bicubic, 1/255, CLIP's mean/std, unless
+   * the processor's class says otherwise: Gemma3ImageProcessor's are bilinear and 0.5 / 0.5). */
+  const common = (defaults: ProcessorDefaults = CLIP_DEFAULTS): CommonProcessorFields => {
+    const resample = o.resample ?? defaults.resample;
     if (typeof resample !== 'number' || PIL_FILTERS[resample] === undefined) {
       throw bad('resample', `${JSON.stringify(resample)} is not supported: 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)`);
     }
     const rescaleFactor = o.rescale_factor ?? 1 / 255;
     if (typeof rescaleFactor !== 'number' || !Number.isFinite(rescaleFactor)) throw bad('rescale_factor', 'must be a number');
-    const imageStd = triple('image_std', CLIP_STD);
+    const imageStd = triple('image_std', defaults.imageStd);
     if (imageStd.some((s) => s === 0)) throw bad('image_std', 'must not be 0');
     return {
       doConvertRgb: flag('do_convert_rgb', true),
@@ -59,7 +70,7 @@ export function fieldReader(o: Record<string, unknown>, file: string) {
       doRescale: flag('do_rescale', true),
       rescaleFactor,
       doNormalize: flag('do_normalize', true),
-      imageMean: triple('image_mean', CLIP_MEAN),
+      imageMean: triple('image_mean', defaults.imageMean),
       imageStd,
     };
   };

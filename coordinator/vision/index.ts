@@ -1,11 +1,14 @@
-// Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor and
-// Qwen2VLImageProcessor, exactly).
+// Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor,
+// Qwen2VLImageProcessor and Gemma3ImageProcessor, exactly).
 export { ImageProcessor } from './image-processor.js';
 export { ImageInputError } from './image-error.js';
 export {
   PreprocessorConfigError, outputSize, parsePreprocessorConfig, readPreprocessorConfig, type ClipProcessorConfig, type ImageProcessorConfig,
 } from './preprocessor-config.js';
 export { preprocessQwen2VL, pyRound, qwen2VLTokens, smartResize, type Qwen2VLProcessorConfig } from './qwen2-vl-preprocess.js';
+export {
+  GEMMA3_IMAGE_SEQ_LENGTH, preprocessGemma3, readImageSeqLength, type Gemma3ProcessorConfig,
+} from './gemma3-preprocess.js';
 export { preprocessImage } from './preprocess.js';
 export { preprocessClip, rescaleNormalize, shortestEdgeSize, centerCrop, type PixelValues, type RgbImage } from './clip-preprocess.js';
 export { resizeRgb } from './pil-resample.js';

@@ -1,10 +1,12 @@
 // A vision-language model's image processor settings, from its preprocessor_config.json: what transformers'
-// CLIPImageProcessor (LLaVA-1.5) or Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) — the slow, PIL ones — read.
+// CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) or Gemma3ImageProcessor (Gemma 3) — the
+// slow, PIL ones — read.
 // Other processors (LLaVA-NeXT's any-resolution tiling, SigLIP without a crop, …) compute differently, so they are
 // refused by name at start rather than approximated.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PreprocessorConfigError, fieldReader, type CommonProcessorFields } from './config-fields.js';
+import { GEMMA3_PROCESSORS, parseGemma3Config, readImageSeqLength, type Gemma3ProcessorConfig } from './gemma3-preprocess.js';
 import { parseQwen2VLConfig, QWEN2_VL_PROCESSORS, type Qwen2VLProcessorConfig } from './qwen2-vl-preprocess.js';
 
 export { PreprocessorConfigError };
@@ -19,8 +21,8 @@ export interface ClipProcessorConfig extends CommonProcessorFields {
   cropSize: { height: number; width: number };
 }
 
-/** The processors weft reproduces: a fixed-size tower's (CLIP) or a dynamic-resolution tower's (Qwen2-VL). */
-export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig;
+/** The processors weft reproduces: fixed-size towers' (CLIP; Gemma 3's SigLIP) or a dynamic-resolution tower's (Qwen2-VL). */
+export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig | Gemma3ProcessorConfig;
 
 /** The processors whose pipeline preprocessClip reproduces (all are CLIP's resize → center crop → rescale → normalize). */
 const CLIP_PROCESSORS = new Set(['CLIPImageProcessor', 'CLIPImageProcessorFast', 'CLIPImageProcessorPil', 'CLIPFeatureExtractor']);
@@ -37,7 +39,10 @@ export function readPreprocessorConfig(modelDir: string): ImageProcessorConfig {
   } catch (e) {
     throw new PreprocessorConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
-  return parsePreprocessorConfig(raw, file);
+  const config = parsePreprocessorConfig(raw, file);
+  // Gemma3Processor's token count per image is the processor's setting, not the image processor's.
+  if (config.kind === 'gemma3') config.imageSeqLength = readImageSeqLength(modelDir);
+  return config;
 }
 
 export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_config.json'): ImageProcessorConfig {
@@ -45,9 +50,10 @@ export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_confi
   const o = raw as Record<string, unknown>;
   const type = o.image_processor_type ?? o.feature_extractor_type;
   if (typeof type === 'string' && QWEN2_VL_PROCESSORS.has(type)) return parseQwen2VLConfig(o, file);
+  if (typeof type === 'string' && GEMMA3_PROCESSORS.has(type)) return parseGemma3Config(o, file);
   if (typeof type === 'string' && !CLIP_PROCESSORS.has(type)) {
     throw new PreprocessorConfigError(`${file}: image_processor_type ${type} is not supported; weft reproduces CLIPImageProcessor ` +
-      '(LLaVA-1.5-style models) and Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) only');
+      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) and Gemma3ImageProcessor (Gemma 3) only');
   }
   return parseClipConfig(o, file);
 }
@@ -88,6 +94,7 @@ function parseClipConfig(o: Record<string, unknown>, file: string): ClipProcesso
 /** The [height, width] of the pixel values the processor gives for any image (its crop, or its fixed resize); null
  * when it depends on the image (a shortest-edge resize without a crop; Qwen2-VL's dynamic resolution). */
 export function outputSize(c: ImageProcessorConfig): [number, number] | null {
+  if (c.kind === 'gemma3') return [c.size.height, c.size.width];
   if (c.kind !== 'clip') return null;
   if (c.doCenterCrop) return [c.cropSize.height, c.cropSize.width];
   if (c.doResize && 'height' in c.size) return [c.size.height, c.size.width];

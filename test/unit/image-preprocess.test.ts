@@ -1,18 +1,19 @@
-// Image preprocessing against transformers' CLIPImageProcessor and Qwen2VLImageProcessor (PIL backends): the fixtures
-// of test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder on both sides), a GIF,
-// upscaled, downscaled and padded; for Qwen2-VL, smart_resize scaling up (min_pixels), down (max_pixels) or only
-// rounding — give the same float32 pixel values, bit for bit (compared by SHA-256; for the small configs also value
-// by value, so a failure says how far off it is), and for Qwen2-VL the same grid and placeholder token count. Plus
-// the pieces' own rules: the resize output size, the decompression-bomb bound, format sniffing and the preprocessor
-// configs' refusals.
+// Image preprocessing against transformers' CLIPImageProcessor, Qwen2VLImageProcessor and Gemma3ImageProcessor (PIL
+// backends): the fixtures of test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder
+// on both sides), a GIF, upscaled, downscaled and padded; for Qwen2-VL, smart_resize scaling up (min_pixels), down
+// (max_pixels) or only rounding; for Gemma 3, a fixed resize at 896 px as published, 32 px, and 40 × 24 bicubic — give
+// the same float32 pixel values, bit for bit (compared by SHA-256; for the small configs also value by value, so a
+// failure says how far off it is), and for Qwen2-VL the same grid and placeholder token count. Plus the pieces' own
+// rules: the resize output size, the decompression-bomb bound, format sniffing and the preprocessor configs' refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ImageInputError, decodeRgb, parsePreprocessorConfig, preprocessImage, pyRound, qwen2VLTokens, resizeRgb, shortestEdgeSize, smartResize,
-  sniffFormat,
+  ImageInputError, decodeRgb, outputSize, parsePreprocessorConfig, preprocessImage, pyRound, qwen2VLTokens, readImageSeqLength, resizeRgb,
+  shortestEdgeSize, smartResize, sniffFormat,
 } from '../../coordinator/vision/index.js';
 
 const DIR = join(import.meta.dirname, '../../../test/fixtures/images');
@@ -82,7 +83,7 @@ test('preprocessor_config.json: defaults, int sizes, and refusals naming the fie
   assert.ok(c.kind === 'clip');
   assert.deepEqual([c.size, c.cropSize, c.resample, c.imageMean[0], c.rescaleFactor], [{ shortestEdge: 336 }, { height: 336, width: 336 }, 3, 0.48145466, 1 / 255]);
   assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }),
-    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\) and Qwen2VLImageProcessor/);
+    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL\) and Gemma3ImageProcessor/);
   assert.throws(() => parsePreprocessorConfig({ resample: 0 }), /`resample` 0 is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_std: [1, 0, 1] }), /`image_std` must not be 0/);
   assert.throws(() => parsePreprocessorConfig({ size: { shortest_edge: 336, longest_edge: 672 } }), /longest_edge is not supported/);
@@ -172,4 +173,64 @@ test('Qwen2VLImageProcessor config: transformers\' defaults and precedence (min_
   refused({ merge_size: 1.5 }, /`merge_size` must be a positive integer/);
   refused({ do_resize: false }, /`do_resize` false is not supported for Qwen2VLImageProcessor/);
   refused({ resample: 0 }, /`resample` 0 is not supported/);
+});
+
+// Gemma3ImageProcessor (Gemma 3): the fixtures' gemma3_cases — a fixed resize (the aspect ratio not kept), no crop.
+const GFIX = FIX as unknown as { gemma3_configs: Record<string, Record<string, unknown>>; gemma3_cases: Case[] };
+
+test('pixel values equal transformers\' Gemma3ImageProcessor for every fixture image and config (896 px as published, 32 px, 40 x 24 bicubic)', async () => {
+  const lines: string[] = [];
+  const failures: string[] = [];
+  assert.ok(GFIX.gemma3_cases.some((c) => c.config === 'gemma3_hub') && GFIX.gemma3_cases.some((c) => c.config === 'gemma3_32'));
+  for (const c of GFIX.gemma3_cases) {
+    const config = parsePreprocessorConfig(GFIX.gemma3_configs[c.config]);
+    assert.ok(config.kind === 'gemma3');
+    const rgb = await decodeRgb(readFileSync(join(DIR, c.image)), 1e8, c.image);
+    const px = preprocessImage(rgb, config);
+    const label = `${c.image} / ${c.config}`;
+    assert.deepEqual([3, px.height, px.width], c.shape, `${label}: shape`);
+    const sha = createHash('sha256').update(new Uint8Array(px.data.buffer, px.data.byteOffset, px.data.byteLength)).digest('hex');
+    let err = sha === c.sha256 ? 0 : NaN;
+    if (c.data !== undefined) {
+      const want = new Float32Array(new Uint8Array(Buffer.from(c.data, 'base64')).buffer);
+      err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(want[i]! - px.data[i]!));
+    }
+    lines.push(`${c.image.padEnd(24)} ${c.config.padEnd(20)} ${rgb.width}x${rgb.height} -> ${px.width}x${px.height}: ` +
+      (sha === c.sha256 ? 'identical' : `DIFFERS (max abs error ${err})`));
+    if (sha !== c.sha256) failures.push(`${label}: max abs error ${err}`);
+  }
+  console.log(lines.join('\n'));
+  assert.deepEqual(failures, [], 'every case bit-identical to transformers');
+});
+
+test('Gemma3ImageProcessor config: the class defaults (224 x 224, bilinear, 0.5 / 0.5), an int size is a square, and refusals naming the field', () => {
+  const parse = (o: Record<string, unknown>) => {
+    const c = parsePreprocessorConfig({ image_processor_type: 'Gemma3ImageProcessor', ...o });
+    assert.ok(c.kind === 'gemma3');
+    return [c.size, c.resample, c.imageMean, c.imageStd, c.rescaleFactor, outputSize(c)];
+  };
+  assert.deepEqual(parse({}), [{ height: 224, width: 224 }, 2, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], 1 / 255, [224, 224]]);
+  assert.deepEqual(parse({ size: 896, do_pan_and_scan: null, do_convert_rgb: null })[0], { height: 896, width: 896 });
+  assert.deepEqual(parse({ size: { height: 24, width: 40 }, resample: 3, do_pan_and_scan: false }).slice(0, 2), [{ height: 24, width: 40 }, 3]);
+  for (const type of ['Gemma3ImageProcessorPil', 'Gemma3ImageProcessorFast']) {
+    assert.equal(parsePreprocessorConfig({ image_processor_type: type }).kind, 'gemma3');
+  }
+  const refused = (o: Record<string, unknown>, re: RegExp) =>
+    assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'Gemma3ImageProcessor', ...o }, 'p.json'), re);
+  refused({ do_pan_and_scan: true }, /^PreprocessorConfigError: p\.json: `do_pan_and_scan` true is not supported \(Gemma3ImageProcessor's pan and scan crops are not reproduced/);
+  refused({ size: { shortest_edge: 896 } }, /`size` must have height and width/);
+  refused({ do_resize: false }, /`do_resize` false is not supported for Gemma3ImageProcessor/);
+  refused({ resample: 7 }, /`resample` 7 is not supported/);
+});
+
+test('Gemma3Processor\'s image_seq_length: processor_config.json\'s, else 256', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-gemma3-'));
+  assert.equal(readImageSeqLength(dir), 256);
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ image_seq_length: 64, processor_class: 'Gemma3Processor' }));
+  assert.equal(readImageSeqLength(dir), 64);
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ processor_class: 'Gemma3Processor' }));
+  assert.equal(readImageSeqLength(dir), 256);
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ image_seq_length: 0 }));
+  assert.throws(() => readImageSeqLength(dir), /`image_seq_length` must be a positive integer/);
 });

@@ -1,20 +1,24 @@
-// A vision-language prompt on the coordinator: placeholders expanded as LlavaProcessor expands them, each image's token
-// range found (and a mismatch refused), chat messages as templates get them, the images a step's new sequences need —
+// A vision-language prompt on the coordinator: placeholders expanded as LlavaProcessor, Qwen2VLProcessor and
+// Gemma3Processor expand them (each processor's rule), each image's token range found (and a mismatch refused), chat messages as templates get them, the images a step's new sequences need —
 // and the scheduler's side: NewSequence.images on every admission (a preempted sequence's too), and the prefix cache
 // keying blocks by image, so another image never reuses an image's K/V while the same image and text do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { SamplingParams } from '../../protocol/index.js';
 import { ReferenceShard, Scheduler, Sequence } from '../../coordinator/scheduler/index.js';
 import type { ReferenceSampler, SchedulerConfig } from '../../coordinator/scheduler/index.js';
 import { extendBlockHashes, prefixSalt } from '../../coordinator/scheduler/prefix-cache.js';
-import { expandImageTokens, imageRefs, imageTokenCount, type PromptVision } from '../../coordinator/engine/prompt-images.js';
-import { stepImages, templateMessages, towerMismatch } from '../../coordinator/engine/engine-vision.js';
+import { countImageTokens, expandImageTokens, imageRefs, imageTokenCount, type PromptVision } from '../../coordinator/engine/prompt-images.js';
+import { stepImages, templateMessages, tokenRule, towerMismatch } from '../../coordinator/engine/engine-vision.js';
 import { imagePlaceholderText } from '../../coordinator/engine/image-placeholder.js';
 import { EngineError } from '../../coordinator/engine/types.js';
 import { parsePreprocessorConfig, type PreparedImage } from '../../coordinator/vision/index.js';
 
-const V: PromptVision = { imageToken: '<image>', imagePlaceholder: '<image>', imageTokenId: 9, tokensPerImage: 3, imageSize: 336 };
+const V: PromptVision = { imageToken: '<image>', templateToken: '<image>', imagePlaceholder: '<image>', imageTokenId: 9, tokensPerImage: 3, imageSize: 336,
+  rule: { kind: 'repeat' } };
 const img = (key: string, height = 1, width = 1): PreparedImage => ({ key, height, width, data: new Float32Array(3) });
 
 test('placeholders: expanded in the text, then each image takes the next run of tokensPerImage image tokens', () => {
@@ -128,8 +132,8 @@ test('scheduler: a preempted sequence is admitted again with its images', () => 
 });
 
 // Qwen2-VL: a dynamic-resolution tower (patch 14, merge 2: one token per 28 x 28 pixels), each image its own count.
-const Q: PromptVision = { imageToken: '<|image_pad|>', imagePlaceholder: '<|vision_start|><|image_pad|><|vision_end|>', imageTokenId: 7,
-  patchSize: 14, mergeSize: 2 };
+const Q: PromptVision = { imageToken: '<|image_pad|>', templateToken: '<|image_pad|>', imagePlaceholder: '<|vision_start|><|image_pad|><|vision_end|>',
+  imageTokenId: 7, patchSize: 14, mergeSize: 2, rule: { kind: 'repeat' } };
 const VS = 5, VE = 6;  // <|vision_start|>, <|vision_end|>
 
 test('dynamic resolution: each image takes (H/28)·(W/28) tokens, the i-th placeholder expanded to the i-th image\'s count', () => {
@@ -212,4 +216,77 @@ test('TGI markdown images: the image token with the special tokens its chat temp
   assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: null, specialTokens: QWEN_SPECIALS }), '<|vision_start|><|image_pad|><|vision_end|>');
   assert.equal(imagePlaceholderText('<|image_pad|>', { chatTemplate: '{{ raise_exception("x") }}{% for c in message.content %}{% endfor %}', specialTokens: [] }),
     '<|image_pad|>', 'a template that fails: the bare token');
+});
+
+// Gemma 3: the template writes <start_of_image> once per image; Gemma3Processor replaces each with its
+// full_image_sequence, "\n\n<start_of_image>" + <image_soft_token> × image_seq_length + "<end_of_image>\n\n".
+const BOI = '<start_of_image>', EOI = '<end_of_image>', SOFT = '<image_soft_token>';
+const G: PromptVision = { imageToken: SOFT, templateToken: BOI, imagePlaceholder: BOI, imageTokenId: 262144, tokensPerImage: 3, imageSize: 896,
+  bidirectionalImages: true, rule: { kind: 'gemma3', boiToken: BOI, eoiToken: EOI } };
+// google/gemma-3-4b-it's chat template
+const GEMMA3_TEMPLATE = "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- if messages[0]['content'] is string -%}" +
+  "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- else -%}{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}" +
+  "{%- endif -%}{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = \"\" -%}{%- set loop_messages = messages -%}{%- endif -%}" +
+  "{%- for message in loop_messages -%}{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}" +
+  "{{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}{%- endif -%}" +
+  "{%- if (message['role'] == 'assistant') -%}{%- set role = \"model\" -%}{%- else -%}{%- set role = message['role'] -%}{%- endif -%}" +
+  "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}{%- if message['content'] is string -%}" +
+  "{{ message['content'] | trim }}{%- elif message['content'] is iterable -%}{%- for item in message['content'] -%}" +
+  "{%- if item['type'] == 'image' -%}{{ '<start_of_image>' }}{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}" +
+  "{%- endfor -%}{%- else -%}{{ raise_exception(\"Invalid content type\") }}{%- endif -%}{{ '<end_of_turn>\n' }}{%- endfor -%}" +
+  "{%- if add_generation_prompt -%}{{'<start_of_turn>model\n'}}{%- endif -%}";
+const GEMMA3_SPECIALS = ['<bos>', '<eos>', '<start_of_turn>', '<end_of_turn>', BOI, EOI, SOFT];
+
+test('Gemma 3: each <start_of_image> becomes Gemma3Processor\'s full image sequence, boi and eoi around the soft tokens, blank lines around that', () => {
+  const seq = `\n\n${BOI}${SOFT.repeat(3)}${EOI}\n\n`;
+  assert.equal(expandImageTokens(`<start_of_turn>user\n${BOI}Compare${BOI}<end_of_turn>`, [img('x'), img('y')], G),
+    `<start_of_turn>user\n${seq}Compare${seq}<end_of_turn>`);
+  // the sequence holds the boi token again: each is replaced once, not again inside what replaced it
+  assert.equal(countImageTokens(expandImageTokens(BOI, [img('x')], G), BOI), 1);
+  assert.equal(expandImageTokens('no image', [], G), 'no image');
+  // the ranges are the soft tokens only (boi = 5, eoi = 6, "\n\n" = 108 are text to the model: causal)
+  const S = G.imageTokenId;
+  assert.deepEqual(imageRefs([2, 108, 5, S, S, S, 6, 108, 7, 108, 5, S, S, S, 6, 108], [img('x'), img('y')], G),
+    [{ key: 'x', start: 3, length: 3 }, { key: 'y', start: 11, length: 3 }]);
+});
+
+test('Gemma 3: placeholders counted as <start_of_image> (what the template writes), a mismatch a 422 naming it', () => {
+  assert.throws(() => expandImageTokens(`a${BOI}b`, [], G), (e: unknown) => e instanceof EngineError && e.kind === 'validation' &&
+    e.message === 'the prompt has 1 image placeholder (<start_of_image>) for 0 images; do not write <start_of_image> in the text, or send the image it stands for');
+  assert.throws(() => expandImageTokens('a', [img('x')], G), /^EngineError: the prompt has 0 image placeholders \(<start_of_image>\) for 1 image; each image needs exactly one placeholder/);
+  // soft tokens written in the text (or cut by `truncate`) do not make whole images
+  const S = G.imageTokenId;
+  assert.throws(() => imageRefs([5, S, S, S, S, 6], [img('x')], G), /image tokens that are not whole images for 1 image/);
+  assert.throws(() => imageRefs([5, S, S, 6], [img('x')], G), /image tokens that are not whole images/);
+});
+
+test('Gemma 3: the markdown image placeholder is <start_of_image>, what its template writes for an image part', () => {
+  assert.equal(imagePlaceholderText(BOI, { chatTemplate: GEMMA3_TEMPLATE, bosToken: '<bos>', specialTokens: GEMMA3_SPECIALS }), BOI);
+  assert.equal(imagePlaceholderText(BOI, { chatTemplate: null, specialTokens: GEMMA3_SPECIALS }), BOI);
+});
+
+test('the processor rule: Gemma3Processor for Gemma3ImageProcessor (boi / eoi from tokenizer_config.json, else Gemma 3\'s), else the image token repeated', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-gemma3-rule-'));
+  const ids = new Map([[BOI, 5], [EOI, 6], ['<img>', 7], ['</img>', 8]]);
+  const tok = { modelDir: dir, tokenId: (t: string) => ids.get(t) ?? null };
+  const gemma = parsePreprocessorConfig({ image_processor_type: 'Gemma3ImageProcessor', size: 896 });
+  assert.deepEqual(tokenRule(parsePreprocessorConfig({ size: 336, crop_size: 336 }), tok), { kind: 'repeat' });
+  assert.deepEqual(tokenRule(parsePreprocessorConfig({ image_processor_type: 'Qwen2VLImageProcessor' }), tok), { kind: 'repeat' });
+  assert.deepEqual(tokenRule(gemma, tok), { kind: 'gemma3', boiToken: BOI, eoiToken: EOI });
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ boi_token: '<img>', extra_special_tokens: { eoi_token: { content: '</img>' } } }));
+  assert.deepEqual(tokenRule(gemma, tok), { kind: 'gemma3', boiToken: '<img>', eoiToken: '</img>' });
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ extra_special_tokens: { boi_token: '<nope>' } }));
+  assert.throws(() => tokenRule(gemma, tok), /^Error: cannot serve images: Gemma3Processor needs the begin-of-image \(boi_token\) token "<nope>", which is not a token of the model's tokenizer$/);
+});
+
+test('Gemma 3: the processor\'s size and image_seq_length must be the tower\'s image_size and mm_tokens_per_image', () => {
+  const gemma = parsePreprocessorConfig({ image_processor_type: 'Gemma3ImageProcessor', size: { height: 896, width: 896 } });
+  assert.ok(gemma.kind === 'gemma3');
+  const tower = { imageTokenId: 262144, tokensPerImage: 256, imageSize: 896, bidirectionalImages: true };
+  assert.equal(towerMismatch(tower, gemma), null);
+  assert.equal(towerMismatch({ ...tower, tokensPerImage: 64 }, gemma),
+    'processor_config.json gives Gemma3Processor an image_seq_length of 256 tokens per image but the shards\' model takes 64 (config.json\'s mm_tokens_per_image): they must agree');
+  assert.match(towerMismatch({ ...tower, imageSize: 448 }, gemma)!, /gives 896 x 896 pixel images \(its size\) but the shards' vision tower takes 448 x 448/);
+  assert.match(towerMismatch({ imageTokenId: 7, patchSize: 14, mergeSize: 2 }, gemma)!, /preprocessor_config\.json describes Gemma3ImageProcessor, which gives every image one fixed size/);
+  assert.equal(towerMismatch({ ...tower, tokensPerImage: 64 }, { ...gemma, imageSeqLength: 64 }), null);
 });
