@@ -88,7 +88,9 @@ export interface NewSequence {
 
 /** An image in a prompt: tokens[start, start + length) are its placeholder tokens (the model's image token id;
  * `length` = ModelInfo.vision.tokensPerImage, or what the image's size gives for a dynamic-resolution tower),
- * replaced by the vision tower's projected features of image `key`. */
+ * replaced by the vision tower's projected features of image `key`. With `ModelInfo.vision.rowBreaks` (Pixtral) the
+ * range also holds the row-break / end tokens the processor writes between rows of image tokens: only the positions
+ * holding imageTokenId take features (in order); the others keep their token embeddings. */
 export interface ImageRef {
   key: string;
   start: number;
@@ -316,6 +318,9 @@ export interface VisionInfo {
   /** Gemma 3: an image's tokens attend to each other both ways (the rest stays causal), so the coordinator never
    * ends a prefill chunk inside an image (its earlier tokens need its later ones). */
   bidirectionalImages?: boolean;
+  /** Pixtral (Mistral 3): each row of an image's tokens ends with a break token (the last row with an end token),
+   * inside its ImageRef range: an image of h × w token rows and columns spans h·(w + 1) positions, h·w of them features. */
+  rowBreaks?: boolean;
 }
 
 export interface ShardReady {

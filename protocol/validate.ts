@@ -163,7 +163,7 @@ const schemas: { [K in MessageType]: Validator<MessageOf<K>> } = {
         eosTokenIds: tokenIds,
       }, { ropeLongFrom: positive, hiddenSize: positive,
         vision: object({ imageTokenId: count }, { tokensPerImage: positive, imageSize: positive, patchSize: positive,
-          mergeSize: positive, bidirectionalImages: bool }) }),
+          mergeSize: positive, bidirectionalImages: bool, rowBreaks: bool }) }),
       kvBlocks: positive,
       blockSize: positive,
       adapterSlots: count,
