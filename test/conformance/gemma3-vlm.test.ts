@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import { LocalEngine } from '../../shard/index.js';
 import { readModelSpec } from '../../shard/models/index.js';
 import { servedSpec } from '../../shard/models/qwen-vl-spec.js';
-import { PROTOCOL_VERSION, bytesToFloat32, encode, imageDataSubject, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
-import { refLogSoftmax } from '../helpers/reference-ops.js';
+import { bytesToFloat32, type SeqOutput } from '../../protocol/index.js';
 import { maxAbsDiff } from '../helpers/golden.js';
-import { gemma3ImageMessages, gemma3NewSeq, gemma3Relayout, loadGemma3Case, type Gemma3Case } from '../helpers/llava.js';
-import { startShardCluster } from '../helpers/shard-cluster.js';
-import { SafetensorsFile, writeSafetensors } from '../../shard/formats/index.js';
+import { copyRenamedSafetensors, gemma3Relayout, loadGemma3Case, vlmGoldenKey as key, vlmNewSeq, type Gemma3Case } from '../helpers/vlm.js';
+import { allSlots, checkEachAlone, checkLogits, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin, mixedBatch,
+  prefillInChunks, openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
 import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,39 +21,11 @@ import { join } from 'node:path';
 const TOL = 1e-4;
 const BS = 4;
 
-let stepId = 1;
-const step = (o: Partial<Step>): Step => ({ v: PROTOCOL_VERSION, type: 'step', stepId: stepId++, newSeqs: [], running: [], finished: [], ...o });
-const key = (c: Gemma3Case, s: number, slot: number, decode = false): string =>
-  `${slot < 0 ? 'base' : `adapter/${c.adapters[slot]!.name}`}/seq${s}${decode ? '/decode' : ''}`;
-
-function putImages(engine: LocalEngine, c: Gemma3Case): void {
-  for (const image of ['wide', 'tall']) for (const m of gemma3ImageMessages(c, image)) engine.putImage(m);
-}
-
-function mixedBatch(c: Gemma3Case): { seqs: NewSequence[]; keys: string[] } {
-  const seqs: NewSequence[] = [], keys: string[] = [];
-  let block = 0;
-  c.sequences.forEach((_, s) => {
-    const slots = [-1, ...c.adapters.map((_a, i) => i)];
-    if (s % 2 === 1) slots.reverse();
-    for (const slot of slots) {
-      const ns = gemma3NewSeq(c, s, { seqId: `mix-${s}-${slot}`, slot, firstBlock: block, blockSize: BS });
-      block += ns.blockTable.length;
-      seqs.push(ns);
-      keys.push(key(c, s, slot));
-    }
-  });
-  return { seqs, keys };
-}
+const step = stepMaker();
 
 function checkTop(out: SeqOutput, row: Float32Array, what: string): number {
   assert.equal(out.error, undefined, `${what}: ${out.error}`);
-  const want = refLogSoftmax(row);
-  assert.ok(out.top.length > 0, `${what}: no alternatives`);
-  let worst = 0;
-  for (const alt of out.top) worst = Math.max(worst, Math.abs(alt.logprob - want[alt.token]!));
-  assert.ok(worst <= TOL, `${what}: top log-prob error ${worst}`);
-  return worst;
+  return checkTopWithin(out, row, what, TOL);
 }
 
 describe('gemma3 vlm', () => {
@@ -62,9 +33,7 @@ describe('gemma3 vlm', () => {
   let engine: LocalEngine;
   before(() => {
     c = loadGemma3Case();
-    engine = LocalEngine.open(c.modelDir, { numBlocks: 256, blockSize: BS, adapterSlots: 4, imageWaitMs: 400 });
-    c.adapters.forEach((a, i) => engine.loadAdapter(i, a.dir));
-    putImages(engine, c);
+    engine = openCaseEngine(c, { numBlocks: 256, blockSize: BS });
   });
   after(() => engine.dispose());
 
@@ -81,32 +50,12 @@ describe('gemma3 vlm', () => {
   });
 
   test('base and each adapter alone match transformers + PEFT', async (t) => {
-    let worst = 0;
-    for (let s = 0; s < c.sequences.length; s++) {
-      for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
-        const ns = gemma3NewSeq(c, s, { seqId: `one-${s}-${slot}`, slot, firstBlock: 0, blockSize: BS });
-        const [out] = await engine.step(step({ newSeqs: [ns] }));
-        await engine.step(step({ finished: [ns.seqId] }));
-        assert.equal(out!.error, undefined, out!.error);
-        const e = maxAbsDiff(bytesToFloat32(out!.logits!), c.logits(key(c, s, slot)));
-        assert.ok(e <= TOL, `${key(c, s, slot)}: max abs error ${e}`);
-        worst = Math.max(worst, e);
-      }
-    }
+    const worst = await checkEachAlone(engine, step, c, BS, TOL);
     t.diagnostic(`gemma3: worst max abs logit error alone ${worst.toExponential(2)}`);
   });
 
   test('base, every adapter and a text-only sequence in one heterogeneous batch', async (t) => {
-    const { seqs, keys } = mixedBatch(c);
-    const outs = await engine.step(step({ newSeqs: seqs }));
-    await engine.step(step({ finished: seqs.map((s) => s.seqId) }));
-    assert.equal(outs.length, keys.length);
-    let worst = 0;
-    outs.forEach((o, k) => {
-      const e = maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!));
-      assert.ok(e <= TOL, `${keys[k]} in the mixed batch: max abs error ${e}`);
-      worst = Math.max(worst, e);
-    });
+    const worst = await checkMixedBatch(engine, step, c, BS, TOL);
     t.diagnostic(`gemma3: worst max abs logit error in the mixed batch ${worst.toExponential(2)}`);
   });
 
@@ -115,15 +64,11 @@ describe('gemma3 vlm', () => {
     const [a, b] = seq.image_starts as [number, number];
     const cuts = [a, a + c.tokensPerImage, b + c.tokensPerImage];  // before image 0, after it, after image 1
     let worst = 0;
-    for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
+    for (const slot of allSlots(c)) {
       const golden = c.logits(key(c, s, slot)), dec = c.logits(key(c, s, slot, true));
-      const full = gemma3NewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
+      const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
       const n = seq.ids.length;
-      const first: NewSequence = { ...full, tokens: seq.ids.slice(0, cuts[0]), pending: n - cuts[0]! };
-      assert.deepEqual(await engine.step(step({ newSeqs: [first] })), []);
-      assert.deepEqual(await engine.step(step({ chunks: [{ seqId: full.seqId, tokens: seq.ids.slice(cuts[0], cuts[1]), pending: n - cuts[1]! }] })), []);
-      assert.deepEqual(await engine.step(step({ chunks: [{ seqId: full.seqId, tokens: seq.ids.slice(cuts[1], cuts[2]), pending: n - cuts[2]! }] })), []);
-      const [last] = await engine.step(step({ chunks: [{ seqId: full.seqId, tokens: seq.ids.slice(cuts[2]), pending: 0 }] }));
+      const [last] = await prefillInChunks(engine, step, full, [...cuts, n]);
       worst = Math.max(worst, checkTop(last!, golden.subarray((n - 1) * c.vocab, n * c.vocab), `${key(c, s, slot)} after chunks`));
       for (const [i, tok] of seq.decode.entries()) {
         const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: tok, newBlocks: [] }] }));
@@ -136,8 +81,8 @@ describe('gemma3 vlm', () => {
 
   test('a chunk that ends inside an image fails its sequence alone', async () => {
     const s = 0, seq = c.sequences[s]!, at = seq.image_starts[0]! + 5, n = seq.ids.length;
-    const split = gemma3NewSeq(c, s, { seqId: 'split', slot: -1, firstBlock: 0, blockSize: BS, logits: 'none' });
-    const good = gemma3NewSeq(c, s, { seqId: 'beside', slot: 1, firstBlock: 40, blockSize: BS });
+    const split = vlmNewSeq(c, s, { seqId: 'split', slot: -1, firstBlock: 0, blockSize: BS, logits: 'none' });
+    const good = vlmNewSeq(c, s, { seqId: 'beside', slot: 1, firstBlock: 40, blockSize: BS });
     const outs = await engine.step(step({ newSeqs: [{ ...split, tokens: seq.ids.slice(0, at), pending: n - at }, good] }));
     assert.deepEqual(outs.map((o) => o.seqId), ['beside']);
     assert.ok(maxAbsDiff(bytesToFloat32(outs[0]!.logits!), c.logits(key(c, s, 1))) <= TOL);
@@ -145,7 +90,7 @@ describe('gemma3 vlm', () => {
     assert.match(late!.error!, /prefill chunk \[0, \d+\) ends inside image 'gemma3-wide' at \[\d+, \d+\).*both ways/);
     // A later chunk (not the first) that ends inside an image: refused the same way.
     const s1 = c.sequences[1]!, m = s1.ids.length, b = s1.image_starts[1]!;
-    const two = gemma3NewSeq(c, 1, { seqId: 'split2', slot: 0, firstBlock: 80, blockSize: BS, logits: 'none' });
+    const two = vlmNewSeq(c, 1, { seqId: 'split2', slot: 0, firstBlock: 80, blockSize: BS, logits: 'none' });
     assert.deepEqual(await engine.step(step({ newSeqs: [{ ...two, tokens: s1.ids.slice(0, 10), pending: m - 10 }] })), []);
     assert.deepEqual(await engine.step(step({ chunks: [{ seqId: 'split2', tokens: s1.ids.slice(10, b + 3), pending: m - b - 3 }] })), []);
     const [late2] = await engine.step(step({ chunks: [{ seqId: 'split2', tokens: s1.ids.slice(b + 3), pending: 0 }] }));
@@ -155,17 +100,15 @@ describe('gemma3 vlm', () => {
 
   test('a cached prefix ending inside an image gives the same next-token log-probs', async () => {
     const s = 0, seq = c.sequences[s]!, start = seq.image_starts[0]!;
-    for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
+    for (const slot of allSlots(c)) {
       const golden = c.logits(key(c, s, slot));
-      const owner = gemma3NewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
+      const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
       const [o] = await engine.step(step({ newSeqs: [owner] }));
       const lastRow = golden.subarray((seq.ids.length - 1) * c.vocab);
       checkTop(o!, lastRow, `${key(c, s, slot)} whole`);
       for (const cached of [Math.floor(start / BS) * BS, Math.floor((start + 6) / BS) * BS, Math.floor((start + 13) / BS) * BS]) {
         assert.ok(cached > 0 && cached < start + c.tokensPerImage);
-        const keep = cached / BS;
-        const reuse: NewSequence = { ...owner, seqId: `reuse-${slot}-${cached}`, cached,
-          blockTable: [...owner.blockTable.slice(0, keep), ...owner.blockTable.slice(keep).map((b) => b + 100)] };
+        const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, BS, 100);
         const [r] = await engine.step(step({ newSeqs: [reuse] }));
         checkTop(r!, lastRow, `${key(c, s, slot)} cached ${cached}`);
         await engine.step(step({ finished: [reuse.seqId] }));
@@ -176,17 +119,7 @@ describe('gemma3 vlm', () => {
 
   for (const layout of ['v5', 'hub'] as const) {
     test(`the ${layout === 'v5' ? 'transformers 5 (model.language_model.*)' : 'Hub (language_model.model.*, vision_tower.vision_model.*)'} checkpoint layout gives the same logits`, async () => {
-      const other = LocalEngine.open(gemma3Relayout(c, layout), { numBlocks: 64, blockSize: BS, adapterSlots: 2 });
-      try {
-        other.loadAdapter(0, c.adapters.at(-1)!.dir);
-        putImages(other, c);
-        const seqs = [-1, 0].map((slot) => gemma3NewSeq(c, 1, { seqId: `l-${slot}`, slot, firstBlock: slot < 0 ? 0 : 30, blockSize: BS }));
-        const outs = await other.step(step({ newSeqs: seqs }));
-        const keys = ['base/seq1', `adapter/${c.adapters.at(-1)!.name}/seq1`];
-        outs.forEach((o, k) => assert.ok(maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!)) <= TOL, keys[k]));
-      } finally {
-        other.dispose();
-      }
+      await checkOtherLayout(gemma3Relayout(c, layout), step, c, BS, TOL, 30);
     });
   }
 
@@ -194,14 +127,8 @@ describe('gemma3 vlm', () => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-gemma3-conv-'));
     const from = c.adapters.at(-1)!.dir;
     copyFileSync(join(from, 'adapter_config.json'), join(dir, 'adapter_config.json'));
-    const src = SafetensorsFile.open(join(from, 'adapter_model.safetensors'));
-    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-    for (const n of src.names()) {
-      const renamed = n.replace('vision_tower.encoder.layers.0.mlp.fc2', 'vision_tower.embeddings.patch_embedding');
-      tensors[renamed] = { dtype: 'F32', shape: src.info(n).shape, data: src.readF32(n) };
-    }
-    src.close();
-    writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    copyRenamedSafetensors(join(from, 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'),
+      (n) => n.replace('vision_tower.encoder.layers.0.mlp.fc2', 'vision_tower.embeddings.patch_embedding'));
     assert.throws(() => engine.loadAdapter(3, dir), /patch_embedding.*SigLIP vision tower.*Gemma 3's projector has no linear module/);
   });
 });
@@ -211,28 +138,13 @@ describe('gemma3 vlm tensor parallel', () => {
     test(`TP=${world}: base, every adapter and a text-only sequence in one batch match the golden logits`, async () => {
       const c = loadGemma3Case();
       process.env.WEFT_IMAGE_WAIT_MS = '1500';
-      const cluster = await startShardCluster({ modelDir: c.modelDir, world, kvBlocks: 256 });
-      try {
-        const name = await new Promise<string>((resolve) => {
-          const sub = cluster.nc.subscribe('weft.*.shard.*.heartbeat', { max: 1, callback: (_e, m) => resolve(m.subject.split('.')[1]!) });
-          void sub;
-        });
-        for (let i = 0; i < c.adapters.length; i++) await cluster.group.loadAdapter(c.adapters[i]!.name, i, { dir: c.adapters[i]!.dir });
-        for (const image of ['wide', 'tall']) for (const m of gemma3ImageMessages(c, image)) cluster.nc.publish(imageDataSubject(name), encode(m));
-        await cluster.nc.flush();
-        const { seqs, keys } = mixedBatch(c);
+      await withCaseCluster(c, world, 256, async (cluster) => {
+        const { seqs, keys } = mixedBatch(c, BS);
         const r = await cluster.group.step(step({ newSeqs: seqs }));
         assert.equal(r.error, undefined);
-        let worst = 0;
-        r.outputs.forEach((o, k) => {
-          const e = maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!));
-          assert.ok(e <= TOL, `TP=${world} ${keys[k]}: max abs error ${e}`);
-          worst = Math.max(worst, e);
-        });
+        const worst = checkLogits(c, r.outputs, keys, TOL, (k) => `TP=${world} ${k}`);
         console.log(`# gemma3 vlm TP=${world}: worst max abs logit error ${worst.toExponential(2)}`);
-      } finally {
-        await cluster.stop();
-      }
+      });
     });
   }
 });

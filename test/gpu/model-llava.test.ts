@@ -10,10 +10,11 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cudaInfo } from '../../kernels/cuda.js';
 import { LocalEngine } from '../../shard/index.js';
-import { PROTOCOL_VERSION, bytesToFloat32, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
-import { refLogSoftmax } from '../helpers/reference-ops.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
 import { maxAbsDiff } from '../helpers/golden.js';
-import { goldenKey, imageMessages, imageRefs, llavaCases, llavaNewSeq, loadLlavaCase, type LlavaCase } from '../helpers/llava.js';
+import { llavaCases, loadLlavaCase, vlmGoldenKey as goldenKey, vlmNewSeq, type LlavaCase } from '../helpers/vlm.js';
+import { allSlots, checkEachAlone, checkMixedBatch, mixedBatch, prefillInChunks, openCaseEngine, stepMaker,
+  topLogprobError } from '../helpers/vlm-engine.js';
 
 const info = cudaInfo();
 const noGpu = info.available ? false : `no usable GPU: ${info.reason}`;
@@ -29,36 +30,16 @@ const BS = 4;
 
 type Dtype = 'float32' | 'bfloat16';
 
-let stepId = 1;
-const step = (o: Partial<Step>): Step => ({ v: PROTOCOL_VERSION, type: 'step', stepId: stepId++, newSeqs: [], running: [], finished: [], ...o });
+const step = stepMaker();
 
 function openCuda(c: LlavaCase, dtype: Dtype): LocalEngine {
-  const engine = LocalEngine.open(c.modelDir, { numBlocks: 256, blockSize: BS, adapterSlots: 4, imageWaitMs: 400,
-    device: 'cuda', dtype });  // CUDA graphs are on by default (decode-only steps replay them)
+  // CUDA graphs are on by default (decode-only steps replay them).
+  const engine = openCaseEngine(c, { numBlocks: 256, blockSize: BS, device: 'cuda', dtype });
   if (engine.model.plan.device !== 'cuda' || engine.model.plan.dtype !== dtype) {
     engine.dispose();
     throw new Error(`the language model is not on the GPU in ${dtype} (plan.device = ${String(engine.model.plan.device)})`);
   }
-  c.adapters.forEach((a, i) => engine.loadAdapter(i, a.dir));
-  for (const image of ['tall', 'square']) for (const m of imageMessages(c, image)) engine.putImage(m);
   return engine;
-}
-
-/** Every (sequence, slot) pair, each with its own blocks, adapters unsorted (the plan reorders the rows). */
-function mixedBatch(c: LlavaCase): { seqs: NewSequence[]; keys: string[] } {
-  const seqs: NewSequence[] = [], keys: string[] = [];
-  let block = 0;
-  c.sequences.forEach((_, s) => {
-    const slots = [-1, ...c.adapters.map((_, i) => i)];
-    if (s % 2 === 1) slots.reverse();
-    for (const slot of slots) {
-      const ns = llavaNewSeq(c, s, { seqId: `mix-${s}-${slot}`, slot, firstBlock: block, blockSize: BS });
-      block += ns.blockTable.length;
-      seqs.push(ns);
-      keys.push(goldenKey(c, s, slot));
-    }
-  });
-  return { seqs, keys };
 }
 
 function errors(out: Float32Array, golden: Float32Array): { mean: number; max: number } {
@@ -67,33 +48,23 @@ function errors(out: Float32Array, golden: Float32Array): { mean: number; max: n
   return { mean: sum / out.length, max: maxAbsDiff(out, golden) };
 }
 
-/** A sampled output's top log-probs against the golden row's log-softmax: the worst error. */
-function topError(out: SeqOutput, row: Float32Array): number {
-  const want = refLogSoftmax(row);
-  assert.ok(out.top.length > 0, 'no alternatives');
-  return Math.max(...out.top.map((alt) => Math.abs(alt.logprob - want[alt.token]!)));
-}
-
 /** Chunked prefill of sequence 1 (two images) cut inside image 0, a one-token chunk inside it, inside image 1, then
  * decode; the worst top log-prob error over every slot. */
 async function chunkedThenDecode(engine: LocalEngine, c: LlavaCase): Promise<number> {
   const s = 1, seq = c.sequences[s]!;
-  const refs = imageRefs(c, seq);
+  const refs = c.imageRefs(seq);
   assert.ok(refs.length === 2 && refs[0]!.length > 5, 'sequence 1 has two images of several rows');
   const cuts = [refs[0]!.start + 3, refs[0]!.start + 4, refs[1]!.start + 5, seq.ids.length - 3];
   let worst = 0;
-  for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
+  for (const slot of allSlots(c)) {
     const golden = c.logits(goldenKey(c, s, slot));
-    const full = llavaNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5, extraBlocks: 1 });
+    const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5, extraBlocks: 1 });
     const end = cuts.at(-1)!;
-    assert.deepEqual(await engine.step(step({ newSeqs: [{ ...full, tokens: seq.ids.slice(0, cuts[0]), pending: end - cuts[0]! }] })), []);
-    let last: SeqOutput[] = [];
-    for (let k = 1; k < cuts.length; k++)
-      last = await engine.step(step({ chunks: [{ seqId: full.seqId, tokens: seq.ids.slice(cuts[k - 1], cuts[k]), pending: end - cuts[k]! }] }));
-    worst = Math.max(worst, topError(last[0]!, golden.subarray((end - 1) * c.vocab, end * c.vocab)));
+    const last = await prefillInChunks(engine, step, full, cuts, { quietChunks: false });
+    worst = Math.max(worst, topLogprobError(last[0]!, golden.subarray((end - 1) * c.vocab, end * c.vocab), 'after chunks'));
     for (let p = end; p < seq.ids.length; p++) {  // the text after the images, one decode step each (graph replays)
       const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: seq.ids[p]!, newBlocks: [] }] }));
-      worst = Math.max(worst, topError(out!, golden.subarray(p * c.vocab, (p + 1) * c.vocab)));
+      worst = Math.max(worst, topLogprobError(out!, golden.subarray(p * c.vocab, (p + 1) * c.vocab), `decode at ${p}`));
     }
     await engine.step(step({ finished: [full.seqId] }));
   }
@@ -111,31 +82,12 @@ for (const name of llavaCases()) {
     after(() => fp32?.dispose());
 
     test('fp32: base and each adapter alone match transformers + PEFT within 1e-3', async (t) => {
-      let worst = 0;
-      for (let s = 0; s < c.sequences.length; s++) {
-        for (const slot of [-1, ...c.adapters.map((_, i) => i)]) {
-          const ns = llavaNewSeq(c, s, { seqId: `one-${s}-${slot}`, slot, firstBlock: 0, blockSize: BS });
-          const [out] = await fp32.step(step({ newSeqs: [ns] }));
-          await fp32.step(step({ finished: [ns.seqId] }));
-          const e = maxAbsDiff(bytesToFloat32(out!.logits!), c.logits(goldenKey(c, s, slot)));
-          assert.ok(e <= FP32_TOL, `${goldenKey(c, s, slot)}: max abs error ${e}`);
-          worst = Math.max(worst, e);
-        }
-      }
+      const worst = await checkEachAlone(fp32, step, c, BS, FP32_TOL);
       t.diagnostic(`${name} fp32 alone: worst max abs error ${worst.toExponential(2)}`);
     });
 
     test('fp32: base, every adapter and a text-only sequence in one heterogeneous batch within 1e-3', async (t) => {
-      const { seqs, keys } = mixedBatch(c);
-      const outs = await fp32.step(step({ newSeqs: seqs }));
-      await fp32.step(step({ finished: seqs.map((x) => x.seqId) }));
-      assert.equal(outs.length, keys.length);
-      let worst = 0;
-      outs.forEach((o, k) => {
-        const e = maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!));
-        assert.ok(e <= FP32_TOL, `${keys[k]} in the mixed batch: max abs error ${e}`);
-        worst = Math.max(worst, e);
-      });
+      const worst = await checkMixedBatch(fp32, step, c, BS, FP32_TOL);
       t.diagnostic(`${name} fp32 mixed batch: worst max abs error ${worst.toExponential(2)}`);
     });
 
@@ -148,7 +100,7 @@ for (const name of llavaCases()) {
     test(`bf16: heterogeneous batch within mean ${BF16_MEAN_TOL} / max ${BF16_MAX_TOL}; chunked + decode likewise`, async (t) => {
       const bf16 = openCuda(c, 'bfloat16');
       try {
-        const { seqs, keys } = mixedBatch(c);
+        const { seqs, keys } = mixedBatch(c, BS);
         const outs = await bf16.step(step({ newSeqs: seqs }));
         await bf16.step(step({ finished: seqs.map((x) => x.seqId) }));
         let mean = 0, max = 0;

@@ -1,0 +1,166 @@
+// Driving an engine (LocalEngine or a tensor-parallel shard cluster) through the vision-language golden cases of
+// ./vlm.ts: steps, images, the checks that every model's conformance test makes alike.
+import assert from 'node:assert/strict';
+import { LocalEngine } from '../../shard/index.js';
+import { PROTOCOL_VERSION, bytesToFloat32, encode, imageDataSubject, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
+import { refLogSoftmax } from './reference-ops.js';
+import { maxAbsDiff } from './golden.js';
+import { startShardCluster, type TestCluster } from './shard-cluster.js';
+import { vlmGoldenKey, vlmImageMessages, vlmNewSeq, type VlmCase, type VlmSequence } from './vlm.js';
+
+/** A step message maker with its own step ids (1, 2, ...). */
+export function stepMaker(): (o: Partial<Step>) => Step {
+  let stepId = 1;
+  return (o) => ({ v: PROTOCOL_VERSION, type: 'step', stepId: stepId++, newSeqs: [], running: [], finished: [], ...o });
+}
+
+/** The case's slots: -1 (base), then one per adapter. */
+export const allSlots = (c: VlmCase): number[] => [-1, ...c.adapters.map((_, i) => i)];
+
+/** Every image of the case, put into the engine. */
+export function putCaseImages(engine: LocalEngine, c: VlmCase): void {
+  for (const image of c.imageNames) for (const m of vlmImageMessages(c, image)) engine.putImage(m);
+}
+
+type EngineOptions = Parameters<typeof LocalEngine.open>[1];
+
+/** An engine on the case's model (4 adapter slots, a 400 ms wait for a missing image unless `options` say other)
+ * with the case's adapters loaded in slots 0, 1, ... and its images put. */
+export function openCaseEngine(c: VlmCase, options: Omit<EngineOptions, 'adapterSlots'> & Partial<EngineOptions>): LocalEngine {
+  const engine = LocalEngine.open(c.modelDir, { adapterSlots: 4, imageWaitMs: 400, ...options });
+  c.adapters.forEach((a, i) => engine.loadAdapter(i, a.dir));
+  putCaseImages(engine, c);
+  return engine;
+}
+
+/** Every (sequence, slot) pair of the case, each with its own blocks, for one step (adapters unsorted: every other
+ * sequence lists its slots backwards); the golden key of each. */
+export function mixedBatch<S extends VlmSequence>(c: VlmCase<S>, blockSize: number): { seqs: NewSequence[]; keys: string[] } {
+  const seqs: NewSequence[] = [], keys: string[] = [];
+  let block = 0;
+  c.sequences.forEach((_, s) => {
+    const slots = allSlots(c);
+    if (s % 2 === 1) slots.reverse();
+    for (const slot of slots) {
+      const ns = vlmNewSeq(c, s, { seqId: `mix-${s}-${slot}`, slot, firstBlock: block, blockSize });
+      block += ns.blockTable.length;
+      seqs.push(ns);
+      keys.push(vlmGoldenKey(c, s, slot));
+    }
+  });
+  return { seqs, keys };
+}
+
+/** A sampled output's top log-probs against the golden row's log-softmax: the worst error. */
+export function topLogprobError(out: SeqOutput, row: Float32Array, what: string): number {
+  const want = refLogSoftmax(row);
+  assert.ok(out.top.length > 0, `${what}: no alternatives`);
+  let worst = 0;
+  for (const alt of out.top) worst = Math.max(worst, Math.abs(alt.logprob - want[alt.token]!));
+  return worst;
+}
+
+/** topLogprobError, asserted within `tol`. */
+export function checkTop(out: SeqOutput, row: Float32Array, what: string, tol: number): number {
+  const worst = topLogprobError(out, row, what);
+  assert.ok(worst <= tol, `${what}: top log-prob error ${worst}`);
+  return worst;
+}
+
+/** Each output's logits against the golden rows of its key, asserted within `tol` (the message: `label(key)`, then the
+ * error); the worst error. */
+export function checkLogits(c: VlmCase, outs: SeqOutput[], keys: string[], tol: number, label: (key: string) => string): number {
+  let worst = 0;
+  outs.forEach((o, k) => {
+    const e = maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!));
+    assert.ok(e <= tol, `${label(keys[k]!)}: max abs error ${e}`);
+    worst = Math.max(worst, e);
+  });
+  return worst;
+}
+
+type StepFn = (o: Partial<Step>) => Step;
+
+/** Every sequence under every slot, each alone in a step: the logits against the golden rows; the worst error. */
+export async function checkEachAlone<S extends VlmSequence>(engine: LocalEngine, step: StepFn, c: VlmCase<S>, blockSize: number,
+  tol: number): Promise<number> {
+  let worst = 0;
+  for (let s = 0; s < c.sequences.length; s++) {
+    for (const slot of allSlots(c)) {
+      const ns = vlmNewSeq(c, s, { seqId: `one-${s}-${slot}`, slot, firstBlock: 0, blockSize });
+      const [out] = await engine.step(step({ newSeqs: [ns] }));
+      await engine.step(step({ finished: [ns.seqId] }));
+      assert.equal(out!.error, undefined, out!.error);
+      worst = Math.max(worst, checkLogits(c, [out!], [vlmGoldenKey(c, s, slot)], tol, (key) => key));
+    }
+  }
+  return worst;
+}
+
+/** The mixed batch of the case in one step: as many outputs as sequences, each within `tol`; the worst error. */
+export async function checkMixedBatch<S extends VlmSequence>(engine: LocalEngine, step: StepFn, c: VlmCase<S>, blockSize: number,
+  tol: number): Promise<number> {
+  const { seqs, keys } = mixedBatch(c, blockSize);
+  const outs = await engine.step(step({ newSeqs: seqs }));
+  await engine.step(step({ finished: seqs.map((s) => s.seqId) }));
+  assert.equal(outs.length, keys.length);
+  return checkLogits(c, outs, keys, tol, (key) => `${key} in the mixed batch`);
+}
+
+/** Sends `ns`'s prompt in chunks ending at each of `cuts` (the last: where the prompt ends, `pending` counted to it):
+ * the first step outputs nothing, and so does every chunk but the last where `quietChunks`; the last chunk's outputs. */
+export async function prefillInChunks(engine: LocalEngine, step: StepFn, ns: NewSequence, cuts: number[],
+  { quietChunks = true } = {}): Promise<SeqOutput[]> {
+  const end = cuts.at(-1)!;
+  assert.deepEqual(await engine.step(step({ newSeqs: [{ ...ns, tokens: ns.tokens.slice(0, cuts[0]), pending: end - cuts[0]! }] })), []);
+  let outs: SeqOutput[] = [];
+  for (let k = 1; k < cuts.length; k++) {
+    outs = await engine.step(step({ chunks: [{ seqId: ns.seqId, tokens: ns.tokens.slice(cuts[k - 1], cuts[k]), pending: end - cuts[k]! }] }));
+    if (quietChunks && k < cuts.length - 1) assert.deepEqual(outs, []);
+  }
+  return outs;
+}
+
+/** `owner` again under another id with its first `cached` tokens cached: the owner's blocks for them, new blocks
+ * (`blockOffset` further on) for the rest. */
+export function withCachedPrefix(owner: NewSequence, seqId: string, cached: number, blockSize: number, blockOffset: number): NewSequence {
+  const keep = cached / blockSize;
+  return { ...owner, seqId, cached,
+    blockTable: [...owner.blockTable.slice(0, keep), ...owner.blockTable.slice(keep).map((b) => b + blockOffset)] };
+}
+
+/** Sequence 1 under the base and the last adapter (from block `adapterBlock`) on the model of `modelDir` (the case's
+ * in another checkpoint layout): the same logits as the golden rows. */
+export async function checkOtherLayout(modelDir: string, step: StepFn, c: VlmCase, blockSize: number, tol: number,
+  adapterBlock: number): Promise<void> {
+  const other = LocalEngine.open(modelDir, { numBlocks: 64, blockSize, adapterSlots: 2 });
+  try {
+    other.loadAdapter(0, c.adapters.at(-1)!.dir);
+    putCaseImages(other, c);
+    const seqs = [-1, 0].map((slot) => vlmNewSeq(c, 1, { seqId: `l-${slot}`, slot, firstBlock: slot < 0 ? 0 : adapterBlock, blockSize }));
+    const outs = await other.step(step({ newSeqs: seqs }));
+    const keys = ['base/seq1', `adapter/${c.adapters.at(-1)!.name}/seq1`];
+    outs.forEach((o, k) => assert.ok(maxAbsDiff(bytesToFloat32(o.logits!), c.logits(keys[k]!)) <= tol, keys[k]));
+  } finally {
+    other.dispose();
+  }
+}
+
+/** A shard cluster of `world` ranks on the case's model with its adapters loaded and its images published, for
+ * `run`; stopped after. */
+export async function withCaseCluster(c: VlmCase, world: number, kvBlocks: number, run: (cluster: TestCluster) => Promise<void>): Promise<void> {
+  const cluster = await startShardCluster({ modelDir: c.modelDir, world, kvBlocks });
+  try {
+    // The cluster's name, from its shards' heartbeat subjects (weft.<cluster>.shard.<rank>.heartbeat).
+    const name = await new Promise<string>((resolve) => {
+      const sub = cluster.nc.subscribe('weft.*.shard.*.heartbeat', { max: 1, callback: (_e, m) => resolve(m.subject.split('.')[1]!) });
+      void sub;
+    });
+    for (let i = 0; i < c.adapters.length; i++) await cluster.group.loadAdapter(c.adapters[i]!.name, i, { dir: c.adapters[i]!.dir });
+    for (const image of c.imageNames) for (const m of vlmImageMessages(c, image)) cluster.nc.publish(imageDataSubject(name), encode(m));
+    await cluster.nc.flush();
+    await run(cluster);
+  } finally {
+    await cluster.stop();
+  }
+}
