@@ -4,9 +4,9 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { NativeQwenVisionModel, NativeVisionModel, QwenVisionPlanConfig, VisionPlanConfig } from './vision-types.js';
+import type { NativePixtralVisionModel, NativeQwenVisionModel, NativeVisionModel, PixtralVisionPlanConfig, QwenVisionPlanConfig, VisionPlanConfig } from './vision-types.js';
 
-export type { NativeQwenVisionModel, NativeVisionModel, QwenVisionPlanConfig, VisionActivation, VisionLoraPart, VisionPlanConfig } from './vision-types.js';
+export type { NativePixtralVisionModel, NativeQwenVisionModel, NativeVisionModel, PixtralVisionPlanConfig, QwenVisionPlanConfig, VisionActivation, VisionLoraPart, VisionPlanConfig } from './vision-types.js';
 
 export interface ModelPlanConfig {
   hidden: number;
@@ -403,6 +403,7 @@ interface Addon {
   Model: new (config: ModelPlanConfig, collective?: NativeCollective) => NativeModel;
   VisionModel: new (config: VisionPlanConfig) => NativeVisionModel;
   QwenVisionModel: new (config: QwenVisionPlanConfig) => NativeQwenVisionModel;
+  PixtralVisionModel: new (config: PixtralVisionPlanConfig) => NativePixtralVisionModel;
   Collective: new (opts: CollectiveOptions) => NativeCollective;
   ops: CpuOps;
   backends: string;
@@ -426,6 +427,9 @@ export function createModel(config: ModelPlanConfig, collective?: NativeCollecti
 }
 export function createQwenVisionModel(config: QwenVisionPlanConfig): NativeQwenVisionModel {
   return new addon.QwenVisionModel(config);
+}
+export function createPixtralVisionModel(config: PixtralVisionPlanConfig): NativePixtralVisionModel {
+  return new addon.PixtralVisionModel(config);
 }
 export function createVisionModel(config: VisionPlanConfig): NativeVisionModel {
   return new addon.VisionModel(config);

@@ -83,3 +83,39 @@ export interface NativeQwenVisionModel {
   encode(pixels: Float32Array, height: number, width: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
   dispose(): void;
 }
+
+/** Mistral 3's Pixtral vision tower and projector (kernels/src/model/pixtral_vision.h). */
+export interface PixtralVisionPlanConfig {
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  /** Blocks held and run: the selected hidden state's index (vision_feature_layer). */
+  layers: number;
+  patchSize: number;
+  /** The rotary table's side in pixels: at most imageSize / patchSize patches a side. */
+  imageSize: number;
+  channels?: number;
+  /** spatial_merge_size. */
+  mergeSize: number;
+  textHidden: number;
+  /** The tower's SwiGLU activation (hidden_act). */
+  act: VisionActivation;
+  projectorAct: VisionActivation;
+  projectorBias: boolean;
+  ropeTheta?: number;
+  /** The projector's RMSNorm epsilon (text_config.rms_norm_eps). */
+  normEps?: number;
+}
+
+/** LoRA targets of a Pixtral tower: "layers.<l>.{q,k,v,o,gate,up,down}", "merge", "linear_1", "linear_2". */
+export interface NativePixtralVisionModel {
+  expectedSize(name: string): number;
+  setWeight(name: string, data: Float32Array): void;
+  finalize(): void;
+  /** Feature rows ([IMG] tokens) of an image of this size; throws when a side is not a multiple of patchSize · mergeSize. */
+  tokensFor(height: number, width: number): number;
+  checkLora(parts: VisionLoraPart[]): void;
+  /** One image's pixels [channels, height, width] → features [tokensFor(height, width), textHidden], on the libuv pool. */
+  encode(pixels: Float32Array, height: number, width: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
+  dispose(): void;
+}

@@ -99,9 +99,9 @@ export class ShardActor {
     this.engine.runner.failForwardAt = o.failForwardAt ?? 0;
     const spec = this.engine.model.spec;
     o.logger.info({ ms: Date.now() - t0, architecture: spec.architecture, partition: this.engine.model.partition }, 'model slice loaded');
-    if (spec.visionLanguage && !spec.vision && !spec.qwenVision) {
+    if (spec.visionLanguage && !spec.vision && !spec.qwenVision && !spec.pixtral) {
       o.logger.warn({ architecture: spec.architecture, device: o.device }, 'a vision-language model served text-only: images are ' +
-        'refused (Qwen2-VL and Gemma 3 images need --device cpu for now; a checkpoint without vision_config has no tower)');
+        'refused (Qwen2-VL, Gemma 3 and Mistral 3 images need --device cpu for now; a checkpoint without vision_config has no tower)');
     }
     const t1 = Date.now();
     const noConstraints = this.engine.prepareConstraints();
@@ -126,7 +126,7 @@ export class ShardActor {
         o.logger.info({ adapter: msg.key, slot: msg.slot }, 'adapter evicted');
       });
     });
-    if (spec.vision || spec.qwenVision) {
+    if (spec.vision || spec.qwenVision || spec.pixtral) {
       // Straight into the image store, not through the mailbox: a step in the mailbox may be waiting for this image.
       this.bus.subscribe(imageDataSubject(o.cluster), 'image.data', (msg) => {
         try {
@@ -148,7 +148,11 @@ export class ShardActor {
           imageSize: spec.vision.imageSize, ...(spec.vision.siglip ? { bidirectionalImages: true } : {}) } } : {}),
         // Dynamic resolution: an image of H × W pixels takes (H / (patch · merge)) · (W / (patch · merge)) tokens.
         ...(spec.qwenVision ? { vision: { imageTokenId: spec.qwenVision.imageTokenId, patchSize: spec.qwenVision.patchSize,
-          mergeSize: spec.qwenVision.mergeSize } } : {}) },
+          mergeSize: spec.qwenVision.mergeSize } } : {}),
+        // Pixtral: an image of H × W pixels spans rows · (cols + 1) positions (rows = H / (patch · merge), cols likewise),
+        // each row of [IMG] tokens ended by a break token (the last by an end token) that keeps its embedding.
+        ...(spec.pixtral ? { vision: { imageTokenId: spec.pixtral.imageTokenId, patchSize: spec.pixtral.patchSize,
+          mergeSize: spec.pixtral.mergeSize, rowBreaks: true } } : {}) },
       kvBlocks: o.kvBlocks, blockSize: o.blockSize, adapterSlots: o.adapterSlots,
     });
     this.heartbeat = setInterval(() => this.publish(shardSubject(o.cluster, o.rank, 'heartbeat'),

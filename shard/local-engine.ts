@@ -12,6 +12,7 @@ import { finishDora, finishDoraSync, installAdapter, installStaged, loadModel, t
   type AdapterPlan, type LoadedModel } from './models/index.js';
 import { StepRunner } from './engine/step-runner.js';
 import { servedSpec } from './models/qwen-vl-spec.js';
+import { pixtralServedSpec } from './models/pixtral-spec.js';
 import { DraftModelDrafter } from './engine/draft-model.js';
 import type { DraftModelHook } from './engine/draft-share.js';
 import { AutomatonCache } from './constraints/token-constraint.js';
@@ -70,7 +71,8 @@ export class LocalEngine {
     readonly draft: LoadedModel | null = null, draftHook?: DraftModelHook, opts?: LocalEngineOptions) {
     const constraints = new AutomatonCache(() => this.tokenVocab());
     const encoder: ImageEncoder | null = model.vision && model.spec.vision ? { kind: 'llava', model: model.vision, spec: model.spec.vision }
-      : model.qwenVision && model.spec.qwenVision ? { kind: 'qwen', model: model.qwenVision, spec: model.spec.qwenVision } : null;
+      : model.qwenVision && model.spec.qwenVision ? { kind: 'qwen', model: model.qwenVision, spec: model.spec.qwenVision }
+      : model.pixtral && model.spec.pixtral ? { kind: 'pixtral', model: model.pixtral, spec: model.spec.pixtral } : null;
     this.images = encoder ? new ImageStore({ channels: encoder.spec.channels, ...(opts?.imageCacheBytes ? { maxBytes: opts.imageCacheBytes } : {}) }) : null;
     const prefill = encoder ? new VisionPrefill({ encoder, hidden: model.spec.hidden, images: this.images!,
       loraOf: (slot) => this.visionLora.get(slot), world: model.partition.world,
@@ -98,7 +100,7 @@ export class LocalEngine {
 
   /** A slot's vision-tower LoRA from its plan, checked against the vision plan (before the language model's install). */
   private installVision(slot: number, plan: AdapterPlan): void {
-    const tower = this.model.vision ?? this.model.qwenVision;
+    const tower = this.model.vision ?? this.model.qwenVision ?? this.model.pixtral;
     if (plan.vision && !tower) throw new Error('the adapter has vision-tower LoRA, but this model has no vision tower');
     if (plan.vision) tower!.checkLora(plan.vision);
     if (plan.vision) this.visionLora.set(slot, plan.vision);
@@ -124,7 +126,7 @@ export class LocalEngine {
   }
 
   static open(modelDir: string, opts: LocalEngineOptions): LocalEngine {
-    const spec = servedSpec(readModelSpec(modelDir), opts.device ?? 'cpu');
+    const spec = pixtralServedSpec(servedSpec(readModelSpec(modelDir), opts.device ?? 'cpu'), opts.device ?? 'cpu');
     const model = loadModel(modelDir, spec, {
       rank: opts.rank ?? 0, world: opts.world ?? 1, numBlocks: opts.numBlocks, blockSize: opts.blockSize ?? 16,
       adapterSlots: opts.adapterSlots, device: opts.device, dtype: opts.dtype, collective: opts.collective,
@@ -316,6 +318,7 @@ export class LocalEngine {
     this.model.native.dispose();
     this.model.vision?.dispose();
     this.model.qwenVision?.dispose();
+    this.model.pixtral?.dispose();
     this.draft?.native.dispose();
     void this.parser?.close();
   }

@@ -1,28 +1,41 @@
-// The image side of a vision-language model's prefill (LLaVA, Qwen2-VL, Gemma 3): a new sequence's images are encoded once, when it
+// The image side of a vision-language model's prefill (LLaVA, Qwen2-VL, Gemma 3, Mistral 3): a new sequence's images are encoded once, when it
 // arrives (pixels from the ImageStore, the sequence's adapter's vision-tower LoRA), and their feature rows are kept
 // with the sequence until its prompt is done; each prompt chunk then takes the rows of the placeholder positions it
-// covers as embedding overrides (ForwardBatch.embedRows). A sequence whose image never comes (or is malformed)
+// covers as embedding overrides (ForwardBatch.embedRows) — with Mistral 3's row breaks, only its [IMG] positions. A sequence whose image never comes (or is malformed)
 // fails alone. With tensor parallelism every rank must decide alike — which images are there is agreed over the
 // collective — so the ranks' batches stay the same.
-import type { NativeQwenVisionModel, NativeVisionModel, VisionLoraPart } from '../../kernels/index.js';
+import type { NativePixtralVisionModel, NativeQwenVisionModel, NativeVisionModel, VisionLoraPart } from '../../kernels/index.js';
 import type { NewSequence } from '../../protocol/index.js';
 import type { VisionSpec } from '../models/llava-spec.js';
 import type { QwenVisionSpec } from '../models/qwen-vl-spec.js';
+import type { PixtralSpec } from '../models/pixtral-spec.js';
 import type { ImageStore, StoredImage } from './image-store.js';
 import type { MropeImage } from './mrope.js';
 
-/** One image of a sequence: tokens [start, start + length) take rows of `features` [length, hidden]. */
+/** One image of a sequence: tokens [start, start + length) take rows of `features` [length, hidden] — or, with `cols`
+ * (Mistral 3's row breaks), the range is rows of cols [IMG] tokens each followed by a break token: offset o takes
+ * feature row ⌊o / (cols + 1)⌋ · cols + o mod (cols + 1), and the break positions (o mod (cols + 1) = cols) none. */
 export interface SeqImage {
   key: string;
   start: number;
   length: number;
   features: Float32Array;
+  cols?: number;
 }
 
-/** The tower an image goes through: LLaVA's (one size, images batched) or Qwen2-VL's (any allowed size, one by one). */
+/** The feature row of position `offset` of an image's range, or -1 for a row break (it keeps its token embedding). */
+export function featureRow(img: Pick<SeqImage, 'cols'>, offset: number): number {
+  if (img.cols === undefined) return offset;
+  const c = offset % (img.cols + 1);
+  return c === img.cols ? -1 : (offset - c) / (img.cols + 1) * img.cols + c;
+}
+
+/** The tower an image goes through: LLaVA's (one size, images batched), Qwen2-VL's or Mistral 3's Pixtral (any allowed
+ * size, one by one). */
 export type ImageEncoder =
   | { kind: 'llava'; model: NativeVisionModel; spec: VisionSpec }
-  | { kind: 'qwen'; model: NativeQwenVisionModel; spec: QwenVisionSpec };
+  | { kind: 'qwen'; model: NativeQwenVisionModel; spec: QwenVisionSpec }
+  | { kind: 'pixtral'; model: NativePixtralVisionModel; spec: PixtralSpec };
 
 export interface VisionPrefillOptions {
   encoder: ImageEncoder;
@@ -98,7 +111,7 @@ export class VisionPrefill {
           : `image '${missing}' did not arrive within ${this.waitMs} ms (its image.data chunks never all came)` });
         continue;
       }
-      const problem = refs.map((r) => this.misfit(r, this.o.images.get(r.key)!)).find((p) => p !== null);
+      const problem = refs.map((r) => this.misfit(r, this.o.images.get(r.key)!, ns)).find((p) => p !== null);
       if (problem) {
         out.set(ns.seqId, { error: problem });
         continue;
@@ -117,10 +130,16 @@ export class VisionPrefill {
       if (out.has(ns.seqId)) continue;
       const slot = this.o.loraOf(ns.adapterSlot) ? ns.adapterSlot : -1;
       const used = this.encoded(ns, refs);
-      out.set(ns.seqId, { images: used.map((r) => ({ key: r.key, start: r.start, length: r.length, features: features.get(`${slot}/${r.key}`)! })),
+      out.set(ns.seqId, { images: used.map((r) => ({ key: r.key, start: r.start, length: r.length, features: features.get(`${slot}/${r.key}`)!,
+        ...(this.rowBreaks ? { cols: this.grid(this.o.images.get(r.key)!).cols } : {}) })),
         ...(this.mrope ? { grids: refs.map((r) => ({ start: r.start, ...this.grid(this.o.images.get(r.key)!) })) } : {}) });
       for (const r of used) this.o.images.pin(r.key);
     }
+  }
+
+  /** Mistral 3: an image's range holds a break token after each row of [IMG] tokens. */
+  private get rowBreaks(): boolean {
+    return this.o.encoder.kind === 'pixtral';
   }
 
   /** Multimodal RoPE (Qwen2-VL): positions need every image's grid, not only the encoded ones'. */
@@ -133,15 +152,15 @@ export class VisionPrefill {
     return refs.filter((r) => r.start + r.length > (ns.cached ?? 0));
   }
 
-  /** A Qwen2-VL image's grid of merged patches (rows × cols placeholder tokens). */
+  /** A Qwen2-VL / Pixtral image's grid of merged patches (rows × cols feature rows). */
   private grid(img: StoredImage): { rows: number; cols: number } {
     const e = this.o.encoder;
-    const f = e.kind === 'qwen' ? e.spec.patchSize * e.spec.mergeSize : 1;
+    const f = e.kind === 'llava' ? 1 : e.spec.patchSize * e.spec.mergeSize;
     return { rows: img.height / f, cols: img.width / f };
   }
 
   /** Why an image does not fit its reference or this tower, or null. */
-  private misfit(r: NonNullable<NewSequence['images']>[number], img: StoredImage): string | null {
+  private misfit(r: NonNullable<NewSequence['images']>[number], img: StoredImage, ns: NewSequence): string | null {
     const e = this.o.encoder;
     if (e.kind === 'llava') {
       return img.height === e.spec.imageSize && img.width === e.spec.imageSize ? null
@@ -153,15 +172,40 @@ export class VisionPrefill {
       return `image '${r.key}' is ${img.height}×${img.width} pixels; this model takes sides that are multiples of ` +
         `patch_size · merge_size = ${f} (resize it as the image processor's smart_resize does)`;
     }
+    if (e.kind === 'pixtral') return this.pixtralMisfit(r, img, ns);
     const tokens = (img.height / f) * (img.width / f);
     return tokens === r.length ? null : `image '${r.key}' (${img.height}×${img.width} pixels) takes ${tokens} placeholder ` +
       `tokens ((${img.height}/${f})·(${img.width}/${f})), but its reference covers ${r.length}`;
   }
 
+  /** Mistral 3: why an image's range is not its rows of [IMG] tokens each ended by a break token, or null. */
+  private pixtralMisfit(r: NonNullable<NewSequence['images']>[number], img: StoredImage, ns: NewSequence): string | null {
+    const e = this.o.encoder as Extract<ImageEncoder, { kind: 'pixtral' }>;
+    const { rows, cols } = this.grid(img);
+    try {
+      e.model.tokensFor(img.height, img.width);  // the rotary table's bound (image_size) too
+    } catch (err) {
+      return `image '${r.key}': ${(err as Error).message}`;
+    }
+    if (r.length !== rows * (cols + 1)) {
+      return `image '${r.key}' (${img.height}×${img.width} pixels: ${rows} rows of ${cols} [IMG] tokens, each ended by a ` +
+        `break token) spans ${rows * (cols + 1)} positions, but its reference covers ${r.length}`;
+    }
+    const id = e.spec.imageTokenId;
+    for (let t = r.start; t < Math.min(r.start + r.length, ns.tokens.length); t++) {
+      const brk = featureRow({ cols }, t - r.start) < 0;
+      if (brk === (ns.tokens[t] === id)) {
+        return `token ${t} (${ns.tokens[t]}) of image '${r.key}' should ${brk ? 'be a row break, not' : 'be'} the image ` +
+          `token ${id} (an image of ${rows} × ${cols} tokens: each row of ${cols} ends with a break token)`;
+      }
+    }
+    return null;
+  }
+
   /** Features [tokens, hidden] of each image, with one adapter's vision LoRA (or none). */
   private async encode(images: StoredImage[], lora: VisionLoraPart[] | undefined): Promise<Float32Array[]> {
     const e = this.o.encoder;
-    if (e.kind === 'qwen') {  // one by one: their sizes differ, and attention never crosses images anyway
+    if (e.kind !== 'llava') {  // one by one: their sizes differ, and attention never crosses images anyway
       const out: Float32Array[] = [];
       for (const img of images) out.push(await e.model.encode(img.pixels, img.height, img.width, lora));
       return out;
@@ -191,7 +235,8 @@ export class VisionPrefill {
       if (!(Number.isInteger(r.length) && r.length > 0)) return `image '${r.key}' covers ${r.length} tokens`;
       if (r.start < 0 || r.start + r.length > total) return `image '${r.key}' covers tokens [${r.start}, ${r.start + r.length}) outside the prompt's ${total}`;
       if (i > 0 && r.start < sorted[i - 1]!.start + sorted[i - 1]!.length) return `images '${sorted[i - 1]!.key}' and '${r.key}' overlap`;
-      for (let t = r.start; t < Math.min(r.start + r.length, ns.tokens.length); t++) {
+      // Mistral 3's row breaks: the layout is checked when the image's size is known (pixtralMisfit).
+      for (let t = r.start; e.kind !== 'pixtral' && t < Math.min(r.start + r.length, ns.tokens.length); t++) {
         if (ns.tokens[t] !== imageTokenId) {
           return `token ${t} (${ns.tokens[t]}) of image '${r.key}' is not the image token ${imageTokenId}`;
         }
@@ -236,8 +281,10 @@ export function imageOverrides(rows: readonly { at: number; firstPos: number; co
     for (const img of row.images ?? []) {
       const lo = Math.max(img.start, row.firstPos), hi = Math.min(img.start + img.length, row.firstPos + row.count);
       for (let p = lo; p < hi; p++) {
+        const f = featureRow(img, p - img.start);
+        if (f < 0) continue;  // a row break: its token's embedding
         idx.push(row.at + p - row.firstPos);
-        parts.push(img.features.subarray((p - img.start) * hidden, (p - img.start + 1) * hidden));
+        parts.push(img.features.subarray(f * hidden, (f + 1) * hidden));
       }
     }
   }

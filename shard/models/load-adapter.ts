@@ -10,6 +10,7 @@ import type { LoadedModel } from './load-weights.js';
 import { expertParts } from './expert-lora.js';
 import { visionLoraTarget } from './vision-weights.js';
 import { qwenVisionLoraTarget } from './qwen-vision-weights.js';
+import { PIXTRAL_LORA_MODULES, pixtralLoraTarget } from './pixtral-weights.js';
 import type { VisionLoraPart } from '../../kernels/index.js';
 
 export class AdapterLoadError extends Error {
@@ -127,6 +128,19 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
           `merger.mlp.0, merger.mlp.2)`);
       }
       if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);
+      const { scale } = loraScaleFor(config, path);
+      vision.push({ target, rank: a.shape[0]!, scale, a: a.data, b: b.data });
+      visionPairs++;
+      continue;
+    }
+    if (languageModelPath(spec, path) === null && spec.pixtral) {  // Mistral 3: run in the Pixtral tower / projector
+      const target = pixtralLoraTarget(spec.pixtral, path);
+      if (target === null) {
+        throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of the ` +
+          `Pixtral vision tower or Mistral 3's projector (${PIXTRAL_LORA_MODULES})`);
+      }
+      if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);
+      if (target === 'skip') continue;  // a block after the selected hidden state: it never reaches a feature
       const { scale } = loraScaleFor(config, path);
       vision.push({ target, rank: a.shape[0]!, scale, a: a.data, b: b.data });
       visionPairs++;
@@ -250,7 +264,7 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       off += bl.fullLen;
     }
   }
-  if (parts.length === 0 && visionPairs > 0 && !spec.vision && !spec.qwenVision) {
+  if (parts.length === 0 && visionPairs > 0 && !spec.vision && !spec.qwenVision && !spec.pixtral) {
     throw new AdapterLoadError(`${dir}: the adapter only targets the vision tower (${visionPairs} module(s)), which text ` +
       `requests never run; weft serves this model's language model only`);
   }

@@ -1,6 +1,6 @@
 // Builds the native executor for one rank: reads only this rank's slice of every Hugging Face tensor,
 // assembles fused modules (q|k|v, gate|up) and hands them to the C++ model plan.
-import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel, type NativeQwenVisionModel, type NativeVisionModel } from '../../kernels/index.js';
+import { cpuOps, createModel, type ModelPlanConfig, type NativeCollective, type NativeModel, type NativePixtralVisionModel, type NativeQwenVisionModel, type NativeVisionModel } from '../../kernels/index.js';
 import { useBulkHalfDecoder, type TensorSource } from '../formats/index.js';
 import { openModelWeights } from './model-weights.js';
 import { UnsupportedModelError } from './errors.js';
@@ -15,6 +15,7 @@ import { xieluParams } from './apertus-spec.js';
 import { loadMambaLayer } from './mamba-weights.js';
 import { loadVisionModel } from './vision-weights.js';
 import { loadQwenVisionModel } from './qwen-vision-weights.js';
+import { loadPixtralModel } from './pixtral-weights.js';
 import { planConfig } from './plan-config.js';
 
 export { planConfig, roundToDtype } from './plan-config.js';
@@ -42,6 +43,8 @@ export interface LoadedModel {
   vision?: NativeVisionModel;
   /** Qwen2-VL / Qwen2.5-VL's vision tower (spec.qwenVision), whole on every rank. */
   qwenVision?: NativeQwenVisionModel;
+  /** Mistral 3's Pixtral tower + projector (spec.pixtral), whole on every rank. */
+  pixtral?: NativePixtralVisionModel;
 }
 
 /** The HF tensors of one executor module and the roles each provides; headInterleaved: GPT-NeoX's per-head q|k|v rows. */
@@ -411,8 +414,10 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
     native.finalize();
     let vision: NativeVisionModel | undefined;
     let qwenVision: NativeQwenVisionModel | undefined;
+    let pixtral: NativePixtralVisionModel | undefined;
     try {
       qwenVision = spec.qwenVision ? loadQwenVisionModel(store, spec.qwenVision, spec.hidden) : undefined;
+      pixtral = spec.pixtral ? loadPixtralModel(store, spec.pixtral, spec.hidden) : undefined;
       // The vision tower and projector run on the CPU in fp32 (kernels/src/model/vision.cc) whatever --device is: with
       // --device cuda only the language model is on the GPU, and the features reach it as embedding-row overrides
       // (cuda_embed_override.cc). Why that is enough for now: the tower is small next to the language model (CLIP
@@ -422,9 +427,12 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       vision = spec.vision ? loadVisionModel(store, spec.vision, spec.hidden) : undefined;
     } catch (e) {
       native.dispose();
+      qwenVision?.dispose();
+      pixtral?.dispose();
       throw e;
     }
-    return { spec, partition: part, native, plan, ...(vision ? { vision } : {}), ...(qwenVision ? { qwenVision } : {}) };
+    return { spec, partition: part, native, plan, ...(vision ? { vision } : {}), ...(qwenVision ? { qwenVision } : {}),
+      ...(pixtral ? { pixtral } : {}) };
   } finally {
     store.close();
   }

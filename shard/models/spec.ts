@@ -19,6 +19,7 @@ import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
 import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, llavaSpec, type VisionSpec } from './llava-spec.js';
 import { mropeSection, qwenVisionSpec, type QwenVisionSpec } from './qwen-vl-spec.js';
+import { pixtralSpec, type PixtralSpec } from './pixtral-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
@@ -184,6 +185,8 @@ export interface ModelSpec {
   vision?: VisionSpec;
   /** Qwen2-VL / Qwen2.5-VL: the dynamic-resolution vision tower (qwen-vl-spec.ts); absent: none. */
   qwenVision?: QwenVisionSpec;
+  /** Mistral 3: the Pixtral vision tower + projector (pixtral-spec.ts); an image's range holds row breaks. Absent: none. */
+  pixtral?: PixtralSpec;
   /** Multimodal RoPE (Qwen2-VL): rotary frequencies per (temporal, height, width) section; an image's tokens get
    * 3-D positions (mrope.ts). Absent: one position per token. */
   mropeSection?: [number, number, number];
@@ -326,8 +329,10 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
     return llavaSpec(cfg, where, { llama: LLAMA_DEFAULTS, mistral: MISTRAL_DEFAULTS, qwen2: QWEN2_DEFAULTS },
       (arch, text) => llamaFamilySpec(arch, text, where));
   }
-  if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model, text-only
-    return { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
+  if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model and the Pixtral tower
+    const spec: ModelSpec = { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
+    const pixtral = pixtralSpec(cfg, where, spec, spec.normEps);
+    return pixtral ? { ...spec, pixtral } : spec;  // no vision_config (or [IMG] outside the vocabulary): text only
   }
   if (archName === 'Qwen2VLForConditionalGeneration' || archName === 'Qwen2_5_VLForConditionalGeneration') {
     const text = qwenVlText(cfg, where);

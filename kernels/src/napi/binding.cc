@@ -9,6 +9,7 @@ namespace weft::napi {
 Napi::Function define_model(Napi::Env env);
 Napi::Function define_vision(Napi::Env env);
 Napi::Function define_qwen_vision(Napi::Env env);
+Napi::Function define_pixtral_vision(Napi::Env env);
 Napi::Object define_ops(Napi::Env env);
 void define_cuda(Napi::Env env, Napi::Object exports);
 bool cuda_compiled();
@@ -25,6 +26,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", define_model(env));
   exports.Set("VisionModel", define_vision(env));
   exports.Set("QwenVisionModel", define_qwen_vision(env));
+  exports.Set("PixtralVisionModel", define_pixtral_vision(env));
   exports.Set("ops", define_ops(env));
   define_cuda(env, exports);
   exports.Set("backends", Napi::String::New(env, cuda_compiled() ? "cpu,cuda" : "cpu"));
