@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { ModelInfo, NewSequence, VisionInfo } from '../../protocol/index.js';
 import type { ChatContentPart, ChatMessage, TokenizerPool } from '../tokenizer/index.js';
 import {
-  DEFAULT_IMAGE_LIMITS, ImageProcessor, PreprocessorConfigError, outputSize, type ImageInput, type ImageLimits, type ImageProcessorConfig, type PreparedImage,
+  DEFAULT_IMAGE_LIMITS, ImageProcessor, PreprocessorConfigError, outputSize, type ImageInput, type ImageLimits, type ImageProcessorConfig,
+  type PixtralProcessorConfig, type PreparedImage,
 } from '../vision/index.js';
 import { imagePlaceholderText } from './image-placeholder.js';
 import { EngineError, type EngineInfo, type GenerateRequest, type RenderMessage } from './types.js';
@@ -41,7 +42,7 @@ export class EngineVision {
     }
     let rule: ImageTokenRule;
     try {
-      rule = tokenRule(processor.config, tokenizer);
+      rule = tokenRule(processor.config, tokenizer, imageToken);
     } catch (e) {
       void processor.close();
       throw e;
@@ -54,12 +55,12 @@ export class EngineVision {
   }
 
   get info(): NonNullable<EngineInfo['vision']> {
-    const { imageToken, templateToken, imagePlaceholder, imageTokenId, tokensPerImage, imageSize, patchSize, mergeSize, bidirectionalImages } = this.prompt;
+    const { imageToken, templateToken, imagePlaceholder, imageTokenId, tokensPerImage, imageSize, patchSize, mergeSize, bidirectionalImages, rowBreaks } = this.prompt;
     return { imageToken, imagePlaceholder, imageTokenId, ...(templateToken !== imageToken ? { templateToken } : {}),
       ...(tokensPerImage !== undefined ? { tokensPerImage } : {}),
       ...(imageSize !== undefined ? { imageSize } : {}), ...(patchSize !== undefined ? { patchSize } : {}),
       ...(mergeSize !== undefined ? { mergeSize } : {}), ...(bidirectionalImages === true ? { bidirectionalImages } : {}),
-      maxImagesPerPrompt: this.processor.limits.maxImagesPerPrompt };
+      ...(rowBreaks === true ? { rowBreaks } : {}), maxImagesPerPrompt: this.processor.limits.maxImagesPerPrompt };
   }
 
   prepare(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<PreparedImage[]> {
@@ -90,6 +91,11 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
   const dynamic = v.patchSize !== undefined && v.mergeSize !== undefined;
   if (fixed === dynamic) {
     return `the shards report an incomplete vision tower (${JSON.stringify(v)}): either tokensPerImage and imageSize, or patchSize and mergeSize`;
+  }
+  if (c.kind === 'pixtral') return pixtralMismatch(v, c, dynamic);
+  if (v.rowBreaks === true) {
+    return `the shards report a vision tower whose images end each row of tokens with a break token (rowBreaks: Pixtral, Mistral 3) ` +
+      `but preprocessor_config.json describes ${PROCESSOR_NAMES[c.kind]}, whose prompts have none (PixtralImageProcessor's do)`;
   }
   if (c.kind === 'qwen2_vl') {
     if (!dynamic) {
@@ -123,13 +129,36 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
   return null;
 }
 
+const PROCESSOR_NAMES: Record<ImageProcessorConfig['kind'], string> = {
+  clip: 'CLIPImageProcessor', qwen2_vl: 'Qwen2VLImageProcessor', gemma3: 'Gemma3ImageProcessor', pixtral: 'PixtralImageProcessor',
+};
+
+/** towerMismatch for PixtralImageProcessor: a dynamic-resolution tower with row breaks, PixtralProcessor's patch_size
+ * and spatial_merge_size (processor_config.json) its patch and merge sizes. */
+function pixtralMismatch(v: VisionInfo, c: PixtralProcessorConfig, dynamic: boolean): string | null {
+  if (!dynamic) {
+    return `preprocessor_config.json describes PixtralImageProcessor (dynamic resolution) but the shards report a fixed-size vision tower ` +
+      `(${v.imageSize} x ${v.imageSize} pixels, ${v.tokensPerImage} tokens per image)`;
+  }
+  if (v.rowBreaks !== true) {
+    return `preprocessor_config.json describes PixtralImageProcessor, whose prompts end each row of image tokens with ${c.breakToken}, but the ` +
+      `shards' model reports no row breaks (rowBreaks; patch size ${v.patchSize}, merge size ${v.mergeSize}): it is not a Pixtral tower`;
+  }
+  if (c.patchSize !== v.patchSize || c.mergeSize !== v.mergeSize) {
+    return `processor_config.json gives PixtralProcessor patch_size ${c.patchSize} and spatial_merge_size ${c.mergeSize} but the shards' vision ` +
+      `tower has patch size ${v.patchSize} and merge size ${v.mergeSize} (config.json's vision_config.patch_size, spatial_merge_size): they must agree`;
+  }
+  return null;
+}
+
 /**
  * The processor's rule for the image placeholders (prompt-images.ts): Gemma3Processor's for Gemma3ImageProcessor (its
  * begin- and end-of-image tokens from tokenizer_config.json's boi_token / eoi_token, as transformers' tokenizer
  * reads them, else Gemma 3's `<start_of_image>` / `<end_of_image>`; both must be tokens of the tokenizer), else the image
  * token repeated (LlavaProcessor, Qwen2VLProcessor).
  */
-export function tokenRule(c: ImageProcessorConfig, tokenizer: Pick<TokenizerPool, 'modelDir' | 'tokenId'>): ImageTokenRule {
+export function tokenRule(c: ImageProcessorConfig, tokenizer: Pick<TokenizerPool, 'modelDir' | 'tokenId'>, imageToken?: string): ImageTokenRule {
+  if (c.kind === 'pixtral') return pixtralRule(c, tokenizer, imageToken);
   if (c.kind !== 'gemma3') return { kind: 'repeat' };
   const named = tokenizerConfigTokens(tokenizer.modelDir);
   const boiToken = named.boi_token ?? '<start_of_image>';
@@ -140,6 +169,24 @@ export function tokenRule(c: ImageProcessorConfig, tokenizer: Pick<TokenizerPool
     }
   }
   return { kind: 'gemma3', boiToken, eoiToken };
+}
+
+/** PixtralProcessor's rule: its image_break_token / image_end_token (processor_config.json, else [IMG_BREAK] / [IMG_END]),
+ * tokens of the tokenizer; its image_token must be the shards' image token (`imageToken`, decoded from imageTokenId). */
+function pixtralRule(c: PixtralProcessorConfig, tokenizer: Pick<TokenizerPool, 'tokenId'>, imageToken: string | undefined): ImageTokenRule {
+  if (imageToken !== undefined && c.imageToken !== imageToken) {
+    throw new Error(`cannot serve images: processor_config.json gives PixtralProcessor the image token ${JSON.stringify(c.imageToken)} but the ` +
+      `shards' model replaces token ${JSON.stringify(imageToken)} (config.json's image_token_index): they must agree`);
+  }
+  const ids: number[] = [];
+  for (const [what, token] of [['row-break (image_break_token)', c.breakToken], ['end-of-image (image_end_token)', c.endToken]] as const) {
+    const id = tokenizer.tokenId(token);
+    if (id === null) {
+      throw new Error(`cannot serve images: PixtralProcessor needs the ${what} token ${JSON.stringify(token)}, which is not a token of the model's tokenizer`);
+    }
+    ids.push(id);
+  }
+  return { kind: 'pixtral', breakToken: c.breakToken, endToken: c.endToken, breakTokenId: ids[0]!, endTokenId: ids[1]! };
 }
 
 /** boi_token / eoi_token from tokenizer_config.json: top level (transformers 4's files) or under extra_special_tokens. */
@@ -171,7 +218,8 @@ function tokenizerConfigTokens(modelDir: string): { boi_token?: string; eoi_toke
 /** A request's images for a model without a vision tower: a 422 that says so. */
 export function refuseImages(modelId: string): EngineError {
   return new EngineError('validation', `${modelId} does not take images: it is a text-only model (its shards report no vision tower); ` +
-    'send text only, or serve a vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, …)');
+    'send text only, or serve a vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, ' +
+    'Mistral3ForConditionalGeneration, …)');
 }
 
 /**

@@ -8,6 +8,10 @@
 //   tokens; a dynamic-resolution one (Qwen2-VL) gives each (height/patchSize/mergeSize)·(width/patchSize/mergeSize).
 // - Gemma3Processor: the template writes the begin-of-image token (`<start_of_image>`); each is replaced by its
 //   full_image_sequence, "\n\n" + boi + image token (`<image_soft_token>`) × image_seq_length + eoi + "\n\n".
+// - PixtralProcessor (Mistral 3): the template writes the image token (`[IMG]`); each becomes the image's rows of
+//   image tokens, each row ended by a break token (`[IMG_BREAK]`), the last by the end token (`[IMG_END]`) instead.
+//   The shards report rowBreaks: an image's ImageRef covers its whole run, breaks included (rows·(cols + 1) tokens),
+//   its features filling only the image-token positions.
 import type { ImageRef, VisionInfo } from '../../protocol/index.js';
 import type { PreparedImage } from '../vision/index.js';
 import { EngineError } from './types.js';
@@ -17,7 +21,9 @@ export type ImageTokenRule =
   /** LlavaProcessor, Qwen2VLProcessor: the image token is repeated to the image's token count. */
   | { kind: 'repeat' }
   /** Gemma3Processor: the begin-of-image token becomes "\n\n" + boi + image token × count + eoi + "\n\n". */
-  | { kind: 'gemma3'; boiToken: string; eoiToken: string };
+  | { kind: 'gemma3'; boiToken: string; eoiToken: string }
+  /** PixtralProcessor: the image token becomes rows of (image token × cols + break token), the last break the end token. */
+  | { kind: 'pixtral'; breakToken: string; endToken: string; breakTokenId: number; endTokenId: number };
 
 /** What the engine knows of the model's images: the shards' VisionInfo, the image token's text and the processor's rule. */
 export interface PromptVision extends VisionInfo {
@@ -38,14 +44,21 @@ export function templateTokenOf(rule: ImageTokenRule, imageToken: string): strin
   return rule.kind === 'gemma3' ? rule.boiToken : imageToken;
 }
 
-/** The placeholder tokens `img` takes: the tower's fixed count, or its (already resized) grid's merged patches. */
-export function imageTokenCount(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVision): number {
-  if (v.tokensPerImage !== undefined) return v.tokensPerImage;
+/** The rows and columns of image tokens of a dynamic-resolution tower's image (already resized). */
+export function imageGrid(img: Pick<PreparedImage, 'height' | 'width'>, v: Pick<PromptVision, 'patchSize' | 'mergeSize'>): [number, number] {
   const side = v.patchSize! * v.mergeSize!;
   if (img.height % side !== 0 || img.width % side !== 0) {
     throw new Error(`an image of ${img.width} x ${img.height} pixels is not a whole number of ${side}-pixel merged patches`);
   }
-  return (img.height / side) * (img.width / side);
+  return [img.height / side, img.width / side];
+}
+
+/** The image tokens `img` takes (its features): the tower's fixed count, or its (already resized) grid's merged
+ * patches. */
+export function imageTokenCount(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVision): number {
+  if (v.tokensPerImage !== undefined) return v.tokensPerImage;
+  const [rows, cols] = imageGrid(img, v);
+  return rows * cols;
 }
 
 /** Occurrences of `token` (the template token) in `text`. */
@@ -53,11 +66,27 @@ export function countImageTokens(text: string, token: string): number {
   return token === '' ? 0 : text.split(token).length - 1;
 }
 
-/** The text one image of `count` tokens takes in place of its template token, by the processor's rule. */
+/** The text one image of `count` image tokens takes in place of its template token, by the processor's rule (one
+ * without row breaks: Pixtral's depends on the rows and columns, rowSequence). */
 export function imageSequence(count: number, v: Pick<PromptVision, 'imageToken' | 'rule'>): string {
+  if (v.rule.kind === 'pixtral') throw new Error('imageSequence: a Pixtral image\'s sequence depends on its rows and columns (rowSequence)');
   const tokens = v.imageToken.repeat(count);
   // Gemma3Processor.full_image_sequence
   return v.rule.kind === 'gemma3' ? `\n\n${v.rule.boiToken}${tokens}${v.rule.eoiToken}\n\n` : tokens;
+}
+
+/** PixtralProcessor.replace_image_token: `rows` rows of image token × `cols` + break token, the last break the end
+ * token. */
+export function rowSequence(rows: number, cols: number, imageToken: string, rule: { breakToken: string; endToken: string }): string {
+  const row = imageToken.repeat(cols);
+  return `${row}${rule.breakToken}`.repeat(rows - 1) + row + rule.endToken;
+}
+
+/** The text image `img` takes in place of its template token. */
+function sequenceOf(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVision): string {
+  if (v.rule.kind !== 'pixtral') return imageSequence(imageTokenCount(img, v), v);
+  const [rows, cols] = imageGrid(img, v);
+  return rowSequence(rows, cols, v.imageToken, v.rule);
 }
 
 /** `text` with its i-th template token replaced by image i's sequence (the processors' expansion); the text must hold
@@ -66,7 +95,7 @@ export function expandImageTokens(text: string, images: readonly Pick<PreparedIm
   const pieces = text.split(v.templateToken);
   if (pieces.length - 1 !== images.length) throw placeholderMismatch(pieces.length - 1, images.length, v);
   let out = pieces[0]!;
-  for (let i = 0; i < images.length; i++) out += imageSequence(imageTokenCount(images[i]!, v), v) + pieces[i + 1]!;
+  for (let i = 0; i < images.length; i++) out += sequenceOf(images[i]!, v) + pieces[i + 1]!;
   return out;
 }
 
@@ -86,6 +115,7 @@ export function placeholderMismatch(placeholders: number | null, images: number,
  * `truncate` that cut into an image.
  */
 export function imageRefs(ids: readonly number[], images: readonly PreparedImage[], v: PromptVision): ImageRef[] {
+  if (v.rule.kind === 'pixtral') return rowBreakRefs(ids, images, v, v.rule);
   const at: number[] = [];
   for (let i = 0; i < ids.length; i++) if (ids[i] === v.imageTokenId) at.push(i);
   const counts = images.map((img) => imageTokenCount(img, v));
@@ -110,5 +140,47 @@ export function imageRefs(ids: readonly number[], images: readonly PreparedImage
 function placeholdersIn(at: readonly number[], images: number, v: PromptVision): number | null {
   if (v.tokensPerImage !== undefined) return at.length % v.tokensPerImage === 0 ? at.length / v.tokensPerImage : null;
   const runs = at.filter((p, i) => i === 0 || at[i - 1] !== p - 1).length;
+  return runs === images ? null : runs;
+}
+
+/**
+ * imageRefs with row breaks (PixtralProcessor): image i takes the next rows·cols image tokens, laid out as the
+ * processor writes them — each row of cols image tokens followed by the break token, the last row by the end token —
+ * and its range covers them all, breaks included: rows·(cols + 1) positions from its first image token.
+ */
+function rowBreakRefs(ids: readonly number[], images: readonly PreparedImage[], v: PromptVision,
+  rule: Extract<ImageTokenRule, { kind: 'pixtral' }>): ImageRef[] {
+  const at: number[] = [];
+  for (let i = 0; i < ids.length; i++) if (ids[i] === v.imageTokenId) at.push(i);
+  const grids = images.map((img) => imageGrid(img, v));
+  const total = grids.reduce((a, [rows, cols]) => a + rows * cols, 0);
+  if (at.length !== total) throw placeholderMismatch(rowBreakRuns(ids, images.length, v, rule), images.length, v);
+  let next = 0;
+  return images.map((img, i) => {
+    const [rows, cols] = grids[i]!;
+    const start = at[next]!;
+    for (let r = 0; r < rows; r++) {
+      const row = start + r * (cols + 1);
+      const ok = ids.slice(row, row + cols).every((t) => t === v.imageTokenId) && ids[row + cols] === (r === rows - 1 ? rule.endTokenId : rule.breakTokenId);
+      if (!ok) {
+        throw new EngineError('validation', `image ${i + 1}'s ${rows} rows of ${cols} image tokens are not laid out as the processor writes them ` +
+          `(each row ended by ${rule.breakToken}, the last by ${rule.endToken}) in the tokenized prompt`);
+      }
+    }
+    next += rows * cols;
+    return { key: img.key, start, length: rows * (cols + 1) };
+  });
+}
+
+/** How many images the runs of image, break and end tokens stand for (each run ends at an end token); null when they
+ * are as many as the images (then their lengths are what is wrong: a `truncate` that cut into one). */
+function rowBreakRuns(ids: readonly number[], images: number, v: PromptVision, rule: Extract<ImageTokenRule, { kind: 'pixtral' }>): number | null {
+  let runs = 0;
+  let inRun = false;
+  for (const t of ids) {
+    const part = t === v.imageTokenId || t === rule.breakTokenId || t === rule.endTokenId;
+    if (part && !inRun) runs++;
+    inRun = part && t !== rule.endTokenId;
+  }
   return runs === images ? null : runs;
 }

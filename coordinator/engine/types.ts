@@ -206,9 +206,10 @@ export interface EngineInfo {
    * `<start_of_image>`; absent: the image token itself), the text that stands for an image in /generate inputs (the
    * template token with the template's wrapper around it), and the tower: a fixed size and tokens per image (LLaVA,
    * Gemma 3), or the patch and merge sizes of a dynamic-resolution one (Qwen2-VL: each image its own count);
-   * bidirectionalImages (Gemma 3): no prefill chunk ends inside an image. Absent: text only. */
+   * bidirectionalImages (Gemma 3): no prefill chunk ends inside an image; rowBreaks (Mistral 3's Pixtral): each row of
+   * an image's tokens ends with a break token inside its range. Absent: text only. */
   vision?: { imageToken: string; templateToken?: string; imagePlaceholder: string; imageTokenId: number; tokensPerImage?: number;
-    imageSize?: number; patchSize?: number; mergeSize?: number; bidirectionalImages?: boolean; maxImagesPerPrompt: number };
+    imageSize?: number; patchSize?: number; mergeSize?: number; bidirectionalImages?: boolean; rowBreaks?: boolean; maxImagesPerPrompt: number };
 }
 
 export interface EngineStats {

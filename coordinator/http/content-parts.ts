@@ -109,7 +109,8 @@ export async function loadImages(engine: GenerationEngine, inputs: readonly Imag
   if (inputs.length === 0) return [];
   if (engine.info.vision === undefined || engine.prepareImages === undefined) {
     throw validationError(`${engine.info.modelId} does not take images: it is a text-only model; send text only, or serve a ` +
-      'vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, …)');
+      'vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, ' +
+      'Mistral3ForConditionalGeneration, …)');
   }
   return engine.prepareImages(inputs);
 }

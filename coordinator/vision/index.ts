@@ -1,5 +1,5 @@
 // Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor,
-// Qwen2VLImageProcessor and Gemma3ImageProcessor, exactly).
+// Qwen2VLImageProcessor, Gemma3ImageProcessor and PixtralImageProcessor, exactly).
 export { ImageProcessor } from './image-processor.js';
 export { ImageInputError } from './image-error.js';
 export {
@@ -9,6 +9,9 @@ export { preprocessQwen2VL, pyRound, qwen2VLTokens, smartResize, type Qwen2VLPro
 export {
   GEMMA3_IMAGE_SEQ_LENGTH, preprocessGemma3, readImageSeqLength, type Gemma3ProcessorConfig,
 } from './gemma3-preprocess.js';
+export {
+  PIXTRAL_DEFAULT_TOKENS, applyPixtralProcessor, pixtralGrid, pixtralResize, preprocessPixtral, type PixtralProcessorConfig,
+} from './pixtral-preprocess.js';
 export { preprocessImage } from './preprocess.js';
 export { preprocessClip, rescaleNormalize, shortestEdgeSize, centerCrop, type PixelValues, type RgbImage } from './clip-preprocess.js';
 export { resizeRgb } from './pil-resample.js';

@@ -1,6 +1,6 @@
 // A vision-language model's image processor settings, from its preprocessor_config.json: what transformers'
-// CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) or Gemma3ImageProcessor (Gemma 3) — the
-// slow, PIL ones — read.
+// CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL), Gemma3ImageProcessor (Gemma 3) or
+// PixtralImageProcessor (Mistral 3) — the slow, PIL ones — read.
 // Other processors (LLaVA-NeXT's any-resolution tiling, SigLIP without a crop, …) compute differently, so they are
 // refused by name at start rather than approximated.
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { PreprocessorConfigError, fieldReader, type CommonProcessorFields } from './config-fields.js';
 import { GEMMA3_PROCESSORS, parseGemma3Config, readImageSeqLength, type Gemma3ProcessorConfig } from './gemma3-preprocess.js';
 import { parseQwen2VLConfig, QWEN2_VL_PROCESSORS, type Qwen2VLProcessorConfig } from './qwen2-vl-preprocess.js';
+import { parsePixtralConfig, PIXTRAL_PROCESSORS, readPixtralProcessor, type PixtralProcessorConfig } from './pixtral-preprocess.js';
 
 export { PreprocessorConfigError };
 
@@ -21,8 +22,9 @@ export interface ClipProcessorConfig extends CommonProcessorFields {
   cropSize: { height: number; width: number };
 }
 
-/** The processors weft reproduces: fixed-size towers' (CLIP; Gemma 3's SigLIP) or a dynamic-resolution tower's (Qwen2-VL). */
-export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig | Gemma3ProcessorConfig;
+/** The processors weft reproduces: fixed-size towers' (CLIP; Gemma 3's SigLIP) or dynamic-resolution towers' (Qwen2-VL;
+ * Mistral 3's Pixtral). */
+export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig | Gemma3ProcessorConfig | PixtralProcessorConfig;
 
 /** The processors whose pipeline preprocessClip reproduces (all are CLIP's resize → center crop → rescale → normalize). */
 const CLIP_PROCESSORS = new Set(['CLIPImageProcessor', 'CLIPImageProcessorFast', 'CLIPImageProcessorPil', 'CLIPFeatureExtractor']);
@@ -42,6 +44,8 @@ export function readPreprocessorConfig(modelDir: string): ImageProcessorConfig {
   const config = parsePreprocessorConfig(raw, file);
   // Gemma3Processor's token count per image is the processor's setting, not the image processor's.
   if (config.kind === 'gemma3') config.imageSeqLength = readImageSeqLength(modelDir);
+  // PixtralProcessor's patch_size · spatial_merge_size (not the image processor's patch_size) sizes the images.
+  if (config.kind === 'pixtral') return readPixtralProcessor(config, modelDir);
   return config;
 }
 
@@ -51,9 +55,10 @@ export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_confi
   const type = o.image_processor_type ?? o.feature_extractor_type;
   if (typeof type === 'string' && QWEN2_VL_PROCESSORS.has(type)) return parseQwen2VLConfig(o, file);
   if (typeof type === 'string' && GEMMA3_PROCESSORS.has(type)) return parseGemma3Config(o, file);
+  if (typeof type === 'string' && PIXTRAL_PROCESSORS.has(type)) return parsePixtralConfig(o, file);
   if (typeof type === 'string' && !CLIP_PROCESSORS.has(type)) {
     throw new PreprocessorConfigError(`${file}: image_processor_type ${type} is not supported; weft reproduces CLIPImageProcessor ` +
-      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL) and Gemma3ImageProcessor (Gemma 3) only');
+      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL), Gemma3ImageProcessor (Gemma 3) and PixtralImageProcessor (Mistral 3) only');
   }
   return parseClipConfig(o, file);
 }

@@ -1,7 +1,8 @@
-// Image preprocessing against transformers' CLIPImageProcessor, Qwen2VLImageProcessor and Gemma3ImageProcessor (PIL
-// backends): the fixtures of test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder
+// Image preprocessing against transformers' CLIPImageProcessor, Qwen2VLImageProcessor, Gemma3ImageProcessor and
+// PixtralImageProcessor (PIL backends): the fixtures of test/fixtures/images/make_images.py — PNGs in every mode, JPEGs (libjpeg-turbo's decoder
 // on both sides), a GIF, upscaled, downscaled and padded; for Qwen2-VL, smart_resize scaling up (min_pixels), down
-// (max_pixels) or only rounding; for Gemma 3, a fixed resize at 896 px as published, 32 px, and 40 × 24 bicubic — give
+// (max_pixels) or only rounding; for Gemma 3, a fixed resize at 896 px as published, 32 px, and 40 × 24 bicubic; for
+// Pixtral (Mistral 3) as PixtralProcessor calls it, Mistral Small 3.1's 1540 px / patch 14 / merge 2 and a 32 px one — give
 // the same float32 pixel values, bit for bit (compared by SHA-256; for the small configs also value by value, so a
 // failure says how far off it is), and for Qwen2-VL the same grid and placeholder token count. Plus the pieces' own
 // rules: the resize output size, the decompression-bomb bound, format sniffing and the preprocessor configs' refusals.
@@ -12,9 +13,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ImageInputError, decodeRgb, outputSize, parsePreprocessorConfig, preprocessImage, pyRound, qwen2VLTokens, readImageSeqLength, resizeRgb,
-  shortestEdgeSize, smartResize, sniffFormat,
+  ImageInputError, applyPixtralProcessor, decodeRgb, outputSize, parsePreprocessorConfig, pixtralGrid, pixtralResize, preprocessImage, pyRound,
+  qwen2VLTokens, readImageSeqLength, readPreprocessorConfig, resizeRgb, shortestEdgeSize, smartResize, sniffFormat,
 } from '../../coordinator/vision/index.js';
+import { rowSequence } from '../../coordinator/engine/prompt-images.js';
 
 const DIR = join(import.meta.dirname, '../../../test/fixtures/images');
 interface Case { image: string; config: string; shape: number[]; sha256: string; data?: string }
@@ -83,7 +85,7 @@ test('preprocessor_config.json: defaults, int sizes, and refusals naming the fie
   assert.ok(c.kind === 'clip');
   assert.deepEqual([c.size, c.cropSize, c.resample, c.imageMean[0], c.rescaleFactor], [{ shortestEdge: 336 }, { height: 336, width: 336 }, 3, 0.48145466, 1 / 255]);
   assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }),
-    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL\) and Gemma3ImageProcessor/);
+    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL\), Gemma3ImageProcessor \(Gemma 3\) and PixtralImageProcessor \(Mistral 3\) only/);
   assert.throws(() => parsePreprocessorConfig({ resample: 0 }), /`resample` 0 is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_std: [1, 0, 1] }), /`image_std` must not be 0/);
   assert.throws(() => parsePreprocessorConfig({ size: { shortest_edge: 336, longest_edge: 672 } }), /longest_edge is not supported/);
@@ -233,4 +235,96 @@ test('Gemma3Processor\'s image_seq_length: processor_config.json\'s, else 256', 
   assert.equal(readImageSeqLength(dir), 256);
   writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ image_seq_length: 0 }));
   assert.throws(() => readImageSeqLength(dir), /`image_seq_length` must be a positive integer/);
+});
+
+// PixtralImageProcessor (Mistral 3) as PixtralProcessor calls it (patch_size = the processor's patch_size ·
+// spatial_merge_size): the fixtures' pixtral_cases, each image alone (no batch padding), with its image_sizes and
+// PixtralProcessor's expansion.
+interface PixtralCase extends Partial<Case> { image: string; config: string; image_size?: [number, number]; rows?: number; cols?: number;
+  expansion?: string; error?: string }
+const PFIX = FIX as unknown as { pixtral_configs: Record<string, Record<string, unknown>>; pixtral_processor_configs: Record<string, Record<string, unknown>>;
+  pixtral_cases: PixtralCase[] };
+const pixtralConfig = (name: string) => {
+  const c = parsePreprocessorConfig(PFIX.pixtral_configs[name]);
+  assert.ok(c.kind === 'pixtral');
+  return applyPixtralProcessor(c, PFIX.pixtral_processor_configs[name]);
+};
+
+test('pixel values, image sizes and expansion equal transformers\' PixtralImageProcessor / PixtralProcessor (Mistral Small 3.1 as published; 32 px, patch 4, merge 2)', async () => {
+  const lines: string[] = [];
+  const failures: string[] = [];
+  assert.ok(PFIX.pixtral_cases.some((c) => c.config === 'pixtral_hub') && PFIX.pixtral_cases.some((c) => c.config === 'pixtral_tiny' && c.data !== undefined));
+  for (const c of PFIX.pixtral_cases) {
+    const config = pixtralConfig(c.config);
+    const rgb = await decodeRgb(readFileSync(join(DIR, c.image)), 1e8, c.image);
+    const label = `${c.image} / ${c.config}`;
+    if (c.error !== undefined) {
+      // transformers fails on a side floored to 0 pixels; weft answers 422 naming the image
+      assert.throws(() => preprocessImage(rgb, config, 'image inputs (markdown image 1)'), (e: unknown) => e instanceof ImageInputError && e.status === 422 &&
+        /^image inputs \(markdown image 1\) is 1700 x 30 pixels: scaled to fit 32 x 32, a side would be under one pixel/.test(e.message), label);
+      lines.push(`${c.image.padEnd(24)} ${c.config.padEnd(14)} refused (422), as transformers fails`);
+      continue;
+    }
+    const px = preprocessImage(rgb, config);
+    assert.deepEqual([3, px.height, px.width], c.shape, `${label}: shape`);
+    assert.deepEqual([px.height, px.width], c.image_size, `${label}: image_sizes`);
+    const [rows, cols] = pixtralGrid(px.height, px.width, config.patchSize, config.mergeSize);
+    assert.deepEqual([rows, cols], [c.rows, c.cols], `${label}: rows and columns of image tokens`);
+    assert.equal(rowSequence(rows, cols, config.imageToken, config), c.expansion, `${label}: PixtralProcessor's expansion`);
+    const sha = createHash('sha256').update(new Uint8Array(px.data.buffer, px.data.byteOffset, px.data.byteLength)).digest('hex');
+    let err = sha === c.sha256 ? 0 : NaN;
+    if (c.data !== undefined) {
+      const want = new Float32Array(new Uint8Array(Buffer.from(c.data, 'base64')).buffer);
+      err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(want[i]! - px.data[i]!));
+    }
+    lines.push(`${c.image.padEnd(24)} ${c.config.padEnd(14)} ${rgb.width}x${rgb.height} -> ${px.width}x${px.height} (${rows} x ${cols} tokens): ` +
+      (sha === c.sha256 ? 'identical' : `DIFFERS (max abs error ${err})`));
+    if (sha !== c.sha256) failures.push(`${label}: max abs error ${err}`);
+  }
+  console.log(lines.join('\n'));
+  assert.deepEqual(failures, [], 'every case bit-identical to transformers');
+});
+
+test('Pixtral resize: fit within longest_edge (floor), then each side up to a multiple of patch · merge', () => {
+  // [height, width, max, factor] -> transformers' get_resize_output_image_size
+  assert.deepEqual(pixtralResize(41, 53, 1540, 1540, 28), [56, 56], 'only rounded up');
+  assert.deepEqual(pixtralResize(28, 56, 1540, 1540, 28), [28, 56], 'already on the grid');
+  assert.deepEqual(pixtralResize(120, 180, 32, 32, 8), [24, 32], 'floor(120 / 5.625) = 21, up to 24');
+  assert.deepEqual(pixtralResize(30, 1700, 1540, 1540, 28), [28, 1540]);
+  assert.deepEqual(pixtralResize(3024, 4032, 1540, 1540, 28), [1176, 1540], '3024 / (4032 / 1540) = 1155, up to 1176');
+  assert.deepEqual(pixtralResize(1000, 1000, 1024, 1024, 16), [1008, 1008], 'Pixtral-12B: patch 16, merge 1');
+  assert.deepEqual(pixtralResize(30, 1700, 32, 32, 8), [0, 32], 'a side floored to 0 (refused by the caller)');
+  assert.deepEqual(pixtralResize(40, 100, 30, 50, 4), [20, 52], 'size height / width: the larger ratio (2) divides both');
+});
+
+test('PixtralImageProcessor config: class defaults, PixtralProcessor\'s patch · merge from processor_config.json, refusals naming the field', () => {
+  const c = parsePreprocessorConfig({ image_processor_type: 'PixtralImageProcessor' });
+  assert.ok(c.kind === 'pixtral');
+  assert.deepEqual([c.maxHeight, c.maxWidth, c.patchSize, c.mergeSize, c.resample, c.imageMean, c.imageToken, c.breakToken, c.endToken],
+    [1024, 1024, 16, 1, 3, [0.48145466, 0.4578275, 0.40821073], '[IMG]', '[IMG_BREAK]', '[IMG_END]']);
+  const hub = parsePreprocessorConfig({ image_processor_type: 'PixtralImageProcessor', size: { longest_edge: 1540 }, patch_size: { height: 14, width: 14 },
+    do_center_crop: null, crop_size: null });
+  assert.ok(hub.kind === 'pixtral');
+  assert.deepEqual([hub.maxHeight, hub.patchSize, hub.mergeSize], [1540, 14, 1], 'the image processor alone');
+  const applied = applyPixtralProcessor(hub, { patch_size: 14, spatial_merge_size: 2, image_break_token: '<br>' });
+  assert.deepEqual([applied.patchSize, applied.mergeSize, applied.breakToken, applied.endToken], [14, 2, '<br>', '[IMG_END]']);
+  // no processor_config.json: PixtralProcessor's defaults (patch 16, merge 1), whatever the image processor's patch_size
+  assert.deepEqual([applyPixtralProcessor(hub, {}).patchSize, applyPixtralProcessor(hub, {}).mergeSize], [16, 1]);
+  const dir = mkdtempSync(join(tmpdir(), 'weft-pixtral-'));
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(PFIX.pixtral_configs.pixtral_hub));
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify(PFIX.pixtral_processor_configs.pixtral_hub));
+  const read = readPreprocessorConfig(dir);
+  assert.ok(read.kind === 'pixtral');
+  assert.deepEqual([read.maxHeight, read.maxWidth, read.patchSize, read.mergeSize], [1540, 1540, 14, 2]);
+  assert.deepEqual(parsePreprocessorConfig({ image_processor_type: 'PixtralImageProcessor', size: 512 }).kind, 'pixtral');
+  for (const type of ['PixtralImageProcessorPil', 'PixtralImageProcessorFast']) assert.equal(parsePreprocessorConfig({ image_processor_type: type }).kind, 'pixtral');
+  const refused = (o: Record<string, unknown>, re: RegExp) =>
+    assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'PixtralImageProcessor', ...o }, 'p.json'), re);
+  refused({ do_resize: false }, /^PreprocessorConfigError: p\.json: `do_resize` false is not supported for PixtralImageProcessor/);
+  refused({ do_center_crop: true }, /`do_center_crop` true is not supported for PixtralImageProcessor/);
+  refused({ size: { shortest_edge: 512 } }, /`size` must have longest_edge, or height and width/);
+  refused({ patch_size: { height: 14, width: 16 } }, /`patch_size` 14 x 16 is not supported/);
+  assert.throws(() => applyPixtralProcessor(hub, { spatial_merge_size: 0 }, 'q.json'), /q\.json: `spatial_merge_size` must be a positive integer/);
+  assert.throws(() => applyPixtralProcessor(hub, { image_end_token: 3 }, 'q.json'), /q\.json: `image_end_token` must be a non-empty string/);
 });
