@@ -17,6 +17,7 @@ import { loadVisionModel } from './vision-weights.js';
 import { loadQwenVisionModel } from './qwen-vision-weights.js';
 import { loadPixtralModel } from './pixtral-weights.js';
 import { planConfig } from './plan-config.js';
+import { cudaVlmImages } from './qwen-vl-spec.js';
 
 export { planConfig, roundToDtype } from './plan-config.js';
 
@@ -319,9 +320,12 @@ export function loadModel(modelDir: string, spec: ModelSpec, opts: LoadOptions):
       throw new UnsupportedModelError(`${spec.architecture}: hybrid Mamba-2 models run on --device cpu only for now ` +
         `(the CUDA backend has no Mamba kernels yet)`);
     }
-    if (spec.mropeSection && (opts.device ?? 'cpu') !== 'cpu') {  // LocalEngine serves such a model text-only on cuda
+    // LocalEngine serves such a model text-only on cuda unless WEFT_CUDA_VLM_IMAGES=1 (qwen-vl-spec.ts's cudaVlmImages:
+    // the CUDA kernels' M-RoPE is not verified on a GPU yet).
+    if (spec.mropeSection && (opts.device ?? 'cpu') !== 'cpu' && !cudaVlmImages()) {
       throw new UnsupportedModelError(`${spec.architecture}: multimodal RoPE (Qwen2-VL / Qwen2.5-VL images) runs on ` +
-        `--device cpu only for now (the CUDA backend has no multimodal RoPE yet); serve with --device cpu`);
+        `--device cpu only for now (on cuda it is opt-in until verified on a GPU: WEFT_CUDA_VLM_IMAGES=1); serve with ` +
+        `--device cpu`);
     }
     const plan = planConfig(spec, part, opts);
     const native = createModel(plan, opts.collective);

@@ -4,6 +4,7 @@
 // place of the image's [IMG] tokens; the image's range also holds a row-break token after each row of [IMG] tokens
 // ([IMG_BREAK], the last one [IMG_END]), which keep their own embeddings (ModelInfo.vision.rowBreaks). The decoder's
 // attention stays causal. model/pixtral_vision.cc computes the tower; pixtral-weights.ts loads it.
+import { cudaVlmImages } from './qwen-vl-spec.js';
 import { int, refuseIf, type Json } from './config-fields.js';
 import { featureLayerIndices, type VisionActivation } from './llava-spec.js';
 import type { ModelSpec } from './spec.js';
@@ -101,8 +102,8 @@ export function pixtralSpec(cfg: Json, where: string, text: Pick<ModelSpec, 'voc
  * (as before its images were served), like Qwen2-VL and Gemma 3 there; the shard then reports no vision and the
  * coordinator refuses images. Composed with qwen-vl-spec.ts's servedSpec where the engine opens a model.
  */
-export function pixtralServedSpec(spec: ModelSpec, device: 'cpu' | 'cuda'): ModelSpec {
-  if (device !== 'cuda' || !spec.pixtral) return spec;
+export function pixtralServedSpec(spec: ModelSpec, device: 'cpu' | 'cuda', cudaImages = cudaVlmImages()): ModelSpec {
+  if (device !== 'cuda' || !spec.pixtral || cudaImages) return spec;
   const { pixtral: _tower, ...textOnly } = spec;
   return textOnly;
 }

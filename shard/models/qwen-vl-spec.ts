@@ -94,13 +94,24 @@ export function mropeSection(text: Json, headDim: number, where: string): [numbe
 }
 
 /**
- * The spec a shard serves on `device`. The CUDA backend has neither multimodal RoPE nor Gemma 3's bidirectional image
- * mask yet, so there a Qwen2-VL / Qwen2.5-VL or Gemma 3 model is served as its language model alone — as it was
- * before its images were served (text positions make M-RoPE plain RoPE; text has no image mask) — rather than
- * refused; the shard then reports no vision and images are refused by the coordinator.
+ * Whether the CUDA backend serves Qwen2-VL / Qwen2.5-VL and Gemma 3 images (WEFT_CUDA_VLM_IMAGES=1). Its kernels now
+ * have multimodal RoPE (rope.cu with mrope_body.h: each frequency section rotated by its (t, h, w) coordinate, decode
+ * graphs reading each step's positions) and Gemma 3's image mask in the prefill attention (PagedAttention::image_spans,
+ * checked under the warp emulator against the CPU), but no GPU has run them end to end yet
+ * (test/gpu/model-vlm.test.ts): until one has, images on cuda are opt-in and the default stays text-only.
  */
-export function servedSpec(spec: ModelSpec, device: 'cpu' | 'cuda'): ModelSpec {
-  if (device !== 'cuda') return spec;
+export function cudaVlmImages(): boolean {
+  return process.env.WEFT_CUDA_VLM_IMAGES === '1';
+}
+
+/**
+ * The spec a shard serves on `device`. By default a Qwen2-VL / Qwen2.5-VL or Gemma 3 model is served on cuda as its
+ * language model alone (text positions make M-RoPE plain RoPE; text has no image mask): the shard then reports no
+ * vision and images are refused by the coordinator. With `cudaImages` (default: cudaVlmImages()) the towers are kept
+ * — they run on the CPU, as LLaVA's does, and the decoder's M-RoPE and image mask on the GPU.
+ */
+export function servedSpec(spec: ModelSpec, device: 'cpu' | 'cuda', cudaImages = cudaVlmImages()): ModelSpec {
+  if (device !== 'cuda' || cudaImages) return spec;
   if (spec.qwenVision) {
     const { qwenVision: _tower, mropeSection: _mrope, ...textOnly } = spec;
     return textOnly;

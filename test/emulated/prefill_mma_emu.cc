@@ -6,7 +6,9 @@
 // kernel tests in test/gpu/test_attention.cu do). Cases include gpt-oss's attention sinks and Llama 4's chunked
 // attention (chunks smaller than, equal to and larger than a 64-key tile; with a window; a chunked prefill continuing a
 // cached prefix that crosses chunk boundaries), and EmbeddingGemma's bidirectional attention (whole prompts; with and
-// without a two-sided window).
+// without a two-sided window), and Gemma 3's images (a row inside an image span also sees the span's later keys: spans
+// inside one tile, across row and key tiles, two images, with a window, a chunk continuing a cached prefix that ends
+// inside an image).
 // Build + run: test/unit/tensor-core-emulated.test.ts. Prints one line per case; exit status 0 when all pass.
 #include <algorithm>
 #include <barrier>
@@ -52,9 +54,11 @@ using Seq = wt::SeqShape;
 using Case = wt::EmuCase;
 Case chunked(Case c, int chunk) { return wt::chunked<Case>(c, chunk); }  // braced cases: no template deduction
 Case bidirectional(Case c) { return wt::bidirectional<Case>(c); }
+Case with_images(Case c, std::vector<std::vector<int32_t>> spans) { return wt::with_images<Case>(c, std::move(spans)); }
 
 bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
-  const wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
+  wt::PagedLayout L = wt::make_paged_layout(c.seqs, c.bs, rng);
+  const wt::SpanArrays spans = wt::span_arrays(c.image_spans, L.cpu_seqs);  // the CPU's sequences point into it
   const int64_t kv_dim = static_cast<int64_t>(c.kv_heads) * c.hd, q_dim = static_cast<int64_t>(c.heads) * c.hd;
   const int64_t slots = static_cast<int64_t>(L.total_blocks) * c.bs;
   auto draw = [&](int64_t n, float scale, std::vector<uint16_t>& bits, std::vector<float>& vals) {
@@ -79,6 +83,10 @@ bool run(Kernel kernel, const Case& c, std::mt19937& rng) {
   a.sinks = sink_ptr;
   a.chunk = c.chunk;
   a.bidirectional = c.bidirectional;
+  if (!spans.offsets.empty()) {
+    a.image_spans = spans.pairs.data();
+    a.span_offsets = spans.offsets.data();
+  }
   a.q = qb.data();
   a.out = out.data();
   a.k_cache = kb.data();
@@ -159,6 +167,19 @@ int main() {
       bidirectional({"GQA 4/2 hd64 bf16, window 3 (a 5-key band), softcap 5", bf16, 4, 2, 64, 16, 3, {{90, 90}, {4, 4}}, 6.0f,
                      5.0f}),
       bidirectional({"GQA 4/2 hd16 f16, window 257 wider than the prompt", f16, 4, 2, 16, 16, 257, {{66, 66}}}),
+      // Gemma 3's images: a row inside [s, e) also sees the image's later keys up to e - 1, everything else causal.
+      with_images({"MHA 2/2 hd64 bf16, an image inside one row and key tile", bf16, 2, 2, 64, 16, 0, {{50, 50}}},
+                  {{10, 30}}),
+      with_images({"GQA 4/2 hd64 bf16, an image across row and key tiles", bf16, 4, 2, 64, 16, 0, {{200, 200}, {9, 9}}},
+                  {{20, 150}, {}}),
+      with_images({"MHA 4/4 hd128 f16, two images in one prompt, one at a prompt's start", f16, 4, 4, 128, 16, 0,
+                   {{230, 230}, {40, 40}}}, {{5, 40, 70, 161}, {0, 3}}),
+      with_images({"MQA 4/1 hd32 bf16, window 24 (an image longer than it), block size 7", bf16, 4, 1, 32, 7, 24,
+                   {{120, 120}}}, {{30, 100}}),
+      with_images({"GQA 8/2 hd64 bf16, chunks on cached prefixes ending inside an image + decode row", bf16, 8, 2, 64, 16,
+                   0, {{60, 150}, {30, 100}, {1, 70}}}, {{70, 120}, {64, 100}, {2, 30}}),
+      with_images({"GQA 4/2 hd80 f16, adjacent images, window 40 across both", f16, 4, 2, 80, 5, 40, {{140, 140}}},
+                  {{10, 60, 60, 110}}),
   };
   int failed = 0, runs = 0;
   for (Kernel k : {Kernel::kMma, Kernel::kPipelined}) {

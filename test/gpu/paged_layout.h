@@ -96,7 +96,39 @@ struct EmuCase {
   float sink_shift = 0.0f;
   int chunk = 0;         // PagedAttention::chunk (Llama 4): set by chunked()
   bool bidirectional = false;  // PagedAttention::bidirectional (EmbeddingGemma): set by bidirectional()
+  // Gemma 3's images (PagedAttention::image_spans, cpu::AttentionSeq::image_spans): per sequence, [start, end)
+  // position pairs; empty: none. Set by with_images().
+  std::vector<std::vector<int32_t>> image_spans;
 };
+
+// Gemma 3's image spans on a test case (one list of [start, end) pairs per sequence).
+template <class Case>
+Case with_images(Case c, std::vector<std::vector<int32_t>> spans) {
+  c.image_spans = std::move(spans);
+  c.name = "images: " + c.name;
+  return c;
+}
+
+// The flat arrays PagedAttention takes for a case's image spans (offsets [num_seqs + 1], pairs), and each CPU
+// sequence pointed at its own pairs. Empty arrays when the case has none.
+struct SpanArrays {
+  std::vector<int32_t> offsets, pairs;
+};
+inline SpanArrays span_arrays(const std::vector<std::vector<int32_t>>& spans, std::vector<weft::cpu::AttentionSeq>& cpu) {
+  SpanArrays r;
+  if (spans.empty()) return r;
+  r.offsets.push_back(0);
+  for (size_t s = 0; s < cpu.size(); ++s) {
+    const std::vector<int32_t>* sp = s < spans.size() ? &spans[s] : nullptr;
+    if (sp) r.pairs.insert(r.pairs.end(), sp->begin(), sp->end());
+    r.offsets.push_back(static_cast<int32_t>(r.pairs.size() / 2));
+  }
+  for (size_t s = 0; s < cpu.size(); ++s) {
+    cpu[s].num_spans = r.offsets[s + 1] - r.offsets[s];
+    cpu[s].image_spans = cpu[s].num_spans > 0 ? r.pairs.data() + 2 * r.offsets[s] : nullptr;
+  }
+  return r;
+}
 
 // Llama 4's chunked attention on a test case (any case with `name` and `chunk`): the same case, chunked.
 template <class Case>

@@ -3,7 +3,8 @@
 // - prefill attention (prefill_mma_emu.cc), the first and the pipelined tensor-core kernel (cp.async copies
 //   land only at their wait, ldmatrix emulated from its PTX layouts), against cpu::paged_attention: GQA/MQA,
 //   head sizes 16..128, chunked prefill on a cached prefix, sliding windows, odd block sizes, bf16 and fp16,
-//   gpt-oss's attention sinks, Llama 4's chunked attention (PagedAttention::chunk);
+//   gpt-oss's attention sinks, Llama 4's chunked attention (PagedAttention::chunk), Gemma 3's image spans
+//   (PagedAttention::image_spans);
 // - SGMV shrink (lora_shrink_mma_emu.cc: one block per tile, and clusters of 4 and 8 blocks splitting `in`)
 //   against a double-precision x·Aᵀ per segment, and a segment's h rows bit for bit when run alone;
 // - SGMV expand with 16-byte accesses (lora_expand_vec_emu.cc) against a double-precision y + scale·h·Bᵀ;
@@ -57,7 +58,7 @@ function buildAndRun(source: string, extra: string[]): string {
 
 test('tensor-core prefill attention bodies (first and pipelined) == cpu::paged_attention under the warp emulator', { skip }, () => {
   const out = buildAndRun('test/emulated/prefill_mma_emu.cc', ['kernels/src/cpu/attention.cc', 'kernels/src/cpu/parallel.cc']);
-  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 46, 'every case ran, for both kernels');
+  assert.ok(Number(/(\d+) cases/.exec(out)?.[1]) >= 58, 'every case ran, for both kernels');
   assert.match(out, /\[pipelined\]/);
   assert.match(out, /^ok {3}\[pipelined\] Gemma 2: softcap/m, 'the attention-logit softcap');
   assert.match(out, /^ok {3}\[mma\] gpt-oss sinks dominate/m, 'attention sinks (gpt-oss), first kernel');
@@ -66,6 +67,10 @@ test('tensor-core prefill attention bodies (first and pipelined) == cpu::paged_a
   assert.match(out, /^ok {3}\[pipelined\] chunk 128: .*on 300 across the chunk/m, 'a chunked prefill across chunks, pipelined kernel');
   assert.match(out, /^ok {3}\[mma\] bidirectional: MHA/m, 'bidirectional attention (EmbeddingGemma), first kernel');
   assert.match(out, /^ok {3}\[pipelined\] bidirectional: MQA .*two-sided window/m, 'a two-sided window, pipelined kernel');
+  assert.match(out, /^ok {3}\[mma\] images: GQA 4\/2 hd64 bf16, an image across row and key tiles/m, 'Gemma 3 images, first kernel');
+  assert.match(out, /^ok {3}\[pipelined\] images: GQA 8\/2 .*cached prefixes ending inside an image/m,
+    'a chunk whose cached prefix ends inside an image, pipelined kernel');
+  assert.match(out, /^ok {3}\[pipelined\] images: MQA 4\/1 .*window 24/m, 'an image with a sliding window, pipelined kernel');
 });
 
 test('tensor-core SGMV shrink body (one block or a cluster per tile) == x·Aᵀ per segment under the emulator', { skip }, () => {

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = blockIdx.x * kRows, vr_end = min(vr0 + kRows, nq * group);
   if (vr0 >= vr_end) return;  // whole block
-  const int hi = last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
+  const int hi = last_key(a, s, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = first_key(a, ctx - nq + vr0 / group);  // the block's first row starts earliest
 
   for (int idx = threadIdx.x; idx < kRows * chunks; idx += kPrefillThreads) {
@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
     const int vr = vr0 + warp * kRowsPerWarp + r;
     const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
     rfirst[r] = first_key(a, pos);
-    rlast[r] = last_key(a, pos, ctx);
+    rlast[r] = last_key(a, s, pos, ctx);
     m[r] = -INFINITY;
     l[r] = 0.0f;
 #pragma unroll
@@ -139,7 +139,8 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(PagedAttention
 
 bool paged_attention_valid(const PagedAttention& a) {
   return a.heads > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0 && a.head_dim >= 8 && a.head_dim <= 256 &&
-         a.head_dim % 8 == 0 && a.block_size > 0 && a.chunk >= 0 && !(a.bidirectional && a.chunk > 0) && a.num_seqs > 0 && a.num_tokens >= 0 && a.q &&
+         a.head_dim % 8 == 0 && a.block_size > 0 && a.chunk >= 0 && !(a.bidirectional && a.chunk > 0) &&
+         (!a.image_spans || (a.span_offsets && !a.bidirectional)) && a.num_seqs > 0 && a.num_tokens >= 0 && a.q &&
          a.out && a.k_cache && a.v_cache && a.cu_seqlens_q && a.context_lens && a.block_tables && a.q_stride % 8 == 0 &&
          detail::aligned16(a.q) && detail::aligned16(a.k_cache) && detail::aligned16(a.v_cache) &&
          a.num_seqs <= 65535 && a.kv_heads <= 65535;

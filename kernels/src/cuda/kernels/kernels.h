@@ -59,6 +59,7 @@
 #include <cstdint>
 
 #include "model/moe_route.h"
+#include "mrope_body.h"
 
 namespace weft::cuda {
 
@@ -103,12 +104,13 @@ cudaError_t head_layer_norm(void* x, DType dtype, int64_t tokens, int64_t stride
 // cos_sin: rope_cos_sin_table's table for these tokens, or null to compute them here (the same values).
 // rope_long (longrope, null = none): per token, 1 = rotate with the long factors' frequencies, stored in inv_freq
 // after the short ones (inv_freq then holds rotary_dim frequencies). interleaved (GLM-4): frequency i rotates dims
-// (2i, 2i+1) instead of (i, i + rotary_dim/2). The same in every RoPE launch below.
+// (2i, 2i+1) instead of (i, i + rotary_dim/2). mrope (Qwen2-VL; pos3 null = none): frequency i of token t rotates
+// by rope_position (mrope_body.h) — not with rope_long or interleaved. The same in every RoPE launch below.
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
                              cudaStream_t stream, const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
-                             bool interleaved = false);
+                             bool interleaved = false, const MRope& mrope = MRope{});
 
 // Ministral 3, Llama 4's NoPE layers: q ([tokens, q_dim], rows q_stride apart) times
 // llama4_query_scale(positions[t] + position_offset, beta, period). scale_in_dtype (Ministral 3): the scale is rounded
@@ -126,7 +128,7 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
                                 const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
                                 const float* cos_sin = nullptr, const int32_t* rope_long = nullptr,
-                                bool interleaved = false);
+                                bool interleaved = false, const MRope& mrope = MRope{});
 
 // The (cos, sin) pairs every rotation of a step uses: table[t, i] for token t (position positions[t]) and
 // frequency i < rotary_dim/2, fp32 [tokens, rotary_dim/2, 2], bitwise what the rotations compute themselves.
@@ -134,7 +136,7 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
 // heads × 64 pairs × 32 layers for Llama-2-7B) evaluates its own double-precision sincos.
 cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,
                                float attention_factor, float* table, cudaStream_t stream,
-                               const int32_t* rope_long = nullptr);
+                               const int32_t* rope_long = nullptr, const MRope& mrope = MRope{});
 
 // Elementwise ---------------------------------------------------------------------------------------
 // out[t, i] = silu(gate_up[t, i]) · gate_up[t, inter + i]; rows in_stride / out_stride elements apart.
@@ -257,6 +259,12 @@ struct PagedAttention {
   int32_t chunk = 0;              // > 0 (Llama 4's chunked layers): key j visible from position p only when
                                   // j >= p - p % chunk (p's own chunk), on top of the window
                                   // (cpu::paged_attention's chunk)
+  // Gemma 3's images (prefill only; null: none): sequence s's image spans are the [start, end) position pairs
+  // image_spans[2k], image_spans[2k + 1] for k in [span_offsets[s], span_offsets[s + 1]), sorted and disjoint. A row
+  // at a position inside one also sees that span's later keys, up to end - 1 (< context_len); a window still bounds
+  // the earlier keys (cpu::AttentionSeq::image_spans). Causal attention only (not with bidirectional).
+  const int32_t* image_spans = nullptr;
+  const int32_t* span_offsets = nullptr;
   bool bidirectional = false;     // prefill only (EmbeddingGemma): row at position p also sees the keys after it, up to
                                   // context_len - 1, or with a window those with |p - j| < sliding_window (not with
                                   // chunk; cpu::paged_attention's causal = false). The decode kernel stays causal: a
@@ -387,7 +395,8 @@ cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, co
                                      const int32_t* positions, const float* inv_freq, float attention_factor,
                                      const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
                                      cudaStream_t stream, const float* cos_sin = nullptr,
-                                     const int32_t* rope_long = nullptr, bool interleaved = false);
+                                     const int32_t* rope_long = nullptr, bool interleaved = false,
+                                     const MRope& mrope = MRope{});
 
 // Sampling ------------------------------------------------------------------------------------------
 struct SampleRow {                // one per logits row, in device memory; mirrors cpu::SamplingParams

@@ -8,7 +8,7 @@
 // query token vr / group with q head kv_head·group + vr % group, so the K/V tiles a block loads serve the whole
 // GQA group. Warp w holds rows [16w, 16w + 16). Per 64-key tile: K and V go to shared memory (gathered through the
 // block table, keys past the block's last visible key zero-filled), S = Q·Kᵀ on tensor cores (Q's A-fragments
-// stay in registers for the whole block), causal (or bidirectional)/sliding-window/chunk mask and online softmax on the S accumulators
+// stay in registers for the whole block), causal (or bidirectional; or Gemma 3's image spans)/sliding-window/chunk mask and online softmax on the S accumulators
 // (a row lives in the 4 lanes of a quad: two xor-shuffles reduce it), then P (re-packed in registers from the
 // accumulator layout into the A-operand layout) times V on tensor cores into the O accumulators.
 //
@@ -63,11 +63,24 @@ WEFT_MMA_HD int first_key(const PagedAttention& a, int pos) {
   const int chunk_lo = a.chunk > 0 ? pos - pos % a.chunk : 0;
   return chunk_lo > lo ? chunk_lo : lo;
 }
-// The last key a query at position pos sees: its own (causal); with PagedAttention::bidirectional the context's last,
-// or its two-sided window's end when that is earlier. Non-decreasing in pos, like first_key; a padding row (pos -1)
-// gets -1, so it sees nothing.
-WEFT_MMA_HD int last_key(const PagedAttention& a, int pos, int ctx) {
-  if (!a.bidirectional || pos < 0) return pos;
+// The last key a query of sequence s at position pos sees: its own (causal), or with Gemma 3's images
+// (PagedAttention::image_spans) the last of the image it is in, [b, e) holding pos: e - 1 (at most ctx - 1); with
+// PagedAttention::bidirectional the context's last, or its two-sided window's end when that is earlier.
+// Non-decreasing in pos, like first_key (spans are disjoint: a row past an image ends at itself, later than any of
+// the image's rows), so a block's or a warp's last row has the largest and its first row the smallest; a padding row
+// (pos -1) gets -1, so it sees nothing.
+WEFT_MMA_HD int last_key(const PagedAttention& a, int s, int pos, int ctx) {
+  if (pos < 0) return pos;
+  if (!a.bidirectional) {
+    if (a.image_spans) {
+      for (int k = a.span_offsets[s], n = a.span_offsets[s + 1]; k < n; ++k) {
+        const int b = a.image_spans[2 * k], e = a.image_spans[2 * k + 1];
+        if (pos < b) break;  // sorted: no later span holds pos
+        if (pos < e) return e - 1 < ctx - 1 ? e - 1 : ctx - 1;
+      }
+    }
+    return pos;
+  }
   const int end = a.sliding_window > 0 ? pos + a.sliding_window - 1 : ctx - 1;
   return end < ctx - 1 ? end : ctx - 1;
 }
@@ -192,7 +205,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
-  const int hi = last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
+  const int hi = last_key(a, s, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
@@ -202,7 +215,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const BlockIndex& ix, uint16_t* 
     const int vr = wr0 + g + 8 * i;
     const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
     first[i] = first_key(a, pos);
-    last[i] = last_key(a, pos, ctx);
+    last[i] = last_key(a, s, pos, ctx);
   }
 
   uint32_t qa[QK][4];

@@ -76,7 +76,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const int q0 = a.cu_seqlens_q[s], nq = a.cu_seqlens_q[s + 1] - q0, ctx = a.context_lens[s];
   const int vr0 = ix.x * kRows, vr_end = vr0 + kRows < nq * group ? vr0 + kRows : nq * group;
   if (vr0 >= vr_end) return;  // block-uniform, before any barrier
-  const int hi = pm::last_key(a, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
+  const int hi = pm::last_key(a, s, ctx - nq + (vr_end - 1) / group, ctx);  // last key any row of the block sees
   const int lo = pm::first_key(a, ctx - nq + vr0 / group);  // first key any row sees
 
   const int warp = ix.thread / 32, lane = ix.thread % 32, g = lane / 4, t = lane % 4;
@@ -86,7 +86,7 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
     const int vr = wr0 + g + 8 * i;
     const int pos = vr < vr_end ? ctx - nq + vr / group : -1;  // -1: padding row, sees nothing
     first[i] = pm::first_key(a, pos);
-    last[i] = pm::last_key(a, pos, ctx);
+    last[i] = pm::last_key(a, s, pos, ctx);
   }
   // The warp's real rows (warp-uniform): keys past w_last are nobody's in this warp; keys in
   // [w_full_lo, w_full_hi] are everybody's (no mask needed there).
@@ -95,8 +95,8 @@ WEFT_MMA_HD void block(const PagedAttention& a, const pm::BlockIndex& ix, uint16
   const int w_last_pos = w_any ? ctx - nq + wr_last / group : -1, w_first_pos = w_any ? ctx - nq + wr0 / group : -1;
   // first_key and last_key are non-decreasing in the position: the warp's last row starts and ends latest, its first
   // row earliest. A warp across a chunk boundary has w_full_lo > w_full_hi: no tile is whole for it.
-  const int w_last = pm::last_key(a, w_last_pos, ctx);
-  const int w_full_hi = pm::last_key(a, w_first_pos, ctx);
+  const int w_last = pm::last_key(a, s, w_last_pos, ctx);
+  const int w_full_hi = pm::last_key(a, s, w_first_pos, ctx);
   const int w_full_lo = w_any ? pm::first_key(a, w_last_pos) : 0;
   const int w_first = w_any ? pm::first_key(a, w_first_pos) : 0;  // no row sees a key before it
 

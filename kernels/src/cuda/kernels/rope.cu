@@ -58,14 +58,14 @@ __device__ __forceinline__ void cos_sin_of(const float* table, int64_t t, int64_
 
 // table[t, i] = (cos, sin) of token t's angle for frequency i.
 __global__ void rope_table_kernel(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t half,
-                                  float factor, float* table, const int32_t* rope_long) {
+                                  float factor, float* table, const int32_t* rope_long, MRope mrope) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   float2* out = reinterpret_cast<float2*>(table);
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < tokens * half;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = e / half, i = e - t * half;
     float c, s;
-    rope_cos_sin(static_cast<float>(positions[t]), freqs_of(inv_freq, rope_long, t, half), i, factor, c, s);
+    rope_cos_sin(rope_position(positions, mrope, t, i), freqs_of(inv_freq, rope_long, t, half), i, factor, c, s);
     out[e] = make_float2(c, s);
   }
 }
@@ -122,10 +122,10 @@ template <class T> __device__ RowLora<T> row_lora(const LoraArgs& lora, int64_t 
 template <class T>
 __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64_t k_heads, int64_t k_stride,
                             int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
-                            float factor, const float* table, const int32_t* rope_long, bool interleaved) {
+                            float factor, const float* table, const int32_t* rope_long, bool interleaved,
+                            MRope mrope) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x;
-  const float pos = static_cast<float>(positions[t]);
   const float* inv_freq = freqs_of(all_freq, rope_long, t, half);
   const int64_t total = (q_heads + k_heads) * half;
   // One element per thread, blockIdx.y picking the chunk: a loop over a token's (head, i) pairs in one block left
@@ -136,7 +136,7 @@ __global__ void rope_kernel(T* q, int64_t q_heads, int64_t q_stride, T* k, int64
     const int64_t h = e / half, i = e - h * half;
     T* v = h < q_heads ? q + t * q_stride + h * head_dim : k + t * k_stride + (h - q_heads) * head_dim;
     float c, s;
-    cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
+    cos_sin_of(table, t, half, rope_position(positions, mrope, t, i), inv_freq, i, factor, c, s);
     int64_t ia, ib;
     pair_dims(i, half, interleaved, ia, ib);
     rotate_pair(v, v, ia, ib, c, s);
@@ -152,10 +152,10 @@ template <class T, bool kLora>
 __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, int64_t kv_heads, int64_t stride,
                                int64_t head_dim, int64_t half, const int32_t* positions, const float* all_freq,
                                float factor, const int32_t* slots, T* k_cache, T* v_cache, const float* table,
-                               LoraArgs lora, int64_t first_row, const int32_t* rope_long, bool interleaved) {
+                               LoraArgs lora, int64_t first_row, const int32_t* rope_long, bool interleaved,
+                               MRope mrope) {
   detail::wait_then_release();  // pdl.cuh: launched chained
   const int64_t t = blockIdx.x, slot = slots[t];
-  const float pos = static_cast<float>(positions[t]);
   const float* inv_freq = freqs_of(all_freq, rope_long, t, half);
   const int64_t rot = 2 * half, kv_dim = kv_heads * head_dim, tail = head_dim - rot;
   const int64_t n_q = q_heads * half, n_k = kv_heads * half, n_tail = kv_heads * tail;
@@ -179,7 +179,7 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
       const T* src = is_q ? qr + h * head_dim : kr + h * head_dim;
       T* dst = is_q ? qr + h * head_dim : kc + h * head_dim;
       float c, s;
-      cos_sin_of(table, t, half, pos, inv_freq, i, factor, c, s);
+      cos_sin_of(table, t, half, rope_position(positions, mrope, t, i), inv_freq, i, factor, c, s);
       int64_t ia, ib;
       pair_dims(i, half, interleaved, ia, ib);
       if constexpr (kLora) {
@@ -204,6 +204,13 @@ __global__ void rope_kv_kernel(T* q, int64_t q_heads, const T* k, const T* v, in
   }
 }
 
+// Multimodal RoPE's arguments: 3 rows of at least `tokens` positions, sections within the rotary half; never with
+// longrope or interleaved pairs (model.cc refuses such configs).
+bool mrope_valid(const MRope& m, int64_t tokens, int64_t rotary_dim, const int32_t* rope_long, bool interleaved) {
+  if (!m.pos3) return true;
+  return m.stride >= tokens && m.end0 >= 0 && m.end1 >= m.end0 && m.end1 <= rotary_dim / 2 && !rope_long && !interleaved;
+}
+
 }  // namespace
 
 cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType dtype, int64_t tokens,
@@ -223,8 +230,10 @@ cudaError_t query_position_scale(void* q, int64_t q_stride, int64_t q_dim, DType
 cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k, int64_t k_heads, int64_t k_stride,
                              DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                              const int32_t* positions, const float* inv_freq, float attention_factor,
-                             cudaStream_t stream, const float* cos_sin, const int32_t* rope_long, bool interleaved) {
+                             cudaStream_t stream, const float* cos_sin, const int32_t* rope_long, bool interleaved,
+                             const MRope& mrope) {
   if (!k) k_heads = 0;
+  if (!mrope_valid(mrope, tokens, rotary_dim, rope_long, interleaved)) return cudaErrorInvalidValue;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || k_heads < 0 || rotary_dim < 0 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || (q_heads > 0 && !q))
     return cudaErrorInvalidValue;
@@ -238,7 +247,7 @@ cudaError_t rope_rotate_half(void* q, int64_t q_heads, int64_t q_stride, void* k
     const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(chunks < 65535 ? chunks : 65535));
     return detail::launch_chained(rope_kernel<T>, grid, dim3(threads), 0, stream, static_cast<T*>(q), q_heads,
                                   q_stride, static_cast<T*>(k), k_heads, k_stride, head_dim, half, positions, inv_freq,
-                                  attention_factor, cos_sin, rope_long, interleaved);
+                                  attention_factor, cos_sin, rope_long, interleaved, mrope);
   });
 }
 
@@ -249,7 +258,8 @@ cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* 
                            DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
                            const float* inv_freq, float attention_factor, const int32_t* slot_mapping, void* k_cache,
                            void* v_cache, const float* cos_sin, const LoraArgs& lora, cudaStream_t stream,
-                           const int32_t* rope_long, bool interleaved) {
+                           const int32_t* rope_long, bool interleaved, const MRope& mrope) {
+  if (!mrope_valid(mrope, tokens, rotary_dim, rope_long, interleaved)) return cudaErrorInvalidValue;
   if (tokens < 0 || tokens > INT32_MAX || q_heads < 0 || kv_heads < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 ||
       rotary_dim > head_dim || stride < (q_heads + 2 * kv_heads) * head_dim || !q || !k || !v || !positions ||
       !inv_freq || !slot_mapping || !k_cache || !v_cache)
@@ -269,7 +279,7 @@ cudaError_t launch_rope_kv(void* q, int64_t q_heads, const void* k, const void* 
                                   static_cast<const T*>(k), static_cast<const T*>(v), kv_heads, stride, head_dim, half,
                                   positions, inv_freq, attention_factor, slot_mapping, static_cast<T*>(k_cache),
                                   static_cast<T*>(v_cache), cos_sin, lora, tokens - (kLora ? lora.tokens : 0), rope_long,
-                                  interleaved);
+                                  interleaved, mrope);
   });
 }
 }  // namespace
@@ -278,10 +288,10 @@ cudaError_t rope_kv_cache_write(void* q, int64_t q_heads, const void* k, const v
                                 int64_t stride, DType dtype, int64_t tokens, int64_t head_dim, int64_t rotary_dim,
                                 const int32_t* positions, const float* inv_freq, float attention_factor,
                                 const int32_t* slot_mapping, void* k_cache, void* v_cache, cudaStream_t stream,
-                                const float* cos_sin, const int32_t* rope_long, bool interleaved) {
+                                const float* cos_sin, const int32_t* rope_long, bool interleaved, const MRope& mrope) {
   return launch_rope_kv<false>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
                                inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, LoraArgs{}, stream,
-                               rope_long, interleaved);
+                               rope_long, interleaved, mrope);
 }
 
 cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, const void* v, int64_t kv_heads,
@@ -289,20 +299,22 @@ cudaError_t rope_kv_cache_write_lora(void* q, int64_t q_heads, const void* k, co
                                      const int32_t* positions, const float* inv_freq, float attention_factor,
                                      const int32_t* slot_mapping, void* k_cache, void* v_cache, const LoraArgs& lora,
                                      cudaStream_t stream, const float* cos_sin, const int32_t* rope_long,
-                                     bool interleaved) {
+                                     bool interleaved, const MRope& mrope) {
   return launch_rope_kv<true>(q, q_heads, k, v, kv_heads, stride, dtype, tokens, head_dim, rotary_dim, positions,
                               inv_freq, attention_factor, slot_mapping, k_cache, v_cache, cos_sin, lora, stream,
-                              rope_long, interleaved);
+                              rope_long, interleaved, mrope);
 }
 
 cudaError_t rope_cos_sin_table(const int32_t* positions, int64_t tokens, const float* inv_freq, int64_t rotary_dim,
-                               float attention_factor, float* table, cudaStream_t stream, const int32_t* rope_long) {
-  if (tokens < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 || !positions || !inv_freq || !table)
+                               float attention_factor, float* table, cudaStream_t stream, const int32_t* rope_long,
+                               const MRope& mrope) {
+  if (tokens < 0 || rotary_dim < 2 || rotary_dim % 2 != 0 || !positions || !inv_freq || !table ||
+      !mrope_valid(mrope, tokens, rotary_dim, rope_long, false))
     return cudaErrorInvalidValue;
   const int64_t half = rotary_dim / 2;
   if (tokens == 0) return cudaSuccess;
   return detail::launch_chained(rope_table_kernel, dim3(detail::grid_for(tokens * half, 256)), dim3(256), 0, stream,
-                                positions, tokens, inv_freq, half, attention_factor, table, rope_long);
+                                positions, tokens, inv_freq, half, attention_factor, table, rope_long, mrope);
 }
 
 }  // namespace weft::cuda

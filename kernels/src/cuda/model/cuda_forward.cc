@@ -88,6 +88,10 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
     a.block_tables = ints(p.bt_p);
     a.max_query_len = p.max_query_len;
     a.max_context_len = p.prefill_max_context;
+    if (p.num_spans > 0) {  // Gemma 3's images: bidirectional within each (prefill rows only; step_plan.h)
+      a.image_spans = ints(p.spans);
+      a.span_offsets = ints(p.span_off);
+    }
     ops_.mark("attention prefill", stream_);
     WEFT_CUDA_CHECK(paged_attention_prefill(a, stream_));
   }
@@ -95,6 +99,7 @@ void CudaModel::attention(int64_t layer, const StepPlan& p) {
     a.q = row_ptr(buf_.qkv.get(), p.prefill_rows, qkv_out, ds_);
     a.out = row_ptr(buf_.attn.get(), p.prefill_rows, q_dim, ds_);
     a.bidirectional = false;  // one-row sequences: a bidirectional model's are whole one-token prompts, the same
+    a.image_spans = a.span_offsets = nullptr;  // a one-row query is never inside an image it does not end (causal)
     a.num_seqs = p.decode_seqs;
     a.num_tokens = static_cast<int32_t>(p.rows - p.prefill_rows);
     a.cu_seqlens_q = ints(p.cu_d);
@@ -152,6 +157,19 @@ void CudaModel::finish_block_output(void* out, DType dtype, int64_t rows, const 
     WEFT_CUDA_CHECK(rms_norm(out, dtype, rows, cfg_.hidden, post_w, opts_.dtype, cfg_.norm_eps, out, dtype, stream_));
   if (cfg_.residual_scale != 1.0f)
     WEFT_CUDA_CHECK(scale_inplace(out, dtype, rows * cfg_.hidden, cfg_.residual_scale, stream_));
+}
+
+// Multimodal RoPE's positions (Qwen2-VL) in the step's packed buffer, or none. The buffer is uploaded every step at an
+// offset fixed by the step's shape, so a decode graph captured with this pointer reads each replay's own positions
+// (decode rows: index + the sequence's rope delta, as the shard packs them).
+MRope CudaModel::mrope(const StepPlan& p) const {
+  MRope m;
+  if (p.mrope < 0) return m;
+  m.pos3 = ints(p.mrope);
+  m.stride = p.rows;
+  m.end0 = static_cast<int32_t>(cfg_.mrope_section[0]);
+  m.end1 = static_cast<int32_t>(cfg_.mrope_section[0] + cfg_.mrope_section[1]);
+  return m;
 }
 
 const float* CudaModel::layer_inv_freq_dev(int64_t layer) const {
@@ -216,20 +234,20 @@ void CudaModel::rope_kv_write(int64_t l, const StepPlan& p) {
                                              T, hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                              layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1),
                                              deferred_expand_, stream_, cos_sin, ints_opt(p.rope_long),
-                                             cfg_.rope_interleaved));
+                                             cfg_.rope_interleaved, mrope(p)));
     return;
   }
   if (rope && !norm_after_rope && fused_small_ops()) {  // RoPE and the cache write in one launch
     WEFT_CUDA_CHECK(rope_kv_cache_write(qkv, nq, qkv + q_dim * ds_, qkv + (q_dim + kv_dim) * ds_, nkv, qkv_out, dt, T,
                                         hd, cfg_.rotary_dim, ints(p.positions), layer_inv_freq_dev(l),
                                         layer_rope_attention_factor(cfg_, l), ints(p.kv_slots), kv(l, 0), kv(l, 1), stream_,
-                                        cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
+                                        cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved, mrope(p)));
     return;
   }
   if (rope)
     WEFT_CUDA_CHECK(rope_rotate_half(qkv, nq, qkv_out, qkv + q_dim * ds_, nkv, qkv_out, dt, T, hd, cfg_.rotary_dim,
                                      ints(p.positions), layer_inv_freq_dev(l), layer_rope_attention_factor(cfg_, l), stream_,
-                                     cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved));
+                                     cos_sin, ints_opt(p.rope_long), cfg_.rope_interleaved, mrope(p)));
   if (post_rope_norm)  // Hunyuan: q_norm / k_norm's weights
     WEFT_CUDA_CHECK(head_rms_norm(qkv, dt, T, qkv_out, nq, nkv, hd, layer_w_[l].q_norm_w, layer_w_[l].k_norm_w, dt,
                                   cfg_.norm_eps, stream_));
@@ -380,7 +398,7 @@ void CudaModel::enqueue_step(const StepPlan& p) {
     ops_.mark("rope table", stream_);
     WEFT_CUDA_CHECK(rope_cos_sin_table(ints(p.positions), T, inv_freq_.as<float>(), cfg_.rotary_dim,
                                        cfg_.rope_attention_factor, buf_.rope_cs.as<float>(), stream_,
-                                       ints_opt(p.rope_long)));
+                                       ints_opt(p.rope_long), mrope(p)));
   }
   for (int64_t l = 0; l < cfg_.layers; ++l) enqueue_layer(l, p);
   if (R == 0) return;

@@ -41,8 +41,9 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
     : cfg_(std::move(cfg)), coll_(std::move(coll)), opts_(opts), ds_(dtype_bytes(opts.dtype)) {
   if (!coll_) coll_ = std::make_shared<SoloCollective>();
   check_model_config(cfg_);
-  if (!cfg_.mrope_section.empty())  // load-weights.ts refuses these models on cuda first, with the model's name
-    throw std::invalid_argument("device 'cuda': multimodal RoPE (Qwen2-VL) is not supported by the CUDA backend yet");
+  if (!cfg_.mrope_section.empty() && is_mla(cfg_))  // Qwen2-VL's M-RoPE runs in the rope kernels MLA does not use
+    throw std::invalid_argument("device 'cuda': multimodal RoPE (mrope_section) with latent attention (MLA) is not "
+                                "supported by the CUDA backend");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
@@ -368,10 +369,12 @@ void CudaModel::upload_plan(const StepPlan& p) {
 bool CudaModel::check_step(const Batch& b) {
   if (!finalized_) throw std::logic_error("model: forward before finalize()");
   weft::validate_batch(cfg_, b, [this](int32_t slot) { return lora_->loaded(slot); });
-  for (const BatchSeq& s : b.seqs)  // servedSpec (qwen-vl-spec.ts) serves such models text-only on cuda
-    if (!s.image_spans.empty())
-      throw std::invalid_argument("batch: image spans (Gemma 3's bidirectional images) are not supported by the CUDA "
-                                  "backend yet");
+  // Gemma 3's image spans: the prefill attention kernels take them (PagedAttention::image_spans); validate_batch
+  // refused a chunk ending inside an image. Not with a bidirectional model (every key is seen there already).
+  for (const BatchSeq& s : b.seqs)
+    if (!s.image_spans.empty() && cfg_.bidirectional)
+      throw std::invalid_argument("batch: image spans on a bidirectional model (whose prompts attend both ways "
+                                  "already) are not supported by the CUDA backend");
   check_overrides(b);
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
   if (T == 0) return false;

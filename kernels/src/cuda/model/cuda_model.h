@@ -236,6 +236,7 @@ class CudaModel final : public ModelExecutor {
   DeviceBuffer inv_freq_, inv_freq_local_, kv_cache_;  // inv_freq_local_: sliding layers' (cfg_.inv_freq_local)
   DeviceBuffer head_ones_;  // [head_dim] ones in the dtype: Llama 4's weightless q/k norm's (qk_norm_after_rope)
   const float* layer_inv_freq_dev(int64_t layer) const;
+  MRope mrope(const StepPlan& p) const;  // multimodal RoPE args of the step (cuda_forward.cc), or none
   std::unique_ptr<LoraStore> lora_;
   Uploader uploader_;
   Uploader stage_uploader_;             // stage_adapter's, under stage_mu_

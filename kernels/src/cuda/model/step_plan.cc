@@ -74,6 +74,15 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
   p.ctx_d = field(D);
   p.bt_d = field(D * stride);
   if (!cfg.inv_freq_long.empty()) p.rope_long = field(T);  // padding rows stay 0: short factors
+  if (!cfg.mrope_section.empty()) p.mrope = field(3 * T);
+  int64_t spans = 0;
+  for (const BatchSeq& s : b.seqs)
+    if (s.num_tokens > 1) spans += static_cast<int64_t>(s.image_spans.size() / 2);
+  if (spans > 0) {
+    p.num_spans = static_cast<int32_t>(spans);
+    p.span_off = field(P + 1);
+    p.spans = field(2 * spans);
+  }
   p.words = at;
   packed.assign(static_cast<size_t>(at), 0);
   int32_t* w = packed.data();
@@ -93,6 +102,9 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
       w[p.kv_slots + row] = b.slot_mapping[src];
       w[p.row_entry + row] = s.adapter_slot;
       if (p.rope_long >= 0 && !b.rope_long.empty()) w[p.rope_long + row] = b.rope_long[src];
+      if (p.mrope >= 0)
+        for (int64_t ax = 0; ax < 3; ++ax)
+          w[p.mrope + ax * T + row] = b.mrope_positions.empty() ? b.positions[src] : b.mrope_positions[ax * real_rows + src];
     }
     if (prefill) per_slot[s.adapter_slot + 1] += s.num_tokens;
     int32_t* bt = w + (prefill ? p.bt_p + ps * stride : p.bt_d + ds * stride);
@@ -100,6 +112,11 @@ StepPlan plan_step(const ModelConfig& cfg, const Batch& b, const PaddedShape* pa
     if (prefill) {
       w[p.cu_p + ps + 1] = static_cast<int32_t>(row);
       w[p.ctx_p + ps] = static_cast<int32_t>(s.context_len);
+      if (p.spans >= 0) {  // this sequence's pairs after the earlier ones'
+        const int32_t at = w[p.span_off + ps];
+        std::copy(s.image_spans.begin(), s.image_spans.end(), w + p.spans + 2 * at);
+        w[p.span_off + ps + 1] = at + static_cast<int32_t>(s.image_spans.size() / 2);
+      }
       ps++;
     } else {
       w[p.cu_d + ds + 1] = static_cast<int32_t>(row - p.prefill_rows);

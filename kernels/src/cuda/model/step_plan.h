@@ -42,6 +42,15 @@ struct StepPlan {
   int64_t tokens = 0, positions = 0, kv_slots = 0, row_entry = 0, logit_index = 0, logit_entry = 0, seg = 0, seg_entry = 0;
   int64_t cu_p = 0, ctx_p = 0, bt_p = 0, cu_d = 0, ctx_d = 0, bt_d = 0;
   int64_t rope_long = -1;     // longrope models only (cfg.inv_freq_long): 1 per row rotated with the long factors
+  // Multimodal RoPE models only (cfg.mrope_section): [3, rows] (t, h, w) positions of every row (a text row's three
+  // equal to its position; padding rows 0). Always present for such a model, at an offset fixed by the step's shape,
+  // so a replayed decode graph reads the positions this step uploaded (decode rows: index + the sequence's delta).
+  int64_t mrope = -1;
+  // Gemma 3's images of the prefill sequences (BatchSeq::image_spans), only when some prefill sequence has one:
+  // span_off [prefill_seqs + 1] (pair offsets, PagedAttention::span_offsets) and spans [2 · num_spans]. Never in a
+  // graph (prefill steps are not captured); decode rows need none (a decode query is never inside an image).
+  int64_t span_off = -1, spans = -1;
+  int32_t num_spans = 0;
   int64_t words = 0;          // packed length
   std::vector<int32_t> row_of;  // the reordered row of each batch row (Batch::hidden_rows are read through it)
 };
