@@ -9,24 +9,16 @@ import assert from 'node:assert/strict';
 import { LocalEngine } from '../../shard/index.js';
 import { readModelSpec } from '../../shard/models/index.js';
 import { servedSpec } from '../../shard/models/qwen-vl-spec.js';
-import { bytesToFloat32, type SeqOutput } from '../../protocol/index.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
 import { maxAbsDiff } from '../helpers/golden.js';
-import { copyRenamedSafetensors, gemma3Relayout, loadGemma3Case, vlmGoldenKey as key, vlmNewSeq, type Gemma3Case } from '../helpers/vlm.js';
-import { allSlots, checkEachAlone, checkLogits, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin, mixedBatch,
-  prefillInChunks, openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { gemma3Relayout, loadGemma3Case, renamedAdapter, vlmGoldenKey as key, vlmNewSeq, type Gemma3Case } from '../helpers/vlm.js';
+import { checkCachedPrefixes, checkChunksThenDecode, checkClusterMixedBatch, checkEachAlone, checkMixedBatch, checkOtherLayout,
+  openCaseEngine, stepMaker, withCaseCluster } from '../helpers/vlm-engine.js';
 
 const TOL = 1e-4;
 const BS = 4;
 
 const step = stepMaker();
-
-function checkTop(out: SeqOutput, row: Float32Array, what: string): number {
-  assert.equal(out.error, undefined, `${what}: ${out.error}`);
-  return checkTopWithin(out, row, what, TOL);
-}
 
 describe('gemma3 vlm', () => {
   let c: Gemma3Case;
@@ -60,22 +52,9 @@ describe('gemma3 vlm', () => {
   });
 
   test('chunks at the images\' edges, then decode steps, match the golden rows', async (t) => {
-    const s = 1, seq = c.sequences[s]!;  // two images
-    const [a, b] = seq.image_starts as [number, number];
+    const [a, b] = c.sequences[1]!.image_starts as [number, number];  // two images
     const cuts = [a, a + c.tokensPerImage, b + c.tokensPerImage];  // before image 0, after it, after image 1
-    let worst = 0;
-    for (const slot of allSlots(c)) {
-      const golden = c.logits(key(c, s, slot)), dec = c.logits(key(c, s, slot, true));
-      const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
-      const n = seq.ids.length;
-      const [last] = await prefillInChunks(engine, step, full, [...cuts, n]);
-      worst = Math.max(worst, checkTop(last!, golden.subarray((n - 1) * c.vocab, n * c.vocab), `${key(c, s, slot)} after chunks`));
-      for (const [i, tok] of seq.decode.entries()) {
-        const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: tok, newBlocks: [] }] }));
-        worst = Math.max(worst, checkTop(out!, dec.subarray((i + 1) * c.vocab, (i + 2) * c.vocab), `${key(c, s, slot, true)} step ${i}`));
-      }
-      await engine.step(step({ finished: [full.seqId] }));
-    }
+    const worst = await checkChunksThenDecode(engine, step, c, 1, cuts, BS, TOL);
     t.diagnostic(`gemma3: worst top log-prob error over chunks and decode ${worst.toExponential(2)}`);
   });
 
@@ -99,22 +78,10 @@ describe('gemma3 vlm', () => {
   });
 
   test('a cached prefix ending inside an image gives the same next-token log-probs', async () => {
-    const s = 0, seq = c.sequences[s]!, start = seq.image_starts[0]!;
-    for (const slot of allSlots(c)) {
-      const golden = c.logits(key(c, s, slot));
-      const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
-      const [o] = await engine.step(step({ newSeqs: [owner] }));
-      const lastRow = golden.subarray((seq.ids.length - 1) * c.vocab);
-      checkTop(o!, lastRow, `${key(c, s, slot)} whole`);
-      for (const cached of [Math.floor(start / BS) * BS, Math.floor((start + 6) / BS) * BS, Math.floor((start + 13) / BS) * BS]) {
-        assert.ok(cached > 0 && cached < start + c.tokensPerImage);
-        const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, BS, 100);
-        const [r] = await engine.step(step({ newSeqs: [reuse] }));
-        checkTop(r!, lastRow, `${key(c, s, slot)} cached ${cached}`);
-        await engine.step(step({ finished: [reuse.seqId] }));
-      }
-      await engine.step(step({ finished: [owner.seqId] }));
-    }
+    const start = c.sequences[0]!.image_starts[0]!;
+    const prefixes = [Math.floor(start / BS) * BS, Math.floor((start + 6) / BS) * BS, Math.floor((start + 13) / BS) * BS];
+    for (const cached of prefixes) assert.ok(cached > 0 && cached < start + c.tokensPerImage);
+    await checkCachedPrefixes(engine, step, c, 0, prefixes, BS, TOL);
   });
 
   for (const layout of ['v5', 'hub'] as const) {
@@ -124,10 +91,7 @@ describe('gemma3 vlm', () => {
   }
 
   test('an adapter on a vision module that is no linear layer (the patch convolution) is refused naming it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-gemma3-conv-'));
-    const from = c.adapters.at(-1)!.dir;
-    copyFileSync(join(from, 'adapter_config.json'), join(dir, 'adapter_config.json'));
-    copyRenamedSafetensors(join(from, 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'),
+    const dir = renamedAdapter(c, 'gemma3-conv',
       (n) => n.replace('vision_tower.encoder.layers.0.mlp.fc2', 'vision_tower.embeddings.patch_embedding'));
     assert.throws(() => engine.loadAdapter(3, dir), /patch_embedding.*SigLIP vision tower.*Gemma 3's projector has no linear module/);
   });
@@ -139,10 +103,7 @@ describe('gemma3 vlm tensor parallel', () => {
       const c = loadGemma3Case();
       process.env.WEFT_IMAGE_WAIT_MS = '1500';
       await withCaseCluster(c, world, 256, async (cluster) => {
-        const { seqs, keys } = mixedBatch(c, BS);
-        const r = await cluster.group.step(step({ newSeqs: seqs }));
-        assert.equal(r.error, undefined);
-        const worst = checkLogits(c, r.outputs, keys, TOL, (k) => `TP=${world} ${k}`);
+        const { worst } = await checkClusterMixedBatch(cluster, step, c, BS, TOL, (k) => `TP=${world} ${k}`);
         console.log(`# gemma3 vlm TP=${world}: worst max abs logit error ${worst.toExponential(2)}`);
       });
     });

@@ -8,8 +8,8 @@ import { LocalEngine } from '../../shard/index.js';
 import { bytesToFloat32, type NewSequence } from '../../protocol/index.js';
 import { maxAbsDiff } from '../helpers/golden.js';
 import { llavaCases, llavaRelayout, loadLlavaCase, vlmGoldenKey as goldenKey, vlmNewSeq, type LlavaCase } from '../helpers/vlm.js';
-import { allSlots, checkEachAlone, checkLogits, checkMixedBatch, checkOtherLayout, checkTop, mixedBatch, prefillInChunks,
-  openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
+import { allSlots, checkCachedPrefixes, checkClusterMixedBatch, checkEachAlone, checkMixedBatch, checkOtherLayout, checkTop,
+  prefillInChunks, openCaseEngine, stepMaker, withCaseCluster } from '../helpers/vlm-engine.js';
 
 const TOL = 1e-4;
 const BS = 4;
@@ -54,24 +54,11 @@ for (const name of llavaCases()) {
     });
 
     test('a cached prefix (before the image, and into it) gives the same next-token log-probs', async () => {
-      const s = 0, seq = c.sequences[s]!;
-      const ref = c.imageRefs(seq)[0]!;
-      for (const slot of allSlots(c)) {
-        const golden = c.logits(goldenKey(c, s, slot));
-        const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
-        const [o] = await engine.step(step({ newSeqs: [owner] }));
-        const lastRow = golden.subarray((seq.ids.length - 1) * c.vocab);
-        checkTop(o!, lastRow, `${goldenKey(c, s, slot)} whole`, TOL);
-        // Whole blocks of the owner's cache: one before the image starts, one that ends inside it.
-        for (const cached of [Math.floor(ref.start / BS) * BS, Math.floor((ref.start + 5) / BS) * BS]) {
-          assert.ok(cached > 0 && cached < ref.start + ref.length);
-          const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, BS, 100);
-          const [r] = await engine.step(step({ newSeqs: [reuse] }));
-          checkTop(r!, lastRow, `${goldenKey(c, s, slot)} cached ${cached}`, TOL);
-          await engine.step(step({ finished: [reuse.seqId] }));
-        }
-        await engine.step(step({ finished: [owner.seqId] }));
-      }
+      const ref = c.imageRefs(c.sequences[0]!)[0]!;
+      // Whole blocks of the owner's cache: one before the image starts, one that ends inside it.
+      const prefixes = [Math.floor(ref.start / BS) * BS, Math.floor((ref.start + 5) / BS) * BS];
+      for (const cached of prefixes) assert.ok(cached > 0 && cached < ref.start + ref.length);
+      await checkCachedPrefixes(engine, step, c, 0, prefixes, BS, TOL);
     });
 
     test('an image that never comes fails its sequence alone; the others in the step stand', async () => {
@@ -115,10 +102,7 @@ describe('llava tensor parallel', () => {
       const c = loadLlavaCase('llava');
       process.env.WEFT_IMAGE_WAIT_MS = '1500';  // the shard processes' wait for an image that never comes (default 30 s)
       await withCaseCluster(c, world, 256, async (cluster) => {
-        const { seqs, keys } = mixedBatch(c, BS);
-        const r = await cluster.group.step(step({ newSeqs: seqs }));
-        assert.equal(r.error, undefined);
-        const worst = checkLogits(c, r.outputs, keys, TOL, (key) => `TP=${world} ${key}`);
+        const { seqs, worst } = await checkClusterMixedBatch(cluster, step, c, BS, TOL, (key) => `TP=${world} ${key}`);
         // An image no rank has: that sequence fails on every rank alike; the group goes on.
         const lost = vlmNewSeq(c, 0, { seqId: 'tp-lost', slot: -1, firstBlock: 0, blockSize: BS });
         lost.images = lost.images!.map((ref) => ({ ...ref, key: 'never-sent' }));

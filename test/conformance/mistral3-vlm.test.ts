@@ -7,29 +7,21 @@
 // that do not fit the image refused for their sequence alone.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { LocalEngine } from '../../shard/index.js';
 import { readModelSpec } from '../../shard/models/index.js';
 import { servedSpec } from '../../shard/models/qwen-vl-spec.js';
 import { pixtralServedSpec } from '../../shard/models/pixtral-spec.js';
-import { bytesToFloat32, type SeqOutput } from '../../protocol/index.js';
+import { bytesToFloat32 } from '../../protocol/index.js';
 import { maxAbsDiff } from '../helpers/golden.js';
-import { copyRenamedSafetensors, vlmGoldenKey as key, vlmNewSeq } from '../helpers/vlm.js';
-import { allSlots, checkEachAlone, checkLogits, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin, mixedBatch,
-  prefillInChunks, openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
-import { loadMistral3Case, mistral3RelayoutV5, type Mistral3Case } from '../helpers/pixtral.js';
+import { loadMistral3Case, mistral3RangeTokens, mistral3RelayoutV5, renamedAdapter, vlmGoldenKey as key, vlmNewSeq,
+  type Mistral3Case } from '../helpers/vlm.js';
+import { checkCachedPrefixes, checkChunksThenDecode, checkClusterMixedBatch, checkEachAlone, checkMixedBatch, checkOtherLayout,
+  openCaseEngine, stepMaker, withCaseCluster } from '../helpers/vlm-engine.js';
 
 const TOL = 1e-4;
 const BS = 4;
 
 const step = stepMaker();
-
-function checkTop(out: SeqOutput, row: Float32Array, what: string): number {
-  assert.equal(out.error, undefined, `${what}: ${out.error}`);
-  return checkTopWithin(out, row, what, TOL);
-}
 
 describe('mistral3 vlm', () => {
   let c: Mistral3Case;
@@ -43,10 +35,8 @@ describe('mistral3 vlm', () => {
   test('the fixture: PixtralProcessor\'s rows of [IMG] ended by [IMG_BREAK] / [IMG_END]', () => {
     for (const seq of c.sequences) {
       for (const [i, start] of seq.image_starts.entries()) {
-        const img = c.images[seq.images[i]!]!;
-        const want = Array.from({ length: img.rows }, (_, r) =>
-          [...Array<number>(img.cols).fill(c.imageTokenId), r === img.rows - 1 ? c.endTokenId : c.breakTokenId]).flat();
-        assert.deepEqual(seq.ids.slice(start, start + img.tokens), want);
+        const image = seq.images[i]!;
+        assert.deepEqual(seq.ids.slice(start, start + c.images[image]!.tokens), mistral3RangeTokens(c, image));
       }
     }
   });
@@ -76,43 +66,18 @@ describe('mistral3 vlm', () => {
   });
 
   test('chunks ending inside the images (mid-row and on a row break), then decode steps, match the golden rows', async (t) => {
-    const s = 1, seq = c.sequences[s]!;  // two images: tall (4 × 2), wide (2 × 4)
-    const [a, b] = seq.image_starts as [number, number];
+    const [a, b] = c.sequences[1]!.image_starts as [number, number];  // two images: tall (4 × 2), wide (2 × 4)
     const cuts = [a + 1, a + 5, b + 4, b + 7];  // inside a row, just after a break, on a break, inside the last row
-    let worst = 0;
-    for (const slot of allSlots(c)) {
-      const golden = c.logits(key(c, s, slot)), dec = c.logits(key(c, s, slot, true));
-      const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
-      const n = seq.ids.length;
-      const [last] = await prefillInChunks(engine, step, full, [...cuts, n]);
-      worst = Math.max(worst, checkTop(last!, golden.subarray((n - 1) * c.vocab, n * c.vocab), `${key(c, s, slot)} after chunks`));
-      for (const [i, tok] of seq.decode.entries()) {
-        const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: tok, newBlocks: [] }] }));
-        worst = Math.max(worst, checkTop(out!, dec.subarray((i + 1) * c.vocab, (i + 2) * c.vocab), `${key(c, s, slot, true)} step ${i}`));
-      }
-      await engine.step(step({ finished: [full.seqId] }));
-    }
+    const worst = await checkChunksThenDecode(engine, step, c, 1, cuts, BS, TOL);
     t.diagnostic(`mistral3: worst top log-prob error over chunks and decode ${worst.toExponential(2)}`);
   });
 
   test('a cached prefix ending inside an image gives the same next-token log-probs', async () => {
-    const s = 1, seq = c.sequences[s]!, [a, b] = seq.image_starts as [number, number];
+    const seq = c.sequences[1]!, [a, b] = seq.image_starts as [number, number];
     const end = b + c.images[seq.images[1]!]!.tokens;
-    for (const slot of allSlots(c)) {
-      const golden = c.logits(key(c, s, slot));
-      const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize: BS, logits: 'none', topN: 5 });
-      const [o] = await engine.step(step({ newSeqs: [owner] }));
-      const lastRow = golden.subarray((seq.ids.length - 1) * c.vocab);
-      checkTop(o!, lastRow, `${key(c, s, slot)} whole`);
-      for (const cached of [4, 8, 12, 16, 20]) {  // inside image 0 (a break at 4, 7, 10), between, inside image 1
-        assert.ok(cached > a && cached < end);
-        const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, BS, 100);
-        const [r] = await engine.step(step({ newSeqs: [reuse] }));
-        checkTop(r!, lastRow, `${key(c, s, slot)} cached ${cached}`);
-        await engine.step(step({ finished: [reuse.seqId] }));
-      }
-      await engine.step(step({ finished: [owner.seqId] }));
-    }
+    const prefixes = [4, 8, 12, 16, 20];  // inside image 0 (a break at 4, 7, 10), between, inside image 1
+    for (const cached of prefixes) assert.ok(cached > a && cached < end);
+    await checkCachedPrefixes(engine, step, c, 1, prefixes, BS, TOL);
   });
 
   test('the Hub layout (the fixture) and transformers 5\'s (model.language_model.*, lm_head.*) give the same logits', async () => {
@@ -139,10 +104,7 @@ describe('mistral3 vlm', () => {
   });
 
   test('an adapter on a vision module that is no linear layer (the patch convolution) is refused naming it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-mistral3-conv-'));
-    const from = c.adapters.at(-1)!.dir;
-    copyFileSync(join(from, 'adapter_config.json'), join(dir, 'adapter_config.json'));
-    copyRenamedSafetensors(join(from, 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'),
+    const dir = renamedAdapter(c, 'mistral3-conv',
       (n) => n.replace('vision_tower.transformer.layers.0.feed_forward.gate_proj', 'vision_tower.patch_conv'));
     assert.throws(() => engine.loadAdapter(3, dir), /patch_conv.*Pixtral vision tower.*merging_layer/);
   });
@@ -154,10 +116,7 @@ describe('mistral3 vlm tensor parallel', () => {
       const c = loadMistral3Case();
       process.env.WEFT_IMAGE_WAIT_MS = '1500';
       await withCaseCluster(c, world, 256, async (cluster) => {
-        const { seqs, keys } = mixedBatch(c, BS);
-        const r = await cluster.group.step(step({ newSeqs: seqs }));
-        assert.equal(r.error, undefined);
-        const worst = checkLogits(c, r.outputs, keys, TOL, (k) => `TP=${world} ${k}`);
+        const { worst } = await checkClusterMixedBatch(cluster, step, c, BS, TOL, (k) => `TP=${world} ${k}`);
         console.log(`# mistral3 vlm TP=${world}: worst max abs logit error ${worst.toExponential(2)}`);
       });
     });

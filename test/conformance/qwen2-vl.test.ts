@@ -11,7 +11,7 @@ import { loadModel, readModelSpec } from '../../shard/models/index.js';
 import { servedSpec } from '../../shard/models/qwen-vl-spec.js';
 import { SAMPLED_LAST_STEP, type NewSequence, type SeqOutput } from '../../protocol/index.js';
 import { loadQwenVlCase, qwenRelayoutV5, qwenVlCases, vlmGoldenKey as goldenKey, vlmNewSeq, type QwenVlCase } from '../helpers/vlm.js';
-import { allSlots, checkEachAlone, checkLogits, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin, mixedBatch,
+import { allSlots, checkClusterMixedBatch, checkEachAlone, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin,
   prefillInChunks, openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
 
 const TOL = 1e-4;
@@ -170,10 +170,7 @@ describe('qwen vl tensor parallel', () => {
       for (const name of qwenVlCases()) {
         const c = loadQwenVlCase(name);
         await withCaseCluster(c, world, 512, async (cluster) => {
-          const { seqs, keys } = mixedBatch(c, BS);
-          const r = await cluster.group.step(step({ newSeqs: seqs }));
-          assert.equal(r.error, undefined);
-          const worst = checkLogits(c, r.outputs, keys, TOL, (key) => `TP=${world} ${name} ${key}`);
+          const { seqs, worst } = await checkClusterMixedBatch(cluster, step, c, BS, TOL, (key) => `TP=${world} ${name} ${key}`);
           // Decode: the two-image sequence under the vision adapter, fed its decode tokens.
           const s = 1, slot = c.adapters.length - 1, seq = c.sequences[s]!;
           const ns = vlmNewSeq(c, s, { seqId: 'tp-dec', slot, firstBlock: 400, blockSize: BS, logits: 'none', topN: TOP });

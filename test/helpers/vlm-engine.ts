@@ -67,6 +67,12 @@ export function checkTop(out: SeqOutput, row: Float32Array, what: string, tol: n
   return worst;
 }
 
+/** checkTop at `tol` of outputs that must carry no error (asserted first, naming it). */
+export const checkTopOf = (tol: number) => (out: SeqOutput, row: Float32Array, what: string): number => {
+  assert.equal(out.error, undefined, `${what}: ${out.error}`);
+  return checkTop(out, row, what, tol);
+};
+
 /** Each output's logits against the golden rows of its key, asserted within `tol` (the message: `label(key)`, then the
  * error); the worst error. */
 export function checkLogits(c: VlmCase, outs: SeqOutput[], keys: string[], tol: number, label: (key: string) => string): number {
@@ -121,12 +127,54 @@ export async function prefillInChunks(engine: LocalEngine, step: StepFn, ns: New
   return outs;
 }
 
+/** Sequence `s` under every slot: its prompt in chunks ending at each of `cuts` and then at its end, then its decode
+ * tokens a step each; the top log-probs (checkTopOf `tol`) after the last chunk against the prompt's last golden row,
+ * after each decode step against the decode rows; the worst error. */
+export async function checkChunksThenDecode<S extends VlmSequence & { decode: number[] }>(engine: LocalEngine, step: StepFn,
+  c: VlmCase<S>, s: number, cuts: number[], blockSize: number, tol: number): Promise<number> {
+  const seq = c.sequences[s]!, n = seq.ids.length, check = checkTopOf(tol);
+  let worst = 0;
+  for (const slot of allSlots(c)) {
+    const golden = c.logits(vlmGoldenKey(c, s, slot)), dec = c.logits(vlmGoldenKey(c, s, slot, true));
+    const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize, logits: 'none', topN: 5 });
+    const [last] = await prefillInChunks(engine, step, full, [...cuts, n]);
+    worst = Math.max(worst, check(last!, golden.subarray((n - 1) * c.vocab, n * c.vocab), `${vlmGoldenKey(c, s, slot)} after chunks`));
+    for (const [i, tok] of seq.decode.entries()) {
+      const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: tok, newBlocks: [] }] }));
+      worst = Math.max(worst, check(out!, dec.subarray((i + 1) * c.vocab, (i + 2) * c.vocab), `${vlmGoldenKey(c, s, slot, true)} step ${i}`));
+    }
+    await engine.step(step({ finished: [full.seqId] }));
+  }
+  return worst;
+}
+
 /** `owner` again under another id with its first `cached` tokens cached: the owner's blocks for them, new blocks
  * (`blockOffset` further on) for the rest. */
 export function withCachedPrefix(owner: NewSequence, seqId: string, cached: number, blockSize: number, blockOffset: number): NewSequence {
   const keep = cached / blockSize;
   return { ...owner, seqId, cached,
     blockTable: [...owner.blockTable.slice(0, keep), ...owner.blockTable.slice(keep).map((b) => b + blockOffset)] };
+}
+
+/** Sequence `s` under every slot, whole, then again with its first `cached` tokens (each of `prefixes`, whole blocks)
+ * taken from the whole one's cache: the same next-token top log-probs (checkTopOf `tol`) as the golden row. */
+export async function checkCachedPrefixes(engine: LocalEngine, step: StepFn, c: VlmCase, s: number, prefixes: number[],
+  blockSize: number, tol: number): Promise<void> {
+  const seq = c.sequences[s]!, check = checkTopOf(tol);
+  for (const slot of allSlots(c)) {
+    const golden = c.logits(vlmGoldenKey(c, s, slot));
+    const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize, logits: 'none', topN: 5 });
+    const [o] = await engine.step(step({ newSeqs: [owner] }));
+    const lastRow = golden.subarray((seq.ids.length - 1) * c.vocab);
+    check(o!, lastRow, `${vlmGoldenKey(c, s, slot)} whole`);
+    for (const cached of prefixes) {
+      const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, blockSize, 100);
+      const [r] = await engine.step(step({ newSeqs: [reuse] }));
+      check(r!, lastRow, `${vlmGoldenKey(c, s, slot)} cached ${cached}`);
+      await engine.step(step({ finished: [reuse.seqId] }));
+    }
+    await engine.step(step({ finished: [owner.seqId] }));
+  }
 }
 
 /** Sequence 1 under the base and the last adapter (from block `adapterBlock`) on the model of `modelDir` (the case's
@@ -163,4 +211,14 @@ export async function withCaseCluster(c: VlmCase, world: number, kvBlocks: numbe
   } finally {
     await cluster.stop();
   }
+}
+
+/** The case's mixed batch in one step of the cluster: no step error, each output's logits within `tol` (the message:
+ * `label(key)`); its sequences (still running) and the worst error. */
+export async function checkClusterMixedBatch<S extends VlmSequence>(cluster: TestCluster, step: StepFn, c: VlmCase<S>,
+  blockSize: number, tol: number, label: (key: string) => string): Promise<{ seqs: NewSequence[]; worst: number }> {
+  const { seqs, keys } = mixedBatch(c, blockSize);
+  const r = await cluster.group.step(step({ newSeqs: seqs }));
+  assert.equal(r.error, undefined);
+  return { seqs, worst: checkLogits(c, r.outputs, keys, tol, label) };
 }

@@ -1,6 +1,7 @@
 // The vision-language golden cases: prompts with images, the images' pixel values and transformers + PEFT logits.
 // LLaVA: test/fixtures/llava/<case> (make_llava.py); Qwen2-VL / Qwen2.5-VL: test/fixtures/vlm/<case>
-// (make_qwen2_vl.py); Gemma 3: test/fixtures/vlm/gemma3 (make_gemma3_vlm.py). Layout: test/fixtures/vlm/README.md.
+// (make_qwen2_vl.py); Gemma 3: test/fixtures/vlm/gemma3 (make_gemma3_vlm.py); Mistral 3: test/fixtures/vlm/mistral3
+// (make_mistral3_vlm.py). Layout: test/fixtures/vlm/README.md.
 import { mkdtempSync, readFileSync, readdirSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +64,11 @@ function openVlmCase(root: string, name: string): { base: Omit<VlmCase, 'imageDi
 /** An image's key as a coordinator would name it (any string works; the same image has one key). */
 export const vlmImageKey = (c: VlmCase, image: string): string => `${c.name}-${image}`;
 
+/** The ImageRefs of a sequence whose images' ranges start at `starts` (in image order), each `length(image)` long. */
+function refsAtStarts(c: VlmCase, seq: VlmSequence, starts: number[], length: (image: string) => number): ImageRef[] {
+  return starts.map((start, i) => ({ key: vlmImageKey(c, seq.images[i]!), start, length: length(seq.images[i]!) }));
+}
+
 /** The image's image.data messages, `chunks` of them. */
 export function vlmImageMessages(c: VlmCase, image: string, chunks = 3, key = vlmImageKey(c, image)): ImageData[] {
   const bytes = float32ToBytes(c.pixels(image));
@@ -106,6 +112,23 @@ export function copyRenamedSafetensors(from: string, to: string, rename: (name: 
   src.close();
   writeSafetensors(to, tensors, { format: 'pt' });
 }
+
+/** A copy of the case's last adapter (in a new temporary folder named after `tag`) with its tensors renamed: one on a
+ * module the engine must refuse. */
+export function renamedAdapter(c: VlmCase, tag: string, rename: (name: string) => string): string {
+  const dir = mkdtempSync(join(tmpdir(), `weft-${tag}-`));
+  const from = c.adapters.at(-1)!.dir;
+  copyFileSync(join(from, 'adapter_config.json'), join(dir, 'adapter_config.json'));
+  copyRenamedSafetensors(join(from, 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'), rename);
+  return dir;
+}
+
+/** A tensor's name in transformers 5's in-memory layout (model.language_model.*, model.vision_tower.*,
+ * model.multi_modal_projector.*, lm_head.*) from its name as save_pretrained writes a LLaVA-like model
+ * (language_model.model.*, language_model.lm_head.*, vision_tower.*, multi_modal_projector.*). */
+const savedToV5 = (n: string): string => n.replace(/^language_model\.model\./, 'model.language_model.')
+  .replace(/^language_model\.lm_head\./, 'lm_head.').replace(/^vision_tower\./, 'model.vision_tower.')
+  .replace(/^multi_modal_projector\./, 'model.multi_modal_projector.');
 
 /** A copy of the case's model (in a new temporary folder named after `tag`) with its tensors renamed. */
 export function relayoutModel(c: VlmCase, tag: string, rename: (name: string) => string): string {
@@ -154,10 +177,8 @@ export function loadLlavaCase(name: string): LlavaCase {
  * writes it (language_model.model.*, language_model.lm_head.*, vision_tower.*, multi_modal_projector.*).
  */
 export function llavaRelayout(c: LlavaCase, layout: 'v5' | 'hub'): string {
-  return relayoutModel(c, `llava-${layout}`, (n) => layout === 'v5'
-    ? n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^language_model\.lm_head\./, 'lm_head.')
-      .replace(/^vision_tower\./, 'model.vision_tower.').replace(/^multi_modal_projector\./, 'model.multi_modal_projector.')
-    : n.replace(/^vision_tower\./, 'vision_tower.vision_model.'));
+  return relayoutModel(c, `llava-${layout}`,
+    layout === 'v5' ? savedToV5 : (n) => n.replace(/^vision_tower\./, 'vision_tower.vision_model.'));
 }
 
 // ---- Qwen2-VL / Qwen2.5-VL: dynamic-resolution images, each its own size and placeholder count.
@@ -233,7 +254,7 @@ export function loadGemma3Case(name = 'gemma3'): Gemma3Case {
   const c: Gemma3Case = {
     ...base, sequences: json.sequences, tokensPerImage: json.tokens_per_image, imageSize: json.image_size,
     imageDims: () => ({ height: c.imageSize, width: c.imageSize }),
-    imageRefs: (seq) => seq.image_starts.map((start, i) => ({ key: vlmImageKey(c, seq.images[i]!), start, length: c.tokensPerImage })),
+    imageRefs: (seq) => refsAtStarts(c, seq, seq.image_starts, () => c.tokensPerImage),
   };
   return c;
 }
@@ -249,4 +270,65 @@ export function gemma3Relayout(c: Gemma3Case, layout: 'v5' | 'hub'): string {
     ? n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^vision_tower\./, 'model.vision_tower.vision_model.')
       .replace(/^multi_modal_projector\./, 'model.multi_modal_projector.')
     : n.replace(/^vision_tower\./, 'vision_tower.vision_model.'));
+}
+
+// ---- Mistral 3 (Pixtral): images of any size whose ranges hold rows of [IMG] tokens, each row ended by [IMG_BREAK]
+// (the last by [IMG_END]); features go to the [IMG] positions only.
+
+export interface Mistral3Sequence extends VlmSequence {
+  /** The prompt after PixtralProcessor's expansion of each [IMG]. */
+  expanded: string;
+  /** Each image's first position (its first [IMG]); its range runs through its [IMG_END]. */
+  image_starts: number[];
+  decode: number[];
+}
+
+export interface Mistral3Image {
+  height: number;
+  width: number;
+  /** Rows and columns of [IMG] tokens (merged patches). */
+  rows: number;
+  cols: number;
+  /** Positions of its range: rows · (cols + 1). */
+  tokens: number;
+  /** [IMG] positions (feature rows): rows · cols. */
+  features: number;
+  expansion: string;
+}
+
+export interface Mistral3Case extends VlmCase<Mistral3Sequence> {
+  breakTokenId: number;
+  endTokenId: number;
+  patchSize: number;
+  mergeSize: number;
+  images: Record<string, Mistral3Image>;
+}
+
+export function loadMistral3Case(name = 'mistral3'): Mistral3Case {
+  const { base, json } = openVlmCase(VLM_ROOT, name);
+  const c: Mistral3Case = {
+    ...base, sequences: json.sequences, breakTokenId: json.image_break_token_id, endTokenId: json.image_end_token_id,
+    patchSize: json.patch_size, mergeSize: json.merge_size, images: json.images,
+    imageDims: (image) => ({ height: c.images[image]!.height, width: c.images[image]!.width }),
+    imageRefs: (seq) => refsAtStarts(c, seq, seq.image_starts, (image) => c.images[image]!.tokens),
+  };
+  return c;
+}
+
+/** The tokens of an image's range as PixtralProcessor writes them: each row [IMG] × cols then [IMG_BREAK], the last
+ * row's break [IMG_END]. */
+export function mistral3RangeTokens(c: Mistral3Case, image: string): number[] {
+  const { rows, cols } = c.images[image]!;
+  return Array.from({ length: rows }, (_, r) =>
+    [...Array<number>(cols).fill(c.imageTokenId), r === rows - 1 ? c.endTokenId : c.breakTokenId]).flat();
+}
+
+/**
+ * A copy of the Mistral 3 case's model in transformers 5's in-memory layout (model.language_model.*,
+ * model.vision_tower.*, model.multi_modal_projector.*, lm_head.*). The fixture itself has the Hub's published one
+ * (language_model.model.*, language_model.lm_head.*, vision_tower.*, multi_modal_projector.*), as save_pretrained
+ * writes it.
+ */
+export function mistral3RelayoutV5(c: Mistral3Case): string {
+  return relayoutModel(c, 'mistral3-v5', savedToV5);
 }
