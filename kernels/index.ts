@@ -68,6 +68,9 @@ export interface ModelPlanConfig {
   /** Multimodal RoPE (Qwen2-VL): frequencies per (temporal, height, width) section, summing to rotaryDim / 2; each
    * section turns by its coordinate of ForwardBatch.mropePositions. */
   mropeSection?: number[];
+  /** Qwen3-VL: the sections interleaved (frequency i by the height when i mod 3 = 1 and i < 3 · section[1], by the
+   * width when i mod 3 = 2 and i < 3 · section[2], else by the temporal position). */
+  mropeInterleaved?: boolean;
   /** Gemma 2: tanh caps on the attention scores and on the final logits (0 or absent = none). */
   attnSoftcap?: number;
   finalSoftcap?: number;
@@ -225,6 +228,10 @@ export interface ForwardBatch {
    * token's embedding (an image's projected features; CPU backend only). */
   embedRows?: Int32Array;
   embedValues?: Float32Array;
+  /** Deepstack (Qwen3-VL): after decoder layer l (l < sets), token row deepstackRows[i] of the hidden state gets
+   * deepstackValues[(l · rows + i) · hidden, …) added; deepstackValues is [sets, rows, hidden]. CPU backend only. */
+  deepstackRows?: Int32Array;
+  deepstackValues?: Float32Array;
 }
 
 /** How a LoRA part's arrays are stored: float32, or a 16-bit GPU model's own format (bit patterns in Uint16Array). */

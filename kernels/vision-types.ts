@@ -67,6 +67,12 @@ export interface QwenVisionPlanConfig {
   /** Qwen2.5-VL: window side in pixels, and the blocks that attend over the whole image. */
   windowSize?: number;
   fullBlocks?: number[];
+  /** Qwen3-VL: Qwen2-VL's blocks, a patch bias, learned position embeddings on a square grid of
+   * numPositionEmbeddings (interpolated to each image), and deepstack mergers on these blocks' outputs (encode then
+   * returns each deepstack set's [tokens, outHidden] after the features). */
+  qwen3?: boolean;
+  numPositionEmbeddings?: number;
+  deepstack?: number[];
   normEps?: number;
   ropeTheta?: number;
 }
@@ -79,7 +85,8 @@ export interface NativeQwenVisionModel {
   /** Placeholder tokens of an image of this size; throws when a side is not a multiple of patchSize · mergeSize. */
   tokensFor(height: number, width: number): number;
   checkLora(parts: VisionLoraPart[]): void;
-  /** One image's pixels [channels, height, width] → features [tokensFor(height, width), outHidden], on the libuv pool. */
+  /** One image's pixels [channels, height, width] → features [tokensFor(height, width), outHidden] (Qwen3-VL: then
+   * [deepstack.length, tokens, outHidden] deepstack features), on the libuv pool. */
   encode(pixels: Float32Array, height: number, width: number, lora?: VisionLoraPart[]): Promise<Float32Array>;
   dispose(): void;
 }

@@ -1,5 +1,5 @@
 // A vision-language model's image processor settings, from its preprocessor_config.json: what transformers'
-// CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL), Gemma3ImageProcessor (Gemma 3) or
+// CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), Gemma3ImageProcessor (Gemma 3) or
 // PixtralImageProcessor (Mistral 3) — the slow, PIL ones — read.
 // Other processors (LLaVA-NeXT's any-resolution tiling, SigLIP without a crop, …) compute differently, so they are
 // refused by name at start rather than approximated.
@@ -29,19 +29,13 @@ export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig 
 /** The processors whose pipeline preprocessClip reproduces (all are CLIP's resize → center crop → rescale → normalize). */
 const CLIP_PROCESSORS = new Set(['CLIPImageProcessor', 'CLIPImageProcessorFast', 'CLIPImageProcessorPil', 'CLIPFeatureExtractor']);
 
-/** Reads `modelDir`/preprocessor_config.json; throws PreprocessorConfigError naming the file and the field. */
+/** Reads the model's image processor settings as transformers 5 loads them (image_processing_base.py): the
+ * `image_processor` object of `modelDir`/processor_config.json (what a processor's save_pretrained writes there, taking
+ * precedence), else `modelDir`/preprocessor_config.json; a file without image_processor_type takes the one config.json's
+ * model_type implies (AutoImageProcessor's fallback). Throws PreprocessorConfigError naming the file and the field. */
 export function readPreprocessorConfig(modelDir: string): ImageProcessorConfig {
-  const file = join(modelDir, 'preprocessor_config.json');
-  if (!existsSync(file)) {
-    throw new PreprocessorConfigError(`${file} is missing: a vision-language model needs its image processor's settings (copy it from the model repository)`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new PreprocessorConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-  const config = parsePreprocessorConfig(raw, file);
+  const { raw, file } = readImageProcessorDict(modelDir);
+  const config = parsePreprocessorConfig(raw, file, impliedProcessorType(modelDir));
   // Gemma3Processor's token count per image is the processor's setting, not the image processor's.
   if (config.kind === 'gemma3') config.imageSeqLength = readImageSeqLength(modelDir);
   // PixtralProcessor's patch_size · spatial_merge_size (not the image processor's patch_size) sizes the images.
@@ -49,16 +43,62 @@ export function readPreprocessorConfig(modelDir: string): ImageProcessorConfig {
   return config;
 }
 
-export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_config.json'): ImageProcessorConfig {
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new PreprocessorConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** The image processor's dict and the file (and key) it came from. */
+function readImageProcessorDict(modelDir: string): { raw: unknown; file: string } {
+  const processorFile = join(modelDir, 'processor_config.json');
+  if (existsSync(processorFile)) {
+    const proc = readJson(processorFile);
+    if (typeof proc === 'object' && proc !== null && !Array.isArray(proc) && 'image_processor' in proc) {
+      return { raw: (proc as Record<string, unknown>).image_processor, file: `${processorFile} (image_processor)` };
+    }
+  }
+  const file = join(modelDir, 'preprocessor_config.json');
+  if (!existsSync(file)) {
+    throw new PreprocessorConfigError(`${file} is missing (and processor_config.json has no image_processor): a vision-language model needs its ` +
+      'image processor\'s settings (copy them from the model repository)');
+  }
+  return { raw: readJson(file), file };
+}
+
+/** The image processor AutoImageProcessor picks by config.json's model_type for the models weft serves with images
+ * (transformers' IMAGE_PROCESSOR_MAPPING_NAMES); undefined when config.json does not say. */
+const MODEL_TYPE_PROCESSORS: Record<string, string> = {
+  llava: 'CLIPImageProcessor', qwen2_vl: 'Qwen2VLImageProcessor', qwen2_5_vl: 'Qwen2VLImageProcessor', qwen3_vl: 'Qwen2VLImageProcessor',
+  qwen3_vl_moe: 'Qwen2VLImageProcessor', gemma3: 'Gemma3ImageProcessor', mistral3: 'PixtralImageProcessor',
+};
+
+function impliedProcessorType(modelDir: string): string | undefined {
+  const file = join(modelDir, 'config.json');
+  if (!existsSync(file)) return undefined;
+  try {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as { model_type?: unknown };
+    return typeof c.model_type === 'string' ? MODEL_TYPE_PROCESSORS[c.model_type] : undefined;
+  } catch {
+    return undefined;  // the shards read config.json; a file they cannot read fails there
+  }
+}
+
+/** `raw` (an image processor's settings) parsed by the processor its image_processor_type (else feature_extractor_type,
+ * else `impliedType`: config.json's model type) names; CLIPImageProcessor when none says. */
+export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_config.json', impliedType?: string): ImageProcessorConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new PreprocessorConfigError(`${file} must hold a JSON object`);
   const o = raw as Record<string, unknown>;
-  const type = o.image_processor_type ?? o.feature_extractor_type;
+  const named = o.image_processor_type ?? (typeof o.feature_extractor_type === 'string' ? o.feature_extractor_type.replace('FeatureExtractor', 'ImageProcessor') : undefined);
+  const type = named ?? impliedType;
   if (typeof type === 'string' && QWEN2_VL_PROCESSORS.has(type)) return parseQwen2VLConfig(o, file);
   if (typeof type === 'string' && GEMMA3_PROCESSORS.has(type)) return parseGemma3Config(o, file);
   if (typeof type === 'string' && PIXTRAL_PROCESSORS.has(type)) return parsePixtralConfig(o, file);
   if (typeof type === 'string' && !CLIP_PROCESSORS.has(type)) {
     throw new PreprocessorConfigError(`${file}: image_processor_type ${type} is not supported; weft reproduces CLIPImageProcessor ` +
-      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL), Gemma3ImageProcessor (Gemma 3) and PixtralImageProcessor (Mistral 3) only');
+      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), Gemma3ImageProcessor (Gemma 3) and PixtralImageProcessor (Mistral 3) only');
   }
   return parseClipConfig(o, file);
 }

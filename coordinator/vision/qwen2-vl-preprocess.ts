@@ -1,5 +1,7 @@
-// transformers' Qwen2VLImageProcessor (the slow, PIL one: Qwen2VLImageProcessorPil in transformers 5.15) — Qwen2-VL's
-// and Qwen2.5-VL's dynamic-resolution images — up to, not including, its patchify step: RGB, smart_resize (both sides
+// transformers' Qwen2VLImageProcessor (the slow, PIL one: Qwen2VLImageProcessorPil in transformers 5.15) — Qwen2-VL's,
+// Qwen2.5-VL's and Qwen3-VL's dynamic-resolution images (Qwen3VLProcessor uses this image processor, unchanged: its
+// published file sets patch_size 16, so sides are multiples of 32, size {shortest_edge 65536, longest_edge 16777216} and
+// mean / std 0.5; the class defaults are Qwen2-VL's) — up to, not including, its patchify step: RGB, smart_resize (both sides
 // multiples of patch_size·merge_size, the area between min_pixels and max_pixels, the aspect ratio nearly kept), PIL's
 // resample, rescale, normalize → float32 [3, H, W]. The shards patchify (the protocol sends images unpatchified: the
 // same values, 2× smaller than the processor's temporal-duplicated patches). Each step keeps transformers' arithmetic

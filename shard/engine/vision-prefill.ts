@@ -21,6 +21,9 @@ export interface SeqImage {
   length: number;
   features: Float32Array;
   cols?: number;
+  /** Qwen3-VL: the deepstack features [sets, length, hidden], added to the hidden states of the image's tokens after
+   * decoder layers 0 … sets − 1 (ForwardBatch.deepstackRows). */
+  deepstack?: Float32Array;
 }
 
 /** The feature row of position `offset` of an image's range, or -1 for a row break (it keeps its token embedding). */
@@ -130,11 +133,20 @@ export class VisionPrefill {
       if (out.has(ns.seqId)) continue;
       const slot = this.o.loraOf(ns.adapterSlot) ? ns.adapterSlot : -1;
       const used = this.encoded(ns, refs);
-      out.set(ns.seqId, { images: used.map((r) => ({ key: r.key, start: r.start, length: r.length, features: features.get(`${slot}/${r.key}`)!,
+      out.set(ns.seqId, { images: used.map((r) => ({ key: r.key, start: r.start, length: r.length,
+        ...this.split(features.get(`${slot}/${r.key}`)!, r.length),
         ...(this.rowBreaks ? { cols: this.grid(this.o.images.get(r.key)!).cols } : {}) })),
         ...(this.mrope ? { grids: refs.map((r) => ({ start: r.start, ...this.grid(this.o.images.get(r.key)!) })) } : {}) });
       for (const r of used) this.o.images.pin(r.key);
     }
+  }
+
+  /** An image's encoder output as its features and (Qwen3-VL) deepstack sets, which follow them: [sets, length, hidden]. */
+  private split(all: Float32Array, length: number): Pick<SeqImage, 'features' | 'deepstack'> {
+    const e = this.o.encoder;
+    if (e.kind !== 'qwen' || !e.spec.qwen3?.deepstack.length) return { features: all };
+    const n = length * this.o.hidden;
+    return { features: all.subarray(0, n), deepstack: all.subarray(n) };
   }
 
   /** Mistral 3: an image's range holds a break token after each row of [IMG] tokens. */
@@ -272,11 +284,12 @@ export class VisionPrefill {
 
 /**
  * The embedding overrides of a batch: for each row (its first batch index, first position, token count, images),
- * the placeholder positions it covers and their feature rows.
+ * the placeholder positions it covers and their feature rows — and, Qwen3-VL, the same rows' deepstack features
+ * ([sets, rows, hidden]: set s is added after decoder layer s).
  */
 export function imageOverrides(rows: readonly { at: number; firstPos: number; count: number; images?: readonly SeqImage[] }[],
-  hidden: number): { embedRows: Int32Array; embedValues: Float32Array } | null {
-  const idx: number[] = [], parts: Float32Array[] = [];
+  hidden: number): { embedRows: Int32Array; embedValues: Float32Array; deepstackRows?: Int32Array; deepstackValues?: Float32Array } | null {
+  const idx: number[] = [], parts: Float32Array[] = [], deep: { img: SeqImage; f: number }[] = [];
   for (const row of rows) {
     for (const img of row.images ?? []) {
       const lo = Math.max(img.start, row.firstPos), hi = Math.min(img.start + img.length, row.firstPos + row.count);
@@ -285,13 +298,26 @@ export function imageOverrides(rows: readonly { at: number; firstPos: number; co
         if (f < 0) continue;  // a row break: its token's embedding
         idx.push(row.at + p - row.firstPos);
         parts.push(img.features.subarray(f * hidden, (f + 1) * hidden));
+        if (img.deepstack) deep.push({ img, f });
       }
     }
   }
   if (idx.length === 0) return null;
   const embedValues = new Float32Array(idx.length * hidden);
   parts.forEach((p, i) => embedValues.set(p, i * hidden));
-  return { embedRows: Int32Array.from(idx), embedValues };
+  const embedRows = Int32Array.from(idx);
+  if (deep.length === 0) return { embedRows, embedValues };
+  // Every image of a Qwen3-VL model has its deepstack sets (the same count), so these rows are embedRows.
+  const n = deep.length, sets = deep[0]!.img.deepstack!.length / (deep[0]!.img.length * hidden);
+  if (n !== idx.length || deep.some(({ img }) => img.deepstack!.length !== sets * img.length * hidden)) {
+    throw new Error('images with and without deepstack features (or unequal sets) in one batch');
+  }
+  const deepstackValues = new Float32Array(sets * n * hidden);
+  for (let s = 0; s < sets; s++) {
+    deep.forEach(({ img, f }, i) => deepstackValues.set(
+      img.deepstack!.subarray((s * img.length + f) * hidden, (s * img.length + f + 1) * hidden), (s * n + i) * hidden));
+  }
+  return { embedRows, embedValues, deepstackRows: embedRows, deepstackValues };
 }
 
 /** Gemma 3: a sequence's images as [start, end) position pairs in order (BatchSeq.imageSpans), adjacent ones merged

@@ -124,8 +124,10 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       const target = qwenVisionLoraTarget(spec.qwenVision, path);
       if (target === null) {
         throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of the ` +
-          `vision tower (blocks' attn.qkv, attn.proj, ${spec.qwenVision.windowed ? 'mlp.gate_proj/up_proj/down_proj' : 'mlp.fc1/fc2'}; ` +
-          `merger.mlp.0, merger.mlp.2)`);
+          `vision tower (blocks' attn.qkv, attn.proj, ${spec.qwenVision.windowed ? 'mlp.gate_proj/up_proj/down_proj'
+            : spec.qwenVision.qwen3 ? 'mlp.linear_fc1/linear_fc2' : 'mlp.fc1/fc2'}; ` +
+          `${spec.qwenVision.qwen3 ? 'merger.linear_fc1/linear_fc2, deepstack_merger_list.<i>.linear_fc1/linear_fc2'
+            : 'merger.mlp.0, merger.mlp.2'})`);
       }
       if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);
       const { scale } = loraScaleFor(config, path);

@@ -63,7 +63,7 @@ export function planConfig(spec: ModelSpec, part: Partition, opts: LoadOptions):
     ...(spec.layerRope ? { layerRope: spec.layerRope } : {}),
     ...(spec.ropeLocal ? { invFreqLocal: spec.ropeLocal.invFreq, ropeAttentionFactorLocal: spec.ropeLocal.attentionFactor } : {}),
     ...(spec.rope?.long ? { invFreqLong: spec.rope.long.invFreq } : {}),
-    ...(spec.mropeSection ? { mropeSection: [...spec.mropeSection] } : {}),
+    ...(spec.mropeSection ? { mropeSection: [...spec.mropeSection], ...(spec.mropeInterleaved ? { mropeInterleaved: true } : {}) } : {}),
     ...(spec.moe ? {
       numExperts: spec.moe.experts, expertsPerToken: spec.moe.perToken, expertIntermediateLocal: rangeLen(part.expertIntermediate),
       moeRenormalize: spec.moe.renormalize, ...(spec.moe.layers ? { layerMoe: spec.moe.layers } : {}),

@@ -18,6 +18,7 @@ export function qwenVisionPlan(v: QwenVisionSpec, textHidden: number): QwenVisio
     windowed: v.windowed, hidden: v.hidden, heads: v.heads, intermediate: v.intermediate, depth: v.depth,
     patchSize: v.patchSize, mergeSize: v.mergeSize, temporalPatchSize: v.temporalPatchSize, channels: v.channels,
     outHidden: v.outHidden, act: v.act, windowSize: v.windowSize, fullBlocks: v.fullBlocks,
+    ...(v.qwen3 ? { qwen3: true, numPositionEmbeddings: v.qwen3.numPositionEmbeddings, deepstack: v.qwen3.deepstack } : {}),
   };
 }
 
@@ -25,8 +26,17 @@ export function qwenVisionPlan(v: QwenVisionSpec, textHidden: number): QwenVisio
 function blockModules(v: QwenVisionSpec): [string, string][] {
   const mlp: [string, string][] = v.windowed
     ? [['gate', 'mlp.gate_proj'], ['up', 'mlp.up_proj'], ['down', 'mlp.down_proj']]
-    : [['fc1', 'mlp.fc1'], ['fc2', 'mlp.fc2']];
+    : v.qwen3 ? [['fc1', 'mlp.linear_fc1'], ['fc2', 'mlp.linear_fc2']] : [['fc1', 'mlp.fc1'], ['fc2', 'mlp.fc2']];
   return [['qkv', 'attn.qkv'], ['proj', 'attn.proj'], ...mlp];
+}
+
+/** The mergers: [plan name, checkpoint names]. Qwen2(.5)-VL: merger.ln_q, merger.mlp.0 / .2; Qwen3-VL: merger.norm,
+ * merger.linear_fc1 / linear_fc2 and deepstack_merger_list.<i>.* the same. */
+function mergers(v: QwenVisionSpec): [string, { ln: string; fc1: string; fc2: string }][] {
+  if (!v.qwen3) return [['merger', { ln: 'merger.ln_q', fc1: 'merger.mlp.0', fc2: 'merger.mlp.2' }]];
+  const of = (m: string) => ({ ln: `${m}.norm`, fc1: `${m}.linear_fc1`, fc2: `${m}.linear_fc2` });
+  return [['merger', of('merger')], ...v.qwen3.deepstack.map((_, i): [string, ReturnType<typeof of>] =>
+    [`deepstack.${i}`, of(`deepstack_merger_list.${i}`)])];
 }
 
 export function loadQwenVisionModel(store: TensorSource, v: QwenVisionSpec, textHidden: number): NativeQwenVisionModel {
@@ -42,6 +52,10 @@ export function loadQwenVisionModel(store: TensorSource, v: QwenVisionSpec, text
       native.setWeight(plan, store.readF32(name));
     };
     set('patch_embed', `${prefix}patch_embed.proj.weight`);  // [hidden, C, T, p, p]: the flattened patch's order
+    if (v.qwen3) {
+      set('patch_embed.bias', `${prefix}patch_embed.proj.bias`);
+      set('pos_embed', `${prefix}pos_embed.weight`);
+    }
     for (let l = 0; l < v.depth; l++) {
       const b = `${prefix}blocks.${l}.`;
       for (const n of ['norm1', 'norm2']) {
@@ -53,11 +67,13 @@ export function loadQwenVisionModel(store: TensorSource, v: QwenVisionSpec, text
         set(`blocks.${l}.${plan}.bias`, `${b}${hf}.bias`);
       }
     }
-    set('merger.ln.weight', `${prefix}merger.ln_q.weight`);
-    if (!v.windowed) set('merger.ln.bias', `${prefix}merger.ln_q.bias`);
-    for (const [plan, hf] of [['fc1', 'mlp.0'], ['fc2', 'mlp.2']] as const) {
-      set(`merger.${plan}.weight`, `${prefix}merger.${hf}.weight`);
-      set(`merger.${plan}.bias`, `${prefix}merger.${hf}.bias`);
+    for (const [plan, hf] of mergers(v)) {
+      set(`${plan}.ln.weight`, `${prefix}${hf.ln}.weight`);
+      if (!v.windowed) set(`${plan}.ln.bias`, `${prefix}${hf.ln}.bias`);
+      for (const [sub, name] of [['fc1', hf.fc1], ['fc2', hf.fc2]] as const) {
+        set(`${plan}.${sub}.weight`, `${prefix}${name}.weight`);
+        set(`${plan}.${sub}.bias`, `${prefix}${name}.bias`);
+      }
     }
     native.finalize();
     return native;
@@ -72,8 +88,11 @@ export function loadQwenVisionModel(store: TensorSource, v: QwenVisionSpec, text
  * "merger.fc1" / "merger.fc2"), or null when it is no linear module weft runs (the patch convolution, say).
  */
 export function qwenVisionLoraTarget(v: QwenVisionSpec, path: string): string | null {
-  const merger = /^(?:model\.)?visual\.merger\.mlp\.([02])$/.exec(path);
-  if (merger) return merger[1] === '0' ? 'merger.fc1' : 'merger.fc2';
+  const inMerger = /^(?:model\.)?visual\.(.+)$/.exec(path)?.[1];
+  for (const [plan, hf] of inMerger !== undefined ? mergers(v) : []) {
+    if (inMerger === hf.fc1) return `${plan}.fc1`;
+    if (inMerger === hf.fc2) return `${plan}.fc2`;
+  }
   const m = /^(?:model\.)?visual\.blocks\.(\d+)\.(.+)$/.exec(path);
   if (!m || Number(m[1]) >= v.depth) return null;
   const plan = blockModules(v).find(([, hf]) => hf === m[2]);

@@ -25,6 +25,10 @@ export interface QwenVisionSpec {
   fullBlocks: number[];
   /** The placeholder token an image's rows replace (image_token_id). */
   imageTokenId: number;
+  /** Qwen3-VL (qwen3-vl-spec.ts): a patch bias, learned position embeddings on a square grid of
+   * numPositionEmbeddings, and deepstack mergers on the outputs of these blocks (deepstack_visual_indexes), whose
+   * features are added to the image tokens' hidden states after decoder layers 0, 1, …. Absent: Qwen2-VL / 2.5-VL. */
+  qwen3?: { numPositionEmbeddings: number; deepstack: number[] };
 }
 
 // Qwen2VLVisionConfig's and Qwen2_5_VLVisionConfig's defaults (transformers 5).
@@ -111,9 +115,10 @@ export function cudaVlmImages(): boolean {
  * — they run on the CPU, as LLaVA's does, and the decoder's M-RoPE and image mask on the GPU.
  */
 export function servedSpec(spec: ModelSpec, device: 'cpu' | 'cuda', cudaImages = cudaVlmImages()): ModelSpec {
-  if (device !== 'cuda' || cudaImages) return spec;
+  // Qwen3-VL's interleaved M-RoPE and deepstack rows are not in the CUDA kernels: text only there, always.
+  if (device !== 'cuda' || (cudaImages && !spec.qwenVision?.qwen3)) return spec;
   if (spec.qwenVision) {
-    const { qwenVision: _tower, mropeSection: _mrope, ...textOnly } = spec;
+    const { qwenVision: _tower, mropeSection: _mrope, mropeInterleaved: _i, ...textOnly } = spec;
     return textOnly;
   }
   if (spec.vision?.siglip) {

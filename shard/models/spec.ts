@@ -19,6 +19,7 @@ import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
 import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, llavaSpec, type VisionSpec } from './llava-spec.js';
 import { mropeSection, qwenVisionSpec, type QwenVisionSpec } from './qwen-vl-spec.js';
+import { qwen3VlSpec } from './qwen3-vl-spec.js';
 import { pixtralSpec, type PixtralSpec } from './pixtral-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
@@ -190,6 +191,8 @@ export interface ModelSpec {
   /** Multimodal RoPE (Qwen2-VL): rotary frequencies per (temporal, height, width) section; an image's tokens get
    * 3-D positions (mrope.ts). Absent: one position per token. */
   mropeSection?: [number, number, number];
+  /** Qwen3-VL: mropeSection's frequencies interleaved (t h w t h w …) rather than in runs. */
+  mropeInterleaved?: boolean;
 }
 
 /** Whether layer `l`'s MLP is a mixture of experts. */
@@ -232,6 +235,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen3ForCausalLM: 'qwen3',
   Qwen2VLForConditionalGeneration: 'qwen2',
   Qwen2_5_VLForConditionalGeneration: 'qwen2',
+  Qwen3VLForConditionalGeneration: 'qwen3',
   GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma2',
   Gemma3ForCausalLM: 'gemma3',
@@ -341,6 +345,7 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
     if (!qwenVision) return { ...spec, visionLanguage: true };  // no vision_config: its language model alone
     return { ...spec, visionLanguage: true, qwenVision, mropeSection: mropeSection(text, spec.rope?.rotaryDim ?? spec.headDim, where) };
   }
+  if (archName === 'Qwen3VLForConditionalGeneration') return qwen3VlSpec(cfg, where, (text) => llamaFamilySpec('qwen3', text, where));
   return llamaFamilySpec(arch, cfg, where);
 }
 

@@ -202,9 +202,10 @@ export interface QwenVlCase extends VlmCase<QwenVlSequence> {
   images: Record<string, QwenVlImage>;
 }
 
-export function qwenVlCases(): string[] {
+/** The Qwen VL cases of a family: 'Qwen2' (Qwen2-VL, Qwen2.5-VL; the default) or 'Qwen3' (Qwen3-VL). */
+export function qwenVlCases(family: 'Qwen2' | 'Qwen3' = 'Qwen2'): string[] {
   return readdirSync(VLM_ROOT).filter((d) => existsSync(join(VLM_ROOT, d, 'cases.json')) &&
-    String(JSON.parse(readFileSync(join(VLM_ROOT, d, 'cases.json'), 'utf8')).architecture).startsWith('Qwen')).sort();
+    String(JSON.parse(readFileSync(join(VLM_ROOT, d, 'cases.json'), 'utf8')).architecture).startsWith(family)).sort();
 }
 
 export function loadQwenVlCase(name: string): QwenVlCase {
@@ -232,6 +233,12 @@ export function loadQwenVlCase(name: string): QwenVlCase {
  * lm_head.*); the fixture itself has the Hub's (model.layers.*, visual.*), as save_pretrained writes them. */
 export function qwenRelayoutV5(c: QwenVlCase): string {
   return relayoutModel(c, 'qwen-vl-v5', (n) => n.replace(/^model\./, 'model.language_model.').replace(/^visual\./, 'model.visual.'));
+}
+
+/** A copy of the Qwen3-VL case's model (saved as transformers 5 names it: model.language_model.*, model.visual.*) with
+ * the older names Qwen2-VL's checkpoints use (model.layers.*, visual.*). */
+export function qwenRelayoutFlat(c: QwenVlCase): string {
+  return relayoutModel(c, 'qwen-vl-flat', (n) => n.replace(/^model\.language_model\./, 'model.').replace(/^model\.visual\./, 'visual.'));
 }
 
 // ---- Gemma 3: fixed-size images of tokens_per_image <image_soft_token> placeholders each, attending to each other

@@ -85,7 +85,7 @@ test('preprocessor_config.json: defaults, int sizes, and refusals naming the fie
   assert.ok(c.kind === 'clip');
   assert.deepEqual([c.size, c.cropSize, c.resample, c.imageMean[0], c.rescaleFactor], [{ shortestEdge: 336 }, { height: 336, width: 336 }, 3, 0.48145466, 1 / 255]);
   assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }),
-    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL\), Gemma3ImageProcessor \(Gemma 3\) and PixtralImageProcessor \(Mistral 3\) only/);
+    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL, Qwen3-VL\), Gemma3ImageProcessor \(Gemma 3\) and PixtralImageProcessor \(Mistral 3\) only/);
   assert.throws(() => parsePreprocessorConfig({ resample: 0 }), /`resample` 0 is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_std: [1, 0, 1] }), /`image_std` must not be 0/);
   assert.throws(() => parsePreprocessorConfig({ size: { shortest_edge: 336, longest_edge: 672 } }), /longest_edge is not supported/);
@@ -129,6 +129,33 @@ test('pixel values, grid and token count equal transformers\' Qwen2VLImageProces
   assert.ok(rounded(9, 13) < small.minPixels && QFIX.qwen_cases.some((c) => c.image === 'tiny_13x9.png' && c.config === 'qwen2_vl_small'));
   const plain = rounded(48, 64);
   assert.ok(plain >= small.minPixels && plain <= small.maxPixels);
+});
+
+test('Qwen3-VL (Qwen3VLProcessor\'s image processor is Qwen2VLImageProcessor): the published file and a tiny one, bit-identical with transformers\' grids', () => {
+  // the published file as it is: patch 16 · merge 2 (factor 32), size as the area bounds, mean / std 0.5, bicubic by default
+  const hub = parsePreprocessorConfig(QFIX.qwen_configs.qwen3_vl_hub);
+  assert.ok(hub.kind === 'qwen2_vl');
+  assert.deepEqual([hub.minPixels, hub.maxPixels, hub.patchSize, hub.mergeSize, hub.temporalPatchSize, hub.resample, hub.imageMean, hub.imageStd],
+    [65536, 16777216, 16, 2, 2, 3, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
+  const tiny = parsePreprocessorConfig(QFIX.qwen_configs.qwen3_vl_tiny);
+  assert.ok(tiny.kind === 'qwen2_vl');
+  assert.deepEqual([tiny.minPixels, tiny.maxPixels, tiny.patchSize, tiny.mergeSize], [1024, 4096, 4, 2]);
+  // the cases (checked bit for bit with the others above): every fixture image under both, sides multiples of 32 / 8
+  const of = (config: string) => QFIX.qwen_cases.filter((c) => c.config === config);
+  assert.equal(of('qwen3_vl_hub').length, 7);
+  assert.ok(of('qwen3_vl_tiny').length === 7 && of('qwen3_vl_tiny').every((c) => c.data !== undefined));
+  for (const c of of('qwen3_vl_hub')) assert.ok(c.shape[1]! % 32 === 0 && c.shape[2]! % 32 === 0 && c.shape[1]! * c.shape[2]! >= 65536, c.image);
+  const want = (image: string, config: string) => QFIX.qwen_cases.find((c) => c.image === image && c.config === config)!;
+  // transformers' grids and token counts: 53 x 41 scaled up to 320 x 256 (20 x 16 patches, 80 tokens); tiny: 13 x 9 up
+  // (min_pixels), 180 x 120 down (max_pixels), 64 x 48 only rounded
+  assert.deepEqual([want('rgb_53x41.png', 'qwen3_vl_hub').grid_thw, want('rgb_53x41.png', 'qwen3_vl_hub').tokens], [[1, 16, 20], 80]);
+  assert.deepEqual([want('tiny_13x9.png', 'qwen3_vl_tiny').shape, want('tiny_13x9.png', 'qwen3_vl_tiny').tokens], [[3, 32, 40], 20]);
+  assert.deepEqual([want('wide_180x120.png', 'qwen3_vl_tiny').shape, want('wide_180x120.png', 'qwen3_vl_tiny').grid_thw], [[3, 48, 72], [1, 12, 18]]);
+  assert.deepEqual([want('photo_64x48.jpg', 'qwen3_vl_tiny').shape, want('photo_64x48.jpg', 'qwen3_vl_tiny').tokens], [[3, 48, 64], 48]);
+  assert.deepEqual(smartResize(41, 53, 32, 65536, 16777216), [256, 320]);
+  assert.deepEqual(smartResize(3024, 4032, 32, 65536, 16777216), [3008, 4032], 'a 12 MP photo within the published bound');
+  assert.deepEqual(smartResize(9, 13, 8, 1024, 4096), [32, 40]);
+  assert.deepEqual(smartResize(120, 180, 8, 1024, 4096), [48, 72]);
 });
 
 test('smart_resize: the sizes transformers computes (Python\'s round halves to even; an aspect ratio over 200 refused)', () => {

@@ -1,5 +1,5 @@
-// The coordinator's side of a dynamic-resolution tower (Qwen2-VL), without shards: the tiny models of
-// test/fixtures/vlm (make_qwen2_vl.py) with their real tokenizer, chat template and preprocessor_config.json, and a
+// The coordinator's side of a dynamic-resolution tower (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), without shards: the tiny models
+// of test/fixtures/vlm (make_qwen2_vl.py, make_qwen3_vl.py: Qwen3VLProcessor, the same image processor and expansion) with their real tokenizer, chat template and preprocessor_config.json, and a
 // ModelInfo.vision as their shards report it. Markdown images become the template's image sequence, each image is
 // preprocessed as transformers does (the fixture's pixel values) and its <|image_pad|> repeated to its own token
 // count, so the prompt tokenizes to transformers' input ids — two images of different sizes in one prompt included;
@@ -13,10 +13,12 @@ import { TokenizerPool } from '../../coordinator/tokenizer/index.js';
 import { EngineVision } from '../../coordinator/engine/engine-vision.js';
 import type { GenerateRequest } from '../../coordinator/engine/types.js';
 import { markdownImages } from '../../coordinator/http/content-parts.js';
-import { DEFAULT_IMAGE_LIMITS } from '../../coordinator/vision/index.js';
+import { DEFAULT_IMAGE_LIMITS, readPreprocessorConfig } from '../../coordinator/vision/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const ROOT = join(import.meta.dirname, '../../../test/fixtures/vlm');
-const CASE_NAMES = ['qwen2_vl', 'qwen2_5_vl'].filter((n) => existsSync(join(ROOT, n, 'cases.json')));
+const CASE_NAMES = ['qwen2_vl', 'qwen2_5_vl', 'qwen3_vl'].filter((n) => existsSync(join(ROOT, n, 'cases.json')));
 interface Cases {
   image_token_id: number; patch_size: number; merge_size: number; image_placeholder: string;
   sequences: { prompt: string; images: string[]; ids: number[]; image_tokens: number[] }[];
@@ -78,3 +80,32 @@ for (const name of CASE_NAMES) {
     });
   });
 }
+
+test('transformers 5 processor files: processor_config.json\'s image_processor first; without image_processor_type, config.json\'s model_type', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-qwen3-vl-'));
+  const qwen3File = { image_processor_type: 'Qwen2VLImageProcessor', size: { shortest_edge: 256, longest_edge: 2304 }, patch_size: 4, merge_size: 2,
+    image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
+  // ProcessorMixin.save_pretrained (transformers 5) writes the image processor inside processor_config.json, and
+  // from_pretrained prefers it to preprocessor_config.json
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ processor_class: 'Qwen3VLProcessor', image_processor: qwen3File }));
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify({ image_processor_type: 'CLIPImageProcessor' }));
+  let c = readPreprocessorConfig(dir);
+  assert.ok(c.kind === 'qwen2_vl');
+  assert.deepEqual([c.minPixels, c.maxPixels, c.patchSize, c.imageMean], [256, 2304, 4, [0.5, 0.5, 0.5]]);
+  rmSync(join(dir, 'preprocessor_config.json'));
+  assert.equal(readPreprocessorConfig(dir).kind, 'qwen2_vl', 'processor_config.json alone');
+  // no type in the file: AutoImageProcessor's pick for config.json's model_type (qwen3_vl: Qwen2VLImageProcessor)
+  const { image_processor_type: _, ...untyped } = qwen3File;
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ processor_class: 'Qwen3VLProcessor' }));
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(untyped));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'qwen3_vl', architectures: ['Qwen3VLForConditionalGeneration'] }));
+  c = readPreprocessorConfig(dir);
+  assert.ok(c.kind === 'qwen2_vl' && c.patchSize === 4);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'llava' }));
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify({ size: 336, crop_size: 336 }));
+  assert.equal(readPreprocessorConfig(dir).kind, 'clip');
+  rmSync(join(dir, 'preprocessor_config.json'));
+  assert.throws(() => readPreprocessorConfig(dir), /preprocessor_config\.json is missing \(and processor_config\.json has no image_processor\)/);
+  writeFileSync(join(dir, 'processor_config.json'), JSON.stringify({ image_processor: { image_processor_type: 'Qwen2VLImageProcessor', do_resize: false } }));
+  assert.throws(() => readPreprocessorConfig(dir), /processor_config\.json \(image_processor\): `do_resize` false is not supported/);
+});

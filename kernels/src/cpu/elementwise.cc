@@ -96,12 +96,14 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
 }
 
 void rope_mrope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
-                const int32_t* pos3, const int64_t* section, const float* inv_freq, float attention_factor) {
+                const int32_t* pos3, const int64_t* section, const float* inv_freq, float attention_factor,
+                bool interleaved) {
   const int64_t half = rotary_dim / 2;
   for (int64_t t = 0; t < tokens; ++t) {
     int64_t axis = 0, end = section[0];
     for (int64_t i = 0; i < half; ++i) {
-      while (i >= end && axis < 2) end += section[++axis];
+      if (interleaved) axis = (i % 3 == 1 && i < 3 * section[1]) ? 1 : (i % 3 == 2 && i < 3 * section[2]) ? 2 : 0;
+      else while (i >= end && axis < 2) end += section[++axis];
       const float pos = static_cast<float>(pos3 ? pos3[axis * tokens + t] : positions[t]);
       const float angle = pos * inv_freq[i];
       const float c = std::cos(angle) * attention_factor;

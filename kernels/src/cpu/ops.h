@@ -41,8 +41,11 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
 // Multimodal RoPE (Qwen2-VL's apply_multimodal_rotary_pos_emb), rotate-half layout: frequency i of the first
 // section[0] ones turns by the token's temporal position, the next section[1] by its height, the last section[2] by
 // its width. pos3: [3 · tokens] (all temporal positions, then heights, then widths), or null: `positions` for all.
+// interleaved (Qwen3-VL's apply_interleaved_mrope): frequency i turns by the height when i mod 3 = 1 and
+// i < 3 · section[1], by the width when i mod 3 = 2 and i < 3 · section[2], else by the temporal position.
 void rope_mrope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim, const int32_t* positions,
-                const int32_t* pos3, const int64_t* section, const float* inv_freq, float attention_factor);
+                const int32_t* pos3, const int64_t* section, const float* inv_freq, float attention_factor,
+                bool interleaved = false);
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);  // out = silu(gate) * up
 void gelu_tanh(float* x, int64_t n);                                        // gelu_new / gelu_pytorch_tanh

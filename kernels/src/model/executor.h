@@ -106,6 +106,9 @@ struct ModelConfig {
   // these many frequencies (summing to rotary_dim/2), each rotated by its own coordinate of the token's 3-D position
   // (Batch::mrope_positions). Empty: one position per token.
   std::vector<int64_t> mrope_section;
+  // Qwen3-VL's interleaved M-RoPE: frequency i turns by the height when i mod 3 = 1 and i < 3 · section[1], by the
+  // width when i mod 3 = 2 and i < 3 · section[2], else by the temporal position (apply_interleaved_mrope).
+  bool mrope_interleaved = false;
   // Gemma 2's tanh caps (0 = none): attention scores (after attn_scale, before the mask) and the final logits.
   float attn_softcap = 0.0f, final_softcap = 0.0f;
   // gpt-oss: attention sinks — each head's learned logit (plan weight layers.<l>.attn_sinks [heads_local], this rank's
@@ -277,6 +280,12 @@ struct Batch {
   // cuda/model/cuda_embed_override.cc, never inside a CUDA graph).
   std::vector<int32_t> embed_rows;
   std::vector<float> embed_values;
+  // Deepstack (Qwen3-VL): after decoder layer l (l < the number of sets), token row deepstack_rows[i] of the hidden
+  // state (the residual stream, whole on every rank) gets deepstack_values[(l · rows + i) · hidden, …) added — an
+  // image's deepstack features at its placeholder tokens, as transformers' _deepstack_process adds them to the
+  // layer's output. deepstack_values: [sets, rows, hidden]. Empty: none. CPU backend only (CUDA refuses them).
+  std::vector<int32_t> deepstack_rows;
+  std::vector<float> deepstack_values;
 };
 
 // How one logit row of a step is sampled (forward_sample): the CPU's sampling rules (cpu/sampling.cc) on the

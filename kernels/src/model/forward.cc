@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cpu/ops.h"
+#include "model/deepstack.h"
 #include "model/model.h"
 
 namespace weft {
@@ -144,6 +145,7 @@ void validate_batch(const ModelConfig& cfg, const Batch& b, const std::function<
                                 ") floats per embedRows entry");
   for (int32_t r : b.embed_rows)
     if (r < 0 || r >= T) throw std::invalid_argument("batch: embed row out of range");
+  check_deepstack(cfg, b);
 }
 
 std::vector<float> assemble_logits(const ModelConfig& cfg, const float* gathered, int world, int64_t rows) {
@@ -271,9 +273,9 @@ std::vector<float> Model::forward(const Batch& b) {
         if (!cfg_.mrope_section.empty()) {  // Qwen2-VL: each frequency section rotated by its own coordinate
           const int32_t* pos3 = b.mrope_positions.empty() ? nullptr : b.mrope_positions.data();
           cpu::rope_mrope(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), pos3, cfg_.mrope_section.data(),
-                          inv_freq, layer_rope_attention_factor(cfg_, l));
+                          inv_freq, layer_rope_attention_factor(cfg_, l), cfg_.mrope_interleaved);
           cpu::rope_mrope(k.data(), T, nkv, hd, cfg_.rotary_dim, b.positions.data(), pos3, cfg_.mrope_section.data(),
-                          inv_freq, layer_rope_attention_factor(cfg_, l));
+                          inv_freq, layer_rope_attention_factor(cfg_, l), cfg_.mrope_interleaved);
         } else {
           cpu::rope_rotate_half(q.data(), T, nq, hd, cfg_.rotary_dim, b.positions.data(), inv_freq,
                                 layer_rope_attention_factor(cfg_, l), use_long, cfg_.inv_freq_long.data(), cfg_.rope_interleaved);
@@ -335,6 +337,7 @@ std::vector<float> Model::forward(const Batch& b) {
       coll_->all_reduce_sum(down.data(), T * H);
       finish_block_output(down.data(), T, p + "post_mlp_norm.weight");
       cpu::add_inplace(h.data(), down.data(), T * H);
+      add_deepstack(b, l, H, h.data());
       continue;
     }
     ops_.mark("gemm up");
@@ -365,6 +368,7 @@ std::vector<float> Model::forward(const Batch& b) {
       for (int64_t t = 0; t < T; ++t) cpu::add_inplace(down.data() + t * H, db, H);
     finish_block_output(down.data(), T, p + "post_mlp_norm.weight");
     cpu::add_inplace(h.data(), down.data(), T * H);
+    add_deepstack(b, l, H, h.data());
   }
 
   // Final norm and lm_head only for the rows whose logits are wanted.

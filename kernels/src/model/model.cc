@@ -50,6 +50,8 @@ void check_model_config(const ModelConfig& c) {
     throw std::invalid_argument("model config: parallel_mlp_norm is part of a parallel block");
   if (!c.layer_sliding.empty() && static_cast<int64_t>(c.layer_sliding.size()) != c.layers)
     throw std::invalid_argument("model config: layer_sliding needs one entry per layer");
+  if (c.mrope_interleaved && c.mrope_section.empty())
+    throw std::invalid_argument("model config: mrope_interleaved needs mrope_section");
   if (!c.mrope_section.empty()) {
     int64_t sum = 0;
     bool negative = false;

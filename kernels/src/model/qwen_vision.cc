@@ -37,12 +37,46 @@ QwenVisionModel::QwenVisionModel(QwenVisionConfig cfg) : cfg_(std::move(cfg)) {
                                 ") must be a positive multiple of patch_size · spatial_merge_size");
   for (int64_t b : c.full_blocks)
     if (b < 0 || b >= c.depth) throw std::invalid_argument("qwen vision config: fullatt_block_indexes outside the blocks");
+  if (!c.qwen3 && (c.num_position_embeddings != 0 || !c.deepstack.empty()))
+    throw std::invalid_argument("qwen vision config: position embeddings and deepstack are Qwen3-VL's (qwen3)");
+  if (c.qwen3) {
+    const int64_t side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(c.num_position_embeddings))));
+    if (c.windowed || c.num_position_embeddings <= 0 || side * side != c.num_position_embeddings)
+      throw std::invalid_argument("qwen vision config: Qwen3-VL needs num_position_embeddings a square number (" +
+                                  std::to_string(c.num_position_embeddings) + ") and no windows");
+    for (size_t i = 0; i < c.deepstack.size(); ++i)
+      if (c.deepstack[i] < 0 || c.deepstack[i] >= c.depth ||
+          std::find(c.deepstack.begin(), c.deepstack.begin() + static_cast<std::ptrdiff_t>(i), c.deepstack[i]) !=
+              c.deepstack.begin() + static_cast<std::ptrdiff_t>(i))
+        throw std::invalid_argument("qwen vision config: deepstack_visual_indexes must be distinct blocks of the " +
+                                    std::to_string(c.depth));
+  }
 }
+
+namespace {
+
+// "deepstack.<i>.<rest>" -> (i, rest); (-1, "") otherwise.
+std::pair<int64_t, std::string> split_deepstack(const std::string& name) {
+  const std::string pre = "deepstack.";
+  if (name.compare(0, pre.size(), pre) != 0) return {-1, ""};
+  const size_t dot = name.find('.', pre.size());
+  if (dot == std::string::npos || dot == pre.size() || name.find_first_not_of("0123456789", pre.size()) != dot)
+    return {-1, ""};
+  return {std::stoll(name.substr(pre.size(), dot - pre.size())), name.substr(dot + 1)};
+}
+
+}  // namespace
 
 std::pair<int64_t, int64_t> QwenVisionModel::target_shape(const std::string& target) const {
   const int64_t H = cfg_.hidden, I = cfg_.intermediate, M = H * cfg_.merge_size * cfg_.merge_size;
   if (target == "merger.fc1") return {M, M};
   if (target == "merger.fc2") return {M, cfg_.out_hidden};
+  const auto [d, drest] = split_deepstack(target);
+  if (d >= 0) {
+    if (d >= static_cast<int64_t>(cfg_.deepstack.size())) return {-1, -1};
+    if (drest == "fc1") return {M, M};
+    return drest == "fc2" ? std::pair<int64_t, int64_t>{M, cfg_.out_hidden} : std::pair<int64_t, int64_t>{-1, -1};
+  }
   const auto [l, rest] = split_block(target);
   if (l < 0 || l >= cfg_.depth) return {-1, -1};
   if (rest == "qkv") return {H, 3 * H};
@@ -59,6 +93,11 @@ int64_t QwenVisionModel::expected_size(const std::string& name) const {
   if (name == "patch_embed") return H * cfg_.channels * cfg_.temporal_patch_size * p * p;
   if (name == "merger.ln.weight") return H;
   if (name == "merger.ln.bias") return cfg_.windowed ? -1 : H;  // Qwen2.5-VL's ln_q is an RMSNorm
+  if (name == "patch_embed.bias") return cfg_.qwen3 ? H : -1;
+  if (name == "pos_embed") return cfg_.qwen3 ? cfg_.num_position_embeddings * H : -1;
+  const auto [d, drest] = split_deepstack(name);
+  if (d >= 0 && d < static_cast<int64_t>(cfg_.deepstack.size()) && (drest == "ln.weight" || drest == "ln.bias"))
+    return H * cfg_.merge_size * cfg_.merge_size;
   const size_t dot = name.rfind('.');
   if (dot == std::string::npos) return -1;
   const std::string module = name.substr(0, dot), kind = name.substr(dot + 1);
@@ -85,6 +124,13 @@ void QwenVisionModel::finalize() {
   std::vector<std::string> required = {"patch_embed", "merger.ln.weight", "merger.fc1.weight", "merger.fc1.bias",
                                        "merger.fc2.weight", "merger.fc2.bias"};
   if (!cfg_.windowed) required.push_back("merger.ln.bias");
+  if (cfg_.qwen3) {
+    required.push_back("patch_embed.bias");
+    required.push_back("pos_embed");
+  }
+  for (size_t d = 0; d < cfg_.deepstack.size(); ++d)
+    for (const char* s : {"ln.weight", "ln.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"})
+      required.push_back("deepstack." + std::to_string(d) + "." + s);
   const std::vector<std::string> mlp = cfg_.windowed ? std::vector<std::string>{"gate", "up", "down"}
                                                      : std::vector<std::string>{"fc1", "fc2"};
   for (int64_t l = 0; l < cfg_.depth; ++l) {
@@ -243,7 +289,8 @@ std::vector<float> QwenVisionModel::encode(const float* pixels, int64_t height, 
                       sizeof(float) * P);
   }
   std::vector<float> h(N * H);
-  cpu::gemm_xwt(cols.data(), N, K, w("patch_embed"), H, nullptr, h.data(), false);  // the Conv3d, no bias
+  cpu::gemm_xwt(cols.data(), N, K, w("patch_embed"), H, w_opt("patch_embed.bias"), h.data(), false);  // the Conv3d
+  if (cfg_.qwen3) add_position_embeddings(h, row_of, col_of, gh, gw);
   // VisionRotaryEmbedding(head_dim / 2): quarter frequencies; a head's first quarter angles are row · inv_freq, the
   // second column · inv_freq (then repeated for the other half, as rotate_half pairs i with i + half).
   std::vector<float> inv(static_cast<size_t>(quarter));
@@ -276,19 +323,67 @@ std::vector<float> QwenVisionModel::encode(const float* pixels, int64_t height, 
         windows.push_back(std::move(win));
       }
   }
+  // The output: the merger's features, then (Qwen3-VL) each deepstack block's through its own merger.
+  const int64_t D = cfg_.out_hidden, sets = 1 + static_cast<int64_t>(cfg_.deepstack.size());
+  std::vector<float> out(sets * tokens * D);
   for (int64_t l = 0; l < cfg_.depth; ++l) {
     const bool full = !cfg_.windowed ||
                       std::find(cfg_.full_blocks.begin(), cfg_.full_blocks.end(), l) != cfg_.full_blocks.end();
     block(l, h, full ? whole : windows, cos, sin, lora);
+    const auto ds = std::find(cfg_.deepstack.begin(), cfg_.deepstack.end(), l);
+    if (ds != cfg_.deepstack.end()) {
+      const int64_t i = ds - cfg_.deepstack.begin();
+      merge("deepstack." + std::to_string(i), true, h, lora, out.data() + (1 + i) * tokens * D);
+    }
   }
-  // The merger: ln_q on every patch, each group's M² patches side by side, fc1 → GELU → fc2.
-  const int64_t Mh = H * M * M, D = cfg_.out_hidden;
-  std::vector<float> x(N * H), mid(tokens * Mh), out(tokens * D);
-  norm("merger.ln", h.data(), N, x.data());
-  linear("merger.fc1", x.data(), tokens, lora, mid.data());
-  vision_activate(VisionAct::kGeluErf, mid.data(), tokens * Mh);
-  linear("merger.fc2", mid.data(), tokens, lora, out.data());
+  merge("merger", false, h, lora, out.data());
   return out;
+}
+
+// ln (ln_q / norm) on every patch — or, postshuffle, on each group's M² patches side by side — then fc1 → GELU → fc2.
+void QwenVisionModel::merge(const std::string& name, bool postshuffle, const std::vector<float>& h,
+                            const std::vector<VisionLoraPart>& lora, float* out) const {
+  const int64_t H = cfg_.hidden, M = cfg_.merge_size, Mh = H * M * M, N = static_cast<int64_t>(h.size()) / H;
+  const int64_t tokens = N / (M * M);
+  std::vector<float> x(N * H), mid(tokens * Mh);
+  if (postshuffle) cpu::layer_norm(h.data(), tokens, Mh, w(name + ".ln.weight"), w(name + ".ln.bias"), cfg_.norm_eps, x.data());
+  else norm(name + ".ln", h.data(), N, x.data());
+  linear(name + ".fc1", x.data(), tokens, lora, mid.data());
+  vision_activate(VisionAct::kGeluErf, mid.data(), tokens * Mh);
+  linear(name + ".fc2", mid.data(), tokens, lora, out);
+}
+
+// transformers' get_vision_interpolation_indices_and_weights (bilinear, align_corners): a patch at (row, col) of a
+// gh × gw grid reads the side × side table at src = index · (side − 1) / max(size − 1, 1) along each axis, the 2 × 2
+// neighbours (clamped) weighted by the hat kernel, in float32 as torch computes them.
+void QwenVisionModel::add_position_embeddings(std::vector<float>& h, const std::vector<int32_t>& row_of,
+                                              const std::vector<int32_t>& col_of, int64_t gh, int64_t gw) const {
+  const int64_t H = cfg_.hidden, N = static_cast<int64_t>(row_of.size());
+  const int64_t side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(cfg_.num_position_embeddings))));
+  const float* table = w("pos_embed");
+  auto taps = [side](int64_t index, int64_t size, int64_t t[2], float wt[2]) {
+    const float src = static_cast<float>(index) * static_cast<float>(side - 1) / static_cast<float>(std::max<int64_t>(size - 1, 1));
+    const float f = std::floor(src);
+    for (int k = 0; k < 2; ++k) {
+      t[k] = std::min(side - 1, std::max<int64_t>(0, static_cast<int64_t>(f) + k));
+      wt[k] = std::max(0.0f, 1.0f - std::fabs(src - f - static_cast<float>(k)));
+    }
+  };
+  std::vector<float> pe(static_cast<size_t>(H));
+  for (int64_t n = 0; n < N; ++n) {
+    int64_t rt[2], ct[2];
+    float rw[2], cw[2];
+    taps(row_of[n], gh, rt, rw);
+    taps(col_of[n], gw, ct, cw);
+    std::fill(pe.begin(), pe.end(), 0.0f);
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) {
+        const float wij = rw[i] * cw[j];
+        const float* e = table + (rt[i] * side + ct[j]) * H;
+        for (int64_t d = 0; d < H; ++d) pe[d] += e[d] * wij;
+      }
+    cpu::add_inplace(h.data() + n * H, pe.data(), H);
+  }
 }
 
 }  // namespace weft

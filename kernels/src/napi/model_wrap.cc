@@ -113,6 +113,7 @@ ModelConfig parse_config(const Napi::Object& o) {
     const Napi::Array arr = ms.As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); ++i) c.mrope_section.push_back(num_int(arr.Get(i), "mropeSection[i]"));
   }
+  c.mrope_interleaved = o.Get("mropeInterleaved").ToBoolean().Value();
   c.num_experts = static_cast<int64_t>(num_or(o, "numExperts", 0));
   c.experts_per_token = static_cast<int64_t>(num_or(o, "expertsPerToken", 0));
   c.expert_intermediate_local = static_cast<int64_t>(num_or(o, "expertIntermediateLocal", 0));
@@ -219,6 +220,12 @@ Batch parse_batch(const Napi::Object& o) {
     b.embed_rows = i32vec(er, "batch.embedRows");
     auto ev = f32(o.Get("embedValues"), "batch.embedValues");
     b.embed_values.assign(ev.Data(), ev.Data() + ev.ElementLength());
+  }
+  const Napi::Value dr = o.Get("deepstackRows");
+  if (!dr.IsUndefined() && !dr.IsNull()) {
+    b.deepstack_rows = i32vec(dr, "batch.deepstackRows");
+    auto dv = f32(o.Get("deepstackValues"), "batch.deepstackValues");
+    b.deepstack_values.assign(dv.Data(), dv.Data() + dv.ElementLength());
   }
   Napi::Value sv = o.Get("seqs");
   if (!sv.IsArray()) throw Napi::TypeError::New(o.Env(), "batch.seqs must be an array");

@@ -41,6 +41,13 @@ QwenVisionConfig parse_qwen_vision_config(const Napi::Object& o) {
     const Napi::Array arr = fb.As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); ++i) c.full_blocks.push_back(num_int(arr.Get(i), "fullBlocks[i]"));
   }
+  c.qwen3 = o.Get("qwen3").ToBoolean().Value();
+  c.num_position_embeddings = static_cast<int64_t>(num_or(o, "numPositionEmbeddings", 0));
+  const Napi::Value ds = o.Get("deepstack");
+  if (ds.IsArray()) {
+    const Napi::Array arr = ds.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) c.deepstack.push_back(num_int(arr.Get(i), "deepstack[i]"));
+  }
   c.norm_eps = static_cast<float>(num_or(o, "normEps", 1e-6));
   c.rope_theta = static_cast<float>(num_or(o, "ropeTheta", 10000));
   return c;
@@ -97,6 +104,7 @@ class QwenVisionWrap : public Napi::ObjectWrap<QwenVisionWrap> {
     return info.Env().Undefined();
   }
   // encode(pixels [channels, height, width], height, width, lora?) -> Promise<Float32Array [tokens, outHidden]>
+  // (Qwen3-VL: then each deepstack set's [tokens, outHidden])
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     QwenVisionModel& m = live(env);

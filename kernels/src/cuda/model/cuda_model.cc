@@ -44,6 +44,9 @@ CudaModel::CudaModel(ModelConfig cfg, std::shared_ptr<Collective> coll, CudaMode
   if (!cfg_.mrope_section.empty() && is_mla(cfg_))  // Qwen2-VL's M-RoPE runs in the rope kernels MLA does not use
     throw std::invalid_argument("device 'cuda': multimodal RoPE (mrope_section) with latent attention (MLA) is not "
                                 "supported by the CUDA backend");
+  if (cfg_.mrope_interleaved)  // the rope kernels rotate sections (mrope_body.h), not Qwen3-VL's interleaved layout
+    throw std::invalid_argument("device 'cuda': Qwen3-VL's interleaved multimodal RoPE (mrope_interleaved) is not "
+                                "supported by the CUDA backend yet; serve its images with --device cpu");
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("device 'cuda': " + why);
   if (cfg_.head_dim % 8 != 0 || cfg_.head_dim > 256)
@@ -376,6 +379,9 @@ bool CudaModel::check_step(const Batch& b) {
       throw std::invalid_argument("batch: image spans on a bidirectional model (whose prompts attend both ways "
                                   "already) are not supported by the CUDA backend");
   check_overrides(b);
+  if (!b.deepstack_rows.empty())
+    throw std::invalid_argument("batch: deepstack rows (Qwen3-VL's image features added after the first decoder "
+                                "layers) are not supported by the CUDA backend yet; serve its images with --device cpu");
   const int64_t T = static_cast<int64_t>(b.tokens.size()), R = static_cast<int64_t>(b.logit_rows.size());
   if (T == 0) return false;
   if (T + cfg_.adapter_slots > kMaxStepRows || R > kMaxStepRows)
