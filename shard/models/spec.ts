@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { withCheckpointLayout } from './checkpoint-layout.js';
 import { UnsupportedModelError } from './errors.js';
 import { computeRope, parseRopeParams, type Rope } from './rope.js';
-import { attentionShape, eosList, int, NO_BASE_MODEL_LAYOUT, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, visionLanguageText, type Json } from './config-fields.js';
+import { attentionShape, NO_BASE_MODEL_LAYOUT, PLAIN_DECODER, refuseIf, checkQuantization, rotaryDecoderShape, type Json } from './config-fields.js';
 import { gemma1Spec } from './gemma1-spec.js';
 import { gemmaSpec } from './gemma-spec.js';
 import { cohereSpec, gptjSpec, gptNeoxSpec, phiSpec } from './parallel-spec.js';
@@ -17,10 +17,10 @@ import { llama4Spec } from './llama4-spec.js';
 import { DERIVED_SPECS } from './derived-spec.js';
 import { gpt2Spec, starcoder2Spec } from './layernorm-spec.js';
 import { bambaSpec, graniteHybridSpec, type MambaSpec } from './hybrid-spec.js';
-import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, llavaSpec, type VisionSpec } from './llava-spec.js';
-import { mropeSection, qwenVisionSpec, type QwenVisionSpec } from './qwen-vl-spec.js';
-import { qwen3VlSpec } from './qwen3-vl-spec.js';
-import { pixtralSpec, type PixtralSpec } from './pixtral-spec.js';
+import { LLAMA_DEFAULTS, QWEN2_DEFAULTS, type VisionSpec } from './llava-spec.js';
+import type { QwenVisionSpec } from './qwen-vl-spec.js';
+import { visionLanguageSpec } from './vlm-spec.js';
+import type { PixtralSpec } from './pixtral-spec.js';
 
 export type Architecture = 'llama' | 'granite' | 'granitemoe' | 'smollm3' | 'olmo' | 'olmo2' | 'olmo3' | 'olmoe' | 'glm4' | 'glm4_moe' | 'mistral' | 'mixtral' | 'qwen2' | 'qwen2_moe' | 'qwen3' | 'qwen3_moe' |
   'cohere' | 'cohere2' | 'phi' | 'seed_oss' | 'dots1' | 'ernie4_5' | 'ernie4_5_moe' | 'exaone4' | 'arcee' |
@@ -329,49 +329,10 @@ export function parseModelSpec(cfg: Json, where = 'config.json'): ModelSpec {
     const oss = gptOssConfig(cfg, where);
     return { ...llamaFamilySpec(arch, oss, where), mlp: 'clamped_swiglu', gluLimit: gptOssGluLimit(oss, where), attnSinks: true };
   }
-  if (archName === 'LlavaForConditionalGeneration') {
-    return llavaSpec(cfg, where, { llama: LLAMA_DEFAULTS, mistral: MISTRAL_DEFAULTS, qwen2: QWEN2_DEFAULTS },
-      (arch, text) => llamaFamilySpec(arch, text, where));
-  }
-  if (archName === 'Mistral3ForConditionalGeneration') {  // Mistral Small 3.1+: its language model and the Pixtral tower
-    const spec: ModelSpec = { ...llamaFamilySpec('mistral', visionLanguageText(cfg, MISTRAL_DEFAULTS, where), where), visionLanguage: true };
-    const pixtral = pixtralSpec(cfg, where, spec, spec.normEps);
-    return pixtral ? { ...spec, pixtral } : spec;  // no vision_config (or [IMG] outside the vocabulary): text only
-  }
-  if (archName === 'Qwen2VLForConditionalGeneration' || archName === 'Qwen2_5_VLForConditionalGeneration') {
-    const text = qwenVlText(cfg, where);
-    const spec = llamaFamilySpec('qwen2', text, where);
-    const qwenVision = qwenVisionSpec(archName, cfg, where);
-    if (!qwenVision) return { ...spec, visionLanguage: true };  // no vision_config: its language model alone
-    return { ...spec, visionLanguage: true, qwenVision, mropeSection: mropeSection(text, spec.rope?.rotaryDim ?? spec.headDim, where) };
-  }
-  if (archName === 'Qwen3VLForConditionalGeneration') return qwen3VlSpec(cfg, where, (text) => llamaFamilySpec('qwen3', text, where));
+  const vlm = visionLanguageSpec(archName, cfg, where, (a, text) => llamaFamilySpec(a, text, where),
+    { llama: LLAMA_DEFAULTS, mistral: MISTRAL_DEFAULTS, qwen2: QWEN2_DEFAULTS });
+  if (vlm) return vlm;
   return llamaFamilySpec(arch, cfg, where);
-}
-
-// Qwen2-VL / Qwen2.5-VL text configs' defaults (Qwen2VLTextConfig, Qwen2_5_VLTextConfig: the same values).
-const QWEN_VL_TEXT_DEFAULTS: Json = {
-  vocab_size: 152_064, hidden_size: 8192, intermediate_size: 29_568, num_hidden_layers: 80, num_attention_heads: 64,
-  num_key_value_heads: 8, hidden_act: 'silu', max_position_embeddings: 32_768, rms_norm_eps: 1e-5,
-  use_sliding_window: false, rope_theta: 1_000_000, bos_token_id: 151_643, eos_token_id: 151_645,
-};
-
-/**
- * A Qwen2-VL / Qwen2.5-VL config's language model: a Qwen2 decoder whose text fields are at the top level (as
- * published) or in text_config (as transformers 5 saves it); tie_word_embeddings stays at the top. Its multimodal
- * RoPE ("mrope") gives every text token the same position in all three sections, which is plain RoPE — so text
- * requests run it as rope type default, as transformers' text config does.
- */
-function qwenVlText(cfg: Json, where: string): Json {
-  const nested = cfg.text_config;
-  refuseIf(nested !== undefined && (nested === null || typeof nested !== 'object'), where, 'text_config must be an object');
-  const { vision_config: _vision, text_config: _text, ...flat } = cfg;
-  const text: Json = { ...QWEN_VL_TEXT_DEFAULTS, ...flat, ...(nested as Json | undefined), tie_word_embeddings: cfg.tie_word_embeddings === true };
-  for (const key of ['rope_parameters', 'rope_scaling']) {
-    const rp = text[key] as Json | undefined;
-    if (rp && (rp.rope_type ?? rp.type) === 'mrope') text[key] = { ...rp, rope_type: 'default', type: 'default' };
-  }
-  return text;
 }
 
 // MistralConfig's defaults: a Mistral3ForConditionalGeneration text_config sets only what differs from them.
