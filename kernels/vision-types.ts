@@ -4,9 +4,12 @@
  * 'siglip_gemma3') a SigLIP tower and Gemma 3's projector (patch grid average-pooled to poolTokens rows, RMSNorm,
  * bias-free projection; featureLayers, dropCls, projectorAct and projectorBias unused). */
 export interface VisionPlanConfig {
-  tower?: 'clip_llava' | 'siglip_gemma3';
+  tower?: 'clip_llava' | 'siglip_gemma3' | 'siglip_idefics3';
   /** Gemma 3: mm_tokens_per_image (a square whose side divides the patch grid's). */
   poolTokens?: number;
+  /** Idefics3 / SmolVLM ('siglip_idefics3'): the connector's pixel-shuffle factor; its modality_projection is "proj1"
+   * (no bias); patch i of a tile takes position row i. */
+  scaleFactor?: number;
   hidden: number;
   heads: number;
   intermediate: number;

@@ -7,7 +7,7 @@ import type { ModelInfo, NewSequence, VisionInfo } from '../../protocol/index.js
 import type { ChatContentPart, ChatMessage, TokenizerPool } from '../tokenizer/index.js';
 import {
   DEFAULT_IMAGE_LIMITS, ImageProcessor, PreprocessorConfigError, outputSize, type ImageInput, type ImageLimits, type ImageProcessorConfig,
-  type PixtralProcessorConfig, type PreparedImage,
+  shardImages, type Idefics3ProcessorConfig, type PixtralProcessorConfig, type PreparedImage,
 } from '../vision/index.js';
 import { imagePlaceholderText } from './image-placeholder.js';
 import { EngineError, type EngineInfo, type GenerateRequest, type RenderMessage } from './types.js';
@@ -93,6 +93,7 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
     return `the shards report an incomplete vision tower (${JSON.stringify(v)}): either tokensPerImage and imageSize, or patchSize and mergeSize`;
   }
   if (c.kind === 'pixtral') return pixtralMismatch(v, c, dynamic);
+  if (c.kind === 'idefics3') return idefics3Mismatch(v, c, dynamic);
   if (v.rowBreaks === true) {
     return `the shards report a vision tower whose images end each row of tokens with a break token (rowBreaks: Pixtral, Mistral 3) ` +
       `but preprocessor_config.json describes ${PROCESSOR_NAMES[c.kind]}, whose prompts have none (PixtralImageProcessor's do)`;
@@ -131,7 +132,31 @@ export function towerMismatch(v: VisionInfo, c: ImageProcessorConfig): string | 
 
 const PROCESSOR_NAMES: Record<ImageProcessorConfig['kind'], string> = {
   clip: 'CLIPImageProcessor', qwen2_vl: 'Qwen2VLImageProcessor', gemma3: 'Gemma3ImageProcessor', pixtral: 'PixtralImageProcessor',
+  idefics3: 'Idefics3ImageProcessor',
 };
+
+/** towerMismatch for Idefics3ImageProcessor / SmolVLMImageProcessor: a fixed-size tower taking every tile at
+ * max_image_size.longest_edge, image_seq_len tokens each. */
+function idefics3Mismatch(v: VisionInfo, c: Idefics3ProcessorConfig, dynamic: boolean): string | null {
+  const name = c.processorClass === 'SmolVLMProcessor' ? 'SmolVLMImageProcessor' : 'Idefics3ImageProcessor';
+  if (dynamic) {
+    return `the shards report a dynamic-resolution vision tower (patch size ${v.patchSize}, merge size ${v.mergeSize}) but ` +
+      `preprocessor_config.json describes ${name}, which gives tiles of one fixed size`;
+  }
+  if (v.rowBreaks === true || v.bidirectionalImages === true) {
+    return `the shards report a vision tower whose image tokens ${v.rowBreaks === true ? 'end each row with a break token (rowBreaks)' : 'attend both ways (bidirectionalImages)'} ` +
+      `but preprocessor_config.json describes ${name}, whose tiles have neither`;
+  }
+  if (c.tileSize !== v.imageSize) {
+    return `preprocessor_config.json gives ${name} tiles of ${c.tileSize} x ${c.tileSize} pixels (max_image_size.longest_edge) but the ` +
+      `shards' vision tower takes ${v.imageSize} x ${v.imageSize} (config.json's vision_config.image_size): they must agree`;
+  }
+  if (c.imageSeqLen !== v.tokensPerImage) {
+    return `processor_config.json gives ${c.processorClass} an image_seq_len of ${c.imageSeqLen} tokens per tile but the shards' model takes ` +
+      `${v.tokensPerImage} ((image_size / patch_size)² / scale_factor² of config.json): they must agree`;
+  }
+  return null;
+}
 
 /** towerMismatch for PixtralImageProcessor: a dynamic-resolution tower with row breaks, PixtralProcessor's patch_size
  * and spatial_merge_size (processor_config.json) its patch and merge sizes. */
@@ -159,8 +184,9 @@ function pixtralMismatch(v: VisionInfo, c: PixtralProcessorConfig, dynamic: bool
  */
 export function tokenRule(c: ImageProcessorConfig, tokenizer: Pick<TokenizerPool, 'modelDir' | 'tokenId'>, imageToken?: string): ImageTokenRule {
   if (c.kind === 'pixtral') return pixtralRule(c, tokenizer, imageToken);
+  if (c.kind === 'idefics3') return idefics3Rule(c, tokenizer, imageToken);
   if (c.kind !== 'gemma3') return { kind: 'repeat' };
-  const named = tokenizerConfigTokens(tokenizer.modelDir);
+  const named = tokenizerConfigTokens(tokenizer.modelDir, ['boi_token', 'eoi_token']);
   const boiToken = named.boi_token ?? '<start_of_image>';
   const eoiToken = named.eoi_token ?? '<end_of_image>';
   for (const [what, token] of [['begin-of-image (boi_token)', boiToken], ['end-of-image (eoi_token)', eoiToken]] as const) {
@@ -189,8 +215,32 @@ function pixtralRule(c: PixtralProcessorConfig, tokenizer: Pick<TokenizerPool, '
   return { kind: 'pixtral', breakToken: c.breakToken, endToken: c.endToken, breakTokenId: ids[0]!, endTokenId: ids[1]! };
 }
 
-/** boi_token / eoi_token from tokenizer_config.json: top level (transformers 4's files) or under extra_special_tokens. */
-function tokenizerConfigTokens(modelDir: string): { boi_token?: string; eoi_token?: string } {
+/** Idefics3Processor's rule (its fixed `<fake_token_around_image>`, `<image>`, `<global-img>`) or SmolVLMProcessor's (the
+ * tokenizer's fake_image_token, image_token, global_image_token: tokenizer_config.json, else those); the image token must
+ * be the shards' (`imageToken`), the fake and global tokens tokens of the tokenizer. */
+function idefics3Rule(c: Idefics3ProcessorConfig, tokenizer: Pick<TokenizerPool, 'modelDir' | 'tokenId'>, imageToken: string | undefined): ImageTokenRule {
+  const named = c.processorClass === 'SmolVLMProcessor'
+    ? tokenizerConfigTokens(tokenizer.modelDir, ['fake_image_token', 'image_token', 'global_image_token']) : {};
+  const fakeToken = named.fake_image_token ?? '<fake_token_around_image>';
+  const globalToken = named.global_image_token ?? '<global-img>';
+  const procImage = named.image_token ?? '<image>';
+  if (imageToken !== undefined && procImage !== imageToken) {
+    throw new Error(`cannot serve images: ${c.processorClass}'s image token is ${JSON.stringify(procImage)} but the shards' model replaces token ` +
+      `${JSON.stringify(imageToken)} (config.json's image_token_id): they must agree`);
+  }
+  const ids: number[] = [];
+  for (const [what, token] of [['fake_token_around_image', fakeToken], ['global image', globalToken]] as const) {
+    const id = tokenizer.tokenId(token);
+    if (id === null) {
+      throw new Error(`cannot serve images: ${c.processorClass} needs the ${what} token ${JSON.stringify(token)}, which is not a token of the model's tokenizer`);
+    }
+    ids.push(id);
+  }
+  return { kind: 'idefics3', fakeToken, globalToken, globalTokenId: ids[1]! };
+}
+
+/** Named tokens (`keys`) from tokenizer_config.json: top level (transformers 4's files) or under extra_special_tokens. */
+function tokenizerConfigTokens<K extends string>(modelDir: string, keys: readonly K[]): Partial<Record<K, string>> {
   const file = join(modelDir, 'tokenizer_config.json');
   if (!existsSync(file)) return {};
   let raw: Record<string, unknown>;
@@ -208,10 +258,11 @@ function tokenizerConfigTokens(modelDir: string): { boi_token?: string; eoi_toke
     if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
     return undefined;
   };
-  const out: { boi_token?: string; eoi_token?: string } = {};
-  const boi = text('boi_token'), eoi = text('eoi_token');
-  if (boi !== undefined) out.boi_token = boi;
-  if (eoi !== undefined) out.eoi_token = eoi;
+  const out: Partial<Record<K, string>> = {};
+  for (const k of keys) {
+    const t = text(k);
+    if (t !== undefined) out[k] = t;
+  }
   return out;
 }
 
@@ -219,7 +270,7 @@ function tokenizerConfigTokens(modelDir: string): { boi_token?: string; eoi_toke
 export function refuseImages(modelId: string): EngineError {
   return new EngineError('validation', `${modelId} does not take images: it is a text-only model (its shards report no vision tower); ` +
     'send text only, or serve a vision-language model (LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Gemma3ForConditionalGeneration, ' +
-    'Mistral3ForConditionalGeneration, …)');
+    'Mistral3ForConditionalGeneration, Idefics3ForConditionalGeneration, SmolVLMForConditionalGeneration, …)');
 }
 
 /**
@@ -245,7 +296,7 @@ export function stepImages(newSeqs: readonly NewSequence[], imagesOf: (seqId: st
   const out = new Map<string, PreparedImage>();
   for (const ns of newSeqs) {
     if (!ns.images?.length) continue;
-    const images = imagesOf(ns.seqId) ?? [];
+    const images = (imagesOf(ns.seqId) ?? []).flatMap((img) => shardImages(img));
     for (const ref of ns.images) {
       const img = images.find((i) => i.key === ref.key);
       if (img === undefined) throw new Error(`sequence ${ns.seqId} refers to image ${ref.key}, which its request does not hold`);

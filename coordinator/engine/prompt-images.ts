@@ -12,8 +12,13 @@
 //   image tokens, each row ended by a break token (`[IMG_BREAK]`), the last by the end token (`[IMG_END]`) instead.
 //   The shards report rowBreaks: an image's ImageRef covers its whole run, breaks included (rows·(cols + 1) tokens),
 //   its features filling only the image-token positions.
+// - Idefics3Processor, SmolVLMProcessor: the template writes the image token (`<image>`); each becomes the image's
+//   tiles, each tile `<fake_token_around_image><row_r_col_c>` + image token × image_seq_len, a newline after each row of
+//   tiles, then "\n<fake_token_around_image><global-img>" + image token × image_seq_len + "<fake_token_around_image>"
+//   for the global image (an image not split: only that, without the newlines). Each tile is one image for the shards:
+//   one ImageRef per run of image_seq_len image tokens, in prompt order.
 import type { ImageRef, VisionInfo } from '../../protocol/index.js';
-import type { PreparedImage } from '../vision/index.js';
+import { shardImages, type PreparedImage } from '../vision/index.js';
 import { EngineError } from './types.js';
 
 /** How the model's processor turns what its chat template writes for one image into that image's tokens. */
@@ -23,7 +28,10 @@ export type ImageTokenRule =
   /** Gemma3Processor: the begin-of-image token becomes "\n\n" + boi + image token × count + eoi + "\n\n". */
   | { kind: 'gemma3'; boiToken: string; eoiToken: string }
   /** PixtralProcessor: the image token becomes rows of (image token × cols + break token), the last break the end token. */
-  | { kind: 'pixtral'; breakToken: string; endToken: string; breakTokenId: number; endTokenId: number };
+  | { kind: 'pixtral'; breakToken: string; endToken: string; breakTokenId: number; endTokenId: number }
+  /** Idefics3Processor, SmolVLMProcessor: the image token becomes the image's tiles and global image, each framed by the
+   * fake token (`<fake_token_around_image>`) and tagged (`<row_r_col_c>`, the global token `<global-img>`). */
+  | { kind: 'idefics3'; fakeToken: string; globalToken: string; globalTokenId: number };
 
 /** What the engine knows of the model's images: the shards' VisionInfo, the image token's text and the processor's rule. */
 export interface PromptVision extends VisionInfo {
@@ -69,7 +77,9 @@ export function countImageTokens(text: string, token: string): number {
 /** The text one image of `count` image tokens takes in place of its template token, by the processor's rule (one
  * without row breaks: Pixtral's depends on the rows and columns, rowSequence). */
 export function imageSequence(count: number, v: Pick<PromptVision, 'imageToken' | 'rule'>): string {
-  if (v.rule.kind === 'pixtral') throw new Error('imageSequence: a Pixtral image\'s sequence depends on its rows and columns (rowSequence)');
+  if (v.rule.kind === 'pixtral' || v.rule.kind === 'idefics3') {
+    throw new Error(`imageSequence: a ${v.rule.kind} image's sequence depends on its rows and columns (rowSequence, tiledSequence)`);
+  }
   const tokens = v.imageToken.repeat(count);
   // Gemma3Processor.full_image_sequence
   return v.rule.kind === 'gemma3' ? `\n\n${v.rule.boiToken}${tokens}${v.rule.eoiToken}\n\n` : tokens;
@@ -82,8 +92,23 @@ export function rowSequence(rows: number, cols: number, imageToken: string, rule
   return `${row}${rule.breakToken}`.repeat(rows - 1) + row + rule.endToken;
 }
 
+/** Idefics3Processor's / SmolVLMProcessor's replace_image_token (_prompt_split_image, _prompt_single_image): an image
+ * split into `rows` × `cols` tiles of `seqLen` image tokens each, then its global image; 0 × 0: the global image alone. */
+export function tiledSequence(rows: number, cols: number, seqLen: number, imageToken: string, rule: { fakeToken: string; globalToken: string }): string {
+  const tokens = imageToken.repeat(seqLen);
+  const global = `${rule.fakeToken}${rule.globalToken}${tokens}${rule.fakeToken}`;
+  if (rows === 0 && cols === 0) return global;
+  let text = '';
+  for (let r = 1; r <= rows; r++) {
+    for (let c = 1; c <= cols; c++) text += `${rule.fakeToken}<row_${r}_col_${c}>${tokens}`;
+    text += '\n';
+  }
+  return `${text}\n${global}`;
+}
+
 /** The text image `img` takes in place of its template token. */
-function sequenceOf(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVision): string {
+function sequenceOf(img: Pick<PreparedImage, 'height' | 'width' | 'tiles'>, v: PromptVision): string {
+  if (v.rule.kind === 'idefics3') return tiledSequence(img.tiles?.rows ?? 0, img.tiles?.cols ?? 0, v.tokensPerImage!, v.imageToken, v.rule);
   if (v.rule.kind !== 'pixtral') return imageSequence(imageTokenCount(img, v), v);
   const [rows, cols] = imageGrid(img, v);
   return rowSequence(rows, cols, v.imageToken, v.rule);
@@ -91,7 +116,7 @@ function sequenceOf(img: Pick<PreparedImage, 'height' | 'width'>, v: PromptVisio
 
 /** `text` with its i-th template token replaced by image i's sequence (the processors' expansion); the text must hold
  * one template token per image (countImageTokens). Each is replaced once: Gemma 3's sequence holds the boi token again. */
-export function expandImageTokens(text: string, images: readonly Pick<PreparedImage, 'height' | 'width'>[], v: PromptVision): string {
+export function expandImageTokens(text: string, images: readonly Pick<PreparedImage, 'height' | 'width' | 'tiles'>[], v: PromptVision): string {
   const pieces = text.split(v.templateToken);
   if (pieces.length - 1 !== images.length) throw placeholderMismatch(pieces.length - 1, images.length, v);
   let out = pieces[0]!;
@@ -116,6 +141,7 @@ export function placeholderMismatch(placeholders: number | null, images: number,
  */
 export function imageRefs(ids: readonly number[], images: readonly PreparedImage[], v: PromptVision): ImageRef[] {
   if (v.rule.kind === 'pixtral') return rowBreakRefs(ids, images, v, v.rule);
+  if (v.rule.kind === 'idefics3') return tileRefs(ids, images, v, v.rule);
   const at: number[] = [];
   for (let i = 0; i < ids.length; i++) if (ids[i] === v.imageTokenId) at.push(i);
   const counts = images.map((img) => imageTokenCount(img, v));
@@ -183,4 +209,34 @@ function rowBreakRuns(ids: readonly number[], images: number, v: PromptVision, r
     inRun = part && t !== rule.endTokenId;
   }
   return runs === images ? null : runs;
+}
+
+/**
+ * imageRefs for a tiling processor (Idefics3Processor, SmolVLMProcessor): every tile of every image (its split tiles,
+ * then its global image: shardImages) takes the next run of exactly tokensPerImage (image_seq_len) image tokens, and is
+ * one ImageRef over that run, in prompt order.
+ */
+function tileRefs(ids: readonly number[], images: readonly PreparedImage[], v: PromptVision, rule: Extract<ImageTokenRule, { kind: 'idefics3' }>): ImageRef[] {
+  const at: number[] = [];
+  for (let i = 0; i < ids.length; i++) if (ids[i] === v.imageTokenId) at.push(i);
+  const length = v.tokensPerImage!;
+  const tiles = images.map((img) => shardImages(img));
+  const total = tiles.reduce((a, t) => a + t.length * length, 0);
+  if (at.length !== total) {
+    const globals = ids.filter((t) => t === rule.globalTokenId).length;
+    throw placeholderMismatch(globals === images.length ? null : globals, images.length, v);
+  }
+  const refs: ImageRef[] = [];
+  let next = 0;
+  tiles.forEach((parts, i) => parts.forEach((part, j) => {
+    const start = at[next]!;
+    const whole = at[next + length - 1]! - start === length - 1 && ids[start - 1] !== v.imageTokenId && ids[start + length] !== v.imageTokenId;
+    if (!whole) {
+      const which = j === parts.length - 1 ? 'global image' : `tile ${j + 1} of ${parts.length - 1}`;
+      throw new EngineError('validation', `image ${i + 1}'s ${which} is not a run of ${length} consecutive image tokens in the tokenized prompt`);
+    }
+    next += length;
+    refs.push({ key: part.key, start, length });
+  }));
+  return refs;
 }

@@ -44,7 +44,11 @@ export class ImageProcessor {
       const bytes = await fetchImageBytes(input.url, this.limits, label, signal);
       const r = await this.pool.run({ bytes, config: this.config, maxPixels: this.limits.maxImagePixels, label }, signal ? { signal } : {});
       if (!r.ok) throw new ImageInputError(r.status, r.message);
-      return { key: r.key, height: r.height, width: r.width, data: r.data };
+      const global = r.parts.at(-1)!;
+      const image: PreparedImage = { key: global.key, height: global.height, width: global.width, data: global.data };
+      // a tiling processor's image: its parts (the global one last: the image's own pixel values)
+      if (r.tiled) image.tiles = { rows: r.rows, cols: r.cols, parts: r.parts };
+      return image;
     }));
   }
 

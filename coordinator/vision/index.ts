@@ -1,5 +1,6 @@
 // Images for vision-language models: fetching, decoding and preprocessing (transformers' CLIPImageProcessor,
-// Qwen2VLImageProcessor, Gemma3ImageProcessor and PixtralImageProcessor, exactly).
+// Qwen2VLImageProcessor, Gemma3ImageProcessor, PixtralImageProcessor and Idefics3ImageProcessor / SmolVLMImageProcessor,
+// exactly).
 export { ImageProcessor } from './image-processor.js';
 export { ImageInputError } from './image-error.js';
 export {
@@ -12,10 +13,13 @@ export {
 export {
   PIXTRAL_DEFAULT_TOKENS, applyPixtralProcessor, pixtralGrid, pixtralResize, preprocessPixtral, type PixtralProcessorConfig,
 } from './pixtral-preprocess.js';
-export { preprocessImage } from './preprocess.js';
+export { preprocessImage, preprocessTiles } from './preprocess.js';
+export {
+  IDEFICS3_IMAGE_SEQ_LEN, idefics3ResizeSize, idefics3SplitSize, preprocessIdefics3, type Idefics3ProcessorConfig, type TiledPixels,
+} from './idefics3-preprocess.js';
 export { preprocessClip, rescaleNormalize, shortestEdgeSize, centerCrop, type PixelValues, type RgbImage } from './clip-preprocess.js';
 export { resizeRgb } from './pil-resample.js';
 export { decodeRgb, sniffFormat } from './decode.js';
 export { describeUrl, fetchImageBytes, MAX_REDIRECTS, type ImageFetchLimits } from './image-fetch.js';
 export { pixelKey } from './image-worker.js';
-export { DEFAULT_IMAGE_LIMITS, type ImageInput, type ImageLimits, type PreparedImage } from './types.js';
+export { DEFAULT_IMAGE_LIMITS, shardImages, type ImageInput, type ImageLimits, type PreparedImage } from './types.js';

@@ -1,6 +1,7 @@
 // A vision-language model's image processor settings, from its preprocessor_config.json: what transformers'
 // CLIPImageProcessor (LLaVA-1.5), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), Gemma3ImageProcessor (Gemma 3) or
-// PixtralImageProcessor (Mistral 3) — the slow, PIL ones — read.
+// PixtralImageProcessor (Mistral 3), Idefics3ImageProcessor / SmolVLMImageProcessor (Idefics3, SmolVLM) — the slow, PIL
+// ones — read.
 // Other processors (LLaVA-NeXT's any-resolution tiling, SigLIP without a crop, …) compute differently, so they are
 // refused by name at start rather than approximated.
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { PreprocessorConfigError, fieldReader, type CommonProcessorFields } from
 import { GEMMA3_PROCESSORS, parseGemma3Config, readImageSeqLength, type Gemma3ProcessorConfig } from './gemma3-preprocess.js';
 import { parseQwen2VLConfig, QWEN2_VL_PROCESSORS, type Qwen2VLProcessorConfig } from './qwen2-vl-preprocess.js';
 import { parsePixtralConfig, PIXTRAL_PROCESSORS, readPixtralProcessor, type PixtralProcessorConfig } from './pixtral-preprocess.js';
+import { IDEFICS3_PROCESSORS, parseIdefics3Config, readIdefics3Processor, type Idefics3ProcessorConfig } from './idefics3-preprocess.js';
 
 export { PreprocessorConfigError };
 
@@ -24,7 +26,7 @@ export interface ClipProcessorConfig extends CommonProcessorFields {
 
 /** The processors weft reproduces: fixed-size towers' (CLIP; Gemma 3's SigLIP) or dynamic-resolution towers' (Qwen2-VL;
  * Mistral 3's Pixtral). */
-export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig | Gemma3ProcessorConfig | PixtralProcessorConfig;
+export type ImageProcessorConfig = ClipProcessorConfig | Qwen2VLProcessorConfig | Gemma3ProcessorConfig | PixtralProcessorConfig | Idefics3ProcessorConfig;
 
 /** The processors whose pipeline preprocessClip reproduces (all are CLIP's resize → center crop → rescale → normalize). */
 const CLIP_PROCESSORS = new Set(['CLIPImageProcessor', 'CLIPImageProcessorFast', 'CLIPImageProcessorPil', 'CLIPFeatureExtractor']);
@@ -35,11 +37,14 @@ const CLIP_PROCESSORS = new Set(['CLIPImageProcessor', 'CLIPImageProcessorFast',
  * model_type implies (AutoImageProcessor's fallback). Throws PreprocessorConfigError naming the file and the field. */
 export function readPreprocessorConfig(modelDir: string): ImageProcessorConfig {
   const { raw, file } = readImageProcessorDict(modelDir);
-  const config = parsePreprocessorConfig(raw, file, impliedProcessorType(modelDir));
+  const modelType = configModelType(modelDir);
+  const config = parsePreprocessorConfig(raw, file, modelType === undefined ? undefined : MODEL_TYPE_PROCESSORS[modelType]);
   // Gemma3Processor's token count per image is the processor's setting, not the image processor's.
   if (config.kind === 'gemma3') config.imageSeqLength = readImageSeqLength(modelDir);
   // PixtralProcessor's patch_size · spatial_merge_size (not the image processor's patch_size) sizes the images.
   if (config.kind === 'pixtral') return readPixtralProcessor(config, modelDir);
+  // Idefics3Processor's / SmolVLMProcessor's image_seq_len: the tokens of one tile.
+  if (config.kind === 'idefics3') return readIdefics3Processor(config, modelDir, modelType);
   return config;
 }
 
@@ -73,14 +78,16 @@ function readImageProcessorDict(modelDir: string): { raw: unknown; file: string 
 const MODEL_TYPE_PROCESSORS: Record<string, string> = {
   llava: 'CLIPImageProcessor', qwen2_vl: 'Qwen2VLImageProcessor', qwen2_5_vl: 'Qwen2VLImageProcessor', qwen3_vl: 'Qwen2VLImageProcessor',
   qwen3_vl_moe: 'Qwen2VLImageProcessor', gemma3: 'Gemma3ImageProcessor', mistral3: 'PixtralImageProcessor',
+  idefics3: 'Idefics3ImageProcessor', smolvlm: 'SmolVLMImageProcessor',
 };
 
-function impliedProcessorType(modelDir: string): string | undefined {
+/** config.json's model_type; undefined when it does not say. */
+function configModelType(modelDir: string): string | undefined {
   const file = join(modelDir, 'config.json');
   if (!existsSync(file)) return undefined;
   try {
     const c = JSON.parse(readFileSync(file, 'utf8')) as { model_type?: unknown };
-    return typeof c.model_type === 'string' ? MODEL_TYPE_PROCESSORS[c.model_type] : undefined;
+    return typeof c.model_type === 'string' ? c.model_type : undefined;
   } catch {
     return undefined;  // the shards read config.json; a file they cannot read fails there
   }
@@ -96,9 +103,11 @@ export function parsePreprocessorConfig(raw: unknown, file = 'preprocessor_confi
   if (typeof type === 'string' && QWEN2_VL_PROCESSORS.has(type)) return parseQwen2VLConfig(o, file);
   if (typeof type === 'string' && GEMMA3_PROCESSORS.has(type)) return parseGemma3Config(o, file);
   if (typeof type === 'string' && PIXTRAL_PROCESSORS.has(type)) return parsePixtralConfig(o, file);
+  if (typeof type === 'string' && IDEFICS3_PROCESSORS.has(type)) return parseIdefics3Config(o, file, type.startsWith('SmolVLM') ? 'SmolVLMProcessor' : 'Idefics3Processor');
   if (typeof type === 'string' && !CLIP_PROCESSORS.has(type)) {
     throw new PreprocessorConfigError(`${file}: image_processor_type ${type} is not supported; weft reproduces CLIPImageProcessor ` +
-      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), Gemma3ImageProcessor (Gemma 3) and PixtralImageProcessor (Mistral 3) only');
+      '(LLaVA-1.5-style models), Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), Gemma3ImageProcessor (Gemma 3), PixtralImageProcessor (Mistral 3) ' +
+      'and Idefics3ImageProcessor / SmolVLMImageProcessor (Idefics3, SmolVLM) only');
   }
   return parseClipConfig(o, file);
 }
@@ -140,6 +149,7 @@ function parseClipConfig(o: Record<string, unknown>, file: string): ClipProcesso
  * when it depends on the image (a shortest-edge resize without a crop; Qwen2-VL's dynamic resolution). */
 export function outputSize(c: ImageProcessorConfig): [number, number] | null {
   if (c.kind === 'gemma3') return [c.size.height, c.size.width];
+  if (c.kind === 'idefics3') return [c.tileSize, c.tileSize];  // each tile
   if (c.kind !== 'clip') return null;
   if (c.doCenterCrop) return [c.cropSize.height, c.cropSize.width];
   if (c.doResize && 'height' in c.size) return [c.size.height, c.size.width];

@@ -14,6 +14,15 @@ export interface PreparedImage {
   height: number;
   width: number;
   data: Float32Array;
+  /** A tiling processor's image (Idefics3's, SmolVLM's): every image the shards see for it, in the prompt's order — the
+   * rows × cols tiles row-major, then the global image (whose key and pixel values are this image's own) — and the
+   * split's rows and cols (0 × 0: not split, one part). Absent: the image is its one part. */
+  tiles?: { rows: number; cols: number; parts: readonly PreparedImage[] };
+}
+
+/** The images the shards see for `img`, in prompt order: its tiles, or itself. */
+export function shardImages(img: PreparedImage): readonly PreparedImage[] {
+  return img.tiles?.parts ?? [img];
 }
 
 /** The server's limits on images (flags). */

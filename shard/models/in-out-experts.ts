@@ -94,3 +94,37 @@ export function loadInOutExperts(store: TensorSource, spec: ModelSpec, part: Par
     set(`${x}down.bias`, downBias.slice(e * H, (e + 1) * H));
   }
 }
+
+/**
+ * Qwen3-VL-MoE's fused experts (`prefix`: the layer's `…mlp.experts.`): gate_up_proj and down_proj as the Hub publishes
+ * them, (in, out) per expert — [E, hidden, 2I] and [E, I, hidden] — or as transformers 5 holds and saves them, (out, in):
+ * [E, 2I, hidden] and [E, hidden, I]. Each tensor's orientation is read from its shape as transformers' conversion does
+ * (Transpose(1, 2, check_dims=True): kept when it already has the (out, in) shape, so a square one is (out, in)).
+ * gate_up's rows are [gate | up]; this rank's rows of each as the plan wants them.
+ */
+export function loadEitherWayExperts(store: TensorSource, spec: ModelSpec, part: Partition, prefix: string, layer: number,
+  set: (name: string, data: Float32Array) => void): void {
+  const H = spec.hidden, I = spec.moe!.intermediate, E = spec.moe!.experts, rows = part.expertIntermediate, w = rangeLen(rows);
+  // expert e's (out, in) matrix [out, inDim] of the tensor `name`, either way round
+  const reader = (name: string, out: number, inDim: number): ((e: number) => Float32Array) => {
+    const full = need(store, `${prefix}${name}`), shape = store.info(full).shape;
+    const is = (a: number, b: number): boolean => shape.length === 3 && shape[0] === E && shape[1] === a && shape[2] === b;
+    if (!is(out, inDim) && !is(inDim, out)) {
+      throw new UnsupportedModelError(`'${full}' has shape [${shape.join(', ')}], expected [${E}, ${inDim}, ${out}] (as ` +
+        `published) or [${E}, ${out}, ${inDim}] (as transformers 5 saves it)`);
+    }
+    const transposed = !is(out, inDim);
+    return (e) => {
+      const m = store.readF32(full, { dim: 0, start: e, end: e + 1 });
+      return transposed ? transpose(m, inDim, out) : m;
+    };
+  };
+  const gateUpOf = reader('gate_up_proj', 2 * I, H), downOf = reader('down_proj', H, I);
+  for (let e = 0; e < E; e++) {
+    const gateUp = gateUpOf(e), down = downOf(e), x = `layers.${layer}.experts.${e}.`;
+    set(`${x}up.weight`, concat([gateUp.subarray(rows.start * H, rows.end * H), gateUp.subarray((I + rows.start) * H, (I + rows.end) * H)]));
+    const mine = new Float32Array(H * w);
+    for (let r = 0; r < H; r++) mine.set(down.subarray(r * I + rows.start, r * I + rows.end), r * w);
+    set(`${x}down.weight`, mine);
+  }
+}

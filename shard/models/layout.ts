@@ -257,10 +257,11 @@ export function languageModelPath(spec: Pick<ModelSpec, 'visionLanguage'> & Part
   // An adapter trained on the base model (AutoModel, as sentence-transformers + PEFT train embedders) names the
   // decoder's modules without the causal LM's `model.`: the same modules.
   if (!spec.visionLanguage) return UNPREFIXED.test(path) && MODEL_PREFIXED(spec.architecture) ? `model.${path}` : path;
-  const m = /^(?:model\.language_model|language_model\.model)\.(.+)$/.exec(path);
+  const m = /^(?:model\.language_model|language_model\.model|model\.text_model)\.(.+)$/.exec(path);  // text_model: Idefics3
   if (m) return `model.${m[1]}`;
   if (path === 'language_model.lm_head') return 'lm_head';
   if (/^(?:model\.)?(?:vision_tower|multi_modal_projector|visual)\./.test(path)) return null;  // visual: Qwen2(.5)-VL
+  if (/^model\.(?:vision_model|connector)\./.test(path)) return null;  // Idefics3 / SmolVLM
   return path;
 }
 

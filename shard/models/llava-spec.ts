@@ -13,6 +13,9 @@ export interface VisionSpec {
   /** Gemma 3: a SigLIP tower (every layer run, post_layernorm) whose patch grid is pooled to tokensPerImage rows, and
    * whose image tokens attend to each other both ways in the language model (no prefill chunk ends inside one). */
   siglip?: true;
+  /** Idefics3 / SmolVLM (idefics3-spec.ts): a SigLIP-like tower (every layer, post_layernorm; no class row) whose
+   * patches the connector pixel-shuffles by scaleFactor and projects (modality_projection, no bias); causal. */
+  idefics3?: { scaleFactor: number };
   hidden: number;
   heads: number;
   intermediate: number;

@@ -152,7 +152,8 @@ export function planAdapter(model: AdapterLayout, adapter: LoadedAdapter, dir: s
       const target = visionLoraTarget(spec.vision, path);
       if (target === null) {
         throw new AdapterLoadError(`${dir}: adapter targets '${path}', which is not a supported linear module of the ` +
-          (spec.vision.siglip ? 'SigLIP vision tower (q/k/v/out_proj, fc1, fc2 of the encoder layers; Gemma 3\'s projector ' +
+          (spec.vision.idefics3 ? 'Idefics3 vision tower or connector (q/k/v/out_proj, fc1, fc2 of the encoder layers; ' +
+            'connector.modality_projection.proj)' : spec.vision.siglip ? 'SigLIP vision tower (q/k/v/out_proj, fc1, fc2 of the encoder layers; Gemma 3\'s projector ' +
             'has no linear module)' : 'vision tower or projector (q/k/v/out_proj, fc1, fc2 of the encoder layers; linear_1, linear_2)'));
       }
       if (m) throw new AdapterLoadError(`${dir}: '${path}' is a DoRA module on the vision tower, which is not supported`);

@@ -7,7 +7,7 @@ import { UnsupportedModelError } from './errors.js';
 import { expertRows, expertWidth, interleavedHeadRows, subBlocks, rowParallelInput } from './layout.js';
 import { partitionFor, rangeLen, type Partition, type Range } from './partition.js';
 import { layerIsMoe, type ModelSpec } from './spec.js';
-import { loadInOutExperts } from './in-out-experts.js';
+import { loadEitherWayExperts, loadInOutExperts } from './in-out-experts.js';
 import { concat, transpose } from './f32-matrix.js';
 import { moeNames, type MoeNames } from './moe-names.js';
 import { dbrxNames, loadDbrxExperts } from './dbrx-weights.js';
@@ -142,7 +142,8 @@ export function hfNames(spec: ModelSpec, store: TensorSource): HfNames {
   // checkpoint-layout.ts) has no `model.` prefix.
   const root = store.has('embed_tokens.weight') && !store.has('model.embed_tokens.weight') ? ''
     : !spec.visionLanguage || store.has('model.embed_tokens.weight') ? 'model.'
-    : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.' : 'language_model.model.';
+    : store.has('model.language_model.embed_tokens.weight') ? 'model.language_model.'
+    : store.has('model.text_model.embed_tokens.weight') ? 'model.text_model.' : 'language_model.model.';  // Idefics3 / SmolVLM
   const lmHead = root === 'language_model.model.' ? 'language_model.lm_head.weight' : 'lm_head.weight';
   // Latent attention (DeepSeek-V3): the first projection from q_a_proj (or q_proj) and kv_a_proj_with_mqa.
   const mla = spec.mla ? {
@@ -201,6 +202,9 @@ function loadMoeLayer(store: TensorSource, spec: ModelSpec, part: Partition, nam
     loadInOutExperts(store, spec, part, `${p}${stacked!.gateUp.replace(/gate_up_proj$/, '')}`, layer, set);
   }
   else if (spec.architecture === 'dbrx') loadDbrxExperts(store, spec, part, p, layer, set);  // w1 / v1 / w2, [E·I, hidden]
+  else if (stacked && spec.architecture === 'qwen3_moe' && spec.visionLanguage) {  // Qwen3-VL-MoE: (in, out) as published
+    loadEitherWayExperts(store, spec, part, `${p}mlp.experts.`, layer, set);
+  }
   else if (stacked) loadStackedExperts(store, spec, part, `${p}${stacked.gateUp}`, `${p}${stacked.down}`, layer, set);
   // Per expert module: every expert as published, or only the shared one after stacked routed experts.
   for (let e = stacked ? spec.moe!.experts : 0; e < spec.moe!.experts + (spec.moe!.sharedExpert ? 1 : 0); e++) {

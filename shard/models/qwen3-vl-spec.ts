@@ -14,7 +14,13 @@ const TEXT_DEFAULTS: Json = {
   num_key_value_heads: 32, head_dim: 128, hidden_act: 'silu', max_position_embeddings: 128_000, rms_norm_eps: 1e-6,
   rope_theta: 500_000, attention_bias: false,
 };
-// Qwen3VLVisionConfig's defaults.
+// Qwen3VLMoeTextConfig's (Qwen3-VL-30B-A3B, 235B-A22B: a Qwen3-MoE decoder; num_experts is saved as num_local_experts).
+const MOE_TEXT_DEFAULTS: Json = {
+  vocab_size: 151_936, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 24, num_attention_heads: 16,
+  num_key_value_heads: 16, hidden_act: 'silu', max_position_embeddings: 128_000, rms_norm_eps: 1e-6, rope_theta: 500_000,
+  attention_bias: false, decoder_sparse_step: 1, moe_intermediate_size: 1408, num_experts_per_tok: 4, mlp_only_layers: [],
+};
+// Qwen3VLVisionConfig's defaults (Qwen3VLMoeVisionConfig's the same).
 const VISION_DEFAULTS: Json = {
   depth: 27, hidden_size: 1152, hidden_act: 'gelu_pytorch_tanh', intermediate_size: 4304, num_heads: 16, in_channels: 3,
   patch_size: 16, spatial_merge_size: 2, temporal_patch_size: 2, out_hidden_size: 3584, num_position_embeddings: 2304,
@@ -27,12 +33,20 @@ const ACTIVATIONS: Record<string, QwenVisionSpec['act']> = {
 /** The text config of a Qwen3-VL config: text_config (transformers 5 and the Hub) over Qwen3VLTextConfig's defaults;
  * tie_word_embeddings at the top (or in text_config). Its rope type stays "default": the sections only matter for
  * image positions (a text token's three coordinates are equal). */
-function textConfig(cfg: Json, where: string): Json {
+function textConfig(cfg: Json, where: string, moe: boolean): Json {
   const nested = cfg.text_config;
   refuseIf(nested !== undefined && (nested === null || typeof nested !== 'object'), where, 'text_config must be an object');
   const t = (nested ?? {}) as Json;
   const tie = cfg.tie_word_embeddings ?? t.tie_word_embeddings;
-  return { ...TEXT_DEFAULTS, ...t, tie_word_embeddings: tie === true };
+  if (!moe) return { ...TEXT_DEFAULTS, ...t, tie_word_embeddings: tie === true };
+  // Qwen3VLMoeTextTopKRouter renormalises the top k always (norm_topk_prob is not read); no shared expert, no window
+  // (its __post_init__ sets sliding_window None); head_dim None: hidden / heads.
+  refuseIf(typeof t.shared_expert_intermediate_size === 'number' && t.shared_expert_intermediate_size > 0, where,
+    'shared experts (shared_expert_intermediate_size) are not part of Qwen3-VL-MoE in transformers');
+  const { head_dim: headDim, num_local_experts: local, shared_expert_intermediate_size: _shared, ...rest } = t;
+  return { ...MOE_TEXT_DEFAULTS, ...rest, ...(headDim === null || headDim === undefined ? {} : { head_dim: headDim }),
+    num_experts: t.num_experts ?? local ?? 60, mlp_only_layers: t.mlp_only_layers ?? [], norm_topk_prob: true,
+    use_sliding_window: false, sliding_window: null, tie_word_embeddings: tie === true };
 }
 
 /** Qwen3-VL's vision tower, or null without a vision_config (its language model alone). */
@@ -67,11 +81,12 @@ export function qwen3VisionSpec(cfg: Json, where: string): QwenVisionSpec | null
   };
 }
 
-/** A Qwen3-VL config's spec: its Qwen3 language model (`qwen3`: spec.ts's llamaFamilySpec) with the tower and the
+/** A Qwen3-VL config's spec: its Qwen3 language model (`decoder`: spec.ts's llamaFamilySpec of qwen3, or of qwen3_moe
+ * for Qwen3VLMoeForConditionalGeneration, `moe`: its experts fused per layer, load-weights.ts) with the tower and the
  * interleaved M-RoPE. */
-export function qwen3VlSpec(cfg: Json, where: string, qwen3: (text: Json) => ModelSpec): ModelSpec {
-  const text = textConfig(cfg, where);
-  const spec = qwen3(text);
+export function qwen3VlSpec(cfg: Json, where: string, decoder: (text: Json) => ModelSpec, moe = false): ModelSpec {
+  const text = textConfig(cfg, where, moe);
+  const spec = decoder(text);
   const qwenVision = qwen3VisionSpec(cfg, where);
   if (!qwenVision) return { ...spec, visionLanguage: true };
   refuseIf(qwenVision.qwen3!.deepstack.length > spec.layers, where,

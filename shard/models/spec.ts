@@ -236,6 +236,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Qwen2VLForConditionalGeneration: 'qwen2',
   Qwen2_5_VLForConditionalGeneration: 'qwen2',
   Qwen3VLForConditionalGeneration: 'qwen3',
+  Qwen3VLMoeForConditionalGeneration: 'qwen3_moe',
   GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma2',
   Gemma3ForCausalLM: 'gemma3',
@@ -251,6 +252,7 @@ const ARCHITECTURES: Record<string, Architecture> = {
   Llama4ForCausalLM: 'llama4',
   Llama4ForConditionalGeneration: 'llama4',
   LlavaForConditionalGeneration: 'llama',  // or mistral / qwen2: its text_config's (llava-spec.ts)
+  Idefics3ForConditionalGeneration: 'llama', SmolVLMForConditionalGeneration: 'llama',  // idefics3-spec.ts
   NemotronForCausalLM: 'nemotron', HeliumForCausalLM: 'helium', CwmForCausalLM: 'cwm', VaultGemmaForCausalLM: 'vaultgemma',
   HunYuanDenseV1ForCausalLM: 'hunyuan_v1_dense', Jais2ForCausalLM: 'jais2', StableLmForCausalLM: 'stablelm', MiniMaxM2ForCausalLM: 'minimax_m2',
   ApertusForCausalLM: 'apertus', DbrxForCausalLM: 'dbrx',

@@ -11,7 +11,14 @@ import type { VisionSpec } from './llava-spec.js';
  * Hub) or without it (transformers 5). */
 const TOWER_PREFIXES = ['model.vision_tower.vision_model.', 'model.vision_tower.', 'vision_tower.vision_model.', 'vision_tower.'];
 
-function prefixes(store: TensorSource, siglip: boolean): { tower: string; projector: string } {
+function prefixes(store: TensorSource, siglip: boolean, idefics3 = false): { tower: string; projector: string } {
+  // Idefics3 / SmolVLM: model.vision_model.* and model.connector.* (transformers 5 and the Hub alike).
+  if (idefics3) {
+    if (!store.has('model.vision_model.embeddings.patch_embedding.weight')) {
+      throw new UnsupportedModelError('the checkpoint has no Idefics3 vision tower (looked for model.vision_model.embeddings.patch_embedding.weight)');
+    }
+    return { tower: 'model.vision_model.', projector: 'model.connector.' };
+  }
   // CLIP's tower is found by its class embedding; SigLIP's (Gemma 3) has none.
   const probe = siglip ? 'embeddings.patch_embedding.weight' : 'embeddings.class_embedding';
   const tower = TOWER_PREFIXES.find((p) => store.has(`${p}${probe}`));
@@ -27,6 +34,7 @@ function prefixes(store: TensorSource, siglip: boolean): { tower: string; projec
 export function visionPlan(vision: VisionSpec, textHidden: number): VisionPlanConfig {
   return {
     ...(vision.siglip ? { tower: 'siglip_gemma3' as const, poolTokens: vision.tokensPerImage } : {}),
+    ...(vision.idefics3 ? { tower: 'siglip_idefics3' as const, scaleFactor: vision.idefics3.scaleFactor } : {}),
     hidden: vision.hidden, heads: vision.heads, intermediate: vision.intermediate, layers: vision.layersRun,
     imageSize: vision.imageSize, patchSize: vision.patchSize, channels: vision.channels, normEps: vision.normEps,
     act: vision.act, featureLayers: vision.featureLayers, dropCls: vision.dropCls, textHidden,
@@ -38,14 +46,21 @@ export function visionPlan(vision: VisionSpec, textHidden: number): VisionPlanCo
 export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHidden: number): NativeVisionModel {
   const native = createVisionModel(visionPlan(vision, textHidden));
   try {
-    const { tower, projector } = prefixes(store, vision.siglip === true);
+    const { tower, projector } = prefixes(store, vision.siglip === true, vision.idefics3 !== undefined);
     const read = (name: string): Float32Array => {
       if (!store.has(name)) throw new UnsupportedModelError(`weight '${name}' is missing from the checkpoint (vision tower)`);
       return store.readF32(name);
     };
     const set = (plan: string, name: string): void => native.setWeight(plan, read(name));
     set('patch_embed', `${tower}embeddings.patch_embedding.weight`);  // [hidden, channels, p, p]: im2col order
-    set('pos_embed', `${tower}embeddings.position_embedding.weight`);
+    if (vision.idefics3) {
+      // Each patch's position row: a full tile's patch i is at position i (idefics3-spec.ts).
+      set('pos_embed', `${tower}embeddings.position_embedding.weight`);
+      set('patch_bias', `${tower}embeddings.patch_embedding.bias`);
+      set('post_norm.weight', `${tower}post_layernorm.weight`);
+      set('post_norm.bias', `${tower}post_layernorm.bias`);
+      set('proj1.weight', `${projector}modality_projection.proj.weight`);  // [text hidden, hidden · scale²], no bias
+    } else set('pos_embed', `${tower}embeddings.position_embedding.weight`);
     if (vision.siglip) {
       set('patch_bias', `${tower}embeddings.patch_embedding.bias`);
       set('post_norm.weight', `${tower}post_layernorm.weight`);
@@ -53,7 +68,7 @@ export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHid
       // Gemma3MultiModalProjector: mm_soft_emb_norm applies (1 + w); the projection is x @ W with W [hidden, text]
       native.setWeight('mm_norm.weight', read(`${projector}mm_soft_emb_norm.weight`).map((x) => 1 + x));
       native.setWeight('mm_proj.weight', transpose(read(`${projector}mm_input_projection_weight`), vision.hidden, textHidden));
-    } else {
+    } else if (!vision.idefics3) {
       set('class_embed', `${tower}embeddings.class_embedding`);
       set('pre_norm.weight', `${tower}pre_layrnorm.weight`);
       set('pre_norm.bias', `${tower}pre_layrnorm.bias`);
@@ -66,7 +81,7 @@ export function loadVisionModel(store: TensorSource, vision: VisionSpec, textHid
         set(`layers.${l}.${plan}.bias`, `${tower}encoder.layers.${l}.${hf}.bias`);
       }
     }
-    for (const [plan, hf] of vision.siglip ? [] : [['proj1', 'linear_1'], ['proj2', 'linear_2']] as const) {
+    for (const [plan, hf] of vision.siglip || vision.idefics3 ? [] : [['proj1', 'linear_1'], ['proj2', 'linear_2']] as const) {
       set(`${plan}.weight`, `${projector}${hf}.weight`);
       if (vision.projectorBias) set(`${plan}.bias`, `${projector}${hf}.bias`);
     }
@@ -94,6 +109,7 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
  * feature: dropping its pair is exact); null when it is no linear module weft runs (the patch convolution, say).
  */
 export function visionLoraTarget(vision: VisionSpec, path: string): string | 'skip' | null {
+  if (vision.idefics3) return idefics3LoraTarget(vision, path);
   const proj = /^(?:model\.)?multi_modal_projector\.linear_([12])$/.exec(path);
   if (proj) return vision.siglip ? null : `proj${proj[1]}`;  // Gemma 3's projector has no linear module
   const m = /^(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$/.exec(path);
@@ -103,4 +119,14 @@ export function visionLoraTarget(vision: VisionSpec, path: string): string | 'sk
   if (layer >= vision.layersRun) return 'skip';
   const module = m[2]!.replace(/^self_attn\./, '').replace(/_proj$/, '').replace(/^out$/, 'o').replace(/^mlp\./, '');
   return `layers.${layer}.${module}`;
+}
+
+/** Idefics3 / SmolVLM: model.vision_model.encoder.layers.<l>.{self_attn.*_proj, mlp.fc*} or the connector's
+ * modality_projection.proj ("proj1"); null for any other module. */
+function idefics3LoraTarget(vision: VisionSpec, path: string): string | null {
+  if (/^model\.connector\.modality_projection\.proj$/.test(path)) return 'proj1';
+  const m = /^model\.vision_model\.encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$/.exec(path);
+  if (!m || Number(m[1]) >= vision.layers) return null;
+  const module = m[2]!.replace(/^self_attn\./, '').replace(/_proj$/, '').replace(/^out$/, 'o').replace(/^mlp\./, '');
+  return `layers.${m[1]}.${module}`;
 }

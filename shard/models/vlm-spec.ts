@@ -1,6 +1,7 @@
 // The vision-language architectures' specs: each one's decoder (a Llama-family spec of its text config) with its
 // vision tower's spec, or the decoder alone where the checkpoint has no tower. Split from spec.ts, which dispatches here.
 import { refuseIf, visionLanguageText, type Json } from './config-fields.js';
+import { idefics3Spec } from './idefics3-spec.js';
 import { llavaSpec } from './llava-spec.js';
 import { pixtralSpec } from './pixtral-spec.js';
 import { mropeSection, qwenVisionSpec } from './qwen-vl-spec.js';
@@ -31,7 +32,13 @@ export function visionLanguageSpec(archName: string, cfg: Json, where: string, l
     if (!qwenVision) return { ...spec, visionLanguage: true };  // no vision_config: its language model alone
     return { ...spec, visionLanguage: true, qwenVision, mropeSection: mropeSection(text, spec.rope?.rotaryDim ?? spec.headDim, where) };
   }
+  if (archName === 'Idefics3ForConditionalGeneration' || archName === 'SmolVLMForConditionalGeneration') {
+    return idefics3Spec(archName, cfg, where, defaults, (arch, text) => llamaFamily(arch, text));
+  }
   if (archName === 'Qwen3VLForConditionalGeneration') return qwen3VlSpec(cfg, where, (text) => llamaFamily('qwen3', text));
+  if (archName === 'Qwen3VLMoeForConditionalGeneration') {
+    return qwen3VlSpec(cfg, where, (text) => llamaFamily('qwen3_moe', text), true);
+  }
   return null;
 }
 

@@ -11,7 +11,7 @@ import { LocalEngine } from '../../shard/index.js';
 import { loadModel, readModelSpec } from '../../shard/models/index.js';
 import { servedSpec } from '../../shard/models/qwen-vl-spec.js';
 import type { NewSequence, SeqOutput } from '../../protocol/index.js';
-import { loadQwenVlCase, qwenRelayoutFlat, qwenVlCases, vlmGoldenKey as goldenKey, vlmNewSeq, type QwenVlCase } from '../helpers/vlm.js';
+import { loadQwenVlCase, qwenExpertsInOut, qwenRelayoutFlat, qwenVlCases, vlmGoldenKey as goldenKey, vlmNewSeq, type QwenVlCase } from '../helpers/vlm.js';
 import { allSlots, checkClusterMixedBatch, checkEachAlone, checkMixedBatch, checkOtherLayout, checkTop as checkTopWithin,
   prefillInChunks, openCaseEngine, stepMaker, withCachedPrefix, withCaseCluster } from '../helpers/vlm-engine.js';
 
@@ -35,9 +35,13 @@ for (const name of cases) {
     });
     after(() => engine.dispose());
 
-    test('the spec: Qwen3 decoder, interleaved M-RoPE, the tower with deepstack', () => {
+    test('the spec: Qwen3 decoder (Qwen3-MoE for the MoE variant), interleaved M-RoPE, the tower with deepstack', () => {
       const spec = readModelSpec(c.modelDir);
-      assert.equal(spec.architecture, 'qwen3');
+      const moe = c.architecture === 'Qwen3VLMoeForConditionalGeneration';
+      assert.equal(spec.architecture, moe ? 'qwen3_moe' : 'qwen3');
+      // Qwen3VLMoeTextTopKRouter: top 2 of 4, always renormalised; layer 1 dense (mlp_only_layers)
+      if (moe) assert.deepEqual([spec.moe?.experts, spec.moe?.perToken, spec.moe?.renormalize, spec.moe?.layers], [4, 2, true, [true, false, true]]);
+      else assert.equal(spec.moe, null);
       assert.ok(spec.qkNorm);
       assert.deepEqual(spec.mropeSection, [2, 3, 3]);
       assert.equal(spec.mropeInterleaved, true);
@@ -124,6 +128,13 @@ for (const name of cases) {
 
     test('the older checkpoint layout (model.layers.*, visual.*) gives the same logits', async () => {
       await checkOtherLayout(qwenRelayoutFlat(c), step, c, BS, TOL, 30);
+    });
+
+    test('MoE: the fused experts as the Hub publishes them ((in, out) per expert) give the same logits; a wrong shape is refused', async (t) => {
+      if (c.architecture !== 'Qwen3VLMoeForConditionalGeneration') return t.skip('no experts');
+      await checkOtherLayout(qwenExpertsInOut(c), step, c, BS, TOL, 30);
+      assert.throws(() => LocalEngine.open(qwenExpertsInOut(c, true), { numBlocks: 8, blockSize: BS, adapterSlots: 1 }),
+        /gate_up_proj' has shape \[4, 64, 40\], expected \[4, 64, 48\] \(as published\) or \[4, 48, 64\]/);
     });
 
     test('--device cuda: served text-only even with WEFT_CUDA_VLM_IMAGES; the spec reaching the loader there is refused', () => {

@@ -197,6 +197,8 @@ export interface QwenVlImage {
 }
 
 export interface QwenVlCase extends VlmCase<QwenVlSequence> {
+  /** cases.json's architecture (Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration, …). */
+  architecture: string;
   patchSize: number;
   mergeSize: number;
   images: Record<string, QwenVlImage>;
@@ -211,7 +213,7 @@ export function qwenVlCases(family: 'Qwen2' | 'Qwen3' = 'Qwen2'): string[] {
 export function loadQwenVlCase(name: string): QwenVlCase {
   const { base, json } = openVlmCase(VLM_ROOT, name);
   const c: QwenVlCase = {
-    ...base, sequences: json.sequences, patchSize: json.patch_size, mergeSize: json.merge_size, images: json.images,
+    ...base, architecture: String(json.architecture), sequences: json.sequences, patchSize: json.patch_size, mergeSize: json.merge_size, images: json.images,
     imageDims: (image) => ({ height: c.images[image]!.height, width: c.images[image]!.width }),
     // Its runs of image tokens, in order, each as long as its image's token count.
     imageRefs: (seq) => {
@@ -241,6 +243,30 @@ export function qwenRelayoutFlat(c: QwenVlCase): string {
   return relayoutModel(c, 'qwen-vl-flat', (n) => n.replace(/^model\.language_model\./, 'model.').replace(/^model\.visual\./, 'visual.'));
 }
 
+/** A copy of the Qwen3-VL-MoE case's model with its fused experts as the Hub publishes them, (in, out) per expert:
+ * gate_up_proj [E, hidden, 2I] and down_proj [E, I, hidden] (transformers 5 saves [E, 2I, hidden], [E, hidden, I]);
+ * `broken`: gate_up_proj cut to 2I − 8 columns, a shape that fits neither layout. */
+export function qwenExpertsInOut(c: QwenVlCase, broken = false): string {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-qwen-experts-in-out-'));
+  for (const f of readdirSync(c.modelDir)) if (f !== 'model.safetensors') copyFileSync(join(c.modelDir, f), join(dir, f));
+  const src = SafetensorsFile.open(join(c.modelDir, 'model.safetensors'));
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const n of src.names()) {
+    const shape = src.info(n).shape, data = src.readF32(n);
+    if (!/\.mlp\.experts\.(gate_up|down)_proj$/.test(n)) {
+      tensors[n] = { dtype: 'F32', shape, data };
+      continue;
+    }
+    const [E, rows, cols] = shape as [number, number, number], keep = broken && n.endsWith('gate_up_proj') ? rows - 8 : rows;
+    const t = new Float32Array(E * cols * keep);
+    for (let e = 0; e < E; e++) for (let r = 0; r < keep; r++) for (let k = 0; k < cols; k++) t[(e * cols + k) * keep + r] = data[(e * rows + r) * cols + k]!;
+    tensors[n] = { dtype: 'F32', shape: [E, cols, keep], data: t };
+  }
+  src.close();
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  return dir;
+}
+
 // ---- Gemma 3: fixed-size images of tokens_per_image <image_soft_token> placeholders each, attending to each other
 // both ways.
 
@@ -265,6 +291,10 @@ export function loadGemma3Case(name = 'gemma3'): Gemma3Case {
   };
   return c;
 }
+
+/** Idefics3 / SmolVLM (test/fixtures/vlm/smolvlm, make_idefics3.py): each tile of an image is one image of the case
+ * ('<png>.<k>', the global tile last), its run of tokens_per_image <image> tokens at image_starts, as Gemma 3's are. */
+export const loadIdefics3Case = (name = 'smolvlm'): Gemma3Case => loadGemma3Case(name);
 
 /**
  * A copy of the Gemma 3 case's model in another checkpoint layout: transformers 5's in-memory names

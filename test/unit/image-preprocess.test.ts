@@ -85,7 +85,7 @@ test('preprocessor_config.json: defaults, int sizes, and refusals naming the fie
   assert.ok(c.kind === 'clip');
   assert.deepEqual([c.size, c.cropSize, c.resample, c.imageMean[0], c.rescaleFactor], [{ shortestEdge: 336 }, { height: 336, width: 336 }, 3, 0.48145466, 1 / 255]);
   assert.throws(() => parsePreprocessorConfig({ image_processor_type: 'LlavaNextImageProcessor' }),
-    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL, Qwen3-VL\), Gemma3ImageProcessor \(Gemma 3\) and PixtralImageProcessor \(Mistral 3\) only/);
+    /image_processor_type LlavaNextImageProcessor is not supported; weft reproduces CLIPImageProcessor \(LLaVA-1.5-style models\), Qwen2VLImageProcessor \(Qwen2-VL, Qwen2.5-VL, Qwen3-VL\), Gemma3ImageProcessor \(Gemma 3\), PixtralImageProcessor \(Mistral 3\) and Idefics3ImageProcessor \/ SmolVLMImageProcessor \(Idefics3, SmolVLM\) only/);
   assert.throws(() => parsePreprocessorConfig({ resample: 0 }), /`resample` 0 is not supported/);
   assert.throws(() => parsePreprocessorConfig({ image_std: [1, 0, 1] }), /`image_std` must not be 0/);
   assert.throws(() => parsePreprocessorConfig({ size: { shortest_edge: 336, longest_edge: 672 } }), /longest_edge is not supported/);

@@ -1,6 +1,7 @@
 // VisionModel (vision.h): the CLIP tower + LLaVA projector forward on the CPU, as transformers' modeling_clip.py
 // and modeling_llava.py compute it in float32; or the SigLIP tower + Gemma 3 projector (modeling_siglip.py,
-// modeling_gemma3.py's Gemma3MultiModalProjector).
+// modeling_gemma3.py's Gemma3MultiModalProjector); or the Idefics3 / SmolVLM SigLIP tower + connector (modeling_idefics3.py,
+// modeling_smolvlm.py: pixel_shuffle, modality_projection).
 #include "model/vision.h"
 
 #include <algorithm>
@@ -55,7 +56,12 @@ VisionModel::VisionModel(VisionConfig cfg) : cfg_(std::move(cfg)) {
     if (f < 0 || f > c.layers)
       throw std::invalid_argument("vision config: feature layer " + std::to_string(f) + " outside the hidden states [0, " +
                                   std::to_string(c.layers) + "] this plan runs");
-  if (siglip()) {
+  if (idefics3()) {
+    const int64_t side = c.image_size / c.patch_size;
+    if (c.scale_factor <= 0 || side % c.scale_factor != 0)
+      throw std::invalid_argument("vision config: scale_factor " + std::to_string(c.scale_factor) +
+                                  " must divide the patch grid's side " + std::to_string(side));
+  } else if (siglip()) {
     const int64_t side = c.image_size / c.patch_size;
     const auto t = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(c.pool_tokens))));
     if (c.pool_tokens <= 0 || t * t != c.pool_tokens || side % t != 0)
@@ -65,11 +71,13 @@ VisionModel::VisionModel(VisionConfig cfg) : cfg_(std::move(cfg)) {
 }
 
 int64_t VisionModel::tokens_per_image() const {
+  if (idefics3()) return patches() / (cfg_.scale_factor * cfg_.scale_factor);
   return siglip() ? cfg_.pool_tokens : patches() + (cfg_.drop_cls ? 0 : 1);
 }
 
 std::pair<int64_t, int64_t> VisionModel::target_shape(const std::string& target) const {
   const int64_t H = cfg_.hidden, proj_in = H * static_cast<int64_t>(cfg_.feature_layers.size());
+  if (idefics3() && target == "proj1") return {H * cfg_.scale_factor * cfg_.scale_factor, cfg_.text_hidden};
   if (siglip() && (target == "proj1" || target == "proj2")) return {-1, -1};
   if (target == "proj1") return {proj_in, cfg_.text_hidden};
   if (target == "proj2") return {cfg_.text_hidden, cfg_.text_hidden};
@@ -86,13 +94,16 @@ int64_t VisionModel::expected_size(const std::string& name) const {
   if (name == "patch_embed") return H * cfg_.channels * p * p;
   if (name == "pos_embed") return seq_len() * H;
   if (siglip()) {
-    if (name == "patch_bias" || name == "post_norm.weight" || name == "post_norm.bias" || name == "mm_norm.weight") return H;
-    if (name == "mm_proj.weight") return cfg_.text_hidden * H;  // [text_hidden, hidden]: the parameter transposed
+    if (name == "patch_bias" || name == "post_norm.weight" || name == "post_norm.bias") return H;
+    if (idefics3() && name == "proj1.weight") return H * cfg_.scale_factor * cfg_.scale_factor * cfg_.text_hidden;
+    if (!idefics3() && name == "mm_norm.weight") return H;
+    if (!idefics3() && name == "mm_proj.weight") return cfg_.text_hidden * H;  // [text_hidden, hidden]: transposed
   } else {
     if (name == "class_embed") return H;
     if (name == "pre_norm.weight" || name == "pre_norm.bias") return H;
   }
   for (const char* proj : {"proj1", "proj2"}) {
+    if (siglip()) break;
     const auto [in, out] = target_shape(proj);
     if (name == std::string(proj) + ".weight") return in * out;
     if (name == std::string(proj) + ".bias") return cfg_.projector_bias ? out : -1;
@@ -119,7 +130,9 @@ void VisionModel::set_weight(const std::string& name, const float* data, int64_t
 
 void VisionModel::finalize() {
   std::vector<std::string> required =
-      siglip() ? std::vector<std::string>{"patch_embed", "patch_bias", "pos_embed", "post_norm.weight", "post_norm.bias",
+      idefics3() ? std::vector<std::string>{"patch_embed", "patch_bias", "pos_embed", "post_norm.weight", "post_norm.bias",
+                                            "proj1.weight"}
+      : siglip() ? std::vector<std::string>{"patch_embed", "patch_bias", "pos_embed", "post_norm.weight", "post_norm.bias",
                                           "mm_norm.weight", "mm_proj.weight"}
                : std::vector<std::string>{"patch_embed", "class_embed", "pos_embed", "pre_norm.weight", "pre_norm.bias",
                                           "proj1.weight", "proj2.weight"};
@@ -262,6 +275,28 @@ std::vector<float> VisionModel::gemma3_project(std::vector<float>& h, int64_t im
   return out;
 }
 
+std::vector<float> VisionModel::idefics3_connect(std::vector<float>& h, int64_t images,
+                                                 const std::vector<VisionLoraPart>& lora) const {
+  const int64_t H = cfg_.hidden, np = patches(), n = cfg_.image_size / cfg_.patch_size, s = cfg_.scale_factor;
+  const int64_t m = n / s, per = tokens_per_image(), R = images * per, in = H * s * s;
+  cpu::layer_norm(h.data(), images * np, H, w("post_norm.weight"), w("post_norm.bias"), cfg_.norm_eps, h.data());
+  // Idefics3Connector.pixel_shuffle: output row (y, x) of the m × m grid is the s × s block of patches at
+  // (y·s + dy, x·s + dx), concatenated dy-major then dx (each patch's H features in turn).
+  std::vector<float> shuffled(R * in);
+  for (int64_t img = 0; img < images; ++img)
+    for (int64_t y = 0; y < m; ++y)
+      for (int64_t x = 0; x < m; ++x) {
+        float* row = shuffled.data() + (img * per + y * m + x) * in;
+        for (int64_t dy = 0; dy < s; ++dy)
+          for (int64_t dx = 0; dx < s; ++dx)
+            std::memcpy(row + (dy * s + dx) * H, h.data() + (img * np + (y * s + dy) * n + x * s + dx) * H,
+                        sizeof(float) * H);
+      }
+  std::vector<float> out(R * cfg_.text_hidden);
+  linear("proj1", "proj1", shuffled.data(), R, in, cfg_.text_hidden, lora, out.data());  // modality_projection, no bias
+  return out;
+}
+
 std::vector<float> VisionModel::encode(const float* pixels, int64_t images, const std::vector<VisionLoraPart>& lora) const {
   if (!finalized_) throw std::logic_error("vision: encode before finalize()");
   if (images <= 0) throw std::invalid_argument("vision: encode needs at least one image");
@@ -270,7 +305,7 @@ std::vector<float> VisionModel::encode(const float* pixels, int64_t images, cons
   std::vector<float> h = embed(pixels, images);
   if (siglip()) {  // every layer, then the last hidden state's rows (all patches) through the projector
     for (int64_t l = 0; l < cfg_.layers; ++l) encoder_layer(l, h, images, lora);
-    return gemma3_project(h, images);
+    return idefics3() ? idefics3_connect(h, images, lora) : gemma3_project(h, images);
   }
   cpu::layer_norm(h.data(), T, H, w("pre_norm.weight"), w("pre_norm.bias"), cfg_.norm_eps, h.data());
   // Hidden state i (0: the normed embeddings) is kept when a feature layer selects it.

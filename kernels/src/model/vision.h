@@ -5,8 +5,11 @@
 // tower (patch convolution with bias, position embeddings without a class row, no pre-norm, the same encoder layers,
 // post_layernorm) whose patch grid is average-pooled to pool_tokens rows, RMS-normalised (mm_soft_emb_norm, its
 // (1 + w) folded into the weight by the loader) and projected without bias (mm_input_projection_weight). Its output rows replace the image placeholder tokens'
-// embeddings in the language model (Batch::embed_rows). The tower and the projector are small next to the
-// language model, so every tensor-parallel rank holds them whole and computes the same features: no collective.
+// embeddings in the language model (Batch::embed_rows). Or (VisionTower::kSiglipIdefics3) Idefics3 / SmolVLM's: the
+// same SigLIP tower (patch i of a full tile at position i: shard/models/idefics3-spec.ts), post_layernorm, the
+// connector's pixel shuffle by scale_factor and its bias-free modality_projection (LoRA target "proj1"). The tower and
+// the projector are small next to the language model, so every tensor-parallel rank holds them whole and computes the
+// same features: no collective.
 #pragma once
 #include <cstdint>
 #include <mutex>
@@ -17,7 +20,7 @@
 namespace weft {
 
 enum class VisionAct { kQuickGelu, kGeluErf, kGeluTanh, kRelu, kSilu };
-enum class VisionTower { kClipLlava, kSiglipGemma3 };
+enum class VisionTower { kClipLlava, kSiglipGemma3, kSiglipIdefics3 };
 
 // x = act(x) in place, as transformers' ACT2FN computes it in float32 (CLIP's quick_gelu: x·σ(1.702x)).
 void vision_activate(VisionAct act, float* x, int64_t n);
@@ -26,6 +29,8 @@ struct VisionConfig {
   VisionTower tower = VisionTower::kClipLlava;
   // Gemma 3 (kSiglipGemma3): mm_tokens_per_image, a square number whose side divides the patch grid's.
   int64_t pool_tokens = 0;
+  // Idefics3 / SmolVLM (kSiglipIdefics3): the connector's pixel-shuffle factor (divides the patch grid's side).
+  int64_t scale_factor = 0;
   int64_t hidden = 0, heads = 0, intermediate = 0;
   // Encoder layers this plan holds and runs: the deepest selected hidden state's index (the layers after it never
   // change a feature, so they are neither loaded nor computed).
@@ -60,7 +65,8 @@ class VisionModel {
   // Rows per image in the output (patches, plus the class row with 'full'; Gemma 3: pool_tokens).
   int64_t tokens_per_image() const;
   int64_t patches() const { return (cfg_.image_size / cfg_.patch_size) * (cfg_.image_size / cfg_.patch_size); }
-  bool siglip() const { return cfg_.tower == VisionTower::kSiglipGemma3; }
+  bool siglip() const { return cfg_.tower != VisionTower::kClipLlava; }  // a SigLIP tower (Gemma 3's or Idefics3's)
+  bool idefics3() const { return cfg_.tower == VisionTower::kSiglipIdefics3; }
   // Rows of one image in the tower: the patches, plus CLIP's class row.
   int64_t seq_len() const { return patches() + (siglip() ? 0 : 1); }
   // (in, out) of a LoRA target, or (-1, -1) when the name is not one.
@@ -82,6 +88,8 @@ class VisionModel {
   std::vector<float> embed(const float* pixels, int64_t images) const;
   // Gemma 3: the tower's last hidden states -> post_layernorm -> pooled -> normed -> projected [images · pool_tokens, text_hidden].
   std::vector<float> gemma3_project(std::vector<float>& h, int64_t images) const;
+  // Idefics3: post_layernorm -> pixel shuffle -> modality_projection [images · patches / scale², text_hidden].
+  std::vector<float> idefics3_connect(std::vector<float>& h, int64_t images, const std::vector<VisionLoraPart>& lora) const;
 
   VisionConfig cfg_;
   std::unordered_map<std::string, std::vector<float>> weights_;

@@ -29,9 +29,12 @@ VisionConfig parse_vision_config(const Napi::Object& o) {
   if (!tower.IsUndefined() && !tower.IsNull()) {
     const std::string t = str(o, "tower");
     if (t == "siglip_gemma3") c.tower = VisionTower::kSiglipGemma3;
-    else if (t != "clip_llava") throw Napi::TypeError::New(o.Env(), "tower must be 'clip_llava' or 'siglip_gemma3'");
+    else if (t == "siglip_idefics3") c.tower = VisionTower::kSiglipIdefics3;
+    else if (t != "clip_llava")
+      throw Napi::TypeError::New(o.Env(), "tower must be 'clip_llava', 'siglip_gemma3' or 'siglip_idefics3'");
   }
   c.pool_tokens = static_cast<int64_t>(num_or(o, "poolTokens", 0));
+  c.scale_factor = static_cast<int64_t>(num_or(o, "scaleFactor", 0));
   c.hidden = static_cast<int64_t>(num(o, "hidden"));
   c.heads = static_cast<int64_t>(num(o, "heads"));
   c.intermediate = static_cast<int64_t>(num(o, "intermediate"));
