@@ -12,7 +12,7 @@ import {
 import { imagePlaceholderText } from './image-placeholder.js';
 import { EngineError, type EngineInfo, type GenerateRequest, type RenderMessage } from './types.js';
 import {
-  countImageTokens, expandImageTokens, imageRefs, placeholderMismatch, templateTokenOf, type ImageTokenRule, type PromptVision,
+  countImageTokens, expandImageTokens, imageRefs, placeholderMismatch, templateTokenOf, unexpandOffsets, type ImageTokenRule, type PromptVision,
 } from './prompt-images.js';
 
 export class EngineVision {
@@ -69,15 +69,21 @@ export class EngineVision {
 
   /** The text to tokenize: each placeholder expanded to its image's tokens; a 422 early when their number is not the
    * images'. */
-  expand(req: GenerateRequest): string {
+  expand(req: Pick<GenerateRequest, 'inputs' | 'images'>): string {
     const images = req.images ?? [];
     const found = countImageTokens(req.inputs, this.prompt.templateToken);
     if (found !== images.length) throw placeholderMismatch(found, images.length, this.prompt);
     return found === 0 ? req.inputs : expandImageTokens(req.inputs, images, this.prompt);
   }
 
-  refs(ids: readonly number[], req: GenerateRequest) {
+  refs(ids: readonly number[], req: Pick<GenerateRequest, 'images'>) {
     return imageRefs(ids, req.images ?? [], this.prompt);
+  }
+
+  /** Token spans of the expanded text (expand) as spans of `req.inputs`: an image's tokens span its placeholder. */
+  placeholderSpans<S extends { start: number; stop: number }>(req: Pick<GenerateRequest, 'inputs' | 'images'>, spans: readonly S[]): S[] {
+    const at = unexpandOffsets(req.inputs, req.images ?? [], this.prompt);
+    return spans.map((s) => ({ ...s, start: at(s.start, false), stop: at(s.stop, true) }));
   }
 
   close(): Promise<void> {

@@ -131,9 +131,30 @@ export class Engine implements GenerationEngine {
     return this.tokenizer.encode(first, { pair: second });
   }
 
-  async tokenize(text: string, templated = false): Promise<{ id: number; text: string; start: number; stop: number }[]> {
-    const ids = await this.tokenizer.encode(text, { addSpecialTokens: !templated });
-    return tokenSpans(text, ids, this.tokenizer.tokenStringsSync(ids), (part) => this.tokenizer.decodeSync(part, { skipSpecialTokens: false }));
+  async tokenize(text: string, templated = false, images?: readonly PreparedImage[]): Promise<{ id: number; text: string; start: number; stop: number }[]> {
+    if (images === undefined) {
+      const ids = await this.tokenizer.encode(text, { addSpecialTokens: !templated });
+      return tokenSpans(text, ids, this.tokenizer.tokenStringsSync(ids), (part) => this.tokenizer.decodeSync(part, { skipSpecialTokens: false }));
+    }
+    // A chat prompt (/tokenize with messages, /chat_tokenize): the ids generate() would run, each image's placeholder
+    // expanded and checked as there; the spans index `text`, an image's tokens its placeholder.
+    const { ids, text: expanded } = await this.encodePrompt({ inputs: text, images, templated });
+    const spans = tokenSpans(expanded, ids, this.tokenizer.tokenStringsSync(ids), (part) => this.tokenizer.decodeSync(part, { skipSpecialTokens: false }));
+    return this.vision && images.length > 0 ? this.vision.placeholderSpans({ inputs: text, images }, spans) : spans;
+  }
+
+  /**
+   * A prompt's token ids as the model gets them — the one path for generate() and tokenize() with images: with a
+   * vision tower each placeholder expanded to its image's tokens (a 422 when they do not match the images), tokenized,
+   * cut to `truncate`, and the images' token ranges found (a 422 when the tokens do not hold them whole). A text-only
+   * model's images are a 422.
+   */
+  private async encodePrompt(req: Pick<GenerateRequest, 'inputs' | 'images' | 'templated' | 'truncate'>): Promise<{ ids: number[]; text: string; images: ImageRef[] }> {
+    if (req.images?.length && !this.vision) throw refuseImages(this.info.modelId);
+    const text = this.vision ? this.vision.expand(req) : req.inputs;
+    let ids = await this.tokenizer.encode(text, { addSpecialTokens: !req.templated });
+    if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
+    return { ids, text, images: this.vision ? this.vision.refs(ids, req) : [] };
   }
 
   detokenize(ids: readonly number[], opts: { keepSpecialTokens?: boolean } = {}): string {
@@ -202,10 +223,13 @@ export class Engine implements GenerationEngine {
     try {
       const tokenizeSpan = this.tracer.startSpan('engine.tokenize');
       try {
-        ids = req.inputIds ? checkIds(req.inputIds, this.info.vocabSize)
-          : await this.tokenizer.encode(this.vision ? this.vision.expand(req) : req.inputs, { addSpecialTokens: !req.templated });
-        if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
-        images = this.vision ? this.vision.refs(ids, req) : [];
+        if (req.inputIds) {
+          ids = checkIds(req.inputIds, this.info.vocabSize);
+          if (req.truncate !== undefined && ids.length > req.truncate) ids = ids.slice(ids.length - req.truncate);
+          images = this.vision ? this.vision.refs(ids, req) : [];
+        } else {
+          ({ ids, images } = await this.encodePrompt(req));
+        }
         tokenizeSpan.setAttribute('weft.prompt_tokens', ids.length);
       } finally {
         tokenizeSpan.end();

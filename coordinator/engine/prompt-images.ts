@@ -124,6 +124,33 @@ export function expandImageTokens(text: string, images: readonly Pick<PreparedIm
   return out;
 }
 
+/**
+ * An offset into expandImageTokens' text mapped back onto `text`: one inside image i's sequence onto its placeholder
+ * (its start, or with `stop` its end), one outside shifted by the sequences before it.
+ */
+export function unexpandOffsets(text: string, images: readonly Pick<PreparedImage, 'height' | 'width' | 'tiles'>[], v: PromptVision): (offset: number, stop: boolean) => number {
+  const pieces = text.split(v.templateToken);
+  const token = v.templateToken.length;
+  const ranges: { at: number; from: number; length: number }[] = [];
+  let at = pieces[0]!.length;
+  let from = at;
+  for (let i = 0; i < images.length && i + 1 < pieces.length; i++) {
+    const length = sequenceOf(images[i]!, v).length;
+    ranges.push({ at, from, length });
+    at += token + pieces[i + 1]!.length;
+    from += length + pieces[i + 1]!.length;
+  }
+  return (offset, stop) => {
+    let shift = 0;
+    for (const r of ranges) {
+      if (stop ? offset <= r.from : offset < r.from) break;
+      if (stop ? offset <= r.from + r.length : offset < r.from + r.length) return stop ? r.at + token : r.at;
+      shift += r.length - token;
+    }
+    return offset - shift;
+  };
+}
+
 /** The 422 for placeholders (null: image tokens that are not whole images) that do not match the images. */
 export function placeholderMismatch(placeholders: number | null, images: number, v: PromptVision): EngineError {
   const s = (n: number) => (n === 1 ? '' : 's');

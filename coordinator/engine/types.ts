@@ -238,8 +238,10 @@ export interface GenerationEngine {
   stats(): EngineStats;
   /** Two texts as one input, joined by the tokenizer's pair template (a cross-encoder's query and document). */
   encodePair(first: string, second: string): Promise<number[]>;
-  /** Tokenize with the model's tokenizer (POST /tokenize); `templated` as GenerateRequest.templated. */
-  tokenize(text: string, templated?: boolean): Promise<{ id: number; text: string; start: number; stop: number }[]>;
+  /** Tokenize with the model's tokenizer (POST /tokenize); `templated` as GenerateRequest.templated. With `images`
+   * (a chat prompt: /tokenize with messages, /chat_tokenize) the ids are those generate() runs for that prompt and those
+   * images — each placeholder expanded, the same 422s — and an image's tokens span its placeholder in `text`. */
+  tokenize(text: string, templated?: boolean, images?: readonly PreparedImage[]): Promise<{ id: number; text: string; start: number; stop: number }[]>;
   /** Token ids to text, special tokens skipped (an echoed token-id prompt). */
   detokenize(ids: readonly number[], opts?: { keepSpecialTokens?: boolean }): string;
   /**

@@ -114,3 +114,12 @@ export async function loadImages(engine: GenerationEngine, inputs: readonly Imag
   }
   return engine.prepareImages(inputs);
 }
+
+/**
+ * A chat prompt's tokens as the chat route feeds them to the model (/tokenize with `messages`, /chat_tokenize): its
+ * images loaded as the chat route loads them (loadImages: a text-only model's 422, an image's 413 / 422 naming it) and
+ * each placeholder expanded by the engine's prompt path (engine.tokenize with images).
+ */
+export async function tokenizeChatPrompt(engine: GenerationEngine, text: string, templated: boolean, images: readonly ImageInput[]) {
+  return engine.tokenize(text, templated, await loadImages(engine, images));
+}

@@ -3,7 +3,9 @@
 // them before they send a request (vLLM's OpenAI server answers the same shapes; `model` is accepted and does not
 // change the tokenizer — adapters share the base model's).
 import type { FastifyInstance } from 'fastify';
-import type { GenerationEngine } from '../engine/types.js';
+import type { GenerationEngine, RenderMessage } from '../engine/types.js';
+import type { ImageInput } from '../vision/index.js';
+import { contentOf, tokenizeChatPrompt } from './content-parts.js';
 import { validationError } from './errors.js';
 import { isJsonObject, type Json } from './json.js';
 import { openAiErrorHandler } from './openai-routes.js';
@@ -24,7 +26,8 @@ function boolOf(b: Json, key: string, dflt: boolean): boolean {
 }
 
 /** vLLM's /tokenize: a prompt (special tokens added unless add_special_tokens false) or chat messages rendered
- * with the chat template (nothing added: the template writes its own special tokens). */
+ * with the chat template (nothing added: the template writes its own special tokens), their images (image_url parts
+ * of user messages) loaded and each placeholder expanded as the chat route does: the ids it runs. */
 export async function vllmTokenize(engine: GenerationEngine, body: Json) {
   const extra = Object.keys(body).find((k) => !TOKENIZE_KEYS.includes(k));
   if (extra) throw validationError(`unknown field \`${extra.slice(0, 64)}\``);
@@ -32,7 +35,9 @@ export async function vllmTokenize(engine: GenerationEngine, body: Json) {
   let tokens: { id: number; text: string }[];
   if (body.messages !== undefined) {
     if (body.prompt !== undefined) throw validationError('give `prompt` or `messages`, not both');
-    tokens = await engine.tokenize(renderMessages(engine, body, true), !boolOf(body, 'add_special_tokens', false));
+    const images: ImageInput[] = [];
+    const text = renderMessages(engine, body, true, images);
+    tokens = await tokenizeChatPrompt(engine, text, !boolOf(body, 'add_special_tokens', false), images);
   } else {
     if (typeof body.prompt !== 'string') throw validationError('`prompt` must be a string');
     tokens = await engine.tokenize(body.prompt, !boolOf(body, 'add_special_tokens', true));
@@ -44,13 +49,18 @@ export async function vllmTokenize(engine: GenerationEngine, body: Json) {
 /**
  * vLLM's chat-shaped body (/tokenize, /v1/embeddings): `messages` ({role, content} with string content) rendered with
  * the chat template, `add_generation_prompt` (default as given: true to tokenize a chat prompt, false to embed a
- * conversation), `continue_final_message`, `chat_template_kwargs`.
+ * conversation), `continue_final_message`, `chat_template_kwargs`. With `images` (/tokenize) content may also be
+ * content parts as the chat route takes them (content-parts.ts), user messages' image parts appended to `images`.
  */
-export function renderMessages(engine: GenerationEngine, body: Json, addGenerationPrompt: boolean): string {
+export function renderMessages(engine: GenerationEngine, body: Json, addGenerationPrompt: boolean, images: ImageInput[] | null = null): string {
   if (!Array.isArray(body.messages) || body.messages.length === 0) throw validationError('`messages` must be a non-empty list');
-  const messages = body.messages.map((m, i) => {
+  const messages = body.messages.map((m, i): RenderMessage => {
+    if (images !== null && isJsonObject(m) && typeof m.role === 'string') {
+      const { text, parts } = contentOf(m.content, `messages[${i}].content`, m.role === 'user' ? images : null);
+      return { role: m.role, content: text, ...(parts ? { parts } : {}) };
+    }
     if (!isJsonObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string') {
-      throw validationError(`\`messages[${i}]\` must be {role, content} with string content`);
+      throw validationError(`\`messages[${i}]\` must be {role, content}${images === null ? ' with string content' : ''}`);
     }
     return { role: m.role, content: m.content };
   });

@@ -146,6 +146,32 @@ for (const name of CASE_NAMES) {
       assert.ok(Math.abs(top - Math.max(...row)) <= TOL, `first token logprob ${top}, transformers' best ${Math.max(...row)}`);
     });
 
+    test('/tokenize and /chat_tokenize with image parts: the fixture\'s ids, each image expanded to its own count', async () => {
+      for (const seq of cases.sequences.filter((q) => q.images.length > 0)) {
+        const text = seq.prompt.split(cases.image_placeholder).at(-1)!.split('<|im_end|>')[0]!;
+        const messages = [{ role: 'user', content: [...seq.images.map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })), { type: 'text', text }] }];
+        const v = await post('/tokenize', { messages });
+        assert.equal(v.status, 200, v.text);
+        assert.deepEqual(v.json.tokens, seq.ids, 'the tokens transformers\' processor gives');
+        assert.deepEqual([v.json.count, v.json.max_model_len], [seq.ids.length, 256]);
+        const t = await post('/chat_tokenize', { messages });
+        assert.equal(t.status, 200, t.text);
+        assert.equal(t.json.templated_text, seq.prompt);
+        assert.deepEqual(t.json.tokenize_response.map((x: { id: number }) => x.id), seq.ids);
+        const pads = (t.json.tokenize_response as { id: number; start: number; stop: number }[]).filter((x) => x.id === cases.image_token_id);
+        assert.ok(pads.every((x) => seq.prompt.slice(x.start, x.stop) === '<|image_pad|>'), 'each image\'s tokens span its placeholder');
+      }
+      // swapped: each image still its own count
+      const seq = cases.sequences.find((q) => q.images.length === 2)!;
+      const swapped = await post('/tokenize', { messages: [{ role: 'user', content: [...seq.images].reverse().map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })) }] });
+      assert.equal(swapped.status, 200, swapped.text);
+      const ids = swapped.json.tokens as number[];
+      const first = ids.indexOf(cases.image_token_id);
+      let n = 0;
+      while (ids[first + n] === cases.image_token_id) n++;
+      assert.equal(n, seq.image_tokens.at(-1), 'the first image takes its own count');
+    });
+
     test('a placeholder without its image, or images swapped in size order, are told apart', async () => {
       const bare = await post('/generate', { inputs: `x${cases.image_placeholder}y`, parameters: { max_new_tokens: 1 } });
       assert.equal(bare.status, 422, bare.text);

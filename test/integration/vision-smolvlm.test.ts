@@ -248,6 +248,26 @@ if (!existsSync(join(DIR, 'cases.json'))) {
       assert.ok(Math.abs(top - Math.max(...last)) <= TOL, `first token logprob ${top}, transformers' best ${Math.max(...last)}`);
     });
 
+    test('/tokenize and /chat_tokenize with image parts: the fixture\'s ids, every tile expanded', async () => {
+      for (const seq of cases.sequences.filter((q) => q.source_images.length > 0)) {
+        const body = seq.prompt.slice(seq.prompt.indexOf('User:') + 'User:'.length, seq.prompt.indexOf('<end_of_utterance>'));
+        const content: unknown[] = [];
+        body.split(cases.image_placeholder).forEach((text, i, all) => {
+          if (text !== '') content.push({ type: 'text', text });
+          if (i < all.length - 1) content.push({ type: 'image_url', image_url: { url: dataUrl(seq.source_images[i]!) } });
+        });
+        const messages = [{ role: 'user', content }];
+        const v = await post('/tokenize', { messages });
+        assert.equal(v.status, 200, v.text);
+        assert.deepEqual(v.json.tokens, seq.ids, 'SmolVLMProcessor\'s tokens, every tile');
+        assert.equal(v.json.count, seq.ids.length);
+        const t = await post('/chat_tokenize', { messages });
+        assert.equal(t.status, 200, t.text);
+        assert.equal(t.json.templated_text, seq.prompt);
+        assert.deepEqual(t.json.tokenize_response.map((x: { id: number }) => x.id), seq.ids);
+      }
+    });
+
     test('--max-images-per-prompt counts images, not tiles; the length limit counts every tile', async () => {
       // two images of 3 + 5 tiles (8 tiles) pass a limit of 2 images (above); three images do not
       const three = await post('/generate', { inputs: `![](${dataUrl('big')})![](${dataUrl('big')})![](${dataUrl('wide')})x`, parameters: { max_new_tokens: 1 } });

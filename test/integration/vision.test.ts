@@ -159,6 +159,47 @@ for (const name of CASE_NAMES) {
       assert.equal(r.json.usage.prompt_tokens, rendered.replaceAll('<image>', '').length + 2 * cases.tokens_per_image);
     });
 
+    test('/tokenize and /chat_tokenize with image parts: the ids the chat route runs, each <image> expanded; the same 422s', async () => {
+      const seq = cases.sequences.find((q) => q.images.length === 2)!;
+      const messages = [{ role: 'user', content: [...seq.images.map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })), { type: 'text', text: 'Same?' }] }];
+      const rendered = 'USER:<image>\n<image>\nSame?ASSISTANT:';
+      // the rendered prompt with each <image> written out tokens_per_image times, tokenized as text: the processor's expansion
+      const expanded = await post('/tokenize', { prompt: rendered.replaceAll('<image>', '<image>'.repeat(cases.tokens_per_image)), add_special_tokens: false });
+      assert.equal(expanded.status, 200, expanded.text);
+      const v = await post('/tokenize', { messages, return_token_strs: true });
+      assert.equal(v.status, 200, v.text);
+      assert.deepEqual(v.json.tokens, expanded.json.tokens, 'each image its tokens_per_image image tokens');
+      assert.equal(v.json.tokens.filter((t: number) => t === cases.image_token_id).length, 2 * cases.tokens_per_image);
+      assert.deepEqual([v.json.count, v.json.max_model_len, v.json.token_strs.length], [v.json.tokens.length, 256, v.json.tokens.length]);
+      const chat = await post('/v1/chat/completions', { messages, max_tokens: 1 });
+      assert.equal(chat.status, 200, chat.text);
+      assert.equal(v.json.count, chat.json.usage.prompt_tokens, 'the count is what the chat route bills');
+      const t = await post('/chat_tokenize', { messages });
+      assert.equal(t.status, 200, t.text);
+      assert.equal(t.json.templated_text, rendered);
+      assert.deepEqual(t.json.tokenize_response.map((x: { id: number }) => x.id), v.json.tokens);
+      // an image's tokens span its placeholder in templated_text; the text after it keeps its offsets
+      const spans = t.json.tokenize_response as { id: number; text: string; start: number; stop: number }[];
+      const imageSpans = [...new Set(spans.filter((x) => x.id === cases.image_token_id).map((x) => rendered.slice(x.start, x.stop) + '@' + x.start))];
+      assert.deepEqual(imageSpans, [`<image>@${rendered.indexOf('<image>')}`, `<image>@${rendered.lastIndexOf('<image>')}`]);
+      assert.equal(rendered.slice(spans.at(-1)!.start, spans.at(-1)!.stop), ':');
+      // the chat route's errors: too many images, an image that is not one (named), a placeholder written as text
+      const three = await post('/tokenize', { messages: [{ role: 'user', content: [0, 1, 2].map(() => ({ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } })) }] });
+      assert.equal(three.status, 422, three.text);
+      assert.match(three.json.error, /3 images; at most 2 per prompt/);
+      const broken = { role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] };
+      const bad = await post('/tokenize', { messages: [broken] });
+      assert.equal(bad.status, 422, bad.text);
+      assert.match(bad.json.error, /messages\[0\]\.content\[1\]/);
+      const badTgi = await post('/chat_tokenize', { messages: [broken] });
+      assert.equal(badTgi.status, 422, badTgi.text);
+      assert.match(badTgi.json.error.message, /messages\[0\]\.content\[1\]/);
+      const bare = await post('/tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] });
+      assert.equal(bare.status, 422, bare.text);
+      assert.match(bare.json.error, /^the prompt has 1 image placeholder \(<image>\) for 0 images/);
+      assert.equal((await post('/chat_tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] })).status, 422);
+    });
+
     // The launcher passes the image flags to the engine (EngineLimits.images = imageLimitsOf(config)).
     test('--max-images-per-prompt 2: three images are a 422', async () => {
       const three = await post('/generate', { inputs: `![](${dataUrl(cases.sequences[0]!.images[0]!)})`.repeat(3), parameters: { max_new_tokens: 1 } });

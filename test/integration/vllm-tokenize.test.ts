@@ -77,3 +77,23 @@ test('embeddings of chat messages (vLLM): the conversation as the template rende
     assert.match(r.json.error.message, why);
   }
 });
+
+test('messages with content parts: text parts as the chat route joins them; an image part on a text-only model is the chat route\'s 422', async () => {
+  const plain = await post('/tokenize', { messages: [{ role: 'user', content: 'What is a fox?' }] });
+  const parts = await post('/tokenize', { messages: [{ role: 'user', content: [{ type: 'text', text: 'What is ' }, { type: 'text', text: 'a fox?' }] }] });
+  assert.equal(parts.status, 200);
+  assert.deepEqual(parts.json.tokens, plain.json.tokens);
+  const image = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }, { type: 'text', text: 'What?' }] }];
+  const chat = await post('/v1/chat/completions', { messages: image, max_tokens: 1 });
+  assert.equal(chat.status, 422);
+  const v = await post('/tokenize', { messages: image });
+  assert.equal(v.status, 422);
+  assert.match(v.json.error, /does not take images: it is a text-only model/);
+  const t = await post('/chat_tokenize', { messages: image });
+  assert.equal(t.status, 422);
+  assert.equal(t.json.error.message, chat.json.error.message);
+  assert.equal(v.json.error, chat.json.error.message);
+  const assistant = await post('/tokenize', { messages: [{ role: 'assistant', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] });
+  assert.equal(assistant.status, 422);
+  assert.match(assistant.json.error, /image parts are only for user messages/);
+});
