@@ -1,6 +1,7 @@
 // Driving an engine (LocalEngine or a tensor-parallel shard cluster) through the vision-language golden cases of
 // ./vlm.ts: steps, images, the checks that every model's conformance test makes alike.
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { LocalEngine } from '../../shard/index.js';
 import { PROTOCOL_VERSION, bytesToFloat32, encode, imageDataSubject, type NewSequence, type SeqOutput, type Step } from '../../protocol/index.js';
 import { refLogSoftmax } from './reference-ops.js';
@@ -221,4 +222,123 @@ export async function checkClusterMixedBatch<S extends VlmSequence>(cluster: Tes
   const r = await cluster.group.step(step({ newSeqs: seqs }));
   assert.equal(r.error, undefined);
   return { seqs, worst: checkLogits(c, r.outputs, keys, tol, label) };
+}
+
+type DecodeSequence = VlmSequence & { decode: number[] };
+
+/** Every sequence with decode tokens under every slot (top `topN`, blocks one after another) in one step, then their
+ * decode tokens a step each, every sequence in one step: each step's top log-probs (checkTop `tol`) against its decode
+ * row; the steps and the worst error. */
+export async function checkDecodeBatch<S extends DecodeSequence>(engine: LocalEngine, step: StepFn, c: VlmCase<S>,
+  blockSize: number, topN: number, tol: number): Promise<{ steps: number; worst: number }> {
+  const withDecode = c.sequences.map((q, s) => ({ q, s })).filter(({ q }) => q.decode.length > 0);
+  const seqs: NewSequence[] = [], keys: string[] = [];
+  let block = 0;
+  for (const { s } of withDecode) {
+    for (const slot of allSlots(c)) {
+      const ns = vlmNewSeq(c, s, { seqId: `dec-${s}-${slot}`, slot, firstBlock: block, blockSize, logits: 'none', topN });
+      block += ns.blockTable.length;
+      seqs.push(ns);
+      keys.push(vlmGoldenKey(c, s, slot, true));
+    }
+  }
+  let worst = 0;
+  let outs = await engine.step(step({ newSeqs: seqs }));
+  const steps = withDecode[0]!.q.decode.length;
+  for (let d = 0; d <= steps; d++) {
+    outs.forEach((o, k) => {
+      worst = Math.max(worst, checkTop(o, c.logits(keys[k]!).subarray(d * c.vocab, (d + 1) * c.vocab), `${keys[k]} step ${d}`, tol));
+    });
+    if (d === steps) break;
+    const decode = (k: number): number => c.sequences[Number(/seq(\d+)/.exec(keys[k]!)![1])]!.decode[d]!;
+    outs = await engine.step(step({ running: seqs.map((ns, k) => ({ seqId: ns.seqId, token: decode(k), newBlocks: [] })) }));
+  }
+  await engine.step(step({ finished: seqs.map((s) => s.seqId) }));
+  return { steps, worst };
+}
+
+/** Sequence `s` under every slot (top `topN`): its prompt in chunks ending at each of `cuts` (the last: its end), then
+ * its decode tokens a step each; the top log-probs (checkTop `tol`) after the chunks and after each decode step against
+ * the decode rows (the message after the chunks: `<key> after chunks<suffix>`). */
+export async function checkChunksThenDecodeRows<S extends DecodeSequence>(engine: LocalEngine, step: StepFn, c: VlmCase<S>,
+  s: number, cuts: number[], blockSize: number, topN: number, tol: number, suffix = ''): Promise<void> {
+  const seq = c.sequences[s]!;
+  for (const slot of allSlots(c)) {
+    const golden = c.logits(vlmGoldenKey(c, s, slot, true));
+    const full = vlmNewSeq(c, s, { seqId: `chunk-${slot}`, slot, firstBlock: 0, blockSize, logits: 'none', topN });
+    const [last] = await prefillInChunks(engine, step, full, cuts);
+    checkTop(last!, golden.subarray(0, c.vocab), `${vlmGoldenKey(c, s, slot)} after chunks${suffix}`, tol);
+    for (let d = 0; d < seq.decode.length; d++) {
+      const [out] = await engine.step(step({ running: [{ seqId: full.seqId, token: seq.decode[d]!, newBlocks: [] }] }));
+      checkTop(out!, golden.subarray((d + 1) * c.vocab, (d + 2) * c.vocab), `${vlmGoldenKey(c, s, slot)} decode ${d}`, tol);
+    }
+    await engine.step(step({ finished: [full.seqId] }));
+  }
+}
+
+/** Sequence `s` under every slot, whole (top `topN`), then again with its first `cached` tokens (each of `prefixes`,
+ * whole blocks) taken from the whole one's cache (new blocks 200 further on), then one decode step: the top log-probs
+ * (checkTop `tol`) against the decode rows. */
+export async function checkCachedPrefixesThenDecode<S extends DecodeSequence>(engine: LocalEngine, step: StepFn, c: VlmCase<S>,
+  s: number, prefixes: number[], blockSize: number, topN: number, tol: number): Promise<void> {
+  const seq = c.sequences[s]!;
+  for (const slot of allSlots(c)) {
+    const golden = c.logits(vlmGoldenKey(c, s, slot, true));
+    const owner = vlmNewSeq(c, s, { seqId: `own-${slot}`, slot, firstBlock: 0, blockSize, logits: 'none', topN });
+    const [o] = await engine.step(step({ newSeqs: [owner] }));
+    checkTop(o!, golden.subarray(0, c.vocab), `${vlmGoldenKey(c, s, slot)} whole`, tol);
+    for (const cached of prefixes) {
+      const reuse = withCachedPrefix(owner, `reuse-${slot}-${cached}`, cached, blockSize, 200);
+      const [r] = await engine.step(step({ newSeqs: [reuse] }));
+      assert.equal(r!.error, undefined, r!.error);
+      checkTop(r!, golden.subarray(0, c.vocab), `${vlmGoldenKey(c, s, slot)} cached ${cached}`, tol);
+      const [d] = await engine.step(step({ running: [{ seqId: reuse.seqId, token: seq.decode[0]!, newBlocks: [] }] }));
+      checkTop(d!, golden.subarray(c.vocab, 2 * c.vocab), `${vlmGoldenKey(c, s, slot)} cached ${cached}, decode`, tol);
+      await engine.step(step({ finished: [reuse.seqId] }));
+    }
+    await engine.step(step({ finished: [owner.seqId] }));
+  }
+}
+
+/** On a shard cluster of `world` ranks (withCaseCluster, 512 KV blocks): the case's mixed batch (checkClusterMixedBatch),
+ * then sequence 1 under the last adapter (blocks from 400, top `topN`) fed its decode tokens, each step's top log-probs
+ * (checkTop `tol`) against its decode rows; logs the batch's worst logit error. `name`: the case's, in the messages. */
+export async function checkClusterDecode<S extends DecodeSequence>(c: VlmCase<S>, name: string, world: number, step: StepFn,
+  blockSize: number, topN: number, tol: number): Promise<void> {
+  await withCaseCluster(c, world, 512, async (cluster) => {
+    const { seqs, worst } = await checkClusterMixedBatch(cluster, step, c, blockSize, tol, (key) => `TP=${world} ${name} ${key}`);
+    // Decode: sequence 1 (the Qwen cases': two images) under the last (the vision) adapter, fed its decode tokens.
+    const s = 1, slot = c.adapters.length - 1, seq = c.sequences[s]!;
+    const ns = vlmNewSeq(c, s, { seqId: 'tp-dec', slot, firstBlock: 400, blockSize, logits: 'none', topN });
+    const golden = c.logits(vlmGoldenKey(c, s, slot, true));
+    let out = (await cluster.group.step(step({ newSeqs: [ns], finished: seqs.map((x) => x.seqId) }))).outputs[0]!;
+    for (let d = 0; d <= seq.decode.length; d++) {
+      checkTop(out, golden.subarray(d * c.vocab, (d + 1) * c.vocab), `TP=${world} ${name} decode ${d}`, tol);
+      if (d === seq.decode.length) break;
+      out = (await cluster.group.step(step({ running: [{ seqId: 'tp-dec', token: seq.decode[d]!, newBlocks: [] }] }))).outputs[0]!;
+    }
+    console.log(`# ${name} TP=${world}: worst max abs logit error ${worst.toExponential(2)}`);
+  });
+}
+
+/** Registers, in the describe that calls it, the engine tests of a case with decode tokens (`get`: the case and its
+ * engine, once its before hook has run): base and each adapter alone (checkEachAlone), the mixed batch
+ * (checkMixedBatch), decode steps (checkDecodeBatch, top `topN`), all within `tol`. `name`: the case's, in the
+ * diagnostics. */
+export function testEachAloneMixedDecode<S extends DecodeSequence>(name: string, get: () => { c: VlmCase<S>; engine: LocalEngine },
+  step: StepFn, blockSize: number, topN: number, tol: number): void {
+  test('base and each adapter alone match transformers + PEFT', async (t) => {
+    const worst = await checkEachAlone(get().engine, step, get().c, blockSize, tol);
+    t.diagnostic(`${name}: worst max abs logit error alone ${worst.toExponential(2)}`);
+  });
+
+  test('base, every adapter and a text-only sequence in one heterogeneous batch', async (t) => {
+    const worst = await checkMixedBatch(get().engine, step, get().c, blockSize, tol);
+    t.diagnostic(`${name}: worst max abs logit error in the mixed batch ${worst.toExponential(2)}`);
+  });
+
+  test('decode steps after the images (the rope delta), every adapter in one batch', async (t) => {
+    const { steps, worst } = await checkDecodeBatch(get().engine, step, get().c, blockSize, topN, tol);
+    t.diagnostic(`${name}: worst top log-prob error over ${steps} decode steps ${worst.toExponential(2)}`);
+  });
 }
