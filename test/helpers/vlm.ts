@@ -42,7 +42,7 @@ export interface VlmCase<S extends VlmSequence = VlmSequence> {
 }
 
 /** The fields every case reads alike from <root>/<name>/cases.json and golden.safetensors, and cases.json itself. */
-function openVlmCase(root: string, name: string): { base: Omit<VlmCase, 'imageDims' | 'imageRefs' | 'sequences'>; json: any } {
+export function openVlmCase(root: string, name: string): { base: Omit<VlmCase, 'imageDims' | 'imageRefs' | 'sequences'>; json: any } {
   const dir = join(root, name);
   const json = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
   const file = SafetensorsFile.open(join(dir, 'golden.safetensors'));

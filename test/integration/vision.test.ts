@@ -8,120 +8,62 @@
 // text do share it; more images than --max-images-per-prompt is a 422.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, type Launched } from '../../deploy/launch.js';
-import { parseArgs } from '../../deploy/config/index.js';
-import { SafetensorsFile } from '../../shard/formats/index.js';
 import { decodeRgb, parsePreprocessorConfig, preprocessImage } from '../../coordinator/vision/index.js';
-import { refLogSoftmax } from '../helpers/reference-ops.js';
+import { LLAVA_ROOT } from '../helpers/vlm.js';
+import { adapterNames, expect422, goldenPrefix, matchPrefill, useVisionServer, visionFixture } from '../helpers/vision-server.js';
 
-const ROOT = join(import.meta.dirname, '../../../test/fixtures/llava');
 interface Sequence { ids: number[]; images: string[]; prompt: string }
 interface Cases { sequences: Sequence[]; image_token_id: number; tokens_per_image: number; adapters: { name: string; dir: string }[] }
-const TOL = 1e-4;
-const CASE_NAMES = existsSync(ROOT) ? ['llava', 'llava_qwen2_multi'].filter((n) => existsSync(join(ROOT, n, 'cases.json'))) : [];
-
-function logitsOf(caseDir: string): (key: string) => { data: Float32Array; vocab: number } {
-  const file = SafetensorsFile.open(join(caseDir, 'golden.safetensors'));
-  const cache = new Map<string, { data: Float32Array; vocab: number }>();
-  return (key) => {
-    let v = cache.get(key);
-    if (v === undefined) {
-      v = { data: file.readF32(key), vocab: file.info(key).shape.at(-1)! };
-      cache.set(key, v);
-    }
-    return v;
-  };
-}
-
-/** The prefill log-probs of a /generate answer against log-softmax of the golden logits: the worst difference. */
-function worstPrefillError(json: any, want: Sequence, logits: { data: Float32Array; vocab: number }, label: string): number {
-  const prefill = json.details.prefill as { id: number; logprob: number | null }[];
-  assert.deepEqual(prefill.map((p) => p.id), want.ids, `${label}: the tokens transformers' processor gives`);
-  let worst = 0;
-  for (let i = 1; i < want.ids.length; i++) {
-    const ref = refLogSoftmax(logits.data.subarray((i - 1) * logits.vocab, i * logits.vocab))[want.ids[i]!]!;
-    const err = Math.abs(prefill[i]!.logprob! - ref);
-    assert.ok(err <= TOL, `${label} position ${i}: logprob ${prefill[i]!.logprob}, transformers ${ref}`);
-    worst = Math.max(worst, err);
-  }
-  return worst;
-}
+const CASE_NAMES = existsSync(LLAVA_ROOT) ? ['llava', 'llava_qwen2_multi'].filter((n) => existsSync(join(LLAVA_ROOT, n, 'cases.json'))) : [];
 
 if (CASE_NAMES.length === 0) {
-  test('vision end to end', { skip: `no fixture at ${ROOT} (run test/fixtures/golden/make_llava.py)` }, () => {});
+  test('vision end to end', { skip: `no fixture at ${LLAVA_ROOT} (run test/fixtures/golden/make_llava.py)` }, () => {});
 }
 
 for (const name of CASE_NAMES) {
   describe(`images end to end: ${name}`, () => {
-    const dir = join(ROOT, name);
-    const cases = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8')) as Cases;
-    const golden = logitsOf(dir);
-    const png = (image: string) => readFileSync(join(dir, 'images', `${image}.png`));
-    const dataUrl = (image: string) => `data:image/png;base64,${png(image).toString('base64')}`;
-    let server: Launched;
+    // the images are images/<name>.png (pixel values images/<name>.bin); the prompts' placeholder is <image>
+    const fx = visionFixture<Cases>(LLAVA_ROOT, name, { png: (_, image) => join('images', `${image}.png`), placeholder: '<image>' });
+    const { cases, dir } = fx;
     let web: Server;
     let base = '';
-    const post = async (path: string, body: unknown) => {
-      const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      const text = await res.text();
-      let json: any = null;
-      try { json = JSON.parse(text); } catch { /* not JSON */ }
-      return { status: res.status, json, text };
-    };
-    /** The prompt as TGI markdown images: each <image> in turn becomes ![](url of the sequence's next image). */
-    const markdown = (seq: Sequence, url: (image: string) => string, images = seq.images) => {
-      let i = 0;
-      return seq.prompt.replace(/<image>/g, () => `![](${url(images[i++]!)})`);
-    };
-
     before(async () => {
       web = createServer((req, res) => {
         const m = /^\/images\/(\w+)\.png$/.exec(req.url ?? '');
-        if (m && existsSync(join(dir, 'images', `${m[1]}.png`))) res.writeHead(200, { 'content-type': 'image/png' }).end(png(m[1]!));
+        if (m && existsSync(join(dir, 'images', `${m[1]}.png`))) res.writeHead(200, { 'content-type': 'image/png' }).end(fx.png(m[1]!));
         else res.writeHead(404).end();
       });
       await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
       base = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
-      const flags = ['--model-id', join(dir, 'model'), '--port', '0', '--hostname', '127.0.0.1', '--cluster', `v${process.pid}`,
-        '--max-input-length', '200', '--max-total-tokens', '256', '--max-batch-prefill-tokens', '512', '--block-size', '4',
-        '--adapter-root', join(dir, 'adapters'), '--max-adapter-slots', '4', '--log-level', 'silent',
-        '--shard-heartbeat-ms', '200', '--shard-timeout-ms', '5000', '--step-timeout-ms', '30000', '--max-images-per-prompt', '2'];
-      server = await launch(parseArgs('launch', flags, {}), { cacheDir: mkdtempSync(join(tmpdir(), 'weft-cache-')) });
     });
+    const vs = useVisionServer({ dir, cluster: `v${process.pid}` });
     after(async () => {
-      await server?.close();
       web?.closeAllConnections();
       await new Promise((r) => web?.close(r));
     });
 
     test('the fixture\'s pixel values are what weft\'s preprocessing gives', async () => {
-      const config = parsePreprocessorConfig(JSON.parse(readFileSync(join(dir, 'model', 'preprocessor_config.json'), 'utf8')));
+      const config = parsePreprocessorConfig(fx.preprocessorJson());
       for (const image of new Set(cases.sequences.flatMap((s) => s.images))) {
-        const px = preprocessImage(await decodeRgb(png(image), 1e8, image), config);
-        const want = new Float32Array(new Uint8Array(readFileSync(join(dir, 'images', `${image}.bin`))).buffer);
-        assert.deepEqual(px.data, want, `${image}: bit for bit`);
+        const px = preprocessImage(await decodeRgb(fx.png(image), 1e8, image), config);
+        assert.deepEqual(px.data, fx.pixelValues(join('images', `${image}.bin`)), `${image}: bit for bit`);
       }
     });
 
     test('/info and the shards agree on the image token', async () => {
-      const info = server.engine.info;
+      const info = vs.server.engine.info;
       assert.deepEqual([info.vision?.imageTokenId, info.vision?.tokensPerImage], [cases.image_token_id, cases.tokens_per_image]);
     });
 
-    for (const adapter of [null, ...cases.adapters.map((a) => a.name)]) {
+    for (const adapter of adapterNames(cases)) {
       test(`prefill log-probs equal transformers' (${adapter ?? 'base model'}), images as data: and http URLs`, async () => {
-        const jobs = cases.sequences.flatMap((seq, s) => [dataUrl, (i: string) => `${base}/images/${i}.png`].map(async (url, u) => {
-          const parameters: Record<string, unknown> = { max_new_tokens: 1, details: true, decoder_input_details: true,
-            ...(adapter ? { adapter_id: adapter, adapter_source: 'local' } : {}) };
-          const r = await post('/generate', { inputs: markdown(seq, url), parameters });
-          assert.equal(r.status, 200, r.text);
-          const key = adapter ? `adapter/${adapter}/seq${s}` : `base/seq${s}`;
-          return worstPrefillError(r.json, seq, golden(key), `${key} (${u === 0 ? 'data:' : 'http'} URLs)`);
+        const jobs = cases.sequences.flatMap((seq, s) => [fx.dataUrl, (i: string) => `${base}/images/${i}.png`].map(async (url, u) => {
+          const key = `${goldenPrefix(adapter)}/seq${s}`;
+          return matchPrefill(fx, await vs.prefill(fx.markdown(seq, url), adapter), seq.ids, key, `${key} (${u === 0 ? 'data:' : 'http'} URLs)`);
         }));
         const worst = Math.max(...await Promise.all(jobs));
         console.log(`${name} ${adapter ?? 'base'}: ${cases.sequences.length} prompts, max abs logprob error ${worst.toExponential(2)}`);
@@ -132,17 +74,13 @@ for (const name of CASE_NAMES) {
       const s = cases.sequences.findIndex((q) => q.images.length === 1);
       const seq = cases.sequences[s]!;
       const other = [...new Set(cases.sequences.flatMap((q) => q.images))].find((i) => i !== seq.images[0])!;
-      const parameters = { max_new_tokens: 1, details: true, decoder_input_details: true };
       // the same text with another image first: its blocks are cached…
-      assert.equal((await post('/generate', { inputs: markdown(seq, dataUrl, [other]), parameters })).status, 200);
+      await vs.prefill(fx.markdown({ prompt: seq.prompt, images: [other] }), null);
       // …and must not stand in for this image's
-      const r = await post('/generate', { inputs: markdown(seq, dataUrl), parameters });
-      assert.equal(r.status, 200, r.text);
-      worstPrefillError(r.json, seq, golden(`base/seq${s}`), 'after another image');
-      const chat = (await post('/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } },
-        { type: 'text', text: 'x' }] }], max_tokens: 1 })).json;
-      const again = await post('/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } },
-        { type: 'text', text: 'x' }] }], max_tokens: 1 });
+      matchPrefill(fx, await vs.prefill(fx.markdown(seq), null), seq.ids, `base/seq${s}`, 'after another image');
+      const messages = [{ role: 'user', content: [...fx.imageParts([seq.images[0]!]), { type: 'text', text: 'x' }] }];
+      const chat = (await vs.post('/v1/chat/completions', { messages, max_tokens: 1 })).json;
+      const again = await vs.post('/v1/chat/completions', { messages, max_tokens: 1 });
       assert.equal(again.status, 200, again.text);
       assert.equal(again.json.usage.prompt_tokens, chat.usage.prompt_tokens);
       assert.ok(again.json.usage.prompt_tokens_details.cached_tokens >= cases.tokens_per_image, 'the same image and text share their blocks');
@@ -150,8 +88,8 @@ for (const name of CASE_NAMES) {
 
     test('chat: image parts rendered by the model\'s template, the image token expanded', async () => {
       const seq = cases.sequences.find((q) => q.images.length === 2)!;
-      const r = await post('/v1/chat/completions', { messages: [{ role: 'user', content: [
-        ...seq.images.map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })), { type: 'text', text: 'Same?' }] }], max_tokens: 2, temperature: 0 });
+      const r = await vs.post('/v1/chat/completions', { messages: [{ role: 'user', content: [
+        ...fx.imageParts(seq.images), { type: 'text', text: 'Same?' }] }], max_tokens: 2, temperature: 0 });
       assert.equal(r.status, 200, r.text);
       // The model's template renders 'USER:<image>\n<image>\nSame?ASSISTANT:' (as jinja2 with transformers' trim_blocks and
       // lstrip_blocks renders it; no <s>): one token per byte, each <image> tokens_per_image tokens.
@@ -161,20 +99,20 @@ for (const name of CASE_NAMES) {
 
     test('/tokenize and /chat_tokenize with image parts: the ids the chat route runs, each <image> expanded; the same 422s', async () => {
       const seq = cases.sequences.find((q) => q.images.length === 2)!;
-      const messages = [{ role: 'user', content: [...seq.images.map((i) => ({ type: 'image_url', image_url: { url: dataUrl(i) } })), { type: 'text', text: 'Same?' }] }];
+      const messages = [{ role: 'user', content: [...fx.imageParts(seq.images), { type: 'text', text: 'Same?' }] }];
       const rendered = 'USER:<image>\n<image>\nSame?ASSISTANT:';
       // the rendered prompt with each <image> written out tokens_per_image times, tokenized as text: the processor's expansion
-      const expanded = await post('/tokenize', { prompt: rendered.replaceAll('<image>', '<image>'.repeat(cases.tokens_per_image)), add_special_tokens: false });
+      const expanded = await vs.post('/tokenize', { prompt: rendered.replaceAll('<image>', '<image>'.repeat(cases.tokens_per_image)), add_special_tokens: false });
       assert.equal(expanded.status, 200, expanded.text);
-      const v = await post('/tokenize', { messages, return_token_strs: true });
+      const v = await vs.post('/tokenize', { messages, return_token_strs: true });
       assert.equal(v.status, 200, v.text);
       assert.deepEqual(v.json.tokens, expanded.json.tokens, 'each image its tokens_per_image image tokens');
       assert.equal(v.json.tokens.filter((t: number) => t === cases.image_token_id).length, 2 * cases.tokens_per_image);
       assert.deepEqual([v.json.count, v.json.max_model_len, v.json.token_strs.length], [v.json.tokens.length, 256, v.json.tokens.length]);
-      const chat = await post('/v1/chat/completions', { messages, max_tokens: 1 });
+      const chat = await vs.post('/v1/chat/completions', { messages, max_tokens: 1 });
       assert.equal(chat.status, 200, chat.text);
       assert.equal(v.json.count, chat.json.usage.prompt_tokens, 'the count is what the chat route bills');
-      const t = await post('/chat_tokenize', { messages });
+      const t = await vs.post('/chat_tokenize', { messages });
       assert.equal(t.status, 200, t.text);
       assert.equal(t.json.templated_text, rendered);
       assert.deepEqual(t.json.tokenize_response.map((x: { id: number }) => x.id), v.json.tokens);
@@ -184,34 +122,30 @@ for (const name of CASE_NAMES) {
       assert.deepEqual(imageSpans, [`<image>@${rendered.indexOf('<image>')}`, `<image>@${rendered.lastIndexOf('<image>')}`]);
       assert.equal(rendered.slice(spans.at(-1)!.start, spans.at(-1)!.stop), ':');
       // the chat route's errors: too many images, an image that is not one (named), a placeholder written as text
-      const three = await post('/tokenize', { messages: [{ role: 'user', content: [0, 1, 2].map(() => ({ type: 'image_url', image_url: { url: dataUrl(seq.images[0]!) } })) }] });
+      const three = await vs.post('/tokenize', { messages: [{ role: 'user', content: fx.imageParts([0, 1, 2].map(() => seq.images[0]!)) }] });
       assert.equal(three.status, 422, three.text);
       assert.match(three.json.error, /3 images; at most 2 per prompt/);
       const broken = { role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] };
-      const bad = await post('/tokenize', { messages: [broken] });
+      const bad = await vs.post('/tokenize', { messages: [broken] });
       assert.equal(bad.status, 422, bad.text);
       assert.match(bad.json.error, /messages\[0\]\.content\[1\]/);
-      const badTgi = await post('/chat_tokenize', { messages: [broken] });
+      const badTgi = await vs.post('/chat_tokenize', { messages: [broken] });
       assert.equal(badTgi.status, 422, badTgi.text);
       assert.match(badTgi.json.error.message, /messages\[0\]\.content\[1\]/);
-      const bare = await post('/tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] });
+      const bare = await vs.post('/tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] });
       assert.equal(bare.status, 422, bare.text);
       assert.match(bare.json.error, /^the prompt has 1 image placeholder \(<image>\) for 0 images/);
-      assert.equal((await post('/chat_tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] })).status, 422);
+      assert.equal((await vs.post('/chat_tokenize', { messages: [{ role: 'user', content: 'what is <image>?' }] })).status, 422);
     });
 
     // The launcher passes the image flags to the engine (EngineLimits.images = imageLimitsOf(config)).
     test('--max-images-per-prompt 2: three images are a 422', async () => {
-      const three = await post('/generate', { inputs: `![](${dataUrl(cases.sequences[0]!.images[0]!)})`.repeat(3), parameters: { max_new_tokens: 1 } });
-      assert.equal(three.status, 422, three.text);
-      assert.equal(three.json.error, 'the request has 3 images; at most 2 per prompt (--max-images-per-prompt)');
+      await expect422(vs, `![](${fx.dataUrl(cases.sequences[0]!.images[0]!)})`.repeat(3), 'the request has 3 images; at most 2 per prompt (--max-images-per-prompt)');
     });
 
     test('a placeholder without its image is a 422; nothing is left holding KV blocks', async () => {
-      const bare = await post('/generate', { inputs: 'USER: <image>\nWhat? ASSISTANT:', parameters: { max_new_tokens: 1 } });
-      assert.equal(bare.status, 422, bare.text);
-      assert.match(bare.json.error, /^the prompt has 1 image placeholder \(<image>\) for 0 images/);
-      assert.equal(server.engine.stats().usedBlocks, 0, 'nothing left holding blocks');
+      await expect422(vs, 'USER: <image>\nWhat? ASSISTANT:', /^the prompt has 1 image placeholder \(<image>\) for 0 images/);
+      assert.equal(vs.server.engine.stats().usedBlocks, 0, 'nothing left holding blocks');
     });
   });
 }
