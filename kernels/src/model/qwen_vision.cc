@@ -163,13 +163,7 @@ const float* QwenVisionModel::w_opt(const std::string& name) const {
 }
 
 void QwenVisionModel::check_lora(const std::vector<VisionLoraPart>& parts) const {
-  for (const VisionLoraPart& p : parts) {
-    const auto [in, out] = target_shape(p.target);
-    if (in < 0) throw std::invalid_argument("vision lora: '" + p.target + "' is not a linear module of this vision tower");
-    if (p.rank <= 0 || static_cast<int64_t>(p.a.size()) != p.rank * in || static_cast<int64_t>(p.b.size()) != out * p.rank)
-      throw std::invalid_argument("vision lora: part '" + p.target + "' does not fit: A must be [rank, " +
-                                  std::to_string(in) + "] and B [" + std::to_string(out) + ", rank]");
-  }
+  check_vision_lora_parts(parts, "vision tower", [this](const std::string& t) { return target_shape(t); });
 }
 
 int64_t QwenVisionModel::tokens_for(int64_t height, int64_t width) const {

@@ -11,6 +11,7 @@
 // the projector are small next to the language model, so every tensor-parallel rank holds them whole and computes the
 // same features: no collective.
 #pragma once
+#include <stdexcept>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -55,6 +56,19 @@ struct VisionLoraPart {
   float scale = 1.0f;
   std::vector<float> a, b;  // A [rank, in], B [out, rank]
 };
+
+// Throws unless every part names a linear module of the tower (shape_of(target) gives its {in, out}; in < 0: none)
+// and its A and B fit that shape. `what` names the tower in the error ("vision tower", "vision plan").
+template <typename ShapeOf>
+void check_vision_lora_parts(const std::vector<VisionLoraPart>& parts, const char* what, ShapeOf shape_of) {
+  for (const VisionLoraPart& p : parts) {
+    const auto [in, out] = shape_of(p.target);
+    if (in < 0) throw std::invalid_argument("vision lora: '" + p.target + "' is not a linear module of this " + what);
+    if (p.rank <= 0 || static_cast<int64_t>(p.a.size()) != p.rank * in || static_cast<int64_t>(p.b.size()) != out * p.rank)
+      throw std::invalid_argument("vision lora: part '" + p.target + "' does not fit: A must be [rank, " +
+                                  std::to_string(in) + "] and B [" + std::to_string(out) + ", rank]");
+  }
+}
 
 class VisionModel {
  public:
